@@ -1,0 +1,23 @@
+// Bundles the server into one Node 20 CLI and the extension into one CommonJS file (vscode external).
+import { build } from 'esbuild';
+
+const common = { bundle: true, platform: 'node', target: 'node20', sourcemap: 'linked', logLevel: 'warning' };
+
+await Promise.all([
+  build({
+    ...common,
+    entryPoints: ['server/main.ts'],
+    outfile: 'dist/aibridge.cjs',
+    format: 'cjs',
+    banner: { js: '#!/usr/bin/env node' },
+  }),
+  build({
+    ...common,
+    entryPoints: ['extension/extension.ts'],
+    outfile: 'dist/extension.cjs',
+    format: 'cjs',
+    external: ['vscode'],
+  }),
+]);
+import { chmod } from 'node:fs/promises';
+await chmod('dist/aibridge.cjs', 0o755);

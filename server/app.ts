@@ -1,0 +1,108 @@
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import type { DestinationStream } from 'pino';
+import { auditRoutes } from './audit/audit-routes';
+import { Recorder } from './audit/recorder';
+import type { Config, UpstreamConfig } from './config';
+import { BridgeError, fromFastifyError } from './errors';
+import { apiAccessHook } from './http/access-hook';
+import { Authenticator } from './identity/auth';
+import { IdentityService } from './identity/identity-service';
+import { identityRoutes } from './identity/identity-routes';
+import { KeyHasher } from './identity/keys';
+import { anthropicAdapter } from './providers/anthropic-messages/anthropic-adapter';
+import type { ProviderAdapter } from './providers/types';
+import { providerRoutes } from './proxy/forward';
+import { createUpstreamAgent } from './proxy/upstream';
+import { EmbeddedStore } from './store/embedded/embedded-store';
+import type { Store } from './store/types';
+
+/** Every wire API the bridge serves; each brings its own prefix and error shape. */
+export const ADAPTERS: readonly ProviderAdapter[] = [anthropicAdapter];
+
+export interface BuildOptions {
+  /** Where logs go (tests capture them); default stdout. */
+  logStream?: DestinationStream;
+  /** A store to use instead of the one the config selects. */
+  store?: Store;
+}
+
+export interface Bridge {
+  app: FastifyInstance;
+  store: Store;
+  identity: IdentityService;
+  recorder: Recorder;
+  /** Stops accepting, lets open streams finish, flushes every record, releases everything. */
+  close(): Promise<void>;
+}
+
+const VERSION = '0.1.0';
+
+/** Builds the whole bridge from a validated config. `main.ts` and the tests build the same thing. */
+export async function buildApp(config: Config, opts: BuildOptions = {}): Promise<Bridge> {
+  const store = opts.store ?? new EmbeddedStore({ dataDir: config.dataDir });
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'headers.authorization'],
+        censor: '[redacted]',
+      },
+      ...(opts.logStream ? { stream: opts.logStream } : {}),
+    },
+    // One line per interception comes from the recorder; per-request access lines would double it.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimit,
+    return503OnClosing: true,
+    requestIdHeader: false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  });
+  await store.open().catch((err: unknown) => {
+    throw new Error(`cannot open the ${store.kind} store: ${(err as Error).message}`, { cause: err });
+  });
+
+  const hasher = await KeyHasher.load(config.dataDir, process.env.AIBRIDGE_KEY_HASH_SECRET);
+  const identity = new IdentityService(store, hasher);
+  const auth = new Authenticator(store, hasher);
+  const recorder = new Recorder(store, app.log);
+  const dispatcher = createUpstreamAgent(config.timeouts);
+
+  app.decorateRequest('principal', null);
+  app.setNotFoundHandler((req, reply) => {
+    const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
+    reply.code(e.status).send(e.toBody());
+  });
+  app.setErrorHandler((err, req, reply) => {
+    const e = fromFastifyError(err);
+    if (e.code === 'internal_error') req.log.error({ err }, 'request failed');
+    reply.code(e.status).send(e.toBody());
+  });
+
+  app.get('/healthz', { config: { access: 'public' } }, async () => ({ status: 'ok', version: VERSION, store: store.kind }));
+
+  await app.register(async (api) => {
+    api.addHook('onRequest', apiAccessHook(auth));
+    await api.register(identityRoutes(identity, store));
+    await api.register(auditRoutes(identity, store));
+  });
+
+  const upstreams: Record<string, UpstreamConfig> = config.upstreams;
+  for (const adapter of ADAPTERS) {
+    const upstream = upstreams[adapter.id];
+    if (!upstream) throw new Error(`no upstream configured for provider ${adapter.id}`);
+    await app.register(providerRoutes(adapter, { upstream, bodyLimit: config.bodyLimit, auth, recorder, dispatcher }), {
+      prefix: adapter.prefix,
+    });
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await app.close();
+      await recorder.drain();
+      await store.close();
+      await dispatcher.close();
+    })();
+    return closing;
+  };
+  return { app, store, identity, recorder, close };
+}

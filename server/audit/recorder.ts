@@ -1,0 +1,100 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { ApiName, Interception, InterceptionError, InterceptionStatus } from '../../shared/interception';
+import { emptyUsage } from '../../shared/usage';
+import type { Principal } from '../identity/auth';
+import type { RequestFacts, ResponseFacts } from '../providers/types';
+import type { Store } from '../store/types';
+
+/** What is known of an interception when its request is accepted. */
+export interface InterceptionStart {
+  id: string;
+  principal: Principal;
+  provider: string;
+  api: ApiName;
+  client: string;
+  request: RequestFacts;
+  startedAt: Date;
+}
+
+export interface InterceptionEnd {
+  status: InterceptionStatus;
+  httpStatus: number;
+  streamed: boolean;
+  response: ResponseFacts | null;
+  error: InterceptionError | null;
+  upstreamRequestId: string | null;
+  endedAt: Date;
+}
+
+/**
+ * Turns the proxy's view of a request into one interception record and hands it to the store.
+ * The proxy never waits on it: a slow disk must not slow a response.
+ */
+export class Recorder {
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly listeners: ((rec: Interception) => void)[] = [];
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  onRecorded(listener: (rec: Interception) => void): void {
+    this.listeners.push(listener);
+  }
+
+  finish(start: InterceptionStart, end: InterceptionEnd): void {
+    const { user, key } = start.principal;
+    const rec = {
+      id: start.id,
+      userId: user.id,
+      userEmail: user.email,
+      team: user.team,
+      keyId: key.id,
+      provider: start.provider,
+      api: start.api,
+      model: start.request.model ?? end.response?.model ?? null,
+      client: start.client,
+      sessionId: start.request.sessionId,
+      startedAt: start.startedAt.toISOString(),
+      endedAt: end.endedAt.toISOString(),
+      durationMs: end.endedAt.getTime() - start.startedAt.getTime(),
+      status: end.status,
+      httpStatus: end.httpStatus,
+      streamed: end.streamed,
+      usage: end.response?.usage ?? emptyUsage(),
+      prompt: start.request.prompt,
+      toolCalls: end.response?.toolCalls ?? [],
+      error: end.error ?? end.response?.error ?? null,
+      upstreamRequestId: end.upstreamRequestId,
+    };
+    this.log.info(
+      {
+        interceptionId: rec.id,
+        userId: rec.userId,
+        provider: rec.provider,
+        api: rec.api,
+        model: rec.model,
+        client: rec.client,
+        status: rec.status,
+        httpStatus: rec.httpStatus,
+        durationMs: rec.durationMs,
+        usage: rec.usage,
+      },
+      'interception',
+    );
+    const p = this.store
+      .appendInterception(rec)
+      .then((stored) => {
+        for (const l of this.listeners) l(stored);
+      })
+      .catch((err: unknown) => this.log.error({ err, interceptionId: rec.id }, 'failed to store interception'))
+      .finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+  }
+
+  /** Resolves when every record handed over so far has been stored (or has failed). */
+  async drain(): Promise<void> {
+    await Promise.all([...this.inFlight]);
+  }
+}

@@ -1,0 +1,135 @@
+import path from 'node:path';
+
+/** Where a provider's traffic goes and with which key. */
+export interface UpstreamConfig {
+  readonly baseUrl: string;
+  /** The organisation's key; undefined means the provider is not configured. */
+  readonly apiKey: string | undefined;
+}
+
+export interface TimeoutConfig {
+  /** TCP + TLS connect to the provider. */
+  readonly connectMs: number;
+  /** From request sent to response headers received. */
+  readonly headersMs: number;
+  /** Longest silence between two chunks of a response body. */
+  readonly idleMs: number;
+}
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly adminEmail: string;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Largest request body accepted, in bytes. */
+  readonly bodyLimit: number;
+  readonly shutdownGraceMs: number;
+  readonly timeouts: TimeoutConfig;
+  readonly upstreams: {
+    readonly anthropic: UpstreamConfig;
+  };
+}
+
+/** A setting with a bad value. The message names the setting so the admin can fix it. */
+export class ConfigError extends Error {
+  readonly code = 'invalid_config';
+  constructor(
+    readonly setting: string,
+    message: string,
+  ) {
+    super(`invalid configuration: ${setting}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Flags of `aibridge serve`, as parsed from argv (strings, unvalidated). */
+export interface ServeFlags {
+  host?: string | undefined;
+  port?: string | undefined;
+  'data-dir'?: string | undefined;
+  'body-limit'?: string | undefined;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Reads one setting: the flag wins over its env twin, which wins over the default. */
+function pick(
+  flag: string | undefined,
+  flagName: string,
+  env: Env,
+  envName: string,
+): { value: string; name: string } | undefined {
+  if (flag !== undefined) return { value: flag, name: flagName };
+  const v = env[envName];
+  if (v !== undefined && v !== '') return { value: v, name: envName };
+  return undefined;
+}
+
+function int(setting: { value: string; name: string } | undefined, fallback: number, min: number, max: number): number {
+  if (!setting) return fallback;
+  if (!/^\d+$/.test(setting.value.trim())) throw new ConfigError(setting.name, `expected a whole number, got "${setting.value}"`);
+  const n = Number(setting.value);
+  if (n < min || n > max) throw new ConfigError(setting.name, `expected a number from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+function url(env: Env, name: string, fallback: string): string {
+  const raw = env[name] || fallback;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `expected an http(s) URL, got "${raw}"`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new ConfigError(name, `expected an http(s) URL, got "${raw}"`);
+  }
+  if (parsed.search || parsed.hash) throw new ConfigError(name, 'must not have a query string or fragment');
+  return raw.replace(/\/+$/, '');
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
+export function loadConfig(flags: ServeFlags, env: Env): Config {
+  const host = pick(flags.host, '--host', env, 'AIBRIDGE_HOST')?.value ?? '127.0.0.1';
+  if (!/^[\w.:-]+$/.test(host)) throw new ConfigError(flags.host ? '--host' : 'AIBRIDGE_HOST', `"${host}" is not a host name or address`);
+  const port = int(pick(flags.port, '--port', env, 'AIBRIDGE_PORT'), 7410, 0, 65535);
+  const dataDir = path.resolve(pick(flags['data-dir'], '--data-dir', env, 'AIBRIDGE_DATA_DIR')?.value ?? '.aibridge');
+  const adminEmail = env.AIBRIDGE_ADMIN_EMAIL || 'admin@localhost';
+  if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) throw new ConfigError('AIBRIDGE_ADMIN_EMAIL', `"${adminEmail}" is not an email address`);
+  const level = (env.AIBRIDGE_LOG_LEVEL || 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError('AIBRIDGE_LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
+  }
+  const config: Config = {
+    host,
+    port,
+    dataDir,
+    adminEmail,
+    logLevel: level as Config['logLevel'],
+    bodyLimit: int(pick(flags['body-limit'], '--body-limit', env, 'AIBRIDGE_BODY_LIMIT'), 32 * 1024 * 1024, 1024, 1024 ** 3),
+    shutdownGraceMs: int(pick(undefined, '', env, 'AIBRIDGE_SHUTDOWN_GRACE_MS'), 30_000, 0, 3_600_000),
+    timeouts: {
+      connectMs: int(pick(undefined, '', env, 'AIBRIDGE_CONNECT_TIMEOUT_MS'), 10_000, 1, 600_000),
+      headersMs: int(pick(undefined, '', env, 'AIBRIDGE_HEADERS_TIMEOUT_MS'), 600_000, 1, 3_600_000),
+      idleMs: int(pick(undefined, '', env, 'AIBRIDGE_IDLE_TIMEOUT_MS'), 300_000, 1, 3_600_000),
+    },
+    upstreams: {
+      anthropic: {
+        baseUrl: url(env, 'AIBRIDGE_ANTHROPIC_BASE_URL', 'https://api.anthropic.com'),
+        apiKey: env.AIBRIDGE_ANTHROPIC_API_KEY || undefined,
+      },
+    },
+  };
+  return deepFreeze(config);
+}

@@ -1,0 +1,47 @@
+import { type BridgeErrorBody, ERROR_CODES, type ErrorCode } from '../shared/errors';
+
+/** An error the bridge answers with: a stable code, an HTTP status and, when there is one, the cause. */
+export class BridgeError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERROR_CODES[code].message, options);
+    this.name = 'BridgeError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+  }
+
+  toBody(): BridgeErrorBody {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+export function isBridgeError(err: unknown): err is BridgeError {
+  return err instanceof BridgeError;
+}
+
+/** Fastify's own errors (validation, body limit, content type) mapped onto bridge codes. */
+export function fromFastifyError(err: unknown): BridgeError {
+  if (isBridgeError(err)) return err;
+  const e = err as { code?: string; statusCode?: number; validation?: unknown; message?: string };
+  if (e.validation) return new BridgeError('invalid_request', e.message, { cause: err });
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new BridgeError('body_too_large', undefined, { cause: err });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new BridgeError('unsupported_media_type', undefined, { cause: err });
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new BridgeError('invalid_json', undefined, { cause: err });
+  }
+  if (e.statusCode === 400 || (err instanceof SyntaxError && e.message?.includes('JSON'))) {
+    return new BridgeError('invalid_json', undefined, { cause: err });
+  }
+  if (e.statusCode === 413) return new BridgeError('body_too_large', undefined, { cause: err });
+  if (e.statusCode === 415) return new BridgeError('unsupported_media_type', undefined, { cause: err });
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return new BridgeError('invalid_request', e.message, { cause: err });
+  }
+  return new BridgeError('internal_error', undefined, { cause: err });
+}

@@ -1,0 +1,87 @@
+import { type Static, Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { BridgeError } from '../errors';
+import { principalOf } from '../http/access';
+import { type IdentityService, keyInfo } from './identity-service';
+import type { Store } from '../store/types';
+
+const NewUserBody = Type.Object(
+  {
+    email: Type.String({ format: 'email', maxLength: 320 }),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    team: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    role: Type.Optional(Type.Union([Type.Literal('admin'), Type.Literal('member')])),
+  },
+  { additionalProperties: false },
+);
+
+const NewKeyBody = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    expiresAt: Type.Optional(Type.String({ format: 'date-time' })),
+  },
+  { additionalProperties: false },
+);
+
+const EmailParams = Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) });
+const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
+
+/** Users and keys: `/api/v1/users`, `/api/v1/users/:email/keys`, `/api/v1/keys/:id`, `/api/v1/me`. */
+export function identityRoutes(identity: IdentityService, store: Store): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/api/v1/me', { config: { access: 'member' } }, async (req) => {
+      const { user, key } = principalOf(req);
+      return { user, key: keyInfo(key) };
+    });
+
+    app.post<{ Body: Static<typeof NewUserBody> }>(
+      '/api/v1/users',
+      { config: { access: 'admin' }, schema: { body: NewUserBody } },
+      async (req, reply) => {
+        const user = await identity.createUser(req.body);
+        return reply.code(201).send(user);
+      },
+    );
+
+    app.get('/api/v1/users', { config: { access: 'admin' } }, async () => ({ items: await store.listUsers() }));
+
+    app.get<{ Params: Static<typeof EmailParams> }>(
+      '/api/v1/users/:email/keys',
+      { config: { access: 'admin' }, schema: { params: EmailParams } },
+      async (req) => {
+        const user = await identity.findUser(req.params.email);
+        return { items: (await store.listKeys(user.id)).map(keyInfo) };
+      },
+    );
+
+    app.post<{ Params: Static<typeof EmailParams>; Body: Static<typeof NewKeyBody> | undefined }>(
+      '/api/v1/users/:email/keys',
+      { config: { access: 'admin' }, schema: { params: EmailParams, body: Type.Optional(NewKeyBody) } },
+      async (req, reply) => {
+        const user = await identity.findUser(req.params.email);
+        const expiresAt = req.body?.expiresAt;
+        if (expiresAt && Date.parse(expiresAt) <= Date.now()) {
+          throw new BridgeError('invalid_request', 'expiresAt must be in the future.');
+        }
+        const created = await identity.issueKey(user, { name: req.body?.name, expiresAt });
+        return reply.code(201).send(created);
+      },
+    );
+
+    app.delete<{ Params: Static<typeof IdParams> }>(
+      '/api/v1/keys/:id',
+      { config: { access: 'member' }, schema: { params: IdParams } },
+      async (req) => {
+        const { user } = principalOf(req);
+        const key = await store.getKey(req.params.id);
+        // Members may revoke their own keys; anyone else's is an admin's business, and a member
+        // must not learn whether someone else's key id exists.
+        if (!key || (user.role !== 'admin' && key.userId !== user.id)) {
+          if (user.role !== 'admin') throw new BridgeError('forbidden', 'Members may revoke only their own keys.');
+          throw new BridgeError('key_not_found', `No key ${req.params.id}.`);
+        }
+        return identity.revokeKey(req.params.id);
+      },
+    );
+  };
+}

@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto';
+import type { CreatedKey, KeyInfo, Role, User } from '../../shared/identity';
+import { BridgeError } from '../errors';
+import type { KeyRecord, Store } from '../store/types';
+import { displayPrefix, generateKey, type KeyHasher, newKeyId } from './keys';
+
+export interface NewUserInput {
+  email: string;
+  name?: string | undefined;
+  team?: string | undefined;
+  role?: Role | undefined;
+}
+
+export function keyInfo(k: KeyRecord): KeyInfo {
+  const { hash: _hash, ...info } = k;
+  return info;
+}
+
+/** Users and keys: the rules (unique emails, keys shown once, stored hashed) in one place. */
+export class IdentityService {
+  constructor(
+    private readonly store: Store,
+    private readonly hasher: KeyHasher,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  async createUser(input: NewUserInput): Promise<User> {
+    const email = input.email.trim().toLowerCase();
+    if (await this.store.getUserByEmail(email)) throw new BridgeError('user_exists', `A user with email ${email} already exists.`);
+    const user: User = {
+      id: `usr_${randomUUID().replaceAll('-', '').slice(0, 20)}`,
+      email,
+      name: input.name ?? null,
+      team: input.team ?? null,
+      role: input.role ?? 'member',
+      createdAt: this.now().toISOString(),
+    };
+    await this.store.createUser(user);
+    return user;
+  }
+
+  async findUser(emailOrId: string): Promise<User> {
+    const user = (await this.store.getUserByEmail(emailOrId)) ?? (await this.store.getUserById(emailOrId));
+    if (!user) throw new BridgeError('user_not_found', `No user ${emailOrId}.`);
+    return user;
+  }
+
+  async issueKey(user: User, opts: { name?: string | undefined; expiresAt?: string | undefined } = {}): Promise<CreatedKey> {
+    const key = generateKey();
+    const record: KeyRecord = {
+      id: newKeyId(),
+      userId: user.id,
+      name: opts.name ?? null,
+      prefix: displayPrefix(key),
+      hash: this.hasher.hash(key),
+      createdAt: this.now().toISOString(),
+      expiresAt: opts.expiresAt ? new Date(opts.expiresAt).toISOString() : null,
+      revokedAt: null,
+      lastUsedAt: null,
+    };
+    await this.store.createKey(record);
+    return { id: record.id, key, prefix: record.prefix, expiresAt: record.expiresAt };
+  }
+
+  async revokeKey(id: string): Promise<KeyInfo> {
+    const key = await this.store.revokeKey(id, this.now().toISOString());
+    if (!key) throw new BridgeError('key_not_found', `No key ${id}.`);
+    return keyInfo(key);
+  }
+
+  /** On an empty store, creates the first admin and a key for them; returns the key, else undefined. */
+  async bootstrapAdmin(email: string): Promise<CreatedKey | undefined> {
+    if ((await this.store.countUsers()) > 0) return undefined;
+    const admin = await this.createUser({ email, name: 'Administrator', role: 'admin' });
+    return this.issueKey(admin, { name: 'bootstrap admin key' });
+  }
+}

@@ -1,0 +1,162 @@
+import { parseArgs } from 'node:util';
+import type { CreatedKey, User } from '../shared/identity';
+import { buildApp } from './app';
+import { bootstrapAdmin } from './bootstrap';
+import { type AdminTarget, CliError, callApi, resolveTarget } from './cli/admin-client';
+import { ConfigError, loadConfig } from './config';
+
+const USAGE = `Usage:
+  aibridge serve [--host H] [--port P] [--data-dir D] [--body-limit BYTES]
+  aibridge users create --email E [--name N] [--team T] [--role admin|member]
+  aibridge users list
+  aibridge keys create --email E [--name N] [--expires-at ISO-8601]
+  aibridge keys list --email E
+  aibridge keys revoke ID
+
+Admin commands take --url (AIBRIDGE_URL) and --admin-key (AIBRIDGE_ADMIN_KEY); by default they use
+http://127.0.0.1:7410 and <data-dir>/admin.key. See docs/cli.md.`;
+
+const ADMIN_OPTIONS = {
+  url: { type: 'string' },
+  'admin-key': { type: 'string' },
+  'data-dir': { type: 'string' },
+  email: { type: 'string' },
+  name: { type: 'string' },
+  team: { type: 'string' },
+  role: { type: 'string' },
+  'expires-at': { type: 'string' },
+} as const;
+
+async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'body-limit': { type: 'string' },
+    },
+    strict: true,
+  });
+  const config = loadConfig(values, process.env);
+  const bridge = await buildApp(config);
+  const created = await bootstrapAdmin(bridge.identity, config.dataDir, config.adminEmail);
+  if (created) {
+    // The one time a secret is printed, by design: the admin needs it to issue the first keys.
+    process.stdout.write(
+      `Created admin user ${config.adminEmail}. Admin key (shown once, also saved to ${config.dataDir}/admin.key):\n${created.key}\n`,
+    );
+  }
+  const address = await bridge.app.listen({ host: config.host, port: config.port });
+  const { port } = new URL(address);
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  process.stdout.write(`aibridge listening on http://${host}:${port}\n`);
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      process.stderr.write(`aibridge: second ${signal}, exiting now\n`);
+      process.exit(1);
+    }
+    stopping = true;
+    bridge.app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: draining open streams');
+    const force = setTimeout(() => {
+      bridge.app.log.warn('grace period over: closing remaining connections');
+      bridge.app.server.closeAllConnections();
+    }, config.shutdownGraceMs);
+    force.unref();
+    bridge.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        bridge.app.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+function need(value: string | undefined, flag: string): string {
+  if (!value) throw new CliError(`${flag} is required`);
+  return value;
+}
+
+function printUser(u: User): void {
+  process.stdout.write(`${JSON.stringify(u, null, 2)}\n`);
+}
+
+async function admin(command: string, sub: string | undefined, args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
+  const target: AdminTarget = resolveTarget(values, process.env);
+  const email = (): string => encodeURIComponent(need(values.email, '--email'));
+  switch (`${command} ${sub ?? ''}`) {
+    case 'users create': {
+      const body = { email: need(values.email, '--email'), name: values.name, team: values.team, role: values.role };
+      printUser((await callApi(target, 'POST', '/api/v1/users', body)) as User);
+      return;
+    }
+    case 'users list': {
+      const { items } = (await callApi(target, 'GET', '/api/v1/users')) as { items: User[] };
+      for (const u of items) process.stdout.write(`${u.id}\t${u.email}\t${u.role}\t${u.team ?? '-'}\n`);
+      return;
+    }
+    case 'keys create': {
+      const body = { name: values.name, expiresAt: values['expires-at'] };
+      const k = (await callApi(target, 'POST', `/api/v1/users/${email()}/keys`, body)) as CreatedKey;
+      process.stderr.write(`Key ${k.id} (${k.prefix}…) for ${values.email}, expires ${k.expiresAt ?? 'never'}. Shown once:\n`);
+      process.stdout.write(`${k.key}\n`);
+      return;
+    }
+    case 'keys list': {
+      const { items } = (await callApi(target, 'GET', `/api/v1/users/${email()}/keys`)) as {
+        items: { id: string; prefix: string; revokedAt: string | null; expiresAt: string | null; lastUsedAt: string | null }[];
+      };
+      for (const k of items) {
+        const state = k.revokedAt ? 'revoked' : k.expiresAt && Date.parse(k.expiresAt) < Date.now() ? 'expired' : 'active';
+        process.stdout.write(`${k.id}\t${k.prefix}…\t${state}\tlast used ${k.lastUsedAt ?? 'never'}\n`);
+      }
+      return;
+    }
+    case 'keys revoke': {
+      const id = need(positionals[0], 'the key id');
+      await callApi(target, 'DELETE', `/api/v1/keys/${encodeURIComponent(id)}`);
+      process.stdout.write(`revoked ${id}\n`);
+      return;
+    }
+    default:
+      throw new CliError(`unknown command: ${command} ${sub ?? ''}\n${USAGE}`);
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, sub, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(argv.slice(1));
+    case 'users':
+    case 'keys':
+      return admin(command, sub, rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return;
+    default:
+      throw new CliError(`unknown command: ${command}\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError || err instanceof CliError) {
+    process.stderr.write(`aibridge: ${err.message}\n`);
+    process.exit(2);
+  }
+  if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`aibridge: ${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`aibridge: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,186 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ApiName, ToolCallRecord } from '../../../shared/interception';
+import { emptyUsage, type Usage } from '../../../shared/usage';
+import { capText, errorFromBody, isObject, mcpServerOf, num, parseArguments, str } from '../common';
+import type { JsonObject, ProviderAdapter, RequestFacts, ResponseFacts, SseEvent, StreamMeter } from '../types';
+
+/** Anthropic's error `type` for each status the bridge answers with. */
+function errorType(status: number): string {
+  switch (status) {
+    case 400:
+      return 'invalid_request_error';
+    case 401:
+      return 'authentication_error';
+    case 403:
+      return 'permission_error';
+    case 404:
+      return 'not_found_error';
+    case 413:
+      return 'request_too_large';
+    case 429:
+      return 'rate_limit_error';
+    case 529:
+      return 'overloaded_error';
+    default:
+      return status >= 500 ? 'api_error' : 'invalid_request_error';
+  }
+}
+
+/** Claude Code wraps injected context in `<system-reminder>` blocks; they are not what the user typed. */
+function isReminder(text: string): boolean {
+  const t = text.trimStart();
+  return t.startsWith('<system-reminder>') && t.trimEnd().endsWith('</system-reminder>');
+}
+
+/** The text of the last user turn that has text (tool-result-only turns are the agent's, not the user's). */
+export function lastUserPrompt(messages: unknown): string | null {
+  if (!Array.isArray(messages)) return null;
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m: unknown = messages[i];
+    if (!isObject(m) || m.role !== 'user') continue;
+    if (typeof m.content === 'string') return capText(m.content);
+    if (!Array.isArray(m.content)) continue;
+    const texts: string[] = [];
+    for (const block of m.content as unknown[]) {
+      if (isObject(block) && block.type === 'text' && typeof block.text === 'string' && !isReminder(block.text)) {
+        texts.push(block.text);
+      }
+    }
+    if (texts.length > 0) return capText(texts.join('\n'));
+  }
+  return null;
+}
+
+/** Anthropic reports input excluding cache reads and writes, which is already our normal form. */
+function usageFrom(u: unknown, into: Usage = emptyUsage()): Usage {
+  if (!isObject(u)) return into;
+  if ('input_tokens' in u) into.input = num(u.input_tokens);
+  if ('output_tokens' in u) into.output = num(u.output_tokens);
+  if ('cache_read_input_tokens' in u) into.cacheRead = num(u.cache_read_input_tokens);
+  if ('cache_creation_input_tokens' in u) into.cacheWrite = num(u.cache_creation_input_tokens);
+  return into;
+}
+
+function toolCall(block: Record<string, unknown>, input: unknown, at: Date): ToolCallRecord {
+  const name = str(block.name) ?? 'unknown';
+  return { id: str(block.id) ?? '', name, server: mcpServerOf(name), input, injected: false, at: at.toISOString() };
+}
+
+const TOOL_BLOCKS = new Set(['tool_use', 'server_tool_use', 'mcp_tool_use']);
+
+class MessagesStreamMeter implements StreamMeter {
+  private readonly usage = emptyUsage();
+  private readonly toolCalls: ToolCallRecord[] = [];
+  private model: string | null = null;
+  private error: ResponseFacts['error'] = null;
+  /** Tool-use blocks still streaming their input, by content index. */
+  private readonly open = new Map<number, { block: Record<string, unknown>; json: string; at: Date }>();
+
+  onEvent(ev: SseEvent, at: Date): void {
+    if (ev.event === 'ping') return;
+    let data: unknown;
+    try {
+      data = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    if (!isObject(data)) return;
+    switch (data.type) {
+      case 'message_start':
+        if (isObject(data.message)) {
+          this.model = str(data.message.model);
+          usageFrom(data.message.usage, this.usage);
+        }
+        break;
+      case 'message_delta':
+        // Counts here are cumulative for the message, so they replace what message_start said.
+        usageFrom(data.usage, this.usage);
+        break;
+      case 'content_block_start':
+        if (isObject(data.content_block) && TOOL_BLOCKS.has(String(data.content_block.type))) {
+          this.open.set(num(data.index), { block: data.content_block, json: '', at });
+        }
+        break;
+      case 'content_block_delta': {
+        const t = this.open.get(num(data.index));
+        if (t && isObject(data.delta) && data.delta.type === 'input_json_delta') {
+          t.json += str(data.delta.partial_json) ?? '';
+        }
+        break;
+      }
+      case 'content_block_stop': {
+        const t = this.open.get(num(data.index));
+        if (t) {
+          this.open.delete(num(data.index));
+          const input = t.json === '' && isObject(t.block.input) ? t.block.input : parseArguments(t.json);
+          this.toolCalls.push(toolCall(t.block, input, t.at));
+        }
+        break;
+      }
+      case 'error':
+        this.error = errorFromBody(0, data);
+        break;
+    }
+  }
+
+  result(): ResponseFacts {
+    return { usage: { ...this.usage }, toolCalls: [...this.toolCalls], model: this.model, error: this.error };
+  }
+}
+
+/** The Anthropic Messages API (`/v1/messages`); everything else under /anthropic is passed through. */
+export const anthropicAdapter: ProviderAdapter = {
+  id: 'anthropic',
+  prefix: '/anthropic',
+  requestIdHeader: 'request-id',
+
+  endpoint(method: string, path: string): ApiName | null {
+    return method === 'POST' && path === '/v1/messages' ? 'messages' : null;
+  },
+
+  authHeaders(apiKey: string): Record<string, string> {
+    return { 'x-api-key': apiKey };
+  },
+
+  describeRequest(_api: ApiName, body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
+    const sessionHeader = headers['x-claude-code-session-id'];
+    const metadata = isObject(body.metadata) ? body.metadata : undefined;
+    return {
+      model: str(body.model),
+      prompt: lastUserPrompt(body.messages),
+      sessionId: (typeof sessionHeader === 'string' && sessionHeader) || str(metadata?.user_id),
+    };
+  },
+
+  prepareBody(_api: ApiName, _body: JsonObject, raw: Buffer): Buffer {
+    return raw;
+  },
+
+  fromJson(_api: ApiName, json: unknown, at: Date): ResponseFacts {
+    if (!isObject(json)) return { usage: emptyUsage(), toolCalls: [], model: null, error: null };
+    const toolCalls: ToolCallRecord[] = [];
+    if (Array.isArray(json.content)) {
+      for (const block of json.content as unknown[]) {
+        if (isObject(block) && TOOL_BLOCKS.has(String(block.type))) toolCalls.push(toolCall(block, block.input ?? {}, at));
+      }
+    }
+    return {
+      usage: usageFrom(json.usage),
+      toolCalls,
+      model: str(json.model),
+      error: json.type === 'error' ? errorFromBody(0, json) : null,
+    };
+  },
+
+  createStreamMeter(): StreamMeter {
+    return new MessagesStreamMeter();
+  },
+
+  errorBody(status: number, message: string): unknown {
+    return { type: 'error', error: { type: errorType(status), message } };
+  },
+
+  streamError(status: number, message: string): string {
+    return `event: error\ndata: ${JSON.stringify(this.errorBody(status, message))}\n\n`;
+  },
+};

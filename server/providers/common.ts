@@ -1,0 +1,47 @@
+import type { InterceptionError } from '../../shared/interception';
+
+/** Longest prompt kept on a record, in characters. */
+export const PROMPT_LIMIT = 64 * 1024;
+
+/** `mcp__<server>__<tool>` is how agents name MCP tools; the server part is worth its own field. */
+export function mcpServerOf(toolName: string): string | null {
+  if (!toolName.startsWith('mcp__')) return null;
+  const rest = toolName.slice(5);
+  const end = rest.indexOf('__');
+  return end > 0 ? rest.slice(0, end) : null;
+}
+
+/** Tool arguments as JSON where they are JSON, else the string as sent. */
+export function parseArguments(raw: string): unknown {
+  if (raw.trim() === '') return {};
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+export function capText(text: string): string {
+  return text.length > PROMPT_LIMIT ? text.slice(0, PROMPT_LIMIT) : text;
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function num(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+}
+
+export function str(v: unknown): string | null {
+  return typeof v === 'string' ? v : null;
+}
+
+/** A provider error body `{error: {type, message}}` (both providers nest it so) as a record error. */
+export function errorFromBody(status: number, body: unknown): InterceptionError {
+  const inner = isObject(body) && isObject(body.error) ? body.error : undefined;
+  return {
+    type: str(inner?.type) ?? str(inner?.code) ?? `http_${status}`,
+    message: str(inner?.message) ?? `upstream answered ${status}`,
+  };
+}

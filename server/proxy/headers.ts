@@ -1,0 +1,59 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) and framing the bridge recomputes. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'host',
+  'content-length',
+  'http2-settings',
+]);
+
+/** The client's credentials for the bridge: never forwarded, only the organisation's key is. */
+const CLIENT_CREDENTIALS = new Set(['authorization', 'x-api-key', 'cookie', 'proxy-authorization', 'proxy-authenticate']);
+
+function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+  const c = headers.connection;
+  const v = Array.isArray(c) ? c.join(',') : (c ?? '');
+  return new Set(
+    v
+      .split(',')
+      .map((t) => t.trim().toLowerCase())
+      .filter(Boolean),
+  );
+}
+
+/** Client request headers as they go upstream, before the adapter adds the upstream key. */
+export function upstreamRequestHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const named = connectionTokens(headers);
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (HOP_BY_HOP.has(name) || CLIENT_CREDENTIALS.has(name) || named.has(name) || name.startsWith('proxy-')) continue;
+    out[name] = value;
+  }
+  // The bridge reads usage from the bytes it relays, so it asks for them uncompressed.
+  out['accept-encoding'] = 'identity';
+  return out;
+}
+
+/** Upstream response headers as they go to the client. */
+export function clientResponseHeaders(headers: IncomingHttpHeaders, keepLength: boolean): OutgoingHttpHeaders {
+  const named = connectionTokens(headers);
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (name === 'content-length' && keepLength) {
+      out[name] = Array.isArray(value) ? value[0] : value;
+      continue;
+    }
+    if (HOP_BY_HOP.has(name) || named.has(name) || name.startsWith('proxy-') || name === 'set-cookie') continue;
+    out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,185 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Low } from 'lowdb';
+import type { User } from '../../../shared/identity';
+import type { Interception, Page } from '../../../shared/interception';
+import { decodeCursor, encodeCursor } from '../cursor';
+import type { InterceptionFilter, KeyRecord, NewInterception, Store } from '../types';
+import { AtomicJsonFile } from './atomic-json-file';
+import { Journal, type JournalWarning } from './journal';
+
+interface DbShape {
+  version: 1;
+  users: User[];
+  keys: KeyRecord[];
+}
+
+export interface EmbeddedStoreOptions {
+  dataDir: string;
+  onWarning?: (w: JournalWarning) => void;
+  /** How long last-use times may wait before they are written (they are informative only). */
+  touchFlushMs?: number;
+}
+
+function matches(rec: Interception, f: InterceptionFilter): boolean {
+  return (
+    (f.userId === undefined || rec.userId === f.userId) &&
+    (f.provider === undefined || rec.provider === f.provider) &&
+    (f.api === undefined || rec.api === f.api) &&
+    (f.model === undefined || rec.model === f.model) &&
+    (f.client === undefined || rec.client === f.client) &&
+    (f.since === undefined || rec.startedAt >= f.since) &&
+    (f.until === undefined || rec.startedAt < f.until)
+  );
+}
+
+/**
+ * The default store: users and keys in a lowdb JSON file replaced atomically on each change,
+ * interceptions in an append-only journal (never a rewrite of one growing file per request).
+ */
+export class EmbeddedStore implements Store {
+  readonly kind = 'embedded';
+  private readonly db: Low<DbShape>;
+  private readonly journal: Journal;
+  private readonly usersById = new Map<string, User>();
+  private readonly usersByEmail = new Map<string, User>();
+  private readonly keysById = new Map<string, KeyRecord>();
+  private readonly keysByHash = new Map<string, KeyRecord>();
+  private readonly records: Interception[] = [];
+  private nextSeq = 1;
+  private touchTimer: NodeJS.Timeout | undefined;
+  private readonly touchFlushMs: number;
+
+  constructor(private readonly opts: EmbeddedStoreOptions) {
+    this.db = new Low(new AtomicJsonFile<DbShape>(path.join(opts.dataDir, 'db.json')), {
+      version: 1,
+      users: [],
+      keys: [],
+    });
+    this.journal = new Journal({
+      dir: path.join(opts.dataDir, 'interceptions'),
+      ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+    });
+    this.touchFlushMs = opts.touchFlushMs ?? 5_000;
+  }
+
+  async open(): Promise<void> {
+    await fs.mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    await this.db.read();
+    for (const u of this.db.data.users) this.indexUser(u);
+    for (const k of this.db.data.keys) this.indexKey(k);
+    await this.journal.open((json) => {
+      const rec = JSON.parse(json) as Interception;
+      this.records.push(rec);
+      this.nextSeq = Math.max(this.nextSeq, rec.seq + 1);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.touchTimer) {
+      clearTimeout(this.touchTimer);
+      this.touchTimer = undefined;
+      await this.db.write();
+    }
+    await this.journal.close();
+  }
+
+  private indexUser(u: User): void {
+    this.usersById.set(u.id, u);
+    this.usersByEmail.set(u.email.toLowerCase(), u);
+  }
+
+  private indexKey(k: KeyRecord): void {
+    this.keysById.set(k.id, k);
+    this.keysByHash.set(k.hash, k);
+  }
+
+  async countUsers(): Promise<number> {
+    return this.usersById.size;
+  }
+
+  async createUser(user: User): Promise<void> {
+    this.db.data.users.push(user);
+    this.indexUser(user);
+    await this.db.write();
+  }
+
+  async getUserById(id: string): Promise<User | undefined> {
+    return this.usersById.get(id);
+  }
+
+  async getUserByEmail(email: string): Promise<User | undefined> {
+    return this.usersByEmail.get(email.toLowerCase());
+  }
+
+  async listUsers(): Promise<User[]> {
+    return [...this.db.data.users];
+  }
+
+  async createKey(key: KeyRecord): Promise<void> {
+    this.db.data.keys.push(key);
+    this.indexKey(key);
+    await this.db.write();
+  }
+
+  async findKeyByHash(hash: string): Promise<KeyRecord | undefined> {
+    return this.keysByHash.get(hash);
+  }
+
+  async getKey(id: string): Promise<KeyRecord | undefined> {
+    return this.keysById.get(id);
+  }
+
+  async listKeys(userId: string): Promise<KeyRecord[]> {
+    return this.db.data.keys.filter((k) => k.userId === userId);
+  }
+
+  async revokeKey(id: string, at: string): Promise<KeyRecord | undefined> {
+    const key = this.keysById.get(id);
+    if (!key) return undefined;
+    if (!key.revokedAt) {
+      key.revokedAt = at;
+      await this.db.write();
+    }
+    return key;
+  }
+
+  touchKey(id: string, at: string): void {
+    const key = this.keysById.get(id);
+    if (!key) return;
+    key.lastUsedAt = at;
+    if (this.touchTimer) return;
+    this.touchTimer = setTimeout(() => {
+      this.touchTimer = undefined;
+      this.db.write().catch(() => undefined);
+    }, this.touchFlushMs);
+    this.touchTimer.unref();
+  }
+
+  async appendInterception(rec: NewInterception): Promise<Interception> {
+    const full: Interception = { ...rec, seq: this.nextSeq++ };
+    this.records.push(full);
+    await this.journal.append(JSON.stringify(full));
+    return full;
+  }
+
+  async listInterceptions(filter: InterceptionFilter, limit: number, cursor?: string): Promise<Page<Interception>> {
+    const below = cursor === undefined ? Number.POSITIVE_INFINITY : decodeCursor(cursor);
+    // Records are in seq order: binary-search the starting point, then walk back.
+    let lo = 0;
+    let hi = this.records.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.records[mid]!.seq < below) lo = mid + 1;
+      else hi = mid;
+    }
+    const items: Interception[] = [];
+    for (let i = lo - 1; i >= 0; i--) {
+      const rec = this.records[i]!;
+      if (!matches(rec, filter)) continue;
+      if (items.length === limit) return { items, nextCursor: encodeCursor(items.at(-1)!.seq) };
+      items.push(rec);
+    }
+    return { items, nextCursor: null };
+  }
+}

@@ -1,0 +1,174 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { crc32 } from 'node:zlib';
+
+export interface JournalWarning {
+  file: string;
+  offset: number;
+  reason: string;
+}
+
+export interface JournalOptions {
+  dir: string;
+  /** A segment is closed and a new one started once it grows past this size. */
+  segmentBytes?: number;
+  onWarning?: (w: JournalWarning) => void;
+}
+
+interface Pending {
+  bytes: Buffer;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+const SEGMENT_RE = /^seg-(\d{6,})\.jsonl$/;
+
+function segmentName(n: number): string {
+  return `seg-${String(n).padStart(6, '0')}.jsonl`;
+}
+
+/** `<crc32 hex> <json>\n`: the checksum tells a torn or altered line from a good one. */
+function encodeLine(json: string): Buffer {
+  const body = Buffer.from(json, 'utf8');
+  const sum = crc32(body).toString(16).padStart(8, '0');
+  return Buffer.concat([Buffer.from(`${sum} `), body, Buffer.from('\n')]);
+}
+
+function decodeLine(line: Buffer): string | undefined {
+  if (line.length < 10 || line[8] !== 0x20) return undefined;
+  const sum = line.subarray(0, 8).toString('latin1');
+  const body = line.subarray(9);
+  if (crc32(body).toString(16).padStart(8, '0') !== sum) return undefined;
+  return body.toString('utf8');
+}
+
+/**
+ * An append-only journal of JSON entries in size-capped segment files. Appends are group-committed:
+ * whatever arrives while one write+fsync is under way goes out together in the next one, so
+ * concurrent requests share an fsync and durability does not cost throughput.
+ */
+export class Journal {
+  private readonly dir: string;
+  private readonly segmentBytes: number;
+  private readonly onWarning: (w: JournalWarning) => void;
+  private fh: fs.FileHandle | undefined;
+  private segment = 0;
+  private size = 0;
+  private pending: Pending[] = [];
+  private flushing: Promise<void> | null = null;
+
+  constructor(opts: JournalOptions) {
+    this.dir = opts.dir;
+    this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
+    this.onWarning = opts.onWarning ?? (() => undefined);
+  }
+
+  /**
+   * Opens the journal, calling `onEntry` for every intact entry in order. A torn tail (the last
+   * entries of the last segment, cut short by a crash) is moved aside to `<segment>.torn-<offset>`
+   * and the segment truncated; a bad entry elsewhere is skipped. Both are reported, neither stops
+   * the journal from opening.
+   */
+  async open(onEntry: (json: string) => void): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const names = (await fs.readdir(this.dir)).filter((n) => SEGMENT_RE.test(n)).sort();
+    for (const [i, name] of names.entries()) {
+      await this.replay(path.join(this.dir, name), i === names.length - 1, onEntry);
+    }
+    const last = names.at(-1);
+    this.segment = last ? Number(SEGMENT_RE.exec(last)![1]) : 1;
+    await this.openSegment();
+  }
+
+  private async replay(file: string, isLast: boolean, onEntry: (json: string) => void): Promise<void> {
+    const buf = await fs.readFile(file);
+    let offset = 0;
+    let firstBadTail = -1;
+    const bad: number[] = [];
+    while (offset < buf.length) {
+      const nl = buf.indexOf(0x0a, offset);
+      const end = nl === -1 ? buf.length : nl;
+      const json = nl === -1 ? undefined : decodeLine(buf.subarray(offset, end));
+      if (json === undefined) {
+        if (firstBadTail === -1) firstBadTail = offset;
+        bad.push(offset);
+      } else {
+        let parsedOk = true;
+        try {
+          JSON.parse(json);
+        } catch {
+          parsedOk = false;
+        }
+        if (parsedOk) {
+          for (const b of bad) this.onWarning({ file, offset: b, reason: 'corrupt entry skipped' });
+          bad.length = 0;
+          firstBadTail = -1;
+          onEntry(json);
+        } else {
+          if (firstBadTail === -1) firstBadTail = offset;
+          bad.push(offset);
+        }
+      }
+      offset = end + 1;
+    }
+    if (firstBadTail === -1) return;
+    if (!isLast) {
+      for (const b of bad) this.onWarning({ file, offset: b, reason: 'corrupt entry skipped' });
+      return;
+    }
+    const aside = `${file}.torn-${firstBadTail}`;
+    await fs.writeFile(aside, buf.subarray(firstBadTail), { mode: 0o600 });
+    await fs.truncate(file, firstBadTail);
+    this.onWarning({ file, offset: firstBadTail, reason: `torn tail set aside in ${path.basename(aside)}` });
+  }
+
+  private async openSegment(): Promise<void> {
+    const file = path.join(this.dir, segmentName(this.segment));
+    this.fh = await fs.open(file, 'a', 0o600);
+    this.size = (await this.fh.stat()).size;
+  }
+
+  /** Resolves once the entry is written and fsynced. */
+  append(json: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ bytes: encodeLine(json), resolve, reject });
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.flushing) return;
+    this.flushing = this.drain().finally(() => {
+      this.flushing = null;
+      if (this.pending.length > 0) this.kick();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0);
+      const bytes = Buffer.concat(batch.map((p) => p.bytes));
+      try {
+        if (this.size > 0 && this.size + bytes.length > this.segmentBytes) {
+          await this.fh?.close();
+          this.segment += 1;
+          await this.openSegment();
+        }
+        if (!this.fh) throw new Error('journal is closed');
+        await this.fh.write(bytes);
+        await this.fh.datasync();
+        this.size += bytes.length;
+        for (const p of batch) p.resolve();
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+      }
+    }
+  }
+
+  /** Waits for every accepted entry to be durable, then closes the segment. */
+  async close(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    await this.fh?.close();
+    this.fh = undefined;
+  }
+}

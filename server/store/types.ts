@@ -1,0 +1,56 @@
+import type { KeyInfo, User } from '../../shared/identity';
+import type { ApiName, Interception, Page } from '../../shared/interception';
+
+/** A key as stored: its keyed hash, never the key. */
+export interface KeyRecord extends KeyInfo {
+  hash: string;
+}
+
+export interface InterceptionFilter {
+  userId?: string | undefined;
+  provider?: string | undefined;
+  api?: ApiName | undefined;
+  model?: string | undefined;
+  client?: string | undefined;
+  /** Inclusive lower bound on startedAt (ISO 8601). */
+  since?: string | undefined;
+  /** Exclusive upper bound on startedAt (ISO 8601). */
+  until?: string | undefined;
+}
+
+/** An interception before the store has given it its place in the append order. */
+export type NewInterception = Omit<Interception, 'seq'>;
+
+/**
+ * Everything the bridge persists. One contract, several implementations (embedded, PostgreSQL);
+ * test/store/contract.ts runs the same suite against each.
+ */
+export interface Store {
+  readonly kind: string;
+  open(): Promise<void>;
+  /** Flushes everything accepted so far, then releases files and connections. */
+  close(): Promise<void>;
+
+  countUsers(): Promise<number>;
+  createUser(user: User): Promise<void>;
+  getUserById(id: string): Promise<User | undefined>;
+  getUserByEmail(email: string): Promise<User | undefined>;
+  listUsers(): Promise<User[]>;
+
+  createKey(key: KeyRecord): Promise<void>;
+  findKeyByHash(hash: string): Promise<KeyRecord | undefined>;
+  getKey(id: string): Promise<KeyRecord | undefined>;
+  listKeys(userId: string): Promise<KeyRecord[]>;
+  /** Marks the key revoked; returns it, or undefined when there is no such key. */
+  revokeKey(id: string, at: string): Promise<KeyRecord | undefined>;
+  /** Best effort, may be batched: last-use times are informative, not security relevant. */
+  touchKey(id: string, at: string): void;
+
+  /**
+   * Appends a finished interception. Resolves once it is durable; callers on the request path do not
+   * wait for it, so durability never delays the client.
+   */
+  appendInterception(rec: NewInterception): Promise<Interception>;
+  /** Newest first. `cursor` is the opaque `nextCursor` of the previous page. */
+  listInterceptions(filter: InterceptionFilter, limit: number, cursor?: string): Promise<Page<Interception>>;
+}

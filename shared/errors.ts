@@ -1,0 +1,31 @@
+/**
+ * The bridge's own error codes. Each code is stable: scripts match on it. The HTTP status is what
+ * the bridge answers with; on provider routes the same error is rendered in that provider's shape.
+ * docs/errors.md lists every code; a test keeps the two in sync.
+ */
+export const ERROR_CODES = {
+  invalid_request: { status: 400, message: 'The request is malformed.' },
+  invalid_json: { status: 400, message: 'The request body is not valid JSON.' },
+  invalid_cursor: { status: 400, message: 'The cursor is not one this bridge issued.' },
+  unauthorized: { status: 401, message: 'A valid bridge key is required.' },
+  forbidden: { status: 403, message: 'This key may not do that.' },
+  not_found: { status: 404, message: 'No such route.' },
+  user_not_found: { status: 404, message: 'No user with that email or id.' },
+  key_not_found: { status: 404, message: 'No key with that id.' },
+  user_exists: { status: 409, message: 'A user with that email already exists.' },
+  body_too_large: { status: 413, message: 'The request body is larger than the bridge accepts.' },
+  unsupported_media_type: { status: 415, message: 'The bridge does not accept that content type.' },
+  internal_error: { status: 500, message: 'The bridge failed unexpectedly.' },
+  upstream_unreachable: { status: 502, message: 'The provider could not be reached.' },
+  upstream_protocol_error: { status: 502, message: 'The provider answered with something the bridge could not read.' },
+  provider_not_configured: { status: 503, message: 'The bridge has no upstream key for this provider.' },
+  shutting_down: { status: 503, message: 'The bridge is shutting down.' },
+  upstream_timeout: { status: 504, message: 'The provider did not answer in time.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The shape of the bridge's own errors on `/api/...` routes. */
+export interface BridgeErrorBody {
+  error: { code: ErrorCode; message: string };
+}

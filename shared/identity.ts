@@ -1,0 +1,31 @@
+export type Role = 'admin' | 'member';
+
+export interface User {
+  id: string;
+  email: string;
+  name: string | null;
+  team: string | null;
+  role: Role;
+  createdAt: string;
+}
+
+/** A bridge key as the API shows it: never the key itself after creation. */
+export interface KeyInfo {
+  id: string;
+  userId: string;
+  name: string | null;
+  /** The first characters of the key, enough to recognise it in a list. */
+  prefix: string;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+/** The answer to `POST /api/v1/users/:email/keys`: the only time `key` is shown. */
+export interface CreatedKey {
+  id: string;
+  key: string;
+  prefix: string;
+  expiresAt: string | null;
+}

@@ -1,0 +1,93 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { type Bridge, buildApp } from '../../server/app';
+import { bootstrapAdmin } from '../../server/bootstrap';
+import { loadConfig } from '../../server/config';
+import type { CreatedKey, User } from '../../shared/identity';
+import type { Interception, Page } from '../../shared/interception';
+import { UPSTREAM_KEY } from './anthropic-mock';
+
+export interface TestBridge {
+  url: string;
+  adminKey: string;
+  dataDir: string;
+  bridge: Bridge;
+  /** Every log line the bridge wrote. */
+  logs: string[];
+  api<T = unknown>(method: string, route: string, key: string | null, body?: unknown): Promise<{ status: number; body: T; headers: Headers }>;
+  /** Creates a user and a key for them through the admin API. */
+  addUser(email: string, opts?: { role?: 'admin' | 'member'; team?: string }): Promise<{ user: User; key: string; keyId: string }>;
+  /** Waits until `n` interceptions are stored (records are written after the response ends). */
+  interceptions(n: number, key?: string): Promise<Interception[]>;
+  close(): Promise<void>;
+}
+
+export async function tempDir(prefix = 'aibridge-test-'): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+/** The real app, on a real socket on port 0, with a fresh data dir, in front of `upstreamUrl`. */
+export async function startBridge(upstreamUrl: string, env: Record<string, string> = {}, dataDir?: string): Promise<TestBridge> {
+  const dir = dataDir ?? (await tempDir());
+  const config = loadConfig(
+    { port: '0', 'data-dir': dir },
+    {
+      AIBRIDGE_ANTHROPIC_BASE_URL: upstreamUrl,
+      AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+      AIBRIDGE_LOG_LEVEL: 'info',
+      ...env,
+    },
+  );
+  const logs: string[] = [];
+  const logStream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logs.push(chunk.toString());
+      cb();
+    },
+  });
+  const bridge = await buildApp(config, { logStream });
+  const created = await bootstrapAdmin(bridge.identity, dir, config.adminEmail);
+  const adminKey = created?.key ?? (await fs.readFile(path.join(dir, 'admin.key'), 'utf8')).trim();
+  await bridge.app.listen({ host: '127.0.0.1', port: 0 });
+  const url = `http://127.0.0.1:${(bridge.app.server.address() as AddressInfo).port}`;
+
+  const api: TestBridge['api'] = async (method, route, key, body) => {
+    const headers: Record<string, string> = {};
+    if (key) headers.authorization = `Bearer ${key}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(url + route, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as never, headers: res.headers };
+  };
+
+  const tb: TestBridge = {
+    url,
+    adminKey,
+    dataDir: dir,
+    bridge,
+    logs,
+    api,
+    async addUser(email, opts = {}) {
+      const u = await api<User>('POST', '/api/v1/users', adminKey, { email, role: opts.role ?? 'member', ...(opts.team ? { team: opts.team } : {}) });
+      if (u.status !== 201) throw new Error(`create user failed: ${JSON.stringify(u.body)}`);
+      const k = await api<CreatedKey>('POST', `/api/v1/users/${encodeURIComponent(email)}/keys`, adminKey, {});
+      if (k.status !== 201) throw new Error(`create key failed: ${JSON.stringify(k.body)}`);
+      return { user: u.body, key: k.body.key, keyId: k.body.id };
+    },
+    async interceptions(n, key = adminKey) {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const res = await api<Page<Interception>>('GET', `/api/v1/interceptions?limit=500`, key);
+        if (res.body.items.length >= n || Date.now() > deadline) return res.body.items;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    async close() {
+      await bridge.close();
+    },
+  };
+  return tb;
+}
