@@ -19,5 +19,7 @@ await Promise.all([
     external: ['vscode'],
   }),
 ]);
+
 import { chmod } from 'node:fs/promises';
+
 await chmod('dist/aibridge.cjs', 0o755);

@@ -6,8 +6,8 @@ import type { Config, UpstreamConfig } from './config';
 import { BridgeError, fromFastifyError } from './errors';
 import { apiAccessHook } from './http/access-hook';
 import { Authenticator } from './identity/auth';
-import { IdentityService } from './identity/identity-service';
 import { identityRoutes } from './identity/identity-routes';
+import { IdentityService } from './identity/identity-service';
 import { KeyHasher } from './identity/keys';
 import { anthropicAdapter } from './providers/anthropic-messages/anthropic-adapter';
 import type { ProviderAdapter } from './providers/types';
@@ -44,7 +44,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     logger: {
       level: config.logLevel,
       redact: {
-        paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'headers.authorization'],
+        paths: [
+          'req.headers.authorization',
+          'req.headers["x-api-key"]',
+          'req.headers.cookie',
+          'headers.authorization',
+        ],
         censor: '[redacted]',
       },
       ...(opts.logStream ? { stream: opts.logStream } : {}),
@@ -52,7 +57,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     // One line per interception comes from the recorder; per-request access lines would double it.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
-    return503OnClosing: true,
+    // Our own hook answers 503 while draining, in each route's error shape.
+    return503OnClosing: false,
     requestIdHeader: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   });
@@ -66,7 +72,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const recorder = new Recorder(store, app.log);
   const dispatcher = createUpstreamAgent(config.timeouts);
 
+  let draining = false;
   app.decorateRequest('principal', null);
+  app.addHook('onRequest', async () => {
+    if (draining) throw new BridgeError('shutting_down');
+  });
   app.setNotFoundHandler((req, reply) => {
     const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
     reply.code(e.status).send(e.toBody());
@@ -77,7 +87,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     reply.code(e.status).send(e.toBody());
   });
 
-  app.get('/healthz', { config: { access: 'public' } }, async () => ({ status: 'ok', version: VERSION, store: store.kind }));
+  app.get('/healthz', { config: { access: 'public' } }, async () => ({
+    status: 'ok',
+    version: VERSION,
+    store: store.kind,
+  }));
 
   await app.register(async (api) => {
     api.addHook('onRequest', apiAccessHook(auth));
@@ -89,14 +103,18 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   for (const adapter of ADAPTERS) {
     const upstream = upstreams[adapter.id];
     if (!upstream) throw new Error(`no upstream configured for provider ${adapter.id}`);
-    await app.register(providerRoutes(adapter, { upstream, bodyLimit: config.bodyLimit, auth, recorder, dispatcher }), {
-      prefix: adapter.prefix,
-    });
+    await app.register(
+      providerRoutes(adapter, { upstream, bodyLimit: config.bodyLimit, auth, recorder, dispatcher }),
+      {
+        prefix: adapter.prefix,
+      },
+    );
   }
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      draining = true;
       await app.close();
       await recorder.drain();
       await store.close();

@@ -10,7 +10,11 @@ export const ADMIN_KEY_FILE = 'admin.key';
  * `<data-dir>/admin.key` (mode 0600) so the CLI on this machine can use it. Returns the key the one
  * time it is created.
  */
-export async function bootstrapAdmin(identity: IdentityService, dataDir: string, email: string): Promise<CreatedKey | undefined> {
+export async function bootstrapAdmin(
+  identity: IdentityService,
+  dataDir: string,
+  email: string,
+): Promise<CreatedKey | undefined> {
   const created = await identity.bootstrapAdmin(email);
   if (!created) return undefined;
   const file = path.join(dataDir, ADMIN_KEY_FILE);

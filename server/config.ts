@@ -68,11 +68,18 @@ function pick(
   return undefined;
 }
 
-function int(setting: { value: string; name: string } | undefined, fallback: number, min: number, max: number): number {
+function int(
+  setting: { value: string; name: string } | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (!setting) return fallback;
-  if (!/^\d+$/.test(setting.value.trim())) throw new ConfigError(setting.name, `expected a whole number, got "${setting.value}"`);
+  if (!/^\d+$/.test(setting.value.trim()))
+    throw new ConfigError(setting.name, `expected a whole number, got "${setting.value}"`);
   const n = Number(setting.value);
-  if (n < min || n > max) throw new ConfigError(setting.name, `expected a number from ${min} to ${max}, got ${n}`);
+  if (n < min || n > max)
+    throw new ConfigError(setting.name, `expected a number from ${min} to ${max}, got ${n}`);
   return n;
 }
 
@@ -102,11 +109,15 @@ function deepFreeze<T>(o: T): T {
 /** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
 export function loadConfig(flags: ServeFlags, env: Env): Config {
   const host = pick(flags.host, '--host', env, 'AIBRIDGE_HOST')?.value ?? '127.0.0.1';
-  if (!/^[\w.:-]+$/.test(host)) throw new ConfigError(flags.host ? '--host' : 'AIBRIDGE_HOST', `"${host}" is not a host name or address`);
+  if (!/^[\w.:-]+$/.test(host))
+    throw new ConfigError(flags.host ? '--host' : 'AIBRIDGE_HOST', `"${host}" is not a host name or address`);
   const port = int(pick(flags.port, '--port', env, 'AIBRIDGE_PORT'), 7410, 0, 65535);
-  const dataDir = path.resolve(pick(flags['data-dir'], '--data-dir', env, 'AIBRIDGE_DATA_DIR')?.value ?? '.aibridge');
+  const dataDir = path.resolve(
+    pick(flags['data-dir'], '--data-dir', env, 'AIBRIDGE_DATA_DIR')?.value ?? '.aibridge',
+  );
   const adminEmail = env.AIBRIDGE_ADMIN_EMAIL || 'admin@localhost';
-  if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) throw new ConfigError('AIBRIDGE_ADMIN_EMAIL', `"${adminEmail}" is not an email address`);
+  if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail))
+    throw new ConfigError('AIBRIDGE_ADMIN_EMAIL', `"${adminEmail}" is not an email address`);
   const level = (env.AIBRIDGE_LOG_LEVEL || 'info').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     throw new ConfigError('AIBRIDGE_LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
@@ -117,7 +128,12 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     dataDir,
     adminEmail,
     logLevel: level as Config['logLevel'],
-    bodyLimit: int(pick(flags['body-limit'], '--body-limit', env, 'AIBRIDGE_BODY_LIMIT'), 32 * 1024 * 1024, 1024, 1024 ** 3),
+    bodyLimit: int(
+      pick(flags['body-limit'], '--body-limit', env, 'AIBRIDGE_BODY_LIMIT'),
+      32 * 1024 * 1024,
+      1024,
+      1024 ** 3,
+    ),
     shutdownGraceMs: int(pick(undefined, '', env, 'AIBRIDGE_SHUTDOWN_GRACE_MS'), 30_000, 0, 3_600_000),
     timeouts: {
       connectMs: int(pick(undefined, '', env, 'AIBRIDGE_CONNECT_TIMEOUT_MS'), 10_000, 1, 600_000),

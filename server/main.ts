@@ -87,12 +87,22 @@ function printUser(u: User): void {
 }
 
 async function admin(command: string, sub: string | undefined, args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: ADMIN_OPTIONS,
+    allowPositionals: true,
+    strict: true,
+  });
   const target: AdminTarget = resolveTarget(values, process.env);
   const email = (): string => encodeURIComponent(need(values.email, '--email'));
   switch (`${command} ${sub ?? ''}`) {
     case 'users create': {
-      const body = { email: need(values.email, '--email'), name: values.name, team: values.team, role: values.role };
+      const body = {
+        email: need(values.email, '--email'),
+        name: values.name,
+        team: values.team,
+        role: values.role,
+      };
       printUser((await callApi(target, 'POST', '/api/v1/users', body)) as User);
       return;
     }
@@ -104,16 +114,28 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
     case 'keys create': {
       const body = { name: values.name, expiresAt: values['expires-at'] };
       const k = (await callApi(target, 'POST', `/api/v1/users/${email()}/keys`, body)) as CreatedKey;
-      process.stderr.write(`Key ${k.id} (${k.prefix}…) for ${values.email}, expires ${k.expiresAt ?? 'never'}. Shown once:\n`);
+      process.stderr.write(
+        `Key ${k.id} (${k.prefix}…) for ${values.email}, expires ${k.expiresAt ?? 'never'}. Shown once:\n`,
+      );
       process.stdout.write(`${k.key}\n`);
       return;
     }
     case 'keys list': {
       const { items } = (await callApi(target, 'GET', `/api/v1/users/${email()}/keys`)) as {
-        items: { id: string; prefix: string; revokedAt: string | null; expiresAt: string | null; lastUsedAt: string | null }[];
+        items: {
+          id: string;
+          prefix: string;
+          revokedAt: string | null;
+          expiresAt: string | null;
+          lastUsedAt: string | null;
+        }[];
       };
       for (const k of items) {
-        const state = k.revokedAt ? 'revoked' : k.expiresAt && Date.parse(k.expiresAt) < Date.now() ? 'expired' : 'active';
+        const state = k.revokedAt
+          ? 'revoked'
+          : k.expiresAt && Date.parse(k.expiresAt) < Date.now()
+            ? 'expired'
+            : 'active';
         process.stdout.write(`${k.id}\t${k.prefix}…\t${state}\tlast used ${k.lastUsedAt ?? 'never'}\n`);
       }
       return;

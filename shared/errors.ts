@@ -17,7 +17,10 @@ export const ERROR_CODES = {
   unsupported_media_type: { status: 415, message: 'The bridge does not accept that content type.' },
   internal_error: { status: 500, message: 'The bridge failed unexpectedly.' },
   upstream_unreachable: { status: 502, message: 'The provider could not be reached.' },
-  upstream_protocol_error: { status: 502, message: 'The provider answered with something the bridge could not read.' },
+  upstream_protocol_error: {
+    status: 502,
+    message: 'The provider answered with something the bridge could not read.',
+  },
   provider_not_configured: { status: 503, message: 'The bridge has no upstream key for this provider.' },
   shutting_down: { status: 503, message: 'The bridge is shutting down.' },
   upstream_timeout: { status: 504, message: 'The provider did not answer in time.' },

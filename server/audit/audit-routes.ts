@@ -36,7 +36,7 @@ export function auditRoutes(identity: IdentityService, store: Store): FastifyPlu
         if (q.user !== undefined) {
           if (user.role !== 'admin') {
             if (q.user !== user.id && q.user.toLowerCase() !== user.email) {
-              throw new BridgeError('forbidden', "Members may read only their own interceptions.");
+              throw new BridgeError('forbidden', 'Members may read only their own interceptions.');
             }
             userId = user.id;
           } else {

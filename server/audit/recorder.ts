@@ -88,7 +88,9 @@ export class Recorder {
       .then((stored) => {
         for (const l of this.listeners) l(stored);
       })
-      .catch((err: unknown) => this.log.error({ err, interceptionId: rec.id }, 'failed to store interception'))
+      .catch((err: unknown) =>
+        this.log.error({ err, interceptionId: rec.id }, 'failed to store interception'),
+      )
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }

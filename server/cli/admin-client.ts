@@ -14,21 +14,34 @@ export function resolveTarget(
   flags: { url?: string | undefined; 'admin-key'?: string | undefined; 'data-dir'?: string | undefined },
   env: NodeJS.ProcessEnv,
 ): AdminTarget {
-  const url = (flags.url ?? env.AIBRIDGE_URL ?? `http://127.0.0.1:${env.AIBRIDGE_PORT || 7410}`).replace(/\/+$/, '');
+  const url = (flags.url ?? env.AIBRIDGE_URL ?? `http://127.0.0.1:${env.AIBRIDGE_PORT || 7410}`).replace(
+    /\/+$/,
+    '',
+  );
   let adminKey = flags['admin-key'] ?? env.AIBRIDGE_ADMIN_KEY;
   if (!adminKey) {
-    const file = path.join(path.resolve(flags['data-dir'] ?? env.AIBRIDGE_DATA_DIR ?? '.aibridge'), ADMIN_KEY_FILE);
+    const file = path.join(
+      path.resolve(flags['data-dir'] ?? env.AIBRIDGE_DATA_DIR ?? '.aibridge'),
+      ADMIN_KEY_FILE,
+    );
     try {
       adminKey = fs.readFileSync(file, 'utf8').trim();
     } catch {
-      throw new CliError(`no admin key: pass --admin-key, set AIBRIDGE_ADMIN_KEY, or run where ${file} exists`);
+      throw new CliError(
+        `no admin key: pass --admin-key, set AIBRIDGE_ADMIN_KEY, or run where ${file} exists`,
+      );
     }
   }
   return { url, adminKey };
 }
 
 /** Calls the admin API; a non-2xx answer becomes a CliError carrying the bridge's error code. */
-export async function callApi(target: AdminTarget, method: string, route: string, body?: unknown): Promise<unknown> {
+export async function callApi(
+  target: AdminTarget,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(`${target.url}${route}`, {
@@ -40,7 +53,9 @@ export async function callApi(target: AdminTarget, method: string, route: string
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (err) {
-    throw new CliError(`cannot reach the bridge at ${target.url}: ${(err as Error).cause ?? (err as Error).message}`);
+    throw new CliError(
+      `cannot reach the bridge at ${target.url}: ${(err as Error).cause ?? (err as Error).message}`,
+    );
   }
   const text = await res.text();
   let json: unknown;

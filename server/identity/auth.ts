@@ -32,7 +32,8 @@ export class Authenticator {
   /** Resolves the caller or throws `unauthorized`. The store is asked every time, so revocation and expiry take effect on the next request. */
   async authenticate(headers: IncomingHttpHeaders): Promise<Principal> {
     const token = credentialFrom(headers);
-    if (!token) throw new BridgeError('unauthorized', 'A bridge key is required (x-api-key or Authorization: Bearer).');
+    if (!token)
+      throw new BridgeError('unauthorized', 'A bridge key is required (x-api-key or Authorization: Bearer).');
     if (!looksLikeKey(token)) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
     const key = await this.store.findKeyByHash(this.hasher.hash(token));
     if (!key) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');

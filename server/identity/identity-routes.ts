@@ -2,8 +2,8 @@ import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
-import { type IdentityService, keyInfo } from './identity-service';
 import type { Store } from '../store/types';
+import { type IdentityService, keyInfo } from './identity-service';
 
 const NewUserBody = Type.Object(
   {
@@ -43,7 +43,9 @@ export function identityRoutes(identity: IdentityService, store: Store): Fastify
       },
     );
 
-    app.get('/api/v1/users', { config: { access: 'admin' } }, async () => ({ items: await store.listUsers() }));
+    app.get('/api/v1/users', { config: { access: 'admin' } }, async () => ({
+      items: await store.listUsers(),
+    }));
 
     app.get<{ Params: Static<typeof EmailParams> }>(
       '/api/v1/users/:email/keys',
@@ -77,7 +79,8 @@ export function identityRoutes(identity: IdentityService, store: Store): Fastify
         // Members may revoke their own keys; anyone else's is an admin's business, and a member
         // must not learn whether someone else's key id exists.
         if (!key || (user.role !== 'admin' && key.userId !== user.id)) {
-          if (user.role !== 'admin') throw new BridgeError('forbidden', 'Members may revoke only their own keys.');
+          if (user.role !== 'admin')
+            throw new BridgeError('forbidden', 'Members may revoke only their own keys.');
           throw new BridgeError('key_not_found', `No key ${req.params.id}.`);
         }
         return identity.revokeKey(req.params.id);

@@ -26,7 +26,8 @@ export class IdentityService {
 
   async createUser(input: NewUserInput): Promise<User> {
     const email = input.email.trim().toLowerCase();
-    if (await this.store.getUserByEmail(email)) throw new BridgeError('user_exists', `A user with email ${email} already exists.`);
+    if (await this.store.getUserByEmail(email))
+      throw new BridgeError('user_exists', `A user with email ${email} already exists.`);
     const user: User = {
       id: `usr_${randomUUID().replaceAll('-', '').slice(0, 20)}`,
       email,
@@ -45,7 +46,10 @@ export class IdentityService {
     return user;
   }
 
-  async issueKey(user: User, opts: { name?: string | undefined; expiresAt?: string | undefined } = {}): Promise<CreatedKey> {
+  async issueKey(
+    user: User,
+    opts: { name?: string | undefined; expiresAt?: string | undefined } = {},
+  ): Promise<CreatedKey> {
     const key = generateKey();
     const record: KeyRecord = {
       id: newKeyId(),

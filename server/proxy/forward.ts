@@ -48,7 +48,8 @@ function hasDotSegment(path: string): boolean {
 }
 
 function parseJsonObject(raw: Buffer | undefined): JsonObject {
-  if (!raw || raw.length === 0) throw new BridgeError('invalid_json', 'The request body is empty; a JSON object is required.');
+  if (!raw || raw.length === 0)
+    throw new BridgeError('invalid_json', 'The request body is empty; a JSON object is required.');
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
@@ -99,7 +100,12 @@ class Exchange {
     });
   }
 
-  private finish(status: InterceptionStatus, response: ResponseFacts | null, error: InterceptionError | null, streamed: boolean): void {
+  private finish(
+    status: InterceptionStatus,
+    response: ResponseFacts | null,
+    error: InterceptionError | null,
+    streamed: boolean,
+  ): void {
     if (!this.start) return;
     const end: InterceptionEnd = {
       status: this.clientGone ? 'client_aborted' : status,
@@ -121,7 +127,10 @@ class Exchange {
   }
 
   async run(url: string, body: Buffer | undefined): Promise<void> {
-    const headers = { ...upstreamRequestHeaders(this.req.headers), ...this.adapter.authHeaders(this.deps.upstream.apiKey!) };
+    const headers = {
+      ...upstreamRequestHeaders(this.req.headers),
+      ...this.adapter.authHeaders(this.deps.upstream.apiKey!),
+    };
     let res: Dispatcher.ResponseData;
     try {
       res = await undiciRequest(url, {
@@ -185,7 +194,12 @@ class Exchange {
       this.req.log.warn({ err, code: failure.code }, 'upstream failed mid-response');
       if (streamed) out.end(adapter.streamError(failure.status, failure.message));
       else out.destroy();
-      this.finish('error', meter?.result() ?? null, { type: failure.code, message: failure.message }, streamed);
+      this.finish(
+        'error',
+        meter?.result() ?? null,
+        { type: failure.code, message: failure.message },
+        streamed,
+      );
       return;
     }
     if (this.clientGone) {
@@ -212,9 +226,15 @@ class Exchange {
   }
 }
 
-async function forward(adapter: ProviderAdapter, deps: ProxyDeps, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+async function forward(
+  adapter: ProviderAdapter,
+  deps: ProxyDeps,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): Promise<void> {
   const { path, target } = relativeTarget(req.raw.url ?? '/', adapter.prefix);
-  if (hasDotSegment(path)) throw new BridgeError('invalid_request', 'The path must not contain dot segments or encoded separators.');
+  if (hasDotSegment(path))
+    throw new BridgeError('invalid_request', 'The path must not contain dot segments or encoded separators.');
   // Agents probe the base URL with an unauthenticated HEAD before their first call: answer it here.
   if (req.method === 'HEAD' && path === '/' && !credentialFrom(req.headers)) {
     reply.code(200).send();
@@ -255,7 +275,8 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProxyDeps): Fasti
       if (e.status >= 500 && e.code === 'internal_error') req.log.error({ err }, 'proxy failed');
       reply.code(e.status).type('application/json').send(adapter.errorBody(e.status, e.message));
     });
-    const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> => forward(adapter, deps, req, reply);
+    const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> =>
+      forward(adapter, deps, req, reply);
     app.route({ method: METHODS, url: '/', handler, exposeHeadRoute: false });
     app.route({ method: METHODS, url: '/*', handler, exposeHeadRoute: false });
   };

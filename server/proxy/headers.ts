@@ -15,7 +15,13 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** The client's credentials for the bridge: never forwarded, only the organisation's key is. */
-const CLIENT_CREDENTIALS = new Set(['authorization', 'x-api-key', 'cookie', 'proxy-authorization', 'proxy-authenticate']);
+const CLIENT_CREDENTIALS = new Set([
+  'authorization',
+  'x-api-key',
+  'cookie',
+  'proxy-authorization',
+  'proxy-authenticate',
+]);
 
 function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
   const c = headers.connection;
@@ -34,7 +40,8 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders): Record<str
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
-    if (HOP_BY_HOP.has(name) || CLIENT_CREDENTIALS.has(name) || named.has(name) || name.startsWith('proxy-')) continue;
+    if (HOP_BY_HOP.has(name) || CLIENT_CREDENTIALS.has(name) || named.has(name) || name.startsWith('proxy-'))
+      continue;
     out[name] = value;
   }
   // The bridge reads usage from the bytes it relays, so it asks for them uncompressed.
@@ -43,7 +50,10 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders): Record<str
 }
 
 /** Upstream response headers as they go to the client. */
-export function clientResponseHeaders(headers: IncomingHttpHeaders, keepLength: boolean): OutgoingHttpHeaders {
+export function clientResponseHeaders(
+  headers: IncomingHttpHeaders,
+  keepLength: boolean,
+): OutgoingHttpHeaders {
   const named = connectionTokens(headers);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
@@ -52,7 +62,8 @@ export function clientResponseHeaders(headers: IncomingHttpHeaders, keepLength: 
       out[name] = Array.isArray(value) ? value[0] : value;
       continue;
     }
-    if (HOP_BY_HOP.has(name) || named.has(name) || name.startsWith('proxy-') || name === 'set-cookie') continue;
+    if (HOP_BY_HOP.has(name) || named.has(name) || name.startsWith('proxy-') || name === 'set-cookie')
+      continue;
     out[name] = value;
   }
   return out;

@@ -19,15 +19,23 @@ export function upstreamFailure(err: unknown): BridgeError {
     err instanceof undiciErrors.HeadersTimeoutError ||
     err instanceof undiciErrors.BodyTimeoutError
   ) {
-    return new BridgeError('upstream_timeout', `The provider did not answer in time (${(err as Error).message}).`, {
-      cause: err,
-    });
+    return new BridgeError(
+      'upstream_timeout',
+      `The provider did not answer in time (${(err as Error).message}).`,
+      {
+        cause: err,
+      },
+    );
   }
   const code = (err as { code?: string }).code ?? '';
   if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return new BridgeError('upstream_timeout', undefined, { cause: err });
   }
-  return new BridgeError('upstream_unreachable', `The provider could not be reached (${code || (err as Error).message}).`, {
-    cause: err,
-  });
+  return new BridgeError(
+    'upstream_unreachable',
+    `The provider could not be reached (${code || (err as Error).message}).`,
+    {
+      cause: err,
+    },
+  );
 }

@@ -88,7 +88,13 @@ export class AnthropicMock {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const seen: SeenRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString(), aborted: false };
+    const seen: SeenRequest = {
+      method: req.method ?? '',
+      url: req.url ?? '',
+      headers: req.headers,
+      body: Buffer.concat(chunks).toString(),
+      aborted: false,
+    };
     this.requests.push(seen);
     res.on('close', () => {
       if (!res.writableFinished) seen.aborted = true;
@@ -104,7 +110,14 @@ export class AnthropicMock {
       res.setHeader('content-type', 'application/json');
       res.end(
         JSON.stringify({
-          data: [{ type: 'model', id: 'claude-sonnet-4-6', display_name: 'Claude Sonnet 4.6', created_at: '2025-09-29T00:00:00Z' }],
+          data: [
+            {
+              type: 'model',
+              id: 'claude-sonnet-4-6',
+              display_name: 'Claude Sonnet 4.6',
+              created_at: '2025-09-29T00:00:00Z',
+            },
+          ],
           has_more: false,
           first_id: 'claude-sonnet-4-6',
           last_id: 'claude-sonnet-4-6',
@@ -122,7 +135,13 @@ export class AnthropicMock {
       try {
         body = JSON.parse(seen.body);
       } catch {
-        return this.error(res, 400, 'invalid_request_error', 'There was an issue with the format of your request', requestId);
+        return this.error(
+          res,
+          400,
+          'invalid_request_error',
+          'There was an issue with the format of your request',
+          requestId,
+        );
       }
       const scenario = this.queue.shift() ?? { kind: 'text' };
       return this.messages(res, scenario, body.model ?? 'claude-sonnet-4-6', body.stream === true, requestId);
@@ -133,12 +152,25 @@ export class AnthropicMock {
     res.end(JSON.stringify({ method: req.method, url: seen.url }));
   }
 
-  private error(res: http.ServerResponse, status: number, type: string, message: string, requestId: string, headers: Record<string, string> = {}): void {
+  private error(
+    res: http.ServerResponse,
+    status: number,
+    type: string,
+    message: string,
+    requestId: string,
+    headers: Record<string, string> = {},
+  ): void {
     res.writeHead(status, { 'content-type': 'application/json', ...headers });
     res.end(JSON.stringify({ type: 'error', error: { type, message }, request_id: requestId }));
   }
 
-  private async messages(res: http.ServerResponse, s: Scenario, model: string, stream: boolean, requestId: string): Promise<void> {
+  private async messages(
+    res: http.ServerResponse,
+    s: Scenario,
+    model: string,
+    stream: boolean,
+    requestId: string,
+  ): Promise<void> {
     const id = `msg_${randomUUID().replaceAll('-', '').slice(0, 24)}`;
     if (s.kind === 'error') return this.error(res, s.status, s.type, s.message, requestId, s.headers);
     if (s.kind === 'hang') return;
@@ -199,12 +231,20 @@ export class AnthropicMock {
     }
     let index = 0;
     const textBlock = async (parts: string[], delayMs = 0): Promise<void> => {
-      sse(res, 'content_block_start', { type: 'content_block_start', index, content_block: { type: 'text', text: '' } });
+      sse(res, 'content_block_start', {
+        type: 'content_block_start',
+        index,
+        content_block: { type: 'text', text: '' },
+      });
       if (index === 0) sse(res, 'ping', { type: 'ping' });
       for (const p of parts) {
         if (delayMs) await sleep(delayMs);
         if (res.destroyed) return;
-        sse(res, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'text_delta', text: p } });
+        sse(res, 'content_block_delta', {
+          type: 'content_block_delta',
+          index,
+          delta: { type: 'text_delta', text: p },
+        });
       }
       sse(res, 'content_block_stop', { type: 'content_block_stop', index });
       index++;
@@ -212,9 +252,20 @@ export class AnthropicMock {
 
     switch (s.kind) {
       case 'mid-stream-error':
-        sse(res, 'content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
-        sse(res, 'content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Partial' } });
-        sse(res, 'error', { type: 'error', error: { type: s.type ?? 'overloaded_error', message: s.message ?? 'Overloaded' } });
+        sse(res, 'content_block_start', {
+          type: 'content_block_start',
+          index: 0,
+          content_block: { type: 'text', text: '' },
+        });
+        sse(res, 'content_block_delta', {
+          type: 'content_block_delta',
+          index: 0,
+          delta: { type: 'text_delta', text: 'Partial' },
+        });
+        sse(res, 'error', {
+          type: 'error',
+          error: { type: s.type ?? 'overloaded_error', message: s.message ?? 'Overloaded' },
+        });
         res.end();
         return;
       case 'drip':
@@ -237,9 +288,21 @@ export class AnthropicMock {
           index,
           content_block: { type: 'tool_use', id: `toolu_${id.slice(4)}`, name: s.name, input: {} },
         });
-        sse(res, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: '' } });
-        sse(res, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: json.slice(0, mid) } });
-        sse(res, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: json.slice(mid) } });
+        sse(res, 'content_block_delta', {
+          type: 'content_block_delta',
+          index,
+          delta: { type: 'input_json_delta', partial_json: '' },
+        });
+        sse(res, 'content_block_delta', {
+          type: 'content_block_delta',
+          index,
+          delta: { type: 'input_json_delta', partial_json: json.slice(0, mid) },
+        });
+        sse(res, 'content_block_delta', {
+          type: 'content_block_delta',
+          index,
+          delta: { type: 'input_json_delta', partial_json: json.slice(mid) },
+        });
         sse(res, 'content_block_stop', { type: 'content_block_stop', index });
         break;
       }

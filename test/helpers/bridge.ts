@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { type Bridge, buildApp } from '../../server/app';
 import { bootstrapAdmin } from '../../server/bootstrap';
@@ -17,9 +17,17 @@ export interface TestBridge {
   bridge: Bridge;
   /** Every log line the bridge wrote. */
   logs: string[];
-  api<T = unknown>(method: string, route: string, key: string | null, body?: unknown): Promise<{ status: number; body: T; headers: Headers }>;
+  api<T = unknown>(
+    method: string,
+    route: string,
+    key: string | null,
+    body?: unknown,
+  ): Promise<{ status: number; body: T; headers: Headers }>;
   /** Creates a user and a key for them through the admin API. */
-  addUser(email: string, opts?: { role?: 'admin' | 'member'; team?: string }): Promise<{ user: User; key: string; keyId: string }>;
+  addUser(
+    email: string,
+    opts?: { role?: 'admin' | 'member'; team?: string },
+  ): Promise<{ user: User; key: string; keyId: string }>;
   /** Waits until `n` interceptions are stored (records are written after the response ends). */
   interceptions(n: number, key?: string): Promise<Interception[]>;
   close(): Promise<void>;
@@ -30,7 +38,11 @@ export async function tempDir(prefix = 'aibridge-test-'): Promise<string> {
 }
 
 /** The real app, on a real socket on port 0, with a fresh data dir, in front of `upstreamUrl`. */
-export async function startBridge(upstreamUrl: string, env: Record<string, string> = {}, dataDir?: string): Promise<TestBridge> {
+export async function startBridge(
+  upstreamUrl: string,
+  env: Record<string, string> = {},
+  dataDir?: string,
+): Promise<TestBridge> {
   const dir = dataDir ?? (await tempDir());
   const config = loadConfig(
     { port: '0', 'data-dir': dir },
@@ -58,7 +70,11 @@ export async function startBridge(upstreamUrl: string, env: Record<string, strin
     const headers: Record<string, string> = {};
     if (key) headers.authorization = `Bearer ${key}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(url + route, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const res = await fetch(url + route, {
+      method,
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : undefined) as never, headers: res.headers };
   };
@@ -71,9 +87,18 @@ export async function startBridge(upstreamUrl: string, env: Record<string, strin
     logs,
     api,
     async addUser(email, opts = {}) {
-      const u = await api<User>('POST', '/api/v1/users', adminKey, { email, role: opts.role ?? 'member', ...(opts.team ? { team: opts.team } : {}) });
+      const u = await api<User>('POST', '/api/v1/users', adminKey, {
+        email,
+        role: opts.role ?? 'member',
+        ...(opts.team ? { team: opts.team } : {}),
+      });
       if (u.status !== 201) throw new Error(`create user failed: ${JSON.stringify(u.body)}`);
-      const k = await api<CreatedKey>('POST', `/api/v1/users/${encodeURIComponent(email)}/keys`, adminKey, {});
+      const k = await api<CreatedKey>(
+        'POST',
+        `/api/v1/users/${encodeURIComponent(email)}/keys`,
+        adminKey,
+        {},
+      );
       if (k.status !== 201) throw new Error(`create key failed: ${JSON.stringify(k.body)}`);
       return { user: u.body, key: k.body.key, keyId: k.body.id };
     },

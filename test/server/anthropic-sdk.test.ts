@@ -85,25 +85,47 @@ describe('Anthropic SDK through the bridge', () => {
   });
 
   it('takes cumulative usage from message_delta when the API sends it', async () => {
-    const usage = { input_tokens: 3, output_tokens: 99, cache_read_input_tokens: 0, cache_creation_input_tokens: 1 };
+    const usage = {
+      input_tokens: 3,
+      output_tokens: 99,
+      cache_read_input_tokens: 0,
+      cache_creation_input_tokens: 1,
+    };
     mock.next({ kind: 'text', usage: { ...usage, output_tokens: 99 }, cumulativeDelta: true });
     const n = (await tb.interceptions(0, dev.key)).length;
-    await client.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] }).finalMessage();
+    await client.messages
+      .stream({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] })
+      .finalMessage();
     const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
     assert.deepEqual(rec.usage, { input: 3, output: 99, cacheRead: 0, cacheWrite: 1, reasoning: 0 });
   });
 
   it('records tool calls, streamed and not, with their parsed input', async () => {
     const input = { command: 'ls -la', cwd: '/tmp' };
-    mock.next({ kind: 'tool', name: 'Bash', input, text: 'Let me look.' }, { kind: 'tool', name: 'mcp__github__create_issue', input: { title: 'x' } });
+    mock.next(
+      { kind: 'tool', name: 'Bash', input, text: 'Let me look.' },
+      { kind: 'tool', name: 'mcp__github__create_issue', input: { title: 'x' } },
+    );
     const n = (await tb.interceptions(0, dev.key)).length;
-    const tools = [{ name: 'Bash', description: 'run', input_schema: { type: 'object' as const, properties: {} } }];
+    const tools = [
+      { name: 'Bash', description: 'run', input_schema: { type: 'object' as const, properties: {} } },
+    ];
     const streamed = await client.messages
-      .stream({ model: 'claude-sonnet-4-6', max_tokens: 100, tools, messages: [{ role: 'user', content: 'list files' }] })
+      .stream({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 100,
+        tools,
+        messages: [{ role: 'user', content: 'list files' }],
+      })
       .finalMessage();
     const toolBlock = streamed.content.find((b) => b.type === 'tool_use');
     assert.deepEqual(toolBlock && 'input' in toolBlock ? toolBlock.input : undefined, input);
-    const plain = await client.messages.create({ model: 'claude-sonnet-4-6', max_tokens: 100, tools, messages: [{ role: 'user', content: 'file an issue' }] });
+    const plain = await client.messages.create({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 100,
+      tools,
+      messages: [{ role: 'user', content: 'file an issue' }],
+    });
     assert.equal(plain.stop_reason, 'tool_use');
 
     const [second, first] = await tb.interceptions(n + 2, dev.key);
@@ -121,7 +143,10 @@ describe('Anthropic SDK through the bridge', () => {
 
   it('counts tokens and lists models through the pass-through, without recording them as interceptions', async () => {
     const n = (await tb.interceptions(0)).length;
-    const count = await client.messages.countTokens({ model: 'claude-sonnet-4-6', messages: [{ role: 'user', content: 'hi' }] });
+    const count = await client.messages.countTokens({
+      model: 'claude-sonnet-4-6',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     assert.equal(count.input_tokens, 42);
     const models = await client.models.list();
     assert.equal(models.data[0]?.id, 'claude-sonnet-4-6');
@@ -130,10 +155,20 @@ describe('Anthropic SDK through the bridge', () => {
   });
 
   it('passes upstream errors through in Anthropic shape with their status and headers, and records them', async () => {
-    mock.next({ kind: 'error', status: 529, type: 'overloaded_error', message: 'Overloaded', headers: { 'retry-after': '7' } });
+    mock.next({
+      kind: 'error',
+      status: 529,
+      type: 'overloaded_error',
+      message: 'Overloaded',
+      headers: { 'retry-after': '7' },
+    });
     const n = (await tb.interceptions(0, dev.key)).length;
     await assert.rejects(
-      client.messages.create({ model: 'claude-sonnet-4-6', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] }),
+      client.messages.create({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
       (err: unknown) => {
         assert.ok(err instanceof APIError);
         assert.equal(err.status, 529);
@@ -152,7 +187,9 @@ describe('Anthropic SDK through the bridge', () => {
     mock.next({ kind: 'mid-stream-error' });
     const n = (await tb.interceptions(0, dev.key)).length;
     await assert.rejects(
-      client.messages.stream({ model: 'claude-sonnet-4-6', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] }).finalMessage(),
+      client.messages
+        .stream({ model: 'claude-sonnet-4-6', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] })
+        .finalMessage(),
       /Overloaded|overloaded/,
     );
     const rec = (await tb.interceptions(n + 1, dev.key))[0]!;

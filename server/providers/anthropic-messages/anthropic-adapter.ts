@@ -2,7 +2,14 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { ApiName, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
 import { capText, errorFromBody, isObject, mcpServerOf, num, parseArguments, str } from '../common';
-import type { JsonObject, ProviderAdapter, RequestFacts, ResponseFacts, SseEvent, StreamMeter } from '../types';
+import type {
+  JsonObject,
+  ProviderAdapter,
+  RequestFacts,
+  ResponseFacts,
+  SseEvent,
+  StreamMeter,
+} from '../types';
 
 /** Anthropic's error `type` for each status the bridge answers with. */
 function errorType(status: number): string {
@@ -42,7 +49,12 @@ export function lastUserPrompt(messages: unknown): string | null {
     if (!Array.isArray(m.content)) continue;
     const texts: string[] = [];
     for (const block of m.content as unknown[]) {
-      if (isObject(block) && block.type === 'text' && typeof block.text === 'string' && !isReminder(block.text)) {
+      if (
+        isObject(block) &&
+        block.type === 'text' &&
+        typeof block.text === 'string' &&
+        !isReminder(block.text)
+      ) {
         texts.push(block.text);
       }
     }
@@ -63,7 +75,14 @@ function usageFrom(u: unknown, into: Usage = emptyUsage()): Usage {
 
 function toolCall(block: Record<string, unknown>, input: unknown, at: Date): ToolCallRecord {
   const name = str(block.name) ?? 'unknown';
-  return { id: str(block.id) ?? '', name, server: mcpServerOf(name), input, injected: false, at: at.toISOString() };
+  return {
+    id: str(block.id) ?? '',
+    name,
+    server: mcpServerOf(name),
+    input,
+    injected: false,
+    at: at.toISOString(),
+  };
 }
 
 const TOOL_BLOCKS = new Set(['tool_use', 'server_tool_use', 'mcp_tool_use']);
@@ -161,7 +180,8 @@ export const anthropicAdapter: ProviderAdapter = {
     const toolCalls: ToolCallRecord[] = [];
     if (Array.isArray(json.content)) {
       for (const block of json.content as unknown[]) {
-        if (isObject(block) && TOOL_BLOCKS.has(String(block.type))) toolCalls.push(toolCall(block, block.input ?? {}, at));
+        if (isObject(block) && TOOL_BLOCKS.has(String(block.type)))
+          toolCalls.push(toolCall(block, block.input ?? {}, at));
       }
     }
     return {

@@ -163,7 +163,11 @@ export class EmbeddedStore implements Store {
     return full;
   }
 
-  async listInterceptions(filter: InterceptionFilter, limit: number, cursor?: string): Promise<Page<Interception>> {
+  async listInterceptions(
+    filter: InterceptionFilter,
+    limit: number,
+    cursor?: string,
+  ): Promise<Page<Interception>> {
     const below = cursor === undefined ? Number.POSITIVE_INFINITY : decodeCursor(cursor);
     // Records are in seq order: binary-search the starting point, then walk back.
     let lo = 0;

@@ -1,0 +1,214 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { tempDir } from '../helpers/bridge';
+
+const BIN = path.resolve('dist/aibridge.cjs');
+
+interface Served {
+  child: ChildProcess;
+  url: string;
+  stdout: () => string;
+  stderr: () => string;
+}
+
+/** Starts the built binary the way an admin would, and waits for its listening line. */
+async function serve(dataDir: string, env: Record<string, string>): Promise<Served> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data-dir', dataDir], {
+    env: { PATH: process.env.PATH, AIBRIDGE_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (c) => {
+    err += c;
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line: ${out} ${err}`)), 15_000);
+    child.stdout!.on('data', (c) => {
+      out += c;
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${out} ${err}`)));
+  });
+  return { child, url, stdout: () => out, stderr: () => err };
+}
+
+function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.on('exit', (code) => resolve(code));
+  });
+}
+
+describe('aibridge serve and the admin CLI', function () {
+  this.timeout(60_000);
+  let mock: AnthropicMock;
+  before(async () => {
+    mock = await new AnthropicMock().start();
+  });
+  after(async () => {
+    await mock.stop();
+  });
+
+  it('creates the admin once, serves, manages users and keys, and keeps records across a clean restart', async () => {
+    const dataDir = await tempDir();
+    const env = {
+      AIBRIDGE_ANTHROPIC_BASE_URL: mock.url,
+      AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+      AIBRIDGE_ADMIN_EMAIL: 'root@example.com',
+    };
+    const first = await serve(dataDir, env);
+    const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
+    assert.match(adminKey, /^aib_[A-Za-z0-9_-]{43}$/);
+    assert.ok(first.stdout().includes(adminKey), 'the admin key is printed once at first start');
+    assert.equal((await fs.stat(path.join(dataDir, 'admin.key'))).mode & 0o777, 0o600);
+
+    const common = ['--url', first.url, '--data-dir', dataDir];
+    const created = await cli(['users', 'create', '--email', 'dev@example.com', '--team', 'core', ...common]);
+    assert.equal(created.code, 0, created.stderr);
+    assert.equal(JSON.parse(created.stdout).team, 'core');
+    const dup = await cli(['users', 'create', '--email', 'dev@example.com', ...common]);
+    assert.notEqual(dup.code, 0);
+    assert.match(dup.stderr, /user_exists/);
+    const missing = await cli(['keys', 'create', '--email', 'ghost@example.com', ...common]);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /user_not_found/);
+
+    const issued = await cli(['keys', 'create', '--email', 'dev@example.com', '--url', first.url], {
+      AIBRIDGE_ADMIN_KEY: adminKey,
+    });
+    assert.equal(issued.code, 0, issued.stderr);
+    const devKey = issued.stdout.trim().split('\n').at(-1)!;
+    assert.match(devKey, /^aib_/);
+
+    const res = await fetch(`${first.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': devKey, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 5,
+        stream: true,
+        messages: [{ role: 'user', content: 'persist me' }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    const keyId = (await (
+      await fetch(`${first.url}/api/v1/me`, { headers: { authorization: `Bearer ${devKey}` } })
+    ).json()) as {
+      key: { id: string };
+    };
+
+    first.child.kill('SIGTERM');
+    assert.equal(await exited(first.child), 0);
+    // Nothing secret on disk but the admin key file: keys are stored hashed.
+    const db = await fs.readFile(path.join(dataDir, 'db.json'), 'utf8');
+    assert.ok(!db.includes(devKey) && !db.includes(adminKey));
+
+    const second = await serve(dataDir, env);
+    try {
+      assert.ok(!second.stdout().includes('aib_'), 'no new admin key on a second start');
+      const list = (await (
+        await fetch(`${second.url}/api/v1/interceptions`, {
+          headers: { authorization: `Bearer ${adminKey}` },
+        })
+      ).json()) as {
+        items: { prompt: string; userEmail: string; usage: { input: number } }[];
+      };
+      assert.equal(list.items.length, 1);
+      assert.equal(list.items[0]!.prompt, 'persist me');
+      assert.equal(list.items[0]!.userEmail, 'dev@example.com');
+      assert.equal(list.items[0]!.usage.input, 25);
+
+      const revoked = await cli(['keys', 'revoke', keyId.key.id, '--url', second.url, '--data-dir', dataDir]);
+      assert.equal(revoked.code, 0, revoked.stderr);
+      const after = await fetch(`${second.url}/api/v1/me`, {
+        headers: { authorization: `Bearer ${devKey}` },
+      });
+      assert.equal(after.status, 401);
+    } finally {
+      second.child.kill('SIGTERM');
+      await exited(second.child);
+    }
+  });
+
+  it('on SIGTERM lets an open stream finish, flushes its record and exits 0', async () => {
+    const dataDir = await tempDir();
+    const env = { AIBRIDGE_ANTHROPIC_BASE_URL: mock.url, AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY };
+    const first = await serve(dataDir, env);
+    const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
+    mock.next({ kind: 'drip', count: 20, delayMs: 40 });
+    const res = await fetch(`${first.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': adminKey, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'claude-sonnet-4-6', max_tokens: 5, stream: true, messages: [{ role: 'user', content: 'drain me' }] }),
+    });
+    const reader = res.body!.getReader();
+    let text = new TextDecoder().decode((await reader.read()).value);
+    first.child.kill('SIGTERM');
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    assert.ok(text.includes('"19 "'), 'the whole stream arrived');
+    assert.ok(text.includes('message_stop'));
+    assert.equal(await exited(first.child), 0);
+
+    const second = await serve(dataDir, env);
+    try {
+      const list = (await (
+        await fetch(`${second.url}/api/v1/interceptions`, { headers: { authorization: `Bearer ${adminKey}` } })
+      ).json()) as { items: { prompt: string; status: string; usage: { output: number } }[] };
+      assert.equal(list.items.length, 1);
+      assert.equal(list.items[0]!.prompt, 'drain me');
+      assert.equal(list.items[0]!.status, 'ok');
+      assert.equal(list.items[0]!.usage.output, 12);
+    } finally {
+      second.child.kill('SIGTERM');
+      await exited(second.child);
+    }
+  });
+
+  it('exits non-zero naming the setting when the config is bad', async () => {
+    for (const [args, env, pattern] of [
+      [['serve', '--port', 'eighty'], {}, /--port/],
+      [['serve'], { AIBRIDGE_PORT: '70000' }, /AIBRIDGE_PORT/],
+      [['serve'], { AIBRIDGE_ANTHROPIC_BASE_URL: 'ftp://x' }, /AIBRIDGE_ANTHROPIC_BASE_URL/],
+      [['serve'], { AIBRIDGE_LOG_LEVEL: 'loud' }, /AIBRIDGE_LOG_LEVEL/],
+      [['serve', '--bogus'], {}, /bogus/],
+    ] as const) {
+      const r = await cli([...args], { ...env });
+      assert.equal(r.code, 2, `${args.join(' ')} ${JSON.stringify(env)}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+    }
+  });
+});

@@ -1,0 +1,289 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+
+const MSG = { model: 'claude-sonnet-4-6', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] };
+
+/** A port that nothing listens on: bound, then released. */
+async function deadPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+describe('the Anthropic pass-through', () => {
+  let mock: AnthropicMock;
+  let tb: TestBridge;
+  let key: string;
+
+  before(async () => {
+    mock = await new AnthropicMock().start();
+    tb = await startBridge(mock.url);
+    key = (await tb.addUser('proxy@example.com')).key;
+  });
+  after(async () => {
+    await tb.close();
+    await mock.stop();
+  });
+
+  it('passes query strings and anthropic-* headers unchanged, and strips hop-by-hop and client credentials', async () => {
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request(`${tb.url}/anthropic/v1/messages?beta=true&x=a%2Fb`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': key,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+          'anthropic-beta': 'claude-code-20250219,interleaved-thinking-2025-05-14',
+          connection: 'keep-alive, x-secret-hop',
+          'x-secret-hop': 'must-not-pass',
+          'keep-alive': 'timeout=5',
+          cookie: 'session=abc',
+          'proxy-authorization': 'Basic Zm9vOmJhcg==',
+        },
+      });
+      req.on('response', resolve);
+      req.on('error', reject);
+      req.end(JSON.stringify(MSG));
+    });
+    res.resume();
+    assert.equal(res.statusCode, 200);
+    assert.match(String(res.headers['x-aibridge-interception-id']), /^int_/);
+    const seen = mock.messageRequests().at(-1)!;
+    assert.equal(seen.url, '/v1/messages?beta=true&x=a%2Fb');
+    assert.equal(seen.headers['anthropic-version'], '2023-06-01');
+    assert.equal(seen.headers['anthropic-beta'], 'claude-code-20250219,interleaved-thinking-2025-05-14');
+    assert.equal(seen.headers['x-api-key'], UPSTREAM_KEY);
+    for (const h of ['x-secret-hop', 'keep-alive', 'cookie', 'proxy-authorization', 'authorization']) {
+      assert.equal(seen.headers[h], undefined, `${h} must not be forwarded`);
+    }
+    assert.equal(seen.body, JSON.stringify(MSG), 'the body goes upstream byte for byte');
+  });
+
+  it('passes other paths and methods through, HEAD included, and answers the agents’ unauthenticated HEAD probe locally', async () => {
+    const before = mock.requests.length;
+    const probe = await fetch(`${tb.url}/anthropic`, { method: 'HEAD' });
+    assert.equal(probe.status, 200);
+    assert.equal(mock.requests.length, before, 'the probe is answered by the bridge');
+
+    const head = await fetch(`${tb.url}/anthropic/v1/files`, {
+      method: 'HEAD',
+      headers: { 'x-api-key': key },
+    });
+    assert.equal(head.status, 200);
+    const seenHead = mock.requests.at(-1)!;
+    assert.equal(seenHead.method, 'HEAD');
+    assert.equal(seenHead.url, '/v1/files');
+
+    const del = await fetch(`${tb.url}/anthropic/v1/files/file_1?x=1`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${key}` },
+    });
+    assert.deepEqual(await del.json(), { method: 'DELETE', url: '/v1/files/file_1?x=1' });
+    assert.equal(del.headers.get('x-mock-echo'), '1');
+
+    const unauth = await fetch(`${tb.url}/anthropic/v1/files`);
+    assert.equal(unauth.status, 401);
+  });
+
+  it('refuses paths that try to climb out of the provider prefix, without contacting upstream', async () => {
+    const before = mock.requests.length;
+    // Raw paths: fetch would normalise dot segments itself before they reach the bridge.
+    for (const p of [
+      '/anthropic/../api/v1/users',
+      '/anthropic/v1/%2e%2e/%2e%2e/api/v1/users',
+      '/anthropic/v1/..%2Fadmin',
+      '/anthropic/v1/a%00b',
+    ]) {
+      const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const { port } = new URL(tb.url);
+        const req = http.request(
+          { host: '127.0.0.1', port, path: p, headers: { 'x-api-key': key } },
+          (res) => {
+            let b = '';
+            res.on('data', (c) => {
+              b += c;
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(status, 400, p);
+      assert.equal((JSON.parse(body) as { error: { type: string } }).error.type, 'invalid_request_error', p);
+    }
+    assert.equal(mock.requests.length, before);
+  });
+
+  it('answers non-JSON and oversized bodies in Anthropic shape without contacting upstream', async () => {
+    const before = mock.requests.length;
+    const bad = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: '{"model": "claude',
+    });
+    assert.equal(bad.status, 400);
+    assert.deepEqual(((await bad.json()) as { type: string }).type, 'error');
+    const arr = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: '[1,2]',
+    });
+    assert.equal(arr.status, 400);
+    assert.equal(mock.requests.length, before);
+  });
+
+  it('streams each event as it arrives, never waiting for the whole response', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    mock.next({ kind: 'gated', gate });
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...MSG, stream: true }),
+    });
+    assert.equal(res.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    // The upstream is holding the rest back: the first delta must reach us anyway.
+    while (!text.includes('first ')) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, 'stream ended before the gate opened');
+      text += decoder.decode(value, { stream: true });
+    }
+    assert.ok(!text.includes('second'));
+    release();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    assert.ok(text.includes('second'));
+    assert.ok(text.trimEnd().endsWith('data: {"type":"message_stop"}'));
+  });
+
+  it('aborts the upstream request when the client disconnects mid-stream, and records client_aborted', async () => {
+    mock.next({ kind: 'drip', count: 200, delayMs: 20 });
+    const n = (await tb.interceptions(0, key)).length;
+    const ac = new AbortController();
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...MSG, stream: true }),
+      signal: ac.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.read();
+    ac.abort();
+    const rec = (await tb.interceptions(n + 1, key))[0]!;
+    assert.equal(rec.status, 'client_aborted');
+    assert.equal(rec.streamed, true);
+    assert.equal(rec.usage.input, 25, 'usage seen so far is kept');
+    const deadline = Date.now() + 2000;
+    while (!mock.messageRequests().at(-1)!.aborted && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.ok(mock.messageRequests().at(-1)!.aborted, 'the upstream request was aborted');
+  });
+
+  it('ends a stream cut by the upstream with an Anthropic error event and records it', async () => {
+    mock.next({ kind: 'reset' });
+    const n = (await tb.interceptions(0, key)).length;
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...MSG, stream: true }),
+    });
+    const text = await res.text();
+    assert.ok(text.includes('event: message_start'));
+    assert.match(
+      text,
+      /event: error\ndata: \{"type":"error","error":\{"type":"api_error","message":"The provider could not be reached/,
+    );
+    const rec = (await tb.interceptions(n + 1, key))[0]!;
+    assert.equal(rec.status, 'error');
+    assert.equal(rec.error?.type, 'upstream_unreachable');
+  });
+});
+
+describe('when the upstream is unreachable or slow', () => {
+  it('answers 502 in Anthropic shape when the connection is refused, and records it', async () => {
+    const mock = await new AnthropicMock().start();
+    const tb = await startBridge(`http://127.0.0.1:${await deadPort()}`);
+    try {
+      const dev = await tb.addUser('refused@example.com');
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': dev.key, 'content-type': 'application/json' },
+        body: JSON.stringify(MSG),
+      });
+      assert.equal(res.status, 502);
+      const body = (await res.json()) as { type: string; error: { type: string; message: string } };
+      assert.equal(body.type, 'error');
+      assert.equal(body.error.type, 'api_error');
+      assert.match(body.error.message, /could not be reached/);
+      const rec = (await tb.interceptions(1, dev.key))[0]!;
+      assert.equal(rec.status, 'error');
+      assert.equal(rec.httpStatus, 502);
+      assert.equal(rec.error?.type, 'upstream_unreachable');
+    } finally {
+      await tb.close();
+      await mock.stop();
+    }
+  });
+
+  it('answers 504 when the upstream does not send headers in time', async () => {
+    const mock = await new AnthropicMock().start();
+    const tb = await startBridge(mock.url, { AIBRIDGE_HEADERS_TIMEOUT_MS: '300' });
+    try {
+      const dev = await tb.addUser('slow@example.com');
+      mock.next({ kind: 'hang' });
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': dev.key, 'content-type': 'application/json' },
+        body: JSON.stringify(MSG),
+      });
+      assert.equal(res.status, 504);
+      const body = (await res.json()) as { error: { type: string } };
+      assert.equal(body.error.type, 'api_error');
+      const rec = (await tb.interceptions(1, dev.key))[0]!;
+      assert.equal(rec.error?.type, 'upstream_timeout');
+      // and the bridge still serves
+      const ok = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': dev.key, 'content-type': 'application/json' },
+        body: JSON.stringify(MSG),
+      });
+      assert.equal(ok.status, 200);
+    } finally {
+      await tb.close();
+      await mock.stop();
+    }
+  });
+
+  it('answers 503 when no upstream key is configured', async () => {
+    const mock = await new AnthropicMock().start();
+    const tb = await startBridge(mock.url, { AIBRIDGE_ANTHROPIC_API_KEY: '' });
+    try {
+      const dev = await tb.addUser('nokey@example.com');
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': dev.key, 'content-type': 'application/json' },
+        body: JSON.stringify(MSG),
+      });
+      assert.equal(res.status, 503);
+      assert.equal(mock.requests.length, 0);
+    } finally {
+      await tb.close();
+      await mock.stop();
+    }
+  });
+});

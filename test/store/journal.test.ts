@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
+import { Journal, type JournalWarning } from '../../server/store/embedded/journal';
+import type { NewInterception } from '../../server/store/types';
+import { tempDir } from '../helpers/bridge';
+
+function record(i: number): NewInterception {
+  return {
+    id: `int_${i}`,
+    userId: 'usr_1',
+    userEmail: 'a@example.com',
+    team: null,
+    keyId: 'key_1',
+    provider: 'anthropic',
+    api: 'messages',
+    model: 'claude-sonnet-4-6',
+    client: 'unknown',
+    sessionId: null,
+    startedAt: new Date(1_700_000_000_000 + i * 1000).toISOString(),
+    endedAt: new Date(1_700_000_000_500 + i * 1000).toISOString(),
+    durationMs: 500,
+    status: 'ok',
+    httpStatus: 200,
+    streamed: false,
+    usage: { input: i, output: 1, cacheRead: 0, cacheWrite: 0, reasoning: 0 },
+    prompt: `prompt ${i} ✓`,
+    toolCalls: [],
+    error: null,
+    upstreamRequestId: null,
+  };
+}
+
+async function reopen(dir: string): Promise<{ store: EmbeddedStore; warnings: JournalWarning[] }> {
+  const warnings: JournalWarning[] = [];
+  const store = new EmbeddedStore({ dataDir: dir, onWarning: (w) => warnings.push(w) });
+  await store.open();
+  return { store, warnings };
+}
+
+async function segment(dir: string): Promise<string> {
+  const names = (await fs.readdir(path.join(dir, 'interceptions')))
+    .filter((n) => n.endsWith('.jsonl'))
+    .sort();
+  return path.join(dir, 'interceptions', names.at(-1)!);
+}
+
+describe('the embedded journal', () => {
+  it('group-commits concurrent appends and reads them back in order', async () => {
+    const dir = await tempDir();
+    const { store } = await reopen(dir);
+    await Promise.all(Array.from({ length: 200 }, (_, i) => store.appendInterception(record(i))));
+    await store.close();
+    const { store: again, warnings } = await reopen(dir);
+    const page = await again.listInterceptions({}, 500);
+    assert.equal(page.items.length, 200);
+    assert.deepEqual(
+      page.items.map((r) => r.id),
+      Array.from({ length: 200 }, (_, i) => `int_${199 - i}`),
+    );
+    assert.equal(page.items[0]!.prompt, 'prompt 199 ✓');
+    assert.deepEqual(warnings, []);
+    const next = await again.appendInterception(record(200));
+    assert.equal(next.seq, 201, 'sequence numbers continue after a restart');
+    await again.close();
+  });
+
+  it('reopens after a torn last entry, sets it aside with a warning naming file and offset, keeps every earlier record', async () => {
+    const dir = await tempDir();
+    const { store } = await reopen(dir);
+    for (let i = 0; i < 10; i++) await store.appendInterception(record(i));
+    await store.close();
+    const file = await segment(dir);
+    const goodSize = (await fs.stat(file)).size;
+    // A crash mid-write: half an entry and no newline.
+    const half = Buffer.from('deadbeef {"id":"int_10","seq":11,"use');
+    await fs.appendFile(file, half);
+
+    const { store: again, warnings } = await reopen(dir);
+    assert.equal((await again.listInterceptions({}, 100)).items.length, 10);
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0]!.file, file);
+    assert.equal(warnings[0]!.offset, goodSize);
+    assert.match(warnings[0]!.reason, /torn tail/);
+    assert.equal((await fs.stat(file)).size, goodSize, 'the torn bytes are cut from the segment');
+    assert.deepEqual(await fs.readFile(`${file}.torn-${goodSize}`), half, 'and kept aside for inspection');
+    // New appends land after the good entries and survive the next restart.
+    await again.appendInterception(record(10));
+    await again.close();
+    const { store: third, warnings: w3 } = await reopen(dir);
+    assert.equal((await third.listInterceptions({}, 100)).items.length, 11);
+    assert.deepEqual(w3, []);
+    await third.close();
+  });
+
+  it('skips an altered entry in the middle with a warning, and keeps the entries around it', async () => {
+    const dir = await tempDir();
+    const j = new Journal({ dir });
+    await j.open(() => undefined);
+    for (let i = 0; i < 5; i++) await j.append(JSON.stringify({ seq: i + 1, n: i }));
+    await j.close();
+    const file = path.join(dir, 'seg-000001.jsonl');
+    const text = await fs.readFile(file, 'utf8');
+    const lines = text.split('\n');
+    lines[2] = lines[2]!.replace('"n":2', '"n":9'); // checksum no longer matches
+    await fs.writeFile(file, lines.join('\n'));
+    const warnings: JournalWarning[] = [];
+    const seen: number[] = [];
+    const j2 = new Journal({ dir, onWarning: (w) => warnings.push(w) });
+    await j2.open((json) => seen.push((JSON.parse(json) as { n: number }).n));
+    await j2.close();
+    assert.deepEqual(seen, [0, 1, 3, 4]);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!.reason, /corrupt entry skipped/);
+    assert.equal(warnings[0]!.offset, lines[0]!.length + lines[1]!.length + 2);
+  });
+
+  it('rolls over to a new segment past the size cap', async () => {
+    const dir = await tempDir();
+    const j = new Journal({ dir, segmentBytes: 200 });
+    await j.open(() => undefined);
+    for (let i = 0; i < 10; i++) await j.append(JSON.stringify({ i, pad: 'x'.repeat(50) }));
+    await j.close();
+    const names = (await fs.readdir(dir)).sort();
+    assert.ok(names.length >= 3, names.join());
+    const seen: number[] = [];
+    const j2 = new Journal({ dir });
+    await j2.open((json) => seen.push((JSON.parse(json) as { i: number }).i));
+    await j2.close();
+    assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});
