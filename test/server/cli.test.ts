@@ -169,7 +169,12 @@ describe('aibridge serve and the admin CLI', function () {
     const res = await fetch(`${first.url}/anthropic/v1/messages`, {
       method: 'POST',
       headers: { 'x-api-key': adminKey, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'claude-sonnet-4-6', max_tokens: 5, stream: true, messages: [{ role: 'user', content: 'drain me' }] }),
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 5,
+        stream: true,
+        messages: [{ role: 'user', content: 'drain me' }],
+      }),
     });
     const reader = res.body!.getReader();
     let text = new TextDecoder().decode((await reader.read()).value);
@@ -186,7 +191,9 @@ describe('aibridge serve and the admin CLI', function () {
     const second = await serve(dataDir, env);
     try {
       const list = (await (
-        await fetch(`${second.url}/api/v1/interceptions`, { headers: { authorization: `Bearer ${adminKey}` } })
+        await fetch(`${second.url}/api/v1/interceptions`, {
+          headers: { authorization: `Bearer ${adminKey}` },
+        })
       ).json()) as { items: { prompt: string; status: string; usage: { output: number } }[] };
       assert.equal(list.items.length, 1);
       assert.equal(list.items[0]!.prompt, 'drain me');
