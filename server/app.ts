@@ -9,15 +9,12 @@ import { Authenticator } from './identity/auth';
 import { identityRoutes } from './identity/identity-routes';
 import { IdentityService } from './identity/identity-service';
 import { KeyHasher } from './identity/keys';
-import { anthropicAdapter } from './providers/anthropic-messages/anthropic-adapter';
-import type { ProviderAdapter } from './providers/types';
+import { PROVIDERS, providerForPath } from './providers/registry';
+import { CircuitBreakers } from './proxy/circuit-breaker';
 import { providerRoutes } from './proxy/forward';
 import { createUpstreamAgent } from './proxy/upstream';
 import { EmbeddedStore } from './store/embedded/embedded-store';
 import type { Store } from './store/types';
-
-/** Every wire API the bridge serves; each brings its own prefix and error shape. */
-export const ADAPTERS: readonly ProviderAdapter[] = [anthropicAdapter];
 
 export interface BuildOptions {
   /** Where logs go (tests capture them); default stdout. */
@@ -71,6 +68,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const auth = new Authenticator(store, hasher);
   const recorder = new Recorder(store, app.log);
   const dispatcher = createUpstreamAgent(config.timeouts);
+  const breakers = new CircuitBreakers(config.breaker);
 
   let draining = false;
   app.decorateRequest('principal', null);
@@ -79,18 +77,26 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
   app.setNotFoundHandler((req, reply) => {
     const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
-    reply.code(e.status).send(e.toBody());
+    const provider = providerForPath(req.url);
+    reply.code(e.status).send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
   });
   app.setErrorHandler((err, req, reply) => {
     const e = fromFastifyError(err);
     if (e.code === 'internal_error') req.log.error({ err }, 'request failed');
-    reply.code(e.status).send(e.toBody());
+    reply.code(e.status).headers(e.headers).send(e.toBody());
   });
 
   app.get('/healthz', { config: { access: 'public' } }, async () => ({
     status: 'ok',
     version: VERSION,
     store: store.kind,
+    upstreams: Object.fromEntries(
+      Object.entries(config.upstreams).map(([id, u]) => [
+        id,
+        { baseUrl: u.baseUrl, configured: u.apiKey !== undefined },
+      ]),
+    ),
+    breakers: breakers.snapshot(),
   }));
 
   await app.register(async (api) => {
@@ -100,15 +106,19 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
 
   const upstreams: Record<string, UpstreamConfig> = config.upstreams;
-  for (const adapter of ADAPTERS) {
+  for (const adapter of PROVIDERS) {
     const upstream = upstreams[adapter.id];
     if (!upstream) throw new Error(`no upstream configured for provider ${adapter.id}`);
-    await app.register(
-      providerRoutes(adapter, { upstream, bodyLimit: config.bodyLimit, auth, recorder, dispatcher }),
-      {
-        prefix: adapter.prefix,
-      },
-    );
+    const deps = {
+      upstream,
+      idleTimeoutMs: config.timeouts.idleMs,
+      bodyLimit: config.bodyLimit,
+      auth,
+      recorder,
+      breakers,
+      dispatcher,
+    };
+    await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
   }
 
   let closing: Promise<void> | undefined;

@@ -26,9 +26,13 @@ export interface Config {
   readonly bodyLimit: number;
   readonly shutdownGraceMs: number;
   readonly timeouts: TimeoutConfig;
-  readonly upstreams: {
-    readonly anthropic: UpstreamConfig;
+  readonly breaker: {
+    /** Consecutive provider failures that open a breaker; 0 turns breakers off. */
+    readonly threshold: number;
+    readonly cooldownMs: number;
   };
+  /** By provider id (`anthropic`, `openai`). */
+  readonly upstreams: Readonly<Record<'anthropic' | 'openai', UpstreamConfig>>;
 }
 
 /** A setting with a bad value. The message names the setting so the admin can fix it. */
@@ -140,10 +144,18 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       headersMs: int(pick(undefined, '', env, 'AIBRIDGE_HEADERS_TIMEOUT_MS'), 600_000, 1, 3_600_000),
       idleMs: int(pick(undefined, '', env, 'AIBRIDGE_IDLE_TIMEOUT_MS'), 300_000, 1, 3_600_000),
     },
+    breaker: {
+      threshold: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_THRESHOLD'), 5, 0, 1000),
+      cooldownMs: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_COOLDOWN_MS'), 30_000, 1, 3_600_000),
+    },
     upstreams: {
       anthropic: {
         baseUrl: url(env, 'AIBRIDGE_ANTHROPIC_BASE_URL', 'https://api.anthropic.com'),
         apiKey: env.AIBRIDGE_ANTHROPIC_API_KEY || undefined,
+      },
+      openai: {
+        baseUrl: url(env, 'AIBRIDGE_OPENAI_BASE_URL', 'https://api.openai.com/v1'),
+        apiKey: env.AIBRIDGE_OPENAI_API_KEY || undefined,
       },
     },
   };

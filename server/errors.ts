@@ -4,12 +4,19 @@ import { type BridgeErrorBody, ERROR_CODES, type ErrorCode } from '../shared/err
 export class BridgeError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /** Headers the answer carries, e.g. `retry-after`. */
+  readonly headers: Record<string, string>;
 
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options?: { cause?: unknown; headers?: Record<string, string> },
+  ) {
     super(message ?? ERROR_CODES[code].message, options);
     this.name = 'BridgeError';
     this.code = code;
     this.status = ERROR_CODES[code].status;
+    this.headers = options?.headers ?? {};
   }
 
   toBody(): BridgeErrorBody {

@@ -22,6 +22,10 @@ export const ERROR_CODES = {
     message: 'The provider answered with something the bridge could not read.',
   },
   provider_not_configured: { status: 503, message: 'The bridge has no upstream key for this provider.' },
+  circuit_open: {
+    status: 503,
+    message: 'The provider has been failing; the bridge is giving it a moment before trying again.',
+  },
   shutting_down: { status: 503, message: 'The bridge is shutting down.' },
   upstream_timeout: { status: 504, message: 'The provider did not answer in time.' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -21,6 +21,33 @@ export function parseArguments(raw: string): unknown {
   }
 }
 
+/**
+ * Agents wrap context they inject into a user turn in one tag (`<system-reminder>` from Claude
+ * Code, `<environment_context>` from Codex): that is not what the developer typed.
+ */
+export function isHarnessContext(text: string): boolean {
+  const m = /^\s*<([a-z_-]+)>[\s\S]*<\/([a-z_-]+)>\s*$/.exec(text);
+  return m !== null && m[1] === m[2] && HARNESS_TAGS.has(m[1]!);
+}
+
+const HARNESS_TAGS = new Set(['system-reminder', 'environment_context', 'user_instructions']);
+
+/** The user's text from a list of content parts, skipping harness context; null when there is none. */
+export function userText(parts: unknown[], textTypes: ReadonlySet<string>): string | null {
+  const texts: string[] = [];
+  for (const p of parts) {
+    if (
+      isObject(p) &&
+      textTypes.has(String(p.type)) &&
+      typeof p.text === 'string' &&
+      !isHarnessContext(p.text)
+    ) {
+      texts.push(p.text);
+    }
+  }
+  return texts.length > 0 ? capText(texts.join('\n')) : null;
+}
+
 export function capText(text: string): string {
   return text.length > PROMPT_LIMIT ? text.slice(0, PROMPT_LIMIT) : text;
 }

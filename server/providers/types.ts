@@ -9,7 +9,6 @@ export interface RequestFacts {
   model: string | null;
   /** The text of the last user message: what the developer asked. */
   prompt: string | null;
-  /** A session id carried in the body (headers are the adapter's to read too). */
   sessionId: string | null;
 }
 
@@ -26,36 +25,62 @@ export interface ResponseFacts {
 export interface SseEvent {
   event: string | undefined;
   data: string;
+  id: string | undefined;
 }
 
-/** Fed every SSE event of a streamed response as it passes; never holds the whole stream. */
+/** What to do with one event of a stream the bridge rewrites. */
+export type EventVerdict = { action: 'forward' } | { action: 'drop' } | { action: 'replace'; data: string };
+
+export const FORWARD: EventVerdict = Object.freeze({ action: 'forward' });
+export const DROP: EventVerdict = Object.freeze({ action: 'drop' });
+
+/**
+ * Fed every SSE event of a streamed response as it passes; never holds the whole stream. Its
+ * verdicts matter only when the request was prepared with `rewriteStream` (the bridge asked the
+ * provider for something the client did not, and must hide it again); otherwise bytes pass as sent.
+ */
 export interface StreamMeter {
-  onEvent(ev: SseEvent, at: Date): void;
+  onEvent(ev: SseEvent, at: Date): EventVerdict;
   result(): ResponseFacts;
 }
 
+/** The request as it goes upstream. */
+export interface PreparedRequest {
+  bytes: Buffer;
+  /** Relay the stream event by event, applying the meter's verdicts, instead of byte for byte. */
+  rewriteStream: boolean;
+}
+
+/** One metered wire API: its endpoint, how to read its requests, responses and streams. */
+export interface WireApi {
+  readonly name: ApiName;
+  readonly method: 'POST';
+  /** Path below the provider's prefix, e.g. `/v1/messages`. */
+  readonly path: string;
+  describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts;
+  /** The bytes to send upstream; APIs that need nothing changed return `raw`. */
+  prepare(body: JsonObject, raw: Buffer): PreparedRequest;
+  fromJson(json: unknown, at: Date): ResponseFacts;
+  createStreamMeter(prepared: PreparedRequest): StreamMeter;
+  /** An error as an SSE event, for a stream whose headers are already sent. */
+  streamError(status: number, code: string, message: string): string;
+}
+
 /**
- * One wire API family behind one object. Shared proxy code talks only to this interface and never
+ * One provider behind one object: where it is mounted, how its key is sent, its error shape, and
+ * the wire APIs the bridge meters there. Shared proxy code talks only to this interface and never
  * branches on a provider's name; adding a provider means adding one folder under providers/.
  */
 export interface ProviderAdapter {
-  /** Recorded as the interception's `provider`; also the config key of its upstream. */
+  /** Recorded as the interception's `provider`; also the key of its upstream in the config. */
   readonly id: string;
-  /** Where the bridge mounts it: `/anthropic/v1/messages` → upstream `{base}/v1/messages`. */
+  /** Where the bridge mounts it: `{prefix}/X` goes to `{upstream base}/X`. */
   readonly prefix: string;
-  /** The metered API a path is, or null when the request is only passed through. */
-  endpoint(method: string, path: string): ApiName | null;
+  /** The provider's request-id response header, kept on the record. */
+  readonly requestIdHeader: string;
+  readonly apis: readonly WireApi[];
   /** Headers that carry the organisation's key upstream. */
   authHeaders(apiKey: string): Record<string, string>;
-  describeRequest(api: ApiName, body: JsonObject, headers: IncomingHttpHeaders): RequestFacts;
-  /** The bytes to send upstream; adapters that need nothing changed return `raw`. */
-  prepareBody(api: ApiName, body: JsonObject, raw: Buffer): Buffer;
-  fromJson(api: ApiName, json: unknown, at: Date): ResponseFacts;
-  createStreamMeter(api: ApiName): StreamMeter;
-  /** The provider's error shape for an error the bridge itself raises. */
-  errorBody(status: number, message: string): unknown;
-  /** The same, as an SSE event written into a stream whose headers are already sent. */
-  streamError(status: number, message: string): string;
-  /** The provider's request id header, for the record. */
-  readonly requestIdHeader: string;
+  /** The provider's error body for an error the bridge itself raises. */
+  errorBody(status: number, code: string, message: string): unknown;
 }

@@ -1,24 +1,35 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { createParser, type EventSourceParser } from 'eventsource-parser';
+import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { type Dispatcher, request as undiciRequest } from 'undici';
-import type { ApiName, InterceptionError, InterceptionStatus } from '../../shared/interception';
-import type { InterceptionEnd, InterceptionStart, Recorder } from '../audit/recorder';
+import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
+import type { InterceptionStart, Recorder } from '../audit/recorder';
 import type { UpstreamConfig } from '../config';
 import { BridgeError, fromFastifyError } from '../errors';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { errorFromBody, isObject } from '../providers/common';
-import type { JsonObject, ProviderAdapter, ResponseFacts, StreamMeter } from '../providers/types';
+import type {
+  JsonObject,
+  PreparedRequest,
+  ProviderAdapter,
+  ResponseFacts,
+  StreamMeter,
+  WireApi,
+} from '../providers/types';
+import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { detectClient } from './client-detect';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
-import { upstreamFailure } from './upstream';
+import { idleWatchdog, upstreamFailure } from './upstream';
 
 export interface ProxyDeps {
   upstream: UpstreamConfig;
+  /** Longest silence between two response chunks before the exchange fails as a timeout. */
+  idleTimeoutMs: number;
   bodyLimit: number;
   auth: Authenticator;
   recorder: Recorder;
+  breakers: CircuitBreakers;
   dispatcher: Dispatcher;
 }
 
@@ -77,6 +88,22 @@ function headerValue(v: string | string[] | undefined): string | null {
   return (Array.isArray(v) ? v[0] : v) ?? null;
 }
 
+/** An SSE event as text again, for streams the bridge relays event by event. */
+function serializeEvent(ev: EventSourceMessage, data: string): string {
+  let out = '';
+  if (ev.event) out += `event: ${ev.event}\n`;
+  if (ev.id !== undefined) out += `id: ${ev.id}\n`;
+  for (const line of data.split('\n')) out += `data: ${line}\n`;
+  return `${out}\n`;
+}
+
+interface Metered {
+  api: WireApi;
+  prepared: PreparedRequest;
+  start: InterceptionStart;
+  probe: boolean;
+}
+
 /** One exchange with the upstream, from the moment the request is accepted to the record. */
 class Exchange {
   private clientGone = false;
@@ -89,8 +116,7 @@ class Exchange {
     private readonly deps: ProxyDeps,
     private readonly req: FastifyRequest,
     private readonly reply: FastifyReply,
-    private readonly api: ApiName | null,
-    private readonly start: InterceptionStart | undefined,
+    private readonly metered: Metered | undefined,
   ) {
     reply.raw.on('close', () => {
       if (!reply.raw.writableFinished) {
@@ -100,14 +126,26 @@ class Exchange {
     });
   }
 
+  /**
+   * Ends the interception: tells the breaker how the provider did (`healthy` undefined when the
+   * exchange says nothing about it) and hands the record over.
+   */
   private finish(
     status: InterceptionStatus,
     response: ResponseFacts | null,
     error: InterceptionError | null,
     streamed: boolean,
+    healthy: boolean | undefined,
   ): void {
-    if (!this.start) return;
-    const end: InterceptionEnd = {
+    const m = this.metered;
+    if (!m) return;
+    this.deps.breakers.record(
+      this.adapter.id,
+      m.start.request.model,
+      this.clientGone ? undefined : healthy,
+      m.probe,
+    );
+    this.deps.recorder.finish(m.start, {
       status: this.clientGone ? 'client_aborted' : status,
       httpStatus: this.httpStatus,
       streamed,
@@ -115,14 +153,13 @@ class Exchange {
       error,
       upstreamRequestId: this.upstreamRequestId,
       endedAt: new Date(),
-    };
-    this.deps.recorder.finish(this.start, end);
+    });
   }
 
   /** Records a failure that happened before the upstream answered, and hands the error to fastify's handler. */
-  failEarly(err: BridgeError): never {
+  failEarly(err: BridgeError, healthy?: boolean): never {
     this.httpStatus = err.status;
-    this.finish('error', null, { type: err.code, message: err.message }, false);
+    this.finish('error', null, { type: err.code, message: err.message }, false, healthy);
     throw err;
   }
 
@@ -143,72 +180,94 @@ class Exchange {
     } catch (err) {
       if (this.clientGone) {
         this.reply.hijack();
-        this.finish('client_aborted', null, null, false);
+        this.finish('client_aborted', null, null, false, undefined);
         return;
       }
-      this.failEarly(upstreamFailure(err));
+      this.failEarly(upstreamFailure(err), false);
     }
     await this.relay(res);
   }
 
   private async relay(res: Dispatcher.ResponseData): Promise<void> {
-    const { api, adapter, reply } = this;
+    const { adapter, reply, metered } = this;
     const out = reply.raw;
     const contentType = headerValue(res.headers['content-type']) ?? '';
-    const streamed = api !== null && res.statusCode < 400 && contentType.includes('text/event-stream');
+    const streamed =
+      metered !== undefined && res.statusCode < 400 && contentType.includes('text/event-stream');
+    const rewrite = streamed && metered.prepared.rewriteStream;
     this.httpStatus = res.statusCode;
     this.upstreamRequestId = headerValue(res.headers[adapter.requestIdHeader]);
 
     reply.hijack();
     const headers = clientResponseHeaders(res.headers, !streamed);
-    if (this.start) headers['x-aibridge-interception-id'] = this.start.id;
+    if (metered) headers['x-aibridge-interception-id'] = metered.start.id;
     out.writeHead(res.statusCode, headers);
 
     let meter: StreamMeter | undefined;
     let parser: EventSourceParser | undefined;
+    /** In rewrite mode, what the events of the current upstream chunk become. */
+    let pending = '';
     const decoder = new TextDecoder();
-    if (streamed && api) {
-      const m = adapter.createStreamMeter(api);
+    if (streamed) {
+      const m = metered.api.createStreamMeter(metered.prepared);
       meter = m;
-      parser = createParser({ onEvent: (e) => m.onEvent({ event: e.event, data: e.data }, new Date()) });
+      parser = createParser({
+        onEvent: (e) => {
+          const verdict = m.onEvent({ event: e.event, data: e.data, id: e.id }, new Date());
+          if (!rewrite) return;
+          if (verdict.action === 'forward') pending += serializeEvent(e, e.data);
+          else if (verdict.action === 'replace') pending += serializeEvent(e, verdict.data);
+        },
+      });
     }
     const copy: Buffer[] = [];
     let copied = 0;
+    const idle = idleWatchdog(this.deps.idleTimeoutMs, (err) => res.body.destroy(err));
 
     try {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        idle.touch();
         if (parser) parser.feed(decoder.decode(chunk, { stream: true }));
-        else if (api && copied < JSON_COPY_LIMIT) {
+        else if (metered && copied < JSON_COPY_LIMIT) {
           copy.push(chunk);
           copied += chunk.length;
         }
-        if (!out.write(chunk)) await writable(out);
+        let ok = true;
+        if (!rewrite) ok = out.write(chunk);
+        else if (pending !== '') {
+          ok = out.write(pending);
+          pending = '';
+        }
+        if (!ok) await writable(out);
         if (this.clientGone) break;
       }
     } catch (err) {
+      idle.stop();
       if (this.clientGone) {
-        this.finish('client_aborted', meter?.result() ?? null, null, streamed);
+        this.finish('client_aborted', meter?.result() ?? null, null, streamed, undefined);
         return;
       }
       const failure = upstreamFailure(err);
       this.req.log.warn({ err, code: failure.code }, 'upstream failed mid-response');
-      if (streamed) out.end(adapter.streamError(failure.status, failure.message));
+      if (streamed) out.end(metered.api.streamError(failure.status, failure.code, failure.message));
       else out.destroy();
       this.finish(
         'error',
         meter?.result() ?? null,
         { type: failure.code, message: failure.message },
         streamed,
+        false,
       );
       return;
     }
+    idle.stop();
     if (this.clientGone) {
       res.body.destroy();
-      this.finish('client_aborted', meter?.result() ?? null, null, streamed);
+      this.finish('client_aborted', meter?.result() ?? null, null, streamed, undefined);
       return;
     }
     out.end();
-    if (!api) return;
+    if (!metered) return;
 
     let facts: ResponseFacts | null = meter?.result() ?? null;
     let error: InterceptionError | null = facts?.error ?? null;
@@ -220,9 +279,13 @@ class Exchange {
         json = undefined;
       }
       if (res.statusCode >= 400) error = errorFromBody(res.statusCode, json);
-      else facts = adapter.fromJson(api, json, new Date());
+      else {
+        facts = metered.api.fromJson(json, new Date());
+        error = facts.error;
+      }
     }
-    this.finish(res.statusCode >= 400 || error ? 'error' : 'ok', facts, error, streamed);
+    const failed = res.statusCode >= 400 || error !== null;
+    this.finish(failed ? 'error' : 'ok', facts, error, streamed, !isProviderFailure(res.statusCode));
   }
 }
 
@@ -241,29 +304,44 @@ async function forward(
     return;
   }
   const principal = await deps.auth.authenticate(req.headers);
-  const api = adapter.endpoint(req.method, path);
+  const api = adapter.apis.find((a) => a.method === req.method && a.path === path);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
-  let body = raw;
-  let start: InterceptionStart | undefined;
+  let metered: Metered | undefined;
   if (api) {
     const parsed = parseJsonObject(raw);
-    start = {
+    const start: InterceptionStart = {
       id: `int_${randomUUID()}`,
       principal,
       provider: adapter.id,
-      api,
+      api: api.name,
       client: detectClient(req.headers),
-      request: adapter.describeRequest(api, parsed, req.headers),
+      request: api.describeRequest(parsed, req.headers),
       startedAt: new Date(),
     };
-    body = adapter.prepareBody(api, parsed, raw!);
+    metered = { api, start, prepared: api.prepare(parsed, raw!), probe: false };
   }
-  const exchange = new Exchange(adapter, deps, req, reply, api, start);
+  const exchange = new Exchange(adapter, deps, req, reply, metered);
   if (!deps.upstream.apiKey) exchange.failEarly(new BridgeError('provider_not_configured'));
-  await exchange.run(deps.upstream.baseUrl + target, body);
+  if (metered) {
+    const admission = deps.breakers.admit(adapter.id, metered.start.request.model);
+    if (admission.admitted) metered.probe = admission.probe;
+    else {
+      const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+      exchange.failEarly(
+        new BridgeError(
+          'circuit_open',
+          `The provider has been failing for ${metered.start.request.model ?? 'this model'}; retry in ${seconds}s.`,
+          {
+            headers: { 'retry-after': String(seconds) },
+          },
+        ),
+      );
+    }
+  }
+  await exchange.run(deps.upstream.baseUrl + target, metered ? metered.prepared.bytes : raw);
 }
 
-/** Mounts one provider adapter under its prefix: every method, every path, errors in its shape. */
+/** Mounts one provider under its prefix: every method, every path, errors in its shape. */
 export function providerRoutes(adapter: ProviderAdapter, deps: ProxyDeps): FastifyPluginAsync {
   return async (app) => {
     app.removeAllContentTypeParsers();
@@ -272,8 +350,12 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProxyDeps): Fasti
     });
     app.setErrorHandler((err, req, reply) => {
       const e = fromFastifyError(err);
-      if (e.status >= 500 && e.code === 'internal_error') req.log.error({ err }, 'proxy failed');
-      reply.code(e.status).type('application/json').send(adapter.errorBody(e.status, e.message));
+      if (e.code === 'internal_error') req.log.error({ err }, 'proxy failed');
+      reply
+        .code(e.status)
+        .headers(e.headers)
+        .type('application/json')
+        .send(adapter.errorBody(e.status, e.code, e.message));
     });
     const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> =>
       forward(adapter, deps, req, reply);

@@ -12,9 +12,32 @@ export function createUpstreamAgent(t: TimeoutConfig): Agent {
   });
 }
 
+/** The upstream went quiet mid-response for longer than the idle timeout. */
+export class IdleTimeoutError extends Error {
+  readonly code = 'AIB_IDLE_TIMEOUT';
+  constructor(ms: number) {
+    super(`no bytes from the provider for ${ms} ms`);
+    this.name = 'IdleTimeoutError';
+  }
+}
+
+/**
+ * Watches the gaps between response chunks. undici's own body timeout runs on a coarse (~1 s)
+ * timer; this one is exact, so short idle timeouts mean what they say.
+ */
+export function idleWatchdog(
+  ms: number,
+  onIdle: (err: IdleTimeoutError) => void,
+): { touch(): void; stop(): void } {
+  const timer = setTimeout(() => onIdle(new IdleTimeoutError(ms)), ms);
+  timer.unref();
+  return { touch: () => timer.refresh(), stop: () => clearTimeout(timer) };
+}
+
 /** Why an upstream exchange failed, as a gateway error that keeps the cause. */
 export function upstreamFailure(err: unknown): BridgeError {
   if (
+    err instanceof IdleTimeoutError ||
     err instanceof undiciErrors.ConnectTimeoutError ||
     err instanceof undiciErrors.HeadersTimeoutError ||
     err instanceof undiciErrors.BodyTimeoutError

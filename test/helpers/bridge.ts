@@ -9,6 +9,7 @@ import { loadConfig } from '../../server/config';
 import type { CreatedKey, User } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
 import { UPSTREAM_KEY } from './anthropic-mock';
+import { OPENAI_UPSTREAM_KEY } from './openai-mock';
 
 export interface TestBridge {
   url: string;
@@ -37,7 +38,10 @@ export async function tempDir(prefix = 'aibridge-test-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
-/** The real app, on a real socket on port 0, with a fresh data dir, in front of `upstreamUrl`. */
+/**
+ * The real app, on a real socket on port 0, with a fresh data dir, in front of `upstreamUrl` for
+ * Anthropic (OpenAI's upstream comes from `env.AIBRIDGE_OPENAI_BASE_URL`).
+ */
 export async function startBridge(
   upstreamUrl: string,
   env: Record<string, string> = {},
@@ -49,6 +53,7 @@ export async function startBridge(
     {
       AIBRIDGE_ANTHROPIC_BASE_URL: upstreamUrl,
       AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+      AIBRIDGE_OPENAI_API_KEY: OPENAI_UPSTREAM_KEY,
       AIBRIDGE_LOG_LEVEL: 'info',
       ...env,
     },

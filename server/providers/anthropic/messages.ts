@@ -1,43 +1,21 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ApiName, ToolCallRecord } from '../../../shared/interception';
+import type { ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import { capText, errorFromBody, isObject, mcpServerOf, num, parseArguments, str } from '../common';
-import type {
-  JsonObject,
-  ProviderAdapter,
-  RequestFacts,
-  ResponseFacts,
-  SseEvent,
-  StreamMeter,
+import { capText, errorFromBody, isObject, mcpServerOf, num, parseArguments, str, userText } from '../common';
+import {
+  type EventVerdict,
+  FORWARD,
+  type JsonObject,
+  type PreparedRequest,
+  type RequestFacts,
+  type ResponseFacts,
+  type SseEvent,
+  type StreamMeter,
+  type WireApi,
 } from '../types';
+import { anthropicErrorBody } from './errors';
 
-/** Anthropic's error `type` for each status the bridge answers with. */
-function errorType(status: number): string {
-  switch (status) {
-    case 400:
-      return 'invalid_request_error';
-    case 401:
-      return 'authentication_error';
-    case 403:
-      return 'permission_error';
-    case 404:
-      return 'not_found_error';
-    case 413:
-      return 'request_too_large';
-    case 429:
-      return 'rate_limit_error';
-    case 529:
-      return 'overloaded_error';
-    default:
-      return status >= 500 ? 'api_error' : 'invalid_request_error';
-  }
-}
-
-/** Claude Code wraps injected context in `<system-reminder>` blocks; they are not what the user typed. */
-function isReminder(text: string): boolean {
-  const t = text.trimStart();
-  return t.startsWith('<system-reminder>') && t.trimEnd().endsWith('</system-reminder>');
-}
+const TEXT = new Set(['text']);
 
 /** The text of the last user turn that has text (tool-result-only turns are the agent's, not the user's). */
 export function lastUserPrompt(messages: unknown): string | null {
@@ -47,18 +25,8 @@ export function lastUserPrompt(messages: unknown): string | null {
     if (!isObject(m) || m.role !== 'user') continue;
     if (typeof m.content === 'string') return capText(m.content);
     if (!Array.isArray(m.content)) continue;
-    const texts: string[] = [];
-    for (const block of m.content as unknown[]) {
-      if (
-        isObject(block) &&
-        block.type === 'text' &&
-        typeof block.text === 'string' &&
-        !isReminder(block.text)
-      ) {
-        texts.push(block.text);
-      }
-    }
-    if (texts.length > 0) return capText(texts.join('\n'));
+    const text = userText(m.content, TEXT);
+    if (text !== null) return text;
   }
   return null;
 }
@@ -95,15 +63,15 @@ class MessagesStreamMeter implements StreamMeter {
   /** Tool-use blocks still streaming their input, by content index. */
   private readonly open = new Map<number, { block: Record<string, unknown>; json: string; at: Date }>();
 
-  onEvent(ev: SseEvent, at: Date): void {
-    if (ev.event === 'ping') return;
+  onEvent(ev: SseEvent, at: Date): EventVerdict {
+    if (ev.event === 'ping') return FORWARD;
     let data: unknown;
     try {
       data = JSON.parse(ev.data);
     } catch {
-      return;
+      return FORWARD;
     }
-    if (!isObject(data)) return;
+    if (!isObject(data)) return FORWARD;
     switch (data.type) {
       case 'message_start':
         if (isObject(data.message)) {
@@ -140,6 +108,7 @@ class MessagesStreamMeter implements StreamMeter {
         this.error = errorFromBody(0, data);
         break;
     }
+    return FORWARD;
   }
 
   result(): ResponseFacts {
@@ -147,21 +116,13 @@ class MessagesStreamMeter implements StreamMeter {
   }
 }
 
-/** The Anthropic Messages API (`/v1/messages`); everything else under /anthropic is passed through. */
-export const anthropicAdapter: ProviderAdapter = {
-  id: 'anthropic',
-  prefix: '/anthropic',
-  requestIdHeader: 'request-id',
+/** The Anthropic Messages API, `POST /v1/messages`. */
+export const messagesApi: WireApi = {
+  name: 'messages',
+  method: 'POST',
+  path: '/v1/messages',
 
-  endpoint(method: string, path: string): ApiName | null {
-    return method === 'POST' && path === '/v1/messages' ? 'messages' : null;
-  },
-
-  authHeaders(apiKey: string): Record<string, string> {
-    return { 'x-api-key': apiKey };
-  },
-
-  describeRequest(_api: ApiName, body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
+  describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     const sessionHeader = headers['x-claude-code-session-id'];
     const metadata = isObject(body.metadata) ? body.metadata : undefined;
     return {
@@ -171,11 +132,11 @@ export const anthropicAdapter: ProviderAdapter = {
     };
   },
 
-  prepareBody(_api: ApiName, _body: JsonObject, raw: Buffer): Buffer {
-    return raw;
+  prepare(_body: JsonObject, raw: Buffer): PreparedRequest {
+    return { bytes: raw, rewriteStream: false };
   },
 
-  fromJson(_api: ApiName, json: unknown, at: Date): ResponseFacts {
+  fromJson(json: unknown, at: Date): ResponseFacts {
     if (!isObject(json)) return { usage: emptyUsage(), toolCalls: [], model: null, error: null };
     const toolCalls: ToolCallRecord[] = [];
     if (Array.isArray(json.content)) {
@@ -196,11 +157,7 @@ export const anthropicAdapter: ProviderAdapter = {
     return new MessagesStreamMeter();
   },
 
-  errorBody(status: number, message: string): unknown {
-    return { type: 'error', error: { type: errorType(status), message } };
-  },
-
-  streamError(status: number, message: string): string {
-    return `event: error\ndata: ${JSON.stringify(this.errorBody(status, message))}\n\n`;
+  streamError(status: number, _code: string, message: string): string {
+    return `event: error\ndata: ${JSON.stringify(anthropicErrorBody(status, message))}\n\n`;
   },
 };

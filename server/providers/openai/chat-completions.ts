@@ -1,0 +1,159 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
+import { emptyUsage, type Usage } from '../../../shared/usage';
+import { capText, errorFromBody, isObject, mcpServerOf, num, parseArguments, str, userText } from '../common';
+import {
+  DROP,
+  type EventVerdict,
+  FORWARD,
+  type JsonObject,
+  type PreparedRequest,
+  type RequestFacts,
+  type ResponseFacts,
+  type SseEvent,
+  type StreamMeter,
+  type WireApi,
+} from '../types';
+import { openaiError } from './errors';
+import { sessionFromHeaders } from './session';
+import { chatUsage } from './usage';
+
+const TEXT = new Set(['text']);
+
+function lastUserPrompt(messages: unknown): string | null {
+  if (!Array.isArray(messages)) return null;
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m: unknown = messages[i];
+    if (!isObject(m) || m.role !== 'user') continue;
+    if (typeof m.content === 'string') return capText(m.content);
+    if (Array.isArray(m.content)) {
+      const text = userText(m.content, TEXT);
+      if (text !== null) return text;
+    }
+  }
+  return null;
+}
+
+function call(id: string, name: string, input: unknown, at: Date): ToolCallRecord {
+  return { id, name, server: mcpServerOf(name), input, injected: false, at: at.toISOString() };
+}
+
+/** A whole `tool_calls` entry: `function` calls carry JSON arguments, `custom` ones free text. */
+function toolCallFrom(tc: unknown, at: Date): ToolCallRecord | undefined {
+  if (!isObject(tc)) return undefined;
+  const id = str(tc.id) ?? '';
+  if (isObject(tc.function))
+    return call(id, str(tc.function.name) ?? 'unknown', parseArguments(str(tc.function.arguments) ?? ''), at);
+  if (isObject(tc.custom))
+    return call(id, str(tc.custom.name) ?? 'unknown', parseArguments(str(tc.custom.input) ?? ''), at);
+  return undefined;
+}
+
+class ChatStreamMeter implements StreamMeter {
+  private usage: Usage = emptyUsage();
+  private model: string | null = null;
+  private error: InterceptionError | null = null;
+  /** Tool calls assembled from deltas, by `choice:index`, in the order they started. */
+  private readonly calls = new Map<string, { id: string; name: string; args: string; at: Date }>();
+
+  /** @param hideUsage the bridge asked for `include_usage` on the client's behalf and must hide it. */
+  constructor(private readonly hideUsage: boolean) {}
+
+  onEvent(ev: SseEvent, at: Date): EventVerdict {
+    if (ev.data === '[DONE]') return FORWARD;
+    let chunk: unknown;
+    try {
+      chunk = JSON.parse(ev.data);
+    } catch {
+      return FORWARD;
+    }
+    if (!isObject(chunk)) return FORWARD;
+    if (isObject(chunk.error)) {
+      this.error = errorFromBody(0, chunk);
+      return FORWARD;
+    }
+    this.model ??= str(chunk.model);
+    if (isObject(chunk.usage)) this.usage = chatUsage(chunk.usage);
+    if (Array.isArray(chunk.choices)) {
+      for (const choice of chunk.choices as unknown[]) {
+        if (!isObject(choice) || !isObject(choice.delta) || !Array.isArray(choice.delta.tool_calls)) continue;
+        for (const d of choice.delta.tool_calls as unknown[]) {
+          if (!isObject(d)) continue;
+          const key = `${num(choice.index)}:${num(d.index)}`;
+          let c = this.calls.get(key);
+          if (!c) {
+            c = { id: '', name: '', args: '', at };
+            this.calls.set(key, c);
+          }
+          if (typeof d.id === 'string') c.id = d.id;
+          const fn = isObject(d.function) ? d.function : isObject(d.custom) ? d.custom : undefined;
+          if (fn) {
+            if (typeof fn.name === 'string') c.name += fn.name;
+            const part = str(fn.arguments) ?? str(fn.input);
+            if (part) c.args += part;
+          }
+        }
+      }
+    }
+    if (!this.hideUsage || !('usage' in chunk)) return FORWARD;
+    // The usage-only chunk the client did not ask for goes; so does the `usage: null` every
+    // other chunk carries once include_usage is on.
+    if (Array.isArray(chunk.choices) && chunk.choices.length === 0) return DROP;
+    const { usage: _usage, ...rest } = chunk;
+    return { action: 'replace', data: JSON.stringify(rest) };
+  }
+
+  result(): ResponseFacts {
+    const toolCalls = [...this.calls.values()].map((c) =>
+      call(c.id, c.name || 'unknown', parseArguments(c.args), c.at),
+    );
+    return { usage: { ...this.usage }, toolCalls, model: this.model, error: this.error };
+  }
+}
+
+/** OpenAI Chat Completions, `POST /chat/completions` under `/openai/v1`. */
+export const chatCompletionsApi: WireApi = {
+  name: 'chat.completions',
+  method: 'POST',
+  path: '/chat/completions',
+
+  describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
+    return {
+      model: str(body.model),
+      prompt: lastUserPrompt(body.messages),
+      sessionId: sessionFromHeaders(headers),
+    };
+  },
+
+  /** Streams report usage only with `stream_options.include_usage`: ask for it when the client did not. */
+  prepare(body: JsonObject, raw: Buffer): PreparedRequest {
+    const opts = isObject(body.stream_options) ? body.stream_options : undefined;
+    if (body.stream !== true || opts?.include_usage === true) return { bytes: raw, rewriteStream: false };
+    const bytes = Buffer.from(JSON.stringify({ ...body, stream_options: { ...opts, include_usage: true } }));
+    return { bytes, rewriteStream: true };
+  },
+
+  fromJson(json: unknown, at: Date): ResponseFacts {
+    if (!isObject(json)) return { usage: emptyUsage(), toolCalls: [], model: null, error: null };
+    const toolCalls: ToolCallRecord[] = [];
+    if (Array.isArray(json.choices)) {
+      for (const choice of json.choices as unknown[]) {
+        if (!isObject(choice) || !isObject(choice.message) || !Array.isArray(choice.message.tool_calls))
+          continue;
+        for (const tc of choice.message.tool_calls as unknown[]) {
+          const c = toolCallFrom(tc, at);
+          if (c) toolCalls.push(c);
+        }
+      }
+    }
+    return { usage: chatUsage(json.usage), toolCalls, model: str(json.model), error: null };
+  },
+
+  createStreamMeter(prepared: PreparedRequest): StreamMeter {
+    return new ChatStreamMeter(prepared.rewriteStream);
+  },
+
+  streamError(status: number, code: string, message: string): string {
+    return `data: ${JSON.stringify({ error: openaiError(status, code, message) })}\n\n`;
+  },
+};

@@ -1,0 +1,25 @@
+/** OpenAI's error `type` for each status the bridge answers with. */
+function errorType(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 429) return 'rate_limit_error';
+  return status >= 500 ? 'server_error' : 'invalid_request_error';
+}
+
+/** `{"error": {message, type, param, code}}`, with the bridge's stable code as `code`. */
+export function openaiError(
+  status: number,
+  code: string,
+  message: string,
+): {
+  message: string;
+  type: string;
+  param: null;
+  code: string;
+} {
+  return { message, type: errorType(status), param: null, code };
+}
+
+export function openaiErrorBody(status: number, code: string, message: string): unknown {
+  return { error: openaiError(status, code, message) };
+}

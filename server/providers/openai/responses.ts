@@ -1,0 +1,182 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
+import { emptyUsage, type Usage } from '../../../shared/usage';
+import { capText, isObject, mcpServerOf, parseArguments, str, userText } from '../common';
+import {
+  type EventVerdict,
+  FORWARD,
+  type JsonObject,
+  type PreparedRequest,
+  type RequestFacts,
+  type ResponseFacts,
+  type SseEvent,
+  type StreamMeter,
+  type WireApi,
+} from '../types';
+import { sessionFromHeaders } from './session';
+import { responsesUsage } from './usage';
+
+const INPUT_TEXT = new Set(['input_text', 'text']);
+
+/** `input` is a string, or items of which the last user message with text is the prompt. */
+function lastUserPrompt(input: unknown): string | null {
+  if (typeof input === 'string') return capText(input);
+  if (!Array.isArray(input)) return null;
+  for (let i = input.length - 1; i >= 0; i--) {
+    const item: unknown = input[i];
+    if (!isObject(item) || item.role !== 'user' || (item.type !== undefined && item.type !== 'message'))
+      continue;
+    if (typeof item.content === 'string') return capText(item.content);
+    if (Array.isArray(item.content)) {
+      const text = userText(item.content, INPUT_TEXT);
+      if (text !== null) return text;
+    }
+  }
+  return null;
+}
+
+/** An output item that is a tool call, as a record; undefined for messages, reasoning and the rest. */
+function toolCallFrom(item: unknown, at: Date): ToolCallRecord | undefined {
+  if (!isObject(item)) return undefined;
+  const when = at.toISOString();
+  switch (item.type) {
+    case 'function_call':
+    case 'custom_tool_call': {
+      const name = str(item.name) ?? 'unknown';
+      const raw = str(item.arguments) ?? str(item.input) ?? '';
+      return {
+        id: str(item.call_id) ?? str(item.id) ?? '',
+        name,
+        server: mcpServerOf(name),
+        input: parseArguments(raw),
+        injected: false,
+        at: when,
+      };
+    }
+    case 'local_shell_call':
+      return {
+        id: str(item.call_id) ?? str(item.id) ?? '',
+        name: 'local_shell',
+        server: null,
+        input: item.action ?? {},
+        injected: false,
+        at: when,
+      };
+    case 'mcp_call':
+      return {
+        id: str(item.id) ?? '',
+        name: str(item.name) ?? 'unknown',
+        server: str(item.server_label),
+        input: parseArguments(str(item.arguments) ?? ''),
+        injected: false,
+        at: when,
+      };
+    default:
+      return undefined;
+  }
+}
+
+function responseError(response: Record<string, unknown>): InterceptionError | null {
+  if (!isObject(response.error)) return null;
+  return {
+    type: str(response.error.code) ?? 'response_failed',
+    message: str(response.error.message) ?? 'response failed',
+  };
+}
+
+class ResponsesStreamMeter implements StreamMeter {
+  private usage: Usage = emptyUsage();
+  private model: string | null = null;
+  private error: InterceptionError | null = null;
+  private readonly toolCalls: ToolCallRecord[] = [];
+  private readonly seen = new Set<string>();
+
+  private addCall(item: unknown, at: Date): void {
+    const c = toolCallFrom(item, at);
+    if (!c) return;
+    const key = `${isObject(item) ? str(item.id) : ''}|${c.id}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    this.toolCalls.push(c);
+  }
+
+  onEvent(ev: SseEvent, at: Date): EventVerdict {
+    let data: unknown;
+    try {
+      data = JSON.parse(ev.data);
+    } catch {
+      return FORWARD;
+    }
+    if (!isObject(data)) return FORWARD;
+    const response = isObject(data.response) ? data.response : undefined;
+    if (response) this.model = str(response.model) ?? this.model;
+    switch (data.type) {
+      case 'response.output_item.done':
+        this.addCall(data.item, at);
+        break;
+      case 'response.completed':
+      case 'response.incomplete':
+      case 'response.failed':
+        if (response) {
+          this.usage = responsesUsage(response.usage);
+          this.error = responseError(response) ?? this.error;
+          // Some upstreams send only the final response: take calls it has that no item event named.
+          if (Array.isArray(response.output))
+            for (const item of response.output as unknown[]) this.addCall(item, at);
+        }
+        break;
+      case 'error':
+        this.error = { type: str(data.code) ?? 'error', message: str(data.message) ?? 'stream error' };
+        break;
+    }
+    return FORWARD;
+  }
+
+  result(): ResponseFacts {
+    return { usage: { ...this.usage }, toolCalls: [...this.toolCalls], model: this.model, error: this.error };
+  }
+}
+
+/** OpenAI Responses, `POST /responses` under `/openai/v1` (what Codex speaks). */
+export const responsesApi: WireApi = {
+  name: 'responses',
+  method: 'POST',
+  path: '/responses',
+
+  describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
+    return {
+      model: str(body.model),
+      prompt: lastUserPrompt(body.input),
+      sessionId: sessionFromHeaders(headers),
+    };
+  },
+
+  prepare(_body: JsonObject, raw: Buffer): PreparedRequest {
+    return { bytes: raw, rewriteStream: false };
+  },
+
+  fromJson(json: unknown, at: Date): ResponseFacts {
+    if (!isObject(json)) return { usage: emptyUsage(), toolCalls: [], model: null, error: null };
+    const toolCalls: ToolCallRecord[] = [];
+    if (Array.isArray(json.output)) {
+      for (const item of json.output as unknown[]) {
+        const c = toolCallFrom(item, at);
+        if (c) toolCalls.push(c);
+      }
+    }
+    return {
+      usage: responsesUsage(json.usage),
+      toolCalls,
+      model: str(json.model),
+      error: responseError(json),
+    };
+  },
+
+  createStreamMeter(): StreamMeter {
+    return new ResponsesStreamMeter();
+  },
+
+  streamError(_status: number, code: string, message: string): string {
+    return `event: error\ndata: ${JSON.stringify({ type: 'error', code, message, param: null, sequence_number: 0 })}\n\n`;
+  },
+};

@@ -1,0 +1,443 @@
+import { randomUUID } from 'node:crypto';
+import http, { type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export type OpenAIScenario =
+  | { kind: 'text'; text?: string; usage?: MockOpenAIUsage }
+  | { kind: 'tool'; name: string; arguments: Record<string, unknown>; usage?: MockOpenAIUsage }
+  /** Responses only: a `custom_tool_call`, `local_shell_call` and `mcp_call` in one answer. */
+  | { kind: 'mixed-tools' }
+  | {
+      kind: 'error';
+      status: number;
+      type: string;
+      code: string | null;
+      message: string;
+      headers?: Record<string, string>;
+    }
+  | { kind: 'mid-stream-error' }
+  | { kind: 'reset' }
+  | { kind: 'hang' }
+  | { kind: 'drip'; count: number; delayMs: number };
+
+/** Counts as the provider reports them: prompt/input totals include cached tokens. */
+export interface MockOpenAIUsage {
+  input: number;
+  cached: number;
+  output: number;
+  reasoning: number;
+}
+
+export const OPENAI_USAGE: MockOpenAIUsage = { input: 130, cached: 100, output: 40, reasoning: 16 };
+export const OPENAI_TEXT = 'Hello from the OpenAI mock.';
+export const OPENAI_UPSTREAM_KEY = 'sk-proj-upstream-test-key-9876543210';
+
+export interface SeenOpenAIRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+  aborted: boolean;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function chatUsage(u: MockOpenAIUsage): Record<string, unknown> {
+  return {
+    prompt_tokens: u.input,
+    completion_tokens: u.output,
+    total_tokens: u.input + u.output,
+    prompt_tokens_details: { cached_tokens: u.cached, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: u.reasoning,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
+  };
+}
+
+function responsesUsage(u: MockOpenAIUsage): Record<string, unknown> {
+  return {
+    input_tokens: u.input,
+    input_tokens_details: { cached_tokens: u.cached },
+    output_tokens: u.output,
+    output_tokens_details: { reasoning_tokens: u.reasoning },
+    total_tokens: u.input + u.output,
+  };
+}
+
+/**
+ * An upstream that speaks OpenAI's Chat Completions and Responses wire formats: chunk objects,
+ * `usage: null` on every chunk and a usage-only chunk when `include_usage` is set, `[DONE]`, the
+ * Responses event names and sequence numbers, and OpenAI's error bodies.
+ */
+export class OpenAIMock {
+  readonly requests: SeenOpenAIRequest[] = [];
+  private readonly queue: OpenAIScenario[] = [];
+  private readonly server = http.createServer((req, res) => void this.handle(req, res));
+  private readonly sockets = new Set<Socket>();
+  url = '';
+
+  async start(): Promise<this> {
+    this.server.on('connection', (s) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v1`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  next(...scenarios: OpenAIScenario[]): void {
+    this.queue.push(...scenarios);
+  }
+
+  modelRequests(): SeenOpenAIRequest[] {
+    return this.requests.filter(
+      (r) => r.method === 'POST' && /^\/v1\/(chat\/completions|responses)$/.test(r.url.split('?')[0]!),
+    );
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const seen: SeenOpenAIRequest = {
+      method: req.method ?? '',
+      url: req.url ?? '',
+      headers: req.headers,
+      body: Buffer.concat(chunks).toString(),
+      aborted: false,
+    };
+    this.requests.push(seen);
+    res.on('close', () => {
+      if (!res.writableFinished) seen.aborted = true;
+    });
+    res.setHeader('x-request-id', `req_${randomUUID().replaceAll('-', '')}`);
+    res.setHeader('openai-processing-ms', '12');
+    const path = seen.url.split('?')[0];
+    if (req.headers.authorization !== `Bearer ${OPENAI_UPSTREAM_KEY}`) {
+      return this.error(res, {
+        kind: 'error',
+        status: 401,
+        type: 'invalid_request_error',
+        code: 'invalid_api_key',
+        message: 'Incorrect API key provided.',
+      });
+    }
+    if (req.method === 'GET' && path === '/v1/models') {
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify({
+          object: 'list',
+          data: [{ id: 'gpt-5', object: 'model', created: 1754425777, owned_by: 'system' }],
+        }),
+      );
+      return;
+    }
+    if (req.method === 'POST' && (path === '/v1/chat/completions' || path === '/v1/responses')) {
+      let body: { model?: string; stream?: boolean; stream_options?: { include_usage?: boolean } };
+      try {
+        body = JSON.parse(seen.body);
+      } catch {
+        return this.error(res, {
+          kind: 'error',
+          status: 400,
+          type: 'invalid_request_error',
+          code: null,
+          message: 'We could not parse the JSON body of your request.',
+        });
+      }
+      const s = this.queue.shift() ?? { kind: 'text' };
+      if (s.kind === 'error') return this.error(res, s);
+      if (s.kind === 'hang') return;
+      const model = body.model ?? 'gpt-5';
+      if (path === '/v1/chat/completions')
+        return this.chat(res, s, model, body.stream === true, body.stream_options?.include_usage === true);
+      return this.responses(res, s, model, body.stream === true);
+    }
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ method: req.method, url: seen.url }));
+  }
+
+  private error(res: http.ServerResponse, s: Extract<OpenAIScenario, { kind: 'error' }>): void {
+    res.writeHead(s.status, { 'content-type': 'application/json', ...s.headers });
+    res.end(JSON.stringify({ error: { message: s.message, type: s.type, param: null, code: s.code } }));
+  }
+
+  private async chat(
+    res: http.ServerResponse,
+    s: OpenAIScenario,
+    model: string,
+    stream: boolean,
+    includeUsage: boolean,
+  ): Promise<void> {
+    const id = `chatcmpl-${randomUUID().replaceAll('-', '').slice(0, 24)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const usage = ('usage' in s && s.usage) || OPENAI_USAGE;
+    const base = {
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model,
+      service_tier: 'default',
+      system_fingerprint: 'fp_mock',
+    };
+    if (!stream) {
+      const message =
+        s.kind === 'tool'
+          ? {
+              role: 'assistant',
+              content: null,
+              tool_calls: [
+                {
+                  id: 'call_mock_1',
+                  type: 'function',
+                  function: { name: s.name, arguments: JSON.stringify(s.arguments) },
+                },
+              ],
+              refusal: null,
+              annotations: [],
+            }
+          : {
+              role: 'assistant',
+              content: s.kind === 'text' && s.text ? s.text : OPENAI_TEXT,
+              refusal: null,
+              annotations: [],
+            };
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          id,
+          object: 'chat.completion',
+          created,
+          model,
+          choices: [
+            { index: 0, message, logprobs: null, finish_reason: s.kind === 'tool' ? 'tool_calls' : 'stop' },
+          ],
+          usage: chatUsage(usage),
+          service_tier: 'default',
+          system_fingerprint: 'fp_mock',
+        }),
+      );
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+    const send = (choices: unknown[], extra: Record<string, unknown> = {}): void => {
+      res.write(
+        `data: ${JSON.stringify({ ...base, choices, ...(includeUsage ? { usage: null } : {}), ...extra })}\n\n`,
+      );
+    };
+    const delta = (d: Record<string, unknown>, finish: string | null = null): unknown[] => [
+      { index: 0, delta: d, logprobs: null, finish_reason: finish },
+    ];
+    send(delta({ role: 'assistant', content: '', refusal: null }));
+    if (s.kind === 'reset') {
+      await sleep(20);
+      res.socket?.destroy();
+      return;
+    }
+    if (s.kind === 'mid-stream-error') {
+      send(delta({ content: 'Partial' }));
+      res.write(
+        `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } })}\n\n`,
+      );
+      res.end();
+      return;
+    }
+    let finish = 'stop';
+    if (s.kind === 'tool') {
+      const args = JSON.stringify(s.arguments);
+      const mid = Math.floor(args.length / 2);
+      send(
+        delta({
+          tool_calls: [
+            { index: 0, id: 'call_mock_1', type: 'function', function: { name: s.name, arguments: '' } },
+          ],
+        }),
+      );
+      send(delta({ tool_calls: [{ index: 0, function: { arguments: args.slice(0, mid) } }] }));
+      send(delta({ tool_calls: [{ index: 0, function: { arguments: args.slice(mid) } }] }));
+      finish = 'tool_calls';
+    } else if (s.kind === 'drip') {
+      for (let i = 0; i < s.count; i++) {
+        await sleep(s.delayMs);
+        if (res.destroyed) return;
+        send(delta({ content: `${i} ` }));
+      }
+    } else {
+      const text = s.kind === 'text' && s.text ? s.text : OPENAI_TEXT;
+      const mid = Math.floor(text.length / 2);
+      send(delta({ content: text.slice(0, mid) }));
+      send(delta({ content: text.slice(mid) }));
+    }
+    send(delta({}, finish));
+    if (includeUsage)
+      res.write(`data: ${JSON.stringify({ ...base, choices: [], usage: chatUsage(usage) })}\n\n`);
+    res.end('data: [DONE]\n\n');
+  }
+
+  private async responses(
+    res: http.ServerResponse,
+    s: OpenAIScenario,
+    model: string,
+    stream: boolean,
+  ): Promise<void> {
+    const id = `resp_${randomUUID().replaceAll('-', '')}`;
+    const usage = ('usage' in s && s.usage) || OPENAI_USAGE;
+    const output: Record<string, unknown>[] = [];
+    if (s.kind === 'tool') {
+      output.push({
+        type: 'function_call',
+        id: 'fc_mock_1',
+        call_id: 'call_mock_1',
+        name: s.name,
+        arguments: JSON.stringify(s.arguments),
+        status: 'completed',
+      });
+    } else if (s.kind === 'mixed-tools') {
+      output.push({
+        type: 'custom_tool_call',
+        id: 'ctc_1',
+        call_id: 'call_patch',
+        name: 'apply_patch',
+        input: '*** Begin Patch\n*** End Patch',
+      });
+      output.push({
+        type: 'local_shell_call',
+        id: 'lsh_1',
+        call_id: 'call_shell',
+        status: 'completed',
+        action: { type: 'exec', command: ['ls', '-la'], env: {} },
+      });
+      output.push({
+        type: 'mcp_call',
+        id: 'mcp_1',
+        name: 'search_docs',
+        server_label: 'docs',
+        arguments: '{"q":"bridge"}',
+        output: 'found',
+        error: null,
+      });
+    } else {
+      const text = s.kind === 'text' && s.text ? s.text : OPENAI_TEXT;
+      output.push({
+        type: 'message',
+        id: 'msg_mock_1',
+        status: 'completed',
+        role: 'assistant',
+        content: [{ type: 'output_text', text, annotations: [], logprobs: [] }],
+      });
+    }
+    const response = (status: string, out: unknown[], withUsage: boolean): Record<string, unknown> => ({
+      id,
+      object: 'response',
+      created_at: Math.floor(Date.now() / 1000),
+      status,
+      error: null,
+      incomplete_details: null,
+      instructions: null,
+      model,
+      output: out,
+      parallel_tool_calls: true,
+      tool_choice: 'auto',
+      tools: [],
+      usage: withUsage ? responsesUsage(usage) : null,
+      metadata: {},
+    });
+    if (!stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(response('completed', output, true)));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+    let seq = 0;
+    const ev = (type: string, data: Record<string, unknown>): void => {
+      res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data, sequence_number: seq++ })}\n\n`);
+    };
+    ev('response.created', { response: response('in_progress', [], false) });
+    ev('response.in_progress', { response: response('in_progress', [], false) });
+    if (s.kind === 'reset') {
+      await sleep(20);
+      res.socket?.destroy();
+      return;
+    }
+    if (s.kind === 'mid-stream-error') {
+      ev('error', {
+        code: 'server_error',
+        message: 'The server had an error while processing your request.',
+        param: null,
+      });
+      res.end();
+      return;
+    }
+    for (const [i, item] of output.entries()) {
+      if (item.type === 'message') {
+        const text = ((item.content as { text: string }[])[0] as { text: string }).text;
+        ev('response.output_item.added', {
+          output_index: i,
+          item: { ...item, status: 'in_progress', content: [] },
+        });
+        ev('response.content_part.added', {
+          item_id: item.id,
+          output_index: i,
+          content_index: 0,
+          part: { type: 'output_text', text: '', annotations: [] },
+        });
+        const parts =
+          s.kind === 'drip'
+            ? Array.from({ length: s.count }, (_, n) => `${n} `)
+            : [text.slice(0, 10), text.slice(10)];
+        for (const p of parts) {
+          if (s.kind === 'drip') await sleep(s.delayMs);
+          if (res.destroyed) return;
+          ev('response.output_text.delta', {
+            item_id: item.id,
+            output_index: i,
+            content_index: 0,
+            delta: p,
+            logprobs: [],
+          });
+        }
+        ev('response.output_text.done', {
+          item_id: item.id,
+          output_index: i,
+          content_index: 0,
+          text,
+          logprobs: [],
+        });
+        ev('response.content_part.done', {
+          item_id: item.id,
+          output_index: i,
+          content_index: 0,
+          part: { type: 'output_text', text, annotations: [] },
+        });
+      } else if (item.type === 'function_call') {
+        ev('response.output_item.added', {
+          output_index: i,
+          item: { ...item, arguments: '', status: 'in_progress' },
+        });
+        ev('response.function_call_arguments.delta', {
+          item_id: item.id,
+          output_index: i,
+          delta: item.arguments,
+        });
+        ev('response.function_call_arguments.done', {
+          item_id: item.id,
+          output_index: i,
+          arguments: item.arguments,
+        });
+      } else {
+        ev('response.output_item.added', { output_index: i, item });
+      }
+      ev('response.output_item.done', { output_index: i, item });
+    }
+    ev('response.completed', { response: response('completed', output, true) });
+    res.end();
+  }
+}
