@@ -1,5 +1,10 @@
 // Bundles the server into one Node 20 CLI and the extension into one CommonJS file (vscode external).
+import { readFileSync } from 'node:fs';
 import { build } from 'esbuild';
+
+const pricesVersion = JSON.parse(
+  readFileSync('node_modules/@pydantic/genai-prices/package.json', 'utf8'),
+).version;
 
 const common = { bundle: true, platform: 'node', target: 'node20', sourcemap: 'linked', logLevel: 'warning' };
 
@@ -10,6 +15,7 @@ await Promise.all([
     outfile: 'dist/aibridge.cjs',
     format: 'cjs',
     banner: { js: '#!/usr/bin/env node' },
+    define: { 'process.env.AIBRIDGE_GENAI_PRICES_VERSION': JSON.stringify(pricesVersion) },
   }),
   build({
     ...common,

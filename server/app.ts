@@ -1,18 +1,31 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { DestinationStream } from 'pino';
+import type { ModelPriceOverride } from '../shared/spend';
+import { AlertService } from './alerts/alert-service';
+import { AnomalyWatcher } from './alerts/anomaly';
+import { WebhookSender } from './alerts/webhook';
 import { auditRoutes } from './audit/audit-routes';
 import { Recorder } from './audit/recorder';
 import type { Config, UpstreamConfig } from './config';
 import { BridgeError, fromFastifyError } from './errors';
+import { EventBus } from './events/bus';
 import { apiAccessHook } from './http/access-hook';
 import { Authenticator } from './identity/auth';
 import { identityRoutes } from './identity/identity-routes';
 import { IdentityService } from './identity/identity-service';
-import { KeyHasher } from './identity/keys';
+import { KeyHasher, looksLikeKey } from './identity/keys';
+import { Metrics } from './metrics';
 import { PROVIDERS, providerForPath } from './providers/registry';
 import { CircuitBreakers } from './proxy/circuit-breaker';
 import { providerRoutes } from './proxy/forward';
 import { createUpstreamAgent } from './proxy/upstream';
+import { Budgets } from './spend/budgets';
+import { Governance } from './spend/governance';
+import { ModelPolicies } from './spend/model-policy';
+import { loadPricesFile, PriceBook } from './spend/prices';
+import { RateLimiter } from './spend/rate-limits';
+import { spendRoutes } from './spend/spend-routes';
 import { EmbeddedStore } from './store/embedded/embedded-store';
 import type { Store } from './store/types';
 
@@ -28,14 +41,24 @@ export interface Bridge {
   store: Store;
   identity: IdentityService;
   recorder: Recorder;
+  bus: EventBus;
+  metrics: Metrics;
   /** Stops accepting, lets open streams finish, flushes every record, releases everything. */
   close(): Promise<void>;
 }
 
 const VERSION = '0.1.0';
 
+/** Compares secrets in constant time (digests make the lengths equal). */
+function sameSecret(a: string, b: string): boolean {
+  const d = (s: string): Buffer => createHash('sha256').update(s).digest();
+  return timingSafeEqual(d(a), d(b));
+}
+
 /** Builds the whole bridge from a validated config. `main.ts` and the tests build the same thing. */
 export async function buildApp(config: Config, opts: BuildOptions = {}): Promise<Bridge> {
+  // Prices are data validated at start: a bad file stops the bridge before it listens.
+  const filePrices = config.spend.pricesFile ? loadPricesFile(config.spend.pricesFile) : [];
   const store = opts.store ?? new EmbeddedStore({ dataDir: config.dataDir });
   const app = Fastify({
     logger: {
@@ -66,9 +89,68 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const hasher = await KeyHasher.load(config.dataDir, process.env.AIBRIDGE_KEY_HASH_SECRET);
   const identity = new IdentityService(store, hasher);
   const auth = new Authenticator(store, hasher);
-  const recorder = new Recorder(store, app.log);
+  const metrics = new Metrics();
+  const bus = new EventBus();
+  const prices = new PriceBook([...filePrices, ...(await store.listDocs<ModelPriceOverride>('price'))]);
+  for (const b of await store.usageBuckets({})) {
+    if (b.unpricedRequests > 0)
+      prices.noteUnknown(b.provider, b.model ?? '(none)', b.unpricedRequests, b.hour);
+  }
+  const recorder = new Recorder(store, app.log, prices, metrics);
   const dispatcher = createUpstreamAgent(config.timeouts);
   const breakers = new CircuitBreakers(config.breaker);
+  const webhook = config.alerts.webhookUrl
+    ? new WebhookSender(
+        {
+          url: config.alerts.webhookUrl,
+          attempts: config.alerts.webhookAttempts,
+          backoffMs: config.alerts.webhookBackoffMs,
+        },
+        app.log,
+        metrics,
+      )
+    : undefined;
+  const alerts = new AlertService(store, bus, app.log, metrics, webhook);
+  const policies = new ModelPolicies(store);
+  await policies.load();
+  const limiter = new RateLimiter(store, { rpm: config.spend.defaultRpm, tpm: config.spend.defaultTpm });
+  await limiter.load();
+  const budgets = new Budgets(store, alerts);
+  await budgets.load((id) => store.getUserById(id));
+  const governance = new Governance(
+    policies,
+    limiter,
+    budgets,
+    prices,
+    metrics,
+    config.spend.defaultMaxOutputTokens,
+  );
+  const anomalies = new AnomalyWatcher(store, alerts, config.alerts);
+  recorder.onFinished((rec) => {
+    governance.settle(rec);
+    anomalies.observe(rec).catch((err: unknown) => app.log.error({ err }, 'anomaly rules failed'));
+    bus.publish(
+      {
+        type: 'interception.ended',
+        interceptionId: rec.id,
+        userId: rec.userId,
+        userEmail: rec.userEmail,
+        team: rec.team,
+        provider: rec.provider,
+        api: rec.api,
+        model: rec.model,
+        client: rec.client,
+        sessionId: rec.sessionId,
+        at: rec.endedAt,
+        usage: rec.usage,
+        costUsd: rec.costUsd,
+        priceKnown: rec.priceKnown,
+        status: rec.status,
+        durationMs: rec.durationMs,
+      },
+      { userId: rec.userId, team: rec.team },
+    );
+  });
 
   let draining = false;
   app.decorateRequest('principal', null);
@@ -99,10 +181,25 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     breakers: breakers.snapshot(),
   }));
 
+  // Prometheus scrapes with AIBRIDGE_METRICS_TOKEN; an admin's bridge key works too.
+  app.get('/metrics', { config: { access: 'public' } }, async (req, reply) => {
+    const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    let allowed =
+      config.metricsToken !== undefined && token !== undefined && sameSecret(token, config.metricsToken);
+    if (!allowed && token !== undefined && looksLikeKey(token)) {
+      const principal = await auth.authenticate(req.headers).catch(() => undefined);
+      allowed = principal?.user.role === 'admin';
+    }
+    if (!allowed)
+      throw new BridgeError('unauthorized', 'Metrics need AIBRIDGE_METRICS_TOKEN or an admin key.');
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
   await app.register(async (api) => {
     api.addHook('onRequest', apiAccessHook(auth));
     await api.register(identityRoutes(identity, store));
     await api.register(auditRoutes(identity, store));
+    await api.register(spendRoutes({ identity, store, prices, budgets, limiter, policies, alerts }));
   });
 
   const upstreams: Record<string, UpstreamConfig> = config.upstreams;
@@ -117,6 +214,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       recorder,
       breakers,
       dispatcher,
+      governance,
     };
     await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
   }
@@ -127,10 +225,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       draining = true;
       await app.close();
       await recorder.drain();
+      webhook?.close();
       await store.close();
       await dispatcher.close();
     })();
     return closing;
   };
-  return { app, store, identity, recorder, close };
+  return { app, store, identity, recorder, bus, metrics, close };
 }

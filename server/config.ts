@@ -33,6 +33,36 @@ export interface Config {
   };
   /** By provider id (`anthropic`, `openai`). */
   readonly upstreams: Readonly<Record<'anthropic' | 'openai', UpstreamConfig>>;
+  readonly spend: SpendConfig;
+  readonly alerts: AlertConfig;
+  /** Bearer token that may read `/metrics` besides admin keys; undefined: admin keys only. */
+  readonly metricsToken: string | undefined;
+}
+
+export interface SpendConfig {
+  /** A JSON file of model prices that add to or override the bundled price data. */
+  readonly pricesFile: string | undefined;
+  /** Output tokens a block budget reserves for a request that does not say its maximum. */
+  readonly defaultMaxOutputTokens: number;
+  /** Rate limits every user gets unless an admin sets their own; 0 means none. */
+  readonly defaultRpm: number;
+  readonly defaultTpm: number;
+}
+
+export interface AlertConfig {
+  readonly webhookUrl: string | undefined;
+  /** Attempts per alert, the first included. */
+  readonly webhookAttempts: number;
+  /** First retry delay; each retry doubles it. */
+  readonly webhookBackoffMs: number;
+  /** How many times the baseline a user's last hour must reach to be abnormal. */
+  readonly anomalyFactor: number;
+  /** Below this last-hour spend (USD) nobody is abnormal: small numbers are noise. */
+  readonly anomalyMinUsd: number;
+  /** Below this many last-hour tokens nobody is abnormal. */
+  readonly anomalyMinTokens: number;
+  /** Requests in one minute from one user that count as a burst; 0 turns the rule off. */
+  readonly burstRpm: number;
 }
 
 /** A setting with a bad value. The message names the setting so the admin can fix it. */
@@ -85,6 +115,20 @@ function int(
   if (n < min || n > max)
     throw new ConfigError(setting.name, `expected a number from ${min} to ${max}, got ${n}`);
   return n;
+}
+
+function num(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || raw.trim() === '')
+    throw new ConfigError(name, `expected a number, got "${raw}"`);
+  if (n < min || n > max) throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+function optionalUrl(env: Env, name: string): string | undefined {
+  return env[name] ? url(env, name, '') : undefined;
 }
 
 function url(env: Env, name: string, fallback: string): string {
@@ -158,6 +202,32 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
         apiKey: env.AIBRIDGE_OPENAI_API_KEY || undefined,
       },
     },
+    spend: {
+      pricesFile: env.AIBRIDGE_PRICES_FILE ? path.resolve(env.AIBRIDGE_PRICES_FILE) : undefined,
+      defaultMaxOutputTokens: int(
+        pick(undefined, '', env, 'AIBRIDGE_BUDGET_DEFAULT_MAX_TOKENS'),
+        4096,
+        1,
+        10_000_000,
+      ),
+      defaultRpm: int(pick(undefined, '', env, 'AIBRIDGE_RATE_LIMIT_RPM'), 0, 0, 1_000_000),
+      defaultTpm: int(pick(undefined, '', env, 'AIBRIDGE_RATE_LIMIT_TPM'), 0, 0, 1_000_000_000),
+    },
+    alerts: {
+      webhookUrl: optionalUrl(env, 'AIBRIDGE_ALERT_WEBHOOK_URL'),
+      webhookAttempts: int(pick(undefined, '', env, 'AIBRIDGE_ALERT_WEBHOOK_ATTEMPTS'), 6, 1, 100),
+      webhookBackoffMs: int(
+        pick(undefined, '', env, 'AIBRIDGE_ALERT_WEBHOOK_BACKOFF_MS'),
+        1000,
+        1,
+        3_600_000,
+      ),
+      anomalyFactor: num(env, 'AIBRIDGE_ANOMALY_FACTOR', 5, 1, 1000),
+      anomalyMinUsd: num(env, 'AIBRIDGE_ANOMALY_MIN_USD', 1, 0, 1_000_000),
+      anomalyMinTokens: int(pick(undefined, '', env, 'AIBRIDGE_ANOMALY_MIN_TOKENS'), 500_000, 0, 1e12),
+      burstRpm: int(pick(undefined, '', env, 'AIBRIDGE_BURST_RPM'), 120, 0, 1_000_000),
+    },
+    metricsToken: env.AIBRIDGE_METRICS_TOKEN || undefined,
   };
   return deepFreeze(config);
 }

@@ -48,6 +48,9 @@ export interface Interception {
   httpStatus: number;
   streamed: boolean;
   usage: Usage;
+  /** What the request cost in USD at the prices in force; null when the model's price is unknown (never a silent $0). */
+  costUsd: number | null;
+  priceKnown: boolean;
   prompt: string | null;
   toolCalls: ToolCallRecord[];
   error: InterceptionError | null;

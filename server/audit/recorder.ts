@@ -1,9 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { ApiName, Interception, InterceptionError, InterceptionStatus } from '../../shared/interception';
-import { emptyUsage } from '../../shared/usage';
+import { emptyUsage, totalTokens } from '../../shared/usage';
 import type { Principal } from '../identity/auth';
+import type { Metrics } from '../metrics';
 import type { RequestFacts, ResponseFacts } from '../providers/types';
-import type { Store } from '../store/types';
+import type { PriceBook } from '../spend/prices';
+import type { NewInterception, Store } from '../store/types';
 
 /** What is known of an interception when its request is accepted. */
 export interface InterceptionStart {
@@ -33,19 +35,36 @@ export interface InterceptionEnd {
 export class Recorder {
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly listeners: ((rec: Interception) => void)[] = [];
+  private readonly finishListeners: ((rec: NewInterception) => void)[] = [];
 
   constructor(
     private readonly store: Store,
     private readonly log: FastifyBaseLogger,
+    private readonly prices: PriceBook,
+    private readonly metrics: Metrics,
   ) {}
 
+  /** Called once the record is durable. */
   onRecorded(listener: (rec: Interception) => void): void {
     this.listeners.push(listener);
   }
 
+  /** Called synchronously as the interception ends, before the store: spend ledgers must not lag the proxy. */
+  onFinished(listener: (rec: NewInterception) => void): void {
+    this.finishListeners.push(listener);
+  }
+
   finish(start: InterceptionStart, end: InterceptionEnd): void {
     const { user, key } = start.principal;
-    const rec = {
+    const model = start.request.model ?? end.response?.model ?? null;
+    const usage = end.response?.usage ?? emptyUsage();
+    // Nothing used costs nothing, whether or not the model's price is known.
+    const price =
+      totalTokens(usage) === 0
+        ? { costUsd: 0, priceKnown: true }
+        : this.prices.price(start.provider, model, usage, start.startedAt);
+    if (!price.priceKnown) this.metrics.unknownPrice.inc({ provider: start.provider, model: model ?? '' });
+    const rec: NewInterception = {
       id: start.id,
       userId: user.id,
       userEmail: user.email,
@@ -53,7 +72,7 @@ export class Recorder {
       keyId: key.id,
       provider: start.provider,
       api: start.api,
-      model: start.request.model ?? end.response?.model ?? null,
+      model,
       client: start.client,
       sessionId: start.request.sessionId,
       startedAt: start.startedAt.toISOString(),
@@ -62,7 +81,9 @@ export class Recorder {
       status: end.status,
       httpStatus: end.httpStatus,
       streamed: end.streamed,
-      usage: end.response?.usage ?? emptyUsage(),
+      usage,
+      costUsd: price.costUsd,
+      priceKnown: price.priceKnown,
       prompt: start.request.prompt,
       toolCalls: end.response?.toolCalls ?? [],
       error: end.error ?? end.response?.error ?? null,
@@ -80,9 +101,17 @@ export class Recorder {
         httpStatus: rec.httpStatus,
         durationMs: rec.durationMs,
         usage: rec.usage,
+        costUsd: rec.costUsd,
       },
       'interception',
     );
+    for (const l of this.finishListeners) {
+      try {
+        l(rec);
+      } catch (err) {
+        this.log.error({ err, interceptionId: rec.id }, 'interception listener failed');
+      }
+    }
     const p = this.store
       .appendInterception(rec)
       .then((stored) => {

@@ -72,3 +72,12 @@ export function errorFromBody(status: number, body: unknown): InterceptionError 
     message: str(inner?.message) ?? `upstream answered ${status}`,
   };
 }
+
+/** The first of `keys` that holds a positive whole number. */
+export function firstCount(body: Record<string, unknown>, ...keys: string[]): number | null {
+  for (const k of keys) {
+    const v = body[k];
+    if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
+  }
+  return null;
+}

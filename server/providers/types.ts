@@ -10,6 +10,8 @@ export interface RequestFacts {
   /** The text of the last user message: what the developer asked. */
   prompt: string | null;
   sessionId: string | null;
+  /** The most output the request allows (`max_tokens` and kin), for budget reservations; null when unsaid. */
+  maxOutputTokens: number | null;
 }
 
 /** What the bridge learns from a response, whole or streamed. */

@@ -6,7 +6,7 @@ import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
 import type { InterceptionStart, Recorder } from '../audit/recorder';
 import type { UpstreamConfig } from '../config';
-import { BridgeError, fromFastifyError } from '../errors';
+import { BridgeError, fromFastifyError, isBridgeError } from '../errors';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { errorFromBody, isObject } from '../providers/common';
 import type {
@@ -31,6 +31,8 @@ export interface ProxyDeps {
   recorder: Recorder;
   breakers: CircuitBreakers;
   dispatcher: Dispatcher;
+  /** Refuses what policy, rate limits or budgets forbid, before the provider is contacted. */
+  governance: { admit(start: InterceptionStart, bodyBytes: number): void };
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -323,6 +325,12 @@ async function forward(
   const exchange = new Exchange(adapter, deps, req, reply, metered);
   if (!deps.upstream.apiKey) exchange.failEarly(new BridgeError('provider_not_configured'));
   if (metered) {
+    try {
+      deps.governance.admit(metered.start, metered.prepared.bytes.length);
+    } catch (err) {
+      if (isBridgeError(err)) exchange.failEarly(err);
+      throw err;
+    }
     const admission = deps.breakers.admit(adapter.id, metered.start.request.model);
     if (admission.admitted) metered.probe = admission.probe;
     else {

@@ -1,5 +1,7 @@
 import type { KeyInfo, User } from '../../shared/identity';
 import type { ApiName, Interception, Page } from '../../shared/interception';
+import type { Alert } from '../../shared/spend';
+import type { BucketQuery, UsageBucket } from '../spend/rollup';
 
 /** A key as stored: its keyed hash, never the key. */
 export interface KeyRecord extends KeyInfo {
@@ -16,6 +18,15 @@ export interface InterceptionFilter {
   since?: string | undefined;
   /** Exclusive upper bound on startedAt (ISO 8601). */
   until?: string | undefined;
+}
+
+/** Admin-set documents the bridge keeps by kind and id: budgets, rate limits, model policies, prices. */
+export type DocKind = 'budget' | 'rate_limit' | 'model_policy' | 'price';
+
+export interface AlertQuery {
+  since?: string | undefined;
+  userId?: string | undefined;
+  limit: number;
 }
 
 /** An interception before the store has given it its place in the append order. */
@@ -53,4 +64,19 @@ export interface Store {
   appendInterception(rec: NewInterception): Promise<Interception>;
   /** Newest first. `cursor` is the opaque `nextCursor` of the previous page. */
   listInterceptions(filter: InterceptionFilter, limit: number, cursor?: string): Promise<Page<Interception>>;
+
+  /**
+   * Hourly rollups, kept up to date as interceptions are appended (never by scanning records per
+   * query), so spend queries cost the same with a thousand records or millions.
+   */
+  usageBuckets(query: BucketQuery): Promise<UsageBucket[]>;
+
+  listDocs<T>(kind: DocKind): Promise<T[]>;
+  putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void>;
+  /** Returns whether there was such a document. */
+  deleteDoc(kind: DocKind, id: string): Promise<boolean>;
+
+  appendAlert(alert: Alert): Promise<void>;
+  /** Newest first. */
+  listAlerts(query: AlertQuery): Promise<Alert[]>;
 }

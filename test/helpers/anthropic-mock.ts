@@ -80,6 +80,11 @@ export class AnthropicMock {
     this.queue.push(...scenarios);
   }
 
+  /** Drops scenarios no request consumed. */
+  clear(): void {
+    this.queue.length = 0;
+  }
+
   /** Requests that reached the model endpoint. */
   messageRequests(): SeenRequest[] {
     return this.requests.filter((r) => r.method === 'POST' && r.url.split('?')[0] === '/v1/messages');

@@ -98,6 +98,11 @@ export class OpenAIMock {
     this.queue.push(...scenarios);
   }
 
+  /** Drops scenarios no request consumed. */
+  clear(): void {
+    this.queue.length = 0;
+  }
+
   modelRequests(): SeenOpenAIRequest[] {
     return this.requests.filter(
       (r) => r.method === 'POST' && /^\/v1\/(chat\/completions|responses)$/.test(r.url.split('?')[0]!),

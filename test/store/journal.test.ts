@@ -25,6 +25,8 @@ function record(i: number): NewInterception {
     httpStatus: 200,
     streamed: false,
     usage: { input: i, output: 1, cacheRead: 0, cacheWrite: 0, reasoning: 0 },
+    costUsd: null,
+    priceKnown: false,
     prompt: `prompt ${i} ✓`,
     toolCalls: [],
     error: null,

@@ -1,7 +1,17 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import { capText, errorFromBody, isObject, mcpServerOf, num, parseArguments, str, userText } from '../common';
+import {
+  capText,
+  errorFromBody,
+  firstCount,
+  isObject,
+  mcpServerOf,
+  num,
+  parseArguments,
+  str,
+  userText,
+} from '../common';
 import {
   type EventVerdict,
   FORWARD,
@@ -129,6 +139,7 @@ export const messagesApi: WireApi = {
       model: str(body.model),
       prompt: lastUserPrompt(body.messages),
       sessionId: (typeof sessionHeader === 'string' && sessionHeader) || str(metadata?.user_id),
+      maxOutputTokens: firstCount(body, 'max_tokens'),
     };
   },
 

@@ -1,7 +1,17 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import { capText, errorFromBody, isObject, mcpServerOf, num, parseArguments, str, userText } from '../common';
+import {
+  capText,
+  errorFromBody,
+  firstCount,
+  isObject,
+  mcpServerOf,
+  num,
+  parseArguments,
+  str,
+  userText,
+} from '../common';
 import {
   DROP,
   type EventVerdict,
@@ -122,6 +132,7 @@ export const chatCompletionsApi: WireApi = {
       model: str(body.model),
       prompt: lastUserPrompt(body.messages),
       sessionId: sessionFromHeaders(headers),
+      maxOutputTokens: firstCount(body, 'max_completion_tokens', 'max_tokens'),
     };
   },
 

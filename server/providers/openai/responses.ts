@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import { capText, isObject, mcpServerOf, parseArguments, str, userText } from '../common';
+import { capText, firstCount, isObject, mcpServerOf, parseArguments, str, userText } from '../common';
 import {
   type EventVerdict,
   FORWARD,
@@ -148,6 +148,7 @@ export const responsesApi: WireApi = {
       model: str(body.model),
       prompt: lastUserPrompt(body.input),
       sessionId: sessionFromHeaders(headers),
+      maxOutputTokens: firstCount(body, 'max_output_tokens'),
     };
   },
 

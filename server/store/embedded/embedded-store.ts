@@ -3,8 +3,18 @@ import path from 'node:path';
 import { Low } from 'lowdb';
 import type { User } from '../../../shared/identity';
 import type { Interception, Page } from '../../../shared/interception';
+import type { Alert } from '../../../shared/spend';
+import {
+  addToBucket,
+  type BucketQuery,
+  bucketFor,
+  bucketKey,
+  bucketMatches,
+  hourOf,
+  type UsageBucket,
+} from '../../spend/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
-import type { InterceptionFilter, KeyRecord, NewInterception, Store } from '../types';
+import type { AlertQuery, DocKind, InterceptionFilter, KeyRecord, NewInterception, Store } from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
 import { Journal, type JournalWarning } from './journal';
 
@@ -12,7 +22,12 @@ interface DbShape {
   version: 1;
   users: User[];
   keys: KeyRecord[];
+  docs?: Partial<Record<DocKind, Record<string, unknown>>>;
+  alerts?: Alert[];
 }
+
+/** Alerts kept in db.json; older ones are dropped (they were delivered and published when raised). */
+const ALERTS_KEPT = 10_000;
 
 export interface EmbeddedStoreOptions {
   dataDir: string;
@@ -46,6 +61,8 @@ export class EmbeddedStore implements Store {
   private readonly keysById = new Map<string, KeyRecord>();
   private readonly keysByHash = new Map<string, KeyRecord>();
   private readonly records: Interception[] = [];
+  /** Rollups by hour, then by bucket key: rebuilt from the journal at open, then kept current. */
+  private readonly buckets = new Map<string, Map<string, UsageBucket>>();
   private nextSeq = 1;
   private touchTimer: NodeJS.Timeout | undefined;
   private readonly touchFlushMs: number;
@@ -70,7 +87,11 @@ export class EmbeddedStore implements Store {
     for (const k of this.db.data.keys) this.indexKey(k);
     await this.journal.open((json) => {
       const rec = JSON.parse(json) as Interception;
+      // Records written before costs existed have neither field.
+      rec.costUsd ??= null;
+      rec.priceKnown ??= rec.costUsd !== null;
       this.records.push(rec);
+      this.rollUp(rec);
       this.nextSeq = Math.max(this.nextSeq, rec.seq + 1);
     });
   }
@@ -156,9 +177,76 @@ export class EmbeddedStore implements Store {
     this.touchTimer.unref();
   }
 
+  private rollUp(rec: Interception): void {
+    const hour = hourOf(rec.startedAt);
+    let byKey = this.buckets.get(hour);
+    if (!byKey) {
+      byKey = new Map();
+      this.buckets.set(hour, byKey);
+    }
+    const fresh = bucketFor(rec);
+    const key = bucketKey(fresh);
+    let b = byKey.get(key);
+    if (!b) {
+      b = fresh;
+      byKey.set(key, b);
+    }
+    addToBucket(b, rec);
+  }
+
+  async usageBuckets(q: BucketQuery): Promise<UsageBucket[]> {
+    const out: UsageBucket[] = [];
+    const since = q.since === undefined ? undefined : hourOf(q.since);
+    for (const [hour, byKey] of this.buckets) {
+      if ((since !== undefined && hour < since) || (q.until !== undefined && hour >= q.until)) continue;
+      for (const b of byKey.values()) if (bucketMatches(b, q)) out.push({ ...b, usage: { ...b.usage } });
+    }
+    return out;
+  }
+
+  async listDocs<T>(kind: DocKind): Promise<T[]> {
+    return Object.values(this.db.data.docs?.[kind] ?? {}) as T[];
+  }
+
+  async putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void> {
+    this.db.data.docs ??= {};
+    this.db.data.docs[kind] ??= {};
+    this.db.data.docs[kind][id] = doc;
+    await this.db.write();
+  }
+
+  async deleteDoc(kind: DocKind, id: string): Promise<boolean> {
+    const byId = this.db.data.docs?.[kind];
+    if (!byId || !(id in byId)) return false;
+    delete byId[id];
+    await this.db.write();
+    return true;
+  }
+
+  async appendAlert(alert: Alert): Promise<void> {
+    this.db.data.alerts ??= [];
+    const alerts = this.db.data.alerts;
+    alerts.push(alert);
+    if (alerts.length > ALERTS_KEPT) alerts.splice(0, alerts.length - ALERTS_KEPT);
+    await this.db.write();
+  }
+
+  async listAlerts(q: AlertQuery): Promise<Alert[]> {
+    const out: Alert[] = [];
+    const alerts = this.db.data.alerts ?? [];
+    for (let i = alerts.length - 1; i >= 0 && out.length < q.limit; i--) {
+      const a = alerts[i]!;
+      if (q.since !== undefined && a.at < q.since) continue;
+      if (q.userId !== undefined && a.userId !== q.userId) continue;
+      out.push(a);
+    }
+    return out;
+  }
+
   async appendInterception(rec: NewInterception): Promise<Interception> {
     const full: Interception = { ...rec, seq: this.nextSeq++ };
     this.records.push(full);
+    this.rollUp(full);
     await this.journal.append(JSON.stringify(full));
     return full;
   }

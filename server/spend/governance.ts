@@ -1,0 +1,65 @@
+import { totalTokens } from '../../shared/usage';
+import type { InterceptionStart } from '../audit/recorder';
+import type { BridgeError } from '../errors';
+import { isBridgeError } from '../errors';
+import type { Metrics } from '../metrics';
+import type { NewInterception } from '../store/types';
+import type { Budgets } from './budgets';
+import type { ModelPolicies } from './model-policy';
+import type { PriceBook } from './prices';
+import type { RateLimiter } from './rate-limits';
+
+/** Bytes of request body per input token assumed for a reservation: most text runs near 4. */
+const BYTES_PER_TOKEN = 3;
+
+/**
+ * The checks a model request passes before it leaves the bridge (model policy, rate limits,
+ * budgets) and the bookkeeping when it ends. Shared proxy code calls `admit` and the recorder
+ * calls `settle`; neither knows which rules exist.
+ */
+export class Governance {
+  constructor(
+    private readonly policies: ModelPolicies,
+    private readonly limiter: RateLimiter,
+    private readonly budgets: Budgets,
+    private readonly prices: PriceBook,
+    private readonly metrics: Metrics,
+    private readonly defaultMaxOutputTokens: number,
+  ) {}
+
+  /**
+   * An upper-leaning guess of what the request can cost: its body as input (priced as a cache
+   * write where that costs more than plain input), its output cap as output.
+   */
+  estimateUsd(start: InterceptionStart, bodyBytes: number): number {
+    const tokens = Math.ceil(bodyBytes / BYTES_PER_TOKEN);
+    const output = start.request.maxOutputTokens ?? this.defaultMaxOutputTokens;
+    const price = (input: number, cacheWrite: number): number =>
+      this.prices.cost(start.provider, start.request.model, {
+        input,
+        output,
+        cacheRead: 0,
+        cacheWrite,
+        reasoning: 0,
+      }) ?? 0;
+    return Math.max(price(tokens, 0), price(0, tokens));
+  }
+
+  /** Throws the refusal (`model_denied`, `rate_limited`, `budget_exceeded`) or admits the request. */
+  admit(start: InterceptionStart, bodyBytes: number): void {
+    const { user } = start.principal;
+    try {
+      this.policies.check(user.team, start.request.model);
+      this.limiter.admit(start.id, start.principal);
+      this.budgets.reserve(start.id, user, this.estimateUsd(start, bodyBytes));
+    } catch (err) {
+      if (isBridgeError(err)) this.metrics.refusals.inc({ reason: (err as BridgeError).code });
+      throw err;
+    }
+  }
+
+  settle(rec: NewInterception): void {
+    this.limiter.settle(rec.id, totalTokens(rec.usage));
+    this.budgets.settle(rec);
+  }
+}

@@ -1,0 +1,186 @@
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { calcPrice, type ModelPrice, type Provider } from '@pydantic/genai-prices';
+import { type Static, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import type { ModelPriceOverride, UnknownModel } from '../../shared/spend';
+import type { Usage } from '../../shared/usage';
+import { ConfigError } from '../config';
+
+const PriceValueSchema = Type.Union([
+  Type.Number({ minimum: 0 }),
+  Type.Object(
+    {
+      base: Type.Number({ minimum: 0 }),
+      tiers: Type.Array(
+        Type.Object(
+          { start: Type.Integer({ minimum: 0 }), price: Type.Number({ minimum: 0 }) },
+          { additionalProperties: false },
+        ),
+      ),
+    },
+    { additionalProperties: false },
+  ),
+]);
+
+/** The body of `PUT /api/v1/prices/:model` and each entry of AIBRIDGE_PRICES_FILE: USD per million tokens. */
+export const PriceBody = Type.Object(
+  {
+    provider: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 50 }), Type.Null()])),
+    input_mtok: PriceValueSchema,
+    output_mtok: PriceValueSchema,
+    cache_read_mtok: Type.Optional(PriceValueSchema),
+    cache_write_mtok: Type.Optional(PriceValueSchema),
+  },
+  { additionalProperties: false },
+);
+export type PriceBodyT = Static<typeof PriceBody>;
+
+const PricesFile = Type.Record(Type.String({ minLength: 1, maxLength: 200 }), PriceBody);
+
+export interface PriceResult {
+  /** USD, or null when the model's price is unknown: never a silent $0. */
+  costUsd: number | null;
+  priceKnown: boolean;
+}
+
+/** The version of the bundled price data, so a cost can be traced to the prices it used. */
+function bundledVersion(): string {
+  // The build stamps the version in; from sources (tests, tsx) it is read from node_modules.
+  if (process.env.AIBRIDGE_GENAI_PRICES_VERSION) return process.env.AIBRIDGE_GENAI_PRICES_VERSION;
+  try {
+    const require = createRequire(path.join(process.cwd(), 'index.js'));
+    let dir = path.dirname(require.resolve('@pydantic/genai-prices'));
+    for (let i = 0; i < 4; i++) {
+      const file = path.join(dir, 'package.json');
+      if (fs.existsSync(file))
+        return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+      dir = path.dirname(dir);
+    }
+  } catch {
+    // Not resolvable from here: the version is informative only.
+  }
+  return 'unknown';
+}
+
+/** genai-prices counts `input_tokens` including cached ones; ours exclude them. */
+function toGenaiUsage(u: Usage): Record<string, number> {
+  return {
+    input_tokens: u.input + u.cacheRead + u.cacheWrite,
+    cache_read_tokens: u.cacheRead,
+    cache_write_tokens: u.cacheWrite,
+    output_tokens: u.output,
+  };
+}
+
+function toOverride(model: string, body: PriceBodyT, at: string): ModelPriceOverride {
+  return {
+    model,
+    provider: body.provider ?? null,
+    input_mtok: body.input_mtok,
+    output_mtok: body.output_mtok,
+    ...(body.cache_read_mtok !== undefined ? { cache_read_mtok: body.cache_read_mtok } : {}),
+    ...(body.cache_write_mtok !== undefined ? { cache_write_mtok: body.cache_write_mtok } : {}),
+    updatedAt: at,
+  };
+}
+
+/** Reads and validates AIBRIDGE_PRICES_FILE; a bad file stops the bridge at start, naming the setting. */
+export function loadPricesFile(file: string): ModelPriceOverride[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError('AIBRIDGE_PRICES_FILE', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  if (!Value.Check(PricesFile, json)) {
+    const first = Value.Errors(PricesFile, json).First();
+    throw new ConfigError(
+      'AIBRIDGE_PRICES_FILE',
+      `${file}: ${first ? `${first.path || '/'}: ${first.message}` : 'invalid'}; expected {"<model>": {"input_mtok": n, "output_mtok": n, ...}}`,
+    );
+  }
+  const at = new Date().toISOString();
+  return Object.entries(json).map(([model, body]) => toOverride(model, body, at));
+}
+
+/**
+ * Costs from data: the genai-prices tables bundled from npm (with cache and long-context tiers),
+ * under the admin's overrides. Unknown models cost null and are remembered for
+ * `GET /api/v1/prices/unknown`.
+ */
+export class PriceBook {
+  readonly source: string;
+  private readonly overrides = new Map<string, ModelPriceOverride>();
+  private readonly unknown = new Map<string, UnknownModel>();
+
+  constructor(overrides: ModelPriceOverride[] = []) {
+    this.source = `@pydantic/genai-prices@${bundledVersion()}`;
+    for (const o of overrides) this.overrides.set(o.model, o);
+  }
+
+  static validateBody(model: string, body: unknown, at = new Date()): ModelPriceOverride {
+    return toOverride(model, body as PriceBodyT, at.toISOString());
+  }
+
+  setOverride(o: ModelPriceOverride): void {
+    this.overrides.set(o.model, o);
+    for (const [k, u] of this.unknown) if (u.model === o.model) this.unknown.delete(k);
+  }
+
+  deleteOverride(model: string): boolean {
+    return this.overrides.delete(model);
+  }
+
+  listOverrides(): ModelPriceOverride[] {
+    return [...this.overrides.values()].sort((a, b) => a.model.localeCompare(b.model));
+  }
+
+  private modelPrice(provider: string, model: string): { provider: Provider } | { providerId: string } {
+    const o = this.overrides.get(model);
+    if (o && (o.provider === null || o.provider === provider)) {
+      const prices: ModelPrice = { input_mtok: o.input_mtok, output_mtok: o.output_mtok };
+      if (o.cache_read_mtok !== undefined) prices.cache_read_mtok = o.cache_read_mtok;
+      if (o.cache_write_mtok !== undefined) prices.cache_write_mtok = o.cache_write_mtok;
+      return {
+        provider: {
+          id: 'aibridge-override',
+          name: 'AI Bridge override',
+          api_pattern: '',
+          models: [{ id: model, match: { equals: model }, prices }],
+        },
+      };
+    }
+    return { providerId: provider };
+  }
+
+  /** The cost of `usage` on `model`; null when the price is unknown. */
+  cost(provider: string, model: string | null, usage: Usage, at: Date = new Date()): number | null {
+    if (!model) return null;
+    const r = calcPrice(toGenaiUsage(usage), model, { ...this.modelPrice(provider, model), timestamp: at });
+    return r ? r.total_price : null;
+  }
+
+  /** Prices a finished request, and remembers the model when its price is unknown. */
+  price(provider: string, model: string | null, usage: Usage, at: Date = new Date()): PriceResult {
+    const costUsd = this.cost(provider, model, usage, at);
+    if (costUsd === null) this.noteUnknown(provider, model ?? '(none)', 1, at.toISOString());
+    return { costUsd, priceKnown: costUsd !== null };
+  }
+
+  noteUnknown(provider: string, model: string, requests: number, at: string): void {
+    const k = `${provider}\u0000${model}`;
+    const u = this.unknown.get(k);
+    if (!u) this.unknown.set(k, { provider, model, requests, firstSeen: at, lastSeen: at });
+    else {
+      u.requests += requests;
+      if (at < u.firstSeen) u.firstSeen = at;
+      if (at > u.lastSeen) u.lastSeen = at;
+    }
+  }
+
+  listUnknown(): UnknownModel[] {
+    return [...this.unknown.values()].sort((a, b) => b.requests - a.requests);
+  }
+}

@@ -1,0 +1,176 @@
+import { randomUUID } from 'node:crypto';
+import type { RateLimit, RateLimitScope } from '../../shared/spend';
+import { BridgeError } from '../errors';
+import type { Principal } from '../identity/auth';
+import type { Store } from '../store/types';
+
+const WINDOW_MS = 60_000;
+
+/** Timestamps (and amounts) of the last minute, oldest first. */
+class Window {
+  private readonly at: number[] = [];
+  private readonly amounts: number[] = [];
+  private sum = 0;
+
+  private prune(now: number): void {
+    while (this.at.length > 0 && this.at[0]! <= now - WINDOW_MS) {
+      this.at.shift();
+      this.sum -= this.amounts.shift()!;
+    }
+  }
+
+  total(now: number): number {
+    this.prune(now);
+    return this.sum;
+  }
+
+  /** When the window will have dropped below `limit` again. */
+  retryAfterMs(now: number, limit: number): number {
+    this.prune(now);
+    let excess = this.sum - limit;
+    for (let i = 0; i < this.at.length; i++) {
+      excess -= this.amounts[i]!;
+      if (excess < 0) return Math.max(1, this.at[i]! + WINDOW_MS - now);
+    }
+    return WINDOW_MS;
+  }
+
+  add(now: number, amount: number): void {
+    this.prune(now);
+    this.at.push(now);
+    this.amounts.push(amount);
+    this.sum += amount;
+  }
+}
+
+interface Applied {
+  rpm: number | null;
+  tpm: number | null;
+  /** Window key: which limit's counters this request counts against. */
+  id: string;
+  label: string;
+}
+
+/**
+ * Requests and tokens per minute per key or per user, in sliding one-minute windows. Tokens are
+ * counted when a request ends (its real usage), so a request is refused while the last minute's
+ * tokens are at or over the limit.
+ */
+export class RateLimiter {
+  private readonly limits = new Map<string, RateLimit>();
+  private readonly requests = new Map<string, Window>();
+  private readonly tokens = new Map<string, Window>();
+  /** Which windows each in-flight interception counts against, for its tokens at the end. */
+  private readonly inFlight = new Map<string, string[]>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly defaults: { rpm: number; tpm: number },
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async load(): Promise<void> {
+    for (const l of await this.store.listDocs<RateLimit>('rate_limit')) this.limits.set(l.id, l);
+  }
+
+  list(): RateLimit[] {
+    return [...this.limits.values()];
+  }
+
+  async put(
+    scope: RateLimitScope,
+    subject: string,
+    rpm: number | null,
+    tpm: number | null,
+  ): Promise<RateLimit> {
+    const existing = [...this.limits.values()].find((l) => l.scope === scope && l.subject === subject);
+    const limit: RateLimit = {
+      id: existing?.id ?? `rl_${randomUUID()}`,
+      scope,
+      subject,
+      rpm,
+      tpm,
+      createdAt: existing?.createdAt ?? new Date().toISOString(),
+    };
+    await this.store.putDoc('rate_limit', limit.id, limit);
+    this.limits.set(limit.id, limit);
+    return limit;
+  }
+
+  async delete(id: string): Promise<RateLimit> {
+    const l = this.limits.get(id);
+    if (!l) throw new BridgeError('rate_limit_not_found');
+    await this.store.deleteDoc('rate_limit', id);
+    this.limits.delete(id);
+    return l;
+  }
+
+  /** A key's own limit wins over its user's, which wins over the default. */
+  private applicable(p: Principal): Applied[] {
+    const out: Applied[] = [];
+    let userLimited = false;
+    for (const l of this.limits.values()) {
+      if (l.scope === 'key' && l.subject === p.key.id) {
+        out.push({ rpm: l.rpm, tpm: l.tpm, id: l.id, label: `key ${p.key.prefix}…` });
+      }
+      if (l.scope === 'user' && l.subject === p.user.id) {
+        out.push({ rpm: l.rpm, tpm: l.tpm, id: l.id, label: `user ${p.user.email}` });
+        userLimited = true;
+      }
+    }
+    if (!userLimited && (this.defaults.rpm > 0 || this.defaults.tpm > 0)) {
+      out.push({
+        rpm: this.defaults.rpm || null,
+        tpm: this.defaults.tpm || null,
+        id: `default:${p.user.id}`,
+        label: `the default for user ${p.user.email}`,
+      });
+    }
+    return out;
+  }
+
+  private window(map: Map<string, Window>, id: string): Window {
+    let w = map.get(id);
+    if (!w) {
+      w = new Window();
+      map.set(id, w);
+    }
+    return w;
+  }
+
+  /** Counts the request, or throws `rate_limited` with `retry-after`. */
+  admit(interceptionId: string, p: Principal): void {
+    const now = this.now();
+    const applied = this.applicable(p);
+    for (const a of applied) {
+      if (a.rpm !== null) {
+        const w = this.window(this.requests, a.id);
+        if (w.total(now) >= a.rpm)
+          throw limited(`${a.rpm} requests per minute (${a.label})`, w.retryAfterMs(now, a.rpm));
+      }
+      if (a.tpm !== null) {
+        const w = this.window(this.tokens, a.id);
+        if (w.total(now) >= a.tpm)
+          throw limited(`${a.tpm} tokens per minute (${a.label})`, w.retryAfterMs(now, a.tpm));
+      }
+    }
+    for (const a of applied) if (a.rpm !== null) this.window(this.requests, a.id).add(now, 1);
+    const tokenWindows = applied.filter((a) => a.tpm !== null).map((a) => a.id);
+    if (tokenWindows.length > 0) this.inFlight.set(interceptionId, tokenWindows);
+  }
+
+  settle(interceptionId: string, tokens: number): void {
+    const ids = this.inFlight.get(interceptionId);
+    if (!ids) return;
+    this.inFlight.delete(interceptionId);
+    const now = this.now();
+    for (const id of ids) this.window(this.tokens, id).add(now, tokens);
+  }
+}
+
+function limited(what: string, retryAfterMs: number): BridgeError {
+  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  return new BridgeError('rate_limited', `Rate limit of ${what} reached; retry in ${seconds}s.`, {
+    headers: { 'retry-after': String(seconds) },
+  });
+}

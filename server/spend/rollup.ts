@@ -1,0 +1,84 @@
+import type { Interception } from '../../shared/interception';
+import { addUsage, emptyUsage, type Usage } from '../../shared/usage';
+
+/** What one user spent on one model from one client in one hour: the unit every spend query sums. */
+export interface UsageBucket {
+  /** Start of the hour (UTC, ISO 8601). */
+  hour: string;
+  userId: string;
+  userEmail: string;
+  team: string | null;
+  provider: string;
+  model: string | null;
+  client: string;
+  requests: number;
+  usage: Usage;
+  /** Sum of the priced requests' cost. */
+  costUsd: number;
+  /** Requests whose price was unknown (their cost is in no sum). */
+  unpricedRequests: number;
+}
+
+export interface BucketQuery {
+  /** Inclusive, ISO 8601; buckets are included by their hour. */
+  since?: string | undefined;
+  /** Exclusive. */
+  until?: string | undefined;
+  userId?: string | undefined;
+  team?: string | undefined;
+}
+
+const HOUR = 3_600_000;
+
+export function hourOf(iso: string): string {
+  const t = Date.parse(iso);
+  return new Date(t - (t % HOUR)).toISOString();
+}
+
+/** Widens a window to whole hours, the rollups' grain. */
+export function hourWindow(since?: string, until?: string): { since?: string; until?: string } {
+  const out: { since?: string; until?: string } = {};
+  if (since !== undefined) out.since = hourOf(since);
+  if (until !== undefined) {
+    const t = Date.parse(until);
+    out.until = new Date(t % HOUR === 0 ? t : t - (t % HOUR) + HOUR).toISOString();
+  }
+  return out;
+}
+
+export function bucketKey(b: Pick<UsageBucket, 'hour' | 'userId' | 'provider' | 'model' | 'client'>): string {
+  return [b.hour, b.userId, b.provider, b.model ?? '', b.client].join('\u0000');
+}
+
+export function bucketFor(rec: Interception): UsageBucket {
+  return {
+    hour: hourOf(rec.startedAt),
+    userId: rec.userId,
+    userEmail: rec.userEmail,
+    team: rec.team,
+    provider: rec.provider,
+    model: rec.model,
+    client: rec.client,
+    requests: 0,
+    usage: emptyUsage(),
+    costUsd: 0,
+    unpricedRequests: 0,
+  };
+}
+
+/** Adds one finished interception to its bucket. */
+export function addToBucket(b: UsageBucket, rec: Interception): void {
+  b.requests += 1;
+  b.usage = addUsage(b.usage, rec.usage);
+  if (rec.costUsd !== null) b.costUsd += rec.costUsd;
+  else if (rec.priceKnown === false) b.unpricedRequests += 1;
+}
+
+export function bucketMatches(b: UsageBucket, q: BucketQuery): boolean {
+  return (
+    (q.since === undefined || b.hour >= hourOf(q.since)) &&
+    (q.until === undefined || b.hour < q.until) &&
+    (q.userId === undefined || b.userId === q.userId) &&
+    (q.team === undefined || b.team === q.team)
+  );
+}

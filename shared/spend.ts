@@ -1,0 +1,116 @@
+import type { Usage } from './usage';
+
+export type UsageGroupBy = 'user' | 'team' | 'model' | 'client' | 'day';
+export type Period = 'day' | 'week' | 'month';
+
+/** One row of `GET /api/v1/usage`: what a user, team, model, client or day used and cost. */
+export interface UsageRow {
+  key: string;
+  requests: number;
+  usage: Usage;
+  /** Sum of the priced requests' cost; requests with an unknown price are counted in `unpricedRequests`, never as $0. */
+  costUsd: number;
+  unpricedRequests: number;
+}
+
+export interface UsageReport {
+  groupBy: UsageGroupBy;
+  /** The window actually summarised: rollups are hourly, so bounds are widened to whole hours. */
+  since: string | null;
+  until: string | null;
+  rows: UsageRow[];
+  totals: Omit<UsageRow, 'key'>;
+}
+
+export type BudgetScope = 'user' | 'team' | 'org';
+export type BudgetAction = 'alert' | 'block';
+
+export interface Budget {
+  id: string;
+  scope: BudgetScope;
+  /** A user's id (emails are resolved on write), a team name, or `*` for the org. */
+  subject: string;
+  period: Period;
+  limitUsd: number;
+  action: BudgetAction;
+  /** Fractions of the limit that raise a budget alert once per period. */
+  thresholds: number[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A budget with where it stands in its current period. */
+export interface BudgetStatus extends Budget {
+  periodStart: string;
+  resetsAt: string;
+  spentUsd: number;
+  /** Estimated cost of requests still running. */
+  reservedUsd: number;
+}
+
+export type RateLimitScope = 'user' | 'key';
+
+export interface RateLimit {
+  id: string;
+  scope: RateLimitScope;
+  /** A user's id (emails are resolved on write), or a key id. */
+  subject: string;
+  /** Requests per minute; null for no request limit. */
+  rpm: number | null;
+  /** Tokens (input, cached and output) per minute; null for no token limit. */
+  tpm: number | null;
+  createdAt: string;
+}
+
+export interface ModelPolicy {
+  /** A team name, or `*` for everyone. */
+  team: string;
+  /** Globs (`claude-*`) or regexes (`/^gpt-5/`); when non-empty, only matching models are allowed. */
+  allow: string[];
+  /** Globs or regexes; a matching model is refused even when allowed. */
+  deny: string[];
+  updatedAt: string;
+}
+
+export type AlertKind = 'budget' | 'anomaly';
+
+export interface Alert {
+  id: string;
+  kind: AlertKind;
+  /** The rule that fired: `budget_threshold`, `spend_vs_baseline`, `tokens_vs_baseline`, `spend_vs_team`, `request_burst`. */
+  rule: string;
+  at: string;
+  /** The user the alert is about; null for team- or org-wide alerts. */
+  userId: string | null;
+  userEmail: string | null;
+  team: string | null;
+  /** What was measured, and what it was compared with: an alert always says why it fired. */
+  observed: number;
+  baseline: number;
+  unit: 'usd' | 'tokens' | 'requests';
+  message: string;
+  budgetId: string | null;
+}
+
+/** An admin's price for a model, in USD per million tokens (the genai-prices field names); a value may be tiered. */
+export type PriceValue = number | { base: number; tiers: { start: number; price: number }[] };
+
+export interface ModelPriceOverride {
+  model: string;
+  /** The provider the override applies to, or null for any. */
+  provider: string | null;
+  input_mtok: PriceValue;
+  output_mtok: PriceValue;
+  cache_read_mtok?: PriceValue;
+  cache_write_mtok?: PriceValue;
+  updatedAt: string;
+}
+
+/** A model requests were made for that no price is known for. */
+export interface UnknownModel {
+  provider: string;
+  model: string;
+  requests: number;
+  firstSeen: string;
+  lastSeen: string;
+}

@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { type AnomalyInput, type AnomalyRules, detect } from '../../server/alerts/anomaly';
+import type { NewInterception } from '../../server/store/types';
+import type { Alert } from '../../shared/spend';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { WebhookReceiver } from '../helpers/webhook-receiver';
+
+const RULES: AnomalyRules = { anomalyFactor: 5, anomalyMinUsd: 1, anomalyMinTokens: 100_000, burstRpm: 60 };
+const hours = (n: number, costUsd: number, tokens = 10_000): AnomalyInput['ownActiveHours'] =>
+  Array.from({ length: n }, () => ({ costUsd, tokens }));
+
+describe('anomaly rules', () => {
+  it('stay quiet on normal history', () => {
+    const normal: AnomalyInput = {
+      lastHour: { costUsd: 4, tokens: 40_000 },
+      lastMinuteRequests: 10,
+      ownActiveHours: hours(30, 3, 30_000),
+      teammatesLastHourUsd: [2, 3, 5, 4],
+    };
+    assert.deepEqual(detect(normal, RULES), []);
+  });
+
+  it('fire on a spike against the user’s own baseline, saying what was observed and against what', () => {
+    const [f, ...rest] = detect(
+      {
+        lastHour: { costUsd: 40, tokens: 40_000 },
+        lastMinuteRequests: 10,
+        ownActiveHours: hours(30, 3),
+        teammatesLastHourUsd: [],
+      },
+      RULES,
+    );
+    assert.equal(rest.length, 0);
+    assert.equal(f!.rule, 'spend_vs_baseline');
+    assert.equal(f!.observed, 40);
+    assert.equal(f!.baseline, 3);
+    assert.match(f!.message, /\$40\.00.*13\.3×.*\$3\.00.*30 active hours/);
+  });
+
+  it('fire on tokens, against the team median, and on a burst', () => {
+    const rules = detect(
+      {
+        lastHour: { costUsd: 30, tokens: 2_000_000 },
+        lastMinuteRequests: 61,
+        ownActiveHours: hours(10, 10, 50_000),
+        teammatesLastHourUsd: [1, 2, 3, 50],
+      },
+      RULES,
+    ).map((f) => `${f.rule}:${f.baseline}`);
+    assert.deepEqual(rules, ['tokens_vs_baseline:50000', 'spend_vs_team:2.5', 'request_burst:60']);
+  });
+
+  it('need enough history and a minimum amount before calling anything abnormal', () => {
+    const quiet = detect(
+      {
+        lastHour: { costUsd: 0.5, tokens: 5_000 },
+        lastMinuteRequests: 1,
+        ownActiveHours: hours(30, 0.01),
+        teammatesLastHourUsd: [0.01, 0.01, 0.01],
+      },
+      RULES,
+    );
+    assert.deepEqual(quiet, [], 'below the minimum spend');
+    const newcomer = detect(
+      {
+        lastHour: { costUsd: 50, tokens: 5_000 },
+        lastMinuteRequests: 1,
+        ownActiveHours: hours(2, 1),
+        teammatesLastHourUsd: [],
+      },
+      RULES,
+    );
+    assert.deepEqual(newcomer, [], 'two active hours are not a baseline');
+  });
+});
+
+describe('anomaly alerts through the bridge', function () {
+  this.timeout(30_000);
+  let mock: AnthropicMock;
+  let hook: WebhookReceiver;
+  let tb: TestBridge;
+
+  before(async () => {
+    mock = await new AnthropicMock().start();
+    hook = await new WebhookReceiver().start();
+    tb = await startBridge(mock.url, {
+      AIBRIDGE_ALERT_WEBHOOK_URL: hook.url,
+      AIBRIDGE_ANOMALY_MIN_USD: '0.0001',
+      AIBRIDGE_BURST_RPM: '0',
+    });
+  });
+  after(async () => {
+    await tb.close();
+    await hook.stop();
+    await mock.stop();
+  });
+
+  /** Past activity straight into the store: `perHourUsd` in each of `n` hours over the last days. */
+  async function history(user: { id: string; email: string }, n: number, perHourUsd: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const startedAt = new Date(Date.now() - (i + 3) * 7 * 3_600_000).toISOString();
+      const rec: NewInterception = {
+        id: `int_${randomUUID()}`,
+        userId: user.id,
+        userEmail: user.email,
+        team: null,
+        keyId: 'key_history',
+        provider: 'anthropic',
+        api: 'messages',
+        model: 'claude-sonnet-4-5',
+        client: 'claude-code',
+        sessionId: null,
+        startedAt,
+        endedAt: startedAt,
+        durationMs: 1000,
+        status: 'ok',
+        httpStatus: 200,
+        streamed: true,
+        usage: { input: 100, output: 100, cacheRead: 0, cacheWrite: 0, reasoning: 0 },
+        costUsd: perHourUsd,
+        priceKnown: true,
+        prompt: null,
+        toolCalls: [],
+        error: null,
+        upstreamRequestId: null,
+      };
+      await tb.bridge.store.appendInterception(rec);
+    }
+  }
+
+  async function send(key: string): Promise<void> {
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 32,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+  }
+
+  it('alerts on a user far above their baseline, and not on one in line with theirs', async () => {
+    const spiky = await tb.addUser('spiky@example.com');
+    const steady = await tb.addUser('steady@example.com');
+    await history(spiky.user, 6, 0.00005);
+    await history(steady.user, 6, 0.01);
+    for (let i = 0; i < 3; i++) {
+      await send(spiky.key);
+      await send(steady.key);
+    }
+    const [got] = await hook.waitFor(1, (r) => r.body.alert.rule === 'spend_vs_baseline');
+    const alert = got!.body.alert;
+    assert.equal(got!.body.type, 'alert');
+    assert.equal(alert.userEmail, 'spiky@example.com');
+    assert.equal(alert.kind, 'anomaly');
+    close(alert.baseline, 0.00005);
+    assert.ok(alert.observed > 5 * alert.baseline);
+    assert.match(alert.message, /typical active hour/);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(!hook.received.some((r) => r.body.alert.userEmail === 'steady@example.com'));
+    assert.equal(
+      hook.received.filter((r) => r.body.alert.userEmail === 'spiky@example.com').length,
+      1,
+      'one alert per rule and hour, not one per request',
+    );
+    const listed = await tb.api<{ items: Alert[] }>('GET', '/api/v1/alerts', tb.adminKey);
+    assert.ok(listed.body.items.some((a) => a.id === alert.id));
+  });
+});
+
+function close(a: number, b: number): void {
+  assert.ok(Math.abs(a - b) < 1e-9, `${a} ≠ ${b}`);
+}

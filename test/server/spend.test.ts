@@ -1,0 +1,491 @@
+import assert from 'node:assert/strict';
+import type { Alert, BudgetStatus, UsageReport, UsageRow } from '../../shared/spend';
+import { AnthropicMock, DEFAULT_USAGE } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { OPENAI_USAGE, OpenAIMock } from '../helpers/openai-mock';
+import { type Received, WebhookReceiver } from '../helpers/webhook-receiver';
+
+/** USD per million tokens, as the bundled genai-prices data has them (the test states them independently). */
+const SONNET_45 = { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 };
+const GPT_4O = { input: 2.5, output: 10, cacheRead: 1.25 };
+const GPT_5 = { input: 1.25, output: 10, cacheRead: 0.125 };
+
+const ANTHROPIC_COST =
+  (DEFAULT_USAGE.input_tokens * SONNET_45.input +
+    DEFAULT_USAGE.output_tokens * SONNET_45.output +
+    DEFAULT_USAGE.cache_read_input_tokens * SONNET_45.cacheRead +
+    DEFAULT_USAGE.cache_creation_input_tokens * SONNET_45.cacheWrite) /
+  1e6;
+const uncached = OPENAI_USAGE.input - OPENAI_USAGE.cached;
+const CHAT_COST =
+  (uncached * GPT_4O.input + OPENAI_USAGE.cached * GPT_4O.cacheRead + OPENAI_USAGE.output * GPT_4O.output) /
+  1e6;
+const RESPONSES_COST =
+  (uncached * GPT_5.input + OPENAI_USAGE.cached * GPT_5.cacheRead + OPENAI_USAGE.output * GPT_5.output) / 1e6;
+
+interface Sent {
+  status: number;
+  headers: Headers;
+  text: string;
+}
+
+async function post(tb: TestBridge, route: string, key: string, body: unknown): Promise<Sent> {
+  const res = await fetch(tb.url + route, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'anthropic-version': '2023-06-01',
+      authorization: `Bearer ${key}`,
+    },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+const messages = (model: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  model,
+  max_tokens: 64,
+  messages: [{ role: 'user', content: 'hi' }],
+  ...extra,
+});
+
+function close(a: number, b: number): void {
+  assert.ok(Math.abs(a - b) < 1e-9, `${a} ≠ ${b}`);
+}
+
+describe('spend and governance', function () {
+  this.timeout(60_000);
+  let anthropic: AnthropicMock;
+  let openai: OpenAIMock;
+  let hook: WebhookReceiver;
+  let tb: TestBridge;
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    openai = await new OpenAIMock().start();
+    hook = await new WebhookReceiver().start();
+    tb = await startBridge(anthropic.url, {
+      AIBRIDGE_OPENAI_BASE_URL: openai.url,
+      AIBRIDGE_ALERT_WEBHOOK_URL: hook.url,
+      AIBRIDGE_ALERT_WEBHOOK_BACKOFF_MS: '20',
+      // Anomaly rules are tested on their own below; here they would fire on every new user.
+      AIBRIDGE_ANOMALY_MIN_USD: '1000',
+      AIBRIDGE_BURST_RPM: '0',
+    });
+  });
+  after(async () => {
+    await tb.close();
+    await hook.stop();
+    await openai.stop();
+    await anthropic.stop();
+  });
+
+  describe('cost', () => {
+    it('prices each API from the bundled price data, token kind by token kind', async () => {
+      const dev = await tb.addUser('cost@example.com', { team: 'cost' });
+      assert.equal(
+        (await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-5'))).status,
+        200,
+      );
+      let rec = (await tb.interceptions(1, dev.key))[0]!;
+      assert.equal(rec.priceKnown, true);
+      close(rec.costUsd!, ANTHROPIC_COST);
+
+      const chat = await post(tb, '/openai/v1/chat/completions', dev.key, {
+        model: 'gpt-4o',
+        stream: true,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.equal(chat.status, 200);
+      rec = (await tb.interceptions(2, dev.key))[0]!;
+      assert.equal(rec.api, 'chat.completions');
+      close(rec.costUsd!, CHAT_COST);
+
+      const resp = await post(tb, '/openai/v1/responses', dev.key, { model: 'gpt-5', input: 'hi' });
+      assert.equal(resp.status, 200);
+      rec = (await tb.interceptions(3, dev.key))[0]!;
+      assert.equal(rec.api, 'responses');
+      close(rec.costUsd!, RESPONSES_COST);
+    });
+
+    it('flags an unknown model instead of counting it as $0, until an admin prices it', async () => {
+      const dev = await tb.addUser('unknown@example.com', { team: 'unknown' });
+      const model = 'claude-from-the-future-9';
+      assert.equal((await post(tb, '/anthropic/v1/messages', dev.key, messages(model))).status, 200);
+      const rec = (await tb.interceptions(1, dev.key))[0]!;
+      assert.equal(rec.costUsd, null);
+      assert.equal(rec.priceKnown, false);
+
+      const unknown = await tb.api<{ items: { model: string; requests: number }[] }>(
+        'GET',
+        '/api/v1/prices/unknown',
+        tb.adminKey,
+      );
+      assert.deepEqual(
+        unknown.body.items.filter((u) => u.model === model).map((u) => u.requests),
+        [1],
+      );
+      const metrics = await fetch(`${tb.url}/metrics`, {
+        headers: { authorization: `Bearer ${tb.adminKey}` },
+      });
+      assert.equal(metrics.status, 200);
+      assert.match(
+        await metrics.text(),
+        new RegExp(`aibridge_unknown_price_requests_total\\{provider="anthropic",model="${model}"\\} 1`),
+      );
+      const usage = await tb.api<UsageReport>('GET', '/api/v1/usage?groupBy=user', tb.adminKey);
+      const row = usage.body.rows.find((r) => r.key === 'unknown@example.com')!;
+      assert.equal(row.unpricedRequests, 1);
+      assert.equal(row.costUsd, 0, 'the unknown request adds nothing to the sum, and is counted apart');
+
+      const put = await tb.api('PUT', `/api/v1/prices/${model}`, tb.adminKey, {
+        input_mtok: 10,
+        output_mtok: 50,
+        cache_read_mtok: 1,
+        cache_write_mtok: 12.5,
+      });
+      assert.equal(put.status, 200);
+      assert.equal((await post(tb, '/anthropic/v1/messages', dev.key, messages(model))).status, 200);
+      const priced = (await tb.interceptions(2, dev.key))[0]!;
+      assert.equal(priced.priceKnown, true);
+      close(
+        priced.costUsd!,
+        (DEFAULT_USAGE.input_tokens * 10 +
+          DEFAULT_USAGE.output_tokens * 50 +
+          DEFAULT_USAGE.cache_read_input_tokens * 1 +
+          DEFAULT_USAGE.cache_creation_input_tokens * 12.5) /
+          1e6,
+      );
+      const after = await tb.api<{ items: { model: string }[] }>(
+        'GET',
+        '/api/v1/prices/unknown',
+        tb.adminKey,
+      );
+      assert.ok(!after.body.items.some((u) => u.model === model), 'a priced model leaves the unknown list');
+
+      const bad = await tb.api<{ error: { code: string } }>('PUT', '/api/v1/prices/x', tb.adminKey, {
+        input_mtok: -1,
+        output_mtok: 1,
+      });
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.error.code, 'invalid_request');
+    });
+  });
+
+  describe('budgets', () => {
+    it('a blocking budget under 20 parallel streams stops within one request of its limit; refusals never reach upstream', async () => {
+      const dev = await tb.addUser('parallel@example.com', { team: 'parallel' });
+      const limit = ANTHROPIC_COST * 5.5;
+      const put = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+        scope: 'user',
+        subject: 'parallel@example.com',
+        period: 'day',
+        limitUsd: limit,
+        action: 'block',
+      });
+      assert.equal(put.status, 200);
+      assert.equal(put.body.spentUsd, 0);
+
+      const upstreamBefore = anthropic.messageRequests().length;
+      const body = messages('claude-sonnet-4-5', { stream: true });
+      const answers: Sent[] = [];
+      // Waves of 20 parallel streams, all open at once (the mock holds them until released), until
+      // a whole wave is refused.
+      for (let wave = 0; wave < 20; wave++) {
+        let release!: () => void;
+        const gate = new Promise<void>((r) => {
+          release = r;
+        });
+        anthropic.clear();
+        for (let i = 0; i < 20; i++) anthropic.next({ kind: 'gated', gate });
+        const all = Array.from({ length: 20 }, () => post(tb, '/anthropic/v1/messages', dev.key, body));
+        setTimeout(release, 200);
+        const done = await Promise.all(all);
+        anthropic.clear();
+        answers.push(...done);
+        const admitted = done.filter((r) => r.status === 200).length;
+        assert.ok(admitted < 20, 'reservations stop a wave of parallel streams');
+        if (admitted === 0) break;
+      }
+      const ok = answers.filter((r) => r.status === 200).length;
+      assert.ok(ok >= 1);
+      assert.equal(
+        anthropic.messageRequests().length - upstreamBefore,
+        ok,
+        'refused requests never reached upstream',
+      );
+
+      const refused = answers.find((r) => r.status === 429)!;
+      const err = JSON.parse(refused.text) as { type: string; error: { type: string; message: string } };
+      assert.equal(err.type, 'error');
+      assert.equal(err.error.type, 'rate_limit_error');
+      assert.match(err.error.message, new RegExp(put.body.id));
+      assert.match(err.error.message, /resets at \d{4}-\d\d-\d\dT/);
+      assert.ok(Number(refused.headers.get('retry-after')) > 0);
+
+      const status = await tb.api<BudgetStatus>('GET', `/api/v1/budgets/${put.body.id}`, tb.adminKey);
+      const spent = status.body.spentUsd;
+      assert.ok(spent <= limit + ANTHROPIC_COST + 1e-9, `spent ${spent} > limit ${limit} + one request`);
+      assert.ok(spent >= limit - 1e-9, `spent ${spent}: the budget stopped before its limit`);
+      assert.equal(status.body.reservedUsd, 0);
+      const recs = await tb.interceptions(answers.length, dev.key);
+      const refusedRecs = recs.filter((r) => r.error?.type === 'budget_exceeded');
+      assert.equal(refusedRecs.length, answers.length - ok, 'every refusal is on the record');
+      assert.ok(refusedRecs.every((r) => r.httpStatus === 429 && r.costUsd === 0));
+    });
+
+    it('refuses in OpenAI shape on OpenAI routes, and a team budget covers every member', async () => {
+      const a = await tb.addUser('team-a@example.com', { team: 'capped' });
+      const b = await tb.addUser('team-b@example.com', { team: 'capped' });
+      const put = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+        scope: 'team',
+        subject: 'capped',
+        period: 'month',
+        limitUsd: CHAT_COST * 1.5,
+        action: 'block',
+      });
+      assert.equal(put.status, 200);
+      const chat = { model: 'gpt-4o', max_tokens: 40, messages: [{ role: 'user', content: 'hi' }] };
+      assert.equal((await post(tb, '/openai/v1/chat/completions', a.key, chat)).status, 200);
+      assert.equal((await post(tb, '/openai/v1/chat/completions', b.key, chat)).status, 200);
+      const refused = await post(tb, '/openai/v1/chat/completions', b.key, chat);
+      assert.equal(refused.status, 429);
+      const body = JSON.parse(refused.text) as { error: { type: string; code: string; message: string } };
+      assert.equal(body.error.code, 'budget_exceeded');
+      assert.match(body.error.message, /team capped/);
+      // Raising the limit lets requests through again at once.
+      await tb.api('PUT', '/api/v1/budgets', tb.adminKey, {
+        scope: 'team',
+        subject: 'capped',
+        period: 'month',
+        limitUsd: 100,
+        action: 'block',
+      });
+      assert.equal((await post(tb, '/openai/v1/chat/completions', a.key, chat)).status, 200);
+      const del = await tb.api(
+        'DELETE',
+        '/api/v1/budgets?scope=team&subject=capped&period=month',
+        tb.adminKey,
+      );
+      assert.equal(del.status, 200);
+      const gone = await tb.api<{ error: { code: string } }>(
+        'GET',
+        `/api/v1/budgets/${put.body.id}`,
+        tb.adminKey,
+      );
+      assert.equal(gone.body.error.code, 'budget_not_found');
+    });
+
+    it('alerts at each threshold once, posts to the webhook with retries, and publishes the alert', async () => {
+      const dev = await tb.addUser('thresholds@example.com', { team: 'alerts' });
+      const put = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+        scope: 'user',
+        subject: dev.user.id,
+        period: 'week',
+        limitUsd: ANTHROPIC_COST * 4,
+        action: 'alert',
+        thresholds: [0.5, 1],
+      });
+      const events: Alert[] = [];
+      const unsubscribe = tb.bridge.bus.subscribe((e) => {
+        if (e.type === 'budget.alert') events.push(e.alert);
+      });
+      hook.failNext(2);
+      for (let i = 0; i < 5; i++) {
+        assert.equal(
+          (await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-5'))).status,
+          200,
+          'an alert budget never blocks',
+        );
+      }
+      const received: Received[] = await hook.waitFor(2, (r) => r.body.alert.budgetId === put.body.id);
+      unsubscribe();
+      assert.deepEqual(
+        received.map((r) => r.body.alert.message.match(/^(\d+)%/)?.[1]),
+        ['50', '100'],
+      );
+      assert.ok(
+        received.every((r) => r.body.type === 'budget.alert' && r.body.alert.rule === 'budget_threshold'),
+      );
+      assert.ok(hook.failures >= 2, 'the receiver failed twice and the sender retried');
+      assert.equal(events.filter((a) => a.budgetId === put.body.id).length, 2);
+      const listed = await tb.api<{ items: Alert[] }>('GET', '/api/v1/alerts', dev.key);
+      assert.equal(listed.body.items.filter((a) => a.budgetId === put.body.id).length, 2);
+      assert.ok(
+        listed.body.items.every((a) => a.userId === dev.user.id),
+        'members see only their own alerts',
+      );
+    });
+  });
+
+  describe('limits and model policy', () => {
+    it('rate-limits requests per minute with retry-after, in the API shape', async () => {
+      const dev = await tb.addUser('rpm@example.com');
+      const put = await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
+        scope: 'user',
+        subject: 'rpm@example.com',
+        rpm: 2,
+      });
+      assert.equal(put.status, 200);
+      const before = openai.modelRequests().length;
+      const chat = { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] };
+      assert.equal((await post(tb, '/openai/v1/chat/completions', dev.key, chat)).status, 200);
+      assert.equal((await post(tb, '/openai/v1/chat/completions', dev.key, chat)).status, 200);
+      const third = await post(tb, '/openai/v1/chat/completions', dev.key, chat);
+      assert.equal(third.status, 429);
+      assert.equal((JSON.parse(third.text) as { error: { code: string } }).error.code, 'rate_limited');
+      const retry = Number(third.headers.get('retry-after'));
+      assert.ok(retry >= 1 && retry <= 60, `retry-after ${retry}`);
+      assert.equal(openai.modelRequests().length - before, 2);
+    });
+
+    it('rate-limits tokens per minute from real usage', async () => {
+      const dev = await tb.addUser('tpm@example.com');
+      await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, { scope: 'key', subject: dev.keyId, tpm: 100 });
+      assert.equal(
+        (await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-5'))).status,
+        200,
+      );
+      const second = await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-5'));
+      assert.equal(second.status, 429);
+      assert.match(second.text, /100 tokens per minute/);
+    });
+
+    it('denies models by team with globs and regexes, in each API shape, without contacting upstream', async () => {
+      const dev = await tb.addUser('policy@example.com', { team: 'frugal' });
+      const put = await tb.api('PUT', '/api/v1/teams/frugal/models', tb.adminKey, {
+        allow: ['claude-*', '/^gpt-5(\\.\\d)?$/'],
+        deny: ['claude-opus-*'],
+      });
+      assert.equal(put.status, 200);
+      const before = anthropic.messageRequests().length + openai.modelRequests().length;
+      const opus = await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-opus-4-5'));
+      assert.equal(opus.status, 403);
+      assert.equal((JSON.parse(opus.text) as { error: { type: string } }).error.type, 'permission_error');
+      assert.match(opus.text, /claude-opus-4-5/);
+      const gpt4 = await post(tb, '/openai/v1/responses', dev.key, { model: 'gpt-4o', input: 'hi' });
+      assert.equal(gpt4.status, 403);
+      assert.equal((JSON.parse(gpt4.text) as { error: { code: string } }).error.code, 'model_denied');
+      assert.equal(anthropic.messageRequests().length + openai.modelRequests().length, before);
+      assert.equal(
+        (await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-5'))).status,
+        200,
+      );
+      assert.equal(
+        (await post(tb, '/openai/v1/responses', dev.key, { model: 'gpt-5', input: 'hi' })).status,
+        200,
+      );
+      const other = await tb.addUser('policy-other@example.com', { team: 'lavish' });
+      assert.equal(
+        (await post(tb, '/anthropic/v1/messages', other.key, messages('claude-opus-4-5'))).status,
+        200,
+      );
+
+      const badRegex = await tb.api<{ error: { code: string } }>(
+        'PUT',
+        '/api/v1/teams/x/models',
+        tb.adminKey,
+        {
+          deny: ['/([/'],
+        },
+      );
+      assert.equal(badRegex.status, 400);
+    });
+  });
+
+  describe('usage reports', () => {
+    it('rows and CSV match the records they summarise, by every dimension', async () => {
+      const recs = await tb.interceptions(1);
+      for (const groupBy of ['user', 'team', 'model', 'client', 'day'] as const) {
+        const res = await tb.api<UsageReport>('GET', `/api/v1/usage?groupBy=${groupBy}`, tb.adminKey);
+        assert.equal(res.status, 200);
+        const expected = new Map<string, { requests: number; input: number; output: number; cost: number }>();
+        for (const r of recs) {
+          const k =
+            groupBy === 'user'
+              ? r.userEmail
+              : groupBy === 'team'
+                ? (r.team ?? '(none)')
+                : groupBy === 'model'
+                  ? (r.model ?? '(none)')
+                  : groupBy === 'client'
+                    ? r.client
+                    : r.startedAt.slice(0, 10);
+          const e = expected.get(k) ?? { requests: 0, input: 0, output: 0, cost: 0 };
+          e.requests += 1;
+          e.input += r.usage.input;
+          e.output += r.usage.output;
+          e.cost += r.costUsd ?? 0;
+          expected.set(k, e);
+        }
+        assert.equal(res.body.rows.length, expected.size, groupBy);
+        for (const row of res.body.rows) {
+          const e = expected.get(row.key)!;
+          assert.ok(e, `${groupBy}: unexpected row ${row.key}`);
+          assert.equal(row.requests, e.requests, `${groupBy} ${row.key}`);
+          assert.equal(row.usage.input, e.input);
+          assert.equal(row.usage.output, e.output);
+          assert.ok(
+            Math.abs(row.costUsd - e.cost) < 1e-5,
+            `${groupBy} ${row.key}: ${row.costUsd} vs ${e.cost}`,
+          );
+        }
+        assert.equal(res.body.totals.requests, recs.length);
+
+        const csv = await fetch(`${tb.url}/api/v1/usage?groupBy=${groupBy}&format=csv`, {
+          headers: { authorization: `Bearer ${tb.adminKey}` },
+        });
+        assert.match(csv.headers.get('content-type') ?? '', /^text\/csv/);
+        const lines = (await csv.text()).trim().split('\r\n');
+        assert.equal(
+          lines[0],
+          'key,requests,input,output,cacheRead,cacheWrite,reasoning,costUsd,unpricedRequests',
+        );
+        const fromCsv = lines.slice(1).map((l) => l.split(','));
+        assert.deepEqual(
+          fromCsv.map((c) => [c[0], Number(c[1]), Number(c[2]), Number(c[7])]),
+          res.body.rows.map((r: UsageRow) => [r.key, r.requests, r.usage.input, r.costUsd]),
+        );
+      }
+    });
+
+    it('ranks power users with their share, and gives members their own period', async () => {
+      const top = await tb.api<{ rows: { email: string; share: number; value: number }[]; total: number }>(
+        'GET',
+        '/api/v1/usage/top?by=requests&limit=1000',
+        tb.adminKey,
+      );
+      assert.equal(top.status, 200);
+      const shares = top.body.rows.reduce((s, r) => s + r.share, 0);
+      assert.ok(Math.abs(shares - 1) < 1e-9);
+      for (let i = 1; i < top.body.rows.length; i++) {
+        assert.ok(top.body.rows[i - 1]!.value >= top.body.rows[i]!.value);
+      }
+      const byCost = await tb.api<{ rows: { email: string }[] }>(
+        'GET',
+        '/api/v1/usage/top?by=cost&limit=2',
+        tb.adminKey,
+      );
+      assert.equal(byCost.body.rows.length, 2);
+
+      const dev = await tb.addUser('me@example.com');
+      await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-5'));
+      await tb.interceptions(1, dev.key);
+      const me = await tb.api<{ requests: number; costUsd: number; byModel: UsageRow[]; since: string }>(
+        'GET',
+        '/api/v1/usage/me?period=month',
+        dev.key,
+      );
+      assert.equal(me.status, 200);
+      assert.equal(me.body.requests, 1);
+      close(me.body.costUsd, Math.round(ANTHROPIC_COST * 1e6) / 1e6);
+      assert.deepEqual(
+        me.body.byModel.map((r) => r.key),
+        ['claude-sonnet-4-5'],
+      );
+      assert.match(me.body.since, /-01T00:00:00.000Z$/);
+      const forbidden = await tb.api<{ error: { code: string } }>('GET', '/api/v1/usage', dev.key);
+      assert.equal(forbidden.status, 403);
+    });
+  });
+});
