@@ -28,6 +28,8 @@ import { RateLimiter } from './spend/rate-limits';
 import { spendRoutes } from './spend/spend-routes';
 import { EmbeddedStore } from './store/embedded/embedded-store';
 import type { Store } from './store/types';
+import { ExchangeTelemetry } from './telemetry/exchange-telemetry';
+import { Tracing } from './telemetry/tracing';
 
 export interface BuildOptions {
   /** Where logs go (tests capture them); default stdout. */
@@ -43,6 +45,8 @@ export interface Bridge {
   recorder: Recorder;
   bus: EventBus;
   metrics: Metrics;
+  /** Serves `/metrics` alone on another port (no auth: bind it where only Prometheus reaches); returns its URL. */
+  listenMetrics(host: string, port: number): Promise<string>;
   /** Stops accepting, lets open streams finish, flushes every record, releases everything. */
   close(): Promise<void>;
 }
@@ -89,7 +93,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const hasher = await KeyHasher.load(config.dataDir, process.env.AIBRIDGE_KEY_HASH_SECRET);
   const identity = new IdentityService(store, hasher);
   const auth = new Authenticator(store, hasher);
-  const metrics = new Metrics();
+  const metrics = new Metrics({ perUser: config.metricsPerUser });
+  const tracing = new Tracing(config.tracing);
   const bus = new EventBus();
   const prices = new PriceBook([...filePrices, ...(await store.listDocs<ModelPriceOverride>('price'))]);
   for (const b of await store.usageBuckets({})) {
@@ -99,6 +104,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const recorder = new Recorder(store, app.log, prices, metrics);
   const dispatcher = createUpstreamAgent(config.timeouts);
   const breakers = new CircuitBreakers(config.breaker);
+  metrics.breakerSource = () => breakers.snapshot();
   const webhook = config.alerts.webhookUrl
     ? new WebhookSender(
         {
@@ -168,6 +174,40 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     reply.code(e.status).headers(e.headers).send(e.toBody());
   });
 
+  // One JSON line per request: metered model requests get theirs from the recorder (with usage),
+  // every other request gets this one.
+  app.decorateRequest('interceptionId', null);
+  app.addHook('onResponse', async (req, reply) => {
+    if (req.interceptionId) return;
+    req.log.info(
+      {
+        method: req.method,
+        route: req.routeOptions.url ?? null,
+        statusCode: reply.statusCode,
+        durationMs: Math.round(reply.elapsedTime * 100) / 100,
+        userId: req.principal?.user.id ?? null,
+      },
+      'request',
+    );
+  });
+
+  app.get('/readyz', { config: { access: 'public' } }, async (_req, reply) => {
+    const storeHealth = await store.health().catch((err: unknown) => ({
+      ok: false,
+      detail: (err as Error).message,
+    }));
+    const upstreamStates = Object.fromEntries(
+      Object.entries(config.upstreams).map(([id, u]) => [id, { configured: u.apiKey !== undefined }]),
+    );
+    const ready = storeHealth.ok && Object.values(upstreamStates).some((u) => u.configured);
+    return reply.code(ready ? 200 : 503).send({
+      status: ready ? 'ready' : 'not_ready',
+      store: { kind: store.kind, ...storeHealth },
+      upstreams: upstreamStates,
+      breakers: breakers.snapshot(),
+    });
+  });
+
   app.get('/healthz', { config: { access: 'public' } }, async () => ({
     status: 'ok',
     version: VERSION,
@@ -215,9 +255,20 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       breakers,
       dispatcher,
       governance,
+      telemetry: new ExchangeTelemetry(metrics, tracing),
     };
     await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
   }
+
+  let metricsServer: FastifyInstance | undefined;
+  const listenMetrics = async (host: string, port: number): Promise<string> => {
+    metricsServer = Fastify({ logger: false });
+    metricsServer.get('/metrics', async (_req, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+    const address = await metricsServer.listen({ host, port });
+    return `${address}/metrics`;
+  };
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -226,10 +277,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       await app.close();
       await recorder.drain();
       webhook?.close();
+      await metricsServer?.close();
+      await tracing.shutdown().catch(() => undefined);
       await store.close();
       await dispatcher.close();
     })();
     return closing;
   };
-  return { app, store, identity, recorder, bus, metrics, close };
+  return { app, store, identity, recorder, bus, metrics, listenMetrics, close };
 }

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { TracingConfig } from './telemetry/tracing';
 
 /** Where a provider's traffic goes and with which key. */
 export interface UpstreamConfig {
@@ -37,6 +38,12 @@ export interface Config {
   readonly alerts: AlertConfig;
   /** Bearer token that may read `/metrics` besides admin keys; undefined: admin keys only. */
   readonly metricsToken: string | undefined;
+  /** A separate, unauthenticated listener for `/metrics` (bind it where only Prometheus reaches). */
+  readonly metricsPort: number | undefined;
+  readonly metricsHost: string;
+  /** Per-user series (by user id); off by default for privacy and cardinality. */
+  readonly metricsPerUser: boolean;
+  readonly tracing: TracingConfig;
 }
 
 export interface SpendConfig {
@@ -83,6 +90,7 @@ export interface ServeFlags {
   port?: string | undefined;
   'data-dir'?: string | undefined;
   'body-limit'?: string | undefined;
+  'metrics-port'?: string | undefined;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -125,6 +133,27 @@ function num(env: Env, name: string, fallback: number, min: number, max: number)
     throw new ConfigError(name, `expected a number, got "${raw}"`);
   if (n < min || n > max) throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${n}`);
   return n;
+}
+
+function bool(env: Env, name: string): boolean {
+  const raw = (env[name] ?? '').trim().toLowerCase();
+  if (raw === '' || raw === 'false' || raw === '0' || raw === 'no') return false;
+  if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+  throw new ConfigError(name, `expected true or false, got "${env[name]}"`);
+}
+
+/** The standard OpenTelemetry variables: a traces endpoint as is, or the base endpoint + /v1/traces. */
+function tracingConfig(env: Env): TracingConfig {
+  const off = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true';
+  let traces: string | undefined;
+  if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) traces = url(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', '');
+  else if (env.OTEL_EXPORTER_OTLP_ENDPOINT)
+    traces = `${url(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '')}/v1/traces`;
+  return {
+    url: off ? undefined : traces,
+    serviceName: env.OTEL_SERVICE_NAME || 'aibridge',
+    capturePrompts: bool(env, 'AIBRIDGE_OTEL_CAPTURE_PROMPTS'),
+  };
 }
 
 function optionalUrl(env: Env, name: string): string | undefined {
@@ -228,6 +257,12 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       burstRpm: int(pick(undefined, '', env, 'AIBRIDGE_BURST_RPM'), 120, 0, 1_000_000),
     },
     metricsToken: env.AIBRIDGE_METRICS_TOKEN || undefined,
+    metricsPort: pick(flags['metrics-port'], '--metrics-port', env, 'AIBRIDGE_METRICS_PORT')
+      ? int(pick(flags['metrics-port'], '--metrics-port', env, 'AIBRIDGE_METRICS_PORT'), 0, 0, 65535)
+      : undefined,
+    metricsHost: env.AIBRIDGE_METRICS_HOST || host,
+    metricsPerUser: bool(env, 'AIBRIDGE_METRICS_PER_USER'),
+    tracing: tracingConfig(env),
   };
   return deepFreeze(config);
 }

@@ -6,7 +6,7 @@ import { type AdminTarget, CliError, callApi, resolveTarget } from './cli/admin-
 import { ConfigError, loadConfig } from './config';
 
 const USAGE = `Usage:
-  aibridge serve [--host H] [--port P] [--data-dir D] [--body-limit BYTES]
+  aibridge serve [--host H] [--port P] [--data-dir D] [--body-limit BYTES] [--metrics-port P]
   aibridge users create --email E [--name N] [--team T] [--role admin|member]
   aibridge users list
   aibridge keys create --email E [--name N] [--expires-at ISO-8601]
@@ -35,6 +35,7 @@ async function serve(args: string[]): Promise<void> {
       port: { type: 'string' },
       'data-dir': { type: 'string' },
       'body-limit': { type: 'string' },
+      'metrics-port': { type: 'string' },
     },
     strict: true,
   });
@@ -51,6 +52,11 @@ async function serve(args: string[]): Promise<void> {
   const { port } = new URL(address);
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   process.stdout.write(`aibridge listening on http://${host}:${port}\n`);
+  if (config.metricsPort !== undefined) {
+    process.stdout.write(
+      `aibridge metrics on ${await bridge.listenMetrics(config.metricsHost, config.metricsPort)}\n`,
+    );
+  }
 
   let stopping = false;
   const stop = (signal: string): void => {

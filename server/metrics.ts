@@ -1,11 +1,64 @@
-import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Usage } from '../shared/usage';
+
+/** Distinct model label values kept; clients choose model names, so the label set must be bounded. */
+const MAX_MODEL_LABELS = 200;
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+const TOKEN_KINDS = ['input', 'output', 'cacheRead', 'cacheWrite', 'reasoning'] as const;
 
 /**
  * The bridge's Prometheus series, one registry per bridge (tests build several in one process).
- * Labels never carry emails, keys or prompt text.
+ * Labels never carry emails, keys or prompt text; per-user series (by user id) exist only when
+ * an admin turns them on.
  */
 export class Metrics {
   readonly registry = new Registry();
+  private readonly models = new Set<string>();
+  private readonly perUser: {
+    requests: Counter<'user_id'>;
+    cost: Counter<'user_id'>;
+  } | null;
+
+  readonly requests = new Counter({
+    name: 'aibridge_requests_total',
+    help: 'Metered model requests, by provider, API, model, client and status (ok, error, client_aborted).',
+    labelNames: ['provider', 'api', 'model', 'client', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly tokens = new Counter({
+    name: 'aibridge_tokens_total',
+    help: 'Tokens by kind (input, output, cacheRead, cacheWrite, reasoning), normalised as in docs/api.md.',
+    labelNames: ['provider', 'api', 'model', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly cost = new Counter({
+    name: 'aibridge_cost_usd_total',
+    help: 'Cost in USD of priced requests.',
+    labelNames: ['provider', 'model'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamLatency = new Histogram({
+    name: 'aibridge_upstream_latency_seconds',
+    help: 'From sending a request upstream to its response headers.',
+    labelNames: ['provider', 'api'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly timeToFirstByte = new Histogram({
+    name: 'aibridge_time_to_first_byte_seconds',
+    help: 'From receiving a metered request to relaying the first response byte to the client.',
+    labelNames: ['provider', 'api'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly streamsInFlight = new Gauge({
+    name: 'aibridge_streams_in_flight',
+    help: 'Streamed responses being relayed now.',
+    labelNames: ['provider', 'api'] as const,
+    registers: [this.registry],
+  });
   readonly unknownPrice = new Counter({
     name: 'aibridge_unknown_price_requests_total',
     help: 'Requests for a model with no known price (their cost is recorded as null, never $0).',
@@ -29,8 +82,100 @@ export class Metrics {
     help: 'Alert webhook deliveries that failed after every retry.',
     registers: [this.registry],
   });
+  readonly auditWrite = new Histogram({
+    name: 'aibridge_audit_write_seconds',
+    help: 'From a request ending to its record being durable in the store (a group-commit batch).',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly auditFailures = new Counter({
+    name: 'aibridge_audit_write_failures_total',
+    help: 'Interception records the store failed to write (dropped).',
+    registers: [this.registry],
+  });
+  readonly auditQueue = new Gauge({
+    name: 'aibridge_audit_write_queue_depth',
+    help: 'Interception records handed to the store and not yet durable.',
+    registers: [this.registry],
+  });
+  /** Read at scrape time: the breakers' current states. */
+  breakerSource: () => { provider: string; model: string; state: 'closed' | 'open' | 'half-open' }[] =
+    () => [];
+  readonly breakerState = new Gauge({
+    name: 'aibridge_circuit_breaker_state',
+    help: 'Circuit breaker per provider and model: 0 closed, 1 half-open, 2 open.',
+    labelNames: ['provider', 'model'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.breakerState.reset();
+      const value = { closed: 0, 'half-open': 1, open: 2 } as const;
+      for (const b of this.breakerSource()) {
+        this.breakerState.set({ provider: b.provider, model: this.model(b.model) }, value[b.state]);
+      }
+    },
+  });
+  readonly websocketClients = new Gauge({
+    name: 'aibridge_websocket_clients',
+    help: 'Live event WebSocket clients connected.',
+    registers: [this.registry],
+  });
+  readonly injectedToolCalls = new Counter({
+    name: 'aibridge_injected_tool_calls_total',
+    help: 'Tool calls the bridge ran for users (injected MCP tools), by server, tool and outcome (ok, error, timeout).',
+    labelNames: ['server', 'tool', 'outcome'] as const,
+    registers: [this.registry],
+  });
 
-  constructor() {
+  constructor(opts: { perUser?: boolean } = {}) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aibridge_' });
+    this.perUser = opts.perUser
+      ? {
+          requests: new Counter({
+            name: 'aibridge_user_requests_total',
+            help: 'Metered requests per user id (AIBRIDGE_METRICS_PER_USER).',
+            labelNames: ['user_id'] as const,
+            registers: [this.registry],
+          }),
+          cost: new Counter({
+            name: 'aibridge_user_cost_usd_total',
+            help: 'Cost in USD per user id (AIBRIDGE_METRICS_PER_USER).',
+            labelNames: ['user_id'] as const,
+            registers: [this.registry],
+          }),
+        }
+      : null;
+  }
+
+  /** The model as a label value: the first MAX_MODEL_LABELS names seen, then `other`. */
+  model(model: string | null): string {
+    const m = model ?? '';
+    if (this.models.has(m)) return m;
+    if (this.models.size >= MAX_MODEL_LABELS) return 'other';
+    this.models.add(m);
+    return m;
+  }
+
+  /** Counts one finished interception. */
+  interception(r: {
+    provider: string;
+    api: string;
+    model: string | null;
+    client: string;
+    status: string;
+    userId: string;
+    usage: Usage;
+    costUsd: number | null;
+  }): void {
+    const model = this.model(r.model);
+    this.requests.inc({ provider: r.provider, api: r.api, model, client: r.client, status: r.status });
+    for (const kind of TOKEN_KINDS) {
+      const n = r.usage[kind];
+      if (n > 0) this.tokens.inc({ provider: r.provider, api: r.api, model, kind }, n);
+    }
+    if (r.costUsd !== null && r.costUsd > 0) this.cost.inc({ provider: r.provider, model }, r.costUsd);
+    if (this.perUser) {
+      this.perUser.requests.inc({ user_id: r.userId });
+      if (r.costUsd) this.perUser.cost.inc({ user_id: r.userId }, r.costUsd);
+    }
   }
 }

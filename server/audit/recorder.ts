@@ -16,6 +16,8 @@ export interface InterceptionStart {
   client: string;
   request: RequestFacts;
   startedAt: Date;
+  /** Fastify's id for the HTTP request, to join the log line with others. */
+  requestId?: string;
 }
 
 export interface InterceptionEnd {
@@ -63,7 +65,8 @@ export class Recorder {
       totalTokens(usage) === 0
         ? { costUsd: 0, priceKnown: true }
         : this.prices.price(start.provider, model, usage, start.startedAt);
-    if (!price.priceKnown) this.metrics.unknownPrice.inc({ provider: start.provider, model: model ?? '' });
+    if (!price.priceKnown)
+      this.metrics.unknownPrice.inc({ provider: start.provider, model: this.metrics.model(model) });
     const rec: NewInterception = {
       id: start.id,
       userId: user.id,
@@ -91,6 +94,7 @@ export class Recorder {
     };
     this.log.info(
       {
+        reqId: start.requestId,
         interceptionId: rec.id,
         userId: rec.userId,
         provider: rec.provider,
@@ -105,6 +109,7 @@ export class Recorder {
       },
       'interception',
     );
+    this.metrics.interception(rec);
     for (const l of this.finishListeners) {
       try {
         l(rec);
@@ -112,16 +117,23 @@ export class Recorder {
         this.log.error({ err, interceptionId: rec.id }, 'interception listener failed');
       }
     }
+    const handedOver = performance.now();
     const p = this.store
       .appendInterception(rec)
       .then((stored) => {
+        this.metrics.auditWrite.observe((performance.now() - handedOver) / 1000);
         for (const l of this.listeners) l(stored);
       })
-      .catch((err: unknown) =>
-        this.log.error({ err, interceptionId: rec.id }, 'failed to store interception'),
-      )
-      .finally(() => this.inFlight.delete(p));
+      .catch((err: unknown) => {
+        this.metrics.auditFailures.inc();
+        this.log.error({ err, interceptionId: rec.id }, 'failed to store interception');
+      })
+      .finally(() => {
+        this.inFlight.delete(p);
+        this.metrics.auditQueue.set(this.inFlight.size);
+      });
     this.inFlight.add(p);
+    this.metrics.auditQueue.set(this.inFlight.size);
   }
 
   /** Resolves when every record handed over so far has been stored (or has failed). */

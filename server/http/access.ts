@@ -6,6 +6,8 @@ export type Access = 'public' | 'member' | 'admin';
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** Set on metered requests, whose log line the recorder writes. */
+    interceptionId: string | null;
   }
   interface FastifyContextConfig {
     access?: Access;

@@ -22,6 +22,8 @@ export interface ResponseFacts {
   model: string | null;
   /** An error the provider reported (an error body, or an error event mid-stream). */
   error: InterceptionError | null;
+  /** Why generation stopped (`end_turn`, `tool_use`, `stop`, `length`, ...), as the provider says it. */
+  finishReasons?: string[];
 }
 
 export interface SseEvent {

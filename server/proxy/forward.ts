@@ -17,6 +17,7 @@ import type {
   StreamMeter,
   WireApi,
 } from '../providers/types';
+import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { detectClient } from './client-detect';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
@@ -33,6 +34,7 @@ export interface ProxyDeps {
   dispatcher: Dispatcher;
   /** Refuses what policy, rate limits or budgets forbid, before the provider is contacted. */
   governance: { admit(start: InterceptionStart, bodyBytes: number): void };
+  telemetry: ExchangeTelemetry;
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -112,6 +114,7 @@ class Exchange {
   private readonly abort = new AbortController();
   private httpStatus = 0;
   private upstreamRequestId: string | null = null;
+  private readonly observer: ExchangeObserver | undefined;
 
   constructor(
     private readonly adapter: ProviderAdapter,
@@ -120,6 +123,7 @@ class Exchange {
     private readonly reply: FastifyReply,
     private readonly metered: Metered | undefined,
   ) {
+    this.observer = metered ? deps.telemetry.begin(metered.start, req.headers) : undefined;
     reply.raw.on('close', () => {
       if (!reply.raw.writableFinished) {
         this.clientGone = true;
@@ -141,6 +145,12 @@ class Exchange {
   ): void {
     const m = this.metered;
     if (!m) return;
+    this.observer?.end({
+      status: this.clientGone ? 'client_aborted' : status,
+      httpStatus: this.httpStatus,
+      response,
+      error,
+    });
     this.deps.breakers.record(
       this.adapter.id,
       m.start.request.model,
@@ -169,6 +179,7 @@ class Exchange {
     const headers = {
       ...upstreamRequestHeaders(this.req.headers),
       ...this.adapter.authHeaders(this.deps.upstream.apiKey!),
+      ...this.observer?.upstreamStart(this.req.method, url),
     };
     let res: Dispatcher.ResponseData;
     try {
@@ -187,6 +198,7 @@ class Exchange {
       }
       this.failEarly(upstreamFailure(err), false);
     }
+    this.observer?.upstreamHeaders(res.statusCode);
     await this.relay(res);
   }
 
@@ -204,6 +216,7 @@ class Exchange {
     const headers = clientResponseHeaders(res.headers, !streamed);
     if (metered) headers['x-aibridge-interception-id'] = metered.start.id;
     out.writeHead(res.statusCode, headers);
+    if (streamed) this.observer?.streamOpened();
 
     let meter: StreamMeter | undefined;
     let parser: EventSourceParser | undefined;
@@ -240,6 +253,7 @@ class Exchange {
           ok = out.write(pending);
           pending = '';
         }
+        this.observer?.firstByte();
         if (!ok) await writable(out);
         if (this.clientGone) break;
       }
@@ -319,8 +333,10 @@ async function forward(
       client: detectClient(req.headers),
       request: api.describeRequest(parsed, req.headers),
       startedAt: new Date(),
+      requestId: req.id,
     };
     metered = { api, start, prepared: api.prepare(parsed, raw!), probe: false };
+    req.interceptionId = start.id;
   }
   const exchange = new Exchange(adapter, deps, req, reply, metered);
   if (!deps.upstream.apiKey) exchange.failEarly(new BridgeError('provider_not_configured'));

@@ -20,6 +20,13 @@ export interface InterceptionFilter {
   until?: string | undefined;
 }
 
+export interface StoreHealth {
+  ok: boolean;
+  detail?: string;
+  /** Schema migrations applied, for stores that have them. */
+  migrations?: { applied: number; latest: number };
+}
+
 /** Admin-set documents the bridge keeps by kind and id: budgets, rate limits, model policies, prices. */
 export type DocKind = 'budget' | 'rate_limit' | 'model_policy' | 'price';
 
@@ -41,6 +48,8 @@ export interface Store {
   open(): Promise<void>;
   /** Flushes everything accepted so far, then releases files and connections. */
   close(): Promise<void>;
+  /** Whether the store can take writes now (for `/readyz`); `detail` says why not. */
+  health(): Promise<StoreHealth>;
 
   countUsers(): Promise<number>;
   createUser(user: User): Promise<void>;

@@ -70,6 +70,7 @@ class MessagesStreamMeter implements StreamMeter {
   private readonly toolCalls: ToolCallRecord[] = [];
   private model: string | null = null;
   private error: ResponseFacts['error'] = null;
+  private finishReasons: string[] = [];
   /** Tool-use blocks still streaming their input, by content index. */
   private readonly open = new Map<number, { block: Record<string, unknown>; json: string; at: Date }>();
 
@@ -92,6 +93,9 @@ class MessagesStreamMeter implements StreamMeter {
       case 'message_delta':
         // Counts here are cumulative for the message, so they replace what message_start said.
         usageFrom(data.usage, this.usage);
+        if (isObject(data.delta) && typeof data.delta.stop_reason === 'string') {
+          this.finishReasons = [data.delta.stop_reason];
+        }
         break;
       case 'content_block_start':
         if (isObject(data.content_block) && TOOL_BLOCKS.has(String(data.content_block.type))) {
@@ -122,7 +126,13 @@ class MessagesStreamMeter implements StreamMeter {
   }
 
   result(): ResponseFacts {
-    return { usage: { ...this.usage }, toolCalls: [...this.toolCalls], model: this.model, error: this.error };
+    return {
+      usage: { ...this.usage },
+      toolCalls: [...this.toolCalls],
+      model: this.model,
+      error: this.error,
+      finishReasons: this.finishReasons,
+    };
   }
 }
 
@@ -161,6 +171,7 @@ export const messagesApi: WireApi = {
       toolCalls,
       model: str(json.model),
       error: json.type === 'error' ? errorFromBody(0, json) : null,
+      finishReasons: typeof json.stop_reason === 'string' ? [json.stop_reason] : [],
     };
   },
 

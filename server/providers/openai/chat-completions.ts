@@ -63,6 +63,7 @@ class ChatStreamMeter implements StreamMeter {
   private usage: Usage = emptyUsage();
   private model: string | null = null;
   private error: InterceptionError | null = null;
+  private readonly finishReasons: string[] = [];
   /** Tool calls assembled from deltas, by `choice:index`, in the order they started. */
   private readonly calls = new Map<string, { id: string; name: string; args: string; at: Date }>();
 
@@ -86,6 +87,8 @@ class ChatStreamMeter implements StreamMeter {
     if (isObject(chunk.usage)) this.usage = chatUsage(chunk.usage);
     if (Array.isArray(chunk.choices)) {
       for (const choice of chunk.choices as unknown[]) {
+        if (isObject(choice) && typeof choice.finish_reason === 'string')
+          this.finishReasons.push(choice.finish_reason);
         if (!isObject(choice) || !isObject(choice.delta) || !Array.isArray(choice.delta.tool_calls)) continue;
         for (const d of choice.delta.tool_calls as unknown[]) {
           if (!isObject(d)) continue;
@@ -117,7 +120,13 @@ class ChatStreamMeter implements StreamMeter {
     const toolCalls = [...this.calls.values()].map((c) =>
       call(c.id, c.name || 'unknown', parseArguments(c.args), c.at),
     );
-    return { usage: { ...this.usage }, toolCalls, model: this.model, error: this.error };
+    return {
+      usage: { ...this.usage },
+      toolCalls,
+      model: this.model,
+      error: this.error,
+      finishReasons: [...this.finishReasons],
+    };
   }
 }
 
@@ -147,8 +156,11 @@ export const chatCompletionsApi: WireApi = {
   fromJson(json: unknown, at: Date): ResponseFacts {
     if (!isObject(json)) return { usage: emptyUsage(), toolCalls: [], model: null, error: null };
     const toolCalls: ToolCallRecord[] = [];
+    const finishReasons: string[] = [];
     if (Array.isArray(json.choices)) {
       for (const choice of json.choices as unknown[]) {
+        if (isObject(choice) && typeof choice.finish_reason === 'string')
+          finishReasons.push(choice.finish_reason);
         if (!isObject(choice) || !isObject(choice.message) || !Array.isArray(choice.message.tool_calls))
           continue;
         for (const tc of choice.message.tool_calls as unknown[]) {
@@ -157,7 +169,7 @@ export const chatCompletionsApi: WireApi = {
         }
       }
     }
-    return { usage: chatUsage(json.usage), toolCalls, model: str(json.model), error: null };
+    return { usage: chatUsage(json.usage), toolCalls, model: str(json.model), error: null, finishReasons };
   },
 
   createStreamMeter(prepared: PreparedRequest): StreamMeter {

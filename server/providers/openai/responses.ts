@@ -88,6 +88,7 @@ class ResponsesStreamMeter implements StreamMeter {
   private usage: Usage = emptyUsage();
   private model: string | null = null;
   private error: InterceptionError | null = null;
+  private finishReasons: string[] = [];
   private readonly toolCalls: ToolCallRecord[] = [];
   private readonly seen = new Set<string>();
 
@@ -119,6 +120,7 @@ class ResponsesStreamMeter implements StreamMeter {
       case 'response.failed':
         if (response) {
           this.usage = responsesUsage(response.usage);
+          this.finishReasons = finishReasonsOf(response);
           this.error = responseError(response) ?? this.error;
           // Some upstreams send only the final response: take calls it has that no item event named.
           if (Array.isArray(response.output))
@@ -133,8 +135,21 @@ class ResponsesStreamMeter implements StreamMeter {
   }
 
   result(): ResponseFacts {
-    return { usage: { ...this.usage }, toolCalls: [...this.toolCalls], model: this.model, error: this.error };
+    return {
+      usage: { ...this.usage },
+      toolCalls: [...this.toolCalls],
+      model: this.model,
+      error: this.error,
+      finishReasons: this.finishReasons,
+    };
   }
+}
+
+/** A Responses status, or why it is incomplete (`max_output_tokens`, `content_filter`). */
+function finishReasonsOf(response: Record<string, unknown>): string[] {
+  const reason = isObject(response.incomplete_details) ? str(response.incomplete_details.reason) : null;
+  const status = str(response.status);
+  return reason ? [reason] : status ? [status] : [];
 }
 
 /** OpenAI Responses, `POST /responses` under `/openai/v1` (what Codex speaks). */
@@ -170,6 +185,7 @@ export const responsesApi: WireApi = {
       toolCalls,
       model: str(json.model),
       error: responseError(json),
+      finishReasons: finishReasonsOf(json),
     };
   },
 

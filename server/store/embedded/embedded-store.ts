@@ -14,7 +14,15 @@ import {
   type UsageBucket,
 } from '../../spend/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
-import type { AlertQuery, DocKind, InterceptionFilter, KeyRecord, NewInterception, Store } from '../types';
+import type {
+  AlertQuery,
+  DocKind,
+  InterceptionFilter,
+  KeyRecord,
+  NewInterception,
+  Store,
+  StoreHealth,
+} from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
 import { Journal, type JournalWarning } from './journal';
 
@@ -103,6 +111,15 @@ export class EmbeddedStore implements Store {
       await this.db.write();
     }
     await this.journal.close();
+  }
+
+  async health(): Promise<StoreHealth> {
+    try {
+      await fs.access(this.opts.dataDir, fs.constants.W_OK);
+    } catch (err) {
+      return { ok: false, detail: `data dir not writable: ${(err as Error).message}` };
+    }
+    return this.journal.isOpen ? { ok: true } : { ok: false, detail: 'journal is closed' };
   }
 
   private indexUser(u: User): void {

@@ -128,6 +128,10 @@ export class Journal {
     this.size = (await this.fh.stat()).size;
   }
 
+  get isOpen(): boolean {
+    return this.fh !== undefined;
+  }
+
   /** Resolves once the entry is written and fsynced. */
   append(json: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {

@@ -1,0 +1,100 @@
+import {
+  type Attributes,
+  type Context,
+  context,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  type TextMapSetter,
+  type Tracer,
+  trace,
+} from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+
+export interface TracingConfig {
+  /** OTLP/HTTP traces URL; undefined turns tracing off. */
+  readonly url: string | undefined;
+  readonly serviceName: string;
+  /** Put prompt text in spans (off by default: prompts are sensitive). */
+  readonly capturePrompts: boolean;
+}
+
+type Carrier = Record<string, string | string[] | undefined>;
+
+const getter: TextMapGetter<Carrier> = {
+  keys: (c) => Object.keys(c),
+  get: (c, k) => c[k.toLowerCase()],
+};
+const setter: TextMapSetter<Record<string, string>> = {
+  set: (c, k, v) => {
+    c[k] = v;
+  },
+};
+
+/**
+ * OpenTelemetry traces over OTLP/HTTP, on only when an endpoint is configured. Each bridge owns
+ * its provider (no global registration), so several bridges in one process trace independently.
+ */
+export class Tracing {
+  private readonly provider: BasicTracerProvider | undefined;
+  private readonly tracer: Tracer | undefined;
+  private readonly propagator = new W3CTraceContextPropagator();
+
+  constructor(readonly config: TracingConfig) {
+    if (!config.url) return;
+    this.provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': config.serviceName }),
+      spanProcessors: [
+        new BatchSpanProcessor(new OTLPTraceExporter({ url: config.url }), { scheduledDelayMillis: 500 }),
+      ],
+    });
+    this.tracer = this.provider.getTracer('aibridge');
+  }
+
+  get enabled(): boolean {
+    return this.tracer !== undefined;
+  }
+
+  /** Starts a span, continuing the caller's W3C `traceparent` when it sent one. */
+  startServerSpan(
+    name: string,
+    headers: Carrier,
+    attributes: Attributes,
+  ): { span: Span; ctx: Context } | undefined {
+    if (!this.tracer) return undefined;
+    const parent = this.propagator.extract(ROOT_CONTEXT, headers, getter);
+    const span = this.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+    return { span, ctx: trace.setSpan(parent, span) };
+  }
+
+  startChild(
+    name: string,
+    parent: Context,
+    attributes: Attributes,
+  ): { span: Span; ctx: Context } | undefined {
+    if (!this.tracer) return undefined;
+    const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, parent);
+    return { span, ctx: trace.setSpan(parent, span) };
+  }
+
+  /** `traceparent` (and `tracestate`) for a request sent in `ctx`. */
+  inject(ctx: Context): Record<string, string> {
+    const out: Record<string, string> = {};
+    context.with(ctx, () => this.propagator.inject(ctx, out, setter));
+    return out;
+  }
+
+  static fail(span: Span, type: string, message: string): void {
+    span.setAttribute('error.type', type);
+    span.setStatus({ code: SpanStatusCode.ERROR, message });
+  }
+
+  async shutdown(): Promise<void> {
+    await this.provider?.shutdown();
+  }
+}
