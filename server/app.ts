@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { ModelPriceOverride } from '../shared/spend';
 import { AlertService } from './alerts/alert-service';
@@ -11,7 +11,9 @@ import type { Config, UpstreamConfig } from './config';
 import { BridgeError, fromFastifyError } from './errors';
 import { EventBus } from './events/bus';
 import { apiAccessHook } from './http/access-hook';
+import { RouteTable } from './http/route-table';
 import { Authenticator } from './identity/auth';
+import { AuthThrottle } from './identity/auth-throttle';
 import { identityRoutes } from './identity/identity-routes';
 import { IdentityService } from './identity/identity-service';
 import { KeyHasher, looksLikeKey } from './identity/keys';
@@ -45,6 +47,10 @@ export interface Bridge {
   recorder: Recorder;
   bus: EventBus;
   metrics: Metrics;
+  /** Every route with its access rule (tests walk it). */
+  routes: RouteTable;
+  /** Ends every exchange still open (streams get an error event); for when the shutdown grace is over. */
+  endOpenExchanges(): number;
   /** Serves `/metrics` alone on another port (no auth: bind it where only Prometheus reaches); returns its URL. */
   listenMetrics(host: string, port: number): Promise<string>;
   /** Stops accepting, lets open streams finish, flushes every record, releases everything. */
@@ -63,7 +69,6 @@ function sameSecret(a: string, b: string): boolean {
 export async function buildApp(config: Config, opts: BuildOptions = {}): Promise<Bridge> {
   // Prices are data validated at start: a bad file stops the bridge before it listens.
   const filePrices = config.spend.pricesFile ? loadPricesFile(config.spend.pricesFile) : [];
-  const store = opts.store ?? new EmbeddedStore({ dataDir: config.dataDir });
   const app = Fastify({
     logger: {
       level: config.logLevel,
@@ -85,15 +90,40 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     return503OnClosing: false,
     requestIdHeader: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    // Requests the router cannot even parse (bad percent-encoding) still get our error shape.
+    frameworkErrors: (err, req, reply) => {
+      const e = new BridgeError('invalid_request', `The request URL is malformed: ${err.message}`, {
+        cause: err,
+      });
+      const provider = providerForPath(req.url);
+      void (reply as FastifyReply)
+        .code(e.status)
+        .type('application/json')
+        .send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
+    },
   });
+  const store =
+    opts.store ??
+    new EmbeddedStore({
+      dataDir: config.dataDir,
+      onWarning: (w) => app.log.warn({ file: w.file, offset: w.offset }, `journal: ${w.reason}`),
+    });
+  const routes = new RouteTable();
+  routes.attach(app);
   await store.open().catch((err: unknown) => {
     throw new Error(`cannot open the ${store.kind} store: ${(err as Error).message}`, { cause: err });
   });
 
   const hasher = await KeyHasher.load(config.dataDir, process.env.AIBRIDGE_KEY_HASH_SECRET);
   const identity = new IdentityService(store, hasher);
-  const auth = new Authenticator(store, hasher);
   const metrics = new Metrics({ perUser: config.metricsPerUser });
+  const auth = new Authenticator(
+    store,
+    hasher,
+    new AuthThrottle(config.authFailuresPerMinute),
+    () => new Date(),
+    () => metrics.authFailures.inc(),
+  );
   const tracing = new Tracing(config.tracing);
   const bus = new EventBus();
   const prices = new PriceBook([...filePrices, ...(await store.listDocs<ModelPriceOverride>('price'))]);
@@ -101,7 +131,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     if (b.unpricedRequests > 0)
       prices.noteUnknown(b.provider, b.model ?? '(none)', b.unpricedRequests, b.hour);
   }
-  const recorder = new Recorder(store, app.log, prices, metrics);
+  const recorder = new Recorder(store, app.log, prices, metrics, {
+    failMode: config.auditFailure,
+    retryMs: 1000,
+    retryLimit: config.auditQueueLimit,
+  });
   const dispatcher = createUpstreamAgent(config.timeouts);
   const breakers = new CircuitBreakers(config.breaker);
   metrics.breakerSource = () => breakers.snapshot();
@@ -219,19 +253,21 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       ]),
     ),
     breakers: breakers.snapshot(),
+    audit: recorder.auditState(),
   }));
 
   // Prometheus scrapes with AIBRIDGE_METRICS_TOKEN; an admin's bridge key works too.
-  app.get('/metrics', { config: { access: 'public' } }, async (req, reply) => {
+  app.get('/metrics', { config: { access: 'admin' } }, async (req, reply) => {
     const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    let allowed =
+    const byToken =
       config.metricsToken !== undefined && token !== undefined && sameSecret(token, config.metricsToken);
-    if (!allowed && token !== undefined && looksLikeKey(token)) {
-      const principal = await auth.authenticate(req.headers).catch(() => undefined);
-      allowed = principal?.user.role === 'admin';
+    if (!byToken) {
+      if (token === undefined || !looksLikeKey(token)) {
+        throw new BridgeError('unauthorized', 'Metrics need AIBRIDGE_METRICS_TOKEN or an admin key.');
+      }
+      const principal = await auth.authenticate(req.headers, req.ip);
+      if (principal.user.role !== 'admin') throw new BridgeError('forbidden', 'An admin key is required.');
     }
-    if (!allowed)
-      throw new BridgeError('unauthorized', 'Metrics need AIBRIDGE_METRICS_TOKEN or an admin key.');
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
@@ -242,6 +278,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await api.register(spendRoutes({ identity, store, prices, budgets, limiter, policies, alerts }));
   });
 
+  const openExchanges = new Set<{ shutdown(): void }>();
+  const endOpenExchanges = (): number => {
+    const n = openExchanges.size;
+    for (const x of [...openExchanges]) x.shutdown();
+    return n;
+  };
   const upstreams: Record<string, UpstreamConfig> = config.upstreams;
   for (const adapter of PROVIDERS) {
     const upstream = upstreams[adapter.id];
@@ -255,6 +297,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       breakers,
       dispatcher,
       governance,
+      open: openExchanges,
       telemetry: new ExchangeTelemetry(metrics, tracing),
     };
     await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
@@ -284,5 +327,5 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     })();
     return closing;
   };
-  return { app, store, identity, recorder, bus, metrics, listenMetrics, close };
+  return { app, store, identity, recorder, bus, metrics, routes, endOpenExchanges, listenMetrics, close };
 }

@@ -43,6 +43,12 @@ export interface Config {
   readonly metricsHost: string;
   /** Per-user series (by user id); off by default for privacy and cardinality. */
   readonly metricsPerUser: boolean;
+  /** What happens when audit records cannot be written: refuse new requests, or serve on. */
+  readonly auditFailure: 'open' | 'closed';
+  /** Records kept for retry while the store refuses writes (open mode drops the oldest beyond it). */
+  readonly auditQueueLimit: number;
+  /** Bad keys one address may present per minute before it is answered 429; 0 turns it off. */
+  readonly authFailuresPerMinute: number;
   readonly tracing: TracingConfig;
 }
 
@@ -133,6 +139,15 @@ function num(env: Env, name: string, fallback: number, min: number, max: number)
     throw new ConfigError(name, `expected a number, got "${raw}"`);
   if (n < min || n > max) throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${n}`);
   return n;
+}
+
+function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(values as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `expected one of ${values.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
 }
 
 function bool(env: Env, name: string): boolean {
@@ -262,6 +277,14 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       : undefined,
     metricsHost: env.AIBRIDGE_METRICS_HOST || host,
     metricsPerUser: bool(env, 'AIBRIDGE_METRICS_PER_USER'),
+    auditQueueLimit: int(pick(undefined, '', env, 'AIBRIDGE_AUDIT_QUEUE_LIMIT'), 10_000, 1, 10_000_000),
+    auditFailure: oneOf(env, 'AIBRIDGE_AUDIT_FAILURE', ['closed', 'open'] as const, 'closed'),
+    authFailuresPerMinute: int(
+      pick(undefined, '', env, 'AIBRIDGE_AUTH_FAILURES_PER_MINUTE'),
+      30,
+      0,
+      1_000_000,
+    ),
     tracing: tracingConfig(env),
   };
   return deepFreeze(config);

@@ -67,8 +67,10 @@ async function serve(args: string[]): Promise<void> {
     stopping = true;
     bridge.app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: draining open streams');
     const force = setTimeout(() => {
-      bridge.app.log.warn('grace period over: closing remaining connections');
-      bridge.app.server.closeAllConnections();
+      const n = bridge.endOpenExchanges();
+      bridge.app.log.warn({ exchanges: n }, 'grace period over: ending open streams with an error event');
+      // Give the error events a moment to reach clients, then drop whatever is left.
+      setTimeout(() => bridge.app.server.closeAllConnections(), 1000).unref();
     }, config.shutdownGraceMs);
     force.unref();
     bridge.close().then(

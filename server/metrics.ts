@@ -90,7 +90,12 @@ export class Metrics {
   });
   readonly auditFailures = new Counter({
     name: 'aibridge_audit_write_failures_total',
-    help: 'Interception records the store failed to write (dropped).',
+    help: 'Writes of interception records the store refused (each is retried).',
+    registers: [this.registry],
+  });
+  readonly auditDropped = new Counter({
+    name: 'aibridge_audit_dropped_total',
+    help: 'Interception records given up after the store kept refusing them (open fail mode only).',
     registers: [this.registry],
   });
   readonly auditQueue = new Gauge({
@@ -113,6 +118,11 @@ export class Metrics {
         this.breakerState.set({ provider: b.provider, model: this.model(b.model) }, value[b.state]);
       }
     },
+  });
+  readonly authFailures = new Counter({
+    name: 'aibridge_auth_failures_total',
+    help: 'Requests that presented an invalid, revoked or expired bridge key.',
+    registers: [this.registry],
   });
   readonly websocketClients = new Gauge({
     name: 'aibridge_websocket_clients',

@@ -37,6 +37,11 @@ export const ERROR_CODES = {
     message: 'The provider has been failing; the bridge is giving it a moment before trying again.',
   },
   shutting_down: { status: 503, message: 'The bridge is shutting down.' },
+  audit_unavailable: {
+    status: 503,
+    message:
+      'The audit store is not taking writes; requests are refused until it does (AIBRIDGE_AUDIT_FAILURE=closed).',
+  },
   upstream_timeout: { status: 504, message: 'The provider did not answer in time.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -30,6 +30,14 @@ export interface InterceptionEnd {
   endedAt: Date;
 }
 
+export interface RecorderOptions {
+  /** When the store refuses writes: `closed` refuses new requests, `open` serves on and may drop records. */
+  failMode: 'open' | 'closed';
+  retryMs: number;
+  /** Records kept for retry at most (open mode drops the oldest beyond it). */
+  retryLimit: number;
+}
+
 /**
  * Turns the proxy's view of a request into one interception record and hands it to the store.
  * The proxy never waits on it: a slow disk must not slow a response.
@@ -38,12 +46,16 @@ export class Recorder {
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly listeners: ((rec: Interception) => void)[] = [];
   private readonly finishListeners: ((rec: NewInterception) => void)[] = [];
+  private readonly retryQueue: NewInterception[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+  private droppedCount = 0;
 
   constructor(
     private readonly store: Store,
     private readonly log: FastifyBaseLogger,
     private readonly prices: PriceBook,
     private readonly metrics: Metrics,
+    private readonly opts: RecorderOptions = { failMode: 'closed', retryMs: 1000, retryLimit: 10_000 },
   ) {}
 
   /** Called once the record is durable. */
@@ -117,6 +129,11 @@ export class Recorder {
         this.log.error({ err, interceptionId: rec.id }, 'interception listener failed');
       }
     }
+    if (this.retryQueue.length > 0) this.enqueueRetry(rec);
+    else this.write(rec);
+  }
+
+  private write(rec: NewInterception): void {
     const handedOver = performance.now();
     const p = this.store
       .appendInterception(rec)
@@ -126,18 +143,87 @@ export class Recorder {
       })
       .catch((err: unknown) => {
         this.metrics.auditFailures.inc();
-        this.log.error({ err, interceptionId: rec.id }, 'failed to store interception');
+        this.log.error({ err, interceptionId: rec.id }, 'failed to store interception; will retry');
+        this.enqueueRetry(rec);
       })
       .finally(() => {
         this.inFlight.delete(p);
-        this.metrics.auditQueue.set(this.inFlight.size);
+        this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
       });
     this.inFlight.add(p);
-    this.metrics.auditQueue.set(this.inFlight.size);
+    this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
   }
 
-  /** Resolves when every record handed over so far has been stored (or has failed). */
+  /**
+   * A record the store refused waits here, in order, and is retried until the store takes it. In
+   * `open` mode the queue is bounded and the oldest record is dropped (counted) when it is full;
+   * in `closed` mode new requests are refused while anything waits, so the queue cannot grow.
+   */
+  private enqueueRetry(rec: NewInterception): void {
+    if (this.retryQueue.length >= this.opts.retryLimit) {
+      const dropped = this.retryQueue.shift();
+      this.droppedCount += 1;
+      this.metrics.auditDropped.inc();
+      this.log.error({ interceptionId: dropped?.id }, 'audit retry queue full: dropped the oldest record');
+    }
+    this.retryQueue.push(rec);
+    this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
+    this.scheduleRetry();
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.retryQueue.length === 0) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.retry();
+    }, this.opts.retryMs);
+    this.retryTimer.unref();
+  }
+
+  private async retry(): Promise<void> {
+    while (this.retryQueue.length > 0) {
+      const rec = this.retryQueue[0]!;
+      try {
+        const stored = await this.store.appendInterception(rec);
+        this.retryQueue.shift();
+        for (const l of this.listeners) l(stored);
+      } catch {
+        this.scheduleRetry();
+        return;
+      }
+    }
+    this.metrics.auditQueue.set(this.inFlight.size);
+    this.log.info('audit writes succeed again');
+  }
+
+  /** Whether new requests may be served: in `closed` mode, not while records wait for the store. */
+  accepting(): boolean {
+    return this.opts.failMode === 'open' || this.retryQueue.length === 0;
+  }
+
+  auditState(): { failMode: 'open' | 'closed'; degraded: boolean; queued: number; dropped: number } {
+    return {
+      failMode: this.opts.failMode,
+      degraded: this.retryQueue.length > 0,
+      queued: this.inFlight.size + this.retryQueue.length,
+      dropped: this.droppedCount,
+    };
+  }
+
+  /** Resolves when every record handed over so far has been stored, or (after one last try) is given up. */
   async drain(): Promise<void> {
     await Promise.all([...this.inFlight]);
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    if (this.retryQueue.length > 0) await this.retry();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.retryQueue.length > 0) {
+      this.log.error(
+        { records: this.retryQueue.length },
+        'shutting down with audit records the store refused',
+      );
+    }
   }
 }

@@ -15,7 +15,7 @@ export function apiAccessHook(auth: Authenticator) {
       if (req.routeOptions.url === undefined) return;
       throw new BridgeError('forbidden', 'This route has no access rule.');
     }
-    const principal = await auth.authenticate(req.headers);
+    const principal = await auth.authenticate(req.headers, req.ip);
     if (access === 'admin' && principal.user.role !== 'admin') {
       throw new BridgeError('forbidden', 'An admin key is required.');
     }

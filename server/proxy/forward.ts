@@ -35,6 +35,15 @@ export interface ProxyDeps {
   /** Refuses what policy, rate limits or budgets forbid, before the provider is contacted. */
   governance: { admit(start: InterceptionStart, bodyBytes: number): void };
   telemetry: ExchangeTelemetry;
+  /** Exchanges in progress, so shutdown can end the ones still open after the grace period. */
+  open: Set<{ shutdown(): void }>;
+}
+
+function shutdownError(): BridgeError {
+  return new BridgeError(
+    'shutting_down',
+    'The bridge is shutting down; this response was ended before it finished.',
+  );
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -111,6 +120,7 @@ interface Metered {
 /** One exchange with the upstream, from the moment the request is accepted to the record. */
 class Exchange {
   private clientGone = false;
+  private shuttingDown = false;
   private readonly abort = new AbortController();
   private httpStatus = 0;
   private upstreamRequestId: string | null = null;
@@ -124,7 +134,9 @@ class Exchange {
     private readonly metered: Metered | undefined,
   ) {
     this.observer = metered ? deps.telemetry.begin(metered.start, req.headers) : undefined;
+    deps.open.add(this);
     reply.raw.on('close', () => {
+      deps.open.delete(this);
       if (!reply.raw.writableFinished) {
         this.clientGone = true;
         this.abort.abort();
@@ -175,6 +187,12 @@ class Exchange {
     throw err;
   }
 
+  /** Ends the exchange for shutdown: the upstream request is aborted, a stream ends with an error event. */
+  shutdown(): void {
+    this.shuttingDown = true;
+    this.abort.abort();
+  }
+
   async run(url: string, body: Buffer | undefined): Promise<void> {
     const headers = {
       ...upstreamRequestHeaders(this.req.headers),
@@ -196,7 +214,10 @@ class Exchange {
         this.finish('client_aborted', null, null, false, undefined);
         return;
       }
-      this.failEarly(upstreamFailure(err), false);
+      this.failEarly(
+        this.shuttingDown ? shutdownError() : upstreamFailure(err),
+        this.shuttingDown ? undefined : false,
+      );
     }
     this.observer?.upstreamHeaders(res.statusCode);
     await this.relay(res);
@@ -263,7 +284,7 @@ class Exchange {
         this.finish('client_aborted', meter?.result() ?? null, null, streamed, undefined);
         return;
       }
-      const failure = upstreamFailure(err);
+      const failure = this.shuttingDown ? shutdownError() : upstreamFailure(err);
       this.req.log.warn({ err, code: failure.code }, 'upstream failed mid-response');
       if (streamed) out.end(metered.api.streamError(failure.status, failure.code, failure.message));
       else out.destroy();
@@ -319,7 +340,7 @@ async function forward(
     reply.code(200).send();
     return;
   }
-  const principal = await deps.auth.authenticate(req.headers);
+  const principal = await deps.auth.authenticate(req.headers, req.ip);
   const api = adapter.apis.find((a) => a.method === req.method && a.path === path);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   let metered: Metered | undefined;
@@ -341,6 +362,7 @@ async function forward(
   const exchange = new Exchange(adapter, deps, req, reply, metered);
   if (!deps.upstream.apiKey) exchange.failEarly(new BridgeError('provider_not_configured'));
   if (metered) {
+    if (!deps.recorder.accepting()) exchange.failEarly(new BridgeError('audit_unavailable'));
     try {
       deps.governance.admit(metered.start, metered.prepared.bytes.length);
     } catch (err) {
@@ -383,7 +405,9 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProxyDeps): Fasti
     });
     const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> =>
       forward(adapter, deps, req, reply);
-    app.route({ method: METHODS, url: '/', handler, exposeHeadRoute: false });
-    app.route({ method: METHODS, url: '/*', handler, exposeHeadRoute: false });
+    // Any valid key; the handler authenticates itself so refusals come in the provider's shape.
+    const config = { access: 'member' as const };
+    app.route({ method: METHODS, url: '/', handler, exposeHeadRoute: false, config });
+    app.route({ method: METHODS, url: '/*', handler, exposeHeadRoute: false, config });
   };
 }

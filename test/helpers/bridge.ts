@@ -55,6 +55,8 @@ export async function startBridge(
       AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
       AIBRIDGE_OPENAI_API_KEY: OPENAI_UPSTREAM_KEY,
       AIBRIDGE_LOG_LEVEL: 'info',
+      // Suites send many bad keys from 127.0.0.1 on purpose; the throttle has its own test.
+      AIBRIDGE_AUTH_FAILURES_PER_MINUTE: '0',
       ...env,
     },
   );
@@ -110,6 +112,8 @@ export async function startBridge(
     async interceptions(n, key = adminKey) {
       const deadline = Date.now() + 5000;
       for (;;) {
+        // Records are listed once durable: wait for the ones already handed to the store.
+        await bridge.recorder.drain();
         const res = await api<Page<Interception>>('GET', `/api/v1/interceptions?limit=500`, key);
         if (res.body.items.length >= n || Date.now() > deadline) return res.body.items;
         await new Promise((r) => setTimeout(r, 20));

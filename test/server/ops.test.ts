@@ -77,6 +77,7 @@ describe('operating the bridge', function () {
       const chat = { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'hi' }] };
       assert.equal((await send(tb, '/openai/v1/chat/completions', dev.key, chat)).status, 200);
       await tb.interceptions(5, dev.key);
+      await tb.bridge.recorder.drain();
 
       const res = await fetch(`${tb.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
       assert.equal(res.status, 200);
@@ -133,9 +134,13 @@ describe('operating the bridge', function () {
       assert.ok(sample(text, 'aibridge_process_resident_memory_bytes', {})! > 0);
       assert.ok(!text.includes('metrics@example.com'), 'no emails in labels');
 
-      for (const auth of [undefined, 'Bearer wrong-token', `Bearer ${dev.key}`]) {
+      for (const [auth, status] of [
+        [undefined, 401],
+        ['Bearer wrong-token', 401],
+        [`Bearer ${dev.key}`, 403],
+      ] as const) {
         const refused = await fetch(`${tb.url}/metrics`, { headers: auth ? { authorization: auth } : {} });
-        assert.equal(refused.status, 401, `metrics with ${auth}`);
+        assert.equal(refused.status, status, `metrics with ${auth}`);
       }
       const asAdmin = await fetch(`${tb.url}/metrics`, {
         headers: { authorization: `Bearer ${tb.adminKey}` },
@@ -208,15 +213,29 @@ describe('operating the bridge', function () {
         'only the refused request has a plain request line; the metered one has its interception line',
       );
       const all = tb.logs.join('');
-      for (const secret of [
+      const planted = [
         dev.key,
         tb.adminKey,
         UPSTREAM_KEY,
         OPENAI_UPSTREAM_KEY,
         'cookie-secret-55',
         'aib_planted',
-      ]) {
+      ];
+      for (const secret of planted) {
         assert.ok(!all.includes(secret), `log output contains ${secret.slice(0, 8)}…`);
+      }
+      // Every byte under the data dir, but the admin key file (written once, by design).
+      await tb.bridge.recorder.drain();
+      const files = (await fs.readdir(tb.dataDir, { recursive: true, withFileTypes: true })).filter((f) =>
+        f.isFile(),
+      );
+      assert.ok(files.length >= 3);
+      for (const f of files) {
+        if (f.name === 'admin.key') continue;
+        const bytes = await fs.readFile(path.join(f.parentPath, f.name));
+        for (const secret of planted) {
+          assert.ok(!bytes.includes(secret), `${f.name} contains ${secret.slice(0, 8)}…`);
+        }
       }
     });
 

@@ -262,9 +262,11 @@ export class EmbeddedStore implements Store {
 
   async appendInterception(rec: NewInterception): Promise<Interception> {
     const full: Interception = { ...rec, seq: this.nextSeq++ };
+    // Visible only once durable: a failed write leaves no trace, so the caller may retry it.
+    // Entries of one batch resolve in append order, so `records` stays sorted by seq.
+    await this.journal.append(JSON.stringify(full));
     this.records.push(full);
     this.rollUp(full);
-    await this.journal.append(JSON.stringify(full));
     return full;
   }
 

@@ -1,0 +1,47 @@
+const WINDOW_MS = 60_000;
+/** Addresses tracked at most; the oldest are forgotten first, so a flood of addresses cannot grow memory. */
+const MAX_ADDRESSES = 10_000;
+
+/**
+ * Slows key guessing: an address that presented `limit` bad keys within a minute gets 429 for
+ * every key it presents until its oldest failure is a minute old. Only that address is slowed, so
+ * a valid key used from anywhere else keeps working.
+ */
+export class AuthThrottle {
+  private readonly failures = new Map<string, number[]>();
+
+  constructor(
+    private readonly limit: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private recent(ip: string): number[] {
+    const t = this.now();
+    const list = this.failures.get(ip);
+    if (!list) return [];
+    while (list.length > 0 && list[0]! <= t - WINDOW_MS) list.shift();
+    if (list.length === 0) this.failures.delete(ip);
+    return list;
+  }
+
+  /** Milliseconds until `ip` may try again, or 0 when it may now. */
+  retryAfterMs(ip: string | undefined): number {
+    if (this.limit === 0 || ip === undefined) return 0;
+    const list = this.recent(ip);
+    if (list.length < this.limit) return 0;
+    return Math.max(1, list[list.length - this.limit]! + WINDOW_MS - this.now());
+  }
+
+  fail(ip: string | undefined): void {
+    if (this.limit === 0 || ip === undefined) return;
+    const list = this.recent(ip);
+    if (list.length === 0) {
+      if (this.failures.size >= MAX_ADDRESSES) {
+        const oldest = this.failures.keys().next().value;
+        if (oldest !== undefined) this.failures.delete(oldest);
+      }
+      this.failures.set(ip, list);
+    }
+    list.push(this.now());
+  }
+}

@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import type { RouteEntry } from '../../server/http/route-table';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { OpenAIMock } from '../helpers/openai-mock';
+
+type Who = 'none' | 'malformed' | 'unknown' | 'revoked' | 'expired' | 'member' | 'admin';
+const BAD: Who[] = ['none', 'malformed', 'unknown', 'revoked', 'expired'];
+
+/**
+ * Generated from the bridge's own route table: every route, every kind of caller. A route added
+ * without an access rule fails here.
+ */
+describe('the access matrix, from the route table', function () {
+  this.timeout(60_000);
+  let anthropic: AnthropicMock;
+  let openai: OpenAIMock;
+  let tb: TestBridge;
+  const keys = {} as Record<Who, string | undefined>;
+  let memberEmail = '';
+  /** A spare key of the member's, for the owner-or-admin route `DELETE /api/v1/keys/:id`. */
+  let spareKeyId = '';
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    openai = await new OpenAIMock().start();
+    tb = await startBridge(anthropic.url, {
+      AIBRIDGE_OPENAI_BASE_URL: openai.url,
+      AIBRIDGE_METRICS_TOKEN: '',
+    });
+    const member = await tb.addUser('matrix-member@example.com', { team: 'matrix' });
+    memberEmail = member.user.email;
+    spareKeyId = (await tb.api<{ id: string }>('POST', `/api/v1/users/${memberEmail}/keys`, tb.adminKey, {}))
+      .body.id;
+    const revoked = await tb.addUser('matrix-revoked@example.com');
+    await tb.api('DELETE', `/api/v1/keys/${revoked.keyId}`, tb.adminKey);
+    await tb.addUser('matrix-expired@example.com');
+    const expiring = await tb.api<{ key: string }>(
+      'POST',
+      '/api/v1/users/matrix-expired@example.com/keys',
+      tb.adminKey,
+      {
+        expiresAt: new Date(Date.now() + 1000).toISOString(),
+      },
+    );
+    Object.assign(keys, {
+      none: undefined,
+      malformed: 'not a key at all',
+      unknown: `aib_${'Q'.repeat(43)}`,
+      revoked: revoked.key,
+      expired: expiring.body.key,
+      member: member.key,
+      admin: tb.adminKey,
+    });
+    await new Promise((r) => setTimeout(r, 1100));
+  });
+  after(async () => {
+    await tb.close();
+    await openai.stop();
+    await anthropic.stop();
+  });
+
+  function concrete(r: RouteEntry): string {
+    return r.url
+      .replace(':email', encodeURIComponent(memberEmail))
+      .replace(':id', r.url === '/api/v1/keys/:id' ? spareKeyId : 'id_that_does_not_exist')
+      .replace(':team', 'matrix')
+      .replace(':model', 'model-x')
+      .replace(/\*$/, 'v1/models');
+  }
+
+  it('every route has an access rule, and every caller gets the answer the rule gives', async () => {
+    const routes = tb.bridge.routes.routes.filter(
+      (r) => !r.websocket && r.method !== 'HEAD' && r.method !== 'OPTIONS',
+    );
+    assert.ok(routes.length >= 25, `only ${routes.length} routes in the table`);
+    const missing = routes.filter((r) => r.access === undefined).map((r) => `${r.method} ${r.url}`);
+    assert.deepEqual(missing, [], 'routes without an access rule');
+
+    const upstreamBefore = anthropic.requests.length + openai.requests.length;
+    const failures: string[] = [];
+    let tried = 0;
+    for (const r of routes) {
+      const provider = r.url.startsWith('/anthropic') || r.url.startsWith('/openai');
+      if (provider && !['GET', 'POST'].includes(r.method)) continue;
+      for (const who of Object.keys(keys) as Who[]) {
+        const key = keys[who];
+        const headers: Record<string, string> = { 'anthropic-version': '2023-06-01' };
+        if (key !== undefined) headers.authorization = `Bearer ${key}`;
+        const hasBody = ['POST', 'PUT', 'PATCH'].includes(r.method);
+        if (hasBody) headers['content-type'] = 'application/json';
+        const res = await fetch(tb.url + concrete(r), {
+          method: r.method,
+          headers,
+          ...(hasBody ? { body: '{}' } : {}),
+        });
+        await res.arrayBuffer();
+        tried++;
+        const s = res.status;
+        let ok: boolean;
+        if (r.access === 'public') ok = s !== 401 && s !== 403 && s < 500;
+        else if (BAD.includes(who)) ok = s === 401;
+        else if (r.access === 'admin' && who === 'member') ok = s === 403;
+        else ok = s !== 401 && s !== 403 && s < 500;
+        if (!ok) failures.push(`${r.method} ${r.url} as ${who}: ${s}`);
+      }
+    }
+    assert.deepEqual(failures, []);
+    assert.ok(tried > 150);
+    // Only valid keys ever reached a provider.
+    const reached = anthropic.requests.length + openai.requests.length - upstreamBefore;
+    assert.ok(reached > 0 && reached <= 2 * 2 * 4, `${reached} upstream requests`);
+    for (const req of [...anthropic.requests, ...openai.requests]) {
+      assert.ok(!String(req.headers.authorization ?? '').includes('aib_'), 'a bridge key went upstream');
+      assert.ok(!String(req.headers['x-api-key'] ?? '').includes('aib_'), 'a bridge key went upstream');
+    }
+  });
+
+  it('slows an address that keeps presenting bad keys, without locking out the valid key', async () => {
+    const tight = await startBridge(anthropic.url, { AIBRIDGE_AUTH_FAILURES_PER_MINUTE: '5' });
+    try {
+      const dev = await tight.addUser('throttled@example.com');
+      const statuses: number[] = [];
+      let retryAfter: string | null = null;
+      for (let i = 0; i < 8; i++) {
+        const res = await fetch(`${tight.url}/api/v1/me`, {
+          headers: { authorization: `Bearer aib_${'Z'.repeat(43)}` },
+        });
+        statuses.push(res.status);
+        retryAfter ??= res.headers.get('retry-after');
+        await res.arrayBuffer();
+      }
+      assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 429, 429]);
+      assert.ok(Number(retryAfter) >= 1);
+      // The same address is slowed for every key it presents; other addresses are not (the
+      // window is per address, so a valid key used elsewhere keeps working).
+      const blocked = await fetch(`${tight.url}/api/v1/me`, {
+        headers: { authorization: `Bearer ${dev.key}` },
+      });
+      assert.equal(blocked.status, 429);
+      const metrics = await tight.bridge.metrics.registry.getSingleMetricAsString(
+        'aibridge_auth_failures_total',
+      );
+      assert.match(metrics, /aibridge_auth_failures_total 5$/m);
+    } finally {
+      await tight.close();
+    }
+  });
+});

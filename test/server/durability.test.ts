@@ -1,0 +1,276 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Interception, Page } from '../../shared/interception';
+import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+
+const BIN = path.resolve('dist/aibridge.cjs');
+/** The documented promise: a finished response's record is durable within this window. */
+const FLUSH_WINDOW_MS = 250;
+
+interface Served {
+  child: ChildProcess;
+  url: string;
+  adminKey: string;
+  out: () => string;
+}
+
+async function serve(dataDir: string, upstream: string, env: Record<string, string> = {}): Promise<Served> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data-dir', dataDir], {
+    env: {
+      PATH: process.env.PATH,
+      AIBRIDGE_ANTHROPIC_BASE_URL: upstream,
+      AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+      AIBRIDGE_LOG_LEVEL: 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (c) => {
+    out += c;
+  });
+  child.stderr!.on('data', (c) => {
+    out += c;
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`bridge did not start: ${out}`)), 15_000);
+    child.stdout!.on('data', () => {
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`bridge exited ${code}: ${out}`)));
+  });
+  const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
+  return { child, url, adminKey, out: () => out };
+}
+
+const exited = (c: ChildProcess): Promise<number | null> =>
+  c.exitCode !== null ? Promise.resolve(c.exitCode) : new Promise((r) => c.on('exit', (code) => r(code)));
+
+async function devKey(s: Served): Promise<string> {
+  const admin = { authorization: `Bearer ${s.adminKey}`, 'content-type': 'application/json' };
+  await fetch(`${s.url}/api/v1/users`, {
+    method: 'POST',
+    headers: admin,
+    body: JSON.stringify({ email: 'd@example.com' }),
+  });
+  const k = (await (
+    await fetch(`${s.url}/api/v1/users/d@example.com/keys`, { method: 'POST', headers: admin, body: '{}' })
+  ).json()) as { key: string };
+  return k.key;
+}
+
+function message(url: string, key: string, stream = false, signal?: AbortSignal): Promise<Response> {
+  return fetch(`${url}/anthropic/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+    body: JSON.stringify({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 16,
+      stream,
+      messages: [{ role: 'user', content: 'durable?' }],
+    }),
+    ...(signal ? { signal } : {}),
+  });
+}
+
+async function count(s: Served): Promise<Interception[]> {
+  const all: Interception[] = [];
+  let cursor: string | null = null;
+  do {
+    const q: string = cursor ? `&cursor=${cursor}` : '';
+    const page = (await (
+      await fetch(`${s.url}/api/v1/interceptions?limit=500${q}`, {
+        headers: { authorization: `Bearer ${s.adminKey}` },
+      })
+    ).json()) as Page<Interception>;
+    all.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return all;
+}
+
+describe('durability of the audit trail', function () {
+  this.timeout(120_000);
+  let mock: AnthropicMock;
+  before(async () => {
+    mock = await new AnthropicMock().start();
+  });
+  after(() => mock.stop());
+
+  it('kill -9 one flush window after 100 answers, with 50 streams open: the 100 are there, the open ones are not half-written', async () => {
+    const dir = await tempDir('aibridge-kill9-');
+    const first = await serve(dir, mock.url);
+    const key = await devKey(first);
+    for (let i = 0; i < 100; i += 10) {
+      const batch = await Promise.all(Array.from({ length: 10 }, () => message(first.url, key)));
+      for (const r of batch) {
+        assert.equal(r.status, 200);
+        await r.text();
+      }
+    }
+    // 50 streams that the upstream holds open.
+    const gate = new Promise<void>(() => undefined);
+    for (let i = 0; i < 50; i++) mock.next({ kind: 'gated', gate });
+    const aborts = new AbortController();
+    const open = await Promise.all(
+      Array.from({ length: 50 }, () => message(first.url, key, true, aborts.signal)),
+    );
+    assert.ok(open.every((r) => r.status === 200));
+    await new Promise((r) => setTimeout(r, FLUSH_WINDOW_MS));
+    first.child.kill('SIGKILL');
+    await exited(first.child);
+    aborts.abort();
+    mock.clear();
+
+    // Garbage after the last entry, as a crash mid-write could leave.
+    const segDir = path.join(dir, 'interceptions');
+    const segs = (await fs.readdir(segDir)).filter((f) => f.endsWith('.jsonl')).sort();
+    await fs.appendFile(path.join(segDir, segs.at(-1)!), Buffer.from('5f3a9c01 {"id":"int_torn","us'));
+
+    const second = await serve(dir, mock.url);
+    try {
+      const recs = await count(second);
+      assert.equal(recs.length, 100, 'every acknowledged record, and nothing else');
+      assert.ok(recs.every((r) => r.status === 'ok' && r.usage.input === 25 && r.costUsd !== null));
+      assert.match(second.out(), /torn/i, 'the torn tail is reported');
+      const again = await message(second.url, key);
+      assert.equal(again.status, 200, 'the bridge serves after the crash');
+      await again.text();
+    } finally {
+      second.child.kill('SIGKILL');
+    }
+  });
+
+  it('SIGTERM with 50 open streams: each ends cleanly or with a stream error, records flushed, exit 0', async () => {
+    const dir = await tempDir('aibridge-sigterm-');
+    const s = await serve(dir, mock.url, { AIBRIDGE_SHUTDOWN_GRACE_MS: '300' });
+    const key = await devKey(s);
+    const gate = new Promise<void>(() => undefined);
+    for (let i = 0; i < 50; i++) mock.next({ kind: 'gated', gate });
+    const open = await Promise.all(Array.from({ length: 50 }, () => message(s.url, key, true)));
+    const bodies = open.map((r) => r.text());
+    s.child.kill('SIGTERM');
+    assert.equal(await exited(s.child), 0);
+    mock.clear();
+    for (const text of await Promise.all(bodies)) {
+      assert.match(text, /event: message_start/);
+      assert.match(
+        text,
+        /event: error\ndata: .*shutting down/,
+        'a stream cut by shutdown ends with an error event',
+      );
+    }
+    const again = await serve(dir, mock.url);
+    try {
+      const recs = await count(again);
+      assert.equal(recs.length, 50);
+      assert.ok(recs.every((r) => r.status === 'error' && r.error?.type === 'shutting_down'));
+    } finally {
+      again.child.kill('SIGKILL');
+    }
+  });
+
+  describe('when the store refuses writes', () => {
+    let tb: TestBridge;
+    let key: string;
+    let failing = false;
+    let original: TestBridge['bridge']['store']['appendInterception'];
+
+    async function start(env: Record<string, string>): Promise<void> {
+      tb = await startBridge(mock.url, env);
+      key = (await tb.addUser('disk@example.com')).key;
+      const store = tb.bridge.store;
+      original = store.appendInterception.bind(store);
+      // The store's write seam: what a full disk looks like from above.
+      store.appendInterception = async (rec) => {
+        if (failing)
+          throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        return original(rec);
+      };
+    }
+    afterEach(async () => {
+      failing = false;
+      await tb.close();
+    });
+
+    it('closed: new requests get 503 in the API shape until writes succeed; nothing acknowledged is lost', async () => {
+      await start({});
+      failing = true;
+      const first = await message(tb.url, key);
+      assert.equal(first.status, 200, 'the write fails after the answer');
+      await first.text();
+      await new Promise((r) => setTimeout(r, 50));
+      const before = mock.messageRequests().length;
+      const refused = await message(tb.url, key);
+      assert.equal(refused.status, 503);
+      const body = (await refused.json()) as { type: string; error: { type: string; message: string } };
+      assert.equal(body.type, 'error');
+      assert.match(body.error.message, /audit store/);
+      assert.equal(mock.messageRequests().length, before, 'refused without contacting upstream');
+      const health = await tb.api<{ audit: { degraded: boolean; failMode: string } }>(
+        'GET',
+        '/healthz',
+        null,
+      );
+      assert.deepEqual([health.body.audit.failMode, health.body.audit.degraded], ['closed', true]);
+
+      failing = false;
+      const deadline = Date.now() + 5000;
+      let status = 503;
+      while (status === 503 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        const r = await message(tb.url, key);
+        status = r.status;
+        await r.text();
+      }
+      assert.equal(status, 200, 'recovers by itself once writes succeed');
+      const recs = await tb.interceptions(3);
+      const mine = recs.filter((r) => r.userEmail === 'disk@example.com');
+      assert.ok(mine.some((r) => r.status === 'ok' && r.startedAt <= mine.at(-1)!.startedAt));
+      assert.ok(mine.some((r) => r.error?.type === 'audit_unavailable'));
+      assert.equal(
+        mine.filter((r) => r.status === 'ok').length,
+        2,
+        'the record written during the outage was kept',
+      );
+    });
+
+    it('open: serves on, counts what it could not keep, and catches up', async () => {
+      await start({ AIBRIDGE_AUDIT_FAILURE: 'open', AIBRIDGE_AUDIT_QUEUE_LIMIT: '3' });
+      failing = true;
+      for (let i = 0; i < 5; i++) {
+        const r = await message(tb.url, key);
+        assert.equal(r.status, 200, 'open mode keeps serving');
+        await r.text();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      const health = await tb.api<{ audit: { degraded: boolean; dropped: number; queued: number } }>(
+        'GET',
+        '/healthz',
+        null,
+      );
+      assert.equal(health.body.audit.degraded, true);
+      assert.equal(health.body.audit.dropped, 2);
+      const metrics = await tb.bridge.metrics.registry.getSingleMetricAsString(
+        'aibridge_audit_dropped_total',
+      );
+      assert.match(metrics, /aibridge_audit_dropped_total 2$/m);
+      failing = false;
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const h = await tb.api<{ audit: { degraded: boolean } }>('GET', '/healthz', null);
+        if (!h.body.audit.degraded || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const recs = (await tb.interceptions(3)).filter((r) => r.userEmail === 'disk@example.com');
+      assert.equal(recs.length, 3, 'the queued records were written once the store recovered');
+    });
+  });
+});

@@ -1,0 +1,275 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import fc from 'fast-check';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { OpenAIMock } from '../helpers/openai-mock';
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+/** A raw HTTP request (fetch would refuse or normalise the hostile parts). */
+function raw(
+  url: string,
+  opts: { method: string; path: string; headers?: Record<string, string>; body?: Buffer | string },
+): Promise<Answer> {
+  const u = new URL(url);
+  // Node frames bodies of DELETE/OPTIONS only with an explicit length.
+  const headers = { ...opts.headers };
+  if (opts.body !== undefined) headers['content-length'] = String(Buffer.byteLength(opts.body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: u.hostname, port: u.port, method: opts.method, path: opts.path, headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+const RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
+
+/** JSON values of every shape, plus the ones parsers trip on: deep nesting, huge strings, NULs, lone surrogates. */
+const hostileJson = fc.oneof(
+  fc.json({ depthSize: 'medium' }),
+  fc.jsonValue().map((v) => JSON.stringify({ model: v, messages: v, max_tokens: v, stream: v, input: v })),
+  fc.integer({ min: 1, max: 5000 }).map((n) => `${'['.repeat(n)}${']'.repeat(n)}`),
+  fc.integer({ min: 1, max: 3000 }).map((n) => `{"messages":${'{"a":'.repeat(n)}1${'}'.repeat(n)}}`),
+  fc
+    .string({ unit: 'binary', maxLength: 300 })
+    .map((s) => JSON.stringify({ model: s, messages: [{ role: 'user', content: s }] })),
+  fc.constantFrom(
+    '',
+    'null',
+    '[]',
+    '"x"',
+    '{',
+    '{"model":',
+    '\u0000{}',
+    '{"model":"\ud800"}',
+    '{"stream":true',
+  ),
+);
+
+const hostileBytes = fc.oneof(
+  hostileJson.map((s) => Buffer.from(s)),
+  fc.uint8Array({ maxLength: 2000 }).map((b) => Buffer.from(b)),
+  fc.constant(Buffer.from([0xff, 0xfe, 0x7b, 0x22, 0xc3, 0x28, 0x22, 0x7d])),
+);
+
+const contentType = fc.constantFrom(
+  'application/json',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'application/json; charset=latin1',
+  '',
+);
+
+const segment = fc.oneof(
+  fc.constantFrom(
+    '..',
+    '.',
+    '%2e%2e',
+    '%2f',
+    '%2F..',
+    '%00',
+    '%',
+    '%zz',
+    'v1',
+    'messages',
+    'api',
+    'users',
+    '%5c',
+    '..%2f',
+  ),
+  fc.webSegment(),
+);
+
+describe('hostile and malformed input', function () {
+  this.timeout(180_000);
+  let anthropic: AnthropicMock;
+  let openai: OpenAIMock;
+  let tb: TestBridge;
+  let key = '';
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown): void => {
+    unhandled.push(e);
+  };
+  const upstreamCount = (): number => anthropic.requests.length + openai.requests.length;
+
+  before(async () => {
+    process.on('unhandledRejection', onUnhandled);
+    anthropic = await new AnthropicMock().start();
+    openai = await new OpenAIMock().start();
+    tb = await startBridge(anthropic.url, {
+      AIBRIDGE_OPENAI_BASE_URL: openai.url,
+      AIBRIDGE_BODY_LIMIT: '65536',
+      AIBRIDGE_LOG_LEVEL: 'silent',
+      // Fuzzed bodies may name models with nonsense costs; nothing here tests budgets.
+      AIBRIDGE_BURST_RPM: '0',
+    });
+    key = (await tb.addUser('fuzz@example.com', { role: 'admin' })).key;
+  });
+  after(async () => {
+    process.off('unhandledRejection', onUnhandled);
+    await tb.close();
+    await openai.stop();
+    await anthropic.stop();
+  });
+
+  afterEach(async () => {
+    assert.deepEqual(unhandled, [], 'no unhandled rejections');
+    const health = await raw(tb.url, { method: 'GET', path: '/healthz' });
+    assert.equal(health.status, 200, 'the bridge still serves');
+  });
+
+  it('model routes answer 4xx in the API shape and never contact upstream for bad bodies', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('/anthropic/v1/messages', '/openai/v1/chat/completions', '/openai/v1/responses'),
+        hostileBytes,
+        contentType,
+        async (route, body, type) => {
+          const before = upstreamCount();
+          const headers: Record<string, string> = { 'x-api-key': key, authorization: `Bearer ${key}` };
+          if (type) headers['content-type'] = type;
+          const res = await raw(tb.url, { method: 'POST', path: route, headers, body });
+          assert.ok(res.status < 500, `${route} answered ${res.status}: ${res.body.slice(0, 200)}`);
+          if (res.status >= 400) {
+            assert.equal(upstreamCount(), before, 'a refused body reached upstream');
+            const parsed = JSON.parse(res.body) as Record<string, unknown>;
+            if (route.startsWith('/anthropic')) assert.equal(parsed.type, 'error');
+            else assert.ok(typeof parsed.error === 'object');
+          }
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('paths cannot climb out of a provider prefix or reach the admin API', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('/anthropic', '/openai/v1', '/api/v1', ''),
+        fc.array(segment, { minLength: 1, maxLength: 6 }),
+        fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'OPTIONS', 'PROPFIND', 'HEAD'),
+        async (prefix, segs, method) => {
+          const path = `${prefix}/${segs.join('/')}`;
+          const before = upstreamCount();
+          const res = await raw(tb.url, {
+            method,
+            path,
+            headers: { 'x-api-key': 'aib_wrong', 'content-type': 'application/json' },
+            body: method === 'GET' || method === 'HEAD' ? undefined : '{}',
+          });
+          assert.ok(res.status < 500, `${method} ${path} answered ${res.status}: ${res.body.slice(0, 200)}`);
+          assert.notEqual(res.status, 200, `${method} ${path} got through without a valid key`);
+          assert.equal(upstreamCount(), before);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+    const climb = await raw(tb.url, {
+      method: 'GET',
+      path: '/anthropic/../api/v1/users',
+      headers: { 'x-api-key': key },
+    });
+    assert.ok(!climb.body.includes('fuzz@example.com'), 'a provider path reached the admin API');
+  });
+
+  it('admin and member routes validate queries and bodies, answering 4xx with a stable code', async () => {
+    const routes: [string, string][] = [
+      ['GET', '/api/v1/interceptions'],
+      ['GET', '/api/v1/usage'],
+      ['GET', '/api/v1/usage/top'],
+      ['GET', '/api/v1/usage/me'],
+      ['GET', '/api/v1/alerts'],
+      ['POST', '/api/v1/users'],
+      ['POST', '/api/v1/users/fuzz@example.com/keys'],
+      ['PUT', '/api/v1/budgets'],
+      ['PUT', '/api/v1/rate-limits'],
+      ['PUT', '/api/v1/teams/x/models'],
+      ['PUT', '/api/v1/prices/m'],
+    ];
+    const query = fc.dictionary(
+      fc.constantFrom('limit', 'cursor', 'since', 'until', 'user', 'groupBy', 'by', 'format', 'period', 'x'),
+      fc.oneof(
+        fc.string({ maxLength: 40 }),
+        fc.constantFrom('-1', '0', '1e309', 'NaN', '2026-13-45T99:99:99Z', '%00', 'null'),
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...routes),
+        query,
+        hostileBytes,
+        contentType,
+        async ([method, route], q, body, type) => {
+          const qs = new URLSearchParams(q).toString();
+          const headers: Record<string, string> = { authorization: `Bearer ${key}` };
+          if (type) headers['content-type'] = type;
+          const res = await raw(tb.url, {
+            method,
+            path: `${route}${qs ? `?${qs}` : ''}`,
+            headers,
+            body: method === 'GET' ? undefined : body,
+          });
+          assert.ok(
+            res.status < 500,
+            `${method} ${route}?${qs} answered ${res.status}: ${res.body.slice(0, 200)}`,
+          );
+          if (res.status >= 400) {
+            const code = (JSON.parse(res.body) as { error?: { code?: string } }).error?.code;
+            assert.match(String(code), /^[a-z_]+$/, `no stable code: ${res.body.slice(0, 200)}`);
+          }
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('hostile header values never take the bridge down', async () => {
+    const value = fc.string({
+      unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)),
+      maxLength: 500,
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.dictionary(
+          fc.constantFrom(
+            'x-api-key',
+            'authorization',
+            'content-length-x',
+            'anthropic-version',
+            'x-claude-code-session-id',
+            'session-id',
+            'originator',
+            'user-agent',
+            'traceparent',
+            'accept-encoding',
+            'connection-x',
+          ),
+          value,
+        ),
+        async (headers) => {
+          const res = await raw(tb.url, {
+            method: 'POST',
+            path: '/anthropic/v1/messages',
+            headers: { 'content-type': 'application/json', ...headers },
+            body: '{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}',
+          });
+          assert.ok(res.status < 500, `answered ${res.status}: ${res.body.slice(0, 200)}`);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+});
