@@ -16,9 +16,12 @@ describe('a short soak', function () {
     assert.ok((statuses['200'] ?? 0) > 2000, JSON.stringify(statuses));
     assert.ok((statuses['529'] ?? 0) > 0, 'upstream faults were part of the mix');
     assert.equal(statuses.error ?? 0, 0, `client-side errors: ${JSON.stringify(statuses)}`);
+    // Connection pools (client and upstream) settle at a size that depends on timing; a leak grows
+    // with the 300 aborted streams and 600 faults, far past this slack.
     const first = samples[1]!;
     const last = samples.at(-1)!;
-    assert.ok(last.sockets <= first.sockets + 2, `sockets grew: ${JSON.stringify(samples)}`);
-    assert.ok(last.fds <= first.fds + 2, `descriptors grew: ${JSON.stringify(samples)}`);
+    const slack = 10;
+    assert.ok(last.sockets <= first.sockets + slack, `sockets grew: ${JSON.stringify(samples)}`);
+    assert.ok(last.fds <= first.fds + slack, `descriptors grew: ${JSON.stringify(samples)}`);
   });
 });

@@ -25,6 +25,7 @@ import type {
 } from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
 import { Journal, type JournalWarning } from './journal';
+import { RecordIndex } from './record-index';
 
 interface DbShape {
   version: 1;
@@ -34,6 +35,9 @@ interface DbShape {
   alerts?: Alert[];
 }
 
+/** Newest records kept whole in memory. */
+const RECENT_KEPT = 2000;
+
 /** Alerts kept in db.json; older ones are dropped (they were delivered and published when raised). */
 const ALERTS_KEPT = 10_000;
 
@@ -42,18 +46,6 @@ export interface EmbeddedStoreOptions {
   onWarning?: (w: JournalWarning) => void;
   /** How long last-use times may wait before they are written (they are informative only). */
   touchFlushMs?: number;
-}
-
-function matches(rec: Interception, f: InterceptionFilter): boolean {
-  return (
-    (f.userId === undefined || rec.userId === f.userId) &&
-    (f.provider === undefined || rec.provider === f.provider) &&
-    (f.api === undefined || rec.api === f.api) &&
-    (f.model === undefined || rec.model === f.model) &&
-    (f.client === undefined || rec.client === f.client) &&
-    (f.since === undefined || rec.startedAt >= f.since) &&
-    (f.until === undefined || rec.startedAt < f.until)
-  );
 }
 
 /**
@@ -68,7 +60,10 @@ export class EmbeddedStore implements Store {
   private readonly usersByEmail = new Map<string, User>();
   private readonly keysById = new Map<string, KeyRecord>();
   private readonly keysByHash = new Map<string, KeyRecord>();
-  private readonly records: Interception[] = [];
+  /** Filter fields and disk locations of every record; the records themselves stay on disk. */
+  private readonly index = new RecordIndex();
+  /** The newest records in full, so recent pages (what people look at) need no disk reads. */
+  private readonly recent = new Map<number, Interception>();
   /** Rollups by hour, then by bucket key: rebuilt from the journal at open, then kept current. */
   private readonly buckets = new Map<string, Map<string, UsageBucket>>();
   private nextSeq = 1;
@@ -93,12 +88,13 @@ export class EmbeddedStore implements Store {
     await this.db.read();
     for (const u of this.db.data.users) this.indexUser(u);
     for (const k of this.db.data.keys) this.indexKey(k);
-    await this.journal.open((json) => {
+    await this.journal.open((json, loc) => {
       const rec = JSON.parse(json) as Interception;
       // Records written before costs existed have neither field.
       rec.costUsd ??= null;
       rec.priceKnown ??= rec.costUsd !== null;
-      this.records.push(rec);
+      this.index.add(rec, loc);
+      this.remember(rec);
       this.rollUp(rec);
       this.nextSeq = Math.max(this.nextSeq, rec.seq + 1);
     });
@@ -263,11 +259,29 @@ export class EmbeddedStore implements Store {
   async appendInterception(rec: NewInterception): Promise<Interception> {
     const full: Interception = { ...rec, seq: this.nextSeq++ };
     // Visible only once durable: a failed write leaves no trace, so the caller may retry it.
-    // Entries of one batch resolve in append order, so `records` stays sorted by seq.
-    await this.journal.append(JSON.stringify(full));
-    this.records.push(full);
+    // Entries of one batch resolve in append order, so the index stays sorted by seq.
+    const loc = await this.journal.append(JSON.stringify(full));
+    this.index.add(full, loc);
+    this.remember(full);
     this.rollUp(full);
     return full;
+  }
+
+  private remember(rec: Interception): void {
+    this.recent.set(rec.seq, rec);
+    if (this.recent.size > RECENT_KEPT) this.recent.delete(this.recent.keys().next().value!);
+  }
+
+  private async load(i: number): Promise<Interception> {
+    const seq = this.index.seqAt(i);
+    const cached = this.recent.get(seq);
+    if (cached) return cached;
+    const json = await this.journal.read(this.index.locAt(i));
+    if (json === undefined) throw new Error(`interception ${seq} is unreadable on disk`);
+    const rec = JSON.parse(json) as Interception;
+    rec.costUsd ??= null;
+    rec.priceKnown ??= rec.costUsd !== null;
+    return rec;
   }
 
   async listInterceptions(
@@ -276,21 +290,18 @@ export class EmbeddedStore implements Store {
     cursor?: string,
   ): Promise<Page<Interception>> {
     const below = cursor === undefined ? Number.POSITIVE_INFINITY : decodeCursor(cursor);
-    // Records are in seq order: binary-search the starting point, then walk back.
-    let lo = 0;
-    let hi = this.records.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.records[mid]!.seq < below) lo = mid + 1;
-      else hi = mid;
+    const match = this.index.matcher(filter);
+    const positions: number[] = [];
+    let more = false;
+    for (let i = this.index.lowerBound(below) - 1; i >= 0; i--) {
+      if (!match(i)) continue;
+      if (positions.length === limit) {
+        more = true;
+        break;
+      }
+      positions.push(i);
     }
-    const items: Interception[] = [];
-    for (let i = lo - 1; i >= 0; i--) {
-      const rec = this.records[i]!;
-      if (!matches(rec, filter)) continue;
-      if (items.length === limit) return { items, nextCursor: encodeCursor(items.at(-1)!.seq) };
-      items.push(rec);
-    }
-    return { items, nextCursor: null };
+    const items = await Promise.all(positions.map((i) => this.load(i)));
+    return { items, nextCursor: more ? encodeCursor(items.at(-1)!.seq) : null };
   }
 }

@@ -15,9 +15,16 @@ export interface JournalOptions {
   onWarning?: (w: JournalWarning) => void;
 }
 
+/** Where an entry lives: its segment number, byte offset and line length (newline excluded). */
+export interface EntryLoc {
+  segment: number;
+  offset: number;
+  length: number;
+}
+
 interface Pending {
   bytes: Buffer;
-  resolve: () => void;
+  resolve: (loc: EntryLoc) => void;
   reject: (err: unknown) => void;
 }
 
@@ -56,6 +63,8 @@ export class Journal {
   private size = 0;
   private pending: Pending[] = [];
   private flushing: Promise<void> | null = null;
+  /** Read-only handles by segment, for reading entries back. */
+  private readonly readers = new Map<number, fs.FileHandle>();
 
   constructor(opts: JournalOptions) {
     this.dir = opts.dir;
@@ -69,18 +78,25 @@ export class Journal {
    * and the segment truncated; a bad entry elsewhere is skipped. Both are reported, neither stops
    * the journal from opening.
    */
-  async open(onEntry: (json: string) => void): Promise<void> {
+  async open(onEntry: (json: string, loc: EntryLoc) => void): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const names = (await fs.readdir(this.dir)).filter((n) => SEGMENT_RE.test(n)).sort();
     for (const [i, name] of names.entries()) {
-      await this.replay(path.join(this.dir, name), i === names.length - 1, onEntry);
+      const segment = Number(SEGMENT_RE.exec(name)![1]);
+      await this.replay(path.join(this.dir, name), i === names.length - 1, (json, offset, length) =>
+        onEntry(json, { segment, offset, length }),
+      );
     }
     const last = names.at(-1);
     this.segment = last ? Number(SEGMENT_RE.exec(last)![1]) : 1;
     await this.openSegment();
   }
 
-  private async replay(file: string, isLast: boolean, onEntry: (json: string) => void): Promise<void> {
+  private async replay(
+    file: string,
+    isLast: boolean,
+    onEntry: (json: string, offset: number, length: number) => void,
+  ): Promise<void> {
     const buf = await fs.readFile(file);
     let offset = 0;
     let firstBadTail = -1;
@@ -103,7 +119,7 @@ export class Journal {
           for (const b of bad) this.onWarning({ file, offset: b, reason: 'corrupt entry skipped' });
           bad.length = 0;
           firstBadTail = -1;
-          onEntry(json);
+          onEntry(json, offset, end - offset);
         } else {
           if (firstBadTail === -1) firstBadTail = offset;
           bad.push(offset);
@@ -132,9 +148,21 @@ export class Journal {
     return this.fh !== undefined;
   }
 
-  /** Resolves once the entry is written and fsynced. */
-  append(json: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  /** Reads one entry back; undefined when it is not there or fails its checksum. */
+  async read(loc: EntryLoc): Promise<string | undefined> {
+    let fh = this.readers.get(loc.segment);
+    if (!fh) {
+      fh = await fs.open(path.join(this.dir, segmentName(loc.segment)), 'r');
+      this.readers.set(loc.segment, fh);
+    }
+    const buf = Buffer.allocUnsafe(loc.length);
+    const { bytesRead } = await fh.read(buf, 0, loc.length, loc.offset);
+    return bytesRead === loc.length ? decodeLine(buf) : undefined;
+  }
+
+  /** Resolves with where the entry is once it is written and fsynced. */
+  append(json: string): Promise<EntryLoc> {
+    return new Promise<EntryLoc>((resolve, reject) => {
       this.pending.push({ bytes: encodeLine(json), resolve, reject });
       this.kick();
     });
@@ -161,9 +189,15 @@ export class Journal {
         if (!this.fh) throw new Error('journal is closed');
         await this.fh.write(bytes);
         await this.fh.datasync();
+        let offset = this.size;
+        for (const p of batch) {
+          p.resolve({ segment: this.segment, offset, length: p.bytes.length - 1 });
+          offset += p.bytes.length;
+        }
         this.size += bytes.length;
-        for (const p of batch) p.resolve();
       } catch (err) {
+        // A failed write may have left part of the batch on disk: offsets continue from the real end.
+        this.size = (await this.fh?.stat().catch(() => undefined))?.size ?? this.size;
         for (const p of batch) p.reject(err);
       }
     }
@@ -174,5 +208,7 @@ export class Journal {
     while (this.flushing) await this.flushing;
     await this.fh?.close();
     this.fh = undefined;
+    for (const r of this.readers.values()) await r.close();
+    this.readers.clear();
   }
 }

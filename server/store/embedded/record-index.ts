@@ -1,0 +1,123 @@
+import type { ApiName, Interception } from '../../../shared/interception';
+import type { InterceptionFilter } from '../types';
+import type { EntryLoc } from './journal';
+
+/** Strings seen many times (user ids, models, clients) stored once, referred to by number. */
+class Interned {
+  private readonly ids = new Map<string, number>();
+  readonly values: string[] = [];
+
+  id(s: string): number {
+    let i = this.ids.get(s);
+    if (i === undefined) {
+      i = this.values.length;
+      this.values.push(s);
+      this.ids.set(s, i);
+    }
+    return i;
+  }
+
+  /** The id of a string already seen, or -1: a filter on an unseen value matches nothing. */
+  find(s: string): number {
+    return this.ids.get(s) ?? -1;
+  }
+}
+
+/**
+ * What the embedded store keeps in memory per interception: the fields filters use and where the
+ * record is on disk, in columns of typed arrays (about 40 bytes a record), never the record itself.
+ */
+export class RecordIndex {
+  private n = 0;
+  private seq = new Float64Array(1024);
+  private startedAt = new Float64Array(1024);
+  private user = new Uint32Array(1024);
+  private provider = new Uint32Array(1024);
+  private api = new Uint32Array(1024);
+  private model = new Uint32Array(1024);
+  private client = new Uint32Array(1024);
+  private segment = new Uint32Array(1024);
+  private offset = new Float64Array(1024);
+  private length = new Uint32Array(1024);
+  private readonly strings = new Interned();
+
+  get size(): number {
+    return this.n;
+  }
+
+  private grow(): void {
+    const cap = this.seq.length * 2;
+    const g = <T extends Float64Array | Uint32Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(cap);
+      b.set(a);
+      return b;
+    };
+    this.seq = g(this.seq);
+    this.startedAt = g(this.startedAt);
+    this.user = g(this.user);
+    this.provider = g(this.provider);
+    this.api = g(this.api);
+    this.model = g(this.model);
+    this.client = g(this.client);
+    this.segment = g(this.segment);
+    this.offset = g(this.offset);
+    this.length = g(this.length);
+  }
+
+  /** Records must be added in increasing seq order. */
+  add(rec: Interception, loc: EntryLoc): void {
+    if (this.n === this.seq.length) this.grow();
+    const i = this.n++;
+    this.seq[i] = rec.seq;
+    this.startedAt[i] = Date.parse(rec.startedAt);
+    this.user[i] = this.strings.id(rec.userId);
+    this.provider[i] = this.strings.id(rec.provider);
+    this.api[i] = this.strings.id(rec.api);
+    this.model[i] = this.strings.id(rec.model ?? '');
+    this.client[i] = this.strings.id(rec.client);
+    this.segment[i] = loc.segment;
+    this.offset[i] = loc.offset;
+    this.length[i] = loc.length;
+  }
+
+  seqAt(i: number): number {
+    return this.seq[i]!;
+  }
+
+  locAt(i: number): EntryLoc {
+    return { segment: this.segment[i]!, offset: this.offset[i]!, length: this.length[i]! };
+  }
+
+  /** Index of the first record with seq ≥ `seq`. */
+  lowerBound(seq: number): number {
+    let lo = 0;
+    let hi = this.n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.seq[mid]! < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** A predicate over positions for `filter`, with its strings resolved once. */
+  matcher(f: InterceptionFilter): (i: number) => boolean {
+    const want = (v: string | undefined): number | undefined =>
+      v === undefined ? undefined : this.strings.find(v);
+    const user = want(f.userId);
+    const provider = want(f.provider);
+    const api = want(f.api as ApiName | undefined);
+    const model = want(f.model);
+    const client = want(f.client);
+    const since = f.since === undefined ? undefined : Date.parse(f.since);
+    const until = f.until === undefined ? undefined : Date.parse(f.until);
+    return (i) =>
+      (user === undefined || this.user[i] === user) &&
+      (provider === undefined || this.provider[i] === provider) &&
+      (api === undefined || this.api[i] === api) &&
+      (model === undefined || this.model[i] === model) &&
+      (client === undefined || this.client[i] === client) &&
+      (since === undefined || this.startedAt[i]! >= since) &&
+      (until === undefined || this.startedAt[i]! < until);
+  }
+}
