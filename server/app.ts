@@ -7,6 +7,7 @@ import { AnomalyWatcher } from './alerts/anomaly';
 import { WebhookSender } from './alerts/webhook';
 import { auditRoutes } from './audit/audit-routes';
 import { Recorder } from './audit/recorder';
+import { Redactor } from './audit/redact';
 import type { Config, UpstreamConfig } from './config';
 import { BridgeError, fromFastifyError } from './errors';
 import { EventBus } from './events/bus';
@@ -131,11 +132,18 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     if (b.unpricedRequests > 0)
       prices.noteUnknown(b.provider, b.model ?? '(none)', b.unpricedRequests, b.hour);
   }
-  const recorder = new Recorder(store, app.log, prices, metrics, {
-    failMode: config.auditFailure,
-    retryMs: 1000,
-    retryLimit: config.auditQueueLimit,
-  });
+  const recorder = new Recorder(
+    store,
+    app.log,
+    prices,
+    metrics,
+    {
+      failMode: config.auditFailure,
+      retryMs: 1000,
+      retryLimit: config.auditQueueLimit,
+    },
+    new Redactor(config.redactPatterns),
+  );
   const dispatcher = createUpstreamAgent(config.timeouts);
   const breakers = new CircuitBreakers(config.breaker);
   metrics.breakerSource = () => breakers.snapshot();

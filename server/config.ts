@@ -45,6 +45,8 @@ export interface Config {
   readonly metricsPerUser: boolean;
   /** What happens when audit records cannot be written: refuse new requests, or serve on. */
   readonly auditFailure: 'open' | 'closed';
+  /** Extra regular expressions whose matches are redacted from stored text, besides the built-in secret kinds. */
+  readonly redactPatterns: string[];
   /** Records kept for retry while the store refuses writes (open mode drops the oldest beyond it). */
   readonly auditQueueLimit: number;
   /** Bad keys one address may present per minute before it is answered 429; 0 turns it off. */
@@ -148,6 +150,32 @@ function oneOf<T extends string>(env: Env, name: string, values: readonly T[], f
     throw new ConfigError(name, `expected one of ${values.join(', ')}, got "${raw}"`);
   }
   return raw as T;
+}
+
+/** AIBRIDGE_REDACT_PATTERNS: a JSON array of regular expressions, each compiled here so a bad one stops the start. */
+function redactPatterns(env: Env): string[] {
+  const raw = env.AIBRIDGE_REDACT_PATTERNS;
+  if (!raw) return [];
+  let list: unknown;
+  try {
+    list = JSON.parse(raw);
+  } catch {
+    throw new ConfigError('AIBRIDGE_REDACT_PATTERNS', 'expected a JSON array of regular expressions');
+  }
+  if (!Array.isArray(list) || !list.every((p) => typeof p === 'string' && p.length > 0)) {
+    throw new ConfigError('AIBRIDGE_REDACT_PATTERNS', 'expected a JSON array of non-empty strings');
+  }
+  for (const p of list as string[]) {
+    try {
+      new RegExp(p, 'g');
+    } catch (err) {
+      throw new ConfigError(
+        'AIBRIDGE_REDACT_PATTERNS',
+        `"${p}" is not a valid regular expression: ${(err as Error).message}`,
+      );
+    }
+  }
+  return list as string[];
 }
 
 function bool(env: Env, name: string): boolean {
@@ -278,6 +306,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     metricsHost: env.AIBRIDGE_METRICS_HOST || host,
     metricsPerUser: bool(env, 'AIBRIDGE_METRICS_PER_USER'),
     auditQueueLimit: int(pick(undefined, '', env, 'AIBRIDGE_AUDIT_QUEUE_LIMIT'), 10_000, 1, 10_000_000),
+    redactPatterns: redactPatterns(env),
     auditFailure: oneOf(env, 'AIBRIDGE_AUDIT_FAILURE', ['closed', 'open'] as const, 'closed'),
     authFailuresPerMinute: int(
       pick(undefined, '', env, 'AIBRIDGE_AUTH_FAILURES_PER_MINUTE'),

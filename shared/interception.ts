@@ -56,6 +56,8 @@ export interface Interception {
   error: InterceptionError | null;
   /** The provider's request id (`request-id` / `x-request-id`), for support tickets. */
   upstreamRequestId: string | null;
+  /** Secrets blanked out before the record was stored: what kind, in which field, how many. Never the values. */
+  redactions: { kind: string; field: string; count: number }[];
 }
 
 export interface Page<T> {

@@ -102,16 +102,67 @@ export function detect(input: AnomalyInput, rules: AnomalyRules): Finding[] {
   return out;
 }
 
-interface Recent {
-  at: number;
-  costUsd: number;
-  tokens: number;
+/**
+ * A user's last hour in 60 one-minute buckets with running sums, and their last minute's request
+ * times: adding and reading are O(1) however busy the user is (this runs on every request).
+ */
+class RecentActivity {
+  private readonly cost = new Float64Array(60);
+  private readonly tokens = new Float64Array(60);
+  private costSum = 0;
+  private tokenSum = 0;
+  /** The minute (epoch minutes) the newest bucket stands for. */
+  private minute = -1;
+  private readonly times: number[] = [];
+  private head = 0;
+  lastActive = 0;
+
+  private advance(now: number): void {
+    const m = Math.floor(now / MINUTE);
+    if (this.minute === -1) this.minute = m;
+    const steps = Math.min(60, m - this.minute);
+    for (let k = 1; k <= steps; k++) {
+      const b = (this.minute + k) % 60;
+      this.costSum -= this.cost[b]!;
+      this.tokenSum -= this.tokens[b]!;
+      this.cost[b] = 0;
+      this.tokens[b] = 0;
+    }
+    if (m > this.minute) this.minute = m;
+    while (this.head < this.times.length && this.times[this.head]! <= now - MINUTE) this.head++;
+    if (this.head > 1024) {
+      this.times.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  add(now: number, costUsd: number, tokens: number): void {
+    this.advance(now);
+    const b = this.minute % 60;
+    this.cost[b] = this.cost[b]! + costUsd;
+    this.tokens[b] = this.tokens[b]! + tokens;
+    this.costSum += costUsd;
+    this.tokenSum += tokens;
+    this.times.push(now);
+    this.lastActive = now;
+  }
+
+  lastHour(now: number): { costUsd: number; tokens: number } {
+    this.advance(now);
+    // Running sums of floats drift by ulps: never report a negative.
+    return { costUsd: Math.max(0, this.costSum), tokens: Math.max(0, this.tokenSum) };
+  }
+
+  lastMinuteRequests(now: number): number {
+    this.advance(now);
+    return this.times.length - this.head;
+  }
 }
 
 interface UserState {
   email: string;
   team: string | null;
-  recent: Recent[];
+  recent: RecentActivity;
   baseline: { fetchedAt: number; hours: { costUsd: number; tokens: number }[] } | null;
   lastAlert: Map<string, number>;
 }
@@ -123,6 +174,7 @@ interface UserState {
  */
 export class AnomalyWatcher {
   private readonly users = new Map<string, UserState>();
+  private readonly teams = new Map<string, Set<string>>();
 
   constructor(
     private readonly store: Store,
@@ -134,26 +186,26 @@ export class AnomalyWatcher {
   private state(rec: NewInterception): UserState {
     let s = this.users.get(rec.userId);
     if (!s) {
-      s = { email: rec.userEmail, team: rec.team, recent: [], baseline: null, lastAlert: new Map() };
+      s = {
+        email: rec.userEmail,
+        team: rec.team,
+        recent: new RecentActivity(),
+        baseline: null,
+        lastAlert: new Map(),
+      };
       this.users.set(rec.userId, s);
     }
+    if (s.team !== rec.team && s.team !== null) this.teams.get(s.team)?.delete(rec.userId);
     s.team = rec.team;
-    return s;
-  }
-
-  private prune(s: UserState, now: number): void {
-    while (s.recent.length > 0 && s.recent[0]!.at <= now - HOUR) s.recent.shift();
-  }
-
-  private lastHour(s: UserState, now: number): { costUsd: number; tokens: number } {
-    this.prune(s, now);
-    let costUsd = 0;
-    let tokens = 0;
-    for (const r of s.recent) {
-      costUsd += r.costUsd;
-      tokens += r.tokens;
+    if (rec.team !== null) {
+      let members = this.teams.get(rec.team);
+      if (!members) {
+        members = new Set();
+        this.teams.set(rec.team, members);
+      }
+      members.add(rec.userId);
     }
-    return { costUsd, tokens };
+    return s;
   }
 
   private async baseline(
@@ -185,15 +237,15 @@ export class AnomalyWatcher {
   async observe(rec: NewInterception): Promise<void> {
     const now = this.now();
     const s = this.state(rec);
-    s.recent.push({ at: now, costUsd: rec.costUsd ?? 0, tokens: totalTokens(rec.usage) });
-    const lastHour = this.lastHour(s, now);
-    const lastMinuteRequests = s.recent.filter((r) => r.at > now - MINUTE).length;
+    s.recent.add(now, rec.costUsd ?? 0, totalTokens(rec.usage));
+    const lastHour = s.recent.lastHour(now);
+    const lastMinuteRequests = s.recent.lastMinuteRequests(now);
     const teammatesLastHourUsd: number[] = [];
     if (rec.team !== null) {
-      for (const [id, t] of this.users) {
-        if (id === rec.userId || t.team !== rec.team) continue;
-        const h = this.lastHour(t, now);
-        if (t.recent.length > 0) teammatesLastHourUsd.push(h.costUsd);
+      for (const id of this.teams.get(rec.team) ?? []) {
+        if (id === rec.userId) continue;
+        const t = this.users.get(id);
+        if (t && now - t.recent.lastActive < HOUR) teammatesLastHourUsd.push(t.recent.lastHour(now).costUsd);
       }
     }
     const ownActiveHours = await this.baseline(rec.userId, s, now);

@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics';
 import type { RequestFacts, ResponseFacts } from '../providers/types';
 import type { PriceBook } from '../spend/prices';
 import type { NewInterception, Store } from '../store/types';
+import { type Redaction, Redactor } from './redact';
 
 /** What is known of an interception when its request is accepted. */
 export interface InterceptionStart {
@@ -56,6 +57,7 @@ export class Recorder {
     private readonly prices: PriceBook,
     private readonly metrics: Metrics,
     private readonly opts: RecorderOptions = { failMode: 'closed', retryMs: 1000, retryLimit: 10_000 },
+    private readonly redactor: Redactor = new Redactor(),
   ) {}
 
   /** Called once the record is durable. */
@@ -79,6 +81,8 @@ export class Recorder {
         : this.prices.price(start.provider, model, usage, start.startedAt);
     if (!price.priceKnown)
       this.metrics.unknownPrice.inc({ provider: start.provider, model: this.metrics.model(model) });
+    // Secrets go before anything is stored, logged or published.
+    const redactions: Redaction[] = [];
     const rec: NewInterception = {
       id: start.id,
       userId: user.id,
@@ -99,10 +103,15 @@ export class Recorder {
       usage,
       costUsd: price.costUsd,
       priceKnown: price.priceKnown,
-      prompt: start.request.prompt,
-      toolCalls: end.response?.toolCalls ?? [],
+      prompt:
+        start.request.prompt === null ? null : this.redactor.text(start.request.prompt, 'prompt', redactions),
+      toolCalls: (end.response?.toolCalls ?? []).map((c, i) => ({
+        ...c,
+        input: this.redactor.value(c.input, `toolCalls[${i}].input`, redactions),
+      })),
       error: end.error ?? end.response?.error ?? null,
       upstreamRequestId: end.upstreamRequestId,
+      redactions,
     };
     this.log.info(
       {

@@ -39,6 +39,45 @@ export type PriceBodyT = Static<typeof PriceBody>;
 
 const PricesFile = Type.Record(Type.String({ minLength: 1, maxLength: 200 }), PriceBody);
 
+/** Price keys whose cost is tokens × price, so the generic (slow) calculation can be skipped. */
+const SIMPLE_KEYS = new Set([
+  'input_mtok',
+  'output_mtok',
+  'cache_read_mtok',
+  'cache_write_mtok',
+  'cache_write_1h_mtok',
+  'web_searches_kcount',
+  'storage_searches_kcount',
+]);
+/** Prices can change by date or time of day: a resolved price is trusted for a minute. */
+const RESOLVE_TTL_MS = 60_000;
+
+interface Resolved {
+  at: number;
+  prices: ModelPrice;
+  simple: boolean;
+  provider: Provider;
+}
+
+/** Per million tokens; a tiered price applies whole once the request's total input passes its start. */
+function unitPrice(v: ModelPrice[string], totalInput: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'number') return v;
+  let p = v.base;
+  for (const t of v.tiers) if (totalInput > t.start) p = t.price;
+  return p;
+}
+
+/** genai-prices' arithmetic for token prices: cached tokens without their own price cost as input. */
+function simpleCost(prices: ModelPrice, u: Usage): number {
+  const total = u.input + u.cacheRead + u.cacheWrite;
+  const input = unitPrice(prices.input_mtok, total) ?? 0;
+  const read = unitPrice(prices.cache_read_mtok, total) ?? input;
+  const write = unitPrice(prices.cache_write_mtok, total) ?? input;
+  const output = unitPrice(prices.output_mtok, total) ?? 0;
+  return (u.input * input + u.cacheRead * read + u.cacheWrite * write + u.output * output) / 1e6;
+}
+
 export interface PriceResult {
   /** USD, or null when the model's price is unknown: never a silent $0. */
   costUsd: number | null;
@@ -114,6 +153,11 @@ export class PriceBook {
   readonly source: string;
   private readonly overrides = new Map<string, ModelPriceOverride>();
   private readonly unknown = new Map<string, UnknownModel>();
+  /**
+   * The price data's entry per provider and model, as a one-model provider: matching a name against
+   * every model of a provider costs tens of microseconds, too much for every request.
+   */
+  private readonly resolved = new Map<string, Resolved | null>();
 
   constructor(overrides: ModelPriceOverride[] = []) {
     this.source = `@pydantic/genai-prices@${bundledVersion()}`;
@@ -126,10 +170,12 @@ export class PriceBook {
 
   setOverride(o: ModelPriceOverride): void {
     this.overrides.set(o.model, o);
+    this.resolved.clear();
     for (const [k, u] of this.unknown) if (u.model === o.model) this.unknown.delete(k);
   }
 
   deleteOverride(model: string): boolean {
+    this.resolved.clear();
     return this.overrides.delete(model);
   }
 
@@ -155,11 +201,44 @@ export class PriceBook {
     return { providerId: provider };
   }
 
+  /** What the price data (or an override) says for a model now; cached, since matching is slow. */
+  private resolve(provider: string, model: string, at: Date): Resolved | null {
+    const key = `${provider}\u0000${model}`;
+    const hit = this.resolved.get(key);
+    if (hit !== undefined && (hit === null || at.getTime() - hit.at < RESOLVE_TTL_MS)) return hit;
+    const probe = calcPrice({ input_tokens: 1, output_tokens: 1 }, model, {
+      ...this.modelPrice(provider, model),
+      timestamp: at,
+    });
+    const r: Resolved | null = probe
+      ? {
+          at: at.getTime(),
+          prices: probe.model_price,
+          simple:
+            Object.keys(probe.model_price).every((k) => SIMPLE_KEYS.has(k)) &&
+            'input_mtok' in probe.model_price,
+          provider: {
+            id: probe.provider.id,
+            name: probe.provider.name,
+            api_pattern: '',
+            models: [{ ...probe.model, match: { equals: model.toLowerCase().trim() } }],
+          },
+        }
+      : null;
+    // Client-chosen names: bound what unknown ones can make us remember.
+    if (this.resolved.size > 10_000) this.resolved.clear();
+    this.resolved.set(key, r);
+    return r;
+  }
+
   /** The cost of `usage` on `model`; null when the price is unknown. */
   cost(provider: string, model: string | null, usage: Usage, at: Date = new Date()): number | null {
     if (!model) return null;
-    const r = calcPrice(toGenaiUsage(usage), model, { ...this.modelPrice(provider, model), timestamp: at });
-    return r ? r.total_price : null;
+    const r = this.resolve(provider, model, at);
+    if (!r) return null;
+    if (r.simple) return simpleCost(r.prices, usage);
+    const full = calcPrice(toGenaiUsage(usage), model, { provider: r.provider, timestamp: at });
+    return full ? full.total_price : null;
   }
 
   /** Prices a finished request, and remembers the model when its price is unknown. */

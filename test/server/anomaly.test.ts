@@ -125,6 +125,7 @@ describe('anomaly alerts through the bridge', function () {
         toolCalls: [],
         error: null,
         upstreamRequestId: null,
+        redactions: [],
       };
       await tb.bridge.store.appendInterception(rec);
     }

@@ -31,6 +31,7 @@ function record(i: number): NewInterception {
     toolCalls: [],
     error: null,
     upstreamRequestId: null,
+    redactions: [],
   };
 }
 
@@ -110,7 +111,7 @@ describe('the embedded journal', () => {
     const warnings: JournalWarning[] = [];
     const seen: number[] = [];
     const j2 = new Journal({ dir, onWarning: (w) => warnings.push(w) });
-    await j2.open((json) => seen.push((JSON.parse(json) as { n: number }).n));
+    await j2.open((v) => seen.push((v as { n: number }).n));
     await j2.close();
     assert.deepEqual(seen, [0, 1, 3, 4]);
     assert.equal(warnings.length, 1);
@@ -128,7 +129,7 @@ describe('the embedded journal', () => {
     assert.ok(names.length >= 3, names.join());
     const seen: number[] = [];
     const j2 = new Journal({ dir });
-    await j2.open((json) => seen.push((JSON.parse(json) as { i: number }).i));
+    await j2.open((v) => seen.push((v as { i: number }).i));
     await j2.close();
     assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });

@@ -88,11 +88,12 @@ export class EmbeddedStore implements Store {
     await this.db.read();
     for (const u of this.db.data.users) this.indexUser(u);
     for (const k of this.db.data.keys) this.indexKey(k);
-    await this.journal.open((json, loc) => {
-      const rec = JSON.parse(json) as Interception;
+    await this.journal.open((value, loc) => {
+      const rec = value as Interception;
       // Records written before costs existed have neither field.
       rec.costUsd ??= null;
       rec.priceKnown ??= rec.costUsd !== null;
+      rec.redactions ??= [];
       this.index.add(rec, loc);
       this.remember(rec);
       this.rollUp(rec);
@@ -281,6 +282,7 @@ export class EmbeddedStore implements Store {
     const rec = JSON.parse(json) as Interception;
     rec.costUsd ??= null;
     rec.priceKnown ??= rec.costUsd !== null;
+    rec.redactions ??= [];
     return rec;
   }
 

@@ -78,13 +78,13 @@ export class Journal {
    * and the segment truncated; a bad entry elsewhere is skipped. Both are reported, neither stops
    * the journal from opening.
    */
-  async open(onEntry: (json: string, loc: EntryLoc) => void): Promise<void> {
+  async open(onEntry: (value: unknown, loc: EntryLoc) => void): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const names = (await fs.readdir(this.dir)).filter((n) => SEGMENT_RE.test(n)).sort();
     for (const [i, name] of names.entries()) {
       const segment = Number(SEGMENT_RE.exec(name)![1]);
-      await this.replay(path.join(this.dir, name), i === names.length - 1, (json, offset, length) =>
-        onEntry(json, { segment, offset, length }),
+      await this.replay(path.join(this.dir, name), i === names.length - 1, (value, offset, length) =>
+        onEntry(value, { segment, offset, length }),
       );
     }
     const last = names.at(-1);
@@ -95,7 +95,7 @@ export class Journal {
   private async replay(
     file: string,
     isLast: boolean,
-    onEntry: (json: string, offset: number, length: number) => void,
+    onEntry: (value: unknown, offset: number, length: number) => void,
   ): Promise<void> {
     const buf = await fs.readFile(file);
     let offset = 0;
@@ -110,8 +110,9 @@ export class Journal {
         bad.push(offset);
       } else {
         let parsedOk = true;
+        let value: unknown;
         try {
-          JSON.parse(json);
+          value = JSON.parse(json);
         } catch {
           parsedOk = false;
         }
@@ -119,7 +120,7 @@ export class Journal {
           for (const b of bad) this.onWarning({ file, offset: b, reason: 'corrupt entry skipped' });
           bad.length = 0;
           firstBadTail = -1;
-          onEntry(json, offset, end - offset);
+          onEntry(value, offset, end - offset);
         } else {
           if (firstBadTail === -1) firstBadTail = offset;
           bad.push(offset);

@@ -1,0 +1,302 @@
+import type { Percentiles } from './stats';
+import { round } from './stats';
+
+export type PathId = 'direct' | 'floor' | 'bridge' | 'bridgePg' | 'portkey';
+
+/** The columns of the table, in order. */
+export const COLUMNS: readonly { id: PathId; title: string }[] = [
+  { id: 'direct', title: 'direct' },
+  { id: 'floor', title: 'bare proxy' },
+  { id: 'bridge', title: 'AI Bridge' },
+  { id: 'bridgePg', title: 'Bridge + PostgreSQL' },
+  { id: 'portkey', title: 'Portkey' },
+];
+
+export interface Latency extends Percentiles {
+  errors: number;
+  firstError: string | null;
+  achievedRps: number;
+}
+
+export interface StreamFigures {
+  /** Streams started per second (open loop). */
+  rate: number;
+  /** The proxy's CPU time per stream. */
+  cpuMsPerStream: number | null;
+  n: number;
+  errors: number;
+  eventsPerStream: number;
+  /** Send to first body byte. */
+  ttfb: Percentiles;
+  /** Per stream: mean time from the mock writing an event to its arrival. */
+  eventDelay: Percentiles;
+  /** Per stream: mean time between events as they arrive. */
+  gap: Percentiles;
+  /** Send to last byte. */
+  total: Percentiles;
+}
+
+export interface PathResult {
+  label: string;
+  /** `measured`, or `n/a (why)`. */
+  status: string;
+  json: Record<string, Latency>;
+  saturation?: Latency & { cpuMsPerKRequests: number | null };
+  stream?: StreamFigures;
+  memory?: Record<string, number | string>;
+}
+
+export interface AuditSide {
+  records: number;
+  journalMB: number;
+  genMs: number;
+  openMs: number;
+  heapMB: number;
+  rssMB: number;
+  /** One awaited append: write + fdatasync included. */
+  write: Percentiles;
+  /** The synchronous part of an append, what the event loop pays. */
+  syncPart: Percentiles;
+  /** Many appends at once, sharing fsyncs: wall time per record. */
+  burstPerRecordMs: number;
+}
+
+export interface Goal {
+  text: string;
+  value: number | null;
+  limit: string;
+  met: boolean | null;
+}
+
+export interface Meta {
+  date: string;
+  title: string;
+  rates: readonly number[];
+  streamRate: number;
+  satConnections: number;
+  holdStreams: number;
+  auditRecordsWritten: number;
+  stealPercent: number;
+}
+
+export const GOALS = {
+  addedP50At500: 0.25,
+  addedP99At500: 1,
+  rpsVsPortkey: 2,
+  ttfbAdded: 0.5,
+  rssIdleMB: 100,
+  rssStreamsMB: 300,
+  auditRatio: 1.5,
+} as const;
+
+type Pick = (r: PathResult) => number | undefined;
+
+const measured = (r: PathResult | undefined): r is PathResult => r?.status === 'measured';
+
+function fmt(x: number | null | undefined, digits = 3, sign = false): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return 'n/a';
+  const s = x.toFixed(digits);
+  return sign && x >= 0 ? `+${s}` : s;
+}
+
+function k(n: number): string {
+  return n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n);
+}
+
+/** The goals, judged on the bridge's figures. */
+export function judge(results: Record<string, PathResult>, audit: AuditSide[]): Record<string, Goal> {
+  const direct = results.direct as PathResult;
+  const bridge = results.bridge as PathResult;
+  const portkey = results.portkey;
+  const added = (pick: Pick): number | null => {
+    const v = pick(bridge);
+    const d = pick(direct);
+    return v === undefined || d === undefined ? null : v - d;
+  };
+  const low = audit[0];
+  const high = audit.at(-1);
+  const goal = (text: string, value: number | null, limit: number, atLeast = false): Goal => ({
+    text,
+    value: value === null || !Number.isFinite(value) ? null : round(value),
+    limit: `${atLeast ? '≥' : '≤'} ${limit}`,
+    met: value === null || !Number.isFinite(value) ? null : atLeast ? value >= limit : value <= limit,
+  });
+  const bridgeRps = bridge.saturation?.achievedRps ?? 0;
+  const portkeyRps = measured(portkey) ? (portkey.saturation?.achievedRps ?? 0) : 0;
+  return {
+    addedP50At500: goal(
+      'added p50 at 500 rps, ms',
+      added((r) => r.json.rate500?.p50),
+      GOALS.addedP50At500,
+    ),
+    addedP99At500: goal(
+      'added p99 at 500 rps, ms',
+      added((r) => r.json.rate500?.p99),
+      GOALS.addedP99At500,
+    ),
+    rpsVsPortkey: goal(
+      'max rps, × Portkey’s',
+      portkeyRps > 0 ? bridgeRps / portkeyRps : null,
+      GOALS.rpsVsPortkey,
+      true,
+    ),
+    ttfbAdded: goal(
+      'stream TTFB added (p50), ms',
+      added((r) => r.stream?.ttfb.p50),
+      GOALS.ttfbAdded,
+    ),
+    rssIdleMB: goal('RSS idle, MB', Number(bridge.memory?.idleMB ?? Number.NaN), GOALS.rssIdleMB),
+    rssStreamsMB: goal(
+      'RSS with 1000 open streams, MB',
+      Number(bridge.memory?.withStreamsMB ?? Number.NaN),
+      GOALS.rssStreamsMB,
+    ),
+    auditRatio: goal(
+      `audit write at ${k(high?.records ?? 0)} records, × at ${k(low?.records ?? 0)} (mean)`,
+      low && high ? high.write.mean / low.write.mean : null,
+      GOALS.auditRatio,
+    ),
+  };
+}
+
+/** One table: a row per figure, a column per path; latency columns other than direct are added over direct. */
+export function renderTable(
+  results: Record<string, PathResult>,
+  audit: AuditSide[],
+  goals: Record<string, Goal>,
+  meta: Meta,
+): string {
+  const direct = results.direct as PathResult;
+  const cols = COLUMNS.map((c) => results[c.id]);
+  const rows: string[][] = [];
+  const mark = (g: Goal | undefined): string =>
+    !g ? '' : g.met === null ? 'n/a' : g.met ? 'met' : '**missed**';
+  const push = (label: string, cells: string[], goal?: Goal, limit?: string): void => {
+    rows.push([label, ...cells, limit ?? (goal ? goal.limit : ''), mark(goal)]);
+  };
+  /** Direct absolute, the others added over direct. */
+  const addedCells = (pick: Pick, digits = 3): string[] =>
+    cols.map((r, i) => {
+      if (!measured(r)) return 'n/a';
+      const v = pick(r);
+      if (i === 0) return fmt(v, digits);
+      const d = pick(direct);
+      return v === undefined || d === undefined ? 'n/a' : fmt(v - d, digits, true);
+    });
+  const absCells = (pick: Pick, digits = 0, from = 0): string[] =>
+    cols.map((r, i) => (i < from ? '' : measured(r) ? fmt(pick(r), digits) : 'n/a'));
+
+  for (const rps of meta.rates) {
+    for (const q of ['p50', 'p99', 'p999'] as const) {
+      const goal =
+        rps === 500 && q === 'p50'
+          ? goals.addedP50At500
+          : rps === 500 && q === 'p99'
+            ? goals.addedP99At500
+            : undefined;
+      const name = q === 'p999' ? 'p99.9' : q;
+      push(
+        `JSON at ${rps} rps, ${name}, ms`,
+        addedCells((r) => r.json[`rate${rps}`]?.[q]),
+        goal,
+        goal ? `≤ +${goal === goals.addedP50At500 ? GOALS.addedP50At500 : GOALS.addedP99At500}` : '',
+      );
+    }
+  }
+  for (const q of ['p50', 'p99', 'p999'] as const) {
+    push(
+      `JSON saturated, ${q === 'p999' ? 'p99.9' : q}, ms`,
+      addedCells((r) => r.saturation?.[q]),
+    );
+  }
+  const rps = absCells((r) => r.saturation?.achievedRps);
+  const ratio = goals.rpsVsPortkey?.value;
+  if (ratio !== null && ratio !== undefined) rps[2] = `${rps[2]} (${ratio.toFixed(1)}× Portkey)`;
+  push(`max rps (${meta.satConnections} connections)`, rps, goals.rpsVsPortkey, '≥ 2× Portkey');
+  push(
+    'proxy CPU per 1k requests, ms',
+    absCells((r) => r.saturation?.cpuMsPerKRequests ?? undefined, 0, 1),
+  );
+  const sr = `${meta.streamRate}/s`;
+  push(
+    `stream TTFB p50 at ${sr}, ms`,
+    addedCells((r) => r.stream?.ttfb.p50),
+    goals.ttfbAdded,
+    `≤ +${GOALS.ttfbAdded}`,
+  );
+  push(
+    `stream TTFB p99 at ${sr}, ms`,
+    addedCells((r) => r.stream?.ttfb.p99),
+  );
+  push(
+    `stream per-event delay p50 at ${sr}, ms`,
+    addedCells((r) => r.stream?.eventDelay.p50),
+  );
+  push(
+    `stream per-event delay p99 at ${sr}, ms`,
+    addedCells((r) => r.stream?.eventDelay.p99),
+  );
+  push(
+    `stream last byte p50 at ${sr}, ms`,
+    addedCells((r) => r.stream?.total.p50),
+  );
+  push(
+    'proxy CPU per stream, ms',
+    absCells((r) => r.stream?.cpuMsPerStream ?? undefined, 2, 1),
+  );
+  const memCells = (key: string): string[] =>
+    cols.map((r, i) => {
+      if (i < 2) return '';
+      const v = r?.memory?.[key];
+      return typeof v === 'number' ? fmt(v, 0) : 'n/a';
+    });
+  push('RSS at start, MB', memCells('startMB'));
+  push('RSS idle, after the first requests, MB', memCells('idleMB'), goals.rssIdleMB);
+  push(`RSS with ${meta.holdStreams} open streams, MB`, memCells('withStreamsMB'), goals.rssStreamsMB);
+  push('RSS idle after the run, MB', memCells('afterLoadMB'));
+  const auditCells = (text: string): string[] => cols.map((_, i) => (i === 2 ? text : i === 3 ? 'n/a' : ''));
+  for (const a of audit) {
+    push(
+      `audit write with ${k(a.records)} stored, p50 / mean, ms`,
+      auditCells(`${fmt(a.write.p50)} / ${fmt(a.write.mean)}`),
+    );
+  }
+  const ag = goals.auditRatio;
+  push(
+    `audit write ratio, ${k(audit.at(-1)?.records ?? 0)} / ${k(audit[0]?.records ?? 0)} (mean)`,
+    auditCells(`${fmt(ag?.value, 2)}×`),
+    ag,
+    `≤ ${GOALS.auditRatio}×`,
+  );
+  const pg = results.bridgePg;
+  const pgCells = cols.map((_, i) => (i === 3 ? (pg?.status ?? 'n/a') : ''));
+  push('postgres', pgCells);
+
+  const header = ['', ...COLUMNS.map((c) => c.title), 'goal', ''];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
+  const line = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  const notes = [
+    'Latency: "direct" is absolute; every other column is what that path adds over direct (same phase, same percentile).',
+    '"bare proxy" is a 40-line node:http + undici pass-through: the least any Node proxy adds on this machine.',
+    `Samples per path: ${meta.rates.map((r) => `${direct.json[`rate${r}`]?.n ?? 0} at ${r} rps`).join(', ')}; ` +
+      `${direct.stream?.n ?? 0} streams of ${direct.stream?.eventsPerStream ?? 0} events. ` +
+      `CPU steal during the run: ${meta.stealPercent.toFixed(1)}%.`,
+    `The bridge wrote ${meta.auditRecordsWritten} audit records. postgres: ${pg?.status ?? 'n/a'}.`,
+  ];
+  for (const c of COLUMNS) {
+    const r = results[c.id];
+    if (c.id !== 'bridgePg' && r && r.status !== 'measured') notes.push(`${r.label}: ${r.status}.`);
+  }
+  return [meta.title, '', line(header), sep, ...rows.map(line), '', ...notes].join('\n');
+}
+
+/** results.json holds objects, strings and numbers only (no arrays), so its formatting is stable. */
+export function forJson<T>(v: T): T {
+  if (typeof v === 'number') return round(v) as T;
+  if (Array.isArray(v)) return v.join(', ') as T;
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(Object.entries(v).map(([key, x]) => [key, forJson(x)])) as T;
+  }
+  return v;
+}

@@ -1,0 +1,234 @@
+/**
+ * The upstream for the bench: answers the Anthropic Messages API at once, from bytes prepared at
+ * start. `stream: true` gets an SSE stream of 202 events (message_start, ping, content_block_start,
+ * 196 text deltas, content_block_stop, message_delta, message_stop): the first three at once, then
+ * one event per millisecond timer (about 1,000 events a second, faster than any model streams), each
+ * its own write, as a provider's are. The model `bench-hold` gets the first three events, then
+ * nothing until `POST /__release` (or 2 minutes), so the bench can hold many streams open.
+ *
+ * Each text delta carries `~t` and the time it was written (16 digits, microseconds of the system's
+ * monotonic clock, which `process.hrtime` reads alike in every process), so the load generator can
+ * tell how long each event took to reach it.
+ *
+ * Run as a child process of bench/run.ts; prints `mock listening on http://127.0.0.1:PORT`.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { HOLD_MODEL, monotonicUs, STAMP, STAMP_DIGITS } from './lib/wire';
+
+const TEXT_DELTAS = 196;
+const HOLD_MAX_MS = 120_000;
+
+const STAMP_PLACEHOLDER = `${STAMP}${'0'.repeat(STAMP_DIGITS)}`;
+
+/** One event, with where its time stamp goes (-1: it has none). */
+interface Event {
+  bytes: Buffer;
+  stampAt: number;
+}
+
+function sse(event: string, data: unknown): Event {
+  const bytes = Buffer.from(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  const at = bytes.indexOf(STAMP_PLACEHOLDER);
+  return { bytes, stampAt: at === -1 ? -1 : at + STAMP.length };
+}
+
+/** The event as it leaves: a copy, stamped now (the socket may still hold the previous copy). */
+function stamped(e: Event): Buffer {
+  if (e.stampAt === -1) return e.bytes;
+  const b = Buffer.from(e.bytes);
+  const us = String(monotonicUs()).padStart(STAMP_DIGITS, '0');
+  b.write(us, e.stampAt, 'latin1');
+  return b;
+}
+
+const USAGE = {
+  input_tokens: 1200,
+  output_tokens: 0,
+  cache_read_input_tokens: 0,
+  cache_creation_input_tokens: 0,
+};
+
+function streamEvents(model: string): Event[] {
+  const id = 'msg_bench0000000000000000001';
+  const events = [
+    sse('message_start', {
+      type: 'message_start',
+      message: {
+        id,
+        type: 'message',
+        role: 'assistant',
+        model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { ...USAGE, output_tokens: 1 },
+      },
+    }),
+    sse('ping', { type: 'ping' }),
+    sse('content_block_start', {
+      type: 'content_block_start',
+      index: 0,
+      content_block: { type: 'text', text: '' },
+    }),
+  ];
+  for (let i = 0; i < TEXT_DELTAS; i++) {
+    events.push(
+      sse('content_block_delta', {
+        type: 'content_block_delta',
+        index: 0,
+        delta: { type: 'text_delta', text: `token ${i} of the answer ${STAMP_PLACEHOLDER}, ` },
+      }),
+    );
+  }
+  events.push(
+    sse('content_block_stop', { type: 'content_block_stop', index: 0 }),
+    sse('message_delta', {
+      type: 'message_delta',
+      delta: { stop_reason: 'end_turn', stop_sequence: null },
+      usage: { output_tokens: TEXT_DELTAS * 6 },
+    }),
+    sse('message_stop', { type: 'message_stop' }),
+  );
+  return events;
+}
+
+function jsonBody(model: string): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      id: 'msg_bench0000000000000000002',
+      type: 'message',
+      role: 'assistant',
+      model,
+      content: [{ type: 'text', text: 'The answer, as fast as the mock can give it. '.repeat(12) }],
+      stop_reason: 'end_turn',
+      stop_sequence: null,
+      usage: { ...USAGE, output_tokens: 120 },
+    }),
+  );
+}
+
+/** Everything a model name needs, encoded once. */
+interface Prepared {
+  json: Buffer;
+  events: Event[];
+}
+
+const prepared = new Map<string, Prepared>();
+
+function bytesFor(model: string): Prepared {
+  let p = prepared.get(model);
+  if (!p) {
+    const events = streamEvents(model);
+    p = { json: jsonBody(model), events };
+    if (prepared.size < 16) prepared.set(model, p);
+  }
+  return p;
+}
+
+/** Events sent before a held stream waits. */
+const HELD_PREFIX = 3;
+interface Held {
+  res: http.ServerResponse;
+  rest: Buffer;
+  since: number;
+}
+const held = new Set<Held>();
+const counts = { json: 0, stream: 0, held: 0, bad: 0 };
+
+function release(): number {
+  const n = held.size;
+  for (const h of held) h.res.end(h.rest);
+  held.clear();
+  return n;
+}
+
+const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+  if (req.url === '/__release' && req.method === 'POST') {
+    res.end(JSON.stringify({ released: release() }));
+    return;
+  }
+  if (req.url === '/__stats' && req.method === 'GET') {
+    res.end(JSON.stringify({ ...counts, holding: held.size }));
+    return;
+  }
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    let body: { model?: unknown; stream?: unknown };
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
+    } catch {
+      body = {};
+    }
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'POST' || path !== '/v1/messages' || typeof body.model !== 'string') {
+      counts.bad++;
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          type: 'error',
+          error: { type: 'not_found_error', message: `${req.method} ${path}` },
+        }),
+      );
+      return;
+    }
+    const p = bytesFor(body.model);
+    if (body.stream !== true) {
+      counts.json++;
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'content-length': p.json.length,
+        'request-id': 'req_bench_json',
+      });
+      res.end(p.json);
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'request-id': 'req_bench_stream',
+    });
+    if (body.model === HOLD_MODEL) {
+      counts.held++;
+      res.write(Buffer.concat(p.events.slice(0, HELD_PREFIX).map(stamped)));
+      const rest = Buffer.concat(p.events.slice(HELD_PREFIX).map(stamped));
+      const h: Held = { res, rest, since: Date.now() };
+      held.add(h);
+      res.on('close', () => held.delete(h));
+      return;
+    }
+    counts.stream++;
+    void writeEvents(res, p.events);
+  });
+});
+
+/** The opening events at once, then one event per millisecond timer. */
+async function writeEvents(res: http.ServerResponse, events: Event[]): Promise<void> {
+  res.write(Buffer.concat(events.slice(0, HELD_PREFIX).map(stamped)));
+  for (const e of events.slice(HELD_PREFIX)) {
+    await new Promise<void>((r) => setTimeout(r, 1));
+    if (res.destroyed) return;
+    res.write(stamped(e));
+  }
+  res.end();
+}
+
+// A held stream never outlives HOLD_MAX_MS, whatever happens to the bench.
+const holdGuard = setInterval(() => {
+  const now = Date.now();
+  for (const h of held) {
+    if (now - h.since < HOLD_MAX_MS) continue;
+    h.res.end(h.rest);
+    held.delete(h);
+  }
+}, 1_000);
+holdGuard.unref();
+
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address() as AddressInfo;
+  process.stdout.write(`mock listening on http://127.0.0.1:${port}\n`);
+});
+
+// Started with an IPC channel: exit with the bench.
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,721 @@
+/**
+ * `npm run bench`: the bridge's overhead next to a direct call, a bare Node proxy and Portkey, in
+ * one run on loopback. Starts an instant upstream mock, the bridge (embedded store, audit on, a real
+ * bridge key), the Portkey gateway and a load generator, each in its own process; measures; prints
+ * one table; writes bench/results.json. Every child is killed on the way out, however the run ends.
+ *
+ *   npm run bench                   the full run (about 3 minutes on 2 cores)
+ *   npm run bench -- --quick        shorter phases, to check the bench itself
+ *   npm run bench -- --profile      the bridge alone under load with --cpu-prof, and a summary
+ *   npm run bench -- --bridge FILE  bench another build of the bridge (its aibridge.cjs)
+ *
+ * docs/performance.md says what the figures mean and keeps the latest ones.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  type Child,
+  call,
+  cleanupNow,
+  cpuMs,
+  installExitHandlers,
+  onCleanup,
+  rssBytes,
+  start,
+  startWorker,
+  stealTicks,
+  stop,
+  waitForLine,
+} from './lib/procs';
+import { summarizeProfile } from './lib/profile';
+import {
+  type AuditSide,
+  forJson,
+  judge,
+  type Latency,
+  type PathId,
+  type PathResult,
+  renderTable,
+} from './lib/report';
+import { percentiles, round } from './lib/stats';
+import type { Body, JobResult, Sample, Target } from './loadgen';
+
+const BENCH = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(BENCH, '..');
+const PORTKEY = path.join(ROOT, 'node_modules', '@portkey-ai', 'gateway', 'build', 'start-server.js');
+const RESULTS = path.join(BENCH, 'results.json');
+const PROFILES = path.join(BENCH, 'profiles');
+
+const args = process.argv.slice(2);
+const flag = (name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i === -1 ? undefined : args[i + 1];
+};
+const BUNDLE = path.resolve(flag('--bridge') ?? path.join(ROOT, 'dist', 'aibridge.cjs'));
+const QUICK = args.includes('--quick');
+const PROFILE = args.includes('--profile');
+
+/** Durations and counts: every phase is bounded in time and in requests. */
+const PLAN = QUICK
+  ? {
+      warmupMs: 1_000,
+      rounds: 1,
+      rateMs: 2_000,
+      rates: [100, 500],
+      satMs: 2_000,
+      satConnections: 16,
+      streamMs: 2_000,
+      streamRate: 25,
+      holdStreams: 200,
+      auditRecords: [10_000, 100_000],
+      auditBlocks: 4,
+      auditBlock: 50,
+      auditBurst: 500,
+    }
+  : {
+      warmupMs: 2_000,
+      rounds: 2,
+      rateMs: 4_000,
+      rates: [100, 500],
+      satMs: 3_000,
+      satConnections: 16,
+      streamMs: 4_000,
+      streamRate: 25,
+      holdStreams: 1_000,
+      auditRecords: [10_000, 1_000_000],
+      auditBlocks: 10,
+      auditBlock: 100,
+      auditBurst: 2_000,
+    };
+/** Upper bound on requests in any one job, whatever its duration. */
+const MAX_REQUESTS = 200_000;
+/** The whole run is stopped past this, whatever it is doing. */
+const DEADLINE_MS = 8 * 60_000;
+const UPSTREAM_KEY = 'sk-ant-bench-upstream';
+
+interface PathState {
+  id: PathId;
+  label: string;
+  target?: Target;
+  /** The proxy's process (none for direct). */
+  proc?: Child;
+  /** Why the path is not measured, when it is not. */
+  unavailable?: string;
+}
+
+const log = (s: string): void => {
+  process.stderr.write(`${s}\n`);
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const mb = (bytes: number): number => round(bytes / 1024 / 1024, 1);
+
+const ANTHROPIC_HEADERS = {
+  'content-type': 'application/json',
+  'x-api-key': UPSTREAM_KEY,
+  'anthropic-version': '2023-06-01',
+};
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function listening(port: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing listening on port ${port} after ${timeoutMs} ms`);
+}
+
+async function adminApi<T>(base: string, adminKey: string, p: string, body: unknown): Promise<T> {
+  const res = await fetch(base + p, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`POST ${p}: HTTP ${res.status} ${text}`);
+  return JSON.parse(text) as T;
+}
+
+/** Starts `aibridge serve` on a free port, creates a user and a bridge key: the path through it. */
+async function startBridge(
+  id: PathId,
+  label: string,
+  mockUrl: string,
+  dataDir: string,
+  nodeArgs: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<PathState> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, v] of Object.entries(process.env)) if (!name.startsWith('AIBRIDGE_')) env[name] = v;
+  Object.assign(env, {
+    AIBRIDGE_ANTHROPIC_BASE_URL: mockUrl,
+    AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+    AIBRIDGE_OPENAI_BASE_URL: `${mockUrl}/v1`,
+    AIBRIDGE_OPENAI_API_KEY: 'sk-openai-bench-upstream',
+    AIBRIDGE_LOG_LEVEL: 'warn',
+    AIBRIDGE_SHUTDOWN_GRACE_MS: '2000',
+    ...extraEnv,
+  });
+  const proc = start(
+    id,
+    process.execPath,
+    [...nodeArgs, BUNDLE, 'serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir],
+    { env, cwd: ROOT },
+  );
+  const url = (await waitForLine(proc, /listening on (http:\/\/\S+)/, 30_000))[1] ?? '';
+  const adminKey = fs.readFileSync(path.join(dataDir, 'admin.key'), 'utf8').trim();
+  await adminApi(url, adminKey, '/api/v1/users', { email: 'bench@bench.test', team: 'bench' });
+  const { key } = await adminApi<{ key: string }>(url, adminKey, '/api/v1/users/bench%40bench.test/keys', {});
+  return {
+    id,
+    label,
+    proc,
+    target: {
+      name: id,
+      origin: url,
+      path: '/anthropic/v1/messages',
+      headers: { ...ANTHROPIC_HEADERS, 'x-api-key': key },
+    },
+  };
+}
+
+async function startPortkey(mockUrl: string): Promise<PathState> {
+  const port = await freePort();
+  const proc = start('portkey', process.execPath, [PORTKEY, '--headless', `--port=${port}`], { cwd: ROOT });
+  await waitForLine(proc, /Ready for connections|running at/, 30_000);
+  await listening(port, 10_000);
+  return {
+    id: 'portkey',
+    label: 'Portkey',
+    proc,
+    target: {
+      name: 'portkey',
+      origin: `http://127.0.0.1:${port}`,
+      path: '/v1/messages',
+      headers: {
+        ...ANTHROPIC_HEADERS,
+        'x-portkey-provider': 'anthropic',
+        'x-portkey-custom-host': `${mockUrl}/v1`,
+        authorization: `Bearer ${UPSTREAM_KEY}`,
+      },
+    },
+  };
+}
+
+async function startFloor(mockUrl: string): Promise<PathState> {
+  const proc = startWorker('floor', path.join(BENCH, 'floor-proxy.ts'), [], [mockUrl]);
+  const url = (await waitForLine(proc, /listening on (http:\/\/\S+)/, 30_000))[1] ?? '';
+  return {
+    id: 'floor',
+    label: 'bare proxy',
+    proc,
+    target: { name: 'floor', origin: url, path: '/v1/messages', headers: ANTHROPIC_HEADERS },
+  };
+}
+
+/**
+ * The PostgreSQL store, when the bridge has one and a database is given; else why not. When the
+ * store lands (a `server/store/postgres` module and AIBRIDGE_DATABASE_URL in the bundle), give the
+ * bench a database in BENCH_DATABASE_URL and its column fills in.
+ */
+function postgresPath(): { available: boolean; reason: string; url?: string } {
+  const hasModule =
+    fs.existsSync(path.join(ROOT, 'server', 'store', 'postgres')) ||
+    fs.existsSync(path.join(ROOT, 'server', 'store', 'postgres.ts'));
+  const bundled = fs.existsSync(BUNDLE) && fs.readFileSync(BUNDLE, 'utf8').includes('AIBRIDGE_DATABASE_URL');
+  if (!hasModule || !bundled) return { available: false, reason: 'store not built yet' };
+  const url = process.env.BENCH_DATABASE_URL;
+  if (!url)
+    return { available: false, reason: 'set BENCH_DATABASE_URL to a PostgreSQL database to bench it' };
+  return { available: true, reason: '', url };
+}
+
+function latencyOf(results: JobResult[]): Latency {
+  const ok = results.reduce((s, r) => s + r.ok, 0);
+  const elapsed = results.reduce((s, r) => s + r.elapsedMs, 0);
+  return {
+    ...percentiles(results.flatMap((r) => r.latency)),
+    errors: results.reduce((s, r) => s + r.errors, 0),
+    firstError: results.find((r) => r.firstError)?.firstError ?? null,
+    achievedRps: elapsed > 0 ? (1000 * ok) / elapsed : 0,
+  };
+}
+
+/** Rotates the order of the paths each round, so none is always measured first or last. */
+function rotation<T>(items: T[], round: number): T[] {
+  return items.map((_, i) => items[(i + round) % items.length] as T);
+}
+
+/** Runs one job per path per round, rounds interleaved, and pools each path's results. */
+async function rounds(
+  loadgen: Child,
+  live: PathState[],
+  n: number,
+  what: string,
+  job: Record<string, unknown>,
+  around?: (p: PathState, run: () => Promise<JobResult>) => Promise<JobResult>,
+): Promise<Map<PathId, JobResult[]>> {
+  const runs = new Map<PathId, JobResult[]>();
+  for (let r = 0; r < n; r++) {
+    for (const p of rotation(live, r)) {
+      log(`${what}: ${p.label} (round ${r + 1}/${n})`);
+      const run = (): Promise<JobResult> => call<JobResult>(loadgen, { ...job, target: p.target });
+      const res = await (around ? around(p, run) : run());
+      if (res.errors > 0) log(`  ${res.errors} errors, first: ${res.firstError}`);
+      runs.set(p.id, [...(runs.get(p.id) ?? []), res]);
+    }
+  }
+  return runs;
+}
+
+async function main(): Promise<void> {
+  installExitHandlers();
+  const deadline = setTimeout(() => {
+    log(`bench: still running after ${DEADLINE_MS / 60_000} minutes: stopping`);
+    cleanupNow();
+    process.exit(1);
+  }, DEADLINE_MS);
+  deadline.unref();
+  const began = Date.now();
+  const steal0 = stealTicks();
+  if (!fs.existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run npm run build (npm run bench does)`);
+
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-bench-'));
+  onCleanup(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  const mock = startWorker('mock', path.join(BENCH, 'mock-upstream.ts'));
+  const mockUrl = (await waitForLine(mock, /listening on (http:\/\/\S+)/, 30_000))[1] ?? '';
+  log(`mock upstream at ${mockUrl}; bridge ${path.relative(ROOT, BUNDLE)}`);
+
+  const bridgeDir = path.join(tmp, 'bridge');
+  const profileArgs = [
+    '--cpu-prof',
+    `--cpu-prof-dir=${PROFILES}`,
+    `--cpu-prof-name=bridge-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`,
+  ];
+  const paths: PathState[] = [
+    {
+      id: 'direct',
+      label: 'direct',
+      target: { name: 'direct', origin: mockUrl, path: '/v1/messages', headers: ANTHROPIC_HEADERS },
+    },
+  ];
+  if (!PROFILE) paths.push(await startFloor(mockUrl));
+  paths.push(await startBridge('bridge', 'AI Bridge', mockUrl, bridgeDir, PROFILE ? profileArgs : []));
+  const pg = postgresPath();
+  if (!PROFILE && pg.url) {
+    paths.push(
+      await startBridge('bridgePg', 'Bridge + PostgreSQL', mockUrl, path.join(tmp, 'pg'), [], {
+        AIBRIDGE_DATABASE_URL: pg.url,
+      }),
+    );
+  } else if (!PROFILE) {
+    paths.push({ id: 'bridgePg', label: 'Bridge + PostgreSQL', unavailable: pg.reason });
+  }
+  if (!PROFILE) {
+    try {
+      paths.push(await startPortkey(mockUrl));
+    } catch (err) {
+      paths.push({
+        id: 'portkey',
+        label: 'Portkey',
+        unavailable: `did not start: ${(err as Error).message}`,
+      });
+    }
+  }
+  const loadgen = startWorker('loadgen', path.join(BENCH, 'loadgen.ts'));
+  const startRss = new Map<PathId, number>();
+  for (const p of paths)
+    if (p.proc?.proc.pid && p.id !== 'floor') startRss.set(p.id, rssBytes(p.proc.proc.pid));
+
+  // Every path must answer a request and a whole stream before anything is timed.
+  let expectedEvents = 0;
+  for (const p of paths) {
+    if (!p.target || p.unavailable) continue;
+    const j = await call<Sample>(loadgen, { kind: 'probe', target: p.target, body: 'json' });
+    const s = await call<Sample>(loadgen, { kind: 'probe', target: p.target, body: 'stream' });
+    if (p.id === 'direct') expectedEvents = s.events;
+    const problem = !j.ok
+      ? `JSON request failed: ${j.error}`
+      : !s.ok
+        ? `stream failed: ${s.error}`
+        : s.events !== expectedEvents
+          ? `stream had ${s.events} events, direct has ${expectedEvents}`
+          : null;
+    if (problem && (p.id === 'direct' || p.id === 'bridge')) throw new Error(`${p.label}: ${problem}`);
+    if (problem) {
+      p.unavailable = problem;
+      log(`${p.label}: ${problem}; left out`);
+    } else log(`${p.label}: ok (${j.bytes} B JSON, ${s.events} events, ${s.bytes} B stream)`);
+  }
+  const live = paths.filter((p) => p.target && !p.unavailable);
+  const proxies = live.filter((p) => p.id === 'bridge' || p.id === 'bridgePg' || p.id === 'portkey');
+
+  const results: Record<string, PathResult> = {};
+  for (const p of paths) {
+    results[p.id] = {
+      label: p.label,
+      status: p.unavailable ? `n/a (${p.unavailable})` : 'measured',
+      json: {},
+    };
+  }
+  const memory = (id: PathId): Record<string, number | string> => {
+    const r = results[id] as PathResult;
+    r.memory ??= {};
+    return r.memory;
+  };
+  for (const p of proxies) {
+    if (!p.proc?.proc.pid) continue;
+    memory(p.id).startMB = mb(startRss.get(p.id) ?? 0);
+    memory(p.id).idleMB = mb(rssBytes(p.proc.proc.pid));
+  }
+
+  log('warming up');
+  for (const p of live) {
+    for (const [body, connections, ms] of [
+      ['json', 8, PLAN.warmupMs],
+      ['stream', 4, PLAN.warmupMs / 3],
+    ] as const) {
+      await call(loadgen, {
+        kind: 'closed',
+        target: p.target,
+        body,
+        connections,
+        durationMs: ms,
+        maxRequests: MAX_REQUESTS,
+      });
+    }
+  }
+
+  const nRounds = PROFILE ? 1 : PLAN.rounds;
+  for (const rps of PROFILE ? [500] : PLAN.rates) {
+    const ms = PROFILE ? 8_000 : PLAN.rateMs;
+    const runs = await rounds(loadgen, live, nRounds, `JSON at ${rps} rps`, {
+      kind: 'rate',
+      body: 'json' satisfies Body,
+      rps,
+      durationMs: ms,
+      maxRequests: Math.min(MAX_REQUESTS, Math.ceil((rps * ms) / 1000)),
+    });
+    for (const [id, rs] of runs) (results[id] as PathResult).json[`rate${rps}`] = latencyOf(rs);
+  }
+
+  // Saturation: closed loop. The proxy's CPU time per request is the figure noise hurts least.
+  const cpu = new Map<PathId, number>();
+  const cpuStreams = new Map<PathId, number>();
+  const timeCpu =
+    (into: Map<PathId, number>) =>
+    async (p: PathState, run: () => Promise<JobResult>): Promise<JobResult> => {
+      const pid = p.proc?.proc.pid;
+      const before = pid ? cpuMs(pid) : 0;
+      const res = await run();
+      if (pid) into.set(p.id, (into.get(p.id) ?? 0) + cpuMs(pid) - before);
+      return res;
+    };
+  const sat = await rounds(
+    loadgen,
+    live,
+    nRounds,
+    `JSON at saturation (${PLAN.satConnections} connections)`,
+    {
+      kind: 'closed',
+      body: 'json' satisfies Body,
+      connections: PLAN.satConnections,
+      durationMs: PROFILE ? 10_000 : PLAN.satMs,
+      maxRequests: MAX_REQUESTS,
+    },
+    timeCpu(cpu),
+  );
+  for (const [id, rs] of sat) {
+    const ok = rs.reduce((s, r) => s + r.ok, 0);
+    const used = cpu.get(id);
+    (results[id] as PathResult).saturation = {
+      ...latencyOf(rs),
+      cpuMsPerKRequests: used === undefined || ok === 0 ? null : (1000 * used) / ok,
+    };
+  }
+
+  // Streams at a fixed rate: first byte, per-event delay (mock write to arrival), last byte.
+  const streamMs = PROFILE ? 6_000 : PLAN.streamMs;
+  const streams = await rounds(
+    loadgen,
+    live,
+    nRounds,
+    `streams at ${PLAN.streamRate}/s`,
+    {
+      kind: 'rate',
+      body: 'stream' satisfies Body,
+      rps: PLAN.streamRate,
+      durationMs: streamMs,
+      maxRequests: Math.ceil((PLAN.streamRate * streamMs) / 1000),
+    },
+    timeCpu(cpuStreams),
+  );
+  for (const [id, rs] of streams) {
+    const events = rs.flatMap((r) => r.events);
+    const used = cpuStreams.get(id);
+    (results[id] as PathResult).stream = {
+      rate: PLAN.streamRate,
+      cpuMsPerStream: used === undefined || events.length === 0 ? null : used / events.length,
+      n: events.length,
+      errors: rs.reduce((s, r) => s + r.errors, 0),
+      eventsPerStream: events.length ? Math.min(...events) : 0,
+      ttfb: percentiles(rs.flatMap((r) => r.ttfb)),
+      eventDelay: percentiles(rs.flatMap((r) => r.eventDelay)),
+      gap: percentiles(rs.flatMap((r) => r.gap)),
+      total: percentiles(rs.flatMap((r) => r.latency)),
+    };
+  }
+
+  if (!PROFILE) {
+    for (const p of proxies) await holdStreams(loadgen, p, mockUrl, memory(p.id));
+    for (const p of proxies) if (p.proc?.proc.pid) memory(p.id).afterLoadMB = mb(rssBytes(p.proc.proc.pid));
+  }
+
+  await stop(loadgen);
+  for (const p of paths) if (p.proc) await stop(p.proc, PROFILE ? 30_000 : 5_000);
+  await stop(mock);
+
+  // Audit is on: every request the bridge answered left a record.
+  const journal = readJournal(bridgeDir);
+  log(`the bridge wrote ${journal.count} audit records`);
+
+  if (PROFILE) {
+    const file = fs
+      .readdirSync(PROFILES)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => path.join(PROFILES, f))
+      .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+    if (!file) throw new Error(`no profile written to ${PROFILES}`);
+    const summary = summarizeProfile(file, BUNDLE);
+    fs.writeFileSync(`${file}.txt`, `${summary}\n`);
+    const b = results.bridge as PathResult;
+    const d = results.direct as PathResult;
+    process.stdout.write(
+      `\nProfiled (so slower): at 500 rps the bridge added p50 ${((b.json.rate500?.p50 ?? 0) - (d.json.rate500?.p50 ?? 0)).toFixed(3)} ms; ` +
+        `saturated at ${b.saturation?.achievedRps.toFixed(0)} rps.\n\n${summary}\n\n(also in ${path.relative(ROOT, file)}.txt)\n`,
+    );
+    return;
+  }
+
+  const audit = await auditCost(tmp, journal.template);
+  const stealPercent = stealTicks().percentSince(steal0);
+  const date = new Date().toISOString();
+  const machine = {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGiB: round(os.totalmem() / 1024 ** 3, 1),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+  };
+  const goals = judge(results, audit);
+  const table = renderTable(results, audit, goals, {
+    date,
+    title: `AI Bridge bench, ${date.slice(0, 10)}: Node ${process.version}, ${machine.cores} × ${machine.cpu}, loopback${QUICK ? ' (quick run)' : ''}`,
+    rates: PLAN.rates,
+    streamRate: PLAN.streamRate,
+    satConnections: PLAN.satConnections,
+    holdStreams: PLAN.holdStreams,
+    auditRecordsWritten: journal.count,
+    stealPercent,
+  });
+  const elapsedSeconds = Math.round((Date.now() - began) / 1000);
+  process.stdout.write(`\n${table}\n`);
+  const json = {
+    date,
+    node: process.version,
+    machine,
+    cpuStealPercent: stealPercent,
+    elapsedSeconds,
+    quick: QUICK,
+    bridgeBundle: path.relative(ROOT, BUNDLE),
+    versions: {
+      bridge: readVersion(path.join(ROOT, 'package.json')),
+      portkey: readVersion(path.join(ROOT, 'node_modules', '@portkey-ai', 'gateway', 'package.json')),
+    },
+    plan: { ...PLAN, maxRequestsPerJob: MAX_REQUESTS },
+    goals,
+    paths: results,
+    audit: Object.fromEntries(audit.map((a) => [`records${a.records}`, a])),
+    auditRecordsWritten: journal.count,
+  };
+  fs.writeFileSync(RESULTS, `${JSON.stringify(forJson(json), null, 2)}\n`);
+  log(`\nwrote ${path.relative(ROOT, RESULTS)} (${elapsedSeconds} s)`);
+}
+
+/** Opens `holdStreams` streams the mock keeps open, and samples the proxy's RSS while they are. */
+async function holdStreams(
+  loadgen: Child,
+  p: PathState,
+  mockUrl: string,
+  memory: Record<string, number | string>,
+): Promise<void> {
+  const pid = p.proc?.proc.pid;
+  if (!pid) return;
+  log(`${PLAN.holdStreams} open streams: ${p.label}`);
+  const before = rssBytes(pid);
+  let peak = before;
+  let allOpen = false;
+  let done = false;
+  const sampler = (async (): Promise<void> => {
+    while (!allOpen && !done) {
+      peak = Math.max(peak, rssBytes(pid));
+      await sleep(100);
+    }
+    // Once all are open: a second of samples, then let them finish.
+    for (let i = 0; i < 10 && !done; i++) {
+      peak = Math.max(peak, rssBytes(pid));
+      await sleep(100);
+    }
+    await fetch(`${mockUrl}/__release`, { method: 'POST' }).then((r) => r.text());
+  })();
+  const held = await call<{ opened: number; errors: number; firstError: string | null }>(
+    loadgen,
+    { kind: 'hold', target: p.target, count: PLAN.holdStreams, openTimeoutMs: 20_000 },
+    () => {
+      allOpen = true;
+    },
+    60_000,
+  ).finally(() => {
+    done = true;
+  });
+  await sampler;
+  memory.beforeStreamsMB = mb(before);
+  memory.withStreamsMB = mb(peak);
+  memory.streamsOpened = held.opened;
+  if (held.errors) memory.streamErrors = `${held.errors}: ${held.firstError}`;
+  await sleep(500);
+}
+
+/** Counts the bridge's journal lines, and keeps one streamed record as the audit bench's template. */
+function readJournal(dataDir: string): { count: number; template: Record<string, unknown> | null } {
+  const dir = path.join(dataDir, 'interceptions');
+  let count = 0;
+  let template: Record<string, unknown> | null = null;
+  for (const name of fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []) {
+    if (!name.endsWith('.jsonl')) continue;
+    const buf = fs.readFileSync(path.join(dir, name));
+    for (let i = buf.indexOf(0x0a); i !== -1; i = buf.indexOf(0x0a, i + 1)) count++;
+    for (const line of template
+      ? []
+      : buf
+          .subarray(0, 256 * 1024)
+          .toString('utf8')
+          .split('\n')) {
+      try {
+        const rec = JSON.parse(line.slice(9)) as Record<string, unknown>;
+        if (rec.streamed === true && rec.status === 'ok') {
+          template = rec;
+          break;
+        }
+      } catch {
+        // the line the subarray cut
+      }
+    }
+  }
+  return { count, template };
+}
+
+/** Audit write cost with 10k and 1M records stored: one worker each, blocks of appends alternating. */
+async function auditCost(tmp: string, template: Record<string, unknown> | null): Promise<AuditSide[]> {
+  const workers = PLAN.auditRecords.map((n) =>
+    startWorker(`audit-${n}`, path.join(BENCH, 'audit-cost.ts'), [
+      '--max-old-space-size=8192',
+      '--expose-gc',
+    ]),
+  );
+  log(`audit: writing journals of ${PLAN.auditRecords.join(' and ')} records and opening them`);
+  const prepared = await Promise.all(
+    workers.map((w, i) =>
+      call<{ journalBytes: number; genMs: number; openMs: number; rss: number; heapUsed: number }>(
+        w,
+        { kind: 'prepare', dir: path.join(tmp, `audit-${i}`), records: PLAN.auditRecords[i], template },
+        undefined,
+        180_000,
+      ),
+    ),
+  );
+  const total: number[][] = workers.map(() => []);
+  const sync: number[][] = workers.map(() => []);
+  const burst: number[][] = workers.map(() => []);
+  const order = (b: number): number[] =>
+    rotation(
+      workers.map((_, i) => i),
+      b,
+    );
+  log(`audit: ${PLAN.auditBlocks} blocks of ${PLAN.auditBlock} appends each, alternating`);
+  for (let b = 0; b < PLAN.auditBlocks; b++) {
+    for (const i of order(b)) {
+      const r = await call<{ total: number[]; sync: number[] }>(workers[i] as Child, {
+        kind: 'block',
+        count: PLAN.auditBlock,
+      });
+      if (b < 2) continue; // warm-up
+      total[i]?.push(...r.total);
+      sync[i]?.push(...r.sync);
+    }
+  }
+  for (let b = 0; b < 4; b++) {
+    for (const i of order(b)) {
+      const r = await call<{ perRecordMs: number }>(workers[i] as Child, {
+        kind: 'burst',
+        count: PLAN.auditBurst,
+      });
+      burst[i]?.push(r.perRecordMs);
+    }
+  }
+  for (const w of workers) {
+    await call(w, { kind: 'close' });
+    await stop(w);
+  }
+  return prepared.map((p, i) => ({
+    records: PLAN.auditRecords[i] ?? 0,
+    journalMB: mb(p.journalBytes),
+    genMs: p.genMs,
+    openMs: p.openMs,
+    heapMB: mb(p.heapUsed),
+    rssMB: mb(p.rss),
+    write: percentiles(total[i] ?? []),
+    syncPart: percentiles(sync[i] ?? []),
+    burstPerRecordMs: percentiles(burst[i] ?? []).p50,
+  }));
+}
+
+function readVersion(file: string): string {
+  try {
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+main().then(
+  () => {
+    cleanupNow();
+    process.exit(0);
+  },
+  (err: unknown) => {
+    log(`bench failed: ${(err as Error).stack ?? String(err)}`);
+    cleanupNow();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,100 @@
+/** A kind of secret the redactor knows, and how to find it. `group` names the part to blank out. */
+interface Rule {
+  kind: string;
+  re: RegExp;
+  /** Capture group holding the secret; 0 (the whole match) when absent. */
+  group?: number;
+}
+
+/** Where a secret was found: never its value. */
+export interface Redaction {
+  kind: string;
+  /** The record field, e.g. `prompt`, `toolCalls[2].input`. */
+  field: string;
+  count: number;
+}
+
+const RULES: Rule[] = [
+  {
+    kind: 'private_key',
+    re: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g,
+  },
+  { kind: 'anthropic_key', re: /\bsk-ant-[A-Za-z0-9_-]{20,}/g },
+  {
+    kind: 'openai_key',
+    re: /\bsk-(?:proj-|svcacct-|admin-)[A-Za-z0-9_-]{20,}|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b|\bsk-[A-Za-z0-9]{48}\b/g,
+  },
+  { kind: 'bridge_key', re: /\baib_[A-Za-z0-9_-]{43}\b/g },
+  { kind: 'aws_access_key_id', re: /\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b/g },
+  {
+    kind: 'aws_secret_access_key',
+    re: /\baws_?(?:secret)?_?(?:access)?_?key(?:_id)?["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi,
+    group: 1,
+  },
+  { kind: 'gcp_api_key', re: /\bAIza[0-9A-Za-z_-]{35}\b/g },
+  { kind: 'github_token', re: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b/g },
+  { kind: 'slack_token', re: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g },
+  { kind: 'stripe_key', re: /\b[rs]k_live_[A-Za-z0-9]{20,}\b/g },
+  { kind: 'jwt', re: /\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/g },
+  // scheme://user:password@host: only the password goes.
+  { kind: 'url_password', re: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:([^\s@/]{3,})@[^\s/]/gi, group: 1 },
+  // KEY=value lines of .env files and shells, for names that say they hold a secret.
+  {
+    kind: 'env_secret',
+    re: /^[ \t]*(?:export[ \t]+)?[A-Za-z_][A-Za-z0-9_]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?)[A-Za-z0-9_]*[ \t]*=[ \t]*["']?((?!\$\{?[A-Za-z_])(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#]{6,})/gim,
+    group: 1,
+  },
+];
+
+export const REDACTED = (kind: string): string => `[REDACTED:${kind}]`;
+
+/**
+ * Blanks out secrets in text before anything is stored: provider and bridge keys, cloud keys,
+ * private keys, JWTs, passwords in URLs, secret-looking `.env` assignments, plus the admin's own
+ * patterns. Returns what kinds it found, never the values.
+ */
+export class Redactor {
+  private readonly rules: Rule[];
+
+  constructor(extraPatterns: string[] = []) {
+    this.rules = [
+      ...RULES,
+      ...extraPatterns.map((p, i) => ({ kind: `custom_${i + 1}`, re: new RegExp(p, 'g') })),
+    ];
+  }
+
+  /** Redacts one string; adds what it found to `found` under `field`. */
+  text(s: string, field: string, found: Redaction[]): string {
+    let out = s;
+    for (const rule of this.rules) {
+      rule.re.lastIndex = 0;
+      if (!rule.re.test(out)) continue;
+      rule.re.lastIndex = 0;
+      let count = 0;
+      out = out.replace(rule.re, (match: string, ...groups: unknown[]) => {
+        count++;
+        if (!rule.group) return REDACTED(rule.kind);
+        const secret = groups[rule.group - 1];
+        return typeof secret === 'string' ? match.replace(secret, REDACTED(rule.kind)) : REDACTED(rule.kind);
+      });
+      if (count > 0) {
+        const prev = found.find((f) => f.kind === rule.kind && f.field === field);
+        if (prev) prev.count += count;
+        else found.push({ kind: rule.kind, field, count });
+      }
+    }
+    return out;
+  }
+
+  /** Redacts every string inside a JSON value (tool inputs and results), keeping its shape. */
+  value(v: unknown, field: string, found: Redaction[]): unknown {
+    if (typeof v === 'string') return this.text(v, field, found);
+    if (Array.isArray(v)) return v.map((x) => this.value(x, field, found));
+    if (v !== null && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) out[k] = this.value(x, field, found);
+      return out;
+    }
+    return v;
+  }
+}

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { calcPrice, findProvider } from '@pydantic/genai-prices';
+import { PriceBook } from '../../server/spend/prices';
+
+describe('the price book', () => {
+  it('costs every Anthropic and OpenAI model exactly as genai-prices does, tiers included', () => {
+    const book = new PriceBook();
+    let compared = 0;
+    for (const providerId of ['anthropic', 'openai']) {
+      const provider = findProvider({ providerId })!;
+      for (const m of provider.models) {
+        const id = m.id;
+        for (const [input, cacheRead, cacheWrite, output] of [
+          [25, 100, 7, 12],
+          [1000, 0, 0, 500],
+          [150_000, 60_000, 10_000, 4000],
+          [0, 0, 0, 1],
+        ] as const) {
+          const usage = { input, cacheRead, cacheWrite, output, reasoning: 0 };
+          const ours = book.cost(providerId, id, usage);
+          const theirs = calcPrice(
+            {
+              input_tokens: input + cacheRead + cacheWrite,
+              cache_read_tokens: cacheRead,
+              cache_write_tokens: cacheWrite,
+              output_tokens: output,
+            },
+            id,
+            { providerId },
+          );
+          if (theirs === null) {
+            assert.equal(ours, null, `${id}`);
+            continue;
+          }
+          assert.ok(ours !== null, `${providerId}/${id} unpriced`);
+          assert.ok(
+            Math.abs(ours - theirs.total_price) < 1e-12,
+            `${providerId}/${id} ${JSON.stringify(usage)}: ${ours} vs ${theirs.total_price}`,
+          );
+          compared++;
+        }
+      }
+    }
+    assert.ok(compared > 200, `${compared} comparisons`);
+  });
+
+  it('forgets a cached price when an admin overrides it', () => {
+    const book = new PriceBook();
+    const u = { input: 100_000, output: 0, cacheRead: 0, cacheWrite: 0, reasoning: 0 };
+    assert.equal(book.cost('anthropic', 'claude-sonnet-4-5', u), 0.3);
+    book.setOverride(PriceBook.validateBody('claude-sonnet-4-5', { input_mtok: 1, output_mtok: 2 }));
+    assert.equal(book.cost('anthropic', 'claude-sonnet-4-5', u), 0.1);
+    book.deleteOverride('claude-sonnet-4-5');
+    assert.equal(book.cost('anthropic', 'claude-sonnet-4-5', u), 0.3);
+  });
+});

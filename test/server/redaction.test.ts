@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { type Redaction, Redactor } from '../../server/audit/redact';
+import type { BridgeEvent } from '../../shared/protocol';
+import { LOOK_ALIKES, PLANTED } from '../fixtures/secrets-corpus';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+
+describe('secret redaction', () => {
+  it('removes every planted secret and keeps every look-alike', () => {
+    const r = new Redactor();
+    const missed: string[] = [];
+    const wrongKind: string[] = [];
+    for (const p of PLANTED) {
+      const found: Redaction[] = [];
+      const out = r.text(p.text, 'prompt', found);
+      if (out.includes(p.secret)) missed.push(`${p.kind}: ${out}`);
+      else if (!found.some((f) => f.kind === p.kind)) wrongKind.push(`${p.kind}: ${JSON.stringify(found)}`);
+      assert.ok(!JSON.stringify(found).includes(p.secret), 'findings never hold the value');
+    }
+    const damaged: string[] = [];
+    for (const text of LOOK_ALIKES) {
+      const found: Redaction[] = [];
+      if (r.text(text, 'prompt', found) !== text) damaged.push(`${text} → ${JSON.stringify(found)}`);
+    }
+    // The measurement the issue asks for, printed with the suite.
+    const recall = (PLANTED.length - missed.length) / PLANTED.length;
+    const precision = (LOOK_ALIKES.length - damaged.length) / LOOK_ALIKES.length;
+    console.log(
+      `      redaction corpus: recall ${(recall * 100).toFixed(0)}% of ${PLANTED.length}, look-alikes kept ${(precision * 100).toFixed(0)}% of ${LOOK_ALIKES.length}`,
+    );
+    assert.deepEqual(missed, [], 'planted secrets left in');
+    assert.deepEqual(wrongKind, [], 'secrets found under the wrong kind');
+    assert.deepEqual(damaged, [], 'look-alikes damaged');
+  });
+
+  it('redacts inside JSON tool inputs and applies admin patterns', () => {
+    const r = new Redactor(['INC-\\d{6}']);
+    const found: Redaction[] = [];
+    const out = r.value(
+      {
+        command: 'curl -H "x-api-key: sk-ant-api03-aaaaaaaaaaaaaaaaaaaaaaaaaaaa" https://x',
+        ticket: 'INC-123456',
+        n: 3,
+      },
+      'toolCalls[0].input',
+      found,
+    ) as Record<string, unknown>;
+    assert.equal(out.n, 3);
+    assert.match(String(out.command), /\[REDACTED:anthropic_key\]/);
+    assert.equal(out.ticket, '[REDACTED:custom_1]');
+    assert.deepEqual(found.map((f) => `${f.kind}@${f.field}`).sort(), [
+      'anthropic_key@toolCalls[0].input',
+      'custom_1@toolCalls[0].input',
+    ]);
+  });
+
+  describe('through the bridge', () => {
+    let mock: AnthropicMock;
+    let tb: TestBridge;
+    before(async () => {
+      mock = await new AnthropicMock().start();
+      tb = await startBridge(mock.url, { AIBRIDGE_LOG_LEVEL: 'trace' });
+    });
+    after(async () => {
+      await tb.close();
+      await mock.stop();
+    });
+
+    it('no planted secret reaches the store, the logs or live events; the record says what was found', async () => {
+      const dev = await tb.addUser('leaky@example.com');
+      const events: BridgeEvent[] = [];
+      const off = tb.bridge.bus.subscribe((e) => events.push(e));
+      const prompt = PLANTED.map((p) => p.text).join('\n');
+      mock.next({
+        kind: 'tool',
+        name: 'Bash',
+        input: { command: `export GH=${PLANTED[13]!.secret} && deploy`, env: PLANTED[11]!.text },
+      });
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': dev.key,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-5',
+          max_tokens: 64,
+          stream: true,
+          messages: [{ role: 'user', content: prompt }],
+        }),
+      });
+      assert.equal(res.status, 200);
+      await res.text();
+      const [rec] = await tb.interceptions(1, dev.key);
+      off();
+      assert.ok(rec!.prompt?.includes('[REDACTED:'));
+      const kinds = new Set(rec!.redactions.map((r) => r.kind));
+      for (const p of PLANTED) assert.ok(kinds.has(p.kind), `no ${p.kind} redaction recorded`);
+      assert.ok(rec!.redactions.some((r) => r.field === 'toolCalls[0].input'));
+      await tb.bridge.recorder.drain();
+
+      const everything = [JSON.stringify(rec), tb.logs.join(''), JSON.stringify(events)];
+      const files = (await fs.readdir(tb.dataDir, { recursive: true, withFileTypes: true })).filter((f) =>
+        f.isFile(),
+      );
+      for (const f of files)
+        everything.push((await fs.readFile(path.join(f.parentPath, f.name))).toString('latin1'));
+      for (const p of PLANTED) {
+        for (const blob of everything) assert.ok(!blob.includes(p.secret), `${p.kind} leaked`);
+      }
+    });
+  });
+});
