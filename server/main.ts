@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import type { CreatedKey, User } from '../shared/identity';
 import { buildApp } from './app';
 import { bootstrapAdmin } from './bootstrap';
-import { type AdminTarget, CliError, callApi, resolveTarget } from './cli/admin-client';
+import { type AdminTarget, CliError, callApi, resolveTarget, streamApi } from './cli/admin-client';
 import { ConfigError, loadConfig } from './config';
 
 const USAGE = `Usage:
@@ -12,6 +12,8 @@ const USAGE = `Usage:
   aibridge keys create --email E [--name N] [--expires-at ISO-8601]
   aibridge keys list --email E
   aibridge keys revoke ID
+  aibridge audit verify
+  aibridge audit export [--format jsonl|csv] [--since ISO] [--until ISO] [--user E] > FILE
 
 Admin commands take --url (AIBRIDGE_URL) and --admin-key (AIBRIDGE_ADMIN_KEY); by default they use
 http://127.0.0.1:7410 and <data-dir>/admin.key. See docs/cli.md.`;
@@ -25,6 +27,10 @@ const ADMIN_OPTIONS = {
   team: { type: 'string' },
   role: { type: 'string' },
   'expires-at': { type: 'string' },
+  format: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  user: { type: 'string' },
 } as const;
 
 async function serve(args: string[]): Promise<void> {
@@ -148,6 +154,29 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
       }
       return;
     }
+    case 'audit verify': {
+      const r = (await callApi(target, 'GET', '/api/v1/audit/verify')) as {
+        ok: boolean;
+        checked: number;
+        firstBreak: { seq: number; id: string; reason: string } | null;
+      };
+      if (r.ok) process.stdout.write(`ok: ${r.checked} records, chain intact\n`);
+      else {
+        const b = r.firstBreak!;
+        process.stdout.write(
+          `BROKEN at record ${b.seq} (${b.id}): ${b.reason}; ${r.checked} records checked\n`,
+        );
+        process.exitCode = 3;
+      }
+      return;
+    }
+    case 'audit export': {
+      const q = new URLSearchParams();
+      q.set('format', values.format ?? 'jsonl');
+      for (const k of ['since', 'until', 'user'] as const) if (values[k]) q.set(k, values[k]);
+      await streamApi(target, `/api/v1/audit/export?${q}`, process.stdout);
+      return;
+    }
     case 'keys revoke': {
       const id = need(positionals[0], 'the key id');
       await callApi(target, 'DELETE', `/api/v1/keys/${encodeURIComponent(id)}`);
@@ -166,6 +195,7 @@ async function main(argv: string[]): Promise<void> {
       return serve(argv.slice(1));
     case 'users':
     case 'keys':
+    case 'audit':
       return admin(command, sub, rest);
     case undefined:
     case 'help':

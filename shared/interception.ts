@@ -58,6 +58,9 @@ export interface Interception {
   upstreamRequestId: string | null;
   /** Secrets blanked out before the record was stored: what kind, in which field, how many. Never the values. */
   redactions: { kind: string; field: string; count: number }[];
+  /** Tamper evidence: the previous record's `hash` in this store, and SHA-256 over that and this record. */
+  prevHash?: string;
+  hash?: string;
 }
 
 export interface Page<T> {

@@ -1,63 +1,317 @@
+import { Readable } from 'node:stream';
 import { type Static, Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { Interception } from '../../shared/interception';
+import { addUsage, emptyUsage, totalTokens, type Usage } from '../../shared/usage';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import type { IdentityService } from '../identity/identity-service';
-import type { Store } from '../store/types';
+import type { InterceptionFilter, Store } from '../store/types';
+import { verifyChain } from './chain';
+
+const Status = Type.Union([Type.Literal('ok'), Type.Literal('error'), Type.Literal('client_aborted')]);
+const DateTime = Type.String({ format: 'date-time' });
+const Text = (max: number) => Type.String({ minLength: 1, maxLength: max });
+
+const FilterFields = {
+  user: Type.Optional(Text(320)),
+  provider: Type.Optional(Text(50)),
+  model: Type.Optional(Text(200)),
+  client: Type.Optional(Text(100)),
+  team: Type.Optional(Text(100)),
+  session: Type.Optional(Text(200)),
+  tool: Type.Optional(Text(200)),
+  status: Type.Optional(Status),
+  q: Type.Optional(Text(500)),
+  since: Type.Optional(DateTime),
+  until: Type.Optional(DateTime),
+};
 
 const InterceptionQuery = Type.Object(
   {
-    user: Type.Optional(Type.String({ minLength: 1, maxLength: 320 })),
-    provider: Type.Optional(Type.String({ minLength: 1, maxLength: 50 })),
-    model: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    client: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    since: Type.Optional(Type.String({ format: 'date-time' })),
-    until: Type.Optional(Type.String({ format: 'date-time' })),
+    ...FilterFields,
     limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
-    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    cursor: Type.Optional(Text(200)),
   },
   { additionalProperties: false },
 );
+
+const ExportQuery = Type.Object(
+  { ...FilterFields, format: Type.Union([Type.Literal('jsonl'), Type.Literal('csv')], { default: 'jsonl' }) },
+  { additionalProperties: false },
+);
+
+const SessionQuery = Type.Object(
+  {
+    user: Type.Optional(Text(320)),
+    since: Type.Optional(DateTime),
+    until: Type.Optional(DateTime),
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  },
+  { additionalProperties: false },
+);
+
+const ToolCallQuery = Type.Object(
+  {
+    tool: Type.Optional(Text(200)),
+    server: Type.Optional(Text(200)),
+    user: Type.Optional(Text(320)),
+    since: Type.Optional(DateTime),
+    until: Type.Optional(DateTime),
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  },
+  { additionalProperties: false },
+);
+
+const IdParams = Type.Object({ id: Text(100) });
+
+type FilterQuery = { [K in keyof typeof FilterFields]?: string };
 
 function iso(v: string | undefined): string | undefined {
   return v === undefined ? undefined : new Date(v).toISOString();
 }
 
-/** `GET /api/v1/interceptions`: newest first; members see only their own. */
+const CSV_COLUMNS = [
+  'seq',
+  'id',
+  'startedAt',
+  'endedAt',
+  'userEmail',
+  'team',
+  'provider',
+  'api',
+  'model',
+  'client',
+  'sessionId',
+  'status',
+  'httpStatus',
+  'input',
+  'output',
+  'cacheRead',
+  'cacheWrite',
+  'reasoning',
+  'costUsd',
+  'tools',
+  'prompt',
+  'hash',
+] as const;
+
+/** RFC 4180 quoting, and a leading quote for cells a spreadsheet would run as a formula. */
+function csvCell(v: unknown): string {
+  let s = v === null || v === undefined ? '' : String(v);
+  if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+function csvLine(r: Interception): string {
+  const u = r.usage;
+  const cells = [
+    r.seq,
+    r.id,
+    r.startedAt,
+    r.endedAt,
+    r.userEmail,
+    r.team,
+    r.provider,
+    r.api,
+    r.model,
+    r.client,
+    r.sessionId,
+    r.status,
+    r.httpStatus,
+    u.input,
+    u.output,
+    u.cacheRead,
+    u.cacheWrite,
+    u.reasoning,
+    r.costUsd,
+    r.toolCalls.map((c) => c.name).join(' '),
+    r.prompt,
+    r.hash,
+  ];
+  return `${cells.map(csvCell).join(',')}\r\n`;
+}
+
+/** Interceptions, sessions, tool calls, export and chain verification; members see only their own. */
 export function auditRoutes(identity: IdentityService, store: Store): FastifyPluginAsync {
+  /** The user a query may see: members only themselves, admins whoever they name (or everyone). */
+  async function scopeUser(req: FastifyRequest, user: string | undefined): Promise<string | undefined> {
+    const me = principalOf(req).user;
+    if (me.role !== 'admin') {
+      if (user !== undefined && user !== me.id && user.toLowerCase() !== me.email) {
+        throw new BridgeError('forbidden', 'Members may read only their own records.');
+      }
+      return me.id;
+    }
+    return user === undefined ? undefined : (await identity.findUser(user)).id;
+  }
+
+  async function filterFrom(req: FastifyRequest, q: FilterQuery): Promise<InterceptionFilter> {
+    return {
+      userId: await scopeUser(req, q.user),
+      provider: q.provider,
+      model: q.model,
+      client: q.client,
+      team: q.team,
+      sessionId: q.session,
+      tool: q.tool,
+      status: q.status as InterceptionFilter['status'],
+      q: q.q,
+      since: iso(q.since),
+      until: iso(q.until),
+    };
+  }
+
   return async (app) => {
     app.get<{ Querystring: Static<typeof InterceptionQuery> }>(
       '/api/v1/interceptions',
       { config: { access: 'member' }, schema: { querystring: InterceptionQuery } },
+      async (req) =>
+        store.listInterceptions(await filterFrom(req, req.query), req.query.limit, req.query.cursor),
+    );
+
+    app.get<{ Params: Static<typeof IdParams> }>(
+      '/api/v1/interceptions/:id',
+      { config: { access: 'member' }, schema: { params: IdParams } },
       async (req) => {
-        const { user } = principalOf(req);
-        const q = req.query;
-        let userId: string | undefined;
-        if (q.user !== undefined) {
-          if (user.role !== 'admin') {
-            if (q.user !== user.id && q.user.toLowerCase() !== user.email) {
-              throw new BridgeError('forbidden', 'Members may read only their own interceptions.');
-            }
-            userId = user.id;
-          } else {
-            userId = (await identity.findUser(q.user)).id;
-          }
-        } else if (user.role !== 'admin') {
-          userId = user.id;
+        const me = principalOf(req).user;
+        const rec = await store.getInterception(req.params.id);
+        // A member asking for someone else's record learns nothing, not even that it exists.
+        if (!rec || (me.role !== 'admin' && rec.userId !== me.id)) {
+          throw new BridgeError('not_found', `No interception ${req.params.id}.`);
         }
-        return store.listInterceptions(
-          {
-            userId,
-            provider: q.provider,
-            model: q.model,
-            client: q.client,
-            since: iso(q.since),
-            until: iso(q.until),
-          },
-          q.limit,
-          q.cursor,
-        );
+        return rec;
       },
+    );
+
+    app.get<{ Querystring: Static<typeof SessionQuery> }>(
+      '/api/v1/sessions',
+      { config: { access: 'member' }, schema: { querystring: SessionQuery } },
+      async (req) => {
+        const q = req.query;
+        const filter: InterceptionFilter = {
+          userId: await scopeUser(req, q.user),
+          since: iso(q.since),
+          until: iso(q.until),
+        };
+        const sessions = new Map<
+          string,
+          {
+            sessionId: string;
+            userId: string;
+            userEmail: string;
+            client: string;
+            requests: number;
+            toolCalls: number;
+            usage: Usage;
+            costUsd: number;
+            firstAt: string;
+            lastAt: string;
+            models: Set<string>;
+          }
+        >();
+        for await (const r of store.scanInterceptions(filter)) {
+          if (r.sessionId === null) continue;
+          const k = `${r.userId}\u0000${r.sessionId}`;
+          let s = sessions.get(k);
+          if (!s) {
+            s = {
+              sessionId: r.sessionId,
+              userId: r.userId,
+              userEmail: r.userEmail,
+              client: r.client,
+              requests: 0,
+              toolCalls: 0,
+              usage: emptyUsage(),
+              costUsd: 0,
+              firstAt: r.startedAt,
+              lastAt: r.startedAt,
+              models: new Set(),
+            };
+            sessions.set(k, s);
+          }
+          s.requests++;
+          s.toolCalls += r.toolCalls.length;
+          s.usage = addUsage(s.usage, r.usage);
+          s.costUsd += r.costUsd ?? 0;
+          s.lastAt = r.startedAt;
+          if (r.model) s.models.add(r.model);
+        }
+        const items = [...sessions.values()]
+          .sort((a, b) => (a.lastAt < b.lastAt ? 1 : -1))
+          .slice(0, q.limit)
+          .map((s) => ({
+            ...s,
+            models: [...s.models],
+            tokens: totalTokens(s.usage),
+            costUsd: Math.round(s.costUsd * 1e6) / 1e6,
+          }));
+        return { items };
+      },
+    );
+
+    app.get<{ Querystring: Static<typeof ToolCallQuery> }>(
+      '/api/v1/tool-calls',
+      { config: { access: 'member' }, schema: { querystring: ToolCallQuery } },
+      async (req) => {
+        const q = req.query;
+        const filter: InterceptionFilter = {
+          userId: await scopeUser(req, q.user),
+          tool: q.tool,
+          since: iso(q.since),
+          until: iso(q.until),
+        };
+        const items: unknown[] = [];
+        let cursor: string | undefined;
+        // Newest first, page by page, until enough calls match.
+        for (;;) {
+          const page = await store.listInterceptions(filter, 200, cursor);
+          for (const r of page.items) {
+            for (const c of r.toolCalls) {
+              if (q.tool !== undefined && c.name !== q.tool) continue;
+              if (q.server !== undefined && c.server !== q.server) continue;
+              items.push({
+                ...c,
+                interceptionId: r.id,
+                userId: r.userId,
+                userEmail: r.userEmail,
+                sessionId: r.sessionId,
+                model: r.model,
+                client: r.client,
+              });
+            }
+          }
+          if (items.length >= q.limit || page.nextCursor === null) break;
+          cursor = page.nextCursor;
+        }
+        return { items: items.slice(0, q.limit) };
+      },
+    );
+
+    app.get<{ Querystring: Static<typeof ExportQuery> }>(
+      '/api/v1/audit/export',
+      { config: { access: 'member' }, schema: { querystring: ExportQuery } },
+      async (req, reply) => {
+        const filter = await filterFrom(req, req.query);
+        const csv = req.query.format === 'csv';
+        async function* lines(): AsyncGenerator<string> {
+          if (csv) yield `${CSV_COLUMNS.join(',')}\r\n`;
+          for await (const r of store.scanInterceptions(filter))
+            yield csv ? csvLine(r) : `${JSON.stringify(r)}\n`;
+        }
+        const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+        return reply
+          .type(csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson')
+          .header(
+            'content-disposition',
+            `attachment; filename="aibridge-audit-${stamp}.${csv ? 'csv' : 'jsonl'}"`,
+          )
+          .send(Readable.from(lines(), { objectMode: false, highWaterMark: 64 * 1024 }));
+      },
+    );
+
+    app.get('/api/v1/audit/verify', { config: { access: 'admin' } }, async () =>
+      verifyChain(store.scanInterceptions({})),
     );
   };
 }

@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ADMIN_KEY_FILE } from '../bootstrap';
 
 export interface AdminTarget {
@@ -69,4 +71,25 @@ export async function callApi(
     throw new CliError(`${e?.code ?? `http_${res.status}`}: ${e?.message ?? text}`);
   }
   return json;
+}
+
+/** Streams a GET answer to `out` (exports of millions of records never sit in memory). */
+export async function streamApi(
+  target: AdminTarget,
+  route: string,
+  out: NodeJS.WritableStream,
+): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(`${target.url}${route}`, { headers: { authorization: `Bearer ${target.adminKey}` } });
+  } catch (err) {
+    throw new CliError(
+      `cannot reach the bridge at ${target.url}: ${(err as Error).cause ?? (err as Error).message}`,
+    );
+  }
+  if (!res.ok || !res.body) {
+    const text = await res.text();
+    throw new CliError(`http_${res.status}: ${text}`);
+  }
+  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), out);
 }

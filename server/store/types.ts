@@ -1,5 +1,5 @@
 import type { KeyInfo, User } from '../../shared/identity';
-import type { ApiName, Interception, Page } from '../../shared/interception';
+import type { ApiName, Interception, InterceptionStatus, Page } from '../../shared/interception';
 import type { Alert } from '../../shared/spend';
 import type { BucketQuery, UsageBucket } from '../spend/rollup';
 
@@ -18,6 +18,13 @@ export interface InterceptionFilter {
   since?: string | undefined;
   /** Exclusive upper bound on startedAt (ISO 8601). */
   until?: string | undefined;
+  team?: string | undefined;
+  sessionId?: string | undefined;
+  /** Records in which the model called a tool of this name. */
+  tool?: string | undefined;
+  status?: InterceptionStatus | undefined;
+  /** Case-insensitive text in the prompt. */
+  q?: string | undefined;
 }
 
 export interface StoreHealth {
@@ -73,6 +80,12 @@ export interface Store {
   appendInterception(rec: NewInterception): Promise<Interception>;
   /** Newest first. `cursor` is the opaque `nextCursor` of the previous page. */
   listInterceptions(filter: InterceptionFilter, limit: number, cursor?: string): Promise<Page<Interception>>;
+  getInterception(id: string): Promise<Interception | undefined>;
+  /**
+   * Every matching record, oldest first, exactly as stored (for exports and chain verification).
+   * Streams: holds only what it is yielding, however many records match.
+   */
+  scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception>;
 
   /**
    * Hourly rollups, kept up to date as interceptions are appended (never by scanning records per

@@ -4,6 +4,7 @@ import { Low } from 'lowdb';
 import type { User } from '../../../shared/identity';
 import type { Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
+import { chainHash, GENESIS } from '../../audit/chain';
 import {
   addToBucket,
   type BucketQuery,
@@ -88,6 +89,7 @@ export class EmbeddedStore implements Store {
     await this.db.read();
     for (const u of this.db.data.users) this.indexUser(u);
     for (const k of this.db.data.keys) this.indexKey(k);
+    let head = GENESIS;
     await this.journal.open((value, loc) => {
       const rec = value as Interception;
       // Records written before costs existed have neither field.
@@ -98,7 +100,9 @@ export class EmbeddedStore implements Store {
       this.remember(rec);
       this.rollUp(rec);
       this.nextSeq = Math.max(this.nextSeq, rec.seq + 1);
+      head = rec.hash ?? GENESIS;
     });
+    this.journal.head = head;
   }
 
   async close(): Promise<void> {
@@ -258,10 +262,15 @@ export class EmbeddedStore implements Store {
   }
 
   async appendInterception(rec: NewInterception): Promise<Interception> {
-    const full: Interception = { ...rec, seq: this.nextSeq++ };
-    // Visible only once durable: a failed write leaves no trace, so the caller may retry it.
-    // Entries of one batch resolve in append order, so the index stays sorted by seq.
-    const loc = await this.journal.append(JSON.stringify(full));
+    let full!: Interception;
+    // Seq and chain link are given as the entry is written, in write order. Visible only once
+    // durable: a failed write leaves no trace, so the caller may retry it. Entries of one batch
+    // resolve in append order, so the index stays sorted by seq.
+    const loc = await this.journal.append((prevHash) => {
+      const linked: Interception = { ...rec, seq: this.nextSeq++, prevHash };
+      full = { ...linked, hash: chainHash(prevHash, linked) };
+      return { json: JSON.stringify(full), hash: full.hash! };
+    });
     this.index.add(full, loc);
     this.remember(full);
     this.rollUp(full);
@@ -286,6 +295,28 @@ export class EmbeddedStore implements Store {
     return rec;
   }
 
+  async getInterception(id: string): Promise<Interception | undefined> {
+    for (const i of this.index.candidatesForId(id)) {
+      const rec = await this.load(i);
+      if (rec.id === id) return rec;
+    }
+    return undefined;
+  }
+
+  async *scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception> {
+    const match = this.index.matcher(filter);
+    const q = filter.q?.toLowerCase();
+    const n = this.index.size;
+    for (let i = 0; i < n; i++) {
+      if (!match(i)) continue;
+      const json = await this.journal.read(this.index.locAt(i));
+      if (json === undefined) throw new Error(`interception ${this.index.seqAt(i)} is unreadable on disk`);
+      const rec = JSON.parse(json) as Interception;
+      if (q !== undefined && !rec.prompt?.toLowerCase().includes(q)) continue;
+      yield rec;
+    }
+  }
+
   async listInterceptions(
     filter: InterceptionFilter,
     limit: number,
@@ -293,6 +324,19 @@ export class EmbeddedStore implements Store {
   ): Promise<Page<Interception>> {
     const below = cursor === undefined ? Number.POSITIVE_INFINITY : decodeCursor(cursor);
     const match = this.index.matcher(filter);
+    const q = filter.q?.toLowerCase();
+    if (q !== undefined) {
+      // Text search reads records from disk: the index has no text.
+      const items: Interception[] = [];
+      for (let i = this.index.lowerBound(below) - 1; i >= 0; i--) {
+        if (!match(i)) continue;
+        const rec = await this.load(i);
+        if (!rec.prompt?.toLowerCase().includes(q)) continue;
+        if (items.length === limit) return { items, nextCursor: encodeCursor(items.at(-1)!.seq) };
+        items.push(rec);
+      }
+      return { items, nextCursor: null };
+    }
     const positions: number[] = [];
     let more = false;
     for (let i = this.index.lowerBound(below) - 1; i >= 0; i--) {

@@ -22,8 +22,11 @@ export interface EntryLoc {
   length: number;
 }
 
+/** Builds an entry from the hash of the one before it, at the moment it is written (hash chains). */
+export type ChainedEntry = (prevHash: string) => { json: string; hash: string };
+
 interface Pending {
-  bytes: Buffer;
+  entry: string | ChainedEntry;
   resolve: (loc: EntryLoc) => void;
   reject: (err: unknown) => void;
 }
@@ -161,10 +164,16 @@ export class Journal {
     return bytesRead === loc.length ? decodeLine(buf) : undefined;
   }
 
+  /**
+   * The hash of the last chained entry written. Chained entries are built in write order from it,
+   * and a failed write leaves it as it was, so the chain only ever links entries that are on disk.
+   */
+  head = '';
+
   /** Resolves with where the entry is once it is written and fsynced. */
-  append(json: string): Promise<EntryLoc> {
+  append(entry: string | ChainedEntry): Promise<EntryLoc> {
     return new Promise<EntryLoc>((resolve, reject) => {
-      this.pending.push({ bytes: encodeLine(json), resolve, reject });
+      this.pending.push({ entry, resolve, reject });
       this.kick();
     });
   }
@@ -180,7 +189,17 @@ export class Journal {
   private async drain(): Promise<void> {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0);
-      const bytes = Buffer.concat(batch.map((p) => p.bytes));
+      const headBefore = this.head;
+      const lines: Buffer[] = [];
+      for (const p of batch) {
+        if (typeof p.entry === 'string') lines.push(encodeLine(p.entry));
+        else {
+          const built = p.entry(this.head);
+          this.head = built.hash;
+          lines.push(encodeLine(built.json));
+        }
+      }
+      const bytes = Buffer.concat(lines);
       try {
         if (this.size > 0 && this.size + bytes.length > this.segmentBytes) {
           await this.fh?.close();
@@ -191,14 +210,15 @@ export class Journal {
         await this.fh.write(bytes);
         await this.fh.datasync();
         let offset = this.size;
-        for (const p of batch) {
-          p.resolve({ segment: this.segment, offset, length: p.bytes.length - 1 });
-          offset += p.bytes.length;
+        for (const [i, p] of batch.entries()) {
+          p.resolve({ segment: this.segment, offset, length: lines[i]!.length - 1 });
+          offset += lines[i]!.length;
         }
         this.size += bytes.length;
       } catch (err) {
         // A failed write may have left part of the batch on disk: offsets continue from the real end.
         this.size = (await this.fh?.stat().catch(() => undefined))?.size ?? this.size;
+        this.head = headBefore;
         for (const p of batch) p.reject(err);
       }
     }

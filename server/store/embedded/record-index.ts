@@ -2,6 +2,20 @@ import type { ApiName, Interception } from '../../../shared/interception';
 import type { InterceptionFilter } from '../types';
 import type { EntryLoc } from './journal';
 
+const TOOLS = '\u0001tools:';
+
+function toolSet(rec: Interception): string {
+  return rec.toolCalls.length === 0
+    ? ''
+    : TOOLS + [...new Set(rec.toolCalls.map((c) => c.name))].sort().join('\u0000');
+}
+
+/** 13 hex digits (52 bits) of the id's uuid, exact in a double. */
+function idKey(id: string): number {
+  const hex = id.replace(/[^0-9a-f]/gi, '').slice(-13);
+  return hex.length === 0 ? -1 : Number.parseInt(hex, 16);
+}
+
 /** Strings seen many times (user ids, models, clients) stored once, referred to by number. */
 class Interned {
   private readonly ids = new Map<string, number>();
@@ -36,6 +50,13 @@ export class RecordIndex {
   private api = new Uint32Array(1024);
   private model = new Uint32Array(1024);
   private client = new Uint32Array(1024);
+  private team = new Uint32Array(1024);
+  private session = new Uint32Array(1024);
+  private status = new Uint32Array(1024);
+  /** The record's tool names joined, interned: a tool filter resolves to the sets that hold it. */
+  private tools = new Uint32Array(1024);
+  /** 52 bits of the record id, to find a record by id without a map of every id. */
+  private idKey = new Float64Array(1024);
   private segment = new Uint32Array(1024);
   private offset = new Float64Array(1024);
   private length = new Uint32Array(1024);
@@ -59,6 +80,11 @@ export class RecordIndex {
     this.api = g(this.api);
     this.model = g(this.model);
     this.client = g(this.client);
+    this.team = g(this.team);
+    this.session = g(this.session);
+    this.status = g(this.status);
+    this.tools = g(this.tools);
+    this.idKey = g(this.idKey);
     this.segment = g(this.segment);
     this.offset = g(this.offset);
     this.length = g(this.length);
@@ -75,9 +101,20 @@ export class RecordIndex {
     this.api[i] = this.strings.id(rec.api);
     this.model[i] = this.strings.id(rec.model ?? '');
     this.client[i] = this.strings.id(rec.client);
+    this.team[i] = this.strings.id(rec.team ?? '');
+    this.session[i] = this.strings.id(rec.sessionId ?? '');
+    this.status[i] = this.strings.id(rec.status);
+    this.tools[i] = this.strings.id(toolSet(rec));
+    this.idKey[i] = idKey(rec.id);
     this.segment[i] = loc.segment;
     this.offset[i] = loc.offset;
     this.length[i] = loc.length;
+  }
+
+  /** Positions whose id may be `id` (52-bit match; the caller checks the record), newest first. */
+  *candidatesForId(id: string): Generator<number> {
+    const k = idKey(id);
+    for (let i = this.n - 1; i >= 0; i--) if (this.idKey[i] === k) yield i;
   }
 
   seqAt(i: number): number {
@@ -100,6 +137,15 @@ export class RecordIndex {
     return lo;
   }
 
+  /** Ids of the interned tool sets that contain `tool`. */
+  private setsWith(tool: string): Set<number> {
+    const out = new Set<number>();
+    this.strings.values.forEach((v, id) => {
+      if (v.startsWith(TOOLS) && v.slice(TOOLS.length).split('\u0000').includes(tool)) out.add(id);
+    });
+    return out;
+  }
+
   /** A predicate over positions for `filter`, with its strings resolved once. */
   matcher(f: InterceptionFilter): (i: number) => boolean {
     const want = (v: string | undefined): number | undefined =>
@@ -109,6 +155,10 @@ export class RecordIndex {
     const api = want(f.api as ApiName | undefined);
     const model = want(f.model);
     const client = want(f.client);
+    const team = want(f.team);
+    const session = want(f.sessionId);
+    const status = want(f.status);
+    const toolSets = f.tool === undefined ? undefined : this.setsWith(f.tool);
     const since = f.since === undefined ? undefined : Date.parse(f.since);
     const until = f.until === undefined ? undefined : Date.parse(f.until);
     return (i) =>
@@ -117,6 +167,10 @@ export class RecordIndex {
       (api === undefined || this.api[i] === api) &&
       (model === undefined || this.model[i] === model) &&
       (client === undefined || this.client[i] === client) &&
+      (team === undefined || this.team[i] === team) &&
+      (session === undefined || this.session[i] === session) &&
+      (status === undefined || this.status[i] === status) &&
+      (toolSets === undefined || toolSets.has(this.tools[i]!)) &&
       (since === undefined || this.startedAt[i]! >= since) &&
       (until === undefined || this.startedAt[i]! < until);
   }

@@ -1,0 +1,314 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { crc32 } from 'node:zlib';
+import type { ChainReport } from '../../server/audit/chain';
+import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
+import type { NewInterception } from '../../server/store/types';
+import type { Interception, Page } from '../../shared/interception';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+
+const run = promisify(execFile);
+
+function send(
+  tb: TestBridge,
+  key: string,
+  prompt: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(`${tb.url}/anthropic/v1/messages`, {
+    method: 'POST',
+    headers: {
+      'x-api-key': key,
+      'content-type': 'application/json',
+      'anthropic-version': '2023-06-01',
+      ...headers,
+    },
+    body: JSON.stringify({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 16,
+      messages: [{ role: 'user', content: prompt }],
+    }),
+  }).then(async (r) => {
+    await r.text();
+    return r;
+  });
+}
+
+/** Rewrites one journal line: `<crc32> <json>`, with a checksum that matches, as an editor with disk access would. */
+function line(json: string): string {
+  return `${crc32(Buffer.from(json)).toString(16).padStart(8, '0')} ${json}`;
+}
+
+async function journalLines(dir: string): Promise<{ file: string; lines: string[] }> {
+  const segDir = path.join(dir, 'interceptions');
+  const seg = (await fs.readdir(segDir)).filter((f) => f.endsWith('.jsonl')).sort()[0]!;
+  const file = path.join(segDir, seg);
+  return { file, lines: (await fs.readFile(file, 'utf8')).trimEnd().split('\n') };
+}
+
+describe('the audit trail', function () {
+  this.timeout(120_000);
+  let mock: AnthropicMock;
+  before(async () => {
+    mock = await new AnthropicMock().start();
+  });
+  after(() => mock.stop());
+
+  describe('search', () => {
+    let tb: TestBridge;
+    let alice: { key: string; user: { id: string } };
+    let bob: { key: string; user: { id: string } };
+    before(async () => {
+      tb = await startBridge(mock.url);
+      alice = await tb.addUser('alice@example.com', { team: 'red' });
+      bob = await tb.addUser('bob@example.com', { team: 'blue' });
+      await send(tb, alice.key, 'rotate the database credentials', { 'x-claude-code-session-id': 'sess-a' });
+      mock.next({ kind: 'tool', name: 'Bash', input: { command: 'ls -la' } });
+      await send(tb, alice.key, 'list the files', { 'x-claude-code-session-id': 'sess-a' });
+      mock.next({ kind: 'error', status: 400, type: 'invalid_request_error', message: 'bad' });
+      await send(tb, bob.key, 'something that fails', { 'x-claude-code-session-id': 'sess-b' });
+      mock.next({ kind: 'tool', name: 'mcp__github__create_issue', input: { title: 'x' } });
+      await send(tb, bob.key, 'file an issue', { 'x-claude-code-session-id': 'sess-b' });
+      await tb.interceptions(4);
+    });
+    after(() => tb.close());
+
+    const list = async (q: string, key = tb.adminKey): Promise<Interception[]> =>
+      (await tb.api<Page<Interception>>('GET', `/api/v1/interceptions?${q}`, key)).body.items;
+
+    it('filters by team, session, tool, status and prompt text', async () => {
+      assert.deepEqual(
+        (await list('team=red')).map((r) => r.userEmail),
+        ['alice@example.com', 'alice@example.com'],
+      );
+      assert.equal((await list('session=sess-b')).length, 2);
+      assert.deepEqual(
+        (await list('tool=Bash')).map((r) => r.prompt),
+        ['list the files'],
+      );
+      assert.deepEqual(
+        (await list('status=error')).map((r) => r.prompt),
+        ['something that fails'],
+      );
+      assert.deepEqual(
+        (await list('q=DATABASE')).map((r) => r.prompt),
+        ['rotate the database credentials'],
+      );
+      assert.deepEqual(await list('tool=nope'), []);
+      assert.deepEqual(
+        (await list('q=issue', bob.key)).map((r) => r.prompt),
+        ['file an issue'],
+      );
+      assert.deepEqual(await list('q=files', bob.key), [], 'members search only their own');
+    });
+
+    it('gives one record by id, to its owner or an admin only', async () => {
+      const [rec] = await list('tool=Bash');
+      const mine = await tb.api<Interception>('GET', `/api/v1/interceptions/${rec!.id}`, alice.key);
+      assert.equal(mine.status, 200);
+      assert.equal(mine.body.toolCalls[0]!.name, 'Bash');
+      assert.equal((await tb.api('GET', `/api/v1/interceptions/${rec!.id}`, tb.adminKey)).status, 200);
+      assert.equal((await tb.api('GET', `/api/v1/interceptions/${rec!.id}`, bob.key)).status, 404);
+      assert.equal((await tb.api('GET', '/api/v1/interceptions/int_nope', tb.adminKey)).status, 404);
+    });
+
+    it('groups interceptions by agent session, and lists tool calls across sessions', async () => {
+      const sessions = await tb.api<{
+        items: { sessionId: string; requests: number; toolCalls: number; userEmail: string }[];
+      }>('GET', '/api/v1/sessions', tb.adminKey);
+      const byId = Object.fromEntries(sessions.body.items.map((s) => [s.sessionId, s]));
+      assert.equal(byId['sess-a']!.requests, 2);
+      assert.equal(byId['sess-a']!.toolCalls, 1);
+      assert.equal(byId['sess-b']!.userEmail, 'bob@example.com');
+      const own = await tb.api<{ items: { sessionId: string }[] }>('GET', '/api/v1/sessions', bob.key);
+      assert.deepEqual(
+        own.body.items.map((s) => s.sessionId),
+        ['sess-b'],
+      );
+
+      const calls = await tb.api<{ items: { name: string; server: string | null; sessionId: string }[] }>(
+        'GET',
+        '/api/v1/tool-calls?server=github',
+        tb.adminKey,
+      );
+      assert.deepEqual(
+        calls.body.items.map((c) => [c.name, c.server, c.sessionId]),
+        [['mcp__github__create_issue', 'github', 'sess-b']],
+      );
+      const all = await tb.api<{ items: unknown[] }>('GET', '/api/v1/tool-calls', tb.adminKey);
+      assert.equal(all.body.items.length, 2);
+    });
+  });
+
+  describe('tamper evidence', () => {
+    async function filled(): Promise<{ dir: string; report: ChainReport }> {
+      const dir = await tempDir('aibridge-chain-');
+      const tb = await startBridge(mock.url, {}, dir);
+      const dev = await tb.addUser('chain@example.com');
+      for (let i = 0; i < 6; i++) await send(tb, dev.key, `step ${i}`);
+      await tb.interceptions(6);
+      const report = (await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body;
+      await tb.close();
+      return { dir, report };
+    }
+
+    async function verifyAfter(dir: string, change: (lines: string[]) => string[]): Promise<ChainReport> {
+      const { file, lines } = await journalLines(dir);
+      await fs.writeFile(file, `${change(lines).join('\n')}\n`);
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        return (await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body;
+      } finally {
+        await tb.close();
+      }
+    }
+
+    it('an intact chain verifies', async () => {
+      const { report } = await filled();
+      assert.deepEqual([report.ok, report.checked, report.firstBreak], [true, 6, null]);
+    });
+
+    it('names the first broken link after an edit, a deletion or a reordering', async () => {
+      const edited = await verifyAfter((await filled()).dir, (lines) =>
+        lines.map((l, i) => (i === 2 ? line(l.slice(9).replace('"input":25', '"input":2')) : l)),
+      );
+      assert.equal(edited.ok, false);
+      assert.equal(edited.firstBreak!.seq, 3);
+      assert.match(edited.firstBreak!.reason, /edited/);
+
+      const deleted = await verifyAfter((await filled()).dir, (lines) => lines.filter((_, i) => i !== 3));
+      assert.equal(deleted.firstBreak!.seq, 5);
+      assert.match(deleted.firstBreak!.reason, /deleted or moved/);
+
+      const reordered = await verifyAfter((await filled()).dir, (lines) => [
+        lines[0]!,
+        lines[2]!,
+        lines[1]!,
+        ...lines.slice(3),
+      ]);
+      assert.equal(reordered.ok, false);
+      assert.equal(reordered.firstBreak!.seq, 3);
+    });
+
+    it('`aibridge audit verify` exits non-zero naming the break', async () => {
+      const { dir } = await filled();
+      const { file, lines } = await journalLines(dir);
+      await fs.writeFile(file, `${lines.filter((_, i) => i !== 1).join('\n')}\n`);
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        await assert.rejects(
+          run(process.execPath, [
+            'dist/aibridge.cjs',
+            'audit',
+            'verify',
+            '--url',
+            tb.url,
+            '--admin-key',
+            tb.adminKey,
+          ]),
+          (err: { code: number; stdout: string }) => {
+            assert.equal(err.code, 3);
+            assert.match(err.stdout, /BROKEN at record 3/);
+            return true;
+          },
+        );
+      } finally {
+        await tb.close();
+      }
+    });
+  });
+
+  describe('export', () => {
+    it('streams 100k records as JSONL and CSV with flat memory', async () => {
+      const dir = await tempDir('aibridge-export-');
+      const store = new EmbeddedStore({ dataDir: dir });
+      await store.open();
+      const base = Date.parse('2026-11-01T00:00:00Z');
+      const N = 100_000;
+      for (let b = 0; b < N; b += 5000) {
+        await Promise.all(
+          Array.from({ length: 5000 }, (_, k) => {
+            const i = b + k;
+            const at = new Date(base + i * 1000).toISOString();
+            const rec: NewInterception = {
+              id: `int_${randomUUID()}`,
+              userId: 'usr_export',
+              userEmail: 'export@example.com',
+              team: 'exporters',
+              keyId: 'key_export',
+              provider: 'anthropic',
+              api: 'messages',
+              model: 'claude-sonnet-4-5',
+              client: 'claude-code',
+              sessionId: `s${i % 50}`,
+              startedAt: at,
+              endedAt: at,
+              durationMs: 900,
+              status: 'ok',
+              httpStatus: 200,
+              streamed: true,
+              usage: { input: 25, output: 12, cacheRead: 100, cacheWrite: 7, reasoning: 0 },
+              costUsd: 0.00031125,
+              priceKnown: true,
+              prompt: `export record ${i} ${'x'.repeat(200)}`,
+              toolCalls: [],
+              error: null,
+              upstreamRequestId: null,
+              redactions: [],
+            };
+            return store.appendInterception(rec);
+          }),
+        );
+      }
+      await store.close();
+
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        for (const format of ['jsonl', 'csv'] as const) {
+          global.gc?.();
+          const res = await fetch(
+            `${tb.url}/api/v1/audit/export?format=${format}&since=2026-11-01T00:00:00Z`,
+            {
+              headers: { authorization: `Bearer ${tb.adminKey}` },
+            },
+          );
+          assert.equal(res.status, 200);
+          const reader = res.body!.getReader();
+          const decoder = new TextDecoder();
+          let lines = 0;
+          let first = '';
+          let last = '';
+          let bytes = 0;
+          const heap: number[] = [];
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            bytes += value.length;
+            const text = decoder.decode(value, { stream: true });
+            if (!first) first = text;
+            for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines++;
+            last = text;
+            if (lines % 10_000 < 50) heap.push(process.memoryUsage().heapUsed);
+          }
+          assert.equal(lines, format === 'csv' ? N + 1 : N, `${format} lines`);
+          if (format === 'csv') assert.match(first, /^seq,id,startedAt/);
+          else assert.equal((JSON.parse(first.split('\n')[0]!) as Interception).seq, 1);
+          assert.match(last, /export record 99999/);
+          const growth = Math.max(...heap) - Math.min(...heap);
+          // The export is ~40 MB; holding it would grow the heap by far more than this.
+          assert.ok(
+            growth < bytes / 2,
+            `${format}: heap grew ${Math.round(growth / 1e6)} MB while streaming ${Math.round(bytes / 1e6)} MB`,
+          );
+        }
+      } finally {
+        await tb.close();
+      }
+    });
+  });
+});
