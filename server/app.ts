@@ -311,6 +311,21 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
   }
 
+  // Retention runs beside traffic: the embedded store drops whole old segments, the database deletes rows.
+  let retentionTimer: NodeJS.Timeout | undefined;
+  if (config.auditRetentionDays > 0) {
+    const prune = (): void => {
+      const before = new Date(Date.now() - config.auditRetentionDays * 86_400_000).toISOString();
+      store
+        .pruneInterceptions(before)
+        .then((n) => n > 0 && app.log.info({ records: n, before }, 'retention: pruned old interceptions'))
+        .catch((err: unknown) => app.log.error({ err }, 'retention: prune failed'));
+    };
+    prune();
+    retentionTimer = setInterval(prune, 3_600_000);
+    retentionTimer.unref();
+  }
+
   let metricsServer: FastifyInstance | undefined;
   const listenMetrics = async (host: string, port: number): Promise<string> => {
     metricsServer = Fastify({ logger: false });
@@ -325,6 +340,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const close = (): Promise<void> => {
     closing ??= (async () => {
       draining = true;
+      if (retentionTimer) clearInterval(retentionTimer);
       await app.close();
       await recorder.drain();
       webhook?.close();

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -64,6 +65,11 @@ const ToolCallQuery = Type.Object(
 );
 
 const IdParams = Type.Object({ id: Text(100) });
+
+const AccessLogQuery = Type.Object(
+  { since: Type.Optional(DateTime), limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
+  { additionalProperties: false },
+);
 
 type FilterQuery = { [K in keyof typeof FilterFields]?: string };
 
@@ -146,6 +152,26 @@ export function auditRoutes(identity: IdentityService, store: Store): FastifyPlu
     return user === undefined ? undefined : (await identity.findUser(user)).id;
   }
 
+  /** An admin reading anyone's records but their own leaves a trace in the access log. */
+  function logRead(req: FastifyRequest, subjectUserId: string | null | undefined): void {
+    const me = principalOf(req).user;
+    if (me.role !== 'admin' || subjectUserId === me.id) return;
+    const query = Object.fromEntries(
+      Object.entries((req.query ?? {}) as Record<string, unknown>).map(([k, v]) => [k, String(v)]),
+    );
+    store
+      .appendAccessLog({
+        id: `acc_${randomUUID()}`,
+        at: new Date().toISOString(),
+        adminId: me.id,
+        adminEmail: me.email,
+        route: `${req.method} ${req.routeOptions.url ?? req.url}`,
+        subjectUserId: subjectUserId ?? null,
+        query,
+      })
+      .catch((err: unknown) => req.log.error({ err }, 'failed to record an admin read'));
+  }
+
   async function filterFrom(req: FastifyRequest, q: FilterQuery): Promise<InterceptionFilter> {
     return {
       userId: await scopeUser(req, q.user),
@@ -166,8 +192,11 @@ export function auditRoutes(identity: IdentityService, store: Store): FastifyPlu
     app.get<{ Querystring: Static<typeof InterceptionQuery> }>(
       '/api/v1/interceptions',
       { config: { access: 'member' }, schema: { querystring: InterceptionQuery } },
-      async (req) =>
-        store.listInterceptions(await filterFrom(req, req.query), req.query.limit, req.query.cursor),
+      async (req) => {
+        const filter = await filterFrom(req, req.query);
+        logRead(req, filter.userId);
+        return store.listInterceptions(filter, req.query.limit, req.query.cursor);
+      },
     );
 
     app.get<{ Params: Static<typeof IdParams> }>(
@@ -180,6 +209,7 @@ export function auditRoutes(identity: IdentityService, store: Store): FastifyPlu
         if (!rec || (me.role !== 'admin' && rec.userId !== me.id)) {
           throw new BridgeError('not_found', `No interception ${req.params.id}.`);
         }
+        logRead(req, rec.userId);
         return rec;
       },
     );
@@ -194,6 +224,7 @@ export function auditRoutes(identity: IdentityService, store: Store): FastifyPlu
           since: iso(q.since),
           until: iso(q.until),
         };
+        logRead(req, filter.userId);
         const sessions = new Map<
           string,
           {
@@ -261,6 +292,7 @@ export function auditRoutes(identity: IdentityService, store: Store): FastifyPlu
           since: iso(q.since),
           until: iso(q.until),
         };
+        logRead(req, filter.userId);
         const items: unknown[] = [];
         let cursor: string | undefined;
         // Newest first, page by page, until enough calls match.
@@ -293,6 +325,7 @@ export function auditRoutes(identity: IdentityService, store: Store): FastifyPlu
       { config: { access: 'member' }, schema: { querystring: ExportQuery } },
       async (req, reply) => {
         const filter = await filterFrom(req, req.query);
+        logRead(req, filter.userId);
         const csv = req.query.format === 'csv';
         async function* lines(): AsyncGenerator<string> {
           if (csv) yield `${CSV_COLUMNS.join(',')}\r\n`;
@@ -308,6 +341,14 @@ export function auditRoutes(identity: IdentityService, store: Store): FastifyPlu
           )
           .send(Readable.from(lines(), { objectMode: false, highWaterMark: 64 * 1024 }));
       },
+    );
+
+    app.get<{ Querystring: Static<typeof AccessLogQuery> }>(
+      '/api/v1/audit/access-log',
+      { config: { access: 'admin' }, schema: { querystring: AccessLogQuery } },
+      async (req) => ({
+        items: await store.listAccessLog({ since: iso(req.query.since), limit: req.query.limit }),
+      }),
     );
 
     app.get('/api/v1/audit/verify', { config: { access: 'admin' } }, async () =>

@@ -27,6 +27,18 @@ export interface InterceptionFilter {
   q?: string | undefined;
 }
 
+export interface AccessLogEntry {
+  id: string;
+  at: string;
+  adminId: string;
+  adminEmail: string;
+  /** The route read, e.g. `GET /api/v1/interceptions`. */
+  route: string;
+  /** Whose records: a user id, or null for everyone's. */
+  subjectUserId: string | null;
+  query: Record<string, string>;
+}
+
 export interface StoreHealth {
   ok: boolean;
   detail?: string;
@@ -86,6 +98,16 @@ export interface Store {
    * Streams: holds only what it is yielding, however many records match.
    */
   scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception>;
+  /**
+   * Deletes records that started before `before` (retention), oldest first, without pausing
+   * writes; a store may keep a few older ones it cannot drop separately. Returns how many went.
+   * The oldest kept record anchors the hash chain.
+   */
+  pruneInterceptions(before: string): Promise<number>;
+  /** Admins' reads of other users' records: themselves part of the audit trail. */
+  appendAccessLog(entry: AccessLogEntry): Promise<void>;
+  /** Newest first. */
+  listAccessLog(query: { since?: string | undefined; limit: number }): Promise<AccessLogEntry[]>;
 
   /**
    * Hourly rollups, kept up to date as interceptions are appended (never by scanning records per

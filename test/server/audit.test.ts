@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
-import type { ChainReport } from '../../server/audit/chain';
+import { type ChainReport, GENESIS, verifyChain } from '../../server/audit/chain';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import type { NewInterception } from '../../server/store/types';
 import type { Interception, Page } from '../../shared/interception';
@@ -143,6 +143,31 @@ describe('the audit trail', function () {
       const all = await tb.api<{ items: unknown[] }>('GET', '/api/v1/tool-calls', tb.adminKey);
       assert.equal(all.body.items.length, 2);
     });
+
+    it('records every admin read of other users’ records, and not members’ own reads', async () => {
+      type Entry = {
+        route: string;
+        subjectUserId: string | null;
+        adminEmail: string;
+        query: Record<string, string>;
+      };
+      const log = async (): Promise<Entry[]> =>
+        (await tb.api<{ items: Entry[] }>('GET', '/api/v1/audit/access-log?limit=1000', tb.adminKey)).body
+          .items;
+      await list('user=alice@example.com&status=ok');
+      await list('q=x', alice.key);
+      await new Promise((r) => setTimeout(r, 100));
+      const entries = await log();
+      const mine = entries.filter((e) => e.query.user === 'alice@example.com' && e.query.status === 'ok');
+      assert.equal(mine.length, 1);
+      assert.equal(mine[0]!.route, 'GET /api/v1/interceptions');
+      assert.equal(mine[0]!.subjectUserId, alice.user.id);
+      assert.ok(
+        entries.every((e) => e.adminEmail !== 'alice@example.com'),
+        'a member reading their own is not logged',
+      );
+      assert.equal((await tb.api('GET', '/api/v1/audit/access-log', alice.key)).status, 403);
+    });
   });
 
   describe('tamper evidence', () => {
@@ -220,6 +245,63 @@ describe('the audit trail', function () {
       } finally {
         await tb.close();
       }
+    });
+  });
+
+  describe('retention', () => {
+    it('drops whole old segments in the background and the rest of the chain still verifies', async () => {
+      const dir = await tempDir('aibridge-retention-');
+      const store = new EmbeddedStore({ dataDir: dir, segmentBytes: 4096 });
+      await store.open();
+      const now = Date.now();
+      const make = (i: number, daysAgo: number): NewInterception => {
+        const at = new Date(now - daysAgo * 86_400_000 + i).toISOString();
+        return {
+          id: `int_${randomUUID()}`,
+          userId: 'usr_r',
+          userEmail: 'r@example.com',
+          team: null,
+          keyId: 'k',
+          provider: 'anthropic',
+          api: 'messages',
+          model: 'claude-sonnet-4-5',
+          client: 'claude-code',
+          sessionId: null,
+          startedAt: at,
+          endedAt: at,
+          durationMs: 1,
+          status: 'ok',
+          httpStatus: 200,
+          streamed: false,
+          usage: { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, reasoning: 0 },
+          costUsd: 0.00001,
+          priceKnown: true,
+          prompt: `record ${i} ${'y'.repeat(300)}`,
+          toolCalls: [],
+          error: null,
+          upstreamRequestId: null,
+          redactions: [],
+        };
+      };
+      for (let i = 0; i < 40; i++) await store.appendInterception(make(i, 100));
+      for (let i = 0; i < 20; i++) await store.appendInterception(make(i, 1));
+      const pruned = await store.pruneInterceptions(new Date(now - 90 * 86_400_000).toISOString());
+      assert.ok(pruned >= 30 && pruned <= 40, `pruned ${pruned}`);
+      const left = (await store.listInterceptions({}, 500)).items;
+      assert.equal(left.length, 60 - pruned);
+      assert.ok(
+        left.filter((r) => r.prompt?.startsWith('record') && Date.parse(r.startedAt) > now - 2 * 86_400_000)
+          .length === 20,
+      );
+      const report = await verifyChain(store.scanInterceptions({}));
+      assert.equal(report.ok, true);
+      assert.notEqual(report.anchor, GENESIS, 'anchored on the oldest kept record');
+      await store.close();
+      const reopened = new EmbeddedStore({ dataDir: dir, segmentBytes: 4096 });
+      await reopened.open();
+      assert.equal((await reopened.listInterceptions({}, 500)).items.length, 60 - pruned);
+      assert.equal((await verifyChain(reopened.scanInterceptions({}))).ok, true);
+      await reopened.close();
     });
   });
 

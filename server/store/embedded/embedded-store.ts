@@ -16,6 +16,7 @@ import {
 } from '../../spend/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type {
+  AccessLogEntry,
   AlertQuery,
   DocKind,
   InterceptionFilter,
@@ -36,6 +37,9 @@ interface DbShape {
   alerts?: Alert[];
 }
 
+/** Access-log entries kept in memory for listing. */
+const ACCESS_KEPT = 10_000;
+
 /** Newest records kept whole in memory. */
 const RECENT_KEPT = 2000;
 
@@ -47,6 +51,8 @@ export interface EmbeddedStoreOptions {
   onWarning?: (w: JournalWarning) => void;
   /** How long last-use times may wait before they are written (they are informative only). */
   touchFlushMs?: number;
+  /** Journal segment size; retention drops whole segments. */
+  segmentBytes?: number;
 }
 
 /**
@@ -65,6 +71,9 @@ export class EmbeddedStore implements Store {
   private readonly index = new RecordIndex();
   /** The newest records in full, so recent pages (what people look at) need no disk reads. */
   private readonly recent = new Map<number, Interception>();
+  private readonly accessJournal: Journal;
+  /** The newest access-log entries (older ones stay on disk). */
+  private readonly accessLog: AccessLogEntry[] = [];
   /** Rollups by hour, then by bucket key: rebuilt from the journal at open, then kept current. */
   private readonly buckets = new Map<string, Map<string, UsageBucket>>();
   private nextSeq = 1;
@@ -79,9 +88,14 @@ export class EmbeddedStore implements Store {
     });
     this.journal = new Journal({
       dir: path.join(opts.dataDir, 'interceptions'),
+      ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
     });
     this.touchFlushMs = opts.touchFlushMs ?? 5_000;
+    this.accessJournal = new Journal({
+      dir: path.join(opts.dataDir, 'access'),
+      ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+    });
   }
 
   async open(): Promise<void> {
@@ -103,6 +117,10 @@ export class EmbeddedStore implements Store {
       head = rec.hash ?? GENESIS;
     });
     this.journal.head = head;
+    await this.accessJournal.open((value) => {
+      this.accessLog.push(value as AccessLogEntry);
+      if (this.accessLog.length > ACCESS_KEPT) this.accessLog.shift();
+    });
   }
 
   async close(): Promise<void> {
@@ -112,6 +130,7 @@ export class EmbeddedStore implements Store {
       await this.db.write();
     }
     await this.journal.close();
+    await this.accessJournal.close();
   }
 
   async health(): Promise<StoreHealth> {
@@ -293,6 +312,48 @@ export class EmbeddedStore implements Store {
     rec.priceKnown ??= rec.costUsd !== null;
     rec.redactions ??= [];
     return rec;
+  }
+
+  async pruneInterceptions(before: string): Promise<number> {
+    const cutoff = Date.parse(before);
+    const n = this.index.size;
+    let drop = 0;
+    // Whole segments only, oldest first, while every record in them is older than the cutoff.
+    while (drop < n) {
+      const seg = this.index.segmentAt(drop);
+      if (seg >= this.journal.currentSegment) break;
+      let end = drop;
+      let allOld = true;
+      while (end < n && this.index.segmentAt(end) === seg) {
+        if (this.index.startedAtMs(end) >= cutoff) allOld = false;
+        end++;
+      }
+      if (!allOld) break;
+      await this.journal.dropSegment(seg);
+      drop = end;
+    }
+    if (drop > 0) {
+      const lastSeq = this.index.seqAt(drop - 1);
+      this.index.dropFirst(drop);
+      for (const seq of this.recent.keys()) if (seq <= lastSeq) this.recent.delete(seq);
+    }
+    return drop;
+  }
+
+  async appendAccessLog(entry: AccessLogEntry): Promise<void> {
+    await this.accessJournal.append(JSON.stringify(entry));
+    this.accessLog.push(entry);
+    if (this.accessLog.length > ACCESS_KEPT) this.accessLog.shift();
+  }
+
+  async listAccessLog(q: { since?: string | undefined; limit: number }): Promise<AccessLogEntry[]> {
+    const out: AccessLogEntry[] = [];
+    for (let i = this.accessLog.length - 1; i >= 0 && out.length < q.limit; i--) {
+      const e = this.accessLog[i]!;
+      if (q.since !== undefined && e.at < q.since) break;
+      out.push(e);
+    }
+    return out;
   }
 
   async getInterception(id: string): Promise<Interception | undefined> {

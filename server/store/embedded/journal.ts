@@ -152,6 +152,22 @@ export class Journal {
     return this.fh !== undefined;
   }
 
+  /** The segment being written: it is never dropped. */
+  get currentSegment(): number {
+    return this.segment;
+  }
+
+  /** Deletes a whole closed segment (retention). */
+  async dropSegment(segment: number): Promise<void> {
+    if (segment >= this.segment) throw new Error('the current segment cannot be dropped');
+    const r = this.readers.get(segment);
+    if (r) {
+      this.readers.delete(segment);
+      await r.close();
+    }
+    await fs.rm(path.join(this.dir, segmentName(segment)), { force: true });
+  }
+
   /** Reads one entry back; undefined when it is not there or fails its checksum. */
   async read(loc: EntryLoc): Promise<string | undefined> {
     let fh = this.readers.get(loc.segment);

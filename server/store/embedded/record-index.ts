@@ -117,6 +117,39 @@ export class RecordIndex {
     for (let i = this.n - 1; i >= 0; i--) if (this.idKey[i] === k) yield i;
   }
 
+  startedAtMs(i: number): number {
+    return this.startedAt[i]!;
+  }
+
+  segmentAt(i: number): number {
+    return this.segment[i]!;
+  }
+
+  /** Forgets the oldest `count` records (retention). */
+  dropFirst(count: number): void {
+    if (count <= 0) return;
+    for (const a of [
+      this.seq,
+      this.startedAt,
+      this.user,
+      this.provider,
+      this.api,
+      this.model,
+      this.client,
+      this.team,
+      this.session,
+      this.status,
+      this.tools,
+      this.idKey,
+      this.segment,
+      this.offset,
+      this.length,
+    ]) {
+      a.copyWithin(0, count, this.n);
+    }
+    this.n -= count;
+  }
+
   seqAt(i: number): number {
     return this.seq[i]!;
   }
