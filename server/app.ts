@@ -7,6 +7,7 @@ import { AnomalyWatcher } from './alerts/anomaly';
 import { WebhookSender } from './alerts/webhook';
 import { auditRoutes } from './audit/audit-routes';
 import { Recorder } from './audit/recorder';
+import { CapturePolicy } from './audit/capture';
 import { Redactor } from './audit/redact';
 import type { Config, UpstreamConfig } from './config';
 import { BridgeError, fromFastifyError } from './errors';
@@ -159,6 +160,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       )
     : undefined;
   const alerts = new AlertService(store, bus, app.log, metrics, webhook);
+  const capture = new CapturePolicy(store, config.auditCapture);
+  await capture.load();
   const policies = new ModelPolicies(store);
   await policies.load();
   const limiter = new RateLimiter(store, { rpm: config.spend.defaultRpm, tpm: config.spend.defaultTpm });
@@ -282,7 +285,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(async (api) => {
     api.addHook('onRequest', apiAccessHook(auth));
     await api.register(identityRoutes(identity, store));
-    await api.register(auditRoutes(identity, store));
+    await api.register(auditRoutes(identity, store, capture));
     await api.register(spendRoutes({ identity, store, prices, budgets, limiter, policies, alerts }));
   });
 
@@ -306,6 +309,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       dispatcher,
       governance,
       open: openExchanges,
+      capture,
       telemetry: new ExchangeTelemetry(metrics, tracing),
     };
     await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });

@@ -47,6 +47,8 @@ export interface Config {
   readonly auditFailure: 'open' | 'closed';
   /** Interception records older than this many days are deleted in the background; 0 keeps them all. */
   readonly auditRetentionDays: number;
+  /** What records keep of conversations unless a team says otherwise. */
+  readonly auditCapture: 'none' | 'prompt' | 'full';
   /** Extra regular expressions whose matches are redacted from stored text, besides the built-in secret kinds. */
   readonly redactPatterns: string[];
   /** Records kept for retry while the store refuses writes (open mode drops the oldest beyond it). */
@@ -309,6 +311,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     metricsPerUser: bool(env, 'AIBRIDGE_METRICS_PER_USER'),
     auditQueueLimit: int(pick(undefined, '', env, 'AIBRIDGE_AUDIT_QUEUE_LIMIT'), 10_000, 1, 10_000_000),
     redactPatterns: redactPatterns(env),
+    auditCapture: oneOf(env, 'AIBRIDGE_AUDIT_CAPTURE', ['none', 'prompt', 'full'] as const, 'prompt'),
     auditRetentionDays: int(pick(undefined, '', env, 'AIBRIDGE_AUDIT_RETENTION_DAYS'), 0, 0, 100_000),
     auditFailure: oneOf(env, 'AIBRIDGE_AUDIT_FAILURE', ['closed', 'open'] as const, 'closed'),
     authFailuresPerMinute: int(

@@ -18,7 +18,22 @@ export interface ToolCallRecord {
   injected: boolean;
   /** ISO 8601 time the model started emitting the call. */
   at: string;
+  /** When the agent reported the call's result (on a later request), whether it was an error, and in which interception. */
+  result?: { at: string; isError: boolean; interceptionId: string } | null;
 }
+
+/** A tool result the client sent back, linking a call of an earlier turn to what came of it. */
+export interface ToolResultRecord {
+  callId: string;
+  isError: boolean;
+  /** The result text, only with capture level `full` (redacted, capped). */
+  content: string | null;
+  /** Length of the whole result, whether or not its text is kept. */
+  contentLength: number;
+}
+
+/** What a record keeps of the conversation: `none` (metadata and usage), `prompt` (the default), `full`. */
+export type CaptureLevel = 'none' | 'prompt' | 'full';
 
 export interface InterceptionError {
   /** Provider error type (`overloaded_error`) or bridge code (`upstream_timeout`). */
@@ -58,6 +73,14 @@ export interface Interception {
   upstreamRequestId: string | null;
   /** Secrets blanked out before the record was stored: what kind, in which field, how many. Never the values. */
   redactions: { kind: string; field: string; count: number }[];
+  /** The level this record was captured at. */
+  capture?: CaptureLevel;
+  /** Results of earlier tool calls that this request carried back to the model. */
+  toolResults?: ToolResultRecord[];
+  /** Capture `full`: the request's new messages (since the model's last turn), redacted and capped. */
+  messages?: unknown;
+  /** Capture `full`: the model's text and thinking, redacted and capped. */
+  output?: { text: string; thinking: string } | null;
   /** Tamper evidence: the previous record's `hash` in this store, and SHA-256 over that and this record. */
   prevHash?: string;
   hash?: string;

@@ -8,6 +8,7 @@ import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import type { IdentityService } from '../identity/identity-service';
 import type { InterceptionFilter, Store } from '../store/types';
+import type { CapturePolicy } from './capture';
 import { verifyChain } from './chain';
 
 const Status = Type.Union([Type.Literal('ok'), Type.Literal('error'), Type.Literal('client_aborted')]);
@@ -65,6 +66,11 @@ const ToolCallQuery = Type.Object(
 );
 
 const IdParams = Type.Object({ id: Text(100) });
+const TeamParams = Type.Object({ team: Text(100) });
+const CaptureBody = Type.Object(
+  { level: Type.Union([Type.Literal('none'), Type.Literal('prompt'), Type.Literal('full')]) },
+  { additionalProperties: false },
+);
 
 const AccessLogQuery = Type.Object(
   { since: Type.Optional(DateTime), limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
@@ -139,7 +145,7 @@ function csvLine(r: Interception): string {
 }
 
 /** Interceptions, sessions, tool calls, export and chain verification; members see only their own. */
-export function auditRoutes(identity: IdentityService, store: Store): FastifyPluginAsync {
+export function auditRoutes(identity: IdentityService, store: Store, capture: CapturePolicy): FastifyPluginAsync {
   /** The user a query may see: members only themselves, admins whoever they name (or everyone). */
   async function scopeUser(req: FastifyRequest, user: string | undefined): Promise<string | undefined> {
     const me = principalOf(req).user;
@@ -349,6 +355,20 @@ export function auditRoutes(identity: IdentityService, store: Store): FastifyPlu
       async (req) => ({
         items: await store.listAccessLog({ since: iso(req.query.since), limit: req.query.limit }),
       }),
+    );
+
+    app.get('/api/v1/audit/capture', { config: { access: 'admin' } }, async () => capture.list());
+
+    app.put<{ Params: Static<typeof TeamParams>; Body: Static<typeof CaptureBody> }>(
+      '/api/v1/teams/:team/capture',
+      { config: { access: 'admin' }, schema: { params: TeamParams, body: CaptureBody } },
+      async (req) => capture.put(req.params.team, req.body.level),
+    );
+
+    app.delete<{ Params: Static<typeof TeamParams> }>(
+      '/api/v1/teams/:team/capture',
+      { config: { access: 'admin' }, schema: { params: TeamParams } },
+      async (req) => ({ deleted: await capture.delete(req.params.team), ...capture.list() }),
     );
 
     app.get('/api/v1/audit/verify', { config: { access: 'admin' } }, async () =>

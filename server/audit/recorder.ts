@@ -1,5 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { ApiName, Interception, InterceptionError, InterceptionStatus } from '../../shared/interception';
+import type {
+  ApiName,
+  CaptureLevel,
+  Interception,
+  InterceptionError,
+  InterceptionStatus,
+} from '../../shared/interception';
 import { emptyUsage, totalTokens } from '../../shared/usage';
 import type { Principal } from '../identity/auth';
 import type { Metrics } from '../metrics';
@@ -19,6 +25,8 @@ export interface InterceptionStart {
   startedAt: Date;
   /** Fastify's id for the HTTP request, to join the log line with others. */
   requestId?: string;
+  /** What the record keeps of the conversation (default `prompt`). */
+  capture?: CaptureLevel;
 }
 
 export interface InterceptionEnd {
@@ -29,6 +37,17 @@ export interface InterceptionEnd {
   error: InterceptionError | null;
   upstreamRequestId: string | null;
   endedAt: Date;
+}
+
+/** Tool result text kept with capture `full`. */
+const RESULT_LIMIT = 16 * 1024;
+/** The request's new messages kept with capture `full`, as JSON. */
+const MESSAGES_LIMIT = 64 * 1024;
+
+/** The value, or a note of its size when its JSON is over the limit. */
+function capJson(v: unknown): unknown {
+  const json = JSON.stringify(v) ?? '';
+  return json.length <= MESSAGES_LIMIT ? v : { truncated: true, length: json.length, head: json.slice(0, MESSAGES_LIMIT) };
 }
 
 export interface RecorderOptions {
@@ -83,6 +102,7 @@ export class Recorder {
       this.metrics.unknownPrice.inc({ provider: start.provider, model: this.metrics.model(model) });
     // Secrets go before anything is stored, logged or published.
     const redactions: Redaction[] = [];
+    const capture = start.capture ?? 'prompt';
     const rec: NewInterception = {
       id: start.id,
       userId: user.id,
@@ -104,11 +124,34 @@ export class Recorder {
       costUsd: price.costUsd,
       priceKnown: price.priceKnown,
       prompt:
-        start.request.prompt === null ? null : this.redactor.text(start.request.prompt, 'prompt', redactions),
+        capture === 'none' || start.request.prompt === null
+          ? null
+          : this.redactor.text(start.request.prompt, 'prompt', redactions),
       toolCalls: (end.response?.toolCalls ?? []).map((c, i) => ({
         ...c,
-        input: this.redactor.value(c.input, `toolCalls[${i}].input`, redactions),
+        input: capture === 'none' ? null : this.redactor.value(c.input, `toolCalls[${i}].input`, redactions),
       })),
+      capture,
+      toolResults: start.request.toolResults.map((r, i) => ({
+        callId: r.callId,
+        isError: r.isError,
+        content:
+          capture === 'full'
+            ? this.redactor.text(r.content.slice(0, RESULT_LIMIT), `toolResults[${i}].content`, redactions)
+            : null,
+        contentLength: r.content.length,
+      })),
+      ...(capture === 'full'
+        ? {
+            messages: this.redactor.value(capJson(start.request.newMessages), 'messages', redactions),
+            output: end.response?.output
+              ? {
+                  text: this.redactor.text(end.response.output.text, 'output.text', redactions),
+                  thinking: this.redactor.text(end.response.output.thinking, 'output.thinking', redactions),
+                }
+              : null,
+          }
+        : {}),
       error: end.error ?? end.response?.error ?? null,
       upstreamRequestId: end.upstreamRequestId,
       redactions,

@@ -81,3 +81,31 @@ export function firstCount(body: Record<string, unknown>, ...keys: string[]): nu
   }
   return null;
 }
+
+/** Text of a tool result: a string, or the text parts of a block list. */
+export function resultText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content
+      .map((b) => (typeof b === 'string' ? b : isObject(b) && typeof b.text === 'string' ? b.text : ''))
+      .filter((t) => t !== '')
+      .join('\n');
+  }
+  if (content === undefined || content === null) return '';
+  return JSON.stringify(content);
+}
+
+/** What was added after the model's last turn: everything after the last item `isModel` says is the model's. */
+export function afterLastModelTurn(items: unknown, isModel: (item: Record<string, unknown>) => boolean): unknown[] {
+  if (!Array.isArray(items)) return [];
+  let i = items.length - 1;
+  while (i >= 0 && !(isObject(items[i]) && isModel(items[i] as Record<string, unknown>))) i--;
+  return items.slice(i + 1);
+}
+
+/** Output text kept for full capture stops growing here. */
+export const OUTPUT_LIMIT = 256 * 1024;
+
+export function appendCapped(into: string, more: string): string {
+  return into.length >= OUTPUT_LIMIT ? into : (into + more).slice(0, OUTPUT_LIMIT);
+}

@@ -12,6 +12,10 @@ export interface RequestFacts {
   sessionId: string | null;
   /** The most output the request allows (`max_tokens` and kin), for budget reservations; null when unsaid. */
   maxOutputTokens: number | null;
+  /** Tool results the client sends back in this request. */
+  toolResults: { callId: string; isError: boolean; content: string }[];
+  /** The messages (or input items) added since the model's last turn. */
+  newMessages: unknown[];
 }
 
 /** What the bridge learns from a response, whole or streamed. */
@@ -24,6 +28,8 @@ export interface ResponseFacts {
   error: InterceptionError | null;
   /** Why generation stopped (`end_turn`, `tool_use`, `stop`, `length`, ...), as the provider says it. */
   finishReasons?: string[];
+  /** The model's text and thinking, when the request asked for output capture. */
+  output?: { text: string; thinking: string };
 }
 
 export interface SseEvent {
@@ -53,6 +59,8 @@ export interface PreparedRequest {
   bytes: Buffer;
   /** Relay the stream event by event, applying the meter's verdicts, instead of byte for byte. */
   rewriteStream: boolean;
+  /** Keep the model's text and thinking (capture level `full`). */
+  captureOutput?: boolean;
 }
 
 /** One metered wire API: its endpoint, how to read its requests, responses and streams. */

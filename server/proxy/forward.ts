@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { type Dispatcher, request as undiciRequest } from 'undici';
-import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
+import type { CaptureLevel, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import type { InterceptionStart, Recorder } from '../audit/recorder';
 import type { UpstreamConfig } from '../config';
 import { BridgeError, fromFastifyError, isBridgeError } from '../errors';
@@ -35,6 +35,8 @@ export interface ProxyDeps {
   /** Refuses what policy, rate limits or budgets forbid, before the provider is contacted. */
   governance: { admit(start: InterceptionStart, bodyBytes: number): void };
   telemetry: ExchangeTelemetry;
+  /** The capture level for a caller's team. */
+  capture: { levelFor(team: string | null): CaptureLevel };
   /** Exchanges in progress, so shutdown can end the ones still open after the grace period. */
   open: Set<{ shutdown(): void }>;
 }
@@ -355,8 +357,11 @@ async function forward(
       request: api.describeRequest(parsed, req.headers),
       startedAt: new Date(),
       requestId: req.id,
+      capture: deps.capture.levelFor(principal.user.team),
     };
-    metered = { api, start, prepared: api.prepare(parsed, raw!), probe: false };
+    const prepared = api.prepare(parsed, raw!);
+    if (start.capture === 'full') prepared.captureOutput = true;
+    metered = { api, start, prepared, probe: false };
     req.interceptionId = start.id;
   }
   const exchange = new Exchange(adapter, deps, req, reply, metered);

@@ -47,7 +47,7 @@ export interface StoreHealth {
 }
 
 /** Admin-set documents the bridge keeps by kind and id: budgets, rate limits, model policies, prices. */
-export type DocKind = 'budget' | 'rate_limit' | 'model_policy' | 'price';
+export type DocKind = 'budget' | 'rate_limit' | 'model_policy' | 'price' | 'team_capture';
 
 export interface AlertQuery {
   since?: string | undefined;

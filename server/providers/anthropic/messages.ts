@@ -1,17 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import {
-  capText,
-  errorFromBody,
-  firstCount,
-  isObject,
-  mcpServerOf,
-  num,
-  parseArguments,
-  str,
-  userText,
-} from '../common';
+import { afterLastModelTurn, appendCapped, capText, errorFromBody, firstCount, isObject, mcpServerOf, num, parseArguments, resultText, str, userText } from '../common';
 import {
   type EventVerdict,
   FORWARD,
@@ -39,6 +29,35 @@ export function lastUserPrompt(messages: unknown): string | null {
     if (text !== null) return text;
   }
   return null;
+}
+
+/** The text and thinking blocks of a whole response. */
+function outputOf(content: unknown): { text: string; thinking: string } {
+  let text = '';
+  let thinking = '';
+  if (Array.isArray(content)) {
+    for (const b of content as unknown[]) {
+      if (!isObject(b)) continue;
+      if (b.type === 'text') text = appendCapped(text, str(b.text) ?? '');
+      else if (b.type === 'thinking') thinking = appendCapped(thinking, str(b.thinking) ?? '');
+    }
+  }
+  return { text, thinking };
+}
+
+/** What the client added since the model's last turn, and the tool results in it. */
+function turn(messages: unknown): Pick<RequestFacts, 'toolResults' | 'newMessages'> {
+  const newMessages = afterLastModelTurn(messages, (m) => m.role === 'assistant');
+  const toolResults: RequestFacts['toolResults'] = [];
+  for (const m of newMessages) {
+    if (!isObject(m) || !Array.isArray(m.content)) continue;
+    for (const b of m.content as unknown[]) {
+      if (isObject(b) && b.type === 'tool_result' && typeof b.tool_use_id === 'string') {
+        toolResults.push({ callId: b.tool_use_id, isError: b.is_error === true, content: resultText(b.content) });
+      }
+    }
+  }
+  return { toolResults, newMessages };
 }
 
 /** Anthropic reports input excluding cache reads and writes, which is already our normal form. */
@@ -71,6 +90,10 @@ class MessagesStreamMeter implements StreamMeter {
   private model: string | null = null;
   private error: ResponseFacts['error'] = null;
   private finishReasons: string[] = [];
+  private text = '';
+  private thinking = '';
+
+  constructor(private readonly captureOutput: boolean) {}
   /** Tool-use blocks still streaming their input, by content index. */
   private readonly open = new Map<number, { block: Record<string, unknown>; json: string; at: Date }>();
 
@@ -106,6 +129,10 @@ class MessagesStreamMeter implements StreamMeter {
         const t = this.open.get(num(data.index));
         if (t && isObject(data.delta) && data.delta.type === 'input_json_delta') {
           t.json += str(data.delta.partial_json) ?? '';
+        } else if (this.captureOutput && isObject(data.delta)) {
+          if (data.delta.type === 'text_delta') this.text = appendCapped(this.text, str(data.delta.text) ?? '');
+          else if (data.delta.type === 'thinking_delta')
+            this.thinking = appendCapped(this.thinking, str(data.delta.thinking) ?? '');
         }
         break;
       }
@@ -132,6 +159,7 @@ class MessagesStreamMeter implements StreamMeter {
       model: this.model,
       error: this.error,
       finishReasons: this.finishReasons,
+      ...(this.captureOutput ? { output: { text: this.text, thinking: this.thinking } } : {}),
     };
   }
 }
@@ -150,6 +178,7 @@ export const messagesApi: WireApi = {
       prompt: lastUserPrompt(body.messages),
       sessionId: (typeof sessionHeader === 'string' && sessionHeader) || str(metadata?.user_id),
       maxOutputTokens: firstCount(body, 'max_tokens'),
+      ...turn(body.messages),
     };
   },
 
@@ -172,11 +201,12 @@ export const messagesApi: WireApi = {
       model: str(json.model),
       error: json.type === 'error' ? errorFromBody(0, json) : null,
       finishReasons: typeof json.stop_reason === 'string' ? [json.stop_reason] : [],
+      output: outputOf(json.content),
     };
   },
 
-  createStreamMeter(): StreamMeter {
-    return new MessagesStreamMeter();
+  createStreamMeter(prepared: PreparedRequest): StreamMeter {
+    return new MessagesStreamMeter(prepared.captureOutput === true);
   },
 
   streamError(status: number, _code: string, message: string): string {

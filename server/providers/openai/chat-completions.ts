@@ -1,17 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import {
-  capText,
-  errorFromBody,
-  firstCount,
-  isObject,
-  mcpServerOf,
-  num,
-  parseArguments,
-  str,
-  userText,
-} from '../common';
+import { afterLastModelTurn, appendCapped, capText, errorFromBody, firstCount, isObject, mcpServerOf, num, parseArguments, resultText, str, userText } from '../common';
 import {
   DROP,
   type EventVerdict,
@@ -59,16 +49,33 @@ function toolCallFrom(tc: unknown, at: Date): ToolCallRecord | undefined {
   return undefined;
 }
 
+/** What the client added since the model's last turn; `tool` messages are the tool results. */
+function chatTurn(messages: unknown): Pick<RequestFacts, 'toolResults' | 'newMessages'> {
+  const newMessages = afterLastModelTurn(messages, (m) => m.role === 'assistant');
+  const toolResults: RequestFacts['toolResults'] = [];
+  for (const m of newMessages) {
+    if (isObject(m) && m.role === 'tool' && typeof m.tool_call_id === 'string') {
+      toolResults.push({ callId: m.tool_call_id, isError: false, content: resultText(m.content) });
+    }
+  }
+  return { toolResults, newMessages };
+}
+
 class ChatStreamMeter implements StreamMeter {
   private usage: Usage = emptyUsage();
   private model: string | null = null;
   private error: InterceptionError | null = null;
   private readonly finishReasons: string[] = [];
+  private text = '';
+  private thinking = '';
   /** Tool calls assembled from deltas, by `choice:index`, in the order they started. */
   private readonly calls = new Map<string, { id: string; name: string; args: string; at: Date }>();
 
   /** @param hideUsage the bridge asked for `include_usage` on the client's behalf and must hide it. */
-  constructor(private readonly hideUsage: boolean) {}
+  constructor(
+    private readonly hideUsage: boolean,
+    private readonly captureOutput: boolean,
+  ) {}
 
   onEvent(ev: SseEvent, at: Date): EventVerdict {
     if (ev.data === '[DONE]') return FORWARD;
@@ -89,6 +96,11 @@ class ChatStreamMeter implements StreamMeter {
       for (const choice of chunk.choices as unknown[]) {
         if (isObject(choice) && typeof choice.finish_reason === 'string')
           this.finishReasons.push(choice.finish_reason);
+        if (this.captureOutput && isObject(choice) && isObject(choice.delta)) {
+          if (typeof choice.delta.content === 'string') this.text = appendCapped(this.text, choice.delta.content);
+          const r = choice.delta.reasoning_content ?? choice.delta.reasoning;
+          if (typeof r === 'string') this.thinking = appendCapped(this.thinking, r);
+        }
         if (!isObject(choice) || !isObject(choice.delta) || !Array.isArray(choice.delta.tool_calls)) continue;
         for (const d of choice.delta.tool_calls as unknown[]) {
           if (!isObject(d)) continue;
@@ -126,6 +138,7 @@ class ChatStreamMeter implements StreamMeter {
       model: this.model,
       error: this.error,
       finishReasons: [...this.finishReasons],
+      ...(this.captureOutput ? { output: { text: this.text, thinking: this.thinking } } : {}),
     };
   }
 }
@@ -142,6 +155,7 @@ export const chatCompletionsApi: WireApi = {
       prompt: lastUserPrompt(body.messages),
       sessionId: sessionFromHeaders(headers),
       maxOutputTokens: firstCount(body, 'max_completion_tokens', 'max_tokens'),
+      ...chatTurn(body.messages),
     };
   },
 
@@ -169,11 +183,24 @@ export const chatCompletionsApi: WireApi = {
         }
       }
     }
-    return { usage: chatUsage(json.usage), toolCalls, model: str(json.model), error: null, finishReasons };
+    let text = '';
+    if (Array.isArray(json.choices)) {
+      for (const c of json.choices as unknown[]) {
+        if (isObject(c) && isObject(c.message) && typeof c.message.content === 'string') text = appendCapped(text, c.message.content);
+      }
+    }
+    return {
+      usage: chatUsage(json.usage),
+      toolCalls,
+      model: str(json.model),
+      error: null,
+      finishReasons,
+      output: { text, thinking: '' },
+    };
   },
 
   createStreamMeter(prepared: PreparedRequest): StreamMeter {
-    return new ChatStreamMeter(prepared.rewriteStream);
+    return new ChatStreamMeter(prepared.rewriteStream, prepared.captureOutput === true);
   },
 
   streamError(status: number, code: string, message: string): string {

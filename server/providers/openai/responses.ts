@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import { capText, firstCount, isObject, mcpServerOf, parseArguments, str, userText } from '../common';
+import { afterLastModelTurn, appendCapped, capText, firstCount, isObject, mcpServerOf, parseArguments, resultText, str, userText } from '../common';
 import {
   type EventVerdict,
   FORWARD,
@@ -89,6 +89,10 @@ class ResponsesStreamMeter implements StreamMeter {
   private model: string | null = null;
   private error: InterceptionError | null = null;
   private finishReasons: string[] = [];
+  private text = '';
+  private thinking = '';
+
+  constructor(private readonly captureOutput: boolean) {}
   private readonly toolCalls: ToolCallRecord[] = [];
   private readonly seen = new Set<string>();
 
@@ -112,6 +116,13 @@ class ResponsesStreamMeter implements StreamMeter {
     const response = isObject(data.response) ? data.response : undefined;
     if (response) this.model = str(response.model) ?? this.model;
     switch (data.type) {
+      case 'response.output_text.delta':
+        if (this.captureOutput) this.text = appendCapped(this.text, str(data.delta) ?? '');
+        break;
+      case 'response.reasoning_summary_text.delta':
+      case 'response.reasoning_text.delta':
+        if (this.captureOutput) this.thinking = appendCapped(this.thinking, str(data.delta) ?? '');
+        break;
       case 'response.output_item.done':
         this.addCall(data.item, at);
         break;
@@ -141,8 +152,45 @@ class ResponsesStreamMeter implements StreamMeter {
       model: this.model,
       error: this.error,
       finishReasons: this.finishReasons,
+      ...(this.captureOutput ? { output: { text: this.text, thinking: this.thinking } } : {}),
     };
   }
+}
+
+const MODEL_ITEMS = new Set(['function_call', 'custom_tool_call', 'local_shell_call', 'reasoning', 'mcp_call']);
+const RESULT_ITEMS = new Set(['function_call_output', 'custom_tool_call_output', 'local_shell_call_output']);
+
+/** Input items added since the model's last turn; `*_output` items are the tool results. */
+function responsesTurn(input: unknown): Pick<RequestFacts, 'toolResults' | 'newMessages'> {
+  if (typeof input === 'string') return { toolResults: [], newMessages: [input] };
+  const newMessages = afterLastModelTurn(
+    input,
+    (item) => item.role === 'assistant' || MODEL_ITEMS.has(String(item.type)),
+  );
+  const toolResults: RequestFacts['toolResults'] = [];
+  for (const item of newMessages) {
+    if (isObject(item) && RESULT_ITEMS.has(String(item.type)) && typeof item.call_id === 'string') {
+      toolResults.push({ callId: item.call_id, isError: false, content: resultText(item.output) });
+    }
+  }
+  return { toolResults, newMessages };
+}
+
+/** The output text and reasoning summaries of a whole response. */
+function outputOf(output: unknown): { text: string; thinking: string } {
+  let text = '';
+  let thinking = '';
+  if (Array.isArray(output)) {
+    for (const item of output as unknown[]) {
+      if (!isObject(item) || !Array.isArray(item.content ?? item.summary)) continue;
+      for (const part of (item.content ?? item.summary) as unknown[]) {
+        if (!isObject(part) || typeof part.text !== 'string') continue;
+        if (item.type === 'reasoning') thinking = appendCapped(thinking, part.text);
+        else if (part.type === 'output_text') text = appendCapped(text, part.text);
+      }
+    }
+  }
+  return { text, thinking };
 }
 
 /** A Responses status, or why it is incomplete (`max_output_tokens`, `content_filter`). */
@@ -164,6 +212,7 @@ export const responsesApi: WireApi = {
       prompt: lastUserPrompt(body.input),
       sessionId: sessionFromHeaders(headers),
       maxOutputTokens: firstCount(body, 'max_output_tokens'),
+      ...responsesTurn(body.input),
     };
   },
 
@@ -186,11 +235,12 @@ export const responsesApi: WireApi = {
       model: str(json.model),
       error: responseError(json),
       finishReasons: finishReasonsOf(json),
+      output: outputOf(json.output),
     };
   },
 
-  createStreamMeter(): StreamMeter {
-    return new ResponsesStreamMeter();
+  createStreamMeter(prepared: PreparedRequest): StreamMeter {
+    return new ResponsesStreamMeter(prepared.captureOutput === true);
   },
 
   streamError(_status: number, code: string, message: string): string {

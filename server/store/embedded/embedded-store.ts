@@ -37,6 +37,9 @@ interface DbShape {
   alerts?: Alert[];
 }
 
+/** Tool results remembered for linking to their calls. */
+const RESULTS_KEPT = 200_000;
+
 /** Access-log entries kept in memory for listing. */
 const ACCESS_KEPT = 10_000;
 
@@ -72,6 +75,8 @@ export class EmbeddedStore implements Store {
   /** The newest records in full, so recent pages (what people look at) need no disk reads. */
   private readonly recent = new Map<number, Interception>();
   private readonly accessJournal: Journal;
+  /** Tool results reported by later requests, by call id (the most recent RESULTS_KEPT). */
+  private readonly results = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
   /** The newest access-log entries (older ones stay on disk). */
   private readonly accessLog: AccessLogEntry[] = [];
   /** Rollups by hour, then by bucket key: rebuilt from the journal at open, then kept current. */
@@ -113,6 +118,7 @@ export class EmbeddedStore implements Store {
       this.index.add(rec, loc);
       this.remember(rec);
       this.rollUp(rec);
+      this.noteResults(rec);
       this.nextSeq = Math.max(this.nextSeq, rec.seq + 1);
       head = rec.hash ?? GENESIS;
     });
@@ -292,8 +298,23 @@ export class EmbeddedStore implements Store {
     });
     this.index.add(full, loc);
     this.remember(full);
+    this.noteResults(full);
     this.rollUp(full);
     return full;
+  }
+
+  private noteResults(rec: Interception): void {
+    for (const r of rec.toolResults ?? []) {
+      this.results.delete(r.callId);
+      this.results.set(r.callId, { at: rec.startedAt, isError: r.isError, interceptionId: rec.id });
+      if (this.results.size > RESULTS_KEPT) this.results.delete(this.results.keys().next().value!);
+    }
+  }
+
+  /** The record with each tool call's result, when a later request reported it. */
+  private linked(rec: Interception): Interception {
+    if (rec.toolCalls.length === 0) return rec;
+    return { ...rec, toolCalls: rec.toolCalls.map((c) => ({ ...c, result: this.results.get(c.id) ?? null })) };
   }
 
   private remember(rec: Interception): void {
@@ -304,14 +325,14 @@ export class EmbeddedStore implements Store {
   private async load(i: number): Promise<Interception> {
     const seq = this.index.seqAt(i);
     const cached = this.recent.get(seq);
-    if (cached) return cached;
+    if (cached) return this.linked(cached);
     const json = await this.journal.read(this.index.locAt(i));
     if (json === undefined) throw new Error(`interception ${seq} is unreadable on disk`);
     const rec = JSON.parse(json) as Interception;
     rec.costUsd ??= null;
     rec.priceKnown ??= rec.costUsd !== null;
     rec.redactions ??= [];
-    return rec;
+    return this.linked(rec);
   }
 
   async pruneInterceptions(before: string): Promise<number> {
