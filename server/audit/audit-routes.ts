@@ -145,7 +145,11 @@ function csvLine(r: Interception): string {
 }
 
 /** Interceptions, sessions, tool calls, export and chain verification; members see only their own. */
-export function auditRoutes(identity: IdentityService, store: Store, capture: CapturePolicy): FastifyPluginAsync {
+export function auditRoutes(
+  identity: IdentityService,
+  store: Store,
+  capture: CapturePolicy,
+): FastifyPluginAsync {
   /** The user a query may see: members only themselves, admins whoever they name (or everyone). */
   async function scopeUser(req: FastifyRequest, user: string | undefined): Promise<string | undefined> {
     const me = principalOf(req).user;

@@ -47,7 +47,9 @@ const MESSAGES_LIMIT = 64 * 1024;
 /** The value, or a note of its size when its JSON is over the limit. */
 function capJson(v: unknown): unknown {
   const json = JSON.stringify(v) ?? '';
-  return json.length <= MESSAGES_LIMIT ? v : { truncated: true, length: json.length, head: json.slice(0, MESSAGES_LIMIT) };
+  return json.length <= MESSAGES_LIMIT
+    ? v
+    : { truncated: true, length: json.length, head: json.slice(0, MESSAGES_LIMIT) };
 }
 
 export interface RecorderOptions {

@@ -96,7 +96,10 @@ export function resultText(content: unknown): string {
 }
 
 /** What was added after the model's last turn: everything after the last item `isModel` says is the model's. */
-export function afterLastModelTurn(items: unknown, isModel: (item: Record<string, unknown>) => boolean): unknown[] {
+export function afterLastModelTurn(
+  items: unknown,
+  isModel: (item: Record<string, unknown>) => boolean,
+): unknown[] {
   if (!Array.isArray(items)) return [];
   let i = items.length - 1;
   while (i >= 0 && !(isObject(items[i]) && isModel(items[i] as Record<string, unknown>))) i--;

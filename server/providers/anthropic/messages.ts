@@ -1,7 +1,20 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import { afterLastModelTurn, appendCapped, capText, errorFromBody, firstCount, isObject, mcpServerOf, num, parseArguments, resultText, str, userText } from '../common';
+import {
+  afterLastModelTurn,
+  appendCapped,
+  capText,
+  errorFromBody,
+  firstCount,
+  isObject,
+  mcpServerOf,
+  num,
+  parseArguments,
+  resultText,
+  str,
+  userText,
+} from '../common';
 import {
   type EventVerdict,
   FORWARD,
@@ -53,7 +66,11 @@ function turn(messages: unknown): Pick<RequestFacts, 'toolResults' | 'newMessage
     if (!isObject(m) || !Array.isArray(m.content)) continue;
     for (const b of m.content as unknown[]) {
       if (isObject(b) && b.type === 'tool_result' && typeof b.tool_use_id === 'string') {
-        toolResults.push({ callId: b.tool_use_id, isError: b.is_error === true, content: resultText(b.content) });
+        toolResults.push({
+          callId: b.tool_use_id,
+          isError: b.is_error === true,
+          content: resultText(b.content),
+        });
       }
     }
   }
@@ -130,7 +147,8 @@ class MessagesStreamMeter implements StreamMeter {
         if (t && isObject(data.delta) && data.delta.type === 'input_json_delta') {
           t.json += str(data.delta.partial_json) ?? '';
         } else if (this.captureOutput && isObject(data.delta)) {
-          if (data.delta.type === 'text_delta') this.text = appendCapped(this.text, str(data.delta.text) ?? '');
+          if (data.delta.type === 'text_delta')
+            this.text = appendCapped(this.text, str(data.delta.text) ?? '');
           else if (data.delta.type === 'thinking_delta')
             this.thinking = appendCapped(this.thinking, str(data.delta.thinking) ?? '');
         }

@@ -1,7 +1,20 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import { afterLastModelTurn, appendCapped, capText, errorFromBody, firstCount, isObject, mcpServerOf, num, parseArguments, resultText, str, userText } from '../common';
+import {
+  afterLastModelTurn,
+  appendCapped,
+  capText,
+  errorFromBody,
+  firstCount,
+  isObject,
+  mcpServerOf,
+  num,
+  parseArguments,
+  resultText,
+  str,
+  userText,
+} from '../common';
 import {
   DROP,
   type EventVerdict,
@@ -97,7 +110,8 @@ class ChatStreamMeter implements StreamMeter {
         if (isObject(choice) && typeof choice.finish_reason === 'string')
           this.finishReasons.push(choice.finish_reason);
         if (this.captureOutput && isObject(choice) && isObject(choice.delta)) {
-          if (typeof choice.delta.content === 'string') this.text = appendCapped(this.text, choice.delta.content);
+          if (typeof choice.delta.content === 'string')
+            this.text = appendCapped(this.text, choice.delta.content);
           const r = choice.delta.reasoning_content ?? choice.delta.reasoning;
           if (typeof r === 'string') this.thinking = appendCapped(this.thinking, r);
         }
@@ -186,7 +200,8 @@ export const chatCompletionsApi: WireApi = {
     let text = '';
     if (Array.isArray(json.choices)) {
       for (const c of json.choices as unknown[]) {
-        if (isObject(c) && isObject(c.message) && typeof c.message.content === 'string') text = appendCapped(text, c.message.content);
+        if (isObject(c) && isObject(c.message) && typeof c.message.content === 'string')
+          text = appendCapped(text, c.message.content);
       }
     }
     return {

@@ -1,7 +1,18 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
-import { afterLastModelTurn, appendCapped, capText, firstCount, isObject, mcpServerOf, parseArguments, resultText, str, userText } from '../common';
+import {
+  afterLastModelTurn,
+  appendCapped,
+  capText,
+  firstCount,
+  isObject,
+  mcpServerOf,
+  parseArguments,
+  resultText,
+  str,
+  userText,
+} from '../common';
 import {
   type EventVerdict,
   FORWARD,
@@ -157,7 +168,13 @@ class ResponsesStreamMeter implements StreamMeter {
   }
 }
 
-const MODEL_ITEMS = new Set(['function_call', 'custom_tool_call', 'local_shell_call', 'reasoning', 'mcp_call']);
+const MODEL_ITEMS = new Set([
+  'function_call',
+  'custom_tool_call',
+  'local_shell_call',
+  'reasoning',
+  'mcp_call',
+]);
 const RESULT_ITEMS = new Set(['function_call_output', 'custom_tool_call_output', 'local_shell_call_output']);
 
 /** Input items added since the model's last turn; `*_output` items are the tool results. */

@@ -314,7 +314,10 @@ export class EmbeddedStore implements Store {
   /** The record with each tool call's result, when a later request reported it. */
   private linked(rec: Interception): Interception {
     if (rec.toolCalls.length === 0) return rec;
-    return { ...rec, toolCalls: rec.toolCalls.map((c) => ({ ...c, result: this.results.get(c.id) ?? null })) };
+    return {
+      ...rec,
+      toolCalls: rec.toolCalls.map((c) => ({ ...c, result: this.results.get(c.id) ?? null })),
+    };
   }
 
   private remember(rec: Interception): void {
