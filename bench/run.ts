@@ -12,6 +12,7 @@
  * docs/performance.md says what the figures mean and keeps the latest ones.
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -322,6 +323,37 @@ async function main(): Promise<void> {
   ];
   if (!PROFILE) paths.push(await startFloor(mockUrl));
   paths.push(await startBridge('bridge', 'AI Bridge', mockUrl, bridgeDir, PROFILE ? profileArgs : []));
+  if (!PROFILE) {
+    // The same bridge with tracing exported to an OTLP/HTTP sink and metrics scraped every second,
+    // so what observability costs shows as its own column.
+    const sink = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+    });
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+    onCleanup(() => sink.close());
+    const sinkUrl = `http://127.0.0.1:${(sink.address() as import('node:net').AddressInfo).port}`;
+    const obs = await startBridge(
+      'bridgeObs',
+      'Bridge + metrics & traces',
+      mockUrl,
+      path.join(tmp, 'obs'),
+      [],
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl,
+        AIBRIDGE_METRICS_TOKEN: 'bench-metrics',
+      },
+    );
+    const origin = obs.target!.origin;
+    const scrape = setInterval(() => {
+      fetch(`${origin}/metrics`, { headers: { authorization: 'Bearer bench-metrics' } })
+        .then((r) => r.arrayBuffer())
+        .catch(() => undefined);
+    }, 1000);
+    scrape.unref();
+    onCleanup(() => clearInterval(scrape));
+    paths.push(obs);
+  }
   const pg = postgresPath();
   if (!PROFILE && pg.url) {
     paths.push(
@@ -369,7 +401,9 @@ async function main(): Promise<void> {
     } else log(`${p.label}: ok (${j.bytes} B JSON, ${s.events} events, ${s.bytes} B stream)`);
   }
   const live = paths.filter((p) => p.target && !p.unavailable);
-  const proxies = live.filter((p) => p.id === 'bridge' || p.id === 'bridgePg' || p.id === 'portkey');
+  const proxies = live.filter(
+    (p) => p.id === 'bridge' || p.id === 'bridgeObs' || p.id === 'bridgePg' || p.id === 'portkey',
+  );
 
   const results: Record<string, PathResult> = {};
   for (const p of paths) {

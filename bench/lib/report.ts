@@ -1,13 +1,14 @@
 import type { Percentiles } from './stats';
 import { round } from './stats';
 
-export type PathId = 'direct' | 'floor' | 'bridge' | 'bridgePg' | 'portkey';
+export type PathId = 'direct' | 'floor' | 'bridge' | 'bridgeObs' | 'bridgePg' | 'portkey';
 
 /** The columns of the table, in order. */
 export const COLUMNS: readonly { id: PathId; title: string }[] = [
   { id: 'direct', title: 'direct' },
   { id: 'floor', title: 'bare proxy' },
   { id: 'bridge', title: 'AI Bridge' },
+  { id: 'bridgeObs', title: 'Bridge + metrics & traces' },
   { id: 'bridgePg', title: 'Bridge + PostgreSQL' },
   { id: 'portkey', title: 'Portkey' },
 ];
