@@ -6,6 +6,7 @@ import type { Interception } from '../../shared/interception';
 import { addUsage, emptyUsage, totalTokens, type Usage } from '../../shared/usage';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
+import { csvLine } from '../http/csv';
 import type { IdentityService } from '../identity/identity-service';
 import type { InterceptionFilter, Store } from '../store/types';
 import type { CapturePolicy } from './capture';
@@ -108,14 +109,7 @@ const CSV_COLUMNS = [
   'hash',
 ] as const;
 
-/** RFC 4180 quoting, and a leading quote for cells a spreadsheet would run as a formula. */
-function csvCell(v: unknown): string {
-  let s = v === null || v === undefined ? '' : String(v);
-  if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-}
-
-function csvLine(r: Interception): string {
+function interceptionCsv(r: Interception): string {
   const u = r.usage;
   const cells = [
     r.seq,
@@ -141,7 +135,7 @@ function csvLine(r: Interception): string {
     r.prompt,
     r.hash,
   ];
-  return `${cells.map(csvCell).join(',')}\r\n`;
+  return csvLine(cells);
 }
 
 /** Interceptions, sessions, tool calls, export and chain verification; members see only their own. */
@@ -338,9 +332,9 @@ export function auditRoutes(
         logRead(req, filter.userId);
         const csv = req.query.format === 'csv';
         async function* lines(): AsyncGenerator<string> {
-          if (csv) yield `${CSV_COLUMNS.join(',')}\r\n`;
+          if (csv) yield csvLine(CSV_COLUMNS);
           for await (const r of store.scanInterceptions(filter))
-            yield csv ? csvLine(r) : `${JSON.stringify(r)}\n`;
+            yield csv ? interceptionCsv(r) : `${JSON.stringify(r)}\n`;
         }
         const stamp = new Date().toISOString().replace(/[:.]/g, '-');
         return reply

@@ -1,5 +1,6 @@
 import type { UsageGroupBy, UsageReport, UsageRow } from '../../shared/spend';
 import { addUsage, emptyUsage, totalTokens } from '../../shared/usage';
+import { csvLine } from '../http/csv';
 import type { UsageBucket } from './rollup';
 
 function keyOf(b: UsageBucket, by: UsageGroupBy): string {
@@ -139,18 +140,21 @@ const CSV_COLUMNS = [
   'unpricedRequests',
 ] as const;
 
-/** RFC 4180 quoting, and a leading quote for cells a spreadsheet would run as a formula. */
-function csvCell(v: string | number): string {
-  let s = String(v);
-  if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-}
-
 export function csvHeader(): string {
-  return `${CSV_COLUMNS.join(',')}\r\n`;
+  return csvLine(CSV_COLUMNS);
 }
 
 export function csvRow(r: UsageRow): string {
   const u = r.usage;
-  return `${[r.key, r.requests, u.input, u.output, u.cacheRead, u.cacheWrite, u.reasoning, r.costUsd, r.unpricedRequests].map(csvCell).join(',')}\r\n`;
+  return csvLine([
+    r.key,
+    r.requests,
+    u.input,
+    u.output,
+    u.cacheRead,
+    u.cacheWrite,
+    u.reasoning,
+    r.costUsd,
+    r.unpricedRequests,
+  ]);
 }
