@@ -12,6 +12,8 @@ import { Redactor } from './audit/redact';
 import type { Config, UpstreamConfig } from './config';
 import { BridgeError, fromFastifyError } from './errors';
 import { EventBus } from './events/bus';
+import { InterceptionEvents } from './events/interception-events';
+import { LiveEvents, type LiveEventsOptions, liveEventsRoutes } from './events/ws-routes';
 import { apiAccessHook } from './http/access-hook';
 import { RouteTable } from './http/route-table';
 import { Authenticator } from './identity/auth';
@@ -19,6 +21,9 @@ import { AuthThrottle } from './identity/auth-throttle';
 import { identityRoutes } from './identity/identity-routes';
 import { IdentityService } from './identity/identity-service';
 import { KeyHasher, looksLikeKey } from './identity/keys';
+import { McpHub } from './mcp/hub';
+import { McpInjector } from './mcp/injector';
+import { mcpRoutes } from './mcp/mcp-routes';
 import { Metrics } from './metrics';
 import { PROVIDERS, providerForPath } from './providers/registry';
 import { CircuitBreakers } from './proxy/circuit-breaker';
@@ -40,6 +45,8 @@ export interface BuildOptions {
   logStream?: DestinationStream;
   /** A store to use instead of the one the config selects. */
   store?: Store;
+  /** Live events tuning (tests shorten the heartbeat). */
+  liveEvents?: Partial<LiveEventsOptions>;
 }
 
 export interface Bridge {
@@ -51,6 +58,8 @@ export interface Bridge {
   metrics: Metrics;
   /** Every route with its access rule (tests walk it). */
   routes: RouteTable;
+  /** MCP servers and connections (tests wait on `ready()`). */
+  mcp: McpHub;
   /** Ends every exchange still open (streams get an error event); for when the shutdown grace is over. */
   endOpenExchanges(): number;
   /** Serves `/metrics` alone on another port (no auth: bind it where only Prometheus reaches); returns its URL. */
@@ -177,30 +186,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     config.spend.defaultMaxOutputTokens,
   );
   const anomalies = new AnomalyWatcher(store, alerts, config.alerts);
+  const interceptionEvents = new InterceptionEvents(bus);
   recorder.onFinished((rec) => {
     governance.settle(rec);
     anomalies.observe(rec).catch((err: unknown) => app.log.error({ err }, 'anomaly rules failed'));
-    bus.publish(
-      {
-        type: 'interception.ended',
-        interceptionId: rec.id,
-        userId: rec.userId,
-        userEmail: rec.userEmail,
-        team: rec.team,
-        provider: rec.provider,
-        api: rec.api,
-        model: rec.model,
-        client: rec.client,
-        sessionId: rec.sessionId,
-        at: rec.endedAt,
-        usage: rec.usage,
-        costUsd: rec.costUsd,
-        priceKnown: rec.priceKnown,
-        status: rec.status,
-        durationMs: rec.durationMs,
-      },
-      { userId: rec.userId, team: rec.team },
-    );
+    // tool.call for each call, then interception.ended (shared/protocol.ts).
+    interceptionEvents.ended(rec);
   });
 
   let draining = false;
@@ -282,11 +273,20 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
+  // Central MCP tools (docs/mcp.md): servers are connected in the background, never holding up the start.
+  const mcp = new McpHub({ settings: config.mcp, store, log: app.log, bus, env: process.env });
+  await mcp.start();
+  const injector = new McpInjector(mcp, { maxRounds: config.mcp.maxRounds, metrics });
+
   await app.register(async (api) => {
     api.addHook('onRequest', apiAccessHook(auth));
+    await api.register(mcpRoutes(mcp));
     await api.register(identityRoutes(identity, store));
     await api.register(auditRoutes(identity, store, capture));
     await api.register(spendRoutes({ identity, store, prices, budgets, limiter, policies, alerts }));
+    // GET /api/v1/events: the bus over WebSocket (closed with 1001 on shutdown).
+    const live = new LiveEvents({ bus, auth, identity, store, log: app.log }, opts.liveEvents);
+    await api.register(liveEventsRoutes(live));
   });
 
   const openExchanges = new Set<{ shutdown(): void }>();
@@ -311,6 +311,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       open: openExchanges,
       capture,
       telemetry: new ExchangeTelemetry(metrics, tracing),
+      events: interceptionEvents,
+      injector,
     };
     await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
   }
@@ -346,6 +348,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       draining = true;
       if (retentionTimer) clearInterval(retentionTimer);
       await app.close();
+      await mcp.close();
       await recorder.drain();
       webhook?.close();
       await metricsServer?.close();
@@ -355,5 +358,17 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     })();
     return closing;
   };
-  return { app, store, identity, recorder, bus, metrics, routes, endOpenExchanges, listenMetrics, close };
+  return {
+    app,
+    store,
+    identity,
+    recorder,
+    bus,
+    metrics,
+    routes,
+    mcp,
+    endOpenExchanges,
+    listenMetrics,
+    close,
+  };
 }

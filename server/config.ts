@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { isValidKey, type McpSettings } from './mcp/settings';
 import type { TracingConfig } from './telemetry/tracing';
 
 /** Where a provider's traffic goes and with which key. */
@@ -56,6 +57,8 @@ export interface Config {
   /** Bad keys one address may present per minute before it is answered 429; 0 turns it off. */
   readonly authFailuresPerMinute: number;
   readonly tracing: TracingConfig;
+  /** Central MCP tools injected into model requests (docs/mcp.md). */
+  readonly mcp: McpSettings;
 }
 
 export interface SpendConfig {
@@ -203,6 +206,29 @@ function tracingConfig(env: Env): TracingConfig {
   };
 }
 
+/** AIBRIDGE_MCP_*: the loop's limits, the servers file, and the key that encrypts MCP credentials. */
+function mcpSettings(env: Env, dataDir: string): McpSettings {
+  const key = env.AIBRIDGE_MCP_CREDENTIALS_KEY || undefined;
+  if (key !== undefined && !isValidKey(key))
+    throw new ConfigError(
+      'AIBRIDGE_MCP_CREDENTIALS_KEY',
+      'expected 32 bytes in base64 (openssl rand -base64 32)',
+    );
+  const setting = (name: string) => pick(undefined, '', env, name);
+  return {
+    configFile: path.resolve(env.AIBRIDGE_MCP_CONFIG || path.join(dataDir, 'mcp-servers.json')),
+    credentialsKey: key?.trim(),
+    maxRounds: int(setting('AIBRIDGE_MCP_MAX_ROUNDS'), 8, 2, 100),
+    callTimeoutMs: int(setting('AIBRIDGE_MCP_CALL_TIMEOUT_MS'), 30_000, 1, 3_600_000),
+    connectTimeoutMs: int(setting('AIBRIDGE_MCP_CONNECT_TIMEOUT_MS'), 10_000, 1, 600_000),
+    refreshMs: int(setting('AIBRIDGE_MCP_REFRESH_MS'), 300_000, 1000, 86_400_000),
+    resultLimit: int(setting('AIBRIDGE_MCP_RESULT_LIMIT'), 100_000, 100, 10_000_000),
+    idleMs: int(setting('AIBRIDGE_MCP_IDLE_MS'), 600_000, 1000, 86_400_000),
+    apiStdio: bool(env, 'AIBRIDGE_MCP_API_STDIO'),
+    publicUrl: optionalUrl(env, 'AIBRIDGE_PUBLIC_URL'),
+  };
+}
+
 function optionalUrl(env: Env, name: string): string | undefined {
   return env[name] ? url(env, name, '') : undefined;
 }
@@ -321,6 +347,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       1_000_000,
     ),
     tracing: tracingConfig(env),
+    mcp: mcpSettings(env, dataDir),
   };
   return deepFreeze(config);
 }

@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   rate_limit_not_found: { status: 404, message: 'No rate limit with that id.' },
   price_not_found: { status: 404, message: 'No price override for that model.' },
   policy_not_found: { status: 404, message: 'No model policy for that team.' },
+  mcp_server_not_found: { status: 404, message: 'No MCP server with that name.' },
   user_exists: { status: 409, message: 'A user with that email already exists.' },
   body_too_large: { status: 413, message: 'The request body is larger than the bridge accepts.' },
   unsupported_media_type: { status: 415, message: 'The bridge does not accept that content type.' },
@@ -37,6 +38,10 @@ export const ERROR_CODES = {
     message: 'The provider has been failing; the bridge is giving it a moment before trying again.',
   },
   shutting_down: { status: 503, message: 'The bridge is shutting down.' },
+  mcp_no_credentials_key: {
+    status: 503,
+    message: 'The bridge has no AIBRIDGE_MCP_CREDENTIALS_KEY, so it cannot store MCP credentials.',
+  },
   audit_unavailable: {
     status: 503,
     message:

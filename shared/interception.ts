@@ -20,6 +20,23 @@ export interface ToolCallRecord {
   at: string;
   /** When the agent reported the call's result (on a later request), whether it was an error, and in which interception. */
   result?: { at: string; isError: boolean; interceptionId: string } | null;
+  /** Injected calls only: how the bridge ran the MCP tool (docs/mcp.md). */
+  execution?: ToolExecution;
+}
+
+/** How the bridge ran an injected MCP tool call for the user. */
+export interface ToolExecution {
+  /** The tool's name on its MCP server (the model sees it under the bridge's prefix). */
+  tool: string;
+  /** `not_run`: the model also called the client's tools, or the round limit was reached. */
+  outcome: 'ok' | 'error' | 'timeout' | 'not_run';
+  /** ISO 8601 time the bridge sent the call to the MCP server. */
+  startedAt: string;
+  durationMs: number;
+  /** UTF-8 bytes of the result text the model received (after the size cap). */
+  resultBytes: number;
+  /** Why the call failed or was not run; null when it succeeded. */
+  error: string | null;
 }
 
 /** A tool result the client sent back, linking a call of an earlier turn to what came of it. */

@@ -8,6 +8,63 @@ import type { Usage } from './usage';
  */
 export const PROTOCOL_VERSION = 1;
 
+/** Where the live events are served (a WebSocket upgrade of a GET). */
+export const EVENTS_PATH = '/api/v1/events';
+
+/**
+ * The subprotocol a client offers (`Sec-WebSocket-Protocol`). Browsers, which cannot set an
+ * `Authorization` header on a WebSocket, also offer their key as `aibridge.key.<key>`; the server
+ * selects `aibridge.v1` and never echoes the key.
+ */
+export const EVENTS_SUBPROTOCOL = 'aibridge.v1';
+export const KEY_SUBPROTOCOL_PREFIX = 'aibridge.key.';
+
+/** Most `interception.progress` events per stream per second. */
+export const PROGRESS_PER_SECOND = 4;
+
+/** Longest tool-call argument preview (`tool.call` events, the extension's tree). */
+export const INPUT_PREVIEW_CHARS = 200;
+
+/** Tool-call arguments as JSON text, cut to INPUT_PREVIEW_CHARS. */
+export function toolInputPreview(input: unknown): string {
+  let text: string;
+  try {
+    text = typeof input === 'string' ? input : (JSON.stringify(input) ?? '');
+  } catch {
+    text = String(input);
+  }
+  return text.length > INPUT_PREVIEW_CHARS ? `${text.slice(0, INPUT_PREVIEW_CHARS - 1)}…` : text;
+}
+
+/**
+ * Why the server closed the socket. 4xxx codes are the bridge's own; `final` ones mean a reconnect
+ * with the same key and query would be refused again (sign in again, or fix the query).
+ */
+export const CLOSE_CODES = {
+  /** The server is shutting down or restarting: reconnect. */
+  goingAway: { code: 1001, final: false },
+  /** The server failed while setting the socket up: reconnect later. */
+  internalError: { code: 1011, final: false },
+  /** No key, or the key is unknown, revoked or expired (also when it is revoked while connected). */
+  unauthorized: { code: 4001, final: true },
+  /** A member asked for someone else's events. */
+  forbidden: { code: 4003, final: true },
+  /** The client read too slowly and its buffer overflowed; reconnect and reload what it missed. */
+  slowConsumer: { code: 4008, final: false },
+  /** Too many bad keys from this address: retry after the time in the close reason. */
+  rateLimited: { code: 4029, final: false },
+  /** A query parameter the server does not understand (unknown event type, unknown user). */
+  badRequest: { code: 4400, final: true },
+} as const satisfies Record<string, { code: number; final: boolean }>;
+
+export type CloseReason = keyof typeof CLOSE_CODES;
+
+/** The reason for a close code, or undefined for codes the bridge does not send on purpose. */
+export function closeReasonOf(code: number): CloseReason | undefined {
+  for (const [name, c] of Object.entries(CLOSE_CODES)) if (c.code === code) return name as CloseReason;
+  return undefined;
+}
+
 /** Who and what an interception event is about. */
 export interface InterceptionRef {
   interceptionId: string;
@@ -26,6 +83,8 @@ export interface HelloEvent {
   protocolVersion: number;
   user: { id: string; email: string; role: string; team: string | null };
   serverTime: string;
+  /** The server pings this often; a client that hears nothing for twice as long may assume the peer is dead. */
+  heartbeatMs: number;
 }
 
 export interface InterceptionStartedEvent extends InterceptionRef {
@@ -70,6 +129,14 @@ export interface AlertEvent {
   alert: Alert;
 }
 
+/** An MCP server whose tools the bridge could not offer (down, refused the credentials): it was skipped. */
+export interface McpWarningEvent {
+  type: 'mcp.warning';
+  at: string;
+  server: string;
+  message: string;
+}
+
 export type BridgeEvent =
   | HelloEvent
   | InterceptionStartedEvent
@@ -77,4 +144,39 @@ export type BridgeEvent =
   | InterceptionEndedEvent
   | ToolCallEvent
   | BudgetAlertEvent
-  | AlertEvent;
+  | AlertEvent
+  | McpWarningEvent;
+
+export type BridgeEventType = BridgeEvent['type'];
+
+/** Every event type (a Record, so adding a type above without listing it here fails to compile). */
+const EVENT_TYPE_SET: Record<BridgeEventType, true> = {
+  hello: true,
+  'interception.started': true,
+  'interception.progress': true,
+  'interception.ended': true,
+  'tool.call': true,
+  'budget.alert': true,
+  alert: true,
+  'mcp.warning': true,
+};
+
+/** Every event type, for `?types=` filters. */
+export const EVENT_TYPES = Object.keys(EVENT_TYPE_SET) as readonly BridgeEventType[];
+
+export function isEventType(s: string): s is BridgeEventType {
+  return Object.hasOwn(EVENT_TYPE_SET, s);
+}
+
+/** Reads one message off the wire; undefined for anything that is not a known event (newer servers may add types). */
+export function parseEvent(text: string): BridgeEvent | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const type = (v as { type?: unknown }).type;
+  return typeof type === 'string' && isEventType(type) ? (v as BridgeEvent) : undefined;
+}

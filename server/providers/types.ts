@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ApiName, InterceptionError, ToolCallRecord } from '../../shared/interception';
 import type { Usage } from '../../shared/usage';
+import type { ToolInjection } from './injection';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -76,6 +77,8 @@ export interface WireApi {
   createStreamMeter(prepared: PreparedRequest): StreamMeter;
   /** An error as an SSE event, for a stream whose headers are already sent. */
   streamError(status: number, code: string, message: string): string;
+  /** Offering tools the bridge runs itself (MCP, docs/mcp.md); absent: the API's requests are never given any. */
+  readonly injection?: ToolInjection;
 }
 
 /**

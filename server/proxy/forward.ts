@@ -39,6 +39,27 @@ export interface ProxyDeps {
   capture: { levelFor(team: string | null): CaptureLevel };
   /** Exchanges in progress, so shutdown can end the ones still open after the grace period. */
   open: Set<{ shutdown(): void }>;
+  /** Live events: `interception.started` once admitted, throttled `interception.progress` as a stream passes. */
+  events?: {
+    started(start: InterceptionStart): void;
+    progress(start: InterceptionStart): (meter: StreamMeter) => void;
+  };
+  /** Tools the bridge runs itself (server/mcp): an exchange in rounds when the user has any. */
+  injector?: ToolInjector;
+}
+
+/**
+ * Offers a metered request tools the bridge runs for the user and drives the rounds that follow
+ * (server/mcp/injector.ts). Undefined: the request has none and is relayed as it is.
+ */
+export interface ToolInjector {
+  exchange(
+    adapter: ProviderAdapter,
+    deps: ProxyDeps,
+    req: FastifyRequest,
+    reply: FastifyReply,
+    metered: Metered,
+  ): Promise<Exchange | undefined>;
 }
 
 function shutdownError(): BridgeError {
@@ -87,7 +108,7 @@ function parseJsonObject(raw: Buffer | undefined): JsonObject {
 }
 
 /** Resolves when the client can take more bytes, or has gone away. */
-function writable(res: ServerResponse): Promise<void> {
+export function writable(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       res.off('drain', done);
@@ -99,12 +120,12 @@ function writable(res: ServerResponse): Promise<void> {
   });
 }
 
-function headerValue(v: string | string[] | undefined): string | null {
+export function headerValue(v: string | string[] | undefined): string | null {
   return (Array.isArray(v) ? v[0] : v) ?? null;
 }
 
 /** An SSE event as text again, for streams the bridge relays event by event. */
-function serializeEvent(ev: EventSourceMessage, data: string): string {
+export function serializeEvent(ev: EventSourceMessage, data: string): string {
   let out = '';
   if (ev.event) out += `event: ${ev.event}\n`;
   if (ev.id !== undefined) out += `id: ${ev.id}\n`;
@@ -112,28 +133,30 @@ function serializeEvent(ev: EventSourceMessage, data: string): string {
   return `${out}\n`;
 }
 
-interface Metered {
+export interface Metered {
   api: WireApi;
   prepared: PreparedRequest;
   start: InterceptionStart;
   probe: boolean;
+  /** The client's request body, parsed. */
+  body: JsonObject;
 }
 
 /** One exchange with the upstream, from the moment the request is accepted to the record. */
-class Exchange {
-  private clientGone = false;
-  private shuttingDown = false;
-  private readonly abort = new AbortController();
+export class Exchange {
+  protected clientGone = false;
+  protected shuttingDown = false;
+  protected readonly abort = new AbortController();
   private httpStatus = 0;
   private upstreamRequestId: string | null = null;
-  private readonly observer: ExchangeObserver | undefined;
+  protected readonly observer: ExchangeObserver | undefined;
 
   constructor(
-    private readonly adapter: ProviderAdapter,
-    private readonly deps: ProxyDeps,
-    private readonly req: FastifyRequest,
-    private readonly reply: FastifyReply,
-    private readonly metered: Metered | undefined,
+    protected readonly adapter: ProviderAdapter,
+    protected readonly deps: ProxyDeps,
+    protected readonly req: FastifyRequest,
+    protected readonly reply: FastifyReply,
+    protected readonly metered: Metered | undefined,
   ) {
     this.observer = metered ? deps.telemetry.begin(metered.start, req.headers) : undefined;
     deps.open.add(this);
@@ -225,7 +248,7 @@ class Exchange {
     await this.relay(res);
   }
 
-  private async relay(res: Dispatcher.ResponseData): Promise<void> {
+  protected async relay(res: Dispatcher.ResponseData): Promise<void> {
     const { adapter, reply, metered } = this;
     const out = reply.raw;
     const contentType = headerValue(res.headers['content-type']) ?? '';
@@ -249,9 +272,11 @@ class Exchange {
     if (streamed) {
       const m = metered.api.createStreamMeter(metered.prepared);
       meter = m;
+      const progress = this.deps.events?.progress(metered.start);
       parser = createParser({
         onEvent: (e) => {
           const verdict = m.onEvent({ event: e.event, data: e.data, id: e.id }, new Date());
+          progress?.(m);
           if (!rewrite) return;
           if (verdict.action === 'forward') pending += serializeEvent(e, e.data);
           else if (verdict.action === 'replace') pending += serializeEvent(e, verdict.data);
@@ -361,10 +386,12 @@ async function forward(
     };
     const prepared = api.prepare(parsed, raw!);
     if (start.capture === 'full') prepared.captureOutput = true;
-    metered = { api, start, prepared, probe: false };
+    metered = { api, start, prepared, probe: false, body: parsed };
     req.interceptionId = start.id;
   }
-  const exchange = new Exchange(adapter, deps, req, reply, metered);
+  const exchange =
+    (metered && (await deps.injector?.exchange(adapter, deps, req, reply, metered))) ||
+    new Exchange(adapter, deps, req, reply, metered);
   if (!deps.upstream.apiKey) exchange.failEarly(new BridgeError('provider_not_configured'));
   if (metered) {
     if (!deps.recorder.accepting()) exchange.failEarly(new BridgeError('audit_unavailable'));
@@ -388,6 +415,7 @@ async function forward(
         ),
       );
     }
+    deps.events?.started(metered.start);
   }
   await exchange.run(deps.upstream.baseUrl + target, metered ? metered.prepared.bytes : raw);
 }

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { type Bridge, buildApp } from '../../server/app';
+import { type Bridge, type BuildOptions, buildApp } from '../../server/app';
 import { bootstrapAdmin } from '../../server/bootstrap';
 import { loadConfig } from '../../server/config';
 import type { CreatedKey, User } from '../../shared/identity';
@@ -46,6 +46,7 @@ export async function startBridge(
   upstreamUrl: string,
   env: Record<string, string> = {},
   dataDir?: string,
+  build: Omit<BuildOptions, 'logStream'> = {},
 ): Promise<TestBridge> {
   const dir = dataDir ?? (await tempDir());
   const config = loadConfig(
@@ -67,7 +68,7 @@ export async function startBridge(
       cb();
     },
   });
-  const bridge = await buildApp(config, { logStream });
+  const bridge = await buildApp(config, { ...build, logStream });
   const created = await bootstrapAdmin(bridge.identity, dir, config.adminEmail);
   const adminKey = created?.key ?? (await fs.readFile(path.join(dir, 'admin.key'), 'utf8')).trim();
   await bridge.app.listen({ host: '127.0.0.1', port: 0 });

@@ -27,6 +27,7 @@ import {
   type WireApi,
 } from '../types';
 import { anthropicErrorBody } from './errors';
+import { messagesInjection } from './messages-injection';
 
 const TEXT = new Set(['text']);
 
@@ -187,6 +188,7 @@ export const messagesApi: WireApi = {
   name: 'messages',
   method: 'POST',
   path: '/v1/messages',
+  injection: messagesInjection,
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     const sessionHeader = headers['x-claude-code-session-id'];

@@ -27,6 +27,7 @@ import {
   type StreamMeter,
   type WireApi,
 } from '../types';
+import { chatInjection } from './chat-injection';
 import { openaiError } from './errors';
 import { sessionFromHeaders } from './session';
 import { chatUsage } from './usage';
@@ -162,6 +163,7 @@ export const chatCompletionsApi: WireApi = {
   name: 'chat.completions',
   method: 'POST',
   path: '/chat/completions',
+  injection: chatInjection,
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {

@@ -24,6 +24,7 @@ import {
   type StreamMeter,
   type WireApi,
 } from '../types';
+import { responsesInjection } from './responses-injection';
 import { sessionFromHeaders } from './session';
 import { responsesUsage } from './usage';
 
@@ -222,6 +223,7 @@ export const responsesApi: WireApi = {
   name: 'responses',
   method: 'POST',
   path: '/responses',
+  injection: responsesInjection,
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {

@@ -1,0 +1,356 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyBaseLogger, FastifyPluginAsync, RouteShorthandOptions } from 'fastify';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { User } from '../../shared/identity';
+import {
+  type BridgeEvent,
+  type BridgeEventType,
+  CLOSE_CODES,
+  type CloseReason,
+  EVENTS_PATH,
+  EVENTS_SUBPROTOCOL,
+  isEventType,
+  KEY_SUBPROTOCOL_PREFIX,
+  PROTOCOL_VERSION,
+} from '../../shared/protocol';
+import { BridgeError, isBridgeError } from '../errors';
+import { type Authenticator, credentialFrom, type Principal } from '../identity/auth';
+import type { IdentityService } from '../identity/identity-service';
+import type { Store } from '../store/types';
+import type { Audience, EventBus } from './bus';
+
+export interface LiveEventsOptions {
+  /** How often the server pings each client (and re-checks its key); a client silent for a whole interval is dropped. */
+  heartbeatMs: number;
+  /** Bytes queued for one client beyond which it is dropped as a slow consumer. */
+  maxBufferedBytes: number;
+  /** How long a closing client gets to answer the close before its socket is destroyed. */
+  closeGraceMs: number;
+}
+
+export const LIVE_DEFAULTS: LiveEventsOptions = {
+  heartbeatMs: 30_000,
+  maxBufferedBytes: 1024 * 1024,
+  closeGraceMs: 1000,
+};
+
+export interface LiveEventsDeps {
+  bus: EventBus;
+  auth: Authenticator;
+  identity: IdentityService;
+  store: Store;
+  log: FastifyBaseLogger;
+}
+
+/** What one client asked to see. `userId`/`team` null: no narrowing (admins see everyone's). */
+interface Filter {
+  userId: string | null;
+  team: string | null;
+  types: ReadonlySet<BridgeEventType> | null;
+}
+
+interface Client {
+  ws: WebSocket;
+  principal: Principal;
+  /** The credential as headers, to re-check the key on every heartbeat. */
+  credential: IncomingHttpHeaders;
+  ip: string | undefined;
+  filter: Filter;
+  alive: boolean;
+}
+
+class CloseError extends Error {
+  constructor(
+    readonly reason: CloseReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A close reason is at most 123 bytes on the wire. */
+function reasonText(message: string): string {
+  const buf = Buffer.from(message);
+  return buf.length <= 123
+    ? message
+    : `${buf
+        .subarray(0, 119)
+        .toString()
+        .replace(/\uFFFD+$/, '')}...`;
+}
+
+/** The key a browser offered as `aibridge.key.<key>`. */
+function keyFromProtocols(header: string | undefined): string | undefined {
+  for (const p of (header ?? '').split(',')) {
+    const s = p.trim();
+    if (s.startsWith(KEY_SUBPROTOCOL_PREFIX)) return s.slice(KEY_SUBPROTOCOL_PREFIX.length);
+  }
+  return undefined;
+}
+
+function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+  );
+}
+
+/** Members see events about themselves, their team as a whole and the whole org (team and org budget alerts). */
+function memberMaySee(user: User, a: Audience): boolean {
+  if (a.userId !== null) return a.userId === user.id;
+  return a.team === null || a.team === user.team;
+}
+
+function wants(c: Client, event: BridgeEvent, a: Audience): boolean {
+  if (c.filter.types && !c.filter.types.has(event.type)) return false;
+  if (c.principal.user.role !== 'admin' && !memberMaySee(c.principal.user, a)) return false;
+  if (c.filter.userId !== null && a.userId !== c.filter.userId) return false;
+  if (c.filter.team !== null && a.team !== c.filter.team) return false;
+  return true;
+}
+
+/**
+ * `GET /api/v1/events`: the bus, as a WebSocket per client. Sending never waits: each event is
+ * serialised once and written to every socket that wants it; a socket whose unsent bytes pass
+ * `maxBufferedBytes` is closed with 4008 instead of being waited for.
+ */
+export class LiveEvents {
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    perMessageDeflate: false,
+    // Clients have nothing to say beyond pongs.
+    maxPayload: 4096,
+    handleProtocols: (offered) => (offered.has(EVENTS_SUBPROTOCOL) ? EVENTS_SUBPROTOCOL : false),
+  });
+  private readonly clients = new Set<Client>();
+  /** Sockets between the upgrade and the end of authentication, so shutdown reaches them too. */
+  private readonly pending = new Set<WebSocket>();
+  private unsubscribe: (() => void) | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private closing = false;
+  private readonly opts: LiveEventsOptions;
+
+  constructor(
+    private readonly deps: LiveEventsDeps,
+    opts: Partial<LiveEventsOptions> = {},
+  ) {
+    this.opts = { ...LIVE_DEFAULTS, ...opts };
+  }
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  /** Takes over WebSocket upgrades of EVENTS_PATH on `server`; other upgrade paths are refused unless someone else listens. */
+  attach(server: Server): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const url = new URL(req.url ?? '/', 'http://bridge');
+      if (url.pathname !== EVENTS_PATH) {
+        if (server.listenerCount('upgrade') === 1) refuseUpgrade(socket, 404, 'Not Found');
+        return;
+      }
+      if (this.closing) return refuseUpgrade(socket, 503, 'Service Unavailable');
+      socket.on('error', () => socket.destroy());
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        this.pending.add(ws);
+        ws.on('error', () => ws.terminate());
+        this.accept(ws, req, url).finally(() => this.pending.delete(ws));
+      });
+    });
+  }
+
+  /** Closes every socket with 1001 and waits (at most the grace period) for them to go. */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    const sockets = [...this.pending, ...[...this.clients].map((c) => c.ws)];
+    for (const c of [...this.clients]) this.remove(c);
+    await Promise.all(sockets.map((ws) => this.closeSocket(ws, 'goingAway', 'The bridge is shutting down.')));
+  }
+
+  private closeSocket(ws: WebSocket, reason: CloseReason, message: string): Promise<void> {
+    return new Promise((resolve) => {
+      if (ws.readyState === ws.CLOSED) return resolve();
+      const timer = setTimeout(() => ws.terminate(), this.opts.closeGraceMs);
+      timer.unref();
+      ws.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      ws.close(CLOSE_CODES[reason].code, reasonText(message));
+    });
+  }
+
+  private async accept(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
+    const token = credentialFrom(req.headers) ?? keyFromProtocols(req.headers['sec-websocket-protocol']);
+    const credential: IncomingHttpHeaders = token ? { authorization: `Bearer ${token}` } : {};
+    const ip = req.socket.remoteAddress;
+    let client: Client;
+    try {
+      const principal = await this.authenticate(credential, ip);
+      const filter = await this.filterFor(principal, url.searchParams);
+      client = { ws, principal, credential, ip, filter, alive: true };
+    } catch (err) {
+      const e =
+        err instanceof CloseError
+          ? err
+          : (() => {
+              this.deps.log.error({ err }, 'live events: setting up a socket failed');
+              return new CloseError('internalError', 'The bridge failed to set up this socket.');
+            })();
+      await this.closeSocket(ws, e.reason, e.message);
+      return;
+    }
+    if (ws.readyState !== ws.OPEN || this.closing) return;
+    this.clients.add(client);
+    ws.on('pong', () => {
+      client.alive = true;
+    });
+    ws.on('close', () => this.remove(client));
+    this.logAdminWatch(client, url);
+    const { user } = client.principal;
+    ws.send(
+      JSON.stringify({
+        type: 'hello',
+        protocolVersion: PROTOCOL_VERSION,
+        user: { id: user.id, email: user.email, role: user.role, team: user.team },
+        serverTime: new Date().toISOString(),
+        heartbeatMs: this.opts.heartbeatMs,
+      } satisfies BridgeEvent),
+    );
+    // The bus has a listener only while someone is connected, so publishers can skip building events.
+    this.unsubscribe ??= this.deps.bus.subscribe((event, audience) => this.send(event, audience));
+    this.heartbeat ??= setInterval(() => this.beat(), this.opts.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /** Forgets a client; the last one out unsubscribes from the bus and stops the heartbeat. */
+  private remove(c: Client): boolean {
+    if (!this.clients.delete(c)) return false;
+    if (this.clients.size === 0) {
+      this.unsubscribe?.();
+      this.unsubscribe = undefined;
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      this.heartbeat = undefined;
+    }
+    return true;
+  }
+
+  private async authenticate(credential: IncomingHttpHeaders, ip: string | undefined): Promise<Principal> {
+    try {
+      return await this.deps.auth.authenticate(credential, ip);
+    } catch (err) {
+      if (isBridgeError(err) && err.code === 'rate_limited') throw new CloseError('rateLimited', err.message);
+      if (isBridgeError(err)) throw new CloseError('unauthorized', err.message);
+      throw err;
+    }
+  }
+
+  private async filterFor(principal: Principal, q: URLSearchParams): Promise<Filter> {
+    const me = principal.user;
+    const admin = me.role === 'admin';
+    let types: Set<BridgeEventType> | null = null;
+    const typesParam = q.get('types');
+    if (typesParam) {
+      types = new Set();
+      for (const t of typesParam.split(',').map((s) => s.trim())) {
+        if (!isEventType(t)) throw new CloseError('badRequest', `Unknown event type "${t}".`);
+        types.add(t);
+      }
+    }
+    let userId: string | null = null;
+    const user = q.get('user');
+    if (user) {
+      if (user === 'me' || user === me.id || user.toLowerCase() === me.email) userId = me.id;
+      else if (!admin) throw new CloseError('forbidden', 'Members may watch only their own events.');
+      else {
+        try {
+          userId = (await this.deps.identity.findUser(user)).id;
+        } catch (err) {
+          if (isBridgeError(err)) throw new CloseError('badRequest', `No user ${user}.`);
+          throw err;
+        }
+      }
+    }
+    const team = q.get('team');
+    if (team && !admin) throw new CloseError('forbidden', 'Only admins may watch a team.');
+    return { userId, team: team || null, types };
+  }
+
+  /** An admin watching anyone's events but their own leaves a trace in the access log, as reads do. */
+  private logAdminWatch(c: Client, url: URL): void {
+    const me = c.principal.user;
+    if (me.role !== 'admin' || c.filter.userId === me.id) return;
+    this.deps.store
+      .appendAccessLog({
+        id: `acc_${randomUUID()}`,
+        at: new Date().toISOString(),
+        adminId: me.id,
+        adminEmail: me.email,
+        route: `GET ${EVENTS_PATH}`,
+        subjectUserId: c.filter.userId,
+        query: Object.fromEntries(url.searchParams),
+      })
+      .catch((err: unknown) => this.deps.log.error({ err }, 'failed to record an admin watch'));
+  }
+
+  private send(event: BridgeEvent, audience: Audience): void {
+    let text: string | undefined;
+    for (const c of this.clients) {
+      if (!wants(c, event, audience)) continue;
+      if (c.ws.bufferedAmount > this.opts.maxBufferedBytes) {
+        this.drop(c, 'slowConsumer', 'Too many unread events; reconnect and reload.');
+        continue;
+      }
+      text ??= JSON.stringify(event);
+      c.ws.send(text);
+    }
+  }
+
+  private drop(c: Client, reason: CloseReason, message: string): void {
+    if (!this.remove(c)) return;
+    if (reason === 'slowConsumer') {
+      this.deps.log.warn(
+        { userId: c.principal.user.id, bufferedBytes: c.ws.bufferedAmount },
+        'live events: dropped a slow consumer',
+      );
+    }
+    void this.closeSocket(c.ws, reason, message);
+  }
+
+  /** Pings every client; one that did not answer the last ping, or whose key no longer works, is dropped. */
+  private beat(): void {
+    for (const c of this.clients) {
+      if (!c.alive) {
+        this.remove(c);
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      c.ws.ping();
+      this.deps.auth.authenticate(c.credential, c.ip).catch((err: unknown) => {
+        if (isBridgeError(err) && err.code === 'unauthorized') this.drop(c, 'unauthorized', err.message);
+      });
+    }
+  }
+}
+
+/**
+ * The route as fastify sees it (access rule, route table); upgrades never reach fastify's router.
+ * A plain GET without `Upgrade: websocket` gets 400.
+ */
+export function liveEventsRoutes(live: LiveEvents): FastifyPluginAsync {
+  return async (app) => {
+    const opts = { config: { access: 'member' }, websocket: true } as RouteShorthandOptions;
+    app.get(EVENTS_PATH, opts, async () => {
+      throw new BridgeError(
+        'invalid_request',
+        `${EVENTS_PATH} is a WebSocket endpoint: connect with Upgrade: websocket.`,
+      );
+    });
+    live.attach(app.server);
+    app.addHook('preClose', async () => live.close());
+  };
+}

@@ -1,0 +1,207 @@
+import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { FastifyBaseLogger } from 'fastify';
+import { type McpServerConfig, toolAllowed } from './servers';
+
+const VERSION = '0.1.0';
+/** Stderr of a stdio server kept for the log when it fails, at most. */
+const STDERR_KEEP = 4096;
+
+export type ConnectionState = 'connecting' | 'ready' | 'down' | 'closed';
+
+export interface ConnectionOptions {
+  connectTimeoutMs: number;
+  log: FastifyBaseLogger;
+  /** The credential (shared secret or the user's token) the server receives; never logged. */
+  credential?: string | undefined;
+  /** OAuth instead of a fixed credential (HTTP only): the SDK adds the token and refreshes it. */
+  authProvider?: OAuthClientProvider | undefined;
+  /** Told whenever the tool list changes: fetched again, or the server notified. */
+  onTools?: (() => void) | undefined;
+}
+
+/**
+ * One MCP client session with one server (for everyone, or for one user with their credential):
+ * connects, keeps the allowed tools, follows `notifications/tools/list_changed`, calls tools. It
+ * never throws from `connect` or `refresh`: a server that is down is a state, with its reason.
+ */
+export class McpConnection {
+  state: ConnectionState = 'connecting';
+  lastError: string | null = null;
+  tools: Tool[] = [];
+  refreshedAt: string | null = null;
+  /** When the last connection attempt started (ms since the epoch). */
+  attemptedAt = 0;
+  /** Tool list notifications received. */
+  listChanges = 0;
+  private client: Client | undefined;
+  private pending: Promise<void> | undefined;
+  private stderr = '';
+
+  constructor(
+    readonly server: McpServerConfig,
+    private readonly opts: ConnectionOptions,
+  ) {}
+
+  /** Connects (once at a time) and lists the tools; resolves when ready or down. */
+  connect(): Promise<void> {
+    this.pending ??= this.open().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  /** Resolves once a connection attempt in progress has settled. */
+  async settled(): Promise<void> {
+    await this.pending;
+  }
+
+  private transport(): Transport {
+    const t = this.server.transport;
+    const { auth } = this.server;
+    const cred = this.opts.credential;
+    if (t.type === 'http') {
+      const headers: Record<string, string> = { ...t.headers };
+      if (cred !== undefined && !this.opts.authProvider)
+        headers[auth.header] = auth.scheme ? `${auth.scheme} ${cred}` : cred;
+      return new StreamableHTTPClientTransport(new URL(t.url), {
+        requestInit: { headers },
+        ...(this.opts.authProvider ? { authProvider: this.opts.authProvider } : {}),
+      });
+    }
+    const env: Record<string, string> = { ...getDefaultEnvironment(), ...t.env };
+    if (cred !== undefined && auth.env) env[auth.env] = cred;
+    const transport = new StdioClientTransport({
+      command: t.command,
+      args: t.args ?? [],
+      env,
+      ...(t.cwd ? { cwd: t.cwd } : {}),
+      stderr: 'pipe',
+    });
+    // Read stderr so the child never blocks on a full pipe; keep its tail for when it fails.
+    transport.stderr?.on('data', (chunk: Buffer) => {
+      this.stderr = (this.stderr + chunk.toString('utf8')).slice(-STDERR_KEEP);
+    });
+    return transport;
+  }
+
+  private async open(): Promise<void> {
+    await this.closeClient();
+    this.state = 'connecting';
+    this.attemptedAt = Date.now();
+    const client = new Client(
+      { name: 'aibridge', version: VERSION },
+      {
+        capabilities: {},
+        listChanged: {
+          tools: {
+            onChanged: (err, tools) => {
+              this.listChanges++;
+              if (err)
+                this.opts.log.warn(
+                  { server: this.server.name, err: err.message },
+                  'mcp: tool refresh failed',
+                );
+              else if (tools) this.setTools(tools);
+            },
+          },
+        },
+      },
+    );
+    client.onclose = () => {
+      if (this.client !== client || this.state === 'closed') return;
+      this.fail(
+        new Error(`the connection closed${this.stderr ? `: ${this.stderr.trim().split('\n').pop()}` : ''}`),
+      );
+    };
+    client.onerror = () => {
+      // Transport errors surface again as failed requests or a closed connection; nothing to add here.
+    };
+    this.client = client;
+    try {
+      await client.connect(this.transport(), { timeout: this.opts.connectTimeoutMs });
+      await this.fetchTools(client);
+      this.state = 'ready';
+      this.lastError = null;
+    } catch (err) {
+      this.fail(err);
+      await this.closeClient();
+    }
+  }
+
+  private fail(err: unknown): void {
+    if (this.state === 'closed') return;
+    this.state = 'down';
+    this.lastError = describe(err);
+  }
+
+  private async fetchTools(client: Client): Promise<void> {
+    const all: Tool[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await client.listTools(cursor ? { cursor } : {}, { timeout: this.opts.connectTimeoutMs });
+      all.push(...page.tools);
+      cursor = page.nextCursor;
+    } while (cursor);
+    this.setTools(all);
+  }
+
+  private setTools(tools: Tool[]): void {
+    // Tools that only run as tasks cannot answer within one model request.
+    this.tools = tools.filter(
+      (t) => toolAllowed(t.name, this.server.tools) && t.execution?.taskSupport !== 'required',
+    );
+    this.refreshedAt = new Date().toISOString();
+    this.opts.onTools?.();
+  }
+
+  /** Lists the tools again, or reconnects a server that was down. */
+  async refresh(): Promise<void> {
+    if (this.state === 'closed' || this.pending) return;
+    if (this.state !== 'ready' || !this.client) return this.connect();
+    try {
+      await this.fetchTools(this.client);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  async call(
+    tool: string,
+    args: Record<string, unknown>,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<CallToolResult> {
+    if (this.state !== 'ready' || !this.client) throw new Error(`the server is ${this.state}`);
+    const result = await this.client.callTool({ name: tool, arguments: args }, undefined, {
+      timeout: timeoutMs,
+      signal,
+    });
+    return result as CallToolResult;
+  }
+
+  private async closeClient(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    await client?.close().catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    this.state = 'closed';
+    await this.pending?.catch(() => undefined);
+    this.state = 'closed';
+    await this.closeClient();
+  }
+}
+
+/** A failure as one line for logs and status, without anything a credential could be part of. */
+export function describe(err: unknown): string {
+  const e = err as { message?: string; code?: unknown; cause?: { code?: string; message?: string } };
+  const cause = e.cause?.code ?? e.cause?.message;
+  const message = (e.message ?? String(err)).split('\n')[0]!.slice(0, 300);
+  return cause && !message.includes(String(cause)) ? `${message} (${cause})` : message;
+}

@@ -1,0 +1,109 @@
+import { type Static, Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { principalOf } from '../http/access';
+import type { McpHub } from './hub';
+import { CALLBACK_PATH } from './oauth';
+import { McpServerBody, type McpServerBodyT } from './servers';
+
+const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 32 }) });
+const ServerParams = Type.Object({ server: Type.String({ minLength: 1, maxLength: 32 }) });
+const TokenBody = Type.Object(
+  { token: Type.String({ minLength: 1, maxLength: 16_384 }) },
+  { additionalProperties: false },
+);
+const CallbackQuery = Type.Object({
+  state: Type.String({ minLength: 1, maxLength: 200 }),
+  code: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  error: Type.Optional(Type.String({ maxLength: 200 })),
+  error_description: Type.Optional(Type.String({ maxLength: 1000 })),
+});
+
+function page(title: string, text: string): string {
+  const esc = (s: string): string =>
+    s.replace(
+      /[&<>"']/g,
+      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+    );
+  return `<!doctype html><meta charset="utf-8"><title>${esc(title)}</title><h1>${esc(title)}</h1><p>${esc(text)}</p>`;
+}
+
+/**
+ * MCP servers (admin) and each user's own credentials for them (docs/mcp.md). Secrets go in and are
+ * never shown again: reads say only whether one is set.
+ */
+export function mcpRoutes(hub: McpHub): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/api/v1/mcp/servers', { config: { access: 'admin' } }, async () => ({
+      items: hub.listServers(),
+    }));
+
+    app.get<{ Params: Static<typeof NameParams> }>(
+      '/api/v1/mcp/servers/:name',
+      { config: { access: 'admin' }, schema: { params: NameParams } },
+      async (req) => hub.getServer(req.params.name),
+    );
+
+    app.put<{ Params: Static<typeof NameParams>; Body: McpServerBodyT }>(
+      '/api/v1/mcp/servers/:name',
+      { config: { access: 'admin' }, schema: { params: NameParams, body: McpServerBody } },
+      async (req) => hub.putServer(req.params.name, req.body),
+    );
+
+    app.delete<{ Params: Static<typeof NameParams> }>(
+      '/api/v1/mcp/servers/:name',
+      { config: { access: 'admin' }, schema: { params: NameParams } },
+      async (req, reply) => {
+        await hub.deleteServer(req.params.name);
+        return reply.code(204).send();
+      },
+    );
+
+    app.get('/api/v1/me/mcp', { config: { access: 'member' } }, async (req) => ({
+      items: hub.userView(principalOf(req).user.id),
+    }));
+
+    app.put<{ Params: Static<typeof ServerParams>; Body: Static<typeof TokenBody> }>(
+      '/api/v1/me/mcp/:server/credentials',
+      { config: { access: 'member' }, schema: { params: ServerParams, body: TokenBody } },
+      async (req, reply) => {
+        await hub.putToken(req.params.server, principalOf(req).user.id, req.body.token);
+        return reply.code(204).send();
+      },
+    );
+
+    app.delete<{ Params: Static<typeof ServerParams> }>(
+      '/api/v1/me/mcp/:server/credentials',
+      { config: { access: 'member' }, schema: { params: ServerParams } },
+      async (req, reply) => {
+        await hub.deleteCredential(req.params.server, principalOf(req).user.id);
+        return reply.code(204).send();
+      },
+    );
+
+    app.post<{ Params: Static<typeof ServerParams> }>(
+      '/api/v1/me/mcp/:server/oauth',
+      { config: { access: 'member' }, schema: { params: ServerParams } },
+      async (req) =>
+        hub.startOAuth(req.params.server, principalOf(req).user.id, `${req.protocol}://${req.host}`),
+    );
+
+    // The authorisation server sends the user's browser here: no bridge key, the state is the proof.
+    app.get<{ Querystring: Static<typeof CallbackQuery> }>(
+      CALLBACK_PATH,
+      { config: { access: 'public' }, schema: { querystring: CallbackQuery } },
+      async (req, reply) => {
+        const { state, code, error, error_description: why } = req.query;
+        if (!code) {
+          return reply
+            .code(400)
+            .type('text/html')
+            .send(page('Authorisation refused', why ?? error ?? 'The server sent no authorisation code.'));
+        }
+        const { server } = await hub.finishOAuth(state, code);
+        return reply
+          .type('text/html')
+          .send(page('Connected', `AI Bridge can now use ${server} for you. You can close this tab.`));
+      },
+    );
+  };
+}

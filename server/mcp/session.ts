@@ -1,0 +1,121 @@
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { ToolExecution } from '../../shared/interception';
+import { isObject } from '../providers/common';
+import type { InjectedCall, OfferedTool } from '../providers/injection';
+import { describe, type McpConnection } from './connection';
+
+/** One tool offered in a session: where it runs. */
+export interface SessionTool {
+  offered: OfferedTool;
+  tool: Tool;
+  server: string;
+  connection: McpConnection;
+  timeoutMs: number;
+}
+
+/** What running one injected call produced: the text the model receives and the audit facts. */
+export interface ToolRun {
+  server: string;
+  text: string;
+  isError: boolean;
+  execution: ToolExecution;
+}
+
+const TRUNCATED = '\n[truncated by the bridge]';
+
+/** A tool result as the text the model receives: text parts as they are, other parts named. */
+export function resultText(result: CallToolResult, limit: number): string {
+  const parts: string[] = [];
+  for (const c of result.content ?? []) {
+    switch (c.type) {
+      case 'text':
+        parts.push(c.text);
+        break;
+      case 'image':
+      case 'audio':
+        parts.push(`[${c.type} ${c.mimeType}, ${Math.floor((c.data.length * 3) / 4)} bytes]`);
+        break;
+      case 'resource':
+        parts.push('text' in c.resource ? c.resource.text : `[resource ${c.resource.uri}]`);
+        break;
+      case 'resource_link':
+        parts.push(`[resource ${c.uri}${c.name ? ` (${c.name})` : ''}]`);
+        break;
+    }
+  }
+  if (parts.length === 0 && result.structuredContent !== undefined)
+    parts.push(JSON.stringify(result.structuredContent));
+  const text = parts.join('\n');
+  return text.length > limit ? text.slice(0, limit - TRUNCATED.length) + TRUNCATED : text;
+}
+
+/**
+ * The injected tools one request may use, for one user: built per request from the connections
+ * the user has, so a server that is down or a missing credential simply leaves its tools out.
+ */
+export class ToolSession {
+  private readonly byName = new Map<string, SessionTool>();
+
+  constructor(
+    tools: readonly SessionTool[],
+    private readonly resultLimit: number,
+  ) {
+    for (const t of tools) this.byName.set(t.offered.name, t);
+  }
+
+  get tools(): OfferedTool[] {
+    return [...this.byName.values()].map((t) => t.offered);
+  }
+
+  get size(): number {
+    return this.byName.size;
+  }
+
+  isInjected = (name: string): boolean => this.byName.has(name);
+
+  /** Which server and tool a name stands for. */
+  describe(name: string): { server: string; tool: string } | undefined {
+    const t = this.byName.get(name);
+    return t ? { server: t.server, tool: t.tool.name } : undefined;
+  }
+
+  /** Runs one call; never throws: failures, timeouts and bad arguments are error results. */
+  async run(call: InjectedCall, signal: AbortSignal): Promise<ToolRun> {
+    const t = this.byName.get(call.name);
+    const startedAt = new Date();
+    const t0 = performance.now();
+    const done = (text: string, outcome: ToolExecution['outcome'], error: string | null): ToolRun => ({
+      server: t?.server ?? '',
+      text,
+      isError: outcome !== 'ok',
+      execution: {
+        tool: t?.tool.name ?? call.name,
+        outcome,
+        startedAt: startedAt.toISOString(),
+        durationMs: Math.round((performance.now() - t0) * 100) / 100,
+        resultBytes: Buffer.byteLength(text),
+        error,
+      },
+    });
+    if (!t) return done(`Unknown tool ${call.name}.`, 'error', 'unknown tool');
+    if (!isObject(call.input)) {
+      const error = 'the arguments are not a JSON object';
+      return done(`The tool was not run: ${error}.`, 'error', error);
+    }
+    try {
+      const result = await t.connection.call(t.tool.name, call.input, t.timeoutMs, signal);
+      const text = resultText(result, this.resultLimit);
+      if (result.isError === true)
+        return done(text, 'error', text.slice(0, 300) || 'the tool reported an error');
+      return done(text, 'ok', null);
+    } catch (err) {
+      if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) {
+        const error = `timed out after ${t.timeoutMs} ms`;
+        return done(`The tool ${error}.`, 'timeout', error);
+      }
+      const error = describe(err);
+      return done(`The tool failed: ${error}`, 'error', error);
+    }
+  }
+}

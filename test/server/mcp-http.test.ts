@@ -1,0 +1,244 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import type { BridgeEvent } from '../../shared/protocol';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { AuthGate, OAuthGate, startEverythingHttp } from '../helpers/mcp-servers';
+import { ECHO, ToolModelMock } from '../helpers/tool-model-mock';
+
+const KEY = randomBytes(32).toString('base64');
+const ALICE_TOKEN = `alice-secret-${randomBytes(8).toString('hex')}`;
+const SHARED_SECRET = `shared-secret-${randomBytes(8).toString('hex')}`;
+
+describe('MCP over streamable HTTP with per-user credentials', function () {
+  this.timeout(60_000);
+  let everything: { url: string; stop(): Promise<void> };
+  let gate: AuthGate;
+  let oauth: OAuthGate;
+  let mock: ToolModelMock;
+  let tb: TestBridge;
+  let alice: { key: string; user: { id: string } };
+  let bob: { key: string; user: { id: string } };
+  const events: BridgeEvent[] = [];
+
+  before(async () => {
+    everything = await startEverythingHttp();
+    gate = await new AuthGate(everything.url).start();
+    gate.tokens.add(ALICE_TOKEN);
+    gate.tokens.add(SHARED_SECRET);
+    oauth = await new OAuthGate(everything.url).start();
+    mock = await new ToolModelMock().start();
+    tb = await startBridge(mock.url, {
+      AIBRIDGE_OPENAI_BASE_URL: `${mock.url}/v1`,
+      AIBRIDGE_MCP_CREDENTIALS_KEY: KEY,
+    });
+    tb.bridge.bus.subscribe((e) => events.push(e));
+    alice = await tb.addUser('alice@example.com', { team: 'a' });
+    bob = await tb.addUser('bob@example.com', { team: 'b' });
+  });
+  after(async () => {
+    await tb.close();
+    await mock.stop();
+    await gate.stop();
+    await oauth.stop();
+    await everything.stop();
+  });
+
+  function offered(i: number): string[] {
+    return mock.requests[i]!.view.injected;
+  }
+
+  it('admins define a per-user server; members cannot', async () => {
+    const body = {
+      description: 'The reference server, behind a token check',
+      transport: { type: 'http', url: gate.url },
+      tools: { allow: ['echo', 'get-sum'] },
+      auth: { type: 'per_user' },
+    };
+    const denied = await tb.api('PUT', '/api/v1/mcp/servers/everything', alice.key, body);
+    assert.equal(denied.status, 403);
+    const res = await tb.api<{ name: string; status: { state: string } }>(
+      'PUT',
+      '/api/v1/mcp/servers/everything',
+      tb.adminKey,
+      body,
+    );
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.status.state, 'per_user');
+    const bad = await tb.api<{ error: { code: string } }>(
+      'PUT',
+      '/api/v1/mcp/servers/Bad_Name',
+      tb.adminKey,
+      body,
+    );
+    assert.equal(bad.status, 400);
+    const stdio = await tb.api<{ error: { message: string } }>(
+      'PUT',
+      '/api/v1/mcp/servers/local',
+      tb.adminKey,
+      {
+        transport: { type: 'stdio', command: 'sh' },
+      },
+    );
+    assert.equal(stdio.status, 400);
+    assert.match(stdio.body.error.message, /AIBRIDGE_MCP_API_STDIO/);
+  });
+
+  it('a user without credentials simply gets no tools', async () => {
+    const client = new Anthropic({ apiKey: bob.key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+    const seen = mock.requests.length;
+    const msg = await client.messages.create({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal((msg.content[0] as { text: string }).text, 'No tools needed.');
+    assert.deepEqual(offered(seen), []);
+    assert.equal(
+      mock.requests[seen]!.body.tools,
+      undefined,
+      'the request went upstream as the client sent it',
+    );
+  });
+
+  it('a user stores their token; the server receives it, the store holds it only sealed', async () => {
+    const put = await tb.api('PUT', '/api/v1/me/mcp/everything/credentials', alice.key, {
+      token: ALICE_TOKEN,
+    });
+    assert.equal(put.status, 204);
+    const me = await tb.api<{ items: { name: string; credential: { kind: string } | null }[] }>(
+      'GET',
+      '/api/v1/me/mcp',
+      alice.key,
+    );
+    assert.equal(me.body.items.find((s) => s.name === 'everything')?.credential?.kind, 'token');
+
+    const client = new OpenAI({ apiKey: alice.key, baseURL: `${tb.url}/openai/v1`, maxRetries: 0 });
+    const seen = mock.requests.length;
+    const res = await client.responses.create({ model: 'gpt-5', input: 'echo it' });
+    assert.equal(res.output_text, 'Let me check.Tool said: Echo: hello from the model');
+    assert.ok(offered(seen).includes(ECHO));
+    assert.ok(gate.seen.includes(ALICE_TOKEN));
+
+    const docs = await tb.bridge.store.listDocs('mcp_credential');
+    assert.equal(docs.length, 1);
+    assert.ok(!JSON.stringify(docs).includes(ALICE_TOKEN), 'the token is sealed at rest');
+    const files = await fs.readdir(tb.dataDir, { recursive: true });
+    for (const f of files) {
+      const p = path.join(tb.dataDir, String(f));
+      if ((await fs.stat(p)).isFile())
+        assert.ok(!(await fs.readFile(p, 'utf8')).includes(ALICE_TOKEN), `the token is in ${f}`);
+    }
+    assert.ok(!tb.logs.join('').includes(ALICE_TOKEN), 'the token is never logged');
+    for (const r of mock.requests)
+      assert.ok(!JSON.stringify(r.body).includes(ALICE_TOKEN), 'never sent to the LLM');
+  });
+
+  it('a token the server refuses leaves the tools out, with a warning to that user', async () => {
+    const put = await tb.api('PUT', '/api/v1/me/mcp/everything/credentials', bob.key, { token: 'wrong' });
+    assert.equal(put.status, 204);
+    const client = new OpenAI({ apiKey: bob.key, baseURL: `${tb.url}/openai/v1`, maxRetries: 0 });
+    const seen = mock.requests.length;
+    const res = await client.chat.completions.create({
+      model: 'gpt-5',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal(res.choices[0]?.message.content, 'No tools needed.');
+    assert.deepEqual(offered(seen), []);
+    const warning = events.find((e) => e.type === 'mcp.warning' && e.server === 'everything');
+    assert.ok(warning, 'a warning event');
+    await tb.api('DELETE', '/api/v1/me/mcp/everything/credentials', bob.key);
+    assert.equal((await tb.bridge.store.listDocs('mcp_credential')).length, 1);
+  });
+
+  it('a shared secret is sealed too, and never shown again', async () => {
+    const res = await tb.api<{ auth: Record<string, unknown>; status: { state: string; tools: string[] } }>(
+      'PUT',
+      '/api/v1/mcp/servers/shared',
+      tb.adminKey,
+      {
+        transport: { type: 'http', url: gate.url },
+        tools: { allow: ['get-sum'] },
+        auth: { type: 'secret', value: SHARED_SECRET },
+      },
+    );
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.status.state, 'ready');
+    assert.deepEqual(res.body.status.tools, ['get-sum']);
+    assert.equal(res.body.auth.hasSecret, true);
+    assert.ok(!JSON.stringify(res.body).includes(SHARED_SECRET));
+    assert.ok(!JSON.stringify(await tb.bridge.store.listDocs('mcp_server')).includes(SHARED_SECRET));
+
+    // Bob has no credential of his own, but everyone gets the shared server's tools.
+    const client = new Anthropic({ apiKey: bob.key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+    mock.brain = (v) =>
+      v.results.length > 0
+        ? { text: v.results[0]!.text }
+        : { calls: [{ name: 'aibridge__shared__get-sum', input: { a: 2, b: 3 } }] };
+    const msg = await client.messages.create({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'add' }],
+    });
+    assert.equal((msg.content[0] as { text: string }).text, 'The sum of 2 and 3 is 5.');
+
+    const del = await tb.api('DELETE', '/api/v1/mcp/servers/shared', tb.adminKey);
+    assert.equal(del.status, 204);
+    assert.equal((await tb.api('GET', '/api/v1/mcp/servers/shared', tb.adminKey)).status, 404);
+  });
+
+  it('runs the OAuth 2.1 authorisation for a user, and refreshes the token when it expires', async () => {
+    const put = await tb.api('PUT', '/api/v1/mcp/servers/oauthed', tb.adminKey, {
+      transport: { type: 'http', url: oauth.url },
+      tools: { allow: ['echo'] },
+      auth: { type: 'per_user', oauth: {} },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const started = await tb.api<{ authorizationUrl: string }>(
+      'POST',
+      '/api/v1/me/mcp/oauthed/oauth',
+      alice.key,
+      {},
+    );
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    assert.ok(started.body.authorizationUrl.startsWith(`${oauth.origin}/authorize?`));
+    // The user's browser: the server approves and sends it back to the bridge with a code.
+    const approved = await fetch(started.body.authorizationUrl, { redirect: 'manual' });
+    const back = approved.headers.get('location') ?? '';
+    assert.ok(back.startsWith(`${tb.url}/api/v1/mcp/oauth/callback?`), back);
+    const done = await fetch(back);
+    assert.equal(done.status, 200);
+    assert.match(await done.text(), /Connected/);
+    assert.equal((await fetch(back)).status, 400, 'a state works once');
+    const me = await tb.api<{
+      items: { name: string; credential: { kind: string; authorized: boolean } | null }[];
+    }>('GET', '/api/v1/me/mcp', alice.key);
+    const cred = me.body.items.find((s) => s.name === 'oauthed')?.credential;
+    assert.equal(cred?.kind, 'oauth');
+    assert.equal(cred?.authorized, true);
+
+    mock.brain = (v) =>
+      v.results.length > 0
+        ? { text: v.results[0]!.text }
+        : { calls: [{ name: 'aibridge__oauthed__echo', input: { message: 'via oauth' } }] };
+    const client = new Anthropic({ apiKey: alice.key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+    const ask = async (): Promise<string> => {
+      const msg = await client.messages.create({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: 'echo' }],
+      });
+      return (msg.content[0] as { text: string }).text;
+    };
+    assert.equal(await ask(), 'Echo: via oauth');
+    assert.deepEqual(oauth.grants, ['authorization_code']);
+    oauth.expireAccessTokens();
+    assert.equal(await ask(), 'Echo: via oauth');
+    assert.ok(oauth.grants.includes('refresh_token'), `grants: ${oauth.grants.join(', ')}`);
+    const sealed = JSON.stringify(await tb.bridge.store.listDocs('mcp_credential'));
+    assert.ok(!/at_|rt_/.test(sealed), 'tokens are sealed at rest');
+  });
+});
