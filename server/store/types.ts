@@ -65,54 +65,6 @@ export interface AlertQuery {
 /** An interception before the store has given it its place in the append order. */
 export type NewInterception = Omit<Interception, 'seq'>;
 
-/** One budget in one of its periods: the unit the store keeps a spend ledger for. */
-export interface BudgetPeriod {
-  budgetId: string;
-  /** Start of the period (ISO 8601, UTC). */
-  periodStart: string;
-}
-
-/** A budget that applies to a request, as the caller knows it. */
-export interface BudgetClaim extends BudgetPeriod {
-  limitUsd: number;
-  /** Whether reaching the limit refuses requests (else it only alerts). */
-  block: boolean;
-  thresholds: number[];
-  /**
-   * Whose spend counts, as a rollup filter: a period's ledger starts from what the rollups already
-   * hold for it, and from the alerts already raised for it.
-   */
-  scope: { userId?: string | undefined; team?: string | undefined };
-}
-
-/** Where a budget stands in a period, the same for every replica. */
-export interface BudgetLedger extends BudgetPeriod {
-  spentUsd: number;
-  /** Estimated cost of requests admitted and not yet settled. */
-  reservedUsd: number;
-  /** The highest threshold already alerted in this period (0: none). */
-  alerted: number;
-}
-
-export type ReserveOutcome =
-  | { ok: true; ledgers: BudgetLedger[] }
-  /** `refusedBy`: the blocking budget that is spent; nothing was reserved. */
-  | { ok: false; refusedBy: BudgetLedger };
-
-/** What a finished request adds to a budget it counts toward. */
-export interface BudgetCharge extends BudgetClaim {
-  costUsd: number;
-}
-
-export interface BudgetSettlement {
-  ledger: BudgetLedger;
-  /** The highest threshold this charge crossed that had not been alerted, or null. */
-  crossed: number | null;
-}
-
-/** Something another replica changed (the embedded store has no other replicas, so it never reports any). */
-export type StoreChange = { kind: 'doc'; docKind: DocKind };
-
 /**
  * Everything the bridge persists. One contract, several implementations (embedded, PostgreSQL);
  * test/store/contract.ts runs the same suite against each.
@@ -178,22 +130,4 @@ export interface Store {
   appendAlert(alert: Alert): Promise<void>;
   /** Newest first. */
   listAlerts(query: AlertQuery): Promise<Alert[]>;
-
-  /**
-   * Admits a request against budgets atomically (across replicas where there are several): unless
-   * a blocking claim's spent plus reserved has reached its limit, reserves `amountUsd` on every
-   * claim for `interceptionId`. Reservations older than the store's reservation lifetime (a crashed
-   * replica's) stop counting.
-   */
-  reserveBudgets(interceptionId: string, claims: BudgetClaim[], amountUsd: number): Promise<ReserveOutcome>;
-  /**
-   * Drops every reservation `interceptionId` holds and adds each charge's cost to its ledger,
-   * marking the highest threshold it crossed as alerted (so one replica alerts it, once).
-   */
-  settleBudgets(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]>;
-  /** The current ledgers of these budget periods (started from the rollups where new). */
-  budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]>;
-
-  /** Changes other replicas made (documents), so caches can reload. Returns the unsubscribe. */
-  watch(listener: (change: StoreChange) => void): () => void;
 }
