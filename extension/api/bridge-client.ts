@@ -1,0 +1,106 @@
+import type { KeyInfo, User } from '../../shared/identity';
+import type { Interception, Page } from '../../shared/interception';
+import type { BudgetStatus, Period, UsageRow } from '../../shared/spend';
+import type { Usage } from '../../shared/usage';
+
+/** `GET /api/v1/usage/me` (docs/spend.md). */
+export interface UsageMe {
+  period: Period;
+  since: string;
+  until: string;
+  requests: number;
+  usage: Usage;
+  costUsd: number;
+  unpricedRequests: number;
+  byModel: UsageRow[];
+  budgets: (BudgetStatus & { label?: string })[];
+}
+
+export interface Me {
+  user: User;
+  key: KeyInfo;
+}
+
+/** A failed call: `status` 0 when the bridge could not be reached at all. */
+export class BridgeApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BridgeApiError';
+  }
+
+  get unauthorized(): boolean {
+    return this.status === 401;
+  }
+}
+
+export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+
+/** The few admin-API routes the extension reads, with the bridge key. No vscode here. */
+export class BridgeClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly key: string,
+    private readonly fetchImpl: Fetch = (url, init) => fetch(url, init),
+    private readonly timeoutMs = 10_000,
+  ) {}
+
+  me(): Promise<Me> {
+    return this.get('/api/v1/me');
+  }
+
+  usageMe(period: Period): Promise<UsageMe> {
+    return this.get(`/api/v1/usage/me?period=${period}`);
+  }
+
+  /** Newest first; `user` narrows an admin's view to one user (members only ever see their own). */
+  interceptions(q: { limit: number; user?: string }): Promise<Page<Interception>> {
+    const params = new URLSearchParams({ limit: String(q.limit) });
+    if (q.user) params.set('user', q.user);
+    return this.get(`/api/v1/interceptions?${params}`);
+  }
+
+  interception(id: string): Promise<Interception> {
+    return this.get(`/api/v1/interceptions/${encodeURIComponent(id)}`);
+  }
+
+  private async get<T>(path: string): Promise<T> {
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.baseUrl + path, {
+        headers: { authorization: `Bearer ${this.key}`, accept: 'application/json' },
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code;
+      const why = (err as Error).name === 'TimeoutError' ? 'timed out' : (cause ?? (err as Error).message);
+      throw new BridgeApiError(0, 'unreachable', `Cannot reach the bridge at ${this.baseUrl} (${why}).`);
+    }
+    const text = await res.text();
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      body = undefined;
+    }
+    if (!res.ok) {
+      const e = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+      throw new BridgeApiError(
+        res.status,
+        e?.code ?? `http_${res.status}`,
+        e?.message ?? `The bridge answered ${res.status} to ${path.split('?')[0]}.`,
+      );
+    }
+    if (body === undefined) {
+      throw new BridgeApiError(
+        res.status,
+        'not_json',
+        `The bridge sent something that is not JSON for ${path}.`,
+      );
+    }
+    return body as T;
+  }
+}

@@ -1,0 +1,109 @@
+import type { User } from '../../shared/identity';
+import { BridgeApiError, type Me } from '../api/bridge-client';
+import { Emitter } from '../emitter';
+import { STORAGE } from '../ids';
+import type { Credentials } from './sign-in';
+import { keyFingerprint } from './sign-in';
+
+/** The part of `vscode.SecretStorage` the session uses. */
+export interface SecretStore {
+  get(key: string): PromiseLike<string | undefined>;
+  store(key: string, value: string): PromiseLike<void>;
+  delete(key: string): PromiseLike<void>;
+}
+
+/** The part of `vscode.Memento` (global state) the session uses. */
+export interface StateStore {
+  get<T>(key: string): T | undefined;
+  update(key: string, value: unknown): PromiseLike<void>;
+}
+
+export interface SignedIn {
+  url: string;
+  key: string;
+  /** Null when the bridge could not be reached to say who this is (restored offline); the live hello fills it in. */
+  user: User | null;
+}
+
+export type RestoreResult = 'restored' | 'restored-offline' | 'none' | 'rejected';
+
+/**
+ * Who is signed in, to which bridge. The key lives only in secret storage; the URL (not a secret)
+ * in global state. Knows nothing of sockets, terminals or views: they follow `onDidChange`.
+ */
+export class Session {
+  private state: SignedIn | undefined;
+  private readonly changed = new Emitter<SignedIn | undefined>();
+  readonly onDidChange = this.changed.event;
+
+  constructor(
+    private readonly secrets: SecretStore,
+    private readonly global: StateStore,
+    private readonly me: (c: Credentials) => Promise<Me>,
+  ) {}
+
+  get current(): SignedIn | undefined {
+    return this.state;
+  }
+
+  /** Checks credentials against `GET /api/v1/me`; throws BridgeApiError (401: bad key, 0: unreachable). */
+  verify(c: Credentials): Promise<Me> {
+    return this.me(c);
+  }
+
+  /** Signs in with what was stored, if anything. A key the bridge now refuses is forgotten. */
+  async restore(): Promise<RestoreResult> {
+    const key = await this.secrets.get(STORAGE.key);
+    const url = this.global.get<string>(STORAGE.url);
+    if (!key || !url) return 'none';
+    try {
+      const me = await this.me({ url, key });
+      this.set({ url, key, user: me.user });
+      return 'restored';
+    } catch (err) {
+      if (err instanceof BridgeApiError && err.unauthorized) {
+        await this.secrets.delete(STORAGE.key);
+        return 'rejected';
+      }
+      // The bridge is down or the network is: stay signed in, the live connection will retry.
+      this.set({ url, key, user: null });
+      return 'restored-offline';
+    }
+  }
+
+  /** Saves verified credentials and signs in. */
+  async signIn(c: Credentials, user: User): Promise<void> {
+    await this.secrets.store(STORAGE.key, c.key);
+    await this.global.update(STORAGE.url, c.url);
+    await this.global.update(STORAGE.declinedEnvKey, undefined);
+    this.set({ url: c.url, key: c.key, user });
+  }
+
+  /** Fills in the user once the bridge says who this is. */
+  setUser(user: User): void {
+    if (!this.state || this.state.user?.id === user.id) return;
+    this.set({ ...this.state, user });
+  }
+
+  /** Forgets the key (and remembers not to sign in again from this environment's key). */
+  async signOut(envKey?: string): Promise<void> {
+    await this.secrets.delete(STORAGE.key);
+    await this.global.update(STORAGE.url, undefined);
+    if (envKey) await this.global.update(STORAGE.declinedEnvKey, keyFingerprint(envKey));
+    this.set(undefined);
+  }
+
+  /** Whether the user signed out of this environment key before (then it is not used again by itself). */
+  declinedEnvKey(envKey: string): boolean {
+    return this.global.get<string>(STORAGE.declinedEnvKey) === keyFingerprint(envKey);
+  }
+
+  private set(s: SignedIn | undefined): void {
+    this.state = s;
+    this.changed.fire(s);
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+}

@@ -1,0 +1,76 @@
+import * as vscode from 'vscode';
+import { BridgeApiError, type Me } from '../api/bridge-client';
+import { type Credentials, checkKey, isInsecureRemote, keyPrefix, normalizeBridgeUrl } from './sign-in';
+
+/** Why a sign-in failed, in words for a notification. */
+export function signInFailure(err: unknown, url: string): string {
+  if (err instanceof BridgeApiError) {
+    if (err.unauthorized) return 'The bridge refused this key (unknown, revoked or expired).';
+    if (err.status === 0) return err.message;
+    return `The bridge at ${url} answered ${err.status}: ${err.message}`;
+  }
+  return `Sign-in failed: ${(err as Error).message}`;
+}
+
+/** Asks for the URL and the key, each validated as typed. Undefined when the user cancels. */
+export async function promptCredentials(lastUrl: string | undefined): Promise<Credentials | undefined> {
+  const url = await vscode.window.showInputBox({
+    title: 'AI Bridge: Sign In (1/2)',
+    prompt: 'The bridge URL your admin gave you',
+    placeHolder: 'https://bridge.example.com',
+    value: lastUrl ?? '',
+    ignoreFocusOut: true,
+    validateInput: (v) => {
+      const r = normalizeBridgeUrl(v);
+      return r.ok ? undefined : r.message;
+    },
+  });
+  if (url === undefined) return undefined;
+  const key = await vscode.window.showInputBox({
+    title: 'AI Bridge: Sign In (2/2)',
+    prompt: 'Your bridge key (aib_…); it is kept in VS Code secret storage only',
+    placeHolder: 'aib_…',
+    password: true,
+    ignoreFocusOut: true,
+    validateInput: (v) => {
+      const r = checkKey(v);
+      return r.ok ? undefined : r.message;
+    },
+  });
+  if (key === undefined) return undefined;
+  const u = normalizeBridgeUrl(url);
+  const k = checkKey(key);
+  return u.ok && k.ok ? { url: u.value, key: k.value } : undefined;
+}
+
+/** A sign-in link carries a key: the user confirms the bridge before it is used. */
+export async function confirmLink(c: Credentials): Promise<boolean> {
+  const insecure = isInsecureRemote(c.url)
+    ? ' Warning: this is plain http to another machine, so the key travels unencrypted.'
+    : '';
+  const choice = await vscode.window.showWarningMessage(
+    `Sign in to the AI Bridge at ${c.url} with key ${keyPrefix(c.key)}?`,
+    {
+      modal: true,
+      detail: `A link asked to sign you in. Continue only if you expected it.${insecure}`,
+    },
+    'Sign In',
+  );
+  return choice === 'Sign In';
+}
+
+/** Checks credentials with a progress notification; returns who they belong to, or shows why not. */
+export async function verifyWithProgress(
+  c: Credentials,
+  verify: (c: Credentials) => Promise<Me>,
+): Promise<Me | undefined> {
+  try {
+    return await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `AI Bridge: checking ${c.url}…` },
+      () => verify(c),
+    );
+  } catch (err) {
+    void vscode.window.showErrorMessage(`AI Bridge: ${signInFailure(err, c.url)}`);
+    return undefined;
+  }
+}

@@ -1,0 +1,339 @@
+import * as vscode from 'vscode';
+import type { Period } from '../shared/spend';
+import { BridgeClient } from './api/bridge-client';
+import { DetailPanel } from './audit/detail-panel';
+import { AuditTree } from './audit/tree-provider';
+import { Session, type SignedIn } from './auth/session';
+import { type Credentials, credentialsFromEnv, parseSignInQuery } from './auth/sign-in';
+import { confirmLink, promptCredentials, signInFailure, verifyWithProgress } from './auth/sign-in-ui';
+import { CODEX_PROVIDER, withBridgeProvider } from './codex/codex-config';
+import { codexConfigPath, readCodexConfig, writeCodexConfig } from './codex/codex-file';
+import {
+  COMMANDS,
+  CONTEXT,
+  type CommandId,
+  SETTINGS,
+  SIGN_IN_URI_PATH,
+  STORAGE,
+  VIEW_CONTAINER,
+} from './ids';
+import { LiveSocket } from './live/live-socket';
+import type { ConnectionState } from './live/machine';
+import { BridgeModel } from './model/bridge-model';
+import { StatusBar } from './status/status-bar';
+import { computeTerminalEnv } from './terminal/env';
+import { applyTerminalEnv, clearTerminalEnv } from './terminal/terminal-env';
+
+/** How many recent interceptions the audit view loads on start and after a reconnect. */
+const HISTORY_LIMIT = 100;
+/** The spend seed is fetched again this long after one that raced with live events. */
+const RESEED_MS = 1500;
+/** How often to check whether the status bar's period rolled over (midnight, a new week or month). */
+const PERIOD_CHECK_MS = 60_000;
+
+const PERIODS: readonly Period[] = ['day', 'week', 'month'];
+
+/**
+ * Builds every service once and owns them: each is pushed into `disposables` when created and
+ * disposed with the extension. Auth knows nothing of the socket; the socket only turns messages into
+ * events; the model holds the state; the status bar, tree and webview render it.
+ */
+export class Container implements vscode.Disposable {
+  private readonly disposables: vscode.Disposable[] = [];
+  readonly log: vscode.LogOutputChannel;
+  readonly model = new BridgeModel();
+  readonly session: Session;
+  private readonly tree: AuditTree;
+  private readonly detail: DetailPanel;
+  private live: LiveSocket | undefined;
+  private client: BridgeClient | undefined;
+  /** The credentials the live services run with; a change of user only (setUser) restarts nothing. */
+  private running: Credentials | undefined;
+  private reseedTimer: NodeJS.Timeout | undefined;
+  private readonly periodTimer: NodeJS.Timeout;
+  /** Activation time in ms (bundle evaluation to the end of activate), shown by Show Diagnostics. */
+  activationMs = 0;
+
+  constructor(private readonly context: vscode.ExtensionContext) {
+    this.log = this.track(vscode.window.createOutputChannel('AI Bridge', { log: true }));
+    this.session = new Session(context.secrets, context.globalState, (c) =>
+      new BridgeClient(c.url, c.key).me(),
+    );
+    this.track(this.session);
+    this.track(this.model);
+    this.track(new StatusBar(this.model, () => this.running?.url ?? null));
+    this.tree = this.track(new AuditTree(this.model));
+    this.detail = this.track(new DetailPanel(this.model));
+    this.track(this.session.onDidChange((s) => this.onSession(s)));
+    this.track(vscode.workspace.onDidChangeConfiguration((e) => this.onConfig(e)));
+    this.track(vscode.window.registerUriHandler({ handleUri: (uri) => this.handleUri(uri) }));
+    this.periodTimer = setInterval(() => {
+      if (this.model.spendExpired(Date.now())) void this.seedSpend();
+    }, PERIOD_CHECK_MS);
+    this.registerCommands();
+  }
+
+  /** Restores the stored sign-in, or signs in from the environment of a provisioned workspace. */
+  async start(): Promise<void> {
+    const restored = await this.session.restore();
+    this.log.info(`stored sign-in: ${restored}`);
+    if (restored === 'rejected') {
+      void this.askToSignInAgain('The bridge no longer accepts the stored key.');
+      return;
+    }
+    if (restored !== 'none') return;
+    const fromEnv = credentialsFromEnv(process.env);
+    if (!fromEnv) return;
+    if (!fromEnv.ok) {
+      void vscode.window.showWarningMessage(`AI Bridge: ${fromEnv.message}`);
+      return;
+    }
+    if (this.session.declinedEnvKey(fromEnv.value.key)) {
+      this.log.info('AIBRIDGE_KEY is set but the user signed out of it before; not signing in');
+      return;
+    }
+    try {
+      const me = await this.session.verify(fromEnv.value);
+      await this.session.signIn(fromEnv.value, me.user);
+      this.log.info(`signed in from AIBRIDGE_URL/AIBRIDGE_KEY as ${me.user.email}`);
+    } catch (err) {
+      void vscode.window.showWarningMessage(
+        `AI Bridge: could not sign in from AIBRIDGE_URL/AIBRIDGE_KEY. ${signInFailure(err, fromEnv.value.url)}`,
+      );
+    }
+  }
+
+  private track<T extends { dispose(): unknown }>(d: T): T {
+    this.disposables.push(d as vscode.Disposable);
+    return d;
+  }
+
+  private registerCommands(): void {
+    const handlers: Record<CommandId, (...args: unknown[]) => unknown> = {
+      [COMMANDS.signIn]: () => this.signInCommand(),
+      [COMMANDS.signOut]: () => this.signOutCommand(),
+      [COMMANDS.configureCodex]: () => this.configureCodex(),
+      [COMMANDS.showAudit]: () =>
+        vscode.commands.executeCommand(`workbench.view.extension.${VIEW_CONTAINER}`),
+      [COMMANDS.refresh]: () => this.refresh(),
+      [COMMANDS.showToolCallsOnly]: () => this.tree.setToolCallsOnly(true),
+      [COMMANDS.showAllInterceptions]: () => this.tree.setToolCallsOnly(false),
+      [COMMANDS.openInterception]: (id) => {
+        if (typeof id !== 'string') return;
+        const client = this.client;
+        return this.detail.show(id, client ? (x) => client.interception(x) : undefined);
+      },
+      [COMMANDS.showDiagnostics]: () => this.showDiagnostics(),
+    };
+    for (const [id, run] of Object.entries(handlers)) {
+      this.track(vscode.commands.registerCommand(id, run));
+    }
+  }
+
+  private async signInCommand(): Promise<void> {
+    const last = this.session.current?.url ?? this.context.globalState.get<string>(STORAGE.url);
+    const c = await promptCredentials(last);
+    if (!c) return;
+    await this.signInWith(c);
+  }
+
+  private async signInWith(c: Credentials): Promise<void> {
+    const me = await verifyWithProgress(c, (x) => this.session.verify(x));
+    if (!me) return;
+    await this.session.signIn(c, me.user);
+    void vscode.window.showInformationMessage(`AI Bridge: signed in as ${me.user.email}.`);
+  }
+
+  private async handleUri(uri: vscode.Uri): Promise<void> {
+    if (uri.path !== SIGN_IN_URI_PATH) {
+      void vscode.window.showWarningMessage(`AI Bridge: unknown link ${uri.path}.`);
+      return;
+    }
+    const parsed = parseSignInQuery(uri.query);
+    if (!parsed.ok) {
+      void vscode.window.showErrorMessage(`AI Bridge: ${parsed.message}`);
+      return;
+    }
+    if (!(await confirmLink(parsed.value))) return;
+    await this.signInWith(parsed.value);
+  }
+
+  private async signOutCommand(): Promise<void> {
+    const env = credentialsFromEnv(process.env);
+    await this.session.signOut(env?.ok ? env.value.key : undefined);
+    void vscode.window.showInformationMessage('AI Bridge: signed out.');
+  }
+
+  /** Starts or stops everything that follows the sign-in. */
+  private onSession(s: SignedIn | undefined): void {
+    if (s && this.running && s.url === this.running.url && s.key === this.running.key) {
+      // Signed in again with the same key after the bridge refused it: try once more.
+      if (this.live?.state.status === 'error') this.live.start();
+      return;
+    }
+    this.stopLive();
+    this.model.reset();
+    this.detail.close();
+    void vscode.commands.executeCommand('setContext', CONTEXT.signedIn, s !== undefined);
+    if (!s) {
+      this.running = undefined;
+      clearTerminalEnv(this.context.environmentVariableCollection);
+      this.log.info('signed out: terminal variables removed');
+      return;
+    }
+    this.running = { url: s.url, key: s.key };
+    if (s.user) this.model.setUser(s.user);
+    this.applyTerminalEnv();
+    this.client = new BridgeClient(s.url, s.key);
+    const live = new LiveSocket({ url: s.url, key: s.key, query: 'user=me' });
+    live.onState((state) => this.onConnection(state));
+    live.onEvent((e) => this.model.apply(e));
+    this.live = live;
+    live.start();
+  }
+
+  private stopLive(): void {
+    clearTimeout(this.reseedTimer);
+    this.live?.dispose();
+    this.live = undefined;
+    this.client = undefined;
+  }
+
+  private onConnection(state: ConnectionState): void {
+    this.model.setConnection(state);
+    this.log.info(`live: ${state.status}${state.status === 'reconnecting' ? ` (${state.lastError})` : ''}`);
+    if (state.status === 'live') {
+      // Whatever happened while disconnected is in the totals and the history, not in the events.
+      void this.seedSpend();
+      void this.seedHistory();
+    } else if (state.status === 'error' && state.needsSignIn) {
+      void this.askToSignInAgain(state.message);
+    }
+  }
+
+  private async askToSignInAgain(why: string): Promise<void> {
+    const pick = await vscode.window.showWarningMessage(
+      `AI Bridge: the bridge refused your key (${why}). Sign in again?`,
+      'Sign In',
+    );
+    if (pick === 'Sign In') await vscode.commands.executeCommand(COMMANDS.signIn);
+  }
+
+  private period(): Period {
+    const p = vscode.workspace.getConfiguration().get<string>(SETTINGS.statusBarPeriod);
+    return PERIODS.find((x) => x === p) ?? 'day';
+  }
+
+  private async seedSpend(): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    this.model.beginSeed();
+    try {
+      const usage = await client.usageMe(this.period());
+      if (client !== this.client) return;
+      if (this.model.seedSpend(usage)) {
+        clearTimeout(this.reseedTimer);
+        this.reseedTimer = setTimeout(() => void this.seedSpend(), RESEED_MS);
+      }
+    } catch (err) {
+      this.log.warn(`usage/me: ${(err as Error).message}`);
+    }
+  }
+
+  private async seedHistory(): Promise<void> {
+    const client = this.client;
+    const user = this.model.user;
+    if (!client) return;
+    try {
+      const page = await client.interceptions({ limit: HISTORY_LIMIT, ...(user ? { user: user.id } : {}) });
+      if (client === this.client) this.model.seedHistory(page.items);
+    } catch (err) {
+      this.log.warn(`interceptions: ${(err as Error).message}`);
+    }
+  }
+
+  private async refresh(): Promise<void> {
+    this.live?.retryNow();
+    await Promise.all([this.seedSpend(), this.seedHistory()]);
+  }
+
+  private applyTerminalEnv(): void {
+    const c = this.running;
+    if (!c) return;
+    const env = computeTerminalEnv(vscode.workspace.getConfiguration().get(SETTINGS.terminalEnv), c);
+    for (const p of env.problems) {
+      this.log.warn(p);
+      void vscode.window.showWarningMessage(`AI Bridge: ${p}`);
+    }
+    applyTerminalEnv(
+      this.context.environmentVariableCollection,
+      env,
+      `AI Bridge: routes coding agents through ${c.url} (${env.vars.map(([n]) => n).join(', ')})`,
+    );
+    this.log.info(`terminal variables set: ${env.vars.map(([n]) => n).join(', ')}`);
+  }
+
+  private onConfig(e: vscode.ConfigurationChangeEvent): void {
+    if (e.affectsConfiguration(SETTINGS.terminalEnv)) this.applyTerminalEnv();
+    if (e.affectsConfiguration(SETTINGS.statusBarPeriod)) void this.seedSpend();
+  }
+
+  private async configureCodex(): Promise<void> {
+    const c = this.running;
+    if (!c) {
+      void vscode.window.showWarningMessage('AI Bridge: sign in first, then configure Codex.');
+      return;
+    }
+    const file = codexConfigPath();
+    let original: string;
+    try {
+      original = await readCodexConfig(file);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`AI Bridge: cannot read ${file}: ${(err as Error).message}`);
+      return;
+    }
+    const add = 'Add Profile';
+    const addDefault = 'Add and Make Default';
+    const pick = await vscode.window.showInformationMessage(
+      `Add an "${CODEX_PROVIDER}" model provider and profile to ${file}?`,
+      {
+        modal: true,
+        detail: `Codex will reach ${c.url}/openai/v1 with the key from OPENAI_API_KEY (set in new terminals). Your other settings stay as they are; the previous file is kept as config.toml.bak.`,
+      },
+      add,
+      addDefault,
+    );
+    if (pick !== add && pick !== addDefault) return;
+    const edit = withBridgeProvider(original, { url: c.url, makeDefault: pick === addDefault });
+    if (!edit.ok) {
+      void vscode.window.showErrorMessage(`AI Bridge: ${edit.message}`);
+      return;
+    }
+    if (edit.changed) await writeCodexConfig(file, edit.text, original);
+    const use = pick === addDefault ? 'codex' : `codex --profile ${CODEX_PROVIDER}`;
+    void vscode.window.showInformationMessage(
+      `AI Bridge: ${edit.changed ? 'updated' : 'already up to date:'} ${file}. Run \`${use}\` in a new terminal.`,
+    );
+  }
+
+  private showDiagnostics(): void {
+    const s = this.session.current;
+    const c = this.model.connection;
+    const lines = [
+      `activation: ${this.activationMs.toFixed(1)} ms`,
+      `signed in: ${s ? `${s.url} as ${s.user?.email ?? this.model.user?.email ?? '?'}` : 'no'}`,
+      `connection: ${c.status}`,
+      `interceptions in view: ${this.model.items.length}`,
+    ];
+    for (const l of lines) this.log.info(l);
+    this.log.show(true);
+    void vscode.window.showInformationMessage(`AI Bridge diagnostics: ${lines.join(' · ')}`);
+  }
+
+  dispose(): void {
+    clearInterval(this.periodTimer);
+    this.stopLive();
+    for (const d of this.disposables.reverse()) d.dispose();
+    this.disposables.length = 0;
+  }
+}

@@ -1,0 +1,344 @@
+import type { Interception, InterceptionStatus } from '../../shared/interception';
+import type { BridgeEvent, HelloEvent, InterceptionRef } from '../../shared/protocol';
+import { toolInputPreview } from '../../shared/protocol';
+import type { Alert, Period } from '../../shared/spend';
+import { addUsage, emptyUsage, totalTokens, type Usage } from '../../shared/usage';
+import type { UsageMe } from '../api/bridge-client';
+import { Emitter } from '../emitter';
+import type { ConnectionState } from '../live/machine';
+
+/** Most interceptions the view keeps (newest first). */
+export const MAX_ITEMS = 200;
+/** From this fraction of a budget the status bar turns warning-coloured; from 1 error-coloured. */
+export const WARN_FRACTION = 0.8;
+
+export interface ModelSpend {
+  model: string;
+  requests: number;
+  tokens: number;
+  costUsd: number;
+  unpricedRequests: number;
+}
+
+export interface BudgetView {
+  id: string;
+  label: string;
+  period: Period;
+  limitUsd: number;
+  spentUsd: number;
+  reservedUsd: number;
+  periodStart: string;
+  resetsAt: string;
+}
+
+export interface Spend {
+  period: Period;
+  since: string;
+  until: string;
+  requests: number;
+  usage: Usage;
+  costUsd: number;
+  unpricedRequests: number;
+  byModel: Map<string, ModelSpend>;
+  budgets: BudgetView[];
+}
+
+export interface ToolCallItem {
+  id: string;
+  name: string;
+  server: string | null;
+  injected: boolean;
+  inputPreview: string;
+  at: string;
+}
+
+export interface InterceptionItem {
+  id: string;
+  provider: string;
+  model: string | null;
+  client: string;
+  sessionId: string | null;
+  userEmail: string;
+  /** `running` until it ends. */
+  status: InterceptionStatus | 'running';
+  startedAt: string;
+  endedAt: string | null;
+  durationMs: number | null;
+  usage: Usage;
+  costUsd: number | null;
+  priceKnown: boolean;
+  toolCalls: ToolCallItem[];
+}
+
+/** Who is signed in, as far as the views care. */
+export type ModelUser = HelloEvent['user'];
+
+export type ModelChange = 'connection' | 'spend' | 'interceptions' | 'alert' | 'reset';
+
+const NO_MODEL = '(no model)';
+
+function budgetLabel(b: UsageMe['budgets'][number]): string {
+  return b.label ?? (b.scope === 'org' ? `org ${b.period}` : `${b.scope} ${b.subject} ${b.period}`);
+}
+
+/**
+ * Everything the extension shows, in one place: the connection, the period's spend and the recent
+ * interceptions. Fed by the HTTP seeds and the live events; the status bar, tree and webview only
+ * render it. No vscode here.
+ */
+export class BridgeModel {
+  connection: ConnectionState = { status: 'signedOut' };
+  user: ModelUser | null = null;
+  spend: Spend | null = null;
+  /** Newest first. */
+  items: InterceptionItem[] = [];
+  lastAlert: Alert | null = null;
+  /** Interceptions already added to `spend` since the last seed (an event can arrive twice across a reconnect). */
+  private counted = new Set<string>();
+  /** Ended events applied while a seed was being fetched: the seed may or may not include them. */
+  private endedDuringSeed = 0;
+  private seeding = false;
+  private readonly changes = new Emitter<ModelChange>();
+  readonly onDidChange = this.changes.event;
+
+  setConnection(state: ConnectionState): void {
+    this.connection = state;
+    this.changes.fire('connection');
+  }
+
+  setUser(user: ModelUser | null): void {
+    this.user = user && { id: user.id, email: user.email, role: user.role, team: user.team };
+  }
+
+  /** Call before fetching `usage/me`; `seedSpend` then says whether to fetch again shortly. */
+  beginSeed(): void {
+    this.seeding = true;
+    this.endedDuringSeed = 0;
+  }
+
+  /**
+   * Replaces the spend with the server's totals. Returns true when interceptions ended while the
+   * seed was in flight, which the totals may or may not include: fetch again in a moment.
+   */
+  seedSpend(s: UsageMe): boolean {
+    const byModel = new Map<string, ModelSpend>();
+    for (const r of s.byModel) {
+      byModel.set(r.key, {
+        model: r.key,
+        requests: r.requests,
+        tokens: totalTokens(r.usage),
+        costUsd: r.costUsd,
+        unpricedRequests: r.unpricedRequests,
+      });
+    }
+    this.spend = {
+      period: s.period,
+      since: s.since,
+      until: s.until,
+      requests: s.requests,
+      usage: { ...s.usage },
+      costUsd: s.costUsd,
+      unpricedRequests: s.unpricedRequests,
+      byModel,
+      budgets: s.budgets.map((b) => ({
+        id: b.id,
+        label: budgetLabel(b),
+        period: b.period,
+        limitUsd: b.limitUsd,
+        spentUsd: b.spentUsd,
+        reservedUsd: b.reservedUsd,
+        periodStart: b.periodStart,
+        resetsAt: b.resetsAt,
+      })),
+    };
+    this.counted = new Set();
+    const ambiguous = this.seeding && this.endedDuringSeed > 0;
+    this.seeding = false;
+    this.changes.fire('spend');
+    return ambiguous;
+  }
+
+  /** Merges the recent history (newest first); records are authoritative over what live events said. */
+  seedHistory(records: Interception[]): void {
+    const byId = new Map(this.items.map((i) => [i.id, i]));
+    for (const r of records) {
+      byId.set(r.id, {
+        id: r.id,
+        provider: r.provider,
+        model: r.model,
+        client: r.client,
+        sessionId: r.sessionId,
+        userEmail: r.userEmail,
+        status: r.status,
+        startedAt: r.startedAt,
+        endedAt: r.endedAt,
+        durationMs: r.durationMs,
+        usage: { ...r.usage },
+        costUsd: r.costUsd,
+        priceKnown: r.priceKnown,
+        toolCalls: r.toolCalls.map((c) => ({
+          id: c.id,
+          name: c.name,
+          server: c.server,
+          injected: c.injected,
+          inputPreview: toolInputPreview(c.input),
+          at: c.at,
+        })),
+      });
+    }
+    this.items = [...byId.values()]
+      .sort((a, b) => b.startedAt.localeCompare(a.startedAt))
+      .slice(0, MAX_ITEMS);
+    this.changes.fire('interceptions');
+  }
+
+  /** Applies one live event. */
+  apply(e: BridgeEvent): void {
+    switch (e.type) {
+      case 'hello':
+        this.setUser(e.user);
+        return;
+      case 'interception.started': {
+        const item = this.itemFor(e);
+        item.startedAt = e.at;
+        this.changes.fire('interceptions');
+        return;
+      }
+      case 'interception.progress': {
+        const item = this.itemFor(e);
+        if (item.status === 'running') item.usage = { ...e.usage };
+        this.changes.fire('interceptions');
+        return;
+      }
+      case 'tool.call': {
+        const item = this.itemFor(e);
+        if (!item.toolCalls.some((c) => c.id === e.callId)) {
+          item.toolCalls.push({
+            id: e.callId,
+            name: e.name,
+            server: e.server,
+            injected: e.injected,
+            inputPreview: e.inputPreview,
+            at: e.at,
+          });
+        }
+        this.changes.fire('interceptions');
+        return;
+      }
+      case 'interception.ended': {
+        const item = this.itemFor(e);
+        Object.assign(item, {
+          status: e.status,
+          endedAt: e.at,
+          durationMs: e.durationMs,
+          usage: { ...e.usage },
+          costUsd: e.costUsd,
+          priceKnown: e.priceKnown,
+        });
+        if (item.startedAt === '') item.startedAt = new Date(Date.parse(e.at) - e.durationMs).toISOString();
+        // Spend first: the status bar must not wait on the tree.
+        if (this.addToSpend(e)) this.changes.fire('spend');
+        this.changes.fire('interceptions');
+        return;
+      }
+      case 'budget.alert': {
+        this.lastAlert = e.alert;
+        const b = this.spend?.budgets.find((x) => x.id === e.alert.budgetId);
+        if (b) b.spentUsd = Math.max(b.spentUsd, e.alert.observed);
+        this.changes.fire('alert');
+        if (b) this.changes.fire('spend');
+        return;
+      }
+      case 'alert':
+        this.lastAlert = e.alert;
+        this.changes.fire('alert');
+        return;
+      case 'mcp.warning':
+        return;
+    }
+  }
+
+  /** Whether the period the spend covers is over at `now` (then it needs a fresh seed). */
+  spendExpired(now: number): boolean {
+    return this.spend !== null && now >= Date.parse(this.spend.until);
+  }
+
+  /** The budget closest to its limit, as a fraction (spent and reserved over limit); null without budgets. */
+  nearestBudget(): { budget: BudgetView; fraction: number } | null {
+    let best: { budget: BudgetView; fraction: number } | null = null;
+    for (const b of this.spend?.budgets ?? []) {
+      if (b.limitUsd <= 0) continue;
+      const fraction = (b.spentUsd + b.reservedUsd) / b.limitUsd;
+      if (!best || fraction > best.fraction) best = { budget: b, fraction };
+    }
+    return best;
+  }
+
+  /** Signed out: nothing of the last user's stays. */
+  reset(): void {
+    this.user = null;
+    this.spend = null;
+    this.items = [];
+    this.lastAlert = null;
+    this.counted = new Set();
+    this.seeding = false;
+    this.changes.fire('reset');
+  }
+
+  dispose(): void {
+    this.changes.dispose();
+  }
+
+  private addToSpend(e: Extract<BridgeEvent, { type: 'interception.ended' }>): boolean {
+    if (this.seeding) this.endedDuringSeed++;
+    const s = this.spend;
+    if (!s || this.counted.has(e.interceptionId)) return false;
+    if (this.user && e.userId !== this.user.id) return false;
+    const at = Date.parse(e.at);
+    if (at < Date.parse(s.since) || at >= Date.parse(s.until)) return false;
+    this.counted.add(e.interceptionId);
+    const tokens = totalTokens(e.usage);
+    s.requests++;
+    s.usage = addUsage(s.usage, e.usage);
+    if (e.costUsd !== null) s.costUsd += e.costUsd;
+    else s.unpricedRequests++;
+    const key = e.model ?? NO_MODEL;
+    const m = s.byModel.get(key) ?? { model: key, requests: 0, tokens: 0, costUsd: 0, unpricedRequests: 0 };
+    m.requests++;
+    m.tokens += tokens;
+    if (e.costUsd !== null) m.costUsd += e.costUsd;
+    else m.unpricedRequests++;
+    s.byModel.set(key, m);
+    for (const b of s.budgets) {
+      if (e.costUsd !== null && at >= Date.parse(b.periodStart) && at < Date.parse(b.resetsAt)) {
+        b.spentUsd += e.costUsd;
+      }
+    }
+    return true;
+  }
+
+  private itemFor(ref: InterceptionRef): InterceptionItem {
+    let item = this.items.find((i) => i.id === ref.interceptionId);
+    if (!item) {
+      item = {
+        id: ref.interceptionId,
+        provider: ref.provider,
+        model: ref.model,
+        client: ref.client,
+        sessionId: ref.sessionId,
+        userEmail: ref.userEmail,
+        status: 'running',
+        startedAt: '',
+        endedAt: null,
+        durationMs: null,
+        usage: emptyUsage(),
+        costUsd: null,
+        priceKnown: true,
+        toolCalls: [],
+      };
+      this.items.unshift(item);
+      if (this.items.length > MAX_ITEMS) this.items.length = MAX_ITEMS;
+    }
+    return item;
+  }
+}

@@ -1,0 +1,120 @@
+import { totalTokens } from '../../shared/usage';
+import { formatCost, formatCostExact, formatTokens, periodLabel } from '../format';
+import { COMMANDS } from '../ids';
+import { type BridgeModel, WARN_FRACTION } from '../model/bridge-model';
+
+export interface StatusView {
+  /** With codicons (`$(pulse)`). */
+  text: string;
+  /** Markdown. */
+  tooltip: string;
+  severity: 'normal' | 'warning' | 'error';
+  command: string;
+  /** For screen readers. */
+  accessibilityLabel: string;
+}
+
+/** Markdown that shows `s` literally. */
+export function mdEscape(s: string): string {
+  return s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
+}
+
+function connectionWords(m: BridgeModel): string {
+  const c = m.connection;
+  switch (c.status) {
+    case 'signedOut':
+      return 'signed out';
+    case 'connecting':
+      return 'connecting';
+    case 'live':
+      return 'live';
+    case 'reconnecting':
+      return `reconnecting (${c.lastError})`;
+    case 'error':
+      return `error: ${c.message}`;
+  }
+}
+
+/** The status bar item for the model's state: a pure function, so every state is unit-tested. */
+export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusView {
+  const c = m.connection;
+  if (c.status === 'signedOut') {
+    return {
+      text: '$(account) AI Bridge: Sign In',
+      tooltip: 'AI Bridge: signed out. Click to sign in.',
+      severity: 'normal',
+      command: COMMANDS.signIn,
+      accessibilityLabel: 'AI Bridge, signed out. Sign in.',
+    };
+  }
+  if (c.status === 'error' && c.needsSignIn) {
+    return {
+      text: '$(error) AI Bridge: Sign In Again',
+      tooltip: `AI Bridge: the bridge refused the key (${mdEscape(c.message)}). Click to sign in again.`,
+      severity: 'error',
+      command: COMMANDS.signIn,
+      accessibilityLabel: 'AI Bridge, key refused. Sign in again.',
+    };
+  }
+
+  const s = m.spend;
+  const amount = s ? `${formatTokens(totalTokens(s.usage))} tok · ${formatCost(s.costUsd)}` : '…';
+  const icon =
+    c.status === 'live'
+      ? '$(pulse)'
+      : c.status === 'error'
+        ? '$(error)'
+        : c.status === 'reconnecting'
+          ? '$(debug-disconnect)'
+          : '$(sync~spin)';
+  const suffix = c.status === 'reconnecting' ? ' (reconnecting)' : c.status === 'error' ? ' (error)' : '';
+  const near = m.nearestBudget();
+  let severity: StatusView['severity'] = c.status === 'error' ? 'error' : 'normal';
+  if (near && near.fraction >= 1) severity = 'error';
+  else if (near && near.fraction >= WARN_FRACTION && severity === 'normal') severity = 'warning';
+
+  const lines: string[] = [];
+  const who = m.user ? ` · ${mdEscape(m.user.email)}` : '';
+  lines.push(`**AI Bridge** — ${mdEscape(connectionWords(m))}${who}`);
+  if (bridgeUrl) lines.push('', mdEscape(bridgeUrl));
+  if (s) {
+    const unpriced = s.unpricedRequests > 0 ? ` (${s.unpricedRequests} at an unknown price)` : '';
+    lines.push(
+      '',
+      `**${periodLabel(s.period)}**: ${s.requests} requests · ${formatTokens(totalTokens(s.usage))} tokens · ${mdEscape(formatCostExact(s.costUsd))}${mdEscape(unpriced)}`,
+      '',
+      `input ${formatTokens(s.usage.input)} · output ${formatTokens(s.usage.output)} · cache read ${formatTokens(s.usage.cacheRead)} · cache write ${formatTokens(s.usage.cacheWrite)}`,
+    );
+    const rows = [...s.byModel.values()].sort((a, b) => b.costUsd - a.costUsd || b.tokens - a.tokens);
+    if (rows.length > 0) {
+      lines.push('', '| model | requests | tokens | cost |', '|---|---:|---:|---:|');
+      for (const r of rows) {
+        const cost = r.unpricedRequests > 0 && r.costUsd === 0 ? '$?' : formatCost(r.costUsd);
+        lines.push(
+          `| ${mdEscape(r.model)} | ${r.requests} | ${formatTokens(r.tokens)} | ${mdEscape(cost)} |`,
+        );
+      }
+    }
+    if (s.budgets.length > 0) {
+      lines.push('');
+      for (const b of s.budgets) {
+        const pct = b.limitUsd > 0 ? Math.round(((b.spentUsd + b.reservedUsd) / b.limitUsd) * 100) : 0;
+        const warn = pct >= 100 ? ' $(error)' : pct >= WARN_FRACTION * 100 ? ' $(warning)' : '';
+        lines.push(
+          `Budget ${mdEscape(b.label)}: ${mdEscape(formatCost(b.spentUsd))} of ${mdEscape(formatCost(b.limitUsd))} (${pct}%)${warn}  `,
+        );
+      }
+    }
+  }
+  lines.push('', 'Click to open the audit view.');
+  const spoken = s
+    ? `${formatTokens(totalTokens(s.usage))} tokens, ${formatCost(s.costUsd)} ${periodLabel(s.period)}`
+    : '';
+  return {
+    text: `${icon} ${amount}${suffix}`,
+    tooltip: lines.join('\n'),
+    severity,
+    command: COMMANDS.showAudit,
+    accessibilityLabel: `AI Bridge, ${connectionWords(m)}. ${spoken}`,
+  };
+}

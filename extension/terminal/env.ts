@@ -1,0 +1,64 @@
+import type { Credentials } from '../auth/sign-in';
+
+/* biome-ignore-start lint/suspicious/noTemplateCurlyInString: ${url} and ${key} are this setting's own placeholders */
+/**
+ * What every new terminal gets while signed in (`aibridge.terminalEnv`): variable → template, where
+ * `${url}` is the bridge's base URL and `${key}` the bridge key.
+ */
+export const DEFAULT_TERMINAL_ENV: Readonly<Record<string, string>> = Object.freeze({
+  ANTHROPIC_BASE_URL: '${url}/anthropic',
+  ANTHROPIC_AUTH_TOKEN: '${key}',
+  OPENAI_BASE_URL: '${url}/openai/v1',
+  OPENAI_API_KEY: '${key}',
+});
+/* biome-ignore-end lint/suspicious/noTemplateCurlyInString: the placeholders end here */
+
+const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const PLACEHOLDER_RE = /\$\{([^}]*)\}/g;
+
+export interface TerminalEnv {
+  /** In a stable order (as configured). */
+  vars: [name: string, value: string][];
+  /** Entries that were skipped, and why (shown once as a warning). */
+  problems: string[];
+}
+
+/**
+ * The variables for `environmentVariableCollection`. `setting` is the raw configuration value:
+ * anything that is not an object of strings falls back to the defaults; an entry set to null or ""
+ * is left out.
+ */
+export function computeTerminalEnv(setting: unknown, c: Credentials): TerminalEnv {
+  const problems: string[] = [];
+  let templates: Record<string, unknown> = DEFAULT_TERMINAL_ENV;
+  if (setting !== undefined && setting !== null) {
+    if (typeof setting === 'object' && !Array.isArray(setting))
+      templates = setting as Record<string, unknown>;
+    else problems.push('aibridge.terminalEnv must be an object of VARIABLE: "template"; using the defaults.');
+  }
+  const vars: [string, string][] = [];
+  for (const [name, template] of Object.entries(templates)) {
+    if (template === null || template === '') continue;
+    if (!NAME_RE.test(name)) {
+      problems.push(`"${name}" is not a valid environment variable name; skipped.`);
+      continue;
+    }
+    if (typeof template !== 'string') {
+      problems.push(`${name}: the template must be a string; skipped.`);
+      continue;
+    }
+    let unknown: string | undefined;
+    const value = template.replace(PLACEHOLDER_RE, (whole, p: string) => {
+      if (p === 'url') return c.url;
+      if (p === 'key') return c.key;
+      unknown ??= whole;
+      return whole;
+    });
+    if (unknown) {
+      problems.push(`${name}: unknown placeholder ${unknown} (use \${url} or \${key}); skipped.`);
+      continue;
+    }
+    vars.push([name, value]);
+  }
+  return { vars, problems };
+}

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { LiveSocket } from '../../extension/live/live-socket';
+import type { ConnectionState } from '../../extension/live/machine';
+import type { BridgeEvent } from '../../shared/protocol';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+
+/** A TCP proxy in front of the bridge that the test can cut and bring back on the same port (a network loss). */
+class Cable {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  port = 0;
+  connections = 0;
+
+  constructor(private readonly target: number) {}
+
+  async plug(): Promise<void> {
+    const server = net.createServer((client) => {
+      this.connections++;
+      const upstream = net.connect(this.target, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => server.listen(this.port, '127.0.0.1', r));
+    this.port = (server.address() as net.AddressInfo).port;
+    this.server = server;
+  }
+
+  async cut(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    this.server = undefined;
+  }
+}
+
+function watch(live: LiveSocket): {
+  states: ConnectionState[];
+  events: BridgeEvent[];
+  until: (p: (s: ConnectionState) => boolean, ms?: number) => Promise<ConnectionState>;
+} {
+  const states: ConnectionState[] = [];
+  const events: BridgeEvent[] = [];
+  live.onEvent((e) => events.push(e));
+  live.onState((s) => states.push(s));
+  const until = (p: (s: ConnectionState) => boolean, ms = 5000) =>
+    new Promise<ConnectionState>((resolve, reject) => {
+      if (p(live.state)) return resolve(live.state);
+      const timer = setTimeout(() => reject(new Error(`state now ${JSON.stringify(live.state)}`)), ms);
+      const sub = live.onState((s) => {
+        if (!p(s)) return;
+        clearTimeout(timer);
+        sub.dispose();
+        resolve(s);
+      });
+    });
+  return { states, events, until };
+}
+
+describe('extension: live socket against a real bridge', function () {
+  this.timeout(30_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+  let cable: Cable;
+  let alice: { key: string; keyId: string };
+  const sockets: LiveSocket[] = [];
+  const open = (key: string): LiveSocket => {
+    const s = new LiveSocket({
+      url: `http://127.0.0.1:${cable.port}`,
+      key,
+      query: 'user=me',
+      backoff: { baseMs: 50, maxMs: 200, random: Math.random },
+      heartbeatSlackMs: 200,
+    });
+    sockets.push(s);
+    return s;
+  };
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    tb = await startBridge(upstream.url, {}, undefined, { liveEvents: { heartbeatMs: 300 } });
+    alice = await tb.addUser('alice-socket@example.com');
+    cable = new Cable(Number(new URL(tb.url).port));
+    await cable.plug();
+  });
+  afterEach(() => {
+    for (const s of sockets.splice(0)) s.dispose();
+  });
+  after(async () => {
+    await cable.cut();
+    await tb.close();
+    await upstream.stop();
+  });
+
+  it('goes live and passes events on', async () => {
+    const live = open(alice.key);
+    const w = watch(live);
+    live.start();
+    await w.until((s) => s.status === 'live');
+    assert.deepEqual(
+      w.states.map((s) => s.status),
+      ['connecting', 'live'],
+    );
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': alice.key,
+        'anthropic-version': '2023-06-01',
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    });
+    await res.text();
+    const deadline = Date.now() + 5000;
+    while (!w.events.some((e) => e.type === 'interception.ended') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(w.events[0]?.type, 'hello');
+    assert.ok(w.events.some((e) => e.type === 'interception.ended'));
+  });
+
+  it('network loss shows reconnecting, retries with backoff, and recovers by itself when the network is back', async () => {
+    const live = open(alice.key);
+    const w = watch(live);
+    live.start();
+    await w.until((s) => s.status === 'live');
+    await cable.cut();
+    const lost = await w.until((s) => s.status === 'reconnecting');
+    assert.equal(lost.status === 'reconnecting' && lost.lastError, 'connection lost');
+    // A few failed attempts while the cable is out.
+    await w.until((s) => s.status === 'reconnecting' && s.attempt >= 3);
+    await cable.plug();
+    await w.until((s) => s.status === 'live', 5000);
+    const hellos = w.events.filter((e) => e.type === 'hello').length;
+    assert.equal(hellos, 2);
+  });
+
+  it('a refused key stops retrying and asks to sign in again', async () => {
+    const live = open(`aib_${'Z'.repeat(43)}`);
+    const w = watch(live);
+    live.start();
+    const s = await w.until((x) => x.status === 'error');
+    assert.deepEqual(s.status === 'error' && s.needsSignIn, true);
+    const before = cable.connections;
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(cable.connections, before, 'no retries after a refused key');
+    assert.equal(live.state.status, 'error');
+  });
+
+  it('a key revoked while connected ends in the sign-in-again state', async () => {
+    const bob = await tb.addUser('bob-socket@example.com');
+    const live = open(bob.key);
+    const w = watch(live);
+    live.start();
+    await w.until((s) => s.status === 'live');
+    await tb.api('DELETE', `/api/v1/keys/${bob.keyId}`, tb.adminKey);
+    const s = await w.until((x) => x.status === 'error');
+    assert.equal(s.status === 'error' && s.needsSignIn, true);
+    assert.match(s.status === 'error' ? s.message : '', /revoked/);
+  });
+});

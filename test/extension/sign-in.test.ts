@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { BridgeApiError, type Me } from '../../extension/api/bridge-client';
+import { type SecretStore, Session, type StateStore } from '../../extension/auth/session';
+import {
+  type Credentials,
+  checkCredentials,
+  credentialsFromEnv,
+  isInsecureRemote,
+  normalizeBridgeUrl,
+  parseSignInQuery,
+} from '../../extension/auth/sign-in';
+import { STORAGE } from '../../extension/ids';
+import { KEY } from './fixtures';
+
+class Secrets implements SecretStore {
+  readonly map = new Map<string, string>();
+  async get(k: string) {
+    return this.map.get(k);
+  }
+  async store(k: string, v: string) {
+    this.map.set(k, v);
+  }
+  async delete(k: string) {
+    this.map.delete(k);
+  }
+}
+
+class State implements StateStore {
+  readonly map = new Map<string, unknown>();
+  get<T>(k: string): T | undefined {
+    return this.map.get(k) as T | undefined;
+  }
+  async update(k: string, v: unknown) {
+    if (v === undefined) this.map.delete(k);
+    else this.map.set(k, v);
+  }
+}
+
+const USER = {
+  id: 'u1',
+  email: 'a@example.com',
+  name: null,
+  team: null,
+  role: 'member' as const,
+  createdAt: '',
+};
+const me = (c: Credentials): Promise<Me> =>
+  c.key === KEY
+    ? Promise.resolve({ user: USER, key: {} as Me['key'] })
+    : Promise.reject(new BridgeApiError(401, 'unauthorized', 'Unknown key.'));
+
+describe('extension: sign-in', () => {
+  it('normalises the bridge URL people paste', () => {
+    const ok = (s: string) => {
+      const r = normalizeBridgeUrl(s);
+      assert.ok(r.ok, s);
+      return r.value;
+    };
+    assert.equal(ok(' https://bridge.example.com/ '), 'https://bridge.example.com');
+    assert.equal(ok('https://bridge.example.com/anthropic'), 'https://bridge.example.com');
+    assert.equal(ok('http://127.0.0.1:8080/openai/v1/'), 'http://127.0.0.1:8080');
+    assert.equal(ok('https://example.com/bridge/api/v1'), 'https://example.com/bridge');
+    for (const bad of ['', 'bridge.example.com', 'ftp://x', 'https://u:p@x.com', 'https://x.com/?a=1']) {
+      assert.equal(normalizeBridgeUrl(bad).ok, false, bad);
+    }
+  });
+
+  it('checks keys and reads sign-in links and the environment', () => {
+    assert.equal(checkCredentials('https://x.com', 'sk-ant-123').ok, false);
+    const link = parseSignInQuery(`url=${encodeURIComponent('https://x.com/')}&key=${KEY}`);
+    assert.deepEqual(link, { ok: true, value: { url: 'https://x.com', key: KEY } });
+    assert.equal(parseSignInQuery('url=https://x.com').ok, false);
+    assert.equal(credentialsFromEnv({}), undefined);
+    assert.deepEqual(credentialsFromEnv({ AIBRIDGE_URL: 'https://x.com', AIBRIDGE_KEY: KEY }), {
+      ok: true,
+      value: { url: 'https://x.com', key: KEY },
+    });
+    assert.equal(credentialsFromEnv({ AIBRIDGE_URL: 'https://x.com' })?.ok, false);
+    assert.equal(isInsecureRemote('http://bridge.corp'), true);
+    assert.equal(isInsecureRemote('http://127.0.0.1:9'), false);
+    assert.equal(isInsecureRemote('https://bridge.corp'), false);
+  });
+
+  it('keeps the key in secret storage only; sign-out removes it and remembers a declined env key', async () => {
+    const secrets = new Secrets();
+    const state = new State();
+    const s = new Session(secrets, state, me);
+    const seen: unknown[] = [];
+    s.onDidChange((x) => seen.push(x?.url));
+    await s.signIn({ url: 'https://x.com', key: KEY }, USER);
+    assert.equal(secrets.map.get(STORAGE.key), KEY);
+    assert.ok(
+      ![...state.map.values()].some((v) => JSON.stringify(v).includes(KEY)),
+      'no key in global state',
+    );
+    assert.equal(s.current?.user?.email, 'a@example.com');
+
+    const again = new Session(secrets, state, me);
+    assert.equal(await again.restore(), 'restored');
+    await again.signOut(KEY);
+    assert.equal(secrets.map.size, 0);
+    assert.equal(again.current, undefined);
+    assert.equal(again.declinedEnvKey(KEY), true);
+    assert.deepEqual(seen, ['https://x.com']);
+  });
+
+  it('forgets a stored key the bridge now refuses; stays signed in offline when it cannot be reached', async () => {
+    const secrets = new Secrets();
+    const state = new State();
+    await secrets.store(STORAGE.key, `aib_${'B'.repeat(43)}`);
+    await state.update(STORAGE.url, 'https://x.com');
+    assert.equal(await new Session(secrets, state, me).restore(), 'rejected');
+    assert.equal(secrets.map.size, 0);
+
+    await secrets.store(STORAGE.key, KEY);
+    const offline = new Session(secrets, state, () =>
+      Promise.reject(new BridgeApiError(0, 'unreachable', 'Cannot reach')),
+    );
+    assert.equal(await offline.restore(), 'restored-offline');
+    assert.equal(offline.current?.user, null);
+    assert.equal(secrets.map.get(STORAGE.key), KEY);
+  });
+});

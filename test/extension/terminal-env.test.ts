@@ -1,0 +1,82 @@
+/* biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${url} and ${key} are the setting's placeholders, not template literals */
+import assert from 'node:assert/strict';
+import { computeTerminalEnv, DEFAULT_TERMINAL_ENV } from '../../extension/terminal/env';
+import {
+  applyTerminalEnv,
+  clearTerminalEnv,
+  type EnvCollection,
+} from '../../extension/terminal/terminal-env';
+import { KEY, URL } from './fixtures';
+
+/** What VS Code's EnvironmentVariableCollection would hold. */
+class FakeCollection implements EnvCollection {
+  persistent = true;
+  description: EnvCollection['description'] = undefined;
+  readonly vars = new Map<string, string>();
+  clear(): void {
+    this.vars.clear();
+  }
+  replace(name: string, value: string): void {
+    this.vars.set(name, value);
+  }
+}
+
+const C = { url: URL, key: KEY };
+
+describe('extension: terminal environment', () => {
+  it('by default points Anthropic and OpenAI clients at the bridge with the bridge key', () => {
+    const env = computeTerminalEnv(undefined, C);
+    assert.deepEqual(env.problems, []);
+    assert.deepEqual(Object.fromEntries(env.vars), {
+      ANTHROPIC_BASE_URL: `${URL}/anthropic`,
+      ANTHROPIC_AUTH_TOKEN: KEY,
+      OPENAI_BASE_URL: `${URL}/openai/v1`,
+      OPENAI_API_KEY: KEY,
+    });
+    assert.deepEqual(
+      Object.keys(DEFAULT_TERMINAL_ENV),
+      env.vars.map(([n]) => n),
+    );
+  });
+
+  it('the setting replaces the list: templates with ${url} and ${key}, null to leave one out', () => {
+    const env = computeTerminalEnv(
+      {
+        ANTHROPIC_BASE_URL: '${url}/anthropic',
+        ANTHROPIC_API_KEY: '${key}',
+        OPENAI_API_KEY: null,
+        MY_PROXY_HINT: 'bridge=${url};',
+      },
+      C,
+    );
+    assert.deepEqual(env.vars, [
+      ['ANTHROPIC_BASE_URL', `${URL}/anthropic`],
+      ['ANTHROPIC_API_KEY', KEY],
+      ['MY_PROXY_HINT', `bridge=${URL};`],
+    ]);
+  });
+
+  it('skips bad entries with a reason, and falls back to the defaults for a setting of the wrong shape', () => {
+    const env = computeTerminalEnv({ 'BAD-NAME': '${key}', NUM: 3, ODD: '${token}', GOOD: '${key}' }, C);
+    assert.deepEqual(env.vars, [['GOOD', KEY]]);
+    assert.equal(env.problems.length, 3);
+    assert.match(env.problems.join('\n'), /BAD-NAME.*not a valid/);
+    assert.match(env.problems.join('\n'), /unknown placeholder \$\{token\}/);
+    const fallback = computeTerminalEnv(['nope'], C);
+    assert.equal(fallback.vars.length, 4);
+    assert.equal(fallback.problems.length, 1);
+  });
+
+  it('applies by clearing then replacing, not persisted (the key stays out of workspace storage); sign-out clears', () => {
+    const coll = new FakeCollection();
+    coll.replace('STALE', 'x');
+    applyTerminalEnv(coll, computeTerminalEnv(undefined, C), 'AI Bridge');
+    assert.equal(coll.persistent, false);
+    assert.equal(coll.vars.has('STALE'), false);
+    assert.equal(coll.vars.get('OPENAI_API_KEY'), KEY);
+    assert.equal(coll.description, 'AI Bridge');
+    clearTerminalEnv(coll);
+    assert.equal(coll.vars.size, 0);
+    assert.equal(coll.description, undefined);
+  });
+});
