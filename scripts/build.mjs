@@ -1,6 +1,7 @@
 // Bundles the server into one Node 20 CLI and the extension into one CommonJS file (vscode external).
 import { readFileSync } from 'node:fs';
 import { build } from 'esbuild';
+import { buildAdmin } from './build-admin.mjs';
 
 const pricesVersion = JSON.parse(
   readFileSync('node_modules/@pydantic/genai-prices/package.json', 'utf8'),
@@ -24,6 +25,8 @@ await Promise.all([
     format: 'cjs',
     external: ['vscode'],
   }),
+  // The admin web page (admin/ → dist/admin), served by the bridge at /admin.
+  buildAdmin(),
 ]);
 
 import { chmod } from 'node:fs/promises';

@@ -12,3 +12,17 @@ if ! node_modules/.bin/claude --version >/dev/null 2>&1; then
   npm rebuild @anthropic-ai/claude-code esbuild
   node_modules/.bin/claude --version >/dev/null
 fi
+
+# The PostgreSQL store's tests (test/store/postgres-*, replicas, store-copy) start a throwaway
+# server with initdb/pg_ctl (test/helpers/postgres.ts); as root they run it as the package's
+# `postgres` user. Debian keeps the binaries in /usr/lib/postgresql/<version>/bin.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  echo "test-setup: installing postgresql from Debian" >&2
+  SUDO=()
+  [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+
+# The extension's end-to-end test (test/e2e/) drives code-server through Debian's Chromium.
+bash scripts/e2e-setup.sh

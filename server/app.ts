@@ -2,6 +2,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { ModelPriceOverride } from '../shared/spend';
+import { adminRoutes } from './admin/admin-routes';
+import { adminAssetRoutes, findAdminAssets } from './admin/assets';
+import { browserSessions, RequestAuth } from './admin/browser-auth';
+import { Sessions } from './admin/sessions';
 import { AlertService } from './alerts/alert-service';
 import { AnomalyWatcher } from './alerts/anomaly';
 import { WebhookSender } from './alerts/webhook';
@@ -13,6 +17,7 @@ import type { Config, UpstreamConfig } from './config';
 import { BridgeError, fromFastifyError } from './errors';
 import { EventBus } from './events/bus';
 import { InterceptionEvents } from './events/interception-events';
+import { relayBetweenReplicas } from './events/replica-relay';
 import { LiveEvents, type LiveEventsOptions, liveEventsRoutes } from './events/ws-routes';
 import { apiAccessHook } from './http/access-hook';
 import { RouteTable } from './http/route-table';
@@ -35,7 +40,7 @@ import { ModelPolicies } from './spend/model-policy';
 import { loadPricesFile, PriceBook } from './spend/prices';
 import { RateLimiter } from './spend/rate-limits';
 import { spendRoutes } from './spend/spend-routes';
-import { EmbeddedStore } from './store/embedded/embedded-store';
+import { createStore } from './store/create-store';
 import type { Store } from './store/types';
 import { ExchangeTelemetry } from './telemetry/exchange-telemetry';
 import { Tracing } from './telemetry/tracing';
@@ -69,6 +74,9 @@ export interface Bridge {
 }
 
 const VERSION = '0.1.0';
+
+/** How long a key the store confirmed stays usable while the store is unreachable (open mode only). */
+const OUTAGE_KEY_MEMORY_MS = 15 * 60_000;
 
 /** Compares secrets in constant time (digests make the lengths equal). */
 function sameSecret(a: string, b: string): boolean {
@@ -113,12 +121,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         .send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
     },
   });
-  const store =
-    opts.store ??
-    new EmbeddedStore({
-      dataDir: config.dataDir,
-      onWarning: (w) => app.log.warn({ file: w.file, offset: w.offset }, `journal: ${w.reason}`),
-    });
+  const store = opts.store ?? createStore(config, app.log);
   const routes = new RouteTable();
   routes.attach(app);
   await store.open().catch((err: unknown) => {
@@ -134,6 +137,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     new AuthThrottle(config.authFailuresPerMinute),
     () => new Date(),
     () => metrics.authFailures.inc(),
+    // AIBRIDGE_AUDIT_FAILURE=open serves through a database outage, for keys confirmed recently.
+    config.auditFailure === 'open' ? OUTAGE_KEY_MEMORY_MS : undefined,
   );
   const tracing = new Tracing(config.tracing);
   const bus = new EventBus();
@@ -175,7 +180,13 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await policies.load();
   const limiter = new RateLimiter(store, { rpm: config.spend.defaultRpm, tpm: config.spend.defaultTpm });
   await limiter.load();
-  const budgets = new Budgets(store, alerts);
+  const budgets = new Budgets(
+    store,
+    alerts,
+    () => new Date(),
+    (err) => app.log.error({ err }, 'budget ledger unavailable'),
+    config.auditFailure === 'open',
+  );
   await budgets.load((id) => store.getUserById(id));
   const governance = new Governance(
     policies,
@@ -186,6 +197,36 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     config.spend.defaultMaxOutputTokens,
   );
   const anomalies = new AnomalyWatcher(store, alerts, config.alerts);
+  // Replicas on one database (docs/storage.md): events cross between them, changed documents reload.
+  const stopRelay = relayBetweenReplicas({
+    bus,
+    store,
+    onError: (err, context) => app.log.error({ err }, `replica relay: ${context}`),
+    reload: async (kind) => {
+      switch (kind) {
+        case 'budget':
+          return budgets.reload((id) => store.getUserById(id));
+        case 'price':
+          return prices.replaceOverrides([
+            ...filePrices,
+            ...(await store.listDocs<ModelPriceOverride>('price')),
+          ]);
+        case 'rate_limit':
+          return limiter.load();
+        case 'model_policy':
+          return policies.load();
+        case 'team_capture':
+          return capture.load();
+        case 'mcp_credential':
+          return mcp.credentials.load();
+        case 'mcp_server':
+          return mcp.reloadServers();
+        default:
+          // Admin sessions are read from the store on each request: nothing cached to reload.
+          return;
+      }
+    },
+  });
   const interceptionEvents = new InterceptionEvents(bus);
   recorder.onFinished((rec) => {
     governance.settle(rec);
@@ -278,14 +319,22 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await mcp.start();
   const injector = new McpInjector(mcp, { maxRounds: config.mcp.maxRounds, metrics });
 
+  // The admin page (docs/admin.md): a key exchanged for a session cookie, accepted on /api routes.
+  const sessions = new Sessions(store, auth);
+  const publicUrl = config.mcp.publicUrl;
+  await app.register(adminAssetRoutes(findAdminAssets()));
   await app.register(async (api) => {
-    api.addHook('onRequest', apiAccessHook(auth));
+    api.addHook('onRequest', apiAccessHook(new RequestAuth(auth, sessions, publicUrl)));
+    await api.register(adminRoutes({ sessions, identity, store, publicUrl }));
     await api.register(mcpRoutes(mcp));
     await api.register(identityRoutes(identity, store));
     await api.register(auditRoutes(identity, store, capture));
     await api.register(spendRoutes({ identity, store, prices, budgets, limiter, policies, alerts }));
     // GET /api/v1/events: the bus over WebSocket (closed with 1001 on shutdown).
-    const live = new LiveEvents({ bus, auth, identity, store, log: app.log }, opts.liveEvents);
+    const live = new LiveEvents(
+      { bus, auth, identity, store, log: app.log, browser: browserSessions(sessions, publicUrl) },
+      opts.liveEvents,
+    );
     await api.register(liveEventsRoutes(live));
   });
 
@@ -346,10 +395,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const close = (): Promise<void> => {
     closing ??= (async () => {
       draining = true;
+      stopRelay();
       if (retentionTimer) clearInterval(retentionTimer);
       await app.close();
       await mcp.close();
       await recorder.drain();
+      await budgets.settled();
       webhook?.close();
       await metricsServer?.close();
       await tracing.shutdown().catch(() => undefined);

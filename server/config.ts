@@ -59,6 +59,8 @@ export interface Config {
   readonly tracing: TracingConfig;
   /** Central MCP tools injected into model requests (docs/mcp.md). */
   readonly mcp: McpSettings;
+  /** AIBRIDGE_DATABASE_URL: a PostgreSQL database selects the PostgreSQL store (docs/storage.md); else the embedded store. */
+  readonly databaseUrl: string | undefined;
 }
 
 export interface SpendConfig {
@@ -248,6 +250,24 @@ function url(env: Env, name: string, fallback: string): string {
   return raw.replace(/\/+$/, '');
 }
 
+/** AIBRIDGE_DATABASE_URL: postgres://user:password@host:port/database (the password is never echoed back). */
+export function databaseUrl(env: Env): string | undefined {
+  const raw = env.AIBRIDGE_DATABASE_URL;
+  if (!raw) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError('AIBRIDGE_DATABASE_URL', 'expected a postgres:// URL');
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:')
+    throw new ConfigError(
+      'AIBRIDGE_DATABASE_URL',
+      `expected a postgres:// URL, got a ${parsed.protocol} URL`,
+    );
+  return raw;
+}
+
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object') {
     for (const v of Object.values(o)) deepFreeze(v);
@@ -348,6 +368,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     ),
     tracing: tracingConfig(env),
     mcp: mcpSettings(env, dataDir),
+    databaseUrl: databaseUrl(env),
   };
   return deepFreeze(config);
 }

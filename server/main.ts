@@ -3,17 +3,21 @@ import type { CreatedKey, User } from '../shared/identity';
 import { buildApp } from './app';
 import { bootstrapAdmin } from './bootstrap';
 import { type AdminTarget, CliError, callApi, resolveTarget, streamApi } from './cli/admin-client';
+import { copyStore, migrateCommand } from './cli/store-commands';
 import { ConfigError, loadConfig } from './config';
 
 const USAGE = `Usage:
   aibridge serve [--host H] [--port P] [--data-dir D] [--body-limit BYTES] [--metrics-port P]
   aibridge users create --email E [--name N] [--team T] [--role admin|member]
+  aibridge users update --email E [--name N] [--team T] [--role admin|member]
   aibridge users list
   aibridge keys create --email E [--name N] [--expires-at ISO-8601]
   aibridge keys list --email E
   aibridge keys revoke ID
   aibridge audit verify
   aibridge audit export [--format jsonl|csv] [--since ISO] [--until ISO] [--user E] > FILE
+  aibridge migrate [--database-url postgres://...]
+  aibridge store copy --from DATA-DIR --to postgres://...
 
 Admin commands take --url (AIBRIDGE_URL) and --admin-key (AIBRIDGE_ADMIN_KEY); by default they use
 http://127.0.0.1:7410 and <data-dir>/admin.key. See docs/cli.md.`;
@@ -91,6 +95,10 @@ async function serve(args: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
 function need(value: string | undefined, flag: string): string {
   if (!value) throw new CliError(`${flag} is required`);
   return value;
@@ -118,6 +126,16 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
         role: values.role,
       };
       printUser((await callApi(target, 'POST', '/api/v1/users', body)) as User);
+      return;
+    }
+    case 'users update': {
+      // Only the flags given change; `--team ''` takes the user out of their team.
+      const body = {
+        ...(values.name !== undefined ? { name: values.name } : {}),
+        ...(values.team !== undefined ? { team: values.team === '' ? null : values.team } : {}),
+        ...(values.role !== undefined ? { role: values.role } : {}),
+      };
+      printUser((await callApi(target, 'PATCH', `/api/v1/users/${email()}`, body)) as User);
       return;
     }
     case 'users list': {
@@ -197,6 +215,24 @@ async function main(argv: string[]): Promise<void> {
     case 'keys':
     case 'audit':
       return admin(command, sub, rest);
+    case 'migrate': {
+      const { values } = parseArgs({
+        args: argv.slice(1),
+        options: { 'database-url': { type: 'string' } },
+        strict: true,
+      });
+      return migrateCommand(values['database-url'] ?? process.env.AIBRIDGE_DATABASE_URL, out);
+    }
+    case 'store': {
+      if (sub !== 'copy') throw new CliError(`unknown command: store ${sub ?? ''}\n${USAGE}`);
+      const { values } = parseArgs({
+        args: rest,
+        options: { from: { type: 'string' }, to: { type: 'string' } },
+        strict: true,
+      });
+      await copyStore(need(values.from, '--from'), values.to ?? process.env.AIBRIDGE_DATABASE_URL ?? '', out);
+      return;
+    }
     case undefined:
     case 'help':
     case '--help':

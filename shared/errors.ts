@@ -9,6 +9,10 @@ export const ERROR_CODES = {
   invalid_cursor: { status: 400, message: 'The cursor is not one this bridge issued.' },
   unauthorized: { status: 401, message: 'A valid bridge key is required.' },
   forbidden: { status: 403, message: 'This key may not do that.' },
+  csrf_refused: {
+    status: 403,
+    message: 'A signed-in browser request without the CSRF header, or from another origin.',
+  },
   model_denied: { status: 403, message: "This model is not allowed for the caller's team." },
   not_found: { status: 404, message: 'No such route.' },
   user_not_found: { status: 404, message: 'No user with that email or id.' },
@@ -19,6 +23,7 @@ export const ERROR_CODES = {
   policy_not_found: { status: 404, message: 'No model policy for that team.' },
   mcp_server_not_found: { status: 404, message: 'No MCP server with that name.' },
   user_exists: { status: 409, message: 'A user with that email already exists.' },
+  last_admin: { status: 409, message: 'The last admin cannot stop being an admin.' },
   body_too_large: { status: 413, message: 'The request body is larger than the bridge accepts.' },
   unsupported_media_type: { status: 415, message: 'The bridge does not accept that content type.' },
   budget_exceeded: { status: 429, message: 'A budget that blocks requests is spent until it resets.' },
@@ -46,6 +51,10 @@ export const ERROR_CODES = {
     status: 503,
     message:
       'The audit store is not taking writes; requests are refused until it does (AIBRIDGE_AUDIT_FAILURE=closed).',
+  },
+  store_unavailable: {
+    status: 503,
+    message: 'The bridge cannot reach its database; retry shortly.',
   },
   upstream_timeout: { status: 504, message: 'The provider did not answer in time.' },
 } as const satisfies Record<string, { status: number; message: string }>;

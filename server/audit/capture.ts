@@ -16,8 +16,11 @@ export class CapturePolicy {
     readonly defaultLevel: CaptureLevel,
   ) {}
 
+  /** Reads the stored levels, replacing what was loaded (again when another replica changes them). */
   async load(): Promise<void> {
-    for (const t of await this.store.listDocs<TeamCapture>('team_capture')) this.byTeam.set(t.team, t);
+    const teams = await this.store.listDocs<TeamCapture>('team_capture');
+    this.byTeam.clear();
+    for (const t of teams) this.byTeam.set(t.team, t);
   }
 
   levelFor(team: string | null): CaptureLevel {

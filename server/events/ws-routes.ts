@@ -36,12 +36,21 @@ export const LIVE_DEFAULTS: LiveEventsOptions = {
   closeGraceMs: 1000,
 };
 
+/** The admin page's cookie sign-ins (server/admin): a browser cannot set headers on a WebSocket. */
+export interface BrowserSessions {
+  tokenOf(headers: IncomingHttpHeaders): string | undefined;
+  /** Whether the upgrade's Origin is the bridge itself: cookies ride along on cross-site upgrades too. */
+  sameOrigin(headers: IncomingHttpHeaders): boolean;
+  resolve(token: string): Promise<Principal>;
+}
+
 export interface LiveEventsDeps {
   bus: EventBus;
   auth: Authenticator;
   identity: IdentityService;
   store: Store;
   log: FastifyBaseLogger;
+  browser?: BrowserSessions;
 }
 
 /** What one client asked to see. `userId`/`team` null: no narrowing (admins see everyone's). */
@@ -54,9 +63,8 @@ interface Filter {
 interface Client {
   ws: WebSocket;
   principal: Principal;
-  /** The credential as headers, to re-check the key on every heartbeat. */
-  credential: IncomingHttpHeaders;
-  ip: string | undefined;
+  /** Re-checks the key or session the socket was opened with (every heartbeat). */
+  recheck: () => Promise<Principal>;
   filter: Filter;
   alive: boolean;
 }
@@ -152,6 +160,9 @@ export class LiveEvents {
         return;
       }
       if (this.closing) return refuseUpgrade(socket, 503, 'Service Unavailable');
+      // A cookie-authenticated upgrade from another site would be cross-site WebSocket hijacking.
+      if (this.cookieOf(req) !== undefined && !this.deps.browser?.sameOrigin(req.headers))
+        return refuseUpgrade(socket, 403, 'Forbidden');
       socket.on('error', () => socket.destroy());
       this.wss.handleUpgrade(req, socket, head, (ws) => {
         this.pending.add(ws);
@@ -183,15 +194,28 @@ export class LiveEvents {
     });
   }
 
+  /** The session cookie's token, when the upgrade carries no key (a key always wins). */
+  private cookieOf(req: IncomingMessage): string | undefined {
+    if (!this.deps.browser) return undefined;
+    const key = credentialFrom(req.headers) ?? keyFromProtocols(req.headers['sec-websocket-protocol']);
+    return key === undefined ? this.deps.browser.tokenOf(req.headers) : undefined;
+  }
+
   private async accept(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
     const token = credentialFrom(req.headers) ?? keyFromProtocols(req.headers['sec-websocket-protocol']);
     const credential: IncomingHttpHeaders = token ? { authorization: `Bearer ${token}` } : {};
     const ip = req.socket.remoteAddress;
+    const cookie = this.cookieOf(req);
+    const browser = this.deps.browser;
+    const recheck =
+      cookie !== undefined && browser
+        ? () => browser.resolve(cookie)
+        : () => this.deps.auth.authenticate(credential, ip);
     let client: Client;
     try {
-      const principal = await this.authenticate(credential, ip);
+      const principal = await this.authenticate(recheck);
       const filter = await this.filterFor(principal, url.searchParams);
-      client = { ws, principal, credential, ip, filter, alive: true };
+      client = { ws, principal, recheck, filter, alive: true };
     } catch (err) {
       const e =
         err instanceof CloseError
@@ -238,9 +262,9 @@ export class LiveEvents {
     return true;
   }
 
-  private async authenticate(credential: IncomingHttpHeaders, ip: string | undefined): Promise<Principal> {
+  private async authenticate(check: () => Promise<Principal>): Promise<Principal> {
     try {
-      return await this.deps.auth.authenticate(credential, ip);
+      return await check();
     } catch (err) {
       if (isBridgeError(err) && err.code === 'rate_limited') throw new CloseError('rateLimited', err.message);
       if (isBridgeError(err)) throw new CloseError('unauthorized', err.message);
@@ -330,7 +354,7 @@ export class LiveEvents {
       }
       c.alive = false;
       c.ws.ping();
-      this.deps.auth.authenticate(c.credential, c.ip).catch((err: unknown) => {
+      c.recheck().catch((err: unknown) => {
         if (isBridgeError(err) && err.code === 'unauthorized') this.drop(c, 'unauthorized', err.message);
       });
     }

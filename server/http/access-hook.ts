@@ -1,12 +1,17 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BridgeError } from '../errors';
-import type { Authenticator } from '../identity/auth';
+import type { Principal } from '../identity/auth';
+
+/** Resolves a request's caller (a bridge key, or the admin page's session cookie) or throws `unauthorized`. */
+export interface RequestAuthenticator {
+  authenticate(req: FastifyRequest): Promise<Principal>;
+}
 
 /**
  * Enforces each route's `config.access`. A route without an entry is refused outright, so a route
  * added without deciding who may call it cannot leak.
  */
-export function apiAccessHook(auth: Authenticator) {
+export function apiAccessHook(auth: RequestAuthenticator) {
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const access = req.routeOptions.config.access;
     if (access === 'public') return;
@@ -15,7 +20,7 @@ export function apiAccessHook(auth: Authenticator) {
       if (req.routeOptions.url === undefined) return;
       throw new BridgeError('forbidden', 'This route has no access rule.');
     }
-    const principal = await auth.authenticate(req.headers, req.ip);
+    const principal = await auth.authenticate(req);
     if (access === 'admin' && principal.user.role !== 'admin') {
       throw new BridgeError('forbidden', 'An admin key is required.');
     }

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { User } from '../../shared/identity';
-import { BridgeError } from '../errors';
+import { BridgeError, isBridgeError } from '../errors';
 import type { KeyRecord, Store } from '../store/types';
 import type { AuthThrottle } from './auth-throttle';
 import { type KeyHasher, looksLikeKey } from './keys';
@@ -23,13 +23,26 @@ export function credentialFrom(headers: IncomingHttpHeaders): string | undefined
   return undefined;
 }
 
+/** Keys remembered for serving through a database outage, at most. */
+const REMEMBERED_KEYS = 10_000;
+
 export class Authenticator {
+  /** By key hash: principals the store confirmed, and when (only with `rememberMs`). */
+  private readonly remembered = new Map<string, { principal: Principal; at: number }>();
+
+  /**
+   * `rememberMs`: when the store cannot be reached (`store_unavailable`), a key the store
+   * confirmed within this long is still accepted (AIBRIDGE_AUDIT_FAILURE=open: the admin chose to
+   * serve through outages). Nobody can revoke a key while the database is down either. Unset:
+   * every request needs the store.
+   */
   constructor(
     private readonly store: Store,
     private readonly hasher: KeyHasher,
     private readonly throttle?: AuthThrottle,
     private readonly now: () => Date = () => new Date(),
     private readonly onFailure: () => void = () => undefined,
+    private readonly rememberMs?: number,
   ) {}
 
   /** Resolves the caller or throws `unauthorized`. The store is asked every time, so revocation and expiry take effect on the next request. */
@@ -51,15 +64,34 @@ export class Authenticator {
     try {
       return await this.check(token);
     } catch (err) {
+      if (isBridgeError(err) && err.code === 'store_unavailable') return this.fromMemory(token, err);
       this.throttle?.fail(ip);
       this.onFailure();
       throw err;
     }
   }
 
+  private fromMemory(token: string, outage: BridgeError): Principal {
+    const hit = this.rememberMs === undefined ? undefined : this.remembered.get(this.hasher.hash(token));
+    if (!hit || this.now().getTime() - hit.at > this.rememberMs!) throw outage;
+    const { key } = hit.principal;
+    if (key.expiresAt && Date.parse(key.expiresAt) <= this.now().getTime()) throw outage;
+    return hit.principal;
+  }
+
+  private remember(hash: string, principal: Principal): void {
+    if (this.rememberMs === undefined) return;
+    this.remembered.delete(hash);
+    this.remembered.set(hash, { principal, at: this.now().getTime() });
+    if (this.remembered.size > REMEMBERED_KEYS) this.remembered.delete(this.remembered.keys().next().value!);
+  }
+
   private async check(token: string): Promise<Principal> {
     if (!looksLikeKey(token)) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
-    const key = await this.store.findKeyByHash(this.hasher.hash(token));
+    const hash = this.hasher.hash(token);
+    const key = await this.store.findKeyByHash(hash);
+    // Whatever the answer, an older memory of this key is out of date.
+    this.remembered.delete(hash);
     if (!key) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
     const now = this.now();
     if (key.revokedAt) throw new BridgeError('unauthorized', `Bridge key ${key.prefix}… has been revoked.`);
@@ -69,6 +101,7 @@ export class Authenticator {
     const user = await this.store.getUserById(key.userId);
     if (!user) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
     this.store.touchKey(key.id, now.toISOString());
+    this.remember(hash, { user, key });
     return { user, key };
   }
 }

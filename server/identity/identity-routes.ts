@@ -15,6 +15,15 @@ const NewUserBody = Type.Object(
   { additionalProperties: false },
 );
 
+const UserPatchBody = Type.Object(
+  {
+    name: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()])),
+    team: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 100 }), Type.Null()])),
+    role: Type.Optional(Type.Union([Type.Literal('admin'), Type.Literal('member')])),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
 const NewKeyBody = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
@@ -46,6 +55,12 @@ export function identityRoutes(identity: IdentityService, store: Store): Fastify
     app.get('/api/v1/users', { config: { access: 'admin' } }, async () => ({
       items: await store.listUsers(),
     }));
+
+    app.patch<{ Params: Static<typeof EmailParams>; Body: Static<typeof UserPatchBody> }>(
+      '/api/v1/users/:email',
+      { config: { access: 'admin' }, schema: { params: EmailParams, body: UserPatchBody } },
+      async (req) => identity.updateUser(req.params.email, req.body),
+    );
 
     app.get<{ Params: Static<typeof EmailParams> }>(
       '/api/v1/users/:email/keys',

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CreatedKey, KeyInfo, Role, User } from '../../shared/identity';
-import { BridgeError } from '../errors';
-import type { KeyRecord, Store } from '../store/types';
+import { BridgeError, isBridgeError } from '../errors';
+import type { KeyRecord, Store, UserPatch } from '../store/types';
 import { displayPrefix, generateKey, type KeyHasher, newKeyId } from './keys';
 
 export interface NewUserInput {
@@ -40,6 +40,18 @@ export class IdentityService {
     return user;
   }
 
+  /** Changes a user's name, team or role; never leaves the bridge without an admin. */
+  async updateUser(emailOrId: string, patch: UserPatch): Promise<User> {
+    const user = await this.findUser(emailOrId);
+    if (user.role === 'admin' && patch.role === 'member') {
+      const admins = (await this.store.listUsers()).filter((u) => u.role === 'admin');
+      if (admins.length <= 1) throw new BridgeError('last_admin', 'Make another user an admin first.');
+    }
+    const updated = await this.store.updateUser(user.id, patch);
+    if (!updated) throw new BridgeError('user_not_found', `No user ${emailOrId}.`);
+    return updated;
+  }
+
   async findUser(emailOrId: string): Promise<User> {
     const user = (await this.store.getUserByEmail(emailOrId)) ?? (await this.store.getUserById(emailOrId));
     if (!user) throw new BridgeError('user_not_found', `No user ${emailOrId}.`);
@@ -75,7 +87,13 @@ export class IdentityService {
   /** On an empty store, creates the first admin and a key for them; returns the key, else undefined. */
   async bootstrapAdmin(email: string): Promise<CreatedKey | undefined> {
     if ((await this.store.countUsers()) > 0) return undefined;
-    const admin = await this.createUser({ email, name: 'Administrator', role: 'admin' });
-    return this.issueKey(admin, { name: 'bootstrap admin key' });
+    try {
+      const admin = await this.createUser({ email, name: 'Administrator', role: 'admin' });
+      return await this.issueKey(admin, { name: 'bootstrap admin key' });
+    } catch (err) {
+      // Replicas starting together on one database: another one bootstrapped the admin first.
+      if (isBridgeError(err) && err.code === 'user_exists') return undefined;
+      throw err;
+    }
   }
 }

@@ -50,9 +50,11 @@ export class McpCredentials {
     return this.cipher !== undefined;
   }
 
+  /** Reads the stored credentials, replacing what was loaded (again when another replica changes them). */
   async load(): Promise<void> {
-    for (const d of await this.store.listDocs<CredentialDoc>('mcp_credential'))
-      this.docs.set(docId(d.server, d.userId), d);
+    const docs = await this.store.listDocs<CredentialDoc>('mcp_credential');
+    this.docs.clear();
+    for (const d of docs) this.docs.set(docId(d.server, d.userId), d);
   }
 
   private requireCipher(): CredentialCipher {

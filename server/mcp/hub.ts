@@ -307,6 +307,27 @@ export class McpHub {
     return this.getServer(name);
   }
 
+  /**
+   * Reads the API-defined servers again (another replica sharing the store changed them): changed
+   * ones reconnect, deleted ones fall back to the file entry of the same name or go.
+   */
+  async reloadServers(): Promise<void> {
+    const stored = new Map(
+      (await this.d.store.listDocs<McpServerConfig>('mcp_server')).map((s) => [s.name, s]),
+    );
+    for (const name of new Set([...this.servers.keys(), ...stored.keys()])) {
+      if (this.closed) return;
+      const next = stored.get(name) ?? this.fileServers.get(name);
+      const current = this.servers.get(name);
+      if (next && current && JSON.stringify(next) === JSON.stringify(current)) continue;
+      await this.dropConnections(name);
+      if (next) {
+        this.servers.set(name, next);
+        this.connectShared(next);
+      } else this.servers.delete(name);
+    }
+  }
+
   /** Deletes a server defined through the API; a file entry of the same name then applies again. */
   async deleteServer(name: string): Promise<boolean> {
     const existed = await this.d.store.deleteDoc('mcp_server', name);

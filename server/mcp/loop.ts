@@ -146,7 +146,7 @@ export class InjectedExchange extends Exchange {
       body = this.injection.followUp(body, end.turn, outcomes, n + 1 >= this.loop.maxRounds);
       prepared = this.prepare(body);
       const next = this.nextRound(body);
-      const refusal = this.admit(next, prepared);
+      const refusal = await this.admit(next, prepared);
       done.nextId = refusal ? null : next.start.id;
       this.finishRound(round, 'ok', facts, null, sse, true, done);
       if (refusal) return this.refused(next, refusal);
@@ -183,9 +183,9 @@ export class InjectedExchange extends Exchange {
   }
 
   /** Each round passes governance and the breaker like any request; the refusal, if any. */
-  private admit(round: Round, prepared: PreparedRequest): BridgeError | undefined {
+  private async admit(round: Round, prepared: PreparedRequest): Promise<BridgeError | undefined> {
     try {
-      this.deps.governance.admit(round.start, prepared.bytes.length);
+      await this.deps.governance.admit(round.start, prepared.bytes.length);
     } catch (err) {
       if (isBridgeError(err)) return err;
       throw err;

@@ -33,7 +33,7 @@ export interface ProxyDeps {
   breakers: CircuitBreakers;
   dispatcher: Dispatcher;
   /** Refuses what policy, rate limits or budgets forbid, before the provider is contacted. */
-  governance: { admit(start: InterceptionStart, bodyBytes: number): void };
+  governance: { admit(start: InterceptionStart, bodyBytes: number): Promise<void> };
   telemetry: ExchangeTelemetry;
   /** The capture level for a caller's team. */
   capture: { levelFor(team: string | null): CaptureLevel };
@@ -396,7 +396,7 @@ async function forward(
   if (metered) {
     if (!deps.recorder.accepting()) exchange.failEarly(new BridgeError('audit_unavailable'));
     try {
-      deps.governance.admit(metered.start, metered.prepared.bytes.length);
+      await deps.governance.admit(metered.start, metered.prepared.bytes.length);
     } catch (err) {
       if (isBridgeError(err)) exchange.failEarly(err);
       throw err;

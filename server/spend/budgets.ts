@@ -2,10 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type { User } from '../../shared/identity';
 import type { Budget, BudgetAction, BudgetScope, BudgetStatus, Period } from '../../shared/spend';
 import type { AlertService } from '../alerts/alert-service';
-import { BridgeError } from '../errors';
-import type { NewInterception, Store } from '../store/types';
+import { BridgeError, isBridgeError } from '../errors';
+import type {
+  BudgetCharge,
+  BudgetClaim,
+  BudgetLedger,
+  NewInterception,
+  ReserveOutcome,
+  Store,
+} from '../store/types';
 import { periodEnd, periodStart } from './periods';
-import type { BucketQuery } from './rollup';
 
 export const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
 
@@ -18,18 +24,11 @@ export interface BudgetInput {
   thresholds?: number[] | undefined;
 }
 
-/** Where one budget stands in its current period. */
-interface Ledger {
+/** A budget as this replica knows it (the document, and whom it names). */
+interface Tracked {
   budget: Budget;
   /** Display name of the subject: the user's email, the team, or `org`. */
   label: string;
-  periodStart: number;
-  resetsAt: number;
-  spent: number;
-  reserved: Map<string, number>;
-  reservedSum: number;
-  /** Thresholds already alerted this period. */
-  alerted: Set<number>;
 }
 
 function usd(n: number): string {
@@ -37,111 +36,93 @@ function usd(n: number): string {
 }
 
 /**
- * Budgets per user, team or the org, per day, week or month. Spend is kept in memory per budget:
- * read from the rollups when a budget is loaded or its period turns, then increased as each
- * interception ends. A blocking budget reserves each request's estimated cost when it starts and
- * replaces it with the real cost when it ends, so parallel requests cannot all slip under the limit.
+ * Budgets per user, team or the org, per day, week or month. Where each stands lives in the
+ * store's ledgers (one per budget and period, started from the rollups), so replicas sharing a
+ * database admit against the same numbers. A request reserves its estimated cost on every budget
+ * that applies when it starts, atomically with the check, and the reservation is replaced by the
+ * real cost when it ends: parallel requests, on any replica, cannot all slip under the limit.
  */
 export class Budgets {
-  private readonly ledgers = new Map<string, Ledger>();
+  private readonly tracked = new Map<string, Tracked>();
+  /** Interceptions this replica reserved for and has not settled. */
+  private readonly reservedFor = new Set<string>();
+  /** Settlements still being written. */
+  private readonly settling = new Set<Promise<void>>();
 
   constructor(
     private readonly store: Store,
     private readonly alerts: AlertService,
     private readonly now: () => Date = () => new Date(),
+    private readonly onError: (err: unknown) => void = () => undefined,
+    /** AIBRIDGE_AUDIT_FAILURE=open: admit without a budget check while the store is unreachable. */
+    private readonly failOpen = false,
   ) {}
 
   async load(users: (id: string) => Promise<User | undefined>): Promise<void> {
     for (const b of await this.store.listDocs<Budget>('budget')) {
       const user = b.scope === 'user' ? await users(b.subject) : undefined;
-      await this.track(b, user?.email ?? b.subject);
+      this.tracked.set(b.id, { budget: b, label: user?.email ?? b.subject });
     }
   }
 
-  private scopeQuery(b: Budget): Omit<BucketQuery, 'since'> {
-    if (b.scope === 'user') return { userId: b.subject };
-    if (b.scope === 'team') return { team: b.subject };
-    return {};
+  /** Reads the stored budgets again (another replica changed them): deleted ones are dropped. */
+  async reload(users: (id: string) => Promise<User | undefined>): Promise<void> {
+    const budgets = await this.store.listDocs<Budget>('budget');
+    const ids = new Set(budgets.map((b) => b.id));
+    for (const id of this.tracked.keys()) if (!ids.has(id)) this.tracked.delete(id);
+    await this.load(users);
   }
 
-  private async spentSince(b: Budget, since: number): Promise<number> {
-    const buckets = await this.store.usageBuckets({
-      ...this.scopeQuery(b),
-      since: new Date(since).toISOString(),
-    });
-    return buckets.reduce((s, x) => s + x.costUsd, 0);
-  }
-
-  private async track(b: Budget, label: string): Promise<Ledger> {
-    const now = this.now();
-    const start = periodStart(b.period, now).getTime();
-    const previous = this.ledgers.get(b.id);
-    const ledger: Ledger = {
-      budget: b,
-      label,
-      periodStart: start,
-      resetsAt: periodEnd(b.period, now).getTime(),
-      spent: await this.spentSince(b, start),
-      reserved: previous?.reserved ?? new Map(),
-      reservedSum: previous?.reservedSum ?? 0,
-      alerted: new Set(),
-    };
-    // Thresholds alerted earlier this period (before a restart) are not alerted again.
-    const earlier = await this.store.listAlerts({ since: new Date(start).toISOString(), limit: 10_000 });
-    for (const a of earlier) {
-      if (a.budgetId !== b.id) continue;
-      for (const t of b.thresholds) if (a.observed >= t * b.limitUsd) ledger.alerted.add(t);
-    }
-    this.ledgers.set(b.id, ledger);
-    return ledger;
-  }
-
-  /** Starts a new period when the old one has ended. */
-  private current(l: Ledger): Ledger {
-    const now = this.now();
-    if (now.getTime() >= l.resetsAt) {
-      l.periodStart = periodStart(l.budget.period, now).getTime();
-      l.resetsAt = periodEnd(l.budget.period, now).getTime();
-      l.spent = 0;
-      l.alerted.clear();
-    }
-    return l;
-  }
-
-  private status(l: Ledger): BudgetStatus & { label: string } {
-    this.current(l);
+  private claim(b: Budget, now: Date): BudgetClaim {
     return {
-      ...l.budget,
-      label: l.label,
-      periodStart: new Date(l.periodStart).toISOString(),
-      resetsAt: new Date(l.resetsAt).toISOString(),
-      spentUsd: Math.round(l.spent * 1e6) / 1e6,
-      reservedUsd: Math.round(l.reservedSum * 1e6) / 1e6,
+      budgetId: b.id,
+      periodStart: periodStart(b.period, now).toISOString(),
+      limitUsd: b.limitUsd,
+      block: b.action === 'block',
+      thresholds: b.thresholds,
+      scope: b.scope === 'user' ? { userId: b.subject } : b.scope === 'team' ? { team: b.subject } : {},
     };
   }
 
-  list(): (BudgetStatus & { label: string })[] {
-    return [...this.ledgers.values()].map((l) => this.status(l));
+  private async statuses(list: Tracked[]): Promise<(BudgetStatus & { label: string })[]> {
+    const now = this.now();
+    const ledgers = await this.store.budgetLedgers(list.map((t) => this.claim(t.budget, now)));
+    return list.map((t, i) => this.status(t, ledgers[i]!, now));
   }
 
-  get(id: string): BudgetStatus & { label: string } {
-    const l = this.ledgers.get(id);
-    if (!l) throw new BridgeError('budget_not_found', `No budget with id ${id}.`);
-    return this.status(l);
+  private status(t: Tracked, l: BudgetLedger, now: Date): BudgetStatus & { label: string } {
+    return {
+      ...t.budget,
+      label: t.label,
+      periodStart: l.periodStart,
+      resetsAt: periodEnd(t.budget.period, now).toISOString(),
+      spentUsd: Math.round(l.spentUsd * 1e6) / 1e6,
+      reservedUsd: Math.round(l.reservedUsd * 1e6) / 1e6,
+    };
+  }
+
+  async list(): Promise<(BudgetStatus & { label: string })[]> {
+    return this.statuses([...this.tracked.values()]);
+  }
+
+  async get(id: string): Promise<BudgetStatus & { label: string }> {
+    const t = this.tracked.get(id);
+    if (!t) throw new BridgeError('budget_not_found', `No budget with id ${id}.`);
+    return (await this.statuses([t]))[0]!;
   }
 
   /** The budgets that apply to a user: their own, their team's and the org's. */
-  forUser(user: Pick<User, 'id' | 'team'>): (BudgetStatus & { label: string })[] {
-    return [...this.ledgers.values()].filter((l) => this.applies(l.budget, user)).map((l) => this.status(l));
+  async forUser(user: Pick<User, 'id' | 'team'>): Promise<(BudgetStatus & { label: string })[]> {
+    return this.statuses(this.applicable(user));
   }
 
   /** Creates the budget, or replaces the one with the same scope, subject and period. */
   async put(input: BudgetInput, label: string): Promise<BudgetStatus & { label: string }> {
-    const existing = [...this.ledgers.values()].find(
-      (l) =>
-        l.budget.scope === input.scope &&
-        l.budget.subject === input.subject &&
-        l.budget.period === input.period,
+    const existing = [...this.tracked.values()].find(
+      (t) =>
+        t.budget.scope === input.scope &&
+        t.budget.subject === input.subject &&
+        t.budget.period === input.period,
     )?.budget;
     const at = this.now().toISOString();
     const thresholds = [...new Set(input.thresholds ?? DEFAULT_THRESHOLDS)].sort((a, b) => a - b);
@@ -157,13 +138,14 @@ export class Budgets {
       updatedAt: at,
     };
     await this.store.putDoc('budget', budget.id, budget);
-    return this.status(await this.track(budget, label));
+    this.tracked.set(budget.id, { budget, label });
+    return this.get(budget.id);
   }
 
   async delete(id: string): Promise<BudgetStatus & { label: string }> {
-    const s = this.get(id);
+    const s = await this.get(id);
     await this.store.deleteDoc('budget', id);
-    this.ledgers.delete(id);
+    this.tracked.delete(id);
     return s;
   }
 
@@ -175,57 +157,88 @@ export class Budgets {
     );
   }
 
+  private applicable(user: Pick<User, 'id' | 'team'>): Tracked[] {
+    return [...this.tracked.values()].filter((t) => this.applies(t.budget, user));
+  }
+
   /**
-   * Admits a request against every blocking budget that applies, reserving `estimateUsd` on each,
-   * or throws `budget_exceeded` naming the budget and when it resets. A budget is spent once what
-   * ended plus what is reserved reaches the limit.
+   * Admits a request against every blocking budget that applies, reserving `estimateUsd` on each
+   * budget that applies, or throws `budget_exceeded` naming the budget and when it resets. A budget
+   * is spent once what ended plus what is reserved reaches the limit.
    */
-  reserve(interceptionId: string, user: Pick<User, 'id' | 'team'>, estimateUsd: number): void {
-    const applicable = [...this.ledgers.values()]
-      .filter((l) => this.applies(l.budget, user))
-      .map((l) => this.current(l));
-    for (const l of applicable) {
-      if (l.budget.action !== 'block') continue;
-      if (l.spent + l.reservedSum >= l.budget.limitUsd) {
-        const resets = new Date(l.resetsAt);
-        const seconds = Math.max(1, Math.ceil((l.resetsAt - this.now().getTime()) / 1000));
-        throw new BridgeError(
-          'budget_exceeded',
-          `The ${l.budget.period}ly budget of ${usd(l.budget.limitUsd)} for ${l.budget.scope === 'org' ? 'the organisation' : `${l.budget.scope} ${l.label}`} (${l.budget.id}) is spent (${usd(l.spent)} used${l.reservedSum > 0 ? `, ${usd(l.reservedSum)} reserved by running requests` : ''}); it resets at ${resets.toISOString()}.`,
-          { headers: { 'retry-after': String(seconds) } },
-        );
+  async reserve(interceptionId: string, user: Pick<User, 'id' | 'team'>, estimateUsd: number): Promise<void> {
+    const list = this.applicable(user);
+    if (list.length === 0) return;
+    const now = this.now();
+    let outcome: ReserveOutcome;
+    try {
+      outcome = await this.store.reserveBudgets(
+        interceptionId,
+        list.map((t) => this.claim(t.budget, now)),
+        estimateUsd,
+      );
+    } catch (err) {
+      if (this.failOpen && isBridgeError(err) && err.code === 'store_unavailable') {
+        this.onError(err);
+        return;
       }
+      throw err;
     }
-    for (const l of applicable) {
-      l.reserved.set(interceptionId, estimateUsd);
-      l.reservedSum += estimateUsd;
+    if (outcome.ok) {
+      this.reservedFor.add(interceptionId);
+      return;
     }
+    const l = outcome.refusedBy;
+    const t = this.tracked.get(l.budgetId)!;
+    const b = t.budget;
+    const resetsAt = periodEnd(b.period, now).getTime();
+    const seconds = Math.max(1, Math.ceil((resetsAt - now.getTime()) / 1000));
+    throw new BridgeError(
+      'budget_exceeded',
+      `The ${b.period}ly budget of ${usd(b.limitUsd)} for ${b.scope === 'org' ? 'the organisation' : `${b.scope} ${t.label}`} (${b.id}) is spent (${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} reserved by running requests` : ''}); it resets at ${new Date(resetsAt).toISOString()}.`,
+      { headers: { 'retry-after': String(seconds) } },
+    );
   }
 
-  /** Replaces the request's reservation with its real cost, and alerts on thresholds crossed. */
+  /**
+   * Replaces the request's reservation with its real cost, and alerts on thresholds crossed (the
+   * store marks a threshold alerted as it is crossed, so one replica alerts it, once). Runs in the
+   * background; `settled()` waits for it.
+   */
   settle(rec: NewInterception): void {
+    const now = this.now();
     const user = { id: rec.userId, team: rec.team };
-    for (const l of this.ledgers.values()) {
-      const reserved = l.reserved.get(rec.id);
-      if (reserved !== undefined) {
-        l.reserved.delete(rec.id);
-        l.reservedSum = Math.max(0, l.reservedSum - reserved);
+    const charges: BudgetCharge[] = [];
+    if (rec.costUsd !== null && rec.costUsd > 0) {
+      for (const t of this.applicable(user)) {
+        const claim = this.claim(t.budget, now);
+        if (rec.startedAt < claim.periodStart) continue;
+        charges.push({ ...claim, costUsd: rec.costUsd });
       }
-      if (!this.applies(l.budget, user)) continue;
-      this.current(l);
-      if (Date.parse(rec.startedAt) < l.periodStart) continue;
-      if (rec.costUsd === null || rec.costUsd === 0) continue;
-      l.spent += rec.costUsd;
-      this.checkThresholds(l, rec);
     }
+    const held = this.reservedFor.delete(rec.id);
+    if (!held && charges.length === 0) return;
+    const p = this.store
+      .settleBudgets(rec.id, charges)
+      .then((settled) => {
+        for (const [i, s] of settled.entries()) {
+          if (s.crossed === null) continue;
+          const t = this.tracked.get(charges[i]!.budgetId);
+          if (t) this.alertCrossed(t, s.ledger.spentUsd, s.crossed, rec);
+        }
+      })
+      .catch((err: unknown) => this.onError(err))
+      .finally(() => this.settling.delete(p));
+    this.settling.add(p);
   }
 
-  private checkThresholds(l: Ledger, rec: NewInterception): void {
-    const crossed = l.budget.thresholds.filter((t) => !l.alerted.has(t) && l.spent >= t * l.budget.limitUsd);
-    if (crossed.length === 0) return;
-    for (const t of crossed) l.alerted.add(t);
-    // One alert for the highest threshold crossed: a single expensive request may cross several.
-    const t = crossed.at(-1)!;
+  /** Resolves once every settlement handed over so far is done. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.settling]);
+  }
+
+  private alertCrossed(tracked: Tracked, spent: number, t: number, rec: NewInterception): void {
+    const l = { budget: tracked.budget, label: tracked.label, spent };
     const who = l.budget.scope === 'org' ? 'the organisation' : `${l.budget.scope} ${l.label}`;
     this.alerts.raise({
       kind: 'budget',

@@ -46,12 +46,13 @@ export class Governance {
   }
 
   /** Throws the refusal (`model_denied`, `rate_limited`, `budget_exceeded`) or admits the request. */
-  admit(start: InterceptionStart, bodyBytes: number): void {
+  async admit(start: InterceptionStart, bodyBytes: number): Promise<void> {
     const { user } = start.principal;
     try {
       this.policies.check(user.team, start.request.model);
       this.limiter.admit(start.id, start.principal);
-      this.budgets.reserve(start.id, user, this.estimateUsd(start, bodyBytes));
+      // The budget check asks the store (a database round trip when replicas share one).
+      await this.budgets.reserve(start.id, user, this.estimateUsd(start, bodyBytes));
     } catch (err) {
       if (isBridgeError(err)) this.metrics.refusals.inc({ reason: (err as BridgeError).code });
       throw err;

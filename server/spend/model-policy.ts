@@ -33,8 +33,11 @@ export class ModelPolicies {
 
   constructor(private readonly store: Store) {}
 
+  /** Reads the stored policies, replacing what was loaded (again when another replica changes them). */
   async load(): Promise<void> {
-    for (const p of await this.store.listDocs<ModelPolicy>('model_policy')) this.index(p);
+    const policies = await this.store.listDocs<ModelPolicy>('model_policy');
+    this.byTeam.clear();
+    for (const p of policies) this.index(p);
   }
 
   private index(p: ModelPolicy): void {

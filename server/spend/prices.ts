@@ -179,6 +179,13 @@ export class PriceBook {
     return this.overrides.delete(model);
   }
 
+  /** Replaces every override (another replica changed them); later entries win over earlier ones. */
+  replaceOverrides(list: ModelPriceOverride[]): void {
+    this.overrides.clear();
+    for (const o of list) this.overrides.set(o.model, o);
+    this.resolved.clear();
+  }
+
   listOverrides(): ModelPriceOverride[] {
     return [...this.overrides.values()].sort((a, b) => a.model.localeCompare(b.model));
   }

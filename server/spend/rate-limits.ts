@@ -69,8 +69,11 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Reads the stored limits, replacing what was loaded (again when another replica changes them). */
   async load(): Promise<void> {
-    for (const l of await this.store.listDocs<RateLimit>('rate_limit')) this.limits.set(l.id, l);
+    const limits = await this.store.listDocs<RateLimit>('rate_limit');
+    this.limits.clear();
+    for (const l of limits) this.limits.set(l.id, l);
   }
 
   list(): RateLimit[] {

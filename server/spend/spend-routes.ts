@@ -184,7 +184,7 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
           until,
           ...byModel.totals,
           byModel: byModel.rows,
-          budgets: budgets.forUser(user),
+          budgets: await budgets.forUser(user),
         };
       },
     );
@@ -221,7 +221,9 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
       },
     );
 
-    app.get('/api/v1/budgets', { config: { access: 'admin' } }, async () => ({ items: budgets.list() }));
+    app.get('/api/v1/budgets', { config: { access: 'admin' } }, async () => ({
+      items: await budgets.list(),
+    }));
 
     app.get<{ Params: Static<typeof IdParams> }>(
       '/api/v1/budgets/:id',
@@ -261,9 +263,9 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
       async (req) => {
         const q = req.query;
         const subject = await subjectOf(q.scope, q.subject);
-        const found = budgets
-          .list()
-          .find((b) => b.scope === q.scope && b.subject === subject.id && b.period === q.period);
+        const found = (await budgets.list()).find(
+          (b) => b.scope === q.scope && b.subject === subject.id && b.period === q.period,
+        );
         if (!found)
           throw new BridgeError(
             'budget_not_found',

@@ -1,6 +1,8 @@
 import type { KeyInfo, User } from '../../shared/identity';
 import type { ApiName, Interception, InterceptionStatus, Page } from '../../shared/interception';
+import type { BridgeEvent } from '../../shared/protocol';
 import type { Alert } from '../../shared/spend';
+import type { Audience } from '../events/bus';
 import type { BucketQuery, UsageBucket } from '../spend/rollup';
 
 /** A key as stored: its keyed hash, never the key. */
@@ -54,13 +56,74 @@ export type DocKind =
   | 'price'
   | 'team_capture'
   | 'mcp_server'
-  | 'mcp_credential';
+  | 'mcp_credential'
+  /** Admin page sign-ins, by the SHA-256 of their cookie token (server/admin/sessions.ts). */
+  | 'admin_session';
 
 export interface AlertQuery {
   since?: string | undefined;
   userId?: string | undefined;
   limit: number;
 }
+
+/** One budget in one of its periods: the unit the store keeps a spend ledger for. */
+export interface BudgetPeriod {
+  budgetId: string;
+  /** Start of the period (ISO 8601, UTC). */
+  periodStart: string;
+}
+
+/** A budget that applies to a request, as the caller knows it. */
+export interface BudgetClaim extends BudgetPeriod {
+  limitUsd: number;
+  /** Whether reaching the limit refuses requests (else it only alerts). */
+  block: boolean;
+  thresholds: number[];
+  /**
+   * Whose spend counts, as a rollup filter: a period's ledger starts from what the rollups already
+   * hold for it, and from the alerts already raised for it.
+   */
+  scope: { userId?: string | undefined; team?: string | undefined };
+}
+
+/** Where a budget stands in a period, the same for every replica. */
+export interface BudgetLedger extends BudgetPeriod {
+  spentUsd: number;
+  /** Estimated cost of requests admitted and not yet settled. */
+  reservedUsd: number;
+  /** The highest threshold already alerted in this period (0: none). */
+  alerted: number;
+}
+
+export type ReserveOutcome =
+  | { ok: true; ledgers: BudgetLedger[] }
+  /** `refusedBy`: the blocking budget that is spent; nothing was reserved. */
+  | { ok: false; refusedBy: BudgetLedger };
+
+/** What a finished request adds to a budget it counts toward. */
+export interface BudgetCharge extends BudgetClaim {
+  costUsd: number;
+}
+
+export interface BudgetSettlement {
+  ledger: BudgetLedger;
+  /** The highest threshold this charge crossed that had not been alerted, or null. */
+  crossed: number | null;
+}
+
+/** Reservations older than this stop counting: a replica that crashed mid-request never settles them. */
+export const RESERVATION_LIFETIME_MS = 3_600_000;
+
+/**
+ * What one replica tells the others sharing its store: a document kind to reload, or a live event
+ * to pass to its own WebSocket clients. The embedded store has no other replicas: it reports none.
+ */
+export type StoreChange =
+  | { kind: 'doc'; docKind: DocKind }
+  | { kind: 'event'; event: BridgeEvent; audience: Audience };
+
+/** What an admin may change about a user after creating them. */
+export type UserPatch = Partial<Pick<User, 'name' | 'team' | 'role'>>;
 
 /** An interception before the store has given it its place in the append order. */
 export type NewInterception = Omit<Interception, 'seq'>;
@@ -71,6 +134,8 @@ export type NewInterception = Omit<Interception, 'seq'>;
  */
 export interface Store {
   readonly kind: string;
+  /** Whether other bridge processes may use the same data (then caches follow `watch` and events are `broadcast`). */
+  readonly shared: boolean;
   open(): Promise<void>;
   /** Flushes everything accepted so far, then releases files and connections. */
   close(): Promise<void>;
@@ -82,6 +147,8 @@ export interface Store {
   getUserById(id: string): Promise<User | undefined>;
   getUserByEmail(email: string): Promise<User | undefined>;
   listUsers(): Promise<User[]>;
+  /** Changes a user's name, team or role (fields left out stay as they are); undefined if no such user. */
+  updateUser(id: string, patch: UserPatch): Promise<User | undefined>;
 
   createKey(key: KeyRecord): Promise<void>;
   findKeyByHash(hash: string): Promise<KeyRecord | undefined>;
@@ -130,4 +197,23 @@ export interface Store {
   appendAlert(alert: Alert): Promise<void>;
   /** Newest first. */
   listAlerts(query: AlertQuery): Promise<Alert[]>;
+
+  /**
+   * Admits a request against budgets atomically (across replicas where there are several): unless
+   * a blocking claim's spent plus reserved has reached its limit, reserves `amountUsd` on every
+   * claim for `interceptionId`. Reservations older than RESERVATION_LIFETIME_MS stop counting.
+   */
+  reserveBudgets(interceptionId: string, claims: BudgetClaim[], amountUsd: number): Promise<ReserveOutcome>;
+  /**
+   * Drops every reservation `interceptionId` holds and adds each charge's cost to its ledger,
+   * marking the highest threshold it crossed as alerted (so one replica alerts it, once).
+   */
+  settleBudgets(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]>;
+  /** The current ledgers of these budget periods (started from the rollups where new). */
+  budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]>;
+
+  /** Changes other replicas announced (document writes are announced by the store itself). Returns the unsubscribe. */
+  watch(listener: (change: StoreChange) => void): () => void;
+  /** Announces a change to the other replicas; best effort, never throws. */
+  broadcast(change: StoreChange): void;
 }

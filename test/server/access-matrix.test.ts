@@ -4,7 +4,17 @@ import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { OpenAIMock } from '../helpers/openai-mock';
 
-type Who = 'none' | 'malformed' | 'unknown' | 'revoked' | 'expired' | 'member' | 'admin';
+type Who =
+  | 'none'
+  | 'malformed'
+  | 'unknown'
+  | 'revoked'
+  | 'expired'
+  | 'member'
+  | 'admin'
+  /** The admin page's session cookies (with the CSRF header the page sends): the same rules as the keys. */
+  | 'member-session'
+  | 'admin-session';
 const BAD: Who[] = ['none', 'malformed', 'unknown', 'revoked', 'expired'];
 
 /**
@@ -17,6 +27,8 @@ describe('the access matrix, from the route table', function () {
   let openai: OpenAIMock;
   let tb: TestBridge;
   const keys = {} as Record<Who, string | undefined>;
+  /** `Cookie` headers of the two sessions. */
+  const cookies: Partial<Record<Who, string>> = {};
   let memberEmail = '';
   /** A spare key of the member's, for the owner-or-admin route `DELETE /api/v1/keys/:id`. */
   let spareKeyId = '';
@@ -51,7 +63,21 @@ describe('the access matrix, from the route table', function () {
       expired: expiring.body.key,
       member: member.key,
       admin: tb.adminKey,
+      'member-session': undefined,
+      'admin-session': undefined,
     });
+    for (const [who, key] of [
+      ['member-session', member.key],
+      ['admin-session', tb.adminKey],
+    ] as const) {
+      const res = await fetch(`${tb.url}/api/v1/session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
+        body: JSON.stringify({ key }),
+      });
+      assert.equal(res.status, 201);
+      cookies[who] = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+    }
     await new Promise((r) => setTimeout(r, 1100));
   });
   after(async () => {
@@ -85,8 +111,14 @@ describe('the access matrix, from the route table', function () {
       if (provider && !['GET', 'POST'].includes(r.method)) continue;
       for (const who of Object.keys(keys) as Who[]) {
         const key = keys[who];
+        const cookie = cookies[who];
+        // Sessions are for /api routes (provider routes and /metrics take keys only); signing a
+        // matrix session out would end it for the routes after this one.
+        const signOut = r.method === 'DELETE' && r.url === '/api/v1/session';
+        if (cookie !== undefined && (!r.url.startsWith('/api/') || signOut)) continue;
         const headers: Record<string, string> = { 'anthropic-version': '2023-06-01' };
         if (key !== undefined) headers.authorization = `Bearer ${key}`;
+        if (cookie !== undefined) Object.assign(headers, { cookie, 'x-aibridge-csrf': '1' });
         const hasBody = ['POST', 'PUT', 'PATCH'].includes(r.method);
         if (hasBody) headers['content-type'] = 'application/json';
         const res = await fetch(tb.url + concrete(r), {
@@ -100,7 +132,7 @@ describe('the access matrix, from the route table', function () {
         let ok: boolean;
         if (r.access === 'public') ok = s !== 401 && s !== 403 && s < 500;
         else if (BAD.includes(who)) ok = s === 401;
-        else if (r.access === 'admin' && who === 'member') ok = s === 403;
+        else if (r.access === 'admin' && (who === 'member' || who === 'member-session')) ok = s === 403;
         else ok = s !== 401 && s !== 403 && s < 500;
         if (!ok) failures.push(`${r.method} ${r.url} as ${who}: ${s}`);
       }

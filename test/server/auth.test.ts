@@ -202,6 +202,57 @@ describe('admin API input', () => {
     assert.equal(((await raw.json()) as { error: { code: string } }).error.code, 'invalid_json');
   });
 
+  it("changes a user's team and role, and the next request sees it; never leaves no admin", async () => {
+    const mover = await tb.addUser('mover@example.com', { team: 'red' });
+    const res = await tb.api<{ team: string; role: string; email: string }>(
+      'PATCH',
+      '/api/v1/users/mover@example.com',
+      tb.adminKey,
+      { team: 'blue', role: 'admin' },
+    );
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual([res.body.email, res.body.team, res.body.role], ['mover@example.com', 'blue', 'admin']);
+    const me = await tb.api<{ user: { team: string; role: string } }>('GET', '/api/v1/me', mover.key);
+    assert.deepEqual([me.body.user.team, me.body.user.role], ['blue', 'admin']);
+    // The mover is an admin now, so demoting them is fine; demoting the only other admin then is not.
+    assert.equal(
+      (await tb.api('PATCH', '/api/v1/users/mover@example.com', tb.adminKey, { role: 'member' })).status,
+      200,
+    );
+    const last = await tb.api<{ error: { code: string } }>(
+      'PATCH',
+      '/api/v1/users/admin@localhost',
+      tb.adminKey,
+      {
+        role: 'member',
+      },
+    );
+    assert.equal(last.status, 409);
+    assert.equal(last.body.error.code, 'last_admin');
+    for (const [body, status, code] of [
+      [{}, 400, 'invalid_request'],
+      [{ role: 'root' }, 400, 'invalid_request'],
+      [{ email: 'x@y.z' }, 400, 'invalid_request'],
+    ] as const) {
+      const bad = await tb.api<{ error: { code: string } }>(
+        'PATCH',
+        '/api/v1/users/mover@example.com',
+        tb.adminKey,
+        body,
+      );
+      assert.deepEqual([bad.status, bad.body.error.code], [status, code], JSON.stringify(body));
+    }
+    const missing = await tb.api<{ error: { code: string } }>(
+      'PATCH',
+      '/api/v1/users/nobody@example.com',
+      tb.adminKey,
+      {
+        team: 'x',
+      },
+    );
+    assert.deepEqual([missing.status, missing.body.error.code], [404, 'user_not_found']);
+  });
+
   it('pages interceptions newest first with a cursor', async () => {
     const dev = await tb.addUser('pager@example.com');
     for (let i = 0; i < 5; i++) {

@@ -98,6 +98,13 @@ describe('aibridge serve and the admin CLI', function () {
     const dup = await cli(['users', 'create', '--email', 'dev@example.com', ...common]);
     assert.notEqual(dup.code, 0);
     assert.match(dup.stderr, /user_exists/);
+    const moved = await cli(['users', 'update', '--email', 'dev@example.com', '--team', 'infra', ...common]);
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.deepEqual(
+      [JSON.parse(moved.stdout).team, JSON.parse(moved.stdout).role],
+      ['infra', 'member'],
+      'only the flags given change',
+    );
     const missing = await cli(['keys', 'create', '--email', 'ghost@example.com', ...common]);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /user_not_found/);

@@ -18,14 +18,22 @@ import { decodeCursor, encodeCursor } from '../cursor';
 import type {
   AccessLogEntry,
   AlertQuery,
+  BudgetCharge,
+  BudgetClaim,
+  BudgetLedger,
+  BudgetSettlement,
   DocKind,
   InterceptionFilter,
   KeyRecord,
   NewInterception,
+  ReserveOutcome,
   Store,
+  StoreChange,
   StoreHealth,
+  UserPatch,
 } from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
+import { MemoryBudgetLedgers } from './budget-ledgers';
 import { Journal, type JournalWarning } from './journal';
 import { RecordIndex } from './record-index';
 
@@ -64,6 +72,8 @@ export interface EmbeddedStoreOptions {
  */
 export class EmbeddedStore implements Store {
   readonly kind = 'embedded';
+  /** One process owns the data dir. */
+  readonly shared = false;
   private readonly db: Low<DbShape>;
   private readonly journal: Journal;
   private readonly usersById = new Map<string, User>();
@@ -82,6 +92,7 @@ export class EmbeddedStore implements Store {
   /** Rollups by hour, then by bucket key: rebuilt from the journal at open, then kept current. */
   private readonly buckets = new Map<string, Map<string, UsageBucket>>();
   private nextSeq = 1;
+  private readonly budgetBook = new MemoryBudgetLedgers(this);
   private touchTimer: NodeJS.Timeout | undefined;
   private readonly touchFlushMs: number;
 
@@ -180,6 +191,15 @@ export class EmbeddedStore implements Store {
     return [...this.db.data.users];
   }
 
+  async updateUser(id: string, patch: UserPatch): Promise<User | undefined> {
+    const user = this.usersById.get(id);
+    if (!user) return undefined;
+    // The indexes hold the same object as the document, so updating it in place updates both.
+    Object.assign(user, patch);
+    await this.db.write();
+    return { ...user };
+  }
+
   async createKey(key: KeyRecord): Promise<void> {
     this.db.data.keys.push(key);
     this.indexKey(key);
@@ -251,6 +271,11 @@ export class EmbeddedStore implements Store {
     return Object.values(this.db.data.docs?.[kind] ?? {}) as T[];
   }
 
+  /** Documents of a kind with the ids they are stored under (for `aibridge store copy`). */
+  docEntries(kind: DocKind): [string, unknown][] {
+    return Object.entries(this.db.data.docs?.[kind] ?? {});
+  }
+
   async putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void> {
     this.db.data.docs ??= {};
     this.db.data.docs[kind] ??= {};
@@ -273,6 +298,26 @@ export class EmbeddedStore implements Store {
     if (alerts.length > ALERTS_KEPT) alerts.splice(0, alerts.length - ALERTS_KEPT);
     await this.db.write();
   }
+
+  reserveBudgets(interceptionId: string, claims: BudgetClaim[], amountUsd: number): Promise<ReserveOutcome> {
+    return this.budgetBook.reserve(interceptionId, claims, amountUsd);
+  }
+
+  settleBudgets(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]> {
+    return this.budgetBook.settle(interceptionId, charges);
+  }
+
+  budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]> {
+    return this.budgetBook.current(claims);
+  }
+
+  /** One process, no other replicas: nothing to hear. */
+  watch(_listener: (change: StoreChange) => void): () => void {
+    return () => undefined;
+  }
+
+  /** One process, no other replicas: nobody to tell. */
+  broadcast(_change: StoreChange): void {}
 
   async listAlerts(q: AlertQuery): Promise<Alert[]> {
     const out: Alert[] = [];

@@ -1,0 +1,126 @@
+import { verifyChain } from '../audit/chain';
+import { databaseUrl } from '../config';
+import { EmbeddedStore } from '../store/embedded/embedded-store';
+import { LATEST_MIGRATION, migrate } from '../store/postgres/migrations';
+import { PostgresStore } from '../store/postgres/postgres-store';
+import type { DocKind } from '../store/types';
+import { CliError } from './admin-client';
+
+/** Every document kind (a Record, so a kind added to DocKind without listing it here fails to compile). */
+const DOC_KINDS: Record<DocKind, true> = {
+  budget: true,
+  rate_limit: true,
+  model_policy: true,
+  price: true,
+  team_capture: true,
+  mcp_server: true,
+  mcp_credential: true,
+  admin_session: true,
+};
+
+/** Records per import transaction. */
+const COPY_BATCH = 1000;
+
+type Out = (line: string) => void;
+
+function pgUrl(raw: string | undefined, flag: string): string {
+  const url = databaseUrl({ AIBRIDGE_DATABASE_URL: raw });
+  if (!url)
+    throw new CliError(`${flag} (or AIBRIDGE_DATABASE_URL) is required: postgres://user:password@host/db`);
+  return url;
+}
+
+/** `aibridge migrate`: applies pending schema steps and exits (the bridge also does it at start). */
+export async function migrateCommand(rawUrl: string | undefined, out: Out): Promise<void> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: pgUrl(rawUrl, '--database-url') });
+  await client.connect();
+  try {
+    const { applied } = await migrate(client);
+    out(
+      applied.length === 0
+        ? `schema is up to date (step ${LATEST_MIGRATION})`
+        : `applied ${applied.map((v) => `step ${v}`).join(', ')}; schema is at step ${LATEST_MIGRATION}`,
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * `aibridge store copy --from <data-dir> --to postgres://...`: moves an embedded deployment into an
+ * empty database, records exactly as they were (numbers, chain links, hashes), then verifies the
+ * chain there. The bridge must be stopped while it runs: the data dir is read as it is.
+ */
+export async function copyStore(from: string, to: string, out: Out): Promise<{ records: number }> {
+  const source = new EmbeddedStore({
+    dataDir: from,
+    onWarning: (w) => out(`warning: ${w.file}: ${w.reason}`),
+  });
+  const target = new PostgresStore({ url: pgUrl(to, '--to') });
+  await source.open();
+  try {
+    await target.open();
+    try {
+      const empty =
+        (await target.countUsers()) === 0 &&
+        (await target.listInterceptions({}, 1)).items.length === 0 &&
+        (await target.listAlerts({ limit: 1 })).length === 0;
+      if (!empty) throw new CliError('the target database is not empty; copy into a new database');
+
+      const users = await source.listUsers();
+      let keys = 0;
+      for (const u of users) {
+        await target.createUser(u);
+        for (const k of await source.listKeys(u.id)) {
+          await target.createKey(k);
+          keys++;
+        }
+      }
+      let docs = 0;
+      for (const kind of Object.keys(DOC_KINDS) as DocKind[]) {
+        for (const [id, doc] of source.docEntries(kind)) {
+          await target.putDoc(kind, id, doc);
+          docs++;
+        }
+      }
+      const alerts = (await source.listAlerts({ limit: Number.MAX_SAFE_INTEGER })).reverse();
+      for (const a of alerts) await target.appendAlert(a);
+      const access = (await source.listAccessLog({ limit: Number.MAX_SAFE_INTEGER })).reverse();
+      for (const e of access) await target.appendAccessLog(e);
+
+      let records = 0;
+      let batch = [];
+      for await (const rec of source.scanInterceptions({})) {
+        batch.push(rec);
+        if (batch.length === COPY_BATCH) {
+          await target.importInterceptions(batch);
+          records += batch.length;
+          batch = [];
+          out(`copied ${records} interceptions`);
+        }
+      }
+      await target.importInterceptions(batch);
+      records += batch.length;
+
+      const report = await verifyChain(target.scanInterceptions({}));
+      if (!report.ok || report.checked !== records) {
+        throw new CliError(
+          `the copy does not verify: ${report.firstBreak?.reason ?? `${report.checked} of ${records} records`}`,
+        );
+      }
+      out(
+        `copied ${users.length} users, ${keys} keys, ${docs} documents, ${alerts.length} alerts, ` +
+          `${access.length} access-log entries, ${records} interceptions; chain verified`,
+      );
+      out(
+        `keys are checked with ${from}/key-hash.secret (or AIBRIDGE_KEY_HASH_SECRET): give every replica the same`,
+      );
+      return { records };
+    } finally {
+      await target.close();
+    }
+  } finally {
+    await source.close();
+  }
+}

@@ -1,0 +1,45 @@
+import type { BridgeEvent } from '../../shared/protocol';
+import type { DocKind, Store } from '../store/types';
+import type { EventBus } from './bus';
+
+export interface ReplicaRelayDeps {
+  bus: EventBus;
+  store: Store;
+  /** Reloads whatever caches documents of this kind; failures are reported, never thrown. */
+  reload(kind: DocKind): Promise<void>;
+  onError(err: unknown, context: string): void;
+}
+
+/**
+ * Makes replicas sharing a store behave as one bridge: events published here reach the other
+ * replicas' buses (and so their WebSocket clients), theirs reach this bus, and a document another
+ * replica changed reloads its cache here. Returns the unsubscribe. Stores without other replicas
+ * need none of it, and the bus keeps no listener (publishers skip work when nobody listens).
+ */
+export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
+  if (!d.store.shared) return () => undefined;
+  /** Events that came from another replica: published here, never sent back. */
+  const remote = new WeakSet<BridgeEvent>();
+  const offBus = d.bus.subscribe((event, audience) => {
+    if (!remote.has(event)) d.store.broadcast({ kind: 'event', event, audience });
+  });
+  const offStore = d.store.watch((change) => {
+    switch (change.kind) {
+      case 'event':
+        remote.add(change.event);
+        d.bus.publish(change.event, change.audience);
+        return;
+      case 'doc':
+        d.reload(change.docKind).catch((err: unknown) => d.onError(err, `reloading ${change.docKind}`));
+        return;
+      default: {
+        const never: never = change;
+        return never;
+      }
+    }
+  });
+  return () => {
+    offBus();
+    offStore();
+  };
+}

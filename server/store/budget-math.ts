@@ -1,0 +1,50 @@
+import type { Alert } from '../../shared/spend';
+import type { UsageBucket } from '../spend/rollup';
+import type { BudgetClaim, BudgetLedger } from './types';
+
+/** What every store's ledgers agree on, so the stores differ only in where the numbers live. */
+
+/** A new period's ledger starts from the spend the rollups already hold for the claim's scope. */
+export function spendIn(buckets: UsageBucket[], claim: BudgetClaim): number {
+  let sum = 0;
+  for (const b of buckets) {
+    if (b.hour < claim.periodStart) continue;
+    if (claim.scope.userId !== undefined && b.userId !== claim.scope.userId) continue;
+    if (claim.scope.team !== undefined && b.team !== claim.scope.team) continue;
+    sum += b.costUsd;
+  }
+  return sum;
+}
+
+/** The highest threshold alerts raised earlier in the period reached (0: none), so a restart does not alert it again. */
+export function alertedFrom(claim: BudgetClaim, maxObserved: number | null): number {
+  if (maxObserved === null) return 0;
+  let alerted = 0;
+  for (const t of claim.thresholds) if (maxObserved >= t * claim.limitUsd && t > alerted) alerted = t;
+  return alerted;
+}
+
+/** The highest observed value of the budget's alerts in the period, or null. */
+export function maxObserved(alerts: Alert[], claim: BudgetClaim): number | null {
+  let max: number | null = null;
+  for (const a of alerts)
+    if (a.budgetId === claim.budgetId && a.at >= claim.periodStart) max = Math.max(max ?? 0, a.observed);
+  return max;
+}
+
+/** Whether a blocking budget admits no more requests. */
+export function isSpent(claim: BudgetClaim, ledger: BudgetLedger): boolean {
+  return claim.block && ledger.spentUsd + ledger.reservedUsd >= claim.limitUsd;
+}
+
+/** The highest threshold the spend has reached that was not alerted yet, or null. */
+export function crossedThreshold(claim: BudgetClaim, spentUsd: number, alerted: number): number | null {
+  let crossed: number | null = null;
+  for (const t of claim.thresholds)
+    if (t > alerted && spentUsd >= t * claim.limitUsd && (crossed === null || t > crossed)) crossed = t;
+  return crossed;
+}
+
+export function periodKey(p: { budgetId: string; periodStart: string }): string {
+  return `${p.budgetId}\u0000${p.periodStart}`;
+}

@@ -1,0 +1,25 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../config';
+import { EmbeddedStore } from './embedded/embedded-store';
+import { PostgresStore } from './postgres/postgres-store';
+import type { Store } from './types';
+
+/** The store the config selects: PostgreSQL when AIBRIDGE_DATABASE_URL is set, else the embedded store. */
+export function createStore(config: Config, log: FastifyBaseLogger): Store {
+  if (config.databaseUrl !== undefined) {
+    return new PostgresStore({
+      url: config.databaseUrl,
+      queueLimit: config.auditQueueLimit,
+      // The pg error carries no password; the URL is never logged.
+      onError: (err, context) =>
+        log.error(
+          { err: { message: err.message, code: (err as { code?: string }).code } },
+          `database: ${context}`,
+        ),
+    });
+  }
+  return new EmbeddedStore({
+    dataDir: config.dataDir,
+    onWarning: (w) => log.warn({ file: w.file, offset: w.offset }, `journal: ${w.reason}`),
+  });
+}

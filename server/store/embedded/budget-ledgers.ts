@@ -1,0 +1,110 @@
+import type { Alert } from '../../../shared/spend';
+import type { BucketQuery, UsageBucket } from '../../spend/rollup';
+import { alertedFrom, crossedThreshold, isSpent, maxObserved, periodKey, spendIn } from '../budget-math';
+import {
+  type BudgetCharge,
+  type BudgetClaim,
+  type BudgetLedger,
+  type BudgetSettlement,
+  RESERVATION_LIFETIME_MS,
+  type ReserveOutcome,
+} from '../types';
+
+interface Ledger {
+  budgetId: string;
+  periodStart: string;
+  spentUsd: number;
+  alerted: number;
+  /** By interception id: the amount and when it was reserved. */
+  reservations: Map<string, { amountUsd: number; at: number }>;
+}
+
+export interface LedgerSources {
+  usageBuckets(q: BucketQuery): Promise<UsageBucket[]>;
+  listAlerts(q: { since?: string; limit: number }): Promise<Alert[]>;
+}
+
+/**
+ * Budget ledgers of a single process, in memory: rebuilt from the rollups and alerts after a
+ * restart (the embedded store has no other replicas to agree with). Every check-and-reserve runs
+ * without an await in between, so it is atomic.
+ */
+export class MemoryBudgetLedgers {
+  private readonly ledgers = new Map<string, Ledger>();
+  private readonly starting = new Map<string, Promise<Ledger>>();
+
+  constructor(
+    private readonly sources: LedgerSources,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private ledger(claim: BudgetClaim): Promise<Ledger> {
+    const key = periodKey(claim);
+    const have = this.ledgers.get(key);
+    if (have) return Promise.resolve(have);
+    let p = this.starting.get(key);
+    if (!p) {
+      p = (async () => {
+        const buckets = await this.sources.usageBuckets({ since: claim.periodStart, ...claim.scope });
+        const alerts = await this.sources.listAlerts({ since: claim.periodStart, limit: 100_000 });
+        const l: Ledger = {
+          budgetId: claim.budgetId,
+          periodStart: claim.periodStart,
+          spentUsd: spendIn(buckets, claim),
+          alerted: alertedFrom(claim, maxObserved(alerts, claim)),
+          reservations: new Map(),
+        };
+        // Whoever started it first wins; a concurrent start returns the same object.
+        if (!this.ledgers.has(key)) this.ledgers.set(key, l);
+        this.starting.delete(key);
+        return this.ledgers.get(key)!;
+      })();
+      this.starting.set(key, p);
+    }
+    return p;
+  }
+
+  private view(l: Ledger): BudgetLedger {
+    const cutoff = this.now() - RESERVATION_LIFETIME_MS;
+    let reserved = 0;
+    for (const [id, r] of l.reservations) {
+      if (r.at < cutoff) l.reservations.delete(id);
+      else reserved += r.amountUsd;
+    }
+    return {
+      budgetId: l.budgetId,
+      periodStart: l.periodStart,
+      spentUsd: l.spentUsd,
+      reservedUsd: reserved,
+      alerted: l.alerted,
+    };
+  }
+
+  async reserve(interceptionId: string, claims: BudgetClaim[], amountUsd: number): Promise<ReserveOutcome> {
+    const ledgers = await Promise.all(claims.map((c) => this.ledger(c)));
+    // From here on no await: check and reserve are one step.
+    const views = ledgers.map((l) => this.view(l));
+    for (const [i, c] of claims.entries())
+      if (isSpent(c, views[i]!)) return { ok: false, refusedBy: views[i]! };
+    const at = this.now();
+    for (const l of ledgers) l.reservations.set(interceptionId, { amountUsd, at });
+    return { ok: true, ledgers: ledgers.map((l) => this.view(l)) };
+  }
+
+  async settle(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]> {
+    const ledgers = await Promise.all(charges.map((c) => this.ledger(c)));
+    for (const l of this.ledgers.values()) l.reservations.delete(interceptionId);
+    return charges.map((c, i) => {
+      const l = ledgers[i]!;
+      l.spentUsd += c.costUsd;
+      const crossed = crossedThreshold(c, l.spentUsd, l.alerted);
+      if (crossed !== null) l.alerted = crossed;
+      return { ledger: this.view(l), crossed };
+    });
+  }
+
+  async current(claims: BudgetClaim[]): Promise<BudgetLedger[]> {
+    const ledgers = await Promise.all(claims.map((c) => this.ledger(c)));
+    return ledgers.map((l) => this.view(l));
+  }
+}

@@ -1,0 +1,63 @@
+/** Thrown at once when the queue is full: the database is slower than the traffic. */
+export class QueueFullError extends Error {
+  readonly code = 'store_queue_full';
+  constructor(limit: number) {
+    super(`the audit write queue is full (${limit} records wait for the database)`);
+    this.name = 'QueueFullError';
+  }
+}
+
+interface Pending<T, R> {
+  item: T;
+  resolve(r: R): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Collects items handed over one at a time and writes them in batches, one batch at a time, in
+ * the order they came. While a batch is being written the next one gathers, so a busy bridge makes
+ * few large transactions and an idle one writes each record at once. The queue is bounded: past
+ * `limit` waiting items `push` rejects immediately (backpressure the caller sees), never a silent drop.
+ */
+export class Batcher<T, R> {
+  private queue: Pending<T, R>[] = [];
+  private writing: Promise<void> | undefined;
+
+  constructor(
+    private readonly write: (items: T[]) => Promise<R[]>,
+    private readonly opts: { maxBatch: number; limit: number },
+  ) {}
+
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  push(item: T): Promise<R> {
+    if (this.queue.length >= this.opts.limit) return Promise.reject(new QueueFullError(this.opts.limit));
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.writing ??= this.loop();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    // Let the current tick's hand-overs join the first batch.
+    await new Promise<void>((r) => setImmediate(r));
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.opts.maxBatch);
+      try {
+        const results = await this.write(batch.map((p) => p.item));
+        for (const [i, p] of batch.entries()) p.resolve(results[i]!);
+      } catch (err) {
+        // Nothing of a failed batch was written (one transaction): each caller may retry its item.
+        for (const p of batch) p.reject(err);
+      }
+    }
+    this.writing = undefined;
+  }
+
+  /** Resolves once everything handed over so far has been written or refused. */
+  async flush(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+}

@@ -1,0 +1,153 @@
+import pg from 'pg';
+import type { StoreChange } from '../types';
+
+/** The NOTIFY channel every replica listens on. */
+const CHANNEL = 'aibridge_changes';
+/** NOTIFY payloads must stay under 8000 bytes; larger changes travel by table, the notification by id. */
+const INLINE_LIMIT = 7000;
+/** Large payloads are kept this long for the other replicas to fetch. */
+const PAYLOAD_TTL_SECONDS = 300;
+const RECONNECT_MS = 1000;
+
+interface Envelope {
+  /** The replica that sent it: a replica ignores its own notifications. */
+  from: string;
+  change?: StoreChange;
+  /** Row of `event_payloads` holding the change, when it was too large to send inline. */
+  ref?: string;
+}
+
+/**
+ * Replicas tell each other what changed through LISTEN/NOTIFY on one dedicated connection, which
+ * reconnects on its own if the database goes away. Notifications are best effort by nature (a
+ * replica that is reconnecting misses some); what must not be missed (keys, budgets) is read from
+ * the database on each use, never from what was notified.
+ */
+export class ChangeFeed {
+  private client: pg.Client | undefined;
+  private readonly listeners = new Set<(change: StoreChange) => void>();
+  private stopped = false;
+  private retry: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly pool: pg.Pool,
+    private readonly replicaId: string,
+    private readonly onError?: (err: Error, context: string) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.url });
+    client.on('error', (err) => {
+      this.onError?.(err, 'change feed');
+      this.reconnectLater(client);
+    });
+    client.on('end', () => this.reconnectLater(client));
+    client.on('notification', (msg) => {
+      if (msg.channel === CHANNEL && msg.payload) void this.receive(msg.payload);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (err) {
+      client.end().catch(() => undefined);
+      throw err;
+    }
+    if (this.stopped) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.client = client;
+  }
+
+  /** The listening connection failed or ended: drop it and try again until a new one listens. */
+  private reconnectLater(dead: pg.Client): void {
+    if (this.stopped || this.client !== dead) return;
+    this.client = undefined;
+    dead.end().catch(() => undefined);
+    this.scheduleConnect();
+  }
+
+  private scheduleConnect(): void {
+    if (this.stopped || this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.connect().catch((err: unknown) => {
+        this.onError?.(err as Error, 'change feed reconnect');
+        this.scheduleConnect();
+      });
+    }, RECONNECT_MS);
+    this.retry.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined);
+  }
+
+  subscribe(listener: (change: StoreChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Sends a change to the other replicas; never throws (a failure is reported to onError). */
+  notify(change: StoreChange): void {
+    this.send(change).catch((err: unknown) => this.onError?.(err as Error, 'change notify'));
+  }
+
+  private async send(change: StoreChange): Promise<void> {
+    const inline = JSON.stringify({ from: this.replicaId, change } satisfies Envelope);
+    if (Buffer.byteLength(inline) <= INLINE_LIMIT) {
+      await this.pool.query('SELECT pg_notify($1, $2)', [CHANNEL, inline]);
+      return;
+    }
+    const r = await this.pool.query<{ id: string }>(
+      `WITH gone AS (DELETE FROM event_payloads WHERE at < now() - make_interval(secs => $2))
+       INSERT INTO event_payloads (payload) VALUES ($1) RETURNING id`,
+      [JSON.stringify(change), PAYLOAD_TTL_SECONDS],
+    );
+    const ref = r.rows[0]!.id;
+    await this.pool.query('SELECT pg_notify($1, $2)', [
+      CHANNEL,
+      JSON.stringify({ from: this.replicaId, ref } satisfies Envelope),
+    ]);
+  }
+
+  private async receive(payload: string): Promise<void> {
+    let env: Envelope;
+    try {
+      env = JSON.parse(payload) as Envelope;
+    } catch {
+      return;
+    }
+    if (env.from === this.replicaId) return;
+    let change = env.change;
+    if (!change && env.ref !== undefined) {
+      try {
+        const r = await this.pool.query<{ payload: string }>(
+          'SELECT payload FROM event_payloads WHERE id = $1',
+          [env.ref],
+        );
+        if (r.rows[0]) change = JSON.parse(r.rows[0].payload) as StoreChange;
+      } catch (err) {
+        this.onError?.(err as Error, 'change fetch');
+      }
+    }
+    if (!change) return;
+    for (const l of this.listeners) {
+      try {
+        l(change);
+      } catch (err) {
+        this.onError?.(err as Error, 'change listener');
+      }
+    }
+  }
+}

@@ -1,0 +1,44 @@
+import { BridgeError } from '../../errors';
+
+/** Socket-level failures: the database is not there, not a query that went wrong. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+]);
+
+/**
+ * Whether an error means the database cannot be reached (refused, gone, shutting down, not
+ * accepting connections) rather than a bad query: a FATAL error (the server ends the session, e.g.
+ * a database not accepting connections), SQLSTATE class 08 (connection exception), 57P0x (operator
+ * intervention), 3D000 (no such database), or pg's own connect timeout.
+ */
+export function isUnreachable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown; severity?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const message = typeof e.message === 'string' ? e.message : '';
+  return (
+    e.severity === 'FATAL' ||
+    NETWORK_CODES.has(code) ||
+    code.startsWith('08') ||
+    code.startsWith('57P') ||
+    code === '3D000' ||
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+      message,
+    )
+  );
+}
+
+/** An unreachable database becomes `store_unavailable` (503), cause kept; anything else is passed on. */
+export function asStoreError(err: unknown): unknown {
+  if (err instanceof BridgeError || !isUnreachable(err)) return err;
+  const code = (err as { code?: unknown }).code;
+  return new BridgeError(
+    'store_unavailable',
+    `The bridge cannot reach its database${typeof code === 'string' ? ` (${code})` : ''}; retry shortly.`,
+    { cause: err },
+  );
+}

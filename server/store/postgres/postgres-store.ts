@@ -1,0 +1,651 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { User } from '../../../shared/identity';
+import type { Interception, Page } from '../../../shared/interception';
+import type { Alert } from '../../../shared/spend';
+import { chainHash, GENESIS } from '../../audit/chain';
+import { BridgeError } from '../../errors';
+import {
+  addToBucket,
+  type BucketQuery,
+  bucketFor,
+  bucketKey,
+  hourOf,
+  type UsageBucket,
+} from '../../spend/rollup';
+import { decodeCursor, encodeCursor } from '../cursor';
+import type {
+  AccessLogEntry,
+  AlertQuery,
+  BudgetCharge,
+  BudgetClaim,
+  BudgetLedger,
+  BudgetSettlement,
+  DocKind,
+  InterceptionFilter,
+  KeyRecord,
+  NewInterception,
+  ReserveOutcome,
+  Store,
+  StoreChange,
+  StoreHealth,
+  UserPatch,
+} from '../types';
+import { Batcher } from './batcher';
+import * as ledgers from './budget-ledgers';
+import { ChangeFeed } from './change-feed';
+import { appliedMigrations, LATEST_MIGRATION, migrate } from './migrations';
+import { asStoreError, isUnreachable } from './pg-errors';
+import { interceptionWhere, pgText, Where } from './sql-filter';
+
+export interface PostgresStoreOptions {
+  url: string;
+  /** Pool size per replica. */
+  maxConnections?: number;
+  /** Records waiting to be written beyond which appends are refused at once (backpressure). */
+  queueLimit?: number;
+  /** Records per insert transaction at most. */
+  maxBatch?: number;
+  /** Apply pending migrations at open (default); `aibridge migrate` runs them alone. */
+  migrate?: boolean;
+  onError?: (err: Error, context: string) => void;
+}
+
+/** SQLSTATE of a unique-constraint violation. */
+const UNIQUE_VIOLATION = '23505';
+
+/** Records read per round trip while scanning. */
+const SCAN_CHUNK = 500;
+/** Rows deleted per statement while pruning, so retention never holds long locks. */
+const PRUNE_CHUNK = 5000;
+
+type Row = Record<string, unknown>;
+
+function recordOf(json: string): Interception {
+  return JSON.parse(json) as Interception;
+}
+
+/**
+ * The store for teams that run several replicas: everything in one PostgreSQL database. Records
+ * are written in batches off the request path, the hash chain linked under a lock on the chain's
+ * head row, and rollups updated in the same transaction. Other replicas' document changes and live
+ * events arrive by LISTEN/NOTIFY (change-feed.ts).
+ */
+export class PostgresStore implements Store {
+  readonly kind = 'postgres';
+  readonly shared = true;
+  private readonly pool: pg.Pool;
+  private readonly batcher: Batcher<NewInterception, Interception>;
+  private readonly feed: ChangeFeed;
+  private readonly touched = new Map<string, string>();
+  private touchTimer: NodeJS.Timeout | undefined;
+  private staleSweepAt = 0;
+
+  constructor(private readonly opts: PostgresStoreOptions) {
+    this.pool = new pg.Pool({
+      connectionString: opts.url,
+      max: opts.maxConnections ?? 10,
+      connectionTimeoutMillis: 5000,
+    });
+    // An idle connection the server dropped must not crash the process; the next query reconnects.
+    this.pool.on('error', (err) => opts.onError?.(err, 'idle connection'));
+    this.batcher = new Batcher((recs) => this.writeBatch(recs), {
+      maxBatch: opts.maxBatch ?? 500,
+      limit: opts.queueLimit ?? 10_000,
+    });
+    this.feed = new ChangeFeed(opts.url, this.pool, randomUUID(), opts.onError);
+  }
+
+  async open(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      if (this.opts.migrate !== false) await migrate(client);
+      const applied = await appliedMigrations(client);
+      if (applied < LATEST_MIGRATION) {
+        throw new Error(
+          `the database schema is at step ${applied} of ${LATEST_MIGRATION}; run aibridge migrate`,
+        );
+      }
+    } finally {
+      client.release();
+    }
+    await this.feed.start();
+  }
+
+  async close(): Promise<void> {
+    await this.batcher.flush();
+    if (this.touchTimer) {
+      clearTimeout(this.touchTimer);
+      this.touchTimer = undefined;
+      await this.flushTouches().catch(() => undefined);
+    }
+    await this.feed.stop();
+    await this.pool.end();
+  }
+
+  async health(): Promise<StoreHealth> {
+    try {
+      const applied = await appliedMigrations(this.pool);
+      const migrations = { applied, latest: LATEST_MIGRATION };
+      if (applied < LATEST_MIGRATION) return { ok: false, detail: 'schema migrations pending', migrations };
+      if (this.batcher.waiting >= (this.opts.queueLimit ?? 10_000))
+        return { ok: false, detail: 'audit write queue is full', migrations };
+      return { ok: true, migrations };
+    } catch (err) {
+      return { ok: false, detail: `database unreachable: ${(err as Error).message}` };
+    }
+  }
+
+  // Users and keys
+
+  async countUsers(): Promise<number> {
+    const r = await this.query<{ n: string }>('SELECT count(*) AS n FROM users');
+    return Number(r.rows[0]!.n);
+  }
+
+  async createUser(user: User): Promise<void> {
+    try {
+      await this.query('INSERT INTO users (id, email_lower, doc) VALUES ($1, $2, $3)', [
+        user.id,
+        user.email.toLowerCase(),
+        JSON.stringify(user),
+      ]);
+    } catch (err) {
+      // Another replica created the same email between the service's check and this insert.
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION)
+        throw new BridgeError('user_exists', `A user with email ${user.email} already exists.`, {
+          cause: err,
+        });
+      throw err;
+    }
+  }
+
+  async getUserById(id: string): Promise<User | undefined> {
+    const r = await this.query<{ doc: User }>('SELECT doc FROM users WHERE id = $1', [id]);
+    return r.rows[0]?.doc;
+  }
+
+  async getUserByEmail(email: string): Promise<User | undefined> {
+    const r = await this.query<{ doc: User }>('SELECT doc FROM users WHERE email_lower = $1', [
+      email.toLowerCase(),
+    ]);
+    return r.rows[0]?.doc;
+  }
+
+  async listUsers(): Promise<User[]> {
+    return (await this.query<{ doc: User }>('SELECT doc FROM users ORDER BY pos')).rows.map((r) => r.doc);
+  }
+
+  async updateUser(id: string, patch: UserPatch): Promise<User | undefined> {
+    const r = await this.query<{ doc: User }>(
+      'UPDATE users SET doc = doc || $2::jsonb WHERE id = $1 RETURNING doc',
+      [id, JSON.stringify(patch)],
+    );
+    return r.rows[0]?.doc;
+  }
+
+  async createKey(key: KeyRecord): Promise<void> {
+    await this.query('INSERT INTO bridge_keys (id, user_id, hash, doc) VALUES ($1, $2, $3, $4)', [
+      key.id,
+      key.userId,
+      key.hash,
+      JSON.stringify(key),
+    ]);
+  }
+
+  async findKeyByHash(hash: string): Promise<KeyRecord | undefined> {
+    const r = await this.query<{ doc: KeyRecord }>('SELECT doc FROM bridge_keys WHERE hash = $1', [hash]);
+    return r.rows[0]?.doc;
+  }
+
+  async getKey(id: string): Promise<KeyRecord | undefined> {
+    const r = await this.query<{ doc: KeyRecord }>('SELECT doc FROM bridge_keys WHERE id = $1', [id]);
+    return r.rows[0]?.doc;
+  }
+
+  async listKeys(userId: string): Promise<KeyRecord[]> {
+    const r = await this.query<{ doc: KeyRecord }>(
+      'SELECT doc FROM bridge_keys WHERE user_id = $1 ORDER BY pos',
+      [userId],
+    );
+    return r.rows.map((x) => x.doc);
+  }
+
+  async revokeKey(id: string, at: string): Promise<KeyRecord | undefined> {
+    // The first revocation time stays: revoking twice changes nothing.
+    const r = await this.query<{ doc: KeyRecord }>(
+      `UPDATE bridge_keys
+          SET doc = CASE WHEN doc->>'revokedAt' IS NULL THEN jsonb_set(doc, '{revokedAt}', to_jsonb($2::text)) ELSE doc END
+        WHERE id = $1 RETURNING doc`,
+      [id, at],
+    );
+    return r.rows[0]?.doc;
+  }
+
+  touchKey(id: string, at: string): void {
+    this.touched.set(id, at);
+    if (this.touchTimer) return;
+    this.touchTimer = setTimeout(() => {
+      this.touchTimer = undefined;
+      this.flushTouches().catch((err: unknown) => this.opts.onError?.(err as Error, 'key last-use update'));
+    }, 5000);
+    this.touchTimer.unref();
+  }
+
+  private async flushTouches(): Promise<void> {
+    const entries = [...this.touched];
+    this.touched.clear();
+    if (entries.length === 0) return;
+    await this.query(
+      `UPDATE bridge_keys k SET doc = jsonb_set(k.doc, '{lastUsedAt}', to_jsonb(t.at))
+         FROM unnest($1::text[], $2::text[]) AS t(id, at) WHERE k.id = t.id`,
+      [entries.map((e) => e[0]), entries.map((e) => e[1])],
+    );
+  }
+
+  // Interceptions
+
+  appendInterception(rec: NewInterception): Promise<Interception> {
+    return this.batcher.push(rec);
+  }
+
+  /**
+   * One transaction per batch: lock the chain head, link each record to the one before, insert
+   * them, add them to the rollups and the tool-result index, move the head. Either all of it or
+   * nothing, so a failed batch can be retried as it is.
+   */
+  private async writeBatch(recs: NewInterception[]): Promise<Interception[]> {
+    return this.transaction(async (c) => {
+      await c.query(`INSERT INTO chain_head (seq, hash) VALUES (0, $1) ON CONFLICT DO NOTHING`, [GENESIS]);
+      const head = await c.query<{ seq: string; hash: string }>(
+        'SELECT seq, hash FROM chain_head FOR UPDATE',
+      );
+      let seq = Number(head.rows[0]!.seq);
+      let prevHash = head.rows[0]!.hash;
+      const out: Interception[] = [];
+      for (const rec of recs) {
+        const linked: Interception = { ...rec, seq: ++seq, prevHash };
+        const full = { ...linked, hash: chainHash(prevHash, linked) };
+        prevHash = full.hash;
+        out.push(full);
+      }
+      await this.insertRecords(c, out);
+      await c.query('UPDATE chain_head SET seq = $1, hash = $2', [seq, prevHash]);
+      await this.addToRollups(c, out);
+      await this.noteToolResults(c, out);
+      return out;
+    });
+  }
+
+  private async insertRecords(c: pg.ClientBase, recs: Interception[]): Promise<void> {
+    const col = <T>(f: (r: Interception) => T): T[] => recs.map(f);
+    await c.query(
+      `INSERT INTO interceptions
+         (seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt, record)
+       SELECT t.seq, t.id, t.user_id, t.team, t.provider, t.api, t.model, t.client, t.session_id, t.status,
+              t.started_at, ARRAY(SELECT jsonb_array_elements_text(t.tools)), t.prompt, t.record
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::jsonb[], $13::text[], $14::text[])
+           AS t(seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt, record)`,
+      [
+        col((r) => r.seq),
+        col((r) => r.id),
+        col((r) => r.userId),
+        col((r) => r.team),
+        col((r) => r.provider),
+        col((r) => r.api),
+        col((r) => r.model),
+        col((r) => r.client),
+        col((r) => r.sessionId),
+        col((r) => r.status),
+        col((r) => r.startedAt),
+        col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => pgText(t.name)))])),
+        col((r) => pgText(r.prompt)),
+        col((r) => JSON.stringify(r)),
+      ],
+    );
+  }
+
+  /** The batch's records summed per bucket first: one upsert may not touch a row twice. */
+  private async addToRollups(c: pg.ClientBase, recs: Interception[]): Promise<void> {
+    const sums = new Map<string, UsageBucket>();
+    for (const r of recs) {
+      const fresh = bucketFor(r);
+      const key = bucketKey(fresh);
+      let b = sums.get(key);
+      if (!b) {
+        b = fresh;
+        sums.set(key, b);
+      }
+      addToBucket(b, r);
+    }
+    const bs = [...sums.values()];
+    const col = <T>(f: (b: UsageBucket) => T): T[] => bs.map(f);
+    await c.query(
+      `INSERT INTO usage_buckets AS u
+         (hour, user_id, provider, model, client, model_is_null, user_email, team, requests,
+          input, output, cache_read, cache_write, reasoning, cost_usd, unpriced_requests)
+       SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[],
+                            $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                            $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[])
+       ON CONFLICT (hour, user_id, provider, model, client) DO UPDATE SET
+         requests = u.requests + EXCLUDED.requests,
+         input = u.input + EXCLUDED.input,
+         output = u.output + EXCLUDED.output,
+         cache_read = u.cache_read + EXCLUDED.cache_read,
+         cache_write = u.cache_write + EXCLUDED.cache_write,
+         reasoning = u.reasoning + EXCLUDED.reasoning,
+         cost_usd = u.cost_usd + EXCLUDED.cost_usd,
+         unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests`,
+      [
+        col((b) => b.hour),
+        col((b) => b.userId),
+        col((b) => b.provider),
+        col((b) => b.model ?? ''),
+        col((b) => b.client),
+        col((b) => b.model === null),
+        col((b) => b.userEmail),
+        col((b) => b.team),
+        col((b) => b.requests),
+        col((b) => b.usage.input),
+        col((b) => b.usage.output),
+        col((b) => b.usage.cacheRead),
+        col((b) => b.usage.cacheWrite),
+        col((b) => b.usage.reasoning),
+        col((b) => b.costUsd),
+        col((b) => b.unpricedRequests),
+      ],
+    );
+  }
+
+  private async noteToolResults(c: pg.ClientBase, recs: Interception[]): Promise<void> {
+    // The newest report of a call wins, as later records overwrite earlier ones.
+    const byCall = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
+    for (const r of recs)
+      for (const t of r.toolResults ?? [])
+        byCall.set(t.callId, { at: r.startedAt, isError: t.isError, interceptionId: r.id });
+    if (byCall.size === 0) return;
+    const e = [...byCall];
+    await c.query(
+      `INSERT INTO tool_results (call_id, at, is_error, interception_id)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[])
+       ON CONFLICT (call_id) DO UPDATE SET at = EXCLUDED.at, is_error = EXCLUDED.is_error,
+         interception_id = EXCLUDED.interception_id`,
+      [
+        e.map((x) => x[0]),
+        e.map((x) => x[1].at),
+        e.map((x) => x[1].isError),
+        e.map((x) => x[1].interceptionId),
+      ],
+    );
+  }
+
+  /**
+   * Records copied from another store as they are (seq, links and hashes kept), after whatever
+   * this database holds; for `aibridge store copy`. Rollups and tool results are rebuilt from them.
+   */
+  async importInterceptions(recs: Interception[]): Promise<void> {
+    if (recs.length === 0) return;
+    await this.transaction(async (c) => {
+      await this.insertRecords(c, recs);
+      const last = recs.at(-1)!;
+      await c.query(
+        `INSERT INTO chain_head (seq, hash) VALUES ($1, $2)
+         ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash`,
+        [last.seq, last.hash ?? GENESIS],
+      );
+      await this.addToRollups(c, recs);
+      await this.noteToolResults(c, recs);
+    });
+  }
+
+  /** Each tool call with its result, where a later record reported one. */
+  private async linked(recs: Interception[]): Promise<Interception[]> {
+    const ids = recs.flatMap((r) => r.toolCalls.map((c) => c.id));
+    if (ids.length === 0) return recs;
+    const r = await this.query<{
+      call_id: string;
+      at: string;
+      is_error: boolean;
+      interception_id: string;
+    }>('SELECT call_id, at, is_error, interception_id FROM tool_results WHERE call_id = ANY($1::text[])', [
+      ids,
+    ]);
+    const results = new Map(
+      r.rows.map((x) => [x.call_id, { at: x.at, isError: x.is_error, interceptionId: x.interception_id }]),
+    );
+    return recs.map((rec) =>
+      rec.toolCalls.length === 0
+        ? rec
+        : { ...rec, toolCalls: rec.toolCalls.map((c) => ({ ...c, result: results.get(c.id) ?? null })) },
+    );
+  }
+
+  async listInterceptions(
+    filter: InterceptionFilter,
+    limit: number,
+    cursor?: string,
+  ): Promise<Page<Interception>> {
+    const w = interceptionWhere(filter);
+    if (cursor !== undefined) w.add('seq < $?', decodeCursor(cursor));
+    const r = await this.query<{ record: string }>(
+      `SELECT record FROM interceptions WHERE ${w.sql} ORDER BY seq DESC LIMIT ${Math.max(0, Math.floor(limit)) + 1}`,
+      w.params,
+    );
+    const more = r.rows.length > limit;
+    const items = await this.linked(r.rows.slice(0, limit).map((x) => recordOf(x.record)));
+    return { items, nextCursor: more && items.length > 0 ? encodeCursor(items.at(-1)!.seq) : null };
+  }
+
+  async getInterception(id: string): Promise<Interception | undefined> {
+    const r = await this.query<{ record: string }>(
+      'SELECT record FROM interceptions WHERE id = $1 ORDER BY seq LIMIT 1',
+      [id],
+    );
+    const row = r.rows[0];
+    return row ? (await this.linked([recordOf(row.record)]))[0] : undefined;
+  }
+
+  async *scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception> {
+    let after = 0;
+    for (;;) {
+      const w = interceptionWhere(filter);
+      w.add('seq > $?', after);
+      const r = await this.query<{ record: string }>(
+        `SELECT record FROM interceptions WHERE ${w.sql} ORDER BY seq LIMIT ${SCAN_CHUNK}`,
+        w.params,
+      );
+      for (const row of r.rows) {
+        const rec = recordOf(row.record);
+        after = rec.seq;
+        yield rec;
+      }
+      if (r.rows.length < SCAN_CHUNK) return;
+    }
+  }
+
+  /**
+   * Deletes the oldest records, in append order, up to the first one that started at or after
+   * `before`: a prefix of the chain, so what is kept still verifies from its oldest record.
+   */
+  async pruneInterceptions(before: string): Promise<number> {
+    const first = await this.query<{ seq: string }>(
+      'SELECT seq FROM interceptions WHERE started_at >= $1::timestamptz ORDER BY seq LIMIT 1',
+      [before],
+    );
+    const keepFrom = first.rows[0] ? Number(first.rows[0].seq) : Number.MAX_SAFE_INTEGER;
+    let total = 0;
+    for (;;) {
+      const r = await this.query(
+        `DELETE FROM interceptions WHERE seq IN
+           (SELECT seq FROM interceptions WHERE seq < $1 ORDER BY seq LIMIT ${PRUNE_CHUNK})`,
+        [keepFrom],
+      );
+      total += r.rowCount ?? 0;
+      if ((r.rowCount ?? 0) < PRUNE_CHUNK) return total;
+    }
+  }
+
+  async appendAccessLog(entry: AccessLogEntry): Promise<void> {
+    await this.query('INSERT INTO access_log (at, doc) VALUES ($1, $2)', [entry.at, JSON.stringify(entry)]);
+  }
+
+  async listAccessLog(q: { since?: string | undefined; limit: number }): Promise<AccessLogEntry[]> {
+    const w = new Where();
+    if (q.since !== undefined) w.add('at >= $?::timestamptz', q.since);
+    const r = await this.query<{ doc: AccessLogEntry }>(
+      `SELECT doc FROM access_log WHERE ${w.sql} ORDER BY pos DESC LIMIT ${Math.max(0, Math.floor(q.limit))}`,
+      w.params,
+    );
+    return r.rows.map((x) => x.doc);
+  }
+
+  // Rollups, documents, alerts
+
+  async usageBuckets(q: BucketQuery): Promise<UsageBucket[]> {
+    const w = new Where();
+    if (q.since !== undefined) w.add('hour >= $?::timestamptz', hourOf(q.since));
+    if (q.until !== undefined) w.add('hour < $?::timestamptz', q.until);
+    if (q.userId !== undefined) w.add('user_id = $?', q.userId);
+    if (q.team !== undefined) w.add('team = $?', q.team);
+    // Numbers as float8 and the hour as epoch milliseconds: no per-row string or date parsing in
+    // the driver (a year of rollups is hundreds of thousands of rows). Sums stay exact below 2^53.
+    const r = await this.query<Row>(
+      `SELECT (extract(epoch FROM hour) * 1000)::float8 AS hour_ms, user_id, user_email, team, provider,
+              model, model_is_null, client, requests::float8, input::float8, output::float8,
+              cache_read::float8, cache_write::float8, reasoning::float8, cost_usd, unpriced_requests::float8
+         FROM usage_buckets WHERE ${w.sql}`,
+      w.params,
+    );
+    return r.rows.map((x) => ({
+      hour: new Date(x.hour_ms as number).toISOString(),
+      userId: x.user_id as string,
+      userEmail: x.user_email as string,
+      team: x.team as string | null,
+      provider: x.provider as string,
+      model: x.model_is_null ? null : (x.model as string),
+      client: x.client as string,
+      requests: x.requests as number,
+      usage: {
+        input: x.input as number,
+        output: x.output as number,
+        cacheRead: x.cache_read as number,
+        cacheWrite: x.cache_write as number,
+        reasoning: x.reasoning as number,
+      },
+      costUsd: x.cost_usd as number,
+      unpricedRequests: x.unpriced_requests as number,
+    }));
+  }
+
+  async listDocs<T>(kind: DocKind): Promise<T[]> {
+    const r = await this.query<{ doc: T }>('SELECT doc FROM docs WHERE kind = $1 ORDER BY pos', [kind]);
+    return r.rows.map((x) => x.doc);
+  }
+
+  async putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void> {
+    await this.query(
+      `INSERT INTO docs (kind, id, doc) VALUES ($1, $2, $3)
+       ON CONFLICT (kind, id) DO UPDATE SET doc = EXCLUDED.doc`,
+      [kind, id, JSON.stringify(doc)],
+    );
+    this.feed.notify({ kind: 'doc', docKind: kind });
+  }
+
+  async deleteDoc(kind: DocKind, id: string): Promise<boolean> {
+    const r = await this.query('DELETE FROM docs WHERE kind = $1 AND id = $2', [kind, id]);
+    const deleted = (r.rowCount ?? 0) > 0;
+    if (deleted) this.feed.notify({ kind: 'doc', docKind: kind });
+    return deleted;
+  }
+
+  async appendAlert(alert: Alert): Promise<void> {
+    await this.query('INSERT INTO alerts (at, user_id, doc) VALUES ($1, $2, $3)', [
+      alert.at,
+      alert.userId,
+      JSON.stringify(alert),
+    ]);
+  }
+
+  async listAlerts(q: AlertQuery): Promise<Alert[]> {
+    const w = new Where();
+    if (q.since !== undefined) w.add('at >= $?::timestamptz', q.since);
+    if (q.userId !== undefined) w.add('user_id = $?', q.userId);
+    const r = await this.query<{ doc: Alert }>(
+      `SELECT doc FROM alerts WHERE ${w.sql} ORDER BY pos DESC LIMIT ${Math.max(0, Math.floor(q.limit))}`,
+      w.params,
+    );
+    return r.rows.map((x) => x.doc);
+  }
+
+  // Budgets: one ledger per budget and period, shared by every replica
+
+  async reserveBudgets(
+    interceptionId: string,
+    claims: BudgetClaim[],
+    amountUsd: number,
+  ): Promise<ReserveOutcome> {
+    if (claims.length === 0) return { ok: true, ledgers: [] };
+    if (Date.now() - this.staleSweepAt > 60_000) {
+      this.staleSweepAt = Date.now();
+      ledgers
+        .dropStaleReservations(this.pool)
+        .catch((err: unknown) => this.opts.onError?.(err as Error, 'reservations'));
+    }
+    return this.transaction((c) => ledgers.reserveBudgets(c, interceptionId, claims, amountUsd));
+  }
+
+  async settleBudgets(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]> {
+    return this.transaction((c) => ledgers.settleBudgets(c, interceptionId, charges));
+  }
+
+  async budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]> {
+    if (claims.length === 0) return [];
+    return this.transaction((c) => ledgers.budgetLedgers(c, claims));
+  }
+
+  // Replicas
+
+  watch(listener: (change: StoreChange) => void): () => void {
+    return this.feed.subscribe(listener);
+  }
+
+  broadcast(change: StoreChange): void {
+    this.feed.notify(change);
+  }
+
+  /** Every statement outside a transaction goes through here, so an outage reads as `store_unavailable`. */
+  private async query<R extends pg.QueryResultRow>(
+    text: string,
+    params?: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(text, params);
+    } catch (err) {
+      throw asStoreError(err);
+    }
+  }
+
+  private async transaction<T>(work: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    let c: pg.PoolClient;
+    try {
+      c = await this.pool.connect();
+    } catch (err) {
+      throw asStoreError(err);
+    }
+    let broken = false;
+    try {
+      await c.query('BEGIN');
+      const out = await work(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      broken = isUnreachable(err);
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw asStoreError(err);
+    } finally {
+      // A connection that failed is not given back to the pool.
+      c.release(broken);
+    }
+  }
+}

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { Batcher, QueueFullError } from '../../server/store/postgres/batcher';
+
+describe('the PostgreSQL store batcher (audit write queue)', () => {
+  it('writes hand-overs in order, in batches, one batch at a time', async () => {
+    const batches: number[][] = [];
+    let writing = 0;
+    const b = new Batcher<number, string>(
+      async (items) => {
+        writing++;
+        assert.equal(writing, 1, 'one batch at a time');
+        batches.push(items);
+        await new Promise((r) => setTimeout(r, 5));
+        writing--;
+        return items.map((i) => `r${i}`);
+      },
+      { maxBatch: 4, limit: 100 },
+    );
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => b.push(i)));
+    assert.deepEqual(
+      results,
+      Array.from({ length: 10 }, (_, i) => `r${i}`),
+    );
+    assert.deepEqual(batches.flat(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.ok(batches.every((x) => x.length <= 4));
+    assert.equal(batches[0]!.length, 4, 'hand-overs of one tick share a batch');
+  });
+
+  it('refuses at once past its limit (backpressure), and a failed batch fails each of its items', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let calls = 0;
+    const b = new Batcher<number, number>(
+      async (items) => {
+        calls++;
+        await gate;
+        if (calls === 1) throw new Error('database down');
+        return items;
+      },
+      { maxBatch: 2, limit: 3 },
+    );
+    const first = [b.push(1), b.push(2)];
+    await new Promise((r) => setImmediate(r));
+    // The first batch is being written; three more may wait, the fourth is refused.
+    const waiting = [b.push(3), b.push(4), b.push(5)];
+    await assert.rejects(b.push(6), QueueFullError);
+    release();
+    for (const p of first) await assert.rejects(p, /database down/);
+    assert.deepEqual(await Promise.all(waiting), [3, 4, 5], 'later batches are written');
+    await b.flush();
+    assert.equal(b.waiting, 0);
+  });
+});

@@ -1,0 +1,666 @@
+import assert from 'node:assert/strict';
+import { chainHash, GENESIS, verifyChain } from '../../server/audit/chain';
+import type {
+  AccessLogEntry,
+  BudgetClaim,
+  KeyRecord,
+  NewInterception,
+  Store,
+} from '../../server/store/types';
+import type { User } from '../../shared/identity';
+import type { Interception } from '../../shared/interception';
+import type { Alert } from '../../shared/spend';
+
+/** A fresh, empty store of one kind, and how to open the same data again (a restart). */
+export interface StoreFixture {
+  store: Store;
+  reopen(): Promise<Store>;
+}
+
+export type StoreFactory = () => Promise<StoreFixture>;
+
+const T0 = Date.parse('2026-03-02T10:00:00.000Z');
+
+export function newRecord(i: number, over: Partial<NewInterception> = {}): NewInterception {
+  return {
+    id: `int_${String(i).padStart(6, '0')}`,
+    userId: i % 2 === 0 ? 'usr_a' : 'usr_b',
+    userEmail: i % 2 === 0 ? 'a@example.com' : 'b@example.com',
+    team: i % 2 === 0 ? 'red' : null,
+    keyId: 'key_1',
+    provider: i % 3 === 0 ? 'openai' : 'anthropic',
+    api: i % 3 === 0 ? 'chat.completions' : 'messages',
+    model: i % 3 === 0 ? 'gpt-5' : 'claude-sonnet-4-6',
+    client: 'claude-code',
+    sessionId: `ses_${i % 4}`,
+    startedAt: new Date(T0 + i * 60_000).toISOString(),
+    endedAt: new Date(T0 + i * 60_000 + 500).toISOString(),
+    durationMs: 500,
+    status: i % 5 === 4 ? 'error' : 'ok',
+    httpStatus: i % 5 === 4 ? 529 : 200,
+    streamed: true,
+    usage: { input: 100 + i, output: 10, cacheRead: 5, cacheWrite: 1, reasoning: 0 },
+    costUsd: i % 7 === 6 ? null : 0.001 * (i + 1),
+    priceKnown: i % 7 !== 6,
+    prompt: `prompt number ${i} about ${i % 2 === 0 ? 'Rust' : 'Go'} — ✓`,
+    toolCalls: [],
+    error: null,
+    upstreamRequestId: null,
+    redactions: [],
+    ...over,
+  };
+}
+
+function user(n: number, over: Partial<User> = {}): User {
+  return {
+    id: `usr_${n}`,
+    email: `User${n}@Example.com`,
+    name: `User ${n}`,
+    team: n % 2 === 0 ? 'red' : null,
+    role: 'member',
+    createdAt: new Date(T0 + n).toISOString(),
+    ...over,
+  };
+}
+
+function key(n: number, userId: string): KeyRecord {
+  return {
+    id: `key_${n}`,
+    userId,
+    name: `key ${n}`,
+    prefix: `abk_${n}`,
+    createdAt: new Date(T0 + n).toISOString(),
+    expiresAt: null,
+    revokedAt: null,
+    lastUsedAt: null,
+    hash: `hash_${n}`,
+  };
+}
+
+function alert(n: number, over: Partial<Alert> = {}): Alert {
+  return {
+    id: `alr_${n}`,
+    kind: 'budget',
+    rule: 'budget_threshold',
+    at: new Date(T0 + n * 1000).toISOString(),
+    userId: n % 2 === 0 ? 'usr_a' : null,
+    userEmail: null,
+    team: null,
+    observed: n,
+    baseline: 10,
+    unit: 'usd',
+    message: `alert ${n}`,
+    budgetId: null,
+    ...over,
+  };
+}
+
+async function all(it: AsyncIterable<Interception>): Promise<Interception[]> {
+  const out: Interception[] = [];
+  for await (const r of it) out.push(r);
+  return out;
+}
+
+async function appendMany(store: Store, n: number, from = 0): Promise<Interception[]> {
+  return Promise.all(Array.from({ length: n }, (_, i) => store.appendInterception(newRecord(from + i))));
+}
+
+/**
+ * The behaviour every Store must have, run against each implementation (embedded, PostgreSQL).
+ * Whatever the bridge relies on is here, so a second store cannot quietly differ from the first.
+ */
+export function storeContract(name: string, factory: StoreFactory): void {
+  describe(`Store contract: ${name}`, () => {
+    let fx: StoreFixture;
+    let store: Store;
+    const opened: Store[] = [];
+
+    beforeEach(async () => {
+      fx = await factory();
+      store = fx.store;
+      opened.push(store);
+    });
+
+    afterEach(async () => {
+      for (const s of opened.splice(0)) await s.close().catch(() => undefined);
+    });
+
+    async function restart(): Promise<Store> {
+      await store.close();
+      store = await fx.reopen();
+      opened.push(store);
+      return store;
+    }
+
+    it('reports itself healthy once open', async () => {
+      const h = await store.health();
+      assert.equal(h.ok, true, h.detail);
+      assert.equal(typeof store.kind, 'string');
+    });
+
+    describe('users and keys', () => {
+      it('creates, finds (email case-insensitively), lists in creation order and counts users', async () => {
+        assert.equal(await store.countUsers(), 0);
+        await store.createUser(user(1));
+        await store.createUser(user(2, { role: 'admin' }));
+        assert.equal(await store.countUsers(), 2);
+        assert.deepEqual(await store.getUserById('usr_2'), user(2, { role: 'admin' }));
+        assert.equal((await store.getUserByEmail('user1@example.COM'))?.id, 'usr_1');
+        assert.equal(await store.getUserByEmail('nobody@example.com'), undefined);
+        assert.equal(await store.getUserById('usr_9'), undefined);
+        assert.deepEqual(
+          (await store.listUsers()).map((u) => u.id),
+          ['usr_1', 'usr_2'],
+        );
+        await restart();
+        assert.deepEqual(await store.getUserById('usr_1'), user(1));
+      });
+
+      it("updates a user's name, team and role, leaving other fields and users as they were", async () => {
+        await store.createUser(user(1, { team: 'red' }));
+        await store.createUser(user(2));
+        const updated = await store.updateUser('usr_1', { team: 'blue', role: 'admin' });
+        assert.deepEqual(updated, user(1, { team: 'blue', role: 'admin' }));
+        assert.deepEqual(
+          await store.updateUser('usr_1', { team: null }),
+          user(1, { team: null, role: 'admin' }),
+        );
+        assert.equal(await store.updateUser('usr_9', { team: 'x' }), undefined);
+        assert.deepEqual(await store.getUserById('usr_2'), user(2));
+        assert.equal((await store.getUserByEmail('user1@example.com'))?.role, 'admin');
+        await restart();
+        assert.deepEqual(await store.getUserById('usr_1'), user(1, { team: null, role: 'admin' }));
+      });
+
+      it('stores keys by hash, lists them per user, and revokes once', async () => {
+        await store.createUser(user(1));
+        await store.createKey(key(1, 'usr_1'));
+        await store.createKey(key(2, 'usr_1'));
+        await store.createKey(key(3, 'usr_2'));
+        assert.deepEqual(await store.findKeyByHash('hash_2'), key(2, 'usr_1'));
+        assert.equal(await store.findKeyByHash('hash_9'), undefined);
+        assert.deepEqual(
+          (await store.listKeys('usr_1')).map((k) => k.id),
+          ['key_1', 'key_2'],
+        );
+        const at = new Date(T0 + 5000).toISOString();
+        assert.equal((await store.revokeKey('key_1', at))?.revokedAt, at);
+        const later = new Date(T0 + 9000).toISOString();
+        assert.equal((await store.revokeKey('key_1', later))?.revokedAt, at, 'the first revocation stands');
+        assert.equal(await store.revokeKey('key_9', at), undefined);
+        assert.equal((await store.findKeyByHash('hash_1'))?.revokedAt, at);
+        assert.equal((await store.getKey('key_2'))?.revokedAt, null);
+        await restart();
+        assert.equal((await store.getKey('key_1'))?.revokedAt, at);
+      });
+
+      it('keeps last-use times across a restart', async () => {
+        await store.createKey(key(1, 'usr_1'));
+        const at = new Date(T0 + 7000).toISOString();
+        store.touchKey('key_1', at);
+        store.touchKey('key_9', at);
+        await restart();
+        assert.equal((await store.getKey('key_1'))?.lastUsedAt, at);
+      });
+    });
+
+    describe('interceptions', () => {
+      it('gives each record its place in append order and keeps it exactly', async () => {
+        const stored = await appendMany(store, 5);
+        assert.deepEqual(
+          stored.map((r) => r.seq),
+          [1, 2, 3, 4, 5],
+        );
+        const { seq: _s, prevHash: _p, hash: _h, ...rest } = stored[2]!;
+        assert.deepEqual(rest, newRecord(2));
+        assert.deepEqual(await store.getInterception('int_000002'), stored[2]);
+        assert.equal(await store.getInterception('int_999999'), undefined);
+        await restart();
+        assert.deepEqual(await store.getInterception('int_000002'), stored[2]);
+        const more = await store.appendInterception(newRecord(5));
+        assert.equal(more.seq, 6, 'numbering continues after a restart');
+        assert.equal(more.prevHash, stored[4]!.hash, 'the chain continues after a restart');
+      });
+
+      it('keeps text a database might not: NUL, emoji, long prompts, nested values', async () => {
+        const rec = newRecord(1, {
+          prompt: `a\u0000b 🦀 ${'x'.repeat(70_000)}`,
+          toolCalls: [
+            {
+              id: 'call_1',
+              name: 'Bash',
+              server: null,
+              input: { cmd: 'ls', deep: [1, 2.5, { z: null, a: 'é' }] },
+              injected: false,
+              at: new Date(T0).toISOString(),
+            },
+          ],
+        });
+        const stored = await store.appendInterception(rec);
+        const back = await all(store.scanInterceptions({}));
+        assert.deepEqual(back[0], stored);
+        assert.equal(back[0]!.hash, chainHash(back[0]!.prevHash!, back[0]!));
+      });
+
+      it('pages newest first with opaque cursors, and filters', async () => {
+        await appendMany(store, 25);
+        const seen: number[] = [];
+        let cursor: string | undefined;
+        for (;;) {
+          const page = await store.listInterceptions({}, 10, cursor);
+          seen.push(...page.items.map((r) => r.seq));
+          if (page.nextCursor === null) break;
+          cursor = page.nextCursor;
+        }
+        assert.deepEqual(
+          seen,
+          Array.from({ length: 25 }, (_, i) => 25 - i),
+        );
+        const exact = await store.listInterceptions({}, 25);
+        assert.equal(exact.items.length, 25);
+        assert.equal(exact.nextCursor, null, 'no next page when the last one is exactly full');
+
+        const ids = async (f: Parameters<Store['listInterceptions']>[0]): Promise<number[]> =>
+          (await store.listInterceptions(f, 100)).items.map((r) => r.seq);
+        const expect = (pred: (i: number) => boolean): number[] =>
+          Array.from({ length: 25 }, (_, i) => 24 - i)
+            .filter(pred)
+            .map((i) => i + 1);
+        assert.deepEqual(
+          await ids({ userId: 'usr_a' }),
+          expect((i) => i % 2 === 0),
+        );
+        assert.deepEqual(
+          await ids({ team: 'red' }),
+          expect((i) => i % 2 === 0),
+        );
+        assert.deepEqual(
+          await ids({ provider: 'openai' }),
+          expect((i) => i % 3 === 0),
+        );
+        assert.deepEqual(
+          await ids({ api: 'messages' }),
+          expect((i) => i % 3 !== 0),
+        );
+        assert.deepEqual(
+          await ids({ model: 'gpt-5' }),
+          expect((i) => i % 3 === 0),
+        );
+        assert.deepEqual(
+          await ids({ client: 'claude-code' }),
+          expect(() => true),
+        );
+        assert.deepEqual(await ids({ client: 'codex' }), []);
+        assert.deepEqual(
+          await ids({ sessionId: 'ses_1' }),
+          expect((i) => i % 4 === 1),
+        );
+        assert.deepEqual(
+          await ids({ status: 'error' }),
+          expect((i) => i % 5 === 4),
+        );
+        assert.deepEqual(
+          await ids({
+            since: new Date(T0 + 10 * 60_000).toISOString(),
+            until: new Date(T0 + 15 * 60_000).toISOString(),
+          }),
+          expect((i) => i >= 10 && i < 15),
+        );
+        assert.deepEqual(
+          await ids({ q: 'RUST' }),
+          expect((i) => i % 2 === 0),
+        );
+        assert.deepEqual(await ids({ q: '50%' }), [], 'LIKE wildcards are literal');
+        assert.deepEqual(
+          await ids({ userId: 'usr_b', provider: 'openai' }),
+          expect((i) => i % 2 === 1 && i % 3 === 0),
+        );
+
+        // Cursors carry the filter's position too.
+        const first = await store.listInterceptions({ userId: 'usr_a' }, 4);
+        const second = await store.listInterceptions({ userId: 'usr_a' }, 4, first.nextCursor!);
+        assert.deepEqual(
+          [...first.items, ...second.items].map((r) => r.seq),
+          expect((i) => i % 2 === 0).slice(0, 8),
+        );
+        const textPage = await store.listInterceptions({ q: 'go' }, 3);
+        const textNext = await store.listInterceptions({ q: 'go' }, 3, textPage.nextCursor!);
+        assert.deepEqual(
+          [...textPage.items, ...textNext.items].map((r) => r.seq),
+          expect((i) => i % 2 === 1).slice(0, 6),
+        );
+      });
+
+      it('refuses a malformed cursor with invalid_cursor', async () => {
+        await assert.rejects(store.listInterceptions({}, 10, 'not-a-cursor'), { code: 'invalid_cursor' });
+      });
+
+      it('filters by tool name and links tool calls to results reported later', async () => {
+        const at = new Date(T0).toISOString();
+        await store.appendInterception(
+          newRecord(0, {
+            toolCalls: [
+              { id: 'call_1', name: 'Bash', server: null, input: {}, injected: false, at },
+              { id: 'call_2', name: 'mcp__gh__search', server: 'gh', input: {}, injected: false, at },
+            ],
+          }),
+        );
+        await store.appendInterception(newRecord(1));
+        await store.appendInterception(
+          newRecord(2, {
+            toolResults: [{ callId: 'call_1', isError: true, content: null, contentLength: 3 }],
+          }),
+        );
+        assert.deepEqual(
+          (await store.listInterceptions({ tool: 'mcp__gh__search' }, 10)).items.map((r) => r.seq),
+          [1],
+        );
+        assert.deepEqual((await store.listInterceptions({ tool: 'Read' }, 10)).items, []);
+        const rec = await store.getInterception('int_000000');
+        assert.deepEqual(rec?.toolCalls[0]?.result, {
+          at: newRecord(2).startedAt,
+          isError: true,
+          interceptionId: 'int_000002',
+        });
+        assert.equal(rec?.toolCalls[1]?.result, null);
+        const listed = (await store.listInterceptions({ tool: 'Bash' }, 10)).items[0];
+        assert.equal(listed?.toolCalls[0]?.result?.interceptionId, 'int_000002');
+      });
+
+      it('scans oldest first, filtered, exactly as stored', async () => {
+        const stored = await appendMany(store, 30);
+        const scanned = await all(store.scanInterceptions({}));
+        assert.deepEqual(scanned, stored);
+        const mine = await all(store.scanInterceptions({ userId: 'usr_b', q: 'go' }));
+        assert.deepEqual(
+          mine.map((r) => r.seq),
+          stored.filter((r) => r.userId === 'usr_b').map((r) => r.seq),
+        );
+      });
+    });
+
+    describe('audit chain', () => {
+      it('links every record to the one before, from the genesis, in append order', async () => {
+        const stored = await appendMany(store, 40);
+        const sorted = [...stored].sort((a, b) => a.seq - b.seq);
+        assert.equal(sorted[0]!.prevHash, GENESIS);
+        for (let i = 1; i < sorted.length; i++) assert.equal(sorted[i]!.prevHash, sorted[i - 1]!.hash);
+        const report = await verifyChain(store.scanInterceptions({}));
+        assert.deepEqual(report, { ok: true, checked: 40, anchor: GENESIS, firstBreak: null });
+        await restart();
+        await appendMany(store, 3, 40);
+        assert.equal((await verifyChain(store.scanInterceptions({}))).checked, 43);
+        assert.equal((await verifyChain(store.scanInterceptions({}))).ok, true);
+      });
+
+      it('prunes a prefix of the chain: newer records stay and the rest still verifies', async () => {
+        const stored = await appendMany(store, 60);
+        // Records append in the order requests finish, not start: one old-started record late in the order.
+        const late = await store.appendInterception(
+          newRecord(1000, { startedAt: new Date(T0).toISOString() }),
+        );
+        const before = new Date(T0 + 40 * 60_000).toISOString();
+        const dropped = await store.pruneInterceptions(before);
+        const kept = await all(store.scanInterceptions({}));
+        assert.equal(dropped + kept.length, 61, 'prune reports what it deleted');
+        assert.ok(dropped > 0 && dropped <= 40, `dropped ${dropped}`);
+        for (const r of stored.filter((x) => x.startedAt >= before))
+          assert.ok(
+            kept.some((k) => k.id === r.id),
+            `record ${r.seq} started after the cutoff and must be kept`,
+          );
+        assert.ok(
+          kept.some((k) => k.id === late.id),
+          'a record after a kept one is kept',
+        );
+        const report = await verifyChain(store.scanInterceptions({}));
+        assert.equal(report.ok, true);
+        assert.equal(report.anchor, kept[0]!.prevHash);
+        assert.equal(await store.pruneInterceptions(new Date(T0 - 1).toISOString()), 0);
+      });
+    });
+
+    describe('usage rollups', () => {
+      it('sums records per hour, user, provider, model and client as they are appended', async () => {
+        await appendMany(store, 150);
+        await store.appendInterception(
+          newRecord(150, {
+            model: null,
+            usage: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, reasoning: 0 },
+          }),
+        );
+        const check = async (s: Store): Promise<void> => {
+          const buckets = await s.usageBuckets({});
+          assert.equal(
+            buckets.reduce((n, b) => n + b.requests, 0),
+            151,
+          );
+          const a = buckets.filter((b) => b.userId === 'usr_a' && b.provider === 'anthropic');
+          const recs = Array.from({ length: 150 }, (_, i) => newRecord(i)).filter(
+            (r) => r.userId === 'usr_a' && r.provider === 'anthropic',
+          );
+          assert.equal(
+            a.reduce((n, b) => n + b.requests, 0),
+            recs.length,
+          );
+          assert.equal(
+            a.reduce((n, b) => n + b.usage.input, 0),
+            recs.reduce((n, r) => n + r.usage.input, 0),
+          );
+          const cost = a.reduce((n, b) => n + b.costUsd, 0);
+          const want = recs.reduce((n, r) => n + (r.costUsd ?? 0), 0);
+          assert.ok(Math.abs(cost - want) < 1e-9, `${cost} vs ${want}`);
+          assert.equal(
+            a.reduce((n, b) => n + b.unpricedRequests, 0),
+            recs.filter((r) => r.costUsd === null).length,
+          );
+          const first = buckets.find(
+            (b) => b.hour === '2026-03-02T10:00:00.000Z' && b.userId === 'usr_a' && b.provider === 'openai',
+          );
+          assert.deepEqual(first && { ...first, costUsd: Math.round(first.costUsd * 1e9) / 1e9 }, {
+            hour: '2026-03-02T10:00:00.000Z',
+            userId: 'usr_a',
+            userEmail: 'a@example.com',
+            team: 'red',
+            provider: 'openai',
+            model: 'gpt-5',
+            client: 'claude-code',
+            requests: 10,
+            usage: {
+              input: 100 * 10 + (0 + 6 + 12 + 18 + 24 + 30 + 36 + 42 + 48 + 54),
+              output: 100,
+              cacheRead: 50,
+              cacheWrite: 10,
+              reasoning: 0,
+            },
+            // i = 6 and 48 have no price (i % 7 === 6): in no sum, counted apart.
+            costUsd: Math.round(0.001 * (1 + 13 + 19 + 25 + 31 + 37 + 43 + 55) * 1e9) / 1e9,
+            unpricedRequests: 2,
+          });
+          const nullModel = buckets.filter((b) => b.model === null);
+          assert.equal(nullModel.length, 1, 'a record without a model has a bucket of its own');
+          // Windows select whole hours; since is widened down to its hour.
+          const hour2 = await s.usageBuckets({
+            since: '2026-03-02T11:30:00.000Z',
+            until: '2026-03-02T12:00:00.000Z',
+          });
+          assert.ok(hour2.length > 0);
+          assert.ok(hour2.every((b) => b.hour === '2026-03-02T11:00:00.000Z'));
+          assert.equal(
+            hour2.reduce((n, b) => n + b.requests, 0),
+            60,
+          );
+          const red = await s.usageBuckets({ team: 'red' });
+          assert.ok(red.every((b) => b.userId === 'usr_a'));
+          assert.equal(
+            (await s.usageBuckets({ userId: 'usr_b' })).reduce((n, b) => n + b.requests, 0),
+            75,
+          );
+        };
+        await check(store);
+        await check(await restart());
+      });
+    });
+
+    describe('documents, alerts and the access log', () => {
+      it('puts, replaces, lists by kind and deletes documents', async () => {
+        await store.putDoc('budget', 'b1', { id: 'b1', limitUsd: 5 });
+        await store.putDoc('budget', 'b2', { id: 'b2', limitUsd: 7 });
+        await store.putDoc('price', 'p1', { model: 'x' });
+        await store.putDoc('budget', 'b1', { id: 'b1', limitUsd: 6 });
+        assert.deepEqual(await store.listDocs('budget'), [
+          { id: 'b1', limitUsd: 6 },
+          { id: 'b2', limitUsd: 7 },
+        ]);
+        assert.equal(await store.deleteDoc('budget', 'b2'), true);
+        assert.equal(await store.deleteDoc('budget', 'b2'), false);
+        await restart();
+        assert.deepEqual(await store.listDocs('budget'), [{ id: 'b1', limitUsd: 6 }]);
+        assert.deepEqual(await store.listDocs('price'), [{ model: 'x' }]);
+        assert.deepEqual(await store.listDocs('rate_limit'), []);
+      });
+
+      it('lists alerts newest first, by time and user, up to a limit', async () => {
+        for (let i = 0; i < 12; i++) await store.appendAlert(alert(i));
+        assert.deepEqual(
+          (await store.listAlerts({ limit: 3 })).map((a) => a.id),
+          ['alr_11', 'alr_10', 'alr_9'],
+        );
+        assert.deepEqual(
+          (await store.listAlerts({ limit: 100, since: alert(8).at })).map((a) => a.id),
+          ['alr_11', 'alr_10', 'alr_9', 'alr_8'],
+        );
+        assert.deepEqual(
+          (await store.listAlerts({ limit: 3, userId: 'usr_a' })).map((a) => a.id),
+          ['alr_10', 'alr_8', 'alr_6'],
+        );
+        await restart();
+        assert.deepEqual(await store.listAlerts({ limit: 1 }), [alert(11)]);
+      });
+
+      it('lists the access log newest first, since a time, up to a limit', async () => {
+        const entry = (n: number): AccessLogEntry => ({
+          id: `acc_${n}`,
+          at: new Date(T0 + n * 1000).toISOString(),
+          adminId: 'usr_admin',
+          adminEmail: 'admin@example.com',
+          route: 'GET /api/v1/interceptions',
+          subjectUserId: n % 2 === 0 ? 'usr_a' : null,
+          query: { user: 'a@example.com' },
+        });
+        for (let i = 0; i < 6; i++) await store.appendAccessLog(entry(i));
+        assert.deepEqual(await store.listAccessLog({ limit: 2 }), [entry(5), entry(4)]);
+        assert.deepEqual(
+          (await store.listAccessLog({ limit: 10, since: entry(3).at })).map((e) => e.id),
+          ['acc_5', 'acc_4', 'acc_3'],
+        );
+        await restart();
+        assert.equal((await store.listAccessLog({ limit: 10 })).length, 6);
+      });
+    });
+
+    describe('budget ledgers', () => {
+      const PERIOD = '2026-03-01T00:00:00.000Z';
+      const claim = (over: Partial<BudgetClaim> = {}): BudgetClaim => ({
+        budgetId: 'bud_1',
+        periodStart: PERIOD,
+        limitUsd: 1,
+        block: true,
+        thresholds: [0.5, 0.8, 1],
+        scope: { userId: 'usr_a' },
+        ...over,
+      });
+      const near = (a: number, b: number): void => assert.ok(Math.abs(a - b) < 1e-9, `${a} vs ${b}`);
+
+      it('reserves until spent plus reserved reaches a blocking limit, then refuses without reserving', async () => {
+        const c = claim();
+        const alertOnly = claim({ budgetId: 'bud_2', block: false, limitUsd: 0.1 });
+        for (const id of ['int_1', 'int_2', 'int_3']) {
+          const r = await store.reserveBudgets(id, [c, alertOnly], 0.4);
+          assert.equal(r.ok, true, `${id} is admitted`);
+        }
+        const refused = await store.reserveBudgets('int_4', [c, alertOnly], 0.4);
+        assert.equal(refused.ok, false);
+        if (!refused.ok) {
+          assert.equal(refused.refusedBy.budgetId, 'bud_1');
+          near(refused.refusedBy.reservedUsd, 1.2);
+        }
+        const [l1, l2] = await store.budgetLedgers([c, alertOnly]);
+        near(l1!.reservedUsd, 1.2);
+        near(l2!.reservedUsd, 1.2);
+        near(l1!.spentUsd, 0);
+
+        const settled = await store.settleBudgets('int_1', [{ ...c, costUsd: 0.55 }]);
+        near(settled[0]!.ledger.spentUsd, 0.55);
+        assert.equal(settled[0]!.crossed, 0.5);
+        const [after] = await store.budgetLedgers([c]);
+        near(after!.reservedUsd, 0.8);
+        assert.equal(after!.alerted, 0.5);
+        // A threshold is reported crossed once.
+        const again = await store.settleBudgets('int_2', [{ ...c, costUsd: 0.01 }]);
+        assert.equal(again[0]!.crossed, null);
+        const big = await store.settleBudgets('int_3', [{ ...c, costUsd: 0.5 }]);
+        assert.equal(big[0]!.crossed, 1, 'the highest threshold crossed');
+        near(big[0]!.ledger.reservedUsd, 0);
+        assert.equal((await store.reserveBudgets('int_5', [c], 0.01)).ok, false, 'spent');
+        assert.equal(
+          (await store.reserveBudgets('int_5', [claim({ periodStart: '2026-04-01T00:00:00.000Z' })], 0.01))
+            .ok,
+          true,
+          'a new period starts empty',
+        );
+      });
+
+      it('starts a new period from the rollups and the alerts already raised in it', async () => {
+        await appendMany(store, 10);
+        const want = Array.from({ length: 10 }, (_, i) => newRecord(i))
+          .filter((r) => r.userId === 'usr_a')
+          .reduce((n, r) => n + (r.costUsd ?? 0), 0);
+        await store.appendAlert(
+          alert(1, { budgetId: 'bud_1', observed: 0.85, at: '2026-03-02T00:00:00.000Z' }),
+        );
+        await store.appendAlert(alert(2, { budgetId: 'bud_1', observed: 5, at: '2026-02-02T00:00:00.000Z' }));
+        const [l] = await store.budgetLedgers([claim()]);
+        near(l!.spentUsd, want);
+        assert.equal(l!.alerted, 0.8, 'alerts of earlier periods do not count');
+        const [team] = await store.budgetLedgers([claim({ budgetId: 'bud_t', scope: { team: 'red' } })]);
+        near(team!.spentUsd, want);
+        const [org] = await store.budgetLedgers([claim({ budgetId: 'bud_o', scope: {} })]);
+        near(
+          org!.spentUsd,
+          Array.from({ length: 10 }, (_, i) => newRecord(i)).reduce((n, r) => n + (r.costUsd ?? 0), 0),
+        );
+      });
+
+      it('admits parallel requests atomically: at most one past the limit', async () => {
+        const c = claim({ limitUsd: 1 });
+        const outcomes = await Promise.all(
+          Array.from({ length: 30 }, (_, i) => store.reserveBudgets(`int_${i}`, [c], 0.1)),
+        );
+        const ok = outcomes.filter((o) => o.ok).length;
+        assert.ok(ok >= 10 && ok <= 11, `${ok} admitted`);
+        near((await store.budgetLedgers([c]))[0]!.reservedUsd, ok * 0.1);
+      });
+
+      it('keeps what was settled and appended across a restart', async () => {
+        const c = claim();
+        assert.equal((await store.reserveBudgets('int_000000', [c], 0.2)).ok, true);
+        const rec = await store.appendInterception(newRecord(0, { costUsd: 0.3 }));
+        await store.settleBudgets(rec.id, [{ ...c, costUsd: 0.3 }]);
+        await restart();
+        const [l] = await store.budgetLedgers([c]);
+        near(l!.spentUsd, 0.3);
+        near(l!.reservedUsd, 0);
+      });
+    });
+
+    it('appends concurrently without gaps or forks in the chain', async () => {
+      const stored = await appendMany(store, 300);
+      assert.deepEqual(
+        stored.map((r) => r.seq).sort((a, b) => a - b),
+        Array.from({ length: 300 }, (_, i) => i + 1),
+      );
+      assert.equal((await verifyChain(store.scanInterceptions({}))).ok, true);
+    });
+  });
+}

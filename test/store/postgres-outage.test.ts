@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { PostgresStore } from '../../server/store/postgres/postgres-store';
+import type { StoreChange } from '../../server/store/types';
+import type { Interception, Page } from '../../shared/interception';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { testPostgres } from '../helpers/postgres';
+
+async function ask(tb: TestBridge, key: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'hi' }],
+    }),
+  });
+  return { status: res.status, body: await res.text() };
+}
+
+/** Cuts the database off (refuses and drops every connection to it), as an outage would. */
+async function outage(adminUrl: string, db: string, down: boolean): Promise<void> {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  try {
+    await c.query(`ALTER DATABASE ${db} ALLOW_CONNECTIONS ${down ? 'false' : 'true'}`);
+    if (down)
+      await c.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+        [db],
+      );
+  } finally {
+    await c.end();
+  }
+}
+
+async function eventually(f: () => Promise<boolean>, what: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('the PostgreSQL store when the database is unreachable', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  let adminUrl: string;
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    adminUrl = (await testPostgres()).url;
+  });
+  after(async () => {
+    await upstream.stop();
+  });
+
+  async function bridgeOn(mode: 'open' | 'closed'): Promise<{ tb: TestBridge; db: string; url: string }> {
+    const url = await (await testPostgres()).createDatabase(`outage_${mode}`);
+    const tb = await startBridge(upstream.url, { AIBRIDGE_DATABASE_URL: url, AIBRIDGE_AUDIT_FAILURE: mode });
+    return { tb, db: new URL(url).pathname.slice(1), url };
+  }
+
+  it('closed (the default): refuses with 503 store_unavailable, is not ready, and recovers by itself', async () => {
+    const { tb, db, url } = await bridgeOn('closed');
+    // Another replica's view of the database: its change feed must survive the outage too.
+    const other = new PostgresStore({ url });
+    await other.open();
+    const changes: StoreChange[] = [];
+    other.watch((c) => changes.push(c));
+    try {
+      const dev = await tb.addUser('dev@example.com');
+      assert.equal((await ask(tb, dev.key)).status, 200);
+      await tb.interceptions(1);
+      await outage(adminUrl, db, true);
+      const refused = await ask(tb, dev.key);
+      assert.equal(refused.status, 503, refused.body);
+      assert.match(refused.body, /database/);
+      const ready = await tb.api<{ store: { ok: boolean; detail: string } }>('GET', '/readyz', null);
+      assert.equal(ready.status, 503);
+      assert.equal(ready.body.store.ok, false);
+      assert.match(ready.body.store.detail, /database unreachable/);
+      assert.equal(upstream.messageRequests().length, 1, 'nothing unaudited reached the provider');
+
+      await outage(adminUrl, db, false);
+      await eventually(async () => (await ask(tb, dev.key)).status === 200, 'requests to be served again');
+      const recs = await tb.interceptions(2);
+      assert.equal(recs.length, 2);
+      const verify = await tb.api<{ ok: boolean }>('GET', '/api/v1/audit/verify', tb.adminKey);
+      assert.equal(verify.body.ok, true);
+
+      // Both change feeds listen again: a document changed through the bridge reaches the other store.
+      await eventually(async () => {
+        const put = await tb.api('PUT', '/api/v1/teams/red/capture', tb.adminKey, { level: 'none' });
+        assert.equal(put.status, 200, JSON.stringify(put.body));
+        await new Promise((r) => setTimeout(r, 200));
+        return changes.some((c) => c.kind === 'doc' && c.docKind === 'team_capture');
+      }, 'the change feeds to reconnect');
+    } finally {
+      await outage(adminUrl, db, false);
+      await other.close();
+      await tb.close();
+    }
+  });
+
+  it('open: serves keys it confirmed recently, queues their records, and writes them once the database is back', async () => {
+    const { tb, db } = await bridgeOn('open');
+    try {
+      const dev = await tb.addUser('dev@example.com');
+      const stranger = await tb.addUser('stranger@example.com');
+      assert.equal((await ask(tb, dev.key)).status, 200);
+      await tb.interceptions(1);
+      const before = upstream.messageRequests().length;
+      await outage(adminUrl, db, true);
+      const served = await ask(tb, dev.key);
+      assert.equal(served.status, 200, served.body);
+      assert.equal(upstream.messageRequests().length, before + 1);
+      const unknown = await ask(tb, stranger.key);
+      assert.equal(unknown.status, 503, 'a key never confirmed is not let through');
+      await eventually(
+        async () => tb.bridge.recorder.auditState().degraded,
+        'the record to wait for the store',
+      );
+
+      await outage(adminUrl, db, false);
+      await eventually(
+        async () => !tb.bridge.recorder.auditState().degraded,
+        'the queued record to be written',
+        20_000,
+      );
+      const page = await tb.api<Page<Interception>>('GET', '/api/v1/interceptions?limit=10', tb.adminKey);
+      assert.equal(page.body.items.filter((r) => r.userId === dev.user.id).length, 2, 'no record was lost');
+      assert.equal(tb.bridge.recorder.auditState().dropped, 0);
+    } finally {
+      await outage(adminUrl, db, false);
+      await tb.close();
+    }
+  });
+});

@@ -1,0 +1,277 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { CreatedKey, User } from '../../shared/identity';
+import type { Interception, Page } from '../../shared/interception';
+import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { tempDir } from '../helpers/bridge';
+import { liveClient } from '../helpers/live-client';
+import { testPostgres } from '../helpers/postgres';
+
+const BIN = path.resolve('dist/aibridge.cjs');
+
+interface Replica {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+}
+
+/** One `aibridge serve` process, as an admin would run it, on port 0. */
+async function replica(dataDir: string, env: Record<string, string>): Promise<Replica> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data-dir', dataDir], {
+    env: {
+      PATH: process.env.PATH,
+      AIBRIDGE_LOG_LEVEL: 'warn',
+      AIBRIDGE_AUTH_FAILURES_PER_MINUTE: '0',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stderr!.on('data', (c) => {
+    out += c;
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 20_000);
+    child.stdout!.on('data', (c) => {
+      out += c;
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+  });
+  return { child, url, output: () => out };
+}
+
+async function api<T>(
+  base: string,
+  method: string,
+  route: string,
+  key: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(base + route, {
+    method,
+    headers: {
+      authorization: `Bearer ${key}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+async function ask(base: string, key: string): Promise<Response> {
+  const res = await fetch(`${base}/anthropic/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 100,
+      stream: true,
+      messages: [{ role: 'user', content: 'hi from a replica' }],
+    }),
+  });
+  await res.text();
+  return res;
+}
+
+async function eventually<T>(f: () => Promise<T | undefined>, what: string, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('two replicas on one PostgreSQL database', function () {
+  this.timeout(90_000);
+  let upstream: AnthropicMock;
+  let a: Replica;
+  let b: Replica;
+  let adminKey: string;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    const env = {
+      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('replicas'),
+      AIBRIDGE_ANTHROPIC_BASE_URL: upstream.url,
+      AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+      // Replicas check keys with one secret.
+      AIBRIDGE_KEY_HASH_SECRET: randomBytes(32).toString('base64url'),
+    };
+    const dirs = [await tempDir(), await tempDir()];
+    // Started together: both migrate under the advisory lock (one does the work), and one of them
+    // creates the admin.
+    [a, b] = (await Promise.all(dirs.map((d) => replica(d, env)))) as [Replica, Replica];
+    const keys = await Promise.all(
+      dirs.map(async (d) => (await fs.readFile(path.join(d, 'admin.key'), 'utf8').catch(() => '')).trim()),
+    );
+    assert.equal(
+      keys.filter(Boolean).length,
+      1,
+      `exactly one replica bootstraps the admin: ${a.output()} ${b.output()}`,
+    );
+    adminKey = keys.find(Boolean)!;
+  });
+
+  after(async () => {
+    for (const r of [a, b]) {
+      if (!r) continue;
+      r.child.kill('SIGTERM');
+      await new Promise((res) => (r.child.exitCode !== null ? res(undefined) : r.child.once('exit', res)));
+    }
+    await upstream?.stop();
+  });
+
+  it('share users, keys and records; a key revoked on one is refused by the other on its next request', async () => {
+    const u = await api<User>(a.url, 'POST', '/api/v1/users', adminKey, { email: 'dev@example.com' });
+    assert.equal(u.status, 201);
+    const k = await api<CreatedKey>(b.url, 'POST', '/api/v1/users/dev%40example.com/keys', adminKey, {});
+    assert.equal(k.status, 201, 'the user created on A exists on B');
+    assert.equal((await ask(a.url, k.body.key)).status, 200);
+    assert.equal((await ask(b.url, k.body.key)).status, 200);
+    const listed = await eventually(async () => {
+      const r = await api<Page<Interception>>(b.url, 'GET', '/api/v1/interceptions?limit=10', adminKey);
+      return r.body.items.length >= 2 ? r.body.items : undefined;
+    }, 'both records');
+    assert.deepEqual(
+      listed.map((r) => r.seq),
+      [2, 1],
+      'one append order across replicas',
+    );
+
+    assert.equal((await api(a.url, 'DELETE', `/api/v1/keys/${k.body.id}`, adminKey)).status, 200);
+    const refused = await ask(b.url, k.body.key);
+    assert.equal(refused.status, 401, 'B refuses the key A revoked, on the very next request');
+
+    const verify = await api<{ ok: boolean; checked: number }>(
+      b.url,
+      'GET',
+      '/api/v1/audit/verify',
+      adminKey,
+    );
+    assert.equal(verify.body.ok, true);
+    assert.equal(verify.body.checked, 2);
+  });
+
+  it('delivers live events published on one replica to WebSocket clients of the other', async () => {
+    const u = await api<User>(a.url, 'POST', '/api/v1/users', adminKey, { email: 'live@example.com' });
+    assert.equal(u.status, 201);
+    const k = await api<CreatedKey>(a.url, 'POST', '/api/v1/users/live%40example.com/keys', adminKey, {});
+    const onB = liveClient(b.url, { key: adminKey });
+    try {
+      await onB.next('hello');
+      const res = await ask(a.url, k.body.key);
+      const id = res.headers.get('x-aibridge-interception-id');
+      assert.ok(id);
+      const ended = await onB.next('interception.ended', (e) => e.interceptionId === id, 10_000);
+      assert.equal(ended.userId, u.body.id);
+      assert.ok(onB.events.some((e) => e.type === 'interception.started' && e.interceptionId === id));
+    } finally {
+      await onB.close();
+    }
+  });
+
+  it('reloads documents another replica changed (model policies)', async () => {
+    const u = await api<User>(a.url, 'POST', '/api/v1/users', adminKey, {
+      email: 'pol@example.com',
+      team: 'blue',
+    });
+    assert.equal(u.status, 201);
+    const k = await api<CreatedKey>(a.url, 'POST', '/api/v1/users/pol%40example.com/keys', adminKey, {});
+    assert.equal((await ask(b.url, k.body.key)).status, 200);
+    const put = await api(a.url, 'PUT', '/api/v1/teams/blue/models', adminKey, {
+      allow: ['gpt-*'],
+      deny: [],
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await eventually(
+      async () => ((await ask(b.url, k.body.key)).status === 403 ? true : undefined),
+      'B to refuse the model A disallowed',
+    );
+  });
+
+  it('reloads MCP servers another replica added or deleted', async () => {
+    const names = async (base: string): Promise<string[]> =>
+      (await api<{ items: { name: string }[] }>(base, 'GET', '/api/v1/mcp/servers', adminKey)).body.items.map(
+        (s) => s.name,
+      );
+    const put = await api(a.url, 'PUT', '/api/v1/mcp/servers/wiki', adminKey, {
+      // Nothing listens there: the server is listed (and down) on both replicas.
+      transport: { type: 'http', url: 'http://127.0.0.1:9/mcp' },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await eventually(
+      async () => ((await names(b.url)).includes('wiki') ? true : undefined),
+      'B to list the server',
+    );
+    assert.equal((await api(a.url, 'DELETE', '/api/v1/mcp/servers/wiki', adminKey)).status, 204);
+    await eventually(async () => (!(await names(b.url)).includes('wiki') ? true : undefined), 'B to drop it');
+  });
+
+  it('enforces a blocking budget across replicas: parallel requests on both overspend by at most one request', async () => {
+    const probe = await api<User>(a.url, 'POST', '/api/v1/users', adminKey, { email: 'probe@example.com' });
+    assert.equal(probe.status, 201);
+    const pk = await api<CreatedKey>(a.url, 'POST', '/api/v1/users/probe%40example.com/keys', adminKey, {});
+    await ask(a.url, pk.body.key);
+    const cost = await eventually(async () => {
+      const r = await api<Page<Interception>>(
+        a.url,
+        'GET',
+        `/api/v1/interceptions?user=${probe.body.id}`,
+        adminKey,
+      );
+      return r.body.items[0]?.costUsd ?? undefined;
+    }, 'the probe record');
+    assert.ok(cost > 0);
+
+    const u = await api<User>(a.url, 'POST', '/api/v1/users', adminKey, { email: 'spender@example.com' });
+    const k = await api<CreatedKey>(a.url, 'POST', '/api/v1/users/spender%40example.com/keys', adminKey, {});
+    const limit = cost * 5.5;
+    const put = await api<{ id: string }>(a.url, 'PUT', '/api/v1/budgets', adminKey, {
+      scope: 'user',
+      subject: 'spender@example.com',
+      period: 'day',
+      limitUsd: limit,
+      action: 'block',
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await eventually(async () => {
+      const r = await api<{ items: { id: string }[] }>(b.url, 'GET', '/api/v1/budgets', adminKey);
+      return r.body.items.some((x) => x.id === put.body.id) ? true : undefined;
+    }, 'B to know the budget A created');
+
+    let ok = 0;
+    for (let wave = 0; wave < 20; wave++) {
+      const all = Array.from({ length: 10 }, (_, i) => ask(i % 2 === 0 ? a.url : b.url, k.body.key));
+      const admitted = (await Promise.all(all)).filter((r) => r.status === 200).length;
+      ok += admitted;
+      if (admitted === 0) break;
+    }
+    assert.ok(ok >= 5, `${ok} requests admitted`);
+    const status = await eventually(async () => {
+      const r = await api<{ spentUsd: number; reservedUsd: number }>(
+        b.url,
+        'GET',
+        `/api/v1/budgets/${put.body.id}`,
+        adminKey,
+      );
+      return r.body.reservedUsd === 0 ? r.body : undefined;
+    }, 'every reservation settled');
+    assert.ok(
+      status.spentUsd <= limit + cost + 1e-9,
+      `spent ${status.spentUsd} > limit ${limit} + one request`,
+    );
+    assert.ok(status.spentUsd >= limit - 1e-9, `spent ${status.spentUsd}: stopped before the limit`);
+    assert.equal(u.status, 201);
+  });
+});

@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import pg from 'pg';
+import { MIGRATIONS } from '../../server/store/postgres/migrations';
+import type { Interception, Page } from '../../shared/interception';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge } from '../helpers/bridge';
+import { testPostgres } from '../helpers/postgres';
+
+const BIN = path.resolve('dist/aibridge.cjs');
+
+function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c) => {
+      out += c;
+    });
+    child.stderr.on('data', (c) => {
+      out += c;
+    });
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+async function ask(url: string, key: string, prompt: string): Promise<number> {
+  const res = await fetch(`${url}/anthropic/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 100,
+      messages: [{ role: 'user', content: prompt }],
+    }),
+  });
+  await res.text();
+  return res.status;
+}
+
+describe('aibridge migrate and aibridge store copy', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+  });
+  after(async () => {
+    await upstream.stop();
+  });
+
+  it('migrate applies the schema once and then reports it up to date', async () => {
+    const url = await (await testPostgres()).createDatabase('migrate');
+    const first = await cli(['migrate', '--database-url', url]);
+    assert.equal(first.code, 0, first.out);
+    assert.match(first.out, new RegExp(`applied ${MIGRATIONS.map((m) => `step ${m.version}`).join(', ')}`));
+    const again = await cli(['migrate'], { AIBRIDGE_DATABASE_URL: url });
+    assert.equal(again.code, 0, again.out);
+    assert.match(again.out, /up to date/);
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      const r = await c.query('SELECT version FROM schema_migrations');
+      assert.deepEqual(
+        r.rows.map((x) => x.version).sort(),
+        MIGRATIONS.map((m) => m.version),
+      );
+    } finally {
+      await c.end();
+    }
+    const bad = await cli(['migrate', '--database-url', 'mysql://x/y']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.out, /AIBRIDGE_DATABASE_URL: expected a postgres:\/\/ URL/);
+  });
+
+  it('moves an embedded deployment to PostgreSQL with records, keys and the chain intact', async () => {
+    const embedded = await startBridge(upstream.url);
+    const dev = await embedded.addUser('dev@example.com', { team: 'red' });
+    for (let i = 0; i < 12; i++) assert.equal(await ask(embedded.url, dev.key, `question ${i}`), 200);
+    const budget = await embedded.api('PUT', '/api/v1/budgets', embedded.adminKey, {
+      scope: 'team',
+      subject: 'red',
+      period: 'month',
+      limitUsd: 100,
+      action: 'alert',
+    });
+    assert.ok(budget.status < 300, JSON.stringify(budget.body));
+    const before = await embedded.interceptions(12);
+    await embedded.close();
+
+    const url = await (await testPostgres()).createDatabase('copy');
+    const copied = await cli(['store', 'copy', '--from', embedded.dataDir, '--to', url]);
+    assert.equal(copied.code, 0, copied.out);
+    assert.match(copied.out, /2 users, 2 keys, 1 documents, .* 12 interceptions; chain verified/);
+
+    // The same data dir (key-hash secret, admin key), now on the database.
+    const moved = await startBridge(upstream.url, { AIBRIDGE_DATABASE_URL: url }, embedded.dataDir);
+    try {
+      assert.equal(moved.bridge.store.kind, 'postgres');
+      const page = await moved.api<Page<Interception>>(
+        'GET',
+        '/api/v1/interceptions?limit=100',
+        moved.adminKey,
+      );
+      assert.deepEqual(page.body.items, before, 'records exactly as they were, seq and hashes included');
+      const verify = await moved.api<{ ok: boolean; checked: number }>(
+        'GET',
+        '/api/v1/audit/verify',
+        moved.adminKey,
+      );
+      assert.deepEqual({ ok: verify.body.ok, checked: verify.body.checked }, { ok: true, checked: 12 });
+      const usage = await moved.api<{ totals?: { requests?: number } }>(
+        'GET',
+        '/api/v1/usage',
+        moved.adminKey,
+      );
+      assert.equal(usage.status, 200);
+      assert.match(JSON.stringify(usage.body), /"requests":12/);
+      const budgets = await moved.api<{ items: { subject: string }[] }>(
+        'GET',
+        '/api/v1/budgets',
+        moved.adminKey,
+      );
+      assert.deepEqual(
+        budgets.body.items.map((b) => b.subject),
+        ['red'],
+      );
+
+      // The old key still works, and new records continue the copied chain.
+      assert.equal(await ask(moved.url, dev.key, 'after the move'), 200);
+      const after = await moved.interceptions(13);
+      assert.equal(after[0]!.seq, 13);
+      assert.equal(after[0]!.prevHash, before[0]!.hash);
+      const again = await moved.api<{ ok: boolean; checked: number }>(
+        'GET',
+        '/api/v1/audit/verify',
+        moved.adminKey,
+      );
+      assert.deepEqual({ ok: again.body.ok, checked: again.body.checked }, { ok: true, checked: 13 });
+    } finally {
+      await moved.close();
+    }
+
+    const refused = await cli(['store', 'copy', '--from', embedded.dataDir, '--to', url]);
+    assert.equal(refused.code, 2, 'a second copy into a database with data is refused');
+    assert.match(refused.out, /not empty/);
+  });
+});
