@@ -320,7 +320,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const injector = new McpInjector(mcp, { maxRounds: config.mcp.maxRounds, metrics });
 
   // The admin page (docs/admin.md): a key exchanged for a session cookie, accepted on /api routes.
-  const sessions = new Sessions(store, auth);
+  const sessions = new Sessions(store, auth, undefined, config.adminSessionHours * 3_600_000);
   const publicUrl = config.mcp.publicUrl;
   await app.register(adminAssetRoutes(findAdminAssets()));
   await app.register(async (api) => {

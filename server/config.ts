@@ -56,6 +56,8 @@ export interface Config {
   readonly auditQueueLimit: number;
   /** Bad keys one address may present per minute before it is answered 429; 0 turns it off. */
   readonly authFailuresPerMinute: number;
+  /** How long an admin-page session lasts after sign-in (AIBRIDGE_ADMIN_SESSION_HOURS). */
+  readonly adminSessionHours: number;
   readonly tracing: TracingConfig;
   /** Central MCP tools injected into model requests (docs/mcp.md). */
   readonly mcp: McpSettings;
@@ -366,6 +368,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       0,
       1_000_000,
     ),
+    adminSessionHours: int(pick(undefined, '', env, 'AIBRIDGE_ADMIN_SESSION_HOURS'), 12, 1, 720),
     tracing: tracingConfig(env),
     mcp: mcpSettings(env, dataDir),
     databaseUrl: databaseUrl(env),

@@ -9,7 +9,7 @@ import { usageSeries } from '../spend/usage-series';
 import type { Store } from '../store/types';
 import { assertCsrf, sessionTokenOf } from './browser-auth';
 import { sessionCookie } from './cookies';
-import { SESSION_TTL_MS, type Sessions } from './sessions';
+import type { Sessions } from './sessions';
 
 const SignInBody = Type.Object(
   { key: Type.String({ minLength: 1, maxLength: 200 }) },
@@ -65,7 +65,10 @@ export function adminRoutes(d: AdminRouteDeps): FastifyPluginAsync {
           .header('cache-control', 'no-store')
           .header(
             'set-cookie',
-            sessionCookie(signIn.token, { maxAgeSeconds: SESSION_TTL_MS / 1000, secure: secure(req) }),
+            sessionCookie(signIn.token, {
+              maxAgeSeconds: d.sessions.ttlMs / 1000,
+              secure: secure(req),
+            }),
           )
           .send(body);
       },

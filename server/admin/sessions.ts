@@ -3,7 +3,10 @@ import { BridgeError } from '../errors';
 import type { Authenticator, Principal } from '../identity/auth';
 import type { Store } from '../store/types';
 
-/** How long a sign-in lasts; the page asks for the key again after that. */
+/**
+ * How long a sign-in lasts by default (AIBRIDGE_ADMIN_SESSION_HOURS sets another); the page asks
+ * for the key again after that.
+ */
 export const SESSION_TTL_MS = 12 * 3_600_000;
 
 const TOKEN_PREFIX = 'aibs_';
@@ -41,7 +44,7 @@ export class Sessions {
     private readonly store: Store,
     private readonly auth: Authenticator,
     private readonly now: () => Date = () => new Date(),
-    private readonly ttlMs: number = SESSION_TTL_MS,
+    readonly ttlMs: number = SESSION_TTL_MS,
   ) {}
 
   /** Checks the key as any API call would (throttle included) and opens a session for it. */

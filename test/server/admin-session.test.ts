@@ -267,8 +267,11 @@ describe('admin page sessions: POST/DELETE /api/v1/session, cookie auth, CSRF', 
     await c.close();
   });
 
-  it('marks the cookie Secure when AIBRIDGE_PUBLIC_URL is https', async () => {
-    const secure = await startBridge(upstream.url, { AIBRIDGE_PUBLIC_URL: 'https://bridge.example.com' });
+  it('marks the cookie Secure when AIBRIDGE_PUBLIC_URL is https, and lasts AIBRIDGE_ADMIN_SESSION_HOURS', async () => {
+    const secure = await startBridge(upstream.url, {
+      AIBRIDGE_PUBLIC_URL: 'https://bridge.example.com',
+      AIBRIDGE_ADMIN_SESSION_HOURS: '2',
+    });
     try {
       const res = await call(
         `${secure.url}/api/v1/session`,
@@ -280,6 +283,9 @@ describe('admin page sessions: POST/DELETE /api/v1/session, cookie auth, CSRF', 
       );
       assert.equal(res.status, 201);
       assert.match(res.headers.get('set-cookie') ?? '', /; Secure$/);
+      assert.match(res.headers.get('set-cookie') ?? '', /; Max-Age=7200(;|$)/);
+      const left = Date.parse((res.body as SessionInfo).expiresAt) - Date.now();
+      assert.ok(left > 7_100_000 && left <= 7_200_000, `expires in ${left} ms`);
     } finally {
       await secure.close();
     }
