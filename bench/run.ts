@@ -17,6 +17,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startPostgres } from '../test/helpers/postgres';
 import {
   type Child,
   call,
@@ -235,20 +236,23 @@ async function startFloor(mockUrl: string): Promise<PathState> {
 }
 
 /**
- * The PostgreSQL store, when the bridge has one and a database is given; else why not. When the
- * store lands (a `server/store/postgres` module and AIBRIDGE_DATABASE_URL in the bundle), give the
- * bench a database in BENCH_DATABASE_URL and its column fills in.
+ * The PostgreSQL store's column: the database in BENCH_DATABASE_URL, else a throwaway server with
+ * fsync on (as in production) started from the machine's PostgreSQL binaries; else why not.
  */
-function postgresPath(): { available: boolean; reason: string; url?: string } {
+async function postgresPath(): Promise<{ available: boolean; reason: string; url?: string }> {
   const hasModule =
     fs.existsSync(path.join(ROOT, 'server', 'store', 'postgres')) ||
     fs.existsSync(path.join(ROOT, 'server', 'store', 'postgres.ts'));
   const bundled = fs.existsSync(BUNDLE) && fs.readFileSync(BUNDLE, 'utf8').includes('AIBRIDGE_DATABASE_URL');
   if (!hasModule || !bundled) return { available: false, reason: 'store not built yet' };
   const url = process.env.BENCH_DATABASE_URL;
-  if (!url)
-    return { available: false, reason: 'set BENCH_DATABASE_URL to a PostgreSQL database to bench it' };
-  return { available: true, reason: '', url };
+  if (url) return { available: true, reason: '', url };
+  try {
+    const server = await startPostgres({ durable: true });
+    return { available: true, reason: '', url: await server.createDatabase('bench') };
+  } catch (err) {
+    return { available: false, reason: `no PostgreSQL to bench (${(err as Error).message.split('\n')[0]})` };
+  }
 }
 
 function latencyOf(results: JobResult[]): Latency {
@@ -354,7 +358,7 @@ async function main(): Promise<void> {
     onCleanup(() => clearInterval(scrape));
     paths.push(obs);
   }
-  const pg = postgresPath();
+  const pg = PROFILE ? { available: false, reason: 'profiling', url: undefined } : await postgresPath();
   if (!PROFILE && pg.url) {
     paths.push(
       await startBridge('bridgePg', 'Bridge + PostgreSQL', mockUrl, path.join(tmp, 'pg'), [], {

@@ -156,9 +156,17 @@ describe('the audit trail', function () {
           .items;
       await list('user=alice@example.com&status=ok');
       await list('q=x', alice.key);
-      await new Promise((r) => setTimeout(r, 100));
-      const entries = await log();
-      const mine = entries.filter((e) => e.query.user === 'alice@example.com' && e.query.status === 'ok');
+      // Entries are listed once durable (the store's flush window), so look until the admin's read shows.
+      const isMine = (e: Entry) => e.query.user === 'alice@example.com' && e.query.status === 'ok';
+      let entries = await log();
+      for (let tries = 0; tries < 50 && !entries.some(isMine); tries++) {
+        await new Promise((r) => setTimeout(r, 100));
+        entries = await log();
+      }
+      // The member's read came after the admin's: give it as long again to show up, if it were logged.
+      await new Promise((r) => setTimeout(r, 300));
+      entries = await log();
+      const mine = entries.filter(isMine);
       assert.equal(mine.length, 1);
       assert.equal(mine[0]!.route, 'GET /api/v1/interceptions');
       assert.equal(mine[0]!.subjectUserId, alice.user.id);
