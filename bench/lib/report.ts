@@ -269,9 +269,13 @@ export function renderTable(
     ag,
     `≤ ${GOALS.auditRatio}×`,
   );
+  // Only worth a row when the PostgreSQL column is empty: it says why.
   const pg = results.bridgePg;
-  const pgCells = cols.map((_, i) => (i === 3 ? (pg?.status ?? 'n/a') : ''));
-  push('postgres', pgCells);
+  if (pg?.status !== 'measured')
+    push(
+      'postgres',
+      COLUMNS.map((c) => (c.id === 'bridgePg' ? (pg?.status ?? 'n/a') : '')),
+    );
 
   const header = ['', ...COLUMNS.map((c) => c.title), 'goal', ''];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
