@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type Listening, listenOnLoopback } from './loopback';
 
 /** What the mock answers to one `POST /v1/messages`. */
 export type Scenario =
@@ -58,22 +58,17 @@ export class AnthropicMock {
   readonly requests: SeenRequest[] = [];
   private readonly queue: Scenario[] = [];
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
-  private readonly sockets = new Set<import('node:net').Socket>();
+  private listening: Listening | undefined;
   url = '';
 
   async start(): Promise<this> {
-    this.server.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.listening = await listenOnLoopback(this.server);
+    this.url = `${this.listening.origin}`;
     return this;
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listening?.stop();
   }
 
   next(...scenarios: Scenario[]): void {

@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
-import net, { type AddressInfo, type Socket } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
+import { type Listening, listenOnLoopback } from './loopback';
 
 /** The real reference server from npm (`@modelcontextprotocol/server-everything`). */
 export const EVERYTHING = path.resolve('node_modules/@modelcontextprotocol/server-everything/dist/index.js');
@@ -59,24 +60,19 @@ export class AuthGate {
   readonly tokens = new Set<string>();
   readonly seen: string[] = [];
   private readonly server = http.createServer((req, res) => this.handle(req, res));
-  private readonly sockets = new Set<Socket>();
+  private listening: Listening | undefined;
   url = '';
 
   constructor(private readonly target: string) {}
 
   async start(): Promise<this> {
-    this.server.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/mcp`;
+    this.listening = await listenOnLoopback(this.server);
+    this.url = `${this.listening.origin}/mcp`;
     return this;
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listening?.stop();
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -125,7 +121,7 @@ export class OAuthGate {
   /** Grants the token endpoint answered, in order. */
   readonly grants: string[] = [];
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
-  private readonly sockets = new Set<Socket>();
+  private listening: Listening | undefined;
   origin = '';
 
   constructor(private readonly target: string) {}
@@ -135,18 +131,13 @@ export class OAuthGate {
   }
 
   async start(): Promise<this> {
-    this.server.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.origin = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.listening = await listenOnLoopback(this.server);
+    this.origin = `${this.listening.origin}`;
     return this;
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listening?.stop();
   }
 
   /** Every access token stops working: the next use needs the refresh token. */

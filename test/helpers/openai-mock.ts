@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { type Listening, listenOnLoopback } from './loopback';
 
 export type OpenAIScenario =
   | { kind: 'text'; text?: string; usage?: MockOpenAIUsage }
@@ -76,22 +76,17 @@ export class OpenAIMock {
   readonly requests: SeenOpenAIRequest[] = [];
   private readonly queue: OpenAIScenario[] = [];
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
-  private readonly sockets = new Set<Socket>();
+  private listening: Listening | undefined;
   url = '';
 
   async start(): Promise<this> {
-    this.server.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v1`;
+    this.listening = await listenOnLoopback(this.server);
+    this.url = `${this.listening.origin}/v1`;
     return this;
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listening?.stop();
   }
 
   next(...scenarios: OpenAIScenario[]): void {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { UPSTREAM_KEY } from './anthropic-mock';
+import { type Listening, listenOnLoopback } from './loopback';
 import { OPENAI_UPSTREAM_KEY } from './openai-mock';
 
 export type MockApi = 'messages' | 'chat.completions' | 'responses';
@@ -129,22 +129,17 @@ export class ToolModelMock {
   eventDelayMs = 0;
   readonly requests: SeenModelRequest[] = [];
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
-  private readonly sockets = new Set<Socket>();
+  private listening: Listening | undefined;
   url = '';
 
   async start(): Promise<this> {
-    this.server.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.listening = await listenOnLoopback(this.server);
+    this.url = `${this.listening.origin}`;
     return this;
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listening?.stop();
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

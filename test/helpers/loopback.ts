@@ -1,0 +1,24 @@
+import type { AddressInfo, Server, Socket } from 'node:net';
+export interface Listening {
+  /** `http://127.0.0.1:<port>` */
+  origin: string;
+  /** Ends open keep-alive connections too, so closing never waits on a client's idle socket. */
+  stop(): Promise<void>;
+}
+
+/** Starts a test server on 127.0.0.1, port 0 (the upstream mocks and MCP gates all listen this way). */
+export async function listenOnLoopback(server: Server): Promise<Listening> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
