@@ -17,6 +17,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/helpers/loopback';
 import { startPostgres } from '../test/helpers/postgres';
 import {
   type Child,
@@ -119,17 +120,6 @@ const ANTHROPIC_HEADERS = {
   'x-api-key': UPSTREAM_KEY,
   'anthropic-version': '2023-06-01',
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function listening(port: number, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;

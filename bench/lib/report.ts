@@ -255,7 +255,8 @@ export function renderTable(
   push('RSS idle, after the first requests, MB', memCells('idleMB'), goals.rssIdleMB);
   push(`RSS with ${meta.holdStreams} open streams, MB`, memCells('withStreamsMB'), goals.rssStreamsMB);
   push('RSS idle after the run, MB', memCells('afterLoadMB'));
-  const auditCells = (text: string): string[] => cols.map((_, i) => (i === 2 ? text : i === 3 ? 'n/a' : ''));
+  const auditCells = (text: string): string[] =>
+    COLUMNS.map((c) => (c.id === 'bridge' ? text : c.id === 'bridgePg' ? 'n/a' : ''));
   for (const a of audit) {
     push(
       `audit write with ${k(a.records)} stored, p50 / mean, ms`,

@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import { type Listening, listenOnLoopback } from './loopback';
+import { freePort, type Listening, listenOnLoopback } from './loopback';
 
 /** The real reference server from npm (`@modelcontextprotocol/server-everything`). */
 export const EVERYTHING = path.resolve('node_modules/@modelcontextprotocol/server-everything/dist/index.js');
@@ -11,14 +10,6 @@ export const EVERYTHING = path.resolve('node_modules/@modelcontextprotocol/serve
 /** server-everything over stdio, as a server definition. */
 export function everythingStdio(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { transport: { type: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'] }, ...extra };
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 /** server-everything over streamable HTTP, in its own process on a free port. */
