@@ -47,7 +47,7 @@ export class Container implements vscode.Disposable {
   private readonly detail: DetailPanel;
   private live: LiveSocket | undefined;
   private client: BridgeClient | undefined;
-  /** The credentials the live services run with; a change of user only (setUser) restarts nothing. */
+  /** The credentials the live services run with; a change of user only restarts nothing. */
   private running: Credentials | undefined;
   private reseedTimer: NodeJS.Timeout | undefined;
   private readonly periodTimer: NodeJS.Timeout;

@@ -37,10 +37,6 @@ export class AuditTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
     this.rebuild();
   }
 
-  get filteringToolCalls(): boolean {
-    return this.toolCallsOnly;
-  }
-
   setToolCallsOnly(on: boolean): void {
     this.toolCallsOnly = on;
     void vscode.commands.executeCommand('setContext', CONTEXT.toolCallsOnly, on);

@@ -79,12 +79,6 @@ export class Session {
     this.set({ url: c.url, key: c.key, user });
   }
 
-  /** Fills in the user once the bridge says who this is. */
-  setUser(user: User): void {
-    if (!this.state || this.state.user?.id === user.id) return;
-    this.set({ ...this.state, user });
-  }
-
   /** Forgets the key (and remembers not to sign in again from this environment's key). */
   async signOut(envKey?: string): Promise<void> {
     await this.secrets.delete(STORAGE.key);

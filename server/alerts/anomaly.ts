@@ -1,6 +1,7 @@
 import { totalTokens } from '../../shared/usage';
 import type { AlertConfig } from '../config';
 import type { UsageBucket } from '../spend/rollup';
+import { roundUsd } from '../spend/usage-report';
 import type { NewInterception, Store } from '../store/types';
 import type { AlertService, NewAlert } from './alert-service';
 
@@ -263,8 +264,8 @@ export class AnomalyWatcher {
         userId: rec.userId,
         userEmail: s.email,
         team: rec.team,
-        observed: Math.round(f.observed * 1e6) / 1e6,
-        baseline: Math.round(f.baseline * 1e6) / 1e6,
+        observed: roundUsd(f.observed),
+        baseline: roundUsd(f.baseline),
         unit: f.unit,
         budgetId: null,
         message: `${s.email}: ${f.message}`,

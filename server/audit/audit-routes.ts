@@ -8,6 +8,7 @@ import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import { csvLine } from '../http/csv';
 import type { IdentityService } from '../identity/identity-service';
+import { roundUsd } from '../spend/usage-report';
 import type { InterceptionFilter, Store } from '../store/types';
 import type { CapturePolicy } from './capture';
 import { verifyChain } from './chain';
@@ -279,7 +280,7 @@ export function auditRoutes(
             ...s,
             models: [...s.models],
             tokens: totalTokens(s.usage),
-            costUsd: Math.round(s.costUsd * 1e6) / 1e6,
+            costUsd: roundUsd(s.costUsd),
           }));
         return { items };
       },

@@ -68,6 +68,8 @@ export class InterceptionEvents {
   progress(start: InterceptionStart): (meter: UsageSoFar) => void {
     let last = Number.NEGATIVE_INFINITY;
     let lastTokens = -1;
+    // Built on the first publish (nobody may be listening), then reused for the stream's life.
+    let ref: ReturnType<typeof refFromStart> | undefined;
     return (meter) => {
       const t = this.now();
       if (t - last < PROGRESS_GAP_MS || this.bus.size === 0) return;
@@ -76,7 +78,7 @@ export class InterceptionEvents {
       const tokens = totalTokens(usage);
       if (tokens === lastTokens) return;
       lastTokens = tokens;
-      const ref = refFromStart(start);
+      ref ??= refFromStart(start);
       this.bus.publish(
         { type: 'interception.progress', ...ref, at: new Date(t).toISOString(), usage },
         { userId: ref.userId, team: ref.team },

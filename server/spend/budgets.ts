@@ -12,6 +12,7 @@ import type {
   Store,
 } from '../store/types';
 import { periodEnd, periodStart } from './periods';
+import { roundUsd } from './usage-report';
 
 export const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
 
@@ -59,7 +60,11 @@ export class Budgets {
   ) {}
 
   async load(users: (id: string) => Promise<User | undefined>): Promise<void> {
-    for (const b of await this.store.listDocs<Budget>('budget')) {
+    await this.track(await this.store.listDocs<Budget>('budget'), users);
+  }
+
+  private async track(budgets: Budget[], users: (id: string) => Promise<User | undefined>): Promise<void> {
+    for (const b of budgets) {
       const user = b.scope === 'user' ? await users(b.subject) : undefined;
       this.tracked.set(b.id, { budget: b, label: user?.email ?? b.subject });
     }
@@ -70,7 +75,7 @@ export class Budgets {
     const budgets = await this.store.listDocs<Budget>('budget');
     const ids = new Set(budgets.map((b) => b.id));
     for (const id of this.tracked.keys()) if (!ids.has(id)) this.tracked.delete(id);
-    await this.load(users);
+    await this.track(budgets, users);
   }
 
   private claim(b: Budget, now: Date): BudgetClaim {
@@ -96,8 +101,8 @@ export class Budgets {
       label: t.label,
       periodStart: l.periodStart,
       resetsAt: periodEnd(t.budget.period, now).toISOString(),
-      spentUsd: Math.round(l.spentUsd * 1e6) / 1e6,
-      reservedUsd: Math.round(l.reservedUsd * 1e6) / 1e6,
+      spentUsd: roundUsd(l.spentUsd),
+      reservedUsd: roundUsd(l.reservedUsd),
     };
   }
 
@@ -246,7 +251,7 @@ export class Budgets {
       userId: l.budget.scope === 'user' ? l.budget.subject : null,
       userEmail: l.budget.scope === 'user' ? l.label : null,
       team: l.budget.scope === 'team' ? l.budget.subject : l.budget.scope === 'user' ? rec.team : null,
-      observed: Math.round(l.spent * 1e6) / 1e6,
+      observed: roundUsd(l.spent),
       baseline: l.budget.limitUsd,
       unit: 'usd',
       budgetId: l.budget.id,

@@ -33,7 +33,7 @@ function add(
 }
 
 /** Money sums of many small floats drift; a report shows micro-dollars. */
-function roundUsd(n: number): number {
+export function roundUsd(n: number): number {
   return Math.round(n * 1e6) / 1e6;
 }
 

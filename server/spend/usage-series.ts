@@ -1,5 +1,6 @@
 import type { SeriesBy, SeriesStep, UsageSeries } from '../../shared/admin';
 import type { UsageBucket } from './rollup';
+import { roundUsd } from './usage-report';
 
 const STEP_MS: Record<SeriesStep, number> = { hour: 3_600_000, day: 86_400_000 };
 /** Lines drawn at most; a chart with more is unreadable, so the rest become `(other)`. */
@@ -60,7 +61,6 @@ export function usageSeries(
       }
     series.push(other);
   }
-  const round = (v: number): number => Math.round(v * 1e6) / 1e6;
-  for (const s of series) s.costUsd = s.costUsd.map(round);
+  for (const s of series) s.costUsd = s.costUsd.map(roundUsd);
   return { by, step, since: times[0]!, until: new Date(start + n * ms).toISOString(), times, series };
 }
