@@ -69,7 +69,7 @@ export class Sessions {
     const signedOut = new BridgeError('unauthorized', 'The admin session has ended; sign in again.');
     if (!TOKEN_RE.test(token)) throw signedOut;
     const id = digest(token);
-    const session = (await this.store.listDocs<StoredSession>('admin_session')).find((s) => s.id === id);
+    const session = await this.store.getDoc<StoredSession>('admin_session', id);
     if (!session) throw signedOut;
     const now = this.now();
     if (Date.parse(session.expiresAt) <= now.getTime()) {

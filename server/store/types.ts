@@ -190,6 +190,8 @@ export interface Store {
   usageBuckets(query: BucketQuery): Promise<UsageBucket[]>;
 
   listDocs<T>(kind: DocKind): Promise<T[]>;
+  /** One document by the id it was put under; undefined if there is none. */
+  getDoc<T>(kind: DocKind, id: string): Promise<T | undefined>;
   putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void>;
   /** Returns whether there was such a document. */
   deleteDoc(kind: DocKind, id: string): Promise<boolean>;

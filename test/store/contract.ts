@@ -512,10 +512,14 @@ export function storeContract(name: string, factory: StoreFactory): void {
           { id: 'b1', limitUsd: 6 },
           { id: 'b2', limitUsd: 7 },
         ]);
+        assert.deepEqual(await store.getDoc('budget', 'b1'), { id: 'b1', limitUsd: 6 });
+        assert.equal(await store.getDoc('budget', 'p1'), undefined, 'ids are per kind');
+        assert.equal(await store.getDoc('budget', 'toString'), undefined);
         assert.equal(await store.deleteDoc('budget', 'b2'), true);
         assert.equal(await store.deleteDoc('budget', 'b2'), false);
         await restart();
         assert.deepEqual(await store.listDocs('budget'), [{ id: 'b1', limitUsd: 6 }]);
+        assert.equal(await store.getDoc('budget', 'b2'), undefined);
         assert.deepEqual(await store.listDocs('price'), [{ model: 'x' }]);
         assert.deepEqual(await store.listDocs('rate_limit'), []);
       });

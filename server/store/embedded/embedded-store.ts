@@ -271,6 +271,11 @@ export class EmbeddedStore implements Store {
     return Object.values(this.db.data.docs?.[kind] ?? {}) as T[];
   }
 
+  async getDoc<T>(kind: DocKind, id: string): Promise<T | undefined> {
+    const docs = this.db.data.docs?.[kind];
+    return docs && Object.hasOwn(docs, id) ? (docs[id] as T) : undefined;
+  }
+
   /** Documents of a kind with the ids they are stored under (for `aibridge store copy`). */
   docEntries(kind: DocKind): [string, unknown][] {
     return Object.entries(this.db.data.docs?.[kind] ?? {});

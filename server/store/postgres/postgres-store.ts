@@ -543,6 +543,11 @@ export class PostgresStore implements Store {
     return r.rows.map((x) => x.doc);
   }
 
+  async getDoc<T>(kind: DocKind, id: string): Promise<T | undefined> {
+    const r = await this.query<{ doc: T }>('SELECT doc FROM docs WHERE kind = $1 AND id = $2', [kind, id]);
+    return r.rows[0]?.doc;
+  }
+
   async putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void> {
     await this.query(
       `INSERT INTO docs (kind, id, doc) VALUES ($1, $2, $3)
