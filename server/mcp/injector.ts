@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ProviderAdapter } from '../providers/types';
 import type { Exchange, Metered, ProxyDeps, ToolInjector } from '../proxy/forward';
 import type { McpHub } from './hub';
-import { InjectedExchange, type LoopDeps } from './loop';
+import { InjectedExchange, type LoopDeps, prepareRound } from './loop';
 
 /**
  * The proxy's seam to MCP: a metered request whose wire API can take tools, from a user with tools
@@ -29,13 +29,7 @@ export class McpInjector implements ToolInjector {
     );
     if (!session) return undefined;
     const offered = injection.offer(metered.body, session.tools);
-    const prepared = metered.api.prepare(offered, Buffer.from(JSON.stringify(offered)));
-    // Every round's stream is rewritten: injected calls and the seams between rounds are hidden.
-    metered.prepared = {
-      ...prepared,
-      rewriteStream: true,
-      ...(metered.prepared.captureOutput ? { captureOutput: true } : {}),
-    };
+    metered.prepared = prepareRound(metered.api, offered, metered.prepared.captureOutput);
     return new InjectedExchange(adapter, deps, req, reply, metered, session, injection, offered, this.loop);
   }
 }

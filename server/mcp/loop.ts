@@ -14,7 +14,13 @@ import type {
   RoundEnd,
   ToolInjection,
 } from '../providers/injection';
-import type { JsonObject, PreparedRequest, ProviderAdapter, ResponseFacts } from '../providers/types';
+import type {
+  JsonObject,
+  PreparedRequest,
+  ProviderAdapter,
+  ResponseFacts,
+  WireApi,
+} from '../providers/types';
 import { isProviderFailure } from '../proxy/circuit-breaker';
 import {
   Exchange,
@@ -65,6 +71,16 @@ interface RoundResult {
  * model answers, calls one of the client's tools, or the round limit makes it answer. Every round
  * is its own interception record; the client gets one response.
  */
+/** Every round's stream is rewritten: injected calls and the seams between rounds are hidden. */
+export function prepareRound(
+  api: WireApi,
+  body: JsonObject,
+  captureOutput: boolean | undefined,
+): PreparedRequest {
+  const prepared = api.prepare(body, Buffer.from(JSON.stringify(body)));
+  return { ...prepared, rewriteStream: true, ...(captureOutput ? { captureOutput: true } : {}) };
+}
+
 export class InjectedExchange extends Exchange {
   private stream: InjectedStream | undefined;
   private headSent = false;
@@ -156,12 +172,7 @@ export class InjectedExchange extends Exchange {
   }
 
   private prepare(body: JsonObject): PreparedRequest {
-    const prepared = this.m.api.prepare(body, Buffer.from(JSON.stringify(body)));
-    return {
-      ...prepared,
-      rewriteStream: true,
-      ...(this.m.prepared.captureOutput ? { captureOutput: true } : {}),
-    };
+    return prepareRound(this.m.api, body, this.m.prepared.captureOutput);
   }
 
   private nextRound(body: JsonObject): Round {
