@@ -1,7 +1,7 @@
 import type { Interception } from '../../shared/interception';
 import { totalTokens } from '../../shared/usage';
 import { formatCostExact, formatDuration, formatTokens } from '../format';
-import type { InterceptionItem } from '../model/bridge-model';
+import { type InterceptionItem, NO_MODEL } from '../model/bridge-model';
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
@@ -72,7 +72,7 @@ export function renderDetail(src: DetailSource, cspSource: string): string {
   const output = (r as { output?: { text?: string } } | undefined)?.output?.text;
 
   const parts: string[] = [];
-  parts.push(`<h1>${escapeHtml(base.model ?? '(no model)')}</h1>`);
+  parts.push(`<h1>${escapeHtml(base.model ?? NO_MODEL)}</h1>`);
   parts.push(
     `<p class="sub">${escapeHtml(`${base.client} · ${formatTokens(totalTokens(usage))} tokens · ${cost}`)}</p>`,
   );

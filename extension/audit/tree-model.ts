@@ -1,6 +1,6 @@
 import { totalTokens } from '../../shared/usage';
 import { formatAge, formatCost, formatCostExact, formatDuration, formatTokens } from '../format';
-import type { InterceptionItem, ToolCallItem } from '../model/bridge-model';
+import { type InterceptionItem, NO_MODEL, type ToolCallItem } from '../model/bridge-model';
 
 /** One row of the audit tree, as plain data; the TreeDataProvider turns it into a TreeItem. */
 export interface TreeNode {
@@ -43,7 +43,7 @@ export function toolCallDescription(c: ToolCallItem): string {
 
 function toolNode(item: InterceptionItem, c: ToolCallItem, o: TreeOptions): TreeNode {
   const description = o.toolCallsOnly
-    ? `${toolCallDescription(c)} · ${item.model ?? '(no model)'} · ${formatAge(c.at, o.now)}`
+    ? `${toolCallDescription(c)} · ${item.model ?? NO_MODEL} · ${formatAge(c.at, o.now)}`
     : toolCallDescription(c);
   return {
     id: `tool:${item.id}:${c.id}`,
@@ -88,10 +88,10 @@ export function buildTree(items: readonly InterceptionItem[], o: TreeOptions): T
     id: `int:${item.id}`,
     kind: 'interception',
     interceptionId: item.id,
-    label: item.model ?? '(no model)',
+    label: item.model ?? NO_MODEL,
     description: interceptionDescription(item, o.now),
     tooltip: [
-      `**${item.model ?? '(no model)'}** via ${item.provider} · ${item.client}`,
+      `**${item.model ?? NO_MODEL}** via ${item.provider} · ${item.client}`,
       '',
       `status: ${item.status}  `,
       `started: ${item.startedAt || '?'}  `,

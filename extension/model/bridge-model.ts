@@ -75,7 +75,13 @@ export type ModelUser = HelloEvent['user'];
 
 export type ModelChange = 'connection' | 'spend' | 'interceptions' | 'alert' | 'reset';
 
-const NO_MODEL = '(no model)';
+/** How a request without a model is labelled everywhere in the extension. */
+export const NO_MODEL = '(no model)';
+
+/** How much of a budget is gone: spent and reserved over the limit (0 for a limit of 0). */
+export function budgetFraction(b: Pick<BudgetView, 'spentUsd' | 'reservedUsd' | 'limitUsd'>): number {
+  return b.limitUsd > 0 ? (b.spentUsd + b.reservedUsd) / b.limitUsd : 0;
+}
 
 function budgetLabel(b: UsageMe['budgets'][number]): string {
   return b.label ?? (b.scope === 'org' ? `org ${b.period}` : `${b.scope} ${b.subject} ${b.period}`);
@@ -268,7 +274,7 @@ export class BridgeModel {
     let best: { budget: BudgetView; fraction: number } | null = null;
     for (const b of this.spend?.budgets ?? []) {
       if (b.limitUsd <= 0) continue;
-      const fraction = (b.spentUsd + b.reservedUsd) / b.limitUsd;
+      const fraction = budgetFraction(b);
       if (!best || fraction > best.fraction) best = { budget: b, fraction };
     }
     return best;

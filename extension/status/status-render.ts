@@ -1,7 +1,7 @@
 import { totalTokens } from '../../shared/usage';
 import { formatCost, formatCostExact, formatTokens, periodLabel } from '../format';
 import { COMMANDS } from '../ids';
-import { type BridgeModel, WARN_FRACTION } from '../model/bridge-model';
+import { type BridgeModel, budgetFraction, WARN_FRACTION } from '../model/bridge-model';
 
 export interface StatusView {
   /** With codicons (`$(pulse)`). */
@@ -98,7 +98,7 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
     if (s.budgets.length > 0) {
       lines.push('');
       for (const b of s.budgets) {
-        const pct = b.limitUsd > 0 ? Math.round(((b.spentUsd + b.reservedUsd) / b.limitUsd) * 100) : 0;
+        const pct = Math.round(budgetFraction(b) * 100);
         const warn = pct >= 100 ? ' $(error)' : pct >= WARN_FRACTION * 100 ? ' $(warning)' : '';
         lines.push(
           `Budget ${mdEscape(b.label)}: ${mdEscape(formatCost(b.spentUsd))} of ${mdEscape(formatCost(b.limitUsd))} (${pct}%)${warn}  `,
