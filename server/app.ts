@@ -27,12 +27,19 @@ import { identityRoutes } from './identity/identity-routes';
 import { IdentityService } from './identity/identity-service';
 import { KeyHasher, looksLikeKey } from './identity/keys';
 import { McpHub } from './mcp/hub';
-import { McpInjector } from './mcp/injector';
+import { injectedStrategy } from './mcp/injector';
 import { mcpRoutes } from './mcp/mcp-routes';
 import { Metrics } from './metrics';
 import { PROVIDERS, providerForPath } from './providers/registry';
+import {
+  auditAccepting,
+  breakerClosed,
+  composeAdmission,
+  governed,
+  upstreamConfigured,
+} from './proxy/admission';
 import { CircuitBreakers } from './proxy/circuit-breaker';
-import { providerRoutes } from './proxy/forward';
+import { providerRoutes } from './proxy/provider-routes';
 import { createUpstreamAgent } from './proxy/upstream';
 import { Budgets } from './spend/budgets';
 import { Governance } from './spend/governance';
@@ -317,7 +324,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   // Central MCP tools (docs/mcp.md): servers are connected in the background, never holding up the start.
   const mcp = new McpHub({ settings: config.mcp, store, log: app.log, bus, env: process.env });
   await mcp.start();
-  const injector = new McpInjector(mcp, { maxRounds: config.mcp.maxRounds, metrics });
+  const strategyFor = injectedStrategy(mcp, { maxRounds: config.mcp.maxRounds, metrics });
 
   // The admin page (docs/admin.md): a key exchanged for a session cookie, accepted on /api routes.
   const sessions = new Sessions(store, auth, undefined, config.adminSessionHours * 3_600_000);
@@ -348,20 +355,28 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   for (const adapter of PROVIDERS) {
     const upstream = upstreams[adapter.id];
     if (!upstream) throw new Error(`no upstream configured for provider ${adapter.id}`);
+    const telemetry = new ExchangeTelemetry(metrics, tracing);
     const deps = {
-      upstream,
-      idleTimeoutMs: config.timeouts.idleMs,
       bodyLimit: config.bodyLimit,
       auth,
-      recorder,
-      breakers,
-      dispatcher,
-      governance,
-      open: openExchanges,
       capture,
-      telemetry: new ExchangeTelemetry(metrics, tracing),
-      events: interceptionEvents,
-      injector,
+      strategyFor,
+      exchange: {
+        upstream,
+        idleTimeoutMs: config.timeouts.idleMs,
+        dispatcher,
+        recorder,
+        breakers,
+        telemetry,
+        open: openExchanges,
+        events: interceptionEvents,
+        admit: composeAdmission([
+          upstreamConfigured(() => upstream.apiKey !== undefined),
+          auditAccepting(() => recorder.accepting()),
+          governed(governance),
+          breakerClosed(breakers, adapter.id),
+        ]),
+      },
     };
     await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
   }

@@ -81,6 +81,14 @@ export interface WireApi {
   readonly injection?: ToolInjection;
 }
 
+/** An unmetered endpoint the bridge forwards: `:name` segments match any one segment. */
+export interface PassthroughRoute {
+  readonly methods: readonly ('GET' | 'HEAD' | 'POST' | 'DELETE')[];
+  readonly path: string;
+  /** Why it is safe to forward unmetered, for docs/api.md. */
+  readonly why: string;
+}
+
 /**
  * One provider behind one object: where it is mounted, how its key is sent, its error shape, and
  * the wire APIs the bridge meters there. Shared proxy code talks only to this interface and never
@@ -94,6 +102,11 @@ export interface ProviderAdapter {
   /** The provider's request-id response header, kept on the record. */
   readonly requestIdHeader: string;
   readonly apis: readonly WireApi[];
+  /**
+   * Endpoints forwarded unmetered (they cost nothing or are read-only): attributed to the user and
+   * logged. Every path that is neither here nor a metered API is refused, never forwarded.
+   */
+  readonly passthrough: readonly PassthroughRoute[];
   /** Headers that carry the organisation's key upstream. */
   authHeaders(apiKey: string): Record<string, string>;
   /** The provider's error body for an error the bridge itself raises. */

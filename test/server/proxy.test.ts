@@ -64,29 +64,28 @@ describe('the Anthropic pass-through', () => {
     assert.equal(seen.body, JSON.stringify(MSG), 'the body goes upstream byte for byte');
   });
 
-  it('passes other paths and methods through, HEAD included, and answers the agents’ unauthenticated HEAD probe locally', async () => {
+  it('passes the allow-listed free endpoints through, HEAD included, and answers the agents’ unauthenticated HEAD probe locally', async () => {
     const before = mock.requests.length;
     const probe = await fetch(`${tb.url}/anthropic`, { method: 'HEAD' });
     assert.equal(probe.status, 200);
     assert.equal(mock.requests.length, before, 'the probe is answered by the bridge');
 
-    const head = await fetch(`${tb.url}/anthropic/v1/files`, {
+    const head = await fetch(`${tb.url}/anthropic/v1/models`, {
       method: 'HEAD',
       headers: { 'x-api-key': key },
     });
     assert.equal(head.status, 200);
     const seenHead = mock.requests.at(-1)!;
     assert.equal(seenHead.method, 'HEAD');
-    assert.equal(seenHead.url, '/v1/files');
+    assert.equal(seenHead.url, '/v1/models');
 
-    const del = await fetch(`${tb.url}/anthropic/v1/files/file_1?x=1`, {
-      method: 'DELETE',
+    const get = await fetch(`${tb.url}/anthropic/v1/models/claude-x?limit=1`, {
       headers: { authorization: `Bearer ${key}` },
     });
-    assert.deepEqual(await del.json(), { method: 'DELETE', url: '/v1/files/file_1?x=1' });
-    assert.equal(del.headers.get('x-mock-echo'), '1');
+    assert.deepEqual(await get.json(), { method: 'GET', url: '/v1/models/claude-x?limit=1' });
+    assert.equal(get.headers.get('x-mock-echo'), '1');
 
-    const unauth = await fetch(`${tb.url}/anthropic/v1/files`);
+    const unauth = await fetch(`${tb.url}/anthropic/v1/models`);
     assert.equal(unauth.status, 401);
   });
 

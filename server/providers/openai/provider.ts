@@ -9,6 +9,15 @@ export const openaiProvider: ProviderAdapter = {
   prefix: '/openai/v1',
   requestIdHeader: 'x-request-id',
   apis: [chatCompletionsApi, responsesApi],
+  passthrough: [
+    { methods: ['GET', 'HEAD'], path: '/models', why: 'model list; free' },
+    { methods: ['GET', 'HEAD'], path: '/models/:id', why: 'one model; free' },
+    { methods: ['POST'], path: '/responses/input_tokens', why: 'counts tokens; free' },
+    { methods: ['GET'], path: '/responses/:id', why: 'reads a stored response; free' },
+    { methods: ['GET'], path: '/responses/:id/input_items', why: 'reads a stored response; free' },
+    { methods: ['DELETE'], path: '/responses/:id', why: 'deletes a stored response; free' },
+    { methods: ['POST'], path: '/responses/:id/cancel', why: 'stops a background response; saves cost' },
+  ],
   authHeaders: (apiKey) => ({ authorization: `Bearer ${apiKey}` }),
   errorBody: openaiErrorBody,
 };

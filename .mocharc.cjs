@@ -1,0 +1,10 @@
+// Files named on the command line run alone (`npx mocha test/server/x.test.ts`); none: the whole suite.
+const named = process.argv.slice(2).filter((a) => /\.test\.ts$/.test(a));
+module.exports = {
+  'node-option': ['import=tsx'],
+  spec: named.length > 0 ? named : ['test/**/*.test.ts'],
+  extension: ['ts'],
+  timeout: 20000,
+  reporter: 'spec',
+  exit: true,
+};

@@ -1,0 +1,162 @@
+import type { ToolCallRecord } from '../../shared/interception';
+import { BridgeError } from '../errors';
+import type { Metrics } from '../metrics';
+import type { CallOutcome, InjectedCall, RoundEnd, ToolInjection } from '../providers/injection';
+import type { JsonObject, PreparedRequest, ResponseFacts, WireApi } from '../providers/types';
+import type { Exchange, Round, RoundStrategy } from '../proxy/exchange';
+import type { ToolRun, ToolSession } from './session';
+
+export interface LoopDeps {
+  /** Upstream requests one client request may take; the last is told to answer without tools. */
+  maxRounds: number;
+  metrics: Metrics;
+}
+
+/** Every round's stream is rewritten: injected calls and the seams between rounds are hidden. */
+export function prepareRound(
+  api: WireApi,
+  body: JsonObject,
+  captureOutput: boolean | undefined,
+): PreparedRequest {
+  const prepared = api.prepare(body, Buffer.from(JSON.stringify(body)));
+  return { ...prepared, rewriteStream: true, ...(captureOutput ? { captureOutput: true } : {}) };
+}
+
+/** What became of a round's injected calls: run (and where their results went), or why not. */
+interface CallsDone {
+  runs: Map<string, ToolRun>;
+  nextId: string | null;
+}
+
+/**
+ * Tool injection as a round strategy (docs/mcp.md). Round after round the engine sends the request
+ * and relays what the client may see (the wire API's {@link ToolInjection} hides injected calls and
+ * the rounds' seams); this strategy runs the calls the model made of injected tools, concurrently,
+ * and asks the engine for another round with their results, until the model answers, calls one of
+ * the client's tools, or the round limit makes it answer. Every round is its own record.
+ */
+export class InjectedRounds implements RoundStrategy {
+  /** Per round number: the runs of its calls, for its record. */
+  private readonly done = new Map<number, CallsDone>();
+
+  constructor(
+    private readonly session: ToolSession,
+    private readonly injection: ToolInjection,
+    /** The client's body with the injected tools added. */
+    private readonly offered: JsonObject,
+    private readonly loop: LoopDeps,
+  ) {}
+
+  async run(x: Exchange): Promise<void> {
+    x.markCalls = (facts, round, why) => this.mark(facts, round, why);
+    let body = this.offered;
+    let round = x.first;
+    const json = this.injection.createJson(this.session.isInjected);
+    const stream = this.injection.createStream(x.metered.body, this.session.isInjected);
+    for (;;) {
+      const last = round.n >= this.loop.maxRounds;
+      const res = await x.send(round);
+      if (!res) return;
+      const type = String(res.headers['content-type'] ?? '');
+      const sse = res.statusCode < 400 && type.includes('text/event-stream');
+      const isJson = res.statusCode < 400 && type.includes('json');
+      // The first answer is neither a stream nor JSON (an error, or something unexpected): relayed as it came.
+      if (round.n === 1 && !sse && !isJson) return void (await x.read(round, res, { kind: 'relay' }));
+      // A later round must answer in the first one's form; the engine turns a mismatch into an error.
+      const streaming = x.streaming || (round.n === 1 && sse);
+      if (streaming && sse) stream.beginRound(last);
+      const read = await x.read(
+        round,
+        res,
+        streaming ? { kind: 'events', filter: (ev) => stream.onEvent(ev) } : { kind: 'collect' },
+      );
+      if (!read) return;
+      const end: RoundEnd = streaming ? stream.endRound() : json.addRound(read.json, last);
+      const error = read.facts.error;
+      if (!end.continues) {
+        x.finish(
+          round,
+          error ? 'error' : 'ok',
+          read.facts,
+          error,
+          true,
+          last
+            ? `the round limit (${this.loop.maxRounds}) was reached`
+            : "the model also called the client's tools, or its response ended first",
+        );
+        if (streaming) x.endStream();
+        else x.sendJson(res.statusCode, res.headers, Buffer.from(JSON.stringify(json.result())));
+        return;
+      }
+
+      const runs = await this.runCalls(end.calls, x.signal);
+      const done: CallsDone = { runs: new Map(runs.map((r, i) => [end.calls[i]!.id, r])), nextId: null };
+      this.done.set(round.n, done);
+      if (x.clientGone || x.shuttingDown) {
+        x.finish(round, 'ok', read.facts, null, true, 'client gone');
+        if (x.shuttingDown) x.fail(new BridgeError('shutting_down', 'The bridge is shutting down.'));
+        return;
+      }
+      const outcomes: CallOutcome[] = runs.map((r, i) => ({
+        id: end.calls[i]!.id,
+        text: r.text,
+        isError: r.isError,
+      }));
+      body = this.injection.followUp(body, end.turn, outcomes, round.n + 1 >= this.loop.maxRounds);
+      const next = x.nextRound(
+        round,
+        body,
+        prepareRound(x.metered.api, body, x.metered.prepared.captureOutput),
+      );
+      // The previous round's record links its results to the round that carries them, so the
+      // next round is admitted first; its refusal is recorded and answered by the engine.
+      const admitted = await x.admit(next, (ok) => {
+        done.nextId = ok ? next.start.id : null;
+        x.finish(round, 'ok', read.facts, null, true, ok ? 'not run' : 'refused');
+      });
+      if (!admitted) return;
+      round = next;
+    }
+  }
+
+  /** Runs a round's calls concurrently, as the user. */
+  private async runCalls(calls: InjectedCall[], signal: AbortSignal): Promise<ToolRun[]> {
+    const runs = await Promise.all(calls.map((c) => this.session.run(c, signal)));
+    for (const r of runs)
+      this.loop.metrics.injectedToolCalls.inc({
+        server: r.server,
+        tool: r.execution.tool,
+        outcome: r.execution.outcome,
+      });
+    return runs;
+  }
+
+  /** A round's record: injected calls marked, with how they ran and where their result went. */
+  private mark(facts: ResponseFacts | null, round: Round, why: string): ResponseFacts | null {
+    if (!facts) return null;
+    const calls = this.done.get(round.n);
+    const markOne = (tc: ToolCallRecord): ToolCallRecord => {
+      const d = this.session.describe(tc.name);
+      if (!d) return tc;
+      const run = calls?.runs.get(tc.id);
+      const execution = run?.execution ?? {
+        tool: d.tool,
+        outcome: 'not_run' as const,
+        startedAt: round.endedAt.toISOString(),
+        durationMs: 0,
+        resultBytes: 0,
+        error: why,
+      };
+      const result =
+        run && calls?.nextId
+          ? {
+              at: new Date(Date.parse(run.execution.startedAt) + run.execution.durationMs).toISOString(),
+              isError: run.isError,
+              interceptionId: calls.nextId,
+            }
+          : tc.result;
+      return { ...tc, injected: true, server: d.server, execution, ...(result ? { result } : {}) };
+    };
+    return { ...facts, toolCalls: facts.toolCalls.map(markOne) };
+  }
+}

@@ -1,0 +1,75 @@
+import type { InterceptionStart } from '../audit/recorder';
+import { BridgeError } from '../errors';
+import type { CircuitBreakers } from './circuit-breaker';
+
+/** What admission decides about one upstream round, before the provider is contacted. */
+export interface AdmissionTicket {
+  start: InterceptionStart;
+  /** Size of the body going upstream, for the budget estimate. */
+  bodyBytes: number;
+  /** Set by the breaker gate: this round is the half-open probe. */
+  probe: boolean;
+}
+
+/** One check: throws the refusal (a BridgeError) or calls the next check. */
+export type AdmissionGate = (ticket: AdmissionTicket, next: () => Promise<void>) => Promise<void>;
+
+/**
+ * Composes gates into one admission, in the style of undici's interceptors: each gate decides
+ * whether the next runs. The first refusal ends admission; gates after it are never asked, so a
+ * refused request reserves no budget and counts against no rate limit.
+ */
+export function composeAdmission(
+  gates: readonly AdmissionGate[],
+): (ticket: AdmissionTicket) => Promise<void> {
+  return (ticket) => {
+    const step = (i: number): Promise<void> => {
+      const gate = gates[i];
+      return gate ? gate(ticket, () => step(i + 1)) : Promise.resolve();
+    };
+    return step(0);
+  };
+}
+
+/** The provider has no key configured: nothing can be forwarded. */
+export function upstreamConfigured(configured: () => boolean): AdmissionGate {
+  return async (_t, next) => {
+    if (!configured()) throw new BridgeError('provider_not_configured');
+    return next();
+  };
+}
+
+/** The audit store cannot take records and the bridge is set to refuse rather than serve unrecorded. */
+export function auditAccepting(accepting: () => boolean): AdmissionGate {
+  return async (_t, next) => {
+    if (!accepting()) throw new BridgeError('audit_unavailable');
+    return next();
+  };
+}
+
+/** Model policy, rate limits and budgets (server/spend/governance.ts). */
+export function governed(governance: {
+  admit(start: InterceptionStart, bodyBytes: number): Promise<void>;
+}): AdmissionGate {
+  return async (t, next) => {
+    await governance.admit(t.start, t.bodyBytes);
+    return next();
+  };
+}
+
+/** The provider+model circuit breaker: refused with `retry-after` while open; one probe when half-open. */
+export function breakerClosed(breakers: CircuitBreakers, provider: string): AdmissionGate {
+  return async (t, next) => {
+    const admission = breakers.admit(provider, t.start.request.model);
+    if (!admission.admitted) {
+      const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+      throw new BridgeError(
+        'circuit_open',
+        `The provider has been failing for ${t.start.request.model ?? 'this model'}; retry in ${seconds}s.`,
+        { headers: { 'retry-after': String(seconds) } },
+      );
+    }
+    t.probe = admission.probe;
+    return next();
+  };
+}

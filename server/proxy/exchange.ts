@@ -1,0 +1,633 @@
+import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { type Dispatcher, request as undiciRequest } from 'undici';
+import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
+import type { InterceptionStart, Recorder } from '../audit/recorder';
+import type { UpstreamConfig } from '../config';
+import { BridgeError, isBridgeError } from '../errors';
+import { errorFromBody } from '../providers/common';
+import type {
+  EventVerdict,
+  JsonObject,
+  PreparedRequest,
+  ProviderAdapter,
+  ResponseFacts,
+  SseEvent,
+  StreamMeter,
+  WireApi,
+} from '../providers/types';
+import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
+import type { AdmissionTicket } from './admission';
+import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
+import { idleWatchdog, upstreamFailure } from './upstream';
+
+/** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
+export const JSON_READ_LIMIT = 32 * 1024 * 1024;
+
+/** What the engine needs from the rest of the bridge; `app.ts` wires it once per provider. */
+export interface ExchangeDeps {
+  upstream: UpstreamConfig;
+  /** Longest silence between two response chunks before the round fails as a timeout. */
+  idleTimeoutMs: number;
+  dispatcher: Dispatcher;
+  recorder: Pick<Recorder, 'finish'>;
+  breakers: CircuitBreakers;
+  telemetry: ExchangeTelemetry;
+  /** The composed admission (server/proxy/admission.ts): throws the refusal. */
+  admit(ticket: AdmissionTicket): Promise<void>;
+  /** Exchanges in progress, so shutdown can end the ones still open after the grace period. */
+  open: Set<{ shutdown(): void }>;
+  /** Live events: `interception.started` once admitted, throttled `interception.progress` as a stream passes. */
+  events?: {
+    started(start: InterceptionStart): void;
+    progress(start: InterceptionStart): (meter: StreamMeter) => void;
+  };
+}
+
+/** A metered request as the client sent it, described and prepared for its first round. */
+export interface Metered {
+  api: WireApi;
+  prepared: PreparedRequest;
+  start: InterceptionStart;
+  /** The client's request body, parsed. */
+  body: JsonObject;
+  /** Canonical path and the client's query, as they go upstream. */
+  target: string;
+}
+
+/** One upstream request of an exchange: its own interception record, trace and breaker outcome. */
+export interface Round {
+  readonly n: number;
+  readonly start: InterceptionStart;
+  prepared: PreparedRequest;
+  readonly observer: ExchangeObserver;
+  probe: boolean;
+  httpStatus: number;
+  upstreamRequestId: string | null;
+  endedAt: Date;
+  /** The round's answer reached the client as (part of) a stream. */
+  streamed: boolean;
+}
+
+/**
+ * How a round's response reaches the client:
+ * - `relay`: as it arrives (bytes as sent; SSE event by event when the request was prepared to
+ *   rewrite its stream); the client's response ends with it.
+ * - `events`: SSE events through `filter`; the client's response stays open for later rounds.
+ * - `collect`: a JSON answer read whole, nothing written; the strategy composes what the client gets.
+ */
+export type RoundView =
+  | { kind: 'relay' }
+  | { kind: 'events'; filter: (ev: SseEvent) => EventVerdict }
+  | { kind: 'collect' };
+
+/** A round that was read to its end. */
+export interface RoundRead {
+  facts: ResponseFacts;
+  /** The parsed answer, for `collect`. */
+  json?: unknown;
+}
+
+/** What a round's record says of its tool calls beyond the facts (set by a round strategy). */
+export type CallMarker = (facts: ResponseFacts | null, round: Round, why: string) => ResponseFacts | null;
+
+/**
+ * Drives the rounds of one exchange through the engine's primitives. The plain strategy sends one
+ * round and relays it; tool injection (server/mcp) asks for more rounds. Strategies never write to
+ * the client or record anything themselves.
+ */
+export interface RoundStrategy {
+  run(exchange: Exchange): Promise<void>;
+}
+
+/** Resolves when the client can take more bytes, or has gone away. */
+function writable(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+function headerValue(v: string | string[] | undefined): string | null {
+  return (Array.isArray(v) ? v[0] : v) ?? null;
+}
+
+/** An SSE event as text again, for streams the bridge relays event by event. */
+function serializeEvent(ev: EventSourceMessage, data: string): string {
+  let out = '';
+  if (ev.event) out += `event: ${ev.event}\n`;
+  if (ev.id !== undefined) out += `id: ${ev.id}\n`;
+  for (const line of data.split('\n')) out += `data: ${line}\n`;
+  return `${out}\n`;
+}
+
+function isEventStream(res: Dispatcher.ResponseData): boolean {
+  return (
+    res.statusCode < 400 && (headerValue(res.headers['content-type']) ?? '').includes('text/event-stream')
+  );
+}
+
+function shutdownError(): BridgeError {
+  return new BridgeError(
+    'shutting_down',
+    'The bridge is shutting down; this response was ended before it finished.',
+  );
+}
+
+/**
+ * One metered exchange, from the moment the request is described to its last record: the one
+ * engine every metered request runs on (docs/architecture.md). It owns the client's response (head
+ * written once, stream or JSON), the upstream rounds (admission, send, relay with metering and the
+ * idle watchdog, client-gone and shutdown handling) and the one `finish` that hands each round's
+ * record over.
+ */
+export class Exchange {
+  private gone = false;
+  private stopping = false;
+  private readonly abort = new AbortController();
+  /** What the client has been sent: nothing, a stream's head, or a whole response. */
+  private head: 'none' | 'stream' | 'done' = 'none';
+  /** Marks a round's tool calls on its record (tool injection), including when a round fails. */
+  markCalls: CallMarker = (facts) => facts;
+  readonly first: Round;
+
+  constructor(
+    readonly adapter: ProviderAdapter,
+    private readonly deps: ExchangeDeps,
+    readonly req: FastifyRequest,
+    private readonly reply: FastifyReply,
+    readonly metered: Metered,
+  ) {
+    this.first = this.round(1, metered.start, metered.prepared);
+    // The engine writes the client's response itself, head, stream and errors alike.
+    reply.hijack();
+    deps.open.add(this);
+    reply.raw.on('close', () => {
+      deps.open.delete(this);
+      if (!reply.raw.writableFinished) {
+        this.gone = true;
+        this.abort.abort();
+      }
+    });
+  }
+
+  get clientGone(): boolean {
+    return this.gone;
+  }
+
+  get shuttingDown(): boolean {
+    return this.stopping;
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  /** The client already has a stream's head: later errors go as an error event. */
+  get streaming(): boolean {
+    return this.head === 'stream';
+  }
+
+  /** Ends the exchange for shutdown: the upstream request is aborted, a stream ends with an error event. */
+  shutdown(): void {
+    this.stopping = true;
+    this.abort.abort();
+  }
+
+  private round(n: number, start: InterceptionStart, prepared: PreparedRequest): Round {
+    return {
+      n,
+      start,
+      prepared,
+      observer: this.deps.telemetry.begin(start, this.req.headers),
+      probe: false,
+      httpStatus: 0,
+      upstreamRequestId: null,
+      endedAt: start.startedAt,
+      streamed: false,
+    };
+  }
+
+  /** A further round with a new body: its own interception id and record, same principal and client. */
+  nextRound(from: Round, body: JsonObject, prepared: PreparedRequest): Round {
+    const start: InterceptionStart = {
+      ...from.start,
+      id: `int_${randomUUID()}`,
+      request: this.metered.api.describeRequest(body, this.req.headers),
+      startedAt: new Date(),
+    };
+    return this.round(from.n + 1, start, prepared);
+  }
+
+  /**
+   * Passes a round through admission (policy, rate limits, budget, breaker...). A refusal is
+   * recorded on the round and answered to the client; returns whether the round may go upstream.
+   */
+  async admit(round: Round, decided?: (admitted: boolean) => void): Promise<boolean> {
+    const ticket: AdmissionTicket = {
+      start: round.start,
+      bodyBytes: round.prepared.bytes.length,
+      probe: false,
+    };
+    try {
+      await this.deps.admit(ticket);
+    } catch (err) {
+      if (!isBridgeError(err)) throw err;
+      decided?.(false);
+      round.httpStatus = err.status;
+      round.endedAt = new Date();
+      this.finish(round, 'error', null, { type: err.code, message: err.message }, undefined, 'refused');
+      this.fail(err);
+      return false;
+    }
+    round.probe = ticket.probe;
+    decided?.(true);
+    this.deps.events?.started(round.start);
+    return true;
+  }
+
+  /** Sends a round upstream; undefined when it failed (already recorded and answered). */
+  async send(round: Round): Promise<Dispatcher.ResponseData | undefined> {
+    const url = this.deps.upstream.baseUrl + this.target();
+    const headers = {
+      ...upstreamRequestHeaders(this.req.headers),
+      ...this.adapter.authHeaders(this.deps.upstream.apiKey!),
+      ...round.observer.upstreamStart('POST', url),
+    };
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await undiciRequest(url, {
+        method: 'POST',
+        headers,
+        body: round.prepared.bytes,
+        dispatcher: this.deps.dispatcher,
+        signal: this.abort.signal,
+      });
+    } catch (err) {
+      round.endedAt = new Date();
+      round.streamed = this.head === 'stream';
+      if (this.gone) {
+        this.finish(round, 'client_aborted', null, null, undefined, 'client gone');
+        return undefined;
+      }
+      const failure = this.stopping ? shutdownError() : upstreamFailure(err);
+      round.httpStatus = failure.status;
+      this.finish(
+        round,
+        'error',
+        null,
+        { type: failure.code, message: failure.message },
+        this.stopping ? undefined : false,
+        'upstream failed',
+      );
+      this.fail(failure);
+      return undefined;
+    }
+    round.observer.upstreamHeaders(res.statusCode);
+    round.httpStatus = res.statusCode;
+    round.upstreamRequestId = headerValue(res.headers[this.adapter.requestIdHeader]);
+    return res;
+  }
+
+  private target(): string {
+    return this.metered.target;
+  }
+
+  /**
+   * Reads a round's response as `view` says, writing to the client what it may see as it arrives.
+   * Undefined when the round failed or the client left (already recorded and answered); otherwise
+   * the round is read but not yet recorded, except for `relay`, which records it and ends the
+   * client's response.
+   */
+  async read(round: Round, res: Dispatcher.ResponseData, view: RoundView): Promise<RoundRead | undefined> {
+    const sse = isEventStream(res);
+    if (view.kind === 'relay') return this.relay(round, res, sse);
+    if (view.kind === 'events' && sse) return this.events(round, res, view.filter);
+    const json = view.kind === 'collect' && res.statusCode < 400;
+    if (json && (headerValue(res.headers['content-type']) ?? '').includes('json'))
+      return this.collect(round, res);
+    return this.unexpected(round, res);
+  }
+
+  /** The client gets the response as it comes; the round is recorded when it ends. */
+  private async relay(round: Round, res: Dispatcher.ResponseData, sse: boolean): Promise<undefined> {
+    const out = this.reply.raw;
+    const rewrite = sse && round.prepared.rewriteStream;
+    round.streamed = sse;
+    if (this.head === 'none') {
+      const headers = clientResponseHeaders(res.headers, !sse);
+      headers['x-aibridge-interception-id'] = this.metered.start.id;
+      out.writeHead(res.statusCode, headers);
+      this.head = sse ? 'stream' : 'done';
+      if (sse) round.observer.streamOpened();
+    }
+    const meter = sse ? this.metered.api.createStreamMeter(round.prepared) : undefined;
+    const copy: Buffer[] = [];
+    let copied = 0;
+    const ok = await this.pump(round, res, meter, rewrite ? (v) => v : undefined, (chunk) => {
+      if (!meter && copied < JSON_READ_LIMIT) {
+        copy.push(chunk);
+        copied += chunk.length;
+      }
+    });
+    if (!ok) return undefined;
+    out.end();
+    this.head = 'done';
+    let facts: ResponseFacts | null = meter?.result() ?? null;
+    let error: InterceptionError | null = facts?.error ?? null;
+    if (!meter) {
+      let json: unknown;
+      try {
+        json = JSON.parse(Buffer.concat(copy).toString('utf8'));
+      } catch {
+        // Not JSON (or over the copy limit): the response went through; only its usage is unknown.
+        json = undefined;
+      }
+      if (res.statusCode >= 400) error = errorFromBody(res.statusCode, json);
+      else {
+        facts = this.metered.api.fromJson(json, new Date());
+        error = facts.error;
+      }
+    }
+    const failed = res.statusCode >= 400 || error !== null;
+    this.finish(round, failed ? 'error' : 'ok', facts, error, !isProviderFailure(res.statusCode), 'not run');
+    return undefined;
+  }
+
+  /** SSE events through the strategy's filter into a stream that stays open for later rounds. */
+  private async events(
+    round: Round,
+    res: Dispatcher.ResponseData,
+    filter: (ev: SseEvent) => EventVerdict,
+  ): Promise<RoundRead | undefined> {
+    round.streamed = true;
+    if (this.head === 'none') {
+      const headers = clientResponseHeaders(res.headers, false);
+      headers['x-aibridge-interception-id'] = this.metered.start.id;
+      this.reply.raw.writeHead(res.statusCode, headers);
+      this.head = 'stream';
+    }
+    round.observer.streamOpened();
+    const meter = this.metered.api.createStreamMeter(round.prepared);
+    const ok = await this.pump(round, res, meter, (_v, ev) => filter(ev));
+    return ok ? { facts: meter.result() } : undefined;
+  }
+
+  /**
+   * Feeds a round's body through: chunks (or, when `verdict` is given, the events the verdicts
+   * keep) go to the client as they arrive, SSE events to the meter. False when the round failed or
+   * the client left, in which case it is recorded and the client's response ended here.
+   */
+  private async pump(
+    round: Round,
+    res: Dispatcher.ResponseData,
+    meter: StreamMeter | undefined,
+    verdict: ((meterVerdict: EventVerdict, ev: SseEvent) => EventVerdict) | undefined,
+    onChunk?: (chunk: Buffer) => void,
+  ): Promise<boolean> {
+    const out = this.reply.raw;
+    let pending = '';
+    const progress = meter ? this.deps.events?.progress(round.start) : undefined;
+    const parser = meter
+      ? createParser({
+          onEvent: (e) => {
+            const ev = { event: e.event, data: e.data, id: e.id };
+            const v = meter.onEvent(ev, new Date());
+            progress?.(meter);
+            if (!verdict) return;
+            const keep = verdict(v, ev);
+            if (keep.action === 'forward') pending += serializeEvent(e, e.data);
+            else if (keep.action === 'replace') pending += serializeEvent(e, keep.data);
+          },
+        })
+      : undefined;
+    const decoder = new TextDecoder();
+    const idle = idleWatchdog(this.deps.idleTimeoutMs, (err) => res.body.destroy(err));
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        idle.touch();
+        if (parser) parser.feed(decoder.decode(chunk, { stream: true }));
+        onChunk?.(chunk);
+        let ok = true;
+        if (!verdict) ok = out.write(chunk);
+        else if (pending !== '') {
+          ok = out.write(pending);
+          pending = '';
+        }
+        round.observer.firstByte();
+        if (!ok) await writable(out);
+        if (this.gone) break;
+      }
+    } catch (err) {
+      idle.stop();
+      round.endedAt = new Date();
+      if (this.gone) {
+        this.finish(round, 'client_aborted', meter?.result() ?? null, null, undefined, 'client gone');
+        return false;
+      }
+      const failure = this.stopping ? shutdownError() : upstreamFailure(err);
+      this.req.log.warn({ err, code: failure.code }, 'upstream failed mid-response');
+      const facts = meter?.result() ?? null;
+      this.finish(
+        round,
+        'error',
+        facts,
+        { type: failure.code, message: failure.message },
+        false,
+        'upstream failed',
+      );
+      this.fail(failure);
+      return false;
+    }
+    idle.stop();
+    round.endedAt = new Date();
+    if (this.gone) {
+      res.body.destroy();
+      this.finish(round, 'client_aborted', meter?.result() ?? null, null, undefined, 'client gone');
+      return false;
+    }
+    return true;
+  }
+
+  /** Reads a JSON answer whole (bounded), writing nothing. */
+  private async collect(round: Round, res: Dispatcher.ResponseData): Promise<RoundRead | undefined> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    const ok = await this.pump(
+      round,
+      res,
+      undefined,
+      () => ({ action: 'drop' }),
+      (chunk) => {
+        size += chunk.length;
+        if (size > JSON_READ_LIMIT) {
+          tooLarge = true;
+          res.body.destroy(new BridgeError('upstream_protocol_error', 'The response is too large to read.'));
+        } else chunks.push(chunk);
+      },
+    );
+    if (!ok) return undefined;
+    if (tooLarge) return undefined;
+    const raw = Buffer.concat(chunks);
+    let json: unknown;
+    try {
+      json = JSON.parse(raw.toString('utf8'));
+    } catch {
+      // Not JSON after all: the client gets it as it came.
+      this.finish(
+        round,
+        'error',
+        null,
+        { type: 'upstream_protocol_error', message: 'not JSON' },
+        false,
+        'unreadable response',
+      );
+      this.sendJson(res.statusCode, res.headers, raw);
+      return undefined;
+    }
+    return { facts: this.metered.api.fromJson(json, new Date()), json };
+  }
+
+  /** A round the provider refused, or answered in a form the view cannot take: the client gets its error. */
+  private async unexpected(round: Round, res: Dispatcher.ResponseData): Promise<undefined> {
+    // Bounded: an error body or a stray answer is small; what is over the limit is not read.
+    let text = '';
+    try {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > JSON_READ_LIMIT) break;
+        chunks.push(chunk);
+      }
+      text = Buffer.concat(chunks).toString('utf8');
+    } catch (err) {
+      this.req.log.warn({ err }, 'upstream error body could not be read');
+    }
+    round.endedAt = new Date();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const error = errorFromBody(res.statusCode, json);
+    round.streamed = this.head === 'stream';
+    this.finish(round, 'error', null, error, !isProviderFailure(res.statusCode), 'upstream refused');
+    if (this.head === 'stream') {
+      this.reply.raw.end(
+        this.metered.api.streamError(res.statusCode >= 400 ? res.statusCode : 502, error.type, error.message),
+      );
+      this.head = 'done';
+      return undefined;
+    }
+    this.sendJson(res.statusCode, res.headers, Buffer.from(text));
+    return undefined;
+  }
+
+  /** Sends a whole JSON answer (a composed one, or one the provider gave) as the client's response. */
+  sendJson(status: number, upstreamHeaders: Dispatcher.ResponseData['headers'], payload: Buffer): void {
+    if (this.head !== 'none') return;
+    this.head = 'done';
+    this.reply.raw.writeHead(status, {
+      ...clientResponseHeaders(upstreamHeaders, false),
+      'content-length': String(payload.length),
+      'x-aibridge-interception-id': this.metered.start.id,
+    });
+    this.reply.raw.end(payload);
+  }
+
+  /** Ends an open stream once the strategy has nothing more to send. */
+  endStream(): void {
+    if (this.head !== 'stream') return;
+    this.reply.raw.end();
+    this.head = 'done';
+  }
+
+  /**
+   * Ends the client's response with an error: in the provider's error shape with its status while
+   * nothing was sent, as the API's error event on an open stream, else the connection is cut.
+   */
+  fail(err: BridgeError): void {
+    if (this.gone) return;
+    const out = this.reply.raw;
+    if (this.head === 'stream') {
+      out.end(this.metered.api.streamError(err.status, err.code, err.message));
+    } else if (this.head === 'none') {
+      out.writeHead(err.status, {
+        'content-type': 'application/json; charset=utf-8',
+        'x-aibridge-interception-id': this.metered.start.id,
+        ...err.headers,
+      });
+      out.end(JSON.stringify(this.adapter.errorBody(err.status, err.code, err.message)));
+    } else out.destroy();
+    this.head = 'done';
+  }
+
+  /**
+   * The one end of a round: telemetry, the breaker (`healthy` undefined when the round says
+   * nothing of the provider) and the record, with the strategy's marks on its tool calls.
+   */
+  finish(
+    round: Round,
+    status: InterceptionStatus,
+    facts: ResponseFacts | null,
+    error: InterceptionError | null,
+    healthy: boolean | undefined,
+    why: string,
+  ): void {
+    const response = this.markCalls(facts, round, why);
+    const final = this.gone ? 'client_aborted' : status;
+    round.observer.end({ status: final, httpStatus: round.httpStatus, response, error });
+    this.deps.breakers.record(
+      this.adapter.id,
+      round.start.request.model,
+      this.gone ? undefined : healthy,
+      round.probe,
+    );
+    this.deps.recorder.finish(round.start, {
+      status: final,
+      httpStatus: round.httpStatus,
+      streamed: round.streamed,
+      response,
+      error,
+      upstreamRequestId: round.upstreamRequestId,
+      endedAt: round.endedAt,
+    });
+  }
+}
+
+/** One round, relayed as it comes: every request without a strategy of its own. */
+export const singleRound: RoundStrategy = {
+  async run(x) {
+    const res = await x.send(x.first);
+    if (res) await x.read(x.first, res, { kind: 'relay' });
+  },
+};
+
+/** Chooses a request's strategy once its first round is admitted (tool injection may wait on MCP). */
+export type StrategyFor = (x: Exchange) => Promise<RoundStrategy | undefined>;
+
+/**
+ * Runs an exchange: the first round's admission, then the strategy's rounds. An unexpected
+ * failure ends the client's response with `internal_error` in the provider's shape, never a hang.
+ */
+export async function runExchange(x: Exchange, strategyFor?: StrategyFor): Promise<void> {
+  try {
+    if (!(await x.admit(x.first))) return;
+    const strategy = (await strategyFor?.(x)) ?? singleRound;
+    await strategy.run(x);
+  } catch (err) {
+    x.req.log.error({ err }, 'exchange failed');
+    x.fail(isBridgeError(err) ? err : new BridgeError('internal_error', undefined, { cause: err }));
+  }
+}

@@ -1,0 +1,59 @@
+import type { PassthroughRoute, ProviderAdapter, WireApi } from '../providers/types';
+
+/**
+ * Where a request under a provider's prefix goes. Only the provider's metered wire APIs and its
+ * explicit passthrough list are ever forwarded with the organisation's key; every other path is
+ * refused (docs/api.md "Provider routes"), so no spelling of a path steps around governance.
+ */
+export type ProviderRoute =
+  | { kind: 'metered'; api: WireApi; path: string }
+  | { kind: 'passthrough'; route: PassthroughRoute; path: string }
+  | { kind: 'refused'; path: string };
+
+/**
+ * The canonical form of a path below the prefix: `;parameters` dropped from every segment,
+ * empty segments (duplicate and trailing slashes) removed. Case is kept: the upstream gets the
+ * canonical path, matching is case-insensitive (providers route their paths case-insensitively or
+ * 404 them, and either way the bridge must not let a case variant skip metering).
+ */
+export function canonicalPath(path: string): string {
+  const segments = path
+    .split('/')
+    .map((s) => {
+      const semi = s.indexOf(';');
+      return semi === -1 ? s : s.slice(0, semi);
+    })
+    .filter((s) => s !== '');
+  return `/${segments.join('/')}`;
+}
+
+/** Matches a canonical path against a pattern whose `:name` segments take any one segment. */
+function matches(pattern: string, path: string): boolean {
+  const p = pattern.split('/');
+  const s = path.split('/');
+  if (p.length !== s.length) return false;
+  return p.every((seg, i) => (seg.startsWith(':') ? s[i] !== '' : seg.toLowerCase() === s[i]!.toLowerCase()));
+}
+
+/** The route a method and path (below the prefix, query removed) take on this provider. */
+export function routeFor(adapter: ProviderAdapter, method: string, rawPath: string): ProviderRoute {
+  const path = canonicalPath(rawPath);
+  const api = adapter.apis.find((a) => matches(a.path, path));
+  if (api) {
+    // A metered path is metered whatever the method: any other method is refused, never forwarded.
+    return method === api.method ? { kind: 'metered', api, path: api.path } : { kind: 'refused', path };
+  }
+  const route = adapter.passthrough.find(
+    (r) => (r.methods as readonly string[]).includes(method) && matches(r.path, path),
+  );
+  if (route) {
+    // Fixed segments take the pattern's spelling; parameters keep the client's.
+    const p = route.path.split('/');
+    const canonical = path
+      .split('/')
+      .map((seg, i) => (p[i]!.startsWith(':') ? seg : p[i]!))
+      .join('/');
+    return { kind: 'passthrough', route, path: canonical };
+  }
+  return { kind: 'refused', path };
+}

@@ -1,0 +1,202 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
+import { type Dispatcher, request as undiciRequest } from 'undici';
+import type { CaptureLevel } from '../../shared/interception';
+import type { InterceptionStart } from '../audit/recorder';
+import { BridgeError, fromFastifyError } from '../errors';
+import { type Authenticator, credentialFrom } from '../identity/auth';
+import { isObject } from '../providers/common';
+import type { JsonObject, ProviderAdapter } from '../providers/types';
+import { detectClient } from './client-detect';
+import { Exchange, type ExchangeDeps, runExchange, type StrategyFor } from './exchange';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
+import { type ProviderRoute, routeFor } from './provider-paths';
+import { idleWatchdog, upstreamFailure } from './upstream';
+
+export interface ProviderRouteDeps {
+  exchange: ExchangeDeps;
+  bodyLimit: number;
+  auth: Authenticator;
+  /** The capture level for a caller's team. */
+  capture: { levelFor(team: string | null): CaptureLevel };
+  /** A strategy of more rounds for a request (tool injection, server/mcp); none: one round. */
+  strategyFor?: StrategyFor;
+}
+
+const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+
+/** Path and query after the provider's prefix, exactly as the client encoded them. */
+function relativeTarget(rawUrl: string, prefix: string): { path: string; query: string } {
+  let rest = rawUrl.slice(prefix.length);
+  if (!rest.startsWith('/')) rest = `/${rest}`;
+  const q = rest.indexOf('?');
+  return q === -1 ? { path: rest, query: '' } : { path: rest.slice(0, q), query: rest.slice(q) };
+}
+
+/** `..` or `.` segments, however encoded, could walk out of the provider's prefix upstream. */
+function hasDotSegment(path: string): boolean {
+  return path.split('/').some((seg) => {
+    let s = seg;
+    try {
+      s = decodeURIComponent(seg);
+    } catch {
+      return true;
+    }
+    return s === '.' || s === '..' || s.includes('/') || s.includes('\\') || s.includes('\0');
+  });
+}
+
+function parseJsonObject(raw: Buffer | undefined): JsonObject {
+  if (!raw || raw.length === 0)
+    throw new BridgeError('invalid_json', 'The request body is empty; a JSON object is required.');
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    throw new BridgeError('invalid_json', undefined, { cause: err });
+  }
+  if (!isObject(body)) throw new BridgeError('invalid_json', 'The request body must be a JSON object.');
+  return body;
+}
+
+/**
+ * An unmetered endpoint on the provider's allow-list (count tokens, model lists, stored
+ * responses): forwarded with the organisation's key, relayed as it comes, logged with the user.
+ */
+async function passThrough(
+  adapter: ProviderAdapter,
+  deps: ExchangeDeps,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  target: string,
+  raw: Buffer | undefined,
+): Promise<void> {
+  if (!deps.upstream.apiKey) throw new BridgeError('provider_not_configured');
+  const started = performance.now();
+  const abort = new AbortController();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) abort.abort();
+  });
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await undiciRequest(deps.upstream.baseUrl + target, {
+      method: req.method as Dispatcher.HttpMethod,
+      headers: { ...upstreamRequestHeaders(req.headers), ...adapter.authHeaders(deps.upstream.apiKey) },
+      body: raw && raw.length > 0 ? raw : null,
+      dispatcher: deps.dispatcher,
+      signal: abort.signal,
+    });
+  } catch (err) {
+    throw upstreamFailure(err);
+  }
+  reply.hijack();
+  const out = reply.raw;
+  out.writeHead(res.statusCode, clientResponseHeaders(res.headers, true));
+  const idle = idleWatchdog(deps.idleTimeoutMs, (err) => res.body.destroy(err));
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      idle.touch();
+      if (!out.write(chunk)) await new Promise((r) => out.once('drain', r).once('close', r));
+      if (out.destroyed) break;
+    }
+    out.end();
+  } catch (err) {
+    req.log.warn({ err }, 'upstream failed mid-response (passthrough)');
+    out.destroy();
+  } finally {
+    idle.stop();
+  }
+  req.log.info(
+    {
+      method: req.method,
+      provider: adapter.id,
+      path: target.split('?')[0],
+      statusCode: res.statusCode,
+      durationMs: Math.round((performance.now() - started) * 100) / 100,
+      userId: req.principal?.user.id ?? null,
+    },
+    'passthrough',
+  );
+}
+
+async function handle(
+  adapter: ProviderAdapter,
+  deps: ProviderRouteDeps,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): Promise<void> {
+  const { path, query } = relativeTarget(req.raw.url ?? '/', adapter.prefix);
+  if (hasDotSegment(path))
+    throw new BridgeError('invalid_request', 'The path must not contain dot segments or encoded separators.');
+  const route: ProviderRoute = routeFor(adapter, req.method, path);
+  // Agents probe the base URL with an unauthenticated HEAD before their first call: answer it here.
+  if (req.method === 'HEAD' && route.path === '/' && !credentialFrom(req.headers)) {
+    reply.code(200).send();
+    return;
+  }
+  const principal = await deps.auth.authenticate(req.headers, req.ip);
+  req.principal = principal;
+  const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
+  if (route.kind === 'refused') {
+    if (req.method === 'HEAD' && route.path === '/') {
+      reply.code(200).send();
+      return;
+    }
+    throw new BridgeError(
+      'not_found',
+      `${req.method} ${adapter.prefix}${route.path} is not served by the bridge (docs/api.md lists what is).`,
+    );
+  }
+  if (route.kind === 'passthrough')
+    return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw);
+
+  const { api } = route;
+  const parsed = parseJsonObject(raw);
+  const start: InterceptionStart = {
+    id: `int_${randomUUID()}`,
+    principal,
+    provider: adapter.id,
+    api: api.name,
+    client: detectClient(req.headers),
+    request: api.describeRequest(parsed, req.headers),
+    startedAt: new Date(),
+    requestId: req.id,
+    capture: deps.capture.levelFor(principal.user.team),
+  };
+  const prepared = api.prepare(parsed, raw!);
+  if (start.capture === 'full') prepared.captureOutput = true;
+  req.interceptionId = start.id;
+  const x = new Exchange(adapter, deps.exchange, req, reply, {
+    api,
+    start,
+    prepared,
+    body: parsed,
+    target: route.path + query,
+  });
+  await runExchange(x, deps.strategyFor);
+}
+
+/** Mounts one provider under its prefix: its metered APIs and allow-list, errors in its shape. */
+export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps): FastifyPluginAsync {
+  return async (app) => {
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: deps.bodyLimit }, (_req, body, done) => {
+      done(null, body);
+    });
+    app.setErrorHandler((err, req, reply) => {
+      const e = fromFastifyError(err);
+      if (e.code === 'internal_error') req.log.error({ err }, 'proxy failed');
+      reply
+        .code(e.status)
+        .headers(e.headers)
+        .type('application/json')
+        .send(adapter.errorBody(e.status, e.code, e.message));
+    });
+    const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> =>
+      handle(adapter, deps, req, reply);
+    // Any valid key; the handler authenticates itself so refusals come in the provider's shape.
+    const config = { access: 'member' as const };
+    app.route({ method: METHODS, url: '/', handler, exposeHeadRoute: false, config });
+    app.route({ method: METHODS, url: '/*', handler, exposeHeadRoute: false, config });
+  };
+}
