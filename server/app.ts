@@ -202,6 +202,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     prices,
     metrics,
     config.spend.defaultMaxOutputTokens,
+    config.spend.requestFloorUsd,
   );
   const anomalies = new AnomalyWatcher(store, alerts, config.alerts);
   // Replicas on one database (docs/storage.md): events cross between them, changed documents reload.

@@ -70,6 +70,12 @@ export interface SpendConfig {
   readonly pricesFile: string | undefined;
   /** Output tokens a block budget reserves for a request that does not say its maximum. */
   readonly defaultMaxOutputTokens: number;
+  /**
+   * The least a block budget reserves for a request whose real input is not in its body
+   * (`previous_response_id`, stored conversations, file references, server-side tools) or whose
+   * output has no cap: no honest upper bound exists for those (docs/spend.md).
+   */
+  readonly requestFloorUsd: number;
   /** Rate limits every user gets unless an admin sets their own; 0 means none. */
   readonly defaultRpm: number;
   readonly defaultTpm: number;
@@ -334,6 +340,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
         1,
         10_000_000,
       ),
+      requestFloorUsd: num(env, 'AIBRIDGE_BUDGET_REQUEST_FLOOR_USD', 0.25, 0, 1000),
       defaultRpm: int(pick(undefined, '', env, 'AIBRIDGE_RATE_LIMIT_RPM'), 0, 0, 1_000_000),
       defaultTpm: int(pick(undefined, '', env, 'AIBRIDGE_RATE_LIMIT_TPM'), 0, 0, 1_000_000_000),
     },

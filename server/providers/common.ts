@@ -1,4 +1,5 @@
 import type { InterceptionError } from '../../shared/interception';
+import type { JsonObject } from './types';
 
 /** Longest prompt kept on a record, in characters. */
 export const PROMPT_LIMIT = 64 * 1024;
@@ -111,4 +112,40 @@ export const OUTPUT_LIMIT = 256 * 1024;
 
 export function appendCapped(into: string, more: string): string {
   return into.length >= OUTPUT_LIMIT ? into : (into + more).slice(0, OUTPUT_LIMIT);
+}
+
+/** Server-side tools run by the provider, whose results add input the body does not show. */
+const SERVER_TOOL =
+  /^(web_search|web_fetch|code_execution|file_search|computer|bash_|text_editor|image_generation|mcp$)/;
+
+/**
+ * Why a request's real input may be larger than its body, for the budget estimate: the API
+ * expands references the bridge cannot see. Walks the body once, bounded in depth.
+ */
+export function inputBeyondBody(body: JsonObject): string[] {
+  const why = new Set<string>();
+  if (typeof body.previous_response_id === 'string') why.add('previous_response_id');
+  if (body.conversation !== undefined && body.conversation !== null) why.add('conversation');
+  if (Array.isArray(body.tools)) {
+    for (const t of body.tools as unknown[]) {
+      if (isObject(t) && typeof t.type === 'string' && SERVER_TOOL.test(t.type))
+        why.add(`server tool ${t.type}`);
+    }
+  }
+  const stack: [unknown, number][] = [[body.messages ?? body.input, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (depth > 8) continue;
+    if (Array.isArray(v)) for (const x of v as unknown[]) stack.push([x, depth + 1]);
+    else if (isObject(v)) {
+      if (typeof v.file_id === 'string' || (v.type === 'file' && v.file_id !== undefined))
+        why.add('file reference');
+      if (isObject(v.source) && (v.source.type === 'file' || typeof v.source.file_id === 'string'))
+        why.add('file reference');
+      if (v.type === 'item_reference') why.add('item reference');
+      if (Array.isArray(v.content)) stack.push([v.content, depth + 1]);
+      if (isObject(v.file)) stack.push([v.file, depth + 1]);
+    }
+  }
+  return [...why];
 }

@@ -11,6 +11,11 @@ export interface RequestFacts {
   /** The text of the last user message: what the developer asked. */
   prompt: string | null;
   sessionId: string | null;
+  /**
+   * Why the request's real input may be larger than its body (`previous_response_id`, a stored
+   * conversation, file references, server-side tools); empty when the body is all of it.
+   */
+  inputBeyondBody?: string[];
   /** The most output the request allows (`max_tokens` and kin), for budget reservations; null when unsaid. */
   maxOutputTokens: number | null;
   /** Tool results the client sends back in this request. */

@@ -25,6 +25,8 @@ export class Governance {
     private readonly prices: PriceBook,
     private readonly metrics: Metrics,
     private readonly defaultMaxOutputTokens: number,
+    /** The least reserved for a request whose cost its body does not bound (SpendConfig.requestFloorUsd). */
+    private readonly requestFloorUsd = 0,
   ) {}
 
   /**
@@ -42,7 +44,10 @@ export class Governance {
         cacheWrite,
         reasoning: 0,
       }) ?? 0;
-    return Math.max(price(tokens, 0), price(0, tokens));
+    const estimate = Math.max(price(tokens, 0), price(0, tokens));
+    const unbounded =
+      (start.request.inputBeyondBody?.length ?? 0) > 0 || start.request.maxOutputTokens === null;
+    return unbounded ? Math.max(estimate, this.requestFloorUsd) : estimate;
   }
 
   /** Throws the refusal (`model_denied`, `rate_limited`, `budget_exceeded`) or admits the request. */

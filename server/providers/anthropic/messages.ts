@@ -7,6 +7,7 @@ import {
   capText,
   errorFromBody,
   firstCount,
+  inputBeyondBody,
   isObject,
   mcpServerOf,
   num,
@@ -198,6 +199,7 @@ export const messagesApi: WireApi = {
       prompt: lastUserPrompt(body.messages),
       sessionId: (typeof sessionHeader === 'string' && sessionHeader) || str(metadata?.user_id),
       maxOutputTokens: firstCount(body, 'max_tokens'),
+      inputBeyondBody: inputBeyondBody(body),
       ...turn(body.messages),
     };
   },

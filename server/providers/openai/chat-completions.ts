@@ -7,6 +7,7 @@ import {
   capText,
   errorFromBody,
   firstCount,
+  inputBeyondBody,
   isObject,
   mcpServerOf,
   num,
@@ -171,6 +172,7 @@ export const chatCompletionsApi: WireApi = {
       prompt: lastUserPrompt(body.messages),
       sessionId: sessionFromHeaders(headers),
       maxOutputTokens: firstCount(body, 'max_completion_tokens', 'max_tokens'),
+      inputBeyondBody: inputBeyondBody(body),
       ...chatTurn(body.messages),
     };
   },

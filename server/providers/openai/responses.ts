@@ -6,6 +6,7 @@ import {
   appendCapped,
   capText,
   firstCount,
+  inputBeyondBody,
   isObject,
   mcpServerOf,
   parseArguments,
@@ -231,6 +232,7 @@ export const responsesApi: WireApi = {
       prompt: lastUserPrompt(body.input),
       sessionId: sessionFromHeaders(headers),
       maxOutputTokens: firstCount(body, 'max_output_tokens'),
+      inputBeyondBody: inputBeyondBody(body),
       ...responsesTurn(body.input),
     };
   },
