@@ -1,0 +1,54 @@
+import type { Capability, Core } from '../capability';
+import type { IdentityService } from '../identity/identity-service';
+import type { PriceBook } from '../spend/prices';
+import { auditRoutes } from './audit-routes';
+import { CapturePolicy } from './capture';
+import { Recorder } from './recorder';
+import { Redactor } from './redact';
+
+export interface AuditCapability extends Capability {
+  recorder: Recorder;
+  capture: CapturePolicy;
+}
+
+/** The audit trail (docs/audit.md): the recorder every exchange hands its rounds to, capture levels, retention, the audit API. */
+export async function auditCapability(
+  core: Core,
+  identity: IdentityService,
+  prices: PriceBook,
+): Promise<AuditCapability> {
+  const { config, store, log, metrics, clock, life } = core;
+  const recorder = new Recorder(
+    store,
+    log,
+    prices,
+    metrics,
+    { failMode: config.auditFailure, retryMs: 1000, retryLimit: config.auditQueueLimit },
+    new Redactor(config.redactPatterns),
+  );
+  // Registered before the routes close, so every record of the last requests is flushed.
+  life.onClose('audit records', () => recorder.drain());
+  const capture = new CapturePolicy(store, config.auditCapture);
+  await capture.load();
+
+  // Retention runs beside traffic: the embedded store drops whole old segments, the database deletes rows.
+  if (config.auditRetentionDays > 0) {
+    const prune = (): void => {
+      const before = new Date(clock.now() - config.auditRetentionDays * 86_400_000).toISOString();
+      store
+        .pruneInterceptions(before)
+        .then((n) => n > 0 && log.info({ records: n, before }, 'retention: pruned old interceptions'))
+        .catch((err: unknown) => log.error({ err }, 'retention: prune failed'));
+    };
+    prune();
+    const timer = setInterval(prune, 3_600_000);
+    timer.unref();
+    life.onClose('retention', () => clearInterval(timer));
+  }
+  return {
+    recorder,
+    capture,
+    routes: auditRoutes(identity, store, capture),
+    reload: { team_capture: () => capture.load() },
+  };
+}

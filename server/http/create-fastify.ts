@@ -1,0 +1,80 @@
+import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import type { DestinationStream } from 'pino';
+import type { Config } from '../config';
+import { BridgeError, fromFastifyError } from '../errors';
+import { providerForPath } from '../providers/registry';
+
+/**
+ * The fastify instance with the bridge's server-wide behaviour: logger with credentials redacted,
+ * 503 while draining, not-found and errors in each route family's shape, one log line per request.
+ */
+export function createFastify(
+  config: Config,
+  logStream: DestinationStream | undefined,
+  draining: () => boolean,
+): FastifyInstance {
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'req.headers["x-api-key"]',
+          'req.headers.cookie',
+          'headers.authorization',
+        ],
+        censor: '[redacted]',
+      },
+      ...(logStream ? { stream: logStream } : {}),
+    },
+    // One line per interception comes from the recorder; per-request access lines would double it.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimit,
+    // Our own hook answers 503 while draining, in each route's error shape.
+    return503OnClosing: false,
+    requestIdHeader: false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    // Requests the router cannot even parse (bad percent-encoding) still get our error shape.
+    frameworkErrors: (err, req, reply) => {
+      const e = new BridgeError('invalid_request', `The request URL is malformed: ${err.message}`, {
+        cause: err,
+      });
+      const provider = providerForPath(req.url);
+      void (reply as FastifyReply)
+        .code(e.status)
+        .type('application/json')
+        .send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
+    },
+  });
+  app.decorateRequest('principal', null);
+  app.decorateRequest('interceptionId', null);
+  app.addHook('onRequest', async () => {
+    if (draining()) throw new BridgeError('shutting_down');
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
+    const provider = providerForPath(req.url);
+    reply.code(e.status).send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
+  });
+  app.setErrorHandler((err, req, reply) => {
+    const e = fromFastifyError(err);
+    if (e.code === 'internal_error') req.log.error({ err }, 'request failed');
+    reply.code(e.status).headers(e.headers).send(e.toBody());
+  });
+  // One JSON line per request: metered model requests get theirs from the recorder (with usage),
+  // every other request gets this one.
+  app.addHook('onResponse', async (req, reply) => {
+    if (req.interceptionId) return;
+    req.log.info(
+      {
+        method: req.method,
+        route: req.routeOptions.url ?? null,
+        statusCode: reply.statusCode,
+        durationMs: Math.round(reply.elapsedTime * 100) / 100,
+        userId: req.principal?.user.id ?? null,
+      },
+      'request',
+    );
+  });
+  return app;
+}

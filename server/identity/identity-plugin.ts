@@ -1,0 +1,33 @@
+import type { Capability, Core } from '../capability';
+import { datesOf } from '../clock';
+import { Authenticator } from './auth';
+import { AuthThrottle } from './auth-throttle';
+import { identityRoutes } from './identity-routes';
+import { IdentityService } from './identity-service';
+import { KeyHasher } from './keys';
+
+/** How long a key the store confirmed stays usable while the store is unreachable (open mode only). */
+const OUTAGE_KEY_MEMORY_MS = 15 * 60_000;
+
+export interface IdentityCapability extends Capability {
+  hasher: KeyHasher;
+  identity: IdentityService;
+  auth: Authenticator;
+}
+
+/** Users, teams and bridge keys: the key hasher, the authenticator every route uses, the users/keys API. */
+export async function identityCapability(core: Core): Promise<IdentityCapability> {
+  const { config, store, metrics, clock } = core;
+  const hasher = await KeyHasher.load(config.dataDir, process.env.AIBRIDGE_KEY_HASH_SECRET);
+  const identity = new IdentityService(store, hasher, datesOf(clock));
+  const auth = new Authenticator(
+    store,
+    hasher,
+    new AuthThrottle(config.authFailuresPerMinute, () => clock.now()),
+    datesOf(clock),
+    () => metrics.authFailures.inc(),
+    // AIBRIDGE_AUDIT_FAILURE=open serves through a database outage, for keys confirmed recently.
+    config.auditFailure === 'open' ? OUTAGE_KEY_MEMORY_MS : undefined,
+  );
+  return { hasher, identity, auth, routes: identityRoutes(identity, store) };
+}

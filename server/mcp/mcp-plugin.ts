@@ -1,0 +1,28 @@
+import type { Capability, Core } from '../capability';
+import type { StrategyFor } from '../proxy/exchange';
+import { McpHub } from './hub';
+import { injectedStrategy } from './injector';
+import { mcpRoutes } from './mcp-routes';
+
+export interface McpCapability extends Capability {
+  hub: McpHub;
+  /** Tool injection as a round strategy for the exchange engine. */
+  strategyFor: StrategyFor;
+}
+
+/** Central MCP tools (docs/mcp.md): servers are connected in the background, never holding up the start. */
+export async function mcpCapability(core: Core): Promise<McpCapability> {
+  const { config, store, log, bus, metrics, life } = core;
+  const hub = new McpHub({ settings: config.mcp, store, log, bus, env: process.env });
+  life.onClose('MCP connections', () => hub.close());
+  await hub.start();
+  return {
+    hub,
+    strategyFor: injectedStrategy(hub, { maxRounds: config.mcp.maxRounds, metrics }),
+    routes: mcpRoutes(hub),
+    reload: {
+      mcp_credential: () => hub.credentials.load(),
+      mcp_server: () => hub.reloadServers(),
+    },
+  };
+}

@@ -1,0 +1,81 @@
+import type { FastifyInstance } from 'fastify';
+import type { Core } from '../capability';
+import type { UpstreamConfig } from '../config';
+import type { Authenticator } from '../identity/auth';
+import { PROVIDERS } from '../providers/registry';
+import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
+import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
+import { CircuitBreakers } from './circuit-breaker';
+import type { ExchangeDeps, StrategyFor } from './exchange';
+import { type ProviderRouteDeps, providerRoutes } from './provider-routes';
+import { createUpstreamAgent } from './upstream';
+
+export interface ProxyCapability {
+  breakers: CircuitBreakers;
+  /** Ends every exchange still open (streams get an error event); for when the shutdown grace is over. */
+  endOpenExchanges(): number;
+  /** Mounts every provider under its prefix. */
+  register(app: FastifyInstance): Promise<void>;
+}
+
+/** The provider routes and what they share: the upstream connection pool, circuit breakers, open exchanges. */
+export function proxyCapability(
+  core: Core,
+  d: {
+    auth: Authenticator;
+    capture: ProviderRouteDeps['capture'];
+    recorder: ExchangeDeps['recorder'] & { accepting(): boolean };
+    governance: {
+      admit(start: Parameters<ExchangeDeps['admit']>[0]['start'], bodyBytes: number): Promise<void>;
+    };
+    telemetry: ExchangeTelemetry;
+    events: ExchangeDeps['events'];
+    strategyFor: StrategyFor;
+  },
+): ProxyCapability {
+  const { config, metrics, clock, life } = core;
+  const dispatcher = createUpstreamAgent(config.timeouts);
+  life.onClose('upstream connections', () => dispatcher.close());
+  const breakers = new CircuitBreakers(config.breaker, () => clock.now());
+  metrics.breakerSource = () => breakers.snapshot();
+  const open = new Set<{ shutdown(): void }>();
+  return {
+    breakers,
+    endOpenExchanges() {
+      const n = open.size;
+      for (const x of [...open]) x.shutdown();
+      return n;
+    },
+    async register(app) {
+      for (const adapter of PROVIDERS) {
+        const upstreams: Readonly<Record<string, UpstreamConfig>> = config.upstreams;
+        const upstream = upstreams[adapter.id];
+        if (!upstream) throw new Error(`no upstream configured for provider ${adapter.id}`);
+        const exchange: ExchangeDeps = {
+          upstream,
+          idleTimeoutMs: config.timeouts.idleMs,
+          dispatcher,
+          recorder: d.recorder,
+          breakers,
+          telemetry: d.telemetry,
+          open,
+          events: d.events,
+          admit: composeAdmission([
+            upstreamConfigured(() => upstream.apiKey !== undefined),
+            auditAccepting(() => d.recorder.accepting()),
+            governed(d.governance),
+            breakerClosed(breakers, adapter.id),
+          ]),
+        };
+        const deps: ProviderRouteDeps = {
+          exchange,
+          bodyLimit: config.bodyLimit,
+          auth: d.auth,
+          capture: d.capture,
+          strategyFor: d.strategyFor,
+        };
+        await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
+      }
+    },
+  };
+}

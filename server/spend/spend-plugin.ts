@@ -1,0 +1,92 @@
+import type { ModelPriceOverride } from '../../shared/spend';
+import { AlertService } from '../alerts/alert-service';
+import { AnomalyWatcher } from '../alerts/anomaly';
+import { WebhookSender } from '../alerts/webhook';
+import type { Capability, Core } from '../capability';
+import { datesOf } from '../clock';
+import type { IdentityService } from '../identity/identity-service';
+import { Budgets } from './budgets';
+import { Governance } from './governance';
+import { ModelPolicies } from './model-policy';
+import { loadPricesFile, PriceBook } from './prices';
+import { RateLimiter } from './rate-limits';
+import { spendRoutes } from './spend-routes';
+
+export interface SpendCapability extends Capability {
+  prices: PriceBook;
+  budgets: Budgets;
+  governance: Governance;
+  alerts: AlertService;
+  anomalies: AnomalyWatcher;
+}
+
+/**
+ * Cost, budgets, rate limits, model policy and spend alerts (docs/spend.md): the governance every
+ * metered request is admitted by and settled against, and the spend API.
+ */
+export async function spendCapability(core: Core, identity: IdentityService): Promise<SpendCapability> {
+  const { config, store, bus, log, metrics, clock, life } = core;
+  // Prices are data validated at start: a bad file stops the bridge before it listens.
+  const filePrices = config.spend.pricesFile ? loadPricesFile(config.spend.pricesFile) : [];
+  const overrides = async (): Promise<ModelPriceOverride[]> => [
+    ...filePrices,
+    ...(await store.listDocs<ModelPriceOverride>('price')),
+  ];
+  const prices = new PriceBook(await overrides());
+  for (const b of await store.usageBuckets({})) {
+    if (b.unpricedRequests > 0)
+      prices.noteUnknown(b.provider, b.model ?? '(none)', b.unpricedRequests, b.hour);
+  }
+  const webhook = config.alerts.webhookUrl
+    ? new WebhookSender(
+        {
+          url: config.alerts.webhookUrl,
+          attempts: config.alerts.webhookAttempts,
+          backoffMs: config.alerts.webhookBackoffMs,
+        },
+        log,
+        metrics,
+      )
+    : undefined;
+  life.onClose('alert webhook', () => webhook?.close());
+  const alerts = new AlertService(store, bus, log, metrics, webhook, datesOf(clock));
+  const policies = new ModelPolicies(store);
+  await policies.load();
+  const limiter = new RateLimiter(store, { rpm: config.spend.defaultRpm, tpm: config.spend.defaultTpm }, () =>
+    clock.now(),
+  );
+  await limiter.load();
+  const budgets = new Budgets(
+    store,
+    alerts,
+    datesOf(clock),
+    (err) => log.error({ err }, 'budget ledger unavailable'),
+    config.auditFailure === 'open',
+  );
+  await budgets.load((id) => store.getUserById(id));
+  life.onClose('budget settlements', () => budgets.settled());
+  const governance = new Governance(
+    policies,
+    limiter,
+    budgets,
+    prices,
+    metrics,
+    config.spend.defaultMaxOutputTokens,
+    config.spend.requestFloorUsd,
+  );
+  const anomalies = new AnomalyWatcher(store, alerts, config.alerts, () => clock.now());
+  return {
+    prices,
+    budgets,
+    governance,
+    alerts,
+    anomalies,
+    routes: spendRoutes({ identity, store, prices, budgets, limiter, policies, alerts }),
+    reload: {
+      budget: () => budgets.reload((id) => store.getUserById(id)),
+      price: async () => prices.replaceOverrides(await overrides()),
+      rate_limit: () => limiter.load(),
+      model_policy: () => policies.load(),
+    },
+  };
+}
