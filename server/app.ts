@@ -20,7 +20,9 @@ import { InterceptionEvents } from './events/interception-events';
 import { relayBetweenReplicas } from './events/replica-relay';
 import { LiveEvents, type LiveEventsOptions, liveEventsRoutes } from './events/ws-routes';
 import { apiAccessHook } from './http/access-hook';
+import { ConnectionGuard } from './http/connection-guard';
 import { RouteTable } from './http/route-table';
+import { TrustedProxies } from './http/trusted-proxies';
 import { Authenticator } from './identity/auth';
 import { AuthThrottle } from './identity/auth-throttle';
 import { identityRoutes } from './identity/identity-routes';
@@ -88,7 +90,12 @@ function sameSecret(a: string, b: string): boolean {
 export async function buildApp(config: Config, opts: BuildOptions = {}): Promise<Bridge> {
   // Prices are data validated at start: a bad file stops the bridge before it listens.
   const filePrices = config.spend.pricesFile ? loadPricesFile(config.spend.pricesFile) : [];
+  // Connection caps, request deadlines, the client address behind a proxy (docs/security.md).
+  const trusted = new TrustedProxies(config.limits.trustedProxies);
+  const guard = new ConnectionGuard(config.limits, trusted, providerForPath);
   const app = Fastify({
+    http: guard.httpOptions(),
+    trustProxy: trusted.fastifyOption(),
     logger: {
       level: config.logLevel,
       redact: {
@@ -121,6 +128,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         .send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
     },
   });
+  guard.attach(app.server);
   const store = opts.store ?? createStore(config, app.log);
   const routes = new RouteTable();
   routes.attach(app);
@@ -320,7 +328,13 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const injector = new McpInjector(mcp, { maxRounds: config.mcp.maxRounds, metrics });
 
   // The admin page (docs/admin.md): a key exchanged for a session cookie, accepted on /api routes.
-  const sessions = new Sessions(store, auth, undefined, config.adminSessionHours * 3_600_000);
+  const sessions = new Sessions(
+    store,
+    auth,
+    undefined,
+    config.adminSessionHours * 3_600_000,
+    config.limits.adminSessionsPerKey,
+  );
   const publicUrl = config.mcp.publicUrl;
   await app.register(adminAssetRoutes(findAdminAssets()));
   await app.register(async (api) => {
@@ -332,8 +346,16 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await api.register(spendRoutes({ identity, store, prices, budgets, limiter, policies, alerts }));
     // GET /api/v1/events: the bus over WebSocket (closed with 1001 on shutdown).
     const live = new LiveEvents(
-      { bus, auth, identity, store, log: app.log, browser: browserSessions(sessions, publicUrl) },
-      opts.liveEvents,
+      {
+        bus,
+        auth,
+        identity,
+        store,
+        log: app.log,
+        browser: browserSessions(sessions, publicUrl),
+        clientAddress: (req) => trusted.clientAddress(req),
+      },
+      { maxSocketsPerUser: config.limits.liveSocketsPerUser, ...opts.liveEvents },
     );
     await api.register(liveEventsRoutes(live));
   });
@@ -352,6 +374,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       upstream,
       idleTimeoutMs: config.timeouts.idleMs,
       bodyLimit: config.bodyLimit,
+      maxJsonDepth: config.limits.maxJsonDepth,
       auth,
       recorder,
       breakers,

@@ -7,6 +7,7 @@ import type { CaptureLevel, InterceptionError, InterceptionStatus } from '../../
 import type { InterceptionStart, Recorder } from '../audit/recorder';
 import type { UpstreamConfig } from '../config';
 import { BridgeError, fromFastifyError, isBridgeError } from '../errors';
+import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { errorFromBody, isObject } from '../providers/common';
 import type {
@@ -18,6 +19,7 @@ import type {
   WireApi,
 } from '../providers/types';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
+import { authenticateFirst } from './authenticate-first';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { detectClient } from './client-detect';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
@@ -28,6 +30,8 @@ export interface ProxyDeps {
   /** Longest silence between two response chunks before the exchange fails as a timeout. */
   idleTimeoutMs: number;
   bodyLimit: number;
+  /** Deepest JSON nesting accepted in a metered request body (AIBRIDGE_MAX_JSON_DEPTH). */
+  maxJsonDepth: number;
   auth: Authenticator;
   recorder: Recorder;
   breakers: CircuitBreakers;
@@ -94,9 +98,10 @@ function hasDotSegment(path: string): boolean {
   });
 }
 
-function parseJsonObject(raw: Buffer | undefined): JsonObject {
+function parseJsonObject(raw: Buffer | undefined, maxDepth: number): JsonObject {
   if (!raw || raw.length === 0)
     throw new BridgeError('invalid_json', 'The request body is empty; a JSON object is required.');
+  assertJsonDepth(raw, maxDepth);
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
@@ -367,12 +372,12 @@ async function forward(
     reply.code(200).send();
     return;
   }
-  const principal = await deps.auth.authenticate(req.headers, req.ip);
+  const principal = req.principal ?? (await deps.auth.authenticate(req.headers, req.ip));
   const api = adapter.apis.find((a) => a.method === req.method && a.path === path);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   let metered: Metered | undefined;
   if (api) {
-    const parsed = parseJsonObject(raw);
+    const parsed = parseJsonObject(raw, deps.maxJsonDepth);
     const start: InterceptionStart = {
       id: `int_${randomUUID()}`,
       principal,
@@ -436,9 +441,10 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProxyDeps): Fasti
         .type('application/json')
         .send(adapter.errorBody(e.status, e.code, e.message));
     });
+    app.addHook('onRequest', authenticateFirst(deps.auth, adapter.prefix));
     const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> =>
       forward(adapter, deps, req, reply);
-    // Any valid key; the handler authenticates itself so refusals come in the provider's shape.
+    // Any valid key, checked by the hook above so refusals come in the provider's shape.
     const config = { access: 'member' as const };
     app.route({ method: METHODS, url: '/', handler, exposeHeadRoute: false, config });
     app.route({ method: METHODS, url: '/*', handler, exposeHeadRoute: false, config });
