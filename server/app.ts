@@ -95,6 +95,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const guard = new ConnectionGuard(config.limits, trusted, providerForPath);
   const app = Fastify({
     http: guard.httpOptions(),
+    clientErrorHandler: guard.clientError,
     trustProxy: trusted.fastifyOption(),
     logger: {
       level: config.logLevel,

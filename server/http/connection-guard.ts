@@ -1,5 +1,12 @@
-import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
+import {
+  type IncomingMessage,
+  type Server,
+  type ServerOptions,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ERROR_CODES, type ErrorCode } from '../../shared/errors';
 import type { ClientLimits } from '../config';
 import type { TrustedProxies } from './trusted-proxies';
@@ -38,6 +45,31 @@ export class ConnectionGuard {
       connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(this.limits.headersTimeoutMs / 4))),
     };
   }
+
+  /**
+   * Fastify's `clientErrorHandler`: errors node raises before a request exists (headers too slow,
+   * too large, unparseable) answered in the bridge's shape, then the socket is closed.
+   */
+  readonly clientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const [status, code, message]: [number, ErrorCode, string] =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [
+            ERROR_CODES.request_timeout.status,
+            'request_timeout',
+            `The request headers did not arrive within ${this.limits.headersTimeoutMs / 1000}s.`,
+          ]
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'invalid_request', 'The request headers are too large.']
+          : [400, 'invalid_request', 'The request is not valid HTTP.'];
+    const body = JSON.stringify({ error: { code, message } });
+    if (socket.writable)
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    socket.destroy();
+  };
 
   /** Open connections from `address` right now (tests and metrics). */
   openFrom(address: string): number {

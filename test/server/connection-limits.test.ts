@@ -125,7 +125,10 @@ describe('connections and request reading: no member can stall or exhaust the br
       try {
         const ms = await within(r.closed, 3000, 'the slowloris socket closed');
         assert.ok(ms >= 250, `closed after ${ms}ms, not before the deadline`);
-        assert.match(r.text(), /^HTTP\/1\.1 408 /);
+        const text = r.text();
+        assert.match(text, /^HTTP\/1\.1 408 /);
+        const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: { code: string } };
+        assert.equal(body.error.code, 'request_timeout');
       } finally {
         clearInterval(drip);
       }
