@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import Anthropic from '@anthropic-ai/sdk';
+import { jsonDepth } from '../../server/http/json-depth';
+import { parseTrustedProxies, TrustedProxies } from '../../server/http/trusted-proxies';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { type LiveTestClient, liveClient } from '../helpers/live-client';
@@ -457,5 +460,43 @@ describe('connections and request reading: no member can stall or exhaust the br
       const stored = await tb.bridge.store.listDocs<{ keyId: string }>('admin_session');
       assert.equal(stored.length, 21);
     });
+  });
+});
+
+describe('trusted proxies and JSON depth (units)', () => {
+  const req = (peer: string, xff?: string): IncomingMessage =>
+    ({
+      socket: { remoteAddress: peer },
+      headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
+    }) as never;
+
+  it('takes the right-most untrusted hop of X-Forwarded-For, only from a trusted peer', () => {
+    const t = new TrustedProxies(parseTrustedProxies('10.0.0.0/8, ::1'));
+    assert.equal(t.clientAddress(req('10.1.2.3', '203.0.113.5')), '203.0.113.5');
+    assert.equal(t.clientAddress(req('::ffff:10.1.2.3', '203.0.113.5')), '203.0.113.5', 'IPv4-mapped peer');
+    // A client cannot pick its address by prepending hops: the proxy appends the real one last.
+    assert.equal(t.clientAddress(req('10.1.2.3', '1.1.1.1, 203.0.113.5')), '203.0.113.5');
+    assert.equal(t.clientAddress(req('::1', '1.1.1.1, 203.0.113.5, 10.9.9.9')), '203.0.113.5', 'two proxies');
+    assert.equal(t.clientAddress(req('198.51.100.1', '203.0.113.5')), '198.51.100.1', 'untrusted peer');
+    assert.equal(t.clientAddress(req('10.1.2.3')), '10.1.2.3', 'no header: the proxy itself');
+    const none = new TrustedProxies([]);
+    assert.equal(none.clientAddress(req('127.0.0.1', '203.0.113.5')), '127.0.0.1');
+    assert.equal(none.fastifyOption(), false);
+  });
+
+  it('rejects entries that are not addresses or CIDRs', () => {
+    for (const bad of ['10.0.0.0/33', 'localhost', '10.0.0.1/8/8', '::1/129', ' , ', '10.0.0.0/-1'])
+      assert.throws(() => parseTrustedProxies(bad), Error, bad);
+    assert.deepEqual(parseTrustedProxies(' 127.0.0.1 ,fd00::/8'), ['127.0.0.1', 'fd00::/8']);
+  });
+
+  it('measures nesting in one pass, ignoring brackets in strings and escaped quotes', () => {
+    const d = (s: string): number => jsonDepth(Buffer.from(s));
+    assert.equal(d('{}'), 1);
+    assert.equal(d('[[{"a":[1]}]]'), 4);
+    assert.equal(d('{"a":"[[[[\\"[[["}'), 1);
+    assert.equal(d('{"a":"\\\\","b":[[]]}'), 3, 'an escaped backslash ends before the quote');
+    assert.equal(d('{"é[":["ü{"]}'), 2, 'multi-byte UTF-8');
+    assert.equal(jsonDepth(Buffer.from('['.repeat(1_000_000)), 128), 129, 'stops past the limit');
   });
 });
