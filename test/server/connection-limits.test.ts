@@ -419,6 +419,25 @@ describe('connections and request reading: no member can stall or exhaust the br
       }
     });
 
+    it('live-event sockets through a trusted proxy are throttled by their X-Forwarded-For address', async () => {
+      const tb = await startBridge(mock.url, {
+        AIBRIDGE_TRUSTED_PROXIES: '127.0.0.1',
+        AIBRIDGE_AUTH_FAILURES_PER_MINUTE: '2',
+      });
+      try {
+        const closeOf = async (forwardedFor: string): Promise<number> => {
+          const c = liveClient(tb.url, { key: BAD, headers: { 'x-forwarded-for': forwardedFor } });
+          return (await within(c.closed, 5000, 'the socket closed')).code;
+        };
+        assert.equal(await closeOf('203.0.113.7'), 4001);
+        assert.equal(await closeOf('203.0.113.7'), 4001);
+        assert.equal(await closeOf('203.0.113.7'), 4029, 'the guessing client is throttled');
+        assert.equal(await closeOf('198.51.100.2'), 4001, 'another client behind the proxy is not');
+      } finally {
+        await tb.close();
+      }
+    });
+
     it('refuses a bad AIBRIDGE_TRUSTED_PROXIES at start, naming the setting', async () => {
       await assert.rejects(
         startBridge(mock.url, { AIBRIDGE_TRUSTED_PROXIES: '10.0.0.0/33' }),
