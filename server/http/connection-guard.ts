@@ -41,6 +41,8 @@ export class ConnectionGuard {
    */
   httpOptions(): ServerOptions {
     return {
+      // Node's whole-request deadline would also cut long streamed responses; bodies are timed in `timeBody`.
+      requestTimeout: 0,
       headersTimeout: this.limits.headersTimeoutMs,
       connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(this.limits.headersTimeoutMs / 4))),
     };

@@ -191,6 +191,11 @@ describe('connections and request reading: no member can stall or exhaust the br
       assert.equal(final.stop_reason, 'end_turn');
     });
 
+    it('starts with the longest allowed headers deadline (node refuses one above its own request timeout)', async () => {
+      const long = await startBridge(mock.url, { AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS: '600000' });
+      await long.close();
+    });
+
     it('leaves an idle keep-alive connection between requests to the keep-alive timeout, not the headers deadline', async () => {
       const r = await raw(tb.url);
       r.socket.write('GET /healthz HTTP/1.1\r\nHost: bridge\r\n\r\n');
