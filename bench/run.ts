@@ -166,6 +166,8 @@ async function startBridge(
     AIBRIDGE_OPENAI_API_KEY: 'sk-openai-bench-upstream',
     AIBRIDGE_LOG_LEVEL: 'warn',
     AIBRIDGE_SHUTDOWN_GRACE_MS: '2000',
+    // One loopback load generator stands for a whole organisation: the per-address cap would cut its 256-connection pool.
+    AIBRIDGE_CONNECTIONS_PER_ADDRESS: '0',
     ...extraEnv,
   });
   const proc = start(

@@ -13,6 +13,7 @@ import type { LiveEventsOptions } from './events/ws-routes';
 import { apiAccessHook } from './http/access-hook';
 import { createFastify } from './http/create-fastify';
 import { RouteTable } from './http/route-table';
+import { TrustedProxies } from './http/trusted-proxies';
 import { identityCapability } from './identity/identity-plugin';
 import type { IdentityService } from './identity/identity-service';
 import { fanOutFinished } from './interception-end';
@@ -66,7 +67,8 @@ export interface Bridge {
  */
 export async function buildApp(config: Config, opts: BuildOptions = {}): Promise<Bridge> {
   let draining = false;
-  const app = createFastify(config, opts.logStream, () => draining);
+  const trusted = new TrustedProxies(config.limits.trustedProxies);
+  const app = createFastify(config, opts.logStream, () => draining, trusted);
   const life = new Lifecycle(app.log);
   try {
     const store = opts.store ?? createStore(config, app.log);
@@ -93,7 +95,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const audit = await auditCapability(core, identity, spend.prices);
     const mcp = await mcpCapability(core);
     const admin = adminCapability(core, auth, identity);
-    const live = liveCapability(core, { auth, identity, browser: admin.browser }, opts.liveEvents);
+    const live = liveCapability(
+      core,
+      { auth, identity, browser: admin.browser, clientAddress: (req) => trusted.clientAddress(req) },
+      { maxSocketsPerUser: config.limits.liveSocketsPerUser, ...opts.liveEvents },
+    );
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
     const capabilities: Capability[] = [admin, mcp, identityApi, audit, spend, live];
 

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { parseTrustedProxies } from './http/trusted-proxies';
 import { isValidKey, type McpSettings } from './mcp/settings';
 import type { TracingConfig } from './telemetry/tracing';
 
@@ -16,6 +17,24 @@ export interface TimeoutConfig {
   readonly headersMs: number;
   /** Longest silence between two chunks of a response body. */
   readonly idleMs: number;
+}
+
+/** What one client may hold open or send, so no member can stall or exhaust the bridge (docs/security.md). */
+export interface ClientLimits {
+  /** A request's headers must be complete this long after its first byte (slowloris). */
+  readonly headersTimeoutMs: number;
+  /** A request's body must be complete this long after its headers; 0: no limit. Responses are not timed by it. */
+  readonly bodyTimeoutMs: number;
+  /** Open connections one client address may hold; 0: no limit. Trusted proxies are not counted. */
+  readonly connectionsPerAddress: number;
+  /** AIBRIDGE_TRUSTED_PROXIES: addresses or CIDRs whose `X-Forwarded-For` names the client. */
+  readonly trustedProxies: readonly string[];
+  /** Deepest nesting of arrays and objects accepted in a JSON request body. */
+  readonly maxJsonDepth: number;
+  /** Live-event WebSockets one user may hold open at once. */
+  readonly liveSocketsPerUser: number;
+  /** Admin-page sessions one key may hold; a new sign-in beyond it ends the oldest. */
+  readonly adminSessionsPerKey: number;
 }
 
 export interface Config {
@@ -58,6 +77,7 @@ export interface Config {
   readonly authFailuresPerMinute: number;
   /** How long an admin-page session lasts after sign-in (AIBRIDGE_ADMIN_SESSION_HOURS). */
   readonly adminSessionHours: number;
+  readonly limits: ClientLimits;
   readonly tracing: TracingConfig;
   /** Central MCP tools injected into model requests (docs/mcp.md). */
   readonly mcp: McpSettings;
@@ -284,6 +304,29 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
+function trustedProxies(env: Env): string[] {
+  const raw = env.AIBRIDGE_TRUSTED_PROXIES;
+  if (!raw) return [];
+  try {
+    return parseTrustedProxies(raw);
+  } catch (err) {
+    throw new ConfigError('AIBRIDGE_TRUSTED_PROXIES', (err as Error).message);
+  }
+}
+
+function clientLimits(env: Env): ClientLimits {
+  const setting = (name: string) => pick(undefined, '', env, name);
+  return {
+    headersTimeoutMs: int(setting('AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS'), 10_000, 1, 600_000),
+    bodyTimeoutMs: int(setting('AIBRIDGE_REQUEST_BODY_TIMEOUT_MS'), 60_000, 0, 3_600_000),
+    connectionsPerAddress: int(setting('AIBRIDGE_CONNECTIONS_PER_ADDRESS'), 256, 0, 1_000_000),
+    trustedProxies: trustedProxies(env),
+    maxJsonDepth: int(setting('AIBRIDGE_MAX_JSON_DEPTH'), 128, 8, 100_000),
+    liveSocketsPerUser: int(setting('AIBRIDGE_LIVE_SOCKETS_PER_USER'), 32, 1, 100_000),
+    adminSessionsPerKey: int(setting('AIBRIDGE_ADMIN_SESSIONS_PER_KEY'), 20, 1, 10_000),
+  };
+}
+
 /** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
 export function loadConfig(flags: ServeFlags, env: Env): Config {
   const host = pick(flags.host, '--host', env, 'AIBRIDGE_HOST')?.value ?? '127.0.0.1';
@@ -376,6 +419,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       1_000_000,
     ),
     adminSessionHours: int(pick(undefined, '', env, 'AIBRIDGE_ADMIN_SESSION_HOURS'), 12, 1, 720),
+    limits: clientLimits(env),
     tracing: tracingConfig(env),
     mcp: mcpSettings(env, dataDir),
     databaseUrl: databaseUrl(env),

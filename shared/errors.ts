@@ -22,6 +22,10 @@ export const ERROR_CODES = {
   price_not_found: { status: 404, message: 'No price override for that model.' },
   policy_not_found: { status: 404, message: 'No model policy for that team.' },
   mcp_server_not_found: { status: 404, message: 'No MCP server with that name.' },
+  request_timeout: {
+    status: 408,
+    message: 'The request did not arrive in time; the connection is closed.',
+  },
   user_exists: { status: 409, message: 'A user with that email already exists.' },
   last_admin: { status: 409, message: 'The last admin cannot stop being an admin.' },
   body_too_large: { status: 413, message: 'The request body is larger than the bridge accepts.' },

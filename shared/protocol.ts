@@ -51,7 +51,7 @@ export const CLOSE_CODES = {
   forbidden: { code: 4003, final: true },
   /** The client read too slowly and its buffer overflowed; reconnect and reload what it missed. */
   slowConsumer: { code: 4008, final: false },
-  /** Too many bad keys from this address: retry after the time in the close reason. */
+  /** Too many bad keys from this address (retry after the time in the close reason), or too many sockets open for this user. */
   rateLimited: { code: 4029, final: false },
   /** A query parameter the server does not understand (unknown event type, unknown user). */
   badRequest: { code: 4400, final: true },

@@ -21,7 +21,13 @@ export interface AdminCapability extends Capability {
 /** The admin page (docs/admin.md): a key exchanged for a session cookie, accepted on /api routes. */
 export function adminCapability(core: Core, auth: Authenticator, identity: IdentityService): AdminCapability {
   const { config, store, clock } = core;
-  const sessions = new Sessions(store, auth, datesOf(clock), config.adminSessionHours * 3_600_000);
+  const sessions = new Sessions(
+    store,
+    auth,
+    datesOf(clock),
+    config.adminSessionHours * 3_600_000,
+    config.limits.adminSessionsPerKey,
+  );
   const publicUrl = config.mcp.publicUrl;
   return {
     assets: adminAssetRoutes(findAdminAssets()),

@@ -45,12 +45,14 @@ export class Sessions {
     private readonly auth: Authenticator,
     private readonly now: () => Date = () => new Date(),
     readonly ttlMs: number = SESSION_TTL_MS,
+    /** Sessions one key may hold (AIBRIDGE_ADMIN_SESSIONS_PER_KEY): a sign-in beyond it ends the oldest. */
+    readonly maxPerKey: number = 20,
   ) {}
 
   /** Checks the key as any API call would (throttle included) and opens a session for it. */
   async signIn(key: string, ip: string | undefined): Promise<SignIn> {
     const principal = await this.auth.authenticate({ authorization: `Bearer ${key}` }, ip);
-    await this.prune();
+    await this.prune(principal.key.id);
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const now = this.now();
     const session: StoredSession = {
@@ -96,11 +98,20 @@ export class Sessions {
     return this.store.deleteDoc('admin_session', digest(token));
   }
 
-  /** Drops expired sessions (on each sign-in, so the list stays as short as the people signed in). */
-  private async prune(): Promise<void> {
+  /**
+   * Drops expired sessions (on each sign-in, so the list stays as short as the people signed in),
+   * then the oldest of `keyId`'s until the new one fits: a script signing in in a loop cannot
+   * grow the store, and it ends its own sessions, nobody else's.
+   */
+  private async prune(keyId: string): Promise<void> {
     const now = this.now().getTime();
+    const live: StoredSession[] = [];
     for (const s of await this.store.listDocs<StoredSession>('admin_session')) {
       if (Date.parse(s.expiresAt) <= now) await this.store.deleteDoc('admin_session', s.id);
+      else if (s.keyId === keyId) live.push(s);
     }
+    live.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    for (const s of live.slice(0, Math.max(0, live.length - this.maxPerKey + 1)))
+      await this.store.deleteDoc('admin_session', s.id);
   }
 }

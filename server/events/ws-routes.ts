@@ -28,12 +28,15 @@ export interface LiveEventsOptions {
   maxBufferedBytes: number;
   /** How long a closing client gets to answer the close before its socket is destroyed. */
   closeGraceMs: number;
+  /** Sockets one user may hold open (AIBRIDGE_LIVE_SOCKETS_PER_USER); one more is closed with 4029. */
+  maxSocketsPerUser: number;
 }
 
 export const LIVE_DEFAULTS: LiveEventsOptions = {
   heartbeatMs: 30_000,
   maxBufferedBytes: 1024 * 1024,
   closeGraceMs: 1000,
+  maxSocketsPerUser: 32,
 };
 
 /** The admin page's cookie sign-ins (server/admin): a browser cannot set headers on a WebSocket. */
@@ -51,6 +54,8 @@ export interface LiveEventsDeps {
   store: Store;
   log: FastifyBaseLogger;
   browser?: BrowserSessions;
+  /** The client's address (behind a trusted proxy, from X-Forwarded-For); default: the socket's peer. */
+  clientAddress?: (req: IncomingMessage) => string | undefined;
 }
 
 /** What one client asked to see. `userId`/`team` null: no narrowing (admins see everyone's). */
@@ -133,6 +138,8 @@ export class LiveEvents {
     handleProtocols: (offered) => (offered.has(EVENTS_SUBPROTOCOL) ? EVENTS_SUBPROTOCOL : false),
   });
   private readonly clients = new Set<Client>();
+  /** Open sockets by user id, for the per-user cap. */
+  private readonly perUser = new Map<string, number>();
   /** Sockets between the upgrade and the end of authentication, so shutdown reaches them too. */
   private readonly pending = new Set<WebSocket>();
   private unsubscribe: (() => void) | undefined;
@@ -204,7 +211,7 @@ export class LiveEvents {
   private async accept(ws: WebSocket, req: IncomingMessage, url: URL): Promise<void> {
     const token = credentialFrom(req.headers) ?? keyFromProtocols(req.headers['sec-websocket-protocol']);
     const credential: IncomingHttpHeaders = token ? { authorization: `Bearer ${token}` } : {};
-    const ip = req.socket.remoteAddress;
+    const ip = this.deps.clientAddress ? this.deps.clientAddress(req) : req.socket.remoteAddress;
     const cookie = this.cookieOf(req);
     const browser = this.deps.browser;
     const recheck =
@@ -228,6 +235,18 @@ export class LiveEvents {
       return;
     }
     if (ws.readyState !== ws.OPEN || this.closing) return;
+    // Counted once authenticated and checked in the same tick as the add, so concurrent upgrades cannot overshoot.
+    const userId = client.principal.user.id;
+    const open = this.perUser.get(userId) ?? 0;
+    if (open >= this.opts.maxSocketsPerUser) {
+      await this.closeSocket(
+        ws,
+        'rateLimited',
+        `Too many live-event sockets for this user (${open} open, at most ${this.opts.maxSocketsPerUser}); close one first.`,
+      );
+      return;
+    }
+    this.perUser.set(userId, open + 1);
     this.clients.add(client);
     ws.on('pong', () => {
       client.alive = true;
@@ -253,6 +272,10 @@ export class LiveEvents {
   /** Forgets a client; the last one out unsubscribes from the bus and stops the heartbeat. */
   private remove(c: Client): boolean {
     if (!this.clients.delete(c)) return false;
+    const userId = c.principal.user.id;
+    const left = (this.perUser.get(userId) ?? 1) - 1;
+    if (left <= 0) this.perUser.delete(userId);
+    else this.perUser.set(userId, left);
     if (this.clients.size === 0) {
       this.unsubscribe?.();
       this.unsubscribe = undefined;

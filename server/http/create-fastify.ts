@@ -3,6 +3,8 @@ import type { DestinationStream } from 'pino';
 import type { Config } from '../config';
 import { BridgeError, fromFastifyError } from '../errors';
 import { providerForPath } from '../providers/registry';
+import { ConnectionGuard } from './connection-guard';
+import type { TrustedProxies } from './trusted-proxies';
 
 /**
  * The fastify instance with the bridge's server-wide behaviour: logger with credentials redacted,
@@ -12,8 +14,14 @@ export function createFastify(
   config: Config,
   logStream: DestinationStream | undefined,
   draining: () => boolean,
+  trusted: TrustedProxies,
 ): FastifyInstance {
+  // Connection caps, request deadlines, the client address behind a proxy (docs/security.md).
+  const guard = new ConnectionGuard(config.limits, trusted, providerForPath);
   const app = Fastify({
+    http: guard.httpOptions(),
+    clientErrorHandler: guard.clientError,
+    trustProxy: trusted.fastifyOption(),
     logger: {
       level: config.logLevel,
       redact: {
@@ -46,6 +54,7 @@ export function createFastify(
         .send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
     },
   });
+  guard.attach(app.server);
   app.decorateRequest('principal', null);
   app.decorateRequest('interceptionId', null);
   app.addHook('onRequest', async () => {

@@ -3,9 +3,10 @@ const WINDOW_MS = 60_000;
 const MAX_ADDRESSES = 10_000;
 
 /**
- * Slows key guessing: an address that presented `limit` bad keys within a minute gets 429 for
- * every key it presents until its oldest failure is a minute old. Only that address is slowed, so
- * a valid key used from anywhere else keeps working.
+ * Slows key guessing: an address that presented `limit` bad keys within a minute gets 429 instead
+ * of 401 for every further bad key until the `limit`-th latest failure is a minute old. Only
+ * failures are throttled: a valid key is served from a throttled address too (the Authenticator
+ * asks only after a key failed), so a colleague behind the same NAT or proxy is never locked out.
  */
 export class AuthThrottle {
   private readonly failures = new Map<string, number[]>();
@@ -42,6 +43,8 @@ export class AuthThrottle {
       }
       this.failures.set(ip, list);
     }
+    // Only the latest `limit` failures decide the wait: a client hammering on keeps memory flat.
+    if (list.length >= this.limit) list.shift();
     list.push(this.now());
   }
 }

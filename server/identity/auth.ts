@@ -50,23 +50,25 @@ export class Authenticator {
     const token = credentialFrom(headers);
     if (!token)
       throw new BridgeError('unauthorized', 'A bridge key is required (x-api-key or Authorization: Bearer).');
-    const wait = this.throttle?.retryAfterMs(ip) ?? 0;
-    if (wait > 0) {
-      const seconds = Math.ceil(wait / 1000);
-      throw new BridgeError(
-        'rate_limited',
-        `Too many invalid keys from this address; retry in ${seconds}s.`,
-        {
-          headers: { 'retry-after': String(seconds) },
-        },
-      );
-    }
     try {
       return await this.check(token);
     } catch (err) {
       if (isBridgeError(err) && err.code === 'store_unavailable') return this.fromMemory(token, err);
+      // Only failures are throttled: a valid key is served even from a throttled address (many
+      // developers may share one NAT or proxy address with whoever is guessing).
+      const wait = this.throttle?.retryAfterMs(ip) ?? 0;
       this.throttle?.fail(ip);
       this.onFailure();
+      if (wait > 0) {
+        const seconds = Math.ceil(wait / 1000);
+        throw new BridgeError(
+          'rate_limited',
+          `Too many invalid keys from this address; retry in ${seconds}s.`,
+          {
+            headers: { 'retry-after': String(seconds) },
+          },
+        );
+      }
       throw err;
     }
   }

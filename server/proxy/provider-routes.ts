@@ -4,9 +4,11 @@ import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { CaptureLevel } from '../../shared/interception';
 import type { InterceptionStart } from '../audit/recorder';
 import { BridgeError, fromFastifyError } from '../errors';
+import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
+import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { Exchange, type ExchangeDeps, runExchange, type StrategyFor } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
@@ -16,6 +18,8 @@ import { idleWatchdog, upstreamFailure } from './upstream';
 export interface ProviderRouteDeps {
   exchange: ExchangeDeps;
   bodyLimit: number;
+  /** Deepest JSON nesting accepted in a metered request body (AIBRIDGE_MAX_JSON_DEPTH). */
+  maxJsonDepth: number;
   auth: Authenticator;
   /** The capture level for a caller's team. */
   capture: { levelFor(team: string | null): CaptureLevel };
@@ -46,9 +50,10 @@ function hasDotSegment(path: string): boolean {
   });
 }
 
-function parseJsonObject(raw: Buffer | undefined): JsonObject {
+function parseJsonObject(raw: Buffer | undefined, maxDepth: number): JsonObject {
   if (!raw || raw.length === 0)
     throw new BridgeError('invalid_json', 'The request body is empty; a JSON object is required.');
+  assertJsonDepth(raw, maxDepth);
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
@@ -134,7 +139,8 @@ async function handle(
     reply.code(200).send();
     return;
   }
-  const principal = await deps.auth.authenticate(req.headers, req.ip);
+  // Checked by the onRequest hook before the body was read; the handler only reads the result.
+  const principal = req.principal ?? (await deps.auth.authenticate(req.headers, req.ip));
   req.principal = principal;
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   if (route.kind === 'refused') {
@@ -151,7 +157,7 @@ async function handle(
     return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw);
 
   const { api } = route;
-  const parsed = parseJsonObject(raw);
+  const parsed = parseJsonObject(raw, deps.maxJsonDepth);
   const start: InterceptionStart = {
     id: `int_${randomUUID()}`,
     principal,
@@ -192,9 +198,10 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps
         .type('application/json')
         .send(adapter.errorBody(e.status, e.code, e.message));
     });
+    app.addHook('onRequest', authenticateFirst(deps.auth, adapter.prefix));
     const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> =>
       handle(adapter, deps, req, reply);
-    // Any valid key; the handler authenticates itself so refusals come in the provider's shape.
+    // Any valid key, checked by the hook above so refusals come in the provider's shape.
     const config = { access: 'member' as const };
     app.route({ method: METHODS, url: '/', handler, exposeHeadRoute: false, config });
     app.route({ method: METHODS, url: '/*', handler, exposeHeadRoute: false, config });

@@ -70,6 +70,7 @@ export function proxyCapability(
         const deps: ProviderRouteDeps = {
           exchange,
           bodyLimit: config.bodyLimit,
+          maxJsonDepth: config.limits.maxJsonDepth,
           auth: d.auth,
           capture: d.capture,
           strategyFor: d.strategyFor,

@@ -155,6 +155,46 @@ describe('hostile and malformed input', function () {
     );
   });
 
+  it('JSON nested past AIBRIDGE_MAX_JSON_DEPTH (128) is refused with 400 in the API shape; up to it, never for its depth', async () => {
+    const opener = fc.constantFrom('[', '{"a":');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('/anthropic/v1/messages', '/openai/v1/chat/completions', '/openai/v1/responses'),
+        fc.boolean(),
+        fc.oneof(fc.integer({ min: 120, max: 136 }), fc.integer({ min: 1, max: 8000 })),
+        fc.array(opener, { minLength: 1, maxLength: 16 }),
+        async (route, stream, levels, pattern) => {
+          const openers = Array.from({ length: levels }, (_, i) => pattern[i % pattern.length]!);
+          const closers = openers.map((o) => (o === '[' ? ']' : '}')).reverse();
+          const deep = `${openers.join('')}1${closers.join('')}`;
+          const depth = openers.length + 1;
+          const body = `{"model":"gpt-5","max_tokens":5,"stream":${stream},"input":"hi","messages":[{"role":"user","content":"hi"}],"metadata":${deep}}`;
+          const before = upstreamCount();
+          const res = await raw(tb.url, {
+            method: 'POST',
+            path: route,
+            headers: { 'x-api-key': key, authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body,
+          });
+          assert.ok(res.status < 500, `${route} answered ${res.status}: ${res.body.slice(0, 200)}`);
+          const refusedForDepth = res.status === 400 && res.body.includes('deeper than 128 levels');
+          assert.equal(
+            refusedForDepth,
+            depth > 128,
+            `depth ${depth}: ${res.status} ${res.body.slice(0, 200)}`,
+          );
+          if (depth > 128) {
+            assert.equal(upstreamCount(), before, 'a too-deep body reached upstream');
+            const parsed = JSON.parse(res.body) as Record<string, unknown>;
+            if (route.startsWith('/anthropic')) assert.equal(parsed.type, 'error');
+            else assert.equal((parsed.error as { code?: string }).code, 'invalid_json');
+          }
+        },
+      ),
+      { numRuns: Math.min(RUNS, 200) },
+    );
+  });
+
   it('paths cannot climb out of a provider prefix or reach the admin API', async () => {
     await fc.assert(
       fc.asyncProperty(

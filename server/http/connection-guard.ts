@@ -1,0 +1,138 @@
+import {
+  type IncomingMessage,
+  type Server,
+  type ServerOptions,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ERROR_CODES, type ErrorCode } from '../../shared/errors';
+import type { ClientLimits } from '../config';
+import type { TrustedProxies } from './trusted-proxies';
+
+/** The provider whose routes serve `url`, to answer in its error shape; undefined: the bridge's own shape. */
+export type ErrorShapeFor = (
+  url: string,
+) => { errorBody(status: number, code: ErrorCode, message: string): unknown } | undefined;
+
+/**
+ * Connection-level limits no route can forget (docs/security.md, "Connections"): a cap on open
+ * connections per client address, and a deadline for each request's body. The headers deadline
+ * is node's own `headersTimeout` (see `httpOptions`). Responses are never timed here: a model
+ * stream may run for many minutes once its request has arrived.
+ */
+export class ConnectionGuard {
+  private readonly open = new Map<string, number>();
+
+  constructor(
+    private readonly limits: Pick<
+      ClientLimits,
+      'headersTimeoutMs' | 'bodyTimeoutMs' | 'connectionsPerAddress'
+    >,
+    private readonly trusted: TrustedProxies,
+    private readonly shapeFor: ErrorShapeFor,
+  ) {}
+
+  /**
+   * Options for `http.createServer` (fastify's `http`). Node checks the headers deadline on an
+   * interval (30 s by default, which would let a slowloris socket live 40 s): check often enough
+   * that a socket is cut within a quarter of the deadline past it.
+   */
+  httpOptions(): ServerOptions {
+    return {
+      // Node's whole-request deadline would also cut long streamed responses; bodies are timed in `timeBody`.
+      requestTimeout: 0,
+      headersTimeout: this.limits.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(this.limits.headersTimeoutMs / 4))),
+    };
+  }
+
+  /**
+   * Fastify's `clientErrorHandler`: errors node raises before a request exists (headers too slow,
+   * too large, unparseable) answered in the bridge's shape, then the socket is closed.
+   */
+  readonly clientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const [status, code, message]: [number, ErrorCode, string] =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [
+            ERROR_CODES.request_timeout.status,
+            'request_timeout',
+            `The request headers did not arrive within ${this.limits.headersTimeoutMs / 1000}s.`,
+          ]
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'invalid_request', 'The request headers are too large.']
+          : [400, 'invalid_request', 'The request is not valid HTTP.'];
+    const body = JSON.stringify({ error: { code, message } });
+    if (socket.writable)
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    socket.destroy();
+  };
+
+  /** Open connections from `address` right now (tests and metrics). */
+  openFrom(address: string): number {
+    return this.open.get(address) ?? 0;
+  }
+
+  attach(server: Server): void {
+    server.on('connection', (socket: Socket) => this.admit(socket));
+    if (this.limits.bodyTimeoutMs > 0) server.on('request', (req, res) => this.timeBody(req, res));
+  }
+
+  /**
+   * Counts the connection against its address and destroys it, before a byte is read, when the
+   * address already holds its share. A trusted proxy carries many clients, so it is not counted.
+   */
+  private admit(socket: Socket): void {
+    const cap = this.limits.connectionsPerAddress;
+    const address = socket.remoteAddress;
+    if (cap === 0 || address === undefined || this.trusted.trusts(address)) return;
+    const n = (this.open.get(address) ?? 0) + 1;
+    if (n > cap) {
+      socket.destroy();
+      return;
+    }
+    this.open.set(address, n);
+    socket.once('close', () => {
+      const left = (this.open.get(address) ?? 1) - 1;
+      if (left <= 0) this.open.delete(address);
+      else this.open.set(address, left);
+    });
+  }
+
+  /** A body still incomplete after the deadline gets 408 (when nothing was answered yet) and the connection is closed. */
+  private timeBody(req: IncomingMessage, res: ServerResponse): void {
+    if (req.complete) return;
+    const timer = setTimeout(() => {
+      if (req.complete || res.writableEnded) return;
+      const socket = req.socket;
+      if (res.headersSent) {
+        socket.destroy();
+        return;
+      }
+      const seconds = Math.round(this.limits.bodyTimeoutMs / 100) / 10;
+      const message = `The request body did not arrive within ${seconds}s.`;
+      const { status } = ERROR_CODES.request_timeout;
+      const provider = this.shapeFor(req.url ?? '/');
+      const body = JSON.stringify(
+        provider
+          ? provider.errorBody(status, 'request_timeout', message)
+          : { error: { code: 'request_timeout', message } },
+      );
+      res.writeHead(status, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        connection: 'close',
+      });
+      res.end(body, () => socket.destroy());
+    }, this.limits.bodyTimeoutMs);
+    timer.unref();
+    const done = (): void => clearTimeout(timer);
+    req.once('end', done);
+    res.once('close', done);
+  }
+}

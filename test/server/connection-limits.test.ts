@@ -1,0 +1,526 @@
+import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import Anthropic from '@anthropic-ai/sdk';
+import { jsonDepth } from '../../server/http/json-depth';
+import { parseTrustedProxies, TrustedProxies } from '../../server/http/trusted-proxies';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { type LiveTestClient, liveClient } from '../helpers/live-client';
+import { OpenAIMock } from '../helpers/openai-mock';
+
+/** A raw TCP client: what it received so far, and whether (and when) the bridge closed it. */
+interface Raw {
+  socket: Socket;
+  text(): string;
+  /** Resolves when the socket is closed, with the milliseconds since it was opened. */
+  closed: Promise<number>;
+}
+
+function raw(baseUrl: string): Promise<Raw> {
+  const { hostname, port } = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const socket = connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => undefined);
+    const closed = new Promise<number>((r) => socket.once('close', () => r(Date.now() - started)));
+    socket.once('connect', () =>
+      resolve({ socket, text: () => Buffer.concat(chunks).toString('latin1'), closed }),
+    );
+    socket.once('error', reject);
+  });
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms}ms`)), ms)),
+  ]);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves once `r` has received `pattern`, or rejects after `ms`. */
+async function received(r: Raw, pattern: RegExp, ms: number): Promise<string> {
+  const deadline = Date.now() + ms;
+  while (!pattern.test(r.text())) {
+    if (Date.now() > deadline) throw new Error(`no ${pattern} within ${ms}ms; got ${r.text().slice(0, 200)}`);
+    await sleep(10);
+  }
+  return r.text();
+}
+
+const MESSAGE = (extra: Record<string, unknown> = {}): string =>
+  JSON.stringify({
+    model: 'claude-sonnet-4-6',
+    max_tokens: 5,
+    messages: [{ role: 'user', content: 'hi' }],
+    ...extra,
+  });
+
+describe('connections and request reading: no member can stall or exhaust the bridge (issue 22)', function () {
+  this.timeout(30_000);
+  let mock: AnthropicMock;
+  let openai: OpenAIMock;
+
+  before(async () => {
+    mock = await new AnthropicMock().start();
+    openai = await new OpenAIMock().start();
+  });
+  after(async () => {
+    await openai.stop();
+    await mock.stop();
+  });
+
+  describe('live-event sockets per user', () => {
+    let tb: TestBridge;
+    const clients: LiveTestClient[] = [];
+    before(async () => {
+      tb = await startBridge(mock.url);
+    });
+    after(async () => {
+      await Promise.all(clients.map((c) => c.close()));
+      await tb.close();
+    });
+
+    it('opens 32 sockets for one user, closes the 33rd with 4029; another user still connects', async () => {
+      const hog = await tb.addUser('socket-hog@example.com');
+      const other = await tb.addUser('socket-other@example.com');
+      for (let i = 0; i < 32; i++) clients.push(liveClient(tb.url, { key: hog.key }));
+      await Promise.all(clients.map((c) => c.next('hello')));
+      const extra = liveClient(tb.url, { key: hog.key });
+      clients.push(extra);
+      const close = await within(extra.closed, 5000, 'the 33rd socket closed');
+      assert.equal(close.code, 4029);
+      assert.match(close.reason, /Too many live-event sockets for this user \(32 open, at most 32\)/);
+      assert.equal(extra.events.length, 0, 'the refused socket got no hello');
+
+      const ok = liveClient(tb.url, { key: other.key });
+      clients.push(ok);
+      assert.equal((await ok.next('hello')).user.email, 'socket-other@example.com');
+
+      // A socket closed frees its place.
+      await clients[0]!.close();
+      const again = liveClient(tb.url, { key: hog.key });
+      clients.push(again);
+      await again.next('hello');
+    });
+  });
+
+  describe('request deadlines (AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS, AIBRIDGE_REQUEST_BODY_TIMEOUT_MS)', () => {
+    let tb: TestBridge;
+    let key: string;
+    before(async () => {
+      tb = await startBridge(mock.url, {
+        AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS: '300',
+        AIBRIDGE_REQUEST_BODY_TIMEOUT_MS: '300',
+      });
+      key = (await tb.addUser('deadlines@example.com')).key;
+    });
+    after(async () => tb.close());
+
+    it('closes a slowloris connection whose headers never end, with 408', async () => {
+      const r = await raw(tb.url);
+      r.socket.write('POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\n');
+      const drip = setInterval(() => r.socket.writable && r.socket.write('x-drip: 1\r\n'), 50);
+      try {
+        const ms = await within(r.closed, 3000, 'the slowloris socket closed');
+        assert.ok(ms >= 250, `closed after ${ms}ms, not before the deadline`);
+        const text = r.text();
+        assert.match(text, /^HTTP\/1\.1 408 /);
+        const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: { code: string } };
+        assert.equal(body.error.code, 'request_timeout');
+      } finally {
+        clearInterval(drip);
+      }
+    });
+
+    it('answers a body that trickles past the deadline with 408 in the provider shape and closes the connection', async () => {
+      const r = await raw(tb.url);
+      r.socket.write(
+        `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
+          'content-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model":',
+      );
+      const drip = setInterval(() => r.socket.writable && r.socket.write(' '), 50);
+      try {
+        const ms = await within(r.closed, 3000, 'the slow-body socket closed');
+        assert.ok(ms >= 250, `closed after ${ms}ms, not before the deadline`);
+        const text = r.text();
+        assert.match(text, /^HTTP\/1\.1 408 /);
+        assert.match(text, /connection: close/i);
+        const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as {
+          type: string;
+          error: { type: string; message: string };
+        };
+        assert.equal(body.type, 'error');
+        assert.match(body.error.message, /did not arrive within 0\.3s/);
+      } finally {
+        clearInterval(drip);
+      }
+    });
+
+    it('answers a slow body on /api/v1 with 408 request_timeout in the bridge shape', async () => {
+      const r = await raw(tb.url);
+      r.socket.write(
+        `POST /api/v1/users HTTP/1.1\r\nHost: bridge\r\nauthorization: Bearer ${tb.adminKey}\r\n` +
+          'content-type: application/json\r\ncontent-length: 100\r\n\r\n{',
+      );
+      await within(r.closed, 3000, 'the slow-body socket closed');
+      const text = r.text();
+      assert.match(text, /^HTTP\/1\.1 408 /);
+      const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: { code: string } };
+      assert.equal(body.error.code, 'request_timeout');
+    });
+
+    it('does not cut a streamed response that lasts many times both deadlines', async () => {
+      mock.next({ kind: 'drip', count: 12, delayMs: 150 });
+      const client = new Anthropic({ apiKey: key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+      const started = Date.now();
+      const stream = client.messages.stream({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: 'a long answer' }],
+      });
+      let deltas = 0;
+      stream.on('text', () => deltas++);
+      const final = await stream.finalMessage();
+      assert.ok(Date.now() - started >= 1500, 'the stream lasted over five times the deadlines');
+      assert.equal(deltas, 12);
+      assert.equal(final.stop_reason, 'end_turn');
+    });
+
+    it('starts with the longest allowed headers deadline (node refuses one above its own request timeout)', async () => {
+      const long = await startBridge(mock.url, { AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS: '600000' });
+      await long.close();
+    });
+
+    it('leaves an idle keep-alive connection between requests to the keep-alive timeout, not the headers deadline', async () => {
+      const r = await raw(tb.url);
+      r.socket.write('GET /healthz HTTP/1.1\r\nHost: bridge\r\n\r\n');
+      await received(r, /"status":"ok"/, 2000);
+      await sleep(800);
+      assert.equal(r.socket.destroyed, false, 'the idle connection is still open');
+      r.socket.destroy();
+    });
+  });
+
+  describe('connections per client address (AIBRIDGE_CONNECTIONS_PER_ADDRESS)', () => {
+    let tb: TestBridge;
+    before(async () => {
+      tb = await startBridge(mock.url, { AIBRIDGE_CONNECTIONS_PER_ADDRESS: '8' });
+    });
+    after(async () => tb.close());
+
+    it('closes connections beyond the cap at once, before reading them; a freed place serves again', async () => {
+      const held = await Promise.all(Array.from({ length: 8 }, () => raw(tb.url)));
+      const over = await raw(tb.url);
+      over.socket.write('GET /healthz HTTP/1.1\r\nHost: bridge\r\n\r\n');
+      await within(over.closed, 2000, 'the 9th connection closed');
+      assert.equal(over.text(), '', 'nothing was answered on the refused connection');
+      assert.ok(
+        held.every((h) => !h.socket.destroyed),
+        'the connections within the cap stay open',
+      );
+
+      held[0]!.socket.destroy();
+      await held[0]!.closed;
+      await sleep(50);
+      const next = await raw(tb.url);
+      next.socket.write('GET /healthz HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n');
+      await within(next.closed, 2000, 'the healthz answer');
+      assert.match(next.text(), /^HTTP\/1\.1 200 /);
+      for (const h of held) h.socket.destroy();
+    });
+  });
+
+  describe('provider routes authenticate before reading the body', () => {
+    let tb: TestBridge;
+    before(async () => {
+      tb = await startBridge(mock.url);
+    });
+    after(async () => tb.close());
+
+    it('answers 16 unauthenticated 31 MB bodies with 401 while their bodies are still unsent, without buffering them', async () => {
+      const size = 31 * 1024 * 1024;
+      const before = mock.requests.length;
+      const rssBefore = process.memoryUsage().rss;
+      const clients = await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          const r = await raw(tb.url);
+          r.socket.write(
+            'POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: sk-ant-not-a-bridge-key\r\n' +
+              `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ncontent-length: ${size}\r\n\r\n`,
+          );
+          r.socket.write(Buffer.alloc(64 * 1024, 0x20));
+          return r;
+        }),
+      );
+      for (const r of clients) {
+        const text = await received(r, /\r\n\r\n\{.*\}$/s, 3000);
+        assert.match(text, /^HTTP\/1\.1 401 /);
+        assert.match(text, /connection: close/i);
+        assert.match(text, /"authentication_error"/);
+        // The bridge hangs up rather than reading 31 MB only to drop it.
+        await within(r.closed, 3000, 'the refused connection closed');
+      }
+      const grownMb = (process.memoryUsage().rss - rssBefore) / 1024 / 1024;
+      assert.ok(grownMb < 64, `RSS grew by ${grownMb.toFixed(1)} MB`);
+      assert.equal(mock.requests.length, before, 'upstream not contacted');
+    });
+
+    it('still answers the unauthenticated HEAD probe, and serves a valid key', async () => {
+      assert.equal((await fetch(`${tb.url}/anthropic`, { method: 'HEAD' })).status, 200);
+      assert.equal((await fetch(`${tb.url}/openai/v1/`, { method: 'HEAD' })).status, 200);
+      const dev = await tb.addUser('body-after-auth@example.com');
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': dev.key,
+          'anthropic-version': '2023-06-01',
+          'content-type': 'application/json',
+        },
+        body: MESSAGE(),
+      });
+      assert.equal(res.status, 200);
+      await res.text();
+    });
+  });
+
+  describe('JSON nesting (AIBRIDGE_MAX_JSON_DEPTH, 128 by default)', () => {
+    let tb: TestBridge;
+    let key: string;
+    before(async () => {
+      tb = await startBridge(mock.url, { AIBRIDGE_OPENAI_BASE_URL: openai.url });
+      key = (await tb.addUser('deep-json@example.com')).key;
+    });
+    after(async () => tb.close());
+
+    const nested = (levels: number): string => `${'['.repeat(levels)}${']'.repeat(levels)}`;
+    /** A request body with `levels` nested arrays under a field the provider would pass through. */
+    const body = (api: string, stream: boolean, levels: number): string => {
+      const deep = `{"x":${nested(levels - 2)}}`;
+      const base =
+        api === 'messages'
+          ? MESSAGE({ stream }).slice(0, -1)
+          : api === 'chat'
+            ? JSON.stringify({ model: 'gpt-5', stream, messages: [{ role: 'user', content: 'hi' }] }).slice(
+                0,
+                -1,
+              )
+            : JSON.stringify({ model: 'gpt-5', stream, input: 'hi' }).slice(0, -1);
+      return `${base},"metadata":${deep}}`;
+    };
+    const routes = {
+      messages: '/anthropic/v1/messages',
+      chat: '/openai/v1/chat/completions',
+      responses: '/openai/v1/responses',
+    } as const;
+
+    for (const api of ['messages', 'chat', 'responses'] as const) {
+      for (const stream of [false, true]) {
+        it(`${api}${stream ? ' (streamed)' : ''}: 100,000 levels get 400 in the API's shape; the provider is not contacted`, async () => {
+          const upstream = api === 'messages' ? mock : openai;
+          const before = upstream.requests.length;
+          const res = await fetch(tb.url + routes[api], {
+            method: 'POST',
+            headers: {
+              authorization: `Bearer ${key}`,
+              'anthropic-version': '2023-06-01',
+              'content-type': 'application/json',
+            },
+            body: body(api, stream, 100_000),
+          });
+          const text = await res.text();
+          assert.equal(res.status, 400, text.slice(0, 300));
+          const json = JSON.parse(text) as {
+            type?: string;
+            error: { type: string; code?: string; message: string };
+          };
+          if (api === 'messages') assert.equal(json.type, 'error');
+          else assert.equal(json.error.code, 'invalid_json');
+          assert.equal(json.error.type, 'invalid_request_error');
+          assert.match(json.error.message, /deeper than 128 levels/);
+          assert.equal(upstream.requests.length, before);
+        });
+      }
+    }
+
+    it('passes a body nested exactly 128 levels deep', async () => {
+      const res = await fetch(tb.url + routes.messages, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+        body: body('messages', false, 128),
+      });
+      assert.equal(res.status, 200, await res.text());
+    });
+
+    it('brackets inside strings do not count', async () => {
+      const res = await fetch(tb.url + routes.messages, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+        body: MESSAGE({ metadata: { note: `"[{\\"${'['.repeat(1000)}` } }),
+      });
+      assert.equal(res.status, 200, await res.text());
+    });
+
+    it('/api/v1 JSON bodies nested 100,000 levels deep get 400, not 500 (their schemas refuse them)', async () => {
+      const res = await fetch(`${tb.url}/api/v1/users`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tb.adminKey}`, 'content-type': 'application/json' },
+        body: `{"email":"deep@example.com","name":${nested(100_000)}}`,
+      });
+      const json = (await res.json()) as { error: { code: string } };
+      assert.equal(res.status, 400);
+      assert.equal(json.error.code, 'invalid_request');
+    });
+  });
+
+  describe('behind a reverse proxy (AIBRIDGE_TRUSTED_PROXIES) and the auth throttle', () => {
+    async function attempt(tb: TestBridge, key: string, forwardedFor?: string): Promise<number> {
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': key,
+          'anthropic-version': '2023-06-01',
+          'content-type': 'application/json',
+          ...(forwardedFor ? { 'x-forwarded-for': forwardedFor } : {}),
+        },
+        body: MESSAGE(),
+      });
+      await res.text();
+      return res.status;
+    }
+    const BAD = `aib_${'B'.repeat(43)}`;
+
+    it('from a trusted proxy, one client’s bad keys throttle that client only; its valid key is still served', async () => {
+      const tb = await startBridge(mock.url, {
+        AIBRIDGE_TRUSTED_PROXIES: '127.0.0.1, ::1',
+        AIBRIDGE_AUTH_FAILURES_PER_MINUTE: '3',
+      });
+      try {
+        const dev = await tb.addUser('behind-proxy@example.com');
+        for (let i = 0; i < 3; i++) assert.equal(await attempt(tb, BAD, '203.0.113.7'), 401);
+        assert.equal(await attempt(tb, BAD, '203.0.113.7'), 429, 'the guessing client is throttled');
+        assert.equal(await attempt(tb, BAD, '198.51.100.2, 203.0.113.9'), 401, 'another client is not');
+        assert.equal(await attempt(tb, dev.key, '198.51.100.4'), 200);
+        assert.equal(await attempt(tb, dev.key, '203.0.113.7'), 200, 'a valid key from the throttled client');
+      } finally {
+        await tb.close();
+      }
+    });
+
+    it('without the setting, X-Forwarded-For is ignored (a spoofed one does not evade the throttle), and a valid key from a throttled address gets 200', async () => {
+      const tb = await startBridge(mock.url, { AIBRIDGE_AUTH_FAILURES_PER_MINUTE: '3' });
+      try {
+        const dev = await tb.addUser('no-proxy@example.com');
+        for (let i = 0; i < 3; i++) assert.equal(await attempt(tb, BAD, `203.0.113.${i}`), 401);
+        assert.equal(await attempt(tb, BAD, '198.51.100.99'), 429);
+        assert.equal(await attempt(tb, dev.key), 200, 'a valid key is never throttled');
+        assert.equal(await attempt(tb, BAD), 429, 'bad keys still are');
+      } finally {
+        await tb.close();
+      }
+    });
+
+    it('live-event sockets through a trusted proxy are throttled by their X-Forwarded-For address', async () => {
+      const tb = await startBridge(mock.url, {
+        AIBRIDGE_TRUSTED_PROXIES: '127.0.0.1',
+        AIBRIDGE_AUTH_FAILURES_PER_MINUTE: '2',
+      });
+      try {
+        const closeOf = async (forwardedFor: string): Promise<number> => {
+          const c = liveClient(tb.url, { key: BAD, headers: { 'x-forwarded-for': forwardedFor } });
+          return (await within(c.closed, 5000, 'the socket closed')).code;
+        };
+        assert.equal(await closeOf('203.0.113.7'), 4001);
+        assert.equal(await closeOf('203.0.113.7'), 4001);
+        assert.equal(await closeOf('203.0.113.7'), 4029, 'the guessing client is throttled');
+        assert.equal(await closeOf('198.51.100.2'), 4001, 'another client behind the proxy is not');
+      } finally {
+        await tb.close();
+      }
+    });
+
+    it('refuses a bad AIBRIDGE_TRUSTED_PROXIES at start, naming the setting', async () => {
+      await assert.rejects(
+        startBridge(mock.url, { AIBRIDGE_TRUSTED_PROXIES: '10.0.0.0/33' }),
+        /AIBRIDGE_TRUSTED_PROXIES: "10\.0\.0\.0\/33" is not an IP address or CIDR/,
+      );
+    });
+  });
+
+  describe('admin sessions per key (AIBRIDGE_ADMIN_SESSIONS_PER_KEY, 20 by default)', () => {
+    let tb: TestBridge;
+    before(async () => {
+      tb = await startBridge(mock.url);
+    });
+    after(async () => tb.close());
+
+    it('a 21st sign-in with one key ends the oldest session; the newest works; other keys keep theirs', async () => {
+      const signIn = async (key: string): Promise<string> => {
+        const res = await fetch(`${tb.url}/api/v1/session`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
+          body: JSON.stringify({ key }),
+        });
+        assert.equal(res.status, 201, await res.text());
+        return (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+      };
+      const me = async (cookie: string): Promise<number> => {
+        const res = await fetch(`${tb.url}/api/v1/me`, { headers: { cookie } });
+        await res.text();
+        return res.status;
+      };
+      const other = await tb.addUser('other-session@example.com');
+      const otherCookie = await signIn(other.key);
+      const cookies: string[] = [];
+      for (let i = 0; i < 21; i++) cookies.push(await signIn(tb.adminKey));
+      assert.equal(await me(cookies[0]!), 401, 'the oldest session was ended');
+      assert.equal(await me(cookies[1]!), 200);
+      assert.equal(await me(cookies[20]!), 200, 'the newest works');
+      assert.equal(await me(otherCookie), 200, 'another key’s session is untouched');
+      const stored = await tb.bridge.store.listDocs<{ keyId: string }>('admin_session');
+      assert.equal(stored.length, 21);
+    });
+  });
+});
+
+describe('trusted proxies and JSON depth (units)', () => {
+  const req = (peer: string, xff?: string): IncomingMessage =>
+    ({
+      socket: { remoteAddress: peer },
+      headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
+    }) as never;
+
+  it('takes the right-most untrusted hop of X-Forwarded-For, only from a trusted peer', () => {
+    const t = new TrustedProxies(parseTrustedProxies('10.0.0.0/8, ::1'));
+    assert.equal(t.clientAddress(req('10.1.2.3', '203.0.113.5')), '203.0.113.5');
+    assert.equal(t.clientAddress(req('::ffff:10.1.2.3', '203.0.113.5')), '203.0.113.5', 'IPv4-mapped peer');
+    // A client cannot pick its address by prepending hops: the proxy appends the real one last.
+    assert.equal(t.clientAddress(req('10.1.2.3', '1.1.1.1, 203.0.113.5')), '203.0.113.5');
+    assert.equal(t.clientAddress(req('::1', '1.1.1.1, 203.0.113.5, 10.9.9.9')), '203.0.113.5', 'two proxies');
+    assert.equal(t.clientAddress(req('198.51.100.1', '203.0.113.5')), '198.51.100.1', 'untrusted peer');
+    assert.equal(t.clientAddress(req('10.1.2.3')), '10.1.2.3', 'no header: the proxy itself');
+    const none = new TrustedProxies([]);
+    assert.equal(none.clientAddress(req('127.0.0.1', '203.0.113.5')), '127.0.0.1');
+    assert.equal(none.fastifyOption(), false);
+  });
+
+  it('rejects entries that are not addresses or CIDRs', () => {
+    for (const bad of ['10.0.0.0/33', 'localhost', '10.0.0.1/8/8', '::1/129', ' , ', '10.0.0.0/-1'])
+      assert.throws(() => parseTrustedProxies(bad), Error, bad);
+    assert.deepEqual(parseTrustedProxies(' 127.0.0.1 ,fd00::/8'), ['127.0.0.1', 'fd00::/8']);
+  });
+
+  it('measures nesting in one pass, ignoring brackets in strings and escaped quotes', () => {
+    const d = (s: string): number => jsonDepth(Buffer.from(s));
+    assert.equal(d('{}'), 1);
+    assert.equal(d('[[{"a":[1]}]]'), 4);
+    assert.equal(d('{"a":"[[[[\\"[[["}'), 1);
+    assert.equal(d('{"a":"\\\\","b":[[]]}'), 3, 'an escaped backslash ends before the quote');
+    assert.equal(d('{"é[":["ü{"]}'), 2, 'multi-byte UTF-8');
+    assert.equal(jsonDepth(Buffer.from('['.repeat(1_000_000)), 128), 129, 'stops past the limit');
+  });
+});
