@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { ModelPriceOverride } from '../shared/spend';
@@ -25,11 +24,13 @@ import { Authenticator } from './identity/auth';
 import { AuthThrottle } from './identity/auth-throttle';
 import { identityRoutes } from './identity/identity-routes';
 import { IdentityService } from './identity/identity-service';
-import { KeyHasher, looksLikeKey } from './identity/keys';
+import { checkKeyHashSecret } from './identity/key-hash-check';
+import { KeyHasher } from './identity/keys';
 import { McpHub } from './mcp/hub';
 import { McpInjector } from './mcp/injector';
 import { mcpRoutes } from './mcp/mcp-routes';
 import { Metrics } from './metrics';
+import { opsRoutes } from './ops/ops-routes';
 import { PROVIDERS, providerForPath } from './providers/registry';
 import { CircuitBreakers } from './proxy/circuit-breaker';
 import { providerRoutes } from './proxy/forward';
@@ -78,12 +79,6 @@ const VERSION = '0.1.0';
 /** How long a key the store confirmed stays usable while the store is unreachable (open mode only). */
 const OUTAGE_KEY_MEMORY_MS = 15 * 60_000;
 
-/** Compares secrets in constant time (digests make the lengths equal). */
-function sameSecret(a: string, b: string): boolean {
-  const d = (s: string): Buffer => createHash('sha256').update(s).digest();
-  return timingSafeEqual(d(a), d(b));
-}
-
 /** Builds the whole bridge from a validated config. `main.ts` and the tests build the same thing. */
 export async function buildApp(config: Config, opts: BuildOptions = {}): Promise<Bridge> {
   // Prices are data validated at start: a bad file stops the bridge before it listens.
@@ -128,7 +123,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     throw new Error(`cannot open the ${store.kind} store: ${(err as Error).message}`, { cause: err });
   });
 
-  const hasher = await KeyHasher.load(config.dataDir, process.env.AIBRIDGE_KEY_HASH_SECRET);
+  const hasher = await KeyHasher.load(config.dataDir, config.keyHashSecret);
+  await checkKeyHashSecret(store, hasher).catch(async (err: unknown) => {
+    await store.close().catch(() => undefined);
+    throw err;
+  });
   const identity = new IdentityService(store, hasher);
   const metrics = new Metrics({ perUser: config.metricsPerUser });
   const auth = new Authenticator(
@@ -268,52 +267,6 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     );
   });
 
-  app.get('/readyz', { config: { access: 'public' } }, async (_req, reply) => {
-    const storeHealth = await store.health().catch((err: unknown) => ({
-      ok: false,
-      detail: (err as Error).message,
-    }));
-    const upstreamStates = Object.fromEntries(
-      Object.entries(config.upstreams).map(([id, u]) => [id, { configured: u.apiKey !== undefined }]),
-    );
-    const ready = storeHealth.ok && Object.values(upstreamStates).some((u) => u.configured);
-    return reply.code(ready ? 200 : 503).send({
-      status: ready ? 'ready' : 'not_ready',
-      store: { kind: store.kind, ...storeHealth },
-      upstreams: upstreamStates,
-      breakers: breakers.snapshot(),
-    });
-  });
-
-  app.get('/healthz', { config: { access: 'public' } }, async () => ({
-    status: 'ok',
-    version: VERSION,
-    store: store.kind,
-    upstreams: Object.fromEntries(
-      Object.entries(config.upstreams).map(([id, u]) => [
-        id,
-        { baseUrl: u.baseUrl, configured: u.apiKey !== undefined },
-      ]),
-    ),
-    breakers: breakers.snapshot(),
-    audit: recorder.auditState(),
-  }));
-
-  // Prometheus scrapes with AIBRIDGE_METRICS_TOKEN; an admin's bridge key works too.
-  app.get('/metrics', { config: { access: 'admin' } }, async (req, reply) => {
-    const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    const byToken =
-      config.metricsToken !== undefined && token !== undefined && sameSecret(token, config.metricsToken);
-    if (!byToken) {
-      if (token === undefined || !looksLikeKey(token)) {
-        throw new BridgeError('unauthorized', 'Metrics need AIBRIDGE_METRICS_TOKEN or an admin key.');
-      }
-      const principal = await auth.authenticate(req.headers, req.ip);
-      if (principal.user.role !== 'admin') throw new BridgeError('forbidden', 'An admin key is required.');
-    }
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
-
   // Central MCP tools (docs/mcp.md): servers are connected in the background, never holding up the start.
   const mcp = new McpHub({ settings: config.mcp, store, log: app.log, bus, env: process.env });
   await mcp.start();
@@ -322,6 +275,20 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   // The admin page (docs/admin.md): a key exchanged for a session cookie, accepted on /api routes.
   const sessions = new Sessions(store, auth, undefined, config.adminSessionHours * 3_600_000);
   const publicUrl = config.mcp.publicUrl;
+  // /healthz, /readyz, /metrics: details only for admins and the metrics token (server/ops).
+  await app.register(
+    opsRoutes({
+      version: VERSION,
+      store,
+      upstreams: config.upstreams,
+      breakers,
+      recorder,
+      metrics,
+      metricsToken: config.metricsToken,
+      auth,
+      requestAuth: new RequestAuth(auth, sessions, publicUrl),
+    }),
+  );
   await app.register(adminAssetRoutes(findAdminAssets()));
   await app.register(async (api) => {
     api.addHook('onRequest', apiAccessHook(new RequestAuth(auth, sessions, publicUrl)));
