@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { RequestAuth } from '../admin/browser-auth';
+import { type RequestAuth, sessionTokenOf } from '../admin/browser-auth';
 import type { Recorder } from '../audit/recorder';
 import type { UpstreamConfig } from '../config';
 import { BridgeError } from '../errors';
@@ -49,7 +49,10 @@ export function opsRoutes(d: OpsDeps): FastifyPluginAsync {
   /** Whether the caller may see details; anyone else (a bad key included) gets the public answer. */
   const maySeeDetails = async (req: FastifyRequest): Promise<boolean> => {
     if (byToken(req)) return true;
-    if (credentialFrom(req.headers) === undefined && req.headers.cookie === undefined) return false;
+    // Only what could be an admin is checked: anything else is no failed sign-in, just a probe.
+    const credential = credentialFrom(req.headers);
+    if (credential === undefined ? sessionTokenOf(req.headers) === undefined : !looksLikeKey(credential))
+      return false;
     try {
       return (await d.requestAuth.authenticate(req)).user.role === 'admin';
     } catch {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import type { User } from '../../shared/identity';
@@ -27,6 +28,22 @@ function serve(dataDir: string, env: Record<string, string>): Promise<{ code: nu
     child.on('close', (code) => resolve({ code, out }));
   });
 }
+
+describe('the embedded store and its key-hash secret', function () {
+  this.timeout(60_000);
+
+  it('a data dir whose key-hash.secret was replaced refuses to start instead of refusing every key', async () => {
+    const upstream = await new AnthropicMock().start();
+    try {
+      const dir = await tempDir();
+      await (await startBridge(upstream.url, {}, dir)).close();
+      await fs.writeFile(path.join(dir, 'key-hash.secret'), `${randomBytes(32).toString('base64url')}\n`);
+      await assert.rejects(startBridge(upstream.url, {}, dir), /AIBRIDGE_KEY_HASH_SECRET/);
+    } finally {
+      await upstream.stop();
+    }
+  });
+});
 
 describe('replicas that disagree on the key-hash secret', function () {
   this.timeout(90_000);
