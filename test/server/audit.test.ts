@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
-import { type ChainReport, GENESIS, verifyChain } from '../../server/audit/chain';
+import { type ChainReport, chainHash, GENESIS, verifyChain } from '../../server/audit/chain';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import type { NewInterception } from '../../server/store/types';
 import type { Interception, Page } from '../../shared/interception';
@@ -286,6 +286,20 @@ describe('the audit trail', function () {
       } finally {
         await tb.close();
       }
+    });
+
+    it('a newest record rewritten with a matching hash is caught against the chain head', async () => {
+      const forged = await verifyAfter((await filled()).dir, (lines) =>
+        lines.map((l, i) => {
+          if (i !== lines.length - 1) return l;
+          const rec = JSON.parse(l.slice(9)) as Interception;
+          const edited = { ...rec, usage: { ...rec.usage, output: 1 } };
+          return line(JSON.stringify({ ...edited, hash: chainHash(edited.prevHash!, edited) }));
+        }),
+      );
+      assert.equal(forged.ok, false);
+      assert.equal(forged.firstBreak?.seq, 6);
+      assert.match(forged.firstBreak!.reason, /chain head/);
     });
 
     it('`aibridge audit verify` names a truncated tail apart from a broken link', async () => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { verifyChain } from '../../server/audit/chain';
+import { chainHash, verifyChain } from '../../server/audit/chain';
 import { PostgresStore } from '../../server/store/postgres/postgres-store';
+import type { Interception } from '../../shared/interception';
 import { testPostgres } from '../helpers/postgres';
 import { newRecord } from './contract';
 
@@ -34,6 +35,23 @@ describe('the audit chain in PostgreSQL', function () {
       assert.equal(report.ok, false);
       assert.equal(report.firstBreak?.seq, 3);
       assert.match(report.firstBreak!.reason, /hash fields were removed/);
+    } finally {
+      await sql.end();
+      await store.close();
+    }
+  });
+
+  it('a newest row rewritten with a matching hash is caught against the chain head row', async () => {
+    const { store, sql } = await filled(6);
+    try {
+      const row = await sql.query<{ record: string }>('SELECT record FROM interceptions WHERE seq = 6');
+      const rec = JSON.parse(row.rows[0]!.record) as Interception;
+      const edited = { ...rec, usage: { ...rec.usage, output: 1 } };
+      const forged = { ...edited, hash: chainHash(edited.prevHash!, edited) };
+      await sql.query('UPDATE interceptions SET record = $1 WHERE seq = 6', [JSON.stringify(forged)]);
+      const report = await verify(store);
+      assert.equal(report.firstBreak?.seq, 6);
+      assert.match(report.firstBreak!.reason, /chain head/);
     } finally {
       await sql.end();
       await store.close();

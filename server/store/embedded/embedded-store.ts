@@ -154,10 +154,12 @@ export class EmbeddedStore implements Store {
         offset: 0,
         reason: `the journal ends at record ${this.head.seq} but the chain head is at ${kept.seq}: records are missing at the tail`,
       });
-      this.head = { ...kept };
       head = kept.hash;
       this.nextSeq = Math.max(this.nextSeq, kept.seq + 1);
     }
+    // The stored head, even one behind the journal (records durable after its last write): until
+    // the next append moves it, verification checks the record at its place against it.
+    if (kept) this.head = { ...kept };
     this.journal.head = head;
     await this.accessJournal.open((value) => {
       this.accessLog.push(value as AccessLogEntry);
