@@ -21,13 +21,16 @@ import { Lifecycle } from './lifecycle';
 import type { McpHub } from './mcp/hub';
 import { mcpCapability } from './mcp/mcp-plugin';
 import { Metrics } from './metrics';
-import { listenMetricsAlone, opsRoutes } from './ops/ops-routes';
+import { listenMetricsAlone } from './ops/metrics-listener';
+import { opsRoutes } from './ops/ops-routes';
 import { proxyCapability } from './proxy/proxy-plugin';
 import { spendCapability } from './spend/spend-plugin';
 import { createStore } from './store/create-store';
 import type { DocKind, Store } from './store/types';
 import { ExchangeTelemetry } from './telemetry/exchange-telemetry';
 import { Tracing } from './telemetry/tracing';
+
+const VERSION = '0.1.0';
 
 export interface BuildOptions {
   /** Where logs go (tests capture them); default stdout. */
@@ -127,7 +130,19 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       events: live.interceptionEvents,
       strategyFor: mcp.strategyFor,
     });
-    await app.register(opsRoutes({ ...core, auth, breakers: proxy.breakers, recorder: audit.recorder }));
+    await app.register(
+      opsRoutes({
+        version: VERSION,
+        store,
+        upstreams: config.upstreams,
+        breakers: proxy.breakers,
+        recorder: audit.recorder,
+        metrics: core.metrics,
+        metricsToken: config.metricsToken,
+        auth,
+        requestAuth: admin.requestAuth,
+      }),
+    );
     await app.register(admin.assets);
     await app.register(async (api) => {
       api.addHook('onRequest', apiAccessHook(admin.requestAuth));

@@ -58,6 +58,11 @@ export interface Config {
   readonly alerts: AlertConfig;
   /** Bearer token that may read `/metrics` besides admin keys; undefined: admin keys only. */
   readonly metricsToken: string | undefined;
+  /**
+   * The secret bridge keys are hashed under (AIBRIDGE_KEY_HASH_SECRET); undefined: the one generated
+   * in the data dir. Replicas on one database must share it (the store keeps a verifier of it).
+   */
+  readonly keyHashSecret: string | undefined;
   /** A separate, unauthenticated listener for `/metrics` (bind it where only Prometheus reaches). */
   readonly metricsPort: number | undefined;
   readonly metricsHost: string;
@@ -402,6 +407,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       burstRpm: int(pick(undefined, '', env, 'AIBRIDGE_BURST_RPM'), 120, 0, 1_000_000),
     },
     metricsToken: env.AIBRIDGE_METRICS_TOKEN || undefined,
+    keyHashSecret: env.AIBRIDGE_KEY_HASH_SECRET || undefined,
     metricsPort: pick(flags['metrics-port'], '--metrics-port', env, 'AIBRIDGE_METRICS_PORT')
       ? int(pick(flags['metrics-port'], '--metrics-port', env, 'AIBRIDGE_METRICS_PORT'), 0, 0, 65535)
       : undefined,

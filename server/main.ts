@@ -177,12 +177,20 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
         ok: boolean;
         checked: number;
         firstBreak: { seq: number; id: string; reason: string } | null;
+        truncated?: { missing: number; lastSeq: number; headSeq: number } | null;
       };
       if (r.ok) process.stdout.write(`ok: ${r.checked} records, chain intact\n`);
-      else {
-        const b = r.firstBreak!;
+      else if (r.firstBreak) {
+        const b = r.firstBreak;
         process.stdout.write(
           `BROKEN at record ${b.seq} (${b.id}): ${b.reason}; ${r.checked} records checked\n`,
+        );
+        process.exitCode = 3;
+      } else if (r.truncated) {
+        const t = r.truncated;
+        process.stdout.write(
+          `TRUNCATED: ${t.missing} records missing at the tail (the newest record is ${t.lastSeq}, ` +
+            `the chain head is at ${t.headSeq}); ${r.checked} records checked\n`,
         );
         process.exitCode = 3;
       }

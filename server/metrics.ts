@@ -104,6 +104,17 @@ export class Metrics {
     registers: [this.registry],
   });
   /** Read at scrape time: the breakers' current states. */
+  /** The audit chain's head, read as Prometheus scrapes (one small read on PostgreSQL). */
+  chainHeadSource: () => Promise<{ seq: number }> = async () => ({ seq: 0 });
+  readonly auditChainRecords = new Gauge({
+    name: 'aibridge_audit_chain_records',
+    help: 'Records ever appended to the audit hash chain (the chain head position, pruned records included); it never goes down: kept outside the bridge, it shows a head rolled back with the records.',
+    registers: [this.registry],
+    collect: async () => {
+      const head = await this.chainHeadSource().catch(() => undefined);
+      if (head !== undefined) this.auditChainRecords.set(head.seq);
+    },
+  });
   breakerSource: () => { provider: string; model: string; state: 'closed' | 'open' | 'half-open' }[] =
     () => [];
   readonly breakerState = new Gauge({

@@ -20,10 +20,32 @@ export function chainHash(prevHash: string, rec: Omit<Interception, 'hash'> & { 
   return createHash('sha256').update(prevHash).update('\n').update(canonicalJson(rest)).digest('hex');
 }
 
+/**
+ * The newest record's place and hash as the store keeps them apart from the records (the embedded
+ * store in db.json, PostgreSQL in its chain head row): what a verifier compares the newest record
+ * it finds against, so records cut off the end of the chain do not go unnoticed.
+ */
+export interface ChainHead {
+  /** The append position of the newest record ever chained (0: none yet). */
+  seq: number;
+  hash: string;
+}
+
+export const EMPTY_HEAD: ChainHead = Object.freeze({ seq: 0, hash: GENESIS });
+
 export interface ChainBreak {
   seq: number;
   id: string;
   reason: string;
+}
+
+/** Records cut off the end: the chain head says the chain went further than the newest record found. */
+export interface ChainTruncation {
+  /** Append positions between the newest record found and the head (every one a lost record). */
+  missing: number;
+  /** The newest record found (0: none). */
+  lastSeq: number;
+  headSeq: number;
 }
 
 export interface ChainReport {
@@ -33,49 +55,67 @@ export interface ChainReport {
   /** The hash the oldest kept record points back to: the genesis, or the last pruned record's hash. */
   anchor: string | null;
   firstBreak: ChainBreak | null;
+  /** The head the records were checked against, when the store keeps one. */
+  head: ChainHead | null;
+  truncated: ChainTruncation | null;
 }
 
 /**
  * Walks records oldest first and reports the first broken link: an edited record (its hash does
- * not match its content), a deleted one (the next record points back to a hash that is gone), or a
- * reordering (the same). The oldest record is trusted as the anchor, so pruning keeps the chain
- * verifiable.
+ * not match its content), a deleted one (the next record points back to a hash that is gone), a
+ * reordering (the same), or a record without hash fields after chained ones (they were stripped:
+ * only records written before the chain existed, all of them before the first chained one, may
+ * lack them). The oldest record is trusted as the anchor, so pruning keeps the chain verifiable.
+ * With the store's `head`, the newest records are checked too: a head beyond the last record
+ * found is a truncated tail, and the record at the head's place must have the head's hash.
  */
-export async function verifyChain(records: AsyncIterable<Interception>): Promise<ChainReport> {
+export async function verifyChain(
+  records: AsyncIterable<Interception>,
+  head: ChainHead | null = null,
+): Promise<ChainReport> {
   let prev: Interception | undefined;
   let checked = 0;
   let anchor: string | null = null;
+  const broken = (rec: Interception, reason: string): ChainReport => ({
+    ok: false,
+    checked,
+    anchor,
+    firstBreak: { seq: rec.seq, id: rec.id, reason },
+    head,
+    truncated: null,
+  });
   for await (const rec of records) {
     checked++;
     if (rec.hash === undefined || rec.prevHash === undefined) {
+      if (prev !== undefined)
+        return broken(rec, 'has no hash or link after chained records (its hash fields were removed)');
       // Written before the chain existed: nothing to check, and the chain starts after it.
-      prev = undefined;
       continue;
     }
-    if (rec.hash !== chainHash(rec.prevHash, rec)) {
-      return {
-        ok: false,
-        checked,
-        anchor,
-        firstBreak: { seq: rec.seq, id: rec.id, reason: 'content does not match its hash (edited)' },
-      };
-    }
+    if (rec.hash !== chainHash(rec.prevHash, rec))
+      return broken(rec, 'content does not match its hash (edited)');
     if (prev === undefined) anchor ??= rec.prevHash;
     else if (rec.prevHash !== prev.hash) {
-      return {
-        ok: false,
-        checked,
-        anchor,
-        firstBreak: {
-          seq: rec.seq,
-          id: rec.id,
-          reason: `does not follow record ${prev.seq} (a record was deleted or moved)`,
-        },
-      };
-    } else if (rec.seq <= prev.seq) {
-      return { ok: false, checked, anchor, firstBreak: { seq: rec.seq, id: rec.id, reason: 'out of order' } };
-    }
+      const gap = rec.seq - prev.seq - 1;
+      return broken(
+        rec,
+        `does not follow record ${prev.seq} (a record was deleted or moved${gap > 0 ? `: ${gap} missing before it` : ''})`,
+      );
+    } else if (rec.seq <= prev.seq) return broken(rec, 'out of order');
+    if (head !== null && rec.seq === head.seq && rec.hash !== head.hash)
+      return broken(rec, 'does not match the chain head the store keeps (replaced)');
     prev = rec;
   }
-  return { ok: true, checked, anchor, firstBreak: null };
+  const lastSeq = prev?.seq ?? 0;
+  if (head !== null && head.seq > lastSeq) {
+    return {
+      ok: false,
+      checked,
+      anchor,
+      firstBreak: null,
+      head,
+      truncated: { missing: head.seq - lastSeq, lastSeq, headSeq: head.seq },
+    };
+  }
+  return { ok: true, checked, anchor, firstBreak: null, head, truncated: null };
 }

@@ -117,7 +117,11 @@ function memberMaySee(user: User, a: Audience): boolean {
 
 function wants(c: Client, event: BridgeEvent, a: Audience): boolean {
   if (c.filter.types && !c.filter.types.has(event.type)) return false;
-  if (c.principal.user.role !== 'admin' && !memberMaySee(c.principal.user, a)) return false;
+  if (c.principal.user.role !== 'admin') {
+    // MCP warnings carry what a tool server answered (error bodies, internal URLs): admins' business.
+    if (event.type === 'mcp.warning') return false;
+    if (!memberMaySee(c.principal.user, a)) return false;
+  }
   if (c.filter.userId !== null && a.userId !== c.filter.userId) return false;
   if (c.filter.team !== null && a.team !== c.filter.team) return false;
   return true;

@@ -4,6 +4,7 @@ import { Authenticator } from './auth';
 import { AuthThrottle } from './auth-throttle';
 import { identityRoutes } from './identity-routes';
 import { IdentityService } from './identity-service';
+import { checkKeyHashSecret } from './key-hash-check';
 import { KeyHasher } from './keys';
 
 /** How long a key the store confirmed stays usable while the store is unreachable (open mode only). */
@@ -18,7 +19,9 @@ export interface IdentityCapability extends Capability {
 /** Users, teams and bridge keys: the key hasher, the authenticator every route uses, the users/keys API. */
 export async function identityCapability(core: Core): Promise<IdentityCapability> {
   const { config, store, metrics, clock } = core;
-  const hasher = await KeyHasher.load(config.dataDir, process.env.AIBRIDGE_KEY_HASH_SECRET);
+  const hasher = await KeyHasher.load(config.dataDir, config.keyHashSecret);
+  // Replicas on one database must hash keys alike: a different secret refuses to start.
+  await checkKeyHashSecret(store, hasher);
   const identity = new IdentityService(store, hasher, datesOf(clock));
   const auth = new Authenticator(
     store,

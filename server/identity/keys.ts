@@ -52,6 +52,14 @@ export class KeyHasher {
     }
   }
 
+  /**
+   * What the store keeps to tell whether replicas share this secret: an HMAC of a fixed text, from
+   * which the secret cannot be recovered or keys tested.
+   */
+  verifier(): string {
+    return createHmac('sha256', this.secret).update('aibridge key-hash verifier v1').digest('hex');
+  }
+
   hash(key: string): string {
     return createHmac('sha256', this.secret).update(key).digest('hex');
   }

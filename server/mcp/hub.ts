@@ -7,6 +7,7 @@ import { CredentialCipher } from './cipher';
 import { McpConnection } from './connection';
 import { type CredentialInfo, McpCredentials } from './credentials';
 import { authorise, BridgeOAuthProvider, CALLBACK_PATH, PendingAuthorisations, redirectOf } from './oauth';
+import { hasTransportValues, openTransport, sealTransport } from './sealed-transport';
 import {
   injectedName,
   loadServersFile,
@@ -68,7 +69,8 @@ export class McpHub {
   async start(): Promise<void> {
     for (const s of loadServersFile(this.d.settings.configFile)) this.fileServers.set(s.name, s);
     for (const s of this.fileServers.values()) this.servers.set(s.name, s);
-    for (const s of await this.d.store.listDocs<McpServerConfig>('mcp_server')) this.servers.set(s.name, s);
+    for (const s of await this.d.store.listDocs<McpServerConfig>('mcp_server'))
+      this.servers.set(s.name, await this.sealStored(s));
     await this.credentials.load();
     for (const s of this.servers.values()) this.connectShared(s);
     const every = Math.min(this.d.settings.refreshMs, 60_000);
@@ -106,8 +108,22 @@ export class McpHub {
     return undefined;
   }
 
+  /**
+   * A definition stored before header and env values were sealed: sealed and stored again now that
+   * a credentials key is here (without one it keeps working as it is).
+   */
+  private async sealStored(s: McpServerConfig): Promise<McpServerConfig> {
+    if (!this.cipher || s.source !== 'api' || s.transportSealed) return s;
+    const sealed = sealTransport(s, this.cipher);
+    if (sealed !== s) await this.d.store.putDoc('mcp_server', s.name, sealed);
+    return sealed;
+  }
+
   private connection(s: McpServerConfig, credential?: string, provider?: BridgeOAuthProvider): McpConnection {
-    return new McpConnection(s, {
+    const opened = openTransport(s, this.cipher, (name, reason) =>
+      this.d.log.error({ server: s.name, value: name }, `mcp: a header or env value is left out: ${reason}`),
+    );
+    return new McpConnection(opened, {
       connectTimeoutMs: this.d.settings.connectTimeoutMs,
       log: this.d.log,
       credential,
@@ -285,6 +301,11 @@ export class McpHub {
     if (body.auth?.type === 'secret' || body.auth?.type === 'per_user') {
       if (!this.cipher) throw new BridgeError('mcp_no_credentials_key');
     }
+    if (hasTransportValues(body.transport) && !this.cipher)
+      throw new BridgeError(
+        'mcp_no_credentials_key',
+        'Header and env values of an MCP server are stored sealed: set AIBRIDGE_MCP_CREDENTIALS_KEY to store them.',
+      );
     const cipher = this.cipher;
     let config: McpServerConfig;
     try {
@@ -299,6 +320,7 @@ export class McpHub {
         throw new BridgeError('invalid_request', err.message, { cause: err });
       throw err;
     }
+    if (cipher) config = sealTransport(config, cipher);
     await this.d.store.putDoc('mcp_server', name, config);
     await this.dropConnections(name);
     this.servers.set(name, config);

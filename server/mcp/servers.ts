@@ -134,6 +134,12 @@ export interface McpServerConfig {
   timeoutMs: number | null;
   source: 'file' | 'api';
   updatedAt: string;
+  /**
+   * Header (HTTP) or env (stdio) values in `transport` are sealed with the credentials key
+   * (sealed-transport.ts). Absent: as written (the config file, or a definition stored before
+   * values were sealed).
+   */
+  transportSealed?: true;
 }
 
 /** A reason a server definition cannot be used; the message names the field. */

@@ -1,15 +1,29 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { type RequestAuth, sessionTokenOf } from '../admin/browser-auth';
 import type { Recorder } from '../audit/recorder';
-import type { Config } from '../config';
+import type { UpstreamConfig } from '../config';
 import { BridgeError } from '../errors';
-import type { Authenticator } from '../identity/auth';
+import { type Authenticator, credentialFrom } from '../identity/auth';
 import { looksLikeKey } from '../identity/keys';
 import type { Metrics } from '../metrics';
 import type { CircuitBreakers } from '../proxy/circuit-breaker';
 import type { Store } from '../store/types';
 
-const VERSION = '0.1.0';
+export interface OpsDeps {
+  version: string;
+  store: Store;
+  upstreams: Readonly<Record<string, UpstreamConfig>>;
+  breakers: CircuitBreakers;
+  recorder: Pick<Recorder, 'auditState'>;
+  metrics: Metrics;
+  /** AIBRIDGE_METRICS_TOKEN: reads `/metrics` and the health details besides admins. */
+  metricsToken: string | undefined;
+  /** Bridge keys only (Prometheus and scripts on `/metrics`). */
+  auth: Authenticator;
+  /** A bridge key or the admin page's session cookie (the health details). */
+  requestAuth: RequestAuth;
+}
 
 /** Compares secrets in constant time (digests make the lengths equal). */
 function sameSecret(a: string, b: string): boolean {
@@ -17,77 +31,86 @@ function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(d(a), d(b));
 }
 
-export interface OpsDeps {
-  config: Config;
-  store: Store;
-  metrics: Metrics;
-  auth: Authenticator;
-  breakers: CircuitBreakers;
-  recorder: Pick<Recorder, 'auditState'>;
+function bearer(req: FastifyRequest): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
 }
 
-/** Health, readiness and Prometheus metrics (docs/operations.md). */
+/**
+ * `/healthz`, `/readyz` and `/metrics`. Probes need no credentials and learn only up or down; the
+ * details (store, upstreams and their URLs, breakers, the audit queue) map the deployment for an
+ * attacker, so they go to an admin (key or admin-page cookie) or the metrics token only.
+ */
 export function opsRoutes(d: OpsDeps): FastifyPluginAsync {
-  const { config, store, metrics, auth, breakers, recorder } = d;
+  const byToken = (req: FastifyRequest): boolean => {
+    const token = bearer(req);
+    return d.metricsToken !== undefined && token !== undefined && sameSecret(token, d.metricsToken);
+  };
+
+  /** Whether the caller may see details; anyone else (a bad key included) gets the public answer. */
+  const maySeeDetails = async (req: FastifyRequest): Promise<boolean> => {
+    if (byToken(req)) return true;
+    // Only what could be an admin is checked: anything else is no failed sign-in, just a probe.
+    const credential = credentialFrom(req.headers);
+    if (credential === undefined ? sessionTokenOf(req.headers) === undefined : !looksLikeKey(credential))
+      return false;
+    try {
+      return (await d.requestAuth.authenticate(req)).user.role === 'admin';
+    } catch {
+      return false;
+    }
+  };
+
   return async (app) => {
-    app.get('/readyz', { config: { access: 'public' } }, async (_req, reply) => {
-      const storeHealth = await store.health().catch((err: unknown) => ({
+    d.metrics.chainHeadSource = () => d.store.chainHead();
+
+    app.get('/readyz', { config: { access: 'public' } }, async (req, reply) => {
+      const storeHealth = await d.store.health().catch((err: unknown) => ({
         ok: false,
         detail: (err as Error).message,
       }));
       const upstreamStates = Object.fromEntries(
-        Object.entries(config.upstreams).map(([id, u]) => [id, { configured: u.apiKey !== undefined }]),
+        Object.entries(d.upstreams).map(([id, u]) => [id, { configured: u.apiKey !== undefined }]),
       );
       const ready = storeHealth.ok && Object.values(upstreamStates).some((u) => u.configured);
-      return reply.code(ready ? 200 : 503).send({
-        status: ready ? 'ready' : 'not_ready',
-        store: { kind: store.kind, ...storeHealth },
+      const status = ready ? 'ready' : 'not_ready';
+      reply.code(ready ? 200 : 503);
+      if (!(await maySeeDetails(req))) return { status };
+      return {
+        status,
+        store: { kind: d.store.kind, ...storeHealth },
         upstreams: upstreamStates,
-        breakers: breakers.snapshot(),
-      });
+        breakers: d.breakers.snapshot(),
+      };
     });
 
-    app.get('/healthz', { config: { access: 'public' } }, async () => ({
-      status: 'ok',
-      version: VERSION,
-      store: store.kind,
-      upstreams: Object.fromEntries(
-        Object.entries(config.upstreams).map(([id, u]) => [
-          id,
-          { baseUrl: u.baseUrl, configured: u.apiKey !== undefined },
-        ]),
-      ),
-      breakers: breakers.snapshot(),
-      audit: recorder.auditState(),
-    }));
+    app.get('/healthz', { config: { access: 'public' } }, async (req) => {
+      if (!(await maySeeDetails(req))) return { status: 'ok' };
+      return {
+        status: 'ok',
+        version: d.version,
+        store: d.store.kind,
+        upstreams: Object.fromEntries(
+          Object.entries(d.upstreams).map(([id, u]) => [
+            id,
+            { baseUrl: u.baseUrl, configured: u.apiKey !== undefined },
+          ]),
+        ),
+        breakers: d.breakers.snapshot(),
+        audit: d.recorder.auditState(),
+      };
+    });
 
     // Prometheus scrapes with AIBRIDGE_METRICS_TOKEN; an admin's bridge key works too.
     app.get('/metrics', { config: { access: 'admin' } }, async (req, reply) => {
-      const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-      const byToken =
-        config.metricsToken !== undefined && token !== undefined && sameSecret(token, config.metricsToken);
-      if (!byToken) {
+      if (!byToken(req)) {
+        const token = bearer(req);
         if (token === undefined || !looksLikeKey(token)) {
           throw new BridgeError('unauthorized', 'Metrics need AIBRIDGE_METRICS_TOKEN or an admin key.');
         }
-        const principal = await auth.authenticate(req.headers, req.ip);
+        const principal = await d.auth.authenticate(req.headers, req.ip);
         if (principal.user.role !== 'admin') throw new BridgeError('forbidden', 'An admin key is required.');
       }
-      return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+      return reply.type(d.metrics.registry.contentType).send(await d.metrics.registry.metrics());
     });
   };
-}
-
-/** Serves `/metrics` alone on another port (no auth: bind it where only Prometheus reaches). */
-export async function listenMetricsAlone(
-  metrics: Metrics,
-  host: string,
-  port: number,
-): Promise<{ server: FastifyInstance; url: string }> {
-  const server = Fastify({ logger: false });
-  server.get('/metrics', async (_req, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
-  const address = await server.listen({ host, port });
-  return { server, url: `${address}/metrics` };
 }

@@ -2,6 +2,7 @@ import type { KeyInfo, User } from '../../shared/identity';
 import type { ApiName, Interception, InterceptionStatus, Page } from '../../shared/interception';
 import type { BridgeEvent } from '../../shared/protocol';
 import type { Alert } from '../../shared/spend';
+import type { ChainHead } from '../audit/chain';
 import type { Audience } from '../events/bus';
 import type { BucketQuery, UsageBucket } from '../spend/rollup';
 
@@ -122,6 +123,13 @@ export type StoreChange =
   | { kind: 'doc'; docKind: DocKind }
   | { kind: 'event'; event: BridgeEvent; audience: Audience };
 
+/**
+ * Values the first bridge on a store sets and every later one compares its own against; never a
+ * secret. `key_hash_verifier`: an HMAC of a fixed text under the key-hash secret
+ * (server/identity/key-hash-check.ts).
+ */
+export type StoreSetting = 'key_hash_verifier';
+
 /** What an admin may change about a user after creating them. */
 export type UserPatch = Partial<Pick<User, 'name' | 'team' | 'role'>>;
 
@@ -178,6 +186,11 @@ export interface Store {
    * The oldest kept record anchors the hash chain.
    */
   pruneInterceptions(before: string): Promise<number>;
+  /**
+   * The newest chained record's place and hash, kept apart from the records and never moved back
+   * (records cut off the end of the chain show as missing against it). Read it before scanning.
+   */
+  chainHead(): Promise<ChainHead>;
   /** Admins' reads of other users' records: themselves part of the audit trail. */
   appendAccessLog(entry: AccessLogEntry): Promise<void>;
   /** Newest first. */
@@ -213,6 +226,12 @@ export interface Store {
   settleBudgets(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]>;
   /** The current ledgers of these budget periods (started from the rollups where new). */
   budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]>;
+
+  /**
+   * Stores `value` under `name` unless one is stored already (the first bridge wins, across
+   * replicas), and returns the value stored.
+   */
+  claimSetting(name: StoreSetting, value: string): Promise<string>;
 
   /** Changes other replicas announced (document writes are announced by the store itself). Returns the unsubscribe. */
   watch(listener: (change: StoreChange) => void): () => void;

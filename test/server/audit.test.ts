@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
-import { type ChainReport, GENESIS, verifyChain } from '../../server/audit/chain';
+import { type ChainReport, chainHash, GENESIS, verifyChain } from '../../server/audit/chain';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import type { NewInterception } from '../../server/store/types';
 import type { Interception, Page } from '../../shared/interception';
@@ -228,6 +228,107 @@ describe('the audit trail', function () {
       assert.equal(reordered.firstBreak!.seq, 3);
     });
 
+    /** A journal line with its record's hash fields removed (and a checksum that matches again). */
+    const stripped = (l: string, edit: (json: string) => string = (j) => j): string => {
+      const { hash: _h, prevHash: _p, ...rest } = JSON.parse(edit(l.slice(9))) as Record<string, unknown>;
+      return line(JSON.stringify(rest));
+    };
+
+    it('a record whose hash fields were removed after chained records is a break, not a pre-chain record', async () => {
+      const edited = await verifyAfter((await filled()).dir, (lines) =>
+        lines.map((l, i) => (i === 2 ? stripped(l, (j) => j.replace('"input":25', '"input":2')) : l)),
+      );
+      assert.equal(edited.ok, false);
+      assert.equal(edited.firstBreak?.seq, 3);
+      assert.match(edited.firstBreak!.reason, /hash fields were removed/);
+
+      // Delete record 4 and strip the one after it, so nothing points back to the gap.
+      const deleted = await verifyAfter((await filled()).dir, (lines) =>
+        lines.filter((_, i) => i !== 3).map((l, i) => (i === 3 ? stripped(l) : l)),
+      );
+      assert.equal(deleted.ok, false);
+      assert.equal(deleted.firstBreak?.seq, 5);
+    });
+
+    it('records cut off the end of the journal are reported missing at the tail, and stay a break', async () => {
+      const { dir } = await filled();
+      const truncated = await verifyAfter(dir, (lines) => lines.slice(0, 4));
+      assert.equal(truncated.ok, false);
+      assert.equal(truncated.firstBreak, null);
+      assert.deepEqual(truncated.truncated, { missing: 2, lastSeq: 4, headSeq: 6 });
+      assert.equal((await journalLines(dir)).lines.length, 4, 'the journal still lacks the two records');
+      // A new record does not paper over the cut: it links to the head, not to record 4.
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        const dev = await tb.addUser('after-cut@example.com');
+        await send(tb, dev.key, 'after the cut');
+        await tb.interceptions(5);
+        const after = (await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body;
+        assert.equal(after.ok, false);
+        assert.equal(after.firstBreak?.seq, 7);
+        assert.match(after.firstBreak!.reason, /2 missing before it/);
+        await assert.rejects(
+          run(process.execPath, [
+            'dist/aibridge.cjs',
+            'audit',
+            'verify',
+            '--url',
+            tb.url,
+            '--admin-key',
+            tb.adminKey,
+          ]),
+          (err: { code: number; stdout: string }) => {
+            assert.equal(err.code, 3);
+            assert.match(err.stdout, /BROKEN at record 7/);
+            return true;
+          },
+        );
+      } finally {
+        await tb.close();
+      }
+    });
+
+    it('a newest record rewritten with a matching hash is caught against the chain head', async () => {
+      const forged = await verifyAfter((await filled()).dir, (lines) =>
+        lines.map((l, i) => {
+          if (i !== lines.length - 1) return l;
+          const rec = JSON.parse(l.slice(9)) as Interception;
+          const edited = { ...rec, usage: { ...rec.usage, output: 1 } };
+          return line(JSON.stringify({ ...edited, hash: chainHash(edited.prevHash!, edited) }));
+        }),
+      );
+      assert.equal(forged.ok, false);
+      assert.equal(forged.firstBreak?.seq, 6);
+      assert.match(forged.firstBreak!.reason, /chain head/);
+    });
+
+    it('`aibridge audit verify` names a truncated tail apart from a broken link', async () => {
+      const { dir } = await filled();
+      const { file, lines } = await journalLines(dir);
+      await fs.writeFile(file, `${lines.slice(0, 3).join('\n')}\n`);
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        await assert.rejects(
+          run(process.execPath, [
+            'dist/aibridge.cjs',
+            'audit',
+            'verify',
+            '--url',
+            tb.url,
+            '--admin-key',
+            tb.adminKey,
+          ]),
+          (err: { code: number; stdout: string }) => {
+            assert.equal(err.code, 3);
+            assert.match(err.stdout, /TRUNCATED: 3 records missing at the tail/);
+            return true;
+          },
+        );
+      } finally {
+        await tb.close();
+      }
+    });
+
     it('`aibridge audit verify` exits non-zero naming the break', async () => {
       const { dir } = await filled();
       const { file, lines } = await journalLines(dir);
@@ -301,14 +402,15 @@ describe('the audit trail', function () {
         left.filter((r) => r.prompt?.startsWith('record') && Date.parse(r.startedAt) > now - 2 * 86_400_000)
           .length === 20,
       );
-      const report = await verifyChain(store.scanInterceptions({}));
+      const report = await verifyChain(store.scanInterceptions({}), await store.chainHead());
       assert.equal(report.ok, true);
+      assert.equal(report.truncated, null, 'pruned records are not missing ones');
       assert.notEqual(report.anchor, GENESIS, 'anchored on the oldest kept record');
       await store.close();
       const reopened = new EmbeddedStore({ dataDir: dir, segmentBytes: 4096 });
       await reopened.open();
       assert.equal((await reopened.listInterceptions({}, 500)).items.length, 60 - pruned);
-      assert.equal((await verifyChain(reopened.scanInterceptions({}))).ok, true);
+      assert.equal((await verifyChain(reopened.scanInterceptions({}), await reopened.chainHead())).ok, true);
       await reopened.close();
     });
   });

@@ -217,7 +217,7 @@ describe('durability of the audit trail', function () {
       const health = await tb.api<{ audit: { degraded: boolean; failMode: string } }>(
         'GET',
         '/healthz',
-        null,
+        tb.adminKey,
       );
       assert.deepEqual([health.body.audit.failMode, health.body.audit.degraded], ['closed', true]);
 
@@ -254,7 +254,7 @@ describe('durability of the audit trail', function () {
       const health = await tb.api<{ audit: { degraded: boolean; dropped: number; queued: number } }>(
         'GET',
         '/healthz',
-        null,
+        tb.adminKey,
       );
       assert.equal(health.body.audit.degraded, true);
       assert.equal(health.body.audit.dropped, 2);
@@ -265,7 +265,7 @@ describe('durability of the audit trail', function () {
       failing = false;
       const deadline = Date.now() + 5000;
       for (;;) {
-        const h = await tb.api<{ audit: { degraded: boolean } }>('GET', '/healthz', null);
+        const h = await tb.api<{ audit: { degraded: boolean } }>('GET', '/healthz', tb.adminKey);
         if (!h.body.audit.degraded || Date.now() > deadline) break;
         await new Promise((r) => setTimeout(r, 100));
       }

@@ -200,7 +200,9 @@ describe('when the upstream misbehaves', function () {
           upstreamBefore,
           'an open breaker does not call upstream',
         );
-        const health = (await (await fetch(`${tb.url}/healthz`)).json()) as {
+        const health = (await (
+          await fetch(`${tb.url}/healthz`, { headers: { authorization: `Bearer ${tb.adminKey}` } })
+        ).json()) as {
           breakers: { model: string; state: string }[];
         };
         assert.equal(health.breakers.find((b) => b.model === model)?.state, 'open');
@@ -210,7 +212,9 @@ describe('when the upstream misbehaves', function () {
         const probe = await post(c, false, model);
         assert.equal(probe.status, 200);
         await probe.arrayBuffer();
-        const after = (await (await fetch(`${tb.url}/healthz`)).json()) as { breakers: { model: string }[] };
+        const after = (await (
+          await fetch(`${tb.url}/healthz`, { headers: { authorization: `Bearer ${tb.adminKey}` } })
+        ).json()) as { breakers: { model: string }[] };
         assert.equal(
           after.breakers.find((b) => b.model === model),
           undefined,

@@ -206,6 +206,52 @@ describe('live events: GET /api/v1/events', function () {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it('delivers mcp.warning (upstream error bodies) to admins only, not to members, even their own', async () => {
+    const member = liveClient(tb.url, { key: alice.key });
+    const admin = liveClient(tb.url, { key: tb.adminKey });
+    await Promise.all([member.next('hello'), admin.next('hello')]);
+    const warning = (message: string): BridgeEvent => ({
+      type: 'mcp.warning',
+      at: new Date().toISOString(),
+      server: 'internal-tools',
+      message,
+    });
+    tb.bridge.bus.publish(warning('401 from http://10.0.0.7/mcp: {"error":"bad token"}'), {
+      userId: alice.user.id,
+      team: null,
+    });
+    tb.bridge.bus.publish(warning('connect ECONNREFUSED 10.0.0.8:443'), { userId: null, team: null });
+    // Then an event the member may see: events arrive in order, so once it is in, any warning would be too.
+    tb.bridge.bus.publish(
+      {
+        type: 'budget.alert',
+        alert: {
+          id: 'alr_after_warnings',
+          kind: 'budget',
+          rule: 'budget_threshold',
+          at: new Date().toISOString(),
+          userId: null,
+          userEmail: null,
+          team: null,
+          observed: 8,
+          baseline: 10,
+          unit: 'usd',
+          message: 'spent 80%',
+          budgetId: 'bud_1',
+        },
+      },
+      { userId: null, team: null },
+    );
+    await member.next('budget.alert', (e) => e.alert.id === 'alr_after_warnings');
+    await admin.next('budget.alert', (e) => e.alert.id === 'alr_after_warnings');
+    assert.deepEqual(
+      member.events.filter((e) => e.type === 'mcp.warning'),
+      [],
+    );
+    assert.equal(admin.events.filter((e) => e.type === 'mcp.warning').length, 2);
+    await Promise.all([member.close(), admin.close()]);
+  });
+
   it('refuses what a member may not watch (4003) and unknown filters (4400); ?types= narrows', async () => {
     const other = liveClient(tb.url, { key: alice.key, query: `user=${bob.user.id}` });
     assert.equal((await other.closed).code, CLOSE_CODES.forbidden.code);

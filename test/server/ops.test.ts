@@ -243,7 +243,7 @@ describe('operating the bridge', function () {
       const res = await tb.api<{ status: string; store: { ok: boolean; kind: string }; upstreams: object }>(
         'GET',
         '/readyz',
-        null,
+        tb.adminKey,
       );
       assert.equal(res.status, 200);
       assert.equal(res.body.status, 'ready');
@@ -255,10 +255,58 @@ describe('operating the bridge', function () {
       try {
         const notReady = await bare.api<{ status: string }>('GET', '/readyz', null);
         assert.equal(notReady.status, 503);
-        assert.equal(notReady.body.status, 'not_ready');
+        assert.deepEqual(notReady.body, { status: 'not_ready' });
       } finally {
         await bare.close();
       }
+    });
+
+    it('unauthenticated /healthz and /readyz say only up or down; details are for admins and the metrics token', async () => {
+      const health = await tb.api<Record<string, unknown>>('GET', '/healthz', null);
+      assert.equal(health.status, 200);
+      assert.deepEqual(health.body, { status: 'ok' });
+      const ready = await tb.api<Record<string, unknown>>('GET', '/readyz', null);
+      assert.deepEqual([ready.status, ready.body], [200, { status: 'ready' }]);
+
+      const member = await tb.addUser('health-member@example.com');
+      for (const route of ['/healthz', '/readyz']) {
+        assert.deepEqual(
+          Object.keys((await tb.api<object>('GET', route, member.key)).body),
+          ['status'],
+          route,
+        );
+        assert.deepEqual(Object.keys((await tb.api<object>('GET', route, 'aib_not-a-real-key')).body), [
+          'status',
+        ]);
+      }
+
+      const admin = await tb.api<{ upstreams: Record<string, { baseUrl: string }>; breakers: unknown[] }>(
+        'GET',
+        '/healthz',
+        tb.adminKey,
+      );
+      assert.equal(admin.body.upstreams.anthropic?.baseUrl, anthropic.url);
+      assert.ok(Array.isArray(admin.body.breakers));
+      const byToken = await tb.api<{ upstreams: object; store: object }>('GET', '/readyz', METRICS_TOKEN);
+      assert.ok(byToken.body.upstreams && byToken.body.store, 'the metrics token reads the details');
+
+      // The admin page's cookie counts as an admin.
+      const signIn = await fetch(`${tb.url}/api/v1/session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1', origin: tb.url },
+        body: JSON.stringify({ key: tb.adminKey }),
+      });
+      const cookie = signIn.headers.get('set-cookie')?.split(';')[0];
+      assert.ok(cookie, `signed in: ${signIn.status}`);
+      const viaCookie = (await (await fetch(`${tb.url}/healthz`, { headers: { cookie } })).json()) as object;
+      assert.ok('upstreams' in viaCookie, 'an admin session sees the details');
+    });
+
+    it('/metrics exports the audit chain head', async () => {
+      const res = await fetch(`${tb.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+      const head = await tb.bridge.store.chainHead();
+      assert.ok(head.seq > 0, 'the suite has written records');
+      assert.match(await res.text(), new RegExp(`^aibridge_audit_chain_records ${head.seq}$`, 'm'));
     });
   });
 

@@ -385,12 +385,30 @@ export function storeContract(name: string, factory: StoreFactory): void {
         const sorted = [...stored].sort((a, b) => a.seq - b.seq);
         assert.equal(sorted[0]!.prevHash, GENESIS);
         for (let i = 1; i < sorted.length; i++) assert.equal(sorted[i]!.prevHash, sorted[i - 1]!.hash);
-        const report = await verifyChain(store.scanInterceptions({}));
-        assert.deepEqual(report, { ok: true, checked: 40, anchor: GENESIS, firstBreak: null });
+        const head = await store.chainHead();
+        assert.deepEqual(head, { seq: 40, hash: sorted.at(-1)!.hash });
+        const report = await verifyChain(store.scanInterceptions({}), head);
+        assert.deepEqual(report, {
+          ok: true,
+          checked: 40,
+          anchor: GENESIS,
+          firstBreak: null,
+          head,
+          truncated: null,
+        });
         await restart();
+        assert.deepEqual(await store.chainHead(), head, 'the head survives a restart');
         await appendMany(store, 3, 40);
-        assert.equal((await verifyChain(store.scanInterceptions({}))).checked, 43);
-        assert.equal((await verifyChain(store.scanInterceptions({}))).ok, true);
+        const after = await verifyChain(store.scanInterceptions({}), await store.chainHead());
+        assert.equal(after.checked, 43);
+        assert.equal(after.ok, true);
+        assert.equal((await store.chainHead()).seq, 43);
+      });
+
+      it('keeps a chain head that starts empty and moves with every durable append', async () => {
+        assert.deepEqual(await store.chainHead(), { seq: 0, hash: GENESIS });
+        const [one] = await appendMany(store, 1);
+        assert.deepEqual(await store.chainHead(), { seq: one!.seq, hash: one!.hash });
       });
 
       it('prunes a prefix of the chain: newer records stay and the rest still verifies', async () => {
@@ -413,10 +431,31 @@ export function storeContract(name: string, factory: StoreFactory): void {
           kept.some((k) => k.id === late.id),
           'a record after a kept one is kept',
         );
-        const report = await verifyChain(store.scanInterceptions({}));
+        const report = await verifyChain(store.scanInterceptions({}), await store.chainHead());
         assert.equal(report.ok, true);
+        assert.equal(report.truncated, null, 'pruned records are not reported missing');
         assert.equal(report.anchor, kept[0]!.prevHash);
         assert.equal(await store.pruneInterceptions(new Date(T0 - 1).toISOString()), 0);
+      });
+
+      it('prunes everything it may and the chain still verifies against its head', async () => {
+        await appendMany(store, 60);
+        await store.pruneInterceptions(new Date(T0 + 1000 * 60_000).toISOString());
+        const head = await store.chainHead();
+        assert.equal(head.seq, 60);
+        const report = await verifyChain(store.scanInterceptions({}), head);
+        assert.equal(report.ok, true, JSON.stringify(report));
+        await restart();
+        assert.equal((await verifyChain(store.scanInterceptions({}), await store.chainHead())).ok, true);
+      });
+    });
+
+    describe('settings', () => {
+      it('keeps the first value claimed, across restarts, and returns it to every later claim', async () => {
+        assert.equal(await store.claimSetting('key_hash_verifier', 'first'), 'first');
+        assert.equal(await store.claimSetting('key_hash_verifier', 'second'), 'first');
+        await restart();
+        assert.equal(await store.claimSetting('key_hash_verifier', 'third'), 'first');
       });
     });
 

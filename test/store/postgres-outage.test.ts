@@ -7,6 +7,8 @@ import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { testPostgres } from '../helpers/postgres';
 
+const METRICS_TOKEN = 'metrics-token-for-outage-tests';
+
 async function ask(tb: TestBridge, key: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
     method: 'POST',
@@ -58,7 +60,12 @@ describe('the PostgreSQL store when the database is unreachable', function () {
 
   async function bridgeOn(mode: 'open' | 'closed'): Promise<{ tb: TestBridge; db: string; url: string }> {
     const url = await (await testPostgres()).createDatabase(`outage_${mode}`);
-    const tb = await startBridge(upstream.url, { AIBRIDGE_DATABASE_URL: url, AIBRIDGE_AUDIT_FAILURE: mode });
+    const tb = await startBridge(upstream.url, {
+      AIBRIDGE_DATABASE_URL: url,
+      AIBRIDGE_AUDIT_FAILURE: mode,
+      // Readiness details during the outage: an admin key cannot be checked then, the token can.
+      AIBRIDGE_METRICS_TOKEN: METRICS_TOKEN,
+    });
     return { tb, db: new URL(url).pathname.slice(1), url };
   }
 
@@ -77,7 +84,7 @@ describe('the PostgreSQL store when the database is unreachable', function () {
       const refused = await ask(tb, dev.key);
       assert.equal(refused.status, 503, refused.body);
       assert.match(refused.body, /database/);
-      const ready = await tb.api<{ store: { ok: boolean; detail: string } }>('GET', '/readyz', null);
+      const ready = await tb.api<{ store: { ok: boolean; detail: string } }>('GET', '/readyz', METRICS_TOKEN);
       assert.equal(ready.status, 503);
       assert.equal(ready.body.store.ok, false);
       assert.match(ready.body.store.detail, /database unreachable/);

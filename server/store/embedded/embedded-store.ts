@@ -4,7 +4,7 @@ import { Low } from 'lowdb';
 import type { User } from '../../../shared/identity';
 import type { Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { chainHash, GENESIS } from '../../audit/chain';
+import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../audit/chain';
 import {
   addToBucket,
   type BucketQuery,
@@ -30,6 +30,7 @@ import type {
   Store,
   StoreChange,
   StoreHealth,
+  StoreSetting,
   UserPatch,
 } from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
@@ -43,6 +44,9 @@ interface DbShape {
   keys: KeyRecord[];
   docs?: Partial<Record<DocKind, Record<string, unknown>>>;
   alerts?: Alert[];
+  settings?: Partial<Record<StoreSetting, string>>;
+  /** The journal's chain head, kept apart from it (written at most once per HEAD_FLUSH_MS). */
+  chainHead?: ChainHead;
 }
 
 /** Tool results remembered for linking to their calls. */
@@ -53,6 +57,12 @@ const ACCESS_KEPT = 10_000;
 
 /** Newest records kept whole in memory. */
 const RECENT_KEPT = 2000;
+
+/**
+ * How long a new chain head may wait before db.json is rewritten with it: one small write a second
+ * under load, never one per record. A tail cut within this window after the last write goes unseen.
+ */
+const HEAD_FLUSH_MS = 1000;
 
 /** Alerts kept in db.json; older ones are dropped (they were delivered and published when raised). */
 const ALERTS_KEPT = 10_000;
@@ -95,6 +105,7 @@ export class EmbeddedStore implements Store {
   private readonly budgetBook = new MemoryBudgetLedgers(this);
   private touchTimer: NodeJS.Timeout | undefined;
   private readonly touchFlushMs: number;
+  private head: ChainHead = { ...EMPTY_HEAD };
 
   constructor(private readonly opts: EmbeddedStoreOptions) {
     this.db = new Low(new AtomicJsonFile<DbShape>(path.join(opts.dataDir, 'db.json')), {
@@ -132,7 +143,23 @@ export class EmbeddedStore implements Store {
       this.noteResults(rec);
       this.nextSeq = Math.max(this.nextSeq, rec.seq + 1);
       head = rec.hash ?? GENESIS;
+      if (rec.hash !== undefined) this.head = { seq: rec.seq, hash: rec.hash };
     });
+    const kept = this.db.data.chainHead;
+    if (kept && kept.seq > this.head.seq) {
+      // Records were cut off the end of the journal. The chain goes on from the head, so the cut
+      // stays visible as a broken link once newer records follow, and never becomes the new truth.
+      this.opts.onWarning?.({
+        file: path.join(this.opts.dataDir, 'interceptions'),
+        offset: 0,
+        reason: `the journal ends at record ${this.head.seq} but the chain head is at ${kept.seq}: records are missing at the tail`,
+      });
+      head = kept.hash;
+      this.nextSeq = Math.max(this.nextSeq, kept.seq + 1);
+    }
+    // The stored head, even one behind the journal (records durable after its last write): until
+    // the next append moves it, verification checks the record at its place against it.
+    if (kept) this.head = { ...kept };
     this.journal.head = head;
     await this.accessJournal.open((value) => {
       this.accessLog.push(value as AccessLogEntry);
@@ -141,12 +168,12 @@ export class EmbeddedStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.journal.close();
     if (this.touchTimer) {
       clearTimeout(this.touchTimer);
       this.touchTimer = undefined;
       await this.db.write();
     }
-    await this.journal.close();
     await this.accessJournal.close();
   }
 
@@ -232,12 +259,35 @@ export class EmbeddedStore implements Store {
     const key = this.keysById.get(id);
     if (!key) return;
     key.lastUsedAt = at;
+    this.writeSoon(this.touchFlushMs);
+  }
+
+  /** One db.json write for whatever changed within `ms` (last-use times, the chain head). */
+  private writeSoon(ms: number): void {
     if (this.touchTimer) return;
     this.touchTimer = setTimeout(() => {
       this.touchTimer = undefined;
       this.db.write().catch(() => undefined);
-    }, this.touchFlushMs);
+    }, ms);
     this.touchTimer.unref();
+  }
+
+  async chainHead(): Promise<ChainHead> {
+    return { ...this.head };
+  }
+
+  /** A setting as stored, without claiming it (for `aibridge store copy`). */
+  setting(name: StoreSetting): string | undefined {
+    return this.db.data.settings?.[name];
+  }
+
+  async claimSetting(name: StoreSetting, value: string): Promise<string> {
+    this.db.data.settings ??= {};
+    const stored = this.db.data.settings[name];
+    if (stored !== undefined) return stored;
+    this.db.data.settings[name] = value;
+    await this.db.write();
+    return value;
   }
 
   private rollUp(rec: Interception): void {
@@ -350,6 +400,11 @@ export class EmbeddedStore implements Store {
     this.remember(full);
     this.noteResults(full);
     this.rollUp(full);
+    if (full.seq > this.head.seq) {
+      this.head = { seq: full.seq, hash: full.hash! };
+      this.db.data.chainHead = this.head;
+      this.writeSoon(Math.min(HEAD_FLUSH_MS, this.touchFlushMs));
+    }
     return full;
   }
 

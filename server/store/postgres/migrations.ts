@@ -141,6 +141,17 @@ CREATE TABLE budget_reservations (
 CREATE INDEX budget_reservations_ledger ON budget_reservations (budget_id, period_start, at);
 `,
   },
+  {
+    version: 3,
+    name: 'settings set once by the first replica',
+    sql: `
+-- Values the first replica sets and every other checks its own against (a verifier of the key-hash secret; never a secret).
+CREATE TABLE bridge_settings (
+  name text PRIMARY KEY,
+  value text NOT NULL
+);
+`,
+  },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS.at(-1)!.version;

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { User } from '../../../shared/identity';
 import type { Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { chainHash, GENESIS } from '../../audit/chain';
+import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../audit/chain';
 import { BridgeError } from '../../errors';
 import {
   addToBucket,
@@ -29,6 +29,7 @@ import type {
   Store,
   StoreChange,
   StoreHealth,
+  StoreSetting,
   UserPatch,
 } from '../types';
 import { Batcher } from './batcher';
@@ -473,7 +474,13 @@ export class PostgresStore implements Store {
       'SELECT seq FROM interceptions WHERE started_at >= $1::timestamptz ORDER BY seq LIMIT 1',
       [before],
     );
-    const keepFrom = first.rows[0] ? Number(first.rows[0].seq) : Number.MAX_SAFE_INTEGER;
+    // The newest record always stays: the chain head points at it, and with no record left the
+    // head could not tell a chain pruned to nothing from one whose records were deleted.
+    const newest = await this.query<{ seq: string | null }>('SELECT max(seq) AS seq FROM interceptions');
+    const keepFrom = Math.min(
+      first.rows[0] ? Number(first.rows[0].seq) : Number.MAX_SAFE_INTEGER,
+      newest.rows[0]?.seq == null ? Number.MAX_SAFE_INTEGER : Number(newest.rows[0].seq),
+    );
     let total = 0;
     for (;;) {
       const r = await this.query(
@@ -484,6 +491,23 @@ export class PostgresStore implements Store {
       total += r.rowCount ?? 0;
       if ((r.rowCount ?? 0) < PRUNE_CHUNK) return total;
     }
+  }
+
+  async chainHead(): Promise<ChainHead> {
+    const r = await this.query<{ seq: string; hash: string }>('SELECT seq, hash FROM chain_head');
+    const row = r.rows[0];
+    return row ? { seq: Number(row.seq), hash: row.hash } : { ...EMPTY_HEAD };
+  }
+
+  async claimSetting(name: StoreSetting, value: string): Promise<string> {
+    await this.query('INSERT INTO bridge_settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
+      name,
+      value,
+    ]);
+    const r = await this.query<{ value: string }>('SELECT value FROM bridge_settings WHERE name = $1', [
+      name,
+    ]);
+    return r.rows[0]!.value;
   }
 
   async appendAccessLog(entry: AccessLogEntry): Promise<void> {

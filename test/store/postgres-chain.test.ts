@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { chainHash, verifyChain } from '../../server/audit/chain';
+import { PostgresStore } from '../../server/store/postgres/postgres-store';
+import type { Interception } from '../../shared/interception';
+import { testPostgres } from '../helpers/postgres';
+import { newRecord } from './contract';
+
+/** The PostgreSQL side of tamper evidence: rows edited, stripped or deleted behind the bridge's back. */
+describe('the audit chain in PostgreSQL', function () {
+  this.timeout(60_000);
+
+  async function filled(n: number): Promise<{ store: PostgresStore; sql: pg.Client }> {
+    const url = await (await testPostgres()).createDatabase('chain');
+    const store = new PostgresStore({ url, maxConnections: 2 });
+    await store.open();
+    for (let i = 0; i < n; i++) await store.appendInterception(newRecord(i));
+    const sql = new pg.Client({ connectionString: url });
+    await sql.connect();
+    return { store, sql };
+  }
+
+  async function verify(store: PostgresStore) {
+    return verifyChain(store.scanInterceptions({}), await store.chainHead());
+  }
+
+  it('a row whose record lost its hash fields after chained rows is a break at it', async () => {
+    const { store, sql } = await filled(6);
+    try {
+      await sql.query(
+        `UPDATE interceptions SET record = ((record::jsonb - 'hash' - 'prevHash') || '{"costUsd": 0}'::jsonb)::text
+          WHERE seq = 3`,
+      );
+      const report = await verify(store);
+      assert.equal(report.ok, false);
+      assert.equal(report.firstBreak?.seq, 3);
+      assert.match(report.firstBreak!.reason, /hash fields were removed/);
+    } finally {
+      await sql.end();
+      await store.close();
+    }
+  });
+
+  it('a newest row rewritten with a matching hash is caught against the chain head row', async () => {
+    const { store, sql } = await filled(6);
+    try {
+      const row = await sql.query<{ record: string }>('SELECT record FROM interceptions WHERE seq = 6');
+      const rec = JSON.parse(row.rows[0]!.record) as Interception;
+      const edited = { ...rec, usage: { ...rec.usage, output: 1 } };
+      const forged = { ...edited, hash: chainHash(edited.prevHash!, edited) };
+      await sql.query('UPDATE interceptions SET record = $1 WHERE seq = 6', [JSON.stringify(forged)]);
+      const report = await verify(store);
+      assert.equal(report.firstBreak?.seq, 6);
+      assert.match(report.firstBreak!.reason, /chain head/);
+    } finally {
+      await sql.end();
+      await store.close();
+    }
+  });
+
+  it('the newest rows deleted are reported missing at the tail, and stay a break after new writes', async () => {
+    const { store, sql } = await filled(6);
+    try {
+      await sql.query('DELETE FROM interceptions WHERE seq > 4');
+      const report = await verify(store);
+      assert.equal(report.ok, false);
+      assert.equal(report.firstBreak, null);
+      assert.deepEqual(report.truncated, { missing: 2, lastSeq: 4, headSeq: 6 });
+      await store.appendInterception(newRecord(6));
+      const after = await verify(store);
+      assert.equal(after.firstBreak?.seq, 7);
+      assert.match(after.firstBreak!.reason, /2 missing before it/);
+    } finally {
+      await sql.end();
+      await store.close();
+    }
+  });
+});
