@@ -224,7 +224,10 @@ class Sockets {
   }
 }
 
-/** Sends `body(i)` one after another (two at a time) until `until` or `max` requests. */
+/**
+ * Sends at most `max` requests, two at a time, spread over the time left until `until` so the
+ * attack lasts the whole phase even when the bridge answers it at once.
+ */
 async function requestFlood(
   target: Target,
   agent: http.Agent,
@@ -235,11 +238,15 @@ async function requestFlood(
   body: (i: number) => Buffer,
 ): Promise<AttackTally> {
   const tally: AttackTally = { sent: 0, outcomes: {} };
+  const start = Date.now();
+  const slot = (i: number): number => start + ((until - start) * i) / max;
   let next = 0;
   await Promise.all(
     [0, 1].map(async () => {
       while (next < max && Date.now() < until) {
         const i = next++;
+        await sleep(Math.max(0, slot(i) - Date.now()));
+        if (Date.now() >= until) break;
         tally.sent++;
         count(tally.outcomes, await post(target, agent, keys[i % keys.length]!, body(i), timeoutMs));
       }
@@ -290,9 +297,13 @@ async function websockets(
   return tally;
 }
 
+/** Connections each trickling lane opens at most: a closed one is replaced, as a real slowloris does. */
+const MAX_TRICKLE_CONNECTIONS_PER_LANE = 20;
+
 /**
- * Raw sockets that trickle `head` one byte per `everyMs` after sending `prefix`, until `until`.
- * Counts how many the bridge closed on its own before the end (what a header or body timeout does).
+ * `n` lanes of raw sockets that send `prefix`, then one byte of `drip` per `everyMs`, until `until`.
+ * Counts the connections the bridge closed before the end (what a header or body timeout does);
+ * a closed one is replaced by a new one.
  */
 async function trickle(
   target: Target,
@@ -322,7 +333,15 @@ async function trickle(
     // Closed before the phase ended: the bridge's doing (the run closes the rest after it).
     count(tally.outcomes, closedAt && closedAt < until ? 'closed-by-bridge' : 'held-to-the-end');
   };
-  await Promise.all(Array.from({ length: n }, one));
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      for (let c = 0; c < MAX_TRICKLE_CONNECTIONS_PER_LANE && Date.now() < until; c++) {
+        await one();
+        // A refused connection must not turn the lane into a spin.
+        if (Date.now() < until) await sleep(everyMs);
+      }
+    }),
+  );
   return tally;
 }
 

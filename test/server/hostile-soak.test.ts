@@ -6,6 +6,8 @@ import { ATTACKS, hostileSoak, hostileSoakProblems } from '../helpers/hostile-so
  * The short CI version of `npm run soak -- --hostile` (docs/security.md#hostile-soak): about 25 s
  * of wall time. Runs the built bridge (`npm run build`).
  */
+const P99_FLOOR_MS = 150;
+
 describe('a short hostile soak', function () {
   this.timeout(120_000);
 
@@ -18,12 +20,13 @@ describe('a short hostile soak', function () {
       websockets: 200,
       slowSockets: 50,
       maxHostileRequests: 20,
-      requestTimeoutMs: 15_000,
+      requestTimeoutMs: 10_000,
     });
     assert.deepEqual(Object.keys(result.attacks).sort(), [...ATTACKS].sort(), 'every attack ran');
-    // p99 within max(2x baseline, baseline + 100 ms): loopback baselines are a few ms, and a loaded
-    // 2-core machine adds tens of ms of scheduling noise that is nobody's defect.
-    assert.deepEqual(hostileSoakProblems(result, 100), [], JSON.stringify(result, null, 1));
+    // p99 within max(2x baseline, baseline + 150 ms): loopback baselines are tens of ms, and on a
+    // loaded 2-core machine two phases of nothing but normal traffic differ by up to ~100 ms. The
+    // defects this guards against cost far more (a redaction worst case blocks for seconds).
+    assert.deepEqual(hostileSoakProblems(result, P99_FLOOR_MS), [], JSON.stringify(result));
     assert.ok(result.baseline.requests >= 100, `a baseline of ${result.baseline.requests} requests`);
   });
 });
