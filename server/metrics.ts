@@ -39,14 +39,8 @@ const NONE = '';
 /** What `detectClient` calls a client it cannot identify. */
 const UNKNOWN_CLIENT = 'unknown';
 
-/** A provider and one of its wire APIs, as the series label them. */
-export interface ApiLabels {
-  provider: string;
-  api: string;
-}
-
-/** Every provider's wire APIs in the registry. */
-export const REGISTERED_APIS: readonly ApiLabels[] = PROVIDERS.flatMap((p) =>
+/** Every provider's wire APIs in the registry, as the series label them. */
+const REGISTERED_APIS: readonly { provider: string; api: string }[] = PROVIDERS.flatMap((p) =>
   p.apis.map((a) => ({ provider: p.id, api: a.name })),
 );
 
@@ -186,9 +180,9 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(opts: { perUser?: boolean; apis?: readonly ApiLabels[] } = {}) {
+  constructor(opts: { perUser?: boolean } = {}) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aibridge_' });
-    this.zeroKnownSeries(opts.apis ?? REGISTERED_APIS);
+    this.zeroKnownSeries();
     this.perUser = opts.perUser
       ? {
           requests: new Counter({
@@ -213,9 +207,9 @@ export class Metrics {
    * starts from 0 instead of missing the first increment. Labels that only traffic can name (model,
    * client, MCP server and tool) take one placeholder value; no other series is invented.
    */
-  private zeroKnownSeries(apis: readonly ApiLabels[]): void {
-    const providers = [...new Set(apis.map((a) => a.provider))];
-    for (const { provider, api } of apis) {
+  private zeroKnownSeries(): void {
+    const providers = [...new Set(REGISTERED_APIS.map((a) => a.provider))];
+    for (const { provider, api } of REGISTERED_APIS) {
       for (const status of STATUSES)
         this.requests.inc({ provider, api, model: NONE, client: UNKNOWN_CLIENT, status }, 0);
       for (const kind of TOKEN_KINDS) this.tokens.inc({ provider, api, model: NONE, kind }, 0);

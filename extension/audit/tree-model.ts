@@ -107,7 +107,7 @@ function toolNode(item: InterceptionItem, c: ToolCallItem, o: TreeOptions): Tree
 }
 
 export function interceptionDescription(item: InterceptionItem, now: number): string {
-  const parts = [item.client];
+  const parts = [clip(item.client, MAX_NAME_ON_ROW)];
   parts.push(`${formatTokens(totalTokens(item.usage))} tok`);
   if (item.status !== 'running') parts.push(formatCost(item.priceKnown ? item.costUsd : null));
   else parts.push('running');
