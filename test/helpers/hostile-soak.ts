@@ -4,6 +4,7 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { AnthropicMock } from './anthropic-mock';
+import { OPENAI_UPSTREAM_KEY, OpenAIMock } from './openai-mock';
 import { createMembers, spawnBridge } from './soak-driver';
 
 /**
@@ -132,12 +133,21 @@ interface Target {
   port: number;
 }
 
-/** POSTs `body` to the Messages API and reads the whole answer; resolves to its status or `error:<code>`. */
+/** A request body and the provider route it goes to. */
+interface Sent {
+  path: string;
+  body: Buffer;
+}
+
+const MESSAGES = '/anthropic/v1/messages';
+const CHAT = '/openai/v1/chat/completions';
+
+/** POSTs a body with a bridge key and reads the whole answer; resolves to its status or `error:<code>`. */
 function post(
   target: Target,
   agent: http.Agent,
   key: string,
-  body: Buffer,
+  sent: Sent,
   timeoutMs: number,
 ): Promise<string> {
   return new Promise((resolve) => {
@@ -146,12 +156,12 @@ function post(
         ...target,
         agent,
         method: 'POST',
-        path: '/anthropic/v1/messages',
+        path: sent.path,
         headers: {
-          'x-api-key': key,
+          authorization: `Bearer ${key}`,
           'content-type': 'application/json',
           'anthropic-version': '2023-06-01',
-          'content-length': body.length,
+          'content-length': sent.body.length,
         },
         timeout: timeoutMs,
       },
@@ -163,7 +173,7 @@ function post(
     );
     req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
     req.on('error', (err: NodeJS.ErrnoException) => resolve(`error:${err.code ?? err.message}`));
-    req.end(body);
+    req.end(sent.body);
   });
 }
 
@@ -192,7 +202,7 @@ async function normalTraffic(
             }),
           );
           const t0 = performance.now();
-          const status = await post(target, agent, key, body, timeoutMs);
+          const status = await post(target, agent, key, { path: MESSAGES, body }, timeoutMs);
           latencies.push(performance.now() - t0);
           count(statuses, status);
         }
@@ -235,7 +245,7 @@ async function requestFlood(
   until: number,
   max: number,
   timeoutMs: number,
-  body: (i: number) => Buffer,
+  sent: (i: number) => Sent,
 ): Promise<AttackTally> {
   const tally: AttackTally = { sent: 0, outcomes: {} };
   const start = Date.now();
@@ -248,7 +258,7 @@ async function requestFlood(
         await sleep(Math.max(0, slot(i) - Date.now()));
         if (Date.now() >= until) break;
         tally.sent++;
-        count(tally.outcomes, await post(target, agent, keys[i % keys.length]!, body(i), timeoutMs));
+        count(tally.outcomes, await post(target, agent, keys[i % keys.length]!, sent(i), timeoutMs));
       }
     }),
   );
@@ -377,6 +387,7 @@ export async function hostileSoak(opts: HostileSoakOptions): Promise<HostileSoak
   const attacks = new Set(opts.attacks ?? ATTACKS);
   const log = opts.log ?? (() => {});
   const mock = await new AnthropicMock().start();
+  const openai = await new OpenAIMock().start();
   const sockets = new Sockets();
   let child: ChildProcess | undefined;
   let bridgeExit: string | null = null;
@@ -384,9 +395,13 @@ export async function hostileSoak(opts: HostileSoakOptions): Promise<HostileSoak
   // The mock keeps every request it saw; hostile bodies are large, so forget them as they come.
   const forget = setInterval(() => {
     mock.requests.length = 0;
+    openai.requests.length = 0;
   }, 1000);
   try {
-    const bridge = await spawnBridge(mock.url, opts.dataDir);
+    const bridge = await spawnBridge(mock.url, opts.dataDir, {
+      AIBRIDGE_OPENAI_BASE_URL: openai.url,
+      AIBRIDGE_OPENAI_API_KEY: OPENAI_UPSTREAM_KEY,
+    });
     child = bridge.child;
     child.once('exit', (code, signal) => {
       bridgeExit = signal ?? String(code);
@@ -442,8 +457,9 @@ export async function hostileSoak(opts: HostileSoakOptions): Promise<HostileSoak
     );
     const longName = 'm'.repeat(500_000);
     run('long-model', () =>
-      requestFlood(target, hostileAgent, hostile, until, max, opts.requestTimeoutMs, (i) =>
-        Buffer.from(
+      requestFlood(target, hostileAgent, hostile, until, max, opts.requestTimeoutMs, (i) => ({
+        path: MESSAGES,
+        body: Buffer.from(
           JSON.stringify({
             model: `${i}-${longName}`,
             max_tokens: 8,
@@ -451,26 +467,39 @@ export async function hostileSoak(opts: HostileSoakOptions): Promise<HostileSoak
             messages: [{ role: 'user', content: 'hi' }],
           }),
         ),
-      ),
+      })),
     );
     run('redaction', () =>
-      requestFlood(target, hostileAgent, hostile, until, max, opts.requestTimeoutMs, (i) =>
-        Buffer.from(
+      requestFlood(target, hostileAgent, hostile, until, max, opts.requestTimeoutMs, (i) => ({
+        path: MESSAGES,
+        body: Buffer.from(
           JSON.stringify({
             model: 'claude-sonnet-4-5',
             max_tokens: 8,
             messages: [{ role: 'user', content: REDACTION_WORST_CASES[i % REDACTION_WORST_CASES.length] }],
           }),
         ),
-      ),
+      })),
     );
     const deep = nested(50_000);
     run('deep-json', () =>
       requestFlood(target, hostileAgent, hostile, until, max, opts.requestTimeoutMs, (i) =>
-        Buffer.from(
-          `{"model":"claude-sonnet-4-5","max_tokens":8,"metadata":{"user_id":"h${i}","x":${deep}},` +
-            `"messages":[{"role":"user","content":[{"type":"text","text":"hi","x":${deep}}]}]}`,
-        ),
+        // Messages passes its body through; a streamed Chat Completions request is re-serialised
+        // (the bridge asks for usage), so the nesting reaches JSON.stringify there.
+        i % 2 === 0
+          ? {
+              path: MESSAGES,
+              body: Buffer.from(
+                `{"model":"claude-sonnet-4-5","max_tokens":8,"metadata":{"user_id":"h${i}","x":${deep}},` +
+                  `"messages":[{"role":"user","content":[{"type":"text","text":"hi","x":${deep}}]}]}`,
+              ),
+            }
+          : {
+              path: CHAT,
+              body: Buffer.from(
+                `{"model":"gpt-4o","stream":true,"metadata":{"x":${deep}},"messages":[{"role":"user","content":"hi"}]}`,
+              ),
+            },
       ),
     );
     // The hostile members get a head start, so the normal members meet them in full swing.
@@ -487,6 +516,7 @@ export async function hostileSoak(opts: HostileSoakOptions): Promise<HostileSoak
     sockets.closeAll();
     hostileAgent.destroy();
     child?.kill('SIGKILL');
+    await openai.stop();
     await mock.stop();
   }
 }
