@@ -481,7 +481,9 @@ export async function hostileSoak(opts: HostileSoakOptions): Promise<HostileSoak
         ),
       })),
     );
-    const deep = nested(50_000);
+    // Deep enough to overflow any recursive walk (JSON.stringify gives up near 5 000 levels), small
+    // enough (40 KB) that parsing it is cheap: the attack is the nesting, not the size.
+    const deep = nested(20_000);
     run('deep-json', () =>
       requestFlood(target, hostileAgent, hostile, until, max, opts.requestTimeoutMs, (i) =>
         // Messages passes its body through; a streamed Chat Completions request is re-serialised
@@ -490,7 +492,7 @@ export async function hostileSoak(opts: HostileSoakOptions): Promise<HostileSoak
           ? {
               path: MESSAGES,
               body: Buffer.from(
-                `{"model":"claude-sonnet-4-5","max_tokens":8,"metadata":{"user_id":"h${i}","x":${deep}},` +
+                `{"model":"claude-sonnet-4-5","max_tokens":8,"metadata":{"user_id":"h${i}"},` +
                   `"messages":[{"role":"user","content":[{"type":"text","text":"hi","x":${deep}}]}]}`,
               ),
             }
