@@ -1,9 +1,33 @@
 // `npm run soak`: a bounded endurance run (default 100k requests) printing memory, heap, file
 // descriptors and sockets over time; exits 1 if they grow more than 10 % after warm-up.
+// `npm run soak -- --hostile`: the hostile soak (docs/security.md#hostile-soak); exits 1 if the
+// normal members' p99 grows past max(2x, +SOAK_P99_FLOOR_MS) or anything is refused to them.
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { hostileSoak, hostileSoakProblems } from '../test/helpers/hostile-soak';
 import { soak } from '../test/helpers/soak-driver';
+
+if (process.argv.includes('--hostile')) {
+  const phaseMs = Number(process.env.SOAK_PHASE_SECONDS ?? 60) * 1000;
+  const floorMs = Number(process.env.SOAK_P99_FLOOR_MS ?? 50);
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'aibridge-hostile-soak-'));
+  console.log(`hostile soak: two phases of ${phaseMs / 1000} s, data dir ${dataDir}`);
+  const result = await hostileSoak({
+    phaseMs,
+    normalUsers: 8,
+    hostileUsers: 5,
+    dataDir,
+    websockets: 500,
+    slowSockets: 200,
+    maxHostileRequests: 200,
+    requestTimeoutMs: 30_000,
+    log: (line) => console.log(line.length > 400 ? `${line.slice(0, 400)}…` : line),
+  });
+  const problems = hostileSoakProblems(result, floorMs);
+  for (const p of problems) console.error(`hostile soak: ${p}`);
+  process.exit(problems.length > 0 ? 1 : 0);
+}
 
 const requests = Number(process.env.SOAK_REQUESTS ?? 100_000);
 const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'aibridge-soak-'));

@@ -1,5 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { ErrorCode } from '../shared/errors';
+import type { InterceptionStatus, ToolExecution } from '../shared/interception';
 import type { Usage } from '../shared/usage';
+import { PROVIDERS } from './providers/registry';
 
 /** Distinct model label values kept; clients choose model names, so the label set must be bounded. */
 const MAX_MODEL_LABELS = 200;
@@ -7,6 +10,39 @@ const MAX_MODEL_LABELS = 200;
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 const TOKEN_KINDS = ['input', 'output', 'cacheRead', 'cacheWrite', 'reasoning'] as const;
+
+const STATUSES = ['ok', 'error', 'client_aborted'] as const satisfies readonly InterceptionStatus[];
+const REFUSAL_REASONS = [
+  'budget_exceeded',
+  'rate_limited',
+  'model_denied',
+] as const satisfies readonly ErrorCode[];
+const ALERT_RULES = [
+  'budget_threshold',
+  'spend_vs_baseline',
+  'tokens_vs_baseline',
+  'spend_vs_team',
+  'request_burst',
+] as const;
+const TOOL_OUTCOMES = [
+  'ok',
+  'error',
+  'timeout',
+  'not_run',
+] as const satisfies readonly ToolExecution['outcome'][];
+
+/**
+ * The label value of series zeroed at start for a label whose values only traffic names (model,
+ * client, MCP server and tool): the same value a request without a model is counted under.
+ */
+const NONE = '';
+/** What `detectClient` calls a client it cannot identify. */
+const UNKNOWN_CLIENT = 'unknown';
+
+/** Every provider's wire APIs in the registry, as the series label them. */
+const REGISTERED_APIS: readonly { provider: string; api: string }[] = PROVIDERS.flatMap((p) =>
+  p.apis.map((a) => ({ provider: p.id, api: a.name })),
+);
 
 /**
  * The bridge's Prometheus series, one registry per bridge (tests build several in one process).
@@ -103,6 +139,8 @@ export class Metrics {
     help: 'Interception records handed to the store and not yet durable.',
     registers: [this.registry],
   });
+  /** Providers whose breaker state is reported even before they have a breaker. */
+  private breakerProviders: readonly string[] = [];
   /** Read at scrape time: the breakers' current states. */
   /** The audit chain's head, read as Prometheus scrapes (one small read on PostgreSQL). */
   chainHeadSource: () => Promise<{ seq: number }> = async () => ({ seq: 0 });
@@ -125,8 +163,14 @@ export class Metrics {
     collect: () => {
       this.breakerState.reset();
       const value = { closed: 0, 'half-open': 1, open: 2 } as const;
+      const seen = new Set<string>();
       for (const b of this.breakerSource()) {
+        seen.add(b.provider);
         this.breakerState.set({ provider: b.provider, model: this.model(b.model) }, value[b.state]);
+      }
+      // Before a provider's first request it has no breaker: report it closed, not absent.
+      for (const provider of this.breakerProviders) {
+        if (!seen.has(provider)) this.breakerState.set({ provider, model: NONE }, value.closed);
       }
     },
   });
@@ -142,13 +186,14 @@ export class Metrics {
   });
   readonly injectedToolCalls = new Counter({
     name: 'aibridge_injected_tool_calls_total',
-    help: 'Tool calls the bridge ran for users (injected MCP tools), by server, tool and outcome (ok, error, timeout).',
+    help: 'Tool calls the bridge ran for users (injected MCP tools), by server, tool and outcome (ok, error, timeout, not_run).',
     labelNames: ['server', 'tool', 'outcome'] as const,
     registers: [this.registry],
   });
 
   constructor(opts: { perUser?: boolean } = {}) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aibridge_' });
+    this.zeroKnownSeries();
     this.perUser = opts.perUser
       ? {
           requests: new Counter({
@@ -165,6 +210,32 @@ export class Metrics {
           }),
         }
       : null;
+  }
+
+  /**
+   * Creates, at 0, every series whose labels are known before the first request, so a dashboard
+   * panel (docs/grafana-dashboard.json) shows 0 rather than "No data" on a fresh bridge, and a rate()
+   * starts from 0 instead of missing the first increment. Labels that only traffic can name (model,
+   * client, MCP server and tool) take one placeholder value; no other series is invented.
+   */
+  private zeroKnownSeries(): void {
+    const providers = [...new Set(REGISTERED_APIS.map((a) => a.provider))];
+    for (const { provider, api } of REGISTERED_APIS) {
+      for (const status of STATUSES)
+        this.requests.inc({ provider, api, model: NONE, client: UNKNOWN_CLIENT, status }, 0);
+      for (const kind of TOKEN_KINDS) this.tokens.inc({ provider, api, model: NONE, kind }, 0);
+      this.upstreamLatency.zero({ provider, api });
+      this.timeToFirstByte.zero({ provider, api });
+      this.streamsInFlight.set({ provider, api }, 0);
+    }
+    for (const provider of providers) {
+      this.cost.inc({ provider, model: NONE }, 0);
+      this.unknownPrice.inc({ provider, model: NONE }, 0);
+    }
+    for (const reason of REFUSAL_REASONS) this.refusals.inc({ reason }, 0);
+    for (const rule of ALERT_RULES) this.alerts.inc({ rule }, 0);
+    for (const outcome of TOOL_OUTCOMES) this.injectedToolCalls.inc({ server: NONE, tool: NONE, outcome }, 0);
+    this.breakerProviders = providers;
   }
 
   /** The model as a label value: the first MAX_MODEL_LABELS names seen, then `other`. */

@@ -10,7 +10,7 @@ export interface TreeNode {
   interceptionId: string;
   label: string;
   description: string;
-  /** Markdown. */
+  /** Markdown, with every name from the bridge escaped (`escapeMarkdown`); rendered untrusted, without HTML. */
   tooltip: string;
   /** A codicon id. */
   icon: string;
@@ -21,6 +21,45 @@ export interface TreeOptions {
   /** Show only tool calls, as a flat list. */
   toolCallsOnly: boolean;
   now: number;
+}
+
+/** Longest model or tool name a row shows; clients choose these names, and a row must stay one glance. */
+const MAX_NAME_ON_ROW = 32;
+/** Tool names a row spells out before summing up the rest as `+N`. */
+const TOOLS_ON_ROW = 2;
+/** Longest name a tooltip shows: a 500 KB model name must not become a 500 KB hover. */
+const MAX_NAME_IN_TOOLTIP = 200;
+
+/** `s` cut to `max` characters, the cut marked with an ellipsis. */
+export function clip(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+}
+
+/**
+ * Text shown literally in Markdown: every ASCII punctuation character backslash-escaped (CommonMark
+ * renders `\x` as x), line breaks folded. Model, tool, server and client names are chosen by whoever
+ * sends requests, so a name like `[x](command:aibridge.signOut)` must never become a link.
+ */
+export function escapeMarkdown(s: string): string {
+  return s.replace(/[\r\n]+/g, ' ').replace(/[!-/:-@[-`{-~]/g, '\\$&');
+}
+
+/** A name for a tooltip: cut short, then escaped. */
+function md(s: string): string {
+  return escapeMarkdown(clip(s, MAX_NAME_IN_TOOLTIP));
+}
+
+/** The row's summary of its tool calls: the first distinct names, then how many more, e.g. `read_file, Bash +2`. */
+export function toolCallsSummary(calls: readonly ToolCallItem[]): string {
+  const names = [...new Set(calls.map((c) => c.name))];
+  const shown = names.slice(0, TOOLS_ON_ROW).map((n) => clip(n, MAX_NAME_ON_ROW));
+  const more = names.length - shown.length;
+  return more > 0 ? `${shown.join(', ')} +${more}` : shown.join(', ');
+}
+
+function interceptionLabel(item: InterceptionItem): string {
+  const model = clip(item.model ?? NO_MODEL, MAX_NAME_ON_ROW * 2);
+  return item.toolCalls.length > 0 ? `${model} · ${toolCallsSummary(item.toolCalls)}` : model;
 }
 
 function statusIcon(item: InterceptionItem): string {
@@ -43,20 +82,20 @@ export function toolCallDescription(c: ToolCallItem): string {
 
 function toolNode(item: InterceptionItem, c: ToolCallItem, o: TreeOptions): TreeNode {
   const description = o.toolCallsOnly
-    ? `${toolCallDescription(c)} · ${item.model ?? NO_MODEL} · ${formatAge(c.at, o.now)}`
+    ? `${toolCallDescription(c)} · ${clip(item.model ?? NO_MODEL, MAX_NAME_ON_ROW * 2)} · ${formatAge(c.at, o.now)}`
     : toolCallDescription(c);
   return {
     id: `tool:${item.id}:${c.id}`,
     kind: 'toolCall',
     interceptionId: item.id,
-    label: c.name,
+    label: clip(c.name, MAX_NAME_ON_ROW * 2),
     description,
     tooltip: [
-      `**${c.name}**`,
+      `**${md(c.name)}**`,
       '',
-      `server: ${c.server ?? '(none: a client tool)'}  `,
+      `server: ${c.server !== null ? md(c.server) : '(none: a client tool)'}  `,
       `injected by the bridge: ${c.injected ? 'yes' : 'no'}  `,
-      `at: ${c.at}`,
+      `at: ${md(c.at)}`,
       '',
       '```json',
       c.inputPreview.replace(/```/g, '`\u200b``'),
@@ -68,7 +107,7 @@ function toolNode(item: InterceptionItem, c: ToolCallItem, o: TreeOptions): Tree
 }
 
 export function interceptionDescription(item: InterceptionItem, now: number): string {
-  const parts = [item.client];
+  const parts = [clip(item.client, MAX_NAME_ON_ROW)];
   parts.push(`${formatTokens(totalTokens(item.usage))} tok`);
   if (item.status !== 'running') parts.push(formatCost(item.priceKnown ? item.costUsd : null));
   else parts.push('running');
@@ -88,17 +127,17 @@ export function buildTree(items: readonly InterceptionItem[], o: TreeOptions): T
     id: `int:${item.id}`,
     kind: 'interception',
     interceptionId: item.id,
-    label: item.model ?? NO_MODEL,
+    label: interceptionLabel(item),
     description: interceptionDescription(item, o.now),
     tooltip: [
-      `**${item.model ?? NO_MODEL}** via ${item.provider} · ${item.client}`,
+      `**${md(item.model ?? NO_MODEL)}** via ${md(item.provider)} · ${md(item.client)}`,
       '',
       `status: ${item.status}  `,
-      `started: ${item.startedAt || '?'}  `,
+      `started: ${item.startedAt ? md(item.startedAt) : '?'}  `,
       item.durationMs !== null ? `duration: ${formatDuration(item.durationMs)}  ` : '',
       `tokens: input ${item.usage.input}, output ${item.usage.output}, cache read ${item.usage.cacheRead}, cache write ${item.usage.cacheWrite}  `,
       `cost: ${item.status === 'running' ? '(running)' : formatCostExact(item.priceKnown ? item.costUsd : null)}  `,
-      `tool calls: ${item.toolCalls.length}`,
+      `tool calls: ${item.toolCalls.length}${item.toolCalls.length > 0 ? ` (${md(toolCallsSummary(item.toolCalls))})` : ''}`,
     ]
       .filter((l) => l !== '')
       .join('\n'),

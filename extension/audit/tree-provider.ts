@@ -53,7 +53,11 @@ export class AuditTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
     );
     item.id = node.id;
     item.description = node.description;
-    item.tooltip = new vscode.MarkdownString(node.tooltip);
+    // Names in the tooltip come from request senders: no command links, no HTML, even if escaping missed one.
+    const tooltip = new vscode.MarkdownString(node.tooltip, false);
+    tooltip.isTrusted = false;
+    tooltip.supportHtml = false;
+    item.tooltip = tooltip;
     item.iconPath = new vscode.ThemeIcon(node.icon);
     item.contextValue = node.kind;
     item.command = {

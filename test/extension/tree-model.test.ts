@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { escapeHtml, renderDetail } from '../../extension/audit/detail-html';
-import { buildTree } from '../../extension/audit/tree-model';
+import { buildTree, escapeMarkdown } from '../../extension/audit/tree-model';
 import { BridgeModel } from '../../extension/model/bridge-model';
 import { record, usage } from './fixtures';
 
@@ -43,7 +43,7 @@ describe('extension: audit tree model and detail page', () => {
     assert.deepEqual(
       tree.map((n) => [n.id, n.label, n.description]),
       [
-        ['int:r2', 'claude-sonnet-4-6', 'claude-code · 1.5k tok · $0.02 · 1m ago'],
+        ['int:r2', 'claude-sonnet-4-6 · read_file, Bash', 'claude-code · 1.5k tok · $0.02 · 1m ago'],
         ['int:r1', '(no model)', 'codex · 120 tok · $? · error · 5m ago'],
       ],
     );
@@ -57,6 +57,87 @@ describe('extension: audit tree model and detail page', () => {
     );
     assert.equal(calls[0]!.interceptionId, 'r2');
     assert.deepEqual(tree[1]!.children, []);
+  });
+
+  it("a row names its request's tool calls: the first two, then +N, long names cut short", () => {
+    const call = (id: string, name: string) => ({
+      id,
+      name,
+      server: null,
+      input: {},
+      injected: false,
+      at: '2026-03-10T09:04:01.000Z',
+    });
+    const m = new BridgeModel();
+    m.seedHistory([
+      record('one', { costUsd: 0.01, toolCalls: [call('c1', 'create_pull_request')] }),
+      record('many', {
+        toolCalls: [
+          call('c1', 'read_file'),
+          call('c2', 'read_file'),
+          call('c3', 'Bash'),
+          call('c4', 'grep'),
+          call('c5', 'write_file'),
+        ],
+      }),
+      record('long', { toolCalls: [call('c1', `mcp__github__${'x'.repeat(200)}`)] }),
+      record('none', { toolCalls: [] }),
+    ]);
+    const tree = buildTree(m.items, { toolCallsOnly: false, now: NOW });
+    const labels = Object.fromEntries(tree.map((n) => [n.interceptionId, n.label]));
+    assert.equal(labels.one, 'claude-sonnet-4-6 · create_pull_request');
+    assert.match(tree.find((n) => n.interceptionId === 'one')!.description, /· \$0\.01 ·/);
+    assert.equal(labels.many, 'claude-sonnet-4-6 · read_file, Bash +2');
+    assert.equal(labels.none, 'claude-sonnet-4-6');
+    assert.ok(labels.long!.length <= 'claude-sonnet-4-6 · '.length + 32, labels.long);
+    assert.match(labels.long!, /^claude-sonnet-4-6 · mcp__github__x+…$/);
+    const huge = new BridgeModel();
+    huge.seedHistory([record('big', { model: 'm'.repeat(500_000) })]);
+    const [big] = buildTree(huge.items, { toolCallsOnly: false, now: NOW });
+    assert.ok(big!.label.length <= 80, 'a 500 KB model name is cut short on the row');
+    assert.ok(big!.tooltip.length < 2000, 'and in its tooltip');
+  });
+
+  it('tooltips show hostile model, tool and server names literally: no link, command, HTML or emphasis', () => {
+    const hostile = [
+      '[x](command:aibridge.signOut)',
+      '<img src=x onerror=alert(1)>',
+      '**bold** _em_ `code` ~~s~~',
+      '$(gear) ![i](https://evil.example/i.png) <https://evil.example>',
+      'line\n# heading',
+    ];
+    const m = new BridgeModel();
+    m.seedHistory(
+      hostile.map((name, i) =>
+        record(`h${i}`, {
+          model: name,
+          client: name,
+          toolCalls: [
+            {
+              id: 'c1',
+              name,
+              server: name,
+              input: { q: name },
+              injected: true,
+              at: '2026-03-10T09:04:01.000Z',
+            },
+          ],
+        }),
+      ),
+    );
+    const tree = buildTree(m.items, { toolCallsOnly: false, now: NOW });
+    const tooltips = tree.flatMap((n) => [n.tooltip, ...n.children.map((c) => c.tooltip)]);
+    assert.equal(tooltips.length, hostile.length * 2);
+    for (const t of tooltips) {
+      // The fenced JSON block is literal by construction; everything before it is Markdown prose.
+      const prose = t.split('```')[0]!;
+      assert.doesNotMatch(prose, /\]\((command|https):|(?<!\\)<(img|https:)/, t);
+      for (const name of hostile) assert.ok(!prose.includes(name), `${JSON.stringify(name)} is live in ${t}`);
+    }
+    for (const name of hostile) assert.ok(tooltips.some((t) => t.includes(escapeMarkdown(name))));
+    // Every ASCII punctuation character is backslash-escaped (CommonMark renders `\x` as a literal x).
+    assert.equal(escapeMarkdown('[a](b) <c> *d*'), '\\[a\\]\\(b\\) \\<c\\> \\*d\\*');
+    assert.equal(escapeMarkdown('two\nlines'), 'two lines');
   });
 
   it('the tool-calls filter lists only tool calls, newest first, each naming its model', () => {

@@ -32,6 +32,69 @@ function metric(text: string, name: string): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
+/** A bridge process (the built `dist/aibridge.cjs`) on 127.0.0.1, port 0, in front of `upstreamUrl`. */
+export async function spawnBridge(
+  upstreamUrl: string,
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    ['dist/aibridge.cjs', 'serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir],
+    {
+      env: {
+        PATH: process.env.PATH,
+        AIBRIDGE_ANTHROPIC_BASE_URL: upstreamUrl,
+        AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+        AIBRIDGE_LOG_LEVEL: 'error',
+        AIBRIDGE_BREAKER_THRESHOLD: '0',
+        AIBRIDGE_BURST_RPM: '0',
+        AIBRIDGE_METRICS_TOKEN: 'soak',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  let out = '';
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout!.on('data', (c) => {
+        out += c;
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.on('exit', (code) => reject(new Error(`bridge exited ${code}`)));
+    });
+    return { child, url };
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+}
+
+/** Creates `count` members through the admin API and returns a bridge key for each. */
+export async function createMembers(
+  url: string,
+  dataDir: string,
+  prefix: string,
+  count: number,
+): Promise<string[]> {
+  const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
+  const admin = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
+  const keys: string[] = [];
+  for (let u = 0; u < count; u++) {
+    const email = `${prefix}${u}@example.com`;
+    await fetch(`${url}/api/v1/users`, { method: 'POST', headers: admin, body: JSON.stringify({ email }) });
+    const k = (await (
+      await fetch(`${url}/api/v1/users/${email}/keys`, { method: 'POST', headers: admin, body: '{}' })
+    ).json()) as {
+      key: string;
+    };
+    keys.push(k.key);
+  }
+  return keys;
+}
+
 /**
  * Mixed traffic through a real bridge process: streams and whole responses, clients that leave
  * mid-stream, upstream errors and mid-stream failures, several users at once. Samples the bridge's
@@ -47,44 +110,10 @@ export async function soak(opts: {
   const mock = await new AnthropicMock().start();
   let child: ChildProcess | undefined;
   try {
-    child = spawn(
-      process.execPath,
-      ['dist/aibridge.cjs', 'serve', '--port', '0', '--data-dir', opts.dataDir],
-      {
-        env: {
-          PATH: process.env.PATH,
-          AIBRIDGE_ANTHROPIC_BASE_URL: mock.url,
-          AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
-          AIBRIDGE_LOG_LEVEL: 'error',
-          AIBRIDGE_BREAKER_THRESHOLD: '0',
-          AIBRIDGE_BURST_RPM: '0',
-          AIBRIDGE_METRICS_TOKEN: 'soak',
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    let out = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      child!.stdout!.on('data', (c) => {
-        out += c;
-        const m = /listening on (http:\/\/\S+)/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      child!.on('exit', (code) => reject(new Error(`bridge exited ${code}`)));
-    });
-    const adminKey = (await fs.readFile(path.join(opts.dataDir, 'admin.key'), 'utf8')).trim();
-    const admin = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
-    const keys: string[] = [];
-    for (let u = 0; u < 5; u++) {
-      const email = `soak${u}@example.com`;
-      await fetch(`${url}/api/v1/users`, { method: 'POST', headers: admin, body: JSON.stringify({ email }) });
-      const k = (await (
-        await fetch(`${url}/api/v1/users/${email}/keys`, { method: 'POST', headers: admin, body: '{}' })
-      ).json()) as {
-        key: string;
-      };
-      keys.push(k.key);
-    }
+    const bridge = await spawnBridge(mock.url, opts.dataDir);
+    child = bridge.child;
+    const url = bridge.url;
+    const keys = await createMembers(url, opts.dataDir, 'soak', 5);
 
     const statuses: Record<string, number> = {};
     const samples: SoakSample[] = [];

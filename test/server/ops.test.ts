@@ -155,7 +155,7 @@ describe('operating the bridge', function () {
       assert.match(await res.text(), /^# HELP aibridge_/m);
     });
 
-    it('exports every metric the Grafana dashboard queries', async () => {
+    it('a fresh bridge, before any traffic, has a sample for every series the Grafana dashboard queries', async () => {
       const dashboard = JSON.parse(await fs.readFile('docs/grafana-dashboard.json', 'utf8')) as {
         panels: { targets: { expr: string }[] }[];
       };
@@ -164,16 +164,46 @@ describe('operating the bridge', function () {
         for (const t of p.targets) for (const m of t.expr.matchAll(/aibridge_[a-z_]+/g)) wanted.add(m[0]);
       }
       assert.ok(wanted.size >= 10);
-      const text = await (
-        await fetch(`${tb.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
-      ).text();
-      const exported = new Set([...text.matchAll(/^# TYPE (\S+) (\w+)/gm)].map((m) => m[1]!));
-      for (const name of wanted) {
-        const base = name.replace(/_(bucket|sum|count)$/, '');
-        assert.ok(
-          exported.has(name) || exported.has(base),
-          `dashboard queries ${name}, which is not exported`,
-        );
+      // Its own bridge: the suite's shared one has served traffic, which would hide a missing series.
+      const fresh = await startBridge(anthropic.url, {
+        AIBRIDGE_OPENAI_BASE_URL: openai.url,
+        AIBRIDGE_METRICS_TOKEN: METRICS_TOKEN,
+      });
+      try {
+        const text = await (
+          await fetch(`${fresh.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
+        ).text();
+        const exported = new Set([...text.matchAll(/^# TYPE (\S+) (\w+)/gm)].map((m) => m[1]!));
+        const sampled = new Set([...text.matchAll(/^(aibridge_[a-z_]+)[{ ]/gm)].map((m) => m[1]!));
+        const noData: string[] = [];
+        for (const name of wanted) {
+          const base = name.replace(/_(bucket|sum|count)$/, '');
+          assert.ok(
+            exported.has(name) || exported.has(base),
+            `dashboard queries ${name}, which is not exported`,
+          );
+          // Quantile panels read a histogram's `_bucket` series, which the dashboard names itself.
+          if (!sampled.has(name)) noData.push(name);
+        }
+        assert.deepEqual(noData, [], 'these dashboard series have no sample before the first request');
+        // The zeroes are real label sets: every provider's APIs, every status, kind and refusal reason.
+        for (const [provider, api] of [
+          ['anthropic', 'messages'],
+          ['openai', 'chat.completions'],
+          ['openai', 'responses'],
+        ] as const) {
+          for (const status of ['ok', 'error', 'client_aborted']) {
+            assert.equal(sample(text, 'aibridge_requests_total', { provider, api, status }), 0);
+          }
+          assert.equal(sample(text, 'aibridge_tokens_total', { provider, api, kind: 'output' }), 0);
+          assert.equal(sample(text, 'aibridge_upstream_latency_seconds_count', { provider, api }), 0);
+          assert.equal(sample(text, 'aibridge_streams_in_flight', { provider, api }), 0);
+        }
+        for (const reason of ['budget_exceeded', 'rate_limited', 'model_denied']) {
+          assert.equal(sample(text, 'aibridge_governance_refusals_total', { reason }), 0);
+        }
+      } finally {
+        await fresh.close();
       }
     });
 
