@@ -225,6 +225,84 @@ describe('hostile and malformed input', function () {
     assert.ok(!climb.body.includes('fuzz@example.com'), 'a provider path reached the admin API');
   });
 
+  it('with a valid key, every spelling of every provider path is metered, allow-listed or refused: nothing reaches a provider ungoverned', async () => {
+    /** What the upstream may be asked, after the bridge's canonicalisation, without a record. */
+    const unmetered = [
+      /^POST \/v1\/messages\/count_tokens$/,
+      /^(GET|HEAD) \/v1\/models(\/[^/]+)?$/,
+      /^(GET|HEAD) \/models(\/[^/]+)?$/,
+      /^POST \/responses\/input_tokens$/,
+      /^(GET|DELETE) \/responses\/[^/]+$/,
+      /^GET \/responses\/[^/]+\/input_items$/,
+      /^POST \/responses\/[^/]+\/cancel$/,
+    ];
+    const metered = new Set(['POST /v1/messages', 'POST /chat/completions', 'POST /responses']);
+    const word = fc.constantFrom(
+      'v1',
+      'V1',
+      'messages',
+      'Messages',
+      'chat',
+      'completions',
+      'responses',
+      'models',
+      'count_tokens',
+      'batches',
+      'files',
+      'embeddings',
+      'images',
+      'audio',
+      'x',
+      '',
+    );
+    const decorate = fc.constantFrom('', '', '/', ';a=b', ';', '//');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('/anthropic', '/openai/v1'),
+        fc.array(fc.tuple(word, decorate), { minLength: 1, maxLength: 4 }),
+        fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'HEAD'),
+        fc.boolean(),
+        async (prefix, parts, method, trailing) => {
+          const path = `${prefix}/${parts.map(([w, d]) => w + d).join('/')}${trailing ? '/' : ''}`;
+          const seen = [...anthropic.requests, ...openai.requests].length;
+          const records = (await tb.interceptions(0)).length;
+          const res = await raw(tb.url, {
+            method,
+            path,
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body:
+              method === 'GET' || method === 'HEAD'
+                ? undefined
+                : JSON.stringify({
+                    model: 'gpt-4.1',
+                    max_tokens: 1,
+                    messages: [{ role: 'user', content: 'x' }],
+                    input: 'x',
+                  }),
+          });
+          assert.ok(res.status < 500, `${method} ${path} answered ${res.status}: ${res.body.slice(0, 200)}`);
+          const sent = [...anthropic.requests, ...openai.requests].slice(seen);
+          for (const r of sent) {
+            const p = (r.url.split('?')[0] ?? '').replace(/^\/v1(?=\/(chat|responses|models))/, '');
+            const what = `${r.method} ${p}`;
+            if (metered.has(what)) {
+              const after = await tb.interceptions(records + 1);
+              assert.ok(
+                after.length > records,
+                `${method} ${path} was forwarded as ${what} without a record`,
+              );
+            } else
+              assert.ok(
+                unmetered.some((u) => u.test(what)),
+                `${method} ${path} was forwarded as ${what}`,
+              );
+          }
+        },
+      ),
+      { numRuns: Math.min(RUNS, 300) },
+    );
+  });
+
   it('admin and member routes validate queries and bodies, answering 4xx with a stable code', async () => {
     const routes: [string, string][] = [
       ['GET', '/api/v1/interceptions'],
