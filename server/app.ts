@@ -101,7 +101,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const live = liveCapability(
       core,
       { auth, identity, browser: admin.browser, clientAddress: (req) => trusted.clientAddress(req) },
-      { maxSocketsPerUser: config.limits.liveSocketsPerUser, ...opts.liveEvents },
+      {
+        maxSocketsPerUser: config.limits.liveSocketsPerUser,
+        maxSocketsPerKey: config.limits.liveSocketsPerKey,
+        ...opts.liveEvents,
+      },
     );
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
     const capabilities: Capability[] = [admin, mcp, identityApi, audit, spend, live];

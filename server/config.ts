@@ -33,6 +33,8 @@ export interface ClientLimits {
   readonly maxJsonDepth: number;
   /** Live-event WebSockets one user may hold open at once. */
   readonly liveSocketsPerUser: number;
+  /** Live-event WebSockets one key may hold open at once (at most the per-user cap takes effect). */
+  readonly liveSocketsPerKey: number;
   /** Admin-page sessions one key may hold; a new sign-in beyond it ends the oldest. */
   readonly adminSessionsPerKey: number;
 }
@@ -328,6 +330,7 @@ function clientLimits(env: Env): ClientLimits {
     trustedProxies: trustedProxies(env),
     maxJsonDepth: int(setting('AIBRIDGE_MAX_JSON_DEPTH'), 128, 8, 100_000),
     liveSocketsPerUser: int(setting('AIBRIDGE_LIVE_SOCKETS_PER_USER'), 32, 1, 100_000),
+    liveSocketsPerKey: int(setting('AIBRIDGE_LIVE_SOCKETS_PER_KEY'), 16, 1, 100_000),
     adminSessionsPerKey: int(setting('AIBRIDGE_ADMIN_SESSIONS_PER_KEY'), 20, 1, 10_000),
   };
 }

@@ -30,6 +30,8 @@ export interface LiveEventsOptions {
   closeGraceMs: number;
   /** Sockets one user may hold open (AIBRIDGE_LIVE_SOCKETS_PER_USER); one more is closed with 4029. */
   maxSocketsPerUser: number;
+  /** Sockets one key (or the admin-page session of one key) may hold open (AIBRIDGE_LIVE_SOCKETS_PER_KEY). */
+  maxSocketsPerKey: number;
 }
 
 export const LIVE_DEFAULTS: LiveEventsOptions = {
@@ -37,6 +39,7 @@ export const LIVE_DEFAULTS: LiveEventsOptions = {
   maxBufferedBytes: 1024 * 1024,
   closeGraceMs: 1000,
   maxSocketsPerUser: 32,
+  maxSocketsPerKey: 16,
 };
 
 /** The admin page's cookie sign-ins (server/admin): a browser cannot set headers on a WebSocket. */
@@ -144,6 +147,8 @@ export class LiveEvents {
   private readonly clients = new Set<Client>();
   /** Open sockets by user id, for the per-user cap. */
   private readonly perUser = new Map<string, number>();
+  /** Open sockets by key id, for the per-key cap. */
+  private readonly perKey = new Map<string, number>();
   /** Sockets between the upgrade and the end of authentication, so shutdown reaches them too. */
   private readonly pending = new Set<WebSocket>();
   private unsubscribe: (() => void) | undefined;
@@ -250,7 +255,18 @@ export class LiveEvents {
       );
       return;
     }
+    const keyId = client.principal.key.id;
+    const openByKey = this.perKey.get(keyId) ?? 0;
+    if (openByKey >= this.opts.maxSocketsPerKey) {
+      await this.closeSocket(
+        ws,
+        'rateLimited',
+        `Too many live-event sockets for this key (${openByKey} open, at most ${this.opts.maxSocketsPerKey}); close one first.`,
+      );
+      return;
+    }
     this.perUser.set(userId, open + 1);
+    this.perKey.set(keyId, openByKey + 1);
     this.clients.add(client);
     ws.on('pong', () => {
       client.alive = true;
@@ -280,6 +296,10 @@ export class LiveEvents {
     const left = (this.perUser.get(userId) ?? 1) - 1;
     if (left <= 0) this.perUser.delete(userId);
     else this.perUser.set(userId, left);
+    const keyId = c.principal.key.id;
+    const leftByKey = (this.perKey.get(keyId) ?? 1) - 1;
+    if (leftByKey <= 0) this.perKey.delete(keyId);
+    else this.perKey.set(keyId, leftByKey);
     if (this.clients.size === 0) {
       this.unsubscribe?.();
       this.unsubscribe = undefined;

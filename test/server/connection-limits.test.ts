@@ -88,7 +88,15 @@ describe('connections and request reading: no member can stall or exhaust the br
     it('opens 32 sockets for one user, closes the 33rd with 4029; another user still connects', async () => {
       const hog = await tb.addUser('socket-hog@example.com');
       const other = await tb.addUser('socket-other@example.com');
-      for (let i = 0; i < 32; i++) clients.push(liveClient(tb.url, { key: hog.key }));
+      // Two keys of one user: 16 sockets each (the per-key cap), 32 in all (the per-user cap).
+      const second = await tb.api<{ key: string }>(
+        'POST',
+        `/api/v1/users/${encodeURIComponent('socket-hog@example.com')}/keys`,
+        tb.adminKey,
+        {},
+      );
+      for (let i = 0; i < 32; i++)
+        clients.push(liveClient(tb.url, { key: i < 16 ? hog.key : second.body.key }));
       await Promise.all(clients.map((c) => c.next('hello')));
       const extra = liveClient(tb.url, { key: hog.key });
       clients.push(extra);
@@ -106,6 +114,19 @@ describe('connections and request reading: no member can stall or exhaust the br
       const again = liveClient(tb.url, { key: hog.key });
       clients.push(again);
       await again.next('hello');
+    });
+
+    it('one key holds at most 16 sockets (AIBRIDGE_LIVE_SOCKETS_PER_KEY); the 17th is closed with 4029', async () => {
+      const u = await tb.addUser('socket-key@example.com');
+      const mine: typeof clients = [];
+      for (let i = 0; i < 16; i++) mine.push(liveClient(tb.url, { key: u.key }));
+      clients.push(...mine);
+      await Promise.all(mine.map((c) => c.next('hello')));
+      const extra = liveClient(tb.url, { key: u.key });
+      clients.push(extra);
+      const close = await within(extra.closed, 5000, 'the 17th socket closed');
+      assert.equal(close.code, 4029);
+      assert.match(close.reason, /for this key \(16 open, at most 16\)/);
     });
   });
 
