@@ -433,7 +433,8 @@ export class Exchange {
         this.finish(round, 'client_aborted', meter?.result() ?? null, null, undefined, 'client gone');
         return false;
       }
-      const failure = this.stopping ? shutdownError() : upstreamFailure(err);
+      // A BridgeError is the bridge's own reason to stop reading (an answer over the size limit).
+      const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err);
       this.req.log.warn({ err, code: failure.code }, 'upstream failed mid-response');
       const facts = meter?.result() ?? null;
       this.finish(
