@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
 import type { BrowserSessions } from '../events/ws-routes';
-import { type Authenticator, credentialFrom, type Principal } from '../identity/auth';
+import { type Authenticator, credentialFrom } from '../identity/auth';
 import { readCookie, SESSION_COOKIE } from './cookies';
 import type { Sessions } from './sessions';
 

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
-import type { Authenticator, Principal } from '../identity/auth';
+import type { Authenticator } from '../identity/auth';
 import type { Store } from '../store/types';
 
 /**

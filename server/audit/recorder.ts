@@ -1,33 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type {
-  ApiName,
-  CaptureLevel,
-  Interception,
-  InterceptionError,
-  InterceptionStatus,
-} from '../../shared/interception';
+import type { Interception, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import { emptyUsage, totalTokens } from '../../shared/usage';
-import type { Principal } from '../identity/auth';
+import type { InterceptionStart, ResponseFacts } from '../core/facts';
 import type { Metrics } from '../metrics';
-import type { RequestFacts, ResponseFacts } from '../providers/types';
 import type { PriceBook } from '../spend/prices';
 import type { NewInterception, Store } from '../store/types';
 import { type Redaction, Redactor } from './redact';
-
-/** What is known of an interception when its request is accepted. */
-export interface InterceptionStart {
-  id: string;
-  principal: Principal;
-  provider: string;
-  api: ApiName;
-  client: string;
-  request: RequestFacts;
-  startedAt: Date;
-  /** Fastify's id for the HTTP request, to join the log line with others. */
-  requestId?: string;
-  /** What the record keeps of the conversation (default `prompt`). */
-  capture?: CaptureLevel;
-}
 
 export interface InterceptionEnd {
   status: InterceptionStatus;

@@ -1,10 +1,5 @@
 import type { BridgeEvent } from '../../shared/protocol';
-
-/** Whose event it is: members receive only their own, admins every event. */
-export interface Audience {
-  userId: string | null;
-  team: string | null;
-}
+import type { Audience } from '../core/audience';
 
 export type EventListener = (event: BridgeEvent, audience: Audience) => void;
 

@@ -15,11 +15,13 @@ import {
   KEY_SUBPROTOCOL_PREFIX,
   PROTOCOL_VERSION,
 } from '../../shared/protocol';
+import type { Audience } from '../core/audience';
+import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
-import { type Authenticator, credentialFrom, type Principal } from '../identity/auth';
+import { type Authenticator, credentialFrom } from '../identity/auth';
 import type { IdentityService } from '../identity/identity-service';
 import type { Store } from '../store/types';
-import type { Audience, EventBus } from './bus';
+import type { EventBus } from './bus';
 
 export interface LiveEventsOptions {
   /** How often the server pings each client (and re-checks its key); a client silent for a whole interval is dropped. */

@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { Audience } from '../core/audience';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
-import type { Audience, EventBus } from '../events/bus';
-import type { Principal } from '../identity/auth';
+import type { EventBus } from '../events/bus';
 import type { Store } from '../store/types';
 import { CredentialCipher } from './cipher';
 import { McpConnection } from './connection';

@@ -3,7 +3,7 @@ import { createParser } from 'eventsource-parser';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { InterceptionError, InterceptionStatus, ToolCallRecord } from '../../shared/interception';
-import type { InterceptionStart } from '../audit/recorder';
+import type { InterceptionStart } from '../core/facts';
 import { BridgeError, isBridgeError } from '../errors';
 import type { Metrics } from '../metrics';
 import { errorFromBody } from '../providers/common';

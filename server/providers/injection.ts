@@ -1,5 +1,5 @@
 import { isObject } from './common';
-import type { EventVerdict, JsonObject, SseEvent } from './types';
+import type { EventVerdict, JsonObject, SseEvent } from './wire';
 
 /**
  * The tool-injection capability of a wire API (docs/mcp.md): how tools the bridge runs itself are

@@ -4,8 +4,9 @@ import { createParser, type EventSourceMessage, type EventSourceParser } from 'e
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { CaptureLevel, InterceptionError, InterceptionStatus } from '../../shared/interception';
-import type { InterceptionStart, Recorder } from '../audit/recorder';
+import type { Recorder } from '../audit/recorder';
 import type { UpstreamConfig } from '../config';
+import type { InterceptionStart } from '../core/facts';
 import { BridgeError, fromFastifyError, isBridgeError } from '../errors';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { errorFromBody, isObject } from '../providers/common';

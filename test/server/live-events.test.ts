@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import WebSocket from 'ws';
-import type { InterceptionStart } from '../../server/audit/recorder';
+import type { InterceptionStart } from '../../server/core/facts';
 import { EventBus } from '../../server/events/bus';
 import { InterceptionEvents } from '../../server/events/interception-events';
 import {

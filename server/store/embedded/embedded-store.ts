@@ -4,7 +4,8 @@ import { Low } from 'lowdb';
 import type { User } from '../../../shared/identity';
 import type { Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { chainHash, GENESIS } from '../../audit/chain';
+import { chainHash, GENESIS } from '../../core/chain';
+import type { KeyRecord } from '../../core/principal';
 import {
   addToBucket,
   type BucketQuery,
@@ -13,7 +14,7 @@ import {
   bucketMatches,
   hourOf,
   type UsageBucket,
-} from '../../spend/rollup';
+} from '../../core/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type {
   AccessLogEntry,
@@ -24,7 +25,6 @@ import type {
   BudgetSettlement,
   DocKind,
   InterceptionFilter,
-  KeyRecord,
   NewInterception,
   ReserveOutcome,
   Store,

@@ -3,8 +3,8 @@ import pg from 'pg';
 import type { User } from '../../../shared/identity';
 import type { Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { chainHash, GENESIS } from '../../audit/chain';
-import { BridgeError } from '../../errors';
+import { chainHash, GENESIS } from '../../core/chain';
+import type { KeyRecord } from '../../core/principal';
 import {
   addToBucket,
   type BucketQuery,
@@ -12,7 +12,8 @@ import {
   bucketKey,
   hourOf,
   type UsageBucket,
-} from '../../spend/rollup';
+} from '../../core/rollup';
+import { BridgeError } from '../../errors';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type {
   AccessLogEntry,
@@ -23,7 +24,6 @@ import type {
   BudgetSettlement,
   DocKind,
   InterceptionFilter,
-  KeyRecord,
   NewInterception,
   ReserveOutcome,
   Store,
