@@ -128,7 +128,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     throw new Error(`cannot open the ${store.kind} store: ${(err as Error).message}`, { cause: err });
   });
 
-  const hasher = await KeyHasher.load(config.dataDir, process.env.AIBRIDGE_KEY_HASH_SECRET);
+  const hasher = await KeyHasher.load(config.dataDir, config.keyHashSecret);
   const identity = new IdentityService(store, hasher);
   const metrics = new Metrics({ perUser: config.metricsPerUser });
   const auth = new Authenticator(
