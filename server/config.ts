@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { ServerErrorCode } from './errors';
 import { isValidKey, type McpSettings } from './mcp/settings';
 import type { TracingConfig } from './telemetry/tracing';
 
@@ -95,7 +96,7 @@ export interface AlertConfig {
 
 /** A setting with a bad value. The message names the setting so the admin can fix it. */
 export class ConfigError extends Error {
-  readonly code = 'invalid_config';
+  readonly code: ServerErrorCode = 'invalid_config';
   constructor(
     readonly setting: string,
     message: string,

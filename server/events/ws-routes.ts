@@ -8,6 +8,7 @@ import {
   type BridgeEvent,
   type BridgeEventType,
   CLOSE_CODES,
+  type CloseNotice,
   type CloseReason,
   EVENTS_PATH,
   EVENTS_SUBPROTOCOL,
@@ -75,6 +76,8 @@ class CloseError extends Error {
   constructor(
     readonly reason: CloseReason,
     message: string,
+    /** Seconds the client should wait before reconnecting, sent in the close notice. */
+    readonly retryAfter?: number,
   ) {
     super(message);
   }
@@ -183,9 +186,19 @@ export class LiveEvents {
     await Promise.all(sockets.map((ws) => this.closeSocket(ws, 'goingAway', 'The bridge is shutting down.')));
   }
 
-  private closeSocket(ws: WebSocket, reason: CloseReason, message: string): Promise<void> {
+  private closeSocket(
+    ws: WebSocket,
+    reason: CloseReason,
+    message: string,
+    retryAfter?: number,
+  ): Promise<void> {
     return new Promise((resolve) => {
       if (ws.readyState === ws.CLOSED) return resolve();
+      if (ws.readyState === ws.OPEN) {
+        const notice: CloseNotice = { type: 'closing', closeCode: CLOSE_CODES[reason].code, reason, message };
+        if (retryAfter !== undefined) notice.retryAfter = retryAfter;
+        ws.send(JSON.stringify(notice));
+      }
       const timer = setTimeout(() => ws.terminate(), this.opts.closeGraceMs);
       timer.unref();
       ws.once('close', () => {
@@ -226,7 +239,7 @@ export class LiveEvents {
               this.deps.log.error({ err }, 'live events: setting up a socket failed');
               return new CloseError('internalError', 'The bridge failed to set up this socket.');
             })();
-      await this.closeSocket(ws, e.reason, e.message);
+      await this.closeSocket(ws, e.reason, e.message, e.retryAfter);
       return;
     }
     if (ws.readyState !== ws.OPEN || this.closing) return;
@@ -268,7 +281,10 @@ export class LiveEvents {
     try {
       return await check();
     } catch (err) {
-      if (isBridgeError(err) && err.code === 'rate_limited') throw new CloseError('rateLimited', err.message);
+      if (isBridgeError(err) && err.code === 'rate_limited') {
+        const seconds = Number(err.headers['retry-after']);
+        throw new CloseError('rateLimited', err.message, Number.isFinite(seconds) ? seconds : undefined);
+      }
       if (isBridgeError(err)) throw new CloseError('unauthorized', err.message);
       throw err;
     }

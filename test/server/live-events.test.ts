@@ -10,6 +10,7 @@ import {
   EVENTS_SUBPROTOCOL,
   toolInputPreview as inputPreview,
   KEY_SUBPROTOCOL_PREFIX,
+  parseCloseNotice,
 } from '../../shared/protocol';
 import { emptyUsage } from '../../shared/usage';
 import { AnthropicMock } from '../helpers/anthropic-mock';
@@ -120,6 +121,29 @@ describe('live events: GET /api/v1/events', function () {
         codes.push((await liveClient(throttled.url, { key: 'aib_bad' }).closed).code);
       assert.deepEqual(codes.slice(0, 2), [4001, 4001]);
       assert.equal(codes[3], CLOSE_CODES.rateLimited.code);
+
+      // The wait comes as a field of the close notice sent just before the close, not as text to parse.
+      const ws = new WebSocket(
+        `${throttled.url.replace(/^http/, 'ws')}/api/v1/events`,
+        [EVENTS_SUBPROTOCOL],
+        {
+          headers: { authorization: 'Bearer aib_bad' },
+        },
+      );
+      const messages: string[] = [];
+      ws.on('message', (d) => messages.push(d.toString()));
+      const code = await new Promise<number>((resolve) => ws.on('close', (c) => resolve(c)));
+      assert.equal(code, CLOSE_CODES.rateLimited.code);
+      assert.equal(messages.length, 1, `one close notice, got ${messages}`);
+      const notice = parseCloseNotice(messages[0] as string);
+      assert.ok(notice, messages[0]);
+      assert.equal(notice.closeCode, 4029);
+      assert.equal(notice.reason, 'rateLimited');
+      assert.match(notice.message, /Too many invalid keys/);
+      assert.ok(
+        typeof notice.retryAfter === 'number' && notice.retryAfter >= 1 && notice.retryAfter <= 60,
+        String(notice.retryAfter),
+      );
     } finally {
       await throttled.close();
     }
