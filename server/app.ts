@@ -141,7 +141,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     config.auditFailure === 'open' ? OUTAGE_KEY_MEMORY_MS : undefined,
   );
   const tracing = new Tracing(config.tracing);
-  const bus = new EventBus();
+  const bus = new EventBus(app.log);
   const prices = new PriceBook([...filePrices, ...(await store.listDocs<ModelPriceOverride>('price'))]);
   for (const b of await store.usageBuckets({})) {
     if (b.unpricedRequests > 0)

@@ -62,7 +62,7 @@ export class McpHub {
 
   constructor(private readonly d: McpHubDeps) {
     this.cipher = d.settings.credentialsKey ? new CredentialCipher(d.settings.credentialsKey) : undefined;
-    this.credentials = new McpCredentials(d.store, this.cipher);
+    this.credentials = new McpCredentials(d.store, this.cipher, d.log);
   }
 
   /** Reads the file and the stored servers, and starts connecting; `ready()` resolves when every first attempt settled. */

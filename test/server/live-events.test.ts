@@ -345,9 +345,33 @@ describe('live events: GET /api/v1/events', function () {
   });
 });
 
+const quietLog = { error: () => undefined, warn: () => undefined };
+
 describe('interception events (unit)', () => {
+  it('a listener that throws is logged, and neither the publisher nor the other listeners see it', () => {
+    const errors: { obj: object; msg: string }[] = [];
+    const bus = new EventBus({ error: (obj, msg) => errors.push({ obj, msg }), warn: () => undefined });
+    const seen: string[] = [];
+    bus.subscribe(() => {
+      throw new Error('listener broke');
+    });
+    bus.subscribe((e) => seen.push(e.type));
+    const event = {
+      type: 'hello',
+      protocolVersion: 1,
+      user: { id: 'u', email: 'u@x', role: 'member', team: null },
+      serverTime: '',
+      heartbeatMs: 1,
+    } as const;
+    bus.publish(event, { userId: 'u', team: null });
+    assert.deepEqual(seen, ['hello']);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.msg, /listener failed/);
+    assert.equal((errors[0]!.obj as { err: Error }).err.message, 'listener broke');
+  });
+
   it('throttles progress to 4 a second per stream, and only when usage changed', () => {
-    const bus = new EventBus();
+    const bus = new EventBus(quietLog);
     const seen: BridgeEvent[] = [];
     bus.subscribe((e) => seen.push(e));
     let now = 1000;
@@ -382,7 +406,7 @@ describe('interception events (unit)', () => {
   });
 
   it('publishes nothing to build when nobody listens', () => {
-    const bus = new EventBus();
+    const bus = new EventBus(quietLog);
     const events = new InterceptionEvents(bus);
     let asked = 0;
     const tick = events.progress({} as never);
