@@ -403,7 +403,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       await budgets.settled();
       webhook?.close();
       await metricsServer?.close();
-      await tracing.shutdown().catch(() => undefined);
+      await tracing
+        .shutdown()
+        .catch((err: unknown) => app.log.warn({ err }, 'tracing: flushing spans failed'));
       await store.close();
       await dispatcher.close();
     })();

@@ -170,9 +170,6 @@ const EVENT_TYPE_SET: Record<BridgeEventType, true> = {
   'mcp.warning': true,
 };
 
-/** Every event type, for `?types=` filters. */
-export const EVENT_TYPES = Object.keys(EVENT_TYPE_SET) as readonly BridgeEventType[];
-
 export function isEventType(s: string): s is BridgeEventType {
   return Object.hasOwn(EVENT_TYPE_SET, s);
 }

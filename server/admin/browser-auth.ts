@@ -22,6 +22,7 @@ export function sameOrigin(headers: IncomingHttpHeaders, publicUrl: string | und
   try {
     o = new URL(origin);
   } catch {
+    // An Origin that is not a URL is no origin of ours: refused, and nothing to log about a bad header.
     return false;
   }
   if (publicUrl !== undefined && o.origin === new URL(publicUrl).origin) return true;

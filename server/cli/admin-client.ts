@@ -59,6 +59,7 @@ export async function callApi(
   try {
     json = JSON.parse(text);
   } catch {
+    // Not JSON (a proxy's error page): the error below quotes the status and the text instead.
     json = undefined;
   }
   if (!res.ok) {

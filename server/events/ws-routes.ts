@@ -33,7 +33,7 @@ export interface LiveEventsOptions {
   closeGraceMs: number;
 }
 
-export const LIVE_DEFAULTS: LiveEventsOptions = {
+const LIVE_DEFAULTS: LiveEventsOptions = {
   heartbeatMs: 30_000,
   maxBufferedBytes: 1024 * 1024,
   closeGraceMs: 1000,
@@ -374,6 +374,8 @@ export class LiveEvents {
       c.ws.ping();
       c.recheck().catch((err: unknown) => {
         if (isBridgeError(err) && err.code === 'unauthorized') this.drop(c, 'unauthorized', err.message);
+        // Anything else (the store unreachable) keeps the socket: the key is checked again next beat.
+        else this.deps.log.warn({ err }, 'live events: re-checking a key failed; checking again next beat');
       });
     }
   }

@@ -119,16 +119,22 @@ export class McpHub {
   private connectShared(s: McpServerConfig): void {
     if (!s.enabled || s.auth.type === 'per_user') return;
     let secret: string | undefined;
+    let missing = 'its shared secret is not available (missing environment variable or credentials key)';
     try {
       secret = this.sharedSecret(s);
-    } catch {
-      secret = undefined;
+    } catch (err) {
+      // Sealed with another credentials key, or damaged: the server stays down until an admin sets it again.
+      this.d.log.error(
+        { err, server: s.name },
+        'mcp: the shared secret cannot be opened (was AIBRIDGE_MCP_CREDENTIALS_KEY changed?)',
+      );
+      missing = 'its shared secret cannot be opened with the credentials key (was the key changed?)';
     }
     const conn = this.connection(s, secret);
     this.shared.set(s.name, conn);
     if (s.auth.type === 'secret' && secret === undefined) {
       conn.state = 'down';
-      conn.lastError = 'its shared secret is not available (missing environment variable or credentials key)';
+      conn.lastError = missing;
       this.warn(s.name, conn.lastError, { userId: null, team: null });
       return;
     }

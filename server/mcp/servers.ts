@@ -5,7 +5,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { ServerErrorCode } from '../errors';
 
 /** Server names: short, lower case, no `__` (it separates the parts of an injected tool's name). */
-export const SERVER_NAME = '^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$';
+const SERVER_NAME = '^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$';
 const NAME_RE = new RegExp(SERVER_NAME);
 
 /** What every injected tool's name starts with; the rest is `<server>__<tool>` (docs/mcp.md). */

@@ -97,6 +97,7 @@ export function eventJson(ev: SseEvent): JsonObject | undefined {
     const data: unknown = JSON.parse(ev.data);
     return isObject(data) ? data : undefined;
   } catch {
+    // Not JSON: callers treat it like any event that is not an object (passed on untouched).
     return undefined;
   }
 }

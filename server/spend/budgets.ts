@@ -14,7 +14,7 @@ import type {
 } from '../store/types';
 import { periodEnd, periodStart } from './periods';
 
-export const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
+const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
 
 export interface BudgetInput {
   scope: BudgetScope;

@@ -235,6 +235,8 @@ export class EmbeddedStore implements Store {
     if (this.touchTimer) return;
     this.touchTimer = setTimeout(() => {
       this.touchTimer = undefined;
+      // Best effort (Store.touchKey): last-use times are informative, and a db.json that cannot be
+      // written fails the next user, key or document write loudly.
       this.db.write().catch(() => undefined);
     }, this.touchFlushMs);
     this.touchTimer.unref();

@@ -117,7 +117,9 @@ export class PostgresStore implements Store {
     if (this.touchTimer) {
       clearTimeout(this.touchTimer);
       this.touchTimer = undefined;
-      await this.flushTouches().catch(() => undefined);
+      await this.flushTouches().catch((err: unknown) =>
+        this.opts.onError?.(err as Error, 'key last-use update'),
+      );
     }
     await this.feed.stop();
     await this.pool.end();
@@ -646,6 +648,7 @@ export class PostgresStore implements Store {
       return out;
     } catch (err) {
       broken = isUnreachable(err);
+      // The transaction's own error is the one that matters (thrown below); a broken connection cannot roll back.
       await c.query('ROLLBACK').catch(() => undefined);
       throw asStoreError(err);
     } finally {
