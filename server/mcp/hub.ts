@@ -375,7 +375,12 @@ export class McpHub {
           auth: s.auth.type,
           oauth: s.auth.oauth !== null,
           credential: cred
-            ? { kind: cred.kind, authorized: cred.authorized, updatedAt: cred.updatedAt }
+            ? {
+                kind: cred.kind,
+                authorized: cred.authorized,
+                unreadable: cred.unreadable,
+                updatedAt: cred.updatedAt,
+              }
             : null,
           state: conn?.state ?? (s.auth.type === 'per_user' ? 'not_connected' : 'down'),
           tools:
