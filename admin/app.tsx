@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { SessionInfo } from '../shared/admin';
-import type { KeyInfo, User } from '../shared/identity';
+import type { Me } from '../shared/identity';
 import type { BridgeEvent } from '../shared/protocol';
 import { api, onSignedOut } from './api';
 import { type FeedRow, feedRowOf } from './feed';
@@ -13,11 +13,6 @@ import { OverviewPage } from './pages/overview';
 import { SessionsPage } from './pages/sessions';
 import { SignIn } from './pages/sign-in';
 import { UsersPage } from './pages/users';
-
-export interface Me {
-  user: User;
-  key: KeyInfo;
-}
 
 interface Route {
   id: string;

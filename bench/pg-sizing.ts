@@ -6,7 +6,7 @@
  *   node --import tsx bench/pg-sizing.ts [records=1000000]
  */
 import { randomUUID } from 'node:crypto';
-import { chainHash, GENESIS } from '../server/audit/chain';
+import { chainHash, GENESIS } from '../server/core/chain';
 import { PostgresStore } from '../server/store/postgres/postgres-store';
 import type { Interception, Page } from '../shared/interception';
 import { AnthropicMock } from '../test/helpers/anthropic-mock';

@@ -16,7 +16,8 @@ await Promise.all([
     outfile: 'dist/aibridge.cjs',
     format: 'cjs',
     banner: { js: '#!/usr/bin/env node' },
-    define: { 'process.env.AIBRIDGE_GENAI_PRICES_VERSION': JSON.stringify(pricesVersion) },
+    // A build constant, not an environment variable: nothing at run time can change it.
+    define: { __AIBRIDGE_PRICES_VERSION__: JSON.stringify(pricesVersion) },
   }),
   build({
     ...common,

@@ -82,11 +82,13 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const routes = new RouteTable();
     routes.attach(app);
     const tracing = new Tracing(config.tracing);
-    life.onClose('tracing', () => tracing.shutdown());
+    life.onClose('tracing', () =>
+      tracing.shutdown().catch((err: unknown) => app.log.warn({ err }, 'tracing: flushing spans failed')),
+    );
     const core: Core = {
       config,
       store,
-      bus: new EventBus(),
+      bus: new EventBus(app.log),
       metrics: new Metrics({ perUser: config.metricsPerUser }),
       log: app.log,
       clock: opts.clock ?? systemClock,

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { ServerErrorCode } from './errors';
 import { parseTrustedProxies } from './http/trusted-proxies';
 import { isValidKey, type McpSettings } from './mcp/settings';
 import type { TracingConfig } from './telemetry/tracing';
@@ -126,7 +127,7 @@ export interface AlertConfig {
 
 /** A setting with a bad value. The message names the setting so the admin can fix it. */
 export class ConfigError extends Error {
-  readonly code = 'invalid_config';
+  readonly code: ServerErrorCode = 'invalid_config';
   constructor(
     readonly setting: string,
     message: string,
@@ -135,6 +136,88 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+/**
+ * Every environment variable the bridge reads, read nowhere but in this file. docs/configuration.md
+ * documents each; test/server/config-doc.test.ts keeps the list, this file and the doc in sync, and
+ * `Env` only has these names, so reading another one does not compile.
+ */
+export const ENV_VARS = [
+  'AIBRIDGE_REDACT_PATTERNS',
+  'OTEL_SDK_DISABLED',
+  'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'OTEL_SERVICE_NAME',
+  'AIBRIDGE_OTEL_CAPTURE_PROMPTS',
+  'AIBRIDGE_MCP_CREDENTIALS_KEY',
+  'AIBRIDGE_MCP_CONFIG',
+  'AIBRIDGE_MCP_MAX_ROUNDS',
+  'AIBRIDGE_MCP_CALL_TIMEOUT_MS',
+  'AIBRIDGE_MCP_CONNECT_TIMEOUT_MS',
+  'AIBRIDGE_MCP_REFRESH_MS',
+  'AIBRIDGE_MCP_RESULT_LIMIT',
+  'AIBRIDGE_MCP_IDLE_MS',
+  'AIBRIDGE_MCP_API_STDIO',
+  'AIBRIDGE_PUBLIC_URL',
+  'AIBRIDGE_DATABASE_URL',
+  'AIBRIDGE_HOST',
+  'AIBRIDGE_PORT',
+  'AIBRIDGE_DATA_DIR',
+  'AIBRIDGE_ADMIN_EMAIL',
+  'AIBRIDGE_LOG_LEVEL',
+  'AIBRIDGE_BODY_LIMIT',
+  'AIBRIDGE_SHUTDOWN_GRACE_MS',
+  'AIBRIDGE_CONNECT_TIMEOUT_MS',
+  'AIBRIDGE_HEADERS_TIMEOUT_MS',
+  'AIBRIDGE_IDLE_TIMEOUT_MS',
+  'AIBRIDGE_BREAKER_THRESHOLD',
+  'AIBRIDGE_BREAKER_COOLDOWN_MS',
+  'AIBRIDGE_ANTHROPIC_BASE_URL',
+  'AIBRIDGE_ANTHROPIC_API_KEY',
+  'AIBRIDGE_OPENAI_BASE_URL',
+  'AIBRIDGE_OPENAI_API_KEY',
+  'AIBRIDGE_PRICES_FILE',
+  'AIBRIDGE_BUDGET_DEFAULT_MAX_TOKENS',
+  'AIBRIDGE_BUDGET_REQUEST_FLOOR_USD',
+  'AIBRIDGE_RATE_LIMIT_RPM',
+  'AIBRIDGE_RATE_LIMIT_TPM',
+  'AIBRIDGE_ALERT_WEBHOOK_URL',
+  'AIBRIDGE_ALERT_WEBHOOK_ATTEMPTS',
+  'AIBRIDGE_ALERT_WEBHOOK_BACKOFF_MS',
+  'AIBRIDGE_ANOMALY_FACTOR',
+  'AIBRIDGE_ANOMALY_MIN_USD',
+  'AIBRIDGE_ANOMALY_MIN_TOKENS',
+  'AIBRIDGE_BURST_RPM',
+  'AIBRIDGE_METRICS_TOKEN',
+  'AIBRIDGE_METRICS_PORT',
+  'AIBRIDGE_METRICS_HOST',
+  'AIBRIDGE_METRICS_PER_USER',
+  'AIBRIDGE_AUDIT_QUEUE_LIMIT',
+  'AIBRIDGE_AUDIT_CAPTURE',
+  'AIBRIDGE_AUDIT_RETENTION_DAYS',
+  'AIBRIDGE_AUDIT_FAILURE',
+  'AIBRIDGE_AUTH_FAILURES_PER_MINUTE',
+  'AIBRIDGE_ADMIN_SESSION_HOURS',
+  // Limits on what a member controls (docs/security.md).
+  'AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS',
+  'AIBRIDGE_REQUEST_BODY_TIMEOUT_MS',
+  'AIBRIDGE_CONNECTIONS_PER_ADDRESS',
+  'AIBRIDGE_TRUSTED_PROXIES',
+  'AIBRIDGE_MAX_JSON_DEPTH',
+  'AIBRIDGE_LIVE_SOCKETS_PER_USER',
+  'AIBRIDGE_LIVE_SOCKETS_PER_KEY',
+  'AIBRIDGE_ADMIN_SESSIONS_PER_KEY',
+  // The keyed hash's secret: a secret, so it is never logged (Config is never logged whole).
+  'AIBRIDGE_KEY_HASH_SECRET',
+  // The admin CLI (`aibridge users|keys|audit`), docs/cli.md; AIBRIDGE_PORT and AIBRIDGE_DATA_DIR too.
+  'AIBRIDGE_URL',
+  'AIBRIDGE_ADMIN_KEY',
+] as const;
+
+export type EnvVar = (typeof ENV_VARS)[number];
+
+/** The environment as the bridge sees it: only the variables it reads. `process.env` fits. */
+export type Env = Readonly<{ [K in EnvVar]?: string | undefined }>;
 
 /** Flags of `aibridge serve`, as parsed from argv (strings, unvalidated). */
 export interface ServeFlags {
@@ -145,8 +228,6 @@ export interface ServeFlags {
   'metrics-port'?: string | undefined;
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
-
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Reads one setting: the flag wins over its env twin, which wins over the default. */
@@ -154,7 +235,7 @@ function pick(
   flag: string | undefined,
   flagName: string,
   env: Env,
-  envName: string,
+  envName: EnvVar,
 ): { value: string; name: string } | undefined {
   if (flag !== undefined) return { value: flag, name: flagName };
   const v = env[envName];
@@ -177,7 +258,7 @@ function int(
   return n;
 }
 
-function num(env: Env, name: string, fallback: number, min: number, max: number): number {
+function num(env: Env, name: EnvVar, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
@@ -187,7 +268,7 @@ function num(env: Env, name: string, fallback: number, min: number, max: number)
   return n;
 }
 
-function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
+function oneOf<T extends string>(env: Env, name: EnvVar, values: readonly T[], fallback: T): T {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   if (!(values as readonly string[]).includes(raw)) {
@@ -222,7 +303,7 @@ function redactPatterns(env: Env): string[] {
   return list as string[];
 }
 
-function bool(env: Env, name: string): boolean {
+function bool(env: Env, name: EnvVar): boolean {
   const raw = (env[name] ?? '').trim().toLowerCase();
   if (raw === '' || raw === 'false' || raw === '0' || raw === 'no') return false;
   if (raw === 'true' || raw === '1' || raw === 'yes') return true;
@@ -251,7 +332,7 @@ function mcpSettings(env: Env, dataDir: string): McpSettings {
       'AIBRIDGE_MCP_CREDENTIALS_KEY',
       'expected 32 bytes in base64 (openssl rand -base64 32)',
     );
-  const setting = (name: string) => pick(undefined, '', env, name);
+  const setting = (name: EnvVar) => pick(undefined, '', env, name);
   return {
     configFile: path.resolve(env.AIBRIDGE_MCP_CONFIG || path.join(dataDir, 'mcp-servers.json')),
     credentialsKey: key?.trim(),
@@ -266,11 +347,11 @@ function mcpSettings(env: Env, dataDir: string): McpSettings {
   };
 }
 
-function optionalUrl(env: Env, name: string): string | undefined {
+function optionalUrl(env: Env, name: EnvVar): string | undefined {
   return env[name] ? url(env, name, '') : undefined;
 }
 
-function url(env: Env, name: string, fallback: string): string {
+function url(env: Env, name: EnvVar, fallback: string): string {
   const raw = env[name] || fallback;
   let parsed: URL;
   try {
@@ -322,7 +403,7 @@ function trustedProxies(env: Env): string[] {
 }
 
 function clientLimits(env: Env): ClientLimits {
-  const setting = (name: string) => pick(undefined, '', env, name);
+  const setting = (name: EnvVar) => pick(undefined, '', env, name);
   return {
     headersTimeoutMs: int(setting('AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS'), 10_000, 1, 600_000),
     bodyTimeoutMs: int(setting('AIBRIDGE_REQUEST_BODY_TIMEOUT_MS'), 60_000, 0, 3_600_000),
@@ -434,4 +515,21 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     databaseUrl: databaseUrl(env),
   };
   return deepFreeze(config);
+}
+
+/** What the admin CLI (`aibridge users|keys|audit`, docs/cli.md) takes from the environment, before its flags. */
+export interface AdminClientEnv {
+  readonly url: string | undefined;
+  readonly adminKey: string | undefined;
+  readonly port: string | undefined;
+  readonly dataDir: string | undefined;
+}
+
+export function adminClientEnv(env: Env): AdminClientEnv {
+  return {
+    url: env.AIBRIDGE_URL,
+    adminKey: env.AIBRIDGE_ADMIN_KEY,
+    port: env.AIBRIDGE_PORT,
+    dataDir: env.AIBRIDGE_DATA_DIR,
+  };
 }

@@ -1,5 +1,25 @@
 import { type BridgeErrorBody, ERROR_CODES, type ErrorCode } from '../shared/errors';
 
+/**
+ * Codes of failures no client receives as such: they stop the start (exit 2) or are logged with
+ * the cause, and a client sees the registry's answer named in `answer` (if any). Part of the one
+ * registry: docs/errors.md lists them, a test keeps the two in sync.
+ */
+export const SERVER_ERROR_CODES = {
+  invalid_config: { answer: null, message: 'A setting has a bad value; the bridge does not start.' },
+  mcp_invalid_server: {
+    answer: 'invalid_request',
+    message:
+      'An MCP server definition cannot be used: over the API it is refused, in the config file it stops the start.',
+  },
+  upstream_idle_timeout: {
+    answer: 'upstream_timeout',
+    message: 'The provider sent nothing for longer than the idle timeout mid-response.',
+  },
+} as const satisfies Record<string, { answer: ErrorCode | null; message: string }>;
+
+export type ServerErrorCode = keyof typeof SERVER_ERROR_CODES;
+
 /** An error the bridge answers with: a stable code, an HTTP status and, when there is one, the cause. */
 export class BridgeError extends Error {
   readonly code: ErrorCode;

@@ -4,7 +4,7 @@ import { buildApp } from './app';
 import { bootstrapAdmin } from './bootstrap';
 import { type AdminTarget, CliError, callApi, resolveTarget, streamApi } from './cli/admin-client';
 import { copyStore, migrateCommand } from './cli/store-commands';
-import { ConfigError, loadConfig } from './config';
+import { adminClientEnv, ConfigError, databaseUrl, loadConfig } from './config';
 
 const USAGE = `Usage:
   aibridge serve [--host H] [--port P] [--data-dir D] [--body-limit BYTES] [--metrics-port P]
@@ -115,7 +115,7 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
     allowPositionals: true,
     strict: true,
   });
-  const target: AdminTarget = resolveTarget(values, process.env);
+  const target: AdminTarget = resolveTarget(values, adminClientEnv(process.env));
   const email = (): string => encodeURIComponent(need(values.email, '--email'));
   switch (`${command} ${sub ?? ''}`) {
     case 'users create': {
@@ -229,7 +229,7 @@ async function main(argv: string[]): Promise<void> {
         options: { 'database-url': { type: 'string' } },
         strict: true,
       });
-      return migrateCommand(values['database-url'] ?? process.env.AIBRIDGE_DATABASE_URL, out);
+      return migrateCommand(values['database-url'] ?? databaseUrl(process.env), out);
     }
     case 'store': {
       if (sub !== 'copy') throw new CliError(`unknown command: store ${sub ?? ''}\n${USAGE}`);
@@ -238,7 +238,7 @@ async function main(argv: string[]): Promise<void> {
         options: { from: { type: 'string' }, to: { type: 'string' } },
         strict: true,
       });
-      await copyStore(need(values.from, '--from'), values.to ?? process.env.AIBRIDGE_DATABASE_URL ?? '', out);
+      await copyStore(need(values.from, '--from'), values.to ?? databaseUrl(process.env) ?? '', out);
       return;
     }
     case undefined:

@@ -69,3 +69,32 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export interface BridgeErrorBody {
   error: { code: ErrorCode; message: string };
 }
+
+/**
+ * WebSocket close codes (`GET /api/v1/events`, docs/errors.md): why the server closed the socket. 4xxx codes are the bridge's own; `final` ones mean a reconnect
+ * with the same key and query would be refused again (sign in again, or fix the query).
+ */
+export const CLOSE_CODES = {
+  /** The server is shutting down or restarting: reconnect. */
+  goingAway: { code: 1001, final: false },
+  /** The server failed while setting the socket up: reconnect later. */
+  internalError: { code: 1011, final: false },
+  /** No key, or the key is unknown, revoked or expired (also when it is revoked while connected). */
+  unauthorized: { code: 4001, final: true },
+  /** A member asked for someone else's events. */
+  forbidden: { code: 4003, final: true },
+  /** The client read too slowly and its buffer overflowed; reconnect and reload what it missed. */
+  slowConsumer: { code: 4008, final: false },
+  /** Too many bad keys from this address (the `closing` notice says when to retry), or too many sockets open for this user or key. */
+  rateLimited: { code: 4029, final: false },
+  /** A query parameter the server does not understand (unknown event type, unknown user). */
+  badRequest: { code: 4400, final: true },
+} as const satisfies Record<string, { code: number; final: boolean }>;
+
+export type CloseReason = keyof typeof CLOSE_CODES;
+
+/** The reason for a close code, or undefined for codes the bridge does not send on purpose. */
+export function closeReasonOf(code: number): CloseReason | undefined {
+  for (const [name, c] of Object.entries(CLOSE_CODES)) if (c.code === code) return name as CloseReason;
+  return undefined;
+}

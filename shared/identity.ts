@@ -22,6 +22,12 @@ export interface KeyInfo {
   lastUsedAt: string | null;
 }
 
+/** The answer to `GET /api/v1/me`: who the key belongs to, and the key. */
+export interface Me {
+  user: User;
+  key: KeyInfo;
+}
+
 /** The answer to `POST /api/v1/users/:email/keys`: the only time `key` is shown. */
 export interface CreatedKey {
   id: string;

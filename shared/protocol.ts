@@ -1,3 +1,4 @@
+import { type CloseReason, closeReasonOf } from './errors';
 import type { ApiName, InterceptionStatus } from './interception';
 import type { Alert } from './spend';
 import type { Usage } from './usage';
@@ -36,33 +37,41 @@ export function toolInputPreview(input: unknown): string {
   return text.length > INPUT_PREVIEW_CHARS ? `${text.slice(0, INPUT_PREVIEW_CHARS - 1)}…` : text;
 }
 
+/** The close codes are part of the error registry (shared/errors.ts); readers import them from here too. */
+export { CLOSE_CODES, type CloseReason, closeReasonOf } from './errors';
+
 /**
- * Why the server closed the socket. 4xxx codes are the bridge's own; `final` ones mean a reconnect
- * with the same key and query would be refused again (sign in again, or fix the query).
+ * Sent just before the server closes a socket on purpose, with what a close reason (at most 123
+ * bytes of text) cannot carry reliably: a full message and, for `rateLimited`, when to come back. Not an event: readers that do not know it ignore it, and the close code and reason
+ * that follow are the same as without it.
  */
-export const CLOSE_CODES = {
-  /** The server is shutting down or restarting: reconnect. */
-  goingAway: { code: 1001, final: false },
-  /** The server failed while setting the socket up: reconnect later. */
-  internalError: { code: 1011, final: false },
-  /** No key, or the key is unknown, revoked or expired (also when it is revoked while connected). */
-  unauthorized: { code: 4001, final: true },
-  /** A member asked for someone else's events. */
-  forbidden: { code: 4003, final: true },
-  /** The client read too slowly and its buffer overflowed; reconnect and reload what it missed. */
-  slowConsumer: { code: 4008, final: false },
-  /** Too many bad keys from this address (retry after the time in the close reason), or too many sockets open for this user. */
-  rateLimited: { code: 4029, final: false },
-  /** A query parameter the server does not understand (unknown event type, unknown user). */
-  badRequest: { code: 4400, final: true },
-} as const satisfies Record<string, { code: number; final: boolean }>;
+export interface CloseNotice {
+  type: 'closing';
+  /** The WebSocket close code that follows (CLOSE_CODES). */
+  closeCode: number;
+  /** The close code's name in CLOSE_CODES. */
+  reason: CloseReason;
+  message: string;
+  /** Seconds to wait before reconnecting, when the server says (`rateLimited`). */
+  retryAfter?: number;
+}
 
-export type CloseReason = keyof typeof CLOSE_CODES;
-
-/** The reason for a close code, or undefined for codes the bridge does not send on purpose. */
-export function closeReasonOf(code: number): CloseReason | undefined {
-  for (const [name, c] of Object.entries(CLOSE_CODES)) if (c.code === code) return name as CloseReason;
-  return undefined;
+/** Reads a close notice off the wire; undefined for anything else. */
+export function parseCloseNotice(text: string): CloseNotice | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const n = v as Partial<Record<keyof CloseNotice, unknown>>;
+  if (n.type !== 'closing' || typeof n.closeCode !== 'number' || typeof n.message !== 'string')
+    return undefined;
+  if (closeReasonOf(n.closeCode) === undefined || closeReasonOf(n.closeCode) !== n.reason) return undefined;
+  if (n.retryAfter !== undefined && (typeof n.retryAfter !== 'number' || !(n.retryAfter >= 0)))
+    return undefined;
+  return v as CloseNotice;
 }
 
 /** Who and what an interception event is about. */
@@ -160,9 +169,6 @@ const EVENT_TYPE_SET: Record<BridgeEventType, true> = {
   alert: true,
   'mcp.warning': true,
 };
-
-/** Every event type, for `?types=` filters. */
-export const EVENT_TYPES = Object.keys(EVENT_TYPE_SET) as readonly BridgeEventType[];
 
 export function isEventType(s: string): s is BridgeEventType {
   return Object.hasOwn(EVENT_TYPE_SET, s);

@@ -13,14 +13,6 @@ export interface Usage {
   reasoning: number;
 }
 
-export const USAGE_KINDS = [
-  'input',
-  'output',
-  'cacheRead',
-  'cacheWrite',
-  'reasoning',
-] as const satisfies readonly (keyof Usage)[];
-
 export function emptyUsage(): Usage {
   return { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, reasoning: 0 };
 }

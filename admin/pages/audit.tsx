@@ -1,8 +1,8 @@
 import { useState } from 'preact/hooks';
+import type { Me } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
 import { totalTokens } from '../../shared/usage';
 import { api, query } from '../api';
-import type { Me } from '../app';
 import { pretty, tokens, usd, when } from '../format';
 import { ErrorNote, Field, Section, useLoad } from '../ui';
 

@@ -1,6 +1,5 @@
-import type { KeyInfo } from '../../shared/identity';
+import type { KeyInfo, Me } from '../../shared/identity';
 import { api } from '../api';
-import type { Me } from '../app';
 import { ErrorNote, Section, useLoad } from '../ui';
 import { KeysTable } from './keys-table';
 

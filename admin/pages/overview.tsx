@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { UsageSeries } from '../../shared/admin';
+import type { Me } from '../../shared/identity';
 import type { BudgetStatus, UsageReport } from '../../shared/spend';
 import { api, query } from '../api';
-import type { Me } from '../app';
 import { SpendChart } from '../chart';
 import type { FeedRow } from '../feed';
 import { clock, pct, startOfUtcDay, startOfUtcMonth, tokens, usd } from '../format';

@@ -1,5 +1,12 @@
 import WebSocket from 'ws';
-import { type BridgeEvent, EVENTS_PATH, EVENTS_SUBPROTOCOL, parseEvent } from '../../shared/protocol';
+import {
+  type BridgeEvent,
+  type CloseNotice,
+  EVENTS_PATH,
+  EVENTS_SUBPROTOCOL,
+  parseCloseNotice,
+  parseEvent,
+} from '../../shared/protocol';
 import { Emitter } from '../emitter';
 import {
   type Backoff,
@@ -112,10 +119,13 @@ export class LiveSocket {
     });
     this.ws = ws;
     const current = (): boolean => this.ws === ws;
+    let notice: CloseNotice | undefined;
     ws.on('message', (data) => {
       if (!current()) return;
       this.feedWatchdog();
-      const event = parseEvent(data.toString());
+      const text = data.toString();
+      notice = parseCloseNotice(text) ?? notice;
+      const event = parseEvent(text);
       if (!event) return;
       if (event.type === 'hello') {
         this.heartbeatMs = event.heartbeatMs > 0 ? event.heartbeatMs : this.heartbeatMs;
@@ -132,7 +142,10 @@ export class LiveSocket {
       if (!current()) return;
       this.ws = undefined;
       clearTimeout(this.watchdog);
-      this.dispatch({ type: 'closed', code, reason: reason.toString(), at: this.now() });
+      const input: ConnectionInput = { type: 'closed', code, reason: reason.toString(), at: this.now() };
+      if (notice?.closeCode === code && notice.retryAfter !== undefined)
+        input.retryAfterMs = notice.retryAfter * 1000;
+      this.dispatch(input);
     });
   }
 

@@ -18,8 +18,11 @@ export type ConnectionInput =
   | { type: 'stop' }
   /** The socket opened and the server said hello. */
   | { type: 'hello'; at: number }
-  /** The socket is gone, or never opened (1006 for network failures). */
-  | { type: 'closed'; code: number; reason: string; at: number }
+  /**
+   * The socket is gone, or never opened (1006 for network failures). `retryAfterMs`: the wait the
+   * server's close notice asked for (`retryAfter`, shared/protocol.ts), when it sent one.
+   */
+  | { type: 'closed'; code: number; reason: string; at: number; retryAfterMs?: number }
   /** The backoff timer fired. */
   | { type: 'retry' }
   /** Try now instead of waiting (a refresh, the network coming back). */
@@ -49,12 +52,6 @@ export const DEFAULT_BACKOFF: Backoff = { baseMs: 1000, maxMs: 30_000, random: M
 export function backoffDelay(attempt: number, b: Backoff): number {
   const cap = Math.min(b.maxMs, b.baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(cap / 2 + b.random() * (cap / 2));
-}
-
-/** `Too many invalid keys from this address; retry in 42s.` → 42000. */
-function retryAfterMs(reason: string): number | undefined {
-  const m = /retry in (\d+)\s*s/i.exec(reason);
-  return m ? Number(m[1]) * 1000 : undefined;
 }
 
 function describeClose(code: number, reason: string): string {
@@ -101,7 +98,7 @@ export function step(
       }
       const attempt = state.status === 'reconnecting' ? state.attempt + 1 : 1;
       let delayMs = backoffDelay(attempt, backoff);
-      if (reason === 'rateLimited') delayMs = Math.max(delayMs, retryAfterMs(input.reason) ?? backoff.maxMs);
+      if (reason === 'rateLimited') delayMs = Math.max(delayMs, input.retryAfterMs ?? backoff.maxMs);
       return {
         state: {
           status: 'reconnecting',

@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
 import type { BrowserSessions } from '../events/ws-routes';
-import { type Authenticator, credentialFrom, type Principal } from '../identity/auth';
+import { type Authenticator, credentialFrom } from '../identity/auth';
 import { readCookie, SESSION_COOKIE } from './cookies';
 import type { Sessions } from './sessions';
 
@@ -21,6 +22,7 @@ export function sameOrigin(headers: IncomingHttpHeaders, publicUrl: string | und
   try {
     o = new URL(origin);
   } catch {
+    // An Origin that is not a URL is no origin of ours: refused, and nothing to log about a bad header.
     return false;
   }
   if (publicUrl !== undefined && o.origin === new URL(publicUrl).origin) return true;

@@ -1,13 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
-import type { Authenticator, Principal } from '../identity/auth';
+import type { Authenticator } from '../identity/auth';
 import type { Store } from '../store/types';
 
 /**
  * How long a sign-in lasts by default (AIBRIDGE_ADMIN_SESSION_HOURS sets another); the page asks
  * for the key again after that.
  */
-export const SESSION_TTL_MS = 12 * 3_600_000;
+const SESSION_TTL_MS = 12 * 3_600_000;
 
 const TOKEN_PREFIX = 'aibs_';
 const TOKEN_RE = /^aibs_[A-Za-z0-9_-]{43}$/;

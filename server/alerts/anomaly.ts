@@ -1,7 +1,6 @@
 import { totalTokens } from '../../shared/usage';
 import type { AlertConfig } from '../config';
-import type { UsageBucket } from '../spend/rollup';
-import { roundUsd } from '../spend/usage-report';
+import { roundUsd, type UsageBucket } from '../core/rollup';
 import type { NewInterception, Store } from '../store/types';
 import type { AlertService, NewAlert } from './alert-service';
 

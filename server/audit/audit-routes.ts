@@ -4,14 +4,14 @@ import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Interception } from '../../shared/interception';
 import { addUsage, emptyUsage, totalTokens, type Usage } from '../../shared/usage';
+import { verifyChain } from '../core/chain';
+import { roundUsd } from '../core/rollup';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import { csvLine } from '../http/csv';
 import type { IdentityService } from '../identity/identity-service';
-import { roundUsd } from '../spend/usage-report';
 import type { InterceptionFilter, Store } from '../store/types';
 import type { CapturePolicy } from './capture';
-import { verifyChain } from './chain';
 
 const Status = Type.Union([Type.Literal('ok'), Type.Literal('error'), Type.Literal('client_aborted')]);
 const DateTime = Type.String({ format: 'date-time' });

@@ -1,33 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type {
-  ApiName,
-  CaptureLevel,
-  Interception,
-  InterceptionError,
-  InterceptionStatus,
-} from '../../shared/interception';
+import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
 import { emptyUsage, totalTokens } from '../../shared/usage';
-import type { Principal } from '../identity/auth';
+import type { InterceptionStart, ResponseFacts } from '../core/facts';
 import type { Metrics } from '../metrics';
-import type { RequestFacts, ResponseFacts } from '../providers/types';
 import type { PriceBook } from '../spend/prices';
 import type { NewInterception, Store } from '../store/types';
 import { type Redaction, Redactor } from './redact';
-
-/** What is known of an interception when its request is accepted. */
-export interface InterceptionStart {
-  id: string;
-  principal: Principal;
-  provider: string;
-  api: ApiName;
-  client: string;
-  request: RequestFacts;
-  startedAt: Date;
-  /** Fastify's id for the HTTP request, to join the log line with others. */
-  requestId?: string;
-  /** What the record keeps of the conversation (default `prompt`). */
-  capture?: CaptureLevel;
-}
 
 export interface InterceptionEnd {
   status: InterceptionStatus;
@@ -66,7 +44,6 @@ export interface RecorderOptions {
  */
 export class Recorder {
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly listeners: ((rec: Interception) => void)[] = [];
   private readonly finishListeners: ((rec: NewInterception) => void)[] = [];
   private readonly retryQueue: NewInterception[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
@@ -80,11 +57,6 @@ export class Recorder {
     private readonly opts: RecorderOptions = { failMode: 'closed', retryMs: 1000, retryLimit: 10_000 },
     private readonly redactor: Redactor = new Redactor(),
   ) {}
-
-  /** Called once the record is durable. */
-  onRecorded(listener: (rec: Interception) => void): void {
-    this.listeners.push(listener);
-  }
 
   /** Called synchronously as the interception ends, before the store: spend ledgers must not lag the proxy. */
   onFinished(listener: (rec: NewInterception) => void): void {
@@ -191,9 +163,8 @@ export class Recorder {
     const handedOver = performance.now();
     const p = this.store
       .appendInterception(rec)
-      .then((stored) => {
+      .then(() => {
         this.metrics.auditWrite.observe((performance.now() - handedOver) / 1000);
-        for (const l of this.listeners) l(stored);
       })
       .catch((err: unknown) => {
         this.metrics.auditFailures.inc();
@@ -238,10 +209,14 @@ export class Recorder {
     while (this.retryQueue.length > 0) {
       const rec = this.retryQueue[0]!;
       try {
-        const stored = await this.store.appendInterception(rec);
+        await this.store.appendInterception(rec);
         this.retryQueue.shift();
-        for (const l of this.listeners) l(stored);
-      } catch {
+      } catch (err) {
+        // Logged on every attempt (one per retry interval): an outage stays visible until it ends.
+        this.log.warn(
+          { err, interceptionId: rec.id, queued: this.retryQueue.length },
+          'audit retry failed; will retry',
+        );
         this.scheduleRetry();
         return;
       }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ADMIN_KEY_FILE } from '../bootstrap';
+import type { AdminClientEnv } from '../config';
 
 export interface AdminTarget {
   url: string;
@@ -14,18 +15,12 @@ export class CliError extends Error {}
 /** `--url`/AIBRIDGE_URL and `--admin-key`/AIBRIDGE_ADMIN_KEY, else the local bridge and its admin.key. */
 export function resolveTarget(
   flags: { url?: string | undefined; 'admin-key'?: string | undefined; 'data-dir'?: string | undefined },
-  env: NodeJS.ProcessEnv,
+  env: AdminClientEnv,
 ): AdminTarget {
-  const url = (flags.url ?? env.AIBRIDGE_URL ?? `http://127.0.0.1:${env.AIBRIDGE_PORT || 7410}`).replace(
-    /\/+$/,
-    '',
-  );
-  let adminKey = flags['admin-key'] ?? env.AIBRIDGE_ADMIN_KEY;
+  const url = (flags.url ?? env.url ?? `http://127.0.0.1:${env.port || 7410}`).replace(/\/+$/, '');
+  let adminKey = flags['admin-key'] ?? env.adminKey;
   if (!adminKey) {
-    const file = path.join(
-      path.resolve(flags['data-dir'] ?? env.AIBRIDGE_DATA_DIR ?? '.aibridge'),
-      ADMIN_KEY_FILE,
-    );
+    const file = path.join(path.resolve(flags['data-dir'] ?? env.dataDir ?? '.aibridge'), ADMIN_KEY_FILE);
     try {
       adminKey = fs.readFileSync(file, 'utf8').trim();
     } catch {
@@ -64,6 +59,7 @@ export async function callApi(
   try {
     json = JSON.parse(text);
   } catch {
+    // Not JSON (a proxy's error page): the error below quotes the status and the text instead.
     json = undefined;
   }
   if (!res.ok) {

@@ -1,5 +1,5 @@
-import { verifyChain } from '../audit/chain';
 import { databaseUrl } from '../config';
+import { verifyChain } from '../core/chain';
 import { EmbeddedStore } from '../store/embedded/embedded-store';
 import { LATEST_MIGRATION, migrate } from '../store/postgres/migrations';
 import { PostgresStore } from '../store/postgres/postgres-store';

@@ -1,10 +1,6 @@
 import type { BridgeEvent } from '../../shared/protocol';
-
-/** Whose event it is: members receive only their own, admins every event. */
-export interface Audience {
-  userId: string | null;
-  team: string | null;
-}
+import type { Audience } from '../core/audience';
+import type { Log } from '../core/log';
 
 export type EventListener = (event: BridgeEvent, audience: Audience) => void;
 
@@ -16,6 +12,9 @@ export type EventListener = (event: BridgeEvent, audience: Audience) => void;
 export class EventBus {
   private readonly listeners = new Set<EventListener>();
 
+  /** `log` hears a listener's failure, which the publisher (often the proxy) must not see. */
+  constructor(private readonly log: Log) {}
+
   subscribe(listener: EventListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -25,8 +24,8 @@ export class EventBus {
     for (const l of this.listeners) {
       try {
         l(event, audience);
-      } catch {
-        // A listener's failure is its own; the publisher (often the proxy) must not see it.
+      } catch (err) {
+        this.log.error({ err, eventType: event.type }, 'event bus: a listener failed');
       }
     }
   }

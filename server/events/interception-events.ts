@@ -1,6 +1,6 @@
 import { type InterceptionRef, PROGRESS_PER_SECOND, toolInputPreview } from '../../shared/protocol';
 import { totalTokens, type Usage } from '../../shared/usage';
-import type { InterceptionStart } from '../audit/recorder';
+import type { InterceptionStart } from '../core/facts';
 import type { NewInterception } from '../store/types';
 import type { EventBus } from './bus';
 

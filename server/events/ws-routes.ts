@@ -8,6 +8,7 @@ import {
   type BridgeEvent,
   type BridgeEventType,
   CLOSE_CODES,
+  type CloseNotice,
   type CloseReason,
   EVENTS_PATH,
   EVENTS_SUBPROTOCOL,
@@ -15,11 +16,13 @@ import {
   KEY_SUBPROTOCOL_PREFIX,
   PROTOCOL_VERSION,
 } from '../../shared/protocol';
+import type { Audience } from '../core/audience';
+import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
-import { type Authenticator, credentialFrom, type Principal } from '../identity/auth';
+import { type Authenticator, credentialFrom } from '../identity/auth';
 import type { IdentityService } from '../identity/identity-service';
 import type { Store } from '../store/types';
-import type { Audience, EventBus } from './bus';
+import type { EventBus } from './bus';
 
 export interface LiveEventsOptions {
   /** How often the server pings each client (and re-checks its key); a client silent for a whole interval is dropped. */
@@ -34,7 +37,7 @@ export interface LiveEventsOptions {
   maxSocketsPerKey: number;
 }
 
-export const LIVE_DEFAULTS: LiveEventsOptions = {
+const LIVE_DEFAULTS: LiveEventsOptions = {
   heartbeatMs: 30_000,
   maxBufferedBytes: 1024 * 1024,
   closeGraceMs: 1000,
@@ -81,6 +84,8 @@ class CloseError extends Error {
   constructor(
     readonly reason: CloseReason,
     message: string,
+    /** Seconds the client should wait before reconnecting, sent in the close notice. */
+    readonly retryAfter?: number,
   ) {
     super(message);
   }
@@ -197,9 +202,19 @@ export class LiveEvents {
     await Promise.all(sockets.map((ws) => this.closeSocket(ws, 'goingAway', 'The bridge is shutting down.')));
   }
 
-  private closeSocket(ws: WebSocket, reason: CloseReason, message: string): Promise<void> {
+  private closeSocket(
+    ws: WebSocket,
+    reason: CloseReason,
+    message: string,
+    retryAfter?: number,
+  ): Promise<void> {
     return new Promise((resolve) => {
       if (ws.readyState === ws.CLOSED) return resolve();
+      if (ws.readyState === ws.OPEN) {
+        const notice: CloseNotice = { type: 'closing', closeCode: CLOSE_CODES[reason].code, reason, message };
+        if (retryAfter !== undefined) notice.retryAfter = retryAfter;
+        ws.send(JSON.stringify(notice));
+      }
       const timer = setTimeout(() => ws.terminate(), this.opts.closeGraceMs);
       timer.unref();
       ws.once('close', () => {
@@ -240,33 +255,27 @@ export class LiveEvents {
               this.deps.log.error({ err }, 'live events: setting up a socket failed');
               return new CloseError('internalError', 'The bridge failed to set up this socket.');
             })();
-      await this.closeSocket(ws, e.reason, e.message);
+      await this.closeSocket(ws, e.reason, e.message, e.retryAfter);
       return;
     }
     if (ws.readyState !== ws.OPEN || this.closing) return;
     // Counted once authenticated and checked in the same tick as the add, so concurrent upgrades cannot overshoot.
-    const userId = client.principal.user.id;
-    const open = this.perUser.get(userId) ?? 0;
-    if (open >= this.opts.maxSocketsPerUser) {
-      await this.closeSocket(
-        ws,
-        'rateLimited',
-        `Too many live-event sockets for this user (${open} open, at most ${this.opts.maxSocketsPerUser}); close one first.`,
-      );
-      return;
+    const caps = [
+      { what: 'user', open: this.perUser, id: client.principal.user.id, max: this.opts.maxSocketsPerUser },
+      { what: 'key', open: this.perKey, id: client.principal.key.id, max: this.opts.maxSocketsPerKey },
+    ];
+    for (const cap of caps) {
+      const open = cap.open.get(cap.id) ?? 0;
+      if (open >= cap.max) {
+        await this.closeSocket(
+          ws,
+          'rateLimited',
+          `Too many live-event sockets for this ${cap.what} (${open} open, at most ${cap.max}); close one first.`,
+        );
+        return;
+      }
     }
-    const keyId = client.principal.key.id;
-    const openByKey = this.perKey.get(keyId) ?? 0;
-    if (openByKey >= this.opts.maxSocketsPerKey) {
-      await this.closeSocket(
-        ws,
-        'rateLimited',
-        `Too many live-event sockets for this key (${openByKey} open, at most ${this.opts.maxSocketsPerKey}); close one first.`,
-      );
-      return;
-    }
-    this.perUser.set(userId, open + 1);
-    this.perKey.set(keyId, openByKey + 1);
+    for (const cap of caps) cap.open.set(cap.id, (cap.open.get(cap.id) ?? 0) + 1);
     this.clients.add(client);
     ws.on('pong', () => {
       client.alive = true;
@@ -292,14 +301,14 @@ export class LiveEvents {
   /** Forgets a client; the last one out unsubscribes from the bus and stops the heartbeat. */
   private remove(c: Client): boolean {
     if (!this.clients.delete(c)) return false;
-    const userId = c.principal.user.id;
-    const left = (this.perUser.get(userId) ?? 1) - 1;
-    if (left <= 0) this.perUser.delete(userId);
-    else this.perUser.set(userId, left);
-    const keyId = c.principal.key.id;
-    const leftByKey = (this.perKey.get(keyId) ?? 1) - 1;
-    if (leftByKey <= 0) this.perKey.delete(keyId);
-    else this.perKey.set(keyId, leftByKey);
+    for (const [open, id] of [
+      [this.perUser, c.principal.user.id],
+      [this.perKey, c.principal.key.id],
+    ] as const) {
+      const left = (open.get(id) ?? 1) - 1;
+      if (left <= 0) open.delete(id);
+      else open.set(id, left);
+    }
     if (this.clients.size === 0) {
       this.unsubscribe?.();
       this.unsubscribe = undefined;
@@ -313,7 +322,10 @@ export class LiveEvents {
     try {
       return await check();
     } catch (err) {
-      if (isBridgeError(err) && err.code === 'rate_limited') throw new CloseError('rateLimited', err.message);
+      if (isBridgeError(err) && err.code === 'rate_limited') {
+        const seconds = Number(err.headers['retry-after']);
+        throw new CloseError('rateLimited', err.message, Number.isFinite(seconds) ? seconds : undefined);
+      }
       if (isBridgeError(err)) throw new CloseError('unauthorized', err.message);
       throw err;
     }
@@ -403,6 +415,8 @@ export class LiveEvents {
       c.ws.ping();
       c.recheck().catch((err: unknown) => {
         if (isBridgeError(err) && err.code === 'unauthorized') this.drop(c, 'unauthorized', err.message);
+        // Anything else (the store unreachable) keeps the socket: the key is checked again next beat.
+        else this.deps.log.warn({ err }, 'live events: re-checking a key failed; checking again next beat');
       });
     }
   }

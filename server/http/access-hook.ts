@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
-import type { Principal } from '../identity/auth';
 
 /** Resolves a request's caller (a bridge key, or the admin page's session cookie) or throws `unauthorized`. */
 export interface RequestAuthenticator {

@@ -1,4 +1,4 @@
-import type { Principal } from '../identity/auth';
+import type { Principal } from '../core/principal';
 
 /** Who may call a route: anyone, any valid key, or an admin's key. */
 export type Access = 'public' | 'member' | 'admin';

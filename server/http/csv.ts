@@ -1,5 +1,5 @@
 /** RFC 4180 quoting, and a leading quote for text cells a spreadsheet would run as a formula. */
-export function csvCell(v: unknown): string {
+function csvCell(v: unknown): string {
   let s = v === null || v === undefined ? '' : String(v);
   if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
   return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;

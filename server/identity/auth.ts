@@ -1,15 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { User } from '../../shared/identity';
+import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
-import type { KeyRecord, Store } from '../store/types';
+import type { Store } from '../store/types';
 import type { AuthThrottle } from './auth-throttle';
 import { type KeyHasher, looksLikeKey } from './keys';
-
-/** Who is calling: the user and the key they used. */
-export interface Principal {
-  user: User;
-  key: KeyRecord;
-}
 
 /** The bridge key, from `x-api-key` (Anthropic style) or `Authorization: Bearer` (OpenAI style). */
 export function credentialFrom(headers: IncomingHttpHeaders): string | undefined {

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { CreatedKey, KeyInfo, Role, User } from '../../shared/identity';
+import type { KeyRecord } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
-import type { KeyRecord, Store, UserPatch } from '../store/types';
+import type { Store, UserPatch } from '../store/types';
 import { displayPrefix, generateKey, type KeyHasher, newKeyId } from './keys';
 
 export interface NewUserInput {

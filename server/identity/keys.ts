@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 
 /** Bridge keys start with this, so secret scanners and people can recognise a leaked one. */
-export const KEY_PREFIX = 'aib_';
+const KEY_PREFIX = 'aib_';
 const KEY_RE = /^aib_[A-Za-z0-9_-]{43}$/;
 
 /** 256 bits from the OS CSPRNG, base64url. */

@@ -137,6 +137,11 @@ export class McpConnection {
     if (this.state === 'closed') return;
     this.state = 'down';
     this.lastError = describe(err);
+    // lastError is the short reason users see; the log keeps the whole error and its cause.
+    this.opts.log.warn(
+      { err, server: this.server.name },
+      `mcp: ${this.server.name} is down: ${this.lastError}`,
+    );
   }
 
   private async fetchTools(client: Client): Promise<void> {
@@ -187,11 +192,13 @@ export class McpConnection {
   private async closeClient(): Promise<void> {
     const client = this.client;
     this.client = undefined;
+    // Closing a client whose transport already failed rejects again with the failure fail() logged.
     await client?.close().catch(() => undefined);
   }
 
   async close(): Promise<void> {
     this.state = 'closed';
+    // A connect in progress reports its own failure (fail()); closing only waits for it to settle.
     await this.pending?.catch(() => undefined);
     this.state = 'closed';
     await this.closeClient();

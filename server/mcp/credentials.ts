@@ -1,4 +1,5 @@
 import type { OAuthClientInformationMixed, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import type { Log } from '../core/log';
 import { BridgeError } from '../errors';
 import type { Store } from '../store/types';
 import type { CredentialCipher } from './cipher';
@@ -28,8 +29,19 @@ export interface CredentialInfo {
   kind: 'token' | 'oauth';
   /** OAuth: whether the authorisation finished (tokens are held). */
   authorized: boolean;
+  /**
+   * The stored credential cannot be opened with the bridge's credentials key (the key changed, or
+   * the record was damaged): it is not used, and the user must set it again.
+   */
+  unreadable: boolean;
   updatedAt: string;
 }
+
+/** What is stored for a user at a server: nothing, something that cannot be opened, or a credential. */
+export type CredentialLookup =
+  | { state: 'none' }
+  | { state: 'unreadable' }
+  | { state: 'ok'; credential: Credential };
 
 const slot = (server: string, userId: string): string => `mcp_credential:${server}:${userId}`;
 const docId = (server: string, userId: string): string => `${server}:${userId}`;
@@ -40,10 +52,13 @@ const docId = (server: string, userId: string): string => `${server}:${userId}`;
  */
 export class McpCredentials {
   private readonly docs = new Map<string, CredentialDoc>();
+  /** Credentials whose opening failed and was logged, so a request per second does not log it again. */
+  private readonly reported = new Set<string>();
 
   constructor(
     private readonly store: Store,
     private readonly cipher: CredentialCipher | undefined,
+    private readonly log: Log,
   ) {}
 
   get enabled(): boolean {
@@ -54,6 +69,7 @@ export class McpCredentials {
   async load(): Promise<void> {
     const docs = await this.store.listDocs<CredentialDoc>('mcp_credential');
     this.docs.clear();
+    this.reported.clear();
     for (const d of docs) this.docs.set(docId(d.server, d.userId), d);
   }
 
@@ -62,14 +78,32 @@ export class McpCredentials {
     return this.cipher;
   }
 
-  /** The opened credential; undefined when there is none, or it cannot be opened (wrong key). */
+  /** The opened credential; undefined when there is none or it cannot be opened (see `lookup`). */
   get(server: string, userId: string): Credential | undefined {
-    const d = this.docs.get(docId(server, userId));
-    if (!d || !this.cipher) return undefined;
+    const found = this.lookup(server, userId);
+    return found.state === 'ok' ? found.credential : undefined;
+  }
+
+  /** What is stored, telling a credential that cannot be opened (an error, logged once) from none. */
+  lookup(server: string, userId: string): CredentialLookup {
+    const id = docId(server, userId);
+    const d = this.docs.get(id);
+    if (!d || !this.cipher) return { state: 'none' };
     try {
-      return JSON.parse(this.cipher.open(d.sealed, slot(server, userId))) as Credential;
-    } catch {
-      return undefined;
+      return {
+        state: 'ok',
+        credential: JSON.parse(this.cipher.open(d.sealed, slot(server, userId))) as Credential,
+      };
+    } catch (err) {
+      if (!this.reported.has(id)) {
+        this.reported.add(id);
+        // The cipher's error says only that authentication failed: nothing of the secret is in it.
+        this.log.error(
+          { err, server, userId },
+          'mcp: a stored credential cannot be opened (was AIBRIDGE_MCP_CREDENTIALS_KEY changed?); the user must set it again',
+        );
+      }
+      return { state: 'unreadable' };
     }
   }
 
@@ -84,6 +118,7 @@ export class McpCredentials {
     };
     await this.store.putDoc('mcp_credential', docId(server, userId), doc);
     this.docs.set(docId(server, userId), doc);
+    this.reported.delete(docId(server, userId));
   }
 
   async delete(server: string, userId: string): Promise<boolean> {
@@ -99,8 +134,12 @@ export class McpCredentials {
   info(server: string, userId: string): CredentialInfo | null {
     const d = this.docs.get(docId(server, userId));
     if (!d) return null;
+    const found = this.lookup(server, userId);
+    const unreadable = found.state === 'unreadable';
     const authorized =
-      d.kind === 'token' || (this.get(server, userId) as { tokens?: unknown })?.tokens !== undefined;
-    return { server, kind: d.kind, authorized, updatedAt: d.updatedAt };
+      !unreadable &&
+      (d.kind === 'token' ||
+        (found.state === 'ok' && (found.credential as { tokens?: unknown }).tokens !== undefined));
+    return { server, kind: d.kind, authorized, unreadable, updatedAt: d.updatedAt };
   }
 }

@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { Audience } from '../core/audience';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
-import type { Audience, EventBus } from '../events/bus';
-import type { Principal } from '../identity/auth';
+import type { EventBus } from '../events/bus';
 import type { Store } from '../store/types';
 import { CredentialCipher } from './cipher';
 import { McpConnection } from './connection';
@@ -62,7 +63,7 @@ export class McpHub {
 
   constructor(private readonly d: McpHubDeps) {
     this.cipher = d.settings.credentialsKey ? new CredentialCipher(d.settings.credentialsKey) : undefined;
-    this.credentials = new McpCredentials(d.store, this.cipher);
+    this.credentials = new McpCredentials(d.store, this.cipher, d.log);
   }
 
   /** Reads the file and the stored servers, and starts connecting; `ready()` resolves when every first attempt settled. */
@@ -134,16 +135,22 @@ export class McpHub {
   private connectShared(s: McpServerConfig): void {
     if (!s.enabled || s.auth.type === 'per_user') return;
     let secret: string | undefined;
+    let missing = 'its shared secret is not available (missing environment variable or credentials key)';
     try {
       secret = this.sharedSecret(s);
-    } catch {
-      secret = undefined;
+    } catch (err) {
+      // Sealed with another credentials key, or damaged: the server stays down until an admin sets it again.
+      this.d.log.error(
+        { err, server: s.name },
+        'mcp: the shared secret cannot be opened (was AIBRIDGE_MCP_CREDENTIALS_KEY changed?)',
+      );
+      missing = 'its shared secret cannot be opened with the credentials key (was the key changed?)';
     }
     const conn = this.connection(s, secret);
     this.shared.set(s.name, conn);
     if (s.auth.type === 'secret' && secret === undefined) {
       conn.state = 'down';
-      conn.lastError = 'its shared secret is not available (missing environment variable or credentials key)';
+      conn.lastError = missing;
       this.warn(s.name, conn.lastError, { userId: null, team: null });
       return;
     }
@@ -390,7 +397,12 @@ export class McpHub {
           auth: s.auth.type,
           oauth: s.auth.oauth !== null,
           credential: cred
-            ? { kind: cred.kind, authorized: cred.authorized, updatedAt: cred.updatedAt }
+            ? {
+                kind: cred.kind,
+                authorized: cred.authorized,
+                unreadable: cred.unreadable,
+                updatedAt: cred.updatedAt,
+              }
             : null,
           state: conn?.state ?? (s.auth.type === 'per_user' ? 'not_connected' : 'down'),
           tools:

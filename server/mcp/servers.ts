@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import type { ServerErrorCode } from '../errors';
 
 /** Server names: short, lower case, no `__` (it separates the parts of an injected tool's name). */
-export const SERVER_NAME = '^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$';
+const SERVER_NAME = '^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$';
 const NAME_RE = new RegExp(SERVER_NAME);
 
 /** What every injected tool's name starts with; the rest is `<server>__<tool>` (docs/mcp.md). */
@@ -144,6 +145,7 @@ export interface McpServerConfig {
 
 /** A reason a server definition cannot be used; the message names the field. */
 export class McpConfigError extends Error {
+  readonly code: ServerErrorCode = 'mcp_invalid_server';
   constructor(message: string) {
     super(message);
     this.name = 'McpConfigError';

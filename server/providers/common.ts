@@ -1,8 +1,8 @@
 import type { InterceptionError } from '../../shared/interception';
-import type { JsonObject } from './types';
+import type { JsonObject } from './wire';
 
 /** Longest prompt kept on a record, in characters. */
-export const PROMPT_LIMIT = 64 * 1024;
+const PROMPT_LIMIT = 64 * 1024;
 
 /** `mcp__<server>__<tool>` is how agents name MCP tools; the server part is worth its own field. */
 export function mcpServerOf(toolName: string): string | null {
@@ -18,6 +18,7 @@ export function parseArguments(raw: string): unknown {
   try {
     return JSON.parse(raw);
   } catch {
+    // Models sometimes emit arguments that are not JSON: the record keeps them as the raw text.
     return raw;
   }
 }
@@ -26,7 +27,7 @@ export function parseArguments(raw: string): unknown {
  * Agents wrap context they inject into a user turn in one tag (`<system-reminder>` from Claude
  * Code, `<environment_context>` from Codex): that is not what the developer typed.
  */
-export function isHarnessContext(text: string): boolean {
+function isHarnessContext(text: string): boolean {
   const m = /^\s*<([a-z_-]+)>[\s\S]*<\/([a-z_-]+)>\s*$/.exec(text);
   return m !== null && m[1] === m[2] && HARNESS_TAGS.has(m[1]!);
 }
@@ -108,7 +109,7 @@ export function afterLastModelTurn(
 }
 
 /** Output text kept for full capture stops growing here. */
-export const OUTPUT_LIMIT = 256 * 1024;
+const OUTPUT_LIMIT = 256 * 1024;
 
 export function appendCapped(into: string, more: string): string {
   return into.length >= OUTPUT_LIMIT ? into : (into + more).slice(0, OUTPUT_LIMIT);

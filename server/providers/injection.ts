@@ -1,5 +1,5 @@
 import { isObject } from './common';
-import type { EventVerdict, JsonObject, SseEvent } from './types';
+import type { EventVerdict, JsonObject, SseEvent } from './wire';
 
 /**
  * The tool-injection capability of a wire API (docs/mcp.md): how tools the bridge runs itself are
@@ -97,6 +97,7 @@ export function eventJson(ev: SseEvent): JsonObject | undefined {
     const data: unknown = JSON.parse(ev.data);
     return isObject(data) ? data : undefined;
   } catch {
+    // Not JSON: callers treat it like any event that is not an object (passed on untouched).
     return undefined;
   }
 }

@@ -1,54 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ApiName, InterceptionError, ToolCallRecord } from '../../shared/interception';
-import type { Usage } from '../../shared/usage';
+import type { ApiName } from '../../shared/interception';
+import type { RequestFacts, ResponseFacts } from '../core/facts';
 import type { ToolInjection } from './injection';
+import type { EventVerdict, JsonObject, SseEvent } from './wire';
 
-export type JsonObject = Record<string, unknown>;
-
-/** What the bridge learns from a request body before sending it on. */
-export interface RequestFacts {
-  model: string | null;
-  /** The text of the last user message: what the developer asked. */
-  prompt: string | null;
-  sessionId: string | null;
-  /**
-   * Why the request's real input may be larger than its body (`previous_response_id`, a stored
-   * conversation, file references, server-side tools); empty when the body is all of it.
-   */
-  inputBeyondBody?: string[];
-  /** The most output the request allows (`max_tokens` and kin), for budget reservations; null when unsaid. */
-  maxOutputTokens: number | null;
-  /** Tool results the client sends back in this request. */
-  toolResults: { callId: string; isError: boolean; content: string }[];
-  /** The messages (or input items) added since the model's last turn. */
-  newMessages: unknown[];
-}
-
-/** What the bridge learns from a response, whole or streamed. */
-export interface ResponseFacts {
-  usage: Usage;
-  toolCalls: ToolCallRecord[];
-  /** The model that answered, when the response names it. */
-  model: string | null;
-  /** An error the provider reported (an error body, or an error event mid-stream). */
-  error: InterceptionError | null;
-  /** Why generation stopped (`end_turn`, `tool_use`, `stop`, `length`, ...), as the provider says it. */
-  finishReasons?: string[];
-  /** The model's text and thinking, when the request asked for output capture. */
-  output?: { text: string; thinking: string };
-}
-
-export interface SseEvent {
-  event: string | undefined;
-  data: string;
-  id: string | undefined;
-}
-
-/** What to do with one event of a stream the bridge rewrites. */
-export type EventVerdict = { action: 'forward' } | { action: 'drop' } | { action: 'replace'; data: string };
-
-export const FORWARD: EventVerdict = Object.freeze({ action: 'forward' });
-export const DROP: EventVerdict = Object.freeze({ action: 'drop' });
+/** The wire primitives live apart so that injection.ts, which this file names, need not import it back. */
+export { DROP, type EventVerdict, FORWARD, type JsonObject, type SseEvent } from './wire';
+/** The request and response facts are part of the adapter contract; they live in core so the recorder and stores need no provider code. */
+export type { RequestFacts, ResponseFacts };
 
 /**
  * Fed every SSE event of a streamed response as it passes; never holds the whole stream. Its

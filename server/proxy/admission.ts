@@ -1,4 +1,4 @@
-import type { InterceptionStart } from '../audit/recorder';
+import type { InterceptionStart } from '../core/facts';
 import { BridgeError } from '../errors';
 import type { CircuitBreakers } from './circuit-breaker';
 

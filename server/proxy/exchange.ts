@@ -4,8 +4,9 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
-import type { InterceptionStart, Recorder } from '../audit/recorder';
+import type { Recorder } from '../audit/recorder';
 import type { UpstreamConfig } from '../config';
+import type { InterceptionStart } from '../core/facts';
 import { BridgeError, isBridgeError } from '../errors';
 import { errorFromBody } from '../providers/common';
 import type {

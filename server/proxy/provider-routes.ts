@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { CaptureLevel } from '../../shared/interception';
-import type { InterceptionStart } from '../audit/recorder';
+import type { InterceptionStart } from '../core/facts';
 import { BridgeError, fromFastifyError } from '../errors';
 import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';

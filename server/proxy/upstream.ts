@@ -1,6 +1,6 @@
 import { Agent, errors as undiciErrors } from 'undici';
 import type { TimeoutConfig } from '../config';
-import { BridgeError } from '../errors';
+import { BridgeError, type ServerErrorCode } from '../errors';
 
 /** One connection pool for all upstreams, with the configured timeouts. */
 export function createUpstreamAgent(t: TimeoutConfig): Agent {
@@ -14,7 +14,7 @@ export function createUpstreamAgent(t: TimeoutConfig): Agent {
 
 /** The upstream went quiet mid-response for longer than the idle timeout. */
 export class IdleTimeoutError extends Error {
-  readonly code = 'AIB_IDLE_TIMEOUT';
+  readonly code: ServerErrorCode = 'upstream_idle_timeout';
   constructor(ms: number) {
     super(`no bytes from the provider for ${ms} ms`);
     this.name = 'IdleTimeoutError';

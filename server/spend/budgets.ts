@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { User } from '../../shared/identity';
 import type { Budget, BudgetAction, BudgetScope, BudgetStatus, Period } from '../../shared/spend';
 import type { AlertService } from '../alerts/alert-service';
+import { roundUsd } from '../core/rollup';
 import { BridgeError, isBridgeError } from '../errors';
 import type {
   BudgetCharge,
@@ -12,9 +13,8 @@ import type {
   Store,
 } from '../store/types';
 import { periodEnd, periodStart } from './periods';
-import { roundUsd } from './usage-report';
 
-export const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
+const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
 
 export interface BudgetInput {
   scope: BudgetScope;

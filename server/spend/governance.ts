@@ -1,5 +1,5 @@
 import { totalTokens } from '../../shared/usage';
-import type { InterceptionStart } from '../audit/recorder';
+import type { InterceptionStart } from '../core/facts';
 import type { BridgeError } from '../errors';
 import { isBridgeError } from '../errors';
 import type { Metrics } from '../metrics';

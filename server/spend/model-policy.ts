@@ -3,7 +3,7 @@ import { BridgeError } from '../errors';
 import type { Store } from '../store/types';
 
 /** `claude-*` globs, or `/regex/flags`. A bad regex is refused when the policy is written. */
-export function compilePattern(pattern: string): RegExp {
+function compilePattern(pattern: string): RegExp {
   const m = /^\/(.+)\/([a-z]*)$/.exec(pattern);
   if (m) {
     try {

@@ -84,10 +84,13 @@ export interface PriceResult {
   priceKnown: boolean;
 }
 
+/** Set by scripts/build.mjs (esbuild `define`); undeclared when running from sources. */
+declare const __AIBRIDGE_PRICES_VERSION__: string | undefined;
+
 /** The version of the bundled price data, so a cost can be traced to the prices it used. */
 function bundledVersion(): string {
   // The build stamps the version in; from sources (tests, tsx) it is read from node_modules.
-  if (process.env.AIBRIDGE_GENAI_PRICES_VERSION) return process.env.AIBRIDGE_GENAI_PRICES_VERSION;
+  if (typeof __AIBRIDGE_PRICES_VERSION__ === 'string') return __AIBRIDGE_PRICES_VERSION__;
   try {
     const require = createRequire(path.join(process.cwd(), 'index.js'));
     let dir = path.dirname(require.resolve('@pydantic/genai-prices'));

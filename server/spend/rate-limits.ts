@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RateLimit, RateLimitScope } from '../../shared/spend';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
-import type { Principal } from '../identity/auth';
 import type { Store } from '../store/types';
 
 const WINDOW_MS = 60_000;

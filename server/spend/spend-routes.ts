@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AlertService } from '../alerts/alert-service';
+import { hourWindow } from '../core/rollup';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import type { IdentityService } from '../identity/identity-service';
@@ -11,7 +12,6 @@ import type { ModelPolicies } from './model-policy';
 import { periodEnd, periodStart } from './periods';
 import { PriceBody, type PriceBodyT, PriceBook } from './prices';
 import type { RateLimiter } from './rate-limits';
-import { hourWindow } from './rollup';
 import { csvHeader, csvRow, topUsers, usageReport } from './usage-report';
 
 const DateTime = Type.String({ format: 'date-time' });

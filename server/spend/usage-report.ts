@@ -1,7 +1,7 @@
 import type { UsageGroupBy, UsageReport, UsageRow } from '../../shared/spend';
 import { addUsage, emptyUsage, totalTokens } from '../../shared/usage';
+import { roundUsd, type UsageBucket } from '../core/rollup';
 import { csvLine } from '../http/csv';
-import type { UsageBucket } from './rollup';
 
 function keyOf(b: UsageBucket, by: UsageGroupBy): string {
   switch (by) {
@@ -30,11 +30,6 @@ function add(
   row.usage = addUsage(row.usage, b.usage);
   row.costUsd += b.costUsd;
   row.unpricedRequests += b.unpricedRequests;
-}
-
-/** Money sums of many small floats drift; a report shows micro-dollars. */
-export function roundUsd(n: number): number {
-  return Math.round(n * 1e6) / 1e6;
 }
 
 /** Sums hourly buckets into rows by one dimension, plus totals; rows by cost, then key. */

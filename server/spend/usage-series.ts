@@ -1,10 +1,9 @@
 import type { SeriesBy, SeriesStep, UsageSeries } from '../../shared/admin';
-import type { UsageBucket } from './rollup';
-import { roundUsd } from './usage-report';
+import { roundUsd, type UsageBucket } from '../core/rollup';
 
 const STEP_MS: Record<SeriesStep, number> = { hour: 3_600_000, day: 86_400_000 };
 /** Lines drawn at most; a chart with more is unreadable, so the rest become `(other)`. */
-export const MAX_SERIES = 8;
+const MAX_SERIES = 8;
 export const OTHER = '(other)';
 
 function groupOf(b: UsageBucket, by: SeriesBy): string {

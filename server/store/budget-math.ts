@@ -1,5 +1,5 @@
 import type { Alert } from '../../shared/spend';
-import type { UsageBucket } from '../spend/rollup';
+import type { UsageBucket } from '../core/rollup';
 import type { BudgetClaim, BudgetLedger } from './types';
 
 /** What every store's ledgers agree on, so the stores differ only in where the numbers live. */

@@ -1,11 +1,11 @@
-import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config';
+import type { Log } from '../core/log';
 import { EmbeddedStore } from './embedded/embedded-store';
 import { PostgresStore } from './postgres/postgres-store';
 import type { Store } from './types';
 
 /** The store the config selects: PostgreSQL when AIBRIDGE_DATABASE_URL is set, else the embedded store. */
-export function createStore(config: Config, log: FastifyBaseLogger): Store {
+export function createStore(config: Config, log: Log): Store {
   if (config.databaseUrl !== undefined) {
     return new PostgresStore({
       url: config.databaseUrl,

@@ -1,15 +1,11 @@
-import type { KeyInfo, User } from '../../shared/identity';
+import type { User } from '../../shared/identity';
 import type { ApiName, Interception, InterceptionStatus, Page } from '../../shared/interception';
 import type { BridgeEvent } from '../../shared/protocol';
 import type { Alert } from '../../shared/spend';
-import type { ChainHead } from '../audit/chain';
-import type { Audience } from '../events/bus';
-import type { BucketQuery, UsageBucket } from '../spend/rollup';
-
-/** A key as stored: its keyed hash, never the key. */
-export interface KeyRecord extends KeyInfo {
-  hash: string;
-}
+import type { Audience } from '../core/audience';
+import type { ChainHead } from '../core/chain';
+import type { KeyRecord } from '../core/principal';
+import type { BucketQuery, UsageBucket } from '../core/rollup';
 
 export interface InterceptionFilter {
   userId?: string | undefined;

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Context, Span } from '@opentelemetry/api';
 import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
-import type { InterceptionStart } from '../audit/recorder';
+import type { InterceptionStart } from '../core/facts';
 import type { Metrics } from '../metrics';
 import type { ResponseFacts } from '../providers/types';
 import { Tracing } from './tracing';

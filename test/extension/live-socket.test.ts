@@ -166,4 +166,29 @@ describe('extension: live socket against a real bridge', function () {
     assert.equal(s.status === 'error' && s.needsSignIn, true);
     assert.match(s.status === 'error' ? s.message : '', /revoked/);
   });
+
+  it('too many bad keys (4029) waits as long as the close notice says, not the short backoff', async () => {
+    const throttled = await startBridge(upstream.url, { AIBRIDGE_AUTH_FAILURES_PER_MINUTE: '1' });
+    const live = new LiveSocket({
+      url: throttled.url,
+      key: 'aib_bad',
+      backoff: { baseMs: 50, maxMs: 200, random: Math.random },
+    });
+    sockets.push(live);
+    try {
+      const w = watch(live);
+      live.start();
+      // The first bad key is refused (4001, final); the next start is throttled (4029).
+      await w.until((s) => s.status === 'error');
+      const at = Date.now();
+      live.start();
+      const s = await w.until((x) => x.status === 'reconnecting' && x.retryAt !== null);
+      const waitMs = s.status === 'reconnecting' && s.retryAt !== null ? s.retryAt - at : 0;
+      assert.match(s.status === 'reconnecting' ? s.lastError : '', /4029/);
+      assert.ok(waitMs >= 1000, `waits the server's retryAfter (seconds), not 200 ms: ${waitMs} ms`);
+    } finally {
+      live.dispose();
+      await throttled.close();
+    }
+  });
 });

@@ -90,18 +90,21 @@ describe('extension: live connection state machine', () => {
     }
   });
 
-  it('too many bad keys (4029) waits at least as long as the server said', () => {
+  it('too many bad keys (4029) waits at least as long as the close notice said', () => {
     const r = drive([
       { type: 'start' },
-      {
-        type: 'closed',
-        code: 4029,
-        reason: 'Too many invalid keys from this address; retry in 42s.',
-        at: NOW,
-      },
+      { type: 'closed', code: 4029, reason: 'Too many invalid keys.', at: NOW, retryAfterMs: 42_000 },
     ]);
     assert.deepEqual(r.effects[1], [{ type: 'schedule', delayMs: 42_000 }]);
     assert.equal(r.state.status === 'reconnecting' && r.state.retryAt, NOW + 42_000);
+  });
+
+  it('4029 without a close notice (an older bridge) waits the longest backoff, whatever the reason text', () => {
+    const r = drive([
+      { type: 'start' },
+      { type: 'closed', code: 4029, reason: 'Too many invalid keys; retry in 2s.', at: NOW },
+    ]);
+    assert.deepEqual(r.effects[1], [{ type: 'schedule', delayMs: 30_000 }]);
   });
 
   it('retryNow skips the wait; stop cancels the timer and closes from any state', () => {

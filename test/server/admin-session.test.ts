@@ -5,7 +5,7 @@ import Fastify from 'fastify';
 import WebSocket from 'ws';
 import { ADMIN_CSP, adminAssetRoutes, findAdminAssets } from '../../server/admin/assets';
 import type { StoredSession } from '../../server/admin/sessions';
-import type { UsageBucket } from '../../server/spend/rollup';
+import type { UsageBucket } from '../../server/core/rollup';
 import { OTHER, usageSeries } from '../../server/spend/usage-series';
 import type { SessionInfo, UsageSeries } from '../../shared/admin';
 import type { KeyInfo, User } from '../../shared/identity';

@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
-import { type ChainReport, chainHash, GENESIS, verifyChain } from '../../server/audit/chain';
+import { type ChainReport, chainHash, GENESIS, verifyChain } from '../../server/core/chain';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import type { NewInterception } from '../../server/store/types';
 import type { Interception, Page } from '../../shared/interception';

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { InterceptionStart } from '../../server/audit/recorder';
+import type { InterceptionStart } from '../../server/core/facts';
 import { openaiProvider } from '../../server/providers/openai/provider';
 import { Governance } from '../../server/spend/governance';
 import { PriceBook } from '../../server/spend/prices';

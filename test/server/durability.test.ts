@@ -221,6 +221,12 @@ describe('durability of the audit trail', function () {
       );
       assert.deepEqual([health.body.audit.failMode, health.body.audit.degraded], ['closed', true]);
 
+      // Each failed retry is logged with its cause, not swallowed.
+      const retried = (): string | undefined => tb.logs.find((l) => l.includes('audit retry failed'));
+      for (const until = Date.now() + 5000; !retried() && Date.now() < until; )
+        await new Promise((r) => setTimeout(r, 100));
+      assert.match(retried() ?? 'no retry failure logged', /ENOSPC/);
+
       failing = false;
       const deadline = Date.now() + 5000;
       let status = 503;

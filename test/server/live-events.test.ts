@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import WebSocket from 'ws';
-import type { InterceptionStart } from '../../server/audit/recorder';
+import type { InterceptionStart } from '../../server/core/facts';
 import { EventBus } from '../../server/events/bus';
 import { InterceptionEvents } from '../../server/events/interception-events';
 import {
@@ -10,6 +10,7 @@ import {
   EVENTS_SUBPROTOCOL,
   toolInputPreview as inputPreview,
   KEY_SUBPROTOCOL_PREFIX,
+  parseCloseNotice,
 } from '../../shared/protocol';
 import { emptyUsage } from '../../shared/usage';
 import { AnthropicMock } from '../helpers/anthropic-mock';
@@ -120,6 +121,29 @@ describe('live events: GET /api/v1/events', function () {
         codes.push((await liveClient(throttled.url, { key: 'aib_bad' }).closed).code);
       assert.deepEqual(codes.slice(0, 2), [4001, 4001]);
       assert.equal(codes[3], CLOSE_CODES.rateLimited.code);
+
+      // The wait comes as a field of the close notice sent just before the close, not as text to parse.
+      const ws = new WebSocket(
+        `${throttled.url.replace(/^http/, 'ws')}/api/v1/events`,
+        [EVENTS_SUBPROTOCOL],
+        {
+          headers: { authorization: 'Bearer aib_bad' },
+        },
+      );
+      const messages: string[] = [];
+      ws.on('message', (d) => messages.push(d.toString()));
+      const code = await new Promise<number>((resolve) => ws.on('close', (c) => resolve(c)));
+      assert.equal(code, CLOSE_CODES.rateLimited.code);
+      assert.equal(messages.length, 1, `one close notice, got ${messages}`);
+      const notice = parseCloseNotice(messages[0] as string);
+      assert.ok(notice, messages[0]);
+      assert.equal(notice.closeCode, 4029);
+      assert.equal(notice.reason, 'rateLimited');
+      assert.match(notice.message, /Too many invalid keys/);
+      assert.ok(
+        typeof notice.retryAfter === 'number' && notice.retryAfter >= 1 && notice.retryAfter <= 60,
+        String(notice.retryAfter),
+      );
     } finally {
       await throttled.close();
     }
@@ -367,9 +391,33 @@ describe('live events: GET /api/v1/events', function () {
   });
 });
 
+const quietLog = { error: () => undefined, warn: () => undefined };
+
 describe('interception events (unit)', () => {
+  it('a listener that throws is logged, and neither the publisher nor the other listeners see it', () => {
+    const errors: { obj: object; msg: string }[] = [];
+    const bus = new EventBus({ error: (obj, msg) => errors.push({ obj, msg }), warn: () => undefined });
+    const seen: string[] = [];
+    bus.subscribe(() => {
+      throw new Error('listener broke');
+    });
+    bus.subscribe((e) => seen.push(e.type));
+    const event = {
+      type: 'hello',
+      protocolVersion: 1,
+      user: { id: 'u', email: 'u@x', role: 'member', team: null },
+      serverTime: '',
+      heartbeatMs: 1,
+    } as const;
+    bus.publish(event, { userId: 'u', team: null });
+    assert.deepEqual(seen, ['hello']);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.msg, /listener failed/);
+    assert.equal((errors[0]!.obj as { err: Error }).err.message, 'listener broke');
+  });
+
   it('throttles progress to 4 a second per stream, and only when usage changed', () => {
-    const bus = new EventBus();
+    const bus = new EventBus(quietLog);
     const seen: BridgeEvent[] = [];
     bus.subscribe((e) => seen.push(e));
     let now = 1000;
@@ -404,7 +452,7 @@ describe('interception events (unit)', () => {
   });
 
   it('publishes nothing to build when nobody listens', () => {
-    const bus = new EventBus();
+    const bus = new EventBus(quietLog);
     const events = new InterceptionEvents(bus);
     let asked = 0;
     const tick = events.progress({} as never);

@@ -1,12 +1,7 @@
 import assert from 'node:assert/strict';
-import { chainHash, GENESIS, verifyChain } from '../../server/audit/chain';
-import type {
-  AccessLogEntry,
-  BudgetClaim,
-  KeyRecord,
-  NewInterception,
-  Store,
-} from '../../server/store/types';
+import { chainHash, GENESIS, verifyChain } from '../../server/core/chain';
+import type { KeyRecord } from '../../server/core/principal';
+import type { AccessLogEntry, BudgetClaim, NewInterception, Store } from '../../server/store/types';
 import type { User } from '../../shared/identity';
 import type { Interception } from '../../shared/interception';
 import type { Alert } from '../../shared/spend';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { chainHash, verifyChain } from '../../server/audit/chain';
+import { chainHash, verifyChain } from '../../server/core/chain';
 import { PostgresStore } from '../../server/store/postgres/postgres-store';
 import type { Interception } from '../../shared/interception';
 import { testPostgres } from '../helpers/postgres';

@@ -122,6 +122,7 @@ class MessagesStreamMeter implements StreamMeter {
     try {
       data = JSON.parse(ev.data);
     } catch {
+      // Not JSON: the client gets the event as the provider sent it; the meter reads only what it understands.
       return FORWARD;
     }
     if (!isObject(data)) return FORWARD;

@@ -98,6 +98,7 @@ class ChatStreamMeter implements StreamMeter {
     try {
       chunk = JSON.parse(ev.data);
     } catch {
+      // Not JSON: the client gets the event as the provider sent it; the meter reads only what it understands.
       return FORWARD;
     }
     if (!isObject(chunk)) return FORWARD;

@@ -27,6 +27,7 @@ export class AtomicJsonFile<T> implements Adapter<T> {
   write(data: T): Promise<void> {
     const text = JSON.stringify(data, null, 1);
     const next = this.chain.then(() => this.replace(text));
+    // The chain only orders writes: the caller gets this write's failure through `next`.
     this.chain = next.catch(() => undefined);
     return next;
   }

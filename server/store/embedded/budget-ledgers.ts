@@ -1,5 +1,5 @@
 import type { Alert } from '../../../shared/spend';
-import type { BucketQuery, UsageBucket } from '../../spend/rollup';
+import type { BucketQuery, UsageBucket } from '../../core/rollup';
 import { alertedFrom, crossedThreshold, isSpent, maxObserved, periodKey, spendIn } from '../budget-math';
 import {
   type BudgetCharge,

@@ -4,7 +4,8 @@ import { Low } from 'lowdb';
 import type { User } from '../../../shared/identity';
 import type { Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../audit/chain';
+import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../core/chain';
+import type { KeyRecord } from '../../core/principal';
 import {
   addToBucket,
   type BucketQuery,
@@ -13,7 +14,7 @@ import {
   bucketMatches,
   hourOf,
   type UsageBucket,
-} from '../../spend/rollup';
+} from '../../core/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type {
   AccessLogEntry,
@@ -24,7 +25,6 @@ import type {
   BudgetSettlement,
   DocKind,
   InterceptionFilter,
-  KeyRecord,
   NewInterception,
   ReserveOutcome,
   Store,
@@ -267,6 +267,8 @@ export class EmbeddedStore implements Store {
     if (this.touchTimer) return;
     this.touchTimer = setTimeout(() => {
       this.touchTimer = undefined;
+      // Best effort (Store.touchKey): last-use times are informative, and a db.json that cannot be
+      // written fails the next user, key or document write loudly.
       this.db.write().catch(() => undefined);
     }, ms);
     this.touchTimer.unref();

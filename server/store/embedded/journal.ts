@@ -117,6 +117,7 @@ export class Journal {
         try {
           value = JSON.parse(json);
         } catch {
+          // Reported below with the checksum failures: a torn or damaged entry is set aside, not fatal.
           parsedOk = false;
         }
         if (parsedOk) {
@@ -233,6 +234,7 @@ export class Journal {
         this.size += bytes.length;
       } catch (err) {
         // A failed write may have left part of the batch on disk: offsets continue from the real end.
+        // If even stat fails, the batch's callers get the write error; the old size is the best guess.
         this.size = (await this.fh?.stat().catch(() => undefined))?.size ?? this.size;
         this.head = headBefore;
         for (const p of batch) p.reject(err);

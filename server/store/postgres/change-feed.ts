@@ -55,10 +55,12 @@ export class ChangeFeed {
       await client.connect();
       await client.query(`LISTEN ${CHANNEL}`);
     } catch (err) {
+      // The connect or LISTEN error is thrown; ending the half-open client may fail the same way.
       client.end().catch(() => undefined);
       throw err;
     }
     if (this.stopped) {
+      // Stopped while connecting: the connection is unwanted, how it ends does not matter.
       await client.end().catch(() => undefined);
       return;
     }
@@ -69,6 +71,7 @@ export class ChangeFeed {
   private reconnectLater(dead: pg.Client): void {
     if (this.stopped || this.client !== dead) return;
     this.client = undefined;
+    // Its failure was reported by whoever called this; ending a dead connection may fail again.
     dead.end().catch(() => undefined);
     this.scheduleConnect();
   }
@@ -90,6 +93,7 @@ export class ChangeFeed {
     if (this.retry) clearTimeout(this.retry);
     const c = this.client;
     this.client = undefined;
+    // Stopping: an error ending the connection changes nothing (the pool's own errors are reported).
     await c?.end().catch(() => undefined);
   }
 
@@ -125,7 +129,8 @@ export class ChangeFeed {
     let env: Envelope;
     try {
       env = JSON.parse(payload) as Envelope;
-    } catch {
+    } catch (err) {
+      this.onError?.(err as Error, 'change payload is not JSON');
       return;
     }
     if (env.from === this.replicaId) return;

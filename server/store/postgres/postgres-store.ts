@@ -3,8 +3,8 @@ import pg from 'pg';
 import type { User } from '../../../shared/identity';
 import type { Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../audit/chain';
-import { BridgeError } from '../../errors';
+import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../core/chain';
+import type { KeyRecord } from '../../core/principal';
 import {
   addToBucket,
   type BucketQuery,
@@ -12,7 +12,8 @@ import {
   bucketKey,
   hourOf,
   type UsageBucket,
-} from '../../spend/rollup';
+} from '../../core/rollup';
+import { BridgeError } from '../../errors';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type {
   AccessLogEntry,
@@ -23,7 +24,6 @@ import type {
   BudgetSettlement,
   DocKind,
   InterceptionFilter,
-  KeyRecord,
   NewInterception,
   ReserveOutcome,
   Store,
@@ -118,7 +118,9 @@ export class PostgresStore implements Store {
     if (this.touchTimer) {
       clearTimeout(this.touchTimer);
       this.touchTimer = undefined;
-      await this.flushTouches().catch(() => undefined);
+      await this.flushTouches().catch((err: unknown) =>
+        this.opts.onError?.(err as Error, 'key last-use update'),
+      );
     }
     await this.feed.stop();
     await this.pool.end();
@@ -670,6 +672,7 @@ export class PostgresStore implements Store {
       return out;
     } catch (err) {
       broken = isUnreachable(err);
+      // The transaction's own error is the one that matters (thrown below); a broken connection cannot roll back.
       await c.query('ROLLBACK').catch(() => undefined);
       throw asStoreError(err);
     } finally {

@@ -18,7 +18,7 @@ export class Where {
 }
 
 /** `%` and `_` are wildcards in LIKE; a search for them means the characters themselves. */
-export function likeLiteral(s: string): string {
+function likeLiteral(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 

@@ -28,6 +28,11 @@ export interface BucketQuery {
   team?: string | undefined;
 }
 
+/** Money sums of many small floats drift; a report shows micro-dollars. */
+export function roundUsd(n: number): number {
+  return Math.round(n * 1e6) / 1e6;
+}
+
 const HOUR = 3_600_000;
 
 export function hourOf(iso: string): string {

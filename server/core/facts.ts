@@ -1,0 +1,51 @@
+import type { ApiName, CaptureLevel, InterceptionError, ToolCallRecord } from '../../shared/interception';
+import type { Usage } from '../../shared/usage';
+import type { Principal } from './principal';
+
+/** What the bridge learns from a request body before sending it on. */
+export interface RequestFacts {
+  model: string | null;
+  /** The text of the last user message: what the developer asked. */
+  prompt: string | null;
+  sessionId: string | null;
+  /**
+   * Why the request's real input may be larger than its body (`previous_response_id`, a stored
+   * conversation, file references, server-side tools); empty when the body is all of it.
+   */
+  inputBeyondBody?: string[];
+  /** The most output the request allows (`max_tokens` and kin), for budget reservations; null when unsaid. */
+  maxOutputTokens: number | null;
+  /** Tool results the client sends back in this request. */
+  toolResults: { callId: string; isError: boolean; content: string }[];
+  /** The messages (or input items) added since the model's last turn. */
+  newMessages: unknown[];
+}
+
+/** What the bridge learns from a response, whole or streamed. */
+export interface ResponseFacts {
+  usage: Usage;
+  toolCalls: ToolCallRecord[];
+  /** The model that answered, when the response names it. */
+  model: string | null;
+  /** An error the provider reported (an error body, or an error event mid-stream). */
+  error: InterceptionError | null;
+  /** Why generation stopped (`end_turn`, `tool_use`, `stop`, `length`, ...), as the provider says it. */
+  finishReasons?: string[];
+  /** The model's text and thinking, when the request asked for output capture. */
+  output?: { text: string; thinking: string };
+}
+
+/** What is known of an interception when its request is accepted. */
+export interface InterceptionStart {
+  id: string;
+  principal: Principal;
+  provider: string;
+  api: ApiName;
+  client: string;
+  request: RequestFacts;
+  startedAt: Date;
+  /** Fastify's id for the HTTP request, to join the log line with others. */
+  requestId?: string;
+  /** What the record keeps of the conversation (default `prompt`). */
+  capture?: CaptureLevel;
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, tempDir } from '../helpers/bridge';
+
+/** A port nothing listens on: the servers below are never reached, only their secrets matter. */
+const NOWHERE = 'http://127.0.0.1:9/mcp';
+
+describe('MCP secrets after the credentials key changed', function () {
+  this.timeout(60_000);
+
+  it('a shared secret keeps its server down with the reason, a user credential reads as unreadable, both logged', async () => {
+    const upstream = await new AnthropicMock().start();
+    const dir = await tempDir();
+    const token = `user-token-${randomBytes(8).toString('hex')}`;
+    const secret = `shared-secret-${randomBytes(8).toString('hex')}`;
+    let aliceKey: string;
+    const first = await startBridge(
+      upstream.url,
+      { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') },
+      dir,
+    );
+    try {
+      aliceKey = (await first.addUser('alice-rekey@example.com')).key;
+      const shared = await first.api('PUT', '/api/v1/mcp/servers/shared', first.adminKey, {
+        transport: { type: 'http', url: NOWHERE },
+        auth: { type: 'secret', value: secret },
+      });
+      assert.equal(shared.status, 200, JSON.stringify(shared.body));
+      const own = await first.api('PUT', '/api/v1/mcp/servers/own', first.adminKey, {
+        transport: { type: 'http', url: NOWHERE },
+        auth: { type: 'per_user' },
+      });
+      assert.equal(own.status, 200, JSON.stringify(own.body));
+      const put = await first.api('PUT', '/api/v1/me/mcp/own/credentials', aliceKey, { token });
+      assert.equal(put.status, 204);
+    } finally {
+      await first.close();
+    }
+
+    const second = await startBridge(
+      upstream.url,
+      { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') },
+      dir,
+    );
+    try {
+      const shared = await second.api<{ status: { state: string; error: string | null } }>(
+        'GET',
+        '/api/v1/mcp/servers/shared',
+        second.adminKey,
+      );
+      assert.equal(shared.body.status.state, 'down');
+      assert.match(shared.body.status.error ?? '', /cannot be opened with the credentials key/);
+
+      const me = await second.api<{
+        items: { name: string; credential: { authorized: boolean; unreadable: boolean } | null }[];
+      }>('GET', '/api/v1/me/mcp', aliceKey);
+      const cred = me.body.items.find((s) => s.name === 'own')?.credential;
+      assert.deepEqual(cred && { authorized: cred.authorized, unreadable: cred.unreadable }, {
+        authorized: false,
+        unreadable: true,
+      });
+
+      const logs = second.logs.join('');
+      assert.match(logs, /the shared secret cannot be opened/);
+      assert.match(logs, /a stored credential cannot be opened/);
+      assert.ok(!logs.includes(token) && !logs.includes(secret), 'no secret in the logs');
+    } finally {
+      await second.close();
+      await upstream.stop();
+    }
+  });
+});
