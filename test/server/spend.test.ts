@@ -199,6 +199,8 @@ describe('spend and governance', function () {
         anthropic.clear();
         for (let i = 0; i < 20; i++) anthropic.next({ kind: 'gated', gate });
         const all = Array.from({ length: 20 }, () => post(tb, '/anthropic/v1/messages', dev.key, body));
+        // Kept in real time: not a window the clock controls, only how long the wave is held open together
+        // (some requests wait in the upstream pool, so "all at the upstream" is no signal to release on).
         setTimeout(release, 200);
         const done = await Promise.all(all);
         anthropic.clear();
