@@ -261,7 +261,9 @@ describe('admin page sessions: POST/DELETE /api/v1/session, cookie auth, CSRF', 
     const finished: string[] = [];
     tb.bridge.recorder.onFinished((rec) => finished.push(rec.userEmail));
     await ask(tb, other.key, 'not for the member');
-    await eventually(() => finished.includes(other.user.email), { what: "the other user's events published" });
+    await eventually(() => finished.includes(other.user.email), {
+      what: "the other user's events published",
+    });
     await ask(tb, member.key, 'for the member');
     // The socket delivers in publish order: once the member's own event is here, the other's would be too.
     const ended = await c.next('interception.ended');
