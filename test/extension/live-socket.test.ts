@@ -5,6 +5,7 @@ import type { ConnectionState } from '../../extension/live/machine';
 import type { BridgeEvent } from '../../shared/protocol';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 
 /** A TCP proxy in front of the bridge that the test can cut and bring back on the same port (a network loss). */
 class Cable {
@@ -119,12 +120,10 @@ describe('extension: live socket against a real bridge', function () {
       }),
     });
     await res.text();
-    const deadline = Date.now() + 5000;
-    while (!w.events.some((e) => e.type === 'interception.ended') && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await eventually(() => w.events.some((e) => e.type === 'interception.ended'), {
+      what: 'the interception.ended event',
+    });
     assert.equal(w.events[0]?.type, 'hello');
-    assert.ok(w.events.some((e) => e.type === 'interception.ended'));
   });
 
   it('network loss shows reconnecting, retries with backoff, and recovers by itself when the network is back', async () => {
@@ -146,12 +145,18 @@ describe('extension: live socket against a real bridge', function () {
   it('a refused key stops retrying and asks to sign in again', async () => {
     const live = open(`aib_${'Z'.repeat(43)}`);
     const w = watch(live);
+    const before = cable.connections;
     live.start();
     const s = await w.until((x) => x.status === 'error');
     assert.deepEqual(s.status === 'error' && s.needsSignIn, true);
-    const before = cable.connections;
-    await new Promise((r) => setTimeout(r, 600));
-    assert.equal(cable.connections, before, 'no retries after a refused key');
+    // No sleep: the refusal has been processed (the error state is here), and a retry is scheduled in
+    // that same step if at all, so its absence can be read now (the socket's one timer for retries).
+    assert.equal(
+      (live as unknown as { retryTimer: NodeJS.Timeout | undefined }).retryTimer,
+      undefined,
+      'no retries after a refused key',
+    );
+    assert.equal(cable.connections, before + 1, 'one connection, the refused one');
     assert.equal(live.state.status, 'error');
   });
 

@@ -9,6 +9,7 @@ import { loadConfig } from '../../server/config';
 import type { CreatedKey, User } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
 import { UPSTREAM_KEY } from './anthropic-mock';
+import { eventually } from './eventually';
 import { OPENAI_UPSTREAM_KEY } from './openai-mock';
 
 export interface TestBridge {
@@ -111,14 +112,16 @@ export async function startBridge(
       return { user: u.body, key: k.body.key, keyId: k.body.id };
     },
     async interceptions(n, key = adminKey) {
-      const deadline = Date.now() + 5000;
-      for (;;) {
+      const list = async (): Promise<Interception[]> => {
         // Records are listed once durable: wait for the ones already handed to the store.
         await bridge.recorder.drain();
-        const res = await api<Page<Interception>>('GET', `/api/v1/interceptions?limit=500`, key);
-        if (res.body.items.length >= n || Date.now() > deadline) return res.body.items;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+        return (await api<Page<Interception>>('GET', `/api/v1/interceptions?limit=500`, key)).body.items;
+      };
+      // Fewer than `n` after the wait is the caller's to assert on: return what is there.
+      return eventually(async () => {
+        const items = await list();
+        return items.length >= n ? items : undefined;
+      }).catch(list);
     },
     async close() {
       await bridge.close();

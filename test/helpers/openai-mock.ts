@@ -40,6 +40,7 @@ export interface SeenOpenAIRequest {
   aborted: boolean;
 }
 
+// Real time is the point here: the mock stalls, drips and cuts like a real upstream, for the bridge's own timers.
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function chatUsage(u: MockOpenAIUsage): Record<string, unknown> {

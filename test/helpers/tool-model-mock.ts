@@ -45,6 +45,7 @@ export const defaultBrain: Brain = (v) => {
 /** Usage per round, in each API's terms. */
 export const ROUND_USAGE = { input: 20, output: 8, cacheRead: 5, cacheWrite: 3 };
 
+// Real time is the point here: the mock stalls, drips and cuts like a real upstream, for the bridge's own timers.
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function isObj(v: unknown): v is Record<string, unknown> {

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Alert } from '../../shared/spend';
+import { eventually } from './eventually';
 
 export interface Received {
   headers: http.IncomingHttpHeaders;
@@ -47,13 +48,13 @@ export class WebhookReceiver {
     match: (r: Received) => boolean = () => true,
     timeoutMs = 5000,
   ): Promise<Received[]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const got = this.received.filter(match);
-      if (got.length >= n) return got;
-      if (Date.now() > deadline) throw new Error(`webhook got ${got.length} of ${n} expected deliveries`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    return eventually(
+      () => {
+        const got = this.received.filter(match);
+        return got.length >= n ? got : undefined;
+      },
+      { timeoutMs, what: `${n} webhook deliveries (got ${this.received.filter(match).length})` },
+    );
   }
 
   async stop(): Promise<void> {

@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import type { RouteEntry } from '../../server/http/route-table';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { TestClock } from '../helpers/clock';
 import { OpenAIMock } from '../helpers/openai-mock';
 
 type Who =
@@ -33,14 +34,20 @@ describe('the access matrix, from the route table', function () {
   let memberEmail = '';
   /** A spare key of the member's, for the owner-or-admin route `DELETE /api/v1/keys/:id`. */
   let spareKeyId = '';
+  const clock = new TestClock();
 
   before(async () => {
     anthropic = await new AnthropicMock().start();
     openai = await new OpenAIMock().start();
-    tb = await startBridge(anthropic.url, {
-      AIBRIDGE_OPENAI_BASE_URL: openai.url,
-      AIBRIDGE_METRICS_TOKEN: '',
-    });
+    tb = await startBridge(
+      anthropic.url,
+      {
+        AIBRIDGE_OPENAI_BASE_URL: openai.url,
+        AIBRIDGE_METRICS_TOKEN: '',
+      },
+      undefined,
+      { clock },
+    );
     const member = await tb.addUser('matrix-member@example.com', { team: 'matrix' });
     memberEmail = member.user.email;
     spareKeyId = (await tb.api<{ id: string }>('POST', `/api/v1/users/${memberEmail}/keys`, tb.adminKey, {}))
@@ -53,7 +60,7 @@ describe('the access matrix, from the route table', function () {
       '/api/v1/users/matrix-expired@example.com/keys',
       tb.adminKey,
       {
-        expiresAt: new Date(Date.now() + 1000).toISOString(),
+        expiresAt: new Date(clock.now() + 60_000).toISOString(),
       },
     );
     Object.assign(keys, {
@@ -79,7 +86,8 @@ describe('the access matrix, from the route table', function () {
       assert.equal(res.status, 201);
       cookies[who] = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
     }
-    await new Promise((r) => setTimeout(r, 1100));
+    // The sessions (hours long) outlive this; the 'expired' key does not.
+    clock.advance(60_000);
   });
   after(async () => {
     await tb.close();

@@ -14,6 +14,7 @@ import { EVENTS_PATH, EVENTS_SUBPROTOCOL } from '../../shared/protocol';
 import { emptyUsage } from '../../shared/usage';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { liveClient } from '../helpers/live-client';
 
 const CSRF = { 'x-aibridge-csrf': '1' };
@@ -256,11 +257,17 @@ describe('admin page sessions: POST/DELETE /api/v1/session, cookie auth, CSRF', 
     // A member's cookie socket sees only the member's events.
     const c = liveClient(tb.url, { headers: { cookie, origin: `http://${host}` } });
     await c.next('hello');
+    // Registered after the bridge's own listener: a record listed here has had its events published.
+    const finished: string[] = [];
+    tb.bridge.recorder.onFinished((rec) => finished.push(rec.userEmail));
     await ask(tb, other.key, 'not for the member');
+    await eventually(() => finished.includes(other.user.email), {
+      what: "the other user's events published",
+    });
     await ask(tb, member.key, 'for the member');
+    // The socket delivers in publish order: once the member's own event is here, the other's would be too.
     const ended = await c.next('interception.ended');
     assert.equal(ended.userEmail, member.user.email);
-    await new Promise((r) => setTimeout(r, 100));
     assert.ok(
       c.events.every((e) => e.type === 'hello' || ('userEmail' in e && e.userEmail === member.user.email)),
     );

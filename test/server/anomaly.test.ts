@@ -5,6 +5,7 @@ import type { NewInterception } from '../../server/store/types';
 import type { Alert } from '../../shared/spend';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { WebhookReceiver } from '../helpers/webhook-receiver';
 
 const RULES: AnomalyRules = { anomalyFactor: 5, anomalyMinUsd: 1, anomalyMinTokens: 100_000, burstRpm: 60 };
@@ -148,6 +149,9 @@ describe('anomaly alerts through the bridge', function () {
   it('alerts on a user far above their baseline, and not on one in line with theirs', async () => {
     const spiky = await tb.addUser('spiky@example.com');
     const steady = await tb.addUser('steady@example.com');
+    const finished: string[] = [];
+    // Registered after the bridge's own listener: the watcher has seen each record listed here.
+    tb.bridge.recorder.onFinished((rec) => finished.push(rec.userEmail));
     await history(spiky.user, 6, 0.00005);
     await history(steady.user, 6, 0.01);
     for (let i = 0; i < 3; i++) {
@@ -162,7 +166,19 @@ describe('anomaly alerts through the bridge', function () {
     close(alert.baseline, 0.00005);
     assert.ok(alert.observed > 5 * alert.baseline);
     assert.match(alert.message, /typical active hour/);
-    await new Promise((r) => setTimeout(r, 200));
+    // A positive signal instead of a sleep: once every steady record has reached the watcher, one more
+    // user's spike is raised; the watcher has then run steady's rules too (alerts are logged as raised).
+    await eventually(() => finished.filter((e) => e === 'steady@example.com').length === 3, {
+      what: "steady's three records to reach the anomaly watcher",
+    });
+    const marker = await tb.addUser('marker@example.com');
+    await history(marker.user, 6, 0.00005);
+    await send(marker.key);
+    await hook.waitFor(1, (r) => r.body.alert.userEmail === 'marker@example.com');
+    const raised = (userId: string) =>
+      tb.logs.filter((l) => l.includes('"alertId"') && l.includes(`"userId":"${userId}"`));
+    assert.equal(raised(marker.user.id).length, 1, 'alerts show in the log as they are raised');
+    assert.deepEqual(raised(steady.user.id), [], 'no alert raised for the steady user');
     assert.ok(!hook.received.some((r) => r.body.alert.userEmail === 'steady@example.com'));
     assert.equal(
       hook.received.filter((r) => r.body.alert.userEmail === 'spiky@example.com').length,

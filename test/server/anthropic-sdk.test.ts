@@ -150,8 +150,16 @@ describe('Anthropic SDK through the bridge', () => {
     assert.equal(count.input_tokens, 42);
     const models = await client.models.list();
     assert.equal(models.data[0]?.id, 'claude-sonnet-4-6');
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal((await tb.interceptions(0)).length, n);
+    // A positive signal instead of a sleep: a message sent after them is recorded, and it is the only new
+    // record (records are built as responses end, so theirs would have come first).
+    await client.messages.create({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'after the pass-through' }],
+    });
+    const after = await tb.interceptions(n + 1);
+    assert.equal(after.length, n + 1);
+    assert.equal(after[0]!.api, 'messages');
   });
 
   it('passes upstream errors through in Anthropic shape with their status and headers, and records them', async () => {

@@ -11,6 +11,7 @@ import type { NewInterception } from '../../server/store/types';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 
 const run = promisify(execFile);
 
@@ -156,16 +157,18 @@ describe('the audit trail', function () {
           .items;
       await list('user=alice@example.com&status=ok');
       await list('q=x', alice.key);
-      // Entries are listed once durable (the store's flush window), so look until the admin's read shows.
+      // Entries are listed once durable (the store's flush window). A positive signal that the member's
+      // read was processed: an admin read made after it, which is logged; entries are kept in order.
+      await list('user=alice@example.com&status=error');
       const isMine = (e: Entry) => e.query.user === 'alice@example.com' && e.query.status === 'ok';
-      let entries = await log();
-      for (let tries = 0; tries < 50 && !entries.some(isMine); tries++) {
-        await new Promise((r) => setTimeout(r, 100));
-        entries = await log();
-      }
-      // The member's read came after the admin's: give it as long again to show up, if it were logged.
-      await new Promise((r) => setTimeout(r, 300));
-      entries = await log();
+      const isLater = (e: Entry) => e.query.user === 'alice@example.com' && e.query.status === 'error';
+      const entries = await eventually(
+        async () => {
+          const all = await log();
+          return all.some(isMine) && all.some(isLater) ? all : undefined;
+        },
+        { what: "the admin's reads in the access log" },
+      );
       const mine = entries.filter(isMine);
       assert.equal(mine.length, 1);
       assert.equal(mine[0]!.route, 'GET /api/v1/interceptions');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { TestClock } from '../helpers/clock';
 
 const BODY = JSON.stringify({
   model: 'claude-sonnet-4-6',
@@ -11,10 +12,11 @@ const BODY = JSON.stringify({
 describe('authentication and access', () => {
   let mock: AnthropicMock;
   let tb: TestBridge;
+  const clock = new TestClock();
 
   before(async () => {
     mock = await new AnthropicMock().start();
-    tb = await startBridge(mock.url);
+    tb = await startBridge(mock.url, {}, undefined, { clock });
   });
   after(async () => {
     await tb.close();
@@ -62,7 +64,7 @@ describe('authentication and access', () => {
 
   it('refuses an expired key', async () => {
     await tb.api('POST', '/api/v1/users', tb.adminKey, { email: 'expiring@example.com' });
-    const expiresAt = new Date(Date.now() + 600).toISOString();
+    const expiresAt = new Date(clock.now() + 600_000).toISOString();
     const k = await tb.api<{ key: string; expiresAt: string }>(
       'POST',
       '/api/v1/users/expiring@example.com/keys',
@@ -72,7 +74,9 @@ describe('authentication and access', () => {
     assert.equal(k.status, 201);
     assert.equal(k.body.expiresAt, expiresAt);
     assert.equal((await message({ 'x-api-key': k.body.key })).status, 200);
-    await new Promise((r) => setTimeout(r, 700));
+    clock.advance(599_000);
+    assert.equal((await message({ 'x-api-key': k.body.key })).status, 200, 'still valid a second before');
+    clock.advance(1000);
     await refused({ 'x-api-key': k.body.key }, /expired/);
   });
 

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 
 const BIN = path.resolve('dist/aibridge.cjs');
 /** The documented promise: a finished response's record is durable within this window. */
@@ -123,6 +124,7 @@ describe('durability of the audit trail', function () {
       Array.from({ length: 50 }, () => message(first.url, key, true, aborts.signal)),
     );
     assert.ok(open.every((r) => r.status === 200));
+    // Real time is the point: the kill lands one flush window after the answers, in a child process.
     await new Promise((r) => setTimeout(r, FLUSH_WINDOW_MS));
     first.child.kill('SIGKILL');
     await exited(first.child);
@@ -195,6 +197,10 @@ describe('durability of the audit trail', function () {
         return original(rec);
       };
     }
+    async function auditHealth(): Promise<{ degraded: boolean; dropped: number }> {
+      return (await tb.api<{ audit: { degraded: boolean; dropped: number } }>('GET', '/healthz', tb.adminKey))
+        .body.audit;
+    }
     afterEach(async () => {
       failing = false;
       await tb.close();
@@ -206,7 +212,7 @@ describe('durability of the audit trail', function () {
       const first = await message(tb.url, key);
       assert.equal(first.status, 200, 'the write fails after the answer');
       await first.text();
-      await new Promise((r) => setTimeout(r, 50));
+      await eventually(async () => (await auditHealth()).degraded, { what: 'the failed write to be seen' });
       const before = mock.messageRequests().length;
       const refused = await message(tb.url, key);
       assert.equal(refused.status, 503);
@@ -228,14 +234,14 @@ describe('durability of the audit trail', function () {
       assert.match(retried() ?? 'no retry failure logged', /ENOSPC/);
 
       failing = false;
-      const deadline = Date.now() + 5000;
-      let status = 503;
-      while (status === 503 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 200));
-        const r = await message(tb.url, key);
-        status = r.status;
-        await r.text();
-      }
+      const status = await eventually(
+        async () => {
+          const r = await message(tb.url, key);
+          await r.text();
+          return r.status === 503 ? undefined : r.status;
+        },
+        { intervalMs: 200, what: 'requests to be served again' },
+      );
       assert.equal(status, 200, 'recovers by itself once writes succeed');
       const recs = await tb.interceptions(3);
       const mine = recs.filter((r) => r.userEmail === 'disk@example.com');
@@ -256,7 +262,9 @@ describe('durability of the audit trail', function () {
         assert.equal(r.status, 200, 'open mode keeps serving');
         await r.text();
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await eventually(async () => (await auditHealth()).dropped === 2, {
+        what: 'the two records over the queue limit',
+      });
       const health = await tb.api<{ audit: { degraded: boolean; dropped: number; queued: number } }>(
         'GET',
         '/healthz',
@@ -269,12 +277,10 @@ describe('durability of the audit trail', function () {
       );
       assert.match(metrics, /aibridge_audit_dropped_total 2$/m);
       failing = false;
-      const deadline = Date.now() + 5000;
-      for (;;) {
-        const h = await tb.api<{ audit: { degraded: boolean } }>('GET', '/healthz', tb.adminKey);
-        if (!h.body.audit.degraded || Date.now() > deadline) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await eventually(async () => !(await auditHealth()).degraded, {
+        intervalMs: 100,
+        what: 'the store to catch up',
+      });
       const recs = (await tb.interceptions(3)).filter((r) => r.userEmail === 'disk@example.com');
       assert.equal(recs.length, 3, 'the queued records were written once the store recovered');
     });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { TestClock } from '../helpers/clock';
 import { OpenAIMock } from '../helpers/openai-mock';
 
 interface ApiCase {
@@ -100,16 +101,23 @@ describe('when the upstream misbehaves', function () {
   let mocks: Mocks;
   let tb: TestBridge;
   let key: string;
+  /** The breakers' cooldown runs on this clock; the upstream timeouts stay real (they are undici timers). */
+  const clock = new TestClock();
 
   before(async () => {
     mocks = { anthropic: await new AnthropicMock().start(), openai: await new OpenAIMock().start() };
-    tb = await startBridge(mocks.anthropic.url, {
-      AIBRIDGE_OPENAI_BASE_URL: mocks.openai.url,
-      AIBRIDGE_HEADERS_TIMEOUT_MS: '300',
-      AIBRIDGE_IDLE_TIMEOUT_MS: '250',
-      AIBRIDGE_BREAKER_THRESHOLD: '3',
-      AIBRIDGE_BREAKER_COOLDOWN_MS: '400',
-    });
+    tb = await startBridge(
+      mocks.anthropic.url,
+      {
+        AIBRIDGE_OPENAI_BASE_URL: mocks.openai.url,
+        AIBRIDGE_HEADERS_TIMEOUT_MS: '300',
+        AIBRIDGE_IDLE_TIMEOUT_MS: '250',
+        AIBRIDGE_BREAKER_THRESHOLD: '3',
+        AIBRIDGE_BREAKER_COOLDOWN_MS: '30000',
+      },
+      undefined,
+      { clock },
+    );
     key = (await tb.addUser('faults@example.com')).key;
   });
   after(async () => {
@@ -194,7 +202,7 @@ describe('when the upstream misbehaves', function () {
           c.name.startsWith('OpenAI') ? 'circuit_open' : 'api_error',
         );
         const retryAfter = Number(refused.headers.get('retry-after'));
-        assert.ok(retryAfter >= 1, 'retry-after is set');
+        assert.equal(retryAfter, 30, 'retry-after is the cooldown left, in seconds');
         assert.equal(
           mocks.anthropic.requests.length + mocks.openai.requests.length,
           upstreamBefore,
@@ -208,7 +216,11 @@ describe('when the upstream misbehaves', function () {
         assert.equal(health.breakers.find((b) => b.model === model)?.state, 'open');
 
         await stillServes(c); // another model is unaffected
-        await new Promise((r) => setTimeout(r, 450));
+        clock.advance(29_999);
+        const early = await post(c, false, model);
+        assert.equal(early.status, 503, 'still open a millisecond before the cooldown ends');
+        await early.arrayBuffer();
+        clock.advance(1);
         const probe = await post(c, false, model);
         assert.equal(probe.status, 200);
         await probe.arrayBuffer();

@@ -15,6 +15,7 @@ import {
 import { emptyUsage } from '../../shared/usage';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { liveClient } from '../helpers/live-client';
 
 async function ask(tb: TestBridge, key: string, stream = true): Promise<string> {
@@ -182,20 +183,20 @@ describe('live events: GET /api/v1/events', function () {
     assert.deepEqual([...ids(adminOnBob)], [idB]);
     await Promise.all([a.close(), b.close(), admin.close(), adminOnBob.close()]);
     // Access-log entries are listed once durable (the store's flush window), so look until then.
-    let logged = false;
-    for (let tries = 0; tries < 50 && !logged; tries++) {
-      const log = await tb.api<{ items: { route: string; subjectUserId: string | null }[] }>(
-        'GET',
-        '/api/v1/audit/access-log',
-        tb.adminKey,
-      );
-      assert.equal(log.status, 200);
-      logged = log.body.items.some(
-        (i) => i.route === 'GET /api/v1/events' && i.subjectUserId === bob.user.id,
-      );
-      if (!logged) await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.ok(logged, "the admin's watch of bob is in the access log");
+    await eventually(
+      async () => {
+        const log = await tb.api<{ items: { route: string; subjectUserId: string | null }[] }>(
+          'GET',
+          '/api/v1/audit/access-log',
+          tb.adminKey,
+        );
+        assert.equal(log.status, 200);
+        return log.body.items.some(
+          (i) => i.route === 'GET /api/v1/events' && i.subjectUserId === bob.user.id,
+        );
+      },
+      { what: "the admin's watch of bob in the access log" },
+    );
   });
 
   it('team and org alerts reach the team and everyone; another team does not see them', async () => {

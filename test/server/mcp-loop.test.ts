@@ -6,6 +6,7 @@ import OpenAI from 'openai';
 import type { Interception } from '../../shared/interception';
 import type { BridgeEvent } from '../../shared/protocol';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { deadUrl, everythingStdio } from '../helpers/mcp-servers';
 import { defaultBrain, ECHO, ROUND_USAGE, ToolModelMock } from '../helpers/tool-model-mock';
 
@@ -420,9 +421,9 @@ describe('MCP tools injected into model requests (server-everything over stdio)'
           tb.adminKey,
         )
       ).body.status;
-    const deadline = Date.now() + 5000;
-    while ((await status()).listChanges === 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 100));
-    assert.ok((await status()).listChanges >= 1);
+    await eventually(async () => (await status()).listChanges >= 1, {
+      intervalMs: 100,
+      what: 'a tools/list_changed notification',
+    });
   });
 });

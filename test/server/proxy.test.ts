@@ -3,6 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 
 const MSG = { model: 'claude-sonnet-4-6', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] };
 
@@ -187,10 +188,10 @@ describe('the Anthropic pass-through', () => {
     assert.equal(rec.status, 'client_aborted');
     assert.equal(rec.streamed, true);
     assert.equal(rec.usage.input, 25, 'usage seen so far is kept');
-    const deadline = Date.now() + 2000;
-    while (!mock.messageRequests().at(-1)!.aborted && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 20));
-    assert.ok(mock.messageRequests().at(-1)!.aborted, 'the upstream request was aborted');
+    await eventually(() => mock.messageRequests().at(-1)!.aborted, {
+      timeoutMs: 2000,
+      what: 'the upstream request to be aborted',
+    });
   });
 
   it('ends a stream cut by the upstream with an Anthropic error event and records it', async () => {

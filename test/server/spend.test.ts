@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import type { Alert, BudgetStatus, UsageReport, UsageRow } from '../../shared/spend';
 import { AnthropicMock, DEFAULT_USAGE } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { OPENAI_USAGE, OpenAIMock } from '../helpers/openai-mock';
 import { type Received, WebhookReceiver } from '../helpers/webhook-receiver';
 
@@ -198,8 +199,20 @@ describe('spend and governance', function () {
         });
         anthropic.clear();
         for (let i = 0; i < 20; i++) anthropic.next({ kind: 'gated', gate });
-        const all = Array.from({ length: 20 }, () => post(tb, '/anthropic/v1/messages', dev.key, body));
-        setTimeout(release, 200);
+        const reachedBefore = anthropic.messageRequests().length;
+        let settled = 0;
+        const all = Array.from({ length: 20 }, () =>
+          post(tb, '/anthropic/v1/messages', dev.key, body).then((r) => {
+            settled++;
+            return r;
+          }),
+        );
+        // Released once every request of the wave is held at the upstream or already refused (the held
+        // ones cannot answer before), so all admitted streams are open together.
+        await eventually(() => anthropic.messageRequests().length - reachedBefore + settled === 20, {
+          what: 'the whole wave admitted or refused',
+        });
+        release();
         const done = await Promise.all(all);
         anthropic.clear();
         answers.push(...done);

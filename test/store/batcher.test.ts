@@ -10,6 +10,7 @@ describe('the PostgreSQL store batcher (audit write queue)', () => {
         writing++;
         assert.equal(writing, 1, 'one batch at a time');
         batches.push(items);
+        // Kept in real time: a write that takes a while, so later hand-overs queue behind it (no window involved).
         await new Promise((r) => setTimeout(r, 5));
         writing--;
         return items.map((i) => `r${i}`);

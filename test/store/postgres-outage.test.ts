@@ -5,6 +5,7 @@ import type { StoreChange } from '../../server/store/types';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { testPostgres } from '../helpers/postgres';
 
 const METRICS_TOKEN = 'metrics-token-for-outage-tests';
@@ -35,14 +36,6 @@ async function outage(adminUrl: string, db: string, down: boolean): Promise<void
       );
   } finally {
     await c.end();
-  }
-}
-
-async function eventually(f: () => Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -91,19 +84,28 @@ describe('the PostgreSQL store when the database is unreachable', function () {
       assert.equal(upstream.messageRequests().length, 1, 'nothing unaudited reached the provider');
 
       await outage(adminUrl, db, false);
-      await eventually(async () => (await ask(tb, dev.key)).status === 200, 'requests to be served again');
+      await eventually(async () => (await ask(tb, dev.key)).status === 200, {
+        what: 'requests to be served again',
+        timeoutMs: 15_000,
+        intervalMs: 100,
+      });
       const recs = await tb.interceptions(2);
       assert.equal(recs.length, 2);
       const verify = await tb.api<{ ok: boolean }>('GET', '/api/v1/audit/verify', tb.adminKey);
       assert.equal(verify.body.ok, true);
 
       // Both change feeds listen again: a document changed through the bridge reaches the other store.
-      await eventually(async () => {
-        const put = await tb.api('PUT', '/api/v1/teams/red/capture', tb.adminKey, { level: 'none' });
-        assert.equal(put.status, 200, JSON.stringify(put.body));
-        await new Promise((r) => setTimeout(r, 200));
-        return changes.some((c) => c.kind === 'doc' && c.docKind === 'team_capture');
-      }, 'the change feeds to reconnect');
+      await eventually(
+        async () => {
+          const put = await tb.api('PUT', '/api/v1/teams/red/capture', tb.adminKey, { level: 'none' });
+          assert.equal(put.status, 200, JSON.stringify(put.body));
+          // A change made while the feed was still down is not replayed: give each one a short look, then change again.
+          return eventually(() => changes.some((c) => c.kind === 'doc' && c.docKind === 'team_capture'), {
+            timeoutMs: 200,
+          }).catch(() => false);
+        },
+        { what: 'the change feeds to reconnect', timeoutMs: 15_000, intervalMs: 100 },
+      );
     } finally {
       await outage(adminUrl, db, false);
       await other.close();
@@ -125,17 +127,18 @@ describe('the PostgreSQL store when the database is unreachable', function () {
       assert.equal(upstream.messageRequests().length, before + 1);
       const unknown = await ask(tb, stranger.key);
       assert.equal(unknown.status, 503, 'a key never confirmed is not let through');
-      await eventually(
-        async () => tb.bridge.recorder.auditState().degraded,
-        'the record to wait for the store',
-      );
+      await eventually(async () => tb.bridge.recorder.auditState().degraded, {
+        what: 'the record to wait for the store',
+        timeoutMs: 15_000,
+        intervalMs: 100,
+      });
 
       await outage(adminUrl, db, false);
-      await eventually(
-        async () => !tb.bridge.recorder.auditState().degraded,
-        'the queued record to be written',
-        20_000,
-      );
+      await eventually(async () => !tb.bridge.recorder.auditState().degraded, {
+        what: 'the queued record to be written',
+        timeoutMs: 20_000,
+        intervalMs: 100,
+      });
       const page = await tb.api<Page<Interception>>('GET', '/api/v1/interceptions?limit=10', tb.adminKey);
       assert.equal(page.body.items.filter((r) => r.userId === dev.user.id).length, 2, 'no record was lost');
       assert.equal(tb.bridge.recorder.auditState().dropped, 0);

@@ -7,6 +7,7 @@ import type { CreatedKey, User } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
 import { tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { liveClient } from '../helpers/live-client';
 import { testPostgres } from '../helpers/postgres';
 
@@ -82,16 +83,6 @@ async function ask(base: string, key: string): Promise<Response> {
   return res;
 }
 
-async function eventually<T>(f: () => Promise<T | undefined>, what: string, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('two replicas on one PostgreSQL database', function () {
   this.timeout(90_000);
   let upstream: AnthropicMock;
@@ -139,10 +130,13 @@ describe('two replicas on one PostgreSQL database', function () {
     assert.equal(k.status, 201, 'the user created on A exists on B');
     assert.equal((await ask(a.url, k.body.key)).status, 200);
     assert.equal((await ask(b.url, k.body.key)).status, 200);
-    const listed = await eventually(async () => {
-      const r = await api<Page<Interception>>(b.url, 'GET', '/api/v1/interceptions?limit=10', adminKey);
-      return r.body.items.length >= 2 ? r.body.items : undefined;
-    }, 'both records');
+    const listed = await eventually(
+      async () => {
+        const r = await api<Page<Interception>>(b.url, 'GET', '/api/v1/interceptions?limit=10', adminKey);
+        return r.body.items.length >= 2 ? r.body.items : undefined;
+      },
+      { what: 'both records', timeoutMs: 10_000, intervalMs: 50 },
+    );
     assert.deepEqual(
       listed.map((r) => r.seq),
       [2, 1],
@@ -194,10 +188,11 @@ describe('two replicas on one PostgreSQL database', function () {
       deny: [],
     });
     assert.equal(put.status, 200, JSON.stringify(put.body));
-    await eventually(
-      async () => ((await ask(b.url, k.body.key)).status === 403 ? true : undefined),
-      'B to refuse the model A disallowed',
-    );
+    await eventually(async () => ((await ask(b.url, k.body.key)).status === 403 ? true : undefined), {
+      what: 'B to refuse the model A disallowed',
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
   });
 
   it('reloads MCP servers another replica added or deleted', async () => {
@@ -210,12 +205,17 @@ describe('two replicas on one PostgreSQL database', function () {
       transport: { type: 'http', url: 'http://127.0.0.1:9/mcp' },
     });
     assert.equal(put.status, 200, JSON.stringify(put.body));
-    await eventually(
-      async () => ((await names(b.url)).includes('wiki') ? true : undefined),
-      'B to list the server',
-    );
+    await eventually(async () => ((await names(b.url)).includes('wiki') ? true : undefined), {
+      what: 'B to list the server',
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
     assert.equal((await api(a.url, 'DELETE', '/api/v1/mcp/servers/wiki', adminKey)).status, 204);
-    await eventually(async () => (!(await names(b.url)).includes('wiki') ? true : undefined), 'B to drop it');
+    await eventually(async () => (!(await names(b.url)).includes('wiki') ? true : undefined), {
+      what: 'B to drop it',
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
   });
 
   it('enforces a blocking budget across replicas: parallel requests on both overspend by at most one request', async () => {
@@ -223,15 +223,18 @@ describe('two replicas on one PostgreSQL database', function () {
     assert.equal(probe.status, 201);
     const pk = await api<CreatedKey>(a.url, 'POST', '/api/v1/users/probe%40example.com/keys', adminKey, {});
     await ask(a.url, pk.body.key);
-    const cost = await eventually(async () => {
-      const r = await api<Page<Interception>>(
-        a.url,
-        'GET',
-        `/api/v1/interceptions?user=${probe.body.id}`,
-        adminKey,
-      );
-      return r.body.items[0]?.costUsd ?? undefined;
-    }, 'the probe record');
+    const cost = await eventually(
+      async () => {
+        const r = await api<Page<Interception>>(
+          a.url,
+          'GET',
+          `/api/v1/interceptions?user=${probe.body.id}`,
+          adminKey,
+        );
+        return r.body.items[0]?.costUsd ?? undefined;
+      },
+      { what: 'the probe record', timeoutMs: 10_000, intervalMs: 50 },
+    );
     assert.ok(cost > 0);
 
     const u = await api<User>(a.url, 'POST', '/api/v1/users', adminKey, { email: 'spender@example.com' });
@@ -245,10 +248,13 @@ describe('two replicas on one PostgreSQL database', function () {
       action: 'block',
     });
     assert.equal(put.status, 200, JSON.stringify(put.body));
-    await eventually(async () => {
-      const r = await api<{ items: { id: string }[] }>(b.url, 'GET', '/api/v1/budgets', adminKey);
-      return r.body.items.some((x) => x.id === put.body.id) ? true : undefined;
-    }, 'B to know the budget A created');
+    await eventually(
+      async () => {
+        const r = await api<{ items: { id: string }[] }>(b.url, 'GET', '/api/v1/budgets', adminKey);
+        return r.body.items.some((x) => x.id === put.body.id) ? true : undefined;
+      },
+      { what: 'B to know the budget A created', timeoutMs: 10_000, intervalMs: 50 },
+    );
 
     let ok = 0;
     for (let wave = 0; wave < 20; wave++) {
@@ -258,15 +264,18 @@ describe('two replicas on one PostgreSQL database', function () {
       if (admitted === 0) break;
     }
     assert.ok(ok >= 5, `${ok} requests admitted`);
-    const status = await eventually(async () => {
-      const r = await api<{ spentUsd: number; reservedUsd: number }>(
-        b.url,
-        'GET',
-        `/api/v1/budgets/${put.body.id}`,
-        adminKey,
-      );
-      return r.body.reservedUsd === 0 ? r.body : undefined;
-    }, 'every reservation settled');
+    const status = await eventually(
+      async () => {
+        const r = await api<{ spentUsd: number; reservedUsd: number }>(
+          b.url,
+          'GET',
+          `/api/v1/budgets/${put.body.id}`,
+          adminKey,
+        );
+        return r.body.reservedUsd === 0 ? r.body : undefined;
+      },
+      { what: 'every reservation settled', timeoutMs: 10_000, intervalMs: 50 },
+    );
     assert.ok(
       status.spentUsd <= limit + cost + 1e-9,
       `spent ${status.spentUsd} > limit ${limit} + one request`,
