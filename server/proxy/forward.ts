@@ -20,6 +20,7 @@ import type {
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { detectClient } from './client-detect';
+import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { idleWatchdog, upstreamFailure } from './upstream';
 
@@ -379,7 +380,7 @@ async function forward(
       provider: adapter.id,
       api: api.name,
       client: detectClient(req.headers),
-      request: api.describeRequest(parsed, req.headers),
+      request: checkedRequestFacts(api.describeRequest(parsed, req.headers), deps.recorder.redactor),
       startedAt: new Date(),
       requestId: req.id,
       capture: deps.capture.levelFor(principal.user.team),
