@@ -54,7 +54,7 @@ const WORST: Record<string, string[]> = {
 
 /**
  * Milliseconds to redact `text`: the fastest of nine runs, since the machine is shared and other
- * work only ever adds time.
+ * work only ever adds time (one run is enough when it is already far over).
  */
 function timeMs(r: Redactor, text: string): number {
   let best = Number.POSITIVE_INFINITY;
@@ -62,6 +62,8 @@ function timeMs(r: Redactor, text: string): number {
     const t = performance.now();
     r.text(text, 'prompt', []);
     best = Math.min(best, performance.now() - t);
+    // Seconds, not milliseconds: quadratic, and no need to wait for eight more runs.
+    if (best >= 500) break;
   }
   return best;
 }
@@ -69,8 +71,9 @@ function timeMs(r: Redactor, text: string): number {
 /** Under 50 ms for 64 KB, and doubling the text at most 2.5x the time (plus 5 ms of timer noise). */
 function linear(r: Redactor, unit: string): string | null {
   const small = timeMs(r, fill(unit, 64 * 1024));
+  if (small >= 50) return `${JSON.stringify(unit.slice(0, 24))}: ${small.toFixed(1)} ms for 64 KB`;
   const large = timeMs(r, fill(unit, 128 * 1024));
-  return small >= 50 || large > 2.5 * small + 5
+  return large > 2.5 * small + 5
     ? `${JSON.stringify(unit.slice(0, 24))}: ${small.toFixed(1)} ms, doubled ${large.toFixed(1)} ms`
     : null;
 }
@@ -109,14 +112,21 @@ describe('redaction cost', () => {
   });
 
   it('admin patterns at the work limit stay linear on their worst text', () => {
-    // Each within MAX_PATTERN_WORK, chosen to backtrack as much as the limit allows.
-    const patterns = ['\\d{0,31}x', '\\d{0,7}\\d{0,7}x', '(?:ab|cd){0,4}x', 'sk_[a-z]{8,16}_[A-Za-z0-9]{32}'];
-    for (const p of patterns) assert.equal(patternProblem(p), null, `${p} is within ${MAX_PATTERN_WORK}`);
-    const r = new Redactor(patterns);
+    // Each within MAX_PATTERN_WORK, chosen to backtrack as much as the limit allows, with its worst text.
+    const worst: Record<string, string[]> = {
+      '\\d{0,31}x': ['1', '12345678901234567890123456789012 '],
+      '\\d{0,7}\\d{0,7}x': ['1', '1234567 '],
+      '(?:ab|cd){0,4}x': ['ab', 'cd', 'abcdabcd '],
+      'sk_[a-z]{8,16}_[A-Za-z0-9]{32}': ['sk_', `sk_${'a'.repeat(16)}_`, 'a'],
+    };
     const slow: string[] = [];
-    for (const unit of ['1', 'ab', 'cd', 'sk_', `sk_${'a'.repeat(16)}_`, 'a']) {
-      const problem = linear(r, unit);
-      if (problem) slow.push(problem);
+    for (const [p, units] of Object.entries(worst)) {
+      assert.equal(patternProblem(p), null, `${p} is within ${MAX_PATTERN_WORK}`);
+      const r = new Redactor([p]);
+      for (const unit of units) {
+        const problem = linear(r, unit);
+        if (problem) slow.push(`${p} ${problem}`);
+      }
     }
     assert.deepEqual(slow, []);
   });
@@ -159,7 +169,7 @@ describe('redaction cost', () => {
       const recs = await tb.interceptions(2, tb.adminKey);
       const denied = recs.find((r) => r.error?.type === 'rate_limited');
       assert.ok(denied, 'the refusal is recorded');
-      assert.equal(denied.prompt, null);
+      assert.ok(denied.prompt === null, `prompt kept: ${denied.prompt?.slice(0, 40)}…`);
       assert.equal(denied.capture, 'none');
       assert.deepEqual(denied.redactions, []);
       const served = recs.find((r) => r.status === 'ok');
