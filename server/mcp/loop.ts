@@ -22,6 +22,7 @@ import type {
   WireApi,
 } from '../providers/types';
 import { isProviderFailure } from '../proxy/circuit-breaker';
+import { checkedRequestFacts } from '../proxy/client-strings';
 import {
   Exchange,
   headerValue,
@@ -180,7 +181,10 @@ export class InjectedExchange extends Exchange {
     const start: InterceptionStart = {
       ...first,
       id: `int_${randomUUID()}`,
-      request: this.m.api.describeRequest(body, this.req.headers),
+      request: checkedRequestFacts(
+        this.m.api.describeRequest(body, this.req.headers),
+        this.deps.recorder.redactor,
+      ),
       startedAt: new Date(),
     };
     return {
