@@ -3,9 +3,12 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
+import { AlertService } from '../../server/alerts/alert-service';
+import { AnomalyWatcher, MAX_TRACKED_USERS } from '../../server/alerts/anomaly';
 import { CircuitBreakers, MAX_BREAKERS } from '../../server/proxy/circuit-breaker';
 import { detectClient } from '../../server/proxy/client-detect';
 import { MAX_UNKNOWN_MODELS, PriceBook } from '../../server/spend/prices';
+import type { NewInterception } from '../../server/store/types';
 import { emptyUsage } from '../../shared/usage';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
@@ -216,6 +219,29 @@ describe('strings a member chooses', () => {
       healthy.record('openai', `m-${i}`, true, false);
     }
     assert.equal(healthy.size, 0);
+  });
+
+  it('the anomaly rules keep the recent activity of at most 10,000 users', async function () {
+    // Ten thousand users' rules run against the store: slow on a shared machine.
+    this.timeout(60_000);
+    assert.equal(MAX_TRACKED_USERS, 10_000);
+    const { store, bus, app, metrics } = tb.bridge;
+    const watcher = new AnomalyWatcher(store, new AlertService(store, bus, app.log, metrics, undefined), {
+      anomalyFactor: 5,
+      anomalyMinUsd: 1,
+      anomalyMinTokens: 500_000,
+      burstRpm: 0,
+    });
+    const rec = (i: number): NewInterception =>
+      ({
+        userId: `usr_${i}`,
+        userEmail: `u${i}@example.com`,
+        team: 't',
+        costUsd: 0,
+        usage: emptyUsage(),
+      }) as NewInterception;
+    for (let i = 0; i < 10_500; i++) await watcher.observe(rec(i));
+    assert.equal(watcher.trackedUsers, 10_000);
   });
 
   it('through the bridge, failing distinct model names keep /healthz and the breakers bounded', async () => {
