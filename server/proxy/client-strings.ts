@@ -10,6 +10,11 @@ import type { RequestFacts } from '../providers/types';
 export const MAX_MODEL_BYTES = 256;
 /** The longest session id kept; a longer one is dropped (Claude Code's `metadata.user_id` is ~150). */
 export const MAX_SESSION_ID_CHARS = 256;
+/**
+ * The longest tool call id kept in a tool result; a longer one becomes `''`. Providers' ids are
+ * ~30 characters (`toolu_…`, `call_…`); the id is a record field and keys the store's result index.
+ */
+export const MAX_CALL_ID_CHARS = 256;
 
 /**
  * What model ids are made of, across providers: `claude-sonnet-4-5`, `us.anthropic.claude-sonnet-4-6-v1:0`,
@@ -23,9 +28,9 @@ const builtIn = new Redactor();
 
 /**
  * Checks and bounds the strings a member chose that the bridge keeps (the model name, the session
- * id), before anything is recorded or keyed by them: a bad model name is refused with
- * `invalid_model`; a session id too long to be one is dropped; both pass through redaction, as
- * prompts do, since they reach maps, logs, metrics and usage reports.
+ * id, the call ids of tool results), before anything is recorded or keyed by them: a bad model name
+ * is refused with `invalid_model`; an id too long to be one is dropped; all pass through redaction,
+ * as prompts do, since they reach maps, logs, metrics and usage reports.
  */
 export function checkedRequestFacts(facts: RequestFacts, redactor: Redactor = builtIn): RequestFacts {
   const { model, sessionId } = facts;
@@ -47,5 +52,9 @@ export function checkedRequestFacts(facts: RequestFacts, redactor: Redactor = bu
       sessionId === null || sessionId.length > MAX_SESSION_ID_CHARS
         ? null
         : redactor.text(sessionId, 'sessionId', unused),
+    toolResults: facts.toolResults.map((r) => ({
+      ...r,
+      callId: r.callId.length > MAX_CALL_ID_CHARS ? '' : redactor.text(r.callId, 'toolResults', unused),
+    })),
   };
 }

@@ -177,6 +177,36 @@ describe('strings a member chooses', () => {
     assert.match(health, /REDACTED:anthropic_key/, 'the failing breaker is shown, redacted');
   });
 
+  it('a tool result with a 100 KB call id keeps no more than an empty id', async () => {
+    const longId = `toolu_${'q'.repeat(100 * 1024)}`;
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': dev.key,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 8,
+        messages: [
+          { role: 'user', content: 'run it' },
+          { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'Bash', input: {} }] },
+          { role: 'user', content: [{ type: 'tool_result', tool_use_id: longId, content: 'done' }] },
+        ],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    await tb.bridge.recorder.drain();
+    const recs = await tb.interceptions(1, tb.adminKey);
+    const rec = recs.find((r) => (r.toolResults ?? []).length > 0);
+    assert.ok(rec, 'the request is recorded');
+    assert.equal(rec.toolResults?.[0]?.callId, '');
+    assert.equal(rec.toolResults?.[0]?.contentLength, 4);
+    assert.ok(!(await dataDirBytes(tb.dataDir)).includes('q'.repeat(1024)), 'stored');
+  });
+
   it('client names come from a fixed set, whatever the headers say', () => {
     const names = new Set<string>();
     for (let i = 0; i < 1000; i++) {
