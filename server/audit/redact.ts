@@ -44,10 +44,10 @@ const RULES: Rule[] = [
   { kind: 'gcp_api_key', re: /\bAIza[0-9A-Za-z_-]{35}\b/g },
   {
     kind: 'github_token',
-    re: /(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b/g,
+    re: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b/g,
   },
-  { kind: 'slack_token', re: /(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,}\b/g },
-  { kind: 'stripe_key', re: /(?<![\w-])[rs]k_live_[A-Za-z0-9]{20,}\b/g },
+  { kind: 'slack_token', re: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g },
+  { kind: 'stripe_key', re: /\b[rs]k_live_[A-Za-z0-9]{20,}\b/g },
   { kind: 'jwt', re: /(?<![\w-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/g },
   // scheme://user:password@host: only the password goes.
   {
