@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { patternProblem } from './audit/pattern-guard';
 import type { ServerErrorCode } from './errors';
 import { parseTrustedProxies } from './http/trusted-proxies';
 import { isValidKey, type McpSettings } from './mcp/settings';
@@ -299,6 +300,9 @@ function redactPatterns(env: Env): string[] {
         `"${p}" is not a valid regular expression: ${(err as Error).message}`,
       );
     }
+    // Each pattern runs over every prompt a member sends: it must take time linear in the text.
+    const problem = patternProblem(p);
+    if (problem) throw new ConfigError('AIBRIDGE_REDACT_PATTERNS', `"${p}" ${problem}`);
   }
   return list as string[];
 }

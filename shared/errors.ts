@@ -6,6 +6,10 @@
 export const ERROR_CODES = {
   invalid_request: { status: 400, message: 'The request is malformed.' },
   invalid_json: { status: 400, message: 'The request body is not valid JSON.' },
+  invalid_model: {
+    status: 400,
+    message: 'The model name is empty, longer than 256 bytes, or has characters no model id uses.',
+  },
   invalid_cursor: { status: 400, message: 'The cursor is not one this bridge issued.' },
   unauthorized: { status: 401, message: 'A valid bridge key is required.' },
   forbidden: { status: 403, message: 'This key may not do that.' },

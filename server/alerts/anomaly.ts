@@ -11,6 +11,8 @@ const BASELINE_DAYS = 7;
 const MIN_ACTIVE_HOURS = 3;
 /** Fewer active teammates than this: a median says nothing. */
 const MIN_TEAMMATES = 3;
+/** Users whose last hour is kept at most; the least recently active are forgotten first. */
+export const MAX_TRACKED_USERS = 10_000;
 /** One alert per user and rule per hour: an ongoing spike is one incident, not hundreds. */
 const COOLDOWN_MS = HOUR;
 
@@ -183,9 +185,23 @@ export class AnomalyWatcher {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** How many users' recent activity is kept. */
+  get trackedUsers(): number {
+    return this.users.size;
+  }
+
   private state(rec: NewInterception): UserState {
     let s = this.users.get(rec.userId);
-    if (!s) {
+    // The least recently active go first: memory stays bounded however many keys send.
+    if (s) {
+      this.users.delete(rec.userId);
+      this.users.set(rec.userId, s);
+    } else {
+      if (this.users.size >= MAX_TRACKED_USERS) {
+        const [oldId, old] = this.users.entries().next().value!;
+        this.users.delete(oldId);
+        if (old.team !== null) this.teams.get(old.team)?.delete(oldId);
+      }
       s = {
         email: rec.userEmail,
         team: rec.team,

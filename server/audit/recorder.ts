@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { ErrorCode } from '../../shared/errors';
 import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
 import { emptyUsage, totalTokens } from '../../shared/usage';
 import type { InterceptionStart, ResponseFacts } from '../core/facts';
@@ -21,6 +22,31 @@ export interface InterceptionEnd {
 const RESULT_LIMIT = 16 * 1024;
 /** The request's new messages kept with capture `full`, as JSON. */
 const MESSAGES_LIMIT = 64 * 1024;
+
+/**
+ * Codes with which the bridge refuses a request before sending it to the provider. Such a record
+ * keeps no conversation (capture `none`): nothing was sent, and redacting a prompt the bridge turned
+ * away would let a refused member still spend the bridge's CPU on it.
+ */
+const REFUSED_BEFORE_UPSTREAM: ReadonlySet<string> = new Set<ErrorCode>([
+  'model_denied',
+  'budget_exceeded',
+  'rate_limited',
+  'circuit_open',
+  'provider_not_configured',
+  'audit_unavailable',
+  'store_unavailable',
+]);
+
+/** Whether the interception ended with the bridge's refusal, before the provider saw anything. */
+function refused(end: InterceptionEnd): boolean {
+  return (
+    end.response === null &&
+    end.upstreamRequestId === null &&
+    end.error !== null &&
+    REFUSED_BEFORE_UPSTREAM.has(end.error.type)
+  );
+}
 
 /** The value, or a note of its size when its JSON is over the limit. */
 function capJson(v: unknown): unknown {
@@ -55,7 +81,8 @@ export class Recorder {
     private readonly prices: PriceBook,
     private readonly metrics: Metrics,
     private readonly opts: RecorderOptions = { failMode: 'closed', retryMs: 1000, retryLimit: 10_000 },
-    private readonly redactor: Redactor = new Redactor(),
+    /** The one redactor: the proxy runs the model name and session id through it too. */
+    readonly redactor: Redactor = new Redactor(),
   ) {}
 
   /** Called synchronously as the interception ends, before the store: spend ledgers must not lag the proxy. */
@@ -76,7 +103,7 @@ export class Recorder {
       this.metrics.unknownPrice.inc({ provider: start.provider, model: this.metrics.model(model) });
     // Secrets go before anything is stored, logged or published.
     const redactions: Redaction[] = [];
-    const capture = start.capture ?? 'prompt';
+    const capture = refused(end) ? 'none' : (start.capture ?? 'prompt');
     const rec: NewInterception = {
       id: start.id,
       userId: user.id,

@@ -1,3 +1,5 @@
+import { patternProblem } from './pattern-guard';
+
 /** A kind of secret the redactor knows, and how to find it. `group` names the part to blank out. */
 interface Rule {
   kind: string;
@@ -14,12 +16,20 @@ export interface Redaction {
   count: number;
 }
 
+/*
+ * Every rule runs in time linear in the text (docs/audit.md): the text is a member's choice, and a
+ * pattern that backtracks over a run of look-alike characters holds the event loop for seconds.
+ * So a rule either ends in an unbounded run with nothing after it that can fail (`{20,}` at the
+ * end), or bounds its repetitions, or starts with a lookbehind that lets a match begin only where
+ * a run of its characters begins (`(?<![\w+.-])`), so no character is scanned from many starts.
+ */
 const RULES: Rule[] = [
   {
     kind: 'private_key',
-    re: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g,
+    re: /-----BEGIN [A-Z0-9 ]{0,64}PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]{0,64}PRIVATE KEY-----|$)/g,
   },
-  { kind: 'anthropic_key', re: /\bsk-ant-[A-Za-z0-9_-]{20,}/g },
+  // After `_` too: Claude Code's `metadata.user_id` glues values with underscores.
+  { kind: 'anthropic_key', re: /(?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_-]{20,}/g },
   {
     kind: 'openai_key',
     re: /\bsk-(?:proj-|svcacct-|admin-)[A-Za-z0-9_-]{20,}|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b|\bsk-[A-Za-z0-9]{48}\b/g,
@@ -28,20 +38,28 @@ const RULES: Rule[] = [
   { kind: 'aws_access_key_id', re: /\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b/g },
   {
     kind: 'aws_secret_access_key',
-    re: /\baws_?(?:secret)?_?(?:access)?_?key(?:_id)?["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi,
+    re: /\baws_?(?:secret)?_?(?:access)?_?key(?:_id)?["']?\s{0,16}[:=]\s{0,16}["']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi,
     group: 1,
   },
   { kind: 'gcp_api_key', re: /\bAIza[0-9A-Za-z_-]{35}\b/g },
-  { kind: 'github_token', re: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b/g },
+  {
+    kind: 'github_token',
+    re: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b/g,
+  },
   { kind: 'slack_token', re: /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g },
   { kind: 'stripe_key', re: /\b[rs]k_live_[A-Za-z0-9]{20,}\b/g },
-  { kind: 'jwt', re: /\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/g },
+  { kind: 'jwt', re: /(?<![\w-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/g },
   // scheme://user:password@host: only the password goes.
-  { kind: 'url_password', re: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:([^\s@/]{3,})@[^\s/]/gi, group: 1 },
-  // KEY=value lines of .env files and shells, for names that say they hold a secret.
+  {
+    kind: 'url_password',
+    re: /(?<![\w+.-])[a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:([^\s@/]{3,})@[^\s/]/gi,
+    group: 1,
+  },
+  // KEY=value lines of .env files and shells, for names that say they hold a secret. The name is
+  // at most 128 characters, and the lookahead looks for the secret word only within it.
   {
     kind: 'env_secret',
-    re: /^[ \t]*(?:export[ \t]+)?[A-Za-z_][A-Za-z0-9_]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?)[A-Za-z0-9_]*[ \t]*=[ \t]*["']?((?!\$\{?[A-Za-z_])(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#]{6,})/gim,
+    re: /^[ \t]{0,64}(?:export[ \t]{1,16})?(?=[A-Za-z_][A-Za-z0-9_]{0,126}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?))[A-Za-z_][A-Za-z0-9_]{0,127}[ \t]{0,16}=[ \t]{0,16}["']?((?!\$\{?[A-Za-z_])(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#]{6,})/gim,
     group: 1,
   },
 ];
@@ -56,10 +74,15 @@ export const REDACTED = (kind: string): string => `[REDACTED:${kind}]`;
 export class Redactor {
   private readonly rules: Rule[];
 
+  /** `extraPatterns` must pass `patternProblem` (config.ts checks them at start). */
   constructor(extraPatterns: string[] = []) {
     this.rules = [
       ...RULES,
-      ...extraPatterns.map((p, i) => ({ kind: `custom_${i + 1}`, re: new RegExp(p, 'g') })),
+      ...extraPatterns.map((p, i) => {
+        const problem = patternProblem(p);
+        if (problem) throw new Error(`redaction pattern ${i + 1} ${problem}`);
+        return { kind: `custom_${i + 1}`, re: new RegExp(p, 'g') };
+      }),
     ];
   }
 

@@ -25,11 +25,19 @@ interface Entry {
 }
 
 /**
+ * Breakers kept at most. Model names are the client's choice: only breakers that have seen a
+ * failure are kept (a healthy one is the same as none), and beyond this many the least recently
+ * used is forgotten, so neither memory nor the /healthz snapshot grows with the names members send.
+ */
+export const MAX_BREAKERS = 256;
+
+/**
  * One breaker per provider and model. After `threshold` consecutive failures (429, 5xx, 529,
  * unreachable, timeout) it opens and refuses at once for `cooldownMs`; then it lets a single probe
  * through (half-open): success closes it, failure opens it again.
  */
 export class CircuitBreakers {
+  /** In least recently used order: a touched entry moves to the end. */
   private readonly entries = new Map<string, Entry>();
 
   constructor(
@@ -37,20 +45,39 @@ export class CircuitBreakers {
     private readonly now: () => number = Date.now,
   ) {}
 
-  private entry(provider: string, model: string): Entry {
-    const key = `${provider}\u0000${model}`;
-    let e = this.entries.get(key);
-    if (!e) {
-      e = { provider, model, failures: 0, openedAt: null, probing: false };
+  private static key(provider: string, model: string): string {
+    return `${provider}\u0000${model}`;
+  }
+
+  private existing(provider: string, model: string): Entry | undefined {
+    const key = CircuitBreakers.key(provider, model);
+    const e = this.entries.get(key);
+    if (e) {
+      this.entries.delete(key);
       this.entries.set(key, e);
     }
     return e;
   }
 
+  private entry(provider: string, model: string): Entry {
+    let e = this.existing(provider, model);
+    if (!e) {
+      e = { provider, model, failures: 0, openedAt: null, probing: false };
+      this.entries.set(CircuitBreakers.key(provider, model), e);
+      if (this.entries.size > MAX_BREAKERS) this.entries.delete(this.entries.keys().next().value!);
+    }
+    return e;
+  }
+
+  /** How many breakers are kept. */
+  get size(): number {
+    return this.entries.size;
+  }
+
   admit(provider: string, model: string | null): Admission {
     if (this.opts.threshold === 0) return { admitted: true, probe: false };
-    const e = this.entry(provider, model ?? '*');
-    if (e.openedAt === null) return { admitted: true, probe: false };
+    const e = this.existing(provider, model ?? '*');
+    if (!e || e.openedAt === null) return { admitted: true, probe: false };
     const retryAt = e.openedAt + this.opts.cooldownMs;
     const t = this.now();
     if (t < retryAt) return { admitted: false, retryAfterMs: retryAt - t };
@@ -62,14 +89,15 @@ export class CircuitBreakers {
   /** The outcome of an admitted request; `undefined` (the client left) says nothing about the provider. */
   record(provider: string, model: string | null, healthy: boolean | undefined, probe: boolean): void {
     if (this.opts.threshold === 0) return;
-    const e = this.entry(provider, model ?? '*');
-    if (probe) e.probing = false;
-    if (healthy === undefined) return;
     if (healthy) {
-      e.failures = 0;
-      e.openedAt = null;
+      this.entries.delete(CircuitBreakers.key(provider, model ?? '*'));
       return;
     }
+    const e =
+      healthy === undefined ? this.existing(provider, model ?? '*') : this.entry(provider, model ?? '*');
+    if (!e) return;
+    if (probe) e.probing = false;
+    if (healthy === undefined) return;
     e.failures += 1;
     if (probe || e.failures >= this.opts.threshold) e.openedAt = this.now();
   }

@@ -22,6 +22,7 @@ import type {
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
+import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { idleWatchdog, upstreamFailure } from './upstream';
 
@@ -34,7 +35,7 @@ export interface ExchangeDeps {
   /** Longest silence between two response chunks before the round fails as a timeout. */
   idleTimeoutMs: number;
   dispatcher: Dispatcher;
-  recorder: Pick<Recorder, 'finish'>;
+  recorder: Pick<Recorder, 'finish' | 'redactor'>;
   breakers: CircuitBreakers;
   telemetry: ExchangeTelemetry;
   /** The composed admission (server/proxy/admission.ts): throws the refusal. */
@@ -222,7 +223,10 @@ export class Exchange {
     const start: InterceptionStart = {
       ...from.start,
       id: `int_${randomUUID()}`,
-      request: this.metered.api.describeRequest(body, this.req.headers),
+      request: checkedRequestFacts(
+        this.metered.api.describeRequest(body, this.req.headers),
+        this.deps.recorder.redactor,
+      ),
       startedAt: new Date(),
     };
     return this.round(from.n + 1, start, prepared);

@@ -10,6 +10,7 @@ import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
+import { checkedRequestFacts } from './client-strings';
 import { Exchange, type ExchangeDeps, runExchange, type StrategyFor } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { type ProviderRoute, routeFor } from './provider-paths';
@@ -164,7 +165,8 @@ async function handle(
     provider: adapter.id,
     api: api.name,
     client: detectClient(req.headers),
-    request: api.describeRequest(parsed, req.headers),
+    // Client-chosen strings bounded and redacted before any map, metric or record sees them.
+    request: checkedRequestFacts(api.describeRequest(parsed, req.headers), deps.exchange.recorder.redactor),
     startedAt: new Date(),
     requestId: req.id,
     capture: deps.capture.levelFor(principal.user.team),

@@ -147,6 +147,9 @@ export function loadPricesFile(file: string): ModelPriceOverride[] {
   return Object.entries(json).map(([model, body]) => toOverride(model, body, at));
 }
 
+/** Unknown-price models remembered at most (GET /api/v1/prices/unknown); the least recently seen go first. */
+export const MAX_UNKNOWN_MODELS = 1000;
+
 /**
  * Costs from data: the genai-prices tables bundled from npm (with cache and long-context tiers),
  * under the admin's overrides. Unknown models cost null and are remembered for
@@ -261,12 +264,22 @@ export class PriceBook {
   noteUnknown(provider: string, model: string, requests: number, at: string): void {
     const k = `${provider}\u0000${model}`;
     const u = this.unknown.get(k);
-    if (!u) this.unknown.set(k, { provider, model, requests, firstSeen: at, lastSeen: at });
-    else {
+    if (!u) {
+      // Model names are the client's choice: keep the most recently noted, forget the oldest.
+      this.unknown.set(k, { provider, model, requests, firstSeen: at, lastSeen: at });
+      if (this.unknown.size > MAX_UNKNOWN_MODELS) this.unknown.delete(this.unknown.keys().next().value!);
+    } else {
+      this.unknown.delete(k);
+      this.unknown.set(k, u);
       u.requests += requests;
       if (at < u.firstSeen) u.firstSeen = at;
       if (at > u.lastSeen) u.lastSeen = at;
     }
+  }
+
+  /** How many unknown-price models are remembered. */
+  get unknownCount(): number {
+    return this.unknown.size;
   }
 
   listUnknown(): UnknownModel[] {
