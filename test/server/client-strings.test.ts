@@ -86,7 +86,7 @@ describe('strings a member chooses', () => {
     assert.ok(!(await dataDirBytes(tb.dataDir)).includes('x'.repeat(1024)), 'stored');
     const unknown = await tb.api<unknown[]>('GET', '/api/v1/prices/unknown', tb.adminKey);
     assert.ok(JSON.stringify(unknown.body).length < 10_000, 'remembered as an unknown price');
-    const health = await fetch(`${tb.url}/healthz`);
+    const health = await fetch(`${tb.url}/healthz`, { headers: { authorization: `Bearer ${tb.adminKey}` } });
     assert.ok((await health.text()).length < 10_000, '/healthz grew');
   });
 
@@ -150,7 +150,9 @@ describe('strings a member chooses', () => {
     await tb.bridge.recorder.drain();
     const recs = await tb.interceptions(3, tb.adminKey);
 
-    const health = await (await fetch(`${tb.url}/healthz`)).text();
+    const health = await (
+      await fetch(`${tb.url}/healthz`, { headers: { authorization: `Bearer ${tb.adminKey}` } })
+    ).text();
     const metrics = await (
       await fetch(`${tb.url}/metrics`, { headers: { authorization: `Bearer ${tb.adminKey}` } })
     ).text();
@@ -294,7 +296,9 @@ describe('strings a member chooses', () => {
       });
       await res.text();
     }
-    const health = (await (await fetch(`${tb.url}/healthz`)).json()) as { breakers: unknown[] };
+    const health = (await (
+      await fetch(`${tb.url}/healthz`, { headers: { authorization: `Bearer ${tb.adminKey}` } })
+    ).json()) as { breakers: unknown[] };
     assert.ok(health.breakers.length <= MAX_BREAKERS, `${health.breakers.length} breakers`);
     assert.ok(JSON.stringify(health).length < MAX_BREAKERS * 400);
   });
