@@ -2,6 +2,7 @@ import path from 'node:path';
 import { patternProblem } from './audit/pattern-guard';
 import type { ServerErrorCode } from './errors';
 import { parseTrustedProxies } from './http/trusted-proxies';
+import type { GroupMapping } from './identity/group-mapping';
 import { isValidKey, type McpSettings } from './mcp/settings';
 import type { TracingConfig } from './telemetry/tracing';
 
@@ -87,6 +88,8 @@ export interface Config {
   /** How long an admin-page session lasts after sign-in (AIBRIDGE_ADMIN_SESSION_HOURS). */
   readonly adminSessionHours: number;
   readonly limits: ClientLimits;
+  /** Identity-provider groups → team and role, for OIDC sign-in and SCIM (docs/sso.md). */
+  readonly groups: GroupMapping;
   readonly tracing: TracingConfig;
   /** Central MCP tools injected into model requests (docs/mcp.md). */
   readonly mcp: McpSettings;
@@ -211,6 +214,9 @@ export const ENV_VARS = [
   // The keyed hash's secret: a secret, so it is never logged (Config is never logged whole).
   'AIBRIDGE_KEY_HASH_SECRET',
   // The admin CLI (`aibridge users|keys|audit`), docs/cli.md; AIBRIDGE_PORT and AIBRIDGE_DATA_DIR too.
+  // Single sign-on and SCIM (docs/sso.md).
+  'AIBRIDGE_GROUP_TEAMS',
+  'AIBRIDGE_OIDC_ADMIN_GROUP',
   'AIBRIDGE_URL',
   'AIBRIDGE_ADMIN_KEY',
 ] as const;
@@ -276,6 +282,32 @@ function oneOf<T extends string>(env: Env, name: EnvVar, values: readonly T[], f
     throw new ConfigError(name, `expected one of ${values.join(', ')}, got "${raw}"`);
   }
   return raw as T;
+}
+
+/** AIBRIDGE_GROUP_TEAMS (a JSON object, group → team) and AIBRIDGE_OIDC_ADMIN_GROUP. */
+function groupMapping(env: Env): GroupMapping {
+  const raw = env.AIBRIDGE_GROUP_TEAMS;
+  let groupTeams: Record<string, string> = {};
+  if (raw) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      throw new ConfigError('AIBRIDGE_GROUP_TEAMS', 'expected a JSON object of group name → team');
+    }
+    if (
+      typeof parsed !== 'object' ||
+      parsed === null ||
+      Array.isArray(parsed) ||
+      !Object.values(parsed).every((t) => typeof t === 'string' && t.length > 0 && t.length <= 128)
+    )
+      throw new ConfigError(
+        'AIBRIDGE_GROUP_TEAMS',
+        'expected a JSON object of group name → team (1–128 characters)',
+      );
+    groupTeams = parsed as Record<string, string>;
+  }
+  return { groupTeams, adminGroup: env.AIBRIDGE_OIDC_ADMIN_GROUP || undefined, firstGroupIsTeam: !raw };
 }
 
 /** AIBRIDGE_REDACT_PATTERNS: a JSON array of regular expressions, each compiled here so a bad one stops the start. */
@@ -514,6 +546,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     ),
     adminSessionHours: int(pick(undefined, '', env, 'AIBRIDGE_ADMIN_SESSION_HOURS'), 12, 1, 720),
     limits: clientLimits(env),
+    groups: groupMapping(env),
     tracing: tracingConfig(env),
     mcp: mcpSettings(env, dataDir),
     databaseUrl: databaseUrl(env),
