@@ -205,10 +205,14 @@ describe('extension end to end: the .vsix in code-server, driven through Chromiu
     });
     const row = pane.locator('.monaco-list-row', { hasText: 'claude-sonnet-4-6' }).first();
     await row.waitFor({ state: 'visible', timeout: 20_000 });
-    assert.match((await row.textContent()) ?? '', /claude-code · 144 tok/);
+    // The row names its tool call, so recent tool calls show without expanding it.
+    assert.match(
+      (await row.textContent()) ?? '',
+      new RegExp(`claude-sonnet-4-6 · ${TOOL}.*claude-code · 144 tok`),
+    );
     // Expand it: its child is the tool call.
     await row.locator('.monaco-tl-twistie').click();
-    const call = pane.locator('.monaco-list-row', { hasText: TOOL }).first();
+    const call = pane.locator('.monaco-list-row', { hasText: 'not injected' }).first();
     await call.waitFor({ state: 'visible', timeout: 10_000 });
     assert.match((await call.textContent()) ?? '', /MCP files · not injected · \{"path":"\/etc\/motd"\}/);
     await wb.screenshot('audit-tree');
