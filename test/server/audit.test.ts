@@ -52,6 +52,19 @@ async function journalLines(dir: string): Promise<{ file: string; lines: string[
   return { file, lines: (await fs.readFile(file, 'utf8')).trimEnd().split('\n') };
 }
 
+/** `aibridge audit verify` against a running bridge, as an admin would run it. */
+function verifyCli(tb: TestBridge): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, [
+    'dist/aibridge.cjs',
+    'audit',
+    'verify',
+    '--url',
+    tb.url,
+    '--admin-key',
+    tb.adminKey,
+  ]);
+}
+
 describe('the audit trail', function () {
   this.timeout(120_000);
   let mock: AnthropicMock;
@@ -270,22 +283,11 @@ describe('the audit trail', function () {
         assert.equal(after.ok, false);
         assert.equal(after.firstBreak?.seq, 7);
         assert.match(after.firstBreak!.reason, /2 missing before it/);
-        await assert.rejects(
-          run(process.execPath, [
-            'dist/aibridge.cjs',
-            'audit',
-            'verify',
-            '--url',
-            tb.url,
-            '--admin-key',
-            tb.adminKey,
-          ]),
-          (err: { code: number; stdout: string }) => {
-            assert.equal(err.code, 3);
-            assert.match(err.stdout, /BROKEN at record 7/);
-            return true;
-          },
-        );
+        await assert.rejects(verifyCli(tb), (err: { code: number; stdout: string }) => {
+          assert.equal(err.code, 3);
+          assert.match(err.stdout, /BROKEN at record 7/);
+          return true;
+        });
       } finally {
         await tb.close();
       }
@@ -311,22 +313,11 @@ describe('the audit trail', function () {
       await fs.writeFile(file, `${lines.slice(0, 3).join('\n')}\n`);
       const tb = await startBridge(mock.url, {}, dir);
       try {
-        await assert.rejects(
-          run(process.execPath, [
-            'dist/aibridge.cjs',
-            'audit',
-            'verify',
-            '--url',
-            tb.url,
-            '--admin-key',
-            tb.adminKey,
-          ]),
-          (err: { code: number; stdout: string }) => {
-            assert.equal(err.code, 3);
-            assert.match(err.stdout, /TRUNCATED: 3 records missing at the tail/);
-            return true;
-          },
-        );
+        await assert.rejects(verifyCli(tb), (err: { code: number; stdout: string }) => {
+          assert.equal(err.code, 3);
+          assert.match(err.stdout, /TRUNCATED: 3 records missing at the tail/);
+          return true;
+        });
       } finally {
         await tb.close();
       }
@@ -338,22 +329,11 @@ describe('the audit trail', function () {
       await fs.writeFile(file, `${lines.filter((_, i) => i !== 1).join('\n')}\n`);
       const tb = await startBridge(mock.url, {}, dir);
       try {
-        await assert.rejects(
-          run(process.execPath, [
-            'dist/aibridge.cjs',
-            'audit',
-            'verify',
-            '--url',
-            tb.url,
-            '--admin-key',
-            tb.adminKey,
-          ]),
-          (err: { code: number; stdout: string }) => {
-            assert.equal(err.code, 3);
-            assert.match(err.stdout, /BROKEN at record 3/);
-            return true;
-          },
-        );
+        await assert.rejects(verifyCli(tb), (err: { code: number; stdout: string }) => {
+          assert.equal(err.code, 3);
+          assert.match(err.stdout, /BROKEN at record 3/);
+          return true;
+        });
       } finally {
         await tb.close();
       }
