@@ -152,6 +152,15 @@ describe('device sign-in (RFC 8628), over HTTP', function () {
     assert.equal(again.status, 404);
   });
 
+  it('of polls racing after the approval, exactly one receives the key', async () => {
+    const s = await start('racer');
+    const ok = await asUser('POST', '/api/v1/auth/device/approve', { userCode: s.user_code, approve: true });
+    assert.equal(ok.status, 200);
+    const answers = await Promise.all(Array.from({ length: 8 }, () => poll(s.device_code)));
+    assert.deepEqual(answers.map((a) => a.status).sort(), [200, 400, 400, 400, 400, 400, 400, 400]);
+    assert.ok(answers.filter((a) => a.status === 400).every((a) => a.body.error === 'invalid_grant'));
+  });
+
   it('a denied sign-in answers access_denied once, then the code is unknown', async () => {
     const s = await start();
     const denied = await asUser('POST', '/api/v1/auth/device/approve', {
