@@ -6,6 +6,7 @@ import type { Recorder } from './audit/recorder';
 import type { Capability, Core } from './capability';
 import { type Clock, systemClock } from './clock';
 import type { Config } from './config';
+import { deviceCapability } from './device/device-plugin';
 import { EventBus } from './events/bus';
 import { liveCapability } from './events/live-plugin';
 import { relayBetweenReplicas } from './events/replica-relay';
@@ -16,6 +17,7 @@ import { RouteTable } from './http/route-table';
 import { TrustedProxies } from './http/trusted-proxies';
 import { identityCapability } from './identity/identity-plugin';
 import type { IdentityService } from './identity/identity-service';
+import { provisionerCapability } from './identity/provisioner-plugin';
 import { fanOutFinished } from './interception-end';
 import { Lifecycle } from './lifecycle';
 import type { McpHub } from './mcp/hub';
@@ -110,7 +112,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       },
     );
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
-    const capabilities: Capability[] = [admin, mcp, identityApi, audit, spend, live];
+    const provisioning = provisionerCapability(core, identityApi.hasher);
+    const device = deviceCapability(core, identity, config.mcp.publicUrl);
+    const capabilities: Capability[] = [admin, mcp, identityApi, audit, spend, live, provisioning, device];
 
     // Replicas on one database (docs/storage.md): events cross between them, changed documents reload.
     const reloaders = Object.assign({}, ...capabilities.map((c) => c.reload ?? {})) as Partial<
@@ -150,8 +154,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       }),
     );
     await app.register(admin.assets);
+    await app.register(device.page);
     await app.register(async (api) => {
-      api.addHook('onRequest', apiAccessHook(admin.requestAuth));
+      api.addHook(
+        'onRequest',
+        apiAccessHook(admin.requestAuth, (req) => provisioning.provisioners.claim(req)),
+      );
       for (const c of capabilities) if (c.routes) await api.register(c.routes);
     });
     await proxy.register(app);

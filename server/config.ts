@@ -87,6 +87,8 @@ export interface Config {
   readonly authFailuresPerMinute: number;
   /** How long an admin-page session lasts after sign-in (AIBRIDGE_ADMIN_SESSION_HOURS). */
   readonly adminSessionHours: number;
+  /** How long a key minted by the device sign-in (`aibridge login`) lasts (AIBRIDGE_DEVICE_KEY_DAYS). */
+  readonly deviceKeyDays: number;
   readonly limits: ClientLimits;
   /** Identity-provider groups → team and role, for OIDC sign-in and SCIM (docs/sso.md). */
   readonly groups: GroupMapping;
@@ -217,6 +219,9 @@ export const ENV_VARS = [
   // Single sign-on and SCIM (docs/sso.md).
   'AIBRIDGE_GROUP_TEAMS',
   'AIBRIDGE_OIDC_ADMIN_GROUP',
+  'AIBRIDGE_DEVICE_KEY_DAYS',
+  // `aibridge login` and `aibridge env` keep the device key under $XDG_CONFIG_HOME/aibridge (docs/cli.md).
+  'XDG_CONFIG_HOME',
   'AIBRIDGE_URL',
   'AIBRIDGE_ADMIN_KEY',
 ] as const;
@@ -545,6 +550,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       1_000_000,
     ),
     adminSessionHours: int(pick(undefined, '', env, 'AIBRIDGE_ADMIN_SESSION_HOURS'), 12, 1, 720),
+    deviceKeyDays: int(pick(undefined, '', env, 'AIBRIDGE_DEVICE_KEY_DAYS'), 7, 1, 90),
     limits: clientLimits(env),
     groups: groupMapping(env),
     tracing: tracingConfig(env),
@@ -560,6 +566,8 @@ export interface AdminClientEnv {
   readonly adminKey: string | undefined;
   readonly port: string | undefined;
   readonly dataDir: string | undefined;
+  /** Where `aibridge login` writes the device key: $XDG_CONFIG_HOME/aibridge, else ~/.config/aibridge. */
+  readonly configHome: string | undefined;
 }
 
 export function adminClientEnv(env: Env): AdminClientEnv {
@@ -568,5 +576,6 @@ export function adminClientEnv(env: Env): AdminClientEnv {
     adminKey: env.AIBRIDGE_ADMIN_KEY,
     port: env.AIBRIDGE_PORT,
     dataDir: env.AIBRIDGE_DATA_DIR,
+    configHome: env.XDG_CONFIG_HOME || undefined,
   };
 }

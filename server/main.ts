@@ -1,8 +1,10 @@
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { CreatedKey, User } from '../shared/identity';
 import { buildApp } from './app';
 import { bootstrapAdmin } from './bootstrap';
 import { type AdminTarget, CliError, callApi, resolveTarget, streamApi } from './cli/admin-client';
+import { credentialsPath, envExports, login, readCredentials } from './cli/device-login';
 import { copyStore, migrateCommand } from './cli/store-commands';
 import { adminClientEnv, ConfigError, databaseUrl, loadConfig } from './config';
 
@@ -16,6 +18,8 @@ const USAGE = `Usage:
   aibridge keys revoke ID
   aibridge audit verify
   aibridge audit export [--format jsonl|csv] [--since ISO] [--until ISO] [--user E] > FILE
+  aibridge login --url URL [--name DEVICE]
+  aibridge env [--shell posix|fish]
   aibridge migrate [--database-url postgres://...]
   aibridge store copy --from DATA-DIR --to postgres://...
 
@@ -223,6 +227,35 @@ async function main(argv: string[]): Promise<void> {
     case 'keys':
     case 'audit':
       return admin(command, sub, rest);
+    case 'login': {
+      const { values } = parseArgs({
+        args: argv.slice(1),
+        options: { url: { type: 'string' }, name: { type: 'string' } },
+        strict: true,
+      });
+      const env = adminClientEnv(process.env);
+      const url = values.url ?? env.url;
+      if (!url) throw new CliError('--url (or AIBRIDGE_URL) is required: the bridge to sign in to');
+      await login({
+        url,
+        deviceName: values.name ?? `aibridge login on ${hostname()}`,
+        file: credentialsPath(env),
+        out,
+      });
+      return;
+    }
+    case 'env': {
+      const { values } = parseArgs({
+        args: argv.slice(1),
+        options: { shell: { type: 'string' } },
+        strict: true,
+      });
+      const shell = values.shell ?? 'posix';
+      if (shell !== 'posix' && shell !== 'fish') throw new CliError('--shell must be posix or fish');
+      for (const line of envExports(readCredentials(credentialsPath(adminClientEnv(process.env))), shell))
+        out(line);
+      return;
+    }
     case 'migrate': {
       const { values } = parseArgs({
         args: argv.slice(1),

@@ -26,6 +26,11 @@ export const ERROR_CODES = {
   price_not_found: { status: 404, message: 'No price override for that model.' },
   policy_not_found: { status: 404, message: 'No model policy for that team.' },
   mcp_server_not_found: { status: 404, message: 'No MCP server with that name.' },
+  provisioner_not_found: { status: 404, message: 'No provisioner with that id.' },
+  user_code_not_found: {
+    status: 404,
+    message: 'No device sign-in is waiting for that code (wrong, expired or already answered).',
+  },
   request_timeout: {
     status: 408,
     message: 'The request did not arrive in time; the connection is closed.',

@@ -16,6 +16,8 @@ const DOC_KINDS: Record<DocKind, true> = {
   mcp_server: true,
   mcp_credential: true,
   admin_session: true,
+  device_grant: true,
+  provisioner: true,
 };
 
 /** Records per import transaction. */

@@ -4,6 +4,7 @@ import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import type { Store } from '../store/types';
 import { type IdentityService, keyInfo } from './identity-service';
+import { auditProvisionerUse, PROVISIONED_KEY_MAX_SECONDS } from './provisioners';
 
 const NewUserBody = Type.Object(
   {
@@ -28,6 +29,8 @@ const NewKeyBody = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     expiresAt: Type.Optional(Type.String({ format: 'date-time' })),
+    /** Lifetime in seconds instead of `expiresAt`; required from a provisioner credential. */
+    ttlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: PROVISIONED_KEY_MAX_SECONDS })),
   },
   { additionalProperties: false },
 );
@@ -73,14 +76,34 @@ export function identityRoutes(identity: IdentityService, store: Store): Fastify
 
     app.post<{ Params: Static<typeof EmailParams>; Body: Static<typeof NewKeyBody> | undefined }>(
       '/api/v1/users/:email/keys',
-      { config: { access: 'admin' }, schema: { params: EmailParams, body: Type.Optional(NewKeyBody) } },
+      {
+        // Workspace templates mint with a provisioner credential (docs/sso.md): a TTL, nothing else.
+        config: { access: 'admin', provisioner: true },
+        schema: { params: EmailParams, body: Type.Optional(NewKeyBody) },
+      },
       async (req, reply) => {
+        const ttlSeconds = req.body?.ttlSeconds;
+        if (req.provisioner && (ttlSeconds === undefined || req.body?.expiresAt !== undefined))
+          throw new BridgeError(
+            'invalid_request',
+            `A provisioner must give ttlSeconds (at most ${PROVISIONED_KEY_MAX_SECONDS}) and no expiresAt.`,
+          );
+        if (ttlSeconds !== undefined && req.body?.expiresAt !== undefined)
+          throw new BridgeError('invalid_request', 'Give expiresAt or ttlSeconds, not both.');
         const user = await identity.findUser(req.params.email);
-        const expiresAt = req.body?.expiresAt;
+        const now = identity.now();
+        const expiresAt =
+          ttlSeconds !== undefined
+            ? new Date(now.getTime() + ttlSeconds * 1000).toISOString()
+            : req.body?.expiresAt;
         if (expiresAt && Date.parse(expiresAt) <= Date.now()) {
           throw new BridgeError('invalid_request', 'expiresAt must be in the future.');
         }
         const created = await identity.issueKey(user, { name: req.body?.name, expiresAt });
+        await auditProvisionerUse(store, req, now, user.id, {
+          keyId: created.id,
+          ttlSeconds: String(ttlSeconds),
+        });
         return reply.code(201).send(created);
       },
     );

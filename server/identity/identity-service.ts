@@ -22,7 +22,7 @@ export class IdentityService {
   constructor(
     private readonly store: Store,
     private readonly hasher: KeyHasher,
-    private readonly now: () => Date = () => new Date(),
+    readonly now: () => Date = () => new Date(),
   ) {}
 
   async createUser(input: NewUserInput): Promise<User> {

@@ -55,7 +55,11 @@ export type DocKind =
   | 'mcp_server'
   | 'mcp_credential'
   /** Admin page sign-ins, by the SHA-256 of their cookie token (server/admin/sessions.ts). */
-  | 'admin_session';
+  | 'admin_session'
+  /** Device sign-ins in progress, by the SHA-256 of their device code (server/device/device-flow.ts). */
+  | 'device_grant'
+  /** Provisioner credentials, by id; the secret only as its keyed hash (server/identity/provisioners.ts). */
+  | 'provisioner';
 
 export interface AlertQuery {
   since?: string | undefined;

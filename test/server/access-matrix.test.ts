@@ -16,7 +16,9 @@ type Who =
   | 'admin'
   /** The admin page's session cookies (with the CSRF header the page sends): the same rules as the keys. */
   | 'member-session'
-  | 'admin-session';
+  | 'admin-session'
+  /** A workspace template's provisioner credential: refused everywhere but the one route that mints keys. */
+  | 'provisioner';
 const BAD: Who[] = ['none', 'malformed', 'unknown', 'revoked', 'expired'];
 
 /**
@@ -63,7 +65,11 @@ describe('the access matrix, from the route table', function () {
         expiresAt: new Date(clock.now() + 60_000).toISOString(),
       },
     );
+    const provisioner = await tb.api<{ secret: string }>('POST', '/api/v1/provisioners', tb.adminKey, {
+      name: 'matrix template',
+    });
     Object.assign(keys, {
+      provisioner: provisioner.body.secret,
       none: undefined,
       malformed: 'not a key at all',
       unknown: `aib_${'Q'.repeat(43)}`,
@@ -140,6 +146,11 @@ describe('the access matrix, from the route table', function () {
         const s = res.status;
         let ok: boolean;
         if (r.access === 'public') ok = s !== 401 && s !== 403 && s < 500;
+        else if (who === 'provisioner')
+          ok =
+            r.method === 'POST' && r.url === '/api/v1/users/:email/keys'
+              ? s !== 401 && s !== 403 && s < 500
+              : s === 401 || s === 403;
         else if (BAD.includes(who)) ok = s === 401;
         else if (r.access === 'admin' && (who === 'member' || who === 'member-session')) ok = s === 403;
         else ok = s !== 401 && s !== 403 && s < 500;

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ENV_VARS } from '../../server/config';
 
-const NAME = /\b((?:AIBRIDGE|OTEL)_[A-Z0-9_]*[A-Z0-9])\b/g;
+const NAME = /\b((?:AIBRIDGE|OTEL|XDG)_[A-Z0-9_]*[A-Z0-9])\b/g;
 
 function namesIn(text: string): Set<string> {
   return new Set([...text.matchAll(NAME)].map((m) => m[1] as string));
@@ -40,7 +40,7 @@ describe('environment variables: one registry, one reader, one doc', () => {
   it('no file in server/ but config.ts reads the environment by name', () => {
     const readers = sourceFiles('server')
       .filter((f) => f !== path.join('server', 'config.ts'))
-      .filter((f) => /\benv\s*(\.\s*|\[\s*['"`])(AIBRIDGE|OTEL)_/.test(fs.readFileSync(f, 'utf8')));
+      .filter((f) => /\benv\s*(\.\s*|\[\s*['"`])(AIBRIDGE|OTEL|XDG)_/.test(fs.readFileSync(f, 'utf8')));
     assert.deepEqual(readers, []);
   });
 });

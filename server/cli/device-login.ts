@@ -1,0 +1,170 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { AdminClientEnv } from '../config';
+import { CliError } from './admin-client';
+
+/** What `aibridge login` keeps: the bridge and the device key it was given. */
+export interface Credentials {
+  url: string;
+  key: string;
+  keyId: string;
+  expiresAt: string | null;
+}
+
+export type Shell = 'posix' | 'fish';
+
+/** The RFC 8628 grant type `aibridge login` polls with. */
+const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
+
+/** `$XDG_CONFIG_HOME/aibridge/credentials.json`, else `~/.config/aibridge/credentials.json`. */
+export function credentialsPath(env: Pick<AdminClientEnv, 'configHome'>): string {
+  return path.join(env.configHome ?? path.join(os.homedir(), '.config'), 'aibridge', 'credentials.json');
+}
+
+/**
+ * Writes the credentials readable by their owner only: the directory 0700, the file 0600 from its
+ * first byte (written beside and renamed, so no reader ever sees a half-written or wider file).
+ */
+export function writeCredentials(file: string, creds: Credentials): void {
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dir, 0o700);
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600, flag: 'w' });
+  fs.chmodSync(tmp, 0o600);
+  fs.renameSync(tmp, file);
+}
+
+export function readCredentials(file: string): Credentials {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new CliError(`not signed in: no ${file}; run \`aibridge login --url <bridge>\``);
+  }
+  let c: Partial<Credentials>;
+  try {
+    c = JSON.parse(text) as Partial<Credentials>;
+  } catch {
+    throw new CliError(`${file} is not JSON; run \`aibridge login\` again`);
+  }
+  if (typeof c.url !== 'string' || typeof c.key !== 'string')
+    throw new CliError(`${file} is not an aibridge credentials file; run \`aibridge login\` again`);
+  return { url: c.url, key: c.key, keyId: c.keyId ?? '', expiresAt: c.expiresAt ?? null };
+}
+
+interface OAuthAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+async function postForm(url: string, form: Record<string, string>): Promise<OAuthAnswer> {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams(form).toString(),
+    });
+  } catch (err) {
+    throw new CliError(
+      `cannot reach the bridge at ${url}: ${(err as Error).cause ?? (err as Error).message}`,
+    );
+  }
+  const text = await res.text();
+  try {
+    return { status: res.status, body: JSON.parse(text) as Record<string, unknown> };
+  } catch {
+    throw new CliError(
+      `the bridge answered ${res.status} with something that is not JSON: ${text.slice(0, 200)}`,
+    );
+  }
+}
+
+function describe(body: Record<string, unknown>): string {
+  const e = body.error;
+  if (typeof e === 'string') return `${e}: ${String(body.error_description ?? '')}`;
+  const b = e as { code?: string; message?: string } | undefined;
+  return `${b?.code ?? 'error'}: ${b?.message ?? JSON.stringify(body)}`;
+}
+
+export interface LoginOptions {
+  url: string;
+  deviceName: string;
+  file: string;
+  out: (line: string) => void;
+  /** Waits between polls (tests may shorten nothing: the bridge enforces the interval). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * `aibridge login`: the RFC 8628 device flow against the bridge. Prints where to approve, polls at
+ * the interval the bridge gives (slower after a `slow_down`), and stores the key it receives.
+ */
+export async function login(opts: LoginOptions): Promise<Credentials> {
+  const base = opts.url.replace(/\/+$/, '');
+  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const start = await postForm(`${base}/api/v1/auth/device/code`, { device_name: opts.deviceName });
+  if (start.status !== 200) throw new CliError(`cannot start the sign-in: ${describe(start.body)}`);
+  const s = start.body as {
+    device_code: string;
+    user_code: string;
+    verification_uri: string;
+    verification_uri_complete: string;
+    expires_in: number;
+    interval: number;
+  };
+  opts.out(`To sign in, open ${s.verification_uri_complete}`);
+  opts.out(`(or ${s.verification_uri}) and confirm the code ${s.user_code}.`);
+  opts.out('Waiting for approval…');
+  let interval = s.interval;
+  const deadline = Date.now() + s.expires_in * 1000;
+  while (Date.now() < deadline) {
+    await sleep(interval * 1000);
+    const r = await postForm(`${base}/api/v1/auth/device/token`, {
+      grant_type: GRANT_TYPE,
+      device_code: s.device_code,
+    });
+    if (r.status === 200) {
+      const t = r.body as { access_token: string; key_id: string; expires_at: string | null };
+      const creds: Credentials = { url: base, key: t.access_token, keyId: t.key_id, expiresAt: t.expires_at };
+      writeCredentials(opts.file, creds);
+      opts.out(`Signed in. The key is in ${opts.file}${t.expires_at ? ` (until ${t.expires_at})` : ''}.`);
+      opts.out('Run `eval "$(aibridge env)"` to point Claude Code, Codex and the SDKs at the bridge.');
+      return creds;
+    }
+    if (r.body.error === 'authorization_pending') continue;
+    if (r.body.error === 'slow_down') {
+      interval += 5;
+      continue;
+    }
+    throw new CliError(`sign-in failed: ${describe(r.body)}`);
+  }
+  throw new CliError(
+    'sign-in failed: expired_token: nobody approved the code in time; run `aibridge login` again',
+  );
+}
+
+function quote(value: string, shell: Shell): string {
+  return shell === 'fish' ? `'${value.replace(/[\\']/g, '\\$&')}'` : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * `aibridge env`: the variables Claude Code, Codex and the Anthropic/OpenAI SDKs read. Only
+ * ANTHROPIC_AUTH_TOKEN, never ANTHROPIC_API_KEY: Claude Code asks whether to use an API key, not
+ * a token, and the Anthropic SDK sends either.
+ */
+export function envExports(creds: Credentials, shell: Shell, now = Date.now()): string[] {
+  if (creds.expiresAt !== null && Date.parse(creds.expiresAt) <= now)
+    throw new CliError(`the device key expired at ${creds.expiresAt}; run \`aibridge login\` again`);
+  const vars: [string, string][] = [
+    ['ANTHROPIC_BASE_URL', `${creds.url}/anthropic`],
+    ['ANTHROPIC_AUTH_TOKEN', creds.key],
+    ['OPENAI_BASE_URL', `${creds.url}/openai/v1`],
+    ['OPENAI_API_KEY', creds.key],
+  ];
+  return vars.map(([k, v]) =>
+    shell === 'fish' ? `set -gx ${k} ${quote(v, shell)};` : `export ${k}=${quote(v, shell)}`,
+  );
+}

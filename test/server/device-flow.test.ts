@@ -1,0 +1,316 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { TestClock } from '../helpers/clock';
+
+const GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+
+interface Started {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete: string;
+  expires_in: number;
+  interval: number;
+}
+
+/**
+ * The device authorization grant (RFC 8628) over plain HTTP against a real bridge: the device's
+ * side as form posts, the approving user's side with the admin page's session cookie.
+ */
+describe('device sign-in (RFC 8628), over HTTP', function () {
+  this.timeout(30_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+  const clock = new TestClock();
+  let member: { key: string; user: { id: string; email: string } };
+  let cookie = '';
+
+  async function form(route: string, fields: Record<string, string>) {
+    const res = await fetch(tb.url + route, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields).toString(),
+    });
+    return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
+  }
+  const start = async (name = 'ci runner 7') =>
+    (await form('/api/v1/auth/device/code', { device_name: name })).body as unknown as Started;
+  const poll = (deviceCode: string) =>
+    form('/api/v1/auth/device/token', { grant_type: GRANT, device_code: deviceCode });
+  async function asUser(method: string, route: string, body?: unknown, csrf = true) {
+    const headers: Record<string, string> = { cookie };
+    if (csrf) headers['x-aibridge-csrf'] = '1';
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(tb.url + route, {
+      method,
+      headers,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  }
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    tb = await startBridge(upstream.url, {}, undefined, { clock });
+    member = await tb.addUser('device-dev@example.com', { team: 'platform' });
+    const res = await fetch(`${tb.url}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
+      body: JSON.stringify({ key: member.key }),
+    });
+    assert.equal(res.status, 201);
+    cookie = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+  });
+  after(async () => {
+    await tb.close();
+    await upstream.stop();
+  });
+
+  it('a device polls, the signed-in user approves, the device gets its own key once, and the key serves a request', async () => {
+    const s = await start();
+    assert.match(s.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
+    assert.match(s.device_code, /^aibd_/);
+    assert.equal(s.verification_uri, `${tb.url}/device`);
+    assert.equal(s.verification_uri_complete, `${tb.url}/device?user_code=${s.user_code}`);
+    assert.equal(s.expires_in, 600);
+    assert.equal(s.interval, 5);
+    // The device code is stored only as its hash.
+    assert.ok(!JSON.stringify(await tb.bridge.store.listDocs('device_grant')).includes(s.device_code));
+
+    const pending = await poll(s.device_code);
+    assert.equal(pending.status, 400);
+    assert.equal(pending.body.error, 'authorization_pending');
+    assert.equal(pending.headers.get('cache-control'), 'no-store');
+    const tooFast = await poll(s.device_code);
+    assert.equal(tooFast.body.error, 'slow_down');
+    clock.advance(10_000);
+    assert.equal((await poll(s.device_code)).body.error, 'authorization_pending');
+
+    const seen = await asUser('GET', `/api/v1/auth/device?userCode=${s.user_code.toLowerCase()}`);
+    assert.equal(seen.status, 200);
+    assert.equal(seen.body.deviceName, 'ci runner 7');
+    const noCsrf = await asUser(
+      'POST',
+      '/api/v1/auth/device/approve',
+      { userCode: s.user_code, approve: true },
+      false,
+    );
+    assert.equal(noCsrf.status, 403);
+    assert.equal((noCsrf.body as { error: { code: string } }).error.code, 'csrf_refused');
+    const ok = await asUser('POST', '/api/v1/auth/device/approve', { userCode: s.user_code, approve: true });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.status, 'approved');
+
+    clock.advance(15_000);
+    const got = await poll(s.device_code);
+    assert.equal(got.status, 200, JSON.stringify(got.body));
+    const token = got.body as {
+      access_token: string;
+      token_type: string;
+      key_id: string;
+      expires_at: string;
+    };
+    assert.equal(token.token_type, 'Bearer');
+    assert.equal(Date.parse(token.expires_at), clock.now() + 7 * 86_400_000);
+    const keys = await tb.api<{ items: { id: string; name: string; userId: string }[] }>(
+      'GET',
+      `/api/v1/users/${member.user.email}/keys`,
+      tb.adminKey,
+    );
+    const minted = keys.body.items.find((k) => k.id === token.key_id);
+    assert.equal(minted?.name, 'ci runner 7');
+    assert.equal(minted?.userId, member.user.id);
+
+    const client = new Anthropic({
+      authToken: token.access_token,
+      apiKey: null,
+      baseURL: `${tb.url}/anthropic`,
+      maxRetries: 0,
+    });
+    const msg = await client.messages.create({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 20,
+      messages: [{ role: 'user', content: 'hello from a device' }],
+    });
+    assert.equal(msg.type, 'message');
+    assert.ok(upstream.requests.some((r) => r.body.includes('hello from a device')));
+
+    const replay = await poll(s.device_code);
+    assert.equal(replay.status, 400);
+    assert.equal(replay.body.error, 'invalid_grant');
+    // Answered codes are gone for the approving side too.
+    const again = await asUser('POST', '/api/v1/auth/device/approve', {
+      userCode: s.user_code,
+      approve: true,
+    });
+    assert.equal(again.status, 404);
+  });
+
+  it('of polls racing after the approval, exactly one receives the key', async () => {
+    const s = await start('racer');
+    const ok = await asUser('POST', '/api/v1/auth/device/approve', { userCode: s.user_code, approve: true });
+    assert.equal(ok.status, 200);
+    const answers = await Promise.all(Array.from({ length: 8 }, () => poll(s.device_code)));
+    assert.deepEqual(answers.map((a) => a.status).sort(), [200, 400, 400, 400, 400, 400, 400, 400]);
+    assert.ok(answers.filter((a) => a.status === 400).every((a) => a.body.error === 'invalid_grant'));
+  });
+
+  it('a denied sign-in answers access_denied once, then the code is unknown', async () => {
+    const s = await start();
+    const denied = await asUser('POST', '/api/v1/auth/device/approve', {
+      userCode: s.user_code,
+      approve: false,
+    });
+    assert.equal(denied.body.status, 'denied');
+    clock.advance(5_000);
+    assert.equal((await poll(s.device_code)).body.error, 'access_denied');
+    clock.advance(5_000);
+    assert.equal((await poll(s.device_code)).body.error, 'invalid_grant');
+  });
+
+  it('a code nobody approved expires after 10 minutes and can no longer be approved', async () => {
+    const s = await start();
+    clock.advance(600_000);
+    assert.equal((await poll(s.device_code)).body.error, 'expired_token');
+    const late = await asUser('POST', '/api/v1/auth/device/approve', {
+      userCode: s.user_code,
+      approve: true,
+    });
+    assert.equal(late.status, 404);
+    assert.equal((late.body as { error: { code: string } }).error.code, 'user_code_not_found');
+  });
+
+  it('wrong user codes get user_code_not_found, then the guesser is throttled', async () => {
+    clock.advance(61_000);
+    const s = await start();
+    const wrong = s.user_code === 'BBBB-BBBB' ? 'CCCC-CCCC' : 'BBBB-BBBB';
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++)
+      statuses.push(
+        (await asUser('POST', '/api/v1/auth/device/approve', { userCode: wrong, approve: true })).status,
+      );
+    assert.deepEqual(statuses, [...Array(10).fill(404), 429]);
+    // Even the right code waits out the minute: guesses would otherwise continue.
+    assert.equal((await asUser('GET', `/api/v1/auth/device?userCode=${s.user_code}`)).status, 429);
+    clock.advance(61_000);
+    assert.equal((await asUser('GET', `/api/v1/auth/device?userCode=${s.user_code}`)).status, 200);
+  });
+
+  it('answers malformed token requests in the OAuth error shape', async () => {
+    const wrongGrant = await form('/api/v1/auth/device/token', { grant_type: 'password', device_code: 'x' });
+    assert.equal(wrongGrant.status, 400);
+    assert.equal(wrongGrant.body.error, 'unsupported_grant_type');
+    assert.equal(
+      (await form('/api/v1/auth/device/token', { grant_type: GRANT })).body.error,
+      'invalid_request',
+    );
+    assert.equal((await poll(`aibd_${'A'.repeat(43)}`)).body.error, 'invalid_grant');
+    const long = await form('/api/v1/auth/device/code', { device_name: 'x'.repeat(101) });
+    assert.equal(long.body.error, 'invalid_request');
+  });
+
+  it('serves the verification page with the admin page CSP', async () => {
+    const res = await fetch(`${tb.url}/device?user_code=BCDF-GHJK`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+    const html = await res.text();
+    assert.match(html, /<script src="\/device\/device.js"/);
+    assert.doesNotMatch(html, /<script>/);
+    const js = await fetch(`${tb.url}/device/device.js`);
+    assert.match(js.headers.get('content-type') ?? '', /javascript/);
+  });
+});
+
+/** `aibridge login` from source, as a child process, approved over HTTP (test/e2e approves in Chromium). */
+describe('aibridge login and aibridge env', function () {
+  this.timeout(40_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    tb = await startBridge(upstream.url);
+  });
+  after(async () => {
+    await tb.close();
+    await upstream.stop();
+  });
+
+  function cli(args: string[], env: Record<string, string>) {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: env.HOME ?? os.tmpdir(), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const done = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+    return { child, out: () => stdout, err: () => stderr, done };
+  }
+
+  it('prints a code, waits for approval, stores the key 0600, and env exports it for Claude Code and the SDKs', async () => {
+    const member = await tb.addUser('login-dev@example.com');
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-login-'));
+    const xdg = path.join(home, 'xdg');
+    const run = cli(['login', '--url', tb.url, '--name', 'build box'], { HOME: home, XDG_CONFIG_HOME: xdg });
+    const deadline = Date.now() + 15_000;
+    let code: string | undefined;
+    while (!code && Date.now() < deadline) {
+      code = /confirm the code ([A-Z]{4}-[A-Z]{4})/.exec(run.out())?.[1];
+      if (!code) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(code, `no code printed: ${run.out()} ${run.err()}`);
+    assert.match(run.out(), new RegExp(`${tb.url}/device\\?user_code=${code}`));
+    const ok = await tb.api('POST', '/api/v1/auth/device/approve', member.key, {
+      userCode: code,
+      approve: true,
+    });
+    assert.equal(ok.status, 200);
+    assert.equal(await run.done, 0, run.err());
+
+    const file = path.join(xdg, 'aibridge', 'credentials.json');
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(path.dirname(file)).mode & 0o777, 0o700);
+    const creds = JSON.parse(fs.readFileSync(file, 'utf8')) as { key: string; url: string };
+    assert.equal(creds.url, tb.url);
+    assert.notEqual(creds.key, member.key);
+
+    const env = cli(['env'], { HOME: home, XDG_CONFIG_HOME: xdg });
+    assert.equal(await env.done, 0, env.err());
+    const vars = Object.fromEntries(
+      [...env.out().matchAll(/^export (\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]),
+    );
+    assert.deepEqual(Object.keys(vars).sort(), [
+      'ANTHROPIC_AUTH_TOKEN',
+      'ANTHROPIC_BASE_URL',
+      'OPENAI_API_KEY',
+      'OPENAI_BASE_URL',
+    ]);
+    const client = new Anthropic({
+      authToken: vars.ANTHROPIC_AUTH_TOKEN!,
+      apiKey: null,
+      baseURL: vars.ANTHROPIC_BASE_URL!,
+      maxRetries: 0,
+    });
+    const msg = await client.messages.create({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 20,
+      messages: [{ role: 'user', content: 'hello from aibridge env' }],
+    });
+    assert.equal(msg.type, 'message');
+    const fish = cli(['env', '--shell', 'fish'], { HOME: home, XDG_CONFIG_HOME: xdg });
+    assert.equal(await fish.done, 0);
+    assert.match(fish.out(), /^set -gx ANTHROPIC_AUTH_TOKEN 'aib_[\w-]+';$/m);
+  });
+});
