@@ -16,6 +16,7 @@ const DOC_KINDS: Record<DocKind, true> = {
   mcp_server: true,
   mcp_credential: true,
   admin_session: true,
+  oidc_flow: true,
 };
 
 /** Records per import transaction. */

@@ -55,7 +55,9 @@ export type DocKind =
   | 'mcp_server'
   | 'mcp_credential'
   /** Admin page sign-ins, by the SHA-256 of their cookie token (server/admin/sessions.ts). */
-  | 'admin_session';
+  | 'admin_session'
+  /** SSO sign-ins under way (PKCE verifier, nonce), by the SHA-256 of their state (server/sso/oidc-flows.ts). */
+  | 'oidc_flow';
 
 export interface AlertQuery {
   since?: string | undefined;
