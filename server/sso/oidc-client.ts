@@ -133,6 +133,10 @@ export class OidcRelyingParty {
     );
     config.timeout = REQUEST_TIMEOUT_S;
     if (this.insecure) oidc.allowInsecureRequests(config);
+    // openid-client trusts an ID token fetched over TLS without checking its signature unless told
+    // to (OIDC Core 3.1.3.7 allows it); the bridge checks it against the issuer's JWKS, so a token
+    // endpoint answer altered on the way (a TLS-inspecting proxy, a compromised hop) is refused.
+    oidc.enableNonRepudiationChecks(config);
     const keys = this.config && oidc.getJwksCache(this.config);
     if (keys) oidc.setJwksCache(config, keys);
     this.config = config;
