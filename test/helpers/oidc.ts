@@ -124,6 +124,8 @@ export class CraftingProvider {
   tamper: (claims: Record<string, unknown>) => Record<string, unknown> = (c) => c;
   /** Sign with a key it does not publish (under the published key's id). */
   forge = false;
+  /** Answer the authorization request with `error=access_denied`, as when the user cancels. */
+  deny = false;
   private server: Server | undefined;
   private readonly kid = randomUUID();
   private readonly key: KeyObject;
@@ -175,7 +177,8 @@ export class CraftingProvider {
         challenge: u.searchParams.get('code_challenge') ?? '',
       });
       const back = new URL(u.searchParams.get('redirect_uri') ?? '');
-      back.searchParams.set('code', code);
+      if (this.deny) back.searchParams.set('error', 'access_denied');
+      else back.searchParams.set('code', code);
       back.searchParams.set('state', u.searchParams.get('state') ?? '');
       res.writeHead(302, { location: back.href }).end();
       return;

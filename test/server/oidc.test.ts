@@ -347,6 +347,19 @@ describe('OIDC sign-in refuses ID tokens that fail validation (a provider crafti
     assert.equal((await me(tb, a.jar)).body.user.team, 'eng');
   });
 
+  it('shows oidc_denied when the provider answers the sign-in with an error (the user cancelled)', async () => {
+    idp.deny = true;
+    try {
+      const a = await attempt((c) => c);
+      assert.equal(a.res.status, 403, a.body);
+      assert.equal(codeOf(a), 'oidc_denied');
+      assert.match(a.body, /access_denied/);
+      assert.equal(a.created, false);
+    } finally {
+      idp.deny = false;
+    }
+  });
+
   const now = () => Math.floor(Date.now() / 1000);
   const cases: [string, (c: Record<string, unknown>) => Record<string, unknown>, boolean][] = [
     ['a wrong audience', (c) => ({ ...c, aud: 'another-client' }), false],
