@@ -203,6 +203,8 @@ describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function
     }
     assert.equal(idp.hits.filter((p) => p === '/jwks').length, fetches + 1, 'the keys were fetched again');
     assert.equal(idp.kids.length, 2);
+    // Discovered once, on the first sign-in, for every sign-in since.
+    assert.equal(idp.hits.filter((p) => p === '/.well-known/openid-configuration').length, 1);
   });
 
   it('refuses a replayed callback: each state is used once', async () => {
