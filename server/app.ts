@@ -27,6 +27,7 @@ import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { proxyCapability } from './proxy/proxy-plugin';
 import { spendCapability } from './spend/spend-plugin';
+import { oidcCapability } from './sso/oidc-plugin';
 import { createStore } from './store/create-store';
 import type { DocKind, Store } from './store/types';
 import { ExchangeTelemetry } from './telemetry/exchange-telemetry';
@@ -114,7 +115,18 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
     const provisioning = provisionerCapability(core, identityApi.hasher);
     const device = deviceCapability(core, identity, config.mcp.publicUrl);
-    const capabilities: Capability[] = [admin, mcp, identityApi, audit, spend, live, provisioning, device];
+    const oidc = oidcCapability(core, { identity, sessions: admin.sessions });
+    const capabilities: Capability[] = [
+      admin,
+      mcp,
+      identityApi,
+      audit,
+      spend,
+      live,
+      provisioning,
+      device,
+      oidc,
+    ];
 
     // Replicas on one database (docs/storage.md): events cross between them, changed documents reload.
     const reloaders = Object.assign({}, ...capabilities.map((c) => c.reload ?? {})) as Partial<

@@ -92,11 +92,36 @@ export interface Config {
   readonly limits: ClientLimits;
   /** Identity-provider groups → team and role, for OIDC sign-in and SCIM (docs/sso.md). */
   readonly groups: GroupMapping;
+  /** Sign-in with the organisation's OpenID Provider (docs/sso.md); undefined: AIBRIDGE_OIDC_ISSUER is not set. */
+  readonly oidc: OidcSettings | undefined;
+  /** AIBRIDGE_ADMIN_KEY_SIGNIN: whether the admin page still takes a bridge key (false once SSO works). */
+  readonly adminKeySignIn: boolean;
   readonly tracing: TracingConfig;
   /** Central MCP tools injected into model requests (docs/mcp.md). */
   readonly mcp: McpSettings;
   /** AIBRIDGE_DATABASE_URL: a PostgreSQL database selects the PostgreSQL store (docs/storage.md); else the embedded store. */
   readonly databaseUrl: string | undefined;
+}
+
+/** The bridge as an OIDC relying party (the OIDC settings, docs/sso.md). */
+export interface OidcSettings {
+  readonly issuer: string;
+  readonly clientId: string;
+  /** Undefined: a public client (PKCE only, no client authentication). A secret: never logged. */
+  readonly clientSecret: string | undefined;
+  readonly scopes: readonly string[];
+  /** `<AIBRIDGE_PUBLIC_URL>/api/v1/auth/oidc/callback`, registered at the provider. */
+  readonly redirectUri: string;
+  readonly emailClaim: string;
+  readonly requireVerifiedEmail: boolean;
+  readonly nameClaim: string;
+  readonly groupsClaim: string;
+  /** Lower-case email domains allowed to sign in; empty: any. */
+  readonly allowedDomains: readonly string[];
+  /** Groups of which a user must be in at least one; empty: any. */
+  readonly allowedGroups: readonly string[];
+  /** The provider's name on the admin page's button. */
+  readonly displayName: string;
 }
 
 export interface SpendConfig {
@@ -222,6 +247,19 @@ export const ENV_VARS = [
   'AIBRIDGE_DEVICE_KEY_DAYS',
   // `aibridge login` and `aibridge env` keep the device key under $XDG_CONFIG_HOME/aibridge (docs/cli.md).
   'XDG_CONFIG_HOME',
+  'AIBRIDGE_OIDC_ISSUER',
+  'AIBRIDGE_OIDC_CLIENT_ID',
+  // A secret: never logged (Config is never logged whole).
+  'AIBRIDGE_OIDC_CLIENT_SECRET',
+  'AIBRIDGE_OIDC_SCOPES',
+  'AIBRIDGE_OIDC_EMAIL_CLAIM',
+  'AIBRIDGE_OIDC_REQUIRE_VERIFIED_EMAIL',
+  'AIBRIDGE_OIDC_NAME_CLAIM',
+  'AIBRIDGE_OIDC_GROUPS_CLAIM',
+  'AIBRIDGE_OIDC_ALLOWED_DOMAINS',
+  'AIBRIDGE_OIDC_ALLOWED_GROUPS',
+  'AIBRIDGE_OIDC_DISPLAY_NAME',
+  'AIBRIDGE_ADMIN_KEY_SIGNIN',
   'AIBRIDGE_URL',
   'AIBRIDGE_ADMIN_KEY',
 ] as const;
@@ -313,6 +351,82 @@ function groupMapping(env: Env): GroupMapping {
     groupTeams = parsed as Record<string, string>;
   }
   return { groupTeams, adminGroup: env.AIBRIDGE_OIDC_ADMIN_GROUP || undefined, firstGroupIsTeam: !raw };
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+const CLAIM_NAME_RE = /^[\w:./-]{1,200}$/;
+
+/**
+ * The OIDC settings: everything the relying party needs, checked here so a typo stops the start
+ * rather than the first sign-in. The provider itself is contacted lazily (server/sso/oidc-client.ts).
+ */
+function oidcSettings(env: Env): OidcSettings | undefined {
+  const issuerRaw = env.AIBRIDGE_OIDC_ISSUER;
+  if (!issuerRaw) {
+    if (env.AIBRIDGE_OIDC_CLIENT_ID)
+      throw new ConfigError('AIBRIDGE_OIDC_ISSUER', 'required with AIBRIDGE_OIDC_CLIENT_ID');
+    return undefined;
+  }
+  const issuer = url(env, 'AIBRIDGE_OIDC_ISSUER', '');
+  const issuerUrl = new URL(issuer);
+  // Tokens and keys fetched over plain http could be swapped on the way; only a provider on this machine may use it.
+  if (issuerUrl.protocol !== 'https:' && !LOOPBACK_HOSTS.has(issuerUrl.hostname))
+    throw new ConfigError('AIBRIDGE_OIDC_ISSUER', 'must be an https URL (http only for localhost)');
+  const clientId = env.AIBRIDGE_OIDC_CLIENT_ID?.trim();
+  if (!clientId) throw new ConfigError('AIBRIDGE_OIDC_CLIENT_ID', 'required with AIBRIDGE_OIDC_ISSUER');
+  const publicUrl = optionalUrl(env, 'AIBRIDGE_PUBLIC_URL');
+  if (publicUrl === undefined)
+    throw new ConfigError(
+      'AIBRIDGE_PUBLIC_URL',
+      'required with AIBRIDGE_OIDC_ISSUER: the redirect URI is <AIBRIDGE_PUBLIC_URL>/api/v1/auth/oidc/callback',
+    );
+  const scopes = (env.AIBRIDGE_OIDC_SCOPES || 'openid email profile').split(/[\s,]+/).filter(Boolean);
+  if (!scopes.includes('openid')) throw new ConfigError('AIBRIDGE_OIDC_SCOPES', 'must include openid');
+  if (!scopes.every((s) => /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(s)))
+    throw new ConfigError('AIBRIDGE_OIDC_SCOPES', 'expected scope names separated by spaces');
+  const claim = (name: EnvVar, fallback: string): string => {
+    const value = env[name]?.trim() || fallback;
+    if (!CLAIM_NAME_RE.test(value)) throw new ConfigError(name, `"${value}" is not a claim name`);
+    return value;
+  };
+  const list = (name: EnvVar): string[] =>
+    (env[name] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  const allowedDomains = list('AIBRIDGE_OIDC_ALLOWED_DOMAINS').map((d) => d.replace(/^@/, '').toLowerCase());
+  for (const d of allowedDomains)
+    if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(d))
+      throw new ConfigError('AIBRIDGE_OIDC_ALLOWED_DOMAINS', `"${d}" is not a domain name`);
+  const displayName = env.AIBRIDGE_OIDC_DISPLAY_NAME?.trim() || issuerUrl.hostname;
+  if (displayName.length > 60) throw new ConfigError('AIBRIDGE_OIDC_DISPLAY_NAME', 'at most 60 characters');
+  return {
+    issuer,
+    clientId,
+    clientSecret: env.AIBRIDGE_OIDC_CLIENT_SECRET || undefined,
+    scopes,
+    redirectUri: `${publicUrl}/api/v1/auth/oidc/callback`,
+    emailClaim: claim('AIBRIDGE_OIDC_EMAIL_CLAIM', 'email'),
+    requireVerifiedEmail: env.AIBRIDGE_OIDC_REQUIRE_VERIFIED_EMAIL
+      ? bool(env, 'AIBRIDGE_OIDC_REQUIRE_VERIFIED_EMAIL')
+      : true,
+    nameClaim: claim('AIBRIDGE_OIDC_NAME_CLAIM', 'name'),
+    groupsClaim: claim('AIBRIDGE_OIDC_GROUPS_CLAIM', 'groups'),
+    allowedDomains,
+    allowedGroups: list('AIBRIDGE_OIDC_ALLOWED_GROUPS'),
+    displayName,
+  };
+}
+
+/** AIBRIDGE_ADMIN_KEY_SIGNIN (default true); off only when SSO can take its place. */
+function adminKeySignIn(env: Env, oidc: OidcSettings | undefined): boolean {
+  const on = env.AIBRIDGE_ADMIN_KEY_SIGNIN ? bool(env, 'AIBRIDGE_ADMIN_KEY_SIGNIN') : true;
+  if (!on && oidc === undefined)
+    throw new ConfigError(
+      'AIBRIDGE_ADMIN_KEY_SIGNIN',
+      'false needs AIBRIDGE_OIDC_ISSUER: without SSO nobody could sign in to the admin page',
+    );
+  return on;
 }
 
 /** AIBRIDGE_REDACT_PATTERNS: a JSON array of regular expressions, each compiled here so a bad one stops the start. */
@@ -467,6 +581,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     pick(flags['data-dir'], '--data-dir', env, 'AIBRIDGE_DATA_DIR')?.value ?? '.aibridge',
   );
   const adminEmail = env.AIBRIDGE_ADMIN_EMAIL || 'admin@localhost';
+  const oidc = oidcSettings(env);
   if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail))
     throw new ConfigError('AIBRIDGE_ADMIN_EMAIL', `"${adminEmail}" is not an email address`);
   const level = (env.AIBRIDGE_LOG_LEVEL || 'info').toLowerCase();
@@ -553,6 +668,8 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     deviceKeyDays: int(pick(undefined, '', env, 'AIBRIDGE_DEVICE_KEY_DAYS'), 7, 1, 90),
     limits: clientLimits(env),
     groups: groupMapping(env),
+    oidc,
+    adminKeySignIn: adminKeySignIn(env, oidc),
     tracing: tracingConfig(env),
     mcp: mcpSettings(env, dataDir),
     databaseUrl: databaseUrl(env),

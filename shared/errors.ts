@@ -11,14 +11,30 @@ export const ERROR_CODES = {
     message: 'The model name is empty, longer than 256 bytes, or has characters no model id uses.',
   },
   invalid_cursor: { status: 400, message: 'The cursor is not one this bridge issued.' },
+  oidc_state_invalid: {
+    status: 400,
+    message: 'This sign-in was not started here, was already used, or is more than 10 minutes old.',
+  },
   unauthorized: { status: 401, message: 'A valid bridge key is required.' },
+  oidc_token_invalid: { status: 401, message: "The identity provider's answer failed validation." },
   forbidden: { status: 403, message: 'This key may not do that.' },
   csrf_refused: {
     status: 403,
     message: 'A signed-in browser request without the CSRF header, or from another origin.',
   },
   model_denied: { status: 403, message: "This model is not allowed for the caller's team." },
+  key_signin_disabled: {
+    status: 403,
+    message: 'The admin page takes single sign-on only (AIBRIDGE_ADMIN_KEY_SIGNIN=false).',
+  },
+  oidc_denied: { status: 403, message: 'The identity provider did not sign you in.' },
+  oidc_email_unverified: { status: 403, message: 'The identity provider has not verified this email.' },
+  oidc_not_allowed: {
+    status: 403,
+    message: 'This account is not in an email domain or group allowed to use the bridge.',
+  },
   not_found: { status: 404, message: 'No such route.' },
+  oidc_not_configured: { status: 404, message: 'Single sign-on is not configured on this bridge.' },
   user_not_found: { status: 404, message: 'No user with that email or id.' },
   key_not_found: { status: 404, message: 'No key with that id.' },
   budget_not_found: { status: 404, message: 'No budget with that id.' },
@@ -56,6 +72,10 @@ export const ERROR_CODES = {
     message: 'The provider has been failing; the bridge is giving it a moment before trying again.',
   },
   shutting_down: { status: 503, message: 'The bridge is shutting down.' },
+  oidc_unavailable: {
+    status: 503,
+    message: 'The identity provider cannot be reached; try again shortly, or sign in with a key.',
+  },
   mcp_no_credentials_key: {
     status: 503,
     message: 'The bridge has no AIBRIDGE_MCP_CREDENTIALS_KEY, so it cannot store MCP credentials.',

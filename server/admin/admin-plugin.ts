@@ -16,6 +16,8 @@ export interface AdminCapability extends Capability {
   requestAuth: RequestAuth;
   /** Cookie sessions for the live-events socket, from the bridge's own origin only. */
   browser: BrowserSessions;
+  /** The page's sign-ins, for other ways in (SSO) to open one. */
+  sessions: Sessions;
 }
 
 /** The admin page (docs/admin.md): a key exchanged for a session cookie, accepted on /api routes. */
@@ -33,6 +35,7 @@ export function adminCapability(core: Core, auth: Authenticator, identity: Ident
     assets: adminAssetRoutes(findAdminAssets()),
     requestAuth: new RequestAuth(auth, sessions, publicUrl),
     browser: browserSessions(sessions, publicUrl),
-    routes: adminRoutes({ sessions, identity, store, publicUrl }),
+    sessions,
+    routes: adminRoutes({ sessions, identity, store, publicUrl, keySignIn: config.adminKeySignIn }),
   };
 }

@@ -37,6 +37,8 @@ export interface AdminRouteDeps {
   store: Store;
   /** AIBRIDGE_PUBLIC_URL: an https one makes the cookie Secure behind a TLS-terminating proxy. */
   publicUrl: string | undefined;
+  /** AIBRIDGE_ADMIN_KEY_SIGNIN: false refuses keys here (SSO only); keys still work on every other route. */
+  keySignIn: boolean;
 }
 
 /**
@@ -54,6 +56,7 @@ export function adminRoutes(d: AdminRouteDeps): FastifyPluginAsync {
       async (req, reply) => {
         // Signing a victim's browser in to an attacker's account (login CSRF) is refused like any mutation.
         assertCsrf(req.headers, d.publicUrl);
+        if (!d.keySignIn) throw new BridgeError('key_signin_disabled');
         const signIn = await d.sessions.signIn(req.body.key, req.ip);
         const body: SessionInfo = {
           user: signIn.principal.user,

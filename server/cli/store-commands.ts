@@ -18,6 +18,7 @@ const DOC_KINDS: Record<DocKind, true> = {
   admin_session: true,
   device_grant: true,
   provisioner: true,
+  oidc_flow: true,
 };
 
 /** Records per import transaction. */

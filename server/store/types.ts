@@ -59,7 +59,9 @@ export type DocKind =
   /** Device sign-ins in progress, by the SHA-256 of their device code (server/device/device-flow.ts). */
   | 'device_grant'
   /** Provisioner credentials, by id; the secret only as its keyed hash (server/identity/provisioners.ts). */
-  | 'provisioner';
+  | 'provisioner'
+  /** SSO sign-ins under way (PKCE verifier, nonce), by the SHA-256 of their state (server/sso/oidc-flows.ts). */
+  | 'oidc_flow';
 
 export interface AlertQuery {
   since?: string | undefined;

@@ -1,0 +1,531 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { loadConfig } from '../../server/config';
+import type { Me } from '../../shared/identity';
+import type { AuthConfig } from '../../shared/sso';
+import { TestClock } from '../helpers/clock';
+import {
+  CLIENT_ID,
+  CLIENT_SECRET,
+  CookieJar,
+  CraftingProvider,
+  freePort,
+  OpenIdProvider,
+  type SsoBridge,
+  startSsoBridge,
+  throughProvider,
+  visit,
+} from '../helpers/oidc';
+
+const LOGIN = '/api/v1/auth/oidc/login';
+const CALLBACK = '/api/v1/auth/oidc/callback';
+
+interface Attempt {
+  res: Response;
+  body: string;
+  jar: CookieJar;
+  callbackUrl: string;
+}
+
+/** The whole browser round trip: the bridge's login route, the provider's pages, the bridge's callback. */
+async function signIn(tb: SsoBridge, login: string, returnTo?: string): Promise<Attempt> {
+  const jar = new CookieJar();
+  const q = returnTo === undefined ? '' : `?returnTo=${encodeURIComponent(returnTo)}`;
+  const start = await visit(jar, `${tb.url}${LOGIN}${q}`);
+  assert.equal(start.status, 302, await start.text());
+  const callbackUrl = await throughProvider(
+    jar,
+    start.headers.get('location') ?? '',
+    login,
+    `${tb.url}${CALLBACK}`,
+  );
+  const res = await visit(jar, callbackUrl);
+  return { res, body: await res.text(), jar, callbackUrl };
+}
+
+function codeOf(a: { body: string }): string | undefined {
+  return /data-error-code="(\w+)"/.exec(a.body)?.[1];
+}
+
+async function me(tb: SsoBridge, jar: CookieJar): Promise<{ status: number; body: Me }> {
+  const res = await visit(jar, `${tb.url}/api/v1/me`);
+  return { status: res.status, body: (await res.json()) as Me };
+}
+
+/** Nothing a token holds reaches the log: no JWT, no authorization code. */
+function assertNoTokensLogged(tb: SsoBridge, code?: string): void {
+  const all = tb.logs.join('');
+  assert.doesNotMatch(all, /eyJ[\w-]{10,}\.eyJ/, 'a JWT was logged');
+  if (code) assert.ok(!all.includes(code), 'the authorization code was logged');
+}
+
+describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function () {
+  this.timeout(60_000);
+  let idp: OpenIdProvider;
+  let tb: SsoBridge;
+  const clock = new TestClock();
+
+  before(async () => {
+    const port = await freePort();
+    idp = await new OpenIdProvider(`http://127.0.0.1:${port}${CALLBACK}`, {
+      clientSecret: CLIENT_SECRET,
+    }).start();
+    idp.users.set('alice', {
+      email: 'Alice@Example.com',
+      email_verified: true,
+      name: 'Alice Doe',
+      groups: ['eng-platform', 'aibridge-admins'],
+    });
+    idp.users.set('bob', {
+      email: 'bob@example.com',
+      email_verified: true,
+      name: 'Bob',
+      groups: ['eng-web'],
+    });
+    idp.users.set('dave', { email: 'dave@example.com', email_verified: true, groups: ['eng-web'] });
+    idp.users.set('eve', { email: 'eve@example.com', email_verified: false, groups: ['eng-web'] });
+    idp.users.set('mallory', { email: 'mallory@elsewhere.org', email_verified: true, groups: ['eng-web'] });
+    idp.users.set('carol', { email: 'carol@example.com', email_verified: true, groups: ['contractors'] });
+    tb = await startSsoBridge(
+      port,
+      {
+        AIBRIDGE_OIDC_ISSUER: idp.url,
+        AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
+        AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
+        AIBRIDGE_OIDC_SCOPES: 'openid email profile groups',
+        AIBRIDGE_OIDC_DISPLAY_NAME: 'Test IdP',
+        AIBRIDGE_OIDC_ALLOWED_DOMAINS: 'example.com',
+        AIBRIDGE_OIDC_ALLOWED_GROUPS: 'eng-platform,eng-web',
+        AIBRIDGE_GROUP_TEAMS: JSON.stringify({ 'eng-platform': 'platform', 'eng-web': 'web' }),
+        AIBRIDGE_OIDC_ADMIN_GROUP: 'aibridge-admins',
+      },
+      { clock },
+    );
+  });
+  after(async () => {
+    await tb?.close();
+    await idp?.stop();
+  });
+
+  it('tells the admin page that SSO is on, with the display name, and that the key form is on', async () => {
+    const res = await fetch(`${tb.url}/api/v1/auth/config`);
+    assert.equal(res.status, 200);
+    assert.deepEqual((await res.json()) as AuthConfig, {
+      sso: { displayName: 'Test IdP', loginUrl: LOGIN },
+      keySignIn: true,
+    });
+  });
+
+  it('discovers the provider and sends the browser there with PKCE (S256), state and nonce, kept server-side', async () => {
+    const jar = new CookieJar();
+    const res = await visit(jar, `${tb.url}${LOGIN}`);
+    assert.equal(res.status, 302);
+    const to = new URL(res.headers.get('location') ?? '');
+    assert.equal(`${to.origin}${to.pathname}`, `${idp.url}/auth`);
+    const q = to.searchParams;
+    assert.equal(q.get('client_id'), CLIENT_ID);
+    assert.equal(q.get('response_type'), 'code');
+    assert.equal(q.get('redirect_uri'), `${tb.url}${CALLBACK}`);
+    assert.equal(q.get('scope'), 'openid email profile groups');
+    assert.equal(q.get('code_challenge_method'), 'S256');
+    assert.ok((q.get('state') ?? '').length >= 32 && (q.get('nonce') ?? '').length >= 32);
+    // The verifier never leaves the bridge: the store holds it, the URL only its S256 challenge.
+    const flows = await tb.bridge.store.listDocs<{ id: string; codeVerifier: string; nonce: string }>(
+      'oidc_flow',
+    );
+    const flow = flows.find(
+      (f) =>
+        f.id ===
+        createHash('sha256')
+          .update(q.get('state') ?? '')
+          .digest('hex'),
+    );
+    assert.ok(flow, 'the flow is stored under the state’s hash');
+    assert.equal(createHash('sha256').update(flow.codeVerifier).digest('base64url'), q.get('code_challenge'));
+    assert.equal(flow.nonce, q.get('nonce'));
+    assert.ok(!to.href.includes(flow.codeVerifier));
+    const cookie = res.headers.getSetCookie().find((c) => c.startsWith('aibridge_oidc='));
+    assert.match(cookie ?? '', /HttpOnly/);
+    assert.match(cookie ?? '', /SameSite=Lax/);
+  });
+
+  it('signs a new user in: created with the team from the groups claim and the admin role from the admin group', async () => {
+    const a = await signIn(tb, 'alice');
+    assert.equal(a.res.status, 302, a.body);
+    assert.equal(a.res.headers.get('location'), '/admin');
+    const cookie = a.res.headers.getSetCookie().find((c) => c.startsWith('aibridge_session='));
+    assert.match(cookie ?? '', /HttpOnly; SameSite=Strict/);
+    const who = await me(tb, a.jar);
+    assert.equal(who.status, 200);
+    assert.equal(who.body.user.email, 'alice@example.com');
+    assert.equal(who.body.user.name, 'Alice Doe');
+    assert.equal(who.body.user.team, 'platform');
+    assert.equal(who.body.user.role, 'admin');
+    // The session's key is the page's own, expiring with the session.
+    assert.equal(who.body.key.name, 'admin page sign-in (SSO)');
+    assert.ok(who.body.key.expiresAt !== null);
+    assertNoTokensLogged(tb, new URL(a.callbackUrl).searchParams.get('code') ?? undefined);
+  });
+
+  it('updates team, role and name from the claims on a later sign-in', async () => {
+    idp.users.set('alice', {
+      email: 'alice@example.com',
+      email_verified: true,
+      name: 'Alice D.',
+      groups: ['eng-web'],
+    });
+    const before = (await tb.bridge.store.listUsers()).length;
+    const a = await signIn(tb, 'alice');
+    assert.equal(a.res.status, 302, a.body);
+    const who = await me(tb, a.jar);
+    assert.equal(who.body.user.team, 'web');
+    assert.equal(who.body.user.role, 'member');
+    assert.equal(who.body.user.name, 'Alice D.');
+    assert.equal((await tb.bridge.store.listUsers()).length, before, 'no second user');
+  });
+
+  it('keeps signing in after the provider rotates its signing key (the JWKS is refetched for the unknown kid)', async () => {
+    const first = await signIn(tb, 'bob');
+    assert.equal(first.res.status, 302, first.body);
+    const fetches = idp.hits.filter((p) => p === '/jwks').length;
+    idp.rotateKeys();
+    // openid-client refetches a JWKS for an unknown kid once the cached one is a minute old
+    // (its guard against a provider being hammered): move the process's time on, and the bridge's.
+    const realNow = Date.now;
+    Date.now = () => realNow() + 61_000;
+    clock.advance(61_000);
+    try {
+      const second = await signIn(tb, 'bob');
+      assert.equal(second.res.status, 302, second.body);
+      assert.equal((await me(tb, second.jar)).body.user.email, 'bob@example.com');
+    } finally {
+      Date.now = realNow;
+    }
+    assert.equal(idp.hits.filter((p) => p === '/jwks').length, fetches + 1, 'the keys were fetched again');
+    assert.equal(idp.kids.length, 2);
+    // Discovered once, on the first sign-in, for every sign-in since.
+    assert.equal(idp.hits.filter((p) => p === '/.well-known/openid-configuration').length, 1);
+  });
+
+  it('refuses a replayed callback: each state is used once', async () => {
+    const a = await signIn(tb, 'bob');
+    assert.equal(a.res.status, 302, a.body);
+    const users = (await tb.bridge.store.listUsers()).length;
+    const again = await visit(a.jar, a.callbackUrl);
+    const body = await again.text();
+    assert.equal(again.status, 400);
+    assert.equal(codeOf({ body }), 'oidc_state_invalid');
+    assert.match(again.headers.get('content-type') ?? '', /text\/html/);
+    assert.equal((await tb.bridge.store.listUsers()).length, users);
+  });
+
+  it('refuses a callback with no state, or a state this bridge never issued', async () => {
+    for (const q of ['?code=abc', '?code=abc&state=made-up-state', '']) {
+      const res = await fetch(`${tb.url}${CALLBACK}${q}`, { redirect: 'manual' });
+      const body = await res.text();
+      assert.equal(res.status, 400, q);
+      assert.equal(codeOf({ body }), 'oidc_state_invalid', q);
+    }
+  });
+
+  it('refuses a callback arriving in another browser than the one that started the sign-in (login CSRF)', async () => {
+    const jar = new CookieJar();
+    const start = await visit(jar, `${tb.url}${LOGIN}`);
+    const cb = await throughProvider(
+      jar,
+      start.headers.get('location') ?? '',
+      'dave',
+      `${tb.url}${CALLBACK}`,
+    );
+    const res = await visit(new CookieJar(), cb);
+    assert.equal(res.status, 400);
+    assert.equal(codeOf({ body: await res.text() }), 'oidc_state_invalid');
+    assert.equal(await tb.bridge.store.getUserByEmail('dave@example.com'), undefined);
+  });
+
+  it('refuses a sign-in that took more than 10 minutes', async () => {
+    const jar = new CookieJar();
+    const start = await visit(jar, `${tb.url}${LOGIN}`);
+    const cb = await throughProvider(
+      jar,
+      start.headers.get('location') ?? '',
+      'dave',
+      `${tb.url}${CALLBACK}`,
+    );
+    clock.advance(10 * 60_000 + 1000);
+    const res = await visit(jar, cb);
+    assert.equal(res.status, 400);
+    assert.equal(codeOf({ body: await res.text() }), 'oidc_state_invalid');
+    assert.equal(await tb.bridge.store.getUserByEmail('dave@example.com'), undefined);
+  });
+
+  it('is refused by the provider when the PKCE verifier does not match the challenge', async () => {
+    const jar = new CookieJar();
+    const start = await visit(jar, `${tb.url}${LOGIN}`);
+    const state = new URL(start.headers.get('location') ?? '').searchParams.get('state') ?? '';
+    const id = createHash('sha256').update(state).digest('hex');
+    const store = tb.bridge.store;
+    const flow = await store.getDoc<Record<string, unknown>>('oidc_flow', id);
+    assert.ok(flow);
+    await store.putDoc('oidc_flow', id, { ...flow, codeVerifier: 'x'.repeat(43) });
+    const cb = await throughProvider(
+      jar,
+      start.headers.get('location') ?? '',
+      'dave',
+      `${tb.url}${CALLBACK}`,
+    );
+    const res = await visit(jar, cb);
+    assert.equal(res.status, 401);
+    assert.equal(codeOf({ body: await res.text() }), 'oidc_token_invalid');
+    assert.equal(await store.getUserByEmail('dave@example.com'), undefined);
+  });
+
+  for (const [login, email, status, code] of [
+    ['eve', 'eve@example.com', 403, 'oidc_email_unverified'],
+    ['mallory', 'mallory@elsewhere.org', 403, 'oidc_not_allowed'],
+    ['carol', 'carol@example.com', 403, 'oidc_not_allowed'],
+  ] as const) {
+    it(`refuses ${email} with ${code}, creating nothing`, async () => {
+      const a = await signIn(tb, login);
+      assert.equal(a.res.status, status, a.body);
+      assert.equal(codeOf(a), code);
+      assert.equal(a.res.headers.getSetCookie().filter((c) => c.startsWith('aibridge_session=')).length, 0);
+      assert.equal(await tb.bridge.store.getUserByEmail(email), undefined);
+      assertNoTokensLogged(tb);
+    });
+  }
+
+  it('returns to a same-origin path after sign-in, and refuses any other returnTo', async () => {
+    const a = await signIn(tb, 'bob', '/admin#/audit');
+    assert.equal(a.res.status, 302, a.body);
+    assert.equal(a.res.headers.get('location'), '/admin#/audit');
+    for (const bad of ['https://evil.example/', '//evil.example/x', '/\\evil.example', 'admin']) {
+      const res = await fetch(`${tb.url}${LOGIN}?returnTo=${encodeURIComponent(bad)}`, {
+        redirect: 'manual',
+      });
+      assert.equal(res.status, 400, bad);
+      assert.equal(codeOf({ body: await res.text() }), 'invalid_request', bad);
+    }
+  });
+});
+
+describe('OIDC sign-in refuses ID tokens that fail validation (a provider crafting them)', function () {
+  this.timeout(60_000);
+  let idp: CraftingProvider;
+  let tb: SsoBridge;
+  let n = 0;
+
+  before(async () => {
+    idp = await new CraftingProvider({
+      email: 'crafted@example.com',
+      email_verified: true,
+      name: 'Crafted',
+      groups: ['eng'],
+    }).start();
+    // A public client: no secret, PKCE alone.
+    tb = await startSsoBridge(await freePort(), {
+      AIBRIDGE_OIDC_ISSUER: idp.url,
+      AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
+    });
+  });
+  after(async () => {
+    await tb?.close();
+    await idp?.stop();
+  });
+
+  /** Each attempt with its own email, to see whether it was created. */
+  async function attempt(tamper: (c: Record<string, unknown>) => Record<string, unknown>, forge = false) {
+    const email = `crafted-${++n}@example.com`;
+    idp.tamper = (c) => tamper({ ...c, email });
+    idp.forge = forge;
+    const a = await signIn(tb, 'unused');
+    return { ...a, created: (await tb.bridge.store.getUserByEmail(email)) !== undefined };
+  }
+
+  it('accepts the provider’s well-formed token (so each refusal below is the tampering’s doing)', async () => {
+    const a = await attempt((c) => c);
+    assert.equal(a.res.status, 302, a.body);
+    assert.ok(a.created);
+    assert.equal((await me(tb, a.jar)).body.user.team, 'eng');
+  });
+
+  it('shows oidc_denied when the provider answers the sign-in with an error (the user cancelled)', async () => {
+    idp.deny = true;
+    try {
+      const a = await attempt((c) => c);
+      assert.equal(a.res.status, 403, a.body);
+      assert.equal(codeOf(a), 'oidc_denied');
+      assert.match(a.body, /access_denied/);
+      assert.equal(a.created, false);
+    } finally {
+      idp.deny = false;
+    }
+  });
+
+  const now = () => Math.floor(Date.now() / 1000);
+  const cases: [string, (c: Record<string, unknown>) => Record<string, unknown>, boolean][] = [
+    ['a wrong audience', (c) => ({ ...c, aud: 'another-client' }), false],
+    ['an expired ID token', (c) => ({ ...c, iat: now() - 7200, exp: now() - 3600 }), false],
+    ['a future-dated ID token', (c) => ({ ...c, iat: now() + 3600, exp: now() + 7200 }), false],
+    ['a bad signature', (c) => c, true],
+    ['a mismatched nonce', (c) => ({ ...c, nonce: 'not-the-nonce-the-bridge-sent' }), false],
+    ['another issuer', (c) => ({ ...c, iss: 'https://idp.evil.example' }), false],
+    ['no email claim', ({ email: _e, ...c }) => c, false],
+  ];
+  for (const [what, tamper, forge] of cases) {
+    it(`refuses ${what} with oidc_token_invalid, creating nothing and logging no token`, async () => {
+      const a = await attempt(tamper, forge);
+      assert.equal(a.res.status, 401, a.body);
+      assert.equal(codeOf(a), 'oidc_token_invalid');
+      assert.equal(a.created, false);
+      assert.equal(a.res.headers.getSetCookie().filter((c) => c.startsWith('aibridge_session=')).length, 0);
+      assertNoTokensLogged(tb);
+    });
+  }
+});
+
+describe('OIDC with the provider unreachable at start', function () {
+  this.timeout(60_000);
+  let tb: SsoBridge;
+  let idp: OpenIdProvider | undefined;
+  let idpPort = 0;
+  const clock = new TestClock();
+
+  before(async () => {
+    idpPort = await freePort();
+    const port = await freePort();
+    tb = await startSsoBridge(
+      port,
+      { AIBRIDGE_OIDC_ISSUER: `http://127.0.0.1:${idpPort}`, AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID },
+      { clock },
+    );
+  });
+  after(async () => {
+    await tb?.close();
+    await idp?.stop();
+  });
+
+  it('starts anyway, answers the login route 503 oidc_unavailable, and the key form still works', async () => {
+    const res = await fetch(`${tb.url}${LOGIN}`, { redirect: 'manual' });
+    assert.equal(res.status, 503);
+    assert.equal(codeOf({ body: await res.text() }), 'oidc_unavailable');
+    assert.equal(
+      (await tb.bridge.store.listDocs('oidc_flow')).length,
+      0,
+      'nothing stored for a flow that never left',
+    );
+    const key = await fetch(`${tb.url}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
+      body: JSON.stringify({ key: tb.adminKey }),
+    });
+    assert.equal(key.status, 201);
+  });
+
+  it('discovers the provider once it is up, on a later sign-in', async () => {
+    idp = await new OpenIdProvider(`${tb.url}${CALLBACK}`).start(idpPort);
+    clock.advance(6_000);
+    const res = await fetch(`${tb.url}${LOGIN}`, { redirect: 'manual' });
+    assert.equal(res.status, 302, await res.text());
+    assert.ok(res.headers.get('location')?.startsWith(`${idp.url}/auth?`));
+  });
+});
+
+describe('SSO off, and the key form switched off', function () {
+  this.timeout(60_000);
+  let plain: SsoBridge;
+  let ssoOnly: SsoBridge;
+  let idp: CraftingProvider;
+
+  before(async () => {
+    idp = await new CraftingProvider({ email: 'x@example.com', email_verified: true }).start();
+    plain = await startSsoBridge(await freePort(), {});
+    ssoOnly = await startSsoBridge(await freePort(), {
+      AIBRIDGE_OIDC_ISSUER: idp.url,
+      AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
+      AIBRIDGE_ADMIN_KEY_SIGNIN: 'false',
+    });
+  });
+  after(async () => {
+    await plain?.close();
+    await ssoOnly?.close();
+    await idp?.stop();
+  });
+
+  it('without AIBRIDGE_OIDC_ISSUER: no SSO button, and the SSO routes answer oidc_not_configured', async () => {
+    const cfg = await fetch(`${plain.url}/api/v1/auth/config`);
+    assert.deepEqual(await cfg.json(), { sso: null, keySignIn: true });
+    for (const path of [LOGIN, CALLBACK]) {
+      const res = await fetch(`${plain.url}${path}`, { redirect: 'manual' });
+      assert.equal(res.status, 404, path);
+      assert.equal(codeOf({ body: await res.text() }), 'oidc_not_configured');
+    }
+  });
+
+  it('AIBRIDGE_ADMIN_KEY_SIGNIN=false: the page hides the key form and POST /api/v1/session refuses keys; keys still call the API', async () => {
+    const cfg = (await (await fetch(`${ssoOnly.url}/api/v1/auth/config`)).json()) as AuthConfig;
+    assert.equal(cfg.keySignIn, false);
+    const res = await fetch(`${ssoOnly.url}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
+      body: JSON.stringify({ key: ssoOnly.adminKey }),
+    });
+    assert.equal(res.status, 403);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'key_signin_disabled');
+    const meRes = await fetch(`${ssoOnly.url}/api/v1/me`, {
+      headers: { authorization: `Bearer ${ssoOnly.adminKey}` },
+    });
+    assert.equal(meRes.status, 200);
+  });
+});
+
+describe('OIDC settings are checked at start', () => {
+  const base = {
+    AIBRIDGE_OIDC_ISSUER: 'https://idp.example.com',
+    AIBRIDGE_OIDC_CLIENT_ID: 'bridge',
+    AIBRIDGE_PUBLIC_URL: 'https://bridge.example.com',
+  };
+  const load = (env: Record<string, string>) => loadConfig({ 'data-dir': '/tmp/aibridge-oidc-config' }, env);
+
+  it('parses the defaults: scopes, claims, verified email, display name from the issuer host, redirect URI', () => {
+    const c = load(base);
+    assert.deepEqual(c.oidc, {
+      issuer: 'https://idp.example.com',
+      clientId: 'bridge',
+      clientSecret: undefined,
+      scopes: ['openid', 'email', 'profile'],
+      redirectUri: 'https://bridge.example.com/api/v1/auth/oidc/callback',
+      emailClaim: 'email',
+      requireVerifiedEmail: true,
+      nameClaim: 'name',
+      groupsClaim: 'groups',
+      allowedDomains: [],
+      allowedGroups: [],
+      displayName: 'idp.example.com',
+    });
+    assert.equal(c.adminKeySignIn, true);
+    assert.equal(load({}).oidc, undefined);
+  });
+
+  for (const [env, setting] of [
+    [{ ...base, AIBRIDGE_OIDC_CLIENT_ID: '' }, 'AIBRIDGE_OIDC_CLIENT_ID'],
+    [{ ...base, AIBRIDGE_PUBLIC_URL: '' }, 'AIBRIDGE_PUBLIC_URL'],
+    [{ ...base, AIBRIDGE_OIDC_ISSUER: 'http://idp.example.com' }, 'AIBRIDGE_OIDC_ISSUER'],
+    [{ ...base, AIBRIDGE_OIDC_SCOPES: 'email profile' }, 'AIBRIDGE_OIDC_SCOPES'],
+    [
+      { ...base, AIBRIDGE_OIDC_ALLOWED_DOMAINS: 'example.com, not a domain' },
+      'AIBRIDGE_OIDC_ALLOWED_DOMAINS',
+    ],
+    [{ ...base, AIBRIDGE_OIDC_REQUIRE_VERIFIED_EMAIL: 'maybe' }, 'AIBRIDGE_OIDC_REQUIRE_VERIFIED_EMAIL'],
+    [{ ...base, AIBRIDGE_OIDC_GROUPS_CLAIM: 'has space' }, 'AIBRIDGE_OIDC_GROUPS_CLAIM'],
+    [{ AIBRIDGE_OIDC_CLIENT_ID: 'bridge' }, 'AIBRIDGE_OIDC_ISSUER'],
+    [{ AIBRIDGE_ADMIN_KEY_SIGNIN: 'false' }, 'AIBRIDGE_ADMIN_KEY_SIGNIN'],
+  ] as const) {
+    it(`refuses to start, naming ${setting}`, () => {
+      assert.throws(
+        () => load(env),
+        (err: Error) => err.message.includes(setting),
+      );
+    });
+  }
+});
