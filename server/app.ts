@@ -24,6 +24,7 @@ import { Metrics } from './metrics';
 import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { proxyCapability } from './proxy/proxy-plugin';
+import { scimCapability } from './scim/scim-plugin';
 import { spendCapability } from './spend/spend-plugin';
 import { createStore } from './store/create-store';
 import type { DocKind, Store } from './store/types';
@@ -109,8 +110,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         ...opts.liveEvents,
       },
     );
+    const scim = scimCapability(core, { auth, identity, recheckUser: live.recheckUser });
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
-    const capabilities: Capability[] = [admin, mcp, identityApi, audit, spend, live];
+    const capabilities: Capability[] = [admin, mcp, identityApi, audit, spend, live, scim];
 
     // Replicas on one database (docs/storage.md): events cross between them, changed documents reload.
     const reloaders = Object.assign({}, ...capabilities.map((c) => c.reload ?? {})) as Partial<
@@ -150,6 +152,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       }),
     );
     await app.register(admin.assets);
+    await app.register(scim.plugin);
     await app.register(async (api) => {
       api.addHook('onRequest', apiAccessHook(admin.requestAuth));
       for (const c of capabilities) if (c.routes) await api.register(c.routes);

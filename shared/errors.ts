@@ -12,6 +12,10 @@ export const ERROR_CODES = {
   },
   invalid_cursor: { status: 400, message: 'The cursor is not one this bridge issued.' },
   unauthorized: { status: 401, message: 'A valid bridge key is required.' },
+  user_deactivated: {
+    status: 401,
+    message: 'The identity provider deactivated this user; their keys and sessions no longer work.',
+  },
   forbidden: { status: 403, message: 'This key may not do that.' },
   csrf_refused: {
     status: 403,
@@ -26,12 +30,14 @@ export const ERROR_CODES = {
   price_not_found: { status: 404, message: 'No price override for that model.' },
   policy_not_found: { status: 404, message: 'No model policy for that team.' },
   mcp_server_not_found: { status: 404, message: 'No MCP server with that name.' },
+  scim_group_not_found: { status: 404, message: 'No SCIM group with that id.' },
   request_timeout: {
     status: 408,
     message: 'The request did not arrive in time; the connection is closed.',
   },
   user_exists: { status: 409, message: 'A user with that email already exists.' },
   last_admin: { status: 409, message: 'The last admin cannot stop being an admin.' },
+  scim_group_exists: { status: 409, message: 'A SCIM group with that displayName already exists.' },
   body_too_large: { status: 413, message: 'The request body is larger than the bridge accepts.' },
   unsupported_media_type: { status: 415, message: 'The bridge does not accept that content type.' },
   budget_exceeded: { status: 429, message: 'A budget that blocks requests is spent until it resets.' },

@@ -16,6 +16,9 @@ const DOC_KINDS: Record<DocKind, true> = {
   mcp_server: true,
   mcp_credential: true,
   admin_session: true,
+  scim_user: true,
+  scim_group: true,
+  user_deactivation: true,
 };
 
 /** Records per import transaction. */

@@ -44,6 +44,8 @@ describe('the access matrix, from the route table', function () {
       {
         AIBRIDGE_OPENAI_BASE_URL: openai.url,
         AIBRIDGE_METRICS_TOKEN: '',
+        // SCIM's routes exist only with a token; an admin key is accepted on them too.
+        AIBRIDGE_SCIM_TOKEN: 'matrix-scim-token-0123456789abcdefghijklmnop',
       },
       undefined,
       { clock },
