@@ -181,6 +181,8 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
       body: string | Buffer,
       done: (err: Error | null, v?: unknown) => void,
     ) => {
+      // Some clients send a content type on a DELETE without a body.
+      if (body.length === 0) return done(null, undefined);
       try {
         assertJsonDepth(body, SCIM_MAX_DEPTH);
         done(null, JSON.parse(body.toString()));
@@ -199,7 +201,14 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
       const e = fromFastifyError(err);
       if (e.code === 'internal_error') req.log.error({ err }, 'scim request failed');
       const scimType =
-        err instanceof ScimError ? err.scimType : e.status === 400 ? 'invalidSyntax' : undefined;
+        err instanceof ScimError
+          ? err.scimType
+          : e.status === 400
+            ? 'invalidSyntax'
+            : e.status === 409
+              ? 'uniqueness'
+              : undefined;
+      if (e.status === 401) void reply.header('www-authenticate', 'Bearer realm="aibridge-scim"');
       void send(reply.headers(e.headers), e.status, {
         schemas: [SCHEMAS.error],
         status: String(e.status),
