@@ -172,6 +172,19 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
   const emailsById = async (): Promise<Map<string, string>> =>
     new Map((await store.listUsers()).map((u) => [u.id, u.email]));
 
+  /**
+   * Changes run one at a time on this replica: each is a read-modify-write of documents (a group's
+   * members, a user's SCIM record), and an identity provider may send several at once.
+   */
+  let writes: Promise<unknown> = Promise.resolve();
+  const exclusive =
+    (fn: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
+    (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+      const run = writes.then(() => fn(req, reply));
+      writes = run.catch(() => undefined);
+      return run;
+    };
+
   const send = (reply: FastifyReply, status: number, body: unknown) =>
     reply.code(status).type(SCIM_CONTENT_TYPE).send(body);
 
@@ -357,74 +370,90 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
       return send(reply, 200, await userJson(user, doc));
     });
 
-    app.post(`/Users`, admin, async (req, reply) => {
-      const input = readUser(bodyOf(req));
-      if (input.userName === undefined) throw invalid('"userName" is required.');
-      const email = emailFor(input);
-      await checkUserNameFree(input.userName, undefined);
-      const existing = await store.getUserByEmail(email);
-      const existingDoc = existing && (await scimDoc(existing.id));
-      // A user deleted over SCIM comes back as the same bridge user (same id, same audit trail).
-      if (existing && !existingDoc?.deletedAt)
-        throw new ScimError('user_exists', `A user with email ${email} already exists.`, 'uniqueness');
-      const user =
-        existing ?? (await d.identity.createUser({ email, ...(input.name ? { name: input.name } : {}) }));
-      const doc: ScimUserDoc = { id: user.id, userName: input.userName, externalId: null, deletedAt: null };
-      const saved = await applyUser(user, doc, { ...input, active: input.active ?? true });
-      return send(reply, 201, await userJson(saved, await scimDoc(user.id)));
-    });
+    app.post(
+      `/Users`,
+      admin,
+      exclusive(async (req, reply) => {
+        const input = readUser(bodyOf(req));
+        if (input.userName === undefined) throw invalid('"userName" is required.');
+        const email = emailFor(input);
+        await checkUserNameFree(input.userName, undefined);
+        const existing = await store.getUserByEmail(email);
+        const existingDoc = existing && (await scimDoc(existing.id));
+        // A user deleted over SCIM comes back as the same bridge user (same id, same audit trail).
+        if (existing && !existingDoc?.deletedAt)
+          throw new ScimError('user_exists', `A user with email ${email} already exists.`, 'uniqueness');
+        const user =
+          existing ?? (await d.identity.createUser({ email, ...(input.name ? { name: input.name } : {}) }));
+        const doc: ScimUserDoc = { id: user.id, userName: input.userName, externalId: null, deletedAt: null };
+        const saved = await applyUser(user, doc, { ...input, active: input.active ?? true });
+        return send(reply, 201, await userJson(saved, await scimDoc(user.id)));
+      }),
+    );
 
-    app.put(`/Users/:id`, admin, async (req, reply) => {
-      const { user, doc } = await visibleUser((req.params as { id: string }).id);
-      const input = readUser(bodyOf(req));
-      if (input.userName === undefined) throw invalid('"userName" is required.');
-      await checkUserNameFree(input.userName, user.id);
-      // PUT replaces: what it leaves out is cleared.
-      const full: UserInput = { externalId: null, name: null, ...input, active: input.active ?? true };
-      const base: ScimUserDoc = doc ?? {
-        id: user.id,
-        userName: user.email,
-        externalId: null,
-        deletedAt: null,
-      };
-      const saved = await applyUser(user, base, full);
-      return send(reply, 200, await userJson(saved, await scimDoc(user.id)));
-    });
+    app.put(
+      `/Users/:id`,
+      admin,
+      exclusive(async (req, reply) => {
+        const { user, doc } = await visibleUser((req.params as { id: string }).id);
+        const input = readUser(bodyOf(req));
+        if (input.userName === undefined) throw invalid('"userName" is required.');
+        await checkUserNameFree(input.userName, user.id);
+        // PUT replaces: what it leaves out is cleared.
+        const full: UserInput = { externalId: null, name: null, ...input, active: input.active ?? true };
+        const base: ScimUserDoc = doc ?? {
+          id: user.id,
+          userName: user.email,
+          externalId: null,
+          deletedAt: null,
+        };
+        const saved = await applyUser(user, base, full);
+        return send(reply, 200, await userJson(saved, await scimDoc(user.id)));
+      }),
+    );
 
-    app.patch(`/Users/:id`, admin, async (req, reply) => {
-      const { user, doc } = await visibleUser((req.params as { id: string }).id);
-      const ops = readPatch(bodyOf(req));
-      // Every operation is validated before anything changes.
-      const input: UserInput = {};
-      for (const o of ops) {
-        const fragment = userPatchFragment(o);
-        if (fragment !== null) Object.assign(input, readUser(fragment));
-      }
-      if (input.userName !== undefined) await checkUserNameFree(input.userName, user.id);
-      const base: ScimUserDoc = doc ?? {
-        id: user.id,
-        userName: user.email,
-        externalId: null,
-        deletedAt: null,
-      };
-      const saved = await applyUser(user, base, input);
-      return send(reply, 200, await userJson(saved, await scimDoc(user.id)));
-    });
+    app.patch(
+      `/Users/:id`,
+      admin,
+      exclusive(async (req, reply) => {
+        const { user, doc } = await visibleUser((req.params as { id: string }).id);
+        const ops = readPatch(bodyOf(req));
+        // Every operation is validated before anything changes.
+        const input: UserInput = {};
+        for (const o of ops) {
+          const fragment = userPatchFragment(o);
+          if (fragment !== null) Object.assign(input, readUser(fragment));
+        }
+        if (input.userName !== undefined) await checkUserNameFree(input.userName, user.id);
+        const base: ScimUserDoc = doc ?? {
+          id: user.id,
+          userName: user.email,
+          externalId: null,
+          deletedAt: null,
+        };
+        const saved = await applyUser(user, base, input);
+        return send(reply, 200, await userJson(saved, await scimDoc(user.id)));
+      }),
+    );
 
-    app.delete(`/Users/:id`, admin, async (req, reply) => {
-      const { user, doc } = await visibleUser((req.params as { id: string }).id);
-      await deprovisioner.deactivate(user);
-      await store.putDoc<ScimUserDoc>('scim_user', user.id, {
-        id: user.id,
-        userName: doc?.userName ?? user.email,
-        externalId: doc?.externalId ?? null,
-        deletedAt: now().toISOString(),
-      });
-      for (const g of await groups())
-        if (g.members.includes(user.id))
-          await store.putDoc('scim_group', g.id, { ...g, members: g.members.filter((m) => m !== user.id) });
-      return reply.code(204).send();
-    });
+    app.delete(
+      `/Users/:id`,
+      admin,
+      exclusive(async (req, reply) => {
+        const { user, doc } = await visibleUser((req.params as { id: string }).id);
+        await deprovisioner.deactivate(user);
+        await store.putDoc<ScimUserDoc>('scim_user', user.id, {
+          id: user.id,
+          userName: doc?.userName ?? user.email,
+          externalId: doc?.externalId ?? null,
+          deletedAt: now().toISOString(),
+        });
+        for (const g of await groups())
+          if (g.members.includes(user.id))
+            await store.putDoc('scim_group', g.id, { ...g, members: g.members.filter((m) => m !== user.id) });
+        return reply.code(204).send();
+      }),
+    );
 
     // Groups
 
@@ -457,80 +486,96 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
       return send(reply, 200, groupResource(g, await emailsById()));
     });
 
-    app.post(`/Groups`, admin, async (req, reply) => {
-      const body = bodyOf(req);
-      const at = now().toISOString();
-      const g: ScimGroupDoc = {
-        id: `grp_${randomUUID().replaceAll('-', '').slice(0, 20)}`,
-        displayName: await groupName(body.displayName, undefined),
-        externalId: typeof body.externalId === 'string' ? body.externalId : null,
-        members: [...new Set(await memberIds(body.members))],
-        createdAt: at,
-        lastModified: at,
-      };
-      await saveGroup(undefined, g);
-      return send(reply, 201, groupResource(g, await emailsById()));
-    });
+    app.post(
+      `/Groups`,
+      admin,
+      exclusive(async (req, reply) => {
+        const body = bodyOf(req);
+        const at = now().toISOString();
+        const g: ScimGroupDoc = {
+          id: `grp_${randomUUID().replaceAll('-', '').slice(0, 20)}`,
+          displayName: await groupName(body.displayName, undefined),
+          externalId: typeof body.externalId === 'string' ? body.externalId : null,
+          members: [...new Set(await memberIds(body.members))],
+          createdAt: at,
+          lastModified: at,
+        };
+        await saveGroup(undefined, g);
+        return send(reply, 201, groupResource(g, await emailsById()));
+      }),
+    );
 
-    app.put(`/Groups/:id`, admin, async (req, reply) => {
-      const before = await groupById((req.params as { id: string }).id);
-      const body = bodyOf(req);
-      const g: ScimGroupDoc = {
-        ...before,
-        displayName: await groupName(body.displayName, before.id),
-        externalId: typeof body.externalId === 'string' ? body.externalId : null,
-        members: [...new Set(await memberIds(body.members))],
-        lastModified: now().toISOString(),
-      };
-      await saveGroup(before, g);
-      return send(reply, 200, groupResource(g, await emailsById()));
-    });
+    app.put(
+      `/Groups/:id`,
+      admin,
+      exclusive(async (req, reply) => {
+        const before = await groupById((req.params as { id: string }).id);
+        const body = bodyOf(req);
+        const g: ScimGroupDoc = {
+          ...before,
+          displayName: await groupName(body.displayName, before.id),
+          externalId: typeof body.externalId === 'string' ? body.externalId : null,
+          members: [...new Set(await memberIds(body.members))],
+          lastModified: now().toISOString(),
+        };
+        await saveGroup(before, g);
+        return send(reply, 200, groupResource(g, await emailsById()));
+      }),
+    );
 
-    app.patch(`/Groups/:id`, admin, async (req, reply) => {
-      const before = await groupById((req.params as { id: string }).id);
-      const g: ScimGroupDoc = { ...before, members: [...before.members] };
-      for (const o of readPatch(bodyOf(req))) {
-        const path = o.path?.toLowerCase();
-        if (path === undefined) {
-          // Okta renames with { op: replace, value: { id, displayName } }.
-          const v = o.value as Record<string, unknown>;
-          if (v.displayName !== undefined) g.displayName = await groupName(v.displayName, g.id);
-          if (v.externalId !== undefined)
-            g.externalId = typeof v.externalId === 'string' ? v.externalId : null;
-          if (v.members !== undefined) {
-            const ids = await memberIds(v.members);
-            g.members = o.op === 'add' ? [...g.members, ...ids] : ids;
+    app.patch(
+      `/Groups/:id`,
+      admin,
+      exclusive(async (req, reply) => {
+        const before = await groupById((req.params as { id: string }).id);
+        const g: ScimGroupDoc = { ...before, members: [...before.members] };
+        for (const o of readPatch(bodyOf(req))) {
+          const path = o.path?.toLowerCase();
+          if (path === undefined) {
+            // Okta renames with { op: replace, value: { id, displayName } }.
+            const v = o.value as Record<string, unknown>;
+            if (v.displayName !== undefined) g.displayName = await groupName(v.displayName, g.id);
+            if (v.externalId !== undefined)
+              g.externalId = typeof v.externalId === 'string' ? v.externalId : null;
+            if (v.members !== undefined) {
+              const ids = await memberIds(v.members);
+              g.members = o.op === 'add' ? [...g.members, ...ids] : ids;
+            }
+          } else if (path === 'displayname') {
+            g.displayName = await groupName(o.value, g.id);
+          } else if (path === 'externalid') {
+            g.externalId = typeof o.value === 'string' ? o.value : null;
+          } else if (path === 'members') {
+            const ids = await memberIds(o.value);
+            if (o.op === 'add') g.members.push(...ids);
+            else if (o.op === 'replace') g.members = ids;
+            // Entra ID removes with a value list; without one, every member goes.
+            else g.members = o.value === undefined ? [] : g.members.filter((m) => !ids.includes(m));
+          } else {
+            // Okta removes one member with a path filter: members[value eq "<id>"].
+            const m = /^members\[value eq "([^"]+)"\]$/i.exec(o.path ?? '');
+            if (!m || o.op !== 'remove')
+              throw invalid(`Unsupported path "${o.path}" on a group.`, 'invalidPath');
+            g.members = g.members.filter((id) => id !== m[1]);
           }
-        } else if (path === 'displayname') {
-          g.displayName = await groupName(o.value, g.id);
-        } else if (path === 'externalid') {
-          g.externalId = typeof o.value === 'string' ? o.value : null;
-        } else if (path === 'members') {
-          const ids = await memberIds(o.value);
-          if (o.op === 'add') g.members.push(...ids);
-          else if (o.op === 'replace') g.members = ids;
-          // Entra ID removes with a value list; without one, every member goes.
-          else g.members = o.value === undefined ? [] : g.members.filter((m) => !ids.includes(m));
-        } else {
-          // Okta removes one member with a path filter: members[value eq "<id>"].
-          const m = /^members\[value eq "([^"]+)"\]$/i.exec(o.path ?? '');
-          if (!m || o.op !== 'remove')
-            throw invalid(`Unsupported path "${o.path}" on a group.`, 'invalidPath');
-          g.members = g.members.filter((id) => id !== m[1]);
         }
-      }
-      g.members = [...new Set(g.members)];
-      g.lastModified = now().toISOString();
-      await saveGroup(before, g);
-      return send(reply, 200, groupResource(g, await emailsById()));
-    });
+        g.members = [...new Set(g.members)];
+        g.lastModified = now().toISOString();
+        await saveGroup(before, g);
+        return send(reply, 200, groupResource(g, await emailsById()));
+      }),
+    );
 
-    app.delete(`/Groups/:id`, admin, async (req, reply) => {
-      const g = await groupById((req.params as { id: string }).id);
-      await store.deleteDoc('scim_group', g.id);
-      await applyGroups(g.members);
-      return reply.code(204).send();
-    });
+    app.delete(
+      `/Groups/:id`,
+      admin,
+      exclusive(async (req, reply) => {
+        const g = await groupById((req.params as { id: string }).id);
+        await store.deleteDoc('scim_group', g.id);
+        await applyGroups(g.members);
+        return reply.code(204).send();
+      }),
+    );
   };
 
   return {

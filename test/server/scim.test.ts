@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import Anthropic from '@anthropic-ai/sdk';
+import { loadConfig } from '../../server/config';
 import type { CreatedKey, User } from '../../shared/identity';
 import { entra, okta } from '../fixtures/scim/idp-requests';
 import { AnthropicMock } from '../helpers/anthropic-mock';
@@ -352,6 +353,35 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       assert.equal((await scim(tb.url, 'GET', '/Groups/grp_nope')).status, 404);
     });
 
+    it('membership changes sent at once to one group all land', async () => {
+      const g = await scim<{ id: string }>(tb.url, 'POST', '/Groups', {
+        ...entra.createGroup,
+        displayName: 'concurrent',
+        externalId: 'concurrent',
+      });
+      const ids = await Promise.all(
+        Array.from({ length: 10 }, async (_, i) => {
+          const r = await scim<{ id: string }>(tb.url, 'POST', '/Users', {
+            ...okta.createUser,
+            userName: `crowd${i}@okta.local`,
+            emails: [{ primary: true, value: `crowd${i}@okta.local`, type: 'work' }],
+            externalId: `crowd${i}`,
+          });
+          assert.equal(r.status, 201, JSON.stringify(r.body));
+          return r.body.id;
+        }),
+      );
+      const answers = await Promise.all(
+        ids.map((id) => scim(tb.url, 'PATCH', `/Groups/${g.body.id}`, entra.addMember(id))),
+      );
+      assert.deepEqual(
+        answers.map((a) => a.status),
+        ids.map(() => 200),
+      );
+      const after = await scim<{ members: { value: string }[] }>(tb.url, 'GET', `/Groups/${g.body.id}`);
+      assert.deepEqual(after.body.members.map((m) => m.value).sort(), [...ids].sort());
+    });
+
     it('lists with startIndex/count and totalResults, and serves the discovery documents', async () => {
       const all = await scim<{ totalResults: number }>(tb.url, 'GET', '/Users');
       assert.ok(all.body.totalResults >= 3);
@@ -445,6 +475,18 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
     });
   });
 }
+
+describe('AIBRIDGE_SCIM_TOKEN', () => {
+  it('refuses a short token or one with spaces at start, naming the setting', () => {
+    for (const bad of ['short', `${'x'.repeat(40)} y`])
+      assert.throws(
+        () => loadConfig({ port: '0' }, { AIBRIDGE_SCIM_TOKEN: bad }),
+        (err: Error) => err.message.includes('AIBRIDGE_SCIM_TOKEN'),
+      );
+    assert.equal(loadConfig({ port: '0' }, { AIBRIDGE_SCIM_TOKEN: SCIM_TOKEN }).scimToken, SCIM_TOKEN);
+    assert.equal(loadConfig({ port: '0' }, {}).scimToken, undefined);
+  });
+});
 
 describe('SCIM without AIBRIDGE_SCIM_TOKEN', () => {
   it('answers 404: the endpoints do not exist', async () => {
