@@ -111,6 +111,10 @@ describe('the access matrix, from the route table', function () {
       (r) => !r.websocket && r.method !== 'HEAD' && r.method !== 'OPTIONS',
     );
     assert.ok(routes.length >= 25, `only ${routes.length} routes in the table`);
+    assert.ok(
+      routes.some((r) => r.url.startsWith('/scim/v2/')),
+      'the SCIM routes (own token, or an admin key) are walked too',
+    );
     const missing = routes.filter((r) => r.access === undefined).map((r) => `${r.method} ${r.url}`);
     assert.deepEqual(missing, [], 'routes without an access rule');
 
