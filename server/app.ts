@@ -26,6 +26,7 @@ import { Metrics } from './metrics';
 import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { proxyCapability } from './proxy/proxy-plugin';
+import { scimCapability } from './scim/scim-plugin';
 import { spendCapability } from './spend/spend-plugin';
 import { oidcCapability } from './sso/oidc-plugin';
 import { createStore } from './store/create-store';
@@ -112,6 +113,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         ...opts.liveEvents,
       },
     );
+    const scim = scimCapability(core, { auth, identity, recheckUser: live.recheckUser });
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
     const provisioning = provisionerCapability(core, identityApi.hasher);
     const device = deviceCapability(core, identity, config.mcp.publicUrl);
@@ -126,6 +128,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       provisioning,
       device,
       oidc,
+      scim,
     ];
 
     // Replicas on one database (docs/storage.md): events cross between them, changed documents reload.
@@ -167,6 +170,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     );
     await app.register(admin.assets);
     await app.register(device.page);
+    await app.register(scim.plugin);
     await app.register(async (api) => {
       api.addHook(
         'onRequest',

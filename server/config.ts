@@ -96,6 +96,8 @@ export interface Config {
   readonly oidc: OidcSettings | undefined;
   /** AIBRIDGE_ADMIN_KEY_SIGNIN: whether the admin page still takes a bridge key (false once SSO works). */
   readonly adminKeySignIn: boolean;
+  /** AIBRIDGE_SCIM_TOKEN: the identity provider's bearer token for /scim/v2; undefined: SCIM is off (404). */
+  readonly scimToken: string | undefined;
   readonly tracing: TracingConfig;
   /** Central MCP tools injected into model requests (docs/mcp.md). */
   readonly mcp: McpSettings;
@@ -260,6 +262,8 @@ export const ENV_VARS = [
   'AIBRIDGE_OIDC_ALLOWED_GROUPS',
   'AIBRIDGE_OIDC_DISPLAY_NAME',
   'AIBRIDGE_ADMIN_KEY_SIGNIN',
+  // A secret: the bearer token of /scim/v2 (never logged; Config is never logged whole).
+  'AIBRIDGE_SCIM_TOKEN',
   'AIBRIDGE_URL',
   'AIBRIDGE_ADMIN_KEY',
 ] as const;
@@ -325,6 +329,23 @@ function oneOf<T extends string>(env: Env, name: EnvVar, values: readonly T[], f
     throw new ConfigError(name, `expected one of ${values.join(', ')}, got "${raw}"`);
   }
   return raw as T;
+}
+
+/** The shortest SCIM token accepted: it is a long-lived credential that can deactivate anyone. */
+const SCIM_TOKEN_MIN_LENGTH = 32;
+
+/** AIBRIDGE_SCIM_TOKEN: unset or empty turns SCIM off; a short or whitespace-bearing token stops the start. */
+function scimToken(env: Env): string | undefined {
+  const raw = env.AIBRIDGE_SCIM_TOKEN;
+  if (!raw) return undefined;
+  if (!/^[\x21-\x7e]+$/.test(raw))
+    throw new ConfigError('AIBRIDGE_SCIM_TOKEN', 'expected printable ASCII without spaces (a bearer token)');
+  if (raw.length < SCIM_TOKEN_MIN_LENGTH)
+    throw new ConfigError(
+      'AIBRIDGE_SCIM_TOKEN',
+      `expected at least ${SCIM_TOKEN_MIN_LENGTH} characters (e.g. openssl rand -base64 32)`,
+    );
+  return raw;
 }
 
 /** AIBRIDGE_GROUP_TEAMS (a JSON object, group → team) and AIBRIDGE_OIDC_ADMIN_GROUP. */
@@ -670,6 +691,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     groups: groupMapping(env),
     oidc,
     adminKeySignIn: adminKeySignIn(env, oidc),
+    scimToken: scimToken(env),
     tracing: tracingConfig(env),
     mcp: mcpSettings(env, dataDir),
     databaseUrl: databaseUrl(env),

@@ -17,6 +17,10 @@ export const ERROR_CODES = {
   },
   unauthorized: { status: 401, message: 'A valid bridge key is required.' },
   oidc_token_invalid: { status: 401, message: "The identity provider's answer failed validation." },
+  user_deactivated: {
+    status: 401,
+    message: 'The identity provider deactivated this user; their keys and sessions no longer work.',
+  },
   forbidden: { status: 403, message: 'This key may not do that.' },
   csrf_refused: {
     status: 403,
@@ -47,12 +51,14 @@ export const ERROR_CODES = {
     status: 404,
     message: 'No device sign-in is waiting for that code (wrong, expired or already answered).',
   },
+  scim_group_not_found: { status: 404, message: 'No SCIM group with that id.' },
   request_timeout: {
     status: 408,
     message: 'The request did not arrive in time; the connection is closed.',
   },
   user_exists: { status: 409, message: 'A user with that email already exists.' },
   last_admin: { status: 409, message: 'The last admin cannot stop being an admin.' },
+  scim_group_exists: { status: 409, message: 'A SCIM group with that displayName already exists.' },
   body_too_large: { status: 413, message: 'The request body is larger than the bridge accepts.' },
   unsupported_media_type: { status: 415, message: 'The bridge does not accept that content type.' },
   budget_exceeded: { status: 429, message: 'A budget that blocks requests is spent until it resets.' },

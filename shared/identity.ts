@@ -7,6 +7,11 @@ export interface User {
   team: string | null;
   role: Role;
   createdAt: string;
+  /**
+   * When the identity provider deactivated or deleted the user (SCIM, docs/sso.md); absent or null:
+   * active. A deactivated user's keys are refused even before they are revoked.
+   */
+  deactivatedAt?: string | null;
 }
 
 /** A bridge key as the API shows it: never the key itself after creation. */

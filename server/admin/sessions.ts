@@ -85,7 +85,7 @@ export class Sessions {
       !key ||
       key.revokedAt !== null ||
       (key.expiresAt !== null && Date.parse(key.expiresAt) <= now.getTime());
-    if (keyDead || !user) {
+    if (keyDead || !user || user.deactivatedAt) {
       await this.store.deleteDoc('admin_session', id);
       throw new BridgeError('unauthorized', 'The key this session was opened with no longer works.');
     }

@@ -19,6 +19,9 @@ const DOC_KINDS: Record<DocKind, true> = {
   device_grant: true,
   provisioner: true,
   oidc_flow: true,
+  scim_user: true,
+  scim_group: true,
+  user_deactivation: true,
 };
 
 /** Records per import transaction. */

@@ -5,6 +5,8 @@ import { LiveEvents, type LiveEventsDeps, type LiveEventsOptions, liveEventsRout
 export interface LiveCapability extends Capability {
   /** What the exchange engine and the recorder publish through. */
   interceptionEvents: InterceptionEvents;
+  /** Closes a user's sockets whose key or session no longer works, now (SCIM deactivation). */
+  recheckUser(userId: string): Promise<void>;
 }
 
 /** Live events (docs/api.md "Live events"): the bus over WebSocket at GET /api/v1/events, closed with 1001 on shutdown. */
@@ -18,5 +20,6 @@ export function liveCapability(
   return {
     interceptionEvents: new InterceptionEvents(bus, () => clock.now()),
     routes: liveEventsRoutes(live),
+    recheckUser: (userId) => live.recheckUser(userId),
   };
 }

@@ -413,12 +413,30 @@ export class LiveEvents {
       }
       c.alive = false;
       c.ws.ping();
-      c.recheck().catch((err: unknown) => {
-        if (isBridgeError(err) && err.code === 'unauthorized') this.drop(c, 'unauthorized', err.message);
+      void this.recheck(c);
+    }
+  }
+
+  /**
+   * Re-checks the sockets of one user now rather than at the next heartbeat: after their keys were
+   * revoked or they were deactivated (SCIM), each is closed with 4001 at once.
+   */
+  async recheckUser(userId: string): Promise<void> {
+    await Promise.all(
+      [...this.clients].filter((c) => c.principal.user.id === userId).map((c) => this.recheck(c)),
+    );
+  }
+
+  private recheck(c: Client): Promise<void> {
+    return c.recheck().then(
+      () => undefined,
+      (err: unknown) => {
+        if (isBridgeError(err) && (err.code === 'unauthorized' || err.code === 'user_deactivated'))
+          this.drop(c, 'unauthorized', err.message);
         // Anything else (the store unreachable) keeps the socket: the key is checked again next beat.
         else this.deps.log.warn({ err }, 'live events: re-checking a key failed; checking again next beat');
-      });
-    }
+      },
+    );
   }
 }
 

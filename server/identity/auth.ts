@@ -96,6 +96,11 @@ export class Authenticator {
     }
     const user = await this.store.getUserById(key.userId);
     if (!user) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
+    if (user.deactivatedAt)
+      throw new BridgeError(
+        'user_deactivated',
+        `User ${user.email} has been deactivated by the identity provider.`,
+      );
     this.store.touchKey(key.id, now.toISOString());
     this.remember(hash, { user, key });
     return { user, key };

@@ -61,7 +61,13 @@ export type DocKind =
   /** Provisioner credentials, by id; the secret only as its keyed hash (server/identity/provisioners.ts). */
   | 'provisioner'
   /** SSO sign-ins under way (PKCE verifier, nonce), by the SHA-256 of their state (server/sso/oidc-flows.ts). */
-  | 'oidc_flow';
+  | 'oidc_flow'
+  /** SCIM's view of a user (externalId, deleted), by bridge user id (server/scim). */
+  | 'scim_user'
+  /** SCIM groups, whose members drive team and role (server/scim). */
+  | 'scim_group'
+  /** Users deactivated by the identity provider: a write makes every replica close their live sockets. */
+  | 'user_deactivation';
 
 export interface AlertQuery {
   since?: string | undefined;
@@ -132,8 +138,8 @@ export type StoreChange =
  */
 export type StoreSetting = 'key_hash_verifier';
 
-/** What an admin may change about a user after creating them. */
-export type UserPatch = Partial<Pick<User, 'name' | 'team' | 'role'>>;
+/** What may change about a user after creating them (`deactivatedAt`: SCIM deprovisioning; null reactivates). */
+export type UserPatch = Partial<Pick<User, 'name' | 'team' | 'role' | 'deactivatedAt'>>;
 
 /** An interception before the store has given it its place in the append order. */
 export type NewInterception = Omit<Interception, 'seq'>;

@@ -46,6 +46,8 @@ describe('the access matrix, from the route table', function () {
       {
         AIBRIDGE_OPENAI_BASE_URL: openai.url,
         AIBRIDGE_METRICS_TOKEN: '',
+        // SCIM's routes exist only with a token; an admin key is accepted on them too.
+        AIBRIDGE_SCIM_TOKEN: 'matrix-scim-token-0123456789abcdefghijklmnop',
       },
       undefined,
       { clock },
@@ -115,6 +117,10 @@ describe('the access matrix, from the route table', function () {
       (r) => !r.websocket && r.method !== 'HEAD' && r.method !== 'OPTIONS',
     );
     assert.ok(routes.length >= 25, `only ${routes.length} routes in the table`);
+    assert.ok(
+      routes.some((r) => r.url.startsWith('/scim/v2/')),
+      'the SCIM routes (own token, or an admin key) are walked too',
+    );
     const missing = routes.filter((r) => r.access === undefined).map((r) => `${r.method} ${r.url}`);
     assert.deepEqual(missing, [], 'routes without an access rule');
 

@@ -167,6 +167,20 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.deepEqual(await store.getUserById('usr_1'), user(1, { team: null, role: 'admin' }));
       });
 
+      it('deactivates a user (deactivatedAt) and reactivates them, across a restart', async () => {
+        await store.createUser(user(1));
+        const at = new Date(T0 + 1000).toISOString();
+        assert.equal((await store.updateUser('usr_1', { deactivatedAt: at }))?.deactivatedAt, at);
+        await restart();
+        assert.equal((await store.getUserById('usr_1'))?.deactivatedAt, at);
+        assert.equal((await store.getUserByEmail('user1@example.com'))?.deactivatedAt, at);
+        const back = await store.updateUser('usr_1', { deactivatedAt: null });
+        assert.equal(back?.deactivatedAt, null);
+        assert.equal(back?.email, user(1).email, 'the rest of the user is kept');
+        await restart();
+        assert.equal((await store.getUserById('usr_1'))?.deactivatedAt, null);
+      });
+
       it('stores keys by hash, lists them per user, and revokes once', async () => {
         await store.createUser(user(1));
         await store.createKey(key(1, 'usr_1'));
