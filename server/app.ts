@@ -24,6 +24,7 @@ import { Metrics } from './metrics';
 import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { proxyCapability } from './proxy/proxy-plugin';
+import { engagementCapability } from './spend/engagement-plugin';
 import { spendCapability } from './spend/spend-plugin';
 import { createStore } from './store/create-store';
 import type { DocKind, Store } from './store/types';
@@ -110,7 +111,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       },
     );
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
-    const capabilities: Capability[] = [admin, mcp, identityApi, audit, spend, live];
+    const engagement = engagementCapability(core);
+    const capabilities: Capability[] = [admin, mcp, identityApi, audit, spend, engagement, live];
 
     // Replicas on one database (docs/storage.md): events cross between them, changed documents reload.
     const reloaders = Object.assign({}, ...capabilities.map((c) => c.reload ?? {})) as Partial<
