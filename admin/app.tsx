@@ -7,6 +7,7 @@ import { type FeedRow, feedRowOf } from './feed';
 import { LiveConnection, type LiveState } from './live';
 import { AuditPage } from './pages/audit';
 import { BudgetsPage } from './pages/budgets';
+import { EngagementPage } from './pages/engagement';
 import { KeysPage } from './pages/keys';
 import { McpPage } from './pages/mcp';
 import { OverviewPage } from './pages/overview';
@@ -25,6 +26,7 @@ const ROUTES: Route[] = [
   { id: 'overview', title: 'Overview', admin: null },
   { id: 'users', title: 'Users & keys', admin: true },
   { id: 'keys', title: 'My keys', admin: false },
+  { id: 'engagement', title: 'Engagement', admin: true },
   { id: 'budgets', title: 'Budgets & alerts', admin: true },
   { id: 'audit', title: 'Audit', admin: null },
   { id: 'sessions', title: 'Sessions', admin: null },
@@ -120,6 +122,7 @@ export function App() {
         {route.id === 'overview' && <OverviewPage me={me} feed={feed} ended={ended} />}
         {route.id === 'users' && <UsersPage />}
         {route.id === 'keys' && <KeysPage me={me} />}
+        {route.id === 'engagement' && <EngagementPage />}
         {route.id === 'budgets' && <BudgetsPage ended={ended} />}
         {route.id === 'audit' && <AuditPage me={me} />}
         {route.id === 'sessions' && <SessionsPage />}

@@ -27,6 +27,7 @@ import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { proxyCapability } from './proxy/proxy-plugin';
 import { scimCapability } from './scim/scim-plugin';
+import { engagementCapability } from './spend/engagement-plugin';
 import { spendCapability } from './spend/spend-plugin';
 import { oidcCapability } from './sso/oidc-plugin';
 import { createStore } from './store/create-store';
@@ -115,6 +116,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     );
     const scim = scimCapability(core, { auth, identity, recheckUser: live.recheckUser });
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
+    const engagement = engagementCapability(core);
     const provisioning = provisionerCapability(core, identityApi.hasher);
     const device = deviceCapability(core, identity, config.mcp.publicUrl);
     const oidc = oidcCapability(core, { identity, sessions: admin.sessions });
@@ -124,6 +126,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       identityApi,
       audit,
       spend,
+      engagement,
       live,
       provisioning,
       device,

@@ -42,6 +42,8 @@ export interface ExchangeDeps {
   admit(ticket: AdmissionTicket): Promise<void>;
   /** Exchanges in progress, so shutdown can end the ones still open after the grace period. */
   open: Set<{ shutdown(): void }>;
+  /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
+  now(): Date;
   /** Live events: `interception.started` once admitted, throttled `interception.progress` as a stream passes. */
   events?: {
     started(start: InterceptionStart): void;
@@ -227,7 +229,7 @@ export class Exchange {
         this.metered.api.describeRequest(body, this.req.headers),
         this.deps.recorder.redactor,
       ),
-      startedAt: new Date(),
+      startedAt: this.deps.now(),
     };
     return this.round(from.n + 1, start, prepared);
   }
@@ -248,7 +250,7 @@ export class Exchange {
       if (!isBridgeError(err)) throw err;
       decided?.(false);
       round.httpStatus = err.status;
-      round.endedAt = new Date();
+      round.endedAt = this.deps.now();
       this.finish(round, 'error', null, { type: err.code, message: err.message }, undefined, 'refused');
       this.fail(err);
       return false;
@@ -277,7 +279,7 @@ export class Exchange {
         signal: this.abort.signal,
       });
     } catch (err) {
-      round.endedAt = new Date();
+      round.endedAt = this.deps.now();
       round.streamed = this.head === 'stream';
       if (this.gone) {
         this.finish(round, 'client_aborted', null, null, undefined, 'client gone');
@@ -358,7 +360,7 @@ export class Exchange {
       }
       if (res.statusCode >= 400) error = errorFromBody(res.statusCode, json);
       else {
-        facts = this.metered.api.fromJson(json, new Date());
+        facts = this.metered.api.fromJson(json, this.deps.now());
         error = facts.error;
       }
     }
@@ -405,7 +407,7 @@ export class Exchange {
       ? createParser({
           onEvent: (e) => {
             const ev = { event: e.event, data: e.data, id: e.id };
-            const v = meter.onEvent(ev, new Date());
+            const v = meter.onEvent(ev, this.deps.now());
             progress?.(meter);
             if (!verdict) return;
             const keep = verdict(v, ev);
@@ -433,7 +435,7 @@ export class Exchange {
       }
     } catch (err) {
       idle.stop();
-      round.endedAt = new Date();
+      round.endedAt = this.deps.now();
       if (this.gone) {
         this.finish(round, 'client_aborted', meter?.result() ?? null, null, undefined, 'client gone');
         return false;
@@ -454,7 +456,7 @@ export class Exchange {
       return false;
     }
     idle.stop();
-    round.endedAt = new Date();
+    round.endedAt = this.deps.now();
     if (this.gone) {
       res.body.destroy();
       this.finish(round, 'client_aborted', meter?.result() ?? null, null, undefined, 'client gone');
@@ -500,7 +502,7 @@ export class Exchange {
       this.sendJson(res.statusCode, res.headers, raw);
       return undefined;
     }
-    return { facts: this.metered.api.fromJson(json, new Date()), json };
+    return { facts: this.metered.api.fromJson(json, this.deps.now()), json };
   }
 
   /** A round the provider refused, or answered in a form the view cannot take: the client gets its error. */
@@ -519,7 +521,7 @@ export class Exchange {
     } catch (err) {
       this.req.log.warn({ err }, 'upstream error body could not be read');
     }
-    round.endedAt = new Date();
+    round.endedAt = this.deps.now();
     let json: unknown;
     try {
       json = JSON.parse(text);

@@ -167,7 +167,7 @@ async function handle(
     client: detectClient(req.headers),
     // Client-chosen strings bounded and redacted before any map, metric or record sees them.
     request: checkedRequestFacts(api.describeRequest(parsed, req.headers), deps.exchange.recorder.redactor),
-    startedAt: new Date(),
+    startedAt: deps.exchange.now(),
     requestId: req.id,
     capture: deps.capture.levelFor(principal.user.team),
   };

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Core } from '../capability';
+import { datesOf } from '../clock';
 import type { UpstreamConfig } from '../config';
 import type { Authenticator } from '../identity/auth';
 import { PROVIDERS } from '../providers/registry';
@@ -59,6 +60,7 @@ export function proxyCapability(
           breakers,
           telemetry: d.telemetry,
           open,
+          now: datesOf(clock),
           events: d.events,
           admit: composeAdmission([
             upstreamConfigured(() => upstream.apiKey !== undefined),

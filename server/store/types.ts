@@ -209,6 +209,11 @@ export interface Store {
    * query), so spend queries cost the same with a thousand records or millions.
    */
   usageBuckets(query: BucketQuery): Promise<UsageBucket[]>;
+  /**
+   * When each user who ever made a request made their newest one (its `startedAt`), by user id: a
+   * per-user rollup kept with the hourly ones, so "last used" costs one row per user, not a scan.
+   */
+  lastRequestAt(): Promise<Map<string, string>>;
 
   listDocs<T>(kind: DocKind): Promise<T[]>;
   /** One document by the id it was put under; undefined if there is none. */

@@ -548,6 +548,21 @@ export function storeContract(name: string, factory: StoreFactory): void {
         await check(store);
         await check(await restart());
       });
+
+      it("keeps each user's newest request time, whatever order records arrive in", async () => {
+        assert.deepEqual(await store.lastRequestAt(), new Map());
+        // One user's records in one batch, newest in the middle; another's newest appended first.
+        await Promise.all([10, 20, 14].map((i) => store.appendInterception(newRecord(i))));
+        await store.appendInterception(newRecord(7, { startedAt: '2026-03-05T08:00:00.123Z' }));
+        await store.appendInterception(newRecord(9));
+        await store.appendInterception(newRecord(24));
+        const want = new Map([
+          ['usr_a', newRecord(24).startedAt],
+          ['usr_b', '2026-03-05T08:00:00.123Z'],
+        ]);
+        assert.deepEqual(await store.lastRequestAt(), want);
+        assert.deepEqual(await (await restart()).lastRequestAt(), want);
+      });
     });
 
     describe('documents, alerts and the access log', () => {

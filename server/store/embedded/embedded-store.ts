@@ -101,6 +101,8 @@ export class EmbeddedStore implements Store {
   private readonly accessLog: AccessLogEntry[] = [];
   /** Rollups by hour, then by bucket key: rebuilt from the journal at open, then kept current. */
   private readonly buckets = new Map<string, Map<string, UsageBucket>>();
+  /** Each user's newest request time, kept with the rollups. */
+  private readonly lastRequests = new Map<string, string>();
   private nextSeq = 1;
   private readonly budgetBook = new MemoryBudgetLedgers(this);
   private touchTimer: NodeJS.Timeout | undefined;
@@ -307,6 +309,9 @@ export class EmbeddedStore implements Store {
       byKey.set(key, b);
     }
     addToBucket(b, rec);
+    const last = this.lastRequests.get(rec.userId);
+    if (last === undefined || Date.parse(rec.startedAt) > Date.parse(last))
+      this.lastRequests.set(rec.userId, rec.startedAt);
   }
 
   async usageBuckets(q: BucketQuery): Promise<UsageBucket[]> {
@@ -317,6 +322,10 @@ export class EmbeddedStore implements Store {
       for (const b of byKey.values()) if (bucketMatches(b, q)) out.push({ ...b, usage: { ...b.usage } });
     }
     return out;
+  }
+
+  async lastRequestAt(): Promise<Map<string, string>> {
+    return new Map(this.lastRequests);
   }
 
   async listDocs<T>(kind: DocKind): Promise<T[]> {

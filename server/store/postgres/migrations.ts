@@ -152,6 +152,23 @@ CREATE TABLE bridge_settings (
 );
 `,
   },
+  {
+    version: 4,
+    name: "each user's last request, kept with the rollups",
+    sql: `
+-- One row per user who ever made a request: "last used" without scanning records or hourly rollups.
+CREATE TABLE user_last_request (
+  user_id text PRIMARY KEY,
+  last_at timestamptz NOT NULL
+);
+INSERT INTO user_last_request (user_id, last_at)
+  SELECT user_id, max(started_at) FROM interceptions GROUP BY user_id;
+-- Users whose records retention already dropped: their newest hourly rollup is the best bound left.
+INSERT INTO user_last_request (user_id, last_at)
+  SELECT user_id, max(hour) FROM usage_buckets GROUP BY user_id
+  ON CONFLICT (user_id) DO NOTHING;
+`,
+  },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS.at(-1)!.version;

@@ -312,7 +312,10 @@ export class PostgresStore implements Store {
   /** The batch's records summed per bucket first: one upsert may not touch a row twice. */
   private async addToRollups(c: pg.ClientBase, recs: Interception[]): Promise<void> {
     const sums = new Map<string, UsageBucket>();
+    const lastAt = new Map<string, number>();
     for (const r of recs) {
+      const at = Date.parse(r.startedAt);
+      if (!(at <= (lastAt.get(r.userId) ?? Number.NEGATIVE_INFINITY))) lastAt.set(r.userId, at);
       const fresh = bucketFor(r);
       const key = bucketKey(fresh);
       let b = sums.get(key);
@@ -358,6 +361,14 @@ export class PostgresStore implements Store {
         col((b) => b.costUsd),
         col((b) => b.unpricedRequests),
       ],
+    );
+    // In user order, so replicas writing batches of the same users lock their rows in one order.
+    const last = [...lastAt].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    await c.query(
+      `INSERT INTO user_last_request AS l (user_id, last_at)
+       SELECT * FROM unnest($1::text[], $2::timestamptz[])
+       ON CONFLICT (user_id) DO UPDATE SET last_at = GREATEST(l.last_at, EXCLUDED.last_at)`,
+      [last.map((e) => e[0]), last.map((e) => new Date(e[1]).toISOString())],
     );
   }
 
@@ -562,6 +573,13 @@ export class PostgresStore implements Store {
       costUsd: x.cost_usd as number,
       unpricedRequests: x.unpriced_requests as number,
     }));
+  }
+
+  async lastRequestAt(): Promise<Map<string, string>> {
+    const r = await this.query<{ user_id: string; ms: number }>(
+      'SELECT user_id, (extract(epoch FROM last_at) * 1000)::float8 AS ms FROM user_last_request',
+    );
+    return new Map(r.rows.map((x) => [x.user_id, new Date(x.ms).toISOString()]));
   }
 
   async listDocs<T>(kind: DocKind): Promise<T[]> {
