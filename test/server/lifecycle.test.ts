@@ -28,7 +28,10 @@ describe('building the bridge', () => {
       closed++;
       await close();
     };
-    await assert.rejects(buildApp(config, { store, logStream: pino.destination('/dev/null') }), /bad|transport/i);
+    await assert.rejects(
+      buildApp(config, { store, logStream: pino.destination('/dev/null') }),
+      /bad|transport/i,
+    );
     assert.equal(closed, 1, 'the store opened for the failed start was closed');
   });
 });
