@@ -66,6 +66,9 @@ describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function
   const clock = new TestClock();
 
   before(async () => {
+    // Mocha builds every describe when it loads the files, minutes before this one runs in the
+    // whole suite: start the clock at the real time of this file's run (the IdP stamps real time).
+    clock.advance(Math.max(0, Date.now() - clock.now()));
     const port = await freePort();
     idp = await new OpenIdProvider(`http://127.0.0.1:${port}${CALLBACK}`, {
       clientSecret: CLIENT_SECRET,
@@ -392,6 +395,9 @@ describe('OIDC with the provider unreachable at start', function () {
   const clock = new TestClock();
 
   before(async () => {
+    // Mocha builds every describe when it loads the files, minutes before this one runs in the
+    // whole suite: start the clock at the real time of this file's run (the IdP stamps real time).
+    clock.advance(Math.max(0, Date.now() - clock.now()));
     idpPort = await freePort();
     const port = await freePort();
     tb = await startSsoBridge(
