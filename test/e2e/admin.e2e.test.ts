@@ -2,13 +2,12 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { startEverythingHttp } from '../helpers/mcp-servers';
+import { launchChromium } from './browser';
 
-/** Debian's Chromium (scripts/test-setup.sh installs it on a fresh machine). */
-const CHROMIUM = process.env.AIBRIDGE_E2E_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = path.resolve('test-artifacts', 'admin');
 const XSS = '<img src=x onerror="window.__xss=1"> summarise the <b>build</b> log';
 
@@ -75,16 +74,7 @@ describe('admin web page (e2e, Chromium)', function () {
     await fs.mkdir(ARTIFACTS, { recursive: true });
     upstream = await new AnthropicMock().start();
     tb = await startBridge(upstream.url);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-    });
+    browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     page = await context.newPage();
     watch(page);

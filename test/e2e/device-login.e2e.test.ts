@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { launchChromium, watchViolations } from './browser';
 
-const CHROMIUM = process.env.AIBRIDGE_E2E_CHROMIUM ?? '/usr/bin/chromium';
 const BIN = path.resolve('dist/aibridge.cjs');
 const ARTIFACTS = path.resolve('test-artifacts', 'device-login');
 
@@ -71,21 +71,9 @@ describe('aibridge login, approved in Chromium (e2e)', function () {
     upstream = await new AnthropicMock().start();
     tb = await startBridge(upstream.url);
     memberKey = (await tb.addUser('headless@example.com', { team: 'platform' })).key;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-    });
+    browser = await launchChromium();
     page = await (await browser.newContext({ viewport: { width: 1200, height: 800 } })).newPage();
-    page.on('console', (m) => {
-      if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
-    });
-    page.on('pageerror', (err) => violations.push(`page error: ${err.message}`));
+    watchViolations(page, violations);
   });
   after(async () => {
     await browser?.close();

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
+import { launchChromium, watchViolations } from './browser';
 
-const CHROMIUM = process.env.AIBRIDGE_E2E_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = path.resolve('test-artifacts', 'admin');
 
 /**
@@ -53,21 +53,9 @@ describe('admin web page: engagement (e2e, Chromium)', function () {
     await ask(ada.key);
     await ask(bob.key);
     await tb.interceptions(5);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-    });
+    browser = await launchChromium();
     page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
-    page.on('console', (m) => {
-      if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
-    });
-    page.on('pageerror', (err) => violations.push(`page error: ${err.message}`));
+    watchViolations(page, violations);
   });
   after(async () => {
     await browser?.close();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { User } from '../../shared/identity';
 import {
   CLIENT_ID,
@@ -12,9 +12,8 @@ import {
   type SsoBridge,
   startSsoBridge,
 } from '../helpers/oidc';
+import { launchChromium } from './browser';
 
-/** Debian's Chromium (scripts/test-setup.sh installs it on a fresh machine). */
-const CHROMIUM = process.env.AIBRIDGE_E2E_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = path.resolve('test-artifacts', 'admin');
 
 /**
@@ -52,16 +51,7 @@ describe('admin page sign-in with the identity provider (e2e, Chromium)', functi
       AIBRIDGE_GROUP_TEAMS: JSON.stringify({ 'eng-platform': 'platform' }),
       AIBRIDGE_OIDC_ADMIN_GROUP: 'aibridge-admins',
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-    });
+    browser = await launchChromium();
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await context.newPage();
     page.on('console', (m) => {
