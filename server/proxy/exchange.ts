@@ -108,7 +108,7 @@ export interface RoundStrategy {
 }
 
 /** Resolves when the client can take more bytes, or has gone away. */
-function writable(res: ServerResponse): Promise<void> {
+export function writable(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       res.off('drain', done);
@@ -324,18 +324,25 @@ export class Exchange {
     return this.unexpected(round, res);
   }
 
+  /**
+   * Writes the client's head from an upstream answer, unless one was written already (a later
+   * round appends to the open stream). A whole answer keeps its content-length; a stream cannot.
+   */
+  private openHead(res: Dispatcher.ResponseData, as: 'stream' | 'done'): boolean {
+    if (this.head !== 'none') return false;
+    const headers = clientResponseHeaders(res.headers, as === 'done');
+    headers['x-aibridge-interception-id'] = this.metered.start.id;
+    this.reply.raw.writeHead(res.statusCode, headers);
+    this.head = as;
+    return true;
+  }
+
   /** The client gets the response as it comes; the round is recorded when it ends. */
   private async relay(round: Round, res: Dispatcher.ResponseData, sse: boolean): Promise<undefined> {
     const out = this.reply.raw;
     const rewrite = sse && round.prepared.rewriteStream;
     round.streamed = sse;
-    if (this.head === 'none') {
-      const headers = clientResponseHeaders(res.headers, !sse);
-      headers['x-aibridge-interception-id'] = this.metered.start.id;
-      out.writeHead(res.statusCode, headers);
-      this.head = sse ? 'stream' : 'done';
-      if (sse) round.observer.streamOpened();
-    }
+    if (this.openHead(res, sse ? 'stream' : 'done') && sse) round.observer.streamOpened();
     const meter = sse ? this.metered.api.createStreamMeter(round.prepared) : undefined;
     const copy: Buffer[] = [];
     let copied = 0;
@@ -376,12 +383,7 @@ export class Exchange {
     filter: (ev: SseEvent) => EventVerdict,
   ): Promise<RoundRead | undefined> {
     round.streamed = true;
-    if (this.head === 'none') {
-      const headers = clientResponseHeaders(res.headers, false);
-      headers['x-aibridge-interception-id'] = this.metered.start.id;
-      this.reply.raw.writeHead(res.statusCode, headers);
-      this.head = 'stream';
-    }
+    this.openHead(res, 'stream');
     round.observer.streamOpened();
     const meter = this.metered.api.createStreamMeter(round.prepared);
     const ok = await this.pump(round, res, meter, (_v, ev) => filter(ev));

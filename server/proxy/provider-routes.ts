@@ -11,7 +11,7 @@ import type { JsonObject, ProviderAdapter } from '../providers/types';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { checkedRequestFacts } from './client-strings';
-import { Exchange, type ExchangeDeps, runExchange, type StrategyFor } from './exchange';
+import { Exchange, type ExchangeDeps, runExchange, type StrategyFor, writable } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { type ProviderRoute, routeFor } from './provider-paths';
 import { idleWatchdog, upstreamFailure } from './upstream';
@@ -102,7 +102,7 @@ async function passThrough(
   try {
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       idle.touch();
-      if (!out.write(chunk)) await new Promise((r) => out.once('drain', r).once('close', r));
+      if (!out.write(chunk)) await writable(out);
       if (out.destroyed) break;
     }
     out.end();

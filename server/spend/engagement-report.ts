@@ -1,8 +1,9 @@
 import type { EngagementRow, EngagementSort, SortOrder } from '../../shared/engagement';
 import type { User } from '../../shared/identity';
-import { addUsage, emptyUsage, totalTokens, type Usage } from '../../shared/usage';
+import { emptyUsage, totalTokens, type Usage } from '../../shared/usage';
 import { roundUsd, type UsageBucket } from '../core/rollup';
 import { csvLine } from '../http/csv';
+import { addBucket } from './usage-report';
 
 interface Sums {
   requests: number;
@@ -47,10 +48,7 @@ export function engagementRows(
       s = { requests: 0, usage: emptyUsage(), costUsd: 0, unpricedRequests: 0, days: new Set() };
       sums.set(b.userId, s);
     }
-    s.requests += b.requests;
-    s.usage = addUsage(s.usage, b.usage);
-    s.costUsd += b.costUsd;
-    s.unpricedRequests += b.unpricedRequests;
+    addBucket(s, b);
     if (b.requests > 0) s.days.add(b.hour.slice(0, 10));
   }
   const rows = users.map((u): EngagementRow => {

@@ -22,8 +22,9 @@ function emptyRow(key: string): UsageRow {
   return { key, requests: 0, usage: emptyUsage(), costUsd: 0, unpricedRequests: 0 };
 }
 
-function add(
-  row: UsageRow,
+/** Adds one hourly bucket's counts to a running sum (a report row, or a user's engagement). */
+export function addBucket(
+  row: Pick<UsageRow, 'requests' | 'usage' | 'costUsd' | 'unpricedRequests'>,
   b: Pick<UsageBucket, 'requests' | 'usage' | 'costUsd' | 'unpricedRequests'>,
 ): void {
   row.requests += b.requests;
@@ -47,8 +48,8 @@ export function usageReport(
       row = emptyRow(k);
       rows.set(k, row);
     }
-    add(row, b);
-    add(totals, b);
+    addBucket(row, b);
+    addBucket(totals, b);
   }
   const sorted = [...rows.values()].map((r) => ({ ...r, costUsd: roundUsd(r.costUsd) }));
   if (groupBy === 'day') sorted.sort((a, b) => a.key.localeCompare(b.key));
