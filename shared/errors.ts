@@ -31,6 +31,10 @@ export const ERROR_CODES = {
     status: 403,
     message: 'The admin page takes single sign-on only (AIBRIDGE_ADMIN_KEY_SIGNIN=false).',
   },
+  key_not_renewable: {
+    status: 403,
+    message: 'Only keys minted by a device sign-in can be renewed.',
+  },
   oidc_denied: { status: 403, message: 'The identity provider did not sign you in.' },
   oidc_email_unverified: { status: 403, message: 'The identity provider has not verified this email.' },
   oidc_not_allowed: {

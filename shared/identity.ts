@@ -25,6 +25,11 @@ export interface KeyInfo {
   expiresAt: string | null;
   revokedAt: string | null;
   lastUsedAt: string | null;
+  /**
+   * Minted by a device sign-in (the extension's browser sign-in or `aibridge login`): its holder may
+   * push its expiry forward (`POST /api/v1/auth/device/renew`). Absent on other keys.
+   */
+  renewable?: true;
 }
 
 /** The answer to `GET /api/v1/me`: who the key belongs to, and the key. */

@@ -59,6 +59,8 @@ interface StoredGrant {
   status: 'pending' | 'approved' | 'denied';
   /** Who approved or denied it. */
   userId: string | null;
+  /** Where the verification page sends the browser after an approval (the extension's callback); absent for `aibridge login`. */
+  redirectUri?: string;
 }
 
 /** What the verification page shows of a waiting device. */
@@ -67,6 +69,8 @@ export interface PendingDevice {
   clientAddress: string | null;
   createdAt: string;
   expiresAt: string;
+  /** Where the browser goes after an approval, or null: the page shows it before the user approves. */
+  redirectUri: string | null;
 }
 
 export interface DeviceAuthorization {
@@ -74,6 +78,16 @@ export interface DeviceAuthorization {
   userCode: string;
   expiresIn: number;
   interval: number;
+}
+
+function shown(g: StoredGrant): PendingDevice {
+  return {
+    deviceName: g.deviceName,
+    clientAddress: g.clientAddress,
+    createdAt: g.createdAt,
+    expiresAt: g.expiresAt,
+    redirectUri: g.redirectUri ?? null,
+  };
 }
 
 function sha256(text: string): string {
@@ -114,7 +128,11 @@ export class DeviceFlow {
     this.wrongCodes = new AuthThrottle(WRONG_CODES_PER_MINUTE, () => this.now().getTime());
   }
 
-  async start(deviceName: string, clientAddress: string | undefined): Promise<DeviceAuthorization> {
+  async start(
+    deviceName: string,
+    clientAddress: string | undefined,
+    redirectUri?: string,
+  ): Promise<DeviceAuthorization> {
     const now = this.now();
     const live = await this.prune(now);
     if (live.length >= MAX_PENDING)
@@ -148,6 +166,7 @@ export class DeviceFlow {
       lastPollAt: null,
       status: 'pending',
       userId: null,
+      ...(redirectUri === undefined ? {} : { redirectUri }),
     };
     await this.store.putDoc('device_grant', grant.id, grant);
     return { deviceCode, userCode, expiresIn: DEVICE_CODE_TTL_SECONDS, interval: POLL_INTERVAL_SECONDS };
@@ -178,6 +197,7 @@ export class DeviceFlow {
       return this.identity.issueKey(user, {
         name: grant.deviceName,
         expiresAt: new Date(now.getTime() + this.keyDays * 86_400_000).toISOString(),
+        renewable: true,
       });
     }
     const early =
@@ -199,13 +219,7 @@ export class DeviceFlow {
 
   /** The waiting device a user code names, for the verification page. */
   async lookup(userCode: string, user: User, ip: string | undefined): Promise<PendingDevice> {
-    const g = await this.pending(userCode, user, ip);
-    return {
-      deviceName: g.deviceName,
-      clientAddress: g.clientAddress,
-      createdAt: g.createdAt,
-      expiresAt: g.expiresAt,
-    };
+    return shown(await this.pending(userCode, user, ip));
   }
 
   /** Approves (the device's next poll gets a key for `user`) or denies the device a user code names. */
@@ -221,12 +235,7 @@ export class DeviceFlow {
       status: approve ? 'approved' : 'denied',
       userId: user.id,
     });
-    return {
-      deviceName: g.deviceName,
-      clientAddress: g.clientAddress,
-      createdAt: g.createdAt,
-      expiresAt: g.expiresAt,
-    };
+    return shown(g);
   }
 
   /**

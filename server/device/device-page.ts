@@ -19,7 +19,8 @@ const PAGE = `<!doctype html>
 <h1>Sign in a device</h1>
 <p id="who">Checking your sign-in…</p>
 <section id="sign-in" hidden>
-<p>Sign in on the <a href="/admin" id="admin-link">admin page</a> first, then open this page again.</p>
+<p id="sso-offer" hidden><a id="sso-link" href="/api/v1/auth/oidc/login">Sign in</a></p>
+<p>Or sign in on the <a href="/admin" id="admin-link">admin page</a> first, then open this page again.</p>
 </section>
 <section id="enter" hidden>
 <label for="user-code">Code shown on the device</label>
@@ -32,6 +33,7 @@ const PAGE = `<!doctype html>
 <dt>Device</dt><dd id="device-name"></dd>
 <dt>From address</dt><dd id="device-address"></dd>
 <dt>Asked at</dt><dd id="device-created"></dd>
+<dt id="device-return-label" hidden>Then returns you to</dt><dd id="device-return" hidden></dd>
 </dl>
 <p>Approve only if you started this sign-in yourself, just now.</p>
 <button type="button" id="approve">Approve</button>
@@ -59,6 +61,7 @@ const SCRIPT = `'use strict';
     return { status: res.status, body: json };
   }
   const code = () => $('user-code').value.trim();
+  let redirect = null;
   async function lookup() {
     say('');
     const r = await call('GET', '/api/v1/auth/device?userCode=' + encodeURIComponent(code()));
@@ -66,6 +69,10 @@ const SCRIPT = `'use strict';
     $('device-name').textContent = r.body.deviceName;
     $('device-address').textContent = r.body.clientAddress || 'unknown';
     $('device-created').textContent = new Date(r.body.createdAt).toLocaleString();
+    redirect = r.body.redirectUri || null;
+    $('device-return').textContent = redirect ? redirect.split('?')[0] : '';
+    show('device-return', !!redirect);
+    show('device-return-label', !!redirect);
     show('confirm', true);
   }
   async function answer(approve) {
@@ -73,17 +80,37 @@ const SCRIPT = `'use strict';
     show('confirm', false);
     if (r.status !== 200) { say((r.body.error && r.body.error.message) || 'Error ' + r.status); return; }
     show('enter', false);
+    if (approve && redirect) {
+      say('Approved: returning you to your editor. You can close this page.');
+      location.assign(redirect);
+      return;
+    }
     say(approve ? 'Approved: the device is signed in. You can close this page.' : 'Denied: the device gets no key.');
   }
   async function start() {
     const me = await call('GET', '/api/v1/me');
-    if (me.status !== 200) { $('who').textContent = 'You are not signed in.'; show('sign-in', true); return; }
+    const given = new URLSearchParams(location.search).get('user_code');
+    if (me.status !== 200) {
+      $('who').textContent = 'You are not signed in.';
+      show('sign-in', true);
+      const auth = await call('GET', '/api/v1/auth/config');
+      const sso = auth.status === 200 && auth.body.sso;
+      if (!sso) return;
+      // Back here, code filled in, once the identity provider has signed the user in.
+      const back = '/device' + (given ? '?user_code=' + encodeURIComponent(given) : '');
+      const login = sso.loginUrl + '?returnTo=' + encodeURIComponent(back);
+      $('sso-link').textContent = 'Sign in with ' + sso.displayName;
+      $('sso-link').href = login;
+      show('sso-offer', true);
+      // A device that sent the user here with its code (an editor's Sign In) wants the provider at once.
+      if (given) location.assign(login);
+      return;
+    }
     $('who').textContent = 'Signed in as ' + me.body.user.email + '.';
     show('enter', true);
     $('lookup').addEventListener('click', lookup);
     $('approve').addEventListener('click', () => answer(true));
     $('deny').addEventListener('click', () => answer(false));
-    const given = new URLSearchParams(location.search).get('user_code');
     if (given) { $('user-code').value = given; await lookup(); }
   }
   start();

@@ -6,6 +6,7 @@ import { principalOf } from '../http/access';
 import type { IdentityService } from '../identity/identity-service';
 import { DeviceFlow, DeviceTokenError, formatUserCode } from './device-flow';
 import { devicePage } from './device-page';
+import { checkRedirectUri } from './redirect-uri';
 
 /** RFC 8628 §3.4: the grant type a device polls with. */
 export const DEVICE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
@@ -72,7 +73,13 @@ export function deviceCapability(
           'invalid_request',
           `device_name is longer than ${MAX_DEVICE_NAME} characters.`,
         );
-      const a = await flow.start(name || 'device sign-in', req.ip);
+      let redirectUri: string | undefined;
+      if (f.redirect_uri !== undefined) {
+        const checked = checkRedirectUri(f.redirect_uri);
+        if (!checked.ok) return oauthError(reply, 'invalid_request', checked.message);
+        redirectUri = checked.uri;
+      }
+      const a = await flow.start(name || 'device sign-in', req.ip, redirectUri);
       const uri = `${base(req)}/device`;
       const shown = formatUserCode(a.userCode);
       return reply.header('cache-control', 'no-store').send({
@@ -106,6 +113,12 @@ export function deviceCapability(
         if (err instanceof DeviceTokenError) return oauthError(reply, err.code, err.message);
         throw err;
       }
+    });
+
+    // The device's own key, pushed forward while the device is in use (docs/sso.md#renewal).
+    app.post('/api/v1/auth/device/renew', { config: { access: 'member' } }, async (req, reply) => {
+      const key = await identity.renewKey(principalOf(req).key, core.config.deviceKeyDays);
+      return reply.header('cache-control', 'no-store').send({ key });
     });
 
     app.get<{ Querystring: Static<typeof LookupQuery> }>(

@@ -61,7 +61,7 @@ export class IdentityService {
 
   async issueKey(
     user: User,
-    opts: { name?: string | undefined; expiresAt?: string | undefined } = {},
+    opts: { name?: string | undefined; expiresAt?: string | undefined; renewable?: boolean } = {},
   ): Promise<CreatedKey> {
     const key = generateKey();
     const record: KeyRecord = {
@@ -74,9 +74,26 @@ export class IdentityService {
       expiresAt: opts.expiresAt ? new Date(opts.expiresAt).toISOString() : null,
       revokedAt: null,
       lastUsedAt: null,
+      ...(opts.renewable && opts.expiresAt ? { renewable: true as const } : {}),
     };
     await this.store.createKey(record);
     return { id: record.id, key, prefix: record.prefix, expiresAt: record.expiresAt };
+  }
+
+  /**
+   * Pushes a device key's expiry to `days` from now, so a device in use never meets it. Only keys a
+   * device sign-in minted; the key is the caller's own (authentication already refused a dead one).
+   */
+  async renewKey(key: KeyRecord, days: number): Promise<KeyInfo> {
+    if (!key.renewable || key.expiresAt === null)
+      throw new BridgeError(
+        'key_not_renewable',
+        'Only keys from a device sign-in can be renewed; sign in again for a new one.',
+      );
+    const expiresAt = new Date(this.now().getTime() + days * 86_400_000).toISOString();
+    const renewed = await this.store.renewKey(key.id, expiresAt);
+    if (!renewed) throw new BridgeError('key_not_found', `No key ${key.id}.`);
+    return keyInfo(renewed);
   }
 
   async revokeKey(id: string): Promise<KeyInfo> {

@@ -172,6 +172,11 @@ export interface Store {
   listKeys(userId: string): Promise<KeyRecord[]>;
   /** Marks the key revoked; returns it, or undefined when there is no such key. */
   revokeKey(id: string, at: string): Promise<KeyRecord | undefined>;
+  /**
+   * Moves a live key's expiry to `expiresAt` (never earlier than it is); undefined when there is no
+   * such key. A revoked key stays revoked and unchanged.
+   */
+  renewKey(id: string, expiresAt: string): Promise<KeyRecord | undefined>;
   /** Best effort, may be batched: last-use times are informative, not security relevant. */
   touchKey(id: string, at: string): void;
 

@@ -59,6 +59,9 @@ describe('device sign-in (RFC 8628), over HTTP', function () {
     upstream = await new AnthropicMock().start();
     tb = await startBridge(upstream.url, {}, undefined, { clock });
     member = await tb.addUser('device-dev@example.com', { team: 'platform' });
+    await openSession();
+  });
+  async function openSession(): Promise<void> {
     const res = await fetch(`${tb.url}/api/v1/session`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
@@ -66,7 +69,7 @@ describe('device sign-in (RFC 8628), over HTTP', function () {
     });
     assert.equal(res.status, 201);
     cookie = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
-  });
+  }
   after(async () => {
     await tb.close();
     await upstream.stop();
@@ -150,6 +153,69 @@ describe('device sign-in (RFC 8628), over HTTP', function () {
       approve: true,
     });
     assert.equal(again.status, 404);
+  });
+
+  it('an editor passes its callback: the page is told where it returns, the key is renewable and renews forward', async () => {
+    const callback =
+      'http://127.0.0.1:9/callback?vscode-scheme=code-oss&vscode-authority=aibridge.ai-bridge&vscode-path=%2Fauth-complete';
+    const started = await form('/api/v1/auth/device/code', {
+      device_name: 'vscode on laptop',
+      redirect_uri: callback,
+    });
+    assert.equal(started.status, 200);
+    const s = started.body as unknown as Started;
+    const seen = await asUser('GET', `/api/v1/auth/device?userCode=${s.user_code}`);
+    assert.equal(seen.body.redirectUri, callback);
+    const ok = await asUser('POST', '/api/v1/auth/device/approve', { userCode: s.user_code, approve: true });
+    assert.equal((ok.body.device as Record<string, unknown>).redirectUri, callback);
+    const got = await poll(s.device_code);
+    assert.equal(got.status, 200);
+    const key = got.body.access_token as string;
+    const me = async () =>
+      (await (
+        await fetch(`${tb.url}/api/v1/me`, { headers: { authorization: `Bearer ${key}` } })
+      ).json()) as {
+        key: { expiresAt: string; renewable?: boolean };
+      };
+    const before = await me();
+    assert.equal(before.key.renewable, true);
+    clock.advance(3 * 86_400_000);
+    const renewed = await fetch(`${tb.url}/api/v1/auth/device/renew`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}` },
+    });
+    assert.equal(renewed.status, 200);
+    const after = (await renewed.json()) as { key: { expiresAt: string } };
+    assert.equal(Date.parse(after.key.expiresAt) - Date.parse(before.key.expiresAt), 3 * 86_400_000);
+    assert.equal((await me()).key.expiresAt, after.key.expiresAt);
+    // A key an admin issued by hand is not the device's to extend.
+    const refused = await fetch(`${tb.url}/api/v1/auth/device/renew`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${member.key}` },
+    });
+    assert.equal(refused.status, 403);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'key_not_renewable');
+    await openSession(); // the admin-page session did not outlive the three days
+  });
+
+  it('refuses callbacks a browser would execute, and malformed ones', async () => {
+    for (const bad of [
+      'javascript:alert(1)',
+      'data:text/html,x',
+      'file:///etc/passwd',
+      'not a uri',
+      'https://u:p@evil.example/',
+      'vscode://x/y#frag',
+    ]) {
+      const r = await form('/api/v1/auth/device/code', { device_name: 'x', redirect_uri: bad });
+      assert.equal(r.status, 400, bad);
+      assert.equal(r.body.error, 'invalid_request', bad);
+    }
+    const ok = await form('/api/v1/auth/device/code', {
+      device_name: 'x',
+      redirect_uri: 'vscode://aibridge.ai-bridge/auth-complete?nonce=1',
+    });
+    assert.equal(ok.status, 200);
   });
 
   it('of polls racing after the approval, exactly one receives the key', async () => {

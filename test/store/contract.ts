@@ -181,6 +181,28 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal((await store.getUserById('usr_1'))?.deactivatedAt, null);
       });
 
+      it('renews only forward, only live keys with an expiry, and keeps it across a restart', async () => {
+        await store.createUser(user(1));
+        const exp = new Date(T0 + 86_400_000).toISOString();
+        await store.createKey({ ...key(1, 'usr_1'), expiresAt: exp, renewable: true });
+        await store.createKey(key(2, 'usr_1'));
+        await store.createKey({ ...key(3, 'usr_1'), expiresAt: exp });
+        const later = new Date(T0 + 7 * 86_400_000).toISOString();
+        assert.equal((await store.renewKey('key_1', later))?.expiresAt, later);
+        assert.equal((await store.renewKey('key_1', exp))?.expiresAt, later, 'never moved back');
+        assert.equal(
+          (await store.renewKey('key_2', later))?.expiresAt,
+          null,
+          'a key without expiry stays so',
+        );
+        await store.revokeKey('key_3', new Date(T0).toISOString());
+        assert.equal((await store.renewKey('key_3', later))?.expiresAt, exp, 'a revoked key is not renewed');
+        assert.equal(await store.renewKey('key_9', later), undefined);
+        await restart();
+        assert.equal((await store.findKeyByHash('hash_1'))?.expiresAt, later);
+        assert.equal((await store.getKey('key_1'))?.renewable, true);
+      });
+
       it('stores keys by hash, lists them per user, and revokes once', async () => {
         await store.createUser(user(1));
         await store.createKey(key(1, 'usr_1'));

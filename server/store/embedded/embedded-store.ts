@@ -257,6 +257,16 @@ export class EmbeddedStore implements Store {
     return key;
   }
 
+  async renewKey(id: string, expiresAt: string): Promise<KeyRecord | undefined> {
+    const key = this.keysById.get(id);
+    if (!key) return undefined;
+    if (!key.revokedAt && key.expiresAt !== null && Date.parse(expiresAt) > Date.parse(key.expiresAt)) {
+      key.expiresAt = expiresAt;
+      await this.db.write();
+    }
+    return key;
+  }
+
   touchKey(id: string, at: string): void {
     const key = this.keysById.get(id);
     if (!key) return;

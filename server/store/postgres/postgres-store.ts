@@ -225,6 +225,20 @@ export class PostgresStore implements Store {
     return r.rows[0]?.doc;
   }
 
+  async renewKey(id: string, expiresAt: string): Promise<KeyRecord | undefined> {
+    // Only forward, only live keys with an expiry: two replicas renewing at once both land on the later time.
+    const r = await this.query<{ doc: KeyRecord }>(
+      `UPDATE bridge_keys
+          SET doc = CASE
+            WHEN doc->>'revokedAt' IS NULL AND doc->>'expiresAt' IS NOT NULL
+                 AND (doc->>'expiresAt')::timestamptz < ($2::text)::timestamptz
+            THEN jsonb_set(doc, '{expiresAt}', to_jsonb($2::text)) ELSE doc END
+        WHERE id = $1 RETURNING doc`,
+      [id, expiresAt],
+    );
+    return r.rows[0]?.doc;
+  }
+
   touchKey(id: string, at: string): void {
     this.touched.set(id, at);
     if (this.touchTimer) return;
