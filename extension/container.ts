@@ -1,14 +1,21 @@
 import * as vscode from 'vscode';
 import type { Period } from '../shared/spend';
-import { BridgeClient } from './api/bridge-client';
+import { BridgeClient, fetchAuthConfig } from './api/bridge-client';
 import { DetailPanel } from './audit/detail-panel';
 import { AuditTree } from './audit/tree-provider';
+import { BridgeAuthProvider } from './auth/auth-provider';
+import { BrowserSignIn } from './auth/browser-sign-in-ui';
+import { DeviceSignInError } from './auth/device-sign-in';
+import { renew, renewalDue } from './auth/renewal';
 import { Session, type SignedIn } from './auth/session';
-import { type Credentials, credentialsFromEnv, parseSignInQuery } from './auth/sign-in';
-import { confirmLink, promptCredentials, signInFailure, verifyWithProgress } from './auth/sign-in-ui';
+import { type Credentials, credentialsFromEnv, defaultBridgeUrl, parseSignInQuery } from './auth/sign-in';
+import { confirmLink, promptKey, promptUrl, signInFailure, verifyWithProgress } from './auth/sign-in-ui';
 import { CODEX_PROVIDER, withBridgeProvider } from './codex/codex-config';
 import { codexConfigPath, readCodexConfig, writeCodexConfig } from './codex/codex-file';
 import {
+  AUTH_COMPLETE_URI_PATH,
+  AUTH_PROVIDER_ID,
+  AUTH_PROVIDER_LABEL,
   COMMANDS,
   CONTEXT,
   type CommandId,
@@ -30,6 +37,8 @@ const HISTORY_LIMIT = 100;
 const RESEED_MS = 1500;
 /** How often to check whether the status bar's period rolled over (midnight, a new week or month). */
 const PERIOD_CHECK_MS = 60_000;
+/** How often a device key's expiry is looked at (it renews days before it ends: auth/renewal.ts). */
+const RENEWAL_CHECK_MS = 3_600_000;
 
 const PERIODS: readonly Period[] = ['day', 'week', 'month'];
 
@@ -51,6 +60,10 @@ export class Container implements vscode.Disposable {
   private running: Credentials | undefined;
   private reseedTimer: NodeJS.Timeout | undefined;
   private readonly periodTimer: NodeJS.Timeout;
+  private readonly renewalTimer: NodeJS.Timeout;
+  private readonly browser = new BrowserSignIn();
+  /** A sign-in in progress (command, Accounts menu, another extension): the others join it. */
+  private signingIn: Promise<SignedIn | undefined> | undefined;
   /** Activation time in ms (bundle evaluation to the end of activate), shown by Show Diagnostics. */
   activationMs = 0;
 
@@ -67,9 +80,22 @@ export class Container implements vscode.Disposable {
     this.track(this.session.onDidChange((s) => this.onSession(s)));
     this.track(vscode.workspace.onDidChangeConfiguration((e) => this.onConfig(e)));
     this.track(vscode.window.registerUriHandler({ handleUri: (uri) => this.handleUri(uri) }));
+    const accounts = this.track(
+      new BridgeAuthProvider(
+        this.session,
+        () => this.signInInteractive(),
+        () => this.signOutCommand(),
+      ),
+    );
+    this.track(
+      vscode.authentication.registerAuthenticationProvider(AUTH_PROVIDER_ID, AUTH_PROVIDER_LABEL, accounts, {
+        supportsMultipleAccounts: false,
+      }),
+    );
     this.periodTimer = setInterval(() => {
       if (this.model.spendExpired(Date.now())) void this.seedSpend();
     }, PERIOD_CHECK_MS);
+    this.renewalTimer = setInterval(() => void this.renewIfDue(), RENEWAL_CHECK_MS);
     this.registerCommands();
   }
 
@@ -81,9 +107,16 @@ export class Container implements vscode.Disposable {
       void this.askToSignInAgain('The bridge no longer accepts the stored key.');
       return;
     }
-    if (restored !== 'none') return;
+    if (restored !== 'none') {
+      await this.renewIfDue();
+      return;
+    }
     const fromEnv = credentialsFromEnv(process.env);
-    if (!fromEnv) return;
+    if (!fromEnv) {
+      const url = this.configuredUrl();
+      if (url) void this.offerSignIn(url);
+      return;
+    }
     if (!fromEnv.ok) {
       void vscode.window.showWarningMessage(`AI Bridge: ${fromEnv.message}`);
       return;
@@ -94,7 +127,7 @@ export class Container implements vscode.Disposable {
     }
     try {
       const me = await this.session.verify(fromEnv.value);
-      await this.session.signIn(fromEnv.value, me.user);
+      await this.session.signIn(fromEnv.value, me);
       this.log.info(`signed in from AIBRIDGE_URL/AIBRIDGE_KEY as ${me.user.email}`);
     } catch (err) {
       void vscode.window.showWarningMessage(
@@ -110,7 +143,8 @@ export class Container implements vscode.Disposable {
 
   private registerCommands(): void {
     const handlers: Record<CommandId, (...args: unknown[]) => unknown> = {
-      [COMMANDS.signIn]: () => this.signInCommand(),
+      [COMMANDS.signIn]: () => this.signInInteractive(),
+      [COMMANDS.signInWithKey]: () => this.signInWithKeyCommand(),
       [COMMANDS.signOut]: () => this.signOutCommand(),
       [COMMANDS.configureCodex]: () => this.configureCodex(),
       [COMMANDS.showAudit]: () =>
@@ -130,21 +164,87 @@ export class Container implements vscode.Disposable {
     }
   }
 
-  private async signInCommand(): Promise<void> {
-    const last = this.session.current?.url ?? this.context.globalState.get<string>(STORAGE.url);
-    const c = await promptCredentials(last);
-    if (!c) return;
-    await this.signInWith(c);
+  /** The bridge an admin named (setting `aibridge.url`, or AIBRIDGE_URL from a workspace template). */
+  private configuredUrl(): string | undefined {
+    return defaultBridgeUrl(
+      vscode.workspace.getConfiguration().get<string>(SETTINGS.url),
+      process.env.AIBRIDGE_URL,
+    );
   }
 
-  private async signInWith(c: Credentials): Promise<void> {
+  private async offerSignIn(url: string): Promise<void> {
+    const pick = await vscode.window.showInformationMessage(
+      `AI Bridge: sign in to ${url} so that coding agents in your terminals use it.`,
+      'Sign In',
+    );
+    if (pick === 'Sign In') await this.signInInteractive();
+  }
+
+  /**
+   * Sign In: through the browser when the bridge has single sign-on (no key is ever shown or
+   * typed), else with a key. Concurrent calls (command, Accounts menu) share one sign-in.
+   */
+  private signInInteractive(): Promise<SignedIn | undefined> {
+    this.signingIn ??= this.runSignIn().finally(() => {
+      this.signingIn = undefined;
+    });
+    return this.signingIn;
+  }
+
+  private async runSignIn(): Promise<SignedIn | undefined> {
+    const url =
+      this.session.current?.url ??
+      this.configuredUrl() ??
+      (await promptUrl(this.context.globalState.get<string>(STORAGE.url)));
+    if (!url) return undefined;
+    let sso: string | undefined;
+    try {
+      sso = (await fetchAuthConfig(url)).sso?.displayName;
+    } catch (err) {
+      void vscode.window.showErrorMessage(`AI Bridge: ${signInFailure(err, url)}`);
+      return undefined;
+    }
+    if (sso === undefined) return this.signInWithKey(url);
+    try {
+      const got = await this.browser.run(url, sso);
+      if (!got) return undefined;
+      return await this.signInWith({ url, key: got.key });
+    } catch (err) {
+      const why = err instanceof DeviceSignInError ? err.message : signInFailure(err, url);
+      const again = await vscode.window.showErrorMessage(`AI Bridge: sign-in failed. ${why}`, 'Try Again');
+      if (again === 'Try Again') return this.runSignIn();
+      return undefined;
+    }
+  }
+
+  /** Break-glass: a key an admin issued. */
+  private async signInWithKeyCommand(): Promise<void> {
+    const url = await promptUrl(
+      this.session.current?.url ?? this.configuredUrl() ?? this.context.globalState.get<string>(STORAGE.url),
+    );
+    if (url) await this.signInWithKey(url);
+  }
+
+  private async signInWithKey(url: string): Promise<SignedIn | undefined> {
+    const key = await promptKey();
+    if (!key) return undefined;
+    return this.signInWith({ url, key });
+  }
+
+  private async signInWith(c: Credentials): Promise<SignedIn | undefined> {
     const me = await verifyWithProgress(c, (x) => this.session.verify(x));
-    if (!me) return;
-    await this.session.signIn(c, me.user);
+    if (!me) return undefined;
+    await this.session.signIn(c, me);
     void vscode.window.showInformationMessage(`AI Bridge: signed in as ${me.user.email}.`);
+    return this.session.current;
   }
 
   private async handleUri(uri: vscode.Uri): Promise<void> {
+    if (uri.path === AUTH_COMPLETE_URI_PATH) {
+      if (!this.browser.complete(uri.query))
+        this.log.info('auth-complete for no sign-in in progress: ignored');
+      return;
+    }
     if (uri.path !== SIGN_IN_URI_PATH) {
       void vscode.window.showWarningMessage(`AI Bridge: unknown link ${uri.path}.`);
       return;
@@ -158,10 +258,45 @@ export class Container implements vscode.Disposable {
     await this.signInWith(parsed.value);
   }
 
+  /** Signs out; a key this device's sign-in minted is revoked on the bridge too (it is no one else's). */
   private async signOutCommand(): Promise<void> {
+    const s = this.session.current;
+    if (s?.keyInfo?.renewable) {
+      try {
+        await new BridgeClient(s.url, s.key).revokeKey(s.keyInfo.id);
+        this.log.info(`device key ${s.keyInfo.prefix} revoked`);
+      } catch (err) {
+        // Offline: the key still ends at its expiry; signing out here must not wait for the bridge.
+        this.log.warn(`revoking the device key: ${(err as Error).message}`);
+      }
+    }
     const env = credentialsFromEnv(process.env);
     await this.session.signOut(env?.ok ? env.value.key : undefined);
     void vscode.window.showInformationMessage('AI Bridge: signed out.');
+  }
+
+  /** The bridge refused the key over the live socket (revoked, expired, user deactivated): signed out at once. */
+  private async signedOutByBridge(why: string): Promise<void> {
+    const env = credentialsFromEnv(process.env);
+    await this.session.signOut(env?.ok ? env.value.key : undefined);
+    this.log.warn(`signed out by the bridge: ${why}`);
+    const pick = await vscode.window.showWarningMessage(`AI Bridge: signed out (${why}).`, 'Sign In');
+    if (pick === 'Sign In') await this.signInInteractive();
+  }
+
+  private async renewIfDue(): Promise<void> {
+    const s = this.session.current;
+    if (!s?.keyInfo || !renewalDue(s.keyInfo, Date.now())) return;
+    const out = await renew(() => new BridgeClient(s.url, s.key).renewKey());
+    if (this.session.current?.key !== s.key) return;
+    if (out.type === 'renewed') {
+      this.session.noteKey(out.key);
+      this.log.info(`device key renewed until ${out.key.expiresAt}`);
+    } else if (out.type === 'refused') {
+      await this.signedOutByBridge(`the key could not be renewed: ${out.message}`);
+    } else {
+      this.log.warn(`device key renewal: ${out.message}; trying again within the hour`);
+    }
   }
 
   /** Starts or stops everything that follows the sign-in. */
@@ -207,7 +342,7 @@ export class Container implements vscode.Disposable {
       void this.seedSpend();
       void this.seedHistory();
     } else if (state.status === 'error' && state.needsSignIn) {
-      void this.askToSignInAgain(state.message);
+      void this.signedOutByBridge(state.message);
     }
   }
 
@@ -216,7 +351,7 @@ export class Container implements vscode.Disposable {
       `AI Bridge: the bridge refused your key (${why}). Sign in again?`,
       'Sign In',
     );
-    if (pick === 'Sign In') await vscode.commands.executeCommand(COMMANDS.signIn);
+    if (pick === 'Sign In') await this.signInInteractive();
   }
 
   private period(): Period {
@@ -332,6 +467,7 @@ export class Container implements vscode.Disposable {
 
   dispose(): void {
     clearInterval(this.periodTimer);
+    clearInterval(this.renewalTimer);
     this.stopLive();
     for (const d of this.disposables.reverse()) d.dispose();
     this.disposables.length = 0;

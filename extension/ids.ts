@@ -4,6 +4,7 @@
  */
 export const COMMANDS = {
   signIn: 'aibridge.signIn',
+  signInWithKey: 'aibridge.signInWithKey',
   signOut: 'aibridge.signOut',
   configureCodex: 'aibridge.configureCodex',
   showAudit: 'aibridge.showAudit',
@@ -22,6 +23,8 @@ export const VIEWS = { interceptions: 'aibridge.interceptions' } as const;
 export const SETTINGS = {
   statusBarPeriod: 'aibridge.statusBar.period',
   terminalEnv: 'aibridge.terminalEnv',
+  url: 'aibridge.url',
+  prepareAgents: 'aibridge.prepareAgents',
 } as const;
 
 /** Context keys the extension sets for `when` clauses. */
@@ -30,8 +33,18 @@ export const CONTEXT = {
   toolCallsOnly: 'aibridge.toolCallsOnly',
 } as const;
 
+/** The authentication provider's id (package.json `contributes.authentication`), for the Accounts menu and other extensions. */
+export const AUTH_PROVIDER_ID = 'aibridge';
+export const AUTH_PROVIDER_LABEL = 'AI Bridge';
+
+/** The extension's id, the authority of its URIs. */
+export const EXTENSION_ID = 'aibridge.ai-bridge';
+
 /** The URI handler's path: `<scheme>://aibridge.ai-bridge/signin?url=...&key=...`. */
 export const SIGN_IN_URI_PATH = '/signin';
+
+/** Where the browser sign-in returns: `<scheme>://aibridge.ai-bridge/auth-complete?nonce=...` (no secret in it). */
+export const AUTH_COMPLETE_URI_PATH = '/auth-complete';
 
 /** Where the key is kept (SecretStorage) and the URL (global state; it is not a secret). */
 export const STORAGE = {

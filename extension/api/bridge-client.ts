@@ -1,6 +1,7 @@
 import type { KeyInfo, User } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
 import type { BudgetStatus, Period, UsageRow } from '../../shared/spend';
+import type { AuthConfig } from '../../shared/sso';
 import type { Usage } from '../../shared/usage';
 
 /** `GET /api/v1/usage/me` (docs/spend.md). */
@@ -39,6 +40,40 @@ export class BridgeApiError extends Error {
 
 export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
 
+/**
+ * How the bridge signs people in (`GET /api/v1/auth/config`, public): with single sign-on the
+ * extension signs in through the browser, without it it asks for a key. Throws BridgeApiError
+ * (status 0) when the bridge cannot be reached.
+ */
+export async function fetchAuthConfig(
+  baseUrl: string,
+  fetchImpl: Fetch = (url, init) => fetch(url, init),
+): Promise<AuthConfig> {
+  let res: Response;
+  try {
+    res = await fetchImpl(`${baseUrl}/api/v1/auth/config`, {
+      headers: { accept: 'application/json' },
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code;
+    throw new BridgeApiError(
+      0,
+      'unreachable',
+      `Cannot reach the bridge at ${baseUrl} (${cause ?? (err as Error).message}).`,
+    );
+  }
+  // An older bridge without the route: no single sign-on.
+  if (res.status === 404) return { sso: null, keySignIn: true };
+  if (!res.ok)
+    throw new BridgeApiError(
+      res.status,
+      `http_${res.status}`,
+      `The bridge answered ${res.status} to /api/v1/auth/config.`,
+    );
+  return (await res.json()) as AuthConfig;
+}
+
 /** The few admin-API routes the extension reads, with the bridge key. No vscode here. */
 export class BridgeClient {
   constructor(
@@ -50,6 +85,16 @@ export class BridgeClient {
 
   me(): Promise<Me> {
     return this.get('/api/v1/me');
+  }
+
+  /** Pushes this device key's expiry forward (`POST /api/v1/auth/device/renew`). */
+  renewKey(): Promise<{ key: KeyInfo }> {
+    return this.request('POST', '/api/v1/auth/device/renew');
+  }
+
+  /** Revokes one of the caller's own keys (`DELETE /api/v1/keys/:id`): signing out of a device key ends it. */
+  revokeKey(id: string): Promise<KeyInfo> {
+    return this.request('DELETE', `/api/v1/keys/${encodeURIComponent(id)}`);
   }
 
   usageMe(period: Period): Promise<UsageMe> {
@@ -67,10 +112,15 @@ export class BridgeClient {
     return this.get(`/api/v1/interceptions/${encodeURIComponent(id)}`);
   }
 
-  private async get<T>(path: string): Promise<T> {
+  private get<T>(path: string): Promise<T> {
+    return this.request('GET', path);
+  }
+
+  private async request<T>(method: 'GET' | 'POST' | 'DELETE', path: string): Promise<T> {
     let res: Response;
     try {
       res = await this.fetchImpl(this.baseUrl + path, {
+        method,
         headers: { authorization: `Bearer ${this.key}`, accept: 'application/json' },
         signal: AbortSignal.timeout(this.timeoutMs),
       });

@@ -1,4 +1,4 @@
-import type { User } from '../../shared/identity';
+import type { KeyInfo, User } from '../../shared/identity';
 import { BridgeApiError, type Me } from '../api/bridge-client';
 import { Emitter } from '../emitter';
 import { STORAGE } from '../ids';
@@ -23,6 +23,8 @@ export interface SignedIn {
   key: string;
   /** Null when the bridge could not be reached to say who this is (restored offline); the live hello fills it in. */
   user: User | null;
+  /** The key's id, expiry and whether it renews; null until the bridge has been reached. */
+  keyInfo: KeyInfo | null;
 }
 
 export type RestoreResult = 'restored' | 'restored-offline' | 'none' | 'rejected';
@@ -58,7 +60,7 @@ export class Session {
     if (!key || !url) return 'none';
     try {
       const me = await this.me({ url, key });
-      this.set({ url, key, user: me.user });
+      this.set({ url, key, user: me.user, keyInfo: me.key });
       return 'restored';
     } catch (err) {
       if (err instanceof BridgeApiError && err.unauthorized) {
@@ -66,17 +68,23 @@ export class Session {
         return 'rejected';
       }
       // The bridge is down or the network is: stay signed in, the live connection will retry.
-      this.set({ url, key, user: null });
+      this.set({ url, key, user: null, keyInfo: null });
       return 'restored-offline';
     }
   }
 
   /** Saves verified credentials and signs in. */
-  async signIn(c: Credentials, user: User): Promise<void> {
+  async signIn(c: Credentials, me: Me): Promise<void> {
     await this.secrets.store(STORAGE.key, c.key);
     await this.global.update(STORAGE.url, c.url);
     await this.global.update(STORAGE.declinedEnvKey, undefined);
-    this.set({ url: c.url, key: c.key, user });
+    this.set({ url: c.url, key: c.key, user: me.user, keyInfo: me.key });
+  }
+
+  /** What the bridge now says of the key (after a renewal): same key, so nothing restarts. */
+  noteKey(info: KeyInfo): void {
+    if (this.state && (this.state.keyInfo === null || this.state.keyInfo.id === info.id))
+      this.state = { ...this.state, keyInfo: info };
   }
 
   /** Forgets the key (and remembers not to sign in again from this environment's key). */

@@ -12,10 +12,10 @@ export function signInFailure(err: unknown, url: string): string {
   return `Sign-in failed: ${(err as Error).message}`;
 }
 
-/** Asks for the URL and the key, each validated as typed. Undefined when the user cancels. */
-export async function promptCredentials(lastUrl: string | undefined): Promise<Credentials | undefined> {
+/** Asks for the bridge's URL, validated as typed. Undefined when the user cancels. */
+export async function promptUrl(lastUrl: string | undefined): Promise<string | undefined> {
   const url = await vscode.window.showInputBox({
-    title: 'AI Bridge: Sign In (1/2)',
+    title: 'AI Bridge: Sign In',
     prompt: 'The bridge URL your admin gave you',
     placeHolder: 'https://bridge.example.com',
     value: lastUrl ?? '',
@@ -26,8 +26,14 @@ export async function promptCredentials(lastUrl: string | undefined): Promise<Cr
     },
   });
   if (url === undefined) return undefined;
+  const u = normalizeBridgeUrl(url);
+  return u.ok ? u.value : undefined;
+}
+
+/** Asks for a bridge key (break-glass, or a bridge without single sign-on). Undefined when cancelled. */
+export async function promptKey(): Promise<string | undefined> {
   const key = await vscode.window.showInputBox({
-    title: 'AI Bridge: Sign In (2/2)',
+    title: 'AI Bridge: Sign In with a Key',
     prompt: 'Your bridge key (aib_…); it is kept in VS Code secret storage only',
     placeHolder: 'aib_…',
     password: true,
@@ -38,9 +44,8 @@ export async function promptCredentials(lastUrl: string | undefined): Promise<Cr
     },
   });
   if (key === undefined) return undefined;
-  const u = normalizeBridgeUrl(url);
   const k = checkKey(key);
-  return u.ok && k.ok ? { url: u.value, key: k.value } : undefined;
+  return k.ok ? k.value : undefined;
 }
 
 /** A sign-in link carries a key: the user confirms the bridge before it is used. */

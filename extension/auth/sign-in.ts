@@ -68,10 +68,23 @@ export function credentialsFromEnv(
 ): Checked<Credentials> | undefined {
   const url = env.AIBRIDGE_URL?.trim();
   const key = env.AIBRIDGE_KEY?.trim();
-  if (!url && !key) return undefined;
-  if (!url || !key)
-    return { ok: false, message: 'Set both AIBRIDGE_URL and AIBRIDGE_KEY to sign in automatically.' };
+  if (!key) return undefined; // AIBRIDGE_URL alone only names the bridge to sign in to (bridgeUrlFromEnv).
+  if (!url)
+    return {
+      ok: false,
+      message: 'AIBRIDGE_KEY is set without AIBRIDGE_URL; set both to sign in automatically.',
+    };
   return checkCredentials(url, key);
+}
+
+/** The bridge a workspace template or an admin's setting names, for the browser sign-in; undefined if none or invalid. */
+export function defaultBridgeUrl(...candidates: (string | undefined)[]): string | undefined {
+  for (const c of candidates) {
+    if (!c?.trim()) continue;
+    const u = normalizeBridgeUrl(c);
+    if (u.ok) return u.value;
+  }
+  return undefined;
 }
 
 /** Plain http to anything but this machine sends the key in clear text. */

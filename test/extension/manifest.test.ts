@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { COMMANDS, CONTEXT, SETTINGS, VIEW_CONTAINER, VIEWS } from '../../extension/ids';
+import {
+  AUTH_PROVIDER_ID,
+  AUTH_PROVIDER_LABEL,
+  COMMANDS,
+  CONTEXT,
+  SETTINGS,
+  VIEW_CONTAINER,
+  VIEWS,
+} from '../../extension/ids';
 import { DEFAULT_TERMINAL_ENV } from '../../extension/terminal/env';
 
 interface Manifest {
@@ -10,6 +18,7 @@ interface Manifest {
   engines: { vscode: string };
   activationEvents: string[];
   contributes: {
+    authentication: { id: string; label: string }[];
     commands: { command: string; title: string; category?: string }[];
     viewsContainers: { activitybar: { id: string }[] };
     views: Record<string, { id: string }[]>;
@@ -62,7 +71,13 @@ describe('extension: ids match package.json', () => {
   });
 
   it('activates lazily, on VS Code 1.100, from the bundle, as aibridge.ai-bridge (the URI handler authority)', () => {
-    assert.deepEqual(pkg.activationEvents, ['onStartupFinished', 'onUri']);
+    assert.deepEqual(pkg.activationEvents, [
+      'onStartupFinished',
+      'onUri',
+      'onAuthenticationRequest:aibridge',
+    ]);
+    // registerAuthenticationProvider needs the provider declared, under the id the code registers.
+    assert.deepEqual(pkg.contributes.authentication, [{ id: AUTH_PROVIDER_ID, label: AUTH_PROVIDER_LABEL }]);
     assert.equal(pkg.engines.vscode, '^1.100.0');
     assert.equal(pkg.main, './dist/extension.cjs');
     assert.equal(`${pkg.publisher}.${pkg.name}`, 'aibridge.ai-bridge');

@@ -5,6 +5,7 @@ import {
   type Credentials,
   checkCredentials,
   credentialsFromEnv,
+  defaultBridgeUrl,
   isInsecureRemote,
   normalizeBridgeUrl,
   parseSignInQuery,
@@ -44,6 +45,16 @@ const USER = {
   role: 'member' as const,
   createdAt: '',
 };
+const KEY_INFO: Me['key'] = {
+  id: 'key_1',
+  userId: 'u1',
+  name: null,
+  prefix: 'aib_abcd',
+  createdAt: '',
+  expiresAt: null,
+  revokedAt: null,
+  lastUsedAt: null,
+};
 const me = (c: Credentials): Promise<Me> =>
   c.key === KEY
     ? Promise.resolve({ user: USER, key: {} as Me['key'] })
@@ -75,7 +86,17 @@ describe('extension: sign-in', () => {
       ok: true,
       value: { url: 'https://x.com', key: KEY },
     });
-    assert.equal(credentialsFromEnv({ AIBRIDGE_URL: 'https://x.com' })?.ok, false);
+    assert.equal(
+      credentialsFromEnv({ AIBRIDGE_URL: 'https://x.com' }),
+      undefined,
+      'a URL alone only names the bridge',
+    );
+    assert.equal(credentialsFromEnv({ AIBRIDGE_KEY: KEY })?.ok, false);
+    assert.equal(
+      defaultBridgeUrl(undefined, ' ', 'https://b.example.com/anthropic/'),
+      'https://b.example.com',
+    );
+    assert.equal(defaultBridgeUrl('not a url'), undefined);
     assert.equal(isInsecureRemote('http://bridge.corp'), true);
     assert.equal(isInsecureRemote('http://127.0.0.1:9'), false);
     assert.equal(isInsecureRemote('https://bridge.corp'), false);
@@ -87,7 +108,7 @@ describe('extension: sign-in', () => {
     const s = new Session(secrets, state, me);
     const seen: unknown[] = [];
     s.onDidChange((x) => seen.push(x?.url));
-    await s.signIn({ url: 'https://x.com', key: KEY }, USER);
+    await s.signIn({ url: 'https://x.com', key: KEY }, { user: USER, key: KEY_INFO });
     assert.equal(secrets.map.get(STORAGE.key), KEY);
     assert.ok(
       ![...state.map.values()].some((v) => JSON.stringify(v).includes(KEY)),

@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { BridgeApiError, BridgeClient, fetchAuthConfig } from '../../extension/api/bridge-client';
+import {
+  DeviceSignInError,
+  startDeviceSignIn,
+  Waker,
+  waitForDeviceKey,
+} from '../../extension/auth/device-sign-in';
+import { renew, renewalDue } from '../../extension/auth/renewal';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+
+const DAY = 86_400_000;
+
+/**
+ * The extension's browser sign-in, minus the browser: the same calls the extension makes, against a
+ * real bridge; the approving user's side is the verification page's own API with a session cookie.
+ */
+describe('extension: browser sign-in and device-key renewal against a real bridge', function () {
+  this.timeout(30_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+  let cookie = '';
+
+  async function approve(userCode: string, yes = true): Promise<Record<string, unknown>> {
+    const res = await fetch(`${tb.url}/api/v1/auth/device/approve`, {
+      method: 'POST',
+      headers: { cookie, 'x-aibridge-csrf': '1', 'content-type': 'application/json' },
+      body: JSON.stringify({ userCode, approve: yes }),
+    });
+    assert.equal(res.status, 200);
+    return (await res.json()) as Record<string, unknown>;
+  }
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    tb = await startBridge(upstream.url);
+    const dev = await tb.addUser('browser-dev@example.com', { team: 'ide' });
+    const res = await fetch(`${tb.url}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
+      body: JSON.stringify({ key: dev.key }),
+    });
+    cookie = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+  });
+  after(async () => {
+    await tb.close();
+    await upstream.stop();
+  });
+
+  it('without single sign-on the bridge says so, and the extension falls back to a key', async () => {
+    assert.deepEqual(await fetchAuthConfig(tb.url), { sso: null, keySignIn: true });
+    await assert.rejects(
+      fetchAuthConfig('http://127.0.0.1:9'),
+      (e: unknown) => e instanceof BridgeApiError && e.status === 0,
+    );
+  });
+
+  it('the callback wakes the poll: the key arrives at once after approval, not at the next 5 s interval', async () => {
+    const callback = 'vscode://aibridge.ai-bridge/auth-complete?nonce=abc';
+    const grant = await startDeviceSignIn(tb.url, 'VS Code on test (ws)', callback);
+    assert.equal(grant.interval, 5);
+    assert.match(grant.verificationUri, /\/device\?user_code=[A-Z]{4}-[A-Z]{4}$/);
+    const waker = new Waker();
+    const waiting = waitForDeviceKey(tb.url, grant, { waker });
+    // Let the first poll (pending) happen, then approve and come back through the URI handler.
+    await new Promise((r) => setTimeout(r, 300));
+    const answer = await approve(grant.userCode);
+    assert.equal((answer.device as { redirectUri: string }).redirectUri, callback);
+    const t0 = Date.now();
+    waker.wake();
+    const got = await waiting;
+    assert.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms`);
+    assert.match(got.key, /^aib_/);
+    const me = await new BridgeClient(tb.url, got.key).me();
+    assert.equal(me.user.email, 'browser-dev@example.com');
+    assert.equal(me.key.name, 'VS Code on test (ws)');
+    assert.equal(me.key.renewable, true);
+    assert.ok(me.key.expiresAt && Date.parse(me.key.expiresAt) - Date.now() > 6.9 * DAY, 'a 7-day key');
+    // Signing out revokes it: the next call is refused.
+    await new BridgeClient(tb.url, got.key).revokeKey(me.key.id);
+    await assert.rejects(
+      new BridgeClient(tb.url, got.key).me(),
+      (e: unknown) => e instanceof BridgeApiError && e.unauthorized,
+    );
+  });
+
+  it('a denial in the browser ends the wait with access_denied; cancelling ends it at once', async () => {
+    const grant = await startDeviceSignIn(
+      tb.url,
+      'denied',
+      'vscode://aibridge.ai-bridge/auth-complete?nonce=d',
+    );
+    const waker = new Waker();
+    const waiting = waitForDeviceKey(tb.url, grant, { waker });
+    await new Promise((r) => setTimeout(r, 200));
+    await approve(grant.userCode, false);
+    waker.wake();
+    await assert.rejects(
+      waiting,
+      (e: unknown) => e instanceof DeviceSignInError && e.code === 'access_denied',
+    );
+
+    const other = await startDeviceSignIn(
+      tb.url,
+      'cancelled',
+      'vscode://aibridge.ai-bridge/auth-complete?nonce=c',
+    );
+    const abort = new AbortController();
+    const pending = waitForDeviceKey(tb.url, other, { signal: abort.signal });
+    setTimeout(() => abort.abort(), 200);
+    const t0 = Date.now();
+    await assert.rejects(pending, (e: unknown) => e instanceof DeviceSignInError && e.code === 'cancelled');
+    assert.ok(Date.now() - t0 < 2000);
+  });
+
+  it('a bridge that refuses the callback is a clear error, not a hang', async () => {
+    await assert.rejects(
+      startDeviceSignIn(tb.url, 'x', 'javascript:alert(1)'),
+      (e: unknown) => e instanceof DeviceSignInError && e.code === 'refused' && /scheme/.test(e.message),
+    );
+  });
+
+  it('renews a device key days before it ends, and turns a refusal into "sign in again"', async () => {
+    const created = '2026-12-01T00:00:00.000Z';
+    const key = { createdAt: created, expiresAt: '2026-12-08T00:00:00.000Z', renewable: true as const };
+    const at = (iso: string) => Date.parse(iso);
+    assert.equal(renewalDue(key, at('2026-12-04T00:00:00.000Z')), false, 'four days left');
+    assert.equal(renewalDue(key, at('2026-12-05T00:00:00.000Z')), true, 'three days left');
+    assert.equal(
+      renewalDue({ ...key, renewable: undefined }, at('2026-12-07T23:00:00.000Z')),
+      false,
+      'not a device key',
+    );
+    const oneDay = { createdAt: created, expiresAt: '2026-12-02T00:00:00.000Z', renewable: true as const };
+    assert.equal(renewalDue(oneDay, at('2026-12-01T11:00:00.000Z')), false);
+    assert.equal(renewalDue(oneDay, at('2026-12-01T12:00:00.000Z')), true, 'half the life of a short key');
+
+    const grant = await startDeviceSignIn(
+      tb.url,
+      'renewer',
+      'vscode://aibridge.ai-bridge/auth-complete?nonce=r',
+    );
+    await approve(grant.userCode);
+    const got = await waitForDeviceKey(tb.url, grant);
+    const client = new BridgeClient(tb.url, got.key);
+    const before = (await client.me()).key;
+    await new Promise((r) => setTimeout(r, 20));
+    const out = await renew(() => client.renewKey());
+    assert.equal(out.type, 'renewed');
+    assert.ok(
+      out.type === 'renewed' && Date.parse(out.key.expiresAt ?? '') > Date.parse(before.expiresAt ?? ''),
+    );
+    await client.revokeKey(before.id);
+    const refused = await renew(() => client.renewKey());
+    assert.equal(refused.type, 'refused');
+    const offline = await renew(() => new BridgeClient('http://127.0.0.1:9', got.key).renewKey());
+    assert.equal(offline.type, 'later');
+  });
+});
