@@ -56,7 +56,12 @@ export class Workbench {
     const input = this.quickInput.locator('input.input');
     await input.waitFor({ state: 'visible', timeout: 15_000 });
     await input.fill(`>${title}`);
-    const row = this.quickInput.locator('.monaco-list-row', { hasText: title }).first();
+    // The row whose label is exactly the title: "Sign In" must not pick "Sign In with a Key".
+    const exact = new RegExp(`^${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+    const row = this.quickInput
+      .locator('.monaco-list-row')
+      .filter({ has: this.page.locator('.label-name', { hasText: exact }) })
+      .first();
     await row.waitFor({ state: 'visible', timeout: 15_000 });
     // The list settles on the best match first; the exact title is clicked, not whatever is on top.
     await row.click();

@@ -312,6 +312,7 @@ export async function startSsoBridge(
   port: number,
   env: Record<string, string>,
   build: Omit<BuildOptions, 'logStream'> = {},
+  host = '127.0.0.1',
 ): Promise<SsoBridge> {
   const dir = await tempDir('aibridge-sso-');
   const config = loadConfig(
@@ -319,7 +320,7 @@ export async function startSsoBridge(
     {
       AIBRIDGE_LOG_LEVEL: 'info',
       AIBRIDGE_AUTH_FAILURES_PER_MINUTE: '0',
-      AIBRIDGE_PUBLIC_URL: `http://127.0.0.1:${port}`,
+      AIBRIDGE_PUBLIC_URL: `http://${host}:${port}`,
       ...env,
     },
   );
@@ -332,9 +333,9 @@ export async function startSsoBridge(
   });
   const bridge = await buildApp(config, { ...build, logStream });
   const created = await bootstrapAdmin(bridge.identity, dir, config.adminEmail);
-  await bridge.app.listen({ host: '127.0.0.1', port });
+  await bridge.app.listen({ host, port });
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     adminKey: created?.key ?? '',
     bridge,
     logs,
