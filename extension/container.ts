@@ -1,13 +1,14 @@
 import * as vscode from 'vscode';
 import type { Period } from '../shared/spend';
+import { type AgentsReport, prepareCodex } from './agents/prepare-agents';
 import { BridgeClient } from './api/bridge-client';
 import { DetailPanel } from './audit/detail-panel';
 import { AuditTree } from './audit/tree-provider';
 import { Session, type SignedIn } from './auth/session';
 import { type Credentials, credentialsFromEnv, parseSignInQuery } from './auth/sign-in';
 import { confirmLink, promptCredentials, signInFailure, verifyWithProgress } from './auth/sign-in-ui';
-import { CODEX_PROVIDER, withBridgeProvider } from './codex/codex-config';
-import { codexConfigPath, readCodexConfig, writeCodexConfig } from './codex/codex-file';
+import { CODEX_PROVIDER } from './codex/codex-config';
+import { codexConfigPath } from './codex/codex-file';
 import {
   COMMANDS,
   CONTEXT,
@@ -285,34 +286,34 @@ export class Container implements vscode.Disposable {
       return;
     }
     const file = codexConfigPath();
-    let original: string;
-    try {
-      original = await readCodexConfig(file);
-    } catch (err) {
-      void vscode.window.showErrorMessage(`AI Bridge: cannot read ${file}: ${(err as Error).message}`);
-      return;
-    }
-    const add = 'Add Profile';
+    const add = 'Add Provider';
     const addDefault = 'Add and Make Default';
     const pick = await vscode.window.showInformationMessage(
-      `Add an "${CODEX_PROVIDER}" model provider and profile to ${file}?`,
+      `Add an "${CODEX_PROVIDER}" model provider to ${file}?`,
       {
         modal: true,
-        detail: `Codex will reach ${c.url}/openai/v1 with the key from OPENAI_API_KEY (set in new terminals). Your other settings stay as they are; the previous file is kept as config.toml.bak.`,
+        detail: `Codex will reach ${c.url}/openai/v1 with the key from OPENAI_API_KEY (set in new terminals); "codex --profile ${CODEX_PROVIDER}" always uses it, plain "codex" too when it is the default. Trusted workspace folders are marked trusted for Codex. Your other settings stay as they are; the previous file is kept as config.toml.bak.`,
       },
       add,
       addDefault,
     );
     if (pick !== add && pick !== addDefault) return;
-    const edit = withBridgeProvider(original, { url: c.url, makeDefault: pick === addDefault });
-    if (!edit.ok) {
-      void vscode.window.showErrorMessage(`AI Bridge: ${edit.message}`);
+    // VS Code's workspace trust is the user's decision; Codex gets the same answer, and no more.
+    const trustedFolders = vscode.workspace.isTrusted
+      ? (vscode.workspace.workspaceFolders ?? [])
+          .filter((f) => f.uri.scheme === 'file')
+          .map((f) => f.uri.fsPath)
+      : [];
+    const report: AgentsReport = { changed: [], problems: [] };
+    await prepareCodex({ url: c.url, trustedFolders, makeCodexDefault: pick === addDefault }, report);
+    if (report.problems.length > 0) {
+      void vscode.window.showErrorMessage(`AI Bridge: ${report.problems.join(' ')}`);
       return;
     }
-    if (edit.changed) await writeCodexConfig(file, edit.text, original);
-    const use = pick === addDefault ? 'codex' : `codex --profile ${CODEX_PROVIDER}`;
+    const use = report.codexIsDefault ? 'codex' : `codex --profile ${CODEX_PROVIDER}`;
+    this.log.info(`codex configured: ${report.changed.join(', ') || 'no change'}`);
     void vscode.window.showInformationMessage(
-      `AI Bridge: ${edit.changed ? 'updated' : 'already up to date:'} ${file}. Run \`${use}\` in a new terminal.`,
+      `AI Bridge: ${report.changed.length > 0 ? 'updated' : 'already up to date:'} ${file}. Run \`${use}\` in a new terminal.`,
     );
   }
 
