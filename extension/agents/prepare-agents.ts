@@ -60,26 +60,41 @@ async function edit(
   }
 }
 
-function absolute(folders: readonly string[]): string[] {
-  return [...new Set(folders.map((f) => path.resolve(f)))];
+/**
+ * Each folder as given (absolute) and, when it differs, its real path: an agent keys trust by its
+ * working directory, which the OS reports with symbolic links resolved.
+ */
+async function trustKeys(folders: readonly string[]): Promise<string[]> {
+  const keys = new Set<string>();
+  for (const f of folders) {
+    const abs = path.resolve(f);
+    keys.add(abs);
+    try {
+      keys.add(await fs.realpath(abs));
+    } catch {
+      // A folder that does not exist (yet) is trusted by the path given.
+    }
+  }
+  return [...keys];
 }
 
 /** Claude Code: onboarding done, the trusted folders' safety check answered. */
 export async function prepareClaude(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
-  const trustedFolders = absolute(o.trustedFolders);
+  const trustedFolders = await trustKeys(o.trustedFolders);
   await edit(claudeConfigPath(o.env), (t) => withClaudeReady(t, { trustedFolders }), report);
 }
 
 /** Codex: the aibridge provider (the default when no other is), its profile file, the trusted folders. */
 export async function prepareCodex(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
   let isDefault: boolean | undefined;
+  const trustedFolders = await trustKeys(o.trustedFolders);
   const ok = await edit(
     codexConfigPath(o.env),
     (t) => {
       const r = withBridgeProvider(t, {
         url: o.url,
         makeDefault: o.makeCodexDefault === true,
-        trustedFolders: absolute(o.trustedFolders),
+        trustedFolders,
       });
       if (r.ok) isDefault = r.isDefault;
       return r;

@@ -134,6 +134,24 @@ describe('extension: prepareAgents / undoAgents', () => {
     assert.equal(await fs.readFile(claudeFile, 'utf8'), claudeAfter, "claude's flags are the user's state");
   });
 
+  it('a folder reached through a symbolic link is trusted by both paths (agents see the real one)', async () => {
+    const env = { HOME: home };
+    const real = path.join(home, 'real');
+    const link = path.join(home, 'link');
+    await fs.mkdir(real);
+    await fs.symlink(real, link);
+    const realPath = await fs.realpath(real);
+    const r = await prepareAgents({ url: 'https://b.example', trustedFolders: [link], env });
+    assert.deepEqual(r.problems, []);
+    const claude = JSON.parse(await fs.readFile(claudeConfigPath(env), 'utf8')) as { projects: Json };
+    assert.deepEqual(Object.keys(claude.projects).sort(), [link, realPath].sort());
+    const codex = await fs.readFile(codexConfigPath(env), 'utf8');
+    assert.ok(
+      codex.includes(`[projects.${JSON.stringify(link)}]`) &&
+        codex.includes(`[projects.${JSON.stringify(realPath)}]`),
+    );
+  });
+
   it("one agent's problem does not stop the other; a profile file the user changed is left alone", async () => {
     const env = { HOME: home, CODEX_HOME: path.join(home, 'codex') };
     const claudeFile = claudeConfigPath(env);
