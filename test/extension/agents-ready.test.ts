@@ -62,10 +62,10 @@ class Screen {
   private readonly proc: Pty;
   private exited = false;
 
-  constructor(cmd: string, cwd: string, env: NodeJS.ProcessEnv) {
+  constructor([file, ...args]: readonly string[], cwd: string, env: NodeJS.ProcessEnv) {
     const { pty, xterm } = loadTerminal();
     this.term = new xterm.Terminal({ cols: COLS, rows: ROWS, allowProposedApi: true });
-    this.proc = pty.spawn(cmd, [], { name: 'xterm-256color', cols: COLS, rows: ROWS, cwd, env });
+    this.proc = pty.spawn(file ?? '', args, { name: 'xterm-256color', cols: COLS, rows: ROWS, cwd, env });
     this.proc.onData((d) => this.term.write(d));
     // Terminal replies (cursor position, device attributes) go back to the agent, as in VS Code.
     this.term.onData((d) => {
@@ -130,7 +130,7 @@ async function workspace(git: boolean): Promise<{ home: string; folder: string }
 }
 
 async function onScreen(
-  cmd: string,
+  cmd: readonly string[],
   folder: string,
   home: string,
   done: (screen: string) => boolean,
@@ -147,8 +147,15 @@ async function onScreen(
   }
 }
 
-const claudeAtPrompt = (s: string) => /^❯/m.test(s) && !/trust|text style/i.test(s);
-const codexAtPrompt = (s: string) => /Ask Codex|^›/m.test(s) && !/Sign in|Trust this folder/i.test(s);
+/** Claude's empty input line ("❯" alone; a dialog's "❯ 1. Yes…" has text after it), and no question. */
+const claudeAtPrompt = (s: string) => /^❯\s*$/m.test(s) && !/trust|text style/i.test(s);
+/**
+ * Codex's composer with its status line ("<model> · <folder>"): while its splash is up it already
+ * draws "› Ask Codex…" under the logo, and the sign-in or trust question replaces that; only the
+ * real prompt has the status line.
+ */
+const codexAtPrompt = (folder: string) => (s: string) =>
+  /^› Ask Codex/m.test(s) && s.includes(`· ${folder}`) && !/Sign in|Trust this folder/i.test(s);
 
 describe('extension: agents start at once (the real claude and codex in a terminal)', function () {
   this.timeout(60_000);
@@ -163,42 +170,76 @@ describe('extension: agents start at once (the real claude and codex in a termin
   }
 
   it('claude: without the extension it asks (theme, then trust); prepared, it reaches its prompt', async () => {
-    const a = await fresh(false);
-    const s1 = await onScreen(CLAUDE, a.folder, a.home, (s) => /text style/i.test(s), 'the theme picker');
-    assert.doesNotMatch(s1, /^❯ *$/m);
-
+    const [a, b, c] = await Promise.all([fresh(false), fresh(false), fresh(false)]);
     // Onboarding alone is not enough: the folder's safety check comes next.
-    const b = await fresh(false);
     await prepareAgents({ url: DEAD_URL, trustedFolders: [], env: { HOME: b.home } });
-    await onScreen(
-      CLAUDE,
-      b.folder,
-      b.home,
-      (s) => /Quick safety check|trust/i.test(s),
-      'the trust question',
-    );
-
-    const c = await fresh(false);
     const r = await prepareAgents({ url: DEAD_URL, trustedFolders: [c.folder], env: { HOME: c.home } });
     assert.deepEqual(r.problems, []);
-    const s3 = await onScreen(CLAUDE, c.folder, c.home, claudeAtPrompt, 'the claude prompt');
+    const [s1, , s3] = await Promise.all([
+      onScreen([CLAUDE], a.folder, a.home, (s) => /text style/i.test(s), 'the theme picker'),
+      onScreen(
+        [CLAUDE],
+        b.folder,
+        b.home,
+        (s) => /Quick safety check|trust this folder/i.test(s),
+        'the trust question',
+      ),
+      onScreen([CLAUDE], c.folder, c.home, claudeAtPrompt, 'the claude prompt'),
+    ]);
+    assert.doesNotMatch(s1, /^❯\s*$/m);
     assert.match(s3, /Claude Code/);
   });
 
   it('codex in a git repo: without the extension it asks to sign in; prepared, it reaches its prompt', async () => {
-    const a = await fresh(true);
-    await onScreen(CODEX, a.folder, a.home, (s) => /Sign in with ChatGPT/i.test(s), 'the sign-in screen');
-
+    const [a, b, c] = await Promise.all([fresh(true), fresh(true), fresh(true)]);
     // The provider alone is not enough in a git repo: the folder's trust comes next.
-    const b = await fresh(true);
     await prepareAgents({ url: DEAD_URL, trustedFolders: [], env: { HOME: b.home } });
-    await onScreen(CODEX, b.folder, b.home, (s) => /Trust this folder/i.test(s), 'the trust question');
-
-    const c = await fresh(true);
     const r = await prepareAgents({ url: DEAD_URL, trustedFolders: [c.folder], env: { HOME: c.home } });
     assert.deepEqual(r.problems, []);
     assert.equal(r.codexIsDefault, true);
-    const s3 = await onScreen(CODEX, c.folder, c.home, codexAtPrompt, 'the codex prompt');
+    // The three at once: codex spends its start-up time waiting, not computing.
+    const [, , s3] = await Promise.all([
+      onScreen([CODEX], a.folder, a.home, (s) => /Sign in with ChatGPT/i.test(s), 'the sign-in screen'),
+      onScreen([CODEX], b.folder, b.home, (s) => /Trust this folder/i.test(s), 'the trust question'),
+      onScreen([CODEX], c.folder, c.home, codexAtPrompt(c.folder), 'the codex prompt'),
+    ]);
     assert.match(s3, /OpenAI Codex/);
+  });
+
+  it('codex: the legacy profile an earlier version wrote (codex 0.169 refuses to start) is repaired', async () => {
+    const a = await fresh(false);
+    const legacy = [
+      'profile = "aibridge"',
+      '',
+      '[model_providers.aibridge]',
+      'name = "AI Bridge"',
+      `base_url = "${DEAD_URL}/openai/v1"`,
+      'env_key = "OPENAI_API_KEY"',
+      'wire_api = "responses"',
+      '',
+      '[profiles.aibridge]',
+      'model_provider = "aibridge"',
+      '',
+    ].join('\n');
+    await fs.mkdir(path.join(a.home, '.codex'));
+    await fs.writeFile(path.join(a.home, '.codex', 'config.toml'), legacy);
+    await onScreen(
+      [CODEX],
+      a.folder,
+      a.home,
+      (s) => /legacy .*no longer supported/s.test(s),
+      'the legacy-config error',
+    );
+
+    const r = await prepareAgents({ url: DEAD_URL, trustedFolders: [a.folder], env: { HOME: a.home } });
+    assert.deepEqual(r.problems, []);
+    await onScreen([CODEX], a.folder, a.home, codexAtPrompt(a.folder), 'the codex prompt');
+    await onScreen(
+      [CODEX, '--profile', 'aibridge'],
+      a.folder,
+      a.home,
+      codexAtPrompt(a.folder),
+      'the codex prompt (--profile aibridge)',
+    );
   });
 });
