@@ -11,6 +11,9 @@ export async function readTextOrEmpty(file: string): Promise<string> {
   }
 }
 
+/** Tells apart two writes from this process in the same millisecond. */
+let writes = 0;
+
 /**
  * Replaces `file` in one rename, so the agent that reads it never sees half a file. A new file is
  * private (0600: it sits next to the agent's credentials); an existing one keeps its mode. When
@@ -25,7 +28,7 @@ export async function writeFileAtomic(file: string, text: string, previous: stri
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   if (previous !== '') await fs.writeFile(`${file}.bak`, previous, { mode: 0o600 });
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const tmp = `${file}.${process.pid}.${Date.now()}.${++writes}.tmp`;
   try {
     await fs.writeFile(tmp, text, { mode });
     // writeFile's mode passes through the umask; the file must end with exactly this one.

@@ -1,5 +1,5 @@
-import os from 'node:os';
 import path from 'node:path';
+import { homeDir } from '../home-dir';
 
 type Env = Record<string, string | undefined>;
 
@@ -10,7 +10,7 @@ type Env = Record<string, string | undefined>;
 export function claudeConfigPath(env: Env = process.env): string {
   const dir = env.CLAUDE_CONFIG_DIR?.trim();
   if (dir) return path.join(dir, '.claude.json');
-  return path.join(env.HOME?.trim() || os.homedir(), '.claude.json');
+  return path.join(homeDir(env), '.claude.json');
 }
 
 /**

@@ -1,13 +1,13 @@
-import os from 'node:os';
 import path from 'node:path';
 import { readTextOrEmpty, writeFileAtomic } from '../atomic-file';
+import { homeDir } from '../home-dir';
 import { CODEX_PROVIDER } from './codex-config';
 
 type Env = Record<string, string | undefined>;
 
 /** Codex's home: `$CODEX_HOME`, by default `~/.codex`. */
 export function codexHome(env: Env = process.env): string {
-  return env.CODEX_HOME?.trim() || path.join(env.HOME?.trim() || os.homedir(), '.codex');
+  return env.CODEX_HOME?.trim() || path.join(homeDir(env), '.codex');
 }
 
 /** Where Codex reads its config: `$CODEX_HOME/config.toml`, by default `~/.codex/config.toml`. */
