@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import type { Period } from '../shared/spend';
+import { type AgentsReport, prepareAgents, prepareCodex, undoAgents } from './agents/prepare-agents';
 import { BridgeClient, fetchAuthConfig } from './api/bridge-client';
 import { DetailPanel } from './audit/detail-panel';
 import { AuditTree } from './audit/tree-provider';
@@ -10,8 +11,8 @@ import { renew, renewalDue } from './auth/renewal';
 import { Session, type SignedIn } from './auth/session';
 import { type Credentials, credentialsFromEnv, defaultBridgeUrl, parseSignInQuery } from './auth/sign-in';
 import { confirmLink, promptKey, promptUrl, signInFailure, verifyWithProgress } from './auth/sign-in-ui';
-import { CODEX_PROVIDER, withBridgeProvider } from './codex/codex-config';
-import { codexConfigPath, readCodexConfig, writeCodexConfig } from './codex/codex-file';
+import { CODEX_PROVIDER } from './codex/codex-config';
+import { codexConfigPath } from './codex/codex-file';
 import {
   AUTH_COMPLETE_URI_PATH,
   AUTH_PROVIDER_ID,
@@ -79,6 +80,8 @@ export class Container implements vscode.Disposable {
     this.detail = this.track(new DetailPanel(this.model));
     this.track(this.session.onDidChange((s) => this.onSession(s)));
     this.track(vscode.workspace.onDidChangeConfiguration((e) => this.onConfig(e)));
+    this.track(vscode.workspace.onDidGrantWorkspaceTrust(() => this.prepareAgents()));
+    this.track(vscode.workspace.onDidChangeWorkspaceFolders(() => this.prepareAgents()));
     this.track(vscode.window.registerUriHandler({ handleUri: (uri) => this.handleUri(uri) }));
     const accounts = this.track(
       new BridgeAuthProvider(
@@ -314,11 +317,17 @@ export class Container implements vscode.Disposable {
       this.running = undefined;
       clearTerminalEnv(this.context.environmentVariableCollection);
       this.log.info('signed out: terminal variables removed');
+      if (vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) !== false)
+        void undoAgents().then((r) => {
+          if (r.changed.length > 0) this.log.info(`agents: removed the bridge from ${r.changed.join(', ')}`);
+          for (const p of r.problems) this.log.warn(`agents: ${p}`);
+        });
       return;
     }
     this.running = { url: s.url, key: s.key };
     if (s.user) this.model.setUser(s.user);
     this.applyTerminalEnv();
+    this.prepareAgents();
     this.client = new BridgeClient(s.url, s.key);
     const live = new LiveSocket({ url: s.url, key: s.key, query: 'user=me' });
     live.onState((state) => this.onConnection(state));
@@ -413,6 +422,28 @@ export class Container implements vscode.Disposable {
     if (e.affectsConfiguration(SETTINGS.statusBarPeriod)) void this.seedSpend();
   }
 
+  /** VS Code's workspace trust is the user's decision; the agents get the same answer, and no more. */
+  private trustedFolders(): string[] {
+    return vscode.workspace.isTrusted
+      ? (vscode.workspace.workspaceFolders ?? [])
+          .filter((f) => f.uri.scheme === 'file')
+          .map((f) => f.uri.fsPath)
+      : [];
+  }
+
+  /**
+   * Claude Code and Codex in a new terminal start at their prompt: onboarding done, Codex's
+   * provider the bridge, the trusted folders trusted (docs/extension.md#agents-start-at-once).
+   */
+  private prepareAgents(): void {
+    const c = this.running;
+    if (!c || vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) === false) return;
+    void prepareAgents({ url: c.url, trustedFolders: this.trustedFolders() }).then((r) => {
+      if (r.changed.length > 0) this.log.info(`agents prepared: ${r.changed.join(', ')}`);
+      for (const p of r.problems) this.log.warn(`agents: ${p}`);
+    });
+  }
+
   private async configureCodex(): Promise<void> {
     const c = this.running;
     if (!c) {
@@ -420,34 +451,31 @@ export class Container implements vscode.Disposable {
       return;
     }
     const file = codexConfigPath();
-    let original: string;
-    try {
-      original = await readCodexConfig(file);
-    } catch (err) {
-      void vscode.window.showErrorMessage(`AI Bridge: cannot read ${file}: ${(err as Error).message}`);
-      return;
-    }
-    const add = 'Add Profile';
+    const add = 'Add Provider';
     const addDefault = 'Add and Make Default';
     const pick = await vscode.window.showInformationMessage(
-      `Add an "${CODEX_PROVIDER}" model provider and profile to ${file}?`,
+      `Add an "${CODEX_PROVIDER}" model provider to ${file}?`,
       {
         modal: true,
-        detail: `Codex will reach ${c.url}/openai/v1 with the key from OPENAI_API_KEY (set in new terminals). Your other settings stay as they are; the previous file is kept as config.toml.bak.`,
+        detail: `Codex will reach ${c.url}/openai/v1 with the key from OPENAI_API_KEY (set in new terminals); "codex --profile ${CODEX_PROVIDER}" always uses it, plain "codex" too when it is the default. Trusted workspace folders are marked trusted for Codex. Your other settings stay as they are; the previous file is kept as config.toml.bak.`,
       },
       add,
       addDefault,
     );
     if (pick !== add && pick !== addDefault) return;
-    const edit = withBridgeProvider(original, { url: c.url, makeDefault: pick === addDefault });
-    if (!edit.ok) {
-      void vscode.window.showErrorMessage(`AI Bridge: ${edit.message}`);
+    const report: AgentsReport = { changed: [], problems: [] };
+    await prepareCodex(
+      { url: c.url, trustedFolders: this.trustedFolders(), makeCodexDefault: pick === addDefault },
+      report,
+    );
+    if (report.problems.length > 0) {
+      void vscode.window.showErrorMessage(`AI Bridge: ${report.problems.join(' ')}`);
       return;
     }
-    if (edit.changed) await writeCodexConfig(file, edit.text, original);
-    const use = pick === addDefault ? 'codex' : `codex --profile ${CODEX_PROVIDER}`;
+    const use = report.codexIsDefault ? 'codex' : `codex --profile ${CODEX_PROVIDER}`;
+    this.log.info(`codex configured: ${report.changed.join(', ') || 'no change'}`);
     void vscode.window.showInformationMessage(
-      `AI Bridge: ${edit.changed ? 'updated' : 'already up to date:'} ${file}. Run \`${use}\` in a new terminal.`,
+      `AI Bridge: ${report.changed.length > 0 ? 'updated' : 'already up to date:'} ${file}. Run \`${use}\` in a new terminal.`,
     );
   }
 

@@ -1,31 +1,30 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
+import { readTextOrEmpty, writeFileAtomic } from '../atomic-file';
+import { homeDir } from '../home-dir';
+import { CODEX_PROVIDER } from './codex-config';
+
+type Env = Record<string, string | undefined>;
+
+/** Codex's home: `$CODEX_HOME`, by default `~/.codex`. */
+export function codexHome(env: Env = process.env): string {
+  return env.CODEX_HOME?.trim() || path.join(homeDir(env), '.codex');
+}
 
 /** Where Codex reads its config: `$CODEX_HOME/config.toml`, by default `~/.codex/config.toml`. */
-export function codexConfigPath(env: Record<string, string | undefined> = process.env): string {
-  const home = env.CODEX_HOME?.trim() || path.join(os.homedir(), '.codex');
-  return path.join(home, 'config.toml');
+export function codexConfigPath(env: Env = process.env): string {
+  return path.join(codexHome(env), 'config.toml');
+}
+
+/** The profile file `codex --profile aibridge` reads (Codex ≥ 0.169: one file per profile). */
+export function codexProfilePath(env: Env = process.env): string {
+  return path.join(codexHome(env), `${CODEX_PROVIDER}.config.toml`);
 }
 
 /** The file's text, or "" when it does not exist yet. */
-export async function readCodexConfig(file: string): Promise<string> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw err;
-  }
-}
+export const readCodexConfig = readTextOrEmpty;
 
 /**
  * Replaces the file in one rename, so Codex never reads half a config; the previous version is kept
  * next to it as config.toml.bak.
  */
-export async function writeCodexConfig(file: string, text: string, previous: string): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  if (previous !== '') await fs.writeFile(`${file}.bak`, previous, { mode: 0o600 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, text, { mode: 0o600 });
-  await fs.rename(tmp, file);
-}
+export const writeCodexConfig = writeFileAtomic;

@@ -110,7 +110,9 @@ describe('extension end to end: sign-in with the identity provider, in code-serv
     if (expectLogin) {
       await tab.waitForSelector('input[name=login]', { timeout: 30_000 }).catch(async (err: Error) => {
         await tab.screenshot({ path: path.join(ARTIFACTS, 'tab-stuck.png') });
-        throw new Error(`${err.message}\nthe tab is at ${tab.url()}: ${(await tab.textContent('body'))?.slice(0, 500)}`);
+        throw new Error(
+          `${err.message}\nthe tab is at ${tab.url()}: ${(await tab.textContent('body'))?.slice(0, 500)}`,
+        );
       });
       assert.ok(tab.url().startsWith(idp.url), `the provider's login page, not ${tab.url()}`);
       await tab.screenshot({ path: path.join(ARTIFACTS, 'idp-login.png') });
@@ -150,17 +152,22 @@ describe('extension end to end: sign-in with the identity provider, in code-serv
       name: 'Grace Hopper',
       groups: ['eng-compilers'],
     });
-    tb = await startSsoBridge(port, {
-      AIBRIDGE_OIDC_ISSUER: idp.url,
-      AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
-      AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
-      AIBRIDGE_OIDC_SCOPES: 'openid email profile groups',
-      AIBRIDGE_OIDC_DISPLAY_NAME: 'Acme SSO',
-      AIBRIDGE_GROUP_TEAMS: JSON.stringify({ 'eng-compilers': 'compilers' }),
-      AIBRIDGE_SCIM_TOKEN: SCIM_TOKEN,
-      AIBRIDGE_ANTHROPIC_BASE_URL: upstream.url,
-      AIBRIDGE_ANTHROPIC_API_KEY: 'sk-ant-upstream-e2e',
-    }, {}, BRIDGE_HOST);
+    tb = await startSsoBridge(
+      port,
+      {
+        AIBRIDGE_OIDC_ISSUER: idp.url,
+        AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
+        AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
+        AIBRIDGE_OIDC_SCOPES: 'openid email profile groups',
+        AIBRIDGE_OIDC_DISPLAY_NAME: 'Acme SSO',
+        AIBRIDGE_GROUP_TEAMS: JSON.stringify({ 'eng-compilers': 'compilers' }),
+        AIBRIDGE_SCIM_TOKEN: SCIM_TOKEN,
+        AIBRIDGE_ANTHROPIC_BASE_URL: upstream.url,
+        AIBRIDGE_ANTHROPIC_API_KEY: 'sk-ant-upstream-e2e',
+      },
+      {},
+      BRIDGE_HOST,
+    );
     dir = await tempDir('aibridge-e2e-sso-');
     // A fresh machine: no ~/.claude.json, no ~/.codex.
     home = path.join(dir, 'home');

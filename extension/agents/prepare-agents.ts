@@ -1,0 +1,149 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { readTextOrEmpty, writeFileAtomic } from '../atomic-file';
+import {
+  codexProfileText,
+  PROFILE_MARKER,
+  withBridgeProvider,
+  withoutBridgeProvider,
+} from '../codex/codex-config';
+import { codexConfigPath, codexProfilePath } from '../codex/codex-file';
+import { claudeConfigPath, withClaudeReady } from './claude-config';
+
+type Env = Record<string, string | undefined>;
+
+export interface PrepareAgentsOptions {
+  /** The bridge's base URL. */
+  url: string;
+  /** Folders the agents should not ask "do you trust this folder?" about: VS Code's trusted workspace folders. */
+  trustedFolders: readonly string[];
+  /** Where the agents' files are found (HOME, CLAUDE_CONFIG_DIR, CODEX_HOME); by default the process's. */
+  env?: Env;
+  /** The user asked to make the bridge Codex's default provider even though another one is. */
+  makeCodexDefault?: boolean;
+}
+
+export interface AgentsReport {
+  /** Files written (each previous version kept as `<file>.bak`) or removed. */
+  changed: string[];
+  /** What could not be done, one sentence each; the other agent is still prepared. */
+  problems: string[];
+  /** Whether plain `codex` uses the bridge (else `codex --profile aibridge`); undefined when Codex failed. */
+  codexIsDefault?: boolean;
+}
+
+function problem(file: string, err: unknown): string {
+  return `${file}: ${(err as Error).message}`;
+}
+
+/** Reads, edits and (when it changed) rewrites one file; a problem is reported, not thrown. */
+async function edit(
+  file: string,
+  change: (text: string) => { ok: true; text: string; changed: boolean } | { ok: false; message: string },
+  report: AgentsReport,
+): Promise<boolean> {
+  try {
+    const original = await readTextOrEmpty(file);
+    const r = change(original);
+    if (!r.ok) {
+      report.problems.push(`${file}: ${r.message}`);
+      return false;
+    }
+    if (r.changed) {
+      await writeFileAtomic(file, r.text, original);
+      report.changed.push(file);
+    }
+    return true;
+  } catch (err) {
+    report.problems.push(problem(file, err));
+    return false;
+  }
+}
+
+/**
+ * Each folder as given (absolute) and, when it differs, its real path: an agent keys trust by its
+ * working directory, which the OS reports with symbolic links resolved.
+ */
+async function trustKeys(folders: readonly string[]): Promise<string[]> {
+  const keys = new Set<string>();
+  for (const f of folders) {
+    const abs = path.resolve(f);
+    keys.add(abs);
+    try {
+      keys.add(await fs.realpath(abs));
+    } catch {
+      // A folder that does not exist (yet) is trusted by the path given.
+    }
+  }
+  return [...keys];
+}
+
+/** Claude Code: onboarding done, the trusted folders' safety check answered. */
+export async function prepareClaude(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
+  const trustedFolders = await trustKeys(o.trustedFolders);
+  await edit(claudeConfigPath(o.env), (t) => withClaudeReady(t, { trustedFolders }), report);
+}
+
+/** Codex: the aibridge provider (the default when no other is), its profile file, the trusted folders. */
+export async function prepareCodex(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
+  let isDefault: boolean | undefined;
+  const trustedFolders = await trustKeys(o.trustedFolders);
+  const ok = await edit(
+    codexConfigPath(o.env),
+    (t) => {
+      const r = withBridgeProvider(t, {
+        url: o.url,
+        makeDefault: o.makeCodexDefault === true,
+        trustedFolders,
+      });
+      if (r.ok) isDefault = r.isDefault;
+      return r;
+    },
+    report,
+  );
+  if (!ok) return;
+  report.codexIsDefault = isDefault;
+  // Our file, written whole: `codex --profile aibridge` works even when another provider is the default.
+  await edit(
+    codexProfilePath(o.env),
+    (t) => ({ ok: true, text: codexProfileText(), changed: t !== codexProfileText() }),
+    report,
+  );
+}
+
+/**
+ * Makes `claude` and `codex`, typed in a new terminal, reach their prompt with no question: called
+ * at sign-in. Each agent's files are edited on their own; a problem with one is reported and the
+ * other is still prepared. Nothing here holds the key: the agents read it from the terminal env.
+ */
+export async function prepareAgents(o: PrepareAgentsOptions): Promise<AgentsReport> {
+  const report: AgentsReport = { changed: [], problems: [] };
+  await prepareClaude(o, report);
+  await prepareCodex(o, report);
+  return report;
+}
+
+/**
+ * Sign-out: removes what {@link prepareAgents} added to Codex (the provider, the default it set, the
+ * profile file). Claude's onboarding and trust flags, and Codex's trusted folders, stay: they are the
+ * user's state and harmless without the bridge.
+ */
+export async function undoAgents(o: { env?: Env } = {}): Promise<AgentsReport> {
+  const report: AgentsReport = { changed: [], problems: [] };
+  await edit(codexConfigPath(o.env), withoutBridgeProvider, report);
+  const profile = codexProfilePath(o.env);
+  try {
+    const text = await readTextOrEmpty(profile);
+    if (text.startsWith(PROFILE_MARKER)) {
+      await fs.rm(profile, { force: true });
+      report.changed.push(profile);
+    } else if (text !== '') {
+      report.problems.push(
+        `${profile}: not written by AI Bridge (its first line was changed); left as it is.`,
+      );
+    }
+  } catch (err) {
+    report.problems.push(problem(profile, err));
+  }
+  return report;
+}
