@@ -9,6 +9,7 @@ import type { UpstreamConfig } from '../config';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, isBridgeError } from '../errors';
 import { errorFromBody } from '../providers/common';
+import type { StreamHold, ToolJudge } from '../providers/tool-hold';
 import type {
   EventVerdict,
   JsonObject,
@@ -44,11 +45,21 @@ export interface ExchangeDeps {
   open: Set<{ shutdown(): void }>;
   /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
   now(): Date;
+  /** Tool-call policy (server/policy): what applies to a request's caller; undefined when no rule does. */
+  toolPolicy?: (start: InterceptionStart) => CallPolicy | undefined;
   /** Live events: `interception.started` once admitted, throttled `interception.progress` as a stream passes. */
   events?: {
     started(start: InterceptionStart): void;
     progress(start: InterceptionStart): (meter: StreamMeter) => void;
   };
+}
+
+/** The tool-call rules that apply to one request. */
+export interface CallPolicy {
+  /** Present only when a deny rule may apply: then the client's tool calls are held and judged. */
+  judge?: ToolJudge;
+  /** A round's tool calls with what the rules say of each (`policy` on the call). */
+  mark(facts: ResponseFacts): ResponseFacts;
 }
 
 /** A metered request as the client sent it, described and prepared for its first round. */
@@ -93,6 +104,8 @@ export interface RoundRead {
   facts: ResponseFacts;
   /** The parsed answer, for `collect`. */
   json?: unknown;
+  /** The answer's bytes as they came, for `collect`. */
+  raw?: Buffer;
 }
 
 /** What a round's record says of its tool calls beyond the facts (set by a round strategy). */
@@ -162,6 +175,8 @@ export class Exchange {
   /** Marks a round's tool calls on its record (tool injection), including when a round fails. */
   markCalls: CallMarker = (facts) => facts;
   readonly first: Round;
+  /** The tool-call rules for this request's caller, looked up once. */
+  private readonly policy: CallPolicy | undefined;
 
   constructor(
     readonly adapter: ProviderAdapter,
@@ -171,6 +186,7 @@ export class Exchange {
     readonly metered: Metered,
   ) {
     this.first = this.round(1, metered.start, metered.prepared);
+    this.policy = deps.toolPolicy?.(metered.start);
     // The engine writes the client's response itself, head, stream and errors alike.
     reply.hijack();
     deps.open.add(this);
@@ -337,21 +353,35 @@ export class Exchange {
     return true;
   }
 
-  /** The client gets the response as it comes; the round is recorded when it ends. */
+  /**
+   * The client gets the response as it comes; the round is recorded when it ends. When a deny rule
+   * may apply, the API's tool hold sits between the upstream and the client (docs/governance.md).
+   */
   private async relay(round: Round, res: Dispatcher.ResponseData, sse: boolean): Promise<undefined> {
+    const toolHold = this.policy?.judge ? this.metered.api.toolHold : undefined;
+    if (toolHold && !sse && res.statusCode < 400)
+      return this.relayJudged(round, res, (json) => toolHold.rewriteJson(json, this.policy!.judge!));
     const out = this.reply.raw;
     const rewrite = sse && round.prepared.rewriteStream;
     round.streamed = sse;
     if (this.openHead(res, sse ? 'stream' : 'done') && sse) round.observer.streamOpened();
     const meter = sse ? this.metered.api.createStreamMeter(round.prepared) : undefined;
+    const hold = sse && toolHold ? toolHold.createStream(this.policy!.judge!) : undefined;
     const copy: Buffer[] = [];
     let copied = 0;
-    const ok = await this.pump(round, res, meter, rewrite ? (v) => v : undefined, (chunk) => {
-      if (!meter && copied < JSON_READ_LIMIT) {
-        copy.push(chunk);
-        copied += chunk.length;
-      }
-    });
+    const ok = await this.pump(
+      round,
+      res,
+      meter,
+      rewrite ? (v) => v : undefined,
+      (chunk) => {
+        if (!meter && copied < JSON_READ_LIMIT) {
+          copy.push(chunk);
+          copied += chunk.length;
+        }
+      },
+      hold,
+    );
     if (!ok) return undefined;
     out.end();
     this.head = 'done';
@@ -373,6 +403,28 @@ export class Exchange {
     }
     const failed = res.statusCode >= 400 || error !== null;
     this.finish(round, failed ? 'error' : 'ok', facts, error, !isProviderFailure(res.statusCode), 'not run');
+    return undefined;
+  }
+
+  /**
+   * A whole JSON answer read before any of it is sent, so denied tool calls can be replaced: the
+   * bytes as they came when nothing was, else the rewritten answer.
+   */
+  private async relayJudged(
+    round: Round,
+    res: Dispatcher.ResponseData,
+    rewrite: (json: unknown) => unknown,
+  ): Promise<undefined> {
+    const read = await this.collect(round, res);
+    if (!read) return undefined;
+    const changed = rewrite(read.json);
+    this.sendJson(
+      res.statusCode,
+      res.headers,
+      changed === undefined ? read.raw! : Buffer.from(JSON.stringify(changed)),
+    );
+    const error = read.facts.error;
+    this.finish(round, error ? 'error' : 'ok', read.facts, error, true, 'not run');
     return undefined;
   }
 
@@ -401,6 +453,7 @@ export class Exchange {
     meter: StreamMeter | undefined,
     verdict: ((meterVerdict: EventVerdict, ev: SseEvent) => EventVerdict) | undefined,
     onChunk?: (chunk: Buffer) => void,
+    hold?: StreamHold,
   ): Promise<boolean> {
     const out = this.reply.raw;
     let pending = '';
@@ -423,10 +476,16 @@ export class Exchange {
     try {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         idle.touch();
-        if (parser) parser.feed(decoder.decode(chunk, { stream: true }));
+        const text = parser ? decoder.decode(chunk, { stream: true }) : '';
+        if (parser) parser.feed(text);
         onChunk?.(chunk);
         let ok = true;
-        if (!verdict) ok = out.write(chunk);
+        if (hold) {
+          // What the client may see now: everything but a tool call still streaming in.
+          const now = hold.push(verdict ? pending : text);
+          pending = '';
+          if (now !== '') ok = out.write(now);
+        } else if (!verdict) ok = out.write(chunk);
         else if (pending !== '') {
           ok = out.write(pending);
           pending = '';
@@ -459,6 +518,8 @@ export class Exchange {
     }
     idle.stop();
     round.endedAt = this.deps.now();
+    const rest = hold && !this.gone ? hold.end() : '';
+    if (rest !== '') out.write(rest);
     if (this.gone) {
       res.body.destroy();
       this.finish(round, 'client_aborted', meter?.result() ?? null, null, undefined, 'client gone');
@@ -504,7 +565,7 @@ export class Exchange {
       this.sendJson(res.statusCode, res.headers, raw);
       return undefined;
     }
-    return { facts: this.metered.api.fromJson(json, this.deps.now()), json };
+    return { facts: this.metered.api.fromJson(json, this.deps.now()), json, raw };
   }
 
   /** A round the provider refused, or answered in a form the view cannot take: the client gets its error. */
@@ -595,7 +656,8 @@ export class Exchange {
     healthy: boolean | undefined,
     why: string,
   ): void {
-    const response = this.markCalls(facts, round, why);
+    const marked = this.markCalls(facts, round, why);
+    const response = marked && this.policy ? this.policy.mark(marked) : marked;
     const final = this.gone ? 'client_aborted' : status;
     round.observer.end({ status: final, httpStatus: round.httpStatus, response, error });
     this.deps.breakers.record(
