@@ -389,11 +389,11 @@ describe('tool-call policy', function () {
 
   describe('audit, events and metrics', () => {
     it('publishes tool.policy for denied and flagged calls, and counts decisions', async () => {
-      const before = async (action: string): Promise<number> =>
+      const decisions = async (action: string): Promise<number> =>
         (await tb.bridge.metrics.toolPolicyDecisions.get()).values.find((v) => v.labels.action === action)
           ?.value ?? 0;
-      const denied0 = await before('deny');
-      const flagged0 = await before('audit');
+      const denied0 = await decisions('deny');
+      const flagged0 = await decisions('audit');
       const live = liveClient(tb.url, { key: dev.key });
       try {
         await live.next('hello');
@@ -423,8 +423,8 @@ describe('tool-call policy', function () {
         await live.close();
       }
       records++;
-      assert.equal(await before('deny'), denied0 + 1);
-      assert.equal(await before('audit'), flagged0 + 1);
+      assert.equal(await decisions('deny'), denied0 + 1);
+      assert.equal(await decisions('audit'), flagged0 + 1);
     });
   });
 
