@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import type { Interception, ToolCallRecord } from '../../shared/interception';
@@ -141,6 +142,13 @@ describe('tool-call policy', function () {
         'no-curl-pipe-shell',
         'flag-credential-reads',
       ]);
+      const doc = fs.readFileSync('docs/governance.md', 'utf8');
+      const block = /## Example rules[\s\S]*?```json\n([\s\S]*?)\n```/.exec(doc)?.[1];
+      assert.deepEqual(
+        JSON.parse(block ?? 'null'),
+        ex.body,
+        'docs/governance.md shows exactly the examples served',
+      );
       const dry = (
         await tb.api<ToolPolicyDryRun>('POST', '/api/v1/tool-policy/dry-run', tb.adminKey, ex.body)
       ).status;
