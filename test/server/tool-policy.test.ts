@@ -240,6 +240,47 @@ describe('tool-call policy', function () {
       assertAudited(await lastRecord(tb, ++records), 3);
     });
 
+    it('sends text before a held call as it arrives, not when the call is judged', async () => {
+      mock.brain = () => ONLY_DENIED;
+      mock.eventDelayMs = 80;
+      try {
+        const started = Date.now();
+        const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+          method: 'POST',
+          headers: {
+            'x-api-key': dev.key,
+            'content-type': 'application/json',
+            'anthropic-version': '2023-06-01',
+          },
+          body: JSON.stringify({
+            model: 'claude-test',
+            max_tokens: 100,
+            stream: true,
+            tools: TOOLS_ANTHROPIC,
+            messages: [{ role: 'user', content: 'x' }],
+          }),
+        });
+        let text = '';
+        let firstText = 0;
+        let blocked = 0;
+        const decoder = new TextDecoder();
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          text += decoder.decode(chunk, { stream: true });
+          if (!firstText && text.includes('text_delta')) firstText = Date.now() - started;
+          if (!blocked && text.includes('AI Bridge blocked')) blocked = Date.now() - started;
+        }
+        assert.ok(firstText > 0 && blocked > 0);
+        // Four events of the tool block (80 ms apart) separate the two.
+        assert.ok(
+          blocked - firstText >= 250,
+          `text at ${firstText} ms, the blocked message at ${blocked} ms`,
+        );
+      } finally {
+        mock.eventDelayMs = 0;
+      }
+      records++;
+    });
+
     it('relays a stream byte for byte when nothing is denied, though deny rules apply', async () => {
       mock.brain = () => ({ text: 'Looking.', calls: [ALLOWED, FLAGGED] });
       for (const stream of [true, false]) {

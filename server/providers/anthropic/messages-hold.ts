@@ -16,7 +16,7 @@ interface Held {
   index: number;
   block: Record<string, unknown>;
   json: string;
-  /** The block's own events, held until its `content_block_stop`. */
+  /** Everything held since the block started, in order: released as is when the call is allowed. */
   frames: string[];
   /** Events of no block (pings) that arrived meanwhile: released after it, never replaced. */
   others: string[];
@@ -39,11 +39,11 @@ class MessagesHold implements FrameRewriter {
     const h = this.held;
     if (h) {
       const index = data && typeof data.index === 'number' ? data.index : undefined;
+      h.frames.push(f.raw);
       if (index !== h.index) {
         h.others.push(f.raw);
         return '';
       }
-      h.frames.push(f.raw);
       if (
         data?.type === 'content_block_delta' &&
         isObject(data.delta) &&
@@ -85,7 +85,7 @@ class MessagesHold implements FrameRewriter {
     const denial = this.judge({ id: str(h.block.id) ?? '', name: str(h.block.name) ?? 'unknown', input });
     if (!denial) {
       this.allowed++;
-      return h.frames.join('') + h.others.join('');
+      return h.frames.join('');
     }
     this.denied++;
     const index = h.index;
