@@ -177,6 +177,8 @@ export class Exchange {
   readonly first: Round;
   /** The tool-call rules for this request's caller, looked up once. */
   private readonly policy: CallPolicy | undefined;
+  /** The hold on the client's stream, one for all rounds (the client sees one answer). */
+  private hold: StreamHold | undefined;
 
   constructor(
     readonly adapter: ProviderAdapter,
@@ -366,7 +368,7 @@ export class Exchange {
     round.streamed = sse;
     if (this.openHead(res, sse ? 'stream' : 'done') && sse) round.observer.streamOpened();
     const meter = sse ? this.metered.api.createStreamMeter(round.prepared) : undefined;
-    const hold = sse && toolHold ? toolHold.createStream(this.policy!.judge!) : undefined;
+    const hold = sse ? this.streamHold() : undefined;
     const copy: Buffer[] = [];
     let copied = 0;
     const ok = await this.pump(
@@ -438,7 +440,7 @@ export class Exchange {
     this.openHead(res, 'stream');
     round.observer.streamOpened();
     const meter = this.metered.api.createStreamMeter(round.prepared);
-    const ok = await this.pump(round, res, meter, (_v, ev) => filter(ev));
+    const ok = await this.pump(round, res, meter, (_v, ev) => filter(ev), undefined, this.streamHold());
     return ok ? { facts: meter.result() } : undefined;
   }
 
@@ -603,6 +605,25 @@ export class Exchange {
     }
     this.sendJson(res.statusCode, res.headers, Buffer.from(text));
     return undefined;
+  }
+
+  /** The client stream's tool hold when a deny rule may apply and the API has one; created once. */
+  private streamHold(): StreamHold | undefined {
+    const judge = this.policy?.judge;
+    const toolHold = this.metered.api.toolHold;
+    if (!judge || !toolHold) return undefined;
+    this.hold ??= toolHold.createStream(judge);
+    return this.hold;
+  }
+
+  /**
+   * Sends an answer a strategy composed (tool injection) as the client's response, its denied tool
+   * calls replaced as in a relayed one (docs/governance.md).
+   */
+  sendAnswer(status: number, upstreamHeaders: Dispatcher.ResponseData['headers'], answer: unknown): void {
+    const judge = this.policy?.judge;
+    const rewritten = judge ? this.metered.api.toolHold?.rewriteJson(answer, judge) : undefined;
+    this.sendJson(status, upstreamHeaders, Buffer.from(JSON.stringify(rewritten ?? answer)));
   }
 
   /** Sends a whole JSON answer (a composed one, or one the provider gave) as the client's response. */
