@@ -136,7 +136,16 @@ class ChatHold implements FrameRewriter {
           const msgs = messages.get(ci);
           if (msgs) {
             // The message goes just before the choice finishes, in a chunk of its own.
-            out += `data: ${JSON.stringify({ ...h.chunk, choices: [{ index: ci, delta: { content: msgs.join('\n') }, logprobs: null, finish_reason: null }] })}\n\n`;
+            // The chunk's ids and model, never its usage (which the finishing chunk still carries).
+            const { usage, choices: _all, ...base } = h.chunk;
+            const message = {
+              ...base,
+              choices: [
+                { index: ci, delta: { content: msgs.join('\n') }, logprobs: null, finish_reason: null },
+              ],
+              ...(usage === undefined ? {} : { usage: null }),
+            };
+            out += `data: ${JSON.stringify(message)}\n\n`;
             messages.delete(ci);
           }
           if (finish === 'tool_calls' && (left.get(ci) ?? 0) === 0) finish = 'stop';
