@@ -518,6 +518,33 @@ describe('tool-call policy', function () {
   });
 
   describe('without deny rules', () => {
+    it('audit rules only: the stream is untouched, the call flagged on the record', async () => {
+      const auditOnly = RULES.filter((r) => r.action === 'audit');
+      assert.equal(
+        (await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: auditOnly })).status,
+        200,
+      );
+      mock.brain = () => ({ text: 'Reading.', calls: [FLAGGED] });
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': dev.key,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+        body: JSON.stringify({
+          model: 'claude-test',
+          max_tokens: 100,
+          stream: true,
+          tools: TOOLS_ANTHROPIC,
+          messages: [{ role: 'user', content: 'x' }],
+        }),
+      });
+      assert.equal(await res.text(), mock.sent.at(-1));
+      const rec = await lastRecord(tb, ++records);
+      assert.deepEqual(rec.toolCalls[0]?.policy, { rule: 'ssh-read', action: 'audit' });
+    });
+
     it('holds nothing: a denied-looking call passes when the rule is disabled, and no policy is recorded', async () => {
       const off = RULES.map((r) => ({ ...r, enabled: false }));
       assert.equal((await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: off })).status, 200);
