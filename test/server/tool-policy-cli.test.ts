@@ -36,7 +36,12 @@ describe('the real claude CLI and a denied tool call', function () {
       v.tools.includes('Bash')
         ? {
             text: 'Cleaning up.',
-            calls: [{ name: 'Bash', input: { command: 'rm -rf /tmp/../', description: 'clean' } }],
+            calls: [
+              {
+                name: 'Bash',
+                input: { command: 'rm -rf /nonexistent-aibridge-test/', description: 'clean' },
+              },
+            ],
           }
         : { text: 'ok' };
     const dev = await tb.addUser('claude-policy@example.com');
@@ -53,7 +58,7 @@ describe('the real claude CLI and a denied tool call', function () {
     };
     const res = await run(CLAUDE, ['-p', 'Tidy the disk'], env, home);
     assert.equal(res.code, 0, `claude failed: ${res.stderr}\n${res.stdout}`);
-    assert.match(res.stdout, /AI Bridge blocked Bash: rm -rf \/tmp\/\.\.\/ \(rule rm-root\)/);
+    assert.match(res.stdout, /AI Bridge blocked Bash: rm -rf \/nonexistent-aibridge-test\/ \(rule rm-root\)/);
     const withBash = mock.requests.filter((r) => r.view.tools.includes('Bash'));
     assert.ok(withBash.length >= 1, 'claude offered its Bash tool through the bridge');
     assert.ok(
