@@ -25,6 +25,7 @@ import { mcpCapability } from './mcp/mcp-plugin';
 import { Metrics } from './metrics';
 import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
+import { policyCapability } from './policy/policy-plugin';
 import { proxyCapability } from './proxy/proxy-plugin';
 import { scimCapability } from './scim/scim-plugin';
 import { engagementCapability } from './spend/engagement-plugin';
@@ -104,6 +105,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const spend = await spendCapability(core, identity);
     const audit = await auditCapability(core, identity, spend.prices);
     const mcp = await mcpCapability(core);
+    const policy = await policyCapability(core);
     const admin = adminCapability(core, auth, identity);
     const live = liveCapability(
       core,
@@ -123,6 +125,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const capabilities: Capability[] = [
       admin,
       mcp,
+      policy,
       identityApi,
       audit,
       spend,
@@ -157,6 +160,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       telemetry: new ExchangeTelemetry(core.metrics, tracing),
       events: live.interceptionEvents,
       strategyFor: mcp.strategyFor,
+      toolPolicy: (start) => policy.toolPolicy.forRequest(start),
     });
     await app.register(
       opsRoutes({

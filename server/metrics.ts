@@ -107,6 +107,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly toolPolicyDecisions = new Counter({
+    name: 'aibridge_tool_policy_decisions_total',
+    help: 'Tool calls a tool-policy rule matched, by action (deny: replaced by a message; audit: flagged).',
+    labelNames: ['action'] as const,
+    registers: [this.registry],
+  });
   readonly alerts = new Counter({
     name: 'aibridge_alerts_total',
     help: 'Alerts raised, by rule.',
@@ -234,6 +240,7 @@ export class Metrics {
     }
     for (const reason of REFUSAL_REASONS) this.refusals.inc({ reason }, 0);
     for (const rule of ALERT_RULES) this.alerts.inc({ rule }, 0);
+    for (const action of ['deny', 'audit']) this.toolPolicyDecisions.inc({ action }, 0);
     for (const outcome of TOOL_OUTCOMES) this.injectedToolCalls.inc({ server: NONE, tool: NONE, outcome }, 0);
     this.breakerProviders = providers;
   }

@@ -11,6 +11,10 @@ export const ERROR_CODES = {
     message: 'The model name is empty, longer than 256 bytes, or has characters no model id uses.',
   },
   invalid_cursor: { status: 400, message: 'The cursor is not one this bridge issued.' },
+  invalid_tool_policy: {
+    status: 400,
+    message: 'A tool-policy rule is invalid; the message names the rule index and field.',
+  },
   oidc_state_invalid: {
     status: 400,
     message: 'This sign-in was not started here, was already used, or is more than 10 minutes old.',

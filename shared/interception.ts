@@ -1,3 +1,4 @@
+import type { ToolPolicyMark } from './tool-policy';
 import type { Usage } from './usage';
 
 /** The wire APIs the bridge meters. */
@@ -22,6 +23,8 @@ export interface ToolCallRecord {
   result?: { at: string; isError: boolean; interceptionId: string } | null;
   /** Injected calls only: how the bridge ran the MCP tool (docs/mcp.md). */
   execution?: ToolExecution;
+  /** A tool-policy rule matched the call (docs/governance.md): `deny` (the client never saw it) or `audit` (flagged). */
+  policy?: ToolPolicyMark;
 }
 
 /** How the bridge ran an injected MCP tool call for the user. */

@@ -1,6 +1,7 @@
 import { type CloseReason, closeReasonOf } from './errors';
 import type { ApiName, InterceptionStatus } from './interception';
 import type { Alert } from './spend';
+import type { ToolPolicyAction } from './tool-policy';
 import type { Usage } from './usage';
 
 /**
@@ -128,6 +129,23 @@ export interface ToolCallEvent extends InterceptionRef {
   inputPreview: string;
 }
 
+/**
+ * A tool-policy rule matched a tool call (docs/governance.md): `deny`, the client got a message
+ * instead of the call; `audit`, the call went through, flagged. Sent after the interception ends.
+ */
+export interface ToolPolicyEvent extends InterceptionRef {
+  type: 'tool.policy';
+  at: string;
+  callId: string;
+  /** The tool's name as the model called it. */
+  tool: string;
+  /** The id of the rule that matched. */
+  rule: string;
+  action: ToolPolicyAction;
+  /** The command, path or arguments, in one line of at most 200 characters (empty at capture `none`). */
+  summary: string;
+}
+
 export interface BudgetAlertEvent {
   type: 'budget.alert';
   alert: Alert;
@@ -152,6 +170,7 @@ export type BridgeEvent =
   | InterceptionProgressEvent
   | InterceptionEndedEvent
   | ToolCallEvent
+  | ToolPolicyEvent
   | BudgetAlertEvent
   | AlertEvent
   | McpWarningEvent;
@@ -165,6 +184,7 @@ const EVENT_TYPE_SET: Record<BridgeEventType, true> = {
   'interception.progress': true,
   'interception.ended': true,
   'tool.call': true,
+  'tool.policy': true,
   'budget.alert': true,
   alert: true,
   'mcp.warning': true,

@@ -22,6 +22,7 @@ const DOC_KINDS: Record<DocKind, true> = {
   scim_user: true,
   scim_group: true,
   user_deactivation: true,
+  tool_policy: true,
 };
 
 /** Records per import transaction. */

@@ -1,4 +1,5 @@
 import { type InterceptionRef, PROGRESS_PER_SECOND, toolInputPreview } from '../../shared/protocol';
+import { toolCallSummary } from '../../shared/tool-policy';
 import { totalTokens, type Usage } from '../../shared/usage';
 import type { InterceptionStart } from '../core/facts';
 import type { NewInterception } from '../store/types';
@@ -86,7 +87,7 @@ export class InterceptionEvents {
     };
   }
 
-  /** The interception ended: each tool call it made (inputs already redacted), then the end itself. */
+  /** The interception ended: each tool call it made (inputs already redacted) with what a tool policy said of it, then the end itself. */
   ended(rec: NewInterception): void {
     const ref = refFromRecord(rec);
     const audience = { userId: rec.userId, team: rec.team };
@@ -104,6 +105,20 @@ export class InterceptionEvents {
         },
         audience,
       );
+      if (call.policy)
+        this.bus.publish(
+          {
+            type: 'tool.policy',
+            ...ref,
+            at: call.at,
+            callId: call.id,
+            tool: call.name,
+            rule: call.policy.rule,
+            action: call.policy.action,
+            summary: call.input === null ? '' : toolCallSummary(call.input),
+          },
+          audience,
+        );
     }
     this.bus.publish(
       {

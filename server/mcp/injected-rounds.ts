@@ -85,7 +85,7 @@ export class InjectedRounds implements RoundStrategy {
             : "the model also called the client's tools, or its response ended first",
         );
         if (streaming) x.endStream();
-        else x.sendJson(res.statusCode, res.headers, Buffer.from(JSON.stringify(json.result())));
+        else x.sendAnswer(res.statusCode, res.headers, json.result());
         return;
       }
 

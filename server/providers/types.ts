@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { ApiName } from '../../shared/interception';
 import type { RequestFacts, ResponseFacts } from '../core/facts';
 import type { ToolInjection } from './injection';
+import type { ToolHold } from './tool-hold';
 import type { EventVerdict, JsonObject, SseEvent } from './wire';
 
 /** The wire primitives live apart so that injection.ts, which this file names, need not import it back. */
@@ -43,6 +44,8 @@ export interface WireApi {
   streamError(status: number, code: string, message: string): string;
   /** Offering tools the bridge runs itself (MCP, docs/mcp.md); absent: the API's requests are never given any. */
   readonly injection?: ToolInjection;
+  /** Holding and replacing the client's tool calls a policy denies (docs/governance.md); absent: never held. */
+  readonly toolHold?: ToolHold;
 }
 
 /** An unmetered endpoint the bridge forwards: `:name` segments match any one segment. */

@@ -9,6 +9,7 @@ import type { UpstreamConfig } from '../config';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, isBridgeError } from '../errors';
 import { errorFromBody } from '../providers/common';
+import type { StreamHold, ToolJudge } from '../providers/tool-hold';
 import type {
   EventVerdict,
   JsonObject,
@@ -44,11 +45,21 @@ export interface ExchangeDeps {
   open: Set<{ shutdown(): void }>;
   /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
   now(): Date;
+  /** Tool-call policy (server/policy): what applies to a request's caller; undefined when no rule does. */
+  toolPolicy?: (start: InterceptionStart) => CallPolicy | undefined;
   /** Live events: `interception.started` once admitted, throttled `interception.progress` as a stream passes. */
   events?: {
     started(start: InterceptionStart): void;
     progress(start: InterceptionStart): (meter: StreamMeter) => void;
   };
+}
+
+/** The tool-call rules that apply to one request. */
+export interface CallPolicy {
+  /** Present only when a deny rule may apply: then the client's tool calls are held and judged. */
+  judge?: ToolJudge;
+  /** A round's tool calls with what the rules say of each (`policy` on the call). */
+  mark(facts: ResponseFacts): ResponseFacts;
 }
 
 /** A metered request as the client sent it, described and prepared for its first round. */
@@ -93,6 +104,8 @@ export interface RoundRead {
   facts: ResponseFacts;
   /** The parsed answer, for `collect`. */
   json?: unknown;
+  /** The answer's bytes as they came, for `collect`. */
+  raw?: Buffer;
 }
 
 /** What a round's record says of its tool calls beyond the facts (set by a round strategy). */
@@ -162,6 +175,10 @@ export class Exchange {
   /** Marks a round's tool calls on its record (tool injection), including when a round fails. */
   markCalls: CallMarker = (facts) => facts;
   readonly first: Round;
+  /** The tool-call rules for this request's caller, looked up once. */
+  private readonly policy: CallPolicy | undefined;
+  /** The hold on the client's stream, one for all rounds (the client sees one answer). */
+  private hold: StreamHold | undefined;
 
   constructor(
     readonly adapter: ProviderAdapter,
@@ -171,6 +188,7 @@ export class Exchange {
     readonly metered: Metered,
   ) {
     this.first = this.round(1, metered.start, metered.prepared);
+    this.policy = deps.toolPolicy?.(metered.start);
     // The engine writes the client's response itself, head, stream and errors alike.
     reply.hijack();
     deps.open.add(this);
@@ -337,21 +355,35 @@ export class Exchange {
     return true;
   }
 
-  /** The client gets the response as it comes; the round is recorded when it ends. */
+  /**
+   * The client gets the response as it comes; the round is recorded when it ends. When a deny rule
+   * may apply, the API's tool hold sits between the upstream and the client (docs/governance.md).
+   */
   private async relay(round: Round, res: Dispatcher.ResponseData, sse: boolean): Promise<undefined> {
+    const toolHold = this.policy?.judge ? this.metered.api.toolHold : undefined;
+    if (toolHold && !sse && res.statusCode < 400)
+      return this.relayJudged(round, res, (json) => toolHold.rewriteJson(json, this.policy!.judge!));
     const out = this.reply.raw;
     const rewrite = sse && round.prepared.rewriteStream;
     round.streamed = sse;
     if (this.openHead(res, sse ? 'stream' : 'done') && sse) round.observer.streamOpened();
     const meter = sse ? this.metered.api.createStreamMeter(round.prepared) : undefined;
+    const hold = sse ? this.streamHold() : undefined;
     const copy: Buffer[] = [];
     let copied = 0;
-    const ok = await this.pump(round, res, meter, rewrite ? (v) => v : undefined, (chunk) => {
-      if (!meter && copied < JSON_READ_LIMIT) {
-        copy.push(chunk);
-        copied += chunk.length;
-      }
-    });
+    const ok = await this.pump(
+      round,
+      res,
+      meter,
+      rewrite ? (v) => v : undefined,
+      (chunk) => {
+        if (!meter && copied < JSON_READ_LIMIT) {
+          copy.push(chunk);
+          copied += chunk.length;
+        }
+      },
+      hold,
+    );
     if (!ok) return undefined;
     out.end();
     this.head = 'done';
@@ -376,6 +408,28 @@ export class Exchange {
     return undefined;
   }
 
+  /**
+   * A whole JSON answer read before any of it is sent, so denied tool calls can be replaced: the
+   * bytes as they came when nothing was, else the rewritten answer.
+   */
+  private async relayJudged(
+    round: Round,
+    res: Dispatcher.ResponseData,
+    rewrite: (json: unknown) => unknown,
+  ): Promise<undefined> {
+    const read = await this.collect(round, res);
+    if (!read) return undefined;
+    const changed = rewrite(read.json);
+    this.sendJson(
+      res.statusCode,
+      res.headers,
+      changed === undefined ? read.raw! : Buffer.from(JSON.stringify(changed)),
+    );
+    const error = read.facts.error;
+    this.finish(round, error ? 'error' : 'ok', read.facts, error, true, 'not run');
+    return undefined;
+  }
+
   /** SSE events through the strategy's filter into a stream that stays open for later rounds. */
   private async events(
     round: Round,
@@ -386,7 +440,7 @@ export class Exchange {
     this.openHead(res, 'stream');
     round.observer.streamOpened();
     const meter = this.metered.api.createStreamMeter(round.prepared);
-    const ok = await this.pump(round, res, meter, (_v, ev) => filter(ev));
+    const ok = await this.pump(round, res, meter, (_v, ev) => filter(ev), undefined, this.streamHold());
     return ok ? { facts: meter.result() } : undefined;
   }
 
@@ -401,6 +455,7 @@ export class Exchange {
     meter: StreamMeter | undefined,
     verdict: ((meterVerdict: EventVerdict, ev: SseEvent) => EventVerdict) | undefined,
     onChunk?: (chunk: Buffer) => void,
+    hold?: StreamHold,
   ): Promise<boolean> {
     const out = this.reply.raw;
     let pending = '';
@@ -423,10 +478,16 @@ export class Exchange {
     try {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         idle.touch();
-        if (parser) parser.feed(decoder.decode(chunk, { stream: true }));
+        const text = parser ? decoder.decode(chunk, { stream: true }) : '';
+        if (parser) parser.feed(text);
         onChunk?.(chunk);
         let ok = true;
-        if (!verdict) ok = out.write(chunk);
+        if (hold) {
+          // What the client may see now: everything but a tool call still streaming in.
+          const now = hold.push(verdict ? pending : text);
+          pending = '';
+          if (now !== '') ok = out.write(now);
+        } else if (!verdict) ok = out.write(chunk);
         else if (pending !== '') {
           ok = out.write(pending);
           pending = '';
@@ -459,6 +520,8 @@ export class Exchange {
     }
     idle.stop();
     round.endedAt = this.deps.now();
+    const rest = hold && !this.gone ? hold.end() : '';
+    if (rest !== '') out.write(rest);
     if (this.gone) {
       res.body.destroy();
       this.finish(round, 'client_aborted', meter?.result() ?? null, null, undefined, 'client gone');
@@ -504,7 +567,7 @@ export class Exchange {
       this.sendJson(res.statusCode, res.headers, raw);
       return undefined;
     }
-    return { facts: this.metered.api.fromJson(json, this.deps.now()), json };
+    return { facts: this.metered.api.fromJson(json, this.deps.now()), json, raw };
   }
 
   /** A round the provider refused, or answered in a form the view cannot take: the client gets its error. */
@@ -542,6 +605,25 @@ export class Exchange {
     }
     this.sendJson(res.statusCode, res.headers, Buffer.from(text));
     return undefined;
+  }
+
+  /** The client stream's tool hold when a deny rule may apply and the API has one; created once. */
+  private streamHold(): StreamHold | undefined {
+    const judge = this.policy?.judge;
+    const toolHold = this.metered.api.toolHold;
+    if (!judge || !toolHold) return undefined;
+    this.hold ??= toolHold.createStream(judge);
+    return this.hold;
+  }
+
+  /**
+   * Sends an answer a strategy composed (tool injection) as the client's response, its denied tool
+   * calls replaced as in a relayed one (docs/governance.md).
+   */
+  sendAnswer(status: number, upstreamHeaders: Dispatcher.ResponseData['headers'], answer: unknown): void {
+    const judge = this.policy?.judge;
+    const rewritten = judge ? this.metered.api.toolHold?.rewriteJson(answer, judge) : undefined;
+    this.sendJson(status, upstreamHeaders, Buffer.from(JSON.stringify(rewritten ?? answer)));
   }
 
   /** Sends a whole JSON answer (a composed one, or one the provider gave) as the client's response. */
@@ -595,7 +677,8 @@ export class Exchange {
     healthy: boolean | undefined,
     why: string,
   ): void {
-    const response = this.markCalls(facts, round, why);
+    const marked = this.markCalls(facts, round, why);
+    const response = marked && this.policy ? this.policy.mark(marked) : marked;
     const final = this.gone ? 'client_aborted' : status;
     round.observer.end({ status: final, httpStatus: round.httpStatus, response, error });
     this.deps.breakers.record(

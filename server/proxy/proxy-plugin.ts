@@ -32,6 +32,7 @@ export function proxyCapability(
     telemetry: ExchangeTelemetry;
     events: ExchangeDeps['events'];
     strategyFor: StrategyFor;
+    toolPolicy?: ExchangeDeps['toolPolicy'];
   },
 ): ProxyCapability {
   const { config, metrics, clock, life } = core;
@@ -62,6 +63,7 @@ export function proxyCapability(
           open,
           now: datesOf(clock),
           events: d.events,
+          ...(d.toolPolicy ? { toolPolicy: d.toolPolicy } : {}),
           admit: composeAdmission([
             upstreamConfigured(() => upstream.apiKey !== undefined),
             auditAccepting(() => d.recorder.accepting()),

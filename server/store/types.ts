@@ -67,7 +67,9 @@ export type DocKind =
   /** SCIM groups, whose members drive team and role (server/scim). */
   | 'scim_group'
   /** Users deactivated by the identity provider: a write makes every replica close their live sockets. */
-  | 'user_deactivation';
+  | 'user_deactivation'
+  /** The tool-call policy: one document holding the whole rule set (server/policy). */
+  | 'tool_policy';
 
 export interface AlertQuery {
   since?: string | undefined;

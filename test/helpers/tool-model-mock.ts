@@ -129,6 +129,8 @@ export class ToolModelMock {
   /** Pause between streamed events, to see that text reaches the client before a round ends. */
   eventDelayMs = 0;
   readonly requests: SeenModelRequest[] = [];
+  /** Each answer's body exactly as written, in request order (to compare with what a client got). */
+  readonly sent: string[] = [];
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
   private listening: Listening | undefined;
   url = '';
@@ -167,6 +169,17 @@ export class ToolModelMock {
     const body = JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>;
     const v = view(api, body);
     this.requests.push({ api, body, view: v, at: Date.now() });
+    const n = this.sent.push('') - 1;
+    const write = res.write.bind(res);
+    res.write = ((chunk: string) => {
+      this.sent[n] += chunk;
+      return write(chunk);
+    }) as typeof res.write;
+    const end = res.end.bind(res);
+    res.end = ((chunk?: string) => {
+      if (typeof chunk === 'string') this.sent[n] += chunk;
+      return end(chunk);
+    }) as typeof res.end;
     const turn = this.brain(v);
     const stream = body.stream === true;
     const model = String(body.model ?? 'mock-model');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { chainHash, GENESIS, verifyChain } from '../../server/core/chain';
 import type { KeyRecord } from '../../server/core/principal';
+import { ToolPolicy } from '../../server/policy/tool-policy';
 import type { AccessLogEntry, BudgetClaim, NewInterception, Store } from '../../server/store/types';
 import type { User } from '../../shared/identity';
 import type { Interception } from '../../shared/interception';
@@ -607,6 +608,47 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal(await store.getDoc('budget', 'b2'), undefined);
         assert.deepEqual(await store.listDocs('price'), [{ model: 'x' }]);
         assert.deepEqual(await store.listDocs('rate_limit'), []);
+      });
+
+      it('keeps the tool policy as one document, and the policy marks on tool calls', async () => {
+        const metrics = { toolPolicyDecisions: { inc: () => undefined } };
+        const now = (): Date => new Date(T0);
+        const policy = new ToolPolicy(store, metrics as never, now);
+        await policy.load();
+        assert.deepEqual(policy.get(), { rules: [], updatedAt: null });
+        const rules = [
+          { id: 'a', tool: 'Bash', argumentPattern: 'rm -rf', action: 'deny', scope: 'org' },
+          { id: 'b', tool: '*', action: 'audit', scope: 'team', subject: 'red', enabled: false },
+        ];
+        await policy.put(rules);
+        await policy.put([rules[1]]);
+        await policy.put(rules);
+        await restart();
+        const again = new ToolPolicy(store, metrics as never, now);
+        await again.load();
+        assert.deepEqual(again.get(), { rules, updatedAt: new Date(T0).toISOString() });
+        assert.equal((await store.listDocs('tool_policy')).length, 1, 'one document, replaced whole');
+
+        const at = new Date(T0).toISOString();
+        await store.appendInterception(
+          newRecord(0, {
+            toolCalls: [
+              {
+                id: 'c1',
+                name: 'Bash',
+                server: null,
+                input: {},
+                injected: false,
+                at,
+                policy: { rule: 'a', action: 'deny' },
+              },
+              { id: 'c2', name: 'Read', server: null, input: {}, injected: false, at },
+            ],
+          }),
+        );
+        const rec = await store.getInterception('int_000000');
+        assert.deepEqual(rec?.toolCalls[0]?.policy, { rule: 'a', action: 'deny' });
+        assert.equal(rec?.toolCalls[1]?.policy, undefined);
       });
 
       it('lists alerts newest first, by time and user, up to a limit', async () => {

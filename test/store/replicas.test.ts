@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { CreatedKey, User } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
@@ -193,6 +194,20 @@ describe('two replicas on one PostgreSQL database', function () {
       timeoutMs: 10_000,
       intervalMs: 50,
     });
+  });
+
+  it('reloads the tool policy another replica wrote', async () => {
+    const rules = [{ id: 'no-rm', tool: 'Bash', argumentPattern: 'rm -rf', action: 'deny', scope: 'org' }];
+    const put = await api(a.url, 'PUT', '/api/v1/tool-policy', adminKey, { rules });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await eventually(
+      async () => {
+        const got = await api<{ rules: unknown[] }>(b.url, 'GET', '/api/v1/tool-policy', adminKey);
+        // jsonb keeps no key order: compare as values.
+        return isDeepStrictEqual(got.body.rules, rules) ? true : undefined;
+      },
+      { what: 'B to load the rules A wrote', timeoutMs: 10_000, intervalMs: 50 },
+    );
   });
 
   it('reloads MCP servers another replica added or deleted', async () => {

@@ -28,6 +28,7 @@ import {
   type WireApi,
 } from '../types';
 import { anthropicErrorBody } from './errors';
+import { messagesHold } from './messages-hold';
 import { messagesInjection } from './messages-injection';
 
 const TEXT = new Set(['text']);
@@ -191,6 +192,7 @@ export const messagesApi: WireApi = {
   method: 'POST',
   path: '/v1/messages',
   injection: messagesInjection,
+  toolHold: messagesHold,
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     const sessionHeader = headers['x-claude-code-session-id'];

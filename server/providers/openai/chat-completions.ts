@@ -28,6 +28,7 @@ import {
   type StreamMeter,
   type WireApi,
 } from '../types';
+import { chatHold } from './chat-hold';
 import { chatInjection } from './chat-injection';
 import { openaiError } from './errors';
 import { sessionFromHeaders } from './session';
@@ -166,6 +167,7 @@ export const chatCompletionsApi: WireApi = {
   method: 'POST',
   path: '/chat/completions',
   injection: chatInjection,
+  toolHold: chatHold,
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {

@@ -25,6 +25,7 @@ import {
   type StreamMeter,
   type WireApi,
 } from '../types';
+import { responsesHold } from './responses-hold';
 import { responsesInjection } from './responses-injection';
 import { sessionFromHeaders } from './session';
 import { responsesUsage } from './usage';
@@ -226,6 +227,7 @@ export const responsesApi: WireApi = {
   method: 'POST',
   path: '/responses',
   injection: responsesInjection,
+  toolHold: responsesHold,
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {

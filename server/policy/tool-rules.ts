@@ -1,0 +1,159 @@
+import type { ToolPolicyMark, ToolPolicyRule } from '../../shared/tool-policy';
+import { BridgeError } from '../errors';
+
+/**
+ * Rules are matched against at most this much of a call's arguments (as JSON text). A pattern that
+ * backtracks badly can then cost at most what it costs on 64 KiB, whatever the model emits.
+ */
+export const ARGUMENT_LIMIT = 64 * 1024;
+/** Most rules in one set, and the longest pattern: the set is evaluated on every tool call. */
+export const MAX_RULES = 200;
+const MAX_PATTERN = 2048;
+const ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+
+/** A rule with its globs and pattern compiled once, when the set is written or loaded. */
+export interface CompiledRule {
+  rule: ToolPolicyRule;
+  tool: RegExp;
+  args: RegExp | null;
+}
+
+/** Whose request a call is in, for the rules' scopes. */
+export interface Who {
+  userId: string;
+  email: string;
+  team: string | null;
+}
+
+function refuse(at: string, why: string): never {
+  throw new BridgeError('invalid_tool_policy', `${at}: ${why}`);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `*` any run of characters, `?` one; everything else literal. */
+export function globRegExp(glob: string): RegExp {
+  const escaped = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
+  return new RegExp(`^${escaped}$`, 's');
+}
+
+const FIELDS = new Set(['id', 'tool', 'argumentPattern', 'action', 'scope', 'subject', 'enabled']);
+
+/** One rule of a body, checked field by field; `at` names it in the refusal (`rules[2]`). */
+function validateRule(v: unknown, at: string): ToolPolicyRule {
+  if (!isRecord(v)) refuse(at, 'must be an object');
+  for (const k of Object.keys(v)) if (!FIELDS.has(k)) refuse(`${at}.${k}`, 'unknown field');
+  const { id, tool, argumentPattern, action, scope, subject, enabled } = v;
+  if (typeof id !== 'string' || !ID.test(id))
+    refuse(`${at}.id`, 'must be 1-64 letters, digits or . _ : - (starting with a letter or digit)');
+  if (typeof tool !== 'string' || tool.length === 0 || tool.length > 256)
+    refuse(`${at}.tool`, 'must be a glob over tool names, 1-256 characters');
+  if (action !== 'deny' && action !== 'audit') refuse(`${at}.action`, 'must be "deny" or "audit"');
+  if (scope !== 'org' && scope !== 'team' && scope !== 'user')
+    refuse(`${at}.scope`, 'must be "org", "team" or "user"');
+  if (scope === 'org' && subject !== undefined) refuse(`${at}.subject`, 'an org rule has no subject');
+  if (scope !== 'org' && (typeof subject !== 'string' || subject.length === 0 || subject.length > 256))
+    refuse(
+      `${at}.subject`,
+      `a ${scope} rule needs its ${scope === 'team' ? 'team name' : "user's id or email"}`,
+    );
+  if (enabled !== undefined && typeof enabled !== 'boolean') refuse(`${at}.enabled`, 'must be true or false');
+  if (argumentPattern !== undefined) {
+    if (typeof argumentPattern !== 'string' || argumentPattern.length === 0)
+      refuse(`${at}.argumentPattern`, 'must be a non-empty regular expression');
+    if (argumentPattern.length > MAX_PATTERN)
+      refuse(`${at}.argumentPattern`, `must be at most ${MAX_PATTERN} characters`);
+    try {
+      new RegExp(argumentPattern);
+    } catch (err) {
+      refuse(`${at}.argumentPattern`, `not a valid regular expression (${(err as Error).message})`);
+    }
+  }
+  const rule: ToolPolicyRule = { id, tool, action, scope };
+  if (argumentPattern !== undefined) rule.argumentPattern = argumentPattern as string;
+  if (subject !== undefined)
+    rule.subject = scope === 'user' ? (subject as string).toLowerCase() : (subject as string);
+  if (enabled !== undefined) rule.enabled = enabled;
+  return rule;
+}
+
+/** A body's `rules`, validated: refusals name the rule's index and field. */
+export function validateRules(rules: unknown): ToolPolicyRule[] {
+  if (!Array.isArray(rules)) refuse('rules', 'must be an array');
+  if (rules.length > MAX_RULES) refuse('rules', `at most ${MAX_RULES} rules`);
+  const seen = new Set<string>();
+  return rules.map((r, i) => {
+    const rule = validateRule(r, `rules[${i}]`);
+    if (seen.has(rule.id)) refuse(`rules[${i}].id`, `"${rule.id}" is used by an earlier rule`);
+    seen.add(rule.id);
+    return rule;
+  });
+}
+
+export function compileRules(rules: readonly ToolPolicyRule[]): CompiledRule[] {
+  return rules.map((rule) => ({
+    rule,
+    tool: globRegExp(rule.tool),
+    args: rule.argumentPattern === undefined ? null : new RegExp(rule.argumentPattern),
+  }));
+}
+
+const SCOPE_ORDER = { org: 0, team: 1, user: 2 } as const;
+
+/** The enabled rules for one caller: the org's, their team's and their own, in that order. */
+export function rulesFor(rules: readonly CompiledRule[], who: Who): CompiledRule[] {
+  const email = who.email.toLowerCase();
+  return rules
+    .filter(({ rule }) => {
+      if (rule.enabled === false) return false;
+      if (rule.scope === 'team') return who.team !== null && rule.subject === who.team;
+      if (rule.scope === 'user') return rule.subject === who.userId.toLowerCase() || rule.subject === email;
+      return true;
+    })
+    .sort((a, b) => SCOPE_ORDER[a.rule.scope] - SCOPE_ORDER[b.rule.scope]);
+}
+
+/** A call's arguments as the text patterns are matched against (bounded by ARGUMENT_LIMIT). */
+export function argumentText(input: unknown): string {
+  let text: string;
+  if (typeof input === 'string') text = input;
+  else {
+    try {
+      text = JSON.stringify(input) ?? '';
+    } catch {
+      text = '';
+    }
+  }
+  return text.length > ARGUMENT_LIMIT ? text.slice(0, ARGUMENT_LIMIT) : text;
+}
+
+/**
+ * What the rules say of one call: the first deny rule that matches wins over any audit rule (a
+ * call that is blocked is not also "allowed and flagged"); otherwise the first audit rule.
+ */
+export function decide(
+  rules: readonly CompiledRule[],
+  name: string,
+  input: unknown,
+  only?: 'deny',
+): ToolPolicyMark | undefined {
+  let text: string | undefined;
+  let flagged: ToolPolicyMark | undefined;
+  for (const r of rules) {
+    if (only && r.rule.action !== only) continue;
+    if (flagged && r.rule.action === 'audit') continue;
+    if (!r.tool.test(name)) continue;
+    if (r.args) {
+      text ??= argumentText(input);
+      if (!r.args.test(text)) continue;
+    }
+    if (r.rule.action === 'deny') return { rule: r.rule.id, action: 'deny' };
+    flagged = { rule: r.rule.id, action: 'audit' };
+  }
+  return flagged;
+}

@@ -1,0 +1,201 @@
+import { isObject, num, parseArguments, str } from '../common';
+import { eventJson } from '../injection';
+import {
+  type Denial,
+  type FrameRewriter,
+  framedHold,
+  type SseFrame,
+  type ToolHold,
+  type ToolJudge,
+} from '../tool-hold';
+import type { JsonObject } from '../wire';
+
+interface Assembled {
+  id: string;
+  name: string;
+  args: string;
+}
+
+interface HeldChunk {
+  raw: string;
+  chunk: JsonObject | undefined;
+}
+
+/** `choice:index` of each tool-call delta in a chunk. */
+function callDeltas(chunk: JsonObject): { choice: number; key: string; d: JsonObject }[] {
+  const out: { choice: number; key: string; d: JsonObject }[] = [];
+  if (!Array.isArray(chunk.choices)) return out;
+  for (const c of chunk.choices as unknown[]) {
+    if (!isObject(c) || !isObject(c.delta) || !Array.isArray(c.delta.tool_calls)) continue;
+    for (const d of c.delta.tool_calls as unknown[])
+      if (isObject(d)) out.push({ choice: num(c.index), key: `${num(c.index)}:${num(d.index)}`, d });
+  }
+  return out;
+}
+
+function finishes(chunk: JsonObject): boolean {
+  return (
+    Array.isArray(chunk.choices) &&
+    (chunk.choices as unknown[]).some((c) => isObject(c) && typeof c.finish_reason === 'string')
+  );
+}
+
+/**
+ * Chat Completions streams a turn's tool calls as deltas keyed by index, and a call is complete only
+ * when the next starts or the choice finishes: from the first tool-call delta to the chunk with
+ * `finish_reason`, the chunks are held. If nothing is denied they go out as they came; otherwise the
+ * denied calls' deltas are taken out (the others renumbered), a content delta with the message is
+ * sent before the finishing chunk, and `finish_reason` becomes `stop` when no call is left.
+ */
+class ChatHold implements FrameRewriter {
+  private held: HeldChunk[] | undefined;
+  private readonly calls = new Map<string, Assembled>();
+
+  constructor(private readonly judge: ToolJudge) {}
+
+  onFrame(f: SseFrame): string {
+    const chunk = f.ev && f.ev.data !== '[DONE]' ? eventJson(f.ev) : undefined;
+    if (!this.held) {
+      if (!chunk || callDeltas(chunk).length === 0) return f.raw;
+      this.held = [];
+    }
+    this.held.push({ raw: f.raw, chunk });
+    if (chunk) {
+      for (const { key, d } of callDeltas(chunk)) {
+        let c = this.calls.get(key);
+        if (!c) {
+          c = { id: '', name: '', args: '' };
+          this.calls.set(key, c);
+        }
+        if (typeof d.id === 'string') c.id = d.id;
+        const fn = isObject(d.function) ? d.function : isObject(d.custom) ? d.custom : undefined;
+        if (fn) {
+          if (typeof fn.name === 'string') c.name += fn.name;
+          c.args += str(fn.arguments) ?? str(fn.input) ?? '';
+        }
+      }
+    }
+    // `[DONE]` without a finishing chunk, or a chunk that finishes: the calls are complete.
+    if ((chunk && finishes(chunk)) || f.ev?.data === '[DONE]') return this.release();
+    return '';
+  }
+
+  end(): string {
+    return this.held ? this.release() : '';
+  }
+
+  private release(): string {
+    const held = this.held!;
+    this.held = undefined;
+    const denials = new Map<string, Denial>();
+    for (const [key, c] of this.calls) {
+      const d = this.judge({ id: c.id, name: c.name || 'unknown', input: parseArguments(c.args) });
+      if (d) denials.set(key, d);
+    }
+    if (denials.size === 0) {
+      this.calls.clear();
+      return held.map((h) => h.raw).join('');
+    }
+    // Per choice: the messages to show, how many calls are left, and their new indexes.
+    const messages = new Map<number, string[]>();
+    const left = new Map<number, number>();
+    const renumber = new Map<string, number>();
+    for (const key of this.calls.keys()) {
+      const choice = Number(key.split(':')[0]);
+      const d = denials.get(key);
+      if (d) messages.set(choice, [...(messages.get(choice) ?? []), d.message]);
+      else {
+        renumber.set(key, left.get(choice) ?? 0);
+        left.set(choice, (left.get(choice) ?? 0) + 1);
+      }
+    }
+    this.calls.clear();
+    let out = '';
+    for (const h of held) {
+      if (!h.chunk || !Array.isArray(h.chunk.choices)) {
+        out += h.raw;
+        continue;
+      }
+      let keep = 'usage' in h.chunk && h.chunk.usage !== null;
+      const choices: unknown[] = [];
+      for (const c of h.chunk.choices as unknown[]) {
+        if (!isObject(c)) continue;
+        const ci = num(c.index);
+        let delta = isObject(c.delta) ? c.delta : {};
+        if (Array.isArray(delta.tool_calls)) {
+          const kept = (delta.tool_calls as unknown[]).flatMap((d) => {
+            if (!isObject(d)) return [];
+            const n = renumber.get(`${ci}:${num(d.index)}`);
+            return n === undefined ? [] : [{ ...d, index: n }];
+          });
+          const { tool_calls: _calls, ...rest } = delta;
+          delta = kept.length > 0 ? { ...rest, tool_calls: kept } : rest;
+        }
+        let finish = c.finish_reason;
+        if (typeof finish === 'string') {
+          const msgs = messages.get(ci);
+          if (msgs) {
+            // The message goes just before the choice finishes, in a chunk of its own.
+            // The chunk's ids and model, never its usage (which the finishing chunk still carries).
+            const { usage, choices: _all, ...base } = h.chunk;
+            const message = {
+              ...base,
+              choices: [
+                { index: ci, delta: { content: msgs.join('\n') }, logprobs: null, finish_reason: null },
+              ],
+              ...(usage === undefined ? {} : { usage: null }),
+            };
+            out += `data: ${JSON.stringify(message)}\n\n`;
+            messages.delete(ci);
+          }
+          if (finish === 'tool_calls' && (left.get(ci) ?? 0) === 0) finish = 'stop';
+        }
+        const empty = Object.keys(delta).length === 0 && typeof finish !== 'string';
+        if (!empty) {
+          keep = true;
+          choices.push({ ...c, delta, finish_reason: finish });
+        }
+      }
+      if (keep) out += `data: ${JSON.stringify({ ...h.chunk, choices })}\n\n`;
+    }
+    // A stream cut before the finishing chunk still shows what was blocked.
+    for (const [ci, msgs] of messages)
+      out += `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: ci, delta: { content: msgs.join('\n') }, finish_reason: null }] })}\n\n`;
+    return out;
+  }
+}
+
+export const chatHold: ToolHold = {
+  createStream: (judge) => framedHold(new ChatHold(judge)),
+
+  rewriteJson(json, judge) {
+    if (!isObject(json) || !Array.isArray(json.choices)) return undefined;
+    let denied = false;
+    const choices = (json.choices as unknown[]).map((c) => {
+      if (!isObject(c) || !isObject(c.message) || !Array.isArray(c.message.tool_calls)) return c;
+      const msgs: string[] = [];
+      const kept = (c.message.tool_calls as unknown[]).filter((tc) => {
+        if (!isObject(tc)) return true;
+        const fn = isObject(tc.function) ? tc.function : isObject(tc.custom) ? tc.custom : undefined;
+        const raw = str(fn?.arguments) ?? str(fn?.input) ?? '';
+        const d = judge({
+          id: str(tc.id) ?? '',
+          name: str(fn?.name) ?? 'unknown',
+          input: parseArguments(raw),
+        });
+        if (d) msgs.push(d.message);
+        return !d;
+      });
+      if (msgs.length === 0) return c;
+      denied = true;
+      const { tool_calls: _calls, ...message } = c.message;
+      const text = [str(message.content), ...msgs].filter((t) => t !== null && t !== '').join('\n');
+      return {
+        ...c,
+        message: { ...message, content: text, ...(kept.length > 0 ? { tool_calls: kept } : {}) },
+        finish_reason: kept.length === 0 && c.finish_reason === 'tool_calls' ? 'stop' : c.finish_reason,
+      };
+    });
+    return denied ? { ...json, choices } : undefined;
+  },
+};

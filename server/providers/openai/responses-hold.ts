@@ -1,0 +1,154 @@
+import { isObject, num, parseArguments, str } from '../common';
+import { eventJson } from '../injection';
+import {
+  type Denial,
+  type FrameRewriter,
+  frame,
+  framedHold,
+  type HeldCall,
+  type SseFrame,
+  type ToolHold,
+  type ToolJudge,
+} from '../tool-hold';
+import type { JsonObject } from '../wire';
+
+/** Output items the client runs; `mcp_call` items ran at the provider. */
+const CALL_ITEMS = new Set(['function_call', 'custom_tool_call', 'local_shell_call']);
+const ENDS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+
+function callOf(item: JsonObject): HeldCall {
+  const id = str(item.call_id) ?? str(item.id) ?? '';
+  if (item.type === 'local_shell_call') return { id, name: 'local_shell', input: item.action ?? {} };
+  const raw = str(item.arguments) ?? str(item.input) ?? '';
+  return { id, name: str(item.name) ?? 'unknown', input: parseArguments(raw) };
+}
+
+/** The message item a denied call becomes, at the same place in `output`. */
+function messageItem(callItemId: string, d: Denial): JsonObject {
+  return {
+    type: 'message',
+    id: `msg_aibridge_${callItemId}`,
+    status: 'completed',
+    role: 'assistant',
+    content: [{ type: 'output_text', text: d.message, annotations: [] }],
+  };
+}
+
+interface Held {
+  outputIndex: number;
+  itemId: string;
+  frames: string[];
+  seqs: number[];
+}
+
+/**
+ * Holds each client tool-call output item from `response.output_item.added` to its
+ * `response.output_item.done`. A denied call becomes a message item at the same output index, sent
+ * as the events a message streams with, and the closing `response.*` event's `output` carries the
+ * message in the call's place.
+ */
+class ResponsesHold implements FrameRewriter {
+  private held: Held | undefined;
+  /** Denied call items by item id, and what replaced them. */
+  private readonly replaced = new Map<string, JsonObject>();
+
+  constructor(private readonly judge: ToolJudge) {}
+
+  onFrame(f: SseFrame): string {
+    const data = f.ev ? eventJson(f.ev) : undefined;
+    const h = this.held;
+    if (h) {
+      h.frames.push(f.raw);
+      if (data && typeof data.sequence_number === 'number') h.seqs.push(data.sequence_number);
+      if (
+        data?.type === 'response.output_item.done' &&
+        num(data.output_index) === h.outputIndex &&
+        isObject(data.item)
+      )
+        return this.release(data.item);
+      return '';
+    }
+    if (!data) return f.raw;
+    if (
+      data.type === 'response.output_item.added' &&
+      isObject(data.item) &&
+      CALL_ITEMS.has(String(data.item.type))
+    ) {
+      this.held = {
+        outputIndex: num(data.output_index),
+        itemId: str(data.item.id) ?? '',
+        frames: [f.raw],
+        seqs: typeof data.sequence_number === 'number' ? [data.sequence_number] : [],
+      };
+      return '';
+    }
+    if (ENDS.has(String(data.type)) && this.replaced.size > 0 && isObject(data.response)) {
+      const output = Array.isArray(data.response.output)
+        ? (data.response.output as unknown[]).map((it) =>
+            isObject(it) && this.replaced.has(str(it.id) ?? '') ? this.replaced.get(str(it.id) ?? '') : it,
+          )
+        : data.response.output;
+      return frame(f.ev?.event, { ...data, response: { ...data.response, output } });
+    }
+    return f.raw;
+  }
+
+  end(): string {
+    // Cut off before the item was done: nothing complete to judge, and nothing of it is sent.
+    this.held = undefined;
+    return '';
+  }
+
+  private release(item: JsonObject): string {
+    const h = this.held!;
+    this.held = undefined;
+    const d = this.judge(callOf(item));
+    if (!d) return h.frames.join('');
+    const msg = messageItem(h.itemId, d);
+    this.replaced.set(h.itemId, msg);
+    const output_index = h.outputIndex;
+    const item_id = msg.id;
+    const part = { type: 'output_text', text: d.message, annotations: [] };
+    const events: [string, JsonObject][] = [
+      ['response.output_item.added', { output_index, item: { ...msg, status: 'in_progress', content: [] } }],
+      [
+        'response.content_part.added',
+        { item_id, output_index, content_index: 0, part: { ...part, text: '' } },
+      ],
+      [
+        'response.output_text.delta',
+        { item_id, output_index, content_index: 0, delta: d.message, logprobs: [] },
+      ],
+      [
+        'response.output_text.done',
+        { item_id, output_index, content_index: 0, text: d.message, logprobs: [] },
+      ],
+      ['response.content_part.done', { item_id, output_index, content_index: 0, part }],
+      ['response.output_item.done', { output_index, item: msg }],
+    ];
+    // The replaced events' sequence numbers, in order; the last repeats when there are more events.
+    const seq = (i: number): number | undefined => h.seqs[Math.min(i, h.seqs.length - 1)];
+    return events
+      .map(([type, body], i) =>
+        frame(type, { type, ...body, ...(seq(i) === undefined ? {} : { sequence_number: seq(i) }) }),
+      )
+      .join('');
+  }
+}
+
+export const responsesHold: ToolHold = {
+  createStream: (judge) => framedHold(new ResponsesHold(judge)),
+
+  rewriteJson(json, judge) {
+    if (!isObject(json) || !Array.isArray(json.output)) return undefined;
+    let denied = false;
+    const output = (json.output as unknown[]).map((it) => {
+      if (!isObject(it) || !CALL_ITEMS.has(String(it.type))) return it;
+      const d = judge(callOf(it));
+      if (!d) return it;
+      denied = true;
+      return messageItem(str(it.id) ?? '', d);
+    });
+    return denied ? { ...json, output } : undefined;
+  },
+};

@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { messagesHold } from '../../server/providers/anthropic/messages-hold';
+import { responsesHold } from '../../server/providers/openai/responses-hold';
+import type { HeldCall, StreamHold, ToolJudge } from '../../server/providers/tool-hold';
+
+const denyRm: ToolJudge = (c: HeldCall) =>
+  JSON.stringify(c.input).includes('rm -rf') ? { rule: 'r1', message: `blocked ${c.name}` } : undefined;
+
+function sse(event: string, data: unknown, eol = '\n'): string {
+  return `event: ${event}${eol}data: ${JSON.stringify(data)}${eol}${eol}`;
+}
+
+function anthropicStream(command: string, eol = '\n'): string {
+  const json = JSON.stringify({ command });
+  return [
+    sse('message_start', { type: 'message_start', message: { id: 'm', content: [], usage: {} } }, eol),
+    sse(
+      'content_block_start',
+      { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+      eol,
+    ),
+    sse(
+      'content_block_delta',
+      { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hi' } },
+      eol,
+    ),
+    sse('content_block_stop', { type: 'content_block_stop', index: 0 }, eol),
+    sse(
+      'content_block_start',
+      {
+        type: 'content_block_start',
+        index: 1,
+        content_block: { type: 'tool_use', id: 'toolu_1', name: 'Bash', input: {} },
+      },
+      eol,
+    ),
+    `: a comment${eol}${eol}`,
+    sse(
+      'content_block_delta',
+      {
+        type: 'content_block_delta',
+        index: 1,
+        delta: { type: 'input_json_delta', partial_json: json.slice(0, 7) },
+      },
+      eol,
+    ),
+    sse('ping', { type: 'ping' }, eol),
+    sse(
+      'content_block_delta',
+      {
+        type: 'content_block_delta',
+        index: 1,
+        delta: { type: 'input_json_delta', partial_json: json.slice(7) },
+      },
+      eol,
+    ),
+    sse('content_block_stop', { type: 'content_block_stop', index: 1 }, eol),
+    sse(
+      'message_delta',
+      { type: 'message_delta', delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 3 } },
+      eol,
+    ),
+    sse('message_stop', { type: 'message_stop' }, eol),
+  ].join('');
+}
+
+/** Feeds `text` in pieces of `size` characters and collects what the hold lets out. */
+function run(hold: StreamHold, text: string, size: number): string {
+  let out = '';
+  for (let i = 0; i < text.length; i += size) out += hold.push(text.slice(i, i + size));
+  return out + hold.end();
+}
+
+/** The data objects of a stream, in order. */
+function events(text: string): Record<string, unknown>[] {
+  return text
+    .split(/\r\n\r\n|\n\n/)
+    .flatMap((f) => f.split(/\r\n|\n/).filter((l) => l.startsWith('data: ')))
+    .map((l) => JSON.parse(l.slice(6)) as Record<string, unknown>);
+}
+
+describe('tool holds (stream transforms)', () => {
+  it('pass an allowed stream through byte for byte, however it is cut, with LF or CRLF', () => {
+    for (const eol of ['\n', '\r\n']) {
+      const upstream = anthropicStream('ls -la', eol);
+      for (const size of [1, 2, 7, 64, upstream.length])
+        assert.equal(
+          run(messagesHold.createStream(denyRm), upstream, size),
+          upstream,
+          `eol ${JSON.stringify(eol)}, size ${size}`,
+        );
+    }
+  });
+
+  it('replace a denied block the same way however the stream is cut, with LF or CRLF', () => {
+    const whole = run(
+      messagesHold.createStream(denyRm),
+      anthropicStream('rm -rf /'),
+      Number.MAX_SAFE_INTEGER,
+    );
+    const evs = events(whole);
+    assert.deepEqual(
+      evs.map((e) => e.type),
+      [
+        'message_start',
+        'content_block_start',
+        'content_block_delta',
+        'content_block_stop',
+        'content_block_start',
+        'content_block_delta',
+        'content_block_stop',
+        'ping',
+        'message_delta',
+        'message_stop',
+      ],
+    );
+    assert.deepEqual(evs[4], {
+      type: 'content_block_start',
+      index: 1,
+      content_block: { type: 'text', text: '' },
+    });
+    assert.deepEqual(evs[5], {
+      type: 'content_block_delta',
+      index: 1,
+      delta: { type: 'text_delta', text: 'blocked Bash' },
+    });
+    assert.equal((evs[8]!.delta as { stop_reason: string }).stop_reason, 'end_turn');
+    assert.ok(!whole.includes('tool_use'));
+    for (const eol of ['\n', '\r\n'])
+      for (const size of [1, 3, 50]) {
+        const got = run(messagesHold.createStream(denyRm), anthropicStream('rm -rf /', eol), size);
+        assert.deepEqual(events(got), evs, `eol ${JSON.stringify(eol)}, size ${size}`);
+      }
+  });
+
+  it('let text out at once and hold only the tool block until it is complete', () => {
+    const frames = anthropicStream('rm -rf /').split(/(?<=\n\n)/);
+    const hold = messagesHold.createStream(denyRm);
+    const outs = frames.map((f) => hold.push(f));
+    for (let i = 0; i < 4; i++) assert.equal(outs[i], frames[i], `frame ${i} passes as it arrives`);
+    for (let i = 4; i < 9; i++) assert.equal(outs[i], '', `frame ${i} of the tool block is held`);
+    assert.ok(outs[9]!.includes('blocked Bash'), 'released when the block stops');
+    assert.equal(outs[10], frames[10]!.replace('"tool_use"', '"end_turn"'));
+  });
+
+  it('never leak a denied call from a stream cut mid-block', () => {
+    const upstream = anthropicStream('rm -rf /');
+    const cut = upstream.slice(
+      0,
+      upstream.indexOf('event: content_block_stop', upstream.indexOf('tool_use')),
+    );
+    const out = run(messagesHold.createStream(denyRm), cut, 5);
+    assert.ok(!out.includes('tool_use') && !out.includes('input_json_delta'));
+    assert.ok(out.includes('blocked Bash'));
+
+    const responses = [
+      sse('response.created', { type: 'response.created', sequence_number: 0, response: { output: [] } }),
+      sse('response.output_item.added', {
+        type: 'response.output_item.added',
+        sequence_number: 1,
+        output_index: 0,
+        item: { type: 'function_call', id: 'fc_1', call_id: 'c1', name: 'shell', arguments: '' },
+      }),
+      sse('response.function_call_arguments.delta', {
+        type: 'response.function_call_arguments.delta',
+        sequence_number: 2,
+        output_index: 0,
+        item_id: 'fc_1',
+        delta: '{"command":"rm -rf /"}',
+      }),
+    ].join('');
+    const r = run(responsesHold.createStream(denyRm), responses, 4);
+    assert.equal(r, responses.split(/(?<=\n\n)/)[0], 'only what came before the call');
+  });
+});

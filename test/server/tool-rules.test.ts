@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import type { InterceptionStart } from '../../server/core/facts';
+import { ToolPolicy } from '../../server/policy/tool-policy';
+import { ARGUMENT_LIMIT, compileRules, decide, globRegExp, rulesFor } from '../../server/policy/tool-rules';
+import type { Store } from '../../server/store/types';
+import type { ToolPolicyRule } from '../../shared/tool-policy';
+import { blockedMessage, toolCallSummary } from '../../shared/tool-policy';
+
+const who = { userId: 'usr_1', email: 'dev@example.com', team: 'blue' };
+
+function rules(...r: ToolPolicyRule[]): ReturnType<typeof compileRules> {
+  return compileRules(r);
+}
+
+/** A store that keeps one document in memory: enough for the policy service. */
+function memoryStore(): Store {
+  const docs = new Map<string, unknown>();
+  return {
+    getDoc: async (kind: string, id: string) => docs.get(`${kind}/${id}`),
+    putDoc: async (kind: string, id: string, doc: unknown) => void docs.set(`${kind}/${id}`, doc),
+  } as unknown as Store;
+}
+
+function start(user = who): InterceptionStart {
+  return {
+    principal: { user: { id: user.userId, email: user.email, team: user.team } },
+  } as unknown as InterceptionStart;
+}
+
+describe('tool-policy rules', () => {
+  it('globs tool names case-sensitively, * and ? only', () => {
+    assert.ok(globRegExp('mcp__github__*').test('mcp__github__merge_pull_request'));
+    assert.ok(globRegExp('Bas?').test('Bash'));
+    assert.ok(!globRegExp('Bash').test('bash'));
+    assert.ok(!globRegExp('a.b').test('axb'), 'a dot is literal');
+  });
+
+  it('applies the org rules, the caller team and the caller own rules, enabled ones only', () => {
+    const set = rules(
+      { id: 'u', tool: '*', action: 'audit', scope: 'user', subject: 'dev@example.com' },
+      { id: 'u-id', tool: '*', action: 'audit', scope: 'user', subject: 'usr_1' },
+      { id: 'other-user', tool: '*', action: 'deny', scope: 'user', subject: 'x@example.com' },
+      { id: 't', tool: '*', action: 'audit', scope: 'team', subject: 'blue' },
+      { id: 'other-team', tool: '*', action: 'deny', scope: 'team', subject: 'red' },
+      { id: 'o', tool: '*', action: 'audit', scope: 'org' },
+      { id: 'off', tool: '*', action: 'deny', scope: 'org', enabled: false },
+    );
+    assert.deepEqual(
+      rulesFor(set, who).map((r) => r.rule.id),
+      ['o', 't', 'u', 'u-id'],
+    );
+    assert.deepEqual(
+      rulesFor(set, { ...who, team: null }).map((r) => r.rule.id),
+      ['o', 'u', 'u-id'],
+    );
+  });
+
+  it('lets a matching deny win over an audit, and names the first rule of an action', () => {
+    const set = rules(
+      { id: 'flag-all', tool: '*', action: 'audit', scope: 'org' },
+      { id: 'flag-bash', tool: 'Bash', action: 'audit', scope: 'org' },
+      { id: 'no-rm', tool: 'Bash', argumentPattern: 'rm -rf', action: 'deny', scope: 'org' },
+    );
+    assert.deepEqual(decide(set, 'Bash', { command: 'rm -rf /' }), { rule: 'no-rm', action: 'deny' });
+    assert.deepEqual(decide(set, 'Bash', { command: 'ls' }), { rule: 'flag-all', action: 'audit' });
+    assert.equal(decide(set, 'Bash', { command: 'ls' }, 'deny'), undefined);
+    assert.equal(decide(rules(), 'Bash', {}), undefined);
+  });
+
+  it('matches patterns on the arguments as JSON text, up to the first 64 KiB', () => {
+    const set = rules({ id: 'tail', tool: '*', argumentPattern: 'SECRET', action: 'deny', scope: 'org' });
+    assert.ok(decide(set, 'Write', { content: `${'x'.repeat(100)}SECRET` }));
+    assert.equal(
+      decide(set, 'Write', { content: `${'x'.repeat(ARGUMENT_LIMIT)}SECRET` }),
+      undefined,
+      'what lies beyond the bound is not searched',
+    );
+    assert.ok(decide(set, 'apply_patch', '*** SECRET ***'), 'free-text arguments are matched as they are');
+  });
+
+  it('costs nothing for a request no rule applies to, and holds only for deny rules', async () => {
+    const policy = new ToolPolicy(
+      memoryStore(),
+      { toolPolicyDecisions: { inc: () => undefined } } as never,
+      () => new Date(),
+    );
+    await policy.load();
+    assert.equal(policy.forRequest(start()), undefined, 'no rules: nothing to do');
+    await policy.put([{ id: 'red', tool: '*', action: 'deny', scope: 'team', subject: 'red' }]);
+    assert.equal(policy.forRequest(start()), undefined, 'rules of another team: nothing to do');
+    await policy.put([{ id: 'flag', tool: '*', action: 'audit', scope: 'org' }]);
+    const audit = policy.forRequest(start());
+    assert.ok(audit && audit.judge === undefined, 'audit rules only: marked, never held');
+    await policy.put([{ id: 'deny', tool: 'Bash', action: 'deny', scope: 'org' }]);
+    const judge = policy.forRequest(start())?.judge;
+    assert.ok(judge);
+    assert.deepEqual(judge({ id: 'c', name: 'Bash', input: { command: 'ls' } }), {
+      rule: 'deny',
+      message: 'AI Bridge blocked Bash: ls (rule deny)',
+    });
+    assert.equal(judge({ id: 'c', name: 'Read', input: {} }), undefined);
+  });
+
+  it('summarises calls as a person reads them', () => {
+    assert.equal(toolCallSummary({ command: 'git   push\n--force' }), 'git push --force');
+    assert.equal(toolCallSummary({ command: ['bash', '-lc', 'rm -rf /'] }), 'rm -rf /');
+    assert.equal(toolCallSummary({ type: 'exec', command: ['ls', '-la'] }), 'ls -la');
+    assert.equal(toolCallSummary({ file_path: '/home/a/.ssh/id_rsa', content: 'x' }), '/home/a/.ssh/id_rsa');
+    assert.equal(toolCallSummary({ q: 1 }), '{"q":1}');
+    assert.equal(toolCallSummary('x'.repeat(500)).length, 200);
+    assert.equal(blockedMessage('Bash', { command: 'ls' }, 'r'), 'AI Bridge blocked Bash: ls (rule r)');
+  });
+});
