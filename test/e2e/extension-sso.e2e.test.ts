@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Me } from '../../extension/api/bridge-client';
 import type { User } from '../../shared/identity';
-import { AnthropicMock } from '../helpers/anthropic-mock';
+import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
 import { tempDir } from '../helpers/bridge';
 import {
   CLIENT_ID,
@@ -163,7 +163,7 @@ describe('extension end to end: sign-in with the identity provider, in code-serv
         AIBRIDGE_GROUP_TEAMS: JSON.stringify({ 'eng-compilers': 'compilers' }),
         AIBRIDGE_SCIM_TOKEN: SCIM_TOKEN,
         AIBRIDGE_ANTHROPIC_BASE_URL: upstream.url,
-        AIBRIDGE_ANTHROPIC_API_KEY: 'sk-ant-upstream-e2e',
+        AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
       },
       {},
       BRIDGE_HOST,
@@ -261,6 +261,15 @@ describe('extension end to end: sign-in with the identity provider, in code-serv
     await wb.page.keyboard.press('Enter');
     await waitForScreen(wb.page, /Hello from the upstream mock/, 60_000);
     await wb.screenshot('claude-answer');
+    const recs = (await (
+      await fetch(`${tb.url}/api/v1/interceptions?limit=20`, {
+        headers: { authorization: `Bearer ${tb.adminKey}` },
+      })
+    ).json()) as { items: { prompt: string | null; userEmail: string; client: string }[] };
+    const asked = recs.items.find((r) => r.prompt?.includes('Say hello to the bridge'));
+    assert.ok(asked, JSON.stringify(recs.items.map((r) => r.prompt)));
+    assert.equal(asked.userEmail, 'grace@example.com');
+    assert.equal(asked.client, 'claude-code');
     await wb.page.keyboard.press('Control+C');
     await wb.page.keyboard.press('Control+C');
   });
