@@ -180,7 +180,8 @@ export class Container implements vscode.Disposable {
       `AI Bridge: sign in to ${url} so that coding agents in your terminals use it.`,
       'Sign In',
     );
-    if (pick === 'Sign In') await this.signInInteractive();
+    // The offer stays on screen after a sign-in from elsewhere (status bar, Accounts menu).
+    if (pick === 'Sign In' && !this.session.current) await this.signInInteractive();
   }
 
   /**

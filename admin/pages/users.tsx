@@ -127,17 +127,22 @@ export function UsersPage() {
               <th>team</th>
               <th>role</th>
               <th>created</th>
+              <th>status</th>
               <th />
             </tr>
           </thead>
           <tbody>
             {(users.data?.items ?? []).map((u) => [
-              <tr key={u.id} data-user={u.email}>
+              <tr key={u.id} data-user={u.email} class={u.deactivatedAt ? 'deactivated' : undefined}>
                 <td>{u.email}</td>
                 <td>{u.name ?? '—'}</td>
                 <td>{u.team ?? '—'}</td>
                 <td>{u.role}</td>
                 <td>{when(u.createdAt)}</td>
+                <td data-testid="user-status">
+                  {/* Deactivated by the identity provider (SCIM): keys and sessions revoked, nothing deleted. */}
+                  {u.deactivatedAt ? `deactivated ${when(u.deactivatedAt)}` : 'active'}
+                </td>
                 <td>
                   <button type="button" onClick={() => setOpen(open === u.id ? null : u.id)}>
                     {open === u.id ? 'Hide keys' : 'Keys'}
@@ -146,7 +151,7 @@ export function UsersPage() {
               </tr>,
               open === u.id ? (
                 <tr key={`${u.id}-keys`} class="expanded">
-                  <td colSpan={6}>
+                  <td colSpan={7}>
                     <EditUserForm user={u} onSaved={users.reload} />
                     <UserKeys user={u} onIssued={(key, owner) => setCreated({ key, owner })} />
                   </td>

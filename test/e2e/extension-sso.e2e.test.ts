@@ -344,12 +344,22 @@ describe('extension end to end: sign-in with the identity provider, in code-serv
       .locator('.monaco-menu .action-label', { hasText: /grace@example\.com \(AI Bridge\)/ })
       .first()
       .hover();
-    await wb.page
-      .locator('.monaco-menu .action-label', { hasText: /^Sign Out$/ })
-      .first()
-      .click();
+    const signOut = wb.page.locator('.monaco-menu .action-label', { hasText: /^Sign Out$/ }).first();
+    await signOut.waitFor({ state: 'visible', timeout: 10_000 });
+    // The submenu opens on hover after a short delay; a click while it animates can be lost.
+    await wb.page.waitForTimeout(300);
+    await signOut.click();
+    if (await signOut.isVisible()) await wb.page.keyboard.press('Enter');
+    // VS Code confirms signing out of an account an extension has used.
     const dialog = wb.page.locator('.monaco-dialog-box');
-    if (await dialog.isVisible({ timeout: 5000 }).catch(() => false)) await wb.clickDialogButton('Sign Out');
+    const asked = await dialog
+      .waitFor({ state: 'visible', timeout: 5000 })
+      .then(() => true)
+      .catch(() => false);
+    if (asked) {
+      await wb.screenshot('accounts-sign-out-confirm');
+      await wb.clickDialogButton('Sign Out');
+    }
     await wb.waitForStatus(/Sign In/, 15_000);
     await wb.screenshot('signed-out-accounts-menu');
     const after = (await (
