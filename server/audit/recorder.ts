@@ -56,6 +56,12 @@ function capJson(v: unknown): unknown {
     : { truncated: true, length: json.length, head: json.slice(0, MESSAGES_LIMIT) };
 }
 
+/** A step a record passes before it is stored; `prefixes`: the hashes of its request's message prefixes. */
+export type Annotator = (
+  rec: NewInterception,
+  prefixes: readonly string[] | undefined,
+) => Promise<NewInterception>;
+
 export interface RecorderOptions {
   /** When the store refuses writes: `closed` refuses new requests, `open` serves on and may drop records. */
   failMode: 'open' | 'closed';
@@ -74,6 +80,8 @@ export class Recorder {
   private readonly retryQueue: NewInterception[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private droppedCount = 0;
+  /** Runs on each record before it is stored (cache-break detection); may read the store. */
+  private annotator: Annotator | undefined;
 
   constructor(
     private readonly store: Store,
@@ -84,6 +92,11 @@ export class Recorder {
     /** The one redactor: the proxy runs the model name and session id through it too. */
     readonly redactor: Redactor = new Redactor(),
   ) {}
+
+  /** Sets the step each record passes before the store; the record is stored as it returns it (or as it was, if it fails). */
+  annotateWith(annotator: Annotator): void {
+    this.annotator = annotator;
+  }
 
   /** Called synchronously as the interception ends, before the store: spend ledgers must not lag the proxy. */
   onFinished(listener: (rec: NewInterception) => void): void {
@@ -156,6 +169,7 @@ export class Recorder {
       error: end.error ?? end.response?.error ?? null,
       upstreamRequestId: end.upstreamRequestId,
       redactions,
+      ...(start.request.cache ? { cacheKey: start.request.cache.fingerprint } : {}),
     };
     this.log.info(
       {
@@ -182,11 +196,28 @@ export class Recorder {
         this.log.error({ err, interceptionId: rec.id }, 'interception listener failed');
       }
     }
-    if (this.retryQueue.length > 0) this.enqueueRetry(rec);
-    else this.write(rec);
+    const annotate = this.annotator;
+    if (!annotate) {
+      this.persist(rec);
+      return;
+    }
+    const p = annotate(rec, start.request.cache?.prefixes)
+      .catch((err: unknown) => {
+        this.log.error({ err, interceptionId: rec.id }, 'record annotation failed; storing it as it is');
+        return rec;
+      })
+      .then((r) => this.persist(r))
+      .finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
   }
 
-  private write(rec: NewInterception): void {
+  private persist(rec: NewInterception): Promise<void> {
+    if (this.retryQueue.length === 0) return this.write(rec);
+    this.enqueueRetry(rec);
+    return Promise.resolve();
+  }
+
+  private write(rec: NewInterception): Promise<void> {
     const handedOver = performance.now();
     const p = this.store
       .appendInterception(rec)
@@ -204,6 +235,7 @@ export class Recorder {
       });
     this.inFlight.add(p);
     this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
+    return p;
   }
 
   /**

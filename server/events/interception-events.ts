@@ -1,3 +1,4 @@
+import type { CacheBreak } from '../../shared/interception';
 import { type InterceptionRef, PROGRESS_PER_SECOND, toolInputPreview } from '../../shared/protocol';
 import { totalTokens, type Usage } from '../../shared/usage';
 import type { InterceptionStart } from '../core/facts';
@@ -84,6 +85,22 @@ export class InterceptionEvents {
         { userId: ref.userId, team: ref.team },
       );
     };
+  }
+
+  /** The interception's turn broke its session's prompt cache. */
+  cacheBreak(rec: NewInterception, brk: CacheBreak): void {
+    this.bus.publish(
+      {
+        type: 'cache.break',
+        ...refFromRecord(rec),
+        at: rec.endedAt,
+        cause: brk.cause,
+        excessUsd: brk.excessUsd,
+        tokens: brk.tokens,
+        previousInterceptionId: brk.previousInterceptionId,
+      },
+      { userId: rec.userId, team: rec.team },
+    );
   }
 
   /** The interception ended: each tool call it made (inputs already redacted), then the end itself. */
