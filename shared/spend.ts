@@ -102,7 +102,7 @@ export type AlertKind = 'budget' | 'anomaly';
 export interface Alert {
   id: string;
   kind: AlertKind;
-  /** The rule that fired: `budget_threshold`, `spend_vs_baseline`, `tokens_vs_baseline`, `spend_vs_team`, `request_burst`. */
+  /** The rule that fired: `budget_threshold`, `session_cap`, `spend_vs_baseline`, `tokens_vs_baseline`, `spend_vs_team`, `request_burst`. */
   rule: string;
   at: string;
   /** The user the alert is about; null for team- or org-wide alerts. */
