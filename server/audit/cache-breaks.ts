@@ -30,6 +30,18 @@ function turnOf(
   return { id: rec.id, model: rec.model, startedAt: rec.startedAt, usage: rec.usage, cacheKey: rec.cacheKey };
 }
 
+/**
+ * Whether the turn looks like a rewrite at all (most of its context written or sent uncached):
+ * only then is the previous turn worth reading back from the store.
+ */
+function rewrote(cur: Turn): boolean {
+  const c = cur.usage;
+  const rewritten = cur.cacheKey.mode === 'explicit' ? c.cacheWrite : c.input;
+  return (
+    rewritten >= MIN_CACHED_TOKENS && rewritten >= REWRITE_SHARE * (c.input + c.cacheRead + c.cacheWrite)
+  );
+}
+
 /** The likely cause, by what changed between the turns, in the order that makes a cache unreadable first. */
 export function causeOf(prev: Turn, cur: Turn, prefixes: readonly string[] | undefined): CacheBreakCause {
   if (prev.model !== cur.model) return 'model_changed';
@@ -61,10 +73,9 @@ export function judge(
   const cacheable =
     prev.cacheKey.mode === 'explicit' ? p.cacheRead + p.cacheWrite : p.input + p.cacheRead + p.cacheWrite;
   if (cacheable < MIN_CACHED_TOKENS || c.cacheRead > NEAR_ZERO * cacheable) return null;
+  if (!rewrote(cur)) return null;
   const explicit = cur.cacheKey.mode === 'explicit';
   const rewritten = explicit ? c.cacheWrite : c.input;
-  const context = c.input + c.cacheRead + c.cacheWrite;
-  if (rewritten < REWRITE_SHARE * context) return null;
   const tokens = Math.min(cacheable, rewritten);
   if (tokens < MIN_CACHED_TOKENS) return null;
   const cached: Usage = explicit
@@ -108,6 +119,7 @@ export class CacheBreakDetector {
     // Taken and replaced before any await, so a turn finishing meanwhile compares with this one.
     const remembered = this.last.get(key);
     if (!remembered || remembered.startedAt <= cur.startedAt) this.remember(key, cur);
+    if (!rewrote(cur)) return rec;
     const prev = await this.previous(rec, remembered);
     if (!prev) return rec;
     const brk = judge(prev, cur, prefixes, rec.provider, this.price);
