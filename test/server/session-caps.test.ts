@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import type { Interception } from '../../shared/interception';
 import type { Alert, SessionBudgetStatus } from '../../shared/spend';
 import { AnthropicMock, DEFAULT_USAGE } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
 import { eventually } from '../helpers/eventually';
+import { OpenAIMock } from '../helpers/openai-mock';
 import { testPostgres } from '../helpers/postgres';
 
 /** What one answer of the mock costs on claude-sonnet-4-6 (USD per million: 3 in, 15 out, 0.3 cache read, 3.75 cache write). */
@@ -20,6 +22,7 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
   describe(`session caps (${storeKind} store)`, function () {
     this.timeout(120_000);
     let mock: AnthropicMock;
+    let openai: OpenAIMock;
     let tb: TestBridge;
     let env: Record<string, string>;
     const clock = new TestClock(Date.parse('2026-11-12T10:00:00.000Z'));
@@ -50,16 +53,17 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
 
     before(async () => {
       mock = await new AnthropicMock().start();
-      env =
-        storeKind === 'postgres'
-          ? { AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('sessioncaps') }
-          : {};
+      openai = await new OpenAIMock().start();
+      env = { AIBRIDGE_OPENAI_BASE_URL: openai.url };
+      if (storeKind === 'postgres')
+        env.AIBRIDGE_DATABASE_URL = await (await testPostgres()).createDatabase('sessioncaps');
       tb = await startBridge(mock.url, env, undefined, { clock });
     });
 
     after(async () => {
       await tb.close();
       await mock.stop();
+      await openai.stop();
     });
 
     it('blocks a session past its cap in the Anthropic error shape; the same user’s other sessions go on', async () => {
@@ -178,6 +182,42 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       assert.equal(noPeriod.status, 400);
       const del = await tb.api('DELETE', '/api/v1/budgets?scope=session&subject=watched', tb.adminKey);
       assert.equal(del.status, 200);
+    });
+
+    it('a cap without a subject caps every session, refusing Codex-style OpenAI sessions in the OpenAI shape', async () => {
+      const dev = await tb.addUser('codex@example.com', { team: 'codex' });
+      const put = await tb.api<SessionBudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+        scope: 'session',
+        limitUsd: 0.000001,
+        action: 'block',
+      });
+      assert.equal(put.status, 200);
+      assert.equal(put.body.subject, '*');
+      assert.equal(put.body.subjectKind, undefined);
+      const codex = (thread: string): OpenAI =>
+        new OpenAI({
+          apiKey: dev.key,
+          baseURL: `${tb.url}/openai/v1`,
+          maxRetries: 0,
+          defaultHeaders: { 'session-id': thread },
+        });
+      const chat = (client: OpenAI) =>
+        client.chat.completions.create({
+          model: 'gpt-4o',
+          max_tokens: 40,
+          messages: [{ role: 'user', content: 'hi' }],
+        });
+      await chat(codex('thread-1'));
+      const err = await chat(codex('thread-1')).then(
+        () => assert.fail('the capped thread was served'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof OpenAI.RateLimitError, String(err));
+      assert.equal(err.code, 'budget_exceeded');
+      assert.match(err.message, /session cap/);
+      await chat(codex('thread-2'));
+      assert.equal((await tb.api('DELETE', `/api/v1/budgets/${put.body.id}`, tb.adminKey)).status, 200);
+      await chat(codex('thread-1'));
     });
   });
 }
