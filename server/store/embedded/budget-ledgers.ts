@@ -22,6 +22,9 @@ interface Ledger {
   reservations: Map<string, { amountUsd: number; at: number }>;
 }
 
+/** Session-cap ledgers kept in memory at most. */
+const MAX_SESSION_LEDGERS = 10_000;
+
 export interface LedgerSources {
   usageBuckets(q: BucketQuery): Promise<UsageBucket[]>;
   listAlerts(q: { since?: string; limit: number }): Promise<Alert[]>;
@@ -43,6 +46,8 @@ async function sessionSpend(sources: LedgerSources, userId: string, sessionId: s
 export class MemoryBudgetLedgers {
   private readonly ledgers = new Map<string, Ledger>();
   private readonly starting = new Map<string, Promise<Ledger>>();
+  /** Session caps' ledgers, oldest first. */
+  private readonly sessionKeys = new Set<string>();
 
   constructor(
     private readonly sources: LedgerSources,
@@ -73,13 +78,32 @@ export class MemoryBudgetLedgers {
           l.alerted = alertedFrom(claim, maxObserved(alerts, claim));
         }
         // Whoever started it first wins; a concurrent start returns the same object.
-        if (!this.ledgers.has(key)) this.ledgers.set(key, l);
+        if (!this.ledgers.has(key)) {
+          this.ledgers.set(key, l);
+          if (isSessionClaim(claim)) this.keepSession(key);
+        }
         this.starting.delete(key);
         return this.ledgers.get(key)!;
       })();
       this.starting.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * Session caps make a ledger per session: past MAX_SESSION_LEDGERS the oldest idle ones are
+   * dropped (a dropped session's ledger is rebuilt from its records if it comes back).
+   */
+  private keepSession(key: string): void {
+    this.sessionKeys.add(key);
+    if (this.sessionKeys.size <= MAX_SESSION_LEDGERS) return;
+    for (const k of this.sessionKeys) {
+      if (this.sessionKeys.size <= MAX_SESSION_LEDGERS) break;
+      const l = this.ledgers.get(k);
+      if (l && l.reservations.size > 0) continue;
+      this.ledgers.delete(k);
+      this.sessionKeys.delete(k);
+    }
   }
 
   private view(l: Ledger): BudgetLedger {
