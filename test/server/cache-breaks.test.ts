@@ -289,6 +289,51 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       for (const r of await bySession(`${sid}-small`)) assert.equal(r.cacheBreak ?? null, null);
     });
 
+    if (storeKind === 'postgres')
+      it('compares with the newest turn whichever replica served it', async () => {
+        const sid = 'sess-replicas';
+        const replica = await startBridge(mock.url, env, tb.dataDir, { clock });
+        try {
+          const onA = claude(sid);
+          const onB = new Anthropic({
+            apiKey: dev.key,
+            baseURL: `${replica.url}/anthropic`,
+            maxRetries: 0,
+            defaultHeaders: { 'x-claude-code-session-id': sid },
+          });
+          const s: SessionSession = {
+            tools: [...TOOLS],
+            system: SYSTEM,
+            model: 'claude-sonnet-4-6',
+            ttl: '5m',
+            messages: [],
+          };
+          await turn(onA, mock, s, 'one', rewrites(20_000));
+          clock.advance(30_000);
+          await turn(onA, mock, s, 'two', grows(20_000, 1_000));
+          await tb.bridge.recorder.drain();
+          clock.advance(30_000);
+          s.tools.push(MCP_TOOL);
+          await turn(onB, mock, s, 'three', rewrites(21_500)); // B has never seen the session
+          await replica.bridge.recorder.drain();
+          clock.advance(30_000);
+          await turn(onB, mock, s, 'four', grows(21_500, 200));
+          await replica.bridge.recorder.drain();
+          clock.advance(6 * 60_000);
+          await turn(onA, mock, s, 'five', rewrites(22_000)); // A remembers turn two; the store has four
+          const recs = await bySession(sid);
+          assert.deepEqual(
+            recs.map((r) => r.cacheBreak?.cause ?? null),
+            [null, null, 'tools_changed', null, 'ttl_expired'],
+          );
+          assert.equal(recs[2]!.cacheBreak?.previousInterceptionId, recs[1]!.id);
+          assert.equal(recs[4]!.cacheBreak?.previousInterceptionId, recs[3]!.id);
+          assert.equal(recs[4]!.cacheBreak?.tokens, 21_700);
+        } finally {
+          await replica.close();
+        }
+      });
+
     it('detects a break from OpenAI cached_tokens (automatic prefix caching)', async () => {
       const sid = `codex-thread-${storeKind}`;
       const client = new OpenAI({
