@@ -375,5 +375,40 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
         previousInterceptionId: recs[2]!.id,
       });
     });
+
+    it('detects a break on a streamed Responses session (Codex), from input_tokens_details.cached_tokens', async () => {
+      const sid = `codex-responses-${storeKind}`;
+      const client = new OpenAI({
+        apiKey: dev.key,
+        baseURL: `${tb.url}/openai/v1`,
+        maxRetries: 0,
+        defaultHeaders: { 'session-id': sid },
+      });
+      const input: OpenAI.Responses.ResponseInputItem[] = [];
+      let instructions = 'You are Codex, a coding agent.';
+      const ask = async (prompt: string, u: { input: number; cached: number }): Promise<void> => {
+        input.push({ role: 'user', content: prompt });
+        openaiMock.next({ kind: 'text', text: 'ok', usage: { ...u, output: 10, reasoning: 0 } });
+        const stream = await client.responses.create({ model: 'gpt-5', instructions, input, stream: true });
+        for await (const _ of stream) {
+          // drained: the usage comes in the last event
+        }
+        input.push({ role: 'assistant', content: 'ok' });
+      };
+      await ask('first', { input: 8_000, cached: 0 });
+      clock.advance(20_000);
+      await ask('second', { input: 8_400, cached: 7_900 });
+      clock.advance(20_000);
+      instructions = 'You are Codex, a coding agent. Sandbox: read-only.';
+      await ask('third', { input: 8_800, cached: 0 });
+      const recs = await bySession(sid);
+      assert.equal(recs.length, 3);
+      assert.ok(recs.every((r) => r.api === 'responses' && r.streamed));
+      assert.deepEqual(
+        recs.map((r) => r.cacheBreak?.cause ?? null),
+        [null, null, 'system_changed'],
+      );
+      assert.equal(recs[2]!.cacheBreak?.tokens, 8_400);
+    });
   });
 }
