@@ -56,6 +56,12 @@ function capJson(v: unknown): unknown {
     : { truncated: true, length: json.length, head: json.slice(0, MESSAGES_LIMIT) };
 }
 
+/**
+ * The longest a record waits for its annotation (a store read, when the previous turn is not in
+ * memory) before it is stored without: a slow database must not hold records back.
+ */
+const ANNOTATION_LIMIT_MS = 2000;
+
 /** A step a record passes before it is stored; `prefixes`: the hashes of its request's message prefixes. */
 export type Annotator = (
   rec: NewInterception,
@@ -82,6 +88,8 @@ export class Recorder {
   private droppedCount = 0;
   /** Runs on each record before it is stored (cache-break detection); may read the store. */
   private annotator: Annotator | undefined;
+  /** Resolves once every record finished so far has been handed to the store (annotated or not). */
+  private handOff: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: Store,
@@ -201,14 +209,33 @@ export class Recorder {
       this.persist(rec);
       return;
     }
-    const p = annotate(rec, start.request.cache?.prefixes)
-      .catch((err: unknown) => {
-        this.log.error({ err, interceptionId: rec.id }, 'record annotation failed; storing it as it is');
-        return rec;
-      })
-      .then((r) => this.persist(r))
-      .finally(() => this.inFlight.delete(p));
+    const annotated = this.annotated(annotate, rec, start.request.cache?.prefixes);
+    // Handed to the store in the order the interceptions finished, however long each annotation took.
+    const ready = this.handOff.then(() => annotated);
+    this.handOff = ready.then(() => undefined);
+    const p = ready.then((r) => this.persist(r)).finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
+  }
+
+  /** The annotated record; the record as it is if annotation fails or takes longer than ANNOTATION_LIMIT_MS. */
+  private annotated(
+    annotate: Annotator,
+    rec: NewInterception,
+    prefixes: readonly string[] | undefined,
+  ): Promise<NewInterception> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<NewInterception>((resolve) => {
+      timer = setTimeout(() => {
+        this.log.warn({ interceptionId: rec.id }, 'record annotation is slow; storing the record as it is');
+        resolve(rec);
+      }, ANNOTATION_LIMIT_MS);
+      timer.unref();
+    });
+    const done = annotate(rec, prefixes).catch((err: unknown) => {
+      this.log.error({ err, interceptionId: rec.id }, 'record annotation failed; storing it as it is');
+      return rec;
+    });
+    return Promise.race([done, late]).finally(() => clearTimeout(timer));
   }
 
   private persist(rec: NewInterception): Promise<void> {
