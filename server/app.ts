@@ -18,7 +18,7 @@ import { TrustedProxies } from './http/trusted-proxies';
 import { identityCapability } from './identity/identity-plugin';
 import type { IdentityService } from './identity/identity-service';
 import { provisionerCapability } from './identity/provisioner-plugin';
-import { fanOutFinished } from './interception-end';
+import { detectCacheBreaks, fanOutFinished } from './interception-end';
 import { Lifecycle } from './lifecycle';
 import type { McpHub } from './mcp/hub';
 import { mcpCapability } from './mcp/mcp-plugin';
@@ -118,6 +118,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     );
     const scim = scimCapability(core, { auth, identity, recheckUser: live.recheckUser });
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
+    detectCacheBreaks(audit.recorder, { store, prices: spend.prices, events: live.interceptionEvents });
     const engagement = engagementCapability(core);
     const provisioning = provisionerCapability(core, identityApi.hasher);
     const device = deviceCapability(core, identity, config.mcp.publicUrl);

@@ -61,6 +61,52 @@ export interface InterceptionError {
   message: string;
 }
 
+/**
+ * Short hashes of what a request's prompt cache depends on. `explicit`: the client marks cache
+ * points (Anthropic `cache_control`), and only the prefix up to them is cached; `automatic`: the
+ * provider caches every prompt's prefix (OpenAI).
+ */
+export interface CacheFingerprint {
+  mode: 'explicit' | 'automatic';
+  /** Hash of the tool list. */
+  tools: string;
+  /** Hash of the system prompt (instructions). */
+  system: string;
+  /** Messages (input items) up to the cache point, and their hash (cache markers left out). */
+  messages: number;
+  prefix: string;
+  /** How long the cache lives unused: 300 s by default, 3600 s with `ttl: "1h"`. */
+  ttlSeconds: number;
+}
+
+/** Why a turn's cache was rewritten, judged against the session's previous turn. */
+export type CacheBreakCause =
+  | 'tools_changed'
+  | 'system_changed'
+  | 'model_changed'
+  | 'ttl_expired'
+  | 'context_edited'
+  | 'unknown';
+
+export const CACHE_BREAK_CAUSES: readonly CacheBreakCause[] = [
+  'tools_changed',
+  'system_changed',
+  'model_changed',
+  'ttl_expired',
+  'context_edited',
+  'unknown',
+];
+
+export interface CacheBreak {
+  cause: CacheBreakCause;
+  /** What the turn cost over what it would have cost had the previous turn's cache been read; null when the price is unknown. */
+  excessUsd: number | null;
+  /** Tokens that could have been read from the cache and were not. */
+  tokens: number;
+  /** The session's previous turn, whose cache was lost. */
+  previousInterceptionId: string;
+}
+
 /** One request to a model endpoint, as recorded by the bridge. */
 export interface Interception {
   id: string;
@@ -101,6 +147,10 @@ export interface Interception {
   messages?: unknown;
   /** Capture `full`: the model's text and thinking, redacted and capped. */
   output?: { text: string; thinking: string } | null;
+  /** What the request's prompt cache depended on (hashes only), to compare the session's next turn with. */
+  cacheKey?: CacheFingerprint;
+  /** Set when this turn rewrote a cache the session's previous turn had built (docs/governance.md). */
+  cacheBreak?: CacheBreak | null;
   /** Tamper evidence: the previous record's `hash` in this store, and SHA-256 over that and this record. */
   prevHash?: string;
   hash?: string;

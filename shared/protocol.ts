@@ -1,5 +1,5 @@
 import { type CloseReason, closeReasonOf } from './errors';
-import type { ApiName, InterceptionStatus } from './interception';
+import type { ApiName, CacheBreakCause, InterceptionStatus } from './interception';
 import type { Alert } from './spend';
 import type { ToolPolicyAction } from './tool-policy';
 import type { Usage } from './usage';
@@ -146,6 +146,18 @@ export interface ToolPolicyEvent extends InterceptionRef {
   summary: string;
 }
 
+/** A turn of an agent session rewrote the prompt cache its previous turn had built (docs/governance.md). */
+export interface CacheBreakEvent extends InterceptionRef {
+  type: 'cache.break';
+  at: string;
+  cause: CacheBreakCause;
+  /** What the break cost over a cached turn; null when the model's price is unknown. */
+  excessUsd: number | null;
+  /** Tokens rewritten that could have been read from the cache. */
+  tokens: number;
+  previousInterceptionId: string;
+}
+
 export interface BudgetAlertEvent {
   type: 'budget.alert';
   alert: Alert;
@@ -171,6 +183,7 @@ export type BridgeEvent =
   | InterceptionEndedEvent
   | ToolCallEvent
   | ToolPolicyEvent
+  | CacheBreakEvent
   | BudgetAlertEvent
   | AlertEvent
   | McpWarningEvent;
@@ -185,6 +198,7 @@ const EVENT_TYPE_SET: Record<BridgeEventType, true> = {
   'interception.ended': true,
   'tool.call': true,
   'tool.policy': true,
+  'cache.break': true,
   'budget.alert': true,
   alert: true,
   'mcp.warning': true,

@@ -39,6 +39,31 @@ export interface Budget {
   updatedAt: string;
 }
 
+/**
+ * A session cap (docs/spend.md "Session caps"): a limit on each agent session's total cost, over
+ * the session's life. Set on the budgets API as `scope: "session"`.
+ */
+export interface SessionBudget extends Omit<Budget, 'scope' | 'period'> {
+  scope: 'session';
+  period: 'session';
+  /** The user (id) or team whose sessions it caps (`subjectKind` says which), or `*` for every session. */
+  subject: string;
+  /** Absent: every session. */
+  subjectKind?: 'user' | 'team';
+}
+
+/** A session cap has a ledger per session, none to show: it reports nothing spent and never resets. */
+export interface SessionBudgetStatus extends SessionBudget {
+  /** When the cap was set. */
+  periodStart: string;
+  resetsAt: null;
+  spentUsd: number;
+  reservedUsd: number;
+}
+
+export type AnyBudget = Budget | SessionBudget;
+export type AnyBudgetStatus = BudgetStatus | SessionBudgetStatus;
+
 /** A budget with where it stands in its current period. */
 export interface BudgetStatus extends Budget {
   periodStart: string;
@@ -77,7 +102,7 @@ export type AlertKind = 'budget' | 'anomaly';
 export interface Alert {
   id: string;
   kind: AlertKind;
-  /** The rule that fired: `budget_threshold`, `spend_vs_baseline`, `tokens_vs_baseline`, `spend_vs_team`, `request_burst`. */
+  /** The rule that fired: `budget_threshold`, `session_cap`, `spend_vs_baseline`, `tokens_vs_baseline`, `spend_vs_team`, `request_burst`. */
   rule: string;
   at: string;
   /** The user the alert is about; null for team- or org-wide alerts. */

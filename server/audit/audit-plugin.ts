@@ -1,7 +1,9 @@
 import type { Capability, Core } from '../capability';
+import { datesOf } from '../clock';
 import type { IdentityService } from '../identity/identity-service';
 import type { PriceBook } from '../spend/prices';
 import { auditRoutes } from './audit-routes';
+import { cacheBreakRoutes } from './cache-break-routes';
 import { CapturePolicy } from './capture';
 import { Recorder } from './recorder';
 import { Redactor } from './redact';
@@ -48,7 +50,10 @@ export async function auditCapability(
   return {
     recorder,
     capture,
-    routes: auditRoutes(identity, store, capture),
+    routes: async (app) => {
+      await app.register(auditRoutes(identity, store, capture));
+      await app.register(cacheBreakRoutes(store, datesOf(clock)));
+    },
     reload: { team_capture: () => capture.load() },
   };
 }

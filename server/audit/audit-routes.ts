@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { Interception } from '../../shared/interception';
+import type { CacheBreakCause, Interception } from '../../shared/interception';
 import { addUsage, emptyUsage, totalTokens, type Usage } from '../../shared/usage';
 import { verifyChain } from '../core/chain';
 import { roundUsd } from '../core/rollup';
@@ -244,6 +244,7 @@ export function auditRoutes(
             firstAt: string;
             lastAt: string;
             models: Set<string>;
+            cacheBreaks: { interceptionId: string; cause: CacheBreakCause; excessUsd: number | null }[];
           }
         >();
         for await (const r of store.scanInterceptions(filter)) {
@@ -263,6 +264,7 @@ export function auditRoutes(
               firstAt: r.startedAt,
               lastAt: r.startedAt,
               models: new Set(),
+              cacheBreaks: [],
             };
             sessions.set(k, s);
           }
@@ -272,6 +274,12 @@ export function auditRoutes(
           s.costUsd += r.costUsd ?? 0;
           s.lastAt = r.startedAt;
           if (r.model) s.models.add(r.model);
+          if (r.cacheBreak)
+            s.cacheBreaks.push({
+              interceptionId: r.id,
+              cause: r.cacheBreak.cause,
+              excessUsd: r.cacheBreak.excessUsd,
+            });
         }
         const items = [...sessions.values()]
           .sort((a, b) => (a.lastAt < b.lastAt ? 1 : -1))

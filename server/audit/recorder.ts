@@ -56,6 +56,18 @@ function capJson(v: unknown): unknown {
     : { truncated: true, length: json.length, head: json.slice(0, MESSAGES_LIMIT) };
 }
 
+/**
+ * The longest a record waits for its annotation (a store read, when the previous turn is not in
+ * memory) before it is stored without: a slow database must not hold records back.
+ */
+const ANNOTATION_LIMIT_MS = 2000;
+
+/** A step a record passes before it is stored; `prefixes`: the hashes of its request's message prefixes. */
+export type Annotator = (
+  rec: NewInterception,
+  prefixes: readonly string[] | undefined,
+) => Promise<NewInterception>;
+
 export interface RecorderOptions {
   /** When the store refuses writes: `closed` refuses new requests, `open` serves on and may drop records. */
   failMode: 'open' | 'closed';
@@ -74,6 +86,10 @@ export class Recorder {
   private readonly retryQueue: NewInterception[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private droppedCount = 0;
+  /** Runs on each record before it is stored (cache-break detection); may read the store. */
+  private annotator: Annotator | undefined;
+  /** Resolves once every record finished so far has been handed to the store (annotated or not). */
+  private handOff: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: Store,
@@ -84,6 +100,11 @@ export class Recorder {
     /** The one redactor: the proxy runs the model name and session id through it too. */
     readonly redactor: Redactor = new Redactor(),
   ) {}
+
+  /** Sets the step each record passes before the store; the record is stored as it returns it (or as it was, if it fails). */
+  annotateWith(annotator: Annotator): void {
+    this.annotator = annotator;
+  }
 
   /** Called synchronously as the interception ends, before the store: spend ledgers must not lag the proxy. */
   onFinished(listener: (rec: NewInterception) => void): void {
@@ -156,6 +177,7 @@ export class Recorder {
       error: end.error ?? end.response?.error ?? null,
       upstreamRequestId: end.upstreamRequestId,
       redactions,
+      ...(start.request.cache ? { cacheKey: start.request.cache.fingerprint } : {}),
     };
     this.log.info(
       {
@@ -182,11 +204,47 @@ export class Recorder {
         this.log.error({ err, interceptionId: rec.id }, 'interception listener failed');
       }
     }
-    if (this.retryQueue.length > 0) this.enqueueRetry(rec);
-    else this.write(rec);
+    const annotate = this.annotator;
+    if (!annotate) {
+      this.persist(rec);
+      return;
+    }
+    const annotated = this.annotated(annotate, rec, start.request.cache?.prefixes);
+    // Handed to the store in the order the interceptions finished, however long each annotation took.
+    const ready = this.handOff.then(() => annotated);
+    this.handOff = ready.then(() => undefined);
+    const p = ready.then((r) => this.persist(r)).finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
   }
 
-  private write(rec: NewInterception): void {
+  /** The annotated record; the record as it is if annotation fails or takes longer than ANNOTATION_LIMIT_MS. */
+  private annotated(
+    annotate: Annotator,
+    rec: NewInterception,
+    prefixes: readonly string[] | undefined,
+  ): Promise<NewInterception> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<NewInterception>((resolve) => {
+      timer = setTimeout(() => {
+        this.log.warn({ interceptionId: rec.id }, 'record annotation is slow; storing the record as it is');
+        resolve(rec);
+      }, ANNOTATION_LIMIT_MS);
+      timer.unref();
+    });
+    const done = annotate(rec, prefixes).catch((err: unknown) => {
+      this.log.error({ err, interceptionId: rec.id }, 'record annotation failed; storing it as it is');
+      return rec;
+    });
+    return Promise.race([done, late]).finally(() => clearTimeout(timer));
+  }
+
+  private persist(rec: NewInterception): Promise<void> {
+    if (this.retryQueue.length === 0) return this.write(rec);
+    this.enqueueRetry(rec);
+    return Promise.resolve();
+  }
+
+  private write(rec: NewInterception): Promise<void> {
     const handedOver = performance.now();
     const p = this.store
       .appendInterception(rec)
@@ -204,6 +262,7 @@ export class Recorder {
       });
     this.inFlight.add(p);
     this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
+    return p;
   }
 
   /**

@@ -1,4 +1,10 @@
-import type { ApiName, CaptureLevel, InterceptionError, ToolCallRecord } from '../../shared/interception';
+import type {
+  ApiName,
+  CacheFingerprint,
+  CaptureLevel,
+  InterceptionError,
+  ToolCallRecord,
+} from '../../shared/interception';
 import type { Usage } from '../../shared/usage';
 import type { Principal } from './principal';
 
@@ -19,6 +25,15 @@ export interface RequestFacts {
   toolResults: { callId: string; isError: boolean; content: string }[];
   /** The messages (or input items) added since the model's last turn. */
   newMessages: unknown[];
+  /** What the prompt cache depends on; absent where the request uses no cache. */
+  cache?: CacheFacts;
+}
+
+/** A request's cache fingerprint, and the hash of each prefix of its messages (kept only while it runs). */
+export interface CacheFacts {
+  fingerprint: CacheFingerprint;
+  /** `prefixes[k]`: the hash of its first k messages, to tell whether an earlier turn's cached prefix is intact. */
+  prefixes: string[];
 }
 
 /** What the bridge learns from a response, whole or streamed. */

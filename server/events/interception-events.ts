@@ -1,3 +1,4 @@
+import type { CacheBreak } from '../../shared/interception';
 import { type InterceptionRef, PROGRESS_PER_SECOND, toolInputPreview } from '../../shared/protocol';
 import { toolCallSummary } from '../../shared/tool-policy';
 import { totalTokens, type Usage } from '../../shared/usage';
@@ -85,6 +86,22 @@ export class InterceptionEvents {
         { userId: ref.userId, team: ref.team },
       );
     };
+  }
+
+  /** The interception's turn broke its session's prompt cache. */
+  cacheBreak(rec: NewInterception, brk: CacheBreak): void {
+    this.bus.publish(
+      {
+        type: 'cache.break',
+        ...refFromRecord(rec),
+        at: rec.endedAt,
+        cause: brk.cause,
+        excessUsd: brk.excessUsd,
+        tokens: brk.tokens,
+        previousInterceptionId: brk.previousInterceptionId,
+      },
+      { userId: rec.userId, team: rec.team },
+    );
   }
 
   /** The interception ended: each tool call it made (inputs already redacted) with what a tool policy said of it, then the end itself. */

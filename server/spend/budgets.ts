@@ -1,6 +1,15 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { User } from '../../shared/identity';
-import type { Budget, BudgetAction, BudgetScope, BudgetStatus, Period } from '../../shared/spend';
+import type {
+  AnyBudget,
+  AnyBudgetStatus,
+  Budget,
+  BudgetAction,
+  BudgetScope,
+  BudgetStatus,
+  Period,
+  SessionBudget,
+} from '../../shared/spend';
 import type { AlertService } from '../alerts/alert-service';
 import { roundUsd } from '../core/rollup';
 import { BridgeError, isBridgeError } from '../errors';
@@ -16,20 +25,52 @@ import { periodEnd, periodStart } from './periods';
 
 const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
 
-export interface BudgetInput {
-  scope: BudgetScope;
-  subject: string;
-  period: Period;
-  limitUsd: number;
-  action: BudgetAction;
-  thresholds?: number[] | undefined;
-}
+export type BudgetInput =
+  | {
+      scope: BudgetScope;
+      subject: string;
+      period: Period;
+      limitUsd: number;
+      action: BudgetAction;
+      thresholds?: number[] | undefined;
+    }
+  | {
+      scope: 'session';
+      subject: string;
+      subjectKind?: 'user' | 'team' | undefined;
+      period: 'session';
+      limitUsd: number;
+      action: BudgetAction;
+      thresholds?: number[] | undefined;
+    };
 
 /** A budget as this replica knows it (the document, and whom it names). */
 interface Tracked {
-  budget: Budget;
-  /** Display name of the subject: the user's email, the team, or `org`. */
+  budget: AnyBudget;
+  /** Display name of the subject: the user's email, the team, or `org` (`every session` for an unnamed session cap). */
   label: string;
+}
+
+/** Who is asking, for the budgets that apply: the user, and the agent session when there is one. */
+export interface Spender {
+  id: string;
+  team: string | null;
+  sessionId?: string | null | undefined;
+}
+
+/**
+ * A session cap's ledgers are one per session: each is keyed by the cap's id and a hash of the
+ * user and session, and has no period (it starts at the epoch and runs for the session's life).
+ */
+const SESSION_EPOCH = new Date(0).toISOString();
+
+function sessionLedgerId(budgetId: string, userId: string, sessionId: string): string {
+  const h = createHash('sha256').update(`${userId}\u0000${sessionId}`).digest('hex').slice(0, 24);
+  return `${budgetId}#${h}`;
+}
+
+function isSessionCap(b: AnyBudget): b is SessionBudget {
+  return b.scope === 'session';
 }
 
 function usd(n: number): string {
@@ -60,25 +101,41 @@ export class Budgets {
   ) {}
 
   async load(users: (id: string) => Promise<User | undefined>): Promise<void> {
-    await this.track(await this.store.listDocs<Budget>('budget'), users);
+    await this.track(await this.store.listDocs<AnyBudget>('budget'), users);
   }
 
-  private async track(budgets: Budget[], users: (id: string) => Promise<User | undefined>): Promise<void> {
+  private async track(budgets: AnyBudget[], users: (id: string) => Promise<User | undefined>): Promise<void> {
     for (const b of budgets) {
-      const user = b.scope === 'user' ? await users(b.subject) : undefined;
+      const user =
+        b.scope === 'user' || (isSessionCap(b) && b.subjectKind === 'user')
+          ? await users(b.subject)
+          : undefined;
       this.tracked.set(b.id, { budget: b, label: user?.email ?? b.subject });
     }
   }
 
   /** Reads the stored budgets again (another replica changed them): deleted ones are dropped. */
   async reload(users: (id: string) => Promise<User | undefined>): Promise<void> {
-    const budgets = await this.store.listDocs<Budget>('budget');
+    const budgets = await this.store.listDocs<AnyBudget>('budget');
     const ids = new Set(budgets.map((b) => b.id));
     for (const id of this.tracked.keys()) if (!ids.has(id)) this.tracked.delete(id);
     await this.track(budgets, users);
   }
 
-  private claim(b: Budget, now: Date): BudgetClaim {
+  /** The ledger a request counts toward: the budget's current period, or a session cap's session. */
+  private claim(b: AnyBudget, now: Date, who?: Spender): BudgetClaim {
+    if (isSessionCap(b)) {
+      const sessionId = who?.sessionId ?? '';
+      const userId = who?.id ?? '';
+      return {
+        budgetId: sessionLedgerId(b.id, userId, sessionId),
+        periodStart: SESSION_EPOCH,
+        limitUsd: b.limitUsd,
+        block: b.action === 'block',
+        thresholds: b.thresholds,
+        scope: { userId, sessionId },
+      };
+    }
     return {
       budgetId: b.id,
       periodStart: periodStart(b.period, now).toISOString(),
@@ -89,13 +146,31 @@ export class Budgets {
     };
   }
 
-  private async statuses(list: Tracked[]): Promise<(BudgetStatus & { label: string })[]> {
+  private async statuses(list: Tracked[]): Promise<(AnyBudgetStatus & { label: string })[]> {
     const now = this.now();
-    const ledgers = await this.store.budgetLedgers(list.map((t) => this.claim(t.budget, now)));
-    return list.map((t, i) => this.status(t, ledgers[i]!, now));
+    const periodic = list.filter((t) => !isSessionCap(t.budget));
+    const ledgers = await this.store.budgetLedgers(periodic.map((t) => this.claim(t.budget, now)));
+    const byId = new Map(periodic.map((t, i) => [t.budget.id, ledgers[i]!]));
+    return list.map((t) => {
+      const b = t.budget;
+      if (isSessionCap(b))
+        return {
+          ...b,
+          label: t.label,
+          periodStart: b.createdAt,
+          resetsAt: null,
+          spentUsd: 0,
+          reservedUsd: 0,
+        };
+      return this.status({ budget: b, label: t.label }, byId.get(b.id)!, now);
+    });
   }
 
-  private status(t: Tracked, l: BudgetLedger, now: Date): BudgetStatus & { label: string } {
+  private status(
+    t: { budget: Budget; label: string },
+    l: BudgetLedger,
+    now: Date,
+  ): BudgetStatus & { label: string } {
     return {
       ...t.budget,
       label: t.label,
@@ -106,55 +181,72 @@ export class Budgets {
     };
   }
 
-  async list(): Promise<(BudgetStatus & { label: string })[]> {
+  async list(): Promise<(AnyBudgetStatus & { label: string })[]> {
     return this.statuses([...this.tracked.values()]);
   }
 
-  async get(id: string): Promise<BudgetStatus & { label: string }> {
+  async get(id: string): Promise<AnyBudgetStatus & { label: string }> {
     const t = this.tracked.get(id);
     if (!t) throw new BridgeError('budget_not_found', `No budget with id ${id}.`);
     return (await this.statuses([t]))[0]!;
   }
 
-  /** The budgets that apply to a user: their own, their team's and the org's. */
+  /** The period budgets that apply to a user: their own, their team's and the org's (session caps are per session). */
   async forUser(user: Pick<User, 'id' | 'team'>): Promise<(BudgetStatus & { label: string })[]> {
-    return this.statuses(this.applicable(user));
+    const list = this.applicable(user).filter((t) => !isSessionCap(t.budget));
+    return (await this.statuses(list)) as (BudgetStatus & { label: string })[];
   }
 
   /** Creates the budget, or replaces the one with the same scope, subject and period. */
-  async put(input: BudgetInput, label: string): Promise<BudgetStatus & { label: string }> {
+  async put(input: BudgetInput, label: string): Promise<AnyBudgetStatus & { label: string }> {
+    const kind = (b: AnyBudget | BudgetInput): string | undefined =>
+      b.scope === 'session' ? b.subjectKind : undefined;
     const existing = [...this.tracked.values()].find(
       (t) =>
         t.budget.scope === input.scope &&
         t.budget.subject === input.subject &&
-        t.budget.period === input.period,
+        t.budget.period === input.period &&
+        kind(t.budget) === kind(input),
     )?.budget;
     const at = this.now().toISOString();
     const thresholds = [...new Set(input.thresholds ?? DEFAULT_THRESHOLDS)].sort((a, b) => a - b);
-    const budget: Budget = {
+    const common = {
       id: existing?.id ?? `bud_${randomUUID()}`,
-      scope: input.scope,
       subject: input.subject,
-      period: input.period,
       limitUsd: input.limitUsd,
       action: input.action,
       thresholds,
       createdAt: existing?.createdAt ?? at,
       updatedAt: at,
     };
+    const budget: AnyBudget =
+      input.scope === 'session'
+        ? {
+            ...common,
+            scope: 'session',
+            period: 'session',
+            ...(input.subjectKind ? { subjectKind: input.subjectKind } : {}),
+          }
+        : { ...common, scope: input.scope, period: input.period };
     await this.store.putDoc('budget', budget.id, budget);
     this.tracked.set(budget.id, { budget, label });
     return this.get(budget.id);
   }
 
-  async delete(id: string): Promise<BudgetStatus & { label: string }> {
+  async delete(id: string): Promise<AnyBudgetStatus & { label: string }> {
     const s = await this.get(id);
     await this.store.deleteDoc('budget', id);
     this.tracked.delete(id);
     return s;
   }
 
-  private applies(b: Budget, user: Pick<User, 'id' | 'team'>): boolean {
+  private applies(b: AnyBudget, user: Spender): boolean {
+    if (isSessionCap(b)) {
+      if (!user.sessionId) return false;
+      if (b.subjectKind === 'user') return b.subject === user.id;
+      if (b.subjectKind === 'team') return b.subject === user.team;
+      return true;
+    }
     return (
       b.scope === 'org' ||
       (b.scope === 'user' && b.subject === user.id) ||
@@ -162,7 +254,7 @@ export class Budgets {
     );
   }
 
-  private applicable(user: Pick<User, 'id' | 'team'>): Tracked[] {
+  private applicable(user: Spender): Tracked[] {
     return [...this.tracked.values()].filter((t) => this.applies(t.budget, user));
   }
 
@@ -171,17 +263,14 @@ export class Budgets {
    * budget that applies, or throws `budget_exceeded` naming the budget and when it resets. A budget
    * is spent once what ended plus what is reserved reaches the limit.
    */
-  async reserve(interceptionId: string, user: Pick<User, 'id' | 'team'>, estimateUsd: number): Promise<void> {
+  async reserve(interceptionId: string, user: Spender, estimateUsd: number): Promise<void> {
     const list = this.applicable(user);
     if (list.length === 0) return;
     const now = this.now();
+    const claims = list.map((t) => this.claim(t.budget, now, user));
     let outcome: ReserveOutcome;
     try {
-      outcome = await this.store.reserveBudgets(
-        interceptionId,
-        list.map((t) => this.claim(t.budget, now)),
-        estimateUsd,
-      );
+      outcome = await this.store.reserveBudgets(interceptionId, claims, estimateUsd);
     } catch (err) {
       if (this.failOpen && isBridgeError(err) && err.code === 'store_unavailable') {
         this.onError(err);
@@ -194,8 +283,14 @@ export class Budgets {
       return;
     }
     const l = outcome.refusedBy;
-    const t = this.tracked.get(l.budgetId)!;
+    const t = list[claims.findIndex((c) => c.budgetId === l.budgetId)]!;
     const b = t.budget;
+    if (isSessionCap(b)) {
+      throw new BridgeError(
+        'budget_exceeded',
+        `The session cap of ${usd(b.limitUsd)} (${b.id}) is reached for session ${user.sessionId}: ${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} reserved by running requests` : ''}. Start a new session to go on; other sessions are not affected.`,
+      );
+    }
     const resetsAt = periodEnd(b.period, now).getTime();
     const seconds = Math.max(1, Math.ceil((resetsAt - now.getTime()) / 1000));
     throw new BridgeError(
@@ -212,13 +307,15 @@ export class Budgets {
    */
   settle(rec: NewInterception): void {
     const now = this.now();
-    const user = { id: rec.userId, team: rec.team };
+    const user: Spender = { id: rec.userId, team: rec.team, sessionId: rec.sessionId };
     const charges: BudgetCharge[] = [];
+    const chargedTo: Tracked[] = [];
     if (rec.costUsd !== null && rec.costUsd > 0) {
       for (const t of this.applicable(user)) {
-        const claim = this.claim(t.budget, now);
+        const claim = this.claim(t.budget, now, user);
         if (rec.startedAt < claim.periodStart) continue;
         charges.push({ ...claim, costUsd: rec.costUsd });
+        chargedTo.push(t);
       }
     }
     const held = this.reservedFor.delete(rec.id);
@@ -228,7 +325,7 @@ export class Budgets {
       .then((settled) => {
         for (const [i, s] of settled.entries()) {
           if (s.crossed === null) continue;
-          const t = this.tracked.get(charges[i]!.budgetId);
+          const t = chargedTo[i];
           if (t) this.alertCrossed(t, s.ledger.spentUsd, s.crossed, rec);
         }
       })
@@ -243,7 +340,24 @@ export class Budgets {
   }
 
   private alertCrossed(tracked: Tracked, spent: number, t: number, rec: NewInterception): void {
-    const l = { budget: tracked.budget, label: tracked.label, spent };
+    const cap = tracked.budget;
+    if (isSessionCap(cap)) {
+      // About one user's session: the alert names them, and reaches them live.
+      this.alerts.raise({
+        kind: 'budget',
+        rule: 'session_cap',
+        userId: rec.userId,
+        userEmail: rec.userEmail,
+        team: rec.team,
+        observed: roundUsd(spent),
+        baseline: cap.limitUsd,
+        unit: 'usd',
+        budgetId: cap.id,
+        message: `${Math.round(t * 100)}% of the session cap is used by session ${rec.sessionId} of ${rec.userEmail}: ${usd(spent)} of ${usd(cap.limitUsd)}${cap.action === 'block' && t >= 1 ? '; its new requests are refused' : ''}.`,
+      });
+      return;
+    }
+    const l = { budget: cap, label: tracked.label, spent };
     const who = l.budget.scope === 'org' ? 'the organisation' : `${l.budget.scope} ${l.label}`;
     this.alerts.raise({
       kind: 'budget',

@@ -57,7 +57,11 @@ export class Governance {
       this.policies.check(user.team, start.request.model);
       this.limiter.admit(start.id, start.principal);
       // The budget check asks the store (a database round trip when replicas share one).
-      await this.budgets.reserve(start.id, user, this.estimateUsd(start, bodyBytes));
+      await this.budgets.reserve(
+        start.id,
+        { id: user.id, team: user.team, sessionId: start.request.sessionId },
+        this.estimateUsd(start, bodyBytes),
+      );
     } catch (err) {
       if (isBridgeError(err)) this.metrics.refusals.inc({ reason: (err as BridgeError).code });
       throw err;

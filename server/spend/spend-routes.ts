@@ -50,11 +50,20 @@ const MeQuery = Type.Object(
   { additionalProperties: false },
 );
 
+const BudgetScopeT = Type.Union([
+  Type.Literal('user'),
+  Type.Literal('team'),
+  Type.Literal('org'),
+  Type.Literal('session'),
+]);
+/** A calendar period; session caps run for the session's life (`session`, the default for them). */
+const BudgetPeriodT = Type.Union([Period, Type.Literal('session')]);
+
 const BudgetBody = Type.Object(
   {
-    scope: Type.Union([Type.Literal('user'), Type.Literal('team'), Type.Literal('org')]),
+    scope: BudgetScopeT,
     subject: Type.Optional(Type.String({ minLength: 1, maxLength: 320 })),
-    period: Period,
+    period: Type.Optional(BudgetPeriodT),
     limitUsd: Type.Number({ minimum: 0 }),
     action: Type.Union([Type.Literal('alert'), Type.Literal('block')], { default: 'alert' }),
     thresholds: Type.Optional(
@@ -66,9 +75,9 @@ const BudgetBody = Type.Object(
 
 const BudgetSelector = Type.Object(
   {
-    scope: Type.Union([Type.Literal('user'), Type.Literal('team'), Type.Literal('org')]),
+    scope: BudgetScopeT,
     subject: Type.Optional(Type.String({ minLength: 1, maxLength: 320 })),
-    period: Period,
+    period: Type.Optional(BudgetPeriodT),
   },
   { additionalProperties: false },
 );
@@ -114,6 +123,23 @@ export interface SpendDeps {
   alerts: AlertService;
 }
 
+type PeriodT = 'day' | 'week' | 'month';
+
+/** Session caps run for the session's life; every other budget needs a calendar period. */
+function periodFor(scope: string, period: string | undefined): PeriodT | 'session' {
+  if (scope === 'session') {
+    if (period !== undefined && period !== 'session')
+      throw new BridgeError(
+        'invalid_request',
+        'A session cap runs for the session\'s life: period must be "session" or left out.',
+      );
+    return 'session';
+  }
+  if (period === undefined || period === 'session')
+    throw new BridgeError('invalid_request', `A ${scope} budget needs a period: day, week or month.`);
+  return period as PeriodT;
+}
+
 const iso = (v: string | undefined): string | undefined =>
   v === undefined ? undefined : new Date(v).toISOString();
 
@@ -121,12 +147,20 @@ const iso = (v: string | undefined): string | undefined =>
 export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
   const { identity, store, prices, budgets, limiter, policies, alerts } = d;
 
-  /** A budget's subject as stored (a user's id) and as shown (their email). */
+  /**
+   * A budget's subject as stored (a user's id) and as shown (their email). A session cap's subject
+   * is optional, and a user (by email or id) if there is one by that name, else a team.
+   */
   async function subjectOf(
     scope: string,
     subject: string | undefined,
-  ): Promise<{ id: string; label: string }> {
+  ): Promise<{ id: string; label: string; kind?: 'user' | 'team' }> {
     if (scope === 'org') return { id: '*', label: 'org' };
+    if (scope === 'session') {
+      if (subject === undefined || subject === '*') return { id: '*', label: 'every session' };
+      const u = await identity.findUser(subject).catch(() => undefined);
+      return u ? { id: u.id, label: u.email, kind: 'user' } : { id: subject, label: subject, kind: 'team' };
+    }
     if (!subject) throw new BridgeError('invalid_request', `A ${scope} budget needs a subject.`);
     if (scope === 'user') {
       const u = await identity.findUser(subject);
@@ -236,16 +270,19 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
       { config: { access: 'admin' }, schema: { body: BudgetBody } },
       async (req) => {
         const b = req.body;
+        const period = periodFor(b.scope, b.period);
         const subject = await subjectOf(b.scope, b.subject);
+        const common = { limitUsd: b.limitUsd, action: b.action ?? 'alert', thresholds: b.thresholds };
         return budgets.put(
-          {
-            scope: b.scope,
-            subject: subject.id,
-            period: b.period,
-            limitUsd: b.limitUsd,
-            action: b.action ?? 'alert',
-            thresholds: b.thresholds,
-          },
+          b.scope === 'session'
+            ? {
+                ...common,
+                scope: 'session',
+                subject: subject.id,
+                subjectKind: subject.kind,
+                period: 'session',
+              }
+            : { ...common, scope: b.scope, subject: subject.id, period: period as PeriodT },
           subject.label,
         );
       },
@@ -262,14 +299,17 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
       { config: { access: 'admin' }, schema: { querystring: BudgetSelector } },
       async (req) => {
         const q = req.query;
+        const period = periodFor(q.scope, q.period);
         const subject = await subjectOf(q.scope, q.subject);
         const found = (await budgets.list()).find(
-          (b) => b.scope === q.scope && b.subject === subject.id && b.period === q.period,
+          (b) => b.scope === q.scope && b.subject === subject.id && b.period === period,
         );
         if (!found)
           throw new BridgeError(
             'budget_not_found',
-            `No ${q.period}ly ${q.scope} budget for ${subject.label}.`,
+            q.scope === 'session'
+              ? `No session cap for ${subject.label}.`
+              : `No ${period}ly ${q.scope} budget for ${subject.label}.`,
           );
         return budgets.delete(found.id);
       },

@@ -92,9 +92,17 @@ export interface BudgetClaim extends BudgetPeriod {
   thresholds: number[];
   /**
    * Whose spend counts, as a rollup filter: a period's ledger starts from what the rollups already
-   * hold for it, and from the alerts already raised for it.
+   * hold for it, and from the alerts already raised for it. With `sessionId` (a session cap, whose
+   * ledger has no period) it starts from what that user's session's records cost.
    */
-  scope: { userId?: string | undefined; team?: string | undefined };
+  scope: { userId?: string | undefined; team?: string | undefined; sessionId?: string | undefined };
+}
+
+/** Whether the claim is a session cap's ledger: it starts from the session's recorded cost, not the rollups. */
+export function isSessionClaim(
+  claim: BudgetClaim,
+): claim is BudgetClaim & { scope: { sessionId: string; userId: string } } {
+  return claim.scope.sessionId !== undefined && claim.scope.userId !== undefined;
 }
 
 /** Where a budget stands in a period, the same for every replica. */

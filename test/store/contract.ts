@@ -783,6 +783,55 @@ export function storeContract(name: string, factory: StoreFactory): void {
         near(l!.spentUsd, 0.3);
         near(l!.reservedUsd, 0);
       });
+
+      it('starts a session cap’s ledger from the session’s records, apart from every other session', async () => {
+        await appendMany(store, 12);
+        const records = Array.from({ length: 12 }, (_, i) => newRecord(i));
+        const spentBy = (userId: string, sessionId: string): number =>
+          records
+            .filter((r) => r.userId === userId && r.sessionId === sessionId)
+            .reduce((n, r) => n + (r.costUsd ?? 0), 0);
+        const session = (userId: string, sessionId: string, limitUsd: number): BudgetClaim =>
+          claim({
+            budgetId: `bud_s#${userId}:${sessionId}`,
+            periodStart: new Date(0).toISOString(),
+            limitUsd,
+            scope: { userId, sessionId },
+          });
+        const a0 = session('usr_a', 'ses_0', spentBy('usr_a', 'ses_0'));
+        const a2 = session('usr_a', 'ses_2', 1);
+        const [l0, l2] = await store.budgetLedgers([a0, a2]);
+        near(l0!.spentUsd, spentBy('usr_a', 'ses_0'));
+        near(l2!.spentUsd, spentBy('usr_a', 'ses_2'));
+        assert.ok(l0!.spentUsd > 0 && l0!.spentUsd !== l2!.spentUsd);
+        // The session at its cap is refused; the same user's other session is admitted.
+        assert.equal((await store.reserveBudgets('int_s1', [a0], 0.001)).ok, false);
+        assert.equal((await store.reserveBudgets('int_s2', [a2], 0.001)).ok, true);
+        const rec = await store.appendInterception(
+          newRecord(40, { id: 'int_s2', userId: 'usr_a', sessionId: 'ses_2', costUsd: 0.5 }),
+        );
+        await store.settleBudgets(rec.id, [{ ...a2, costUsd: 0.5 }]);
+        await restart();
+        const [after] = await store.budgetLedgers([a2]);
+        near(after!.spentUsd, spentBy('usr_a', 'ses_2') + 0.5);
+      });
+    });
+
+    it('keeps a record’s cache fingerprint and cache break', async () => {
+      const rec = newRecord(0, {
+        cacheKey: { mode: 'explicit', tools: 'a1', system: 'b2', messages: 3, prefix: 'c3', ttlSeconds: 300 },
+        cacheBreak: {
+          cause: 'tools_changed',
+          excessUsd: 0.07,
+          tokens: 22_000,
+          previousInterceptionId: 'int_x',
+        },
+      });
+      await store.appendInterception(rec);
+      await restart();
+      const got = await store.getInterception(rec.id);
+      assert.deepEqual(got?.cacheKey, rec.cacheKey);
+      assert.deepEqual(got?.cacheBreak, rec.cacheBreak);
     });
 
     it('appends concurrently without gaps or forks in the chain', async () => {

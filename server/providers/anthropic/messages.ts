@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
+import { explicitCacheFacts, withCache } from '../cache-key';
 import {
   afterLastModelTurn,
   appendCapped,
@@ -204,6 +205,7 @@ export const messagesApi: WireApi = {
       maxOutputTokens: firstCount(body, 'max_tokens'),
       inputBeyondBody: inputBeyondBody(body),
       ...turn(body.messages),
+      ...withCache(explicitCacheFacts(body.tools, body.system, body.messages)),
     };
   },
 

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
+import { chatCacheFacts, withCache } from '../cache-key';
 import {
   afterLastModelTurn,
   appendCapped,
@@ -177,6 +178,7 @@ export const chatCompletionsApi: WireApi = {
       maxOutputTokens: firstCount(body, 'max_completion_tokens', 'max_tokens'),
       inputBeyondBody: inputBeyondBody(body),
       ...chatTurn(body.messages),
+      ...withCache(chatCacheFacts(body)),
     };
   },
 

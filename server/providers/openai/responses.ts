@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
+import { automaticCacheFacts, withCache } from '../cache-key';
 import {
   afterLastModelTurn,
   appendCapped,
@@ -237,6 +238,12 @@ export const responsesApi: WireApi = {
       maxOutputTokens: firstCount(body, 'max_output_tokens'),
       inputBeyondBody: inputBeyondBody(body),
       ...responsesTurn(body.input),
+      // With previous_response_id the body holds only the new items: no prefix to compare.
+      ...withCache(
+        body.previous_response_id === undefined || body.previous_response_id === null
+          ? automaticCacheFacts(body.tools, body.instructions, body.input, body.prompt_cache_retention)
+          : undefined,
+      ),
     };
   },
 

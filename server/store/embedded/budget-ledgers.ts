@@ -1,3 +1,4 @@
+import type { Interception } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
 import type { BucketQuery, UsageBucket } from '../../core/rollup';
 import { alertedFrom, crossedThreshold, isSpent, maxObserved, periodKey, spendIn } from '../budget-math';
@@ -6,6 +7,8 @@ import {
   type BudgetClaim,
   type BudgetLedger,
   type BudgetSettlement,
+  type InterceptionFilter,
+  isSessionClaim,
   RESERVATION_LIFETIME_MS,
   type ReserveOutcome,
 } from '../types';
@@ -19,9 +22,20 @@ interface Ledger {
   reservations: Map<string, { amountUsd: number; at: number }>;
 }
 
+/** Session-cap ledgers kept in memory at most. */
+const MAX_SESSION_LEDGERS = 10_000;
+
 export interface LedgerSources {
   usageBuckets(q: BucketQuery): Promise<UsageBucket[]>;
   listAlerts(q: { since?: string; limit: number }): Promise<Alert[]>;
+  scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception>;
+}
+
+/** What a session's records cost so far: where a session cap's ledger starts. */
+async function sessionSpend(sources: LedgerSources, userId: string, sessionId: string): Promise<number> {
+  let sum = 0;
+  for await (const r of sources.scanInterceptions({ userId, sessionId })) sum += r.costUsd ?? 0;
+  return sum;
 }
 
 /**
@@ -32,6 +46,8 @@ export interface LedgerSources {
 export class MemoryBudgetLedgers {
   private readonly ledgers = new Map<string, Ledger>();
   private readonly starting = new Map<string, Promise<Ledger>>();
+  /** Session caps' ledgers, oldest first. */
+  private readonly sessionKeys = new Set<string>();
 
   constructor(
     private readonly sources: LedgerSources,
@@ -45,23 +61,49 @@ export class MemoryBudgetLedgers {
     let p = this.starting.get(key);
     if (!p) {
       p = (async () => {
-        const buckets = await this.sources.usageBuckets({ since: claim.periodStart, ...claim.scope });
-        const alerts = await this.sources.listAlerts({ since: claim.periodStart, limit: 100_000 });
         const l: Ledger = {
           budgetId: claim.budgetId,
           periodStart: claim.periodStart,
-          spentUsd: spendIn(buckets, claim),
-          alerted: alertedFrom(claim, maxObserved(alerts, claim)),
+          spentUsd: 0,
+          alerted: 0,
           reservations: new Map(),
         };
+        if (isSessionClaim(claim)) {
+          l.spentUsd = await sessionSpend(this.sources, claim.scope.userId, claim.scope.sessionId);
+        } else {
+          const { userId, team } = claim.scope;
+          const buckets = await this.sources.usageBuckets({ since: claim.periodStart, userId, team });
+          const alerts = await this.sources.listAlerts({ since: claim.periodStart, limit: 100_000 });
+          l.spentUsd = spendIn(buckets, claim);
+          l.alerted = alertedFrom(claim, maxObserved(alerts, claim));
+        }
         // Whoever started it first wins; a concurrent start returns the same object.
-        if (!this.ledgers.has(key)) this.ledgers.set(key, l);
+        if (!this.ledgers.has(key)) {
+          this.ledgers.set(key, l);
+          if (isSessionClaim(claim)) this.keepSession(key);
+        }
         this.starting.delete(key);
         return this.ledgers.get(key)!;
       })();
       this.starting.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * Session caps make a ledger per session: past MAX_SESSION_LEDGERS the oldest idle ones are
+   * dropped (a dropped session's ledger is rebuilt from its records if it comes back).
+   */
+  private keepSession(key: string): void {
+    this.sessionKeys.add(key);
+    if (this.sessionKeys.size <= MAX_SESSION_LEDGERS) return;
+    for (const k of this.sessionKeys) {
+      if (this.sessionKeys.size <= MAX_SESSION_LEDGERS) break;
+      const l = this.ledgers.get(k);
+      if (l && l.reservations.size > 0) continue;
+      this.ledgers.delete(k);
+      this.sessionKeys.delete(k);
+    }
   }
 
   private view(l: Ledger): BudgetLedger {

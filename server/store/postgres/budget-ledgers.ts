@@ -5,6 +5,7 @@ import {
   type BudgetClaim,
   type BudgetLedger,
   type BudgetSettlement,
+  isSessionClaim,
   RESERVATION_LIFETIME_MS,
   type ReserveOutcome,
 } from '../types';
@@ -30,6 +31,20 @@ async function lockLedger(c: pg.ClientBase, claim: BudgetClaim): Promise<{ spent
       [claim.budgetId, claim.periodStart],
     );
   let row = (await get()).rows[0];
+  if (!row && isSessionClaim(claim)) {
+    // A session cap's ledger starts from what the session's records cost (alerts: none yet).
+    const start = await c.query<{ spent: number | null }>(
+      `SELECT sum((record::jsonb->>'costUsd')::double precision) AS spent FROM interceptions
+        WHERE user_id = $1 AND session_id = $2`,
+      [claim.scope.userId, claim.scope.sessionId],
+    );
+    await c.query(
+      `INSERT INTO budget_ledgers (budget_id, period_start, spent_usd, alerted) VALUES ($1, $2, $3, 0)
+       ON CONFLICT DO NOTHING`,
+      [claim.budgetId, claim.periodStart, start.rows[0]?.spent ?? 0],
+    );
+    row = (await get()).rows[0]!;
+  }
   if (!row) {
     const start = await c.query<{ spent: number | null; observed: number | null }>(
       `SELECT

@@ -1,0 +1,153 @@
+import type { CacheBreak, CacheBreakCause, CacheFingerprint } from '../../shared/interception';
+import type { Usage } from '../../shared/usage';
+import { roundUsd } from '../core/rollup';
+import type { NewInterception, Store } from '../store/types';
+
+/** Below this many cacheable tokens a provider caches nothing (Anthropic's smallest cacheable prompt). */
+const MIN_CACHED_TOKENS = 1024;
+/** Cache reads at most this share of what the previous turn cached count as "near zero". */
+const NEAR_ZERO = 0.1;
+/** A break rewrites (Anthropic) or re-reads uncached (OpenAI) at least this share of the context. */
+const REWRITE_SHARE = 0.5;
+/** Sessions whose last turn is remembered in memory; older ones are read back from the store. */
+const MAX_SESSIONS = 10_000;
+
+/** What one turn needs to be compared with the next. */
+interface Turn {
+  id: string;
+  model: string | null;
+  startedAt: string;
+  usage: Usage;
+  cacheKey: CacheFingerprint;
+}
+
+type Pricing = (provider: string, model: string | null, usage: Usage, at: Date) => number | null;
+
+function turnOf(
+  rec: Omit<NewInterception, 'cacheKey'> & { cacheKey?: CacheFingerprint | undefined },
+): Turn | null {
+  if (!rec.cacheKey || rec.status !== 'ok') return null;
+  return { id: rec.id, model: rec.model, startedAt: rec.startedAt, usage: rec.usage, cacheKey: rec.cacheKey };
+}
+
+/**
+ * Whether the turn looks like a rewrite at all (most of its context written or sent uncached):
+ * only then is the previous turn worth reading back from the store.
+ */
+function rewrote(cur: Turn): boolean {
+  const c = cur.usage;
+  const rewritten = cur.cacheKey.mode === 'explicit' ? c.cacheWrite : c.input;
+  return (
+    rewritten >= MIN_CACHED_TOKENS && rewritten >= REWRITE_SHARE * (c.input + c.cacheRead + c.cacheWrite)
+  );
+}
+
+/** The likely cause, by what changed between the turns, in the order that makes a cache unreadable first. */
+export function causeOf(prev: Turn, cur: Turn, prefixes: readonly string[] | undefined): CacheBreakCause {
+  if (prev.model !== cur.model) return 'model_changed';
+  if (prev.cacheKey.tools !== cur.cacheKey.tools) return 'tools_changed';
+  if (prev.cacheKey.system !== cur.cacheKey.system) return 'system_changed';
+  const gapMs = Date.parse(cur.startedAt) - Date.parse(prev.startedAt);
+  if (gapMs > prev.cacheKey.ttlSeconds * 1000) return 'ttl_expired';
+  if (prefixes && prev.cacheKey.messages > 0 && prefixes[prev.cacheKey.messages] !== prev.cacheKey.prefix)
+    return 'context_edited';
+  return 'unknown';
+}
+
+/**
+ * Whether `cur` lost the cache `prev` built: `prev` was cached, and `cur` read (near) nothing from the
+ * cache while writing (or, with automatic caching, sending uncached) about its whole context. Priced
+ * as the turn's cost against its cost had those tokens been cache reads.
+ */
+export function judge(
+  prev: Turn,
+  cur: Turn,
+  prefixes: readonly string[] | undefined,
+  provider: string,
+  price: Pricing,
+): CacheBreak | null {
+  const p = prev.usage;
+  const c = cur.usage;
+  if (p.cacheRead + p.cacheWrite === 0) return null;
+  // An explicit cache holds the prefix up to the marker; an automatic one the whole previous prompt.
+  const cacheable =
+    prev.cacheKey.mode === 'explicit' ? p.cacheRead + p.cacheWrite : p.input + p.cacheRead + p.cacheWrite;
+  if (cacheable < MIN_CACHED_TOKENS || c.cacheRead > NEAR_ZERO * cacheable) return null;
+  if (!rewrote(cur)) return null;
+  const explicit = cur.cacheKey.mode === 'explicit';
+  const rewritten = explicit ? c.cacheWrite : c.input;
+  const tokens = Math.min(cacheable, rewritten);
+  if (tokens < MIN_CACHED_TOKENS) return null;
+  const cached: Usage = explicit
+    ? { ...c, cacheWrite: c.cacheWrite - tokens, cacheRead: c.cacheRead + tokens }
+    : { ...c, input: c.input - tokens, cacheRead: c.cacheRead + tokens };
+  const at = new Date(cur.startedAt);
+  const actualUsd = price(provider, cur.model, c, at);
+  const cachedUsd = price(provider, cur.model, cached, at);
+  return {
+    cause: causeOf(prev, cur, prefixes),
+    excessUsd: actualUsd === null || cachedUsd === null ? null : roundUsd(Math.max(0, actualUsd - cachedUsd)),
+    tokens,
+    previousInterceptionId: prev.id,
+  };
+}
+
+/**
+ * Compares each turn of an agent session with the session's previous turn, and marks the turns that
+ * rewrote the whole cache (docs/governance.md "Prompt-cache breaks"). The previous turn is
+ * remembered in memory; with a store other replicas write to, or after a restart, it is read back
+ * from the store (each record keeps its fingerprint), and the newer of the two wins. Only hashes
+ * are kept, never bodies.
+ */
+export class CacheBreakDetector {
+  private readonly last = new Map<string, Turn>();
+
+  constructor(
+    private readonly store: Pick<Store, 'shared' | 'listInterceptions'>,
+    private readonly price: Pricing,
+    private readonly onBreak: (rec: NewInterception, brk: CacheBreak) => void,
+  ) {}
+
+  /** The record with its `cacheBreak` set when the turn broke the session's cache. */
+  readonly annotate = async (
+    rec: NewInterception,
+    prefixes?: readonly string[],
+  ): Promise<NewInterception> => {
+    const cur = turnOf(rec);
+    if (!cur || rec.sessionId === null) return rec;
+    const key = `${rec.userId}\u0000${rec.sessionId}`;
+    // Taken and replaced before any await, so a turn finishing meanwhile compares with this one.
+    const remembered = this.last.get(key);
+    if (!remembered || remembered.startedAt <= cur.startedAt) this.remember(key, cur);
+    if (!rewrote(cur)) return rec;
+    const prev = await this.previous(rec, remembered);
+    if (!prev) return rec;
+    const brk = judge(prev, cur, prefixes, rec.provider, this.price);
+    if (!brk) return rec;
+    this.onBreak(rec, brk);
+    return { ...rec, cacheBreak: brk };
+  };
+
+  private remember(key: string, turn: Turn): void {
+    this.last.delete(key);
+    this.last.set(key, turn);
+    if (this.last.size > MAX_SESSIONS) this.last.delete(this.last.keys().next().value!);
+  }
+
+  private async previous(rec: NewInterception, remembered: Turn | undefined): Promise<Turn | undefined> {
+    const mine = remembered && remembered.startedAt <= rec.startedAt ? remembered : undefined;
+    if (mine && !this.store.shared) return mine;
+    const page = await this.store.listInterceptions(
+      { userId: rec.userId, sessionId: rec.sessionId ?? undefined, until: rec.startedAt },
+      20,
+    );
+    let stored: Turn | undefined;
+    for (const r of page.items) {
+      const t = r.id === rec.id ? null : turnOf(r);
+      if (t && (!stored || t.startedAt > stored.startedAt)) stored = t;
+    }
+    if (!mine) return stored;
+    if (!stored) return mine;
+    return stored.startedAt > mine.startedAt ? stored : mine;
+  }
+}
