@@ -191,6 +191,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly gatewayCalls = new Counter({
+    name: 'aibridge_mcp_gateway_calls_total',
+    help: 'Tool calls agents made through the MCP gateway (<bridge>/mcp), by server and outcome (ok, error, timeout, cancelled, no_credential).',
+    labelNames: ['server', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { perUser?: boolean } = {}) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aibridge_' });
     this.zeroKnownSeries();

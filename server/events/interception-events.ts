@@ -101,6 +101,7 @@ export class InterceptionEvents {
           server: call.server,
           injected: call.injected,
           inputPreview: toolInputPreview(call.input),
+          via: call.injected ? 'injected' : 'client',
         },
         audience,
       );

@@ -3,7 +3,15 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type {
+  CallToolResult,
+  GetPromptResult,
+  ListPromptsResult,
+  ListResourcesResult,
+  ReadResourceResult,
+  ServerCapabilities,
+  Tool,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyBaseLogger } from 'fastify';
 import { type McpServerConfig, toolAllowed } from './servers';
 
@@ -156,12 +164,14 @@ export class McpConnection {
   }
 
   private setTools(tools: Tool[]): void {
+    const before = JSON.stringify(this.tools);
     // Tools that only run as tasks cannot answer within one model request.
     this.tools = tools.filter(
       (t) => toolAllowed(t.name, this.server.tools) && t.execution?.taskSupport !== 'required',
     );
     this.refreshedAt = new Date().toISOString();
-    this.opts.onTools?.();
+    // Told only of real changes: a periodic refresh that finds the same tools is no news.
+    if (JSON.stringify(this.tools) !== before) this.opts.onTools?.();
   }
 
   /** Lists the tools again, or reconnects a server that was down. */
@@ -187,6 +197,49 @@ export class McpConnection {
       signal,
     });
     return result as CallToolResult;
+  }
+
+  /** What the server said it offers at `initialize` (resources, prompts); undefined when not connected. */
+  get capabilities(): ServerCapabilities | undefined {
+    return this.state === 'ready' ? this.client?.getServerCapabilities() : undefined;
+  }
+
+  private ready(): Client {
+    if (this.state !== 'ready' || !this.client) throw new Error(`the server is ${this.state}`);
+    return this.client;
+  }
+
+  /** One page of the server's resources (the MCP gateway offers them as they are, renamed). */
+  listResources(
+    cursor: string | undefined,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<ListResourcesResult> {
+    return this.ready().listResources(cursor ? { cursor } : {}, { timeout: timeoutMs, signal });
+  }
+
+  readResource(uri: string, timeoutMs: number, signal: AbortSignal): Promise<ReadResourceResult> {
+    return this.ready().readResource({ uri }, { timeout: timeoutMs, signal });
+  }
+
+  listPrompts(
+    cursor: string | undefined,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<ListPromptsResult> {
+    return this.ready().listPrompts(cursor ? { cursor } : {}, { timeout: timeoutMs, signal });
+  }
+
+  getPrompt(
+    name: string,
+    args: Record<string, string> | undefined,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<GetPromptResult> {
+    return this.ready().getPrompt(
+      { name, ...(args ? { arguments: args } : {}) },
+      { timeout: timeoutMs, signal },
+    );
   }
 
   private async closeClient(): Promise<void> {
