@@ -198,6 +198,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly gatewayInFlight = new Gauge({
+    name: 'aibridge_mcp_gateway_calls_in_flight',
+    help: 'MCP gateway tool calls running on this replica.',
+    registers: [this.registry],
+  });
+
   constructor(opts: { perUser?: boolean } = {}) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aibridge_' });
     this.zeroKnownSeries();

@@ -21,7 +21,7 @@ export function gatewayCapability(
   d: { auth: Authenticator; hub: McpHub; limiter: Pick<RateLimiter, 'admit' | 'settle'> },
 ): GatewayCapability {
   const { config, store, metrics, bus, log, clock } = core;
-  const inFlight = new InFlightCalls();
+  const inFlight = new InFlightCalls((n) => metrics.gatewayInFlight.set(n));
   const callLog = new GatewayCallLog({
     store,
     metrics,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../core/principal';
@@ -47,6 +48,40 @@ function rpcError(reply: FastifyReply, status: number, code: number, message: st
 function messagesOf(body: unknown): JsonRpcMessage[] {
   const list = Array.isArray(body) ? body : [body];
   return list.filter((m): m is JsonRpcMessage => typeof m === 'object' && m !== null);
+}
+
+function webHeaders(req: FastifyRequest): Headers {
+  const h = new Headers();
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v === undefined || k.startsWith(':')) continue;
+    for (const one of Array.isArray(v) ? v : [v]) h.append(k, one);
+  }
+  return h;
+}
+
+/** Writes a web `Response` (an SSE stream or JSON) to the client, as it comes, until either side ends. */
+async function relay(res: Response, raw: ServerResponse): Promise<void> {
+  const headers: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    headers[k] = v;
+  });
+  raw.writeHead(res.status, headers);
+  if (!res.body) {
+    raw.end();
+    return;
+  }
+  const reader = res.body.getReader();
+  raw.once('close', () => void reader.cancel().catch(() => undefined));
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!raw.write(value)) await new Promise<void>((r) => raw.once('drain', r).once('close', r));
+      if (raw.destroyed) break;
+    }
+  } finally {
+    raw.end();
+  }
 }
 
 /**
@@ -189,7 +224,7 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
           gone: gone.signal,
           origin: originOf(req, d.publicUrl),
         });
-        const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+        const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined });
         reply.hijack();
         if (held) {
           const set = held;
@@ -206,7 +241,14 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
         });
         try {
           await server.connect(transport);
-          await transport.handleRequest(req.raw, reply.raw, body);
+          // fastify has read the body already: the SDK gets it parsed, and a Request without one.
+          const webReq = new Request(`${originOf(req, undefined)}${req.url}`, {
+            method: req.method,
+            headers: webHeaders(req),
+            signal: gone.signal,
+          });
+          const res = await transport.handleRequest(webReq, body === undefined ? {} : { parsedBody: body });
+          await relay(res, reply.raw);
         } catch (err) {
           req.log.error({ err }, 'mcp gateway: the request failed');
           if (!reply.raw.headersSent) {

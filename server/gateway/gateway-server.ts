@@ -31,6 +31,9 @@ const MAX_PAGES = 20;
 export class InFlightCalls {
   private readonly calls = new Map<string, AbortController>();
 
+  /** `onSize`: told the number of calls running whenever it changes (a gauge). */
+  constructor(private readonly onSize: (n: number) => void = () => undefined) {}
+
   private key(userId: string, sessionId: string | null, requestId: string | number): string {
     return `${userId}\0${sessionId ?? ''}\0${typeof requestId}:${requestId}`;
   }
@@ -38,8 +41,10 @@ export class InFlightCalls {
   add(userId: string, sessionId: string | null, requestId: string | number, c: AbortController): () => void {
     const k = this.key(userId, sessionId, requestId);
     this.calls.set(k, c);
+    this.onSize(this.calls.size);
     return () => {
       if (this.calls.get(k) === c) this.calls.delete(k);
+      this.onSize(this.calls.size);
     };
   }
 

@@ -484,6 +484,7 @@ export class McpHub {
     const u = this.users.get(key);
     this.users.delete(key);
     await u?.conn.close();
+    this.changed();
   }
 
   /** Starts a user's OAuth authorisation: the URL to send their browser to, or null when already authorised. */
