@@ -294,15 +294,15 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     })) as CallToolResult;
     assert.equal(text(echoed), 'Echo: mine');
     assert.ok(gate.seen.includes(token), "the call ran with Bob's own token");
-    const calls = await tb.api<{ items: Listed[] }>(
-      'GET',
-      '/api/v1/tool-calls?via=gateway&server=gate',
-      bob.key,
-    );
-    assert.deepEqual(
-      calls.body.items.map((c) => c.outcome),
-      ['ok', 'no_credential', 'no_credential'],
-    );
+    const outcomes = await eventually(async () => {
+      const r = await tb.api<{ items: Listed[] }>(
+        'GET',
+        '/api/v1/tool-calls?via=gateway&server=gate',
+        bob.key,
+      );
+      return r.body.items.length === 3 ? r.body.items.map((c) => c.outcome) : undefined;
+    });
+    assert.deepEqual(outcomes, ['ok', 'no_credential', 'no_credential']);
   });
 
   it('notifies tools/list_changed on the open stream when an admin changes a server', async () => {
@@ -408,7 +408,8 @@ describe('the MCP gateway on two replicas sharing one PostgreSQL store', functio
       AIBRIDGE_MCP_API_STDIO: 'true',
     };
     a = await startBridge(upstream.url, env);
-    b = await startBridge(upstream.url, env);
+    // The same data dir: the second replica reads the admin key the first one wrote there.
+    b = await startBridge(upstream.url, env, a.dataDir);
   });
   after(async () => {
     await a?.close();
