@@ -1,15 +1,20 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type CallToolResult, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayToolCall } from '../../shared/interception';
 import type { BridgeEvent, GatewayToolCallEvent } from '../../shared/protocol';
 import { AnthropicMock } from '../helpers/anthropic-mock';
-import { startBridge, type TestBridge } from '../helpers/bridge';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { AuthGate, everythingStdio, startEverythingHttp } from '../helpers/mcp-servers';
 import { testPostgres } from '../helpers/postgres';
+import { run } from '../helpers/run';
+import { ToolModelMock } from '../helpers/tool-model-mock';
 
 const KEY = randomBytes(32).toString('base64');
 
@@ -460,5 +465,82 @@ describe('the MCP gateway on two replicas sharing one PostgreSQL store', functio
     } finally {
       await client.close();
     }
+  });
+});
+
+const CLAUDE = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@anthropic-ai/claude-code/package.json')),
+  'bin',
+  'claude.exe',
+);
+const GATEWAY_ECHO = 'mcp__aibridge__everything__echo';
+
+describe('the real claude CLI with the MCP gateway in its MCP config', function () {
+  this.timeout(120_000);
+  let mock: ToolModelMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    mock = await new ToolModelMock().start();
+    // The model calls the gateway's echo as Claude Code names it, and answers with its result.
+    mock.brain = (v) => {
+      if (v.results.length > 0) return { text: `Tool said: ${v.results.map((r) => r.text).join(' | ')}` };
+      if (v.tools.includes(GATEWAY_ECHO))
+        return {
+          text: 'Calling.',
+          calls: [{ name: GATEWAY_ECHO, input: { message: 'through the gateway' } }],
+        };
+      return { text: 'No tools offered.' };
+    };
+    tb = await startBridge(mock.url, { AIBRIDGE_MCP_CREDENTIALS_KEY: KEY, AIBRIDGE_MCP_API_STDIO: 'true' });
+    const put = await tb.api('PUT', '/api/v1/mcp/servers/everything', tb.adminKey, everythingStdio());
+    assert.equal(put.status, 200);
+  });
+  after(async () => {
+    await tb.close();
+    await mock.stop();
+  });
+
+  it('calls mcp__aibridge__everything__echo through the gateway, audited with the user', async () => {
+    const dev = await tb.addUser('claude-gateway@example.com', { team: 'agents' });
+    const home = await tempDir('aibridge-claude-home-');
+    const config = path.join(home, 'mcp.json');
+    await fs.writeFile(
+      config,
+      JSON.stringify({
+        mcpServers: {
+          aibridge: { type: 'http', url: `${tb.url}/mcp`, headers: { Authorization: `Bearer ${dev.key}` } },
+        },
+      }),
+    );
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: home,
+      TMPDIR: home,
+      ANTHROPIC_BASE_URL: `${tb.url}/anthropic`,
+      ANTHROPIC_AUTH_TOKEN: dev.key,
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+      DISABLE_AUTOUPDATER: '1',
+      CI: '1',
+    };
+    const res = await run(
+      CLAUDE,
+      ['-p', 'Echo something', '--mcp-config', config, '--allowedTools', GATEWAY_ECHO],
+      env,
+      home,
+    );
+    assert.equal(res.code, 0, `claude failed: ${res.stderr}\n${res.stdout}`);
+    assert.match(res.stdout, /Tool said: Echo: through the gateway/);
+    const calls = await eventually(async () => {
+      const r = await tb.api<{ items: Listed[] }>('GET', '/api/v1/tool-calls?via=gateway', dev.key);
+      return r.body.items.length > 0 ? r.body.items : undefined;
+    });
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0]!.name, 'everything__echo');
+    assert.equal(calls[0]!.userEmail, 'claude-gateway@example.com');
+    assert.equal(calls[0]!.team, 'agents');
+    assert.equal(calls[0]!.outcome, 'ok');
+    assert.match(calls[0]!.client, /claude/i);
+    assert.deepEqual(calls[0]!.input, { message: 'through the gateway' });
   });
 });
