@@ -346,6 +346,41 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     assert.ok(got.messages.length > 0);
   });
 
+  it("counts each tool call against the user's rate limit: over it, 429 with retry-after", async () => {
+    const dana = await tb.addUser('dana@example.com');
+    const limit = await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
+      scope: 'user',
+      subject: 'dana@example.com',
+      rpm: 2,
+    });
+    assert.ok(limit.status === 200 || limit.status === 201, JSON.stringify(limit.body));
+    const client = track(await connect(tb.url, dana.key));
+    // Listing is not a call: it never counts.
+    for (let i = 0; i < 3; i++) await client.listTools();
+    for (let i = 0; i < 2; i++)
+      await client.callTool({ name: 'everything__echo', arguments: { message: `n${i}` } });
+    await assert.rejects(
+      client.callTool({ name: 'everything__echo', arguments: { message: 'one too many' } }),
+      /Rate limit of 2 requests per minute/,
+    );
+    const res = await fetch(`${tb.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${dana.key}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: { name: 'everything__echo', arguments: {} },
+      }),
+    });
+    assert.equal(res.status, 429);
+    assert.ok(Number(res.headers.get('retry-after')) >= 1);
+  });
+
   it('answers bad input with the JSON-RPC errors the spec defines, never hanging', async () => {
     const post = (body: string, key = alice.key, headers: Record<string, string> = {}) =>
       fetch(`${tb.url}/mcp`, {
