@@ -40,6 +40,7 @@ export function gatewayCapability(
       callTimeoutMs: config.mcp.gatewayCallTimeoutMs,
       now: () => clock.now(),
       publicUrl: config.mcp.publicUrl,
+      maxJsonDepth: config.limits.maxJsonDepth,
     }),
   };
 }

@@ -4,8 +4,9 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { Principal } from '../core/principal';
 import { BridgeError, fromFastifyError } from '../errors';
+import { principalOf } from '../http/access';
+import { assertJsonDepth } from '../http/json-depth';
 import type { Authenticator } from '../identity/auth';
 import { authenticateFirst } from '../proxy/authenticate-first';
 import type { RateLimiter } from '../spend/rate-limits';
@@ -24,6 +25,8 @@ export interface GatewayRouteDeps extends GatewayServerDeps {
   limiter: Pick<RateLimiter, 'admit' | 'settle'>;
   /** AIBRIDGE_PUBLIC_URL, else each request's own origin. */
   publicUrl: string | undefined;
+  /** Deepest JSON nesting accepted in a message (AIBRIDGE_MAX_JSON_DEPTH). */
+  maxJsonDepth: number;
 }
 
 interface JsonRpcMessage {
@@ -155,13 +158,17 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
 
       const config = { access: 'member' as const };
       const handle = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-        const principal = req.principal as Principal;
+        const principal = principalOf(req);
         let body: unknown;
         if (req.method === 'POST') {
+          const raw = req.body as Buffer | undefined;
           try {
-            body = JSON.parse((req.body as Buffer | undefined)?.toString('utf8') ?? '');
-          } catch {
-            rpcError(reply, 400, ErrorCode.ParseError, 'Parse error: the body is not JSON.');
+            // Nesting is bounded as for model requests: the SDK's validation recurses through it.
+            if (raw) assertJsonDepth(raw, d.maxJsonDepth);
+            body = JSON.parse(raw?.toString('utf8') ?? '');
+          } catch (err) {
+            const why = err instanceof BridgeError ? err.message : 'the body is not JSON';
+            rpcError(reply, 400, ErrorCode.ParseError, `Parse error: ${why}`);
             return;
           }
         }

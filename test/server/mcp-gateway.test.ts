@@ -398,6 +398,11 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     assert.equal(malformed.status, 400);
     assert.equal(((await malformed.json()) as { error: { code: number } }).error.code, ErrorCode.ParseError);
 
+    // Nesting deeper than AIBRIDGE_MAX_JSON_DEPTH is refused before anything parses it.
+    const deep = await post(`${'['.repeat(1000)}${']'.repeat(1000)}`);
+    assert.equal(deep.status, 400);
+    assert.equal(((await deep.json()) as { error: { code: number } }).error.code, ErrorCode.ParseError);
+
     const unknown = await post(JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/frobnicate' }));
     const unknownText = await unknown.text();
     assert.match(unknownText, new RegExp(`"code":${ErrorCode.MethodNotFound}`), unknownText);
