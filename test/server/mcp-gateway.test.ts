@@ -253,6 +253,42 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     assert.equal(rec.outcome, 'timeout');
   });
 
+  it('a server that dies mid-call gets an internal error naming it; other tools keep working', async () => {
+    const doomed = await startEverythingHttp();
+    let stopped = false;
+    try {
+      const put = await tb.api('PUT', '/api/v1/mcp/servers/doomed', tb.adminKey, {
+        transport: { type: 'http', url: doomed.url },
+        tools: { allow: ['trigger-long-running-operation'] },
+      });
+      assert.equal(put.status, 200);
+      const client = track(await connect(tb.url, alice.key));
+      const call = client.callTool(
+        { name: 'doomed__trigger-long-running-operation', arguments: { duration: 20, steps: 20 } },
+        undefined,
+        { timeout: 60_000 },
+      );
+      // Caught at once: the call fails while the test is still waiting for it to start.
+      const failed = rpcError(call);
+      await eventually(async () => ((await gatewayInFlight(tb)) > 0 ? true : undefined));
+      const killedAt = Date.now();
+      stopped = true;
+      await doomed.stop();
+      const err = await failed;
+      assert.equal(err.code, ErrorCode.InternalError);
+      assert.match(err.message, /doomed/);
+      assert.ok(Date.now() - killedAt < 10_000, 'answered when the server died, not at a timeout');
+      const ok = (await client.callTool({
+        name: 'web__echo',
+        arguments: { message: 'alive' },
+      })) as CallToolResult;
+      assert.equal(text(ok), 'Echo: alive');
+    } finally {
+      if (!stopped) await doomed.stop();
+      await tb.api('DELETE', '/api/v1/mcp/servers/doomed', tb.adminKey);
+    }
+  });
+
   it("passes the client's cancellation through: the upstream call is aborted", async () => {
     const client = track(await connect(tb.url, alice.key));
     const abort = new AbortController();
@@ -476,6 +512,20 @@ describe('the MCP gateway on two replicas sharing one PostgreSQL store', functio
       );
       return s.body.status?.state === 'ready' ? true : undefined;
     });
+    // A notification stream held by replica B hears of an admin change made on replica A.
+    let changed = 0;
+    const watcher = await connect(b.url, user.key, { onToolsChanged: () => changed++ });
+    await new Promise((r) => setTimeout(r, 300));
+    const again = await a.api(
+      'PUT',
+      '/api/v1/mcp/servers/everything',
+      a.adminKey,
+      everythingStdio({ tools: { deny: ['get-env'] } }),
+    );
+    assert.equal(again.status, 200);
+    await eventually(async () => (changed > 0 ? true : undefined), { timeoutMs: 15_000 });
+    await watcher.close();
+
     const hosts: string[] = [];
     let turn = 0;
     // Every request of the session goes to the next replica in turn.
