@@ -57,6 +57,14 @@ export class InFlightCalls {
   }
 }
 
+/**
+ * An error the SDK answers as a JSON-RPC error with this code and message. Not an `McpError`,
+ * whose message starts `MCP error <code>:`, which the client's SDK would then prefix again.
+ */
+function rpcFailure(code: number, message: string): Error & { code: number } {
+  return Object.assign(new Error(message), { code });
+}
+
 class CancelledError extends Error {
   override readonly name = 'CancelledError';
 }
@@ -149,7 +157,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const parts = splitName(name);
     const list = parts ? await servers() : [];
     const s = parts ? list.find((x) => x.config.name === parts.server) : undefined;
-    if (!parts || !s) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+    if (!parts || !s) throw rpcFailure(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
     const args = req.params.arguments ?? {};
     const record = (o: Pick<GatewayToolCall, 'outcome' | 'error'> & { result?: unknown }): void => {
       void d.log.record({
@@ -191,10 +199,10 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     if (conn && conn.state !== 'ready') {
       const why = conn.lastError ?? `the server is ${conn.state}`;
       record({ outcome: 'error', error: why });
-      throw new McpError(ErrorCode.InternalError, `${parts.server} is unavailable: ${why}`);
+      throw rpcFailure(ErrorCode.InternalError, `${parts.server} is unavailable: ${why}`);
     }
     // Not offered to this user (denied by the server's patterns, or no such tool): as if unknown.
-    if (!conn || !tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+    if (!conn || !tool) throw rpcFailure(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
 
     const limitMs = s.config.timeoutMs ?? d.callTimeoutMs;
     const abort = new AbortController();
@@ -207,17 +215,18 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     } catch (err) {
       if (signal.aborted) {
         record({ outcome: 'cancelled', error: 'cancelled by the client' });
-        throw new McpError(ErrorCode.ConnectionClosed, 'The call was cancelled.');
+        throw rpcFailure(ErrorCode.ConnectionClosed, 'The call was cancelled.');
       }
       if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) {
         record({ outcome: 'timeout', error: err.message });
-        throw new McpError(ErrorCode.RequestTimeout, `${parts.server} did not answer within ${limitMs} ms.`);
+        throw rpcFailure(ErrorCode.RequestTimeout, `${parts.server} did not answer within ${limitMs} ms.`);
       }
       const message = err instanceof Error ? err.message : String(err);
       record({ outcome: 'error', error: message.slice(0, 300) });
       // The server's own JSON-RPC error (invalid params, ...) passes through; anything else is ours.
-      if (err instanceof McpError && err.code !== ErrorCode.ConnectionClosed) throw err;
-      throw new McpError(ErrorCode.InternalError, `${parts.server} failed: ${message}`);
+      if (err instanceof McpError && err.code !== ErrorCode.ConnectionClosed)
+        throw rpcFailure(err.code, err.message.replace(/^MCP error -?\d+: /, ''));
+      throw rpcFailure(ErrorCode.InternalError, `${parts.server} failed: ${message}`);
     } finally {
       forget();
     }
@@ -250,7 +259,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const parts = splitResourceUri(req.params.uri);
     const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
     if (!parts || !s?.conn.capabilities?.resources)
-      throw new McpError(ErrorCode.InvalidParams, `Unknown resource: ${req.params.uri}`);
+      throw rpcFailure(ErrorCode.InvalidParams, `Unknown resource: ${req.params.uri}`);
     const r = await s.conn.readResource(parts.uri, s.s.timeoutMs, extra.signal);
     return { ...r, contents: r.contents.map((c) => ({ ...c, uri: resourceUri(parts.server, c.uri) })) };
   });
@@ -275,7 +284,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const parts = splitName(req.params.name);
     const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
     if (!parts || !s?.conn.capabilities?.prompts)
-      throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
+      throw rpcFailure(ErrorCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
     return s.conn.getPrompt(parts.tool, req.params.arguments, s.s.timeoutMs, extra.signal);
   });
 

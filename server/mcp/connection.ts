@@ -48,6 +48,9 @@ export class McpConnection {
   listChanges = 0;
   private client: Client | undefined;
   private pending: Promise<void> | undefined;
+  /** Rejecters of the calls waiting for an answer, for when the server turns out to be gone. */
+  private readonly waiting = new Set<(err: Error) => void>();
+  private probing = false;
   private stderr = '';
 
   constructor(
@@ -127,7 +130,10 @@ export class McpConnection {
       );
     };
     client.onerror = () => {
-      // Transport errors surface again as failed requests or a closed connection; nothing to add here.
+      // Most transport errors surface again as failed requests or a closed connection. One does
+      // not: an HTTP server that dies mid-call leaves the call waiting for its timeout, as the SDK
+      // keeps trying to resume the call's stream. With calls waiting, a ping tells which it is.
+      if (this.waiting.size > 0) void this.checkAlive(client);
     };
     this.client = client;
     try {
@@ -192,11 +198,38 @@ export class McpConnection {
     signal: AbortSignal,
   ): Promise<CallToolResult> {
     if (this.state !== 'ready' || !this.client) throw new Error(`the server is ${this.state}`);
-    const result = await this.client.callTool({ name: tool, arguments: args }, undefined, {
-      timeout: timeoutMs,
-      signal,
+    let lost: (err: Error) => void = () => undefined;
+    const gone = new Promise<never>((_, reject) => {
+      lost = reject;
     });
-    return result as CallToolResult;
+    this.waiting.add(lost);
+    try {
+      const result = await Promise.race([
+        this.client.callTool({ name: tool, arguments: args }, undefined, { timeout: timeoutMs, signal }),
+        gone,
+      ]);
+      return result as CallToolResult;
+    } finally {
+      this.waiting.delete(lost);
+    }
+  }
+
+  /** After a transport error with calls waiting: a server that does not answer a ping is gone, and so are they. */
+  private async checkAlive(client: Client): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      await client.ping({ timeout: this.opts.connectTimeoutMs });
+    } catch (err) {
+      if (this.client !== client) return;
+      const e = new Error(`the server went away mid-call (${describe(err)})`);
+      for (const reject of this.waiting) reject(e);
+      this.waiting.clear();
+      this.fail(e);
+      await this.closeClient();
+    } finally {
+      this.probing = false;
+    }
   }
 
   /** What the server said it offers at `initialize` (resources, prompts); undefined when not connected. */

@@ -11,7 +11,7 @@ import type { BridgeEvent, GatewayToolCallEvent } from '../../shared/protocol';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
-import { AuthGate, everythingStdio, startEverythingHttp } from '../helpers/mcp-servers';
+import { AuthGate, everythingStdio, OAuthGate, startEverythingHttp } from '../helpers/mcp-servers';
 import { testPostgres } from '../helpers/postgres';
 import { run } from '../helpers/run';
 import { ToolModelMock } from '../helpers/tool-model-mock';
@@ -276,7 +276,8 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
       await doomed.stop();
       const err = await failed;
       assert.equal(err.code, ErrorCode.InternalError);
-      assert.match(err.message, /doomed/);
+      // Refused at once (fetch failed), or found gone by a ping while the call waited.
+      assert.match(err.message, /doomed failed: (fetch failed|the server went away mid-call)/);
       assert.ok(Date.now() - killedAt < 10_000, 'answered when the server died, not at a timeout');
       const ok = (await client.callTool({
         name: 'web__echo',
@@ -344,6 +345,39 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
       return r.body.items.length === 3 ? r.body.items.map((c) => c.outcome) : undefined;
     });
     assert.deepEqual(outcomes, ['ok', 'no_credential', 'no_credential']);
+  });
+
+  it("an OAuth server's connect result is the user's own authorisation link; once authorised, its tools", async () => {
+    const oauth = await new OAuthGate(web.url).start();
+    try {
+      const put = await tb.api('PUT', '/api/v1/mcp/servers/wiki', tb.adminKey, {
+        transport: { type: 'http', url: oauth.url },
+        tools: { allow: ['echo'] },
+        auth: { type: 'per_user', oauth: {} },
+      });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      const erin = await tb.addUser('erin@example.com');
+      const client = track(await connect(tb.url, erin.key));
+      const r = (await client.callTool({ name: 'wiki__connect', arguments: {} })) as CallToolResult;
+      assert.equal(r.isError, true);
+      const link = new RegExp(`${oauth.origin}/authorize\\?\\S+`).exec(text(r))?.[0];
+      assert.ok(link, text(r));
+      // The user's browser follows the link; the server sends it back to the bridge with a code.
+      const approved = await fetch(link, { redirect: 'manual' });
+      const back = approved.headers.get('location') ?? '';
+      assert.ok(back.startsWith(`${tb.url}/api/v1/mcp/oauth/callback?`), back);
+      assert.equal((await fetch(back)).status, 200);
+      const names = (await client.listTools()).tools.map((t) => t.name);
+      assert.ok(names.includes('wiki__echo') && !names.includes('wiki__connect'), names.join());
+      const echoed = (await client.callTool({
+        name: 'wiki__echo',
+        arguments: { message: 'sso' },
+      })) as CallToolResult;
+      assert.equal(text(echoed), 'Echo: sso');
+    } finally {
+      await tb.api('DELETE', '/api/v1/mcp/servers/wiki', tb.adminKey);
+      await oauth.stop();
+    }
   });
 
   it('notifies tools/list_changed on the open stream when an admin changes a server', async () => {
