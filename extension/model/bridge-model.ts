@@ -217,7 +217,7 @@ export class BridgeModel {
         return;
       }
       case 'tool.call': {
-        // Gateway calls belong to no interception; the audit view lists them (GET /api/v1/tool-calls).
+        // Gateway calls belong to no interception, so no item here; GET /api/v1/tool-calls lists them.
         if (e.via === 'gateway') return;
         const item = this.itemFor(e);
         if (!item.toolCalls.some((c) => c.id === e.callId)) {
