@@ -668,3 +668,100 @@ describe('the real claude CLI with the MCP gateway in its MCP config', function 
     assert.deepEqual(calls[0]!.input, { message: 'through the gateway' });
   });
 });
+
+const CODEX = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@openai/codex/package.json')),
+  'bin',
+  'codex.js',
+);
+
+describe('the real codex CLI with the MCP gateway in its config', function () {
+  this.timeout(120_000);
+  let mock: ToolModelMock;
+  let tb: TestBridge;
+  const seenTools: string[][] = [];
+
+  before(async () => {
+    mock = await new ToolModelMock().start();
+    mock.brain = (v) => {
+      seenTools.push(v.tools);
+      // Codex offers MCP tools in a Responses `namespace` tool, `mcp__aibridge`, each by its own name.
+      const echo = v.tools.includes('mcp__aibridge');
+      if (v.results.length > 0) return { text: `Tool said: ${v.results.map((r) => r.text).join(' | ')}` };
+      if (echo)
+        return {
+          text: 'Calling.',
+          calls: [
+            { name: 'everything__echo', namespace: 'mcp__aibridge', input: { message: 'codex via gateway' } },
+          ],
+        };
+      return { text: 'No tools offered.' };
+    };
+    tb = await startBridge(mock.url, {
+      AIBRIDGE_OPENAI_BASE_URL: `${mock.url}/v1`,
+      AIBRIDGE_MCP_CREDENTIALS_KEY: KEY,
+      AIBRIDGE_MCP_API_STDIO: 'true',
+    });
+    const put = await tb.api('PUT', '/api/v1/mcp/servers/everything', tb.adminKey, everythingStdio());
+    assert.equal(put.status, 200);
+  });
+  after(async () => {
+    await tb.close();
+    await mock.stop();
+  });
+
+  it('codex exec calls the gateway tool, audited with the user and client', async () => {
+    const dev = await tb.addUser('codex-gateway@example.com', { team: 'agents' });
+    const home = await tempDir('aibridge-codex-home-');
+    const codexHome = path.join(home, '.codex');
+    await fs.mkdir(codexHome);
+    await fs.writeFile(
+      path.join(codexHome, 'config.toml'),
+      [
+        'model = "gpt-5-codex"',
+        'model_provider = "aibridge"',
+        'approval_policy = "never"',
+        '',
+        '[model_providers.aibridge]',
+        'name = "AI Bridge"',
+        `base_url = "${tb.url}/openai/v1"`,
+        'env_key = "OPENAI_API_KEY"',
+        'wire_api = "responses"',
+        '',
+        '[mcp_servers.aibridge]',
+        `url = "${tb.url}/mcp"`,
+        'bearer_token_env_var = "AIBRIDGE_KEY"',
+        '',
+      ].join('\n'),
+    );
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: home,
+      TMPDIR: home,
+      CODEX_HOME: codexHome,
+      OPENAI_API_KEY: dev.key,
+      AIBRIDGE_KEY: dev.key,
+      CI: '1',
+    };
+    const res = await run(
+      process.execPath,
+      [CODEX, 'exec', '--skip-git-repo-check', 'Echo something'],
+      env,
+      home,
+    );
+    assert.equal(res.code, 0, `codex failed: ${res.stderr}\n${res.stdout}`);
+    assert.match(
+      res.stdout,
+      /Tool said:[\s\S]*Echo: codex via gateway/,
+      `${res.stdout}\n${JSON.stringify(seenTools)}`,
+    );
+    const calls = await eventually(async () => {
+      const r = await tb.api<{ items: Listed[] }>('GET', '/api/v1/tool-calls?via=gateway', dev.key);
+      return r.body.items.length > 0 ? r.body.items : undefined;
+    });
+    assert.equal(calls[0]!.name, 'everything__echo');
+    assert.equal(calls[0]!.userEmail, 'codex-gateway@example.com');
+    assert.match(calls[0]!.client, /codex/i);
+    assert.equal(calls[0]!.outcome, 'ok');
+  });
+});
