@@ -30,6 +30,18 @@ export function feedRowOf(e: BridgeEvent): FeedRow | undefined {
         status: e.status,
       };
     case 'tool.call':
+      if (e.via === 'gateway')
+        return {
+          id: `gateway:${e.callId}`,
+          at: e.at,
+          kind: 'tool',
+          user: e.userEmail,
+          model: null,
+          client: e.client,
+          detail: `${e.server}/${e.name} ${e.inputPreview}`,
+          costUsd: null,
+          status: `gateway ${e.outcome}`,
+        };
       return {
         id: `${e.interceptionId}:${e.callId}`,
         at: e.at,

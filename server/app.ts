@@ -11,6 +11,7 @@ import { EventBus } from './events/bus';
 import { liveCapability } from './events/live-plugin';
 import { relayBetweenReplicas } from './events/replica-relay';
 import type { LiveEventsOptions } from './events/ws-routes';
+import { gatewayCapability } from './gateway/gateway-plugin';
 import { apiAccessHook } from './http/access-hook';
 import { createFastify } from './http/create-fastify';
 import { RouteTable } from './http/route-table';
@@ -179,6 +180,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await app.register(admin.assets);
     await app.register(device.page);
     await app.register(scim.plugin);
+    await app.register(gatewayCapability(core, { auth, hub: mcp.hub, limiter: spend.limiter }).plugin);
     await app.register(async (api) => {
       api.addHook(
         'onRequest',

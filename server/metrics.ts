@@ -197,6 +197,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly gatewayCalls = new Counter({
+    name: 'aibridge_mcp_gateway_calls_total',
+    help: 'Tool calls agents made through the MCP gateway (<bridge>/mcp), by server and outcome (ok, error, timeout, cancelled, no_credential).',
+    labelNames: ['server', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly gatewayInFlight = new Gauge({
+    name: 'aibridge_mcp_gateway_calls_in_flight',
+    help: 'MCP gateway tool calls running on this replica.',
+    registers: [this.registry],
+  });
+
   constructor(opts: { perUser?: boolean } = {}) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aibridge_' });
     this.zeroKnownSeries();

@@ -42,6 +42,38 @@ export interface ToolExecution {
   error: string | null;
 }
 
+/**
+ * A tool call an agent made through the bridge's MCP gateway (`<bridge>/mcp`, docs/mcp.md): not
+ * part of any model request, so it is stored on its own, one record per call.
+ */
+export interface GatewayToolCall {
+  id: string;
+  /** ISO 8601 time the bridge received the call. */
+  at: string;
+  userId: string;
+  userEmail: string;
+  team: string | null;
+  keyId: string;
+  /** The MCP client's name from its `initialize` (`clientInfo.name`), `unknown` without one. */
+  client: string;
+  /** The gateway session (`Mcp-Session-Id`), null for clients that keep none. */
+  sessionId: string | null;
+  /** The name the client called (`<server>__<tool>`). */
+  name: string;
+  server: string;
+  /** The tool's own name on its server. */
+  tool: string;
+  /** Arguments, redacted like any recorded input. */
+  input: unknown;
+  /** `no_credential`: the user has not connected the server yet (they were told how). */
+  outcome: 'ok' | 'error' | 'timeout' | 'cancelled' | 'no_credential';
+  durationMs: number;
+  /** UTF-8 bytes of the result as JSON. */
+  resultBytes: number;
+  /** Why the call failed; null when it succeeded. */
+  error: string | null;
+}
+
 /** A tool result the client sent back, linking a call of an earlier turn to what came of it. */
 export interface ToolResultRecord {
   callId: string;

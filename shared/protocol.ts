@@ -127,6 +127,33 @@ export interface ToolCallEvent extends InterceptionRef {
   injected: boolean;
   /** The arguments as JSON text, cut to a short preview. */
   inputPreview: string;
+  /** Tells this apart from a {@link GatewayToolCallEvent}; absent on older bridges. */
+  via?: 'client' | 'injected';
+}
+
+/**
+ * A tool call an agent made through the bridge's MCP gateway (`<bridge>/mcp`): it belongs to no
+ * interception, so it carries who and which client itself. Same `type` as a model's tool call;
+ * `via: "gateway"` tells them apart.
+ */
+export interface GatewayToolCallEvent {
+  type: 'tool.call';
+  via: 'gateway';
+  at: string;
+  callId: string;
+  /** The name the client called, `<server>__<tool>`. */
+  name: string;
+  server: string;
+  injected: false;
+  inputPreview: string;
+  userId: string;
+  userEmail: string;
+  team: string | null;
+  client: string;
+  /** The gateway session (`Mcp-Session-Id`), null without one. */
+  sessionId: string | null;
+  outcome: 'ok' | 'error' | 'timeout' | 'cancelled' | 'no_credential';
+  durationMs: number;
 }
 
 /**
@@ -184,6 +211,7 @@ export type BridgeEvent =
   | ToolCallEvent
   | ToolPolicyEvent
   | CacheBreakEvent
+  | GatewayToolCallEvent
   | BudgetAlertEvent
   | AlertEvent
   | McpWarningEvent;

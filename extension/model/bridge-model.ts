@@ -217,6 +217,8 @@ export class BridgeModel {
         return;
       }
       case 'tool.call': {
+        // Gateway calls belong to no interception, so no item here; GET /api/v1/tool-calls lists them.
+        if (e.via === 'gateway') return;
         const item = this.itemFor(e);
         if (!item.toolCalls.some((c) => c.id === e.callId)) {
           item.toolCalls.push({

@@ -62,6 +62,10 @@ const ToolCallQuery = Type.Object(
     user: Type.Optional(Text(320)),
     since: Type.Optional(DateTime),
     until: Type.Optional(DateTime),
+    /** `client`: calls the model made for the agent to run; `injected`: the bridge ran them; `gateway`: agents called the MCP gateway. */
+    via: Type.Optional(
+      Type.Union([Type.Literal('client'), Type.Literal('injected'), Type.Literal('gateway')]),
+    ),
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
   },
   { additionalProperties: false },
@@ -306,17 +310,20 @@ export function auditRoutes(
           until: iso(q.until),
         };
         logRead(req, filter.userId);
-        const items: unknown[] = [];
+        const items: ({ at: string } & Record<string, unknown>)[] = [];
         let cursor: string | undefined;
         // Newest first, page by page, until enough calls match.
-        for (;;) {
+        while (q.via !== 'gateway') {
           const page = await store.listInterceptions(filter, 200, cursor);
           for (const r of page.items) {
             for (const c of r.toolCalls) {
               if (q.tool !== undefined && c.name !== q.tool) continue;
               if (q.server !== undefined && c.server !== q.server) continue;
+              if (q.via !== undefined && q.via !== (c.injected ? 'injected' : 'client')) continue;
               items.push({
                 ...c,
+                // Client-side calls keep the shape they always had; injected ones say so twice.
+                ...(c.injected ? { via: 'injected' as const } : {}),
                 interceptionId: r.id,
                 userId: r.userId,
                 userEmail: r.userEmail,
@@ -328,6 +335,20 @@ export function auditRoutes(
           }
           if (items.length >= q.limit || page.nextCursor === null) break;
           cursor = page.nextCursor;
+        }
+        if (q.via === undefined || q.via === 'gateway') {
+          const calls = await store.listGatewayCalls({
+            userId: filter.userId,
+            server: q.server,
+            name: q.tool,
+            since: filter.since,
+            until: filter.until,
+            limit: q.limit,
+          });
+          // Merged newest first; without gateway calls the order stays what it always was.
+          for (const c of calls)
+            items.push({ ...c, via: 'gateway', injected: false, interceptionId: null, model: null });
+          if (calls.length > 0) items.sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0));
         }
         return { items: items.slice(0, q.limit) };
       },

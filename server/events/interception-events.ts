@@ -119,6 +119,7 @@ export class InterceptionEvents {
           server: call.server,
           injected: call.injected,
           inputPreview: toolInputPreview(call.input),
+          via: call.injected ? 'injected' : 'client',
         },
         audience,
       );

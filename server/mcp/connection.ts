@@ -3,7 +3,15 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type {
+  CallToolResult,
+  GetPromptResult,
+  ListPromptsResult,
+  ListResourcesResult,
+  ReadResourceResult,
+  ServerCapabilities,
+  Tool,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyBaseLogger } from 'fastify';
 import { type McpServerConfig, toolAllowed } from './servers';
 
@@ -40,6 +48,9 @@ export class McpConnection {
   listChanges = 0;
   private client: Client | undefined;
   private pending: Promise<void> | undefined;
+  /** Rejecters of the calls waiting for an answer, for when the server turns out to be gone. */
+  private readonly waiting = new Set<(err: Error) => void>();
+  private probing = false;
   private stderr = '';
 
   constructor(
@@ -119,7 +130,10 @@ export class McpConnection {
       );
     };
     client.onerror = () => {
-      // Transport errors surface again as failed requests or a closed connection; nothing to add here.
+      // Most transport errors surface again as failed requests or a closed connection. One does
+      // not: an HTTP server that dies mid-call leaves the call waiting for its timeout, as the SDK
+      // keeps trying to resume the call's stream. With calls waiting, a ping tells which it is.
+      if (this.waiting.size > 0) void this.checkAlive(client);
     };
     this.client = client;
     try {
@@ -156,12 +170,14 @@ export class McpConnection {
   }
 
   private setTools(tools: Tool[]): void {
+    const before = JSON.stringify(this.tools);
     // Tools that only run as tasks cannot answer within one model request.
     this.tools = tools.filter(
       (t) => toolAllowed(t.name, this.server.tools) && t.execution?.taskSupport !== 'required',
     );
     this.refreshedAt = new Date().toISOString();
-    this.opts.onTools?.();
+    // Told only of real changes: a periodic refresh that finds the same tools is no news.
+    if (JSON.stringify(this.tools) !== before) this.opts.onTools?.();
   }
 
   /** Lists the tools again, or reconnects a server that was down. */
@@ -182,11 +198,81 @@ export class McpConnection {
     signal: AbortSignal,
   ): Promise<CallToolResult> {
     if (this.state !== 'ready' || !this.client) throw new Error(`the server is ${this.state}`);
-    const result = await this.client.callTool({ name: tool, arguments: args }, undefined, {
-      timeout: timeoutMs,
-      signal,
+    let lost: (err: Error) => void = () => undefined;
+    const gone = new Promise<never>((_, reject) => {
+      lost = reject;
     });
-    return result as CallToolResult;
+    this.waiting.add(lost);
+    try {
+      const result = await Promise.race([
+        this.client.callTool({ name: tool, arguments: args }, undefined, { timeout: timeoutMs, signal }),
+        gone,
+      ]);
+      return result as CallToolResult;
+    } finally {
+      this.waiting.delete(lost);
+    }
+  }
+
+  /** After a transport error with calls waiting: a server that does not answer a ping is gone, and so are they. */
+  private async checkAlive(client: Client): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      await client.ping({ timeout: this.opts.connectTimeoutMs });
+    } catch (err) {
+      if (this.client !== client) return;
+      const e = new Error(`the server went away mid-call (${describe(err)})`);
+      for (const reject of this.waiting) reject(e);
+      this.waiting.clear();
+      this.fail(e);
+      await this.closeClient();
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** What the server said it offers at `initialize` (resources, prompts); undefined when not connected. */
+  get capabilities(): ServerCapabilities | undefined {
+    return this.state === 'ready' ? this.client?.getServerCapabilities() : undefined;
+  }
+
+  private ready(): Client {
+    if (this.state !== 'ready' || !this.client) throw new Error(`the server is ${this.state}`);
+    return this.client;
+  }
+
+  /** One page of the server's resources (the MCP gateway offers them as they are, renamed). */
+  listResources(
+    cursor: string | undefined,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<ListResourcesResult> {
+    return this.ready().listResources(cursor ? { cursor } : {}, { timeout: timeoutMs, signal });
+  }
+
+  readResource(uri: string, timeoutMs: number, signal: AbortSignal): Promise<ReadResourceResult> {
+    return this.ready().readResource({ uri }, { timeout: timeoutMs, signal });
+  }
+
+  listPrompts(
+    cursor: string | undefined,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<ListPromptsResult> {
+    return this.ready().listPrompts(cursor ? { cursor } : {}, { timeout: timeoutMs, signal });
+  }
+
+  getPrompt(
+    name: string,
+    args: Record<string, string> | undefined,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<GetPromptResult> {
+    return this.ready().getPrompt(
+      { name, ...(args ? { arguments: args } : {}) },
+      { timeout: timeoutMs, signal },
+    );
   }
 
   private async closeClient(): Promise<void> {

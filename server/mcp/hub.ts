@@ -26,6 +26,15 @@ const RETRY_MS = 30_000;
 /** The same warning about the same server goes to the same audience at most this often. */
 const WARN_EVERY_MS = 60_000;
 
+/** A server as one user can reach it through the MCP gateway (server/gateway). */
+export interface UserServer {
+  config: McpServerConfig;
+  /** Undefined: a per-user server the user has no (usable) credential for yet. */
+  conn: McpConnection | undefined;
+  /** This server's tool-call limit. */
+  timeoutMs: number;
+}
+
 interface UserConnection {
   conn: McpConnection;
   lastUsed: number;
@@ -60,6 +69,7 @@ export class McpHub {
   private readonly pending = new PendingAuthorisations();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly changeListeners = new Set<() => void>();
 
   constructor(private readonly d: McpHubDeps) {
     this.cipher = d.settings.credentialsKey ? new CredentialCipher(d.settings.credentialsKey) : undefined;
@@ -129,7 +139,22 @@ export class McpHub {
       log: this.d.log,
       credential,
       authProvider: provider,
+      onTools: () => this.changed(),
     });
+  }
+
+  /**
+   * Tells `listener` whenever what users may be offered can have changed: a server was defined,
+   * replaced or deleted (here or, through the change feed, on another replica) or a server's tool
+   * list changed. Returns the unsubscribe.
+   */
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  private changed(): void {
+    for (const l of this.changeListeners) l();
   }
 
   private connectShared(s: McpServerConfig): void {
@@ -268,6 +293,31 @@ export class McpHub {
     return tools.length > 0 ? new ToolSession(tools, this.d.settings.resultLimit) : null;
   }
 
+  /**
+   * Every enabled server as this user reaches it (the MCP gateway): the shared connection, or the
+   * user's own (opened now if need be); `conn` undefined when they hold no credential for it.
+   */
+  async serversFor(principal: Principal): Promise<UserServer[]> {
+    const { user } = principal;
+    return Promise.all(
+      [...this.servers.values()]
+        .filter((s) => s.enabled)
+        .map(async (s) => {
+          let conn: McpConnection | undefined;
+          if (s.auth.type !== 'per_user') {
+            conn = this.shared.get(s.name);
+            await conn?.settled();
+          } else conn = await this.userConnection(s, user.id);
+          return { config: s, conn, timeoutMs: s.timeoutMs ?? this.d.settings.callTimeoutMs };
+        }),
+    );
+  }
+
+  /** Reports a server the gateway had to skip for this user, the same way injection does. */
+  skipped(server: string, message: string, audience: Audience): void {
+    this.warn(server, message, audience);
+  }
+
   private status(s: McpServerConfig): Record<string, unknown> {
     if (!s.enabled) return { state: 'disabled' };
     if (s.auth.type === 'per_user') {
@@ -333,6 +383,7 @@ export class McpHub {
     this.servers.set(name, config);
     this.connectShared(config);
     await this.shared.get(name)?.settled();
+    this.changed();
     return this.getServer(name);
   }
 
@@ -354,6 +405,7 @@ export class McpHub {
         this.servers.set(name, next);
         this.connectShared(next);
       } else this.servers.delete(name);
+      this.changed();
     }
   }
 
@@ -374,6 +426,7 @@ export class McpHub {
       this.servers.delete(name);
       await this.credentials.deleteServer(name);
     }
+    this.changed();
     return true;
   }
 
@@ -431,6 +484,7 @@ export class McpHub {
     const u = this.users.get(key);
     this.users.delete(key);
     await u?.conn.close();
+    this.changed();
   }
 
   /** Starts a user's OAuth authorisation: the URL to send their browser to, or null when already authorised. */

@@ -8,6 +8,8 @@ export interface McpSettings {
   readonly maxRounds: number;
   /** One tool call's limit, unless the server's config sets its own. */
   readonly callTimeoutMs: number;
+  /** One MCP gateway call's limit (`<bridge>/mcp`), unless the server's config sets its own. */
+  readonly gatewayCallTimeoutMs: number;
   /** Connecting to a server and listing its tools. */
   readonly connectTimeoutMs: number;
   /** How often tool lists are fetched again (besides `notifications/tools/list_changed`). */

@@ -18,6 +18,8 @@ export interface SpendCapability extends Capability {
   governance: Governance;
   alerts: AlertService;
   anomalies: AnomalyWatcher;
+  /** Per-user request windows; the MCP gateway counts its tool calls in them too. */
+  limiter: RateLimiter;
 }
 
 /**
@@ -77,6 +79,7 @@ export async function spendCapability(core: Core, identity: IdentityService): Pr
   const anomalies = new AnomalyWatcher(store, alerts, config.alerts, () => clock.now());
   return {
     prices,
+    limiter,
     budgets,
     governance,
     alerts,

@@ -1,5 +1,11 @@
 import type { User } from '../../shared/identity';
-import type { ApiName, Interception, InterceptionStatus, Page } from '../../shared/interception';
+import type {
+  ApiName,
+  GatewayToolCall,
+  Interception,
+  InterceptionStatus,
+  Page,
+} from '../../shared/interception';
 import type { BridgeEvent } from '../../shared/protocol';
 import type { Alert } from '../../shared/spend';
 import type { Audience } from '../core/audience';
@@ -36,6 +42,19 @@ export interface AccessLogEntry {
   /** Whose records: a user id, or null for everyone's. */
   subjectUserId: string | null;
   query: Record<string, string>;
+}
+
+/** Which MCP gateway calls to list (newest first). */
+export interface GatewayCallQuery {
+  userId?: string | undefined;
+  server?: string | undefined;
+  /** The called name (`<server>__<tool>`). */
+  name?: string | undefined;
+  /** Inclusive lower bound on `at`. */
+  since?: string | undefined;
+  /** Exclusive upper bound on `at`. */
+  until?: string | undefined;
+  limit: number;
 }
 
 export interface StoreHealth {
@@ -216,6 +235,10 @@ export interface Store {
   chainHead(): Promise<ChainHead>;
   /** Admins' reads of other users' records: themselves part of the audit trail. */
   appendAccessLog(entry: AccessLogEntry): Promise<void>;
+  /** Records one MCP gateway tool call; resolves once it is durable. */
+  appendGatewayCall(call: GatewayToolCall): Promise<void>;
+  /** MCP gateway tool calls, newest first. */
+  listGatewayCalls(query: GatewayCallQuery): Promise<GatewayToolCall[]>;
   /** Newest first. */
   listAccessLog(query: { since?: string | undefined; limit: number }): Promise<AccessLogEntry[]>;
 

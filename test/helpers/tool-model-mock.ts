@@ -24,7 +24,8 @@ export interface ModelView {
 /** What the mock model answers: some text, and calls of any tools it likes. */
 export interface ModelTurn {
   text?: string;
-  calls?: { name: string; input: Record<string, unknown> }[];
+  /** `namespace`: Responses only, a call of a tool inside a `namespace` tool (Codex offers MCP tools so). */
+  calls?: { name: string; input: Record<string, unknown>; namespace?: string }[];
 }
 
 export type Brain = (v: ModelView) => ModelTurn;
@@ -96,7 +97,9 @@ export function view(api: MockApi, body: Record<string, unknown>): ModelView {
       (it, i) => it.type === 'function_call' && input[i - 1]?.type !== 'function_call',
     ).length;
     for (let i = input.length - 1; i >= 0 && input[i]!.type === 'function_call_output'; i--) {
-      const text = String(input[i]!.output);
+      // A string, or (Codex, for MCP results) an array of content parts.
+      const output = input[i]!.output;
+      const text = typeof output === 'string' ? output : textOf(output);
       results.unshift({ id: String(input[i]!.call_id), text, isError: text.startsWith('Error:') });
     }
   }
@@ -408,6 +411,7 @@ export class ToolModelMock {
         id: `fc_${randomUUID().slice(0, 12)}`,
         call_id: `call_${randomUUID().slice(0, 12)}`,
         name: c.name,
+        ...(c.namespace ? { namespace: c.namespace } : {}),
         arguments: JSON.stringify(c.input),
         status: 'completed',
       });

@@ -74,7 +74,7 @@ describe('live events: GET /api/v1/events', function () {
     assert.equal(mine[0], 'interception.started');
     assert.ok(mine.includes('interception.progress'), `no progress in ${mine}`);
     assert.deepEqual(mine.slice(-2), ['tool.call', 'interception.ended']);
-    const call = await c.next('tool.call', (e) => e.interceptionId === id);
+    const call = await c.next('tool.call', (e) => 'interceptionId' in e && e.interceptionId === id);
     assert.equal(call.name, 'mcp__files__read_file');
     assert.equal(call.server, 'files');
     assert.equal(call.injected, false);

@@ -2,9 +2,15 @@ import assert from 'node:assert/strict';
 import { chainHash, GENESIS, verifyChain } from '../../server/core/chain';
 import type { KeyRecord } from '../../server/core/principal';
 import { ToolPolicy } from '../../server/policy/tool-policy';
-import type { AccessLogEntry, BudgetClaim, NewInterception, Store } from '../../server/store/types';
+import type {
+  AccessLogEntry,
+  BudgetClaim,
+  GatewayCallQuery,
+  NewInterception,
+  Store,
+} from '../../server/store/types';
 import type { User } from '../../shared/identity';
-import type { Interception } from '../../shared/interception';
+import type { GatewayToolCall, Interception } from '../../shared/interception';
 import type { Alert } from '../../shared/spend';
 
 /** A fresh, empty store of one kind, and how to open the same data again (a restart). */
@@ -687,6 +693,39 @@ export function storeContract(name: string, factory: StoreFactory): void {
         );
         await restart();
         assert.equal((await store.listAccessLog({ limit: 10 })).length, 6);
+      });
+
+      it('lists MCP gateway calls newest first, filtered by user, server, name and time', async () => {
+        const call = (n: number): GatewayToolCall => ({
+          id: `gwc_${n}`,
+          at: new Date(T0 + n * 1000).toISOString(),
+          userId: n % 2 === 0 ? 'usr_a' : 'usr_b',
+          userEmail: n % 2 === 0 ? 'a@example.com' : 'b@example.com',
+          team: null,
+          keyId: 'key_1',
+          client: 'claude-code',
+          sessionId: null,
+          name: n % 3 === 0 ? 'docs__search' : 'github__get_issue',
+          server: n % 3 === 0 ? 'docs' : 'github',
+          tool: n % 3 === 0 ? 'search' : 'get_issue',
+          input: { q: `n${n}` },
+          outcome: 'ok',
+          durationMs: n,
+          resultBytes: 10,
+          error: null,
+        });
+        for (let i = 0; i < 6; i++) await store.appendGatewayCall(call(i));
+        const ids = async (q: Partial<GatewayCallQuery>): Promise<string[]> =>
+          (await store.listGatewayCalls({ limit: 10, ...q })).map((c) => c.id);
+        assert.deepEqual(await store.listGatewayCalls({ limit: 2 }), [call(5), call(4)]);
+        assert.deepEqual(await ids({ userId: 'usr_a' }), ['gwc_4', 'gwc_2', 'gwc_0']);
+        assert.deepEqual(await ids({ server: 'docs' }), ['gwc_3', 'gwc_0']);
+        assert.deepEqual(await ids({ name: 'github__get_issue', since: call(2).at, until: call(5).at }), [
+          'gwc_4',
+          'gwc_2',
+        ]);
+        await restart();
+        assert.equal((await store.listGatewayCalls({ limit: 10 })).length, 6);
       });
     });
 

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import type { User } from '../../../shared/identity';
-import type { Interception, Page } from '../../../shared/interception';
+import type { GatewayToolCall, Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
 import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
@@ -24,6 +24,7 @@ import type {
   BudgetLedger,
   BudgetSettlement,
   DocKind,
+  GatewayCallQuery,
   InterceptionFilter,
   NewInterception,
   ReserveOutcome,
@@ -54,6 +55,8 @@ const RESULTS_KEPT = 200_000;
 
 /** Access-log entries kept in memory for listing. */
 const ACCESS_KEPT = 10_000;
+/** MCP gateway calls listed from memory (older ones stay in the journal on disk). */
+const GATEWAY_KEPT = 50_000;
 
 /** Newest records kept whole in memory. */
 const RECENT_KEPT = 2000;
@@ -95,6 +98,9 @@ export class EmbeddedStore implements Store {
   /** The newest records in full, so recent pages (what people look at) need no disk reads. */
   private readonly recent = new Map<number, Interception>();
   private readonly accessJournal: Journal;
+  private readonly gatewayJournal: Journal;
+  /** The newest MCP gateway calls, oldest first. */
+  private readonly gatewayCalls: GatewayToolCall[] = [];
   /** Tool results reported by later requests, by call id (the most recent RESULTS_KEPT). */
   private readonly results = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
   /** The newest access-log entries (older ones stay on disk). */
@@ -123,6 +129,10 @@ export class EmbeddedStore implements Store {
     this.touchFlushMs = opts.touchFlushMs ?? 5_000;
     this.accessJournal = new Journal({
       dir: path.join(opts.dataDir, 'access'),
+      ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+    });
+    this.gatewayJournal = new Journal({
+      dir: path.join(opts.dataDir, 'gateway-calls'),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
     });
   }
@@ -167,6 +177,7 @@ export class EmbeddedStore implements Store {
       this.accessLog.push(value as AccessLogEntry);
       if (this.accessLog.length > ACCESS_KEPT) this.accessLog.shift();
     });
+    await this.gatewayJournal.open((value) => this.keepGatewayCall(value as GatewayToolCall));
   }
 
   async close(): Promise<void> {
@@ -177,6 +188,7 @@ export class EmbeddedStore implements Store {
       await this.db.write();
     }
     await this.accessJournal.close();
+    await this.gatewayJournal.close();
   }
 
   async health(): Promise<StoreHealth> {
@@ -502,6 +514,30 @@ export class EmbeddedStore implements Store {
       const e = this.accessLog[i]!;
       if (q.since !== undefined && e.at < q.since) break;
       out.push(e);
+    }
+    return out;
+  }
+
+  private keepGatewayCall(call: GatewayToolCall): void {
+    this.gatewayCalls.push(call);
+    if (this.gatewayCalls.length > GATEWAY_KEPT) this.gatewayCalls.shift();
+  }
+
+  async appendGatewayCall(call: GatewayToolCall): Promise<void> {
+    await this.gatewayJournal.append(JSON.stringify(call));
+    this.keepGatewayCall(call);
+  }
+
+  async listGatewayCalls(q: GatewayCallQuery): Promise<GatewayToolCall[]> {
+    const out: GatewayToolCall[] = [];
+    for (let i = this.gatewayCalls.length - 1; i >= 0 && out.length < q.limit; i--) {
+      const c = this.gatewayCalls[i]!;
+      if (q.since !== undefined && c.at < q.since) break;
+      if (q.until !== undefined && c.at >= q.until) continue;
+      if (q.userId !== undefined && c.userId !== q.userId) continue;
+      if (q.server !== undefined && c.server !== q.server) continue;
+      if (q.name !== undefined && c.name !== q.name) continue;
+      out.push(c);
     }
     return out;
   }

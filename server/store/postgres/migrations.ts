@@ -169,6 +169,23 @@ INSERT INTO user_last_request (user_id, last_at)
   ON CONFLICT (user_id) DO NOTHING;
 `,
   },
+  {
+    version: 5,
+    name: 'MCP gateway tool calls',
+    sql: `
+-- One row per tool call made through the MCP gateway (<bridge>/mcp): they belong to no model request.
+CREATE TABLE mcp_gateway_calls (
+  pos bigserial PRIMARY KEY,
+  at timestamptz NOT NULL,
+  user_id text NOT NULL,
+  server text NOT NULL,
+  name text NOT NULL,
+  doc jsonb NOT NULL
+);
+CREATE INDEX mcp_gateway_calls_at ON mcp_gateway_calls (at);
+CREATE INDEX mcp_gateway_calls_user ON mcp_gateway_calls (user_id, at);
+`,
+  },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS.at(-1)!.version;

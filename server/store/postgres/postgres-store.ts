@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { User } from '../../../shared/identity';
-import type { Interception, Page } from '../../../shared/interception';
+import type { GatewayToolCall, Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
 import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
@@ -23,6 +23,7 @@ import type {
   BudgetLedger,
   BudgetSettlement,
   DocKind,
+  GatewayCallQuery,
   InterceptionFilter,
   NewInterception,
   ReserveOutcome,
@@ -539,6 +540,27 @@ export class PostgresStore implements Store {
 
   async appendAccessLog(entry: AccessLogEntry): Promise<void> {
     await this.query('INSERT INTO access_log (at, doc) VALUES ($1, $2)', [entry.at, JSON.stringify(entry)]);
+  }
+
+  async appendGatewayCall(call: GatewayToolCall): Promise<void> {
+    await this.query(
+      'INSERT INTO mcp_gateway_calls (at, user_id, server, name, doc) VALUES ($1, $2, $3, $4, $5)',
+      [call.at, call.userId, call.server, call.name, JSON.stringify(call)],
+    );
+  }
+
+  async listGatewayCalls(q: GatewayCallQuery): Promise<GatewayToolCall[]> {
+    const w = new Where();
+    if (q.since !== undefined) w.add('at >= $?::timestamptz', q.since);
+    if (q.until !== undefined) w.add('at < $?::timestamptz', q.until);
+    if (q.userId !== undefined) w.add('user_id = $?', q.userId);
+    if (q.server !== undefined) w.add('server = $?', q.server);
+    if (q.name !== undefined) w.add('name = $?', q.name);
+    const r = await this.query<{ doc: GatewayToolCall }>(
+      `SELECT doc FROM mcp_gateway_calls WHERE ${w.sql} ORDER BY at DESC, pos DESC LIMIT ${Math.max(0, Math.floor(q.limit))}`,
+      w.params,
+    );
+    return r.rows.map((x) => x.doc);
   }
 
   async listAccessLog(q: { since?: string | undefined; limit: number }): Promise<AccessLogEntry[]> {

@@ -1,0 +1,57 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { GatewayToolCall } from '../../shared/interception';
+import { toolInputPreview } from '../../shared/protocol';
+import type { Redaction, Redactor } from '../audit/redact';
+import type { EventBus } from '../events/bus';
+import type { Metrics } from '../metrics';
+import type { Store } from '../store/types';
+
+/**
+ * Where each MCP gateway call goes when it ends: the store (listed by `GET /api/v1/tool-calls`
+ * with `via: "gateway"`), the metrics, and a live `tool.call` event to the user, their team's
+ * admins and admins. The arguments are redacted before any of them sees them.
+ */
+export class GatewayCallLog {
+  constructor(
+    private readonly d: {
+      store: Store;
+      metrics: Metrics;
+      bus: EventBus;
+      log: FastifyBaseLogger;
+      redactor: Redactor;
+    },
+  ) {}
+
+  redact(input: unknown): unknown {
+    const found: Redaction[] = [];
+    return this.d.redactor.value(input, 'input', found);
+  }
+
+  /** Records a finished call; the store write runs beside the response, a failure is logged. */
+  record(call: GatewayToolCall): Promise<void> {
+    this.d.metrics.gatewayCalls.inc({ server: call.server, outcome: call.outcome });
+    this.d.bus.publish(
+      {
+        type: 'tool.call',
+        via: 'gateway',
+        at: call.at,
+        callId: call.id,
+        name: call.name,
+        server: call.server,
+        injected: false,
+        inputPreview: toolInputPreview(call.input),
+        userId: call.userId,
+        userEmail: call.userEmail,
+        team: call.team,
+        client: call.client,
+        sessionId: call.sessionId,
+        outcome: call.outcome,
+        durationMs: call.durationMs,
+      },
+      { userId: call.userId, team: call.team },
+    );
+    return this.d.store.appendGatewayCall(call).catch((err: unknown) => {
+      this.d.log.error({ err, callId: call.id }, 'mcp gateway: the call record was not stored');
+    });
+  }
+}

@@ -1,0 +1,46 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { Redactor } from '../audit/redact';
+import type { Core } from '../capability';
+import type { Authenticator } from '../identity/auth';
+import type { McpHub } from '../mcp/hub';
+import type { RateLimiter } from '../spend/rate-limits';
+import { GatewayCallLog } from './call-log';
+import { gatewayRoutes } from './gateway-routes';
+import { InFlightCalls } from './gateway-server';
+
+export interface GatewayCapability {
+  /** `/mcp` and its RFC 9728 metadata, registered beside the provider routes (outside `/api`). */
+  plugin: FastifyPluginAsync;
+  /** Calls running on this replica (tests check that cancelled ones are gone). */
+  inFlight: InFlightCalls;
+}
+
+/** The MCP gateway (docs/mcp.md#the-mcp-gateway): the central MCP servers as one MCP server per user. */
+export function gatewayCapability(
+  core: Core,
+  d: { auth: Authenticator; hub: McpHub; limiter: Pick<RateLimiter, 'admit' | 'settle'> },
+): GatewayCapability {
+  const { config, store, metrics, bus, log, clock } = core;
+  const inFlight = new InFlightCalls((n) => metrics.gatewayInFlight.set(n));
+  const callLog = new GatewayCallLog({
+    store,
+    metrics,
+    bus,
+    log,
+    redactor: new Redactor(config.redactPatterns),
+  });
+  return {
+    inFlight,
+    plugin: gatewayRoutes({
+      auth: d.auth,
+      limiter: d.limiter,
+      hub: d.hub,
+      log: callLog,
+      inFlight,
+      callTimeoutMs: config.mcp.gatewayCallTimeoutMs,
+      now: () => clock.now(),
+      publicUrl: config.mcp.publicUrl,
+      maxJsonDepth: config.limits.maxJsonDepth,
+    }),
+  };
+}

@@ -1,0 +1,278 @@
+import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { BridgeError, fromFastifyError } from '../errors';
+import { principalOf } from '../http/access';
+import { assertJsonDepth } from '../http/json-depth';
+import type { Authenticator } from '../identity/auth';
+import { authenticateFirst } from '../proxy/authenticate-first';
+import type { RateLimiter } from '../spend/rate-limits';
+import { type GatewayServerDeps, gatewayServer } from './gateway-server';
+import { type GatewaySession, newSessionId, readSessionId } from './session-id';
+
+export const GATEWAY_PATH = '/mcp';
+export const RESOURCE_METADATA_PATH = '/.well-known/oauth-protected-resource';
+/** Largest JSON-RPC message body the gateway reads (arguments included). */
+export const GATEWAY_BODY_LIMIT = 4 * 1024 * 1024;
+/** Notification streams (GET /mcp) one user may hold open on one replica. */
+const STREAMS_PER_USER = 16;
+
+export interface GatewayRouteDeps extends GatewayServerDeps {
+  auth: Authenticator;
+  limiter: Pick<RateLimiter, 'admit' | 'settle'>;
+  /** AIBRIDGE_PUBLIC_URL, else each request's own origin. */
+  publicUrl: string | undefined;
+  /** Deepest JSON nesting accepted in a message (AIBRIDGE_MAX_JSON_DEPTH). */
+  maxJsonDepth: number;
+}
+
+interface JsonRpcMessage {
+  jsonrpc?: unknown;
+  method?: unknown;
+  id?: unknown;
+  params?: unknown;
+}
+
+function originOf(req: FastifyRequest, publicUrl: string | undefined): string {
+  return publicUrl ?? `${req.protocol}://${req.host}`;
+}
+
+/** A JSON-RPC error as the whole HTTP answer (the request never reached an MCP server). */
+function rpcError(reply: FastifyReply, status: number, code: number, message: string): FastifyReply {
+  return reply
+    .code(status)
+    .type('application/json')
+    .send({ jsonrpc: '2.0', id: null, error: { code, message } });
+}
+
+function messagesOf(body: unknown): JsonRpcMessage[] {
+  const list = Array.isArray(body) ? body : [body];
+  return list.filter((m): m is JsonRpcMessage => typeof m === 'object' && m !== null);
+}
+
+function webHeaders(req: FastifyRequest): Headers {
+  const h = new Headers();
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v === undefined || k.startsWith(':')) continue;
+    for (const one of Array.isArray(v) ? v : [v]) h.append(k, one);
+  }
+  return h;
+}
+
+/** Writes a web `Response` (an SSE stream or JSON) to the client, as it comes, until either side ends. */
+async function relay(res: Response, raw: ServerResponse): Promise<void> {
+  const headers: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    headers[k] = v;
+  });
+  raw.writeHead(res.status, headers);
+  if (!res.body) {
+    raw.end();
+    return;
+  }
+  const reader = res.body.getReader();
+  raw.once('close', () => void reader.cancel().catch(() => undefined));
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!raw.write(value)) await new Promise<void>((r) => raw.once('drain', r).once('close', r));
+      if (raw.destroyed) break;
+    }
+  } finally {
+    raw.end();
+  }
+}
+
+/**
+ * The MCP gateway (docs/mcp.md#the-mcp-gateway): `POST|GET|DELETE /mcp`, a Streamable HTTP MCP
+ * server, authenticated with the user's bridge key before the body is read, and its RFC 9728
+ * metadata. Stateless: every request gets a fresh SDK transport and server, so any replica can
+ * serve any request of a session; what a session remembers (its client) travels in its id.
+ * Notification streams (GET) live on the replica that holds them, and each replica notifies its
+ * own when servers change (the change feed reloads them everywhere).
+ */
+export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
+  return async (app) => {
+    const streams = new Map<string, Set<Server>>();
+    const unsubscribe = d.hub.onChange(() => {
+      for (const set of streams.values())
+        for (const s of set) {
+          void s.sendToolListChanged().catch(() => undefined);
+          void s.sendResourceListChanged().catch(() => undefined);
+          void s.sendPromptListChanged().catch(() => undefined);
+        }
+    });
+    app.addHook('onClose', async () => {
+      unsubscribe();
+      await Promise.all([...streams.values()].flatMap((set) => [...set].map((s) => s.close())));
+    });
+
+    const metadata = async (req: FastifyRequest) => ({
+      resource: `${originOf(req, d.publicUrl)}${GATEWAY_PATH}`,
+      // The bridge is no OAuth authorisation server and accepts only its own keys: none to name.
+      authorization_servers: [],
+      bearer_methods_supported: ['header'],
+      resource_name: 'AI Bridge MCP gateway',
+      resource_documentation: `${originOf(req, d.publicUrl)}/admin`,
+    });
+    app.get(RESOURCE_METADATA_PATH, { config: { access: 'public' } }, metadata);
+    app.get(`${RESOURCE_METADATA_PATH}${GATEWAY_PATH}`, { config: { access: 'public' } }, metadata);
+
+    await app.register(async (mcp) => {
+      const first = authenticateFirst(d.auth, GATEWAY_PATH);
+      mcp.addHook('onRequest', async (req, reply) => {
+        try {
+          await first(req, reply);
+        } catch (err) {
+          if (err instanceof BridgeError && err.status === 401)
+            reply.header(
+              'www-authenticate',
+              `Bearer resource_metadata="${originOf(req, d.publicUrl)}${RESOURCE_METADATA_PATH}"`,
+            );
+          throw err;
+        }
+      });
+      // The body is JSON-RPC: parsed here, so a malformed one gets the JSON-RPC parse error.
+      mcp.removeAllContentTypeParsers();
+      mcp.addContentTypeParser(
+        '*',
+        { parseAs: 'buffer', bodyLimit: GATEWAY_BODY_LIMIT },
+        (_req, body, done) => done(null, body),
+      );
+      mcp.setErrorHandler((err, req, reply) => {
+        const e = fromFastifyError(err);
+        if (e.code === 'internal_error') req.log.error({ err }, 'mcp gateway: request failed');
+        reply.headers(e.headers);
+        // Refusals of the key keep the bridge's error shape; the rest answer as JSON-RPC.
+        if (e.status === 401 || e.status === 403) return reply.code(e.status).send(e.toBody());
+        const code =
+          e.code === 'body_too_large' || e.code === 'rate_limited'
+            ? ErrorCode.InvalidRequest
+            : ErrorCode.InternalError;
+        return rpcError(reply, e.status, code, e.message);
+      });
+
+      const config = { access: 'member' as const };
+      const handle = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+        const principal = principalOf(req);
+        let body: unknown;
+        if (req.method === 'POST') {
+          const raw = req.body as Buffer | undefined;
+          try {
+            // Nesting is bounded as for model requests: the SDK's validation recurses through it.
+            if (raw) assertJsonDepth(raw, d.maxJsonDepth);
+            body = JSON.parse(raw?.toString('utf8') ?? '');
+          } catch (err) {
+            const why = err instanceof BridgeError ? err.message : 'the body is not JSON';
+            rpcError(reply, 400, ErrorCode.ParseError, `Parse error: ${why}`);
+            return;
+          }
+        }
+        const messages = messagesOf(body);
+        let session: GatewaySession | undefined;
+        const header = req.headers['mcp-session-id'];
+        const init = messages.find((m) => m.method === 'initialize');
+        if (init) {
+          const info = (init.params as { clientInfo?: { name?: unknown; version?: unknown } } | undefined)
+            ?.clientInfo;
+          const name = typeof info?.name === 'string' && info.name ? info.name : 'unknown';
+          session = newSessionId(principal.user.id, name);
+          reply.raw.setHeader('mcp-session-id', session.id);
+        } else if (typeof header === 'string') {
+          session = readSessionId(header);
+          // Another user's session, or one this gateway never issued: the spec's "start again".
+          if (!session || session.userId !== principal.user.id) {
+            rpcError(reply, 404, ErrorCode.InvalidRequest, 'Session not found: initialize again.');
+            return;
+          }
+        }
+        if (req.method === 'DELETE') {
+          // Nothing is kept per session, so there is nothing to forget.
+          reply.code(204).send();
+          return;
+        }
+
+        // Each tool call counts against the user's rate limits like a model request does.
+        const calls = messages.filter((m) => m.method === 'tools/call');
+        const admitted: string[] = [];
+        try {
+          for (const _ of calls) {
+            const id = `gwr_${randomUUID()}`;
+            d.limiter.admit(id, principal);
+            admitted.push(id);
+          }
+        } catch (err) {
+          for (const id of admitted) d.limiter.settle(id, 0);
+          throw err;
+        }
+
+        let held: Set<Server> | undefined;
+        if (req.method === 'GET') {
+          held = streams.get(principal.user.id) ?? new Set();
+          if (held.size >= STREAMS_PER_USER)
+            throw new BridgeError(
+              'rate_limited',
+              `At most ${STREAMS_PER_USER} open MCP notification streams per user on one replica.`,
+              { headers: { 'retry-after': '30' } },
+            );
+          streams.set(principal.user.id, held);
+        }
+
+        const gone = new AbortController();
+        reply.raw.once('close', () => gone.abort());
+        const server = gatewayServer(d, {
+          principal,
+          client: session?.client ?? 'unknown',
+          sessionId: session?.id ?? null,
+          gone: gone.signal,
+          origin: originOf(req, d.publicUrl),
+        });
+        const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+        reply.hijack();
+        if (held) {
+          const set = held;
+          set.add(server);
+          reply.raw.once('close', () => {
+            set.delete(server);
+            if (set.size === 0 && streams.get(principal.user.id) === set) streams.delete(principal.user.id);
+          });
+        }
+        reply.raw.once('close', () => {
+          for (const id of admitted) d.limiter.settle(id, 0);
+          void transport.close().catch(() => undefined);
+          void server.close().catch(() => undefined);
+        });
+        try {
+          await server.connect(transport);
+          // fastify has read the body already: the SDK gets it parsed, and a Request without one.
+          const webReq = new Request(`${originOf(req, undefined)}${req.url}`, {
+            method: req.method,
+            headers: webHeaders(req),
+            signal: gone.signal,
+          });
+          const res = await transport.handleRequest(webReq, body === undefined ? {} : { parsedBody: body });
+          await relay(res, reply.raw);
+        } catch (err) {
+          req.log.error({ err }, 'mcp gateway: the request failed');
+          if (!reply.raw.headersSent) {
+            reply.raw.writeHead(500, { 'content-type': 'application/json' });
+            reply.raw.end(
+              JSON.stringify({
+                jsonrpc: '2.0',
+                id: null,
+                error: { code: ErrorCode.InternalError, message: 'Internal error' },
+              }),
+            );
+          } else reply.raw.end();
+        }
+      };
+      mcp.post(GATEWAY_PATH, { config }, handle);
+      mcp.get(GATEWAY_PATH, { config }, handle);
+      mcp.delete(GATEWAY_PATH, { config }, handle);
+    });
+  };
+}

@@ -1,0 +1,292 @@
+import { randomUUID } from 'node:crypto';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import {
+  CallToolRequestSchema,
+  type CallToolResult,
+  CancelledNotificationSchema,
+  ErrorCode,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  type Prompt,
+  ReadResourceRequestSchema,
+  type Resource,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { GatewayToolCall } from '../../shared/interception';
+import type { Principal } from '../core/principal';
+import type { McpConnection } from '../mcp/connection';
+import type { McpHub, UserServer } from '../mcp/hub';
+import type { GatewayCallLog } from './call-log';
+import { CONNECT_TOOL, connectAdvice, gatewayName, resourceUri, splitName, splitResourceUri } from './names';
+
+const VERSION = '0.1.0';
+/** Pages of resources or prompts read from one server per list, at most. */
+const MAX_PAGES = 20;
+
+/** Calls in flight on this replica, so a `notifications/cancelled` (its own POST) finds its call. */
+export class InFlightCalls {
+  private readonly calls = new Map<string, AbortController>();
+
+  /** `onSize`: told the number of calls running whenever it changes (a gauge). */
+  constructor(private readonly onSize: (n: number) => void = () => undefined) {}
+
+  private key(userId: string, sessionId: string | null, requestId: string | number): string {
+    return `${userId}\0${sessionId ?? ''}\0${typeof requestId}:${requestId}`;
+  }
+
+  add(userId: string, sessionId: string | null, requestId: string | number, c: AbortController): () => void {
+    const k = this.key(userId, sessionId, requestId);
+    this.calls.set(k, c);
+    this.onSize(this.calls.size);
+    return () => {
+      if (this.calls.get(k) === c) this.calls.delete(k);
+      this.onSize(this.calls.size);
+    };
+  }
+
+  cancel(userId: string, sessionId: string | null, requestId: string | number, reason: string): void {
+    this.calls.get(this.key(userId, sessionId, requestId))?.abort(new CancelledError(reason));
+  }
+
+  get size(): number {
+    return this.calls.size;
+  }
+}
+
+/**
+ * An error the SDK answers as a JSON-RPC error with this code and message. Not an `McpError`,
+ * whose message starts `MCP error <code>:`, which the client's SDK would then prefix again.
+ */
+function rpcFailure(code: number, message: string): Error & { code: number } {
+  return Object.assign(new Error(message), { code });
+}
+
+class CancelledError extends Error {
+  override readonly name = 'CancelledError';
+}
+
+export interface GatewayServerDeps {
+  hub: McpHub;
+  log: GatewayCallLog;
+  inFlight: InFlightCalls;
+  /** A gateway call's limit when the server sets none (AIBRIDGE_MCP_GATEWAY_CALL_TIMEOUT_MS). */
+  callTimeoutMs: number;
+  now: () => number;
+}
+
+/** Who is asking, through which client and session: one HTTP request's worth of context. */
+export interface GatewayCaller {
+  principal: Principal;
+  client: string;
+  sessionId: string | null;
+  /** Aborts when the HTTP request carrying a call goes away. */
+  gone: AbortSignal;
+  /** The bridge's address as the user reaches it (AIBRIDGE_PUBLIC_URL, else the request's). */
+  origin: string;
+}
+
+/**
+ * One MCP server (the SDK's low-level `Server`) answering one HTTP request for one user: the tools,
+ * resources and prompts of every central server this user may use, under `<server>__` names, each
+ * call run on the user's own connection. Built fresh per request (stateless, docs/mcp.md).
+ */
+export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Server {
+  const server = new Server(
+    { name: 'aibridge', version: VERSION },
+    {
+      capabilities: {
+        tools: { listChanged: true },
+        resources: { listChanged: true },
+        prompts: { listChanged: true },
+      },
+      instructions:
+        "The organisation's approved MCP servers, through AI Bridge. Tools are named <server>__<tool>; every call is audited.",
+    },
+  );
+  const { principal } = caller;
+  const audience = { userId: principal.user.id, team: principal.user.team };
+  const servers = (): Promise<UserServer[]> => d.hub.serversFor(principal);
+  const ready = (list: UserServer[]): { s: UserServer; conn: McpConnection }[] => {
+    const out: { s: UserServer; conn: McpConnection }[] = [];
+    for (const s of list) {
+      if (!s.conn) continue;
+      if (s.conn.state !== 'ready') {
+        d.hub.skipped(s.config.name, s.conn.lastError ?? `the server is ${s.conn.state}`, audience);
+        continue;
+      }
+      out.push({ s, conn: s.conn });
+    }
+    return out;
+  };
+
+  // Cancellations arrive in their own POST, often to a fresh server: the registry finds the call.
+  server.setNotificationHandler(CancelledNotificationSchema, async (n) => {
+    if (n.params.requestId === undefined) return;
+    d.inFlight.cancel(
+      principal.user.id,
+      caller.sessionId,
+      n.params.requestId,
+      n.params.reason ?? 'cancelled',
+    );
+  });
+
+  server.setRequestHandler(ListToolsRequestSchema, async () => {
+    const list = await servers();
+    const tools: Tool[] = [];
+    for (const s of list) {
+      if (s.config.auth.type === 'per_user' && !s.conn) {
+        tools.push({
+          name: gatewayName(s.config.name, CONNECT_TOOL),
+          description: `Connect your own account for ${s.config.name}${s.config.description ? ` (${s.config.description})` : ''} to use its tools: call this for the link.`,
+          inputSchema: { type: 'object', properties: {} },
+        });
+      }
+    }
+    for (const { s, conn } of ready(list))
+      for (const t of conn.tools) tools.push({ ...t, name: gatewayName(s.config.name, t.name) });
+    return { tools };
+  });
+
+  server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
+    const started = d.now();
+    const name = req.params.name;
+    const parts = splitName(name);
+    const list = parts ? await servers() : [];
+    const s = parts ? list.find((x) => x.config.name === parts.server) : undefined;
+    if (!parts || !s) throw rpcFailure(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+    const args = req.params.arguments ?? {};
+    const record = (o: Pick<GatewayToolCall, 'outcome' | 'error'> & { result?: unknown }): void => {
+      void d.log.record({
+        id: `gwc_${randomUUID()}`,
+        at: new Date(started).toISOString(),
+        userId: principal.user.id,
+        userEmail: principal.user.email,
+        team: principal.user.team,
+        keyId: principal.key.id,
+        client: caller.client,
+        sessionId: caller.sessionId,
+        name,
+        server: parts.server,
+        tool: parts.tool,
+        input: d.log.redact(args),
+        outcome: o.outcome,
+        durationMs: Math.max(0, d.now() - started),
+        resultBytes: o.result === undefined ? 0 : Buffer.byteLength(JSON.stringify(o.result)),
+        error: o.error,
+      });
+    };
+
+    if (s.config.auth.type === 'per_user' && !s.conn) {
+      const link = s.config.auth.oauth
+        ? await d.hub
+            .startOAuth(s.config.name, principal.user.id, caller.origin)
+            .then((r) => r.authorizationUrl)
+            .catch(() => null)
+        : null;
+      const result: CallToolResult = {
+        isError: true,
+        content: [{ type: 'text', text: connectAdvice(s.config, caller.origin, link) }],
+      };
+      record({ outcome: 'no_credential', error: 'no credential for this server', result });
+      return result;
+    }
+    const conn = s.conn;
+    const tool = conn?.state === 'ready' ? conn.tools.find((t) => t.name === parts.tool) : undefined;
+    if (conn && conn.state !== 'ready') {
+      const why = conn.lastError ?? `the server is ${conn.state}`;
+      record({ outcome: 'error', error: why });
+      throw rpcFailure(ErrorCode.InternalError, `${parts.server} is unavailable: ${why}`);
+    }
+    // Not offered to this user (denied by the server's patterns, or no such tool): as if unknown.
+    if (!conn || !tool) throw rpcFailure(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+
+    const limitMs = s.config.timeoutMs ?? d.callTimeoutMs;
+    const abort = new AbortController();
+    const forget = d.inFlight.add(principal.user.id, caller.sessionId, extra.requestId, abort);
+    const signal = AbortSignal.any([abort.signal, extra.signal, caller.gone]);
+    try {
+      const result = await conn.call(parts.tool, args, limitMs, signal);
+      record({ outcome: 'ok', error: null, result });
+      return result;
+    } catch (err) {
+      if (signal.aborted) {
+        record({ outcome: 'cancelled', error: 'cancelled by the client' });
+        throw rpcFailure(ErrorCode.ConnectionClosed, 'The call was cancelled.');
+      }
+      if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) {
+        record({ outcome: 'timeout', error: err.message });
+        throw rpcFailure(ErrorCode.RequestTimeout, `${parts.server} did not answer within ${limitMs} ms.`);
+      }
+      const message = err instanceof Error ? err.message : String(err);
+      record({ outcome: 'error', error: message.slice(0, 300) });
+      // The server's own JSON-RPC error (invalid params, ...) passes through; anything else is ours.
+      if (err instanceof McpError && err.code !== ErrorCode.ConnectionClosed)
+        throw rpcFailure(err.code, err.message.replace(/^MCP error -?\d+: /, ''));
+      throw rpcFailure(ErrorCode.InternalError, `${parts.server} failed: ${message}`);
+    } finally {
+      forget();
+    }
+  });
+
+  server.setRequestHandler(ListResourcesRequestSchema, async (_req, extra) => {
+    const resources: Resource[] = [];
+    for (const { s, conn } of ready(await servers())) {
+      if (!conn.capabilities?.resources) continue;
+      let cursor: string | undefined;
+      for (let page = 0; page < MAX_PAGES; page++) {
+        const r = await conn.listResources(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
+        if (!r) break;
+        for (const x of r.resources)
+          resources.push({
+            ...x,
+            uri: resourceUri(s.config.name, x.uri),
+            name: gatewayName(s.config.name, x.name),
+          });
+        cursor = r.nextCursor;
+        if (!cursor) break;
+      }
+    }
+    return { resources };
+  });
+
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({ resourceTemplates: [] }));
+
+  server.setRequestHandler(ReadResourceRequestSchema, async (req, extra) => {
+    const parts = splitResourceUri(req.params.uri);
+    const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
+    if (!parts || !s?.conn.capabilities?.resources)
+      throw rpcFailure(ErrorCode.InvalidParams, `Unknown resource: ${req.params.uri}`);
+    const r = await s.conn.readResource(parts.uri, s.s.timeoutMs, extra.signal);
+    return { ...r, contents: r.contents.map((c) => ({ ...c, uri: resourceUri(parts.server, c.uri) })) };
+  });
+
+  server.setRequestHandler(ListPromptsRequestSchema, async (_req, extra) => {
+    const prompts: Prompt[] = [];
+    for (const { s, conn } of ready(await servers())) {
+      if (!conn.capabilities?.prompts) continue;
+      let cursor: string | undefined;
+      for (let page = 0; page < MAX_PAGES; page++) {
+        const r = await conn.listPrompts(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
+        if (!r) break;
+        for (const p of r.prompts) prompts.push({ ...p, name: gatewayName(s.config.name, p.name) });
+        cursor = r.nextCursor;
+        if (!cursor) break;
+      }
+    }
+    return { prompts };
+  });
+
+  server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
+    const parts = splitName(req.params.name);
+    const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
+    if (!parts || !s?.conn.capabilities?.prompts)
+      throw rpcFailure(ErrorCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
+    return s.conn.getPrompt(parts.tool, req.params.arguments, s.s.timeoutMs, extra.signal);
+  });
+
+  return server;
+}
