@@ -8,6 +8,7 @@ import { LiveConnection, type LiveState } from './live';
 import { AuditPage } from './pages/audit';
 import { BudgetsPage } from './pages/budgets';
 import { EngagementPage } from './pages/engagement';
+import { GovernancePage } from './pages/governance';
 import { KeysPage } from './pages/keys';
 import { McpPage } from './pages/mcp';
 import { OverviewPage } from './pages/overview';
@@ -28,6 +29,7 @@ const ROUTES: Route[] = [
   { id: 'keys', title: 'My keys', admin: false },
   { id: 'engagement', title: 'Engagement', admin: true },
   { id: 'budgets', title: 'Budgets & alerts', admin: true },
+  { id: 'governance', title: 'Governance', admin: true },
   { id: 'audit', title: 'Audit', admin: null },
   { id: 'sessions', title: 'Sessions', admin: null },
   { id: 'mcp', title: 'MCP & prices', admin: true },
@@ -124,6 +126,7 @@ export function App() {
         {route.id === 'keys' && <KeysPage me={me} />}
         {route.id === 'engagement' && <EngagementPage />}
         {route.id === 'budgets' && <BudgetsPage ended={ended} />}
+        {route.id === 'governance' && <GovernancePage />}
         {route.id === 'audit' && <AuditPage me={me} />}
         {route.id === 'sessions' && <SessionsPage />}
         {route.id === 'mcp' && <McpPage />}

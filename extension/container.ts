@@ -79,6 +79,7 @@ export class Container implements vscode.Disposable {
     this.tree = this.track(new AuditTree(this.model));
     this.detail = this.track(new DetailPanel(this.model));
     this.track(this.session.onDidChange((s) => this.onSession(s)));
+    this.track(this.model.onDidChange((c) => c === 'policy' && this.notifyPolicy()));
     this.track(vscode.workspace.onDidChangeConfiguration((e) => this.onConfig(e)));
     this.track(vscode.workspace.onDidGrantWorkspaceTrust(() => this.prepareAgents()));
     this.track(vscode.workspace.onDidChangeWorkspaceFolders(() => this.prepareAgents()));
@@ -354,6 +355,19 @@ export class Container implements vscode.Disposable {
     } else if (state.status === 'error' && state.needsSignIn) {
       void this.signedOutByBridge(state.message);
     }
+  }
+
+  /** A rule denied a tool call the model asked this user's agent to run: say what and why, once. */
+  private notifyPolicy(): void {
+    const p = this.model.lastPolicy;
+    if (!p || p.action !== 'deny') return;
+    const what = p.summary.trim() || p.tool;
+    this.log.warn(`blocked ${p.tool}: ${what} (rule ${p.rule}, interception ${p.interceptionId})`);
+    void vscode.window
+      .showWarningMessage(`AI Bridge blocked: ${what} (${p.rule})`, 'Show in Audit View')
+      .then((pick) => {
+        if (pick) void vscode.commands.executeCommand(COMMANDS.openInterception, p.interceptionId);
+      });
   }
 
   private async askToSignInAgain(why: string): Promise<void> {

@@ -1,17 +1,19 @@
 import { useState } from 'preact/hooks';
-import type { Alert, BudgetAction, BudgetScope, BudgetStatus, Period } from '../../shared/spend';
+import type { Alert, AnyBudgetStatus, BudgetAction, BudgetScope, Period } from '../../shared/spend';
 import { api } from '../api';
 import { tokens, usd, when } from '../format';
 import { Bar, ErrorNote, Field, Section, Select, useLoad } from '../ui';
 
-type Budget = BudgetStatus & { label: string };
+type Budget = AnyBudgetStatus & { label: string };
+/** `session`: a cap on one agent session's cost (docs/spend.md), for every session or a user's or team's. */
+type Scope = BudgetScope | 'session';
 
-const SCOPES = ['org', 'team', 'user'] as const;
+const SCOPES = ['org', 'team', 'user', 'session'] as const;
 const PERIODS = ['day', 'week', 'month'] as const;
 const ACTIONS = ['alert', 'block'] as const;
 
 interface Draft {
-  scope: BudgetScope;
+  scope: Scope;
   subject: string;
   period: Period;
   limitUsd: string;
@@ -31,8 +33,8 @@ const EMPTY: Draft = {
 function draftOf(b: Budget): Draft {
   return {
     scope: b.scope,
-    subject: b.scope === 'org' ? '' : b.label,
-    period: b.period,
+    subject: b.scope === 'org' || (b.scope === 'session' && b.subject === '*') ? '' : b.label,
+    period: b.period === 'session' ? 'month' : b.period,
     limitUsd: String(b.limitUsd),
     action: b.action,
     thresholds: b.thresholds.join(', '),
@@ -64,8 +66,8 @@ function BudgetForm({
     try {
       await api('PUT', '/api/v1/budgets', {
         scope: draft.scope,
-        ...(draft.scope !== 'org' ? { subject: draft.subject } : {}),
-        period: draft.period,
+        ...(draft.scope !== 'org' && draft.subject.trim() !== '' ? { subject: draft.subject.trim() } : {}),
+        ...(draft.scope === 'session' ? {} : { period: draft.period }),
         limitUsd: Number(draft.limitUsd),
         action: draft.action,
         ...(thresholds.length > 0 ? { thresholds } : {}),
@@ -79,7 +81,14 @@ function BudgetForm({
   return (
     <form class="inline-form" onSubmit={submit} data-testid="budget-form">
       <Select label="Scope" name="scope" value={draft.scope} options={SCOPES} onChange={set('scope')} />
-      {draft.scope !== 'org' ? (
+      {draft.scope === 'session' ? (
+        <Field
+          label="User email or team (blank: every session)"
+          name="subject"
+          value={draft.subject}
+          onInput={set('subject')}
+        />
+      ) : draft.scope !== 'org' ? (
         <Field
           label={draft.scope === 'user' ? 'User email' : 'Team'}
           name="subject"
@@ -88,7 +97,15 @@ function BudgetForm({
           required
         />
       ) : null}
-      <Select label="Period" name="period" value={draft.period} options={PERIODS} onChange={set('period')} />
+      {draft.scope === 'session' ? null : (
+        <Select
+          label="Period"
+          name="period"
+          value={draft.period}
+          options={PERIODS}
+          onChange={set('period')}
+        />
+      )}
       <Field
         label="Limit (USD)"
         name="limitUsd"
@@ -118,7 +135,8 @@ export function BudgetsPage({ ended }: { ended: number }) {
   const [draft, setDraft] = useState<Draft>(EMPTY);
   const [error, setError] = useState<unknown>(undefined);
   const remove = async (b: Budget): Promise<void> => {
-    if (!window.confirm(`Delete the ${b.period}ly ${b.scope} budget for ${b.label}?`)) return;
+    const what = b.period === 'session' ? 'session cap' : `${b.period}ly ${b.scope} budget`;
+    if (!window.confirm(`Delete the ${what} for ${b.label}?`)) return;
     try {
       await api('DELETE', `/api/v1/budgets/${encodeURIComponent(b.id)}`);
       budgets.reload();

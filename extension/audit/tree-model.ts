@@ -67,6 +67,8 @@ function statusIcon(item: InterceptionItem): string {
     case 'running':
       return 'sync~spin';
     case 'ok':
+      if (item.toolCalls.some((c) => c.policy?.action === 'deny')) return 'shield';
+      if (item.cacheBreak) return 'warning';
       return item.toolCalls.length > 0 ? 'tools' : 'comment-discussion';
     case 'error':
       return 'error';
@@ -77,7 +79,10 @@ function statusIcon(item: InterceptionItem): string {
 
 export function toolCallDescription(c: ToolCallItem): string {
   const where = c.server ? `MCP ${c.server}` : 'client tool';
-  return `${where} · ${c.injected ? 'injected' : 'not injected'} · ${c.inputPreview}`;
+  const policy = c.policy
+    ? `${c.policy.action === 'deny' ? 'BLOCKED' : 'FLAGGED'} (${c.policy.rule}) · `
+    : '';
+  return `${policy}${where} · ${c.injected ? 'injected' : 'not injected'} · ${c.inputPreview}`;
 }
 
 function toolNode(item: InterceptionItem, c: ToolCallItem, o: TreeOptions): TreeNode {
@@ -95,13 +100,16 @@ function toolNode(item: InterceptionItem, c: ToolCallItem, o: TreeOptions): Tree
       '',
       `server: ${c.server !== null ? md(c.server) : '(none: a client tool)'}  `,
       `injected by the bridge: ${c.injected ? 'yes' : 'no'}  `,
+      c.policy
+        ? `policy: ${c.policy.action === 'deny' ? 'blocked' : 'flagged'} by rule ${md(c.policy.rule)}  `
+        : '',
       `at: ${md(c.at)}`,
       '',
       '```json',
       c.inputPreview.replace(/```/g, '`\u200b``'),
       '```',
     ].join('\n'),
-    icon: c.injected ? 'plug' : 'tools',
+    icon: c.policy?.action === 'deny' ? 'shield' : c.policy ? 'eye' : c.injected ? 'plug' : 'tools',
     children: [],
   };
 }
@@ -112,6 +120,7 @@ export function interceptionDescription(item: InterceptionItem, now: number): st
   if (item.status !== 'running') parts.push(formatCost(item.priceKnown ? item.costUsd : null));
   else parts.push('running');
   if (item.status === 'error' || item.status === 'client_aborted') parts.push(item.status.replace('_', ' '));
+  if (item.cacheBreak) parts.push(`cache break: ${item.cacheBreak.cause.replace('_', ' ')}`);
   if (item.startedAt) parts.push(formatAge(item.startedAt, now));
   return parts.join(' · ');
 }
@@ -138,6 +147,9 @@ export function buildTree(items: readonly InterceptionItem[], o: TreeOptions): T
       `tokens: input ${item.usage.input}, output ${item.usage.output}, cache read ${item.usage.cacheRead}, cache write ${item.usage.cacheWrite}  `,
       `cost: ${item.status === 'running' ? '(running)' : formatCostExact(item.priceKnown ? item.costUsd : null)}  `,
       `tool calls: ${item.toolCalls.length}${item.toolCalls.length > 0 ? ` (${md(toolCallsSummary(item.toolCalls))})` : ''}`,
+      item.cacheBreak
+        ? `  \nprompt cache broke: ${item.cacheBreak.cause}, ${item.cacheBreak.tokens} tokens rewritten${item.cacheBreak.excessUsd !== null ? `, ${formatCostExact(item.cacheBreak.excessUsd)} extra` : ''}`
+        : '',
     ]
       .filter((l) => l !== '')
       .join('\n'),

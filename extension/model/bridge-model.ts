@@ -1,7 +1,8 @@
-import type { Interception, InterceptionStatus } from '../../shared/interception';
+import type { CacheBreak, Interception, InterceptionStatus } from '../../shared/interception';
 import type { BridgeEvent, HelloEvent, InterceptionRef } from '../../shared/protocol';
 import { toolInputPreview } from '../../shared/protocol';
 import type { Alert, Period } from '../../shared/spend';
+import type { ToolPolicyMark } from '../../shared/tool-policy';
 import { addUsage, emptyUsage, totalTokens, type Usage } from '../../shared/usage';
 import type { UsageMe } from '../api/bridge-client';
 import { Emitter } from '../emitter';
@@ -50,6 +51,8 @@ export interface ToolCallItem {
   injected: boolean;
   inputPreview: string;
   at: string;
+  /** A tool-policy rule matched it: `deny` (the agent never got it) or `audit` (flagged). */
+  policy?: ToolPolicyMark;
 }
 
 export interface InterceptionItem {
@@ -68,12 +71,29 @@ export interface InterceptionItem {
   costUsd: number | null;
   priceKnown: boolean;
   toolCalls: ToolCallItem[];
+  /** This turn rewrote the session's prompt cache (docs/governance.md#prompt-cache-breaks). */
+  cacheBreak: CacheBreak | null;
+}
+
+/** A tool call a policy denied or flagged, for the notification. */
+export interface PolicyDecision {
+  interceptionId: string;
+  tool: string;
+  rule: string;
+  action: ToolPolicyMark['action'];
+  summary: string;
+}
+
+/** The current session broke its prompt cache: shown until that session's next turn ends. */
+export interface CacheWarning extends CacheBreak {
+  interceptionId: string;
+  sessionId: string | null;
 }
 
 /** Who is signed in, as far as the views care. */
 export type ModelUser = HelloEvent['user'];
 
-export type ModelChange = 'connection' | 'spend' | 'interceptions' | 'alert' | 'reset';
+export type ModelChange = 'connection' | 'spend' | 'interceptions' | 'alert' | 'policy' | 'cache' | 'reset';
 
 /** How a request without a model is labelled everywhere in the extension. */
 export const NO_MODEL = '(no model)';
@@ -99,6 +119,9 @@ export class BridgeModel {
   /** Newest first. */
   items: InterceptionItem[] = [];
   lastAlert: Alert | null = null;
+  /** The last tool call a policy denied or flagged (the container notifies on 'policy'). */
+  lastPolicy: PolicyDecision | null = null;
+  cacheWarning: CacheWarning | null = null;
   /** Interceptions already added to `spend` since the last seed (an event can arrive twice across a reconnect). */
   private counted = new Set<string>();
   /** Ended events applied while a seed was being fetched: the seed may or may not include them. */
@@ -189,7 +212,9 @@ export class BridgeModel {
           injected: c.injected,
           inputPreview: toolInputPreview(c.input),
           at: c.at,
+          ...(c.policy ? { policy: c.policy } : {}),
         })),
+        cacheBreak: r.cacheBreak ?? null,
       });
     }
     this.items = [...byId.values()]
@@ -235,6 +260,15 @@ export class BridgeModel {
       }
       case 'interception.ended': {
         const item = this.itemFor(e);
+        // The session's next turn after a break has rebuilt its cache: the warning is over.
+        if (
+          this.cacheWarning &&
+          this.cacheWarning.interceptionId !== e.interceptionId &&
+          this.cacheWarning.sessionId === e.sessionId
+        ) {
+          this.cacheWarning = null;
+          this.changes.fire('cache');
+        }
         Object.assign(item, {
           status: e.status,
           endedAt: e.at,
@@ -261,6 +295,46 @@ export class BridgeModel {
         this.lastAlert = e.alert;
         this.changes.fire('alert');
         return;
+      case 'tool.policy': {
+        const item = this.itemFor(e);
+        const mark = { rule: e.rule, action: e.action };
+        const call = item.toolCalls.find((c) => c.id === e.callId);
+        if (call) call.policy = mark;
+        else
+          item.toolCalls.push({
+            id: e.callId,
+            name: e.tool,
+            server: null,
+            injected: false,
+            inputPreview: e.summary,
+            at: e.at,
+            policy: mark,
+          });
+        this.lastPolicy = {
+          interceptionId: e.interceptionId,
+          tool: e.tool,
+          rule: e.rule,
+          action: e.action,
+          summary: e.summary,
+        };
+        this.changes.fire('interceptions');
+        this.changes.fire('policy');
+        return;
+      }
+      case 'cache.break': {
+        const item = this.itemFor(e);
+        const brk: CacheBreak = {
+          cause: e.cause,
+          excessUsd: e.excessUsd,
+          tokens: e.tokens,
+          previousInterceptionId: e.previousInterceptionId,
+        };
+        item.cacheBreak = brk;
+        this.cacheWarning = { ...brk, interceptionId: e.interceptionId, sessionId: e.sessionId };
+        this.changes.fire('interceptions');
+        this.changes.fire('cache');
+        return;
+      }
       case 'mcp.warning':
         return;
     }
@@ -288,6 +362,8 @@ export class BridgeModel {
     this.spend = null;
     this.items = [];
     this.lastAlert = null;
+    this.lastPolicy = null;
+    this.cacheWarning = null;
     this.counted = new Set();
     this.seeding = false;
     this.changes.fire('reset');
@@ -343,6 +419,7 @@ export class BridgeModel {
         costUsd: null,
         priceKnown: true,
         toolCalls: [],
+        cacheBreak: null,
       };
       this.items.unshift(item);
       if (this.items.length > MAX_ITEMS) this.items.length = MAX_ITEMS;

@@ -1,3 +1,4 @@
+import type { CacheBreakCause } from '../../shared/interception';
 import { totalTokens } from '../../shared/usage';
 import { formatCost, formatCostExact, formatTokens, periodLabel } from '../format';
 import { COMMANDS } from '../ids';
@@ -13,6 +14,16 @@ export interface StatusView {
   /** For screen readers. */
   accessibilityLabel: string;
 }
+
+/** Why a session's prompt cache was rewritten, in words (docs/governance.md#prompt-cache-breaks). */
+export const CACHE_BREAK_WORDS: Record<CacheBreakCause, string> = {
+  tools_changed: 'the tool list changed',
+  system_changed: 'the system prompt changed',
+  model_changed: 'the model changed',
+  ttl_expired: 'a pause longer than the cache lifetime',
+  context_edited: 'earlier context was edited',
+  unknown: 'cause unknown',
+};
 
 /** Markdown that shows `s` literally. */
 export function mdEscape(s: string): string {
@@ -76,6 +87,16 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
   const lines: string[] = [];
   const who = m.user ? ` · ${mdEscape(m.user.email)}` : '';
   lines.push(`**AI Bridge** — ${mdEscape(connectionWords(m))}${who}`);
+  const cw = m.cacheWarning;
+  if (cw) {
+    if (severity === 'normal') severity = 'warning';
+    const extra =
+      cw.excessUsd !== null ? `, about ${formatCostExact(cw.excessUsd)} more than a cached turn` : '';
+    lines.push(
+      '',
+      `$(warning) **Prompt cache broke**: ${mdEscape(CACHE_BREAK_WORDS[cw.cause])}; ${cw.tokens} tokens written again${mdEscape(extra)}.`,
+    );
+  }
   if (bridgeUrl) lines.push('', mdEscape(bridgeUrl));
   if (s) {
     const unpriced = s.unpricedRequests > 0 ? ` (${s.unpricedRequests} at an unknown price)` : '';
@@ -110,11 +131,12 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
   const spoken = s
     ? `${formatTokens(totalTokens(s.usage))} tokens, ${formatCost(s.costUsd)} ${periodLabel(s.period)}`
     : '';
+  const cacheNote = cw ? ` · $(warning) cache: ${CACHE_BREAK_WORDS[cw.cause]}` : '';
   return {
-    text: `${icon} ${amount}${suffix}`,
+    text: `${icon} ${amount}${suffix}${cacheNote}`,
     tooltip: lines.join('\n'),
     severity,
     command: COMMANDS.showAudit,
-    accessibilityLabel: `AI Bridge, ${connectionWords(m)}. ${spoken}`,
+    accessibilityLabel: `AI Bridge, ${connectionWords(m)}. ${spoken}${cw ? `. Prompt cache broke: ${CACHE_BREAK_WORDS[cw.cause]}` : ''}`,
   };
 }

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { buildTree, toolCallDescription } from '../../extension/audit/tree-model';
+import { BridgeModel, type ModelChange } from '../../extension/model/bridge-model';
+import { renderStatus } from '../../extension/status/status-render';
+import { ALICE, ended, ref, usage, usageMe } from './fixtures';
+
+const AT = '2026-03-10T10:00:00.000Z';
+const LATER = '2026-03-10T10:06:00.000Z';
+
+function model(): { m: BridgeModel; changes: ModelChange[] } {
+  const m = new BridgeModel();
+  const changes: ModelChange[] = [];
+  m.onDidChange((c) => changes.push(c));
+  m.apply({ type: 'hello', protocolVersion: 1, user: ALICE, serverTime: AT, heartbeatMs: 30_000 });
+  m.setConnection({ status: 'live', since: 0 });
+  m.seedSpend(usageMe());
+  return { m, changes };
+}
+
+describe('extension: tool-policy decisions and prompt-cache breaks in the views', () => {
+  it('a denied call is marked on its tool call, announced once for the notification, and shown as BLOCKED', () => {
+    const { m, changes } = model();
+    m.apply({
+      type: 'tool.call',
+      ...ref('i1'),
+      at: AT,
+      callId: 'toolu_1',
+      name: 'Bash',
+      server: null,
+      injected: false,
+      inputPreview: '{"command":"git push --force origin main"}',
+    });
+    m.apply(ended('i1', AT, usage(10, 5), 0.01));
+    changes.length = 0;
+    m.apply({
+      type: 'tool.policy',
+      ...ref('i1'),
+      at: AT,
+      callId: 'toolu_1',
+      tool: 'Bash',
+      rule: 'no-force-push',
+      action: 'deny',
+      summary: 'git push --force origin main',
+    });
+    assert.deepEqual(changes, ['interceptions', 'policy']);
+    assert.deepEqual(m.lastPolicy, {
+      interceptionId: 'i1',
+      tool: 'Bash',
+      rule: 'no-force-push',
+      action: 'deny',
+      summary: 'git push --force origin main',
+    });
+    const call = m.items[0]?.toolCalls[0];
+    assert.deepEqual(call?.policy, { rule: 'no-force-push', action: 'deny' });
+    assert.match(toolCallDescription(call!), /^BLOCKED \(no-force-push\) · client tool/);
+    const [row] = buildTree(m.items, { toolCallsOnly: false, now: Date.parse(AT) });
+    assert.equal(row?.icon, 'shield');
+    assert.equal(row?.children[0]?.icon, 'shield');
+
+    // A flagged call the model event never listed (capture none) still gets a row.
+    m.apply({
+      type: 'tool.policy',
+      ...ref('i1'),
+      at: AT,
+      callId: 'toolu_2',
+      tool: 'Read',
+      rule: 'secrets',
+      action: 'audit',
+      summary: '~/.aws/credentials',
+    });
+    assert.match(toolCallDescription(m.items[0]!.toolCalls[1]!), /^FLAGGED \(secrets\)/);
+  });
+
+  it('a cache break turns the status bar to a warning naming the cause, until the session’s next turn ends', () => {
+    const { m, changes } = model();
+    const session = { sessionId: 'sess-1' };
+    m.apply(ended('i1', AT, usage(10, 5, 0, 90_000), 0.4, session));
+    changes.length = 0;
+    m.apply({
+      type: 'cache.break',
+      ...ref('i1', session),
+      at: AT,
+      cause: 'tools_changed',
+      excessUsd: 0.3,
+      tokens: 90_000,
+      previousInterceptionId: 'i0',
+    });
+    assert.deepEqual(changes, ['interceptions', 'cache']);
+    const v = renderStatus(m, null);
+    assert.equal(v.severity, 'warning');
+    assert.match(v.text, /\$\(warning\) cache: the tool list changed$/);
+    assert.match(
+      v.tooltip,
+      /Prompt cache broke.*the tool list changed; 90000 tokens written again, about \$0\\?\.3 more/,
+    );
+    const [row] = buildTree(m.items, { toolCallsOnly: false, now: Date.parse(AT) });
+    assert.equal(row?.icon, 'warning');
+    assert.match(row?.description ?? '', /cache break: tools changed/);
+
+    // Another session's turn changes nothing; this session's next turn clears it.
+    m.apply(ended('j1', LATER, usage(1, 1), 0.01, { sessionId: 'other' }));
+    assert.ok(m.cacheWarning);
+    m.apply(ended('i2', LATER, usage(1, 1, 90_000, 0), 0.05, session));
+    assert.equal(m.cacheWarning, null);
+    assert.equal(renderStatus(m, null).severity, 'normal');
+  });
+});
