@@ -290,6 +290,92 @@ describe('extension end to end: the .vsix in code-server, driven through Chromiu
     await wb.screenshot('signed-in-uri');
   });
 
+  it('a tool call the policy denies shows "AI Bridge blocked" and is marked in the audit view', async () => {
+    const put = await fetch(`${tb.url}/api/v1/tool-policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${tb.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        rules: [
+          {
+            id: 'no-force-push',
+            tool: 'Bash',
+            argumentPattern: 'git\\s+push\\b.*--force',
+            action: 'deny',
+            scope: 'org',
+          },
+        ],
+      }),
+    });
+    assert.equal(put.status, 200);
+    try {
+      upstream.next({ kind: 'tool', name: 'Bash', input: { command: 'git push --force origin main' } });
+      await ask(tb, alice.key);
+      const text = await wb.waitForNotification(
+        /AI Bridge blocked: git push --force origin main \(no-force-push\)/,
+      );
+      assert.match(text, /Show in Audit View/);
+      await wb.screenshot('policy-blocked-notification');
+      await wb.statusItem().click();
+      const pane = wb.page.locator('.pane', {
+        has: wb.page.locator('.pane-header', { hasText: 'Interceptions' }),
+      });
+      const row = pane.locator('.monaco-list-row', { hasText: 'Bash' }).first();
+      await row.waitFor({ state: 'visible', timeout: 20_000 });
+      await row.locator('.monaco-tl-twistie').click();
+      await pane
+        .locator('.monaco-list-row', { hasText: 'BLOCKED (no-force-push)' })
+        .first()
+        .waitFor({ timeout: 10_000 });
+      await wb.screenshot('policy-blocked-audit');
+    } finally {
+      await fetch(`${tb.url}/api/v1/tool-policy`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${tb.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ rules: [] }),
+      });
+    }
+  });
+
+  it('a turn that breaks the session’s prompt cache turns the status bar to a warning naming the cause', async () => {
+    const turn = async (
+      tools: string[],
+      usage: { cache_read_input_tokens: number; cache_creation_input_tokens: number },
+    ): Promise<void> => {
+      upstream.next({ kind: 'text', text: 'ok', usage: { input_tokens: 3, output_tokens: 20, ...usage } });
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': alice.key,
+          'anthropic-version': '2023-06-01',
+          'content-type': 'application/json',
+          'user-agent': 'claude-cli/2.1.0 (external, cli)',
+          'x-claude-code-session-id': 'e2e-cache-session',
+        },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 100,
+          stream: true,
+          tools: tools.map((name) => ({ name, description: name, input_schema: { type: 'object' } })),
+          system: [{ type: 'text', text: 'You are a coding agent.', cache_control: { type: 'ephemeral' } }],
+          messages: [
+            {
+              role: 'user',
+              content: [{ type: 'text', text: 'go on', cache_control: { type: 'ephemeral' } }],
+            },
+          ],
+        }),
+      });
+      await res.text();
+      assert.equal(res.status, 200);
+    };
+    await turn(['Read'], { cache_read_input_tokens: 0, cache_creation_input_tokens: 60_000 });
+    await turn(['Read'], { cache_read_input_tokens: 60_000, cache_creation_input_tokens: 200 });
+    await turn(['Read', 'Write'], { cache_read_input_tokens: 0, cache_creation_input_tokens: 60_400 });
+    const text = await wb.waitForStatus(/cache: the tool list changed/, 20_000);
+    assert.match(text, /cache: the tool list changed/);
+    await wb.screenshot('cache-break-status');
+  });
+
   it('reports its activation time', async () => {
     await wb.runCommand('AI Bridge: Show Diagnostics');
     const text = await wb.waitForNotification(/activation: [\d.]+ ms/);
