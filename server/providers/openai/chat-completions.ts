@@ -229,3 +229,8 @@ export const chatCompletionsApi: WireApi = {
     return `data: ${JSON.stringify({ error: openaiError(status, code, message) })}\n\n`;
   },
 };
+
+/** Chat Completions at another path (Azure's deployments form); everything else as OpenAI's. */
+export function chatCompletionsAt(path: string): WireApi {
+  return { ...chatCompletionsApi, path };
+}
