@@ -99,6 +99,9 @@ export class CompatMock {
       );
       return;
     }
+    const responsesPath = this.flavour === 'ollama' ? '/v1/responses' : '/openai/v1/responses';
+    if (req.method === 'POST' && path === responsesPath)
+      return this.responses(res, JSON.parse(seen.body) as Body);
     const chat = req.method === 'POST' ? this.chatPath(path) : undefined;
     if (!chat) {
       res.writeHead(404, { 'content-type': 'application/json' });
@@ -215,6 +218,80 @@ export class CompatMock {
     // Neither streams usage unless asked.
     if (body.stream_options?.include_usage === true) sse(res, chunk([], { usage: wireUsage }));
     sse(res, '[DONE]');
+    res.end();
+  }
+
+  /** The Responses API as Ollama (0.13+) and Azure's v1 API stream it: usage on `response.completed`. */
+  private responses(res: http.ServerResponse, body: Body): void {
+    const usage = this.flavour === 'ollama' ? OLLAMA_USAGE : AZURE_USAGE;
+    const id = `resp_${randomUUID().replaceAll('-', '')}`;
+    const model = body.model ?? 'llama3.2';
+    const message = {
+      type: 'message',
+      id: 'msg_1',
+      status: 'completed',
+      role: 'assistant',
+      content: [{ type: 'output_text', text: COMPAT_TEXT, annotations: [] }],
+    };
+    const response = (status: string, output: unknown[], withUsage: boolean) => ({
+      id,
+      object: 'response',
+      created_at: Math.floor(Date.now() / 1000),
+      status,
+      error: null,
+      model,
+      output,
+      usage: withUsage
+        ? {
+            input_tokens: usage.prompt,
+            input_tokens_details: { cached_tokens: 0 },
+            output_tokens: usage.completion,
+            output_tokens_details: { reasoning_tokens: 0 },
+            total_tokens: usage.prompt + usage.completion,
+          }
+        : null,
+    });
+    if (body.stream !== true) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(response('completed', [message], true)));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let seq = 0;
+    const ev = (type: string, data: Record<string, unknown>): void => {
+      res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data, sequence_number: seq++ })}\n\n`);
+    };
+    ev('response.created', { response: response('in_progress', [], false) });
+    ev('response.output_item.added', {
+      output_index: 0,
+      item: { ...message, status: 'in_progress', content: [] },
+    });
+    ev('response.content_part.added', {
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      part: { type: 'output_text', text: '', annotations: [] },
+    });
+    ev('response.output_text.delta', {
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      delta: COMPAT_TEXT,
+    });
+    ev('response.output_text.done', {
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      text: COMPAT_TEXT,
+    });
+    ev('response.content_part.done', {
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      part: message.content[0],
+    });
+    ev('response.output_item.done', { output_index: 0, item: message });
+    ev('response.completed', { response: response('completed', [message], true) });
     res.end();
   }
 }
