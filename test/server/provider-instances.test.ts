@@ -358,3 +358,52 @@ describe('the providers file is validated at start', () => {
     assert.equal(c.upstreams.openai!.baseUrl, 'http://127.0.0.1:1/v1');
   });
 });
+
+describe('an azure-openai instance with Entra ID', () => {
+  let azure: CompatMock;
+  let tb: TestBridge;
+  let dev: { key: string };
+  const saved: Record<string, string | undefined> = {};
+
+  before(async () => {
+    // No Azure credential anywhere in the chain: the SDK's variables are cleared for this suite.
+    for (const k of Object.keys(process.env).filter(
+      (k) => k.startsWith('AZURE_') || k === 'IDENTITY_ENDPOINT',
+    )) {
+      saved[k] = process.env[k];
+      delete process.env[k];
+    }
+    azure = await new CompatMock('azure').start();
+    const dir = await tempDir();
+    const file = await writeProviders(dir, {
+      providers: {
+        'azure-entra': { type: 'azure-openai', baseUrl: `${azure.url}/openai/v1`, auth: 'entra' },
+      },
+    });
+    tb = await startBridge('http://127.0.0.1:9', { AIBRIDGE_PROVIDERS_FILE: file });
+    dev = await tb.addUser('entra@example.com');
+  });
+  after(async () => {
+    await tb?.close();
+    await azure?.stop();
+    for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
+  });
+
+  it('answers 503 naming the instance when no token can be obtained, and sends nothing upstream', async () => {
+    const client = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/azure-entra/v1`, maxRetries: 0 });
+    const err = await client.chat.completions
+      .create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    assert.ok(err instanceof APIError);
+    assert.equal(err.status, 503);
+    assert.equal(err.code, 'provider_not_configured');
+    assert.match(err.message, /provider instance "azure-entra"/);
+    assert.equal(azure.requests.length, 0);
+    const rec = (await tb.interceptions(1, dev.key))[0]!;
+    assert.equal(rec.provider, 'azure-entra');
+    assert.equal(rec.error?.type, 'provider_not_configured');
+  });
+});
