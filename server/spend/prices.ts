@@ -227,9 +227,17 @@ export class PriceBook {
     return [...this.overrides.values()].sort((a, b) => a.model.localeCompare(b.model));
   }
 
-  private modelPrice(provider: string, model: string): { provider: Provider } | { providerId: string } {
+  /**
+   * An override applies to every provider, to the instance it names, or to every instance of the
+   * family whose price-data id it names.
+   */
+  private modelPrice(
+    instance: string,
+    priceId: string | null,
+    model: string,
+  ): { provider: Provider } | { providerId: string } | null {
     const o = this.overrides.get(model);
-    if (o && (o.provider === null || o.provider === provider)) {
+    if (o && (o.provider === null || o.provider === instance || o.provider === priceId)) {
       const prices: ModelPrice = { input_mtok: o.input_mtok, output_mtok: o.output_mtok };
       if (o.cache_read_mtok !== undefined) prices.cache_read_mtok = o.cache_read_mtok;
       if (o.cache_write_mtok !== undefined) prices.cache_write_mtok = o.cache_write_mtok;
@@ -242,18 +250,18 @@ export class PriceBook {
         },
       };
     }
-    return { providerId: provider };
+    return priceId === null ? null : { providerId: priceId };
   }
 
   /** What the price data (or an override) says for a model now; cached, since matching is slow. */
-  private resolve(provider: string, model: string, at: Date): Resolved | null {
-    const key = `${provider}\u0000${model}`;
+  private resolve(instance: string, priceId: string | null, model: string, at: Date): Resolved | null {
+    const key = `${instance}\u0000${model}`;
     const hit = this.resolved.get(key);
     if (hit !== undefined && (hit === null || at.getTime() - hit.at < RESOLVE_TTL_MS)) return hit;
-    const probe = calcPrice({ input_tokens: 1, output_tokens: 1 }, model, {
-      ...this.modelPrice(provider, model),
-      timestamp: at,
-    });
+    const source = this.modelPrice(instance, priceId, model);
+    const probe = source
+      ? calcPrice({ input_tokens: 1, output_tokens: 1 }, model, { ...source, timestamp: at })
+      : undefined;
     const r: Resolved | null = probe
       ? {
           at: at.getTime(),
@@ -299,9 +307,7 @@ export class PriceBook {
 
   private dataCost(provider: string, model: string | null, usage: Usage, at: Date): number | null {
     if (!model) return null;
-    const priceId = this.priceIdOf(provider);
-    if (priceId === null) return null;
-    const r = this.resolve(priceId, model, at);
+    const r = this.resolve(provider, this.priceIdOf(provider), model, at);
     if (!r) return null;
     if (r.simple) return simpleCost(r.prices, usage);
     const full = calcPrice(toGenaiUsage(usage), model, { provider: r.provider, timestamp: at });
