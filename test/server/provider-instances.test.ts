@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import OpenAI, { APIError, AzureOpenAI } from 'openai';
 import { loadConfig } from '../../server/config';
+import { RESERVED_NAMES } from '../../server/provider-config';
 import { joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderFamily } from '../../server/providers/family';
 import { chatCompletionsApi } from '../../server/providers/openai/chat-completions';
 import { openaiErrorBody } from '../../server/providers/openai/errors';
@@ -263,6 +264,18 @@ describe('provider instances from a providers file', () => {
     const rec = await latest(before + 1);
     assert.equal(rec.provider, 'echo');
     assert.equal(rec.priceKnown, false, 'a family without price data and no table is unknown, never $0');
+  });
+
+  it('reserves every first path segment of the bridge’s own routes', () => {
+    const providers = new Set(['anthropic', 'openai', 'ollama', 'vllm', 'azure', 'azure-eu', 'echo']);
+    const own = new Set(
+      tb.bridge.routes.routes
+        .map((r) => r.url.split('/')[1]!)
+        .filter((seg) => seg !== '' && !providers.has(seg)),
+    );
+    assert.ok(own.size >= 5, [...own].join(' '));
+    for (const seg of own)
+      assert.ok(RESERVED_NAMES.has(seg) || !/^[a-z][a-z0-9-]*$/.test(seg), `${seg} is not reserved`);
   });
 
   it('refuses paths outside the instance’s allow-list', async () => {
