@@ -64,6 +64,13 @@ describe('provider instances from a providers file', () => {
           baseUrl: `${ollama.url}/v1/`,
           prices: { 'llama3.2': { inputPerMTok: 1, outputPerMTok: 2 } },
         },
+        // A server that rejects stream_options: the bridge must not add it.
+        strict: {
+          type: 'openai-compatible',
+          baseUrl: `${ollama.url}/v1`,
+          includeUsage: false,
+          prices: 'free',
+        },
         azure: {
           type: 'azure-openai',
           baseUrl: `${azure.url}/openai/v1`,
@@ -143,6 +150,26 @@ describe('provider instances from a providers file', () => {
       const text = await res.text();
       assert.match(text, /"choices":\[\],"usage":\{"prompt_tokens":26/);
       assert.ok(text.endsWith('data: [DONE]\n\n'));
+    });
+
+    it('with includeUsage false, sends the client’s bytes unchanged and relays the stream untouched', async () => {
+      const before = (await tb.interceptions(0, dev.key)).length;
+      const body = JSON.stringify({
+        model: 'llama3.2',
+        stream: true,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      const res = await fetch(`${tb.url}/strict/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${dev.key}`, 'content-type': 'application/json' },
+        body,
+      });
+      const text = await res.text();
+      assert.equal(ollama.requests.at(-1)!.body, body, 'byte for byte');
+      assert.doesNotMatch(text, /usage/);
+      const rec = await latest(before + 1);
+      assert.equal(rec.provider, 'strict');
+      assert.equal(rec.usage.input, 0, 'the server sent no usage');
     });
 
     it('prices a model from the instance’s own table; two instances of one type are separate', async () => {
@@ -267,7 +294,16 @@ describe('provider instances from a providers file', () => {
   });
 
   it('reserves every first path segment of the bridge’s own routes', () => {
-    const providers = new Set(['anthropic', 'openai', 'ollama', 'vllm', 'azure', 'azure-eu', 'echo']);
+    const providers = new Set([
+      'anthropic',
+      'openai',
+      'ollama',
+      'vllm',
+      'strict',
+      'azure',
+      'azure-eu',
+      'echo',
+    ]);
     const own = new Set(
       tb.bridge.routes.routes
         .map((r) => r.url.split('/')[1]!)
@@ -344,6 +380,10 @@ describe('the providers file is validated at start', () => {
       [
         { providers: { x: { type: 'azure-openai', baseUrl: 'http://h', auth: 'magic' } } },
         /providers\.x\.auth: expected "api-key" or "entra"/,
+      ],
+      [
+        { providers: { x: { type: 'openai-compatible', baseUrl: 'http://h', includeUsage: 'yes' } } },
+        /providers\.x\.includeUsage: expected true or false/,
       ],
       [{ nope: {} }, /AIBRIDGE_PROVIDERS_FILE: expected \{"providers"/],
     ];
