@@ -27,6 +27,7 @@ import { Metrics } from './metrics';
 import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
+import { adaptersOf } from './providers/registry';
 import { proxyCapability } from './proxy/proxy-plugin';
 import { scimCapability } from './scim/scim-plugin';
 import { engagementCapability } from './spend/engagement-plugin';
@@ -96,7 +97,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       config,
       store,
       bus: new EventBus(app.log),
-      metrics: new Metrics({ perUser: config.metricsPerUser }),
+      metrics: new Metrics({ perUser: config.metricsPerUser, providers: adaptersOf(config.upstreams) }),
       log: app.log,
       clock: opts.clock ?? systemClock,
       life,

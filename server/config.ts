@@ -1,17 +1,15 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { patternProblem } from './audit/pattern-guard';
 import type { ServerErrorCode } from './errors';
 import { parseTrustedProxies } from './http/trusted-proxies';
 import type { GroupMapping } from './identity/group-mapping';
 import { isValidKey, type McpSettings } from './mcp/settings';
+import { ProvidersFileError, providerInstances, type UpstreamConfig } from './provider-config';
+import { allFamilies } from './providers/registry';
 import type { TracingConfig } from './telemetry/tracing';
 
-/** Where a provider's traffic goes and with which key. */
-export interface UpstreamConfig {
-  readonly baseUrl: string;
-  /** The organisation's key; undefined means the provider is not configured. */
-  readonly apiKey: string | undefined;
-}
+export type { InstanceModelPrice, InstancePrices, UpstreamConfig } from './provider-config';
 
 export interface TimeoutConfig {
   /** TCP + TLS connect to the provider. */
@@ -57,8 +55,8 @@ export interface Config {
     readonly threshold: number;
     readonly cooldownMs: number;
   };
-  /** By provider id (`anthropic`, `openai`). */
-  readonly upstreams: Readonly<Record<'anthropic' | 'openai', UpstreamConfig>>;
+  /** The provider instances by name (`anthropic`, `openai`, and the providers file's), in route order. */
+  readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
   readonly spend: SpendConfig;
   readonly alerts: AlertConfig;
   /** Bearer token that may read `/metrics` besides admin keys; undefined: admin keys only. */
@@ -210,6 +208,7 @@ export const ENV_VARS = [
   'AIBRIDGE_ANTHROPIC_API_KEY',
   'AIBRIDGE_OPENAI_BASE_URL',
   'AIBRIDGE_OPENAI_API_KEY',
+  'AIBRIDGE_PROVIDERS_FILE',
   'AIBRIDGE_PRICES_FILE',
   'AIBRIDGE_BUDGET_DEFAULT_MAX_TOKENS',
   'AIBRIDGE_BUDGET_REQUEST_FLOOR_USD',
@@ -594,6 +593,47 @@ function clientLimits(env: Env): ClientLimits {
   };
 }
 
+function isEnvVar(name: string): name is EnvVar {
+  return (ENV_VARS as readonly string[]).includes(name);
+}
+
+/**
+ * The provider instances: each family's built-in one from the variables it declares, then
+ * AIBRIDGE_PROVIDERS_FILE's. An `apiKey: {"fromEnv": "VAR"}` names a variable of the operator's
+ * choosing, read here too, so this file stays the only reader of the environment.
+ */
+function upstreams(env: Env): Readonly<Record<string, UpstreamConfig>> {
+  const urlVars = new Set<string>();
+  for (const f of allFamilies()) {
+    if (!f.env) continue;
+    for (const v of [f.env.baseUrl, f.env.apiKey])
+      if (!isEnvVar(v)) throw new Error(`provider family ${f.type} reads ${v}, which is not in ENV_VARS`);
+    urlVars.add(f.env.baseUrl);
+  }
+  const read = (name: string): string | undefined => {
+    if (isEnvVar(name)) return urlVars.has(name) ? optionalUrl(env, name) : env[name] || undefined;
+    return (env as Readonly<Record<string, string | undefined>>)[name] || undefined;
+  };
+  const file = env.AIBRIDGE_PROVIDERS_FILE;
+  let json: unknown;
+  if (file) {
+    try {
+      json = JSON.parse(readFileSync(path.resolve(file), 'utf8'));
+    } catch (err) {
+      throw new ConfigError(
+        'AIBRIDGE_PROVIDERS_FILE',
+        `cannot read ${file} as JSON: ${(err as Error).message}`,
+      );
+    }
+  }
+  try {
+    return providerInstances(read, json);
+  } catch (err) {
+    if (err instanceof ProvidersFileError) throw new ConfigError('AIBRIDGE_PROVIDERS_FILE', err.message);
+    throw err;
+  }
+}
+
 /** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
 export function loadConfig(flags: ServeFlags, env: Env): Config {
   const host = pick(flags.host, '--host', env, 'AIBRIDGE_HOST')?.value ?? '127.0.0.1';
@@ -633,16 +673,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       threshold: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_THRESHOLD'), 5, 0, 1000),
       cooldownMs: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_COOLDOWN_MS'), 30_000, 1, 3_600_000),
     },
-    upstreams: {
-      anthropic: {
-        baseUrl: url(env, 'AIBRIDGE_ANTHROPIC_BASE_URL', 'https://api.anthropic.com'),
-        apiKey: env.AIBRIDGE_ANTHROPIC_API_KEY || undefined,
-      },
-      openai: {
-        baseUrl: url(env, 'AIBRIDGE_OPENAI_BASE_URL', 'https://api.openai.com/v1'),
-        apiKey: env.AIBRIDGE_OPENAI_API_KEY || undefined,
-      },
-    },
+    upstreams: upstreams(env),
     spend: {
       pricesFile: env.AIBRIDGE_PRICES_FILE ? path.resolve(env.AIBRIDGE_PRICES_FILE) : undefined,
       defaultMaxOutputTokens: int(

@@ -2,7 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { ErrorCode } from '../shared/errors';
 import type { InterceptionStatus, ToolExecution } from '../shared/interception';
 import type { Usage } from '../shared/usage';
-import { PROVIDERS } from './providers/registry';
+import type { ProviderAdapter } from './providers/types';
 
 /** Distinct model label values kept; clients choose model names, so the label set must be bounded. */
 const MAX_MODEL_LABELS = 200;
@@ -40,9 +40,17 @@ const NONE = '';
 const UNKNOWN_CLIENT = 'unknown';
 
 /** Every provider's wire APIs in the registry, as the series label them. */
-const REGISTERED_APIS: readonly { provider: string; api: string }[] = PROVIDERS.flatMap((p) =>
-  p.apis.map((a) => ({ provider: p.id, api: a.name })),
-);
+function registeredApis(adapters: readonly ProviderAdapter[]): readonly { provider: string; api: string }[] {
+  const seen = new Set<string>();
+  return adapters.flatMap((p) =>
+    p.apis.flatMap((a) => {
+      const k = `${p.id}\u0000${a.name}`;
+      if (seen.has(k)) return [];
+      seen.add(k);
+      return [{ provider: p.id, api: a.name }];
+    }),
+  );
+}
 
 /**
  * The bridge's Prometheus series, one registry per bridge (tests build several in one process).
@@ -210,9 +218,10 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(opts: { perUser?: boolean } = {}) {
+  /** `providers`: the instances served, whose series start at 0; none: no series is zeroed ahead. */
+  constructor(opts: { perUser?: boolean; providers?: readonly ProviderAdapter[] } = {}) {
     collectDefaultMetrics({ register: this.registry, prefix: 'aibridge_' });
-    this.zeroKnownSeries();
+    this.zeroKnownSeries(registeredApis(opts.providers ?? []));
     this.perUser = opts.perUser
       ? {
           requests: new Counter({
@@ -237,9 +246,9 @@ export class Metrics {
    * starts from 0 instead of missing the first increment. Labels that only traffic can name (model,
    * client, MCP server and tool) take one placeholder value; no other series is invented.
    */
-  private zeroKnownSeries(): void {
-    const providers = [...new Set(REGISTERED_APIS.map((a) => a.provider))];
-    for (const { provider, api } of REGISTERED_APIS) {
+  private zeroKnownSeries(apis: readonly { provider: string; api: string }[]): void {
+    const providers = [...new Set(apis.map((a) => a.provider))];
+    for (const { provider, api } of apis) {
       for (const status of STATUSES)
         this.requests.inc({ provider, api, model: NONE, client: UNKNOWN_CLIENT, status }, 0);
       for (const kind of TOKEN_KINDS) this.tokens.inc({ provider, api, model: NONE, kind }, 0);

@@ -164,6 +164,8 @@ export interface Interception {
   /** What the request cost in USD at the prices in force; null when the model's price is unknown (never a silent $0). */
   costUsd: number | null;
   priceKnown: boolean;
+  /** Absent: the price data (or an admin override). `free`: a self-hosted instance, $0 on purpose; `instance`: the instance's own price table. */
+  costSource?: 'free' | 'instance';
   prompt: string | null;
   toolCalls: ToolCallRecord[];
   error: InterceptionError | null;

@@ -145,6 +145,7 @@ export class Recorder {
       usage,
       costUsd: price.costUsd,
       priceKnown: price.priceKnown,
+      ...(price.costSource ? { costSource: price.costSource } : {}),
       prompt:
         capture === 'none' || start.request.prompt === null
           ? null

@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config';
 import { BridgeError, fromFastifyError } from '../errors';
-import { providerForPath } from '../providers/registry';
+import { adaptersOf, providerForPath } from '../providers/registry';
 import { ConnectionGuard } from './connection-guard';
 import type { TrustedProxies } from './trusted-proxies';
 
@@ -17,7 +17,9 @@ export function createFastify(
   trusted: TrustedProxies,
 ): FastifyInstance {
   // Connection caps, request deadlines, the client address behind a proxy (docs/security.md).
-  const guard = new ConnectionGuard(config.limits, trusted, providerForPath);
+  const adapters = adaptersOf(config.upstreams);
+  const shapeFor = (url: string) => providerForPath(adapters, url);
+  const guard = new ConnectionGuard(config.limits, trusted, shapeFor);
   const app = Fastify({
     http: guard.httpOptions(),
     clientErrorHandler: guard.clientError,
@@ -28,6 +30,7 @@ export function createFastify(
         paths: [
           'req.headers.authorization',
           'req.headers["x-api-key"]',
+          'req.headers["api-key"]',
           'req.headers.cookie',
           'headers.authorization',
         ],
@@ -47,7 +50,7 @@ export function createFastify(
       const e = new BridgeError('invalid_request', `The request URL is malformed: ${err.message}`, {
         cause: err,
       });
-      const provider = providerForPath(req.url);
+      const provider = shapeFor(req.url);
       void (reply as FastifyReply)
         .code(e.status)
         .type('application/json')
@@ -62,7 +65,7 @@ export function createFastify(
   });
   app.setNotFoundHandler((req, reply) => {
     const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
-    const provider = providerForPath(req.url);
+    const provider = shapeFor(req.url);
     reply.code(e.status).send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
   });
   app.setErrorHandler((err, req, reply) => {

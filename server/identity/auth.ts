@@ -7,8 +7,11 @@ import { type KeyHasher, looksLikeKey } from './keys';
 
 /** The bridge key, from `x-api-key` (Anthropic style) or `Authorization: Bearer` (OpenAI style). */
 export function credentialFrom(headers: IncomingHttpHeaders): string | undefined {
-  const apiKey = headers['x-api-key'];
-  if (typeof apiKey === 'string' && apiKey.trim() !== '') return apiKey.trim();
+  // `api-key` is how Azure OpenAI clients send theirs (docs/providers.md).
+  for (const name of ['x-api-key', 'api-key']) {
+    const apiKey = headers[name];
+    if (typeof apiKey === 'string' && apiKey.trim() !== '') return apiKey.trim();
+  }
   const auth = headers.authorization;
   if (typeof auth === 'string') {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);

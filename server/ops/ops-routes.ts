@@ -69,7 +69,7 @@ export function opsRoutes(d: OpsDeps): FastifyPluginAsync {
         detail: (err as Error).message,
       }));
       const upstreamStates = Object.fromEntries(
-        Object.entries(d.upstreams).map(([id, u]) => [id, { configured: u.apiKey !== undefined }]),
+        Object.entries(d.upstreams).map(([id, u]) => [id, { configured: u.configured }]),
       );
       const ready = storeHealth.ok && Object.values(upstreamStates).some((u) => u.configured);
       const status = ready ? 'ready' : 'not_ready';
@@ -92,7 +92,7 @@ export function opsRoutes(d: OpsDeps): FastifyPluginAsync {
         upstreams: Object.fromEntries(
           Object.entries(d.upstreams).map(([id, u]) => [
             id,
-            { baseUrl: u.baseUrl, configured: u.apiKey !== undefined },
+            { type: u.type, baseUrl: u.baseUrl, configured: u.configured },
           ]),
         ),
         breakers: d.breakers.snapshot(),

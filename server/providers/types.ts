@@ -57,14 +57,16 @@ export interface PassthroughRoute {
 }
 
 /**
- * One provider behind one object: where it is mounted, how its key is sent, its error shape, and
- * the wire APIs the bridge meters there. Shared proxy code talks only to this interface and never
- * branches on a provider's name; adding a provider means adding one folder under providers/.
+ * One provider instance behind one object: where it is mounted, how its key is sent, its error
+ * shape, and the wire APIs the bridge meters there. Shared proxy code talks only to this interface
+ * and never branches on a provider's name; a family (family.ts) creates one per instance.
  */
 export interface ProviderAdapter {
-  /** Recorded as the interception's `provider`; also the key of its upstream in the config. */
+  /** The instance name: recorded as the interception's `provider`, the key of its breaker, budgets and prices. */
   readonly id: string;
-  /** Where the bridge mounts it: `{prefix}/X` goes to `{upstream base}/X`. */
+  /** The family (`anthropic`, `openai`, ...); for logs and docs only, never branched on. */
+  readonly type: string;
+  /** Where the bridge mounts it: `{prefix}/X` goes to `upstreamUrl(/X)`. */
   readonly prefix: string;
   /** The provider's request-id response header, kept on the record. */
   readonly requestIdHeader: string;
@@ -74,8 +76,19 @@ export interface ProviderAdapter {
    * logged. Every path that is neither here nor a metered API is refused, never forwarded.
    */
   readonly passthrough: readonly PassthroughRoute[];
-  /** Headers that carry the organisation's key upstream. */
-  authHeaders(apiKey: string): Record<string, string>;
+  /** Whether the instance can serve (has its key or credential); otherwise requests get `provider_not_configured`. */
+  readonly configured: boolean;
+  /** The upstream URL of a canonical path below the prefix, with the client's query. */
+  upstreamUrl(target: string): string;
+  /** Headers that carry the organisation's credential upstream; may fetch a token. */
+  authHeaders(): Promise<Record<string, string>>;
   /** The provider's error body for an error the bridge itself raises. */
   errorBody(status: number, code: string, message: string): unknown;
+  /**
+   * The model a request is priced and recorded as, when the instance knows better than the body
+   * (a deployment name mapped to its model); absent: the body's model.
+   */
+  modelFor?(path: string, model: string | null): string | null;
+  /** Rewrites an upstream error body into the client's error shape; absent: relayed as sent. */
+  clientErrorBody?(status: number, body: Buffer): Buffer | undefined;
 }

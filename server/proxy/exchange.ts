@@ -5,7 +5,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
 import type { Recorder } from '../audit/recorder';
-import type { UpstreamConfig } from '../config';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, isBridgeError } from '../errors';
 import { errorFromBody } from '../providers/common';
@@ -25,14 +24,13 @@ import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
-import { idleWatchdog, upstreamFailure } from './upstream';
+import { credentialHeaders, idleWatchdog, upstreamFailure } from './upstream';
 
 /** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
 export const JSON_READ_LIMIT = 32 * 1024 * 1024;
 
 /** What the engine needs from the rest of the bridge; `app.ts` wires it once per provider. */
 export interface ExchangeDeps {
-  upstream: UpstreamConfig;
   /** Longest silence between two response chunks before the round fails as a timeout. */
   idleTimeoutMs: number;
   dispatcher: Dispatcher;
@@ -281,14 +279,14 @@ export class Exchange {
 
   /** Sends a round upstream; undefined when it failed (already recorded and answered). */
   async send(round: Round): Promise<Dispatcher.ResponseData | undefined> {
-    const url = this.deps.upstream.baseUrl + this.target();
-    const headers = {
-      ...upstreamRequestHeaders(this.req.headers),
-      ...this.adapter.authHeaders(this.deps.upstream.apiKey!),
-      ...round.observer.upstreamStart('POST', url),
-    };
+    const url = this.adapter.upstreamUrl(this.target());
     let res: Dispatcher.ResponseData;
     try {
+      const headers = {
+        ...upstreamRequestHeaders(this.req.headers),
+        ...(await credentialHeaders(this.adapter)),
+        ...round.observer.upstreamStart('POST', url),
+      };
       res = await undiciRequest(url, {
         method: 'POST',
         headers,
@@ -303,7 +301,11 @@ export class Exchange {
         this.finish(round, 'client_aborted', null, null, undefined, 'client gone');
         return undefined;
       }
-      const failure = this.stopping ? shutdownError() : upstreamFailure(err);
+      const failure = this.stopping
+        ? shutdownError()
+        : err instanceof BridgeError
+          ? err
+          : upstreamFailure(err);
       round.httpStatus = failure.status;
       this.finish(
         round,
@@ -334,6 +336,8 @@ export class Exchange {
    */
   async read(round: Round, res: Dispatcher.ResponseData, view: RoundView): Promise<RoundRead | undefined> {
     const sse = isEventStream(res);
+    // An instance that rewrites upstream errors into the client's shape reads them whole first.
+    if (res.statusCode >= 400 && !sse && this.adapter.clientErrorBody) return this.unexpected(round, res);
     if (view.kind === 'relay') return this.relay(round, res, sse);
     if (view.kind === 'events' && sse) return this.events(round, res, view.filter);
     const json = view.kind === 'collect' && res.statusCode < 400;
@@ -603,7 +607,8 @@ export class Exchange {
       this.head = 'done';
       return undefined;
     }
-    this.sendJson(res.statusCode, res.headers, Buffer.from(text));
+    const raw = Buffer.from(text);
+    this.sendJson(res.statusCode, res.headers, this.adapter.clientErrorBody?.(res.statusCode, raw) ?? raw);
     return undefined;
   }
 

@@ -18,6 +18,7 @@ const HOP_BY_HOP = new Set([
 const CLIENT_CREDENTIALS = new Set([
   'authorization',
   'x-api-key',
+  'api-key',
   'cookie',
   'proxy-authorization',
   'proxy-authenticate',

@@ -35,25 +35,30 @@ function matches(pattern: string, path: string): boolean {
   return p.every((seg, i) => (seg.startsWith(':') ? s[i] !== '' : seg.toLowerCase() === s[i]!.toLowerCase()));
 }
 
+/** Fixed segments take the pattern's spelling; parameters (an Azure deployment, a response id) keep the client's. */
+function spelled(pattern: string, path: string): string {
+  const p = pattern.split('/');
+  return path
+    .split('/')
+    .map((seg, i) => (p[i]!.startsWith(':') ? seg : p[i]!))
+    .join('/');
+}
+
 /** The route a method and path (below the prefix, query removed) take on this provider. */
 export function routeFor(adapter: ProviderAdapter, method: string, rawPath: string): ProviderRoute {
   const path = canonicalPath(rawPath);
   const api = adapter.apis.find((a) => matches(a.path, path));
   if (api) {
     // A metered path is metered whatever the method: any other method is refused, never forwarded.
-    return method === api.method ? { kind: 'metered', api, path: api.path } : { kind: 'refused', path };
+    return method === api.method
+      ? { kind: 'metered', api, path: spelled(api.path, path) }
+      : { kind: 'refused', path };
   }
   const route = adapter.passthrough.find(
     (r) => (r.methods as readonly string[]).includes(method) && matches(r.path, path),
   );
   if (route) {
-    // Fixed segments take the pattern's spelling; parameters keep the client's.
-    const p = route.path.split('/');
-    const canonical = path
-      .split('/')
-      .map((seg, i) => (p[i]!.startsWith(':') ? seg : p[i]!))
-      .join('/');
-    return { kind: 'passthrough', route, path: canonical };
+    return { kind: 'passthrough', route, path: spelled(route.path, path) };
   }
   return { kind: 'refused', path };
 }

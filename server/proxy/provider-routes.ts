@@ -14,7 +14,7 @@ import { checkedRequestFacts } from './client-strings';
 import { Exchange, type ExchangeDeps, runExchange, type StrategyFor, writable } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { type ProviderRoute, routeFor } from './provider-paths';
-import { idleWatchdog, upstreamFailure } from './upstream';
+import { credentialHeaders, idleWatchdog, upstreamFailure } from './upstream';
 
 export interface ProviderRouteDeps {
   exchange: ExchangeDeps;
@@ -77,7 +77,8 @@ async function passThrough(
   target: string,
   raw: Buffer | undefined,
 ): Promise<void> {
-  if (!deps.upstream.apiKey) throw new BridgeError('provider_not_configured');
+  if (!adapter.configured) throw new BridgeError('provider_not_configured');
+  const auth = await credentialHeaders(adapter);
   const started = performance.now();
   const abort = new AbortController();
   reply.raw.on('close', () => {
@@ -85,9 +86,9 @@ async function passThrough(
   });
   let res: Dispatcher.ResponseData;
   try {
-    res = await undiciRequest(deps.upstream.baseUrl + target, {
+    res = await undiciRequest(adapter.upstreamUrl(target), {
       method: req.method as Dispatcher.HttpMethod,
-      headers: { ...upstreamRequestHeaders(req.headers), ...adapter.authHeaders(deps.upstream.apiKey) },
+      headers: { ...upstreamRequestHeaders(req.headers), ...auth },
       body: raw && raw.length > 0 ? raw : null,
       dispatcher: deps.dispatcher,
       signal: abort.signal,
@@ -159,6 +160,10 @@ async function handle(
 
   const { api } = route;
   const parsed = parseJsonObject(raw, deps.maxJsonDepth);
+  const described = api.describeRequest(parsed, req.headers);
+  const facts = adapter.modelFor
+    ? { ...described, model: adapter.modelFor(route.path, described.model) }
+    : described;
   const start: InterceptionStart = {
     id: `int_${randomUUID()}`,
     principal,
@@ -166,7 +171,7 @@ async function handle(
     api: api.name,
     client: detectClient(req.headers),
     // Client-chosen strings bounded and redacted before any map, metric or record sees them.
-    request: checkedRequestFacts(api.describeRequest(parsed, req.headers), deps.exchange.recorder.redactor),
+    request: checkedRequestFacts(facts, deps.exchange.recorder.redactor),
     startedAt: deps.exchange.now(),
     requestId: req.id,
     capture: deps.capture.levelFor(principal.user.team),

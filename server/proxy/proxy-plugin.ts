@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Core } from '../capability';
 import { datesOf } from '../clock';
-import type { UpstreamConfig } from '../config';
 import type { Authenticator } from '../identity/auth';
-import { PROVIDERS } from '../providers/registry';
+import { adaptersOf } from '../providers/registry';
 import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
 import { CircuitBreakers } from './circuit-breaker';
@@ -49,12 +48,8 @@ export function proxyCapability(
       return n;
     },
     async register(app) {
-      for (const adapter of PROVIDERS) {
-        const upstreams: Readonly<Record<string, UpstreamConfig>> = config.upstreams;
-        const upstream = upstreams[adapter.id];
-        if (!upstream) throw new Error(`no upstream configured for provider ${adapter.id}`);
+      for (const adapter of adaptersOf(config.upstreams)) {
         const exchange: ExchangeDeps = {
-          upstream,
           idleTimeoutMs: config.timeouts.idleMs,
           dispatcher,
           recorder: d.recorder,
@@ -65,7 +60,7 @@ export function proxyCapability(
           events: d.events,
           ...(d.toolPolicy ? { toolPolicy: d.toolPolicy } : {}),
           admit: composeAdmission([
-            upstreamConfigured(() => upstream.apiKey !== undefined),
+            upstreamConfigured(() => adapter.configured),
             auditAccepting(() => d.recorder.accepting()),
             governed(d.governance),
             breakerClosed(breakers, adapter.id),

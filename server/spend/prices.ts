@@ -6,7 +6,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { ModelPriceOverride, UnknownModel } from '../../shared/spend';
 import type { Usage } from '../../shared/usage';
-import { ConfigError } from '../config';
+import { ConfigError, type InstanceModelPrice, type InstancePrices } from '../config';
 
 const PriceValueSchema = Type.Union([
   Type.Number({ minimum: 0 }),
@@ -82,6 +82,14 @@ export interface PriceResult {
   /** USD, or null when the model's price is unknown: never a silent $0. */
   costUsd: number | null;
   priceKnown: boolean;
+  /** Priced by the instance itself: "free" (self-hosted, $0 on purpose) or its own table. */
+  costSource?: 'free' | 'instance';
+}
+
+/** How one provider instance is priced: its family's id in the price data, or its own prices. */
+export interface InstancePricing {
+  readonly priceId: string | null;
+  readonly prices: InstancePrices | undefined;
 }
 
 /** Set by scripts/build.mjs (esbuild `define`); undeclared when running from sources. */
@@ -165,9 +173,32 @@ export class PriceBook {
    */
   private readonly resolved = new Map<string, Resolved | null>();
 
-  constructor(overrides: ModelPriceOverride[] = []) {
+  /**
+   * `instances`: by instance name (the records' `provider`); an instance not named here is looked
+   * up in the price data under its own name.
+   */
+  constructor(
+    overrides: ModelPriceOverride[] = [],
+    private readonly instances: Readonly<Record<string, InstancePricing>> = {},
+  ) {
     this.source = `@pydantic/genai-prices@${bundledVersion()}`;
     for (const o of overrides) this.overrides.set(o.model, o);
+  }
+
+  /** The instance's own price for a model, when it has one. */
+  private instancePrice(
+    provider: string,
+    model: string,
+  ): { costSource: 'free' | 'instance'; price?: InstanceModelPrice } | undefined {
+    const own = Object.hasOwn(this.instances, provider) ? this.instances[provider]!.prices : undefined;
+    if (own === 'free') return { costSource: 'free' };
+    const p = own && Object.hasOwn(own, model) ? own[model] : undefined;
+    return p ? { costSource: 'instance', price: p } : undefined;
+  }
+
+  /** The provider id the price data knows an instance's models under; null: none. */
+  private priceIdOf(provider: string): string | null {
+    return Object.hasOwn(this.instances, provider) ? this.instances[provider]!.priceId : provider;
   }
 
   static validateBody(model: string, body: unknown, at = new Date()): ModelPriceOverride {
@@ -196,9 +227,17 @@ export class PriceBook {
     return [...this.overrides.values()].sort((a, b) => a.model.localeCompare(b.model));
   }
 
-  private modelPrice(provider: string, model: string): { provider: Provider } | { providerId: string } {
+  /**
+   * An override applies to every provider, to the instance it names, or to every instance of the
+   * family whose price-data id it names.
+   */
+  private modelPrice(
+    instance: string,
+    priceId: string | null,
+    model: string,
+  ): { provider: Provider } | { providerId: string } | null {
     const o = this.overrides.get(model);
-    if (o && (o.provider === null || o.provider === provider)) {
+    if (o && (o.provider === null || o.provider === instance || o.provider === priceId)) {
       const prices: ModelPrice = { input_mtok: o.input_mtok, output_mtok: o.output_mtok };
       if (o.cache_read_mtok !== undefined) prices.cache_read_mtok = o.cache_read_mtok;
       if (o.cache_write_mtok !== undefined) prices.cache_write_mtok = o.cache_write_mtok;
@@ -211,18 +250,18 @@ export class PriceBook {
         },
       };
     }
-    return { providerId: provider };
+    return priceId === null ? null : { providerId: priceId };
   }
 
   /** What the price data (or an override) says for a model now; cached, since matching is slow. */
-  private resolve(provider: string, model: string, at: Date): Resolved | null {
-    const key = `${provider}\u0000${model}`;
+  private resolve(instance: string, priceId: string | null, model: string, at: Date): Resolved | null {
+    const key = `${instance}\u0000${model}`;
     const hit = this.resolved.get(key);
     if (hit !== undefined && (hit === null || at.getTime() - hit.at < RESOLVE_TTL_MS)) return hit;
-    const probe = calcPrice({ input_tokens: 1, output_tokens: 1 }, model, {
-      ...this.modelPrice(provider, model),
-      timestamp: at,
-    });
+    const source = this.modelPrice(instance, priceId, model);
+    const probe = source
+      ? calcPrice({ input_tokens: 1, output_tokens: 1 }, model, { ...source, timestamp: at })
+      : undefined;
     const r: Resolved | null = probe
       ? {
           at: at.getTime(),
@@ -246,8 +285,29 @@ export class PriceBook {
 
   /** The cost of `usage` on `model`; null when the price is unknown. */
   cost(provider: string, model: string | null, usage: Usage, at: Date = new Date()): number | null {
+    return this.costOf(provider, model, usage, at).costUsd;
+  }
+
+  private costOf(
+    provider: string,
+    model: string | null,
+    usage: Usage,
+    at: Date,
+  ): { costUsd: number | null; costSource?: 'free' | 'instance' } {
+    const own = this.instancePrice(provider, model ?? '');
+    if (own?.costSource === 'free') return { costUsd: 0, costSource: 'free' };
+    if (own?.price) {
+      const p = own.price;
+      const prices: ModelPrice = { input_mtok: p.inputPerMTok, output_mtok: p.outputPerMTok };
+      if (p.cacheReadPerMTok !== undefined) prices.cache_read_mtok = p.cacheReadPerMTok;
+      return { costUsd: simpleCost(prices, usage), costSource: 'instance' };
+    }
+    return { costUsd: this.dataCost(provider, model, usage, at) };
+  }
+
+  private dataCost(provider: string, model: string | null, usage: Usage, at: Date): number | null {
     if (!model) return null;
-    const r = this.resolve(provider, model, at);
+    const r = this.resolve(provider, this.priceIdOf(provider), model, at);
     if (!r) return null;
     if (r.simple) return simpleCost(r.prices, usage);
     const full = calcPrice(toGenaiUsage(usage), model, { provider: r.provider, timestamp: at });
@@ -256,9 +316,9 @@ export class PriceBook {
 
   /** Prices a finished request, and remembers the model when its price is unknown. */
   price(provider: string, model: string | null, usage: Usage, at: Date = new Date()): PriceResult {
-    const costUsd = this.cost(provider, model, usage, at);
+    const { costUsd, costSource } = this.costOf(provider, model, usage, at);
     if (costUsd === null) this.noteUnknown(provider, model ?? '(none)', 1, at.toISOString());
-    return { costUsd, priceKnown: costUsd !== null };
+    return { costUsd, priceKnown: costUsd !== null, ...(costSource ? { costSource } : {}) };
   }
 
   noteUnknown(provider: string, model: string, requests: number, at: string): void {

@@ -34,7 +34,12 @@ export async function spendCapability(core: Core, identity: IdentityService): Pr
     ...filePrices,
     ...(await store.listDocs<ModelPriceOverride>('price')),
   ];
-  const prices = new PriceBook(await overrides());
+  const prices = new PriceBook(
+    await overrides(),
+    Object.fromEntries(
+      Object.values(config.upstreams).map((u) => [u.name, { priceId: u.priceId, prices: u.prices }]),
+    ),
+  );
   for (const b of await store.usageBuckets({})) {
     if (b.unpricedRequests > 0)
       prices.noteUnknown(b.provider, b.model ?? '(none)', b.unpricedRequests, b.hour);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import type { InterceptionStart } from '../../server/core/facts';
-import { openaiProvider } from '../../server/providers/openai/provider';
+import { responsesApi } from '../../server/providers/openai/responses';
 import { Governance } from '../../server/spend/governance';
 import { PriceBook } from '../../server/spend/prices';
 
-const responses = openaiProvider.apis.find((a) => a.path === '/responses')!;
+const responses = responsesApi;
 
 function start(body: Record<string, unknown>): InterceptionStart {
   return {

@@ -53,4 +53,42 @@ describe('the price book', () => {
     book.deleteOverride('claude-sonnet-4-5');
     assert.equal(book.cost('anthropic', 'claude-sonnet-4-5', u), 0.3);
   });
+
+  describe('per provider instance', () => {
+    const usage = { input: 1000, cacheRead: 0, cacheWrite: 0, output: 100, reasoning: 0 };
+    const instances = {
+      ollama: { priceId: null, prices: 'free' as const },
+      vllm: { priceId: null, prices: { 'llama3.2': { inputPerMTok: 2, outputPerMTok: 4 } } },
+      lmstudio: { priceId: null, prices: undefined },
+      'azure-eu': { priceId: 'azure', prices: undefined },
+      backup: { priceId: 'anthropic', prices: undefined },
+    };
+
+    it('prices by the family’s price-data id, the instance’s table, or $0 on purpose for "free"', () => {
+      const book = new PriceBook([], instances);
+      assert.deepEqual(book.price('ollama', 'anything', usage), {
+        costUsd: 0,
+        priceKnown: true,
+        costSource: 'free',
+      });
+      assert.deepEqual(book.price('vllm', 'llama3.2', usage), {
+        costUsd: (1000 * 2 + 100 * 4) / 1e6,
+        priceKnown: true,
+        costSource: 'instance',
+      });
+      assert.deepEqual(book.price('vllm', 'qwen3', usage), { costUsd: null, priceKnown: false });
+      assert.deepEqual(book.price('lmstudio', 'gpt-4o', usage), { costUsd: null, priceKnown: false });
+      const azure = calcPrice({ input_tokens: 1000, output_tokens: 100 }, 'gpt-4o', { providerId: 'azure' })!;
+      assert.equal(book.cost('azure-eu', 'gpt-4o', usage), azure.total_price);
+      const anthropic = new PriceBook().cost('anthropic', 'claude-sonnet-4-5', usage);
+      assert.equal(book.cost('backup', 'claude-sonnet-4-5', usage), anthropic);
+    });
+
+    it('applies an admin override naming the instance, even where the price data has no entry', () => {
+      const o = { model: 'qwen3', provider: 'lmstudio', input_mtok: 1, output_mtok: 1, updatedAt: '' };
+      const book = new PriceBook([o], instances);
+      assert.equal(book.cost('lmstudio', 'qwen3', usage), 1100 / 1e6);
+      assert.equal(book.cost('vllm', 'qwen3', usage), null, 'only the instance it names');
+    });
+  });
 });

@@ -231,3 +231,30 @@ export const chatCompletionsApi: WireApi = {
     return `data: ${JSON.stringify({ error: openaiError(status, code, message) })}\n\n`;
   },
 };
+
+/** How an instance tunes Chat Completions. */
+export interface ChatCompletionsOptions {
+  /** Below the instance's prefix; default `/chat/completions` (Azure's deployments form differs). */
+  path?: string;
+  /**
+   * Ask for stream usage when the client did not (default). Off for a server that rejects
+   * `stream_options`: its streams are then relayed untouched and recorded without usage.
+   */
+  forceUsage?: boolean;
+}
+
+/** Chat Completions as an instance needs it; everything not tuned is OpenAI's. */
+export function chatCompletions(o: ChatCompletionsOptions = {}): WireApi {
+  return {
+    ...chatCompletionsApi,
+    path: o.path ?? chatCompletionsApi.path,
+    ...(o.forceUsage === false
+      ? { prepare: (_body: JsonObject, raw: Buffer) => ({ bytes: raw, rewriteStream: false }) }
+      : {}),
+  };
+}
+
+/** Chat Completions at another path (Azure's deployments form). */
+export function chatCompletionsAt(path: string): WireApi {
+  return chatCompletions({ path });
+}

@@ -278,3 +278,8 @@ export const responsesApi: WireApi = {
     return `event: error\ndata: ${JSON.stringify({ type: 'error', code, message, param: null, sequence_number: 0 })}\n\n`;
   },
 };
+
+/** Responses at another path (Azure's `/openai/v1/responses`); everything else as OpenAI's. */
+export function responsesAt(path: string): WireApi {
+  return { ...responsesApi, path };
+}

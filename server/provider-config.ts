@@ -1,0 +1,184 @@
+import { allFamilies, familyOf, type InstanceConfig } from './providers/registry';
+import type { JsonObject } from './providers/types';
+
+/** A model's price on one instance, in USD per million tokens. */
+export interface InstanceModelPrice {
+  readonly inputPerMTok: number;
+  readonly outputPerMTok: number;
+  readonly cacheReadPerMTok?: number;
+}
+
+/** An instance's own prices: a table by model, or "free" (self-hosted: recorded as $0 on purpose). */
+export type InstancePrices = 'free' | Readonly<Record<string, InstanceModelPrice>>;
+
+/** Where one provider instance's traffic goes, with which credential, priced how. */
+export interface UpstreamConfig extends InstanceConfig {
+  /** Whether it can serve (a key, a credential chain, or an upstream that needs none). */
+  readonly configured: boolean;
+  /** The family's id in the price data; null: only `prices`. */
+  readonly priceId: string | null;
+  readonly prices: InstancePrices | undefined;
+}
+
+/** Instance names are route prefixes: these are the bridge's own routes. */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set([
+  'api',
+  'admin',
+  'device',
+  'scim',
+  'mcp',
+  'metrics',
+  'healthz',
+  'readyz',
+  'livez',
+  'login',
+  'logout',
+  'oauth',
+  'auth',
+  'static',
+  'assets',
+  'docs',
+  'well-known',
+]);
+
+export const INSTANCE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+const COMMON_FIELDS = ['type', 'baseUrl', 'apiKey', 'prices'];
+
+/** A problem in the providers file, naming the entry and field. */
+export class ProvidersFileError extends Error {
+  constructor(entry: string | null, field: string | null, message: string) {
+    const where =
+      entry === null ? '' : field === null ? `providers.${entry}: ` : `providers.${entry}.${field}: `;
+    super(`${where}${message}`);
+    this.name = 'ProvidersFileError';
+  }
+}
+
+function isPlainObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function checkUrl(entry: string, field: string, raw: unknown): string {
+  if (typeof raw !== 'string') throw new ProvidersFileError(entry, field, 'expected an http(s) URL');
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ProvidersFileError(entry, field, `expected an http(s) URL, got "${raw}"`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new ProvidersFileError(entry, field, `expected an http(s) URL, got "${raw}"`);
+  if (u.search || u.hash)
+    throw new ProvidersFileError(entry, field, 'must not have a query string or fragment');
+  return raw.replace(/\/+$/, '');
+}
+
+function checkPrices(entry: string, raw: unknown): InstancePrices | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === 'free') return 'free';
+  if (!isPlainObject(raw))
+    throw new ProvidersFileError(
+      entry,
+      'prices',
+      'expected "free" or an object of model to {inputPerMTok, outputPerMTok}',
+    );
+  const out: Record<string, InstanceModelPrice> = {};
+  for (const [model, p] of Object.entries(raw)) {
+    const field = `prices.${model}`;
+    if (!isPlainObject(p))
+      throw new ProvidersFileError(entry, field, 'expected {inputPerMTok, outputPerMTok}');
+    for (const k of Object.keys(p))
+      if (!['inputPerMTok', 'outputPerMTok', 'cacheReadPerMTok'].includes(k))
+        throw new ProvidersFileError(entry, `${field}.${k}`, 'unknown field');
+    for (const k of ['inputPerMTok', 'outputPerMTok', 'cacheReadPerMTok'] as const) {
+      const v = p[k];
+      if (v === undefined && k === 'cacheReadPerMTok') continue;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+        throw new ProvidersFileError(
+          entry,
+          `${field}.${k}`,
+          'expected a number of USD per million tokens, 0 or more',
+        );
+    }
+    out[model] = p as unknown as InstanceModelPrice;
+  }
+  return out;
+}
+
+/**
+ * The configured provider instances, by name: the built-in instance of every family that has one
+ * (from its environment variables), then the providers file's entries, which may redefine a
+ * built-in one. `read` is config's environment reader (config.ts is the only one).
+ */
+export function providerInstances(
+  read: (name: string) => string | undefined,
+  fileJson: unknown,
+): Readonly<Record<string, UpstreamConfig>> {
+  const out: Record<string, UpstreamConfig> = {};
+  for (const f of allFamilies()) {
+    if (!f.env) continue;
+    const settings = {
+      name: f.type,
+      type: f.type,
+      baseUrl: read(f.env.baseUrl) ?? f.defaultBaseUrl ?? '',
+      apiKey: read(f.env.apiKey) || undefined,
+      options: {},
+    };
+    out[f.type] = { ...settings, configured: f.configured(settings), priceId: f.priceId, prices: undefined };
+  }
+  if (fileJson === undefined) return out;
+  if (!isPlainObject(fileJson) || !isPlainObject(fileJson.providers))
+    throw new ProvidersFileError(null, null, 'expected {"providers": {"<name>": {"type": …}, …}}');
+  for (const [name, entry] of Object.entries(fileJson.providers)) {
+    if (!INSTANCE_NAME.test(name))
+      throw new ProvidersFileError(
+        name,
+        null,
+        'the name must match ^[a-z][a-z0-9-]{0,31}$ (it is the route prefix)',
+      );
+    if (RESERVED_NAMES.has(name))
+      throw new ProvidersFileError(name, null, `"${name}" is one of the bridge's own routes`);
+    if (!isPlainObject(entry)) throw new ProvidersFileError(name, null, 'expected an object with a "type"');
+    if (typeof entry.type !== 'string')
+      throw new ProvidersFileError(name, 'type', 'expected a provider type');
+    const family = familyOf(entry.type);
+    if (!family)
+      throw new ProvidersFileError(
+        name,
+        'type',
+        `unknown type "${entry.type}"; one of ${allFamilies()
+          .map((f) => f.type)
+          .join(', ')}`,
+      );
+    for (const k of Object.keys(entry))
+      if (!COMMON_FIELDS.includes(k) && !family.fields.includes(k))
+        throw new ProvidersFileError(name, k, `unknown field for type ${family.type}`);
+    let baseUrl: string;
+    if (entry.baseUrl !== undefined) baseUrl = checkUrl(name, 'baseUrl', entry.baseUrl);
+    else if (family.defaultBaseUrl) baseUrl = family.defaultBaseUrl;
+    else throw new ProvidersFileError(name, 'baseUrl', `required for type ${family.type}`);
+    let apiKey: string | undefined;
+    const k = entry.apiKey;
+    if (typeof k === 'string' && k !== '') apiKey = k;
+    else if (isPlainObject(k) && typeof k.fromEnv === 'string' && Object.keys(k).length === 1) {
+      apiKey = read(k.fromEnv) || undefined;
+      if (apiKey === undefined)
+        throw new ProvidersFileError(name, 'apiKey', `the environment variable ${k.fromEnv} is not set`);
+    } else if (k !== undefined)
+      throw new ProvidersFileError(name, 'apiKey', 'expected a key, or {"fromEnv": "VAR"}');
+    const problem = family.validate(entry);
+    if (problem) throw new ProvidersFileError(name, problem.field, problem.message);
+    const options: JsonObject = {};
+    for (const f of family.fields) if (entry[f] !== undefined) options[f] = entry[f];
+    const settings = { name, type: family.type, baseUrl, apiKey, options };
+    // A redefined built-in keeps its place; a new name comes after.
+    out[name] = {
+      ...settings,
+      configured: family.configured(settings),
+      priceId: family.priceId,
+      prices: checkPrices(name, entry.prices),
+    };
+  }
+  return out;
+}

@@ -1,0 +1,88 @@
+import { type FieldProblem, type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
+import { chatCompletionsAt } from '../openai/chat-completions';
+import { openaiErrorBody } from '../openai/errors';
+import { responsesAt } from '../openai/responses';
+import type { JsonObject, ProviderAdapter } from '../types';
+import { entraTokens } from './entra';
+import { contentFilterBody } from './errors';
+
+const DEPLOYMENT = /^\/openai\/deployments\/([^/]+)\//i;
+
+/** The resource root (`https://res.openai.azure.com`) of a v1 base (`…/openai/v1`) or of the root itself. */
+export function resourceRoot(baseUrl: string): string {
+  return baseUrl.replace(/\/+$/, '').replace(/\/openai(\/v1)?$/i, '');
+}
+
+function deploymentsOf(options: JsonObject): Readonly<Record<string, string>> {
+  const d = options.deployments;
+  return d && typeof d === 'object' && !Array.isArray(d) ? (d as Record<string, string>) : {};
+}
+
+function validate(entry: JsonObject): FieldProblem | undefined {
+  const d = entry.deployments;
+  if (d !== undefined) {
+    if (!d || typeof d !== 'object' || Array.isArray(d))
+      return { field: 'deployments', message: 'expected an object of deployment name to model name' };
+    for (const [dep, model] of Object.entries(d))
+      if (typeof model !== 'string' || model === '')
+        return { field: `deployments.${dep}`, message: 'expected a model name' };
+  }
+  if (entry.auth !== undefined && entry.auth !== 'api-key' && entry.auth !== 'entra')
+    return { field: 'auth', message: 'expected "api-key" or "entra"' };
+  if (entry.auth === 'entra' && entry.apiKey !== undefined)
+    return { field: 'apiKey', message: 'an "entra" instance takes no apiKey' };
+  return undefined;
+}
+
+function create(s: InstanceSettings): ProviderAdapter {
+  const root = resourceRoot(s.baseUrl);
+  const deployments = deploymentsOf(s.options);
+  const entra = s.options.auth === 'entra' ? entraTokens() : undefined;
+  return {
+    id: s.name,
+    type: 'azure-openai',
+    // `/<name>/v1/…` (OpenAI SDKs with a base URL) and `/<name>/openai/…` (AzureOpenAI with an endpoint).
+    prefix: `/${s.name}`,
+    requestIdHeader: 'apim-request-id',
+    apis: [
+      chatCompletionsAt('/v1/chat/completions'),
+      responsesAt('/v1/responses'),
+      chatCompletionsAt('/openai/v1/chat/completions'),
+      responsesAt('/openai/v1/responses'),
+      chatCompletionsAt('/openai/deployments/:deployment/chat/completions'),
+    ],
+    passthrough: [
+      { methods: ['GET', 'HEAD'], path: '/v1/models', why: 'model list; free' },
+      { methods: ['GET', 'HEAD'], path: '/openai/v1/models', why: 'model list; free' },
+    ],
+    configured: entra !== undefined || s.apiKey !== undefined,
+    upstreamUrl: (target) => joinUrl(root, /^\/v1(\/|$)/i.test(target) ? `/openai${target}` : target),
+    async authHeaders(): Promise<Record<string, string>> {
+      if (entra) return { authorization: `Bearer ${await entra()}` };
+      return s.apiKey ? { 'api-key': s.apiKey } : {};
+    },
+    errorBody: openaiErrorBody,
+    // A deployment is named by the path (deployments form) or as the `model` (v1 API): price its model.
+    modelFor(path, model) {
+      const dep = DEPLOYMENT.exec(path)?.[1] ?? model;
+      if (dep === null) return null;
+      return deployments[dep] ?? dep;
+    },
+    clientErrorBody: contentFilterBody,
+  };
+}
+
+/**
+ * Azure OpenAI: the v1 API (`https://{resource}.openai.azure.com/openai/v1/`) and the deployments
+ * form (`/openai/deployments/{dep}/chat/completions?api-version=`), with the `api-key` header or
+ * Entra ID tokens (`"auth": "entra"`). `deployments` maps deployment names to models for prices.
+ */
+export const azureOpenaiFamily: ProviderFamily = {
+  type: 'azure-openai',
+  defaultBaseUrl: undefined,
+  priceId: 'azure',
+  fields: ['deployments', 'auth'],
+  validate,
+  configured: (s) => s.options.auth === 'entra' || s.apiKey !== undefined,
+  create,
+};

@@ -1,0 +1,57 @@
+import type { JsonObject, ProviderAdapter } from './types';
+
+/** One configured instance of a family: the providers file's entry, or the built-in one from the environment. */
+export interface InstanceSettings {
+  /** The instance name: its route prefix (`/<name>`) and the `provider` its records carry. */
+  readonly name: string;
+  readonly baseUrl: string;
+  /** The organisation's key, already resolved (`{"fromEnv": …}` read by config); never logged. */
+  readonly apiKey: string | undefined;
+  /** The family's own fields from the providers file, as validated by `validate`. */
+  readonly options: JsonObject;
+}
+
+/** A field of a providers-file entry that is wrong, for an error naming the entry and field. */
+export interface FieldProblem {
+  readonly field: string;
+  readonly message: string;
+}
+
+/**
+ * A provider family is one folder under server/providers/: everything the bridge needs to serve
+ * an instance of it. Config reads its settings by the names declared here, the price book looks
+ * models up under its price-data id, and the proxy mounts what `create` returns. Nothing outside
+ * the folder names the family.
+ */
+export interface ProviderFamily {
+  /** The providers file's `type`. */
+  readonly type: string;
+  /** Base URL when an instance gives none; undefined: `baseUrl` is required. */
+  readonly defaultBaseUrl: string | undefined;
+  /**
+   * Environment variables of the built-in instance named after the type, served without a
+   * providers file; absent: the family has instances only when the file names them.
+   */
+  readonly env?: { readonly baseUrl: string; readonly apiKey: string };
+  /** The provider id in the price data (@pydantic/genai-prices); null: only the instance's own `prices`. */
+  readonly priceId: string | null;
+  /** Fields an entry may have beyond `type`, `baseUrl`, `apiKey` and `prices`. */
+  readonly fields: readonly string[];
+  /** Checks the family's own fields; the first problem found. */
+  validate(entry: JsonObject): FieldProblem | undefined;
+  /** Whether an instance can serve (a key, or a family whose upstream needs none). */
+  configured(s: InstanceSettings): boolean;
+  /** The adapter for one instance: the family's wire APIs, tuned by the instance's settings. */
+  create(s: InstanceSettings): ProviderAdapter;
+}
+
+/** Families whose upstream needs a key are configured by one. */
+export const KEY_REQUIRED = (s: InstanceSettings): boolean => s.apiKey !== undefined;
+
+/** No family-specific fields. */
+export const NO_FIELDS = (): FieldProblem | undefined => undefined;
+
+/** `base + target`, the base's trailing slash dropped so `…/v1/` and `…/v1` mean the same. */
+export function joinUrl(base: string, target: string): string {
+  return base.replace(/\/+$/, '') + target;
+}

@@ -1,0 +1,54 @@
+import { type InstanceSettings, joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderFamily } from '../family';
+import type { PassthroughRoute, ProviderAdapter, WireApi } from '../types';
+import { chatCompletionsApi } from './chat-completions';
+import { openaiErrorBody } from './errors';
+import { responsesApi } from './responses';
+
+/** The free endpoints of OpenAI's v1 API, relative to the `/v1` base. */
+export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
+  { methods: ['GET', 'HEAD'], path: '/models', why: 'model list; free' },
+  { methods: ['GET', 'HEAD'], path: '/models/:id', why: 'one model; free' },
+  { methods: ['POST'], path: '/responses/input_tokens', why: 'counts tokens; free' },
+  { methods: ['GET'], path: '/responses/:id', why: 'reads a stored response; free' },
+  { methods: ['GET'], path: '/responses/:id/input_items', why: 'reads a stored response; free' },
+  { methods: ['DELETE'], path: '/responses/:id', why: 'deletes a stored response; free' },
+  { methods: ['POST'], path: '/responses/:id/cancel', why: 'stops a background response; saves cost' },
+];
+
+/**
+ * An OpenAI-shaped instance mounted at `/<name>/v1` (so `OPENAI_BASE_URL=<bridge>/<name>/v1` works
+ * for every SDK): the wire APIs and the bearer key; other families built on OpenAI's wire format
+ * (openai-compatible, azure-openai) tune it.
+ */
+export function openaiShapedAdapter(
+  s: InstanceSettings,
+  type: string,
+  over: Partial<Pick<ProviderAdapter, 'apis' | 'passthrough' | 'configured'>> = {},
+): ProviderAdapter {
+  const apis: readonly WireApi[] = over.apis ?? [chatCompletionsApi, responsesApi];
+  return {
+    id: s.name,
+    type,
+    prefix: `/${s.name}/v1`,
+    requestIdHeader: 'x-request-id',
+    apis,
+    passthrough: over.passthrough ?? OPENAI_PASSTHROUGH,
+    configured: over.configured ?? s.apiKey !== undefined,
+    upstreamUrl: (target) => joinUrl(s.baseUrl, target),
+    authHeaders: async (): Promise<Record<string, string>> =>
+      s.apiKey ? { authorization: `Bearer ${s.apiKey}` } : {},
+    errorBody: openaiErrorBody,
+  };
+}
+
+/** OpenAI: Chat Completions and Responses metered. The built-in instance `openai` is AIBRIDGE_OPENAI_*. */
+export const openaiFamily: ProviderFamily = {
+  type: 'openai',
+  defaultBaseUrl: 'https://api.openai.com/v1',
+  env: { baseUrl: 'AIBRIDGE_OPENAI_BASE_URL', apiKey: 'AIBRIDGE_OPENAI_API_KEY' },
+  priceId: 'openai',
+  fields: [],
+  validate: NO_FIELDS,
+  configured: KEY_REQUIRED,
+  create: (s) => openaiShapedAdapter(s, 'openai'),
+};
