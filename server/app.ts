@@ -181,7 +181,14 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await app.register(admin.assets);
     await app.register(device.page);
     await app.register(scim.plugin);
-    await app.register(gatewayCapability(core, { auth, hub: mcp.hub, limiter: spend.limiter }).plugin);
+    await app.register(
+      gatewayCapability(core, {
+        auth,
+        hub: mcp.hub,
+        limiter: spend.limiter,
+        judge: (p, names, input) => policy.toolPolicy.judgeGatewayCall(p.user, names, input),
+      }).plugin,
+    );
     await app.register(async (api) => {
       api.addHook(
         'onRequest',

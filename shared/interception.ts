@@ -65,8 +65,13 @@ export interface GatewayToolCall {
   tool: string;
   /** Arguments, redacted like any recorded input. */
   input: unknown;
-  /** `no_credential`: the user has not connected the server yet (they were told how). */
-  outcome: 'ok' | 'error' | 'timeout' | 'cancelled' | 'no_credential';
+  /**
+   * `no_credential`: the user has not connected the server yet (they were told how); `denied`: a
+   * tool-policy rule blocked it (docs/governance.md), the client got a tool result saying so.
+   */
+  outcome: 'ok' | 'error' | 'timeout' | 'cancelled' | 'no_credential' | 'denied';
+  /** The tool-policy rule that denied or flagged the call, when one matched. */
+  policy?: ToolPolicyMark;
   durationMs: number;
   /** UTF-8 bytes of the result as JSON. */
   resultBytes: number;

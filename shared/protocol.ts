@@ -1,5 +1,5 @@
 import { type CloseReason, closeReasonOf } from './errors';
-import type { ApiName, CacheBreakCause, InterceptionStatus } from './interception';
+import type { ApiName, CacheBreakCause, GatewayToolCall, InterceptionStatus } from './interception';
 import type { Alert } from './spend';
 import type { ToolPolicyAction } from './tool-policy';
 import type { Usage } from './usage';
@@ -152,7 +152,7 @@ export interface GatewayToolCallEvent {
   client: string;
   /** The gateway session (`Mcp-Session-Id`), null without one. */
   sessionId: string | null;
-  outcome: 'ok' | 'error' | 'timeout' | 'cancelled' | 'no_credential';
+  outcome: GatewayToolCall['outcome'];
   durationMs: number;
 }
 

@@ -6,7 +6,7 @@ import type { McpHub } from '../mcp/hub';
 import type { RateLimiter } from '../spend/rate-limits';
 import { GatewayCallLog } from './call-log';
 import { gatewayRoutes } from './gateway-routes';
-import { InFlightCalls } from './gateway-server';
+import { type GatewayServerDeps, InFlightCalls } from './gateway-server';
 
 export interface GatewayCapability {
   /** `/mcp` and its RFC 9728 metadata, registered beside the provider routes (outside `/api`). */
@@ -18,7 +18,12 @@ export interface GatewayCapability {
 /** The MCP gateway (docs/mcp.md#the-mcp-gateway): the central MCP servers as one MCP server per user. */
 export function gatewayCapability(
   core: Core,
-  d: { auth: Authenticator; hub: McpHub; limiter: Pick<RateLimiter, 'admit' | 'settle'> },
+  d: {
+    auth: Authenticator;
+    hub: McpHub;
+    limiter: Pick<RateLimiter, 'admit' | 'settle'>;
+    judge?: GatewayServerDeps['judge'];
+  },
 ): GatewayCapability {
   const { config, store, metrics, bus, log, clock } = core;
   const inFlight = new InFlightCalls((n) => metrics.gatewayInFlight.set(n));
@@ -39,6 +44,7 @@ export function gatewayCapability(
       inFlight,
       callTimeoutMs: config.mcp.gatewayCallTimeoutMs,
       now: () => clock.now(),
+      ...(d.judge ? { judge: d.judge } : {}),
       publicUrl: config.mcp.publicUrl,
       maxJsonDepth: config.limits.maxJsonDepth,
     }),

@@ -17,6 +17,7 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayToolCall } from '../../shared/interception';
+import { blockedMessage, type ToolPolicyMark } from '../../shared/tool-policy';
 import type { Principal } from '../core/principal';
 import type { McpConnection } from '../mcp/connection';
 import type { McpHub, UserServer } from '../mcp/hub';
@@ -76,6 +77,8 @@ export interface GatewayServerDeps {
   /** A gateway call's limit when the server sets none (AIBRIDGE_MCP_GATEWAY_CALL_TIMEOUT_MS). */
   callTimeoutMs: number;
   now: () => number;
+  /** The tool-call policy's answer for a call (docs/governance.md); undefined: no rule matched. */
+  judge?: (principal: Principal, names: readonly string[], input: unknown) => ToolPolicyMark | undefined;
 }
 
 /** Who is asking, through which client and session: one HTTP request's worth of context. */
@@ -159,6 +162,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const s = parts ? list.find((x) => x.config.name === parts.server) : undefined;
     if (!parts || !s) throw rpcFailure(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
     const args = req.params.arguments ?? {};
+    const mark = d.judge?.(principal, [name, `mcp__${parts.server}__${parts.tool}`], args);
     const record = (o: Pick<GatewayToolCall, 'outcome' | 'error'> & { result?: unknown }): void => {
       void d.log.record({
         id: `gwc_${randomUUID()}`,
@@ -177,8 +181,17 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
         durationMs: Math.max(0, d.now() - started),
         resultBytes: o.result === undefined ? 0 : Buffer.byteLength(JSON.stringify(o.result)),
         error: o.error,
+        ...(mark ? { policy: mark } : {}),
       });
     };
+    if (mark?.action === 'deny') {
+      const result: CallToolResult = {
+        isError: true,
+        content: [{ type: 'text', text: blockedMessage(name, args, mark.rule) }],
+      };
+      record({ outcome: 'denied', error: `denied by rule ${mark.rule}`, result });
+      return result;
+    }
 
     if (s.config.auth.type === 'per_user' && !s.conn) {
       const link = s.config.auth.oauth

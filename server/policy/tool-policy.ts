@@ -1,5 +1,5 @@
 import type { ToolCallRecord } from '../../shared/interception';
-import { blockedMessage, type ToolPolicyDoc } from '../../shared/tool-policy';
+import { blockedMessage, type ToolPolicyDoc, type ToolPolicyMark } from '../../shared/tool-policy';
 import type { InterceptionStart } from '../core/facts';
 import type { Metrics } from '../metrics';
 import type { CallPolicy } from '../proxy/exchange';
@@ -31,6 +31,32 @@ export class ToolPolicy {
   private use(doc: ToolPolicyDoc): void {
     this.compiled = compileRules(doc.rules);
     this.doc = doc;
+  }
+
+  /**
+   * A call an agent makes through the MCP gateway (no model answer to hold): the same rules, over
+   * the name the client called (`<server>__<tool>`) and the name the server's tool has when an
+   * agent is configured with that server directly (`mcp__<server>__<tool>`, Claude Code's), so a
+   * rule written for either covers both ways in.
+   */
+  judgeGatewayCall(
+    user: { id: string; email: string; team: string | null },
+    names: readonly string[],
+    input: unknown,
+  ): ToolPolicyMark | undefined {
+    if (this.compiled.length === 0) return undefined;
+    const rules = rulesFor(this.compiled, { userId: user.id, email: user.email, team: user.team });
+    let mark: ToolPolicyMark | undefined;
+    for (const n of names) {
+      const m = decide(rules, n, input);
+      if (m?.action === 'deny') {
+        mark = m;
+        break;
+      }
+      mark ??= m;
+    }
+    if (mark) this.metrics.toolPolicyDecisions.inc({ action: mark.action });
+    return mark;
   }
 
   get(): ToolPolicyDoc {

@@ -225,6 +225,47 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     assert.equal(text(ok), 'Echo: still');
   });
 
+  it('applies the tool-call policy: a denied call is a tool result naming the rule, recorded as denied', async () => {
+    const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+      rules: [
+        // Written for Claude Code's name of the server's tool: it covers the gateway's name too.
+        {
+          id: 'no-secret-echo',
+          tool: 'mcp__everything__echo',
+          argumentPattern: 'secret',
+          action: 'deny',
+          scope: 'org',
+        },
+      ],
+    });
+    assert.equal(put.status, 200);
+    try {
+      const client = track(await connect(tb.url, alice.key));
+      const denied = (await client.callTool({
+        name: 'everything__echo',
+        arguments: { message: 'the secret plan' },
+      })) as CallToolResult;
+      assert.equal(denied.isError, true);
+      assert.match(text(denied), /^AI Bridge blocked everything__echo: .*\(rule no-secret-echo\)$/);
+      const fine = (await client.callTool({
+        name: 'everything__echo',
+        arguments: { message: 'hi' },
+      })) as CallToolResult;
+      assert.equal(text(fine), 'Echo: hi');
+      const call = await eventually(async () => {
+        const r = await tb.api<{ items: Listed[] }>(
+          'GET',
+          '/api/v1/tool-calls?via=gateway&limit=5',
+          alice.key,
+        );
+        return r.body.items.find((c) => c.outcome === 'denied');
+      });
+      assert.deepEqual(call.policy, { rule: 'no-secret-echo', action: 'deny' });
+    } finally {
+      await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: [] });
+    }
+  });
+
   it('a server that hangs past its limit gets the timeout error; other tools keep working', async () => {
     const client = track(await connect(tb.url, alice.key));
     const started = Date.now();
