@@ -10,6 +10,7 @@ import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
+import { withClientSession } from './client-session';
 import { checkedRequestFacts } from './client-strings';
 import { Exchange, type ExchangeDeps, runExchange, type StrategyFor, writable } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
@@ -159,14 +160,16 @@ async function handle(
 
   const { api } = route;
   const parsed = parseJsonObject(raw, deps.maxJsonDepth);
+  const client = detectClient(req.headers);
+  const described = withClientSession(api.describeRequest(parsed, req.headers), client, req.headers, parsed);
   const start: InterceptionStart = {
     id: `int_${randomUUID()}`,
     principal,
     provider: adapter.id,
     api: api.name,
-    client: detectClient(req.headers),
+    client,
     // Client-chosen strings bounded and redacted before any map, metric or record sees them.
-    request: checkedRequestFacts(api.describeRequest(parsed, req.headers), deps.exchange.recorder.redactor),
+    request: checkedRequestFacts(described, deps.exchange.recorder.redactor),
     startedAt: deps.exchange.now(),
     requestId: req.id,
     capture: deps.capture.levelFor(principal.user.team),
