@@ -28,11 +28,18 @@ const SDK_VENDORS: ReadonlySet<string> = new Set(['anthropic', 'openai']);
 
 /**
  * The header a client the bridge's extension configures names itself in (VS Code's chat, Copilot
- * CLI through `COPILOT_PROVIDER_HEADERS`). Only the names below are taken from it, so it mints no
+ * CLI through `COPILOT_PROVIDER_HEADERS`, Continue's `requestOptions.headers`, Roo and Kilo Code's
+ * `openAiHeaders`). Only the names below are taken from it, so it mints no
  * new labels.
  */
 export const CLIENT_HEADER = 'x-aibridge-client';
-const DECLARABLE_CLIENTS: ReadonlySet<string> = new Set(['vscode-chat', 'copilot-cli']);
+const DECLARABLE_CLIENTS: ReadonlySet<string> = new Set([
+  'vscode-chat',
+  'copilot-cli',
+  'continue',
+  'roo-code',
+  'kilo-code',
+]);
 
 /**
  * Which agent or SDK sent a request, from its headers. Agents first (they are built on the SDKs and
