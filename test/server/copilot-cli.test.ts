@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { computeTerminalEnv } from '../../extension/terminal/env';
 import { AnthropicMock, MOCK_TEXT } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { OpenAIMock } from '../helpers/openai-mock';
@@ -73,12 +74,18 @@ describe('the real Copilot CLI through the bridge', function () {
       assert.ok(mock.messageRequests().every((r) => r.headers['x-aibridge-client'] === undefined));
     });
 
-    it('names itself through COPILOT_PROVIDER_HEADERS too, as the extension configures it', async () => {
+    it("typed in a terminal with the extension's default env: named by COPILOT_PROVIDER_HEADERS", async () => {
       const dev = await tb.addUser('copilot-hdr@example.com', { team: 'agents' });
       const home = await tempDir('aibridge-copilot-home-');
-      const env = {
-        ...copilotEnv(home, `${tb.url}/anthropic`, 'anthropic', dev.key, 'claude-sonnet-4-5'),
-        COPILOT_PROVIDER_HEADERS: 'x-aibridge-client: copilot-cli',
+      const terminal = computeTerminalEnv(undefined, { url: tb.url, key: dev.key });
+      assert.deepEqual(terminal.problems, []);
+      const env: NodeJS.ProcessEnv = {
+        PATH: process.env.PATH,
+        HOME: home,
+        TMPDIR: home,
+        CI: '1',
+        COPILOT_OFFLINE: 'true',
+        ...Object.fromEntries(terminal.vars),
       };
       const before = mock.messageRequests().length;
       const res = await run(COPILOT, ['-p', 'What is in this folder?'], env, home);
@@ -86,6 +93,7 @@ describe('the real Copilot CLI through the bridge', function () {
       const recs = await tb.interceptions(1, dev.key);
       assert.equal(recs[0]!.client, 'copilot-cli');
       assert.equal(recs[0]!.prompt, 'What is in this folder?');
+      assert.equal(recs[0]!.sessionId, await onlySession(home));
       const sent = mock.messageRequests().slice(before);
       assert.ok(sent.length >= 1 && sent.every((r) => r.headers['x-aibridge-client'] === undefined));
     });
