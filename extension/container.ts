@@ -1,6 +1,13 @@
 import * as vscode from 'vscode';
 import type { Period } from '../shared/spend';
-import { type AgentsReport, prepareAgents, prepareCodex, undoAgents } from './agents/prepare-agents';
+import { applyAgentSettings } from './agents/apply-settings';
+import {
+  type AgentsReport,
+  type IdeClients,
+  prepareAgents,
+  prepareCodex,
+  undoAgents,
+} from './agents/prepare-agents';
 import { BridgeClient, fetchAuthConfig } from './api/bridge-client';
 import { DetailPanel } from './audit/detail-panel';
 import { AuditTree } from './audit/tree-provider';
@@ -27,6 +34,7 @@ import {
 } from './ids';
 import { LiveSocket } from './live/live-socket';
 import type { ConnectionState } from './live/machine';
+import { DEFAULT_CHAT_MODELS, registerBridgeChatModels } from './lm/lm-provider';
 import { BridgeModel } from './model/bridge-model';
 import { StatusBar } from './status/status-bar';
 import { computeTerminalEnv } from './terminal/env';
@@ -42,6 +50,15 @@ const PERIOD_CHECK_MS = 60_000;
 const RENEWAL_CHECK_MS = 3_600_000;
 
 const PERIODS: readonly Period[] = ['day', 'week', 'month'];
+
+/** The IDE assistants that keep the key in a file of theirs (docs/extension.md). */
+const IDE_CLIENT_IDS = ['continue', 'rooCode', 'kiloCode'] as const;
+type IdeClientId = (typeof IDE_CLIENT_IDS)[number];
+const IDE_CLIENT_NAMES: Record<IdeClientId, string> = {
+  continue: 'Continue',
+  rooCode: 'Roo Code',
+  kiloCode: 'Kilo Code',
+};
 
 /**
  * Builds every service once and owns them: each is pushed into `disposables` when created and
@@ -80,9 +97,15 @@ export class Container implements vscode.Disposable {
     this.detail = this.track(new DetailPanel(this.model));
     this.track(this.session.onDidChange((s) => this.onSession(s)));
     this.track(this.model.onDidChange((c) => c === 'policy' && this.notifyPolicy()));
+    // VS Code's chat (1.104+): the bridge's models in the model picker, as the signed-in user.
+    const chatModels = registerBridgeChatModels({
+      credentials: () => this.running,
+      models: this.chatModels(),
+    });
+    if (chatModels) this.track(chatModels);
     this.track(vscode.workspace.onDidChangeConfiguration((e) => this.onConfig(e)));
-    this.track(vscode.workspace.onDidGrantWorkspaceTrust(() => this.prepareAgents()));
-    this.track(vscode.workspace.onDidChangeWorkspaceFolders(() => this.prepareAgents()));
+    this.track(vscode.workspace.onDidGrantWorkspaceTrust(() => void this.prepareAgents()));
+    this.track(vscode.workspace.onDidChangeWorkspaceFolders(() => void this.prepareAgents()));
     this.track(vscode.window.registerUriHandler({ handleUri: (uri) => this.handleUri(uri) }));
     const accounts = this.track(
       new BridgeAuthProvider(
@@ -162,6 +185,9 @@ export class Container implements vscode.Disposable {
         return this.detail.show(id, client ? (x) => client.interception(x) : undefined);
       },
       [COMMANDS.showDiagnostics]: () => this.showDiagnostics(),
+      [COMMANDS.setUpContinue]: () => this.setUpIdeClient('continue'),
+      [COMMANDS.setUpRooCode]: () => this.setUpIdeClient('rooCode'),
+      [COMMANDS.setUpKiloCode]: () => this.setUpIdeClient('kiloCode'),
     };
     for (const [id, run] of Object.entries(handlers)) {
       this.track(vscode.commands.registerCommand(id, run));
@@ -320,16 +346,16 @@ export class Container implements vscode.Disposable {
       clearTerminalEnv(this.context.environmentVariableCollection);
       this.log.info('signed out: terminal variables removed');
       if (vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) !== false)
-        void undoAgents().then((r) => {
+        void undoAgents().then(async (r) => {
           if (r.changed.length > 0) this.log.info(`agents: removed the bridge from ${r.changed.join(', ')}`);
-          for (const p of r.problems) this.log.warn(`agents: ${p}`);
+          for (const p of [...r.problems, ...(await applyAgentSettings(r))]) this.log.warn(`agents: ${p}`);
         });
       return;
     }
     this.running = { url: s.url, key: s.key };
     if (s.user) this.model.setUser(s.user);
     this.applyTerminalEnv();
-    this.prepareAgents();
+    void this.prepareAgents();
     this.client = new BridgeClient(s.url, s.key);
     const live = new LiveSocket({ url: s.url, key: s.key, query: 'user=me' });
     live.onState((state) => this.onConnection(state));
@@ -450,13 +476,62 @@ export class Container implements vscode.Disposable {
    * Claude Code and Codex in a new terminal start at their prompt: onboarding done, Codex's
    * provider the bridge, the trusted folders trusted (docs/extension.md#agents-start-at-once).
    */
-  private prepareAgents(): void {
+  private prepareAgents(only?: IdeClientId): Promise<AgentsReport> | undefined {
     const c = this.running;
-    if (!c || vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) === false) return;
-    void prepareAgents({ url: c.url, trustedFolders: this.trustedFolders() }).then((r) => {
+    if (!c) return undefined;
+    if (!only && vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) === false)
+      return undefined;
+    const wanted = only ? [only] : this.ideClientsSetting();
+    return prepareAgents({
+      url: c.url,
+      trustedFolders: this.trustedFolders(),
+      ...(wanted.length > 0 ? { ide: this.ideClients(c.key, wanted) } : {}),
+    }).then(async (r) => {
       if (r.changed.length > 0) this.log.info(`agents prepared: ${r.changed.join(', ')}`);
-      for (const p of r.problems) this.log.warn(`agents: ${p}`);
+      for (const p of [...r.problems, ...(await applyAgentSettings(r))]) this.log.warn(`agents: ${p}`);
+      return r;
     });
+  }
+
+  private chatModels(): readonly string[] {
+    const v = vscode.workspace.getConfiguration().get<unknown>(SETTINGS.chatModels);
+    const ids = Array.isArray(v)
+      ? v.filter((x): x is string => typeof x === 'string' && x.trim() !== '')
+      : [];
+    return ids.length > 0 ? ids : DEFAULT_CHAT_MODELS;
+  }
+
+  /** The IDE assistants `aibridge.ideClients` asks to set up at sign-in (they hold the key in a file of theirs). */
+  private ideClientsSetting(): IdeClientId[] {
+    const v = vscode.workspace.getConfiguration().get<unknown>(SETTINGS.ideClients);
+    return Array.isArray(v)
+      ? v.filter((x): x is IdeClientId => IDE_CLIENT_IDS.includes(x as IdeClientId))
+      : [];
+  }
+
+  private ideClients(key: string, wanted: readonly IdeClientId[]): IdeClients {
+    const model = this.chatModels()[0] ?? DEFAULT_CHAT_MODELS[0] ?? 'claude-sonnet-4-5';
+    return {
+      key,
+      ...(wanted.includes('continue') ? { continue: { anthropicModels: this.chatModels() } } : {}),
+      ...(wanted.includes('rooCode') ? { rooCode: { model } } : {}),
+      ...(wanted.includes('kiloCode') ? { kiloCode: { model } } : {}),
+    };
+  }
+
+  /** "AI Bridge: Set Up Continue / Roo Code / Kilo Code": now, for the signed-in user. */
+  private async setUpIdeClient(id: IdeClientId): Promise<void> {
+    const done = this.prepareAgents(id);
+    if (!done) {
+      void vscode.window.showWarningMessage('AI Bridge: sign in first.');
+      return;
+    }
+    const r = await done;
+    if (r.problems.length > 0) void vscode.window.showErrorMessage(`AI Bridge: ${r.problems.join(' ')}`);
+    else
+      void vscode.window.showInformationMessage(
+        `AI Bridge: ${IDE_CLIENT_NAMES[id]} now goes through the bridge (${r.changed.join(', ') || 'already set up'}). Sign-out undoes it.`,
+      );
   }
 
   private async configureCodex(): Promise<void> {

@@ -13,6 +13,9 @@ export const COMMANDS = {
   showAllInterceptions: 'aibridge.showAllInterceptions',
   openInterception: 'aibridge.openInterception',
   showDiagnostics: 'aibridge.showDiagnostics',
+  setUpContinue: 'aibridge.setUpContinue',
+  setUpRooCode: 'aibridge.setUpRooCode',
+  setUpKiloCode: 'aibridge.setUpKiloCode',
 } as const;
 
 export type CommandId = (typeof COMMANDS)[keyof typeof COMMANDS];
@@ -25,6 +28,8 @@ export const SETTINGS = {
   terminalEnv: 'aibridge.terminalEnv',
   url: 'aibridge.url',
   prepareAgents: 'aibridge.prepareAgents',
+  ideClients: 'aibridge.ideClients',
+  chatModels: 'aibridge.chatModels',
 } as const;
 
 /** Context keys the extension sets for `when` clauses. */

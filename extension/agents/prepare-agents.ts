@@ -9,6 +9,8 @@ import {
 } from '../codex/codex-config';
 import { codexConfigPath, codexProfilePath } from '../codex/codex-file';
 import { claudeConfigPath, withClaudeReady } from './claude-config';
+import { continueConfigPath, withBridgeModels, withoutBridgeModels } from './continue-config';
+import { importSettingsPath, ROO_FAMILY, type RooFamily, rooImportText } from './roo-settings';
 
 type Env = Record<string, string | undefined>;
 
@@ -21,6 +23,30 @@ export interface PrepareAgentsOptions {
   env?: Env;
   /** The user asked to make the bridge Codex's default provider even though another one is. */
   makeCodexDefault?: boolean;
+  /**
+   * The IDE clients that read their key from a file of theirs, not the terminal env: each one set
+   * up only when asked (a setting or its command), with the signed-in key.
+   */
+  ide?: IdeClients;
+}
+
+export interface IdeClients {
+  /** The signed-in user's bridge key, written into the clients' files (0600, undone at sign-out). */
+  key: string;
+  /** Continue: these Anthropic (and OpenAI) models in `~/.continue/config.yaml`. */
+  continue?: { anthropicModels: readonly string[]; openaiModels?: readonly string[] };
+  /** Roo Code: an import file with an AI Bridge profile on this model (served on `/openai/v1`). */
+  rooCode?: { model: string };
+  /** Kilo Code: the same as Roo Code, with its own file and setting. */
+  kiloCode?: { model: string };
+}
+
+/** A VS Code setting the caller applies (the agents module has no vscode import). */
+export interface SettingChange {
+  /** e.g. `roo-cline.autoImportSettingsPath`. */
+  key: string;
+  /** The value to set; undefined to remove ours. */
+  value: string | undefined;
 }
 
 export interface AgentsReport {
@@ -30,10 +56,16 @@ export interface AgentsReport {
   problems: string[];
   /** Whether plain `codex` uses the bridge (else `codex --profile aibridge`); undefined when Codex failed. */
   codexIsDefault?: boolean;
+  /** Settings to apply (Roo Code's and Kilo Code's `autoImportSettingsPath`). */
+  settings?: SettingChange[];
 }
 
 function problem(file: string, err: unknown): string {
   return `${file}: ${(err as Error).message}`;
+}
+
+function addSetting(report: AgentsReport, change: SettingChange): void {
+  report.settings = [...(report.settings ?? []), change];
 }
 
 /** Reads, edits and (when it changed) rewrites one file; a problem is reported, not thrown. */
@@ -111,6 +143,38 @@ export async function prepareCodex(o: PrepareAgentsOptions, report: AgentsReport
   );
 }
 
+/** Continue: the bridge's models in its config, the user's own kept. */
+export async function prepareContinue(
+  o: PrepareAgentsOptions & { ide: IdeClients & { continue: NonNullable<IdeClients['continue']> } },
+  report: AgentsReport,
+): Promise<void> {
+  const models = { url: o.url, key: o.ide.key, ...o.ide.continue };
+  await edit(continueConfigPath(o.env), (t) => withBridgeModels(t, models), report);
+}
+
+/** Roo Code or Kilo Code: our import file, and the setting that makes it import it at start. */
+export async function prepareRoo(
+  which: RooFamily,
+  o: PrepareAgentsOptions & { ide: IdeClients },
+  report: AgentsReport,
+): Promise<void> {
+  const wanted = o.ide[which];
+  if (!wanted) return;
+  const file = importSettingsPath(which, o.env);
+  const text = rooImportText(which, { url: o.url, key: o.ide.key, model: wanted.model });
+  const ok = await edit(file, (t) => ({ ok: true, text, changed: t !== text }), report);
+  if (ok) addSetting(report, { key: ROO_FAMILY[which].setting, value: file });
+}
+
+/** The IDE clients asked for in `o.ide`, each on its own. */
+async function prepareIdeClients(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
+  const ide = o.ide;
+  if (!ide) return;
+  if (ide.continue) await prepareContinue({ ...o, ide: { ...ide, continue: ide.continue } }, report);
+  await prepareRoo('rooCode', { ...o, ide }, report);
+  await prepareRoo('kiloCode', { ...o, ide }, report);
+}
+
 /**
  * Makes `claude` and `codex`, typed in a new terminal, reach their prompt with no question: called
  * at sign-in. Each agent's files are edited on their own; a problem with one is reported and the
@@ -120,6 +184,7 @@ export async function prepareAgents(o: PrepareAgentsOptions): Promise<AgentsRepo
   const report: AgentsReport = { changed: [], problems: [] };
   await prepareClaude(o, report);
   await prepareCodex(o, report);
+  await prepareIdeClients(o, report);
   return report;
 }
 
@@ -145,5 +210,29 @@ export async function undoAgents(o: { env?: Env } = {}): Promise<AgentsReport> {
   } catch (err) {
     report.problems.push(problem(profile, err));
   }
+  await undoIdeClients(o.env, report);
   return report;
+}
+
+/**
+ * Removes the bridge's models from Continue's config (the user's stay) and Roo's and Kilo's import
+ * files (they hold the key), and asks for the import settings to be cleared. Roo and Kilo keep the
+ * profile they imported in their own storage: the key in it no longer works once signed out.
+ */
+async function undoIdeClients(env: Env | undefined, report: AgentsReport): Promise<void> {
+  await edit(continueConfigPath(env), withoutBridgeModels, report);
+  for (const which of ['rooCode', 'kiloCode'] as const) {
+    const file = importSettingsPath(which, env);
+    try {
+      if ((await readTextOrEmpty(file)) !== '') {
+        await fs.rm(file, { force: true });
+        // The previous version held a key too.
+        await fs.rm(`${file}.bak`, { force: true });
+        report.changed.push(file);
+        addSetting(report, { key: ROO_FAMILY[which].setting, value: undefined });
+      }
+    } catch (err) {
+      report.problems.push(problem(file, err));
+    }
+  }
 }

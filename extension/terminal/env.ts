@@ -10,6 +10,12 @@ export const DEFAULT_TERMINAL_ENV: Readonly<Record<string, string>> = Object.fre
   ANTHROPIC_AUTH_TOKEN: '${key}',
   OPENAI_BASE_URL: '${url}/openai/v1',
   OPENAI_API_KEY: '${key}',
+  // Copilot CLI's BYOK provider (checked with @github/copilot 1.0.102; it needs an explicit model).
+  COPILOT_PROVIDER_BASE_URL: '${url}/anthropic',
+  COPILOT_PROVIDER_TYPE: 'anthropic',
+  COPILOT_PROVIDER_API_KEY: '${key}',
+  COPILOT_PROVIDER_HEADERS: 'x-aibridge-client: copilot-cli',
+  COPILOT_MODEL: 'claude-sonnet-4-5',
 });
 /* biome-ignore-end lint/suspicious/noTemplateCurlyInString: the placeholders end here */
 

@@ -24,28 +24,75 @@ export function parseArguments(raw: string): unknown {
 }
 
 /**
- * Agents wrap context they inject into a user turn in one tag (`<system-reminder>` from Claude
- * Code, `<environment_context>` from Codex): that is not what the developer typed.
+ * Tags agents wrap the context they inject into a user turn in: `<system-reminder>` (Claude Code),
+ * `<environment_context>`, `<user_instructions>`, `<startup_context>`, `<turn_aborted>` (Codex),
+ * `<current_datetime>`, `<system_reminder>`, `<system_notifications>` (Copilot CLI). None is what
+ * the developer typed.
  */
-function isHarnessContext(text: string): boolean {
-  const m = /^\s*<([a-z_-]+)>[\s\S]*<\/([a-z_-]+)>\s*$/.exec(text);
-  return m !== null && m[1] === m[2] && HARNESS_TAGS.has(m[1]!);
+const HARNESS_TAGS = new Set([
+  'system-reminder',
+  'system_reminder',
+  'system_notifications',
+  'environment_context',
+  'user_instructions',
+  'startup_context',
+  'turn_aborted',
+  'current_datetime',
+]);
+
+/** Codex puts AGENTS.md in an `<INSTRUCTIONS>` block under this heading. */
+const AGENTS_MD_HEADING = /^# AGENTS\.md instructions for [^\n]*\n+/;
+const OPENING_TAG = /^<([A-Za-z_-]{1,64})>/;
+const CLOSING_TAG = /<\/([A-Za-z_-]{1,64})>$/;
+
+/** The text without the harness block it starts with; undefined when it starts with none. */
+function withoutLeadingBlock(text: string): string | undefined {
+  const heading = AGENTS_MD_HEADING.exec(text)?.[0] ?? '';
+  const body = text.slice(heading.length);
+  const tag = OPENING_TAG.exec(body)?.[1];
+  if (tag === undefined || !(HARNESS_TAGS.has(tag) || (heading !== '' && tag === 'INSTRUCTIONS')))
+    return undefined;
+  const end = body.indexOf(`</${tag}>`);
+  return end < 0 ? undefined : body.slice(end + tag.length + 3).trimStart();
 }
 
-const HARNESS_TAGS = new Set(['system-reminder', 'environment_context', 'user_instructions']);
+/** The text without the harness block it ends with (Claude Code appends reminders after the typed text). */
+function withoutTrailingBlock(text: string): string | undefined {
+  const tag = CLOSING_TAG.exec(text)?.[1];
+  if (tag === undefined || !HARNESS_TAGS.has(tag)) return undefined;
+  const start = text.lastIndexOf(`<${tag}>`);
+  return start < 0 ? undefined : text.slice(0, start).trimEnd();
+}
+
+/**
+ * The developer's own words in a text an agent sent as the user: the injected context blocks at
+ * its start and end removed (Copilot CLI prefixes `<current_datetime>` to the typed text in the
+ * same block). Null when nothing else is left. Index scans only: prompts can be megabytes.
+ */
+export function typedText(text: string): string | null {
+  let rest = text.trim();
+  for (;;) {
+    const next = withoutLeadingBlock(rest) ?? withoutTrailingBlock(rest);
+    if (next === undefined) break;
+    rest = next;
+  }
+  if (rest === '') return null;
+  return rest === text.trim() ? text : rest;
+}
+
+/** A user message's string content as a prompt; null when it is all harness context. */
+export function userString(text: string): string | null {
+  const typed = typedText(text);
+  return typed === null ? null : capText(typed);
+}
 
 /** The user's text from a list of content parts, skipping harness context; null when there is none. */
 export function userText(parts: unknown[], textTypes: ReadonlySet<string>): string | null {
   const texts: string[] = [];
   for (const p of parts) {
-    if (
-      isObject(p) &&
-      textTypes.has(String(p.type)) &&
-      typeof p.text === 'string' &&
-      !isHarnessContext(p.text)
-    ) {
-      texts.push(p.text);
-    }
+    if (!isObject(p) || !textTypes.has(String(p.type)) || typeof p.text !== 'string') continue;
+    const typed = typedText(p.text);
+    if (typed !== null) texts.push(typed);
   }
   return texts.length > 0 ? capText(texts.join('\n')) : null;
 }

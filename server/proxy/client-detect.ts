@@ -27,13 +27,33 @@ const SDK_LANGS: ReadonlySet<string> = new Set([
 const SDK_VENDORS: ReadonlySet<string> = new Set(['anthropic', 'openai']);
 
 /**
+ * The header a client the bridge's extension configures names itself in (VS Code's chat, Copilot
+ * CLI through `COPILOT_PROVIDER_HEADERS`, Continue's `requestOptions.headers`, Roo and Kilo Code's
+ * `openAiHeaders`). Only the names below are taken from it, so it mints no
+ * new labels.
+ */
+export const CLIENT_HEADER = 'x-aibridge-client';
+const DECLARABLE_CLIENTS: ReadonlySet<string> = new Set([
+  'vscode-chat',
+  'copilot-cli',
+  'continue',
+  'roo-code',
+  'kilo-code',
+]);
+
+/**
  * Which agent or SDK sent a request, from its headers. Agents first (they are built on the SDKs and
  * send the SDK headers too), then the Stainless-generated SDKs, which identify themselves with
  * `x-stainless-lang` and a `Vendor/Lang version` user agent.
  */
 export function detectClient(headers: IncomingHttpHeaders): string {
+  const declared = header(headers, CLIENT_HEADER);
+  if (DECLARABLE_CLIENTS.has(declared)) return declared;
   const ua = header(headers, 'user-agent');
   if (ua.startsWith('claude-cli/')) return 'claude-code';
+  // Copilot CLI talks to a BYOK provider through the plain SDKs, adding only its own two headers.
+  if (header(headers, 'x-interaction-type') !== '' && header(headers, 'x-initiator') !== '')
+    return 'copilot-cli';
   const originator = header(headers, 'originator');
   if (originator.startsWith('codex') || ua.startsWith('codex_') || ua.startsWith('codex-')) return 'codex';
   const rawLang = header(headers, 'x-stainless-lang').toLowerCase();

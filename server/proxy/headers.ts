@@ -41,7 +41,14 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders): Record<str
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
-    if (HOP_BY_HOP.has(name) || CLIENT_CREDENTIALS.has(name) || named.has(name) || name.startsWith('proxy-'))
+    if (
+      HOP_BY_HOP.has(name) ||
+      CLIENT_CREDENTIALS.has(name) ||
+      named.has(name) ||
+      name.startsWith('proxy-') ||
+      // `x-aibridge-client`, `x-aibridge-session-id`: meant for the bridge, not the provider.
+      name.startsWith('x-aibridge-')
+    )
       continue;
     out[name] = value;
   }

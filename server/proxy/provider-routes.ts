@@ -10,6 +10,7 @@ import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
+import { withClientSession } from './client-session';
 import { checkedRequestFacts } from './client-strings';
 import { Exchange, type ExchangeDeps, runExchange, type StrategyFor, writable } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
@@ -160,7 +161,8 @@ async function handle(
 
   const { api } = route;
   const parsed = parseJsonObject(raw, deps.maxJsonDepth);
-  const described = api.describeRequest(parsed, req.headers);
+  const client = detectClient(req.headers);
+  const described = withClientSession(api.describeRequest(parsed, req.headers), client, req.headers, parsed);
   const facts = adapter.modelFor
     ? { ...described, model: adapter.modelFor(route.path, described.model) }
     : described;
@@ -169,7 +171,7 @@ async function handle(
     principal,
     provider: adapter.id,
     api: api.name,
-    client: detectClient(req.headers),
+    client,
     // Client-chosen strings bounded and redacted before any map, metric or record sees them.
     request: checkedRequestFacts(facts, deps.exchange.recorder.redactor),
     startedAt: deps.exchange.now(),

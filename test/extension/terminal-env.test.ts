@@ -32,6 +32,11 @@ describe('extension: terminal environment', () => {
       ANTHROPIC_AUTH_TOKEN: KEY,
       OPENAI_BASE_URL: `${URL}/openai/v1`,
       OPENAI_API_KEY: KEY,
+      COPILOT_PROVIDER_BASE_URL: `${URL}/anthropic`,
+      COPILOT_PROVIDER_TYPE: 'anthropic',
+      COPILOT_PROVIDER_API_KEY: KEY,
+      COPILOT_PROVIDER_HEADERS: 'x-aibridge-client: copilot-cli',
+      COPILOT_MODEL: 'claude-sonnet-4-5',
     });
     assert.deepEqual(
       Object.keys(DEFAULT_TERMINAL_ENV),
@@ -63,7 +68,7 @@ describe('extension: terminal environment', () => {
     assert.match(env.problems.join('\n'), /BAD-NAME.*not a valid/);
     assert.match(env.problems.join('\n'), /unknown placeholder \$\{token\}/);
     const fallback = computeTerminalEnv(['nope'], C);
-    assert.equal(fallback.vars.length, 4);
+    assert.equal(fallback.vars.length, Object.keys(DEFAULT_TERMINAL_ENV).length);
     assert.equal(fallback.problems.length, 1);
   });
 

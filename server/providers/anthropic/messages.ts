@@ -5,7 +5,6 @@ import { explicitCacheFacts, withCache } from '../cache-key';
 import {
   afterLastModelTurn,
   appendCapped,
-  capText,
   errorFromBody,
   firstCount,
   inputBeyondBody,
@@ -15,6 +14,7 @@ import {
   parseArguments,
   resultText,
   str,
+  userString,
   userText,
 } from '../common';
 import {
@@ -40,7 +40,11 @@ export function lastUserPrompt(messages: unknown): string | null {
   for (let i = messages.length - 1; i >= 0; i--) {
     const m: unknown = messages[i];
     if (!isObject(m) || m.role !== 'user') continue;
-    if (typeof m.content === 'string') return capText(m.content);
+    if (typeof m.content === 'string') {
+      const typed = userString(m.content);
+      if (typed !== null) return typed;
+      continue;
+    }
     if (!Array.isArray(m.content)) continue;
     const text = userText(m.content, TEXT);
     if (text !== null) return text;

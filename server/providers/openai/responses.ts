@@ -5,7 +5,6 @@ import { automaticCacheFacts, withCache } from '../cache-key';
 import {
   afterLastModelTurn,
   appendCapped,
-  capText,
   firstCount,
   inputBeyondBody,
   isObject,
@@ -13,6 +12,7 @@ import {
   parseArguments,
   resultText,
   str,
+  userString,
   userText,
 } from '../common';
 import {
@@ -35,13 +35,17 @@ const INPUT_TEXT = new Set(['input_text', 'text']);
 
 /** `input` is a string, or items of which the last user message with text is the prompt. */
 function lastUserPrompt(input: unknown): string | null {
-  if (typeof input === 'string') return capText(input);
+  if (typeof input === 'string') return userString(input);
   if (!Array.isArray(input)) return null;
   for (let i = input.length - 1; i >= 0; i--) {
     const item: unknown = input[i];
     if (!isObject(item) || item.role !== 'user' || (item.type !== undefined && item.type !== 'message'))
       continue;
-    if (typeof item.content === 'string') return capText(item.content);
+    if (typeof item.content === 'string') {
+      const typed = userString(item.content);
+      if (typed !== null) return typed;
+      continue;
+    }
     if (Array.isArray(item.content)) {
       const text = userText(item.content, INPUT_TEXT);
       if (text !== null) return text;

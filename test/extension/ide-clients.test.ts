@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { parseConfigYaml } from '@continuedev/config-yaml';
+import { withBridgeModels, withoutBridgeModels } from '../../extension/agents/continue-config';
+import { prepareAgents, undoAgents } from '../../extension/agents/prepare-agents';
+import { autoImportSettingValue, importSettingsPath } from '../../extension/agents/roo-settings';
+import { tempDir } from '../helpers/bridge';
+
+const URL = 'https://bridge.example.com';
+const KEY = 'aib_test_key_0123456789';
+
+const USER_CONTINUE = `# my own setup
+name: My Config
+version: 0.0.1
+schema: v1
+models:
+  - name: My local model # keep me
+    provider: ollama
+    model: qwen2.5-coder:7b
+context:
+  - provider: code
+`;
+
+interface ParsedModel {
+  name: string;
+  provider: string;
+  model: string;
+  apiBase?: string;
+  apiKey?: string;
+  requestOptions?: { headers?: Record<string, string> };
+}
+
+function models(text: string): ParsedModel[] {
+  return (parseConfigYaml(text).models ?? []) as ParsedModel[];
+}
+
+describe('extension: IDE clients configured at sign-in', () => {
+  it('Continue: the bridge models added, parsed by @continuedev/config-yaml, the user entries and comments kept', () => {
+    const r = withBridgeModels(USER_CONTINUE, {
+      url: URL,
+      key: KEY,
+      anthropicModels: ['claude-sonnet-4-5'],
+      openaiModels: ['gpt-4.1'],
+    });
+    assert.ok(r.ok && r.changed);
+    const ms = models(r.text);
+    assert.deepEqual(
+      ms.map((m) => [m.name, m.provider, m.apiBase ?? null]),
+      [
+        ['My local model', 'ollama', null],
+        ['AI Bridge claude-sonnet-4-5', 'anthropic', `${URL}/anthropic/v1/`],
+        ['AI Bridge gpt-4.1', 'openai', `${URL}/openai/v1/`],
+      ],
+    );
+    assert.equal(ms[1]!.apiKey, KEY);
+    assert.equal(ms[1]!.requestOptions?.headers?.['x-aibridge-client'], 'continue');
+    assert.match(r.text, /# my own setup/);
+    assert.match(r.text, /# keep me/);
+    assert.match(r.text, /context:\n {2}- provider: code/);
+
+    // Again with a new key: replaced, not added twice.
+    const again = withBridgeModels(r.text, {
+      url: URL,
+      key: 'aib_new',
+      anthropicModels: ['claude-sonnet-4-5'],
+    });
+    assert.ok(again.ok);
+    assert.deepEqual(
+      models(again.text).map((m) => [m.name, m.apiKey ?? null]),
+      [
+        ['My local model', null],
+        ['AI Bridge claude-sonnet-4-5', 'aib_new'],
+      ],
+    );
+    const same = withBridgeModels(again.text, {
+      url: URL,
+      key: 'aib_new',
+      anthropicModels: ['claude-sonnet-4-5'],
+    });
+    assert.ok(same.ok && !same.changed);
+
+    // Undo: only ours go.
+    const undone = withoutBridgeModels(again.text);
+    assert.ok(undone.ok && undone.changed);
+    assert.deepEqual(
+      models(undone.text).map((m) => m.name),
+      ['My local model'],
+    );
+    assert.doesNotMatch(undone.text, /aib_/);
+  });
+
+  it('Continue: a new config is valid for Continue; a broken one is refused, never replaced', () => {
+    const r = withBridgeModels('', { url: URL, key: KEY, anthropicModels: ['claude-sonnet-4-5'] });
+    assert.ok(r.ok);
+    assert.equal(parseConfigYaml(r.text).name, 'Local Config');
+    assert.equal(models(r.text).length, 1);
+    const broken = withBridgeModels('models: [unclosed', { url: URL, key: KEY, anthropicModels: ['m'] });
+    assert.equal(broken.ok, false);
+    const notList = withBridgeModels('name: x\nmodels: 3\n', { url: URL, key: KEY, anthropicModels: ['m'] });
+    assert.equal(notList.ok, false);
+  });
+
+  it('prepareAgents sets up Continue, Roo Code and Kilo Code when asked, with a backup; undoAgents takes it back', async () => {
+    const home = await tempDir('aibridge-ide-home-');
+    const env = { HOME: home };
+    const continueFile = path.join(home, '.continue', 'config.yaml');
+    await fs.mkdir(path.dirname(continueFile), { recursive: true });
+    await fs.writeFile(continueFile, USER_CONTINUE);
+
+    // Not asked: nothing of theirs touched.
+    const plain = await prepareAgents({ url: URL, trustedFolders: [], env });
+    assert.ok(!plain.changed.includes(continueFile));
+    assert.equal(plain.settings, undefined);
+
+    const r = await prepareAgents({
+      url: URL,
+      trustedFolders: [],
+      env,
+      ide: {
+        key: KEY,
+        continue: { anthropicModels: ['claude-sonnet-4-5'] },
+        rooCode: { model: 'gpt-4.1' },
+        kiloCode: { model: 'gpt-4.1' },
+      },
+    });
+    assert.deepEqual(r.problems, []);
+    const roo = importSettingsPath('rooCode', env);
+    const kilo = importSettingsPath('kiloCode', env);
+    assert.ok(r.changed.includes(continueFile) && r.changed.includes(roo) && r.changed.includes(kilo));
+    assert.equal(await fs.readFile(`${continueFile}.bak`, 'utf8'), USER_CONTINUE);
+    assert.equal(models(await fs.readFile(continueFile, 'utf8')).length, 2);
+    assert.deepEqual(r.settings, [
+      { key: 'roo-cline.autoImportSettingsPath', value: roo },
+      { key: 'kilo-code.autoImportSettingsPath', value: kilo },
+    ]);
+    const imported = JSON.parse(await fs.readFile(roo, 'utf8')) as {
+      providerProfiles: { currentApiConfigName: string; apiConfigs: Record<string, Record<string, unknown>> };
+    };
+    assert.equal(imported.providerProfiles.currentApiConfigName, 'AI Bridge');
+    assert.deepEqual(imported.providerProfiles.apiConfigs['AI Bridge'], {
+      id: 'aibridge',
+      apiProvider: 'openai',
+      openAiBaseUrl: `${URL}/openai/v1`,
+      openAiApiKey: KEY,
+      openAiModelId: 'gpt-4.1',
+      openAiHeaders: { 'x-aibridge-client': 'roo-code' },
+    });
+    assert.equal((await fs.stat(roo)).mode & 0o777, 0o600);
+    assert.match(await fs.readFile(kilo, 'utf8'), /"x-aibridge-client": "kilo-code"/);
+
+    const u = await undoAgents({ env });
+    assert.deepEqual(u.problems, []);
+    assert.deepEqual(
+      models(await fs.readFile(continueFile, 'utf8')).map((m) => m.name),
+      ['My local model'],
+    );
+    await assert.rejects(fs.stat(roo));
+    await assert.rejects(fs.stat(kilo));
+    assert.deepEqual(u.settings, [
+      { key: 'roo-cline.autoImportSettingsPath', value: undefined },
+      { key: 'kilo-code.autoImportSettingsPath', value: undefined },
+    ]);
+  });
+
+  it("autoImportSettingsPath: set to ours unless the user's points at a file of their own", () => {
+    assert.equal(autoImportSettingValue(undefined, '/h/.aibridge/roo.json'), '/h/.aibridge/roo.json');
+    assert.equal(autoImportSettingValue('', '/h/.aibridge/roo.json'), '/h/.aibridge/roo.json');
+    assert.equal(
+      autoImportSettingValue('/h/.aibridge/roo.json', '/h/.aibridge/roo.json'),
+      '/h/.aibridge/roo.json',
+    );
+    assert.equal(autoImportSettingValue('/h/Documents/mine.json', '/h/.aibridge/roo.json'), undefined);
+  });
+});
