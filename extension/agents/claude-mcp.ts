@@ -8,6 +8,7 @@ export const CLAUDE_MCP_NAME = 'aibridge';
  * connects (checked with claude 2.1.197), and the terminal env (aibridge.terminalEnv) puts the
  * bridge key in ANTHROPIC_AUTH_TOKEN, so the key itself never reaches the file.
  */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: claude expands this reference itself
 export const CLAUDE_MCP_AUTHORIZATION = 'Bearer ${ANTHROPIC_AUTH_TOKEN}';
 
 type Json = Record<string, unknown>;
