@@ -25,6 +25,7 @@ export const SETTINGS = {
   terminalEnv: 'aibridge.terminalEnv',
   url: 'aibridge.url',
   prepareAgents: 'aibridge.prepareAgents',
+  mcpGateway: 'aibridge.mcpGateway',
 } as const;
 
 /** Context keys the extension sets for `when` clauses. */
@@ -36,6 +37,10 @@ export const CONTEXT = {
 /** The authentication provider's id (package.json `contributes.authentication`), for the Accounts menu and other extensions. */
 export const AUTH_PROVIDER_ID = 'aibridge';
 export const AUTH_PROVIDER_LABEL = 'AI Bridge';
+
+/** The MCP server definition provider's id and label (package.json `contributes.mcpServerDefinitionProviders`). */
+export const MCP_PROVIDER_ID = 'aibridge';
+export const MCP_PROVIDER_LABEL = 'AI Bridge';
 
 /** The extension's id, the authority of its URIs. */
 export const EXTENSION_ID = 'aibridge.ai-bridge';
