@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { prepareAgents, undoAgents } from '../../extension/agents/prepare-agents';
+import { bridgeHasGateway } from '../../extension/mcp/gateway-probe';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { everythingStdio } from '../helpers/mcp-servers';
@@ -64,6 +65,13 @@ describe('extension: the MCP gateway registered with the real claude and codex',
   after(async () => {
     await tb.close();
     await mock.stop();
+  });
+
+  it('bridgeHasGateway: yes for a bridge with /mcp; no for another server or none', async () => {
+    assert.equal(await bridgeHasGateway(tb.url), true);
+    // The mock model is an HTTP server without the gateway (404); port 9 answers nothing.
+    assert.equal(await bridgeHasGateway(mock.url), false);
+    assert.equal(await bridgeHasGateway('http://127.0.0.1:9'), false);
   });
 
   it('claude mcp list: the gateway written by prepareAgents connects with the terminal key, and is gone after undo', async () => {
