@@ -23,7 +23,10 @@ export interface PrepareAgentsOptions {
   env?: Env;
   /** The user asked to make the bridge Codex's default provider even though another one is. */
   makeCodexDefault?: boolean;
-  /** Also register the bridge's MCP gateway (`<url>/mcp`) with Claude Code and Codex; default true. */
+  /**
+   * Register the bridge's MCP gateway (`<url>/mcp`) with Claude Code and Codex (default); false removes
+   * the entries written earlier (the setting turned off, or a bridge without the gateway).
+   */
   mcpGateway?: boolean;
 }
 
@@ -70,10 +73,10 @@ type Change = (text: string) => { ok: true; text: string; changed: boolean } | {
  * `first`, then `second` on its result, as one edit (one write, one `.bak` of the user's own file).
  * When `second` refuses, its problem is reported and `first`'s result is kept.
  */
-function andThen(file: string, first: Change, second: Change | undefined, report: AgentsReport): Change {
+function andThen(file: string, first: Change, second: Change, report: AgentsReport): Change {
   return (text) => {
     const a = first(text);
-    if (!a.ok || !second) return a;
+    if (!a.ok) return a;
     const b = second(a.text);
     if (!b.ok) {
       report.problems.push(`${file}: ${b.message}`);
@@ -105,7 +108,7 @@ async function trustKeys(folders: readonly string[]): Promise<string[]> {
 export async function prepareClaude(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
   const trustedFolders = await trustKeys(o.trustedFolders);
   const file = claudeConfigPath(o.env);
-  const gateway = o.mcpGateway === false ? undefined : (t: string) => withClaudeGateway(t, o.url);
+  const gateway = o.mcpGateway === false ? withoutClaudeGateway : (t: string) => withClaudeGateway(t, o.url);
   await edit(
     file,
     andThen(file, (t) => withClaudeReady(t, { trustedFolders }), gateway, report),
@@ -118,7 +121,7 @@ export async function prepareCodex(o: PrepareAgentsOptions, report: AgentsReport
   let isDefault: boolean | undefined;
   const trustedFolders = await trustKeys(o.trustedFolders);
   const file = codexConfigPath(o.env);
-  const gateway = o.mcpGateway === false ? undefined : (t: string) => withGatewayServer(t, o.url);
+  const gateway = o.mcpGateway === false ? withoutGatewayServer : (t: string) => withGatewayServer(t, o.url);
   const ok = await edit(
     file,
     andThen(

@@ -168,7 +168,7 @@ describe('extension: the MCP gateway in Codex ([mcp_servers.aibridge])', () => {
 });
 
 describe('extension: prepareAgents / undoAgents and the MCP gateway', () => {
-  it('writes both agents at sign-in (one .bak of the user file each), removes them at sign-out; mcpGateway: false skips it', async () => {
+  it('writes both agents at sign-in (one .bak of the user file each), removes them at sign-out; mcpGateway: false skips or removes it', async () => {
     const home = await tempDir('aibridge-mcp-prepare-');
     const env = { HOME: home };
     const claudeFile = path.join(home, '.claude.json');
@@ -195,8 +195,20 @@ describe('extension: prepareAgents / undoAgents and the MCP gateway', () => {
     );
     assert.equal(await fs.readFile(codexFile, 'utf8'), CODEX_USER);
 
+    // mcpGateway: false writes none, and removes the entries an earlier sign-in wrote.
     const off = await tempDir('aibridge-mcp-off-');
     await prepareAgents({ url: URL, trustedFolders: [], env: { HOME: off }, mcpGateway: false });
+    assert.ok(!(await fs.readFile(path.join(off, '.claude.json'), 'utf8')).includes('mcpServers'));
+    assert.ok(!(await fs.readFile(path.join(off, '.codex', 'config.toml'), 'utf8')).includes('mcp_servers'));
+    await prepareAgents({ url: URL, trustedFolders: [], env: { HOME: off } });
+    assert.match(await fs.readFile(path.join(off, '.claude.json'), 'utf8'), /"aibridge"/);
+    const offAgain = await prepareAgents({
+      url: URL,
+      trustedFolders: [],
+      env: { HOME: off },
+      mcpGateway: false,
+    });
+    assert.deepEqual(offAgain.problems, []);
     assert.ok(!(await fs.readFile(path.join(off, '.claude.json'), 'utf8')).includes('mcpServers'));
     assert.ok(!(await fs.readFile(path.join(off, '.codex', 'config.toml'), 'utf8')).includes('mcp_servers'));
   });
