@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { prepareAgents, undoAgents } from '../../extension/agents/prepare-agents';
-import { bridgeHasGateway } from '../../extension/mcp/gateway-probe';
+import { bridgeHasGateway } from '../../extension/mcp/gateway-provider';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { everythingStdio } from '../helpers/mcp-servers';
