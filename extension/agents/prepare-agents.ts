@@ -164,13 +164,13 @@ export async function prepareAgents(o: PrepareAgentsOptions): Promise<AgentsRepo
 
 /**
  * Sign-out: removes what {@link prepareAgents} added to Codex (the provider, the default it set, the
- * profile file, the MCP gateway) and Claude Code's MCP gateway entry. Claude's onboarding and trust flags, and Codex's trusted folders, stay: they are the
- * user's state and harmless without the bridge.
+ * profile file, the MCP gateway) and Claude Code's MCP gateway entry. Claude's onboarding and trust
+ * flags, and Codex's trusted folders, stay: they are the user's state and harmless without the bridge.
  */
 export async function undoAgents(o: { env?: Env } = {}): Promise<AgentsReport> {
   const report: AgentsReport = { changed: [], problems: [] };
   const codexFile = codexConfigPath(o.env);
-  await edit(codexFile, andThen(codexFile, withoutGatewayServer, withoutBridgeProvider, report), report);
+  await edit(codexFile, andThen(codexFile, withoutBridgeProvider, withoutGatewayServer, report), report);
   await edit(claudeConfigPath(o.env), withoutClaudeGateway, report);
   const profile = codexProfilePath(o.env);
   try {
