@@ -20,6 +20,7 @@ import { type Credentials, credentialsFromEnv, defaultBridgeUrl, parseSignInQuer
 import { confirmLink, promptKey, promptUrl, signInFailure, verifyWithProgress } from './auth/sign-in-ui';
 import { CODEX_PROVIDER } from './codex/codex-config';
 import { codexConfigPath } from './codex/codex-file';
+import { Emitter } from './emitter';
 import {
   AUTH_COMPLETE_URI_PATH,
   AUTH_PROVIDER_ID,
@@ -35,6 +36,8 @@ import {
 import { LiveSocket } from './live/live-socket';
 import type { ConnectionState } from './live/machine';
 import { DEFAULT_CHAT_MODELS, registerBridgeChatModels } from './lm/lm-provider';
+import { registerGatewayDefinition } from './mcp/gateway-definition';
+import { bridgeHasGateway } from './mcp/gateway-provider';
 import { BridgeModel } from './model/bridge-model';
 import { StatusBar } from './status/status-bar';
 import { computeTerminalEnv } from './terminal/env';
@@ -82,6 +85,12 @@ export class Container implements vscode.Disposable {
   private readonly browser = new BrowserSignIn();
   /** A sign-in in progress (command, Accounts menu, another extension): the others join it. */
   private signingIn: Promise<SignedIn | undefined> | undefined;
+  /** Fires when VS Code's MCP server list changes: sign-in, sign-out, a new key, the setting. */
+  private readonly mcpChanged = new Emitter<void>();
+  /** Whether the bridge signed in to offers the MCP gateway (asked once per sign-in). */
+  private hasGateway: Promise<boolean> = Promise.resolve(false);
+  private gatewayFound = false;
+  private gatewayUrl: string | undefined;
   /** Activation time in ms (bundle evaluation to the end of activate), shown by Show Diagnostics. */
   activationMs = 0;
 
@@ -118,6 +127,13 @@ export class Container implements vscode.Disposable {
       vscode.authentication.registerAuthenticationProvider(AUTH_PROVIDER_ID, AUTH_PROVIDER_LABEL, accounts, {
         supportsMultipleAccounts: false,
       }),
+    );
+    this.track(this.mcpChanged);
+    this.track(
+      registerGatewayDefinition(
+        () => (this.gatewayFound && this.mcpGatewayOn() ? this.running : undefined),
+        this.mcpChanged.event,
+      ),
     );
     this.periodTimer = setInterval(() => {
       if (this.model.spendExpired(Date.now())) void this.seedSpend();
@@ -345,6 +361,10 @@ export class Container implements vscode.Disposable {
       this.running = undefined;
       clearTerminalEnv(this.context.environmentVariableCollection);
       this.log.info('signed out: terminal variables removed');
+      this.gatewayUrl = undefined;
+      this.gatewayFound = false;
+      this.hasGateway = Promise.resolve(false);
+      this.mcpChanged.fire();
       if (vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) !== false)
         void undoAgents().then(async (r) => {
           if (r.changed.length > 0) this.log.info(`agents: removed the bridge from ${r.changed.join(', ')}`);
@@ -353,6 +373,16 @@ export class Container implements vscode.Disposable {
       return;
     }
     this.running = { url: s.url, key: s.key };
+    if (s.url !== this.gatewayUrl) {
+      this.gatewayUrl = s.url;
+      this.gatewayFound = false;
+      this.hasGateway = bridgeHasGateway(s.url).then((yes) => {
+        if (this.gatewayUrl === s.url) this.gatewayFound = yes;
+        this.mcpChanged.fire();
+        return yes;
+      });
+    }
+    this.mcpChanged.fire();
     if (s.user) this.model.setUser(s.user);
     this.applyTerminalEnv();
     void this.prepareAgents();
@@ -461,6 +491,10 @@ export class Container implements vscode.Disposable {
   private onConfig(e: vscode.ConfigurationChangeEvent): void {
     if (e.affectsConfiguration(SETTINGS.terminalEnv)) this.applyTerminalEnv();
     if (e.affectsConfiguration(SETTINGS.statusBarPeriod)) void this.seedSpend();
+    if (e.affectsConfiguration(SETTINGS.mcpGateway)) {
+      this.mcpChanged.fire();
+      void this.prepareAgents();
+    }
   }
 
   /** VS Code's workspace trust is the user's decision; the agents get the same answer, and no more. */
@@ -482,15 +516,25 @@ export class Container implements vscode.Disposable {
     if (!only && vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) === false)
       return undefined;
     const wanted = only ? [only] : this.ideClientsSetting();
-    return prepareAgents({
-      url: c.url,
-      trustedFolders: this.trustedFolders(),
-      ...(wanted.length > 0 ? { ide: this.ideClients(c.key, wanted) } : {}),
-    }).then(async (r) => {
-      if (r.changed.length > 0) this.log.info(`agents prepared: ${r.changed.join(', ')}`);
-      for (const p of [...r.problems, ...(await applyAgentSettings(r))]) this.log.warn(`agents: ${p}`);
-      return r;
-    });
+    // Only a bridge that offers the gateway is registered; otherwise an earlier entry is removed.
+    return this.hasGateway
+      .then((has) =>
+        prepareAgents({
+          url: c.url,
+          trustedFolders: this.trustedFolders(),
+          mcpGateway: has && this.mcpGatewayOn(),
+          ...(wanted.length > 0 ? { ide: this.ideClients(c.key, wanted) } : {}),
+        }),
+      )
+      .then(async (r) => {
+        if (r.changed.length > 0) this.log.info(`agents prepared: ${r.changed.join(', ')}`);
+        for (const p of [...r.problems, ...(await applyAgentSettings(r))]) this.log.warn(`agents: ${p}`);
+        return r;
+      });
+  }
+
+  private mcpGatewayOn(): boolean {
+    return vscode.workspace.getConfiguration().get<boolean>(SETTINGS.mcpGateway) !== false;
   }
 
   private chatModels(): readonly string[] {
@@ -555,7 +599,12 @@ export class Container implements vscode.Disposable {
     if (pick !== add && pick !== addDefault) return;
     const report: AgentsReport = { changed: [], problems: [] };
     await prepareCodex(
-      { url: c.url, trustedFolders: this.trustedFolders(), makeCodexDefault: pick === addDefault },
+      {
+        url: c.url,
+        trustedFolders: this.trustedFolders(),
+        makeCodexDefault: pick === addDefault,
+        mcpGateway: this.gatewayFound && this.mcpGatewayOn(),
+      },
       report,
     );
     if (report.problems.length > 0) {

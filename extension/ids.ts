@@ -30,6 +30,7 @@ export const SETTINGS = {
   prepareAgents: 'aibridge.prepareAgents',
   ideClients: 'aibridge.ideClients',
   chatModels: 'aibridge.chatModels',
+  mcpGateway: 'aibridge.mcpGateway',
 } as const;
 
 /** Context keys the extension sets for `when` clauses. */
@@ -41,6 +42,10 @@ export const CONTEXT = {
 /** The authentication provider's id (package.json `contributes.authentication`), for the Accounts menu and other extensions. */
 export const AUTH_PROVIDER_ID = 'aibridge';
 export const AUTH_PROVIDER_LABEL = 'AI Bridge';
+
+/** The MCP server definition provider's id and label (package.json `contributes.mcpServerDefinitionProviders`). */
+export const MCP_PROVIDER_ID = 'aibridge';
+export const MCP_PROVIDER_LABEL = 'AI Bridge';
 
 /** The extension's id, the authority of its URIs. */
 export const EXTENSION_ID = 'aibridge.ai-bridge';

@@ -8,7 +8,9 @@ import {
   withoutBridgeProvider,
 } from '../codex/codex-config';
 import { codexConfigPath, codexProfilePath } from '../codex/codex-file';
+import { withGatewayServer, withoutGatewayServer } from '../codex/codex-mcp';
 import { claudeConfigPath, withClaudeReady } from './claude-config';
+import { withClaudeGateway, withoutClaudeGateway } from './claude-mcp';
 import { continueConfigPath, withBridgeModels, withoutBridgeModels } from './continue-config';
 import { importSettingsPath, ROO_FAMILY, type RooFamily, rooImportText } from './roo-settings';
 
@@ -23,6 +25,11 @@ export interface PrepareAgentsOptions {
   env?: Env;
   /** The user asked to make the bridge Codex's default provider even though another one is. */
   makeCodexDefault?: boolean;
+  /**
+   * Register the bridge's MCP gateway (`<url>/mcp`) with Claude Code and Codex (default); false removes
+   * the entries written earlier (the setting turned off, or a bridge without the gateway).
+   */
+  mcpGateway?: boolean;
   /**
    * The IDE clients that read their key from a file of theirs, not the terminal env: each one set
    * up only when asked (a setting or its command), with the signed-in key.
@@ -92,6 +99,25 @@ async function edit(
   }
 }
 
+type Change = (text: string) => { ok: true; text: string; changed: boolean } | { ok: false; message: string };
+
+/**
+ * `first`, then `second` on its result, as one edit (one write, one `.bak` of the user's own file).
+ * When `second` refuses, its problem is reported and `first`'s result is kept.
+ */
+function andThen(file: string, first: Change, second: Change, report: AgentsReport): Change {
+  return (text) => {
+    const a = first(text);
+    if (!a.ok) return a;
+    const b = second(a.text);
+    if (!b.ok) {
+      report.problems.push(`${file}: ${b.message}`);
+      return a;
+    }
+    return { ok: true, text: b.text, changed: a.changed || b.changed };
+  };
+}
+
 /**
  * Each folder as given (absolute) and, when it differs, its real path: an agent keys trust by its
  * working directory, which the OS reports with symbolic links resolved.
@@ -110,27 +136,40 @@ async function trustKeys(folders: readonly string[]): Promise<string[]> {
   return [...keys];
 }
 
-/** Claude Code: onboarding done, the trusted folders' safety check answered. */
+/** Claude Code: onboarding done, the trusted folders' safety check answered, the MCP gateway added. */
 export async function prepareClaude(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
   const trustedFolders = await trustKeys(o.trustedFolders);
-  await edit(claudeConfigPath(o.env), (t) => withClaudeReady(t, { trustedFolders }), report);
+  const file = claudeConfigPath(o.env);
+  const gateway = o.mcpGateway === false ? withoutClaudeGateway : (t: string) => withClaudeGateway(t, o.url);
+  await edit(
+    file,
+    andThen(file, (t) => withClaudeReady(t, { trustedFolders }), gateway, report),
+    report,
+  );
 }
 
 /** Codex: the aibridge provider (the default when no other is), its profile file, the trusted folders. */
 export async function prepareCodex(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
   let isDefault: boolean | undefined;
   const trustedFolders = await trustKeys(o.trustedFolders);
+  const file = codexConfigPath(o.env);
+  const gateway = o.mcpGateway === false ? withoutGatewayServer : (t: string) => withGatewayServer(t, o.url);
   const ok = await edit(
-    codexConfigPath(o.env),
-    (t) => {
-      const r = withBridgeProvider(t, {
-        url: o.url,
-        makeDefault: o.makeCodexDefault === true,
-        trustedFolders,
-      });
-      if (r.ok) isDefault = r.isDefault;
-      return r;
-    },
+    file,
+    andThen(
+      file,
+      (t) => {
+        const r = withBridgeProvider(t, {
+          url: o.url,
+          makeDefault: o.makeCodexDefault === true,
+          trustedFolders,
+        });
+        if (r.ok) isDefault = r.isDefault;
+        return r;
+      },
+      gateway,
+      report,
+    ),
     report,
   );
   if (!ok) return;
@@ -190,12 +229,14 @@ export async function prepareAgents(o: PrepareAgentsOptions): Promise<AgentsRepo
 
 /**
  * Sign-out: removes what {@link prepareAgents} added to Codex (the provider, the default it set, the
- * profile file). Claude's onboarding and trust flags, and Codex's trusted folders, stay: they are the
- * user's state and harmless without the bridge.
+ * profile file, the MCP gateway) and Claude Code's MCP gateway entry. Claude's onboarding and trust
+ * flags, and Codex's trusted folders, stay: they are the user's state and harmless without the bridge.
  */
 export async function undoAgents(o: { env?: Env } = {}): Promise<AgentsReport> {
   const report: AgentsReport = { changed: [], problems: [] };
-  await edit(codexConfigPath(o.env), withoutBridgeProvider, report);
+  const codexFile = codexConfigPath(o.env);
+  await edit(codexFile, andThen(codexFile, withoutBridgeProvider, withoutGatewayServer, report), report);
+  await edit(claudeConfigPath(o.env), withoutClaudeGateway, report);
   const profile = codexProfilePath(o.env);
   try {
     const text = await readTextOrEmpty(profile);

@@ -77,7 +77,7 @@ function ours(path: string[]): boolean {
 }
 
 /** Which lines start a table (its path), skipping lines inside multi-line strings. */
-function headerLines(lines: string[]): Map<number, string[]> {
+export function headerLines(lines: string[]): Map<number, string[]> {
   const headers = new Map<number, string[]>();
   let inString: '"""' | "'''" | null = null;
   lines.forEach((line, i) => {
@@ -99,7 +99,7 @@ function headerLines(lines: string[]): Map<number, string[]> {
   return headers;
 }
 
-function stableJson(v: unknown): string {
+export function stableJson(v: unknown): string {
   return JSON.stringify(v, (_k, val: unknown) =>
     val && typeof val === 'object' && !Array.isArray(val) && !(val instanceof Date)
       ? Object.fromEntries(
@@ -109,18 +109,18 @@ function stableJson(v: unknown): string {
   );
 }
 
-function tomlString(s: string): string {
+export function tomlString(s: string): string {
   return JSON.stringify(s);
 }
 
-type Toml = Record<string, unknown>;
+export type Toml = Record<string, unknown>;
 
-function table(v: Toml, key: string): Toml | undefined {
+export function table(v: Toml, key: string): Toml | undefined {
   const t = v[key];
   return t && typeof t === 'object' && !Array.isArray(t) ? (t as Toml) : undefined;
 }
 
-function parseToml(text: string): { ok: true; value: Toml } | { ok: false; error: string } {
+export function parseToml(text: string): { ok: true; value: Toml } | { ok: false; error: string } {
   if (text.trim() === '') return { ok: true, value: {} };
   try {
     return { ok: true, value: parse(text) as Toml };
@@ -200,7 +200,7 @@ function rootEnd(lines: string[]): number {
   return end;
 }
 
-function trimEnd(lines: string[]): string[] {
+export function trimEnd(lines: string[]): string[] {
   const out = [...lines];
   while (out.length > 0 && out.at(-1)?.trim() === '') out.pop();
   return out;

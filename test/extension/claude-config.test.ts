@@ -108,7 +108,13 @@ describe('extension: prepareAgents / undoAgents', () => {
     const env = { HOME: home };
     const claudeFile = claudeConfigPath(env);
     await fs.writeFile(claudeFile, CLAUDE_STATE, { mode: 0o644 });
-    const r = await prepareAgents({ url: 'https://b.example', trustedFolders: ['/w/app'], env });
+    // The MCP gateway entries have their own test (mcp-gateway-config.test.ts).
+    const r = await prepareAgents({
+      url: 'https://b.example',
+      trustedFolders: ['/w/app'],
+      env,
+      mcpGateway: false,
+    });
     assert.deepEqual(r.problems, []);
     assert.deepEqual(r.changed, [claudeFile, codexConfigPath(env), codexProfilePath(env)]);
     assert.equal(r.codexIsDefault, true);
@@ -120,7 +126,12 @@ describe('extension: prepareAgents / undoAgents', () => {
       /base_url = "https:\/\/b\.example\/openai\/v1"/,
     );
 
-    const again = await prepareAgents({ url: 'https://b.example', trustedFolders: ['/w/app'], env });
+    const again = await prepareAgents({
+      url: 'https://b.example',
+      trustedFolders: ['/w/app'],
+      env,
+      mcpGateway: false,
+    });
     assert.deepEqual(again, { changed: [], problems: [], codexIsDefault: true });
 
     const claudeAfter = await fs.readFile(claudeFile, 'utf8');

@@ -5,6 +5,8 @@ import {
   AUTH_PROVIDER_LABEL,
   COMMANDS,
   CONTEXT,
+  MCP_PROVIDER_ID,
+  MCP_PROVIDER_LABEL,
   SETTINGS,
   VIEW_CONTAINER,
   VIEWS,
@@ -24,6 +26,7 @@ interface Manifest {
     views: Record<string, { id: string }[]>;
     configuration: { properties: Record<string, { default?: unknown }> };
     menus: Record<string, { command: string; when?: string }[]>;
+    mcpServerDefinitionProviders: { id: string; label: string }[];
   };
 }
 
@@ -78,6 +81,10 @@ describe('extension: ids match package.json', () => {
     ]);
     // registerAuthenticationProvider needs the provider declared, under the id the code registers.
     assert.deepEqual(pkg.contributes.authentication, [{ id: AUTH_PROVIDER_ID, label: AUTH_PROVIDER_LABEL }]);
+    // registerMcpServerDefinitionProvider (VS Code ≥ 1.101) needs the provider declared, under the id the code registers.
+    assert.deepEqual(pkg.contributes.mcpServerDefinitionProviders, [
+      { id: MCP_PROVIDER_ID, label: MCP_PROVIDER_LABEL },
+    ]);
     assert.equal(pkg.engines.vscode, '^1.100.0');
     assert.equal(pkg.main, './dist/extension.cjs');
     assert.equal(`${pkg.publisher}.${pkg.name}`, 'aibridge.ai-bridge');

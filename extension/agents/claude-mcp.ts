@@ -1,0 +1,118 @@
+import type { ClaudeEditResult } from './claude-config';
+
+/** The MCP server name in Claude Code (its tools show as `mcp__aibridge__<server>__<tool>`). */
+export const CLAUDE_MCP_NAME = 'aibridge';
+
+/**
+ * The header value as written: Claude Code expands `${VAR}` in an MCP server's headers when it
+ * connects (checked with claude 2.1.197), and the terminal env (aibridge.terminalEnv) puts the
+ * bridge key in ANTHROPIC_AUTH_TOKEN, so the key itself never reaches the file.
+ */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: claude expands this reference itself
+export const CLAUDE_MCP_AUTHORIZATION = 'Bearer ${ANTHROPIC_AUTH_TOKEN}';
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The `mcpServers.aibridge` entry, exactly as `claude mcp add --transport http --scope user aibridge
+ * <url>/mcp --header "Authorization: Bearer ${ANTHROPIC_AUTH_TOKEN}"` writes it.
+ */
+export function claudeGatewayEntry(url: string): Json {
+  return { type: 'http', url: `${url}/mcp`, headers: { Authorization: CLAUDE_MCP_AUTHORIZATION } };
+}
+
+/**
+ * Whether an entry is one this module wrote (for any bridge URL): an HTTP server authorised by the
+ * terminal's key and nothing else. A user's own `aibridge` entry (say with a literal key) is not.
+ */
+export function isOurGatewayEntry(v: unknown): boolean {
+  if (!isObject(v) || v.type !== 'http' || typeof v.url !== 'string' || !v.url.endsWith('/mcp')) return false;
+  const headers = v.headers;
+  return (
+    isObject(headers) &&
+    Object.keys(headers).length === 1 &&
+    headers.Authorization === CLAUDE_MCP_AUTHORIZATION &&
+    Object.keys(v).every((k) => k === 'type' || k === 'url' || k === 'headers')
+  );
+}
+
+/** The indentation claude (or the user) used, so a rewrite changes only the lines it must. */
+function indentOf(text: string): string | number {
+  const m = /^\{\s*\n([ \t]+)"/.exec(text);
+  return m?.[1] ?? 2;
+}
+
+function render(config: Json, original: string): string {
+  const eol = original.includes('\r\n') ? '\r\n' : '\n';
+  return `${JSON.stringify(config, null, indentOf(original)).replace(/\n/g, eol)}${eol}`;
+}
+
+type Parsed = { ok: true; config: Json; servers: Json | undefined } | { ok: false; message: string };
+
+function parse(original: string): Parsed {
+  let config: Json = {};
+  if (original.trim() !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(original);
+    } catch (err) {
+      return {
+        ok: false,
+        message: `the Claude Code config is not valid JSON (${(err as Error).message}); fix or remove it first.`,
+      };
+    }
+    if (!isObject(parsed))
+      return { ok: false, message: 'the Claude Code config is not a JSON object; left as it is.' };
+    config = parsed;
+  }
+  const servers = config.mcpServers;
+  if (servers !== undefined && !isObject(servers)) {
+    return {
+      ok: false,
+      message: 'the Claude Code config has an "mcpServers" that is not an object; left as it is.',
+    };
+  }
+  return { ok: true, config, servers };
+}
+
+/**
+ * Adds the bridge's MCP gateway to Claude Code's user MCP servers (`mcpServers.aibridge` in
+ * `~/.claude.json`), or points an entry written earlier at this bridge. Every other key, server and
+ * the key order stay. An `aibridge` entry the user made themselves is refused, never replaced.
+ */
+export function withClaudeGateway(original: string, url: string): ClaudeEditResult {
+  const p = parse(original);
+  if (!p.ok) return p;
+  const servers = p.servers ?? {};
+  const current = servers[CLAUDE_MCP_NAME];
+  const entry = claudeGatewayEntry(url);
+  if (current !== undefined && !isOurGatewayEntry(current)) {
+    return {
+      ok: false,
+      message: `the Claude Code config already has its own "${CLAUDE_MCP_NAME}" MCP server; left as it is (remove it with "claude mcp remove ${CLAUDE_MCP_NAME} -s user" to let AI Bridge manage it).`,
+    };
+  }
+  if (JSON.stringify(current) === JSON.stringify(entry)) return { ok: true, text: original, changed: false };
+  servers[CLAUDE_MCP_NAME] = entry;
+  p.config.mcpServers = servers;
+  return { ok: true, text: render(p.config, original), changed: true };
+}
+
+/**
+ * Sign-out: removes the entry {@link withClaudeGateway} wrote (and `mcpServers` when it is left
+ * empty). A user's own `aibridge` entry stays.
+ */
+export function withoutClaudeGateway(original: string): ClaudeEditResult {
+  if (original.trim() === '') return { ok: true, text: original, changed: false };
+  const p = parse(original);
+  if (!p.ok) return p;
+  if (!p.servers || !isOurGatewayEntry(p.servers[CLAUDE_MCP_NAME]))
+    return { ok: true, text: original, changed: false };
+  delete p.servers[CLAUDE_MCP_NAME];
+  if (Object.keys(p.servers).length === 0) delete p.config.mcpServers;
+  return { ok: true, text: render(p.config, original), changed: true };
+}
