@@ -4,14 +4,9 @@ import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { prepareAgents } from '../../extension/agents/prepare-agents';
+import { CLAUDE } from '../helpers/agent-cli';
 import { tempDir } from '../helpers/bridge';
 
-const require = createRequire(import.meta.url);
-const CLAUDE = path.join(
-  path.dirname(require.resolve('@anthropic-ai/claude-code/package.json')),
-  'bin',
-  'claude.exe',
-);
 const CODEX = path.resolve('node_modules/.bin/codex');
 /** A port nothing listens on: the agents must reach their prompt without any answer from the bridge. */
 const DEAD_URL = 'http://127.0.0.1:9';

@@ -1,17 +1,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
+import { runClaude } from '../helpers/agent-cli';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
-import { run } from '../helpers/run';
-
-const require = createRequire(import.meta.url);
-const CLAUDE = path.join(
-  path.dirname(require.resolve('@anthropic-ai/claude-code/package.json')),
-  'bin',
-  'claude.exe',
-);
 
 describe('prompt-cache fingerprints of the real claude CLI', function () {
   this.timeout(120_000);
@@ -32,16 +24,6 @@ describe('prompt-cache fingerprints of the real claude CLI', function () {
     const home = await tempDir('aibridge-claude-home-');
     const notes = path.join(home, 'notes.txt');
     await fs.writeFile(notes, 'the bridge keeps hashes, not prompts\n');
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      TMPDIR: home,
-      ANTHROPIC_BASE_URL: `${tb.url}/anthropic`,
-      ANTHROPIC_AUTH_TOKEN: dev.key,
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-      DISABLE_AUTOUPDATER: '1',
-      CI: '1',
-    };
     // Turn 1 writes the cache and asks for a tool; turn 2 (the tool result) finds nothing cached
     // although nothing changed: as if the provider had dropped the cache.
     mock.next(
@@ -67,8 +49,12 @@ describe('prompt-cache fingerprints of the real claude CLI', function () {
         },
       },
     );
-    const res = await run(CLAUDE, ['-p', 'What does notes.txt say?', '--allowedTools', 'Read'], env, home);
-    assert.equal(res.code, 0, `claude failed: ${res.stderr}\n${res.stdout}`);
+    const res = await runClaude({ bridgeUrl: tb.url, key: dev.key, home }, [
+      '-p',
+      'What does notes.txt say?',
+      '--allowedTools',
+      'Read',
+    ]);
     assert.match(res.stdout, /keeps hashes/);
 
     const sent = mock.messageRequests().filter((r) => r.headers['user-agent']?.startsWith('claude-cli/'));

@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import path from 'node:path';
+import { runClaude } from '../helpers/agent-cli';
 import { AnthropicMock, MOCK_TEXT } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
-import { run } from '../helpers/run';
-
-const require = createRequire(import.meta.url);
-const CLAUDE = path.join(
-  path.dirname(require.resolve('@anthropic-ai/claude-code/package.json')),
-  'bin',
-  'claude.exe',
-);
 
 describe('the real claude CLI through the bridge', function () {
   this.timeout(120_000);
@@ -29,18 +20,7 @@ describe('the real claude CLI through the bridge', function () {
   it('prints the upstream answer, and the interception names the user, client and session', async () => {
     const dev = await tb.addUser('claude-user@example.com', { team: 'agents' });
     const home = await tempDir('aibridge-claude-home-');
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      TMPDIR: home,
-      ANTHROPIC_BASE_URL: `${tb.url}/anthropic`,
-      ANTHROPIC_AUTH_TOKEN: dev.key,
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-      DISABLE_AUTOUPDATER: '1',
-      CI: '1',
-    };
-    const res = await run(CLAUDE, ['-p', 'Say hello to the bridge'], env, home);
-    assert.equal(res.code, 0, `claude failed: ${res.stderr}\n${res.stdout}`);
+    const res = await runClaude({ bridgeUrl: tb.url, key: dev.key, home }, ['-p', 'Say hello to the bridge']);
     assert.equal(res.stdout.trim(), MOCK_TEXT);
 
     const sent = mock.messageRequests().filter((r) => r.headers['user-agent']?.startsWith('claude-cli/'));

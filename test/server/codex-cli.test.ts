@@ -1,14 +1,8 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import path from 'node:path';
+import { codexHome, runCodexExec } from '../helpers/agent-cli';
 import { AnthropicMock } from '../helpers/anthropic-mock';
-import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { startBridge, type TestBridge } from '../helpers/bridge';
 import { OPENAI_TEXT, OPENAI_UPSTREAM_KEY, OPENAI_USAGE, OpenAIMock } from '../helpers/openai-mock';
-import { run } from '../helpers/run';
-
-const require = createRequire(import.meta.url);
-const CODEX = path.join(path.dirname(require.resolve('@openai/codex/package.json')), 'bin', 'codex.js');
 
 describe('the real codex CLI through the bridge', function () {
   this.timeout(120_000);
@@ -29,39 +23,8 @@ describe('the real codex CLI through the bridge', function () {
 
   it('prints the upstream answer, and the interception names the user, client and session', async () => {
     const dev = await tb.addUser('codex-user@example.com', { team: 'agents' });
-    const home = await tempDir('aibridge-codex-home-');
-    const codexHome = path.join(home, '.codex');
-    await fs.mkdir(codexHome);
-    // codex ignores OPENAI_BASE_URL for its built-in provider, so users define one for the bridge.
-    await fs.writeFile(
-      path.join(codexHome, 'config.toml'),
-      [
-        'model = "gpt-5-codex"',
-        'model_provider = "aibridge"',
-        '',
-        '[model_providers.aibridge]',
-        'name = "AI Bridge"',
-        `base_url = "${tb.url}/openai/v1"`,
-        'env_key = "OPENAI_API_KEY"',
-        'wire_api = "responses"',
-        '',
-      ].join('\n'),
-    );
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      TMPDIR: home,
-      CODEX_HOME: codexHome,
-      OPENAI_API_KEY: dev.key,
-      CI: '1',
-    };
-    const res = await run(
-      process.execPath,
-      [CODEX, 'exec', '--skip-git-repo-check', 'Say hello to the bridge'],
-      env,
-      home,
-    );
-    assert.equal(res.code, 0, `codex failed: ${res.stderr}\n${res.stdout}`);
+    const home = await codexHome(`${tb.url}/openai/v1`);
+    const res = await runCodexExec({ home, key: dev.key }, 'Say hello to the bridge');
     assert.ok(res.stdout.includes(OPENAI_TEXT), `codex output: ${res.stdout}\n${res.stderr}`);
 
     const sent = openai.modelRequests();

@@ -1,19 +1,18 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type CallToolResult, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayToolCall } from '../../shared/interception';
 import type { BridgeEvent, GatewayToolCallEvent } from '../../shared/protocol';
+import { codexHome, runClaude, runCodexExec } from '../helpers/agent-cli';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { AuthGate, everythingStdio, OAuthGate, startEverythingHttp } from '../helpers/mcp-servers';
 import { testPostgres } from '../helpers/postgres';
-import { run } from '../helpers/run';
 import { ToolModelMock } from '../helpers/tool-model-mock';
 
 const KEY = randomBytes(32).toString('base64');
@@ -633,11 +632,6 @@ describe('the MCP gateway on two replicas sharing one PostgreSQL store', functio
   });
 });
 
-const CLAUDE = path.join(
-  path.dirname(createRequire(import.meta.url).resolve('@anthropic-ai/claude-code/package.json')),
-  'bin',
-  'claude.exe',
-);
 const GATEWAY_ECHO = 'mcp__aibridge__everything__echo';
 
 describe('the real claude CLI with the MCP gateway in its MCP config', function () {
@@ -678,23 +672,14 @@ describe('the real claude CLI with the MCP gateway in its MCP config', function 
         },
       }),
     );
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      TMPDIR: home,
-      ANTHROPIC_BASE_URL: `${tb.url}/anthropic`,
-      ANTHROPIC_AUTH_TOKEN: dev.key,
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-      DISABLE_AUTOUPDATER: '1',
-      CI: '1',
-    };
-    const res = await run(
-      CLAUDE,
-      ['-p', 'Echo something', '--mcp-config', config, '--allowedTools', GATEWAY_ECHO],
-      env,
-      home,
-    );
-    assert.equal(res.code, 0, `claude failed: ${res.stderr}\n${res.stdout}`);
+    const res = await runClaude({ bridgeUrl: tb.url, key: dev.key, home }, [
+      '-p',
+      'Echo something',
+      '--mcp-config',
+      config,
+      '--allowedTools',
+      GATEWAY_ECHO,
+    ]);
     assert.match(res.stdout, /Tool said: Echo: through the gateway/);
     const calls = await eventually(async () => {
       const r = await tb.api<{ items: Listed[] }>('GET', '/api/v1/tool-calls?via=gateway', dev.key);
@@ -709,12 +694,6 @@ describe('the real claude CLI with the MCP gateway in its MCP config', function 
     assert.deepEqual(calls[0]!.input, { message: 'through the gateway' });
   });
 });
-
-const CODEX = path.join(
-  path.dirname(createRequire(import.meta.url).resolve('@openai/codex/package.json')),
-  'bin',
-  'codex.js',
-);
 
 describe('the real codex CLI with the MCP gateway in its config', function () {
   this.timeout(120_000);
@@ -753,44 +732,16 @@ describe('the real codex CLI with the MCP gateway in its config', function () {
 
   it('codex exec calls the gateway tool, audited with the user and client', async () => {
     const dev = await tb.addUser('codex-gateway@example.com', { team: 'agents' });
-    const home = await tempDir('aibridge-codex-home-');
-    const codexHome = path.join(home, '.codex');
-    await fs.mkdir(codexHome);
-    await fs.writeFile(
-      path.join(codexHome, 'config.toml'),
-      [
-        'model = "gpt-5-codex"',
-        'model_provider = "aibridge"',
+    const home = await codexHome(`${tb.url}/openai/v1`, {
+      extra: [
         'approval_policy = "never"',
-        '',
-        '[model_providers.aibridge]',
-        'name = "AI Bridge"',
-        `base_url = "${tb.url}/openai/v1"`,
-        'env_key = "OPENAI_API_KEY"',
-        'wire_api = "responses"',
         '',
         '[mcp_servers.aibridge]',
         `url = "${tb.url}/mcp"`,
         'bearer_token_env_var = "AIBRIDGE_KEY"',
-        '',
-      ].join('\n'),
-    );
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      TMPDIR: home,
-      CODEX_HOME: codexHome,
-      OPENAI_API_KEY: dev.key,
-      AIBRIDGE_KEY: dev.key,
-      CI: '1',
-    };
-    const res = await run(
-      process.execPath,
-      [CODEX, 'exec', '--skip-git-repo-check', 'Echo something'],
-      env,
-      home,
-    );
-    assert.equal(res.code, 0, `codex failed: ${res.stderr}\n${res.stdout}`);
+      ],
+    });
+    const res = await runCodexExec({ home, key: dev.key, env: { AIBRIDGE_KEY: dev.key } }, 'Echo something');
     assert.match(
       res.stdout,
       /Tool said:[\s\S]*Echo: codex via gateway/,

@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
+import { codexHome, runCodexExec } from '../helpers/agent-cli';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { AZURE_KEY, AZURE_USAGE, COMPAT_TEXT, CompatMock, OLLAMA_USAGE } from '../helpers/compat-mocks';
-import { run } from '../helpers/run';
-
-const require = createRequire(import.meta.url);
-const CODEX = path.join(path.dirname(require.resolve('@openai/codex/package.json')), 'bin', 'codex.js');
 
 describe('the real codex CLI through provider instances (Ollama- and Azure-shaped)', function () {
   this.timeout(120_000);
@@ -43,33 +39,8 @@ describe('the real codex CLI through provider instances (Ollama- and Azure-shape
   });
 
   async function codex(instance: string, model: string, key: string, prompt: string): Promise<void> {
-    const home = await tempDir('aibridge-codex-home-');
-    const codexHome = path.join(home, '.codex');
-    await fs.mkdir(codexHome);
-    await fs.writeFile(
-      path.join(codexHome, 'config.toml'),
-      [
-        `model = "${model}"`,
-        'model_provider = "aibridge"',
-        '',
-        '[model_providers.aibridge]',
-        'name = "AI Bridge"',
-        `base_url = "${tb.url}/${instance}/v1"`,
-        'env_key = "OPENAI_API_KEY"',
-        'wire_api = "responses"',
-        '',
-      ].join('\n'),
-    );
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      TMPDIR: home,
-      CODEX_HOME: codexHome,
-      OPENAI_API_KEY: key,
-      CI: '1',
-    };
-    const res = await run(process.execPath, [CODEX, 'exec', '--skip-git-repo-check', prompt], env, home);
-    assert.equal(res.code, 0, `codex failed: ${res.stderr}\n${res.stdout}`);
+    const home = await codexHome(`${tb.url}/${instance}/v1`, { model });
+    const res = await runCodexExec({ home, key }, prompt);
     assert.ok(res.stdout.includes(COMPAT_TEXT), `codex output: ${res.stdout}\n${res.stderr}`);
   }
 

@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import path from 'node:path';
+import { runClaude } from '../helpers/agent-cli';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
-import { run } from '../helpers/run';
 import { ToolModelMock } from '../helpers/tool-model-mock';
-
-const require = createRequire(import.meta.url);
-const CLAUDE = path.join(
-  path.dirname(require.resolve('@anthropic-ai/claude-code/package.json')),
-  'bin',
-  'claude.exe',
-);
 
 describe('the real claude CLI and a denied tool call', function () {
   this.timeout(120_000);
@@ -46,18 +37,7 @@ describe('the real claude CLI and a denied tool call', function () {
         : { text: 'ok' };
     const dev = await tb.addUser('claude-policy@example.com');
     const home = await tempDir('aibridge-claude-home-');
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      TMPDIR: home,
-      ANTHROPIC_BASE_URL: `${tb.url}/anthropic`,
-      ANTHROPIC_AUTH_TOKEN: dev.key,
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-      DISABLE_AUTOUPDATER: '1',
-      CI: '1',
-    };
-    const res = await run(CLAUDE, ['-p', 'Tidy the disk'], env, home);
-    assert.equal(res.code, 0, `claude failed: ${res.stderr}\n${res.stdout}`);
+    const res = await runClaude({ bridgeUrl: tb.url, key: dev.key, home }, ['-p', 'Tidy the disk']);
     assert.match(res.stdout, /AI Bridge blocked Bash: rm -rf \/nonexistent-aibridge-test\/ \(rule rm-root\)/);
     const withBash = mock.requests.filter((r) => r.view.tools.includes('Bash'));
     assert.ok(withBash.length >= 1, 'claude offered its Bash tool through the bridge');

@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
-import { run } from '../helpers/run';
+import { codexHome, runCodexExec } from '../helpers/agent-cli';
+import { startBridge, type TestBridge } from '../helpers/bridge';
 import { ToolModelMock } from '../helpers/tool-model-mock';
-
-const require = createRequire(import.meta.url);
-const CODEX = path.join(path.dirname(require.resolve('@openai/codex/package.json')), 'bin', 'codex.js');
 
 /** The shell tools Codex versions offer, by name. */
 const SHELLS = ['shell', 'exec_command', 'container.exec'];
@@ -45,38 +39,8 @@ describe('the real codex CLI and a denied tool call', function () {
         : { text: 'done' };
     };
     const dev = await tb.addUser('codex-policy@example.com');
-    const home = await tempDir('aibridge-codex-home-');
-    const codexHome = path.join(home, '.codex');
-    await fs.mkdir(codexHome);
-    await fs.writeFile(
-      path.join(codexHome, 'config.toml'),
-      [
-        'model = "gpt-5-codex"',
-        'model_provider = "aibridge"',
-        '',
-        '[model_providers.aibridge]',
-        'name = "AI Bridge"',
-        `base_url = "${tb.url}/openai/v1"`,
-        'env_key = "OPENAI_API_KEY"',
-        'wire_api = "responses"',
-        '',
-      ].join('\n'),
-    );
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      TMPDIR: home,
-      CODEX_HOME: codexHome,
-      OPENAI_API_KEY: dev.key,
-      CI: '1',
-    };
-    const res = await run(
-      process.execPath,
-      [CODEX, 'exec', '--skip-git-repo-check', 'Tidy the disk'],
-      env,
-      home,
-    );
-    assert.equal(res.code, 0, `codex failed: ${res.stderr}\n${res.stdout}`);
+    const home = await codexHome(`${tb.url}/openai/v1`);
+    const res = await runCodexExec({ home, key: dev.key }, 'Tidy the disk');
     assert.ok(
       offered.some((t) => SHELLS.some((s) => t.includes(s))),
       `codex offered a shell tool: ${JSON.stringify(offered)}`,
