@@ -462,6 +462,9 @@ export class Container implements vscode.Disposable {
     try {
       const page = await client.interceptions({ limit: HISTORY_LIMIT, ...(user ? { user: user.id } : {}) });
       if (client === this.client) this.model.seedHistory(page.items);
+      // A bridge from before the MCP gateway answers 400 to `via`: nothing to show then.
+      const calls = await client.gatewayCalls(HISTORY_LIMIT).catch(() => ({ items: [] }));
+      if (client === this.client) this.model.seedGatewayCalls(calls.items);
     } catch (err) {
       this.log.warn(`interceptions: ${(err as Error).message}`);
     }

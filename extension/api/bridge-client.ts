@@ -1,5 +1,5 @@
 import type { KeyInfo, User } from '../../shared/identity';
-import type { Interception, Page } from '../../shared/interception';
+import type { GatewayToolCall, Interception, Page } from '../../shared/interception';
 import type { BudgetStatus, Period, UsageRow } from '../../shared/spend';
 import type { AuthConfig } from '../../shared/sso';
 import type { Usage } from '../../shared/usage';
@@ -106,6 +106,11 @@ export class BridgeClient {
     const params = new URLSearchParams({ limit: String(q.limit) });
     if (q.user) params.set('user', q.user);
     return this.get(`/api/v1/interceptions?${params}`);
+  }
+
+  /** The caller's recent calls through the MCP gateway (`GET /api/v1/tool-calls?via=gateway`). */
+  gatewayCalls(limit: number): Promise<{ items: GatewayToolCall[] }> {
+    return this.get(`/api/v1/tool-calls?via=gateway&limit=${limit}`);
   }
 
   interception(id: string): Promise<Interception> {

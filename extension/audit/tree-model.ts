@@ -1,12 +1,17 @@
 import { totalTokens } from '../../shared/usage';
 import { formatAge, formatCost, formatCostExact, formatDuration, formatTokens } from '../format';
-import { type InterceptionItem, NO_MODEL, type ToolCallItem } from '../model/bridge-model';
+import {
+  type GatewayCallItem,
+  type InterceptionItem,
+  NO_MODEL,
+  type ToolCallItem,
+} from '../model/bridge-model';
 
 /** One row of the audit tree, as plain data; the TreeDataProvider turns it into a TreeItem. */
 export interface TreeNode {
   /** Stable across refreshes, so VS Code keeps expansion and selection. */
   id: string;
-  kind: 'interception' | 'toolCall';
+  kind: 'interception' | 'toolCall' | 'gatewayCall';
   interceptionId: string;
   label: string;
   description: string;
@@ -125,14 +130,63 @@ export function interceptionDescription(item: InterceptionItem, now: number): st
   return parts.join(' · ');
 }
 
-/** The tree's rows for the model's interceptions (newest first). */
-export function buildTree(items: readonly InterceptionItem[], o: TreeOptions): TreeNode[] {
+/** A call an agent made through the MCP gateway: a row of its own, next to the model requests in time. */
+function gatewayNode(c: GatewayCallItem, o: TreeOptions): TreeNode {
+  const outcome = c.outcome === 'ok' ? '' : ` · ${c.outcome.replace('_', ' ')}`;
+  return {
+    id: `gw:${c.id}`,
+    kind: 'gatewayCall',
+    interceptionId: '',
+    label: clip(c.name, MAX_NAME_ON_ROW * 2),
+    description: `MCP gateway · ${clip(c.client, MAX_NAME_ON_ROW)}${outcome} · ${formatDuration(c.durationMs)} · ${formatAge(c.at, o.now)}`,
+    tooltip: [
+      `**${md(c.name)}** through the bridge's MCP gateway`,
+      '',
+      `server: ${md(c.server)}  `,
+      `client: ${md(c.client)}  `,
+      `session: ${c.sessionId !== null ? md(c.sessionId) : '(none)'}  `,
+      `outcome: ${c.outcome}, ${formatDuration(c.durationMs)}  `,
+      `at: ${md(c.at)}`,
+      '',
+      '```json',
+      c.inputPreview.replace(/```/g, '`\u200b``'),
+      '```',
+    ].join('\n'),
+    icon: c.outcome === 'denied' ? 'shield' : c.outcome === 'ok' ? 'plug' : 'warning',
+    children: [],
+  };
+}
+
+/** Newest first, by each row's time. */
+function byTimeDesc<T extends { at: string }>(rows: T[]): T[] {
+  return rows.sort((a, b) => b.at.localeCompare(a.at));
+}
+
+/**
+ * The tree's rows for the model's interceptions and the gateway's tool calls, newest first: a
+ * gateway call sits between the model requests of its time.
+ */
+export function buildTree(
+  items: readonly InterceptionItem[],
+  o: TreeOptions,
+  gatewayCalls: readonly GatewayCallItem[] = [],
+): TreeNode[] {
   if (o.toolCallsOnly) {
-    const calls = items.flatMap((item) => item.toolCalls.map((c) => ({ item, c })));
-    calls.sort((a, b) => b.c.at.localeCompare(a.c.at));
-    return calls.map(({ item, c }) => toolNode(item, c, o));
+    const rows = [
+      ...items.flatMap((item) => item.toolCalls.map((c) => ({ at: c.at, node: () => toolNode(item, c, o) }))),
+      ...gatewayCalls.map((c) => ({ at: c.at, node: () => gatewayNode(c, o) })),
+    ];
+    return byTimeDesc(rows).map((r) => r.node());
   }
-  return items.map((item) => ({
+  const rows = [
+    ...items.map((item) => ({ at: item.startedAt, node: () => interceptionNode(item, o) })),
+    ...gatewayCalls.map((c) => ({ at: c.at, node: () => gatewayNode(c, o) })),
+  ];
+  return byTimeDesc(rows).map((r) => r.node());
+}
+
+function interceptionNode(item: InterceptionItem, o: TreeOptions): TreeNode {
+  return {
     id: `int:${item.id}`,
     kind: 'interception',
     interceptionId: item.id,
@@ -155,5 +209,5 @@ export function buildTree(items: readonly InterceptionItem[], o: TreeOptions): T
       .join('\n'),
     icon: statusIcon(item),
     children: item.toolCalls.map((c) => toolNode(item, c, o)),
-  }));
+  };
 }

@@ -60,11 +60,13 @@ export class AuditTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
     item.tooltip = tooltip;
     item.iconPath = new vscode.ThemeIcon(node.icon);
     item.contextValue = node.kind;
-    item.command = {
-      command: COMMANDS.openInterception,
-      title: 'Show Details',
-      arguments: [node.interceptionId],
-    };
+    // A gateway call has no interception to open: its tooltip is all there is.
+    if (node.kind !== 'gatewayCall')
+      item.command = {
+        command: COMMANDS.openInterception,
+        title: 'Show Details',
+        arguments: [node.interceptionId],
+      };
     return item;
   }
 
@@ -81,7 +83,11 @@ export class AuditTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
   }
 
   private rebuild(): void {
-    this.roots = buildTree(this.model.items, { toolCallsOnly: this.toolCallsOnly, now: Date.now() });
+    this.roots = buildTree(
+      this.model.items,
+      { toolCallsOnly: this.toolCallsOnly, now: Date.now() },
+      this.model.gatewayCalls,
+    );
     this.view.message =
       this.model.connection.status !== 'signedOut' && this.roots.length === 0
         ? this.toolCallsOnly

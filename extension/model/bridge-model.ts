@@ -1,4 +1,9 @@
-import type { CacheBreak, Interception, InterceptionStatus } from '../../shared/interception';
+import type {
+  CacheBreak,
+  GatewayToolCall,
+  Interception,
+  InterceptionStatus,
+} from '../../shared/interception';
 import type { BridgeEvent, HelloEvent, InterceptionRef } from '../../shared/protocol';
 import { toolInputPreview } from '../../shared/protocol';
 import type { Alert, Period } from '../../shared/spend';
@@ -75,6 +80,20 @@ export interface InterceptionItem {
   cacheBreak: CacheBreak | null;
 }
 
+/** A tool call an agent made through the bridge's MCP gateway: no interception, its own row. */
+export interface GatewayCallItem {
+  id: string;
+  /** `<server>__<tool>`, as the agent called it. */
+  name: string;
+  server: string;
+  client: string;
+  sessionId: string | null;
+  inputPreview: string;
+  at: string;
+  outcome: GatewayToolCall['outcome'];
+  durationMs: number;
+}
+
 /** A tool call a policy denied or flagged, for the notification. */
 export interface PolicyDecision {
   interceptionId: string;
@@ -122,6 +141,8 @@ export class BridgeModel {
   /** The last tool call a policy denied or flagged (the container notifies on 'policy'). */
   lastPolicy: PolicyDecision | null = null;
   cacheWarning: CacheWarning | null = null;
+  /** Newest first, at most MAX_ITEMS. */
+  gatewayCalls: GatewayCallItem[] = [];
   /** Interceptions already added to `spend` since the last seed (an event can arrive twice across a reconnect). */
   private counted = new Set<string>();
   /** Ended events applied while a seed was being fetched: the seed may or may not include them. */
@@ -242,8 +263,23 @@ export class BridgeModel {
         return;
       }
       case 'tool.call': {
-        // Gateway calls belong to no interception, so no item here; GET /api/v1/tool-calls lists them.
-        if (e.via === 'gateway') return;
+        // Gateway calls belong to no interception: they are rows of their own.
+        if (e.via === 'gateway') {
+          this.addGatewayCalls([
+            {
+              id: e.callId,
+              name: e.name,
+              server: e.server,
+              client: e.client,
+              sessionId: e.sessionId,
+              inputPreview: e.inputPreview,
+              at: e.at,
+              outcome: e.outcome,
+              durationMs: e.durationMs,
+            },
+          ]);
+          return;
+        }
         const item = this.itemFor(e);
         if (!item.toolCalls.some((c) => c.id === e.callId)) {
           item.toolCalls.push({
@@ -340,6 +376,30 @@ export class BridgeModel {
     }
   }
 
+  /** Merges gateway calls from `GET /api/v1/tool-calls?via=gateway` (after a reconnect) with live ones. */
+  seedGatewayCalls(calls: readonly GatewayToolCall[]): void {
+    this.addGatewayCalls(
+      calls.map((c) => ({
+        id: c.id,
+        name: c.name,
+        server: c.server,
+        client: c.client,
+        sessionId: c.sessionId,
+        inputPreview: toolInputPreview(c.input),
+        at: c.at,
+        outcome: c.outcome,
+        durationMs: c.durationMs,
+      })),
+    );
+  }
+
+  private addGatewayCalls(calls: readonly GatewayCallItem[]): void {
+    const byId = new Map(this.gatewayCalls.map((c) => [c.id, c]));
+    for (const c of calls) byId.set(c.id, c);
+    this.gatewayCalls = [...byId.values()].sort((a, b) => b.at.localeCompare(a.at)).slice(0, MAX_ITEMS);
+    this.changes.fire('interceptions');
+  }
+
   /** Whether the period the spend covers is over at `now` (then it needs a fresh seed). */
   spendExpired(now: number): boolean {
     return this.spend !== null && now >= Date.parse(this.spend.until);
@@ -364,6 +424,7 @@ export class BridgeModel {
     this.lastAlert = null;
     this.lastPolicy = null;
     this.cacheWarning = null;
+    this.gatewayCalls = [];
     this.counted = new Set();
     this.seeding = false;
     this.changes.fire('reset');

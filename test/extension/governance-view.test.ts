@@ -105,3 +105,47 @@ describe('extension: tool-policy decisions and prompt-cache breaks in the views'
     assert.equal(renderStatus(m, null).severity, 'normal');
   });
 });
+
+describe('extension: MCP gateway calls in the audit view', () => {
+  it('a gateway call is a row of its own, between the model requests of its time, and in the tool-calls view', () => {
+    const m = new BridgeModel();
+    m.apply(ended('i1', '2026-03-10T10:00:00.000Z', usage(1, 1), 0.01));
+    m.apply(ended('i2', '2026-03-10T10:02:00.000Z', usage(1, 1), 0.01));
+    m.items.forEach((i) => {
+      i.startedAt = i.endedAt ?? '';
+    });
+    m.apply({
+      type: 'tool.call',
+      via: 'gateway',
+      at: '2026-03-10T10:01:00.000Z',
+      callId: 'gwc_1',
+      name: 'github__search_issues',
+      server: 'github',
+      injected: false,
+      inputPreview: '{"q":"flaky"}',
+      userId: ALICE.id,
+      userEmail: ALICE.email,
+      team: ALICE.team,
+      client: 'claude-code',
+      sessionId: 'mcp-s1',
+      outcome: 'denied',
+      durationMs: 3,
+    });
+    const rows = buildTree(m.items, { toolCallsOnly: false, now: Date.parse(LATER) }, m.gatewayCalls);
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      ['int:i2', 'gw:gwc_1', 'int:i1'],
+    );
+    const gw = rows[1]!;
+    assert.equal(gw.kind, 'gatewayCall');
+    assert.equal(gw.icon, 'shield');
+    assert.match(gw.description, /^MCP gateway · claude-code · denied · /);
+    const calls = buildTree(m.items, { toolCallsOnly: true, now: Date.parse(LATER) }, m.gatewayCalls);
+    assert.deepEqual(
+      calls.map((r) => r.id),
+      ['gw:gwc_1'],
+    );
+    m.reset();
+    assert.deepEqual(m.gatewayCalls, []);
+  });
+});
