@@ -26,7 +26,8 @@ const USAGE = {
   totalTokenCount: 1254,
 };
 
-function answer(model: string, final: boolean): Record<string, unknown> {
+/** `long`: a prompt past Gemini's 200k-token price tier. */
+function answer(model: string, final: boolean, long = false): Record<string, unknown> {
   const parts = model.includes('tools')
     ? [{ functionCall: { name: 'get_weather', args: { city: 'Paris' } } }]
     : [{ text: 'Bonjour' }];
@@ -39,7 +40,7 @@ function answer(model: string, final: boolean): Record<string, unknown> {
       },
     ],
     ...(final
-      ? { usageMetadata: USAGE }
+      ? { usageMetadata: long ? { ...USAGE, promptTokenCount: 250_000 } : USAGE }
       : { usageMetadata: { promptTokenCount: 1200, totalTokenCount: 1200 } }),
     modelVersion: model,
     responseId: 'resp_1',
@@ -90,7 +91,7 @@ export async function startGeminiMock(): Promise<GeminiMock> {
         return json(503, {
           error: { code: 503, message: 'The model is overloaded.', status: 'UNAVAILABLE' },
         });
-      if (method === 'generateContent') return json(200, answer(model, true));
+      if (method === 'generateContent') return json(200, answer(model, true, text.includes('LONG')));
       if (method === 'streamGenerateContent' && url.searchParams.get('alt') === 'sse') {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'g-req-1' });
         res.write(

@@ -46,11 +46,25 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal(rec.prompt, 'Say hello in French');
     assert.deepEqual(rec.usage, USAGE);
     assert.equal(rec.status, 'ok');
-    assert.ok(rec.costUsd !== null && rec.costUsd > 0, 'priced from the price data');
+    // gemini-2.5-pro below 200k prompt tokens: $1.25 input, $0.125 cached, $10 output per million.
+    assert.ok(
+      Math.abs(rec.costUsd! - (207 * 1.25 + 1000 * 0.125 + 47 * 10) / 1e6) < 1e-12,
+      String(rec.costUsd),
+    );
     const up = mock.seen.at(-1)!;
     assert.equal(up.url, '/v1beta/models/gemini-2.5-pro:generateContent');
     assert.equal(up.headers['x-goog-api-key'], GEMINI_UPSTREAM_KEY);
     assert.equal(up.headers.authorization, undefined);
+  });
+
+  it('prices a prompt past 200k tokens at Gemini’s long-context tier', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    await sdk().models.generateContent({ model: 'gemini-2.5-pro', contents: 'LONG document' });
+    const rec = await next(before + 1);
+    assert.deepEqual(rec.usage, { ...USAGE, input: 250_000 - 1000 + 7 });
+    // Above 200k: $2.50 input, $0.25 cached, $15 output per million.
+    const want = ((250_000 - 1000 + 7) * 2.5 + 1000 * 0.25 + 47 * 15) / 1e6;
+    assert.ok(Math.abs(rec.costUsd! - want) < 1e-9, String(rec.costUsd));
   });
 
   it('meters streamGenerateContent (SSE): usage from the last chunk, the stream relayed', async () => {
