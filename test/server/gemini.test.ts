@@ -219,6 +219,36 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal((await next(before + 1)).client, 'gemini-cli');
   });
 
+  it('holds function calls a deny rule names: the client gets the denial as text, the record the mark', async () => {
+    const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+      rules: [
+        { id: 'no-paris', tool: 'get_weather', argumentPattern: 'Paris', action: 'deny', scope: 'org' },
+      ],
+    });
+    assert.equal(put.status, 200);
+    try {
+      const before = (await tb.interceptions(0, key)).length;
+      const res = await sdk().models.generateContent({
+        model: 'gemini-tools',
+        contents: 'Weather in Paris?',
+      });
+      assert.equal(res.functionCalls, undefined);
+      assert.match(res.text ?? '', /no-paris/);
+      const stream = await sdk().models.generateContentStream({ model: 'gemini-tools', contents: 'again' });
+      let text = '';
+      for await (const chunk of stream) {
+        assert.equal(chunk.functionCalls, undefined);
+        text += chunk.text ?? '';
+      }
+      assert.match(text, /no-paris/);
+      const recs = await tb.interceptions(before + 2, key);
+      for (const rec of recs.slice(0, 2))
+        assert.deepEqual(rec.toolCalls[0]?.policy, { rule: 'no-paris', action: 'deny' });
+    } finally {
+      await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: [] });
+    }
+  });
+
   it('has no built-in instance without a key', async () => {
     const plain = await startBridge('http://127.0.0.1:9');
     try {

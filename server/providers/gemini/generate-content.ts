@@ -24,6 +24,7 @@ import {
   type WireApi,
 } from '../types';
 import { geminiError } from './errors';
+import { generateContentHold } from './generate-content-hold';
 import { geminiUsage } from './usage';
 
 /** Text of a content's parts, skipping thoughts; null when it has none. */
@@ -159,6 +160,7 @@ export function generateContentAt(path: string): WireApi {
     name: 'generateContent',
     method: 'POST',
     path,
+    toolHold: generateContentHold,
 
     describeRequest(body: JsonObject, _headers: IncomingHttpHeaders): RequestFacts {
       const config = isObject(body.generationConfig) ? body.generationConfig : {};
