@@ -100,6 +100,8 @@ export async function startGeminiMock(): Promise<GeminiMock> {
         setImmediate(() => res.end(`data: ${JSON.stringify(answer(model, true))}\r\n\r\n`));
         return;
       }
+      // Without `alt=sse`: one JSON array of the chunks.
+      if (method === 'streamGenerateContent') return json(200, [answer(model, false), answer(model, true)]);
       return json(400, { error: { code: 400, message: 'unsupported', status: 'INVALID_ARGUMENT' } });
     })();
   });

@@ -79,6 +79,23 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal(mock.seen.at(-1)!.url, '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse');
   });
 
+  it('meters streamGenerateContent without alt=sse (a JSON array of chunks)', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-tools:streamGenerateContent`, {
+      method: 'POST',
+      headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as unknown[]).length, 2);
+    const rec = await next(before + 1);
+    assert.deepEqual(rec.usage, USAGE);
+    assert.deepEqual(
+      rec.toolCalls.map((t) => t.name),
+      ['get_weather', 'get_weather'],
+    );
+  });
+
   it('records function calls as tool calls, streaming and not', async () => {
     const config = {
       tools: [{ functionDeclarations: [{ name: 'get_weather', parametersJsonSchema: { type: 'object' } }] }],
