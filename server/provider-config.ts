@@ -125,6 +125,7 @@ export function providerInstances(
       apiKey: read(f.env.apiKey) || undefined,
       options: {},
     };
+    if (f.env.onlyWithKey && settings.apiKey === undefined) continue;
     out[f.type] = { ...settings, configured: f.configured(settings), priceId: f.priceId, prices: undefined };
   }
   if (fileJson === undefined) return out;

@@ -2,7 +2,7 @@ import type { ToolPolicyMark } from './tool-policy';
 import type { Usage } from './usage';
 
 /** The wire APIs the bridge meters. */
-export type ApiName = 'messages' | 'chat.completions' | 'responses';
+export type ApiName = 'messages' | 'chat.completions' | 'responses' | 'generateContent';
 
 /** How an interception ended. */
 export type InterceptionStatus = 'ok' | 'error' | 'client_aborted';

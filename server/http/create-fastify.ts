@@ -31,6 +31,7 @@ export function createFastify(
           'req.headers.authorization',
           'req.headers["x-api-key"]',
           'req.headers["api-key"]',
+          'req.headers["x-goog-api-key"]',
           'req.headers.cookie',
           'headers.authorization',
         ],

@@ -7,8 +7,8 @@ import { type KeyHasher, looksLikeKey } from './keys';
 
 /** The bridge key, from `x-api-key` (Anthropic style) or `Authorization: Bearer` (OpenAI style). */
 export function credentialFrom(headers: IncomingHttpHeaders): string | undefined {
-  // `api-key` is how Azure OpenAI clients send theirs (docs/providers.md).
-  for (const name of ['x-api-key', 'api-key']) {
+  // `api-key` is how Azure OpenAI clients send theirs, `x-goog-api-key` Gemini's (docs/providers.md).
+  for (const name of ['x-api-key', 'api-key', 'x-goog-api-key']) {
     const apiKey = headers[name];
     if (typeof apiKey === 'string' && apiKey.trim() !== '') return apiKey.trim();
   }

@@ -113,11 +113,14 @@ export function str(v: unknown): string | null {
   return typeof v === 'string' ? v : null;
 }
 
-/** A provider error body `{error: {type, message}}` (both providers nest it so) as a record error. */
+/**
+ * A provider error body `{error: {type, message}}` (every provider nests it so) as a record error;
+ * Google's carries a numeric `code` and names the kind in `status` (`RESOURCE_EXHAUSTED`).
+ */
 export function errorFromBody(status: number, body: unknown): InterceptionError {
   const inner = isObject(body) && isObject(body.error) ? body.error : undefined;
   return {
-    type: str(inner?.type) ?? str(inner?.code) ?? `http_${status}`,
+    type: str(inner?.type) ?? str(inner?.code) ?? str(inner?.status) ?? `http_${status}`,
     message: str(inner?.message) ?? `upstream answered ${status}`,
   };
 }

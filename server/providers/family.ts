@@ -31,8 +31,10 @@ export interface ProviderFamily {
   /**
    * Environment variables of the built-in instance named after the type, served without a
    * providers file; absent: the family has instances only when the file names them.
+   * `onlyWithKey`: the built-in instance exists only when its key variable is set (a family most
+   * bridges do not use should not claim a route prefix or show on /readyz unasked).
    */
-  readonly env?: { readonly baseUrl: string; readonly apiKey: string };
+  readonly env?: { readonly baseUrl: string; readonly apiKey: string; readonly onlyWithKey?: boolean };
   /** The provider id in the price data (@pydantic/genai-prices); null: only the instance's own `prices`. */
   readonly priceId: string | null;
   /** Fields an entry may have beyond `type`, `baseUrl`, `apiKey` and `prices`. */

@@ -1,6 +1,7 @@
 import { anthropicFamily } from './anthropic/family';
 import { azureOpenaiFamily } from './azure-openai/family';
 import type { InstanceSettings, ProviderFamily } from './family';
+import { geminiFamily } from './gemini/family';
 import { openaiFamily } from './openai/family';
 import { openaiCompatibleFamily } from './openai-compatible/family';
 import type { ProviderAdapter } from './types';
@@ -11,6 +12,7 @@ export const FAMILIES: readonly ProviderFamily[] = [
   openaiFamily,
   openaiCompatibleFamily,
   azureOpenaiFamily,
+  geminiFamily,
 ];
 
 /** Families registered by tests (a family defined only in its folder is served). */

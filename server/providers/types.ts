@@ -33,7 +33,7 @@ export interface PreparedRequest {
 export interface WireApi {
   readonly name: ApiName;
   readonly method: 'POST';
-  /** Path below the provider's prefix, e.g. `/v1/messages`. */
+  /** Path below the provider's prefix, e.g. `/v1/messages`; `:model:generateContent` is a parameter with a fixed method after it. */
   readonly path: string;
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts;
   /** The bytes to send upstream; APIs that need nothing changed return `raw`. */
@@ -89,6 +89,11 @@ export interface ProviderAdapter {
    * (a deployment name mapped to its model); absent: the body's model.
    */
   modelFor?(path: string, model: string | null): string | null;
+  /**
+   * A query parameter the family's clients may carry their key in (Google's `?key=`): removed from
+   * the URL before anything forwards or logs it, and read as the bridge key as if sent in `header`.
+   */
+  readonly credentialQuery?: { readonly param: string; readonly header: string };
   /** Rewrites an upstream error body into the client's error shape; absent: relayed as sent. */
   clientErrorBody?(status: number, body: Buffer): Buffer | undefined;
 }

@@ -54,6 +54,8 @@ export function detectClient(headers: IncomingHttpHeaders): string {
   // Copilot CLI talks to a BYOK provider through the plain SDKs, adding only its own two headers.
   if (header(headers, 'x-interaction-type') !== '' && header(headers, 'x-initiator') !== '')
     return 'copilot-cli';
+  // Gemini CLI: `GeminiCLI/<version>[/<model>] (<platform>; <arch>)`.
+  if (ua.startsWith('GeminiCLI/')) return 'gemini-cli';
   const originator = header(headers, 'originator');
   if (originator.startsWith('codex') || ua.startsWith('codex_') || ua.startsWith('codex-')) return 'codex';
   const rawLang = header(headers, 'x-stainless-lang').toLowerCase();
@@ -62,6 +64,12 @@ export function detectClient(headers: IncomingHttpHeaders): string {
     const vendor = /^([A-Za-z]{1,32})\//.exec(ua)?.[1]?.toLowerCase();
     if (!vendor) return `sdk-${lang}`;
     return `${SDK_VENDORS.has(vendor) ? vendor : 'other'}-sdk-${lang}`;
+  }
+  // Google's genai SDKs: `x-goog-api-client: google-genai-sdk/<version> gl-<lang>/<version>`.
+  const goog = header(headers, 'x-goog-api-client');
+  if (goog.startsWith('google-genai-sdk/')) {
+    const gl = /\bgl-([a-z]+)\//.exec(goog)?.[1];
+    return `google-sdk-${gl === 'node' ? 'js' : gl && SDK_LANGS.has(gl) ? gl : 'other'}`;
   }
   return 'unknown';
 }

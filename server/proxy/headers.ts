@@ -19,6 +19,7 @@ const CLIENT_CREDENTIALS = new Set([
   'authorization',
   'x-api-key',
   'api-key',
+  'x-goog-api-key',
   'cookie',
   'proxy-authorization',
   'proxy-authenticate',

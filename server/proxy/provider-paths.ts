@@ -27,12 +27,28 @@ export function canonicalPath(path: string): string {
   return `/${segments.join('/')}`;
 }
 
+/**
+ * A parameter segment with a fixed method after it, `:model:generateContent` (Google's
+ * `models/{model}:generateContent`): the part after the second colon, else undefined.
+ */
+function methodSuffix(seg: string): string | undefined {
+  const colon = seg.indexOf(':', 1);
+  return seg.startsWith(':') && colon !== -1 ? seg.slice(colon) : undefined;
+}
+
+function segmentMatches(pattern: string, seg: string): boolean {
+  if (!pattern.startsWith(':')) return pattern.toLowerCase() === seg.toLowerCase();
+  const suffix = methodSuffix(pattern);
+  if (suffix === undefined) return seg !== '';
+  return seg.length > suffix.length && seg.toLowerCase().endsWith(suffix.toLowerCase());
+}
+
 /** Matches a canonical path against a pattern whose `:name` segments take any one segment. */
 function matches(pattern: string, path: string): boolean {
   const p = pattern.split('/');
   const s = path.split('/');
   if (p.length !== s.length) return false;
-  return p.every((seg, i) => (seg.startsWith(':') ? s[i] !== '' : seg.toLowerCase() === s[i]!.toLowerCase()));
+  return p.every((seg, i) => segmentMatches(seg, s[i]!));
 }
 
 /** Fixed segments take the pattern's spelling; parameters (an Azure deployment, a response id) keep the client's. */
@@ -40,7 +56,12 @@ function spelled(pattern: string, path: string): string {
   const p = pattern.split('/');
   return path
     .split('/')
-    .map((seg, i) => (p[i]!.startsWith(':') ? seg : p[i]!))
+    .map((seg, i) => {
+      const pat = p[i]!;
+      if (!pat.startsWith(':')) return pat;
+      const suffix = methodSuffix(pat);
+      return suffix === undefined ? seg : seg.slice(0, seg.length - suffix.length) + suffix;
+    })
     .join('/');
 }
 

@@ -15,6 +15,7 @@ import { checkedRequestFacts } from './client-strings';
 import { Exchange, type ExchangeDeps, runExchange, type StrategyFor, writable } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { type ProviderRoute, routeFor } from './provider-paths';
+import { queryCredential } from './query-credential';
 import { credentialHeaders, idleWatchdog, upstreamFailure } from './upstream';
 
 export interface ProviderRouteDeps {
@@ -207,6 +208,11 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps
         .type('application/json')
         .send(adapter.errorBody(e.status, e.code, e.message));
     });
+    if (adapter.credentialQuery)
+      app.addHook(
+        'onRequest',
+        queryCredential(adapter.credentialQuery.param, adapter.credentialQuery.header),
+      );
     app.addHook('onRequest', authenticateFirst(deps.auth, adapter.prefix));
     const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> =>
       handle(adapter, deps, req, reply);

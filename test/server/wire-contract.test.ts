@@ -201,3 +201,59 @@ wireContract({
     },
   ],
 });
+
+const GEMINI = { contents: [{ role: 'user', parts: [{ text: 'hi' }] }] };
+
+wireContract({
+  type: 'gemini',
+  entry: (upstream) => ({ type: 'gemini', baseUrl: upstream, apiKey: 'k' }),
+  prefix: '/wire',
+  errorShape: (body, code) => {
+    const e = (body as { error: Record<string, unknown> }).error;
+    assert.deepEqual(Object.keys(e).sort(), ['code', 'message', 'status']);
+    assert.equal(e.code, 400);
+    assert.equal(e.status, 'INVALID_ARGUMENT');
+    assert.match(String(e.message), new RegExp(`\\(${code}\\)$`));
+  },
+  cases: [
+    {
+      title: 'meters a streamed function call with cached and thinking tokens, byte for byte',
+      fixture: 'stream-tool.sse',
+      path: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+      body: GEMINI,
+      expect: {
+        status: 'ok',
+        usage: { input: 402, cacheRead: 2048, output: 86, reasoning: 65 },
+        toolCalls: ['get_weather'],
+        bytesExact: true,
+      },
+    },
+    {
+      title: 'meters a JSON answer, tool-use prompt tokens counted as input',
+      fixture: 'generate-json.json',
+      path: '/v1beta/models/gemini-2.5-pro:generateContent',
+      body: GEMINI,
+      expect: {
+        status: 'ok',
+        usage: { input: 11, output: 30, reasoning: 21 },
+        toolCalls: [],
+        bytesExact: true,
+      },
+    },
+    {
+      title: 'relays a quota error as sent and records its status',
+      fixture: 'error-429.json',
+      status: 429,
+      path: '/v1beta/models/gemini-2.5-pro:generateContent',
+      body: GEMINI,
+      expect: { status: 'error', errorType: 'RESOURCE_EXHAUSTED', bytesExact: true },
+    },
+    {
+      title: 'relays a mid-stream error chunk and records it',
+      fixture: 'midstream-error.sse',
+      path: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+      body: GEMINI,
+      expect: { status: 'error', errorType: 'UNAVAILABLE', usage: { input: 5 }, bytesExact: true },
+    },
+  ],
+});

@@ -1,0 +1,193 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
+import { emptyUsage, type Usage } from '../../../shared/usage';
+import {
+  afterLastModelTurn,
+  appendCapped,
+  capText,
+  errorFromBody,
+  firstCount,
+  isObject,
+  mcpServerOf,
+  resultText,
+  str,
+} from '../common';
+import {
+  type EventVerdict,
+  FORWARD,
+  type JsonObject,
+  type PreparedRequest,
+  type RequestFacts,
+  type ResponseFacts,
+  type SseEvent,
+  type StreamMeter,
+  type WireApi,
+} from '../types';
+import { geminiError } from './errors';
+import { generateContentHold } from './generate-content-hold';
+import { geminiUsage } from './usage';
+
+/** Text of a content's parts, skipping thoughts; null when it has none. */
+function partsText(parts: unknown): string | null {
+  if (!Array.isArray(parts)) return null;
+  const texts = (parts as unknown[])
+    .filter((p) => isObject(p) && typeof p.text === 'string' && p.thought !== true)
+    .map((p) => (p as { text: string }).text);
+  return texts.length > 0 ? capText(texts.join('\n')) : null;
+}
+
+function lastUserPrompt(contents: unknown): string | null {
+  if (!Array.isArray(contents)) return null;
+  for (let i = contents.length - 1; i >= 0; i--) {
+    const c: unknown = contents[i];
+    // A content without a role is the user's (the API's default).
+    if (!isObject(c) || (c.role !== undefined && c.role !== 'user')) continue;
+    const text = partsText(c.parts);
+    if (text !== null) return text;
+  }
+  return null;
+}
+
+/** What the client added since the model's last turn; `functionResponse` parts are the tool results. */
+function turn(contents: unknown): Pick<RequestFacts, 'toolResults' | 'newMessages'> {
+  const newMessages = afterLastModelTurn(contents, (c) => c.role === 'model');
+  const toolResults: RequestFacts['toolResults'] = [];
+  for (const c of newMessages) {
+    if (!isObject(c) || !Array.isArray(c.parts)) continue;
+    for (const p of c.parts as unknown[]) {
+      if (!isObject(p) || !isObject(p.functionResponse)) continue;
+      const r = p.functionResponse;
+      const response = isObject(r.response) ? r.response : {};
+      toolResults.push({
+        callId: str(r.id) ?? str(r.name) ?? '',
+        // Google's convention for a failed call is `{"error": …}` as the response.
+        isError: response.error !== undefined && response.output === undefined,
+        content: resultText(response.output ?? response.error ?? response.content ?? response),
+      });
+    }
+  }
+  return { toolResults, newMessages };
+}
+
+/** A `functionCall` part as a tool call; calls without an id are known by their name. */
+function callFrom(part: unknown, at: Date): ToolCallRecord | undefined {
+  if (!isObject(part) || !isObject(part.functionCall)) return undefined;
+  const fc = part.functionCall;
+  const name = str(fc.name) ?? 'unknown';
+  return {
+    id: str(fc.id) ?? name,
+    name,
+    server: mcpServerOf(name),
+    input: fc.args ?? {},
+    injected: false,
+    at: at.toISOString(),
+  };
+}
+
+/** Reads `GenerateContentResponse`s, whole or one per streamed chunk, into one response's facts. */
+class ResponseReader {
+  usage: Usage = emptyUsage();
+  model: string | null = null;
+  error: InterceptionError | null = null;
+  readonly toolCalls: ToolCallRecord[] = [];
+  readonly finishReasons: string[] = [];
+  text = '';
+  thinking = '';
+
+  read(chunk: unknown, at: Date): void {
+    if (!isObject(chunk)) return;
+    if (isObject(chunk.error)) {
+      this.error = errorFromBody(0, chunk);
+      return;
+    }
+    this.model ??= str(chunk.modelVersion);
+    // Every chunk may carry usage so far; the last one that has it is the total.
+    if (isObject(chunk.usageMetadata)) this.usage = geminiUsage(chunk.usageMetadata);
+    if (!Array.isArray(chunk.candidates)) return;
+    for (const cand of chunk.candidates as unknown[]) {
+      if (!isObject(cand)) continue;
+      if (typeof cand.finishReason === 'string') this.finishReasons.push(cand.finishReason);
+      const parts = isObject(cand.content) && Array.isArray(cand.content.parts) ? cand.content.parts : [];
+      for (const p of parts as unknown[]) {
+        const call = callFrom(p, at);
+        if (call) this.toolCalls.push(call);
+        else if (isObject(p) && typeof p.text === 'string') {
+          if (p.thought === true) this.thinking = appendCapped(this.thinking, p.text);
+          else this.text = appendCapped(this.text, p.text);
+        }
+      }
+    }
+  }
+
+  facts(captureOutput: boolean): ResponseFacts {
+    return {
+      usage: { ...this.usage },
+      toolCalls: [...this.toolCalls],
+      model: this.model,
+      error: this.error,
+      finishReasons: [...this.finishReasons],
+      ...(captureOutput ? { output: { text: this.text, thinking: this.thinking } } : {}),
+    };
+  }
+}
+
+/** `streamGenerateContent?alt=sse`: one `data:` event per chunk, no event names, no end marker. */
+class GeminiStreamMeter implements StreamMeter {
+  private readonly reader = new ResponseReader();
+
+  constructor(private readonly captureOutput: boolean) {}
+
+  onEvent(ev: SseEvent, at: Date): EventVerdict {
+    try {
+      this.reader.read(JSON.parse(ev.data), at);
+    } catch {
+      // Not JSON: relayed as sent; the meter reads only what it understands.
+    }
+    return FORWARD;
+  }
+
+  result(): ResponseFacts {
+    return this.reader.facts(this.captureOutput);
+  }
+}
+
+/**
+ * Gemini's `generateContent` and `streamGenerateContent` at `path` (the model is in the path:
+ * the family's `modelFor` reads it). The request goes upstream as the client sent it.
+ */
+export function generateContentAt(path: string): WireApi {
+  return {
+    name: 'generateContent',
+    method: 'POST',
+    path,
+    toolHold: generateContentHold,
+
+    describeRequest(body: JsonObject, _headers: IncomingHttpHeaders): RequestFacts {
+      const config = isObject(body.generationConfig) ? body.generationConfig : {};
+      return {
+        model: null,
+        prompt: lastUserPrompt(body.contents),
+        sessionId: null,
+        maxOutputTokens: firstCount(config, 'maxOutputTokens'),
+        // A cached content's tokens are input the body does not show.
+        inputBeyondBody: typeof body.cachedContent === 'string' ? ['cachedContent'] : [],
+        ...turn(body.contents),
+      };
+    },
+
+    prepare: (_body: JsonObject, raw: Buffer): PreparedRequest => ({ bytes: raw, rewriteStream: false }),
+
+    /** A whole answer, or (`streamGenerateContent` without `alt=sse`) a JSON array of chunks. */
+    fromJson(json: unknown, at: Date): ResponseFacts {
+      const reader = new ResponseReader();
+      for (const chunk of Array.isArray(json) ? (json as unknown[]) : [json]) reader.read(chunk, at);
+      return reader.facts(true);
+    },
+
+    createStreamMeter: (prepared: PreparedRequest): StreamMeter =>
+      new GeminiStreamMeter(prepared.captureOutput === true),
+
+    streamError: (status: number, code: string, message: string): string =>
+      `data: ${JSON.stringify({ error: geminiError(status, code, message) })}\n\n`,
+  };
+}

@@ -1,0 +1,35 @@
+import type { FastifyRequest } from 'fastify';
+import { credentialFrom } from '../identity/auth';
+
+/**
+ * An `onRequest` hook for a family whose clients may send their key in the query (Google's
+ * `?key=`): the parameter is cut from the URL before any hook, log line or upstream request sees
+ * it, and becomes the bridge key when no header carries one. A key in a URL would otherwise be
+ * forwarded upstream next to the organisation's own, and end up in access logs.
+ */
+export function queryCredential(param: string, header: string) {
+  return async (req: FastifyRequest): Promise<void> => {
+    const url = req.raw.url ?? '';
+    const q = url.indexOf('?');
+    if (q === -1) return;
+    const kept: string[] = [];
+    let key: string | undefined;
+    for (const pair of url.slice(q + 1).split('&')) {
+      const eq = pair.indexOf('=');
+      const name = eq === -1 ? pair : pair.slice(0, eq);
+      if (safeDecode(name) === param) key ??= safeDecode(eq === -1 ? '' : pair.slice(eq + 1));
+      else kept.push(pair);
+    }
+    if (key === undefined) return;
+    req.raw.url = kept.length > 0 ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q);
+    if (key !== '' && !credentialFrom(req.headers)) req.headers[header] = key;
+  };
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}

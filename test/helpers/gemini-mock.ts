@@ -1,0 +1,109 @@
+import http from 'node:http';
+import { type Listening, listenOnLoopback } from './loopback';
+
+/** The organisation's Gemini key the bridge must send upstream. */
+export const GEMINI_UPSTREAM_KEY = 'gemini-upstream-key';
+
+/** One request the mock received. */
+export interface GeminiSeen {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: unknown;
+}
+
+export interface GeminiMock extends Listening {
+  seen: GeminiSeen[];
+}
+
+/** What the mock answers; the model's name says which (so each test picks its answer). */
+const USAGE = {
+  promptTokenCount: 1200,
+  candidatesTokenCount: 35,
+  cachedContentTokenCount: 1000,
+  thoughtsTokenCount: 12,
+  toolUsePromptTokenCount: 7,
+  totalTokenCount: 1254,
+};
+
+/** `long`: a prompt past Gemini's 200k-token price tier. */
+function answer(model: string, final: boolean, long = false): Record<string, unknown> {
+  const parts = model.includes('tools')
+    ? [{ functionCall: { name: 'get_weather', args: { city: 'Paris' } } }]
+    : [{ text: 'Bonjour' }];
+  return {
+    candidates: [
+      {
+        content: { role: 'model', parts },
+        ...(final ? { finishReason: 'STOP' } : {}),
+        index: 0,
+      },
+    ],
+    ...(final
+      ? { usageMetadata: long ? { ...USAGE, promptTokenCount: 250_000 } : USAGE }
+      : { usageMetadata: { promptTokenCount: 1200, totalTokenCount: 1200 } }),
+    modelVersion: model,
+    responseId: 'resp_1',
+  };
+}
+
+/**
+ * The Gemini API's wire format as generativelanguage.googleapis.com speaks it:
+ * `POST /v1beta/models/{model}:generateContent` (JSON) and `:streamGenerateContent?alt=sse` (SSE,
+ * `data:` lines only, usage on every chunk, the total on the last), `:countTokens`, the model list,
+ * and Google's error shape for a model named `*-overloaded` and for a wrong key.
+ */
+export async function startGeminiMock(): Promise<GeminiMock> {
+  const seen: GeminiSeen[] = [];
+  const server = http.createServer((req, res) => {
+    void (async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: text ? JSON.parse(text) : null,
+      });
+      const url = new URL(req.url ?? '/', 'http://mock');
+      const json = (status: number, body: unknown) => {
+        res.writeHead(status, {
+          'content-type': 'application/json; charset=UTF-8',
+          'x-request-id': 'g-req-1',
+        });
+        res.end(JSON.stringify(body));
+      };
+      if (req.headers['x-goog-api-key'] !== GEMINI_UPSTREAM_KEY || url.searchParams.has('key'))
+        return json(400, {
+          error: {
+            code: 400,
+            message: 'API key not valid. Please pass a valid API key.',
+            status: 'INVALID_ARGUMENT',
+          },
+        });
+      const m = /^\/v1(?:beta)?\/models(?:\/([^/:]+)(?::(\w+))?)?$/.exec(url.pathname);
+      if (!m) return json(404, { error: { code: 404, message: 'not found', status: 'NOT_FOUND' } });
+      const [, model, method] = m;
+      if (!model) return json(200, { models: [{ name: 'models/gemini-2.5-flash' }] });
+      if (method === 'countTokens') return json(200, { totalTokens: 42 });
+      if (model.endsWith('-overloaded'))
+        return json(503, {
+          error: { code: 503, message: 'The model is overloaded.', status: 'UNAVAILABLE' },
+        });
+      if (method === 'generateContent') return json(200, answer(model, true, text.includes('LONG')));
+      if (method === 'streamGenerateContent' && url.searchParams.get('alt') === 'sse') {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'g-req-1' });
+        res.write(
+          `data: ${JSON.stringify({ ...answer(model, false), candidates: [{ content: { role: 'model', parts: [{ text: 'Bon' }] }, index: 0 }] })}\r\n\r\n`,
+        );
+        setImmediate(() => res.end(`data: ${JSON.stringify(answer(model, true))}\r\n\r\n`));
+        return;
+      }
+      // Without `alt=sse`: one JSON array of the chunks.
+      if (method === 'streamGenerateContent') return json(200, [answer(model, false), answer(model, true)]);
+      return json(400, { error: { code: 400, message: 'unsupported', status: 'INVALID_ARGUMENT' } });
+    })();
+  });
+  return { ...(await listenOnLoopback(server)), seen };
+}

@@ -1,0 +1,280 @@
+import assert from 'node:assert/strict';
+import { GoogleGenAI } from '@google/genai';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
+
+/** The mock's final usageMetadata, as the bridge must record it. */
+const USAGE = { input: 1200 - 1000 + 7, cacheRead: 1000, cacheWrite: 0, output: 35 + 12, reasoning: 12 };
+
+describe('Gemini API (native) through the bridge', () => {
+  let mock: GeminiMock;
+  let tb: TestBridge;
+  let key: string;
+
+  before(async () => {
+    mock = await startGeminiMock();
+    tb = await startBridge('http://127.0.0.1:9', {
+      AIBRIDGE_GEMINI_BASE_URL: mock.origin,
+      AIBRIDGE_GEMINI_API_KEY: GEMINI_UPSTREAM_KEY,
+      AIBRIDGE_BREAKER_THRESHOLD: '0',
+    });
+    key = (await tb.addUser('gem@example.com')).key;
+  });
+  after(async () => {
+    await tb?.close();
+    await mock?.stop();
+  });
+
+  const sdk = () => new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: `${tb.url}/gemini` } });
+  async function next(n: number) {
+    return (await tb.interceptions(n, key))[0]!;
+  }
+
+  it('meters generateContent from the SDK: usage exact, priced as the model, the key swapped', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    const res = await sdk().models.generateContent({
+      model: 'gemini-2.5-pro',
+      contents: 'Say hello in French',
+    });
+    assert.equal(res.text, 'Bonjour');
+    assert.equal(res.usageMetadata?.promptTokenCount, 1200);
+    const rec = await next(before + 1);
+    assert.equal(rec.provider, 'gemini');
+    assert.equal(rec.api, 'generateContent');
+    assert.equal(rec.model, 'gemini-2.5-pro');
+    assert.equal(rec.client, 'google-sdk-js');
+    assert.equal(rec.prompt, 'Say hello in French');
+    assert.deepEqual(rec.usage, USAGE);
+    assert.equal(rec.status, 'ok');
+    // gemini-2.5-pro below 200k prompt tokens: $1.25 input, $0.125 cached, $10 output per million.
+    assert.ok(
+      Math.abs(rec.costUsd! - (207 * 1.25 + 1000 * 0.125 + 47 * 10) / 1e6) < 1e-12,
+      String(rec.costUsd),
+    );
+    const up = mock.seen.at(-1)!;
+    assert.equal(up.url, '/v1beta/models/gemini-2.5-pro:generateContent');
+    assert.equal(up.headers['x-goog-api-key'], GEMINI_UPSTREAM_KEY);
+    assert.equal(up.headers.authorization, undefined);
+  });
+
+  it('prices a prompt past 200k tokens at Gemini’s long-context tier', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    await sdk().models.generateContent({ model: 'gemini-2.5-pro', contents: 'LONG document' });
+    const rec = await next(before + 1);
+    assert.deepEqual(rec.usage, { ...USAGE, input: 250_000 - 1000 + 7 });
+    // Above 200k: $2.50 input, $0.25 cached, $15 output per million.
+    const want = ((250_000 - 1000 + 7) * 2.5 + 1000 * 0.25 + 47 * 15) / 1e6;
+    assert.ok(Math.abs(rec.costUsd! - want) < 1e-9, String(rec.costUsd));
+  });
+
+  it('meters streamGenerateContent (SSE): usage from the last chunk, the stream relayed', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    const stream = await sdk().models.generateContentStream({ model: 'gemini-2.5-flash', contents: 'hi' });
+    let text = '';
+    for await (const chunk of stream) text += chunk.text ?? '';
+    assert.equal(text, 'BonBonjour');
+    const rec = await next(before + 1);
+    assert.equal(rec.model, 'gemini-2.5-flash');
+    assert.deepEqual(rec.usage, USAGE);
+    assert.equal(mock.seen.at(-1)!.url, '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse');
+  });
+
+  it('meters streamGenerateContent without alt=sse (a JSON array of chunks)', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-tools:streamGenerateContent`, {
+      method: 'POST',
+      headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as unknown[]).length, 2);
+    const rec = await next(before + 1);
+    assert.deepEqual(rec.usage, USAGE);
+    assert.deepEqual(
+      rec.toolCalls.map((t) => t.name),
+      ['get_weather', 'get_weather'],
+    );
+  });
+
+  it('records function calls as tool calls, streaming and not', async () => {
+    const config = {
+      tools: [{ functionDeclarations: [{ name: 'get_weather', parametersJsonSchema: { type: 'object' } }] }],
+    };
+    const before = (await tb.interceptions(0, key)).length;
+    const res = await sdk().models.generateContent({
+      model: 'gemini-tools',
+      contents: 'Weather in Paris?',
+      config,
+    });
+    assert.deepEqual(res.functionCalls?.[0]?.args, { city: 'Paris' });
+    const rec = await next(before + 1);
+    assert.deepEqual(
+      rec.toolCalls.map((t) => [t.name, t.input]),
+      [['get_weather', { city: 'Paris' }]],
+    );
+    const stream = await sdk().models.generateContentStream({
+      model: 'gemini-tools',
+      contents: 'again',
+      config,
+    });
+    for await (const _ of stream) {
+      // drain
+    }
+    const streamed = await next(before + 2);
+    assert.deepEqual(
+      streamed.toolCalls.map((t) => t.name),
+      ['get_weather'],
+    );
+  });
+
+  it('records the function results the client sends back', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    await sdk().models.generateContent({
+      model: 'gemini-2.5-flash',
+      contents: [
+        { role: 'user', parts: [{ text: 'Weather in Paris?' }] },
+        { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { city: 'Paris' } } }] },
+        {
+          role: 'user',
+          parts: [{ functionResponse: { name: 'get_weather', response: { output: 'sunny' } } }],
+        },
+      ],
+    });
+    const rec = await next(before + 1);
+    assert.deepEqual(rec.toolResults?.map((r) => [r.callId, r.isError]) ?? [], [['get_weather', false]]);
+  });
+
+  it('relays an upstream error in Google’s shape and records its status', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    await assert.rejects(
+      sdk().models.generateContent({ model: 'gemini-overloaded', contents: 'hi' }),
+      (err: Error & { status?: number }) => err.status === 503 && /overloaded/.test(err.message),
+    );
+    const rec = await next(before + 1);
+    assert.equal(rec.status, 'error');
+    assert.equal(rec.error?.type, 'UNAVAILABLE');
+  });
+
+  it('accepts the bridge key as ?key= and never forwards or logs it', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash:generateContent?key=${key}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }),
+    });
+    assert.equal(res.status, 200);
+    const up = mock.seen.at(-1)!;
+    assert.equal(up.url, '/v1beta/models/gemini-2.5-flash:generateContent');
+    assert.equal(up.headers['x-goog-api-key'], GEMINI_UPSTREAM_KEY);
+    const sse = await fetch(
+      `${tb.url}/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?key=${key}&alt=sse`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }),
+      },
+    );
+    assert.equal(sse.status, 200);
+    await sse.text();
+    assert.equal(mock.seen.at(-1)!.url, '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse');
+    await next(before + 2);
+    assert.ok(!tb.logs.join('').includes(key), 'the key appears in no log line');
+  });
+
+  it('refuses a wrong key in Google’s error shape', async () => {
+    const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash:generateContent?key=nope`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    assert.equal(res.status, 401);
+    const body = (await res.json()) as { error: { code: number; status: string; message: string } };
+    assert.equal(body.error.code, 401);
+    assert.equal(body.error.status, 'UNAUTHENTICATED');
+    assert.equal(typeof body.error.message, 'string');
+  });
+
+  it('passes countTokens and the model list through, unmetered', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    const count = await sdk().models.countTokens({ model: 'gemini-2.5-flash', contents: 'hi' });
+    assert.equal(count.totalTokens, 42);
+    assert.equal(mock.seen.at(-1)!.url, '/v1beta/models/gemini-2.5-flash:countTokens');
+    const list = await fetch(`${tb.url}/gemini/v1beta/models`, { headers: { 'x-goog-api-key': key } });
+    assert.equal(list.status, 200);
+    assert.deepEqual(await list.json(), { models: [{ name: 'models/gemini-2.5-flash' }] });
+    assert.equal((await tb.interceptions(0, key)).length, before);
+  });
+
+  it('serves the v1 API too, and refuses a path that is neither metered nor allowed', async () => {
+    const res = await fetch(`${tb.url}/gemini/v1/models/gemini-2.5-flash:generateContent`, {
+      method: 'POST',
+      headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(mock.seen.at(-1)!.url, '/v1/models/gemini-2.5-flash:generateContent');
+    const other = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash:batchGenerateContent`, {
+      method: 'POST',
+      headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    assert.equal(other.status, 404);
+    assert.equal(((await other.json()) as { error: { status: string } }).error.status, 'NOT_FOUND');
+  });
+
+  it('labels Gemini CLI by its user agent', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash:generateContent`, {
+      method: 'POST',
+      headers: {
+        'x-goog-api-key': key,
+        'content-type': 'application/json',
+        'user-agent': 'GeminiCLI/0.9.0/gemini-2.5-flash (linux; x64)',
+      },
+      body: JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] }),
+    });
+    assert.equal((await next(before + 1)).client, 'gemini-cli');
+  });
+
+  it('holds function calls a deny rule names: the client gets the denial as text, the record the mark', async () => {
+    const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+      rules: [
+        { id: 'no-paris', tool: 'get_weather', argumentPattern: 'Paris', action: 'deny', scope: 'org' },
+      ],
+    });
+    assert.equal(put.status, 200);
+    try {
+      const before = (await tb.interceptions(0, key)).length;
+      const res = await sdk().models.generateContent({
+        model: 'gemini-tools',
+        contents: 'Weather in Paris?',
+      });
+      assert.equal(res.functionCalls, undefined);
+      assert.match(res.text ?? '', /no-paris/);
+      const stream = await sdk().models.generateContentStream({ model: 'gemini-tools', contents: 'again' });
+      let text = '';
+      for await (const chunk of stream) {
+        assert.equal(chunk.functionCalls, undefined);
+        text += chunk.text ?? '';
+      }
+      assert.match(text, /no-paris/);
+      const recs = await tb.interceptions(before + 2, key);
+      for (const rec of recs.slice(0, 2))
+        assert.deepEqual(rec.toolCalls[0]?.policy, { rule: 'no-paris', action: 'deny' });
+    } finally {
+      await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: [] });
+    }
+  });
+
+  it('has no built-in instance without a key', async () => {
+    const plain = await startBridge('http://127.0.0.1:9');
+    try {
+      const res = await fetch(`${plain.url}/gemini/v1beta/models`, {
+        headers: { 'x-goog-api-key': plain.adminKey },
+      });
+      assert.equal(res.status, 404);
+    } finally {
+      await plain.close();
+    }
+  });
+});
