@@ -1,5 +1,6 @@
 import { anthropicFamily } from './anthropic/family';
 import { azureOpenaiFamily } from './azure-openai/family';
+import { bedrockFamily } from './bedrock/family';
 import type { InstanceSettings, ProviderFamily } from './family';
 import { openaiFamily } from './openai/family';
 import { openaiCompatibleFamily } from './openai-compatible/family';
@@ -11,6 +12,7 @@ export const FAMILIES: readonly ProviderFamily[] = [
   openaiFamily,
   openaiCompatibleFamily,
   azureOpenaiFamily,
+  bedrockFamily,
 ];
 
 /** Families registered by tests (a family defined only in its folder is served). */
