@@ -1,0 +1,303 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import Anthropic, { RateLimitError } from '@anthropic-ai/sdk';
+import { priceModelOf } from '../../server/providers/bedrock/models';
+import {
+  AWS_TEST_CREDENTIALS,
+  BEDROCK_REGION,
+  BEDROCK_TEXT,
+  BEDROCK_USAGE,
+  BedrockMock,
+} from '../helpers/bedrock-mock';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+
+const PROFILE = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
+const AWS_VARS = [
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_PROFILE',
+  'AWS_CONFIG_FILE',
+  'AWS_SHARED_CREDENTIALS_FILE',
+  'AWS_EC2_METADATA_DISABLED',
+  'AWS_WEB_IDENTITY_TOKEN_FILE',
+  'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
+  'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+] as const;
+
+/** Sets the process environment the SDK's default chain reads, and gives back a function restoring it. */
+function awsEnv(vars: Partial<Record<(typeof AWS_VARS)[number], string>>): () => void {
+  const saved = Object.fromEntries(AWS_VARS.map((k) => [k, process.env[k]]));
+  for (const k of AWS_VARS) delete process.env[k];
+  Object.assign(process.env, vars);
+  return () => {
+    for (const k of AWS_VARS) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  };
+}
+
+async function bridgeWith(mockUrl: string): Promise<TestBridge> {
+  const dir = await tempDir();
+  const file = path.join(dir, 'providers.json');
+  await fs.writeFile(
+    file,
+    JSON.stringify({
+      providers: {
+        bedrock: {
+          type: 'bedrock',
+          region: BEDROCK_REGION,
+          baseUrl: mockUrl,
+          models: { 'claude-sonnet-4-5-20250929': PROFILE },
+        },
+      },
+    }),
+  );
+  return startBridge('http://127.0.0.1:9', { AIBRIDGE_PROVIDERS_FILE: file });
+}
+
+const NOWHERE = '/nonexistent/aibridge-test-aws';
+
+describe('AWS Bedrock (Claude) as an instance', () => {
+  let mock: BedrockMock;
+  let tb: TestBridge;
+  let dev: { key: string };
+  let client: Anthropic;
+  let restore: () => void;
+
+  before(async () => {
+    // Temporary credentials, read by the bridge through the SDK's default chain (environment first).
+    restore = awsEnv({
+      AWS_ACCESS_KEY_ID: AWS_TEST_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: AWS_TEST_CREDENTIALS.secretAccessKey,
+      AWS_SESSION_TOKEN: AWS_TEST_CREDENTIALS.sessionToken,
+      AWS_CONFIG_FILE: NOWHERE,
+      AWS_SHARED_CREDENTIALS_FILE: NOWHERE,
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+    mock = await new BedrockMock().start();
+    tb = await bridgeWith(mock.url);
+    dev = await tb.addUser('bedrock@example.com');
+    client = new Anthropic({ apiKey: dev.key, baseURL: `${tb.url}/bedrock`, maxRetries: 0 });
+  });
+
+  after(async () => {
+    await tb?.close();
+    await mock?.close();
+    restore();
+  });
+
+  beforeEach(() => {
+    mock.scenario = 'text';
+  });
+
+  async function latest(n: number) {
+    return (await tb.interceptions(n, dev.key))[0]!;
+  }
+
+  it('answers a Messages request through InvokeModel, signed, rewritten and metered exactly', async () => {
+    const before = (await tb.interceptions(0, dev.key)).length;
+    const msg = await client.messages.create(
+      { model: 'claude-sonnet-4-5-20250929', max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] },
+      {
+        headers: {
+          'anthropic-beta': 'interleaved-thinking-2025-05-14,claude-code-20250219,oauth-2025-04-20',
+        },
+      },
+    );
+    assert.equal(msg.content[0]?.type === 'text' ? msg.content[0].text : '', BEDROCK_TEXT);
+    const seen = mock.seen.at(-1)!;
+    assert.equal(seen.signatureValid, true, 'SigV4 signature recomputed by the mock matches');
+    assert.equal(seen.path, `/model/${encodeURIComponent(PROFILE)}/invoke`);
+    assert.equal(seen.body.anthropic_version, 'bedrock-2023-05-31');
+    assert.ok(!('model' in seen.body) && !('stream' in seen.body), 'no model or stream in the body');
+    assert.deepEqual(seen.body.anthropic_beta, ['interleaved-thinking-2025-05-14'], 'betas filtered');
+    assert.equal(seen.headers.authorization?.startsWith('AWS4-HMAC-SHA256 Credential=ASIA'), true);
+    assert.ok(!String(seen.headers.authorization).includes(dev.key), 'the bridge key never goes upstream');
+    assert.equal(seen.headers['x-api-key'], undefined);
+    const rec = await latest(before + 1);
+    assert.equal(rec.provider, 'bedrock');
+    assert.equal(rec.model, 'claude-sonnet-4-5-20250929');
+    assert.equal(rec.streamed, false);
+    assert.equal(rec.usage.input, BEDROCK_USAGE.input_tokens);
+    assert.equal(rec.usage.output, BEDROCK_USAGE.output_tokens);
+    assert.equal(rec.usage.cacheRead, BEDROCK_USAGE.cache_read_input_tokens);
+    assert.equal(rec.priceKnown, true, 'priced as the Anthropic model the profile names');
+    assert.ok((rec.costUsd ?? 0) > 0);
+    assert.equal(rec.upstreamRequestId, `req-bdrk-${mock.seen.length}`);
+  });
+
+  it('streams: the event stream is re-emitted as Anthropic SSE the SDK reads, usage exact', async () => {
+    const before = (await tb.interceptions(0, dev.key)).length;
+    const stream = client.messages.stream({
+      model: PROFILE,
+      max_tokens: 64,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    let text = '';
+    stream.on('text', (t) => {
+      text += t;
+    });
+    const final = await stream.finalMessage();
+    assert.equal(text, BEDROCK_TEXT);
+    assert.equal(final.usage.input_tokens, BEDROCK_USAGE.input_tokens);
+    assert.equal(final.usage.output_tokens, BEDROCK_USAGE.output_tokens);
+    const seen = mock.seen.at(-1)!;
+    assert.equal(seen.signatureValid, true);
+    assert.equal(seen.path, `/model/${encodeURIComponent(PROFILE)}/invoke-with-response-stream`);
+    assert.equal(seen.headers.accept, 'application/vnd.amazon.eventstream');
+    const rec = await latest(before + 1);
+    assert.equal(rec.streamed, true);
+    assert.equal(rec.status, 'ok');
+    assert.equal(rec.usage.input, BEDROCK_USAGE.input_tokens);
+    assert.equal(rec.usage.output, BEDROCK_USAGE.output_tokens);
+    assert.equal(rec.usage.cacheRead, 5);
+    assert.equal(rec.priceKnown, true);
+  });
+
+  it('a streamed tool call reaches the client and the record', async () => {
+    mock.scenario = 'tool';
+    const before = (await tb.interceptions(0, dev.key)).length;
+    const final = await client.messages
+      .stream({
+        model: 'claude-sonnet-4-5-20250929',
+        max_tokens: 64,
+        tools: [
+          { name: 'get_weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } },
+        ],
+        messages: [{ role: 'user', content: 'weather in Paris?' }],
+      })
+      .finalMessage();
+    const call = final.content.find((b) => b.type === 'tool_use');
+    assert.deepEqual(call && call.type === 'tool_use' ? call.input : null, { city: 'Paris' });
+    assert.equal(final.stop_reason, 'tool_use');
+    const rec = await latest(before + 1);
+    assert.equal(rec.toolCalls.length, 1);
+    assert.equal(rec.toolCalls[0]?.name, 'get_weather');
+    assert.deepEqual(rec.toolCalls[0]?.input, { city: 'Paris' });
+    assert.equal(rec.usage.output, BEDROCK_USAGE.output_tokens);
+  });
+
+  it('a non-streamed tool call is metered', async () => {
+    mock.scenario = 'tool';
+    const before = (await tb.interceptions(0, dev.key)).length;
+    const msg = await client.messages.create({
+      model: 'claude-sonnet-4-5-20250929',
+      max_tokens: 64,
+      tools: [{ name: 'get_weather', input_schema: { type: 'object' } }],
+      messages: [{ role: 'user', content: 'weather?' }],
+    });
+    assert.equal(msg.content[0]?.type, 'tool_use');
+    const rec = await latest(before + 1);
+    assert.deepEqual(rec.toolCalls[0]?.input, { city: 'Paris' });
+  });
+
+  it('ThrottlingException is a 429 in Anthropic’s error shape with retry-after', async () => {
+    mock.scenario = 'throttle';
+    const before = (await tb.interceptions(0, dev.key)).length;
+    await assert.rejects(
+      client.messages.create({ model: PROFILE, max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
+      (err: unknown) => {
+        assert.ok(err instanceof RateLimitError, String(err));
+        assert.equal(err.status, 429);
+        assert.equal(err.headers?.get('retry-after'), '1');
+        const body = err.error as { type: string; error: { type: string; message: string } };
+        assert.equal(body.type, 'error');
+        assert.equal(body.error.type, 'rate_limit_error');
+        assert.match(body.error.message, /ThrottlingException: Too many requests/);
+        return true;
+      },
+    );
+    const rec = await latest(before + 1);
+    assert.equal(rec.status, 'error');
+    assert.equal(rec.httpStatus, 429);
+  });
+
+  it('an exception frame mid-stream becomes Anthropic’s error event', async () => {
+    mock.scenario = 'stream-exception';
+    const before = (await tb.interceptions(0, dev.key)).length;
+    const res = await fetch(`${tb.url}/bedrock/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': dev.key,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({
+        model: PROFILE,
+        max_tokens: 8,
+        stream: true,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+    const text = await res.text();
+    assert.match(text, /^event: message_start\ndata: \{/);
+    assert.match(
+      text,
+      /event: error\ndata: \{"type":"error","error":\{"type":"rate_limit_error","message":"throttlingException: Too many tokens/,
+    );
+    const rec = await latest(before + 1);
+    assert.equal(rec.status, 'error');
+    assert.equal(rec.error?.type, 'rate_limit_error');
+  });
+
+  it('prices Bedrock ids as the Anthropic model they name', () => {
+    assert.equal(priceModelOf('us.anthropic.claude-sonnet-4-5-20250929-v1:0'), 'claude-sonnet-4-5-20250929');
+    assert.equal(
+      priceModelOf('global.anthropic.claude-haiku-4-5-20251001-v1:0'),
+      'claude-haiku-4-5-20251001',
+    );
+    assert.equal(
+      priceModelOf('apac.anthropic.claude-3-5-sonnet-20241022-v2:0'),
+      'claude-3-5-sonnet-20241022',
+    );
+    assert.equal(priceModelOf('anthropic.claude-3-haiku-20240307-v1:0'), 'claude-3-haiku-20240307');
+    assert.equal(
+      priceModelOf(
+        'arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-opus-4-1-20250805-v1:0',
+      ),
+      'claude-opus-4-1-20250805',
+    );
+  });
+});
+
+describe('AWS Bedrock without credentials', () => {
+  let mock: BedrockMock;
+  let tb: TestBridge;
+  let restore: () => void;
+
+  before(async () => {
+    restore = awsEnv({
+      AWS_CONFIG_FILE: NOWHERE,
+      AWS_SHARED_CREDENTIALS_FILE: NOWHERE,
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+    mock = await new BedrockMock().start();
+    tb = await bridgeWith(mock.url);
+  });
+
+  after(async () => {
+    await tb?.close();
+    await mock?.close();
+    restore();
+  });
+
+  it('answers 503 naming the instance and sends nothing upstream', async () => {
+    const dev = await tb.addUser('nocreds@example.com');
+    const client = new Anthropic({ apiKey: dev.key, baseURL: `${tb.url}/bedrock`, maxRetries: 0 });
+    await assert.rejects(
+      client.messages.create({ model: PROFILE, max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
+      (err: unknown) => {
+        assert.ok(err instanceof Anthropic.APIError);
+        assert.equal(err.status, 503);
+        assert.match(String((err.error as { error: { message: string } }).error.message), /"bedrock"/);
+        return true;
+      },
+    );
+    assert.equal(mock.seen.length, 0);
+  });
+});
