@@ -201,7 +201,7 @@ export class BedrockMock {
       res.end(JSON.stringify({ message: 'not found' }));
       return;
     }
-    const model = 'claude-sonnet-4-5-20250929';
+    const model = 'claude-haiku-4-5-20251001';
     if (match[2] === 'invoke') {
       const content =
         this.scenario === 'tool'

@@ -12,7 +12,7 @@ import {
 } from '../helpers/bedrock-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 
-const PROFILE = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
+const PROFILE = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
 const AWS_VARS = [
   'AWS_ACCESS_KEY_ID',
   'AWS_SECRET_ACCESS_KEY',
@@ -50,7 +50,7 @@ async function bridgeWith(mockUrl: string): Promise<TestBridge> {
           type: 'bedrock',
           region: BEDROCK_REGION,
           baseUrl: mockUrl,
-          models: { 'claude-sonnet-4-5-20250929': PROFILE },
+          models: { 'claude-haiku-4-5-20251001': PROFILE },
         },
       },
     }),
@@ -100,7 +100,7 @@ describe('AWS Bedrock (Claude) as an instance', () => {
   it('answers a Messages request through InvokeModel, signed, rewritten and metered exactly', async () => {
     const before = (await tb.interceptions(0, dev.key)).length;
     const msg = await client.messages.create(
-      { model: 'claude-sonnet-4-5-20250929', max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] },
+      { model: 'claude-haiku-4-5-20251001', max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] },
       {
         headers: {
           'anthropic-beta': 'interleaved-thinking-2025-05-14,claude-code-20250219,oauth-2025-04-20',
@@ -119,7 +119,7 @@ describe('AWS Bedrock (Claude) as an instance', () => {
     assert.equal(seen.headers['x-api-key'], undefined);
     const rec = await latest(before + 1);
     assert.equal(rec.provider, 'bedrock');
-    assert.equal(rec.model, 'claude-sonnet-4-5-20250929');
+    assert.equal(rec.model, 'claude-haiku-4-5-20251001');
     assert.equal(rec.streamed, false);
     assert.equal(rec.usage.input, BEDROCK_USAGE.input_tokens);
     assert.equal(rec.usage.output, BEDROCK_USAGE.output_tokens);
@@ -162,7 +162,7 @@ describe('AWS Bedrock (Claude) as an instance', () => {
     const before = (await tb.interceptions(0, dev.key)).length;
     const final = await client.messages
       .stream({
-        model: 'claude-sonnet-4-5-20250929',
+        model: 'claude-haiku-4-5-20251001',
         max_tokens: 64,
         tools: [
           { name: 'get_weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } },
@@ -184,7 +184,7 @@ describe('AWS Bedrock (Claude) as an instance', () => {
     mock.scenario = 'tool';
     const before = (await tb.interceptions(0, dev.key)).length;
     const msg = await client.messages.create({
-      model: 'claude-sonnet-4-5-20250929',
+      model: 'claude-haiku-4-5-20251001',
       max_tokens: 64,
       tools: [{ name: 'get_weather', input_schema: { type: 'object' } }],
       messages: [{ role: 'user', content: 'weather?' }],
