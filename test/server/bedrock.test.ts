@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import Anthropic, { RateLimitError } from '@anthropic-ai/sdk';
 import { priceModelOf } from '../../server/providers/bedrock/models';
@@ -11,6 +12,7 @@ import {
   BedrockMock,
 } from '../helpers/bedrock-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { run } from '../helpers/run';
 
 const PROFILE = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
 const AWS_VARS = [
@@ -299,5 +301,74 @@ describe('AWS Bedrock without credentials', () => {
       },
     );
     assert.equal(mock.seen.length, 0);
+  });
+});
+
+const CLAUDE = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@anthropic-ai/claude-code/package.json')),
+  'bin',
+  'claude.exe',
+);
+
+describe('the real claude CLI through /bedrock', function () {
+  this.timeout(120_000);
+  let mock: BedrockMock;
+  let tb: TestBridge;
+  let restore: () => void;
+
+  before(async () => {
+    restore = awsEnv({
+      AWS_ACCESS_KEY_ID: AWS_TEST_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: AWS_TEST_CREDENTIALS.secretAccessKey,
+      AWS_SESSION_TOKEN: AWS_TEST_CREDENTIALS.sessionToken,
+      AWS_CONFIG_FILE: NOWHERE,
+      AWS_SHARED_CREDENTIALS_FILE: NOWHERE,
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+    mock = await new BedrockMock().start();
+    tb = await bridgeWith(mock.url);
+  });
+
+  after(async () => {
+    await tb?.close();
+    await mock?.close();
+    restore();
+  });
+
+  it('claude -p with ANTHROPIC_BASE_URL=<bridge>/bedrock prints the answer, metered as a stream', async () => {
+    const dev = await tb.addUser('claude-bedrock@example.com');
+    const home = await tempDir('aibridge-claude-home-');
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: home,
+      TMPDIR: home,
+      ANTHROPIC_BASE_URL: `${tb.url}/bedrock`,
+      ANTHROPIC_AUTH_TOKEN: dev.key,
+      ANTHROPIC_MODEL: 'claude-haiku-4-5-20251001',
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+      DISABLE_AUTOUPDATER: '1',
+      CI: '1',
+    };
+    const res = await run(CLAUDE, ['-p', 'Say hello to Bedrock'], env, home);
+    assert.equal(res.code, 0, `claude failed: ${res.stderr}\n${res.stdout}`);
+    assert.equal(res.stdout.trim(), BEDROCK_TEXT);
+    assert.ok(mock.seen.length >= 1);
+    assert.ok(mock.seen.every((r) => r.signatureValid && r.body.anthropic_version === 'bedrock-2023-05-31'));
+    assert.ok(
+      mock.seen.some((r) => r.path === `/model/${encodeURIComponent(PROFILE)}/invoke-with-response-stream`),
+      `the mapped profile was streamed: ${mock.seen.map((r) => r.path).join(', ')}`,
+    );
+    const betas = mock.seen.flatMap((r) =>
+      Array.isArray(r.body.anthropic_beta) ? r.body.anthropic_beta : [],
+    );
+    assert.ok(!betas.includes('claude-code-20250219'), 'first-party betas are filtered out');
+    const recs = await tb.interceptions(mock.seen.length, dev.key);
+    const mine = recs.find((r) => r.prompt === 'Say hello to Bedrock');
+    assert.ok(mine, `no interception with the prompt: ${JSON.stringify(recs.map((r) => r.prompt))}`);
+    assert.equal(mine.client, 'claude-code');
+    assert.equal(mine.provider, 'bedrock');
+    assert.equal(mine.streamed, true);
+    assert.equal(mine.usage.input, BEDROCK_USAGE.input_tokens);
+    assert.equal(mine.usage.output, BEDROCK_USAGE.output_tokens);
   });
 });
