@@ -3,6 +3,8 @@ import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import Anthropic, { RateLimitError } from '@anthropic-ai/sdk';
+import { loadConfig } from '../../server/config';
+import { awsErrorOf, mapAwsError } from '../../server/providers/bedrock/errors';
 import { priceModelOf } from '../../server/providers/bedrock/models';
 import {
   AWS_TEST_CREDENTIALS,
@@ -370,5 +372,60 @@ describe('the real claude CLI through /bedrock', function () {
     assert.equal(mine.streamed, true);
     assert.equal(mine.usage.input, BEDROCK_USAGE.input_tokens);
     assert.equal(mine.usage.output, BEDROCK_USAGE.output_tokens);
+  });
+});
+
+describe('bedrock instances and errors, unit', () => {
+  it('validates the providers-file entry, naming the field', async () => {
+    const dir = await tempDir();
+    const cases: [unknown, RegExp][] = [
+      [{ type: 'bedrock' }, /providers\.b\.region: expected an AWS region/],
+      [{ type: 'bedrock', region: 'mars' }, /providers\.b\.region: expected an AWS region/],
+      [
+        { type: 'bedrock', region: 'us-east-1', apiKey: 'k' },
+        /providers\.b\.apiKey: a bedrock instance signs/,
+      ],
+      [
+        { type: 'bedrock', region: 'us-east-1', models: { m: 1 } },
+        /providers\.b\.models\.m: expected a Bedrock model id/,
+      ],
+      [{ type: 'bedrock', region: 'us-east-1', project: 'p' }, /providers\.b\.project: unknown field/],
+    ];
+    for (const [entry, re] of cases) {
+      const file = path.join(dir, `p-${Math.random().toString(36).slice(2)}.json`);
+      await fs.writeFile(file, JSON.stringify({ providers: { b: entry } }));
+      assert.throws(() => loadConfig({ 'data-dir': dir }, { AIBRIDGE_PROVIDERS_FILE: file }), re);
+    }
+  });
+
+  it('maps AWS exceptions to the Anthropic client’s statuses', () => {
+    const cases: [string, number, number, string][] = [
+      ['ThrottlingException', 429, 429, 'rate_limit_error'],
+      ['ValidationException', 400, 400, 'invalid_request_error'],
+      ['ModelNotReadyException', 429, 529, 'overloaded_error'],
+      ['ServiceUnavailableException', 503, 503, 'api_error'],
+      ['ModelTimeoutException', 408, 504, 'api_error'],
+      ['AccessDeniedException', 403, 403, 'permission_error'],
+    ];
+    for (const [name, aws, status, type] of cases) {
+      const m = mapAwsError(name, aws, 'm');
+      assert.equal(m.status, status, name);
+      assert.deepEqual(m.body, { type: 'error', error: { type, message: `${name}: m` } });
+      assert.equal(m.retryAfter !== undefined, status === 429, name);
+    }
+    assert.deepEqual(
+      awsErrorOf(
+        'ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/',
+        Buffer.from('{"message":"bad"}'),
+      ),
+      { name: 'ValidationException', message: 'bad' },
+    );
+    assert.deepEqual(
+      awsErrorOf(undefined, Buffer.from('{"__type":"com.amazon.coral#ThrottlingException","Message":"x"}')),
+      {
+        name: 'ThrottlingException',
+        message: 'x',
+      },
+    );
   });
 });
