@@ -11,6 +11,12 @@ export const AWS_TEST_CREDENTIALS = {
   secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYBEDROCKKEY',
   sessionToken: 'IQoJb3JpZ2luX2VjEBedrockTestSessionToken//////////wEaCXVzLWVhc3QtMSJHMEUCIQ',
 };
+export interface AwsTestCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+}
+
 export const BEDROCK_REGION = 'us-east-1';
 export const BEDROCK_TEXT = 'Hello from the Bedrock mock.';
 export const BEDROCK_USAGE = { input_tokens: 31, output_tokens: 17, cache_read_input_tokens: 5 };
@@ -19,6 +25,8 @@ export type BedrockScenario = 'text' | 'tool' | 'throttle' | 'stream-exception';
 
 export interface SeenBedrockRequest {
   path: string;
+  /** The access key id the request was signed with. */
+  accessKeyId: string;
   body: Record<string, unknown>;
   headers: http.IncomingHttpHeaders;
   /** Whether the SigV4 signature, recomputed here, matched the request's. */
@@ -119,12 +127,10 @@ export class BedrockMock {
   readonly seen: SeenBedrockRequest[] = [];
   scenario: BedrockScenario = 'text';
   private server = http.createServer((req, res) => void this.handle(req, res));
-  private readonly signer = new SignatureV4({
-    service: 'bedrock',
-    region: BEDROCK_REGION,
-    credentials: AWS_TEST_CREDENTIALS,
-    sha256: Sha256,
-  });
+  /** The credentials the mock's IAM knows, by access key id: what signatures are recomputed with. */
+  private readonly known = new Map<string, AwsTestCredentials>([
+    [AWS_TEST_CREDENTIALS.accessKeyId, AWS_TEST_CREDENTIALS],
+  ]);
   url = '';
 
   async start(): Promise<this> {
@@ -138,18 +144,30 @@ export class BedrockMock {
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 
+  /** Makes another set of temporary credentials valid (as STS would after a refresh). */
+  trust(c: AwsTestCredentials): void {
+    this.known.set(c.accessKeyId, c);
+  }
+
   /** Signs the request again from its signed headers and compares the Authorization headers. */
   private async verify(req: http.IncomingMessage, body: Buffer): Promise<boolean> {
     const auth = req.headers.authorization ?? '';
     const signedNames = /SignedHeaders=([^,]+)/.exec(auth)?.[1]?.split(';') ?? [];
     const amzDate = String(req.headers['x-amz-date'] ?? '');
     const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(amzDate);
-    if (!m || !signedNames.includes('host')) return false;
-    if (req.headers['x-amz-security-token'] !== AWS_TEST_CREDENTIALS.sessionToken) return false;
+    const creds = this.known.get(/Credential=([^/]+)\//.exec(auth)?.[1] ?? '');
+    if (!m || !creds || !signedNames.includes('host')) return false;
+    if (req.headers['x-amz-security-token'] !== creds.sessionToken) return false;
+    const signer = new SignatureV4({
+      service: 'bedrock',
+      region: BEDROCK_REGION,
+      credentials: creds,
+      sha256: Sha256,
+    });
     const headers: Record<string, string> = {};
     for (const name of signedNames) headers[name] = String(req.headers[name] ?? '');
     const [path, query = ''] = (req.url ?? '/').split('?');
-    const resigned = await this.signer.sign(
+    const resigned = await signer.sign(
       {
         method: req.method ?? 'POST',
         protocol: 'http:',
@@ -161,7 +179,7 @@ export class BedrockMock {
       },
       { signingDate: new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`) },
     );
-    return resigned.headers.authorization === auth && auth.includes(AWS_TEST_CREDENTIALS.accessKeyId);
+    return resigned.headers.authorization === auth;
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -170,7 +188,13 @@ export class BedrockMock {
     const raw = Buffer.concat(chunks);
     const signatureValid = await this.verify(req, raw);
     const body = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
-    this.seen.push({ path: req.url ?? '', body, headers: req.headers, signatureValid });
+    this.seen.push({
+      path: req.url ?? '',
+      accessKeyId: /Credential=([^/]+)\//.exec(req.headers.authorization ?? '')?.[1] ?? '',
+      body,
+      headers: req.headers,
+      signatureValid,
+    });
     const amzn = { 'x-amzn-requestid': `req-bdrk-${this.seen.length}` };
     if (!signatureValid) {
       res.writeHead(403, {

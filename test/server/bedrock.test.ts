@@ -21,6 +21,7 @@ const AWS_VARS = [
   'AWS_ACCESS_KEY_ID',
   'AWS_SECRET_ACCESS_KEY',
   'AWS_SESSION_TOKEN',
+  'AWS_CREDENTIAL_EXPIRATION',
   'AWS_PROFILE',
   'AWS_CONFIG_FILE',
   'AWS_SHARED_CREDENTIALS_FILE',
@@ -73,10 +74,12 @@ describe('AWS Bedrock (Claude) as an instance', () => {
 
   before(async () => {
     // Temporary credentials, read by the bridge through the SDK's default chain (environment first).
+    // They expire within the SDK's refresh window, so the chain reads them again before each use.
     restore = awsEnv({
       AWS_ACCESS_KEY_ID: AWS_TEST_CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: AWS_TEST_CREDENTIALS.secretAccessKey,
       AWS_SESSION_TOKEN: AWS_TEST_CREDENTIALS.sessionToken,
+      AWS_CREDENTIAL_EXPIRATION: new Date(Date.now() + 120_000).toISOString(),
       AWS_CONFIG_FILE: NOWHERE,
       AWS_SHARED_CREDENTIALS_FILE: NOWHERE,
       AWS_EC2_METADATA_DISABLED: 'true',
@@ -247,6 +250,35 @@ describe('AWS Bedrock (Claude) as an instance', () => {
     const rec = await latest(before + 1);
     assert.equal(rec.status, 'error');
     assert.equal(rec.error?.type, 'rate_limit_error');
+  });
+
+  it('picks up refreshed temporary credentials during traffic', async () => {
+    const first = await client.messages.create({
+      model: PROFILE,
+      max_tokens: 8,
+      messages: [{ role: 'user', content: 'a' }],
+    });
+    assert.equal(first.type, 'message');
+    const next = {
+      accessKeyId: 'ASIATESTBEDROCK00002',
+      secretAccessKey: 'rotatedSecretKeyForTheBedrockRefreshTest00',
+      sessionToken: 'IQoJb3JpZ2luX2VjERotatedSessionToken',
+    };
+    mock.trust(next);
+    process.env.AWS_ACCESS_KEY_ID = next.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = next.secretAccessKey;
+    process.env.AWS_SESSION_TOKEN = next.sessionToken;
+    process.env.AWS_CREDENTIAL_EXPIRATION = new Date(Date.now() + 3_600_000).toISOString();
+    const stream = client.messages.stream({
+      model: PROFILE,
+      max_tokens: 8,
+      messages: [{ role: 'user', content: 'b' }],
+    });
+    assert.equal((await stream.finalMessage()).usage.output_tokens, BEDROCK_USAGE.output_tokens);
+    const [a, b] = mock.seen.slice(-2);
+    assert.equal(a?.accessKeyId, AWS_TEST_CREDENTIALS.accessKeyId);
+    assert.equal(b?.accessKeyId, next.accessKeyId, 'the refreshed credentials signed the next request');
+    assert.ok(a?.signatureValid && b?.signatureValid);
   });
 
   it('prices Bedrock ids as the Anthropic model they name', () => {
