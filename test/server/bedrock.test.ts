@@ -281,6 +281,19 @@ describe('AWS Bedrock (Claude) as an instance', () => {
     assert.ok(a?.signatureValid && b?.signatureValid);
   });
 
+  it('a request naming no model is a 400 in Anthropic’s shape, never sent', async () => {
+    const sent = mock.seen.length;
+    const res = await fetch(`${tb.url}/bedrock/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': dev.key, 'content-type': 'application/json' },
+      body: JSON.stringify({ max_tokens: 8, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { type: string; error: { type: string } };
+    assert.equal(body.error.type, 'invalid_request_error');
+    assert.equal(mock.seen.length, sent);
+  });
+
   it('prices Bedrock ids as the Anthropic model they name', () => {
     assert.equal(priceModelOf('us.anthropic.claude-sonnet-4-5-20250929-v1:0'), 'claude-sonnet-4-5-20250929');
     assert.equal(

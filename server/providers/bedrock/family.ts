@@ -55,14 +55,7 @@ function jsonAnswer(
     'content-type': 'application/json',
     'content-length': String(bytes.length),
   };
-  return withBody(
-    res,
-    status,
-    headers,
-    (async function* () {
-      yield bytes;
-    })(),
-  );
+  return withBody(res, status, headers, [bytes]);
 }
 
 /**
@@ -74,7 +67,7 @@ function withBody(
   res: Dispatcher.ResponseData,
   statusCode: number,
   headers: Dispatcher.ResponseData['headers'],
-  chunks: AsyncIterable<Buffer>,
+  chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
 ): Dispatcher.ResponseData {
   const body = Readable.from(chunks, { objectMode: false });
   body.on('close', () => res.body.destroy());
