@@ -74,10 +74,13 @@ module.exports = {
     {
       name: 'providers-are-pure-wire-formats',
       comment:
-        'A provider adapter reads and rewrites its wire format; it stores, records, prices and admits nothing, so it imports only shared/, server/core/ and providers/.',
+        'A provider adapter reads and rewrites its wire format; it stores, records, prices and admits nothing, so it imports only shared/, server/core/ and providers/ (and the npm packages that speak a wire: an HTTP client, a cloud signer, a stream codec).',
       severity: 'error',
       from: { path: '^server/providers/' },
-      to: { pathNot: '^(shared|server/core|server/providers)/', dependencyTypesNot: NODE_BUILTIN },
+      to: {
+        pathNot: '^(shared|server/core|server/providers)/',
+        dependencyTypesNot: [...NODE_BUILTIN, 'npm'],
+      },
     },
     {
       name: 'metrics-is-a-sink',

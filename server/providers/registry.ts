@@ -1,5 +1,6 @@
 import { anthropicFamily } from './anthropic/family';
 import { azureOpenaiFamily } from './azure-openai/family';
+import { bedrockFamily } from './bedrock/family';
 import type { InstanceSettings, ProviderFamily } from './family';
 import { geminiFamily } from './gemini/family';
 import { openaiFamily } from './openai/family';
@@ -13,6 +14,7 @@ export const FAMILIES: readonly ProviderFamily[] = [
   openaiCompatibleFamily,
   azureOpenaiFamily,
   geminiFamily,
+  bedrockFamily,
 ];
 
 /** Families registered by tests (a family defined only in its folder is served). */

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
 import type { ApiName } from '../../shared/interception';
 import type { RequestFacts, ResponseFacts } from '../core/facts';
 import type { ToolInjection } from './injection';
@@ -27,6 +28,18 @@ export interface PreparedRequest {
   rewriteStream: boolean;
   /** Keep the model's text and thinking (capture level `full`). */
   captureOutput?: boolean;
+}
+
+/** A metered request as the exchange would send it, for an adapter that sends it itself. */
+export interface UpstreamCall {
+  /** The canonical path below the prefix, with the client's query (what `upstreamUrl` takes). */
+  readonly target: string;
+  /** The prepared body, in the client's wire format. */
+  readonly bytes: Buffer;
+  /** The client's headers as they go upstream (its bridge credential removed). */
+  readonly headers: Readonly<Record<string, string | string[]>>;
+  readonly dispatcher: Dispatcher;
+  readonly signal: AbortSignal;
 }
 
 /** One metered wire API: its endpoint, how to read its requests, responses and streams. */
@@ -94,6 +107,12 @@ export interface ProviderAdapter {
    * the URL before anything forwards or logs it, and read as the bridge key as if sent in `header`.
    */
   readonly credentialQuery?: { readonly param: string; readonly header: string };
+  /**
+   * Sends a metered request itself, for an upstream whose wire differs from the client's (a signed
+   * request to another path, a binary stream re-framed as SSE); the answer must be in the client's
+   * wire format. Absent: the prepared bytes are POSTed to `upstreamUrl(target)` with `authHeaders`.
+   */
+  send?(call: UpstreamCall): Promise<Dispatcher.ResponseData>;
   /** Rewrites an upstream error body into the client's error shape; absent: relayed as sent. */
   clientErrorBody?(status: number, body: Buffer): Buffer | undefined;
 }

@@ -287,13 +287,22 @@ export class Exchange {
         ...(await credentialHeaders(this.adapter)),
         ...round.observer.upstreamStart('POST', url),
       };
-      res = await undiciRequest(url, {
-        method: 'POST',
+      const call = {
+        target: this.target(),
+        bytes: round.prepared.bytes,
         headers,
-        body: round.prepared.bytes,
         dispatcher: this.deps.dispatcher,
         signal: this.abort.signal,
-      });
+      };
+      res = this.adapter.send
+        ? await this.adapter.send(call)
+        : await undiciRequest(url, {
+            method: 'POST',
+            headers,
+            body: call.bytes,
+            dispatcher: call.dispatcher,
+            signal: call.signal,
+          });
     } catch (err) {
       round.endedAt = this.deps.now();
       round.streamed = this.head === 'stream';

@@ -1,0 +1,68 @@
+import { anthropicErrorBody } from '../anthropic/errors';
+import { isObject } from '../common';
+
+/** An AWS error as the Anthropic client sees it: status, retry hint and Anthropic's error body. */
+export interface MappedError {
+  readonly status: number;
+  readonly retryAfter?: string;
+  readonly body: unknown;
+}
+
+/** Seconds a throttled client waits when AWS gives no hint; Bedrock's own SDK backs off about as long. */
+const DEFAULT_RETRY_AFTER = '1';
+
+/** AWS exception name (lower case, as both the JSON and the event-stream forms spell it) → the client's status. */
+const STATUS: Readonly<Record<string, number>> = {
+  throttlingexception: 429,
+  servicequotaexceededexception: 429,
+  validationexception: 400,
+  modelnotreadyexception: 529,
+  serviceunavailableexception: 503,
+  serviceunavailable: 503,
+  accessdeniedexception: 403,
+  resourcenotfoundexception: 404,
+  modeltimeoutexception: 504,
+  modelstreamerrorexception: 500,
+  modelerrorexception: 500,
+  internalserverexception: 500,
+};
+
+/** `ThrottlingException:http://internal.amazon.com/…` or `com.amazon…#ThrottlingException` → `ThrottlingException`. */
+export function exceptionName(raw: string): string {
+  return (raw.split(':')[0] ?? '').split('#').pop() ?? '';
+}
+
+/** Maps an AWS exception (its name, the status AWS sent, its message) into Anthropic's error shape. */
+export function mapAwsError(
+  name: string,
+  awsStatus: number,
+  message: string,
+  retryAfter?: string,
+): MappedError {
+  const status = STATUS[name.toLowerCase()] ?? (awsStatus >= 400 ? awsStatus : 502);
+  const text = name ? `${name}: ${message}` : message;
+  return {
+    status,
+    ...(status === 429 ? { retryAfter: retryAfter ?? DEFAULT_RETRY_AFTER } : {}),
+    body: anthropicErrorBody(status, text),
+  };
+}
+
+/** The exception name and message of an AWS JSON error answer (`x-amzn-errortype` header, `__type`, `message`). */
+export function awsErrorOf(errorType: string | undefined, raw: Buffer): { name: string; message: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString('utf8'));
+  } catch {
+    json = undefined;
+  }
+  const o = isObject(json) ? json : {};
+  const type = errorType ?? (typeof o.__type === 'string' ? o.__type : '');
+  const message =
+    typeof o.message === 'string'
+      ? o.message
+      : typeof o.Message === 'string'
+        ? o.Message
+        : raw.toString('utf8').slice(0, 500) || 'Bedrock refused the request.';
+  return { name: exceptionName(type), message };
+}

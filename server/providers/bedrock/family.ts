@@ -1,0 +1,193 @@
+import { Readable } from 'node:stream';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { type Dispatcher, request as undiciRequest } from 'undici';
+import { anthropicErrorBody } from '../anthropic/errors';
+import { messagesApi } from '../anthropic/messages';
+import { isObject } from '../common';
+import type { FieldProblem, InstanceSettings, ProviderFamily } from '../family';
+import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
+import { awsCredentials } from './credentials';
+import { awsErrorOf, mapAwsError } from './errors';
+import { anthropicSse } from './eventstream';
+import { priceModelOf } from './models';
+import { bedrockRequest, modelsOf } from './request';
+
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+/** The runtime endpoint of the instance's region; `{region}` is filled in by `create`. */
+const DEFAULT_ENDPOINT = 'https://bedrock-runtime.{region}.amazonaws.com';
+
+function validate(entry: JsonObject): FieldProblem | undefined {
+  if (typeof entry.region !== 'string' || !REGION.test(entry.region))
+    return { field: 'region', message: 'expected an AWS region such as "us-east-1"' };
+  if (entry.apiKey !== undefined)
+    return {
+      field: 'apiKey',
+      message: 'a bedrock instance signs with AWS credentials from the default chain',
+    };
+  const m = entry.models;
+  if (m !== undefined) {
+    if (!isObject(m))
+      return { field: 'models', message: 'expected an object of model name to Bedrock model id' };
+    for (const [name, id] of Object.entries(m))
+      if (typeof id !== 'string' || id === '')
+        return { field: `models.${name}`, message: 'expected a Bedrock model id or inference-profile ARN' };
+  }
+  return undefined;
+}
+
+function headerOf(h: Readonly<Record<string, string | string[]>>, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+/** A whole JSON answer the bridge composed, shaped like the upstream response the exchange reads. */
+function jsonAnswer(
+  res: Dispatcher.ResponseData,
+  status: number,
+  body: unknown,
+  extra: Record<string, string>,
+): Dispatcher.ResponseData {
+  const bytes = Buffer.from(JSON.stringify(body));
+  const headers = {
+    ...res.headers,
+    ...extra,
+    'content-type': 'application/json',
+    'content-length': String(bytes.length),
+  };
+  return withBody(res, status, headers, [bytes]);
+}
+
+/**
+ * The upstream response with its status, headers and body replaced. The exchange reads only the
+ * status, the headers and the body as an async iterable it may destroy, so a plain Readable stands
+ * in for undici's body; destroying it destroys the upstream's.
+ */
+function withBody(
+  res: Dispatcher.ResponseData,
+  statusCode: number,
+  headers: Dispatcher.ResponseData['headers'],
+  chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
+): Dispatcher.ResponseData {
+  const body = Readable.from(chunks, { objectMode: false });
+  body.on('close', () => res.body.destroy());
+  return { ...res, statusCode, headers, body: body as unknown as Dispatcher.ResponseData['body'] };
+}
+
+/** An answer the bridge gives without asking Bedrock (a request it cannot map). */
+function localAnswer(status: number, body: unknown): Dispatcher.ResponseData {
+  const bytes = Buffer.from(JSON.stringify(body));
+  return {
+    statusCode: status,
+    statusText: '',
+    headers: { 'content-type': 'application/json', 'content-length': String(bytes.length) },
+    trailers: {},
+    opaque: null,
+    context: {},
+    body: Readable.from([bytes]) as unknown as Dispatcher.ResponseData['body'],
+  };
+}
+
+function create(s: InstanceSettings): ProviderAdapter {
+  const region = String(s.options.region);
+  const endpoint = new URL(s.baseUrl.replace('{region}', region));
+  const basePath = endpoint.pathname.replace(/\/+$/, '');
+  const models = modelsOf(s.options);
+  const credentials = awsCredentials();
+  const signer = new SignatureV4({ service: 'bedrock', region, credentials, sha256: Sha256 });
+
+  async function send(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
+    let body: unknown;
+    try {
+      body = JSON.parse(call.bytes.toString('utf8'));
+    } catch {
+      body = undefined;
+    }
+    const req = isObject(body)
+      ? bedrockRequest(body, headerOf(call.headers, 'anthropic-beta'), models)
+      : undefined;
+    if (!req) return localAnswer(400, anthropicErrorBody(400, 'model: a Bedrock model id is required'));
+    const signed = await signer.sign({
+      method: 'POST',
+      protocol: endpoint.protocol,
+      hostname: endpoint.hostname,
+      ...(endpoint.port ? { port: Number(endpoint.port) } : {}),
+      path: basePath + req.path,
+      query: {},
+      headers: {
+        host: endpoint.host,
+        'content-type': 'application/json',
+        accept: req.stream ? 'application/vnd.amazon.eventstream' : 'application/json',
+      },
+      body: req.body,
+    });
+    const res = await undiciRequest(`${endpoint.origin}${basePath}${req.path}`, {
+      method: 'POST',
+      headers: signed.headers,
+      body: req.body,
+      dispatcher: call.dispatcher,
+      signal: call.signal,
+    });
+    const type = String(res.headers['content-type'] ?? '');
+    if (res.statusCode >= 400) {
+      const raw = Buffer.from(await res.body.arrayBuffer());
+      const errorType = res.headers['x-amzn-errortype'];
+      const aws = awsErrorOf(typeof errorType === 'string' ? errorType : undefined, raw);
+      const retry = res.headers['retry-after'];
+      const mapped = mapAwsError(
+        aws.name,
+        res.statusCode,
+        aws.message,
+        typeof retry === 'string' ? retry : undefined,
+      );
+      return jsonAnswer(
+        res,
+        mapped.status,
+        mapped.body,
+        mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {},
+      );
+    }
+    if (!type.includes('application/vnd.amazon.eventstream')) return res;
+    const headers: Dispatcher.ResponseData['headers'] = {
+      ...res.headers,
+      'content-type': 'text/event-stream; charset=utf-8',
+    };
+    delete headers['content-length'];
+    return withBody(res, res.statusCode, headers, anthropicSse(res.body as AsyncIterable<Uint8Array>));
+  }
+
+  return {
+    id: s.name,
+    type: 'bedrock',
+    prefix: `/${s.name}`,
+    requestIdHeader: 'x-amzn-requestid',
+    apis: [messagesApi],
+    passthrough: [],
+    configured: true,
+    upstreamUrl: (target) => `${endpoint.origin}${basePath}${target}`,
+    // Resolving the credentials here makes a missing one the exchange's 503 naming this instance.
+    async authHeaders(): Promise<Record<string, string>> {
+      await credentials();
+      return {};
+    },
+    errorBody: (status, _code, message) => anthropicErrorBody(status, message),
+    // Priced as the Anthropic model a Bedrock id or inference profile names.
+    modelFor: (_path, model) => (model === null ? null : priceModelOf(models[model] ?? model)),
+    send,
+  };
+}
+
+/**
+ * AWS Bedrock's Claude models behind Anthropic's Messages API: `/<name>/v1/messages` is rewritten
+ * to InvokeModel (`/model/{id}/invoke` or `/invoke-with-response-stream`), signed with SigV4 from
+ * the SDK's default credential chain, and the event-stream answer re-emitted as Anthropic SSE.
+ */
+export const bedrockFamily: ProviderFamily = {
+  type: 'bedrock',
+  defaultBaseUrl: DEFAULT_ENDPOINT,
+  priceId: 'anthropic',
+  fields: ['region', 'models'],
+  validate,
+  configured: () => true,
+  create,
+};

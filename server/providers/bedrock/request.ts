@@ -1,0 +1,76 @@
+import { isObject } from '../common';
+import type { JsonObject } from '../types';
+
+/** The `anthropic_version` Bedrock's Claude models take in the body. */
+export const BEDROCK_VERSION = 'bedrock-2023-05-31';
+
+/**
+ * The `anthropic-beta` values Bedrock accepts for Claude. Clients such as Claude Code send
+ * first-party-only betas too, and Bedrock refuses a request naming one it does not know.
+ */
+export const BEDROCK_BETAS: ReadonlySet<string> = new Set([
+  'computer-use-2024-10-22',
+  'computer-use-2025-01-24',
+  'computer-use-2025-11-24',
+  'token-efficient-tools-2025-02-19',
+  'interleaved-thinking-2025-05-14',
+  'output-128k-2025-02-19',
+  'dev-full-thinking-2025-05-14',
+  'context-1m-2025-08-07',
+  'context-management-2025-06-27',
+  'fine-grained-tool-streaming-2025-05-14',
+  'tool-search-tool-2025-10-19',
+  'tool-examples-2025-10-29',
+  'effort-2025-11-24',
+]);
+
+/** A Messages request as Bedrock's InvokeModel takes it. */
+export interface BedrockRequest {
+  /** `/model/{modelId}/invoke` or `/model/{modelId}/invoke-with-response-stream`, the id URL-encoded. */
+  readonly path: string;
+  readonly stream: boolean;
+  readonly body: Buffer;
+}
+
+/** The betas a client asked for (header, comma-separated, or the body's `anthropic_beta`) that Bedrock knows. */
+function betasOf(header: string | readonly string[] | undefined, inBody: unknown): string[] {
+  const asked = [
+    ...(Array.isArray(header) ? header : [header ?? '']).flatMap((h: string) => h.split(',')),
+    ...(Array.isArray(inBody) ? inBody.filter((b): b is string => typeof b === 'string') : []),
+  ].map((b) => b.trim());
+  return [...new Set(asked.filter((b) => BEDROCK_BETAS.has(b)))];
+}
+
+/**
+ * Rewrites an Anthropic Messages body for Bedrock: the model goes into the path (mapped through
+ * the instance's `models`), `stream` chooses the endpoint, and neither may stay in the body.
+ * Undefined when the body names no model (the client gets a 400).
+ */
+export function bedrockRequest(
+  body: JsonObject,
+  betaHeader: string | readonly string[] | undefined,
+  models: Readonly<Record<string, string>>,
+): BedrockRequest | undefined {
+  const { model, stream, anthropic_beta: bodyBetas, ...rest } = body;
+  if (typeof model !== 'string' || model === '') return undefined;
+  const id = models[model] ?? model;
+  const betas = betasOf(betaHeader, bodyBetas);
+  const out: JsonObject = { anthropic_version: BEDROCK_VERSION, ...rest };
+  if (betas.length > 0) out.anthropic_beta = betas;
+  const streamed = stream === true;
+  return {
+    path: `/model/${encodeModelId(id)}/${streamed ? 'invoke-with-response-stream' : 'invoke'}`,
+    stream: streamed,
+    body: Buffer.from(JSON.stringify(out)),
+  };
+}
+
+/** The id as one path segment, as the AWS SDK encodes it (`:` and `/` of an ARN escaped). */
+export function encodeModelId(id: string): string {
+  return encodeURIComponent(id).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** The instance's `models` field: client model name → Bedrock model id or inference-profile ARN. */
+export function modelsOf(options: JsonObject): Readonly<Record<string, string>> {
+  return isObject(options.models) ? (options.models as Record<string, string>) : {};
+}
