@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the extension's end-to-end test (test/e2e/) needs, from packages only: Debian's
-# Chromium, and code-server (VS Code in a browser, from npm) in the git-ignored .vscode-e2e/.
+# Chromium, and code-server (VS Code in a browser, from npm) in the git-ignored .vscode-e2e/ (and a
+# newer one in .vscode-e2e-next/, scripts/e2e-next-setup.sh).
 # See docs/extension.md#testing. Idempotent: a second run checks and returns in well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ STAMP="$DIR/installed-$CODE_SERVER_VERSION"
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-if [ ! -f "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || ! compgen -G '.vscode-e2e-next/installed-*' >/dev/null; then
   # Building code-server's native modules (kerberos, node-pty) needs these; its ripgrep comes from Debian.
   command -v rg >/dev/null 2>&1 || missing+=(ripgrep)
   dpkg -s libkrb5-dev >/dev/null 2>&1 || missing+=(libkrb5-dev)
@@ -53,3 +54,6 @@ JSON
   rm -rf "$DIR/tmp"
   touch "$STAMP"
 fi
+
+# A newer code-server (VS Code >= 1.104) on Node 22 from npm, for test/e2e/vscode-next.e2e.test.ts.
+bash scripts/e2e-next-setup.sh

@@ -9,6 +9,12 @@ const run = promisify(execFile);
 /** Where scripts/e2e-setup.sh installs code-server (docs/extension.md#testing). */
 export const CODE_SERVER_BIN = path.resolve('.vscode-e2e/node_modules/.bin/code-server');
 
+/**
+ * A newer code-server (VS Code >= 1.104) on its own Node 22, where scripts/e2e-next-setup.sh
+ * installs it (docs/extension.md#testing).
+ */
+export const CODE_SERVER_NEXT_BIN = path.resolve('.vscode-e2e-next/code-server');
+
 export interface CodeServer {
   url: string;
   dir: string;
@@ -31,8 +37,8 @@ function common(dir: string): string[] {
 }
 
 /** Installs a .vsix the way a user would (`code-server --install-extension`). */
-export async function installExtension(dir: string, vsix: string): Promise<string> {
-  const { stdout, stderr } = await run(CODE_SERVER_BIN, [...common(dir), '--install-extension', vsix], {
+export async function installExtension(dir: string, vsix: string, bin = CODE_SERVER_BIN): Promise<string> {
+  const { stdout, stderr } = await run(bin, [...common(dir), '--install-extension', vsix], {
     timeout: 120_000,
   });
   return stdout + stderr;
@@ -53,11 +59,12 @@ export async function startCodeServer(
   dir: string,
   workspace: string,
   env: Record<string, string | undefined>,
+  bin = CODE_SERVER_BIN,
 ): Promise<CodeServer> {
   const port = await freePort();
   const output: string[] = [];
   const child: ChildProcess = spawn(
-    CODE_SERVER_BIN,
+    bin,
     [
       ...common(dir),
       '--auth',
