@@ -107,11 +107,9 @@ export class Container implements vscode.Disposable {
     this.track(this.session.onDidChange((s) => this.onSession(s)));
     this.track(this.model.onDidChange((c) => c === 'policy' && this.notifyPolicy()));
     // VS Code's chat (1.104+): the bridge's models in the model picker, as the signed-in user.
-    const chatModels = registerBridgeChatModels({
-      credentials: () => this.running,
-      models: this.chatModels(),
-    });
-    if (chatModels) this.track(chatModels);
+    this.optional('VS Code chat models', () =>
+      registerBridgeChatModels({ credentials: () => this.running, models: this.chatModels() }),
+    );
     this.track(vscode.workspace.onDidChangeConfiguration((e) => this.onConfig(e)));
     this.track(vscode.workspace.onDidGrantWorkspaceTrust(() => void this.prepareAgents()));
     this.track(vscode.workspace.onDidChangeWorkspaceFolders(() => void this.prepareAgents()));
@@ -129,7 +127,7 @@ export class Container implements vscode.Disposable {
       }),
     );
     this.track(this.mcpChanged);
-    this.track(
+    this.optional('MCP server definition', () =>
       registerGatewayDefinition(
         () => (this.gatewayFound && this.mcpGatewayOn() ? this.running : undefined),
         this.mcpChanged.event,
@@ -176,6 +174,19 @@ export class Container implements vscode.Disposable {
       void vscode.window.showWarningMessage(
         `AI Bridge: could not sign in from AIBRIDGE_URL/AIBRIDGE_KEY. ${signInFailure(err, fromEnv.value.url)}`,
       );
+    }
+  }
+
+  /**
+   * Registers something only newer VS Code versions offer. An API can exist and still refuse the
+   * call (a proposed API in that version): that must cost the feature, never the activation.
+   */
+  private optional(what: string, register: () => vscode.Disposable | undefined): void {
+    try {
+      const d = register();
+      if (d) this.track(d);
+    } catch (err) {
+      this.log.info(`${what}: not available in this VS Code (${(err as Error).message})`);
     }
   }
 
