@@ -30,9 +30,9 @@ export interface ClaudeReady {
 
 export type ClaudeEditResult = { ok: true; text: string; changed: boolean } | { ok: false; message: string };
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
-function isObject(v: unknown): v is Json {
+export function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
@@ -43,27 +43,43 @@ function indentOf(text: string): string | number {
 }
 
 /**
+ * `.claude.json` as an object ({} for an empty file). Text that is not a JSON object is refused,
+ * with a message, never replaced: claude keeps its own state there.
+ */
+export function parseClaudeConfig(
+  original: string,
+): { ok: true; config: Json } | { ok: false; message: string } {
+  if (original.trim() === '') return { ok: true, config: {} };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(original);
+  } catch (err) {
+    return {
+      ok: false,
+      message: `the Claude Code config is not valid JSON (${(err as Error).message}); fix or remove it first.`,
+    };
+  }
+  if (!isObject(parsed))
+    return { ok: false, message: 'the Claude Code config is not a JSON object; left as it is.' };
+  return { ok: true, config: parsed };
+}
+
+/** The config as text again, in the original's indentation and line endings. */
+export function renderClaudeConfig(config: Json, original: string): string {
+  const eol = original.includes('\r\n') ? '\r\n' : '\n';
+  return `${JSON.stringify(config, null, indentOf(original)).replace(/\n/g, eol)}${eol}`;
+}
+
+/**
  * Marks Claude Code's onboarding done (`hasCompletedOnboarding`, which skips the theme picker) and
  * accepts the trust question for each folder (`projects[folder].hasTrustDialogAccepted`), keeping
  * every other key and value: claude rewrites this file itself and keeps its own state in it. Text
  * that is not a JSON object is refused, never replaced.
  */
 export function withClaudeReady(original: string, ready: ClaudeReady): ClaudeEditResult {
-  let config: Json = {};
-  if (original.trim() !== '') {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(original);
-    } catch (err) {
-      return {
-        ok: false,
-        message: `the Claude Code config is not valid JSON (${(err as Error).message}); fix or remove it first.`,
-      };
-    }
-    if (!isObject(parsed))
-      return { ok: false, message: 'the Claude Code config is not a JSON object; left as it is.' };
-    config = parsed;
-  }
+  const parsed = parseClaudeConfig(original);
+  if (!parsed.ok) return parsed;
+  const config = parsed.config;
   const projects = config.projects ?? {};
   if (!isObject(projects)) {
     return {
@@ -87,7 +103,5 @@ export function withClaudeReady(original: string, ready: ClaudeReady): ClaudeEdi
   }
   if (ready.trustedFolders.length > 0) config.projects = projects;
   if (!changed) return { ok: true, text: original, changed: false };
-  const eol = original.includes('\r\n') ? '\r\n' : '\n';
-  const body = JSON.stringify(config, null, indentOf(original)).replace(/\n/g, eol);
-  return { ok: true, text: `${body}${eol}`, changed: true };
+  return { ok: true, text: renderClaudeConfig(config, original), changed: true };
 }

@@ -1,4 +1,10 @@
-import type { ClaudeEditResult } from './claude-config';
+import {
+  type ClaudeEditResult,
+  isObject,
+  type Json,
+  parseClaudeConfig,
+  renderClaudeConfig,
+} from './claude-config';
 
 /** The MCP server name in Claude Code (its tools show as `mcp__aibridge__<server>__<tool>`). */
 export const CLAUDE_MCP_NAME = 'aibridge';
@@ -10,12 +16,6 @@ export const CLAUDE_MCP_NAME = 'aibridge';
  */
 // biome-ignore lint/suspicious/noTemplateCurlyInString: claude expands this reference itself
 export const CLAUDE_MCP_AUTHORIZATION = 'Bearer ${ANTHROPIC_AUTH_TOKEN}';
-
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /**
  * The `mcpServers.aibridge` entry, exactly as `claude mcp add --transport http --scope user aibridge
@@ -40,35 +40,12 @@ export function isOurGatewayEntry(v: unknown): boolean {
   );
 }
 
-/** The indentation claude (or the user) used, so a rewrite changes only the lines it must. */
-function indentOf(text: string): string | number {
-  const m = /^\{\s*\n([ \t]+)"/.exec(text);
-  return m?.[1] ?? 2;
-}
-
-function render(config: Json, original: string): string {
-  const eol = original.includes('\r\n') ? '\r\n' : '\n';
-  return `${JSON.stringify(config, null, indentOf(original)).replace(/\n/g, eol)}${eol}`;
-}
-
 type Parsed = { ok: true; config: Json; servers: Json | undefined } | { ok: false; message: string };
 
 function parse(original: string): Parsed {
-  let config: Json = {};
-  if (original.trim() !== '') {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(original);
-    } catch (err) {
-      return {
-        ok: false,
-        message: `the Claude Code config is not valid JSON (${(err as Error).message}); fix or remove it first.`,
-      };
-    }
-    if (!isObject(parsed))
-      return { ok: false, message: 'the Claude Code config is not a JSON object; left as it is.' };
-    config = parsed;
-  }
+  const parsed = parseClaudeConfig(original);
+  if (!parsed.ok) return parsed;
+  const config = parsed.config;
   const servers = config.mcpServers;
   if (servers !== undefined && !isObject(servers)) {
     return {
@@ -99,7 +76,7 @@ export function withClaudeGateway(original: string, url: string): ClaudeEditResu
   if (JSON.stringify(current) === JSON.stringify(entry)) return { ok: true, text: original, changed: false };
   servers[CLAUDE_MCP_NAME] = entry;
   p.config.mcpServers = servers;
-  return { ok: true, text: render(p.config, original), changed: true };
+  return { ok: true, text: renderClaudeConfig(p.config, original), changed: true };
 }
 
 /**
@@ -114,5 +91,5 @@ export function withoutClaudeGateway(original: string): ClaudeEditResult {
     return { ok: true, text: original, changed: false };
   delete p.servers[CLAUDE_MCP_NAME];
   if (Object.keys(p.servers).length === 0) delete p.config.mcpServers;
-  return { ok: true, text: render(p.config, original), changed: true };
+  return { ok: true, text: renderClaudeConfig(p.config, original), changed: true };
 }
