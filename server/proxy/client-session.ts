@@ -12,6 +12,13 @@ export const SESSION_HEADER = 'x-aibridge-session-id';
  */
 const COPILOT_SESSION_FOLDER =
   /<session_context>\s*Session folder: [^\n]*session-state[\\/]([0-9A-Za-z-]{8,64})/;
+const SESSION_CONTEXT = '<session_context>';
+/**
+ * Copilot's block is a few hundred bytes. The regex runs only on this much text after the first
+ * `<session_context>`: run over a whole member-chosen prompt, each repeat of the marker would
+ * rescan the rest of its line (quadratic in a megabyte prompt).
+ */
+const SESSION_CONTEXT_WINDOW = 4096;
 
 function texts(content: unknown): string[] {
   if (typeof content === 'string') return [content];
@@ -34,7 +41,9 @@ function systemTexts(body: JsonObject): string[] {
 
 function copilotSession(body: JsonObject): string | null {
   for (const text of systemTexts(body)) {
-    const id = COPILOT_SESSION_FOLDER.exec(text)?.[1];
+    const at = text.indexOf(SESSION_CONTEXT);
+    if (at === -1) continue;
+    const id = COPILOT_SESSION_FOLDER.exec(text.slice(at, at + SESSION_CONTEXT_WINDOW))?.[1];
     if (id !== undefined) return id;
   }
   return null;

@@ -47,6 +47,23 @@ describe('the prompt is what the developer typed', () => {
     assert.equal(withClientSession(facts, 'openai-sdk-js', {}, body).sessionId, null);
   });
 
+  it('a member-chosen system prompt full of session markers on one line costs linear time', () => {
+    // Any member can declare x-aibridge-client: copilot-cli; the session scan must not be quadratic.
+    const hostile = `${'<session_context> Session folder: '.repeat(60_000)}x`;
+    const body = {
+      model: 'gpt-5',
+      messages: [
+        { role: 'system', content: hostile },
+        { role: 'user', content: 'hi' },
+      ],
+    };
+    const facts = chatCompletionsApi.describeRequest(body, COPILOT_HEADERS);
+    const t0 = performance.now();
+    assert.equal(withClientSession(facts, 'copilot-cli', COPILOT_HEADERS, body).sessionId, null);
+    const ms = performance.now() - t0;
+    assert.ok(ms < 500, `${ms.toFixed(0)} ms for 2 MB of markers`);
+  });
+
   it('Claude Code: <system-reminder> blocks before and after the typed text, in their own parts or not', () => {
     const facts = messagesApi.describeRequest(
       {
