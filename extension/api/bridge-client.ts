@@ -40,6 +40,17 @@ export class BridgeApiError extends Error {
 
 export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
 
+/** A request to the bridge; a network failure or timeout is BridgeApiError status 0 (`unreachable`). */
+async function reach(fetchImpl: Fetch, baseUrl: string, path: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetchImpl(baseUrl + path, init);
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code;
+    const why = (err as Error).name === 'TimeoutError' ? 'timed out' : (cause ?? (err as Error).message);
+    throw new BridgeApiError(0, 'unreachable', `Cannot reach the bridge at ${baseUrl} (${why}).`);
+  }
+}
+
 /**
  * How the bridge signs people in (`GET /api/v1/auth/config`, public): with single sign-on the
  * extension signs in through the browser, without it it asks for a key. Throws BridgeApiError
@@ -49,20 +60,10 @@ export async function fetchAuthConfig(
   baseUrl: string,
   fetchImpl: Fetch = (url, init) => fetch(url, init),
 ): Promise<AuthConfig> {
-  let res: Response;
-  try {
-    res = await fetchImpl(`${baseUrl}/api/v1/auth/config`, {
-      headers: { accept: 'application/json' },
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code;
-    throw new BridgeApiError(
-      0,
-      'unreachable',
-      `Cannot reach the bridge at ${baseUrl} (${cause ?? (err as Error).message}).`,
-    );
-  }
+  const res = await reach(fetchImpl, baseUrl, '/api/v1/auth/config', {
+    headers: { accept: 'application/json' },
+    signal: AbortSignal.timeout(10_000),
+  });
   // An older bridge without the route: no single sign-on.
   if (res.status === 404) return { sso: null, keySignIn: true };
   if (!res.ok)
@@ -122,18 +123,11 @@ export class BridgeClient {
   }
 
   private async request<T>(method: 'GET' | 'POST' | 'DELETE', path: string): Promise<T> {
-    let res: Response;
-    try {
-      res = await this.fetchImpl(this.baseUrl + path, {
-        method,
-        headers: { authorization: `Bearer ${this.key}`, accept: 'application/json' },
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code;
-      const why = (err as Error).name === 'TimeoutError' ? 'timed out' : (cause ?? (err as Error).message);
-      throw new BridgeApiError(0, 'unreachable', `Cannot reach the bridge at ${this.baseUrl} (${why}).`);
-    }
+    const res = await reach(this.fetchImpl, this.baseUrl, path, {
+      method,
+      headers: { authorization: `Bearer ${this.key}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
     const text = await res.text();
     let body: unknown;
     try {
