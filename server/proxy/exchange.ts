@@ -19,12 +19,13 @@ import type {
   StreamMeter,
   WireApi,
 } from '../providers/types';
+import { credentialHeaders } from '../routing/credentials';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
-import { credentialHeaders, idleWatchdog, upstreamFailure } from './upstream';
+import { idleWatchdog, upstreamFailure } from './upstream';
 
 /** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
 export const JSON_READ_LIMIT = 32 * 1024 * 1024;

@@ -8,6 +8,7 @@ import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
+import { credentialHeaders } from '../routing/credentials';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { withClientSession } from './client-session';
@@ -16,7 +17,7 @@ import { Exchange, type ExchangeDeps, runExchange, type StrategyFor, writable } 
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { type ProviderRoute, routeFor } from './provider-paths';
 import { queryCredential } from './query-credential';
-import { credentialHeaders, idleWatchdog, upstreamFailure } from './upstream';
+import { idleWatchdog, upstreamFailure } from './upstream';
 
 export interface ProviderRouteDeps {
   exchange: ExchangeDeps;

@@ -1,7 +1,6 @@
 import { Agent, errors as undiciErrors } from 'undici';
 import type { TimeoutConfig } from '../config';
 import { BridgeError, type ServerErrorCode } from '../errors';
-import type { ProviderAdapter } from '../providers/types';
 
 /** One connection pool for all upstreams, with the configured timeouts. */
 export function createUpstreamAgent(t: TimeoutConfig): Agent {
@@ -62,22 +61,4 @@ export function upstreamFailure(err: unknown): BridgeError {
       cause: err,
     },
   );
-}
-
-/**
- * The instance's credential headers; a credential that cannot be obtained (an Entra token, say)
- * is a 503 naming the instance, never a request sent without one.
- */
-export async function credentialHeaders(adapter: ProviderAdapter): Promise<Record<string, string>> {
-  try {
-    return await adapter.authHeaders();
-  } catch (err) {
-    return Promise.reject(
-      new BridgeError(
-        'provider_not_configured',
-        `The credential of provider instance "${adapter.id}" could not be obtained (${(err as Error).message}).`,
-        { cause: err },
-      ),
-    );
-  }
 }

@@ -1,0 +1,57 @@
+import { BridgeError } from '../errors';
+import type { ProviderAdapter } from '../providers/types';
+
+/** How one upstream attempt went, for the credential that carried it. */
+export interface AttemptOutcome {
+  /** The upstream's HTTP status; 0 when no answer came (connection refused, timeout). */
+  readonly status: number;
+  /** The upstream's `retry-after`, in milliseconds, when it gave one. */
+  readonly retryAfterMs?: number;
+}
+
+/** The credential chosen for one upstream attempt. */
+export interface CredentialLease {
+  /** The key's name in its instance's pool, for records and metrics (never the secret); null: the instance's only credential. */
+  readonly keyName: string | null;
+  /** The headers that carry it upstream. */
+  readonly headers: Record<string, string>;
+  /** Tells the pool how the attempt went (cooldown on 429/529, out of rotation on 401/403). */
+  report(outcome: AttemptOutcome): void;
+}
+
+/**
+ * Where an instance's upstream credentials come from, one per attempt. A key pool
+ * (server/routing/key-pool.ts) spreads attempts over several keys; `acquire` rejects with a
+ * BridgeError when none can serve now (every key cooling down: 429 with the shortest
+ * retry-after; every key failed authentication: 502 naming the instance).
+ */
+export interface CredentialSource {
+  acquire(): Promise<CredentialLease>;
+}
+
+/** The instance's own single credential: what every instance without a pool uses. */
+export function singleCredential(adapter: ProviderAdapter): CredentialSource {
+  return {
+    async acquire() {
+      return { keyName: null, headers: await credentialHeaders(adapter), report: () => undefined };
+    },
+  };
+}
+
+/**
+ * The instance's credential headers; a credential that cannot be obtained (an Entra token, say)
+ * is a 503 naming the instance, never a request sent without one.
+ */
+export async function credentialHeaders(adapter: ProviderAdapter): Promise<Record<string, string>> {
+  try {
+    return await adapter.authHeaders();
+  } catch (err) {
+    return Promise.reject(
+      new BridgeError(
+        'provider_not_configured',
+        `The credential of provider instance "${adapter.id}" could not be obtained (${(err as Error).message}).`,
+        { cause: err },
+      ),
+    );
+  }
+}
