@@ -82,14 +82,14 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const app = createFastify(config, opts.logStream, () => draining, trusted);
   const life = new Lifecycle(app.log);
   try {
-    const store = opts.store ?? createStore(config, app.log);
+    const store = opts.store ?? (await createStore(config, app.log));
     life.onClose('store', () => store.close());
     await store.open().catch((err: unknown) => {
       throw new Error(`cannot open the ${store.kind} store: ${(err as Error).message}`, { cause: err });
     });
     const routes = new RouteTable();
     routes.attach(app);
-    const tracing = new Tracing(config.tracing);
+    const tracing = await Tracing.create(config.tracing);
     life.onClose('tracing', () =>
       tracing.shutdown().catch((err: unknown) => app.log.warn({ err }, 'tracing: flushing spans failed')),
     );

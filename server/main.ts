@@ -5,7 +5,6 @@ import { buildApp } from './app';
 import { bootstrapAdmin } from './bootstrap';
 import { type AdminTarget, CliError, callApi, resolveTarget, streamApi } from './cli/admin-client';
 import { credentialsPath, envExports, login, readCredentials } from './cli/device-login';
-import { copyStore, migrateCommand } from './cli/store-commands';
 import { adminClientEnv, ConfigError, databaseUrl, loadConfig } from './config';
 
 const USAGE = `Usage:
@@ -262,6 +261,8 @@ async function main(argv: string[]): Promise<void> {
         options: { 'database-url': { type: 'string' } },
         strict: true,
       });
+      // The PostgreSQL driver loads only for the commands that use it (idle RSS of `serve`).
+      const { migrateCommand } = await import('./cli/store-commands');
       return migrateCommand(values['database-url'] ?? databaseUrl(process.env), out);
     }
     case 'store': {
@@ -271,6 +272,7 @@ async function main(argv: string[]): Promise<void> {
         options: { from: { type: 'string' }, to: { type: 'string' } },
         strict: true,
       });
+      const { copyStore } = await import('./cli/store-commands');
       await copyStore(need(values.from, '--from'), values.to ?? databaseUrl(process.env) ?? '', out);
       return;
     }

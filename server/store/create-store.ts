@@ -1,12 +1,15 @@
 import type { Config } from '../config';
 import type { Log } from '../core/log';
 import { EmbeddedStore } from './embedded/embedded-store';
-import { PostgresStore } from './postgres/postgres-store';
 import type { Store } from './types';
 
-/** The store the config selects: PostgreSQL when AIBRIDGE_DATABASE_URL is set, else the embedded store. */
-export function createStore(config: Config, log: Log): Store {
+/**
+ * The store the config selects: PostgreSQL when AIBRIDGE_DATABASE_URL is set, else the embedded
+ * store. The PostgreSQL driver is loaded only then (idle RSS, docs/performance.md).
+ */
+export async function createStore(config: Config, log: Log): Promise<Store> {
   if (config.databaseUrl !== undefined) {
+    const { PostgresStore } = await import('./postgres/postgres-store');
     return new PostgresStore({
       url: config.databaseUrl,
       queueLimit: config.auditQueueLimit,

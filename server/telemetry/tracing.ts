@@ -11,10 +11,8 @@ import {
   type Tracer,
   trace,
 } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { W3CTraceContextPropagator } from '@opentelemetry/core';
+import type { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
 
 export interface TracingConfig {
   /** OTLP/HTTP traces URL; undefined turns tracing off. */
@@ -41,19 +39,33 @@ const setter: TextMapSetter<Record<string, string>> = {
  * its provider (no global registration), so several bridges in one process trace independently.
  */
 export class Tracing {
-  private readonly provider: BasicTracerProvider | undefined;
-  private readonly tracer: Tracer | undefined;
-  private readonly propagator = new W3CTraceContextPropagator();
+  private constructor(
+    readonly config: TracingConfig,
+    private readonly provider: BasicTracerProvider | undefined,
+    private readonly tracer: Tracer | undefined,
+    private readonly propagator: W3CTraceContextPropagator | undefined,
+  ) {}
 
-  constructor(readonly config: TracingConfig) {
-    if (!config.url) return;
-    this.provider = new BasicTracerProvider({
+  /**
+   * The SDK, exporter and propagator are loaded only when an endpoint is configured: most bridges
+   * never trace, and the SDK is megabytes of resident memory (docs/performance.md, idle RSS).
+   */
+  static async create(config: TracingConfig): Promise<Tracing> {
+    if (!config.url) return new Tracing(config, undefined, undefined, undefined);
+    const [{ W3CTraceContextPropagator }, { OTLPTraceExporter }, { resourceFromAttributes }, sdk] =
+      await Promise.all([
+        import('@opentelemetry/core'),
+        import('@opentelemetry/exporter-trace-otlp-http'),
+        import('@opentelemetry/resources'),
+        import('@opentelemetry/sdk-trace-base'),
+      ]);
+    const provider = new sdk.BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': config.serviceName }),
       spanProcessors: [
-        new BatchSpanProcessor(new OTLPTraceExporter({ url: config.url }), { scheduledDelayMillis: 500 }),
+        new sdk.BatchSpanProcessor(new OTLPTraceExporter({ url: config.url }), { scheduledDelayMillis: 500 }),
       ],
     });
-    this.tracer = this.provider.getTracer('aibridge');
+    return new Tracing(config, provider, provider.getTracer('aibridge'), new W3CTraceContextPropagator());
   }
 
   get enabled(): boolean {
@@ -66,7 +78,7 @@ export class Tracing {
     headers: Carrier,
     attributes: Attributes,
   ): { span: Span; ctx: Context } | undefined {
-    if (!this.tracer) return undefined;
+    if (!this.tracer || !this.propagator) return undefined;
     const parent = this.propagator.extract(ROOT_CONTEXT, headers, getter);
     const span = this.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
     return { span, ctx: trace.setSpan(parent, span) };
@@ -85,7 +97,8 @@ export class Tracing {
   /** `traceparent` (and `tracestate`) for a request sent in `ctx`. */
   inject(ctx: Context): Record<string, string> {
     const out: Record<string, string> = {};
-    context.with(ctx, () => this.propagator.inject(ctx, out, setter));
+    const propagator = this.propagator;
+    if (propagator) context.with(ctx, () => propagator.inject(ctx, out, setter));
     return out;
   }
 

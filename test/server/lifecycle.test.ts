@@ -21,7 +21,7 @@ describe('building the bridge', () => {
       { port: '0', 'data-dir': dir },
       { AIBRIDGE_MCP_CONFIG: mcpFile, AIBRIDGE_LOG_LEVEL: 'silent' },
     );
-    const store = createStore(config, pino({ level: 'silent' }));
+    const store = await createStore(config, pino({ level: 'silent' }));
     let closed = 0;
     const close = store.close.bind(store);
     store.close = async () => {
