@@ -8,6 +8,7 @@
  *   npm run bench -- --quick        shorter phases, to check the bench itself
  *   npm run bench -- --profile      the bridge alone under load with --cpu-prof, and a summary
  *   npm run bench -- --bridge FILE  bench another build of the bridge (its aibridge.cjs)
+ *   npm run bench -- --replicas 3   the scale-out run: replicas on PostgreSQL behind HAProxy, one killed (bench/scale-out.ts)
  *
  * docs/performance.md says what the figures mean and keeps the latest ones.
  */
@@ -286,6 +287,13 @@ async function rounds(
 }
 
 async function main(): Promise<void> {
+  const replicas = flag('--replicas');
+  if (replicas !== undefined) {
+    const n = Number(replicas);
+    if (!Number.isInteger(n) || n < 2 || n > 8) throw new Error('--replicas takes a number from 2 to 8');
+    const { scaleOut } = await import('./scale-out');
+    return scaleOut(n, QUICK);
+  }
   installExitHandlers();
   const deadline = setTimeout(() => {
     log(`bench: still running after ${DEADLINE_MS / 60_000} minutes: stopping`);
