@@ -1,0 +1,373 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import OpenAI, { APIError as OpenAIError } from 'openai';
+import type { Interception } from '../../shared/interception';
+import type { BudgetStatus, UsageReport } from '../../shared/spend';
+import { CLAUDE, claudeEnv } from '../helpers/agent-cli';
+import { AnthropicMock, MOCK_TEXT, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
+import { type LiveTestClient, liveClient } from '../helpers/live-client';
+import { OPENAI_TEXT, OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
+import { run } from '../helpers/run';
+
+/**
+ * The mocks accept only their own upstream key. Here that key is the USER's own credential: the
+ * bridge holds a different organisation key, so a request the mock answers proves the user's key
+ * went upstream and the organisation's did not.
+ */
+const ORG_ANTHROPIC_KEY = 'sk-ant-organisation-key-not-the-users-000';
+const ORG_OPENAI_KEY = 'sk-proj-organisation-key-not-the-users-000';
+/** A Claude subscription token, as Claude Code sends it after `claude login` (Authorization: Bearer). */
+const USER_OAUTH_TOKEN = 'sk-ant-oat01-users-own-subscription-token-0123456789';
+
+/** Every file under `dir`, recursively. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+describe('bring your own key (X-AIBridge-Key)', function () {
+  this.timeout(120_000);
+  let anthropic: AnthropicMock;
+  let openai: OpenAIMock;
+  let tb: TestBridge;
+  let live: LiveTestClient;
+  /** Every WebSocket message the admin's live socket received, as sent. */
+  const liveBytes: string[] = [];
+  /** Every admin API response body this test read. */
+  const apiBytes: string[] = [];
+  let platform: { key: string; user: { id: string; email: string } };
+  let outsider: { key: string; user: { id: string; email: string } };
+  let providersFile: string;
+
+  const anthropicFor = (bridgeKey: string, own: { apiKey?: string; authToken?: string }): Anthropic =>
+    new Anthropic({
+      apiKey: own.apiKey ?? null,
+      authToken: own.authToken ?? null,
+      baseURL: `${tb.url}/anthropic`,
+      defaultHeaders: { 'X-AIBridge-Key': bridgeKey },
+      maxRetries: 0,
+    });
+  const openaiFor = (bridgeKey: string, ownKey: string): OpenAI =>
+    new OpenAI({
+      apiKey: ownKey,
+      baseURL: `${tb.url}/openai/v1`,
+      defaultHeaders: { 'X-AIBridge-Key': bridgeKey },
+      maxRetries: 0,
+    });
+  const adminApi = async <T>(method: string, route: string, body?: unknown) => {
+    const res = await tb.api<T>(method, route, tb.adminKey, body);
+    apiBytes.push(JSON.stringify(res.body));
+    return res;
+  };
+  const recordOf = async (id: string): Promise<Interception> =>
+    eventually(async () => {
+      await tb.bridge.recorder.drain();
+      const r = await adminApi<Interception>('GET', `/api/v1/interceptions/${id}`);
+      return r.status === 200 ? r.body : undefined;
+    });
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    openai = await new OpenAIMock().start();
+    const dir = await tempDir('aibridge-byok-conf-');
+    providersFile = path.join(dir, 'providers.json');
+    await fs.writeFile(providersFile, JSON.stringify({ providers: {}, byok: { teams: ['platform'] } }));
+    tb = await startBridge(anthropic.url, {
+      AIBRIDGE_ANTHROPIC_API_KEY: ORG_ANTHROPIC_KEY,
+      AIBRIDGE_OPENAI_API_KEY: ORG_OPENAI_KEY,
+      AIBRIDGE_OPENAI_BASE_URL: openai.url,
+      AIBRIDGE_PROVIDERS_FILE: providersFile,
+      // Everything the bridge can log, so the grep below sees the most it could have written.
+      AIBRIDGE_LOG_LEVEL: 'trace',
+      AIBRIDGE_AUDIT_CAPTURE: 'full',
+    });
+    platform = await tb.addUser('byok-dev@example.com', { team: 'platform' });
+    outsider = await tb.addUser('byok-outsider@example.com', { team: 'sales' });
+    live = liveClient(tb.url, { key: tb.adminKey });
+    live.ws.on('message', (data) => liveBytes.push(data.toString()));
+    await new Promise((resolve) => live.ws.once('open', resolve));
+  });
+  after(async () => {
+    await live.close();
+    await tb.close();
+    await openai.stop();
+    await anthropic.stop();
+  });
+
+  it("Anthropic SDK: the user's own key reaches the upstream, the organisation's does not, billedTo user", async () => {
+    const before = anthropic.messageRequests().length;
+    const res = await anthropicFor(platform.key, { apiKey: UPSTREAM_KEY })
+      .messages.create({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 100,
+        messages: [{ role: 'user', content: 'Own key, please' }],
+      })
+      .withResponse();
+    assert.equal((res.data.content[0] as { text: string }).text, MOCK_TEXT);
+    const seen = anthropic.messageRequests().slice(before);
+    assert.equal(seen.length, 1);
+    // @anthropic-ai/sdk sends `apiKey` as a Bearer token; it goes upstream as it came.
+    assert.equal(seen[0]!.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+    assert.equal(seen[0]!.headers['x-api-key'], undefined, 'no organisation key beside it');
+    assert.ok(!JSON.stringify(seen[0]!.headers).includes(ORG_ANTHROPIC_KEY), 'no organisation key upstream');
+    assert.ok(!JSON.stringify(seen[0]!.headers).includes(platform.key), 'no bridge key upstream');
+
+    const rec = await recordOf(res.response.headers.get('x-aibridge-interception-id')!);
+    assert.equal(rec.billedTo, 'user');
+    assert.equal(rec.userEmail, 'byok-dev@example.com');
+    assert.equal(rec.team, 'platform');
+    assert.equal(rec.status, 'ok');
+    assert.ok(rec.costUsd !== null && rec.costUsd > 0, 'the cost is known, and marked as the user’s');
+    await live.next('interception.ended', (e) => e.interceptionId === rec.id);
+  });
+
+  it('a subscription token (Authorization: Bearer sk-ant-oat…) is passed through as it came', async () => {
+    const before = anthropic.messageRequests().length;
+    // The mock takes only its x-api-key: it refuses the token, but the point is what it was sent.
+    await assert.rejects(
+      anthropicFor(platform.key, { authToken: USER_OAUTH_TOKEN }).messages.create({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: 'Subscription' }],
+      }),
+      (err: unknown) => err instanceof APIError && err.status === 401,
+    );
+    const [seen] = anthropic.messageRequests().slice(before);
+    assert.ok(seen);
+    assert.equal(seen.headers.authorization, `Bearer ${USER_OAUTH_TOKEN}`);
+    assert.equal(seen.headers['x-api-key'], undefined, 'no organisation key beside the token');
+  });
+
+  it("OpenAI SDK: the user's own key goes upstream on Chat Completions and Responses", async () => {
+    const client = openaiFor(platform.key, OPENAI_UPSTREAM_KEY);
+    const before = openai.modelRequests().length;
+    const chat = await client.chat.completions.create({
+      model: 'gpt-5',
+      messages: [{ role: 'user', content: 'Own OpenAI key' }],
+    });
+    assert.equal(chat.choices[0]?.message.content, OPENAI_TEXT);
+    const stream = await client.responses.create({
+      model: 'gpt-5',
+      input: 'Own key, streamed',
+      stream: true,
+    });
+    for await (const _ of stream) {
+      // Drained: the record is written once the stream ends.
+    }
+    const seen = openai.modelRequests().slice(before);
+    assert.equal(seen.length, 2);
+    for (const s of seen) {
+      assert.equal(s.headers.authorization, `Bearer ${OPENAI_UPSTREAM_KEY}`);
+      assert.ok(!JSON.stringify(s.headers).includes(ORG_OPENAI_KEY));
+      assert.ok(!JSON.stringify(s.headers).includes(platform.key));
+    }
+    const recs = await tb.interceptions(4);
+    const mine = recs.filter((r) => r.provider === 'openai');
+    assert.equal(mine.length, 2);
+    assert.ok(mine.every((r) => r.billedTo === 'user' && r.status === 'ok'));
+  });
+
+  it('without X-AIBridge-Key nothing changes: the bridge key in the usual header, the organisation key upstream', async () => {
+    // The mock refuses the organisation key here, which is exactly what shows it was the one sent.
+    const before = anthropic.messageRequests().length;
+    const client = new Anthropic({ apiKey: platform.key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+    const res = await client.messages
+      .create({ model: 'claude-sonnet-4-6', max_tokens: 10, messages: [{ role: 'user', content: 'Org' }] })
+      .withResponse()
+      .catch((err: unknown) => err);
+    assert.ok(res instanceof APIError && res.status === 401);
+    const [seen] = anthropic.messageRequests().slice(before);
+    assert.equal(seen?.headers['x-api-key'], ORG_ANTHROPIC_KEY);
+    const id = res.headers?.get('x-aibridge-interception-id');
+    assert.ok(id);
+    const rec = await recordOf(id);
+    assert.equal(rec.billedTo, undefined, 'absent: the organisation pays');
+  });
+
+  it('a team that may not: 403 byok_not_allowed in the API’s shape, and the upstream gets nothing', async () => {
+    const beforeA = anthropic.requests.length;
+    const beforeO = openai.requests.length;
+    await assert.rejects(
+      anthropicFor(outsider.key, { apiKey: UPSTREAM_KEY }).messages.create({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'Not allowed' }],
+      }),
+      (err: unknown) => {
+        assert.ok(err instanceof APIError);
+        assert.equal(err.status, 403);
+        // Anthropic's shape has a fixed set of error types: 403 is a permission_error.
+        const body = err.error as { type: string; error: { type: string; message: string } };
+        assert.equal(body.type, 'error');
+        assert.equal(body.error.type, 'permission_error');
+        assert.match(body.error.message, /own provider credential.*team "sales"/);
+        return true;
+      },
+    );
+    await assert.rejects(
+      openaiFor(outsider.key, OPENAI_UPSTREAM_KEY).chat.completions.create({
+        model: 'gpt-5',
+        messages: [{ role: 'user', content: 'Not allowed' }],
+      }),
+      (err: unknown) => {
+        assert.ok(err instanceof OpenAIError);
+        assert.equal(err.status, 403);
+        assert.equal(err.code, 'byok_not_allowed');
+        return true;
+      },
+    );
+    // Unmetered pass-through routes are refused the same way.
+    const tokens = await fetch(`${tb.url}/anthropic/v1/messages/count_tokens`, {
+      method: 'POST',
+      headers: {
+        'x-aibridge-key': outsider.key,
+        'x-api-key': UPSTREAM_KEY,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ model: 'claude-sonnet-4-6', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    assert.equal(tokens.status, 403);
+    assert.equal(anthropic.requests.length, beforeA, 'nothing reached the Anthropic upstream');
+    assert.equal(openai.requests.length, beforeO, 'nothing reached the OpenAI upstream');
+  });
+
+  it('the admin toggles a team through the API; GET says what decides it', async () => {
+    const initial = await adminApi<{ allowed: boolean; source: string }>('GET', '/api/v1/teams/sales/byok');
+    assert.deepEqual([initial.body.allowed, initial.body.source], [false, 'default']);
+    const fromFile = await adminApi<{ allowed: boolean; source: string }>(
+      'GET',
+      '/api/v1/teams/platform/byok',
+    );
+    assert.deepEqual([fromFile.body.allowed, fromFile.body.source], [true, 'file']);
+    const member = await tb.api('PUT', '/api/v1/teams/sales/byok', outsider.key, { allowed: true });
+    assert.equal(member.status, 403, 'members may not change it');
+    const bad = await adminApi('PUT', '/api/v1/teams/sales/byok', { allowed: 'yes' });
+    assert.equal(bad.status, 400);
+
+    const put = await adminApi<{ team: string; allowed: boolean; source: string }>(
+      'PUT',
+      '/api/v1/teams/sales/byok',
+      { allowed: true },
+    );
+    assert.equal(put.status, 200);
+    assert.deepEqual([put.body.team, put.body.allowed, put.body.source], ['sales', true, 'admin']);
+    const before = anthropic.messageRequests().length;
+    const msg = await anthropicFor(outsider.key, { apiKey: UPSTREAM_KEY }).messages.create({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'Now allowed' }],
+    });
+    assert.equal((msg.content[0] as { text: string }).text, MOCK_TEXT);
+    assert.equal(anthropic.messageRequests()[before]?.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+
+    // The admin's choice wins over the file, both ways.
+    await adminApi('PUT', '/api/v1/teams/platform/byok', { allowed: false });
+    await assert.rejects(
+      anthropicFor(platform.key, { apiKey: UPSTREAM_KEY }).messages.create({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'Switched off' }],
+      }),
+      (err: unknown) => err instanceof APIError && err.status === 403,
+    );
+    await adminApi('PUT', '/api/v1/teams/platform/byok', { allowed: true });
+    await adminApi('PUT', '/api/v1/teams/sales/byok', { allowed: false });
+  });
+
+  it('the real claude CLI: ANTHROPIC_CUSTOM_HEADERS carries the bridge key, ANTHROPIC_API_KEY stays the user’s own', async () => {
+    const home = await tempDir('aibridge-byok-claude-');
+    const env = claudeEnv({ bridgeUrl: tb.url, key: platform.key, home });
+    delete env.ANTHROPIC_AUTH_TOKEN;
+    env.ANTHROPIC_API_KEY = UPSTREAM_KEY;
+    env.ANTHROPIC_CUSTOM_HEADERS = `X-AIBridge-Key: ${platform.key}`;
+    const before = anthropic.messageRequests().length;
+    const res = await run(CLAUDE, ['-p', 'Hello with my own key'], env, home);
+    assert.equal(res.code, 0, `claude failed: ${res.stderr}\n${res.stdout}`);
+    assert.equal(res.stdout.trim(), MOCK_TEXT);
+    const sent = anthropic.messageRequests().slice(before);
+    assert.ok(sent.length >= 1, 'claude reached the upstream through the bridge');
+    for (const s of sent) {
+      assert.equal(s.headers['x-api-key'], UPSTREAM_KEY);
+      assert.equal(s.headers['x-aibridge-key'], undefined, 'the bridge key stays at the bridge');
+    }
+    const recs = await tb.interceptions(1, platform.key);
+    const mine = recs.find((r) => r.prompt === 'Hello with my own key');
+    assert.ok(mine, `no record of the prompt: ${JSON.stringify(recs.map((r) => r.prompt))}`);
+    assert.equal(mine.client, 'claude-code');
+    assert.equal(mine.billedTo, 'user');
+  });
+
+  it("spend: the usage report shows the user's cost apart, and budgets are not charged with it", async () => {
+    const budget = await adminApi<BudgetStatus>('PUT', '/api/v1/budgets', {
+      scope: 'org',
+      subject: '*',
+      period: 'month',
+      limitUsd: 1000,
+      action: 'block',
+    });
+    assert.equal(budget.status, 200, JSON.stringify(budget.body));
+    const splitUser = await tb.addUser('byok-split@example.com', { team: 'platform' });
+    const beforeReport = (await adminApi<UsageReport>('GET', '/api/v1/usage?groupBy=user')).body;
+    const own = await openaiFor(splitUser.key, OPENAI_UPSTREAM_KEY).chat.completions.create({
+      model: 'gpt-5',
+      messages: [{ role: 'user', content: 'Paid by me' }],
+    });
+    assert.equal(own.choices[0]?.message.content, OPENAI_TEXT);
+    const report = await eventually(async () => {
+      await tb.bridge.recorder.drain();
+      const r = (await adminApi<UsageReport>('GET', '/api/v1/usage?groupBy=user')).body;
+      return r.totals.requests > beforeReport.totals.requests ? r : undefined;
+    });
+    const row = report.rows.find((r) => r.key === 'byok-split@example.com');
+    assert.ok(row);
+    assert.equal(row.requests, 1);
+    assert.equal(row.userBilledRequests, 1);
+    assert.ok(row.userBilledCostUsd > 0);
+    assert.equal(row.costUsd, 0, "the organisation's cost leaves the user's out");
+    const platformRow = report.rows.find((r) => r.key === 'byok-dev@example.com');
+    assert.ok(platformRow && platformRow.userBilledCostUsd > 0 && platformRow.costUsd === 0);
+    assert.ok(
+      report.totals.userBilledCostUsd >= row.userBilledCostUsd + platformRow.userBilledCostUsd - 1e-9,
+    );
+
+    const status = await adminApi<BudgetStatus>('GET', `/api/v1/budgets/${budget.body.id}`);
+    assert.equal(status.body.spentUsd, 0, 'the org budget is charged nothing for user-billed requests');
+    assert.equal(status.body.reservedUsd, 0, 'and the reservation was released');
+  });
+
+  it("the user's credential is in no byte the bridge wrote: data dir, logs, admin API, live events", async () => {
+    const list = await adminApi<unknown>('GET', '/api/v1/interceptions?limit=500');
+    assert.equal(list.status, 200);
+    await adminApi('GET', '/api/v1/usage?groupBy=model');
+    await adminApi('GET', '/api/v1/audit/access-log');
+    const exported = await fetch(`${tb.url}/api/v1/audit/export`, {
+      headers: { authorization: `Bearer ${tb.adminKey}` },
+    });
+    apiBytes.push(await exported.text());
+    await tb.bridge.recorder.drain();
+    const secrets = [UPSTREAM_KEY, OPENAI_UPSTREAM_KEY, USER_OAUTH_TOKEN];
+    const places: [string, string][] = [
+      ['logs', tb.logs.join('')],
+      ['admin API', apiBytes.join('\n')],
+      ['live events', liveBytes.join('\n')],
+    ];
+    for (const f of await filesUnder(tb.dataDir)) places.push([f, await fs.readFile(f, 'latin1')]);
+    assert.ok(
+      liveBytes.length > 0 && tb.logs.length > 0 && places.length > 3,
+      'there was something to search',
+    );
+    for (const [where, bytes] of places)
+      for (const s of secrets) assert.ok(!bytes.includes(s), `${where} holds the user's credential`);
+    // The records are there and say whose cost they were: the search covered them.
+    assert.ok(apiBytes.join('').includes('"billedTo":"user"'));
+  });
+});
