@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import OpenAI, { APIError as OpenAIError } from 'openai';
+import { loadConfig } from '../../server/config';
 import type { Interception } from '../../shared/interception';
 import type { BudgetStatus, UsageReport } from '../../shared/spend';
 import { CLAUDE, claudeEnv } from '../helpers/agent-cli';
@@ -11,6 +13,7 @@ import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { type LiveTestClient, liveClient } from '../helpers/live-client';
 import { OPENAI_TEXT, OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
+import { testPostgres } from '../helpers/postgres';
 import { run } from '../helpers/run';
 
 /**
@@ -80,7 +83,14 @@ describe('bring your own key (X-AIBridge-Key)', function () {
     openai = await new OpenAIMock().start();
     const dir = await tempDir('aibridge-byok-conf-');
     providersFile = path.join(dir, 'providers.json');
-    await fs.writeFile(providersFile, JSON.stringify({ providers: {}, byok: { teams: ['platform'] } }));
+    await fs.writeFile(
+      providersFile,
+      JSON.stringify({
+        // Nothing listens on port 9: a Bedrock request that got past the refusal would fail differently.
+        providers: { bedrock: { type: 'bedrock', region: 'us-east-1', baseUrl: 'http://127.0.0.1:9' } },
+        byok: { teams: ['platform'] },
+      }),
+    );
     tb = await startBridge(anthropic.url, {
       AIBRIDGE_ANTHROPIC_API_KEY: ORG_ANTHROPIC_KEY,
       AIBRIDGE_OPENAI_API_KEY: ORG_OPENAI_KEY,
@@ -240,6 +250,27 @@ describe('bring your own key (X-AIBridge-Key)', function () {
     assert.equal(openai.requests.length, beforeO, 'nothing reached the OpenAI upstream');
   });
 
+  it('an instance that signs its own requests (Bedrock) takes no credential of the user’s, even for an allowed team', async () => {
+    const res = await fetch(`${tb.url}/bedrock/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-aibridge-key': platform.key,
+        'x-api-key': UPSTREAM_KEY,
+        'anthropic-version': '2023-06-01',
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({
+        model: 'claude-haiku-4-5',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    });
+    assert.equal(res.status, 403);
+    const body = (await res.json()) as { error: { type: string; message: string } };
+    assert.equal(body.error.type, 'permission_error');
+    assert.match(body.error.message, /"bedrock" signs its requests/);
+  });
+
   it('the admin toggles a team through the API; GET says what decides it', async () => {
     const initial = await adminApi<{ allowed: boolean; source: string }>('GET', '/api/v1/teams/sales/byok');
     assert.deepEqual([initial.body.allowed, initial.body.source], [false, 'default']);
@@ -369,5 +400,100 @@ describe('bring your own key (X-AIBridge-Key)', function () {
       for (const s of secrets) assert.ok(!bytes.includes(s), `${where} holds the user's credential`);
     // The records are there and say whose cost they were: the search covered them.
     assert.ok(apiBytes.join('').includes('"billedTo":"user"'));
+  });
+});
+
+describe('bring your own key on two replicas sharing one PostgreSQL store', function () {
+  this.timeout(90_000);
+  let upstream: AnthropicMock;
+  let a: TestBridge;
+  let b: TestBridge;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    const env = {
+      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('byok'),
+      AIBRIDGE_KEY_HASH_SECRET: randomBytes(32).toString('base64url'),
+      AIBRIDGE_ANTHROPIC_API_KEY: ORG_ANTHROPIC_KEY,
+    };
+    a = await startBridge(upstream.url, env);
+    // The same data dir: the second replica reads the admin key the first one wrote there.
+    b = await startBridge(upstream.url, env, a.dataDir);
+  });
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    await upstream.stop();
+  });
+
+  it('a team allowed on one replica is allowed on the other on its next requests, and switched off again', async () => {
+    const dev = await a.addUser('byok-replica@example.com', { team: 'ops' });
+    const ask = (tb: TestBridge) =>
+      fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-aibridge-key': dev.key,
+          'x-api-key': UPSTREAM_KEY,
+          'anthropic-version': '2023-06-01',
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 10,
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      }).then(async (r) => {
+        await r.text();
+        return r.status;
+      });
+    assert.equal(await ask(b), 403);
+    assert.equal((await a.api('PUT', '/api/v1/teams/ops/byok', a.adminKey, { allowed: true })).status, 200);
+    await eventually(async () => ((await ask(b)) === 200 ? true : undefined), {
+      what: 'B to allow what A allowed',
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
+    const view = await b.api<{ allowed: boolean; source: string }>(
+      'GET',
+      '/api/v1/teams/ops/byok',
+      b.adminKey,
+    );
+    assert.deepEqual([view.body.allowed, view.body.source], [true, 'admin']);
+    assert.equal((await a.api('PUT', '/api/v1/teams/ops/byok', a.adminKey, { allowed: false })).status, 200);
+    await eventually(async () => ((await ask(b)) === 403 ? true : undefined), {
+      what: 'B to refuse again',
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
+    const recs = await b.interceptions(1);
+    const served = recs.find((r) => r.userEmail === 'byok-replica@example.com' && r.status === 'ok');
+    assert.equal(served?.billedTo, 'user', 'the record written through B says who paid, in PostgreSQL');
+  });
+});
+
+describe('the providers file’s byok entry', () => {
+  const load = async (json: unknown) => {
+    const dir = await tempDir('aibridge-byok-file-');
+    const file = path.join(dir, 'providers.json');
+    await fs.writeFile(file, JSON.stringify(json));
+    return loadConfig({ 'data-dir': dir }, { AIBRIDGE_PROVIDERS_FILE: file });
+  };
+
+  it('reads the teams, "*" included; none without it', async () => {
+    assert.deepEqual((await load({ providers: {}, byok: { teams: ['platform', '*'] } })).byok.teams, [
+      'platform',
+      '*',
+    ]);
+    assert.deepEqual((await load({ providers: {} })).byok.teams, []);
+  });
+
+  it('refuses a malformed entry at start, naming the field', async () => {
+    const cases: [unknown, RegExp][] = [
+      [{ providers: {}, byok: ['platform'] }, /AIBRIDGE_PROVIDERS_FILE.*byok: expected \{"teams"/],
+      [{ providers: {}, byok: { teams: 'platform' } }, /byok\.teams: expected team names/],
+      [{ providers: {}, byok: { teams: [''] } }, /byok\.teams: expected team names/],
+      [{ providers: {}, byok: { teams: [], users: [] } }, /byok\.users: unknown field/],
+    ];
+    for (const [json, want] of cases) await assert.rejects(load(json), want);
   });
 });
