@@ -137,7 +137,8 @@ describe('bring your own key (X-AIBridge-Key)', function () {
     assert.equal(rec.team, 'platform');
     assert.equal(rec.status, 'ok');
     assert.ok(rec.costUsd !== null && rec.costUsd > 0, 'the cost is known, and marked as the user’s');
-    await live.next('interception.ended', (e) => e.interceptionId === rec.id);
+    const ended = await live.next('interception.ended', (e) => e.interceptionId === rec.id);
+    assert.equal(ended.billedTo, 'user', 'live clients (the status bar) keep it out of the spend');
   });
 
   it('a subscription token (Authorization: Bearer sk-ant-oat…) is passed through as it came', async () => {
