@@ -5,6 +5,7 @@ import path from 'node:path';
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import OpenAI, { APIError as OpenAIError } from 'openai';
 import { loadConfig } from '../../server/config';
+import { ownCredential } from '../../server/routing/byok';
 import type { Interception } from '../../shared/interception';
 import type { BudgetStatus, UsageReport } from '../../shared/spend';
 import { CLAUDE, claudeEnv } from '../helpers/agent-cli';
@@ -376,6 +377,25 @@ describe('bring your own key (X-AIBridge-Key)', function () {
     assert.equal(status.body.reservedUsd, 0, 'and the reservation was released');
   });
 
+  it('rate limits count requests sent with the user’s own key, in the API’s shape, before anything is forwarded', async () => {
+    const limited = await tb.addUser('byok-rpm@example.com', { team: 'platform' });
+    const put = await adminApi('PUT', '/api/v1/rate-limits', {
+      scope: 'user',
+      subject: limited.user.email,
+      rpm: 1,
+    });
+    assert.equal(put.status, 200);
+    const client = openaiFor(limited.key, OPENAI_UPSTREAM_KEY);
+    const chat = { model: 'gpt-5', messages: [{ role: 'user' as const, content: 'one a minute' }] };
+    await client.chat.completions.create(chat);
+    const before = openai.requests.length;
+    await assert.rejects(
+      client.chat.completions.create(chat),
+      (err: unknown) => err instanceof OpenAIError && err.status === 429,
+    );
+    assert.equal(openai.requests.length, before, 'the refused request never reached the upstream');
+  });
+
   it("the user's credential is in no byte the bridge wrote: data dir, logs, admin API, live events", async () => {
     const list = await adminApi<unknown>('GET', '/api/v1/interceptions?limit=500');
     assert.equal(list.status, 200);
@@ -496,5 +516,37 @@ describe('the providers file’s byok entry', () => {
       [{ providers: {}, byok: { teams: [], users: [] } }, /byok\.users: unknown field/],
     ];
     for (const [json, want] of cases) await assert.rejects(load(json), want);
+  });
+});
+
+describe('ownCredential (unit)', () => {
+  const bridgeKey = `aib_${'k'.repeat(43)}`;
+
+  it('is the provider auth headers only beside X-AIBridge-Key', () => {
+    assert.equal(ownCredential({ 'x-api-key': 'sk-ant-own' }), undefined);
+    assert.equal(ownCredential({ 'x-aibridge-key': '  ', 'x-api-key': 'sk-ant-own' }), undefined);
+    assert.deepEqual(ownCredential({ 'x-aibridge-key': bridgeKey, 'x-api-key': 'sk-ant-own' }), {
+      'x-api-key': 'sk-ant-own',
+    });
+    assert.deepEqual(
+      ownCredential({ 'x-aibridge-key': bridgeKey, authorization: 'Bearer sk-ant-oat01-x', 'api-key': 'az' }),
+      { authorization: 'Bearer sk-ant-oat01-x', 'api-key': 'az' },
+    );
+    assert.equal(
+      ownCredential({ 'x-aibridge-key': bridgeKey }),
+      undefined,
+      'the bridge key alone: organisation',
+    );
+  });
+
+  it('never takes a bridge key (the same one, or any aib_ key) for the user’s own', () => {
+    assert.equal(
+      ownCredential({ 'x-aibridge-key': bridgeKey, authorization: `Bearer ${bridgeKey}` }),
+      undefined,
+    );
+    assert.equal(
+      ownCredential({ 'x-aibridge-key': bridgeKey, 'x-api-key': `aib_${'o'.repeat(43)}` }),
+      undefined,
+    );
   });
 });
