@@ -5,8 +5,8 @@ import { providerCredentialFrom } from '../identity/auth';
  * An `onRequest` hook for a family whose clients may send their key in the query (Google's
  * `?key=`): the parameter is cut from the URL before any hook, log line or upstream request sees
  * it, and becomes the bridge key when no header carries one (or, beside `X-AIBridge-Key`, the
- * user's own credential). A key in a URL would otherwise be
- * forwarded upstream next to the organisation's own, and end up in access logs.
+ * user's own credential). A key in a URL would otherwise be forwarded upstream next to the
+ * organisation's own, and end up in access logs.
  */
 export function queryCredential(param: string, header: string) {
   return async (req: FastifyRequest): Promise<void> => {
