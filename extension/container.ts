@@ -40,7 +40,7 @@ import { registerGatewayDefinition } from './mcp/gateway-definition';
 import { bridgeHasGateway } from './mcp/gateway-provider';
 import { BridgeModel } from './model/bridge-model';
 import { StatusBar } from './status/status-bar';
-import { computeTerminalEnv } from './terminal/env';
+import { computeTerminalEnv, withOwnCredential } from './terminal/env';
 import { applyTerminalEnv, clearTerminalEnv } from './terminal/terminal-env';
 
 /** How many recent interceptions the audit view loads on start and after a reconnect. */
@@ -489,7 +489,8 @@ export class Container implements vscode.Disposable {
   private applyTerminalEnv(): void {
     const c = this.running;
     if (!c) return;
-    const env = computeTerminalEnv(vscode.workspace.getConfiguration().get(SETTINGS.terminalEnv), c);
+    const computed = computeTerminalEnv(vscode.workspace.getConfiguration().get(SETTINGS.terminalEnv), c);
+    const env = this.byokOn() ? withOwnCredential(computed, c) : computed;
     for (const p of env.problems) {
       this.log.warn(p);
       void vscode.window.showWarningMessage(`AI Bridge: ${p}`);
@@ -504,6 +505,10 @@ export class Container implements vscode.Disposable {
 
   private onConfig(e: vscode.ConfigurationChangeEvent): void {
     if (e.affectsConfiguration(SETTINGS.terminalEnv)) this.applyTerminalEnv();
+    if (e.affectsConfiguration(SETTINGS.byok)) {
+      this.applyTerminalEnv();
+      void this.prepareAgents();
+    }
     if (e.affectsConfiguration(SETTINGS.statusBarPeriod)) void this.seedSpend();
     if (e.affectsConfiguration(SETTINGS.mcpGateway)) {
       this.mcpChanged.fire();
@@ -537,6 +542,7 @@ export class Container implements vscode.Disposable {
           url: c.url,
           trustedFolders: this.trustedFolders(),
           mcpGateway: has && this.mcpGatewayOn(),
+          byok: this.byokOn(),
           ...(wanted.length > 0 ? { ide: this.ideClients(c.key, wanted) } : {}),
         }),
       )
@@ -545,6 +551,11 @@ export class Container implements vscode.Disposable {
         for (const p of [...r.problems, ...(await applyAgentSettings(r))]) this.log.warn(`agents: ${p}`);
         return r;
       });
+  }
+
+  /** `aibridge.byok`: the agents keep the user's own provider credential and send the bridge key beside it. */
+  private byokOn(): boolean {
+    return vscode.workspace.getConfiguration().get<boolean>(SETTINGS.byok) === true;
   }
 
   private mcpGatewayOn(): boolean {

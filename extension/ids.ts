@@ -31,6 +31,7 @@ export const SETTINGS = {
   ideClients: 'aibridge.ideClients',
   chatModels: 'aibridge.chatModels',
   mcpGateway: 'aibridge.mcpGateway',
+  byok: 'aibridge.byok',
 } as const;
 
 /** Context keys the extension sets for `when` clauses. */

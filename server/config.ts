@@ -5,7 +5,7 @@ import type { ServerErrorCode } from './errors';
 import { parseTrustedProxies } from './http/trusted-proxies';
 import type { GroupMapping } from './identity/group-mapping';
 import { isValidKey, type McpSettings } from './mcp/settings';
-import { ProvidersFileError, providerInstances, type UpstreamConfig } from './provider-config';
+import { byokTeams, ProvidersFileError, providerInstances, type UpstreamConfig } from './provider-config';
 import { allFamilies } from './providers/registry';
 import type { TracingConfig } from './telemetry/tracing';
 
@@ -57,6 +57,8 @@ export interface Config {
   };
   /** The provider instances by name (`anthropic`, `openai`, and the providers file's), in route order. */
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
+  /** Bring your own key: the teams the providers file lets send their own provider credentials (`*`: all). */
+  readonly byok: { readonly teams: readonly string[] };
   readonly spend: SpendConfig;
   readonly alerts: AlertConfig;
   /** Bearer token that may read `/metrics` besides admin keys; undefined: admin keys only. */
@@ -604,7 +606,7 @@ function isEnvVar(name: string): name is EnvVar {
  * AIBRIDGE_PROVIDERS_FILE's. An `apiKey: {"fromEnv": "VAR"}` names a variable of the operator's
  * choosing, read here too, so this file stays the only reader of the environment.
  */
-function upstreams(env: Env): Readonly<Record<string, UpstreamConfig>> {
+function upstreams(env: Env, json: unknown): Readonly<Record<string, UpstreamConfig>> {
   const urlVars = new Set<string>();
   for (const f of allFamilies()) {
     if (!f.env) continue;
@@ -616,20 +618,27 @@ function upstreams(env: Env): Readonly<Record<string, UpstreamConfig>> {
     if (isEnvVar(name)) return urlVars.has(name) ? optionalUrl(env, name) : env[name] || undefined;
     return (env as Readonly<Record<string, string | undefined>>)[name] || undefined;
   };
+  return fromProvidersFile(() => providerInstances(read, json));
+}
+
+/** AIBRIDGE_PROVIDERS_FILE as JSON; undefined without one. */
+function providersFile(env: Env): unknown {
   const file = env.AIBRIDGE_PROVIDERS_FILE;
-  let json: unknown;
-  if (file) {
-    try {
-      json = JSON.parse(readFileSync(path.resolve(file), 'utf8'));
-    } catch (err) {
-      throw new ConfigError(
-        'AIBRIDGE_PROVIDERS_FILE',
-        `cannot read ${file} as JSON: ${(err as Error).message}`,
-      );
-    }
-  }
+  if (!file) return undefined;
   try {
-    return providerInstances(read, json);
+    return JSON.parse(readFileSync(path.resolve(file), 'utf8'));
+  } catch (err) {
+    throw new ConfigError(
+      'AIBRIDGE_PROVIDERS_FILE',
+      `cannot read ${file} as JSON: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** A part of the providers file, read; its problems name the file's variable. */
+function fromProvidersFile<T>(read: () => T): T {
+  try {
+    return read();
   } catch (err) {
     if (err instanceof ProvidersFileError) throw new ConfigError('AIBRIDGE_PROVIDERS_FILE', err.message);
     throw err;
@@ -653,6 +662,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     throw new ConfigError('AIBRIDGE_LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
   }
+  const providersJson = providersFile(env);
   const config: Config = {
     host,
     port,
@@ -675,7 +685,8 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       threshold: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_THRESHOLD'), 5, 0, 1000),
       cooldownMs: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_COOLDOWN_MS'), 30_000, 1, 3_600_000),
     },
-    upstreams: upstreams(env),
+    upstreams: upstreams(env, providersJson),
+    byok: { teams: fromProvidersFile(() => byokTeams(providersJson)) },
     spend: {
       pricesFile: env.AIBRIDGE_PRICES_FILE ? path.resolve(env.AIBRIDGE_PRICES_FILE) : undefined,
       defaultMaxOutputTokens: int(

@@ -286,17 +286,20 @@ export class Metrics {
     userId: string;
     usage: Usage;
     costUsd: number | null;
+    billedTo?: string;
   }): void {
     const model = this.model(r.model);
+    // The cost counters are the organisation's spend: what users paid with their own keys is not.
+    const orgCost = r.billedTo === 'user' ? null : r.costUsd;
     this.requests.inc({ provider: r.provider, api: r.api, model, client: r.client, status: r.status });
     for (const kind of TOKEN_KINDS) {
       const n = r.usage[kind];
       if (n > 0) this.tokens.inc({ provider: r.provider, api: r.api, model, kind }, n);
     }
-    if (r.costUsd !== null && r.costUsd > 0) this.cost.inc({ provider: r.provider, model }, r.costUsd);
+    if (orgCost !== null && orgCost > 0) this.cost.inc({ provider: r.provider, model }, orgCost);
     if (this.perUser) {
       this.perUser.requests.inc({ user_id: r.userId });
-      if (r.costUsd) this.perUser.cost.inc({ user_id: r.userId }, r.costUsd);
+      if (orgCost) this.perUser.cost.inc({ user_id: r.userId }, orgCost);
     }
   }
 }

@@ -183,3 +183,22 @@ export function providerInstances(
   }
   return out;
 }
+
+/**
+ * The teams whose members may send their own provider credentials (the providers file's top-level
+ * `"byok": {"teams": ["platform"]}`, `"*"` for every team; docs/routing.md). None without it.
+ */
+export function byokTeams(fileJson: unknown): readonly string[] {
+  if (!isPlainObject(fileJson) || fileJson.byok === undefined) return [];
+  const b = fileJson.byok;
+  if (!isPlainObject(b)) throw new ProvidersFileError(null, null, 'byok: expected {"teams": ["<team>", …]}');
+  for (const k of Object.keys(b))
+    if (k !== 'teams') throw new ProvidersFileError(null, null, `byok.${k}: unknown field`);
+  const teams = b.teams;
+  if (
+    !Array.isArray(teams) ||
+    !teams.every((t): t is string => typeof t === 'string' && t.length > 0 && t.length <= 100)
+  )
+    throw new ProvidersFileError(null, null, 'byok.teams: expected team names (or "*" for every team)');
+  return Object.freeze([...teams]);
+}

@@ -31,6 +31,11 @@ export const ERROR_CODES = {
     message: 'A signed-in browser request without the CSRF header, or from another origin.',
   },
   model_denied: { status: 403, message: "This model is not allowed for the caller's team." },
+  byok_not_allowed: {
+    status: 403,
+    message:
+      "The request carries the user's own provider credential, which the caller's team may not use (or this provider instance cannot take).",
+  },
   key_signin_disabled: {
     status: 403,
     message: 'The admin page takes single sign-on only (AIBRIDGE_ADMIN_KEY_SIGNIN=false).',

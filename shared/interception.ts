@@ -4,6 +4,12 @@ import type { Usage } from './usage';
 /** The wire APIs the bridge meters. */
 export type ApiName = 'messages' | 'chat.completions' | 'responses' | 'generateContent';
 
+/**
+ * Who pays the provider for a request: the organisation (its instance's key) or the user (their
+ * own key or subscription, passed through with `X-AIBridge-Key`; docs/routing.md).
+ */
+export type BilledTo = 'organisation' | 'user';
+
 /** How an interception ended. */
 export type InterceptionStatus = 'ok' | 'error' | 'client_aborted';
 
@@ -169,6 +175,11 @@ export interface Interception {
   /** What the request cost in USD at the prices in force; null when the model's price is unknown (never a silent $0). */
   costUsd: number | null;
   priceKnown: boolean;
+  /**
+   * `user`: the request went upstream with the user's own credential, so its cost is theirs: kept
+   * out of the organisation's spend and budgets, reported apart. Absent: the organisation's.
+   */
+  billedTo?: BilledTo;
   /** Absent: the price data (or an admin override). `free`: a self-hosted instance, $0 on purpose; `instance`: the instance's own price table. */
   costSource?: 'free' | 'instance';
   prompt: string | null;

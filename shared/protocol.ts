@@ -1,5 +1,5 @@
 import { type CloseReason, closeReasonOf } from './errors';
-import type { ApiName, CacheBreakCause, GatewayToolCall, InterceptionStatus } from './interception';
+import type { ApiName, BilledTo, CacheBreakCause, GatewayToolCall, InterceptionStatus } from './interception';
 import type { Alert } from './spend';
 import type { ToolPolicyAction } from './tool-policy';
 import type { Usage } from './usage';
@@ -116,6 +116,8 @@ export interface InterceptionEndedEvent extends InterceptionRef {
   priceKnown: boolean;
   status: InterceptionStatus;
   durationMs: number;
+  /** `user`: sent with the user's own provider credential, so `costUsd` is theirs, not the organisation's spend. Absent: the organisation's. */
+  billedTo?: BilledTo;
 }
 
 export interface ToolCallEvent extends InterceptionRef {

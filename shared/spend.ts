@@ -8,9 +8,16 @@ export interface UsageRow {
   key: string;
   requests: number;
   usage: Usage;
-  /** Sum of the priced requests' cost; requests with an unknown price are counted in `unpricedRequests`, never as $0. */
+  /**
+   * Sum of the priced requests' cost to the organisation; requests with an unknown price are
+   * counted in `unpricedRequests`, never as $0. Requests billed to the user are not in it.
+   */
   costUsd: number;
   unpricedRequests: number;
+  /** What the requests sent with the users' own credentials cost (`billedTo: "user"`): theirs, not the organisation's. */
+  userBilledCostUsd: number;
+  /** Requests sent with the users' own credentials (also counted in `requests`). */
+  userBilledRequests: number;
 }
 
 export interface UsageReport {

@@ -24,6 +24,8 @@ interface MyUsage {
   costUsd: number;
   requests: number;
   unpricedRequests: number;
+  /** Absent from a bridge before bring-your-own-key. */
+  userBilledCostUsd?: number;
   budgets: Budget[];
 }
 
@@ -37,9 +39,10 @@ function useSettled<T>(v: T, ms: number): T {
   return settled;
 }
 
+/** `ownKeys`: what users paid with their own provider credentials (docs/routing.md), not in `costUsd`. */
 interface Totals {
-  today: { costUsd: number; requests: number; unpriced: number };
-  month: { costUsd: number; requests: number; unpriced: number };
+  today: { costUsd: number; requests: number; unpriced: number; ownKeys: number };
+  month: { costUsd: number; requests: number; unpriced: number; ownKeys: number };
   budgets: Budget[];
 }
 
@@ -55,6 +58,7 @@ async function adminTotals(): Promise<Totals> {
     costUsd: r.totals.costUsd,
     requests: r.totals.requests,
     unpriced: r.totals.unpricedRequests,
+    ownKeys: r.totals.userBilledCostUsd ?? 0,
   });
   return { today: t(day), month: t(month), budgets: budgets.items.filter((b) => b.scope === 'org') };
 }
@@ -64,7 +68,12 @@ async function memberTotals(): Promise<Totals> {
     api<MyUsage>('GET', '/api/v1/usage/me?period=day'),
     api<MyUsage>('GET', '/api/v1/usage/me?period=month'),
   ]);
-  const t = (r: MyUsage) => ({ costUsd: r.costUsd, requests: r.requests, unpriced: r.unpricedRequests });
+  const t = (r: MyUsage) => ({
+    costUsd: r.costUsd,
+    requests: r.requests,
+    unpriced: r.unpricedRequests,
+    ownKeys: r.userBilledCostUsd ?? 0,
+  });
   return { today: t(day), month: t(month), budgets: month.budgets };
 }
 
@@ -73,12 +82,14 @@ function SpendCard({
   spent,
   requests,
   unpriced,
+  ownKeys,
   budgets,
 }: {
   title: string;
   spent: number;
   requests: number;
   unpriced: number;
+  ownKeys: number;
   budgets: Budget[];
 }) {
   return (
@@ -88,6 +99,7 @@ function SpendCard({
       <p class="muted">
         {requests} requests{unpriced > 0 ? `, ${unpriced} with unknown price` : ''}
       </p>
+      {ownKeys > 0 ? <p class="muted">and {usd(ownKeys)} paid with users' own keys</p> : null}
       {budgets.map((b) => (
         <div class="budget-line" key={b.id}>
           <span>
@@ -190,6 +202,7 @@ export function OverviewPage({ me, feed, ended }: { me: Me; feed: FeedRow[]; end
           spent={totals.data?.today.costUsd ?? 0}
           requests={totals.data?.today.requests ?? 0}
           unpriced={totals.data?.today.unpriced ?? 0}
+          ownKeys={totals.data?.today.ownKeys ?? 0}
           budgets={dayBudgets}
         />
         <SpendCard
@@ -197,6 +210,7 @@ export function OverviewPage({ me, feed, ended }: { me: Me; feed: FeedRow[]; end
           spent={totals.data?.month.costUsd ?? 0}
           requests={totals.data?.month.requests ?? 0}
           unpriced={totals.data?.month.unpriced ?? 0}
+          ownKeys={totals.data?.month.ownKeys ?? 0}
           budgets={monthBudgets}
         />
       </div>

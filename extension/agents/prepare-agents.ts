@@ -25,6 +25,8 @@ export interface PrepareAgentsOptions {
   env?: Env;
   /** The user asked to make the bridge Codex's default provider even though another one is. */
   makeCodexDefault?: boolean;
+  /** Bring your own key (`aibridge.byok`): Codex sends the bridge key as `X-AIBridge-Key`, its own key stays the user's. */
+  byok?: boolean;
   /**
    * Register the bridge's MCP gateway (`<url>/mcp`) with Claude Code and Codex (default); false removes
    * the entries written earlier (the setting turned off, or a bridge without the gateway).
@@ -163,6 +165,7 @@ export async function prepareCodex(o: PrepareAgentsOptions, report: AgentsReport
           url: o.url,
           makeDefault: o.makeCodexDefault === true,
           trustedFolders,
+          byok: o.byok === true,
         });
         if (r.ok) isDefault = r.isDefault;
         return r;

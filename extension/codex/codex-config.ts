@@ -19,6 +19,11 @@ export interface CodexEdit {
   makeDefault: boolean;
   /** Folders Codex should not ask "Trust this folder?" about: VS Code's trusted workspace folders. */
   trustedFolders?: readonly string[];
+  /**
+   * Bring your own key (`aibridge.byok`): `OPENAI_API_KEY` is the user's own key, and the bridge key
+   * goes as `X-AIBridge-Key` from the variable `env_http_headers` names.
+   */
+  byok?: boolean;
 }
 
 export type CodexEditResult =
@@ -35,15 +40,34 @@ export type CodexEditResult =
 
 export type CodexUndoResult = { ok: true; text: string; changed: boolean } | { ok: false; message: string };
 
-/** The `[model_providers.aibridge]` table. */
-export function expectedProvider(url: string): Record<string, string> {
+/** A value of the provider table: a string, a flag, or an inline table of strings. */
+export type ProviderValue = string | boolean | Readonly<Record<string, string>>;
+
+/**
+ * The `[model_providers.aibridge]` table. `supports_websockets = false` keeps Codex on HTTP: with
+ * `true` it opens the Responses API over a WebSocket, which the bridge does not serve
+ * (docs/routing.md#codex-over-websocket); false is also Codex's own default for custom providers.
+ */
+export function expectedProvider(url: string, byok = false): Record<string, ProviderValue> {
   return {
     name: 'AI Bridge',
     base_url: `${url}/openai/v1`,
     // The terminal env (aibridge.terminalEnv) puts the bridge key here; it is never written to disk.
+    // With BYOK it is the user's own key, and the bridge key comes from AIBRIDGE_KEY instead.
     env_key: 'OPENAI_API_KEY',
     wire_api: 'responses',
+    supports_websockets: false,
+    ...(byok ? { env_http_headers: { 'X-AIBridge-Key': 'AIBRIDGE_KEY' } } : {}),
   };
+}
+
+/** A provider table value as TOML. */
+function tomlValue(v: ProviderValue): string {
+  if (typeof v === 'string') return tomlString(v);
+  if (typeof v === 'boolean') return String(v);
+  return `{ ${Object.entries(v)
+    .map(([k, x]) => `${tomlString(k)} = ${tomlString(x)}`)
+    .join(', ')} }`;
 }
 
 /** The whole profile file, `$CODEX_HOME/aibridge.config.toml` (the provider table is in config.toml). */
@@ -241,11 +265,11 @@ export function withBridgeProvider(original: string, edit: CodexEdit): CodexEdit
     }
   }
 
-  const provider = expectedProvider(edit.url);
+  const provider = expectedProvider(edit.url, edit.byok === true);
   const block = [
     MARKER,
     `[model_providers.${CODEX_PROVIDER}]`,
-    ...Object.entries(provider).map(([k, v]) => `${k} = ${tomlString(v)}`),
+    ...Object.entries(provider).map(([k, v]) => `${k} = ${tomlValue(v)}`),
   ];
   if (at === -1) {
     lines = trimEnd(lines);

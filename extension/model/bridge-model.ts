@@ -443,20 +443,23 @@ export class BridgeModel {
     if (at < Date.parse(s.since) || at >= Date.parse(s.until)) return false;
     this.counted.add(e.interceptionId);
     const tokens = totalTokens(e.usage);
+    // Paid with the user's own key: a request and its tokens, but not the spend budgets count
+    // (as /api/v1/usage/me reports it).
+    const cost = e.billedTo === 'user' && e.costUsd !== null ? 0 : e.costUsd;
     s.requests++;
     s.usage = addUsage(s.usage, e.usage);
-    if (e.costUsd !== null) s.costUsd += e.costUsd;
+    if (cost !== null) s.costUsd += cost;
     else s.unpricedRequests++;
     const key = e.model ?? NO_MODEL;
     const m = s.byModel.get(key) ?? { model: key, requests: 0, tokens: 0, costUsd: 0, unpricedRequests: 0 };
     m.requests++;
     m.tokens += tokens;
-    if (e.costUsd !== null) m.costUsd += e.costUsd;
+    if (cost !== null) m.costUsd += cost;
     else m.unpricedRequests++;
     s.byModel.set(key, m);
     for (const b of s.budgets) {
-      if (e.costUsd !== null && at >= Date.parse(b.periodStart) && at < Date.parse(b.resetsAt)) {
-        b.spentUsd += e.costUsd;
+      if (cost !== null && at >= Date.parse(b.periodStart) && at < Date.parse(b.resetsAt)) {
+        b.spentUsd += cost;
       }
     }
     return true;

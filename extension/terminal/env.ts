@@ -68,3 +68,41 @@ export function computeTerminalEnv(setting: unknown, c: Credentials): TerminalEn
   }
   return { vars, problems };
 }
+
+/**
+ * With `aibridge.byok`: the variable Codex's provider table names in `env_http_headers`, so Codex
+ * sends the bridge key as `X-AIBridge-Key` while `OPENAI_API_KEY` stays the user's own.
+ */
+export const BRIDGE_KEY_VAR = 'AIBRIDGE_KEY';
+/** The header the bridge reads its key from when the provider's auth headers carry the user's own credential. */
+export const BRIDGE_KEY_HEADER = 'X-AIBridge-Key';
+/** Variables that would carry the bridge key as the provider credential: left out with BYOK. */
+const CREDENTIAL_VARS = ['ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_API_KEY', 'OPENAI_API_KEY'];
+
+/**
+ * Bring your own key (`aibridge.byok`, docs/extension.md): the agents keep the user's own provider
+ * credential (their `ANTHROPIC_API_KEY`, Claude subscription or `OPENAI_API_KEY`) and send the bridge
+ * key beside it: Claude Code through `ANTHROPIC_CUSTOM_HEADERS` ("Name: value" lines), Codex through
+ * the `AIBRIDGE_KEY` variable its provider table names. A credential variable is dropped only when it
+ * holds the bridge key, so one the user set to their own key in the template stays.
+ */
+export function withOwnCredential(env: TerminalEnv, c: Credentials): TerminalEnv {
+  const header = `${BRIDGE_KEY_HEADER}: ${c.key}`;
+  const vars: [string, string][] = [];
+  let headers: string | undefined;
+  for (const [name, value] of env.vars) {
+    if (CREDENTIAL_VARS.includes(name) && value === c.key) continue;
+    if (name === 'ANTHROPIC_CUSTOM_HEADERS') {
+      headers = value;
+      continue;
+    }
+    if (name === BRIDGE_KEY_VAR) continue;
+    vars.push([name, value]);
+  }
+  const kept = (headers ?? '')
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.toLowerCase().startsWith(`${BRIDGE_KEY_HEADER.toLowerCase()}:`));
+  vars.push(['ANTHROPIC_CUSTOM_HEADERS', [...kept, header].join('\n')]);
+  vars.push([BRIDGE_KEY_VAR, c.key]);
+  return { vars, problems: env.problems };
+}

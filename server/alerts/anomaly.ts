@@ -253,7 +253,8 @@ export class AnomalyWatcher {
   async observe(rec: NewInterception): Promise<void> {
     const now = this.now();
     const s = this.state(rec);
-    s.recent.add(now, rec.costUsd ?? 0, totalTokens(rec.usage));
+    // Spend rules watch the organisation's money, as the rollups they compare with do.
+    s.recent.add(now, rec.billedTo === 'user' ? 0 : (rec.costUsd ?? 0), totalTokens(rec.usage));
     const lastHour = s.recent.lastHour(now);
     const lastMinuteRequests = s.recent.lastMinuteRequests(now);
     const teammatesLastHourUsd: number[] = [];

@@ -146,6 +146,7 @@ export class Recorder {
       costUsd: price.costUsd,
       priceKnown: price.priceKnown,
       ...(price.costSource ? { costSource: price.costSource } : {}),
+      ...(start.billedTo === 'user' ? { billedTo: 'user' as const } : {}),
       prompt:
         capture === 'none' || start.request.prompt === null
           ? null
@@ -194,6 +195,7 @@ export class Recorder {
         durationMs: rec.durationMs,
         usage: rec.usage,
         costUsd: rec.costUsd,
+        ...(rec.billedTo ? { billedTo: rec.billedTo } : {}),
       },
       'interception',
     );

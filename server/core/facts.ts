@@ -1,5 +1,6 @@
 import type {
   ApiName,
+  BilledTo,
   CacheFingerprint,
   CaptureLevel,
   InterceptionError,
@@ -63,4 +64,6 @@ export interface InterceptionStart {
   requestId?: string;
   /** What the record keeps of the conversation (default `prompt`). */
   capture?: CaptureLevel;
+  /** `user`: the request carries the user's own provider credential (absent: the organisation pays). */
+  billedTo?: BilledTo;
 }

@@ -13,10 +13,14 @@ export interface UsageBucket {
   client: string;
   requests: number;
   usage: Usage;
-  /** Sum of the priced requests' cost. */
+  /** Sum of the priced requests' cost to the organisation (what budgets count). */
   costUsd: number;
   /** Requests whose price was unknown (their cost is in no sum). */
   unpricedRequests: number;
+  /** Sum of the priced requests sent with the user's own credential (`billedTo: "user"`): in no budget. */
+  userBilledCostUsd: number;
+  /** Requests sent with the user's own credential (also in `requests`). */
+  userBilledRequests: number;
 }
 
 export interface BucketQuery {
@@ -68,15 +72,24 @@ export function bucketFor(rec: Interception): UsageBucket {
     usage: emptyUsage(),
     costUsd: 0,
     unpricedRequests: 0,
+    userBilledCostUsd: 0,
+    userBilledRequests: 0,
   };
 }
 
-/** Adds one finished interception to its bucket. */
+/**
+ * Adds one finished interception to its bucket. A user-billed request counts as a request with its
+ * tokens, and its cost goes apart from the organisation's, so budgets and spend never include it.
+ */
 export function addToBucket(b: UsageBucket, rec: Interception): void {
   b.requests += 1;
   b.usage = addUsage(b.usage, rec.usage);
-  if (rec.costUsd !== null) b.costUsd += rec.costUsd;
-  else if (rec.priceKnown === false) b.unpricedRequests += 1;
+  const byUser = rec.billedTo === 'user';
+  if (byUser) b.userBilledRequests += 1;
+  if (rec.costUsd !== null) {
+    if (byUser) b.userBilledCostUsd += rec.costUsd;
+    else b.costUsd += rec.costUsd;
+  } else if (rec.priceKnown === false) b.unpricedRequests += 1;
 }
 
 export function bucketMatches(b: UsageBucket, q: BucketQuery): boolean {

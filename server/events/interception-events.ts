@@ -148,6 +148,7 @@ export class InterceptionEvents {
         priceKnown: rec.priceKnown,
         status: rec.status,
         durationMs: rec.durationMs,
+        ...(rec.billedTo ? { billedTo: rec.billedTo } : {}),
       },
       audience,
     );

@@ -32,6 +32,7 @@ export function createFastify(
           'req.headers["x-api-key"]',
           'req.headers["api-key"]',
           'req.headers["x-goog-api-key"]',
+          'req.headers["x-aibridge-key"]',
           'req.headers.cookie',
           'headers.authorization',
         ],

@@ -5,8 +5,24 @@ import type { Store } from '../store/types';
 import type { AuthThrottle } from './auth-throttle';
 import { type KeyHasher, looksLikeKey } from './keys';
 
-/** The bridge key, from `x-api-key` (Anthropic style) or `Authorization: Bearer` (OpenAI style). */
+/**
+ * The header that carries the bridge key when the provider's own auth headers carry the user's own
+ * provider credential (bring your own key, docs/routing.md).
+ */
+export const BRIDGE_KEY_HEADER = 'x-aibridge-key';
+
+/**
+ * The bridge key: `X-AIBridge-Key` when present (then the provider auth headers are the user's
+ * own credential), else from the provider's usual auth header.
+ */
 export function credentialFrom(headers: IncomingHttpHeaders): string | undefined {
+  const own = headers[BRIDGE_KEY_HEADER];
+  if (typeof own === 'string' && own.trim() !== '') return own.trim();
+  return providerCredentialFrom(headers);
+}
+
+/** The credential in a provider's usual auth header: `x-api-key` (Anthropic style) or `Authorization: Bearer` (OpenAI style). */
+export function providerCredentialFrom(headers: IncomingHttpHeaders): string | undefined {
   // `api-key` is how Azure OpenAI clients send theirs, `x-goog-api-key` Gemini's (docs/providers.md).
   for (const name of ['x-api-key', 'api-key', 'x-goog-api-key']) {
     const apiKey = headers[name];
@@ -46,7 +62,10 @@ export class Authenticator {
   async authenticate(headers: IncomingHttpHeaders, ip?: string): Promise<Principal> {
     const token = credentialFrom(headers);
     if (!token)
-      throw new BridgeError('unauthorized', 'A bridge key is required (x-api-key or Authorization: Bearer).');
+      throw new BridgeError(
+        'unauthorized',
+        'A bridge key is required (x-api-key, Authorization: Bearer, or X-AIBridge-Key).',
+      );
     try {
       return await this.check(token);
     } catch (err) {

@@ -31,10 +31,10 @@ export function composeAdmission(
   };
 }
 
-/** The provider has no key configured: nothing can be forwarded. */
+/** The provider has no key configured: nothing can be forwarded, unless the user brought their own. */
 export function upstreamConfigured(configured: () => boolean): AdmissionGate {
-  return async (_t, next) => {
-    if (!configured()) throw new BridgeError('provider_not_configured');
+  return async (t, next) => {
+    if (t.start.billedTo !== 'user' && !configured()) throw new BridgeError('provider_not_configured');
     return next();
   };
 }

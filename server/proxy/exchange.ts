@@ -19,7 +19,7 @@ import type {
   StreamMeter,
   WireApi,
 } from '../providers/types';
-import { credentialHeaders } from '../routing/credentials';
+import { type CredentialSource, credentialHeaders } from '../routing/credentials';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
@@ -70,6 +70,11 @@ export interface Metered {
   body: JsonObject;
   /** Canonical path and the client's query, as they go upstream. */
   target: string;
+  /**
+   * Where this request's upstream credential comes from when it is not the instance's: the user's
+   * own (bring your own key, server/routing/byok.ts). Absent: the instance's.
+   */
+  credentials?: CredentialSource;
 }
 
 /** One upstream request of an exchange: its own interception record, trace and breaker outcome. */
@@ -285,7 +290,9 @@ export class Exchange {
     try {
       const headers = {
         ...upstreamRequestHeaders(this.req.headers),
-        ...(await credentialHeaders(this.adapter)),
+        ...(this.metered.credentials
+          ? (await this.metered.credentials.acquire()).headers
+          : await credentialHeaders(this.adapter)),
         ...round.observer.upstreamStart('POST', url),
       };
       const call = {

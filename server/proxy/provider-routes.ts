@@ -8,6 +8,7 @@ import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
+import { ownCredential, ownCredentialSource } from '../routing/byok';
 import { credentialHeaders } from '../routing/credentials';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
@@ -29,6 +30,8 @@ export interface ProviderRouteDeps {
   capture: { levelFor(team: string | null): CaptureLevel };
   /** A strategy of more rounds for a request (tool injection, server/mcp); none: one round. */
   strategyFor?: StrategyFor;
+  /** Bring your own key (server/routing/byok.ts): throws `byok_not_allowed` for a team that may not. */
+  byok: { check(team: string | null): void };
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -70,7 +73,8 @@ function parseJsonObject(raw: Buffer | undefined, maxDepth: number): JsonObject 
 
 /**
  * An unmetered endpoint on the provider's allow-list (count tokens, model lists, stored
- * responses): forwarded with the organisation's key, relayed as it comes, logged with the user.
+ * responses): forwarded with the organisation's key (or the user's own, when they brought it),
+ * relayed as it comes, logged with the user.
  */
 async function passThrough(
   adapter: ProviderAdapter,
@@ -79,9 +83,10 @@ async function passThrough(
   reply: FastifyReply,
   target: string,
   raw: Buffer | undefined,
+  own: Record<string, string> | undefined,
 ): Promise<void> {
-  if (!adapter.configured) throw new BridgeError('provider_not_configured');
-  const auth = await credentialHeaders(adapter);
+  if (!own && !adapter.configured) throw new BridgeError('provider_not_configured');
+  const auth = own ?? (await credentialHeaders(adapter));
   const started = performance.now();
   const abort = new AbortController();
   reply.raw.on('close', () => {
@@ -124,9 +129,32 @@ async function passThrough(
       statusCode: res.statusCode,
       durationMs: Math.round((performance.now() - started) * 100) / 100,
       userId: req.principal?.user.id ?? null,
+      ...(own ? { billedTo: 'user' } : {}),
     },
     'passthrough',
   );
+}
+
+/**
+ * The user's own provider credential, when the request carries one beside `X-AIBridge-Key` and the
+ * caller's team may send it (docs/routing.md#bring-your-own-key); otherwise `byok_not_allowed`,
+ * before anything is forwarded. An instance that signs its requests itself (Bedrock) has no header
+ * a user's credential could go in, so it never takes one.
+ */
+function ownCredentialFor(
+  adapter: ProviderAdapter,
+  deps: ProviderRouteDeps,
+  req: FastifyRequest,
+): Record<string, string> | undefined {
+  const own = ownCredential(req.headers);
+  if (!own) return undefined;
+  deps.byok.check(req.principal?.user.team ?? null);
+  if (adapter.send)
+    throw new BridgeError(
+      'byok_not_allowed',
+      `Provider instance "${adapter.id}" signs its requests with the organisation's credentials; it takes no credential of the user's own.`,
+    );
+  return own;
 }
 
 async function handle(
@@ -148,6 +176,7 @@ async function handle(
   const principal = req.principal ?? (await deps.auth.authenticate(req.headers, req.ip));
   req.principal = principal;
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
+  const own = ownCredentialFor(adapter, deps, req);
   if (route.kind === 'refused') {
     if (req.method === 'HEAD' && route.path === '/') {
       reply.code(200).send();
@@ -159,7 +188,7 @@ async function handle(
     );
   }
   if (route.kind === 'passthrough')
-    return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw);
+    return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
 
   const { api } = route;
   const parsed = parseJsonObject(raw, deps.maxJsonDepth);
@@ -179,6 +208,7 @@ async function handle(
     startedAt: deps.exchange.now(),
     requestId: req.id,
     capture: deps.capture.levelFor(principal.user.team),
+    ...(own ? { billedTo: 'user' as const } : {}),
   };
   const prepared = api.prepare(parsed, raw!);
   if (start.capture === 'full') prepared.captureOutput = true;
@@ -189,6 +219,7 @@ async function handle(
     prepared,
     body: parsed,
     target: route.path + query,
+    ...(own ? { credentials: ownCredentialSource(own) } : {}),
   });
   await runExchange(x, deps.strategyFor);
 }

@@ -32,6 +32,7 @@ export function proxyCapability(
     events: ExchangeDeps['events'];
     strategyFor: StrategyFor;
     toolPolicy?: ExchangeDeps['toolPolicy'];
+    byok: ProviderRouteDeps['byok'];
   },
 ): ProxyCapability {
   const { config, metrics, clock, life } = core;
@@ -73,6 +74,7 @@ export function proxyCapability(
           auth: d.auth,
           capture: d.capture,
           strategyFor: d.strategyFor,
+          byok: d.byok,
         };
         await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
       }

@@ -1,11 +1,12 @@
 import type { FastifyRequest } from 'fastify';
-import { credentialFrom } from '../identity/auth';
+import { providerCredentialFrom } from '../identity/auth';
 
 /**
  * An `onRequest` hook for a family whose clients may send their key in the query (Google's
  * `?key=`): the parameter is cut from the URL before any hook, log line or upstream request sees
- * it, and becomes the bridge key when no header carries one. A key in a URL would otherwise be
- * forwarded upstream next to the organisation's own, and end up in access logs.
+ * it, and becomes the bridge key when no header carries one (or, beside `X-AIBridge-Key`, the
+ * user's own credential). A key in a URL would otherwise be forwarded upstream next to the
+ * organisation's own, and end up in access logs.
  */
 export function queryCredential(param: string, header: string) {
   return async (req: FastifyRequest): Promise<void> => {
@@ -22,7 +23,8 @@ export function queryCredential(param: string, header: string) {
     }
     if (key === undefined) return;
     req.raw.url = kept.length > 0 ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q);
-    if (key !== '' && !credentialFrom(req.headers)) req.headers[header] = key;
+    // With X-AIBridge-Key beside it, the header is the user's own credential (docs/routing.md).
+    if (key !== '' && !providerCredentialFrom(req.headers)) req.headers[header] = key;
   };
 }
 

@@ -310,7 +310,9 @@ export class Budgets {
     const user: Spender = { id: rec.userId, team: rec.team, sessionId: rec.sessionId };
     const charges: BudgetCharge[] = [];
     const chargedTo: Tracked[] = [];
-    if (rec.costUsd !== null && rec.costUsd > 0) {
+    // A request the user paid with their own credential releases its reservation and charges
+    // nothing: no budget (org, team, user or session) counts what the organisation did not pay.
+    if (rec.costUsd !== null && rec.costUsd > 0 && rec.billedTo !== 'user') {
       for (const t of this.applicable(user)) {
         const claim = this.claim(t.budget, now, user);
         if (rec.startedAt < claim.periodStart) continue;

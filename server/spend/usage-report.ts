@@ -19,7 +19,15 @@ function keyOf(b: UsageBucket, by: UsageGroupBy): string {
 }
 
 function emptyRow(key: string): UsageRow {
-  return { key, requests: 0, usage: emptyUsage(), costUsd: 0, unpricedRequests: 0 };
+  return {
+    key,
+    requests: 0,
+    usage: emptyUsage(),
+    costUsd: 0,
+    unpricedRequests: 0,
+    userBilledCostUsd: 0,
+    userBilledRequests: 0,
+  };
 }
 
 /** Adds one hourly bucket's counts to a running sum (a report row, or a user's engagement). */
@@ -50,8 +58,14 @@ export function usageReport(
     }
     addBucket(row, b);
     addBucket(totals, b);
+    addUserBilled(row, b);
+    addUserBilled(totals, b);
   }
-  const sorted = [...rows.values()].map((r) => ({ ...r, costUsd: roundUsd(r.costUsd) }));
+  const sorted = [...rows.values()].map((r) => ({
+    ...r,
+    costUsd: roundUsd(r.costUsd),
+    userBilledCostUsd: roundUsd(r.userBilledCostUsd),
+  }));
   if (groupBy === 'day') sorted.sort((a, b) => a.key.localeCompare(b.key));
   else sorted.sort((a, b) => b.costUsd - a.costUsd || a.key.localeCompare(b.key));
   const { key: _k, ...t } = totals;
@@ -60,8 +74,17 @@ export function usageReport(
     since: window.since ?? null,
     until: window.until ?? null,
     rows: sorted,
-    totals: { ...t, costUsd: roundUsd(t.costUsd) },
+    totals: { ...t, costUsd: roundUsd(t.costUsd), userBilledCostUsd: roundUsd(t.userBilledCostUsd) },
   };
+}
+
+/** The part of a bucket that users paid with their own credentials, kept apart from `costUsd`. */
+function addUserBilled(
+  row: Pick<UsageRow, 'userBilledCostUsd' | 'userBilledRequests'>,
+  b: Pick<UsageBucket, 'userBilledCostUsd' | 'userBilledRequests'>,
+): void {
+  row.userBilledCostUsd += b.userBilledCostUsd;
+  row.userBilledRequests += b.userBilledRequests;
 }
 
 export type TopBy = 'cost' | 'tokens' | 'requests';

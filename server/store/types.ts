@@ -88,7 +88,9 @@ export type DocKind =
   /** Users deactivated by the identity provider: a write makes every replica close their live sockets. */
   | 'user_deactivation'
   /** The tool-call policy: one document holding the whole rule set (server/policy). */
-  | 'tool_policy';
+  | 'tool_policy'
+  /** Whether a team may send its members' own provider credentials upstream, by team (server/routing/byok.ts). */
+  | 'team_byok';
 
 export interface AlertQuery {
   since?: string | undefined;

@@ -53,6 +53,18 @@ describe('extension: the model, fed by seeds and live events', () => {
     assert.equal(m.spend!.costUsd, 0.6);
   });
 
+  it("a request paid with the user's own key counts its tokens but not the spend or the budgets (billedTo user)", () => {
+    const { m } = model();
+    m.seedSpend(usageMe({ budgets: [budget(5, 1)] }));
+    m.apply({ ...ended('i1', AT, usage(100, 50), 0.4), billedTo: 'user' });
+    const s = m.spend!;
+    assert.equal(s.requests, 3);
+    assert.deepEqual(s.usage, usage(1100, 250));
+    assert.equal(s.costUsd, 0.5, 'as /api/v1/usage/me says: the organisation’s cost');
+    assert.equal(s.unpricedRequests, 0);
+    assert.equal(s.budgets[0]!.spentUsd, 1);
+  });
+
   it('says when a seed raced with live events (then the caller fetches again)', () => {
     const { m } = model();
     m.seedSpend(usageMe());

@@ -21,6 +21,7 @@ const PROVIDER = {
   base_url: `${URL}/openai/v1`,
   env_key: 'OPENAI_API_KEY',
   wire_api: 'responses',
+  supports_websockets: false,
 };
 
 const USER_CONFIG = `# my codex settings
@@ -225,5 +226,21 @@ describe('extension: Codex config (codex ≥ 0.169)', () => {
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
+  });
+  it('bring your own key: env_http_headers sends the bridge key from AIBRIDGE_KEY; OPENAI_API_KEY stays the user’s', () => {
+    const r = withBridgeProvider(USER_CONFIG, { url: URL, makeDefault: false, byok: true });
+    assert.ok(r.ok);
+    const v = toml(r.text);
+    const table = sub(v, 'model_providers', 'aibridge');
+    assert.deepEqual(
+      { ...table, env_http_headers: { ...sub(v, 'model_providers', 'aibridge', 'env_http_headers') } },
+      { ...PROVIDER, env_http_headers: { 'X-AIBridge-Key': 'AIBRIDGE_KEY' } },
+    );
+    assert.ok(r.text.includes('env_http_headers = { "X-AIBridge-Key" = "AIBRIDGE_KEY" }'));
+    keepsLines(r.text, USER_CONFIG);
+    // Turned off again: the table is rewritten without it.
+    const off = withBridgeProvider(r.text, { url: URL, makeDefault: false });
+    assert.ok(off.ok && off.changed);
+    assert.deepEqual({ ...sub(toml(off.text), 'model_providers', 'aibridge') }, PROVIDER);
   });
 });

@@ -56,7 +56,15 @@ export function usageMe(over: Partial<UsageMe> = {}): UsageMe {
     costUsd: 0.5,
     unpricedRequests: 0,
     byModel: [
-      { key: 'claude-sonnet-4-6', requests: 2, usage: usage(1000, 200), costUsd: 0.5, unpricedRequests: 0 },
+      {
+        key: 'claude-sonnet-4-6',
+        requests: 2,
+        usage: usage(1000, 200),
+        costUsd: 0.5,
+        unpricedRequests: 0,
+        userBilledCostUsd: 0,
+        userBilledRequests: 0,
+      },
     ],
     budgets: [],
     ...over,

@@ -1,6 +1,6 @@
 /* biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${url} and ${key} are the setting's placeholders, not template literals */
 import assert from 'node:assert/strict';
-import { computeTerminalEnv, DEFAULT_TERMINAL_ENV } from '../../extension/terminal/env';
+import { computeTerminalEnv, DEFAULT_TERMINAL_ENV, withOwnCredential } from '../../extension/terminal/env';
 import {
   applyTerminalEnv,
   clearTerminalEnv,
@@ -83,5 +83,36 @@ describe('extension: terminal environment', () => {
     clearTerminalEnv(coll);
     assert.equal(coll.vars.size, 0);
     assert.equal(coll.description, undefined);
+  });
+  it("bring your own key: the user's own credentials stay, the bridge key goes as X-AIBridge-Key", () => {
+    const env = withOwnCredential(computeTerminalEnv(undefined, C), C);
+    const vars = Object.fromEntries(env.vars);
+    assert.equal(vars.ANTHROPIC_BASE_URL, `${URL}/anthropic`);
+    assert.equal(vars.OPENAI_BASE_URL, `${URL}/openai/v1`);
+    // Not set: the terminal keeps the user's own ANTHROPIC_API_KEY / subscription and OPENAI_API_KEY.
+    assert.equal(vars.ANTHROPIC_AUTH_TOKEN, undefined);
+    assert.equal(vars.ANTHROPIC_API_KEY, undefined);
+    assert.equal(vars.OPENAI_API_KEY, undefined);
+    assert.equal(vars.ANTHROPIC_CUSTOM_HEADERS, `X-AIBridge-Key: ${KEY}`);
+    assert.equal(vars.AIBRIDGE_KEY, KEY, "the variable Codex's env_http_headers names");
+    // Copilot CLI has no second header for the bridge key: it keeps the bridge key as before.
+    assert.equal(vars.COPILOT_PROVIDER_API_KEY, KEY);
+  });
+
+  it('bring your own key keeps other custom headers and a credential the user set to their own', () => {
+    const env = withOwnCredential(
+      computeTerminalEnv(
+        {
+          ANTHROPIC_BASE_URL: '${url}/anthropic',
+          ANTHROPIC_API_KEY: 'sk-ant-my-own',
+          ANTHROPIC_CUSTOM_HEADERS: 'x-team: red\nX-AIBridge-Key: stale',
+        },
+        C,
+      ),
+      C,
+    );
+    const vars = Object.fromEntries(env.vars);
+    assert.equal(vars.ANTHROPIC_API_KEY, 'sk-ant-my-own');
+    assert.equal(vars.ANTHROPIC_CUSTOM_HEADERS, `x-team: red\nX-AIBridge-Key: ${KEY}`);
   });
 });

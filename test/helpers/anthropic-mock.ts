@@ -104,7 +104,8 @@ export class AnthropicMock {
     res.setHeader('request-id', requestId);
     const path = seen.url.split('?')[0];
 
-    if (req.headers['x-api-key'] !== UPSTREAM_KEY) {
+    // The key as `x-api-key`, or as `Authorization: Bearer` (how @anthropic-ai/sdk ≥ 1.13 sends `apiKey`).
+    if (req.headers['x-api-key'] !== UPSTREAM_KEY && req.headers.authorization !== `Bearer ${UPSTREAM_KEY}`) {
       return this.error(res, 401, 'authentication_error', 'invalid x-api-key', requestId);
     }
     if (req.method === 'GET' && path === '/v1/models') {

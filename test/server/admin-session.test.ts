@@ -364,6 +364,8 @@ describe('usage series (unit)', () => {
     usage: emptyUsage(),
     costUsd,
     unpricedRequests: 0,
+    userBilledCostUsd: 0,
+    userBilledRequests: 0,
   });
 
   it('puts each bucket in its step, fills empty steps with 0, and folds small groups into (other)', () => {

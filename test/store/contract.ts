@@ -553,6 +553,8 @@ export function storeContract(name: string, factory: StoreFactory): void {
             // i = 6 and 48 have no price (i % 7 === 6): in no sum, counted apart.
             costUsd: Math.round(0.001 * (1 + 13 + 19 + 25 + 31 + 37 + 43 + 55) * 1e9) / 1e9,
             unpricedRequests: 2,
+            userBilledCostUsd: 0,
+            userBilledRequests: 0,
           });
           const nullModel = buckets.filter((b) => b.model === null);
           assert.equal(nullModel.length, 1, 'a record without a model has a bucket of its own');
@@ -573,6 +575,28 @@ export function storeContract(name: string, factory: StoreFactory): void {
             (await s.usageBuckets({ userId: 'usr_b' })).reduce((n, b) => n + b.requests, 0),
             75,
           );
+        };
+        await check(store);
+        await check(await restart());
+      });
+
+      it("keeps the cost of requests billed to the user apart from the organisation's", async () => {
+        // Records 0, 2 and 4 are usr_a's on anthropic in one hour; 2 and 4 went with the user's own key.
+        await store.appendInterception(newRecord(0, { provider: 'anthropic', model: 'm', costUsd: 0.5 }));
+        for (const i of [2, 4])
+          await store.appendInterception(
+            newRecord(i, { provider: 'anthropic', model: 'm', costUsd: 0.25, billedTo: 'user' }),
+          );
+        const check = async (s: Store): Promise<void> => {
+          const [b, ...rest] = await s.usageBuckets({ userId: 'usr_a' });
+          assert.equal(rest.length, 0);
+          assert.ok(b);
+          assert.equal(b.requests, 3);
+          assert.equal(b.costUsd, 0.5, "the organisation's cost leaves the user's out");
+          assert.equal(b.userBilledCostUsd, 0.5);
+          assert.equal(b.userBilledRequests, 2);
+          const rec = await s.getInterception(newRecord(2).id);
+          assert.equal(rec?.billedTo, 'user', 'the record keeps who paid');
         };
         await check(store);
         await check(await restart());

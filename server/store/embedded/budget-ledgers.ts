@@ -31,10 +31,14 @@ export interface LedgerSources {
   scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception>;
 }
 
-/** What a session's records cost so far: where a session cap's ledger starts. */
+/**
+ * What a session's records cost the organisation so far: where a session cap's ledger starts.
+ * What users paid with their own credentials is theirs (docs/routing.md).
+ */
 async function sessionSpend(sources: LedgerSources, userId: string, sessionId: string): Promise<number> {
   let sum = 0;
-  for await (const r of sources.scanInterceptions({ userId, sessionId })) sum += r.costUsd ?? 0;
+  for await (const r of sources.scanInterceptions({ userId, sessionId }))
+    if (r.billedTo !== 'user') sum += r.costUsd ?? 0;
   return sum;
 }
 

@@ -32,10 +32,11 @@ async function lockLedger(c: pg.ClientBase, claim: BudgetClaim): Promise<{ spent
     );
   let row = (await get()).rows[0];
   if (!row && isSessionClaim(claim)) {
-    // A session cap's ledger starts from what the session's records cost (alerts: none yet).
+    // A session cap's ledger starts from what the session's records cost the organisation (alerts:
+    // none yet); what users paid with their own credentials is theirs (docs/routing.md).
     const start = await c.query<{ spent: number | null }>(
       `SELECT sum((record::jsonb->>'costUsd')::double precision) AS spent FROM interceptions
-        WHERE user_id = $1 AND session_id = $2`,
+        WHERE user_id = $1 AND session_id = $2 AND (record::jsonb->>'billedTo') IS DISTINCT FROM 'user'`,
       [claim.scope.userId, claim.scope.sessionId],
     );
     await c.query(

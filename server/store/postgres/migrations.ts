@@ -186,6 +186,17 @@ CREATE INDEX mcp_gateway_calls_at ON mcp_gateway_calls (at);
 CREATE INDEX mcp_gateway_calls_user ON mcp_gateway_calls (user_id, at);
 `,
   },
+  {
+    version: 6,
+    name: 'user-billed cost apart in the rollups',
+    sql: `
+-- Requests sent with a user's own provider credential (billedTo "user", docs/routing.md): their cost
+-- is the user's, kept out of cost_usd (which budgets and spend reports sum) and summed here instead.
+ALTER TABLE usage_buckets
+  ADD COLUMN user_billed_cost_usd double precision NOT NULL DEFAULT 0,
+  ADD COLUMN user_billed_requests bigint NOT NULL DEFAULT 0;
+`,
+  },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS.at(-1)!.version;

@@ -345,10 +345,11 @@ export class PostgresStore implements Store {
     await c.query(
       `INSERT INTO usage_buckets AS u
          (hour, user_id, provider, model, client, model_is_null, user_email, team, requests,
-          input, output, cache_read, cache_write, reasoning, cost_usd, unpriced_requests)
+          input, output, cache_read, cache_write, reasoning, cost_usd, unpriced_requests,
+          user_billed_cost_usd, user_billed_requests)
        SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[],
                             $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
-                            $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[])
+                            $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[], $17::float8[], $18::bigint[])
        ON CONFLICT (hour, user_id, provider, model, client) DO UPDATE SET
          requests = u.requests + EXCLUDED.requests,
          input = u.input + EXCLUDED.input,
@@ -357,7 +358,9 @@ export class PostgresStore implements Store {
          cache_write = u.cache_write + EXCLUDED.cache_write,
          reasoning = u.reasoning + EXCLUDED.reasoning,
          cost_usd = u.cost_usd + EXCLUDED.cost_usd,
-         unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests`,
+         unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests,
+         user_billed_cost_usd = u.user_billed_cost_usd + EXCLUDED.user_billed_cost_usd,
+         user_billed_requests = u.user_billed_requests + EXCLUDED.user_billed_requests`,
       [
         col((b) => b.hour),
         col((b) => b.userId),
@@ -375,6 +378,8 @@ export class PostgresStore implements Store {
         col((b) => b.usage.reasoning),
         col((b) => b.costUsd),
         col((b) => b.unpricedRequests),
+        col((b) => b.userBilledCostUsd),
+        col((b) => b.userBilledRequests),
       ],
     );
     // In user order, so replicas writing batches of the same users lock their rows in one order.
@@ -586,7 +591,8 @@ export class PostgresStore implements Store {
     const r = await this.query<Row>(
       `SELECT (extract(epoch FROM hour) * 1000)::float8 AS hour_ms, user_id, user_email, team, provider,
               model, model_is_null, client, requests::float8, input::float8, output::float8,
-              cache_read::float8, cache_write::float8, reasoning::float8, cost_usd, unpriced_requests::float8
+              cache_read::float8, cache_write::float8, reasoning::float8, cost_usd, unpriced_requests::float8,
+              user_billed_cost_usd, user_billed_requests::float8
          FROM usage_buckets WHERE ${w.sql}`,
       w.params,
     );
@@ -608,6 +614,8 @@ export class PostgresStore implements Store {
       },
       costUsd: x.cost_usd as number,
       unpricedRequests: x.unpriced_requests as number,
+      userBilledCostUsd: x.user_billed_cost_usd as number,
+      userBilledRequests: x.user_billed_requests as number,
     }));
   }
 
