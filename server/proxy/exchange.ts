@@ -19,7 +19,8 @@ import type {
   StreamMeter,
   WireApi,
 } from '../providers/types';
-import { credentialHeaders } from '../routing/credentials';
+import { type CredentialLease, type CredentialSource, singleCredential } from '../routing/credentials';
+import { retryAfterMs } from '../routing/retry-after';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
@@ -44,6 +45,8 @@ export interface ExchangeDeps {
   open: Set<{ shutdown(): void }>;
   /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
   now(): Date;
+  /** Where each attempt's upstream credential comes from (a key pool, server/routing); default the adapter's own. */
+  credentials?: CredentialSource;
   /** Tool-call policy (server/policy): what applies to a request's caller; undefined when no rule does. */
   toolPolicy?: (start: InterceptionStart) => CallPolicy | undefined;
   /** Live events: `interception.started` once admitted, throttled `interception.progress` as a stream passes. */
@@ -282,10 +285,12 @@ export class Exchange {
   async send(round: Round): Promise<Dispatcher.ResponseData | undefined> {
     const url = this.adapter.upstreamUrl(this.target());
     let res: Dispatcher.ResponseData;
+    let lease: CredentialLease | undefined;
     try {
+      lease = await (this.deps.credentials ?? singleCredential(this.adapter)).acquire();
       const headers = {
         ...upstreamRequestHeaders(this.req.headers),
-        ...(await credentialHeaders(this.adapter)),
+        ...lease.headers,
         ...round.observer.upstreamStart('POST', url),
       };
       const call = {
@@ -305,6 +310,7 @@ export class Exchange {
             signal: call.signal,
           });
     } catch (err) {
+      lease?.report({ status: 0 });
       round.endedAt = this.deps.now();
       round.streamed = this.head === 'stream';
       if (this.gone) {
@@ -322,12 +328,18 @@ export class Exchange {
         'error',
         null,
         { type: failure.code, message: failure.message },
-        this.stopping ? undefined : false,
+        // No credential to send with (every pool key cooling) says nothing of the provider.
+        this.stopping || lease === undefined ? undefined : false,
         'upstream failed',
       );
       this.fail(failure);
       return undefined;
     }
+    const retryAfter = retryAfterMs(res.headers['retry-after'], this.deps.now().getTime());
+    lease.report({
+      status: res.statusCode,
+      ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
+    });
     round.observer.upstreamHeaders(res.statusCode);
     round.httpStatus = res.statusCode;
     round.upstreamRequestId = headerValue(res.headers[this.adapter.requestIdHeader]);

@@ -88,7 +88,9 @@ export type DocKind =
   /** Users deactivated by the identity provider: a write makes every replica close their live sockets. */
   | 'user_deactivation'
   /** The tool-call policy: one document holding the whole rule set (server/policy). */
-  | 'tool_policy';
+  | 'tool_policy'
+  /** Provider keys added or changed at run time, by `<instance>/<name>`; the secret sealed (server/routing). */
+  | 'provider_key';
 
 export interface AlertQuery {
   since?: string | undefined;

@@ -1,0 +1,12 @@
+/**
+ * An upstream's `retry-after` in milliseconds from `nowMs`: delay-seconds or an HTTP date (RFC 9110
+ * §10.2.3). Undefined when absent or unreadable; a date in the past is 0.
+ */
+export function retryAfterMs(value: string | string[] | undefined, nowMs: number): number | undefined {
+  const v = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!v) return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  const at = Date.parse(v);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - nowMs);
+}
