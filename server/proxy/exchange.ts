@@ -87,6 +87,8 @@ export interface Round {
   endedAt: Date;
   /** The round's answer reached the client as (part of) a stream. */
   streamed: boolean;
+  /** The credential the round went upstream with (told the tokens it used, for a pool key's `tpm`). */
+  lease?: CredentialLease;
 }
 
 /**
@@ -288,6 +290,7 @@ export class Exchange {
     let lease: CredentialLease | undefined;
     try {
       lease = await (this.deps.credentials ?? singleCredential(this.adapter)).acquire();
+      round.lease = lease;
       const headers = {
         ...upstreamRequestHeaders(this.req.headers),
         ...lease.headers,
@@ -707,6 +710,9 @@ export class Exchange {
     const marked = this.markCalls(facts, round, why);
     const response = marked && this.policy ? this.policy.mark(marked) : marked;
     const final = this.gone ? 'client_aborted' : status;
+    // What counts toward a pool key's `tpm`: cache reads are left out, as Anthropic's limits leave them.
+    if (response)
+      round.lease?.used?.(response.usage.input + response.usage.cacheWrite + response.usage.output);
     round.observer.end({ status: final, httpStatus: round.httpStatus, response, error });
     this.deps.breakers.record(
       this.adapter.id,
