@@ -20,7 +20,7 @@ import type {
   WireApi,
 } from '../providers/types';
 import { type CredentialLease, type CredentialSource, singleCredential } from '../routing/credentials';
-import { retryAfterMs } from '../routing/retry-after';
+import { upstreamRetryAfterMs } from '../routing/retry-after';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
@@ -338,7 +338,7 @@ export class Exchange {
       this.fail(failure);
       return undefined;
     }
-    const retryAfter = retryAfterMs(res.headers['retry-after'], this.deps.now().getTime());
+    const retryAfter = upstreamRetryAfterMs(res.headers, this.deps.now().getTime());
     lease.report({
       status: res.statusCode,
       ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
@@ -714,10 +714,12 @@ export class Exchange {
     if (response)
       round.lease?.used?.(response.usage.input + response.usage.cacheWrite + response.usage.output);
     round.observer.end({ status: final, httpStatus: round.httpStatus, response, error });
+    // A pool key's own 429 says nothing of the provider: the pool rests that key (server/routing).
+    const keyLimited = round.httpStatus === 429 && (round.lease?.keyName ?? null) !== null;
     this.deps.breakers.record(
       this.adapter.id,
       round.start.request.model,
-      this.gone ? undefined : healthy,
+      this.gone || keyLimited ? undefined : healthy,
       round.probe,
     );
     this.deps.recorder.finish(round.start, {

@@ -9,7 +9,7 @@ import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
 import { singleCredential } from '../routing/credentials';
-import { retryAfterMs } from '../routing/retry-after';
+import { upstreamRetryAfterMs } from '../routing/retry-after';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { withClientSession } from './client-session';
@@ -101,7 +101,7 @@ async function passThrough(
     lease.report({ status: 0 });
     throw upstreamFailure(err);
   }
-  const retryAfter = retryAfterMs(res.headers['retry-after'], deps.now().getTime());
+  const retryAfter = upstreamRetryAfterMs(res.headers, deps.now().getTime());
   lease.report({ status: res.statusCode, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) });
   reply.hijack();
   const out = reply.raw;

@@ -10,3 +10,14 @@ export function retryAfterMs(value: string | string[] | undefined, nowMs: number
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - nowMs);
 }
+
+/** An upstream answer's wait: OpenAI's `retry-after-ms` when given, else `retry-after`. */
+export function upstreamRetryAfterMs(
+  headers: Record<string, string | string[] | undefined>,
+  nowMs: number,
+): number | undefined {
+  const ms = headers['retry-after-ms'];
+  const v = (Array.isArray(ms) ? ms[0] : ms)?.trim();
+  if (v && /^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v));
+  return retryAfterMs(headers['retry-after'], nowMs);
+}

@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import { ConfigError, loadConfig } from '../../server/config';
 import { BridgeError } from '../../server/errors';
 import { KeyPool, type PoolEvents, type PoolKey } from '../../server/routing/key-pool';
-import { retryAfterMs } from '../../server/routing/retry-after';
+import { retryAfterMs, upstreamRetryAfterMs } from '../../server/routing/retry-after';
 import type { Alert } from '../../shared/spend';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
@@ -266,6 +266,9 @@ describe('key pools', function () {
       assert.equal(retryAfterMs('Wed, 31 Dec 2025 00:00:00 GMT', now), 0);
       assert.equal(retryAfterMs('soon', now), undefined);
       assert.equal(retryAfterMs(undefined, now), undefined);
+      // OpenAI's finer-grained header wins when both are sent.
+      assert.equal(upstreamRetryAfterMs({ 'retry-after-ms': '1500', 'retry-after': '2' }, now), 1500);
+      assert.equal(upstreamRetryAfterMs({ 'retry-after': '2' }, now), 2000);
     });
   });
 
@@ -326,6 +329,25 @@ describe('key pools', function () {
         /aibridge_upstream_key_rate_limited_total\{provider="anthropic",key="k1",status="429"\} 1/,
       );
       assert.match(metrics, /aibridge_upstream_key_cooling\{provider="anthropic",key="k1"\} 0/);
+    });
+
+    it("one key's 429s do not open the instance's circuit breaker", async () => {
+      tb = await poolBridge(up, {
+        anthropicKeys: [
+          { name: 'k1', key: K1 },
+          { name: 'k2', key: K2 },
+          { name: 'k3', key: K3 },
+        ],
+        env: { AIBRIDGE_BREAKER_THRESHOLD: '2' },
+      });
+      const dev = await tb.addUser('breaker@example.com');
+      up.once.set(K1, [{ status: 429, headers: { 'retry-after': '30' } }]);
+      up.once.set(K2, [{ status: 429, headers: { 'retry-after': '30' } }]);
+      await assert.rejects(ask(tb, dev.key), (e: unknown) => e instanceof Anthropic.RateLimitError);
+      await assert.rejects(ask(tb, dev.key), (e: unknown) => e instanceof Anthropic.RateLimitError);
+      // Two failures in a row would open a breaker at threshold 2; k3 still serves.
+      await ask(tb, dev.key);
+      assert.equal(up.used.at(-1), K3);
     });
 
     it('every key cooling: 429 with the shortest retry-after, in Anthropic and OpenAI shapes; ends on time', async () => {
