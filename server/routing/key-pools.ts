@@ -80,6 +80,13 @@ export class KeyPools {
 
   async load(): Promise<void> {
     const stored = await this.d.store.listDocs<StoredProviderKey>('provider_key');
+    for (const s of stored)
+      if (!this.pools.has(s.instance))
+        // The providers file no longer has the instance (or it takes no keys): the key waits unused.
+        this.d.log.warn(
+          { provider: s.instance, key: s.name },
+          'provider key: no such instance takes keys; not used',
+        );
     for (const [instance, pool] of this.pools)
       pool.setKeys(
         this.merge(
