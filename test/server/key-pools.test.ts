@@ -595,6 +595,7 @@ describe('key pools', function () {
       const dir = await tempDir();
       const file = await providersFile(dir, {
         anthropic: { type: 'anthropic', baseUrl: up.url, apiKey: K1 },
+        aws: { type: 'bedrock', region: 'us-east-1' },
       });
       tb = await startBridge(
         up.url,
@@ -620,6 +621,16 @@ describe('key pools', function () {
       );
       for (let i = 0; i < 4; i++) await ask(tb, dev.key);
       assert.equal(up.count(K2), 2);
+      // Bedrock signs with the AWS credential chain: no pool to show or add to.
+      const aws = await tb.api<{ error: { code: string; message: string } }>(
+        'POST',
+        '/api/v1/providers/aws/keys',
+        tb.adminKey,
+        { name: 'k', key: 'x' },
+      );
+      assert.equal(aws.status, 400);
+      assert.equal(aws.body.error.code, 'invalid_provider_key');
+      assert.match(aws.body.error.message, /^instance: .*"aws" takes no keys/);
     });
 
     it('without a credentials key, a key cannot be stored (503), and nothing is', async () => {
