@@ -12,6 +12,7 @@ import { GovernancePage } from './pages/governance';
 import { KeysPage } from './pages/keys';
 import { McpPage } from './pages/mcp';
 import { OverviewPage } from './pages/overview';
+import { ProvidersPage } from './pages/providers';
 import { SessionsPage } from './pages/sessions';
 import { SignIn } from './pages/sign-in';
 import { UsersPage } from './pages/users';
@@ -33,6 +34,7 @@ const ROUTES: Route[] = [
   { id: 'audit', title: 'Audit', admin: null },
   { id: 'sessions', title: 'Sessions', admin: null },
   { id: 'mcp', title: 'MCP & prices', admin: true },
+  { id: 'providers', title: 'Provider keys', admin: true },
 ];
 
 const FEED_ROWS = 100;
@@ -130,6 +132,7 @@ export function App() {
         {route.id === 'audit' && <AuditPage me={me} />}
         {route.id === 'sessions' && <SessionsPage />}
         {route.id === 'mcp' && <McpPage />}
+        {route.id === 'providers' && <ProvidersPage />}
       </main>
     </div>
   );

@@ -129,7 +129,7 @@ export function Field({
   value: string;
   onInput(v: string): void;
   placeholder?: string;
-  type?: 'text' | 'email' | 'number';
+  type?: 'text' | 'email' | 'number' | 'password';
   name: string;
   required?: boolean;
 }) {

@@ -21,6 +21,7 @@ import type { IdentityService } from './identity/identity-service';
 import { provisionerCapability } from './identity/provisioner-plugin';
 import { detectCacheBreaks, fanOutFinished } from './interception-end';
 import { Lifecycle } from './lifecycle';
+import { CredentialCipher } from './mcp/cipher';
 import type { McpHub } from './mcp/hub';
 import { mcpCapability } from './mcp/mcp-plugin';
 import { Metrics } from './metrics';
@@ -30,6 +31,7 @@ import { policyCapability } from './policy/policy-plugin';
 import { adaptersOf } from './providers/registry';
 import { proxyCapability } from './proxy/proxy-plugin';
 import { byokCapability } from './routing/byok-plugin';
+import { routingCapability } from './routing/routing-plugin';
 import { scimCapability } from './scim/scim-plugin';
 import { engagementCapability } from './spend/engagement-plugin';
 import { spendCapability } from './spend/spend-plugin';
@@ -123,6 +125,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const scim = scimCapability(core, { auth, identity, recheckUser: live.recheckUser });
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
     detectCacheBreaks(audit.recorder, { store, prices: spend.prices, events: live.interceptionEvents });
+    // Provider keys added at run time are sealed with the same key as MCP secrets.
+    const routing = await routingCapability(core, {
+      alerts: spend.alerts,
+      sealer: config.mcp.credentialsKey ? new CredentialCipher(config.mcp.credentialsKey) : undefined,
+    });
     const engagement = engagementCapability(core);
     const provisioning = provisionerCapability(core, identityApi.hasher);
     const device = deviceCapability(core, identity, config.mcp.publicUrl);
@@ -141,6 +148,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       oidc,
       scim,
       byok,
+      routing,
     ];
 
     // Replicas on one database (docs/storage.md): events cross between them, changed documents reload.
@@ -168,6 +176,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       strategyFor: mcp.strategyFor,
       toolPolicy: (start) => policy.toolPolicy.forRequest(start),
       byok: byok.policy,
+      credentials: routing.pools,
     });
     await app.register(
       opsRoutes({

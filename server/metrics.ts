@@ -188,6 +188,37 @@ export class Metrics {
       }
     },
   });
+  readonly keyRequests = new Counter({
+    name: 'aibridge_upstream_key_requests_total',
+    help: 'Upstream attempts per provider instance and pool key name (docs/routing.md#key-pools).',
+    labelNames: ['provider', 'key'] as const,
+    registers: [this.registry],
+  });
+  readonly keyRateLimited = new Counter({
+    name: 'aibridge_upstream_key_rate_limited_total',
+    help: 'Upstream 429 and 529 answers per provider instance and pool key name, by status; each cools the key down.',
+    labelNames: ['provider', 'key', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly keyAuthFailures = new Counter({
+    name: 'aibridge_upstream_key_auth_failures_total',
+    help: 'Upstream 401 and 403 answers per provider instance and pool key name; the first takes the key out of rotation.',
+    labelNames: ['provider', 'key'] as const,
+    registers: [this.registry],
+  });
+  /** Read at scrape time: every pool key and whether it is cooling down now. */
+  keyPoolSource: () => { provider: string; key: string; cooling: boolean }[] = () => [];
+  readonly keyCooling = new Gauge({
+    name: 'aibridge_upstream_key_cooling',
+    help: 'Per provider instance and pool key name: 1 while the key is cooling down after a 429/529, else 0.',
+    labelNames: ['provider', 'key'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.keyCooling.reset();
+      for (const k of this.keyPoolSource())
+        this.keyCooling.set({ provider: k.provider, key: k.key }, k.cooling ? 1 : 0);
+    },
+  });
   readonly authFailures = new Counter({
     name: 'aibridge_auth_failures_total',
     help: 'Requests that presented an invalid, revoked or expired bridge key.',

@@ -1,3 +1,4 @@
+import type { PoolKeyConfig } from './providers/family';
 import { allFamilies, familyOf, type InstanceConfig } from './providers/registry';
 import type { JsonObject } from './providers/types';
 
@@ -43,7 +44,10 @@ export const RESERVED_NAMES: ReadonlySet<string> = new Set([
 
 export const INSTANCE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
-const COMMON_FIELDS = ['type', 'baseUrl', 'apiKey', 'prices'];
+const COMMON_FIELDS = ['type', 'baseUrl', 'apiKey', 'keys', 'prices'];
+
+/** A pool key's name: in metrics, logs, records and the admin API's paths. */
+export const KEY_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 
 /** A problem in the providers file, naming the entry and field. */
 export class ProvidersFileError extends Error {
@@ -106,6 +110,72 @@ function checkPrices(entry: string, raw: unknown): InstancePrices | undefined {
   return out;
 }
 
+/** A secret as a string or `{"fromEnv": "VAR"}` (the variable must be set). */
+function secretOf(
+  read: (name: string) => string | undefined,
+  entry: string,
+  field: string,
+  k: unknown,
+): string {
+  if (typeof k === 'string' && k !== '') return k;
+  if (isPlainObject(k) && typeof k.fromEnv === 'string' && Object.keys(k).length === 1) {
+    const v = read(k.fromEnv) || undefined;
+    if (v === undefined)
+      throw new ProvidersFileError(entry, field, `the environment variable ${k.fromEnv} is not set`);
+    return v;
+  }
+  throw new ProvidersFileError(entry, field, 'expected a key, or {"fromEnv": "VAR"}');
+}
+
+/** A limit or weight: a positive number (`integer`: a whole one). */
+function positive(entry: string, field: string, v: unknown, integer: boolean): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v)))
+    throw new ProvidersFileError(entry, field, `expected a positive ${integer ? 'integer' : 'number'}`);
+  return v;
+}
+
+/** `keys`: a key pool (docs/routing.md#key-pools), names unique within the instance. */
+function checkKeys(
+  read: (name: string) => string | undefined,
+  entry: string,
+  raw: unknown,
+): readonly PoolKeyConfig[] {
+  if (!Array.isArray(raw) || raw.length === 0)
+    throw new ProvidersFileError(
+      entry,
+      'keys',
+      'expected a non-empty array of {name, key, weight?, rpm?, tpm?}',
+    );
+  const seen = new Set<string>();
+  return raw.map((k: unknown, i) => {
+    const at = `keys[${i}]`;
+    if (!isPlainObject(k))
+      throw new ProvidersFileError(entry, at, 'expected {name, key, weight?, rpm?, tpm?}');
+    for (const f of Object.keys(k))
+      if (!['name', 'key', 'weight', 'rpm', 'tpm'].includes(f))
+        throw new ProvidersFileError(entry, `${at}.${f}`, 'unknown field');
+    if (typeof k.name !== 'string' || !KEY_NAME.test(k.name))
+      throw new ProvidersFileError(
+        entry,
+        `${at}.name`,
+        'expected a name matching ^[a-z0-9][a-z0-9_-]{0,31}$',
+      );
+    if (seen.has(k.name)) throw new ProvidersFileError(entry, `${at}.name`, `"${k.name}" is given twice`);
+    seen.add(k.name);
+    const weight = positive(entry, `${at}.weight`, k.weight, false);
+    const rpm = positive(entry, `${at}.rpm`, k.rpm, true);
+    const tpm = positive(entry, `${at}.tpm`, k.tpm, true);
+    return {
+      name: k.name,
+      key: secretOf(read, entry, `${at}.key`, k.key),
+      ...(weight !== undefined ? { weight } : {}),
+      ...(rpm !== undefined ? { rpm } : {}),
+      ...(tpm !== undefined ? { tpm } : {}),
+    };
+  });
+}
+
 /**
  * The configured provider instances, by name: the built-in instance of every family that has one
  * (from its environment variables), then the providers file's entries, which may redefine a
@@ -159,20 +229,17 @@ export function providerInstances(
     if (entry.baseUrl !== undefined) baseUrl = checkUrl(name, 'baseUrl', entry.baseUrl);
     else if (family.defaultBaseUrl) baseUrl = family.defaultBaseUrl;
     else throw new ProvidersFileError(name, 'baseUrl', `required for type ${family.type}`);
-    let apiKey: string | undefined;
-    const k = entry.apiKey;
-    if (typeof k === 'string' && k !== '') apiKey = k;
-    else if (isPlainObject(k) && typeof k.fromEnv === 'string' && Object.keys(k).length === 1) {
-      apiKey = read(k.fromEnv) || undefined;
-      if (apiKey === undefined)
-        throw new ProvidersFileError(name, 'apiKey', `the environment variable ${k.fromEnv} is not set`);
-    } else if (k !== undefined)
-      throw new ProvidersFileError(name, 'apiKey', 'expected a key, or {"fromEnv": "VAR"}');
+    const apiKey = entry.apiKey === undefined ? undefined : secretOf(read, name, 'apiKey', entry.apiKey);
+    if (entry.keys !== undefined && entry.apiKey !== undefined)
+      throw new ProvidersFileError(name, 'keys', 'takes the place of "apiKey": give one or the other');
+    if (entry.keys !== undefined && family.keyPools === false)
+      throw new ProvidersFileError(name, 'keys', `an instance of type ${family.type} takes no key pool`);
     const problem = family.validate(entry);
     if (problem) throw new ProvidersFileError(name, problem.field, problem.message);
     const options: JsonObject = {};
     for (const f of family.fields) if (entry[f] !== undefined) options[f] = entry[f];
-    const settings = { name, type: family.type, baseUrl, apiKey, options };
+    const keys = entry.keys === undefined ? undefined : checkKeys(read, name, entry.keys);
+    const settings = { name, type: family.type, baseUrl, apiKey, options, ...(keys ? { keys } : {}) };
     // A redefined built-in keeps its place; a new name comes after.
     out[name] = {
       ...settings,

@@ -10,6 +10,10 @@ export const ERROR_CODES = {
     status: 400,
     message: 'The model name is empty, longer than 256 bytes, or has characters no model id uses.',
   },
+  invalid_provider_key: {
+    status: 400,
+    message: 'A provider key is invalid; the message names the field.',
+  },
   invalid_cursor: { status: 400, message: 'The cursor is not one this bridge issued.' },
   invalid_tool_policy: {
     status: 400,
@@ -59,6 +63,8 @@ export const ERROR_CODES = {
   price_not_found: { status: 404, message: 'No price override for that model.' },
   policy_not_found: { status: 404, message: 'No model policy for that team.' },
   mcp_server_not_found: { status: 404, message: 'No MCP server with that name.' },
+  provider_not_found: { status: 404, message: 'No provider instance with that name.' },
+  provider_key_not_found: { status: 404, message: 'The provider instance has no key with that name.' },
   provisioner_not_found: { status: 404, message: 'No provisioner with that id.' },
   user_code_not_found: {
     status: 404,
@@ -68,6 +74,11 @@ export const ERROR_CODES = {
   request_timeout: {
     status: 408,
     message: 'The request did not arrive in time; the connection is closed.',
+  },
+  provider_key_exists: { status: 409, message: 'The provider instance already has a key with that name.' },
+  provider_key_in_file: {
+    status: 409,
+    message: 'The key comes from the providers file: disable it here, or remove it from the file.',
   },
   user_exists: { status: 409, message: 'A user with that email already exists.' },
   last_admin: { status: 409, message: 'The last admin cannot stop being an admin.' },
@@ -79,8 +90,17 @@ export const ERROR_CODES = {
     status: 429,
     message: 'Too many requests or tokens per minute; retry after the time given.',
   },
+  upstream_keys_cooling: {
+    status: 429,
+    message:
+      'Every key of the provider instance is cooling down or at its limit; retry after the time given.',
+  },
   internal_error: { status: 500, message: 'The bridge failed unexpectedly.' },
   upstream_unreachable: { status: 502, message: 'The provider could not be reached.' },
+  upstream_auth_failed: {
+    status: 502,
+    message: 'Every key of the provider instance was refused by the provider (401/403).',
+  },
   upstream_protocol_error: {
     status: 502,
     message: 'The provider answered with something the bridge could not read.',
@@ -98,6 +118,10 @@ export const ERROR_CODES = {
   mcp_no_credentials_key: {
     status: 503,
     message: 'The bridge has no AIBRIDGE_MCP_CREDENTIALS_KEY, so it cannot store MCP credentials.',
+  },
+  provider_key_not_storable: {
+    status: 503,
+    message: 'The bridge has no AIBRIDGE_MCP_CREDENTIALS_KEY, so it cannot store provider keys.',
   },
   audit_unavailable: {
     status: 503,

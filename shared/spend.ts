@@ -104,12 +104,13 @@ export interface ModelPolicy {
   updatedAt: string;
 }
 
-export type AlertKind = 'budget' | 'anomaly';
+/** `upstream`: about the bridge's own upstream credentials (a pool key refused with 401/403). */
+export type AlertKind = 'budget' | 'anomaly' | 'upstream';
 
 export interface Alert {
   id: string;
   kind: AlertKind;
-  /** The rule that fired: `budget_threshold`, `session_cap`, `spend_vs_baseline`, `tokens_vs_baseline`, `spend_vs_team`, `request_burst`. */
+  /** The rule that fired: `budget_threshold`, `session_cap`, `spend_vs_baseline`, `tokens_vs_baseline`, `spend_vs_team`, `request_burst`, `upstream_key_auth_failed`. */
   rule: string;
   at: string;
   /** The user the alert is about; null for team- or org-wide alerts. */

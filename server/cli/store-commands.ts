@@ -24,6 +24,7 @@ const DOC_KINDS: Record<DocKind, true> = {
   user_deactivation: true,
   tool_policy: true,
   team_byok: true,
+  provider_key: true,
 };
 
 /** Records per import transaction. */

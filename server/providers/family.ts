@@ -7,8 +7,22 @@ export interface InstanceSettings {
   readonly baseUrl: string;
   /** The organisation's key, already resolved (`{"fromEnv": …}` read by config); never logged. */
   readonly apiKey: string | undefined;
+  /** A pool of named keys in place of `apiKey` (server/routing/key-pool.ts); absent: none in the file. */
+  readonly keys?: readonly PoolKeyConfig[];
   /** The family's own fields from the providers file, as validated by `validate`. */
   readonly options: JsonObject;
+}
+
+/** One key of an instance's pool, as the providers file gives it (the secret resolved); never logged. */
+export interface PoolKeyConfig {
+  readonly name: string;
+  readonly key: string;
+  /** Share of the requests relative to the other keys; default 1. */
+  readonly weight?: number;
+  /** Requests per minute this key may carry. */
+  readonly rpm?: number;
+  /** Tokens per minute this key may carry. */
+  readonly tpm?: number;
 }
 
 /** A field of a providers-file entry that is wrong, for an error naming the entry and field. */
@@ -37,7 +51,12 @@ export interface ProviderFamily {
   readonly env?: { readonly baseUrl: string; readonly apiKey: string; readonly onlyWithKey?: boolean };
   /** The provider id in the price data (@pydantic/genai-prices); null: only the instance's own `prices`. */
   readonly priceId: string | null;
-  /** Fields an entry may have beyond `type`, `baseUrl`, `apiKey` and `prices`. */
+  /**
+   * False for a family whose instances take no key pool (`keys`): they sign with a credential
+   * chain (Bedrock). Absent: keys are sent the way `authHeaders(key)` sends them.
+   */
+  readonly keyPools?: false;
+  /** Fields an entry may have beyond `type`, `baseUrl`, `apiKey`, `keys` and `prices`. */
   readonly fields: readonly string[];
   /** Checks the family's own fields; the first problem found. */
   validate(entry: JsonObject): FieldProblem | undefined;
@@ -47,8 +66,11 @@ export interface ProviderFamily {
   create(s: InstanceSettings): ProviderAdapter;
 }
 
-/** Families whose upstream needs a key are configured by one. */
-export const KEY_REQUIRED = (s: InstanceSettings): boolean => s.apiKey !== undefined;
+/** Whether an instance has a key of its own or a pool of them. */
+export const hasKey = (s: InstanceSettings): boolean => s.apiKey !== undefined || (s.keys?.length ?? 0) > 0;
+
+/** Families whose upstream needs a key are configured by one (or by a pool). */
+export const KEY_REQUIRED = hasKey;
 
 /** No family-specific fields. */
 export const NO_FIELDS = (): FieldProblem | undefined => undefined;

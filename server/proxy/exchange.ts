@@ -19,7 +19,8 @@ import type {
   StreamMeter,
   WireApi,
 } from '../providers/types';
-import { type CredentialSource, credentialHeaders } from '../routing/credentials';
+import { type CredentialLease, type CredentialSource, singleCredential } from '../routing/credentials';
+import { upstreamRetryAfterMs } from '../routing/retry-after';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
@@ -44,6 +45,8 @@ export interface ExchangeDeps {
   open: Set<{ shutdown(): void }>;
   /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
   now(): Date;
+  /** Where each attempt's upstream credential comes from (a key pool, server/routing); default the adapter's own. */
+  credentials?: CredentialSource;
   /** Tool-call policy (server/policy): what applies to a request's caller; undefined when no rule does. */
   toolPolicy?: (start: InterceptionStart) => CallPolicy | undefined;
   /** Live events: `interception.started` once admitted, throttled `interception.progress` as a stream passes. */
@@ -89,6 +92,8 @@ export interface Round {
   endedAt: Date;
   /** The round's answer reached the client as (part of) a stream. */
   streamed: boolean;
+  /** The credential the round went upstream with (told the tokens it used, for a pool key's `tpm`). */
+  lease?: CredentialLease;
 }
 
 /**
@@ -287,12 +292,14 @@ export class Exchange {
   async send(round: Round): Promise<Dispatcher.ResponseData | undefined> {
     const url = this.adapter.upstreamUrl(this.target());
     let res: Dispatcher.ResponseData;
+    let lease: CredentialLease | undefined;
     try {
+      // The user's own credential (bring your own key) wins over the instance's pool.
+      lease = await (this.metered.credentials ?? this.deps.credentials ?? singleCredential(this.adapter)).acquire();
+      round.lease = lease;
       const headers = {
         ...upstreamRequestHeaders(this.req.headers),
-        ...(this.metered.credentials
-          ? (await this.metered.credentials.acquire()).headers
-          : await credentialHeaders(this.adapter)),
+        ...lease.headers,
         ...round.observer.upstreamStart('POST', url),
       };
       const call = {
@@ -312,6 +319,7 @@ export class Exchange {
             signal: call.signal,
           });
     } catch (err) {
+      lease?.report({ status: 0 });
       round.endedAt = this.deps.now();
       round.streamed = this.head === 'stream';
       if (this.gone) {
@@ -329,12 +337,18 @@ export class Exchange {
         'error',
         null,
         { type: failure.code, message: failure.message },
-        this.stopping ? undefined : false,
+        // No credential to send with (every pool key cooling) says nothing of the provider.
+        this.stopping || lease === undefined ? undefined : false,
         'upstream failed',
       );
       this.fail(failure);
       return undefined;
     }
+    const retryAfter = upstreamRetryAfterMs(res.headers, this.deps.now().getTime());
+    lease.report({
+      status: res.statusCode,
+      ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
+    });
     round.observer.upstreamHeaders(res.statusCode);
     round.httpStatus = res.statusCode;
     round.upstreamRequestId = headerValue(res.headers[this.adapter.requestIdHeader]);
@@ -702,11 +716,16 @@ export class Exchange {
     const marked = this.markCalls(facts, round, why);
     const response = marked && this.policy ? this.policy.mark(marked) : marked;
     const final = this.gone ? 'client_aborted' : status;
+    // What counts toward a pool key's `tpm`: cache reads are left out, as Anthropic's limits leave them.
+    if (response)
+      round.lease?.used?.(response.usage.input + response.usage.cacheWrite + response.usage.output);
     round.observer.end({ status: final, httpStatus: round.httpStatus, response, error });
+    // A pool key's own 429 says nothing of the provider: the pool rests that key (server/routing).
+    const keyLimited = round.httpStatus === 429 && (round.lease?.keyName ?? null) !== null;
     this.deps.breakers.record(
       this.adapter.id,
       round.start.request.model,
-      this.gone ? undefined : healthy,
+      this.gone || keyLimited ? undefined : healthy,
       round.probe,
     );
     this.deps.recorder.finish(round.start, {

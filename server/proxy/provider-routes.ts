@@ -9,7 +9,8 @@ import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
-import { credentialHeaders } from '../routing/credentials';
+import { singleCredential } from '../routing/credentials';
+import { upstreamRetryAfterMs } from '../routing/retry-after';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { withClientSession } from './client-session';
@@ -86,7 +87,7 @@ async function passThrough(
   own: Record<string, string> | undefined,
 ): Promise<void> {
   if (!own && !adapter.configured) throw new BridgeError('provider_not_configured');
-  const auth = own ?? (await credentialHeaders(adapter));
+  const lease = await (own ? ownCredentialSource(own) : (deps.credentials ?? singleCredential(adapter))).acquire();
   const started = performance.now();
   const abort = new AbortController();
   reply.raw.on('close', () => {
@@ -96,14 +97,17 @@ async function passThrough(
   try {
     res = await undiciRequest(adapter.upstreamUrl(target), {
       method: req.method as Dispatcher.HttpMethod,
-      headers: { ...upstreamRequestHeaders(req.headers), ...auth },
+      headers: { ...upstreamRequestHeaders(req.headers), ...lease.headers },
       body: raw && raw.length > 0 ? raw : null,
       dispatcher: deps.dispatcher,
       signal: abort.signal,
     });
   } catch (err) {
+    lease.report({ status: 0 });
     throw upstreamFailure(err);
   }
+  const retryAfter = upstreamRetryAfterMs(res.headers, deps.now().getTime());
+  lease.report({ status: res.statusCode, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) });
   reply.hijack();
   const out = reply.raw;
   out.writeHead(res.statusCode, clientResponseHeaders(res.headers, true));

@@ -3,6 +3,8 @@ import type { Core } from '../capability';
 import { datesOf } from '../clock';
 import type { Authenticator } from '../identity/auth';
 import { adaptersOf } from '../providers/registry';
+import type { ProviderAdapter } from '../providers/types';
+import type { CredentialSource } from '../routing/credentials';
 import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
 import { CircuitBreakers } from './circuit-breaker';
@@ -33,6 +35,11 @@ export function proxyCapability(
     strategyFor: StrategyFor;
     toolPolicy?: ExchangeDeps['toolPolicy'];
     byok: ProviderRouteDeps['byok'];
+    /** Each instance's credentials (key pools, server/routing); absent: the adapter's own key. */
+    credentials?: {
+      credentialsFor(adapter: ProviderAdapter): CredentialSource;
+      hasKeys(instance: string): boolean;
+    };
   },
 ): ProxyCapability {
   const { config, metrics, clock, life } = core;
@@ -60,8 +67,9 @@ export function proxyCapability(
           now: datesOf(clock),
           events: d.events,
           ...(d.toolPolicy ? { toolPolicy: d.toolPolicy } : {}),
+          ...(d.credentials ? { credentials: d.credentials.credentialsFor(adapter) } : {}),
           admit: composeAdmission([
-            upstreamConfigured(() => adapter.configured),
+            upstreamConfigured(() => adapter.configured || (d.credentials?.hasKeys(adapter.id) ?? false)),
             auditAccepting(() => d.recorder.accepting()),
             governed(d.governance),
             breakerClosed(breakers, adapter.id),

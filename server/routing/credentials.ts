@@ -17,6 +17,8 @@ export interface CredentialLease {
   readonly headers: Record<string, string>;
   /** Tells the pool how the attempt went (cooldown on 429/529, out of rotation on 401/403). */
   report(outcome: AttemptOutcome): void;
+  /** Tells the pool the tokens the attempt used, once known (a key's `tpm`); absent: nothing counts them. */
+  used?(tokens: number): void;
 }
 
 /**

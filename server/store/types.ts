@@ -90,7 +90,9 @@ export type DocKind =
   /** The tool-call policy: one document holding the whole rule set (server/policy). */
   | 'tool_policy'
   /** Whether a team may send its members' own provider credentials upstream, by team (server/routing/byok.ts). */
-  | 'team_byok';
+  | 'team_byok'
+  /** Provider keys added or changed at run time, by `<instance>/<name>`; the secret sealed (server/routing). */
+  | 'provider_key';
 
 export interface AlertQuery {
   since?: string | undefined;

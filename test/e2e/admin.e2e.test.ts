@@ -73,7 +73,10 @@ describe('admin web page (e2e, Chromium)', function () {
     execFileSync(process.execPath, ['scripts/build-admin.mjs'], { stdio: 'inherit' });
     await fs.mkdir(ARTIFACTS, { recursive: true });
     upstream = await new AnthropicMock().start();
-    tb = await startBridge(upstream.url);
+    // A credentials key, so the provider keys page can store a key sealed.
+    tb = await startBridge(upstream.url, {
+      AIBRIDGE_MCP_CREDENTIALS_KEY: Buffer.alloc(32, 7).toString('base64'),
+    });
     browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     page = await context.newPage();
@@ -350,6 +353,37 @@ describe('admin web page (e2e, Chromium)', function () {
     await form.locator('button[type=submit]').click();
     await page.waitForSelector('[data-testid=price-overrides] td:has-text("mystery-model-1")');
     await shot('mcp-prices');
+  });
+
+  it("adds a key to a provider instance's pool (never shown again), disables and removes it", async () => {
+    const secret = 'sk-ant-e2e-spare-key-never-shown';
+    await go('providers');
+    const table = page.locator('[data-testid=keys-anthropic]');
+    await table.waitFor();
+    const form = page.locator('[data-testid=add-key-anthropic]');
+    await form.locator('input[name=name]').fill('spare');
+    await form.locator('input[name=key]').fill(secret);
+    await form.locator('input[name=weight]').fill('2');
+    await form.locator('button[type=submit]').click();
+    const row = table.locator('tr', { hasText: 'spare' });
+    await row.waitFor();
+    // The instance's own key joins the pool as "default"; the secret is nowhere on the page.
+    await table.locator('td', { hasText: 'default' }).waitFor();
+    assert.match((await row.textContent()) ?? '', /spare.*api.*2.*active/);
+    assert.ok(!(await page.content()).includes(secret));
+    assert.equal(await form.locator('input[name=key]').inputValue(), '');
+    await shot('provider-keys');
+    await row.getByRole('button', { name: 'Disable' }).click();
+    await table.locator('tr', { hasText: 'spare' }).locator('td', { hasText: 'disabled' }).waitFor();
+    page.once('dialog', (d) => void d.accept());
+    await table.locator('tr', { hasText: 'spare' }).getByRole('button', { name: 'Remove' }).click();
+    await table.locator('tr', { hasText: 'spare' }).waitFor({ state: 'detached' });
+    const keys = await tb.api<{ items: { name: string }[] }>(
+      'GET',
+      '/api/v1/providers/anthropic/keys',
+      tb.adminKey,
+    );
+    assert.deepEqual(keys.body.items, []);
   });
 
   it('shows a member only their own usage and keys', async () => {

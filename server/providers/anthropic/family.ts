@@ -1,4 +1,4 @@
-import { joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderFamily } from '../family';
+import { hasKey, joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderFamily } from '../family';
 import { anthropicErrorBody } from './errors';
 import { messagesApi } from './messages';
 
@@ -25,9 +25,12 @@ export const anthropicFamily: ProviderFamily = {
       { methods: ['GET', 'HEAD'], path: '/v1/models', why: 'model list; free' },
       { methods: ['GET', 'HEAD'], path: '/v1/models/:id', why: 'one model; free' },
     ],
-    configured: s.apiKey !== undefined,
+    configured: hasKey(s),
     upstreamUrl: (target) => joinUrl(s.baseUrl, target),
-    authHeaders: async (): Promise<Record<string, string>> => (s.apiKey ? { 'x-api-key': s.apiKey } : {}),
+    authHeaders: async (key?: string): Promise<Record<string, string>> => {
+      const k = key ?? s.apiKey;
+      return k ? { 'x-api-key': k } : {};
+    },
     errorBody: (status, _code, message) => anthropicErrorBody(status, message),
   }),
 };

@@ -1,4 +1,4 @@
-import { type FieldProblem, type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
+import { type FieldProblem, hasKey, type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
 import { chatCompletionsAt } from '../openai/chat-completions';
 import { openaiErrorBody } from '../openai/errors';
 import { responsesAt } from '../openai/responses';
@@ -31,6 +31,8 @@ function validate(entry: JsonObject): FieldProblem | undefined {
     return { field: 'auth', message: 'expected "api-key" or "entra"' };
   if (entry.auth === 'entra' && entry.apiKey !== undefined)
     return { field: 'apiKey', message: 'an "entra" instance takes no apiKey' };
+  if (entry.auth === 'entra' && entry.keys !== undefined)
+    return { field: 'keys', message: 'an "entra" instance takes no keys' };
   return undefined;
 }
 
@@ -55,11 +57,12 @@ function create(s: InstanceSettings): ProviderAdapter {
       { methods: ['GET', 'HEAD'], path: '/v1/models', why: 'model list; free' },
       { methods: ['GET', 'HEAD'], path: '/openai/v1/models', why: 'model list; free' },
     ],
-    configured: entra !== undefined || s.apiKey !== undefined,
+    configured: entra !== undefined || hasKey(s),
     upstreamUrl: (target) => joinUrl(root, /^\/v1(\/|$)/i.test(target) ? `/openai${target}` : target),
-    async authHeaders(): Promise<Record<string, string>> {
+    async authHeaders(key?: string): Promise<Record<string, string>> {
       if (entra) return { authorization: `Bearer ${await entra()}` };
-      return s.apiKey ? { 'api-key': s.apiKey } : {};
+      const k = key ?? s.apiKey;
+      return k ? { 'api-key': k } : {};
     },
     errorBody: openaiErrorBody,
     // A deployment is named by the path (deployments form) or as the `model` (v1 API): price its model.
@@ -83,6 +86,6 @@ export const azureOpenaiFamily: ProviderFamily = {
   priceId: 'azure',
   fields: ['deployments', 'auth'],
   validate,
-  configured: (s) => s.options.auth === 'entra' || s.apiKey !== undefined,
+  configured: (s) => s.options.auth === 'entra' || hasKey(s),
   create,
 };

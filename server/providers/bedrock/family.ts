@@ -184,6 +184,8 @@ function create(s: InstanceSettings): ProviderAdapter {
  */
 export const bedrockFamily: ProviderFamily = {
   type: 'bedrock',
+  // SigV4 from the AWS credential chain: there is no key to pool.
+  keyPools: false,
   defaultBaseUrl: DEFAULT_ENDPOINT,
   priceId: 'anthropic',
   fields: ['region', 'models'],

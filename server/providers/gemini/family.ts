@@ -1,4 +1,4 @@
-import { joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderFamily } from '../family';
+import { hasKey, joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderFamily } from '../family';
 import type { PassthroughRoute, ProviderAdapter, WireApi } from '../types';
 import { geminiErrorBody } from './errors';
 import { generateContentAt } from './generate-content';
@@ -44,10 +44,12 @@ export const geminiFamily: ProviderFamily = {
     requestIdHeader: 'x-request-id',
     apis: APIS,
     passthrough: PASSTHROUGH,
-    configured: s.apiKey !== undefined,
+    configured: hasKey(s),
     upstreamUrl: (target) => joinUrl(s.baseUrl, target),
-    authHeaders: async (): Promise<Record<string, string>> =>
-      s.apiKey ? { 'x-goog-api-key': s.apiKey } : {},
+    authHeaders: async (key?: string): Promise<Record<string, string>> => {
+      const k = key ?? s.apiKey;
+      return k ? { 'x-goog-api-key': k } : {};
+    },
     errorBody: geminiErrorBody,
     modelFor: (path, model) => modelOfPath(path) ?? model,
     credentialQuery: { param: 'key', header: 'x-goog-api-key' },

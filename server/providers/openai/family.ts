@@ -1,4 +1,11 @@
-import { type InstanceSettings, joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderFamily } from '../family';
+import {
+  hasKey,
+  type InstanceSettings,
+  joinUrl,
+  KEY_REQUIRED,
+  NO_FIELDS,
+  type ProviderFamily,
+} from '../family';
 import type { PassthroughRoute, ProviderAdapter, WireApi } from '../types';
 import { chatCompletionsApi } from './chat-completions';
 import { openaiErrorBody } from './errors';
@@ -33,10 +40,12 @@ export function openaiShapedAdapter(
     requestIdHeader: 'x-request-id',
     apis,
     passthrough: over.passthrough ?? OPENAI_PASSTHROUGH,
-    configured: over.configured ?? s.apiKey !== undefined,
+    configured: over.configured ?? hasKey(s),
     upstreamUrl: (target) => joinUrl(s.baseUrl, target),
-    authHeaders: async (): Promise<Record<string, string>> =>
-      s.apiKey ? { authorization: `Bearer ${s.apiKey}` } : {},
+    authHeaders: async (key?: string): Promise<Record<string, string>> => {
+      const k = key ?? s.apiKey;
+      return k ? { authorization: `Bearer ${k}` } : {};
+    },
     errorBody: openaiErrorBody,
   };
 }

@@ -1,0 +1,61 @@
+import type { AlertService } from '../alerts/alert-service';
+import type { Capability, Core } from '../capability';
+import { datesOf } from '../clock';
+import { adaptersOf } from '../providers/registry';
+import type { PoolEvents } from './key-pool';
+import { KeyPools, type Sealer } from './key-pools';
+import { keyRoutes } from './key-routes';
+
+export interface RoutingCapability extends Capability {
+  pools: KeyPools;
+}
+
+/**
+ * Upstream key pools (docs/routing.md#key-pools): each instance's keys from the providers file and
+ * the store, their admin API, their metrics, the alert when the upstream refuses one, and their
+ * reload when another replica changes them. The proxy acquires each attempt's credential here.
+ */
+export async function routingCapability(
+  core: Core,
+  d: { alerts: Pick<AlertService, 'raise'>; sealer: Sealer | undefined },
+): Promise<RoutingCapability> {
+  const { config, store, metrics, clock, log } = core;
+  const events: PoolEvents = {
+    attempt: (provider, key) => metrics.keyRequests.inc({ provider, key }),
+    rateLimited: (provider, key, status, cooldownMs) => {
+      metrics.keyRateLimited.inc({ provider, key, status: String(status) });
+      log.info({ provider, key, status, cooldownMs }, 'provider key cooling down');
+    },
+    authFailed: (provider, key, status) => {
+      metrics.keyAuthFailures.inc({ provider, key });
+      d.alerts.raise({
+        kind: 'upstream',
+        rule: 'upstream_key_auth_failed',
+        userId: null,
+        userEmail: null,
+        team: null,
+        observed: status,
+        baseline: 0,
+        unit: 'requests',
+        message: `Provider instance "${provider}" refused its key "${key}" (${status}); the key is out of rotation until an admin re-enables or replaces it.`,
+        budgetId: null,
+      });
+    },
+  };
+  const pools = new KeyPools({
+    instances: config.upstreams,
+    adapters: adaptersOf(config.upstreams),
+    store,
+    clock,
+    sealer: d.sealer,
+    events,
+    log,
+  });
+  await pools.load();
+  metrics.keyPoolSource = () => pools.cooling();
+  return {
+    pools,
+    routes: keyRoutes({ pools, now: datesOf(clock) }),
+    reload: { provider_key: () => pools.load() },
+  };
+}
