@@ -29,6 +29,7 @@ import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
 import { adaptersOf } from './providers/registry';
 import { proxyCapability } from './proxy/proxy-plugin';
+import { aliasCapability } from './routing/aliases-plugin';
 import { scimCapability } from './scim/scim-plugin';
 import { engagementCapability } from './spend/engagement-plugin';
 import { spendCapability } from './spend/spend-plugin';
@@ -105,6 +106,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
 
     const { identity, auth, ...identityApi } = await identityCapability(core);
     const spend = await spendCapability(core, identity);
+    const routing = await aliasCapability(core, spend);
     const audit = await auditCapability(core, identity, spend.prices);
     const mcp = await mcpCapability(core);
     const policy = await policyCapability(core);
@@ -132,6 +134,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       identityApi,
       audit,
       spend,
+      routing,
       engagement,
       live,
       provisioning,
@@ -163,6 +166,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       telemetry: new ExchangeTelemetry(core.metrics, tracing),
       events: live.interceptionEvents,
       strategyFor: mcp.strategyFor,
+      models: routing.models,
       toolPolicy: (start) => policy.toolPolicy.forRequest(start),
     });
     await app.register(

@@ -7,6 +7,7 @@ import type { GroupMapping } from './identity/group-mapping';
 import { isValidKey, type McpSettings } from './mcp/settings';
 import { ProvidersFileError, providerInstances, type UpstreamConfig } from './provider-config';
 import { allFamilies } from './providers/registry';
+import { type AliasTable, fileAliases } from './routing/aliases';
 import type { TracingConfig } from './telemetry/tracing';
 
 export type { InstanceModelPrice, InstancePrices, UpstreamConfig } from './provider-config';
@@ -57,6 +58,8 @@ export interface Config {
   };
   /** The provider instances by name (`anthropic`, `openai`, and the providers file's), in route order. */
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
+  /** The providers file's model aliases (docs/routing.md#model-aliases); checked further at start. */
+  readonly aliases: AliasTable;
   readonly spend: SpendConfig;
   readonly alerts: AlertConfig;
   /** Bearer token that may read `/metrics` besides admin keys; undefined: admin keys only. */
@@ -604,7 +607,7 @@ function isEnvVar(name: string): name is EnvVar {
  * AIBRIDGE_PROVIDERS_FILE's. An `apiKey: {"fromEnv": "VAR"}` names a variable of the operator's
  * choosing, read here too, so this file stays the only reader of the environment.
  */
-function upstreams(env: Env): Readonly<Record<string, UpstreamConfig>> {
+function upstreams(env: Env, json: unknown): Readonly<Record<string, UpstreamConfig>> {
   const urlVars = new Set<string>();
   for (const f of allFamilies()) {
     if (!f.env) continue;
@@ -616,20 +619,27 @@ function upstreams(env: Env): Readonly<Record<string, UpstreamConfig>> {
     if (isEnvVar(name)) return urlVars.has(name) ? optionalUrl(env, name) : env[name] || undefined;
     return (env as Readonly<Record<string, string | undefined>>)[name] || undefined;
   };
+  return providersFilePart(() => providerInstances(read, json));
+}
+
+/** AIBRIDGE_PROVIDERS_FILE as JSON; undefined when unset. */
+function providersFile(env: Env): unknown {
   const file = env.AIBRIDGE_PROVIDERS_FILE;
-  let json: unknown;
-  if (file) {
-    try {
-      json = JSON.parse(readFileSync(path.resolve(file), 'utf8'));
-    } catch (err) {
-      throw new ConfigError(
-        'AIBRIDGE_PROVIDERS_FILE',
-        `cannot read ${file} as JSON: ${(err as Error).message}`,
-      );
-    }
-  }
+  if (!file) return undefined;
   try {
-    return providerInstances(read, json);
+    return JSON.parse(readFileSync(path.resolve(file), 'utf8'));
+  } catch (err) {
+    throw new ConfigError(
+      'AIBRIDGE_PROVIDERS_FILE',
+      `cannot read ${file} as JSON: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** One part of the providers file read; its problem becomes a ConfigError naming the setting. */
+function providersFilePart<T>(read: () => T): T {
+  try {
+    return read();
   } catch (err) {
     if (err instanceof ProvidersFileError) throw new ConfigError('AIBRIDGE_PROVIDERS_FILE', err.message);
     throw err;
@@ -638,6 +648,7 @@ function upstreams(env: Env): Readonly<Record<string, UpstreamConfig>> {
 
 /** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
 export function loadConfig(flags: ServeFlags, env: Env): Config {
+  const providersJson = providersFile(env);
   const host = pick(flags.host, '--host', env, 'AIBRIDGE_HOST')?.value ?? '127.0.0.1';
   if (!/^[\w.:-]+$/.test(host))
     throw new ConfigError(flags.host ? '--host' : 'AIBRIDGE_HOST', `"${host}" is not a host name or address`);
@@ -675,7 +686,8 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       threshold: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_THRESHOLD'), 5, 0, 1000),
       cooldownMs: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_COOLDOWN_MS'), 30_000, 1, 3_600_000),
     },
-    upstreams: upstreams(env),
+    upstreams: upstreams(env, providersJson),
+    aliases: providersFilePart(() => fileAliases(providersJson)),
     spend: {
       pricesFile: env.AIBRIDGE_PRICES_FILE ? path.resolve(env.AIBRIDGE_PRICES_FILE) : undefined,
       defaultMaxOutputTokens: int(

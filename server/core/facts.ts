@@ -63,4 +63,6 @@ export interface InterceptionStart {
   requestId?: string;
   /** What the record keeps of the conversation (default `prompt`). */
   capture?: CaptureLevel;
+  /** The model alias the client asked for; `request.model` is the real model it stands for. */
+  alias?: string;
 }

@@ -3,6 +3,7 @@ import type { Core } from '../capability';
 import { datesOf } from '../clock';
 import type { Authenticator } from '../identity/auth';
 import { adaptersOf } from '../providers/registry';
+import type { ModelDirectory } from '../routing/aliases-plugin';
 import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
 import { CircuitBreakers } from './circuit-breaker';
@@ -31,6 +32,8 @@ export function proxyCapability(
     telemetry: ExchangeTelemetry;
     events: ExchangeDeps['events'];
     strategyFor: StrategyFor;
+    /** Model aliases and the models each caller may use (server/routing). */
+    models?: ModelDirectory;
     toolPolicy?: ExchangeDeps['toolPolicy'];
   },
 ): ProxyCapability {
@@ -73,6 +76,7 @@ export function proxyCapability(
           auth: d.auth,
           capture: d.capture,
           strategyFor: d.strategyFor,
+          ...(d.models ? { models: d.models } : {}),
         };
         await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
       }

@@ -88,7 +88,9 @@ export type DocKind =
   /** Users deactivated by the identity provider: a write makes every replica close their live sockets. */
   | 'user_deactivation'
   /** The tool-call policy: one document holding the whole rule set (server/policy). */
-  | 'tool_policy';
+  | 'tool_policy'
+  /** Model aliases an admin set, by `alias` or `team/alias` (server/routing/aliases.ts). */
+  | 'model_alias';
 
 export interface AlertQuery {
   since?: string | undefined;

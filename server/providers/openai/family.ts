@@ -2,6 +2,7 @@ import { type InstanceSettings, joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderF
 import type { PassthroughRoute, ProviderAdapter, WireApi } from '../types';
 import { chatCompletionsApi } from './chat-completions';
 import { openaiErrorBody } from './errors';
+import { openaiModelListing } from './model-listing';
 import { responsesApi } from './responses';
 
 /** The free endpoints of OpenAI's v1 API, relative to the `/v1` base. */
@@ -23,7 +24,7 @@ export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
 export function openaiShapedAdapter(
   s: InstanceSettings,
   type: string,
-  over: Partial<Pick<ProviderAdapter, 'apis' | 'passthrough' | 'configured'>> = {},
+  over: Partial<Pick<ProviderAdapter, 'apis' | 'passthrough' | 'configured' | 'modelListing'>> = {},
 ): ProviderAdapter {
   const apis: readonly WireApi[] = over.apis ?? [chatCompletionsApi, responsesApi];
   return {
@@ -38,6 +39,7 @@ export function openaiShapedAdapter(
     authHeaders: async (): Promise<Record<string, string>> =>
       s.apiKey ? { authorization: `Bearer ${s.apiKey}` } : {},
     errorBody: openaiErrorBody,
+    ...(over.modelListing ? { modelListing: over.modelListing } : {}),
   };
 }
 
@@ -50,5 +52,10 @@ export const openaiFamily: ProviderFamily = {
   fields: [],
   validate: NO_FIELDS,
   configured: KEY_REQUIRED,
-  create: (s) => openaiShapedAdapter(s, 'openai'),
+  // The bridge answers the model list itself: the models this caller may use (docs/routing.md).
+  create: (s) =>
+    openaiShapedAdapter(s, 'openai', {
+      passthrough: OPENAI_PASSTHROUGH.filter((r) => !r.path.startsWith('/models')),
+      modelListing: openaiModelListing,
+    }),
 };
