@@ -1,0 +1,327 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import type { ModelAlias } from '../../shared/aliases';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { OpenAIMock } from '../helpers/openai-mock';
+
+/** A providers file with nothing but aliases (and the empty providers table it requires). */
+async function providersFile(aliases: unknown): Promise<string> {
+  const file = path.join(await tempDir('aibridge-aliases-'), 'providers.json');
+  await fs.writeFile(file, JSON.stringify({ providers: {}, aliases }));
+  return file;
+}
+
+describe('model aliases', () => {
+  let anthropic: AnthropicMock;
+  let openai: OpenAIMock;
+  let tb: TestBridge;
+  let dev: { key: string };
+  let platform: { key: string };
+  let claude: Anthropic;
+  let gpt: OpenAI;
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    openai = await new OpenAIMock().start();
+    const file = await providersFile({
+      fast: 'claude-haiku-4-5',
+      quick: 'gpt-5-mini',
+      teams: { platform: { fast: 'claude-sonnet-4-6' } },
+    });
+    tb = await startBridge(anthropic.url, {
+      AIBRIDGE_OPENAI_BASE_URL: openai.url,
+      AIBRIDGE_PROVIDERS_FILE: file,
+    });
+    dev = await tb.addUser('alias-dev@example.com', { team: 'ml' });
+    platform = await tb.addUser('alias-platform@example.com', { team: 'platform' });
+    claude = new Anthropic({ apiKey: dev.key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+    gpt = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/openai/v1`, maxRetries: 0 });
+  });
+  after(async () => {
+    await tb.close();
+    await openai.stop();
+    await anthropic.stop();
+  });
+
+  async function latest(key: string, n: number) {
+    return (await tb.interceptions(n, key))[0]!;
+  }
+  async function count(key: string): Promise<number> {
+    return (await tb.interceptions(0, key)).length;
+  }
+  function upstreamModel(body: string): unknown {
+    return (JSON.parse(body) as { model?: unknown }).model;
+  }
+
+  describe('Anthropic Messages', () => {
+    it('JSON: the SDK sees the alias, the upstream the real model, the record both', async () => {
+      const n = await count(dev.key);
+      const msg = await claude.messages.create({
+        model: 'fast',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.equal(msg.model, 'fast');
+      assert.equal(upstreamModel(anthropic.messageRequests().at(-1)!.body), 'claude-haiku-4-5');
+      const rec = await latest(dev.key, n + 1);
+      assert.equal(rec.model, 'claude-haiku-4-5');
+      assert.equal(rec.alias, 'fast');
+      assert.ok(rec.costUsd !== null && rec.costUsd > 0, 'priced as the real model');
+    });
+
+    it('stream: message_start names the alias; the final message too', async () => {
+      const n = await count(dev.key);
+      const stream = claude.messages.stream({
+        model: 'fast',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      const started: string[] = [];
+      for await (const ev of stream) if (ev.type === 'message_start') started.push(ev.message.model);
+      const final = await stream.finalMessage();
+      assert.deepEqual(started, ['fast']);
+      assert.equal(final.model, 'fast');
+      assert.equal(upstreamModel(anthropic.messageRequests().at(-1)!.body), 'claude-haiku-4-5');
+      const rec = await latest(dev.key, n + 1);
+      assert.equal(rec.model, 'claude-haiku-4-5');
+      assert.equal(rec.alias, 'fast');
+      assert.equal(rec.streamed, true);
+      assert.ok(rec.usage.output > 0, 'the stream is still metered');
+    });
+
+    it('a team’s own alias wins over everyone’s for its members', async () => {
+      const n = await count(platform.key);
+      const c = new Anthropic({ apiKey: platform.key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+      const msg = await c.messages.create({
+        model: 'fast',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.equal(msg.model, 'fast');
+      assert.equal(upstreamModel(anthropic.messageRequests().at(-1)!.body), 'claude-sonnet-4-6');
+      const rec = await latest(platform.key, n + 1);
+      assert.equal(rec.model, 'claude-sonnet-4-6');
+      assert.equal(rec.alias, 'fast');
+    });
+
+    it('a request that names a real model goes up byte for byte, and its record has no alias', async () => {
+      const n = await count(dev.key);
+      const body = '{"model":"claude-haiku-4-5",  "max_tokens":5,"messages":[{"role":"user","content":"x"}]}';
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': dev.key,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+        body,
+      });
+      assert.equal(res.status, 200);
+      assert.equal(anthropic.messageRequests().at(-1)!.body, body);
+      assert.equal(((await res.json()) as { model: string }).model, 'claude-haiku-4-5');
+      const rec = await latest(dev.key, n + 1);
+      assert.equal(rec.alias, undefined);
+    });
+  });
+
+  describe('OpenAI Chat Completions', () => {
+    it('JSON: the SDK sees the alias; the upstream and the record the real model', async () => {
+      const n = await count(dev.key);
+      const res = await gpt.chat.completions.create({
+        model: 'quick',
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.equal(res.model, 'quick');
+      assert.equal(upstreamModel(openai.modelRequests().at(-1)!.body), 'gpt-5-mini');
+      const rec = await latest(dev.key, n + 1);
+      assert.equal(rec.model, 'gpt-5-mini');
+      assert.equal(rec.alias, 'quick');
+    });
+
+    it('stream: every chunk names the alias, and usage the client did not ask for stays hidden', async () => {
+      const n = await count(dev.key);
+      const stream = await gpt.chat.completions.create({
+        model: 'quick',
+        messages: [{ role: 'user', content: 'hi' }],
+        stream: true,
+      });
+      const models = new Set<string>();
+      let chunks = 0;
+      let usageSeen = false;
+      for await (const chunk of stream) {
+        chunks++;
+        models.add(chunk.model);
+        if (chunk.usage) usageSeen = true;
+      }
+      assert.ok(chunks > 1);
+      assert.deepEqual([...models], ['quick']);
+      assert.equal(usageSeen, false);
+      assert.equal(upstreamModel(openai.modelRequests().at(-1)!.body), 'gpt-5-mini');
+      const rec = await latest(dev.key, n + 1);
+      assert.equal(rec.model, 'gpt-5-mini');
+      assert.equal(rec.alias, 'quick');
+      assert.ok(rec.usage.output > 0, 'metered from the usage chunk the bridge asked for');
+    });
+  });
+
+  describe('OpenAI Responses', () => {
+    it('JSON: the SDK sees the alias; the upstream and the record the real model', async () => {
+      const n = await count(dev.key);
+      const res = await gpt.responses.create({ model: 'quick', input: 'hi' });
+      assert.equal(res.model, 'quick');
+      assert.equal(upstreamModel(openai.modelRequests().at(-1)!.body), 'gpt-5-mini');
+      const rec = await latest(dev.key, n + 1);
+      assert.equal(rec.model, 'gpt-5-mini');
+      assert.equal(rec.alias, 'quick');
+    });
+
+    it('stream: response.created, in_progress and completed name the alias', async () => {
+      const n = await count(dev.key);
+      const stream = await gpt.responses.create({ model: 'quick', input: 'hi', stream: true });
+      const named: Record<string, string> = {};
+      for await (const ev of stream)
+        if ('response' in ev && ev.response && typeof ev.response === 'object' && 'model' in ev.response)
+          named[ev.type] = ev.response.model as string;
+      assert.equal(named['response.created'], 'quick');
+      assert.equal(named['response.completed'], 'quick');
+      for (const m of Object.values(named)) assert.equal(m, 'quick');
+      assert.equal(upstreamModel(openai.modelRequests().at(-1)!.body), 'gpt-5-mini');
+      const rec = await latest(dev.key, n + 1);
+      assert.equal(rec.model, 'gpt-5-mini');
+      assert.equal(rec.alias, 'quick');
+      assert.ok(rec.usage.output > 0);
+    });
+  });
+
+  it('model policy applies to the real model: an alias to a denied model is refused, upstream never asked', async () => {
+    const put = await tb.api('PUT', '/api/v1/teams/ml/models', tb.adminKey, { deny: ['claude-haiku-*'] });
+    assert.equal(put.status, 200);
+    try {
+      const before = anthropic.messageRequests().length;
+      const err = await claude.messages
+        .create({ model: 'fast', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      assert.ok(err instanceof APIError);
+      assert.equal(err.status, 403);
+      assert.match(err.message, /claude-haiku-4-5/);
+      assert.equal(anthropic.messageRequests().length, before);
+    } finally {
+      await tb.api('DELETE', '/api/v1/teams/ml/models', tb.adminKey);
+    }
+  });
+
+  describe('admin API', () => {
+    it('lists the file’s aliases, overrides one, and falls back to the file’s when the override goes', async () => {
+      const list = await tb.api<{ items: ModelAlias[] }>('GET', '/api/v1/aliases', tb.adminKey);
+      assert.equal(list.status, 200);
+      assert.deepEqual(
+        list.body.items.map((a) => [a.alias, a.model, a.team, a.source]),
+        [
+          ['fast', 'claude-haiku-4-5', null, 'file'],
+          ['quick', 'gpt-5-mini', null, 'file'],
+          ['fast', 'claude-sonnet-4-6', 'platform', 'file'],
+        ],
+      );
+      const put = await tb.api<ModelAlias>('PUT', '/api/v1/aliases/fast', tb.adminKey, {
+        model: 'claude-opus-4-6',
+      });
+      assert.equal(put.status, 200);
+      assert.equal(put.body.source, 'admin');
+      const msg = await claude.messages.create({
+        model: 'fast',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'x' }],
+      });
+      assert.equal(msg.model, 'fast');
+      assert.equal(upstreamModel(anthropic.messageRequests().at(-1)!.body), 'claude-opus-4-6');
+
+      const del = await tb.api<ModelAlias>('DELETE', '/api/v1/aliases/fast', tb.adminKey);
+      assert.equal(del.status, 200);
+      await claude.messages.create({
+        model: 'fast',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'x' }],
+      });
+      assert.equal(upstreamModel(anthropic.messageRequests().at(-1)!.body), 'claude-haiku-4-5');
+
+      const again = await tb.api<{ error: { code: string; message: string } }>(
+        'DELETE',
+        '/api/v1/aliases/fast',
+        tb.adminKey,
+      );
+      assert.equal(again.status, 404);
+      assert.match(JSON.stringify(again.body), /alias_not_found/);
+      assert.match(JSON.stringify(again.body), /providers file/);
+    });
+
+    it('a new team alias is served at once and removed with ?team=', async () => {
+      const put = await tb.api('PUT', '/api/v1/aliases/smart', tb.adminKey, { model: 'gpt-5', team: 'ml' });
+      assert.equal(put.status, 200);
+      const res = await gpt.chat.completions.create({
+        model: 'smart',
+        messages: [{ role: 'user', content: 'x' }],
+      });
+      assert.equal(res.model, 'smart');
+      assert.equal(upstreamModel(openai.modelRequests().at(-1)!.body), 'gpt-5');
+      assert.equal(
+        (await tb.api('DELETE', '/api/v1/aliases/smart', tb.adminKey)).status,
+        404,
+        'not everyone’s',
+      );
+      assert.equal((await tb.api('DELETE', '/api/v1/aliases/smart?team=ml', tb.adminKey)).status, 200);
+    });
+
+    it('refuses bad entries with 400 naming the entry', async () => {
+      const cases: [string, unknown, RegExp][] = [
+        ['bad%20name', { model: 'gpt-5' }, /aliases\.bad name: the name must match/],
+        ['teams', { model: 'gpt-5' }, /aliases\.teams: the name must/],
+        ['gpt-5', { model: 'gpt-5-mini' }, /aliases\.gpt-5: .*shadow a model/],
+        ['chain', { model: 'fast' }, /aliases\.chain: "fast" is itself an alias/],
+        ['self', { model: 'self' }, /aliases\.self: .*no chains/],
+        ['claude-haiku-4-5x', { model: 'not a model' }, /is not a model id/],
+      ];
+      for (const [name, body, why] of cases) {
+        const res = await tb.api<{ error: { code: string; message: string } }>(
+          'PUT',
+          `/api/v1/aliases/${name}`,
+          tb.adminKey,
+          body,
+        );
+        assert.equal(res.status, 400, name);
+        assert.match(res.body.error.message, why, name);
+      }
+      // Naming an alias after what another alias points to would chain them too.
+      const named = await tb.api<{ error: { message: string } }>(
+        'PUT',
+        '/api/v1/aliases/claude-haiku-4-5',
+        tb.adminKey,
+        { model: 'claude-opus-4-6' },
+      );
+      assert.equal(named.status, 400);
+      const member = await tb.api('PUT', '/api/v1/aliases/x', dev.key, { model: 'gpt-5' });
+      assert.equal(member.status, 403, 'admins only');
+    });
+  });
+
+  it('refuses a providers file whose aliases break a rule at start, naming the entry', async () => {
+    for (const [aliases, why] of [
+      [{ a: 'b', b: 'gpt-5' }, /aliases\.a: "b" is itself an alias/],
+      [{ 'gpt-5': 'gpt-5-mini' }, /aliases\.gpt-5: .*shadow/],
+      [{ ok: 42 }, /aliases\.ok: expected a model id/],
+      [{ teams: { platform: { 'x y': 'gpt-5' } } }, /aliases\.teams\.platform\.x y: the name must match/],
+    ] as const) {
+      const file = await providersFile(aliases);
+      await assert.rejects(
+        startBridge(anthropic.url, { AIBRIDGE_PROVIDERS_FILE: file }),
+        (err: Error) => why.test(err.message) && /AIBRIDGE_PROVIDERS_FILE/.test(err.message),
+      );
+    }
+  });
+});
