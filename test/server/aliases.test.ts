@@ -6,7 +6,9 @@ import OpenAI from 'openai';
 import type { ModelAlias } from '../../shared/aliases';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { OpenAIMock } from '../helpers/openai-mock';
+import { testPostgres } from '../helpers/postgres';
 
 /** A providers file with nothing but aliases (and the empty providers table it requires). */
 async function providersFile(aliases: unknown): Promise<string> {
@@ -322,6 +324,40 @@ describe('model aliases', () => {
         startBridge(anthropic.url, { AIBRIDGE_PROVIDERS_FILE: file }),
         (err: Error) => why.test(err.message) && /AIBRIDGE_PROVIDERS_FILE/.test(err.message),
       );
+    }
+  });
+
+  it('two replicas on one database: an alias set on one is served by the other, and its removal too', async () => {
+    const env = {
+      AIBRIDGE_OPENAI_BASE_URL: openai.url,
+      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('aliases'),
+      AIBRIDGE_PROVIDERS_FILE: await providersFile({ fast: 'claude-haiku-4-5' }),
+    };
+    const a = await startBridge(anthropic.url, env);
+    const b = await startBridge(anthropic.url, env, a.dataDir);
+    try {
+      const user = await a.addUser('replica-dev@example.com', { team: 'ml' });
+      const onB = new Anthropic({ apiKey: user.key, baseURL: `${b.url}/anthropic`, maxRetries: 0 });
+      const ask = async (): Promise<unknown> => {
+        const msg = await onB.messages.create({
+          model: 'fast',
+          max_tokens: 5,
+          messages: [{ role: 'user', content: 'x' }],
+        });
+        assert.equal(msg.model, 'fast');
+        return upstreamModel(anthropic.messageRequests().at(-1)!.body);
+      };
+      assert.equal(await ask(), 'claude-haiku-4-5');
+      assert.equal(
+        (await a.api('PUT', '/api/v1/aliases/fast', a.adminKey, { model: 'claude-opus-4-6' })).status,
+        200,
+      );
+      await eventually(async () => ((await ask()) === 'claude-opus-4-6' ? true : undefined));
+      assert.equal((await a.api('DELETE', '/api/v1/aliases/fast', a.adminKey)).status, 200);
+      await eventually(async () => ((await ask()) === 'claude-haiku-4-5' ? true : undefined));
+    } finally {
+      await b.close();
+      await a.close();
     }
   });
 });
