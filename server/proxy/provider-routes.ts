@@ -162,6 +162,8 @@ function answerModelList(
   else if (lower !== base) return false;
   const principal = req.principal!;
   const available = models.listFor(adapter.id, principal.user.team);
+  // Tells a client (the VS Code extension) this is the caller's own list, not an upstream's.
+  reply.header('x-aibridge-model-list', 'caller');
   if (id === undefined) {
     const answer = listing.list(available, new URLSearchParams(query.slice(1)));
     reply.code(answer.status).type('application/json').send(answer.body);
