@@ -103,13 +103,13 @@ describe('the access matrix, from the route table', function () {
     await anthropic.stop();
   });
 
+  // `*`: a pass-through path, so valid keys reach the upstream (the model list is the bridge's own).
   function concrete(r: RouteEntry): string {
     return r.url
       .replace(':email', encodeURIComponent(memberEmail))
       .replace(':id', r.url === '/api/v1/keys/:id' ? spareKeyId : 'id_that_does_not_exist')
       .replace(':team', 'matrix')
       .replace(':model', 'model-x')
-      // A pass-through path, so valid keys reach the upstream (the model list is the bridge's own).
       .replace(/\*$/, r.url.startsWith('/anthropic') ? 'v1/messages/count_tokens' : 'v1/models');
   }
 
