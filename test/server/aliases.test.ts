@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
 import type { ModelAlias } from '../../shared/aliases';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
+import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
 import { OpenAIMock } from '../helpers/openai-mock';
 import { testPostgres } from '../helpers/postgres';
 
@@ -359,5 +361,42 @@ describe('model aliases', () => {
       await b.close();
       await a.close();
     }
+  });
+
+  describe('Gemini (the model in the path)', () => {
+    let gemini: GeminiMock;
+    let gb: TestBridge;
+    let key: string;
+    before(async () => {
+      gemini = await startGeminiMock();
+      gb = await startBridge(anthropic.url, {
+        AIBRIDGE_GEMINI_BASE_URL: gemini.origin,
+        AIBRIDGE_GEMINI_API_KEY: GEMINI_UPSTREAM_KEY,
+        AIBRIDGE_PROVIDERS_FILE: await providersFile({ flash: 'gemini-2.5-flash' }),
+      });
+      key = (await gb.addUser('alias-gemini@example.com')).key;
+    });
+    after(async () => {
+      await gb.close();
+      await gemini.stop();
+    });
+    const sdk = () => new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: `${gb.url}/gemini` } });
+
+    it('generateContent and its stream: the path goes up with the real model, modelVersion comes back as the alias', async () => {
+      const res = await sdk().models.generateContent({ model: 'flash', contents: 'hi' });
+      assert.equal(res.text, 'Bonjour');
+      assert.equal(res.modelVersion, 'flash');
+      assert.equal(gemini.seen.at(-1)!.url, '/v1beta/models/gemini-2.5-flash:generateContent');
+      const stream = await sdk().models.generateContentStream({ model: 'flash', contents: 'hi' });
+      const versions = new Set<string | undefined>();
+      for await (const chunk of stream) versions.add(chunk.modelVersion);
+      assert.deepEqual([...versions], ['flash']);
+      assert.equal(gemini.seen.at(-1)!.url, '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse');
+      const [streamed, whole] = await gb.interceptions(2, key);
+      for (const rec of [streamed!, whole!]) {
+        assert.equal(rec.model, 'gemini-2.5-flash');
+        assert.equal(rec.alias, 'flash');
+      }
+    });
   });
 });
