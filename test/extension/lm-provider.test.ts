@@ -246,6 +246,27 @@ describe("extension: the aibridge language model provider against VS Code's API 
       sub.dispose();
     });
 
+    it('reads every page of the list, asking after the last id', async () => {
+      const asked: string[] = [];
+      const page = (data: { id: string }[], more: boolean): Response =>
+        new Response(
+          JSON.stringify({ data, has_more: more, first_id: data[0]!.id, last_id: data.at(-1)!.id }),
+          {
+            headers: { 'x-aibridge-model-list': 'caller', 'content-type': 'application/json' },
+          },
+        );
+      const fake = (async (url: string | URL) => {
+        asked.push(String(url));
+        return asked.length === 1 ? page([{ id: 'a' }, { id: 'b' }], true) : page([{ id: 'c' }], false);
+      }) as typeof fetch;
+      const got = await fetchBridgeModels({ url: 'http://bridge', key: 'k' }, fake);
+      assert.deepEqual(
+        got?.map((m) => m.id),
+        ['a', 'b', 'c'],
+      );
+      assert.match(asked[1]!, /after_id=b/);
+    });
+
     it("falls back to the setting's models on a bridge without a per-caller list, or none reachable", async () => {
       // An older bridge passes the model list through to the upstream: no header says it is the caller's.
       assert.equal(await fetchBridgeModels({ url: mock.url, key: 'k' }), undefined);
