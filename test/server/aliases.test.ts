@@ -5,11 +5,12 @@ import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
 import type { ModelAlias } from '../../shared/aliases';
-import { AnthropicMock } from '../helpers/anthropic-mock';
+import { codexHome, runClaude, runCodexExec } from '../helpers/agent-cli';
+import { AnthropicMock, MOCK_TEXT } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
-import { OpenAIMock } from '../helpers/openai-mock';
+import { OPENAI_TEXT, OpenAIMock } from '../helpers/openai-mock';
 import { testPostgres } from '../helpers/postgres';
 
 /** A providers file with nothing but aliases (and the empty providers table it requires). */
@@ -130,6 +131,52 @@ describe('model aliases', () => {
       const rec = await latest(dev.key, n + 1);
       assert.equal(rec.alias, undefined);
     });
+  });
+
+  it('the real claude CLI with `--model fast`: answered, the upstream saw the real model, the record has the alias', async function () {
+    this.timeout(120_000);
+    const user = await tb.addUser('alias-claude@example.com', { team: 'ml' });
+    const home = await tempDir('aibridge-claude-home-');
+    const before = anthropic.messageRequests().length;
+    const res = await runClaude({ bridgeUrl: tb.url, key: user.key, home }, [
+      '--model',
+      'fast',
+      '-p',
+      'Say hi',
+    ]);
+    assert.equal(res.stdout.trim(), MOCK_TEXT);
+    const models = anthropic
+      .messageRequests()
+      .slice(before)
+      .map((r) => upstreamModel(r.body));
+    assert.ok(models.includes('claude-haiku-4-5'), JSON.stringify(models));
+    assert.ok(!models.includes('fast'), 'the alias never goes upstream');
+    const recs = await tb.interceptions(1, user.key);
+    const mine = recs.find((r) => r.prompt === 'Say hi');
+    assert.ok(mine, JSON.stringify(recs.map((r) => [r.prompt, r.model, r.alias])));
+    assert.equal(mine.model, 'claude-haiku-4-5');
+    assert.equal(mine.alias, 'fast');
+    assert.equal(mine.client, 'claude-code');
+  });
+
+  it('the real codex CLI with `model = "quick"`: answered, the upstream saw the real model, the record has the alias', async function () {
+    this.timeout(120_000);
+    const user = await tb.addUser('alias-codex@example.com', { team: 'ml' });
+    const before = openai.modelRequests().length;
+    const home = await codexHome(`${tb.url}/openai/v1`, { model: 'quick' });
+    const res = await runCodexExec({ home, key: user.key }, 'Say hi from codex');
+    assert.ok(res.stdout.includes(OPENAI_TEXT), `codex output: ${res.stdout}\n${res.stderr}`);
+    const models = openai
+      .modelRequests()
+      .slice(before)
+      .map((r) => upstreamModel(r.body));
+    assert.ok(models.length >= 1 && models.every((m) => m === 'gpt-5-mini'), JSON.stringify(models));
+    const recs = await tb.interceptions(1, user.key);
+    const mine = recs.find((r) => r.prompt?.includes('Say hi from codex'));
+    assert.ok(mine, JSON.stringify(recs.map((r) => [r.prompt, r.model, r.alias])));
+    assert.equal(mine.model, 'gpt-5-mini');
+    assert.equal(mine.alias, 'quick');
+    assert.equal(mine.client, 'codex');
   });
 
   describe('OpenAI Chat Completions', () => {
