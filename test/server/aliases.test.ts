@@ -10,8 +10,10 @@ import { AnthropicMock, MOCK_TEXT } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
+import { everythingStdio } from '../helpers/mcp-servers';
 import { OPENAI_TEXT, OpenAIMock } from '../helpers/openai-mock';
 import { testPostgres } from '../helpers/postgres';
+import { ToolModelMock } from '../helpers/tool-model-mock';
 
 /** A providers file with nothing but aliases (and the empty providers table it requires). */
 async function providersFile(aliases: unknown): Promise<string> {
@@ -444,6 +446,77 @@ describe('model aliases', () => {
         assert.equal(rec.model, 'gemini-2.5-flash');
         assert.equal(rec.alias, 'flash');
       }
+    });
+  });
+
+  describe('with MCP tools injected (more than one round)', () => {
+    let tools: ToolModelMock;
+    let mb: TestBridge;
+    let c: Anthropic;
+    let o: OpenAI;
+    let key: string;
+    before(async function () {
+      this.timeout(60_000);
+      tools = await new ToolModelMock().start();
+      const dir = await tempDir();
+      await fs.writeFile(
+        path.join(dir, 'mcp-servers.json'),
+        JSON.stringify({ servers: { everything: everythingStdio({ tools: { allow: ['echo'] } }) } }),
+      );
+      mb = await startBridge(
+        tools.url,
+        {
+          AIBRIDGE_OPENAI_BASE_URL: `${tools.url}/v1`,
+          AIBRIDGE_PROVIDERS_FILE: await providersFile({ fast: 'claude-sonnet-4-6', quick: 'gpt-5-mini' }),
+        },
+        dir,
+      );
+      await mb.bridge.mcp.ready();
+      key = (await mb.addUser('alias-mcp@example.com')).key;
+      c = new Anthropic({ apiKey: key, baseURL: `${mb.url}/anthropic`, maxRetries: 0 });
+      o = new OpenAI({ apiKey: key, baseURL: `${mb.url}/openai/v1`, maxRetries: 0 });
+    });
+    after(async () => {
+      await mb.close();
+      await tools.stop();
+    });
+
+    it('the composed answer and the composed stream name the alias; every round went up as the real model', async function () {
+      this.timeout(60_000);
+      const seen = tools.requests.length;
+      const msg = await c.messages.create({
+        model: 'fast',
+        max_tokens: 200,
+        messages: [{ role: 'user', content: 'Echo something' }],
+      });
+      assert.equal(msg.model, 'fast');
+      const stream = c.messages.stream({
+        model: 'fast',
+        max_tokens: 200,
+        messages: [{ role: 'user', content: 'Echo' }],
+      });
+      const started: string[] = [];
+      for await (const ev of stream) if (ev.type === 'message_start') started.push(ev.message.model);
+      assert.deepEqual(started, ['fast']);
+      const chunks = await o.chat.completions.create({
+        model: 'quick',
+        messages: [{ role: 'user', content: 'Echo' }],
+        stream: true,
+      });
+      const named = new Set<string>();
+      for await (const ch of chunks) named.add(ch.model);
+      assert.deepEqual([...named], ['quick']);
+      const up = tools.requests.slice(seen).map((r) => (r.body as { model?: unknown }).model);
+      assert.ok(up.length >= 6, 'two rounds each');
+      assert.ok(
+        up.every((m) => m === 'claude-sonnet-4-6' || m === 'gpt-5-mini'),
+        JSON.stringify(up),
+      );
+      const recs = await mb.interceptions(up.length, key);
+      assert.ok(
+        recs.every((r) => r.alias === 'fast' || r.alias === 'quick'),
+        'every round is recorded with the alias',
+      );
     });
   });
 });
