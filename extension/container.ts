@@ -35,6 +35,7 @@ import {
 } from './ids';
 import { LiveSocket } from './live/live-socket';
 import type { ConnectionState } from './live/machine';
+import { ChatModelList } from './lm/chat-models';
 import { DEFAULT_CHAT_MODELS, registerBridgeChatModels } from './lm/lm-provider';
 import { registerGatewayDefinition } from './mcp/gateway-definition';
 import { bridgeHasGateway } from './mcp/gateway-provider';
@@ -79,6 +80,11 @@ export class Container implements vscode.Disposable {
   private client: BridgeClient | undefined;
   /** The credentials the live services run with; a change of user only restarts nothing. */
   private running: Credentials | undefined;
+  /** The models VS Code's chat offers: asked of the bridge again at each sign-in. */
+  private readonly chatModelList = new ChatModelList({
+    fallback: () => this.chatModels(),
+    onError: (err) => this.log.warn(`chat models: the bridge's list could not be read: ${String(err)}`),
+  });
   private reseedTimer: NodeJS.Timeout | undefined;
   private readonly periodTimer: NodeJS.Timeout;
   private readonly renewalTimer: NodeJS.Timeout;
@@ -106,9 +112,10 @@ export class Container implements vscode.Disposable {
     this.detail = this.track(new DetailPanel(this.model));
     this.track(this.session.onDidChange((s) => this.onSession(s)));
     this.track(this.model.onDidChange((c) => c === 'policy' && this.notifyPolicy()));
-    // VS Code's chat (1.104+): the bridge's models in the model picker, as the signed-in user.
+    // VS Code's chat (1.104+): the signed-in user's models from the bridge in the model picker.
+    this.track(this.chatModelList);
     this.optional('VS Code chat models', () =>
-      registerBridgeChatModels({ credentials: () => this.running, models: this.chatModels() }),
+      registerBridgeChatModels({ credentials: () => this.running, models: this.chatModelList }),
     );
     this.track(vscode.workspace.onDidChangeConfiguration((e) => this.onConfig(e)));
     this.track(vscode.workspace.onDidGrantWorkspaceTrust(() => void this.prepareAgents()));
@@ -370,6 +377,7 @@ export class Container implements vscode.Disposable {
     void vscode.commands.executeCommand('setContext', CONTEXT.signedIn, s !== undefined);
     if (!s) {
       this.running = undefined;
+      this.chatModelList.refresh();
       clearTerminalEnv(this.context.environmentVariableCollection);
       this.log.info('signed out: terminal variables removed');
       this.gatewayUrl = undefined;
@@ -384,6 +392,7 @@ export class Container implements vscode.Disposable {
       return;
     }
     this.running = { url: s.url, key: s.key };
+    this.chatModelList.refresh();
     if (s.url !== this.gatewayUrl) {
       this.gatewayUrl = s.url;
       this.gatewayFound = false;
@@ -427,7 +436,7 @@ export class Container implements vscode.Disposable {
   /** A rule denied a tool call the model asked this user's agent to run: say what and why, once. */
   private notifyPolicy(): void {
     const p = this.model.lastPolicy;
-    if (!p || p.action !== 'deny') return;
+    if (p?.action !== 'deny') return;
     const what = p.summary.trim() || p.tool;
     this.log.warn(`blocked ${p.tool}: ${what} (rule ${p.rule}, interception ${p.interceptionId})`);
     void vscode.window
@@ -510,6 +519,7 @@ export class Container implements vscode.Disposable {
       void this.prepareAgents();
     }
     if (e.affectsConfiguration(SETTINGS.statusBarPeriod)) void this.seedSpend();
+    if (e.affectsConfiguration(SETTINGS.chatModels)) this.chatModelList.refresh();
     if (e.affectsConfiguration(SETTINGS.mcpGateway)) {
       this.mcpChanged.fire();
       void this.prepareAgents();

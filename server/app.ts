@@ -30,6 +30,7 @@ import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
 import { adaptersOf } from './providers/registry';
 import { proxyCapability } from './proxy/proxy-plugin';
+import { aliasCapability } from './routing/aliases-plugin';
 import { byokCapability } from './routing/byok-plugin';
 import { routingCapability } from './routing/routing-plugin';
 import { scimCapability } from './scim/scim-plugin';
@@ -108,6 +109,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
 
     const { identity, auth, ...identityApi } = await identityCapability(core);
     const spend = await spendCapability(core, identity);
+    const aliases = await aliasCapability(core, spend);
     const audit = await auditCapability(core, identity, spend.prices);
     const mcp = await mcpCapability(core);
     const policy = await policyCapability(core);
@@ -141,6 +143,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       identityApi,
       audit,
       spend,
+      aliases,
       engagement,
       live,
       provisioning,
@@ -174,6 +177,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       telemetry: new ExchangeTelemetry(core.metrics, tracing),
       events: live.interceptionEvents,
       strategyFor: mcp.strategyFor,
+      models: aliases.models,
       toolPolicy: (start) => policy.toolPolicy.forRequest(start),
       byok: byok.policy,
       credentials: routing.pools,

@@ -7,6 +7,7 @@ import type { GroupMapping } from './identity/group-mapping';
 import { isValidKey, type McpSettings } from './mcp/settings';
 import { byokTeams, ProvidersFileError, providerInstances, type UpstreamConfig } from './provider-config';
 import { allFamilies } from './providers/registry';
+import { type AliasTable, fileAliases } from './routing/aliases';
 import type { TracingConfig } from './telemetry/tracing';
 
 export type { InstanceModelPrice, InstancePrices, UpstreamConfig } from './provider-config';
@@ -59,6 +60,8 @@ export interface Config {
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
   /** Bring your own key: the teams the providers file lets send their own provider credentials (`*`: all). */
   readonly byok: { readonly teams: readonly string[] };
+  /** The providers file's model aliases (docs/routing.md#model-aliases); checked further at start. */
+  readonly aliases: AliasTable;
   readonly spend: SpendConfig;
   readonly alerts: AlertConfig;
   /** Bearer token that may read `/metrics` besides admin keys; undefined: admin keys only. */
@@ -647,6 +650,7 @@ function fromProvidersFile<T>(read: () => T): T {
 
 /** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
 export function loadConfig(flags: ServeFlags, env: Env): Config {
+  const providersJson = providersFile(env);
   const host = pick(flags.host, '--host', env, 'AIBRIDGE_HOST')?.value ?? '127.0.0.1';
   if (!/^[\w.:-]+$/.test(host))
     throw new ConfigError(flags.host ? '--host' : 'AIBRIDGE_HOST', `"${host}" is not a host name or address`);
@@ -662,7 +666,6 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     throw new ConfigError('AIBRIDGE_LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
   }
-  const providersJson = providersFile(env);
   const config: Config = {
     host,
     port,
@@ -687,6 +690,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     },
     upstreams: upstreams(env, providersJson),
     byok: { teams: fromProvidersFile(() => byokTeams(providersJson)) },
+    aliases: fromProvidersFile(() => fileAliases(providersJson)),
     spend: {
       pricesFile: env.AIBRIDGE_PRICES_FILE ? path.resolve(env.AIBRIDGE_PRICES_FILE) : undefined,
       defaultMaxOutputTokens: int(

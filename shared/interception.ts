@@ -162,6 +162,8 @@ export interface Interception {
   provider: string;
   api: ApiName;
   model: string | null;
+  /** The model alias the client asked for (docs/routing.md); `model` is the real model it stands for. */
+  alias?: string;
   client: string;
   sessionId: string | null;
   startedAt: string;

@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import type { Credentials } from '../auth/sign-in';
+import { type ChatModelEntry, ChatModelList } from './chat-models';
 import { ChatRequestError, streamChat } from './lm-stream';
 import {
   anthropicRequest,
@@ -43,7 +44,11 @@ interface ResponseOptions {
   readonly tools?: readonly { name: string; description: string; inputSchema?: object }[];
 }
 interface ChatProvider {
-  provideLanguageModelChatInformation(o: { silent: boolean }, t: vscode.CancellationToken): ChatInformation[];
+  readonly onDidChangeLanguageModelChatInformation?: (listener: () => void) => { dispose(): void };
+  provideLanguageModelChatInformation(
+    o: { silent: boolean },
+    t: vscode.CancellationToken,
+  ): Promise<ChatInformation[]>;
   provideLanguageModelChatResponse(
     model: ChatInformation,
     messages: readonly RequestMessage[],
@@ -99,8 +104,21 @@ function plainMessage(m: RequestMessage): ChatMessage {
 export interface BridgeChatDeps {
   /** The signed-in credentials, or undefined when signed out (the request then fails with a message). */
   credentials: () => Credentials | undefined;
-  /** Model ids to offer. */
-  models?: readonly string[];
+  /** The models to offer (chat-models.ts); default: the bridge's list for the user, else DEFAULT_CHAT_MODELS. */
+  models?: ChatModelList;
+}
+
+function chatInformation(m: ChatModelEntry): ChatInformation {
+  return {
+    id: m.id,
+    name: m.name,
+    family: m.id,
+    version: m.id,
+    tooltip: 'Through AI Bridge, on your bridge key',
+    maxInputTokens: MAX_INPUT,
+    maxOutputTokens: MAX_OUTPUT,
+    capabilities: { imageInput: true, toolCalling: true },
+  };
 }
 
 /**
@@ -112,20 +130,11 @@ export function registerBridgeChatModels(deps: BridgeChatDeps): vscode.Disposabl
   const register = (vscode.lm as unknown as { registerLanguageModelChatProvider?: Register })
     .registerLanguageModelChatProvider;
   if (typeof register !== 'function') return undefined;
+  const models = deps.models ?? new ChatModelList({ fallback: () => DEFAULT_CHAT_MODELS });
   const provider: ChatProvider = {
-    provideLanguageModelChatInformation: () =>
-      deps.credentials() === undefined
-        ? []
-        : (deps.models ?? DEFAULT_CHAT_MODELS).map((id) => ({
-            id,
-            name: id,
-            family: id,
-            version: id,
-            tooltip: 'Through AI Bridge, on your bridge key',
-            maxInputTokens: MAX_INPUT,
-            maxOutputTokens: MAX_OUTPUT,
-            capabilities: { imageInput: true, toolCalling: true },
-          })),
+    onDidChangeLanguageModelChatInformation: models.onDidChange,
+    provideLanguageModelChatInformation: async () =>
+      (await models.models(deps.credentials())).map(chatInformation),
     async provideLanguageModelChatResponse(model, messages, options, progress, token) {
       const c = deps.credentials();
       if (!c) throw new Error('AI Bridge: sign in to use this model.');

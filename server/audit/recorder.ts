@@ -134,6 +134,7 @@ export class Recorder {
       provider: start.provider,
       api: start.api,
       model,
+      ...(start.alias ? { alias: start.alias } : {}),
       client: start.client,
       sessionId: start.request.sessionId,
       startedAt: start.startedAt.toISOString(),

@@ -25,6 +25,7 @@ const DOC_KINDS: Record<DocKind, true> = {
   tool_policy: true,
   team_byok: true,
   provider_key: true,
+  model_alias: true,
 };
 
 /** Records per import transaction. */

@@ -66,4 +66,6 @@ export interface InterceptionStart {
   capture?: CaptureLevel;
   /** `user`: the request carries the user's own provider credential (absent: the organisation pays). */
   billedTo?: BilledTo;
+  /** The model alias the client asked for; `request.model` is the real model it stands for. */
+  alias?: string;
 }

@@ -3,6 +3,8 @@ import type { Dispatcher } from 'undici';
 import type { ApiName } from '../../shared/interception';
 import type { RequestFacts, ResponseFacts } from '../core/facts';
 import type { ToolInjection } from './injection';
+import type { ModelListing } from './model-listing';
+import type { ModelNaming } from './model-naming';
 import type { ToolHold } from './tool-hold';
 import type { EventVerdict, JsonObject, SseEvent } from './wire';
 
@@ -59,6 +61,8 @@ export interface WireApi {
   readonly injection?: ToolInjection;
   /** Holding and replacing the client's tool calls a policy denies (docs/governance.md); absent: never held. */
   readonly toolHold?: ToolHold;
+  /** Where requests and answers name the model, for model aliases; absent: the API's requests are never aliased. */
+  readonly modelNaming?: ModelNaming;
 }
 
 /** An unmetered endpoint the bridge forwards: `:name` segments match any one segment. */
@@ -118,4 +122,10 @@ export interface ProviderAdapter {
   send?(call: UpstreamCall): Promise<Dispatcher.ResponseData>;
   /** Rewrites an upstream error body into the client's error shape; absent: relayed as sent. */
   clientErrorBody?(status: number, body: Buffer): Buffer | undefined;
+  /**
+   * The provider's model-list endpoints (`GET /v1/models`, `GET /v1/models/{id}`), answered by
+   * the bridge itself with the models the caller may use (server/routing/model-catalog.ts);
+   * absent: the instance has no model list of its own.
+   */
+  readonly modelListing?: ModelListing;
 }

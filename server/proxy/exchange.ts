@@ -78,6 +78,20 @@ export interface Metered {
    * own (bring your own key, server/routing/byok.ts). Absent: the instance's.
    */
   credentials?: CredentialSource;
+  /**
+   * Rewrites what the client gets back (a model alias's name in place of the real model,
+   * server/routing/aliases.ts): streams go event by event, JSON answers are read whole first.
+   * Absent: the answer is relayed as it comes, byte for byte.
+   */
+  answerRewrite?: AnswerRewrite;
+}
+
+/** A change to every answer of an exchange, whatever its view or round. */
+export interface AnswerRewrite {
+  /** A whole JSON answer; undefined: unchanged. */
+  json(answer: unknown): unknown;
+  /** One SSE event's data as it goes to the client. */
+  event(ev: SseEvent, data: string): string;
 }
 
 /** One upstream request of an exchange: its own interception record, trace and breaker outcome. */
@@ -295,7 +309,11 @@ export class Exchange {
     let lease: CredentialLease | undefined;
     try {
       // The user's own credential (bring your own key) wins over the instance's pool.
-      lease = await (this.metered.credentials ?? this.deps.credentials ?? singleCredential(this.adapter)).acquire();
+      lease = await (
+        this.metered.credentials ??
+        this.deps.credentials ??
+        singleCredential(this.adapter)
+      ).acquire();
       round.lease = lease;
       const headers = {
         ...upstreamRequestHeaders(this.req.headers),
@@ -396,10 +414,14 @@ export class Exchange {
    */
   private async relay(round: Round, res: Dispatcher.ResponseData, sse: boolean): Promise<undefined> {
     const toolHold = this.policy?.judge ? this.metered.api.toolHold : undefined;
-    if (toolHold && !sse && res.statusCode < 400)
-      return this.relayJudged(round, res, (json) => toolHold.rewriteJson(json, this.policy!.judge!));
+    const answer = this.metered.answerRewrite;
+    if ((toolHold || answer) && !sse && res.statusCode < 400)
+      return this.relayJudged(round, res, (json) => {
+        const held = toolHold ? toolHold.rewriteJson(json, this.policy!.judge!) : undefined;
+        return answer ? (answer.json(held ?? json) ?? held) : held;
+      });
     const out = this.reply.raw;
-    const rewrite = sse && round.prepared.rewriteStream;
+    const rewrite = sse && (round.prepared.rewriteStream || answer !== undefined);
     round.streamed = sse;
     if (this.openHead(res, sse ? 'stream' : 'done') && sse) round.observer.streamOpened();
     const meter = sse ? this.metered.api.createStreamMeter(round.prepared) : undefined;
@@ -493,6 +515,7 @@ export class Exchange {
     hold?: StreamHold,
   ): Promise<boolean> {
     const out = this.reply.raw;
+    const answer = this.metered.answerRewrite;
     let pending = '';
     const progress = meter ? this.deps.events?.progress(round.start) : undefined;
     const parser = meter
@@ -503,8 +526,9 @@ export class Exchange {
             progress?.(meter);
             if (!verdict) return;
             const keep = verdict(v, ev);
-            if (keep.action === 'forward') pending += serializeEvent(e, e.data);
-            else if (keep.action === 'replace') pending += serializeEvent(e, keep.data);
+            if (keep.action === 'drop') return;
+            const data = keep.action === 'replace' ? keep.data : e.data;
+            pending += serializeEvent(e, answer ? answer.event(ev, data) : data);
           },
         })
       : undefined;
@@ -658,8 +682,9 @@ export class Exchange {
    */
   sendAnswer(status: number, upstreamHeaders: Dispatcher.ResponseData['headers'], answer: unknown): void {
     const judge = this.policy?.judge;
-    const rewritten = judge ? this.metered.api.toolHold?.rewriteJson(answer, judge) : undefined;
-    this.sendJson(status, upstreamHeaders, Buffer.from(JSON.stringify(rewritten ?? answer)));
+    const held = judge ? this.metered.api.toolHold?.rewriteJson(answer, judge) : undefined;
+    const renamed = this.metered.answerRewrite?.json(held ?? answer);
+    this.sendJson(status, upstreamHeaders, Buffer.from(JSON.stringify(renamed ?? held ?? answer)));
   }
 
   /** Sends a whole JSON answer (a composed one, or one the provider gave) as the client's response. */

@@ -8,6 +8,7 @@ import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
+import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
 import { singleCredential } from '../routing/credentials';
 import { upstreamRetryAfterMs } from '../routing/retry-after';
@@ -15,9 +16,16 @@ import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { withClientSession } from './client-session';
 import { checkedRequestFacts } from './client-strings';
-import { Exchange, type ExchangeDeps, runExchange, type StrategyFor, writable } from './exchange';
+import {
+  type AnswerRewrite,
+  Exchange,
+  type ExchangeDeps,
+  runExchange,
+  type StrategyFor,
+  writable,
+} from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
-import { type ProviderRoute, routeFor } from './provider-paths';
+import { canonicalPath, type ProviderRoute, routeFor } from './provider-paths';
 import { queryCredential } from './query-credential';
 import { idleWatchdog, upstreamFailure } from './upstream';
 
@@ -33,6 +41,8 @@ export interface ProviderRouteDeps {
   strategyFor?: StrategyFor;
   /** Bring your own key (server/routing/byok.ts): throws `byok_not_allowed` for a team that may not. */
   byok: { check(team: string | null): void };
+  /** Model aliases and the models each caller may use (server/routing); absent: no aliases, model lists refused. */
+  models?: ModelDirectory;
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -87,7 +97,10 @@ async function passThrough(
   own: Record<string, string> | undefined,
 ): Promise<void> {
   if (!own && !adapter.configured) throw new BridgeError('provider_not_configured');
-  const lease = await (own ? ownCredentialSource(own) : (deps.credentials ?? singleCredential(adapter))).acquire();
+  const lease = await (own
+    ? ownCredentialSource(own)
+    : (deps.credentials ?? singleCredential(adapter))
+  ).acquire();
   const started = performance.now();
   const abort = new AbortController();
   reply.raw.on('close', () => {
@@ -161,6 +174,43 @@ function ownCredentialFor(
   return own;
 }
 
+/**
+ * The instance's model list or one model of it, answered by the bridge with what the caller may
+ * use (docs/routing.md#model-discovery); false when the path is not the model list.
+ */
+function answerModelList(
+  adapter: ProviderAdapter,
+  models: ModelDirectory,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  path: string,
+  query: string,
+): boolean {
+  const listing = adapter.modelListing;
+  if (!listing || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+  const canonical = canonicalPath(path);
+  const base = listing.path.toLowerCase();
+  const lower = canonical.toLowerCase();
+  let id: string | undefined;
+  if (lower.startsWith(`${base}/`) && !canonical.slice(base.length + 1).includes('/'))
+    id = decodeURIComponent(canonical.slice(base.length + 1));
+  else if (lower !== base) return false;
+  const principal = req.principal!;
+  const available = models.listFor(adapter.id, principal.user.team);
+  // Tells a client (the VS Code extension) this is the caller's own list, not an upstream's.
+  reply.header('x-aibridge-model-list', 'caller');
+  if (id === undefined) {
+    const answer = listing.list(available, new URLSearchParams(query.slice(1)));
+    reply.code(answer.status).type('application/json').send(answer.body);
+    return true;
+  }
+  const one = available.find((m) => m.id === id);
+  if (!one)
+    throw new BridgeError('model_not_found', `No model "${id}" is available to you on ${adapter.prefix}.`);
+  reply.code(200).type('application/json').send(listing.one(one));
+  return true;
+}
+
 async function handle(
   adapter: ProviderAdapter,
   deps: ProviderRouteDeps,
@@ -180,6 +230,7 @@ async function handle(
   const principal = req.principal ?? (await deps.auth.authenticate(req.headers, req.ip));
   req.principal = principal;
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
+  if (deps.models && answerModelList(adapter, deps.models, req, reply, path, query)) return;
   const own = ownCredentialFor(adapter, deps, req);
   if (route.kind === 'refused') {
     if (req.method === 'HEAD' && route.path === '/') {
@@ -195,11 +246,28 @@ async function handle(
     return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
 
   const { api } = route;
-  const parsed = parseJsonObject(raw, deps.maxJsonDepth);
+  let parsed = parseJsonObject(raw, deps.maxJsonDepth);
+  let bytes = raw!;
+  let target = route.path;
+  // A model alias: the real model goes upstream and is what is priced, governed and recorded.
+  const naming = api.modelNaming;
+  const asked = naming?.requested(parsed, route.path) ?? null;
+  const real = asked === null ? undefined : deps.models?.resolve(principal.user.team, asked);
+  let answerRewrite: AnswerRewrite | undefined;
+  if (naming && asked !== null && real !== undefined) {
+    const up = naming.ask(parsed, route.path, real);
+    parsed = up.body;
+    target = up.path;
+    bytes = Buffer.from(JSON.stringify(parsed));
+    answerRewrite = {
+      json: (answer) => naming.answer(answer, asked),
+      event: (ev, data) => naming.event(ev, data, asked),
+    };
+  }
   const client = detectClient(req.headers);
   const described = withClientSession(api.describeRequest(parsed, req.headers), client, req.headers, parsed);
   const facts = adapter.modelFor
-    ? { ...described, model: adapter.modelFor(route.path, described.model) }
+    ? { ...described, model: adapter.modelFor(target, described.model) }
     : described;
   const start: InterceptionStart = {
     id: `int_${randomUUID()}`,
@@ -213,8 +281,9 @@ async function handle(
     requestId: req.id,
     capture: deps.capture.levelFor(principal.user.team),
     ...(own ? { billedTo: 'user' as const } : {}),
+    ...(answerRewrite ? { alias: asked! } : {}),
   };
-  const prepared = api.prepare(parsed, raw!);
+  const prepared = api.prepare(parsed, bytes);
   if (start.capture === 'full') prepared.captureOutput = true;
   req.interceptionId = start.id;
   const x = new Exchange(adapter, deps.exchange, req, reply, {
@@ -222,8 +291,9 @@ async function handle(
     start,
     prepared,
     body: parsed,
-    target: route.path + query,
+    target: target + query,
     ...(own ? { credentials: ownCredentialSource(own) } : {}),
+    ...(answerRewrite ? { answerRewrite } : {}),
   });
   await runExchange(x, deps.strategyFor);
 }

@@ -4,6 +4,7 @@ import { datesOf } from '../clock';
 import type { Authenticator } from '../identity/auth';
 import { adaptersOf } from '../providers/registry';
 import type { ProviderAdapter } from '../providers/types';
+import type { ModelDirectory } from '../routing/aliases-plugin';
 import type { CredentialSource } from '../routing/credentials';
 import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
@@ -33,6 +34,8 @@ export function proxyCapability(
     telemetry: ExchangeTelemetry;
     events: ExchangeDeps['events'];
     strategyFor: StrategyFor;
+    /** Model aliases and the models each caller may use (server/routing). */
+    models?: ModelDirectory;
     toolPolicy?: ExchangeDeps['toolPolicy'];
     byok: ProviderRouteDeps['byok'];
     /** Each instance's credentials (key pools, server/routing); absent: the adapter's own key. */
@@ -83,6 +86,7 @@ export function proxyCapability(
           capture: d.capture,
           strategyFor: d.strategyFor,
           byok: d.byok,
+          ...(d.models ? { models: d.models } : {}),
         };
         await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
       }

@@ -16,6 +16,8 @@ export interface SpendCapability extends Capability {
   prices: PriceBook;
   budgets: Budgets;
   governance: Governance;
+  /** Each team's allowed and denied models (model discovery lists only what they allow). */
+  policies: ModelPolicies;
   alerts: AlertService;
   anomalies: AnomalyWatcher;
   /** Per-user request windows; the MCP gateway counts its tool calls in them too. */
@@ -87,6 +89,7 @@ export async function spendCapability(core: Core, identity: IdentityService): Pr
     limiter,
     budgets,
     governance,
+    policies,
     alerts,
     anomalies,
     routes: spendRoutes({ identity, store, prices, budgets, limiter, policies, alerts }),

@@ -92,7 +92,9 @@ export type DocKind =
   /** Whether a team may send its members' own provider credentials upstream, by team (server/routing/byok.ts). */
   | 'team_byok'
   /** Provider keys added or changed at run time, by `<instance>/<name>`; the secret sealed (server/routing). */
-  | 'provider_key';
+  | 'provider_key'
+  /** Model aliases an admin set, by `alias` or `team/alias` (server/routing/aliases.ts). */
+  | 'model_alias';
 
 export interface AlertQuery {
   since?: string | undefined;

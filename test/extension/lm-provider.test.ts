@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { register } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { ChatModelList, fetchBridgeModels } from '../../extension/lm/chat-models';
 import { AnthropicMock, MOCK_TEXT } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 
@@ -74,12 +75,16 @@ describe("extension: the aibridge language model provider against VS Code's API 
   it('lists models when signed in, answers with text and tool calls, maps refusals to readable errors', async () => {
     const dev = await tb.addUser('lm-user@example.com', { team: 'ide' });
     let creds: { url: string; key: string } | undefined;
-    assert.ok(mod.registerBridgeChatModels({ credentials: () => creds, models: ['claude-sonnet-4-5'] }));
+    const fixed = new ChatModelList({
+      fetchList: async () => undefined,
+      fallback: () => ['claude-sonnet-4-5'],
+    });
+    assert.ok(mod.registerBridgeChatModels({ credentials: () => creds, models: fixed }));
     const { vendor, provider } = vs.registered.at(-1)!;
     assert.equal(vendor, 'aibridge');
-    assert.deepEqual(provider.provideLanguageModelChatInformation!({ silent: true }, token()), []);
+    assert.deepEqual(await provider.provideLanguageModelChatInformation!({ silent: true }, token()), []);
     creds = { url: tb.url, key: dev.key };
-    const [model] = provider.provideLanguageModelChatInformation!({ silent: true }, token()) as {
+    const [model] = (await provider.provideLanguageModelChatInformation!({ silent: true }, token())) as {
       id: string;
     }[];
     assert.equal(model!.id, 'claude-sonnet-4-5');
@@ -178,5 +183,111 @@ describe("extension: the aibridge language model provider against VS Code's API 
     assert.ok(got.length >= 1 && got.length < 100);
     const [rec] = await tb.interceptions(1, dev.key);
     assert.equal(rec!.status, 'client_aborted');
+  });
+
+  describe('the model list comes from the bridge', () => {
+    type Info = { id: string; name: string };
+    async function listed(provider: Record<string, (...a: unknown[]) => unknown>): Promise<Info[]> {
+      return (await provider.provideLanguageModelChatInformation!({ silent: true }, token())) as Info[];
+    }
+
+    it("offers the signed-in user's models: aliases first, the team's denied models left out; chats through an alias", async () => {
+      const put = await tb.api('PUT', '/api/v1/aliases/fast', tb.adminKey, { model: 'claude-haiku-4-5' });
+      assert.equal(put.status, 200);
+      const policy = await tb.api('PUT', '/api/v1/teams/lm-denied/models', tb.adminKey, {
+        deny: ['claude-opus-*'],
+      });
+      assert.equal(policy.status, 200);
+      const dev = await tb.addUser('lm-list@example.com', { team: 'lm-denied' });
+      assert.ok(mod.registerBridgeChatModels({ credentials: () => ({ url: tb.url, key: dev.key }) }));
+      const { provider } = vs.registered.at(-1)!;
+      const models = await listed(provider);
+      assert.deepEqual(models[0], { ...models[0], id: 'fast', name: 'fast → claude-haiku-4-5' });
+      assert.ok(models.some((m) => m.id === 'claude-sonnet-4-6'));
+      assert.ok(!models.some((m) => m.id.startsWith('claude-opus-')), 'denied to the team');
+
+      const got: unknown[] = [];
+      await provider.provideLanguageModelChatResponse!(
+        models[0],
+        [{ role: 1, content: [new vs.LanguageModelTextPart('hi')] }],
+        {},
+        { report: (p: unknown) => got.push(p) },
+        token(),
+      );
+      assert.equal(got.map((p) => (p as { value: string }).value).join(''), MOCK_TEXT);
+      assert.equal(JSON.parse(mock.messageRequests().at(-1)!.body).model, 'claude-haiku-4-5');
+      const [rec] = await tb.interceptions(1, dev.key);
+      assert.equal(rec!.alias, 'fast');
+    });
+
+    it('asks again when told to (sign-in, a new key), and tells VS Code the list changed', async () => {
+      const a = await tb.addUser('lm-a@example.com', { team: 'lm-denied' });
+      const b = await tb.addUser('lm-b@example.com', { team: 'lm-open' });
+      let creds = { url: tb.url, key: a.key };
+      const list = new ChatModelList({ fallback: () => ['unused'] });
+      assert.ok(mod.registerBridgeChatModels({ credentials: () => creds, models: list }));
+      const { provider } = vs.registered.at(-1)!;
+      let changes = 0;
+      const sub = (
+        provider.onDidChangeLanguageModelChatInformation as unknown as (l: () => void) => {
+          dispose(): void;
+        }
+      )(() => changes++);
+      const before = await listed(provider);
+      assert.ok(!before.some((m) => m.id.startsWith('claude-opus-')));
+      creds = { url: tb.url, key: b.key };
+      list.refresh();
+      assert.equal(changes, 1, 'VS Code is told to ask again');
+      const after = await listed(provider);
+      assert.ok(
+        after.some((m) => m.id.startsWith('claude-opus-')),
+        "the new key's list",
+      );
+      sub.dispose();
+    });
+
+    it('reads every page of the list, asking after the last id', async () => {
+      const asked: string[] = [];
+      const page = (data: { id: string }[], more: boolean): Response =>
+        new Response(
+          JSON.stringify({ data, has_more: more, first_id: data[0]!.id, last_id: data.at(-1)!.id }),
+          {
+            headers: { 'x-aibridge-model-list': 'caller', 'content-type': 'application/json' },
+          },
+        );
+      const fake = (async (url: string | URL) => {
+        asked.push(String(url));
+        return asked.length === 1 ? page([{ id: 'a' }, { id: 'b' }], true) : page([{ id: 'c' }], false);
+      }) as typeof fetch;
+      const got = await fetchBridgeModels({ url: 'http://bridge', key: 'k' }, fake);
+      assert.deepEqual(
+        got?.map((m) => m.id),
+        ['a', 'b', 'c'],
+      );
+      assert.match(asked[1]!, /after_id=b/);
+    });
+
+    it("falls back to the setting's models on a bridge without a per-caller list, or none reachable", async () => {
+      // An older bridge passes the model list through to the upstream: no header says it is the caller's.
+      assert.equal(await fetchBridgeModels({ url: mock.url, key: 'k' }), undefined);
+      const errors: unknown[] = [];
+      const older = new ChatModelList({
+        fetchList: (c) => fetchBridgeModels(c),
+        fallback: () => ['claude-sonnet-4-5', 'claude-haiku-4-5'],
+        onError: (e) => errors.push(e),
+      });
+      assert.deepEqual(
+        (await older.models({ url: mock.url, key: 'k' })).map((m) => m.id),
+        ['claude-sonnet-4-5', 'claude-haiku-4-5'],
+      );
+      assert.deepEqual(errors, []);
+      const gone = await older.models({ url: 'http://127.0.0.1:1', key: 'k' });
+      assert.deepEqual(
+        gone.map((m) => m.id),
+        ['claude-sonnet-4-5', 'claude-haiku-4-5'],
+      );
+      assert.equal(errors.length, 1, 'the failure is reported');
+      assert.deepEqual(await older.models(undefined), [], 'nothing when signed out');
+    });
   });
 });

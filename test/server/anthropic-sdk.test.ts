@@ -148,8 +148,9 @@ describe('Anthropic SDK through the bridge', () => {
       messages: [{ role: 'user', content: 'hi' }],
     });
     assert.equal(count.input_tokens, 42);
-    const models = await client.models.list();
-    assert.equal(models.data[0]?.id, 'claude-sonnet-4-6');
+    // The model list is the bridge's own answer now (test/server/model-discovery.test.ts).
+    const models = await client.models.retrieve('claude-sonnet-4-6');
+    assert.equal(models.id, 'claude-sonnet-4-6');
     // A positive signal instead of a sleep: a message sent after them is recorded, and it is the only new
     // record (records are built as responses end, so theirs would have come first).
     await client.messages.create({

@@ -324,9 +324,15 @@ describe('OpenAI SDK through the bridge', () => {
       assert.equal(mock.requests.length, before);
     });
 
-    it('passes other /openai/v1 paths through', async () => {
+    it('passes other /openai/v1 paths through; the model list is the bridge’s own', async () => {
+      const before = mock.requests.length;
       const models = await client.models.list();
-      assert.equal(models.data[0]?.id, 'gpt-5');
+      assert.ok(models.data.some((m) => m.id === 'gpt-5'));
+      assert.equal(mock.requests.length, before);
+      const stored = await fetch(`${tb.url}/openai/v1/responses/resp_123`, {
+        headers: { authorization: `Bearer ${dev.key}` },
+      });
+      assert.deepEqual(await stored.json(), { method: 'GET', url: '/v1/responses/resp_123' });
     });
   });
 });

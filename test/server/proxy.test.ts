@@ -71,20 +71,26 @@ describe('the Anthropic pass-through', () => {
     assert.equal(probe.status, 200);
     assert.equal(mock.requests.length, before, 'the probe is answered by the bridge');
 
+    // The model list is the bridge's own answer (docs/routing.md#model-discovery), HEAD included.
     const head = await fetch(`${tb.url}/anthropic/v1/models`, {
       method: 'HEAD',
       headers: { 'x-api-key': key },
     });
     assert.equal(head.status, 200);
-    const seenHead = mock.requests.at(-1)!;
-    assert.equal(seenHead.method, 'HEAD');
-    assert.equal(seenHead.url, '/v1/models');
-
-    const get = await fetch(`${tb.url}/anthropic/v1/models/claude-x?limit=1`, {
+    const one = await fetch(`${tb.url}/anthropic/v1/models/claude-sonnet-4-6?limit=1`, {
       headers: { authorization: `Bearer ${key}` },
     });
-    assert.deepEqual(await get.json(), { method: 'GET', url: '/v1/models/claude-x?limit=1' });
-    assert.equal(get.headers.get('x-mock-echo'), '1');
+    assert.equal(((await one.json()) as { id: string }).id, 'claude-sonnet-4-6');
+    assert.equal(mock.requests.length, before, 'the model list is not asked upstream');
+
+    const count = await fetch(`${tb.url}/anthropic/v1/messages/count_tokens?beta=true`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'claude-sonnet-4-6', messages: [] }),
+    });
+    assert.deepEqual(await count.json(), { input_tokens: 42 });
+    const seen = mock.requests.at(-1)!;
+    assert.equal(seen.url, '/v1/messages/count_tokens?beta=true');
 
     const unauth = await fetch(`${tb.url}/anthropic/v1/models`);
     assert.equal(unauth.status, 401);

@@ -1,6 +1,7 @@
 import { hasKey, joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderFamily } from '../family';
 import { anthropicErrorBody } from './errors';
 import { messagesApi } from './messages';
+import { anthropicModelListing } from './model-listing';
 
 /**
  * Anthropic's Messages API. The built-in instance `anthropic` (AIBRIDGE_ANTHROPIC_*) is mounted at
@@ -20,11 +21,9 @@ export const anthropicFamily: ProviderFamily = {
     prefix: `/${s.name}`,
     requestIdHeader: 'request-id',
     apis: [messagesApi],
-    passthrough: [
-      { methods: ['POST'], path: '/v1/messages/count_tokens', why: 'counts tokens; free' },
-      { methods: ['GET', 'HEAD'], path: '/v1/models', why: 'model list; free' },
-      { methods: ['GET', 'HEAD'], path: '/v1/models/:id', why: 'one model; free' },
-    ],
+    passthrough: [{ methods: ['POST'], path: '/v1/messages/count_tokens', why: 'counts tokens; free' }],
+    // The bridge answers the model list itself: the models this caller may use (docs/routing.md).
+    modelListing: anthropicModelListing,
     configured: hasKey(s),
     upstreamUrl: (target) => joinUrl(s.baseUrl, target),
     authHeaders: async (key?: string): Promise<Record<string, string>> => {

@@ -17,6 +17,7 @@ import {
   userString,
   userText,
 } from '../common';
+import { bodyModelNaming } from '../model-naming';
 import {
   type EventVerdict,
   FORWARD,
@@ -198,6 +199,8 @@ export const messagesApi: WireApi = {
   path: '/v1/messages',
   injection: messagesInjection,
   toolHold: messagesHold,
+  // A stream names its model once, in `message_start`.
+  modelNaming: bodyModelNaming([['message', 'model']]),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     const sessionHeader = headers['x-claude-code-session-id'];

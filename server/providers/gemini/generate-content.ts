@@ -25,6 +25,7 @@ import {
 } from '../types';
 import { geminiError } from './errors';
 import { generateContentHold } from './generate-content-hold';
+import { geminiModelNaming } from './model-naming';
 import { geminiUsage } from './usage';
 
 /** Text of a content's parts, skipping thoughts; null when it has none. */
@@ -161,6 +162,7 @@ export function generateContentAt(path: string): WireApi {
     method: 'POST',
     path,
     toolHold: generateContentHold,
+    modelNaming: geminiModelNaming,
 
     describeRequest(body: JsonObject, _headers: IncomingHttpHeaders): RequestFacts {
       const config = isObject(body.generationConfig) ? body.generationConfig : {};

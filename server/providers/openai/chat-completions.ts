@@ -17,6 +17,7 @@ import {
   userString,
   userText,
 } from '../common';
+import { bodyModelNaming } from '../model-naming';
 import {
   DROP,
   type EventVerdict,
@@ -173,6 +174,8 @@ export const chatCompletionsApi: WireApi = {
   path: '/chat/completions',
   injection: chatInjection,
   toolHold: chatHold,
+  // Every chunk names the model.
+  modelNaming: bodyModelNaming([['model']]),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {

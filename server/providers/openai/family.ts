@@ -9,6 +9,7 @@ import {
 import type { PassthroughRoute, ProviderAdapter, WireApi } from '../types';
 import { chatCompletionsApi } from './chat-completions';
 import { openaiErrorBody } from './errors';
+import { openaiModelListing } from './model-listing';
 import { responsesApi } from './responses';
 
 /** The free endpoints of OpenAI's v1 API, relative to the `/v1` base. */
@@ -30,7 +31,7 @@ export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
 export function openaiShapedAdapter(
   s: InstanceSettings,
   type: string,
-  over: Partial<Pick<ProviderAdapter, 'apis' | 'passthrough' | 'configured'>> = {},
+  over: Partial<Pick<ProviderAdapter, 'apis' | 'passthrough' | 'configured' | 'modelListing'>> = {},
 ): ProviderAdapter {
   const apis: readonly WireApi[] = over.apis ?? [chatCompletionsApi, responsesApi];
   return {
@@ -47,6 +48,7 @@ export function openaiShapedAdapter(
       return k ? { authorization: `Bearer ${k}` } : {};
     },
     errorBody: openaiErrorBody,
+    ...(over.modelListing ? { modelListing: over.modelListing } : {}),
   };
 }
 
@@ -59,5 +61,10 @@ export const openaiFamily: ProviderFamily = {
   fields: [],
   validate: NO_FIELDS,
   configured: KEY_REQUIRED,
-  create: (s) => openaiShapedAdapter(s, 'openai'),
+  // The bridge answers the model list itself: the models this caller may use (docs/routing.md).
+  create: (s) =>
+    openaiShapedAdapter(s, 'openai', {
+      passthrough: OPENAI_PASSTHROUGH.filter((r) => !r.path.startsWith('/models')),
+      modelListing: openaiModelListing,
+    }),
 };

@@ -15,6 +15,7 @@ import {
   userString,
   userText,
 } from '../common';
+import { bodyModelNaming } from '../model-naming';
 import {
   type EventVerdict,
   FORWARD,
@@ -233,6 +234,8 @@ export const responsesApi: WireApi = {
   path: '/responses',
   injection: responsesInjection,
   toolHold: responsesHold,
+  // `response.created`, `response.in_progress`, `response.completed` (and kin) carry the response.
+  modelNaming: bodyModelNaming([['response', 'model']]),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {
