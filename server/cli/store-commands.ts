@@ -23,6 +23,11 @@ const DOC_KINDS: Record<DocKind, true> = {
   scim_group: true,
   user_deactivation: true,
   tool_policy: true,
+  oauth_client: true,
+  oauth_pending: true,
+  oauth_code: true,
+  oauth_grant: true,
+  oauth_access_token: true,
 };
 
 /** Records per import transaction. */

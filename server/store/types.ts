@@ -88,7 +88,17 @@ export type DocKind =
   /** Users deactivated by the identity provider: a write makes every replica close their live sockets. */
   | 'user_deactivation'
   /** The tool-call policy: one document holding the whole rule set (server/policy). */
-  | 'tool_policy';
+  | 'tool_policy'
+  /** MCP gateway OAuth (server/oauth/grants.ts): clients registered with RFC 7591, by client id. */
+  | 'oauth_client'
+  /** Authorization requests waiting for the user's answer, by the SHA-256 of their handle. */
+  | 'oauth_pending'
+  /** Authorization codes, by their keyed hash (kept until expiry to catch a replay). */
+  | 'oauth_code'
+  /** A user's approval of a client: its key, the live refresh token's keyed hash; by grant id. */
+  | 'oauth_grant'
+  /** Access tokens for `/mcp`, by their keyed hash. */
+  | 'oauth_access_token';
 
 export interface AlertQuery {
   since?: string | undefined;
