@@ -15,6 +15,17 @@ import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
 import { eventually } from '../helpers/eventually';
 import { everythingStdio } from '../helpers/mcp-servers';
+import {
+  CLIENT_ID,
+  CLIENT_SECRET,
+  CookieJar,
+  freePort,
+  OpenIdProvider,
+  type SsoBridge,
+  startSsoBridge,
+  throughProvider,
+  visit,
+} from '../helpers/oidc';
 
 const KEY = randomBytes(32).toString('base64');
 /** Nothing listens here: the test plays the browser and reads the code off the redirect. */
@@ -527,5 +538,103 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
       body: '{}',
     });
     assert.equal(res.status, 401);
+  });
+});
+
+describe('MCP gateway OAuth with single sign-on: the consent page signs the user in at the identity provider', function () {
+  this.timeout(60_000);
+  let idp: OpenIdProvider;
+  let tb: SsoBridge;
+
+  before(async () => {
+    const port = await freePort();
+    idp = await new OpenIdProvider(`http://127.0.0.1:${port}/api/v1/auth/oidc/callback`, {
+      clientSecret: CLIENT_SECRET,
+    }).start();
+    idp.users.set('sso-dev', { email: 'sso-dev@example.com', email_verified: true, groups: ['eng'] });
+    tb = await startSsoBridge(port, {
+      AIBRIDGE_OIDC_ISSUER: idp.url,
+      AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
+      AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
+      AIBRIDGE_OIDC_SCOPES: 'openid email profile groups',
+      AIBRIDGE_MCP_CREDENTIALS_KEY: KEY,
+      AIBRIDGE_MCP_API_STDIO: 'true',
+    });
+    const put = await fetch(`${tb.url}/api/v1/mcp/servers/everything`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${tb.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify(everythingStdio()),
+    });
+    assert.equal(put.status, 200, await put.text());
+  });
+  after(async () => {
+    await tb?.close();
+    await idp?.stop();
+  });
+
+  it('a browser with no session: consent → SSO login → back to consent → approve; the SDK client then calls a tool as that user', async () => {
+    const provider = new MemoryProvider('sso client');
+    const first = new Client({ name: 'sso-agent', version: '1.0.0' });
+    const transport = new StreamableHTTPClientTransport(new URL(`${tb.url}/mcp`), { authProvider: provider });
+    await assert.rejects(first.connect(transport), UnauthorizedError);
+
+    const jar = new CookieJar();
+    const toConsent = await visit(jar, provider.authorizationUrl!.href);
+    assert.equal(toConsent.status, 302);
+    const consent = toConsent.headers.get('location')!;
+    // Not signed in: the page's API calls are refused, and the page offers the provider.
+    assert.equal((await visit(jar, `${tb.url}/api/v1/me`)).status, 401);
+    const config = (await (await fetch(`${tb.url}/api/v1/auth/config`)).json()) as {
+      sso: { loginUrl: string };
+    };
+    // What the page's SSO link does: the login route, with the consent page to come back to.
+    const login = await visit(jar, `${tb.url}${config.sso.loginUrl}?returnTo=${encodeURIComponent(consent)}`);
+    assert.equal(login.status, 302);
+    const callback = await throughProvider(
+      jar,
+      login.headers.get('location')!,
+      'sso-dev',
+      `${tb.url}/api/v1/auth/oidc/callback`,
+    );
+    const back = await visit(jar, callback);
+    assert.equal(back.status, 302);
+    assert.equal(back.headers.get('location'), consent);
+
+    const handle = new URL(consent, tb.url).searchParams.get('request')!;
+    const view = await visit(jar, `${tb.url}/api/v1/oauth/requests/${handle}`);
+    assert.equal(view.status, 200);
+    assert.equal(((await view.json()) as { clientName: string }).clientName, 'sso client');
+    const answered = await visit(jar, `${tb.url}/api/v1/oauth/requests/${handle}`, {
+      method: 'POST',
+      headers: { 'x-aibridge-csrf': '1', 'content-type': 'application/json', origin: tb.url },
+      body: JSON.stringify({ approve: true }),
+    });
+    assert.equal(answered.status, 200);
+    const redirect = new URL(((await answered.json()) as { redirectTo: string }).redirectTo);
+    await transport.finishAuth(redirect.searchParams.get('code')!);
+
+    const client = new Client({ name: 'sso-agent', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${tb.url}/mcp`), { authProvider: provider }),
+    );
+    try {
+      const r = (await client.callTool({
+        name: 'everything__echo',
+        arguments: { message: 'sso' },
+      })) as CallToolResult;
+      assert.match(text(r), /sso/);
+    } finally {
+      await client.close();
+    }
+    const user = await tb.bridge.store.getUserByEmail('sso-dev@example.com');
+    assert.ok(user);
+    const call = await eventually(async () => {
+      const res = await fetch(`${tb.url}/api/v1/tool-calls?via=gateway`, {
+        headers: { authorization: `Bearer ${tb.adminKey}` },
+      });
+      return ((await res.json()) as { items: Listed[] }).items.find((c) => c.name === 'everything__echo');
+    });
+    assert.equal(call.userId, user.id);
+    assert.equal(call.via, 'gateway');
   });
 });
