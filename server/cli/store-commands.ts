@@ -118,6 +118,13 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
       await target.importInterceptions(batch);
       records += batch.length;
 
+      // MCP gateway calls (docs/mcp.md): audit records outside the chain, copied as they are.
+      let gatewayCalls = 0;
+      for await (const call of source.scanGatewayCalls({})) {
+        await target.appendGatewayCall(call);
+        gatewayCalls++;
+      }
+
       const report = await verifyChain(target.scanInterceptions({}));
       if (!report.ok || report.checked !== records) {
         throw new CliError(
@@ -126,7 +133,7 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
       }
       out(
         `copied ${users.length} users, ${keys} keys, ${docs} documents, ${alerts.length} alerts, ` +
-          `${access.length} access-log entries, ${records} interceptions; chain verified`,
+          `${access.length} access-log entries, ${records} interceptions, ${gatewayCalls} MCP gateway calls; chain verified`,
       );
       out(
         `keys are checked with ${from}/key-hash.secret (or AIBRIDGE_KEY_HASH_SECRET): give every replica the same`,

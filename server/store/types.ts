@@ -249,6 +249,19 @@ export interface Store {
   appendGatewayCall(call: GatewayToolCall): Promise<void>;
   /** MCP gateway tool calls, newest first. */
   listGatewayCalls(query: GatewayCallQuery): Promise<GatewayToolCall[]>;
+  /**
+   * Every MCP gateway call at or after `since` and before `until`, oldest first, exactly as stored
+   * (audit export, store copy). Streams, like scanInterceptions.
+   */
+  scanGatewayCalls(query: {
+    since?: string | undefined;
+    until?: string | undefined;
+  }): AsyncIterable<GatewayToolCall>;
+  /**
+   * Deletes MCP gateway calls made before `before` (retention, the interceptions' window); a store
+   * may keep a few older ones it cannot drop separately. Returns how many went.
+   */
+  pruneGatewayCalls(before: string): Promise<number>;
   /** Newest first. */
   listAccessLog(query: { since?: string | undefined; limit: number }): Promise<AccessLogEntry[]>;
 
