@@ -281,6 +281,10 @@ export class McpGrants {
     }
     if (!client.approvedAt)
       await this.store.putDoc('oauth_client', client.id, { ...client, approvedAt: this.at() });
+    // One grant per user and client: authorizing again (a lost token, a new login) replaces the
+    // earlier one, so keys do not pile up in the user's list.
+    for (const g of await this.store.listDocs<StoredGrant>('oauth_grant'))
+      if (g.clientId === client.id && g.userId === user.id) await this.revokeGrant(g.id);
     const key = await this.identity.issueKey(user, {
       name: `MCP gateway OAuth: ${client.name}`.slice(0, 100),
       expiresAt: this.at(GRANT_TTL_MS),

@@ -516,6 +516,38 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     assert.equal(again.body.error, 'invalid_grant');
   });
 
+  it('authorizing the same client again replaces the earlier grant (its tokens and key end)', async () => {
+    const provider = new MemoryProvider('again');
+    await authorize(provider);
+    const first = provider.saved!;
+    // The client lost its tokens: the SDK starts a new authorization with the same registration.
+    provider.saved = undefined;
+    provider.authorizationUrl = undefined;
+    assert.equal(await auth(provider, { serverUrl: `${tb.url}/mcp` }), 'REDIRECT');
+    const back = await browse(provider.authorizationUrl!);
+    assert.equal(
+      await auth(provider, { serverUrl: `${tb.url}/mcp`, authorizationCode: back.searchParams.get('code')! }),
+      'AUTHORIZED',
+    );
+    assert.notEqual(provider.saved!.access_token, first.access_token);
+    const old = await token({
+      grant_type: 'refresh_token',
+      client_id: provider.info!.client_id,
+      refresh_token: first.refresh_token!,
+    });
+    assert.equal(old.body.error, 'invalid_grant');
+    const keys = await tb.api<
+      { name: string; revokedAt: string | null }[] | { items: { name: string; revokedAt: string | null }[] }
+    >('GET', `/api/v1/users/${encodeURIComponent(alice.user.email)}/keys`, tb.adminKey);
+    const list = (Array.isArray(keys.body) ? keys.body : keys.body.items).filter(
+      (k) => k.name === 'MCP gateway OAuth: again',
+    );
+    assert.equal(list.length, 2);
+    assert.equal(list.filter((k) => k.revokedAt === null).length, 1, 'only the newest grant key is live');
+    const client = await connect(provider);
+    assert.ok((await client.listTools()).tools.length > 0);
+  });
+
   it("revoking the grant's key in the user's key list ends its tokens", async () => {
     const provider = new MemoryProvider('revoke me');
     await authorize(provider);
