@@ -431,6 +431,25 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     );
   });
 
+  it('accepts a registered loopback redirect URI on another port (RFC 8252), nothing else that differs', async () => {
+    const h = await registered();
+    const pkce = { code_challenge: s256('v'.repeat(43)), code_challenge_method: 'S256' };
+    const other = await fetch(h.url({ ...pkce, redirect_uri: 'http://127.0.0.1:54321/callback' }), {
+      redirect: 'manual',
+    });
+    assert.equal(other.status, 302);
+    assert.match(other.headers.get('location')!, /^\/oauth\/consent\?request=/);
+    for (const uri of [
+      'http://127.0.0.1:54321/elsewhere',
+      'http://localhost:1/callback',
+      'https://127.0.0.1:1/callback',
+    ]) {
+      const refused = await fetch(h.url({ ...pkce, redirect_uri: uri }), { redirect: 'manual' });
+      assert.equal(refused.status, 400, uri);
+      assert.equal(refused.headers.get('location'), null);
+    }
+  });
+
   it('a denial goes back as access_denied', async () => {
     const h = await registered();
     const back = await browse(
