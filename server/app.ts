@@ -25,6 +25,7 @@ import { CredentialCipher } from './mcp/cipher';
 import type { McpHub } from './mcp/hub';
 import { mcpCapability } from './mcp/mcp-plugin';
 import { Metrics } from './metrics';
+import { oauthCapability } from './oauth/oauth-plugin';
 import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
@@ -136,6 +137,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const provisioning = provisionerCapability(core, identityApi.hasher);
     const device = deviceCapability(core, identity, config.mcp.publicUrl);
     const oidc = oidcCapability(core, { identity, sessions: admin.sessions });
+    const oauth = oauthCapability(core, { identity, hasher: identityApi.hasher });
     const capabilities: Capability[] = [
       admin,
       mcp,
@@ -149,6 +151,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       provisioning,
       device,
       oidc,
+      oauth,
       scim,
       byok,
       routing,
@@ -197,6 +200,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     );
     await app.register(admin.assets);
     await app.register(device.page);
+    await app.register(oauth.page);
     await app.register(scim.plugin);
     await app.register(
       gatewayCapability(core, {
@@ -204,6 +208,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         hub: mcp.hub,
         limiter: spend.limiter,
         judge: (p, names, input) => policy.toolPolicy.judgeGatewayCall(p.user, names, input),
+        accessTokens: oauth.accessTokens,
       }).plugin,
     );
     await app.register(async (api) => {

@@ -190,6 +190,7 @@ export const ENV_VARS = [
   'AIBRIDGE_MCP_MAX_ROUNDS',
   'AIBRIDGE_MCP_CALL_TIMEOUT_MS',
   'AIBRIDGE_MCP_GATEWAY_CALL_TIMEOUT_MS',
+  'AIBRIDGE_MCP_INJECT_SKIP_CLIENTS',
   'AIBRIDGE_MCP_CONNECT_TIMEOUT_MS',
   'AIBRIDGE_MCP_REFRESH_MS',
   'AIBRIDGE_MCP_RESULT_LIMIT',
@@ -528,7 +529,22 @@ function mcpSettings(env: Env, dataDir: string): McpSettings {
     idleMs: int(setting('AIBRIDGE_MCP_IDLE_MS'), 600_000, 1000, 86_400_000),
     apiStdio: bool(env, 'AIBRIDGE_MCP_API_STDIO'),
     publicUrl: optionalUrl(env, 'AIBRIDGE_PUBLIC_URL'),
+    injectSkipClients: clientList(env, 'AIBRIDGE_MCP_INJECT_SKIP_CLIENTS', ['vscode-chat']),
   };
+}
+
+/** A comma-separated list of client names (as `detectClient` names them); unset: `fallback`, empty: none. */
+function clientList(env: Env, name: EnvVar, fallback: readonly string[]): readonly string[] {
+  const raw = env[name];
+  if (raw === undefined) return fallback;
+  const names = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const n of names)
+    if (!/^[a-z0-9-]{1,40}$/.test(n))
+      throw new ConfigError(name, `"${n}" is not a client name (such as vscode-chat)`);
+  return names;
 }
 
 function optionalUrl(env: Env, name: EnvVar): string | undefined {

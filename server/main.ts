@@ -16,7 +16,7 @@ const USAGE = `Usage:
   aibridge keys list --email E
   aibridge keys revoke ID
   aibridge audit verify
-  aibridge audit export [--format jsonl|csv] [--since ISO] [--until ISO] [--user E] > FILE
+  aibridge audit export [--format jsonl|csv] [--kind interceptions|gateway-calls] [--since ISO] [--until ISO] [--user E] > FILE
   aibridge login --url URL [--name DEVICE]
   aibridge env [--shell posix|fish]
   aibridge migrate [--database-url postgres://...]
@@ -35,6 +35,7 @@ const ADMIN_OPTIONS = {
   role: { type: 'string' },
   'expires-at': { type: 'string' },
   format: { type: 'string' },
+  kind: { type: 'string' },
   since: { type: 'string' },
   until: { type: 'string' },
   user: { type: 'string' },
@@ -202,7 +203,7 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
     case 'audit export': {
       const q = new URLSearchParams();
       q.set('format', values.format ?? 'jsonl');
-      for (const k of ['since', 'until', 'user'] as const) if (values[k]) q.set(k, values[k]);
+      for (const k of ['kind', 'since', 'until', 'user'] as const) if (values[k]) q.set(k, values[k]);
       await streamApi(target, `/api/v1/audit/export?${q}`, process.stdout);
       return;
     }

@@ -41,6 +41,11 @@ export async function auditCapability(
         .pruneInterceptions(before)
         .then((n) => n > 0 && log.info({ records: n, before }, 'retention: pruned old interceptions'))
         .catch((err: unknown) => log.error({ err }, 'retention: prune failed'));
+      // MCP gateway calls (docs/mcp.md) are audit records too: the same window.
+      store
+        .pruneGatewayCalls(before)
+        .then((n) => n > 0 && log.info({ records: n, before }, 'retention: pruned old MCP gateway calls'))
+        .catch((err: unknown) => log.error({ err }, 'retention: pruning MCP gateway calls failed'));
     };
     prune();
     const timer = setInterval(prune, 3_600_000);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { CacheBreakCause, Interception } from '../../shared/interception';
+import type { CacheBreakCause, GatewayToolCall, Interception } from '../../shared/interception';
 import { addUsage, emptyUsage, totalTokens, type Usage } from '../../shared/usage';
 import { verifyChain } from '../core/chain';
 import { roundUsd } from '../core/rollup';
@@ -41,7 +41,14 @@ const InterceptionQuery = Type.Object(
 );
 
 const ExportQuery = Type.Object(
-  { ...FilterFields, format: Type.Union([Type.Literal('jsonl'), Type.Literal('csv')], { default: 'jsonl' }) },
+  {
+    ...FilterFields,
+    format: Type.Union([Type.Literal('jsonl'), Type.Literal('csv')], { default: 'jsonl' }),
+    /** Which records: model requests (the hash-chained interceptions) or MCP gateway tool calls. */
+    kind: Type.Union([Type.Literal('interceptions'), Type.Literal('gateway-calls')], {
+      default: 'interceptions',
+    }),
+  },
   { additionalProperties: false },
 );
 
@@ -113,6 +120,46 @@ const CSV_COLUMNS = [
   'prompt',
   'hash',
 ] as const;
+
+const GATEWAY_CSV_COLUMNS = [
+  'id',
+  'at',
+  'userEmail',
+  'team',
+  'keyId',
+  'client',
+  'sessionId',
+  'name',
+  'server',
+  'tool',
+  'outcome',
+  'durationMs',
+  'resultBytes',
+  'error',
+  'policy',
+  'input',
+] as const;
+
+function gatewayCallCsv(c: GatewayToolCall): string {
+  return csvLine([
+    c.id,
+    c.at,
+    c.userEmail,
+    c.team,
+    c.keyId,
+    c.client,
+    c.sessionId,
+    c.name,
+    c.server,
+    c.tool,
+    c.outcome,
+    c.durationMs,
+    c.resultBytes,
+    c.error,
+    c.policy ? JSON.stringify(c.policy) : null,
+    JSON.stringify(c.input),
+  ]);
+}
 
 function interceptionCsv(r: Interception): string {
   const u = r.usage;
@@ -361,17 +408,31 @@ export function auditRoutes(
         const filter = await filterFrom(req, req.query);
         logRead(req, filter.userId);
         const csv = req.query.format === 'csv';
-        async function* lines(): AsyncGenerator<string> {
+        async function* interceptions(): AsyncGenerator<string> {
           if (csv) yield csvLine(CSV_COLUMNS);
           for await (const r of store.scanInterceptions(filter))
             yield csv ? interceptionCsv(r) : `${JSON.stringify(r)}\n`;
         }
+        async function* gatewayCalls(): AsyncGenerator<string> {
+          if (csv) yield csvLine(GATEWAY_CSV_COLUMNS);
+          for await (const c of store.scanGatewayCalls({ since: filter.since, until: filter.until })) {
+            // The filters that mean something for a tool call; provider, model, status and q do not.
+            if (filter.userId !== undefined && c.userId !== filter.userId) continue;
+            if (filter.team !== undefined && c.team !== filter.team) continue;
+            if (filter.client !== undefined && c.client !== filter.client) continue;
+            if (filter.sessionId !== undefined && c.sessionId !== filter.sessionId) continue;
+            if (filter.tool !== undefined && c.name !== filter.tool && c.tool !== filter.tool) continue;
+            yield csv ? gatewayCallCsv(c) : `${JSON.stringify(c)}\n`;
+          }
+        }
+        const gateway = req.query.kind === 'gateway-calls';
+        const lines = gateway ? gatewayCalls : interceptions;
         const stamp = new Date().toISOString().replace(/[:.]/g, '-');
         return reply
           .type(csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson')
           .header(
             'content-disposition',
-            `attachment; filename="aibridge-audit-${stamp}.${csv ? 'csv' : 'jsonl'}"`,
+            `attachment; filename="aibridge-${gateway ? 'gateway-calls' : 'audit'}-${stamp}.${csv ? 'csv' : 'jsonl'}"`,
           )
           .send(Readable.from(lines(), { objectMode: false, highWaterMark: 64 * 1024 }));
       },

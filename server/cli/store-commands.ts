@@ -26,6 +26,11 @@ const DOC_KINDS: Record<DocKind, true> = {
   team_byok: true,
   provider_key: true,
   model_alias: true,
+  oauth_client: true,
+  oauth_pending: true,
+  oauth_code: true,
+  oauth_grant: true,
+  oauth_access_token: true,
 };
 
 /** Records per import transaction. */
@@ -116,6 +121,13 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
       await target.importInterceptions(batch);
       records += batch.length;
 
+      // MCP gateway calls (docs/mcp.md): audit records outside the chain, copied as they are.
+      let gatewayCalls = 0;
+      for await (const call of source.scanGatewayCalls({})) {
+        await target.appendGatewayCall(call);
+        gatewayCalls++;
+      }
+
       const report = await verifyChain(target.scanInterceptions({}));
       if (!report.ok || report.checked !== records) {
         throw new CliError(
@@ -124,7 +136,7 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
       }
       out(
         `copied ${users.length} users, ${keys} keys, ${docs} documents, ${alerts.length} alerts, ` +
-          `${access.length} access-log entries, ${records} interceptions; chain verified`,
+          `${access.length} access-log entries, ${records} interceptions, ${gatewayCalls} MCP gateway calls; chain verified`,
       );
       out(
         `keys are checked with ${from}/key-hash.secret (or AIBRIDGE_KEY_HASH_SECRET): give every replica the same`,

@@ -5,7 +5,7 @@ import type { Authenticator } from '../identity/auth';
 import type { McpHub } from '../mcp/hub';
 import type { RateLimiter } from '../spend/rate-limits';
 import { GatewayCallLog } from './call-log';
-import { gatewayRoutes } from './gateway-routes';
+import { type GatewayAccessTokens, gatewayRoutes } from './gateway-routes';
 import { type GatewayServerDeps, InFlightCalls } from './gateway-server';
 
 export interface GatewayCapability {
@@ -23,6 +23,7 @@ export function gatewayCapability(
     hub: McpHub;
     limiter: Pick<RateLimiter, 'admit' | 'settle'>;
     judge?: GatewayServerDeps['judge'];
+    accessTokens?: GatewayAccessTokens;
   },
 ): GatewayCapability {
   const { config, store, metrics, bus, log, clock } = core;
@@ -47,6 +48,7 @@ export function gatewayCapability(
       ...(d.judge ? { judge: d.judge } : {}),
       publicUrl: config.mcp.publicUrl,
       maxJsonDepth: config.limits.maxJsonDepth,
+      ...(d.accessTokens ? { accessTokens: d.accessTokens } : {}),
     }),
   };
 }

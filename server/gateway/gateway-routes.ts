@@ -4,10 +4,11 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Principal } from '../core/principal';
 import { BridgeError, fromFastifyError } from '../errors';
 import { principalOf } from '../http/access';
 import { assertJsonDepth } from '../http/json-depth';
-import type { Authenticator } from '../identity/auth';
+import { type Authenticator, credentialFrom } from '../identity/auth';
 import { authenticateFirst } from '../proxy/authenticate-first';
 import type { RateLimiter } from '../spend/rate-limits';
 import { type GatewayServerDeps, gatewayServer } from './gateway-server';
@@ -27,6 +28,8 @@ export interface GatewayRouteDeps extends GatewayServerDeps {
   publicUrl: string | undefined;
   /** Deepest JSON nesting accepted in a message (AIBRIDGE_MAX_JSON_DEPTH). */
   maxJsonDepth: number;
+  /** The bridge's own OAuth access tokens; absent: bridge keys only, and no authorization server named. */
+  accessTokens?: GatewayAccessTokens;
 }
 
 interface JsonRpcMessage {
@@ -36,8 +39,20 @@ interface JsonRpcMessage {
   params?: unknown;
 }
 
-function originOf(req: FastifyRequest, publicUrl: string | undefined): string {
+/** AIBRIDGE_PUBLIC_URL, else the request's own origin: the base of the resource and issuer URLs. */
+export function gatewayOrigin(req: FastifyRequest, publicUrl: string | undefined): string {
   return publicUrl ?? `${req.protocol}://${req.host}`;
+}
+const originOf = gatewayOrigin;
+
+/**
+ * OAuth access tokens the gateway accepts besides bridge keys (server/oauth): issued by the bridge
+ * for this resource only. The gateway knows them by shape and asks whom they speak for.
+ */
+export interface GatewayAccessTokens {
+  looksLike(token: string): boolean;
+  /** The principal, or `unauthorized` / `user_deactivated`; `resource` is this gateway's URL (audience). */
+  authenticate(token: string, resource: string): Promise<Principal>;
 }
 
 /** A JSON-RPC error as the whole HTTP answer (the request never reached an MCP server). */
@@ -113,8 +128,8 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
 
     const metadata = async (req: FastifyRequest) => ({
       resource: `${originOf(req, d.publicUrl)}${GATEWAY_PATH}`,
-      // The bridge is no OAuth authorisation server and accepts only its own keys: none to name.
-      authorization_servers: [],
+      // The bridge is its own authorization server for /mcp (server/oauth); without it, none to name.
+      authorization_servers: d.accessTokens ? [originOf(req, d.publicUrl).replace(/\/+$/, '')] : [],
       bearer_methods_supported: ['header'],
       resource_name: 'AI Bridge MCP gateway',
       resource_documentation: `${originOf(req, d.publicUrl)}/admin`,
@@ -124,15 +139,31 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
 
     await app.register(async (mcp) => {
       const first = authenticateFirst(d.auth, GATEWAY_PATH);
+      const tokens = d.accessTokens;
       mcp.addHook('onRequest', async (req, reply) => {
+        const bearer = credentialFrom(req.headers);
+        const oauth = tokens !== undefined && bearer !== undefined && tokens.looksLike(bearer);
         try {
-          await first(req, reply);
+          if (oauth) {
+            try {
+              req.principal = await tokens.authenticate(
+                bearer,
+                `${originOf(req, d.publicUrl)}${GATEWAY_PATH}`,
+              );
+            } catch (err) {
+              if (!req.raw.complete) reply.header('connection', 'close');
+              throw err;
+            }
+          } else await first(req, reply);
         } catch (err) {
-          if (err instanceof BridgeError && err.status === 401)
+          if (err instanceof BridgeError && err.status === 401) {
+            const metadata = `resource_metadata="${originOf(req, d.publicUrl)}${RESOURCE_METADATA_PATH}"`;
+            // RFC 6750 §3.1: a token that was sent and refused is invalid_token, so the client re-authorizes.
             reply.header(
               'www-authenticate',
-              `Bearer resource_metadata="${originOf(req, d.publicUrl)}${RESOURCE_METADATA_PATH}"`,
+              oauth ? `Bearer error="invalid_token", ${metadata}` : `Bearer ${metadata}`,
             );
+          }
           throw err;
         }
       });

@@ -4,14 +4,20 @@ import { InjectedRounds, type LoopDeps, prepareRound } from './injected-rounds';
 
 /**
  * The proxy's seam to MCP: once a metered request is admitted, a request whose wire API can take
- * tools, from a user with tools to offer, runs as {@link InjectedRounds}; every other request is
- * relayed as it is.
+ * tools, from a user with tools to offer and a client not in `skipClients`, runs as
+ * {@link InjectedRounds}; every other request is relayed as it is.
  */
-export function injectedStrategy(hub: McpHub, loop: LoopDeps): StrategyFor {
+export function injectedStrategy(
+  hub: McpHub,
+  loop: LoopDeps,
+  skipClients: ReadonlySet<string> = new Set(),
+): StrategyFor {
   return async (x: Exchange): Promise<RoundStrategy | undefined> => {
     const { api, body, start } = x.metered;
     const injection = api.injection;
     if (!injection || !hub.hasServers || !injection.accepts(body)) return undefined;
+    // A client that lists the gateway as its own MCP server (VS Code) runs these tools itself.
+    if (skipClients.has(start.client)) return undefined;
     const session = await hub.sessionFor(start.principal, injection.clientToolNames(body));
     if (!session) return undefined;
     const offered = injection.offer(body, session.tools);

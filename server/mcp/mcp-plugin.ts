@@ -18,7 +18,11 @@ export async function mcpCapability(core: Core): Promise<McpCapability> {
   await hub.start();
   return {
     hub,
-    strategyFor: injectedStrategy(hub, { maxRounds: config.mcp.maxRounds, metrics }),
+    strategyFor: injectedStrategy(
+      hub,
+      { maxRounds: config.mcp.maxRounds, metrics },
+      new Set(config.mcp.injectSkipClients),
+    ),
     routes: mcpRoutes(hub),
     reload: {
       mcp_credential: () => hub.credentials.load(),

@@ -22,6 +22,11 @@ export interface McpSettings {
   readonly apiStdio: boolean;
   /** The bridge's address as users' browsers reach it, for the OAuth redirect; default: from the request. */
   readonly publicUrl: string | undefined;
+  /**
+   * Clients whose requests get no injected tools (default `vscode-chat`): they reach the same
+   * servers through the MCP gateway themselves, and would otherwise see every tool twice.
+   */
+  readonly injectSkipClients: readonly string[];
 }
 
 /** Bytes of the credentials key. */

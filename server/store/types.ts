@@ -94,7 +94,17 @@ export type DocKind =
   /** Provider keys added or changed at run time, by `<instance>/<name>`; the secret sealed (server/routing). */
   | 'provider_key'
   /** Model aliases an admin set, by `alias` or `team/alias` (server/routing/aliases.ts). */
-  | 'model_alias';
+  | 'model_alias'
+  /** MCP gateway OAuth (server/oauth/grants.ts): clients registered with RFC 7591, by client id. */
+  | 'oauth_client'
+  /** Authorization requests waiting for the user's answer, by the SHA-256 of their handle. */
+  | 'oauth_pending'
+  /** Authorization codes, by their keyed hash (kept until expiry to catch a replay). */
+  | 'oauth_code'
+  /** A user's approval of a client: its key, the live refresh token's keyed hash; by grant id. */
+  | 'oauth_grant'
+  /** Access tokens for `/mcp`, by their keyed hash. */
+  | 'oauth_access_token';
 
 export interface AlertQuery {
   since?: string | undefined;
@@ -245,6 +255,19 @@ export interface Store {
   appendGatewayCall(call: GatewayToolCall): Promise<void>;
   /** MCP gateway tool calls, newest first. */
   listGatewayCalls(query: GatewayCallQuery): Promise<GatewayToolCall[]>;
+  /**
+   * Every MCP gateway call at or after `since` and before `until`, oldest first, exactly as stored
+   * (audit export, store copy). Streams, like scanInterceptions.
+   */
+  scanGatewayCalls(query: {
+    since?: string | undefined;
+    until?: string | undefined;
+  }): AsyncIterable<GatewayToolCall>;
+  /**
+   * Deletes MCP gateway calls made before `before` (retention, the interceptions' window); a store
+   * may keep a few older ones it cannot drop separately. Returns how many went.
+   */
+  pruneGatewayCalls(before: string): Promise<number>;
   /** Newest first. */
   listAccessLog(query: { since?: string | undefined; limit: number }): Promise<AccessLogEntry[]>;
 

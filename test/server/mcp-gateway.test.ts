@@ -120,7 +120,7 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
       authorization_servers: string[];
     };
     assert.equal(meta.resource, `${tb.url}/mcp`);
-    assert.deepEqual(meta.authorization_servers, []);
+    assert.deepEqual(meta.authorization_servers, [tb.url]);
     const bad = await fetch(`${tb.url}/mcp`, {
       method: 'POST',
       headers: { authorization: 'Bearer aib_nope', 'content-type': 'application/json' },

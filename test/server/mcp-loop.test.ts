@@ -405,6 +405,72 @@ describe('MCP tools injected into model requests (server-everything over stdio)'
     assert.equal(final.choices[0]?.finish_reason, 'tool_calls');
   });
 
+  it('injects nothing into VS Code chat requests by default: VS Code runs these tools itself through the MCP gateway', async () => {
+    const vscode = new Anthropic({
+      apiKey: dev.key,
+      baseURL: `${tb.url}/anthropic`,
+      maxRetries: 0,
+      defaultHeaders: { 'x-aibridge-client': 'vscode-chat' },
+    });
+    const seen = mock.requests.length;
+    const msg = await vscode.messages.create({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 200,
+      tools: [CLIENT_TOOL],
+      messages: [{ role: 'user', content: 'Echo something' }],
+    });
+    assert.equal(mock.requests.length - seen, 1);
+    assert.deepEqual(mock.requests[seen]!.body.tools, [CLIENT_TOOL]);
+    assert.equal((msg.content[0] as { text: string }).text, 'No tools needed.');
+    // The default, and how an admin turns injection back on for everyone.
+    const { loadConfig } = await import('../../server/config');
+    const dir = await tempDir();
+    assert.deepEqual(loadConfig({ 'data-dir': dir }, {}).mcp.injectSkipClients, ['vscode-chat']);
+    assert.deepEqual(
+      loadConfig({ 'data-dir': dir }, { AIBRIDGE_MCP_INJECT_SKIP_CLIENTS: '' }).mcp.injectSkipClients,
+      [],
+    );
+    assert.deepEqual(
+      loadConfig({ 'data-dir': dir }, { AIBRIDGE_MCP_INJECT_SKIP_CLIENTS: 'vscode-chat, continue' }).mcp
+        .injectSkipClients,
+      ['vscode-chat', 'continue'],
+    );
+    assert.throws(
+      () => loadConfig({ 'data-dir': dir }, { AIBRIDGE_MCP_INJECT_SKIP_CLIENTS: 'VS Code' }),
+      /AIBRIDGE_MCP_INJECT_SKIP_CLIENTS/,
+    );
+  });
+
+  it('injects into VS Code chat requests when AIBRIDGE_MCP_INJECT_SKIP_CLIENTS is empty', async () => {
+    const dir = await tempDir();
+    await fs.writeFile(
+      path.join(dir, 'mcp-servers.json'),
+      JSON.stringify({ servers: { everything: everythingStdio({ tools: { allow: ['echo'] } }) } }),
+    );
+    const other = await startBridge(mock.url, { AIBRIDGE_MCP_INJECT_SKIP_CLIENTS: '' }, dir);
+    try {
+      await other.bridge.mcp.ready();
+      const u = await other.addUser('vscode-inject@example.com');
+      const vscode = new Anthropic({
+        apiKey: u.key,
+        baseURL: `${other.url}/anthropic`,
+        maxRetries: 0,
+        defaultHeaders: { 'x-aibridge-client': 'vscode-chat' },
+      });
+      const seen = mock.requests.length;
+      const msg = await vscode.messages.create({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 200,
+        messages: [{ role: 'user', content: 'Echo something' }],
+      });
+      assert.equal(mock.requests.length - seen, 2);
+      assert.ok((mock.requests[seen]!.body.tools as { name: string }[]).some((t) => t.name === ECHO));
+      assert.equal((msg.content.at(-1) as { text: string }).text, ANSWER);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('published the injected calls live and warned about the server that is down', async () => {
     const toolEvents = events.filter((e) => e.type === 'tool.call' && e.injected);
     assert.ok(toolEvents.length > 0, 'injected tool.call events');

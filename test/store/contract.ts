@@ -751,6 +751,54 @@ export function storeContract(name: string, factory: StoreFactory): void {
         await restart();
         assert.equal((await store.listGatewayCalls({ limit: 10 })).length, 6);
       });
+
+      it('scans gateway calls oldest first, exactly as stored, and prunes the old ones (retention)', async () => {
+        const call = (n: number): GatewayToolCall => ({
+          id: `gws_${n}`,
+          at: new Date(T0 + n * 60_000).toISOString(),
+          userId: 'usr_a',
+          userEmail: 'a@example.com',
+          team: 'red',
+          keyId: 'key_1',
+          client: 'claude-code',
+          sessionId: null,
+          name: 'docs__search',
+          server: 'docs',
+          tool: 'search',
+          // Enough bytes per call that small journal segments fill and close.
+          input: { q: `n${n}`, pad: 'x'.repeat(600) },
+          outcome: 'ok',
+          durationMs: n,
+          resultBytes: 10,
+          error: null,
+        });
+        const scan = async (q: { since?: string; until?: string } = {}): Promise<string[]> => {
+          const out: string[] = [];
+          for await (const c of store.scanGatewayCalls(q)) out.push(c.id);
+          return out;
+        };
+        for (let i = 0; i < 40; i++) await store.appendGatewayCall(call(i));
+        assert.deepEqual(
+          await scan(),
+          Array.from({ length: 40 }, (_, i) => `gws_${i}`),
+        );
+        const whole: GatewayToolCall[] = [];
+        for await (const c of store.scanGatewayCalls({ since: call(3).at, until: call(5).at })) whole.push(c);
+        assert.deepEqual(whole, [call(3), call(4)]);
+
+        const before = call(30).at;
+        const dropped = await store.pruneGatewayCalls(before);
+        const kept = await scan();
+        assert.equal(dropped + kept.length, 40, 'prune reports what it deleted');
+        assert.ok(dropped > 0 && dropped <= 30, `dropped ${dropped}`);
+        for (let i = 30; i < 40; i++)
+          assert.ok(kept.includes(`gws_${i}`), `call ${i} is newer than the cutoff`);
+        const listed = (await store.listGatewayCalls({ limit: 100 })).map((c) => c.id);
+        assert.deepEqual(listed, [...kept].reverse(), 'the listing forgets what was pruned');
+        assert.equal(await store.pruneGatewayCalls(new Date(T0 - 1).toISOString()), 0);
+        await restart();
+        assert.deepEqual(await scan(), kept);
+      });
     });
 
     describe('budget ledgers', () => {

@@ -91,12 +91,35 @@ describe('aibridge migrate and aibridge store copy', function () {
     });
     assert.ok(budget.status < 300, JSON.stringify(budget.body));
     const before = await embedded.interceptions(12);
+    // MCP gateway calls (docs/mcp.md) travel too.
+    const gatewayCalls = [0, 1].map((n) => ({
+      id: `gwc_copy_${n}`,
+      at: new Date(Date.now() - (2 - n) * 1000).toISOString(),
+      userId: dev.user.id,
+      userEmail: dev.user.email,
+      team: 'red',
+      keyId: dev.keyId,
+      client: 'claude-code',
+      sessionId: null,
+      name: 'docs__search',
+      server: 'docs',
+      tool: 'search',
+      input: { q: `copy ${n}` },
+      outcome: 'ok' as const,
+      durationMs: 5,
+      resultBytes: 10,
+      error: null,
+    }));
+    for (const c of gatewayCalls) await embedded.bridge.store.appendGatewayCall(c);
     await embedded.close();
 
     const url = await (await testPostgres()).createDatabase('copy');
     const copied = await cli(['store', 'copy', '--from', embedded.dataDir, '--to', url]);
     assert.equal(copied.code, 0, copied.out);
-    assert.match(copied.out, /2 users, 2 keys, 1 documents, .* 12 interceptions; chain verified/);
+    assert.match(
+      copied.out,
+      /2 users, 2 keys, 1 documents, .* 12 interceptions, 2 MCP gateway calls; chain verified/,
+    );
 
     // The same data dir (key-hash secret, admin key), now on the database.
     const moved = await startBridge(upstream.url, { AIBRIDGE_DATABASE_URL: url }, embedded.dataDir);
@@ -108,6 +131,15 @@ describe('aibridge migrate and aibridge store copy', function () {
         moved.adminKey,
       );
       assert.deepEqual(page.body.items, before, 'records exactly as they were, seq and hashes included');
+      const calls = await moved.api<{ items: { id: string; via: string }[] }>(
+        'GET',
+        '/api/v1/tool-calls?via=gateway',
+        moved.adminKey,
+      );
+      assert.deepEqual(
+        calls.body.items.map((c) => c.id),
+        ['gwc_copy_1', 'gwc_copy_0'],
+      );
       const verify = await moved.api<{ ok: boolean; checked: number }>(
         'GET',
         '/api/v1/audit/verify',

@@ -36,7 +36,7 @@ import type {
 } from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
 import { MemoryBudgetLedgers } from './budget-ledgers';
-import { Journal, type JournalWarning } from './journal';
+import { type EntryLoc, Journal, type JournalWarning } from './journal';
 import { RecordIndex } from './record-index';
 
 interface DbShape {
@@ -101,6 +101,8 @@ export class EmbeddedStore implements Store {
   private readonly gatewayJournal: Journal;
   /** The newest MCP gateway calls, oldest first. */
   private readonly gatewayCalls: GatewayToolCall[] = [];
+  /** Every gateway call's place in its journal and time, oldest first (scans, exports, retention). */
+  private gatewayLocs: { loc: EntryLoc; atMs: number }[] = [];
   /** Tool results reported by later requests, by call id (the most recent RESULTS_KEPT). */
   private readonly results = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
   /** The newest access-log entries (older ones stay on disk). */
@@ -133,6 +135,7 @@ export class EmbeddedStore implements Store {
     });
     this.gatewayJournal = new Journal({
       dir: path.join(opts.dataDir, 'gateway-calls'),
+      ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
     });
   }
@@ -177,7 +180,7 @@ export class EmbeddedStore implements Store {
       this.accessLog.push(value as AccessLogEntry);
       if (this.accessLog.length > ACCESS_KEPT) this.accessLog.shift();
     });
-    await this.gatewayJournal.open((value) => this.keepGatewayCall(value as GatewayToolCall));
+    await this.gatewayJournal.open((value, loc) => this.keepGatewayCall(value as GatewayToolCall, loc));
   }
 
   async close(): Promise<void> {
@@ -518,14 +521,56 @@ export class EmbeddedStore implements Store {
     return out;
   }
 
-  private keepGatewayCall(call: GatewayToolCall): void {
+  private keepGatewayCall(call: GatewayToolCall, loc: EntryLoc): void {
+    this.gatewayLocs.push({ loc, atMs: Date.parse(call.at) });
     this.gatewayCalls.push(call);
     if (this.gatewayCalls.length > GATEWAY_KEPT) this.gatewayCalls.shift();
   }
 
   async appendGatewayCall(call: GatewayToolCall): Promise<void> {
-    await this.gatewayJournal.append(JSON.stringify(call));
-    this.keepGatewayCall(call);
+    const loc = await this.gatewayJournal.append(JSON.stringify(call));
+    this.keepGatewayCall(call, loc);
+  }
+
+  async *scanGatewayCalls(q: {
+    since?: string | undefined;
+    until?: string | undefined;
+  }): AsyncIterable<GatewayToolCall> {
+    const since = q.since === undefined ? -Infinity : Date.parse(q.since);
+    const until = q.until === undefined ? Infinity : Date.parse(q.until);
+    // A copy: appends and prunes while the scan runs change the live list, not this one.
+    for (const { loc, atMs } of [...this.gatewayLocs]) {
+      if (atMs < since || atMs >= until) continue;
+      const line = await this.gatewayJournal.read(loc).catch(() => undefined);
+      if (line !== undefined) yield JSON.parse(line) as GatewayToolCall;
+    }
+  }
+
+  /** Whole closed segments whose calls are all older than `before`, oldest first (as for interceptions). */
+  async pruneGatewayCalls(before: string): Promise<number> {
+    const cutoff = Date.parse(before);
+    let drop = 0;
+    const n = this.gatewayLocs.length;
+    while (drop < n) {
+      const seg = this.gatewayLocs[drop]!.loc.segment;
+      if (seg >= this.gatewayJournal.currentSegment) break;
+      let end = drop;
+      let allOld = true;
+      while (end < n && this.gatewayLocs[end]!.loc.segment === seg) {
+        if (this.gatewayLocs[end]!.atMs >= cutoff) allOld = false;
+        end++;
+      }
+      if (!allOld) break;
+      await this.gatewayJournal.dropSegment(seg);
+      drop = end;
+    }
+    if (drop > 0) {
+      this.gatewayLocs = this.gatewayLocs.slice(drop);
+      // The listing holds the newest calls, the tail of gatewayLocs: drop its copies of what went.
+      const notListed = n - this.gatewayCalls.length;
+      this.gatewayCalls.splice(0, Math.max(0, drop - notListed));
+    }
+    return drop;
   }
 
   async listGatewayCalls(q: GatewayCallQuery): Promise<GatewayToolCall[]> {

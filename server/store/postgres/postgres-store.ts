@@ -568,6 +568,41 @@ export class PostgresStore implements Store {
     return r.rows.map((x) => x.doc);
   }
 
+  async *scanGatewayCalls(q: {
+    since?: string | undefined;
+    until?: string | undefined;
+  }): AsyncIterable<GatewayToolCall> {
+    let after = 0;
+    for (;;) {
+      const w = new Where();
+      if (q.since !== undefined) w.add('at >= $?::timestamptz', q.since);
+      if (q.until !== undefined) w.add('at < $?::timestamptz', q.until);
+      w.add('pos > $?', after);
+      const r = await this.query<{ pos: string; doc: GatewayToolCall }>(
+        `SELECT pos, doc FROM mcp_gateway_calls WHERE ${w.sql} ORDER BY pos LIMIT ${SCAN_CHUNK}`,
+        w.params,
+      );
+      for (const row of r.rows) {
+        after = Number(row.pos);
+        yield row.doc;
+      }
+      if (r.rows.length < SCAN_CHUNK) return;
+    }
+  }
+
+  async pruneGatewayCalls(before: string): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const r = await this.query(
+        `DELETE FROM mcp_gateway_calls WHERE pos IN
+           (SELECT pos FROM mcp_gateway_calls WHERE at < $1::timestamptz ORDER BY pos LIMIT ${PRUNE_CHUNK})`,
+        [before],
+      );
+      total += r.rowCount ?? 0;
+      if ((r.rowCount ?? 0) < PRUNE_CHUNK) return total;
+    }
+  }
+
   async listAccessLog(q: { since?: string | undefined; limit: number }): Promise<AccessLogEntry[]> {
     const w = new Where();
     if (q.since !== undefined) w.add('at >= $?::timestamptz', q.since);

@@ -1,0 +1,37 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Capability, Core } from '../capability';
+import { datesOf } from '../clock';
+import type { IdentityService } from '../identity/identity-service';
+import type { KeyHasher } from '../identity/keys';
+import { looksLikeAccessToken, McpGrants } from './grants';
+import { oauthApiRoutes, oauthPublicRoutes } from './oauth-routes';
+
+export interface OAuthCapability extends Capability {
+  grants: McpGrants;
+  /** Metadata, registration, authorize, token and the consent page: outside `/api`. */
+  page: FastifyPluginAsync;
+  /** What the MCP gateway accepts besides bridge keys. */
+  accessTokens: { looksLike(token: string): boolean; authenticate: McpGrants['authenticate'] };
+}
+
+/**
+ * The bridge as the OAuth 2.1 authorization server of its MCP gateway (docs/mcp.md#oauth): MCP
+ * clients that authorize themselves (no bridge key configured) get an access token usable only at
+ * `/mcp`, after the user signs in the way the bridge already offers and approves the client.
+ */
+export function oauthCapability(
+  core: Core,
+  d: { identity: IdentityService; hasher: KeyHasher },
+): OAuthCapability {
+  const publicUrl = core.config.mcp.publicUrl;
+  const grants = new McpGrants(core.store, d.hasher, d.identity, datesOf(core.clock));
+  return {
+    grants,
+    routes: oauthApiRoutes(grants, publicUrl),
+    page: oauthPublicRoutes(grants, publicUrl),
+    accessTokens: {
+      looksLike: looksLikeAccessToken,
+      authenticate: (token, resource) => grants.authenticate(token, resource),
+    },
+  };
+}
