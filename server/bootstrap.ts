@@ -15,6 +15,9 @@ export async function bootstrapAdmin(
   dataDir: string,
   email: string,
 ): Promise<CreatedKey | undefined> {
+  // Made before the admin is: with PostgreSQL nothing else creates the data dir, and a key created
+  // but never written down would be lost for good (the store is no longer empty at the next start).
+  await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const created = await identity.bootstrapAdmin(email);
   if (!created) return undefined;
   const file = path.join(dataDir, ADMIN_KEY_FILE);
