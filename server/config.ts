@@ -78,6 +78,12 @@ export interface Config {
   readonly metricsPerUser: boolean;
   /** What happens when audit records cannot be written: refuse new requests, or serve on. */
   readonly auditFailure: 'open' | 'closed';
+  /**
+   * When a metered answer's end reaches the client: `stored`, once its record is in the store (no
+   * answer a client saw end is lost to a replica killed a moment later); `sent`, at once (the
+   * record follows). Default `stored` with PostgreSQL, `sent` with the embedded store.
+   */
+  readonly auditAck: 'stored' | 'sent';
   /** Interception records older than this many days are deleted in the background; 0 keeps them all. */
   readonly auditRetentionDays: number;
   /** What records keep of conversations unless a team says otherwise. */
@@ -237,6 +243,7 @@ export const ENV_VARS = [
   'AIBRIDGE_AUDIT_CAPTURE',
   'AIBRIDGE_AUDIT_RETENTION_DAYS',
   'AIBRIDGE_AUDIT_FAILURE',
+  'AIBRIDGE_AUDIT_ACK',
   'AIBRIDGE_AUTH_FAILURES_PER_MINUTE',
   'AIBRIDGE_ADMIN_SESSION_HOURS',
   // Limits on what a member controls (docs/security.md).
@@ -745,6 +752,12 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     auditCapture: oneOf(env, 'AIBRIDGE_AUDIT_CAPTURE', ['none', 'prompt', 'full'] as const, 'prompt'),
     auditRetentionDays: int(pick(undefined, '', env, 'AIBRIDGE_AUDIT_RETENTION_DAYS'), 0, 0, 100_000),
     auditFailure: oneOf(env, 'AIBRIDGE_AUDIT_FAILURE', ['closed', 'open'] as const, 'closed'),
+    auditAck: oneOf(
+      env,
+      'AIBRIDGE_AUDIT_ACK',
+      ['stored', 'sent'] as const,
+      databaseUrl(env) !== undefined ? 'stored' : 'sent',
+    ),
     authFailuresPerMinute: int(
       pick(undefined, '', env, 'AIBRIDGE_AUTH_FAILURES_PER_MINUTE'),
       30,

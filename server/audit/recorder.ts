@@ -111,7 +111,13 @@ export class Recorder {
     this.finishListeners.push(listener);
   }
 
-  finish(start: InterceptionStart, end: InterceptionEnd): void {
+  /**
+   * Records an interception. The promise resolves once the store has the record (or it waits in
+   * the retry queue after a refusal); it never rejects. The proxy may hold the end of the client's
+   * response on it (AIBRIDGE_AUDIT_ACK=stored), so an answer a client saw end is never lost to a
+   * replica killed a moment later.
+   */
+  finish(start: InterceptionStart, end: InterceptionEnd): Promise<void> {
     const { user, key } = start.principal;
     const model = start.request.model ?? end.response?.model ?? null;
     const usage = end.response?.usage ?? emptyUsage();
@@ -209,16 +215,14 @@ export class Recorder {
       }
     }
     const annotate = this.annotator;
-    if (!annotate) {
-      this.persist(rec);
-      return;
-    }
+    if (!annotate) return this.persist(rec);
     const annotated = this.annotated(annotate, rec, start.request.cache?.prefixes);
     // Handed to the store in the order the interceptions finished, however long each annotation took.
     const ready = this.handOff.then(() => annotated);
     this.handOff = ready.then(() => undefined);
     const p = ready.then((r) => this.persist(r)).finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
+    return p;
   }
 
   /** The annotated record; the record as it is if annotation fails or takes longer than ANNOTATION_LIMIT_MS. */
