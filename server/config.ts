@@ -7,6 +7,7 @@ import type { GroupMapping } from './identity/group-mapping';
 import { isValidKey, type McpSettings } from './mcp/settings';
 import { ProvidersFileError, providerInstances, type UpstreamConfig } from './provider-config';
 import { allFamilies } from './providers/registry';
+import { parseRoutes, type RouteTable, RouteTableError } from './routing/routes';
 import type { TracingConfig } from './telemetry/tracing';
 
 export type { InstanceModelPrice, InstancePrices, UpstreamConfig } from './provider-config';
@@ -57,6 +58,8 @@ export interface Config {
   };
   /** The provider instances by name (`anthropic`, `openai`, and the providers file's), in route order. */
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
+  /** The providers file's routing table (docs/routing.md): a model → the targets tried in order. */
+  readonly routes: RouteTable;
   readonly spend: SpendConfig;
   readonly alerts: AlertConfig;
   /** Bearer token that may read `/metrics` besides admin keys; undefined: admin keys only. */
@@ -604,7 +607,7 @@ function isEnvVar(name: string): name is EnvVar {
  * AIBRIDGE_PROVIDERS_FILE's. An `apiKey: {"fromEnv": "VAR"}` names a variable of the operator's
  * choosing, read here too, so this file stays the only reader of the environment.
  */
-function upstreams(env: Env): Readonly<Record<string, UpstreamConfig>> {
+function upstreams(env: Env): Pick<Config, 'upstreams' | 'routes'> {
   const urlVars = new Set<string>();
   for (const f of allFamilies()) {
     if (!f.env) continue;
@@ -629,9 +632,12 @@ function upstreams(env: Env): Readonly<Record<string, UpstreamConfig>> {
     }
   }
   try {
-    return providerInstances(read, json);
+    const instances = providerInstances(read, json);
+    const raw = typeof json === 'object' && json !== null ? (json as { routes?: unknown }).routes : undefined;
+    return { upstreams: instances, routes: parseRoutes(raw, new Set(Object.keys(instances))) };
   } catch (err) {
-    if (err instanceof ProvidersFileError) throw new ConfigError('AIBRIDGE_PROVIDERS_FILE', err.message);
+    if (err instanceof ProvidersFileError || err instanceof RouteTableError)
+      throw new ConfigError('AIBRIDGE_PROVIDERS_FILE', err.message);
     throw err;
   }
 }
@@ -675,7 +681,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       threshold: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_THRESHOLD'), 5, 0, 1000),
       cooldownMs: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_COOLDOWN_MS'), 30_000, 1, 3_600_000),
     },
-    upstreams: upstreams(env),
+    ...upstreams(env),
     spend: {
       pricesFile: env.AIBRIDGE_PRICES_FILE ? path.resolve(env.AIBRIDGE_PRICES_FILE) : undefined,
       defaultMaxOutputTokens: int(

@@ -9,6 +9,11 @@ export interface AdmissionTicket {
   bodyBytes: number;
   /** Set by the breaker gate: this round is the half-open probe. */
   probe: boolean;
+  /**
+   * The routing table names the request's model: its targets' configuration and breakers are
+   * checked per attempt (docs/routing.md), not the instance it arrived on.
+   */
+  routed?: boolean;
 }
 
 /** One check: throws the refusal (a BridgeError) or calls the next check. */
@@ -33,8 +38,8 @@ export function composeAdmission(
 
 /** The provider has no key configured: nothing can be forwarded. */
 export function upstreamConfigured(configured: () => boolean): AdmissionGate {
-  return async (_t, next) => {
-    if (!configured()) throw new BridgeError('provider_not_configured');
+  return async (t, next) => {
+    if (!t.routed && !configured()) throw new BridgeError('provider_not_configured');
     return next();
   };
 }
@@ -60,6 +65,7 @@ export function governed(governance: {
 /** The provider+model circuit breaker: refused with `retry-after` while open; one probe when half-open. */
 export function breakerClosed(breakers: CircuitBreakers, provider: string): AdmissionGate {
   return async (t, next) => {
+    if (t.routed) return next();
     const admission = breakers.admit(provider, t.start.request.model);
     if (!admission.admitted) {
       const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));

@@ -9,6 +9,7 @@ import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
 import { credentialHeaders } from '../routing/credentials';
+import type { Router } from '../routing/routes';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { withClientSession } from './client-session';
@@ -29,6 +30,8 @@ export interface ProviderRouteDeps {
   capture: { levelFor(team: string | null): CaptureLevel };
   /** A strategy of more rounds for a request (tool injection, server/mcp); none: one round. */
   strategyFor?: StrategyFor;
+  /** The routing table (docs/routing.md): a model it names is tried on its targets in order. */
+  routes?: Router;
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -183,12 +186,15 @@ async function handle(
   const prepared = api.prepare(parsed, raw!);
   if (start.capture === 'full') prepared.captureOutput = true;
   req.interceptionId = start.id;
+  // The model as the client named it (a Gemini path names it, the body does not).
+  const targets = deps.routes?.plan(api.name, route.path, query, described.model ?? facts.model);
   const x = new Exchange(adapter, deps.exchange, req, reply, {
     api,
     start,
     prepared,
     body: parsed,
     target: route.path + query,
+    ...(targets ? { targets } : {}),
   });
   await runExchange(x, deps.strategyFor);
 }
