@@ -29,6 +29,7 @@ import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
 import { adaptersOf } from './providers/registry';
 import { proxyCapability } from './proxy/proxy-plugin';
+import { routingCapability } from './routing/routing-plugin';
 import { scimCapability } from './scim/scim-plugin';
 import { engagementCapability } from './spend/engagement-plugin';
 import { spendCapability } from './spend/spend-plugin';
@@ -108,6 +109,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const audit = await auditCapability(core, identity, spend.prices);
     const mcp = await mcpCapability(core);
     const policy = await policyCapability(core);
+    const routing = await routingCapability(core);
     const admin = adminCapability(core, auth, identity);
     const live = liveCapability(
       core,
@@ -129,6 +131,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       admin,
       mcp,
       policy,
+      routing,
       identityApi,
       audit,
       spend,
@@ -164,6 +167,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       events: live.interceptionEvents,
       strategyFor: mcp.strategyFor,
       toolPolicy: (start) => policy.toolPolicy.forRequest(start),
+      router: routing.router,
     });
     await app.register(
       opsRoutes({

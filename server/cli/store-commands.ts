@@ -23,6 +23,7 @@ const DOC_KINDS: Record<DocKind, true> = {
   scim_group: true,
   user_deactivation: true,
   tool_policy: true,
+  route_table: true,
 };
 
 /** Records per import transaction. */

@@ -1,10 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Core } from '../capability';
 import { datesOf } from '../clock';
-import { ConfigError } from '../config';
 import type { Authenticator } from '../identity/auth';
 import { adaptersOf } from '../providers/registry';
-import { Router, RouteTableError } from '../routing/routes';
+import type { Router } from '../routing/routes';
 import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
 import { CircuitBreakers } from './circuit-breaker';
@@ -14,8 +13,6 @@ import { createUpstreamAgent } from './upstream';
 
 export interface ProxyCapability {
   breakers: CircuitBreakers;
-  /** The routing table in force (docs/routing.md); replaced by the admin API. */
-  router: Router;
   /** Ends every exchange still open (streams get an error event); for when the shutdown grace is over. */
   endOpenExchanges(): number;
   /** Mounts every provider under its prefix. */
@@ -36,6 +33,10 @@ export function proxyCapability(
     events: ExchangeDeps['events'];
     strategyFor: StrategyFor;
     toolPolicy?: ExchangeDeps['toolPolicy'];
+    /** The routing table (server/routing): a model it names is tried on its targets in order. */
+    router?: Router;
+    /** Where each instance's credential comes from per attempt (key pools); default its single one. */
+    credentials?: ExchangeDeps['credentials'];
   },
 ): ProxyCapability {
   const { config, metrics, clock, life } = core;
@@ -44,16 +45,8 @@ export function proxyCapability(
   const breakers = new CircuitBreakers(config.breaker, () => clock.now());
   metrics.breakerSource = () => breakers.snapshot();
   const open = new Set<{ shutdown(): void }>();
-  let router: Router;
-  try {
-    router = new Router(config.routes, adaptersOf(config.upstreams));
-  } catch (err) {
-    if (err instanceof RouteTableError) throw new ConfigError('AIBRIDGE_PROVIDERS_FILE', err.message);
-    throw err;
-  }
   return {
     breakers,
-    router,
     endOpenExchanges() {
       const n = open.size;
       for (const x of [...open]) x.shutdown();
@@ -71,6 +64,7 @@ export function proxyCapability(
           now: datesOf(clock),
           events: d.events,
           failedOver: (from, to, reason) => metrics.failovers.inc({ from, to, reason }),
+          ...(d.credentials ? { credentials: d.credentials } : {}),
           ...(d.toolPolicy ? { toolPolicy: d.toolPolicy } : {}),
           admit: composeAdmission([
             upstreamConfigured(() => adapter.configured),
@@ -86,7 +80,7 @@ export function proxyCapability(
           auth: d.auth,
           capture: d.capture,
           strategyFor: d.strategyFor,
-          routes: router,
+          ...(d.router ? { routes: d.router } : {}),
         };
         await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
       }

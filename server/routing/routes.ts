@@ -153,9 +153,14 @@ export class Router {
     return this.table;
   }
 
+  /** Checks a table against the instances without using it (RouteTableError naming the entry). */
+  check(table: RouteTable): void {
+    checkRouteApis(table, [...this.byId.values()]);
+  }
+
   /** Replaces the table (admin PUT, another replica's change); checked first, unchanged on error. */
   replace(table: RouteTable): void {
-    checkRouteApis(table, [...this.byId.values()]);
+    this.check(table);
     this.table = table;
   }
 

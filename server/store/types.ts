@@ -88,7 +88,9 @@ export type DocKind =
   /** Users deactivated by the identity provider: a write makes every replica close their live sockets. */
   | 'user_deactivation'
   /** The tool-call policy: one document holding the whole rule set (server/policy). */
-  | 'tool_policy';
+  | 'tool_policy'
+  /** The routing table set through the admin API: one document, the whole table (server/routing). */
+  | 'route_table';
 
 export interface AlertQuery {
   since?: string | undefined;

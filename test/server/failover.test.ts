@@ -481,6 +481,79 @@ describe('routes and failover', () => {
       /aibridge_failovers_total\{from="anthropic",to="backup",reason="stream_error"\} [1-9]/,
     );
   });
+  it('GET /api/v1/routes shows the table; PUT checks it like the file (400 naming the entry), then uses it', async () => {
+    const got = await tb.api<{ routes: Record<string, string[]>; source: string }>(
+      'GET',
+      '/api/v1/routes',
+      tb.adminKey,
+    );
+    assert.equal(got.status, 200);
+    assert.equal(got.body.source, 'file');
+    assert.deepEqual(got.body.routes[ROUTED], ['anthropic', `backup:${BACKUP_MODEL}`]);
+    assert.equal((await tb.api('GET', '/api/v1/routes', key)).status, 403, 'admins only');
+    assert.equal((await tb.api('PUT', '/api/v1/routes', key, { routes: {} })).status, 403);
+
+    const bad = async (routes: unknown, message: RegExp): Promise<void> => {
+      const res = await tb.api<{ error: { code: string; message: string } }>(
+        'PUT',
+        '/api/v1/routes',
+        tb.adminKey,
+        {
+          routes,
+        },
+      );
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'invalid_routes');
+      assert.match(res.body.error.message, message);
+    };
+    await bad({ m: ['nowhere'] }, /routes\.m\[0\]: unknown instance "nowhere"/);
+    await bad({ m: [] }, /routes\.m: the model has no target/);
+    await bad({ m: ['backup', 'backup'] }, /routes\.m\[1\]: duplicate target/);
+    await bad(
+      { m: ['anthropic', 'openai:gpt-4o'] },
+      /routes\.m\[1\]: instance "openai" does not serve messages/,
+    );
+    // Nothing changed by a refused PUT.
+    assert.deepEqual(
+      (await tb.api<{ routes: Record<string, string[]> }>('GET', '/api/v1/routes', tb.adminKey)).body.routes,
+      got.body.routes,
+    );
+
+    const put = await tb.api<{ routes: Record<string, string[]>; source: string; updatedAt: string }>(
+      'PUT',
+      '/api/v1/routes',
+      tb.adminKey,
+      { routes: { 'claude-opus-4-1': ['anthropic', `backup:${BACKUP_MODEL}`] } },
+    );
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    assert.equal(put.body.source, 'api');
+    assert.deepEqual(put.body.routes, { 'claude-opus-4-1': ['anthropic', `backup:${BACKUP_MODEL}`] });
+    try {
+      primary.next(anthropicError(503, 'api_error', 'unavailable'));
+      const msg = await anthropic().messages.create({
+        model: 'claude-opus-4-1',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.equal(msg.model, BACKUP_MODEL, 'the new route is used');
+      const rec = await lastRecord();
+      assert.equal(rec.provider, 'backup');
+      assert.equal(rec.attempts?.[0]?.httpStatus, 503);
+      // The old table's routes are gone with it.
+      primary.next(anthropicError(503, 'api_error', 'unavailable'));
+      await assert.rejects(
+        anthropic().messages.create({
+          model: ROUTED,
+          max_tokens: 10,
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+        (err: unknown) => err instanceof APIError && err.status === 503,
+      );
+      await lastRecord();
+    } finally {
+      await tb.api('PUT', '/api/v1/routes', tb.adminKey, { routes: got.body.routes });
+    }
+  });
 });
 
 describe('routes in the providers file', () => {
