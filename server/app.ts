@@ -28,7 +28,9 @@ import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
 import { adaptersOf } from './providers/registry';
+import type { ProviderAdapter } from './providers/types';
 import { proxyCapability } from './proxy/proxy-plugin';
+import type { CredentialSource } from './routing/credentials';
 import { routingCapability } from './routing/routing-plugin';
 import { scimCapability } from './scim/scim-plugin';
 import { engagementCapability } from './spend/engagement-plugin';
@@ -50,6 +52,8 @@ export interface BuildOptions {
   liveEvents?: Partial<LiveEventsOptions>;
   /** Time for every period, window, expiry and cooldown (tests pass a fake clock instead of sleeping). */
   clock?: Clock;
+  /** Where each instance's upstream credential comes from per attempt (key pools); default its single one. */
+  credentials?: (adapter: ProviderAdapter) => CredentialSource;
 }
 
 export interface Bridge {
@@ -168,6 +172,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       strategyFor: mcp.strategyFor,
       toolPolicy: (start) => policy.toolPolicy.forRequest(start),
       router: routing.router,
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
     });
     await app.register(
       opsRoutes({

@@ -187,7 +187,7 @@ async function handle(
   if (start.capture === 'full') prepared.captureOutput = true;
   req.interceptionId = start.id;
   // The model as the client named it (a Gemini path names it, the body does not).
-  const targets = deps.routes?.plan(api.name, route.path, query, described.model ?? facts.model);
+  const targets = deps.routes?.plan(api, route.path, query, described.model ?? facts.model);
   const x = new Exchange(adapter, deps.exchange, req, reply, {
     api,
     start,

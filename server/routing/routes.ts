@@ -131,10 +131,33 @@ export interface AttemptTarget {
   readonly recordModel: string | null;
 }
 
-/** The wire API of `adapter` named `name` that serves `path`, else its first one without path parameters. */
-function apiFor(adapter: ProviderAdapter, name: ApiName, path: string): WireApi | undefined {
-  const same = adapter.apis.find((a) => a.name === name && a.path === path);
-  return same ?? adapter.apis.find((a) => a.name === name && !a.path.includes(':'));
+/**
+ * Where `adapter` serves the client's API: the same path pattern when it has it (the client's path
+ * then goes as it is), else its first API of the same name at a fixed path.
+ */
+function apiFor(
+  adapter: ProviderAdapter,
+  client: WireApi,
+  path: string,
+): { wire: WireApi; path: string } | undefined {
+  const same = adapter.apis.find((a) => a.name === client.name && a.path === client.path);
+  if (same) return { wire: same, path };
+  const fixed = adapter.apis.find((a) => a.name === client.name && !a.path.includes(':'));
+  return fixed && { wire: fixed, path: fixed.path };
+}
+
+/** The segment of an API path pattern that names the model (`:model:generateContent`), by index. */
+function modelSegment(pattern: string): number {
+  return pattern.split('/').findIndex((seg) => seg.startsWith(':model'));
+}
+
+/** `path` with its model segment naming `model` instead (an API that takes the model in the path). */
+function withPathModel(pattern: string, path: string, model: string): string {
+  const i = modelSegment(pattern);
+  const segs = path.split('/');
+  const pat = pattern.split('/')[i]!;
+  segs[i] = encodeURIComponent(model) + pat.slice(':model'.length);
+  return segs.join('/');
 }
 
 /** The routing table against the running instances: what a request's attempts are. */
@@ -169,27 +192,30 @@ export class Router {
    * route applies (the model has none, or its first target does not serve the request's API).
    * Targets that cannot take the request's path are left out.
    */
-  plan(api: ApiName, path: string, query: string, model: string | null): AttemptTarget[] | undefined {
+  plan(api: WireApi, path: string, query: string, model: string | null): AttemptTarget[] | undefined {
     if (model === null || !Object.hasOwn(this.table, model)) return undefined;
     const targets = this.table[model]!;
     const out: AttemptTarget[] = [];
     for (const t of targets) {
       const adapter = this.byId.get(t.instance);
-      const wire = adapter && apiFor(adapter, api, path);
-      if (!adapter || !wire) {
-        if (out.length === 0 && t === targets[0]) return undefined;
+      const at = adapter && apiFor(adapter, api, path);
+      if (!adapter || !at) {
+        // The route is for another API than this request's: not this request's route.
+        if (t === targets[0]) return undefined;
         continue;
       }
       const asked = t.model ?? model;
-      const targetPath = wire.path === path ? path : wire.path;
+      const inPath = modelSegment(at.wire.path) !== -1;
+      const targetPath = inPath && asked !== model ? withPathModel(at.wire.path, at.path, asked) : at.path;
       out.push({
         adapter,
-        api: wire,
+        api: at.wire,
         target: targetPath + query,
-        model: asked === model ? null : asked,
+        // An API that names the model in its path keeps its body as it is.
+        model: asked === model || inPath ? null : asked,
         recordModel: adapter.modelFor ? adapter.modelFor(targetPath, asked) : asked,
       });
     }
-    return out.length > 0 ? out : undefined;
+    return out;
   }
 }

@@ -6,8 +6,23 @@ import Anthropic, { APIError, AuthenticationError } from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { buildApp } from '../../server/app';
 import { ConfigError, loadConfig } from '../../server/config';
+import { BridgeError } from '../../server/errors';
+import { priceModelOf } from '../../server/providers/bedrock/models';
+import {
+  type AttemptOutcome,
+  type CredentialLease,
+  type CredentialSource,
+  singleCredential,
+} from '../../server/routing/credentials';
 import type { Interception } from '../../shared/interception';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import {
+  AWS_TEST_CREDENTIALS,
+  BEDROCK_REGION,
+  BEDROCK_TEXT,
+  BEDROCK_USAGE,
+  BedrockMock,
+} from '../helpers/bedrock-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { freePort, type Listening, listenOnLoopback } from '../helpers/loopback';
 import { OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
@@ -17,7 +32,11 @@ type Answer = (res: http.ServerResponse, body: { model?: string; stream?: boolea
 
 /** A tiny upstream answering each request with the next scripted answer, in the Anthropic wire format by default. */
 class Scripted {
-  readonly requests: { url: string; body: { model?: string; stream?: boolean } }[] = [];
+  readonly requests: {
+    url: string;
+    headers: http.IncomingHttpHeaders;
+    body: { model?: string; stream?: boolean };
+  }[] = [];
   private readonly queue: Answer[] = [];
   private listening: Listening | undefined;
   url = '';
@@ -46,7 +65,7 @@ class Scripted {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString() || '{}') as { model?: string; stream?: boolean };
-    this.requests.push({ url: req.url ?? '', body });
+    this.requests.push({ url: req.url ?? '', headers: req.headers, body });
     await (this.queue.shift() ?? anthropicAnswer('primary text'))(res, body);
   }
 }
@@ -605,5 +624,226 @@ describe('routes in the providers file', () => {
       assert.match(err.message, /routes\.claude-sonnet-4-6\[1\]: instance "openai" does not serve messages/);
       return true;
     });
+  });
+});
+
+/** Sets the process environment the AWS SDK's default chain reads; gives back a function restoring it. */
+function awsEnv(vars: Record<string, string>): () => void {
+  const names = [
+    'AWS_ACCESS_KEY_ID',
+    'AWS_SECRET_ACCESS_KEY',
+    'AWS_SESSION_TOKEN',
+    'AWS_CREDENTIAL_EXPIRATION',
+    'AWS_PROFILE',
+    'AWS_CONFIG_FILE',
+    'AWS_SHARED_CREDENTIALS_FILE',
+    'AWS_EC2_METADATA_DISABLED',
+  ];
+  const saved = Object.fromEntries(names.map((k) => [k, process.env[k]]));
+  for (const k of names) delete process.env[k];
+  Object.assign(process.env, vars);
+  return () => {
+    for (const k of names) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  };
+}
+
+/** A key pool as the pools capability would give one (server/routing/credentials.ts), scripted. */
+class FakePool implements CredentialSource {
+  readonly reports: { key: string | null; outcome: AttemptOutcome }[] = [];
+  /** Keys handed out in turn; `refuse` set: every `acquire` is refused as an exhausted pool is. */
+  private i = 0;
+  refuse: BridgeError | undefined;
+  constructor(private readonly keys: readonly string[]) {}
+  async acquire(): Promise<CredentialLease> {
+    if (this.refuse) throw this.refuse;
+    const name = this.keys[this.i++ % this.keys.length]!;
+    return {
+      keyName: name,
+      headers: { 'x-api-key': `secret-of-${name}` },
+      report: (outcome) => this.reports.push({ key: name, outcome }),
+    };
+  }
+}
+
+const BEDROCK_ID = 'us.anthropic.claude-sonnet-4-6-v1:0';
+
+describe('failover to bedrock, past an open breaker, and over a key pool', () => {
+  let primary: Scripted;
+  let pooled: Scripted;
+  let bedrock: BedrockMock;
+  let pool: FakePool;
+  let tb: TestBridge;
+  let key: string;
+  let restore: () => void;
+
+  before(async () => {
+    restore = awsEnv({
+      AWS_ACCESS_KEY_ID: AWS_TEST_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: AWS_TEST_CREDENTIALS.secretAccessKey,
+      AWS_SESSION_TOKEN: AWS_TEST_CREDENTIALS.sessionToken,
+      AWS_CREDENTIAL_EXPIRATION: new Date(Date.now() + 120_000).toISOString(),
+      AWS_CONFIG_FILE: '/nonexistent/aibridge-test-aws',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aibridge-test-aws',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+    primary = await new Scripted().start();
+    pooled = await new Scripted().start();
+    bedrock = await new BedrockMock().start();
+    pool = new FakePool(['k1', 'k2']);
+    const dir = await tempDir();
+    const file = await providersFile(dir, {
+      providers: {
+        anthropic: { type: 'anthropic', baseUrl: primary.url, apiKey: UPSTREAM_KEY },
+        pooled: { type: 'anthropic', baseUrl: pooled.url, apiKey: 'unused-the-pool-has-the-keys' },
+        bedrock: { type: 'bedrock', region: BEDROCK_REGION, baseUrl: bedrock.url },
+      },
+      routes: {
+        [ROUTED]: ['anthropic', `bedrock:${BEDROCK_ID}`],
+        'claude-haiku-4-5': ['pooled', `bedrock:${BEDROCK_ID}`],
+      },
+    });
+    tb = await startBridge(
+      primary.url,
+      // One failure opens a breaker, so the second request finds it open.
+      { AIBRIDGE_PROVIDERS_FILE: file, AIBRIDGE_BREAKER_THRESHOLD: '1' },
+      undefined,
+      { credentials: (adapter) => (adapter.id === 'pooled' ? pool : singleCredential(adapter)) },
+    );
+    key = (await tb.addUser('dev@example.com')).key;
+  });
+
+  after(async () => {
+    await tb?.close();
+    await Promise.all([primary?.stop(), pooled?.stop(), bedrock?.close()]);
+    restore?.();
+  });
+
+  let records = 0;
+  async function lastRecord(): Promise<Interception> {
+    records++;
+    const all = await tb.interceptions(records);
+    assert.equal(all.length, records, 'one record per request');
+    return all[0]!;
+  }
+
+  const anthropic = (prefix = 'anthropic'): Anthropic =>
+    new Anthropic({ apiKey: key, baseURL: `${tb.url}/${prefix}`, maxRetries: 0 });
+
+  it('an Anthropic client fails over to a bedrock instance: signed, the model from the route, metered', async () => {
+    primary.next(anthropicError(529, 'overloaded_error', 'Overloaded'));
+    const msg = await anthropic()
+      .messages.stream({ model: ROUTED, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] })
+      .finalMessage();
+    assert.equal(msg.content[0]?.type === 'text' && msg.content[0].text, BEDROCK_TEXT);
+    const seen = bedrock.seen.at(-1)!;
+    assert.equal(seen.signatureValid, true);
+    assert.equal(seen.path, `/model/${encodeURIComponent(BEDROCK_ID)}/invoke-with-response-stream`);
+    const rec = await lastRecord();
+    assert.equal(rec.provider, 'bedrock');
+    assert.equal(rec.model, priceModelOf(BEDROCK_ID));
+    assert.equal(rec.usage.input, BEDROCK_USAGE.input_tokens);
+    assert.deepEqual(
+      rec.attempts?.map((a) => [a.provider, a.model, a.httpStatus, a.error?.type]),
+      [['anthropic', ROUTED, 529, 'overloaded_error']],
+    );
+  });
+
+  it('skips a target whose breaker is open, without asking it', async () => {
+    const msg = await anthropic().messages.create({
+      model: ROUTED,
+      max_tokens: 64,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal(msg.content[0]?.type === 'text' && msg.content[0].text, BEDROCK_TEXT);
+    assert.equal(primary.requests.length, 1, 'the open breaker kept the request from the primary');
+    const rec = await lastRecord();
+    assert.equal(rec.provider, 'bedrock');
+    assert.equal(rec.attempts?.[0]?.provider, 'anthropic');
+    assert.equal(rec.attempts?.[0]?.httpStatus, 0);
+    assert.equal(rec.attempts?.[0]?.error?.type, 'circuit_open');
+  });
+
+  it('tries another key of the pool on a 429, reporting each outcome, and records the key that served', async () => {
+    pooled.next(anthropicError(429, 'rate_limit_error', 'slow down', { 'retry-after': '2' }));
+    // Not a routed model: the pool's other key is still tried on the one instance.
+    const msg = await anthropic('pooled').messages.create({
+      model: 'claude-opus-4-1',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal(msg.content[0]?.type === 'text' && msg.content[0].text, 'primary text');
+    assert.deepEqual(
+      pooled.requests.map((r) => r.headers['x-api-key']),
+      ['secret-of-k1', 'secret-of-k2'],
+    );
+    assert.deepEqual(pool.reports, [
+      { key: 'k1', outcome: { status: 429, retryAfterMs: 2000 } },
+      { key: 'k2', outcome: { status: 200 } },
+    ]);
+    const rec = await lastRecord();
+    assert.equal(rec.provider, 'pooled');
+    assert.equal(rec.keyName, 'k2');
+    assert.deepEqual(
+      rec.attempts?.map((a) => [a.provider, a.keyName, a.httpStatus]),
+      [['pooled', 'k1', 429]],
+    );
+    assert.ok(!JSON.stringify(rec).includes('secret-of'), 'key names only, never the secret');
+  });
+
+  it('every key of the pool failing: the client gets the last key’s answer as sent', async () => {
+    pooled.reset();
+    pool.reports.length = 0;
+    pooled.next(
+      anthropicError(429, 'rate_limit_error', 'first key limited', { 'retry-after': '5' }),
+      anthropicError(429, 'rate_limit_error', 'second key limited', { 'retry-after': '9' }),
+    );
+    const res = await fetch(`${tb.url}/pooled/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({
+        model: 'claude-opus-4-1',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    });
+    assert.equal(res.status, 429);
+    assert.equal(res.headers.get('retry-after'), '9');
+    assert.equal(((await res.json()) as { error: { message: string } }).error.message, 'second key limited');
+    // k1 and k2 tried; the pool's next key is k1 again, which this request already tried: no third.
+    assert.equal(pooled.requests.length, 2);
+    const rec = await lastRecord();
+    assert.equal(rec.keyName, 'k2');
+    assert.equal(rec.httpStatus, 429);
+    assert.deepEqual(
+      rec.attempts?.map((a) => [a.keyName, a.httpStatus]),
+      [['k1', 429]],
+    );
+  });
+
+  it('a pool with no usable key moves a routed request to the next target', async () => {
+    pooled.reset();
+    pool.refuse = new BridgeError('rate_limited', 'every key of "pooled" is cooling down', {
+      headers: { 'retry-after': '3' },
+    });
+    try {
+      const msg = await anthropic().messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.equal(msg.content[0]?.type === 'text' && msg.content[0].text, BEDROCK_TEXT);
+      assert.equal(pooled.requests.length, 0);
+      const rec = await lastRecord();
+      assert.equal(rec.provider, 'bedrock');
+      assert.deepEqual(
+        rec.attempts?.map((a) => [a.provider, a.keyName, a.httpStatus, a.error?.type]),
+        [['pooled', null, 0, 'rate_limited']],
+      );
+    } finally {
+      pool.refuse = undefined;
+    }
   });
 });
