@@ -498,7 +498,15 @@ export class Exchange {
           this.choose(round, tried, failed);
           return tried.served;
         }
-        if (tried.gone) return undefined;
+        if (tried.gone) {
+          // The client left while this attempt was under way: recorded as it, with the failures before it.
+          this.settleFailed(failed, routed);
+          this.choose(round, tried, failed);
+          round.endedAt = tried.endedAt;
+          round.streamed = this.head === 'stream';
+          this.finish(round, 'client_aborted', null, null, undefined, 'client gone');
+          return undefined;
+        }
         if (tried.repeat) break;
         failed.push(tried);
         if (tried.final) break;
@@ -506,7 +514,9 @@ export class Exchange {
         if (!tried.sameTarget || tried.keyName === null) break;
       }
     }
-    const final = failed.pop()!;
+    const final = failed.pop();
+    // Every way out of the loop above without an answer leaves at least one failed attempt.
+    if (!final) throw new BridgeError('internal_error', 'no upstream attempt was made');
     this.settleFailed(failed, routed);
     this.choose(round, final, failed);
     if (final.answer) return final.answer();
@@ -549,7 +559,7 @@ export class Exchange {
     };
   }
 
-  /** The breaker outcome of each attempt left for another; counted as a failover. */
+  /** Each routed attempt left for another tells its target's breaker how it went. */
   private settleFailed(failed: readonly Tried[], routed: boolean): void {
     for (const f of failed) {
       if (routed && f.healthy !== undefined)
@@ -659,13 +669,8 @@ export class Exchange {
     } catch (err) {
       const endedAt = this.deps.now();
       lease.report({ status: 0 });
-      if (this.gone) {
-        round.endedAt = endedAt;
-        round.streamed = this.head === 'stream';
-        this.choose(round, { ...base, keyName: lease.keyName, httpStatus: 0, error: null, endedAt }, []);
-        this.finish(round, 'client_aborted', null, null, undefined, 'client gone');
+      if (this.gone)
         return { ...base, keyName: lease.keyName, httpStatus: 0, error: null, endedAt, gone: true };
-      }
       const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err);
       return {
         ...base,
@@ -770,9 +775,6 @@ export class Exchange {
     const endedAt = this.deps.now();
     if (this.gone) {
       res.body.destroy();
-      round.endedAt = endedAt;
-      this.choose(round, { ...tried, endedAt }, []);
-      this.finish(round, 'client_aborted', null, null, undefined, 'client gone');
       return { ...tried, endedAt, gone: true };
     }
     const error = broke

@@ -194,7 +194,7 @@ async function handle(
     prepared,
     body: parsed,
     target: route.path + query,
-    ...(targets ? { targets } : {}),
+    ...(targets && targets.length > 0 ? { targets } : {}),
   });
   await runExchange(x, deps.strategyFor);
 }

@@ -24,8 +24,10 @@ import {
   BedrockMock,
 } from '../helpers/bedrock-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { freePort, type Listening, listenOnLoopback } from '../helpers/loopback';
 import { OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
+import { testPostgres } from '../helpers/postgres';
 
 /** What one scripted answer does with the upstream response. */
 type Answer = (res: http.ServerResponse, body: { model?: string; stream?: boolean }) => void | Promise<void>;
@@ -845,5 +847,70 @@ describe('failover to bedrock, past an open breaker, and over a key pool', () =>
     } finally {
       pool.refuse = undefined;
     }
+  });
+});
+
+describe('routes across replicas on one database', () => {
+  let primary: Scripted;
+  let backup: AnthropicMock;
+  let a: TestBridge;
+  let b: TestBridge;
+
+  before(async () => {
+    primary = await new Scripted().start();
+    backup = await new AnthropicMock().start();
+    const dir = await tempDir();
+    const file = await providersFile(dir, {
+      providers: {
+        anthropic: { type: 'anthropic', baseUrl: primary.url, apiKey: UPSTREAM_KEY },
+        backup: { type: 'anthropic', baseUrl: backup.url, apiKey: UPSTREAM_KEY },
+      },
+    });
+    const env = {
+      AIBRIDGE_PROVIDERS_FILE: file,
+      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('routes'),
+    };
+    a = await startBridge(primary.url, env);
+    // The second replica shares the first's data dir (its key-hash secret) and database.
+    b = await startBridge(primary.url, env, a.dataDir);
+  });
+
+  after(async () => {
+    await b?.close();
+    await a?.close();
+    await Promise.all([primary?.stop(), backup?.stop()]);
+  });
+
+  it('a table PUT on one replica is used by the other on its next request', async () => {
+    const dev = await a.addUser('replica@example.com');
+    const put = await a.api('PUT', '/api/v1/routes', a.adminKey, {
+      routes: { [ROUTED]: ['anthropic', `backup:${BACKUP_MODEL}`] },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await eventually(
+      async () => {
+        const got = await b.api<{ routes: Record<string, string[]> }>('GET', '/api/v1/routes', a.adminKey);
+        return got.body.routes[ROUTED]?.length === 2 ? true : undefined;
+      },
+      { what: 'B to load the table A wrote', timeoutMs: 10_000, intervalMs: 50 },
+    );
+    primary.next(anthropicError(529, 'overloaded_error', 'Overloaded'));
+    const msg = await new Anthropic({
+      apiKey: dev.key,
+      baseURL: `${b.url}/anthropic`,
+      maxRetries: 0,
+    }).messages.create({
+      model: ROUTED,
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal(msg.model, BACKUP_MODEL);
+    const rec = (await b.interceptions(1))[0]!;
+    assert.equal(rec.provider, 'backup');
+    // The Postgres store keeps the record's attempts as they were written.
+    assert.deepEqual(
+      rec.attempts?.map((x) => [x.provider, x.httpStatus, x.error?.type]),
+      [['anthropic', 529, 'overloaded_error']],
+    );
   });
 });
