@@ -732,9 +732,10 @@ export class Exchange {
   }
 
   /**
-   * A stream with another target behind it: held until its first SSE event is read. An error
-   * there (or the stream ending or breaking before one) means nothing usable came and nothing was
-   * sent, so the next target is tried; otherwise the stream is the client's, replayed from its start.
+   * A stream with another target behind it: held until its first SSE event is read (past the
+   * API's `streamPreamble`, if it has one). An error there (or the stream ending or breaking before
+   * one) means nothing usable came and nothing was sent, so the next target is tried; otherwise the
+   * stream is the client's, replayed from its start.
    */
   private async peek(
     round: Round,
@@ -743,11 +744,13 @@ export class Exchange {
     res: Dispatcher.ResponseData,
   ): Promise<Tried> {
     const meter = t.api.createStreamMeter(round.prepared);
+    const preamble = t.api.streamPreamble ?? [];
     let seen = false;
     const parser = createParser({
       onEvent: (e) => {
-        seen = true;
         meter.onEvent({ event: e.event, data: e.data, id: e.id }, this.deps.now());
+        // An error ends the wait whatever its name; an opening event does not.
+        if (meter.result().error !== null || !preamble.includes(e.event ?? '')) seen = true;
       },
     });
     const decoder = new TextDecoder();

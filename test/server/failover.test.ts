@@ -233,11 +233,13 @@ describe('routes and failover', () => {
         down: { type: 'anthropic', baseUrl: `http://127.0.0.1:${downPort}`, apiKey: UPSTREAM_KEY },
         openai: { type: 'openai', baseUrl: openaiA.url, apiKey: OPENAI_UPSTREAM_KEY },
         'openai-b': { type: 'openai', baseUrl: openaiB.url, apiKey: OPENAI_UPSTREAM_KEY },
+        'openai-s': { type: 'openai', baseUrl: `${primary.url}/v1`, apiKey: OPENAI_UPSTREAM_KEY },
       },
       routes: {
         [ROUTED]: ['anthropic', `backup:${BACKUP_MODEL}`],
         'claude-haiku-4-5': ['down', 'anthropic'],
         'gpt-4o': ['openai', 'openai-b'],
+        'gpt-4.1': ['openai-s', 'openai-b'],
       },
     });
     tb = await startBridge(primary.url, { AIBRIDGE_PROVIDERS_FILE: file });
@@ -487,6 +489,64 @@ describe('routes and failover', () => {
     assert.equal(rec.streamed, true);
     assert.equal(rec.attempts?.[0]?.httpStatus, 429);
     assert.ok(rec.usage.output > 0, 'usage metered from the backup’s stream');
+  });
+
+  it('OpenAI streams fail over on an error chunk first, and on response.failed right after the opening events', async () => {
+    const client = new OpenAI({ apiKey: key, baseURL: `${tb.url}/openai-s/v1`, maxRetries: 0 });
+    primary.next((res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(
+        `data: ${JSON.stringify({ error: { message: 'The server had an error', type: 'server_error', param: null, code: null } })}\n\n`,
+      );
+    });
+    const chat = await client.chat.completions.create({
+      model: 'gpt-4.1',
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    let text = '';
+    for await (const chunk of chat) text += chunk.choices[0]?.delta.content ?? '';
+    assert.equal(text, 'Hello from the OpenAI mock.');
+    let rec = await lastRecord();
+    assert.equal(rec.provider, 'openai-b');
+    assert.equal(rec.attempts?.[0]?.provider, 'openai-s');
+    assert.equal(rec.attempts?.[0]?.error?.message, 'The server had an error');
+
+    primary.next((res) => {
+      const response = {
+        id: 'resp_1',
+        object: 'response',
+        created_at: 1741476542,
+        model: 'gpt-4.1',
+        output: [],
+        usage: null,
+      };
+      const ev = (type: string, seq: number, extra: object): string =>
+        `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq, ...extra })}\n\n`;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(ev('response.created', 0, { response: { ...response, status: 'in_progress', error: null } }));
+      res.write(
+        ev('response.in_progress', 1, { response: { ...response, status: 'in_progress', error: null } }),
+      );
+      res.end(
+        ev('response.failed', 2, {
+          response: {
+            ...response,
+            status: 'failed',
+            error: { code: 'server_error', message: 'failed early' },
+          },
+        }),
+      );
+    });
+    const stream = await client.responses.create({ model: 'gpt-4.1', input: 'hi', stream: true });
+    const types: string[] = [];
+    for await (const ev of stream) types.push(ev.type);
+    assert.ok(!types.includes('response.failed'), 'the client never sees the failed attempt');
+    assert.equal(types.at(-1), 'response.completed');
+    rec = await lastRecord();
+    assert.equal(rec.provider, 'openai-b');
+    assert.equal(rec.api, 'responses');
+    assert.deepEqual(rec.attempts?.[0]?.error, { type: 'server_error', message: 'failed early' });
   });
 
   it('counts failovers by instance and reason', async () => {

@@ -233,6 +233,8 @@ export const responsesApi: WireApi = {
   path: '/responses',
   injection: responsesInjection,
   toolHold: responsesHold,
+  // A failure right after these is still a failover: nothing of the answer has come yet.
+  streamPreamble: ['response.created', 'response.in_progress'],
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {
