@@ -549,6 +549,26 @@ describe('routes and failover', () => {
     assert.deepEqual(rec.attempts?.[0]?.error, { type: 'server_error', message: 'failed early' });
   });
 
+  it('the audit export carries the attempts: whole in JSONL, summarised in CSV', async () => {
+    const get = async (format: string): Promise<string> => {
+      const res = await fetch(`${tb.url}/api/v1/audit/export?format=${format}&provider=backup`, {
+        headers: { authorization: `Bearer ${tb.adminKey}` },
+      });
+      assert.equal(res.status, 200);
+      return res.text();
+    };
+    const lines = (await get('jsonl')).trim().split('\n');
+    const first = JSON.parse(lines[0]!) as Interception;
+    assert.equal(first.provider, 'backup');
+    assert.equal(first.attempts?.[0]?.provider, 'anthropic');
+    assert.equal(first.attempts?.[0]?.httpStatus, 429);
+    const csv = (await get('csv')).split('\r\n');
+    const header = csv[0]!.split(',');
+    const at = header.indexOf('attempts');
+    assert.ok(at > 0, csv[0]);
+    assert.equal(csv[1]!.split(',')[at], `anthropic/${ROUTED}:429`);
+  });
+
   it('counts failovers by instance and reason', async () => {
     const res = await fetch(`${tb.url}/metrics`, { headers: { authorization: `Bearer ${tb.adminKey}` } });
     const text = await res.text();
