@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import Anthropic, { APIError, AuthenticationError } from '@anthropic-ai/sdk';
+import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
 import { buildApp } from '../../server/app';
 import { ConfigError, loadConfig } from '../../server/config';
@@ -25,6 +26,7 @@ import {
 } from '../helpers/bedrock-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
+import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
 import { freePort, type Listening, listenOnLoopback } from '../helpers/loopback';
 import { OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
 import { testPostgres } from '../helpers/postgres';
@@ -991,6 +993,55 @@ describe('routes across replicas on one database', () => {
     assert.deepEqual(
       rec.attempts?.map((x) => [x.provider, x.httpStatus, x.error?.type]),
       [['anthropic', 529, 'overloaded_error']],
+    );
+  });
+});
+
+describe('routes for an API that names the model in its path (Gemini)', () => {
+  let mock: GeminiMock;
+  let tb: TestBridge;
+  let key: string;
+
+  before(async () => {
+    mock = await startGeminiMock();
+    const dir = await tempDir();
+    const file = await providersFile(dir, {
+      providers: {},
+      // The mock answers a model named `*-overloaded` with Google's 503.
+      routes: { 'gemini-2.5-pro-overloaded': ['gemini', 'gemini:gemini-2.5-flash'] },
+    });
+    tb = await startBridge('http://127.0.0.1:9', {
+      AIBRIDGE_PROVIDERS_FILE: file,
+      AIBRIDGE_GEMINI_BASE_URL: mock.origin,
+      AIBRIDGE_GEMINI_API_KEY: GEMINI_UPSTREAM_KEY,
+    });
+    key = (await tb.addUser('gem@example.com')).key;
+  });
+
+  after(async () => {
+    await tb?.close();
+    await mock?.stop();
+  });
+
+  it('fails over to the target model by rewriting the path, the body untouched', async () => {
+    const sdk = new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: `${tb.url}/gemini` } });
+    const res = await sdk.models.generateContent({ model: 'gemini-2.5-pro-overloaded', contents: 'hi' });
+    assert.equal(res.text, 'Bonjour');
+    assert.deepEqual(
+      mock.seen.filter((s) => s.method === 'POST').map((s) => s.url),
+      [
+        '/v1beta/models/gemini-2.5-pro-overloaded:generateContent',
+        '/v1beta/models/gemini-2.5-flash:generateContent',
+      ],
+    );
+    const bodies = mock.seen.filter((s) => s.method === 'POST').map((s) => JSON.stringify(s.body));
+    assert.equal(bodies[0], bodies[1], 'the same body to both');
+    const rec = (await tb.interceptions(1))[0]!;
+    assert.equal(rec.provider, 'gemini');
+    assert.equal(rec.model, 'gemini-2.5-flash');
+    assert.deepEqual(
+      rec.attempts?.map((a) => [a.provider, a.model, a.httpStatus]),
+      [['gemini', 'gemini-2.5-pro-overloaded', 503]],
     );
   });
 });
