@@ -28,8 +28,10 @@ import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
 import { freePort, type Listening, listenOnLoopback } from '../helpers/loopback';
+import { everythingStdio } from '../helpers/mcp-servers';
 import { OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
 import { testPostgres } from '../helpers/postgres';
+import { ToolModelMock } from '../helpers/tool-model-mock';
 
 /** What one scripted answer does with the upstream response. */
 type Answer = (res: http.ServerResponse, body: { model?: string; stream?: boolean }) => void | Promise<void>;
@@ -1043,5 +1045,64 @@ describe('routes for an API that names the model in its path (Gemini)', () => {
       rec.attempts?.map((a) => [a.provider, a.model, a.httpStatus]),
       [['gemini', 'gemini-2.5-pro-overloaded', 503]],
     );
+  });
+});
+
+describe('routes with injected MCP tools (each round goes through the attempt loop)', function () {
+  this.timeout(60_000);
+  let mock: ToolModelMock;
+  let tb: TestBridge;
+  let key: string;
+
+  before(async () => {
+    mock = await new ToolModelMock().start();
+    const dir = await tempDir();
+    const downPort = await freePort();
+    await fs.writeFile(
+      path.join(dir, 'mcp-servers.json'),
+      JSON.stringify({ servers: { everything: everythingStdio({ tools: { allow: ['echo'] } }) } }),
+    );
+    const file = await providersFile(dir, {
+      providers: {
+        anthropic: { type: 'anthropic', baseUrl: mock.url, apiKey: UPSTREAM_KEY },
+        down: { type: 'anthropic', baseUrl: `http://127.0.0.1:${downPort}`, apiKey: UPSTREAM_KEY },
+      },
+      routes: { [ROUTED]: ['down', 'anthropic:claude-routed'] },
+    });
+    tb = await startBridge(mock.url, { AIBRIDGE_PROVIDERS_FILE: file }, dir);
+    await tb.bridge.mcp.ready();
+    key = (await tb.addUser('mcp-route@example.com')).key;
+  });
+
+  after(async () => {
+    await tb?.close();
+    await mock?.stop();
+  });
+
+  it('streams one answer; every round is served by the fallback, asked for its model', async () => {
+    const client = new Anthropic({ apiKey: key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+    const msg = await client.messages
+      .stream({ model: ROUTED, max_tokens: 200, messages: [{ role: 'user', content: 'Echo something' }] })
+      .finalMessage();
+    const text = msg.content
+      .filter((b) => b.type === 'text')
+      .map((b) => (b as { text: string }).text)
+      .join('');
+    assert.match(text, /Echo: hello from the model/);
+    assert.equal(mock.requests.length, 2, 'two rounds, both on the fallback');
+    assert.deepEqual(
+      mock.requests.map((r) => r.body.model),
+      ['claude-routed', 'claude-routed'],
+    );
+    const rounds = await tb.interceptions(2);
+    assert.equal(rounds.length, 2);
+    for (const r of rounds) {
+      assert.equal(r.provider, 'anthropic');
+      assert.equal(r.model, 'claude-routed');
+      assert.deepEqual(
+        r.attempts?.map((a) => [a.provider, a.error?.type]),
+        [['down', 'upstream_unreachable']],
+      );
+    }
   });
 });
