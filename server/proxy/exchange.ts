@@ -223,6 +223,9 @@ interface Tried {
   final?: boolean;
 }
 
+/** Statuses that are the key's, not the instance's: a pool's other keys are tried on them. */
+const KEY_FAULTS: ReadonlySet<number> = new Set([401, 403, 429, 529]);
+
 /** Statuses on which the next target is tried. */
 function failoverReason(status: number): FailoverReason | undefined {
   if (status === 429) return 'rate_limited';
@@ -690,14 +693,13 @@ export class Exchange {
     lease.report({ status: res.statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
     const served = { ...base, keyName: lease.keyName, httpStatus: res.statusCode, error: null };
     const reason = failoverReason(res.statusCode);
-    const keyFault =
-      res.statusCode === 401 || res.statusCode === 403 || res.statusCode === 429 || res.statusCode === 529;
-    // Only when something else could answer is a response looked at before it is the client's.
-    const another = hasNext || (lease.keyName !== null && keyFault);
-    if (!another || (reason === undefined && !(keyFault && lease.keyName !== null))) {
-      if (!hasNext || res.statusCode >= 400 || !isEventStream(res))
-        return this.accept(round, served, res, this.deps.now());
-      return this.peek(round, t, served, res);
+    // The key's own fault: a pool may have another key for the same instance.
+    const retryKey = lease.keyName !== null && KEY_FAULTS.has(res.statusCode);
+    if (!retryKey && !(hasNext && reason !== undefined)) {
+      // The client's answer; a stream with another target behind it is looked at first.
+      return hasNext && res.statusCode < 400 && isEventStream(res)
+        ? this.peek(round, t, served, res)
+        : this.accept(round, served, res, this.deps.now());
     }
     const answer = await bufferedAnswer(res);
     const endedAt = this.deps.now();
@@ -710,7 +712,7 @@ export class Exchange {
         this.noteHeaders(round, t, res);
         return answer.replay();
       },
-      sameTarget: keyFault && lease.keyName !== null,
+      sameTarget: retryKey,
       healthy: !isProviderFailure(res.statusCode),
     };
   }
