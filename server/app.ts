@@ -30,9 +30,12 @@ import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
 import { adaptersOf } from './providers/registry';
+import type { ProviderAdapter } from './providers/types';
 import { proxyCapability } from './proxy/proxy-plugin';
 import { aliasCapability } from './routing/aliases-plugin';
 import { byokCapability } from './routing/byok-plugin';
+import type { CredentialSource } from './routing/credentials';
+import { routeTableCapability } from './routing/route-table-plugin';
 import { routingCapability } from './routing/routing-plugin';
 import { scimCapability } from './scim/scim-plugin';
 import { engagementCapability } from './spend/engagement-plugin';
@@ -54,6 +57,8 @@ export interface BuildOptions {
   liveEvents?: Partial<LiveEventsOptions>;
   /** Time for every period, window, expiry and cooldown (tests pass a fake clock instead of sleeping). */
   clock?: Clock;
+  /** Where each instance's upstream credential comes from per attempt (key pools); default its single one. */
+  credentials?: (adapter: ProviderAdapter) => CredentialSource;
 }
 
 export interface Bridge {
@@ -115,6 +120,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const mcp = await mcpCapability(core);
     const policy = await policyCapability(core);
     const byok = await byokCapability(core);
+    const routeTable = await routeTableCapability(core);
     const admin = adminCapability(core, auth, identity);
     const live = liveCapability(
       core,
@@ -142,6 +148,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       admin,
       mcp,
       policy,
+      routeTable,
       identityApi,
       audit,
       spend,
@@ -183,7 +190,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       models: aliases.models,
       toolPolicy: (start) => policy.toolPolicy.forRequest(start),
       byok: byok.policy,
-      credentials: routing.pools,
+      router: routeTable.router,
+      ...(opts.credentials
+        ? { credentials: { credentialsFor: opts.credentials, hasKeys: () => false } }
+        : { credentials: routing.pools }),
     });
     await app.register(
       opsRoutes({

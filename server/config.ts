@@ -8,6 +8,7 @@ import { isValidKey, type McpSettings } from './mcp/settings';
 import { byokTeams, ProvidersFileError, providerInstances, type UpstreamConfig } from './provider-config';
 import { allFamilies } from './providers/registry';
 import { type AliasTable, fileAliases } from './routing/aliases';
+import { parseRoutes, type RouteTable, RouteTableError } from './routing/routes';
 import type { TracingConfig } from './telemetry/tracing';
 
 export type { InstanceModelPrice, InstancePrices, UpstreamConfig } from './provider-config';
@@ -62,6 +63,8 @@ export interface Config {
   readonly byok: { readonly teams: readonly string[] };
   /** The providers file's model aliases (docs/routing.md#model-aliases); checked further at start. */
   readonly aliases: AliasTable;
+  /** The providers file's routing table (docs/routing.md): a model → the targets tried in order. */
+  readonly routes: RouteTable;
   readonly spend: SpendConfig;
   readonly alerts: AlertConfig;
   /** Bearer token that may read `/metrics` besides admin keys; undefined: admin keys only. */
@@ -666,7 +669,8 @@ function fromProvidersFile<T>(read: () => T): T {
   try {
     return read();
   } catch (err) {
-    if (err instanceof ProvidersFileError) throw new ConfigError('AIBRIDGE_PROVIDERS_FILE', err.message);
+    if (err instanceof ProvidersFileError || err instanceof RouteTableError)
+      throw new ConfigError('AIBRIDGE_PROVIDERS_FILE', err.message);
     throw err;
   }
 }
@@ -674,6 +678,7 @@ function fromProvidersFile<T>(read: () => T): T {
 /** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
 export function loadConfig(flags: ServeFlags, env: Env): Config {
   const providersJson = providersFile(env);
+  const upstreamsConfig = upstreams(env, providersJson);
   const host = pick(flags.host, '--host', env, 'AIBRIDGE_HOST')?.value ?? '127.0.0.1';
   if (!/^[\w.:-]+$/.test(host))
     throw new ConfigError(flags.host ? '--host' : 'AIBRIDGE_HOST', `"${host}" is not a host name or address`);
@@ -711,9 +716,17 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       threshold: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_THRESHOLD'), 5, 0, 1000),
       cooldownMs: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_COOLDOWN_MS'), 30_000, 1, 3_600_000),
     },
-    upstreams: upstreams(env, providersJson),
+    upstreams: upstreamsConfig,
     byok: { teams: fromProvidersFile(() => byokTeams(providersJson)) },
     aliases: fromProvidersFile(() => fileAliases(providersJson)),
+    routes: fromProvidersFile(() =>
+      parseRoutes(
+        typeof providersJson === 'object' && providersJson !== null
+          ? (providersJson as { routes?: unknown }).routes
+          : undefined,
+        new Set(Object.keys(upstreamsConfig)),
+      ),
+    ),
     spend: {
       pricesFile: env.AIBRIDGE_PRICES_FILE ? path.resolve(env.AIBRIDGE_PRICES_FILE) : undefined,
       defaultMaxOutputTokens: int(

@@ -109,6 +109,12 @@ export class Metrics {
     labelNames: ['provider', 'model'] as const,
     registers: [this.registry],
   });
+  readonly failovers = new Counter({
+    name: 'aibridge_failovers_total',
+    help: 'Upstream attempts left for the next one (routes and failover, docs/routing.md), by instance left, instance tried next and reason.',
+    labelNames: ['from', 'to', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly refusals = new Counter({
     name: 'aibridge_governance_refusals_total',
     help: 'Requests refused before reaching the provider, by reason (budget_exceeded, rate_limited, model_denied).',

@@ -19,6 +19,10 @@ export const ERROR_CODES = {
     status: 400,
     message: 'A tool-policy rule is invalid; the message names the rule index and field.',
   },
+  invalid_routes: {
+    status: 400,
+    message: 'The routing table is invalid; the message names the entry (`routes.<model>[<i>]`).',
+  },
   oidc_state_invalid: {
     status: 400,
     message: 'This sign-in was not started here, was already used, or is more than 10 minutes old.',

@@ -150,6 +150,24 @@ export interface CacheBreak {
   previousInterceptionId: string;
 }
 
+/**
+ * An upstream attempt that failed before the one whose answer the client got (routes and
+ * failover, docs/routing.md): the target tried, the key it carried, and why it was left.
+ */
+export interface InterceptionAttempt {
+  /** The instance tried. */
+  provider: string;
+  /** The model id it was asked for there (as priced and recorded). */
+  model: string | null;
+  /** The pool key's name (never the secret); null: the instance's only credential, or none was obtained. */
+  keyName: string | null;
+  /** The upstream's HTTP status; 0 when no answer came (connection refused, timeout, skipped). */
+  httpStatus: number;
+  error: InterceptionError | null;
+  startedAt: string;
+  endedAt: string;
+}
+
 /** One request to a model endpoint, as recorded by the bridge. */
 export interface Interception {
   id: string;
@@ -203,6 +221,14 @@ export interface Interception {
   cacheKey?: CacheFingerprint;
   /** Set when this turn rewrote a cache the session's previous turn had built (docs/governance.md). */
   cacheBreak?: CacheBreak | null;
+  /**
+   * The attempts that failed before the one recorded here (failover, docs/routing.md), in order;
+   * absent when the first attempt's answer reached the client. `provider` and `model` above are
+   * the target that served (or whose error the client got), and what cost and budgets use.
+   */
+  attempts?: InterceptionAttempt[];
+  /** The pool key that carried the recorded attempt (its name, never the secret); absent: the instance's only credential. */
+  keyName?: string;
   /** Tamper evidence: the previous record's `hash` in this store, and SHA-256 over that and this record. */
   prevHash?: string;
   hash?: string;

@@ -116,6 +116,8 @@ const CSV_COLUMNS = [
   'cacheWrite',
   'reasoning',
   'costUsd',
+  'keyName',
+  'attempts',
   'tools',
   'prompt',
   'hash',
@@ -183,6 +185,9 @@ function interceptionCsv(r: Interception): string {
     u.cacheWrite,
     u.reasoning,
     r.costUsd,
+    r.keyName ?? null,
+    // Failed attempts before the recorded one (failover): instance/model:status, in order.
+    (r.attempts ?? []).map((a) => `${a.provider}/${a.model ?? ''}:${a.httpStatus}`).join(' '),
     r.toolCalls.map((c) => c.name).join(' '),
     r.prompt,
     r.hash,

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { ErrorCode } from '../../shared/errors';
-import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
+import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import { emptyUsage, totalTokens } from '../../shared/usage';
 import type { InterceptionStart, ResponseFacts } from '../core/facts';
 import type { Metrics } from '../metrics';
@@ -16,6 +16,10 @@ export interface InterceptionEnd {
   error: InterceptionError | null;
   upstreamRequestId: string | null;
   endedAt: Date;
+  /** Attempts that failed before this one (failover); absent or empty: none. */
+  attempts?: InterceptionAttempt[];
+  /** The pool key that carried this attempt; null or absent: the instance's only credential. */
+  keyName?: string | null;
 }
 
 /** Tool result text kept with capture `full`. */
@@ -187,6 +191,9 @@ export class Recorder {
       upstreamRequestId: end.upstreamRequestId,
       redactions,
       ...(start.request.cache ? { cacheKey: start.request.cache.fingerprint } : {}),
+      // Present only when there is something to say, so a record without failover is as before.
+      ...(end.attempts && end.attempts.length > 0 ? { attempts: end.attempts } : {}),
+      ...(end.keyName ? { keyName: end.keyName } : {}),
     };
     this.log.info(
       {

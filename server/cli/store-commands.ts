@@ -31,6 +31,7 @@ const DOC_KINDS: Record<DocKind, true> = {
   oauth_code: true,
   oauth_grant: true,
   oauth_access_token: true,
+  route_table: true,
 };
 
 /** Records per import transaction. */

@@ -57,6 +57,12 @@ export interface WireApi {
   createStreamMeter(prepared: PreparedRequest): StreamMeter;
   /** An error as an SSE event, for a stream whose headers are already sent. */
   streamError(status: number, code: string, message: string): string;
+  /**
+   * SSE event names that open a stream without committing to an answer (Responses'
+   * `response.created`): a stream with another target behind it is held past them, so an error
+   * right after them still fails over (docs/routing.md). Absent: the first event commits.
+   */
+  readonly streamPreamble?: readonly string[];
   /** Offering tools the bridge runs itself (MCP, docs/mcp.md); absent: the API's requests are never given any. */
   readonly injection?: ToolInjection;
   /** Holding and replacing the client's tool calls a policy denies (docs/governance.md); absent: never held. */

@@ -9,6 +9,11 @@ export interface AdmissionTicket {
   bodyBytes: number;
   /** Set by the breaker gate: this round is the half-open probe. */
   probe: boolean;
+  /**
+   * The routing table names the request's model: its targets' configuration and breakers are
+   * checked per attempt (docs/routing.md), not the instance it arrived on.
+   */
+  routed?: boolean;
 }
 
 /** One check: throws the refusal (a BridgeError) or calls the next check. */
@@ -34,7 +39,8 @@ export function composeAdmission(
 /** The provider has no key configured: nothing can be forwarded, unless the user brought their own. */
 export function upstreamConfigured(configured: () => boolean): AdmissionGate {
   return async (t, next) => {
-    if (t.start.billedTo !== 'user' && !configured()) throw new BridgeError('provider_not_configured');
+    if (!t.routed && t.start.billedTo !== 'user' && !configured())
+      throw new BridgeError('provider_not_configured');
     return next();
   };
 }
@@ -60,6 +66,7 @@ export function governed(governance: {
 /** The provider+model circuit breaker: refused with `retry-after` while open; one probe when half-open. */
 export function breakerClosed(breakers: CircuitBreakers, provider: string): AdmissionGate {
   return async (t, next) => {
+    if (t.routed) return next();
     const admission = breakers.admit(provider, t.start.request.model);
     if (!admission.admitted) {
       const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Dispatcher, request as undiciRequest } from 'undici';
-import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
+import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import type { Recorder } from '../audit/recorder';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, isBridgeError } from '../errors';
@@ -21,6 +22,7 @@ import type {
 } from '../providers/types';
 import { type CredentialLease, type CredentialSource, singleCredential } from '../routing/credentials';
 import { upstreamRetryAfterMs } from '../routing/retry-after';
+import type { AttemptTarget } from '../routing/routes';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
@@ -45,8 +47,6 @@ export interface ExchangeDeps {
   open: Set<{ shutdown(): void }>;
   /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
   now(): Date;
-  /** Where each attempt's upstream credential comes from (a key pool, server/routing); default the adapter's own. */
-  credentials?: CredentialSource;
   /** Tool-call policy (server/policy): what applies to a request's caller; undefined when no rule does. */
   toolPolicy?: (start: InterceptionStart) => CallPolicy | undefined;
   /** Live events: `interception.started` once admitted, throttled `interception.progress` as a stream passes. */
@@ -54,7 +54,23 @@ export interface ExchangeDeps {
     started(start: InterceptionStart): void;
     progress(start: InterceptionStart): (meter: StreamMeter) => void;
   };
+  /** Where an instance's upstream credential comes from, per attempt (a key pool); default: its single one. */
+  credentials?: (adapter: ProviderAdapter) => CredentialSource;
+  /** Counts a failover from one instance to the next (the `aibridge_failovers_total` metric). */
+  failedOver?: (from: string, to: string, reason: FailoverReason) => void;
 }
+
+/** Why an attempt was left for the next one (docs/routing.md). */
+export type FailoverReason =
+  | 'unreachable'
+  | 'rate_limited'
+  | 'overloaded'
+  | 'server_error'
+  | 'stream_error'
+  | 'unauthorized'
+  | 'no_credential'
+  | 'circuit_open'
+  | 'not_configured';
 
 /** The tool-call rules that apply to one request. */
 export interface CallPolicy {
@@ -73,6 +89,11 @@ export interface Metered {
   body: JsonObject;
   /** Canonical path and the client's query, as they go upstream. */
   target: string;
+  /**
+   * The routing table's targets for this request, tried in order (server/routing/routes.ts);
+   * absent: the request is not routed and goes to its own instance only.
+   */
+  targets?: readonly AttemptTarget[];
   /**
    * Where this request's upstream credential comes from when it is not the instance's: the user's
    * own (bring your own key, server/routing/byok.ts). Absent: the instance's.
@@ -97,7 +118,8 @@ export interface AnswerRewrite {
 /** One upstream request of an exchange: its own interception record, trace and breaker outcome. */
 export interface Round {
   readonly n: number;
-  readonly start: InterceptionStart;
+  /** Once an attempt is chosen, its instance and model: the record is the target's that served. */
+  start: InterceptionStart;
   prepared: PreparedRequest;
   readonly observer: ExchangeObserver;
   probe: boolean;
@@ -106,7 +128,13 @@ export interface Round {
   endedAt: Date;
   /** The round's answer reached the client as (part of) a stream. */
   streamed: boolean;
-  /** The credential the round went upstream with (told the tokens it used, for a pool key's `tpm`). */
+  /** The target this round's answer came from (the request's own instance unless routed). */
+  target: AttemptTarget;
+  /** The pool key that carried the recorded attempt; null: the instance's only credential. */
+  keyName: string | null;
+  /** Attempts that failed before the recorded one (failover). */
+  attempts: InterceptionAttempt[];
+  /** The credential the recorded attempt went with (told the tokens it used, for a pool key's `tpm`). */
   lease?: CredentialLease;
 }
 
@@ -180,6 +208,125 @@ function shutdownError(): BridgeError {
     'shutting_down',
     'The bridge is shutting down; this response was ended before it finished.',
   );
+}
+
+/** Attempts per target at most (another key of a pool each time), so a request cannot loop. */
+const ATTEMPTS_PER_TARGET = 3;
+/** The most of a failed attempt's error body kept to give the client, should it be the last. */
+const ERROR_BODY_LIMIT = 1024 * 1024;
+
+/** One upstream attempt of a round, as `send` keeps it to choose the client's answer and record the rest. */
+interface Tried {
+  target: AttemptTarget;
+  keyName: string | null;
+  lease?: CredentialLease;
+  httpStatus: number;
+  error: InterceptionError | null;
+  startedAt: Date;
+  endedAt: Date;
+  /** The attempt was the breaker's half-open probe. */
+  probe: boolean;
+  /** Why another attempt was made after it. */
+  reason?: FailoverReason;
+  /** The client's answer when this attempt is the last and got no response. */
+  failure?: BridgeError;
+  /** The failure was the key's (429/529/401/403 on a pool key): the same instance may be asked with another. */
+  sameTarget?: boolean;
+  /** What the attempt says of the instance, for its breaker; undefined: nothing. */
+  healthy?: boolean;
+  /** The response the client gets. */
+  served?: Dispatcher.ResponseData;
+  /** The failed response read whole, replayed should it be the last. */
+  answer?: () => Dispatcher.ResponseData;
+  /** The client left: recorded and ended already. */
+  gone?: boolean;
+  /** The pool gave a key this request already tried: not an attempt, the instance has nothing new. */
+  repeat?: boolean;
+  /** No other attempt may follow (the bridge is shutting down). */
+  final?: boolean;
+}
+
+/** Statuses that are the key's, not the instance's: a pool's other keys are tried on them. */
+const KEY_FAULTS: ReadonlySet<number> = new Set([401, 403, 429, 529]);
+
+/** Statuses on which the next target is tried. */
+function failoverReason(status: number): FailoverReason | undefined {
+  if (status === 429) return 'rate_limited';
+  if (status === 529) return 'overloaded';
+  if (status >= 500) return 'server_error';
+  return undefined;
+}
+
+/** The request body for a target: as prepared, or with `model` replaced by the target's model id. */
+function bodyFor(bytes: Buffer, model: string | null): Buffer {
+  if (model === null) return bytes;
+  const body = JSON.parse(bytes.toString('utf8')) as JsonObject;
+  return Buffer.from(JSON.stringify({ ...body, model }));
+}
+
+/** A response with its body replaced by `chunks`, its status and headers kept; destroying it destroys the original. */
+function withChunks(
+  res: Dispatcher.ResponseData,
+  chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
+): Dispatcher.ResponseData {
+  const body = Readable.from(chunks, { objectMode: false });
+  body.on('close', () => res.body.destroy());
+  return { ...res, body: body as unknown as Dispatcher.ResponseData['body'] };
+}
+
+/** A stream whose first chunks were read to look at its first event: those chunks, then the rest. */
+function replay(
+  res: Dispatcher.ResponseData,
+  head: readonly Buffer[],
+  rest: AsyncIterator<Buffer>,
+): Dispatcher.ResponseData {
+  async function* all(): AsyncGenerator<Buffer> {
+    yield* head;
+    for (;;) {
+      const next = await rest.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  return withChunks(res, all());
+}
+
+/** A failed response read whole (bounded), to give the client unchanged should nothing better come. */
+async function bufferedAnswer(
+  res: Dispatcher.ResponseData,
+): Promise<{ json: unknown; replay(): Dispatcher.ResponseData }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let cut = false;
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > ERROR_BODY_LIMIT) {
+        cut = true;
+        res.body.destroy();
+        break;
+      }
+      chunks.push(chunk);
+    }
+  } catch {
+    // An error body that broke off: what came is what the client would get.
+    cut = true;
+  }
+  const raw = Buffer.concat(chunks);
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString('utf8'));
+  } catch {
+    json = undefined;
+  }
+  return {
+    json,
+    replay: () => {
+      const headers = { ...res.headers };
+      if (cut) delete headers['content-length'];
+      return withChunks({ ...res, headers }, [raw]);
+    },
+  };
 }
 
 /**
@@ -258,6 +405,9 @@ export class Exchange {
       upstreamRequestId: null,
       endedAt: start.startedAt,
       streamed: false,
+      target: this.home(start),
+      keyName: null,
+      attempts: [],
     };
   }
 
@@ -284,6 +434,7 @@ export class Exchange {
       start: round.start,
       bodyBytes: round.prepared.bytes.length,
       probe: false,
+      ...(this.metered.targets ? { routed: true } : {}),
     };
     try {
       await this.deps.admit(ticket);
@@ -302,33 +453,231 @@ export class Exchange {
     return true;
   }
 
-  /** Sends a round upstream; undefined when it failed (already recorded and answered). */
+  /** The request's own instance as its one target: every request the routing table does not name. */
+  private home(start: InterceptionStart): AttemptTarget {
+    return {
+      adapter: this.adapter,
+      api: this.metered.api,
+      target: this.metered.target,
+      model: null,
+      recordModel: start.request.model,
+    };
+  }
+
+  /**
+   * Sends a round upstream, trying the request's targets in order (docs/routing.md): the next one
+   * (or another key of a pool) on a connection error, 429, 529, 5xx, a credential refusal, an open
+   * breaker, or an error as the stream's first event, all while nothing has reached the client. The
+   * answer returned is the first one that served, or the last one's error; undefined when it
+   * failed without an answer (already recorded and answered).
+   */
   async send(round: Round): Promise<Dispatcher.ResponseData | undefined> {
-    const url = this.adapter.upstreamUrl(this.target());
-    let res: Dispatcher.ResponseData;
-    let lease: CredentialLease | undefined;
+    const plan = this.metered.targets ?? [round.target];
+    const routed = this.metered.targets !== undefined;
+    const cap = plan.length * ATTEMPTS_PER_TARGET;
+    const failed: Tried[] = [];
+    let tries = 0;
+    for (let i = 0; i < plan.length && tries < cap && !failed.at(-1)?.final; i++) {
+      const t = plan[i]!;
+      const last = i === plan.length - 1;
+      const keys = new Set<string>();
+      let probe = round.probe;
+      if (routed) {
+        const skip = this.unavailable(t);
+        if (skip) {
+          failed.push(skip);
+          continue;
+        }
+        const admission = this.deps.breakers.admit(t.adapter.id, t.recordModel);
+        if (!admission.admitted) {
+          const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+          failed.push(
+            this.skipped(
+              t,
+              'circuit_open',
+              new BridgeError(
+                'circuit_open',
+                `The provider has been failing for ${t.recordModel ?? 'this model'}; retry in ${seconds}s.`,
+                { headers: { 'retry-after': String(seconds) } },
+              ),
+            ),
+          );
+          continue;
+        }
+        probe = admission.probe;
+      }
+      while (tries < cap) {
+        tries++;
+        const tried = await this.attempt(round, t, probe, keys, !last);
+        if (tried.served) {
+          this.settleFailed(failed, routed);
+          this.choose(round, tried, failed);
+          return tried.served;
+        }
+        if (tried.gone) {
+          // The client left while this attempt was under way: recorded as it, with the failures before it.
+          this.settleFailed(failed, routed);
+          this.choose(round, tried, failed);
+          round.endedAt = tried.endedAt;
+          round.streamed = this.head === 'stream';
+          this.finish(round, 'client_aborted', null, null, undefined, 'client gone');
+          return undefined;
+        }
+        if (tried.repeat) break;
+        failed.push(tried);
+        if (tried.final) break;
+        // Another key of the same instance, when the failure was the key's and the pool may have one.
+        if (!tried.sameTarget || tried.keyName === null) break;
+      }
+    }
+    const final = failed.pop();
+    // Every way out of the loop above without an answer leaves at least one failed attempt.
+    if (!final) throw new BridgeError('internal_error', 'no upstream attempt was made');
+    this.settleFailed(failed, routed);
+    this.choose(round, final, failed);
+    if (final.answer) return final.answer();
+    round.endedAt = final.endedAt;
+    round.streamed = this.head === 'stream';
+    const failure = final.failure!;
+    round.httpStatus = failure.status;
+    this.finish(
+      round,
+      'error',
+      null,
+      { type: failure.code, message: failure.message },
+      final.healthy,
+      'upstream failed',
+    );
+    this.fail(failure);
+    return undefined;
+  }
+
+  /** A target that cannot be asked at all: an instance without its credential. */
+  private unavailable(t: AttemptTarget): Tried | undefined {
+    if (t.adapter.configured) return undefined;
+    return this.skipped(t, 'not_configured', new BridgeError('provider_not_configured'));
+  }
+
+  private skipped(t: AttemptTarget, reason: FailoverReason, failure: BridgeError): Tried {
+    const at = this.deps.now();
+    return {
+      target: t,
+      keyName: null,
+      httpStatus: 0,
+      error: { type: failure.code, message: failure.message },
+      startedAt: at,
+      endedAt: at,
+      reason,
+      failure,
+      sameTarget: false,
+      probe: false,
+      healthy: undefined,
+    };
+  }
+
+  /** Each routed attempt left for another tells its target's breaker how it went. */
+  private settleFailed(failed: readonly Tried[], routed: boolean): void {
+    for (const f of failed) {
+      if (routed && f.healthy !== undefined && !(f.httpStatus === 429 && f.keyName !== null))
+        this.deps.breakers.record(f.target.adapter.id, f.target.recordModel, f.healthy, f.probe);
+    }
+  }
+
+  /** Makes `tried` the round's recorded attempt: its instance, model and key; the others listed before it. */
+  private choose(round: Round, tried: Tried, failed: readonly Tried[]): void {
+    const t = tried.target;
+    if (t !== round.target || t.recordModel !== round.start.request.model) {
+      round.start = {
+        ...round.start,
+        provider: t.adapter.id,
+        request: { ...round.start.request, model: t.recordModel },
+      };
+    }
+    round.target = t;
+    round.keyName = tried.keyName;
+    if (tried.lease) round.lease = tried.lease;
+    round.probe = tried.probe;
+    round.attempts = failed.map((f) => ({
+      provider: f.target.adapter.id,
+      model: f.target.recordModel,
+      keyName: f.keyName,
+      httpStatus: f.httpStatus,
+      error: f.error,
+      startedAt: f.startedAt.toISOString(),
+      endedAt: f.endedAt.toISOString(),
+    }));
+    for (let i = 0; i < failed.length; i++) {
+      const from = failed[i]!;
+      const to = failed[i + 1]?.target ?? t;
+      if (from.reason) this.deps.failedOver?.(from.target.adapter.id, to.adapter.id, from.reason);
+    }
+  }
+
+  /**
+   * One upstream attempt on one target. Its answer is returned as `served` when it is the client's
+   * (success, a failure nothing else can replace, or the last option); a failure another attempt
+   * may replace is read whole (bounded) and kept as `answer`, so that, should it be the last, the
+   * client still gets it as the provider sent it.
+   */
+  private async attempt(
+    round: Round,
+    t: AttemptTarget,
+    probe: boolean,
+    keys: Set<string>,
+    hasNext: boolean,
+  ): Promise<Tried> {
+    const startedAt = this.deps.now();
+    const base = { target: t, startedAt, probe };
+    // The user's own credential (bring your own key) wins over the instance's pool.
+    const source =
+      this.metered.credentials ?? this.deps.credentials?.(t.adapter) ?? singleCredential(t.adapter);
+    let lease: CredentialLease;
     try {
-      // The user's own credential (bring your own key) wins over the instance's pool.
-      lease = await (
-        this.metered.credentials ??
-        this.deps.credentials ??
-        singleCredential(this.adapter)
-      ).acquire();
-      round.lease = lease;
+      lease = await source.acquire();
+    } catch (err) {
+      if (!isBridgeError(err)) throw err;
+      return {
+        ...base,
+        keyName: null,
+        httpStatus: 0,
+        error: { type: err.code, message: err.message },
+        endedAt: this.deps.now(),
+        reason: 'no_credential',
+        failure: err,
+        sameTarget: false,
+        healthy: undefined,
+      };
+    }
+    if (lease.keyName !== null) {
+      if (keys.has(lease.keyName))
+        // The pool has no key this request has not tried: the next target, if any.
+        return {
+          ...base,
+          keyName: lease.keyName,
+          httpStatus: 0,
+          error: { type: 'no_untried_key', message: 'every usable key of the instance was tried' },
+          endedAt: this.deps.now(),
+          repeat: true,
+        };
+      keys.add(lease.keyName);
+    }
+    const url = t.adapter.upstreamUrl(t.target);
+    let res: Dispatcher.ResponseData;
+    try {
       const headers = {
         ...upstreamRequestHeaders(this.req.headers),
         ...lease.headers,
         ...round.observer.upstreamStart('POST', url),
       };
       const call = {
-        target: this.target(),
-        bytes: round.prepared.bytes,
+        target: t.target,
+        bytes: bodyFor(round.prepared.bytes, t.model),
         headers,
         dispatcher: this.deps.dispatcher,
         signal: this.abort.signal,
       };
-      res = this.adapter.send
-        ? await this.adapter.send(call)
+      res = t.adapter.send
+        ? await t.adapter.send(call)
         : await undiciRequest(url, {
             method: 'POST',
             headers,
@@ -337,46 +686,138 @@ export class Exchange {
             signal: call.signal,
           });
     } catch (err) {
-      lease?.report({ status: 0 });
-      round.endedAt = this.deps.now();
-      round.streamed = this.head === 'stream';
-      if (this.gone) {
-        this.finish(round, 'client_aborted', null, null, undefined, 'client gone');
-        return undefined;
-      }
-      const failure = this.stopping
-        ? shutdownError()
-        : err instanceof BridgeError
-          ? err
-          : upstreamFailure(err);
-      round.httpStatus = failure.status;
-      this.finish(
-        round,
-        'error',
-        null,
-        { type: failure.code, message: failure.message },
-        // No credential to send with (every pool key cooling) says nothing of the provider.
-        this.stopping || lease === undefined ? undefined : false,
-        'upstream failed',
-      );
-      this.fail(failure);
-      return undefined;
+      const endedAt = this.deps.now();
+      lease.report({ status: 0 });
+      if (this.gone)
+        return { ...base, keyName: lease.keyName, httpStatus: 0, error: null, endedAt, gone: true };
+      const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err);
+      return {
+        ...base,
+        keyName: lease.keyName,
+        httpStatus: 0,
+        error: { type: failure.code, message: failure.message },
+        endedAt,
+        reason: this.stopping ? undefined : 'unreachable',
+        failure,
+        sameTarget: false,
+        healthy: this.stopping ? undefined : false,
+        final: this.stopping,
+      };
     }
-    const retryAfter = upstreamRetryAfterMs(res.headers, this.deps.now().getTime());
-    lease.report({
-      status: res.statusCode,
-      ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
-    });
     round.observer.upstreamHeaders(res.statusCode);
+    const retryAfterMs = upstreamRetryAfterMs(res.headers, this.deps.now().getTime());
+    lease.report({ status: res.statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+    const served = { ...base, keyName: lease.keyName, lease, httpStatus: res.statusCode, error: null };
+    const reason = failoverReason(res.statusCode);
+    // The key's own fault: a pool may have another key for the same instance.
+    const retryKey = lease.keyName !== null && KEY_FAULTS.has(res.statusCode);
+    if (!retryKey && !(hasNext && reason !== undefined)) {
+      // The client's answer; a stream with another target behind it is looked at first.
+      return hasNext && res.statusCode < 400 && isEventStream(res)
+        ? this.peek(round, t, served, res)
+        : this.accept(round, served, res, this.deps.now());
+    }
+    const answer = await bufferedAnswer(res);
+    const endedAt = this.deps.now();
+    return {
+      ...served,
+      error: errorFromBody(res.statusCode, answer.json),
+      endedAt,
+      reason: reason ?? 'unauthorized',
+      answer: () => {
+        this.noteHeaders(round, t, res);
+        return answer.replay();
+      },
+      sameTarget: retryKey,
+      healthy: !isProviderFailure(res.statusCode),
+    };
+  }
+
+  /** The attempt whose answer the client gets. */
+  private accept(
+    round: Round,
+    tried: Omit<Tried, 'endedAt'>,
+    res: Dispatcher.ResponseData,
+    endedAt: Date,
+  ): Tried {
+    this.noteHeaders(round, tried.target, res);
+    return { ...tried, endedAt, served: res };
+  }
+
+  private noteHeaders(round: Round, t: AttemptTarget, res: Dispatcher.ResponseData): void {
     round.httpStatus = res.statusCode;
-    round.upstreamRequestId = headerValue(res.headers[this.adapter.requestIdHeader]);
-    return res;
+    round.upstreamRequestId = headerValue(res.headers[t.adapter.requestIdHeader]);
   }
 
-  private target(): string {
-    return this.metered.target;
+  /**
+   * A stream with another target behind it: held until its first SSE event is read (past the
+   * API's `streamPreamble`, if it has one). An error there (or the stream ending or breaking before
+   * one) means nothing usable came and nothing was sent, so the next target is tried; otherwise the
+   * stream is the client's, replayed from its start.
+   */
+  private async peek(
+    round: Round,
+    t: AttemptTarget,
+    tried: Omit<Tried, 'endedAt'>,
+    res: Dispatcher.ResponseData,
+  ): Promise<Tried> {
+    const meter = t.api.createStreamMeter(round.prepared);
+    const preamble = t.api.streamPreamble ?? [];
+    let seen = false;
+    const parser = createParser({
+      onEvent: (e) => {
+        meter.onEvent({ event: e.event, data: e.data, id: e.id }, this.deps.now());
+        // An error ends the wait whatever its name; an opening event does not.
+        if (meter.result().error !== null || !preamble.includes(e.event ?? '')) seen = true;
+      },
+    });
+    const decoder = new TextDecoder();
+    const chunks: Buffer[] = [];
+    const it = (res.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    const idle = idleWatchdog(this.deps.idleTimeoutMs, (err) => res.body.destroy(err));
+    let broke: BridgeError | undefined;
+    let ended = false;
+    try {
+      while (!seen) {
+        const next = await it.next();
+        idle.touch();
+        if (next.done) {
+          ended = true;
+          break;
+        }
+        chunks.push(next.value);
+        parser.feed(decoder.decode(next.value, { stream: true }));
+      }
+    } catch (err) {
+      broke = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err);
+    } finally {
+      idle.stop();
+    }
+    const endedAt = this.deps.now();
+    if (this.gone) {
+      res.body.destroy();
+      return { ...tried, endedAt, gone: true };
+    }
+    const error = broke
+      ? { type: broke.code, message: broke.message }
+      : ended && !seen
+        ? { type: 'upstream_protocol_error', message: 'the stream ended before its first event' }
+        : meter.result().error;
+    if (error === null) return this.accept(round, tried, replay(res, chunks, it), endedAt);
+    res.body.destroy();
+    return {
+      ...tried,
+      error,
+      endedAt,
+      reason: broke ? 'unreachable' : 'stream_error',
+      failure: new BridgeError(
+        broke?.code ?? 'upstream_protocol_error',
+        `The provider's stream failed before its first event (${error.message}).`,
+      ),
+      sameTarget: false,
+      healthy: false,
+    };
   }
-
   /**
    * Reads a round's response as `view` says, writing to the client what it may see as it arrives.
    * Undefined when the round failed or the client left (already recorded and answered); otherwise
@@ -386,7 +827,8 @@ export class Exchange {
   async read(round: Round, res: Dispatcher.ResponseData, view: RoundView): Promise<RoundRead | undefined> {
     const sse = isEventStream(res);
     // An instance that rewrites upstream errors into the client's shape reads them whole first.
-    if (res.statusCode >= 400 && !sse && this.adapter.clientErrorBody) return this.unexpected(round, res);
+    if (res.statusCode >= 400 && !sse && round.target.adapter.clientErrorBody)
+      return this.unexpected(round, res);
     if (view.kind === 'relay') return this.relay(round, res, sse);
     if (view.kind === 'events' && sse) return this.events(round, res, view.filter);
     const json = view.kind === 'collect' && res.statusCode < 400;
@@ -424,7 +866,7 @@ export class Exchange {
     const rewrite = sse && (round.prepared.rewriteStream || answer !== undefined);
     round.streamed = sse;
     if (this.openHead(res, sse ? 'stream' : 'done') && sse) round.observer.streamOpened();
-    const meter = sse ? this.metered.api.createStreamMeter(round.prepared) : undefined;
+    const meter = sse ? round.target.api.createStreamMeter(round.prepared) : undefined;
     const hold = sse ? this.streamHold() : undefined;
     const copy: Buffer[] = [];
     let copied = 0;
@@ -456,7 +898,7 @@ export class Exchange {
       }
       if (res.statusCode >= 400) error = errorFromBody(res.statusCode, json);
       else {
-        facts = this.metered.api.fromJson(json, this.deps.now());
+        facts = round.target.api.fromJson(json, this.deps.now());
         error = facts.error;
       }
     }
@@ -496,7 +938,7 @@ export class Exchange {
     round.streamed = true;
     this.openHead(res, 'stream');
     round.observer.streamOpened();
-    const meter = this.metered.api.createStreamMeter(round.prepared);
+    const meter = round.target.api.createStreamMeter(round.prepared);
     const ok = await this.pump(round, res, meter, (_v, ev) => filter(ev), undefined, this.streamHold());
     return ok ? { facts: meter.result() } : undefined;
   }
@@ -626,7 +1068,7 @@ export class Exchange {
       this.sendJson(res.statusCode, res.headers, raw);
       return undefined;
     }
-    return { facts: this.metered.api.fromJson(json, this.deps.now()), json, raw };
+    return { facts: round.target.api.fromJson(json, this.deps.now()), json, raw };
   }
 
   /** A round the provider refused, or answered in a form the view cannot take: the client gets its error. */
@@ -663,7 +1105,11 @@ export class Exchange {
       return undefined;
     }
     const raw = Buffer.from(text);
-    this.sendJson(res.statusCode, res.headers, this.adapter.clientErrorBody?.(res.statusCode, raw) ?? raw);
+    this.sendJson(
+      res.statusCode,
+      res.headers,
+      round.target.adapter.clientErrorBody?.(res.statusCode, raw) ?? raw,
+    );
     return undefined;
   }
 
@@ -746,9 +1192,9 @@ export class Exchange {
       round.lease?.used?.(response.usage.input + response.usage.cacheWrite + response.usage.output);
     round.observer.end({ status: final, httpStatus: round.httpStatus, response, error });
     // A pool key's own 429 says nothing of the provider: the pool rests that key (server/routing).
-    const keyLimited = round.httpStatus === 429 && (round.lease?.keyName ?? null) !== null;
+    const keyLimited = round.httpStatus === 429 && round.keyName !== null;
     this.deps.breakers.record(
-      this.adapter.id,
+      round.target.adapter.id,
       round.start.request.model,
       this.gone || keyLimited ? undefined : healthy,
       round.probe,
@@ -761,6 +1207,8 @@ export class Exchange {
       error,
       upstreamRequestId: round.upstreamRequestId,
       endedAt: round.endedAt,
+      attempts: round.attempts,
+      keyName: round.keyName,
     });
   }
 }

@@ -12,6 +12,7 @@ import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
 import { singleCredential } from '../routing/credentials';
 import { upstreamRetryAfterMs } from '../routing/retry-after';
+import type { Router } from '../routing/routes';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { withClientSession } from './client-session';
@@ -43,6 +44,8 @@ export interface ProviderRouteDeps {
   byok: { check(team: string | null): void };
   /** Model aliases and the models each caller may use (server/routing); absent: no aliases, model lists refused. */
   models?: ModelDirectory;
+  /** The routing table (docs/routing.md): a model it names is tried on its targets in order. */
+  routes?: Router;
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -99,7 +102,7 @@ async function passThrough(
   if (!own && !adapter.configured) throw new BridgeError('provider_not_configured');
   const lease = await (own
     ? ownCredentialSource(own)
-    : (deps.credentials ?? singleCredential(adapter))
+    : (deps.credentials?.(adapter) ?? singleCredential(adapter))
   ).acquire();
   const started = performance.now();
   const abort = new AbortController();
@@ -286,6 +289,9 @@ async function handle(
   const prepared = api.prepare(parsed, bytes);
   if (start.capture === 'full') prepared.captureOutput = true;
   req.interceptionId = start.id;
+  // The model as the client named it, an alias resolved (a Gemini path names it, the body does not).
+  // A user's own credential is for the instance it was sent to: never routed elsewhere.
+  const targets = own ? undefined : deps.routes?.plan(api, target, query, described.model ?? facts.model);
   const x = new Exchange(adapter, deps.exchange, req, reply, {
     api,
     start,
@@ -294,6 +300,7 @@ async function handle(
     target: target + query,
     ...(own ? { credentials: ownCredentialSource(own) } : {}),
     ...(answerRewrite ? { answerRewrite } : {}),
+    ...(targets && targets.length > 0 ? { targets } : {}),
   });
   await runExchange(x, deps.strategyFor);
 }

@@ -6,6 +6,7 @@ import { adaptersOf } from '../providers/registry';
 import type { ProviderAdapter } from '../providers/types';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import type { CredentialSource } from '../routing/credentials';
+import type { Router } from '../routing/routes';
 import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
 import { CircuitBreakers } from './circuit-breaker';
@@ -43,6 +44,8 @@ export function proxyCapability(
       credentialsFor(adapter: ProviderAdapter): CredentialSource;
       hasKeys(instance: string): boolean;
     };
+    /** The routing table (server/routing): a model it names is tried on its targets in order. */
+    router?: Router;
   },
 ): ProxyCapability {
   const { config, metrics, clock, life } = core;
@@ -59,6 +62,10 @@ export function proxyCapability(
       return n;
     },
     async register(app) {
+      const pools = d.credentials;
+      const credentials: ExchangeDeps['credentials'] = pools
+        ? (a: ProviderAdapter): CredentialSource => pools.credentialsFor(a)
+        : undefined;
       for (const adapter of adaptersOf(config.upstreams)) {
         const exchange: ExchangeDeps = {
           idleTimeoutMs: config.timeouts.idleMs,
@@ -69,8 +76,9 @@ export function proxyCapability(
           open,
           now: datesOf(clock),
           events: d.events,
+          failedOver: (from, to, reason) => metrics.failovers.inc({ from, to, reason }),
           ...(d.toolPolicy ? { toolPolicy: d.toolPolicy } : {}),
-          ...(d.credentials ? { credentials: d.credentials.credentialsFor(adapter) } : {}),
+          ...(credentials ? { credentials } : {}),
           admit: composeAdmission([
             upstreamConfigured(() => adapter.configured || (d.credentials?.hasKeys(adapter.id) ?? false)),
             auditAccepting(() => d.recorder.accepting()),
@@ -87,6 +95,7 @@ export function proxyCapability(
           strategyFor: d.strategyFor,
           byok: d.byok,
           ...(d.models ? { models: d.models } : {}),
+          ...(d.router ? { routes: d.router } : {}),
         };
         await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
       }

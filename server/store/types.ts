@@ -104,7 +104,9 @@ export type DocKind =
   /** A user's approval of a client: its key, the live refresh token's keyed hash; by grant id. */
   | 'oauth_grant'
   /** Access tokens for `/mcp`, by their keyed hash. */
-  | 'oauth_access_token';
+  | 'oauth_access_token'
+  /** The routing table set through the admin API: one document, the whole table (server/routing). */
+  | 'route_table';
 
 export interface AlertQuery {
   since?: string | undefined;

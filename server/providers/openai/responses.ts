@@ -236,6 +236,8 @@ export const responsesApi: WireApi = {
   toolHold: responsesHold,
   // `response.created`, `response.in_progress`, `response.completed` (and kin) carry the response.
   modelNaming: bodyModelNaming([['response', 'model']]),
+  // A failure right after these is still a failover: nothing of the answer has come yet.
+  streamPreamble: ['response.created', 'response.in_progress'],
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {
