@@ -154,11 +154,21 @@ export const RESERVATION_LIFETIME_MS = 3_600_000;
 
 /**
  * What one replica tells the others sharing its store: a document kind to reload, or a live event
- * to pass to its own WebSocket clients. The embedded store has no other replicas: it reports none.
+ * to pass to its own WebSocket clients. The embedded store has no other replicas: it reports none
+ * of those.
+ *
+ * `key` and `user` are announced by the store itself whenever `revokeKey`, `renewKey` or
+ * `updateUser` changes one, to the other replicas and to this store's own watchers too (each
+ * replica caches keys and users for authentication, this one included), on every store.
+ * `resync`: this replica may miss or have missed changes (its listening connection was lost, or
+ * is back); whatever caches them should start afresh. Never sent to other replicas.
  */
 export type StoreChange =
   | { kind: 'doc'; docKind: DocKind }
-  | { kind: 'event'; event: BridgeEvent; audience: Audience };
+  | { kind: 'event'; event: BridgeEvent; audience: Audience }
+  | { kind: 'key'; id: string }
+  | { kind: 'user'; id: string }
+  | { kind: 'resync' };
 
 /**
  * Values the first bridge on a store sets and every later one compares its own against; never a

@@ -8,6 +8,7 @@ import type {
   GatewayCallQuery,
   NewInterception,
   Store,
+  StoreChange,
 } from '../../server/store/types';
 import type { User } from '../../shared/identity';
 import type { GatewayToolCall, Interception } from '../../shared/interception';
@@ -230,6 +231,27 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal((await store.getKey('key_2'))?.revokedAt, null);
         await restart();
         assert.equal((await store.getKey('key_1'))?.revokedAt, at);
+      });
+
+      it("announces key and user changes to its own watchers (every replica's caches follow them)", async () => {
+        const heard: StoreChange[] = [];
+        const off = store.watch((c) => heard.push(c));
+        await store.createUser(user(1));
+        await store.createKey({ ...key(1, 'usr_1'), expiresAt: new Date(T0 + 86_400_000).toISOString() });
+        await store.createKey(key(2, 'usr_1'));
+        assert.deepEqual(heard, [], 'creating is not a change anything cached');
+        await store.revokeKey('key_2', new Date(T0).toISOString());
+        await store.renewKey('key_1', new Date(T0 + 7 * 86_400_000).toISOString());
+        await store.updateUser('usr_1', { team: 'blue' });
+        await store.revokeKey('key_9', new Date(T0).toISOString());
+        await store.updateUser('usr_9', { team: 'blue' });
+        off();
+        await store.updateUser('usr_1', { team: 'red' });
+        assert.deepEqual(heard, [
+          { kind: 'key', id: 'key_2' },
+          { kind: 'key', id: 'key_1' },
+          { kind: 'user', id: 'usr_1' },
+        ]);
       });
 
       it('keeps last-use times across a restart', async () => {

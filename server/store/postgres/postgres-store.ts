@@ -185,6 +185,7 @@ export class PostgresStore implements Store {
       'UPDATE users SET doc = doc || $2::jsonb WHERE id = $1 RETURNING doc',
       [id, JSON.stringify(patch)],
     );
+    if (r.rows[0]) this.announce({ kind: 'user', id });
     return r.rows[0]?.doc;
   }
 
@@ -223,6 +224,7 @@ export class PostgresStore implements Store {
         WHERE id = $1 RETURNING doc`,
       [id, at],
     );
+    if (r.rows[0]) this.announce({ kind: 'key', id });
     return r.rows[0]?.doc;
   }
 
@@ -237,6 +239,7 @@ export class PostgresStore implements Store {
         WHERE id = $1 RETURNING doc`,
       [id, expiresAt],
     );
+    if (r.rows[0]) this.announce({ kind: 'key', id });
     return r.rows[0]?.doc;
   }
 
@@ -696,6 +699,12 @@ export class PostgresStore implements Store {
   }
 
   broadcast(change: StoreChange): void {
+    this.feed.notify(change);
+  }
+
+  /** A key or user changed: this replica's caches drop it now, the others' when the notification lands. */
+  private announce(change: StoreChange & { kind: 'key' | 'user' }): void {
+    this.feed.deliver(change);
     this.feed.notify(change);
   }
 
