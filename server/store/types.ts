@@ -138,6 +138,21 @@ export type ReserveOutcome =
   /** `refusedBy`: the blocking budget that is spent; nothing was reserved. */
   | { ok: false; refusedBy: BudgetLedger };
 
+/** How much headroom a lease takes (see `Store.leaseBudget`). */
+export interface LeaseSizing {
+  /** At least this much, if the budget is not spent: one request's estimate. */
+  minUsd: number;
+  /** At most this much. */
+  maxUsd: number;
+  /** This share of what is left (limit − spent − reserved), between the two. */
+  share: number;
+}
+
+export type LeaseOutcome =
+  | { ok: true; grantedUsd: number; ledger: BudgetLedger }
+  /** The blocking budget is spent; nothing was reserved. */
+  | { ok: false; refusedBy: BudgetLedger };
+
 /** What a finished request adds to a budget it counts toward. */
 export interface BudgetCharge extends BudgetClaim {
   costUsd: number;
@@ -285,6 +300,14 @@ export interface Store {
    * marking the highest threshold it crossed as alerted (so one replica alerts it, once).
    */
   settleBudgets(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]>;
+  /**
+   * Reserves headroom on one budget ledger for a replica to admit requests against without asking
+   * the store each time (a lease): unless a blocking claim's spent plus reserved has reached its
+   * limit, reserves `sizing.share` of what is left, within [minUsd, maxUsd] (a claim that does not
+   * block: minUsd), under `leaseId`, atomically with the check. The lease is a reservation like any
+   * other: `settleBudgets(leaseId, charges)` returns it and charges what was spent against it.
+   */
+  leaseBudget(leaseId: string, claim: BudgetClaim, sizing: LeaseSizing): Promise<LeaseOutcome>;
   /** The current ledgers of these budget periods (started from the rollups where new). */
   budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]>;
 

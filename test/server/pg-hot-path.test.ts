@@ -33,6 +33,7 @@ async function within(what: string, check: () => Promise<boolean>): Promise<numb
 
 /** SQL of the authentication lookups (key by hash, user by id). */
 const AUTH_SQL = /FROM bridge_keys WHERE hash|FROM users WHERE id/;
+const BUDGET_SQL = /budget_ledgers|budget_reservations/;
 const TOUCH_SQL = /UPDATE bridge_keys k SET doc = jsonb_set\(k\.doc, '\{lastUsedAt\}'/;
 
 describe('PostgreSQL hot path: two replicas on one database', function () {
@@ -69,6 +70,36 @@ describe('PostgreSQL hot path: two replicas on one database', function () {
     // Last-use times are written in one batched UPDATE per interval, not per request.
     assert.ok(log.count(TOUCH_SQL) <= 1, `${log.count(TOUCH_SQL)} last-use updates`);
     assert.equal(mock.messageRequests().length >= 21, true);
+  });
+
+  it('admits against budget leases: at most one budget round trip per request, none per request in the common case', async () => {
+    const dev = await a.addUser('leased@example.com', { team: 'big' });
+    const put = await a.api('PUT', '/api/v1/budgets', a.adminKey, {
+      scope: 'team',
+      subject: 'big',
+      period: 'month',
+      limitUsd: 100,
+      action: 'block',
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    assert.equal((await ask(b, dev.key)).status, 200, 'warm-up: B takes a lease');
+    log.clear();
+    const requests = 40;
+    for (let i = 0; i < requests; i += 4)
+      for (const r of await Promise.all([0, 1, 2, 3].map(() => ask(b, dev.key)))) assert.equal(r.status, 200);
+    await b.bridge.recorder.drain();
+    const budget = log.count(BUDGET_SQL);
+    const auth = log.count(AUTH_SQL);
+    // The numbers docs/performance.md quotes.
+    console.log(
+      `      ${requests} requests: ${budget} budget, ${auth} authentication, ${log.trips.length} round trips in all`,
+    );
+    assert.equal(auth, 0);
+    assert.ok(budget <= requests, `${budget} budget round trips for ${requests} requests`);
+    assert.ok(
+      log.trips.filter((t) => /INSERT INTO budget_reservations/.test(t.text)).length < requests / 4,
+      'requests do not each reserve in the database',
+    );
   });
 
   it('refuses a key revoked on the other replica within a second', async () => {

@@ -26,6 +26,8 @@ import type {
   DocKind,
   GatewayCallQuery,
   InterceptionFilter,
+  LeaseOutcome,
+  LeaseSizing,
   NewInterception,
   ReserveOutcome,
   Store,
@@ -398,6 +400,10 @@ export class EmbeddedStore implements Store {
 
   settleBudgets(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]> {
     return this.budgetBook.settle(interceptionId, charges);
+  }
+
+  leaseBudget(leaseId: string, claim: BudgetClaim, sizing: LeaseSizing): Promise<LeaseOutcome> {
+    return this.budgetBook.lease(leaseId, claim, sizing);
   }
 
   budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]> {

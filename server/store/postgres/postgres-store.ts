@@ -25,6 +25,8 @@ import type {
   DocKind,
   GatewayCallQuery,
   InterceptionFilter,
+  LeaseOutcome,
+  LeaseSizing,
   NewInterception,
   ReserveOutcome,
   Store,
@@ -685,6 +687,10 @@ export class PostgresStore implements Store {
 
   async settleBudgets(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]> {
     return this.transaction((c) => ledgers.settleBudgets(c, interceptionId, charges));
+  }
+
+  async leaseBudget(leaseId: string, claim: BudgetClaim, sizing: LeaseSizing): Promise<LeaseOutcome> {
+    return this.transaction((c) => ledgers.leaseBudget(c, leaseId, claim, sizing));
   }
 
   async budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]> {
