@@ -82,7 +82,10 @@ export class AuthCache {
   }
 
   key(hash: string): KeyRecord | undefined {
-    return this.fresh(this.keys, hash);
+    const key = this.fresh(this.keys, hash);
+    // Used with its key, so the id index never forgets a key the cache still holds.
+    if (key) this.hashOf.set(key.id, hash);
+    return key;
   }
 
   user(id: string): User | undefined {

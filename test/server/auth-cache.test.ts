@@ -37,6 +37,17 @@ describe('the authentication cache', () => {
     assert.ok(c.key('hash_1000'));
   });
 
+  it('finds a hot key by id to drop it, however many other keys came and went', () => {
+    const c = cache(3);
+    c.putKey(c.mark(), key(1));
+    for (let i = 2; i <= 50; i++) {
+      c.putKey(c.mark(), key(i));
+      assert.ok(c.key('hash_1'), 'key 1 is in use');
+    }
+    c.apply({ kind: 'key', id: 'key_1' });
+    assert.equal(c.key('hash_1'), undefined);
+  });
+
   it('forgets an entry after its lifetime even if no change is heard', () => {
     const c = cache(10, 30_000);
     now = 1000;
