@@ -316,14 +316,14 @@ export class Budgets {
     if (isSessionCap(b)) {
       throw new BridgeError(
         'budget_exceeded',
-        `The session cap of ${usd(b.limitUsd)} (${b.id}) is reached for session ${user.sessionId}: ${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} reserved by running requests` : ''}. Start a new session to go on; other sessions are not affected.`,
+        `The session cap of ${usd(b.limitUsd)} (${b.id}) is reached for session ${user.sessionId}: ${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} ${this.leases ? 'reserved by running requests and replicas' : 'reserved by running requests'}` : ''}. Start a new session to go on; other sessions are not affected.`,
       );
     }
     const resetsAt = periodEnd(b.period, now).getTime();
     const seconds = Math.max(1, Math.ceil((resetsAt - now.getTime()) / 1000));
     throw new BridgeError(
       'budget_exceeded',
-      `The ${b.period}ly budget of ${usd(b.limitUsd)} for ${b.scope === 'org' ? 'the organisation' : `${b.scope} ${t.label}`} (${b.id}) is spent (${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} reserved by running requests` : ''}); it resets at ${new Date(resetsAt).toISOString()}.`,
+      `The ${b.period}ly budget of ${usd(b.limitUsd)} for ${b.scope === 'org' ? 'the organisation' : `${b.scope} ${t.label}`} (${b.id}) is spent (${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} ${this.leases ? 'reserved by running requests and replicas' : 'reserved by running requests'}` : ''}); it resets at ${new Date(resetsAt).toISOString()}.`,
       { headers: { 'retry-after': String(seconds) } },
     );
   }
