@@ -18,6 +18,12 @@ export const LEASE_MAX_USD = 5;
  * replica's view of this one's spend gets, and how late a threshold alert may be.
  */
 export const LEASE_RENEW_MS = 1000;
+/**
+ * Renewal ticks a closed lease waits for its running requests before it settles what the others
+ * cost anyway (a request whose end is never reported must not keep the rest off the ledger); the
+ * stragglers are then charged one by one as they end.
+ */
+export const LEASE_STRAGGLER_TICKS = 900;
 
 interface Lease<Tag> {
   id: string;
@@ -35,6 +41,8 @@ interface Lease<Tag> {
   estimateUsd: number;
   /** Takes no more requests: settles once none runs against it. */
   closed: boolean;
+  /** Settled (its reservation dropped): requests still running on it are charged one by one. */
+  settled: boolean;
   /** A request was admitted since it was opened (else it is returned at the next renewal). */
   used: boolean;
   /** The newest priced request charged to it, for the alert its settlement may raise. */
@@ -85,6 +93,8 @@ export class BudgetLeases<Tag> {
   /** Settlements under way, per ledger: a lease taken after one waits for the headroom it returns. */
   private readonly settling = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
+  /** Closed leases waiting for their running requests, with the ticks they have waited. */
+  private readonly draining = new Map<Lease<Tag>, number>();
 
   constructor(
     private readonly store: Store,
@@ -92,6 +102,7 @@ export class BudgetLeases<Tag> {
     private readonly onCrossed: (tag: Tag, s: BudgetSettlement, rec: NewInterception) => void,
     private readonly onError: (err: unknown) => void,
     private readonly renewMs = LEASE_RENEW_MS,
+    private readonly stragglerTicks = LEASE_STRAGGLER_TICKS,
   ) {}
 
   /** Admits a request on every claim's lease (taking leases where needed), or says which budget is spent. */
@@ -125,6 +136,11 @@ export class BudgetLeases<Tag> {
   /** The request ended: what it cost counts against its leases (and their ledgers once they settle). */
   finish(ticket: LeaseTicket, costUsd: number, rec: NewInterception): void {
     for (const l of ticket.leases as Lease<Tag>[]) {
+      if (l.settled) {
+        // A straggler of a lease settled without it: charged on its own.
+        if (costUsd > 0) this.write(l, `${l.id}:${rec.id}`, costUsd, rec);
+        continue;
+      }
       l.usedUsd += costUsd - ticket.estimateUsd;
       l.costUsd += costUsd;
       l.running--;
@@ -148,7 +164,8 @@ export class BudgetLeases<Tag> {
     const key = periodKey(l.claim);
     if (this.open.get(key) === l) this.open.delete(key);
     if (l.running === 0) this.settle(l);
-    if (this.open.size === 0 && this.timer) {
+    else this.draining.set(l, 0);
+    if (this.open.size === 0 && this.draining.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
     }
@@ -190,6 +207,7 @@ export class BudgetLeases<Tag> {
         age: 0,
         estimateUsd,
         closed: false,
+        settled: false,
         used: false,
       };
       const before = this.open.get(key);
@@ -213,6 +231,10 @@ export class BudgetLeases<Tag> {
    */
   private renew(): void {
     // Ages count ticks, not clock time: a test's frozen clock must not keep leases forever.
+    for (const [l, ticks] of [...this.draining]) {
+      if (ticks + 1 >= this.stragglerTicks) this.settle(l);
+      else this.draining.set(l, ticks + 1);
+    }
     for (const [key, l] of [...this.open]) {
       if (l.age++ < 1 || this.taking.has(key)) continue;
       if (!l.used) {
@@ -230,16 +252,28 @@ export class BudgetLeases<Tag> {
         },
       );
     }
+    if (this.open.size === 0 && this.draining.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
   }
 
   private settle(l: Lease<Tag>): void {
+    if (l.settled) return;
+    l.settled = true;
+    this.draining.delete(l);
+    this.write(l, l.id, l.costUsd, l.last);
+  }
+
+  /** Drops the reservation `id` holds and charges `costUsd` to the lease's ledger. */
+  private write(l: Lease<Tag>, id: string, costUsd: number, last: NewInterception | undefined): void {
     const key = periodKey(l.claim);
-    const charges = l.costUsd > 0 ? [{ ...l.claim, costUsd: l.costUsd }] : [];
+    const charges = costUsd > 0 ? [{ ...l.claim, costUsd }] : [];
     const p: Promise<void> = this.store
-      .settleBudgets(l.id, charges)
+      .settleBudgets(id, charges)
       .then((settled) => {
         const s = settled[0];
-        if (s && s.crossed !== null && l.last) this.onCrossed(l.tag, s, l.last);
+        if (s && s.crossed !== null && last) this.onCrossed(l.tag, s, last);
       })
       .catch((err: unknown) => this.onError(err))
       .finally(() => {

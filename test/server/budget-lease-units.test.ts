@@ -112,6 +112,24 @@ describe('budget leases (one replica, against the embedded store)', () => {
     near((await store.budgetLedgers([claim()]))[0]!.reservedUsd, 0.2);
   });
 
+  it('settles a closed lease without a request whose end never comes, and charges that one when it does', async () => {
+    const c = counting(store);
+    const leases = new BudgetLeases<string>(c.store, () => undefined, onError, 10, 3);
+    const stuck = await leases.admit([{ claim: claim(), tag: 't' }], 0.01);
+    const done = await leases.admit([{ claim: claim(), tag: 't' }], 0.01);
+    assert.ok(stuck.kind === 'admitted' && done.kind === 'admitted');
+    leases.finish(done.ticket, 0.25, rec);
+    await leases.flush();
+    assert.equal(c.settlements(), 0, 'a lease waits for its running requests...');
+    await eventually(() => c.settlements() === 1, { what: '...for a few ticks at most' });
+    const [l] = await store.budgetLedgers([claim()]);
+    near(l!.spentUsd, 0.25);
+    near(l!.reservedUsd, 0);
+    leases.finish(stuck.ticket, 0.5, rec);
+    await leases.flush();
+    near((await store.budgetLedgers([claim()]))[0]!.spentUsd, 0.75);
+  });
+
   it('renews a lease in use in the background and returns an idle one', async () => {
     const c = counting(store);
     const leases = new BudgetLeases<string>(c.store, () => undefined, onError, 20);
