@@ -32,6 +32,11 @@ export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
       case 'doc':
         d.reload(change.docKind).catch((err: unknown) => d.onError(err, `reloading ${change.docKind}`));
         return;
+      // Keys and users are the authentication cache's (server/identity/auth-cache.ts).
+      case 'key':
+      case 'user':
+      case 'resync':
+        return;
       default: {
         const never: never = change;
         return never;

@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Principal } from '../core/principal';
+import type { User } from '../../shared/identity';
+import type { KeyRecord, Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
 import type { Store } from '../store/types';
+import type { AuthCache } from './auth-cache';
 import type { AuthThrottle } from './auth-throttle';
 import { type KeyHasher, looksLikeKey } from './keys';
 
@@ -48,6 +50,8 @@ export class Authenticator {
    * confirmed within this long is still accepted (AIBRIDGE_AUDIT_FAILURE=open: the admin chose to
    * serve through outages). Nobody can revoke a key while the database is down either. Unset:
    * every request needs the store.
+   * `cache`: keys and users kept per replica (auth-cache.ts), so the common request asks the store
+   * nothing; it must be fed the store's changes (`Store.watch`). Unset: the store is asked every time.
    */
   constructor(
     private readonly store: Store,
@@ -56,9 +60,14 @@ export class Authenticator {
     private readonly now: () => Date = () => new Date(),
     private readonly onFailure: () => void = () => undefined,
     private readonly rememberMs?: number,
+    private readonly cache?: AuthCache,
   ) {}
 
-  /** Resolves the caller or throws `unauthorized`. The store is asked every time, so revocation and expiry take effect on the next request. */
+  /**
+   * Resolves the caller or throws `unauthorized`. Expiry is checked on every request; a revocation,
+   * renewal or user change reaches the cache through the store's change feed (within a second on
+   * every replica, AUTH_CACHE_TTL_MS at worst if a notification is lost).
+   */
   async authenticate(headers: IncomingHttpHeaders, ip?: string): Promise<Principal> {
     const token = credentialFrom(headers);
     if (!token)
@@ -107,16 +116,14 @@ export class Authenticator {
   private async check(token: string): Promise<Principal> {
     if (!looksLikeKey(token)) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
     const hash = this.hasher.hash(token);
-    const key = await this.store.findKeyByHash(hash);
-    // Whatever the answer, an older memory of this key is out of date.
-    this.remembered.delete(hash);
+    const key = await this.keyByHash(hash);
     if (!key) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
     const now = this.now();
     if (key.revokedAt) throw new BridgeError('unauthorized', `Bridge key ${key.prefix}… has been revoked.`);
     if (key.expiresAt && Date.parse(key.expiresAt) <= now.getTime()) {
       throw new BridgeError('unauthorized', `Bridge key ${key.prefix}… has expired.`);
     }
-    const user = await this.store.getUserById(key.userId);
+    const user = await this.userById(key.userId);
     if (!user) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
     if (user.deactivatedAt)
       throw new BridgeError(
@@ -126,5 +133,25 @@ export class Authenticator {
     this.store.touchKey(key.id, now.toISOString());
     this.remember(hash, { user, key });
     return { user, key };
+  }
+
+  private async keyByHash(hash: string): Promise<KeyRecord | undefined> {
+    const cached = this.cache?.key(hash);
+    if (cached) return cached;
+    const mark = this.cache?.mark() ?? 0;
+    const key = await this.store.findKeyByHash(hash);
+    // Whatever the answer, an older memory of this key is out of date.
+    this.remembered.delete(hash);
+    if (key) this.cache?.putKey(mark, key);
+    return key;
+  }
+
+  private async userById(id: string): Promise<User | undefined> {
+    const cached = this.cache?.user(id);
+    if (cached) return cached;
+    const mark = this.cache?.mark() ?? 0;
+    const user = await this.store.getUserById(id);
+    if (user) this.cache?.putUser(mark, user);
+    return user;
   }
 }

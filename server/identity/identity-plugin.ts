@@ -1,6 +1,7 @@
 import type { Capability, Core } from '../capability';
 import { datesOf } from '../clock';
 import { Authenticator } from './auth';
+import { AuthCache } from './auth-cache';
 import { AuthThrottle } from './auth-throttle';
 import { identityRoutes } from './identity-routes';
 import { IdentityService } from './identity-service';
@@ -18,11 +19,15 @@ export interface IdentityCapability extends Capability {
 
 /** Users, teams and bridge keys: the key hasher, the authenticator every route uses, the users/keys API. */
 export async function identityCapability(core: Core): Promise<IdentityCapability> {
-  const { config, store, metrics, clock } = core;
+  const { config, store, metrics, clock, life } = core;
   const hasher = await KeyHasher.load(config.dataDir, config.keyHashSecret);
   // Replicas on one database must hash keys alike: a different secret refuses to start.
   await checkKeyHashSecret(store, hasher);
   const identity = new IdentityService(store, hasher, datesOf(clock));
+  // Keys and users per replica, dropped as the store announces changes (from any replica).
+  const cache = new AuthCache(() => clock.now());
+  const unwatch = store.watch((change) => cache.apply(change));
+  life.onClose('auth cache', unwatch);
   const auth = new Authenticator(
     store,
     hasher,
@@ -31,6 +36,7 @@ export async function identityCapability(core: Core): Promise<IdentityCapability
     () => metrics.authFailures.inc(),
     // AIBRIDGE_AUDIT_FAILURE=open serves through a database outage, for keys confirmed recently.
     config.auditFailure === 'open' ? OUTAGE_KEY_MEMORY_MS : undefined,
+    cache,
   );
   return { hasher, identity, auth, routes: identityRoutes(identity, store) };
 }

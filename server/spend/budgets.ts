@@ -13,6 +13,7 @@ import type {
 import type { AlertService } from '../alerts/alert-service';
 import { roundUsd } from '../core/rollup';
 import { BridgeError, isBridgeError } from '../errors';
+import { periodKey } from '../store/budget-math';
 import type {
   BudgetCharge,
   BudgetClaim,
@@ -21,6 +22,7 @@ import type {
   ReserveOutcome,
   Store,
 } from '../store/types';
+import { BudgetLeases, type LeaseTicket } from './budget-leases';
 import { periodEnd, periodStart } from './periods';
 
 const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
@@ -90,6 +92,13 @@ export class Budgets {
   private readonly reservedFor = new Set<string>();
   /** Settlements still being written. */
   private readonly settling = new Set<Promise<void>>();
+  /**
+   * Where replicas share the store: leases of headroom requests are admitted against without a
+   * database round trip each (budget-leases.ts). One process alone reserves per request.
+   */
+  private readonly leases: BudgetLeases<Tracked> | undefined;
+  /** Requests admitted on leases, by interception id, until they settle. */
+  private readonly tickets = new Map<string, LeaseTicket>();
 
   constructor(
     private readonly store: Store,
@@ -98,7 +107,15 @@ export class Budgets {
     private readonly onError: (err: unknown) => void = () => undefined,
     /** AIBRIDGE_AUDIT_FAILURE=open: admit without a budget check while the store is unreachable. */
     private readonly failOpen = false,
-  ) {}
+  ) {
+    this.leases = store.shared
+      ? new BudgetLeases<Tracked>(
+          store,
+          (t, s, rec) => this.alertCrossed(t, s.ledger.spentUsd, s.crossed!, rec),
+          onError,
+        )
+      : undefined;
+  }
 
   async load(users: (id: string) => Promise<User | undefined>): Promise<void> {
     await this.track(await this.store.listDocs<AnyBudget>('budget'), users);
@@ -270,7 +287,18 @@ export class Budgets {
     const claims = list.map((t) => this.claim(t.budget, now, user));
     let outcome: ReserveOutcome;
     try {
-      outcome = await this.store.reserveBudgets(interceptionId, claims, estimateUsd);
+      const leased = await this.leases?.admit(
+        claims.map((claim, i) => ({ claim, tag: list[i]! })),
+        estimateUsd,
+      );
+      if (leased?.kind === 'admitted') {
+        this.tickets.set(interceptionId, leased.ticket);
+        return;
+      }
+      outcome =
+        leased?.kind === 'refused'
+          ? { ok: false, refusedBy: leased.ledger }
+          : await this.store.reserveBudgets(interceptionId, claims, estimateUsd);
     } catch (err) {
       if (this.failOpen && isBridgeError(err) && err.code === 'store_unavailable') {
         this.onError(err);
@@ -288,14 +316,14 @@ export class Budgets {
     if (isSessionCap(b)) {
       throw new BridgeError(
         'budget_exceeded',
-        `The session cap of ${usd(b.limitUsd)} (${b.id}) is reached for session ${user.sessionId}: ${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} reserved by running requests` : ''}. Start a new session to go on; other sessions are not affected.`,
+        `The session cap of ${usd(b.limitUsd)} (${b.id}) is reached for session ${user.sessionId}: ${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} ${this.leases ? 'reserved by running requests and replicas' : 'reserved by running requests'}` : ''}. Start a new session to go on; other sessions are not affected.`,
       );
     }
     const resetsAt = periodEnd(b.period, now).getTime();
     const seconds = Math.max(1, Math.ceil((resetsAt - now.getTime()) / 1000));
     throw new BridgeError(
       'budget_exceeded',
-      `The ${b.period}ly budget of ${usd(b.limitUsd)} for ${b.scope === 'org' ? 'the organisation' : `${b.scope} ${t.label}`} (${b.id}) is spent (${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} reserved by running requests` : ''}); it resets at ${new Date(resetsAt).toISOString()}.`,
+      `The ${b.period}ly budget of ${usd(b.limitUsd)} for ${b.scope === 'org' ? 'the organisation' : `${b.scope} ${t.label}`} (${b.id}) is spent (${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} ${this.leases ? 'reserved by running requests and replicas' : 'reserved by running requests'}` : ''}); it resets at ${new Date(resetsAt).toISOString()}.`,
       { headers: { 'retry-after': String(seconds) } },
     );
   }
@@ -320,8 +348,27 @@ export class Budgets {
         chargedTo.push(t);
       }
     }
+    const ticket = this.tickets.get(rec.id);
+    if (ticket) {
+      this.tickets.delete(rec.id);
+      this.leases!.finish(ticket, rec.costUsd !== null && rec.costUsd > 0 ? rec.costUsd : 0, rec);
+      // What the leases do not cover (a budget created while the request ran) is charged at once.
+      const leased = new Set(ticket.keys);
+      const rest = charges.filter((c) => !leased.has(periodKey(c)));
+      if (rest.length > 0)
+        this.charge(
+          rec,
+          rest,
+          chargedTo.filter((_, i) => !leased.has(periodKey(charges[i]!))),
+        );
+      return;
+    }
     const held = this.reservedFor.delete(rec.id);
     if (!held && charges.length === 0) return;
+    this.charge(rec, charges, chargedTo);
+  }
+
+  private charge(rec: NewInterception, charges: BudgetCharge[], chargedTo: Tracked[]): void {
     const p = this.store
       .settleBudgets(rec.id, charges)
       .then((settled) => {
@@ -336,8 +383,12 @@ export class Budgets {
     this.settling.add(p);
   }
 
-  /** Resolves once every settlement handed over so far is done. */
+  /**
+   * Resolves once every settlement handed over so far is done; leases are returned (each settles
+   * once its running requests end) so what ended is in the store's ledgers.
+   */
   async settled(): Promise<void> {
+    await this.leases?.flush();
     await Promise.all([...this.settling]);
   }
 

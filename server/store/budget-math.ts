@@ -1,6 +1,6 @@
 import type { Alert } from '../../shared/spend';
 import type { UsageBucket } from '../core/rollup';
-import type { BudgetClaim, BudgetLedger } from './types';
+import type { BudgetClaim, BudgetLedger, LeaseSizing } from './types';
 
 /** What every store's ledgers agree on, so the stores differ only in where the numbers live. */
 
@@ -35,6 +35,18 @@ export function maxObserved(alerts: Alert[], claim: BudgetClaim): number | null 
 /** Whether a blocking budget admits no more requests. */
 export function isSpent(claim: BudgetClaim, ledger: BudgetLedger): boolean {
   return claim.block && ledger.spentUsd + ledger.reservedUsd >= claim.limitUsd;
+}
+
+/**
+ * What a lease on this ledger takes, or null when the budget is spent: a share of what is left,
+ * never less than one request's estimate (so a budget with anything left admits one more request
+ * per replica, as it would without leases) nor more than the cap.
+ */
+export function leaseGrant(claim: BudgetClaim, ledger: BudgetLedger, sizing: LeaseSizing): number | null {
+  if (isSpent(claim, ledger)) return null;
+  if (!claim.block) return sizing.minUsd;
+  const left = claim.limitUsd - ledger.spentUsd - ledger.reservedUsd;
+  return Math.max(sizing.minUsd, Math.min(sizing.maxUsd, sizing.share * left));
 }
 
 /** The highest threshold the spend has reached that was not alerted yet, or null. */

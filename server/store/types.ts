@@ -156,6 +156,21 @@ export type ReserveOutcome =
   /** `refusedBy`: the blocking budget that is spent; nothing was reserved. */
   | { ok: false; refusedBy: BudgetLedger };
 
+/** How much headroom a lease takes (see `Store.leaseBudget`). */
+export interface LeaseSizing {
+  /** At least this much, if the budget is not spent: one request's estimate. */
+  minUsd: number;
+  /** At most this much. */
+  maxUsd: number;
+  /** This share of what is left (limit − spent − reserved), between the two. */
+  share: number;
+}
+
+export type LeaseOutcome =
+  | { ok: true; grantedUsd: number; ledger: BudgetLedger }
+  /** The blocking budget is spent; nothing was reserved. */
+  | { ok: false; refusedBy: BudgetLedger };
+
 /** What a finished request adds to a budget it counts toward. */
 export interface BudgetCharge extends BudgetClaim {
   costUsd: number;
@@ -172,11 +187,21 @@ export const RESERVATION_LIFETIME_MS = 3_600_000;
 
 /**
  * What one replica tells the others sharing its store: a document kind to reload, or a live event
- * to pass to its own WebSocket clients. The embedded store has no other replicas: it reports none.
+ * to pass to its own WebSocket clients. The embedded store has no other replicas: it reports none
+ * of those.
+ *
+ * `key` and `user` are announced by the store itself whenever `revokeKey`, `renewKey` or
+ * `updateUser` changes one, to the other replicas and to this store's own watchers too (each
+ * replica caches keys and users for authentication, this one included), on every store.
+ * `resync`: this replica may miss or have missed changes (its listening connection was lost, or
+ * is back); whatever caches them should start afresh. Never sent to other replicas.
  */
 export type StoreChange =
   | { kind: 'doc'; docKind: DocKind }
-  | { kind: 'event'; event: BridgeEvent; audience: Audience };
+  | { kind: 'event'; event: BridgeEvent; audience: Audience }
+  | { kind: 'key'; id: string }
+  | { kind: 'user'; id: string }
+  | { kind: 'resync' };
 
 /**
  * Values the first bridge on a store sets and every later one compares its own against; never a
@@ -306,6 +331,14 @@ export interface Store {
    * marking the highest threshold it crossed as alerted (so one replica alerts it, once).
    */
   settleBudgets(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]>;
+  /**
+   * Reserves headroom on one budget ledger for a replica to admit requests against without asking
+   * the store each time (a lease): unless a blocking claim's spent plus reserved has reached its
+   * limit, reserves `sizing.share` of what is left, within [minUsd, maxUsd] (a claim that does not
+   * block: minUsd), under `leaseId`, atomically with the check. The lease is a reservation like any
+   * other: `settleBudgets(leaseId, charges)` returns it and charges what was spent against it.
+   */
+  leaseBudget(leaseId: string, claim: BudgetClaim, sizing: LeaseSizing): Promise<LeaseOutcome>;
   /** The current ledgers of these budget periods (started from the rollups where new). */
   budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]>;
 

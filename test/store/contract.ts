@@ -8,6 +8,7 @@ import type {
   GatewayCallQuery,
   NewInterception,
   Store,
+  StoreChange,
 } from '../../server/store/types';
 import type { User } from '../../shared/identity';
 import type { GatewayToolCall, Interception } from '../../shared/interception';
@@ -230,6 +231,27 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal((await store.getKey('key_2'))?.revokedAt, null);
         await restart();
         assert.equal((await store.getKey('key_1'))?.revokedAt, at);
+      });
+
+      it("announces key and user changes to its own watchers (every replica's caches follow them)", async () => {
+        const heard: StoreChange[] = [];
+        const off = store.watch((c) => heard.push(c));
+        await store.createUser(user(1));
+        await store.createKey({ ...key(1, 'usr_1'), expiresAt: new Date(T0 + 86_400_000).toISOString() });
+        await store.createKey(key(2, 'usr_1'));
+        assert.deepEqual(heard, [], 'creating is not a change anything cached');
+        await store.revokeKey('key_2', new Date(T0).toISOString());
+        await store.renewKey('key_1', new Date(T0 + 7 * 86_400_000).toISOString());
+        await store.updateUser('usr_1', { team: 'blue' });
+        await store.revokeKey('key_9', new Date(T0).toISOString());
+        await store.updateUser('usr_9', { team: 'blue' });
+        off();
+        await store.updateUser('usr_1', { team: 'red' });
+        assert.deepEqual(heard, [
+          { kind: 'key', id: 'key_2' },
+          { kind: 'key', id: 'key_1' },
+          { kind: 'user', id: 'usr_1' },
+        ]);
       });
 
       it('keeps last-use times across a restart', async () => {
@@ -851,6 +873,49 @@ export function storeContract(name: string, factory: StoreFactory): void {
           true,
           'a new period starts empty',
         );
+      });
+
+      it('leases a share of the headroom (at least one estimate), counted as reserved until settled', async () => {
+        const c = claim({ limitUsd: 1 });
+        const sizing = { minUsd: 0.01, maxUsd: 10, share: 0.1 };
+        const l1 = await store.leaseBudget('lease_1', c, sizing);
+        assert.ok(l1.ok);
+        near(l1.grantedUsd, 0.1);
+        near(l1.ledger.reservedUsd, 0.1);
+        const l2 = await store.leaseBudget('lease_2', c, { ...sizing, share: 0.5 });
+        assert.ok(l2.ok);
+        near(l2.grantedUsd, 0.45);
+        const l3 = await store.leaseBudget('lease_3', c, { ...sizing, share: 1, maxUsd: 0.05 });
+        assert.ok(l3.ok);
+        near(l3.grantedUsd, 0.05); // capped
+        near((await store.budgetLedgers([c]))[0]!.reservedUsd, 0.6);
+        const s2 = await store.settleBudgets('lease_2', [{ ...c, costUsd: 0.2 }]);
+        near(s2[0]!.ledger.spentUsd, 0.2);
+        assert.equal(s2[0]!.crossed, null);
+        // The unused part of lease 2 went back.
+        near((await store.budgetLedgers([c]))[0]!.reservedUsd, 0.15);
+
+        const s1 = await store.settleBudgets('lease_1', [{ ...c, costUsd: 0.4 }]);
+        near(s1[0]!.ledger.spentUsd, 0.6);
+        assert.equal(s1[0]!.crossed, 0.5);
+        const l4 = await store.leaseBudget('lease_4', c, { ...sizing, share: 1 });
+        assert.ok(l4.ok);
+        near(l4.grantedUsd, 0.35); // all that is left after the settlements and lease 3
+        const spent = await store.leaseBudget('lease_5', c, sizing);
+        assert.equal(spent.ok, false, 'nothing left');
+        if (!spent.ok) near(spent.refusedBy.spentUsd + spent.refusedBy.reservedUsd, 1);
+        assert.equal((await store.reserveBudgets('int_1', [c], 0.01)).ok, false, 'per-request too');
+
+        await store.settleBudgets('lease_4', [{ ...c, costUsd: 0.3 }]);
+        const last = await store.leaseBudget('lease_6', c, { ...sizing, minUsd: 0.2 });
+        assert.ok(last.ok);
+        near(last.grantedUsd, 0.2); // one estimate, past the 0.05 left
+
+        const alertOnly = claim({ budgetId: 'bud_2', block: false, limitUsd: 0.01 });
+        await store.settleBudgets('x', [{ ...alertOnly, costUsd: 5 }]);
+        const free = await store.leaseBudget('lease_7', alertOnly, sizing);
+        assert.ok(free.ok, 'a budget that only alerts never refuses');
+        near(free.grantedUsd, 0.01);
       });
 
       it('starts a new period from the rollups and the alerts already raised in it', async () => {

@@ -1,7 +1,15 @@
 import type { Interception } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
 import type { BucketQuery, UsageBucket } from '../../core/rollup';
-import { alertedFrom, crossedThreshold, isSpent, maxObserved, periodKey, spendIn } from '../budget-math';
+import {
+  alertedFrom,
+  crossedThreshold,
+  isSpent,
+  leaseGrant,
+  maxObserved,
+  periodKey,
+  spendIn,
+} from '../budget-math';
 import {
   type BudgetCharge,
   type BudgetClaim,
@@ -9,6 +17,8 @@ import {
   type BudgetSettlement,
   type InterceptionFilter,
   isSessionClaim,
+  type LeaseOutcome,
+  type LeaseSizing,
   RESERVATION_LIFETIME_MS,
   type ReserveOutcome,
 } from '../types';
@@ -135,6 +145,16 @@ export class MemoryBudgetLedgers {
     const at = this.now();
     for (const l of ledgers) l.reservations.set(interceptionId, { amountUsd, at });
     return { ok: true, ledgers: ledgers.map((l) => this.view(l)) };
+  }
+
+  async lease(leaseId: string, claim: BudgetClaim, sizing: LeaseSizing): Promise<LeaseOutcome> {
+    const l = await this.ledger(claim);
+    // From here on no await: check and reserve are one step.
+    const view = this.view(l);
+    const granted = leaseGrant(claim, view, sizing);
+    if (granted === null) return { ok: false, refusedBy: view };
+    l.reservations.set(leaseId, { amountUsd: granted, at: this.now() });
+    return { ok: true, grantedUsd: granted, ledger: this.view(l) };
   }
 
   async settle(interceptionId: string, charges: BudgetCharge[]): Promise<BudgetSettlement[]> {

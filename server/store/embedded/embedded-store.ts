@@ -26,6 +26,8 @@ import type {
   DocKind,
   GatewayCallQuery,
   InterceptionFilter,
+  LeaseOutcome,
+  LeaseSizing,
   NewInterception,
   ReserveOutcome,
   Store,
@@ -114,6 +116,8 @@ export class EmbeddedStore implements Store {
   private nextSeq = 1;
   private readonly budgetBook = new MemoryBudgetLedgers(this);
   private touchTimer: NodeJS.Timeout | undefined;
+  /** This process's own caches of keys and users (the only replica there is). */
+  private readonly watchers = new Set<(change: StoreChange) => void>();
   private readonly touchFlushMs: number;
   private head: ChainHead = { ...EMPTY_HEAD };
 
@@ -241,6 +245,7 @@ export class EmbeddedStore implements Store {
     // The indexes hold the same object as the document, so updating it in place updates both.
     Object.assign(user, patch);
     await this.db.write();
+    this.announce({ kind: 'user', id });
     return { ...user };
   }
 
@@ -268,6 +273,7 @@ export class EmbeddedStore implements Store {
     if (!key.revokedAt) {
       key.revokedAt = at;
       await this.db.write();
+      this.announce({ kind: 'key', id });
     }
     return key;
   }
@@ -278,6 +284,7 @@ export class EmbeddedStore implements Store {
     if (!key.revokedAt && key.expiresAt !== null && Date.parse(expiresAt) > Date.parse(key.expiresAt)) {
       key.expiresAt = expiresAt;
       await this.db.write();
+      this.announce({ kind: 'key', id });
     }
     return key;
   }
@@ -398,13 +405,28 @@ export class EmbeddedStore implements Store {
     return this.budgetBook.settle(interceptionId, charges);
   }
 
+  leaseBudget(leaseId: string, claim: BudgetClaim, sizing: LeaseSizing): Promise<LeaseOutcome> {
+    return this.budgetBook.lease(leaseId, claim, sizing);
+  }
+
   budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]> {
     return this.budgetBook.current(claims);
   }
 
-  /** One process, no other replicas: nothing to hear. */
-  watch(_listener: (change: StoreChange) => void): () => void {
-    return () => undefined;
+  /** One process, no other replicas: only its own key and user changes to hear. */
+  watch(listener: (change: StoreChange) => void): () => void {
+    this.watchers.add(listener);
+    return () => this.watchers.delete(listener);
+  }
+
+  private announce(change: StoreChange): void {
+    for (const l of this.watchers) {
+      try {
+        l(change);
+      } catch {
+        // A cache that fails to drop an entry still expires it (AUTH_CACHE_TTL_MS); the write stands.
+      }
+    }
   }
 
   /** One process, no other replicas: nobody to tell. */

@@ -1,11 +1,13 @@
 import type pg from 'pg';
-import { alertedFrom, crossedThreshold, isSpent, periodKey } from '../budget-math';
+import { alertedFrom, crossedThreshold, isSpent, leaseGrant, periodKey } from '../budget-math';
 import {
   type BudgetCharge,
   type BudgetClaim,
   type BudgetLedger,
   type BudgetSettlement,
   isSessionClaim,
+  type LeaseOutcome,
+  type LeaseSizing,
   RESERVATION_LIFETIME_MS,
   type ReserveOutcome,
 } from '../types';
@@ -112,6 +114,26 @@ export async function reserveBudgets(
     [interceptionId, list.map((x) => x.budgetId), list.map((x) => x.periodStart), list.map(() => amountUsd)],
   );
   return { ok: true, ledgers: views.map((v) => ({ ...v, reservedUsd: v.reservedUsd + amountUsd })) };
+}
+
+/** Takes a lease's share of the ledger's headroom under the ledger's lock (types.ts `leaseBudget`). */
+export async function leaseBudget(
+  c: pg.ClientBase,
+  leaseId: string,
+  claim: BudgetClaim,
+  sizing: LeaseSizing,
+): Promise<LeaseOutcome> {
+  const locked = await lockLedger(c, claim);
+  const reserved = (await reservedFor(c, [claim])).get(periodKey(claim)) ?? 0;
+  const view = ledgerOf(claim, locked, reserved);
+  const granted = leaseGrant(claim, view, sizing);
+  if (granted === null) return { ok: false, refusedBy: view };
+  await c.query(
+    `INSERT INTO budget_reservations (interception_id, budget_id, period_start, amount_usd) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (interception_id, budget_id, period_start) DO UPDATE SET amount_usd = EXCLUDED.amount_usd`,
+    [leaseId, claim.budgetId, claim.periodStart, granted],
+  );
+  return { ok: true, grantedUsd: granted, ledger: { ...view, reservedUsd: reserved + granted } };
 }
 
 export async function settleBudgets(

@@ -20,14 +20,17 @@ interface Envelope {
 /**
  * Replicas tell each other what changed through LISTEN/NOTIFY on one dedicated connection, which
  * reconnects on its own if the database goes away. Notifications are best effort by nature (a
- * replica that is reconnecting misses some); what must not be missed (keys, budgets) is read from
- * the database on each use, never from what was notified.
+ * replica that is reconnecting misses some): when the connection is lost, and again once it
+ * listens anew, it tells its own listeners to `resync`, and what caches keys and users also forgets them after a short lifetime. Budgets are
+ * read from the database on each use, never from what was notified.
  */
 export class ChangeFeed {
   private client: pg.Client | undefined;
   private readonly listeners = new Set<(change: StoreChange) => void>();
   private stopped = false;
   private retry: NodeJS.Timeout | undefined;
+  /** Whether a connection listened before: a later one may have missed notifications meanwhile. */
+  private listened = false;
 
   constructor(
     private readonly url: string,
@@ -65,6 +68,8 @@ export class ChangeFeed {
       return;
     }
     this.client = client;
+    if (this.listened) this.deliver({ kind: 'resync' });
+    this.listened = true;
   }
 
   /** The listening connection failed or ended: drop it and try again until a new one listens. */
@@ -73,6 +78,9 @@ export class ChangeFeed {
     this.client = undefined;
     // Its failure was reported by whoever called this; ending a dead connection may fail again.
     dead.end().catch(() => undefined);
+    // Changes made from now on go unheard until a connection listens again (which resyncs too):
+    // caches stop trusting what they hold, and a database outage reaches requests at once.
+    this.deliver({ kind: 'resync' });
     this.scheduleConnect();
   }
 
@@ -125,6 +133,17 @@ export class ChangeFeed {
     ]);
   }
 
+  /** Tells this replica's own listeners (changes its caches must follow as the others' do). */
+  deliver(change: StoreChange): void {
+    for (const l of this.listeners) {
+      try {
+        l(change);
+      } catch (err) {
+        this.onError?.(err as Error, 'change listener');
+      }
+    }
+  }
+
   private async receive(payload: string): Promise<void> {
     let env: Envelope;
     try {
@@ -146,13 +165,6 @@ export class ChangeFeed {
         this.onError?.(err as Error, 'change fetch');
       }
     }
-    if (!change) return;
-    for (const l of this.listeners) {
-      try {
-        l(change);
-      } catch (err) {
-        this.onError?.(err as Error, 'change listener');
-      }
-    }
+    if (change) this.deliver(change);
   }
 }

@@ -25,6 +25,8 @@ import type {
   DocKind,
   GatewayCallQuery,
   InterceptionFilter,
+  LeaseOutcome,
+  LeaseSizing,
   NewInterception,
   ReserveOutcome,
   Store,
@@ -185,6 +187,7 @@ export class PostgresStore implements Store {
       'UPDATE users SET doc = doc || $2::jsonb WHERE id = $1 RETURNING doc',
       [id, JSON.stringify(patch)],
     );
+    if (r.rows[0]) this.announce({ kind: 'user', id });
     return r.rows[0]?.doc;
   }
 
@@ -223,6 +226,7 @@ export class PostgresStore implements Store {
         WHERE id = $1 RETURNING doc`,
       [id, at],
     );
+    if (r.rows[0]) this.announce({ kind: 'key', id });
     return r.rows[0]?.doc;
   }
 
@@ -237,6 +241,7 @@ export class PostgresStore implements Store {
         WHERE id = $1 RETURNING doc`,
       [id, expiresAt],
     );
+    if (r.rows[0]) this.announce({ kind: 'key', id });
     return r.rows[0]?.doc;
   }
 
@@ -727,6 +732,10 @@ export class PostgresStore implements Store {
     return this.transaction((c) => ledgers.settleBudgets(c, interceptionId, charges));
   }
 
+  async leaseBudget(leaseId: string, claim: BudgetClaim, sizing: LeaseSizing): Promise<LeaseOutcome> {
+    return this.transaction((c) => ledgers.leaseBudget(c, leaseId, claim, sizing));
+  }
+
   async budgetLedgers(claims: BudgetClaim[]): Promise<BudgetLedger[]> {
     if (claims.length === 0) return [];
     return this.transaction((c) => ledgers.budgetLedgers(c, claims));
@@ -739,6 +748,12 @@ export class PostgresStore implements Store {
   }
 
   broadcast(change: StoreChange): void {
+    this.feed.notify(change);
+  }
+
+  /** A key or user changed: this replica's caches drop it now, the others' when the notification lands. */
+  private announce(change: StoreChange & { kind: 'key' | 'user' }): void {
+    this.feed.deliver(change);
     this.feed.notify(change);
   }
 

@@ -1,0 +1,154 @@
+import type { User } from '../../shared/identity';
+import type { KeyRecord } from '../core/principal';
+import type { StoreChange } from '../store/types';
+
+/** Entries kept per map at most: a replica serving more distinct keys than this re-reads the coldest. */
+export const AUTH_CACHE_ENTRIES = 10_000;
+/**
+ * How long a cached key or user is trusted without hearing of a change: the bound on staleness when
+ * a change notification is lost (the listening connection was reconnecting), not the common case.
+ */
+export const AUTH_CACHE_TTL_MS = 30_000;
+
+interface Entry<T> {
+  value: T;
+  at: number;
+}
+
+/** A map that forgets its least recently used entry past `max`. */
+class Lru<K, V> {
+  private readonly map = new Map<K, V>();
+  constructor(private readonly max: number) {}
+
+  get(k: K): V | undefined {
+    const v = this.map.get(k);
+    if (v === undefined) return undefined;
+    // Map keeps insertion order: moving a hit to the end makes the first entry the coldest.
+    this.map.delete(k);
+    this.map.set(k, v);
+    return v;
+  }
+
+  set(k: K, v: V): void {
+    this.map.delete(k);
+    this.map.set(k, v);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+  }
+
+  delete(k: K): void {
+    this.map.delete(k);
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+/**
+ * Keys (by hash) and users (by id) as the store last gave them, so authenticating a request costs
+ * no database round trip. Only what the store found is kept: an unknown key is asked again each
+ * time (a brute force of random keys grows nothing here; the auth throttle slows it). Entries go
+ * when the store announces a change to that key or user (`watch`: every replica hears it), and
+ * after AUTH_CACHE_TTL_MS in any case.
+ */
+export class AuthCache {
+  private readonly keys: Lru<string, Entry<KeyRecord>>;
+  /** Key id → hash: changes name keys by id, the cache finds them by hash. */
+  private readonly hashOf: Lru<string, string>;
+  private readonly users: Lru<string, Entry<User>>;
+  /**
+   * Bumped by every invalidation. A read that started before one may have seen the old row, so its
+   * answer is used but not cached (else a revocation heard mid-read would be undone for a TTL).
+   */
+  private generation = 0;
+
+  constructor(
+    private readonly now: () => number,
+    max = AUTH_CACHE_ENTRIES,
+    private readonly ttlMs = AUTH_CACHE_TTL_MS,
+  ) {
+    this.keys = new Lru(max);
+    this.hashOf = new Lru(max);
+    this.users = new Lru(max);
+  }
+
+  /** Where a read begins: pass it to `putKey`/`putUser` with what the read found. */
+  mark(): number {
+    return this.generation;
+  }
+
+  key(hash: string): KeyRecord | undefined {
+    const key = this.fresh(this.keys, hash);
+    // Used with its key, so the id index never forgets a key the cache still holds.
+    if (key) this.hashOf.set(key.id, hash);
+    return key;
+  }
+
+  user(id: string): User | undefined {
+    return this.fresh(this.users, id);
+  }
+
+  putKey(mark: number, key: KeyRecord): void {
+    if (mark !== this.generation) return;
+    this.keys.set(key.hash, { value: key, at: this.now() });
+    this.hashOf.set(key.id, key.hash);
+  }
+
+  putUser(mark: number, user: User): void {
+    if (mark !== this.generation) return;
+    this.users.set(user.id, { value: user, at: this.now() });
+  }
+
+  /** Drops what a store change makes stale; other changes are not about keys or users. */
+  apply(change: StoreChange): void {
+    switch (change.kind) {
+      case 'key': {
+        this.generation++;
+        const hash = this.hashOf.get(change.id);
+        if (hash !== undefined) this.keys.delete(hash);
+        this.hashOf.delete(change.id);
+        return;
+      }
+      case 'user':
+        this.generation++;
+        this.users.delete(change.id);
+        return;
+      case 'resync':
+        this.clear();
+        return;
+      case 'doc':
+      case 'event':
+        return;
+      default: {
+        // A new kind of change must be decided on here.
+        const unknown: never = change;
+        throw new Error(`unhandled store change ${JSON.stringify(unknown)}`);
+      }
+    }
+  }
+
+  clear(): void {
+    this.generation++;
+    this.keys.clear();
+    this.hashOf.clear();
+    this.users.clear();
+  }
+
+  get size(): { keys: number; users: number } {
+    return { keys: this.keys.size, users: this.users.size };
+  }
+
+  private fresh<T>(lru: Lru<string, Entry<T>>, k: string): T | undefined {
+    const e = lru.get(k);
+    if (!e) return undefined;
+    if (this.now() - e.at > this.ttlMs) {
+      lru.delete(k);
+      return undefined;
+    }
+    return e.value;
+  }
+}
