@@ -56,6 +56,8 @@ export interface ExchangeDeps {
   };
   /** Where an instance's upstream credential comes from, per attempt (a key pool); default: its single one. */
   credentials?: (adapter: ProviderAdapter) => CredentialSource;
+  /** End an answer only once its record is stored (AIBRIDGE_AUDIT_ACK=stored). */
+  ackStored?: boolean;
   /** Counts a failover from one instance to the next (the `aibridge_failovers_total` metric). */
   failedOver?: (from: string, to: string, reason: FailoverReason) => void;
 }
@@ -209,6 +211,9 @@ function shutdownError(): BridgeError {
     'The bridge is shutting down; this response was ended before it finished.',
   );
 }
+
+/** The longest the end of an answer waits for its record to be stored (AIBRIDGE_AUDIT_ACK=stored). */
+const ACK_WAIT_MS = 2_000;
 
 /** Attempts per target at most (another key of a pool each time), so a request cannot loop. */
 const ATTEMPTS_PER_TARGET = 3;
@@ -862,7 +867,6 @@ export class Exchange {
         const held = toolHold ? toolHold.rewriteJson(json, this.policy!.judge!) : undefined;
         return answer ? (answer.json(held ?? json) ?? held) : held;
       });
-    const out = this.reply.raw;
     const rewrite = sse && (round.prepared.rewriteStream || answer !== undefined);
     round.streamed = sse;
     if (this.openHead(res, sse ? 'stream' : 'done') && sse) round.observer.streamOpened();
@@ -884,8 +888,8 @@ export class Exchange {
       hold,
     );
     if (!ok) return undefined;
-    out.end();
-    this.head = 'done';
+    // Without the wait the answer ends first: recording costs the client nothing.
+    if (!this.deps.ackStored) this.endAnswer();
     let facts: ResponseFacts | null = meter?.result() ?? null;
     let error: InterceptionError | null = facts?.error ?? null;
     if (!meter) {
@@ -903,8 +907,40 @@ export class Exchange {
       }
     }
     const failed = res.statusCode >= 400 || error !== null;
-    this.finish(round, failed ? 'error' : 'ok', facts, error, !isProviderFailure(res.statusCode), 'not run');
+    const stored = this.finish(
+      round,
+      failed ? 'error' : 'ok',
+      facts,
+      error,
+      !isProviderFailure(res.statusCode),
+      'not run',
+    );
+    if (this.deps.ackStored) {
+      await this.acknowledged(stored);
+      this.endAnswer();
+    }
     return undefined;
+  }
+
+  private endAnswer(): void {
+    this.reply.raw.end();
+    this.head = 'done';
+  }
+
+  /**
+   * With AIBRIDGE_AUDIT_ACK=stored, the end of the client's answer waits (at most ACK_WAIT_MS) for
+   * its record to be in the store: an answer the client saw complete is never lost to a replica
+   * killed a moment later (docs/performance.md#scale-out). Its bytes have all gone already.
+   */
+  private async acknowledged(stored: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      stored,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ACK_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /**
@@ -919,13 +955,19 @@ export class Exchange {
     const read = await this.collect(round, res);
     if (!read) return undefined;
     const changed = rewrite(read.json);
-    this.sendJson(
-      res.statusCode,
-      res.headers,
-      changed === undefined ? read.raw! : Buffer.from(JSON.stringify(changed)),
-    );
     const error = read.facts.error;
-    this.finish(round, error ? 'error' : 'ok', read.facts, error, true, 'not run');
+    const answer = (): void =>
+      this.sendJson(
+        res.statusCode,
+        res.headers,
+        changed === undefined ? read.raw! : Buffer.from(JSON.stringify(changed)),
+      );
+    if (!this.deps.ackStored) answer();
+    const stored = this.finish(round, error ? 'error' : 'ok', read.facts, error, true, 'not run');
+    if (this.deps.ackStored) {
+      await this.acknowledged(stored);
+      answer();
+    }
     return undefined;
   }
 
@@ -1183,7 +1225,7 @@ export class Exchange {
     error: InterceptionError | null,
     healthy: boolean | undefined,
     why: string,
-  ): void {
+  ): Promise<void> {
     const marked = this.markCalls(facts, round, why);
     const response = marked && this.policy ? this.policy.mark(marked) : marked;
     const final = this.gone ? 'client_aborted' : status;
@@ -1199,7 +1241,7 @@ export class Exchange {
       this.gone || keyLimited ? undefined : healthy,
       round.probe,
     );
-    this.deps.recorder.finish(round.start, {
+    return this.deps.recorder.finish(round.start, {
       status: final,
       httpStatus: round.httpStatus,
       streamed: round.streamed,

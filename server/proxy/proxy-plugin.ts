@@ -77,6 +77,7 @@ export function proxyCapability(
           now: datesOf(clock),
           events: d.events,
           failedOver: (from, to, reason) => metrics.failovers.inc({ from, to, reason }),
+          ackStored: config.auditAck === 'stored',
           ...(d.toolPolicy ? { toolPolicy: d.toolPolicy } : {}),
           ...(credentials ? { credentials } : {}),
           admit: composeAdmission([
