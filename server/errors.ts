@@ -21,7 +21,19 @@ export const SERVER_ERROR_CODES = {
 export type ServerErrorCode = keyof typeof SERVER_ERROR_CODES;
 
 /** An error the bridge answers with: a stable code, an HTTP status and, when there is one, the cause. */
+/** Marks a BridgeError whichever copy of this module made it (see `Symbol.hasInstance` below). */
+const BRAND = Symbol.for('aibridge.BridgeError');
+
 export class BridgeError extends Error {
+  /**
+   * Modules loaded on demand (the PostgreSQL store, `await import(...)`) may get their own copy of
+   * this module under a TypeScript loader (the tests' tsx), and with it another class: a brand
+   * keeps `instanceof` true for a BridgeError from either copy, so none is taken for a bug.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as { [BRAND]?: boolean })[BRAND] === true;
+  }
+
   readonly code: ErrorCode;
   readonly status: number;
   /** Headers the answer carries, e.g. `retry-after`. */
@@ -37,6 +49,7 @@ export class BridgeError extends Error {
     this.code = code;
     this.status = ERROR_CODES[code].status;
     this.headers = options?.headers ?? {};
+    Object.defineProperty(this, BRAND, { value: true });
   }
 
   toBody(): BridgeErrorBody {
