@@ -862,7 +862,9 @@ export class Exchange {
   private async relay(round: Round, res: Dispatcher.ResponseData, sse: boolean): Promise<undefined> {
     const toolHold = this.policy?.judge ? this.metered.api.toolHold : undefined;
     const answer = this.metered.answerRewrite;
-    if ((toolHold || answer) && !sse && res.statusCode < 400)
+    // A whole answer the client could see complete before its end (content-length) is read whole
+    // first when its record must be stored before the client has it (AIBRIDGE_AUDIT_ACK=stored).
+    if ((toolHold || answer || this.deps.ackStored) && !sse && res.statusCode < 400)
       return this.relayJudged(round, res, (json) => {
         const held = toolHold ? toolHold.rewriteJson(json, this.policy!.judge!) : undefined;
         return answer ? (answer.json(held ?? json) ?? held) : held;
