@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { type Dispatcher, request as undiciRequest } from 'undici';
@@ -7,6 +6,7 @@ import { messagesApi } from '../anthropic/messages';
 import { isObject } from '../common';
 import type { FieldProblem, InstanceSettings, ProviderFamily } from '../family';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
+import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
 import { awsCredentials } from './credentials';
 import { awsErrorOf, mapAwsError } from './errors';
 import { anthropicSse } from './eventstream';
@@ -39,53 +39,6 @@ function validate(entry: JsonObject): FieldProblem | undefined {
 function headerOf(h: Readonly<Record<string, string | string[]>>, name: string): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v.join(',') : v;
-}
-
-/** A whole JSON answer the bridge composed, shaped like the upstream response the exchange reads. */
-function jsonAnswer(
-  res: Dispatcher.ResponseData,
-  status: number,
-  body: unknown,
-  extra: Record<string, string>,
-): Dispatcher.ResponseData {
-  const bytes = Buffer.from(JSON.stringify(body));
-  const headers = {
-    ...res.headers,
-    ...extra,
-    'content-type': 'application/json',
-    'content-length': String(bytes.length),
-  };
-  return withBody(res, status, headers, [bytes]);
-}
-
-/**
- * The upstream response with its status, headers and body replaced. The exchange reads only the
- * status, the headers and the body as an async iterable it may destroy, so a plain Readable stands
- * in for undici's body; destroying it destroys the upstream's.
- */
-function withBody(
-  res: Dispatcher.ResponseData,
-  statusCode: number,
-  headers: Dispatcher.ResponseData['headers'],
-  chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
-): Dispatcher.ResponseData {
-  const body = Readable.from(chunks, { objectMode: false });
-  body.on('close', () => res.body.destroy());
-  return { ...res, statusCode, headers, body: body as unknown as Dispatcher.ResponseData['body'] };
-}
-
-/** An answer the bridge gives without asking Bedrock (a request it cannot map). */
-function localAnswer(status: number, body: unknown): Dispatcher.ResponseData {
-  const bytes = Buffer.from(JSON.stringify(body));
-  return {
-    statusCode: status,
-    statusText: '',
-    headers: { 'content-type': 'application/json', 'content-length': String(bytes.length) },
-    trailers: {},
-    opaque: null,
-    context: {},
-    body: Readable.from([bytes]) as unknown as Dispatcher.ResponseData['body'],
-  };
 }
 
 function create(s: InstanceSettings): ProviderAdapter {
