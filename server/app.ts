@@ -24,6 +24,7 @@ import { Lifecycle } from './lifecycle';
 import type { McpHub } from './mcp/hub';
 import { mcpCapability } from './mcp/mcp-plugin';
 import { Metrics } from './metrics';
+import { CredentialProbe } from './ops/credential-probe';
 import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
@@ -176,6 +177,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         metricsToken: config.metricsToken,
         auth,
         requestAuth: admin.requestAuth,
+        credentials: new CredentialProbe(adaptersOf(config.upstreams), core.clock),
       }),
     );
     await app.register(admin.assets);

@@ -8,6 +8,7 @@ import { endpointOf } from '../../server/providers/vertex-anthropic/family';
 import { priceModelOf, vertexModelId } from '../../server/providers/vertex-anthropic/models';
 import { CLAUDE, claudeEnv } from '../helpers/agent-cli';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { TestClock } from '../helpers/clock';
 import { run } from '../helpers/run';
 import {
   testServiceAccount,
@@ -406,5 +407,128 @@ describe('vertex-anthropic instances and errors, unit', () => {
       type: 'error',
       error: { type: 'api_error', message: '<html>Bad Gateway</html>' },
     });
+  });
+});
+
+/** The AWS SDK chain's variables, set for the test and given back after (no credentials found by default). */
+function awsEnv(vars: Record<string, string>): () => void {
+  const names = [
+    'AWS_ACCESS_KEY_ID',
+    'AWS_SECRET_ACCESS_KEY',
+    'AWS_SESSION_TOKEN',
+    'AWS_PROFILE',
+    'AWS_CONFIG_FILE',
+    'AWS_SHARED_CREDENTIALS_FILE',
+    'AWS_EC2_METADATA_DISABLED',
+    'AWS_WEB_IDENTITY_TOKEN_FILE',
+    'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
+    'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+  ];
+  const saved = Object.fromEntries(names.map((k) => [k, process.env[k]]));
+  for (const k of names) delete process.env[k];
+  Object.assign(process.env, {
+    AWS_CONFIG_FILE: '/nonexistent/aibridge-test-aws',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aibridge-test-aws',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    ...vars,
+  });
+  return () => {
+    for (const k of names) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  };
+}
+
+interface Readiness {
+  status: string;
+  upstreams?: Record<string, { configured: boolean; credential?: { ok: boolean | null; error?: string } }>;
+}
+
+describe('/readyz reports provider credentials that cannot be obtained', () => {
+  let mock: VertexMock;
+  let tb: TestBridge;
+  let clock: TestClock;
+  let restore: () => void;
+  let dir: string;
+
+  before(async () => {
+    restore = awsEnv({});
+    mock = await new VertexMock(account).start();
+    dir = await tempDir();
+    const entry = {
+      type: 'vertex-anthropic',
+      project: VERTEX_PROJECT,
+      region: VERTEX_REGION,
+      baseUrl: mock.url,
+    };
+    await fs.writeFile(path.join(dir, 'sa.json'), JSON.stringify(account.json(mock.tokenUri)));
+    const file = path.join(dir, 'providers.json');
+    await fs.writeFile(
+      file,
+      JSON.stringify({
+        providers: {
+          vertex: { ...entry, credentialsFile: path.join(dir, 'sa.json') },
+          'vertex-late': { ...entry, credentialsFile: path.join(dir, 'late.json') },
+          bedrock: { type: 'bedrock', region: 'us-east-1', baseUrl: mock.url },
+        },
+      }),
+    );
+    clock = new TestClock();
+    tb = await startBridge('http://127.0.0.1:9', { AIBRIDGE_PROVIDERS_FILE: file }, undefined, { clock });
+  });
+
+  after(async () => {
+    await tb?.close();
+    await mock?.close();
+    restore();
+  });
+
+  const readyz = (key: string | null) => tb.api<Readiness>('GET', '/readyz', key);
+
+  it('names each instance whose credential fails, and why, to admins; stays ready (degraded)', async () => {
+    const res = await readyz(tb.adminKey);
+    assert.equal(res.status, 200, 'one failing instance does not take the replica out of rotation');
+    assert.equal(res.body.status, 'degraded');
+    const up = res.body.upstreams!;
+    assert.deepEqual(up.vertex?.credential, { ok: true });
+    assert.equal(up.anthropic?.credential?.ok, true);
+    assert.equal(up['vertex-late']?.credential?.ok, false);
+    assert.match(up['vertex-late']?.credential?.error ?? '', /late\.json cannot be read \(ENOENT\)/);
+    assert.equal(up.bedrock?.credential?.ok, false);
+    assert.match(up.bedrock?.credential?.error ?? '', /credentials/i);
+    const text = JSON.stringify(res.body);
+    assert.ok(
+      !text.includes('PRIVATE KEY') && !text.includes('ya29.'),
+      'no key material or token in the answer',
+    );
+    const anonymous = await readyz(null);
+    assert.equal(anonymous.status, 200);
+    assert.deepEqual(anonymous.body, { status: 'ready' }, 'probes learn only up or down');
+  });
+
+  it('takes a request’s outcome at once, and checks again itself only after 30 s', async () => {
+    const grants = mock.grants.length;
+    await readyz(tb.adminKey);
+    assert.equal(mock.grants.length, grants, 'a probe within 30 s obtains no credential');
+    // The late key file appears: the next request through the instance obtains a token, and says so.
+    await fs.writeFile(path.join(dir, 'late.json'), JSON.stringify(account.json(mock.tokenUri)));
+    const dev = await tb.addUser('late@example.com');
+    const late = new Anthropic({ apiKey: dev.key, baseURL: `${tb.url}/vertex-late`, maxRetries: 0 });
+    await late.messages.create({ model: SONNET, max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] });
+    assert.deepEqual((await readyz(tb.adminKey)).body.upstreams?.['vertex-late']?.credential, { ok: true });
+    // AWS credentials appear: no request goes to bedrock, so the probe sees them at its next check.
+    process.env.AWS_ACCESS_KEY_ID = 'AKIATESTREADYZ000001';
+    process.env.AWS_SECRET_ACCESS_KEY = 'readyzTestSecretAccessKey0000000000000000';
+    assert.equal(
+      (await readyz(tb.adminKey)).body.upstreams?.bedrock?.credential?.ok,
+      false,
+      'not yet rechecked',
+    );
+    clock.advance(30_000);
+    const after = await readyz(tb.adminKey);
+    assert.deepEqual(after.body.upstreams?.bedrock?.credential, { ok: true });
+    assert.equal(after.body.status, 'ready');
+    assert.ok(!JSON.stringify(after.body).includes('readyzTestSecret'), 'no secret in the answer');
   });
 });
