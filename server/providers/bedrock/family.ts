@@ -11,11 +11,12 @@ import { awsCredentials } from './credentials';
 import { awsErrorOf, mapAwsError } from './errors';
 import { anthropicSse } from './eventstream';
 import { priceModelOf } from './models';
-import { bedrockRequest, modelsOf } from './request';
+import { bedrockRequest, countTokensRequest, modelsOf } from './request';
 
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 /** The runtime endpoint of the instance's region; `{region}` is filled in by `create`. */
 const DEFAULT_ENDPOINT = 'https://bedrock-runtime.{region}.amazonaws.com';
+const COUNT_TOKENS = '/v1/messages/count_tokens';
 
 function validate(entry: JsonObject): FieldProblem | undefined {
   if (typeof entry.region !== 'string' || !REGION.test(entry.region))
@@ -56,9 +57,9 @@ function create(s: InstanceSettings): ProviderAdapter {
     } catch {
       body = undefined;
     }
-    const req = isObject(body)
-      ? bedrockRequest(body, headerOf(call.headers, 'anthropic-beta'), models)
-      : undefined;
+    const counting = call.target.split('?')[0] === COUNT_TOKENS;
+    const rewrite = counting ? countTokensRequest : bedrockRequest;
+    const req = isObject(body) ? rewrite(body, headerOf(call.headers, 'anthropic-beta'), models) : undefined;
     if (!req) return localAnswer(400, anthropicErrorBody(400, 'model: a Bedrock model id is required'));
     const signed = await signer.sign({
       method: 'POST',
@@ -100,6 +101,19 @@ function create(s: InstanceSettings): ProviderAdapter {
         mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {},
       );
     }
+    if (counting) {
+      // `{"inputTokens": n}` → Anthropic's `{"input_tokens": n}`.
+      const answer: unknown = await res.body.json();
+      const n = isObject(answer) && typeof answer.inputTokens === 'number' ? answer.inputTokens : null;
+      if (n === null)
+        return jsonAnswer(
+          res,
+          502,
+          anthropicErrorBody(502, 'Bedrock CountTokens answered without inputTokens.'),
+          {},
+        );
+      return jsonAnswer(res, 200, { input_tokens: n }, {});
+    }
     if (!type.includes('application/vnd.amazon.eventstream')) return res;
     const headers: Dispatcher.ResponseData['headers'] = {
       ...res.headers,
@@ -115,7 +129,7 @@ function create(s: InstanceSettings): ProviderAdapter {
     prefix: `/${s.name}`,
     requestIdHeader: 'x-amzn-requestid',
     apis: [messagesApi],
-    passthrough: [],
+    passthrough: [{ methods: ['POST'], path: COUNT_TOKENS, why: 'counts tokens; free' }],
     configured: true,
     upstreamUrl: (target) => `${endpoint.origin}${basePath}${target}`,
     // Resolving the credentials here makes a missing one the exchange's 503 naming this instance.
