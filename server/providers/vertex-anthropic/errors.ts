@@ -6,6 +6,8 @@ export interface MappedError {
   readonly status: number;
   readonly retryAfter?: string;
   readonly body: unknown;
+  /** The upstream's bytes are already in Anthropic's shape: relay them as sent. */
+  readonly asSent?: boolean;
 }
 
 /** Seconds a throttled client waits when Vertex gives no hint (neither `retry-after` nor RetryInfo). */
@@ -39,7 +41,7 @@ export function mapVertexError(status: number, raw: Buffer, retryAfter?: string)
   const retry = (hint: string | undefined) =>
     code === 429 ? { retryAfter: retryAfter ?? hint ?? DEFAULT_RETRY_AFTER } : {};
   if (isObject(json) && json.type === 'error' && isObject(json.error))
-    return { status: code, ...retry(undefined), body: json };
+    return { status: code, ...retry(undefined), body: json, asSent: true };
   const google = Array.isArray(json) ? json[0] : json;
   const e = isObject(google) && isObject(google.error) ? google.error : undefined;
   if (e) {

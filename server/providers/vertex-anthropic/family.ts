@@ -4,7 +4,7 @@ import { messagesApi } from '../anthropic/messages';
 import { isObject } from '../common';
 import { type FieldProblem, type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
-import { jsonAnswer, localAnswer } from '../upstream-answer';
+import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
 import { googleHeaders } from './credentials';
 import { mapVertexError } from './errors';
 import { modelsOf, priceModelOf, vertexModelId } from './models';
@@ -99,6 +99,13 @@ function create(s: InstanceSettings): ProviderAdapter {
     const raw = Buffer.from(await res.body.arrayBuffer());
     const retry = res.headers['retry-after'];
     const mapped = mapVertexError(res.statusCode, raw, typeof retry === 'string' ? retry : undefined);
+    if (mapped.asSent)
+      return withBody(
+        res,
+        res.statusCode,
+        { ...res.headers, ...(mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {}) },
+        [raw],
+      );
     return jsonAnswer(
       res,
       mapped.status,
