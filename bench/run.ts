@@ -9,8 +9,12 @@
  *   npm run bench -- --profile      the bridge alone under load with --cpu-prof, and a summary
  *   npm run bench -- --bridge FILE  bench another build of the bridge (its aibridge.cjs)
  *
+ * Besides the direct API's route, two columns reach the same mock through the Bedrock and Vertex
+ * families (signing, tokens, re-framing), so what a cloud family adds shows beside `AI Bridge`.
+ *
  * docs/performance.md says what the figures mean and keeps the latest ones.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -193,6 +197,59 @@ async function startBridge(
   };
 }
 
+/**
+ * A bridge whose only provider instance is a cloud family in front of the same mock: `bedrock`
+ * (every request SigV4-signed with static test credentials, the event stream re-framed as SSE) or
+ * `vertex` (a bearer token from google-auth-library, fetched once from the mock's token endpoint
+ * with a freshly made service-account key, then cached). Clients speak Anthropic at `/<name>`.
+ */
+async function startCloudBridge(
+  family: 'bedrock' | 'vertex',
+  mockUrl: string,
+  dir: string,
+): Promise<PathState> {
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'providers.json');
+  let entry: Record<string, unknown>;
+  let env: Record<string, string> = { AIBRIDGE_PROVIDERS_FILE: file };
+  if (family === 'bedrock') {
+    entry = { type: 'bedrock', region: 'us-east-1', baseUrl: mockUrl };
+    env = {
+      ...env,
+      AWS_ACCESS_KEY_ID: 'AKIABENCHBEDROCK0001',
+      AWS_SECRET_ACCESS_KEY: 'benchSecretAccessKeyForTheBedrockColumn00',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    };
+  } else {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const key = path.join(dir, 'sa.json');
+    fs.writeFileSync(
+      key,
+      JSON.stringify({
+        type: 'service_account',
+        project_id: 'bench-project',
+        private_key_id: 'bench',
+        private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        client_email: 'bench@bench-project.iam.gserviceaccount.com',
+        token_uri: `${mockUrl}/token`,
+      }),
+      { mode: 0o600 },
+    );
+    entry = {
+      type: 'vertex-anthropic',
+      project: 'bench-project',
+      region: 'us-east5',
+      baseUrl: mockUrl,
+      credentialsFile: key,
+    };
+  }
+  fs.writeFileSync(file, JSON.stringify({ providers: { [family]: entry } }));
+  const id: PathId = family === 'bedrock' ? 'bridgeBedrock' : 'bridgeVertex';
+  const label = family === 'bedrock' ? 'Bridge → Bedrock' : 'Bridge → Vertex';
+  const p = await startBridge(id, label, mockUrl, path.join(dir, 'data'), [], env);
+  return { ...p, target: { ...(p.target as Target), name: id, path: `/${family}/v1/messages` } };
+}
+
 async function startPortkey(mockUrl: string): Promise<PathState> {
   const port = await freePort();
   const proc = start('portkey', process.execPath, [PORTKEY, '--headless', `--port=${port}`], { cwd: ROOT });
@@ -371,6 +428,22 @@ async function main(): Promise<void> {
       });
     }
   }
+  const clouds: PathState[] = [];
+  if (!PROFILE) {
+    for (const family of ['bedrock', 'vertex'] as const) {
+      try {
+        clouds.push(await startCloudBridge(family, mockUrl, path.join(tmp, family)));
+      } catch (err) {
+        const id: PathId = family === 'bedrock' ? 'bridgeBedrock' : 'bridgeVertex';
+        clouds.push({
+          id,
+          label: `Bridge → ${family}`,
+          unavailable: `did not start: ${(err as Error).message}`,
+        });
+      }
+    }
+    paths.push(...clouds);
+  }
   const loadgen = startWorker('loadgen', path.join(BENCH, 'loadgen.ts'));
   const startRss = new Map<PathId, number>();
   for (const p of paths)
@@ -414,7 +487,7 @@ async function main(): Promise<void> {
     r.memory ??= {};
     return r.memory;
   };
-  for (const p of proxies) {
+  for (const p of [...proxies, ...clouds.filter((c) => !c.unavailable)]) {
     if (!p.proc?.proc.pid) continue;
     memory(p.id).startMB = mb(startRss.get(p.id) ?? 0);
     memory(p.id).idleMB = mb(rssBytes(p.proc.proc.pid));

@@ -55,13 +55,6 @@ export function endpointOf(baseUrl: string, region: string): string {
   return baseUrl.replace('{region}', region);
 }
 
-function headerOf(
-  h: Readonly<Record<string, string | string[]>>,
-  name: string,
-): string | string[] | undefined {
-  return h[name];
-}
-
 function create(s: InstanceSettings): ProviderAdapter {
   const at: VertexLocation = { project: String(s.options.project), region: String(s.options.region) };
   const endpoint = endpointOf(s.baseUrl, at.region);
@@ -82,7 +75,7 @@ function create(s: InstanceSettings): ProviderAdapter {
     const req = isObject(body) ? rewrite(body, models, at) : undefined;
     if (!req) return localAnswer(400, anthropicErrorBody(400, 'model: a Claude model id is required'));
     const { 'anthropic-beta': _asked, ...headers } = call.headers;
-    const betas = vertexBetas(headerOf(call.headers, 'anthropic-beta'));
+    const betas = vertexBetas(call.headers['anthropic-beta']);
     const res = await undiciRequest(joinUrl(endpoint, req.path), {
       method: 'POST',
       headers: {
