@@ -284,6 +284,48 @@ describe('Google Vertex AI (Claude) as an instance', () => {
   });
 });
 
+describe('Vertex with application default credentials', () => {
+  let tb: TestBridge;
+  let saved: string | undefined;
+
+  before(async () => {
+    saved = process.env.GOOGLE_APPLICATION_CREDENTIALS;
+    // ADC's first source; a file that is not there is the library's error, not a metadata-server wait.
+    process.env.GOOGLE_APPLICATION_CREDENTIALS = '/nonexistent/aibridge-adc.json';
+    const dir = await tempDir();
+    const file = path.join(dir, 'providers.json');
+    await fs.writeFile(
+      file,
+      JSON.stringify({
+        providers: {
+          'vertex-adc': { type: 'vertex-anthropic', project: VERTEX_PROJECT, region: VERTEX_REGION },
+        },
+      }),
+    );
+    tb = await startBridge('http://127.0.0.1:9', { AIBRIDGE_PROVIDERS_FILE: file });
+  });
+
+  after(async () => {
+    await tb?.close();
+    if (saved === undefined) delete process.env.GOOGLE_APPLICATION_CREDENTIALS;
+    else process.env.GOOGLE_APPLICATION_CREDENTIALS = saved;
+  });
+
+  it('no credential from ADC is a 503 naming the instance and the library’s reason', async () => {
+    const dev = await tb.addUser('adc@example.com');
+    const res = await fetch(`${tb.url}/vertex-adc/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': dev.key, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: SONNET, max_tokens: 8, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    assert.equal(res.status, 503);
+    const body = (await res.json()) as { type: string; error: { type: string; message: string } };
+    assert.equal(body.type, 'error');
+    assert.match(body.error.message, /"vertex-adc"/);
+    assert.match(body.error.message, /GOOGLE_APPLICATION_CREDENTIALS/);
+  });
+});
+
 describe('the real claude CLI through /vertex', function () {
   this.timeout(120_000);
   let mock: VertexMock;
