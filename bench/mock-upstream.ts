@@ -3,7 +3,9 @@
  * start, as Anthropic serves it (`/v1/messages`), as Vertex AI does (`…/models/{m}:rawPredict` and
  * `:streamRawPredict`, the same bytes; `POST /token` is the OAuth2 token endpoint of the bench's
  * service account) and as Bedrock does (`/model/{id}/invoke`, and `/invoke-with-response-stream`
- * whose events go out as event-stream frames, encoded by the AWS SDK's codec as they are written). `stream: true` gets an SSE stream of 202 events (message_start, ping, content_block_start,
+ * whose events go out as event-stream frames, encoded by the AWS SDK's codec as they are written),
+ * and as the Gemini API does (`/v1beta/models/{m}:generateContent`, `:streamGenerateContent` with
+ * as many `data:` chunks as the Anthropic stream has events). `stream: true` gets an SSE stream of 202 events (message_start, ping, content_block_start,
  * 196 text deltas, content_block_stop, message_delta, message_stop): the first three at once, then
  * one event per millisecond timer (about 1,000 events a second, faster than any model streams), each
  * its own write, as a provider's are. The model `bench-hold` gets the first three events, then
@@ -67,6 +69,60 @@ function framed(e: Event): Buffer {
   );
 }
 
+/** A Gemini stream chunk as `:streamGenerateContent?alt=sse` writes it (`data:` only, usage on each). */
+function geminiChunk(model: string, text: string, final: boolean): Event {
+  const json = JSON.stringify({
+    candidates: [
+      { content: { role: 'model', parts: [{ text }] }, ...(final ? { finishReason: 'STOP' } : {}), index: 0 },
+    ],
+    usageMetadata: {
+      promptTokenCount: USAGE.input_tokens,
+      candidatesTokenCount: final ? TEXT_DELTAS * 6 : 0,
+      totalTokenCount: USAGE.input_tokens + (final ? TEXT_DELTAS * 6 : 0),
+    },
+    modelVersion: model,
+  });
+  const bytes = Buffer.from(`data: ${json}\n\n`);
+  const at = bytes.indexOf(STAMP_PLACEHOLDER);
+  return { bytes, stampAt: at === -1 ? -1 : at + STAMP.length, data: json };
+}
+
+/** As many chunks as the Anthropic stream has events, so every column streams the same count. */
+function geminiEvents(model: string): Event[] {
+  const events = [
+    geminiChunk(model, '', false),
+    geminiChunk(model, '', false),
+    geminiChunk(model, '', false),
+  ];
+  for (let i = 0; i < TEXT_DELTAS; i++)
+    events.push(geminiChunk(model, `token ${i} of the answer ${STAMP_PLACEHOLDER}, `, false));
+  events.push(geminiChunk(model, '', false), geminiChunk(model, '', false), geminiChunk(model, '', true));
+  return events;
+}
+
+function geminiJson(model: string): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      candidates: [
+        {
+          content: {
+            role: 'model',
+            parts: [{ text: 'The answer, as fast as the mock can give it. '.repeat(12) }],
+          },
+          finishReason: 'STOP',
+          index: 0,
+        },
+      ],
+      usageMetadata: {
+        promptTokenCount: USAGE.input_tokens,
+        candidatesTokenCount: 120,
+        totalTokenCount: USAGE.input_tokens + 120,
+      },
+      modelVersion: model,
+    }),
+  );
+}
+
 type Render = (e: Event) => Buffer;
 
 /** What a request asks for, whichever provider's path it came by. */
@@ -74,10 +130,12 @@ interface Asked {
   model: string;
   stream: boolean;
   render: Render;
+  gemini?: boolean;
 }
 
 const VERTEX =
   /^\/v1\/projects\/[^/]+\/locations\/[^/]+\/publishers\/anthropic\/models\/([^/:]+):(rawPredict|streamRawPredict)$/;
+const GEMINI = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/;
 const BEDROCK = /^\/model\/([^/]+)\/(invoke|invoke-with-response-stream)$/;
 
 function asked(path: string, body: { model?: unknown; stream?: unknown }): Asked | undefined {
@@ -90,6 +148,9 @@ function asked(path: string, body: { model?: unknown; stream?: unknown }): Asked
     return { model: decodeURIComponent(v[1] ?? ''), stream: v[2] === 'streamRawPredict', render: stamped };
   const b = BEDROCK.exec(path);
   if (b) return { model: decodeURIComponent(b[1] ?? ''), stream: b[2] !== 'invoke', render: framed };
+  const g = GEMINI.exec(path);
+  if (g)
+    return { model: g[1] ?? '', stream: g[2] === 'streamGenerateContent', render: stamped, gemini: true };
   return undefined;
 }
 
@@ -167,12 +228,14 @@ interface Prepared {
 
 const prepared = new Map<string, Prepared>();
 
-function bytesFor(model: string): Prepared {
-  let p = prepared.get(model);
+function bytesFor(model: string, gemini = false): Prepared {
+  const key = `${gemini ? 'gemini:' : ''}${model}`;
+  let p = prepared.get(key);
   if (!p) {
-    const events = streamEvents(model);
-    p = { json: jsonBody(model), events };
-    if (prepared.size < 16) prepared.set(model, p);
+    p = gemini
+      ? { json: geminiJson(model), events: geminiEvents(model) }
+      : { json: jsonBody(model), events: streamEvents(model) };
+    if (prepared.size < 16) prepared.set(key, p);
   }
   return p;
 }
@@ -230,7 +293,7 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
       );
       return;
     }
-    const p = bytesFor(ask.model);
+    const p = bytesFor(ask.model, ask.gemini);
     if (!ask.stream) {
       counts.json++;
       res.writeHead(200, {

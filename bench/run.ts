@@ -9,8 +9,9 @@
  *   npm run bench -- --profile      the bridge alone under load with --cpu-prof, and a summary
  *   npm run bench -- --bridge FILE  bench another build of the bridge (its aibridge.cjs)
  *
- * Besides the direct API's route, two columns reach the same mock through the Bedrock and Vertex
- * families (signing, tokens, re-framing), so what a cloud family adds shows beside `AI Bridge`.
+ * Besides the direct API's route, three columns reach the same mock through the Bedrock, Vertex
+ * and Gemini families (signing, tokens, re-framing, another wire's meter), so what a family adds
+ * shows beside `AI Bridge`.
  *
  * docs/performance.md says what the figures mean and keeps the latest ones.
  */
@@ -204,10 +205,11 @@ async function startBridge(
  * with a freshly made service-account key, then cached). Clients speak Anthropic at `/<name>`.
  */
 async function startCloudBridge(
-  family: 'bedrock' | 'vertex',
+  family: 'bedrock' | 'vertex' | 'gemini',
   mockUrl: string,
   dir: string,
 ): Promise<PathState> {
+  if (family === 'gemini') return startGeminiBridge(mockUrl, dir);
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'providers.json');
   let entry: Record<string, unknown>;
@@ -248,6 +250,27 @@ async function startCloudBridge(
   const label = family === 'bedrock' ? 'Bridge → Bedrock' : 'Bridge → Vertex';
   const p = await startBridge(id, label, mockUrl, path.join(dir, 'data'), [], env);
   return { ...p, target: { ...(p.target as Target), name: id, path: `/${family}/v1/messages` } };
+}
+
+/** The built-in `gemini` instance in front of the mock, clients speaking Gemini's own API at `/gemini`. */
+async function startGeminiBridge(mockUrl: string, dir: string): Promise<PathState> {
+  const p = await startBridge('bridgeGemini', 'Bridge → Gemini', mockUrl, path.join(dir, 'data'), [], {
+    AIBRIDGE_GEMINI_BASE_URL: mockUrl,
+    AIBRIDGE_GEMINI_API_KEY: 'bench-gemini-upstream',
+  });
+  const key = (p.target as Target).headers['x-api-key'] ?? '';
+  const models = '/gemini/v1beta/models/gemini-2.5-flash';
+  return {
+    ...p,
+    target: {
+      name: 'bridgeGemini',
+      origin: (p.target as Target).origin,
+      path: `${models}:generateContent`,
+      streamPath: `${models}:streamGenerateContent?alt=sse`,
+      headers: { 'content-type': 'application/json', 'x-goog-api-key': key },
+      wire: 'gemini',
+    },
+  };
 }
 
 async function startPortkey(mockUrl: string): Promise<PathState> {
@@ -430,11 +453,12 @@ async function main(): Promise<void> {
   }
   const clouds: PathState[] = [];
   if (!PROFILE) {
-    for (const family of ['bedrock', 'vertex'] as const) {
+    const ids = { bedrock: 'bridgeBedrock', vertex: 'bridgeVertex', gemini: 'bridgeGemini' } as const;
+    for (const family of ['bedrock', 'vertex', 'gemini'] as const) {
       try {
         clouds.push(await startCloudBridge(family, mockUrl, path.join(tmp, family)));
       } catch (err) {
-        const id: PathId = family === 'bedrock' ? 'bridgeBedrock' : 'bridgeVertex';
+        const id: PathId = ids[family];
         clouds.push({
           id,
           label: `Bridge → ${family}`,

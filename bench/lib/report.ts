@@ -9,7 +9,8 @@ export type PathId =
   | 'bridgePg'
   | 'portkey'
   | 'bridgeBedrock'
-  | 'bridgeVertex';
+  | 'bridgeVertex'
+  | 'bridgeGemini';
 
 /** The columns of the table, in order. */
 export const COLUMNS: readonly { id: PathId; title: string }[] = [
@@ -22,6 +23,8 @@ export const COLUMNS: readonly { id: PathId; title: string }[] = [
   // The same mock answers, reached through a cloud family: what signing, tokens and re-framing add.
   { id: 'bridgeBedrock', title: 'Bridge → Bedrock' },
   { id: 'bridgeVertex', title: 'Bridge → Vertex' },
+  // Gemini's own API, client and upstream: its meter and usage, on a body of the same turn.
+  { id: 'bridgeGemini', title: 'Bridge → Gemini' },
 ];
 
 export interface Latency extends Percentiles {
