@@ -15,6 +15,10 @@ export interface Target {
   origin: string;
   path: string;
   headers: Record<string, string>;
+  /** The client's wire: Anthropic Messages (the default) or Gemini's generateContent. */
+  wire?: 'gemini';
+  /** Where streams go when the API streams at another path (Gemini's `:streamGenerateContent?alt=sse`). */
+  streamPath?: string;
 }
 
 export type Body = 'json' | 'stream' | 'hold';
@@ -48,6 +52,31 @@ export interface JobResult {
   eventDelay: number[];
   events: number[];
 }
+
+/** The same turn in Gemini's generateContent shape (the model is in the path). */
+function geminiBody(): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      systemInstruction: {
+        parts: [{ text: 'You are a helpful coding assistant. Answer briefly and precisely. '.repeat(6) }],
+      },
+      contents: [
+        {
+          role: 'user',
+          parts: [{ text: 'What does this function return when the list is empty? '.repeat(4) }],
+        },
+        { role: 'model', parts: [{ text: 'It returns undefined, because the loop body never runs.' }] },
+        {
+          role: 'user',
+          parts: [{ text: 'Change it to return null instead, and explain why that is clearer.' }],
+        },
+      ],
+      generationConfig: { maxOutputTokens: 1024 },
+    }),
+  );
+}
+
+const GEMINI_BODY = geminiBody();
 
 const bodies: Record<Body, Buffer> = {
   json: requestBody(false, 'claude-sonnet-4-5'),
@@ -98,10 +127,10 @@ async function once(pool: Pool, t: Target, body: Body, onFirstByte?: () => void)
   let delays = 0;
   try {
     const res = await pool.request({
-      path: t.path,
+      path: body === 'json' ? t.path : (t.streamPath ?? t.path),
       method: 'POST',
       headers: t.headers,
-      body: bodies[body],
+      body: t.wire === 'gemini' ? GEMINI_BODY : bodies[body],
     });
     status = res.statusCode;
     /** The part of the last event not yet complete. */

@@ -1,6 +1,11 @@
 /**
  * The upstream for the bench: answers the Anthropic Messages API at once, from bytes prepared at
- * start. `stream: true` gets an SSE stream of 202 events (message_start, ping, content_block_start,
+ * start, as Anthropic serves it (`/v1/messages`), as Vertex AI does (`…/models/{m}:rawPredict` and
+ * `:streamRawPredict`, the same bytes; `POST /token` is the OAuth2 token endpoint of the bench's
+ * service account) and as Bedrock does (`/model/{id}/invoke`, and `/invoke-with-response-stream`
+ * whose events go out as event-stream frames, encoded by the AWS SDK's codec as they are written),
+ * and as the Gemini API does (`/v1beta/models/{m}:generateContent`, `:streamGenerateContent` with
+ * as many `data:` chunks as the Anthropic stream has events). `stream: true` gets an SSE stream of 202 events (message_start, ping, content_block_start,
  * 196 text deltas, content_block_stop, message_delta, message_stop): the first three at once, then
  * one event per millisecond timer (about 1,000 events a second, faster than any model streams), each
  * its own write, as a provider's are. The model `bench-hold` gets the first three events, then
@@ -14,6 +19,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { EventStreamCodec } from '@smithy/eventstream-codec';
+import { fromUtf8, toUtf8 } from '@smithy/util-utf8';
 import { HOLD_MODEL, monotonicUs, STAMP, STAMP_DIGITS } from './lib/wire';
 
 const TEXT_DELTAS = 196;
@@ -21,25 +28,130 @@ const HOLD_MAX_MS = 120_000;
 
 const STAMP_PLACEHOLDER = `${STAMP}${'0'.repeat(STAMP_DIGITS)}`;
 
-/** One event, with where its time stamp goes (-1: it has none). */
+/** One event, with where its time stamp goes (-1: it has none), and its JSON for Bedrock's frames. */
 interface Event {
   bytes: Buffer;
   stampAt: number;
+  data: string;
 }
 
 function sse(event: string, data: unknown): Event {
-  const bytes = Buffer.from(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  const json = JSON.stringify(data);
+  const bytes = Buffer.from(`event: ${event}\ndata: ${json}\n\n`);
   const at = bytes.indexOf(STAMP_PLACEHOLDER);
-  return { bytes, stampAt: at === -1 ? -1 : at + STAMP.length };
+  return { bytes, stampAt: at === -1 ? -1 : at + STAMP.length, data: json };
 }
+
+const stampNow = (): string => String(monotonicUs()).padStart(STAMP_DIGITS, '0');
 
 /** The event as it leaves: a copy, stamped now (the socket may still hold the previous copy). */
 function stamped(e: Event): Buffer {
   if (e.stampAt === -1) return e.bytes;
   const b = Buffer.from(e.bytes);
-  const us = String(monotonicUs()).padStart(STAMP_DIGITS, '0');
-  b.write(us, e.stampAt, 'latin1');
+  b.write(stampNow(), e.stampAt, 'latin1');
   return b;
+}
+
+const codec = new EventStreamCodec(toUtf8, fromUtf8);
+
+/** The event as Bedrock sends it: a `chunk` frame whose payload carries the event's JSON in base64, stamped now. */
+function framed(e: Event): Buffer {
+  const json = e.stampAt === -1 ? e.data : e.data.replace(STAMP_PLACEHOLDER, `${STAMP}${stampNow()}`);
+  return Buffer.from(
+    codec.encode({
+      headers: {
+        ':event-type': { type: 'string', value: 'chunk' },
+        ':content-type': { type: 'string', value: 'application/json' },
+        ':message-type': { type: 'string', value: 'event' },
+      },
+      body: fromUtf8(JSON.stringify({ bytes: Buffer.from(json).toString('base64') })),
+    }),
+  );
+}
+
+/** A Gemini stream chunk as `:streamGenerateContent?alt=sse` writes it (`data:` only, usage on each). */
+function geminiChunk(model: string, text: string, final: boolean): Event {
+  const json = JSON.stringify({
+    candidates: [
+      { content: { role: 'model', parts: [{ text }] }, ...(final ? { finishReason: 'STOP' } : {}), index: 0 },
+    ],
+    usageMetadata: {
+      promptTokenCount: USAGE.input_tokens,
+      candidatesTokenCount: final ? TEXT_DELTAS * 6 : 0,
+      totalTokenCount: USAGE.input_tokens + (final ? TEXT_DELTAS * 6 : 0),
+    },
+    modelVersion: model,
+  });
+  const bytes = Buffer.from(`data: ${json}\n\n`);
+  const at = bytes.indexOf(STAMP_PLACEHOLDER);
+  return { bytes, stampAt: at === -1 ? -1 : at + STAMP.length, data: json };
+}
+
+/** As many chunks as the Anthropic stream has events, so every column streams the same count. */
+function geminiEvents(model: string): Event[] {
+  const events = [
+    geminiChunk(model, '', false),
+    geminiChunk(model, '', false),
+    geminiChunk(model, '', false),
+  ];
+  for (let i = 0; i < TEXT_DELTAS; i++)
+    events.push(geminiChunk(model, `token ${i} of the answer ${STAMP_PLACEHOLDER}, `, false));
+  events.push(geminiChunk(model, '', false), geminiChunk(model, '', false), geminiChunk(model, '', true));
+  return events;
+}
+
+function geminiJson(model: string): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      candidates: [
+        {
+          content: {
+            role: 'model',
+            parts: [{ text: 'The answer, as fast as the mock can give it. '.repeat(12) }],
+          },
+          finishReason: 'STOP',
+          index: 0,
+        },
+      ],
+      usageMetadata: {
+        promptTokenCount: USAGE.input_tokens,
+        candidatesTokenCount: 120,
+        totalTokenCount: USAGE.input_tokens + 120,
+      },
+      modelVersion: model,
+    }),
+  );
+}
+
+type Render = (e: Event) => Buffer;
+
+/** What a request asks for, whichever provider's path it came by. */
+interface Asked {
+  model: string;
+  stream: boolean;
+  render: Render;
+  gemini?: boolean;
+}
+
+const VERTEX =
+  /^\/v1\/projects\/[^/]+\/locations\/[^/]+\/publishers\/anthropic\/models\/([^/:]+):(rawPredict|streamRawPredict)$/;
+const GEMINI = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/;
+const BEDROCK = /^\/model\/([^/]+)\/(invoke|invoke-with-response-stream)$/;
+
+function asked(path: string, body: { model?: unknown; stream?: unknown }): Asked | undefined {
+  if (path === '/v1/messages')
+    return typeof body.model === 'string'
+      ? { model: body.model, stream: body.stream === true, render: stamped }
+      : undefined;
+  const v = VERTEX.exec(path);
+  if (v)
+    return { model: decodeURIComponent(v[1] ?? ''), stream: v[2] === 'streamRawPredict', render: stamped };
+  const b = BEDROCK.exec(path);
+  if (b) return { model: decodeURIComponent(b[1] ?? ''), stream: b[2] !== 'invoke', render: framed };
+  const g = GEMINI.exec(path);
+  if (g)
+    return { model: g[1] ?? '', stream: g[2] === 'streamGenerateContent', render: stamped, gemini: true };
+  return undefined;
 }
 
 const USAGE = {
@@ -116,12 +228,14 @@ interface Prepared {
 
 const prepared = new Map<string, Prepared>();
 
-function bytesFor(model: string): Prepared {
-  let p = prepared.get(model);
+function bytesFor(model: string, gemini = false): Prepared {
+  const key = `${gemini ? 'gemini:' : ''}${model}`;
+  let p = prepared.get(key);
   if (!p) {
-    const events = streamEvents(model);
-    p = { json: jsonBody(model), events };
-    if (prepared.size < 16) prepared.set(model, p);
+    p = gemini
+      ? { json: geminiJson(model), events: geminiEvents(model) }
+      : { json: jsonBody(model), events: streamEvents(model) };
+    if (prepared.size < 16) prepared.set(key, p);
   }
   return p;
 }
@@ -155,14 +269,20 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
+    if (req.url === '/token' && req.method === 'POST') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ access_token: 'ya29.bench', expires_in: 3600, token_type: 'Bearer' }));
+      return;
+    }
     let body: { model?: unknown; stream?: unknown };
     try {
       body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
     } catch {
       body = {};
     }
-    const path = (req.url ?? '').split('?')[0];
-    if (req.method !== 'POST' || path !== '/v1/messages' || typeof body.model !== 'string') {
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    const ask = req.method === 'POST' ? asked(path, body) : undefined;
+    if (!ask) {
       counts.bad++;
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end(
@@ -173,8 +293,8 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
       );
       return;
     }
-    const p = bytesFor(body.model);
-    if (body.stream !== true) {
+    const p = bytesFor(ask.model, ask.gemini);
+    if (!ask.stream) {
       counts.json++;
       res.writeHead(200, {
         'content-type': 'application/json',
@@ -185,31 +305,32 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
       return;
     }
     res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
+      'content-type':
+        ask.render === framed ? 'application/vnd.amazon.eventstream' : 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       'request-id': 'req_bench_stream',
     });
-    if (body.model === HOLD_MODEL) {
+    if (ask.model === HOLD_MODEL) {
       counts.held++;
-      res.write(Buffer.concat(p.events.slice(0, HELD_PREFIX).map(stamped)));
-      const rest = Buffer.concat(p.events.slice(HELD_PREFIX).map(stamped));
+      res.write(Buffer.concat(p.events.slice(0, HELD_PREFIX).map(ask.render)));
+      const rest = Buffer.concat(p.events.slice(HELD_PREFIX).map(ask.render));
       const h: Held = { res, rest, since: Date.now() };
       held.add(h);
       res.on('close', () => held.delete(h));
       return;
     }
     counts.stream++;
-    void writeEvents(res, p.events);
+    void writeEvents(res, p.events, ask.render);
   });
 });
 
 /** The opening events at once, then one event per millisecond timer. */
-async function writeEvents(res: http.ServerResponse, events: Event[]): Promise<void> {
-  res.write(Buffer.concat(events.slice(0, HELD_PREFIX).map(stamped)));
+async function writeEvents(res: http.ServerResponse, events: Event[], render: Render): Promise<void> {
+  res.write(Buffer.concat(events.slice(0, HELD_PREFIX).map(render)));
   for (const e of events.slice(HELD_PREFIX)) {
     await new Promise<void>((r) => setTimeout(r, 1));
     if (res.destroyed) return;
-    res.write(stamped(e));
+    res.write(render(e));
   }
   res.end();
 }

@@ -10,8 +10,13 @@
  *   npm run bench -- --bridge FILE  bench another build of the bridge (its aibridge.cjs)
  *   npm run bench -- --replicas 3   the scale-out run: replicas on PostgreSQL behind HAProxy, one killed (bench/scale-out.ts)
  *
+ * Besides the direct API's route, three columns reach the same mock through the Bedrock, Vertex
+ * and Gemini families (signing, tokens, re-framing, another wire's meter), so what a family adds
+ * shows beside `AI Bridge`.
+ *
  * docs/performance.md says what the figures mean and keeps the latest ones.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -190,6 +195,81 @@ async function startBridge(
       origin: url,
       path: '/anthropic/v1/messages',
       headers: { ...ANTHROPIC_HEADERS, 'x-api-key': key },
+    },
+  };
+}
+
+/**
+ * A bridge whose only provider instance is a cloud family in front of the same mock: `bedrock`
+ * (every request SigV4-signed with static test credentials, the event stream re-framed as SSE) or
+ * `vertex` (a bearer token from google-auth-library, fetched once from the mock's token endpoint
+ * with a freshly made service-account key, then cached). Clients speak Anthropic at `/<name>`.
+ */
+async function startCloudBridge(
+  family: 'bedrock' | 'vertex' | 'gemini',
+  mockUrl: string,
+  dir: string,
+): Promise<PathState> {
+  if (family === 'gemini') return startGeminiBridge(mockUrl, dir);
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'providers.json');
+  let entry: Record<string, unknown>;
+  let env: Record<string, string> = { AIBRIDGE_PROVIDERS_FILE: file };
+  if (family === 'bedrock') {
+    entry = { type: 'bedrock', region: 'us-east-1', baseUrl: mockUrl };
+    env = {
+      ...env,
+      AWS_ACCESS_KEY_ID: 'AKIABENCHBEDROCK0001',
+      AWS_SECRET_ACCESS_KEY: 'benchSecretAccessKeyForTheBedrockColumn00',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    };
+  } else {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const key = path.join(dir, 'sa.json');
+    fs.writeFileSync(
+      key,
+      JSON.stringify({
+        type: 'service_account',
+        project_id: 'bench-project',
+        private_key_id: 'bench',
+        private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        client_email: 'bench@bench-project.iam.gserviceaccount.com',
+        token_uri: `${mockUrl}/token`,
+      }),
+      { mode: 0o600 },
+    );
+    entry = {
+      type: 'vertex-anthropic',
+      project: 'bench-project',
+      region: 'us-east5',
+      baseUrl: mockUrl,
+      credentialsFile: key,
+    };
+  }
+  fs.writeFileSync(file, JSON.stringify({ providers: { [family]: entry } }));
+  const id: PathId = family === 'bedrock' ? 'bridgeBedrock' : 'bridgeVertex';
+  const label = family === 'bedrock' ? 'Bridge → Bedrock' : 'Bridge → Vertex';
+  const p = await startBridge(id, label, mockUrl, path.join(dir, 'data'), [], env);
+  return { ...p, target: { ...(p.target as Target), name: id, path: `/${family}/v1/messages` } };
+}
+
+/** The built-in `gemini` instance in front of the mock, clients speaking Gemini's own API at `/gemini`. */
+async function startGeminiBridge(mockUrl: string, dir: string): Promise<PathState> {
+  const p = await startBridge('bridgeGemini', 'Bridge → Gemini', mockUrl, path.join(dir, 'data'), [], {
+    AIBRIDGE_GEMINI_BASE_URL: mockUrl,
+    AIBRIDGE_GEMINI_API_KEY: 'bench-gemini-upstream',
+  });
+  const key = (p.target as Target).headers['x-api-key'] ?? '';
+  const models = '/gemini/v1beta/models/gemini-2.5-flash';
+  return {
+    ...p,
+    target: {
+      name: 'bridgeGemini',
+      origin: (p.target as Target).origin,
+      path: `${models}:generateContent`,
+      streamPath: `${models}:streamGenerateContent?alt=sse`,
+      headers: { 'content-type': 'application/json', 'x-goog-api-key': key },
+      wire: 'gemini',
     },
   };
 }
@@ -379,6 +459,23 @@ async function main(): Promise<void> {
       });
     }
   }
+  const clouds: PathState[] = [];
+  if (!PROFILE) {
+    const ids = { bedrock: 'bridgeBedrock', vertex: 'bridgeVertex', gemini: 'bridgeGemini' } as const;
+    for (const family of ['bedrock', 'vertex', 'gemini'] as const) {
+      try {
+        clouds.push(await startCloudBridge(family, mockUrl, path.join(tmp, family)));
+      } catch (err) {
+        const id: PathId = ids[family];
+        clouds.push({
+          id,
+          label: `Bridge → ${family}`,
+          unavailable: `did not start: ${(err as Error).message}`,
+        });
+      }
+    }
+    paths.push(...clouds);
+  }
   const loadgen = startWorker('loadgen', path.join(BENCH, 'loadgen.ts'));
   const startRss = new Map<PathId, number>();
   for (const p of paths)
@@ -422,7 +519,7 @@ async function main(): Promise<void> {
     r.memory ??= {};
     return r.memory;
   };
-  for (const p of proxies) {
+  for (const p of [...proxies, ...clouds.filter((c) => !c.unavailable)]) {
     if (!p.proc?.proc.pid) continue;
     memory(p.id).startMB = mb(startRss.get(p.id) ?? 0);
     memory(p.id).idleMB = mb(rssBytes(p.proc.proc.pid));

@@ -26,6 +26,7 @@ import type { McpHub } from './mcp/hub';
 import { mcpCapability } from './mcp/mcp-plugin';
 import { Metrics } from './metrics';
 import { oauthCapability } from './oauth/oauth-plugin';
+import { CredentialProbe } from './ops/credential-probe';
 import { listenMetricsAlone } from './ops/metrics-listener';
 import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
@@ -206,6 +207,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         metricsToken: config.metricsToken,
         auth,
         requestAuth: admin.requestAuth,
+        credentials: new CredentialProbe(adaptersOf(config.upstreams), core.clock),
       }),
     );
     await app.register(admin.assets);

@@ -1,7 +1,16 @@
 import type { Percentiles } from './stats';
 import { round } from './stats';
 
-export type PathId = 'direct' | 'floor' | 'bridge' | 'bridgeObs' | 'bridgePg' | 'portkey';
+export type PathId =
+  | 'direct'
+  | 'floor'
+  | 'bridge'
+  | 'bridgeObs'
+  | 'bridgePg'
+  | 'portkey'
+  | 'bridgeBedrock'
+  | 'bridgeVertex'
+  | 'bridgeGemini';
 
 /** The columns of the table, in order. */
 export const COLUMNS: readonly { id: PathId; title: string }[] = [
@@ -11,6 +20,11 @@ export const COLUMNS: readonly { id: PathId; title: string }[] = [
   { id: 'bridgeObs', title: 'Bridge + metrics & traces' },
   { id: 'bridgePg', title: 'Bridge + PostgreSQL' },
   { id: 'portkey', title: 'Portkey' },
+  // The same mock answers, reached through a cloud family: what signing, tokens and re-framing add.
+  { id: 'bridgeBedrock', title: 'Bridge → Bedrock' },
+  { id: 'bridgeVertex', title: 'Bridge → Vertex' },
+  // Gemini's own API, client and upstream: its meter and usage, on a body of the same turn.
+  { id: 'bridgeGemini', title: 'Bridge → Gemini' },
 ];
 
 export interface Latency extends Percentiles {

@@ -9,6 +9,7 @@ import { looksLikeKey } from '../identity/keys';
 import type { Metrics } from '../metrics';
 import type { CircuitBreakers } from '../proxy/circuit-breaker';
 import type { Store } from '../store/types';
+import type { CredentialProbe } from './credential-probe';
 
 export interface OpsDeps {
   version: string;
@@ -23,6 +24,8 @@ export interface OpsDeps {
   auth: Authenticator;
   /** A bridge key or the admin page's session cookie (the health details). */
   requestAuth: RequestAuth;
+  /** Whether each configured instance's credential can be obtained. */
+  credentials: Pick<CredentialProbe, 'reports'>;
 }
 
 /** Compares secrets in constant time (digests make the lengths equal). */
@@ -68,15 +71,26 @@ export function opsRoutes(d: OpsDeps): FastifyPluginAsync {
         ok: false,
         detail: (err as Error).message,
       }));
+      const credentials = await d.credentials.reports();
       const upstreamStates = Object.fromEntries(
-        Object.entries(d.upstreams).map(([id, u]) => [id, { configured: u.configured }]),
+        Object.entries(d.upstreams).map(([id, u]) => {
+          const credential = credentials[id];
+          return [id, { configured: u.configured, ...(credential ? { credential } : {}) }];
+        }),
       );
-      const ready = storeHealth.ok && Object.values(upstreamStates).some((u) => u.configured);
+      // An instance serves if it is configured and its credential is not known to fail.
+      const serving = (u: { configured: boolean; credential?: { ok: boolean | null } }): boolean =>
+        u.configured && u.credential?.ok !== false;
+      const states = Object.values(upstreamStates);
+      const ready = storeHealth.ok && states.some(serving);
+      // Degraded, not unready: one instance's credential failing should not take the replica (and
+      // every other instance it serves) out of rotation, and every replica would fail alike.
+      const degraded = ready && states.some((u) => u.configured && !serving(u));
       const status = ready ? 'ready' : 'not_ready';
       reply.code(ready ? 200 : 503);
       if (!(await maySeeDetails(req))) return { status };
       return {
-        status,
+        status: degraded ? 'degraded' : status,
         store: { kind: d.store.kind, ...storeHealth },
         upstreams: upstreamStates,
         breakers: d.breakers.snapshot(),

@@ -26,10 +26,12 @@ export function parseArguments(raw: string): unknown {
 /**
  * Tags agents wrap the context they inject into a user turn in: `<system-reminder>` (Claude Code),
  * `<environment_context>`, `<user_instructions>`, `<startup_context>`, `<turn_aborted>` (Codex),
- * `<current_datetime>`, `<system_reminder>`, `<system_notifications>` (Copilot CLI). None is what
- * the developer typed.
+ * `<current_datetime>`, `<system_reminder>`, `<system_notifications>` (Copilot CLI),
+ * `<session_context>` (Gemini CLI's first turn: date, OS, the workspace's files). None is what the
+ * developer typed.
  */
 const HARNESS_TAGS = new Set([
+  'session_context',
   'system-reminder',
   'system_reminder',
   'system_notifications',

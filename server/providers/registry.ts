@@ -6,6 +6,7 @@ import { geminiFamily } from './gemini/family';
 import { openaiFamily } from './openai/family';
 import { openaiCompatibleFamily } from './openai-compatible/family';
 import type { ProviderAdapter } from './types';
+import { vertexAnthropicFamily } from './vertex-anthropic/family';
 
 /** Every provider family the bridge can serve; adding one means one folder and one line here. */
 export const FAMILIES: readonly ProviderFamily[] = [
@@ -15,6 +16,7 @@ export const FAMILIES: readonly ProviderFamily[] = [
   azureOpenaiFamily,
   geminiFamily,
   bedrockFamily,
+  vertexAnthropicFamily,
 ];
 
 /** Families registered by tests (a family defined only in its folder is served). */

@@ -123,7 +123,8 @@ export interface ProviderAdapter {
   /**
    * Sends a metered request itself, for an upstream whose wire differs from the client's (a signed
    * request to another path, a binary stream re-framed as SSE); the answer must be in the client's
-   * wire format. Absent: the prepared bytes are POSTed to `upstreamUrl(target)` with `authHeaders`.
+   * wire format. The POST routes of `passthrough` go through it too (`call.target` tells which).
+   * Absent: the prepared bytes are POSTed to `upstreamUrl(target)` with `authHeaders`.
    */
   send?(call: UpstreamCall): Promise<Dispatcher.ResponseData>;
   /** Rewrites an upstream error body into the client's error shape; absent: relayed as sent. */

@@ -54,8 +54,9 @@ export function detectClient(headers: IncomingHttpHeaders): string {
   // Copilot CLI talks to a BYOK provider through the plain SDKs, adding only its own two headers.
   if (header(headers, 'x-interaction-type') !== '' && header(headers, 'x-initiator') !== '')
     return 'copilot-cli';
-  // Gemini CLI: `GeminiCLI/<version>[/<model>] (<platform>; <arch>)`.
-  if (ua.startsWith('GeminiCLI/')) return 'gemini-cli';
+  // Gemini CLI: `GeminiCLI/<version>[/<model>] (<platform>; <arch>)`; since 0.6x the surface is
+  // named too (`GeminiCLI-tui/0.61.0/gemini-3.1-pro-preview (linux; x64; terminal)`).
+  if (/^GeminiCLI(-[a-z]+)?\//.test(ua)) return 'gemini-cli';
   const originator = header(headers, 'originator');
   if (originator.startsWith('codex') || ua.startsWith('codex_') || ua.startsWith('codex-')) return 'codex';
   const rawLang = header(headers, 'x-stainless-lang').toLowerCase();

@@ -110,14 +110,27 @@ async function passThrough(
     if (!reply.raw.writableFinished) abort.abort();
   });
   let res: Dispatcher.ResponseData;
+  const headers = { ...upstreamRequestHeaders(req.headers), ...lease.headers };
+  const body = raw && raw.length > 0 ? raw : null;
   try {
-    res = await undiciRequest(adapter.upstreamUrl(target), {
-      method: req.method as Dispatcher.HttpMethod,
-      headers: { ...upstreamRequestHeaders(req.headers), ...lease.headers },
-      body: raw && raw.length > 0 ? raw : null,
-      dispatcher: deps.dispatcher,
-      signal: abort.signal,
-    });
+    // A family that rewrites its metered requests (another path, a signature) rewrites its POST
+    // passthroughs too: Vertex's count_tokens is `count-tokens:rawPredict`.
+    res =
+      adapter.send && req.method === 'POST'
+        ? await adapter.send({
+            target,
+            bytes: body ?? Buffer.alloc(0),
+            headers,
+            dispatcher: deps.dispatcher,
+            signal: abort.signal,
+          })
+        : await undiciRequest(adapter.upstreamUrl(target), {
+            method: req.method as Dispatcher.HttpMethod,
+            headers,
+            body,
+            dispatcher: deps.dispatcher,
+            signal: abort.signal,
+          });
   } catch (err) {
     lease.report({ status: 0 });
     throw upstreamFailure(err);

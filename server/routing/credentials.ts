@@ -1,5 +1,6 @@
 import { BridgeError } from '../errors';
 import type { ProviderAdapter } from '../providers/types';
+import { noteCredential } from './credential-health';
 
 /** How one upstream attempt went, for the credential that carried it. */
 export interface AttemptOutcome {
@@ -46,8 +47,12 @@ export function singleCredential(adapter: ProviderAdapter): CredentialSource {
  */
 export async function credentialHeaders(adapter: ProviderAdapter): Promise<Record<string, string>> {
   try {
-    return await adapter.authHeaders();
+    const headers = await adapter.authHeaders();
+    // Every outcome is kept for /readyz, so the probe rarely has to fetch a credential itself.
+    noteCredential(adapter);
+    return headers;
   } catch (err) {
+    noteCredential(adapter, err);
     return Promise.reject(
       new BridgeError(
         'provider_not_configured',

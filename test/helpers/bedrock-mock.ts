@@ -19,6 +19,8 @@ export interface AwsTestCredentials {
 
 export const BEDROCK_REGION = 'us-east-1';
 export const BEDROCK_TEXT = 'Hello from the Bedrock mock.';
+/** What CountTokens answers. */
+export const BEDROCK_COUNT = 23;
 export const BEDROCK_USAGE = { input_tokens: 31, output_tokens: 17, cache_read_input_tokens: 5 };
 
 export type BedrockScenario = 'text' | 'tool' | 'throttle' | 'stream-exception';
@@ -217,6 +219,11 @@ export class BedrockMock {
         'x-amzn-errortype': 'ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/',
       });
       res.end(JSON.stringify({ message: 'Too many requests, please wait before trying again.' }));
+      return;
+    }
+    if (/^\/model\/[^/]+\/count-tokens$/.test(req.url ?? '')) {
+      res.writeHead(200, { ...amzn, 'content-type': 'application/json' });
+      res.end(JSON.stringify({ inputTokens: BEDROCK_COUNT }));
       return;
     }
     const match = /^\/model\/([^/]+)\/(invoke|invoke-with-response-stream)$/.exec(req.url ?? '');

@@ -25,6 +25,8 @@ export interface WireCase {
     bytesExact: boolean;
     /** Checks the body the client got when it is not byte-exact. */
     clientBody?: (body: unknown) => void;
+    /** The exact bytes the client gets when the family re-frames the answer (a fixture in the same folder). */
+    clientFixture?: string;
   };
 }
 
@@ -46,23 +48,60 @@ export interface WireFamily {
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
 
-/** Answers every request with the fixture its `x-fixture` header names, byte for byte. */
-async function fixtureServer(dir: string): Promise<Listening & { seen: string[] }> {
+/** The fixture the next request gets when it carries no `x-fixture` header (a signed request carries only what is signed). */
+interface NextFixture {
+  name: string;
+  status: number;
+}
+
+const CONTENT_TYPES: readonly [string, string][] = [
+  ['.sse', 'text/event-stream'],
+  ['.eventstream', 'application/vnd.amazon.eventstream'],
+];
+
+/** An OAuth2 token endpoint's answer, for families that fetch access tokens (`POST /token`). */
+const TOKEN_ANSWER = JSON.stringify({
+  access_token: 'ya29.wire-contract',
+  expires_in: 3600,
+  token_type: 'Bearer',
+});
+
+/**
+ * Answers every request with the fixture its `x-fixture` header names (else the suite's `next`),
+ * byte for byte, with the headers of `<fixture>.headers.json` when there is one (AWS's
+ * `x-amzn-errortype`).
+ */
+async function fixtureServer(dir: string): Promise<Listening & { seen: string[]; next: NextFixture }> {
   const seen: string[] = [];
+  const state: { next: NextFixture } = { next: { name: '', status: 200 } };
   const server = http.createServer((req, res) => {
     void (async () => {
       for await (const _ of req) {
         // drain the request
       }
+      if (req.url === '/token') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(TOKEN_ANSWER);
+        return;
+      }
       seen.push(req.url ?? '');
-      const name = String(req.headers['x-fixture'] ?? '');
-      const status = Number(req.headers['x-fixture-status'] ?? 200);
+      const header = req.headers['x-fixture'];
+      const name = header === undefined ? state.next.name : String(header);
+      const status = Number(
+        req.headers['x-fixture-status'] ?? (header === undefined ? state.next.status : 200),
+      );
       const bytes = await fs.readFile(path.join(dir, name));
+      const extra = await fs
+        .readFile(path.join(dir, `${name}.headers.json`), 'utf8')
+        .then((t) => JSON.parse(t) as Record<string, string>)
+        .catch(() => ({}));
       res.writeHead(status, {
-        'content-type': name.endsWith('.sse') ? 'text/event-stream' : 'application/json',
+        'content-type': CONTENT_TYPES.find(([ext]) => name.endsWith(ext))?.[1] ?? 'application/json',
         'x-request-id': 'req_fixture',
         'request-id': 'req_fixture',
         'apim-request-id': 'req_fixture',
+        'x-amzn-requestid': 'req_fixture',
+        ...extra,
       });
       // In two pieces, split inside an event: the meter must not depend on chunk boundaries.
       const cut = Math.floor(bytes.length / 2);
@@ -70,7 +109,8 @@ async function fixtureServer(dir: string): Promise<Listening & { seen: string[] 
       setImmediate(() => res.end(bytes.subarray(cut)));
     })();
   });
-  return { ...(await listenOnLoopback(server)), seen };
+  // The suite sets `next` on the object returned: the handler reads it from there.
+  return Object.assign(state, await listenOnLoopback(server), { seen });
 }
 
 /**
@@ -81,7 +121,7 @@ async function fixtureServer(dir: string): Promise<Listening & { seen: string[] 
  */
 export function wireContract(f: WireFamily): void {
   describe(`the wire contract: ${f.type}`, () => {
-    let upstream: Listening & { seen: string[] };
+    let upstream: Listening & { seen: string[]; next: NextFixture };
     let tb: TestBridge;
     let key: string;
     const dir = path.join(FIXTURES, f.type);
@@ -105,6 +145,7 @@ export function wireContract(f: WireFamily): void {
     for (const c of f.cases) {
       it(c.title, async () => {
         const n = (await tb.interceptions(0, key)).length;
+        upstream.next = { name: c.fixture, status: c.status ?? 200 };
         const res = await fetch(`${tb.url}${f.prefix}${c.path}`, {
           method: 'POST',
           headers: {
@@ -117,9 +158,10 @@ export function wireContract(f: WireFamily): void {
           body: JSON.stringify(c.body),
         });
         const got = Buffer.from(await res.arrayBuffer());
-        const want = await fs.readFile(path.join(dir, c.fixture));
+        const want = await fs.readFile(path.join(dir, c.expect.clientFixture ?? c.fixture));
         assert.equal(res.status, c.status ?? 200);
-        if (c.expect.bytesExact) assert.ok(got.equals(want), `bytes differ:\n${got}\n---\n${want}`);
+        if (c.expect.bytesExact || c.expect.clientFixture)
+          assert.ok(got.equals(want), `bytes differ:\n${got}\n---\n${want}`);
         else c.expect.clientBody?.(JSON.parse(got.toString('utf8')));
         const rec = (await tb.interceptions(n + 1, key))[0]!;
         assert.equal(rec.provider, 'wire');

@@ -8,6 +8,7 @@ import { awsErrorOf, mapAwsError } from '../../server/providers/bedrock/errors';
 import { priceModelOf } from '../../server/providers/bedrock/models';
 import {
   AWS_TEST_CREDENTIALS,
+  BEDROCK_COUNT,
   BEDROCK_REGION,
   BEDROCK_TEXT,
   BEDROCK_USAGE,
@@ -279,6 +280,31 @@ describe('AWS Bedrock (Claude) as an instance', () => {
     assert.equal(a?.accessKeyId, AWS_TEST_CREDENTIALS.accessKeyId);
     assert.equal(b?.accessKeyId, next.accessKeyId, 'the refreshed credentials signed the next request');
     assert.ok(a?.signatureValid && b?.signatureValid);
+  });
+
+  it('count_tokens goes to CountTokens for the foundation model, the invoke body in base64', async () => {
+    const counted = await client.messages.countTokens(
+      { model: 'claude-haiku-4-5-20251001', messages: [{ role: 'user', content: 'count me' }] },
+      { headers: { 'anthropic-beta': 'context-1m-2025-08-07,claude-code-20250219' } },
+    );
+    assert.deepEqual(counted, { input_tokens: BEDROCK_COUNT });
+    const seen = mock.seen.at(-1)!;
+    assert.equal(seen.signatureValid, true);
+    // The instance maps the name to the `us.` profile; CountTokens takes the foundation model only.
+    assert.equal(
+      seen.path,
+      `/model/${encodeURIComponent('anthropic.claude-haiku-4-5-20251001-v1:0')}/count-tokens`,
+    );
+    const input = seen.body.input as { invokeModel: { body: string } };
+    const invoke = JSON.parse(Buffer.from(input.invokeModel.body, 'base64').toString('utf8')) as Record<
+      string,
+      unknown
+    >;
+    assert.equal(invoke.anthropic_version, 'bedrock-2023-05-31');
+    assert.equal(invoke.max_tokens, 1024, 'InvokeModel’s schema requires max_tokens');
+    assert.deepEqual(invoke.messages, [{ role: 'user', content: 'count me' }]);
+    assert.deepEqual(invoke.anthropic_beta, ['context-1m-2025-08-07']);
+    assert.ok(!('model' in invoke));
   });
 
   it('a request naming no model is a 400 in Anthropic’s shape, never sent', async () => {

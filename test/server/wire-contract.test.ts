@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { testServiceAccount } from '../helpers/vertex-mock';
 import { type WireCase, wireContract } from '../providers/wire-contract';
 
 const MSG = { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] };
@@ -254,6 +258,192 @@ wireContract({
       path: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
       body: GEMINI,
       expect: { status: 'error', errorType: 'UNAVAILABLE', usage: { input: 5 }, bytesExact: true },
+    },
+  ],
+});
+
+/** Anthropic's error body with `type` and a message matching `message`. */
+function anthropicError(type: string, message: RegExp): (body: unknown) => void {
+  return (body) => {
+    const b = body as { type: string; error: { type: string; message: string } };
+    assert.equal(b.type, 'error');
+    assert.equal(b.error.type, type);
+    assert.match(b.error.message, message);
+  };
+}
+
+describe('bedrock, signed with temporary credentials from the environment', () => {
+  const vars = [
+    'AWS_ACCESS_KEY_ID',
+    'AWS_SECRET_ACCESS_KEY',
+    'AWS_SESSION_TOKEN',
+    'AWS_EC2_METADATA_DISABLED',
+  ];
+  const saved = Object.fromEntries(vars.map((k) => [k, process.env[k]]));
+  before(() => {
+    Object.assign(process.env, {
+      AWS_ACCESS_KEY_ID: 'ASIAWIRECONTRACT0001',
+      AWS_SECRET_ACCESS_KEY: 'wireContractSecretAccessKey0000000000000',
+      AWS_SESSION_TOKEN: 'IQoJb3JpZ2luX2VjEWireContract',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+  });
+  after(() => {
+    for (const k of vars) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  });
+
+  // Bedrock's requests are signed, so the fixture server picks the answer by the suite's `next`,
+  // not a header; the event stream is re-framed as Anthropic SSE, which must come out exactly.
+  wireContract({
+    type: 'bedrock',
+    entry: (upstream) => ({ type: 'bedrock', region: 'us-east-1', baseUrl: upstream }),
+    prefix: '/wire',
+    headers: { 'anthropic-version': '2023-06-01' },
+    errorShape: anthropicShape,
+    cases: [
+      {
+        title: 're-frames a streamed tool call as Anthropic SSE, metered with cache usage',
+        fixture: 'invoke-stream-tool.eventstream',
+        path: '/v1/messages',
+        body: { ...MSG, stream: true },
+        expect: {
+          status: 'ok',
+          usage: { input: 388, cacheRead: 2048, output: 61 },
+          toolCalls: ['get_weather'],
+          bytesExact: false,
+          clientFixture: 'invoke-stream-tool.sse',
+        },
+      },
+      {
+        title: 'meters a JSON answer, passed as sent',
+        fixture: 'invoke-json.json',
+        path: '/v1/messages',
+        body: MSG,
+        expect: {
+          status: 'ok',
+          usage: { input: 17, cacheWrite: 40, output: 9 },
+          toolCalls: [],
+          bytesExact: true,
+        },
+      },
+      {
+        title: 'maps ThrottlingException to a 429 in Anthropic’s shape',
+        fixture: 'invoke-error-throttling.json',
+        status: 429,
+        path: '/v1/messages',
+        body: MSG,
+        expect: {
+          status: 'error',
+          errorType: 'rate_limit_error',
+          bytesExact: false,
+          clientBody: anthropicError('rate_limit_error', /^ThrottlingException: Too many requests/),
+        },
+      },
+      {
+        title: 'maps ValidationException to a 400 in Anthropic’s shape',
+        fixture: 'invoke-error-validation.json',
+        status: 400,
+        path: '/v1/messages',
+        body: MSG,
+        expect: {
+          status: 'error',
+          errorType: 'invalid_request_error',
+          bytesExact: false,
+          clientBody: anthropicError('invalid_request_error', /^ValidationException: messages\.0\.content/),
+        },
+      },
+      {
+        title: 'turns an exception frame mid-stream into Anthropic’s error event',
+        fixture: 'invoke-stream-exception.eventstream',
+        path: '/v1/messages',
+        body: { ...MSG, stream: true },
+        expect: {
+          status: 'error',
+          errorType: 'rate_limit_error',
+          usage: { input: 14 },
+          bytesExact: false,
+          clientFixture: 'invoke-stream-exception.sse',
+        },
+      },
+    ],
+  });
+});
+
+/** A service-account key whose token_uri is the fixture server's token endpoint (written when the entry is made). */
+function vertexKeyFile(upstream: string): string {
+  const file = path.join(os.tmpdir(), `aibridge-wire-vertex-${process.pid}.json`);
+  fs.writeFileSync(file, JSON.stringify(testServiceAccount().json(`${upstream}/token`)), { mode: 0o600 });
+  return file;
+}
+
+// Vertex relays Claude's own JSON and SSE, so they pass byte for byte; Google-shaped refusals are mapped.
+wireContract({
+  type: 'vertex-anthropic',
+  entry: (upstream) => ({
+    type: 'vertex-anthropic',
+    project: 'wire-project',
+    region: 'us-east5',
+    baseUrl: upstream,
+    credentialsFile: vertexKeyFile(upstream),
+  }),
+  prefix: '/wire',
+  headers: { 'anthropic-version': '2023-06-01' },
+  errorShape: anthropicShape,
+  cases: [
+    {
+      title: 'meters a streamed tool call with cache usage, passing the stream byte for byte',
+      fixture: 'stream-tool.sse',
+      path: '/v1/messages',
+      body: { ...MSG, stream: true },
+      expect: {
+        status: 'ok',
+        usage: { input: 472, cacheRead: 1200, output: 89 },
+        toolCalls: ['get_weather'],
+        bytesExact: true,
+      },
+    },
+    {
+      title: 'meters a JSON answer',
+      fixture: 'rawpredict-json.json',
+      path: '/v1/messages',
+      body: MSG,
+      expect: {
+        status: 'ok',
+        usage: { input: 12, cacheWrite: 30, output: 6 },
+        toolCalls: [],
+        bytesExact: true,
+      },
+    },
+    {
+      title: 'maps RESOURCE_EXHAUSTED to a 429 in Anthropic’s shape',
+      fixture: 'error-429-resource-exhausted.json',
+      status: 429,
+      path: '/v1/messages',
+      body: MSG,
+      expect: {
+        status: 'error',
+        errorType: 'rate_limit_error',
+        bytesExact: false,
+        clientBody: anthropicError('rate_limit_error', /^RESOURCE_EXHAUSTED: Quota exceeded/),
+      },
+    },
+    {
+      title: 'relays Claude’s own error as sent',
+      fixture: 'error-400-invalid.json',
+      status: 400,
+      path: '/v1/messages',
+      body: MSG,
+      expect: { status: 'error', errorType: 'invalid_request_error', bytesExact: true },
+    },
+    {
+      title: 'relays a mid-stream error event byte for byte',
+      fixture: 'stream-midstream-error.sse',
+      path: '/v1/messages',
+      body: { ...MSG, stream: true },
+      expect: { status: 'error', errorType: 'overloaded_error', usage: { input: 20 }, bytesExact: true },
     },
   ],
 });

@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { type Dispatcher, request as undiciRequest } from 'undici';
@@ -7,15 +6,17 @@ import { messagesApi } from '../anthropic/messages';
 import { isObject } from '../common';
 import type { FieldProblem, InstanceSettings, ProviderFamily } from '../family';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
+import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
 import { awsCredentials } from './credentials';
 import { awsErrorOf, mapAwsError } from './errors';
 import { anthropicSse } from './eventstream';
 import { priceModelOf } from './models';
-import { bedrockRequest, modelsOf } from './request';
+import { bedrockRequest, countTokensRequest, modelsOf } from './request';
 
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 /** The runtime endpoint of the instance's region; `{region}` is filled in by `create`. */
 const DEFAULT_ENDPOINT = 'https://bedrock-runtime.{region}.amazonaws.com';
+const COUNT_TOKENS = '/v1/messages/count_tokens';
 
 function validate(entry: JsonObject): FieldProblem | undefined {
   if (typeof entry.region !== 'string' || !REGION.test(entry.region))
@@ -41,53 +42,6 @@ function headerOf(h: Readonly<Record<string, string | string[]>>, name: string):
   return Array.isArray(v) ? v.join(',') : v;
 }
 
-/** A whole JSON answer the bridge composed, shaped like the upstream response the exchange reads. */
-function jsonAnswer(
-  res: Dispatcher.ResponseData,
-  status: number,
-  body: unknown,
-  extra: Record<string, string>,
-): Dispatcher.ResponseData {
-  const bytes = Buffer.from(JSON.stringify(body));
-  const headers = {
-    ...res.headers,
-    ...extra,
-    'content-type': 'application/json',
-    'content-length': String(bytes.length),
-  };
-  return withBody(res, status, headers, [bytes]);
-}
-
-/**
- * The upstream response with its status, headers and body replaced. The exchange reads only the
- * status, the headers and the body as an async iterable it may destroy, so a plain Readable stands
- * in for undici's body; destroying it destroys the upstream's.
- */
-function withBody(
-  res: Dispatcher.ResponseData,
-  statusCode: number,
-  headers: Dispatcher.ResponseData['headers'],
-  chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
-): Dispatcher.ResponseData {
-  const body = Readable.from(chunks, { objectMode: false });
-  body.on('close', () => res.body.destroy());
-  return { ...res, statusCode, headers, body: body as unknown as Dispatcher.ResponseData['body'] };
-}
-
-/** An answer the bridge gives without asking Bedrock (a request it cannot map). */
-function localAnswer(status: number, body: unknown): Dispatcher.ResponseData {
-  const bytes = Buffer.from(JSON.stringify(body));
-  return {
-    statusCode: status,
-    statusText: '',
-    headers: { 'content-type': 'application/json', 'content-length': String(bytes.length) },
-    trailers: {},
-    opaque: null,
-    context: {},
-    body: Readable.from([bytes]) as unknown as Dispatcher.ResponseData['body'],
-  };
-}
-
 function create(s: InstanceSettings): ProviderAdapter {
   const region = String(s.options.region);
   const endpoint = new URL(s.baseUrl.replace('{region}', region));
@@ -103,9 +57,9 @@ function create(s: InstanceSettings): ProviderAdapter {
     } catch {
       body = undefined;
     }
-    const req = isObject(body)
-      ? bedrockRequest(body, headerOf(call.headers, 'anthropic-beta'), models)
-      : undefined;
+    const counting = call.target.split('?')[0] === COUNT_TOKENS;
+    const rewrite = counting ? countTokensRequest : bedrockRequest;
+    const req = isObject(body) ? rewrite(body, headerOf(call.headers, 'anthropic-beta'), models) : undefined;
     if (!req) return localAnswer(400, anthropicErrorBody(400, 'model: a Bedrock model id is required'));
     const signed = await signer.sign({
       method: 'POST',
@@ -147,6 +101,19 @@ function create(s: InstanceSettings): ProviderAdapter {
         mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {},
       );
     }
+    if (counting) {
+      // `{"inputTokens": n}` → Anthropic's `{"input_tokens": n}`.
+      const answer: unknown = await res.body.json();
+      const n = isObject(answer) && typeof answer.inputTokens === 'number' ? answer.inputTokens : null;
+      if (n === null)
+        return jsonAnswer(
+          res,
+          502,
+          anthropicErrorBody(502, 'Bedrock CountTokens answered without inputTokens.'),
+          {},
+        );
+      return jsonAnswer(res, 200, { input_tokens: n }, {});
+    }
     if (!type.includes('application/vnd.amazon.eventstream')) return res;
     const headers: Dispatcher.ResponseData['headers'] = {
       ...res.headers,
@@ -162,7 +129,7 @@ function create(s: InstanceSettings): ProviderAdapter {
     prefix: `/${s.name}`,
     requestIdHeader: 'x-amzn-requestid',
     apis: [messagesApi],
-    passthrough: [],
+    passthrough: [{ methods: ['POST'], path: COUNT_TOKENS, why: 'counts tokens; free' }],
     configured: true,
     upstreamUrl: (target) => `${endpoint.origin}${basePath}${target}`,
     // Resolving the credentials here makes a missing one the exchange's 503 naming this instance.

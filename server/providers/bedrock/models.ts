@@ -1,5 +1,5 @@
 /** Bedrock's cross-region inference profiles prefix the model id with a geography. */
-const REGIONAL = /^(us|eu|apac|global|us-gov|jp|au|ca)\./;
+export const REGIONAL = /^(us|eu|apac|global|us-gov|jp|au|ca)\./;
 
 /**
  * The Anthropic model name a Bedrock model id or inference-profile ARN is priced as:

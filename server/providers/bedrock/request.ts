@@ -1,5 +1,6 @@
 import { isObject } from '../common';
 import type { JsonObject } from '../types';
+import { REGIONAL } from './models';
 
 /** The `anthropic_version` Bedrock's Claude models take in the body. */
 export const BEDROCK_VERSION = 'bedrock-2023-05-31';
@@ -73,4 +74,42 @@ export function encodeModelId(id: string): string {
 /** The instance's `models` field: client model name → Bedrock model id or inference-profile ARN. */
 export function modelsOf(options: JsonObject): Readonly<Record<string, string>> {
   return isObject(options.models) ? (options.models as Record<string, string>) : {};
+}
+
+/**
+ * The foundation model an id names: CountTokens takes only those, and refuses inference profiles
+ * (`us.anthropic.…`, or their ARNs) with a ValidationException.
+ */
+export function foundationModelId(id: string): string {
+  const slash = id.lastIndexOf('/');
+  const last = id.startsWith('arn:') && slash !== -1 ? id.slice(slash + 1) : id;
+  return last.replace(REGIONAL, '');
+}
+
+/** Max tokens CountTokens is told when the client's count_tokens body has none: InvokeModel's schema requires it, the count ignores it. */
+const COUNT_MAX_TOKENS = 1024;
+
+/**
+ * Anthropic's count_tokens body as Bedrock's CountTokens takes it:
+ * `POST /model/{foundationModelId}/count-tokens` with `{"input": {"invokeModel": {"body": "<base64
+ * of the InvokeModel body>"}}}`; Bedrock answers `{"inputTokens": n}`.
+ */
+export function countTokensRequest(
+  body: JsonObject,
+  betaHeader: string | readonly string[] | undefined,
+  models: Readonly<Record<string, string>>,
+): BedrockRequest | undefined {
+  const { model, stream: _stream, anthropic_beta: bodyBetas, ...rest } = body;
+  if (typeof model !== 'string' || model === '') return undefined;
+  const invoke: JsonObject = { anthropic_version: BEDROCK_VERSION, max_tokens: COUNT_MAX_TOKENS, ...rest };
+  const betas = betasOf(betaHeader, bodyBetas);
+  if (betas.length > 0) invoke.anthropic_beta = betas;
+  const wrapped = {
+    input: { invokeModel: { body: Buffer.from(JSON.stringify(invoke)).toString('base64') } },
+  };
+  return {
+    path: `/model/${encodeModelId(foundationModelId(models[model] ?? model))}/count-tokens`,
+    stream: false,
+    body: Buffer.from(JSON.stringify(wrapped)),
+  };
 }

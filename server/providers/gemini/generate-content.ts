@@ -11,6 +11,7 @@ import {
   mcpServerOf,
   resultText,
   str,
+  typedText,
 } from '../common';
 import {
   type EventVerdict,
@@ -31,9 +32,11 @@ import { geminiUsage } from './usage';
 /** Text of a content's parts, skipping thoughts; null when it has none. */
 function partsText(parts: unknown): string | null {
   if (!Array.isArray(parts)) return null;
+  // Gemini CLI opens the first turn with a `<session_context>` part: not what the developer typed.
   const texts = (parts as unknown[])
     .filter((p) => isObject(p) && typeof p.text === 'string' && p.thought !== true)
-    .map((p) => (p as { text: string }).text);
+    .map((p) => typedText((p as { text: string }).text))
+    .filter((t): t is string => t !== null);
   return texts.length > 0 ? capText(texts.join('\n')) : null;
 }
 

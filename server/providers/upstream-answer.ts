@@ -1,0 +1,51 @@
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+
+/**
+ * Answers shaped like an upstream response, for a family that sends its own requests (`send`):
+ * the exchange reads only the status, the headers and the body as an async iterable it may
+ * destroy, so a plain Readable stands in for undici's body.
+ */
+
+/** The upstream response with its status, headers and body replaced; destroying the new body destroys the upstream's. */
+export function withBody(
+  res: Dispatcher.ResponseData,
+  statusCode: number,
+  headers: Dispatcher.ResponseData['headers'],
+  chunks: Iterable<Buffer> | AsyncIterable<Buffer>,
+): Dispatcher.ResponseData {
+  const body = Readable.from(chunks, { objectMode: false });
+  body.on('close', () => res.body.destroy());
+  return { ...res, statusCode, headers, body: body as unknown as Dispatcher.ResponseData['body'] };
+}
+
+/** A whole JSON answer the bridge composed in place of the upstream's (an error mapped to the client's shape). */
+export function jsonAnswer(
+  res: Dispatcher.ResponseData,
+  status: number,
+  body: unknown,
+  extra: Record<string, string>,
+): Dispatcher.ResponseData {
+  const bytes = Buffer.from(JSON.stringify(body));
+  const headers = {
+    ...res.headers,
+    ...extra,
+    'content-type': 'application/json',
+    'content-length': String(bytes.length),
+  };
+  return withBody(res, status, headers, [bytes]);
+}
+
+/** An answer the bridge gives without asking the upstream (a request it cannot map). */
+export function localAnswer(status: number, body: unknown): Dispatcher.ResponseData {
+  const bytes = Buffer.from(JSON.stringify(body));
+  return {
+    statusCode: status,
+    statusText: '',
+    headers: { 'content-type': 'application/json', 'content-length': String(bytes.length) },
+    trailers: {},
+    opaque: null,
+    context: {},
+    body: Readable.from([bytes]) as unknown as Dispatcher.ResponseData['body'],
+  };
+}

@@ -1,0 +1,141 @@
+import { type Dispatcher, request as undiciRequest } from 'undici';
+import { anthropicErrorBody } from '../anthropic/errors';
+import { messagesApi } from '../anthropic/messages';
+import { isObject } from '../common';
+import { type FieldProblem, type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
+import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
+import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
+import { googleHeaders } from './credentials';
+import { mapVertexError } from './errors';
+import { modelsOf, priceModelOf, vertexModelId } from './models';
+import { countTokensRequest, messagesRequest, type VertexLocation, vertexBetas } from './request';
+
+/** The regional endpoint; `{region}` is filled in by `create`. */
+const DEFAULT_ENDPOINT = 'https://{region}-aiplatform.googleapis.com';
+/** The `global` location has no regional host. */
+const GLOBAL_ENDPOINT = 'https://aiplatform.googleapis.com';
+/** `us-east5`, `europe-west1`, `northamerica-northeast1`, or `global`. */
+const REGION = /^([a-z]+(-[a-z]+)+\d+|global)$/;
+/** A project id (`my-project-123`) or a domain-scoped one (`example.com:my-project`). */
+const PROJECT = /^([a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
+const COUNT_TOKENS = '/v1/messages/count_tokens';
+
+function validate(entry: JsonObject): FieldProblem | undefined {
+  if (typeof entry.project !== 'string' || !PROJECT.test(entry.project))
+    return { field: 'project', message: 'expected a Google Cloud project id such as "my-project"' };
+  if (typeof entry.region !== 'string' || !REGION.test(entry.region))
+    return { field: 'region', message: 'expected a Vertex AI region such as "us-east5", or "global"' };
+  if (entry.apiKey !== undefined)
+    return {
+      field: 'apiKey',
+      message: 'a vertex-anthropic instance uses Google OAuth2 credentials (credentialsFile or ADC)',
+    };
+  if (
+    entry.credentialsFile !== undefined &&
+    (typeof entry.credentialsFile !== 'string' || entry.credentialsFile === '')
+  )
+    return { field: 'credentialsFile', message: 'expected the path of a Google credentials JSON file' };
+  const m = entry.models;
+  if (m !== undefined) {
+    if (!isObject(m))
+      return { field: 'models', message: 'expected an object of model name to Vertex model id' };
+    for (const [name, id] of Object.entries(m))
+      if (typeof id !== 'string' || id === '')
+        return {
+          field: `models.${name}`,
+          message: 'expected a Vertex model id such as "claude-sonnet-4-5@20250929"',
+        };
+  }
+  return undefined;
+}
+
+/** The instance's endpoint: its `baseUrl`, or the region's host (the `global` location has its own). */
+export function endpointOf(baseUrl: string, region: string): string {
+  if (baseUrl === DEFAULT_ENDPOINT && region === 'global') return GLOBAL_ENDPOINT;
+  return baseUrl.replace('{region}', region);
+}
+
+function create(s: InstanceSettings): ProviderAdapter {
+  const at: VertexLocation = { project: String(s.options.project), region: String(s.options.region) };
+  const endpoint = endpointOf(s.baseUrl, at.region);
+  const models = modelsOf(s.options);
+  const file = typeof s.options.credentialsFile === 'string' ? s.options.credentialsFile : undefined;
+  const credentials = googleHeaders(file);
+
+  /** Messages and count_tokens, rewritten for Vertex; the answer is Anthropic's JSON or SSE already. */
+  async function send(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
+    let body: unknown;
+    try {
+      body = JSON.parse(call.bytes.toString('utf8'));
+    } catch {
+      body = undefined;
+    }
+    const path = call.target.split('?')[0];
+    const rewrite = path === COUNT_TOKENS ? countTokensRequest : messagesRequest;
+    const req = isObject(body) ? rewrite(body, models, at) : undefined;
+    if (!req) return localAnswer(400, anthropicErrorBody(400, 'model: a Claude model id is required'));
+    const { 'anthropic-beta': _asked, ...headers } = call.headers;
+    const betas = vertexBetas(call.headers['anthropic-beta']);
+    const res = await undiciRequest(joinUrl(endpoint, req.path), {
+      method: 'POST',
+      headers: {
+        ...headers,
+        'content-type': 'application/json',
+        ...(betas ? { 'anthropic-beta': betas } : {}),
+      },
+      body: req.body,
+      dispatcher: call.dispatcher,
+      signal: call.signal,
+    });
+    if (res.statusCode < 400 || String(res.headers['content-type'] ?? '').includes('text/event-stream'))
+      return res;
+    const raw = Buffer.from(await res.body.arrayBuffer());
+    const retry = res.headers['retry-after'];
+    const mapped = mapVertexError(res.statusCode, raw, typeof retry === 'string' ? retry : undefined);
+    if (mapped.asSent)
+      return withBody(
+        res,
+        res.statusCode,
+        { ...res.headers, ...(mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {}) },
+        [raw],
+      );
+    return jsonAnswer(
+      res,
+      mapped.status,
+      mapped.body,
+      mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {},
+    );
+  }
+
+  return {
+    id: s.name,
+    type: 'vertex-anthropic',
+    prefix: `/${s.name}`,
+    requestIdHeader: 'request-id',
+    apis: [messagesApi],
+    passthrough: [{ methods: ['POST'], path: COUNT_TOKENS, why: 'counts tokens; free' }],
+    configured: true,
+    upstreamUrl: (target) => joinUrl(endpoint, target),
+    // A token that cannot be obtained makes the exchange answer 503 naming this instance.
+    authHeaders: credentials,
+    errorBody: (status, _code, message) => anthropicErrorBody(status, message),
+    // Recorded and priced as the Anthropic model the Vertex id names.
+    modelFor: (_path, model) => (model === null ? null : priceModelOf(vertexModelId(model, models))),
+    send,
+  };
+}
+
+/**
+ * Claude on Google Vertex AI behind Anthropic's Messages API: `/<name>/v1/messages` is sent to
+ * `…/publishers/anthropic/models/{model}:rawPredict` (or `:streamRawPredict`) with an OAuth2
+ * access token from google-auth-library; Vertex answers in Anthropic's JSON and SSE.
+ */
+export const vertexAnthropicFamily: ProviderFamily = {
+  type: 'vertex-anthropic',
+  defaultBaseUrl: DEFAULT_ENDPOINT,
+  priceId: 'anthropic',
+  fields: ['project', 'region', 'credentialsFile', 'models'],
+  validate,
+  configured: () => true,
+  create,
+};

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
+import { run } from '../helpers/run';
+
+/** The real Gemini CLI's entry point, run with this node so the test does not depend on `PATH`. */
+const GEMINI = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@google/gemini-cli/package.json')),
+  'bundle',
+  'gemini.js',
+);
+
+describe('the real Gemini CLI through /gemini', function () {
+  this.timeout(120_000);
+  let mock: GeminiMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    mock = await startGeminiMock();
+    tb = await startBridge('http://127.0.0.1:9', {
+      AIBRIDGE_GEMINI_BASE_URL: mock.origin,
+      AIBRIDGE_GEMINI_API_KEY: GEMINI_UPSTREAM_KEY,
+    });
+  });
+
+  after(async () => {
+    await tb?.close();
+    await mock?.stop();
+  });
+
+  it('gemini -p with GOOGLE_GEMINI_BASE_URL=<bridge>/gemini prints the answer, recorded as gemini-cli', async () => {
+    const dev = await tb.addUser('gemini-cli@example.com');
+    const home = await tempDir('aibridge-gemini-home-');
+    // Gemini CLI 0.61 takes GOOGLE_GEMINI_BASE_URL alone for its "gateway" auth type, which `-p`
+    // refuses ("Invalid auth method selected."); the API-key type, chosen in its settings, sends the
+    // key and honours the base URL.
+    await fs.mkdir(path.join(home, '.gemini'), { recursive: true });
+    await fs.writeFile(
+      path.join(home, '.gemini', 'settings.json'),
+      JSON.stringify({ security: { auth: { selectedType: 'gemini-api-key' } } }),
+    );
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: home,
+      TMPDIR: home,
+      GOOGLE_GEMINI_BASE_URL: `${tb.url}/gemini`,
+      GEMINI_API_KEY: dev.key,
+      // A fresh HOME has no trusted folders; headless runs say so by this variable.
+      GEMINI_CLI_TRUST_WORKSPACE: 'true',
+      CI: '1',
+      NO_COLOR: '1',
+    };
+    // A named model skips the CLI's routing call (a classifier on a flash-lite model) before the turn.
+    const res = await run(process.execPath, [GEMINI, '-p', 'Say hello', '-m', 'gemini-2.5-flash'], env, home);
+    assert.equal(res.code, 0, `gemini failed: ${res.stderr}\n${res.stdout}`);
+    // The mock streams "Bon", then a last chunk "Bonjour"; the CLI prints the chunks as they come.
+    assert.equal(res.stdout.trim(), 'BonBonjour');
+    assert.equal(mock.seen.length, 1, mock.seen.map((s) => s.url).join(', '));
+    const seen = mock.seen[0]!;
+    assert.equal(seen.url, '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse');
+    assert.equal(seen.headers['x-goog-api-key'], GEMINI_UPSTREAM_KEY, 'the organisation’s key upstream');
+    assert.match(String(seen.headers['user-agent']), /^GeminiCLI-tui\/\d/);
+    const [rec] = await tb.interceptions(1, dev.key);
+    assert.ok(rec);
+    assert.equal(rec.client, 'gemini-cli');
+    assert.equal(rec.provider, 'gemini');
+    assert.equal(rec.model, 'gemini-2.5-flash');
+    assert.equal(rec.streamed, true);
+    assert.equal(rec.status, 'ok');
+    assert.equal(rec.prompt, 'Say hello', 'the <session_context> the CLI prepends is not the typed prompt');
+    // promptTokenCount 1200 − cached 1000 + tool-use prompt 7; candidates 35 + thoughts 12.
+    assert.deepEqual(
+      {
+        input: rec.usage.input,
+        cacheRead: rec.usage.cacheRead,
+        output: rec.usage.output,
+        reasoning: rec.usage.reasoning,
+      },
+      { input: 207, cacheRead: 1000, output: 47, reasoning: 12 },
+    );
+  });
+});
