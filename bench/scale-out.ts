@@ -314,8 +314,9 @@ export async function scaleOut(replicaCount: number, quick: boolean): Promise<vo
   await client.end();
 
   const failed = results.filter((r) => !r.ok && !r.refusedForBudget);
+  // In flight on the victim when it died: begun before, ended after, and its (or without an answer).
   const inFlightAtKill = results.filter(
-    (r) => r.servedBy === victim.name || (r.startedAt <= killedAt && r.endedAt >= killedAt && !r.ok),
+    (r) => r.startedAt <= killedAt && r.endedAt >= killedAt && (r.servedBy === victim.name || !r.ok),
   );
   const failedInFlight = failed.filter((r) => r.startedAt <= killedAt + 1_000 && r.endedAt >= killedAt);
   const perReplica: Record<string, number> = {};
@@ -331,7 +332,7 @@ export async function scaleOut(replicaCount: number, quick: boolean): Promise<vo
     failed: failed.length,
     failedAroundTheKill: failedInFlight.length,
     failedElsewhere: failed.length - failedInFlight.length,
-    servedByVictimBeforeKill: inFlightAtKill.length,
+    inFlightOnTheKilledReplica: inFlightAtKill.length,
     acknowledged: acknowledged.length,
     lost: ids.filter((id) => !found.has(id)).length,
     cappedTeam: {
