@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { type Dispatcher, request as undiciRequest } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import type { Recorder } from '../audit/recorder';
 import type { InterceptionStart } from '../core/facts';
@@ -20,15 +20,19 @@ import type {
   StreamMeter,
   WireApi,
 } from '../providers/types';
-import { type CredentialLease, type CredentialSource, singleCredential } from '../routing/credentials';
-import { upstreamRetryAfterMs } from '../routing/retry-after';
+import {
+  type CredentialLease,
+  type CredentialSource,
+  reportAnswer,
+  singleCredential,
+} from '../routing/credentials';
 import type { AttemptTarget } from '../routing/routes';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
-import { idleWatchdog, upstreamFailure } from './upstream';
+import { idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
 
 /** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
 export const JSON_READ_LIMIT = 32 * 1024 * 1024;
@@ -674,22 +678,13 @@ export class Exchange {
         ...lease.headers,
         ...round.observer.upstreamStart('POST', url),
       };
-      const call = {
+      res = await sendUpstream(t.adapter, 'POST', {
         target: t.target,
         bytes: bodyFor(round.prepared.bytes, t.model),
         headers,
         dispatcher: this.deps.dispatcher,
         signal: this.abort.signal,
-      };
-      res = t.adapter.send
-        ? await t.adapter.send(call)
-        : await undiciRequest(url, {
-            method: 'POST',
-            headers,
-            body: call.bytes,
-            dispatcher: call.dispatcher,
-            signal: call.signal,
-          });
+      });
     } catch (err) {
       const endedAt = this.deps.now();
       lease.report({ status: 0 });
@@ -710,8 +705,7 @@ export class Exchange {
       };
     }
     round.observer.upstreamHeaders(res.statusCode);
-    const retryAfterMs = upstreamRetryAfterMs(res.headers, this.deps.now().getTime());
-    lease.report({ status: res.statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+    reportAnswer(lease, res, this.deps.now().getTime());
     const served = { ...base, keyName: lease.keyName, lease, httpStatus: res.statusCode, error: null };
     const reason = failoverReason(res.statusCode);
     // The key's own fault: a pool may have another key for the same instance.

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
-import { type Dispatcher, request as undiciRequest } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { CaptureLevel } from '../../shared/interception';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, fromFastifyError } from '../errors';
@@ -10,8 +10,7 @@ import { isObject } from '../providers/common';
 import type { JsonObject, ProviderAdapter } from '../providers/types';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
-import { singleCredential } from '../routing/credentials';
-import { upstreamRetryAfterMs } from '../routing/retry-after';
+import { reportAnswer, singleCredential } from '../routing/credentials';
 import type { Router } from '../routing/routes';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
@@ -28,7 +27,7 @@ import {
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { canonicalPath, type ProviderRoute, routeFor } from './provider-paths';
 import { queryCredential } from './query-credential';
-import { idleWatchdog, upstreamFailure } from './upstream';
+import { idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
 
 export interface ProviderRouteDeps {
   exchange: ExchangeDeps;
@@ -111,32 +110,21 @@ async function passThrough(
   });
   let res: Dispatcher.ResponseData;
   const headers = { ...upstreamRequestHeaders(req.headers), ...lease.headers };
-  const body = raw && raw.length > 0 ? raw : null;
   try {
     // A family that rewrites its metered requests (another path, a signature) rewrites its POST
     // passthroughs too: Vertex's count_tokens is `count-tokens:rawPredict`.
-    res =
-      adapter.send && req.method === 'POST'
-        ? await adapter.send({
-            target,
-            bytes: body ?? Buffer.alloc(0),
-            headers,
-            dispatcher: deps.dispatcher,
-            signal: abort.signal,
-          })
-        : await undiciRequest(adapter.upstreamUrl(target), {
-            method: req.method as Dispatcher.HttpMethod,
-            headers,
-            body,
-            dispatcher: deps.dispatcher,
-            signal: abort.signal,
-          });
+    res = await sendUpstream(adapter, req.method as Dispatcher.HttpMethod, {
+      target,
+      bytes: raw ?? Buffer.alloc(0),
+      headers,
+      dispatcher: deps.dispatcher,
+      signal: abort.signal,
+    });
   } catch (err) {
     lease.report({ status: 0 });
     throw upstreamFailure(err);
   }
-  const retryAfter = upstreamRetryAfterMs(res.headers, deps.now().getTime());
-  lease.report({ status: res.statusCode, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) });
+  reportAnswer(lease, res, deps.now().getTime());
   reply.hijack();
   const out = reply.raw;
   out.writeHead(res.statusCode, clientResponseHeaders(res.headers, true));

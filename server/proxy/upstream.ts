@@ -1,6 +1,7 @@
-import { Agent, errors as undiciErrors } from 'undici';
+import { Agent, type Dispatcher, errors as undiciErrors, request as undiciRequest } from 'undici';
 import type { TimeoutConfig } from '../config';
 import { BridgeError, type ServerErrorCode } from '../errors';
+import type { ProviderAdapter, UpstreamCall } from '../providers/types';
 
 /** One connection pool for all upstreams, with the configured timeouts. */
 export function createUpstreamAgent(t: TimeoutConfig): Agent {
@@ -61,4 +62,23 @@ export function upstreamFailure(err: unknown): BridgeError {
       cause: err,
     },
   );
+}
+
+/**
+ * Sends one request upstream: through the adapter when it sends its own POSTs (a signed request to
+ * another path, a binary stream re-framed), else to `upstreamUrl(target)` as it is.
+ */
+export function sendUpstream(
+  adapter: ProviderAdapter,
+  method: Dispatcher.HttpMethod,
+  call: UpstreamCall,
+): Promise<Dispatcher.ResponseData> {
+  if (adapter.send && method === 'POST') return adapter.send(call);
+  return undiciRequest(adapter.upstreamUrl(call.target), {
+    method,
+    headers: call.headers,
+    body: call.bytes.length > 0 ? call.bytes : null,
+    dispatcher: call.dispatcher,
+    signal: call.signal,
+  });
 }

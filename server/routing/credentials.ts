@@ -1,6 +1,7 @@
 import { BridgeError } from '../errors';
 import type { ProviderAdapter } from '../providers/types';
 import { noteCredential } from './credential-health';
+import { upstreamRetryAfterMs } from './retry-after';
 
 /** How one upstream attempt went, for the credential that carried it. */
 export interface AttemptOutcome {
@@ -30,6 +31,16 @@ export interface CredentialLease {
  */
 export interface CredentialSource {
   acquire(): Promise<CredentialLease>;
+}
+
+/** Tells the lease how the upstream answered: its status and, when it gave one, its wait. */
+export function reportAnswer(
+  lease: CredentialLease,
+  res: { statusCode: number; headers: Record<string, string | string[] | undefined> },
+  nowMs: number,
+): void {
+  const retryAfterMs = upstreamRetryAfterMs(res.headers, nowMs);
+  lease.report({ status: res.statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
 }
 
 /** The instance's own single credential: what every instance without a pool uses. */
