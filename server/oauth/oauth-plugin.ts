@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Capability, Core } from '../capability';
 import { datesOf } from '../clock';
+import { AuthThrottle } from '../identity/auth-throttle';
 import type { IdentityService } from '../identity/identity-service';
 import type { KeyHasher } from '../identity/keys';
 import { looksLikeAccessToken, McpGrants } from './grants';
@@ -13,6 +14,13 @@ export interface OAuthCapability extends Capability {
   /** What the MCP gateway accepts besides bridge keys. */
   accessTokens: { looksLike(token: string): boolean; authenticate: McpGrants['authenticate'] };
 }
+
+/**
+ * Client registrations one address may make per minute. Registration needs no credential, and the
+ * unused clients a bridge keeps are bounded (server/oauth/grants.ts): without a per-address pace,
+ * one host could fill that bound and hold everyone else's registrations off for a day.
+ */
+const REGISTRATIONS_PER_MINUTE = 30;
 
 /**
  * The bridge as the OAuth 2.1 authorization server of its MCP gateway (docs/mcp.md#oauth): MCP
@@ -28,7 +36,11 @@ export function oauthCapability(
   return {
     grants,
     routes: oauthApiRoutes(grants, publicUrl),
-    page: oauthPublicRoutes(grants, publicUrl),
+    page: oauthPublicRoutes(
+      grants,
+      publicUrl,
+      new AuthThrottle(REGISTRATIONS_PER_MINUTE, () => core.clock.now()),
+    ),
     accessTokens: {
       looksLike: looksLikeAccessToken,
       authenticate: (token, resource) => grants.authenticate(token, resource),

@@ -3,6 +3,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { ADMIN_CSP } from '../admin/assets';
 import { GATEWAY_PATH, gatewayOrigin } from '../gateway/gateway-routes';
 import { principalOf } from '../http/access';
+import type { AuthThrottle } from '../identity/auth-throttle';
 import { checkRegistration, redirectUriRegistered } from './client-metadata';
 import { CONSENT_PAGE, CONSENT_SCRIPT } from './consent-page';
 import { type McpGrants, OAuthError, S256_CHALLENGE_RE } from './grants';
@@ -97,7 +98,11 @@ function secured(reply: FastifyReply): FastifyReply {
  * (PKCE S256 and an RFC 8707 `resource` naming `/mcp`, both required), the token endpoint
  * (authorization code, refresh with rotation) and the consent page.
  */
-export function oauthPublicRoutes(grants: McpGrants, publicUrl: string | undefined): FastifyPluginAsync {
+export function oauthPublicRoutes(
+  grants: McpGrants,
+  publicUrl: string | undefined,
+  registrations: Pick<AuthThrottle, 'retryAfterMs' | 'fail'>,
+): FastifyPluginAsync {
   return async (app) => {
     const config = { access: 'public' as const };
     app.addContentTypeParser(
@@ -124,6 +129,18 @@ export function oauthPublicRoutes(grants: McpGrants, publicUrl: string | undefin
     });
 
     app.post(REGISTER_PATH, { config, bodyLimit: BODY_LIMIT }, async (req, reply) => {
+      const wait = registrations.retryAfterMs(req.ip);
+      if (wait > 0)
+        return reply
+          .code(429)
+          .header('retry-after', String(Math.ceil(wait / 1000)))
+          .header('cache-control', 'no-store')
+          .send({
+            error: 'temporarily_unavailable',
+            error_description: 'Too many client registrations from this address; try again shortly.',
+          });
+      // Every attempt counts, accepted or not: the pace is of registrations asked for.
+      registrations.fail(req.ip);
       const checked = checkRegistration(req.body);
       if (!checked.ok)
         return reply

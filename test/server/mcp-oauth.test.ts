@@ -209,6 +209,9 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     cookie = await sessionFor(alice.key);
   });
 
+  // Each test starts a fresh minute of the per-address registration pace (tested on its own below).
+  beforeEach(() => clock.advance(60_000));
+
   after(async () => {
     for (const c of clients) await c.close().catch(() => undefined);
     await tb.close();
@@ -403,6 +406,26 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     });
     assert.equal(res.status, 401);
     assert.match(res.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+  });
+
+  it('paces client registrations per address: the 31st within a minute is 429 with retry-after, the next minute is served', async () => {
+    const reg = () =>
+      fetch(`${tb.url}/oauth/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          client_name: 'pace',
+          redirect_uris: [REDIRECT],
+          token_endpoint_auth_method: 'none',
+        }),
+      });
+    for (let i = 0; i < 30; i++) assert.equal((await reg()).status, 201, `registration ${i + 1}`);
+    const refused = await reg();
+    assert.equal(refused.status, 429);
+    assert.equal(((await refused.json()) as { error: string }).error, 'temporarily_unavailable');
+    assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+    clock.advance(60_000);
+    assert.equal((await reg()).status, 201);
   });
 
   it('registration refuses confidential clients and redirect URIs a browser would execute or another app could claim', async () => {
