@@ -18,6 +18,12 @@ await Promise.all([
     banner: { js: '#!/usr/bin/env node' },
     // A build constant, not an environment variable: nothing at run time can change it.
     define: { __AIBRIDGE_PRICES_VERSION__: JSON.stringify(pricesVersion) },
+    // V8 keeps the whole source resident: without comments and blank space it is 5.8 MB, not
+    // 8.8, and the idle process about 15 MB smaller. Names stay, so stacks and profiles still
+    // read without the source map (docs/performance.md, idle RSS).
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: 'none',
   }),
   build({
     ...common,

@@ -6,7 +6,7 @@ import type { McpHub } from '../mcp/hub';
 import type { RateLimiter } from '../spend/rate-limits';
 import { GatewayCallLog } from './call-log';
 import { type GatewayAccessTokens, gatewayRoutes } from './gateway-routes';
-import { type GatewayServerDeps, InFlightCalls } from './gateway-server';
+import { type GatewayServerDeps, InFlightCalls } from './in-flight';
 
 export interface GatewayCapability {
   /** `/mcp` and its RFC 9728 metadata, registered beside the provider routes (outside `/api`). */

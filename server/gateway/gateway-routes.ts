@@ -1,17 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../core/principal';
 import { BridgeError, fromFastifyError } from '../errors';
 import { principalOf } from '../http/access';
 import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
+import { RpcCode } from '../mcp/rpc';
 import { authenticateFirst } from '../proxy/authenticate-first';
 import type { RateLimiter } from '../spend/rate-limits';
-import { type GatewayServerDeps, gatewayServer } from './gateway-server';
+import type { GatewayServerDeps } from './in-flight';
 import { type GatewaySession, newSessionId, readSessionId } from './session-id';
 
 export const GATEWAY_PATH = '/mcp';
@@ -182,8 +181,8 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
         if (e.status === 401 || e.status === 403) return reply.code(e.status).send(e.toBody());
         const code =
           e.code === 'body_too_large' || e.code === 'rate_limited'
-            ? ErrorCode.InvalidRequest
-            : ErrorCode.InternalError;
+            ? RpcCode.InvalidRequest
+            : RpcCode.InternalError;
         return rpcError(reply, e.status, code, e.message);
       });
 
@@ -199,7 +198,7 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
             body = JSON.parse(raw?.toString('utf8') ?? '');
           } catch (err) {
             const why = err instanceof BridgeError ? err.message : 'the body is not JSON';
-            rpcError(reply, 400, ErrorCode.ParseError, `Parse error: ${why}`);
+            rpcError(reply, 400, RpcCode.ParseError, `Parse error: ${why}`);
             return;
           }
         }
@@ -217,7 +216,7 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
           session = readSessionId(header);
           // Another user's session, or one this gateway never issued: the spec's "start again".
           if (!session || session.userId !== principal.user.id) {
-            rpcError(reply, 404, ErrorCode.InvalidRequest, 'Session not found: initialize again.');
+            rpcError(reply, 404, RpcCode.InvalidRequest, 'Session not found: initialize again.');
             return;
           }
         }
@@ -255,6 +254,11 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
 
         const gone = new AbortController();
         reply.raw.once('close', () => gone.abort());
+        // The MCP SDK and the server built on it are loaded on first use (server/mcp/rpc.ts says why).
+        const [{ gatewayServer }, { WebStandardStreamableHTTPServerTransport }] = await Promise.all([
+          import('./gateway-server'),
+          import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'),
+        ]);
         const server = gatewayServer(d, {
           principal,
           client: session?.client ?? 'unknown',
@@ -295,7 +299,7 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
               JSON.stringify({
                 jsonrpc: '2.0',
                 id: null,
-                error: { code: ErrorCode.InternalError, message: 'Internal error' },
+                error: { code: RpcCode.InternalError, message: 'Internal error' },
               }),
             );
           } else reply.raw.end();

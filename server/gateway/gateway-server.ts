@@ -4,13 +4,11 @@ import {
   CallToolRequestSchema,
   type CallToolResult,
   CancelledNotificationSchema,
-  ErrorCode,
   GetPromptRequestSchema,
   ListPromptsRequestSchema,
   ListResourcesRequestSchema,
   ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
-  McpError,
   type Prompt,
   ReadResourceRequestSchema,
   type Resource,
@@ -21,42 +19,13 @@ import { blockedMessage, type ToolPolicyMark } from '../../shared/tool-policy';
 import type { Principal } from '../core/principal';
 import type { McpConnection } from '../mcp/connection';
 import type { McpHub, UserServer } from '../mcp/hub';
-import type { GatewayCallLog } from './call-log';
+import { isMcpError, RpcCode } from '../mcp/rpc';
+import type { GatewayCaller, GatewayServerDeps } from './in-flight';
 import { CONNECT_TOOL, connectAdvice, gatewayName, resourceUri, splitName, splitResourceUri } from './names';
 
 const VERSION = '0.1.0';
 /** Pages of resources or prompts read from one server per list, at most. */
 const MAX_PAGES = 20;
-
-/** Calls in flight on this replica, so a `notifications/cancelled` (its own POST) finds its call. */
-export class InFlightCalls {
-  private readonly calls = new Map<string, AbortController>();
-
-  /** `onSize`: told the number of calls running whenever it changes (a gauge). */
-  constructor(private readonly onSize: (n: number) => void = () => undefined) {}
-
-  private key(userId: string, sessionId: string | null, requestId: string | number): string {
-    return `${userId}\0${sessionId ?? ''}\0${typeof requestId}:${requestId}`;
-  }
-
-  add(userId: string, sessionId: string | null, requestId: string | number, c: AbortController): () => void {
-    const k = this.key(userId, sessionId, requestId);
-    this.calls.set(k, c);
-    this.onSize(this.calls.size);
-    return () => {
-      if (this.calls.get(k) === c) this.calls.delete(k);
-      this.onSize(this.calls.size);
-    };
-  }
-
-  cancel(userId: string, sessionId: string | null, requestId: string | number, reason: string): void {
-    this.calls.get(this.key(userId, sessionId, requestId))?.abort(new CancelledError(reason));
-  }
-
-  get size(): number {
-    return this.calls.size;
-  }
-}
 
 /**
  * An error the SDK answers as a JSON-RPC error with this code and message. Not an `McpError`,
@@ -64,32 +33,6 @@ export class InFlightCalls {
  */
 function rpcFailure(code: number, message: string): Error & { code: number } {
   return Object.assign(new Error(message), { code });
-}
-
-class CancelledError extends Error {
-  override readonly name = 'CancelledError';
-}
-
-export interface GatewayServerDeps {
-  hub: McpHub;
-  log: GatewayCallLog;
-  inFlight: InFlightCalls;
-  /** A gateway call's limit when the server sets none (AIBRIDGE_MCP_GATEWAY_CALL_TIMEOUT_MS). */
-  callTimeoutMs: number;
-  now: () => number;
-  /** The tool-call policy's answer for a call (docs/governance.md); undefined: no rule matched. */
-  judge?: (principal: Principal, names: readonly string[], input: unknown) => ToolPolicyMark | undefined;
-}
-
-/** Who is asking, through which client and session: one HTTP request's worth of context. */
-export interface GatewayCaller {
-  principal: Principal;
-  client: string;
-  sessionId: string | null;
-  /** Aborts when the HTTP request carrying a call goes away. */
-  gone: AbortSignal;
-  /** The bridge's address as the user reaches it (AIBRIDGE_PUBLIC_URL, else the request's). */
-  origin: string;
 }
 
 /**
@@ -160,7 +103,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const parts = splitName(name);
     const list = parts ? await servers() : [];
     const s = parts ? list.find((x) => x.config.name === parts.server) : undefined;
-    if (!parts || !s) throw rpcFailure(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+    if (!parts || !s) throw rpcFailure(RpcCode.InvalidParams, `Unknown tool: ${name}`);
     const args = req.params.arguments ?? {};
     const mark = d.judge?.(principal, [name, `mcp__${parts.server}__${parts.tool}`], args);
     const record = (o: Pick<GatewayToolCall, 'outcome' | 'error'> & { result?: unknown }): void => {
@@ -212,10 +155,10 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     if (conn && conn.state !== 'ready') {
       const why = conn.lastError ?? `the server is ${conn.state}`;
       record({ outcome: 'error', error: why });
-      throw rpcFailure(ErrorCode.InternalError, `${parts.server} is unavailable: ${why}`);
+      throw rpcFailure(RpcCode.InternalError, `${parts.server} is unavailable: ${why}`);
     }
     // Not offered to this user (denied by the server's patterns, or no such tool): as if unknown.
-    if (!conn || !tool) throw rpcFailure(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+    if (!conn || !tool) throw rpcFailure(RpcCode.InvalidParams, `Unknown tool: ${name}`);
 
     const limitMs = s.config.timeoutMs ?? d.callTimeoutMs;
     const abort = new AbortController();
@@ -228,18 +171,18 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     } catch (err) {
       if (signal.aborted) {
         record({ outcome: 'cancelled', error: 'cancelled by the client' });
-        throw rpcFailure(ErrorCode.ConnectionClosed, 'The call was cancelled.');
+        throw rpcFailure(RpcCode.ConnectionClosed, 'The call was cancelled.');
       }
-      if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) {
+      if (isMcpError(err) && err.code === RpcCode.RequestTimeout) {
         record({ outcome: 'timeout', error: err.message });
-        throw rpcFailure(ErrorCode.RequestTimeout, `${parts.server} did not answer within ${limitMs} ms.`);
+        throw rpcFailure(RpcCode.RequestTimeout, `${parts.server} did not answer within ${limitMs} ms.`);
       }
       const message = err instanceof Error ? err.message : String(err);
       record({ outcome: 'error', error: message.slice(0, 300) });
       // The server's own JSON-RPC error (invalid params, ...) passes through; anything else is ours.
-      if (err instanceof McpError && err.code !== ErrorCode.ConnectionClosed)
+      if (isMcpError(err) && err.code !== RpcCode.ConnectionClosed)
         throw rpcFailure(err.code, err.message.replace(/^MCP error -?\d+: /, ''));
-      throw rpcFailure(ErrorCode.InternalError, `${parts.server} failed: ${message}`);
+      throw rpcFailure(RpcCode.InternalError, `${parts.server} failed: ${message}`);
     } finally {
       forget();
     }
@@ -272,7 +215,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const parts = splitResourceUri(req.params.uri);
     const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
     if (!parts || !s?.conn.capabilities?.resources)
-      throw rpcFailure(ErrorCode.InvalidParams, `Unknown resource: ${req.params.uri}`);
+      throw rpcFailure(RpcCode.InvalidParams, `Unknown resource: ${req.params.uri}`);
     const r = await s.conn.readResource(parts.uri, s.s.timeoutMs, extra.signal);
     return { ...r, contents: r.contents.map((c) => ({ ...c, uri: resourceUri(parts.server, c.uri) })) };
   });
@@ -297,7 +240,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const parts = splitName(req.params.name);
     const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
     if (!parts || !s?.conn.capabilities?.prompts)
-      throw rpcFailure(ErrorCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
+      throw rpcFailure(RpcCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
     return s.conn.getPrompt(parts.tool, req.params.arguments, s.s.timeoutMs, extra.signal);
   });
 

@@ -1,7 +1,5 @@
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type {
   CallToolResult,
@@ -71,7 +69,8 @@ export class McpConnection {
     await this.pending;
   }
 
-  private transport(): Transport {
+  /** The SDK's transports are loaded on first use (server/mcp/rpc.ts says why). */
+  private async transport(): Promise<Transport> {
     const t = this.server.transport;
     const { auth } = this.server;
     const cred = this.opts.credential;
@@ -79,11 +78,17 @@ export class McpConnection {
       const headers: Record<string, string> = { ...t.headers };
       if (cred !== undefined && !this.opts.authProvider)
         headers[auth.header] = auth.scheme ? `${auth.scheme} ${cred}` : cred;
+      const { StreamableHTTPClientTransport } = await import(
+        '@modelcontextprotocol/sdk/client/streamableHttp.js'
+      );
       return new StreamableHTTPClientTransport(new URL(t.url), {
         requestInit: { headers },
         ...(this.opts.authProvider ? { authProvider: this.opts.authProvider } : {}),
       });
     }
+    const { getDefaultEnvironment, StdioClientTransport } = await import(
+      '@modelcontextprotocol/sdk/client/stdio.js'
+    );
     const env: Record<string, string> = { ...getDefaultEnvironment(), ...t.env };
     if (cred !== undefined && auth.env) env[auth.env] = cred;
     const transport = new StdioClientTransport({
@@ -104,6 +109,7 @@ export class McpConnection {
     await this.closeClient();
     this.state = 'connecting';
     this.attemptedAt = Date.now();
+    const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
     const client = new Client(
       { name: 'aibridge', version: VERSION },
       {
@@ -137,7 +143,7 @@ export class McpConnection {
     };
     this.client = client;
     try {
-      await client.connect(this.transport(), { timeout: this.opts.connectTimeoutMs });
+      await client.connect(await this.transport(), { timeout: this.opts.connectTimeoutMs });
       await this.fetchTools(client);
       this.state = 'ready';
       this.lastError = null;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { auth, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
 import type {
   OAuthClientInformationMixed,
   OAuthClientMetadata,
@@ -146,6 +146,8 @@ export async function authorise(
 ): Promise<'AUTHORIZED' | 'REDIRECT'> {
   if (server.transport.type !== 'http') throw new Error('OAuth needs an http server');
   const scope = server.auth.oauth?.scopes.join(' ') || undefined;
+  // Loaded on first use (server/mcp/rpc.ts says why).
+  const { auth } = await import('@modelcontextprotocol/sdk/client/auth.js');
   return auth(provider, {
     serverUrl: server.transport.url,
     ...(authorizationCode ? { authorizationCode } : {}),

@@ -1,9 +1,9 @@
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { ToolExecution } from '../../shared/interception';
 import { isObject } from '../providers/common';
 import type { InjectedCall, OfferedTool } from '../providers/injection';
 import { describe, type McpConnection } from './connection';
+import { isMcpError, RpcCode } from './rpc';
 
 /** One tool offered in a session: where it runs. */
 export interface SessionTool {
@@ -110,7 +110,7 @@ export class ToolSession {
         return done(text, 'error', text.slice(0, 300) || 'the tool reported an error');
       return done(text, 'ok', null);
     } catch (err) {
-      if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) {
+      if (isMcpError(err) && err.code === RpcCode.RequestTimeout) {
         const error = `timed out after ${t.timeoutMs} ms`;
         return done(`The tool ${error}.`, 'timeout', error);
       }
