@@ -21,21 +21,64 @@ export function geminiSettingsPath(env: Env = process.env): string {
   return path.join(geminiDir(env), 'settings.json');
 }
 
-/** `settings.json` as an object ({} for an empty file); anything else is refused, never replaced. */
-function parseSettings(original: string): { ok: true; settings: Json } | { ok: false; message: string } {
+/**
+ * Gemini CLI's trusted folders: `$GEMINI_CLI_TRUSTED_FOLDERS_PATH` when set, otherwise
+ * `~/.gemini/trustedFolders.json`.
+ */
+export function geminiTrustedFoldersPath(env: Env = process.env): string {
+  const file = env.GEMINI_CLI_TRUSTED_FOLDERS_PATH?.trim();
+  return file || path.join(geminiDir(env), 'trustedFolders.json');
+}
+
+/**
+ * One of Gemini CLI's JSON files as an object ({} for an empty file); anything else is refused,
+ * never replaced. `byHand` says what the user can add themselves instead.
+ */
+function parseJsonFile(
+  original: string,
+  byHand: string,
+): { ok: true; settings: Json } | { ok: false; message: string } {
   if (original.trim() === '') return { ok: true, settings: {} };
   let parsed: unknown;
   try {
     parsed = JSON.parse(original);
   } catch {
     // The CLI accepts comments here; editing around them is not worth the risk of losing one.
-    return {
-      ok: false,
-      message: `not plain JSON (comments?); add "security": {"auth": {"selectedType": "${GEMINI_API_KEY_AUTH}"}} yourself to use the bridge's key.`,
-    };
+    return { ok: false, message: `not plain JSON (comments?); left as it is: add ${byHand} yourself.` };
   }
   if (!isObject(parsed)) return { ok: false, message: 'not a JSON object; left as it is.' };
   return { ok: true, settings: parsed };
+}
+
+/** The trust level that trusts a folder and everything below it. */
+export const TRUST_FOLDER = 'TRUST_FOLDER';
+
+/** How Gemini CLI compares paths: case-insensitively on Windows and macOS. */
+function samePath(a: string, b: string, platform: NodeJS.Platform): boolean {
+  return platform === 'win32' || platform === 'darwin' ? a.toLowerCase() === b.toLowerCase() : a === b;
+}
+
+/**
+ * Trusts each folder (VS Code's trusted workspace folders) for Gemini CLI, `"<folder>": "TRUST_FOLDER"`,
+ * so `gemini` neither asks nor, headless, refuses ("not running in a trusted directory"). Only a
+ * folder the file has no entry for is added: the user's own answer (`DO_NOT_TRUST`) stays.
+ */
+export function withTrustedFolders(
+  original: string,
+  folders: readonly string[],
+  platform: NodeJS.Platform = process.platform,
+): ClaudeEditResult {
+  const parsed = parseJsonFile(original, `"<folder>": "${TRUST_FOLDER}"`);
+  if (!parsed.ok) return parsed;
+  const rules = parsed.settings;
+  let changed = false;
+  for (const folder of folders) {
+    if (Object.keys(rules).some((k) => samePath(k, folder, platform))) continue;
+    rules[folder] = TRUST_FOLDER;
+    changed = true;
+  }
+  if (!changed) return { ok: true, text: original, changed: false };
+  return { ok: true, text: renderClaudeConfig(rules, original), changed: true };
 }
 
 /**
@@ -46,7 +89,7 @@ function parseSettings(original: string): { ok: true; settings: Json } | { ok: f
  * other key and the file's indentation stay too.
  */
 export function withApiKeyAuth(original: string): ClaudeEditResult {
-  const parsed = parseSettings(original);
+  const parsed = parseJsonFile(original, `"security": {"auth": {"selectedType": "${GEMINI_API_KEY_AUTH}"}}`);
   if (!parsed.ok) return parsed;
   const settings = parsed.settings;
   const security = settings.security ?? {};

@@ -12,7 +12,12 @@ import { withGatewayServer, withoutGatewayServer } from '../codex/codex-mcp';
 import { claudeConfigPath, withClaudeReady } from './claude-config';
 import { withClaudeGateway, withoutClaudeGateway } from './claude-mcp';
 import { continueConfigPath, withBridgeModels, withoutBridgeModels } from './continue-config';
-import { geminiSettingsPath, withApiKeyAuth } from './gemini-settings';
+import {
+  geminiSettingsPath,
+  geminiTrustedFoldersPath,
+  withApiKeyAuth,
+  withTrustedFolders,
+} from './gemini-settings';
 import { importSettingsPath, ROO_FAMILY, type RooFamily, rooImportText } from './roo-settings';
 
 type Env = Record<string, string | undefined>;
@@ -191,12 +196,15 @@ export async function prepareCodex(o: PrepareAgentsOptions, report: AgentsReport
   );
 }
 
-/** Gemini CLI: the API-key sign-in chosen in `~/.gemini/settings.json` when the user chose none. */
-export async function prepareGemini(
-  o: Pick<PrepareAgentsOptions, 'env'>,
-  report: AgentsReport,
-): Promise<void> {
+/**
+ * Gemini CLI: the API-key sign-in chosen in `~/.gemini/settings.json` when the user chose none, and
+ * the trusted folders in `~/.gemini/trustedFolders.json`. Each file on its own.
+ */
+export async function prepareGemini(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
   await edit(geminiSettingsPath(o.env), withApiKeyAuth, report);
+  const trustedFolders = await trustKeys(o.trustedFolders);
+  if (trustedFolders.length > 0)
+    await edit(geminiTrustedFoldersPath(o.env), (t) => withTrustedFolders(t, trustedFolders), report);
 }
 
 /** Continue: the bridge's models in its config, the user's own kept. */

@@ -75,6 +75,8 @@ describe('extension: Gemini CLI set up from what the bridge serves (the real gem
     assert.equal(env.GEMINI_API_KEY, dev.key);
     const settingsFile = path.join(home, '.gemini', 'settings.json');
     assert.ok(report.changed.includes(settingsFile), report.changed.join(', '));
+    // Headless gemini refuses an untrusted folder; the workspace folder VS Code trusts is trusted.
+    assert.ok(report.changed.includes(path.join(home, '.gemini', 'trustedFolders.json')));
     assert.deepEqual(report.problems, []);
 
     const res = await run(
