@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { prepareAgents } from '../../extension/agents/prepare-agents';
 import { BridgeClient } from '../../extension/api/bridge-client';
-import { computeTerminalEnv } from '../../extension/terminal/env';
+import { computeTerminalEnv, withOwnCredential } from '../../extension/terminal/env';
 import { geminiInstance } from '../../extension/terminal/gemini-instance';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
@@ -21,14 +21,16 @@ const GEMINI = path.join(
  * What the extension does at sign-in, against a real bridge: `GET /api/v1/me` with its own client,
  * the terminal variables from that answer, the agents' files prepared in a fresh home.
  */
-async function signInAsExtension(tb: TestBridge, key: string, home: string, folder: string) {
+async function signInAsExtension(tb: TestBridge, key: string, home: string, folder: string, byok = false) {
   const me = await new BridgeClient(tb.url, key).me();
-  const env = computeTerminalEnv(undefined, { url: tb.url, key }, me.providers);
+  const computed = computeTerminalEnv(undefined, { url: tb.url, key }, me.providers);
+  const env = byok ? withOwnCredential(computed, { url: tb.url, key }) : computed;
   const report = await prepareAgents({
     url: tb.url,
     trustedFolders: [folder],
     env: { HOME: home },
     mcpGateway: false,
+    byok,
     gemini: geminiInstance(me.providers) !== undefined,
   });
   return { me, env: Object.fromEntries(env.vars), report };
@@ -48,6 +50,7 @@ describe('extension: Gemini CLI set up from what the bridge serves (the real gem
       file,
       JSON.stringify({
         providers: { 'google-ai': { type: 'gemini', baseUrl: mock.origin, apiKey: GEMINI_UPSTREAM_KEY } },
+        byok: { teams: ['own-keys'] },
       }),
     );
     tb = await startBridge('http://127.0.0.1:9', { AIBRIDGE_PROVIDERS_FILE: file });
@@ -100,6 +103,42 @@ describe('extension: Gemini CLI set up from what the bridge serves (the real gem
     assert.equal(rec.model, 'gemini-2.5-flash');
     assert.equal(rec.status, 'ok');
     assert.equal(rec.userId, dev.user.id);
+  });
+
+  it('bring your own key: gemini sends the user’s own GEMINI_API_KEY upstream and the bridge key as X-AIBridge-Key', async () => {
+    const dev = await tb.addUser('gemini-byok@example.com', { team: 'own-keys' });
+    const home = await tempDir('aibridge-gemext-home-');
+    const { env, report } = await signInAsExtension(tb, dev.key, home, home, true);
+    assert.deepEqual(report.problems, []);
+    assert.equal(env.GEMINI_API_KEY, undefined, 'the terminal keeps the user’s own');
+    const before = mock.seen.length;
+    const res = await run(
+      process.execPath,
+      [GEMINI, '-p', 'Say hello', '-m', 'gemini-2.5-flash'],
+      // The user's own Google key, from their shell (the mock accepts this one key only).
+      {
+        PATH: process.env.PATH,
+        HOME: home,
+        TMPDIR: home,
+        CI: '1',
+        NO_COLOR: '1',
+        GEMINI_API_KEY: GEMINI_UPSTREAM_KEY,
+        ...env,
+      },
+      home,
+    );
+    assert.equal(res.code, 0, `gemini failed: ${res.stderr}\n${res.stdout}`);
+    assert.equal(mock.seen.length, before + 1);
+    assert.equal(mock.seen[before]!.headers['x-goog-api-key'], GEMINI_UPSTREAM_KEY);
+    assert.ok(
+      !JSON.stringify(mock.seen[before]!.headers).includes(dev.key),
+      'the bridge key stays at the bridge',
+    );
+    const rec = (await tb.interceptions(1, dev.key)).find((r) => r.userId === dev.user.id);
+    assert.ok(rec);
+    // The bridge knew the user (X-AIBridge-Key from GEMINI_CLI_CUSTOM_HEADERS) and the key was theirs.
+    assert.equal(rec.billedTo, 'user');
+    assert.equal(rec.provider, 'google-ai');
   });
 });
 
