@@ -370,6 +370,9 @@ export class Container implements vscode.Disposable {
     if (s && this.running && s.url === this.running.url && s.key === this.running.key) {
       // Signed in again with the same key after the bridge refused it: try once more.
       if (this.live?.state.status === 'error') this.live.start();
+      // What the bridge serves may have changed (or been learnt, after an offline start).
+      this.applyTerminalEnv();
+      void this.prepareAgents();
       return;
     }
     this.stopLive();
