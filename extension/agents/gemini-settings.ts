@@ -85,7 +85,7 @@ export function withTrustedFolders(
  * Chooses the API-key sign-in (`security.auth.selectedType: "gemini-api-key"`) when the user has
  * chosen none: without it `gemini -p` refuses to run and interactive `gemini` asks how to sign in,
  * and only that type sends `GEMINI_API_KEY` to `GOOGLE_GEMINI_BASE_URL`. A type the user chose
- * (Google login, Vertex AI, also the pre-0.3 top-level `selectedAuthType`) is theirs and stays; every
+ * (Google login, Vertex AI, also the older top-level `selectedAuthType`) is theirs and stays; every
  * other key and the file's indentation stay too.
  */
 export function withApiKeyAuth(original: string): ClaudeEditResult {

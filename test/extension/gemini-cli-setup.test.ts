@@ -74,6 +74,11 @@ describe('extension: Gemini CLI set up from what the bridge serves (the real gem
       'no base URL or key: only what a member may know',
     );
     for (const p of me.providers ?? []) assert.deepEqual(Object.keys(p).sort(), ['name', 'type']);
+    // The built-in instances from the environment, then the providers file's, in that order.
+    assert.deepEqual(
+      me.providers?.map((p) => p.name),
+      ['anthropic', 'openai', 'google-ai'],
+    );
     assert.equal(env.GOOGLE_GEMINI_BASE_URL, `${tb.url}/google-ai`);
     assert.equal(env.GEMINI_API_KEY, dev.key);
     const settingsFile = path.join(home, '.gemini', 'settings.json');
