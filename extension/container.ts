@@ -42,6 +42,7 @@ import { bridgeHasGateway } from './mcp/gateway-provider';
 import { BridgeModel } from './model/bridge-model';
 import { StatusBar } from './status/status-bar';
 import { computeTerminalEnv, withOwnCredential } from './terminal/env';
+import { geminiInstance } from './terminal/gemini-instance';
 import { applyTerminalEnv, clearTerminalEnv } from './terminal/terminal-env';
 
 /** How many recent interceptions the audit view loads on start and after a reconnect. */
@@ -369,6 +370,9 @@ export class Container implements vscode.Disposable {
     if (s && this.running && s.url === this.running.url && s.key === this.running.key) {
       // Signed in again with the same key after the bridge refused it: try once more.
       if (this.live?.state.status === 'error') this.live.start();
+      // What the bridge serves may have changed (or been learnt, after an offline start).
+      this.applyTerminalEnv();
+      void this.prepareAgents();
       return;
     }
     this.stopLive();
@@ -428,6 +432,7 @@ export class Container implements vscode.Disposable {
       // Whatever happened while disconnected is in the totals and the history, not in the events.
       void this.seedSpend();
       void this.seedHistory();
+      void this.learnProviders();
     } else if (state.status === 'error' && state.needsSignIn) {
       void this.signedOutByBridge(state.message);
     }
@@ -490,6 +495,24 @@ export class Container implements vscode.Disposable {
     }
   }
 
+  /**
+   * Restored offline, the extension did not learn what the bridge serves: asked once the bridge is
+   * reached, then the terminal variables and agents that depend on it (Gemini CLI) are set up.
+   */
+  private async learnProviders(): Promise<void> {
+    const client = this.client;
+    if (!client || this.session.current?.providers !== null) return;
+    try {
+      const me = await client.me();
+      if (client === this.client && this.session.noteProviders(me.providers ?? [])) {
+        this.applyTerminalEnv();
+        void this.prepareAgents();
+      }
+    } catch (err) {
+      this.log.warn(`me: ${(err as Error).message}`);
+    }
+  }
+
   private async refresh(): Promise<void> {
     this.live?.retryNow();
     await Promise.all([this.seedSpend(), this.seedHistory()]);
@@ -498,7 +521,11 @@ export class Container implements vscode.Disposable {
   private applyTerminalEnv(): void {
     const c = this.running;
     if (!c) return;
-    const computed = computeTerminalEnv(vscode.workspace.getConfiguration().get(SETTINGS.terminalEnv), c);
+    const computed = computeTerminalEnv(
+      vscode.workspace.getConfiguration().get(SETTINGS.terminalEnv),
+      c,
+      this.session.current?.providers,
+    );
     const env = this.byokOn() ? withOwnCredential(computed, c) : computed;
     for (const p of env.problems) {
       this.log.warn(p);
@@ -553,6 +580,7 @@ export class Container implements vscode.Disposable {
           trustedFolders: this.trustedFolders(),
           mcpGateway: has && this.mcpGatewayOn(),
           byok: this.byokOn(),
+          gemini: geminiInstance(this.session.current?.providers) !== undefined,
           ...(wanted.length > 0 ? { ide: this.ideClients(c.key, wanted) } : {}),
         }),
       )

@@ -32,10 +32,25 @@ export interface KeyInfo {
   renewable?: true;
 }
 
-/** The answer to `GET /api/v1/me`: who the key belongs to, and the key. */
+/**
+ * A provider instance the bridge serves, as any member may see it: its name (the route prefix
+ * `/<name>`) and its family (`anthropic`, `gemini`, …). Never its upstream URL or credentials.
+ */
+export interface ProviderInstanceInfo {
+  name: string;
+  type: string;
+}
+
+/** The answer to `GET /api/v1/me`: who the key belongs to, the key, and what the bridge serves. */
 export interface Me {
   user: User;
   key: KeyInfo;
+  /**
+   * Every provider instance the bridge mounts, in the configured order (clients pick their routes
+   * from it). Always in the answer; optional for clients that hold a `Me` built otherwise (the admin
+   * page's session) or read a bridge older than the list.
+   */
+  providers?: ProviderInstanceInfo[];
 }
 
 /** The answer to `POST /api/v1/users/:email/keys`: the only time `key` is shown. */

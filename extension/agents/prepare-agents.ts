@@ -12,6 +12,12 @@ import { withGatewayServer, withoutGatewayServer } from '../codex/codex-mcp';
 import { claudeConfigPath, withClaudeReady } from './claude-config';
 import { withClaudeGateway, withoutClaudeGateway } from './claude-mcp';
 import { continueConfigPath, withBridgeModels, withoutBridgeModels } from './continue-config';
+import {
+  geminiSettingsPath,
+  geminiTrustedFoldersPath,
+  withApiKeyAuth,
+  withTrustedFolders,
+} from './gemini-settings';
 import { importSettingsPath, ROO_FAMILY, type RooFamily, rooImportText } from './roo-settings';
 
 type Env = Record<string, string | undefined>;
@@ -32,6 +38,11 @@ export interface PrepareAgentsOptions {
    * the entries written earlier (the setting turned off, or a bridge without the gateway).
    */
   mcpGateway?: boolean;
+  /**
+   * The bridge serves a Gemini-speaking instance (the terminal then points Gemini CLI at it): Gemini
+   * CLI is set to sign in with `GEMINI_API_KEY`, unless the user chose another way. Absent: untouched.
+   */
+  gemini?: boolean;
   /**
    * The IDE clients that read their key from a file of theirs, not the terminal env: each one set
    * up only when asked (a setting or its command), with the signed-in key.
@@ -185,6 +196,17 @@ export async function prepareCodex(o: PrepareAgentsOptions, report: AgentsReport
   );
 }
 
+/**
+ * Gemini CLI: the API-key sign-in chosen in `~/.gemini/settings.json` when the user chose none, and
+ * the trusted folders in `~/.gemini/trustedFolders.json`. Each file on its own.
+ */
+export async function prepareGemini(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
+  await edit(geminiSettingsPath(o.env), withApiKeyAuth, report);
+  const trustedFolders = await trustKeys(o.trustedFolders);
+  if (trustedFolders.length > 0)
+    await edit(geminiTrustedFoldersPath(o.env), (t) => withTrustedFolders(t, trustedFolders), report);
+}
+
 /** Continue: the bridge's models in its config, the user's own kept. */
 export async function prepareContinue(
   o: PrepareAgentsOptions & { ide: IdeClients & { continue: NonNullable<IdeClients['continue']> } },
@@ -218,7 +240,7 @@ async function prepareIdeClients(o: PrepareAgentsOptions, report: AgentsReport):
 }
 
 /**
- * Makes `claude` and `codex`, typed in a new terminal, reach their prompt with no question: called
+ * Makes `claude` and `codex` (and `gemini`, when the bridge serves Gemini), typed in a new terminal, reach their prompt with no question: called
  * at sign-in. Each agent's files are edited on their own; a problem with one is reported and the
  * other is still prepared. Nothing here holds the key: the agents read it from the terminal env.
  */
@@ -226,6 +248,7 @@ export async function prepareAgents(o: PrepareAgentsOptions): Promise<AgentsRepo
   const report: AgentsReport = { changed: [], problems: [] };
   await prepareClaude(o, report);
   await prepareCodex(o, report);
+  if (o.gemini === true) await prepareGemini(o, report);
   await prepareIdeClients(o, report);
   return report;
 }

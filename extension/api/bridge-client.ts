@@ -1,4 +1,4 @@
-import type { KeyInfo, User } from '../../shared/identity';
+import type { KeyInfo, ProviderInstanceInfo, User } from '../../shared/identity';
 import type { GatewayToolCall, Interception, Page } from '../../shared/interception';
 import type { BudgetStatus, Period, UsageRow } from '../../shared/spend';
 import type { AuthConfig } from '../../shared/sso';
@@ -20,6 +20,8 @@ export interface UsageMe {
 export interface Me {
   user: User;
   key: KeyInfo;
+  /** The provider instances the bridge serves; absent from a bridge older than the list. */
+  providers?: ProviderInstanceInfo[];
 }
 
 /** A failed call: `status` 0 when the bridge could not be reached at all. */

@@ -1,4 +1,4 @@
-import type { KeyInfo, User } from '../../shared/identity';
+import type { KeyInfo, ProviderInstanceInfo, User } from '../../shared/identity';
 import { BridgeApiError, type Me } from '../api/bridge-client';
 import { Emitter } from '../emitter';
 import { STORAGE } from '../ids';
@@ -25,6 +25,11 @@ export interface SignedIn {
   user: User | null;
   /** The key's id, expiry and whether it renews; null until the bridge has been reached. */
   keyInfo: KeyInfo | null;
+  /**
+   * The provider instances the bridge serves (which agents to point at it); null until the bridge
+   * has been reached, [] from a bridge that predates the list.
+   */
+  providers: readonly ProviderInstanceInfo[] | null;
 }
 
 export type RestoreResult = 'restored' | 'restored-offline' | 'none' | 'rejected';
@@ -60,7 +65,7 @@ export class Session {
     if (!key || !url) return 'none';
     try {
       const me = await this.me({ url, key });
-      this.set({ url, key, user: me.user, keyInfo: me.key });
+      this.set({ url, key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] });
       return 'restored';
     } catch (err) {
       if (err instanceof BridgeApiError && err.unauthorized) {
@@ -68,7 +73,7 @@ export class Session {
         return 'rejected';
       }
       // The bridge is down or the network is: stay signed in, the live connection will retry.
-      this.set({ url, key, user: null, keyInfo: null });
+      this.set({ url, key, user: null, keyInfo: null, providers: null });
       return 'restored-offline';
     }
   }
@@ -78,13 +83,23 @@ export class Session {
     await this.secrets.store(STORAGE.key, c.key);
     await this.global.update(STORAGE.url, c.url);
     await this.global.update(STORAGE.declinedEnvKey, undefined);
-    this.set({ url: c.url, key: c.key, user: me.user, keyInfo: me.key });
+    this.set({ url: c.url, key: c.key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] });
   }
 
   /** What the bridge now says of the key (after a renewal): same key, so nothing restarts. */
   noteKey(info: KeyInfo): void {
     if (this.state && (this.state.keyInfo === null || this.state.keyInfo.id === info.id))
       this.state = { ...this.state, keyInfo: info };
+  }
+
+  /**
+   * What the bridge serves, learnt after a sign-in restored offline: same key, so nothing restarts.
+   * Returns whether it is new (the caller then re-applies what depends on it).
+   */
+  noteProviders(providers: readonly ProviderInstanceInfo[]): boolean {
+    if (!this.state || this.state.providers !== null) return false;
+    this.state = { ...this.state, providers };
+    return true;
   }
 
   /** Forgets the key (and remembers not to sign in again from this environment's key). */

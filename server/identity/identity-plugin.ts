@@ -38,5 +38,7 @@ export async function identityCapability(core: Core): Promise<IdentityCapability
     config.auditFailure === 'open' ? OUTAGE_KEY_MEMORY_MS : undefined,
     cache,
   );
-  return { hasher, identity, auth, routes: identityRoutes(identity, store) };
+  // Name and family only: a member learns which routes exist, never where they lead or with what key.
+  const providers = Object.values(config.upstreams).map(({ name, type }) => ({ name, type }));
+  return { hasher, identity, auth, routes: identityRoutes(identity, store, providers) };
 }

@@ -1,5 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import type { ProviderInstanceInfo } from '../../shared/identity';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import type { Store } from '../store/types';
@@ -38,12 +39,20 @@ const NewKeyBody = Type.Object(
 const EmailParams = Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) });
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
 
-/** Users and keys: `/api/v1/users`, `/api/v1/users/:email/keys`, `/api/v1/keys/:id`, `/api/v1/me`. */
-export function identityRoutes(identity: IdentityService, store: Store): FastifyPluginAsync {
+/**
+ * Users and keys: `/api/v1/users`, `/api/v1/users/:email/keys`, `/api/v1/keys/:id`, `/api/v1/me`.
+ * `providers`: the instances the bridge serves, named in `/api/v1/me` so a client (the extension)
+ * sets up only the agents whose API the bridge speaks.
+ */
+export function identityRoutes(
+  identity: IdentityService,
+  store: Store,
+  providers: readonly ProviderInstanceInfo[],
+): FastifyPluginAsync {
   return async (app) => {
     app.get('/api/v1/me', { config: { access: 'member' } }, async (req) => {
       const { user, key } = principalOf(req);
-      return { user, key: keyInfo(key) };
+      return { user, key: keyInfo(key), providers };
     });
 
     app.post<{ Body: Static<typeof NewUserBody> }>(
