@@ -8,11 +8,18 @@ const INLINE_LIMIT = 7000;
 /** Large payloads are kept this long for the other replicas to fetch. */
 const PAYLOAD_TTL_SECONDS = 300;
 const RECONNECT_MS = 1000;
+/**
+ * Live events are gathered this long and go out together: at a few hundred requests a second, one
+ * NOTIFY carries many requests' events instead of a query (and a wake-up of every replica) each.
+ */
+const EVENT_BATCH_MS = 20;
 
 interface Envelope {
   /** The replica that sent it: a replica ignores its own notifications. */
   from: string;
   change?: StoreChange;
+  /** Several live events in one notification (each as `change` would carry it). */
+  changes?: StoreChange[];
   /** Row of `event_payloads` holding the change, when it was too large to send inline. */
   ref?: string;
 }
@@ -31,6 +38,10 @@ export class ChangeFeed {
   private retry: NodeJS.Timeout | undefined;
   /** Whether a connection listened before: a later one may have missed notifications meanwhile. */
   private listened = false;
+  /** Live events waiting to go out, as JSON, and their length. */
+  private events: string[] = [];
+  private eventBytes = 0;
+  private eventTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly url: string,
@@ -97,6 +108,7 @@ export class ChangeFeed {
   }
 
   async stop(): Promise<void> {
+    await this.flushEvents();
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
     const c = this.client;
@@ -110,13 +122,50 @@ export class ChangeFeed {
     return () => this.listeners.delete(listener);
   }
 
-  /** Sends a change to the other replicas; never throws (a failure is reported to onError). */
+  /**
+   * Sends a change to the other replicas; never throws (a failure is reported to onError). Live
+   * events wait up to EVENT_BATCH_MS to share a notification; key, user and document changes,
+   * which caches depend on, go at once and alone (as every earlier version sends and reads them).
+   */
   notify(change: StoreChange): void {
-    this.send(change).catch((err: unknown) => this.onError?.(err as Error, 'change notify'));
+    if (change.kind !== 'event') {
+      this.send(JSON.stringify(change)).catch((err: unknown) =>
+        this.onError?.(err as Error, 'change notify'),
+      );
+      return;
+    }
+    const json = JSON.stringify(change);
+    const bytes = Buffer.byteLength(json) + 1;
+    if (this.eventBytes + bytes > INLINE_LIMIT - 200) void this.flushEvents();
+    this.events.push(json);
+    this.eventBytes += bytes;
+    this.eventTimer ??= setTimeout(() => void this.flushEvents(), EVENT_BATCH_MS);
+    this.eventTimer.unref();
   }
 
-  private async send(change: StoreChange): Promise<void> {
-    const inline = JSON.stringify({ from: this.replicaId, change } satisfies Envelope);
+  private async flushEvents(): Promise<void> {
+    if (this.eventTimer) clearTimeout(this.eventTimer);
+    this.eventTimer = undefined;
+    const events = this.events;
+    this.events = [];
+    this.eventBytes = 0;
+    if (events.length === 0) return;
+    try {
+      // One event alone keeps the single-change shape, so replicas of an earlier version read it.
+      if (events.length === 1) await this.send(events[0]!);
+      else
+        await this.pool.query('SELECT pg_notify($1, $2)', [
+          CHANNEL,
+          `{"from":${JSON.stringify(this.replicaId)},"changes":[${events.join(',')}]}`,
+        ]);
+    } catch (err) {
+      this.onError?.(err as Error, 'change notify');
+    }
+  }
+
+  /** `change`: one StoreChange as JSON. */
+  private async send(change: string): Promise<void> {
+    const inline = `{"from":${JSON.stringify(this.replicaId)},"change":${change}}`;
     if (Buffer.byteLength(inline) <= INLINE_LIMIT) {
       await this.pool.query('SELECT pg_notify($1, $2)', [CHANNEL, inline]);
       return;
@@ -124,7 +173,7 @@ export class ChangeFeed {
     const r = await this.pool.query<{ id: string }>(
       `WITH gone AS (DELETE FROM event_payloads WHERE at < now() - make_interval(secs => $2))
        INSERT INTO event_payloads (payload) VALUES ($1) RETURNING id`,
-      [JSON.stringify(change), PAYLOAD_TTL_SECONDS],
+      [change, PAYLOAD_TTL_SECONDS],
     );
     const ref = r.rows[0]!.id;
     await this.pool.query('SELECT pg_notify($1, $2)', [
@@ -153,6 +202,10 @@ export class ChangeFeed {
       return;
     }
     if (env.from === this.replicaId) return;
+    if (Array.isArray(env.changes)) {
+      for (const c of env.changes) this.deliver(c);
+      return;
+    }
     let change = env.change;
     if (!change && env.ref !== undefined) {
       try {
