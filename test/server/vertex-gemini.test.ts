@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { ApiError, GoogleGenAI } from '@google/genai';
 import { OAuth2Client } from 'google-auth-library';
@@ -10,6 +11,7 @@ import { geminiModelOf } from '../../server/providers/vertex-gemini/models';
 import { vertexBody, vertexTarget } from '../../server/providers/vertex-gemini/request';
 import { routeFor } from '../../server/proxy/provider-paths';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { run } from '../helpers/run';
 import { testServiceAccount, VERTEX_PROJECT, VERTEX_REGION, VertexMock } from '../helpers/vertex-mock';
 
 const account = testServiceAccount();
@@ -495,5 +497,109 @@ describe('vertex-gemini, unit', () => {
     assert.deepEqual(JSON.parse(html.body.toString()), {
       error: { code: 502, message: '<html>Bad Gateway</html>', status: 'INTERNAL' },
     });
+  });
+});
+
+/** The real Gemini CLI's entry point, run with this node so the test does not depend on `PATH`. */
+const GEMINI_CLI = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@google/gemini-cli/package.json')),
+  'bundle',
+  'gemini.js',
+);
+
+describe('the real Gemini CLI through a vertex-gemini instance', function () {
+  this.timeout(120_000);
+  let mock: VertexMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    mock = await new VertexMock(account).start();
+    tb = await bridgeWith(mock);
+  });
+
+  after(async () => {
+    await tb?.close();
+    await mock?.close();
+  });
+
+  it('gemini -p with GOOGLE_GEMINI_BASE_URL=<bridge>/vgem: answered by Vertex, metered as a stream', async () => {
+    const dev = await tb.addUser('gemini-cli-vertex@example.com');
+    const home = await tempDir('aibridge-gemini-home-');
+    // The API-key auth type, so the CLI sends the bridge key to the base URL (docs/providers.md).
+    await fs.mkdir(path.join(home, '.gemini'), { recursive: true });
+    await fs.writeFile(
+      path.join(home, '.gemini', 'settings.json'),
+      JSON.stringify({ security: { auth: { selectedType: 'gemini-api-key' } } }),
+    );
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: home,
+      TMPDIR: home,
+      GOOGLE_GEMINI_BASE_URL: `${tb.url}/vgem`,
+      GEMINI_API_KEY: dev.key,
+      GEMINI_CLI_TRUST_WORKSPACE: 'true',
+      CI: '1',
+      NO_COLOR: '1',
+    };
+    const res = await run(
+      process.execPath,
+      [GEMINI_CLI, '-p', 'Say hello', '-m', 'gemini-2.5-pro'],
+      env,
+      home,
+    );
+    assert.equal(res.code, 0, `gemini failed: ${res.stderr}\n${res.stdout}`);
+    assert.equal(res.stdout.trim(), TEXT);
+    assert.equal(mock.seen.length, 1, mock.seen.map((s) => s.path).join(', '));
+    const seen = mock.seen[0]!;
+    assert.equal(seen.path, `/v1beta1${UPSTREAM}gemini-2.5-pro:streamGenerateContent?alt=sse`);
+    assert.equal(seen.tokenValid, true);
+    assert.equal(seen.headers['x-goog-api-key'], undefined);
+    const [rec] = await tb.interceptions(1, dev.key);
+    assert.ok(rec);
+    assert.equal(rec.client, 'gemini-cli');
+    assert.equal(rec.provider, 'vgem');
+    assert.equal(rec.model, 'gemini-2.5-pro');
+    assert.equal(rec.streamed, true);
+    assert.equal(rec.status, 'ok');
+    assert.equal(rec.prompt, 'Say hello');
+    assert.deepEqual(rec.usage, TEXT_USAGE);
+  });
+
+  it('gemini -p in Vertex mode (GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_VERTEX_BASE_URL=<bridge>/vgem)', async () => {
+    const dev = await tb.addUser('gemini-cli-vertex-mode@example.com');
+    const home = await tempDir('aibridge-gemini-home-');
+    await fs.mkdir(path.join(home, '.gemini'), { recursive: true });
+    await fs.writeFile(
+      path.join(home, '.gemini', 'settings.json'),
+      JSON.stringify({ security: { auth: { selectedType: 'vertex-ai' } } }),
+    );
+    const sent = mock.seen.length;
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: home,
+      TMPDIR: home,
+      GOOGLE_GENAI_USE_VERTEXAI: 'true',
+      // Vertex express mode: the bridge key as the API key, no project of the client's own.
+      GOOGLE_API_KEY: dev.key,
+      GOOGLE_VERTEX_BASE_URL: `${tb.url}/vgem`,
+      GEMINI_CLI_TRUST_WORKSPACE: 'true',
+      CI: '1',
+      NO_COLOR: '1',
+    };
+    const res = await run(
+      process.execPath,
+      [GEMINI_CLI, '-p', 'Say hello', '-m', 'gemini-2.5-pro'],
+      env,
+      home,
+    );
+    assert.equal(res.code, 0, `gemini failed: ${res.stderr}\n${res.stdout}`);
+    assert.equal(res.stdout.trim(), TEXT);
+    const mine = mock.seen.slice(sent);
+    assert.equal(mine.length, 1, mine.map((s) => s.path).join(', '));
+    assert.equal(mine[0]!.path, `/v1beta1${UPSTREAM}gemini-2.5-pro:streamGenerateContent?alt=sse`);
+    assert.equal(mine[0]!.tokenValid, true);
+    const [rec] = await tb.interceptions(1, dev.key);
+    assert.equal(rec?.client, 'gemini-cli');
+    assert.deepEqual(rec?.usage, TEXT_USAGE);
   });
 });
