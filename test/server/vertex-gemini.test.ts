@@ -26,6 +26,12 @@ async function bridgeWith(mock: VertexMock): Promise<TestBridge> {
   const dir = await tempDir();
   const keyFile = path.join(dir, 'sa.json');
   await fs.writeFile(keyFile, JSON.stringify(account.json(mock.tokenUri)), { mode: 0o600 });
+  const quotaFile = path.join(dir, 'sa-quota.json');
+  await fs.writeFile(
+    quotaFile,
+    JSON.stringify({ ...account.json(mock.tokenUri), quota_project_id: 'billing-project' }),
+    { mode: 0o600 },
+  );
   const entry = { type: 'vertex-gemini', project: VERTEX_PROJECT, region: VERTEX_REGION, baseUrl: mock.url };
   const file = path.join(dir, 'providers.json');
   await fs.writeFile(
@@ -34,6 +40,7 @@ async function bridgeWith(mock: VertexMock): Promise<TestBridge> {
       providers: {
         vgem: { ...entry, credentialsFile: keyFile },
         'vgem-nokey': { ...entry, credentialsFile: path.join(dir, 'missing.json') },
+        'vgem-quota': { ...entry, credentialsFile: quotaFile },
       },
     }),
   );
@@ -264,7 +271,8 @@ describe('Gemini on Vertex AI (vertex-gemini) as an instance', () => {
     const before = await count();
     const res = await fetch(`${tb.url}/vgem/v1/models/gemini-2.5-pro:generateContent?key=${key}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      // A quota project of the client's own would bill another project with the instance's token.
+      headers: { 'content-type': 'application/json', 'x-goog-user-project': 'someone-elses-project' },
       body: JSON.stringify({
         contents: [
           { parts: [{ text: 'first' }] },
@@ -280,8 +288,26 @@ describe('Gemini on Vertex AI (vertex-gemini) as an instance', () => {
       (seen.body.contents as { role: string }[]).map((c) => c.role),
       ['user', 'model', 'user'],
     );
+    assert.equal(seen.headers['x-goog-user-project'], undefined);
     const rec = await latest(before);
     assert.equal(rec.prompt, 'again');
+  });
+
+  it('the credential’s quota project goes upstream in place of the client’s', async () => {
+    const res = await fetch(`${tb.url}/vgem-quota/v1beta/models/gemini-2.5-pro:generateContent`, {
+      method: 'POST',
+      headers: {
+        'x-goog-api-key': key,
+        'content-type': 'application/json',
+        'x-goog-user-project': 'someone-elses-project',
+      },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(
+      upstream('gemini-2.5-pro:generateContent').headers['x-goog-user-project'],
+      'billing-project',
+    );
   });
 
   it('RESOURCE_EXHAUSTED reaches the client as a 429 in Google’s shape, retry-after from RetryInfo', async () => {
