@@ -11,6 +11,7 @@ import { geminiModelOf } from '../../server/providers/vertex-gemini/models';
 import { vertexBody, vertexTarget } from '../../server/providers/vertex-gemini/request';
 import { routeFor } from '../../server/proxy/provider-paths';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
 import { run } from '../helpers/run';
 import { testServiceAccount, VERTEX_PROJECT, VERTEX_REGION, VertexMock } from '../helpers/vertex-mock';
 
@@ -386,6 +387,61 @@ describe('Gemini on Vertex AI (vertex-gemini) as an instance', () => {
       assert.equal(body.error.status, 'NOT_FOUND');
     }
     assert.equal(mock.seen.length, sent);
+  });
+});
+
+describe('a route from the Gemini API to Gemini on Vertex', () => {
+  let gemini: GeminiMock;
+  let mock: VertexMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    gemini = await startGeminiMock();
+    mock = await new VertexMock(account).start();
+    const dir = await tempDir();
+    const keyFile = path.join(dir, 'sa.json');
+    await fs.writeFile(keyFile, JSON.stringify(account.json(mock.tokenUri)), { mode: 0o600 });
+    const file = path.join(dir, 'providers.json');
+    await fs.writeFile(
+      file,
+      JSON.stringify({
+        providers: {
+          gem: { type: 'gemini', baseUrl: gemini.origin, apiKey: GEMINI_UPSTREAM_KEY },
+          vgem: {
+            type: 'vertex-gemini',
+            project: VERTEX_PROJECT,
+            region: VERTEX_REGION,
+            baseUrl: mock.url,
+            credentialsFile: keyFile,
+          },
+        },
+        // The gemini mock answers a `*-overloaded` model with 503 UNAVAILABLE.
+        routes: { 'gemini-2.5-pro-overloaded': ['gem', 'vgem:gemini-2.5-pro'] },
+      }),
+    );
+    tb = await startBridge('http://127.0.0.1:9', { AIBRIDGE_PROVIDERS_FILE: file });
+  });
+
+  after(async () => {
+    await tb?.close();
+    await mock?.close();
+    await gemini?.stop();
+  });
+
+  it('fails over from an overloaded Gemini API to Vertex, recorded on the instance that answered', async () => {
+    const key = (await tb.addUser('route@example.com')).key;
+    const ai = new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: `${tb.url}/gem` } });
+    const res = await ai.models.generateContent({ model: 'gemini-2.5-pro-overloaded', contents: 'hi' });
+    assert.equal(res.text, TEXT);
+    assert.equal(gemini.seen.at(-1)?.url, '/v1beta/models/gemini-2.5-pro-overloaded:generateContent');
+    const seen = mock.seen.at(-1)!;
+    assert.equal(seen.path, `/v1beta1${UPSTREAM}gemini-2.5-pro:generateContent`);
+    assert.equal(seen.tokenValid, true);
+    assert.equal(seen.headers['x-goog-api-key'], undefined, 'neither the bridge key nor the Gemini key');
+    const [rec] = await tb.interceptions(1, key);
+    assert.equal(rec?.provider, 'vgem');
+    assert.equal(rec?.model, 'gemini-2.5-pro');
+    assert.deepEqual(rec?.usage, TEXT_USAGE);
   });
 });
 
