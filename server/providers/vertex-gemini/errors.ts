@@ -7,7 +7,8 @@ export interface MappedError {
   readonly status: number;
   /** Seconds a throttled client waits, when Vertex said (its header, or `RetryInfo` in the details). */
   readonly retryAfter?: string;
-  readonly body: Buffer;
+  /** Google's error body; undefined: the upstream's bytes are it already, relay them as sent. */
+  readonly body?: unknown;
 }
 
 /**
@@ -27,18 +28,8 @@ export function mapVertexGeminiError(status: number, raw: Buffer, retryAfter?: s
   const first: unknown = Array.isArray(json) ? json[0] : json;
   const e = isObject(first) && isObject(first.error) ? first.error : undefined;
   const retry = code === 429 ? (retryAfter ?? retryDelayOf(e?.details)) : undefined;
-  const body = e
-    ? first === json
-      ? raw
-      : Buffer.from(JSON.stringify(first))
-    : Buffer.from(
-        JSON.stringify({
-          error: {
-            code,
-            message: raw.toString('utf8').slice(0, 500) || 'Vertex AI refused the request.',
-            status: statusName(code),
-          },
-        }),
-      );
-  return { status: code, ...(retry ? { retryAfter: retry } : {}), body };
+  const out = { status: code, ...(retry ? { retryAfter: retry } : {}) };
+  if (e) return first === json ? out : { ...out, body: first };
+  const message = raw.toString('utf8').slice(0, 500) || 'Vertex AI refused the request.';
+  return { ...out, body: { error: { code, message, status: statusName(code) } } };
 }

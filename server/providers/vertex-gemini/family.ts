@@ -86,19 +86,9 @@ function create(s: InstanceSettings): ProviderAdapter {
     const raw = Buffer.from(await res.body.arrayBuffer());
     const retry = res.headers['retry-after'];
     const mapped = mapVertexGeminiError(res.statusCode, raw, typeof retry === 'string' ? retry : undefined);
-    if (mapped.body === raw)
-      return withBody(
-        res,
-        mapped.status,
-        { ...res.headers, ...(mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {}) },
-        [raw],
-      );
-    return jsonAnswer(
-      res,
-      mapped.status,
-      JSON.parse(mapped.body.toString('utf8')) as unknown,
-      mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {},
-    );
+    const extra: Record<string, string> = mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {};
+    if (mapped.body === undefined) return withBody(res, mapped.status, { ...res.headers, ...extra }, [raw]);
+    return jsonAnswer(res, mapped.status, mapped.body, extra);
   }
 
   return {
