@@ -7,6 +7,7 @@ import { openaiFamily } from './openai/family';
 import { openaiCompatibleFamily } from './openai-compatible/family';
 import type { ProviderAdapter } from './types';
 import { vertexAnthropicFamily } from './vertex-anthropic/family';
+import { vertexGeminiFamily } from './vertex-gemini/family';
 
 /** Every provider family the bridge can serve; adding one means one folder and one line here. */
 export const FAMILIES: readonly ProviderFamily[] = [
@@ -17,6 +18,7 @@ export const FAMILIES: readonly ProviderFamily[] = [
   geminiFamily,
   bedrockFamily,
   vertexAnthropicFamily,
+  vertexGeminiFamily,
 ];
 
 /** Families registered by tests (a family defined only in its folder is served). */

@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 
 export const VERTEX_PROJECT = 'aibridge-test-project';
 export const VERTEX_REGION = 'us-east5';
@@ -14,6 +16,26 @@ export const VERTEX_USAGE = {
 export const VERTEX_COUNT = 57;
 
 export type VertexScenario = 'text' | 'tool' | 'quota' | 'anthropic-400';
+
+/** The recorded Gemini-on-Vertex answers the mock serves for `publishers/google` models. */
+const GEMINI_FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'vertex-gemini');
+const fixture = (name: string): Buffer => fs.readFileSync(path.join(GEMINI_FIXTURES, name));
+
+/** A Gemini answer: its status, content type and bytes. */
+interface GeminiAnswer {
+  status: number;
+  type: string;
+  bytes: Buffer;
+}
+
+/** The SSE fixture's chunks, for `streamGenerateContent` without `alt=sse` (one JSON array). */
+function sseChunks(bytes: Buffer): unknown[] {
+  return bytes
+    .toString('utf8')
+    .split(/\r?\n\r?\n/)
+    .filter((e) => e.startsWith('data: '))
+    .map((e) => JSON.parse(e.slice('data: '.length)) as unknown);
+}
 
 export interface SeenVertexRequest {
   path: string;
@@ -130,7 +152,8 @@ function streamEvents(model: string, scenario: VertexScenario): string[] {
 }
 
 /**
- * Google's OAuth2 token endpoint for a test service account and Vertex AI's Claude endpoints,
+ * Google's OAuth2 token endpoint for a test service account and Vertex AI's Claude endpoints (and
+ * Gemini's, `publishers/google`, answering test/fixtures/vertex-gemini),
  * protocol-exact: the token endpoint verifies the JWT-bearer assertion's RS256 signature with the
  * service account's public key and issues short opaque tokens; the Vertex endpoint serves only a
  * bearer token it issued and has not expired, and answers Anthropic's JSON and SSE (Vertex passes
@@ -213,6 +236,32 @@ export class VertexMock {
     this.json(res, 200, { access_token: token, expires_in: this.expiresIn, token_type: 'Bearer' });
   }
 
+  /**
+   * Gemini on Vertex (`publishers/google`): the recorded answers under test/fixtures/vertex-gemini,
+   * and Vertex's refusals: a content without a `role` (the Gemini API takes one, Vertex does not),
+   * and the quota error.
+   */
+  private gemini(method: string, query: URLSearchParams, body: Record<string, unknown>): GeminiAnswer {
+    const json = (status: number, bytes: Buffer): GeminiAnswer => ({
+      status,
+      type: 'application/json; charset=UTF-8',
+      bytes,
+    });
+    const google = (status: number, message: string, name: string) =>
+      json(status, Buffer.from(JSON.stringify({ error: { code: status, message, status: name } })));
+    const contents = Array.isArray(body.contents) ? (body.contents as Record<string, unknown>[]) : [];
+    if (contents.length === 0 || contents.some((c) => c.role !== 'user' && c.role !== 'model'))
+      return google(400, 'Please use a valid role: user, model.', 'INVALID_ARGUMENT');
+    if (method === 'countTokens') return json(200, fixture('count-tokens.json'));
+    if (this.scenario === 'quota') return json(429, fixture('error-429-resource-exhausted.json'));
+    const kind = this.scenario === 'tool' ? 'tool' : 'text';
+    if (method === 'generateContent') return json(200, fixture(`generate-${kind}.json`));
+    if (method !== 'streamGenerateContent') return google(404, 'not found', 'NOT_FOUND');
+    const stream = fixture(`stream-${kind}.sse`);
+    if (query.get('alt') === 'sse') return { status: 200, type: 'text/event-stream', bytes: stream };
+    return json(200, Buffer.from(JSON.stringify(sseChunks(stream))));
+  }
+
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -238,6 +287,15 @@ export class VertexMock {
           status: 'UNAUTHENTICATED',
         },
       });
+    const gemini = new RegExp(
+      `^/(v1|v1beta1)/projects/${VERTEX_PROJECT}/locations/${VERTEX_REGION}/publishers/google/models/([^/:?]+):(\\w+)(\\?.*)?$`,
+    ).exec(url);
+    if (gemini) {
+      const answer = this.gemini(gemini[3] ?? '', new URLSearchParams(gemini[4] ?? ''), body);
+      res.writeHead(answer.status, { 'content-type': answer.type });
+      res.end(answer.bytes);
+      return;
+    }
     const base = `/v1/projects/${VERTEX_PROJECT}/locations/${VERTEX_REGION}/publishers/anthropic/models/`;
     const m = url.startsWith(base)
       ? /^([^/:]+):(rawPredict|streamRawPredict)$/.exec(url.slice(base.length))

@@ -212,13 +212,7 @@ wireContract({
   type: 'gemini',
   entry: (upstream) => ({ type: 'gemini', baseUrl: upstream, apiKey: 'k' }),
   prefix: '/wire',
-  errorShape: (body, code) => {
-    const e = (body as { error: Record<string, unknown> }).error;
-    assert.deepEqual(Object.keys(e).sort(), ['code', 'message', 'status']);
-    assert.equal(e.code, 400);
-    assert.equal(e.status, 'INVALID_ARGUMENT');
-    assert.match(String(e.message), new RegExp(`\\(${code}\\)$`));
-  },
+  errorShape: googleShape,
   cases: [
     {
       title: 'meters a streamed function call with cached and thinking tokens, byte for byte',
@@ -444,6 +438,104 @@ wireContract({
       path: '/v1/messages',
       body: { ...MSG, stream: true },
       expect: { status: 'error', errorType: 'overloaded_error', usage: { input: 20 }, bytesExact: true },
+    },
+  ],
+});
+
+/** Google's error shape with the bridge's code at the end of the message (the gemini family's). */
+function googleShape(body: unknown, code: string): void {
+  const e = (body as { error: Record<string, unknown> }).error;
+  assert.deepEqual(Object.keys(e).sort(), ['code', 'message', 'status']);
+  assert.equal(e.code, 400);
+  assert.equal(e.status, 'INVALID_ARGUMENT');
+  assert.match(String(e.message), new RegExp(`\\(${code}\\)$`));
+}
+
+const VERTEX_GEMINI = '/v1beta1/projects/client-project/locations/us-central1/publishers/google/models';
+
+// Vertex answers Gemini's own JSON and SSE, so they pass byte for byte in both client forms; only a
+// streaming endpoint's array-wrapped error is unwrapped.
+wireContract({
+  type: 'vertex-gemini',
+  entry: (upstream) => ({
+    type: 'vertex-gemini',
+    project: 'wire-project',
+    region: 'us-central1',
+    baseUrl: upstream,
+    credentialsFile: vertexKeyFile(upstream),
+  }),
+  prefix: '/wire',
+  errorShape: googleShape,
+  cases: [
+    {
+      title:
+        'meters a streamed function call with cached and thinking tokens (Gemini API form), byte for byte',
+      fixture: 'stream-tool.sse',
+      path: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+      body: GEMINI,
+      expect: {
+        status: 'ok',
+        usage: { input: 156, cacheRead: 256, output: 82, reasoning: 64 },
+        toolCalls: ['get_weather'],
+        bytesExact: true,
+      },
+    },
+    {
+      title: 'meters a streamed answer (Vertex form), byte for byte',
+      fixture: 'stream-text.sse',
+      path: `${VERTEX_GEMINI}/gemini-2.5-pro:streamGenerateContent?alt=sse`,
+      body: GEMINI,
+      expect: {
+        status: 'ok',
+        usage: { input: 291, cacheRead: 1024, output: 137, reasoning: 96 },
+        toolCalls: [],
+        bytesExact: true,
+      },
+    },
+    {
+      title: 'meters a JSON answer with a function call (Vertex form)',
+      fixture: 'generate-tool.json',
+      path: `${VERTEX_GEMINI}/gemini-2.5-flash:generateContent`,
+      body: GEMINI,
+      expect: {
+        status: 'ok',
+        usage: { input: 58, output: 79, reasoning: 64 },
+        toolCalls: ['get_weather'],
+        bytesExact: true,
+      },
+    },
+    {
+      title: 'relays RESOURCE_EXHAUSTED as sent and records it',
+      fixture: 'error-429-resource-exhausted.json',
+      status: 429,
+      path: '/v1beta/models/gemini-2.5-pro:generateContent',
+      body: GEMINI,
+      expect: { status: 'error', errorType: 'RESOURCE_EXHAUSTED', bytesExact: true },
+    },
+    {
+      title: 'unwraps an array-wrapped NOT_FOUND to Google’s object shape',
+      fixture: 'error-404-array.json',
+      status: 404,
+      path: `${VERTEX_GEMINI}/gemini-9-ultra:streamGenerateContent`,
+      body: GEMINI,
+      expect: {
+        status: 'error',
+        errorType: 'NOT_FOUND',
+        bytesExact: false,
+        clientBody: (b) => {
+          const e = (b as { error: { code: number; status: string; message: string } }).error;
+          assert.equal(e.code, 404);
+          assert.equal(e.status, 'NOT_FOUND');
+          assert.match(e.message, /^Publisher Model `projects\/wire-project/);
+        },
+      },
+    },
+    {
+      title: 'relays a mid-stream error chunk and records it',
+      fixture: 'stream-midstream-error.sse',
+      path: '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+      body: GEMINI,
+      expect: { status: 'error', errorType: 'UNAVAILABLE', usage: { input: 7 }, bytesExact: true },
     },
   ],
 });

@@ -1,5 +1,5 @@
 /** Google's canonical status name (google.rpc.Code) for each HTTP status the bridge answers with. */
-function statusName(status: number): string {
+export function statusName(status: number): string {
   switch (status) {
     case 400:
     case 413:

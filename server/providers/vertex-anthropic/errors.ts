@@ -1,5 +1,6 @@
 import { anthropicErrorBody } from '../anthropic/errors';
 import { isObject } from '../common';
+import { retryDelayOf } from '../google-cloud';
 
 /** A Vertex error as the Anthropic client sees it: status, retry hint and Anthropic's error body. */
 export interface MappedError {
@@ -12,17 +13,6 @@ export interface MappedError {
 
 /** Seconds a throttled client waits when Vertex gives no hint (neither `retry-after` nor RetryInfo). */
 const DEFAULT_RETRY_AFTER = '1';
-
-/** `RetryInfo.retryDelay` ("30s", "1.5s") in whole seconds, rounded up. */
-function retryDelayOf(details: unknown): string | undefined {
-  if (!Array.isArray(details)) return undefined;
-  for (const d of details) {
-    if (!isObject(d) || typeof d.retryDelay !== 'string') continue;
-    const m = /^(\d+(?:\.\d+)?)s$/.exec(d.retryDelay);
-    if (m) return String(Math.max(1, Math.ceil(Number(m[1]))));
-  }
-  return undefined;
-}
 
 /**
  * Maps a Vertex error answer into Anthropic's shape. Vertex answers in Google's shape

@@ -3,38 +3,25 @@ import { anthropicErrorBody } from '../anthropic/errors';
 import { messagesApi } from '../anthropic/messages';
 import { isObject } from '../common';
 import { type FieldProblem, type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
+import {
+  credentialsFileOf,
+  endpointOf,
+  VERTEX_ENDPOINT,
+  validateVertexEntry,
+  vertexLocationOf,
+} from '../google-cloud';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
 import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
 import { googleHeaders } from './credentials';
 import { mapVertexError } from './errors';
 import { modelsOf, priceModelOf, vertexModelId } from './models';
-import { countTokensRequest, messagesRequest, type VertexLocation, vertexBetas } from './request';
+import { countTokensRequest, messagesRequest, vertexBetas } from './request';
 
-/** The regional endpoint; `{region}` is filled in by `create`. */
-const DEFAULT_ENDPOINT = 'https://{region}-aiplatform.googleapis.com';
-/** The `global` location has no regional host. */
-const GLOBAL_ENDPOINT = 'https://aiplatform.googleapis.com';
-/** `us-east5`, `europe-west1`, `northamerica-northeast1`, or `global`. */
-const REGION = /^([a-z]+(-[a-z]+)+\d+|global)$/;
-/** A project id (`my-project-123`) or a domain-scoped one (`example.com:my-project`). */
-const PROJECT = /^([a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
 const COUNT_TOKENS = '/v1/messages/count_tokens';
 
 function validate(entry: JsonObject): FieldProblem | undefined {
-  if (typeof entry.project !== 'string' || !PROJECT.test(entry.project))
-    return { field: 'project', message: 'expected a Google Cloud project id such as "my-project"' };
-  if (typeof entry.region !== 'string' || !REGION.test(entry.region))
-    return { field: 'region', message: 'expected a Vertex AI region such as "us-east5", or "global"' };
-  if (entry.apiKey !== undefined)
-    return {
-      field: 'apiKey',
-      message: 'a vertex-anthropic instance uses Google OAuth2 credentials (credentialsFile or ADC)',
-    };
-  if (
-    entry.credentialsFile !== undefined &&
-    (typeof entry.credentialsFile !== 'string' || entry.credentialsFile === '')
-  )
-    return { field: 'credentialsFile', message: 'expected the path of a Google credentials JSON file' };
+  const problem = validateVertexEntry(entry, 'vertex-anthropic');
+  if (problem) return problem;
   const m = entry.models;
   if (m !== undefined) {
     if (!isObject(m))
@@ -49,18 +36,11 @@ function validate(entry: JsonObject): FieldProblem | undefined {
   return undefined;
 }
 
-/** The instance's endpoint: its `baseUrl`, or the region's host (the `global` location has its own). */
-export function endpointOf(baseUrl: string, region: string): string {
-  if (baseUrl === DEFAULT_ENDPOINT && region === 'global') return GLOBAL_ENDPOINT;
-  return baseUrl.replace('{region}', region);
-}
-
 function create(s: InstanceSettings): ProviderAdapter {
-  const at: VertexLocation = { project: String(s.options.project), region: String(s.options.region) };
+  const at = vertexLocationOf(s.options);
   const endpoint = endpointOf(s.baseUrl, at.region);
   const models = modelsOf(s.options);
-  const file = typeof s.options.credentialsFile === 'string' ? s.options.credentialsFile : undefined;
-  const credentials = googleHeaders(file);
+  const credentials = googleHeaders(credentialsFileOf(s.options));
 
   /** Messages and count_tokens, rewritten for Vertex; the answer is Anthropic's JSON or SSE already. */
   async function send(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
@@ -132,7 +112,7 @@ function create(s: InstanceSettings): ProviderAdapter {
  */
 export const vertexAnthropicFamily: ProviderFamily = {
   type: 'vertex-anthropic',
-  defaultBaseUrl: DEFAULT_ENDPOINT,
+  defaultBaseUrl: VERTEX_ENDPOINT,
   priceId: 'anthropic',
   fields: ['project', 'region', 'credentialsFile', 'models'],
   validate,

@@ -1,3 +1,4 @@
+import type { VertexLocation } from '../google-cloud';
 import type { JsonObject } from '../types';
 import { vertexModelId } from './models';
 
@@ -21,12 +22,6 @@ export const VERTEX_BETAS: ReadonlySet<string> = new Set([
   'context-management-2025-06-27',
   'fine-grained-tool-streaming-2025-05-14',
 ]);
-
-/** Where an instance's requests go: its project and region. */
-export interface VertexLocation {
-  readonly project: string;
-  readonly region: string;
-}
 
 /** A request as Vertex takes it: the path below the endpoint and the body. */
 export interface VertexRequest {
