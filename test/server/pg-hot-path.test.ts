@@ -3,6 +3,7 @@ import type { KeyInfo, User } from '../../shared/identity';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
+import { liveClient } from '../helpers/live-client';
 import { PgQueryLog } from '../helpers/pg-query-log';
 import { testPostgres } from '../helpers/postgres';
 
@@ -166,6 +167,47 @@ describe('PostgreSQL hot path: two replicas on one database', function () {
       'replica B to apply the new team budget',
       async () => (await ask(b, dev.key)).status === 429,
     );
+  });
+
+  it("sends many requests' live events to the other replica in a few notifications, none lost", async () => {
+    const dev = await a.addUser('live-batch@example.com');
+    assert.equal((await ask(b, dev.key)).status, 200, 'warm-up');
+    const onA = liveClient(a.url, { key: a.adminKey });
+    try {
+      await onA.next('hello');
+      log.clear();
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          fetch(`${b.url}/anthropic/v1/messages`, {
+            method: 'POST',
+            headers: {
+              'x-api-key': dev.key,
+              'anthropic-version': '2023-06-01',
+              'content-type': 'application/json',
+            },
+            body: JSON.stringify({
+              model: 'claude-sonnet-4-6',
+              max_tokens: 50,
+              messages: [{ role: 'user', content: 'hi' }],
+            }),
+          }),
+        ),
+      );
+      const ids = new Set(answers.map((r) => r.headers.get('x-aibridge-interception-id')));
+      await Promise.all(answers.map((r) => r.text()));
+      assert.equal(ids.size, 20);
+      await eventually(
+        async () =>
+          ids.size ===
+          onA.events.filter((e) => e.type === 'interception.ended' && ids.has(e.interceptionId)).length,
+        { what: 'every request ended on replica A', timeoutMs: 5000 },
+      );
+      // 20 requests publish at least 40 events (started, ended); gathered, they need far fewer NOTIFYs.
+      const notifies = log.count(/pg_notify/);
+      assert.ok(notifies <= 10, `${notifies} notifications for 20 requests`);
+    } finally {
+      await onA.close();
+    }
   });
 
   it('writes the batched last-use times when a replica closes', async () => {

@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { GoogleAuth, gaxios, type JWTInput } from 'google-auth-library';
+import type { GoogleAuth, JWTInput } from 'google-auth-library';
 import { isObject } from '../common';
 
 /** The scope Vertex AI's prediction endpoints take. */
@@ -7,6 +7,8 @@ export const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platf
 
 /** Where google-auth-library sends a service account's signed assertion, whatever its key file says. */
 const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
+
+type GoogleAuthLibrary = typeof import('google-auth-library');
 
 /** Request headers carrying an OAuth2 access token (and a quota project, when the credential names one). */
 export type GoogleHeaders = () => Promise<Record<string, string>>;
@@ -17,8 +19,8 @@ export type GoogleHeaders = () => Promise<Record<string, string>>;
  * is how a service account is pointed at a Private Service Connect endpoint. For an ordinary key
  * file the two are the same URL and nothing changes.
  */
-function tokenUriTransport(tokenUri: string): InstanceType<typeof gaxios.Gaxios> {
-  const transport = new gaxios.Gaxios();
+function tokenUriTransport(lib: GoogleAuthLibrary, tokenUri: string): InstanceType<typeof lib.gaxios.Gaxios> {
+  const transport = new lib.gaxios.Gaxios();
   transport.interceptors.request.add({
     resolved: async (opts) => {
       if (String(opts.url) === GOOGLE_TOKEN_URL) opts.url = new URL(tokenUri);
@@ -29,7 +31,7 @@ function tokenUriTransport(tokenUri: string): InstanceType<typeof gaxios.Gaxios>
 }
 
 /** The key file, read at first use (a bridge whose file is missing still starts, and answers 503). */
-async function fromFile(file: string): Promise<GoogleAuth> {
+async function fromFile(lib: GoogleAuthLibrary, file: string): Promise<GoogleAuth> {
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
@@ -47,11 +49,11 @@ async function fromFile(file: string): Promise<GoogleAuth> {
   if (!isObject(json)) throw new Error(`credentialsFile ${file} is not a JSON object`);
   const tokenUri =
     json.type === 'service_account' && typeof json.token_uri === 'string' ? json.token_uri : null;
-  return new GoogleAuth({
+  return new lib.GoogleAuth({
     scopes: CLOUD_PLATFORM_SCOPE,
     credentials: json as JWTInput,
     ...(tokenUri && tokenUri !== GOOGLE_TOKEN_URL
-      ? { clientOptions: { transporter: tokenUriTransport(tokenUri) } }
+      ? { clientOptions: { transporter: tokenUriTransport(lib, tokenUri) } }
       : {}),
   });
 }
@@ -65,8 +67,13 @@ async function fromFile(file: string): Promise<GoogleAuth> {
  */
 export function googleHeaders(credentialsFile: string | undefined): GoogleHeaders {
   let auth: Promise<GoogleAuth> | undefined;
-  const build = async (): Promise<GoogleAuth> =>
-    credentialsFile ? fromFile(credentialsFile) : new GoogleAuth({ scopes: CLOUD_PLATFORM_SCOPE });
+  const build = async (): Promise<GoogleAuth> => {
+    // The library (about 2 MB of heap) is loaded on first use, by bridges with Vertex instances only.
+    const lib = await import('google-auth-library');
+    return credentialsFile
+      ? fromFile(lib, credentialsFile)
+      : new lib.GoogleAuth({ scopes: CLOUD_PLATFORM_SCOPE });
+  };
   return async () => {
     // One GoogleAuth for every request, built once; a file that could not be read is tried again.
     auth ??= build().catch((err: unknown) => {
