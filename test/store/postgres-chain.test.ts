@@ -3,6 +3,7 @@ import pg from 'pg';
 import { chainHash, verifyChain } from '../../server/core/chain';
 import { PostgresStore } from '../../server/store/postgres/postgres-store';
 import type { Interception } from '../../shared/interception';
+import { PgQueryLog } from '../helpers/pg-query-log';
 import { testPostgres } from '../helpers/postgres';
 import { newRecord } from './contract';
 
@@ -23,6 +24,43 @@ describe('the audit chain in PostgreSQL', function () {
   async function verify(store: PostgresStore) {
     return verifyChain(store.scanInterceptions({}), await store.chainHead());
   }
+
+  it('two replicas writing at once keep one unbroken chain; a lone writer needs one round trip a batch', async () => {
+    const url = await (await testPostgres()).createDatabase('chain2');
+    const a = new PostgresStore({ url, maxConnections: 4 });
+    const b = new PostgresStore({ url, maxConnections: 4 });
+    await a.open();
+    await b.open();
+    try {
+      // Bursts from both: each replica's head goes stale whenever the other wrote in between.
+      for (let round = 0; round < 10; round++)
+        await Promise.all([
+          ...Array.from({ length: 15 }, (_, i) => a.appendInterception(newRecord(round * 100 + i))),
+          ...Array.from({ length: 15 }, (_, i) => b.appendInterception(newRecord(round * 100 + 50 + i))),
+        ]);
+      const report = await verifyChain(a.scanInterceptions({}), await a.chainHead());
+      assert.equal(report.ok, true, JSON.stringify(report.firstBreak));
+      assert.equal(report.checked, 300);
+      assert.equal((await a.chainHead()).seq, 300);
+
+      // Alone, once it knows the head: one statement per batch, no BEGIN, lock or COMMIT.
+      const log = new PgQueryLog(new URL(url).pathname.slice(1)).start();
+      try {
+        await a.appendInterception(newRecord(9000));
+        log.clear();
+        for (let i = 0; i < 5; i++) await a.appendInterception(newRecord(9001 + i));
+        assert.equal(log.count(/./), 5, log.trips.map((t) => t.text.slice(0, 40)).join(' | '));
+      } finally {
+        log.stop();
+      }
+      const after = await verifyChain(b.scanInterceptions({}), await b.chainHead());
+      assert.equal(after.ok, true);
+      assert.equal(after.checked, 306);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
 
   it('a row whose record lost its hash fields after chained rows is a break at it', async () => {
     const { store, sql } = await filled(6);

@@ -40,6 +40,7 @@ import * as ledgers from './budget-ledgers';
 import { ChangeFeed } from './change-feed';
 import { appliedMigrations, LATEST_MIGRATION, migrate } from './migrations';
 import { asStoreError, isUnreachable } from './pg-errors';
+import { batchStatement } from './record-batch';
 import { interceptionWhere, pgText, Where } from './sql-filter';
 
 export interface PostgresStoreOptions {
@@ -65,6 +66,28 @@ const PRUNE_CHUNK = 5000;
 
 type Row = Record<string, unknown>;
 
+/** Opens a batch's transaction: the head row made if missing, then locked and read, in one round trip. */
+const LOCK_HEAD = `BEGIN; INSERT INTO chain_head (seq, hash) VALUES (0, '${GENESIS}') ON CONFLICT DO NOTHING;
+  SELECT seq, hash FROM chain_head FOR UPDATE`;
+
+/** The batch's records with their place in the chain and their hashes, linked on from `head`. */
+function linkBatch(recs: NewInterception[], head: { seq: number; hash: string }): Interception[] {
+  let { seq, hash: prevHash } = head;
+  const out: Interception[] = [];
+  for (const rec of recs) {
+    const linked: Interception = { ...rec, seq: ++seq, prevHash };
+    const full = { ...linked, hash: chainHash(prevHash, linked) };
+    prevHash = full.hash;
+    out.push(full);
+  }
+  return out;
+}
+
+function headOf(recs: Interception[]): { seq: number; hash: string } {
+  const last = recs.at(-1)!;
+  return { seq: last.seq!, hash: last.hash! };
+}
+
 function recordOf(json: string): Interception {
   return JSON.parse(json) as Interception;
 }
@@ -84,6 +107,8 @@ export class PostgresStore implements Store {
   private readonly touched = new Map<string, string>();
   private touchTimer: NodeJS.Timeout | undefined;
   private staleSweepAt = 0;
+  /** The chain head as this replica last moved or read it (undefined: read it under a lock). */
+  private knownHead: { seq: number; hash: string } | undefined;
 
   constructor(private readonly opts: PostgresStoreOptions) {
     this.pool = new pg.Pool({
@@ -273,150 +298,33 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * One transaction per batch: lock the chain head, link each record to the one before, insert
-   * them, add them to the rollups and the tool-result index, move the head. Either all of it or
-   * nothing, so a failed batch can be retried as it is.
+   * A batch linked to the head this replica last wrote or read goes in one statement that writes
+   * nothing if another replica moved the head meanwhile (record-batch.ts). Then, or with no head
+   * known, it goes in a transaction that locks the head row first: three round trips, and no
+   * replica can starve another.
    */
   private async writeBatch(recs: NewInterception[]): Promise<Interception[]> {
-    return this.transaction(async (c) => {
-      await c.query(`INSERT INTO chain_head (seq, hash) VALUES (0, $1) ON CONFLICT DO NOTHING`, [GENESIS]);
-      const head = await c.query<{ seq: string; hash: string }>(
-        'SELECT seq, hash FROM chain_head FOR UPDATE',
-      );
-      let seq = Number(head.rows[0]!.seq);
-      let prevHash = head.rows[0]!.hash;
-      const out: Interception[] = [];
-      for (const rec of recs) {
-        const linked: Interception = { ...rec, seq: ++seq, prevHash };
-        const full = { ...linked, hash: chainHash(prevHash, linked) };
-        prevHash = full.hash;
-        out.push(full);
+    const known = this.knownHead;
+    this.knownHead = undefined;
+    if (known) {
+      const out = linkBatch(recs, known);
+      const to = headOf(out);
+      const st = batchStatement(out, { from: known, to });
+      const r = await this.query<{ n: number }>(st.text, st.values);
+      if (r.rows[0]?.n === 1) {
+        this.knownHead = to;
+        return out;
       }
-      await this.insertRecords(c, out);
-      await c.query('UPDATE chain_head SET seq = $1, hash = $2', [seq, prevHash]);
-      await this.addToRollups(c, out);
-      await this.noteToolResults(c, out);
-      return out;
-    });
-  }
-
-  private async insertRecords(c: pg.ClientBase, recs: Interception[]): Promise<void> {
-    const col = <T>(f: (r: Interception) => T): T[] => recs.map(f);
-    await c.query(
-      `INSERT INTO interceptions
-         (seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt, record)
-       SELECT t.seq, t.id, t.user_id, t.team, t.provider, t.api, t.model, t.client, t.session_id, t.status,
-              t.started_at, ARRAY(SELECT jsonb_array_elements_text(t.tools)), t.prompt, t.record
-         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::jsonb[], $13::text[], $14::text[])
-           AS t(seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt, record)`,
-      [
-        col((r) => r.seq),
-        col((r) => r.id),
-        col((r) => r.userId),
-        col((r) => r.team),
-        col((r) => r.provider),
-        col((r) => r.api),
-        col((r) => r.model),
-        col((r) => r.client),
-        col((r) => r.sessionId),
-        col((r) => r.status),
-        col((r) => r.startedAt),
-        col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => pgText(t.name)))])),
-        col((r) => pgText(r.prompt)),
-        col((r) => JSON.stringify(r)),
-      ],
-    );
-  }
-
-  /** The batch's records summed per bucket first: one upsert may not touch a row twice. */
-  private async addToRollups(c: pg.ClientBase, recs: Interception[]): Promise<void> {
-    const sums = new Map<string, UsageBucket>();
-    const lastAt = new Map<string, number>();
-    for (const r of recs) {
-      const at = Date.parse(r.startedAt);
-      if (!(at <= (lastAt.get(r.userId) ?? Number.NEGATIVE_INFINITY))) lastAt.set(r.userId, at);
-      const fresh = bucketFor(r);
-      const key = bucketKey(fresh);
-      let b = sums.get(key);
-      if (!b) {
-        b = fresh;
-        sums.set(key, b);
-      }
-      addToBucket(b, r);
     }
-    const bs = [...sums.values()];
-    const col = <T>(f: (b: UsageBucket) => T): T[] => bs.map(f);
-    await c.query(
-      `INSERT INTO usage_buckets AS u
-         (hour, user_id, provider, model, client, model_is_null, user_email, team, requests,
-          input, output, cache_read, cache_write, reasoning, cost_usd, unpriced_requests,
-          user_billed_cost_usd, user_billed_requests)
-       SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[],
-                            $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
-                            $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[], $17::float8[], $18::bigint[])
-       ON CONFLICT (hour, user_id, provider, model, client) DO UPDATE SET
-         requests = u.requests + EXCLUDED.requests,
-         input = u.input + EXCLUDED.input,
-         output = u.output + EXCLUDED.output,
-         cache_read = u.cache_read + EXCLUDED.cache_read,
-         cache_write = u.cache_write + EXCLUDED.cache_write,
-         reasoning = u.reasoning + EXCLUDED.reasoning,
-         cost_usd = u.cost_usd + EXCLUDED.cost_usd,
-         unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests,
-         user_billed_cost_usd = u.user_billed_cost_usd + EXCLUDED.user_billed_cost_usd,
-         user_billed_requests = u.user_billed_requests + EXCLUDED.user_billed_requests`,
-      [
-        col((b) => b.hour),
-        col((b) => b.userId),
-        col((b) => b.provider),
-        col((b) => b.model ?? ''),
-        col((b) => b.client),
-        col((b) => b.model === null),
-        col((b) => b.userEmail),
-        col((b) => b.team),
-        col((b) => b.requests),
-        col((b) => b.usage.input),
-        col((b) => b.usage.output),
-        col((b) => b.usage.cacheRead),
-        col((b) => b.usage.cacheWrite),
-        col((b) => b.usage.reasoning),
-        col((b) => b.costUsd),
-        col((b) => b.unpricedRequests),
-        col((b) => b.userBilledCostUsd),
-        col((b) => b.userBilledRequests),
-      ],
-    );
-    // In user order, so replicas writing batches of the same users lock their rows in one order.
-    const last = [...lastAt].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    await c.query(
-      `INSERT INTO user_last_request AS l (user_id, last_at)
-       SELECT * FROM unnest($1::text[], $2::timestamptz[])
-       ON CONFLICT (user_id) DO UPDATE SET last_at = GREATEST(l.last_at, EXCLUDED.last_at)`,
-      [last.map((e) => e[0]), last.map((e) => new Date(e[1]).toISOString())],
-    );
-  }
-
-  private async noteToolResults(c: pg.ClientBase, recs: Interception[]): Promise<void> {
-    // The newest report of a call wins, as later records overwrite earlier ones.
-    const byCall = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
-    for (const r of recs)
-      for (const t of r.toolResults ?? [])
-        byCall.set(t.callId, { at: r.startedAt, isError: t.isError, interceptionId: r.id });
-    if (byCall.size === 0) return;
-    const e = [...byCall];
-    await c.query(
-      `INSERT INTO tool_results (call_id, at, is_error, interception_id)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[])
-       ON CONFLICT (call_id) DO UPDATE SET at = EXCLUDED.at, is_error = EXCLUDED.is_error,
-         interception_id = EXCLUDED.interception_id`,
-      [
-        e.map((x) => x[0]),
-        e.map((x) => x[1].at),
-        e.map((x) => x[1].isError),
-        e.map((x) => x[1].interceptionId),
-      ],
-    );
+    const { out, to } = await this.transaction(async (c, begun) => {
+      const rows = (begun as pg.QueryResult<{ seq: string; hash: string }>[]).at(-1)!.rows;
+      const out = linkBatch(recs, { seq: Number(rows[0]!.seq), hash: rows[0]!.hash });
+      const to = headOf(out);
+      await c.query(batchStatement(out, { to }));
+      return { out, to };
+    }, LOCK_HEAD);
+    this.knownHead = to;
+    return out;
   }
 
   /**
@@ -425,17 +333,12 @@ export class PostgresStore implements Store {
    */
   async importInterceptions(recs: Interception[]): Promise<void> {
     if (recs.length === 0) return;
+    const last = recs.at(-1)!;
     await this.transaction(async (c) => {
-      await this.insertRecords(c, recs);
-      const last = recs.at(-1)!;
-      await c.query(
-        `INSERT INTO chain_head (seq, hash) VALUES ($1, $2)
-         ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash`,
-        [last.seq, last.hash ?? GENESIS],
-      );
-      await this.addToRollups(c, recs);
-      await this.noteToolResults(c, recs);
+      await c.query('INSERT INTO chain_head (seq, hash) VALUES (0, $1) ON CONFLICT DO NOTHING', [GENESIS]);
+      await c.query(batchStatement(recs, { to: { seq: last.seq!, hash: last.hash ?? GENESIS } }));
     });
+    this.knownHead = undefined;
   }
 
   /** Each tool call with its result, where a later record reported one. */
@@ -769,7 +672,11 @@ export class PostgresStore implements Store {
     }
   }
 
-  private async transaction<T>(work: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  /** `begin`: what opens the transaction (a simple query, maybe several statements); its result goes to `work`. */
+  private async transaction<T>(
+    work: (c: pg.PoolClient, begun: unknown) => Promise<T>,
+    begin = 'BEGIN',
+  ): Promise<T> {
     let c: pg.PoolClient;
     try {
       c = await this.pool.connect();
@@ -778,8 +685,8 @@ export class PostgresStore implements Store {
     }
     let broken = false;
     try {
-      await c.query('BEGIN');
-      const out = await work(c);
+      const begun: unknown = await c.query(begin);
+      const out = await work(c, begun);
       await c.query('COMMIT');
       return out;
     } catch (err) {

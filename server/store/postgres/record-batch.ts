@@ -1,0 +1,118 @@
+import type { Interception } from '../../../shared/interception';
+import { addToBucket, bucketFor, bucketKey, type UsageBucket } from '../../core/rollup';
+import { pgText } from './sql-filter';
+
+/** Numbered parameters for one statement assembled from parts. */
+class Params {
+  readonly values: unknown[] = [];
+  add(v: unknown): string {
+    this.values.push(v);
+    return `$${this.values.length}`;
+  }
+}
+
+/** Where the chain goes: from `from` (checked, when given) to the batch's last record. */
+export interface HeadMove {
+  to: { seq: number; hash: string };
+  /** The head the batch was linked to. Given: the statement writes nothing unless the head is still there. */
+  from?: { seq: number; hash: string };
+}
+
+/**
+ * One statement that writes a linked batch of records: the chain head moved, the records inserted,
+ * the rollups, the users' last request times and the tool-result index updated. Every part waits
+ * on the head's update (`WHERE EXISTS (SELECT 1 FROM head)`), so when `move.from` is given and
+ * another replica moved the head meanwhile, nothing is written and the statement answers n = 0;
+ * otherwise n = 1. One round trip where it took eight (docs/performance.md).
+ */
+export function batchStatement(recs: Interception[], move: HeadMove): { text: string; values: unknown[] } {
+  const p = new Params();
+  const moved = 'WHERE EXISTS (SELECT 1 FROM head)';
+  const parts: string[] = [];
+  const guard = move.from ? ` WHERE seq = ${p.add(move.from.seq)} AND hash = ${p.add(move.from.hash)}` : '';
+  parts.push(
+    `head AS (UPDATE chain_head SET seq = ${p.add(move.to.seq)}, hash = ${p.add(move.to.hash)}${guard} RETURNING 1)`,
+  );
+
+  const col = <T>(f: (r: Interception) => T): string => p.add(recs.map(f));
+  parts.push(`ins AS (INSERT INTO interceptions
+      (seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt, record)
+    SELECT t.seq, t.id, t.user_id, t.team, t.provider, t.api, t.model, t.client, t.session_id, t.status,
+           t.started_at, ARRAY(SELECT jsonb_array_elements_text(t.tools)), t.prompt, t.record
+      FROM unnest(${col((r) => r.seq)}::bigint[], ${col((r) => r.id)}::text[], ${col((r) => r.userId)}::text[],
+                  ${col((r) => r.team)}::text[], ${col((r) => r.provider)}::text[], ${col((r) => r.api)}::text[],
+                  ${col((r) => r.model)}::text[], ${col((r) => r.client)}::text[], ${col((r) => r.sessionId)}::text[],
+                  ${col((r) => r.status)}::text[], ${col((r) => r.startedAt)}::timestamptz[],
+                  ${col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => pgText(t.name)))]))}::jsonb[],
+                  ${col((r) => pgText(r.prompt))}::text[], ${col((r) => JSON.stringify(r))}::text[])
+        AS t(seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt, record)
+     ${moved})`);
+
+  // Summed per bucket first: one upsert may not touch a row twice.
+  const sums = new Map<string, UsageBucket>();
+  const lastAt = new Map<string, number>();
+  for (const r of recs) {
+    const at = Date.parse(r.startedAt);
+    if (!(at <= (lastAt.get(r.userId) ?? Number.NEGATIVE_INFINITY))) lastAt.set(r.userId, at);
+    const fresh = bucketFor(r);
+    const key = bucketKey(fresh);
+    let b = sums.get(key);
+    if (!b) {
+      b = fresh;
+      sums.set(key, b);
+    }
+    addToBucket(b, r);
+  }
+  const bs = [...sums.values()];
+  const bcol = <T>(f: (b: UsageBucket) => T): string => p.add(bs.map(f));
+  parts.push(`roll AS (INSERT INTO usage_buckets AS u
+      (hour, user_id, provider, model, client, model_is_null, user_email, team, requests,
+       input, output, cache_read, cache_write, reasoning, cost_usd, unpriced_requests,
+       user_billed_cost_usd, user_billed_requests)
+    SELECT * FROM unnest(${bcol((b) => b.hour)}::timestamptz[], ${bcol((b) => b.userId)}::text[],
+                         ${bcol((b) => b.provider)}::text[], ${bcol((b) => b.model ?? '')}::text[],
+                         ${bcol((b) => b.client)}::text[], ${bcol((b) => b.model === null)}::boolean[],
+                         ${bcol((b) => b.userEmail)}::text[], ${bcol((b) => b.team)}::text[],
+                         ${bcol((b) => b.requests)}::bigint[], ${bcol((b) => b.usage.input)}::bigint[],
+                         ${bcol((b) => b.usage.output)}::bigint[], ${bcol((b) => b.usage.cacheRead)}::bigint[],
+                         ${bcol((b) => b.usage.cacheWrite)}::bigint[], ${bcol((b) => b.usage.reasoning)}::bigint[],
+                         ${bcol((b) => b.costUsd)}::float8[], ${bcol((b) => b.unpricedRequests)}::bigint[],
+                         ${bcol((b) => b.userBilledCostUsd)}::float8[], ${bcol((b) => b.userBilledRequests)}::bigint[])
+     ${moved}
+    ON CONFLICT (hour, user_id, provider, model, client) DO UPDATE SET
+      requests = u.requests + EXCLUDED.requests,
+      input = u.input + EXCLUDED.input,
+      output = u.output + EXCLUDED.output,
+      cache_read = u.cache_read + EXCLUDED.cache_read,
+      cache_write = u.cache_write + EXCLUDED.cache_write,
+      reasoning = u.reasoning + EXCLUDED.reasoning,
+      cost_usd = u.cost_usd + EXCLUDED.cost_usd,
+      unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests,
+      user_billed_cost_usd = u.user_billed_cost_usd + EXCLUDED.user_billed_cost_usd,
+      user_billed_requests = u.user_billed_requests + EXCLUDED.user_billed_requests)`);
+
+  // In user order, so replicas writing batches of the same users lock their rows in one order.
+  const last = [...lastAt].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  parts.push(`last AS (INSERT INTO user_last_request AS l (user_id, last_at)
+    SELECT * FROM unnest(${p.add(last.map((e) => e[0]))}::text[],
+                         ${p.add(last.map((e) => new Date(e[1]).toISOString()))}::timestamptz[])
+     ${moved}
+    ON CONFLICT (user_id) DO UPDATE SET last_at = GREATEST(l.last_at, EXCLUDED.last_at))`);
+
+  // The newest report of a call wins, as later records overwrite earlier ones.
+  const byCall = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
+  for (const r of recs)
+    for (const t of r.toolResults ?? [])
+      byCall.set(t.callId, { at: r.startedAt, isError: t.isError, interceptionId: r.id });
+  if (byCall.size > 0) {
+    const e = [...byCall];
+    parts.push(`results AS (INSERT INTO tool_results (call_id, at, is_error, interception_id)
+      SELECT * FROM unnest(${p.add(e.map((x) => x[0]))}::text[], ${p.add(e.map((x) => x[1].at))}::text[],
+                           ${p.add(e.map((x) => x[1].isError))}::boolean[],
+                           ${p.add(e.map((x) => x[1].interceptionId))}::text[])
+       ${moved}
+      ON CONFLICT (call_id) DO UPDATE SET at = EXCLUDED.at, is_error = EXCLUDED.is_error,
+        interception_id = EXCLUDED.interception_id)`);
+  }
+  return { text: `WITH ${parts.join(',\n')}\nSELECT count(*)::int AS n FROM head`, values: p.values };
+}
