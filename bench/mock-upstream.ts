@@ -135,7 +135,9 @@ interface Asked {
 
 const VERTEX =
   /^\/v1\/projects\/[^/]+\/locations\/[^/]+\/publishers\/anthropic\/models\/([^/:]+):(rawPredict|streamRawPredict)$/;
-const GEMINI = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/;
+// The Gemini API's path, and Vertex AI's for Gemini (`…/publishers/google/models/{m}:…`): the same bytes.
+const GEMINI =
+  /^\/(?:v1beta|v1beta1\/projects\/[^/]+\/locations\/[^/]+\/publishers\/google)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/;
 const BEDROCK = /^\/model\/([^/]+)\/(invoke|invoke-with-response-stream)$/;
 
 function asked(path: string, body: { model?: unknown; stream?: unknown }): Asked | undefined {

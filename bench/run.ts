@@ -206,7 +206,7 @@ async function startBridge(
  * with a freshly made service-account key, then cached). Clients speak Anthropic at `/<name>`.
  */
 async function startCloudBridge(
-  family: 'bedrock' | 'vertex' | 'gemini',
+  family: 'bedrock' | 'vertex' | 'gemini' | 'vertexGemini',
   mockUrl: string,
   dir: string,
 ): Promise<PathState> {
@@ -239,12 +239,22 @@ async function startCloudBridge(
       { mode: 0o600 },
     );
     entry = {
-      type: 'vertex-anthropic',
+      type: family === 'vertex' ? 'vertex-anthropic' : 'vertex-gemini',
       project: 'bench-project',
       region: 'us-east5',
       baseUrl: mockUrl,
       credentialsFile: key,
     };
+  }
+  if (family === 'vertexGemini') {
+    fs.writeFileSync(file, JSON.stringify({ providers: { vgemini: entry } }));
+    const p = await startGeminiBridge(mockUrl, dir, {
+      env,
+      id: 'bridgeVertexGemini',
+      label: 'Bridge → Vertex Gemini',
+      prefix: '/vgemini',
+    });
+    return p;
   }
   fs.writeFileSync(file, JSON.stringify({ providers: { [family]: entry } }));
   const id: PathId = family === 'bedrock' ? 'bridgeBedrock' : 'bridgeVertex';
@@ -254,17 +264,27 @@ async function startCloudBridge(
 }
 
 /** The built-in `gemini` instance in front of the mock, clients speaking Gemini's own API at `/gemini`. */
-async function startGeminiBridge(mockUrl: string, dir: string): Promise<PathState> {
-  const p = await startBridge('bridgeGemini', 'Bridge → Gemini', mockUrl, path.join(dir, 'data'), [], {
-    AIBRIDGE_GEMINI_BASE_URL: mockUrl,
-    AIBRIDGE_GEMINI_API_KEY: 'bench-gemini-upstream',
-  });
+/**
+ * Gemini's wire at the client: the built-in `gemini` instance in front of the mock, or (`as`)
+ * another instance the providers file in `as.env` defines, such as a `vertex-gemini` one.
+ */
+async function startGeminiBridge(
+  mockUrl: string,
+  dir: string,
+  as: { env: Record<string, string>; id: PathId; label: string; prefix: string } = {
+    env: { AIBRIDGE_GEMINI_BASE_URL: mockUrl, AIBRIDGE_GEMINI_API_KEY: 'bench-gemini-upstream' },
+    id: 'bridgeGemini',
+    label: 'Bridge → Gemini',
+    prefix: '/gemini',
+  },
+): Promise<PathState> {
+  const p = await startBridge(as.id, as.label, mockUrl, path.join(dir, 'data'), [], as.env);
   const key = (p.target as Target).headers['x-api-key'] ?? '';
-  const models = '/gemini/v1beta/models/gemini-2.5-flash';
+  const models = `${as.prefix}/v1beta/models/gemini-2.5-flash`;
   return {
     ...p,
     target: {
-      name: 'bridgeGemini',
+      name: as.id,
       origin: (p.target as Target).origin,
       path: `${models}:generateContent`,
       streamPath: `${models}:streamGenerateContent?alt=sse`,
@@ -461,8 +481,13 @@ async function main(): Promise<void> {
   }
   const clouds: PathState[] = [];
   if (!PROFILE) {
-    const ids = { bedrock: 'bridgeBedrock', vertex: 'bridgeVertex', gemini: 'bridgeGemini' } as const;
-    for (const family of ['bedrock', 'vertex', 'gemini'] as const) {
+    const ids = {
+      bedrock: 'bridgeBedrock',
+      vertex: 'bridgeVertex',
+      gemini: 'bridgeGemini',
+      vertexGemini: 'bridgeVertexGemini',
+    } as const;
+    for (const family of ['bedrock', 'vertex', 'gemini', 'vertexGemini'] as const) {
       try {
         clouds.push(await startCloudBridge(family, mockUrl, path.join(tmp, family)));
       } catch (err) {

@@ -10,7 +10,8 @@ export type PathId =
   | 'portkey'
   | 'bridgeBedrock'
   | 'bridgeVertex'
-  | 'bridgeGemini';
+  | 'bridgeGemini'
+  | 'bridgeVertexGemini';
 
 /** The columns of the table, in order. */
 export const COLUMNS: readonly { id: PathId; title: string }[] = [
@@ -25,6 +26,8 @@ export const COLUMNS: readonly { id: PathId; title: string }[] = [
   { id: 'bridgeVertex', title: 'Bridge → Vertex' },
   // Gemini's own API, client and upstream: its meter and usage, on a body of the same turn.
   { id: 'bridgeGemini', title: 'Bridge → Gemini' },
+  // The same Gemini turn sent on to Vertex AI: a google-auth-library token and the Vertex path.
+  { id: 'bridgeVertexGemini', title: 'Bridge → Vertex Gemini' },
 ];
 
 export interface Latency extends Percentiles {
