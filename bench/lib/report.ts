@@ -323,3 +323,68 @@ export function forJson<T>(v: T): T {
   }
   return v;
 }
+
+/** One of issue 21's targets, judged on one run's figures. */
+export interface IssueTarget {
+  text: string;
+  value: number | null;
+  limit: string;
+  met: boolean | null;
+}
+
+/**
+ * Issue 21's targets (docs/performance.md, "Organisation scale"), each judged side by side in
+ * this run: the bridge (embedded store, audit on) against the bare proxy and Portkey, and the
+ * PostgreSQL store against the embedded one.
+ */
+export function judgeTargets(results: Record<string, PathResult>): IssueTarget[] {
+  const bridge = results.bridge as PathResult;
+  const floor = results.floor;
+  const portkey = results.portkey;
+  const pg = results.bridgePg;
+  const cpu = (r: PathResult | undefined): number | undefined =>
+    measured(r) ? (r.saturation?.cpuMsPerKRequests ?? undefined) : undefined;
+  const rps = (r: PathResult | undefined): number | undefined =>
+    measured(r) ? r.saturation?.achievedRps : undefined;
+  const ratio = (a: number | undefined, b: number | undefined): number | null =>
+    a === undefined || b === undefined || b === 0 ? null : a / b;
+  const diff = (a: number | undefined, b: number | undefined): number | null =>
+    a === undefined || b === undefined ? null : a - b;
+  const at = (r: PathResult | undefined, rate: number, q: 'p50' | 'p99'): number | undefined =>
+    measured(r) ? r.json[`rate${rate}`]?.[q] : undefined;
+  const t = (text: string, value: number | null, limit: number, atLeast = false, unit = ''): IssueTarget => ({
+    text,
+    value: value === null || !Number.isFinite(value) ? null : round(value),
+    limit: `${atLeast ? '≥' : '≤'} ${limit}${unit}`,
+    met: value === null || !Number.isFinite(value) ? null : atLeast ? value >= limit : value <= limit,
+  });
+  return [
+    t('CPU per request, × the bare proxy’s', ratio(cpu(bridge), cpu(floor)), 1.5, false, '×'),
+    t('ceiling, × the bare proxy’s', ratio(rps(bridge), rps(floor)), 0.6, true, '×'),
+    t('ceiling, × Portkey’s', ratio(rps(bridge), rps(portkey)), 4, true, '×'),
+    t('p50 at 500 rps, ms over the bare proxy’s', diff(at(bridge, 500, 'p50'), at(floor, 500, 'p50')), 0.3),
+    t('p99 at 500 rps, ms over the bare proxy’s', diff(at(bridge, 500, 'p99'), at(floor, 500, 'p99')), 2),
+    t('idle RSS, MB', Number(bridge.memory?.idleMB ?? Number.NaN), 100),
+    t('RSS with 1,000 open streams, MB', Number(bridge.memory?.withStreamsMB ?? Number.NaN), 300),
+    t('PostgreSQL ceiling, × the embedded store’s', ratio(rps(pg), rps(bridge)), 0.8, true, '×'),
+    t(
+      'PostgreSQL p99 at 200 rps, ms over the embedded store’s',
+      diff(at(pg, 200, 'p99'), at(bridge, 200, 'p99')),
+      5,
+    ),
+  ];
+}
+
+export function renderTargets(targets: IssueTarget[]): string {
+  const rows = targets.map((g) => [
+    g.text,
+    g.value === null ? 'n/a' : fmt(g.value, 2),
+    g.limit,
+    g.met === null ? 'n/a' : g.met ? 'met' : '**missed**',
+  ]);
+  const header = ['issue 21 target', 'this run', 'target', ''];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
+  const line = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  return [line(header), sep, ...rows.map(line)].join('\n');
+}
