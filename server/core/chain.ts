@@ -4,14 +4,38 @@ import type { Interception } from '../../shared/interception';
 /** The hash a chain starts from, before the first record. */
 export const GENESIS = '0'.repeat(64);
 
-/** JSON with object keys sorted at every level, so a record hashes the same whatever store reorders its keys. */
+/**
+ * JSON with object keys sorted at every level, so a record hashes the same whatever store reorders
+ * its keys. Built as one string, with no entry arrays per object: it runs on every record written.
+ * The output must stay byte-identical to what older versions hashed (stored hashes verify against
+ * it): undefined object values are left out, anything else JSON cannot hold (undefined in an array,
+ * functions, symbols) is `null`, an array's holes are empty (`[1,,2]`), and objects are walked by
+ * their own enumerable keys only (no `toJSON`).
+ */
 export function canonicalJson(v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  const entries = Object.entries(v as Record<string, unknown>)
-    .filter(([, x]) => x !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out += ',';
+      // A hole stays empty, as `map` + `join` left it.
+      if (i in v) out += canonicalJson(v[i]);
+    }
+    return `${out}]`;
+  }
+  const o = v as Record<string, unknown>;
+  // Default sort compares UTF-16 code units, the same order as `<` on the keys.
+  const keys = Object.keys(o).sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const x = o[k];
+    if (x === undefined) continue;
+    if (first) first = false;
+    else out += ',';
+    out += `${JSON.stringify(k)}:${canonicalJson(x)}`;
+  }
+  return `${out}}`;
 }
 
 /** SHA-256 over the previous record's hash and this record (all of it but its own hash). */
