@@ -13,17 +13,25 @@ export const GENESIS = '0'.repeat(64);
  * their own enumerable keys only (no `toJSON`).
  */
 export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (v === null || typeof v !== 'object') {
+    const json = JSON.stringify(v);
+    if (json !== undefined) return json;
+    // Only a value JSON.stringify leaves out or turns to null in an array gets here.
+    if (v !== undefined) notJson = true;
+    return 'null';
+  }
   if (Array.isArray(v)) {
     let out = '[';
     for (let i = 0; i < v.length; i++) {
       if (i > 0) out += ',';
       // A hole stays empty, as `map` + `join` left it.
       if (i in v) out += canonicalJson(v[i]);
+      else notJson = true;
     }
     return `${out}]`;
   }
   const o = v as Record<string, unknown>;
+  if (typeof o.toJSON === 'function') notJson = true;
   // Default sort compares UTF-16 code units, the same order as `<` on the keys.
   const keys = Object.keys(o).sort();
   let out = '{';
@@ -38,10 +46,35 @@ export function canonicalJson(v: unknown): string {
   return `${out}}`;
 }
 
+/**
+ * Set when the canonical form met something JSON.stringify writes otherwise (a hole, a function or
+ * symbol, an object with `toJSON`): that form is still what is hashed, but it is no journal line.
+ */
+let notJson = false;
+
 /** SHA-256 over the previous record's hash and this record (all of it but its own hash). */
 export function chainHash(prevHash: string, rec: Omit<Interception, 'hash'> & { hash?: string }): string {
+  return chainLink(prevHash, rec).hash;
+}
+
+/**
+ * A record's hash and the record as JSON with that hash in it, from one serialisation: the
+ * canonical JSON that is hashed is also the stored line (`{"hash":…,` then its sorted keys), so a
+ * store need not serialise the record a second time. Its readers parse it, and neither they nor the
+ * verifier (which hashes the canonical form) care about key order.
+ */
+export function chainLink(
+  prevHash: string,
+  rec: Omit<Interception, 'hash'> & { hash?: string },
+): { hash: string; json: string } {
   const { hash: _own, ...rest } = rec;
-  return createHash('sha256').update(prevHash).update('\n').update(canonicalJson(rest)).digest('hex');
+  notJson = false;
+  const canonical = canonicalJson(rest);
+  const hash = createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
+  // Records are plain JSON data; anything else is written as JSON.stringify writes it, as before.
+  if (notJson) return { hash, json: JSON.stringify({ ...rest, hash }) };
+  const json = canonical === '{}' ? `{"hash":"${hash}"}` : `{"hash":"${hash}",${canonical.slice(1)}`;
+  return { hash, json };
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { canonicalJson, chainHash, GENESIS } from '../../server/core/chain';
+import { canonicalJson, chainHash, chainLink, GENESIS } from '../../server/core/chain';
 import type { Interception } from '../../shared/interception';
 
 /** The implementation every stored hash was made with: the new one must match it byte for byte. */
@@ -165,5 +165,44 @@ describe('canonical JSON of audit records', () => {
       .update(canonicalJsonBefore(rec))
       .digest('hex');
     assert.equal(chainHash(GENESIS, rec), before);
+  });
+});
+
+describe('a chained record as one serialisation', () => {
+  it('is the record with its hash, parsed back whole, and hashes as the record does', () => {
+    const r = rng(7);
+    let plain = 0;
+    for (let i = 0; i < 500; i++) {
+      const body = value(r, 1);
+      const rec = {
+        id: `r${i}`,
+        seq: i + 1,
+        prevHash: GENESIS,
+        body: body === undefined ? null : body,
+        note: undefined,
+      } as unknown as Interception;
+      const { hash, json } = chainLink(GENESIS, rec);
+      assert.equal(hash, chainHash(GENESIS, rec));
+      const parsed = JSON.parse(json) as Interception;
+      // What a reader gets back is what JSON.stringify of the record would have given it.
+      assert.deepEqual(parsed, JSON.parse(JSON.stringify({ ...rec, hash })));
+      // And for JSON data (not holes, functions, Dates: those never verified) the verifier's hash
+      // of the parsed record is the one stored.
+      if (canonicalJson(JSON.parse(JSON.stringify(body ?? null))) === canonicalJson(body ?? null)) {
+        plain++;
+        assert.equal(chainHash(parsed.prevHash!, parsed), hash);
+      }
+    }
+    assert.ok(plain > 300, `${plain} plain records`);
+  });
+
+  it('is written as JSON.stringify writes it when the record holds what JSON cannot', () => {
+    // biome-ignore lint/suspicious/noSparseArray: a hole is one of the cases
+    for (const odd of [[1, , 2], { f: () => 1 }, new Date(0), [Symbol('s')]]) {
+      const rec = { id: 'x', seq: 1, prevHash: GENESIS, odd } as unknown as Interception;
+      const { hash, json } = chainLink(GENESIS, rec);
+      assert.equal(json, JSON.stringify({ ...rec, hash }));
+      assert.equal(hash, chainHash(GENESIS, rec));
+    }
   });
 });
