@@ -17,16 +17,56 @@ class CacheHasher {
   ttlSeconds = 0;
   marked = false;
 
-  private readonly strip = (key: string, v: unknown): unknown => {
-    if (key !== 'cache_control') return v;
+  private note(marker: unknown): void {
     this.marked = true;
-    const ttl = isObject(v) && typeof v.ttl === 'string' ? TTL_SECONDS[v.ttl] : undefined;
+    const ttl = isObject(marker) && typeof marker.ttl === 'string' ? TTL_SECONDS[marker.ttl] : undefined;
     this.ttlSeconds = Math.max(this.ttlSeconds, ttl ?? DEFAULT_TTL_SECONDS);
-    return undefined;
-  };
+  }
+
+  /**
+   * The value without its `cache_control` keys: itself when its subtree has none (most of a
+   * request), else a copy with the same keys in the same order. A walk in JS, then the native
+   * JSON.stringify: a replacer function would cost a call back into JS for every key.
+   */
+  private strip(v: unknown): unknown {
+    if (typeof v !== 'object' || v === null) return v;
+    if (Array.isArray(v)) {
+      let copy: unknown[] | undefined;
+      for (let i = 0; i < v.length; i++) {
+        const x: unknown = v[i];
+        const y = this.strip(x);
+        if (copy === undefined && y !== x) copy = v.slice(0, i);
+        copy?.push(y);
+      }
+      return copy ?? v;
+    }
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    let copy: Record<string, unknown> | undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const x = o[k];
+      if (k === 'cache_control') {
+        this.note(x);
+        copy ??= this.upTo(o, keys, i);
+        continue;
+      }
+      const y = this.strip(x);
+      if (copy === undefined && y !== x) copy = this.upTo(o, keys, i);
+      if (copy !== undefined) copy[k] = y;
+    }
+    return copy ?? v;
+  }
+
+  /** A copy of the first `n` keys. No prototype: a `__proto__` key from the wire stays a plain key. */
+  private upTo(o: Record<string, unknown>, keys: string[], n: number): Record<string, unknown> {
+    const copy = Object.create(null) as Record<string, unknown>;
+    for (let j = 0; j < n; j++) copy[keys[j]!] = o[keys[j]!];
+    return copy;
+  }
 
   json(v: unknown): string {
-    return JSON.stringify(v, this.strip) ?? '';
+    return JSON.stringify(this.strip(v)) ?? '';
   }
 
   hash(v: unknown): string {
