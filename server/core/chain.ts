@@ -67,7 +67,9 @@ export function chainLink(
   prevHash: string,
   rec: Omit<Interception, 'hash'> & { hash?: string },
 ): { hash: string; json: string } {
-  const { hash: _own, ...rest } = rec;
+  // Without a hash of its own (every new record) the record is hashed as it is, not copied first:
+  // an undefined value is left out of the canonical form anyway.
+  const rest = rec.hash === undefined ? rec : withoutHash(rec);
   notJson = false;
   const canonical = canonicalJson(rest);
   const hash = createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
@@ -75,6 +77,11 @@ export function chainLink(
   if (notJson) return { hash, json: JSON.stringify({ ...rest, hash }) };
   const json = canonical === '{}' ? `{"hash":"${hash}"}` : `{"hash":"${hash}",${canonical.slice(1)}`;
   return { hash, json };
+}
+
+function withoutHash(rec: Omit<Interception, 'hash'> & { hash?: string }): Omit<Interception, 'hash'> {
+  const { hash: _own, ...rest } = rec;
+  return rest;
 }
 
 /**

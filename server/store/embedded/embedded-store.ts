@@ -453,7 +453,9 @@ export class EmbeddedStore implements Store {
       const linked: Interception = { ...rec, seq: this.nextSeq++, prevHash };
       // One serialisation: the hashed canonical JSON is the journal line.
       const { hash, json } = chainLink(prevHash, linked);
-      full = { ...linked, hash };
+      // `linked` is this call's own copy: the hash goes on it (last, as a spread would put it).
+      linked.hash = hash;
+      full = linked;
       return { json, hash };
     });
     this.index.add(full, loc);
