@@ -19,7 +19,7 @@ describe('headers named by Connection', () => {
       assert.deepEqual(sent('keep-alive'), ['accept-encoding', 'content-type', 'x-one', 'x-two']);
     }
     const back = clientResponseHeaders(
-      { connection: ['x-one', 'x-two'], 'x-one': '1', 'x-two': '2', 'x-three': '3' },
+      { connection: 'X-One, x-two', 'x-one': '1', 'x-two': '2', 'x-three': '3' },
       false,
     );
     assert.deepEqual(Object.keys(back), ['x-three']);
