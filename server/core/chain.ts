@@ -52,9 +52,11 @@ export function canonicalJson(v: unknown): string {
  */
 let notJson = false;
 
+type Unhashed = Omit<Interception, 'hash'> & { hash?: string };
+
 /** SHA-256 over the previous record's hash and this record (all of it but its own hash). */
-export function chainHash(prevHash: string, rec: Omit<Interception, 'hash'> & { hash?: string }): string {
-  return chainLink(prevHash, rec).hash;
+export function chainHash(prevHash: string, rec: Unhashed): string {
+  return hashed(prevHash, rec).hash;
 }
 
 /**
@@ -63,23 +65,29 @@ export function chainHash(prevHash: string, rec: Omit<Interception, 'hash'> & { 
  * store need not serialise the record a second time. Its readers parse it, and neither they nor the
  * verifier (which hashes the canonical form) care about key order.
  */
-export function chainLink(
-  prevHash: string,
-  rec: Omit<Interception, 'hash'> & { hash?: string },
-): { hash: string; json: string } {
-  // Without a hash of its own (every new record) the record is hashed as it is, not copied first:
-  // an undefined value is left out of the canonical form anyway.
-  const rest = rec.hash === undefined ? rec : withoutHash(rec);
-  notJson = false;
-  const canonical = canonicalJson(rest);
-  const hash = createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
+export function chainLink(prevHash: string, rec: Unhashed): { hash: string; json: string } {
+  const { rest, canonical, hash } = hashed(prevHash, rec);
   // Records are plain JSON data; anything else is written as JSON.stringify writes it, as before.
   if (notJson) return { hash, json: JSON.stringify({ ...rest, hash }) };
   const json = canonical === '{}' ? `{"hash":"${hash}"}` : `{"hash":"${hash}",${canonical.slice(1)}`;
   return { hash, json };
 }
 
-function withoutHash(rec: Omit<Interception, 'hash'> & { hash?: string }): Omit<Interception, 'hash'> {
+function hashed(
+  prevHash: string,
+  rec: Unhashed,
+): { rest: Omit<Interception, 'hash'>; canonical: string; hash: string } {
+  // Without a hash of its own (every new record) the record is hashed as it is, not copied first:
+  // an undefined value is left out of the canonical form anyway.
+  const rest = rec.hash === undefined ? rec : withoutHash(rec);
+  notJson = false;
+  const canonical = canonicalJson(rest);
+  // One update: the same bytes as prevHash, newline, canonical JSON in three.
+  const hash = createHash('sha256').update(`${prevHash}\n${canonical}`).digest('hex');
+  return { rest, canonical, hash };
+}
+
+function withoutHash(rec: Unhashed): Omit<Interception, 'hash'> {
   const { hash: _own, ...rest } = rec;
   return rest;
 }
