@@ -4,20 +4,92 @@ import type { Interception } from '../../shared/interception';
 /** The hash a chain starts from, before the first record. */
 export const GENESIS = '0'.repeat(64);
 
-/** JSON with object keys sorted at every level, so a record hashes the same whatever store reorders its keys. */
+/**
+ * JSON with object keys sorted at every level, so a record hashes the same whatever store reorders
+ * its keys. Built as one string, with no entry arrays per object: it runs on every record written.
+ * The output must stay byte-identical to what older versions hashed (stored hashes verify against
+ * it): undefined object values are left out, anything else JSON cannot hold (undefined in an array,
+ * functions, symbols) is `null`, an array's holes are empty (`[1,,2]`), and objects are walked by
+ * their own enumerable keys only (no `toJSON`).
+ */
 export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  const entries = Object.entries(v as Record<string, unknown>)
-    .filter(([, x]) => x !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
+  if (v === null || typeof v !== 'object') {
+    const json = JSON.stringify(v);
+    if (json !== undefined) return json;
+    // Only a value JSON.stringify leaves out or turns to null in an array gets here.
+    if (v !== undefined) notJson = true;
+    return 'null';
+  }
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out += ',';
+      // A hole stays empty, as `map` + `join` left it.
+      if (i in v) out += canonicalJson(v[i]);
+      else notJson = true;
+    }
+    return `${out}]`;
+  }
+  const o = v as Record<string, unknown>;
+  if (typeof o.toJSON === 'function') notJson = true;
+  // Default sort compares UTF-16 code units, the same order as `<` on the keys.
+  const keys = Object.keys(o).sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const x = o[k];
+    if (x === undefined) continue;
+    if (first) first = false;
+    else out += ',';
+    out += `${JSON.stringify(k)}:${canonicalJson(x)}`;
+  }
+  return `${out}}`;
 }
 
+/**
+ * Set when the canonical form met something JSON.stringify writes otherwise (a hole, a function or
+ * symbol, an object with `toJSON`): that form is still what is hashed, but it is no journal line.
+ */
+let notJson = false;
+
+type Unhashed = Omit<Interception, 'hash'> & { hash?: string };
+
 /** SHA-256 over the previous record's hash and this record (all of it but its own hash). */
-export function chainHash(prevHash: string, rec: Omit<Interception, 'hash'> & { hash?: string }): string {
+export function chainHash(prevHash: string, rec: Unhashed): string {
+  return hashed(prevHash, rec).hash;
+}
+
+/**
+ * A record's hash and the record as JSON with that hash in it, from one serialisation: the
+ * canonical JSON that is hashed is also the stored line (`{"hash":…,` then its sorted keys), so a
+ * store need not serialise the record a second time. Its readers parse it, and neither they nor the
+ * verifier (which hashes the canonical form) care about key order.
+ */
+export function chainLink(prevHash: string, rec: Unhashed): { hash: string; json: string } {
+  const { rest, canonical, hash } = hashed(prevHash, rec);
+  // Records are plain JSON data; anything else is written as JSON.stringify writes it, as before.
+  if (notJson) return { hash, json: JSON.stringify({ ...rest, hash }) };
+  const json = canonical === '{}' ? `{"hash":"${hash}"}` : `{"hash":"${hash}",${canonical.slice(1)}`;
+  return { hash, json };
+}
+
+function hashed(
+  prevHash: string,
+  rec: Unhashed,
+): { rest: Omit<Interception, 'hash'>; canonical: string; hash: string } {
+  // Without a hash of its own (every new record) the record is hashed as it is, not copied first:
+  // an undefined value is left out of the canonical form anyway.
+  const rest = rec.hash === undefined ? rec : withoutHash(rec);
+  notJson = false;
+  const canonical = canonicalJson(rest);
+  // One update: the same bytes as prevHash, newline, canonical JSON in three.
+  const hash = createHash('sha256').update(`${prevHash}\n${canonical}`).digest('hex');
+  return { rest, canonical, hash };
+}
+
+function withoutHash(rec: Unhashed): Omit<Interception, 'hash'> {
   const { hash: _own, ...rest } = rec;
-  return createHash('sha256').update(prevHash).update('\n').update(canonicalJson(rest)).digest('hex');
+  return rest;
 }
 
 /**

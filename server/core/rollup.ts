@@ -39,9 +39,18 @@ export function roundUsd(n: number): number {
 
 const HOUR = 3_600_000;
 
+/** The last hour formatted: records arrive in the same hour for an hour, each would format it again. */
+let lastHour = Number.NaN;
+let lastHourIso = '';
+
 export function hourOf(iso: string): string {
   const t = Date.parse(iso);
-  return new Date(t - (t % HOUR)).toISOString();
+  const hour = t - (t % HOUR);
+  if (hour === lastHour) return lastHourIso;
+  const formatted = new Date(hour).toISOString();
+  lastHour = hour;
+  lastHourIso = formatted;
+  return formatted;
 }
 
 /** Widens a window to whole hours, the rollups' grain. */

@@ -41,9 +41,19 @@ export function providerCredentialFrom(headers: IncomingHttpHeaders): string | u
 /** Keys remembered for serving through a database outage, at most. */
 const REMEMBERED_KEYS = 10_000;
 
+/** Hashes of keys that authenticated, kept so a key in use is not HMAC'd on every request, at most. */
+const HASHED_KEYS = 10_000;
+
 export class Authenticator {
   /** By key hash: principals the store confirmed, and when (only with `rememberMs`). */
   private readonly remembered = new Map<string, { principal: Principal; at: number }>();
+  /**
+   * Key → its HMAC, for keys that authenticated only: a stream of unknown keys can neither grow it
+   * nor push the keys in use out. It maps a key to its hash and no more; whether the key is still
+   * valid is asked anew every request (revocation is immediate). The heap holds the keys of recent
+   * requests anyway.
+   */
+  private readonly hashes = new Map<string, string>();
 
   /**
    * `rememberMs`: when the store cannot be reached (`store_unavailable`), a key the store
@@ -99,7 +109,7 @@ export class Authenticator {
   }
 
   private fromMemory(token: string, outage: BridgeError): Principal {
-    const hit = this.rememberMs === undefined ? undefined : this.remembered.get(this.hasher.hash(token));
+    const hit = this.rememberMs === undefined ? undefined : this.remembered.get(this.hashOf(token));
     if (!hit || this.now().getTime() - hit.at > this.rememberMs!) throw outage;
     const { key } = hit.principal;
     if (key.expiresAt && Date.parse(key.expiresAt) <= this.now().getTime()) throw outage;
@@ -115,7 +125,7 @@ export class Authenticator {
 
   private async check(token: string): Promise<Principal> {
     if (!looksLikeKey(token)) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
-    const hash = this.hasher.hash(token);
+    const hash = this.hashOf(token);
     const key = await this.keyByHash(hash);
     if (!key) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
     const now = this.now();
@@ -132,7 +142,19 @@ export class Authenticator {
       );
     this.store.touchKey(key.id, now.toISOString());
     this.remember(hash, { user, key });
+    this.keepHash(token, hash);
     return { user, key };
+  }
+
+  private hashOf(token: string): string {
+    return this.hashes.get(token) ?? this.hasher.hash(token);
+  }
+
+  /** Only after the key authenticated; the oldest entry goes first once full. */
+  private keepHash(token: string, hash: string): void {
+    if (this.hashes.has(token)) return;
+    this.hashes.set(token, hash);
+    if (this.hashes.size > HASHED_KEYS) this.hashes.delete(this.hashes.keys().next().value!);
   }
 
   private async keyByHash(hash: string): Promise<KeyRecord | undefined> {

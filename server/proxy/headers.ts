@@ -25,15 +25,25 @@ const CLIENT_CREDENTIALS = new Set([
   'proxy-authenticate',
 ]);
 
-function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+const NO_TOKENS: ReadonlySet<string> = new Set();
+/** The last `Connection` value parsed and its tokens: clients send the same one (`keep-alive`) every time. */
+let lastConnection = '';
+let lastTokens: ReadonlySet<string> = NO_TOKENS;
+
+function connectionTokens(headers: IncomingHttpHeaders): ReadonlySet<string> {
   const c = headers.connection;
   const v = Array.isArray(c) ? c.join(',') : (c ?? '');
-  return new Set(
+  if (v === '') return NO_TOKENS;
+  if (v === lastConnection) return lastTokens;
+  const tokens: ReadonlySet<string> = new Set(
     v
       .split(',')
       .map((t) => t.trim().toLowerCase())
       .filter(Boolean),
   );
+  lastConnection = v;
+  lastTokens = tokens;
+  return tokens;
 }
 
 /** Client request headers as they go upstream, before the adapter adds the upstream key. */

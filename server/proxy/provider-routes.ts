@@ -57,8 +57,14 @@ function relativeTarget(rawUrl: string, prefix: string): { path: string; query: 
   return q === -1 ? { path: rest, query: '' } : { path: rest.slice(0, q), query: rest.slice(q) };
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is one of the characters looked for
+const MAYBE_DOT_SEGMENT = /[.%\\\x00]/;
+
 /** `..` or `.` segments, however encoded, could walk out of the provider's prefix upstream. */
 function hasDotSegment(path: string): boolean {
+  // Without a dot, an escape, a backslash or a NUL no segment can be one (the common path, checked
+  // once instead of decoding every segment).
+  if (!MAYBE_DOT_SEGMENT.test(path)) return false;
   return path.split('/').some((seg) => {
     let s = seg;
     try {

@@ -4,7 +4,7 @@ import { Low } from 'lowdb';
 import type { User } from '../../../shared/identity';
 import type { GatewayToolCall, Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../core/chain';
+import { type ChainHead, chainLink, EMPTY_HEAD, GENESIS } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
 import {
   addToBucket,
@@ -451,8 +451,12 @@ export class EmbeddedStore implements Store {
     // resolve in append order, so the index stays sorted by seq.
     const loc = await this.journal.append((prevHash) => {
       const linked: Interception = { ...rec, seq: this.nextSeq++, prevHash };
-      full = { ...linked, hash: chainHash(prevHash, linked) };
-      return { json: JSON.stringify(full), hash: full.hash! };
+      // One serialisation: the hashed canonical JSON is the journal line.
+      const { hash, json } = chainLink(prevHash, linked);
+      // `linked` is this call's own copy: the hash goes on it (last, as a spread would put it).
+      linked.hash = hash;
+      full = linked;
+      return { json, hash };
     });
     this.index.add(full, loc);
     this.remember(full);

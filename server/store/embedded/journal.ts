@@ -39,9 +39,20 @@ function segmentName(n: number): string {
 
 /** `<crc32 hex> <json>\n`: the checksum tells a torn or altered line from a good one. */
 function encodeLine(json: string): Buffer {
-  const body = Buffer.from(json, 'utf8');
-  const sum = crc32(body).toString(16).padStart(8, '0');
-  return Buffer.concat([Buffer.from(`${sum} `), body, Buffer.from('\n')]);
+  // One buffer, the JSON encoded straight into it: no separate body, prefix and newline to join.
+  const n = Buffer.byteLength(json, 'utf8');
+  const line = Buffer.allocUnsafe(n + 10);
+  line.write(json, 9, 'utf8');
+  line.write(
+    crc32(line.subarray(9, 9 + n))
+      .toString(16)
+      .padStart(8, '0'),
+    0,
+    'latin1',
+  );
+  line[8] = 0x20;
+  line[n + 9] = 0x0a;
+  return line;
 }
 
 function decodeLine(line: Buffer): string | undefined {
