@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { User } from '../../../shared/identity';
 import type { GatewayToolCall, Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { type ChainHead, chainHash, EMPTY_HEAD, GENESIS } from '../../core/chain';
+import { type ChainHead, chainLink, EMPTY_HEAD, GENESIS } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
 import {
   addToBucket,
@@ -70,17 +70,26 @@ type Row = Record<string, unknown>;
 const LOCK_HEAD = `BEGIN; INSERT INTO chain_head (seq, hash) VALUES (0, '${GENESIS}') ON CONFLICT DO NOTHING;
   SELECT seq, hash FROM chain_head FOR UPDATE`;
 
-/** The batch's records with their place in the chain and their hashes, linked on from `head`. */
-function linkBatch(recs: NewInterception[], head: { seq: number; hash: string }): Interception[] {
+/**
+ * The batch's records with their place in the chain and their hashes, linked on from `head`, and
+ * each as the JSON stored (serialised once, as it is hashed: server/core/chain.ts).
+ */
+function linkBatch(
+  recs: NewInterception[],
+  head: { seq: number; hash: string },
+): { out: Interception[]; json: string[] } {
   let { seq, hash: prevHash } = head;
   const out: Interception[] = [];
+  const json: string[] = [];
   for (const rec of recs) {
     const linked: Interception = { ...rec, seq: ++seq, prevHash };
-    const full = { ...linked, hash: chainHash(prevHash, linked) };
-    prevHash = full.hash;
-    out.push(full);
+    const link = chainLink(prevHash, linked);
+    linked.hash = link.hash;
+    prevHash = link.hash;
+    out.push(linked);
+    json.push(link.json);
   }
-  return out;
+  return { out, json };
 }
 
 function headOf(recs: Interception[]): { seq: number; hash: string } {
@@ -307,9 +316,9 @@ export class PostgresStore implements Store {
     const known = this.knownHead;
     this.knownHead = undefined;
     if (known) {
-      const out = linkBatch(recs, known);
+      const { out, json } = linkBatch(recs, known);
       const to = headOf(out);
-      const st = batchStatement(out, { from: known, to });
+      const st = batchStatement(out, json, { from: known, to });
       const r = await this.query<{ n: number }>(st.text, st.values);
       if (r.rows[0]?.n === 1) {
         this.knownHead = to;
@@ -318,9 +327,9 @@ export class PostgresStore implements Store {
     }
     const { out, to } = await this.transaction(async (c, begun) => {
       const rows = (begun as pg.QueryResult<{ seq: string; hash: string }>[]).at(-1)!.rows;
-      const out = linkBatch(recs, { seq: Number(rows[0]!.seq), hash: rows[0]!.hash });
+      const { out, json } = linkBatch(recs, { seq: Number(rows[0]!.seq), hash: rows[0]!.hash });
       const to = headOf(out);
-      await c.query(batchStatement(out, { to }));
+      await c.query(batchStatement(out, json, { to }));
       return { out, to };
     }, LOCK_HEAD);
     this.knownHead = to;
@@ -336,7 +345,13 @@ export class PostgresStore implements Store {
     const last = recs.at(-1)!;
     await this.transaction(async (c) => {
       await c.query('INSERT INTO chain_head (seq, hash) VALUES (0, $1) ON CONFLICT DO NOTHING', [GENESIS]);
-      await c.query(batchStatement(recs, { to: { seq: last.seq!, hash: last.hash ?? GENESIS } }));
+      await c.query(
+        batchStatement(
+          recs,
+          recs.map((r) => JSON.stringify(r)),
+          { to: { seq: last.seq!, hash: last.hash ?? GENESIS } },
+        ),
+      );
     });
     this.knownHead = undefined;
   }

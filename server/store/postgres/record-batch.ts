@@ -23,9 +23,14 @@ export interface HeadMove {
  * the rollups, the users' last request times and the tool-result index updated. Every part waits
  * on the head's update (`WHERE EXISTS (SELECT 1 FROM head)`), so when `move.from` is given and
  * another replica moved the head meanwhile, nothing is written and the statement answers n = 0;
- * otherwise n = 1. One round trip where it took eight (docs/performance.md).
+ * otherwise n = 1. One round trip where it took eight (docs/performance.md). `json`: each record
+ * as stored.
  */
-export function batchStatement(recs: Interception[], move: HeadMove): { text: string; values: unknown[] } {
+export function batchStatement(
+  recs: Interception[],
+  json: string[],
+  move: HeadMove,
+): { text: string; values: unknown[] } {
   const p = new Params();
   const moved = 'WHERE EXISTS (SELECT 1 FROM head)';
   const parts: string[] = [];
@@ -44,7 +49,7 @@ export function batchStatement(recs: Interception[], move: HeadMove): { text: st
                   ${col((r) => r.model)}::text[], ${col((r) => r.client)}::text[], ${col((r) => r.sessionId)}::text[],
                   ${col((r) => r.status)}::text[], ${col((r) => r.startedAt)}::timestamptz[],
                   ${col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => pgText(t.name)))]))}::jsonb[],
-                  ${col((r) => pgText(r.prompt))}::text[], ${col((r) => JSON.stringify(r))}::text[])
+                  ${col((r) => pgText(r.prompt))}::text[], ${p.add(json)}::text[])
         AS t(seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt, record)
      ${moved})`);
 
