@@ -97,8 +97,13 @@ export class EmbeddedStore implements Store {
   private readonly keysByHash = new Map<string, KeyRecord>();
   /** Filter fields and disk locations of every record; the records themselves stay on disk. */
   private readonly index = new RecordIndex();
-  /** The newest records in full, so recent pages (what people look at) need no disk reads. */
-  private readonly recent = new Map<number, Interception>();
+  /**
+   * The newest records' journal lines, so recent pages (what people look at) need no disk reads.
+   * Kept as the one string each rather than the record's objects: records stay here for seconds, so
+   * they outlive the young generation, and copying and promoting one string per request costs the
+   * garbage collector far less than a record's few hundred objects (docs/performance.md, p99).
+   */
+  private readonly recent = new Map<number, string>();
   private readonly accessJournal: Journal;
   private readonly gatewayJournal: Journal;
   /** The newest MCP gateway calls, oldest first. */
@@ -157,7 +162,6 @@ export class EmbeddedStore implements Store {
       rec.priceKnown ??= rec.costUsd !== null;
       rec.redactions ??= [];
       this.index.add(rec, loc);
-      this.remember(rec);
       this.rollUp(rec);
       this.noteResults(rec);
       this.nextSeq = Math.max(this.nextSeq, rec.seq + 1);
@@ -446,6 +450,7 @@ export class EmbeddedStore implements Store {
 
   async appendInterception(rec: NewInterception): Promise<Interception> {
     let full!: Interception;
+    let line!: string;
     // Seq and chain link are given as the entry is written, in write order. Visible only once
     // durable: a failed write leaves no trace, so the caller may retry it. Entries of one batch
     // resolve in append order, so the index stays sorted by seq.
@@ -456,10 +461,11 @@ export class EmbeddedStore implements Store {
       // `linked` is this call's own copy: the hash goes on it (last, as a spread would put it).
       linked.hash = hash;
       full = linked;
+      line = json;
       return { json, hash };
     });
     this.index.add(full, loc);
-    this.remember(full);
+    this.remember(full.seq, line);
     this.noteResults(full);
     this.rollUp(full);
     if (full.seq > this.head.seq) {
@@ -487,16 +493,14 @@ export class EmbeddedStore implements Store {
     };
   }
 
-  private remember(rec: Interception): void {
-    this.recent.set(rec.seq, rec);
+  private remember(seq: number, line: string): void {
+    this.recent.set(seq, line);
     if (this.recent.size > RECENT_KEPT) this.recent.delete(this.recent.keys().next().value!);
   }
 
   private async load(i: number): Promise<Interception> {
     const seq = this.index.seqAt(i);
-    const cached = this.recent.get(seq);
-    if (cached) return this.linked(cached);
-    const json = await this.journal.read(this.index.locAt(i));
+    const json = this.recent.get(seq) ?? (await this.journal.read(this.index.locAt(i)));
     if (json === undefined) throw new Error(`interception ${seq} is unreadable on disk`);
     const rec = JSON.parse(json) as Interception;
     rec.costUsd ??= null;
