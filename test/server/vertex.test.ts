@@ -86,6 +86,8 @@ describe('Google Vertex AI (Claude) as an instance', () => {
       {
         headers: {
           'anthropic-beta': 'interleaved-thinking-2025-05-14,claude-code-20250219,oauth-2025-04-20',
+          // A quota project of the client's own would bill another project with the instance's token.
+          'x-goog-user-project': 'someone-elses-project',
         },
       },
     );
@@ -100,6 +102,11 @@ describe('Google Vertex AI (Claude) as an instance', () => {
     assert.deepEqual(seen.body.messages, [{ role: 'user', content: 'hi' }]);
     assert.equal(seen.headers['anthropic-beta'], 'interleaved-thinking-2025-05-14', 'betas filtered');
     assert.equal(seen.headers['x-api-key'], undefined, 'the bridge key never goes upstream');
+    assert.equal(
+      seen.headers['x-goog-user-project'],
+      undefined,
+      "the client's quota project never goes upstream",
+    );
     // The assertion the bridge signed: the service account, the cloud-platform scope, Google's audience.
     const claims = mock.grants.at(-1)!.claims;
     assert.equal(claims.iss, account.email);
