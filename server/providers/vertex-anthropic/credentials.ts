@@ -89,3 +89,31 @@ export function googleHeaders(credentialsFile: string | undefined): GoogleHeader
     return out;
   };
 }
+
+/** Google's header naming the project a request's quota and billing go to. */
+export const QUOTA_PROJECT = 'x-goog-user-project';
+
+/**
+ * An instance's Google credential for the Vertex families: the request headers it gives, and the
+ * quota project it names (once a token was fetched). That project is the only one a request may
+ * bill: a client's own `x-goog-user-project` would bill another project with the instance's token,
+ * so `upstreamHeaders` drops it and puts the credential's in its place.
+ */
+export function instanceCredentials(credentialsFile: string | undefined): {
+  headers: GoogleHeaders;
+  upstreamHeaders(client: Readonly<Record<string, string | string[]>>): Record<string, string | string[]>;
+} {
+  const google = googleHeaders(credentialsFile);
+  let quotaProject: string | undefined;
+  return {
+    headers: async () => {
+      const headers = await google();
+      quotaProject = headers[QUOTA_PROJECT];
+      return headers;
+    },
+    upstreamHeaders: (client) => {
+      const { [QUOTA_PROJECT]: _asked, ...rest } = client;
+      return quotaProject ? { ...rest, [QUOTA_PROJECT]: quotaProject } : rest;
+    },
+  };
+}

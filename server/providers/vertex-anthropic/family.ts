@@ -12,14 +12,12 @@ import {
 } from '../google-cloud';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
 import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
-import { googleHeaders } from './credentials';
+import { instanceCredentials } from './credentials';
 import { mapVertexError } from './errors';
 import { modelsOf, priceModelOf, vertexModelId } from './models';
 import { countTokensRequest, messagesRequest, vertexBetas } from './request';
 
 const COUNT_TOKENS = '/v1/messages/count_tokens';
-/** Google's header naming the project a request's quota and billing go to. */
-const QUOTA_PROJECT = 'x-goog-user-project';
 
 function validate(entry: JsonObject): FieldProblem | undefined {
   const problem = validateVertexEntry(entry, 'vertex-anthropic');
@@ -42,14 +40,7 @@ function create(s: InstanceSettings): ProviderAdapter {
   const at = vertexLocationOf(s.options);
   const endpoint = endpointOf(s.baseUrl, at.region);
   const models = modelsOf(s.options);
-  const google = googleHeaders(credentialsFileOf(s.options));
-  /** The credential's own quota project, when it names one: the only one that goes upstream. */
-  let quotaProject: string | undefined;
-  const credentials = async (): Promise<Record<string, string>> => {
-    const headers = await google();
-    quotaProject = headers[QUOTA_PROJECT];
-    return headers;
-  };
+  const credentials = instanceCredentials(credentialsFileOf(s.options));
 
   /** Messages and count_tokens, rewritten for Vertex; the answer is Anthropic's JSON or SSE already. */
   async function send(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
@@ -63,14 +54,12 @@ function create(s: InstanceSettings): ProviderAdapter {
     const rewrite = path === COUNT_TOKENS ? countTokensRequest : messagesRequest;
     const req = isObject(body) ? rewrite(body, models, at) : undefined;
     if (!req) return localAnswer(400, anthropicErrorBody(400, 'model: a Claude model id is required'));
-    // A client's `x-goog-user-project` would bill another project with the instance's token.
-    const { 'anthropic-beta': _asked, [QUOTA_PROJECT]: _quota, ...headers } = call.headers;
+    const { 'anthropic-beta': _asked, ...headers } = credentials.upstreamHeaders(call.headers);
     const betas = vertexBetas(call.headers['anthropic-beta']);
     const res = await undiciRequest(joinUrl(endpoint, req.path), {
       method: 'POST',
       headers: {
         ...headers,
-        ...(quotaProject ? { [QUOTA_PROJECT]: quotaProject } : {}),
         'content-type': 'application/json',
         ...(betas ? { 'anthropic-beta': betas } : {}),
       },
@@ -108,7 +97,7 @@ function create(s: InstanceSettings): ProviderAdapter {
     configured: true,
     upstreamUrl: (target) => joinUrl(endpoint, target),
     // A token that cannot be obtained makes the exchange answer 503 naming this instance.
-    authHeaders: credentials,
+    authHeaders: credentials.headers,
     errorBody: (status, _code, message) => anthropicErrorBody(status, message),
     // Recorded and priced as the Anthropic model the Vertex id names.
     modelFor: (_path, model) => (model === null ? null : priceModelOf(vertexModelId(model, models))),

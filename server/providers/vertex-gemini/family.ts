@@ -13,7 +13,7 @@ import {
 } from '../google-cloud';
 import type { JsonObject, PassthroughRoute, ProviderAdapter, UpstreamCall, WireApi } from '../types';
 import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
-import { googleHeaders } from '../vertex-anthropic/credentials';
+import { instanceCredentials } from '../vertex-anthropic/credentials';
 import { mapVertexGeminiError } from './errors';
 import { geminiModelOf } from './models';
 import { vertexBody, vertexTarget } from './request';
@@ -36,9 +36,6 @@ const APIS: readonly WireApi[] = MODEL_PREFIXES.flatMap((p) => [
   generateContentAt(`${p}/:model:streamGenerateContent`),
 ]);
 
-/** Google's header naming the project a request's quota and billing go to. */
-const QUOTA_PROJECT = 'x-goog-user-project';
-
 const PASSTHROUGH: readonly PassthroughRoute[] = MODEL_PREFIXES.map((p) => ({
   methods: ['POST'],
   path: `${p}/:model:countTokens`,
@@ -48,14 +45,7 @@ const PASSTHROUGH: readonly PassthroughRoute[] = MODEL_PREFIXES.map((p) => ({
 function create(s: InstanceSettings): ProviderAdapter {
   const at = vertexLocationOf(s.options);
   const endpoint = endpointOf(s.baseUrl, at.region);
-  const credentials = googleHeaders(credentialsFileOf(s.options));
-  /** The quota project the credential names, if any: the only one requests may bill. */
-  let quotaProject: string | undefined;
-  const authHeaders = async (): Promise<Record<string, string>> => {
-    const headers = await credentials();
-    quotaProject = headers[QUOTA_PROJECT];
-    return headers;
-  };
+  const credentials = instanceCredentials(credentialsFileOf(s.options));
 
   /** generateContent, streamGenerateContent and countTokens, sent to the instance's project and region. */
   async function send(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
@@ -68,13 +58,11 @@ function create(s: InstanceSettings): ProviderAdapter {
       body = undefined;
     }
     const rewritten = isObject(body) ? vertexBody(body, to.method) : undefined;
-    // A client's `x-goog-user-project` would bill another project with the instance's token.
-    const { [QUOTA_PROJECT]: _asked, ...headers } = call.headers;
+    const headers = credentials.upstreamHeaders(call.headers);
     const res = await undiciRequest(joinUrl(endpoint, to.path), {
       method: 'POST',
       headers: {
         ...headers,
-        ...(quotaProject ? { [QUOTA_PROJECT]: quotaProject } : {}),
         'content-type': 'application/json',
       },
       body: rewritten ? JSON.stringify(rewritten) : call.bytes,
@@ -101,7 +89,7 @@ function create(s: InstanceSettings): ProviderAdapter {
     configured: true,
     upstreamUrl: (target) => joinUrl(endpoint, vertexTarget(target, at)?.path ?? target),
     // A token that cannot be obtained makes the exchange answer 503 naming this instance.
-    authHeaders,
+    authHeaders: credentials.headers,
     errorBody: geminiErrorBody,
     // Recorded and priced as the Gemini model the Vertex id names (`gemini-2.0-flash-001` → `gemini-2.0-flash`).
     modelFor: (path, model) => {
