@@ -15,10 +15,9 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayToolCall } from '../../shared/interception';
-import { blockedMessage, type ToolPolicyMark } from '../../shared/tool-policy';
-import type { Principal } from '../core/principal';
+import { blockedMessage } from '../../shared/tool-policy';
 import type { McpConnection } from '../mcp/connection';
-import type { McpHub, UserServer } from '../mcp/hub';
+import type { UserServer } from '../mcp/hub';
 import { isMcpError, RpcCode } from '../mcp/rpc';
 import type { GatewayCaller, GatewayServerDeps } from './in-flight';
 import { CONNECT_TOOL, connectAdvice, gatewayName, resourceUri, splitName, splitResourceUri } from './names';

@@ -5,14 +5,7 @@ import type { GatewayToolCall, Interception, Page } from '../../../shared/interc
 import type { Alert } from '../../../shared/spend';
 import { type ChainHead, chainLink, EMPTY_HEAD, GENESIS } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
-import {
-  addToBucket,
-  type BucketQuery,
-  bucketFor,
-  bucketKey,
-  hourOf,
-  type UsageBucket,
-} from '../../core/rollup';
+import { type BucketQuery, hourOf, type UsageBucket } from '../../core/rollup';
 import { BridgeError } from '../../errors';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type {
@@ -41,7 +34,7 @@ import { ChangeFeed } from './change-feed';
 import { appliedMigrations, LATEST_MIGRATION, migrate } from './migrations';
 import { asStoreError, isUnreachable } from './pg-errors';
 import { batchStatement } from './record-batch';
-import { interceptionWhere, pgText, Where } from './sql-filter';
+import { interceptionWhere, Where } from './sql-filter';
 
 export interface PostgresStoreOptions {
   url: string;
