@@ -15,8 +15,8 @@ export interface Target {
   origin: string;
   path: string;
   headers: Record<string, string>;
-  /** The client's wire: Anthropic Messages (the default) or Gemini's generateContent. */
-  wire?: 'gemini';
+  /** The client's wire: Anthropic Messages (the default), Gemini's generateContent or OpenAI's Chat Completions. */
+  wire?: 'gemini' | 'chat';
   /** Where streams go when the API streams at another path (Gemini's `:streamGenerateContent?alt=sse`). */
   streamPath?: string;
 }
@@ -78,6 +78,33 @@ function geminiBody(): Buffer {
 
 const GEMINI_BODY = geminiBody();
 
+/** The same turn as OpenAI Chat Completions (streams ask for usage, as agents do). */
+function chatBody(stream: boolean): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      model: 'gpt-4o',
+      max_tokens: 1024,
+      stream,
+      ...(stream ? { stream_options: { include_usage: true } } : {}),
+      messages: [
+        {
+          role: 'system',
+          content: 'You are a helpful coding assistant. Answer briefly and precisely. '.repeat(6),
+        },
+        { role: 'user', content: 'What does this function return when the list is empty? '.repeat(4) },
+        { role: 'assistant', content: 'It returns undefined, because the loop body never runs.' },
+        { role: 'user', content: 'Change it to return null instead, and explain why that is clearer.' },
+      ],
+    }),
+  );
+}
+
+const CHAT_BODIES: Record<Body, Buffer> = {
+  json: chatBody(false),
+  stream: chatBody(true),
+  hold: chatBody(true),
+};
+
 const bodies: Record<Body, Buffer> = {
   json: requestBody(false, 'claude-sonnet-4-5'),
   stream: requestBody(true, 'claude-sonnet-4-5'),
@@ -130,7 +157,7 @@ async function once(pool: Pool, t: Target, body: Body, onFirstByte?: () => void)
       path: body === 'json' ? t.path : (t.streamPath ?? t.path),
       method: 'POST',
       headers: t.headers,
-      body: t.wire === 'gemini' ? GEMINI_BODY : bodies[body],
+      body: t.wire === 'gemini' ? GEMINI_BODY : t.wire === 'chat' ? CHAT_BODIES[body] : bodies[body],
     });
     status = res.statusCode;
     /** The part of the last event not yet complete. */

@@ -100,6 +100,81 @@ function geminiEvents(model: string): Event[] {
   return events;
 }
 
+/** A Chat Completions stream chunk, as OpenAI (and Azure, and OpenAI-compatible servers) write it. */
+function chatChunk(
+  model: string,
+  delta: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+): Event {
+  const json = JSON.stringify({
+    id: 'chatcmpl-bench',
+    object: 'chat.completion.chunk',
+    created: 1764547200,
+    model,
+    choices: [{ index: 0, delta, finish_reason: null }],
+    ...extra,
+  });
+  const bytes = Buffer.from(`data: ${json}\n\n`);
+  const at = bytes.indexOf(STAMP_PLACEHOLDER);
+  return { bytes, stampAt: at === -1 ? -1 : at + STAMP.length, data: json };
+}
+
+/** As many events as the Anthropic stream has: three openers, the deltas, the finish, usage and `[DONE]`. */
+function chatEvents(model: string): Event[] {
+  const events = [
+    chatChunk(model, { role: 'assistant', content: '' }),
+    chatChunk(model, {}),
+    chatChunk(model, {}),
+  ];
+  for (let i = 0; i < TEXT_DELTAS; i++)
+    events.push(chatChunk(model, { content: `token ${i} of the answer ${STAMP_PLACEHOLDER}, ` }));
+  const finish = JSON.stringify({
+    id: 'chatcmpl-bench',
+    object: 'chat.completion.chunk',
+    created: 1764547200,
+    model,
+    choices: [{ index: 0, delta: {}, finish_reason: 'stop' }],
+  });
+  const usage = JSON.stringify({
+    id: 'chatcmpl-bench',
+    object: 'chat.completion.chunk',
+    created: 1764547200,
+    model,
+    choices: [],
+    usage: {
+      prompt_tokens: USAGE.input_tokens,
+      completion_tokens: TEXT_DELTAS * 6,
+      total_tokens: USAGE.input_tokens + TEXT_DELTAS * 6,
+    },
+  });
+  for (const data of [finish, usage, '[DONE]'])
+    events.push({ bytes: Buffer.from(`data: ${data}\n\n`), stampAt: -1, data });
+  return events;
+}
+
+function chatJson(model: string): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      id: 'chatcmpl-bench',
+      object: 'chat.completion',
+      created: 1764547200,
+      model,
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: 'The answer, as fast as the mock can give it. '.repeat(12) },
+          finish_reason: 'stop',
+        },
+      ],
+      usage: {
+        prompt_tokens: USAGE.input_tokens,
+        completion_tokens: 120,
+        total_tokens: USAGE.input_tokens + 120,
+      },
+    }),
+  );
+}
+
 function geminiJson(model: string): Buffer {
   return Buffer.from(
     JSON.stringify({
@@ -131,6 +206,7 @@ interface Asked {
   stream: boolean;
   render: Render;
   gemini?: boolean;
+  chat?: boolean;
 }
 
 const VERTEX =
@@ -138,6 +214,8 @@ const VERTEX =
 // The Gemini API's path, and Vertex AI's for Gemini (`…/publishers/google/models/{m}:…`): the same bytes.
 const GEMINI =
   /^\/(?:v1beta|v1beta1\/projects\/[^/]+\/locations\/[^/]+\/publishers\/google)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/;
+// OpenAI's Chat Completions as an OpenAI-compatible server (`/v1/…`) and Azure (`/openai/v1/…`) serve it.
+const CHAT = /^(?:\/openai)?\/v1\/chat\/completions$/;
 const BEDROCK = /^\/model\/([^/]+)\/(invoke|invoke-with-response-stream)$/;
 
 function asked(path: string, body: { model?: unknown; stream?: unknown }): Asked | undefined {
@@ -150,6 +228,10 @@ function asked(path: string, body: { model?: unknown; stream?: unknown }): Asked
     return { model: decodeURIComponent(v[1] ?? ''), stream: v[2] === 'streamRawPredict', render: stamped };
   const b = BEDROCK.exec(path);
   if (b) return { model: decodeURIComponent(b[1] ?? ''), stream: b[2] !== 'invoke', render: framed };
+  if (CHAT.test(path))
+    return typeof body.model === 'string'
+      ? { model: body.model, stream: body.stream === true, render: stamped, chat: true }
+      : undefined;
   const g = GEMINI.exec(path);
   if (g)
     return { model: g[1] ?? '', stream: g[2] === 'streamGenerateContent', render: stamped, gemini: true };
@@ -230,13 +312,16 @@ interface Prepared {
 
 const prepared = new Map<string, Prepared>();
 
-function bytesFor(model: string, gemini = false): Prepared {
-  const key = `${gemini ? 'gemini:' : ''}${model}`;
+function bytesFor(model: string, wire: 'gemini' | 'chat' | 'messages' = 'messages'): Prepared {
+  const key = `${wire}:${model}`;
   let p = prepared.get(key);
   if (!p) {
-    p = gemini
-      ? { json: geminiJson(model), events: geminiEvents(model) }
-      : { json: jsonBody(model), events: streamEvents(model) };
+    p =
+      wire === 'gemini'
+        ? { json: geminiJson(model), events: geminiEvents(model) }
+        : wire === 'chat'
+          ? { json: chatJson(model), events: chatEvents(model) }
+          : { json: jsonBody(model), events: streamEvents(model) };
     if (prepared.size < 16) prepared.set(key, p);
   }
   return p;
@@ -295,7 +380,7 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
       );
       return;
     }
-    const p = bytesFor(ask.model, ask.gemini);
+    const p = bytesFor(ask.model, ask.gemini ? 'gemini' : ask.chat ? 'chat' : 'messages');
     if (!ask.stream) {
       counts.json++;
       res.writeHead(200, {

@@ -4,7 +4,7 @@
  * bridge key), the Portkey gateway and a load generator, each in its own process; measures; prints
  * one table; writes bench/results.json. Every child is killed on the way out, however the run ends.
  *
- *   npm run bench                   the full run (about 3 minutes on 2 cores)
+ *   npm run bench                   the full run (about 9 minutes on 2 cores)
  *   npm run bench -- --quick        shorter phases, to check the bench itself
  *   npm run bench -- --profile      the bridge alone under load with --cpu-prof, and a summary
  *   npm run bench -- --bridge FILE  bench another build of the bridge (its aibridge.cjs)
@@ -104,7 +104,7 @@ const PLAN = QUICK
 /** Upper bound on requests in any one job, whatever its duration. */
 const MAX_REQUESTS = 200_000;
 /** The whole run is stopped past this, whatever it is doing. */
-const DEADLINE_MS = 8 * 60_000;
+const DEADLINE_MS = 11 * 60_000;
 const UPSTREAM_KEY = 'sk-ant-bench-upstream';
 
 interface PathState {
@@ -208,11 +208,12 @@ async function startBridge(
  * with a freshly made service-account key, then cached). Clients speak Anthropic at `/<name>`.
  */
 async function startCloudBridge(
-  family: 'bedrock' | 'vertex' | 'gemini' | 'vertexGemini',
+  family: 'bedrock' | 'vertex' | 'gemini' | 'vertexGemini' | 'azure' | 'compat',
   mockUrl: string,
   dir: string,
 ): Promise<PathState> {
   if (family === 'gemini') return startGeminiBridge(mockUrl, dir);
+  if (family === 'azure' || family === 'compat') return startChatBridge(family, mockUrl, dir);
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'providers.json');
   let entry: Record<string, unknown>;
@@ -292,6 +293,38 @@ async function startGeminiBridge(
       streamPath: `${models}:streamGenerateContent?alt=sse`,
       headers: { 'content-type': 'application/json', 'x-goog-api-key': key },
       wire: 'gemini',
+    },
+  };
+}
+
+/**
+ * OpenAI's Chat Completions through a providers-file instance of the OpenAI families: `azure`
+ * (`azure-openai`, the v1 API, the instance's key sent as `api-key`) or `compat`
+ * (`openai-compatible`, `stream_options.include_usage` forced, self-hosted prices). The client
+ * sends the same turn in Chat Completions' shape.
+ */
+async function startChatBridge(family: 'azure' | 'compat', mockUrl: string, dir: string): Promise<PathState> {
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'providers.json');
+  const entry =
+    family === 'azure'
+      ? { type: 'azure-openai', baseUrl: `${mockUrl}/openai/v1`, apiKey: 'bench-azure-upstream' }
+      : { type: 'openai-compatible', baseUrl: `${mockUrl}/v1`, prices: 'free' };
+  fs.writeFileSync(file, JSON.stringify({ providers: { [family]: entry } }));
+  const id: PathId = family === 'azure' ? 'bridgeAzure' : 'bridgeCompat';
+  const label = family === 'azure' ? 'Bridge → Azure OpenAI' : 'Bridge → OpenAI-compatible';
+  const p = await startBridge(id, label, mockUrl, path.join(dir, 'data'), [], {
+    AIBRIDGE_PROVIDERS_FILE: file,
+  });
+  const key = (p.target as Target).headers['x-api-key'] ?? '';
+  return {
+    ...p,
+    target: {
+      name: id,
+      origin: (p.target as Target).origin,
+      path: `/${family}/v1/chat/completions`,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      wire: 'chat',
     },
   };
 }
@@ -488,8 +521,10 @@ async function main(): Promise<void> {
       vertex: 'bridgeVertex',
       gemini: 'bridgeGemini',
       vertexGemini: 'bridgeVertexGemini',
+      azure: 'bridgeAzure',
+      compat: 'bridgeCompat',
     } as const;
-    for (const family of ['bedrock', 'vertex', 'gemini', 'vertexGemini'] as const) {
+    for (const family of ['bedrock', 'vertex', 'gemini', 'vertexGemini', 'azure', 'compat'] as const) {
       try {
         clouds.push(await startCloudBridge(family, mockUrl, path.join(tmp, family)));
       } catch (err) {

@@ -11,7 +11,9 @@ export type PathId =
   | 'bridgeBedrock'
   | 'bridgeVertex'
   | 'bridgeGemini'
-  | 'bridgeVertexGemini';
+  | 'bridgeVertexGemini'
+  | 'bridgeAzure'
+  | 'bridgeCompat';
 
 /** The columns of the table, in order. */
 export const COLUMNS: readonly { id: PathId; title: string }[] = [
@@ -28,6 +30,9 @@ export const COLUMNS: readonly { id: PathId; title: string }[] = [
   { id: 'bridgeGemini', title: 'Bridge → Gemini' },
   // The same Gemini turn sent on to Vertex AI: a google-auth-library token and the Vertex path.
   { id: 'bridgeVertexGemini', title: 'Bridge → Vertex Gemini' },
+  // OpenAI's Chat Completions through the OpenAI families: Azure's v1 API and a self-hosted server.
+  { id: 'bridgeAzure', title: 'Bridge → Azure OpenAI' },
+  { id: 'bridgeCompat', title: 'Bridge → OpenAI-compatible' },
 ];
 
 export interface Latency extends Percentiles {
@@ -365,7 +370,11 @@ export function judgeTargets(results: Record<string, PathResult>): IssueTarget[]
     t('p50 at 500 rps, ms over the bare proxy’s', diff(at(bridge, 500, 'p50'), at(floor, 500, 'p50')), 0.3),
     t('p99 at 500 rps, ms over the bare proxy’s', diff(at(bridge, 500, 'p99'), at(floor, 500, 'p99')), 2),
     t('idle RSS, MB', Number(bridge.memory?.idleMB ?? Number.NaN), 100),
-    t('RSS with 1,000 open streams, MB', Number(bridge.memory?.withStreamsMB ?? Number.NaN), 300),
+    t(
+      'RSS with 1,000 open streams (200 with --quick), MB',
+      Number(bridge.memory?.withStreamsMB ?? Number.NaN),
+      300,
+    ),
     t('PostgreSQL ceiling, × the embedded store’s', ratio(rps(pg), rps(bridge)), 0.8, true, '×'),
     t(
       'PostgreSQL p99 at 200 rps, ms over the embedded store’s',
