@@ -125,6 +125,9 @@ class MessagesStreamMeter implements StreamMeter {
 
   onEvent(ev: SseEvent, at: Date): EventVerdict {
     if (ev.event === 'ping') return FORWARD;
+    // Most of a stream is text deltas: with no output to keep and no tool input streaming, the
+    // meter needs nothing from them, so they are not parsed (usage comes in message_start/_delta).
+    if (ev.event === 'content_block_delta' && !this.captureOutput && this.open.size === 0) return FORWARD;
     let data: unknown;
     try {
       data = JSON.parse(ev.data);
