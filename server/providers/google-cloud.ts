@@ -1,11 +1,14 @@
+import { type Dispatcher, request as undiciRequest } from 'undici';
 import { isObject } from './common';
 import type { FieldProblem } from './family';
+import type { UpstreamCall } from './types';
+import { jsonAnswer, withBody } from './upstream-answer';
 import type { JsonObject } from './wire';
 
 /**
  * What every Vertex AI family shares (vertex-anthropic, vertex-gemini): where an instance's
- * requests go (project, region, endpoint), how its providers-file entry names them, and Google's
- * retry hint. The OAuth2 credentials are vertex-anthropic/credentials.ts.
+ * requests go (project, region, endpoint), how its providers-file entry names them, Google's
+ * retry hint, and how a request is sent and its error answer mapped. The OAuth2 credentials are vertex-anthropic/credentials.ts.
  */
 
 /** The regional endpoint; `{region}` is filled in from the instance's region. */
@@ -67,4 +70,42 @@ export function retryDelayOf(details: unknown): string | undefined {
     if (m) return String(Math.max(1, Math.ceil(Number(m[1]))));
   }
   return undefined;
+}
+
+/** A Vertex error answer as a family's client gets it. */
+export interface VertexError {
+  readonly status: number;
+  /** Seconds a throttled client waits, when there is a hint. */
+  readonly retryAfter?: string;
+  /** The error body in the client's shape; undefined: the upstream's bytes are it already, relayed as sent. */
+  readonly body?: unknown;
+}
+
+/**
+ * Sends a rewritten request to Vertex AI. A success or a stream comes back as it is; an error
+ * answer is read whole and given to the family's `mapError`, so the client gets it in its API's
+ * shape with the retry hint.
+ */
+export async function postToVertex(
+  url: string,
+  call: UpstreamCall,
+  headers: Record<string, string | string[]>,
+  body: string | Buffer,
+  mapError: (status: number, raw: Buffer, retryAfter?: string) => VertexError,
+): Promise<Dispatcher.ResponseData> {
+  const res = await undiciRequest(url, {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'application/json' },
+    body,
+    dispatcher: call.dispatcher,
+    signal: call.signal,
+  });
+  if (res.statusCode < 400 || String(res.headers['content-type'] ?? '').includes('text/event-stream'))
+    return res;
+  const raw = Buffer.from(await res.body.arrayBuffer());
+  const retry = res.headers['retry-after'];
+  const mapped = mapError(res.statusCode, raw, typeof retry === 'string' ? retry : undefined);
+  const extra: Record<string, string> = mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {};
+  if (mapped.body === undefined) return withBody(res, mapped.status, { ...res.headers, ...extra }, [raw]);
+  return jsonAnswer(res, mapped.status, mapped.body, extra);
 }

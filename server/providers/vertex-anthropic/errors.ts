@@ -1,15 +1,6 @@
 import { anthropicErrorBody } from '../anthropic/errors';
 import { isObject } from '../common';
-import { retryDelayOf } from '../google-cloud';
-
-/** A Vertex error as the Anthropic client sees it: status, retry hint and Anthropic's error body. */
-export interface MappedError {
-  readonly status: number;
-  readonly retryAfter?: string;
-  readonly body: unknown;
-  /** The upstream's bytes are already in Anthropic's shape: relay them as sent. */
-  readonly asSent?: boolean;
-}
+import { retryDelayOf, type VertexError } from '../google-cloud';
 
 /** Seconds a throttled client waits when Vertex gives no hint (neither `retry-after` nor RetryInfo). */
 const DEFAULT_RETRY_AFTER = '1';
@@ -20,7 +11,7 @@ const DEFAULT_RETRY_AFTER = '1';
  * (streaming endpoints wrap it in an array) for what it refuses itself — quota, permissions, an
  * unknown model — and relays Claude's own errors, already in Anthropic's shape, as they are.
  */
-export function mapVertexError(status: number, raw: Buffer, retryAfter?: string): MappedError {
+export function mapVertexError(status: number, raw: Buffer, retryAfter?: string): VertexError {
   let json: unknown;
   try {
     json = JSON.parse(raw.toString('utf8'));
@@ -31,7 +22,8 @@ export function mapVertexError(status: number, raw: Buffer, retryAfter?: string)
   const retry = (hint: string | undefined) =>
     code === 429 ? { retryAfter: retryAfter ?? hint ?? DEFAULT_RETRY_AFTER } : {};
   if (isObject(json) && json.type === 'error' && isObject(json.error))
-    return { status: code, ...retry(undefined), body: json, asSent: true };
+    // Claude's own error, already in Anthropic's shape: relayed as sent (no body of ours).
+    return { status: code, ...retry(undefined) };
   const google = Array.isArray(json) ? json[0] : json;
   const e = isObject(google) && isObject(google.error) ? google.error : undefined;
   if (e) {

@@ -1,4 +1,4 @@
-import { type Dispatcher, request as undiciRequest } from 'undici';
+import type { Dispatcher } from 'undici';
 import { anthropicErrorBody } from '../anthropic/errors';
 import { messagesApi } from '../anthropic/messages';
 import { isObject } from '../common';
@@ -6,12 +6,13 @@ import { type FieldProblem, type InstanceSettings, joinUrl, type ProviderFamily 
 import {
   credentialsFileOf,
   endpointOf,
+  postToVertex,
   VERTEX_ENDPOINT,
   validateVertexEntry,
   vertexLocationOf,
 } from '../google-cloud';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
-import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
+import { localAnswer } from '../upstream-answer';
 import { instanceCredentials } from './credentials';
 import { mapVertexError } from './errors';
 import { modelsOf, priceModelOf, vertexModelId } from './models';
@@ -56,34 +57,12 @@ function create(s: InstanceSettings): ProviderAdapter {
     if (!req) return localAnswer(400, anthropicErrorBody(400, 'model: a Claude model id is required'));
     const { 'anthropic-beta': _asked, ...headers } = credentials.upstreamHeaders(call.headers);
     const betas = vertexBetas(call.headers['anthropic-beta']);
-    const res = await undiciRequest(joinUrl(endpoint, req.path), {
-      method: 'POST',
-      headers: {
-        ...headers,
-        'content-type': 'application/json',
-        ...(betas ? { 'anthropic-beta': betas } : {}),
-      },
-      body: req.body,
-      dispatcher: call.dispatcher,
-      signal: call.signal,
-    });
-    if (res.statusCode < 400 || String(res.headers['content-type'] ?? '').includes('text/event-stream'))
-      return res;
-    const raw = Buffer.from(await res.body.arrayBuffer());
-    const retry = res.headers['retry-after'];
-    const mapped = mapVertexError(res.statusCode, raw, typeof retry === 'string' ? retry : undefined);
-    if (mapped.asSent)
-      return withBody(
-        res,
-        res.statusCode,
-        { ...res.headers, ...(mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {}) },
-        [raw],
-      );
-    return jsonAnswer(
-      res,
-      mapped.status,
-      mapped.body,
-      mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {},
+    return postToVertex(
+      joinUrl(endpoint, req.path),
+      call,
+      { ...headers, ...(betas ? { 'anthropic-beta': betas } : {}) },
+      req.body,
+      mapVertexError,
     );
   }
 

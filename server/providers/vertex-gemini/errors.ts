@@ -1,15 +1,6 @@
 import { isObject } from '../common';
 import { statusName } from '../gemini/errors';
-import { retryDelayOf } from '../google-cloud';
-
-/** A Vertex error as a Gemini client gets it. */
-export interface MappedError {
-  readonly status: number;
-  /** Seconds a throttled client waits, when Vertex said (its header, or `RetryInfo` in the details). */
-  readonly retryAfter?: string;
-  /** Google's error body; undefined: the upstream's bytes are it already, relay them as sent. */
-  readonly body?: unknown;
-}
+import { retryDelayOf, type VertexError } from '../google-cloud';
 
 /**
  * Vertex already answers in Google's shape `{"error": {"code", "message", "status", "details"}}`,
@@ -17,7 +8,7 @@ export interface MappedError {
  * wrapped in an array (`[{"error": …}]`) is unwrapped, and a body that is not Google's (a load
  * balancer's HTML page) is put in Google's shape.
  */
-export function mapVertexGeminiError(status: number, raw: Buffer, retryAfter?: string): MappedError {
+export function mapVertexGeminiError(status: number, raw: Buffer, retryAfter?: string): VertexError {
   let json: unknown;
   try {
     json = JSON.parse(raw.toString('utf8'));

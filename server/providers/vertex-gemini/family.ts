@@ -1,4 +1,4 @@
-import { type Dispatcher, request as undiciRequest } from 'undici';
+import type { Dispatcher } from 'undici';
 import { isObject } from '../common';
 import { type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
 import { geminiErrorBody } from '../gemini/errors';
@@ -7,12 +7,13 @@ import { generateContentAt } from '../gemini/generate-content';
 import {
   credentialsFileOf,
   endpointOf,
+  postToVertex,
   VERTEX_ENDPOINT,
   validateVertexEntry,
   vertexLocationOf,
 } from '../google-cloud';
 import type { JsonObject, PassthroughRoute, ProviderAdapter, UpstreamCall, WireApi } from '../types';
-import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
+import { localAnswer } from '../upstream-answer';
 import { instanceCredentials } from '../vertex-anthropic/credentials';
 import { mapVertexGeminiError } from './errors';
 import { geminiModelOf } from './models';
@@ -58,25 +59,13 @@ function create(s: InstanceSettings): ProviderAdapter {
       body = undefined;
     }
     const rewritten = isObject(body) ? vertexBody(body, to.method) : undefined;
-    const headers = credentials.upstreamHeaders(call.headers);
-    const res = await undiciRequest(joinUrl(endpoint, to.path), {
-      method: 'POST',
-      headers: {
-        ...headers,
-        'content-type': 'application/json',
-      },
-      body: rewritten ? JSON.stringify(rewritten) : call.bytes,
-      dispatcher: call.dispatcher,
-      signal: call.signal,
-    });
-    if (res.statusCode < 400 || String(res.headers['content-type'] ?? '').includes('text/event-stream'))
-      return res;
-    const raw = Buffer.from(await res.body.arrayBuffer());
-    const retry = res.headers['retry-after'];
-    const mapped = mapVertexGeminiError(res.statusCode, raw, typeof retry === 'string' ? retry : undefined);
-    const extra: Record<string, string> = mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {};
-    if (mapped.body === undefined) return withBody(res, mapped.status, { ...res.headers, ...extra }, [raw]);
-    return jsonAnswer(res, mapped.status, mapped.body, extra);
+    return postToVertex(
+      joinUrl(endpoint, to.path),
+      call,
+      credentials.upstreamHeaders(call.headers),
+      rewritten ? JSON.stringify(rewritten) : call.bytes,
+      mapVertexGeminiError,
+    );
   }
 
   return {
