@@ -87,6 +87,26 @@ export function bucketFor(rec: Interception): UsageBucket {
 }
 
 /**
+ * Adds one finished interception to its bucket in `buckets` (keyed by `bucketKey`), making the
+ * bucket with its first record.
+ */
+export function addToBuckets(buckets: Map<string, UsageBucket>, rec: Interception): void {
+  const key = bucketKey({
+    hour: hourOf(rec.startedAt),
+    userId: rec.userId,
+    provider: rec.provider,
+    model: rec.model,
+    client: rec.client,
+  });
+  let b = buckets.get(key);
+  if (!b) {
+    b = bucketFor(rec);
+    buckets.set(key, b);
+  }
+  addToBucket(b, rec);
+}
+
+/**
  * Adds one finished interception to its bucket. A user-billed request counts as a request with its
  * tokens, and its cost goes apart from the organisation's, so budgets and spend never include it.
  */

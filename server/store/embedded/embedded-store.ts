@@ -6,15 +6,7 @@ import type { GatewayToolCall, Interception, Page } from '../../../shared/interc
 import type { Alert } from '../../../shared/spend';
 import { type ChainHead, chainLink, EMPTY_HEAD, GENESIS } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
-import {
-  addToBucket,
-  type BucketQuery,
-  bucketFor,
-  bucketKey,
-  bucketMatches,
-  hourOf,
-  type UsageBucket,
-} from '../../core/rollup';
+import { addToBuckets, type BucketQuery, bucketMatches, hourOf, type UsageBucket } from '../../core/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
 import type {
   AccessLogEntry,
@@ -337,14 +329,7 @@ export class EmbeddedStore implements Store {
       byKey = new Map();
       this.buckets.set(hour, byKey);
     }
-    const fresh = bucketFor(rec);
-    const key = bucketKey(fresh);
-    let b = byKey.get(key);
-    if (!b) {
-      b = fresh;
-      byKey.set(key, b);
-    }
-    addToBucket(b, rec);
+    addToBuckets(byKey, rec);
     const last = this.lastRequests.get(rec.userId);
     if (last === undefined || Date.parse(rec.startedAt) > Date.parse(last))
       this.lastRequests.set(rec.userId, rec.startedAt);

@@ -1,5 +1,5 @@
 import type { Interception } from '../../../shared/interception';
-import { addToBucket, bucketFor, bucketKey, type UsageBucket } from '../../core/rollup';
+import { addToBuckets, type UsageBucket } from '../../core/rollup';
 import { pgText } from './sql-filter';
 
 /** Numbered parameters for one statement assembled from parts. */
@@ -59,14 +59,7 @@ export function batchStatement(
   for (const r of recs) {
     const at = Date.parse(r.startedAt);
     if (!(at <= (lastAt.get(r.userId) ?? Number.NEGATIVE_INFINITY))) lastAt.set(r.userId, at);
-    const fresh = bucketFor(r);
-    const key = bucketKey(fresh);
-    let b = sums.get(key);
-    if (!b) {
-      b = fresh;
-      sums.set(key, b);
-    }
-    addToBucket(b, r);
+    addToBuckets(sums, r);
   }
   const bs = [...sums.values()];
   const bcol = <T>(f: (b: UsageBucket) => T): string => p.add(bs.map(f));
