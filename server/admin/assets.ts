@@ -56,7 +56,8 @@ function load(dir: string): Map<string, Asset> {
   return assets;
 }
 
-function securityHeaders(reply: FastifyReply): FastifyReply {
+/** The headers of every page the bridge serves a browser (admin, device sign-in, MCP consent): the admin CSP, no framing, no sniffing, no referrer. */
+export function pageSecurityHeaders(reply: FastifyReply): FastifyReply {
   return reply
     .header('content-security-policy', ADMIN_CSP)
     .header('x-content-type-options', 'nosniff')
@@ -79,9 +80,9 @@ export function adminAssetRoutes(dir: string | undefined): FastifyPluginAsync {
         const text = dir
           ? 'No such file.'
           : 'The admin page is not built: run `npm run build` (it writes dist/admin).';
-        return securityHeaders(reply).code(404).type('text/plain; charset=utf-8').send(text);
+        return pageSecurityHeaders(reply).code(404).type('text/plain; charset=utf-8').send(text);
       }
-      securityHeaders(reply)
+      pageSecurityHeaders(reply)
         .header('etag', a.etag)
         .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
       if (ifNoneMatch === a.etag) return reply.code(304).send();

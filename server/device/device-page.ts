@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { ADMIN_CSP } from '../admin/assets';
+import { pageSecurityHeaders } from '../admin/assets';
 
 /**
  * The verification page a device sign-in sends people to (`GET /device`, RFC 8628
@@ -118,13 +118,7 @@ const SCRIPT = `'use strict';
 `;
 
 function secured(reply: FastifyReply): FastifyReply {
-  return reply
-    .header('content-security-policy', ADMIN_CSP)
-    .header('x-content-type-options', 'nosniff')
-    .header('x-frame-options', 'DENY')
-    .header('referrer-policy', 'no-referrer')
-    .header('cross-origin-opener-policy', 'same-origin')
-    .header('cache-control', 'no-cache');
+  return pageSecurityHeaders(reply).header('cache-control', 'no-cache');
 }
 
 /** `GET /device` and its script. Public: the page holds nothing; every call it makes is authenticated. */

@@ -1,8 +1,9 @@
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { ADMIN_CSP } from '../admin/assets';
+import { pageSecurityHeaders } from '../admin/assets';
 import { GATEWAY_PATH, gatewayOrigin } from '../gateway/gateway-routes';
 import { principalOf } from '../http/access';
+import { escapeHtml } from '../http/html';
 import type { AuthThrottle } from '../identity/auth-throttle';
 import { checkRegistration, redirectUriRegistered } from './client-metadata';
 import { CONSENT_PAGE, CONSENT_SCRIPT } from './consent-page';
@@ -56,15 +57,6 @@ function singleParams(req: FastifyRequest): Record<string, string> | string {
   return out;
 }
 
-const ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
-
 /** An authorization request the bridge cannot send back to the client (unknown client or redirect URI): a page, never a redirect. */
 function refusalPage(reply: FastifyReply, message: string): FastifyReply {
   return reply
@@ -83,13 +75,7 @@ function refusalPage(reply: FastifyReply, message: string): FastifyReply {
 }
 
 function secured(reply: FastifyReply): FastifyReply {
-  return reply
-    .header('content-security-policy', ADMIN_CSP)
-    .header('x-content-type-options', 'nosniff')
-    .header('x-frame-options', 'DENY')
-    .header('referrer-policy', 'no-referrer')
-    .header('cross-origin-opener-policy', 'same-origin')
-    .header('cache-control', 'no-store');
+  return pageSecurityHeaders(reply).header('cache-control', 'no-store');
 }
 
 /**

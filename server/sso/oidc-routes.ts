@@ -6,6 +6,7 @@ import { readCookie, sessionCookie } from '../admin/cookies';
 import type { Sessions } from '../admin/sessions';
 import type { OidcSettings } from '../config';
 import { BridgeError, isBridgeError } from '../errors';
+import { escapeHtml } from '../http/html';
 import type { GroupMapping } from '../identity/group-mapping';
 import type { IdentityService } from '../identity/identity-service';
 import type { Store } from '../store/types';
@@ -157,18 +158,6 @@ function flowCookie(value: string, maxAgeSeconds: number, secure: boolean): stri
   ];
   if (secure) parts.push('Secure');
   return parts.join('; ');
-}
-
-const ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 }
 
 /** The page a failed sign-in lands on: why, with the stable code, and the way back. Nothing from the provider but an OAuth error code. */
