@@ -16,8 +16,10 @@ ENV NODE_ENV=production \
     AIBRIDGE_PORT=7410 \
     AIBRIDGE_DATA_DIR=/var/lib/aibridge
 WORKDIR /opt/aibridge
-# The bundle carries every dependency: no node_modules in the image.
-COPY --from=build /src/dist/aibridge.cjs /src/dist/aibridge.cjs.map ./dist/
+# The bundle carries every dependency: no node_modules in the image. dist/aibridge.cjs loads its
+# chunks from dist/server/ (what a bridge uses on first use only is in chunks of its own).
+COPY --from=build /src/dist/aibridge.cjs ./dist/
+COPY --from=build /src/dist/server ./dist/server
 COPY --from=build /src/dist/admin ./dist/admin
 RUN mkdir -p /var/lib/aibridge && chown node:node /var/lib/aibridge
 USER node

@@ -371,7 +371,17 @@ async function postgresPath(): Promise<{ available: boolean; reason: string; url
   const hasModule =
     fs.existsSync(path.join(ROOT, 'server', 'store', 'postgres')) ||
     fs.existsSync(path.join(ROOT, 'server', 'store', 'postgres.ts'));
-  const bundled = fs.existsSync(BUNDLE) && fs.readFileSync(BUNDLE, 'utf8').includes('AIBRIDGE_DATABASE_URL');
+  // The bundle is dist/aibridge.cjs and its chunks in dist/server/ (an older build: one file).
+  const chunks = path.join(path.dirname(BUNDLE), 'server');
+  const files = fs.existsSync(chunks)
+    ? fs
+        .readdirSync(chunks)
+        .filter((f) => f.endsWith('.mjs'))
+        .map((f) => path.join(chunks, f))
+    : [BUNDLE];
+  const bundled = files.some(
+    (f) => fs.existsSync(f) && fs.readFileSync(f, 'utf8').includes('AIBRIDGE_DATABASE_URL'),
+  );
   if (!hasModule || !bundled) return { available: false, reason: 'store not built yet' };
   const url = process.env.BENCH_DATABASE_URL;
   if (url) return { available: true, reason: '', url };

@@ -1,18 +1,29 @@
-// Builds dist/aibridge: one executable with Node's single executable application support (the
-// esbuild bundle injected into a copy of this Node binary with postject). Run after `npm run build`.
+// Builds dist/aibridge: one executable with Node's single executable application support (one
+// CommonJS bundle of the server injected into a copy of this Node binary with postject). A single
+// executable loads no files beside it, so this bundle is not split. Run after `npm run build`
+// (the admin page it serves is dist/admin, beside it).
 import { execFileSync } from 'node:child_process';
-import { chmod, copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { build } from 'esbuild';
+import { asciiOnly, serverOptions } from './server-bundle.mjs';
 
 const require = createRequire(import.meta.url);
 const out = 'dist/aibridge';
 const main = 'dist/aibridge-sea.cjs';
 const blob = 'dist/aibridge.blob';
 
-// The SEA loader runs the script as is: drop the shebang the npm bin needs.
-const bundle = await readFile('dist/aibridge.cjs', 'utf8');
-await writeFile(main, bundle.replace(/^#!.*\n/, ''));
+await build({
+  ...serverOptions,
+  entryPoints: ['server/main.ts'],
+  format: 'cjs',
+  sourcemap: false,
+  outfile: main,
+  // As dist/aibridge.cjs does: start-up does not grow V8's young generation (server/start-up-heap.ts).
+  banner: { js: "require('node:v8').setFlagsFromString('--semi-space-growth-factor=1');" },
+});
+await asciiOnly(main);
 await writeFile(
   'dist/sea-config.json',
   JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false }),

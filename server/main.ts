@@ -6,6 +6,7 @@ import { bootstrapAdmin } from './bootstrap';
 import { type AdminTarget, CliError, callApi, resolveTarget, streamApi } from './cli/admin-client';
 import { credentialsPath, envExports, login, readCredentials } from './cli/device-login';
 import { adminClientEnv, ConfigError, databaseUrl, loadConfig } from './config';
+import { startUpDone } from './start-up-heap';
 
 const USAGE = `Usage:
   aibridge serve [--host H] [--port P] [--data-dir D] [--body-limit BYTES] [--metrics-port P]
@@ -66,6 +67,7 @@ async function serve(args: string[]): Promise<void> {
   const { port } = new URL(address);
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   process.stdout.write(`aibridge listening on http://${host}:${port}\n`);
+  startUpDone();
   if (config.metricsPort !== undefined) {
     process.stdout.write(
       `aibridge metrics on ${await bridge.listenMetrics(config.metricsHost, config.metricsPort)}\n`,
@@ -220,6 +222,8 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
 
 async function main(argv: string[]): Promise<void> {
   const [command, sub, ...rest] = argv;
+  // Only a bridge at rest gains from a small young generation; a CLI command runs at full speed.
+  if (command !== 'serve') startUpDone();
   switch (command) {
     case 'serve':
       return serve(argv.slice(1));

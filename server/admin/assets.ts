@@ -29,7 +29,11 @@ interface Asset {
  */
 export function findAdminAssets(candidates?: string[]): string | undefined {
   const list = candidates ?? [
-    ...(typeof __dirname === 'string' ? [path.join(__dirname, 'admin')] : []),
+    // The bundle's chunks are in dist/server/ (the page is dist/admin); an older single bundle was
+    // in dist/ itself.
+    ...(typeof __dirname === 'string'
+      ? [path.join(__dirname, '..', 'admin'), path.join(__dirname, 'admin')]
+      : []),
     path.join(path.dirname(process.execPath), 'admin'),
     path.resolve('dist', 'admin'),
   ];

@@ -13,6 +13,7 @@ import {
 } from '@opentelemetry/api';
 import type { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
+import { commonJs } from '../core/commonjs';
 
 export interface TracingConfig {
   /** OTLP/HTTP traces URL; undefined turns tracing off. */
@@ -54,10 +55,10 @@ export class Tracing {
     if (!config.url) return new Tracing(config, undefined, undefined, undefined);
     const [{ W3CTraceContextPropagator }, { OTLPTraceExporter }, { resourceFromAttributes }, sdk] =
       await Promise.all([
-        import('@opentelemetry/core'),
-        import('@opentelemetry/exporter-trace-otlp-http'),
-        import('@opentelemetry/resources'),
-        import('@opentelemetry/sdk-trace-base'),
+        commonJs(import('@opentelemetry/core')),
+        commonJs(import('@opentelemetry/exporter-trace-otlp-http')),
+        commonJs(import('@opentelemetry/resources')),
+        commonJs(import('@opentelemetry/sdk-trace-base')),
       ]);
     const provider = new sdk.BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': config.serviceName }),

@@ -1,4 +1,5 @@
 import type { DefaultAzureCredential } from '@azure/identity';
+import { commonJs } from '../../core/commonjs';
 
 /** The scope Azure OpenAI accepts Entra ID tokens for. */
 export const COGNITIVE_SCOPE = 'https://cognitiveservices.azure.com/.default';
@@ -13,7 +14,7 @@ export function entraTokens(): () => Promise<string> {
   let credential: DefaultAzureCredential | undefined;
   return async () => {
     if (!credential) {
-      const { DefaultAzureCredential } = await import('@azure/identity');
+      const { DefaultAzureCredential } = await commonJs(import('@azure/identity'));
       credential ??= new DefaultAzureCredential();
     }
     const token = await credential.getToken(COGNITIVE_SCOPE);

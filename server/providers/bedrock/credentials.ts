@@ -1,4 +1,5 @@
 import type { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import { commonJs } from '../../core/commonjs';
 
 /** What the SDK's chain returns: a memoized provider of credentials. */
 type AwsCredentialIdentityProvider = ReturnType<typeof fromNodeProviderChain>;
@@ -13,7 +14,7 @@ type AwsCredentialIdentityProvider = ReturnType<typeof fromNodeProviderChain>;
 export function awsCredentials(): AwsCredentialIdentityProvider {
   let chain: AwsCredentialIdentityProvider | undefined;
   return async (options) => {
-    chain ??= (await import('@aws-sdk/credential-providers')).fromNodeProviderChain();
+    chain ??= (await commonJs(import('@aws-sdk/credential-providers'))).fromNodeProviderChain();
     return chain(options);
   };
 }

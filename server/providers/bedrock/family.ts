@@ -1,6 +1,6 @@
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { SignatureV4 } from '@smithy/signature-v4';
+import type { SignatureV4 } from '@smithy/signature-v4';
 import { type Dispatcher, request as undiciRequest } from 'undici';
+import { commonJs } from '../../core/commonjs';
 import { anthropicErrorBody } from '../anthropic/errors';
 import { messagesApi } from '../anthropic/messages';
 import { isObject } from '../common';
@@ -9,7 +9,6 @@ import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
 import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
 import { awsCredentials } from './credentials';
 import { awsErrorOf, mapAwsError } from './errors';
-import { anthropicSse } from './eventstream';
 import { priceModelOf } from './models';
 import { bedrockRequest, countTokensRequest, modelsOf } from './request';
 
@@ -48,7 +47,17 @@ function create(s: InstanceSettings): ProviderAdapter {
   const basePath = endpoint.pathname.replace(/\/+$/, '');
   const models = modelsOf(s.options);
   const credentials = awsCredentials();
-  const signer = new SignatureV4({ service: 'bedrock', region, credentials, sha256: Sha256 });
+  // The signer and the event-stream codec load with the first call: a bridge without Bedrock
+  // never parses them (docs/performance.md, idle RSS).
+  let signer: Promise<SignatureV4> | undefined;
+  const signerOf = (): Promise<SignatureV4> =>
+    (signer ??= Promise.all([
+      commonJs(import('@smithy/signature-v4')),
+      commonJs(import('@aws-crypto/sha256-js')),
+    ]).then(
+      ([{ SignatureV4 }, { Sha256 }]) =>
+        new SignatureV4({ service: 'bedrock', region, credentials, sha256: Sha256 }),
+    ));
 
   async function send(call: UpstreamCall): Promise<Dispatcher.ResponseData> {
     let body: unknown;
@@ -61,7 +70,7 @@ function create(s: InstanceSettings): ProviderAdapter {
     const rewrite = counting ? countTokensRequest : bedrockRequest;
     const req = isObject(body) ? rewrite(body, headerOf(call.headers, 'anthropic-beta'), models) : undefined;
     if (!req) return localAnswer(400, anthropicErrorBody(400, 'model: a Bedrock model id is required'));
-    const signed = await signer.sign({
+    const signed = await (await signerOf()).sign({
       method: 'POST',
       protocol: endpoint.protocol,
       hostname: endpoint.hostname,
@@ -120,6 +129,7 @@ function create(s: InstanceSettings): ProviderAdapter {
       'content-type': 'text/event-stream; charset=utf-8',
     };
     delete headers['content-length'];
+    const { anthropicSse } = await import('./eventstream');
     return withBody(res, res.statusCode, headers, anthropicSse(res.body as AsyncIterable<Uint8Array>));
   }
 

@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import type { GoogleAuth, JWTInput } from 'google-auth-library';
+import { commonJs } from '../../core/commonjs';
 import { isObject } from '../common';
 
 /** The scope Vertex AI's prediction endpoints take. */
@@ -69,7 +70,7 @@ export function googleHeaders(credentialsFile: string | undefined): GoogleHeader
   let auth: Promise<GoogleAuth> | undefined;
   const build = async (): Promise<GoogleAuth> => {
     // The library (about 2 MB of heap) is loaded on first use, by bridges with Vertex instances only.
-    const lib = await import('google-auth-library');
+    const lib = await commonJs(import('google-auth-library'));
     return credentialsFile
       ? fromFile(lib, credentialsFile)
       : new lib.GoogleAuth({ scopes: CLOUD_PLATFORM_SCOPE });
