@@ -728,7 +728,7 @@ async function main(): Promise<void> {
       .map((f) => path.join(PROFILES, f))
       .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
     if (!file) throw new Error(`no profile written to ${PROFILES}`);
-    const summary = summarizeProfile(file, BUNDLE);
+    const summary = summarizeProfile(file);
     fs.writeFileSync(`${file}.txt`, `${summary}\n`);
     const b = results.bridge as PathResult;
     const d = results.direct as PathResult;

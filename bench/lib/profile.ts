@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { SourceMap, type SourceMapPayload } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 /** The parts of a V8 `.cpuprofile` (written by `node --cpu-prof`) that the summary reads. */
 interface ProfileNode {
@@ -14,10 +15,10 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-/** Maps a position in the bundle to its source file and line, through the bundle's source map. */
-function sourceMapper(
-  bundleFile: string,
-): (line: number, column: number) => { file: string; line: number } | null {
+type Mapper = (line: number, column: number) => { file: string; line: number } | null;
+
+/** Maps a position in a bundle file to its source file and line, through that file's source map. */
+function sourceMapper(bundleFile: string): Mapper {
   let map: SourceMap;
   try {
     map = new SourceMap(JSON.parse(fs.readFileSync(`${bundleFile}.map`, 'utf8')) as SourceMapPayload);
@@ -28,6 +29,24 @@ function sourceMapper(
     const e = map.findEntry(line, column) as { originalSource?: string; originalLine?: number };
     if (!e.originalSource) return null;
     return { file: e.originalSource.replace(/^(\.\.\/)+/, ''), line: (e.originalLine ?? 0) + 1 };
+  };
+}
+
+/**
+ * The bundle is dist/aibridge.cjs and the ES module chunks it loads (dist/server/*.mjs), each with
+ * its own source map: one mapper per file a profile names, made on first use.
+ */
+function bundleMappers(): (url: string) => Mapper | null {
+  const mappers = new Map<string, Mapper>();
+  return (url) => {
+    if (!/\.(c|m)?js$/.test(url)) return null;
+    const file = url.startsWith('file://') ? fileURLToPath(url) : url;
+    let m = mappers.get(file);
+    if (!m) {
+      m = sourceMapper(file);
+      mappers.set(file, m);
+    }
+    return m;
   };
 }
 
@@ -52,9 +71,9 @@ function pct(x: number, total: number): string {
  * A text summary of a CPU profile of the bridge: self time by function and by package, and the
  * inclusive time of the bridge's own functions (what each step of the hot path costs in total).
  */
-export function summarizeProfile(profileFile: string, bundleFile: string, top = 20): string {
+export function summarizeProfile(profileFile: string, top = 20): string {
   const prof = JSON.parse(fs.readFileSync(profileFile, 'utf8')) as CpuProfile;
-  const toSource = sourceMapper(bundleFile);
+  const mapperOf = bundleMappers();
   const byId = new Map<number, ProfileNode>();
   const parent = new Map<number, number>();
   for (const n of prof.nodes) {
@@ -66,7 +85,8 @@ export function summarizeProfile(profileFile: string, bundleFile: string, top = 
     const { functionName, url, lineNumber, columnNumber } = n.callFrame;
     let where = url;
     let line = lineNumber + 1;
-    if (url.endsWith('.cjs') || url.endsWith('.js')) {
+    const toSource = mapperOf(url);
+    if (toSource) {
       const src = toSource(lineNumber, columnNumber);
       if (src) {
         where = src.file;

@@ -48,7 +48,12 @@ export class ChangeFeed {
     private readonly pool: pg.Pool,
     private readonly replicaId: string,
     private readonly onError?: (err: Error, context: string) => void,
-  ) {}
+  ) {
+    this.ownPrefix = `{"from":${JSON.stringify(replicaId)},`;
+  }
+
+  /** How every envelope this replica sends begins. */
+  private readonly ownPrefix: string;
 
   async start(): Promise<void> {
     this.stopped = false;
@@ -156,7 +161,7 @@ export class ChangeFeed {
       else
         await this.pool.query('SELECT pg_notify($1, $2)', [
           CHANNEL,
-          `{"from":${JSON.stringify(this.replicaId)},"changes":[${events.join(',')}]}`,
+          `${this.ownPrefix}"changes":[${events.join(',')}]}`,
         ]);
     } catch (err) {
       this.onError?.(err as Error, 'change notify');
@@ -165,7 +170,7 @@ export class ChangeFeed {
 
   /** `change`: one StoreChange as JSON. */
   private async send(change: string): Promise<void> {
-    const inline = `{"from":${JSON.stringify(this.replicaId)},"change":${change}}`;
+    const inline = `${this.ownPrefix}"change":${change}}`;
     if (Buffer.byteLength(inline) <= INLINE_LIMIT) {
       await this.pool.query('SELECT pg_notify($1, $2)', [CHANNEL, inline]);
       return;
@@ -194,6 +199,9 @@ export class ChangeFeed {
   }
 
   private async receive(payload: string): Promise<void> {
+    // A replica hears its own notifications too (two or three a request's worth of events): every
+    // envelope this one sends starts with its id, so they are dropped before any parsing.
+    if (payload.startsWith(this.ownPrefix)) return;
     let env: Envelope;
     try {
       env = JSON.parse(payload) as Envelope;
