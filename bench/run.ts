@@ -9,6 +9,7 @@
  *   npm run bench -- --profile      the bridge alone under load with --cpu-prof, and a summary
  *   npm run bench -- --bridge FILE  bench another build of the bridge (its aibridge.cjs)
  *   npm run bench -- --replicas 3   the scale-out run: replicas on PostgreSQL behind HAProxy, one killed (bench/scale-out.ts)
+ *   npm run bench -- --pg-ack sent  the PostgreSQL column with AIBRIDGE_AUDIT_ACK=sent (its default is stored)
  *
  * Besides the direct API's route, three columns reach the same mock through the Bedrock, Vertex
  * and Gemini families (signing, tokens, re-framing, another wire's meter), so what a family adds
@@ -66,6 +67,10 @@ const flag = (name: string): string | undefined => {
   return i === -1 ? undefined : args[i + 1];
 };
 const BUNDLE = path.resolve(flag('--bridge') ?? path.join(ROOT, 'dist', 'aibridge.cjs'));
+/** AIBRIDGE_AUDIT_ACK for the PostgreSQL column: what holding each answer's end on the commit costs. */
+const PG_ACK = flag('--pg-ack');
+if (PG_ACK !== undefined && PG_ACK !== 'sent' && PG_ACK !== 'stored')
+  throw new Error('--pg-ack: sent or stored');
 const QUICK = args.includes('--quick');
 const PROFILE = args.includes('--profile');
 
@@ -506,9 +511,14 @@ async function main(): Promise<void> {
   const pg = PROFILE ? { available: false, reason: 'profiling', url: undefined } : await postgresPath();
   if (!PROFILE && pg.url) {
     paths.push(
-      await startBridge('bridgePg', 'Bridge + PostgreSQL', mockUrl, path.join(tmp, 'pg'), [], {
-        AIBRIDGE_DATABASE_URL: pg.url,
-      }),
+      await startBridge(
+        'bridgePg',
+        PG_ACK ? `Bridge + PostgreSQL (ack ${PG_ACK})` : 'Bridge + PostgreSQL',
+        mockUrl,
+        path.join(tmp, 'pg'),
+        [],
+        { AIBRIDGE_DATABASE_URL: pg.url, ...(PG_ACK ? { AIBRIDGE_AUDIT_ACK: PG_ACK } : {}) },
+      ),
     );
   } else if (!PROFILE) {
     paths.push({ id: 'bridgePg', label: 'Bridge + PostgreSQL', unavailable: pg.reason });

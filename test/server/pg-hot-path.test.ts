@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import type { KeyInfo, User } from '../../shared/identity';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
@@ -44,10 +45,12 @@ describe('PostgreSQL hot path: two replicas on one database', function () {
   let b: TestBridge;
   let log: PgQueryLog;
   let bClosed = false;
+  let dbUrl: string;
 
   before(async () => {
     mock = await new AnthropicMock().start();
     const url = await (await testPostgres()).createDatabase('hotpath');
+    dbUrl = url;
     log = new PgQueryLog(new URL(url).pathname.slice(1)).start();
     const env = { AIBRIDGE_DATABASE_URL: url };
     a = await startBridge(mock.url, env);
@@ -207,6 +210,31 @@ describe('PostgreSQL hot path: two replicas on one database', function () {
       assert.ok(notifies <= 10, `${notifies} notifications for 20 requests`);
     } finally {
       await onA.close();
+    }
+  });
+
+  it('keeps its database connections through a quiet spell, so the next requests wait for none', async function () {
+    this.timeout(30_000);
+    const dev = await a.addUser('quiet@example.com', { team: 'calm' });
+    // Several at once, so the replica holds several connections (records, notifications).
+    await Promise.all(Array.from({ length: 8 }, () => ask(a, dev.key)));
+    const db = new pg.Client({ connectionString: dbUrl });
+    await db.connect();
+    try {
+      const backends = async (): Promise<number> =>
+        (
+          await db.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+          )
+        ).rows[0]!.n;
+      const busy = await backends();
+      // node-postgres's default closes a connection idle for 10 s.
+      await new Promise((r) => setTimeout(r, 11_000));
+      const quiet = await backends();
+      assert.ok(quiet >= busy, `connections after 11 s of quiet: ${quiet}, before: ${busy}`);
+    } finally {
+      await db.end();
     }
   });
 

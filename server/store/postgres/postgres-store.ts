@@ -117,6 +117,10 @@ export class PostgresStore implements Store {
       connectionString: opts.url,
       max: opts.maxConnections ?? 10,
       connectionTimeoutMillis: 5000,
+      // node-postgres closes a connection idle for 10 s by default: a bridge quiet for that long
+      // then made its next requests wait for new connections (~40 ms each here) before their
+      // records could be stored, and with AIBRIDGE_AUDIT_ACK=stored the answers' ends with them.
+      idleTimeoutMillis: 10 * 60_000,
     });
     // An idle connection the server dropped must not crash the process; the next query reconnects.
     this.pool.on('error', (err) => opts.onError?.(err, 'idle connection'));
