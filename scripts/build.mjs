@@ -39,7 +39,15 @@ await writeFile(
     '#!/usr/bin/env node',
     "'use strict';",
     "require('node:v8').setFlagsFromString('--semi-space-growth-factor=1');",
-    "import('./server/main.mjs');",
+    "import('./server/main.mjs').catch((err) => {",
+    // An install or image that copied this file alone (as the single bundle once was) gets told
+    // what is missing rather than a module-resolution stack.
+    "  if (err && err.code === 'ERR_MODULE_NOT_FOUND') {",
+    '    process.stderr.write(`aibridge: ${err.message}\\naibridge: the server is dist/aibridge.cjs and the chunks in dist/server/ beside it; copy both\\n`);',
+    '    process.exit(1);',
+    '  }',
+    '  throw err;',
+    '});',
     '',
   ].join('\n'),
 );

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -192,6 +192,22 @@ describe('the built bundle: what it loads on first use, and its start-up heap', 
     );
     const loaded = await youngGenerationBytes();
     assert.ok(loaded > atRest, `young generation ${atRest} → ${loaded} bytes under load`);
+  });
+
+  it('the launcher copied without its chunks says what is missing, not a stack', () => {
+    const lone = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-lone-'));
+    try {
+      fs.copyFileSync(BIN, path.join(lone, 'aibridge.cjs'));
+      const run = spawnSync(process.execPath, [path.join(lone, 'aibridge.cjs'), '--help'], {
+        encoding: 'utf8',
+      });
+      assert.equal(run.status, 1);
+      assert.match(run.stderr, /^aibridge: .*server\/main\.mjs/m);
+      assert.match(run.stderr, /the chunks in dist\/server\/ beside it; copy both/);
+      assert.doesNotMatch(run.stderr, /^\s+at /m, 'no stack trace');
+    } finally {
+      fs.rmSync(lone, { recursive: true, force: true });
+    }
   });
 
   it('tracing: the OpenTelemetry SDK exports the spans of those requests', async () => {
