@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { automaticCacheFacts, explicitCacheFacts } from '../../server/providers/cache-key';
+import { seededRandom } from '../helpers/seeded-random';
 
 /**
  * The implementation fingerprints were made with before (JSON.stringify with a replacer): stored
@@ -74,17 +75,6 @@ function automaticBefore(tools: unknown, system: unknown, messages: unknown[], r
       ttlSeconds: retention === '24h' ? 86_400 : 300,
     },
     prefixes: p.all,
-  };
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
@@ -165,7 +155,7 @@ function claudeCodeBody(r: () => number): { tools: unknown; system: unknown; mes
 
 describe('prompt-cache fingerprints, unchanged by the walk that replaced the replacer', () => {
   it('gives Claude-Code-shaped bodies the same fingerprint and prefixes as before, byte for byte', () => {
-    const r = rng(3);
+    const r = seededRandom(3);
     let marked = 0;
     for (let i = 0; i < 2000; i++) {
       // Through the wire and back, as the bridge sees a body.
@@ -196,7 +186,7 @@ describe('prompt-cache fingerprints, unchanged by the walk that replaced the rep
   });
 
   it('tells a changed tool list, system or earlier message apart as before', () => {
-    const r = rng(11);
+    const r = seededRandom(11);
     const b = JSON.parse(JSON.stringify(claudeCodeBody(r))) as ReturnType<typeof claudeCodeBody>;
     const base = automaticCacheFacts(b.tools, b.system, b.messages, undefined);
     const other = automaticCacheFacts(

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { canonicalJson, chainHash, chainLink, GENESIS } from '../../server/core/chain';
 import type { Interception } from '../../shared/interception';
+import { seededRandom } from '../helpers/seeded-random';
 
 /** The implementation every stored hash was made with: the new one must match it byte for byte. */
 function canonicalJsonBefore(v: unknown): string {
@@ -11,18 +12,6 @@ function canonicalJsonBefore(v: unknown): string {
     .filter(([, x]) => x !== undefined)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJsonBefore(x)}`).join(',')}}`;
-}
-
-/** A small seeded generator (mulberry32), so a failure names a value that can be made again. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const KEYS = [
@@ -117,7 +106,7 @@ function value(r: () => number, depth: number): unknown {
 
 describe('canonical JSON of audit records', () => {
   it('is byte-identical to the implementation older hashes were made with, on many generated values', () => {
-    const r = rng(21);
+    const r = seededRandom(21);
     for (let i = 0; i < 5000; i++) {
       const v = value(r, 0);
       assert.equal(canonicalJson(v), canonicalJsonBefore(v), `value #${i}`);
@@ -170,7 +159,7 @@ describe('canonical JSON of audit records', () => {
 
 describe('a chained record as one serialisation', () => {
   it('is the record with its hash, parsed back whole, and hashes as the record does', () => {
-    const r = rng(7);
+    const r = seededRandom(7);
     let plain = 0;
     for (let i = 0; i < 500; i++) {
       const body = value(r, 1);
