@@ -7,7 +7,7 @@ import { chmod, copyFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { build } from 'esbuild';
-import { asciiOnly, serverOptions } from './server-bundle.mjs';
+import { asciiOnly, serverOptions, startUpHeap } from './server-bundle.mjs';
 
 const require = createRequire(import.meta.url);
 const out = 'dist/aibridge';
@@ -20,8 +20,7 @@ await build({
   format: 'cjs',
   sourcemap: false,
   outfile: main,
-  // As dist/aibridge.cjs does: start-up does not grow V8's young generation (server/start-up-heap.ts).
-  banner: { js: "require('node:v8').setFlagsFromString('--semi-space-growth-factor=1');" },
+  banner: { js: startUpHeap },
 });
 await asciiOnly(main);
 await writeFile(

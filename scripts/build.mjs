@@ -4,7 +4,7 @@ import { chmod, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { buildAdmin } from './build-admin.mjs';
-import { asciiOnly, splitOptions } from './server-bundle.mjs';
+import { asciiOnly, nodeBundle, splitOptions, startUpHeap } from './server-bundle.mjs';
 
 // Chunk names carry a content hash: stale ones from an earlier build must not pile up.
 await rm('dist/server', { recursive: true, force: true });
@@ -12,11 +12,7 @@ await rm('dist/server', { recursive: true, force: true });
 await Promise.all([
   build({ ...splitOptions, outdir: 'dist/server' }),
   build({
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    sourcemap: 'linked',
-    logLevel: 'warning',
+    ...nodeBundle,
     entryPoints: ['extension/extension.ts'],
     outfile: 'dist/extension.cjs',
     format: 'cjs',
@@ -31,14 +27,12 @@ for (const f of await readdir('dist/server'))
 
 // The npm bin and the name every script, test and image runs. CommonJS, so that `node
 // dist/aibridge.cjs` works whatever package.json is beside it.
-// It also keeps start-up from growing V8's young generation; the server restores V8's default once
-// it is up (server/start-up-heap.ts).
 await writeFile(
   'dist/aibridge.cjs',
   [
     '#!/usr/bin/env node',
     "'use strict';",
-    "require('node:v8').setFlagsFromString('--semi-space-growth-factor=1');",
+    startUpHeap,
     "import('./server/main.mjs').catch((err) => {",
     // An install or image that copied this file alone (as the single bundle once was) gets told
     // what is missing rather than a module-resolution stack.

@@ -7,13 +7,25 @@ const pricesVersion = JSON.parse(
   readFileSync('node_modules/@pydantic/genai-prices/package.json', 'utf8'),
 ).version;
 
-export const serverOptions = {
-  entryPoints: { main: 'server/main.ts' },
+/** What every Node bundle of this repository shares: the server's and the extension's. */
+export const nodeBundle = {
   bundle: true,
   platform: 'node',
   target: 'node20',
   sourcemap: 'linked',
   logLevel: 'warning',
+};
+
+/**
+ * The first line the server runs, in the launcher (dist/aibridge.cjs) and the single executable:
+ * start-up does not grow V8's young generation; the server puts V8's default back once it is up
+ * (server/start-up-heap.ts).
+ */
+export const startUpHeap = "require('node:v8').setFlagsFromString('--semi-space-growth-factor=1');";
+
+export const serverOptions = {
+  ...nodeBundle,
+  entryPoints: { main: 'server/main.ts' },
   // A build constant, not an environment variable: nothing at run time can change it.
   define: { __AIBRIDGE_PRICES_VERSION__: JSON.stringify(pricesVersion) },
   // V8 keeps the whole source resident: without comments and blank space it is much smaller, and

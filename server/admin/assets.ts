@@ -29,11 +29,8 @@ interface Asset {
  */
 export function findAdminAssets(candidates?: string[]): string | undefined {
   const list = candidates ?? [
-    // The bundle's chunks are in dist/server/ (the page is dist/admin); an older single bundle was
-    // in dist/ itself.
-    ...(typeof __dirname === 'string'
-      ? [path.join(__dirname, '..', 'admin'), path.join(__dirname, 'admin')]
-      : []),
+    // The bundle's chunks are in dist/server/, the page in dist/admin.
+    ...(typeof __dirname === 'string' ? [path.join(__dirname, '..', 'admin')] : []),
     path.join(path.dirname(process.execPath), 'admin'),
     path.resolve('dist', 'admin'),
   ];
