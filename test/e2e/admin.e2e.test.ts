@@ -420,7 +420,11 @@ describe('admin web page (e2e, Chromium)', function () {
   it('signs out: the session ends on the server and the page asks for a key again', async () => {
     const before = (await context.cookies()).find((c) => c.name === 'aibridge_session')!;
     await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.waitForSelector('input[name=key]');
+    // The page shows the sign-in form only once the server answered the sign-out. (The provider
+    // keys page the previous test left open has an input named `key` of its own, so waiting for
+    // that name alone could pass before the sign-out had even been sent.)
+    await page.getByRole('button', { name: 'Sign out' }).waitFor({ state: 'detached' });
+    await page.waitForSelector('input[name=key][placeholder^="aib_"]');
     assert.equal(
       (await context.cookies()).find((c) => c.name === 'aibridge_session'),
       undefined,
