@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { ApiName } from '../../shared/interception';
+import type { Cancellation } from '../core/cancellation';
 import type { RequestFacts, ResponseFacts } from '../core/facts';
 import type { ToolInjection } from './injection';
 import type { ModelListing } from './model-listing';
@@ -41,7 +42,8 @@ export interface UpstreamCall {
   /** The client's headers as they go upstream (its bridge credential removed). */
   readonly headers: Readonly<Record<string, string | string[]>>;
   readonly dispatcher: Dispatcher;
-  readonly signal: AbortSignal;
+  /** Cancels the request (the client left, the bridge is stopping); undici takes either. */
+  readonly signal: AbortSignal | Cancellation;
 }
 
 /** One metered wire API: its endpoint, how to read its requests, responses and streams. */

@@ -6,6 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import type { Recorder } from '../audit/recorder';
+import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, isBridgeError } from '../errors';
 import { errorFromBody } from '../providers/common';
@@ -348,7 +349,7 @@ async function bufferedAnswer(
 export class Exchange {
   private gone = false;
   private stopping = false;
-  private readonly abort = new AbortController();
+  private readonly abort = new Cancellation();
   /** What the client has been sent: nothing, a stream's head, or a whole response. */
   private head: 'none' | 'stream' | 'done' = 'none';
   /** Marks a round's tool calls on its record (tool injection), including when a round fails. */
@@ -683,7 +684,7 @@ export class Exchange {
         bytes: bodyFor(round.prepared.bytes, t.model),
         headers,
         dispatcher: this.deps.dispatcher,
-        signal: this.abort.signal,
+        signal: this.abort,
       });
     } catch (err) {
       const endedAt = this.deps.now();

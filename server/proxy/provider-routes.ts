@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { CaptureLevel } from '../../shared/interception';
+import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, fromFastifyError } from '../errors';
 import { assertJsonDepth } from '../http/json-depth';
@@ -110,7 +111,7 @@ async function passThrough(
     : (deps.credentials?.(adapter) ?? singleCredential(adapter))
   ).acquire();
   const started = performance.now();
-  const abort = new AbortController();
+  const abort = new Cancellation();
   reply.raw.on('close', () => {
     if (!reply.raw.writableFinished) abort.abort();
   });
@@ -124,7 +125,7 @@ async function passThrough(
       bytes: raw ?? Buffer.alloc(0),
       headers,
       dispatcher: deps.dispatcher,
-      signal: abort.signal,
+      signal: abort,
     });
   } catch (err) {
     lease.report({ status: 0 });

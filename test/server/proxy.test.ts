@@ -200,6 +200,30 @@ describe('the Anthropic pass-through', () => {
     });
   });
 
+  it('aborts the upstream request when the client leaves before the provider answers at all', async () => {
+    mock.next({ kind: 'hang' });
+    const n = (await tb.interceptions(0, key)).length;
+    const ac = new AbortController();
+    const sent = fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify(MSG),
+      signal: ac.signal,
+    }).catch((err: Error) => err);
+    await eventually(() => mock.messageRequests().length > 0 && !mock.messageRequests().at(-1)!.aborted, {
+      timeoutMs: 2000,
+      what: 'the request to reach the provider',
+    });
+    ac.abort();
+    assert.equal(((await sent) as Error).name, 'AbortError');
+    await eventually(() => mock.messageRequests().at(-1)!.aborted, {
+      timeoutMs: 2000,
+      what: 'the upstream request to be aborted',
+    });
+    const rec = (await tb.interceptions(n + 1, key))[0]!;
+    assert.equal(rec.status, 'client_aborted');
+  });
+
   it('ends a stream cut by the upstream with an Anthropic error event and records it', async () => {
     mock.next({ kind: 'reset' });
     const n = (await tb.interceptions(0, key)).length;

@@ -62,6 +62,49 @@ describe('the audit chain in PostgreSQL', function () {
     }
   });
 
+  it('writes every batch shape through named statements, one text per name, whatever the batch size', async () => {
+    // Each connection parses and plans a named statement once (docs/performance.md): a name reused
+    // with another text would make the driver refuse the batch, so sizes and shapes are mixed here.
+    const url = await (await testPostgres()).createDatabase('chain_named');
+    const store = new PostgresStore({ url, maxConnections: 1 });
+    await store.open();
+    const texts = new Map<string, string>();
+    const proto = pg.Client.prototype as unknown as { query: (...a: unknown[]) => unknown };
+    const original = proto.query;
+    proto.query = function (this: pg.Client, ...args: unknown[]) {
+      const q = args[0] as { name?: string; text?: string };
+      if (this.database === new URL(url).pathname.slice(1) && q?.name?.startsWith('aibridge_batch')) {
+        const before = texts.get(q.name);
+        assert.ok(before === undefined || before === q.text, `${q.name} was sent with two texts`);
+        texts.set(q.name, q.text!);
+      }
+      return original.apply(this, args);
+    };
+    try {
+      const withResult = (i: number) =>
+        newRecord(i, {
+          toolResults: [{ callId: `call_${i}`, isError: false, content: null, contentLength: 3 }],
+        });
+      let i = 0;
+      for (const size of [1, 4, 2, 7]) {
+        await Promise.all(Array.from({ length: size }, () => store.appendInterception(newRecord(i++))));
+        await Promise.all(Array.from({ length: size }, () => store.appendInterception(withResult(i++))));
+      }
+      // The first batch links under the head row's lock (unguarded), the rest to the head it knows.
+      assert.deepEqual([...texts.keys()].sort(), [
+        'aibridge_batch_g',
+        'aibridge_batch_gr',
+        'aibridge_batch_u',
+      ]);
+      const report = await verify(store);
+      assert.equal(report.ok, true, JSON.stringify(report.firstBreak));
+      assert.equal(report.checked, i);
+    } finally {
+      proto.query = original;
+      await store.close();
+    }
+  });
+
   it('a row whose record lost its hash fields after chained rows is a break at it', async () => {
     const { store, sql } = await filled(6);
     try {

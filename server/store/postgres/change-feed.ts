@@ -158,11 +158,7 @@ export class ChangeFeed {
     try {
       // One event alone keeps the single-change shape, so replicas of an earlier version read it.
       if (events.length === 1) await this.send(events[0]!);
-      else
-        await this.pool.query('SELECT pg_notify($1, $2)', [
-          CHANNEL,
-          `${this.ownPrefix}"changes":[${events.join(',')}]}`,
-        ]);
+      else await this.pgNotify(`${this.ownPrefix}"changes":[${events.join(',')}]}`);
     } catch (err) {
       this.onError?.(err as Error, 'change notify');
     }
@@ -172,7 +168,7 @@ export class ChangeFeed {
   private async send(change: string): Promise<void> {
     const inline = `${this.ownPrefix}"change":${change}}`;
     if (Buffer.byteLength(inline) <= INLINE_LIMIT) {
-      await this.pool.query('SELECT pg_notify($1, $2)', [CHANNEL, inline]);
+      await this.pgNotify(inline);
       return;
     }
     const r = await this.pool.query<{ id: string }>(
@@ -181,10 +177,16 @@ export class ChangeFeed {
       [change, PAYLOAD_TTL_SECONDS],
     );
     const ref = r.rows[0]!.id;
-    await this.pool.query('SELECT pg_notify($1, $2)', [
-      CHANNEL,
-      JSON.stringify({ from: this.replicaId, ref } satisfies Envelope),
-    ]);
+    await this.pgNotify(JSON.stringify({ from: this.replicaId, ref } satisfies Envelope));
+  }
+
+  /** Named: parsed once per connection, not once per notification. */
+  private async pgNotify(payload: string): Promise<void> {
+    await this.pool.query({
+      name: 'aibridge_notify',
+      text: 'SELECT pg_notify($1, $2)',
+      values: [CHANNEL, payload],
+    });
   }
 
   /** Tells this replica's own listeners (changes its caches must follow as the others' do). */

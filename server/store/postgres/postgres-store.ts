@@ -316,7 +316,7 @@ export class PostgresStore implements Store {
       const { out, json } = linkBatch(recs, known);
       const to = headOf(out);
       const st = batchStatement(out, json, { from: known, to });
-      const r = await this.query<{ n: number }>(st.text, st.values);
+      const r = await this.query<{ n: number }>(st);
       if (r.rows[0]?.n === 1) {
         this.knownHead = to;
         return out;
@@ -674,11 +674,11 @@ export class PostgresStore implements Store {
 
   /** Every statement outside a transaction goes through here, so an outage reads as `store_unavailable`. */
   private async query<R extends pg.QueryResultRow>(
-    text: string,
+    text: string | pg.QueryConfig,
     params?: unknown[],
   ): Promise<pg.QueryResult<R>> {
     try {
-      return await this.pool.query<R>(text, params);
+      return await (typeof text === 'string' ? this.pool.query<R>(text, params) : this.pool.query<R>(text));
     } catch (err) {
       throw asStoreError(err);
     }

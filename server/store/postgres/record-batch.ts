@@ -30,7 +30,7 @@ export function batchStatement(
   recs: Interception[],
   json: string[],
   move: HeadMove,
-): { text: string; values: unknown[] } {
+): { name: string; text: string; values: unknown[] } {
   const p = new Params();
   const moved = 'WHERE EXISTS (SELECT 1 FROM head)';
   const parts: string[] = [];
@@ -112,5 +112,11 @@ export function batchStatement(
       ON CONFLICT (call_id) DO UPDATE SET at = EXCLUDED.at, is_error = EXCLUDED.is_error,
         interception_id = EXCLUDED.interception_id)`);
   }
-  return { text: `WITH ${parts.join(',\n')}\nSELECT count(*)::int AS n FROM head`, values: p.values };
+  // Named: each connection parses and plans the statement once per shape (guarded or not, with tool
+  // results or not), not once per batch; the text depends on nothing else, batch sizes included.
+  return {
+    name: `aibridge_batch_${move.from ? 'g' : 'u'}${byCall.size > 0 ? 'r' : ''}`,
+    text: `WITH ${parts.join(',\n')}\nSELECT count(*)::int AS n FROM head`,
+    values: p.values,
+  };
 }
