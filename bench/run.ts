@@ -653,14 +653,17 @@ async function main(): Promise<void> {
 
   // Saturation: closed loop. The proxy's CPU time per request is the figure noise hurts least.
   const cpu = new Map<PathId, number>();
+  const cpuMain = new Map<PathId, number>();
   const cpuStreams = new Map<PathId, number>();
   const timeCpu =
-    (into: Map<PathId, number>) =>
+    (into: Map<PathId, number>, mainInto?: Map<PathId, number>) =>
     async (p: PathState, run: () => Promise<JobResult>): Promise<JobResult> => {
       const pid = p.proc?.proc.pid;
       const before = pid ? cpuMs(pid) : 0;
+      const mainBefore = pid && mainInto ? cpuMs(pid, true) : 0;
       const res = await run();
       if (pid) into.set(p.id, (into.get(p.id) ?? 0) + cpuMs(pid) - before);
+      if (pid && mainInto) mainInto.set(p.id, (mainInto.get(p.id) ?? 0) + cpuMs(pid, true) - mainBefore);
       return res;
     };
   const sat = await rounds(
@@ -675,14 +678,16 @@ async function main(): Promise<void> {
       durationMs: PROFILE ? 10_000 : PLAN.satMs,
       maxRequests: MAX_REQUESTS,
     },
-    timeCpu(cpu),
+    timeCpu(cpu, cpuMain),
   );
   for (const [id, rs] of sat) {
     const ok = rs.reduce((s, r) => s + r.ok, 0);
     const used = cpu.get(id);
+    const usedMain = cpuMain.get(id);
     (results[id] as PathResult).saturation = {
       ...latencyOf(rs),
       cpuMsPerKRequests: used === undefined || ok === 0 ? null : (1000 * used) / ok,
+      cpuMainThreadMsPerKRequests: usedMain === undefined || ok === 0 ? null : (1000 * usedMain) / ok,
     };
   }
 

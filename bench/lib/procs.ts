@@ -203,8 +203,10 @@ export function rssBytes(pid: number): number {
 }
 
 /** CPU time (user + system) a process has used so far, in ms (Linux /proc). */
-export function cpuMs(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+export function cpuMs(pid: number, mainThread = false): number {
+  // A process's figure counts every thread: for Node, V8's GC and compiler threads and libuv's pool
+  // too, which a `--cpu-prof` profile (the main thread only) never shows.
+  const stat = fs.readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
   // Fields after the command name, which is in parentheses and may contain spaces.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(rest[11]) + Number(rest[12]);

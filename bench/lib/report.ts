@@ -64,7 +64,11 @@ export interface PathResult {
   /** `measured`, or `n/a (why)`. */
   status: string;
   json: Record<string, Latency>;
-  saturation?: Latency & { cpuMsPerKRequests: number | null };
+  saturation?: Latency & {
+    cpuMsPerKRequests: number | null;
+    /** The main thread's share: what a `--cpu-prof` profile can explain. */
+    cpuMainThreadMsPerKRequests?: number | null;
+  };
   stream?: StreamFigures;
   memory?: Record<string, number | string>;
 }
@@ -239,6 +243,10 @@ export function renderTable(
   push(
     'proxy CPU per 1k requests, ms',
     absCells((r) => r.saturation?.cpuMsPerKRequests ?? undefined, 0, 1),
+  );
+  push(
+    '… of which its main thread, ms',
+    absCells((r) => r.saturation?.cpuMainThreadMsPerKRequests ?? undefined, 0, 1),
   );
   const sr = `${meta.streamRate}/s`;
   push(
