@@ -29,6 +29,7 @@ const TOOL_OUTCOMES = [
   'error',
   'timeout',
   'not_run',
+  'cancelled',
 ] as const satisfies readonly ToolExecution['outcome'][];
 
 /**
@@ -237,7 +238,7 @@ export class Metrics {
   });
   readonly injectedToolCalls = new Counter({
     name: 'aibridge_injected_tool_calls_total',
-    help: 'Tool calls the bridge ran for users (injected MCP tools), by server, tool and outcome (ok, error, timeout, not_run).',
+    help: 'Tool calls the bridge ran for users (injected MCP tools), by server, tool and outcome (ok, error, timeout, not_run, cancelled).',
     labelNames: ['server', 'tool', 'outcome'] as const,
     registers: [this.registry],
   });

@@ -37,8 +37,11 @@ export interface ToolCallRecord {
 export interface ToolExecution {
   /** The tool's name on its MCP server (the model sees it under the bridge's prefix). */
   tool: string;
-  /** `not_run`: the model also called the client's tools, or the round limit was reached. */
-  outcome: 'ok' | 'error' | 'timeout' | 'not_run';
+  /**
+   * `not_run`: the model also called the client's tools, or the round limit was reached.
+   * `cancelled`: stopped while it ran because the client left or the bridge was shutting down.
+   */
+  outcome: 'ok' | 'error' | 'timeout' | 'not_run' | 'cancelled';
   /** ISO 8601 time the bridge sent the call to the MCP server. */
   startedAt: string;
   durationMs: number;

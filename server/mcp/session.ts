@@ -110,6 +110,11 @@ export class ToolSession {
         return done(text, 'error', text.slice(0, 300) || 'the tool reported an error');
       return done(text, 'ok', null);
     } catch (err) {
+      // The MCP SDK reports a cancelled request as a timeout: the exchange's signal tells them apart.
+      if (signal.aborted) {
+        const error = 'cancelled: the client left or the bridge is shutting down';
+        return done(`The tool call was ${error}.`, 'cancelled', error);
+      }
       if (isMcpError(err) && err.code === RpcCode.RequestTimeout) {
         const error = `timed out after ${t.timeoutMs} ms`;
         return done(`The tool ${error}.`, 'timeout', error);

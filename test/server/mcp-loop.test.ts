@@ -188,6 +188,44 @@ describe('MCP tools injected into model requests (server-everything over stdio)'
     assert.ok(firstText > 0 && firstText < second - 300, `text at ${firstText}, next round at ${second}`);
   });
 
+  it('stops an injected tool that is running when the client leaves, and sends no further round', async () => {
+    mock.brain = (v) =>
+      v.results.length > 0
+        ? { text: 'Finished.' }
+        : { text: 'Working on it.', calls: [{ name: SLOW, input: { duration: 1.4, steps: 1 } }] };
+    const before = await count();
+    const seen = mock.requests.length;
+    const ac = new AbortController();
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': dev.key,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 100,
+        stream: true,
+        messages: [{ role: 'user', content: 'slow' }],
+      }),
+      signal: ac.signal,
+    });
+    await res.body!.getReader().read();
+    // The first round has ended and its tool (1.4 s) is running.
+    await eventually(() => mock.requests.length === seen + 1, { what: 'the first round' });
+    await new Promise((r) => setTimeout(r, 300));
+    const left = Date.now();
+    ac.abort();
+    const [round] = await lastRounds(tb, before, dev.key);
+    // The tool's cancellation ends the round at once; waiting for the tool would take ~1.1 s more.
+    assert.ok(Date.now() - left < 900, `recorded ${Date.now() - left} ms after the client left`);
+    assert.equal(round!.status, 'client_aborted');
+    assert.equal(round!.toolCalls[0]?.execution?.outcome, 'cancelled');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(mock.requests.length, seen + 1, 'no round after the client left');
+  });
+
   it('Chat Completions, not streamed and streamed (with and without usage)', async () => {
     const plain = await openai.chat.completions.create({
       model: 'gpt-5',
