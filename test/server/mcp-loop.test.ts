@@ -196,22 +196,16 @@ describe('MCP tools injected into model requests (server-everything over stdio)'
     const before = await count();
     const seen = mock.requests.length;
     const ac = new AbortController();
-    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: {
-        'x-api-key': dev.key,
-        'content-type': 'application/json',
-        'anthropic-version': '2023-06-01',
-      },
-      body: JSON.stringify({
+    const stream = await anthropic.messages.create(
+      {
         model: 'claude-sonnet-4-6',
         max_tokens: 100,
         stream: true,
         messages: [{ role: 'user', content: 'slow' }],
-      }),
-      signal: ac.signal,
-    });
-    await res.body!.getReader().read();
+      },
+      { signal: ac.signal },
+    );
+    await stream[Symbol.asyncIterator]().next();
     // The first round has ended and its tool (1.4 s) is running.
     await eventually(() => mock.requests.length === seen + 1, { what: 'the first round' });
     await new Promise((r) => setTimeout(r, 300));
