@@ -18,7 +18,7 @@ import type { GatewayToolCall } from '../../shared/interception';
 import { blockedMessage } from '../../shared/tool-policy';
 import type { McpConnection } from '../mcp/connection';
 import type { UserServer } from '../mcp/hub';
-import { isMcpError, RpcCode } from '../mcp/rpc';
+import { callFailure, isMcpError, RpcCode } from '../mcp/rpc';
 import type { GatewayCaller, GatewayServerDeps } from './in-flight';
 import { CONNECT_TOOL, connectAdvice, gatewayName, resourceUri, splitName, splitResourceUri } from './names';
 
@@ -168,15 +168,16 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
       record({ outcome: 'ok', error: null, result });
       return result;
     } catch (err) {
-      if (signal.aborted) {
+      const failure = callFailure(err, signal);
+      if (failure === 'cancelled') {
         record({ outcome: 'cancelled', error: 'cancelled by the client' });
         throw rpcFailure(RpcCode.ConnectionClosed, 'The call was cancelled.');
       }
-      if (isMcpError(err) && err.code === RpcCode.RequestTimeout) {
-        record({ outcome: 'timeout', error: err.message });
+      const message = err instanceof Error ? err.message : String(err);
+      if (failure === 'timeout') {
+        record({ outcome: 'timeout', error: message });
         throw rpcFailure(RpcCode.RequestTimeout, `${parts.server} did not answer within ${limitMs} ms.`);
       }
-      const message = err instanceof Error ? err.message : String(err);
       record({ outcome: 'error', error: message.slice(0, 300) });
       // The server's own JSON-RPC error (invalid params, ...) passes through; anything else is ours.
       if (isMcpError(err) && err.code !== RpcCode.ConnectionClosed)

@@ -21,3 +21,13 @@ export function isMcpError(err: unknown): err is Error & { code: number } {
     err instanceof Error && err.name === 'McpError' && typeof (err as { code?: unknown }).code === 'number'
   );
 }
+
+/**
+ * Why a tool call failed, for its record. The SDK rejects a request its caller cancelled with a
+ * RequestTimeout error too, so the caller's signal tells a cancellation from a timeout.
+ */
+export function callFailure(err: unknown, signal: AbortSignal): 'cancelled' | 'timeout' | 'error' {
+  if (signal.aborted) return 'cancelled';
+  if (isMcpError(err) && err.code === RpcCode.RequestTimeout) return 'timeout';
+  return 'error';
+}

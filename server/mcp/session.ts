@@ -3,7 +3,7 @@ import type { ToolExecution } from '../../shared/interception';
 import { isObject } from '../providers/common';
 import type { InjectedCall, OfferedTool } from '../providers/injection';
 import { describe, type McpConnection } from './connection';
-import { isMcpError, RpcCode } from './rpc';
+import { callFailure } from './rpc';
 
 /** One tool offered in a session: where it runs. */
 export interface SessionTool {
@@ -110,12 +110,12 @@ export class ToolSession {
         return done(text, 'error', text.slice(0, 300) || 'the tool reported an error');
       return done(text, 'ok', null);
     } catch (err) {
-      // The MCP SDK reports a cancelled request as a timeout: the exchange's signal tells them apart.
-      if (signal.aborted) {
+      const failure = callFailure(err, signal);
+      if (failure === 'cancelled') {
         const error = 'cancelled: the client left or the bridge is shutting down';
         return done(`The tool call was ${error}.`, 'cancelled', error);
       }
-      if (isMcpError(err) && err.code === RpcCode.RequestTimeout) {
+      if (failure === 'timeout') {
         const error = `timed out after ${t.timeoutMs} ms`;
         return done(`The tool ${error}.`, 'timeout', error);
       }
