@@ -5,8 +5,8 @@ import { EventEmitter } from 'node:events';
  *
  * undici takes an EventEmitter with `aborted` and an `abort` event as a request's signal. It is
  * used instead of an AbortController because every metered request needs one and most are never
- * cancelled: in Node 20 an AbortSignal and undici's listener on it (EventTarget) cost about 2% of
- * the bridge's CPU per request (docs/performance.md). A real AbortSignal is made only when
+ * cancelled: in Node 20 an AbortSignal and undici's listener on it (EventTarget) took about 2% of
+ * the main thread's time in the bridge's CPU profile (docs/performance.md). A real AbortSignal is made only when
  * something asks for one (`signal`, for the MCP SDK).
  */
 export class Cancellation extends EventEmitter {

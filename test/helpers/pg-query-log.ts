@@ -3,6 +3,8 @@ import pg from 'pg';
 /** One round trip to the database: a statement outside a transaction, or one inside it (BEGIN and COMMIT count). */
 export interface RoundTrip {
   text: string;
+  /** Sent as a named (prepared) statement: its name and its text exactly as sent. */
+  prepared?: { name: string; text: string };
   /** Every statement of the transaction this one belongs to (itself alone outside one). */
   txn: string[];
 }
@@ -45,6 +47,7 @@ export class PgQueryLog {
   private note(client: pg.Client, q: unknown): void {
     const text =
       typeof q === 'string' ? q : typeof q === 'object' && q !== null && 'text' in q ? String(q.text) : '';
+    const name = typeof q === 'object' && q !== null && 'name' in q ? String(q.name) : undefined;
     const sql = text.replace(/\s+/g, ' ').trim();
     let txn = this.open.get(client);
     if (/^BEGIN/i.test(sql)) {
@@ -52,7 +55,7 @@ export class PgQueryLog {
       this.open.set(client, txn);
     }
     txn?.push(sql);
-    this.trips.push({ text: sql, txn: txn ?? [sql] });
+    this.trips.push({ text: sql, txn: txn ?? [sql], ...(name ? { prepared: { name, text } } : {}) });
     if (/^(COMMIT|ROLLBACK)/i.test(sql)) this.open.delete(client);
   }
 

@@ -68,18 +68,7 @@ describe('the audit chain in PostgreSQL', function () {
     const url = await (await testPostgres()).createDatabase('chain_named');
     const store = new PostgresStore({ url, maxConnections: 1 });
     await store.open();
-    const texts = new Map<string, string>();
-    const proto = pg.Client.prototype as unknown as { query: (...a: unknown[]) => unknown };
-    const original = proto.query;
-    proto.query = function (this: pg.Client, ...args: unknown[]) {
-      const q = args[0] as { name?: string; text?: string };
-      if (this.database === new URL(url).pathname.slice(1) && q?.name?.startsWith('aibridge_batch')) {
-        const before = texts.get(q.name);
-        assert.ok(before === undefined || before === q.text, `${q.name} was sent with two texts`);
-        texts.set(q.name, q.text!);
-      }
-      return original.apply(this, args);
-    };
+    const log = new PgQueryLog(new URL(url).pathname.slice(1)).start();
     try {
       const withResult = (i: number) =>
         newRecord(i, {
@@ -89,6 +78,14 @@ describe('the audit chain in PostgreSQL', function () {
       for (const size of [1, 4, 2, 7]) {
         await Promise.all(Array.from({ length: size }, () => store.appendInterception(newRecord(i++))));
         await Promise.all(Array.from({ length: size }, () => store.appendInterception(withResult(i++))));
+      }
+      const texts = new Map<string, string>();
+      for (const { prepared } of log.trips) {
+        if (!prepared?.name.startsWith('aibridge_batch')) continue;
+        const { name, text } = prepared;
+        const before = texts.get(name);
+        assert.ok(before === undefined || before === text, `${name} was sent with two texts`);
+        texts.set(name, text);
       }
       // The first batch links under the head row's lock (unguarded), the rest to the head it knows.
       assert.deepEqual([...texts.keys()].sort(), [
@@ -100,7 +97,7 @@ describe('the audit chain in PostgreSQL', function () {
       assert.equal(report.ok, true, JSON.stringify(report.firstBreak));
       assert.equal(report.checked, i);
     } finally {
-      proto.query = original;
+      log.stop();
       await store.close();
     }
   });

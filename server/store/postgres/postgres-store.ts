@@ -678,7 +678,7 @@ export class PostgresStore implements Store {
     params?: unknown[],
   ): Promise<pg.QueryResult<R>> {
     try {
-      return await (typeof text === 'string' ? this.pool.query<R>(text, params) : this.pool.query<R>(text));
+      return await this.pool.query<R>(text, params);
     } catch (err) {
       throw asStoreError(err);
     }
