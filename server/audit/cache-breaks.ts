@@ -21,6 +21,9 @@ interface Turn {
   cacheKey: CacheFingerprint;
 }
 
+/** The hash of the current request's first k messages (CacheFacts.prefixAt). */
+type PrefixAt = (k: number) => string | undefined;
+
 type Pricing = (provider: string, model: string | null, usage: Usage, at: Date) => number | null;
 
 function turnOf(
@@ -43,13 +46,13 @@ function rewrote(cur: Turn): boolean {
 }
 
 /** The likely cause, by what changed between the turns, in the order that makes a cache unreadable first. */
-export function causeOf(prev: Turn, cur: Turn, prefixes: readonly string[] | undefined): CacheBreakCause {
+export function causeOf(prev: Turn, cur: Turn, prefixAt: PrefixAt | undefined): CacheBreakCause {
   if (prev.model !== cur.model) return 'model_changed';
   if (prev.cacheKey.tools !== cur.cacheKey.tools) return 'tools_changed';
   if (prev.cacheKey.system !== cur.cacheKey.system) return 'system_changed';
   const gapMs = Date.parse(cur.startedAt) - Date.parse(prev.startedAt);
   if (gapMs > prev.cacheKey.ttlSeconds * 1000) return 'ttl_expired';
-  if (prefixes && prev.cacheKey.messages > 0 && prefixes[prev.cacheKey.messages] !== prev.cacheKey.prefix)
+  if (prefixAt && prev.cacheKey.messages > 0 && prefixAt(prev.cacheKey.messages) !== prev.cacheKey.prefix)
     return 'context_edited';
   return 'unknown';
 }
@@ -62,7 +65,7 @@ export function causeOf(prev: Turn, cur: Turn, prefixes: readonly string[] | und
 export function judge(
   prev: Turn,
   cur: Turn,
-  prefixes: readonly string[] | undefined,
+  prefixAt: PrefixAt | undefined,
   provider: string,
   price: Pricing,
 ): CacheBreak | null {
@@ -85,7 +88,7 @@ export function judge(
   const actualUsd = price(provider, cur.model, c, at);
   const cachedUsd = price(provider, cur.model, cached, at);
   return {
-    cause: causeOf(prev, cur, prefixes),
+    cause: causeOf(prev, cur, prefixAt),
     excessUsd: actualUsd === null || cachedUsd === null ? null : roundUsd(Math.max(0, actualUsd - cachedUsd)),
     tokens,
     previousInterceptionId: prev.id,
@@ -109,10 +112,7 @@ export class CacheBreakDetector {
   ) {}
 
   /** The record with its `cacheBreak` set when the turn broke the session's cache. */
-  readonly annotate = async (
-    rec: NewInterception,
-    prefixes?: readonly string[],
-  ): Promise<NewInterception> => {
+  readonly annotate = async (rec: NewInterception, prefixAt?: PrefixAt): Promise<NewInterception> => {
     const cur = turnOf(rec);
     if (!cur || rec.sessionId === null) return rec;
     const key = `${rec.userId}\u0000${rec.sessionId}`;
@@ -122,7 +122,7 @@ export class CacheBreakDetector {
     if (!rewrote(cur)) return rec;
     const prev = await this.previous(rec, remembered);
     if (!prev) return rec;
-    const brk = judge(prev, cur, prefixes, rec.provider, this.price);
+    const brk = judge(prev, cur, prefixAt, rec.provider, this.price);
     if (!brk) return rec;
     this.onBreak(rec, brk);
     return { ...rec, cacheBreak: brk };

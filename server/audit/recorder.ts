@@ -66,10 +66,10 @@ function capJson(v: unknown): unknown {
  */
 const ANNOTATION_LIMIT_MS = 2000;
 
-/** A step a record passes before it is stored; `prefixes`: the hashes of its request's message prefixes. */
+/** A step a record passes before it is stored; `prefixAt`: the hash of its request's first k messages. */
 export type Annotator = (
   rec: NewInterception,
-  prefixes: readonly string[] | undefined,
+  prefixAt: ((k: number) => string | undefined) | undefined,
 ) => Promise<NewInterception>;
 
 export interface RecorderOptions {
@@ -223,7 +223,7 @@ export class Recorder {
     }
     const annotate = this.annotator;
     if (!annotate) return this.persist(rec);
-    const annotated = this.annotated(annotate, rec, start.request.cache?.prefixes);
+    const annotated = this.annotated(annotate, rec, start.request.cache?.prefixAt);
     // Handed to the store in the order the interceptions finished, however long each annotation took.
     const ready = this.handOff.then(() => annotated);
     this.handOff = ready.then(() => undefined);
@@ -236,7 +236,7 @@ export class Recorder {
   private annotated(
     annotate: Annotator,
     rec: NewInterception,
-    prefixes: readonly string[] | undefined,
+    prefixAt: ((k: number) => string | undefined) | undefined,
   ): Promise<NewInterception> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<NewInterception>((resolve) => {
@@ -246,7 +246,7 @@ export class Recorder {
       }, ANNOTATION_LIMIT_MS);
       timer.unref();
     });
-    const done = annotate(rec, prefixes).catch((err: unknown) => {
+    const done = annotate(rec, prefixAt).catch((err: unknown) => {
       this.log.error({ err, interceptionId: rec.id }, 'record annotation failed; storing it as it is');
       return rec;
     });

@@ -30,11 +30,14 @@ export interface RequestFacts {
   cache?: CacheFacts;
 }
 
-/** A request's cache fingerprint, and the hash of each prefix of its messages (kept only while it runs). */
+/** A request's cache fingerprint, and the hash of any prefix of its messages (kept only while it runs). */
 export interface CacheFacts {
   fingerprint: CacheFingerprint;
-  /** `prefixes[k]`: the hash of its first k messages, to tell whether an earlier turn's cached prefix is intact. */
-  prefixes: string[];
+  /**
+   * The hash of its first k messages (undefined past the end), to tell whether an earlier turn's
+   * cached prefix is intact. Computed when asked: only a suspected cache break asks.
+   */
+  prefixAt: (k: number) => string | undefined;
 }
 
 /** What the bridge learns from a response, whole or streamed. */

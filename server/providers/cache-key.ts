@@ -89,16 +89,28 @@ function hashOf(stripped: unknown): string {
         .slice(0, HASH_CHARS);
 }
 
-/** The hash of every prefix of the stripped messages (index k: the first k), in one pass. */
-function prefixHashes(stripped: unknown[]): string[] {
+/**
+ * The hash of the first `k` stripped messages ('' for none; undefined past the end): one running
+ * hash and one digest. Copying the hash's state at every message, to have each prefix at hand,
+ * cost more than the serialising on long conversations, and only a suspected cache break ever asks
+ * for a prefix other than the fingerprint's own.
+ */
+function prefixHash(stripped: readonly unknown[], k: number): string | undefined {
+  if (!Number.isInteger(k) || k < 0 || k > stripped.length) return undefined;
+  if (k === 0) return '';
   const h = createHash('sha256');
-  const all = [''];
-  for (const m of stripped) {
-    // One update per message: each call into the hash has a fixed cost, the bytes are the same.
-    h.update(`${JSON.stringify(m) ?? ''}\n`);
-    all.push(h.copy().digest('hex').slice(0, HASH_CHARS));
-  }
-  return all;
+  // One update per message: the same bytes, message by message, each followed by a newline.
+  for (let i = 0; i < k; i++) h.update(`${JSON.stringify(stripped[i]) ?? ''}\n`);
+  return h.digest('hex').slice(0, HASH_CHARS);
+}
+
+/** The fingerprint's prefix now, any other prefix when asked (the stripped messages kept meanwhile). */
+function prefixFacts(
+  stripped: unknown[],
+  k: number,
+): { prefix: string; prefixAt: (n: number) => string | undefined } {
+  const prefix = prefixHash(stripped, k) ?? '';
+  return { prefix, prefixAt: (n) => (n === k ? prefix : prefixHash(stripped, n)) };
 }
 
 /**
@@ -116,7 +128,7 @@ export function explicitCacheFacts(
   const strippedSystem = h.strip(system);
   const m = h.messages(Array.isArray(messages) ? messages : []);
   if (!h.marked) return undefined;
-  const all = prefixHashes(m.stripped);
+  const { prefix, prefixAt } = prefixFacts(m.stripped, m.lastMarked);
   return {
     fingerprint: {
       mode: 'explicit',
@@ -124,9 +136,9 @@ export function explicitCacheFacts(
       system: hashOf(strippedSystem),
       ttlSeconds: h.ttlSeconds,
       messages: m.lastMarked,
-      prefix: all[m.lastMarked]!,
+      prefix,
     },
-    prefixes: all,
+    prefixAt,
   };
 }
 
@@ -143,17 +155,17 @@ export function automaticCacheFacts(
 ): CacheFacts {
   const h = new CacheHasher();
   const list = Array.isArray(messages) ? messages : typeof messages === 'string' ? [messages] : [];
-  const all = prefixHashes(h.messages(list).stripped);
+  const { prefix, prefixAt } = prefixFacts(h.messages(list).stripped, list.length);
   return {
     fingerprint: {
       mode: 'automatic',
       tools: hashOf(h.strip(tools)),
       system: hashOf(h.strip(system)),
       messages: list.length,
-      prefix: all[list.length]!,
+      prefix,
       ttlSeconds: retention === '24h' ? 86_400 : DEFAULT_TTL_SECONDS,
     },
-    prefixes: all,
+    prefixAt,
   };
 }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import type { CacheFacts } from '../../server/core/facts';
 import { automaticCacheFacts, explicitCacheFacts } from '../../server/providers/cache-key';
 import { seededRandom } from '../helpers/seeded-random';
 
@@ -153,6 +154,21 @@ function claudeCodeBody(r: () => number): { tools: unknown; system: unknown; mes
   return { tools, system, messages };
 }
 
+/**
+ * The facts in the shape they had before (every prefix hash in an array): `prefixAt` now computes a
+ * prefix when asked, and must give the same hash for every k, and nothing past the end.
+ */
+function withPrefixes(facts: CacheFacts | undefined, messages: unknown): unknown {
+  if (facts === undefined) return undefined;
+  const n = Array.isArray(messages) ? messages.length : 0;
+  assert.equal(facts.prefixAt(n + 1), undefined);
+  assert.equal(facts.prefixAt(-1), undefined);
+  return {
+    fingerprint: facts.fingerprint,
+    prefixes: Array.from({ length: n + 1 }, (_, k) => facts.prefixAt(k)),
+  };
+}
+
 describe('prompt-cache fingerprints, unchanged by the walk that replaced the replacer', () => {
   it('gives Claude-Code-shaped bodies the same fingerprint and prefixes as before, byte for byte', () => {
     const r = seededRandom(3);
@@ -163,10 +179,13 @@ describe('prompt-cache fingerprints, unchanged by the walk that replaced the rep
       const want = explicitBefore(b.tools, b.system, b.messages);
       if (want !== undefined) marked++;
       // Same fields in the same order: the fingerprint is stored on the record as it is.
-      const got = explicitCacheFacts(b.tools, b.system, b.messages);
+      const got = withPrefixes(explicitCacheFacts(b.tools, b.system, b.messages), b.messages);
       assert.deepEqual(got, want, `body #${i}`);
       assert.equal(JSON.stringify(got), JSON.stringify(want));
-      const auto = automaticCacheFacts(b.tools, b.system, b.messages, i % 2 ? '24h' : undefined);
+      const auto = withPrefixes(
+        automaticCacheFacts(b.tools, b.system, b.messages, i % 2 ? '24h' : undefined),
+        b.messages,
+      );
       const autoWant = automaticBefore(b.tools, b.system, b.messages, i % 2 ? '24h' : undefined);
       assert.deepEqual(auto, autoWant);
       assert.equal(JSON.stringify(auto), JSON.stringify(autoWant));
@@ -180,7 +199,7 @@ describe('prompt-cache fingerprints, unchanged by the walk that replaced the rep
       '"system":"s","messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}]}';
     const b = JSON.parse(wire) as { tools: unknown; system: unknown; messages: unknown[] };
     const facts = explicitCacheFacts(b.tools, b.system, b.messages);
-    assert.deepEqual(facts, explicitBefore(b.tools, b.system, b.messages));
+    assert.deepEqual(withPrefixes(facts, b.messages), explicitBefore(b.tools, b.system, b.messages));
     assert.equal(facts!.fingerprint.ttlSeconds, 3600);
     assert.equal(JSON.stringify(b), JSON.stringify(JSON.parse(wire)));
   });

@@ -22,13 +22,13 @@ describe('prompt-cache fingerprints', () => {
     ])!;
     assert.equal(one.fingerprint.messages, 1);
     assert.equal(two.fingerprint.messages, 3);
-    assert.equal(two.prefixes[one.fingerprint.messages], one.fingerprint.prefix);
+    assert.equal(two.prefixAt(one.fingerprint.messages), one.fingerprint.prefix);
     assert.equal(two.fingerprint.tools, one.fingerprint.tools);
     assert.equal(two.fingerprint.system, one.fingerprint.system);
     assert.equal(one.fingerprint.ttlSeconds, 300);
 
     const edited = explicitCacheFacts(TOOLS, SYSTEM, [plain('fix the other bug'), marked('now the tests')])!;
-    assert.notEqual(edited.prefixes[1], one.fingerprint.prefix);
+    assert.notEqual(edited.prefixAt(1), one.fingerprint.prefix);
   });
 
   it('reads the longest TTL a marker asks for, and gives no fingerprint to a request that caches nothing', () => {
@@ -95,14 +95,17 @@ describe('prompt-cache break judgement', () => {
     (u.input * 3 + u.output * 15 + u.cacheRead * 0.3 + u.cacheWrite * 3.75) / 1e6;
 
   it('names `unknown` when nothing changed (the provider dropped the cache early) and prices the rewrite', () => {
-    const brk = judge(prev, cur, ['', 'x', 'p'], 'anthropic', price);
+    const brk = judge(prev, cur, (k) => ['', 'x', 'p'][k], 'anthropic', price);
     assert.deepEqual(brk, {
       cause: 'unknown',
       excessUsd: Math.round(((10_000 * (3.75 - 0.3)) / 1e6) * 1e6) / 1e6,
       tokens: 10_000,
       previousInterceptionId: 'int_prev',
     });
-    assert.equal(causeOf(prev, cur, ['', 'x', 'q']), 'context_edited');
+    assert.equal(
+      causeOf(prev, cur, (k) => ['', 'x', 'q'][k]),
+      'context_edited',
+    );
     assert.equal(causeOf(prev, { ...cur, startedAt: '2026-11-10T09:05:01.000Z' }, undefined), 'ttl_expired');
   });
 
