@@ -21,7 +21,8 @@ export interface Target {
   streamPath?: string;
 }
 
-export type Body = 'json' | 'stream' | 'hold';
+/** `agent`: a long agent turn (about 60 KB, Claude Code's shape), answered as JSON. */
+export type Body = 'json' | 'stream' | 'hold' | 'agent';
 
 export interface Sample {
   ok: boolean;
@@ -103,13 +104,74 @@ const CHAT_BODIES: Record<Body, Buffer> = {
   json: chatBody(false),
   stream: chatBody(true),
   hold: chatBody(true),
+  // Only the Anthropic paths are sent agent turns.
+  agent: chatBody(false),
 };
 
 const bodies: Record<Body, Buffer> = {
   json: requestBody(false, 'claude-sonnet-4-5'),
   stream: requestBody(true, 'claude-sonnet-4-5'),
   hold: requestBody(true, HOLD_MODEL),
+  agent: agentBody(),
 };
+
+/**
+ * A coding agent's turn in the middle of a session, as Claude Code sends it: its session in
+ * `metadata.user_id`, a long system prompt and twenty tools, ten earlier messages of file reads
+ * (code in tool results), cache markers on the system prompt and the newest tool result. What the
+ * bridge parses, fingerprints and records on real traffic; the 1 KB turn above is its floor.
+ */
+function agentBody(): Buffer {
+  const code = Array.from(
+    { length: 60 },
+    (_, i) =>
+      `  const r${i} = await fetch("https://example.com/api/${i}", { method: "POST", body: JSON.stringify({ a: ${i} }) }); // line ${i}\n`,
+  ).join('');
+  const turns = 10;
+  const messages: unknown[] = Array.from({ length: turns }, (_, i) =>
+    i % 2 === 0
+      ? {
+          role: 'user',
+          content: [
+            {
+              type: 'tool_result',
+              tool_use_id: `toolu_${i}`,
+              content: code,
+              ...(i === turns - 2 ? { cache_control: { type: 'ephemeral' } } : {}),
+            },
+          ],
+        }
+      : {
+          role: 'assistant',
+          content: [
+            { type: 'text', text: 'Let me look at that file.' },
+            { type: 'tool_use', id: `toolu_${i}`, name: 'Read', input: { file_path: `/src/file${i}.ts` } },
+          ],
+        },
+  );
+  messages.push({ role: 'user', content: [{ type: 'text', text: 'Now fix the bug in the retry loop.' }] });
+  return Buffer.from(
+    JSON.stringify({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 32000,
+      stream: false,
+      metadata: { user_id: 'user_bench_account__session_0f3c1a52-6a7e-4c55-9d7b-3f0e2b1c9a11' },
+      system: [
+        { type: 'text', text: 'You are a coding agent. '.repeat(350), cache_control: { type: 'ephemeral' } },
+      ],
+      tools: Array.from({ length: 20 }, (_, i) => ({
+        name: `Tool${i}`,
+        description: 'Reads, edits or runs something in the workspace. '.repeat(12),
+        input_schema: {
+          type: 'object',
+          properties: { path: { type: 'string', description: 'a path' }, n: { type: 'number' } },
+          required: ['path'],
+        },
+      })),
+      messages,
+    }),
+  );
+}
 
 /** A small Messages request, about 1 KB, as an agent's short turn would be. */
 function requestBody(stream: boolean, model: string): Buffer {
@@ -154,7 +216,7 @@ async function once(pool: Pool, t: Target, body: Body, onFirstByte?: () => void)
   let delays = 0;
   try {
     const res = await pool.request({
-      path: body === 'json' ? t.path : (t.streamPath ?? t.path),
+      path: body === 'json' || body === 'agent' ? t.path : (t.streamPath ?? t.path),
       method: 'POST',
       headers: t.headers,
       body: t.wire === 'gemini' ? GEMINI_BODY : t.wire === 'chat' ? CHAT_BODIES[body] : bodies[body],
@@ -170,7 +232,7 @@ async function once(pool: Pool, t: Target, body: Body, onFirstByte?: () => void)
         onFirstByte?.();
       }
       bytes += chunk.length;
-      if (body === 'json') continue;
+      if (body === 'json' || body === 'agent') continue;
       // SSE events end with a blank line, which may straddle two chunks.
       const buf: Buffer = partial ? Buffer.concat([partial, chunk]) : chunk;
       let from = 0;
@@ -195,7 +257,7 @@ async function once(pool: Pool, t: Target, body: Body, onFirstByte?: () => void)
     const total = performance.now() - t0;
     const gap = events > 1 ? (lastEvent - firstEvent) / (events - 1) : 0;
     const eventDelay = delays > 0 ? delaySum / delays / 1000 : 0;
-    const ok = status === 200 && (body === 'json' || events > 0);
+    const ok = status === 200 && (body === 'json' || body === 'agent' || events > 0);
     return {
       ok,
       status,

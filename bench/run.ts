@@ -83,6 +83,8 @@ const PLAN = QUICK
       rates: [100, 500],
       satMs: 2_000,
       satConnections: 16,
+      agentMs: 2_000,
+      agentConnections: 8,
       streamMs: 2_000,
       streamRate: 25,
       holdStreams: 200,
@@ -98,6 +100,8 @@ const PLAN = QUICK
       rates: [100, 500],
       satMs: 3_000,
       satConnections: 16,
+      agentMs: 3_000,
+      agentConnections: 8,
       streamMs: 4_000,
       streamRate: 25,
       holdStreams: 1_000,
@@ -689,6 +693,34 @@ async function main(): Promise<void> {
       cpuMsPerKRequests: used === undefined || ok === 0 ? null : (1000 * used) / ok,
       cpuMainThreadMsPerKRequests: usedMain === undefined || ok === 0 ? null : (1000 * usedMain) / ok,
     };
+  }
+
+  // Agent turns: the bare proxy and the bridge only, each ~60 KB turn of a Claude Code-shaped
+  // session (loadgen's `agent` body). What parsing, fingerprinting and recording cost on real traffic.
+  if (!PROFILE) {
+    const cpuAgent = new Map<PathId, number>();
+    const agent = await rounds(
+      loadgen,
+      live.filter((p) => p.id === 'floor' || p.id === 'bridge'),
+      nRounds,
+      `agent turns at saturation (${PLAN.agentConnections} connections)`,
+      {
+        kind: 'closed',
+        body: 'agent' satisfies Body,
+        connections: PLAN.agentConnections,
+        durationMs: PLAN.agentMs,
+        maxRequests: MAX_REQUESTS,
+      },
+      timeCpu(cpuAgent),
+    );
+    for (const [id, rs] of agent) {
+      const ok = rs.reduce((s, r) => s + r.ok, 0);
+      const used = cpuAgent.get(id);
+      (results[id] as PathResult).agentTurn = {
+        ...latencyOf(rs),
+        cpuMsPerKRequests: used === undefined || ok === 0 ? null : (1000 * used) / ok,
+      };
+    }
   }
 
   // Streams at a fixed rate: first byte, per-event delay (mock write to arrival), last byte.

@@ -69,6 +69,8 @@ export interface PathResult {
     /** The main thread's share: what a `--cpu-prof` profile can explain. */
     cpuMainThreadMsPerKRequests?: number | null;
   };
+  /** Agent turns (a ~60 KB Claude Code-shaped body) in a closed loop: the bare proxy and the bridge. */
+  agentTurn?: Latency & { cpuMsPerKRequests: number | null };
   stream?: StreamFigures;
   memory?: Record<string, number | string>;
 }
@@ -247,6 +249,18 @@ export function renderTable(
   push(
     '… of which its main thread, ms',
     absCells((r) => r.saturation?.cpuMainThreadMsPerKRequests ?? undefined, 0, 1),
+  );
+  // Only the bare proxy and the bridge are sent agent turns: the other columns stay empty.
+  const agentCells = (
+    pick: (a: NonNullable<PathResult['agentTurn']>) => number | null | undefined,
+  ): string[] => cols.map((r) => (r.agentTurn ? fmt(pick(r.agentTurn), 0) : ''));
+  push(
+    'agent turn (60 KB): proxy CPU per 1k, ms',
+    agentCells((a) => a.cpuMsPerKRequests),
+  );
+  push(
+    'agent turn (60 KB): max rps',
+    agentCells((a) => a.achievedRps),
   );
   const sr = `${meta.streamRate}/s`;
   push(
