@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { verifyChain } from '../../server/core/chain';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import { Journal, type JournalWarning } from '../../server/store/embedded/journal';
 import type { NewInterception } from '../../server/store/types';
@@ -95,6 +96,54 @@ describe('the embedded journal', () => {
     assert.equal((await third.listInterceptions({}, 100)).items.length, 11);
     assert.deepEqual(w3, []);
     await third.close();
+  });
+
+  it('refuses a batch the disk took only part of (a full disk), cuts it off, and loses nothing acknowledged', async () => {
+    const dir = await tempDir();
+    const { store } = await reopen(dir);
+    for (let i = 0; i < 5; i++) await store.appendInterception(record(i));
+    const file = await segment(dir);
+    const goodSize = (await fs.stat(file)).size;
+    // What libuv returns when a write stops part way (ENOSPC after some bytes): a short count, no error.
+    const probe = await fs.open(path.join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as {
+      writev: (bufs: Buffer[]) => Promise<{ bytesWritten: number }>;
+    };
+    await probe.close();
+    const real = proto.writev;
+    proto.writev = async function (this: fs.FileHandle, bufs: Buffer[]) {
+      const all = Buffer.concat(bufs);
+      const { bytesWritten } = await this.write(all.subarray(0, Math.floor(all.length / 2)));
+      return { bytesWritten, buffers: bufs };
+    };
+    try {
+      const refused = await Promise.allSettled([
+        store.appendInterception(record(5)),
+        store.appendInterception(record(6)),
+      ]);
+      assert.deepEqual(
+        refused.map((r) => r.status),
+        ['rejected', 'rejected'],
+        'a record the disk did not take whole is never acknowledged',
+      );
+    } finally {
+      proto.writev = real;
+    }
+    assert.equal((await fs.stat(file)).size, goodSize, 'the partial batch is cut off the segment');
+    // The next batch starts on a line of its own, and every acknowledged record survives a restart.
+    const last = (await store.listInterceptions({}, 1)).items[0]!;
+    const next = await store.appendInterception(record(7));
+    assert.equal(next.prevHash, last.hash, 'the chain goes on from the last record on disk');
+    await store.close();
+    const { store: again, warnings } = await reopen(dir);
+    assert.deepEqual(
+      (await again.listInterceptions({}, 100)).items.map((r) => r.id),
+      ['int_7', 'int_4', 'int_3', 'int_2', 'int_1', 'int_0'],
+    );
+    assert.deepEqual(warnings, []);
+    const report = await verifyChain(again.scanInterceptions({}), await again.chainHead());
+    assert.equal(report.ok, true, JSON.stringify(report));
+    await again.close();
   });
 
   it('skips an altered entry in the middle with a warning, and keeps the entries around it', async () => {

@@ -236,9 +236,12 @@ export class Journal {
           await this.openSegment();
         }
         if (!this.fh) throw new Error('journal is closed');
-        // One writev of the batch's lines: libuv writes them all (partial writes and IOV_MAX
-        // included) without a copy of the batch joined first.
-        await this.fh.writev(lines);
+        // One writev of the batch's lines, without a copy of the batch joined first. libuv goes on
+        // after a partial write, but one that then fails (a full disk) comes back as a short count,
+        // not an error: the batch is not durable, and its callers must hear so.
+        const { bytesWritten } = await this.fh.writev(lines);
+        if (bytesWritten !== length)
+          throw new Error(`journal write stopped after ${bytesWritten} of ${length} bytes`);
         await this.fh.datasync();
         let offset = this.size;
         for (const [i, p] of batch.entries()) {
@@ -247,9 +250,15 @@ export class Journal {
         }
         this.size += length;
       } catch (err) {
-        // A failed write may have left part of the batch on disk: offsets continue from the real end.
-        // If even stat fails, the batch's callers get the write error; the old size is the best guess.
-        this.size = (await this.fh?.stat().catch(() => undefined))?.size ?? this.size;
+        // A failed write may have left part of the batch on disk: it is cut off, so the next batch
+        // starts on a line of its own (a torn line in the middle would take the next one with it).
+        // If it cannot be, offsets continue from the real end; if even stat fails, the old size is
+        // the best guess. Either way the batch's callers get the error.
+        const cut = await this.fh?.truncate(this.size).then(
+          () => true,
+          () => false,
+        );
+        if (!cut) this.size = (await this.fh?.stat().catch(() => undefined))?.size ?? this.size;
         this.head = headBefore;
         for (const p of batch) p.reject(err);
       }
