@@ -253,7 +253,7 @@ export function renderTable(
   // Only the bare proxy and the bridge are sent agent turns: the other columns stay empty.
   const agentCells = (
     pick: (a: NonNullable<PathResult['agentTurn']>) => number | null | undefined,
-  ): string[] => cols.map((r) => (r.agentTurn ? fmt(pick(r.agentTurn), 0) : ''));
+  ): string[] => cols.map((r) => (r?.agentTurn ? fmt(pick(r.agentTurn), 0) : ''));
   push(
     'agent turn (60 KB): proxy CPU per 1k, ms',
     agentCells((a) => a.cpuMsPerKRequests),
