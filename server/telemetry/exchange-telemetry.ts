@@ -39,22 +39,8 @@ export class ExchangeTelemetry {
     let sawFirstByte = false;
     let streaming = false;
     let ended = false;
-    const root = tracing.startServerSpan(`chat ${start.request.model ?? ''}`.trim(), headers, {
-      'gen_ai.operation.name': 'chat',
-      'gen_ai.system': start.provider,
-      'gen_ai.provider.name': start.provider,
-      'gen_ai.request.model': start.request.model ?? '',
-      ...(start.request.maxOutputTokens !== null
-        ? { 'gen_ai.request.max_tokens': start.request.maxOutputTokens }
-        : {}),
-      'aibridge.api': start.api,
-      'aibridge.interception_id': start.id,
-      'aibridge.user_id': start.principal.user.id,
-      'aibridge.client': start.client,
-      ...(tracing.config.capturePrompts && start.request.prompt
-        ? { 'gen_ai.prompt': start.request.prompt }
-        : {}),
-    });
+    // Without tracing (the default) its span's name and attributes are not even built.
+    const root = tracing.enabled ? rootSpan(tracing, start, headers) : undefined;
     let upstream: { span: Span; ctx: Context } | undefined;
 
     return {
@@ -108,4 +94,28 @@ export class ExchangeTelemetry {
       },
     };
   }
+}
+
+/** The request's root span, continuing the caller's trace. */
+function rootSpan(
+  tracing: Tracing,
+  start: InterceptionStart,
+  headers: IncomingHttpHeaders,
+): { span: Span; ctx: Context } | undefined {
+  return tracing.startServerSpan(`chat ${start.request.model ?? ''}`.trim(), headers, {
+    'gen_ai.operation.name': 'chat',
+    'gen_ai.system': start.provider,
+    'gen_ai.provider.name': start.provider,
+    'gen_ai.request.model': start.request.model ?? '',
+    ...(start.request.maxOutputTokens !== null
+      ? { 'gen_ai.request.max_tokens': start.request.maxOutputTokens }
+      : {}),
+    'aibridge.api': start.api,
+    'aibridge.interception_id': start.id,
+    'aibridge.user_id': start.principal.user.id,
+    'aibridge.client': start.client,
+    ...(tracing.config.capturePrompts && start.request.prompt
+      ? { 'gen_ai.prompt': start.request.prompt }
+      : {}),
+  });
 }
