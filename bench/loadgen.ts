@@ -214,9 +214,11 @@ async function once(pool: Pool, t: Target, body: Body, onFirstByte?: () => void)
   let status = 0;
   let delaySum = 0;
   let delays = 0;
+  // `json` and `agent` are whole answers; the others are SSE streams, read event by event.
+  const streamed = body === 'stream' || body === 'hold';
   try {
     const res = await pool.request({
-      path: body === 'json' || body === 'agent' ? t.path : (t.streamPath ?? t.path),
+      path: streamed ? (t.streamPath ?? t.path) : t.path,
       method: 'POST',
       headers: t.headers,
       body: t.wire === 'gemini' ? GEMINI_BODY : t.wire === 'chat' ? CHAT_BODIES[body] : bodies[body],
@@ -232,7 +234,7 @@ async function once(pool: Pool, t: Target, body: Body, onFirstByte?: () => void)
         onFirstByte?.();
       }
       bytes += chunk.length;
-      if (body === 'json' || body === 'agent') continue;
+      if (!streamed) continue;
       // SSE events end with a blank line, which may straddle two chunks.
       const buf: Buffer = partial ? Buffer.concat([partial, chunk]) : chunk;
       let from = 0;
@@ -257,7 +259,7 @@ async function once(pool: Pool, t: Target, body: Body, onFirstByte?: () => void)
     const total = performance.now() - t0;
     const gap = events > 1 ? (lastEvent - firstEvent) / (events - 1) : 0;
     const eventDelay = delays > 0 ? delaySum / delays / 1000 : 0;
-    const ok = status === 200 && (body === 'json' || body === 'agent' || events > 0);
+    const ok = status === 200 && (!streamed || events > 0);
     return {
       ok,
       status,

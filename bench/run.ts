@@ -110,6 +110,11 @@ const PLAN = QUICK
       auditBlock: 100,
       auditBurst: 2_000,
     };
+/** CPU ms per 1,000 requests served; null when nothing was measured or served. */
+function perK(usedMs: number | undefined, ok: number): number | null {
+  return usedMs === undefined || ok === 0 ? null : (1000 * usedMs) / ok;
+}
+
 /** Upper bound on requests in any one job, whatever its duration. */
 const MAX_REQUESTS = 200_000;
 /** The whole run is stopped past this, whatever it is doing. */
@@ -690,8 +695,8 @@ async function main(): Promise<void> {
     const usedMain = cpuMain.get(id);
     (results[id] as PathResult).saturation = {
       ...latencyOf(rs),
-      cpuMsPerKRequests: used === undefined || ok === 0 ? null : (1000 * used) / ok,
-      cpuMainThreadMsPerKRequests: usedMain === undefined || ok === 0 ? null : (1000 * usedMain) / ok,
+      cpuMsPerKRequests: perK(used, ok),
+      cpuMainThreadMsPerKRequests: perK(usedMain, ok),
     };
   }
 
@@ -718,7 +723,7 @@ async function main(): Promise<void> {
       const used = cpuAgent.get(id);
       (results[id] as PathResult).agentTurn = {
         ...latencyOf(rs),
-        cpuMsPerKRequests: used === undefined || ok === 0 ? null : (1000 * used) / ok,
+        cpuMsPerKRequests: perK(used, ok),
       };
     }
   }

@@ -1,5 +1,6 @@
 import type { CacheBreak, CacheBreakCause, CacheFingerprint } from '../../shared/interception';
 import type { Usage } from '../../shared/usage';
+import type { PrefixAt } from '../core/facts';
 import { roundUsd } from '../core/rollup';
 import type { NewInterception, Store } from '../store/types';
 
@@ -20,9 +21,6 @@ interface Turn {
   usage: Usage;
   cacheKey: CacheFingerprint;
 }
-
-/** The hash of the current request's first k messages (CacheFacts.prefixAt). */
-type PrefixAt = (k: number) => string | undefined;
 
 type Pricing = (provider: string, model: string | null, usage: Usage, at: Date) => number | null;
 

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ErrorCode } from '../../shared/errors';
 import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import { emptyUsage, totalTokens } from '../../shared/usage';
-import type { InterceptionStart, ResponseFacts } from '../core/facts';
+import type { InterceptionStart, PrefixAt, ResponseFacts } from '../core/facts';
 import type { Metrics } from '../metrics';
 import type { PriceBook } from '../spend/prices';
 import type { NewInterception, Store } from '../store/types';
@@ -67,10 +67,7 @@ function capJson(v: unknown): unknown {
 const ANNOTATION_LIMIT_MS = 2000;
 
 /** A step a record passes before it is stored; `prefixAt`: the hash of its request's first k messages. */
-export type Annotator = (
-  rec: NewInterception,
-  prefixAt: ((k: number) => string | undefined) | undefined,
-) => Promise<NewInterception>;
+export type Annotator = (rec: NewInterception, prefixAt: PrefixAt | undefined) => Promise<NewInterception>;
 
 export interface RecorderOptions {
   /** When the store refuses writes: `closed` refuses new requests, `open` serves on and may drop records. */
@@ -236,7 +233,7 @@ export class Recorder {
   private annotated(
     annotate: Annotator,
     rec: NewInterception,
-    prefixAt: ((k: number) => string | undefined) | undefined,
+    prefixAt: PrefixAt | undefined,
   ): Promise<NewInterception> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<NewInterception>((resolve) => {

@@ -48,7 +48,8 @@ export function canonicalJson(v: unknown): string {
 
 /**
  * `"key":` per key name. Records use a few dozen names over and over; quoting each again was about
- * a third of the canonical form's time. Bounded in count and length, so client-chosen names (tool inputs) cannot grow it.
+ * a third of the canonical form's time. Bounded in count and length, so client-chosen names (tool
+ * inputs) cannot grow it.
  */
 const keyJsonMemo = new Map<string, string>();
 const KEY_MEMO_LIMIT = 2048;
@@ -98,7 +99,7 @@ function hashed(
   const rest = rec.hash === undefined ? rec : withoutHash(rec);
   notJson = false;
   const canonical = canonicalJson(rest);
-  // One shot: the same bytes as prevHash, newline, canonical JSON in three updates, without a Hash object.
+  // prevHash, a newline and the canonical JSON, hashed in one call without a Hash object.
   const hash = digest('sha256', `${prevHash}\n${canonical}`, 'hex');
   return { rest, canonical, hash };
 }

@@ -37,8 +37,11 @@ export interface CacheFacts {
    * The hash of its first k messages (undefined past the end), to tell whether an earlier turn's
    * cached prefix is intact. Computed when asked: only a suspected cache break asks.
    */
-  prefixAt: (k: number) => string | undefined;
+  prefixAt: PrefixAt;
 }
+
+/** The hash of a request's first k messages (`CacheFacts.prefixAt`). */
+export type PrefixAt = (k: number) => string | undefined;
 
 /** What the bridge learns from a response, whole or streamed. */
 export interface ResponseFacts {

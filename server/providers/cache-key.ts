@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { CacheFacts } from '../core/facts';
+import type { CacheFacts, PrefixAt } from '../core/facts';
 import { isObject } from './common';
 
 /** Hex characters kept of each SHA-256: enough to tell two tool lists apart, small on the record. */
@@ -105,10 +105,7 @@ function prefixHash(stripped: readonly unknown[], k: number): string | undefined
 }
 
 /** The fingerprint's prefix now, any other prefix when asked (the stripped messages kept meanwhile). */
-function prefixFacts(
-  stripped: unknown[],
-  k: number,
-): { prefix: string; prefixAt: (n: number) => string | undefined } {
+function prefixFacts(stripped: unknown[], k: number): { prefix: string; prefixAt: PrefixAt } {
   const prefix = prefixHash(stripped, k) ?? '';
   return { prefix, prefixAt: (n) => (n === k ? prefix : prefixHash(stripped, n)) };
 }
