@@ -1,8 +1,9 @@
-import { type Dispatcher, request as undiciRequest } from 'undici';
+import type { Dispatcher } from 'undici';
 import { isObject } from './common';
 import type { FieldProblem } from './family';
 import type { UpstreamCall } from './types';
 import { jsonAnswer, withBody } from './upstream-answer';
+import { requestUrl } from './upstream-request';
 import type { JsonObject } from './wire';
 
 /**
@@ -93,7 +94,7 @@ export async function postToVertex(
   body: string | Buffer,
   mapError: (status: number, raw: Buffer, retryAfter?: string) => VertexError,
 ): Promise<Dispatcher.ResponseData> {
-  const res = await undiciRequest(url, {
+  const res = await requestUrl(url, {
     method: 'POST',
     headers: { ...headers, 'content-type': 'application/json' },
     body,

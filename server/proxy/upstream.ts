@@ -1,7 +1,8 @@
-import { Agent, type Dispatcher, errors as undiciErrors, request as undiciRequest } from 'undici';
+import { Agent, type Dispatcher, errors as undiciErrors } from 'undici';
 import type { TimeoutConfig } from '../config';
 import { BridgeError, type ServerErrorCode } from '../errors';
 import type { ProviderAdapter, UpstreamCall } from '../providers/types';
+import { requestUrl } from '../providers/upstream-request';
 
 /** One connection pool for all upstreams, with the configured timeouts. */
 export function createUpstreamAgent(t: TimeoutConfig): Agent {
@@ -74,7 +75,7 @@ export function sendUpstream(
   call: UpstreamCall,
 ): Promise<Dispatcher.ResponseData> {
   if (adapter.send && method === 'POST') return adapter.send(call);
-  return undiciRequest(adapter.upstreamUrl(call.target), {
+  return requestUrl(adapter.upstreamUrl(call.target), {
     method,
     headers: call.headers,
     body: call.bytes.length > 0 ? call.bytes : null,

@@ -1,5 +1,5 @@
 import type { SignatureV4 } from '@smithy/signature-v4';
-import { type Dispatcher, request as undiciRequest } from 'undici';
+import type { Dispatcher } from 'undici';
 import { commonJs } from '../../core/commonjs';
 import { anthropicErrorBody } from '../anthropic/errors';
 import { messagesApi } from '../anthropic/messages';
@@ -7,6 +7,7 @@ import { isObject } from '../common';
 import type { FieldProblem, InstanceSettings, ProviderFamily } from '../family';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
 import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
+import { requestUrl } from '../upstream-request';
 import { awsCredentials } from './credentials';
 import { awsErrorOf, mapAwsError } from './errors';
 import { priceModelOf } from './models';
@@ -84,7 +85,7 @@ function create(s: InstanceSettings): ProviderAdapter {
       },
       body: req.body,
     });
-    const res = await undiciRequest(`${endpoint.origin}${basePath}${req.path}`, {
+    const res = await requestUrl(`${endpoint.origin}${basePath}${req.path}`, {
       method: 'POST',
       headers: signed.headers,
       body: req.body,

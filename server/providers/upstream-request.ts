@@ -1,0 +1,46 @@
+import { type Dispatcher, getGlobalDispatcher } from 'undici';
+
+export type UpstreamRequest = Pick<Dispatcher.RequestOptions, 'method' | 'headers' | 'body' | 'signal'> & {
+  dispatcher?: Dispatcher | undefined;
+};
+
+interface Place {
+  origin: string;
+  path: string;
+}
+
+/**
+ * Origins and paths of the URLs requests went to. A few per provider instance and model, but a
+ * model name can be in a path (Gemini, Bedrock), so the memo is bounded and starts over when full.
+ */
+const places = new Map<string, Place>();
+const PLACES_LIMIT = 1024;
+
+function placeOf(url: string): Place {
+  let at = places.get(url);
+  if (at === undefined) {
+    const u = new URL(url);
+    at = { origin: u.origin, path: u.search ? `${u.pathname}${u.search}` : u.pathname };
+    if (places.size >= PLACES_LIMIT) places.clear();
+    places.set(url, at);
+  }
+  return at;
+}
+
+/**
+ * What undici's `request(url, options)` does, without what it costs on every call: it parses the
+ * URL again each time, and spreads the options into an object that then gains `origin`, `path`
+ * and `method`, which on Node 20 builds new hidden classes for every request (docs/performance.md,
+ * "Spread clones"). The same origin, path and options reach the same dispatcher.
+ */
+export function requestUrl(url: string, req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+  const { origin, path } = placeOf(url);
+  return (req.dispatcher ?? getGlobalDispatcher()).request({
+    origin,
+    path,
+    method: req.method,
+    headers: req.headers,
+    body: req.body,
+    signal: req.signal,
+  });
+}
