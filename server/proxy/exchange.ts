@@ -1028,12 +1028,13 @@ export class Exchange {
           },
         })
       : undefined;
-    const decoder = new TextDecoder();
+    // Only an event stream is decoded; a JSON answer's chunks go through as they are.
+    const decoder = parser ? new TextDecoder() : undefined;
     const idle = idleWatchdog(this.deps.idleTimeoutMs, (err) => res.body.destroy(err));
     try {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         idle.touch();
-        const text = parser ? decoder.decode(chunk, { stream: true }) : '';
+        const text = decoder ? decoder.decode(chunk, { stream: true }) : '';
         if (parser) parser.feed(text);
         onChunk?.(chunk);
         let ok = true;
