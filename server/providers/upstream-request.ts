@@ -11,18 +11,23 @@ interface Place {
 
 /**
  * Origins and paths of the URLs requests went to. A few per provider instance and model, but a
- * model name can be in a path (Gemini, Bedrock), so the memo is bounded and starts over when full.
+ * model name can be in a path (Gemini, Bedrock) and a client's query goes upstream with it, so
+ * the memo is bounded in count (it starts over when full) and keeps only URLs of a usual length:
+ * a member's long queries cannot pin memory in it.
  */
 const places = new Map<string, Place>();
 const PLACES_LIMIT = 1024;
+const PLACE_URL_LIMIT = 512;
 
 function placeOf(url: string): Place {
   let at = places.get(url);
   if (at === undefined) {
     const u = new URL(url);
     at = { origin: u.origin, path: u.search ? `${u.pathname}${u.search}` : u.pathname };
-    if (places.size >= PLACES_LIMIT) places.clear();
-    places.set(url, at);
+    if (url.length <= PLACE_URL_LIMIT) {
+      if (places.size >= PLACES_LIMIT) places.clear();
+      places.set(url, at);
+    }
   }
   return at;
 }

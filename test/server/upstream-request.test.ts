@@ -76,6 +76,24 @@ describe('upstream requests by URL', () => {
     assert.equal(seen.at(-1)?.url, '/v1beta/models/m-0:streamGenerateContent?alt=sse&n=0');
   });
 
+  it('sends a URL longer than the memo keeps, query and all', async () => {
+    seen.length = 0;
+    const query = `q=${'%C3%A9x'.repeat(1_500)}`;
+    for (let i = 0; i < 2; i++) {
+      const res = await requestUrl(`${origin}/v1/messages?${query}&i=${i}`, {
+        method: 'POST',
+        headers: {},
+        body: '{}',
+        dispatcher: agent,
+      });
+      await res.body.dump();
+    }
+    assert.deepEqual(
+      seen.map((s) => s.url),
+      [`/v1/messages?${query}&i=0`, `/v1/messages?${query}&i=1`],
+    );
+  });
+
   it('normalises a URL as undici would (dot segments, no query)', async () => {
     seen.length = 0;
     const res = await requestUrl(`${origin}/a/./b/../v1/messages`, {
