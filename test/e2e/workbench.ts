@@ -117,6 +117,28 @@ export class Workbench {
     await dialog.waitFor({ state: 'hidden', timeout: 15_000 });
   }
 
+  /**
+   * Answers every modal dialog that shows up, one after another, with `label`, and returns how
+   * many it answered. VS Code queues a second dialog behind the first when a command runs twice
+   * (a menu item activated by a click and then by Enter), and a click landing while a dialog
+   * animates in can be lost: both leave a dialog up that one click would not clear.
+   */
+  async answerDialogs(label: string, firstTimeoutMs = 5000, max = 3): Promise<number> {
+    const dialog = this.page.locator('.monaco-dialog-box');
+    let answered = 0;
+    while (answered < max) {
+      const shown = await dialog
+        .waitFor({ state: 'visible', timeout: answered === 0 ? firstTimeoutMs : 1500 })
+        .then(() => true)
+        .catch(() => false);
+      if (!shown) break;
+      await dialog.locator('.monaco-button', { hasText: label }).first().click();
+      answered++;
+      await dialog.waitFor({ state: 'hidden', timeout: 3000 }).catch(() => undefined);
+    }
+    return answered;
+  }
+
   /** Waits for a notification toast whose text matches `re`. */
   async waitForNotification(re: RegExp, timeoutMs = 15_000): Promise<string> {
     const toast = this.page.locator('.notification-toast', { hasText: re }).first();
