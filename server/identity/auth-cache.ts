@@ -122,6 +122,7 @@ export class AuthCache {
         return;
       case 'doc':
       case 'event':
+      case 'peers':
         return;
       default: {
         // A new kind of change must be decided on here.

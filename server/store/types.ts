@@ -201,7 +201,9 @@ export type StoreChange =
   | { kind: 'event'; event: BridgeEvent; audience: Audience }
   | { kind: 'key'; id: string }
   | { kind: 'user'; id: string }
-  | { kind: 'resync' };
+  | { kind: 'resync' }
+  /** Whether other replicas are there to hear live events (this replica's own news, never sent). */
+  | { kind: 'peers'; present: boolean };
 
 /**
  * Values the first bridge on a store sets and every later one compares its own against; never a

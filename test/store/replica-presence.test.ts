@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { ChangeFeed } from '../../server/store/postgres/change-feed';
+import type { StoreChange } from '../../server/store/types';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
+import { liveClient } from '../helpers/live-client';
+import { testPostgres } from '../helpers/postgres';
+
+interface Envelope {
+  from?: string;
+  hello?: boolean;
+  bye?: boolean;
+  change?: StoreChange;
+  changes?: StoreChange[];
+}
+
+/** Listens on the replicas' channel as an outsider (it never sends, so no replica counts it). */
+async function eavesdrop(url: string): Promise<{ heard: Envelope[]; close(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: url });
+  const heard: Envelope[] = [];
+  client.on('notification', (m) => {
+    if (m.payload) heard.push(JSON.parse(m.payload) as Envelope);
+  });
+  await client.connect();
+  await client.query('LISTEN aibridge_changes');
+  return { heard, close: () => client.end() };
+}
+
+const carriesEvents = (e: Envelope): boolean =>
+  e.change?.kind === 'event' || (e.changes ?? []).some((c) => c.kind === 'event');
+
+async function ask(tb: TestBridge, key: string): Promise<Response> {
+  const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'hi' }],
+    }),
+  });
+  await res.text();
+  return res;
+}
+
+/** Any live event will do: the feed does not look inside. */
+const anEvent: StoreChange = {
+  kind: 'event',
+  event: {
+    type: 'hello',
+    protocolVersion: 1,
+    user: { id: 'u', email: 'u@example.com', role: 'member', team: null },
+    serverTime: new Date(0).toISOString(),
+    heartbeatMs: 1000,
+  },
+  audience: { userId: null, team: null },
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('replicas on PostgreSQL: live events only while another replica is there', function () {
+  this.timeout(60_000);
+  let mock: AnthropicMock;
+  let dbUrl: string;
+
+  before(async () => {
+    mock = await new AnthropicMock().start();
+    dbUrl = await (await testPostgres()).createDatabase('presence');
+  });
+  after(async () => {
+    await mock.stop();
+  });
+
+  it('a lone replica sends no live events; a second one gets them from its start, and not after it stops', async () => {
+    const ear = await eavesdrop(dbUrl);
+    const env = { AIBRIDGE_DATABASE_URL: dbUrl };
+    const a = await startBridge(mock.url, env);
+    let b: TestBridge | undefined;
+    try {
+      const dev = await a.addUser('alone@example.com');
+      // A WebSocket client on the lone replica gets its events: the bus still publishes locally.
+      const onA = liveClient(a.url, { key: a.adminKey });
+      await onA.next('hello');
+      for (let i = 0; i < 10; i++) assert.equal((await ask(a, dev.key)).status, 200);
+      await onA.next('interception.ended', undefined, 5000);
+      await onA.close();
+      await sleep(100);
+      assert.equal(ear.heard.filter(carriesEvents).length, 0, 'no live event sent with nobody to hear it');
+      assert.ok(
+        ear.heard.some((e) => e.hello),
+        'the replica said it was there',
+      );
+
+      b = await startBridge(mock.url, env, a.dataDir);
+      const onB = liveClient(b.url, { key: a.adminKey });
+      try {
+        await onB.next('hello');
+        const res = await ask(a, dev.key);
+        const id = res.headers.get('x-aibridge-interception-id');
+        const ended = await onB.next('interception.ended', (e) => e.interceptionId === id, 5000);
+        assert.equal(ended.interceptionId, id);
+      } finally {
+        await onB.close();
+      }
+      assert.ok(ear.heard.some(carriesEvents));
+
+      await b.close();
+      b = undefined;
+      await eventually(async () => ear.heard.some((e) => e.bye), { what: 'a bye', timeoutMs: 2000 });
+      await sleep(50);
+      ear.heard.length = 0;
+      for (let i = 0; i < 5; i++) assert.equal((await ask(a, dev.key)).status, 200);
+      await sleep(100);
+      assert.equal(
+        ear.heard.filter(carriesEvents).length,
+        0,
+        'no live events once the other replica said bye',
+      );
+    } finally {
+      await b?.close();
+      await a.close();
+      await ear.close();
+    }
+  });
+
+  it('answers a newcomer at once, and forgets a replica it stopped hearing from (killed, no bye)', async () => {
+    const pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
+    const ear = await eavesdrop(dbUrl);
+    const errors: string[] = [];
+    const feed = new ChangeFeed(dbUrl, pool, 'replica-under-test', (err) => errors.push(err.message), {
+      presenceMs: 100,
+      peerTtlMs: 400,
+    });
+    const seen: StoreChange[] = [];
+    feed.subscribe((c) => seen.push(c));
+    await feed.start();
+    const talker = new pg.Client({ connectionString: dbUrl });
+    await talker.connect();
+    try {
+      const ghost = JSON.stringify({ from: 'ghost', hello: true });
+      const t0 = Date.now();
+      await talker.query('SELECT pg_notify($1, $2)', ['aibridge_changes', ghost]);
+      await eventually(async () => seen.some((c) => c.kind === 'peers' && c.present), {
+        what: 'peers present',
+        timeoutMs: 2000,
+      });
+      assert.equal(feed.hasPeers, true);
+      // Answered with its own hello well before the next periodic one would be due for a newcomer.
+      await eventually(async () => ear.heard.some((e) => e.from === 'replica-under-test' && e.hello), {
+        what: 'an answer',
+        timeoutMs: 1000,
+      });
+      // A listener that subscribes now hears at once that peers are there.
+      const late: StoreChange[] = [];
+      feed.subscribe((c) => late.push(c));
+      assert.deepEqual(late, [{ kind: 'peers', present: true }]);
+      // Events go out now.
+      feed.notify(anEvent);
+      await eventually(async () => ear.heard.some(carriesEvents), { what: 'an event sent', timeoutMs: 1000 });
+
+      // The ghost says nothing more: gone after the TTL, and events stop.
+      await eventually(async () => seen.some((c) => c.kind === 'peers' && !c.present), {
+        what: 'peers gone',
+        timeoutMs: 3000,
+      });
+      assert.ok(Date.now() - t0 >= 400, 'not forgotten before its time');
+      assert.equal(feed.hasPeers, false);
+      ear.heard.length = 0;
+      feed.notify(anEvent);
+      await sleep(150);
+      assert.equal(ear.heard.filter(carriesEvents).length, 0);
+      assert.deepEqual(errors, []);
+    } finally {
+      await talker.end();
+      await feed.stop();
+      await pool.end();
+      await ear.close();
+    }
+  });
+});
