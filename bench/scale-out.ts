@@ -8,7 +8,9 @@
  * - records acknowledged (the client got a whole answer and its interception id) and lost (an
  *   acknowledged id the store does not have once the replicas have stopped);
  * - the capped team's spend against its limit (the budget overshoot);
- * - throughput per replica (HAProxy names the server that answered each request).
+ * - throughput per replica (HAProxy names the server that answered each request);
+ * - live events across replicas: of the answers the other replicas served, how many an admin's
+ *   WebSocket client on the first replica heard end (`interception.ended`).
  *
  * Bounded in time; every child (PostgreSQL, HAProxy, mock, replicas) is killed however it ends.
  */
@@ -18,6 +20,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { liveClient } from '../test/helpers/live-client';
 import { startPostgres } from '../test/helpers/postgres';
 import {
   type Child,
@@ -265,6 +268,10 @@ export async function scaleOut(replicaCount: number, quick: boolean): Promise<vo
     await sleep(100);
   }
 
+  // An admin watching the first replica directly: every replica's requests should reach it.
+  const watcher = liveClient(first, { key: adminKey });
+  await watcher.next('hello', undefined, 10_000);
+
   log(
     `scale-out: ${plan.replicas} replicas behind HAProxy, ${plan.rate} streams/s for ${plan.durationMs / 1000} s`,
   );
@@ -293,6 +300,12 @@ export async function scaleOut(replicaCount: number, quick: boolean): Promise<vo
     if (wait > 0) await sleep(wait);
   }
   const results = await Promise.all(outcomes);
+  // Live events are gathered for 20 ms before they go out; give the last ones time to land.
+  await sleep(1_000);
+  const heardEnded = new Set(
+    watcher.events.flatMap((e) => (e.type === 'interception.ended' ? [e.interceptionId] : [])),
+  );
+  await watcher.close();
 
   // Every replica stops cleanly (flushing what it accepted) before the store is read.
   await stop(lb);
@@ -345,6 +358,13 @@ export async function scaleOut(replicaCount: number, quick: boolean): Promise<vo
       Object.entries(perReplica).map(([k, v]) => [k, round(v / seconds, 1)]),
     ),
     latencyMs: percentiles(results.filter((r) => r.ok).map((r) => r.endedAt - r.startedAt)),
+    liveEventsOnFirstReplica: (() => {
+      const elsewhere = acknowledged.filter((r) => r.servedBy !== replicas[0]!.name);
+      return {
+        answeredByTheOthers: elsewhere.length,
+        heardEnded: elsewhere.filter((r) => heardEnded.has(r.interceptionId!)).length,
+      };
+    })(),
   };
   console.log(JSON.stringify(report, null, 2));
   fs.writeFileSync(path.join(ROOT, 'bench', 'scale-out.json'), `${JSON.stringify(report, null, 2)}\n`);
