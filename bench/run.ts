@@ -383,7 +383,13 @@ async function startFloor(mockUrl: string): Promise<PathState> {
  * The PostgreSQL store's column: the database in BENCH_DATABASE_URL, else a throwaway server with
  * fsync on (as in production) started from the machine's PostgreSQL binaries; else why not.
  */
-async function postgresPath(): Promise<{ available: boolean; reason: string; url?: string }> {
+async function postgresPath(): Promise<{
+  available: boolean;
+  reason: string;
+  url?: string;
+  /** A second database on the same server, for the bridge that acks `sent`. */
+  sentUrl?: string;
+}> {
   const hasModule =
     fs.existsSync(path.join(ROOT, 'server', 'store', 'postgres')) ||
     fs.existsSync(path.join(ROOT, 'server', 'store', 'postgres.ts'));
@@ -403,7 +409,12 @@ async function postgresPath(): Promise<{ available: boolean; reason: string; url
   if (url) return { available: true, reason: '', url };
   try {
     const server = await startPostgres({ durable: true });
-    return { available: true, reason: '', url: await server.createDatabase('bench') };
+    return {
+      available: true,
+      reason: '',
+      url: await server.createDatabase('bench'),
+      sentUrl: await server.createDatabase('bench_sent'),
+    };
   } catch (err) {
     return { available: false, reason: `no PostgreSQL to bench (${(err as Error).message.split('\n')[0]})` };
   }
@@ -560,6 +571,19 @@ async function main(): Promise<void> {
   } else if (!PROFILE) {
     paths.push({ id: 'bridgePg', label: 'Bridge + PostgreSQL', unavailable: pg.reason });
   }
+  // PostgreSQL acking as the embedded store does, for the 200 rps phase only: how much of the
+  // PostgreSQL column's tail there is the commit that AIBRIDGE_AUDIT_ACK=stored waits for.
+  const pgSent =
+    !PROFILE && pg.sentUrl && PG_ACK !== 'sent'
+      ? await startBridge(
+          'bridgePgSent',
+          'Bridge + PostgreSQL (ack sent)',
+          mockUrl,
+          path.join(tmp, 'pg-sent'),
+          [],
+          { AIBRIDGE_DATABASE_URL: pg.sentUrl, AIBRIDGE_AUDIT_ACK: 'sent' },
+        )
+      : undefined;
   if (!PROFILE) {
     try {
       paths.push(await startPortkey(mockUrl));
@@ -668,13 +692,21 @@ async function main(): Promise<void> {
     for (const [id, rs] of runs) (results[id] as PathResult).json[`rate${rps}`] = latencyOf(rs);
   }
   // Issue 21's PostgreSQL target is judged at 200 rps: the embedded and PostgreSQL stores (and
-  // direct, which the table's figures are added over) only, so the run stays short.
+  // direct, which the table's figures are added over; and PostgreSQL acking `sent`) only, so the
+  // run stays short.
   if (!PROFILE) {
     const pgRate = 200;
-    const three = live.filter((p) => p.id === 'direct' || p.id === 'bridge' || p.id === 'bridgePg');
+    const stores = live.filter((p) => p.id === 'direct' || p.id === 'bridge' || p.id === 'bridgePg');
+    if (pgSent) {
+      const probe = await call<Sample>(loadgen, { kind: 'probe', target: pgSent.target, body: 'json' });
+      if (probe.ok) {
+        stores.push(pgSent);
+        results.bridgePgSent = { label: pgSent.label, status: 'measured', json: {} };
+      } else log(`${pgSent.label}: not measured (${probe.error})`);
+    }
     const runs = await rateRounds(
       loadgen,
-      three,
+      stores,
       nRounds,
       `JSON at ${pgRate} rps (stores)`,
       pgRate,
