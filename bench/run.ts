@@ -32,6 +32,7 @@ import {
   cleanupNow,
   cpuMs,
   installExitHandlers,
+  mainThreadCpuMsFine,
   onCleanup,
   rssBytes,
   start,
@@ -437,6 +438,9 @@ function rotation<T>(items: T[], round: number): T[] {
 }
 
 /** Runs one job per path per round, rounds interleaved, and pools each path's results. */
+/** The path a timed job is running against, while one is. */
+let measuring: PathId | undefined;
+
 async function rounds(
   loadgen: Child,
   live: PathState[],
@@ -450,7 +454,10 @@ async function rounds(
     for (const p of rotation(live, r)) {
       log(`${what}: ${p.label} (round ${r + 1}/${n})`);
       const run = (): Promise<JobResult> => call<JobResult>(loadgen, { ...job, target: p.target });
-      const res = await (around ? around(p, run) : run());
+      measuring = p.id;
+      const res = await (around ? around(p, run) : run()).finally(() => {
+        measuring = undefined;
+      });
       if (res.errors > 0) log(`  ${res.errors} errors, first: ${res.firstError}`);
       runs.set(p.id, [...(runs.get(p.id) ?? []), res]);
     }
@@ -547,7 +554,10 @@ async function main(): Promise<void> {
       },
     );
     const origin = obs.target!.origin;
+    // Scraped while its own rounds run (and between phases), not during the other paths' rounds,
+    // where the scrape's work on these two cores would be noise in their figures.
     const scrape = setInterval(() => {
+      if (measuring !== undefined && measuring !== 'bridgeObs') return;
       fetch(`${origin}/metrics`, { headers: { authorization: 'Bearer bench-metrics' } })
         .then((r) => r.arrayBuffer())
         .catch(() => undefined);
@@ -818,6 +828,18 @@ async function main(): Promise<void> {
   if (!PROFILE) {
     for (const p of proxies) await holdStreams(loadgen, p, mockUrl, memory(p.id));
     for (const p of proxies) if (p.proc?.proc.pid) memory(p.id).afterLoadMB = mb(rssBytes(p.proc.proc.pid));
+    // What a proxy with no traffic costs its main thread (timers, sampling): every one over the
+    // same quiet window (the metrics & traces column is still scraped once a second).
+    const idleWindowMs = QUICK ? 1_000 : 3_000;
+    const idleFrom = new Map<PathId, number>();
+    for (const p of proxies) if (p.proc?.proc.pid) idleFrom.set(p.id, mainThreadCpuMsFine(p.proc.proc.pid));
+    await sleep(idleWindowMs);
+    for (const p of proxies)
+      if (p.proc?.proc.pid && idleFrom.has(p.id))
+        memory(p.id).idleCpuMsPerS = round(
+          ((cpuMs(p.proc.proc.pid) - idleFrom.get(p.id)!) * 1000) / idleWindowMs,
+          1,
+        );
   }
 
   await stop(loadgen);

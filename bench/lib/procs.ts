@@ -213,6 +213,16 @@ export function cpuMs(pid: number, mainThread = false): number {
   return (ticks * 1000) / 100;
 }
 
+/**
+ * CPU time a process's main thread has used so far, in ms with ns resolution
+ * (/proc/PID/task/PID/schedstat): for an idle process, where a few ms a second would round to 0 in
+ * `cpuMs`'s 10 ms clock ticks. (Summed over threads it is not reliable: a thread that ends takes
+ * its time with it.)
+ */
+export function mainThreadCpuMsFine(pid: number): number {
+  return Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+}
+
 export interface CpuTicks {
   steal: number;
   total: number;

@@ -301,6 +301,14 @@ export function renderTable(
   push('RSS idle, after the first requests, MB', memCells('idleMB'), goals.rssIdleMB);
   push(`RSS with ${meta.holdStreams} open streams, MB`, memCells('withStreamsMB'), goals.rssStreamsMB);
   push('RSS idle after the run, MB', memCells('afterLoadMB'));
+  push(
+    'main thread CPU idle after the run, ms per s',
+    cols.map((r, i) => {
+      if (i < 2) return '';
+      const v = r?.memory?.idleCpuMsPerS;
+      return typeof v === 'number' ? fmt(v, 1) : 'n/a';
+    }),
+  );
   const auditCells = (text: string): string[] =>
     COLUMNS.map((c) => (c.id === 'bridge' ? text : c.id === 'bridgePg' ? 'n/a' : ''));
   for (const a of audit) {
