@@ -837,7 +837,7 @@ async function main(): Promise<void> {
     for (const p of proxies)
       if (p.proc?.proc.pid && idleFrom.has(p.id))
         memory(p.id).idleCpuMsPerS = round(
-          ((cpuMs(p.proc.proc.pid) - idleFrom.get(p.id)!) * 1000) / idleWindowMs,
+          ((mainThreadCpuMsFine(p.proc.proc.pid) - idleFrom.get(p.id)!) * 1000) / idleWindowMs,
           1,
         );
   }
