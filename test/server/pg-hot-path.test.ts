@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { KeyInfo, User } from '../../shared/identity';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { type Asked, askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { liveClient } from '../helpers/live-client';
@@ -11,17 +12,8 @@ import { testPostgres } from '../helpers/postgres';
 /** How soon a change made on one replica must reach every other's authentication (docs/security.md). */
 const PROPAGATION_MS = 1000;
 
-async function ask(tb: TestBridge, key: string): Promise<{ status: number; body: string }> {
-  const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
-    method: 'POST',
-    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: 'claude-sonnet-4-6',
-      max_tokens: 50,
-      messages: [{ role: 'user', content: 'hi' }],
-    }),
-  });
-  return { status: res.status, body: await res.text() };
+function ask(tb: TestBridge, key: string): Promise<Asked> {
+  return askMessages(tb.url, key);
 }
 
 /** Polls `check` until it holds and returns how long that took; fails past PROPAGATION_MS. */

@@ -4,23 +4,15 @@ import { PostgresStore } from '../../server/store/postgres/postgres-store';
 import type { StoreChange } from '../../server/store/types';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { type Asked, askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { testPostgres } from '../helpers/postgres';
 
 const METRICS_TOKEN = 'metrics-token-for-outage-tests';
 
-async function ask(tb: TestBridge, key: string): Promise<{ status: number; body: string }> {
-  const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
-    method: 'POST',
-    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: 'claude-sonnet-4-6',
-      max_tokens: 50,
-      messages: [{ role: 'user', content: 'hi' }],
-    }),
-  });
-  return { status: res.status, body: await res.text() };
+function ask(tb: TestBridge, key: string): Promise<Asked> {
+  return askMessages(tb.url, key);
 }
 
 /** Cuts the database off (refuses and drops every connection to it), as an outage would. */

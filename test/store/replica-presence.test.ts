@@ -3,6 +3,7 @@ import pg from 'pg';
 import { ChangeFeed } from '../../server/store/postgres/change-feed';
 import type { StoreChange } from '../../server/store/types';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { liveClient } from '../helpers/live-client';
@@ -30,20 +31,6 @@ async function eavesdrop(url: string): Promise<{ heard: Envelope[]; close(): Pro
 
 const carriesEvents = (e: Envelope): boolean =>
   e.change?.kind === 'event' || (e.changes ?? []).some((c) => c.kind === 'event');
-
-async function ask(tb: TestBridge, key: string): Promise<Response> {
-  const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
-    method: 'POST',
-    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: 'claude-sonnet-4-6',
-      max_tokens: 50,
-      messages: [{ role: 'user', content: 'hi' }],
-    }),
-  });
-  await res.text();
-  return res;
-}
 
 /** Any live event will do: the feed does not look inside. */
 const anEvent: StoreChange = {
@@ -83,7 +70,7 @@ describe('replicas on PostgreSQL: live events only while another replica is ther
       // A WebSocket client on the lone replica gets its events: the bus still publishes locally.
       const onA = liveClient(a.url, { key: a.adminKey });
       await onA.next('hello');
-      for (let i = 0; i < 10; i++) assert.equal((await ask(a, dev.key)).status, 200);
+      for (let i = 0; i < 10; i++) assert.equal((await askMessages(a.url, dev.key)).status, 200);
       await onA.next('interception.ended', undefined, 5000);
       await onA.close();
       await sleep(100);
@@ -97,7 +84,7 @@ describe('replicas on PostgreSQL: live events only while another replica is ther
       const onB = liveClient(b.url, { key: a.adminKey });
       try {
         await onB.next('hello');
-        const res = await ask(a, dev.key);
+        const res = await askMessages(a.url, dev.key);
         const id = res.headers.get('x-aibridge-interception-id');
         const ended = await onB.next('interception.ended', (e) => e.interceptionId === id, 5000);
         assert.equal(ended.interceptionId, id);
@@ -111,7 +98,7 @@ describe('replicas on PostgreSQL: live events only while another replica is ther
       await eventually(async () => ear.heard.some((e) => e.bye), { what: 'a bye', timeoutMs: 2000 });
       await sleep(50);
       ear.heard.length = 0;
-      for (let i = 0; i < 5; i++) assert.equal((await ask(a, dev.key)).status, 200);
+      for (let i = 0; i < 5; i++) assert.equal((await askMessages(a.url, dev.key)).status, 200);
       await sleep(100);
       assert.equal(
         ear.heard.filter(carriesEvents).length,
