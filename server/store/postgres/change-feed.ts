@@ -91,7 +91,9 @@ export class ChangeFeed {
     this.stopped = false;
     await this.connect();
     this.presenceTimer = setInterval(() => {
-      this.sayHello();
+      // Not listening (the database is away): a hello would fail too, and the new connection
+      // says hello as soon as it listens.
+      if (this.client) this.sayHello();
       this.forgetSilentPeers();
     }, this.timing.presenceMs);
     this.presenceTimer.unref();
