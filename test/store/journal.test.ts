@@ -168,6 +168,32 @@ describe('the embedded journal', () => {
     assert.equal(warnings[0]!.offset, lines[0]!.length + lines[1]!.length + 2);
   });
 
+  it('reads that start together share one file handle per segment, and close gives them all back', async () => {
+    const dir = await tempDir();
+    const j = new Journal({ dir, segmentBytes: 2048 });
+    await j.open(() => undefined);
+    const locs = [];
+    for (let i = 0; i < 60; i++)
+      locs.push(await j.append(JSON.stringify({ seq: i + 1, pad: 'x'.repeat(80) })));
+    const segments = new Set(locs.map((l) => l.segment));
+    assert.ok(segments.size >= 3, `${segments.size} segments`);
+    const openFds = async (): Promise<number> => (await fs.readdir('/proc/self/fd')).length;
+    const before = await openFds();
+    // Every entry at once, as an export or a verify asks for them.
+    const read = await Promise.all(locs.map((l) => j.read(l)));
+    assert.deepEqual(
+      read.map((v) => (JSON.parse(v!) as { seq: number }).seq),
+      locs.map((_, i) => i + 1),
+    );
+    const during = await openFds();
+    assert.ok(
+      during - before <= segments.size,
+      `${during - before} descriptors for ${segments.size} segments`,
+    );
+    await j.close();
+    assert.ok((await openFds()) <= before - 1, 'the segment being written and every reader are closed');
+  });
+
   it('rolls over to a new segment past the size cap', async () => {
     const dir = await tempDir();
     const j = new Journal({ dir, segmentBytes: 200 });

@@ -78,7 +78,12 @@ export class Journal {
   private pending: Pending[] = [];
   private flushing: Promise<void> | null = null;
   /** Read-only handles by segment, for reading entries back. */
-  private readonly readers = new Map<number, fs.FileHandle>();
+  /**
+   * One read handle per segment, kept as its opening: reads that start together share it (two
+   * opened at once and one kept would leave the other to be closed by the GC, a descriptor leaked
+   * until then for every concurrent first read: an export or a verify reads many at once).
+   */
+  private readonly readers = new Map<number, Promise<fs.FileHandle>>();
 
   constructor(opts: JournalOptions) {
     this.dir = opts.dir;
@@ -175,18 +180,23 @@ export class Journal {
     const r = this.readers.get(segment);
     if (r) {
       this.readers.delete(segment);
-      await r.close();
+      await closeReader(r);
     }
     await fs.rm(path.join(this.dir, segmentName(segment)), { force: true });
   }
 
   /** Reads one entry back; undefined when it is not there or fails its checksum. */
   async read(loc: EntryLoc): Promise<string | undefined> {
-    let fh = this.readers.get(loc.segment);
-    if (!fh) {
-      fh = await fs.open(path.join(this.dir, segmentName(loc.segment)), 'r');
-      this.readers.set(loc.segment, fh);
+    let opening = this.readers.get(loc.segment);
+    if (!opening) {
+      opening = fs.open(path.join(this.dir, segmentName(loc.segment)), 'r');
+      this.readers.set(loc.segment, opening);
+      // A failed open is not kept: the next read tries again.
+      opening.catch(() => {
+        if (this.readers.get(loc.segment) === opening) this.readers.delete(loc.segment);
+      });
     }
+    const fh = await opening;
     const buf = Buffer.allocUnsafe(loc.length);
     const { bytesRead } = await fh.read(buf, 0, loc.length, loc.offset);
     return bytesRead === loc.length ? decodeLine(buf) : undefined;
@@ -270,7 +280,14 @@ export class Journal {
     while (this.flushing) await this.flushing;
     await this.fh?.close();
     this.fh = undefined;
-    for (const r of this.readers.values()) await r.close();
+    const readers = [...this.readers.values()];
     this.readers.clear();
+    for (const r of readers) await closeReader(r);
   }
+}
+
+/** Closes a segment's read handle once it is open; one that failed to open has nothing to close. */
+async function closeReader(opening: Promise<fs.FileHandle>): Promise<void> {
+  const fh = await opening.catch(() => undefined);
+  await fh?.close();
 }
