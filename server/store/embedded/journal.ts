@@ -77,9 +77,8 @@ export class Journal {
   private size = 0;
   private pending: Pending[] = [];
   private flushing: Promise<void> | null = null;
-  /** Read-only handles by segment, for reading entries back. */
   /**
-   * One read handle per segment, kept as its opening: reads that start together share it (two
+   * Read-only handles by segment, for reading entries back: one per segment, kept as its opening: reads that start together share it (two
    * opened at once and one kept would leave the other to be closed by the GC, a descriptor leaked
    * until then for every concurrent first read: an export or a verify reads many at once).
    */

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { User } from '../../../shared/identity';
 import type { GatewayToolCall, Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { type ChainHead, chainLink, EMPTY_HEAD, GENESIS } from '../../core/chain';
+import { type ChainHead, EMPTY_HEAD, GENESIS, linkRecord } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
 import { type BucketQuery, hourOf, type UsageBucket } from '../../core/rollup';
 import { BridgeError } from '../../errors';
@@ -75,16 +75,9 @@ function linkBatch(
   const out: Interception[] = [];
   const json: string[] = [];
   for (const rec of recs) {
-    // The keys it adds first, then set: a spread clone that gains keys costs ~7 µs a record on
-    // Node 20 (docs/performance.md, "Spread clones"); `hash` stays undefined while it is hashed.
-    const linked: Interception = { seq: 0, prevHash, hash: undefined, ...rec };
-    linked.seq = ++seq;
-    linked.prevHash = prevHash;
-    linked.hash = undefined;
-    const link = chainLink(prevHash, linked);
-    linked.hash = link.hash;
+    const link = linkRecord(rec, ++seq, prevHash);
     prevHash = link.hash;
-    out.push(linked);
+    out.push(link.record);
     json.push(link.json);
   }
   return { out, json };
