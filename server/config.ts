@@ -87,6 +87,12 @@ export interface Config {
    * record follows). Default `stored` with PostgreSQL, `sent` with the embedded store.
    */
   readonly auditAck: 'stored' | 'sent';
+  /**
+   * The embedded store's group commit: its journal syncs interception records at most once per
+   * this many ms, records of the meantime sharing the next sync. Default 10 with `auditAck` `sent`
+   * (nobody waits on the sync), 0 with `stored` (each answer's end would wait up to this long).
+   */
+  readonly auditSyncMs: number;
   /** Interception records older than this many days are deleted in the background; 0 keeps them all. */
   readonly auditRetentionDays: number;
   /** What records keep of conversations unless a team says otherwise. */
@@ -247,6 +253,7 @@ export const ENV_VARS = [
   'AIBRIDGE_AUDIT_RETENTION_DAYS',
   'AIBRIDGE_AUDIT_FAILURE',
   'AIBRIDGE_AUDIT_ACK',
+  'AIBRIDGE_AUDIT_SYNC_MS',
   'AIBRIDGE_AUTH_FAILURES_PER_MINUTE',
   'AIBRIDGE_ADMIN_SESSION_HOURS',
   // Limits on what a member controls (docs/security.md).
@@ -676,6 +683,9 @@ function fromProvidersFile<T>(read: () => T): T {
 }
 
 /** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
+/** AIBRIDGE_AUDIT_SYNC_MS when records are acked `sent` (docs/performance.md#group-commit). */
+export const DEFAULT_AUDIT_SYNC_MS = 10;
+
 export function loadConfig(flags: ServeFlags, env: Env): Config {
   const providersJson = providersFile(env);
   const upstreamsConfig = upstreams(env, providersJson);
@@ -694,6 +704,12 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     throw new ConfigError('AIBRIDGE_LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
   }
+  const auditAck = oneOf(
+    env,
+    'AIBRIDGE_AUDIT_ACK',
+    ['stored', 'sent'] as const,
+    databaseUrl(env) !== undefined ? 'stored' : 'sent',
+  );
   const config: Config = {
     host,
     port,
@@ -765,11 +781,12 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     auditCapture: oneOf(env, 'AIBRIDGE_AUDIT_CAPTURE', ['none', 'prompt', 'full'] as const, 'prompt'),
     auditRetentionDays: int(pick(undefined, '', env, 'AIBRIDGE_AUDIT_RETENTION_DAYS'), 0, 0, 100_000),
     auditFailure: oneOf(env, 'AIBRIDGE_AUDIT_FAILURE', ['closed', 'open'] as const, 'closed'),
-    auditAck: oneOf(
-      env,
-      'AIBRIDGE_AUDIT_ACK',
-      ['stored', 'sent'] as const,
-      databaseUrl(env) !== undefined ? 'stored' : 'sent',
+    auditAck,
+    auditSyncMs: int(
+      pick(undefined, '', env, 'AIBRIDGE_AUDIT_SYNC_MS'),
+      auditAck === 'sent' ? DEFAULT_AUDIT_SYNC_MS : 0,
+      0,
+      1000,
     ),
     authFailuresPerMinute: int(
       pick(undefined, '', env, 'AIBRIDGE_AUTH_FAILURES_PER_MINUTE'),

@@ -109,8 +109,15 @@ export class CacheBreakDetector {
     private readonly onBreak: (rec: NewInterception, brk: CacheBreak) => void,
   ) {}
 
-  /** The record with its `cacheBreak` set when the turn broke the session's cache. */
-  readonly annotate = async (rec: NewInterception, prefixAt?: PrefixAt): Promise<NewInterception> => {
+  /**
+   * The record with its `cacheBreak` set when the turn broke the session's cache. Answered at once
+   * unless the previous turn must be read from the store (another replica's, or from before a
+   * restart).
+   */
+  readonly annotate = (
+    rec: NewInterception,
+    prefixAt?: PrefixAt,
+  ): NewInterception | Promise<NewInterception> => {
     const cur = turnOf(rec);
     if (!cur || rec.sessionId === null) return rec;
     const key = `${rec.userId}\u0000${rec.sessionId}`;
@@ -118,13 +125,22 @@ export class CacheBreakDetector {
     const remembered = this.last.get(key);
     if (!remembered || remembered.startedAt <= cur.startedAt) this.remember(key, cur);
     if (!rewrote(cur)) return rec;
-    const prev = await this.previous(rec, remembered);
-    if (!prev) return rec;
+    const mine = remembered && remembered.startedAt <= rec.startedAt ? remembered : undefined;
+    if (mine && !this.store.shared) return this.judged(rec, cur, mine, prefixAt);
+    return this.previous(rec, mine).then((prev) => (prev ? this.judged(rec, cur, prev, prefixAt) : rec));
+  };
+
+  private judged(
+    rec: NewInterception,
+    cur: Turn,
+    prev: Turn,
+    prefixAt: PrefixAt | undefined,
+  ): NewInterception {
     const brk = judge(prev, cur, prefixAt, rec.provider, this.price);
     if (!brk) return rec;
     this.onBreak(rec, brk);
     return { ...rec, cacheBreak: brk };
-  };
+  }
 
   private remember(key: string, turn: Turn): void {
     this.last.delete(key);
@@ -132,9 +148,8 @@ export class CacheBreakDetector {
     if (this.last.size > MAX_SESSIONS) this.last.delete(this.last.keys().next().value!);
   }
 
-  private async previous(rec: NewInterception, remembered: Turn | undefined): Promise<Turn | undefined> {
-    const mine = remembered && remembered.startedAt <= rec.startedAt ? remembered : undefined;
-    if (mine && !this.store.shared) return mine;
+  /** The newer of the session's turn before `rec` in the store and `mine` (this replica's). */
+  private async previous(rec: NewInterception, mine: Turn | undefined): Promise<Turn | undefined> {
     const page = await this.store.listInterceptions(
       { userId: rec.userId, sessionId: rec.sessionId ?? undefined, until: rec.startedAt },
       20,

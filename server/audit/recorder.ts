@@ -66,8 +66,15 @@ function capJson(v: unknown): unknown {
  */
 const ANNOTATION_LIMIT_MS = 2000;
 
-/** A step a record passes before it is stored; `prefixAt`: the hash of its request's first k messages. */
-export type Annotator = (rec: NewInterception, prefixAt: PrefixAt | undefined) => Promise<NewInterception>;
+/**
+ * A step a record passes before it is stored; `prefixAt`: the hash of its request's first k
+ * messages. It answers at once (not a promise) when it has nothing to look up, which is nearly every
+ * record: those go to the store without a timer and a promise chain each.
+ */
+export type Annotator = (
+  rec: NewInterception,
+  prefixAt: PrefixAt | undefined,
+) => NewInterception | Promise<NewInterception>;
 
 export interface RecorderOptions {
   /** When the store refuses writes: `closed` refuses new requests, `open` serves on and may drop records. */
@@ -91,6 +98,8 @@ export class Recorder {
   private annotator: Annotator | undefined;
   /** Resolves once every record finished so far has been handed to the store (annotated or not). */
   private handOff: Promise<void> = Promise.resolve();
+  /** Records whose annotation is still awaited: while any is, later records queue behind them. */
+  private annotating = 0;
 
   constructor(
     private readonly store: Store,
@@ -220,21 +229,33 @@ export class Recorder {
     }
     const annotate = this.annotator;
     if (!annotate) return this.persist(rec);
-    const annotated = this.annotated(annotate, rec, start.request.cache?.prefixAt);
+    let now: NewInterception | Promise<NewInterception>;
+    try {
+      now = annotate(rec, start.request.cache?.prefixAt);
+    } catch (err) {
+      this.log.error({ err, interceptionId: rec.id }, 'record annotation failed; storing it as it is');
+      now = rec;
+    }
+    // Nothing queued before it: an answer at once goes straight to the store, in finishing order.
+    if (!(now instanceof Promise) && this.annotating === 0) return this.persist(now);
+    const annotated = now instanceof Promise ? this.annotated(now, rec) : Promise.resolve(now);
     // Handed to the store in the order the interceptions finished, however long each annotation took.
+    this.annotating += 1;
     const ready = this.handOff.then(() => annotated);
     this.handOff = ready.then(() => undefined);
-    const p = ready.then((r) => this.persist(r)).finally(() => this.inFlight.delete(p));
+    const p = ready
+      .then((r) => {
+        // In the same turn as the hand-off, so no record finished at once can slip in between.
+        this.annotating -= 1;
+        return this.persist(r);
+      })
+      .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
     return p;
   }
 
   /** The annotated record; the record as it is if annotation fails or takes longer than ANNOTATION_LIMIT_MS. */
-  private annotated(
-    annotate: Annotator,
-    rec: NewInterception,
-    prefixAt: PrefixAt | undefined,
-  ): Promise<NewInterception> {
+  private annotated(annotation: Promise<NewInterception>, rec: NewInterception): Promise<NewInterception> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<NewInterception>((resolve) => {
       timer = setTimeout(() => {
@@ -243,7 +264,7 @@ export class Recorder {
       }, ANNOTATION_LIMIT_MS);
       timer.unref();
     });
-    const done = annotate(rec, prefixAt).catch((err: unknown) => {
+    const done = annotation.catch((err: unknown) => {
       this.log.error({ err, interceptionId: rec.id }, 'record annotation failed; storing it as it is');
       return rec;
     });

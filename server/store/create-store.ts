@@ -23,6 +23,7 @@ export async function createStore(config: Config, log: Log): Promise<Store> {
   }
   return new EmbeddedStore({
     dataDir: config.dataDir,
+    auditSyncMs: config.auditSyncMs,
     onWarning: (w) => log.warn({ file: w.file, offset: w.offset }, `journal: ${w.reason}`),
   });
 }

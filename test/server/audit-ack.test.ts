@@ -69,4 +69,24 @@ describe('AIBRIDGE_AUDIT_ACK: when an answer ends', () => {
     );
     assert.throws(() => loadConfig({ port: '0' }, { AIBRIDGE_AUDIT_ACK: 'later' }), /AIBRIDGE_AUDIT_ACK/);
   });
+
+  it('AIBRIDGE_AUDIT_SYNC_MS: group commit by default only when nobody waits on the sync', async () => {
+    const { loadConfig, DEFAULT_AUDIT_SYNC_MS } = await import('../../server/config');
+    assert.ok(DEFAULT_AUDIT_SYNC_MS > 0);
+    assert.equal(loadConfig({ port: '0' }, {}).auditSyncMs, DEFAULT_AUDIT_SYNC_MS);
+    assert.equal(loadConfig({ port: '0' }, { AIBRIDGE_AUDIT_ACK: 'stored' }).auditSyncMs, 0);
+    assert.equal(
+      loadConfig({ port: '0' }, { AIBRIDGE_AUDIT_ACK: 'stored', AIBRIDGE_AUDIT_SYNC_MS: '5' }).auditSyncMs,
+      5,
+    );
+    assert.equal(loadConfig({ port: '0' }, { AIBRIDGE_AUDIT_SYNC_MS: '0' }).auditSyncMs, 0);
+    assert.throws(
+      () => loadConfig({ port: '0' }, { AIBRIDGE_AUDIT_SYNC_MS: 'soon' }),
+      /AIBRIDGE_AUDIT_SYNC_MS/,
+    );
+    assert.throws(
+      () => loadConfig({ port: '0' }, { AIBRIDGE_AUDIT_SYNC_MS: '5000' }),
+      /AIBRIDGE_AUDIT_SYNC_MS/,
+    );
+  });
 });

@@ -194,6 +194,36 @@ describe('the embedded journal', () => {
     assert.ok((await openFds()) <= before - 1, 'the segment being written and every reader are closed');
   });
 
+  for (const syncIntervalMs of [0, 250]) {
+    it(`syncIntervalMs ${syncIntervalMs}: ${syncIntervalMs ? 'entries appended within the interval share one sync; one after a quiet spell is not held' : 'each entry is synced as it comes'}`, async () => {
+      const dir = await tempDir();
+      const j = new Journal({ dir, syncIntervalMs });
+      await j.open(() => undefined);
+      const t0 = performance.now();
+      await j.append('{"first":true}');
+      assert.ok(performance.now() - t0 < 200, 'the first entry after a quiet spell is written at once');
+      // Entries 20 ms apart for 150 ms, each one's durable moment noted.
+      const durable: Promise<number>[] = [];
+      for (let i = 0; i < 8; i++) {
+        durable.push(j.append(JSON.stringify({ i })).then(() => performance.now()));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const at = await Promise.all(durable);
+      // Entries of one batch are resolved together, in the same turn.
+      const batches = new Set(at.map((t) => Math.round(t / 5))).size;
+      if (syncIntervalMs) {
+        assert.equal(batches, 1, `one sync for the eight: ${at.map((t) => (t - t0).toFixed(1)).join(', ')}`);
+        assert.ok(at[0]! - t0 >= syncIntervalMs - 5, 'not before the interval since the last sync started');
+      } else assert.ok(batches >= 6, `each entry synced alone: ${batches} batches`);
+      await j.close();
+      const seen: unknown[] = [];
+      const again = new Journal({ dir });
+      await again.open((v) => seen.push(v));
+      await again.close();
+      assert.equal(seen.length, 9);
+    });
+  }
+
   it('rolls over to a new segment past the size cap', async () => {
     const dir = await tempDir();
     const j = new Journal({ dir, segmentBytes: 200 });

@@ -71,6 +71,8 @@ export interface EmbeddedStoreOptions {
   touchFlushMs?: number;
   /** Journal segment size; retention drops whole segments. */
   segmentBytes?: number;
+  /** Group commit of interception records (AIBRIDGE_AUDIT_SYNC_MS; JournalOptions.syncIntervalMs). */
+  auditSyncMs?: number;
 }
 
 /**
@@ -127,6 +129,7 @@ export class EmbeddedStore implements Store {
     this.journal = new Journal({
       dir: path.join(opts.dataDir, 'interceptions'),
       ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}),
+      ...(opts.auditSyncMs ? { syncIntervalMs: opts.auditSyncMs } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
     });
     this.touchFlushMs = opts.touchFlushMs ?? 5_000;

@@ -13,6 +13,14 @@ export interface JournalOptions {
   /** A segment is closed and a new one started once it grows past this size. */
   segmentBytes?: number;
   onWarning?: (w: JournalWarning) => void;
+  /**
+   * Group commit: a write and its sync start at most once per this many ms, and entries appended
+   * meanwhile go in the next one. Each sync costs the same CPU whatever it carries (a thread-pool
+   * round trip and, on a VM, the disk's doorbell through the hypervisor), so under load fewer,
+   * larger batches are cheaper per entry. An entry after a quiet spell is written at once. 0 (the
+   * default): each batch starts as soon as the one before it is durable.
+   */
+  syncIntervalMs?: number;
 }
 
 /** Where an entry lives: its segment number, byte offset and line length (newline excluded). */
@@ -77,6 +85,9 @@ export class Journal {
   private size = 0;
   private pending: Pending[] = [];
   private flushing: Promise<void> | null = null;
+  private readonly syncIntervalMs: number;
+  /** When the last batch's write started (performance.now()), for syncIntervalMs. */
+  private lastBatchAt = Number.NEGATIVE_INFINITY;
   /**
    * Read-only handles by segment, for reading entries back: one per segment, kept as its opening: reads that start together share it (two
    * opened at once and one kept would leave the other to be closed by the GC, a descriptor leaked
@@ -88,6 +99,7 @@ export class Journal {
     this.dir = opts.dir;
     this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
     this.onWarning = opts.onWarning ?? (() => undefined);
+    this.syncIntervalMs = opts.syncIntervalMs ?? 0;
   }
 
   /**
@@ -225,6 +237,11 @@ export class Journal {
 
   private async drain(): Promise<void> {
     while (this.pending.length > 0) {
+      if (this.syncIntervalMs > 0) {
+        const wait = this.lastBatchAt + this.syncIntervalMs - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        this.lastBatchAt = performance.now();
+      }
       const batch = this.pending.splice(0);
       const headBefore = this.head;
       const lines: Buffer[] = [];

@@ -10,10 +10,26 @@ function toolSet(rec: Interception): string {
     : TOOLS + [...new Set(rec.toolCalls.map((c) => c.name))].sort().join('\u0000');
 }
 
-/** 13 hex digits (52 bits) of the id's uuid, exact in a double. */
-function idKey(id: string): number {
-  const hex = id.replace(/[^0-9a-f]/gi, '').slice(-13);
-  return hex.length === 0 ? -1 : Number.parseInt(hex, 16);
+/**
+ * The id's last 13 hex digits (52 bits of its uuid, exact in a double), other characters skipped;
+ * -1 without any. A loop rather than a regex replace: it runs for every record written.
+ */
+export function idKey(id: string): number {
+  let n = 0;
+  let scale = 1;
+  let digits = 0;
+  for (let i = id.length - 1; i >= 0 && digits < 13; i--) {
+    const c = id.charCodeAt(i);
+    let v: number;
+    if (c >= 48 && c <= 57) v = c - 48;
+    else if (c >= 97 && c <= 102) v = c - 87;
+    else if (c >= 65 && c <= 70) v = c - 55;
+    else continue;
+    n += v * scale;
+    scale *= 16;
+    digits++;
+  }
+  return digits === 0 ? -1 : n;
 }
 
 /** Strings seen many times (user ids, models, clients) stored once, referred to by number. */

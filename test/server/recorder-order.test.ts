@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import { type InterceptionEnd, Recorder } from '../../server/audit/recorder';
+import type { InterceptionStart } from '../../server/core/facts';
+import { Metrics } from '../../server/metrics';
+import { PriceBook } from '../../server/spend/prices';
+import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
+import type { NewInterception } from '../../server/store/types';
+import { tempDir } from '../helpers/bridge';
+
+function start(id: string): InterceptionStart {
+  const now = new Date();
+  return {
+    id,
+    principal: {
+      user: { id: 'usr_1', email: 'a@example.com', team: null, role: 'member', createdAt: now.toISOString() },
+      key: { id: 'key_1', userId: 'usr_1', createdAt: now.toISOString() },
+    } as unknown as InterceptionStart['principal'],
+    provider: 'anthropic',
+    api: 'messages',
+    client: 'unknown',
+    request: {
+      model: 'claude-sonnet-4-6',
+      prompt: 'hi',
+      sessionId: null,
+      maxOutputTokens: 16,
+      toolResults: [],
+      newMessages: [],
+    },
+    startedAt: now,
+  };
+}
+
+const end: InterceptionEnd = {
+  status: 'ok',
+  error: null,
+  httpStatus: 200,
+  streamed: false,
+  endedAt: new Date(),
+  response: null,
+  upstreamRequestId: null,
+};
+
+describe('the recorder hands records to the store in the order they finished', () => {
+  it('a record annotated at once waits behind one whose annotation is still being looked up; after them, it is stored at once', async () => {
+    const store = new EmbeddedStore({ dataDir: await tempDir() });
+    await store.open();
+    const order: string[] = [];
+    const append = store.appendInterception.bind(store);
+    store.appendInterception = (rec: NewInterception) => {
+      order.push(rec.id);
+      return append(rec);
+    };
+    const recorder = new Recorder(store, pino({ level: 'silent' }), new PriceBook(), new Metrics());
+    // Ids ending in "slow" need a store look-up (a promise); the others are answered at once. One
+    // that throws is stored as it is.
+    recorder.annotateWith((rec) => {
+      if (rec.id.endsWith('boom')) throw new Error('annotation failed');
+      if (!rec.id.endsWith('slow')) return { ...rec, prompt: `${rec.prompt} (at once)` };
+      return new Promise((r) => setTimeout(() => r({ ...rec, prompt: `${rec.prompt} (looked up)` }), 50));
+    });
+    const stored = [
+      recorder.finish(start('int_1_slow'), end),
+      recorder.finish(start('int_2'), end),
+      recorder.finish(start('int_3_boom'), end),
+      recorder.finish(start('int_4_slow'), end),
+      recorder.finish(start('int_5'), end),
+    ];
+    assert.deepEqual(order, [], 'nothing overtakes the record still being annotated');
+    await Promise.all(stored);
+    assert.deepEqual(order, ['int_1_slow', 'int_2', 'int_3_boom', 'int_4_slow', 'int_5']);
+
+    // Nothing queued any more: a record answered at once goes to the store within finish().
+    const last = recorder.finish(start('int_6'), end);
+    assert.deepEqual(order.slice(5), ['int_6']);
+    await last;
+    const page = await store.listInterceptions({}, 10);
+    const prompts = Object.fromEntries(page.items.map((r) => [r.id, r.prompt]));
+    assert.equal(prompts.int_1_slow, 'hi (looked up)');
+    assert.equal(prompts.int_2, 'hi (at once)');
+    assert.equal(prompts.int_3_boom, 'hi');
+    assert.equal(prompts.int_6, 'hi (at once)');
+    await store.close();
+  });
+});
