@@ -153,7 +153,10 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
               if (!req.raw.complete) reply.header('connection', 'close');
               throw err;
             }
-          } else await first(req, reply);
+          } else
+            await new Promise<void>((resolve, reject) =>
+              first(req, reply, (err) => (err ? reject(err) : resolve())),
+            );
         } catch (err) {
           if (err instanceof BridgeError && err.status === 401) {
             const metadata = `resource_metadata="${originOf(req, d.publicUrl)}${RESOURCE_METADATA_PATH}"`;

@@ -62,8 +62,9 @@ export function createFastify(
   guard.attach(app.server);
   app.decorateRequest('principal', null);
   app.decorateRequest('interceptionId', null);
-  app.addHook('onRequest', async () => {
-    if (draining()) throw new BridgeError('shutting_down');
+  // Hooks on every request take fastify's callback form: an async hook costs a promise each time.
+  app.addHook('onRequest', (_req, _reply, done) => {
+    done(draining() ? new BridgeError('shutting_down') : undefined);
   });
   app.setNotFoundHandler((req, reply) => {
     const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
@@ -77,18 +78,19 @@ export function createFastify(
   });
   // One JSON line per request: metered model requests get theirs from the recorder (with usage),
   // every other request gets this one.
-  app.addHook('onResponse', async (req, reply) => {
-    if (req.interceptionId) return;
-    req.log.info(
-      {
-        method: req.method,
-        route: req.routeOptions.url ?? null,
-        statusCode: reply.statusCode,
-        durationMs: Math.round(reply.elapsedTime * 100) / 100,
-        userId: req.principal?.user.id ?? null,
-      },
-      'request',
-    );
+  app.addHook('onResponse', (req, reply, done) => {
+    if (!req.interceptionId)
+      req.log.info(
+        {
+          method: req.method,
+          route: req.routeOptions.url ?? null,
+          statusCode: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 100) / 100,
+          userId: req.principal?.user.id ?? null,
+        },
+        'request',
+      );
+    done();
   });
   return app;
 }

@@ -16,21 +16,28 @@ export interface AdmissionTicket {
   routed?: boolean;
 }
 
-/** One check: throws the refusal (a BridgeError) or calls the next check. */
-export type AdmissionGate = (ticket: AdmissionTicket, next: () => Promise<void>) => Promise<void>;
+/**
+ * One check: throws the refusal (a BridgeError) or calls the next check. A check that needs nothing
+ * asynchronous answers at once (a request's admission usually needs no promise at all).
+ */
+export type AdmissionGate = (
+  ticket: AdmissionTicket,
+  next: () => void | Promise<void>,
+) => void | Promise<void>;
 
 /**
  * Composes gates into one admission, in the style of undici's interceptors: each gate decides
  * whether the next runs. The first refusal ends admission; gates after it are never asked, so a
- * refused request reserves no budget and counts against no rate limit.
+ * refused request reserves no budget and counts against no rate limit. Throws a refusal of a gate
+ * that answered at once; a promise only when a gate needed one.
  */
 export function composeAdmission(
   gates: readonly AdmissionGate[],
-): (ticket: AdmissionTicket) => Promise<void> {
+): (ticket: AdmissionTicket) => void | Promise<void> {
   return (ticket) => {
-    const step = (i: number): Promise<void> => {
+    const step = (i: number): void | Promise<void> => {
       const gate = gates[i];
-      return gate ? gate(ticket, () => step(i + 1)) : Promise.resolve();
+      return gate ? gate(ticket, () => step(i + 1)) : undefined;
     };
     return step(0);
   };
@@ -38,7 +45,7 @@ export function composeAdmission(
 
 /** The provider has no key configured: nothing can be forwarded, unless the user brought their own. */
 export function upstreamConfigured(configured: () => boolean): AdmissionGate {
-  return async (t, next) => {
+  return (t, next) => {
     if (!t.routed && t.start.billedTo !== 'user' && !configured())
       throw new BridgeError('provider_not_configured');
     return next();
@@ -47,7 +54,7 @@ export function upstreamConfigured(configured: () => boolean): AdmissionGate {
 
 /** The audit store cannot take records and the bridge is set to refuse rather than serve unrecorded. */
 export function auditAccepting(accepting: () => boolean): AdmissionGate {
-  return async (_t, next) => {
+  return (_t, next) => {
     if (!accepting()) throw new BridgeError('audit_unavailable');
     return next();
   };
@@ -55,17 +62,17 @@ export function auditAccepting(accepting: () => boolean): AdmissionGate {
 
 /** Model policy, rate limits and budgets (server/spend/governance.ts). */
 export function governed(governance: {
-  admit(start: InterceptionStart, bodyBytes: number): Promise<void>;
+  admit(start: InterceptionStart, bodyBytes: number): void | Promise<void>;
 }): AdmissionGate {
-  return async (t, next) => {
-    await governance.admit(t.start, t.bodyBytes);
-    return next();
+  return (t, next) => {
+    const pending = governance.admit(t.start, t.bodyBytes);
+    return pending ? pending.then(next) : next();
   };
 }
 
 /** The provider+model circuit breaker: refused with `retry-after` while open; one probe when half-open. */
 export function breakerClosed(breakers: CircuitBreakers, provider: string): AdmissionGate {
-  return async (t, next) => {
+  return (t, next) => {
     if (t.routed) return next();
     const admission = breakers.admit(provider, t.start.request.model);
     if (!admission.admitted) {

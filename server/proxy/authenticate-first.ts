@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Principal } from '../core/principal';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 
 /**
@@ -9,14 +10,32 @@ import { type Authenticator, credentialFrom } from '../identity/auth';
  * through to the handler, which answers it.
  */
 export function authenticateFirst(auth: Authenticator, prefix: string) {
-  return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (req.method === 'HEAD' && isBase(req.url, prefix) && !credentialFrom(req.headers)) return;
-    try {
-      req.principal = await auth.authenticate(req.headers, req.ip);
-    } catch (err) {
+  // Fastify's callback form, and the principal at once when the key is cached: no promise per request.
+  return (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void => {
+    if (req.method === 'HEAD' && isBase(req.url, prefix) && !credentialFrom(req.headers)) {
+      done();
+      return;
+    }
+    const refused = (err: unknown): void => {
       // The body still on its way is not wanted: closing beats reading it only to drop it.
       if (!req.raw.complete) reply.header('connection', 'close');
-      throw err;
+      done(err instanceof Error ? err : new Error(String(err)));
+    };
+    let principal: Principal | Promise<Principal>;
+    try {
+      principal = auth.authenticateNow(req.headers, req.ip);
+    } catch (err) {
+      refused(err);
+      return;
+    }
+    if (principal instanceof Promise)
+      principal.then((p) => {
+        req.principal = p;
+        done();
+      }, refused);
+    else {
+      req.principal = principal;
+      done();
     }
   };
 }

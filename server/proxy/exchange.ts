@@ -47,7 +47,7 @@ export interface ExchangeDeps {
   breakers: CircuitBreakers;
   telemetry: ExchangeTelemetry;
   /** The composed admission (server/proxy/admission.ts): throws the refusal. */
-  admit(ticket: AdmissionTicket): Promise<void>;
+  admit(ticket: AdmissionTicket): void | Promise<void>;
   /** Exchanges in progress, so shutdown can end the ones still open after the grace period. */
   open: Set<{ shutdown(): void }>;
   /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
@@ -447,7 +447,9 @@ export class Exchange {
       ...(this.metered.targets ? { routed: true } : {}),
     };
     try {
-      await this.deps.admit(ticket);
+      // Usually answered at once: a promise only when a gate needs one (a budget's reservation).
+      const pending = this.deps.admit(ticket);
+      if (pending) await pending;
     } catch (err) {
       if (!isBridgeError(err)) throw err;
       decided?.(false);

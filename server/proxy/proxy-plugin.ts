@@ -30,7 +30,7 @@ export function proxyCapability(
     capture: ProviderRouteDeps['capture'];
     recorder: ExchangeDeps['recorder'] & { accepting(): boolean };
     governance: {
-      admit(start: Parameters<ExchangeDeps['admit']>[0]['start'], bodyBytes: number): Promise<void>;
+      admit(start: Parameters<ExchangeDeps['admit']>[0]['start'], bodyBytes: number): void | Promise<void>;
     };
     telemetry: ExchangeTelemetry;
     events: ExchangeDeps['events'];

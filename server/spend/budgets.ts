@@ -280,9 +280,19 @@ export class Budgets {
    * budget that applies, or throws `budget_exceeded` naming the budget and when it resets. A budget
    * is spent once what ended plus what is reserved reaches the limit.
    */
-  async reserve(interceptionId: string, user: Spender, estimateUsd: number): Promise<void> {
+  /** Undefined at once when no budget applies to the user (most requests): no promise then. */
+  reserve(interceptionId: string, user: Spender, estimateUsd: number): Promise<void> | undefined {
     const list = this.applicable(user);
-    if (list.length === 0) return;
+    if (list.length === 0) return undefined;
+    return this.reserveIn(list, interceptionId, user, estimateUsd);
+  }
+
+  private async reserveIn(
+    list: ReturnType<Budgets['applicable']>,
+    interceptionId: string,
+    user: Spender,
+    estimateUsd: number,
+  ): Promise<void> {
     const now = this.now();
     const claims = list.map((t) => this.claim(t.budget, now, user));
     let outcome: ReserveOutcome;

@@ -51,21 +51,27 @@ export class Governance {
   }
 
   /** Throws the refusal (`model_denied`, `rate_limited`, `budget_exceeded`) or admits the request. */
-  async admit(start: InterceptionStart, bodyBytes: number): Promise<void> {
+  /** Throws a refusal; a promise only when a budget applies (its reservation may ask the store). */
+  admit(start: InterceptionStart, bodyBytes: number): void | Promise<void> {
     const { user } = start.principal;
     try {
       this.policies.check(user.team, start.request.model);
       this.limiter.admit(start.id, start.principal);
       // The budget check asks the store (a database round trip when replicas share one).
-      await this.budgets.reserve(
+      const reserving = this.budgets.reserve(
         start.id,
         { id: user.id, team: user.team, sessionId: start.request.sessionId },
         this.estimateUsd(start, bodyBytes),
       );
+      return reserving?.catch((err: unknown) => this.refused(err));
     } catch (err) {
-      if (isBridgeError(err)) this.metrics.refusals.inc({ reason: (err as BridgeError).code });
-      throw err;
+      this.refused(err);
     }
+  }
+
+  private refused(err: unknown): never {
+    if (isBridgeError(err)) this.metrics.refusals.inc({ reason: (err as BridgeError).code });
+    throw err;
   }
 
   settle(rec: NewInterception): void {
