@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type Redaction, Redactor } from '../../server/audit/redact';
+import { mayHoldSecret, type Redaction, Redactor, SECRET_RULES } from '../../server/audit/redact';
 import type { BridgeEvent } from '../../shared/protocol';
 import { LOOK_ALIKES, PLANTED } from '../fixtures/secrets-corpus';
 import { AnthropicMock } from '../helpers/anthropic-mock';
@@ -33,6 +33,35 @@ describe('secret redaction', () => {
     assert.deepEqual(missed, [], 'planted secrets left in');
     assert.deepEqual(wrongKind, [], 'secrets found under the wrong kind');
     assert.deepEqual(damaged, [], 'look-alikes damaged');
+  });
+
+  it('the one-scan cue holds wherever any built-in rule matches, so a text without it is rightly skipped', () => {
+    // The corpus, each text cut at every place, and each with its letters' case flipped: every
+    // string a rule matches must show the cue.
+    const texts: string[] = [...PLANTED.map((p) => p.text), ...LOOK_ALIKES];
+    for (const t of [...texts]) {
+      for (let i = 0; i < t.length; i += 3) texts.push(t.slice(i), t.slice(0, i));
+      texts.push(t.toLowerCase(), t.toUpperCase());
+    }
+    let matched = 0;
+    for (const t of texts) {
+      const hit = SECRET_RULES.find((r) => new RegExp(r.re.source, r.re.flags.replace('g', '')).test(t));
+      if (!hit) continue;
+      matched++;
+      assert.ok(
+        mayHoldSecret(t),
+        `${hit.kind} matches ${JSON.stringify(t.slice(0, 80))} but the cue is missing`,
+      );
+    }
+    assert.ok(matched > PLANTED.length, `${matched} texts with a secret`);
+    assert.equal(mayHoldSecret('Change it to return null instead, and explain why that is clearer.'), false);
+    // Without the cue only the admin's patterns run; they still do.
+    const found: Redaction[] = [];
+    assert.equal(
+      new Redactor(['INC-\\d{6}']).text('see INC-123456', 'prompt', found),
+      'see [REDACTED:custom_1]',
+    );
+    assert.deepEqual(found, [{ kind: 'custom_1', field: 'prompt', count: 1 }]);
   });
 
   it('redacts inside JSON tool inputs and applies admin patterns', () => {
