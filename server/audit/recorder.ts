@@ -66,6 +66,9 @@ function capJson(v: unknown): unknown {
  */
 const ANNOTATION_LIMIT_MS = 2000;
 
+/** Log levels at which the per-interception `info` line is written. */
+const LOGS_INFO: ReadonlySet<string> = new Set(['trace', 'debug', 'info']);
+
 /**
  * A step a record passes before it is stored; `prefixAt`: the hash of its request's first k
  * messages. It answers at once (not a promise) when it has nothing to look up, which is nearly every
@@ -201,24 +204,26 @@ export class Recorder {
       ...(end.attempts && end.attempts.length > 0 ? { attempts: end.attempts } : {}),
       ...(end.keyName ? { keyName: end.keyName } : {}),
     };
-    this.log.info(
-      {
-        reqId: start.requestId,
-        interceptionId: rec.id,
-        userId: rec.userId,
-        provider: rec.provider,
-        api: rec.api,
-        model: rec.model,
-        client: rec.client,
-        status: rec.status,
-        httpStatus: rec.httpStatus,
-        durationMs: rec.durationMs,
-        usage: rec.usage,
-        costUsd: rec.costUsd,
-        ...(rec.billedTo ? { billedTo: rec.billedTo } : {}),
-      },
-      'interception',
-    );
+    // The line's object is built only when it is logged (AIBRIDGE_LOG_LEVEL info or finer).
+    if (LOGS_INFO.has(this.log.level))
+      this.log.info(
+        {
+          reqId: start.requestId,
+          interceptionId: rec.id,
+          userId: rec.userId,
+          provider: rec.provider,
+          api: rec.api,
+          model: rec.model,
+          client: rec.client,
+          status: rec.status,
+          httpStatus: rec.httpStatus,
+          durationMs: rec.durationMs,
+          usage: rec.usage,
+          costUsd: rec.costUsd,
+          ...(rec.billedTo ? { billedTo: rec.billedTo } : {}),
+        },
+        'interception',
+      );
     this.metrics.interception(rec);
     for (const l of this.finishListeners) {
       try {
