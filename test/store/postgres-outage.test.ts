@@ -65,7 +65,18 @@ describe('the PostgreSQL store when the database is unreachable', function () {
       const dev = await tb.addUser('dev@example.com');
       assert.equal((await ask(tb, dev.key)).status, 200);
       await tb.interceptions(1);
+      // The bridge learns of the outage when its change feed's connection drops (then it no longer
+      // trusts the keys it cached). A request that gets in before that socket closes is served
+      // from the cache, and its record waits for the database: the refusal is asked after it.
+      const noticed = new Promise<void>((resolve) => {
+        const stop = tb.bridge.store.watch((c) => {
+          if (c.kind !== 'resync') return;
+          stop();
+          resolve();
+        });
+      });
       await outage(adminUrl, db, true);
+      await noticed;
       const refused = await ask(tb, dev.key);
       assert.equal(refused.status, 503, refused.body);
       assert.match(refused.body, /database/);
