@@ -682,10 +682,10 @@ function fromProvidersFile<T>(read: () => T): T {
   }
 }
 
-/** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
 /** AIBRIDGE_AUDIT_SYNC_MS when records are acked `sent` (docs/performance.md#group-commit). */
 export const DEFAULT_AUDIT_SYNC_MS = 10;
 
+/** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
 export function loadConfig(flags: ServeFlags, env: Env): Config {
   const providersJson = providersFile(env);
   const upstreamsConfig = upstreams(env, providersJson);

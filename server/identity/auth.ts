@@ -38,6 +38,21 @@ export function providerCredentialFrom(headers: IncomingHttpHeaders): string | u
   return undefined;
 }
 
+/** Why a found key may not be used now (revoked, expired), or undefined. */
+function keyRefusal(key: KeyRecord, now: Date): BridgeError | undefined {
+  if (key.revokedAt) return new BridgeError('unauthorized', `Bridge key ${key.prefix}… has been revoked.`);
+  if (key.expiresAt && Date.parse(key.expiresAt) <= now.getTime())
+    return new BridgeError('unauthorized', `Bridge key ${key.prefix}… has expired.`);
+  return undefined;
+}
+
+/** Why a key's user may not use it (deactivated by the identity provider), or undefined. */
+function userRefusal(user: User): BridgeError | undefined {
+  return user.deactivatedAt
+    ? new BridgeError('user_deactivated', `User ${user.email} has been deactivated by the identity provider.`)
+    : undefined;
+}
+
 /** Keys remembered for serving through a database outage, at most. */
 const REMEMBERED_KEYS = 10_000;
 
@@ -129,17 +144,12 @@ export class Authenticator {
     const key = await this.keyByHash(hash);
     if (!key) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
     const now = this.now();
-    if (key.revokedAt) throw new BridgeError('unauthorized', `Bridge key ${key.prefix}… has been revoked.`);
-    if (key.expiresAt && Date.parse(key.expiresAt) <= now.getTime()) {
-      throw new BridgeError('unauthorized', `Bridge key ${key.prefix}… has expired.`);
-    }
+    const keyRefused = keyRefusal(key, now);
+    if (keyRefused) throw keyRefused;
     const user = await this.userById(key.userId);
     if (!user) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
-    if (user.deactivatedAt)
-      throw new BridgeError(
-        'user_deactivated',
-        `User ${user.email} has been deactivated by the identity provider.`,
-      );
+    const userRefused = userRefusal(user);
+    if (userRefused) throw userRefused;
     return this.admitted(token, hash, key, user, now);
   }
 
@@ -153,10 +163,10 @@ export class Authenticator {
     const hash = token === undefined ? undefined : this.hashes.get(token);
     const key = hash === undefined ? undefined : this.cache?.key(hash);
     const user = key ? this.cache?.user(key.userId) : undefined;
-    if (token !== undefined && hash !== undefined && key && user && !key.revokedAt && !user.deactivatedAt) {
+    if (token !== undefined && hash !== undefined && key && user) {
       const now = this.now();
-      if (!key.expiresAt || Date.parse(key.expiresAt) > now.getTime())
-        return this.admitted(token, hash, key, user, now);
+      // The same rules as `check`; a refusal is left to it, which words and counts it.
+      if (!keyRefusal(key, now) && !userRefusal(user)) return this.admitted(token, hash, key, user, now);
     }
     return this.authenticate(headers, ip);
   }

@@ -278,9 +278,9 @@ export class Budgets {
   /**
    * Admits a request against every blocking budget that applies, reserving `estimateUsd` on each
    * budget that applies, or throws `budget_exceeded` naming the budget and when it resets. A budget
-   * is spent once what ended plus what is reserved reaches the limit.
+   * is spent once what ended plus what is reserved reaches the limit. Undefined at once when no
+   * budget applies to the user (most requests): no promise then.
    */
-  /** Undefined at once when no budget applies to the user (most requests): no promise then. */
   reserve(interceptionId: string, user: Spender, estimateUsd: number): Promise<void> | undefined {
     const list = this.applicable(user);
     if (list.length === 0) return undefined;
@@ -288,7 +288,7 @@ export class Budgets {
   }
 
   private async reserveIn(
-    list: ReturnType<Budgets['applicable']>,
+    list: Tracked[],
     interceptionId: string,
     user: Spender,
     estimateUsd: number,

@@ -50,8 +50,10 @@ export class Governance {
     return unbounded ? Math.max(estimate, this.requestFloorUsd) : estimate;
   }
 
-  /** Throws the refusal (`model_denied`, `rate_limited`, `budget_exceeded`) or admits the request. */
-  /** Throws a refusal; a promise only when a budget applies (its reservation may ask the store). */
+  /**
+   * Throws the refusal (`model_denied`, `rate_limited`, `budget_exceeded`) or admits the request;
+   * a promise only when a budget applies (its reservation may ask the store).
+   */
   admit(start: InterceptionStart, bodyBytes: number): void | Promise<void> {
     const { user } = start.principal;
     try {
