@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
 import { launchChromium, watchViolations } from './browser';
@@ -24,16 +25,7 @@ describe('admin web page: engagement (e2e, Chromium)', function () {
   const clock = new TestClock(Date.parse('2026-11-02T09:00:00.000Z'));
 
   async function ask(key: string): Promise<void> {
-    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-5',
-        max_tokens: 16,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
-    await res.text();
+    const res = await askMessages(tb.url, key, { model: 'claude-sonnet-4-5', max_tokens: 16 });
     assert.equal(res.status, 200);
   }
 

@@ -5,15 +5,25 @@ export interface Asked {
   headers: Headers;
 }
 
-/** A one-line Messages request (non-streamed) through a bridge at `baseUrl` with a bridge key. */
-export async function askMessages(baseUrl: string, key: string): Promise<Asked> {
+/** What a test may choose of the one-turn request; the rest is as below. */
+export interface Turn {
+  model?: string;
+  max_tokens?: number;
+  stream?: boolean;
+  /** The user's one message. */
+  prompt?: string;
+}
+
+/** A one-line Messages request (non-streamed unless asked) through a bridge at `baseUrl` with a bridge key. */
+export async function askMessages(baseUrl: string, key: string, turn: Turn = {}): Promise<Asked> {
   const res = await fetch(`${baseUrl}/anthropic/v1/messages`, {
     method: 'POST',
     headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
     body: JSON.stringify({
-      model: 'claude-sonnet-4-6',
-      max_tokens: 50,
-      messages: [{ role: 'user', content: 'hi' }],
+      model: turn.model ?? 'claude-sonnet-4-6',
+      max_tokens: turn.max_tokens ?? 50,
+      ...(turn.stream ? { stream: true } : {}),
+      messages: [{ role: 'user', content: turn.prompt ?? 'hi' }],
     }),
   });
   return { status: res.status, body: await res.text(), headers: res.headers };

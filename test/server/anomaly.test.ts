@@ -4,6 +4,7 @@ import { type AnomalyInput, type AnomalyRules, detect } from '../../server/alert
 import type { NewInterception } from '../../server/store/types';
 import type { Alert } from '../../shared/spend';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { WebhookReceiver } from '../helpers/webhook-receiver';
@@ -133,17 +134,8 @@ describe('anomaly alerts through the bridge', function () {
   }
 
   async function send(key: string): Promise<void> {
-    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-5',
-        max_tokens: 32,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+    const res = await askMessages(tb.url, key, { model: 'claude-sonnet-4-5', max_tokens: 32 });
     assert.equal(res.status, 200);
-    await res.text();
   }
 
   it('alerts on a user far above their baseline, and not on one in line with theirs', async () => {

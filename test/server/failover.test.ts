@@ -17,6 +17,7 @@ import {
 } from '../../server/routing/credentials';
 import type { Interception } from '../../shared/interception';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import {
   AWS_TEST_CREDENTIALS,
   BEDROCK_REGION,
@@ -437,18 +438,10 @@ describe('routes and failover', () => {
 
   it('a model without a route goes to its own instance only, relayed as before', async () => {
     primary.next(anthropicError(429, 'rate_limit_error', 'slow down', { 'retry-after': '3' }));
-    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'claude-opus-4-1',
-        max_tokens: 10,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+    const res = await askMessages(tb.url, key, { model: 'claude-opus-4-1', max_tokens: 10 });
     assert.equal(res.status, 429);
     assert.equal(res.headers.get('retry-after'), '3');
-    assert.deepEqual(await res.json(), {
+    assert.deepEqual(JSON.parse(res.body), {
       type: 'error',
       error: { type: 'rate_limit_error', message: 'slow down' },
       request_id: 'req_err',

@@ -7,6 +7,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { CreatedKey, User } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { type Asked, askMessages } from '../helpers/ask';
 import { tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { liveClient } from '../helpers/live-client';
@@ -69,19 +70,8 @@ async function api<T>(
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
 
-async function ask(base: string, key: string): Promise<Response> {
-  const res = await fetch(`${base}/anthropic/v1/messages`, {
-    method: 'POST',
-    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: 'claude-sonnet-4-6',
-      max_tokens: 100,
-      stream: true,
-      messages: [{ role: 'user', content: 'hi from a replica' }],
-    }),
-  });
-  await res.text();
-  return res;
+function ask(base: string, key: string): Promise<Asked> {
+  return askMessages(base, key, { max_tokens: 100, stream: true, prompt: 'hi from a replica' });
 }
 
 describe('two replicas on one PostgreSQL database', function () {

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { MIGRATIONS } from '../../server/store/postgres/migrations';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge } from '../helpers/bridge';
 import { testPostgres } from '../helpers/postgres';
 
@@ -31,17 +32,7 @@ function cli(
 }
 
 async function ask(url: string, key: string, prompt: string): Promise<number> {
-  const res = await fetch(`${url}/anthropic/v1/messages`, {
-    method: 'POST',
-    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: 'claude-sonnet-4-6',
-      max_tokens: 100,
-      messages: [{ role: 'user', content: prompt }],
-    }),
-  });
-  await res.text();
-  return res.status;
+  return (await askMessages(url, key, { max_tokens: 100, prompt })).status;
 }
 
 describe('aibridge migrate and aibridge store copy', function () {
