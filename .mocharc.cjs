@@ -4,6 +4,8 @@ module.exports = {
   'node-option': ['import=tsx'],
   spec: named.length > 0 ? named : ['test/**/*.test.ts'],
   extension: ['ts'],
+  // Root hooks: the temporary directories a run made are removed when it ends.
+  require: ['test/helpers/root-hooks.ts'],
   timeout: 20000,
   reporter: 'spec',
   exit: true,

@@ -4,8 +4,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
+import { tempDirSync } from '../helpers/temp-dirs';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'dist/aibridge.cjs');
@@ -42,7 +42,7 @@ describe('the built bundle: what it loads on first use, and its start-up heap', 
     });
 
   before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-bundle-'));
+    dir = tempDirSync('aibridge-bundle-');
     const mock = fork(path.join(ROOT, 'bench/mock-upstream.ts'), [], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -195,7 +195,7 @@ describe('the built bundle: what it loads on first use, and its start-up heap', 
   });
 
   it('the launcher copied without its chunks says what is missing, not a stack', () => {
-    const lone = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-lone-'));
+    const lone = tempDirSync('aibridge-lone-');
     try {
       fs.copyFileSync(BIN, path.join(lone, 'aibridge.cjs'));
       const run = spawnSync(process.execPath, [path.join(lone, 'aibridge.cjs'), '--help'], {

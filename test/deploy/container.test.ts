@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { validate as lintDockerfile, ValidationSeverity } from 'dockerfile-utils';
 import { Deployment } from 'kubernetes-models/apps/v1';
@@ -10,6 +9,7 @@ import { Namespace, Secret, Service } from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
 import { ENV_VARS } from '../../server/config';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { tempDirSync } from '../helpers/temp-dirs';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const K8S = path.join(ROOT, 'deploy/kubernetes');
@@ -128,7 +128,7 @@ describe('container image and Kubernetes manifests', () => {
     this.timeout(60_000);
     const docker = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
     const finalStage = docker.slice(docker.lastIndexOf('\nFROM '));
-    const image = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-image-'));
+    const image = tempDirSync('aibridge-image-');
     for (const m of finalStage.matchAll(/^COPY --from=build (.+)$/gm)) {
       const args = m[1]!.trim().split(/\s+/);
       const dest = path.join(image, args.pop()!);
@@ -147,7 +147,7 @@ describe('container image and Kubernetes manifests', () => {
       cwd: path.join(image, 'dist/server'),
     });
 
-    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-cwd-'));
+    const cwd = tempDirSync('aibridge-cwd-');
     const child = spawn(
       process.execPath,
       [path.join(image, 'dist/aibridge.cjs'), 'serve', '--port', '0', '--data-dir', path.join(cwd, 'data')],

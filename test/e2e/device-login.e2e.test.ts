@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import type { Browser, Page } from 'playwright-core';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { tempDirSync } from '../helpers/temp-dirs';
 import { launchChromium, watchViolations } from './browser';
 
 const BIN = path.resolve('dist/aibridge.cjs');
@@ -67,7 +67,7 @@ describe('aibridge login, approved in Chromium (e2e)', function () {
   before(async () => {
     assert.ok(fs.existsSync(BIN), 'run `npm run build` first');
     fs.mkdirSync(ARTIFACTS, { recursive: true });
-    home = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-device-e2e-'));
+    home = tempDirSync('aibridge-device-e2e-');
     upstream = await new AnthropicMock().start();
     tb = await startBridge(upstream.url);
     memberKey = (await tb.addUser('headless@example.com', { team: 'platform' })).key;

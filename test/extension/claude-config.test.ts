@@ -5,6 +5,7 @@ import path from 'node:path';
 import { claudeConfigPath, claudeProjectKey, withClaudeReady } from '../../extension/agents/claude-config';
 import { prepareAgents, undoAgents } from '../../extension/agents/prepare-agents';
 import { codexConfigPath, codexProfilePath } from '../../extension/codex/codex-file';
+import { tempDir } from '../helpers/temp-dirs';
 
 /** A ~/.claude.json as claude 2.1 writes it (its own state, which must survive our edit). */
 const CLAUDE_STATE = `{
@@ -98,7 +99,7 @@ describe('extension: Claude Code config (~/.claude.json)', () => {
 describe('extension: prepareAgents / undoAgents', () => {
   let home: string;
   beforeEach(async () => {
-    home = await fs.mkdtemp(path.join(os.tmpdir(), 'aibridge-agents-'));
+    home = await tempDir('aibridge-agents-');
   });
   afterEach(async () => {
     await fs.rm(home, { recursive: true, force: true });

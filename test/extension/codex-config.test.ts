@@ -14,6 +14,7 @@ import {
   readCodexConfig,
   writeCodexConfig,
 } from '../../extension/codex/codex-file';
+import { tempDir } from '../helpers/temp-dirs';
 
 const URL = 'https://bridge.example.com';
 const PROVIDER = {
@@ -208,7 +209,7 @@ describe('extension: Codex config (codex ≥ 0.169)', () => {
   });
 
   it('reads a missing file as empty, writes atomically, keeps a .bak and the file mode', async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'aibridge-codex-'));
+    const dir = await tempDir('aibridge-codex-');
     try {
       const file = codexConfigPath({ CODEX_HOME: dir });
       assert.equal(file, path.join(dir, 'config.toml'));

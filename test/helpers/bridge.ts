@@ -1,6 +1,5 @@
 import fs from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { type Bridge, type BuildOptions, buildApp } from '../../server/app';
@@ -11,6 +10,7 @@ import type { Interception, Page } from '../../shared/interception';
 import { UPSTREAM_KEY } from './anthropic-mock';
 import { eventually } from './eventually';
 import { OPENAI_UPSTREAM_KEY } from './openai-mock';
+import { tempDir } from './temp-dirs';
 
 export interface TestBridge {
   url: string;
@@ -35,9 +35,7 @@ export interface TestBridge {
   close(): Promise<void>;
 }
 
-export async function tempDir(prefix = 'aibridge-test-'): Promise<string> {
-  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
-}
+export { tempDir } from './temp-dirs';
 
 /**
  * The real app, on a real socket on port 0, with a fresh data dir, in front of `upstreamUrl` for

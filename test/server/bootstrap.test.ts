@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { bootstrapAdmin } from '../../server/bootstrap';
 import type { IdentityService } from '../../server/identity/identity-service';
+import { tempDirSync } from '../helpers/temp-dirs';
 
 describe('first start', () => {
   it('writes the first admin key into a data dir that does not exist yet (the PostgreSQL case), mode 0600', async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-boot-'));
+    const root = tempDirSync('aibridge-boot-');
     const dataDir = path.join(root, 'not', 'yet');
     const identity = {
       bootstrapAdmin: async () => ({ key: 'aib_first_admin_key' }),

@@ -7,6 +7,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
+import { tempDirSync } from '../helpers/temp-dirs';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
@@ -327,7 +328,7 @@ describe('aibridge login and aibridge env', function () {
 
   it('prints a code, waits for approval, stores the key 0600, and env exports it for Claude Code and the SDKs', async () => {
     const member = await tb.addUser('login-dev@example.com');
-    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-login-'));
+    const home = tempDirSync('aibridge-login-');
     const xdg = path.join(home, 'xdg');
     const run = cli(['login', '--url', tb.url, '--name', 'build box'], { HOME: home, XDG_CONFIG_HOME: xdg });
     const deadline = Date.now() + 15_000;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { tempDirSync } from '../helpers/temp-dirs';
 import { testServiceAccount } from '../helpers/vertex-mock';
 import { type WireCase, wireContract } from '../providers/wire-contract';
 
@@ -368,7 +368,7 @@ describe('bedrock, signed with temporary credentials from the environment', () =
 
 /** A service-account key whose token_uri is the fixture server's token endpoint (written when the entry is made). */
 function vertexKeyFile(upstream: string): string {
-  const file = path.join(os.tmpdir(), `aibridge-wire-vertex-${process.pid}.json`);
+  const file = path.join(tempDirSync('aibridge-wire-vertex-'), 'service-account.json');
   fs.writeFileSync(file, JSON.stringify(testServiceAccount().json(`${upstream}/token`)), { mode: 0o600 });
   return file;
 }
