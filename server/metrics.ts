@@ -1,7 +1,8 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { ErrorCode } from '../shared/errors';
 import type { InterceptionStatus, ToolExecution } from '../shared/interception';
 import type { Usage } from '../shared/usage';
+import { LabelledHistogram } from './histogram';
 import type { ProviderAdapter } from './providers/types';
 
 /** How often the event-loop lag metrics sample (ms). */
@@ -87,20 +88,21 @@ export class Metrics {
     labelNames: ['provider', 'model'] as const,
     registers: [this.registry],
   });
-  readonly upstreamLatency = new Histogram({
-    name: 'aibridge_upstream_latency_seconds',
-    help: 'From sending a request upstream to its response headers.',
-    labelNames: ['provider', 'api'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly timeToFirstByte = new Histogram({
-    name: 'aibridge_time_to_first_byte_seconds',
-    help: 'From receiving a metered request to relaying the first response byte to the client.',
-    labelNames: ['provider', 'api'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  // Observed on every request: the bridge's own histogram (server/histogram.ts), not prom-client's.
+  readonly upstreamLatency = new LabelledHistogram(
+    'aibridge_upstream_latency_seconds',
+    'From sending a request upstream to its response headers.',
+    ['provider', 'api'],
+    LATENCY_BUCKETS,
+    this.registry,
+  );
+  readonly timeToFirstByte = new LabelledHistogram(
+    'aibridge_time_to_first_byte_seconds',
+    'From receiving a metered request to relaying the first response byte to the client.',
+    ['provider', 'api'],
+    LATENCY_BUCKETS,
+    this.registry,
+  );
   readonly streamsInFlight = new Gauge({
     name: 'aibridge_streams_in_flight',
     help: 'Streamed responses being relayed now.',
@@ -142,12 +144,13 @@ export class Metrics {
     help: 'Alert webhook deliveries that failed after every retry.',
     registers: [this.registry],
   });
-  readonly auditWrite = new Histogram({
-    name: 'aibridge_audit_write_seconds',
-    help: 'From a request ending to its record being durable in the store (a group-commit batch).',
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [this.registry],
-  });
+  readonly auditWrite = new LabelledHistogram(
+    'aibridge_audit_write_seconds',
+    'From a request ending to its record being durable in the store (a group-commit batch).',
+    [],
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    this.registry,
+  );
   readonly auditFailures = new Counter({
     name: 'aibridge_audit_write_failures_total',
     help: 'Writes of interception records the store refused (each is retried).',

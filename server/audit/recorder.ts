@@ -287,7 +287,7 @@ export class Recorder {
     const p = this.store
       .appendInterception(rec)
       .then(() => {
-        this.metrics.auditWrite.observe((performance.now() - handedOver) / 1000);
+        this.metrics.auditWrite.observe({}, (performance.now() - handedOver) / 1000);
       })
       .catch((err: unknown) => {
         this.metrics.auditFailures.inc();

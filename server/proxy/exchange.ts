@@ -33,7 +33,7 @@ import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
-import { idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
+import { eachChunk, idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
 
 /** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
 export const JSON_READ_LIMIT = 32 * 1024 * 1024;
@@ -1034,7 +1034,7 @@ export class Exchange {
     const decoder = parser ? new TextDecoder() : undefined;
     const idle = idleWatchdog(this.deps.idleTimeoutMs, (err) => res.body.destroy(err));
     try {
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      await eachChunk(res.body, (chunk) => {
         idle.touch();
         const text = decoder ? decoder.decode(chunk, { stream: true }) : '';
         if (parser) parser.feed(text);
@@ -1051,9 +1051,11 @@ export class Exchange {
           pending = '';
         }
         round.observer.firstByte();
-        if (!ok) await writable(out);
-        if (this.gone) break;
-      }
+        if (this.gone) return 'stop';
+        // The next chunk waits until the client can take it, or has gone.
+        if (!ok) return writable(out).then(() => (this.gone ? 'stop' : undefined));
+        return undefined;
+      });
     } catch (err) {
       idle.stop();
       round.endedAt = this.deps.now();

@@ -317,9 +317,14 @@ async function handle(
 export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps): FastifyPluginAsync {
   return async (app) => {
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: deps.bodyLimit }, (_req, body, done) => {
+    const asBuffer = { parseAs: 'buffer' as const, bodyLimit: deps.bodyLimit };
+    const passBody = (_req: FastifyRequest, body: Buffer, done: (err: null, body: Buffer) => void): void => {
       done(null, body);
-    });
+    };
+    // Every body reaches the handler as it came. JSON is also named: fastify caches the parser of a
+    // named type, and looks a catch-all up afresh (parsing the content-type header) on every request.
+    app.addContentTypeParser('application/json', asBuffer, passBody);
+    app.addContentTypeParser('*', asBuffer, passBody);
     app.setErrorHandler((err, req, reply) => {
       const e = fromFastifyError(err);
       if (e.code === 'internal_error') req.log.error({ err }, 'proxy failed');
