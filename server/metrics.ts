@@ -2,7 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { ErrorCode } from '../shared/errors';
 import type { InterceptionStatus, ToolExecution } from '../shared/interception';
 import type { Usage } from '../shared/usage';
-import { LabelledHistogram } from './histogram';
+import { LabelledCounter, LabelledHistogram } from './labelled-series';
 import type { ProviderAdapter } from './providers/types';
 
 /** How often the event-loop lag metrics sample (ms). */
@@ -66,29 +66,28 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly models = new Set<string>();
   private readonly perUser: {
-    requests: Counter<'user_id'>;
-    cost: Counter<'user_id'>;
+    requests: LabelledCounter<'user_id'>;
+    cost: LabelledCounter<'user_id'>;
   } | null;
 
-  readonly requests = new Counter({
-    name: 'aibridge_requests_total',
-    help: 'Metered model requests, by provider, API, model, client and status (ok, error, client_aborted).',
-    labelNames: ['provider', 'api', 'model', 'client', 'status'] as const,
-    registers: [this.registry],
-  });
-  readonly tokens = new Counter({
-    name: 'aibridge_tokens_total',
-    help: 'Tokens by kind (input, output, cacheRead, cacheWrite, reasoning), normalised as in docs/api.md.',
-    labelNames: ['provider', 'api', 'model', 'kind'] as const,
-    registers: [this.registry],
-  });
-  readonly cost = new Counter({
-    name: 'aibridge_cost_usd_total',
-    help: 'Cost in USD of priced requests.',
-    labelNames: ['provider', 'model'] as const,
-    registers: [this.registry],
-  });
-  // Observed on every request: the bridge's own histogram (server/histogram.ts), not prom-client's.
+  readonly requests = new LabelledCounter(
+    'aibridge_requests_total',
+    'Metered model requests, by provider, API, model, client and status (ok, error, client_aborted).',
+    ['provider', 'api', 'model', 'client', 'status'],
+    this.registry,
+  );
+  readonly tokens = new LabelledCounter(
+    'aibridge_tokens_total',
+    'Tokens by kind (input, output, cacheRead, cacheWrite, reasoning), normalised as in docs/api.md.',
+    ['provider', 'api', 'model', 'kind'],
+    this.registry,
+  );
+  readonly cost = new LabelledCounter(
+    'aibridge_cost_usd_total',
+    'Cost in USD of priced requests.',
+    ['provider', 'model'],
+    this.registry,
+  );
   readonly upstreamLatency = new LabelledHistogram(
     'aibridge_upstream_latency_seconds',
     'From sending a request upstream to its response headers.',
@@ -109,12 +108,12 @@ export class Metrics {
     labelNames: ['provider', 'api'] as const,
     registers: [this.registry],
   });
-  readonly unknownPrice = new Counter({
-    name: 'aibridge_unknown_price_requests_total',
-    help: 'Requests for a model with no known price (their cost is recorded as null, never $0).',
-    labelNames: ['provider', 'model'] as const,
-    registers: [this.registry],
-  });
+  readonly unknownPrice = new LabelledCounter(
+    'aibridge_unknown_price_requests_total',
+    'Requests for a model with no known price (their cost is recorded as null, never $0).',
+    ['provider', 'model'],
+    this.registry,
+  );
   readonly failovers = new Counter({
     name: 'aibridge_failovers_total',
     help: 'Upstream attempts left for the next one (routes and failover, docs/routing.md), by instance left, instance tried next and reason.',
@@ -274,18 +273,18 @@ export class Metrics {
     this.zeroKnownSeries(registeredApis(opts.providers ?? []));
     this.perUser = opts.perUser
       ? {
-          requests: new Counter({
-            name: 'aibridge_user_requests_total',
-            help: 'Metered requests per user id (AIBRIDGE_METRICS_PER_USER).',
-            labelNames: ['user_id'] as const,
-            registers: [this.registry],
-          }),
-          cost: new Counter({
-            name: 'aibridge_user_cost_usd_total',
-            help: 'Cost in USD per user id (AIBRIDGE_METRICS_PER_USER).',
-            labelNames: ['user_id'] as const,
-            registers: [this.registry],
-          }),
+          requests: new LabelledCounter(
+            'aibridge_user_requests_total',
+            'Metered requests per user id (AIBRIDGE_METRICS_PER_USER).',
+            ['user_id'],
+            this.registry,
+          ),
+          cost: new LabelledCounter(
+            'aibridge_user_cost_usd_total',
+            'Cost in USD per user id (AIBRIDGE_METRICS_PER_USER).',
+            ['user_id'],
+            this.registry,
+          ),
         }
       : null;
   }

@@ -10,6 +10,8 @@ export type ProviderRoute =
   | { kind: 'passthrough'; route: PassthroughRoute; path: string }
   | { kind: 'refused'; path: string };
 
+const SLASH = 0x2f;
+
 /**
  * The canonical form of a path below the prefix: `;parameters` dropped from every segment,
  * empty segments (duplicate and trailing slashes) removed. Case is kept: the upstream gets the
@@ -17,6 +19,14 @@ export type ProviderRoute =
  * 404 them, and either way the bridge must not let a case variant skip metering).
  */
 export function canonicalPath(path: string): string {
+  // Nearly every path is canonical already: no parameters, empty or trailing segments.
+  if (
+    path.charCodeAt(0) === SLASH &&
+    !path.includes(';') &&
+    !path.includes('//') &&
+    (path.length === 1 || path.charCodeAt(path.length - 1) !== SLASH)
+  )
+    return path;
   const segments = path
     .split('/')
     .map((s) => {

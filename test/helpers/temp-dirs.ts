@@ -22,8 +22,13 @@ function track(dir: string): string {
   return dir;
 }
 
-/** Removes every directory made so far; a test that removed its own is passed over. */
+/**
+ * Removes every directory made so far; a test that removed its own is passed over. Processes
+ * still running from one go first: agent CLIs leave daemons behind (codex starts its app-server
+ * from its home, detached, ~150 MB each), which would otherwise outlive the run.
+ */
 export function removeTempDirs(): void {
+  killProcessesIn([...made]);
   for (const dir of made) {
     try {
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
@@ -32,6 +37,44 @@ export function removeTempDirs(): void {
     }
     made.delete(dir);
   }
+}
+
+/** SIGKILLs every process whose executable, working directory or command line is under `dirs` (Linux's /proc; elsewhere nothing). */
+export function killProcessesIn(dirs: readonly string[]): number {
+  if (dirs.length === 0) return 0;
+  let pids: string[];
+  try {
+    pids = fs
+      .readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid && Number(p) !== process.ppid);
+  } catch {
+    return 0;
+  }
+  const under = (p: string): boolean => dirs.some((d) => p === d || p.startsWith(`${d}/`));
+  let killed = 0;
+  for (const pid of pids) {
+    const facts: string[] = [];
+    for (const link of ['exe', 'cwd']) {
+      try {
+        facts.push(fs.readlinkSync(`/proc/${pid}/${link}`).replace(/ \(deleted\)$/, ''));
+      } catch {
+        // Gone, or not ours to read.
+      }
+    }
+    try {
+      facts.push(...fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'));
+    } catch {
+      // Gone meanwhile.
+    }
+    if (!facts.some(under)) continue;
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+      killed += 1;
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return killed;
 }
 
 /** How many directories are waiting to be removed (for the helper's own test). */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { Histogram, Registry } from 'prom-client';
-import { LabelledHistogram } from '../../server/histogram';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { LabelledCounter, LabelledHistogram } from '../../server/labelled-series';
 
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -24,8 +24,8 @@ async function expositions(
   return [await ours.metrics(), await theirs.metrics()];
 }
 
-describe('the request-path histogram', () => {
-  it('writes exactly the exposition prom-client writes for the same observations', async () => {
+describe('the request-path series (server/labelled-series.ts)', () => {
+  it('a histogram writes exactly the exposition prom-client writes for the same observations', async () => {
     const values = [0, 0.004, 0.005, 0.0051, 0.2, 0.99, 1, 7, 119.9, 120, 121, 5000];
     const [ours, theirs] = await expositions(
       (h) => {
@@ -55,5 +55,29 @@ describe('the request-path histogram', () => {
     const text = await registry.metrics();
     assert.match(text, /y_seconds_bucket\{le="1",provider="gemini"\} 1\n/);
     assert.match(text, /y_seconds_sum\{provider="gemini"\} 2\.5\n/);
+  });
+
+  it('a counter writes exactly what prom-client writes for the same increments, and refuses to go down', async () => {
+    const ours = new Registry();
+    const theirs = new Registry();
+    const labelNames = ['provider', 'model', 'kind'];
+    const a = new LabelledCounter('t_total', 'Tokens.', labelNames, ours);
+    const b = new Counter({ name: 't_total', help: 'Tokens.', labelNames, registers: [theirs] });
+    for (const c of [a, b]) {
+      c.inc({ provider: 'anthropic', model: '', kind: 'input' }, 0);
+      c.inc({ provider: 'anthropic', model: 'claude-sonnet-4-5', kind: 'input' }, 1200);
+      c.inc({ provider: 'anthropic', model: 'claude-sonnet-4-5', kind: 'output' }, 120);
+      c.inc({ provider: 'anthropic', model: 'claude-sonnet-4-5', kind: 'input' }, 0.5);
+      c.inc({ provider: 'openai', model: 'a "quoted"\\name\nwith a line', kind: 'input' });
+    }
+    const text = await ours.metrics();
+    assert.equal(text, await theirs.metrics());
+    assert.match(text, /t_total\{provider="anthropic",model="claude-sonnet-4-5",kind="input"\} 1200\.5\n/);
+    assert.match(text, /t_total\{provider="anthropic",model="",kind="input"\} 0\n/);
+    assert.throws(() => a.inc({ provider: 'anthropic', model: '', kind: 'input' }, -1), /cannot go down/);
+    assert.throws(
+      () => a.inc({ provider: 'anthropic', model: '', kind: 'input' }, Number.NaN),
+      /not a valid number/,
+    );
   });
 });
