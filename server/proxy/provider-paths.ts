@@ -75,8 +75,32 @@ function spelled(pattern: string, path: string): string {
     .join('/');
 }
 
+/**
+ * Routes already worked out, per provider instance, by method and path: clients send the same few
+ * (`POST /v1/messages`) over and over, and matching splits every pattern and the path each time.
+ * Paths are the client's to choose, so the memo is bounded: full, it starts again.
+ */
+const memos = new WeakMap<ProviderAdapter, Map<string, ProviderRoute>>();
+const MEMO_LIMIT = 512;
+
 /** The route a method and path (below the prefix, query removed) take on this provider. */
 export function routeFor(adapter: ProviderAdapter, method: string, rawPath: string): ProviderRoute {
+  let memo = memos.get(adapter);
+  if (memo === undefined) {
+    memo = new Map();
+    memos.set(adapter, memo);
+  }
+  const key = `${method} ${rawPath}`;
+  let route = memo.get(key);
+  if (route === undefined) {
+    route = matchRoute(adapter, method, rawPath);
+    if (memo.size >= MEMO_LIMIT) memo.clear();
+    memo.set(key, route);
+  }
+  return route;
+}
+
+function matchRoute(adapter: ProviderAdapter, method: string, rawPath: string): ProviderRoute {
   const path = canonicalPath(rawPath);
   const api = adapter.apis.find((a) => matches(a.path, path));
   if (api) {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { canonicalPath } from '../../server/proxy/provider-paths';
+import { geminiFamily } from '../../server/providers/gemini/family';
+import { canonicalPath, routeFor } from '../../server/proxy/provider-paths';
 
 /** The canonical form by its definition: `;parameters` dropped per segment, empty segments removed. */
 function byDefinition(path: string): string {
@@ -25,5 +26,28 @@ describe('canonical provider paths', () => {
     for (const p of paths) assert.equal(canonicalPath(p), byDefinition(p), JSON.stringify(p));
     assert.equal(canonicalPath('/v1//messages/'), '/v1/messages');
     assert.equal(canonicalPath('/v1/messages;x=1'), '/v1/messages');
+  });
+
+  it('a route worked out before is the same route, however many distinct paths came in between', () => {
+    const adapter = geminiFamily.create({
+      name: 'gemini',
+      baseUrl: 'https://g.example',
+      apiKey: 'k',
+      options: {},
+    });
+    const paths = Array.from({ length: 1500 }, (_, i) =>
+      i % 3 === 0
+        ? `/v1beta/models/m${i}:generateContent`
+        : i % 3 === 1
+          ? `//V1BETA/models/m${i}:STREAMGENERATECONTENT;x=${i}`
+          : `/v1beta/files/f${i}`,
+    );
+    const first = paths.map((p) => routeFor(adapter, 'POST', p));
+    assert.equal(first[0]?.kind, 'metered');
+    assert.equal(first[1]?.path, '/v1beta/models/m1:streamGenerateContent');
+    // Well past the memo's bound, in the other order, and with another method.
+    for (let i = paths.length - 1; i >= 0; i--)
+      assert.deepEqual(routeFor(adapter, 'POST', paths[i]!), first[i]);
+    assert.equal(routeFor(adapter, 'GET', paths[0]!).kind, 'refused');
   });
 });
