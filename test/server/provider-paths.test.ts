@@ -1,53 +1,125 @@
 import assert from 'node:assert/strict';
-import { geminiFamily } from '../../server/providers/gemini/family';
-import { canonicalPath, routeFor } from '../../server/proxy/provider-paths';
+import http from 'node:http';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { OpenAIMock } from '../helpers/openai-mock';
 
-/** The canonical form by its definition: `;parameters` dropped per segment, empty segments removed. */
-function byDefinition(path: string): string {
-  const segments = path
-    .split('/')
-    .map((s) => (s.includes(';') ? s.slice(0, s.indexOf(';')) : s))
-    .filter((s) => s !== '');
-  return `/${segments.join('/')}`;
+const MSG = { model: 'claude-sonnet-4-6', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] };
+const CHAT = { model: 'gpt-4.1', messages: [{ role: 'user', content: 'hi' }] };
+
+/** A raw request: fetch would normalise the path itself before it reaches the bridge. */
+function raw(
+  base: string,
+  method: string,
+  path: string,
+  key: string,
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
+  const { port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      },
+      (res) => {
+        let b = '';
+        res.on('data', (c) => {
+          b += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
 }
 
-describe('canonical provider paths', () => {
-  it('a path already canonical is returned as it is, and every other spelling as the definition says', () => {
-    const parts = ['', '/', '//', ';', ';x=1', 'v1', 'messages', 'V1', 'a;b', '.', '..', '%2F', ' '];
-    const paths = new Set<string>(['', '/', '/v1/messages', 'v1/messages']);
-    // Every sequence of up to four parts: slashes doubled, leading, trailing, parameters anywhere.
-    const grow = (prefix: string, depth: number): void => {
-      paths.add(prefix);
-      if (depth === 0) return;
-      for (const p of parts) grow(prefix + p, depth - 1);
-    };
-    grow('', 4);
-    assert.ok(paths.size > 10_000);
-    for (const p of paths) assert.equal(canonicalPath(p), byDefinition(p), JSON.stringify(p));
-    assert.equal(canonicalPath('/v1//messages/'), '/v1/messages');
-    assert.equal(canonicalPath('/v1/messages;x=1'), '/v1/messages');
+describe('provider paths: nothing reaches a provider ungoverned', () => {
+  let anthropic: AnthropicMock;
+  let openai: OpenAIMock;
+  let tb: TestBridge;
+  let key: string;
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    openai = await new OpenAIMock().start();
+    tb = await startBridge(anthropic.url, { AIBRIDGE_OPENAI_BASE_URL: openai.url });
+    key = (await tb.addUser('paths@example.com')).key;
+  });
+  after(async () => {
+    await tb.close();
+    await openai.stop();
+    await anthropic.stop();
   });
 
-  it('a route worked out before is the same route, however many distinct paths came in between', () => {
-    const adapter = geminiFamily.create({
-      name: 'gemini',
-      baseUrl: 'https://g.example',
-      apiKey: 'k',
-      options: {},
-    });
-    const paths = Array.from({ length: 1500 }, (_, i) =>
-      i % 3 === 0
-        ? `/v1beta/models/m${i}:generateContent`
-        : i % 3 === 1
-          ? `//V1BETA/models/m${i}:STREAMGENERATECONTENT;x=${i}`
-          : `/v1beta/files/f${i}`,
-    );
-    const first = paths.map((p) => routeFor(adapter, 'POST', p));
-    assert.equal(first[0]?.kind, 'metered');
-    assert.equal(first[1]?.path, '/v1beta/models/m1:streamGenerateContent');
-    // Well past the memo's bound, in the other order, and with another method.
-    for (let i = paths.length - 1; i >= 0; i--)
-      assert.deepEqual(routeFor(adapter, 'POST', paths[i]!), first[i]);
-    assert.equal(routeFor(adapter, 'GET', paths[0]!).kind, 'refused');
+  it('meters every spelling of a metered path: trailing slash, ;parameters, duplicate slashes, case', async () => {
+    const spellings = [
+      '/anthropic/v1/messages/',
+      '/anthropic/v1/messages;x=1',
+      '/anthropic//v1//messages',
+      '/anthropic/V1/Messages',
+      '/anthropic/v1/messages/;a=b/?beta=true',
+    ];
+    const before = anthropic.messageRequests().length;
+    for (const p of spellings) {
+      const res = await raw(tb.url, 'POST', p, key, MSG);
+      assert.equal(res.status, 200, `${p}: ${res.body}`);
+    }
+    const seen = anthropic.messageRequests().slice(before);
+    assert.equal(seen.length, spellings.length, 'each went upstream to the canonical path');
+    assert.equal(seen.at(-1)!.url, '/v1/messages?beta=true');
+    const records = await tb.interceptions(spellings.length);
+    assert.equal(records.filter((r) => r.userEmail === 'paths@example.com').length, spellings.length);
+
+    const chat = await raw(tb.url, 'POST', '/openai/v1/chat/completions/', key, CHAT);
+    assert.equal(chat.status, 200, chat.body);
+    assert.equal(openai.requests.at(-1)!.url.split('?')[0], '/v1/chat/completions');
+    const all = await tb.interceptions(spellings.length + 1);
+    assert.ok(all.some((r) => r.provider === 'openai' && r.userEmail === 'paths@example.com'));
+  });
+
+  it('refuses every other path with 404 in the API’s shape, never forwarding it', async () => {
+    const beforeA = anthropic.requests.length;
+    const beforeO = openai.requests.length;
+    const refused: [string, string][] = [
+      ['POST', '/anthropic/v1/messages/batches'],
+      ['GET', '/anthropic/v1/messages/batches/msgbatch_1'],
+      ['POST', '/anthropic/v1/files'],
+      ['GET', '/anthropic/v1/files'],
+      ['DELETE', '/anthropic/v1/files/file_1'],
+      ['GET', '/anthropic/v1/messages'],
+      ['POST', '/anthropic/v1/complete'],
+      ['POST', '/openai/v1/embeddings'],
+      ['POST', '/openai/v1/images/generations'],
+      ['POST', '/openai/v1/audio/speech'],
+      ['POST', '/openai/v1/batches'],
+      ['POST', '/openai/v1/files'],
+      ['POST', '/openai/v1/completions'],
+      ['GET', '/openai/v1/chat/completions'],
+    ];
+    for (const [method, p] of refused) {
+      const res = await raw(tb.url, method, p, key, method === 'POST' ? { model: 'x' } : undefined);
+      assert.equal(res.status, 404, `${method} ${p}`);
+      const body = JSON.parse(res.body) as { type?: string; error?: { type?: string; code?: string } };
+      if (p.startsWith('/anthropic')) {
+        assert.equal(body.type, 'error', `${p} in Anthropic's shape`);
+        assert.equal(body.error?.type, 'not_found_error');
+      } else assert.ok(body.error && typeof body.error === 'object', `${p} in OpenAI's shape`);
+    }
+    assert.equal(anthropic.requests.length, beforeA, 'nothing forwarded to Anthropic');
+    assert.equal(openai.requests.length, beforeO, 'nothing forwarded to OpenAI');
+  });
+
+  it('forwards the allow-listed free endpoints and logs each with the user', async () => {
+    const count = await raw(tb.url, 'POST', '/anthropic/v1/messages/count_tokens/', key, MSG);
+    assert.equal(count.status, 200, count.body);
+    assert.equal(anthropic.requests.at(-1)!.url, '/v1/messages/count_tokens');
+    const line = tb.logs.find((l) => l.includes('"passthrough"') && l.includes('count_tokens'));
+    assert.ok(line, 'a log line for the passthrough');
+    assert.match(line, /"userId":"[^"]+"/, 'attributed to the user');
   });
 });
