@@ -47,8 +47,9 @@ export type ChunkAnswer = undefined | 'stop' | Promise<undefined | 'stop'>;
  * Feeds a response body's chunks to `each` as they arrive; resolves when the body ends or `each`
  * says stop (the body is then destroyed), rejects on the body's error or a close before its end,
  * as `for await` would. A promise from `each` pauses the body until it settles (the client's
- * socket is full) and says then whether to go on. Listeners instead of an async iterator: no promise, end-of-stream watcher and
- * extra ticks per chunk on the path every answer takes (docs/performance.md#chunk-reader).
+ * socket is full) and says then whether to go on. Listeners instead of an async iterator: no
+ * promise, end-of-stream watcher and extra ticks per chunk on the path every answer takes
+ * (docs/performance.md#chunk-reader).
  */
 export function eachChunk(body: Readable, each: (chunk: Buffer) => ChunkAnswer): Promise<void> {
   return new Promise((resolve, reject) => {
