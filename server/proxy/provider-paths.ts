@@ -78,13 +78,16 @@ function spelled(pattern: string, path: string): string {
 /**
  * Routes already worked out, per provider instance, by method and path: clients send the same few
  * (`POST /v1/messages`) over and over, and matching splits every pattern and the path each time.
- * Paths are the client's to choose, so the memo is bounded: full, it starts again.
+ * Paths are the client's to choose, so the memo is bounded in entries (full, it starts again) and
+ * keeps only paths of a real API's length: 512 long ones would otherwise hold megabytes.
  */
 const memos = new WeakMap<ProviderAdapter, Map<string, ProviderRoute>>();
 const MEMO_LIMIT = 512;
+const MEMO_PATH_LIMIT = 256;
 
 /** The route a method and path (below the prefix, query removed) take on this provider. */
 export function routeFor(adapter: ProviderAdapter, method: string, rawPath: string): ProviderRoute {
+  if (rawPath.length > MEMO_PATH_LIMIT) return matchRoute(adapter, method, rawPath);
   let memo = memos.get(adapter);
   if (memo === undefined) {
     memo = new Map();

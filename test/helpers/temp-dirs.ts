@@ -76,8 +76,3 @@ export function killProcessesIn(dirs: readonly string[]): number {
   }
   return killed;
 }
-
-/** How many directories are waiting to be removed (for the helper's own test). */
-export function tempDirsPending(): number {
-  return made.size;
-}

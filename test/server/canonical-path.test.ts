@@ -49,5 +49,8 @@ describe('canonical provider paths and the route memo', () => {
     for (let i = paths.length - 1; i >= 0; i--)
       assert.deepEqual(routeFor(adapter, 'POST', paths[i]!), first[i]);
     assert.equal(routeFor(adapter, 'GET', paths[0]!).kind, 'refused');
+    // A path longer than the memo keeps is still routed, the same each time.
+    const long = `/v1beta/models/${'m'.repeat(400)}:generateContent`;
+    for (let i = 0; i < 2; i++) assert.equal(routeFor(adapter, 'POST', long).path, long);
   });
 });
