@@ -32,6 +32,7 @@ import { opsRoutes } from './ops/ops-routes';
 import { policyCapability } from './policy/policy-plugin';
 import { adaptersOf } from './providers/registry';
 import type { ProviderAdapter } from './providers/types';
+import { ProviderLane } from './proxy/provider-lane';
 import { proxyCapability } from './proxy/proxy-plugin';
 import { aliasCapability } from './routing/aliases-plugin';
 import { byokCapability } from './routing/byok-plugin';
@@ -60,6 +61,8 @@ export interface BuildOptions {
   clock?: Clock;
   /** Where each instance's upstream credential comes from per attempt (key pools); default its single one. */
   credentials?: (adapter: ProviderAdapter) => CredentialSource;
+  /** False: metered calls go through fastify's router too (tests compare the two ways in). */
+  providerLane?: boolean;
 }
 
 export interface Bridge {
@@ -71,6 +74,8 @@ export interface Bridge {
   metrics: Metrics;
   /** Every route with its access rule (tests walk it). */
   routes: RouteTable;
+  /** The metered calls' way in ahead of fastify (server/proxy/provider-lane.ts). */
+  lane: ProviderLane;
   /** MCP servers and connections (tests wait on `ready()`). */
   mcp: McpHub;
   /** Ends every exchange still open (streams get an error event); for when the shutdown grace is over. */
@@ -90,7 +95,8 @@ export interface Bridge {
 export async function buildApp(config: Config, opts: BuildOptions = {}): Promise<Bridge> {
   let draining = false;
   const trusted = new TrustedProxies(config.limits.trustedProxies);
-  const app = createFastify(config, opts.logStream, () => draining, trusted);
+  const http = createFastify(config, opts.logStream, () => draining, trusted);
+  const { app } = http;
   const life = new Lifecycle(app.log);
   try {
     const store = opts.store ?? (await createStore(config, app.log));
@@ -230,7 +236,14 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       );
       for (const c of capabilities) if (c.routes) await api.register(c.routes);
     });
-    await proxy.register(app);
+    const lane = new ProviderLane({
+      log: app.log,
+      draining: () => draining,
+      clientAddress: (req) => trusted.clientAddress(req),
+      nextRequestId: http.nextRequestId,
+    });
+    await proxy.register(app, lane);
+    if (opts.providerLane !== false) http.front(lane);
 
     let metricsServer: FastifyInstance | undefined;
     life.onClose('metrics listener', () => metricsServer?.close());
@@ -246,6 +259,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       bus: core.bus,
       metrics: core.metrics,
       routes,
+      lane,
       mcp: mcp.hub,
       endOpenExchanges: () => proxy.endOpenExchanges(),
       async listenMetrics(host, port) {

@@ -1,3 +1,4 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config';
@@ -5,6 +6,25 @@ import { BridgeError, fromFastifyError } from '../errors';
 import { adaptersOf, providerForPath } from '../providers/registry';
 import { ConnectionGuard } from './connection-guard';
 import type { TrustedProxies } from './trusted-proxies';
+
+/**
+ * A handler offered every request before fastify routes it: it takes a request (and answers it
+ * whole) or leaves it to fastify. The provider lane (server/proxy/provider-lane.ts) is one.
+ */
+export interface FrontDoor {
+  take(req: IncomingMessage, res: ServerResponse): boolean;
+}
+
+export interface BridgeHttp {
+  app: FastifyInstance;
+  /** The next request id (`req-1`, `req-2`…), one sequence for fastify's requests and the front door's. */
+  nextRequestId(): string;
+  /** Puts a front door before fastify's router (one; a later call replaces it). */
+  front(door: FrontDoor): void;
+}
+
+// Fastify's own defaults, set here because the server is ours (serverFactory) and fastify no longer sets them.
+const KEEP_ALIVE_TIMEOUT_MS = 72_000;
 
 /**
  * The fastify instance with the bridge's server-wide behaviour: logger with credentials redacted,
@@ -15,13 +35,27 @@ export function createFastify(
   logStream: DestinationStream | undefined,
   draining: () => boolean,
   trusted: TrustedProxies,
-): FastifyInstance {
+): BridgeHttp {
   // Connection caps, request deadlines, the client address behind a proxy (docs/security.md).
   const adapters = adaptersOf(config.upstreams);
   const shapeFor = (url: string) => providerForPath(adapters, url);
   const guard = new ConnectionGuard(config.limits, trusted, shapeFor);
+  let door: FrontDoor | undefined;
+  let lastId = 0;
+  // Fastify's own sequence, kept to a small integer (2^31 − 1) as fastify keeps it.
+  const nextRequestId = (): string => {
+    lastId = (lastId + 1) & 0x7fffffff;
+    return `req-${lastId.toString(36)}`;
+  };
   const app = Fastify({
-    http: guard.httpOptions(),
+    serverFactory: (handler) => {
+      const server = http.createServer(guard.httpOptions(), (req, res) => {
+        if (!door?.take(req, res)) handler(req, res);
+      });
+      server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+      return server;
+    },
+    genReqId: nextRequestId,
     clientErrorHandler: guard.clientError,
     trustProxy: trusted.fastifyOption(),
     logger: {
@@ -92,5 +126,11 @@ export function createFastify(
       );
     done();
   });
-  return app;
+  return {
+    app,
+    nextRequestId,
+    front(d) {
+      door = d;
+    },
+  };
 }

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import type { Recorder } from '../audit/recorder';
@@ -33,6 +32,7 @@ import type { AdmissionTicket } from './admission';
 import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
+import type { ProxyReply, ProxyRequest } from './proxy-request';
 import { eachChunk, idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
 
 /** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
@@ -363,8 +363,8 @@ export class Exchange {
   constructor(
     readonly adapter: ProviderAdapter,
     private readonly deps: ExchangeDeps,
-    readonly req: FastifyRequest,
-    private readonly reply: FastifyReply,
+    readonly req: ProxyRequest,
+    private readonly reply: ProxyReply,
     readonly metered: Metered,
   ) {
     this.first = this.round(1, metered.start, metered.prepared);

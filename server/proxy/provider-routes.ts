@@ -27,6 +27,7 @@ import {
 } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { canonicalPath, type ProviderRoute, routeFor } from './provider-paths';
+import type { ProxyReply, ProxyRequest } from './proxy-request';
 import { queryCredential } from './query-credential';
 import { idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
 
@@ -51,7 +52,7 @@ export interface ProviderRouteDeps {
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
 /** Path and query after the provider's prefix, exactly as the client encoded them. */
-function relativeTarget(rawUrl: string, prefix: string): { path: string; query: string } {
+export function relativeTarget(rawUrl: string, prefix: string): { path: string; query: string } {
   let rest = rawUrl.slice(prefix.length);
   if (!rest.startsWith('/')) rest = `/${rest}`;
   const q = rest.indexOf('?');
@@ -62,7 +63,7 @@ function relativeTarget(rawUrl: string, prefix: string): { path: string; query: 
 const MAYBE_DOT_SEGMENT = /[.%\\\x00]/;
 
 /** `..` or `.` segments, however encoded, could walk out of the provider's prefix upstream. */
-function hasDotSegment(path: string): boolean {
+export function hasDotSegment(path: string): boolean {
   // Without a dot, an escape, a backslash or a NUL no segment can be one (the common path, checked
   // once instead of decoding every segment).
   if (!MAYBE_DOT_SEGMENT.test(path)) return false;
@@ -172,7 +173,7 @@ async function passThrough(
 function ownCredentialFor(
   adapter: ProviderAdapter,
   deps: ProviderRouteDeps,
-  req: FastifyRequest,
+  req: ProxyRequest,
 ): Record<string, string> | undefined {
   const own = ownCredential(req.headers);
   if (!own) return undefined;
@@ -242,6 +243,7 @@ async function handle(
   req.principal = principal;
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   if (deps.models && answerModelList(adapter, deps.models, req, reply, path, query)) return;
+  if (route.kind === 'metered') return serveMetered(adapter, deps, req, reply, route, query);
   const own = ownCredentialFor(adapter, deps, req);
   if (route.kind === 'refused') {
     if (req.method === 'HEAD' && route.path === '/') {
@@ -253,9 +255,25 @@ async function handle(
       `${req.method} ${adapter.prefix}${route.path} is not served by the bridge (docs/api.md lists what is).`,
     );
   }
-  if (route.kind === 'passthrough')
-    return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
+  return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
+}
 
+/**
+ * A call to one of the provider's metered APIs, its caller authenticated and its body read: the
+ * request is described, priced and recorded as it is relayed. Fastify's handler and the provider
+ * lane (server/proxy/provider-lane.ts) both end here.
+ */
+export async function serveMetered(
+  adapter: ProviderAdapter,
+  deps: ProviderRouteDeps,
+  req: ProxyRequest,
+  reply: ProxyReply,
+  route: Extract<ProviderRoute, { kind: 'metered' }>,
+  query: string,
+): Promise<void> {
+  const principal = req.principal!;
+  const own = ownCredentialFor(adapter, deps, req);
+  const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   const { api } = route;
   let parsed = parseJsonObject(raw, deps.maxJsonDepth);
   let bytes = raw!;

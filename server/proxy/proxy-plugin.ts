@@ -11,6 +11,7 @@ import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
 import { CircuitBreakers } from './circuit-breaker';
 import type { ExchangeDeps, StrategyFor } from './exchange';
+import type { ProviderLane } from './provider-lane';
 import { type ProviderRouteDeps, providerRoutes } from './provider-routes';
 import { createUpstreamAgent } from './upstream';
 
@@ -18,8 +19,8 @@ export interface ProxyCapability {
   breakers: CircuitBreakers;
   /** Ends every exchange still open (streams get an error event); for when the shutdown grace is over. */
   endOpenExchanges(): number;
-  /** Mounts every provider under its prefix. */
-  register(app: FastifyInstance): Promise<void>;
+  /** Mounts every provider under its prefix; its metered calls also on the lane, when given. */
+  register(app: FastifyInstance, lane?: ProviderLane): Promise<void>;
 }
 
 /** The provider routes and what they share: the upstream connection pool, circuit breakers, open exchanges. */
@@ -61,7 +62,7 @@ export function proxyCapability(
       for (const x of [...open]) x.shutdown();
       return n;
     },
-    async register(app) {
+    async register(app, lane) {
       const pools = d.credentials;
       const credentials: ExchangeDeps['credentials'] = pools
         ? (a: ProviderAdapter): CredentialSource => pools.credentialsFor(a)
@@ -99,6 +100,7 @@ export function proxyCapability(
           ...(d.router ? { routes: d.router } : {}),
         };
         await app.register(providerRoutes(adapter, deps), { prefix: adapter.prefix });
+        lane?.add(adapter, deps);
       }
     },
   };

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { FastifyRequest } from 'fastify';
 import { providerCredentialFrom } from '../identity/auth';
 
@@ -10,22 +11,35 @@ import { providerCredentialFrom } from '../identity/auth';
  */
 export function queryCredential(param: string, header: string) {
   return async (req: FastifyRequest): Promise<void> => {
-    const url = req.raw.url ?? '';
-    const q = url.indexOf('?');
-    if (q === -1) return;
-    const kept: string[] = [];
-    let key: string | undefined;
-    for (const pair of url.slice(q + 1).split('&')) {
-      const eq = pair.indexOf('=');
-      const name = eq === -1 ? pair : pair.slice(0, eq);
-      if (safeDecode(name) === param) key ??= safeDecode(eq === -1 ? '' : pair.slice(eq + 1));
-      else kept.push(pair);
-    }
-    if (key === undefined) return;
-    req.raw.url = kept.length > 0 ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q);
-    // With X-AIBridge-Key beside it, the header is the user's own credential (docs/routing.md).
-    if (key !== '' && !providerCredentialFrom(req.headers)) req.headers[header] = key;
+    moveQueryCredential(req.raw, req.headers, param, header);
   };
+}
+
+/**
+ * What the hook does, for a raw request (the provider lane's): idempotent, so a request the lane
+ * leaves to fastify after moving the key is moved again to the same effect.
+ */
+export function moveQueryCredential(
+  raw: IncomingMessage,
+  headers: IncomingHttpHeaders,
+  param: string,
+  header: string,
+): void {
+  const url = raw.url ?? '';
+  const q = url.indexOf('?');
+  if (q === -1) return;
+  const kept: string[] = [];
+  let key: string | undefined;
+  for (const pair of url.slice(q + 1).split('&')) {
+    const eq = pair.indexOf('=');
+    const name = eq === -1 ? pair : pair.slice(0, eq);
+    if (safeDecode(name) === param) key ??= safeDecode(eq === -1 ? '' : pair.slice(eq + 1));
+    else kept.push(pair);
+  }
+  if (key === undefined) return;
+  raw.url = kept.length > 0 ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q);
+  // With X-AIBridge-Key beside it, the header is the user's own credential (docs/routing.md).
+  if (key !== '' && !providerCredentialFrom(headers)) headers[header] = key;
 }
 
 function safeDecode(s: string): string {

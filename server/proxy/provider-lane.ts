@@ -1,0 +1,222 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Principal } from '../core/principal';
+import { BridgeError, fromFastifyError } from '../errors';
+import type { ProviderAdapter } from '../providers/types';
+import type { ProviderRoute } from './provider-paths';
+import { routeFor } from './provider-paths';
+import { hasDotSegment, type ProviderRouteDeps, relativeTarget, serveMetered } from './provider-routes';
+import type { ProxyRequest } from './proxy-request';
+import { moveQueryCredential } from './query-credential';
+
+interface Lane {
+  adapter: ProviderAdapter;
+  deps: ProviderRouteDeps;
+  /** `{prefix}/`: what a URL the lane may take starts with. */
+  under: string;
+  /** The fastify route the same request would have matched, for the request log line. */
+  route: string;
+}
+
+export interface ProviderLaneDeps {
+  log: FastifyBaseLogger;
+  draining(): boolean;
+  /** The client's address behind trusted proxies, as fastify's `req.ip` gives it. */
+  clientAddress(req: IncomingMessage): string | undefined;
+  nextRequestId(): string;
+}
+
+// A percent escape, backslash or NUL: fastify's router decodes and may refuse such a path, so it
+// keeps them (the lane must answer exactly what fastify would).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is one of the characters looked for
+const ROUTER_DECODES = /[%\\\x00]/;
+
+/**
+ * The metered calls' own way in, ahead of fastify's router: a POST of JSON to a metered API of a
+ * provider, the request that every agent turn is. Fastify's per-request machinery (request and
+ * reply objects, hooks, router, content-type parsing, a child logger) is a sixth of a bare
+ * proxy's CPU per request (docs/performance.md#provider-lane); this lane does what those provider
+ * routes do for such a call, with the same functions: a query credential moved to its header,
+ * authentication before the body is read, the body limit, errors in the provider's shape, then
+ * `serveMetered`. Everything else (other methods and paths, refused and passthrough paths,
+ * draining) goes to fastify.
+ */
+export class ProviderLane {
+  private readonly lanes: Lane[] = [];
+  private served = 0;
+
+  constructor(private readonly d: ProviderLaneDeps) {}
+
+  /** Requests the lane has taken since start-up. */
+  get taken(): number {
+    return this.served;
+  }
+
+  add(adapter: ProviderAdapter, deps: ProviderRouteDeps): void {
+    this.lanes.push({ adapter, deps, under: `${adapter.prefix}/`, route: `${adapter.prefix}/*` });
+    // The most specific prefix first, as fastify's router would match it.
+    this.lanes.sort((a, b) => b.under.length - a.under.length);
+  }
+
+  take(req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method !== 'POST') return false;
+    const url = req.url ?? '';
+    const lane = this.laneFor(url);
+    if (!lane || !isJson(req.headers['content-type']) || this.d.draining()) return false;
+    // Google's `?key=`, moved to its header as the provider routes' onRequest hook moves it.
+    const cq = lane.adapter.credentialQuery;
+    if (cq) moveQueryCredential(req, req.headers, cq.param, cq.header);
+    const { path, query } = relativeTarget(req.url ?? '', lane.adapter.prefix);
+    if (ROUTER_DECODES.test(path) || hasDotSegment(path)) return false;
+    const route = routeFor(lane.adapter, 'POST', path);
+    if (route.kind !== 'metered') return false;
+    this.served++;
+    void this.serve(lane, req, res, route, query);
+    return true;
+  }
+
+  private laneFor(url: string): Lane | undefined {
+    for (const lane of this.lanes) if (url.startsWith(lane.under)) return lane;
+    return undefined;
+  }
+
+  private async serve(
+    lane: Lane,
+    raw: IncomingMessage,
+    res: ServerResponse,
+    route: Extract<ProviderRoute, { kind: 'metered' }>,
+    query: string,
+  ): Promise<void> {
+    const started = performance.now();
+    const req = new LaneRequest(raw, this.d.nextRequestId(), this.d.clientAddress(raw) ?? '', this.d.log);
+    try {
+      const principal = lane.deps.auth.authenticateNow(raw.headers, req.ip);
+      req.principal = principal instanceof Promise ? await principal : principal;
+    } catch (err) {
+      // As the provider routes' onRequest hook: a body still on its way is not wanted.
+      if (!raw.complete) res.setHeader('connection', 'close');
+      this.refuse(lane, req, res, err, started);
+      return;
+    }
+    try {
+      req.body = await readBody(raw, lane.deps.bodyLimit);
+      await serveMetered(lane.adapter, lane.deps, req, { raw: res, hijack: noop }, route, query);
+    } catch (err) {
+      this.refuse(lane, req, res, err, started);
+    }
+  }
+
+  /** An error before the exchange took the response: answered as the provider routes' error handler does. */
+  private refuse(lane: Lane, req: LaneRequest, res: ServerResponse, err: unknown, started: number): void {
+    const e = fromFastifyError(err);
+    if (e.code === 'internal_error') req.log.error({ err }, 'proxy failed');
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (!res.destroyed) {
+      const body = JSON.stringify(lane.adapter.errorBody(e.status, e.code, e.message));
+      res.writeHead(e.status, {
+        ...e.headers,
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+      });
+      res.end(body);
+    }
+    // The line fastify's onResponse hook writes for a request that did not become an interception.
+    req.log.info(
+      {
+        method: req.method,
+        route: lane.route,
+        statusCode: e.status,
+        durationMs: Math.round((performance.now() - started) * 100) / 100,
+        userId: req.principal?.user.id ?? null,
+      },
+      'request',
+    );
+  }
+}
+
+function noop(): void {}
+
+/** `application/json`, with parameters or not: what fastify hands the provider routes' JSON parser. */
+function isJson(type: string | undefined): boolean {
+  return type !== undefined && (type === 'application/json' || type.startsWith('application/json;'));
+}
+
+/** A lane request: what `serveMetered` and the exchange read, made without fastify. */
+class LaneRequest implements ProxyRequest {
+  body: unknown;
+  principal: Principal | null = null;
+  interceptionId: string | null = null;
+  private child: FastifyBaseLogger | undefined;
+
+  constructor(
+    readonly raw: IncomingMessage,
+    readonly id: string,
+    readonly ip: string,
+    private readonly parent: FastifyBaseLogger,
+  ) {}
+
+  get method(): string {
+    return this.raw.method ?? 'POST';
+  }
+
+  get headers(): IncomingMessage['headers'] {
+    return this.raw.headers;
+  }
+
+  /** Made when first used (a failure): fastify makes one for every request. */
+  get log(): FastifyBaseLogger {
+    this.child ??= this.parent.child({ reqId: this.id });
+    return this.child;
+  }
+}
+
+/**
+ * The request body, up to the limit, as fastify's buffer parser reads it: a declared length over
+ * the limit is refused before reading, a body growing past it as soon as it does.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > limit) return Promise.reject(new BridgeError('body_too_large'));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const done = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      received += chunk.length;
+      if (received > limit) {
+        done();
+        reject(new BridgeError('body_too_large'));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      done();
+      if (!Number.isNaN(declared) && received !== declared)
+        reject(new BridgeError('invalid_request', 'Request body size did not match Content-Length'));
+      // Copied, as fastify does: a chunk is a view of a socket read that may be far larger.
+      else resolve(Buffer.concat(chunks, received));
+    };
+    const onError = (err: Error): void => {
+      done();
+      reject(new BridgeError('invalid_request', err.message, { cause: err }));
+    };
+    const onClose = (): void => {
+      if (req.complete) return;
+      done();
+      reject(new BridgeError('invalid_request', 'The client closed the connection before the body arrived.'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
