@@ -1,4 +1,4 @@
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config';
@@ -19,12 +19,9 @@ export interface BridgeHttp {
   app: FastifyInstance;
   /** The next request id (`req-1`, `req-2`…), one sequence for fastify's requests and the front door's. */
   nextRequestId(): string;
-  /** Puts a front door before fastify's router (one; a later call replaces it). */
+  /** Puts a front door before fastify's request listener (one; a later call replaces it). */
   front(door: FrontDoor): void;
 }
-
-// Fastify's own defaults, set here because the server is ours (serverFactory) and fastify no longer sets them.
-const KEEP_ALIVE_TIMEOUT_MS = 72_000;
 
 /**
  * The fastify instance with the bridge's server-wide behaviour: logger with credentials redacted,
@@ -48,13 +45,7 @@ export function createFastify(
     return `req-${lastId.toString(36)}`;
   };
   const app = Fastify({
-    serverFactory: (handler) => {
-      const server = http.createServer(guard.httpOptions(), (req, res) => {
-        if (!door?.take(req, res)) handler(req, res);
-      });
-      server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-      return server;
-    },
+    http: guard.httpOptions(),
     genReqId: nextRequestId,
     clientErrorHandler: guard.clientError,
     trustProxy: trusted.fastifyOption(),
@@ -92,6 +83,15 @@ export function createFastify(
         .type('application/json')
         .send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
     },
+  });
+  // The front door goes ahead of fastify's request listener (node's `createServer(handler)` made it
+  // one), on fastify's own server: its options, extra bindings (`localhost` on v4 and v6) and
+  // close stay fastify's. A secondary binding's server calls fastify alone, which answers the same.
+  const routed = app.server.listeners('request')[0] as RequestListener | undefined;
+  if (!routed) throw new Error("fastify's server has no request listener");
+  app.server.removeListener('request', routed);
+  app.server.prependListener('request', (req, res) => {
+    if (!door?.take(req, res)) routed(req, res);
   });
   guard.attach(app.server);
   app.decorateRequest('principal', null);

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyBaseLogger } from 'fastify';
+import { errorCodes, type FastifyBaseLogger } from 'fastify';
 import type { Principal } from '../core/principal';
-import { BridgeError, fromFastifyError } from '../errors';
+import { fromFastifyError } from '../errors';
 import type { ProviderAdapter } from '../providers/types';
 import type { ProviderRoute } from './provider-paths';
 import { routeFor } from './provider-paths';
@@ -71,7 +71,11 @@ export class ProviderLane {
     const route = routeFor(lane.adapter, 'POST', path);
     if (route.kind !== 'metered') return false;
     this.served++;
-    void this.serve(lane, req, res, route, query);
+    this.serve(lane, req, res, route, query).catch((err: unknown) => {
+      // Nothing above should throw; if it does, the request ends here rather than the process.
+      this.d.log.error({ err }, 'provider lane failed');
+      res.destroy();
+    });
     return true;
   }
 
@@ -88,47 +92,67 @@ export class ProviderLane {
     query: string,
   ): Promise<void> {
     const started = performance.now();
-    const req = new LaneRequest(raw, this.d.nextRequestId(), this.d.clientAddress(raw) ?? '', this.d.log);
+    const address = this.d.clientAddress(raw);
+    const req = new LaneRequest(raw, this.d.nextRequestId(), address ?? '', this.d.log);
     try {
-      const principal = lane.deps.auth.authenticateNow(raw.headers, req.ip);
+      const principal = lane.deps.auth.authenticateNow(raw.headers, address);
       req.principal = principal instanceof Promise ? await principal : principal;
     } catch (err) {
       // As the provider routes' onRequest hook: a body still on its way is not wanted.
-      if (!raw.complete) res.setHeader('connection', 'close');
-      this.refuse(lane, req, res, err, started);
+      this.refuse(lane, req, res, err, started, !raw.complete);
       return;
     }
+    let body: Buffer;
     try {
-      req.body = await readBody(raw, lane.deps.bodyLimit);
+      body = await readBody(raw, lane.deps.bodyLimit);
+    } catch (err) {
+      // As fastify's body parser: the client may still be sending, so the connection closes.
+      this.refuse(lane, req, res, err, started, true);
+      return;
+    }
+    req.body = body;
+    try {
       await serveMetered(lane.adapter, lane.deps, req, { raw: res, hijack: noop }, route, query);
     } catch (err) {
-      this.refuse(lane, req, res, err, started);
+      this.refuse(lane, req, res, err, started, false);
     }
   }
 
-  /** An error before the exchange took the response: answered as the provider routes' error handler does. */
-  private refuse(lane: Lane, req: LaneRequest, res: ServerResponse, err: unknown, started: number): void {
+  /**
+   * An error before the exchange took the response: answered as the provider routes' error
+   * handler does, unless something else already answered (the connection guard's 408) or the
+   * client is gone.
+   */
+  private refuse(
+    lane: Lane,
+    req: LaneRequest,
+    res: ServerResponse,
+    err: unknown,
+    started: number,
+    close: boolean,
+  ): void {
     const e = fromFastifyError(err);
     if (e.code === 'internal_error') req.log.error({ err }, 'proxy failed');
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (!res.destroyed) {
+    if (!res.headersSent && !res.destroyed) {
       const body = JSON.stringify(lane.adapter.errorBody(e.status, e.code, e.message));
       res.writeHead(e.status, {
         ...e.headers,
         'content-type': 'application/json; charset=utf-8',
         'content-length': Buffer.byteLength(body),
+        ...(close ? { connection: 'close' } : {}),
       });
       res.end(body);
+    } else if (!res.writableEnded) {
+      res.destroy();
+      return;
     }
-    // The line fastify's onResponse hook writes for a request that did not become an interception.
+    // The line fastify's onResponse hook writes for an answered request that is no interception.
+    if (req.interceptionId) return;
     req.log.info(
       {
         method: req.method,
         route: lane.route,
-        statusCode: e.status,
+        statusCode: res.statusCode,
         durationMs: Math.round((performance.now() - started) * 100) / 100,
         userId: req.principal?.user.id ?? null,
       },
@@ -174,12 +198,14 @@ class LaneRequest implements ProxyRequest {
 }
 
 /**
- * The request body, up to the limit, as fastify's buffer parser reads it: a declared length over
- * the limit is refused before reading, a body growing past it as soon as it does.
+ * The request body, up to the limit, as fastify's buffer parser reads it and with its errors: a
+ * declared length over the limit is refused before reading, a body growing past it as soon as it
+ * does, a length that does not match or a stream that fails (the client gone) is a 400.
  */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (declared > limit) return Promise.reject(new BridgeError('body_too_large'));
+  if (declared > limit) return Promise.reject(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
+  if (req.destroyed) return Promise.reject(clientGone());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
@@ -193,7 +219,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       received += chunk.length;
       if (received > limit) {
         done();
-        reject(new BridgeError('body_too_large'));
+        reject(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
         return;
       }
       chunks.push(chunk);
@@ -201,22 +227,29 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     const onEnd = (): void => {
       done();
       if (!Number.isNaN(declared) && received !== declared)
-        reject(new BridgeError('invalid_request', 'Request body size did not match Content-Length'));
+        reject(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
       // Copied, as fastify does: a chunk is a view of a socket read that may be far larger.
       else resolve(Buffer.concat(chunks, received));
     };
-    const onError = (err: Error): void => {
+    const onError = (err: Error & { statusCode?: number }): void => {
       done();
-      reject(new BridgeError('invalid_request', err.message, { cause: err }));
+      if (!(typeof err.statusCode === 'number' && err.statusCode >= 400)) err.statusCode = 400;
+      reject(err);
     };
     const onClose = (): void => {
       if (req.complete) return;
       done();
-      reject(new BridgeError('invalid_request', 'The client closed the connection before the body arrived.'));
+      reject(clientGone());
     };
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
     req.on('close', onClose);
+  });
+}
+
+function clientGone(): Error {
+  return Object.assign(new Error('The client closed the connection before the body arrived.'), {
+    statusCode: 400,
   });
 }

@@ -6,6 +6,8 @@ import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helper
 import { OpenAIMock } from '../helpers/openai-mock';
 
 interface Sent {
+  /** Over a kept-alive connection (the default asks for `Connection: close`). */
+  keepAlive?: boolean;
   method?: string;
   path: string;
   headers?: Record<string, string>;
@@ -29,7 +31,7 @@ function send(base: string, s: Sent): Promise<Answer> {
       path: s.path,
       method: s.method ?? 'POST',
       headers: s.headers ?? {},
-      agent: false,
+      agent: s.keepAlive ? new http.Agent({ keepAlive: true }) : false,
     });
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
@@ -222,6 +224,74 @@ describe('provider lane: metered calls served ahead of fastify', function () {
       assert.equal(typeof parsed.error.message, 'string');
       if (s.path.startsWith('/anthropic')) assert.equal(parsed.type, 'error');
     });
+
+  it('closes a kept-alive connection whose body was refused, as fastify does', async () => {
+    for (const body of [
+      `{"x":"${'a'.repeat(5000)}"}`,
+      ['{"x":"', 'a'.repeat(3000), 'a'.repeat(3000), '"}'],
+    ]) {
+      const { viaLane, viaRouter, taken } = await both({
+        keepAlive: true,
+        path: '/anthropic/v1/messages',
+        headers: json,
+        body,
+      });
+      assert.equal(taken, 1);
+      assert.equal(viaLane.status, 413);
+      assert.equal(viaLane.headers.connection, 'close', 'the rest of the body is not read');
+      assert.deepEqual(comparable(viaLane), comparable(viaRouter));
+    }
+    // A refused key with the body still coming: closed too; a complete body refused for its JSON: kept.
+    const bad = await both({
+      keepAlive: true,
+      path: '/anthropic/v1/messages',
+      headers: json,
+      body: '{"model":',
+    });
+    assert.deepEqual(comparable(bad.viaLane), comparable(bad.viaRouter));
+  });
+
+  it("answers a body that stops arriving with the guard's 408 and goes on serving", async () => {
+    const slow = await startBridge(mock.url, { AIBRIDGE_REQUEST_BODY_TIMEOUT_MS: '300' });
+    try {
+      const { key } = await slow.addUser('slow@lane.test');
+      const before = slow.bridge.lane.taken;
+      const answer = await new Promise<Answer>((resolve, reject) => {
+        const { hostname, port } = new URL(slow.url);
+        const req = http.request({
+          hostname,
+          port,
+          path: '/anthropic/v1/messages',
+          method: 'POST',
+          headers: { ...json, 'x-api-key': key, 'content-length': '500' },
+          agent: false,
+        });
+        req.on('response', (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              body: Buffer.concat(chunks).toString(),
+            }),
+          );
+        });
+        req.on('error', reject);
+        req.write('{"model":');
+      });
+      assert.equal(slow.bridge.lane.taken - before, 1);
+      assert.equal(answer.status, 408);
+      const ok = await send(slow.url, {
+        path: '/anthropic/v1/messages',
+        headers: { ...json, 'x-api-key': key },
+        body: MESSAGE,
+      });
+      assert.equal(ok.status, 200);
+    } finally {
+      await slow.close();
+    }
+  });
 
   it('writes the same request log line for a refusal as fastify does', async () => {
     const mark = { lane: lane.logs.length, routed: routed.logs.length };
