@@ -8,6 +8,8 @@ import { OpenAIMock } from '../helpers/openai-mock';
 interface Sent {
   /** Over a kept-alive connection (the default asks for `Connection: close`). */
   keepAlive?: boolean;
+  /** The body is left unfinished: the request never ends. */
+  unfinished?: boolean;
   method?: string;
   path: string;
   headers?: Record<string, string>;
@@ -48,7 +50,7 @@ function send(base: string, s: Sent): Promise<Answer> {
     req.on('error', reject);
     if (Array.isArray(s.body)) for (const c of s.body) req.write(c);
     else if (s.body !== undefined) req.write(s.body);
-    req.end();
+    if (!s.unfinished) req.end();
   });
 }
 
@@ -256,29 +258,11 @@ describe('provider lane: metered calls served ahead of fastify', function () {
     try {
       const { key } = await slow.addUser('slow@lane.test');
       const before = slow.bridge.lane.taken;
-      const answer = await new Promise<Answer>((resolve, reject) => {
-        const { hostname, port } = new URL(slow.url);
-        const req = http.request({
-          hostname,
-          port,
-          path: '/anthropic/v1/messages',
-          method: 'POST',
-          headers: { ...json, 'x-api-key': key, 'content-length': '500' },
-          agent: false,
-        });
-        req.on('response', (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              body: Buffer.concat(chunks).toString(),
-            }),
-          );
-        });
-        req.on('error', reject);
-        req.write('{"model":');
+      const answer = await send(slow.url, {
+        path: '/anthropic/v1/messages',
+        headers: { ...json, 'x-api-key': key, 'content-length': '500' },
+        body: '{"model":',
+        unfinished: true,
       });
       assert.equal(slow.bridge.lane.taken - before, 1);
       assert.equal(answer.status, 408);
