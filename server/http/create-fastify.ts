@@ -5,6 +5,7 @@ import type { Config } from '../config';
 import { BridgeError, fromFastifyError } from '../errors';
 import { adaptersOf, providerForPath } from '../providers/registry';
 import { ConnectionGuard } from './connection-guard';
+import { logRequestLine } from './request-line';
 import type { TrustedProxies } from './trusted-proxies';
 
 /**
@@ -114,16 +115,13 @@ export function createFastify(
   // every other request gets this one.
   app.addHook('onResponse', (req, reply, done) => {
     if (!req.interceptionId)
-      req.log.info(
-        {
-          method: req.method,
-          route: req.routeOptions.url ?? null,
-          statusCode: reply.statusCode,
-          durationMs: Math.round(reply.elapsedTime * 100) / 100,
-          userId: req.principal?.user.id ?? null,
-        },
-        'request',
-      );
+      logRequestLine(req.log, {
+        method: req.method,
+        route: req.routeOptions.url ?? null,
+        statusCode: reply.statusCode,
+        elapsedMs: reply.elapsedTime,
+        userId: req.principal?.user.id ?? null,
+      });
     done();
   });
   return {

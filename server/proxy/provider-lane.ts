@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorCodes, type FastifyBaseLogger } from 'fastify';
 import type { Principal } from '../core/principal';
 import { fromFastifyError } from '../errors';
+import { logRequestLine } from '../http/request-line';
 import type { ProviderAdapter } from '../providers/types';
 import type { ProviderRoute } from './provider-paths';
 import { routeFor } from './provider-paths';
@@ -66,6 +67,7 @@ export class ProviderLane {
     // Google's `?key=`, moved to its header as the provider routes' onRequest hook moves it.
     const cq = lane.adapter.credentialQuery;
     if (cq) moveQueryCredential(req, req.headers, cq.param, cq.header);
+    // Read again: moving the key rewrote the URL.
     const { path, query } = relativeTarget(req.url ?? '', lane.adapter.prefix);
     if (ROUTER_DECODES.test(path) || hasDotSegment(path)) return false;
     const route = routeFor(lane.adapter, 'POST', path);
@@ -148,16 +150,13 @@ export class ProviderLane {
     }
     // The line fastify's onResponse hook writes for an answered request that is no interception.
     if (req.interceptionId) return;
-    req.log.info(
-      {
-        method: req.method,
-        route: lane.route,
-        statusCode: res.statusCode,
-        durationMs: Math.round((performance.now() - started) * 100) / 100,
-        userId: req.principal?.user.id ?? null,
-      },
-      'request',
-    );
+    logRequestLine(req.log, {
+      method: req.method,
+      route: lane.route,
+      statusCode: res.statusCode,
+      elapsedMs: performance.now() - started,
+      userId: req.principal?.user.id ?? null,
+    });
   }
 }
 

@@ -241,7 +241,6 @@ async function handle(
   // Checked by the onRequest hook before the body was read; the handler only reads the result.
   const principal = req.principal ?? (await deps.auth.authenticate(req.headers, req.ip));
   req.principal = principal;
-  const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   if (deps.models && answerModelList(adapter, deps.models, req, reply, path, query)) return;
   if (route.kind === 'metered') return serveMetered(adapter, deps, req, reply, route, query);
   const own = ownCredentialFor(adapter, deps, req);
@@ -255,6 +254,7 @@ async function handle(
       `${req.method} ${adapter.prefix}${route.path} is not served by the bridge (docs/api.md lists what is).`,
     );
   }
+  const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
 }
 
