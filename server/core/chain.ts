@@ -13,12 +13,25 @@ export const GENESIS = '0'.repeat(64);
  * their own enumerable keys only (no `toJSON`).
  */
 export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') {
-    const json = JSON.stringify(v);
-    if (json !== undefined) return json;
-    // Only a value JSON.stringify leaves out or turns to null in an array gets here.
-    if (v !== undefined) notJson = true;
-    return 'null';
+  // Scalars without a call into JSON.stringify where its output is known: a record has some thirty
+  // of them, and the calls were a third of the canonical form's time.
+  switch (typeof v) {
+    case 'string':
+      return NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`;
+    case 'number':
+      return Number.isFinite(v) ? String(v) : 'null';
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'object':
+      if (v === null) return 'null';
+      break;
+    default: {
+      const json = JSON.stringify(v);
+      if (json !== undefined) return json;
+      // Only a value JSON.stringify leaves out or turns to null in an array gets here.
+      if (v !== undefined) notJson = true;
+      return 'null';
+    }
   }
   if (Array.isArray(v)) {
     let out = '[';
@@ -45,6 +58,13 @@ export function canonicalJson(v: unknown): string {
   }
   return `${out}}`;
 }
+
+/**
+ * What JSON.stringify escapes in a string: a quote, a backslash, a control character, and a lone
+ * surrogate (any surrogate is sent its way, paired or not). A string without one is written as it is.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 /**
  * `"key":` per key name. Records use a few dozen names over and over; quoting each again was about

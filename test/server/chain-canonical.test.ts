@@ -135,6 +135,25 @@ describe('canonical JSON of audit records', () => {
     for (const v of odd) assert.equal(canonicalJson(v), canonicalJsonBefore(v));
   });
 
+  it('writes every UTF-16 code unit, alone and inside text, as JSON.stringify does', () => {
+    // Strings skip JSON.stringify when nothing in them needs escaping: the check must not miss one.
+    for (let c = 0; c <= 0xffff; c++) {
+      const ch = String.fromCharCode(c);
+      for (const s of [ch, `ab${ch}cd`])
+        assert.equal(canonicalJson(s), JSON.stringify(s), `U+${c.toString(16)}`);
+    }
+    for (const s of [
+      '😀',
+      'a😀b',
+      '\udc00\ud83d',
+      '\ud83d\ude00\ud83d',
+      '\u007f',
+      '\u2028\u2029',
+      'x'.repeat(5000),
+    ])
+      assert.equal(canonicalJson(s), JSON.stringify(s));
+  });
+
   it('gives a stored record the hash it was given before', () => {
     const rec = {
       id: 'r1',
