@@ -123,6 +123,11 @@ export interface CacheFingerprint {
   prefix: string;
   /** How long the cache lives unused: 300 s by default, 3600 s with `ttl: "1h"`. */
   ttlSeconds: number;
+  /**
+   * What the hashes are of: 2, the bridge's length-prefixed encoding of each part; absent (records
+   * written before it), JSON.stringify of each part. Hashes of different versions never match.
+   */
+  v?: number;
 }
 
 /** Why a turn's cache was rewritten, judged against the session's previous turn. */

@@ -46,11 +46,18 @@ function rewrote(cur: Turn): boolean {
 /** The likely cause, by what changed between the turns, in the order that makes a cache unreadable first. */
 export function causeOf(prev: Turn, cur: Turn, prefixAt: PrefixAt | undefined): CacheBreakCause {
   if (prev.model !== cur.model) return 'model_changed';
-  if (prev.cacheKey.tools !== cur.cacheKey.tools) return 'tools_changed';
-  if (prev.cacheKey.system !== cur.cacheKey.system) return 'system_changed';
+  // Hashes of another version (a turn recorded before an upgrade) say nothing of what changed.
+  const comparable = prev.cacheKey.v === cur.cacheKey.v;
+  if (comparable && prev.cacheKey.tools !== cur.cacheKey.tools) return 'tools_changed';
+  if (comparable && prev.cacheKey.system !== cur.cacheKey.system) return 'system_changed';
   const gapMs = Date.parse(cur.startedAt) - Date.parse(prev.startedAt);
   if (gapMs > prev.cacheKey.ttlSeconds * 1000) return 'ttl_expired';
-  if (prefixAt && prev.cacheKey.messages > 0 && prefixAt(prev.cacheKey.messages) !== prev.cacheKey.prefix)
+  if (
+    comparable &&
+    prefixAt &&
+    prev.cacheKey.messages > 0 &&
+    prefixAt(prev.cacheKey.messages) !== prev.cacheKey.prefix
+  )
     return 'context_edited';
   return 'unknown';
 }

@@ -8,6 +8,13 @@ const DEFAULT_TTL_SECONDS = 300;
 const TTL_SECONDS: Readonly<Record<string, number>> = { '5m': 300, '1h': 3600 };
 
 /**
+ * The version of the fingerprint's hashes (`CacheFingerprint.v`): 2 hashes the encoding below. A
+ * fingerprint without `v` hashed JSON.stringify of the same parts; the two never compare equal, so
+ * a cache break judged across them does not blame a change (server/audit/cache-breaks.ts).
+ */
+export const FINGERPRINT_VERSION = 2;
+
+/**
  * Request parts the way the cache sees them: cache markers are left out (agents move their
  * `cache_control` to the newest message each turn, which does not change the cached prefix), and
  * the longest TTL a marker asks for is noted as the walk passes it.
@@ -22,92 +29,106 @@ class CacheHasher {
     this.ttlSeconds = Math.max(this.ttlSeconds, ttl ?? DEFAULT_TTL_SECONDS);
   }
 
-  /**
-   * The value without its `cache_control` keys: itself when its subtree has none (most of a
-   * request), else a copy with the same keys in the same order. A walk in JS, then the native
-   * JSON.stringify: a replacer function would cost a call back into JS for every key.
-   */
-  strip(v: unknown): unknown {
-    if (typeof v !== 'object' || v === null) return v;
+  /** Whether the value holds a cache marker, noting each one: a walk that builds nothing. */
+  scan(v: unknown): boolean {
+    if (typeof v !== 'object' || v === null) return false;
+    let found = false;
     if (Array.isArray(v)) {
-      let copy: unknown[] | undefined;
-      for (let i = 0; i < v.length; i++) {
-        const x: unknown = v[i];
-        const y = this.strip(x);
-        if (copy === undefined && y !== x) copy = v.slice(0, i);
-        copy?.push(y);
-      }
-      return copy ?? v;
+      for (let i = 0; i < v.length; i++) if (this.scan(v[i])) found = true;
+      return found;
     }
     const o = v as Record<string, unknown>;
-    const keys = Object.keys(o);
-    let copy: Record<string, unknown> | undefined;
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i]!;
-      const x = o[k];
+    for (const k of Object.keys(o)) {
       if (k === 'cache_control') {
-        this.note(x);
-        copy ??= this.upTo(o, keys, i);
-        continue;
-      }
-      const y = this.strip(x);
-      if (copy === undefined && y !== x) copy = this.upTo(o, keys, i);
-      if (copy !== undefined) copy[k] = y;
+        this.note(o[k]);
+        found = true;
+      } else if (this.scan(o[k])) found = true;
     }
-    return copy ?? v;
+    return found;
   }
 
-  /** A copy of the first `n` keys. No prototype: a `__proto__` key from the wire stays a plain key. */
-  private upTo(o: Record<string, unknown>, keys: string[], n: number): Record<string, unknown> {
-    const copy = Object.create(null) as Record<string, unknown>;
-    for (let j = 0; j < n; j++) copy[keys[j]!] = o[keys[j]!];
-    return copy;
+  /** How many messages there are up to the last one with a marker (0: none has one). */
+  lastMarked(list: readonly unknown[]): number {
+    let last = 0;
+    for (let i = 0; i < list.length; i++) if (this.scan(list[i])) last = i + 1;
+    return last;
   }
 
-  /** Each message without its markers, and how many messages there are up to the last marked one. */
-  messages(list: unknown[]): { stripped: unknown[]; lastMarked: number } {
-    const stripped: unknown[] = [];
-    let lastMarked = 0;
-    for (let i = 0; i < list.length; i++) {
-      const before = this.marked;
-      this.marked = false;
-      stripped.push(this.strip(list[i]));
-      if (this.marked) lastMarked = i + 1;
-      this.marked ||= before;
+  /**
+   * The value as its hash reads it, markers left out: a letter per value (`s` string, `n` number,
+   * `t`/`f`, `z` null, `[`…`]`, `{`…`}`), strings and keys preceded by their length (or, holding
+   * a lone surrogate, as JSON after a `w`), keys in the order JSON.stringify writes them. Every value's end is known from its start, so two values
+   * encode the same only if JSON.stringify would write them the same (with markers left out), and
+   * nothing is escaped: JSON.stringify of an agent's body, strings of code full of quotes, cost
+   * most of the fingerprint (docs/performance.md#fingerprint-encoding). Built as concatenations,
+   * so the strings themselves are copied once, by the hash.
+   */
+  encode(v: unknown): string {
+    switch (typeof v) {
+      case 'string':
+        // Hashed as UTF-8, where a lone surrogate would become U+FFFD: such a string goes as JSON,
+        // which escapes it (one-byte strings, most of a body, answer at once).
+        return wellFormed(v) ? `s${v.length}:${v}` : `w${JSON.stringify(v)}`;
+      case 'number':
+        // JSON has no NaN or Infinity; written as JSON.stringify would write them (null).
+        return Number.isFinite(v) ? `n${v};` : 'z';
+      case 'boolean':
+        return v ? 't' : 'f';
+      case 'object':
+        break;
+      default:
+        // undefined in an array (JSON.stringify writes null); never in a parsed body.
+        return 'z';
     }
-    return { stripped, lastMarked };
+    if (v === null) return 'z';
+    if (Array.isArray(v)) {
+      let out = '[';
+      for (let i = 0; i < v.length; i++) out += this.encode(v[i]);
+      return `${out}]`;
+    }
+    const o = v as Record<string, unknown>;
+    let out = '{';
+    for (const k of Object.keys(o)) {
+      if (k === 'cache_control') continue;
+      const x = o[k];
+      if (x === undefined || typeof x === 'function' || typeof x === 'symbol') continue;
+      out += `${wellFormed(k) ? `${k.length}:${k}` : `w${JSON.stringify(k)}`}${this.encode(x)}`;
+    }
+    return `${out}}`;
   }
 }
 
-/** The hash of a value its markers were stripped from ('' for none). */
-function hashOf(stripped: unknown): string {
-  return stripped === undefined
+/** `String.prototype.isWellFormed` (Node 20; ES2024, past this project's `lib`). */
+function wellFormed(s: string): boolean {
+  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** The hash of a part ('' for none). */
+function hashOf(h: CacheHasher, part: unknown): string {
+  return part === undefined
     ? ''
-    : createHash('sha256')
-        .update(JSON.stringify(stripped) ?? '')
-        .digest('hex')
-        .slice(0, HASH_CHARS);
+    : createHash('sha256').update(h.encode(part), 'utf8').digest('hex').slice(0, HASH_CHARS);
 }
 
 /**
- * The hash of the first `k` stripped messages ('' for none; undefined past the end): one running
+ * The hash of the first `k` encoded messages ('' for none; undefined past the end): one running
  * hash and one digest. Copying the hash's state at every message, to have each prefix at hand,
- * cost more than the serialising on long conversations, and only a suspected cache break ever asks
+ * cost more than the encoding on long conversations, and only a suspected cache break ever asks
  * for a prefix other than the fingerprint's own.
  */
-function prefixHash(stripped: readonly unknown[], k: number): string | undefined {
-  if (!Number.isInteger(k) || k < 0 || k > stripped.length) return undefined;
+function prefixHash(encoded: readonly string[], k: number): string | undefined {
+  if (!Number.isInteger(k) || k < 0 || k > encoded.length) return undefined;
   if (k === 0) return '';
   const h = createHash('sha256');
-  // One update per message: the same bytes, message by message, each followed by a newline.
-  for (let i = 0; i < k; i++) h.update(`${JSON.stringify(stripped[i]) ?? ''}\n`);
+  // Each message's encoding says where it ends: no separator is needed between them.
+  for (let i = 0; i < k; i++) h.update(encoded[i]!, 'utf8');
   return h.digest('hex').slice(0, HASH_CHARS);
 }
 
-/** The fingerprint's prefix now, any other prefix when asked (the stripped messages kept meanwhile). */
-function prefixFacts(stripped: unknown[], k: number): { prefix: string; prefixAt: PrefixAt } {
-  const prefix = prefixHash(stripped, k) ?? '';
-  return { prefix, prefixAt: (n) => (n === k ? prefix : prefixHash(stripped, n)) };
+/** The fingerprint's prefix now, any other prefix when asked (the encoded messages kept meanwhile). */
+function prefixFacts(encoded: string[], k: number): { prefix: string; prefixAt: PrefixAt } {
+  const prefix = prefixHash(encoded, k) ?? '';
+  return { prefix, prefixAt: (n) => (n === k ? prefix : prefixHash(encoded, n)) };
 }
 
 /**
@@ -121,19 +142,24 @@ export function explicitCacheFacts(
   messages: unknown,
 ): CacheFacts | undefined {
   const h = new CacheHasher();
-  const strippedTools = h.strip(tools);
-  const strippedSystem = h.strip(system);
-  const m = h.messages(Array.isArray(messages) ? messages : []);
+  const list = Array.isArray(messages) ? messages : [];
+  h.scan(tools);
+  h.scan(system);
+  const lastMarked = h.lastMarked(list);
   if (!h.marked) return undefined;
-  const { prefix, prefixAt } = prefixFacts(m.stripped, m.lastMarked);
+  const { prefix, prefixAt } = prefixFacts(
+    list.map((m) => h.encode(m)),
+    lastMarked,
+  );
   return {
     fingerprint: {
       mode: 'explicit',
-      tools: hashOf(strippedTools),
-      system: hashOf(strippedSystem),
+      tools: hashOf(h, tools),
+      system: hashOf(h, system),
       ttlSeconds: h.ttlSeconds,
-      messages: m.lastMarked,
+      messages: lastMarked,
       prefix,
+      v: FINGERPRINT_VERSION,
     },
     prefixAt,
   };
@@ -152,15 +178,19 @@ export function automaticCacheFacts(
 ): CacheFacts {
   const h = new CacheHasher();
   const list = Array.isArray(messages) ? messages : typeof messages === 'string' ? [messages] : [];
-  const { prefix, prefixAt } = prefixFacts(h.messages(list).stripped, list.length);
+  const { prefix, prefixAt } = prefixFacts(
+    list.map((m) => h.encode(m)),
+    list.length,
+  );
   return {
     fingerprint: {
       mode: 'automatic',
-      tools: hashOf(h.strip(tools)),
-      system: hashOf(h.strip(system)),
+      tools: hashOf(h, tools),
+      system: hashOf(h, system),
       messages: list.length,
       prefix,
       ttlSeconds: retention === '24h' ? 86_400 : DEFAULT_TTL_SECONDS,
+      v: FINGERPRINT_VERSION,
     },
     prefixAt,
   };

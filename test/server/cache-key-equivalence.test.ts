@@ -5,9 +5,10 @@ import { automaticCacheFacts, explicitCacheFacts } from '../../server/providers/
 import { seededRandom } from '../helpers/seeded-random';
 
 /**
- * The implementation fingerprints were made with before (JSON.stringify with a replacer): stored
- * fingerprints are compared with new ones to find cache breaks, so the new walk must give the same
- * hashes byte for byte.
+ * The implementation version-1 fingerprints were made with (JSON.stringify with a replacer). Version
+ * 2 hashes another encoding, so its hashes differ; what a cache break's cause rests on must not:
+ * two parts hash the same under version 2 exactly when they did under version 1, and every other
+ * field of the fingerprint is as it was.
  */
 class HasherBefore {
   ttlSeconds = 0;
@@ -169,28 +170,89 @@ function withPrefixes(facts: CacheFacts | undefined, messages: unknown): unknown
   };
 }
 
-describe('prompt-cache fingerprints, unchanged by the walk that replaced the replacer', () => {
-  it('gives Claude-Code-shaped bodies the same fingerprint and prefixes as before, byte for byte', () => {
+/**
+ * Hashes seen under both versions for the same parts: each version-1 hash must always meet the same
+ * version-2 hash and the other way round (a one-to-one match), or an equality was gained or lost.
+ */
+class Correspondence {
+  private readonly newOf = new Map<string, string>();
+  private readonly oldOf = new Map<string, string>();
+  seen = 0;
+
+  same(part: string, before: string | undefined, now: string | undefined, where: string): void {
+    assert.equal(now === undefined, before === undefined, where);
+    if (before === undefined || now === undefined) return;
+    assert.equal(now === '', before === '', `${where}: only an absent part hashes to ''`);
+    const o = `${part}:${before}`;
+    const n = `${part}:${now}`;
+    const knownNew = this.newOf.get(o);
+    const knownOld = this.oldOf.get(n);
+    if (knownNew === undefined) this.newOf.set(o, n);
+    else assert.equal(n, knownNew, `${where}: equal before, different now`);
+    if (knownOld === undefined) this.oldOf.set(n, o);
+    else assert.equal(o, knownOld, `${where}: different before, equal now`);
+    this.seen++;
+  }
+
+  get distinct(): number {
+    return this.newOf.size;
+  }
+}
+
+/** The fingerprint without its hashes, for comparing the fields that did not change. */
+function shape(facts: unknown): unknown {
+  if (facts === undefined) return undefined;
+  const {
+    tools: _t,
+    system: _s,
+    prefix: _p,
+    v: _v,
+    ...rest
+  } = (facts as { fingerprint: Record<string, unknown> }).fingerprint;
+  return rest;
+}
+
+describe('prompt-cache fingerprints, version 2: the equalities of version 1', () => {
+  it('hashes Claude-Code-shaped bodies equal exactly where version 1 did, every other field as before', () => {
     const r = seededRandom(3);
+    const match = new Correspondence();
     let marked = 0;
     for (let i = 0; i < 2000; i++) {
       // Through the wire and back, as the bridge sees a body.
       const b = JSON.parse(JSON.stringify(claudeCodeBody(r))) as ReturnType<typeof claudeCodeBody>;
-      const want = explicitBefore(b.tools, b.system, b.messages);
-      if (want !== undefined) marked++;
-      // Same fields in the same order: the fingerprint is stored on the record as it is.
-      const got = withPrefixes(explicitCacheFacts(b.tools, b.system, b.messages), b.messages);
-      assert.deepEqual(got, want, `body #${i}`);
-      assert.equal(JSON.stringify(got), JSON.stringify(want));
+      const want = explicitBefore(b.tools, b.system, b.messages) as
+        | { fingerprint: Record<string, string>; prefixes: string[] }
+        | undefined;
+      const facts = explicitCacheFacts(b.tools, b.system, b.messages);
+      const got = withPrefixes(facts, b.messages) as typeof want;
+      assert.deepEqual(shape(got), shape(want), `body #${i}`);
+      if (want !== undefined && got !== undefined) {
+        marked++;
+        assert.equal(facts!.fingerprint.v, 2);
+        match.same('tools', want.fingerprint.tools, got.fingerprint.tools, `body #${i} tools`);
+        match.same('system', want.fingerprint.system, got.fingerprint.system, `body #${i} system`);
+        match.same('prefix', want.fingerprint.prefix, got.fingerprint.prefix, `body #${i} prefix`);
+        for (const [k, p] of want.prefixes.entries())
+          match.same('prefix', p, got.prefixes[k], `body #${i} prefix of ${k}`);
+      }
+      const retention = i % 2 ? '24h' : undefined;
       const auto = withPrefixes(
-        automaticCacheFacts(b.tools, b.system, b.messages, i % 2 ? '24h' : undefined),
+        automaticCacheFacts(b.tools, b.system, b.messages, retention),
         b.messages,
-      );
-      const autoWant = automaticBefore(b.tools, b.system, b.messages, i % 2 ? '24h' : undefined);
-      assert.deepEqual(auto, autoWant);
-      assert.equal(JSON.stringify(auto), JSON.stringify(autoWant));
+      ) as {
+        fingerprint: Record<string, string>;
+        prefixes: string[];
+      };
+      const autoWant = automaticBefore(b.tools, b.system, b.messages, retention) as typeof auto;
+      assert.deepEqual(shape(auto), shape(autoWant));
+      match.same('tools', autoWant.fingerprint.tools, auto.fingerprint.tools, `body #${i} auto tools`);
+      match.same('system', autoWant.fingerprint.system, auto.fingerprint.system, `body #${i} auto system`);
+      for (const [k, p] of autoWant.prefixes.entries())
+        match.same('prefix', p, auto.prefixes[k], `body #${i} auto prefix of ${k}`);
     }
     assert.ok(marked > 1000, `${marked} bodies with markers`);
+    // Parts repeat across bodies (the generator draws from few texts): equalities were put to the test.
+    assert.ok(match.distinct < match.seen / 2, `${match.distinct} distinct parts in ${match.seen}`);
   });
 
   it('leaves the body it hashes untouched, and keeps odd keys (__proto__, numbers) in their place', () => {
@@ -199,9 +261,33 @@ describe('prompt-cache fingerprints, unchanged by the walk that replaced the rep
       '"system":"s","messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}]}';
     const b = JSON.parse(wire) as { tools: unknown; system: unknown; messages: unknown[] };
     const facts = explicitCacheFacts(b.tools, b.system, b.messages);
-    assert.deepEqual(withPrefixes(facts, b.messages), explicitBefore(b.tools, b.system, b.messages));
+    assert.deepEqual(
+      shape(withPrefixes(facts, b.messages)),
+      shape(explicitBefore(b.tools, b.system, b.messages)),
+    );
     assert.equal(facts!.fingerprint.ttlSeconds, 3600);
     assert.equal(JSON.stringify(b), JSON.stringify(JSON.parse(wire)));
+    // The same tool with its keys in another order, or __proto__ as an ordinary key dropped, is another tool.
+    const reordered = JSON.parse(
+      wire.replace('"10":"ten","2":"two"', '"2":"two","10":"ten"').replace('"__proto__":{"x":1},', ''),
+    ) as typeof b;
+    assert.notEqual(
+      explicitCacheFacts(reordered.tools, b.system, b.messages)!.fingerprint.tools,
+      facts!.fingerprint.tools,
+    );
+  });
+
+  it('tells strings apart that differ only in a lone surrogate, or in where a string ends', () => {
+    const hashOfTools = (tools: unknown) =>
+      automaticCacheFacts(tools, undefined, [], undefined).fingerprint.tools;
+    const a = hashOfTools(['\ud800']);
+    assert.notEqual(a, hashOfTools(['\ud801']));
+    assert.notEqual(a, hashOfTools(['\ufffd']));
+    assert.notEqual(hashOfTools(['ab', 'c']), hashOfTools(['a', 'bc']));
+    assert.notEqual(hashOfTools({ ab: 'c' }), hashOfTools({ a: 'bc' }));
+    assert.notEqual(hashOfTools([1, 2]), hashOfTools([12]));
+    assert.notEqual(hashOfTools(['1']), hashOfTools([1]));
+    assert.equal(hashOfTools(['\ud83d\ude00']), hashOfTools(['😀']));
   });
 
   it('tells a changed tool list, system or earlier message apart as before', () => {

@@ -109,6 +109,29 @@ describe('prompt-cache break judgement', () => {
     assert.equal(causeOf(prev, { ...cur, startedAt: '2026-11-10T09:05:01.000Z' }, undefined), 'ttl_expired');
   });
 
+  it('blames no change across fingerprint versions (a turn recorded before the upgrade), and does within one', () => {
+    // A version-2 turn after a version-1 one: every hash differs, none of it says what changed.
+    const upgraded = { ...cur, cacheKey: { ...key, tools: 't2', system: 's2', prefix: 'p2', v: 2 } };
+    assert.equal(
+      causeOf(prev, upgraded, () => 'p2'),
+      'unknown',
+    );
+    assert.equal(
+      causeOf(prev, { ...upgraded, startedAt: '2026-11-10T09:05:01.000Z' }, undefined),
+      'ttl_expired',
+    );
+    // Both version 2: a changed hash is a change again.
+    const prev2 = { ...prev, cacheKey: { ...key, v: 2 } };
+    assert.equal(
+      causeOf(prev2, upgraded, () => 'p'),
+      'tools_changed',
+    );
+    assert.equal(
+      causeOf(prev2, { ...cur, cacheKey: { ...key, v: 2 } }, (k) => ['', 'x', 'q'][k]),
+      'context_edited',
+    );
+  });
+
   it('is no break when the cache was read, when nothing was cached before, or when the price is unknown it says so', () => {
     assert.equal(
       judge(prev, { ...cur, usage: usage({ cacheRead: 10_000, cacheWrite: 500 }) }, undefined, 'a', price),
