@@ -111,24 +111,32 @@ function hashOf(h: CacheHasher, part: unknown): string {
 }
 
 /**
- * The hash of the first `k` encoded messages ('' for none; undefined past the end): one running
- * hash and one digest. Copying the hash's state at every message, to have each prefix at hand,
- * cost more than the encoding on long conversations, and only a suspected cache break ever asks
- * for a prefix other than the fingerprint's own.
+ * The hash of the first `k` messages ('' for none; undefined past the end): one running hash and
+ * one digest. Copying the hash's state at every message, to have each prefix at hand, cost more
+ * than the encoding on long conversations, and only a suspected cache break ever asks for a prefix
+ * other than the fingerprint's own.
  */
-function prefixHash(encoded: readonly string[], k: number): string | undefined {
-  if (!Number.isInteger(k) || k < 0 || k > encoded.length) return undefined;
+function prefixHash(h: CacheHasher, list: readonly unknown[], k: number): string | undefined {
+  if (!Number.isInteger(k) || k < 0 || k > list.length) return undefined;
   if (k === 0) return '';
-  const h = createHash('sha256');
+  const hash = createHash('sha256');
   // Each message's encoding says where it ends: no separator is needed between them.
-  for (let i = 0; i < k; i++) h.update(encoded[i]!, 'utf8');
-  return h.digest('hex').slice(0, HASH_CHARS);
+  for (let i = 0; i < k; i++) hash.update(h.encode(list[i]), 'utf8');
+  return hash.digest('hex').slice(0, HASH_CHARS);
 }
 
-/** The fingerprint's prefix now, any other prefix when asked (the encoded messages kept meanwhile). */
-function prefixFacts(encoded: string[], k: number): { prefix: string; prefixAt: PrefixAt } {
-  const prefix = prefixHash(encoded, k) ?? '';
-  return { prefix, prefixAt: (n) => (n === k ? prefix : prefixHash(encoded, n)) };
+/**
+ * The fingerprint's prefix now, any other prefix when asked. The messages are kept, not their
+ * encodings: an encoding hashed once is a flat copy of the message's text, and kept until the
+ * record is annotated it outlived two scavenges and went to the old generation.
+ */
+function prefixFacts(
+  h: CacheHasher,
+  list: readonly unknown[],
+  k: number,
+): { prefix: string; prefixAt: PrefixAt } {
+  const prefix = prefixHash(h, list, k) ?? '';
+  return { prefix, prefixAt: (n) => (n === k ? prefix : prefixHash(h, list, n)) };
 }
 
 /**
@@ -147,10 +155,7 @@ export function explicitCacheFacts(
   h.scan(system);
   const lastMarked = h.lastMarked(list);
   if (!h.marked) return undefined;
-  const { prefix, prefixAt } = prefixFacts(
-    list.map((m) => h.encode(m)),
-    lastMarked,
-  );
+  const { prefix, prefixAt } = prefixFacts(h, list, lastMarked);
   return {
     fingerprint: {
       mode: 'explicit',
@@ -178,10 +183,7 @@ export function automaticCacheFacts(
 ): CacheFacts {
   const h = new CacheHasher();
   const list = Array.isArray(messages) ? messages : typeof messages === 'string' ? [messages] : [];
-  const { prefix, prefixAt } = prefixFacts(
-    list.map((m) => h.encode(m)),
-    list.length,
-  );
+  const { prefix, prefixAt } = prefixFacts(h, list, list.length);
   return {
     fingerprint: {
       mode: 'automatic',
