@@ -15,11 +15,10 @@ const TTL_SECONDS: Readonly<Record<string, number>> = { '5m': 300, '1h': 3600 };
 export const FINGERPRINT_VERSION = 2;
 
 /**
- * Request parts the way the cache sees them: cache markers are left out (agents move their
- * `cache_control` to the newest message each turn, which does not change the cached prefix), and
- * the longest TTL a marker asks for is noted as the walk passes it.
+ * The cache markers (`cache_control`) of a request's parts: whether there are any, which message
+ * is the last with one, and the longest TTL one asks for.
  */
-class CacheHasher {
+class CacheMarkers {
   ttlSeconds = 0;
   marked = false;
 
@@ -53,49 +52,51 @@ class CacheHasher {
     for (let i = 0; i < list.length; i++) if (this.scan(list[i])) last = i + 1;
     return last;
   }
+}
 
-  /**
-   * The value as its hash reads it, markers left out: a letter per value (`s` string, `n` number,
-   * `t`/`f`, `z` null, `[`…`]`, `{`…`}`), strings and keys preceded by their length (or, holding
-   * a lone surrogate, as JSON after a `w`), keys in the order JSON.stringify writes them. Every value's end is known from its start, so two values
-   * encode the same only if JSON.stringify would write them the same (with markers left out), and
-   * nothing is escaped: JSON.stringify of an agent's body, strings of code full of quotes, cost
-   * most of the fingerprint (docs/performance.md#fingerprint-encoding). Built as concatenations,
-   * so the strings themselves are copied once, by the hash.
-   */
-  encode(v: unknown): string {
-    switch (typeof v) {
-      case 'string':
-        // Hashed as UTF-8, where a lone surrogate would become U+FFFD: such a string goes as JSON,
-        // which escapes it (one-byte strings, most of a body, answer at once).
-        return wellFormed(v) ? `s${v.length}:${v}` : `w${JSON.stringify(v)}`;
-      case 'number':
-        // JSON has no NaN or Infinity; written as JSON.stringify would write them (null).
-        return Number.isFinite(v) ? `n${v};` : 'z';
-      case 'boolean':
-        return v ? 't' : 'f';
-      case 'object':
-        break;
-      default:
-        // undefined in an array (JSON.stringify writes null); never in a parsed body.
-        return 'z';
-    }
-    if (v === null) return 'z';
-    if (Array.isArray(v)) {
-      let out = '[';
-      for (let i = 0; i < v.length; i++) out += this.encode(v[i]);
-      return `${out}]`;
-    }
-    const o = v as Record<string, unknown>;
-    let out = '{';
-    for (const k of Object.keys(o)) {
-      if (k === 'cache_control') continue;
-      const x = o[k];
-      if (x === undefined || typeof x === 'function' || typeof x === 'symbol') continue;
-      out += `${wellFormed(k) ? `${k.length}:${k}` : `w${JSON.stringify(k)}`}${this.encode(x)}`;
-    }
-    return `${out}}`;
+/**
+ * A request part as its hash reads it, cache markers left out (agents move their `cache_control`
+ * to the newest message each turn, which does not change the cached prefix). A letter per value
+ * (`s` string, `n` number, `t`/`f`, `z` null, `[`…`]`, `{`…`}`), strings and keys preceded by their
+ * length (or, holding a lone surrogate, as JSON after a `w`), keys in the order JSON.stringify
+ * writes them. Every value's end is known from its start, so two values encode the same only if
+ * JSON.stringify would write them the same (with markers left out), and nothing is escaped:
+ * JSON.stringify of an agent's body, strings of code full of quotes, cost most of the fingerprint
+ * (docs/performance.md#fingerprint-encoding). Built as concatenations, so the strings themselves
+ * are copied once, by the hash.
+ */
+function encode(v: unknown): string {
+  switch (typeof v) {
+    case 'string':
+      // Hashed as UTF-8, where a lone surrogate would become U+FFFD: such a string goes as JSON,
+      // which escapes it (one-byte strings, most of a body, answer at once).
+      return wellFormed(v) ? `s${v.length}:${v}` : `w${JSON.stringify(v)}`;
+    case 'number':
+      // JSON has no NaN or Infinity; written as JSON.stringify would write them (null).
+      return Number.isFinite(v) ? `n${v};` : 'z';
+    case 'boolean':
+      return v ? 't' : 'f';
+    case 'object':
+      break;
+    default:
+      // undefined in an array (JSON.stringify writes null); never in a parsed body.
+      return 'z';
   }
+  if (v === null) return 'z';
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) out += encode(v[i]);
+    return `${out}]`;
+  }
+  const o = v as Record<string, unknown>;
+  let out = '{';
+  for (const k of Object.keys(o)) {
+    if (k === 'cache_control') continue;
+    const x = o[k];
+    if (x === undefined || typeof x === 'function' || typeof x === 'symbol') continue;
+    out += `${wellFormed(k) ? `${k.length}:${k}` : `w${JSON.stringify(k)}`}${encode(x)}`;
+  }
+  return `${out}}`;
 }
 
 /** `String.prototype.isWellFormed` (Node 20; ES2024, past this project's `lib`). */
@@ -104,10 +105,10 @@ function wellFormed(s: string): boolean {
 }
 
 /** The hash of a part ('' for none). */
-function hashOf(h: CacheHasher, part: unknown): string {
+function hashOf(part: unknown): string {
   return part === undefined
     ? ''
-    : createHash('sha256').update(h.encode(part), 'utf8').digest('hex').slice(0, HASH_CHARS);
+    : createHash('sha256').update(encode(part), 'utf8').digest('hex').slice(0, HASH_CHARS);
 }
 
 /**
@@ -116,12 +117,12 @@ function hashOf(h: CacheHasher, part: unknown): string {
  * than the encoding on long conversations, and only a suspected cache break ever asks for a prefix
  * other than the fingerprint's own.
  */
-function prefixHash(h: CacheHasher, list: readonly unknown[], k: number): string | undefined {
+function prefixHash(list: readonly unknown[], k: number): string | undefined {
   if (!Number.isInteger(k) || k < 0 || k > list.length) return undefined;
   if (k === 0) return '';
   const hash = createHash('sha256');
   // Each message's encoding says where it ends: no separator is needed between them.
-  for (let i = 0; i < k; i++) hash.update(h.encode(list[i]), 'utf8');
+  for (let i = 0; i < k; i++) hash.update(encode(list[i]), 'utf8');
   return hash.digest('hex').slice(0, HASH_CHARS);
 }
 
@@ -130,13 +131,9 @@ function prefixHash(h: CacheHasher, list: readonly unknown[], k: number): string
  * encodings: an encoding hashed once is a flat copy of the message's text, and kept until the
  * record is annotated it outlived two scavenges and went to the old generation.
  */
-function prefixFacts(
-  h: CacheHasher,
-  list: readonly unknown[],
-  k: number,
-): { prefix: string; prefixAt: PrefixAt } {
-  const prefix = prefixHash(h, list, k) ?? '';
-  return { prefix, prefixAt: (n) => (n === k ? prefix : prefixHash(h, list, n)) };
+function prefixFacts(list: readonly unknown[], k: number): { prefix: string; prefixAt: PrefixAt } {
+  const prefix = prefixHash(list, k) ?? '';
+  return { prefix, prefixAt: (n) => (n === k ? prefix : prefixHash(list, n)) };
 }
 
 /**
@@ -149,19 +146,19 @@ export function explicitCacheFacts(
   system: unknown,
   messages: unknown,
 ): CacheFacts | undefined {
-  const h = new CacheHasher();
+  const markers = new CacheMarkers();
   const list = Array.isArray(messages) ? messages : [];
-  h.scan(tools);
-  h.scan(system);
-  const lastMarked = h.lastMarked(list);
-  if (!h.marked) return undefined;
-  const { prefix, prefixAt } = prefixFacts(h, list, lastMarked);
+  markers.scan(tools);
+  markers.scan(system);
+  const lastMarked = markers.lastMarked(list);
+  if (!markers.marked) return undefined;
+  const { prefix, prefixAt } = prefixFacts(list, lastMarked);
   return {
     fingerprint: {
       mode: 'explicit',
-      tools: hashOf(h, tools),
-      system: hashOf(h, system),
-      ttlSeconds: h.ttlSeconds,
+      tools: hashOf(tools),
+      system: hashOf(system),
+      ttlSeconds: markers.ttlSeconds,
       messages: lastMarked,
       prefix,
       v: FINGERPRINT_VERSION,
@@ -181,14 +178,13 @@ export function automaticCacheFacts(
   messages: unknown,
   retention: unknown,
 ): CacheFacts {
-  const h = new CacheHasher();
   const list = Array.isArray(messages) ? messages : typeof messages === 'string' ? [messages] : [];
-  const { prefix, prefixAt } = prefixFacts(h, list, list.length);
+  const { prefix, prefixAt } = prefixFacts(list, list.length);
   return {
     fingerprint: {
       mode: 'automatic',
-      tools: hashOf(h, tools),
-      system: hashOf(h, system),
+      tools: hashOf(tools),
+      system: hashOf(system),
       messages: list.length,
       prefix,
       ttlSeconds: retention === '24h' ? 86_400 : DEFAULT_TTL_SECONDS,
