@@ -103,6 +103,15 @@ describe('a batch of records written to PostgreSQL', function () {
     return { sql, recs, json, to: { seq: recs.length, hash: prev } };
   }
 
+  /** Runs a batch's statement, which must write (n = 1), and reads back what it stored, in order. */
+  async function stored(sql: pg.Client, st: ReturnType<typeof batchStatement>) {
+    assert.equal((await sql.query(st)).rows[0].n, 1);
+    return (await sql.query('SELECT record, prompt FROM interceptions ORDER BY seq')).rows as {
+      record: string;
+      prompt: string | null;
+    }[];
+  }
+
   const PROMPTS = ['say "hi" {a,b} \\ back\\slash\nnew line\ttab 😀 NULL', '', '"', '\\', 'x'.repeat(20_000)];
 
   it('stores each record as the exact JSON that was hashed, and each prompt as it was', async () => {
@@ -110,8 +119,7 @@ describe('a batch of records written to PostgreSQL', function () {
     try {
       const st = batchStatement(recs, json, { to });
       assert.equal(st.name, 'aibridge_batch_u', 'the records go as one text the database splits');
-      assert.equal((await sql.query(st)).rows[0].n, 1);
-      const rows = (await sql.query('SELECT record, prompt FROM interceptions ORDER BY seq')).rows;
+      const rows = await stored(sql, st);
       assert.deepEqual(
         rows.map((r) => r.record),
         json,
@@ -131,8 +139,7 @@ describe('a batch of records written to PostgreSQL', function () {
       const pretty = json.map((j) => JSON.stringify(JSON.parse(j), null, 2));
       const st = batchStatement(recs, pretty, { to });
       assert.equal(st.name, 'aibridge_batch_ua', 'another statement name: the text differs');
-      assert.equal((await sql.query(st)).rows[0].n, 1);
-      const rows = (await sql.query('SELECT record FROM interceptions ORDER BY seq')).rows;
+      const rows = await stored(sql, st);
       assert.deepEqual(
         rows.map((r) => r.record),
         pretty,

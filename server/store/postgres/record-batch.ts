@@ -43,13 +43,12 @@ export function batchStatement(
     `head AS (UPDATE chain_head SET seq = ${p.add(move.to.seq)}, hash = ${p.add(move.to.hash)}${guard} RETURNING 1)`,
   );
 
-  const col = (f: (r: Interception) => Element): string => p.add(pgArray(recs.map(f)));
+  const arr = (values: readonly Element[]): string => p.add(pgArray(values));
+  const col = (f: (r: Interception) => Element): string => arr(recs.map(f));
   // Stored JSON holds no raw newline (JSON escapes it), so a batch's records go as one text the
   // database splits: their quotes need no escaping, which was most of building a batch's values.
   const joined = !json.some((j) => j.includes('\n'));
-  const lines = joined
-    ? `string_to_array(${p.add(json.join('\n'))}, E'\\n')`
-    : `${p.add(pgArray(json))}::text[]`;
+  const lines = joined ? `string_to_array(${p.add(json.join('\n'))}, E'\\n')` : `${arr(json)}::text[]`;
   parts.push(`ins AS (INSERT INTO interceptions
       (seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt, record)
     SELECT t.seq, t.id, t.user_id, t.team, t.provider, t.api, t.model, t.client, t.session_id, t.status,
@@ -72,7 +71,7 @@ export function batchStatement(
     addToBuckets(sums, r);
   }
   const bs = [...sums.values()];
-  const bcol = (f: (b: UsageBucket) => Element): string => p.add(pgArray(bs.map(f)));
+  const bcol = (f: (b: UsageBucket) => Element): string => arr(bs.map(f));
   parts.push(`roll AS (INSERT INTO usage_buckets AS u
       (hour, user_id, provider, model, client, model_is_null, user_email, team, requests,
        input, output, cache_read, cache_write, reasoning, cost_usd, unpriced_requests,
@@ -102,8 +101,8 @@ export function batchStatement(
   // In user order, so replicas writing batches of the same users lock their rows in one order.
   const last = [...lastAt].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   parts.push(`last AS (INSERT INTO user_last_request AS l (user_id, last_at)
-    SELECT * FROM unnest(${p.add(pgArray(last.map((e) => e[0])))}::text[],
-                         ${p.add(pgArray(last.map((e) => new Date(e[1]).toISOString())))}::timestamptz[])
+    SELECT * FROM unnest(${arr(last.map((e) => e[0]))}::text[],
+                         ${arr(last.map((e) => new Date(e[1]).toISOString()))}::timestamptz[])
      ${moved}
     ON CONFLICT (user_id) DO UPDATE SET last_at = GREATEST(l.last_at, EXCLUDED.last_at))`);
 
@@ -115,9 +114,9 @@ export function batchStatement(
   if (byCall.size > 0) {
     const e = [...byCall];
     parts.push(`results AS (INSERT INTO tool_results (call_id, at, is_error, interception_id)
-      SELECT * FROM unnest(${p.add(pgArray(e.map((x) => x[0])))}::text[], ${p.add(pgArray(e.map((x) => x[1].at)))}::text[],
-                           ${p.add(pgArray(e.map((x) => x[1].isError)))}::boolean[],
-                           ${p.add(pgArray(e.map((x) => x[1].interceptionId)))}::text[])
+      SELECT * FROM unnest(${arr(e.map((x) => x[0]))}::text[], ${arr(e.map((x) => x[1].at))}::text[],
+                           ${arr(e.map((x) => x[1].isError))}::boolean[],
+                           ${arr(e.map((x) => x[1].interceptionId))}::text[])
        ${moved}
       ON CONFLICT (call_id) DO UPDATE SET at = EXCLUDED.at, is_error = EXCLUDED.is_error,
         interception_id = EXCLUDED.interception_id)`);
