@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<18)) { console.error("Node >= 20.18 is required, found "+process.version); process.exit(1) }'
+node -e 'const [a,b,c]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&(b<18||(b===18&&c<1)))) { console.error("Node >= 20.18.1 is required, found "+process.version); process.exit(1) }'
 
 # npm blocks dependency install scripts unless package.json allows them (allowScripts); the claude
 # CLI's postinstall links its native binary. Rebuild it if the install skipped that step.

@@ -34,6 +34,8 @@ export interface ClientLimits {
   readonly trustedProxies: readonly string[];
   /** Deepest nesting of arrays and objects accepted in a JSON request body. */
   readonly maxJsonDepth: number;
+  /** Most objects and arrays accepted in a model request's JSON body (each costs heap once parsed). */
+  readonly maxJsonContainers: number;
   /** Live-event WebSockets one user may hold open at once. */
   readonly liveSocketsPerUser: number;
   /** Live-event WebSockets one key may hold open at once (at most the per-user cap takes effect). */
@@ -262,6 +264,7 @@ export const ENV_VARS = [
   'AIBRIDGE_CONNECTIONS_PER_ADDRESS',
   'AIBRIDGE_TRUSTED_PROXIES',
   'AIBRIDGE_MAX_JSON_DEPTH',
+  'AIBRIDGE_MAX_JSON_CONTAINERS',
   'AIBRIDGE_LIVE_SOCKETS_PER_USER',
   'AIBRIDGE_LIVE_SOCKETS_PER_KEY',
   'AIBRIDGE_ADMIN_SESSIONS_PER_KEY',
@@ -627,6 +630,7 @@ function clientLimits(env: Env): ClientLimits {
     connectionsPerAddress: int(setting('AIBRIDGE_CONNECTIONS_PER_ADDRESS'), 256, 0, 1_000_000),
     trustedProxies: trustedProxies(env),
     maxJsonDepth: int(setting('AIBRIDGE_MAX_JSON_DEPTH'), 128, 8, 100_000),
+    maxJsonContainers: int(setting('AIBRIDGE_MAX_JSON_CONTAINERS'), 250_000, 1_000, 100_000_000),
     liveSocketsPerUser: int(setting('AIBRIDGE_LIVE_SOCKETS_PER_USER'), 32, 1, 100_000),
     liveSocketsPerKey: int(setting('AIBRIDGE_LIVE_SOCKETS_PER_KEY'), 16, 1, 100_000),
     adminSessionsPerKey: int(setting('AIBRIDGE_ADMIN_SESSIONS_PER_KEY'), 20, 1, 10_000),

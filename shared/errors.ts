@@ -6,6 +6,10 @@
 export const ERROR_CODES = {
   invalid_request: { status: 400, message: 'The request is malformed.' },
   invalid_json: { status: 400, message: 'The request body is not valid JSON.' },
+  unsupported_parameter: {
+    status: 400,
+    message: 'The bridge does not accept a parameter of this request: it could not meter or govern it.',
+  },
   invalid_model: {
     status: 400,
     message: 'The model name is empty, longer than 256 bytes, or has characters no model id uses.',

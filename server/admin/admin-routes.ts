@@ -11,6 +11,8 @@ import { assertCsrf, sessionTokenOf } from './browser-auth';
 import { sessionCookie } from './cookies';
 import type { Sessions } from './sessions';
 
+const SIGN_IN_BODY_LIMIT = 4096;
+
 const SignInBody = Type.Object(
   { key: Type.String({ minLength: 1, maxLength: 200 }) },
   { additionalProperties: false },
@@ -52,7 +54,8 @@ export function adminRoutes(d: AdminRouteDeps): FastifyPluginAsync {
   return async (app) => {
     app.post<{ Body: Static<typeof SignInBody> }>(
       '/api/v1/session',
-      { config: { access: 'public' }, schema: { body: SignInBody } },
+      // Anyone can reach sign-in: its body (a key) is parsed before the key is checked, so it is small.
+      { config: { access: 'public' }, schema: { body: SignInBody }, bodyLimit: SIGN_IN_BODY_LIMIT },
       async (req, reply) => {
         // Signing a victim's browser in to an attacker's account (login CSRF) is refused like any mutation.
         assertCsrf(req.headers, d.publicUrl);

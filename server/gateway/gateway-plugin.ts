@@ -48,6 +48,7 @@ export function gatewayCapability(
       ...(d.judge ? { judge: d.judge } : {}),
       publicUrl: config.mcp.publicUrl,
       maxJsonDepth: config.limits.maxJsonDepth,
+      maxJsonContainers: config.limits.maxJsonContainers,
       ...(d.accessTokens ? { accessTokens: d.accessTokens } : {}),
     }),
   };

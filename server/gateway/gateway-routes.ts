@@ -27,6 +27,7 @@ export interface GatewayRouteDeps extends GatewayServerDeps {
   publicUrl: string | undefined;
   /** Deepest JSON nesting accepted in a message (AIBRIDGE_MAX_JSON_DEPTH). */
   maxJsonDepth: number;
+  maxJsonContainers: number;
   /** The bridge's own OAuth access tokens; absent: bridge keys only, and no authorization server named. */
   accessTokens?: GatewayAccessTokens;
 }
@@ -197,7 +198,7 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
           const raw = req.body as Buffer | undefined;
           try {
             // Nesting is bounded as for model requests: the SDK's validation recurses through it.
-            if (raw) assertJsonDepth(raw, d.maxJsonDepth);
+            if (raw) assertJsonDepth(raw, d.maxJsonDepth, d.maxJsonContainers);
             body = JSON.parse(raw?.toString('utf8') ?? '');
           } catch (err) {
             const why = err instanceof BridgeError ? err.message : 'the body is not JSON';

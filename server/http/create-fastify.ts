@@ -9,6 +9,13 @@ import { logRequestLine } from './request-line';
 import type { TrustedProxies } from './trusted-proxies';
 
 /**
+ * The largest body the bridge's own routes parse (users, keys, budgets, prices, policy: a few KB).
+ * Provider routes take AIBRIDGE_BODY_LIMIT, set where they are mounted; a JSON body costs many
+ * times its size once parsed, so the API does not take 32 MiB from anyone who can reach it.
+ */
+export const API_BODY_LIMIT = 1024 * 1024;
+
+/**
  * A handler offered every request before fastify routes it: it takes a request (and answers it
  * whole) or leaves it to fastify. The provider lane (server/proxy/provider-lane.ts) is one.
  */
@@ -68,7 +75,7 @@ export function createFastify(
     },
     // One line per interception comes from the recorder; per-request access lines would double it.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: config.bodyLimit,
+    bodyLimit: Math.min(config.bodyLimit, API_BODY_LIMIT),
     // Our own hook answers 503 while draining, in each route's error shape.
     return503OnClosing: false,
     requestIdHeader: false,

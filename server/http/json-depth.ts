@@ -21,24 +21,38 @@ const SHORT_STRING = 32;
  * precedes it. On a 60 KB Claude Code body that is several times faster than a byte-by-byte loop.
  */
 export function jsonDepth(raw: Uint8Array, limit = Number.POSITIVE_INFINITY): number {
+  return jsonShape(raw, limit).depth;
+}
+
+/**
+ * The deepest nesting and the number of objects and arrays, in the same pass as `jsonDepth`; it
+ * stops once either passes its limit (that count is then `limit + 1`).
+ */
+export function jsonShape(
+  raw: Uint8Array,
+  depthLimit = Number.POSITIVE_INFINITY,
+  containerLimit = Number.POSITIVE_INFINITY,
+): { depth: number; containers: number } {
   const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   const n = buf.length;
   let depth = 0;
   let deepest = 0;
+  let containers = 0;
   for (let i = 0; i < n; i++) {
     const b = buf[i];
     if (b === QUOTE) {
       i = stringEnd(buf, i + 1);
-      if (i < 0) return deepest;
+      if (i < 0) break;
     } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
       depth++;
+      if (++containers > containerLimit) break;
       if (depth > deepest) {
         deepest = depth;
-        if (deepest > limit) return deepest;
+        if (deepest > depthLimit) break;
       }
     } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) depth--;
   }
-  return deepest;
+  return { depth: deepest, containers };
 }
 
 /** The index of the quote that ends the string whose text starts at `from`; -1 when none does. */
@@ -65,13 +79,26 @@ function stringEnd(buf: Buffer, from: number): number {
 
 /**
  * Refuses a body nested deeper than `maxDepth` (AIBRIDGE_MAX_JSON_DEPTH) with `invalid_json`,
- * before anything walks it recursively (serialising, redacting, describing the request).
+ * before anything walks it recursively (serialising, redacting, describing the request); and,
+ * given `maxContainers` (AIBRIDGE_MAX_JSON_CONTAINERS), one with more objects and arrays than
+ * that before it is parsed: an empty object is two bytes of text and about 60 of heap, so a body
+ * of them would cost the bridge some 30 times its size.
  */
-export function assertJsonDepth(raw: Uint8Array | string, maxDepth: number): void {
+export function assertJsonDepth(
+  raw: Uint8Array | string,
+  maxDepth: number,
+  maxContainers = Number.POSITIVE_INFINITY,
+): void {
   const bytes = typeof raw === 'string' ? Buffer.from(raw) : raw;
-  if (jsonDepth(bytes, maxDepth) > maxDepth)
+  const shape = jsonShape(bytes, maxDepth, maxContainers);
+  if (shape.depth > maxDepth)
     throw new BridgeError(
       'invalid_json',
       `The request body nests objects and arrays deeper than ${maxDepth} levels (AIBRIDGE_MAX_JSON_DEPTH).`,
+    );
+  if (shape.containers > maxContainers)
+    throw new BridgeError(
+      'invalid_json',
+      `The request body holds more than ${maxContainers} objects and arrays (AIBRIDGE_MAX_JSON_CONTAINERS).`,
     );
 }

@@ -185,20 +185,26 @@ export function inputBeyondBody(body: JsonObject): string[] {
         why.add(`server tool ${t.type}`);
     }
   }
-  const stack: [unknown, number][] = [[body.messages ?? body.input, 0]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (depth > 8) continue;
-    if (Array.isArray(v)) for (const x of v as unknown[]) stack.push([x, depth + 1]);
-    else if (isObject(v)) {
-      if (typeof v.file_id === 'string' || (v.type === 'file' && v.file_id !== undefined))
-        why.add('file reference');
-      if (isObject(v.source) && (v.source.type === 'file' || typeof v.source.file_id === 'string'))
-        why.add('file reference');
-      if (v.type === 'item_reference') why.add('item reference');
-      if (Array.isArray(v.content)) stack.push([v.content, depth + 1]);
-      if (isObject(v.file)) stack.push([v.file, depth + 1]);
-    }
-  }
+  referencesIn(body.messages ?? body.input, 0, why);
   return [...why];
+}
+
+/**
+ * The references in a request's messages. Recursion bounded at depth 8, arrays walked in place: a
+ * stack entry per element was as large again as a body of a million empty items. Children are
+ * visited last first, the order the reasons were always found in.
+ */
+function referencesIn(v: unknown, depth: number, why: Set<string>): void {
+  if (depth > 8) return;
+  if (Array.isArray(v)) {
+    for (let i = v.length - 1; i >= 0; i--) referencesIn(v[i], depth + 1, why);
+  } else if (isObject(v)) {
+    if (typeof v.file_id === 'string' || (v.type === 'file' && v.file_id !== undefined))
+      why.add('file reference');
+    if (isObject(v.source) && (v.source.type === 'file' || typeof v.source.file_id === 'string'))
+      why.add('file reference');
+    if (v.type === 'item_reference') why.add('item reference');
+    if (isObject(v.file)) referencesIn(v.file, depth + 1, why);
+    if (Array.isArray(v.content)) referencesIn(v.content, depth + 1, why);
+  }
 }

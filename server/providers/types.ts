@@ -53,6 +53,11 @@ export interface WireApi {
   /** Path below the provider's prefix, e.g. `/v1/messages`; `:model:generateContent` is a parameter with a fixed method after it. */
   readonly path: string;
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts;
+  /**
+   * Why the bridge cannot take this request as it is (a parameter whose cost it could not meter),
+   * as a message for `400 unsupported_parameter`; absent or null: it can.
+   */
+  unsupported?(body: JsonObject): string | null;
   /** The bytes to send upstream; APIs that need nothing changed return `raw`. */
   prepare(body: JsonObject, raw: Buffer): PreparedRequest;
   fromJson(json: unknown, at: Date): ResponseFacts;

@@ -36,6 +36,8 @@ export interface ProviderRouteDeps {
   bodyLimit: number;
   /** Deepest JSON nesting accepted in a metered request body (AIBRIDGE_MAX_JSON_DEPTH). */
   maxJsonDepth: number;
+  /** AIBRIDGE_MAX_JSON_CONTAINERS: most objects and arrays in a body that is parsed. */
+  maxJsonContainers: number;
   auth: Authenticator;
   /** The capture level for a caller's team. */
   capture: { levelFor(team: string | null): CaptureLevel };
@@ -62,12 +64,18 @@ export function relativeTarget(rawUrl: string, prefix: string): { path: string; 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is one of the characters looked for
 const MAYBE_DOT_SEGMENT = /[.%\\\x00]/;
 
-/** `..` or `.` segments, however encoded, could walk out of the provider's prefix upstream. */
+/**
+ * `..` or `.` segments, however encoded, could walk out of the provider's prefix upstream. A
+ * segment is judged as the router sees it, its `;parameters` dropped (canonicalPath): `..;` would
+ * otherwise pass here, fill a `:id` and be resolved as `..` by the upstream URL.
+ */
 export function hasDotSegment(path: string): boolean {
   // Without a dot, an escape, a backslash or a NUL no segment can be one (the common path, checked
   // once instead of decoding every segment).
   if (!MAYBE_DOT_SEGMENT.test(path)) return false;
-  return path.split('/').some((seg) => {
+  return path.split('/').some((raw) => {
+    const semi = raw.indexOf(';');
+    const seg = semi === -1 ? raw : raw.slice(0, semi);
     let s = seg;
     try {
       s = decodeURIComponent(seg);
@@ -78,10 +86,10 @@ export function hasDotSegment(path: string): boolean {
   });
 }
 
-function parseJsonObject(raw: Buffer | undefined, maxDepth: number): JsonObject {
+function parseJsonObject(raw: Buffer | undefined, maxDepth: number, maxContainers: number): JsonObject {
   if (!raw || raw.length === 0)
     throw new BridgeError('invalid_json', 'The request body is empty; a JSON object is required.');
-  assertJsonDepth(raw, maxDepth);
+  assertJsonDepth(raw, maxDepth, maxContainers);
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
@@ -275,7 +283,9 @@ export async function serveMetered(
   const own = ownCredentialFor(adapter, deps, req);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   const { api } = route;
-  let parsed = parseJsonObject(raw, deps.maxJsonDepth);
+  let parsed = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers);
+  const unsupported = api.unsupported?.(parsed);
+  if (unsupported) throw new BridgeError('unsupported_parameter', unsupported);
   let bytes = raw!;
   let target = route.path;
   // A model alias: the real model goes upstream and is what is priced, governed and recorded.

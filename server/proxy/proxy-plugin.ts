@@ -92,6 +92,7 @@ export function proxyCapability(
           exchange,
           bodyLimit: config.bodyLimit,
           maxJsonDepth: config.limits.maxJsonDepth,
+          maxJsonContainers: config.limits.maxJsonContainers,
           auth: d.auth,
           capture: d.capture,
           strategyFor: d.strategyFor,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import Anthropic from '@anthropic-ai/sdk';
-import { jsonDepth } from '../../server/http/json-depth';
+import { jsonDepth, jsonShape } from '../../server/http/json-depth';
 import { parseTrustedProxies, TrustedProxies } from '../../server/http/trusted-proxies';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
@@ -399,6 +399,48 @@ describe('connections and request reading: no member can stall or exhaust the br
       assert.equal(res.status, 200, await res.text());
     });
 
+    it('a body of more than 250,000 objects and arrays (AIBRIDGE_MAX_JSON_CONTAINERS) gets 400 before it is parsed, in each API shape; 250,000 pass', async () => {
+      // An empty item is 3 bytes of JSON and ~60 of heap: 11 million of them fit in the 32 MiB limit.
+      const items = (n: number): string => `[${'{},'.repeat(n - 1)}{}]`;
+      for (const api of ['messages', 'chat', 'responses'] as const) {
+        const upstream = api === 'messages' ? mock : openai;
+        const before = upstream.requests.length;
+        const base = (
+          api === 'messages'
+            ? MESSAGE()
+            : api === 'chat'
+              ? JSON.stringify({ model: 'gpt-5', messages: [{ role: 'user', content: 'hi' }] })
+              : JSON.stringify({ model: 'gpt-5', input: 'hi' })
+        ).slice(0, -1);
+        const res = await fetch(tb.url + routes[api], {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${key}`,
+            'anthropic-version': '2023-06-01',
+            'content-type': 'application/json',
+          },
+          body: `${base},"padding":${items(2_000_000)}}`,
+        });
+        const json = (await res.json()) as { error: { type: string; code?: string; message: string } };
+        assert.equal(res.status, 400, api);
+        assert.equal(json.error.type, 'invalid_request_error', api);
+        if (api !== 'messages') assert.equal(json.error.code, 'invalid_json');
+        assert.match(
+          json.error.message,
+          /more than 250000 objects and arrays \(AIBRIDGE_MAX_JSON_CONTAINERS\)/,
+          api,
+        );
+        assert.equal(upstream.requests.length, before, api);
+      }
+      const ok = await fetch(tb.url + routes.messages, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+        // The body, its messages array and message are three more, the padding array one.
+        body: `${MESSAGE().slice(0, -1)},"padding":${items(250_000 - 4)}}`,
+      });
+      assert.equal(ok.status, 200, (await ok.text()).slice(0, 300));
+    });
+
     it('/api/v1 JSON bodies nested 100,000 levels deep get 400, not 500 (their schemas refuse them)', async () => {
       const res = await fetch(`${tb.url}/api/v1/users`, {
         method: 'POST',
@@ -556,5 +598,17 @@ describe('trusted proxies and JSON depth (units)', () => {
     assert.equal(d('{"a":"\\\\","b":[[]]}'), 3, 'an escaped backslash ends before the quote');
     assert.equal(d('{"é[":["ü{"]}'), 2, 'multi-byte UTF-8');
     assert.equal(jsonDepth(Buffer.from('['.repeat(1_000_000)), 128), 129, 'stops past the limit');
+    const shape = (s: string, limit?: number): { depth: number; containers: number } =>
+      jsonShape(Buffer.from(s), Number.POSITIVE_INFINITY, limit);
+    assert.deepEqual(
+      shape('{"a":[{},{"b":"[{}]"}],"c":[]}'),
+      { depth: 3, containers: 5 },
+      'brackets in strings do not count',
+    );
+    assert.deepEqual(
+      shape(`[${'{},'.repeat(999)}{}]`, 100),
+      { depth: 2, containers: 101 },
+      'stops past the count',
+    );
   });
 });

@@ -277,4 +277,37 @@ describe('when the upstream misbehaves', function () {
       await small.close();
     }
   });
+
+  it("the bridge's own API takes at most 1 MiB and public sign-in 4 KiB; provider routes keep AIBRIDGE_BODY_LIMIT", async () => {
+    const post = (path: string, body: string, auth?: string): Promise<Response> =>
+      fetch(tb.url + path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${auth}` } : {}) },
+        body,
+      });
+    // Anyone can reach sign-in, and a JSON body costs many times its size once parsed.
+    const signIn = await post('/api/v1/session', JSON.stringify({ key: 'aib_x', pad: 'x'.repeat(8192) }));
+    assert.equal(signIn.status, 413);
+    assert.equal(((await signIn.json()) as { error: { code: string } }).error.code, 'body_too_large');
+    const user = await post(
+      '/api/v1/users',
+      JSON.stringify({ email: 'pad@example.com', pad: 'x'.repeat(1024 * 1024) }),
+      tb.adminKey,
+    );
+    assert.equal(user.status, 413);
+    assert.equal(((await user.json()) as { error: { code: string } }).error.code, 'body_too_large');
+    // A large agent turn (2 MiB here, 32 MiB by default) still goes through.
+    const before = mocks.anthropic.requests.length;
+    const turn = await post(
+      '/anthropic/v1/messages',
+      JSON.stringify({
+        ...(CASES[0]!.body(false) as object),
+        metadata: { pad: 'x'.repeat(2 * 1024 * 1024) },
+      }),
+      key,
+    );
+    assert.equal(turn.status, 200, await turn.clone().text());
+    await turn.arrayBuffer();
+    assert.equal(mocks.anthropic.requests.length, before + 1);
+  });
 });

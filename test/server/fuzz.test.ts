@@ -253,6 +253,8 @@ describe('hostile and malformed input', function () {
       'images',
       'audio',
       'x',
+      '..',
+      '%2e%2e',
       '',
     );
     const decorate = fc.constantFrom('', '', '/', ';a=b', ';', '//');
@@ -301,6 +303,29 @@ describe('hostile and malformed input', function () {
       ),
       { numRuns: Math.min(RUNS, 300) },
     );
+    // A dot segment with `;parameters` fills an allow-listed `:id` once they are dropped, and the
+    // upstream URL would resolve it: `/responses/..;/input_items` would reach `/input_items`.
+    for (const [method, path] of [
+      ['GET', '/openai/v1/responses/..;/input_items'],
+      ['POST', '/openai/v1/responses/%2e%2e;x/cancel'],
+      ['GET', '/openai/v1/models/..;'],
+      ['GET', '/openai/v1/models/.;a=b'],
+    ] as const) {
+      const seen = [...anthropic.requests, ...openai.requests].length;
+      const res = await raw(tb.url, {
+        method,
+        path,
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: method === 'POST' ? '{}' : undefined,
+      });
+      assert.equal(res.status, 400, `${method} ${path} answered ${res.status}`);
+      assert.match(res.body, /dot segments/, path);
+      assert.equal(
+        [...anthropic.requests, ...openai.requests].length,
+        seen,
+        `${method} ${path} reached upstream`,
+      );
+    }
   });
 
   it('admin and member routes validate queries and bodies, answering 4xx with a stable code', async () => {

@@ -279,6 +279,28 @@ describe('OpenAI SDK through the bridge', () => {
       assert.equal(rec.status, 'error');
       assert.equal(rec.error?.type, 'server_error');
     });
+
+    it('refuses background: true with 400 unsupported_parameter, streamed or not, without contacting upstream', async () => {
+      // Its usage would come later, through GET /responses/{id}: unmetered, so a free generation.
+      const before = mock.requests.length;
+      for (const stream of [false, true]) {
+        await assert.rejects(
+          () => client.responses.create({ model: 'gpt-5', input: 'a long task', background: true, stream }),
+          (err: unknown) => {
+            assert.ok(err instanceof OpenAI.APIError, String(err));
+            assert.equal(err.status, 400);
+            assert.equal(err.code, 'unsupported_parameter');
+            assert.match(err.message, /background/);
+            return true;
+          },
+        );
+      }
+      assert.equal(mock.requests.length, before);
+      // `background: false` is the default and goes through.
+      const res = await client.responses.create({ model: 'gpt-5', input: 'x', background: false });
+      assert.equal(res.object, 'response');
+      assert.equal(mock.requests.length, before + 1);
+    });
   });
 
   describe("the bridge's own answers on OpenAI routes", () => {

@@ -239,6 +239,13 @@ export const responsesApi: WireApi = {
   // A failure right after these is still a failover: nothing of the answer has come yet.
   streamPreamble: ['response.created', 'response.in_progress'],
 
+  // A background response answers at once with no usage, runs on the organisation's key, and is
+  // read later through `GET /responses/{id}`, which is not metered: refused, not recorded as free.
+  unsupported: (body) =>
+    body.background === true
+      ? 'The bridge does not accept `background: true`: a background response is billed after its answer, where the bridge cannot meter it or charge it to a budget. Send the request without `background` (streamed, if it is long).'
+      : null,
+
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {
       model: str(body.model),
