@@ -210,6 +210,12 @@ export interface Interception {
   billedTo?: BilledTo;
   /** Absent: the price data (or an admin override). `free`: a self-hosted instance, $0 on purpose; `instance`: the instance's own price table. */
   costSource?: 'free' | 'instance';
+  /**
+   * `true`: the provider's usage did not (all) reach the bridge (the client left a stream before its
+   * usage event, or the provider sent none), so `usage` is a floor from what was relayed: the body's
+   * size as input, a token per content event as output (docs/spend.md). Absent: as the provider reported.
+   */
+  usageEstimated?: true;
   prompt: string | null;
   toolCalls: ToolCallRecord[];
   error: InterceptionError | null;

@@ -166,6 +166,7 @@ export class Recorder {
       costUsd: price.costUsd,
       priceKnown: price.priceKnown,
       ...(price.costSource ? { costSource: price.costSource } : {}),
+      ...(end.response?.usageEstimated ? { usageEstimated: true as const } : {}),
       ...(start.billedTo === 'user' ? { billedTo: 'user' as const } : {}),
       prompt:
         capture === 'none' || start.request.prompt === null

@@ -55,6 +55,8 @@ export interface ResponseFacts {
   finishReasons?: string[];
   /** The model's text and thinking, when the request asked for output capture. */
   output?: { text: string; thinking: string };
+  /** The usage was raised to what the stream showed was used (server/proxy/usage-floor.ts). */
+  usageEstimated?: boolean;
 }
 
 /** What is known of an interception when its request is accepted. */

@@ -34,6 +34,7 @@ import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import type { ProxyReply, ProxyRequest } from './proxy-request';
 import { eachChunk, idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
+import { isContentEvent, type StreamSeen, withUsageFloor } from './usage-floor';
 
 /** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
 export const JSON_READ_LIMIT = 32 * 1024 * 1024;
@@ -143,6 +144,8 @@ export interface Round {
   attempts: InterceptionAttempt[];
   /** The credential the recorded attempt went with (told the tokens it used, for a pool key's `tpm`). */
   lease?: CredentialLease;
+  /** Content events of the answer's stream seen so far (usage-floor.ts). */
+  contentEvents: number;
 }
 
 /**
@@ -418,6 +421,7 @@ export class Exchange {
       target: this.home(start),
       keyName: null,
       attempts: [],
+      contentEvents: 0,
     };
   }
 
@@ -904,7 +908,7 @@ export class Exchange {
     if (!ok) return undefined;
     // Without the wait the answer ends first: recording costs the client nothing.
     if (!this.deps.ackStored) this.endAnswer();
-    let facts: ResponseFacts | null = meter?.result() ?? null;
+    let facts: ResponseFacts | null = this.streamFacts(round, meter, 'complete');
     let error: InterceptionError | null = facts?.error ?? null;
     if (!meter) {
       let json: unknown;
@@ -996,7 +1000,7 @@ export class Exchange {
     round.observer.streamOpened();
     const meter = round.target.api.createStreamMeter(round.prepared);
     const ok = await this.pump(round, res, meter, (_v, ev) => filter(ev), undefined, this.streamHold());
-    return ok ? { facts: meter.result() } : undefined;
+    return ok ? { facts: this.streamFacts(round, meter, 'complete')! } : undefined;
   }
 
   /**
@@ -1020,6 +1024,7 @@ export class Exchange {
       ? createParser({
           onEvent: (e) => {
             const ev = { event: e.event, data: e.data, id: e.id };
+            if (isContentEvent(e.event, e.data)) round.contentEvents++;
             const v = meter.onEvent(ev, this.deps.now());
             progress?.(meter);
             if (!verdict) return;
@@ -1060,7 +1065,14 @@ export class Exchange {
       idle.stop();
       round.endedAt = this.deps.now();
       if (this.gone) {
-        this.finish(round, 'client_aborted', meter?.result() ?? null, null, undefined, 'client gone');
+        this.finish(
+          round,
+          'client_aborted',
+          this.streamFacts(round, meter, 'abandoned'),
+          null,
+          undefined,
+          'client gone',
+        );
         return false;
       }
       // A BridgeError is the bridge's own reason to stop reading (an answer over the size limit).
@@ -1084,10 +1096,34 @@ export class Exchange {
     if (rest !== '') out.write(rest);
     if (this.gone) {
       res.body.destroy();
-      this.finish(round, 'client_aborted', meter?.result() ?? null, null, undefined, 'client gone');
+      this.finish(
+        round,
+        'client_aborted',
+        this.streamFacts(round, meter, 'abandoned'),
+        null,
+        undefined,
+        'client gone',
+      );
       return false;
     }
     return true;
+  }
+
+  /** A stream's facts with its usage floor (usage-floor.ts); null without a meter. */
+  private streamFacts(
+    round: Round,
+    meter: StreamMeter | undefined,
+    ended: StreamSeen['ended'],
+  ): ResponseFacts | null {
+    if (!meter) return null;
+    const facts = meter.result();
+    // An error answer is the provider's own, whatever its length.
+    if (round.httpStatus >= 400) return facts;
+    return withUsageFloor(facts, {
+      contentEvents: round.contentEvents,
+      bodyBytes: round.prepared.bytes.length,
+      ended,
+    });
   }
 
   /** Reads a JSON answer whole (bounded), writing nothing. */

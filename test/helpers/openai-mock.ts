@@ -3,7 +3,8 @@ import http, { type IncomingHttpHeaders } from 'node:http';
 import { type Listening, listenOnLoopback } from './loopback';
 
 export type OpenAIScenario =
-  | { kind: 'text'; text?: string; usage?: MockOpenAIUsage }
+  /** `omitUsage`: a compatible server that ignores `stream_options.include_usage` (sends no usage chunk). */
+  | { kind: 'text'; text?: string; usage?: MockOpenAIUsage; omitUsage?: boolean }
   | { kind: 'tool'; name: string; arguments: Record<string, unknown>; usage?: MockOpenAIUsage }
   /** Responses only: a `custom_tool_call`, `local_shell_call` and `mcp_call` in one answer. */
   | { kind: 'mixed-tools' }
@@ -278,7 +279,7 @@ export class OpenAIMock {
       send(delta({ content: text.slice(mid) }));
     }
     send(delta({}, finish));
-    if (includeUsage)
+    if (includeUsage && !(s.kind === 'text' && s.omitUsage))
       res.write(`data: ${JSON.stringify({ ...base, choices: [], usage: chatUsage(usage) })}\n\n`);
     res.end('data: [DONE]\n\n');
   }

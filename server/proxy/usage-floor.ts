@@ -1,0 +1,51 @@
+import type { ResponseFacts } from '../core/facts';
+
+/**
+ * Bytes of a request body per input token for the floor: prose and code run about 3 to 4, and a
+ * body's JSON punctuation adds bytes the provider does not count, so 4 leans low.
+ */
+const BYTES_PER_INPUT_TOKEN = 4;
+
+/**
+ * Whether an SSE event carries generated content: Anthropic's `content_block_delta`, a Responses
+ * `response.….delta`, or an unnamed chunk (Chat Completions, Gemini) other than `[DONE]`. Each
+ * holds at least one token of output, so their count is a floor under what the model generated.
+ */
+export function isContentEvent(event: string | undefined, data: string): boolean {
+  if (event === undefined || event === '' || event === 'message') return data !== '[DONE]';
+  return event === 'content_block_delta' || (event.startsWith('response.') && event.endsWith('.delta'));
+}
+
+/** How a streamed round ended, for its usage floor. */
+export interface StreamSeen {
+  /** Content events relayed (isContentEvent). */
+  contentEvents: number;
+  /** The request body's size as sent upstream. */
+  bodyBytes: number;
+  /**
+   * `complete`: the provider ended the stream (its usage is final, if it sent any); `abandoned`:
+   * the client left first, so the usage events at the end (Chat Completions' last chunk,
+   * Responses' `response.completed`, Anthropic's `message_delta`) may never have come.
+   */
+  ended: 'complete' | 'abandoned';
+}
+
+/**
+ * A streamed answer's usage, never below what the stream shows was used. Providers report usage
+ * at a stream's end; a client that leaves before it (having read the answer) would otherwise be
+ * recorded, priced and charged to its budgets as zero tokens, while the provider bills the
+ * organisation (docs/spend.md, "Streams without usage"). The floor: the body's size as input
+ * when the provider reported no input, and one token per content event as output, when the client
+ * left or the provider reported no output. Facts raised by it are marked `usageEstimated`.
+ */
+export function withUsageFloor(facts: ResponseFacts, seen: StreamSeen): ResponseFacts {
+  const u = facts.usage;
+  const abandoned = seen.ended === 'abandoned';
+  // A stream that relayed nothing and ended as the provider meant it used what it says.
+  if (!abandoned && seen.contentEvents === 0) return facts;
+  const input =
+    u.input + u.cacheRead + u.cacheWrite > 0 ? u.input : Math.ceil(seen.bodyBytes / BYTES_PER_INPUT_TOKEN);
+  const output = abandoned || u.output === 0 ? Math.max(u.output, seen.contentEvents) : u.output;
+  if (input === u.input && output === u.output) return facts;
+  return { ...facts, usage: { ...u, input, output }, usageEstimated: true };
+}

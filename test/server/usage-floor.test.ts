@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import type { BudgetStatus } from '../../shared/spend';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
+import { OpenAIMock } from '../helpers/openai-mock';
+
+/**
+ * Providers report a stream's usage at its end. A member who reads the answer and leaves before
+ * that event must not be recorded (and charged) as having used nothing: docs/spend.md, "Streams
+ * without usage".
+ */
+describe('usage of a stream whose usage never reached the bridge', function () {
+  this.timeout(30_000);
+  let anthropic: AnthropicMock;
+  let openai: OpenAIMock;
+  let tb: TestBridge;
+  let dev: { key: string; user: { id: string; email: string } };
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    openai = await new OpenAIMock().start();
+    tb = await startBridge(anthropic.url, { AIBRIDGE_OPENAI_BASE_URL: openai.url });
+    dev = await tb.addUser('leaver@example.com', { team: 'floor' });
+  });
+  after(async () => {
+    await tb.close();
+    await openai.stop();
+    await anthropic.stop();
+  });
+
+  /** Reads a stream until `enough` of its text holds `want` SSE data lines, then leaves. */
+  async function readThenLeave(path: string, body: unknown, want: RegExp, enough: number): Promise<number> {
+    const ac = new AbortController();
+    const res = await fetch(tb.url + path, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${dev.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: ac.signal,
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    let text = '';
+    let seen = 0;
+    while (seen < enough) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += dec.decode(value, { stream: true });
+      seen = text.split('\n').filter((l) => want.test(l)).length;
+    }
+    ac.abort();
+    return seen;
+  }
+
+  it('Chat Completions: a client gone before the usage chunk is charged the body as input and a token per chunk it read', async () => {
+    const budget = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+      scope: 'user',
+      subject: dev.user.email,
+      period: 'month',
+      limitUsd: 100,
+      action: 'block',
+    });
+    assert.equal(budget.status, 200, JSON.stringify(budget.body));
+    openai.next({ kind: 'drip', count: 400, delayMs: 5 });
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const prompt = 'Write a long story. '.repeat(100);
+    const body = { model: 'gpt-5', stream: true, messages: [{ role: 'user', content: prompt }] };
+    const read = await readThenLeave('/openai/v1/chat/completions', body, /"content":"\d+ "/, 30);
+    assert.ok(read >= 30, `read ${read} chunks`);
+    const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
+    assert.equal(rec.status, 'client_aborted');
+    assert.equal(rec.usageEstimated, true);
+    // The bridge asked for usage (include_usage) and the body is ~2 KB: a quarter of it as tokens.
+    assert.ok(rec.usage.input >= Math.floor(JSON.stringify(body).length / 4), `input ${rec.usage.input}`);
+    assert.ok(rec.usage.output >= read, `output ${rec.usage.output} for ${read} chunks read`);
+    assert.ok(rec.costUsd !== null && rec.costUsd > 0, `cost ${rec.costUsd}`);
+    const status = await eventually(async () => {
+      const s = await tb.api<BudgetStatus>('GET', `/api/v1/budgets/${budget.body.id}`, tb.adminKey);
+      return s.body.spentUsd > 0 ? s.body : undefined;
+    });
+    assert.ok(
+      Math.abs(status.spentUsd - rec.costUsd) < 1e-6,
+      `budget ${JSON.stringify(status)} record ${rec.costUsd}`,
+    );
+  });
+
+  it('Anthropic Messages: the input message_start reported is kept; the output is at least the deltas relayed', async () => {
+    anthropic.next({ kind: 'drip', count: 400, delayMs: 5 });
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const body = {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 4000,
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    };
+    const read = await readThenLeave('/anthropic/v1/messages', body, /^event: content_block_delta/, 20);
+    const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
+    assert.equal(rec.status, 'client_aborted');
+    assert.equal(rec.usageEstimated, true);
+    assert.equal(rec.usage.input, 25, 'as message_start said');
+    assert.ok(rec.usage.output >= read, `output ${rec.usage.output} for ${read} deltas read`);
+  });
+
+  it('a stream that ends without usage (a compatible server ignoring include_usage) is floored and marked; one with usage is as reported', async () => {
+    openai.next({ kind: 'text', text: 'One two three.', omitUsage: true });
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const res = await fetch(`${tb.url}/openai/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${dev.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-5', stream: true, messages: [{ role: 'user', content: 'count' }] }),
+    });
+    await res.text();
+    const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
+    assert.equal(rec.status, 'ok');
+    assert.equal(rec.usageEstimated, true);
+    assert.ok(rec.usage.input > 0 && rec.usage.output >= 2, JSON.stringify(rec.usage));
+
+    const full = await fetch(`${tb.url}/openai/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${dev.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-5', stream: true, messages: [{ role: 'user', content: 'count' }] }),
+    });
+    await full.text();
+    const reported = (await tb.interceptions(n + 2, dev.key))[0]!;
+    assert.equal(reported.usageEstimated, undefined);
+    assert.deepEqual(reported.usage, { input: 30, cacheRead: 100, cacheWrite: 0, output: 40, reasoning: 16 });
+  });
+});
