@@ -55,9 +55,10 @@ export interface WireApi {
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts;
   /**
    * Why the bridge cannot take this request as it is (a parameter whose cost it could not meter),
-   * as a message for `400 unsupported_parameter`; absent or null: it can.
+   * as a message for `400 unsupported_parameter`; absent or null: it can. `query` is the client's
+   * query string, `?` included, or empty.
    */
-  unsupported?(body: JsonObject): string | null;
+  unsupported?(body: JsonObject, query: string): string | null;
   /** The bytes to send upstream; APIs that need nothing changed return `raw`. */
   prepare(body: JsonObject, raw: Buffer): PreparedRequest;
   fromJson(json: unknown, at: Date): ResponseFacts;

@@ -34,7 +34,7 @@ import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import type { ProxyReply, ProxyRequest } from './proxy-request';
 import { eachChunk, idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
-import { isContentEvent, type StreamSeen, withUsageFloor } from './usage-floor';
+import { isContentEvent, type StreamSeen, unreadAnswerFacts, withUsageFloor } from './usage-floor';
 
 /** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
 export const JSON_READ_LIMIT = 32 * 1024 * 1024;
@@ -892,12 +892,14 @@ export class Exchange {
     const hold = sse ? this.streamHold() : undefined;
     const copy: Buffer[] = [];
     let copied = 0;
+    let relayed = 0;
     const ok = await this.pump(
       round,
       res,
       meter,
       rewrite ? (v) => v : undefined,
       (chunk) => {
+        relayed += chunk.length;
         if (!meter && copied < JSON_READ_LIMIT) {
           copy.push(chunk);
           copied += chunk.length;
@@ -919,7 +921,10 @@ export class Exchange {
         json = undefined;
       }
       if (res.statusCode >= 400) error = errorFromBody(res.statusCode, json);
-      else {
+      else if (json === undefined && relayed > 0) {
+        // An answer the client has but the bridge could not read is not a free one.
+        facts = unreadAnswerFacts(round.prepared.bytes.length, relayed);
+      } else {
         facts = round.target.api.fromJson(json, this.deps.now());
         error = facts.error;
       }
@@ -1151,11 +1156,11 @@ export class Exchange {
     try {
       json = JSON.parse(raw.toString('utf8'));
     } catch {
-      // Not JSON after all: the client gets it as it came.
+      // Not JSON after all: the client gets it as it came, and it is not a free answer.
       this.finish(
         round,
         'error',
-        null,
+        res.statusCode < 400 ? unreadAnswerFacts(round.prepared.bytes.length, raw.length) : null,
         { type: 'upstream_protocol_error', message: 'not JSON' },
         false,
         'unreadable response',

@@ -284,7 +284,7 @@ export async function serveMetered(
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   const { api } = route;
   let parsed = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers);
-  const unsupported = api.unsupported?.(parsed);
+  const unsupported = api.unsupported?.(parsed, query);
   if (unsupported) throw new BridgeError('unsupported_parameter', unsupported);
   let bytes = raw!;
   let target = route.path;

@@ -4,7 +4,7 @@ import type { ResponseFacts } from '../core/facts';
  * Bytes of a request body per input token for the floor: prose and code run about 3 to 4, and a
  * body's JSON punctuation adds bytes the provider does not count, so 4 leans low.
  */
-const BYTES_PER_INPUT_TOKEN = 4;
+const BYTES_PER_TOKEN = 4;
 
 /**
  * Whether an SSE event carries generated content: Anthropic's `content_block_delta`, a Responses
@@ -14,6 +14,27 @@ const BYTES_PER_INPUT_TOKEN = 4;
 export function isContentEvent(event: string | undefined, data: string): boolean {
   if (event === undefined || event === '' || event === 'message') return data !== '[DONE]';
   return event === 'content_block_delta' || (event.startsWith('response.') && event.endsWith('.delta'));
+}
+
+/**
+ * The facts of a whole answer the client received but the bridge could not read (not JSON, or past
+ * the bridge's read limit): no usage can be read from it, so the floor is the request body and the
+ * answer's own size, four bytes a token each, marked `usageEstimated`.
+ */
+export function unreadAnswerFacts(bodyBytes: number, answerBytes: number): ResponseFacts {
+  return {
+    usage: {
+      input: Math.ceil(bodyBytes / BYTES_PER_TOKEN),
+      output: Math.ceil(answerBytes / BYTES_PER_TOKEN),
+      cacheRead: 0,
+      cacheWrite: 0,
+      reasoning: 0,
+    },
+    toolCalls: [],
+    model: null,
+    error: null,
+    usageEstimated: true,
+  };
 }
 
 /** How a streamed round ended, for its usage floor. */
@@ -44,7 +65,7 @@ export function withUsageFloor(facts: ResponseFacts, seen: StreamSeen): Response
   // A stream that relayed nothing and ended as the provider meant it used what it says.
   if (!abandoned && seen.contentEvents === 0) return facts;
   const input =
-    u.input + u.cacheRead + u.cacheWrite > 0 ? u.input : Math.ceil(seen.bodyBytes / BYTES_PER_INPUT_TOKEN);
+    u.input + u.cacheRead + u.cacheWrite > 0 ? u.input : Math.ceil(seen.bodyBytes / BYTES_PER_TOKEN);
   const output = abandoned || u.output === 0 ? Math.max(u.output, seen.contentEvents) : u.output;
   if (input === u.input && output === u.output) return facts;
   return { ...facts, usage: { ...u, input, output }, usageEstimated: true };

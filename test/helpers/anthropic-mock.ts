@@ -16,7 +16,9 @@ export type Scenario =
   /** Streams text one event per `delayMs`, `count` events. */
   | { kind: 'drip'; count: number; delayMs: number }
   /** Streams the first event, then waits until `release()` is called before finishing. */
-  | { kind: 'gated'; gate: Promise<void> };
+  | { kind: 'gated'; gate: Promise<void> }
+  /** A 200 in a format the bridge cannot read (as Google's `alt=proto` would be): `bytes` of binary. */
+  | { kind: 'unreadable'; bytes: number };
 
 export interface MockUsage {
   input_tokens: number;
@@ -176,6 +178,11 @@ export class AnthropicMock {
     const id = `msg_${randomUUID().replaceAll('-', '').slice(0, 24)}`;
     if (s.kind === 'error') return this.error(res, s.status, s.type, s.message, requestId, s.headers);
     if (s.kind === 'hang') return;
+    if (s.kind === 'unreadable') {
+      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'request-id': requestId });
+      res.end(Buffer.alloc(s.bytes, 0xab));
+      return;
+    }
     const usage = ('usage' in s && s.usage) || DEFAULT_USAGE;
 
     if (!stream) {

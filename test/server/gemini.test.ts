@@ -194,6 +194,32 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal(typeof body.error.message, 'string');
   });
 
+  it('refuses an answer format it could not meter (alt=proto, $alt=media, %61lt=proto) with 400 in Google’s shape; alt=json and alt=sse pass', async () => {
+    const seen = mock.seen.length;
+    const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] });
+    for (const q of ['alt=proto', '%24alt=media', '%61lt=proto', 'alt=sse&alt=proto']) {
+      const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash:generateContent?${q}`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+        body,
+      });
+      assert.equal(res.status, 400, q);
+      const err = (await res.json()) as { error: { code: number; status: string; message: string } };
+      assert.equal(err.error.status, 'INVALID_ARGUMENT', q);
+      assert.match(err.error.message, /only JSON and SSE answers can be metered/, q);
+    }
+    assert.equal(mock.seen.length, seen, 'nothing reached the provider');
+    for (const q of ['alt=json', 'alt=sse']) {
+      const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?${q}`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+        body,
+      });
+      assert.equal(res.status, 200, q);
+      await res.arrayBuffer();
+    }
+  });
+
   it('passes countTokens and the model list through, unmetered', async () => {
     const before = (await tb.interceptions(0, key)).length;
     const count = await sdk().models.countTokens({ model: 'gemini-2.5-flash', contents: 'hi' });

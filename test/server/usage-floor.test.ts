@@ -102,6 +102,49 @@ describe('usage of a stream whose usage never reached the bridge', function () {
     assert.ok(rec.usage.output >= read, `output ${rec.usage.output} for ${read} deltas read`);
   });
 
+  it('a whole answer the bridge cannot read is floored from its size and the body’s, not recorded as free', async () => {
+    anthropic.next({ kind: 'unreadable', bytes: 4000 });
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const body = {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 4000,
+      messages: [{ role: 'user', content: 'hi' }],
+    };
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${dev.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    assert.equal(res.status, 200);
+    assert.equal((await res.arrayBuffer()).byteLength, 4000, 'relayed as it came');
+    const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
+    assert.equal(rec.usageEstimated, true);
+    assert.equal(rec.usage.output, 1000);
+    assert.equal(rec.usage.input, Math.ceil(JSON.stringify(body).length / 4));
+    assert.ok(rec.costUsd !== null && rec.costUsd > 0);
+
+    // With AIBRIDGE_AUDIT_ACK=stored (PostgreSQL's default) a JSON answer is read whole before it
+    // is sent: the same answer takes that path.
+    const acked = await startBridge(anthropic.url, { AIBRIDGE_AUDIT_ACK: 'stored' });
+    try {
+      const other = await acked.addUser('acked@example.com');
+      anthropic.next({ kind: 'unreadable', bytes: 4000 });
+      const r = await fetch(`${acked.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${other.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      assert.equal(r.status, 200);
+      assert.equal((await r.arrayBuffer()).byteLength, 4000);
+      const got = (await acked.interceptions(1, other.key))[0]!;
+      assert.equal(got.usageEstimated, true);
+      assert.equal(got.usage.output, 1000);
+      assert.ok(got.costUsd !== null && got.costUsd > 0);
+    } finally {
+      await acked.close();
+    }
+  });
+
   it('a stream that ends without usage (a compatible server ignoring include_usage) is floored and marked; one with usage is as reported', async () => {
     openai.next({ kind: 'text', text: 'One two three.', omitUsage: true });
     const n = (await tb.interceptions(0, dev.key)).length;

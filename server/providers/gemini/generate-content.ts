@@ -156,6 +156,24 @@ class GeminiStreamMeter implements StreamMeter {
 }
 
 /**
+ * Google's APIs answer in the format `alt` (or `$alt`) names. Only JSON and SSE can be metered
+ * and judged by tool policy: `alt=proto` (protobuf) or `media` would go through unread, a free
+ * answer with its tool calls unseen.
+ */
+function unreadableAlt(query: string): string | null {
+  // Names are percent-decoded as Google decodes them (`%61lt` is `alt`).
+  if (query.length <= 1) return null;
+  const params = new URLSearchParams(query);
+  for (const name of ['alt', '$alt']) {
+    for (const v of params.getAll(name)) {
+      if (v !== 'sse' && v !== 'json')
+        return `The bridge does not accept \`${name}=${v.slice(0, 20)}\`: only JSON and SSE answers can be metered. Leave \`alt\` out, or send \`alt=sse\` to stream.`;
+    }
+  }
+  return null;
+}
+
+/**
  * Gemini's `generateContent` and `streamGenerateContent` at `path` (the model is in the path:
  * the family's `modelFor` reads it). The request goes upstream as the client sent it.
  */
@@ -166,6 +184,7 @@ export function generateContentAt(path: string): WireApi {
     path,
     toolHold: generateContentHold,
     modelNaming: geminiModelNaming,
+    unsupported: (_body, query) => unreadableAlt(query),
 
     describeRequest(body: JsonObject, _headers: IncomingHttpHeaders): RequestFacts {
       const config = isObject(body.generationConfig) ? body.generationConfig : {};
