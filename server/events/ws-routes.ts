@@ -429,7 +429,11 @@ export class LiveEvents {
 
   private recheck(c: Client): Promise<void> {
     return c.recheck().then(
-      () => undefined,
+      // The user as they are now: an admin made a member (or moved to another team) sees from now
+      // on what a member of that team sees, not what they could see when the socket opened.
+      (fresh) => {
+        c.principal = fresh;
+      },
       (err: unknown) => {
         if (isBridgeError(err) && (err.code === 'unauthorized' || err.code === 'user_deactivated'))
           this.drop(c, 'unauthorized', err.message);

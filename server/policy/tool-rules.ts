@@ -2,10 +2,22 @@ import type { ToolPolicyMark, ToolPolicyRule } from '../../shared/tool-policy';
 import { BridgeError } from '../errors';
 
 /**
- * Rules are matched against at most this much of a call's arguments (as JSON text). A pattern that
- * backtracks badly can then cost at most what it costs on 64 KiB, whatever the model emits.
+ * Rules search a call's arguments (as JSON text) in windows of at most this much: a pattern that
+ * backtracks badly costs at most what it costs on 64 KiB per window, whatever the model emits.
  */
 export const ARGUMENT_LIMIT = 64 * 1024;
+
+/**
+ * Windows overlap by this much, so a match up to this long is found wherever it lies: padding
+ * placed before a payload cannot push it out of sight.
+ */
+const WINDOW_OVERLAP = 4 * 1024;
+
+/**
+ * Arguments longer than this are not searched at all: a rule with an argument pattern is taken to
+ * match them (a deny rule denies), as the bridge cannot vouch for what it did not read.
+ */
+export const ARGUMENT_SEARCH_LIMIT = 1024 * 1024;
 /** Most rules in one set, and the longest pattern: the set is evaluated on every tool call. */
 export const MAX_RULES = 200;
 const MAX_PATTERN = 2048;
@@ -118,18 +130,24 @@ export function rulesFor(rules: readonly CompiledRule[], who: Who): CompiledRule
     .sort((a, b) => SCOPE_ORDER[a.rule.scope] - SCOPE_ORDER[b.rule.scope]);
 }
 
-/** A call's arguments as the text patterns are matched against (bounded by ARGUMENT_LIMIT). */
+/** A call's arguments as the text patterns are matched against. */
 export function argumentText(input: unknown): string {
-  let text: string;
-  if (typeof input === 'string') text = input;
-  else {
-    try {
-      text = JSON.stringify(input) ?? '';
-    } catch {
-      text = '';
-    }
+  if (typeof input === 'string') return input;
+  try {
+    return JSON.stringify(input) ?? '';
+  } catch {
+    return '';
   }
-  return text.length > ARGUMENT_LIMIT ? text.slice(0, ARGUMENT_LIMIT) : text;
+}
+
+/** Whether `pattern` occurs in `text`, searched in overlapping windows (ARGUMENT_LIMIT). */
+function argumentsMatch(pattern: RegExp, text: string): boolean {
+  if (text.length <= ARGUMENT_LIMIT) return pattern.test(text);
+  if (text.length > ARGUMENT_SEARCH_LIMIT) return true;
+  for (let at = 0; ; at += ARGUMENT_LIMIT - WINDOW_OVERLAP) {
+    if (pattern.test(text.slice(at, at + ARGUMENT_LIMIT))) return true;
+    if (at + ARGUMENT_LIMIT >= text.length) return false;
+  }
 }
 
 /**
@@ -150,7 +168,7 @@ export function decide(
     if (!r.tool.test(name)) continue;
     if (r.args) {
       text ??= argumentText(input);
-      if (!r.args.test(text)) continue;
+      if (!argumentsMatch(r.args, text)) continue;
     }
     if (r.rule.action === 'deny') return { rule: r.rule.id, action: 'deny' };
     flagged = { rule: r.rule.id, action: 'audit' };

@@ -164,6 +164,41 @@ describe('PostgreSQL hot path: two replicas on one database', function () {
     );
   });
 
+  it('an admin made a member on another replica stops seeing other users on their open live socket', async () => {
+    // A replica of its own with fast heartbeats: the socket re-checks its key (and its user) on each.
+    const c = await startBridge(mock.url, { AIBRIDGE_DATABASE_URL: dbUrl }, a.dataDir, {
+      liveEvents: { heartbeatMs: 200, closeGraceMs: 1500 },
+    });
+    try {
+      const boss = await a.addUser('demoted@example.com', { role: 'admin' });
+      const other = await a.addUser('watched@example.com');
+      const socket = liveClient(c.url, { key: boss.key });
+      await socket.next('hello');
+      const seen = (await ask(c, other.key)).headers.get('x-aibridge-interception-id');
+      await socket.next('interception.ended', (e) => e.interceptionId === seen);
+      assert.equal(
+        (await a.api('PATCH', '/api/v1/users/demoted@example.com', a.adminKey, { role: 'member' })).status,
+        200,
+      );
+      await within(
+        'replica C to see the new role',
+        async () => (await c.api('GET', '/api/v1/users', boss.key)).status === 403,
+      );
+      await new Promise((r) => setTimeout(r, 600));
+      const hidden = (await ask(c, other.key)).headers.get('x-aibridge-interception-id');
+      const own = (await ask(c, boss.key)).headers.get('x-aibridge-interception-id');
+      await socket.next('interception.ended', (e) => e.interceptionId === own);
+      assert.equal(
+        socket.events.some((e) => 'interceptionId' in e && e.interceptionId === hidden),
+        false,
+        "another user's request reached the demoted admin's socket",
+      );
+      await socket.close();
+    } finally {
+      await c.close();
+    }
+  });
+
   it("sends many requests' live events to the other replica in a few notifications, none lost", async () => {
     const dev = await a.addUser('live-batch@example.com');
     assert.equal((await ask(b, dev.key)).status, 200, 'warm-up');

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import type { InterceptionStart } from '../../server/core/facts';
 import { ToolPolicy } from '../../server/policy/tool-policy';
-import { ARGUMENT_LIMIT, compileRules, decide, globRegExp, rulesFor } from '../../server/policy/tool-rules';
+import {
+  ARGUMENT_LIMIT,
+  ARGUMENT_SEARCH_LIMIT,
+  compileRules,
+  decide,
+  globRegExp,
+  rulesFor,
+} from '../../server/policy/tool-rules';
 import type { Store } from '../../server/store/types';
 import type { ToolPolicyRule } from '../../shared/tool-policy';
 import { blockedMessage, toolCallSummary } from '../../shared/tool-policy';
@@ -67,15 +74,38 @@ describe('tool-policy rules', () => {
     assert.equal(decide(rules(), 'Bash', {}), undefined);
   });
 
-  it('matches patterns on the arguments as JSON text, up to the first 64 KiB', () => {
+  it('matches patterns on the arguments as JSON text, in 64 KiB windows that padding cannot hide a payload from', () => {
     const set = rules({ id: 'tail', tool: '*', argumentPattern: 'SECRET', action: 'deny', scope: 'org' });
     assert.ok(decide(set, 'Write', { content: `${'x'.repeat(100)}SECRET` }));
-    assert.equal(
-      decide(set, 'Write', { content: `${'x'.repeat(ARGUMENT_LIMIT)}SECRET` }),
-      undefined,
-      'what lies beyond the bound is not searched',
-    );
     assert.ok(decide(set, 'apply_patch', '*** SECRET ***'), 'free-text arguments are matched as they are');
+    // Padding before the payload, and a payload across the edge of the first window.
+    for (const pad of [ARGUMENT_LIMIT, ARGUMENT_LIMIT - 12, 3 * ARGUMENT_LIMIT + 7, 900 * 1024])
+      assert.deepEqual(
+        decide(set, 'Write', { content: `${' '.repeat(pad)}SECRET` }),
+        { rule: 'tail', action: 'deny' },
+        `after ${pad} bytes of padding`,
+      );
+    assert.equal(
+      decide(set, 'Write', { content: 'x'.repeat(3 * ARGUMENT_LIMIT) }),
+      undefined,
+      'long and clean',
+    );
+    // Past what is searched at all, a rule with a pattern is taken to match.
+    assert.deepEqual(decide(set, 'Write', { content: 'x'.repeat(ARGUMENT_SEARCH_LIMIT + 1) }), {
+      rule: 'tail',
+      action: 'deny',
+    });
+    assert.equal(
+      decide(
+        rules({ id: 'other', tool: 'Bash', argumentPattern: 'x', action: 'deny', scope: 'org' }),
+        'Write',
+        {
+          content: 'x'.repeat(ARGUMENT_SEARCH_LIMIT + 1),
+        },
+      ),
+      undefined,
+      'only for rules whose tool matches',
+    );
   });
 
   it('costs nothing for a request no rule applies to, and holds only for deny rules', async () => {
