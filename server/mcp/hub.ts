@@ -519,6 +519,17 @@ export class McpHub {
     return { authorizationUrl: provider.authorizationUrl?.toString() ?? null };
   }
 
+  /**
+   * Whose authorisation `state` is, for the page that asks the browser's user to confirm it: the
+   * server and the bridge account it would be connected to. Undefined when unknown or expired.
+   */
+  async pendingOAuth(state: string): Promise<{ server: string; email: string } | undefined> {
+    const p = this.pending.peek(state);
+    if (!p) return undefined;
+    const user = await this.d.store.getUserById(p.userId);
+    return { server: p.server, email: user?.email ?? p.userId };
+  }
+
   /** Finishes an authorisation the server redirected back with `code` and `state`. */
   async finishOAuth(state: string, code: string): Promise<{ server: string }> {
     const p = this.pending.take(state);

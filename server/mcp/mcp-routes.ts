@@ -18,14 +18,35 @@ const CallbackQuery = Type.Object({
   error_description: Type.Optional(Type.String({ maxLength: 1000 })),
 });
 
-function page(title: string, text: string): string {
-  const esc = (s: string): string =>
-    s.replace(
-      /[&<>"']/g,
-      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
-    );
-  return `<!doctype html><meta charset="utf-8"><title>${esc(title)}</title><h1>${esc(title)}</h1><p>${esc(text)}</p>`;
+const esc = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+function page(title: string, text: string, form = ''): string {
+  return `<!doctype html><meta charset="utf-8"><title>${esc(title)}</title><h1>${esc(title)}</h1><p>${esc(text)}</p>${form}`;
 }
+
+/**
+ * The callback's confirmation: the code is exchanged only once the browser's user confirms the
+ * bridge account it will be connected to. Without it, a member could send a colleague their own
+ * authorisation link; a server that approves a returning user without a prompt would send the
+ * colleague's code back, and the colleague's account would be connected to the member's
+ * (docs/mcp.md#per-user-oauth).
+ */
+function confirmPage(server: string, email: string, state: string, code: string): string {
+  return page(
+    `Connect ${server} to ${email}?`,
+    `AI Bridge will use the ${server} account you just signed in to whenever ${email} calls its tools. ` +
+      `If you are not ${email}, or did not start this yourself, close this tab.`,
+    `<form method="post"><input type="hidden" name="state" value="${esc(state)}">` +
+      `<input type="hidden" name="code" value="${esc(code)}">` +
+      `<button type="submit">Connect ${esc(server)} to ${esc(email)}</button></form>`,
+  );
+}
+
+const CallbackForm = Type.Object({
+  state: Type.String({ minLength: 1, maxLength: 200 }),
+  code: Type.String({ minLength: 1, maxLength: 4096 }),
+});
 
 /**
  * MCP servers (admin) and each user's own credentials for them (docs/mcp.md). Secrets go in and are
@@ -99,11 +120,38 @@ export function mcpRoutes(hub: McpHub): FastifyPluginAsync {
             .type('text/html')
             .send(page('Authorisation refused', why ?? error ?? 'The server sent no authorisation code.'));
         }
-        const { server } = await hub.finishOAuth(state, code);
+        const pending = await hub.pendingOAuth(state);
+        if (!pending)
+          return reply
+            .code(400)
+            .type('text/html')
+            .send(page('Authorisation expired', 'This authorisation is unknown or expired; start it again.'));
         return reply
           .type('text/html')
-          .send(page('Connected', `AI Bridge can now use ${server} for you. You can close this tab.`));
+          .header('cache-control', 'no-store')
+          .header('referrer-policy', 'no-referrer')
+          .send(confirmPage(pending.server, pending.email, state, code));
       },
     );
+
+    // The confirmation page's form: the code is exchanged here, once. Its own scope, so no other
+    // route of this plugin takes a form body (a cross-site form may post one).
+    await app.register(async (form) => {
+      form.addContentTypeParser(
+        'application/x-www-form-urlencoded',
+        { parseAs: 'string', bodyLimit: 8192 },
+        (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+      );
+      form.post<{ Body: Static<typeof CallbackForm> }>(
+        CALLBACK_PATH,
+        { config: { access: 'public' }, schema: { body: CallbackForm } },
+        async (req, reply) => {
+          const { server } = await hub.finishOAuth(req.body.state, req.body.code);
+          return reply
+            .type('text/html')
+            .send(page('Connected', `AI Bridge can now use ${server} for you. You can close this tab.`));
+        },
+      );
+    });
   };
 }

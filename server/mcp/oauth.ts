@@ -130,6 +130,12 @@ export class PendingAuthorisations {
     return state;
   }
 
+  /** The authorisation `state` belongs to, left in place (the confirmation page reads it). */
+  peek(state: string): { server: string; userId: string } | undefined {
+    const p = this.pending.get(state);
+    return p && p.expires >= Date.now() ? { server: p.server, userId: p.userId } : undefined;
+  }
+
   /** The authorisation a callback's `state` belongs to; each state works once. */
   take(state: string): { server: string; userId: string; redirect: string } | undefined {
     const p = this.pending.get(state);

@@ -406,7 +406,19 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
       const approved = await fetch(link, { redirect: 'manual' });
       const back = approved.headers.get('location') ?? '';
       assert.ok(back.startsWith(`${tb.url}/api/v1/mcp/oauth/callback?`), back);
-      assert.equal((await fetch(back)).status, 200);
+      const confirm = await fetch(back);
+      assert.equal(confirm.status, 200);
+      const html = await confirm.text();
+      assert.match(html, /Connect wiki to erin@example\.com\?/, 'the page names the account it connects');
+      const field = (n: string): string =>
+        (new RegExp(`name="${n}" value="([^"]*)"`).exec(html)?.[1] ?? '').replaceAll('&amp;', '&');
+      const done = await fetch(`${tb.url}/api/v1/mcp/oauth/callback`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ state: field('state'), code: field('code') }),
+      });
+      assert.equal(done.status, 200);
+      assert.match(await done.text(), /Connected/);
       const names = (await client.listTools()).tools.map((t) => t.name);
       assert.ok(names.includes('wiki__echo') && !names.includes('wiki__connect'), names.join());
       const echoed = (await client.callTool({

@@ -209,10 +209,31 @@ describe('MCP over streamable HTTP with per-user credentials', function () {
     const approved = await fetch(started.body.authorizationUrl, { redirect: 'manual' });
     const back = approved.headers.get('location') ?? '';
     assert.ok(back.startsWith(`${tb.url}/api/v1/mcp/oauth/callback?`), back);
-    const done = await fetch(back);
+    // The browser lands on a page that names the account; nothing is connected until it is confirmed.
+    const confirm = await fetch(back);
+    assert.equal(confirm.status, 200);
+    const html = await confirm.text();
+    assert.match(html, /Connect oauthed to alice@example\.com\?/);
+    const pending = await tb.api<{ items: { name: string; credential: { authorized: boolean } | null }[] }>(
+      'GET',
+      '/api/v1/me/mcp',
+      alice.key,
+    );
+    assert.notEqual(pending.body.items.find((s) => s.name === 'oauthed')?.credential?.authorized, true);
+    const field = (n: string): string =>
+      (new RegExp(`name="${n}" value="([^"]*)"`).exec(html)?.[1] ?? '').replaceAll('&amp;', '&');
+    const form = new URLSearchParams({ state: field('state'), code: field('code') });
+    const post = (): Promise<Response> =>
+      fetch(`${tb.url}/api/v1/mcp/oauth/callback`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form,
+      });
+    const done = await post();
     assert.equal(done.status, 200);
     assert.match(await done.text(), /Connected/);
     assert.equal((await fetch(back)).status, 400, 'a state works once');
+    assert.equal((await post()).status, 400, 'and is confirmed once');
     const me = await tb.api<{
       items: { name: string; credential: { kind: string; authorized: boolean } | null }[];
     }>('GET', '/api/v1/me/mcp', alice.key);
