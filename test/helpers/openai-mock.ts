@@ -318,6 +318,14 @@ export class OpenAIMock {
         action: { type: 'exec', command: ['ls', '-la'], env: {} },
       });
       output.push({
+        type: 'shell_call',
+        id: 'sh_1',
+        call_id: 'call_shell2',
+        status: 'completed',
+        action: { commands: ['git status'], timeout_ms: 1000, max_output_length: null },
+        environment: { type: 'local' },
+      });
+      output.push({
         type: 'mcp_call',
         id: 'mcp_1',
         name: 'search_docs',

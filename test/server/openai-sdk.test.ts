@@ -252,6 +252,12 @@ describe('OpenAI SDK through the bridge', () => {
       const expected = [
         ['call_patch', 'apply_patch', null, '*** Begin Patch\n*** End Patch'],
         ['call_shell', 'local_shell', null, { type: 'exec', command: ['ls', '-la'], env: {} }],
+        [
+          'call_shell2',
+          'shell',
+          null,
+          { commands: ['git status'], timeout_ms: 1000, max_output_length: null },
+        ],
         ['mcp_1', 'search_docs', 'docs', { q: 'bridge' }],
       ];
       assert.deepEqual(

@@ -172,4 +172,55 @@ describe('tool holds (stream transforms)', () => {
     const r = run(responsesHold.createStream(denyRm), responses, 4);
     assert.equal(r, responses.split(/(?<=\n\n)/)[0], 'only what came before the call');
   });
+
+  it('judge every kind of call a Responses client runs: shell, apply_patch and computer items too', () => {
+    const items = [
+      {
+        type: 'shell_call',
+        id: 'sh_1',
+        call_id: 'c_sh',
+        action: { commands: ['rm -rf /'] },
+        status: 'completed',
+      },
+      {
+        type: 'apply_patch_call',
+        id: 'ap_1',
+        call_id: 'c_ap',
+        operation: { type: 'delete_file', path: 'rm -rf' },
+        status: 'completed',
+      },
+      { type: 'computer_call', id: 'cu_1', call_id: 'c_cu', action: { type: 'type', text: 'rm -rf /' } },
+    ];
+    for (const item of items) {
+      const stream = [
+        sse('response.created', { type: 'response.created', sequence_number: 0, response: { output: [] } }),
+        sse('response.output_item.added', {
+          type: 'response.output_item.added',
+          sequence_number: 1,
+          output_index: 0,
+          item: { ...item, status: 'in_progress' },
+        }),
+        sse('response.output_item.done', {
+          type: 'response.output_item.done',
+          sequence_number: 2,
+          output_index: 0,
+          item,
+        }),
+        sse('response.completed', {
+          type: 'response.completed',
+          sequence_number: 3,
+          response: { output: [item] },
+        }),
+      ].join('');
+      const out = run(responsesHold.createStream(denyRm), stream, 7);
+      assert.ok(!out.includes('rm -rf'), `${item.type}: the denied call reached the client`);
+      assert.ok(out.includes('blocked'), `${item.type}: no denial message in its place`);
+      const whole = responsesHold.rewriteJson({ output: [item] }, denyRm) as { output: { type: string }[] };
+      assert.deepEqual(
+        whole.output.map((o) => o.type),
+        ['message'],
+        `${item.type} answered whole`,
+      );
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import { isObject, num, parseArguments, str } from '../common';
+import { isObject, num, str } from '../common';
 import { eventJson } from '../injection';
 import {
   type Denial,
@@ -11,16 +11,14 @@ import {
   type ToolJudge,
 } from '../tool-hold';
 import type { JsonObject } from '../wire';
+import { CLIENT_CALL_ITEMS, clientCall } from './responses-calls';
 
 /** Output items the client runs; `mcp_call` items ran at the provider. */
-const CALL_ITEMS = new Set(['function_call', 'custom_tool_call', 'local_shell_call']);
+const CALL_ITEMS = CLIENT_CALL_ITEMS;
 const ENDS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
 
 function callOf(item: JsonObject): HeldCall {
-  const id = str(item.call_id) ?? str(item.id) ?? '';
-  if (item.type === 'local_shell_call') return { id, name: 'local_shell', input: item.action ?? {} };
-  const raw = str(item.arguments) ?? str(item.input) ?? '';
-  return { id, name: str(item.name) ?? 'unknown', input: parseArguments(raw) };
+  return clientCall(item) ?? { id: str(item.call_id) ?? str(item.id) ?? '', name: 'unknown', input: {} };
 }
 
 /** The message item a denied call becomes, at the same place in `output`. */

@@ -27,6 +27,7 @@ import {
   type StreamMeter,
   type WireApi,
 } from '../types';
+import { CLIENT_CALL_ITEMS, CLIENT_RESULT_ITEMS, clientCall } from './responses-calls';
 import { responsesHold } from './responses-hold';
 import { responsesInjection } from './responses-injection';
 import { sessionFromHeaders } from './session';
@@ -59,29 +60,12 @@ function lastUserPrompt(input: unknown): string | null {
 function toolCallFrom(item: unknown, at: Date): ToolCallRecord | undefined {
   if (!isObject(item)) return undefined;
   const when = at.toISOString();
+  const client = clientCall(item);
+  if (client) {
+    const named = item.type === 'function_call' || item.type === 'custom_tool_call';
+    return { ...client, server: named ? mcpServerOf(client.name) : null, injected: false, at: when };
+  }
   switch (item.type) {
-    case 'function_call':
-    case 'custom_tool_call': {
-      const name = str(item.name) ?? 'unknown';
-      const raw = str(item.arguments) ?? str(item.input) ?? '';
-      return {
-        id: str(item.call_id) ?? str(item.id) ?? '',
-        name,
-        server: mcpServerOf(name),
-        input: parseArguments(raw),
-        injected: false,
-        at: when,
-      };
-    }
-    case 'local_shell_call':
-      return {
-        id: str(item.call_id) ?? str(item.id) ?? '',
-        name: 'local_shell',
-        server: null,
-        input: item.action ?? {},
-        injected: false,
-        at: when,
-      };
     case 'mcp_call':
       return {
         id: str(item.id) ?? '',
@@ -178,14 +162,8 @@ class ResponsesStreamMeter implements StreamMeter {
   }
 }
 
-const MODEL_ITEMS = new Set([
-  'function_call',
-  'custom_tool_call',
-  'local_shell_call',
-  'reasoning',
-  'mcp_call',
-]);
-const RESULT_ITEMS = new Set(['function_call_output', 'custom_tool_call_output', 'local_shell_call_output']);
+const MODEL_ITEMS = new Set([...CLIENT_CALL_ITEMS, 'reasoning', 'mcp_call']);
+const RESULT_ITEMS = CLIENT_RESULT_ITEMS;
 
 /** Input items added since the model's last turn; `*_output` items are the tool results. */
 function responsesTurn(input: unknown): Pick<RequestFacts, 'toolResults' | 'newMessages'> {
