@@ -294,6 +294,28 @@ describe('Gemini on Vertex AI (vertex-gemini) as an instance', () => {
     assert.equal(rec.prompt, 'again');
   });
 
+  it('refuses streamFunctionCallArguments (calls in pieces no policy or record could read whole) with 400, upstream untouched', async () => {
+    const sent = mock.seen.length;
+    for (const toolConfig of [
+      { functionCallingConfig: { streamFunctionCallArguments: true } },
+      { function_calling_config: { stream_function_call_arguments: true } },
+    ]) {
+      const res = await fetch(
+        `${tb.url}/vgem/v1beta1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-goog-api-key': key },
+          body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }], toolConfig }),
+        },
+      );
+      assert.equal(res.status, 400, JSON.stringify(toolConfig));
+      const err = (await res.json()) as { error: { status: string; message: string } };
+      assert.equal(err.error.status, 'INVALID_ARGUMENT');
+      assert.match(err.error.message, /streamFunctionCallArguments/);
+    }
+    assert.equal(mock.seen.length, sent, 'nothing sent upstream');
+  });
+
   it('the credential’s quota project goes upstream in place of the client’s', async () => {
     const res = await fetch(`${tb.url}/vgem-quota/v1beta/models/gemini-2.5-pro:generateContent`, {
       method: 'POST',

@@ -174,6 +174,22 @@ function unreadableAlt(query: string): string | null {
 }
 
 /**
+ * Vertex's `streamFunctionCallArguments` sends a call's arguments in pieces (`partialArgs`) across
+ * chunks: tool policy judges, and the record keeps, a call's whole arguments, which no chunk holds.
+ */
+function streamedArguments(body: JsonObject): string | null {
+  const tc = isObject(body.toolConfig) ? body.toolConfig : isObject(body.tool_config) ? body.tool_config : {};
+  const fc = isObject(tc.functionCallingConfig)
+    ? tc.functionCallingConfig
+    : isObject(tc.function_calling_config)
+      ? tc.function_calling_config
+      : {};
+  return fc.streamFunctionCallArguments === true || fc.stream_function_call_arguments === true
+    ? 'The bridge does not accept `streamFunctionCallArguments`: tool policy and the audit record need each function call whole. Leave it out; calls then arrive whole in one chunk.'
+    : null;
+}
+
+/**
  * Gemini's `generateContent` and `streamGenerateContent` at `path` (the model is in the path:
  * the family's `modelFor` reads it). The request goes upstream as the client sent it.
  */
@@ -184,7 +200,7 @@ export function generateContentAt(path: string): WireApi {
     path,
     toolHold: generateContentHold,
     modelNaming: geminiModelNaming,
-    unsupported: (_body, query) => unreadableAlt(query),
+    unsupported: (body, query) => unreadableAlt(query) ?? streamedArguments(body),
 
     describeRequest(body: JsonObject, _headers: IncomingHttpHeaders): RequestFacts {
       const config = isObject(body.generationConfig) ? body.generationConfig : {};
