@@ -42,6 +42,8 @@ export interface ClientLimits {
   readonly liveSocketsPerKey: number;
   /** Admin-page sessions one key may hold; a new sign-in beyond it ends the oldest. */
   readonly adminSessionsPerKey: number;
+  /** Live (not revoked, not expired) bridge keys one user may hold; minting beyond it is refused. */
+  readonly keysPerUser: number;
 }
 
 export interface Config {
@@ -268,6 +270,7 @@ export const ENV_VARS = [
   'AIBRIDGE_LIVE_SOCKETS_PER_USER',
   'AIBRIDGE_LIVE_SOCKETS_PER_KEY',
   'AIBRIDGE_ADMIN_SESSIONS_PER_KEY',
+  'AIBRIDGE_KEYS_PER_USER',
   // The keyed hash's secret: a secret, so it is never logged (Config is never logged whole).
   'AIBRIDGE_KEY_HASH_SECRET',
   // The admin CLI (`aibridge users|keys|audit`), docs/cli.md; AIBRIDGE_PORT and AIBRIDGE_DATA_DIR too.
@@ -634,6 +637,7 @@ function clientLimits(env: Env): ClientLimits {
     liveSocketsPerUser: int(setting('AIBRIDGE_LIVE_SOCKETS_PER_USER'), 32, 1, 100_000),
     liveSocketsPerKey: int(setting('AIBRIDGE_LIVE_SOCKETS_PER_KEY'), 16, 1, 100_000),
     adminSessionsPerKey: int(setting('AIBRIDGE_ADMIN_SESSIONS_PER_KEY'), 20, 1, 10_000),
+    keysPerUser: int(setting('AIBRIDGE_KEYS_PER_USER'), 100, 1, 100_000),
   };
 }
 

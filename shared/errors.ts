@@ -91,6 +91,10 @@ export const ERROR_CODES = {
     message: 'The key comes from the providers file: disable it here, or remove it from the file.',
   },
   user_exists: { status: 409, message: 'A user with that email already exists.' },
+  too_many_keys: {
+    status: 409,
+    message: 'The user holds as many live keys as allowed (AIBRIDGE_KEYS_PER_USER); revoke one first.',
+  },
   last_admin: { status: 409, message: 'The last admin cannot stop being an admin.' },
   scim_group_exists: { status: 409, message: 'A SCIM group with that displayName already exists.' },
   body_too_large: { status: 413, message: 'The request body is larger than the bridge accepts.' },

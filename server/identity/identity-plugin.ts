@@ -23,7 +23,7 @@ export async function identityCapability(core: Core): Promise<IdentityCapability
   const hasher = await KeyHasher.load(config.dataDir, config.keyHashSecret);
   // Replicas on one database must hash keys alike: a different secret refuses to start.
   await checkKeyHashSecret(store, hasher);
-  const identity = new IdentityService(store, hasher, datesOf(clock));
+  const identity = new IdentityService(store, hasher, datesOf(clock), config.limits.keysPerUser);
   // Keys and users per replica, dropped as the store announces changes (from any replica).
   const cache = new AuthCache(() => clock.now());
   const unwatch = store.watch((change) => cache.apply(change));

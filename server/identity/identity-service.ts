@@ -23,6 +23,8 @@ export class IdentityService {
     private readonly store: Store,
     private readonly hasher: KeyHasher,
     readonly now: () => Date = () => new Date(),
+    /** AIBRIDGE_KEYS_PER_USER: a loop of sign-ins (device flow, provisioners) cannot mint without end. */
+    private readonly keysPerUser = Number.POSITIVE_INFINITY,
   ) {}
 
   async createUser(input: NewUserInput): Promise<User> {
@@ -63,6 +65,17 @@ export class IdentityService {
     user: User,
     opts: { name?: string | undefined; expiresAt?: string | undefined; renewable?: boolean } = {},
   ): Promise<CreatedKey> {
+    if (Number.isFinite(this.keysPerUser)) {
+      const at = this.now().getTime();
+      const live = (await this.store.listKeys(user.id)).filter(
+        (k) => k.revokedAt === null && (k.expiresAt === null || Date.parse(k.expiresAt) > at),
+      ).length;
+      if (live >= this.keysPerUser)
+        throw new BridgeError(
+          'too_many_keys',
+          `${user.email} holds ${live} live keys, the most allowed (AIBRIDGE_KEYS_PER_USER); revoke one first.`,
+        );
+    }
     const key = generateKey();
     const record: KeyRecord = {
       id: newKeyId(),

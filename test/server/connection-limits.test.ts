@@ -527,6 +527,45 @@ describe('connections and request reading: no member can stall or exhaust the br
     });
   });
 
+  describe('live keys per user (AIBRIDGE_KEYS_PER_USER, 100 by default)', () => {
+    let tb: TestBridge;
+    before(async () => {
+      tb = await startBridge(mock.url, { AIBRIDGE_KEYS_PER_USER: '3' });
+    });
+    after(async () => tb.close());
+
+    it('refuses a key past the cap with 409 too_many_keys; a revoked key frees its place; other users are not affected', async () => {
+      const dev = await tb.addUser('many-keys@example.com');
+      const mint = () =>
+        tb.api<{ id: string; key: string }>(
+          'POST',
+          '/api/v1/users/many-keys@example.com/keys',
+          tb.adminKey,
+          {},
+        );
+      const second = await mint();
+      assert.equal(second.status, 201);
+      assert.equal((await mint()).status, 201, 'the third');
+      const fourth = await mint();
+      assert.equal(fourth.status, 409, JSON.stringify(fourth.body));
+      assert.equal((fourth.body as unknown as { error: { code: string } }).error.code, 'too_many_keys');
+      const used = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': dev.key,
+          'anthropic-version': '2023-06-01',
+          'content-type': 'application/json',
+        },
+        body: MESSAGE(),
+      });
+      assert.equal(used.status, 200, 'the keys held still work');
+      await used.arrayBuffer();
+      assert.equal((await tb.api('DELETE', `/api/v1/keys/${second.body.id}`, tb.adminKey)).status, 200);
+      assert.equal((await mint()).status, 201, 'a revoked key frees its place');
+      await tb.addUser('few-keys@example.com');
+    });
+  });
+
   describe('admin sessions per key (AIBRIDGE_ADMIN_SESSIONS_PER_KEY, 20 by default)', () => {
     let tb: TestBridge;
     before(async () => {
