@@ -1,3 +1,5 @@
+import { addressKey } from '../http/address-share';
+
 const WINDOW_MS = 60_000;
 /** Addresses tracked at most; the oldest are forgotten first, so a flood of addresses cannot grow memory. */
 const MAX_ADDRESSES = 10_000;
@@ -7,6 +9,7 @@ const MAX_ADDRESSES = 10_000;
  * of 401 for every further bad key until the `limit`-th latest failure is a minute old. Only
  * failures are throttled: a valid key is served from a throttled address too (the Authenticator
  * asks only after a key failed), so a colleague behind the same NAT or proxy is never locked out.
+ * An IPv6 client counts by its /64 (addressKey): one host has a whole /64 to rotate through.
  */
 export class AuthThrottle {
   private readonly failures = new Map<string, number[]>();
@@ -28,13 +31,14 @@ export class AuthThrottle {
   /** Milliseconds until `ip` may try again, or 0 when it may now. */
   retryAfterMs(ip: string | undefined): number {
     if (this.limit === 0 || ip === undefined) return 0;
-    const list = this.recent(ip);
+    const list = this.recent(addressKey(ip));
     if (list.length < this.limit) return 0;
     return Math.max(1, list[list.length - this.limit]! + WINDOW_MS - this.now());
   }
 
-  fail(ip: string | undefined): void {
-    if (this.limit === 0 || ip === undefined) return;
+  fail(address: string | undefined): void {
+    if (this.limit === 0 || address === undefined) return;
+    const ip = addressKey(address);
     const list = this.recent(ip);
     if (list.length === 0) {
       if (this.failures.size >= MAX_ADDRESSES) {

@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import type { User } from '../../shared/identity';
 import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
+import { addressKey, evictionFor } from '../http/address-share';
 import type { IdentityService } from '../identity/identity-service';
 import type { KeyHasher } from '../identity/keys';
 import type { Store } from '../store/types';
@@ -61,6 +62,8 @@ export interface OAuthClient {
   createdAt: string;
   /** When a user first approved it; unapproved clients are forgotten after a day. */
   approvedAt: string | null;
+  /** addressKey of whoever registered it (address-share.ts). */
+  addr?: string;
 }
 
 /** An authorization request waiting for the user (kind `oauth_pending`), by the SHA-256 of its handle. */
@@ -74,6 +77,8 @@ interface PendingAuthorization {
   resource: string;
   createdAt: string;
   expiresAt: string;
+  /** addressKey of the browser that asked. */
+  addr?: string;
 }
 
 /** An issued authorization code (kind `oauth_code`), by its keyed hash; kept after use to catch a replay. */
@@ -185,7 +190,7 @@ export class McpGrants {
     return Date.parse(iso) <= this.now().getTime();
   }
 
-  async register(name: string, redirectUris: string[]): Promise<OAuthClient> {
+  async register(name: string, redirectUris: string[], ip: string): Promise<OAuthClient> {
     const live: OAuthClient[] = [];
     for (const c of await this.store.listDocs<OAuthClient>('oauth_client')) {
       if (c.approvedAt) continue;
@@ -193,14 +198,16 @@ export class McpGrants {
         await this.store.deleteDoc('oauth_client', c.id);
       else live.push(c);
     }
-    if (live.length >= MAX_UNUSED_CLIENTS)
-      throw new OAuthError('temporarily_unavailable', 'Too many clients waiting for approval; try later.');
+    // Full: the oldest unapproved client of the address that registered the most makes room.
+    const evict = evictionFor(live, MAX_UNUSED_CLIENTS);
+    if (evict) await this.store.deleteDoc('oauth_client', evict.id);
     const client: OAuthClient = {
       id: `mcpc_${randomUUID().replaceAll('-', '')}`,
       name,
       redirectUris,
       createdAt: this.at(),
       approvedAt: null,
+      addr: addressKey(ip),
     };
     await this.store.putDoc('oauth_client', client.id, client);
     return client;
@@ -212,20 +219,22 @@ export class McpGrants {
   }
 
   /** Keeps a checked authorization request until the user answers; returns the handle for the consent page. */
-  async begin(req: AuthorizationRequest): Promise<string> {
-    let live = 0;
+  async begin(req: AuthorizationRequest, ip: string): Promise<string> {
+    const live: PendingAuthorization[] = [];
     for (const p of await this.store.listDocs<PendingAuthorization>('oauth_pending')) {
       if (this.expired(p.expiresAt)) await this.store.deleteDoc('oauth_pending', p.id);
-      else live++;
+      else live.push(p);
     }
-    if (live >= MAX_PENDING)
-      throw new OAuthError('temporarily_unavailable', 'Too many authorizations waiting; try later.');
+    // Full: the oldest request of the address that made the most makes room, never everyone's.
+    const evict = evictionFor(live, MAX_PENDING);
+    if (evict) await this.store.deleteDoc('oauth_pending', evict.id);
     const handle = secret();
     const pending: PendingAuthorization = {
       id: sha256(handle),
       ...req,
       createdAt: this.at(),
       expiresAt: this.at(PENDING_TTL_MS),
+      addr: addressKey(ip),
     };
     await this.store.putDoc('oauth_pending', pending.id, pending);
     return handle;

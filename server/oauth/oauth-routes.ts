@@ -134,7 +134,7 @@ export function oauthPublicRoutes(
           .header('cache-control', 'no-store')
           .send({ error: checked.error, error_description: checked.message });
       try {
-        const client = await grants.register(checked.value.name, checked.value.redirectUris);
+        const client = await grants.register(checked.value.name, checked.value.redirectUris, req.ip);
         return reply
           .code(201)
           .header('cache-control', 'no-store')
@@ -183,14 +183,17 @@ export function oauthPublicRoutes(
       if (q.resource !== resource)
         return back('invalid_target', `resource must be this bridge's MCP gateway, ${resource}.`);
       try {
-        const handle = await grants.begin({
-          clientId: client.id,
-          redirectUri,
-          codeChallenge: q.code_challenge,
-          state: q.state ?? null,
-          scope: q.scope ?? null,
-          resource,
-        });
+        const handle = await grants.begin(
+          {
+            clientId: client.id,
+            redirectUri,
+            codeChallenge: q.code_challenge,
+            state: q.state ?? null,
+            scope: q.scope ?? null,
+            resource,
+          },
+          req.ip,
+        );
         return reply
           .code(302)
           .header('cache-control', 'no-store')

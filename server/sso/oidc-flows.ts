@@ -1,13 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { BridgeError } from '../errors';
+import { addressKey, evictionFor } from '../http/address-share';
 import type { Store } from '../store/types';
 
 /** How long a sign-in may take between the bridge's redirect and the provider's answer. */
 export const FLOW_TTL_MS = 10 * 60_000;
 
 /**
- * Sign-ins under way at once, beyond which the login route refuses new ones: the route is public,
- * and each call stores a document, so a loop must not grow the store without bound.
+ * Sign-ins under way at once: the route is public, and each call stores a document, so a loop
+ * must not grow the store without bound. Past it, a new sign-in replaces the oldest of the address
+ * with the most under way (address-share.ts): a loop from one place cannot lock everyone out.
  */
 export const MAX_PENDING_FLOWS = 1000;
 
@@ -29,6 +31,8 @@ interface StoredFlow {
   browser: string;
   createdAt: string;
   expiresAt: string;
+  /** addressKey of the client that started it. */
+  addr?: string;
 }
 
 function digest(value: string): string {
@@ -47,8 +51,8 @@ export class OidcFlows {
   ) {}
 
   /** Stores a new flow; returns the browser binding for the flow's cookie (never stored in clear). */
-  async begin(flow: FlowSecrets): Promise<string> {
-    await this.pruneAndCount();
+  async begin(flow: FlowSecrets, ip: string): Promise<string> {
+    await this.makeRoom();
     const browser = randomBytes(32).toString('base64url');
     const now = this.now();
     const stored: StoredFlow = {
@@ -59,6 +63,7 @@ export class OidcFlows {
       browser: digest(browser),
       createdAt: now.toISOString(),
       expiresAt: new Date(now.getTime() + FLOW_TTL_MS).toISOString(),
+      addr: addressKey(ip),
     };
     await this.store.putDoc('oidc_flow', stored.id, stored);
     return browser;
@@ -81,16 +86,14 @@ export class OidcFlows {
     return { state, nonce: flow.nonce, codeVerifier: flow.codeVerifier, returnTo: flow.returnTo };
   }
 
-  private async pruneAndCount(): Promise<void> {
+  private async makeRoom(): Promise<void> {
     const now = this.now().getTime();
-    let live = 0;
+    const live: StoredFlow[] = [];
     for (const f of await this.store.listDocs<StoredFlow>('oidc_flow')) {
       if (Date.parse(f.expiresAt) <= now) await this.store.deleteDoc('oidc_flow', f.id);
-      else live++;
+      else live.push(f);
     }
-    if (live >= MAX_PENDING_FLOWS)
-      throw new BridgeError('rate_limited', 'Too many sign-ins are under way; try again in a few minutes.', {
-        headers: { 'retry-after': '60' },
-      });
+    const evict = evictionFor(live, MAX_PENDING_FLOWS);
+    if (evict) await this.store.deleteDoc('oidc_flow', evict.id);
   }
 }

@@ -70,7 +70,7 @@ export function oidcRoutes(d: OidcRouteDeps): FastifyPluginAsync {
           };
           // The provider first: when it is down, nothing is stored.
           const target = await rp.authorizationUrl(flow);
-          const browser = await d.flows.begin(flow);
+          const browser = await d.flows.begin(flow, req.ip);
           return reply
             .code(302)
             .header('cache-control', 'no-store')

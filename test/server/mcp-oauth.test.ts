@@ -199,7 +199,12 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     upstream = await new AnthropicMock().start();
     tb = await startBridge(
       upstream.url,
-      { AIBRIDGE_MCP_CREDENTIALS_KEY: KEY, AIBRIDGE_MCP_API_STDIO: 'true' },
+      // Trusted loopback proxy: a test may speak for other addresses with X-Forwarded-For.
+      {
+        AIBRIDGE_MCP_CREDENTIALS_KEY: KEY,
+        AIBRIDGE_MCP_API_STDIO: 'true',
+        AIBRIDGE_TRUSTED_PROXIES: '127.0.0.1',
+      },
       undefined,
       { clock },
     );
@@ -406,6 +411,40 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     });
     assert.equal(res.status, 401);
     assert.match(res.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+  });
+
+  it('one address filling the 1000 pending authorizations replaces only its own: another address is still served', async () => {
+    const h = await registered();
+    const ask = (from: string) =>
+      fetch(
+        h.url({
+          code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+          code_challenge_method: 'S256',
+        }),
+        {
+          redirect: 'manual',
+          headers: { 'x-forwarded-for': from },
+        },
+      );
+    const first = await ask('203.0.113.7');
+    const firstConsent = new URL(first.headers.get('location')!, tb.url);
+    assert.equal(firstConsent.pathname, '/oauth/consent');
+    for (let i = 1; i < 1000; i++) {
+      const r = await ask(`2001:db8:7:7::${(i % 50).toString(16)}`);
+      assert.equal(r.status, 302);
+      await r.arrayBuffer();
+    }
+    const other = await ask('198.51.100.9');
+    const consent = new URL(other.headers.get('location')!, tb.url);
+    assert.equal(consent.pathname, '/oauth/consent', `served, not ${other.headers.get('location')}`);
+    const handle = consent.searchParams.get('request')!;
+    const seen = await fetch(`${tb.url}/api/v1/oauth/requests/${handle}`, { headers: { cookie } });
+    assert.equal(seen.status, 200, 'its request is there to answer');
+    // The flood came from one IPv6 /64 (fifty addresses): its oldest made room, not 203.0.113.7's.
+    const early = await fetch(`${tb.url}/api/v1/oauth/requests/${firstConsent.searchParams.get('request')}`, {
+      headers: { cookie },
+    });
+    assert.equal(early.status, 200, 'the lone earlier request from another address is kept');
   });
 
   it('paces client registrations per address: the 31st within a minute is 429 with retry-after, the next minute is served', async () => {
