@@ -17,6 +17,9 @@ export const GATEWAY_PATH = '/mcp';
 export const RESOURCE_METADATA_PATH = '/.well-known/oauth-protected-resource';
 /** Largest JSON-RPC message body the gateway reads (arguments included). */
 export const GATEWAY_BODY_LIMIT = 4 * 1024 * 1024;
+
+/** JSON-RPC methods that each reach an MCP server, counted against the caller's rate limits. */
+const COUNTED = new Set(['tools/call', 'resources/read', 'prompts/get']);
 /** Notification streams (GET /mcp) one user may hold open on one replica. */
 const STREAMS_PER_USER = 16;
 
@@ -230,8 +233,9 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
           return;
         }
 
-        // Each tool call counts against the user's rate limits like a model request does.
-        const calls = messages.filter((m) => m.method === 'tools/call');
+        // Each call that reaches a server (a tool call, a resource read, a prompt) counts against the
+        // user's rate limits like a model request does; listing does not.
+        const calls = messages.filter((m) => typeof m.method === 'string' && COUNTED.has(m.method));
         const admitted: string[] = [];
         try {
           for (const _ of calls) {

@@ -501,6 +501,19 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     });
     assert.equal(res.status, 429);
     assert.ok(Number(res.headers.get('retry-after')) >= 1);
+
+    // Reading a resource reaches the server as a call does, and counts the same.
+    const reader = await tb.addUser('reader@example.com');
+    await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
+      scope: 'user',
+      subject: 'reader@example.com',
+      rpm: 2,
+    });
+    const rc = track(await connect(tb.url, reader.key));
+    const [first] = (await rc.listResources()).resources;
+    assert.ok(first, 'the everything server offers resources');
+    for (let i = 0; i < 2; i++) await rc.readResource({ uri: first.uri });
+    await assert.rejects(rc.readResource({ uri: first.uri }), /Rate limit of 2 requests per minute/);
   });
 
   it('answers bad input with the JSON-RPC errors the spec defines, never hanging', async () => {
