@@ -1069,17 +1069,7 @@ export class Exchange {
     } catch (err) {
       idle.stop();
       round.endedAt = this.deps.now();
-      if (this.gone) {
-        this.finish(
-          round,
-          'client_aborted',
-          this.streamFacts(round, meter, 'abandoned'),
-          null,
-          undefined,
-          'client gone',
-        );
-        return false;
-      }
+      if (this.gone) return this.abandoned(round, meter);
       // A BridgeError is the bridge's own reason to stop reading (an answer over the size limit).
       const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err);
       this.req.log.warn({ err, code: failure.code }, 'upstream failed mid-response');
@@ -1101,17 +1091,22 @@ export class Exchange {
     if (rest !== '') out.write(rest);
     if (this.gone) {
       res.body.destroy();
-      this.finish(
-        round,
-        'client_aborted',
-        this.streamFacts(round, meter, 'abandoned'),
-        null,
-        undefined,
-        'client gone',
-      );
-      return false;
+      return this.abandoned(round, meter);
     }
     return true;
+  }
+
+  /** Records a round the client left before its end (its usage floored: usage-floor.ts). */
+  private abandoned(round: Round, meter: StreamMeter | undefined): false {
+    this.finish(
+      round,
+      'client_aborted',
+      this.streamFacts(round, meter, 'abandoned'),
+      null,
+      undefined,
+      'client gone',
+    );
+    return false;
   }
 
   /** A stream's facts with its usage floor (usage-floor.ts); null without a meter. */
