@@ -1,6 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { principalOf } from '../http/access';
+import { escapeHtml } from '../http/html';
 import type { McpHub } from './hub';
 import { CALLBACK_PATH } from './oauth';
 import { McpServerBody, type McpServerBodyT } from './servers';
@@ -18,11 +19,8 @@ const CallbackQuery = Type.Object({
   error_description: Type.Optional(Type.String({ maxLength: 1000 })),
 });
 
-const esc = (s: string): string =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-
 function page(title: string, text: string, form = ''): string {
-  return `<!doctype html><meta charset="utf-8"><title>${esc(title)}</title><h1>${esc(title)}</h1><p>${esc(text)}</p>${form}`;
+  return `<!doctype html><meta charset="utf-8"><title>${escapeHtml(title)}</title><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p>${form}`;
 }
 
 /**
@@ -37,9 +35,9 @@ function confirmPage(server: string, email: string, state: string, code: string)
     `Connect ${server} to ${email}?`,
     `AI Bridge will use the ${server} account you just signed in to whenever ${email} calls its tools. ` +
       `If you are not ${email}, or did not start this yourself, close this tab.`,
-    `<form method="post"><input type="hidden" name="state" value="${esc(state)}">` +
-      `<input type="hidden" name="code" value="${esc(code)}">` +
-      `<button type="submit">Connect ${esc(server)} to ${esc(email)}</button></form>`,
+    `<form method="post"><input type="hidden" name="state" value="${escapeHtml(state)}">` +
+      `<input type="hidden" name="code" value="${escapeHtml(code)}">` +
+      `<button type="submit">Connect ${escapeHtml(server)} to ${escapeHtml(email)}</button></form>`,
   );
 }
 

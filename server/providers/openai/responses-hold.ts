@@ -13,10 +13,9 @@ import {
 import type { JsonObject } from '../wire';
 import { CLIENT_CALL_ITEMS, clientCall } from './responses-calls';
 
-/** Output items the client runs; `mcp_call` items ran at the provider. */
-const CALL_ITEMS = CLIENT_CALL_ITEMS;
 const ENDS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
 
+/** A held item's call; an item whose `done` form names no client call is still judged, by its id. */
 function callOf(item: JsonObject): HeldCall {
   return clientCall(item) ?? { id: str(item.call_id) ?? str(item.id) ?? '', name: 'unknown', input: {} };
 }
@@ -70,7 +69,7 @@ class ResponsesHold implements FrameRewriter {
     if (
       data.type === 'response.output_item.added' &&
       isObject(data.item) &&
-      CALL_ITEMS.has(String(data.item.type))
+      CLIENT_CALL_ITEMS.has(String(data.item.type))
     ) {
       this.held = {
         outputIndex: num(data.output_index),
@@ -141,7 +140,7 @@ export const responsesHold: ToolHold = {
     if (!isObject(json) || !Array.isArray(json.output)) return undefined;
     let denied = false;
     const output = (json.output as unknown[]).map((it) => {
-      if (!isObject(it) || !CALL_ITEMS.has(String(it.type))) return it;
+      if (!isObject(it) || !CLIENT_CALL_ITEMS.has(String(it.type))) return it;
       const d = judge(callOf(it));
       if (!d) return it;
       denied = true;

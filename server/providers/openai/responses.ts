@@ -163,7 +163,6 @@ class ResponsesStreamMeter implements StreamMeter {
 }
 
 const MODEL_ITEMS = new Set([...CLIENT_CALL_ITEMS, 'reasoning', 'mcp_call']);
-const RESULT_ITEMS = CLIENT_RESULT_ITEMS;
 
 /** Input items added since the model's last turn; `*_output` items are the tool results. */
 function responsesTurn(input: unknown): Pick<RequestFacts, 'toolResults' | 'newMessages'> {
@@ -174,7 +173,7 @@ function responsesTurn(input: unknown): Pick<RequestFacts, 'toolResults' | 'newM
   );
   const toolResults: RequestFacts['toolResults'] = [];
   for (const item of newMessages) {
-    if (isObject(item) && RESULT_ITEMS.has(String(item.type)) && typeof item.call_id === 'string') {
+    if (isObject(item) && CLIENT_RESULT_ITEMS.has(String(item.type)) && typeof item.call_id === 'string') {
       toolResults.push({ callId: item.call_id, isError: false, content: resultText(item.output) });
     }
   }
