@@ -67,12 +67,20 @@ export interface GatewayToolCall {
   client: string;
   /** The gateway session (`Mcp-Session-Id`), null for clients that keep none. */
   sessionId: string | null;
-  /** The name the client called (`<server>__<tool>`). */
+  /**
+   * What the agent did: absent for a tool call (`tools/call`); `resource` for a `resources/read`,
+   * `prompt` for a `prompts/get`.
+   */
+  kind?: 'resource' | 'prompt';
+  /**
+   * The name the client called (`<server>__<tool>`); for a resource the URI it read
+   * (`aibridge://<server>/<the URI, encoded>`), for a prompt `<server>__<prompt>`.
+   */
   name: string;
   server: string;
-  /** The tool's own name on its server. */
+  /** The tool's own name on its server (a resource's own URI, a prompt's own name). */
   tool: string;
-  /** Arguments, redacted like any recorded input. */
+  /** Arguments, redacted like any recorded input (a prompt's arguments; `{}` for a resource). */
   input: unknown;
   /**
    * `no_credential`: the user has not connected the server yet (they were told how); `denied`: a

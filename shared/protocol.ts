@@ -143,7 +143,9 @@ export interface GatewayToolCallEvent {
   via: 'gateway';
   at: string;
   callId: string;
-  /** The name the client called, `<server>__<tool>`. */
+  /** Absent for a tool call; `resource` or `prompt` for a read (GatewayToolCall.kind). */
+  kind?: 'resource' | 'prompt';
+  /** The name the client called, `<server>__<tool>` (a resource: the URI it read). */
   name: string;
   server: string;
   injected: false;

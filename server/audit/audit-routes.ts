@@ -140,6 +140,7 @@ const GATEWAY_CSV_COLUMNS = [
   'error',
   'policy',
   'input',
+  'kind',
 ] as const;
 
 function gatewayCallCsv(c: GatewayToolCall): string {
@@ -160,6 +161,7 @@ function gatewayCallCsv(c: GatewayToolCall): string {
     c.error,
     c.policy ? JSON.stringify(c.policy) : null,
     JSON.stringify(c.input),
+    c.kind ?? 'tool',
   ]);
 }
 

@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics';
 import type { Store } from '../store/types';
 
 /**
- * Where each MCP gateway call goes when it ends: the store (listed by `GET /api/v1/tool-calls`
+ * Where each MCP gateway call (a tool call, or a resource or prompt read) goes when it ends: the store (listed by `GET /api/v1/tool-calls`
  * with `via: "gateway"`), the metrics, and a live `tool.call` event to the user, their team's
  * admins and admins. The arguments are redacted before any of them sees them.
  */
@@ -29,13 +29,16 @@ export class GatewayCallLog {
 
   /** Records a finished call; the store write runs beside the response, a failure is logged. */
   record(call: GatewayToolCall): Promise<void> {
-    this.d.metrics.gatewayCalls.inc({ server: call.server, outcome: call.outcome });
+    // The metric counts tool calls, as its name says; reads are in the store and on the live feed.
+    if (call.kind === undefined)
+      this.d.metrics.gatewayCalls.inc({ server: call.server, outcome: call.outcome });
     this.d.bus.publish(
       {
         type: 'tool.call',
         via: 'gateway',
         at: call.at,
         callId: call.id,
+        ...(call.kind ? { kind: call.kind } : {}),
         name: call.name,
         server: call.server,
         injected: false,

@@ -68,6 +68,56 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     return out;
   };
 
+  /** Records one call through the gateway when it ends: a tool call, or a resource or prompt read. */
+  const recorder =
+    (
+      started: number,
+      call: Pick<GatewayToolCall, 'name' | 'server' | 'tool' | 'input' | 'kind' | 'policy'>,
+    ) =>
+    (o: Pick<GatewayToolCall, 'outcome' | 'error'> & { result?: unknown }): void => {
+      void d.log.record({
+        id: `gwc_${randomUUID()}`,
+        at: new Date(started).toISOString(),
+        userId: principal.user.id,
+        userEmail: principal.user.email,
+        team: principal.user.team,
+        keyId: principal.key.id,
+        client: caller.client,
+        sessionId: caller.sessionId,
+        ...(call.kind ? { kind: call.kind } : {}),
+        name: call.name,
+        server: call.server,
+        tool: call.tool,
+        input: d.log.redact(call.input),
+        outcome: o.outcome,
+        durationMs: Math.max(0, d.now() - started),
+        resultBytes: o.result === undefined ? 0 : Buffer.byteLength(JSON.stringify(o.result)),
+        error: o.error,
+        ...(call.policy ? { policy: call.policy } : {}),
+      });
+    };
+
+  /**
+   * A resource or prompt read, recorded like a tool call (`kind` says which): an agent reading a
+   * server's data is as much the audit's business as it calling a tool. Errors pass as they are.
+   */
+  const read = async <T>(
+    call: Pick<GatewayToolCall, 'name' | 'server' | 'tool' | 'input'> & { kind: 'resource' | 'prompt' },
+    signal: AbortSignal,
+    run: () => Promise<T>,
+  ): Promise<T> => {
+    const record = recorder(d.now(), call);
+    try {
+      const result = await run();
+      record({ outcome: 'ok', error: null, result });
+      return result;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      record({ outcome: callFailure(err, signal), error: message.slice(0, 300) });
+      throw err;
+    }
+  };
+
   // Cancellations arrive in their own POST, often to a fresh server: the registry finds the call.
   server.setNotificationHandler(CancelledNotificationSchema, async (n) => {
     if (n.params.requestId === undefined) return;
@@ -105,27 +155,13 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     if (!parts || !s) throw rpcFailure(RpcCode.InvalidParams, `Unknown tool: ${name}`);
     const args = req.params.arguments ?? {};
     const mark = d.judge?.(principal, [name, `mcp__${parts.server}__${parts.tool}`], args);
-    const record = (o: Pick<GatewayToolCall, 'outcome' | 'error'> & { result?: unknown }): void => {
-      void d.log.record({
-        id: `gwc_${randomUUID()}`,
-        at: new Date(started).toISOString(),
-        userId: principal.user.id,
-        userEmail: principal.user.email,
-        team: principal.user.team,
-        keyId: principal.key.id,
-        client: caller.client,
-        sessionId: caller.sessionId,
-        name,
-        server: parts.server,
-        tool: parts.tool,
-        input: d.log.redact(args),
-        outcome: o.outcome,
-        durationMs: Math.max(0, d.now() - started),
-        resultBytes: o.result === undefined ? 0 : Buffer.byteLength(JSON.stringify(o.result)),
-        error: o.error,
-        ...(mark ? { policy: mark } : {}),
-      });
-    };
+    const record = recorder(started, {
+      name,
+      server: parts.server,
+      tool: parts.tool,
+      input: args,
+      ...(mark ? { policy: mark } : {}),
+    });
     if (mark?.action === 'deny') {
       const result: CallToolResult = {
         isError: true,
@@ -216,7 +252,16 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
     if (!parts || !s?.conn.capabilities?.resources)
       throw rpcFailure(RpcCode.InvalidParams, `Unknown resource: ${req.params.uri}`);
-    const r = await s.conn.readResource(parts.uri, s.s.timeoutMs, extra.signal);
+    const call = {
+      kind: 'resource' as const,
+      name: req.params.uri,
+      server: parts.server,
+      tool: parts.uri,
+      input: {},
+    };
+    const r = await read(call, extra.signal, () =>
+      s.conn.readResource(parts.uri, s.s.timeoutMs, extra.signal),
+    );
     return { ...r, contents: r.contents.map((c) => ({ ...c, uri: resourceUri(parts.server, c.uri) })) };
   });
 
@@ -241,7 +286,17 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
     if (!parts || !s?.conn.capabilities?.prompts)
       throw rpcFailure(RpcCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
-    return s.conn.getPrompt(parts.tool, req.params.arguments, s.s.timeoutMs, extra.signal);
+    const args = req.params.arguments ?? {};
+    const call = {
+      kind: 'prompt' as const,
+      name: req.params.name,
+      server: parts.server,
+      tool: parts.tool,
+      input: args,
+    };
+    return read(call, extra.signal, () =>
+      s.conn.getPrompt(parts.tool, req.params.arguments, s.s.timeoutMs, extra.signal),
+    );
   });
 
   return server;

@@ -118,7 +118,12 @@ describe('MCP gateway calls in retention and audit export', function () {
     const lines = (await csv.text()).trim().split('\r\n');
     assert.equal(
       lines[0],
-      'id,at,userEmail,team,keyId,client,sessionId,name,server,tool,outcome,durationMs,resultBytes,error,policy,input',
+      'id,at,userEmail,team,keyId,client,sessionId,name,server,tool,outcome,durationMs,resultBytes,error,policy,input,kind',
+    );
+    // A tool call's kind column says so (reads say `resource` or `prompt`).
+    assert.ok(
+      lines.slice(1).every((l) => l.endsWith(',tool')),
+      lines.join('\n'),
     );
     assert.equal(lines.length, 3, 'the member sees their own two calls');
     assert.ok(lines.every((l) => !l.includes('gw-audit-other')));

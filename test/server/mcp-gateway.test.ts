@@ -447,7 +447,10 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     assert.ok(names.includes('web__get-sum'), names.join());
   });
 
-  it('offers resources and prompts, prefixed by server', async () => {
+  it('offers resources and prompts, prefixed by server, and audits each read', async () => {
+    const toolCallsMetric = (): Promise<string> =>
+      tb.bridge.metrics.registry.getSingleMetricAsString('aibridge_mcp_gateway_calls_total');
+    const metricBefore = await toolCallsMetric();
     const client = track(await connect(tb.url, alice.key));
     const { resources } = await client.listResources();
     const res = resources.find((r) => r.uri.startsWith('aibridge://everything/'));
@@ -466,6 +469,37 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
       ),
     });
     assert.ok(got.messages.length > 0);
+    // A read the server refuses still reaches the record, with its error.
+    await assert.rejects(client.readResource({ uri: 'aibridge://everything/demo%3A%2F%2Fnone' }));
+
+    // Reads are audited like tool calls, `kind` saying which, and reach the live feed.
+    const listed = await eventually(async () => {
+      const r = await tb.api<{ items: Listed[] }>('GET', '/api/v1/tool-calls?via=gateway', alice.key);
+      const reads = r.body.items.filter((c) => c.kind !== undefined);
+      return reads.length >= 3 ? reads : undefined;
+    });
+    const resource = listed.find((c) => c.kind === 'resource' && c.name === res.uri);
+    assert.ok(resource, JSON.stringify(listed));
+    assert.equal(resource.server, 'everything');
+    assert.equal(resource.tool, decodeURIComponent(res.uri.slice('aibridge://everything/'.length)));
+    assert.equal(resource.outcome, 'ok');
+    assert.ok(resource.resultBytes > 0);
+    assert.equal(resource.userId, alice.user.id);
+    const prompt = listed.find((c) => c.kind === 'prompt');
+    assert.ok(prompt, JSON.stringify(listed));
+    assert.equal(prompt.name, simple.name);
+    assert.equal(prompt.tool, simple.name.slice('everything__'.length));
+    assert.equal(prompt.outcome, 'ok');
+    const refused = listed.find((c) => c.kind === 'resource' && c.tool === 'demo://none');
+    assert.ok(refused, JSON.stringify(listed));
+    assert.equal(refused.outcome, 'error');
+    assert.ok(refused.error);
+    assert.ok(
+      events.some((e) => e.type === 'tool.call' && e.via === 'gateway' && 'kind' in e && e.kind === 'prompt'),
+      'a live tool.call event for the prompt read',
+    );
+    // The tool-call metric still counts tool calls only.
+    assert.equal(await toolCallsMetric(), metricBefore);
   });
 
   it("counts each tool call against the user's rate limit: over it, 429 with retry-after", async () => {
