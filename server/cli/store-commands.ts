@@ -28,6 +28,8 @@ const DOC_KINDS: Record<DocKind, true> = {
   model_alias: true,
   oauth_client: true,
   oauth_pending: true,
+  mcp_oauth_pending: true,
+  mcp_oauth_latest: true,
   oauth_code: true,
   oauth_grant: true,
   oauth_access_token: true,

@@ -66,13 +66,14 @@ export class McpHub {
   private readonly warned = new Map<string, number>();
   private readonly cipher: CredentialCipher | undefined;
   readonly credentials: McpCredentials;
-  private readonly pending = new PendingAuthorisations();
+  private readonly pending: PendingAuthorisations;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly changeListeners = new Set<() => void>();
 
   constructor(private readonly d: McpHubDeps) {
     this.cipher = d.settings.credentialsKey ? new CredentialCipher(d.settings.credentialsKey) : undefined;
+    this.pending = new PendingAuthorisations(d.store);
     this.credentials = new McpCredentials(d.store, this.cipher, d.log);
   }
 
@@ -498,7 +499,7 @@ export class McpHub {
       throw new BridgeError('invalid_request', `${name} does not use OAuth.`);
     if (!this.credentials.enabled) throw new BridgeError('mcp_no_credentials_key');
     const redirect = `${this.d.settings.publicUrl ?? origin}${CALLBACK_PATH}`;
-    const state = this.pending.add(name, userId, redirect);
+    const state = await this.pending.add(name, userId, redirect);
     const provider = new BridgeOAuthProvider(s, userId, this.credentials, this.cipher, redirect, state);
     let result: 'AUTHORIZED' | 'REDIRECT';
     try {
@@ -524,7 +525,7 @@ export class McpHub {
    * server and the bridge account it would be connected to. Undefined when unknown or expired.
    */
   async pendingOAuth(state: string): Promise<{ server: string; email: string } | undefined> {
-    const p = this.pending.peek(state);
+    const p = await this.pending.peek(state);
     if (!p) return undefined;
     const user = await this.d.store.getUserById(p.userId);
     return { server: p.server, email: user?.email ?? p.userId };
@@ -532,7 +533,7 @@ export class McpHub {
 
   /** Finishes an authorisation the server redirected back with `code` and `state`. */
   async finishOAuth(state: string, code: string): Promise<{ server: string }> {
-    const p = this.pending.take(state);
+    const p = await this.pending.take(state);
     if (!p)
       throw new BridgeError('invalid_request', 'This authorisation is unknown or expired; start it again.');
     const s = this.requireServer(p.server);

@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
 import type {
   OAuthClientInformationMixed,
   OAuthClientMetadata,
   OAuthTokens,
 } from '@modelcontextprotocol/sdk/shared/auth.js';
+import type { Store } from '../store/types';
 import type { CredentialCipher } from './cipher';
 import type { Credential, McpCredentials } from './credentials';
 import type { McpServerConfig } from './servers';
@@ -115,32 +116,68 @@ export class BridgeOAuthProvider implements OAuthClientProvider {
   }
 }
 
-/** Authorisations users started and have not finished, by their `state` parameter. */
-export class PendingAuthorisations {
-  private readonly pending = new Map<
-    string,
-    { server: string; userId: string; redirect: string; expires: number }
-  >();
+/** One user's authorisation at one server under way, by the SHA-256 of its `state` (kind `mcp_oauth_pending`). */
+interface StoredPending {
+  server: string;
+  userId: string;
+  redirect: string;
+  /** ms since the epoch. */
+  expires: number;
+}
 
-  add(server: string, userId: string, redirect: string): string {
-    const now = Date.now();
-    for (const [k, v] of this.pending) if (v.expires < now) this.pending.delete(k);
+function stateId(state: string): string {
+  return createHash('sha256').update(state).digest('hex');
+}
+
+/**
+ * Authorisations users started and have not finished, by their `state` parameter. They are store
+ * documents, so the callback may reach any replica (no sticky sessions), and only the state's
+ * SHA-256 is stored. A user has at most one under way per server (kind `mcp_oauth_latest` names
+ * it): starting again replaces it, as starting again replaces the PKCE verifier it needs anyway,
+ * so repeated starts cannot grow the store.
+ */
+export class PendingAuthorisations {
+  constructor(
+    private readonly store: Pick<Store, 'getDoc' | 'putDoc' | 'deleteDoc'>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async add(server: string, userId: string, redirect: string): Promise<string> {
     const state = randomBytes(24).toString('base64url');
-    this.pending.set(state, { server, userId, redirect, expires: now + PENDING_MS });
+    const slot = `${server}:${userId}`;
+    const before = await this.store.getDoc<{ id: string }>('mcp_oauth_latest', slot);
+    if (before) await this.store.deleteDoc('mcp_oauth_pending', before.id);
+    const id = stateId(state);
+    const doc: StoredPending = { server, userId, redirect, expires: this.now() + PENDING_MS };
+    await this.store.putDoc('mcp_oauth_pending', id, doc);
+    await this.store.putDoc('mcp_oauth_latest', slot, { id });
     return state;
   }
 
   /** The authorisation `state` belongs to, left in place (the confirmation page reads it). */
-  peek(state: string): { server: string; userId: string } | undefined {
-    const p = this.pending.get(state);
-    return p && p.expires >= Date.now() ? { server: p.server, userId: p.userId } : undefined;
+  async peek(state: string): Promise<{ server: string; userId: string } | undefined> {
+    const p = await this.live(state);
+    return p ? { server: p.server, userId: p.userId } : undefined;
   }
 
-  /** The authorisation a callback's `state` belongs to; each state works once. */
-  take(state: string): { server: string; userId: string; redirect: string } | undefined {
-    const p = this.pending.get(state);
-    this.pending.delete(state);
-    return p && p.expires >= Date.now() ? p : undefined;
+  /**
+   * The authorisation a callback's `state` belongs to; each state works once: only the caller whose
+   * delete removed it goes on, even when two callbacks arrive together at two replicas.
+   */
+  async take(state: string): Promise<{ server: string; userId: string; redirect: string } | undefined> {
+    const p = await this.live(state);
+    const id = stateId(state);
+    if (!p || !(await this.store.deleteDoc('mcp_oauth_pending', id))) return undefined;
+    const slot = `${p.server}:${p.userId}`;
+    const latest = await this.store.getDoc<{ id: string }>('mcp_oauth_latest', slot);
+    if (latest?.id === id) await this.store.deleteDoc('mcp_oauth_latest', slot);
+    return { server: p.server, userId: p.userId, redirect: p.redirect };
+  }
+
+  private async live(state: string): Promise<StoredPending | undefined> {
+    if (state === '' || state.length > 512) return undefined;
+    const p = await this.store.getDoc<StoredPending>('mcp_oauth_pending', stateId(state));
+    return p && p.expires >= this.now() ? p : undefined;
   }
 }
 

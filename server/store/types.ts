@@ -99,6 +99,10 @@ export type DocKind =
   | 'oauth_client'
   /** Authorization requests waiting for the user's answer, by the SHA-256 of their handle. */
   | 'oauth_pending'
+  /** Per-user MCP server OAuth under way (server/mcp/oauth.ts), by the SHA-256 of its `state`. */
+  | 'mcp_oauth_pending'
+  /** Which `mcp_oauth_pending` is a user's current one at a server, by `<server>:<user id>`. */
+  | 'mcp_oauth_latest'
   /** Authorization codes, by their keyed hash (kept until expiry to catch a replay). */
   | 'oauth_code'
   /** A user's approval of a client: its key, the live refresh token's keyed hash; by grant id. */
