@@ -56,13 +56,32 @@ const GATEWAY_KEPT = 50_000;
 const RECENT_KEPT = 2000;
 
 /**
- * How long a new chain head may wait before db.json is rewritten with it: one small write a second
- * under load, never one per record. A tail cut within this window after the last write goes unseen.
+ * How long a new chain head may wait before live.json is rewritten with it: one small write a
+ * second under load, never one per record. A tail cut within this window after the last write goes unseen.
  */
 const HEAD_FLUSH_MS = 1000;
 
-/** Alerts kept in db.json; older ones are dropped (they were delivered and published when raised). */
+/** Alerts kept (alerts.json); older ones are dropped (they were delivered and published when raised). */
 const ALERTS_KEPT = 10_000;
+
+/**
+ * What changes under load is kept out of db.json: the chain head (every second, live.json) and keys'
+ * last-use times (every few seconds, key-use.json). db.json holds every user, key, document and
+ * setting, so rewriting it serialised all of them on the event loop: ~14–35 ms each time with 1,000
+ * users and 10,000 kept alerts, ~110 ms with 10,000 users (docs/performance.md#small-side-files).
+ */
+interface LiveState {
+  chainHead?: ChainHead;
+}
+
+interface KeyUse {
+  /** Key id → last use (ISO 8601), for each key that has one. */
+  lastUsed: Record<string, string>;
+}
+
+interface AlertsFile {
+  alerts: Alert[];
+}
 
 export interface EmbeddedStoreOptions {
   dataDir: string;
@@ -73,6 +92,12 @@ export interface EmbeddedStoreOptions {
   segmentBytes?: number;
   /** Group commit of interception records (AIBRIDGE_AUDIT_SYNC_MS; JournalOptions.syncIntervalMs). */
   auditSyncMs?: number;
+}
+
+function newerHead(a: ChainHead | undefined, b: ChainHead | undefined): ChainHead | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  return a.seq >= b.seq ? a : b;
 }
 
 /**
@@ -115,6 +140,11 @@ export class EmbeddedStore implements Store {
   private nextSeq = 1;
   private readonly budgetBook = new MemoryBudgetLedgers(this);
   private touchTimer: NodeJS.Timeout | undefined;
+  private headTimer: NodeJS.Timeout | undefined;
+  private readonly live: AtomicJsonFile<LiveState>;
+  private readonly keyUse: AtomicJsonFile<KeyUse>;
+  private readonly alertsFile: AtomicJsonFile<AlertsFile>;
+  private alerts: Alert[] = [];
   /** This process's own caches of keys and users (the only replica there is). */
   private readonly watchers = new Set<(change: StoreChange) => void>();
   private readonly touchFlushMs: number;
@@ -126,6 +156,9 @@ export class EmbeddedStore implements Store {
       users: [],
       keys: [],
     });
+    this.live = new AtomicJsonFile<LiveState>(path.join(opts.dataDir, 'live.json'));
+    this.keyUse = new AtomicJsonFile<KeyUse>(path.join(opts.dataDir, 'key-use.json'));
+    this.alertsFile = new AtomicJsonFile<AlertsFile>(path.join(opts.dataDir, 'alerts.json'));
     this.journal = new Journal({
       dir: path.join(opts.dataDir, 'interceptions'),
       ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}),
@@ -149,6 +182,12 @@ export class EmbeddedStore implements Store {
     await this.db.read();
     for (const u of this.db.data.users) this.indexUser(u);
     for (const k of this.db.data.keys) this.indexKey(k);
+    const live = (await this.live.read()) ?? {};
+    for (const [id, at] of Object.entries((await this.keyUse.read())?.lastUsed ?? {})) {
+      const key = this.keysById.get(id);
+      if (key && (key.lastUsedAt === null || key.lastUsedAt < at)) key.lastUsedAt = at;
+    }
+    await this.openAlerts();
     let head = GENESIS;
     await this.journal.open((value, loc) => {
       const rec = value as Interception;
@@ -163,7 +202,9 @@ export class EmbeddedStore implements Store {
       head = rec.hash ?? GENESIS;
       if (rec.hash !== undefined) this.head = { seq: rec.seq, hash: rec.hash };
     });
-    const kept = this.db.data.chainHead;
+    // The newer of the two: live.json's, or db.json's (a data dir from before live.json, or a
+    // db.json written after it by a change to users, keys or documents).
+    const kept = newerHead(live.chainHead, this.db.data.chainHead);
     if (kept && kept.seq > this.head.seq) {
       // Records were cut off the end of the journal. The chain goes on from the head, so the cut
       // stays visible as a broken link once newer records follow, and never becomes the new truth.
@@ -191,7 +232,12 @@ export class EmbeddedStore implements Store {
     if (this.touchTimer) {
       clearTimeout(this.touchTimer);
       this.touchTimer = undefined;
-      await this.db.write();
+      await this.writeKeyUse();
+    }
+    if (this.headTimer) {
+      clearTimeout(this.headTimer);
+      this.headTimer = undefined;
+      await this.live.write({ chainHead: this.head });
     }
     await this.accessJournal.close();
     await this.gatewayJournal.close();
@@ -292,19 +338,45 @@ export class EmbeddedStore implements Store {
     const key = this.keysById.get(id);
     if (!key) return;
     key.lastUsedAt = at;
-    this.writeSoon(this.touchFlushMs);
-  }
-
-  /** One db.json write for whatever changed within `ms` (last-use times, the chain head). */
-  private writeSoon(ms: number): void {
     if (this.touchTimer) return;
+    // Best effort (Store.touchKey): last-use times are informative, and a data dir that cannot be
+    // written fails the next user, key or document write loudly.
     this.touchTimer = setTimeout(() => {
       this.touchTimer = undefined;
-      // Best effort (Store.touchKey): last-use times are informative, and a db.json that cannot be
-      // written fails the next user, key or document write loudly.
-      this.db.write().catch(() => undefined);
-    }, ms);
+      this.writeKeyUse().catch(() => undefined);
+    }, this.touchFlushMs);
     this.touchTimer.unref();
+  }
+
+  /** The new chain head in live.json within HEAD_FLUSH_MS: one small write a second under load. */
+  private headSoon(): void {
+    if (this.headTimer) return;
+    this.headTimer = setTimeout(
+      () => {
+        this.headTimer = undefined;
+        this.live.write({ chainHead: this.head }).catch(() => undefined);
+      },
+      Math.min(HEAD_FLUSH_MS, this.touchFlushMs),
+    );
+    this.headTimer.unref();
+  }
+
+  private writeKeyUse(): Promise<void> {
+    const lastUsed: Record<string, string> = {};
+    for (const k of this.keysById.values()) if (k.lastUsedAt !== null) lastUsed[k.id] = k.lastUsedAt;
+    return this.keyUse.write({ lastUsed });
+  }
+
+  /** alerts.json, or the alerts an older version kept in db.json (moved out once). */
+  private async openAlerts(): Promise<void> {
+    const file = await this.alertsFile.read();
+    const old = this.db.data.alerts;
+    this.alerts = file?.alerts ?? old ?? [];
+    if (old !== undefined) {
+      if (!file) await this.alertsFile.write({ alerts: this.alerts });
+      delete this.db.data.alerts;
+      await this.db.write();
+    }
   }
 
   async chainHead(): Promise<ChainHead> {
@@ -382,11 +454,10 @@ export class EmbeddedStore implements Store {
   }
 
   async appendAlert(alert: Alert): Promise<void> {
-    this.db.data.alerts ??= [];
-    const alerts = this.db.data.alerts;
+    const alerts = this.alerts;
     alerts.push(alert);
     if (alerts.length > ALERTS_KEPT) alerts.splice(0, alerts.length - ALERTS_KEPT);
-    await this.db.write();
+    await this.alertsFile.write({ alerts });
   }
 
   reserveBudgets(interceptionId: string, claims: BudgetClaim[], amountUsd: number): Promise<ReserveOutcome> {
@@ -426,7 +497,7 @@ export class EmbeddedStore implements Store {
 
   async listAlerts(q: AlertQuery): Promise<Alert[]> {
     const out: Alert[] = [];
-    const alerts = this.db.data.alerts ?? [];
+    const alerts = this.alerts;
     for (let i = alerts.length - 1; i >= 0 && out.length < q.limit; i--) {
       const a = alerts[i]!;
       if (q.since !== undefined && a.at < q.since) continue;
@@ -455,8 +526,9 @@ export class EmbeddedStore implements Store {
     this.rollUp(full);
     if (full.seq > this.head.seq) {
       this.head = { seq: full.seq, hash: full.hash! };
+      // db.json carries it too whenever something else rewrites it; live.json within a second.
       this.db.data.chainHead = this.head;
-      this.writeSoon(Math.min(HEAD_FLUSH_MS, this.touchFlushMs));
+      this.headSoon();
     }
     return full;
   }
