@@ -16,6 +16,34 @@ import type { TrustedProxies } from './trusted-proxies';
 export const API_BODY_LIMIT = 1024 * 1024;
 
 /**
+ * A request sent on a connection before the answer to the one ahead of it (HTTP/1.1 pipelining):
+ * node starts every such request at once and queues their answers, and a queued answer has no
+ * socket, so it never hears the client leave. A member could start thousands of upstream calls on
+ * one connection, past every per-connection limit, and none would be cancelled when they hung up.
+ * No HTTP client an agent uses pipelines; the request is refused unread, its answer waits its turn,
+ * and the connection closes after it (docs/security.md#connections).
+ */
+function refusePipelined(
+  req: IncomingMessage,
+  res: ServerResponse,
+  shapeFor: (url: string) => ReturnType<typeof providerForPath>,
+): void {
+  const e = new BridgeError(
+    'invalid_request',
+    'HTTP pipelining is not supported: send the next request after the answer to the one before it.',
+  );
+  const provider = shapeFor(req.url ?? '/');
+  const body = JSON.stringify(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
+  res.shouldKeepAlive = false;
+  res.writeHead(e.status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  res.end(body);
+}
+
+/**
  * A handler offered every request before fastify routes it: it takes a request (and answers it
  * whole) or leaves it to fastify. The provider lane (server/proxy/provider-lane.ts) is one.
  */
@@ -99,7 +127,8 @@ export function createFastify(
   if (!routed) throw new Error("fastify's server has no request listener");
   app.server.removeListener('request', routed);
   app.server.prependListener('request', (req, res) => {
-    if (!door?.take(req, res)) routed(req, res);
+    if (res.socket === null) refusePipelined(req, res, shapeFor);
+    else if (!door?.take(req, res)) routed(req, res);
   });
   guard.attach(app.server);
   app.decorateRequest('principal', null);

@@ -48,7 +48,7 @@ async function received(r: Raw, pattern: RegExp, ms: number): Promise<string> {
   return eventually(() => (pattern.test(r.text()) ? r.text() : undefined), {
     timeoutMs: ms,
     intervalMs: 10,
-    what: `${pattern} (got so far: ${r.text().slice(0, 200)})`,
+    what: `${pattern} (got so far: ${r.text().slice(0, 2000)})`,
   });
 }
 
@@ -266,6 +266,68 @@ describe('connections and request reading: no member can stall or exhaust the br
       );
       assert.match(answer, /^HTTP\/1\.1 200 /);
       for (const h of held) h.socket.destroy();
+    });
+  });
+
+  describe('HTTP pipelining', () => {
+    let tb: TestBridge;
+    let key: string;
+    before(async () => {
+      tb = await startBridge(mock.url);
+      key = (await tb.addUser('piper@example.com')).key;
+    });
+    after(async () => tb.close());
+
+    it('refuses requests sent ahead of an answer: one upstream call per connection, cancelled when the client leaves', async () => {
+      mock.clear();
+      mock.next({ kind: 'hang' });
+      const before = mock.messageRequests().length;
+      const r = await raw(tb.url);
+      const body = MESSAGE();
+      const request =
+        `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
+        `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      // Fifty requests written back to back on one connection, the first of which hangs upstream.
+      r.socket.write(request.repeat(50));
+      await eventually(() => (mock.messageRequests().length > before ? true : undefined), {
+        timeoutMs: 3000,
+        what: 'the first request upstream',
+      });
+      await sleep(300);
+      assert.equal(mock.messageRequests().length - before, 1, 'only the first request went upstream');
+      const first = mock.messageRequests().at(-1)!;
+      r.socket.destroy();
+      await eventually(() => (first.aborted ? true : undefined), {
+        timeoutMs: 3000,
+        what: 'the upstream call cancelled when the client left',
+      });
+      assert.equal(mock.messageRequests().length - before, 1);
+    });
+
+    it('answers the request sent ahead with 400 in the provider shape after the first answer, then closes', async () => {
+      mock.clear();
+      const r = await raw(tb.url);
+      const body = MESSAGE();
+      const request =
+        `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
+        `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      r.socket.write(request + request);
+      await within(r.closed, 5000, 'the connection closed after the refusal');
+      const text = r.text();
+      const answers = text.split(/(?=HTTP\/1\.1 )/);
+      assert.match(answers[0]!, /^HTTP\/1\.1 200 /, text.slice(0, 300));
+      assert.match(answers[1]!, /^HTTP\/1\.1 400 /);
+      assert.match(answers[1]!, /"type":"invalid_request_error"/);
+      assert.match(answers[1]!, /pipelining is not supported/);
+      // A client that waits for each answer keeps its connection (keep-alive as usual).
+      const ok = await raw(tb.url);
+      ok.socket.write(request);
+      await received(ok, /^HTTP\/1\.1 200 [\s\S]*"usage"/, 5000);
+      ok.socket.write(request);
+      await received(ok, /^HTTP\/1\.1 200 [\s\S]*"usage"[\s\S]*HTTP\/1\.1 200 [\s\S]*"usage"/, 5000);
+      ok.socket.destroy();
     });
   });
 
