@@ -116,6 +116,8 @@ async function relay(res: Response, raw: ServerResponse): Promise<void> {
 export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
   return async (app) => {
     const streams = new Map<string, Set<Server>>();
+    /** GET streams admitted and not yet held (the SDK loading), by user. */
+    const opening = new Map<string, number>();
     const unsubscribe = d.hub.onChange(() => {
       for (const set of streams.values())
         for (const s of set) {
@@ -249,24 +251,41 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
         }
 
         let held: Set<Server> | undefined;
+        const uid = principal.user.id;
         if (req.method === 'GET') {
-          held = streams.get(principal.user.id) ?? new Set();
-          if (held.size >= STREAMS_PER_USER)
+          held = streams.get(uid) ?? new Set();
+          // Streams still loading the SDK count too: a burst of GETs right after a start all
+          // passed the check before any was added.
+          if (held.size + (opening.get(uid) ?? 0) >= STREAMS_PER_USER)
             throw new BridgeError(
               'rate_limited',
               `At most ${STREAMS_PER_USER} open MCP notification streams per user on one replica.`,
               { headers: { 'retry-after': '30' } },
             );
-          streams.set(principal.user.id, held);
+          streams.set(uid, held);
+          opening.set(uid, (opening.get(uid) ?? 0) + 1);
         }
 
         const gone = new AbortController();
         reply.raw.once('close', () => gone.abort());
         // The MCP SDK and the server built on it are loaded on first use (server/mcp/rpc.ts says why).
-        const [{ gatewayServer }, { WebStandardStreamableHTTPServerTransport }] = await Promise.all([
-          import('./gateway-server'),
-          import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'),
-        ]);
+        let modules: [
+          typeof import('./gateway-server'),
+          typeof import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'),
+        ];
+        try {
+          modules = await Promise.all([
+            import('./gateway-server'),
+            import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'),
+          ]);
+        } finally {
+          if (held) {
+            const left = (opening.get(uid) ?? 1) - 1;
+            if (left <= 0) opening.delete(uid);
+            else opening.set(uid, left);
+          }
+        }
+        const [{ gatewayServer }, { WebStandardStreamableHTTPServerTransport }] = modules;
         const server = gatewayServer(d, {
           principal,
           client: session?.client ?? 'unknown',

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ERROR_CODES, type ErrorCode } from '../../shared/errors';
 import type { ClientLimits } from '../config';
+import { addressKey } from './address-share';
 import type { TrustedProxies } from './trusted-proxies';
 
 /** The provider whose routes serve `url`, to answer in its error shape; undefined: the bridge's own shape. */
@@ -75,7 +76,7 @@ export class ConnectionGuard {
 
   /** Open connections from `address` right now (tests and metrics). */
   openFrom(address: string): number {
-    return this.open.get(address) ?? 0;
+    return this.open.get(addressKey(address)) ?? 0;
   }
 
   attach(server: Server): void {
@@ -89,8 +90,10 @@ export class ConnectionGuard {
    */
   private admit(socket: Socket): void {
     const cap = this.limits.connectionsPerAddress;
-    const address = socket.remoteAddress;
-    if (cap === 0 || address === undefined || this.trusted.trusts(address)) return;
+    const remote = socket.remoteAddress;
+    if (cap === 0 || remote === undefined || this.trusted.trusts(remote)) return;
+    // An IPv6 host is routinely given a whole /64: its addresses count as one (address-share.ts).
+    const address = addressKey(remote);
     const n = (this.open.get(address) ?? 0) + 1;
     if (n > cap) {
       socket.destroy();

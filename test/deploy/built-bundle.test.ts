@@ -4,6 +4,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import net from 'node:net';
 import path from 'node:path';
 import { tempDirSync } from '../helpers/temp-dirs';
 
@@ -160,6 +161,43 @@ describe('the built bundle: what it loads on first use, and its start-up heap', 
     atRest = await youngGenerationBytes();
     // V8 grows it to 16 MB during start-up if left to itself.
     assert.ok(atRest <= 4 * 1024 * 1024, `young generation at rest: ${atRest} bytes`);
+  });
+
+  it('MCP gateway: a burst of notification streams while the SDK first loads keeps the per-user cap', async () => {
+    // The gateway loads the MCP SDK on its first request; GETs arriving meanwhile all passed the
+    // cap of 16 before any was held (gateway-routes.ts counts those still opening). Forty sockets
+    // are connected first, then all send at once, so the requests arrive together.
+    const { hostname, port } = new URL(url);
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 40 },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const s = net.connect(Number(port), hostname, () => resolve(s));
+            s.once('error', reject);
+          }),
+      ),
+    );
+    const got = sockets.map((s) => {
+      let text = '';
+      s.on('data', (c: Buffer) => {
+        text += c.toString('latin1');
+      });
+      s.on('error', () => undefined);
+      return () => text;
+    });
+    const head = `GET /mcp HTTP/1.1\r\nHost: bridge\r\nauthorization: Bearer ${key}\r\naccept: text/event-stream\r\n\r\n`;
+    for (const s of sockets) s.write(head);
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const s of sockets) s.destroy();
+    // A refusal comes at once; a stream held open may send its head only with its first event.
+    const refused = got.filter((t) => /^HTTP\/1\.1 429 /.test(t())).length;
+    const other = got.map((t) => t().slice(0, 12)).filter((t) => !t.startsWith('HTTP/1.1 429'));
+    assert.ok(
+      other.every((t) => t === '' || t === 'HTTP/1.1 200'),
+      other.join('|'),
+    );
+    assert.ok(refused >= 24, `refused ${refused} of 40: at most 16 streams may open`);
   });
 
   it('Bedrock: signs with the credential chain and re-frames the event stream as SSE', async () => {

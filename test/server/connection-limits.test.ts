@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import Anthropic from '@anthropic-ai/sdk';
+import { ConnectionGuard } from '../../server/http/connection-guard';
 import { jsonDepth, jsonShape } from '../../server/http/json-depth';
 import { parseTrustedProxies, TrustedProxies } from '../../server/http/trusted-proxies';
 import { AnthropicMock } from '../helpers/anthropic-mock';
@@ -670,6 +672,35 @@ describe('trusted proxies and JSON depth (units)', () => {
       socket: { remoteAddress: peer },
       headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
     }) as never;
+
+  it('counts an IPv6 /64 as one address against AIBRIDGE_CONNECTIONS_PER_ADDRESS', () => {
+    const server = new EventEmitter();
+    const guard = new ConnectionGuard(
+      { headersTimeoutMs: 10_000, bodyTimeoutMs: 0, connectionsPerAddress: 2 },
+      new TrustedProxies([]),
+      () => undefined,
+    );
+    guard.attach(server as never);
+    const accept = (remoteAddress: string): { destroyed: boolean } => {
+      const socket = Object.assign(new EventEmitter(), {
+        remoteAddress,
+        destroyed: false,
+        destroy() {
+          socket.destroyed = true;
+        },
+      });
+      server.emit('connection', socket);
+      return socket;
+    };
+    // One host rotating through its /64 is one client: the third address is over the cap.
+    assert.equal(accept('2001:db8:1:2::1').destroyed, false);
+    assert.equal(accept('2001:db8:1:2:ffff::9').destroyed, false);
+    assert.equal(accept('2001:db8:1:2:0:0:0:abcd').destroyed, true);
+    assert.equal(guard.openFrom('2001:db8:1:2::77'), 2);
+    // Another /64, and IPv4, have their own share.
+    assert.equal(accept('2001:db8:1:3::1').destroyed, false);
+    assert.equal(accept('192.0.2.1').destroyed, false);
+  });
 
   it('takes the right-most untrusted hop of X-Forwarded-For, only from a trusted peer', () => {
     const t = new TrustedProxies(parseTrustedProxies('10.0.0.0/8, ::1'));
