@@ -4,7 +4,7 @@ import type { ToolPolicyRule } from '../../shared/tool-policy';
  * The documented example rules (docs/governance.md), served by `GET /api/v1/tool-policy/examples`
  * as a ready `PUT` body. None applies until an admin puts them. Patterns run over the call's
  * arguments as JSON text, so a shell command appears inside a JSON string (`"command":"…"`): they
- * stop at `"` to stay within one argument, and avoid nested quantifiers.
+ * stop at `"` to stay within one argument. They run on RE2 (server/policy/tool-rules.ts): linear time.
  */
 export const EXAMPLE_RULES: readonly ToolPolicyRule[] = [
   {

@@ -12,9 +12,14 @@ export interface PolicyCapability extends Capability {
  * replica writes them. The proxy asks it what applies to each request.
  */
 export async function policyCapability(core: Core): Promise<PolicyCapability> {
-  const { store, metrics, clock } = core;
+  const { store, metrics, clock, log } = core;
   const now = datesOf(clock);
-  const toolPolicy = new ToolPolicy(store, metrics, now);
+  const toolPolicy = new ToolPolicy(store, metrics, now, (rule, why) =>
+    log.warn(
+      { rule: rule.id, why },
+      'tool policy: a stored argument pattern is not one RE2 accepts; the rule now matches every call of its tools until it is rewritten',
+    ),
+  );
   await toolPolicy.load();
   return {
     toolPolicy,

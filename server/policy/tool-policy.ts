@@ -1,5 +1,10 @@
 import type { ToolCallRecord } from '../../shared/interception';
-import { blockedMessage, type ToolPolicyDoc, type ToolPolicyMark } from '../../shared/tool-policy';
+import {
+  blockedMessage,
+  type ToolPolicyDoc,
+  type ToolPolicyMark,
+  type ToolPolicyRule,
+} from '../../shared/tool-policy';
 import type { InterceptionStart } from '../core/facts';
 import type { Metrics } from '../metrics';
 import type { CallPolicy } from '../proxy/exchange';
@@ -21,6 +26,7 @@ export class ToolPolicy {
     private readonly store: Store,
     private readonly metrics: Pick<Metrics, 'toolPolicyDecisions'>,
     private readonly now: () => Date,
+    private readonly onStale?: (rule: ToolPolicyRule, why: string) => void,
   ) {}
 
   async load(): Promise<void> {
@@ -29,7 +35,7 @@ export class ToolPolicy {
   }
 
   private use(doc: ToolPolicyDoc): void {
-    this.compiled = compileRules(doc.rules);
+    this.compiled = compileRules(doc.rules, this.onStale);
     this.doc = doc;
   }
 

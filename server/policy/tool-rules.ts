@@ -1,17 +1,6 @@
+import { RE2JS } from 're2js';
 import type { ToolPolicyMark, ToolPolicyRule } from '../../shared/tool-policy';
 import { BridgeError } from '../errors';
-
-/**
- * Rules search a call's arguments (as JSON text) in windows of at most this much: a pattern that
- * backtracks badly costs at most what it costs on 64 KiB per window, whatever the model emits.
- */
-export const ARGUMENT_LIMIT = 64 * 1024;
-
-/**
- * Windows overlap by this much, so a match up to this long is found wherever it lies: padding
- * placed before a payload cannot push it out of sight.
- */
-const WINDOW_OVERLAP = 4 * 1024;
 
 /**
  * Arguments longer than this are not searched at all: a rule with an argument pattern is taken to
@@ -23,12 +12,35 @@ export const MAX_RULES = 200;
 const MAX_PATTERN = 2048;
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 
+/** Whether a pattern occurs in a text. */
+export interface ArgumentPattern {
+  test(text: string): boolean;
+}
+
 /** A rule with its globs and pattern compiled once, when the set is written or loaded. */
 export interface CompiledRule {
   rule: ToolPolicyRule;
   tool: RegExp;
-  args: RegExp | null;
+  args: ArgumentPattern | null;
 }
+
+/**
+ * An argument pattern on RE2's engine (re2js): time linear in the text, whatever the pattern and
+ * whatever the model or a member puts in a call's arguments. On V8's backtracking engine the
+ * force-push example rule took 12 s on 16 KiB of `git push --force ` repeated, the event loop
+ * stopped meanwhile (docs/governance.md#patterns). RE2 has no lookarounds and no back-references;
+ * a pattern using them is refused when a rule set is written.
+ */
+export function compileArgumentPattern(source: string): ArgumentPattern {
+  const re = RE2JS.compile(source);
+  return { test: (text) => re.matcher(text).find() };
+}
+
+/**
+ * A pattern a bridge before RE2 stored that RE2 cannot compile: taken to match every call of its
+ * tools, so a deny rule keeps denying rather than stop guarding. The admin is told to rewrite it.
+ */
+const MATCHES_ALL: ArgumentPattern = { test: () => true };
 
 /** Whose request a call is in, for the rules' scopes. */
 export interface Who {
@@ -81,9 +93,12 @@ function validateRule(v: unknown, at: string): ToolPolicyRule {
     if (argumentPattern.length > MAX_PATTERN)
       refuse(`${at}.argumentPattern`, `must be at most ${MAX_PATTERN} characters`);
     try {
-      new RegExp(argumentPattern);
+      compileArgumentPattern(argumentPattern);
     } catch (err) {
-      refuse(`${at}.argumentPattern`, `not a valid regular expression (${(err as Error).message})`);
+      refuse(
+        `${at}.argumentPattern`,
+        `not a regular expression RE2 accepts (${(err as Error).message}); lookarounds and back-references are not supported`,
+      );
     }
   }
   const rule: ToolPolicyRule = { id, tool, action, scope };
@@ -107,12 +122,23 @@ export function validateRules(rules: unknown): ToolPolicyRule[] {
   });
 }
 
-export function compileRules(rules: readonly ToolPolicyRule[]): CompiledRule[] {
-  return rules.map((rule) => ({
-    rule,
-    tool: globRegExp(rule.tool),
-    args: rule.argumentPattern === undefined ? null : new RegExp(rule.argumentPattern),
-  }));
+/** Compiles a rule set; `onStale` hears of each stored pattern RE2 cannot compile (MATCHES_ALL). */
+export function compileRules(
+  rules: readonly ToolPolicyRule[],
+  onStale?: (rule: ToolPolicyRule, why: string) => void,
+): CompiledRule[] {
+  return rules.map((rule) => {
+    let args: ArgumentPattern | null = null;
+    if (rule.argumentPattern !== undefined) {
+      try {
+        args = compileArgumentPattern(rule.argumentPattern);
+      } catch (err) {
+        onStale?.(rule, (err as Error).message);
+        args = MATCHES_ALL;
+      }
+    }
+    return { rule, tool: globRegExp(rule.tool), args };
+  });
 }
 
 const SCOPE_ORDER = { org: 0, team: 1, user: 2 } as const;
@@ -140,14 +166,9 @@ export function argumentText(input: unknown): string {
   }
 }
 
-/** Whether `pattern` occurs in `text`, searched in overlapping windows (ARGUMENT_LIMIT). */
-function argumentsMatch(pattern: RegExp, text: string): boolean {
-  if (text.length <= ARGUMENT_LIMIT) return pattern.test(text);
-  if (text.length > ARGUMENT_SEARCH_LIMIT) return true;
-  for (let at = 0; ; at += ARGUMENT_LIMIT - WINDOW_OVERLAP) {
-    if (pattern.test(text.slice(at, at + ARGUMENT_LIMIT))) return true;
-    if (at + ARGUMENT_LIMIT >= text.length) return false;
-  }
+/** Whether `pattern` occurs in `text`; past ARGUMENT_SEARCH_LIMIT, taken to. */
+function argumentsMatch(pattern: ArgumentPattern, text: string): boolean {
+  return text.length > ARGUMENT_SEARCH_LIMIT || pattern.test(text);
 }
 
 /**
