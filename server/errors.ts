@@ -24,6 +24,15 @@ export type ServerErrorCode = keyof typeof SERVER_ERROR_CODES;
 /** Marks a BridgeError whichever copy of this module made it (see `Symbol.hasInstance` below). */
 const BRAND = Symbol.for('aibridge.BridgeError');
 
+/**
+ * Whether the same request may succeed if sent again: a timeout, a per-minute limit or keys cooling
+ * down (each with `retry-after`), or any 5xx. Other 4xx refusals stand until something changes.
+ */
+function retryable(code: ErrorCode, status: number): boolean {
+  if (status >= 500) return true;
+  return code === 'request_timeout' || code === 'rate_limited' || code === 'upstream_keys_cooling';
+}
+
 export class BridgeError extends Error {
   /**
    * Modules loaded on demand (the PostgreSQL store, `await import(...)`) may get their own copy of
@@ -48,7 +57,13 @@ export class BridgeError extends Error {
     this.name = 'BridgeError';
     this.code = code;
     this.status = ERROR_CODES[code].status;
-    this.headers = options?.headers ?? {};
+    // The code in a header too: Anthropic's error shape has no field for it, so on /anthropic a
+    // script could not tell a spent budget from a per-minute limit (both `rate_limit_error`).
+    this.headers = { 'x-aibridge-error-code': code, ...options?.headers };
+    // A refusal that a retry cannot change says so: the official SDKs and Claude Code honour it,
+    // and without it Claude Code retried a bad key for two minutes in silence.
+    if (!retryable(code, this.status) && this.headers['x-should-retry'] === undefined)
+      this.headers['x-should-retry'] = 'false';
     Object.defineProperty(this, BRAND, { value: true });
   }
 

@@ -3,6 +3,12 @@ import type { Usage } from './usage';
 export type UsageGroupBy = 'user' | 'team' | 'model' | 'client' | 'day';
 export type Period = 'day' | 'week' | 'month';
 
+/** A period as an adjective in messages: `daily`, `weekly`, `monthly`. */
+export function periodly(period: Period | 'session'): string {
+  if (period === 'session') return 'session';
+  return period === 'day' ? 'daily' : `${period}ly`;
+}
+
 /** One row of `GET /api/v1/usage`: what a user, team, model, client or day used and cost. */
 export interface UsageRow {
   key: string;

@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks';
 import type { Alert, AnyBudgetStatus, BudgetAction, BudgetScope, Period } from '../../shared/spend';
+import { periodly } from '../../shared/spend';
 import { api } from '../api';
 import { tokens, usd, when } from '../format';
 import { Bar, ErrorNote, Field, Section, Select, useLoad } from '../ui';
@@ -135,7 +136,7 @@ export function BudgetsPage({ ended }: { ended: number }) {
   const [draft, setDraft] = useState<Draft>(EMPTY);
   const [error, setError] = useState<unknown>(undefined);
   const remove = async (b: Budget): Promise<void> => {
-    const what = b.period === 'session' ? 'session cap' : `${b.period}ly ${b.scope} budget`;
+    const what = b.period === 'session' ? 'session cap' : `${periodly(b.period)} ${b.scope} budget`;
     if (!window.confirm(`Delete the ${what} for ${b.label}?`)) return;
     try {
       await api('DELETE', `/api/v1/budgets/${encodeURIComponent(b.id)}`);

@@ -10,6 +10,7 @@ import type {
   Period,
   SessionBudget,
 } from '../../shared/spend';
+import { periodly } from '../../shared/spend';
 import type { AlertService } from '../alerts/alert-service';
 import { roundUsd } from '../core/rollup';
 import { BridgeError, isBridgeError } from '../errors';
@@ -24,6 +25,9 @@ import type {
 } from '../store/types';
 import { BudgetLeases, type LeaseTicket } from './budget-leases';
 import { periodEnd, periodStart } from './periods';
+
+/** Longest `retry-after` a spent budget's refusal carries; a longer wait is only in `x-aibridge-budget-resets-at`. */
+const BUDGET_RETRY_AFTER_MAX_S = 60;
 
 const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
 
@@ -331,10 +335,18 @@ export class Budgets {
     }
     const resetsAt = periodEnd(b.period, now).getTime();
     const seconds = Math.max(1, Math.ceil((resetsAt - now.getTime()) / 1000));
+    const resets = new Date(resetsAt).toISOString();
     throw new BridgeError(
       'budget_exceeded',
-      `The ${b.period}ly budget of ${usd(b.limitUsd)} for ${b.scope === 'org' ? 'the organisation' : `${b.scope} ${t.label}`} (${b.id}) is spent (${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} ${this.leases ? 'reserved by running requests and replicas' : 'reserved by running requests'}` : ''}); it resets at ${new Date(resetsAt).toISOString()}.`,
-      { headers: { 'retry-after': String(seconds) } },
+      `The ${periodly(b.period)} budget of ${usd(b.limitUsd)} for ${b.scope === 'org' ? 'the organisation' : `${b.scope} ${t.label}`} (${b.id}) is spent (${usd(l.spentUsd)} used${l.reservedUsd > 0 ? `, ${usd(l.reservedUsd)} ${this.leases ? 'reserved by running requests and replicas' : 'reserved by running requests'}` : ''}); it resets at ${new Date(resetsAt).toISOString()}.`,
+      {
+        // retry-after only when the wait is short: a client that honours it waits as told, and
+        // Codex slept until midnight on a daily budget. The reset time is always in its own header.
+        headers: {
+          'x-aibridge-budget-resets-at': resets,
+          ...(seconds <= BUDGET_RETRY_AFTER_MAX_S ? { 'retry-after': String(seconds) } : {}),
+        },
+      },
     );
   }
 
@@ -432,7 +444,7 @@ export class Budgets {
       baseline: l.budget.limitUsd,
       unit: 'usd',
       budgetId: l.budget.id,
-      message: `${Math.round(t * 100)}% of the ${l.budget.period}ly budget for ${who} is used: ${usd(l.spent)} of ${usd(l.budget.limitUsd)}${l.budget.action === 'block' && t >= 1 ? '; new requests are refused until it resets' : ''}.`,
+      message: `${Math.round(t * 100)}% of the ${periodly(l.budget.period)} budget for ${who} is used: ${usd(l.spent)} of ${usd(l.budget.limitUsd)}${l.budget.action === 'block' && t >= 1 ? '; new requests are refused until it resets' : ''}.`,
     });
   }
 }

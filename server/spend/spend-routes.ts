@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { periodly } from '../../shared/spend';
 import type { AlertService } from '../alerts/alert-service';
 import { hourWindow } from '../core/rollup';
 import { BridgeError } from '../errors';
@@ -309,7 +310,7 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
             'budget_not_found',
             q.scope === 'session'
               ? `No session cap for ${subject.label}.`
-              : `No ${period}ly ${q.scope} budget for ${subject.label}.`,
+              : `No ${periodly(period)} ${q.scope} budget for ${subject.label}.`,
           );
         return budgets.delete(found.id);
       },

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { runClaude } from '../helpers/agent-cli';
+import { CLAUDE, claudeEnv, runClaude } from '../helpers/agent-cli';
 import { AnthropicMock, MOCK_TEXT } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { run } from '../helpers/run';
 
 describe('the real claude CLI through the bridge', function () {
   this.timeout(120_000);
@@ -40,5 +41,22 @@ describe('the real claude CLI through the bridge', function () {
     assert.equal(mine.usage.input, 25);
     assert.equal(mine.usage.cacheRead, 100);
     assert.ok(recs.every((r) => r.userId === dev.user.id && r.client === 'claude-code'));
+  });
+
+  it('gives up at once on a bad key (x-should-retry: false), not after minutes of silent retries', async () => {
+    const home = await tempDir('aibridge-claude-home-');
+    const before = mock.messageRequests().length;
+    const started = Date.now();
+    const res = await run(
+      CLAUDE,
+      ['-p', 'Say hello to the bridge'],
+      claudeEnv({ bridgeUrl: tb.url, key: 'aibr_not-a-key', home }),
+      home,
+      60_000,
+    );
+    const seconds = (Date.now() - started) / 1000;
+    assert.notEqual(res.code, 0, res.stdout);
+    assert.ok(seconds < 30, `claude gave up after ${seconds.toFixed(1)} s`);
+    assert.equal(mock.messageRequests().length, before, 'nothing reached the provider');
   });
 });

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { codexHome, runCodexExec } from '../helpers/agent-cli';
+import path from 'node:path';
+import { CODEX, codexHome, runCodexExec } from '../helpers/agent-cli';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { OPENAI_TEXT, OPENAI_UPSTREAM_KEY, OPENAI_USAGE, OpenAIMock } from '../helpers/openai-mock';
+import { run } from '../helpers/run';
 
 describe('the real codex CLI through the bridge', function () {
   this.timeout(120_000);
@@ -46,5 +48,40 @@ describe('the real codex CLI through the bridge', function () {
     assert.equal(mine.usage.input, OPENAI_USAGE.input - OPENAI_USAGE.cached);
     assert.equal(mine.usage.cacheRead, OPENAI_USAGE.cached);
     assert.equal(mine.usage.reasoning, OPENAI_USAGE.reasoning);
+  });
+
+  it('stops at once with the message when the budget is spent, rather than wait for its reset', async () => {
+    const dev = await tb.addUser('codex-budget@example.com');
+    const home = await codexHome(`${tb.url}/openai/v1`);
+    await runCodexExec({ home, key: dev.key }, 'Spend a little');
+    const put = await tb.api('PUT', '/api/v1/budgets', tb.adminKey, {
+      scope: 'user',
+      subject: 'codex-budget@example.com',
+      period: 'day',
+      limitUsd: 0.000001,
+      action: 'block',
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const started = Date.now();
+    // A daily budget's refusal used to carry retry-after: the seconds to midnight, which codex obeyed.
+    const res = await run(
+      process.execPath,
+      [CODEX, 'exec', '--skip-git-repo-check', 'Spend more'],
+      {
+        PATH: process.env.PATH,
+        HOME: home,
+        TMPDIR: home,
+        CODEX_HOME: path.join(home, '.codex'),
+        OPENAI_API_KEY: dev.key,
+        CI: '1',
+      },
+      home,
+      60_000,
+    );
+    const seconds = (Date.now() - started) / 1000;
+    assert.notEqual(res.code, 0, `codex should fail: ${res.stdout}`);
+    assert.ok(seconds < 30, `codex gave up after ${seconds.toFixed(1)} s`);
+    // Codex shows the status, not the body; the body names the budget (spend.test.ts).
+    assert.match(`${res.stdout}\n${res.stderr}`, /429/);
   });
 });

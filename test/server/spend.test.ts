@@ -234,7 +234,22 @@ describe('spend and governance', function () {
       assert.equal(err.error.type, 'rate_limit_error');
       assert.match(err.error.message, new RegExp(put.body.id));
       assert.match(err.error.message, /resets at \d{4}-\d\d-\d\dT/);
-      assert.ok(Number(refused.headers.get('retry-after')) > 0);
+      // The reset in its own header; retry-after only for a wait of a minute or less (a client that
+      // honours it literally waits that long); a retry changes nothing until then.
+      const resets = refused.headers.get('x-aibridge-budget-resets-at') ?? '';
+      assert.ok(Date.parse(resets) > Date.now(), resets);
+      assert.match(err.error.message, new RegExp(`resets at ${resets.replace(/\./g, '\\.')}`));
+      const wait = Number(refused.headers.get('retry-after') ?? 'NaN');
+      if ((Date.parse(resets) - Date.now()) / 1000 > 61)
+        assert.equal(refused.headers.get('retry-after'), null);
+      else assert.ok(wait >= 1 && wait <= 60);
+      assert.equal(refused.headers.get('x-should-retry'), 'false');
+      assert.equal(
+        refused.headers.get('x-aibridge-error-code'),
+        'budget_exceeded',
+        'the code, which the body lacks',
+      );
+      assert.match(err.error.message, /^The daily budget/);
 
       const status = await tb.api<BudgetStatus>('GET', `/api/v1/budgets/${put.body.id}`, tb.adminKey);
       const spent = status.body.spentUsd;
@@ -349,6 +364,8 @@ describe('spend and governance', function () {
       assert.equal((JSON.parse(third.text) as { error: { code: string } }).error.code, 'rate_limited');
       const retry = Number(third.headers.get('retry-after'));
       assert.ok(retry >= 1 && retry <= 60, `retry-after ${retry}`);
+      assert.equal(third.headers.get('x-should-retry'), null, 'a per-minute limit is worth a retry');
+      assert.equal(third.headers.get('x-aibridge-error-code'), 'rate_limited');
       assert.equal(openai.modelRequests().length - before, 2);
     });
 
