@@ -203,17 +203,15 @@ export class DeviceFlow {
     const early =
       grant.lastPollAt !== null &&
       now.getTime() - Date.parse(grant.lastPollAt) < grant.intervalSeconds * 1000;
-    const next: StoredGrant = {
-      ...grant,
-      lastPollAt: now.toISOString(),
-      intervalSeconds: early ? grant.intervalSeconds + 5 : grant.intervalSeconds,
-    };
-    await this.store.putDoc('device_grant', id, next);
+    // An early poll is told to slow down and changes nothing stored: the poll is public, and a
+    // write per poll let anyone holding a device code keep the store rewriting (the embedded
+    // store's db.json, whole, fsynced). A poll at the pace is written, once per interval.
     if (early)
       throw new DeviceTokenError(
         'slow_down',
-        `Polling faster than every ${grant.intervalSeconds}s; wait ${next.intervalSeconds}s between polls.`,
+        `Polling faster than every ${grant.intervalSeconds}s; wait ${grant.intervalSeconds + 5}s between polls.`,
       );
+    await this.store.putDoc<StoredGrant>('device_grant', id, { ...grant, lastPollAt: now.toISOString() });
     throw new DeviceTokenError('authorization_pending', 'Waiting for the user to approve the code.');
   }
 

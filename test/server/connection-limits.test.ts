@@ -333,6 +333,39 @@ describe('connections and request reading: no member can stall or exhaust the br
     });
   });
 
+  describe('a client that stops reading (AIBRIDGE_IDLE_TIMEOUT_MS)', () => {
+    let tb: TestBridge;
+    let key: string;
+    before(async () => {
+      tb = await startBridge(mock.url, { AIBRIDGE_IDLE_TIMEOUT_MS: '1000' });
+      key = (await tb.addUser('stalled@example.com')).key;
+    });
+    after(async () => tb.close());
+
+    it("is cut once its answer's end cannot be delivered within the idle timeout", async () => {
+      mock.clear();
+      // Far more than the sockets' buffers hold, as fast as the mock can write it.
+      mock.next({ kind: 'drip', count: 150_000, delayMs: 0 });
+      const r = await raw(tb.url);
+      const body = MESSAGE({ stream: true });
+      r.socket.write(
+        `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
+          `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
+          `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      await received(r, /^HTTP\/1\.1 200 /, 5000);
+      // The client reads no more, and never hangs up.
+      r.socket.pause();
+      // The upstream is cut after an idle timeout with nothing read, then the answer's end gets
+      // another to get through before the bridge cuts the connection. (A paused socket hears of it
+      // only once it reads what is buffered; a kept-alive one the bridge had not cut would never
+      // close.)
+      await sleep(3500);
+      r.socket.resume();
+      await within(r.closed, 10_000, 'the stalled connection cut');
+    });
+  });
+
   describe('provider routes authenticate before reading the body', () => {
     let tb: TestBridge;
     before(async () => {

@@ -93,6 +93,10 @@ describe('device sign-in (RFC 8628), over HTTP', function () {
     assert.equal(pending.headers.get('cache-control'), 'no-store');
     const tooFast = await poll(s.device_code);
     assert.equal(tooFast.body.error, 'slow_down');
+    // Early polls change nothing stored: a public poll loop cannot keep the store rewriting.
+    const stored = JSON.stringify(await tb.bridge.store.listDocs('device_grant'));
+    for (let i = 0; i < 20; i++) assert.equal((await poll(s.device_code)).body.error, 'slow_down');
+    assert.equal(JSON.stringify(await tb.bridge.store.listDocs('device_grant')), stored);
     clock.advance(10_000);
     assert.equal((await poll(s.device_code)).body.error, 'authorization_pending');
 

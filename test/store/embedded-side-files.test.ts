@@ -109,4 +109,27 @@ describe('the embedded store keeps what changes under load out of db.json', () =
     );
     await again.close();
   });
+
+  it('a burst of changes joins one file write: 200 document writes at once, a few renames, every one on disk', async () => {
+    const dir = await tempDir();
+    const store = new EmbeddedStore({ dataDir: dir });
+    await store.open();
+    const rename = fs.rename;
+    let renames = 0;
+    fs.rename = (async (...args: Parameters<typeof rename>) => {
+      renames++;
+      return rename(...args);
+    }) as typeof rename;
+    try {
+      await Promise.all(
+        Array.from({ length: 200 }, (_, i) => store.putDoc('price', `m${i}`, { model: `m${i}` })),
+      );
+    } finally {
+      fs.rename = rename;
+    }
+    assert.ok(renames <= 3, `${renames} file writes for 200 changes`);
+    const db = JSON.parse(await fs.readFile(path.join(dir, 'db.json'), 'utf8'));
+    assert.equal(Object.keys(db.docs.price).length, 200);
+    await store.close();
+  });
 });

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { idKey } from '../../server/store/embedded/record-index';
+import { idKey, RecordIndex } from '../../server/store/embedded/record-index';
+import type { Interception } from '../../shared/interception';
+import { newRecord } from './contract';
 
 /** What idKey computed before it was a loop: the regex form it must match exactly. */
 function regexIdKey(id: string): number {
@@ -25,5 +27,30 @@ describe('the embedded record index', () => {
     for (const id of ids) assert.equal(idKey(id), regexIdKey(id), id);
     assert.equal(idKey('int_'), -1);
     assert.ok(Number.isSafeInteger(idKey(`int_${randomUUID()}`)));
+  });
+
+  it('answers a filter on a value never seen without walking the records', () => {
+    const index = new RecordIndex();
+    for (let i = 1; i <= 50; i++) {
+      const rec = { ...newRecord(i), seq: i } as Interception;
+      if (i === 7)
+        rec.toolCalls = [
+          { id: 't', name: 'Bash', server: null, input: {}, injected: false, at: rec.startedAt },
+        ];
+      index.add(rec, { segment: 1, offset: i * 100, length: 99 });
+    }
+    const all = (f: Parameters<RecordIndex['matcher']>[0]): number[] => {
+      const m = index.matcher(f);
+      if (!m) return [];
+      return Array.from({ length: index.size }, (_, i) => i).filter((i) => m(i));
+    };
+    assert.equal(all({ sessionId: 'ses_1' }).length, 13);
+    assert.deepEqual(all({ tool: 'Bash' }), [6]);
+    for (const f of [
+      { sessionId: 'a-session-never-seen' },
+      { userId: 'usr_a', model: 'no-such-model' },
+      { tool: 'NeverCalled' },
+    ])
+      assert.equal(index.matcher(f), null, JSON.stringify(f));
   });
 });

@@ -684,6 +684,7 @@ export class EmbeddedStore implements Store {
 
   async *scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception> {
     const match = this.index.matcher(filter);
+    if (!match) return;
     const q = filter.q?.toLowerCase();
     const n = this.index.size;
     for (let i = 0; i < n; i++) {
@@ -703,6 +704,7 @@ export class EmbeddedStore implements Store {
   ): Promise<Page<Interception>> {
     const below = cursor === undefined ? Number.POSITIVE_INFINITY : decodeCursor(cursor);
     const match = this.index.matcher(filter);
+    if (!match) return { items: [], nextCursor: null };
     const q = filter.q?.toLowerCase();
     if (q !== undefined) {
       // Text search reads records from disk: the index has no text.

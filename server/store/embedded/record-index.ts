@@ -195,8 +195,12 @@ export class RecordIndex {
     return out;
   }
 
-  /** A predicate over positions for `filter`, with its strings resolved once. */
-  matcher(f: InterceptionFilter): (i: number) => boolean {
+  /**
+   * A predicate over positions for `filter`, with its strings resolved once; null when no record
+   * can match (a value never seen: a member's fresh session id, a model never used), so a caller
+   * need not walk every record to find none.
+   */
+  matcher(f: InterceptionFilter): ((i: number) => boolean) | null {
     const want = (v: string | undefined): number | undefined =>
       v === undefined ? undefined : this.strings.find(v);
     const user = want(f.userId);
@@ -207,7 +211,9 @@ export class RecordIndex {
     const team = want(f.team);
     const session = want(f.sessionId);
     const status = want(f.status);
+    for (const id of [user, provider, api, model, client, team, session, status]) if (id === -1) return null;
     const toolSets = f.tool === undefined ? undefined : this.setsWith(f.tool);
+    if (toolSets?.size === 0) return null;
     const since = f.since === undefined ? undefined : Date.parse(f.since);
     const until = f.until === undefined ? undefined : Date.parse(f.until);
     return (i) =>
