@@ -690,6 +690,32 @@ function fromProvidersFile<T>(read: () => T): T {
   }
 }
 
+/**
+ * Base URLs that are valid but almost certainly mistaken, as warnings for the log at start: the
+ * provider's 404 for `/v1/v1/messages` or `/responses` says nothing of the setting behind it.
+ */
+export function baseUrlWarnings(env: Env): string[] {
+  const out: string[] = [];
+  const path = (name: 'AIBRIDGE_ANTHROPIC_BASE_URL' | 'AIBRIDGE_OPENAI_BASE_URL'): string | undefined => {
+    const v = env[name];
+    if (!v) return undefined;
+    try {
+      return new URL(v).pathname.replace(/\/+$/, '');
+    } catch {
+      return undefined;
+    }
+  };
+  if (path('AIBRIDGE_ANTHROPIC_BASE_URL')?.endsWith('/v1'))
+    out.push(
+      'AIBRIDGE_ANTHROPIC_BASE_URL ends in /v1, so requests go to …/v1/v1/messages: Anthropic base URLs have no /v1 (https://api.anthropic.com).',
+    );
+  if (path('AIBRIDGE_OPENAI_BASE_URL') === '')
+    out.push(
+      'AIBRIDGE_OPENAI_BASE_URL has no path, so requests go to …/responses and …/chat/completions: OpenAI base URLs end in /v1 (https://api.openai.com/v1).',
+    );
+  return out;
+}
+
 /** AIBRIDGE_AUDIT_SYNC_MS when records are acked `sent` (docs/performance.md#group-commit). */
 export const DEFAULT_AUDIT_SYNC_MS = 10;
 

@@ -1088,7 +1088,7 @@ export class Exchange {
       round.endedAt = this.deps.now();
       if (this.gone) return this.abandoned(round, meter);
       // A BridgeError is the bridge's own reason to stop reading (an answer over the size limit).
-      const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err);
+      const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err, true);
       this.req.log.warn({ err, code: failure.code }, 'upstream failed mid-response');
       const facts = meter?.result() ?? null;
       this.finish(

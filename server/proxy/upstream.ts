@@ -112,8 +112,11 @@ function prematureClose(): Error {
   return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 }
 
-/** Why an upstream exchange failed, as a gateway error that keeps the cause. */
-export function upstreamFailure(err: unknown): BridgeError {
+/**
+ * Why an upstream exchange failed, as a gateway error that keeps the cause. `midAnswer`: the
+ * provider had answered and its connection broke while the answer came (same code, truer words).
+ */
+export function upstreamFailure(err: unknown, midAnswer = false): BridgeError {
   if (
     err instanceof IdleTimeoutError ||
     err instanceof undiciErrors.ConnectTimeoutError ||
@@ -134,7 +137,9 @@ export function upstreamFailure(err: unknown): BridgeError {
   }
   return new BridgeError(
     'upstream_unreachable',
-    `The provider could not be reached (${code || (err as Error).message}).`,
+    midAnswer
+      ? `The provider's connection broke while it answered (${code || (err as Error).message}).`
+      : `The provider could not be reached (${code || (err as Error).message}).`,
     {
       cause: err,
     },

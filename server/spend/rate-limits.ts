@@ -149,12 +149,18 @@ export class RateLimiter {
       if (a.rpm !== null) {
         const w = this.window(this.requests, a.id);
         if (w.total(now) >= a.rpm)
-          throw limited(`${a.rpm} requests per minute (${a.label})`, w.retryAfterMs(now, a.rpm));
+          throw limited(
+            `${a.rpm} ${a.rpm === 1 ? 'request' : 'requests'} per minute (${a.label})`,
+            w.retryAfterMs(now, a.rpm),
+          );
       }
       if (a.tpm !== null) {
         const w = this.window(this.tokens, a.id);
         if (w.total(now) >= a.tpm)
-          throw limited(`${a.tpm} tokens per minute (${a.label})`, w.retryAfterMs(now, a.tpm));
+          throw limited(
+            `${a.tpm} ${a.tpm === 1 ? 'token' : 'tokens'} per minute (${a.label})`,
+            w.retryAfterMs(now, a.tpm),
+          );
       }
     }
     for (const a of applied) if (a.rpm !== null) this.window(this.requests, a.id).add(now, 1);

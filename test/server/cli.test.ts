@@ -212,6 +212,31 @@ describe('aibridge serve and the admin CLI', function () {
     }
   });
 
+  it('warns at start of base URLs that are valid but mistaken (/v1 on Anthropic, none on OpenAI)', async () => {
+    const served = await serve(await tempDir(), {
+      AIBRIDGE_ANTHROPIC_BASE_URL: 'http://127.0.0.1:9/v1',
+      AIBRIDGE_OPENAI_BASE_URL: 'http://127.0.0.1:9',
+    });
+    try {
+      const logged = served.stdout() + served.stderr();
+      assert.match(logged, /AIBRIDGE_ANTHROPIC_BASE_URL ends in \/v1/);
+      assert.match(logged, /AIBRIDGE_OPENAI_BASE_URL has no path/);
+    } finally {
+      served.child.kill('SIGTERM');
+      await exited(served.child);
+    }
+    const fine = await serve(await tempDir(), {
+      AIBRIDGE_ANTHROPIC_BASE_URL: 'http://127.0.0.1:9',
+      AIBRIDGE_OPENAI_BASE_URL: 'http://127.0.0.1:9/v1',
+    });
+    try {
+      assert.doesNotMatch(fine.stdout() + fine.stderr(), /BASE_URL/);
+    } finally {
+      fine.child.kill('SIGTERM');
+      await exited(fine.child);
+    }
+  });
+
   it('exits non-zero naming the setting when the config is bad', async () => {
     for (const [args, env, pattern] of [
       [['serve', '--port', 'eighty'], {}, /--port/],

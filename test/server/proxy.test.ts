@@ -236,7 +236,7 @@ describe('the Anthropic pass-through', () => {
     assert.ok(text.includes('event: message_start'));
     assert.match(
       text,
-      /event: error\ndata: \{"type":"error","error":\{"type":"api_error","message":"The provider could not be reached/,
+      /event: error\ndata: \{"type":"error","error":\{"type":"api_error","message":"The provider's connection broke while it answered/,
     );
     const rec = (await tb.interceptions(n + 1, key))[0]!;
     assert.equal(rec.status, 'error');
