@@ -44,6 +44,8 @@ export interface ClientLimits {
   readonly adminSessionsPerKey: number;
   /** Live (not revoked, not expired) bridge keys one user may hold; minting beyond it is refused. */
   readonly keysPerUser: number;
+  /** Request-body bytes the replica holds at once over every request (server/http/body-budget.ts); 0: no budget. */
+  readonly bodyBytesInFlight: number;
 }
 
 export interface Config {
@@ -271,6 +273,7 @@ export const ENV_VARS = [
   'AIBRIDGE_LIVE_SOCKETS_PER_KEY',
   'AIBRIDGE_ADMIN_SESSIONS_PER_KEY',
   'AIBRIDGE_KEYS_PER_USER',
+  'AIBRIDGE_BODY_BYTES_IN_FLIGHT',
   // The keyed hash's secret: a secret, so it is never logged (Config is never logged whole).
   'AIBRIDGE_KEY_HASH_SECRET',
   // The admin CLI (`aibridge users|keys|audit`), docs/cli.md; AIBRIDGE_PORT and AIBRIDGE_DATA_DIR too.
@@ -638,6 +641,12 @@ function clientLimits(env: Env): ClientLimits {
     liveSocketsPerKey: int(setting('AIBRIDGE_LIVE_SOCKETS_PER_KEY'), 16, 1, 100_000),
     adminSessionsPerKey: int(setting('AIBRIDGE_ADMIN_SESSIONS_PER_KEY'), 20, 1, 10_000),
     keysPerUser: int(setting('AIBRIDGE_KEYS_PER_USER'), 100, 1, 100_000),
+    bodyBytesInFlight: int(
+      setting('AIBRIDGE_BODY_BYTES_IN_FLIGHT'),
+      512 * 1024 * 1024,
+      0,
+      64 * 1024 * 1024 * 1024,
+    ),
   };
 }
 

@@ -125,6 +125,11 @@ export const ERROR_CODES = {
     message: 'The provider has been failing; the bridge is giving it a moment before trying again.',
   },
   shutting_down: { status: 503, message: 'The bridge is shutting down.' },
+  server_busy: {
+    status: 503,
+    message:
+      'The bridge holds as many request bodies as it allows (AIBRIDGE_BODY_BYTES_IN_FLIGHT); retry in a moment.',
+  },
   oidc_unavailable: {
     status: 503,
     message: 'The identity provider cannot be reached; try again shortly, or sign in with a key.',

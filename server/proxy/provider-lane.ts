@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorCodes, type FastifyBaseLogger } from 'fastify';
 import type { Principal } from '../core/principal';
 import { fromFastifyError } from '../errors';
+import type { BodyAccount } from '../http/body-budget';
 import { logRequestLine } from '../http/request-line';
 import type { ProviderAdapter } from '../providers/types';
 import type { ProviderRoute } from './provider-paths';
@@ -106,7 +107,8 @@ export class ProviderLane {
     }
     let body: Buffer;
     try {
-      body = await readBody(raw, lane.deps.bodyLimit);
+      const account = lane.deps.bodyBudget?.open(raw, res, lane.deps.bodyLimit) ?? null;
+      body = await readBody(raw, lane.deps.bodyLimit, account);
     } catch (err) {
       // As fastify's body parser: the client may still be sending, so the connection closes.
       this.refuse(lane, req, res, err, started, true);
@@ -201,7 +203,7 @@ class LaneRequest implements ProxyRequest {
  * declared length over the limit is refused before reading, a body growing past it as soon as it
  * does, a length that does not match or a stream that fails (the client gone) is a 400.
  */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+function readBody(req: IncomingMessage, limit: number, account: BodyAccount | null): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (declared > limit) return Promise.reject(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
   if (req.destroyed) return Promise.reject(clientGone());
@@ -219,6 +221,13 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       if (received > limit) {
         done();
         reject(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
+        return;
+      }
+      try {
+        account?.add(chunk.length);
+      } catch (err) {
+        done();
+        reject(err);
         return;
       }
       chunks.push(chunk);

@@ -5,6 +5,7 @@ import type { CaptureLevel } from '../../shared/interception';
 import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, fromFastifyError } from '../errors';
+import { type BodyAccount, type BodyBudget, countedBody } from '../http/body-budget';
 import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
@@ -34,6 +35,8 @@ import { idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
 export interface ProviderRouteDeps {
   exchange: ExchangeDeps;
   bodyLimit: number;
+  /** Request-body bytes the replica holds at once (AIBRIDGE_BODY_BYTES_IN_FLIGHT), shared by every provider. */
+  bodyBudget?: BodyBudget;
   /** Deepest JSON nesting accepted in a metered request body (AIBRIDGE_MAX_JSON_DEPTH). */
   maxJsonDepth: number;
   /** AIBRIDGE_MAX_JSON_CONTAINERS: most objects and arrays in a body that is parsed. */
@@ -353,6 +356,18 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps
     // named type, and looks a catch-all up afresh (parsing the content-type header) on every request.
     app.addContentTypeParser('application/json', asBuffer, passBody);
     app.addContentTypeParser('*', asBuffer, passBody);
+    const budget = deps.bodyBudget;
+    if (budget && budget.limit > 0)
+      app.addHook('preParsing', (req, reply, payload, done) => {
+        let account: BodyAccount | null;
+        try {
+          account = budget.open(req.raw, reply.raw, deps.bodyLimit);
+        } catch (err) {
+          done(err as Error);
+          return;
+        }
+        done(null, account ? countedBody(payload, account) : payload);
+      });
     app.setErrorHandler((err, req, reply) => {
       const e = fromFastifyError(err);
       if (e.code === 'internal_error') req.log.error({ err }, 'proxy failed');

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Core } from '../capability';
 import { datesOf } from '../clock';
+import { BodyBudget } from '../http/body-budget';
 import type { Authenticator } from '../identity/auth';
 import { adaptersOf } from '../providers/registry';
 import type { ProviderAdapter } from '../providers/types';
@@ -67,6 +68,7 @@ export function proxyCapability(
       const credentials: ExchangeDeps['credentials'] = pools
         ? (a: ProviderAdapter): CredentialSource => pools.credentialsFor(a)
         : undefined;
+      const bodyBudget = new BodyBudget(config.limits.bodyBytesInFlight);
       for (const adapter of adaptersOf(config.upstreams)) {
         const exchange: ExchangeDeps = {
           idleTimeoutMs: config.timeouts.idleMs,
@@ -91,6 +93,7 @@ export function proxyCapability(
         const deps: ProviderRouteDeps = {
           exchange,
           bodyLimit: config.bodyLimit,
+          bodyBudget,
           maxJsonDepth: config.limits.maxJsonDepth,
           maxJsonContainers: config.limits.maxJsonContainers,
           auth: d.auth,

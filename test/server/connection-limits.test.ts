@@ -366,6 +366,70 @@ describe('connections and request reading: no member can stall or exhaust the br
     });
   });
 
+  describe('request-body bytes in flight (AIBRIDGE_BODY_BYTES_IN_FLIGHT)', () => {
+    let tb: TestBridge;
+    let key: string;
+    const MiB = 1024 * 1024;
+    before(async () => {
+      tb = await startBridge(mock.url, { AIBRIDGE_BODY_BYTES_IN_FLIGHT: String(MiB) });
+      key = (await tb.addUser('bodies@example.com')).key;
+    });
+    after(async () => tb.close());
+
+    const head = (path: string, length: number | 'chunked'): string =>
+      `POST ${path} HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
+      `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
+      (length === 'chunked' ? 'transfer-encoding: chunked\r\n\r\n' : `content-length: ${length}\r\n\r\n`);
+
+    it('refuses a body the replica cannot hold with 503 server_busy at once, in the provider shape; a freed share serves again', async () => {
+      // Two bodies of 400 KB announced and half sent, held open: 800 KB of the 1 MiB taken.
+      const held = await Promise.all([raw(tb.url), raw(tb.url)]);
+      for (const h of held)
+        h.socket.write(head('/anthropic/v1/messages', 400_000) + '{"x":"'.padEnd(200_000, 'a'));
+      await sleep(200);
+      // The lane (a plain path) and fastify's routes (a path with an escape) both count.
+      for (const path of ['/anthropic/v1/messages', '/anthropic/v1/%6Dessages']) {
+        const over = await raw(tb.url);
+        over.socket.write(head(path, 400_000));
+        const text = await received(over, /^HTTP\/1\.1 503 [\s\S]*\}$/, 5000);
+        assert.match(text, /"type":"api_error"/);
+        assert.match(text, /AIBRIDGE_BODY_BYTES_IN_FLIGHT/);
+        assert.match(text, /x-aibridge-error-code: server_busy/i);
+        assert.match(text, /retry-after: 1/i);
+        await within(over.closed, 2000, 'the refused connection closed');
+      }
+      // A body with no declared length is counted as it comes.
+      const chunked = await raw(tb.url);
+      chunked.socket.write(`${head('/anthropic/v1/messages', 'chunked')}60000\r\n${'a'.repeat(0x60000)}\r\n`);
+      await received(chunked, /^HTTP\/1\.1 503 /, 5000);
+      chunked.socket.destroy();
+      // A small request still fits beside the held ones; once they go, a large one does too.
+      const small = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+        body: MESSAGE(),
+      });
+      assert.equal(small.status, 200);
+      for (const h of held) h.socket.destroy();
+      const big = await eventually(
+        async () => {
+          const r = await fetch(`${tb.url}/anthropic/v1/messages`, {
+            method: 'POST',
+            headers: {
+              'x-api-key': key,
+              'content-type': 'application/json',
+              'anthropic-version': '2023-06-01',
+            },
+            body: MESSAGE({ metadata: { user_id: 'x'.repeat(700_000) } }),
+          });
+          return r.status === 503 ? undefined : r;
+        },
+        { timeoutMs: 3000, intervalMs: 50, what: 'the freed share' },
+      );
+      assert.equal(big.status, 200, await big.text());
+    });
+  });
+
   describe('provider routes authenticate before reading the body', () => {
     let tb: TestBridge;
     before(async () => {

@@ -1,0 +1,112 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
+import { BridgeError } from '../errors';
+
+/**
+ * Request-body bytes one replica holds at once, over every request (AIBRIDGE_BODY_BYTES_IN_FLIGHT).
+ * The body limit bounds one request; without this, 40 connections of one member sending 30 MiB
+ * each added 1.2 GB, and the per-address connection cap allows 256 (docs/security.md). A request's
+ * bytes count from the first byte read until its answer ends, since the exchange holds the body
+ * (and its parsed copy) as long as it runs. Over the budget a request is refused at once with
+ * `503 server_busy` and its connection closed; what is already accepted runs on.
+ */
+export class BodyBudget {
+  private held = 0;
+
+  /** `limit` 0: no budget. */
+  constructor(readonly limit: number) {}
+
+  /** Bytes held right now (tests and metrics). */
+  get inFlight(): number {
+    return this.held;
+  }
+
+  /**
+   * Starts counting one request's body: its declared length (within `bodyLimit`) is refused at once when it cannot fit,
+   * and everything it holds is given back when its answer ends (or its client leaves).
+   */
+  open(req: IncomingMessage, res: ServerResponse, bodyLimit: number): BodyAccount | null {
+    if (this.limit === 0) return null;
+    const account = new BodyAccount(this);
+    res.once('close', () => account.release());
+    const declared = Number(req.headers['content-length']);
+    // A body over the body limit is refused by it (413), not by the budget.
+    if (declared > 0 && declared <= bodyLimit) account.add(declared, true);
+    return account;
+  }
+
+  /** @internal */
+  take(n: number): boolean {
+    if (this.held + n > this.limit) return false;
+    this.held += n;
+    return true;
+  }
+
+  /** @internal */
+  give(n: number): void {
+    this.held -= n;
+  }
+}
+
+/** One request's share of the budget. */
+export class BodyAccount {
+  private taken = 0;
+  /** The declared length, taken up front: chunks are counted against it before anything more. */
+  private declared = 0;
+  private received = 0;
+  private released = false;
+
+  constructor(private readonly budget: BodyBudget) {}
+
+  /** Counts `n` more bytes; throws `server_busy` when the replica cannot hold them. */
+  add(n: number, declared = false): void {
+    if (this.released) return;
+    if (declared) {
+      this.declared = n;
+      this.takeOrRefuse(n);
+      return;
+    }
+    this.received += n;
+    const beyond = this.received - Math.max(this.declared, this.taken);
+    if (beyond > 0) this.takeOrRefuse(beyond);
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.budget.give(this.taken);
+    this.taken = 0;
+  }
+
+  private takeOrRefuse(n: number): void {
+    if (!this.budget.take(n)) throw busy(this.budget.limit);
+    this.taken += n;
+  }
+}
+
+function busy(limit: number): BridgeError {
+  return new BridgeError(
+    'server_busy',
+    `The bridge is holding as many request bodies as it allows (${Math.round(limit / 1048576)} MiB, AIBRIDGE_BODY_BYTES_IN_FLIGHT); retry in a moment.`,
+    { headers: { 'retry-after': '1', connection: 'close' } },
+  );
+}
+
+/** A body stream that counts what passes against `account` and fails with `server_busy` past it. */
+export function countedBody(payload: NodeJS.ReadableStream, account: BodyAccount): Transform {
+  const counted = new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+      try {
+        account.add(chunk.length);
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      done(null, chunk);
+    },
+  });
+  // fastify reads the length it checks its limit against from `receivedEncodedLength`.
+  payload.on('error', (err) => counted.destroy(err));
+  payload.pipe(counted);
+  return counted;
+}
