@@ -46,11 +46,26 @@ describe('the embedded record index', () => {
     };
     assert.equal(all({ sessionId: 'ses_1' }).length, 13);
     assert.deepEqual(all({ tool: 'Bash' }), [6]);
-    for (const f of [
-      { sessionId: 'a-session-never-seen' },
-      { userId: 'usr_a', model: 'no-such-model' },
-      { tool: 'NeverCalled' },
-    ])
+    for (const f of [{ userId: 'usr_never' }, { client: 'nobody' }, { tool: 'NeverCalled' }])
       assert.equal(index.matcher(f), null, JSON.stringify(f));
+    assert.deepEqual(all({ sessionId: 'a-session-never-seen' }), []);
+    assert.deepEqual(all({ userId: 'usr_a', model: 'no-such-model' }), []);
+    assert.equal(all({ model: 'gpt-5' }).length, 16);
+  });
+
+  it('keeps no string of the session ids and model names members choose', () => {
+    const index = new RecordIndex();
+    for (let i = 1; i <= 20_000; i++) {
+      const rec = {
+        ...newRecord(i),
+        seq: i,
+        sessionId: `ses-${randomUUID()}`,
+        model: `model-${randomUUID()}`,
+      } as Interception;
+      index.add(rec, { segment: 1, offset: i * 100, length: 99 });
+    }
+    // Interned strings are the few users, clients, teams, providers, APIs and statuses.
+    const interned = (index as unknown as { strings: { values: string[] } }).strings.values.length;
+    assert.ok(interned < 20, `${interned} strings kept for 20,000 records`);
   });
 });

@@ -692,6 +692,7 @@ export class EmbeddedStore implements Store {
       const json = await this.journal.read(this.index.locAt(i));
       if (json === undefined) throw new Error(`interception ${this.index.seqAt(i)} is unreadable on disk`);
       const rec = JSON.parse(json) as Interception;
+      if (!RecordIndex.exactly(rec, filter)) continue;
       if (q !== undefined && !rec.prompt?.toLowerCase().includes(q)) continue;
       yield rec;
     }
@@ -712,6 +713,7 @@ export class EmbeddedStore implements Store {
       for (let i = this.index.lowerBound(below) - 1; i >= 0; i--) {
         if (!match(i)) continue;
         const rec = await this.load(i);
+        if (!RecordIndex.exactly(rec, filter)) continue;
         if (!rec.prompt?.toLowerCase().includes(q)) continue;
         if (items.length === limit) return { items, nextCursor: encodeCursor(items.at(-1)!.seq) };
         items.push(rec);
@@ -728,7 +730,9 @@ export class EmbeddedStore implements Store {
       }
       positions.push(i);
     }
-    const items = await Promise.all(positions.map((i) => this.load(i)));
-    return { items, nextCursor: more ? encodeCursor(items.at(-1)!.seq) : null };
+    const loaded = await Promise.all(positions.map((i) => this.load(i)));
+    const items = loaded.filter((rec) => RecordIndex.exactly(rec, filter));
+    // The cursor follows what was read, so a page thinned by a (2^-52) hash match goes on after it.
+    return { items, nextCursor: more ? encodeCursor(loaded.at(-1)!.seq) : null };
   }
 }

@@ -32,7 +32,25 @@ export function idKey(id: string): number {
   return digits === 0 ? -1 : n;
 }
 
-/** Strings seen many times (user ids, models, clients) stored once, referred to by number. */
+/**
+ * 52 bits of a string's hash (two 32-bit FNV-1a over its UTF-16 units, with different offsets),
+ * exact in a double. For columns whose values a member chooses freely (session ids, model names):
+ * interned, each new value was kept for good, 820 bytes a record with fresh ones against 99
+ * (docs/security.md). A match on the hash alone may, once in 2^52, be another value: callers check
+ * the record they load.
+ */
+export function valueKey(s: string): number {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ 0x5bd1e995;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x01000193) ^ (b >>> 13);
+  }
+  return (a >>> 0) * 0x100000 + ((b >>> 0) & 0xfffff);
+}
+
+/** Strings seen many times (user ids, clients, teams) stored once, referred to by number. */
 class Interned {
   private readonly ids = new Map<string, number>();
   readonly values: string[] = [];
@@ -55,7 +73,7 @@ class Interned {
 
 /**
  * What the embedded store keeps in memory per interception: the fields filters use and where the
- * record is on disk, in columns of typed arrays (about 40 bytes a record), never the record itself.
+ * record is on disk, in columns of typed arrays (84 bytes a record), never the record itself.
  */
 export class RecordIndex {
   private n = 0;
@@ -64,10 +82,12 @@ export class RecordIndex {
   private user = new Uint32Array(1024);
   private provider = new Uint32Array(1024);
   private api = new Uint32Array(1024);
-  private model = new Uint32Array(1024);
+  /** valueKey of the model (member-chosen: not interned). */
+  private model = new Float64Array(1024);
   private client = new Uint32Array(1024);
   private team = new Uint32Array(1024);
-  private session = new Uint32Array(1024);
+  /** valueKey of the session id (member-chosen: not interned). */
+  private session = new Float64Array(1024);
   private status = new Uint32Array(1024);
   /** The record's tool names joined, interned: a tool filter resolves to the sets that hold it. */
   private tools = new Uint32Array(1024);
@@ -77,6 +97,14 @@ export class RecordIndex {
   private offset = new Float64Array(1024);
   private length = new Uint32Array(1024);
   private readonly strings = new Interned();
+
+  /** Whether a loaded record really has the filter's session and model (a valueKey match may not, once in 2^52). */
+  static exactly(rec: Interception, f: InterceptionFilter): boolean {
+    return (
+      (f.sessionId === undefined || (rec.sessionId ?? '') === f.sessionId) &&
+      (f.model === undefined || (rec.model ?? '') === f.model)
+    );
+  }
 
   get size(): number {
     return this.n;
@@ -115,10 +143,10 @@ export class RecordIndex {
     this.user[i] = this.strings.id(rec.userId);
     this.provider[i] = this.strings.id(rec.provider);
     this.api[i] = this.strings.id(rec.api);
-    this.model[i] = this.strings.id(rec.model ?? '');
+    this.model[i] = valueKey(rec.model ?? '');
     this.client[i] = this.strings.id(rec.client);
     this.team[i] = this.strings.id(rec.team ?? '');
-    this.session[i] = this.strings.id(rec.sessionId ?? '');
+    this.session[i] = valueKey(rec.sessionId ?? '');
     this.status[i] = this.strings.id(rec.status);
     this.tools[i] = this.strings.id(toolSet(rec));
     this.idKey[i] = idKey(rec.id);
@@ -197,8 +225,9 @@ export class RecordIndex {
 
   /**
    * A predicate over positions for `filter`, with its strings resolved once; null when no record
-   * can match (a value never seen: a member's fresh session id, a model never used), so a caller
-   * need not walk every record to find none.
+   * can match (an interned value never seen: a user, client or team without records), so a caller
+   * need not walk every record to find none. Session and model match on their valueKey: a caller
+   * checks those two fields on the record it loads (`exactly`).
    */
   matcher(f: InterceptionFilter): ((i: number) => boolean) | null {
     const want = (v: string | undefined): number | undefined =>
@@ -206,12 +235,12 @@ export class RecordIndex {
     const user = want(f.userId);
     const provider = want(f.provider);
     const api = want(f.api as ApiName | undefined);
-    const model = want(f.model);
+    const model = f.model === undefined ? undefined : valueKey(f.model);
     const client = want(f.client);
     const team = want(f.team);
-    const session = want(f.sessionId);
+    const session = f.sessionId === undefined ? undefined : valueKey(f.sessionId);
     const status = want(f.status);
-    for (const id of [user, provider, api, model, client, team, session, status]) if (id === -1) return null;
+    for (const id of [user, provider, api, client, team, status]) if (id === -1) return null;
     const toolSets = f.tool === undefined ? undefined : this.setsWith(f.tool);
     if (toolSets?.size === 0) return null;
     const since = f.since === undefined ? undefined : Date.parse(f.since);
