@@ -12,9 +12,15 @@ import { BridgeError } from '../errors';
  */
 export class BodyBudget {
   private held = 0;
+  /** Bytes held per user: one member may take at most `perUser`, so they cannot starve the rest. */
+  private readonly byUser = new Map<string, number>();
+  /** A quarter of the budget: one member's agents in parallel need a few MiB. */
+  readonly perUser: number;
 
   /** `limit` 0: no budget. */
-  constructor(readonly limit: number) {}
+  constructor(readonly limit: number) {
+    this.perUser = Math.ceil(limit / 4);
+  }
 
   /** Bytes held right now (tests and metrics). */
   get inFlight(): number {
@@ -22,12 +28,13 @@ export class BodyBudget {
   }
 
   /**
-   * Starts counting one request's body: its declared length (within `bodyLimit`) is refused at once when it cannot fit,
-   * and everything it holds is given back when its answer ends (or its client leaves).
+   * Starts counting one request's body for `userId`: its declared length (within `bodyLimit`) is
+   * refused at once when it cannot fit, and everything it holds is given back when its answer ends
+   * (or its client leaves).
    */
-  open(req: IncomingMessage, res: ServerResponse, bodyLimit: number): BodyAccount | null {
+  open(req: IncomingMessage, res: ServerResponse, bodyLimit: number, userId: string): BodyAccount | null {
     if (this.limit === 0) return null;
-    const account = new BodyAccount(this);
+    const account = new BodyAccount(this, userId);
     res.once('close', () => account.release());
     const declared = Number(req.headers['content-length']);
     // A body over the body limit is refused by it (413), not by the budget.
@@ -36,15 +43,21 @@ export class BodyBudget {
   }
 
   /** @internal */
-  take(n: number): boolean {
-    if (this.held + n > this.limit) return false;
+  take(userId: string, n: number): 'ok' | 'replica' | 'user' {
+    const mine = this.byUser.get(userId) ?? 0;
+    if (mine + n > this.perUser) return 'user';
+    if (this.held + n > this.limit) return 'replica';
     this.held += n;
-    return true;
+    this.byUser.set(userId, mine + n);
+    return 'ok';
   }
 
   /** @internal */
-  give(n: number): void {
+  give(userId: string, n: number): void {
     this.held -= n;
+    const left = (this.byUser.get(userId) ?? n) - n;
+    if (left <= 0) this.byUser.delete(userId);
+    else this.byUser.set(userId, left);
   }
 }
 
@@ -56,7 +69,10 @@ export class BodyAccount {
   private received = 0;
   private released = false;
 
-  constructor(private readonly budget: BodyBudget) {}
+  constructor(
+    private readonly budget: BodyBudget,
+    private readonly userId: string,
+  ) {}
 
   /** Counts `n` more bytes; throws `server_busy` when the replica cannot hold them. */
   add(n: number, declared = false): void {
@@ -74,20 +90,24 @@ export class BodyAccount {
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.budget.give(this.taken);
+    if (this.taken > 0) this.budget.give(this.userId, this.taken);
     this.taken = 0;
   }
 
   private takeOrRefuse(n: number): void {
-    if (!this.budget.take(n)) throw busy(this.budget.limit);
+    const taken = this.budget.take(this.userId, n);
+    if (taken !== 'ok') throw busy(this.budget, taken);
     this.taken += n;
   }
 }
 
-function busy(limit: number): BridgeError {
+function busy(budget: BodyBudget, whose: 'replica' | 'user'): BridgeError {
+  const mib = (n: number): string => `${Math.round(n / 1048576)} MiB`;
   return new BridgeError(
     'server_busy',
-    `The bridge is holding as many request bodies as it allows (${Math.round(limit / 1048576)} MiB, AIBRIDGE_BODY_BYTES_IN_FLIGHT); retry in a moment.`,
+    whose === 'user'
+      ? `Your requests in flight hold as much request body as one user may (${mib(budget.perUser)}, a quarter of AIBRIDGE_BODY_BYTES_IN_FLIGHT); retry once one ends.`
+      : `The bridge is holding as many request bodies as it allows (${mib(budget.limit)}, AIBRIDGE_BODY_BYTES_IN_FLIGHT); retry in a moment.`,
     { headers: { 'retry-after': '1', connection: 'close' } },
   );
 }

@@ -107,7 +107,8 @@ export class ProviderLane {
     }
     let body: Buffer;
     try {
-      const account = lane.deps.bodyBudget?.open(raw, res, lane.deps.bodyLimit) ?? null;
+      const account =
+        lane.deps.bodyBudget?.open(raw, res, lane.deps.bodyLimit, req.principal?.user.id ?? '') ?? null;
       body = await readBody(raw, lane.deps.bodyLimit, account);
     } catch (err) {
       // As fastify's body parser: the client may still be sending, so the connection closes.

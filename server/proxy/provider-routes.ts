@@ -361,7 +361,7 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps
       app.addHook('preParsing', (req, reply, payload, done) => {
         let account: BodyAccount | null;
         try {
-          account = budget.open(req.raw, reply.raw, deps.bodyLimit);
+          account = budget.open(req.raw, reply.raw, deps.bodyLimit, req.principal?.user.id ?? '');
         } catch (err) {
           done(err as Error);
           return;

@@ -368,60 +368,72 @@ describe('connections and request reading: no member can stall or exhaust the br
 
   describe('request-body bytes in flight (AIBRIDGE_BODY_BYTES_IN_FLIGHT)', () => {
     let tb: TestBridge;
-    let key: string;
+    const keys: string[] = [];
     const MiB = 1024 * 1024;
     before(async () => {
       tb = await startBridge(mock.url, { AIBRIDGE_BODY_BYTES_IN_FLIGHT: String(MiB) });
-      key = (await tb.addUser('bodies@example.com')).key;
+      for (let i = 0; i < 6; i++) keys.push((await tb.addUser(`bodies${i}@example.com`)).key);
     });
     after(async () => tb.close());
 
-    const head = (path: string, length: number | 'chunked'): string =>
+    const head = (key: string, path: string, length: number | 'chunked'): string =>
       `POST ${path} HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
       `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
       (length === 'chunked' ? 'transfer-encoding: chunked\r\n\r\n' : `content-length: ${length}\r\n\r\n`);
+    /** A body of `length` announced and half sent, then held. */
+    const hold = async (key: string, length: number): Promise<Raw> => {
+      const r = await raw(tb.url);
+      r.socket.write(head(key, '/anthropic/v1/messages', length) + '{"x":"'.padEnd(length / 2, 'a'));
+      return r;
+    };
+    const refused = async (r: Raw, whose: RegExp): Promise<void> => {
+      const text = await received(r, /^HTTP\/1\.1 503 [\s\S]*\}$/, 5000);
+      assert.match(text, /"type":"api_error"/);
+      assert.match(text, whose);
+      assert.match(text, /x-aibridge-error-code: server_busy/i);
+      assert.match(text, /retry-after: 1/i);
+      await within(r.closed, 2000, 'the refused connection closed');
+    };
 
-    it('refuses a body the replica cannot hold with 503 server_busy at once, in the provider shape; a freed share serves again', async () => {
-      // Two bodies of 400 KB announced and half sent, held open: 800 KB of the 1 MiB taken.
-      const held = await Promise.all([raw(tb.url), raw(tb.url)]);
-      for (const h of held)
-        h.socket.write(head('/anthropic/v1/messages', 400_000) + '{"x":"'.padEnd(200_000, 'a'));
+    it("refuses a body past one user's share or the replica's with 503 server_busy at once, in the provider shape; freed shares serve again", async () => {
+      // One user may hold a quarter of the 1 MiB: a second 200 KB body of theirs is over it.
+      const held = [await hold(keys[0]!, 200_000)];
+      await sleep(100);
+      const second = await raw(tb.url);
+      second.socket.write(head(keys[0]!, '/anthropic/v1/messages', 200_000));
+      await refused(second, /Your requests in flight/);
+      // Four more users hold 200 KB each: 1,000,000 bytes of the replica's 1,048,576.
+      for (const k of keys.slice(1, 5)) held.push(await hold(k, 200_000));
       await sleep(200);
       // The lane (a plain path) and fastify's routes (a path with an escape) both count.
       for (const path of ['/anthropic/v1/messages', '/anthropic/v1/%6Dessages']) {
         const over = await raw(tb.url);
-        over.socket.write(head(path, 400_000));
-        const text = await received(over, /^HTTP\/1\.1 503 [\s\S]*\}$/, 5000);
-        assert.match(text, /"type":"api_error"/);
-        assert.match(text, /AIBRIDGE_BODY_BYTES_IN_FLIGHT/);
-        assert.match(text, /x-aibridge-error-code: server_busy/i);
-        assert.match(text, /retry-after: 1/i);
-        await within(over.closed, 2000, 'the refused connection closed');
+        over.socket.write(head(keys[5]!, path, 200_000));
+        await refused(over, /AIBRIDGE_BODY_BYTES_IN_FLIGHT/);
       }
       // A body with no declared length is counted as it comes.
       const chunked = await raw(tb.url);
-      chunked.socket.write(`${head('/anthropic/v1/messages', 'chunked')}60000\r\n${'a'.repeat(0x60000)}\r\n`);
+      chunked.socket.write(
+        `${head(keys[5]!, '/anthropic/v1/messages', 'chunked')}30000\r\n${'a'.repeat(0x30000)}\r\n`,
+      );
       await received(chunked, /^HTTP\/1\.1 503 /, 5000);
       chunked.socket.destroy();
-      // A small request still fits beside the held ones; once they go, a large one does too.
-      const small = await fetch(`${tb.url}/anthropic/v1/messages`, {
-        method: 'POST',
-        headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-        body: MESSAGE(),
-      });
-      assert.equal(small.status, 200);
+      // A small request still fits beside the held ones; once they go, a larger one does too.
+      const send = (bytes: number): Promise<Response> =>
+        fetch(`${tb.url}/anthropic/v1/messages`, {
+          method: 'POST',
+          headers: {
+            'x-api-key': keys[5]!,
+            'content-type': 'application/json',
+            'anthropic-version': '2023-06-01',
+          },
+          body: MESSAGE(bytes > 0 ? { metadata: { user_id: 'x'.repeat(bytes) } } : {}),
+        });
+      assert.equal((await send(0)).status, 200);
       for (const h of held) h.socket.destroy();
       const big = await eventually(
         async () => {
-          const r = await fetch(`${tb.url}/anthropic/v1/messages`, {
-            method: 'POST',
-            headers: {
-              'x-api-key': key,
-              'content-type': 'application/json',
-              'anthropic-version': '2023-06-01',
-            },
-            body: MESSAGE({ metadata: { user_id: 'x'.repeat(700_000) } }),
-          });
+          const r = await send(240_000);
           return r.status === 503 ? undefined : r;
         },
         { timeoutMs: 3000, intervalMs: 50, what: 'the freed share' },
