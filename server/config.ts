@@ -161,6 +161,12 @@ export interface SpendConfig {
    * output has no cap: no honest upper bound exists for those (docs/spend.md).
    */
   readonly requestFloorUsd: number;
+  /**
+   * AIBRIDGE_UNPRICED_MODELS: `allow` (a request for a model without a price is served and flagged)
+   * or `block` (refused with `403 model_unpriced` until an admin prices the model): spend the bridge
+   * cannot count cannot be held to a budget.
+   */
+  readonly unpricedModels: 'allow' | 'block';
   /** Rate limits every user gets unless an admin sets their own; 0 means none. */
   readonly defaultRpm: number;
   readonly defaultTpm: number;
@@ -241,6 +247,7 @@ export const ENV_VARS = [
   'AIBRIDGE_PRICES_FILE',
   'AIBRIDGE_BUDGET_DEFAULT_MAX_TOKENS',
   'AIBRIDGE_BUDGET_REQUEST_FLOOR_USD',
+  'AIBRIDGE_UNPRICED_MODELS',
   'AIBRIDGE_RATE_LIMIT_RPM',
   'AIBRIDGE_RATE_LIMIT_TPM',
   'AIBRIDGE_ALERT_WEBHOOK_URL',
@@ -795,6 +802,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
         10_000_000,
       ),
       requestFloorUsd: num(env, 'AIBRIDGE_BUDGET_REQUEST_FLOOR_USD', 0.25, 0, 1000),
+      unpricedModels: oneOf(env, 'AIBRIDGE_UNPRICED_MODELS', ['allow', 'block'] as const, 'allow'),
       defaultRpm: int(pick(undefined, '', env, 'AIBRIDGE_RATE_LIMIT_RPM'), 0, 0, 1_000_000),
       defaultTpm: int(pick(undefined, '', env, 'AIBRIDGE_RATE_LIMIT_TPM'), 0, 0, 1_000_000_000),
     },
@@ -848,6 +856,13 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     mcp: mcpSettings(env, dataDir),
     databaseUrl: databaseUrl(env),
   };
+  const inFlight = config.limits.bodyBytesInFlight;
+  // A body the budget could never hold would be refused as "busy" forever, and retried.
+  if (inFlight !== 0 && inFlight < config.bodyLimit)
+    throw new ConfigError(
+      'AIBRIDGE_BODY_BYTES_IN_FLIGHT',
+      `must be 0 or at least the body limit (${config.bodyLimit} bytes, AIBRIDGE_BODY_LIMIT / --body-limit)`,
+    );
   return deepFreeze(config);
 }
 

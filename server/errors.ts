@@ -62,7 +62,12 @@ export class BridgeError extends Error {
     this.headers = { 'x-aibridge-error-code': code, ...options?.headers };
     // A refusal that a retry cannot change says so: the official SDKs and Claude Code honour it,
     // and without it Claude Code retried a bad key for two minutes in silence.
-    if (!retryable(code, this.status) && this.headers['x-should-retry'] === undefined)
+    // A refusal that says when to come back (a budget resetting within a minute) is left to say so.
+    if (
+      !retryable(code, this.status) &&
+      this.headers['x-should-retry'] === undefined &&
+      this.headers['retry-after'] === undefined
+    )
       this.headers['x-should-retry'] = 'false';
     Object.defineProperty(this, BRAND, { value: true });
   }

@@ -43,6 +43,11 @@ export const ERROR_CODES = {
     message: 'A signed-in browser request without the CSRF header, or from another origin.',
   },
   model_denied: { status: 403, message: "This model is not allowed for the caller's team." },
+  model_unpriced: {
+    status: 403,
+    message:
+      'The model has no price, and the bridge serves only priced models (AIBRIDGE_UNPRICED_MODELS=block).',
+  },
   byok_not_allowed: {
     status: 403,
     message:

@@ -286,6 +286,12 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
           }
         }
         const [{ gatewayServer }, { WebStandardStreamableHTTPServerTransport }] = modules;
+        // The client left while the SDK loaded: its `close` has fired, so nothing would free a slot.
+        if (reply.raw.destroyed) {
+          reply.hijack();
+          for (const id of admitted) d.limiter.settle(id, 0);
+          return;
+        }
         const server = gatewayServer(d, {
           principal,
           client: session?.client ?? 'unknown',

@@ -34,6 +34,14 @@ function rpcFailure(code: number, message: string): Error & { code: number } {
   return Object.assign(new Error(message), { code });
 }
 
+/** Longest resource URI kept in a record; longer ones are cut, marked with `…`. */
+const MAX_RECORDED_URI = 1024;
+
+function recordedUri(v: unknown): string {
+  const s = typeof v === 'string' ? v : String(v);
+  return s.length > MAX_RECORDED_URI ? `${s.slice(0, MAX_RECORDED_URI)}…` : s;
+}
+
 /**
  * One MCP server (the SDK's low-level `Server`) answering one HTTP request for one user: the tools,
  * resources and prompts of every central server this user may use, under `<server>__` names, each
@@ -252,11 +260,12 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
     if (!parts || !s?.conn.capabilities?.resources)
       throw rpcFailure(RpcCode.InvalidParams, `Unknown resource: ${req.params.uri}`);
+    // The URIs are the client's (and the server's) strings: redacted like inputs, and capped.
     const call = {
       kind: 'resource' as const,
-      name: req.params.uri,
+      name: recordedUri(d.log.redact(req.params.uri)),
       server: parts.server,
-      tool: parts.uri,
+      tool: recordedUri(d.log.redact(parts.uri)),
       input: {},
     };
     const r = await read(call, extra.signal, () =>

@@ -45,7 +45,9 @@ export class BodyBudget {
   /** @internal */
   take(userId: string, n: number): 'ok' | 'replica' | 'user' {
     const mine = this.byUser.get(userId) ?? 0;
-    if (mine + n > this.perUser) return 'user';
+    // A user's share bounds what they hold beside their other requests: one body of theirs (up to
+    // the body limit) always gets the replica's answer alone.
+    if (mine > 0 && mine + n > this.perUser) return 'user';
     if (this.held + n > this.limit) return 'replica';
     this.held += n;
     this.byUser.set(userId, mine + n);

@@ -69,7 +69,7 @@ export class ConnectionGuard {
     if (socket.writable)
       socket.write(
         `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+          `Content-Length: ${Buffer.byteLength(body)}\r\nX-AIBridge-Error-Code: ${code}\r\nConnection: close\r\n\r\n${body}`,
       );
     socket.destroy();
   };
@@ -129,6 +129,7 @@ export class ConnectionGuard {
       res.writeHead(status, {
         'content-type': 'application/json; charset=utf-8',
         'content-length': Buffer.byteLength(body),
+        'x-aibridge-error-code': 'request_timeout',
         connection: 'close',
       });
       res.end(body, () => socket.destroy());

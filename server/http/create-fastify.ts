@@ -23,6 +23,8 @@ export const API_BODY_LIMIT = 1024 * 1024;
  * No HTTP client an agent uses pipelines; the request is refused unread, its answer waits its turn,
  * and the connection closes after it (docs/security.md#connections).
  */
+const refused = new WeakSet<object>();
+
 function refusePipelined(
   req: IncomingMessage,
   res: ServerResponse,
@@ -34,8 +36,17 @@ function refusePipelined(
   );
   const provider = shapeFor(req.url ?? '/');
   const body = JSON.stringify(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
+  // Its body is read and dropped: left unread, it would fill node's buffer and stop the socket
+  // being read, and the request ahead would no longer hear its client leave.
+  req.resume();
+  // One refusal per connection: the connection closes after it, and queued answers past node's
+  // high-water mark would make it stop reading the socket (and so miss the client leaving). Later
+  // requests get none; their answers are dropped with the connection.
+  if (refused.has(req.socket)) return;
+  refused.add(req.socket);
   res.shouldKeepAlive = false;
   res.writeHead(e.status, {
+    ...e.headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     connection: 'close',

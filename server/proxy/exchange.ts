@@ -200,7 +200,7 @@ export function writable(res: ServerResponse): Promise<void> {
  * the request behind it (a body of up to 32 MiB, parsed) stayed until it hung up (a test held
  * 620 MB with ten such clients).
  */
-export function endAnswerWithin(out: ServerResponse, ms: number, last?: string): void {
+export function endAnswerWithin(out: ServerResponse, ms: number, last?: string | Buffer): void {
   if (last === undefined) out.end();
   else out.end(last);
   if (out.writableFinished || out.destroyed) return;
@@ -1256,13 +1256,13 @@ export class Exchange {
     headers['content-length'] = String(payload.length);
     headers['x-aibridge-interception-id'] = this.metered.start.id;
     this.reply.raw.writeHead(status, headers);
-    this.reply.raw.end(payload);
+    endAnswerWithin(this.reply.raw, this.deps.idleTimeoutMs, payload);
   }
 
   /** Ends an open stream once the strategy has nothing more to send. */
   endStream(): void {
     if (this.head !== 'stream') return;
-    this.reply.raw.end();
+    endAnswerWithin(this.reply.raw, this.deps.idleTimeoutMs);
     this.head = 'done';
   }
 

@@ -359,6 +359,11 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps
     const budget = deps.bodyBudget;
     if (budget && budget.limit > 0)
       app.addHook('preParsing', (req, reply, payload, done) => {
+        // fastify reads no body for these: a pipe here would read one nobody drains.
+        if (req.method === 'GET' || req.method === 'HEAD') {
+          done(null, payload);
+          return;
+        }
         let account: BodyAccount | null;
         try {
           account = budget.open(req.raw, reply.raw, deps.bodyLimit, req.principal?.user.id ?? '');

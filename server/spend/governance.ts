@@ -1,7 +1,6 @@
 import { totalTokens } from '../../shared/usage';
 import type { InterceptionStart } from '../core/facts';
-import type { BridgeError } from '../errors';
-import { isBridgeError } from '../errors';
+import { BridgeError, isBridgeError } from '../errors';
 import type { Metrics } from '../metrics';
 import type { NewInterception } from '../store/types';
 import type { Budgets } from './budgets';
@@ -27,6 +26,8 @@ export class Governance {
     private readonly defaultMaxOutputTokens: number,
     /** The least reserved for a request whose cost its body does not bound (SpendConfig.requestFloorUsd). */
     private readonly requestFloorUsd = 0,
+    /** SpendConfig.unpricedModels. */
+    private readonly unpriced: 'allow' | 'block' = 'allow',
   ) {}
 
   /**
@@ -58,6 +59,7 @@ export class Governance {
     const { user } = start.principal;
     try {
       this.policies.check(user.team, start.request.model);
+      if (this.unpriced === 'block') this.checkPriced(start);
       this.limiter.admit(start.id, start.principal);
       // The budget check asks the store (a database round trip when replicas share one).
       const reserving = this.budgets.reserve(
@@ -69,6 +71,22 @@ export class Governance {
     } catch (err) {
       this.refused(err);
     }
+  }
+
+  /**
+   * With AIBRIDGE_UNPRICED_MODELS=block, a model the price table and the admin's prices do not
+   * know is refused: its spend would go uncounted by every budget. A request the user pays for with
+   * their own credential is not the organisation's spend, and is served.
+   */
+  private checkPriced(start: InterceptionStart): void {
+    const model = start.request.model;
+    if (model === null || start.billedTo === 'user') return;
+    const probe = { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, reasoning: 0 };
+    if (this.prices.cost(start.provider, model, probe) !== null) return;
+    throw new BridgeError(
+      'model_unpriced',
+      `The model "${model}" has no price, and this bridge serves only priced models: an admin can price it (PUT /api/v1/prices/${encodeURIComponent(model)}), or use a priced model.`,
+    );
   }
 
   private refused(err: unknown): never {

@@ -82,6 +82,7 @@ export async function spendCapability(core: Core, identity: IdentityService): Pr
     metrics,
     config.spend.defaultMaxOutputTokens,
     config.spend.requestFloorUsd,
+    config.spend.unpricedModels,
   );
   const anomalies = new AnomalyWatcher(store, alerts, config.alerts, () => clock.now());
   return {

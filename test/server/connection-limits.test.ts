@@ -290,8 +290,15 @@ describe('connections and request reading: no member can stall or exhaust the br
         `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
         `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-      // Fifty requests written back to back on one connection, the first of which hangs upstream.
-      r.socket.write(request.repeat(50));
+      // Fifty requests written back to back on one connection, the first of which hangs upstream;
+      // the second carries a 1 MiB body (left unread, it would stop node reading the connection,
+      // and the first would not hear its client leave).
+      const big = MESSAGE({ metadata: { user_id: 'x'.repeat(1024 * 1024) } });
+      const bigRequest = request.replace(
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        `content-length: ${Buffer.byteLength(big)}\r\n\r\n${big}`,
+      );
+      r.socket.write(request + bigRequest + request.repeat(48));
       await eventually(() => (mock.messageRequests().length > before ? true : undefined), {
         timeoutMs: 3000,
         what: 'the first request upstream',
@@ -371,7 +378,10 @@ describe('connections and request reading: no member can stall or exhaust the br
     const keys: string[] = [];
     const MiB = 1024 * 1024;
     before(async () => {
-      tb = await startBridge(mock.url, { AIBRIDGE_BODY_BYTES_IN_FLIGHT: String(MiB) });
+      tb = await startBridge(mock.url, {
+        AIBRIDGE_BODY_BYTES_IN_FLIGHT: String(MiB),
+        AIBRIDGE_BODY_LIMIT: String(MiB / 2),
+      });
       for (let i = 0; i < 6; i++) keys.push((await tb.addUser(`bodies${i}@example.com`)).key);
     });
     after(async () => tb.close());

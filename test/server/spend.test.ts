@@ -519,3 +519,44 @@ describe('spend and governance', function () {
     });
   });
 });
+
+describe('AIBRIDGE_UNPRICED_MODELS=block', () => {
+  let anthropic: AnthropicMock;
+  let tb: TestBridge;
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    tb = await startBridge(anthropic.url, { AIBRIDGE_UNPRICED_MODELS: 'block' });
+  });
+  after(async () => {
+    await tb.close();
+    await anthropic.stop();
+  });
+
+  it('refuses a model without a price, before the provider, until an admin prices it; priced models are served', async () => {
+    const dev = await tb.addUser('unpriced@example.com');
+    const model = 'claude-from-the-future-9';
+    const before = anthropic.messageRequests().length;
+    const refused = await post(tb, '/anthropic/v1/messages', dev.key, messages(model));
+    assert.equal(refused.status, 403);
+    const err = JSON.parse(refused.text) as { error: { type: string; message: string } };
+    assert.equal(err.error.type, 'permission_error');
+    assert.match(err.error.message, /claude-from-the-future-9" has no price/);
+    assert.equal(refused.headers.get('x-aibridge-error-code'), 'model_unpriced');
+    assert.equal(refused.headers.get('x-should-retry'), 'false');
+    assert.equal(anthropic.messageRequests().length, before, 'the provider was not contacted');
+    assert.equal(
+      (await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-6'))).status,
+      200,
+    );
+
+    const priced = await tb.api('PUT', `/api/v1/prices/${model}`, tb.adminKey, {
+      input_mtok: 5,
+      output_mtok: 25,
+    });
+    assert.equal(priced.status, 200, JSON.stringify(priced.body));
+    assert.equal((await post(tb, '/anthropic/v1/messages', dev.key, messages(model))).status, 200);
+    const rec = (await tb.interceptions(3, dev.key))[0]!;
+    assert.equal(rec.model, model);
+    assert.equal(rec.priceKnown, true);
+  });
+});

@@ -371,9 +371,14 @@ export class EmbeddedStore implements Store {
   private async openAlerts(): Promise<void> {
     const file = await this.alertsFile.read();
     const old = this.db.data.alerts;
-    this.alerts = file?.alerts ?? old ?? [];
+    this.alerts = file?.alerts ?? [];
     if (old !== undefined) {
-      if (!file) await this.alertsFile.write({ alerts: this.alerts });
+      // Both, after a downgrade and an upgrade again: kept together by id, in time order.
+      const ids = new Set(this.alerts.map((a) => a.id));
+      const merged = [...this.alerts, ...old.filter((a) => !ids.has(a.id))];
+      merged.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+      this.alerts = merged.slice(-ALERTS_KEPT);
+      await this.alertsFile.write({ alerts: this.alerts });
       delete this.db.data.alerts;
       await this.db.write();
     }
