@@ -279,26 +279,23 @@ describe('connections and request reading: no member can stall or exhaust the br
       key = (await tb.addUser('piper@example.com')).key;
     });
     after(async () => tb.close());
+    /** A whole Messages request as written on the wire. */
+    const post = (body: string): string =>
+      `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
+      `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 
     it('refuses requests sent ahead of an answer: one upstream call per connection, cancelled when the client leaves', async () => {
       mock.clear();
       mock.next({ kind: 'hang' });
       const before = mock.messageRequests().length;
       const r = await raw(tb.url);
-      const body = MESSAGE();
-      const request =
-        `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
-        `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      const request = post(MESSAGE());
       // Fifty requests written back to back on one connection, the first of which hangs upstream;
       // the second carries a 1 MiB body (left unread, it would stop node reading the connection,
       // and the first would not hear its client leave).
-      const big = MESSAGE({ metadata: { user_id: 'x'.repeat(1024 * 1024) } });
-      const bigRequest = request.replace(
-        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-        `content-length: ${Buffer.byteLength(big)}\r\n\r\n${big}`,
-      );
-      r.socket.write(request + bigRequest + request.repeat(48));
+      const big = post(MESSAGE({ metadata: { user_id: 'x'.repeat(1024 * 1024) } }));
+      r.socket.write(request + big + request.repeat(48));
       await eventually(() => (mock.messageRequests().length > before ? true : undefined), {
         timeoutMs: 3000,
         what: 'the first request upstream',
@@ -317,11 +314,7 @@ describe('connections and request reading: no member can stall or exhaust the br
     it('answers the request sent ahead with 400 in the provider shape after the first answer, then closes', async () => {
       mock.clear();
       const r = await raw(tb.url);
-      const body = MESSAGE();
-      const request =
-        `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
-        `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      const request = post(MESSAGE());
       r.socket.write(request + request);
       await within(r.closed, 5000, 'the connection closed after the refusal');
       const text = r.text();
