@@ -6,6 +6,7 @@ import { BridgeError, fromFastifyError } from '../errors';
 import { adaptersOf, providerForPath } from '../providers/registry';
 import { ConnectionGuard } from './connection-guard';
 import { logRequestLine } from './request-line';
+import { schemaErrorMessage } from './schema-errors';
 import type { TrustedProxies } from './trusted-proxies';
 
 /**
@@ -119,6 +120,7 @@ export function createFastify(
     return503OnClosing: false,
     requestIdHeader: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    schemaErrorFormatter: (errors, dataVar) => new Error(schemaErrorMessage(errors, dataVar)),
     // Requests the router cannot even parse (bad percent-encoding) still get our error shape.
     frameworkErrors: (err, req, reply) => {
       const e = new BridgeError('invalid_request', `The request URL is malformed: ${err.message}`, {

@@ -189,6 +189,17 @@ describe('admin API input', () => {
       assert.equal(res.body.error.code, code, `${method} ${route}`);
       assert.ok(res.body.error.message.length > 0);
     }
+    // Messages a person can act on: the allowed values of a union, the unknown field by name.
+    const role = await tb.api<{ error: { message: string } }>('POST', '/api/v1/users', tb.adminKey, {
+      email: 'a@b.co',
+      role: 'root',
+    });
+    assert.equal(role.body.error.message, 'body/role must be one of "admin", "member"');
+    const extra = await tb.api<{ error: { message: string } }>('POST', '/api/v1/users', tb.adminKey, {
+      email: 'a@b.co',
+      extra: 1,
+    });
+    assert.equal(extra.body.error.message, 'body has an unknown field "extra"');
     const dup1 = await tb.api('POST', '/api/v1/users', tb.adminKey, { email: 'Dup@Example.com' });
     assert.equal(dup1.status, 201);
     const dup2 = await tb.api<{ error: { code: string } }>('POST', '/api/v1/users', tb.adminKey, {
