@@ -22,11 +22,6 @@ export class BodyBudget {
     this.perUser = Math.ceil(limit / 4);
   }
 
-  /** Bytes held right now (tests and metrics). */
-  get inFlight(): number {
-    return this.held;
-  }
-
   /**
    * Starts counting one request's body for `userId`: its declared length (within `bodyLimit`) is
    * refused at once when it cannot fit, and everything it holds is given back when its answer ends
@@ -127,7 +122,7 @@ export function countedBody(payload: NodeJS.ReadableStream, account: BodyAccount
       done(null, chunk);
     },
   });
-  // fastify reads the length it checks its limit against from `receivedEncodedLength`.
+  // fastify reads the returned stream and checks its own body limit on what it reads from it.
   payload.on('error', (err) => counted.destroy(err));
   payload.pipe(counted);
   return counted;

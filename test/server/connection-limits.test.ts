@@ -54,6 +54,20 @@ async function received(r: Raw, pattern: RegExp, ms: number): Promise<string> {
   });
 }
 
+/** The head of a Messages request as written on the wire, its body announced by length or chunked. */
+function messagesHead(key: string, length: number | 'chunked', path = '/anthropic/v1/messages'): string {
+  return (
+    `POST ${path} HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
+    `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
+    (length === 'chunked' ? 'transfer-encoding: chunked\r\n\r\n' : `content-length: ${length}\r\n\r\n`)
+  );
+}
+
+/** A whole Messages request as written on the wire. */
+function messagesRequest(key: string, body: string): string {
+  return messagesHead(key, Buffer.byteLength(body)) + body;
+}
+
 const MESSAGE = (extra: Record<string, unknown> = {}): string =>
   JSON.stringify({
     model: 'claude-sonnet-4-6',
@@ -279,11 +293,7 @@ describe('connections and request reading: no member can stall or exhaust the br
       key = (await tb.addUser('piper@example.com')).key;
     });
     after(async () => tb.close());
-    /** A whole Messages request as written on the wire. */
-    const post = (body: string): string =>
-      `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
-      `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const post = (body: string): string => messagesRequest(key, body);
 
     it('refuses requests sent ahead of an answer: one upstream call per connection, cancelled when the client leaves', async () => {
       mock.clear();
@@ -347,12 +357,7 @@ describe('connections and request reading: no member can stall or exhaust the br
       // Far more than the sockets' buffers hold, as fast as the mock can write it.
       mock.next({ kind: 'drip', count: 150_000, delayMs: 0 });
       const r = await raw(tb.url);
-      const body = MESSAGE({ stream: true });
-      r.socket.write(
-        `POST /anthropic/v1/messages HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
-          `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
-          `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
+      r.socket.write(messagesRequest(key, MESSAGE({ stream: true })));
       await received(r, /^HTTP\/1\.1 200 /, 5000);
       // The client reads no more, and never hangs up.
       r.socket.pause();
@@ -379,14 +384,10 @@ describe('connections and request reading: no member can stall or exhaust the br
     });
     after(async () => tb.close());
 
-    const head = (key: string, path: string, length: number | 'chunked'): string =>
-      `POST ${path} HTTP/1.1\r\nHost: bridge\r\nx-api-key: ${key}\r\n` +
-      `anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n` +
-      (length === 'chunked' ? 'transfer-encoding: chunked\r\n\r\n' : `content-length: ${length}\r\n\r\n`);
     /** A body of `length` announced and half sent, then held. */
     const hold = async (key: string, length: number): Promise<Raw> => {
       const r = await raw(tb.url);
-      r.socket.write(head(key, '/anthropic/v1/messages', length) + '{"x":"'.padEnd(length / 2, 'a'));
+      r.socket.write(messagesHead(key, length) + '{"x":"'.padEnd(length / 2, 'a'));
       return r;
     };
     const refused = async (r: Raw, whose: RegExp): Promise<void> => {
@@ -403,7 +404,7 @@ describe('connections and request reading: no member can stall or exhaust the br
       const held = [await hold(keys[0]!, 200_000)];
       await sleep(100);
       const second = await raw(tb.url);
-      second.socket.write(head(keys[0]!, '/anthropic/v1/messages', 200_000));
+      second.socket.write(messagesHead(keys[0]!, 200_000));
       await refused(second, /Your requests in flight/);
       // Four more users hold 200 KB each: 1,000,000 bytes of the replica's 1,048,576.
       for (const k of keys.slice(1, 5)) held.push(await hold(k, 200_000));
@@ -411,14 +412,12 @@ describe('connections and request reading: no member can stall or exhaust the br
       // The lane (a plain path) and fastify's routes (a path with an escape) both count.
       for (const path of ['/anthropic/v1/messages', '/anthropic/v1/%6Dessages']) {
         const over = await raw(tb.url);
-        over.socket.write(head(keys[5]!, path, 200_000));
+        over.socket.write(messagesHead(keys[5]!, 200_000, path));
         await refused(over, /AIBRIDGE_BODY_BYTES_IN_FLIGHT/);
       }
       // A body with no declared length is counted as it comes.
       const chunked = await raw(tb.url);
-      chunked.socket.write(
-        `${head(keys[5]!, '/anthropic/v1/messages', 'chunked')}30000\r\n${'a'.repeat(0x30000)}\r\n`,
-      );
+      chunked.socket.write(`${messagesHead(keys[5]!, 'chunked')}30000\r\n${'a'.repeat(0x30000)}\r\n`);
       await received(chunked, /^HTTP\/1\.1 503 /, 5000);
       chunked.socket.destroy();
       // A small request still fits beside the held ones; once they go, a larger one does too.

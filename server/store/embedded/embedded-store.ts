@@ -94,6 +94,37 @@ export interface EmbeddedStoreOptions {
   auditSyncMs?: number;
 }
 
+/**
+ * A best-effort write made at most once per `ms`: the first change starts the timer, later ones
+ * ride on it, and `flush` writes at once what is pending (at close).
+ */
+class WriteSoon {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly ms: number,
+    private readonly write: () => Promise<void>,
+  ) {}
+
+  soon(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      // Best effort: what these files hold is informative or bounded-late (docs/audit.md), and a
+      // data dir that cannot be written fails the next user, key or document write loudly.
+      this.write().catch(() => undefined);
+    }, this.ms);
+    this.timer.unref();
+  }
+
+  async flush(): Promise<void> {
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.write();
+  }
+}
+
 function newerHead(a: ChainHead | undefined, b: ChainHead | undefined): ChainHead | undefined {
   if (!a) return b;
   if (!b) return a;
@@ -139,15 +170,16 @@ export class EmbeddedStore implements Store {
   private readonly lastRequests = new Map<string, string>();
   private nextSeq = 1;
   private readonly budgetBook = new MemoryBudgetLedgers(this);
-  private touchTimer: NodeJS.Timeout | undefined;
-  private headTimer: NodeJS.Timeout | undefined;
+  /** Keys' last-use times to key-use.json, every touchFlushMs at most. */
+  private readonly keyUseSoon: WriteSoon;
+  /** The chain head to live.json, every HEAD_FLUSH_MS at most. */
+  private readonly headSoon: WriteSoon;
   private readonly live: AtomicJsonFile<LiveState>;
   private readonly keyUse: AtomicJsonFile<KeyUse>;
   private readonly alertsFile: AtomicJsonFile<AlertsFile>;
   private alerts: Alert[] = [];
   /** This process's own caches of keys and users (the only replica there is). */
   private readonly watchers = new Set<(change: StoreChange) => void>();
-  private readonly touchFlushMs: number;
   private head: ChainHead = { ...EMPTY_HEAD };
 
   constructor(private readonly opts: EmbeddedStoreOptions) {
@@ -165,7 +197,11 @@ export class EmbeddedStore implements Store {
       ...(opts.auditSyncMs ? { syncIntervalMs: opts.auditSyncMs } : {}),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
     });
-    this.touchFlushMs = opts.touchFlushMs ?? 5_000;
+    const touchFlushMs = opts.touchFlushMs ?? 5_000;
+    this.keyUseSoon = new WriteSoon(touchFlushMs, () => this.writeKeyUse());
+    this.headSoon = new WriteSoon(Math.min(HEAD_FLUSH_MS, touchFlushMs), () =>
+      this.live.write({ chainHead: this.head }),
+    );
     this.accessJournal = new Journal({
       dir: path.join(opts.dataDir, 'access'),
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
@@ -229,16 +265,8 @@ export class EmbeddedStore implements Store {
 
   async close(): Promise<void> {
     await this.journal.close();
-    if (this.touchTimer) {
-      clearTimeout(this.touchTimer);
-      this.touchTimer = undefined;
-      await this.writeKeyUse();
-    }
-    if (this.headTimer) {
-      clearTimeout(this.headTimer);
-      this.headTimer = undefined;
-      await this.live.write({ chainHead: this.head });
-    }
+    await this.keyUseSoon.flush();
+    await this.headSoon.flush();
     await this.accessJournal.close();
     await this.gatewayJournal.close();
   }
@@ -338,27 +366,7 @@ export class EmbeddedStore implements Store {
     const key = this.keysById.get(id);
     if (!key) return;
     key.lastUsedAt = at;
-    if (this.touchTimer) return;
-    // Best effort (Store.touchKey): last-use times are informative, and a data dir that cannot be
-    // written fails the next user, key or document write loudly.
-    this.touchTimer = setTimeout(() => {
-      this.touchTimer = undefined;
-      this.writeKeyUse().catch(() => undefined);
-    }, this.touchFlushMs);
-    this.touchTimer.unref();
-  }
-
-  /** The new chain head in live.json within HEAD_FLUSH_MS: one small write a second under load. */
-  private headSoon(): void {
-    if (this.headTimer) return;
-    this.headTimer = setTimeout(
-      () => {
-        this.headTimer = undefined;
-        this.live.write({ chainHead: this.head }).catch(() => undefined);
-      },
-      Math.min(HEAD_FLUSH_MS, this.touchFlushMs),
-    );
-    this.headTimer.unref();
+    this.keyUseSoon.soon();
   }
 
   private writeKeyUse(): Promise<void> {
@@ -533,7 +541,7 @@ export class EmbeddedStore implements Store {
       this.head = { seq: full.seq, hash: full.hash! };
       // db.json carries it too whenever something else rewrites it; live.json within a second.
       this.db.data.chainHead = this.head;
-      this.headSoon();
+      this.headSoon.soon();
     }
     return full;
   }
