@@ -21,22 +21,15 @@ export const API_BODY_LIMIT = 1024 * 1024;
  * node starts every such request at once and queues their answers, and a queued answer has no
  * socket, so it never hears the client leave. A member could start thousands of upstream calls on
  * one connection, past every per-connection limit, and none would be cancelled when they hung up.
- * No HTTP client an agent uses pipelines; the request is refused unread, its answer waits its turn,
- * and the connection closes after it (docs/security.md#connections).
+ * No HTTP client an agent uses pipelines; the request is refused (its body drained), its answer
+ * waits its turn, and the connection closes after it (docs/security.md#connections).
  */
-const refused = new WeakSet<object>();
-
 function refusePipelined(
   req: IncomingMessage,
   res: ServerResponse,
-  shapeFor: (url: string) => ReturnType<typeof providerForPath>,
+  e: BridgeError,
+  body: () => unknown,
 ): void {
-  const e = new BridgeError(
-    'invalid_request',
-    'HTTP pipelining is not supported: send the next request after the answer to the one before it.',
-  );
-  const provider = shapeFor(req.url ?? '/');
-  const body = JSON.stringify(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
   // Its body is read and dropped: left unread, it would fill node's buffer and stop the socket
   // being read, and the request ahead would no longer hear its client leave.
   req.resume();
@@ -45,15 +38,22 @@ function refusePipelined(
   // requests get none; their answers are dropped with the connection.
   if (refused.has(req.socket)) return;
   refused.add(req.socket);
+  const text = JSON.stringify(body());
   res.shouldKeepAlive = false;
   res.writeHead(e.status, {
     ...e.headers,
     'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
+    'content-length': Buffer.byteLength(text),
     connection: 'close',
   });
-  res.end(body);
+  res.end(text);
 }
+
+/** Connections that have their pipelining refusal queued already. */
+const refused = new WeakSet<object>();
+
+const PIPELINING =
+  'HTTP pipelining is not supported: send the next request after the answer to the one before it.';
 
 /**
  * A handler offered every request before fastify routes it: it takes a request (and answers it
@@ -84,6 +84,11 @@ export function createFastify(
   // Connection caps, request deadlines, the client address behind a proxy (docs/security.md).
   const adapters = adaptersOf(config.upstreams);
   const shapeFor = (url: string) => providerForPath(adapters, url);
+  /** An error's body in the shape of the route family `url` is under (a provider's, or the bridge's). */
+  const bodyFor = (url: string, e: BridgeError): unknown => {
+    const provider = shapeFor(url);
+    return provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody();
+  };
   const guard = new ConnectionGuard(config.limits, trusted, shapeFor);
   let door: FrontDoor | undefined;
   let lastId = 0;
@@ -126,11 +131,11 @@ export function createFastify(
       const e = new BridgeError('invalid_request', `The request URL is malformed: ${err.message}`, {
         cause: err,
       });
-      const provider = shapeFor(req.url);
       void (reply as FastifyReply)
         .code(e.status)
+        .headers(e.headers)
         .type('application/json')
-        .send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
+        .send(bodyFor(req.url, e));
     },
   });
   // The front door goes ahead of fastify's request listener (node's `createServer(handler)` made it
@@ -140,8 +145,10 @@ export function createFastify(
   if (!routed) throw new Error("fastify's server has no request listener");
   app.server.removeListener('request', routed);
   app.server.prependListener('request', (req, res) => {
-    if (res.socket === null) refusePipelined(req, res, shapeFor);
-    else if (!door?.take(req, res)) routed(req, res);
+    if (res.socket === null) {
+      const e = new BridgeError('invalid_request', PIPELINING);
+      refusePipelined(req, res, e, () => bodyFor(req.url ?? '/', e));
+    } else if (!door?.take(req, res)) routed(req, res);
   });
   guard.attach(app.server);
   app.decorateRequest('principal', null);
@@ -152,8 +159,7 @@ export function createFastify(
   });
   app.setNotFoundHandler((req, reply) => {
     const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
-    const provider = shapeFor(req.url);
-    reply.code(e.status).send(provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody());
+    reply.code(e.status).headers(e.headers).send(bodyFor(req.url, e));
   });
   app.setErrorHandler((err, req, reply) => {
     const e = fromFastifyError(err);

@@ -125,8 +125,15 @@ interface StoredPending {
   expires: number;
 }
 
-function stateId(state: string): string {
+/** Where a `state` is stored (its SHA-256); undefined for one no authorisation could have. */
+function stateId(state: string): string | undefined {
+  if (state === '' || state.length > 512) return undefined;
   return createHash('sha256').update(state).digest('hex');
+}
+
+/** A user's one authorisation under way at one server (kind `mcp_oauth_latest`). */
+function slotOf(server: string, userId: string): string {
+  return `${server}:${userId}`;
 }
 
 /**
@@ -144,10 +151,10 @@ export class PendingAuthorisations {
 
   async add(server: string, userId: string, redirect: string): Promise<string> {
     const state = randomBytes(24).toString('base64url');
-    const slot = `${server}:${userId}`;
+    const slot = slotOf(server, userId);
     const before = await this.store.getDoc<{ id: string }>('mcp_oauth_latest', slot);
     if (before) await this.store.deleteDoc('mcp_oauth_pending', before.id);
-    const id = stateId(state);
+    const id = stateId(state)!;
     const doc: StoredPending = { server, userId, redirect, expires: this.now() + PENDING_MS };
     await this.store.putDoc('mcp_oauth_pending', id, doc);
     await this.store.putDoc('mcp_oauth_latest', slot, { id });
@@ -156,7 +163,8 @@ export class PendingAuthorisations {
 
   /** The authorisation `state` belongs to, left in place (the confirmation page reads it). */
   async peek(state: string): Promise<{ server: string; userId: string } | undefined> {
-    const p = await this.live(state);
+    const id = stateId(state);
+    const p = id === undefined ? undefined : await this.live(id);
     return p ? { server: p.server, userId: p.userId } : undefined;
   }
 
@@ -165,18 +173,18 @@ export class PendingAuthorisations {
    * delete removed it goes on, even when two callbacks arrive together at two replicas.
    */
   async take(state: string): Promise<{ server: string; userId: string; redirect: string } | undefined> {
-    const p = await this.live(state);
     const id = stateId(state);
+    if (id === undefined) return undefined;
+    const p = await this.live(id);
     if (!p || !(await this.store.deleteDoc('mcp_oauth_pending', id))) return undefined;
-    const slot = `${p.server}:${p.userId}`;
+    const slot = slotOf(p.server, p.userId);
     const latest = await this.store.getDoc<{ id: string }>('mcp_oauth_latest', slot);
     if (latest?.id === id) await this.store.deleteDoc('mcp_oauth_latest', slot);
     return { server: p.server, userId: p.userId, redirect: p.redirect };
   }
 
-  private async live(state: string): Promise<StoredPending | undefined> {
-    if (state === '' || state.length > 512) return undefined;
-    const p = await this.store.getDoc<StoredPending>('mcp_oauth_pending', stateId(state));
+  private async live(id: string): Promise<StoredPending | undefined> {
+    const p = await this.store.getDoc<StoredPending>('mcp_oauth_pending', id);
     return p && p.expires >= this.now() ? p : undefined;
   }
 }

@@ -37,19 +37,18 @@ export function compileArgumentPattern(source: string): ArgumentPattern {
   // A pattern with no unbounded repetition and little work per position (the redaction guard's
   // test) is linear on V8's engine too, which runs it some hundred times faster: `rm -rf /`,
   // `SECRET`. RE2 still vets its syntax above, so both engines take the same patterns.
-  if (patternProblem(source) === null) {
-    let v8: RegExp | undefined;
-    try {
-      v8 = new RegExp(source);
-    } catch {
-      // RE2 syntax JavaScript lacks (`(?i)`, `\z`, `[[:alpha:]]`): RE2 runs it.
-    }
-    if (v8) {
-      const js = v8;
-      return { test: (text) => js.test(text) };
-    }
-  }
+  const js = patternProblem(source) === null ? jsRegExp(source) : undefined;
+  if (js) return { test: (text) => js.test(text) };
   return { test: (text) => re.matcher(text).find() };
+}
+
+/** The pattern on JavaScript's engine; undefined for RE2 syntax it lacks (`(?i)`, `\z`, `[[:alpha:]]`). */
+function jsRegExp(source: string): RegExp | undefined {
+  try {
+    return new RegExp(source);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -200,7 +200,7 @@ export function writable(res: ServerResponse): Promise<void> {
  * the request behind it (a body of up to 32 MiB, parsed) stayed until it hung up (a test held
  * 620 MB with ten such clients).
  */
-export function endAnswerWithin(out: ServerResponse, ms: number, last?: string | Buffer): void {
+function endAnswerWithin(out: ServerResponse, ms: number, last?: string | Buffer): void {
   if (last === undefined) out.end();
   else out.end(last);
   if (out.writableFinished || out.destroyed) return;

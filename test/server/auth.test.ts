@@ -188,6 +188,7 @@ describe('admin API input', () => {
       );
       assert.equal(res.body.error.code, code, `${method} ${route}`);
       assert.ok(res.body.error.message.length > 0);
+      assert.equal(res.headers.get('x-aibridge-error-code'), code, `${method} ${route}: the code header`);
     }
     // Messages a person can act on: the allowed values of a union, the unknown field by name.
     const role = await tb.api<{ error: { message: string } }>('POST', '/api/v1/users', tb.adminKey, {
