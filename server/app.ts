@@ -1,3 +1,4 @@
+import type { Server } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { adminCapability } from './admin/admin-plugin';
@@ -14,6 +15,7 @@ import type { LiveEventsOptions } from './events/ws-routes';
 import { gatewayCapability } from './gateway/gateway-plugin';
 import { apiAccessHook } from './http/access-hook';
 import { createFastify } from './http/create-fastify';
+import { type LocalhostLookup, listenEverywhere } from './http/listen';
 import { RouteTable } from './http/route-table';
 import { TrustedProxies } from './http/trusted-proxies';
 import { identityCapability } from './identity/identity-plugin';
@@ -63,6 +65,8 @@ export interface BuildOptions {
   credentials?: (adapter: ProviderAdapter) => CredentialSource;
   /** False: metered calls go through fastify's router too (tests compare the two ways in). */
   providerLane?: boolean;
+  /** What `localhost` resolves to, for `listen` (tests name two loopback addresses). */
+  lookupLocalhost?: LocalhostLookup;
 }
 
 export interface Bridge {
@@ -80,6 +84,11 @@ export interface Bridge {
   mcp: McpHub;
   /** Ends every exchange still open (streams get an error event); for when the shutdown grace is over. */
   endOpenExchanges(): number;
+  /**
+   * Listens for clients on `host` (every address of `localhost`, each through the same front
+   * door: server/http/listen.ts); returns the URL.
+   */
+  listen(host: string, port: number): Promise<string>;
   /** Serves `/metrics` alone on another port (no auth: bind it where only Prometheus reaches); returns its URL. */
   listenMetrics(host: string, port: number): Promise<string>;
   /** Stops accepting, lets open streams finish, flushes every record, releases everything. */
@@ -249,6 +258,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     life.onClose('metrics listener', () => metricsServer?.close());
     // Closed first: stop accepting and let open streams finish before anything they use is released.
     life.onClose('HTTP server', () => app.close());
+    // Before that, `localhost`'s other addresses stop accepting too (not awaited: their connections
+    // are the HTTP server's to drain).
+    const extraListeners: Server[] = [];
+    life.onClose('other localhost listeners', () => {
+      for (const l of extraListeners) l.close();
+    });
 
     let closing: Promise<void> | undefined;
     return {
@@ -262,6 +277,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       lane,
       mcp: mcp.hub,
       endOpenExchanges: () => proxy.endOpenExchanges(),
+      async listen(host, port) {
+        const { url, extra } = await listenEverywhere(app, host, port, opts.lookupLocalhost);
+        extraListeners.push(...extra);
+        return url;
+      },
       async listenMetrics(host, port) {
         const alone = await listenMetricsAlone(core.metrics, host, port);
         metricsServer = alone.server;

@@ -64,7 +64,7 @@ async function serve(args: string[]): Promise<void> {
       `Created admin user ${config.adminEmail}. Admin key (shown once, also saved to ${config.dataDir}/admin.key):\n${created.key}\n`,
     );
   }
-  const address = await bridge.app.listen({ host: config.host, port: config.port });
+  const address = await bridge.listen(config.host, config.port);
   const { port } = new URL(address);
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   process.stdout.write(`aibridge listening on http://${host}:${port}\n`);

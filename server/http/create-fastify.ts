@@ -139,8 +139,8 @@ export function createFastify(
     },
   });
   // The front door goes ahead of fastify's request listener (node's `createServer(handler)` made it
-  // one), on fastify's own server: its options, extra bindings (`localhost` on v4 and v6) and
-  // close stay fastify's. A secondary binding's server calls fastify alone, which answers the same.
+  // one), on fastify's own server: its options and close stay fastify's. `localhost`'s other
+  // addresses hand their connections to this server too (listen.ts), not to servers of fastify's.
   const routed = app.server.listeners('request')[0] as RequestListener | undefined;
   if (!routed) throw new Error("fastify's server has no request listener");
   app.server.removeListener('request', routed);

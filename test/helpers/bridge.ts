@@ -46,6 +46,8 @@ export async function startBridge(
   env: Record<string, string> = {},
   dataDir?: string,
   build: Omit<BuildOptions, 'logStream'> = {},
+  /** Where it listens, as AIBRIDGE_HOST says (`localhost`: every address `build.lookupLocalhost` names). */
+  host = '127.0.0.1',
 ): Promise<TestBridge> {
   const dir = dataDir ?? (await tempDir());
   const config = loadConfig(
@@ -70,7 +72,7 @@ export async function startBridge(
   const bridge = await buildApp(config, { ...build, logStream });
   const created = await bootstrapAdmin(bridge.identity, dir, config.adminEmail);
   const adminKey = created?.key ?? (await fs.readFile(path.join(dir, 'admin.key'), 'utf8')).trim();
-  await bridge.app.listen({ host: '127.0.0.1', port: 0 });
+  await bridge.listen(host, 0);
   const url = `http://127.0.0.1:${(bridge.app.server.address() as AddressInfo).port}`;
 
   const api: TestBridge['api'] = async (method, route, key, body) => {

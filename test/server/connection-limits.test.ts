@@ -343,6 +343,71 @@ describe('connections and request reading: no member can stall or exhaust the br
     });
   });
 
+  describe('AIBRIDGE_HOST=localhost: every address it names meets the same front door', () => {
+    let tb: TestBridge;
+    let key: string;
+    /** The second address `localhost` names here (::1 on most machines; 127.0.0.2 is loopback too). */
+    let other: string;
+    const lookupLocalhost = async () => [
+      { address: '127.0.0.1', family: 4 },
+      { address: '127.0.0.2', family: 4 },
+      { address: '127.0.0.1', family: 4 },
+    ];
+    before(async () => {
+      tb = await startBridge(
+        mock.url,
+        { AIBRIDGE_CONNECTIONS_PER_ADDRESS: '4' },
+        undefined,
+        { lookupLocalhost },
+        'localhost',
+      );
+      key = (await tb.addUser('local@example.com')).key;
+      other = tb.url.replace('127.0.0.1', '127.0.0.2');
+    });
+    after(async () => tb.close());
+
+    it('a metered call to the other address is served, through the provider lane', async () => {
+      mock.clear();
+      const taken = tb.bridge.lane.taken;
+      const client = new Anthropic({ apiKey: key, baseURL: `${other}/anthropic`, maxRetries: 0 });
+      const msg = await client.messages.create({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.ok(msg.usage.output_tokens > 0);
+      assert.equal(tb.bridge.lane.taken, taken + 1);
+    });
+
+    it('a request pipelined to the other address is refused, as on the first', async () => {
+      mock.clear();
+      const r = await raw(other);
+      const request = messagesRequest(key, MESSAGE());
+      r.socket.write(request + request);
+      await within(r.closed, 5000, 'the connection closed after the refusal');
+      const answers = r.text().split(/(?=HTTP\/1\.1 )/);
+      assert.match(answers[0]!, /^HTTP\/1\.1 200 /);
+      assert.match(answers[1]!, /^HTTP\/1\.1 400 [\s\S]*pipelining is not supported/);
+    });
+
+    it("one client's connections to either address count against one cap", async () => {
+      const held = await Promise.all(Array.from({ length: 4 }, () => raw(tb.url)));
+      const over = await raw(other);
+      over.socket.write('GET /healthz HTTP/1.1\r\nHost: bridge\r\n\r\n');
+      await within(over.closed, 2000, 'the 5th connection closed');
+      assert.equal(over.text(), '');
+      for (const h of held) h.socket.destroy();
+      await Promise.all(held.map((h) => h.closed));
+    });
+
+    it('stops accepting on the other address when the bridge closes', async () => {
+      const r = await raw(other);
+      r.socket.destroy();
+      await tb.close();
+      await assert.rejects(raw(other), /ECONNREFUSED/);
+    });
+  });
+
   describe('a client that stops reading (AIBRIDGE_IDLE_TIMEOUT_MS)', () => {
     let tb: TestBridge;
     let key: string;
