@@ -251,7 +251,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       clientAddress: (req) => trusted.clientAddress(req),
       nextRequestId: http.nextRequestId,
     });
-    await proxy.register(app, lane);
+    await proxy.register(app, http.bodyBudget, lane);
     if (opts.providerLane !== false) http.front(lane);
 
     let metricsServer: FastifyInstance | undefined;

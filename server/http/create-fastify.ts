@@ -4,6 +4,7 @@ import type { DestinationStream } from 'pino';
 import type { Config } from '../config';
 import { BridgeError, fromFastifyError } from '../errors';
 import { adaptersOf, providerForPath } from '../providers/registry';
+import { type BodyAccount, BodyBudget, countedBody } from './body-budget';
 import { ConnectionGuard } from './connection-guard';
 import { logRequestLine } from './request-line';
 import { schemaErrorMessage } from './schema-errors';
@@ -69,6 +70,11 @@ export interface BridgeHttp {
   nextRequestId(): string;
   /** Puts a front door before fastify's request listener (one; a later call replaces it). */
   front(door: FrontDoor): void;
+  /**
+   * Request-body bytes held over every request of this replica (AIBRIDGE_BODY_BYTES_IN_FLIGHT):
+   * every route's bodies count here; the provider lane, which fastify does not see, opens its own.
+   */
+  bodyBudget: BodyBudget;
 }
 
 /**
@@ -151,6 +157,25 @@ export function createFastify(
     } else if (!door?.take(req, res)) routed(req, res);
   });
   guard.attach(app.server);
+  const bodyBudget = new BodyBudget(config.limits.bodyBytesInFlight);
+  if (bodyBudget.limit > 0)
+    // On every route (provider, MCP gateway, API): after onRequest, so a body is counted against
+    // the user its key names (the anonymous ones share one account), before a byte of it is read.
+    app.addHook('preParsing', (req, reply, payload, done) => {
+      // fastify reads no body for these: a pipe here would read one nobody drains.
+      if (req.method === 'GET' || req.method === 'HEAD') {
+        done(null, payload);
+        return;
+      }
+      let account: BodyAccount | null;
+      try {
+        account = bodyBudget.open(req.raw, reply.raw, config.bodyLimit, req.principal?.user.id ?? '');
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      done(null, account ? countedBody(payload, account) : payload);
+    });
   app.decorateRequest('principal', null);
   app.decorateRequest('interceptionId', null);
   // Hooks on every request take fastify's callback form: an async hook costs a promise each time.
@@ -185,5 +210,6 @@ export function createFastify(
     front(d) {
       door = d;
     },
+    bodyBudget,
   };
 }

@@ -5,7 +5,7 @@ import type { CaptureLevel } from '../../shared/interception';
 import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, fromFastifyError } from '../errors';
-import { type BodyAccount, type BodyBudget, countedBody } from '../http/body-budget';
+import type { BodyBudget } from '../http/body-budget';
 import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
@@ -356,23 +356,6 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps
     // named type, and looks a catch-all up afresh (parsing the content-type header) on every request.
     app.addContentTypeParser('application/json', asBuffer, passBody);
     app.addContentTypeParser('*', asBuffer, passBody);
-    const budget = deps.bodyBudget;
-    if (budget && budget.limit > 0)
-      app.addHook('preParsing', (req, reply, payload, done) => {
-        // fastify reads no body for these: a pipe here would read one nobody drains.
-        if (req.method === 'GET' || req.method === 'HEAD') {
-          done(null, payload);
-          return;
-        }
-        let account: BodyAccount | null;
-        try {
-          account = budget.open(req.raw, reply.raw, deps.bodyLimit, req.principal?.user.id ?? '');
-        } catch (err) {
-          done(err as Error);
-          return;
-        }
-        done(null, account ? countedBody(payload, account) : payload);
-      });
     app.setErrorHandler((err, req, reply) => {
       const e = fromFastifyError(err);
       if (e.code === 'internal_error') req.log.error({ err }, 'proxy failed');

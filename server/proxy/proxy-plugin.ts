@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Core } from '../capability';
 import { datesOf } from '../clock';
-import { BodyBudget } from '../http/body-budget';
+import type { BodyBudget } from '../http/body-budget';
 import type { Authenticator } from '../identity/auth';
 import { adaptersOf } from '../providers/registry';
 import type { ProviderAdapter } from '../providers/types';
@@ -21,7 +21,8 @@ export interface ProxyCapability {
   /** Ends every exchange still open (streams get an error event); for when the shutdown grace is over. */
   endOpenExchanges(): number;
   /** Mounts every provider under its prefix; its metered calls also on the lane, when given. */
-  register(app: FastifyInstance, lane?: ProviderLane): Promise<void>;
+  /** `bodyBudget`: the replica's one budget of request bodies (fastify's routes count in it too). */
+  register(app: FastifyInstance, bodyBudget: BodyBudget, lane?: ProviderLane): Promise<void>;
 }
 
 /** The provider routes and what they share: the upstream connection pool, circuit breakers, open exchanges. */
@@ -63,12 +64,11 @@ export function proxyCapability(
       for (const x of [...open]) x.shutdown();
       return n;
     },
-    async register(app, lane) {
+    async register(app, bodyBudget, lane) {
       const pools = d.credentials;
       const credentials: ExchangeDeps['credentials'] = pools
         ? (a: ProviderAdapter): CredentialSource => pools.credentialsFor(a)
         : undefined;
-      const bodyBudget = new BodyBudget(config.limits.bodyBytesInFlight);
       for (const adapter of adaptersOf(config.upstreams)) {
         const exchange: ExchangeDeps = {
           idleTimeoutMs: config.timeouts.idleMs,

@@ -480,6 +480,21 @@ describe('connections and request reading: no member can stall or exhaust the br
         over.socket.write(messagesHead(keys[5]!, 200_000, path));
         await refused(over, /AIBRIDGE_BODY_BYTES_IN_FLIGHT/);
       }
+      // The MCP gateway's and the API's bodies count in the same budget, each refused in its shape.
+      const heads = [
+        `POST /mcp HTTP/1.1\r\nHost: bridge\r\nauthorization: Bearer ${keys[5]!}\r\n` +
+          'accept: application/json, text/event-stream\r\ncontent-type: application/json\r\ncontent-length: 200000\r\n\r\n',
+        `POST /api/v1/auth/device/renew HTTP/1.1\r\nHost: bridge\r\nauthorization: Bearer ${keys[5]!}\r\n` +
+          'content-type: application/json\r\ncontent-length: 200000\r\n\r\n',
+      ];
+      for (const [i, head] of heads.entries()) {
+        const over = await raw(tb.url);
+        over.socket.write(head);
+        const text = await received(over, /^HTTP\/1\.1 503 [\s\S]*\}$/, 5000);
+        assert.match(text, /x-aibridge-error-code: server_busy/i);
+        assert.match(text, i === 0 ? /"jsonrpc":"2\.0"/ : /"code":"server_busy"/);
+        await within(over.closed, 2000, 'the refused connection closed');
+      }
       // A body with no declared length is counted as it comes.
       const chunked = await raw(tb.url);
       chunked.socket.write(`${messagesHead(keys[5]!, 'chunked')}30000\r\n${'a'.repeat(0x30000)}\r\n`);
