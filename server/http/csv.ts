@@ -1,8 +1,18 @@
-/** RFC 4180 quoting, and a leading quote for text cells a spreadsheet would run as a formula. */
+/**
+ * RFC 4180 quoting, and a quote mark before text a spreadsheet would run as a formula: at a text
+ * cell's start, and after a `;` or tab in it, since a spreadsheet in a locale whose list separator
+ * is `;` (German, French…) splits lines there: a member-chosen session id `sess;=cmd|…` would
+ * otherwise open as a cell of its own starting with `=`. Cells holding either are quoted too.
+ */
 function csvCell(v: unknown): string {
   let s = v === null || v === undefined ? '' : String(v);
-  if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  if (typeof v === 'string') {
+    if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+    // A spreadsheet reading the file with `;` (or tab) as its separator splits there whatever the
+    // quotes say, so what follows one must not start a formula either.
+    s = s.replace(/[;\t](?=[=+\-@\t\r])/g, "$&'");
+  }
+  return /[",;\t\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }
 
 /** One CSV line, CRLF-terminated. */

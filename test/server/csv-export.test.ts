@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { csvLine } from '../../server/http/csv';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+
+/** RFC 4180 fields of one CSV text, split on `sep` as a spreadsheet set to that separator would. */
+function parse(text: string, sep: ',' | ';'): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"' && field === '') quoted = true;
+    else if (c === sep) {
+      row.push(field);
+      field = '';
+    } else if (c === '\n' || (c === '\r' && text[i + 1] === '\n')) {
+      if (c === '\r') i++;
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+    } else field += c;
+  }
+  if (field !== '' || row.length > 0) rows.push([...row, field]);
+  return rows;
+}
+
+const FORMULA = /^[=+\-@]/;
+
+/** Text a member chooses, shaped to become a formula cell in a spreadsheet. */
+const HOSTILE = [
+  "sess;=cmd|' /C calc'!A0;x",
+  '=HYPERLINK("http://evil.example","click")',
+  'a,=1+1',
+  'x\t@SUM(1)',
+  '+1;-2',
+  'quote";=evil',
+];
+
+describe('CSV exports: no member-chosen text becomes a formula, whichever separator the spreadsheet uses', () => {
+  it('csvLine: each hostile cell reads back as itself split on ",", and split on "," or ";" no cell starts a formula', () => {
+    const text = csvLine(['id', ...HOSTILE, 42, null]);
+    const comma = parse(text, ',');
+    assert.equal(comma.length, 1);
+    assert.equal(comma[0]!.length, HOSTILE.length + 3);
+    // Each reads back as it was, but for the quote mark before a formula's first character.
+    for (const [i, h] of HOSTILE.entries())
+      assert.equal(comma[0]![i + 1]!.replace(/^'/, '').replace(/([;\t])'/g, '$1'), h);
+    for (const sep of [',', ';'] as const)
+      for (const cell of parse(text, sep).flat()) assert.doesNotMatch(cell, FORMULA, `${sep}: ${cell}`);
+  });
+
+  describe('through the audit export', () => {
+    let mock: AnthropicMock;
+    let tb: TestBridge;
+    before(async () => {
+      mock = await new AnthropicMock().start();
+      tb = await startBridge(mock.url);
+    });
+    after(async () => {
+      await tb.close();
+      await mock.stop();
+    });
+
+    it("a session id and prompt a member chose reach the admin's CSV as inert cells", async () => {
+      const { key } = await tb.addUser('csv-member@example.com');
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': key,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+          'user-agent': 'claude-cli/2.1.0 (external, cli)',
+          'x-claude-code-session-id': HOSTILE[0]!,
+        },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 5,
+          messages: [{ role: 'user', content: HOSTILE.join(' ') }],
+        }),
+      });
+      assert.equal(res.status, 200);
+      await tb.interceptions(1);
+      const csv = await fetch(`${tb.url}/api/v1/audit/export?format=csv`, {
+        headers: { authorization: `Bearer ${tb.adminKey}` },
+      });
+      const text = await csv.text();
+      const [header, row] = parse(text, ',');
+      assert.equal(row![header!.indexOf('sessionId')], "sess;'=cmd|' /C calc'!A0;x");
+      for (const sep of [',', ';'] as const)
+        for (const cell of parse(text, sep).flat()) assert.doesNotMatch(cell, FORMULA, `${sep}: ${cell}`);
+    });
+  });
+});
