@@ -143,6 +143,11 @@ export const ERROR_CODES = {
     status: 503,
     message: 'The bridge has no AIBRIDGE_MCP_CREDENTIALS_KEY, so it cannot store MCP credentials.',
   },
+  mcp_oauth_needs_public_url: {
+    status: 503,
+    message:
+      "Per-user OAuth needs AIBRIDGE_PUBLIC_URL when the bridge is reached by another name than localhost: the address the code comes back to is not taken from a request's Host header.",
+  },
   provider_key_not_storable: {
     status: 503,
     message: 'The bridge has no AIBRIDGE_MCP_CREDENTIALS_KEY, so it cannot store provider keys.',

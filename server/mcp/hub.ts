@@ -498,6 +498,12 @@ export class McpHub {
     if (s.auth.type !== 'per_user' || !s.auth.oauth)
       throw new BridgeError('invalid_request', `${name} does not use OAuth.`);
     if (!this.credentials.enabled) throw new BridgeError('mcp_no_credentials_key');
+    // Without AIBRIDGE_PUBLIC_URL the origin is the request's Host, which its sender chooses: a
+    // member naming their own host would have a colleague's code sent there when the colleague
+    // approves the link, and could finish it as themselves, past the page that asks to confirm
+    // (docs/mcp.md#per-user-oauth). A loopback origin sends the code to the browser's own machine.
+    if (this.d.settings.publicUrl === undefined && !isLoopbackOrigin(origin))
+      throw new BridgeError('mcp_oauth_needs_public_url');
     const redirect = `${this.d.settings.publicUrl ?? origin}${CALLBACK_PATH}`;
     const state = await this.pending.add(name, userId, redirect);
     const provider = new BridgeOAuthProvider(s, userId, this.credentials, this.cipher, redirect, state);
@@ -568,4 +574,15 @@ export class McpHub {
 
 function slotOf(name: string, purpose: 'secret' | 'client_secret'): string {
   return purpose === 'secret' ? `mcp_server:${name}` : `mcp_server:${name}:client_secret`;
+}
+
+/** `http(s)://localhost…`, `127.x.x.x` or `[::1]`: an origin only the browser's own machine answers. */
+function isLoopbackOrigin(origin: string): boolean {
+  let host: string;
+  try {
+    host = new URL(origin).hostname;
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
@@ -261,5 +262,89 @@ describe('MCP over streamable HTTP with per-user credentials', function () {
     assert.ok(oauth.grants.includes('refresh_token'), `grants: ${oauth.grants.join(', ')}`);
     const sealed = JSON.stringify(await tb.bridge.store.listDocs('mcp_credential'));
     assert.ok(!/at_|rt_/.test(sealed), 'tokens are sealed at rest');
+  });
+
+  /** POST with a Host header of the sender's choosing (fetch does not let one be set). */
+  function postWithHost(
+    base: string,
+    route: string,
+    key: string,
+    host: string,
+  ): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(`${base}${route}`, {
+        method: 'POST',
+        headers: { host, 'x-api-key': key, 'content-type': 'application/json', 'content-length': 2 },
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end('{}');
+    });
+  }
+
+  it('a per-user OAuth start never takes its redirect address from a Host header the member chose', async () => {
+    const put = await tb.api('PUT', '/api/v1/mcp/servers/oauthed-host', tb.adminKey, {
+      transport: { type: 'http', url: oauth.url },
+      auth: { type: 'per_user', oauth: {} },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    // Without AIBRIDGE_PUBLIC_URL: a colleague approving this link would have their code sent to
+    // the member's host, so it is not started.
+    const forged = await postWithHost(
+      tb.url,
+      '/api/v1/me/mcp/oauthed-host/oauth',
+      bob.key,
+      'attacker.example',
+    );
+    assert.equal(forged.status, 503, forged.body);
+    assert.match(forged.body, /mcp_oauth_needs_public_url/);
+    assert.doesNotMatch(forged.body, /attacker\.example/);
+    // A loopback name is the browser's own machine: served, as the test bridges are.
+    const local = await postWithHost(
+      tb.url,
+      '/api/v1/me/mcp/oauthed-host/oauth',
+      bob.key,
+      `localhost:${new URL(tb.url).port}`,
+    );
+    assert.equal(local.status, 200, local.body);
+
+    // With AIBRIDGE_PUBLIC_URL the redirect is always that address, whatever Host says.
+    const pub = await startBridge(mock.url, {
+      AIBRIDGE_MCP_CREDENTIALS_KEY: KEY,
+      AIBRIDGE_PUBLIC_URL: 'https://bridge.example.com',
+    });
+    try {
+      assert.equal(
+        (
+          await pub.api('PUT', '/api/v1/mcp/servers/oauthed-host', pub.adminKey, {
+            transport: { type: 'http', url: oauth.url },
+            auth: { type: 'per_user', oauth: {} },
+          })
+        ).status,
+        200,
+      );
+      const { key } = await pub.addUser('carol@example.com');
+      const started = await postWithHost(
+        pub.url,
+        '/api/v1/me/mcp/oauthed-host/oauth',
+        key,
+        'attacker.example',
+      );
+      assert.equal(started.status, 200, started.body);
+      const link = new URL((JSON.parse(started.body) as { authorizationUrl: string }).authorizationUrl);
+      assert.equal(
+        link.searchParams.get('redirect_uri'),
+        'https://bridge.example.com/api/v1/mcp/oauth/callback',
+      );
+    } finally {
+      await pub.close();
+    }
   });
 });
