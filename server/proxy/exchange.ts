@@ -1090,7 +1090,9 @@ export class Exchange {
       // A BridgeError is the bridge's own reason to stop reading (an answer over the size limit).
       const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err, true);
       this.req.log.warn({ err, code: failure.code }, 'upstream failed mid-response');
-      const facts = meter?.result() ?? null;
+      // Cut before its end (the provider's connection broke, or the bridge shuts down): the usage
+      // events a stream ends with may never have come, while what the client read is billed.
+      const facts = this.streamFacts(round, meter, 'abandoned');
       this.finish(
         round,
         'error',

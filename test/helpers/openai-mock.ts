@@ -19,7 +19,9 @@ export type OpenAIScenario =
   | { kind: 'mid-stream-error' }
   | { kind: 'reset' }
   | { kind: 'hang' }
-  | { kind: 'drip'; count: number; delayMs: number };
+  | { kind: 'drip'; count: number; delayMs: number }
+  /** Chat Completions: streams `count` content chunks, then the connection breaks (no usage chunk). */
+  | { kind: 'cut'; count: number };
 
 /** Counts as the provider reports them: prompt/input totals include cached tokens. */
 export interface MockOpenAIUsage {
@@ -240,6 +242,12 @@ export class OpenAIMock {
     ];
     send(delta({ role: 'assistant', content: '', refusal: null }));
     if (s.kind === 'reset') {
+      await sleep(20);
+      res.socket?.destroy();
+      return;
+    }
+    if (s.kind === 'cut') {
+      for (let i = 0; i < s.count; i++) send(delta({ content: `${i} ` }));
       await sleep(20);
       res.socket?.destroy();
       return;

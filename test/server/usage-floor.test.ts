@@ -102,6 +102,31 @@ describe('usage of a stream whose usage never reached the bridge', function () {
     assert.ok(rec.usage.output >= read, `output ${rec.usage.output} for ${read} deltas read`);
   });
 
+  it('a stream whose provider connection broke after content was relayed is floored too, not recorded as free', async () => {
+    openai.next({ kind: 'cut', count: 12 });
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const body = {
+      model: 'gpt-5',
+      stream: true,
+      messages: [{ role: 'user', content: 'Tell me. '.repeat(200) }],
+    };
+    const res = await fetch(`${tb.url}/openai/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${dev.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.match(text, /"content":"11 "/, 'the client read all twelve chunks');
+    assert.match(text, /upstream_unreachable|error/, 'then an error event');
+    const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
+    assert.equal(rec.status, 'error');
+    assert.equal(rec.usageEstimated, true);
+    assert.ok(rec.usage.input >= Math.floor(JSON.stringify(body).length / 4), `input ${rec.usage.input}`);
+    assert.ok(rec.usage.output >= 12, `output ${rec.usage.output}`);
+    assert.ok(rec.costUsd !== null && rec.costUsd > 0, `cost ${rec.costUsd}`);
+  });
+
   it('a whole answer the bridge cannot read is floored from its size and the body’s, not recorded as free', async () => {
     anthropic.next({ kind: 'unreadable', bytes: 4000 });
     const n = (await tb.interceptions(0, dev.key)).length;
