@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { databaseUrl } from '../config';
 import { verifyChain } from '../core/chain';
 import { EmbeddedStore } from '../store/embedded/embedded-store';
@@ -71,6 +73,10 @@ export async function migrateCommand(rawUrl: string | undefined, out: Out): Prom
  * chain there. The bridge must be stopped while it runs: the data dir is read as it is.
  */
 export async function copyStore(from: string, to: string, out: Out): Promise<{ records: number }> {
+  // Opening a store creates one: a mistyped --from would copy an empty store, report success, and
+  // the replicas started on it would have none of the users or keys.
+  if (!fs.existsSync(path.join(from, 'db.json')))
+    throw new CliError(`${from} holds no embedded store (no db.json there): check --from`);
   const source = new EmbeddedStore({
     dataDir: from,
     onWarning: (w) => out(`warning: ${w.file}: ${w.reason}`),

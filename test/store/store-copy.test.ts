@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { MIGRATIONS } from '../../server/store/postgres/migrations';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { askMessages } from '../helpers/ask';
-import { startBridge } from '../helpers/bridge';
+import { startBridge, tempDir } from '../helpers/bridge';
 import { testPostgres } from '../helpers/postgres';
 
 const BIN = path.resolve('dist/aibridge.cjs');
@@ -67,6 +68,15 @@ describe('aibridge migrate and aibridge store copy', function () {
     const bad = await cli(['migrate', '--database-url', 'mysql://x/y']);
     assert.equal(bad.code, 2);
     assert.match(bad.out, /AIBRIDGE_DATABASE_URL: expected a postgres:\/\/ URL/);
+  });
+
+  it('store copy from a directory that holds no store fails with exit 2, creating nothing there', async () => {
+    const url = await (await testPostgres()).createDatabase('copy_from_nothing');
+    const missing = path.join(await tempDir(), 'no-such-dir');
+    const copied = await cli(['store', 'copy', '--from', missing, '--to', url]);
+    assert.equal(copied.code, 2, copied.out);
+    assert.match(copied.out, /holds no embedded store/);
+    assert.equal(fs.existsSync(missing), false, 'the mistyped directory is not created');
   });
 
   it('moves an embedded deployment to PostgreSQL with records, keys and the chain intact', async () => {
