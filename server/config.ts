@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import path from 'node:path';
 import { patternProblem } from './audit/pattern-guard';
 import type { ServerErrorCode } from './errors';
@@ -742,6 +743,12 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
   const host = pick(flags.host, '--host', env, 'AIBRIDGE_HOST')?.value ?? '127.0.0.1';
   if (!/^[\w.:-]+$/.test(host))
     throw new ConfigError(flags.host ? '--host' : 'AIBRIDGE_HOST', `"${host}" is not a host name or address`);
+  // A colon belongs to an IPv6 address; `localhost:7410` is a host and a port, and the port is its own setting.
+  if (host.includes(':') && !isIPv6(host))
+    throw new ConfigError(
+      flags.host ? '--host' : 'AIBRIDGE_HOST',
+      `"${host}" is not a host name or address (the port is --port, AIBRIDGE_PORT)`,
+    );
   const port = int(pick(flags.port, '--port', env, 'AIBRIDGE_PORT'), 7410, 0, 65535);
   const dataDir = path.resolve(
     pick(flags['data-dir'], '--data-dir', env, 'AIBRIDGE_DATA_DIR')?.value ?? '.aibridge',

@@ -7,6 +7,7 @@ import { type AdminTarget, CliError, callApi, resolveTarget, streamApi } from '.
 import { credentialsPath, envExports, login, readCredentials } from './cli/device-login';
 import { adminClientEnv, baseUrlWarnings, ConfigError, databaseUrl, loadConfig } from './config';
 import { startUpDone } from './start-up-heap';
+import { DataDirLockedError } from './store/embedded/dir-lock';
 
 const USAGE = `Usage:
   aibridge serve [--host H] [--port P] [--data-dir D] [--body-limit BYTES] [--metrics-port P]
@@ -294,14 +295,39 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof CliError) {
-    process.stderr.write(`aibridge: ${err.message}\n`);
+  const refusal = causes(err).find(
+    (e) => e instanceof ConfigError || e instanceof CliError || e instanceof DataDirLockedError,
+  );
+  if (refusal) {
+    process.stderr.write(`aibridge: ${refusal.message}\n`);
     process.exit(2);
   }
   if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     process.stderr.write(`aibridge: ${(err as Error).message}\n${USAGE}\n`);
     process.exit(2);
   }
-  process.stderr.write(`aibridge: ${(err as Error).stack ?? String(err)}\n`);
+  // What went wrong, as a sentence: a stack trace is for a bug, and only with debug logging.
+  const debug = /^(debug|trace)$/i.test(process.env.AIBRIDGE_LOG_LEVEL ?? '');
+  process.stderr.write(`aibridge: ${debug ? ((err as Error).stack ?? String(err)) : failureMessage(err)}\n`);
   process.exit(1);
 });
+
+/** An error and the errors it was caused by, outermost first. */
+function causes(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e = err; e !== undefined && out.length < 8; e = (e as { cause?: unknown } | null)?.cause)
+    out.push(e);
+  return out;
+}
+
+/** A start-up failure in words an admin can act on. */
+function failureMessage(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e?.code === 'EADDRINUSE')
+    return `${e.address ?? 'the address'}:${e.port ?? '?'} is already in use (another aibridge?): stop it, or choose another --port (AIBRIDGE_PORT)`;
+  if (e?.code === 'EADDRNOTAVAIL')
+    return `${e.address ?? 'the address'} is not an address of this machine: check --host (AIBRIDGE_HOST)`;
+  if (e?.code === 'EACCES' && e.syscall === 'listen')
+    return `not allowed to listen on ${e.address ?? ''}:${e.port ?? ''} (ports below 1024 need privileges): choose another --port`;
+  return err instanceof Error ? err.message : String(err);
+}

@@ -244,10 +244,58 @@ describe('aibridge serve and the admin CLI', function () {
       [['serve'], { AIBRIDGE_ANTHROPIC_BASE_URL: 'ftp://x' }, /AIBRIDGE_ANTHROPIC_BASE_URL/],
       [['serve'], { AIBRIDGE_LOG_LEVEL: 'loud' }, /AIBRIDGE_LOG_LEVEL/],
       [['serve', '--bogus'], {}, /bogus/],
+      [['serve'], { AIBRIDGE_HOST: 'localhost:7410' }, /AIBRIDGE_HOST.*the port is --port/],
     ] as const) {
       const r = await cli([...args], { ...env });
       assert.equal(r.code, 2, `${args.join(' ')} ${JSON.stringify(env)}: ${r.stderr}`);
       assert.match(r.stderr, pattern);
     }
+  });
+
+  it('one bridge per data dir: a second serve and a store copy from it exit 2 naming the holder; a killed holder is taken over; a stopped one leaves no lock', async () => {
+    const dataDir = await tempDir();
+    const env = { AIBRIDGE_ANTHROPIC_BASE_URL: mock.url, AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY };
+    const first = await serve(dataDir, env);
+    try {
+      const second = await cli(['serve', '--port', '0', '--data-dir', dataDir], env);
+      assert.equal(second.code, 2, second.stderr);
+      assert.match(second.stderr, new RegExp(`in use by another bridge \\(pid ${first.child.pid} `));
+      assert.doesNotMatch(second.stderr, /\n\s+at /, 'a message, not a stack trace');
+      const copy = await cli(['store', 'copy', '--from', dataDir, '--to', 'postgres://127.0.0.1:9/none']);
+      assert.equal(copy.code, 2, copy.stderr);
+      assert.match(copy.stderr, /in use by another bridge/);
+      // The first one goes on serving.
+      assert.equal((await fetch(`${first.url}/healthz`)).status, 200);
+    } finally {
+      first.child.kill('SIGKILL');
+      await exited(first.child);
+    }
+    // Its lock file stays behind; its process is gone, so the next bridge takes the dir over.
+    await fs.access(path.join(dataDir, 'aibridge.lock'));
+    const next = await serve(dataDir, env);
+    next.child.kill('SIGTERM');
+    assert.equal(await exited(next.child), 0);
+    await assert.rejects(fs.access(path.join(dataDir, 'aibridge.lock')), /ENOENT/);
+  });
+
+  it('a start-up failure is one line an admin can act on, not a stack trace: a port in use, a damaged db.json', async () => {
+    const env = { AIBRIDGE_ANTHROPIC_BASE_URL: mock.url, AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY };
+    const first = await serve(await tempDir(), env);
+    try {
+      const port = new URL(first.url).port;
+      const second = await cli(['serve', '--port', port, '--data-dir', await tempDir()], env);
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use .*--port`));
+      assert.doesNotMatch(second.stderr, /\n\s+at /);
+    } finally {
+      first.child.kill('SIGTERM');
+      await exited(first.child);
+    }
+    const damaged = await tempDir();
+    await fs.writeFile(path.join(damaged, 'db.json'), '{"users": [');
+    const r = await cli(['serve', '--port', '0', '--data-dir', damaged], env);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /db\.json is not valid JSON .*restore it from a backup/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
   });
 });

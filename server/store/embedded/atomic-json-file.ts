@@ -23,7 +23,17 @@ export class AtomicJsonFile<T> implements Adapter<T> {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
-    return JSON.parse(text) as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch (err) {
+      // Named, since "Unexpected end of JSON input" alone does not say which file to restore.
+      throw new Error(
+        `${this.file} is not valid JSON (${(err as Error).message}): restore it from a backup`,
+        {
+          cause: err,
+        },
+      );
+    }
   }
 
   /**

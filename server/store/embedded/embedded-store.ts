@@ -30,6 +30,7 @@ import type {
 } from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
 import { MemoryBudgetLedgers } from './budget-ledgers';
+import { DataDirLock } from './dir-lock';
 import { type EntryLoc, Journal, type JournalWarning } from './journal';
 import { RecordIndex } from './record-index';
 
@@ -141,6 +142,8 @@ export class EmbeddedStore implements Store {
   readonly shared = false;
   private readonly db: Low<DbShape>;
   private readonly journal: Journal;
+  /** This process's hold on the data dir, from open to close (dir-lock.ts). */
+  private lock: DataDirLock | undefined;
   private readonly usersById = new Map<string, User>();
   private readonly usersByEmail = new Map<string, User>();
   private readonly keysById = new Map<string, KeyRecord>();
@@ -215,6 +218,7 @@ export class EmbeddedStore implements Store {
 
   async open(): Promise<void> {
     await fs.mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    this.lock = await DataDirLock.acquire(this.opts.dataDir);
     await this.db.read();
     for (const u of this.db.data.users) this.indexUser(u);
     for (const k of this.db.data.keys) this.indexKey(k);
@@ -269,6 +273,8 @@ export class EmbeddedStore implements Store {
     await this.headSoon.flush();
     await this.accessJournal.close();
     await this.gatewayJournal.close();
+    await this.lock?.release();
+    this.lock = undefined;
   }
 
   async health(): Promise<StoreHealth> {
