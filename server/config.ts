@@ -708,6 +708,61 @@ function fromProvidersFile<T>(read: () => T): T {
 }
 
 /**
+ * `AIBRIDGE_*` variables the bridge does not read, as warnings for the log at start: a mistyped
+ * name (`AIBRIDGE_ANTHROPIC_APIKEY`) is otherwise silently ignored, and the bridge runs without the
+ * setting. Variables a providers file names (`{"fromEnv": …}`) are the operator's own, not typos.
+ */
+export function unknownEnvWarnings(env: Readonly<Record<string, string | undefined>>): string[] {
+  const known = new Set<string>(ENV_VARS);
+  let fileNames: Set<string>;
+  try {
+    fileNames = new Set(fromEnvNames(providersFile(env as Env)));
+  } catch {
+    fileNames = new Set();
+  }
+  const out: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('AIBRIDGE_') || known.has(name) || fileNames.has(name)) continue;
+    const near = nearestName(name, ENV_VARS);
+    out.push(
+      `${name} is not a setting the bridge reads and is ignored${near ? `: did you mean ${near}?` : ''}`,
+    );
+  }
+  return out;
+}
+
+/** Every `fromEnv` variable a providers file names. */
+function fromEnvNames(json: unknown): string[] {
+  if (Array.isArray(json)) return json.flatMap(fromEnvNames);
+  if (json === null || typeof json !== 'object') return [];
+  return Object.entries(json).flatMap(([k, v]) =>
+    k === 'fromEnv' && typeof v === 'string' ? [v] : fromEnvNames(v),
+  );
+}
+
+/** The known name a mistyped one is closest to (underscores aside, at most 3 edits), if any. */
+function nearestName(name: string, names: readonly string[]): string | undefined {
+  const bare = (s: string): string => s.replaceAll('_', '');
+  let best: { name: string; d: number } | undefined;
+  for (const n of names) {
+    const d = editDistance(bare(name), bare(n));
+    if (d <= 3 && (!best || d < best.d)) best = { name: n, d };
+  }
+  return best?.name;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+/**
  * Base URLs that are valid but almost certainly mistaken, as warnings for the log at start: the
  * provider's 404 for `/v1/v1/messages` or `/responses` says nothing of the setting behind it.
  */

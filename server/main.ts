@@ -5,7 +5,14 @@ import { buildApp } from './app';
 import { bootstrapAdmin } from './bootstrap';
 import { type AdminTarget, CliError, callApi, resolveTarget, streamApi } from './cli/admin-client';
 import { credentialsPath, envExports, login, readCredentials } from './cli/device-login';
-import { adminClientEnv, baseUrlWarnings, ConfigError, databaseUrl, loadConfig } from './config';
+import {
+  adminClientEnv,
+  baseUrlWarnings,
+  ConfigError,
+  databaseUrl,
+  loadConfig,
+  unknownEnvWarnings,
+} from './config';
 import { startUpDone } from './start-up-heap';
 import { DataDirLockedError } from './store/embedded/dir-lock';
 
@@ -57,7 +64,8 @@ async function serve(args: string[]): Promise<void> {
   });
   const config = loadConfig(values, process.env);
   const bridge = await buildApp(config);
-  for (const w of baseUrlWarnings(process.env)) bridge.app.log.warn(w);
+  for (const w of [...unknownEnvWarnings(process.env), ...baseUrlWarnings(process.env)])
+    bridge.app.log.warn(w);
   const created = await bootstrapAdmin(bridge.identity, config.dataDir, config.adminEmail);
   if (created) {
     // The one time a secret is printed, by design: the admin needs it to issue the first keys.

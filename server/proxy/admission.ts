@@ -43,11 +43,15 @@ export function composeAdmission(
   };
 }
 
-/** The provider has no key configured: nothing can be forwarded, unless the user brought their own. */
-export function upstreamConfigured(configured: () => boolean): AdmissionGate {
+/**
+ * The provider has no key configured: nothing can be forwarded, unless the user brought their own.
+ * `setting`: what would give it one, named in the refusal (a mistyped variable is the usual cause).
+ */
+export function upstreamConfigured(configured: () => boolean, setting?: string): AdmissionGate {
+  const message = setting ? `The bridge has no upstream key for this provider: ${setting}.` : undefined;
   return (t, next) => {
     if (!t.routed && t.start.billedTo !== 'user' && !configured())
-      throw new BridgeError('provider_not_configured');
+      throw new BridgeError('provider_not_configured', message);
     return next();
   };
 }

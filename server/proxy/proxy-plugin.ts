@@ -3,7 +3,7 @@ import type { Core } from '../capability';
 import { datesOf } from '../clock';
 import type { BodyBudget } from '../http/body-budget';
 import type { Authenticator } from '../identity/auth';
-import { adaptersOf } from '../providers/registry';
+import { adaptersOf, familyOf } from '../providers/registry';
 import type { ProviderAdapter } from '../providers/types';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import type { CredentialSource } from '../routing/credentials';
@@ -84,7 +84,10 @@ export function proxyCapability(
           ...(d.toolPolicy ? { toolPolicy: d.toolPolicy } : {}),
           ...(credentials ? { credentials } : {}),
           admit: composeAdmission([
-            upstreamConfigured(() => adapter.configured || (d.credentials?.hasKeys(adapter.id) ?? false)),
+            upstreamConfigured(
+              () => adapter.configured || (d.credentials?.hasKeys(adapter.id) ?? false),
+              keySetting(adapter),
+            ),
             auditAccepting(() => d.recorder.accepting()),
             governed(d.governance),
             breakerClosed(breakers, adapter.id),
@@ -108,4 +111,13 @@ export function proxyCapability(
       }
     },
   };
+}
+
+/** What gives an instance its key, for the refusal when it has none. */
+function keySetting(adapter: ProviderAdapter): string {
+  const env = familyOf(adapter.type)?.env;
+  const pool = `or add one with POST /api/v1/providers/${adapter.id}/keys`;
+  return env && adapter.id === adapter.type
+    ? `set ${env.apiKey} and restart, ${pool}`
+    : `give the "${adapter.id}" instance a key in AIBRIDGE_PROVIDERS_FILE, ${pool}`;
 }

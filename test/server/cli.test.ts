@@ -237,6 +237,55 @@ describe('aibridge serve and the admin CLI', function () {
     }
   });
 
+  it('warns at start of an AIBRIDGE_ variable it does not read, naming the likely one; a keyless provider’s refusal names its setting', async () => {
+    const dir = await tempDir();
+    const providers = path.join(dir, 'providers.json');
+    await fs.writeFile(
+      providers,
+      JSON.stringify({
+        providers: {
+          mine: { type: 'anthropic', baseUrl: mock.url, apiKey: { fromEnv: 'AIBRIDGE_MY_OWN_KEY' } },
+        },
+      }),
+    );
+    const served = await serve(dir, {
+      AIBRIDGE_ANTHROPIC_APIKEY: UPSTREAM_KEY,
+      AIBRIDGE_PROVIDERS_FILE: providers,
+      AIBRIDGE_MY_OWN_KEY: 'sk-ant-mine',
+    });
+    try {
+      const logged = served.stdout() + served.stderr();
+      assert.match(
+        logged,
+        /AIBRIDGE_ANTHROPIC_APIKEY is not a setting the bridge reads and is ignored: did you mean AIBRIDGE_ANTHROPIC_API_KEY\?/,
+      );
+      assert.doesNotMatch(
+        logged,
+        /AIBRIDGE_MY_OWN_KEY is not/,
+        'a variable the providers file names is the operator’s own',
+      );
+      assert.doesNotMatch(logged, /sk-ant-mine|sk-ant-api/, 'values are never logged');
+      const key = (await fs.readFile(path.join(dir, 'admin.key'), 'utf8')).trim();
+      const res = await fetch(`${served.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 5,
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      });
+      assert.equal(res.status, 503);
+      assert.match(
+        await res.text(),
+        /no upstream key for this provider: set AIBRIDGE_ANTHROPIC_API_KEY and restart/,
+      );
+    } finally {
+      served.child.kill('SIGTERM');
+      await exited(served.child);
+    }
+  });
+
   it('exits non-zero naming the setting when the config is bad', async () => {
     for (const [args, env, pattern] of [
       [['serve', '--port', 'eighty'], {}, /--port/],
