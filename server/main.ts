@@ -233,7 +233,14 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
 async function main(argv: string[]): Promise<void> {
   const [command, sub, ...rest] = argv;
   // Only a bridge at rest gains from a small young generation; a CLI command runs at full speed.
-  if (command !== 'serve') startUpDone();
+  if (command !== 'serve') {
+    startUpDone();
+    // `aibridge audit export | head`: the reader has what it wanted; stop as a Unix tool does.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      throw err;
+    });
+  }
   switch (command) {
     case 'serve':
       return serve(argv.slice(1));
@@ -303,6 +310,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
+  if ((err as NodeJS.ErrnoException).code === 'EPIPE') process.exit(0);
   const refusal = causes(err).find(
     (e) => e instanceof ConfigError || e instanceof CliError || e instanceof DataDirLockedError,
   );

@@ -55,18 +55,24 @@ export async function callApi(
     );
   }
   const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    // Not JSON (a proxy's error page): the error below quotes the status and the text instead.
-    json = undefined;
-  }
-  if (!res.ok) {
-    const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
-    throw new CliError(`${e?.code ?? `http_${res.status}`}: ${e?.message ?? text}`);
-  }
+  const json = parsed(text);
+  if (!res.ok) throw answerError(res.status, text, json);
   return json;
+}
+
+function parsed(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    // Not JSON (a proxy's error page): the error quotes the status and the text instead.
+    return undefined;
+  }
+}
+
+/** A refusal as `code: message` (the bridge's error shape), else the status and the text. */
+function answerError(status: number, text: string, json: unknown): CliError {
+  const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
+  return new CliError(`${e?.code ?? `http_${status}`}: ${e?.message ?? text}`);
 }
 
 /** Streams a GET answer to `out` (exports of millions of records never sit in memory). */
@@ -85,7 +91,7 @@ export async function streamApi(
   }
   if (!res.ok || !res.body) {
     const text = await res.text();
-    throw new CliError(`http_${res.status}: ${text}`);
+    throw answerError(res.status, text, parsed(text));
   }
   await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), out);
 }

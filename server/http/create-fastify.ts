@@ -176,6 +176,15 @@ export function createFastify(
       }
       done(null, account ? countedBody(payload, account) : payload);
     });
+  // A DELETE sent with `content-type: application/json` and no body (many HTTP helpers always send
+  // the header) is a DELETE without a body, not malformed JSON. Otherwise fastify's own parser,
+  // with its prototype-poisoning checks.
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (body === '' && req.method === 'DELETE') done(null, undefined);
+    else json(req, body as string, done);
+  });
   app.decorateRequest('principal', null);
   app.decorateRequest('interceptionId', null);
   // Hooks on every request take fastify's callback form: an async hook costs a promise each time.

@@ -347,4 +347,54 @@ describe('aibridge serve and the admin CLI', function () {
     assert.match(r.stderr, /db\.json is not valid JSON .*restore it from a backup/);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   });
+
+  it('audit export: a refusal reads as code and message; a reader that stops early (| head) ends it quietly with exit 0', async () => {
+    const dataDir = await tempDir();
+    const served = await serve(dataDir, {
+      AIBRIDGE_ANTHROPIC_BASE_URL: mock.url,
+      AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+    });
+    try {
+      const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
+      const common = ['--url', served.url, '--admin-key', adminKey];
+      const bad = await cli(['audit', 'export', '--format', 'xml', ...common]);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /^aibridge: invalid_request: querystring\/format/);
+      assert.doesNotMatch(bad.stderr, /\{"error"/);
+      // Enough records for an export longer than one pipe buffer.
+      const body = JSON.stringify({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'x'.repeat(4000) }],
+      });
+      for (let i = 0; i < 40; i++) {
+        const r = await fetch(`${served.url}/anthropic/v1/messages`, {
+          method: 'POST',
+          headers: {
+            'x-api-key': adminKey,
+            'content-type': 'application/json',
+            'anthropic-version': '2023-06-01',
+          },
+          body,
+        });
+        assert.equal(r.status, 200);
+        await r.arrayBuffer();
+      }
+      // `| head -c 100`: the reader takes a little, then closes its end.
+      const child = spawn(process.execPath, [BIN, 'audit', 'export', ...common], {
+        env: { PATH: process.env.PATH },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (c) => {
+        stderr += c;
+      });
+      child.stdout.once('data', () => child.stdout.destroy());
+      assert.equal(await exited(child), 0, stderr);
+      assert.equal(stderr, '');
+    } finally {
+      served.child.kill('SIGTERM');
+      await exited(served.child);
+    }
+  });
 });
