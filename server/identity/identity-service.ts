@@ -35,7 +35,7 @@ export class IdentityService {
       id: `usr_${randomUUID().replaceAll('-', '').slice(0, 20)}`,
       email,
       name: input.name ?? null,
-      team: input.team ?? null,
+      team: teamName(input.team ?? null),
       role: input.role ?? 'member',
       createdAt: this.now().toISOString(),
     };
@@ -50,7 +50,10 @@ export class IdentityService {
       const admins = (await this.store.listUsers()).filter((u) => u.role === 'admin');
       if (admins.length <= 1) throw new BridgeError('last_admin', 'Make another user an admin first.');
     }
-    const updated = await this.store.updateUser(user.id, patch);
+    const updated = await this.store.updateUser(
+      user.id,
+      patch.team === undefined ? patch : { ...patch, team: teamName(patch.team) },
+    );
     if (!updated) throw new BridgeError('user_not_found', `No user ${emailOrId}.`);
     return updated;
   }
@@ -127,4 +130,15 @@ export class IdentityService {
       throw err;
     }
   }
+}
+
+/**
+ * A team name as policies, budgets and reports match it: spaces at its ends and doubled inside
+ * are a typo (`"Platform "` would be a team of its own, outside every rule for `"Platform"`).
+ */
+function teamName(team: string | null): string | null {
+  if (team === null) return null;
+  const name = team.trim().replace(/\s+/g, ' ');
+  if (name === '') throw new BridgeError('invalid_request', 'A team name cannot be blank.');
+  return name;
 }

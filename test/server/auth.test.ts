@@ -245,8 +245,19 @@ describe('admin API input', () => {
     );
     assert.equal(last.status, 409);
     assert.equal(last.body.error.code, 'last_admin');
+    // A team typed with stray spaces is the team, not one of its own outside its rules.
+    const spaced = await tb.api<{ team: string }>('PATCH', '/api/v1/users/mover@example.com', tb.adminKey, {
+      team: '  Platform   Eng ',
+    });
+    assert.equal(spaced.body.team, 'Platform Eng');
+    const created = await tb.api<{ team: string }>('POST', '/api/v1/users', tb.adminKey, {
+      email: 'spaced@example.com',
+      team: 'Platform Eng ',
+    });
+    assert.equal(created.body.team, 'Platform Eng');
     for (const [body, status, code] of [
       [{}, 400, 'invalid_request'],
+      [{ team: '   ' }, 400, 'invalid_request'],
       [{ role: 'root' }, 400, 'invalid_request'],
       [{ email: 'x@y.z' }, 400, 'invalid_request'],
     ] as const) {
