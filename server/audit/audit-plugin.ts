@@ -5,6 +5,7 @@ import type { PriceBook } from '../spend/prices';
 import { auditRoutes } from './audit-routes';
 import { cacheBreakRoutes } from './cache-break-routes';
 import { CapturePolicy } from './capture';
+import { claimChainAnchor } from './chain-anchor';
 import { Recorder } from './recorder';
 import { Redactor } from './redact';
 
@@ -33,6 +34,7 @@ export async function auditCapability(
   const capture = new CapturePolicy(store, config.auditCapture);
   await capture.load();
 
+  await claimChainAnchor(store);
   // Retention runs beside traffic: the embedded store drops whole old segments, the database deletes rows.
   if (config.auditRetentionDays > 0) {
     const prune = (): void => {

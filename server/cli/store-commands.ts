@@ -111,6 +111,8 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
       // Replicas started on the copy are then checked against the secret the keys were hashed with.
       const verifier = source.setting('key_hash_verifier');
       if (verifier !== undefined) await target.claimSetting('key_hash_verifier', verifier);
+      const anchor = source.setting('chain_anchor');
+      if (anchor !== undefined) await target.claimSetting('chain_anchor', anchor);
       const alerts = (await source.listAlerts({ limit: Number.MAX_SAFE_INTEGER })).reverse();
       for (const a of alerts) await target.appendAlert(a);
       const access = (await source.listAccessLog({ limit: Number.MAX_SAFE_INTEGER })).reverse();

@@ -163,6 +163,36 @@ export interface ChainHead {
 
 export const EMPTY_HEAD: ChainHead = Object.freeze({ seq: 0, hash: GENESIS });
 
+/**
+ * Where the kept chain starts: records up to `afterSeq` were pruned (or never existed), and the
+ * first kept chained record links back to `hash`. Stored by the store (setting `chain_anchor`)
+ * when it is first opened with records (trusting what it finds then) and moved only by pruning,
+ * so records deleted from the start of the chain show as a break, not as a chain pruned by rule.
+ */
+export interface ChainAnchor {
+  afterSeq: number;
+  hash: string;
+}
+
+export const GENESIS_ANCHOR: ChainAnchor = Object.freeze({ afterSeq: 0, hash: GENESIS });
+
+export function anchorJson(a: ChainAnchor): string {
+  return JSON.stringify({ afterSeq: a.afterSeq, hash: a.hash });
+}
+
+/** The stored anchor; null when none is stored or it is not one (then the oldest record is trusted). */
+export function parseAnchor(text: string | undefined): ChainAnchor | null {
+  if (text === undefined) return null;
+  try {
+    const a = JSON.parse(text) as Partial<ChainAnchor>;
+    return typeof a.afterSeq === 'number' && typeof a.hash === 'string'
+      ? { afterSeq: a.afterSeq, hash: a.hash }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface ChainBreak {
   seq: number;
   id: string;
@@ -195,13 +225,16 @@ export interface ChainReport {
  * not match its content), a deleted one (the next record points back to a hash that is gone), a
  * reordering (the same), or a record without hash fields after chained ones (they were stripped:
  * only records written before the chain existed, all of them before the first chained one, may
- * lack them). The oldest record is trusted as the anchor, so pruning keeps the chain verifiable.
+ * lack them). With the store's `start` (ChainAnchor), the oldest kept record must link to it, so
+ * records deleted from the start show; without one (a store that never stored it), the oldest
+ * record is trusted as the anchor.
  * With the store's `head`, the newest records are checked too: a head beyond the last record
  * found is a truncated tail, and the record at the head's place must have the head's hash.
  */
 export async function verifyChain(
   records: AsyncIterable<Interception>,
   head: ChainHead | null = null,
+  start: ChainAnchor | null = null,
 ): Promise<ChainReport> {
   let prev: Interception | undefined;
   let checked = 0;
@@ -215,6 +248,8 @@ export async function verifyChain(
     truncated: null,
   });
   for await (const rec of records) {
+    // Older than where the kept chain starts: pruned a moment from now.
+    if (start !== null && rec.seq <= start.afterSeq) continue;
     checked++;
     if (rec.hash === undefined || rec.prevHash === undefined) {
       if (prev !== undefined)
@@ -224,8 +259,14 @@ export async function verifyChain(
     }
     if (rec.hash !== chainHash(rec.prevHash, rec))
       return broken(rec, 'content does not match its hash (edited)');
-    if (prev === undefined) anchor ??= rec.prevHash;
-    else if (rec.prevHash !== prev.hash) {
+    if (prev === undefined) {
+      anchor ??= rec.prevHash;
+      if (start !== null && rec.prevHash !== start.hash)
+        return broken(
+          rec,
+          `does not start the kept chain: records after ${start.afterSeq} and before it were deleted (nothing was pruned past record ${start.afterSeq})`,
+        );
+    } else if (rec.prevHash !== prev.hash) {
       const gap = rec.seq - prev.seq - 1;
       return broken(
         rec,

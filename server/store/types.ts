@@ -214,7 +214,11 @@ export type StoreChange =
  * secret. `key_hash_verifier`: an HMAC of a fixed text under the key-hash secret
  * (server/identity/key-hash-check.ts).
  */
-export type StoreSetting = 'key_hash_verifier';
+/**
+ * `key_hash_verifier`: proves replicas hash keys alike. `chain_anchor`: where the kept audit chain
+ * starts (ChainAnchor as JSON), moved only by pruning.
+ */
+export type StoreSetting = 'key_hash_verifier' | 'chain_anchor';
 
 /** What may change about a user after creating them (`deactivatedAt`: SCIM deprovisioning; null reactivates). */
 export type UserPatch = Partial<Pick<User, 'name' | 'team' | 'role' | 'deactivatedAt'>>;
@@ -353,6 +357,8 @@ export interface Store {
    * replicas), and returns the value stored.
    */
   claimSetting(name: StoreSetting, value: string): Promise<string>;
+  /** A setting as stored, if any. */
+  getSetting(name: StoreSetting): Promise<string | undefined>;
 
   /** Changes other replicas announced (document writes are announced by the store itself). Returns the unsubscribe. */
   watch(listener: (change: StoreChange) => void): () => void;

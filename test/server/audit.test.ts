@@ -266,6 +266,22 @@ describe('the audit trail', function () {
       assert.equal(deleted.firstBreak?.seq, 5);
     });
 
+    it('records deleted from the start of the chain are a break too (nothing was pruned), as is an edited first record dropped for its checksum', async () => {
+      const first = await verifyAfter((await filled()).dir, (lines) => lines.slice(2));
+      assert.equal(first.ok, false);
+      assert.equal(first.firstBreak?.seq, 3);
+      assert.match(
+        first.firstBreak!.reason,
+        /does not start the kept chain: records after 0 and before it were deleted/,
+      );
+      // A first line edited without fixing its checksum is skipped at start-up: the same break.
+      const torn = await verifyAfter((await filled()).dir, (lines) =>
+        lines.map((l, i) => (i === 0 ? l.replace('"input":25', '"input":2') : l)),
+      );
+      assert.equal(torn.ok, false);
+      assert.equal(torn.firstBreak?.seq, 2);
+    });
+
     it('records cut off the end of the journal are reported missing at the tail, and stay a break', async () => {
       const { dir } = await filled();
       const truncated = await verifyAfter(dir, (lines) => lines.slice(0, 4));

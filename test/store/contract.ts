@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { chainHash, GENESIS, verifyChain } from '../../server/core/chain';
+import { claimChainAnchor, verifyStoredChain } from '../../server/audit/chain-anchor';
+import { chainHash, GENESIS, parseAnchor, verifyChain } from '../../server/core/chain';
 import type { KeyRecord } from '../../server/core/principal';
 import { ToolPolicy } from '../../server/policy/tool-policy';
 import type {
@@ -472,6 +473,8 @@ export function storeContract(name: string, factory: StoreFactory): void {
       });
 
       it('prunes a prefix of the chain: newer records stay and the rest still verifies', async () => {
+        // As at start-up: where the chain starts, stored before any record.
+        await claimChainAnchor(store);
         const stored = await appendMany(store, 60);
         // Records append in the order requests finish, not start: one old-started record late in the order.
         const late = await store.appendInterception(
@@ -491,22 +494,45 @@ export function storeContract(name: string, factory: StoreFactory): void {
           kept.some((k) => k.id === late.id),
           'a record after a kept one is kept',
         );
-        const report = await verifyChain(store.scanInterceptions({}), await store.chainHead());
-        assert.equal(report.ok, true);
+        // Checked against the start the prune moved (records deleted past it would be a break).
+        const report = await verifyStoredChain(store);
+        assert.equal(report.ok, true, JSON.stringify(report));
         assert.equal(report.truncated, null, 'pruned records are not reported missing');
         assert.equal(report.anchor, kept[0]!.prevHash);
+        assert.deepEqual(parseAnchor(await store.getSetting('chain_anchor')), {
+          afterSeq: kept[0]!.seq - 1,
+          hash: kept[0]!.prevHash,
+        });
         assert.equal(await store.pruneInterceptions(new Date(T0 - 1).toISOString()), 0);
       });
 
       it('prunes everything it may and the chain still verifies against its head', async () => {
+        await claimChainAnchor(store);
         await appendMany(store, 60);
         await store.pruneInterceptions(new Date(T0 + 1000 * 60_000).toISOString());
         const head = await store.chainHead();
         assert.equal(head.seq, 60);
-        const report = await verifyChain(store.scanInterceptions({}), head);
+        const report = await verifyStoredChain(store);
         assert.equal(report.ok, true, JSON.stringify(report));
         await restart();
-        assert.equal((await verifyChain(store.scanInterceptions({}), await store.chainHead())).ok, true);
+        assert.equal((await verifyStoredChain(store)).ok, true);
+      });
+
+      it('claims where the chain starts once, from what it holds on that first start', async () => {
+        const [one] = await appendMany(store, 3);
+        await claimChainAnchor(store);
+        assert.deepEqual(parseAnchor(await store.getSetting('chain_anchor')), {
+          afterSeq: one!.seq - 1,
+          hash: one!.prevHash,
+        });
+        await appendMany(store, 2);
+        await claimChainAnchor(store);
+        assert.equal(
+          parseAnchor(await store.getSetting('chain_anchor'))?.afterSeq,
+          one!.seq - 1,
+          'not moved again',
+        );
+        assert.equal((await verifyStoredChain(store)).ok, true);
       });
     });
 

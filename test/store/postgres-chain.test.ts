@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import { claimChainAnchor, verifyStoredChain } from '../../server/audit/chain-anchor';
 import { chainHash, verifyChain } from '../../server/core/chain';
 import { PostgresStore } from '../../server/store/postgres/postgres-store';
 import type { Interception } from '../../shared/interception';
@@ -130,6 +131,31 @@ describe('the audit chain in PostgreSQL', function () {
       const report = await verify(store);
       assert.equal(report.firstBreak?.seq, 6);
       assert.match(report.firstBreak!.reason, /chain head/);
+    } finally {
+      await sql.end();
+      await store.close();
+    }
+  });
+
+  it('the oldest rows deleted behind its back are a break; pruned by retention they are not', async () => {
+    const url = await (await testPostgres()).createDatabase('chain_start');
+    const store = new PostgresStore({ url, maxConnections: 2 });
+    await store.open();
+    // As at start-up, before any record.
+    await claimChainAnchor(store);
+    for (let i = 0; i < 6; i++) await store.appendInterception(newRecord(i));
+    const sql = new pg.Client({ connectionString: url });
+    await sql.connect();
+    try {
+      await sql.query('DELETE FROM interceptions WHERE seq <= 2');
+      const report = await verifyStoredChain(store);
+      assert.equal(report.ok, false);
+      assert.equal(report.firstBreak?.seq, 3);
+      assert.match(report.firstBreak!.reason, /does not start the kept chain/);
+      // Retention moves the start before it deletes: what it prunes is no break.
+      await store.pruneInterceptions(new Date(Date.parse(newRecord(4).startedAt)).toISOString());
+      const pruned = await verifyStoredChain(store);
+      assert.equal(pruned.ok, true, JSON.stringify(pruned));
     } finally {
       await sql.end();
       await store.close();

@@ -4,7 +4,14 @@ import { Low } from 'lowdb';
 import type { User } from '../../../shared/identity';
 import type { GatewayToolCall, Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { type ChainHead, EMPTY_HEAD, GENESIS, linkRecord } from '../../core/chain';
+import {
+  anchorJson,
+  type ChainAnchor,
+  type ChainHead,
+  EMPTY_HEAD,
+  GENESIS,
+  linkRecord,
+} from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
 import { addToBuckets, type BucketQuery, bucketMatches, hourOf, type UsageBucket } from '../../core/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
@@ -407,6 +414,16 @@ export class EmbeddedStore implements Store {
     return this.db.data.settings?.[name];
   }
 
+  async getSetting(name: StoreSetting): Promise<string | undefined> {
+    return this.setting(name);
+  }
+
+  private async putSetting(name: StoreSetting, value: string): Promise<void> {
+    this.db.data.settings ??= {};
+    this.db.data.settings[name] = value;
+    await this.db.write();
+  }
+
   async claimSetting(name: StoreSetting, value: string): Promise<string> {
     this.db.data.settings ??= {};
     const stored = this.db.data.settings[name];
@@ -589,6 +606,7 @@ export class EmbeddedStore implements Store {
     const cutoff = Date.parse(before);
     const n = this.index.size;
     let drop = 0;
+    const segments: number[] = [];
     // Whole segments only, oldest first, while every record in them is older than the cutoff.
     while (drop < n) {
       const seg = this.index.segmentAt(drop);
@@ -600,15 +618,28 @@ export class EmbeddedStore implements Store {
         end++;
       }
       if (!allOld) break;
-      await this.journal.dropSegment(seg);
+      segments.push(seg);
       drop = end;
     }
-    if (drop > 0) {
-      const lastSeq = this.index.seqAt(drop - 1);
-      this.index.dropFirst(drop);
-      for (const seq of this.recent.keys()) if (seq <= lastSeq) this.recent.delete(seq);
-    }
+    if (drop === 0) return 0;
+    // The chain's start moves before the records go: a verify meanwhile skips those about to.
+    const anchor = await this.anchorAfter(drop);
+    if (anchor) await this.putSetting('chain_anchor', anchorJson(anchor));
+    for (const seg of segments) await this.journal.dropSegment(seg);
+    const lastSeq = this.index.seqAt(drop - 1);
+    this.index.dropFirst(drop);
+    for (const seq of this.recent.keys()) if (seq <= lastSeq) this.recent.delete(seq);
     return drop;
+  }
+
+  /** Where the chain starts once the first `drop` records are gone; undefined for unchained ones. */
+  private async anchorAfter(drop: number): Promise<ChainAnchor | undefined> {
+    if (drop < this.index.size) {
+      const first = await this.load(drop);
+      return first.prevHash === undefined ? undefined : { afterSeq: first.seq - 1, hash: first.prevHash };
+    }
+    const last = await this.load(drop - 1);
+    return last.hash === undefined ? undefined : { afterSeq: last.seq, hash: last.hash };
   }
 
   async appendAccessLog(entry: AccessLogEntry): Promise<void> {

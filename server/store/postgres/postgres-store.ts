@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { User } from '../../../shared/identity';
 import type { GatewayToolCall, Interception, Page } from '../../../shared/interception';
 import type { Alert } from '../../../shared/spend';
-import { type ChainHead, EMPTY_HEAD, GENESIS, linkRecord } from '../../core/chain';
+import { anchorJson, type ChainHead, EMPTY_HEAD, GENESIS, linkRecord } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
 import { type BucketQuery, hourOf, type UsageBucket } from '../../core/rollup';
 import { BridgeError } from '../../errors';
@@ -432,6 +432,18 @@ export class PostgresStore implements Store {
       first.rows[0] ? Number(first.rows[0].seq) : Number.MAX_SAFE_INTEGER,
       newest.rows[0]?.seq == null ? Number.MAX_SAFE_INTEGER : Number(newest.rows[0].seq),
     );
+    // The chain's start moves before the records go: a verify meanwhile skips those about to.
+    const kept = await this.query<{ seq: string; record: string }>(
+      'SELECT seq, record FROM interceptions WHERE seq >= $1 ORDER BY seq LIMIT 1',
+      [keepFrom],
+    );
+    const k = kept.rows[0];
+    const prev = k ? (JSON.parse(k.record) as { prevHash?: string }).prevHash : undefined;
+    if (k && prev !== undefined)
+      await this.query(
+        'INSERT INTO bridge_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value',
+        ['chain_anchor', anchorJson({ afterSeq: Number(k.seq) - 1, hash: prev })],
+      );
     let total = 0;
     for (;;) {
       const r = await this.query(
@@ -448,6 +460,13 @@ export class PostgresStore implements Store {
     const r = await this.query<{ seq: string; hash: string }>('SELECT seq, hash FROM chain_head');
     const row = r.rows[0];
     return row ? { seq: Number(row.seq), hash: row.hash } : { ...EMPTY_HEAD };
+  }
+
+  async getSetting(name: StoreSetting): Promise<string | undefined> {
+    const r = await this.query<{ value: string }>('SELECT value FROM bridge_settings WHERE name = $1', [
+      name,
+    ]);
+    return r.rows[0]?.value;
   }
 
   async claimSetting(name: StoreSetting, value: string): Promise<string> {
