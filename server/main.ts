@@ -124,7 +124,18 @@ function printUser(u: User): void {
   process.stdout.write(`${JSON.stringify(u, null, 2)}\n`);
 }
 
+/** The admin commands each command word takes, checked before a bridge or key is looked for. */
+const ADMIN_COMMANDS: Readonly<Record<string, readonly string[]>> = {
+  users: ['create', 'update', 'list'],
+  keys: ['create', 'list', 'revoke'],
+  audit: ['verify', 'export'],
+};
+
 async function admin(command: string, sub: string | undefined, args: string[]): Promise<void> {
+  if (sub === undefined || !ADMIN_COMMANDS[command]?.includes(sub))
+    throw new CliError(
+      `${sub === undefined || sub.startsWith('-') ? `${command} needs one of: ${ADMIN_COMMANDS[command]?.join(', ')}` : `unknown command: ${command} ${sub}`}\n${USAGE}`,
+    );
   const { values, positionals } = parseArgs({
     args,
     options: ADMIN_OPTIONS,
@@ -151,6 +162,8 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
         ...(values.team !== undefined ? { team: values.team === '' ? null : values.team } : {}),
         ...(values.role !== undefined ? { role: values.role } : {}),
       };
+      if (Object.keys(body).length === 0)
+        throw new CliError('users update changes nothing without --name, --team or --role');
       printUser((await callApi(target, 'PATCH', `/api/v1/users/${email()}`, body)) as User);
       return;
     }
@@ -160,7 +173,10 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
       return;
     }
     case 'keys create': {
-      const body = { name: values.name, expiresAt: values['expires-at'] };
+      // A date alone (`2027-01-01`) is ISO 8601 too: the start of that day, UTC.
+      const until = values['expires-at'];
+      const expiresAt = until && /^\d{4}-\d{2}-\d{2}$/.test(until) ? `${until}T00:00:00Z` : until;
+      const body = { name: values.name, expiresAt };
       const k = (await callApi(target, 'POST', `/api/v1/users/${email()}/keys`, body)) as CreatedKey;
       process.stderr.write(
         `Key ${k.id} (${k.prefix}…) for ${values.email}, expires ${k.expiresAt ?? 'never'}. Shown once:\n`,
@@ -232,6 +248,11 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
 
 async function main(argv: string[]): Promise<void> {
   const [command, sub, ...rest] = argv;
+  // `aibridge serve --help`, `aibridge users --help`: the usage, whatever comes before it.
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
   // Only a bridge at rest gains from a small young generation; a CLI command runs at full speed.
   if (command !== 'serve') {
     startUpDone();

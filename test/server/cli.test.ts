@@ -108,6 +108,21 @@ describe('aibridge serve and the admin CLI', function () {
     const missing = await cli(['keys', 'create', '--email', 'ghost@example.com', ...common]);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /user_not_found/);
+    const nothing = await cli(['users', 'update', '--email', 'dev@example.com', ...common]);
+    assert.equal(nothing.code, 2);
+    assert.match(nothing.stderr, /changes nothing without --name, --team or --role/);
+    // A date alone is ISO 8601 too: that day's start, UTC.
+    const dated = await cli([
+      'keys',
+      'create',
+      '--email',
+      'dev@example.com',
+      '--expires-at',
+      '2999-01-01',
+      ...common,
+    ]);
+    assert.equal(dated.code, 0, dated.stderr);
+    assert.match(dated.stderr, /expires 2999-01-01T00:00:00/);
 
     const issued = await cli(['keys', 'create', '--email', 'dev@example.com', '--url', first.url], {
       AIBRIDGE_ADMIN_KEY: adminKey,
@@ -395,6 +410,25 @@ describe('aibridge serve and the admin CLI', function () {
     } finally {
       served.child.kill('SIGTERM');
       await exited(served.child);
+    }
+  });
+
+  it('usage: --help anywhere prints it with exit 0; a command word without its subcommand says which it takes, before looking for a bridge', async () => {
+    for (const args of [['--help'], ['serve', '--help'], ['users', '--help'], ['audit', 'export', '-h']]) {
+      const r = await cli(args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^Usage:\n {2}aibridge serve/);
+    }
+    const dir = await tempDir();
+    for (const [args, said] of [
+      [['users'], /users needs one of: create, update, list/],
+      [['users', '--data-dir', dir], /users needs one of/],
+      [['keys', 'frobnicate'], /unknown command: keys frobnicate/],
+    ] as const) {
+      const r = await cli([...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, said);
+      assert.doesNotMatch(r.stderr, /admin key/, 'no bridge or key is looked for');
     }
   });
 });
