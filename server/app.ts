@@ -257,12 +257,21 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     let metricsServer: FastifyInstance | undefined;
     life.onClose('metrics listener', () => metricsServer?.close());
     // Closed first: stop accepting and let open streams finish before anything they use is released.
-    life.onClose('HTTP server', () => app.close());
-    // Before that, `localhost`'s other addresses stop accepting too (not awaited: their connections
-    // are the HTTP server's to drain).
+    // `localhost`'s other addresses with it, and waited for too: their connections are counted by
+    // their own listener, not the HTTP server (whose close ends the idle ones, so both at once).
+    // A kept-alive connection whose answer ends after the close began is idle only from then on:
+    // node closed the idle ones once, at the start, so it is asked again until all are gone.
     const extraListeners: Server[] = [];
-    life.onClose('other localhost listeners', () => {
-      for (const l of extraListeners) l.close();
+    life.onClose('HTTP server', async () => {
+      const idle = setInterval(() => app.server.closeIdleConnections(), 100);
+      try {
+        await Promise.all([
+          app.close(),
+          ...extraListeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))),
+        ]);
+      } finally {
+        clearInterval(idle);
+      }
     });
 
     let closing: Promise<void> | undefined;

@@ -709,8 +709,8 @@ function fromProvidersFile<T>(read: () => T): T {
 
 /**
  * `AIBRIDGE_*` variables the bridge does not read, as warnings for the log at start: a mistyped
- * name (`AIBRIDGE_ANTHROPIC_APIKEY`) is otherwise silently ignored, and the bridge runs without the
- * setting. Variables a providers file names (`{"fromEnv": …}`) are the operator's own, not typos.
+ * name (an `…_API_KEY` written `…_APIKEY`) is otherwise silently ignored, and the bridge runs
+ * without the setting. Variables a providers file names (`{"fromEnv": …}`) are the operator's own, not typos.
  */
 export function unknownEnvWarnings(env: Readonly<Record<string, string | undefined>>): string[] {
   const known = new Set<string>(ENV_VARS);
@@ -722,7 +722,8 @@ export function unknownEnvWarnings(env: Readonly<Record<string, string | undefin
   }
   const out: string[] = [];
   for (const name of Object.keys(env).sort()) {
-    if (!name.startsWith('AIBRIDGE_') || known.has(name) || fileNames.has(name)) continue;
+    if (!name.startsWith('AIBRIDGE_') || known.has(name) || fileNames.has(name) || CLIENT_VARS.has(name))
+      continue;
     const near = nearestName(name, ENV_VARS);
     out.push(
       `${name} is not a setting the bridge reads and is ignored${near ? `: did you mean ${near}?` : ''}`,
@@ -730,6 +731,18 @@ export function unknownEnvWarnings(env: Readonly<Record<string, string | undefin
   }
   return out;
 }
+
+/** Whether AIBRIDGE_LOG_LEVEL asks for debug detail (a start-up failure's stack trace). */
+export function debugLogging(env: Env): boolean {
+  return /^(debug|trace)$/i.test(env.AIBRIDGE_LOG_LEVEL ?? '');
+}
+
+/**
+ * Variables the docs have users set for the bridge's clients, not for the bridge (the extension's
+ * and provisioners' key), often in the same shell: not typos. Named by suffix, as the bridge never
+ * reads them (config-doc.test lists every AIBRIDGE_ name written out here as one it reads).
+ */
+const CLIENT_VARS: ReadonlySet<string> = new Set(['KEY', 'PROVISIONER'].map((n) => `AIBRIDGE_${n}`));
 
 /** Every `fromEnv` variable a providers file names. */
 function fromEnvNames(json: unknown): string[] {

@@ -10,6 +10,7 @@ import {
   baseUrlWarnings,
   ConfigError,
   databaseUrl,
+  debugLogging,
   loadConfig,
   unknownEnvWarnings,
 } from './config';
@@ -73,17 +74,6 @@ async function serve(args: string[]): Promise<void> {
       `Created admin user ${config.adminEmail}. Admin key (shown once, also saved to ${config.dataDir}/admin.key):\n${created.key}\n`,
     );
   }
-  const address = await bridge.listen(config.host, config.port);
-  const { port } = new URL(address);
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  process.stdout.write(`aibridge listening on http://${host}:${port}\n`);
-  startUpDone();
-  if (config.metricsPort !== undefined) {
-    process.stdout.write(
-      `aibridge metrics on ${await bridge.listenMetrics(config.metricsHost, config.metricsPort)}\n`,
-    );
-  }
-
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {
@@ -107,8 +97,21 @@ async function serve(args: string[]): Promise<void> {
       },
     );
   };
+  // Before the listening line: a supervisor that signals as soon as it reads it must find the
+  // handlers in place (without them node's default ends the process at once, nothing flushed).
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+
+  const address = await bridge.listen(config.host, config.port);
+  const { port } = new URL(address);
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  process.stdout.write(`aibridge listening on http://${host}:${port}\n`);
+  startUpDone();
+  if (config.metricsPort !== undefined) {
+    process.stdout.write(
+      `aibridge metrics on ${await bridge.listenMetrics(config.metricsHost, config.metricsPort)}\n`,
+    );
+  }
 }
 
 function out(line: string): void {
@@ -344,7 +347,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     process.exit(2);
   }
   // What went wrong, as a sentence: a stack trace is for a bug, and only with debug logging.
-  const debug = /^(debug|trace)$/i.test(process.env.AIBRIDGE_LOG_LEVEL ?? '');
+  const debug = debugLogging(process.env);
   process.stderr.write(`aibridge: ${debug ? ((err as Error).stack ?? String(err)) : failureMessage(err)}\n`);
   process.exit(1);
 });

@@ -4,6 +4,7 @@ import type { DestinationStream } from 'pino';
 import type { Config } from '../config';
 import { BridgeError, fromFastifyError } from '../errors';
 import { adaptersOf, providerForPath } from '../providers/registry';
+import { addressKey } from './address-share';
 import { type BodyAccount, BodyBudget, countedBody } from './body-budget';
 import { ConnectionGuard } from './connection-guard';
 import { logRequestLine } from './request-line';
@@ -160,16 +161,19 @@ export function createFastify(
   const bodyBudget = new BodyBudget(config.limits.bodyBytesInFlight);
   if (bodyBudget.limit > 0)
     // On every route (provider, MCP gateway, API): after onRequest, so a body is counted against
-    // the user its key names (the anonymous ones share one account), before a byte of it is read.
+    // the user its key names, before a byte of it is read.
     app.addHook('preParsing', (req, reply, payload, done) => {
       // fastify reads no body for these: a pipe here would read one nobody drains.
       if (req.method === 'GET' || req.method === 'HEAD') {
         done(null, payload);
         return;
       }
+      // Keyless requests (sign-in, device login, OAuth) are counted by client address (its /64 for
+      // IPv6), so one client holding bodies open cannot refuse everyone else's sign-in.
+      const who = req.principal?.user.id ?? `address:${addressKey(req.ip)}`;
       let account: BodyAccount | null;
       try {
-        account = bodyBudget.open(req.raw, reply.raw, config.bodyLimit, req.principal?.user.id ?? '');
+        account = bodyBudget.open(req.raw, reply.raw, req.routeOptions.bodyLimit ?? config.bodyLimit, who);
       } catch (err) {
         done(err as Error);
         return;

@@ -1,6 +1,6 @@
 /**
  * RFC 4180 quoting, and a quote mark before text a spreadsheet would run as a formula: at a text
- * cell's start, and after a `;` or tab in it, since a spreadsheet in a locale whose list separator
+ * cell's start, and after a `;`, tab or line break in it, since a spreadsheet in a locale whose list separator
  * is `;` (German, French…) splits lines there: a member-chosen session id `sess;=cmd|…` would
  * otherwise open as a cell of its own starting with `=`. Cells holding either are quoted too.
  */
@@ -9,8 +9,9 @@ function csvCell(v: unknown): string {
   if (typeof v === 'string') {
     if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
     // A spreadsheet reading the file with `;` (or tab) as its separator splits there whatever the
-    // quotes say, so what follows one must not start a formula either.
-    s = s.replace(/[;\t](?=[=+\-@\t\r])/g, "$&'");
+    // quotes say, and a line break inside the cell starts a row there; so what follows one (past
+    // any quote marks, which the split may read as opening a quoted cell) must not start a formula.
+    s = s.replace(/[;\t\r\n]"*(?=[=+\-@\t\r])/g, "$&'");
   }
   return /[",;\t\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }

@@ -59,6 +59,7 @@ export function identityRoutes(
       '/api/v1/users',
       { config: { access: 'admin' }, schema: { body: NewUserBody } },
       async (req, reply) => {
+        refuseBlankTeam(req.body.team);
         const user = await identity.createUser(req.body);
         return reply.code(201).send(user);
       },
@@ -71,7 +72,10 @@ export function identityRoutes(
     app.patch<{ Params: Static<typeof EmailParams>; Body: Static<typeof UserPatchBody> }>(
       '/api/v1/users/:email',
       { config: { access: 'admin' }, schema: { params: EmailParams, body: UserPatchBody } },
-      async (req) => identity.updateUser(req.params.email, req.body),
+      async (req) => {
+        refuseBlankTeam(req.body.team);
+        return identity.updateUser(req.params.email, req.body);
+      },
     );
 
     app.get<{ Params: Static<typeof EmailParams> }>(
@@ -134,4 +138,10 @@ export function identityRoutes(
       },
     );
   };
+}
+
+/** `null` takes a user out of their team; a name of spaces alone is a mistake, not that. */
+function refuseBlankTeam(team: string | null | undefined): void {
+  if (typeof team === 'string' && team.trim() === '')
+    throw new BridgeError('invalid_request', 'A team name cannot be blank: send null to remove the team.');
 }

@@ -133,12 +133,13 @@ export class IdentityService {
 }
 
 /**
- * A team name as policies, budgets and reports match it: spaces at its ends and doubled inside
- * are a typo (`"Platform "` would be a team of its own, outside every rule for `"Platform"`).
+ * A team name as policies, budgets and reports match it: spaces at its ends are a typo (`"Platform "`
+ * would be a team of its own, outside every rule for `"Platform"`). Spaces inside are kept: a name
+ * an identity provider sends with two is matched by rules written with two. Blank is no team (an
+ * identity provider's empty group name must not make sign-in fail; the API refuses one).
  */
 function teamName(team: string | null): string | null {
   if (team === null) return null;
-  const name = team.trim().replace(/\s+/g, ' ');
-  if (name === '') throw new BridgeError('invalid_request', 'A team name cannot be blank.');
-  return name;
+  const name = team.trim();
+  return name === '' ? null : name;
 }

@@ -249,7 +249,7 @@ describe('admin API input', () => {
     const spaced = await tb.api<{ team: string }>('PATCH', '/api/v1/users/mover@example.com', tb.adminKey, {
       team: '  Platform   Eng ',
     });
-    assert.equal(spaced.body.team, 'Platform Eng');
+    assert.equal(spaced.body.team, 'Platform   Eng');
     const created = await tb.api<{ team: string }>('POST', '/api/v1/users', tb.adminKey, {
       email: 'spaced@example.com',
       team: 'Platform Eng ',

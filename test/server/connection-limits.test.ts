@@ -400,11 +400,18 @@ describe('connections and request reading: no member can stall or exhaust the br
       await Promise.all(held.map((h) => h.closed));
     });
 
-    it('stops accepting on the other address when the bridge closes', async () => {
+    it('stops accepting on the other address when the bridge closes, and lets a stream open there finish first', async () => {
+      mock.clear();
+      mock.next({ kind: 'drip', count: 20, delayMs: 50 });
       const r = await raw(other);
-      r.socket.destroy();
-      await tb.close();
+      r.socket.write(messagesRequest(key, MESSAGE({ stream: true })));
+      await received(r, /^HTTP\/1\.1 200 /, 5000);
+      const closing = tb.close();
+      await sleep(100);
       await assert.rejects(raw(other), /ECONNREFUSED/);
+      await closing;
+      assert.match(r.text(), /event: message_stop/, 'the stream ended whole before the bridge closed');
+      r.socket.destroy();
     });
   });
 
@@ -521,6 +528,39 @@ describe('connections and request reading: no member can stall or exhaust the br
         { timeoutMs: 3000, intervalMs: 50, what: 'the freed share' },
       );
       assert.equal(big.status, 200, await big.text());
+    });
+
+    it('keyless bodies count per client address: one address holding its share does not refuse another', async () => {
+      const device = (length: number): string =>
+        'POST /api/v1/auth/device/code HTTP/1.1\r\nHost: bridge\r\ncontent-type: application/json\r\n' +
+        `content-length: ${length}\r\n\r\n{"x":"`;
+      const from = (localAddress: string): Promise<Raw> =>
+        new Promise((resolve, reject) => {
+          const { port } = new URL(tb.url);
+          const socket = connect({ port: Number(port), host: '127.0.0.1', localAddress });
+          const chunks: Buffer[] = [];
+          socket.on('data', (c: Buffer) => chunks.push(c));
+          socket.on('error', () => undefined);
+          const closed = new Promise<number>((r) => socket.once('close', () => r(0)));
+          socket.once('connect', () =>
+            resolve({ socket, text: () => Buffer.concat(chunks).toString('latin1'), closed }),
+          );
+          socket.once('error', reject);
+        });
+      // 127.0.0.2 holds a 200 KB keyless body: most of its quarter (256 KiB) of the 1 MiB.
+      const held = await from('127.0.0.2');
+      held.socket.write(device(200_000));
+      await sleep(100);
+      const second = await from('127.0.0.2');
+      second.socket.write(device(200_000));
+      const refused = await received(second, /^HTTP\/1\.1 503 /, 5000);
+      assert.match(refused, /Your requests in flight/);
+      // Another address's sign-in is not refused for it.
+      const other = await from('127.0.0.1');
+      other.socket.write(device(200_000));
+      await sleep(300);
+      assert.doesNotMatch(other.text(), /503/);
+      for (const r of [held, second, other]) r.socket.destroy();
     });
   });
 

@@ -43,6 +43,9 @@ const HOSTILE = [
   'x\t@SUM(1)',
   '+1;-2',
   'quote";=evil',
+  `x;"=cmd|' /C calc'!A0`,
+  'hello\n=HYPERLINK("http://evil.example")',
+  'two\r\n@SUM(1)',
 ];
 
 describe('CSV exports: no member-chosen text becomes a formula, whichever separator the spreadsheet uses', () => {
@@ -53,7 +56,7 @@ describe('CSV exports: no member-chosen text becomes a formula, whichever separa
     assert.equal(comma[0]!.length, HOSTILE.length + 3);
     // Each reads back as it was, but for the quote mark before a formula's first character.
     for (const [i, h] of HOSTILE.entries())
-      assert.equal(comma[0]![i + 1]!.replace(/^'/, '').replace(/([;\t])'/g, '$1'), h);
+      assert.equal(comma[0]![i + 1]!.replace(/^'/, '').replace(/([;\t\r\n]"*)'/g, '$1'), h);
     for (const sep of [',', ';'] as const)
       for (const cell of parse(text, sep).flat()) assert.doesNotMatch(cell, FORMULA, `${sep}: ${cell}`);
   });

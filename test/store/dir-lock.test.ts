@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,18 +27,55 @@ describe('the embedded store holds its data dir alone (dir-lock)', () => {
     await b.close();
   });
 
-  it('a holder on this host that is alive keeps it; one whose process is gone, or whose pid is now another process, does not', async () => {
+  it('a holder in this pid namespace whose process is gone, or that is this pid but an earlier process, is taken over at once', async () => {
     const dir = await tempDir();
-    const host = os.hostname();
-    // The parent of this process (mocha's runner or the shell): alive, not us.
-    await lockOf(dir, { pid: process.ppid, host, processStart: 1 });
+    const here = { host: os.hostname(), pidns: readlinkSync('/proc/self/ns/pid'), processStart: 1 };
+    // The parent of this process: alive, and its heartbeat fresh.
+    await lockOf(dir, { ...here, pid: process.ppid });
     await assert.rejects(DataDirLock.acquire(dir), /in use by another bridge \(pid \d+ on /);
     // A pid no process has.
-    await lockOf(dir, { pid: 2 ** 22 + 7, host, processStart: 1 });
+    await lockOf(dir, { ...here, pid: 2 ** 22 + 7 });
     await (await DataDirLock.acquire(dir)).release();
-    // Our own pid written by an earlier process (a container restarted: its pid 1 again).
-    await lockOf(dir, { pid: process.pid, host, processStart: 1 });
+    // Our own pid written by an earlier process.
+    await lockOf(dir, { ...here, pid: process.pid });
     await (await DataDirLock.acquire(dir)).release();
+  });
+
+  it('a live pid with a stopped heartbeat (reused after a reboot) is taken over after 30 s; a pid from another namespace is judged by its heartbeat only', async () => {
+    const dir = await tempDir();
+    const here = { host: os.hostname(), pidns: readlinkSync('/proc/self/ns/pid'), processStart: 1 };
+    await lockOf(dir, { ...here, pid: process.ppid }, 31_000);
+    await (await DataDirLock.acquire(dir)).release();
+    // Another container with the same host name: its pid 2^22+7 means nothing here.
+    const elsewhere = { ...here, pidns: 'pid:[1]', pid: 2 ** 22 + 7 };
+    await lockOf(dir, elsewhere, 5_000);
+    await assert.rejects(DataDirLock.acquire(dir), DataDirLockedError);
+    await lockOf(dir, elsewhere, 31_000);
+    await (await DataDirLock.acquire(dir)).release();
+  });
+
+  it('of several processes taking over one stale lock at once, one gets it', async () => {
+    const dir = await tempDir();
+    await lockOf(dir, { pid: 1, host: `not-${os.hostname()}`, processStart: 1 }, 60_000);
+    const tries = await Promise.allSettled(Array.from({ length: 4 }, () => DataDirLock.acquire(dir)));
+    const won = tries.filter((t) => t.status === 'fulfilled');
+    assert.equal(won.length, 1, tries.map((t) => t.status).join());
+    await (won[0] as PromiseFulfilledResult<DataDirLock>).value.release();
+  });
+
+  it('the heartbeat renews the lock while it is this process’s, and stops once it is not', async () => {
+    const dir = await tempDir();
+    const file = path.join(dir, LOCK_FILE);
+    const lock = await DataDirLock.acquire(dir, 40);
+    const old = new Date(Date.now() - 60_000);
+    await fs.utimes(file, old, old);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(Date.now() - (await fs.stat(file)).mtimeMs < 5_000, 'renewed');
+    await lockOf(dir, { pid: 1, host: 'other', processStart: 1 }, 60_000);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(Date.now() - (await fs.stat(file)).mtimeMs > 50_000, 'another holder’s lock is not kept fresh');
+    await lock.release();
+    assert.match(await fs.readFile(file, 'utf8'), /"host":"other"/, 'nor removed');
   });
 
   it('a holder on another host (a shared volume) keeps it while its heartbeat is fresh; 30 s without one frees it', async () => {

@@ -156,9 +156,44 @@ describe('the audit chain in PostgreSQL', function () {
       await store.pruneInterceptions(new Date(Date.parse(newRecord(4).startedAt)).toISOString());
       const pruned = await verifyStoredChain(store);
       assert.equal(pruned.ok, true, JSON.stringify(pruned));
+      // Two replicas pruning with cutoffs a moment apart, the later one first: the start stays
+      // where the furthest prune left it.
+      await store.pruneInterceptions(new Date(Date.parse(newRecord(5).startedAt)).toISOString());
+      await store.pruneInterceptions(new Date(Date.parse(newRecord(3).startedAt)).toISOString());
+      const both = await verifyStoredChain(store);
+      assert.equal(both.ok, true, JSON.stringify(both));
     } finally {
       await sql.end();
       await store.close();
+    }
+  });
+
+  it('two replicas pruning at once with different cutoffs leave a chain that verifies', async () => {
+    const url = await (await testPostgres()).createDatabase('chain_prunes');
+    const a = new PostgresStore({ url, maxConnections: 2 });
+    const b = new PostgresStore({ url, maxConnections: 2 });
+    await a.open();
+    await b.open();
+    try {
+      await claimChainAnchor(a);
+      for (let i = 0; i < 40; i++) await a.appendInterception(newRecord(i));
+      const cut = (i: number): string => new Date(Date.parse(newRecord(i).startedAt)).toISOString();
+      for (const [early, late] of [
+        [5, 10],
+        [15, 20],
+        [25, 30],
+      ] as const) {
+        await Promise.all([a.pruneInterceptions(cut(late)), b.pruneInterceptions(cut(early))]);
+        const report = await verifyStoredChain(a);
+        assert.equal(
+          report.ok,
+          true,
+          `after prunes at ${early} and ${late}: ${JSON.stringify(report.firstBreak)}`,
+        );
+      }
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 

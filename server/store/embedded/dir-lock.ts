@@ -1,3 +1,4 @@
+import { readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +7,8 @@ import path from 'node:path';
 interface Holder {
   pid: number;
   host: string;
+  /** The pid namespace (`pid:[4026531836]`): pids are only comparable within one. */
+  pidns?: string;
   /** When the holding process started (performance.timeOrigin, ms): a reused pid is another process. */
   processStart: number;
   lockedAt: string;
@@ -25,10 +28,9 @@ const HEARTBEAT_MS = 10_000;
  * One process per embedded store. Two bridges (or a bridge and `aibridge store copy`) on one data
  * dir each keep their own copy of db.json and the chain head in memory: the last writer wins,
  * users vanish and the audit chain breaks for good. Node has no flock, so the lock is a file made
- * with O_EXCL naming its holder. A holder on this host is checked directly (its pid alive, and the
- * same process that wrote it, not a pid reused after a restart, as a container's pid 1 is); one on
- * another host (a shared volume) by a heartbeat: the file's mtime is renewed every 10 s, and a lock
- * not renewed for 30 s is taken over.
+ * with O_EXCL naming its holder, its mtime renewed every 10 s by a heartbeat. A holder whose pid
+ * this process can check (same host and pid namespace) and no process has is taken over at once;
+ * any other once its heartbeat has stopped for 30 s (`stale`).
  */
 export class DataDirLock {
   private heartbeat: NodeJS.Timeout | undefined;
@@ -38,11 +40,13 @@ export class DataDirLock {
     private readonly mine: string,
   ) {}
 
-  static async acquire(dataDir: string): Promise<DataDirLock> {
+  /** `heartbeatMs`: how often the lock is renewed (tests shorten it). */
+  static async acquire(dataDir: string, heartbeatMs = HEARTBEAT_MS): Promise<DataDirLock> {
     const file = path.join(dataDir, LOCK_FILE);
     const me: Holder = {
       pid: process.pid,
       host: os.hostname(),
+      ...pidNamespace(),
       processStart: Math.round(performance.timeOrigin),
       lockedAt: new Date().toISOString(),
     };
@@ -50,17 +54,31 @@ export class DataDirLock {
     for (let attempt = 0; attempt < 2; attempt++) {
       if (await create(file, mine)) {
         const lock = new DataDirLock(file, mine);
-        lock.beat();
+        lock.beat(heartbeatMs);
         return lock;
       }
       const held = await holder(file);
-      if (held === 'gone') continue;
-      if (!(await stale(file, held, me))) throw lockedError(dataDir, held);
-      // Taken over: removed, then made again with O_EXCL, so of two processes taking over the
-      // same stale lock at once only one gets it.
-      await fs.rm(file, { force: true });
+      if (held.state === 'gone') continue;
+      if (!(await stale(file, held.holder, me))) throw lockedError(dataDir, held.holder);
+      // Taken over by moving the judged file aside, then checking it is the one judged: of two
+      // processes taking over the same stale lock, the second moves the first's fresh lock aside,
+      // sees it is not what it judged, and puts it back (link: never over a newer one).
+      const aside = `${file}.stale-${process.pid}-${Date.now()}`;
+      try {
+        await fs.rename(file, aside);
+      } catch {
+        continue;
+      }
+      const moved = await fs.readFile(aside, 'utf8').catch(() => undefined);
+      if (moved !== held.text) {
+        await fs.link(aside, file).catch(() => undefined);
+        await fs.rm(aside, { force: true });
+        throw lockedError(dataDir, held.holder);
+      }
+      await fs.rm(aside, { force: true });
     }
-    throw lockedError(dataDir, await holder(file));
+    const last = await holder(file);
+    throw lockedError(dataDir, last.state === 'held' ? last.holder : null);
   }
 
   /** Frees the data dir (only if the file is still this process's). */
@@ -71,11 +89,20 @@ export class DataDirLock {
     if (now === this.mine) await fs.rm(this.file, { force: true });
   }
 
-  private beat(): void {
+  private beat(everyMs: number): void {
     this.heartbeat = setInterval(() => {
-      const now = new Date();
-      fs.utimes(this.file, now, now).catch(() => undefined);
-    }, HEARTBEAT_MS);
+      // Only while the file is still this process's: never keeps another holder's lock fresh.
+      fs.readFile(this.file, 'utf8')
+        .then((now) => {
+          if (now !== this.mine) {
+            clearInterval(this.heartbeat);
+            return;
+          }
+          const at = new Date();
+          return fs.utimes(this.file, at, at);
+        })
+        .catch(() => undefined);
+    }, everyMs);
     this.heartbeat.unref();
   }
 }
@@ -90,32 +117,49 @@ async function create(file: string, content: string): Promise<boolean> {
   }
 }
 
-/** The lock's holder; 'gone' when the file went away meanwhile; null when it cannot be read. */
-async function holder(file: string): Promise<Holder | null | 'gone'> {
+/** The lock file as read: its holder (null when it cannot be parsed) and its text, or gone. */
+type Read = { state: 'gone' } | { state: 'held'; holder: Holder | null; text: string };
+
+async function holder(file: string): Promise<Read> {
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'gone' };
     throw err;
   }
   try {
     const h = JSON.parse(text) as Partial<Holder>;
     if (typeof h.pid === 'number' && typeof h.host === 'string' && typeof h.processStart === 'number')
-      return h as Holder;
+      return { state: 'held', holder: h as Holder, text };
   } catch {
     // A lock file cut short by a crash while it was written: judged by its age alone.
   }
-  return null;
+  return { state: 'held', holder: null, text };
 }
 
+/**
+ * Whether a lock may be taken over. A holder's pid is only checked on this host and in this pid
+ * namespace (containers sharing a host name each have their own pids): a pid no process has is
+ * gone at once. Otherwise (a live pid, which after a reboot may be another process; or a holder
+ * whose pid cannot be checked) the lock is stale once its heartbeat has not renewed it for 30 s.
+ */
 async function stale(file: string, held: Holder | null, me: Holder): Promise<boolean> {
-  if (held && held.host === me.host) {
+  if (held && held.host === me.host && held.pidns !== undefined && held.pidns === me.pidns) {
     if (held.pid === me.pid) return held.processStart !== me.processStart;
-    return !alive(held.pid);
+    if (!alive(held.pid)) return true;
   }
   const mtime = (await fs.stat(file).catch(() => undefined))?.mtimeMs ?? 0;
   return Date.now() - mtime > STALE_MS;
+}
+
+/** This process's pid namespace, where the system shows it (Linux). */
+function pidNamespace(): { pidns?: string } {
+  try {
+    return { pidns: readlinkSync('/proc/self/ns/pid') };
+  } catch {
+    return {};
+  }
 }
 
 function alive(pid: number): boolean {
@@ -128,11 +172,10 @@ function alive(pid: number): boolean {
   }
 }
 
-function lockedError(dataDir: string, held: Holder | null | 'gone'): DataDirLockedError {
-  const who =
-    held && held !== 'gone'
-      ? `pid ${held.pid} on ${held.host}, since ${held.lockedAt}`
-      : 'a process whose lock file cannot be read';
+function lockedError(dataDir: string, held: Holder | null): DataDirLockedError {
+  const who = held
+    ? `pid ${held.pid} on ${held.host}, since ${held.lockedAt}`
+    : 'a process whose lock file cannot be read';
   return new DataDirLockedError(
     `the data dir ${dataDir} is in use by another bridge (${who}): two processes on one embedded store lose data. ` +
       'Stop it first, or give this one its own --data-dir; several replicas share a PostgreSQL store (AIBRIDGE_DATABASE_URL). ' +

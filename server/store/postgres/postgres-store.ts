@@ -439,9 +439,12 @@ export class PostgresStore implements Store {
     );
     const k = kept.rows[0];
     const prev = k ? (JSON.parse(k.record) as { prevHash?: string }).prevHash : undefined;
+    // Only ever forward: replicas pruning at once (each at start-up) with cutoffs a moment apart
+    // must leave the start the furthest of them deleted to, whichever writes last.
     if (k && prev !== undefined)
       await this.query(
-        'INSERT INTO bridge_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value',
+        `INSERT INTO bridge_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
+           WHERE (bridge_settings.value::jsonb->>'afterSeq')::bigint < (EXCLUDED.value::jsonb->>'afterSeq')::bigint`,
         ['chain_anchor', anchorJson({ afterSeq: Number(k.seq) - 1, hash: prev })],
       );
     let total = 0;
