@@ -194,6 +194,17 @@ describe('the embedded journal', () => {
     assert.ok((await openFds()) <= before - 1, 'the segment being written and every reader are closed');
   });
 
+  /** How many entries a journal reopened on `dir` replays. */
+  async function entriesIn(dir: string): Promise<number> {
+    let n = 0;
+    const again = new Journal({ dir });
+    await again.open(() => {
+      n++;
+    });
+    await again.close();
+    return n;
+  }
+
   /** Counts FileHandle.datasync calls and the time spent in them, while `run` runs. */
   async function watchSyncs<T>(run: () => Promise<T>): Promise<{ result: T; syncs: number; syncMs: number }> {
     const probe = await fs.open(path.join(await tempDir(), 'probe'), 'w');
@@ -236,11 +247,7 @@ describe('the embedded journal', () => {
     assert.equal(syncs, 8);
     assert.ok(wallMs - syncMs < 150, `${(wallMs - syncMs).toFixed(1)} ms beyond the syncs themselves`);
     await j.close();
-    const seen: unknown[] = [];
-    const again = new Journal({ dir });
-    await again.open((v) => seen.push(v));
-    await again.close();
-    assert.equal(seen.length, 8);
+    assert.equal(await entriesIn(dir), 8);
   });
 
   it('syncIntervalMs 250: entries appended within the interval share one sync; one after a quiet spell is not held', async () => {
@@ -263,11 +270,7 @@ describe('the embedded journal', () => {
     assert.equal(syncs, 1, `one sync for the eight: ${at.map((t) => (t - t0).toFixed(1)).join(', ')}`);
     assert.ok(at[0]! - t0 >= 250 - 5, 'not before the interval since the last sync started');
     await j.close();
-    const seen: unknown[] = [];
-    const again = new Journal({ dir });
-    await again.open((v) => seen.push(v));
-    await again.close();
-    assert.equal(seen.length, 9);
+    assert.equal(await entriesIn(dir), 9);
   });
 
   it('rolls over to a new segment past the size cap', async () => {
