@@ -195,6 +195,15 @@ export function createFastify(
   app.addHook('onRequest', (_req, _reply, done) => {
     done(draining() ? new BridgeError('shutting_down') : undefined);
   });
+  // A team or subject written with a space at an end is the one without it: `"platform "` in a
+  // budget, alias or filter must match the team users are in (their teams are stored trimmed,
+  // identity-service.ts), not a team of its own nobody is in.
+  app.addHook('preValidation', (req, _reply, done) => {
+    trimNames(req.body);
+    trimNames(req.query);
+    trimNames(req.params);
+    done();
+  });
   app.setNotFoundHandler((req, reply) => {
     const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
     reply.code(e.status).headers(e.headers).send(bodyFor(req.url, e));
@@ -225,4 +234,12 @@ export function createFastify(
     },
     bodyBudget,
   };
+}
+
+/** The fields that name a team (or a budget's subject: a team or a user's email), trimmed in place. */
+function trimNames(part: unknown): void {
+  if (part === null || typeof part !== 'object' || Array.isArray(part)) return;
+  const o = part as Record<string, unknown>;
+  for (const name of ['team', 'subject'])
+    if (typeof o[name] === 'string') o[name] = (o[name] as string).trim();
 }

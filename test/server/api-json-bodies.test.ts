@@ -38,4 +38,25 @@ describe('API JSON bodies as HTTP helpers send them', () => {
     );
     assert.equal(poisoned.status, 400, await poisoned.text());
   });
+
+  it('a team or subject written with a space at an end names the team without it (budgets, filters)', async () => {
+    await tb.addUser('trimmed-team@example.com', { team: 'platform' });
+    const put = await send(
+      'PUT',
+      '/api/v1/budgets',
+      JSON.stringify({ scope: 'team', subject: ' platform ', period: 'month', limitUsd: 5, action: 'alert' }),
+    );
+    assert.equal(put.status, 200, await put.clone().text());
+    assert.equal(((await put.json()) as { subject: string }).subject, 'platform');
+    const users = await fetch(`${tb.url}/api/v1/usage/users?team=platform%20`, {
+      headers: { authorization: `Bearer ${tb.adminKey}` },
+    });
+    assert.equal(users.status, 200);
+    const body = (await users.json()) as { rows?: { email: string }[]; items?: { email: string }[] };
+    const rows = body.rows ?? body.items ?? [];
+    assert.ok(
+      rows.some((r) => r.email === 'trimmed-team@example.com'),
+      JSON.stringify(body).slice(0, 300),
+    );
+  });
 });
