@@ -236,10 +236,16 @@ export function createFastify(
   };
 }
 
-/** The fields that name a team (or a budget's subject: a team or a user's email), trimmed in place. */
+/**
+ * The fields that name a team (or a budget's subject: a team or a user's email), trimmed in place.
+ * One of spaces alone is left for the route to refuse: trimmed to "", the schemas' coercion would
+ * read it as null, which removes a user's team.
+ */
 function trimNames(part: unknown): void {
   if (part === null || typeof part !== 'object' || Array.isArray(part)) return;
   const o = part as Record<string, unknown>;
-  for (const name of ['team', 'subject'])
-    if (typeof o[name] === 'string') o[name] = (o[name] as string).trim();
+  for (const name of ['team', 'subject']) {
+    const v = o[name];
+    if (typeof v === 'string' && v.trim() !== '') o[name] = v.trim();
+  }
 }
