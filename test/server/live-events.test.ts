@@ -318,6 +318,9 @@ describe('live events: GET /api/v1/events', function () {
   });
 
   it('drops a client that stops reading, without slowing the publisher', async () => {
+    // A bridge of its own with the usual heartbeat: with this suite's 200 ms one, the paused
+    // client would be let go for its missing pongs before its queue could show it is slow.
+    const tb = await startBridge(upstream.url);
     const slow = liveClient(tb.url, { key: tb.adminKey });
     const fast = liveClient(tb.url, { key: tb.adminKey });
     await Promise.all([slow.next('hello'), fast.next('hello')]);
@@ -361,6 +364,7 @@ describe('live events: GET /api/v1/events', function () {
     await fast.next('alert', () => fast.events.filter((e) => e.type === 'alert').length >= n, 10_000);
     assert.equal(fast.ws.readyState, WebSocket.OPEN);
     await fast.close();
+    await tb.close();
   });
 
   it('drops a peer that stops answering pings', async () => {
