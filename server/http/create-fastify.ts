@@ -2,6 +2,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config';
+import { trimmedName } from '../core/team-name';
 import { BridgeError, fromFastifyError } from '../errors';
 import { adaptersOf, providerForPath } from '../providers/registry';
 import { addressKey } from './address-share';
@@ -246,6 +247,7 @@ function trimNames(part: unknown): void {
   const o = part as Record<string, unknown>;
   for (const name of ['team', 'subject']) {
     const v = o[name];
-    if (typeof v === 'string' && v.trim() !== '') o[name] = v.trim();
+    const t = typeof v === 'string' ? trimmedName(v) : null;
+    if (t !== null) o[name] = t;
   }
 }

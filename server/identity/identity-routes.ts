@@ -1,6 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ProviderInstanceInfo } from '../../shared/identity';
+import { trimmedName } from '../core/team-name';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import type { Store } from '../store/types';
@@ -142,6 +143,6 @@ export function identityRoutes(
 
 /** `null` takes a user out of their team; a name of spaces alone is a mistake, not that. */
 function refuseBlankTeam(team: string | null | undefined): void {
-  if (typeof team === 'string' && team.trim() === '')
+  if (typeof team === 'string' && trimmedName(team) === null)
     throw new BridgeError('invalid_request', 'A team name cannot be blank: send null to remove the team.');
 }

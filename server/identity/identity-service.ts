@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CreatedKey, KeyInfo, Role, User } from '../../shared/identity';
 import type { KeyRecord } from '../core/principal';
+import { trimmedName } from '../core/team-name';
 import { BridgeError, isBridgeError } from '../errors';
 import type { Store, UserPatch } from '../store/types';
 import { displayPrefix, generateKey, type KeyHasher, newKeyId } from './keys';
@@ -132,14 +133,7 @@ export class IdentityService {
   }
 }
 
-/**
- * A team name as policies, budgets and reports match it: spaces at its ends are a typo (`"Platform "`
- * would be a team of its own, outside every rule for `"Platform"`). Spaces inside are kept: a name
- * an identity provider sends with two is matched by rules written with two. Blank is no team (an
- * identity provider's empty group name must not make sign-in fail; the API refuses one).
- */
+/** Blank is no team: an identity provider's empty group name must not make sign-in fail. */
 function teamName(team: string | null): string | null {
-  if (team === null) return null;
-  const name = team.trim();
-  return name === '' ? null : name;
+  return team === null ? null : trimmedName(team);
 }
