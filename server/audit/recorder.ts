@@ -96,6 +96,7 @@ export class Recorder {
   private readonly finishListeners: ((rec: NewInterception) => void)[] = [];
   private readonly retryQueue: NewInterception[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
+  private retrying: Promise<void> | undefined;
   private droppedCount = 0;
   /** Runs on each record before it is stored (cache-break detection); may read the store. */
   private annotator: Annotator | undefined;
@@ -333,12 +334,26 @@ export class Recorder {
     this.retryTimer.unref();
   }
 
-  private async retry(): Promise<void> {
+  /**
+   * Retries the queue from its head, one record at a time. One loop at most: a second, started by
+   * the timer while the first waited on the store, would store the head twice and then take away a
+   * record it never wrote.
+   */
+  private retry(): Promise<void> {
+    this.retrying ??= this.retryLoop().finally(() => {
+      this.retrying = undefined;
+    });
+    return this.retrying;
+  }
+
+  private async retryLoop(): Promise<void> {
     while (this.retryQueue.length > 0) {
       const rec = this.retryQueue[0]!;
       try {
         await this.store.appendInterception(rec);
-        this.retryQueue.shift();
+        // This record only: with the queue full, the oldest (this one) may have been dropped meanwhile.
+        const at = this.retryQueue.indexOf(rec);
+        if (at >= 0) this.retryQueue.splice(at, 1);
       } catch (err) {
         // Logged on every attempt (one per retry interval): an outage stays visible until it ends.
         this.log.warn(
@@ -370,6 +385,12 @@ export class Recorder {
   /** Resolves when every record handed over so far has been stored, or (after one last try) is given up. */
   async drain(): Promise<void> {
     await Promise.all([...this.inFlight]);
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    // A loop the timer started is waited for: the store must not close under it.
+    if (this.retrying) await this.retrying;
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;

@@ -181,6 +181,28 @@ export interface RoundStrategy {
   run(exchange: Exchange): Promise<void>;
 }
 
+/**
+ * Resolves true when the client can take more bytes or has gone away, false if it has read
+ * nothing for `ms`: a stalled reader is the client's doing, and must neither hold the provider's
+ * connection for ever nor be blamed on the provider (its idle timeout would fire meanwhile and
+ * count against the model's circuit breaker, which one member's unread streams could open for all).
+ */
+function writableWithin(res: ServerResponse, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => settle(false), ms);
+    timer.unref();
+    const settle = (drained: boolean): void => {
+      clearTimeout(timer);
+      res.off('drain', onReady);
+      res.off('close', onReady);
+      resolve(drained);
+    };
+    const onReady = (): void => settle(true);
+    res.on('drain', onReady);
+    res.on('close', onReady);
+  });
+}
+
 /** Resolves when the client can take more bytes, or has gone away. */
 export function writable(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
@@ -1079,8 +1101,21 @@ export class Exchange {
         }
         round.observer.firstByte();
         if (this.gone) return 'stop';
-        // The next chunk waits until the client can take it, or has gone.
-        if (!ok) return writable(out).then(() => (this.gone ? 'stop' : undefined));
+        // The next chunk waits until the client can take it, or has gone; the provider is not
+        // what is waited on meanwhile. A client that reads nothing for the idle timeout is left.
+        if (!ok) {
+          idle.pause();
+          return writableWithin(out, this.deps.idleTimeoutMs).then((drained) => {
+            if (!drained) {
+              this.req.log.warn('client stopped reading the answer; closing its connection');
+              this.gone = true;
+              this.abort.abort();
+              out.destroy();
+            }
+            idle.touch();
+            return this.gone ? 'stop' : undefined;
+          });
+        }
         return undefined;
       });
     } catch (err) {

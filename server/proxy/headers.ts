@@ -25,6 +25,19 @@ const CLIENT_CREDENTIALS = new Set([
   'proxy-authenticate',
 ]);
 
+/**
+ * Headers that would take the answer or its bill out of the bridge's hands: Google's field mask
+ * can leave usage out of the answer (recorded as free), and a client's choice of the OpenAI
+ * organisation or project, or of the Google project billed, would put its spend on another
+ * account than the one the organisation configured for the key.
+ */
+const GOVERNED = new Set([
+  'x-goog-fieldmask',
+  'x-goog-user-project',
+  'openai-organization',
+  'openai-project',
+]);
+
 const NO_TOKENS: ReadonlySet<string> = new Set();
 /** The last `Connection` value parsed and its tokens: clients send the same one (`keep-alive`) every time. */
 let lastConnection = '';
@@ -58,6 +71,7 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders): Record<str
     if (
       HOP_BY_HOP.has(name) ||
       CLIENT_CREDENTIALS.has(name) ||
+      GOVERNED.has(name) ||
       named.has(name) ||
       name.startsWith('proxy-') ||
       // `x-aibridge-client`, `x-aibridge-session-id`: meant for the bridge, not the provider.

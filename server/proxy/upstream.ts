@@ -31,10 +31,24 @@ export class IdleTimeoutError extends Error {
 export function idleWatchdog(
   ms: number,
   onIdle: (err: IdleTimeoutError) => void,
-): { touch(): void; stop(): void } {
-  const timer = setTimeout(() => onIdle(new IdleTimeoutError(ms)), ms);
+): { touch(): void; pause(): void; stop(): void } {
+  // Paused while the bridge itself is not reading (waiting on the client); `touch` resumes it.
+  let paused = false;
+  const timer = setTimeout(() => {
+    if (!paused) onIdle(new IdleTimeoutError(ms));
+  }, ms);
   timer.unref();
-  return { touch: () => timer.refresh(), stop: () => clearTimeout(timer) };
+  return {
+    touch: () => {
+      paused = false;
+      // Also re-arms a timer that fired while paused.
+      timer.refresh();
+    },
+    pause: () => {
+      paused = true;
+    },
+    stop: () => clearTimeout(timer),
+  };
 }
 
 /**

@@ -7,6 +7,7 @@ import { ConnectionGuard } from '../../server/http/connection-guard';
 import { jsonDepth, jsonShape } from '../../server/http/json-depth';
 import { parseTrustedProxies, TrustedProxies } from '../../server/http/trusted-proxies';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { type LiveTestClient, liveClient } from '../helpers/live-client';
@@ -440,6 +441,37 @@ describe('connections and request reading: no member can stall or exhaust the br
       await sleep(3500);
       r.socket.resume();
       await within(r.closed, 10_000, 'the stalled connection cut');
+    });
+
+    it("is the client's doing, not the provider's: stalled streams are recorded client_aborted and open no circuit breaker", async () => {
+      mock.clear();
+      const before = (await tb.interceptions(100)).length;
+      // One more than the breaker's threshold (5): each would have counted as a provider timeout.
+      const stalled: Raw[] = [];
+      for (let i = 0; i < 6; i++) {
+        mock.next({ kind: 'drip', count: 150_000, delayMs: 0 });
+        const r = await raw(tb.url);
+        r.socket.write(messagesRequest(key, MESSAGE({ stream: true })));
+        await received(r, /^HTTP\/1\.1 200 /, 5000);
+        r.socket.pause();
+        stalled.push(r);
+      }
+      await sleep(2500);
+      const records = await eventually(
+        async () => {
+          const all = await tb.interceptions(100);
+          return all.length >= before + 6 ? all.slice(0, all.length - before) : undefined;
+        },
+        { what: 'the stalled streams recorded', timeoutMs: 10_000 },
+      );
+      for (const rec of records) assert.equal(rec.status, 'client_aborted', JSON.stringify(rec.error));
+      const other = await tb.addUser('bystander@example.com');
+      const res = await askMessages(tb.url, other.key);
+      assert.equal(res.status, 200, 'another user is still served');
+      for (const r of stalled) {
+        r.socket.resume();
+        r.socket.destroy();
+      }
     });
   });
 

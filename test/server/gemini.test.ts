@@ -194,7 +194,7 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal(typeof body.error.message, 'string');
   });
 
-  it('refuses an answer format it could not meter (alt=proto, $alt=media, %61lt=proto) with 400 in Google’s shape; alt=json and alt=sse pass', async () => {
+  it('refuses an answer format it could not meter (alt=proto, $alt=media, %61lt=proto) or a field mask with 400 in Google’s shape; alt=json and alt=sse pass', async () => {
     const seen = mock.seen.length;
     const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] });
     for (const q of ['alt=proto', '%24alt=media', '%61lt=proto', 'alt=sse&alt=proto']) {
@@ -207,6 +207,23 @@ describe('Gemini API (native) through the bridge', () => {
       const err = (await res.json()) as { error: { code: number; status: string; message: string } };
       assert.equal(err.error.status, 'INVALID_ARGUMENT', q);
       assert.match(err.error.message, /only JSON and SSE answers can be metered/, q);
+    }
+    // A field mask could leave usageMetadata out of the answer, which would be recorded as free.
+    for (const q of [
+      'fields=candidates',
+      '%24fields=candidates',
+      '%66ields=candidates',
+      'alt=sse&fields=candidates',
+    ]) {
+      const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash:generateContent?${q}`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+        body,
+      });
+      assert.equal(res.status, 400, q);
+      const err = (await res.json()) as { error: { status: string; message: string } };
+      assert.equal(err.error.status, 'INVALID_ARGUMENT', q);
+      assert.match(err.error.message, /usage must reach the bridge/, q);
     }
     assert.equal(mock.seen.length, seen, 'nothing reached the provider');
     for (const q of ['alt=json', 'alt=sse']) {

@@ -45,6 +45,11 @@ describe('the Anthropic pass-through', () => {
           'keep-alive': 'timeout=5',
           cookie: 'session=abc',
           'proxy-authorization': 'Basic Zm9vOmJhcg==',
+          // A client choosing the account billed, or a field mask that could hide usage.
+          'openai-organization': 'org-elsewhere',
+          'openai-project': 'proj_elsewhere',
+          'x-goog-user-project': 'someone-elses',
+          'x-goog-fieldmask': 'content',
         },
       });
       req.on('response', resolve);
@@ -59,7 +64,17 @@ describe('the Anthropic pass-through', () => {
     assert.equal(seen.headers['anthropic-version'], '2023-06-01');
     assert.equal(seen.headers['anthropic-beta'], 'claude-code-20250219,interleaved-thinking-2025-05-14');
     assert.equal(seen.headers['x-api-key'], UPSTREAM_KEY);
-    for (const h of ['x-secret-hop', 'keep-alive', 'cookie', 'proxy-authorization', 'authorization']) {
+    for (const h of [
+      'x-secret-hop',
+      'keep-alive',
+      'cookie',
+      'proxy-authorization',
+      'authorization',
+      'openai-organization',
+      'openai-project',
+      'x-goog-user-project',
+      'x-goog-fieldmask',
+    ]) {
       assert.equal(seen.headers[h], undefined, `${h} must not be forwarded`);
     }
     assert.equal(seen.body, JSON.stringify(MSG), 'the body goes upstream byte for byte');

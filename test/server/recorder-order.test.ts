@@ -83,3 +83,38 @@ describe('the recorder hands records to the store in the order they finished', (
     await store.close();
   });
 });
+
+describe('the recorder retries refused records once each, in one loop', () => {
+  it('a record refused while a retry waits on a slow store is neither stored twice nor lost, and drain waits for the loop', async () => {
+    // The first write is refused; every later one takes longer than the retry interval.
+    const stored: string[] = [];
+    let calls = 0;
+    const store = {
+      appendInterception(rec: NewInterception): Promise<void> {
+        calls++;
+        if (calls === 1) return Promise.reject(new Error('database away'));
+        return new Promise((resolve) =>
+          setTimeout(() => {
+            stored.push(rec.id);
+            resolve();
+          }, 150),
+        );
+      },
+    } as unknown as EmbeddedStore;
+    const recorder = new Recorder(store, pino({ level: 'silent' }), new PriceBook(), new Metrics(), {
+      failMode: 'open',
+      retryMs: 20,
+      retryLimit: 100,
+    });
+    await recorder.finish(start('int_a'), end);
+    assert.equal(recorder.auditState().queued, 1);
+    // The retry of int_a starts after 20 ms and takes 150; int_b queues behind it meanwhile, and
+    // its retry timer fires while the first loop still waits.
+    await new Promise((r) => setTimeout(r, 40));
+    await recorder.finish(start('int_b'), end);
+    await new Promise((r) => setTimeout(r, 60));
+    await recorder.drain();
+    assert.deepEqual(stored, ['int_a', 'int_b']);
+    assert.equal(recorder.auditState().queued, 0);
+  });
+});

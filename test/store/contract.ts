@@ -303,6 +303,38 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal(back[0]!.hash, chainHash(back[0]!.prevHash!, back[0]!));
       });
 
+      it('keeps strings a member chose with NUL or a lone surrogate, and finds them by those filters', async () => {
+        // A session id, a tool call id, a tool name: one such character must not fail the write
+        // (on a database, the whole batch of other users' records with it).
+        const odd = newRecord(2, {
+          sessionId: 'ses\u0000x\ud800',
+          client: 'cli\u0000ent',
+          prompt: 'p\u0000 \udfff',
+          toolCalls: [
+            {
+              id: 'call_\u0000a',
+              name: 'Ba\u0000sh\ud800',
+              server: null,
+              input: { cmd: '\u0000' },
+              injected: false,
+              at: new Date(T0).toISOString(),
+            },
+          ],
+          toolResults: [{ callId: 'call_\u0000a', isError: true, content: null, contentLength: 3 }],
+        });
+        const results = await Promise.all(
+          [newRecord(1), odd, newRecord(3)].map((r) => store.appendInterception(r)),
+        );
+        const back = await all(store.scanInterceptions({}));
+        assert.deepEqual(back, results);
+        for (const r of back) assert.equal(r.hash, chainHash(r.prevHash!, r));
+        const bySession = await store.listInterceptions({ sessionId: 'ses\u0000x\ud800' }, 10);
+        assert.deepEqual(
+          bySession.items.map((r) => r.id),
+          [odd.id],
+        );
+      });
+
       it('pages newest first with opaque cursors, and filters', async () => {
         await appendMany(store, 25);
         const seen: number[] = [];
@@ -1016,6 +1048,23 @@ export function storeContract(name: string, factory: StoreFactory): void {
         await restart();
         const [after] = await store.budgetLedgers([a2]);
         near(after!.spentUsd, spentBy('usr_a', 'ses_2') + 0.5);
+      });
+
+      it('starts a session cap’s ledger from records that hold NUL (in their prompt and session id)', async () => {
+        const sessionId = 'ses_\u0000nul';
+        await store.appendInterception(
+          newRecord(50, { userId: 'usr_a', sessionId, costUsd: 0.25, prompt: 'a\u0000b' }),
+        );
+        await store.appendInterception(newRecord(52, { userId: 'usr_a', sessionId, costUsd: 0.5 }));
+        const cap = claim({
+          budgetId: 'bud_s#0123456789abcdef01234567',
+          periodStart: new Date(0).toISOString(),
+          limitUsd: 1,
+          scope: { userId: 'usr_a', sessionId },
+        });
+        const [ledger] = await store.budgetLedgers([cap]);
+        near(ledger!.spentUsd, 0.75);
+        assert.equal((await store.reserveBudgets('int_n1', [cap], 0.1)).ok, true);
       });
     });
 

@@ -170,6 +170,11 @@ function unreadableAlt(query: string): string | null {
         return `The bridge does not accept \`${name}=${v.slice(0, 20)}\`: only JSON and SSE answers can be metered. Leave \`alt\` out, or send \`alt=sse\` to stream.`;
     }
   }
+  // A field mask (a system parameter of every Google API) can leave `usageMetadata` out of the
+  // answer: a served answer would be recorded as free. Its header form is dropped (headers.ts).
+  for (const name of ['fields', '$fields'])
+    if (params.has(name))
+      return `The bridge does not accept \`${name}\`: the answer's usage must reach the bridge to be metered. Leave the field mask out.`;
   return null;
 }
 

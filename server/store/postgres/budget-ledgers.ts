@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Interception } from '../../../shared/interception';
 import { alertedFrom, crossedThreshold, isSpent, leaseGrant, periodKey } from '../budget-math';
 import {
   type BudgetCharge,
@@ -11,6 +12,7 @@ import {
   RESERVATION_LIFETIME_MS,
   type ReserveOutcome,
 } from '../types';
+import { pgText } from './sql-filter';
 
 /**
  * Budget ledgers in the database, so every replica admits against the same numbers. Each
@@ -25,6 +27,34 @@ function ordered<T extends BudgetClaim>(claims: T[]): T[] {
   return [...seen.values()].sort((a, b) => (periodKey(a) < periodKey(b) ? -1 : 1));
 }
 
+/**
+ * What a session's records cost the organisation. A record's JSON may hold `\u` escapes (NUL or
+ * a lone surrogate a member put in a prompt or an id) that PostgreSQL's json functions refuse, so
+ * the database sums the others and the few with an escape are read here.
+ */
+async function sessionSpent(c: pg.ClientBase, userId: string, sessionId: string): Promise<number> {
+  const where = 'user_id = $1 AND session_id = $2';
+  const params = [userId, pgText(sessionId)];
+  const plain = await c.query<{ spent: number | null }>(
+    // Nested CASE: the order of an AND's operands is not guaranteed, a CASE's branches are.
+    `SELECT sum(CASE WHEN strpos(record, '\\u') > 0 THEN NULL
+                     WHEN (record::json->>'billedTo') IS DISTINCT FROM 'user'
+                     THEN (record::json->>'costUsd')::double precision END) AS spent
+       FROM interceptions WHERE ${where}`,
+    params,
+  );
+  let spent = plain.rows[0]?.spent ?? 0;
+  const escaped = await c.query<{ record: string }>(
+    `SELECT record FROM interceptions WHERE ${where} AND strpos(record, '\\u') > 0`,
+    params,
+  );
+  for (const row of escaped.rows) {
+    const rec = JSON.parse(row.record) as Pick<Interception, 'costUsd' | 'billedTo'>;
+    if (rec.billedTo !== 'user') spent += rec.costUsd ?? 0;
+  }
+  return spent;
+}
+
 /** Starts the period's ledger from the rollups and earlier alerts if it is new, then locks it. */
 async function lockLedger(c: pg.ClientBase, claim: BudgetClaim): Promise<{ spent: number; alerted: number }> {
   const get = (): Promise<pg.QueryResult<{ spent_usd: number; alerted: number }>> =>
@@ -36,15 +66,11 @@ async function lockLedger(c: pg.ClientBase, claim: BudgetClaim): Promise<{ spent
   if (!row && isSessionClaim(claim)) {
     // A session cap's ledger starts from what the session's records cost the organisation (alerts:
     // none yet); what users paid with their own credentials is theirs (docs/routing.md).
-    const start = await c.query<{ spent: number | null }>(
-      `SELECT sum((record::jsonb->>'costUsd')::double precision) AS spent FROM interceptions
-        WHERE user_id = $1 AND session_id = $2 AND (record::jsonb->>'billedTo') IS DISTINCT FROM 'user'`,
-      [claim.scope.userId, claim.scope.sessionId],
-    );
+    const spent = await sessionSpent(c, claim.scope.userId, claim.scope.sessionId);
     await c.query(
       `INSERT INTO budget_ledgers (budget_id, period_start, spent_usd, alerted) VALUES ($1, $2, $3, 0)
        ON CONFLICT DO NOTHING`,
-      [claim.budgetId, claim.periodStart, start.rows[0]?.spent ?? 0],
+      [claim.budgetId, claim.periodStart, spent],
     );
     row = (await get()).rows[0]!;
   }

@@ -34,7 +34,7 @@ import { ChangeFeed } from './change-feed';
 import { appliedMigrations, LATEST_MIGRATION, migrate } from './migrations';
 import { asStoreError, isUnreachable } from './pg-errors';
 import { batchStatement } from './record-batch';
-import { interceptionWhere, Where } from './sql-filter';
+import { interceptionWhere, pgText, Where } from './sql-filter';
 
 export interface PostgresStoreOptions {
   url: string;
@@ -353,7 +353,8 @@ export class PostgresStore implements Store {
 
   /** Each tool call with its result, where a later record reported one. */
   private async linked(recs: Interception[]): Promise<Interception[]> {
-    const ids = recs.flatMap((r) => r.toolCalls.map((c) => c.id));
+    // As the index keeps them (record-batch.ts): a call id is a string the model or client chose.
+    const ids = recs.flatMap((r) => r.toolCalls.map((c) => pgText(c.id)));
     if (ids.length === 0) return recs;
     const r = await this.query<{
       call_id: string;
@@ -369,7 +370,10 @@ export class PostgresStore implements Store {
     return recs.map((rec) =>
       rec.toolCalls.length === 0
         ? rec
-        : { ...rec, toolCalls: rec.toolCalls.map((c) => ({ ...c, result: results.get(c.id) ?? null })) },
+        : {
+            ...rec,
+            toolCalls: rec.toolCalls.map((c) => ({ ...c, result: results.get(pgText(c.id)!) ?? null })),
+          },
     );
   }
 

@@ -54,8 +54,8 @@ export function batchStatement(
     SELECT t.seq, t.id, t.user_id, t.team, t.provider, t.api, t.model, t.client, t.session_id, t.status,
            t.started_at, ARRAY(SELECT jsonb_array_elements_text(t.tools)), t.prompt, t.record
       FROM unnest(${col((r) => r.seq)}::bigint[], ${col((r) => r.id)}::text[], ${col((r) => r.userId)}::text[],
-                  ${col((r) => r.team)}::text[], ${col((r) => r.provider)}::text[], ${col((r) => r.api)}::text[],
-                  ${col((r) => r.model)}::text[], ${col((r) => r.client)}::text[], ${col((r) => r.sessionId)}::text[],
+                  ${col((r) => pgText(r.team))}::text[], ${col((r) => r.provider)}::text[], ${col((r) => r.api)}::text[],
+                  ${col((r) => r.model)}::text[], ${col((r) => pgText(r.client))}::text[], ${col((r) => pgText(r.sessionId))}::text[],
                   ${col((r) => r.status)}::text[], ${col((r) => r.startedAt)}::timestamptz[],
                   ${col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => pgText(t.name)))]))}::jsonb[],
                   ${col((r) => pgText(r.prompt))}::text[], ${lines})
@@ -78,8 +78,8 @@ export function batchStatement(
        user_billed_cost_usd, user_billed_requests)
     SELECT * FROM unnest(${bcol((b) => b.hour)}::timestamptz[], ${bcol((b) => b.userId)}::text[],
                          ${bcol((b) => b.provider)}::text[], ${bcol((b) => b.model ?? '')}::text[],
-                         ${bcol((b) => b.client)}::text[], ${bcol((b) => b.model === null)}::boolean[],
-                         ${bcol((b) => b.userEmail)}::text[], ${bcol((b) => b.team)}::text[],
+                         ${bcol((b) => pgText(b.client))}::text[], ${bcol((b) => b.model === null)}::boolean[],
+                         ${bcol((b) => pgText(b.userEmail))}::text[], ${bcol((b) => pgText(b.team))}::text[],
                          ${bcol((b) => b.requests)}::bigint[], ${bcol((b) => b.usage.input)}::bigint[],
                          ${bcol((b) => b.usage.output)}::bigint[], ${bcol((b) => b.usage.cacheRead)}::bigint[],
                          ${bcol((b) => b.usage.cacheWrite)}::bigint[], ${bcol((b) => b.usage.reasoning)}::bigint[],
@@ -110,7 +110,7 @@ export function batchStatement(
   const byCall = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
   for (const r of recs)
     for (const t of r.toolResults ?? [])
-      byCall.set(t.callId, { at: r.startedAt, isError: t.isError, interceptionId: r.id });
+      byCall.set(pgText(t.callId)!, { at: r.startedAt, isError: t.isError, interceptionId: r.id });
   if (byCall.size > 0) {
     const e = [...byCall];
     parts.push(`results AS (INSERT INTO tool_results (call_id, at, is_error, interception_id)

@@ -7,7 +7,8 @@ export class Where {
 
   /** Adds a condition; `$?` in it stands for the value's parameter. */
   add(cond: string, value: unknown): this {
-    this.params.push(value);
+    // As the columns hold them: a filter with NUL would otherwise be a database error.
+    this.params.push(typeof value === 'string' ? pgText(value) : value);
     this.conds.push(cond.replaceAll('$?', `$${this.params.length}`));
     return this;
   }
@@ -22,9 +23,19 @@ function likeLiteral(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
-/** PostgreSQL text cannot hold NUL; the copies used for filtering drop it (the record keeps it). */
+// NUL, or half of a surrogate pair (a lone one is valid in a JS string, not in UTF-8).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is one of the characters looked for
+const NOT_PG_TEXT = /[\u0000\p{Cs}]/gu;
+
+/**
+ * PostgreSQL text and jsonb cannot hold NUL, and jsonb refuses a lone surrogate's escape; a member
+ * chooses many strings (session ids, tool call ids, prompts, filters), and one such character
+ * would fail a whole batch of records. The copies kept in columns and used for filtering drop NUL
+ * and replace a lone surrogate with U+FFFD, as a UTF-8 encoder does; the record's JSON keeps both
+ * escaped.
+ */
 export function pgText(s: string | null): string | null {
-  return s === null ? null : s.replaceAll('\u0000', '');
+  return s === null ? null : s.replace(NOT_PG_TEXT, (c) => (c === '\u0000' ? '' : '\uFFFD'));
 }
 
 /** The interception filter as SQL over the `interceptions` columns. */
