@@ -10,7 +10,7 @@ import type { Config } from './config';
 import { deviceCapability } from './device/device-plugin';
 import { EventBus } from './events/bus';
 import { liveCapability } from './events/live-plugin';
-import { relayBetweenReplicas } from './events/replica-relay';
+import { heardBeforeRelay, relayBetweenReplicas } from './events/replica-relay';
 import type { LiveEventsOptions } from './events/ws-routes';
 import { gatewayCapability } from './gateway/gateway-plugin';
 import { apiAccessHook } from './http/access-hook';
@@ -113,6 +113,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await store.open().catch((err: unknown) => {
       throw new Error(`cannot open the ${store.kind} store: ${(err as Error).message}`, { cause: err });
     });
+    const heard = heardBeforeRelay(store);
     const routes = new RouteTable();
     routes.attach(app);
     const tracing = await Tracing.create(config.tracing);
@@ -192,6 +193,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         onError: (err, context) => app.log.error({ err }, `replica relay: ${context}`),
         // Admin sessions are read from the store on each request: nothing cached to reload.
         reload: async (kind) => reloaders[kind]?.(),
+        kinds: Object.keys(reloaders) as DocKind[],
+        heard,
       }),
     );
 

@@ -8,7 +8,34 @@ export interface ReplicaRelayDeps {
   store: Store;
   /** Reloads whatever caches documents of this kind; failures are reported, never thrown. */
   reload(kind: DocKind): Promise<void>;
+  /** The kinds that have a cache to reload. */
+  kinds: readonly DocKind[];
+  /** What was heard since the store opened, before this relay listened (heardBeforeRelay). */
+  heard?: HeardChanges;
   onError(err: unknown, context: string): void;
+}
+
+/** Document changes heard while the capabilities loaded, before the relay listened. */
+export interface HeardChanges {
+  kinds: Set<DocKind>;
+  /** A resync was asked for: every kind may have changed unheard. */
+  all: boolean;
+  stop(): void;
+}
+
+/**
+ * Listens from the moment the store opens: the capabilities load their documents one after the
+ * other (seconds on a large store), and a change another replica makes to a kind already loaded
+ * would otherwise be heard by nobody, leaving this replica on the old budget or policy.
+ */
+export function heardBeforeRelay(store: Store): HeardChanges {
+  const heard: HeardChanges = { kinds: new Set(), all: false, stop: () => undefined };
+  if (!store.shared) return heard;
+  heard.stop = store.watch((change) => {
+    if (change.kind === 'doc') heard.kinds.add(change.docKind);
+    else if (change.kind === 'resync') heard.all = true;
+  });
+  return heard;
 }
 
 /**
@@ -20,6 +47,9 @@ export interface ReplicaRelayDeps {
  */
 export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
   if (!d.store.shared) return () => undefined;
+  const reload = (kind: DocKind): void => {
+    d.reload(kind).catch((err: unknown) => d.onError(err, `reloading ${kind}`));
+  };
   /** Events that came from another replica: published here, never sent back. */
   const remote = new WeakSet<BridgeEvent>();
   let offBus: (() => void) | undefined;
@@ -33,7 +63,7 @@ export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
         d.bus.publish(change.event, change.audience);
         return;
       case 'doc':
-        d.reload(change.docKind).catch((err: unknown) => d.onError(err, `reloading ${change.docKind}`));
+        reload(change.docKind);
         return;
       case 'peers':
         if (change.present) offBus ??= d.bus.subscribe(relay);
@@ -42,10 +72,14 @@ export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
           offBus = undefined;
         }
         return;
+      // Notifications were missed (the listening connection dropped, or listens again): any
+      // kind may have changed meanwhile.
+      case 'resync':
+        for (const kind of d.kinds) reload(kind);
+        return;
       // Keys and users are the authentication cache's (server/identity/auth-cache.ts).
       case 'key':
       case 'user':
-      case 'resync':
         return;
       default: {
         const never: never = change;
@@ -53,6 +87,10 @@ export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
       }
     }
   });
+  if (d.heard) {
+    d.heard.stop();
+    for (const kind of d.heard.all ? d.kinds : d.heard.kinds) reload(kind);
+  }
   return () => {
     offBus?.();
     offStore();

@@ -18,7 +18,11 @@ interface Entry<T> {
 /** A map that forgets its least recently used entry past `max`. */
 class Lru<K, V> {
   private readonly map = new Map<K, V>();
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    /** Told of each entry forgotten for room. */
+    private readonly onEvict?: (v: V) => void,
+  ) {}
 
   get(k: K): V | undefined {
     const v = this.map.get(k);
@@ -32,7 +36,11 @@ class Lru<K, V> {
   set(k: K, v: V): void {
     this.map.delete(k);
     this.map.set(k, v);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+    if (this.map.size > this.max) {
+      const [coldest, value] = this.map.entries().next().value!;
+      this.map.delete(coldest);
+      this.onEvict?.(value);
+    }
   }
 
   delete(k: K): void {
@@ -71,7 +79,10 @@ export class AuthCache {
     max = AUTH_CACHE_ENTRIES,
     private readonly ttlMs = AUTH_CACHE_TTL_MS,
   ) {
-    this.keys = new Lru(max);
+    // The id index holds exactly the cached keys: a key forgotten for room or age leaves it too,
+    // so it never fills with ids of keys gone from the cache and pushes out a live key's id (which
+    // a revocation would then not find).
+    this.keys = new Lru(max, (e) => this.hashOf.delete(e.value.id));
     this.hashOf = new Lru(max);
     this.users = new Lru(max);
   }
@@ -82,7 +93,13 @@ export class AuthCache {
   }
 
   key(hash: string): KeyRecord | undefined {
-    const key = this.fresh(this.keys, hash);
+    const e = this.keys.get(hash);
+    if (e && this.now() - e.at > this.ttlMs) {
+      this.keys.delete(hash);
+      this.hashOf.delete(e.value.id);
+      return undefined;
+    }
+    const key = e?.value;
     // Used with its key, so the id index never forgets a key the cache still holds.
     if (key) this.hashOf.set(key.id, hash);
     return key;

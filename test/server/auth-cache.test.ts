@@ -37,6 +37,24 @@ describe('the authentication cache', () => {
     assert.ok(c.key('hash_1000'));
   });
 
+  it('drops a cached key by id even after other keys expired: their ids do not push its id out', () => {
+    now = 0;
+    const c = cache(2, 30);
+    c.putKey(c.mark(), key(1));
+    now = 10;
+    c.putKey(c.mark(), key(2));
+    now = 20;
+    assert.ok(c.key('hash_1'), 'key 1 used last');
+    now = 35;
+    // Key 1 is past its lifetime (key 2 is not): the cache forgets it when asked.
+    assert.equal(c.key('hash_1'), undefined);
+    c.putKey(c.mark(), key(3));
+    // Key 2 is revoked before it is used again.
+    c.apply({ kind: 'key', id: 'key_2' });
+    assert.equal(c.key('hash_2'), undefined, 'a revoked key is not served from the cache');
+    now = 0;
+  });
+
   it('finds a hot key by id to drop it, however many other keys came and went', () => {
     const c = cache(3);
     c.putKey(c.mark(), key(1));

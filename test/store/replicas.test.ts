@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
+import pg from 'pg';
 import type { CreatedKey, User } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
@@ -80,11 +81,13 @@ describe('two replicas on one PostgreSQL database', function () {
   let a: Replica;
   let b: Replica;
   let adminKey: string;
+  let dbUrl: string;
 
   before(async () => {
     upstream = await new AnthropicMock().start();
+    dbUrl = await (await testPostgres()).createDatabase('replicas');
     const env = {
-      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('replicas'),
+      AIBRIDGE_DATABASE_URL: dbUrl,
       AIBRIDGE_ANTHROPIC_BASE_URL: upstream.url,
       AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
       // Replicas check keys with one secret.
@@ -199,6 +202,35 @@ describe('two replicas on one PostgreSQL database', function () {
       what: 'B to refuse the model A disallowed',
       timeoutMs: 10_000,
       intervalMs: 50,
+    });
+  });
+
+  it('reloads every kind of document once it listens again: a change made while its connection was down is not missed', async () => {
+    await api<User>(a.url, 'POST', '/api/v1/users', adminKey, { email: 'deaf@example.com', team: 'green' });
+    const k = await api<CreatedKey>(a.url, 'POST', '/api/v1/users/deaf%40example.com/keys', adminKey, {});
+    assert.equal((await ask(b.url, k.body.key)).status, 200);
+    const db = new pg.Client({ connectionString: dbUrl });
+    await db.connect();
+    try {
+      // Both replicas' listening connections drop; each listens again a second later. The policy
+      // written meanwhile notifies nobody.
+      const killed = await db.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`,
+      );
+      assert.equal(killed.rowCount, 2);
+      const put = await api(a.url, 'PUT', '/api/v1/teams/green/models', adminKey, {
+        allow: ['gpt-*'],
+        deny: [],
+      });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+    } finally {
+      await db.end();
+    }
+    await eventually(async () => ((await ask(b.url, k.body.key)).status === 403 ? true : undefined), {
+      what: 'B to refuse the model A disallowed while B was not listening',
+      timeoutMs: 10_000,
+      intervalMs: 100,
     });
   });
 
