@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Dispatcher } from 'undici';
 import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
+import { totalTokens } from '../../shared/usage';
 import type { Recorder } from '../audit/recorder';
 import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
@@ -146,6 +147,8 @@ export interface Round {
   lease?: CredentialLease;
   /** Content events of the answer's stream seen so far (usage-floor.ts). */
   contentEvents: number;
+  /** Bytes of the answer read from the provider so far: the floor of an answer with no meter. */
+  answerBytes: number;
 }
 
 /**
@@ -461,6 +464,7 @@ export class Exchange {
       keyName: null,
       attempts: [],
       contentEvents: 0,
+      answerBytes: 0,
     };
   }
 
@@ -966,6 +970,14 @@ export class Exchange {
       } else {
         facts = round.target.api.fromJson(json, this.deps.now());
         error = facts.error;
+        // A served answer that reports no usage at all (a provider or option that leaves it out)
+        // is not a free one either.
+        if (error === null && relayed > 0 && totalTokens(facts.usage) === 0)
+          facts = {
+            ...facts,
+            usage: unreadAnswerFacts(round.prepared.bytes.length, relayed).usage,
+            usageEstimated: true,
+          };
       }
     }
     const failed = res.statusCode >= 400 || error !== null;
@@ -1085,6 +1097,7 @@ export class Exchange {
     try {
       await eachChunk(res.body, (chunk) => {
         idle.touch();
+        round.answerBytes += chunk.length;
         const text = decoder ? decoder.decode(chunk, { stream: true }) : '';
         if (parser) parser.feed(text);
         onChunk?.(chunk);
@@ -1163,13 +1176,21 @@ export class Exchange {
     return false;
   }
 
-  /** A stream's facts with its usage floor (usage-floor.ts); null without a meter. */
+  /**
+   * A stream's facts with its usage floor (usage-floor.ts). Without a meter (a JSON answer, or
+   * Gemini's JSON array of chunks) cut before its end, the usage it would have ended with is not
+   * there: the floor is the body and the bytes that came, as for an answer the bridge cannot read.
+   */
   private streamFacts(
     round: Round,
     meter: StreamMeter | undefined,
     ended: StreamSeen['ended'],
   ): ResponseFacts | null {
-    if (!meter) return null;
+    if (!meter) {
+      return ended === 'abandoned' && round.httpStatus < 400 && round.answerBytes > 0
+        ? unreadAnswerFacts(round.prepared.bytes.length, round.answerBytes)
+        : null;
+    }
     const facts = meter.result();
     // An error answer is the provider's own, whatever its length.
     if (round.httpStatus >= 400) return facts;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { GoogleGenAI } from '@google/genai';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
 
 /** The mock's final usageMetadata, as the bridge must record it. */
@@ -235,6 +236,42 @@ describe('Gemini API (native) through the bridge', () => {
       assert.equal(res.status, 200, q);
       await res.arrayBuffer();
     }
+  });
+
+  it('floors the usage of an answer that reports none, and of a JSON-array stream the client left before its end', async () => {
+    const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi '.repeat(200) }] }] });
+    const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash-nousage:generateContent`, {
+      method: 'POST',
+      headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+      body,
+    });
+    assert.equal(res.status, 200);
+    const id = res.headers.get('x-aibridge-interception-id');
+    await res.arrayBuffer();
+    const served = await eventually(async () => (await tb.interceptions(20, key)).find((r) => r.id === id));
+    assert.equal(served.status, 'ok');
+    assert.equal(served.usageEstimated, true);
+    assert.ok(served.usage.input >= 150 && served.usage.output > 0, JSON.stringify(served.usage));
+
+    const ac = new AbortController();
+    const cut = await fetch(
+      `${tb.url}/gemini/v1beta/models/gemini-2.5-flash-slowarray:streamGenerateContent`,
+      {
+        method: 'POST',
+        headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+        body,
+        signal: ac.signal,
+      },
+    );
+    assert.equal(cut.status, 200);
+    const cutId = cut.headers.get('x-aibridge-interception-id');
+    const reader = cut.body!.getReader();
+    assert.match(new TextDecoder().decode((await reader.read()).value), /Bonjour/);
+    ac.abort();
+    const left = await eventually(async () => (await tb.interceptions(20, key)).find((r) => r.id === cutId));
+    assert.equal(left.status, 'client_aborted');
+    assert.equal(left.usageEstimated, true);
+    assert.ok(left.usage.input >= 150 && left.usage.output > 0, JSON.stringify(left.usage));
   });
 
   it('passes countTokens and the model list through, unmetered', async () => {
