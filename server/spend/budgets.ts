@@ -356,16 +356,17 @@ export class Budgets {
    * background; `settled()` waits for it.
    */
   settle(rec: NewInterception): void {
-    const now = this.now();
     const user: Spender = { id: rec.userId, team: rec.team, sessionId: rec.sessionId };
     const charges: BudgetCharge[] = [];
     const chargedTo: Tracked[] = [];
     // A request the user paid with their own credential releases its reservation and charges
     // nothing: no budget (org, team, user or session) counts what the organisation did not pay.
     if (rec.costUsd !== null && rec.costUsd > 0 && rec.billedTo !== 'user') {
+      // The period the request started in, where it was admitted and its usage is rolled up: one
+      // that ran past midnight (or a week's or month's end) is charged there, not to nobody.
+      const started = new Date(rec.startedAt);
       for (const t of this.applicable(user)) {
-        const claim = this.claim(t.budget, now, user);
-        if (rec.startedAt < claim.periodStart) continue;
+        const claim = this.claim(t.budget, started, user);
         charges.push({ ...claim, costUsd: rec.costUsd });
         chargedTo.push(t);
       }

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import type { AlertService } from '../../server/alerts/alert-service';
 import { BudgetLeases } from '../../server/spend/budget-leases';
+import { Budgets } from '../../server/spend/budgets';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import type { BudgetClaim, NewInterception, Store } from '../../server/store/types';
 import { tempDir } from '../helpers/bridge';
@@ -142,5 +144,42 @@ describe('budget leases (one replica, against the embedded store)', () => {
     await eventually(() => c.settlements() === 2, { what: 'the idle lease to be returned' });
     near((await store.budgetLedgers([claim()]))[0]!.reservedUsd, 0);
     assert.equal(c.leases(), 2);
+  });
+});
+
+describe('a request that runs past the end of its budget period', () => {
+  it('is charged to the period it started in (where it was admitted), not to none', async () => {
+    const store = new EmbeddedStore({ dataDir: await tempDir() });
+    await store.open();
+    try {
+      let now = new Date('2026-03-01T23:59:50.000Z');
+      const budgets = new Budgets(store, {} as AlertService, () => now);
+      const b = await budgets.put(
+        { scope: 'org', subject: '*', period: 'day', limitUsd: 100, action: 'block' },
+        'org',
+      );
+      const spender = { id: 'usr_1', team: null, sessionId: null };
+      await budgets.reserve('int_late', spender, 0.5);
+      // It ends after midnight UTC: a new daily period.
+      now = new Date('2026-03-02T00:00:10.000Z');
+      budgets.settle({
+        ...rec,
+        id: 'int_late',
+        userId: 'usr_1',
+        team: null,
+        sessionId: null,
+        startedAt: '2026-03-01T23:59:50.000Z',
+        costUsd: 2,
+      } as NewInterception);
+      await budgets.settled();
+      const periodOf = (day: string): BudgetClaim =>
+        claim({ budgetId: b.id, periodStart: `${day}T00:00:00.000Z`, limitUsd: 100, scope: {} });
+      const [started, next] = await store.budgetLedgers([periodOf('2026-03-01'), periodOf('2026-03-02')]);
+      near(started!.spentUsd, 2);
+      near(started!.reservedUsd, 0);
+      near(next!.spentUsd, 0);
+    } finally {
+      await store.close();
+    }
   });
 });
