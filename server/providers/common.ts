@@ -185,8 +185,24 @@ export function inputBeyondBody(body: JsonObject): string[] {
         why.add(`server tool ${t.type}`);
     }
   }
+  // Anthropic's MCP connector: the provider calls the servers and reads their results as input.
+  if (Array.isArray(body.mcp_servers) && body.mcp_servers.length > 0) why.add('mcp_servers');
   referencesIn(body.messages ?? body.input, 0, why);
   return [...why];
+}
+
+/** A URL the provider fetches itself (its content is input the body does not hold); not a `data:` URL. */
+function remoteUrl(v: unknown): boolean {
+  return typeof v === 'string' && v !== '' && !v.startsWith('data:');
+}
+
+/**
+ * An output cap for a request that asks for `count` answers (Chat Completions' `n`, Gemini's
+ * `candidateCount`): each answer may use the whole cap.
+ */
+export function timesAnswers(cap: number | null, count: unknown): number | null {
+  if (cap === null) return null;
+  return typeof count === 'number' && Number.isInteger(count) && count > 1 ? cap * count : cap;
 }
 
 /**
@@ -203,6 +219,15 @@ function referencesIn(v: unknown, depth: number, why: Set<string>): void {
       why.add('file reference');
     if (isObject(v.source) && (v.source.type === 'file' || typeof v.source.file_id === 'string'))
       why.add('file reference');
+    // Anthropic's `source: {type: "url"}`, OpenAI's `image_url` (Chat's object or Responses'
+    // string) and `file_url`: fetched by the provider, as large as they like.
+    if (isObject(v.source) && v.source.type === 'url') why.add('url reference');
+    if (
+      remoteUrl(v.file_url) ||
+      remoteUrl(v.image_url) ||
+      (isObject(v.image_url) && remoteUrl(v.image_url.url))
+    )
+      why.add('url reference');
     if (v.type === 'item_reference') why.add('item reference');
     if (isObject(v.file)) referencesIn(v.file, depth + 1, why);
     if (Array.isArray(v.content)) referencesIn(v.content, depth + 1, why);

@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import type { InterceptionStart } from '../../server/core/facts';
+import { messagesApi } from '../../server/providers/anthropic/messages';
+import { generateContentAt } from '../../server/providers/gemini/generate-content';
+import { chatCompletionsApi } from '../../server/providers/openai/chat-completions';
 import { responsesApi } from '../../server/providers/openai/responses';
+import type { WireApi } from '../../server/providers/types';
 import { Governance } from '../../server/spend/governance';
 import { PriceBook } from '../../server/spend/prices';
 
 const responses = responsesApi;
+const gemini25 = generateContentAt('/v1beta/models/gemini-2.5-pro:generateContent');
 
 function start(body: Record<string, unknown>): InterceptionStart {
   return {
@@ -47,5 +52,100 @@ describe('the budget estimate of a request whose body does not bound its cost', 
       const usd = gov.estimateUsd(start(body), JSON.stringify(body).length);
       assert.ok(usd >= 0.25, `${JSON.stringify(body)} → ${usd}`);
     }
+  });
+
+  it('is at least the floor for content the provider fetches by URL and tools it runs, on every API', () => {
+    const of = (api: WireApi, provider: string, body: Record<string, unknown>): number => {
+      const s = { ...start({}), provider, api: api.name, request: api.describeRequest(body, {}) };
+      return gov.estimateUsd(s, JSON.stringify(body).length);
+    };
+    const claude = { model: 'claude-sonnet-4-5', max_tokens: 1 };
+    const gpt = { model: 'gpt-4o', max_tokens: 1 };
+    const gemini = { generationConfig: { maxOutputTokens: 1 } };
+    const cases: [WireApi, string, Record<string, unknown>][] = [
+      [
+        messagesApi,
+        'anthropic',
+        {
+          ...claude,
+          messages: [
+            {
+              role: 'user',
+              content: [{ type: 'document', source: { type: 'url', url: 'https://x/big.pdf' } }],
+            },
+          ],
+        },
+      ],
+      [
+        messagesApi,
+        'anthropic',
+        { ...claude, messages: [], mcp_servers: [{ type: 'url', url: 'https://m' }] },
+      ],
+      [
+        chatCompletionsApi,
+        'openai',
+        {
+          ...gpt,
+          messages: [
+            { role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x/a.png' } }] },
+          ],
+        },
+      ],
+      [
+        responses,
+        'openai',
+        {
+          ...capped,
+          input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://x/a.png' }] }],
+        },
+      ],
+      [
+        responses,
+        'openai',
+        {
+          ...capped,
+          input: [{ role: 'user', content: [{ type: 'input_file', file_url: 'https://x/a.pdf' }] }],
+        },
+      ],
+      [
+        gemini25,
+        'google',
+        { ...gemini, contents: [{ parts: [{ fileData: { fileUri: 'https://youtu.be/x' } }] }] },
+      ],
+      [
+        gemini25,
+        'google',
+        { ...gemini, contents: [{ parts: [{ text: 'hi' }] }], tools: [{ googleSearch: {} }] },
+      ],
+      [
+        gemini25,
+        'google',
+        { ...gemini, contents: [{ parts: [{ text: 'hi' }] }], tools: [{ urlContext: {} }] },
+      ],
+    ];
+    for (const [api, provider, body] of cases) {
+      const usd = of(api, provider, body);
+      assert.ok(usd >= 0.25, `${JSON.stringify(body)} → ${usd}`);
+    }
+    // An image inline (a data: URL) is in the body, which bounds it.
+    const inline = {
+      ...gpt,
+      messages: [
+        { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] },
+      ],
+    };
+    assert.ok(of(chatCompletionsApi, 'openai', inline) < 0.01);
+  });
+
+  it('counts the output cap once per answer asked for (n, candidateCount)', () => {
+    const one = chatCompletionsApi.describeRequest({ model: 'gpt-4o', max_tokens: 100, messages: [] }, {});
+    const five = chatCompletionsApi.describeRequest(
+      { model: 'gpt-4o', max_tokens: 100, n: 5, messages: [] },
+      {},
+    );
+    assert.equal(one.maxOutputTokens, 100);
+    assert.equal(five.maxOutputTokens, 500);
+    const g = gemini25.describeRequest({ generationConfig: { maxOutputTokens: 100, candidateCount: 3 } }, {});
+    assert.equal(g.maxOutputTokens, 300);
   });
 });

@@ -11,6 +11,7 @@ import {
   mcpServerOf,
   resultText,
   str,
+  timesAnswers,
   typedText,
 } from '../common';
 import {
@@ -178,6 +179,43 @@ function unreadableAlt(query: string): string | null {
   return null;
 }
 
+/** Gemini's tools that the provider runs, reading what they find as input. */
+const GOOGLE_TOOLS = [
+  'googleSearch',
+  'google_search',
+  'googleSearchRetrieval',
+  'google_search_retrieval',
+  'urlContext',
+  'url_context',
+  'codeExecution',
+  'code_execution',
+  'googleMaps',
+  'google_maps',
+];
+
+/**
+ * Why a Gemini request's input may be larger than its body: a cached content, files and videos by
+ * URI (`fileData`, YouTube too), and Google's own tools (search, URL context, code execution).
+ */
+function geminiInputBeyondBody(body: JsonObject): string[] {
+  const why = new Set<string>();
+  if (typeof body.cachedContent === 'string' || typeof body.cached_content === 'string')
+    why.add('cachedContent');
+  if (Array.isArray(body.tools)) {
+    for (const t of body.tools as unknown[])
+      if (isObject(t))
+        for (const name of GOOGLE_TOOLS) if (t[name] !== undefined) why.add(`server tool ${name}`);
+  }
+  if (Array.isArray(body.contents)) {
+    for (const c of body.contents as unknown[]) {
+      if (!isObject(c) || !Array.isArray(c.parts)) continue;
+      for (const p of c.parts as unknown[])
+        if (isObject(p) && (isObject(p.fileData) || isObject(p.file_data))) why.add('file reference');
+    }
+  }
+  return [...why];
+}
+
 /**
  * Vertex's `streamFunctionCallArguments` sends a call's arguments in pieces (`partialArgs`) across
  * chunks: tool policy judges, and the record keeps, a call's whole arguments, which no chunk holds.
@@ -213,9 +251,11 @@ export function generateContentAt(path: string): WireApi {
         model: null,
         prompt: lastUserPrompt(body.contents),
         sessionId: null,
-        maxOutputTokens: firstCount(config, 'maxOutputTokens'),
-        // A cached content's tokens are input the body does not show.
-        inputBeyondBody: typeof body.cachedContent === 'string' ? ['cachedContent'] : [],
+        maxOutputTokens: timesAnswers(
+          firstCount(config, 'maxOutputTokens'),
+          config.candidateCount ?? config.candidate_count,
+        ),
+        inputBeyondBody: geminiInputBeyondBody(body),
         ...turn(body.contents),
       };
     },

@@ -14,6 +14,7 @@ import {
   parseArguments,
   resultText,
   str,
+  timesAnswers,
   userString,
   userText,
 } from '../common';
@@ -182,7 +183,7 @@ export const chatCompletionsApi: WireApi = {
       model: str(body.model),
       prompt: lastUserPrompt(body.messages),
       sessionId: sessionFromHeaders(headers),
-      maxOutputTokens: firstCount(body, 'max_completion_tokens', 'max_tokens'),
+      maxOutputTokens: timesAnswers(firstCount(body, 'max_completion_tokens', 'max_tokens'), body.n),
       inputBeyondBody: inputBeyondBody(body),
       ...chatTurn(body.messages),
       ...withCache(chatCacheFacts(body)),
