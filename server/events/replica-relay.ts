@@ -47,8 +47,28 @@ export function heardBeforeRelay(store: Store): HeardChanges {
  */
 export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
   if (!d.store.shared) return () => undefined;
+  // One reload of a kind at a time, and one more after it when a change came meanwhile: two at
+  // once could finish in the wrong order, the older read last (a deleted budget back in force).
+  const running = new Map<DocKind, { again: boolean }>();
   const reload = (kind: DocKind): void => {
-    d.reload(kind).catch((err: unknown) => d.onError(err, `reloading ${kind}`));
+    const now = running.get(kind);
+    if (now) {
+      now.again = true;
+      return;
+    }
+    const state = { again: false };
+    running.set(kind, state);
+    const run = (): void => {
+      d.reload(kind)
+        .catch((err: unknown) => d.onError(err, `reloading ${kind}`))
+        .finally(() => {
+          if (state.again) {
+            state.again = false;
+            run();
+          } else running.delete(kind);
+        });
+    };
+    run();
   };
   /** Events that came from another replica: published here, never sent back. */
   const remote = new WeakSet<BridgeEvent>();

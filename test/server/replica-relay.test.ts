@@ -45,7 +45,7 @@ describe('replica relay: document caches follow changes they could not hear', ()
     assert.deepEqual(reloaded, ['budget', 'price']);
   });
 
-  it('reloads every kind on a resync (notifications were missed), and all of them if one came early', () => {
+  it('reloads every kind on a resync (notifications were missed), and all of them if one came early', async () => {
     const { store, emit } = feed();
     const heard = heardBeforeRelay(store);
     emit({ kind: 'resync' });
@@ -59,7 +59,43 @@ describe('replica relay: document caches follow changes they could not hear', ()
       onError: () => undefined,
     });
     assert.deepEqual(reloaded, kinds);
+    await new Promise((r) => setImmediate(r));
     emit({ kind: 'resync' });
+    await new Promise((r) => setImmediate(r));
     assert.deepEqual(reloaded, [...kinds, ...kinds]);
+  });
+
+  it('runs one reload of a kind at a time, and one more after it for the changes heard meanwhile', async () => {
+    const { store, emit } = feed();
+    let running = 0;
+    let most = 0;
+    const calls: (() => void)[] = [];
+    relayBetweenReplicas({
+      bus: new EventBus(pino({ level: 'silent' })),
+      store,
+      kinds,
+      reload: () => {
+        running++;
+        most = Math.max(most, running);
+        return new Promise<void>((resolve) =>
+          calls.push(() => {
+            running--;
+            resolve();
+          }),
+        );
+      },
+      onError: () => undefined,
+    });
+    for (let i = 0; i < 3; i++) emit({ kind: 'doc', docKind: 'budget' });
+    assert.equal(calls.length, 1, 'the first reload runs; the others wait for it');
+    calls[0]!();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls.length, 2, 'one more, which reads after every change heard');
+    calls[1]!();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls.length, 2);
+    assert.equal(most, 1);
+    emit({ kind: 'doc', docKind: 'budget' });
+    assert.equal(calls.length, 3, 'a later change reloads again');
   });
 });
