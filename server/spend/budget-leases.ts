@@ -8,6 +8,7 @@ import type {
   NewInterception,
   Store,
 } from '../store/types';
+import { settleWithRetries } from './settle-retry';
 
 /** A lease takes this share of a budget's headroom (what is left of the limit)... */
 export const LEASE_SHARE = 0.1;
@@ -269,8 +270,7 @@ export class BudgetLeases<Tag> {
   private write(l: Lease<Tag>, id: string, costUsd: number, last: NewInterception | undefined): void {
     const key = periodKey(l.claim);
     const charges = costUsd > 0 ? [{ ...l.claim, costUsd }] : [];
-    const p: Promise<void> = this.store
-      .settleBudgets(id, charges)
+    const p: Promise<void> = settleWithRetries(this.store, id, charges, this.onError)
       .then((settled) => {
         const s = settled[0];
         if (s && s.crossed !== null && last) this.onCrossed(l.tag, s, last);

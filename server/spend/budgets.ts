@@ -25,6 +25,7 @@ import type {
 } from '../store/types';
 import { BudgetLeases, type LeaseTicket } from './budget-leases';
 import { periodEnd, periodStart } from './periods';
+import { settleWithRetries } from './settle-retry';
 
 /** Longest `retry-after` a spent budget's refusal carries; a longer wait is only in `x-aibridge-budget-resets-at`. */
 const BUDGET_RETRY_AFTER_MAX_S = 60;
@@ -392,8 +393,7 @@ export class Budgets {
   }
 
   private charge(rec: NewInterception, charges: BudgetCharge[], chargedTo: Tracked[]): void {
-    const p = this.store
-      .settleBudgets(rec.id, charges)
+    const p = settleWithRetries(this.store, rec.id, charges, this.onError)
       .then((settled) => {
         for (const [i, s] of settled.entries()) {
           if (s.crossed === null) continue;

@@ -183,3 +183,80 @@ describe('a request that runs past the end of its budget period', () => {
     }
   });
 });
+
+describe('a settlement the store fails', () => {
+  it('is tried again: the lease returns its headroom and its cost reaches the ledger', async () => {
+    const store = new EmbeddedStore({ dataDir: await tempDir() });
+    await store.open();
+    try {
+      const failing = Object.create(store) as Store;
+      let refusals = 1;
+      failing.settleBudgets = (...a) => {
+        if (refusals-- > 0) return Promise.reject(new Error('deadlock detected'));
+        return store.settleBudgets(...a);
+      };
+      const errors: unknown[] = [];
+      const leases = new BudgetLeases<string>(
+        failing,
+        () => undefined,
+        (e) => errors.push(e),
+        60_000,
+      );
+      const a = await leases.admit([{ claim: claim(), tag: 'team' }], 0.01);
+      assert.equal(a.kind, 'admitted');
+      if (a.kind === 'admitted') leases.finish(a.ticket, 0.75, rec);
+      await leases.flush();
+      const [l] = await store.budgetLedgers([claim()]);
+      near(l!.spentUsd, 0.75);
+      near(l!.reservedUsd, 0);
+      assert.equal(errors.length, 1, 'the failure was reported');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("is tried again for a request's own reservation too", async () => {
+    const store = new EmbeddedStore({ dataDir: await tempDir() });
+    await store.open();
+    try {
+      const failing = Object.create(store) as Store;
+      let refusals = 2;
+      failing.settleBudgets = (...a) => {
+        if (refusals-- > 0) return Promise.reject(new Error('timeout exceeded when trying to connect'));
+        return store.settleBudgets(...a);
+      };
+      const errors: unknown[] = [];
+      const now = new Date('2026-03-01T12:00:00.000Z');
+      const budgets = new Budgets(
+        failing,
+        {} as AlertService,
+        () => now,
+        (e) => errors.push(e),
+      );
+      const b = await budgets.put(
+        { scope: 'org', subject: '*', period: 'day', limitUsd: 100, action: 'block' },
+        'org',
+      );
+      const spender = { id: 'usr_1', team: null, sessionId: null };
+      await budgets.reserve('int_r', spender, 0.5);
+      budgets.settle({
+        ...rec,
+        id: 'int_r',
+        userId: 'usr_1',
+        team: null,
+        sessionId: null,
+        startedAt: now.toISOString(),
+        costUsd: 3,
+      } as NewInterception);
+      await budgets.settled();
+      const [l] = await store.budgetLedgers([
+        claim({ budgetId: b.id, periodStart: '2026-03-01T00:00:00.000Z', limitUsd: 100, scope: {} }),
+      ]);
+      near(l!.spentUsd, 3);
+      near(l!.reservedUsd, 0);
+      assert.equal(errors.length, 2);
+    } finally {
+      await store.close();
+    }
+  });
+});
