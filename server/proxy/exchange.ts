@@ -470,13 +470,21 @@ export class Exchange {
 
   /** A further round with a new body: its own interception id and record, same principal and client. */
   nextRound(from: Round, body: JsonObject, prepared: PreparedRequest): Round {
+    const facts = checkedRequestFacts(
+      this.metered.api.describeRequest(body, this.req.headers),
+      this.deps.recorder.redactor,
+    );
     const start: InterceptionStart = {
       ...from.start,
       id: `int_${randomUUID()}`,
-      request: checkedRequestFacts(
-        this.metered.api.describeRequest(body, this.req.headers),
-        this.deps.recorder.redactor,
-      ),
+      // The model and session are the first round's as the route resolved them (a Bedrock model
+      // from its path and mapped to its price id, the client's session header): the body alone
+      // does not say, and a round recorded under another name would go unpriced and uncapped.
+      request: {
+        ...facts,
+        model: from.start.request.model ?? facts.model,
+        sessionId: from.start.request.sessionId ?? facts.sessionId,
+      },
       startedAt: this.deps.now(),
     };
     return this.round(from.n + 1, start, prepared);

@@ -143,6 +143,25 @@ describe('MCP tools injected into model requests (server-everything over stdio)'
     }
   });
 
+  it("records every round under the first one's session (the client's session header) and model", async () => {
+    const n = await count();
+    await anthropic.messages.create(
+      {
+        model: 'claude-sonnet-4-6',
+        max_tokens: 200,
+        tools: [CLIENT_TOOL],
+        messages: [{ role: 'user', content: 'Echo something' }],
+      },
+      { headers: { 'x-aibridge-session-id': 'mcp-session-1' } },
+    );
+    const rounds = await lastRounds(tb, n, dev.key);
+    assert.equal(rounds.length, 2);
+    for (const r of rounds) {
+      assert.equal(r.sessionId, 'mcp-session-1');
+      assert.equal(r.model, 'claude-sonnet-4-6');
+    }
+  });
+
   it('Anthropic, streamed: text arrives as it streams, one message_start, renumbered blocks, summed usage', async () => {
     const n = await count();
     const stream = anthropic.messages.stream({
