@@ -720,6 +720,19 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.deepEqual(await store.listDocs('rate_limit'), []);
       });
 
+      it('keeps documents under any id a name can be, __proto__ and constructor included', async () => {
+        assert.equal(await store.deleteDoc('team_capture', 'constructor'), false, 'nothing stored there');
+        for (const id of ['__proto__', 'constructor', 'hasOwnProperty'])
+          await store.putDoc('team_capture', id, { team: id, level: 'none' });
+        await restart();
+        for (const id of ['__proto__', 'constructor', 'hasOwnProperty'])
+          assert.deepEqual(await store.getDoc('team_capture', id), { team: id, level: 'none' }, id);
+        assert.equal((await store.listDocs('team_capture')).length, 3);
+        assert.equal(await store.deleteDoc('team_capture', '__proto__'), true);
+        assert.equal(await store.getDoc('team_capture', '__proto__'), undefined);
+        assert.equal((await store.listDocs('team_capture')).length, 2);
+      });
+
       it('keeps the tool policy as one document, and the policy marks on tool calls', async () => {
         const metrics = { toolPolicyDecisions: { inc: () => undefined } };
         const now = (): Date => new Date(T0);

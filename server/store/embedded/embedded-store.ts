@@ -477,13 +477,20 @@ export class EmbeddedStore implements Store {
   async putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void> {
     this.db.data.docs ??= {};
     this.db.data.docs[kind] ??= {};
-    this.db.data.docs[kind][id] = doc;
+    // Defined, not assigned: an id is often a name an admin chose (a team, an alias), and
+    // assigning `__proto__` would set the object's prototype instead of storing the document.
+    Object.defineProperty(this.db.data.docs[kind], id, {
+      value: doc,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
     await this.db.write();
   }
 
   async deleteDoc(kind: DocKind, id: string): Promise<boolean> {
     const byId = this.db.data.docs?.[kind];
-    if (!byId || !(id in byId)) return false;
+    if (!byId || !Object.hasOwn(byId, id)) return false;
     delete byId[id];
     await this.db.write();
     return true;
