@@ -40,6 +40,7 @@ const REFUSED_BEFORE_UPSTREAM: ReadonlySet<string> = new Set<ErrorCode>([
   'provider_not_configured',
   'audit_unavailable',
   'store_unavailable',
+  'server_busy',
 ]);
 
 /** Whether the interception ended with the bridge's refusal, before the provider saw anything. */

@@ -103,7 +103,10 @@ export class Authenticator {
     try {
       return await this.check(token);
     } catch (err) {
-      if (isBridgeError(err) && err.code === 'store_unavailable') return this.fromMemory(token, err);
+      // The database gone or too busy to answer in time: a key seen recently is served from
+      // memory, and no one's address is throttled for it.
+      if (isBridgeError(err) && (err.code === 'store_unavailable' || err.code === 'server_busy'))
+        return this.fromMemory(token, err);
       // Only failures are throttled: a valid key is served even from a throttled address (many
       // developers may share one NAT or proxy address with whoever is guessing).
       const wait = this.throttle?.retryAfterMs(ip) ?? 0;

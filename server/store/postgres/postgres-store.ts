@@ -32,7 +32,7 @@ import { Batcher } from './batcher';
 import * as ledgers from './budget-ledgers';
 import { ChangeFeed } from './change-feed';
 import { appliedMigrations, LATEST_MIGRATION, migrate } from './migrations';
-import { asStoreError, isUnreachable } from './pg-errors';
+import { asStoreError, isPoolExhausted, isUnreachable } from './pg-errors';
 import { batchStatement } from './record-batch';
 import { interceptionWhere, pgText, Where } from './sql-filter';
 
@@ -167,6 +167,9 @@ export class PostgresStore implements Store {
         return { ok: false, detail: 'audit write queue is full', migrations };
       return { ok: true, migrations };
     } catch (err) {
+      // Every connection busy for the whole wait is load, not an outage: a replica taken out of
+      // its load balancer for it would pass its load to the others, busy as well.
+      if (isPoolExhausted(err)) return { ok: true, detail: 'database busy: every pooled connection in use' };
       return { ok: false, detail: `database unreachable: ${(err as Error).message}` };
     }
   }
