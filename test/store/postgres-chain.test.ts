@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { claimChainAnchor, verifyStoredChain } from '../../server/audit/chain-anchor';
-import { chainHash, verifyChain } from '../../server/core/chain';
+import { anchorJson, chainHash, GENESIS_ANCHOR, verifyChain } from '../../server/core/chain';
 import { PostgresStore } from '../../server/store/postgres/postgres-store';
 import type { Interception } from '../../shared/interception';
 import { PgQueryLog } from '../helpers/pg-query-log';
@@ -164,6 +164,39 @@ describe('the audit chain in PostgreSQL', function () {
       assert.equal(both.ok, true, JSON.stringify(both));
     } finally {
       await sql.end();
+      await store.close();
+    }
+  });
+
+  it('verify checks again as long as the start moved meanwhile: two prunes during one verify are no break', async () => {
+    const url = await (await testPostgres()).createDatabase('chain_moving');
+    const store = new PostgresStore({ url, maxConnections: 2 });
+    await store.open();
+    try {
+      await claimChainAnchor(store);
+      const recs = [];
+      for (let i = 0; i < 6; i++) recs.push(await store.appendInterception(newRecord(i)));
+      await store.pruneInterceptions(recs[2]!.startedAt);
+      const kept = await store.getSetting('chain_anchor');
+      // The start as two earlier prunes left it, each read by a check the next prune overtook:
+      // what a verify sees while two replicas prune (at start-up, or hourly) during it.
+      const earlier = [
+        anchorJson(GENESIS_ANCHOR),
+        anchorJson({ afterSeq: recs[0]!.seq, hash: recs[0]!.hash! }),
+      ];
+      const reads = [earlier[0], earlier[1], earlier[1], kept];
+      const moving = Object.create(store) as PostgresStore;
+      moving.getSetting = async (name) =>
+        name === 'chain_anchor' ? (reads.shift() ?? kept) : store.getSetting(name);
+      const report = await verifyStoredChain(moving);
+      assert.equal(report.ok, true, JSON.stringify(report));
+      // A start that stays put is checked once: a real break is reported.
+      const still = Object.create(store) as PostgresStore;
+      still.getSetting = async (name) => (name === 'chain_anchor' ? earlier[0] : store.getSetting(name));
+      const broken = await verifyStoredChain(still);
+      assert.equal(broken.ok, false);
+      assert.match(broken.firstBreak!.reason, /does not start the kept chain/);
+    } finally {
       await store.close();
     }
   });
