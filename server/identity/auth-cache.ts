@@ -73,6 +73,11 @@ export class AuthCache {
    * answer is used but not cached (else a revocation heard mid-read would be undone for a TTL).
    */
   private generation = 0;
+  /**
+   * The replica's listening connection is down: a key revoked or a user changed on another
+   * replica meanwhile would go unheard, so what is read is used and not kept until it listens again.
+   */
+  private deaf = false;
 
   constructor(
     private readonly now: () => number,
@@ -110,13 +115,13 @@ export class AuthCache {
   }
 
   putKey(mark: number, key: KeyRecord): void {
-    if (mark !== this.generation) return;
+    if (mark !== this.generation || this.deaf) return;
     this.keys.set(key.hash, { value: key, at: this.now() });
     this.hashOf.set(key.id, key.hash);
   }
 
   putUser(mark: number, user: User): void {
-    if (mark !== this.generation) return;
+    if (mark !== this.generation || this.deaf) return;
     this.users.set(user.id, { value: user, at: this.now() });
   }
 
@@ -136,6 +141,7 @@ export class AuthCache {
         return;
       case 'resync':
         this.clear();
+        this.deaf = !change.listening;
         return;
       case 'doc':
       case 'event':

@@ -197,15 +197,16 @@ export const RESERVATION_LIFETIME_MS = 3_600_000;
  * `key` and `user` are announced by the store itself whenever `revokeKey`, `renewKey` or
  * `updateUser` changes one, to the other replicas and to this store's own watchers too (each
  * replica caches keys and users for authentication, this one included), on every store.
- * `resync`: this replica may miss or have missed changes (its listening connection was lost, or
- * is back); whatever caches them should start afresh. Never sent to other replicas.
+ * `resync`: this replica may miss or have missed changes (its listening connection was lost:
+ * `listening` false, or is back: true); whatever caches them should start afresh, and cache nothing
+ * new while not listening (a change made meanwhile would go unheard). Never sent to other replicas.
  */
 export type StoreChange =
   | { kind: 'doc'; docKind: DocKind }
   | { kind: 'event'; event: BridgeEvent; audience: Audience }
   | { kind: 'key'; id: string }
   | { kind: 'user'; id: string }
-  | { kind: 'resync' }
+  | { kind: 'resync'; listening: boolean }
   /** Whether other replicas are there to hear live events (this replica's own news, never sent). */
   | { kind: 'peers'; present: boolean };
 

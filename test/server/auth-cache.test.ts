@@ -91,8 +91,22 @@ describe('the authentication cache', () => {
     c.apply({ kind: 'user', id: 'usr_1' });
     assert.equal(c.user('usr_1'), undefined);
     c.putUser(c.mark(), user);
-    c.apply({ kind: 'resync' });
+    c.apply({ kind: 'resync', listening: true });
     assert.deepEqual(c.size, { keys: 0, users: 0 });
+  });
+
+  it('keeps nothing new while the replica is not listening for changes, and caches again once it is', () => {
+    const c = cache();
+    c.putKey(c.mark(), key(1));
+    c.apply({ kind: 'resync', listening: false });
+    assert.equal(c.key('hash_1'), undefined, 'emptied');
+    c.putKey(c.mark(), key(1));
+    c.putUser(c.mark(), user);
+    assert.equal(c.key('hash_1'), undefined, 'a revocation now would go unheard: not kept');
+    assert.equal(c.user('usr_1'), undefined);
+    c.apply({ kind: 'resync', listening: true });
+    c.putKey(c.mark(), key(1));
+    assert.ok(c.key('hash_1'));
   });
 
   it('does not keep what a read found if a change was heard while it was reading', () => {

@@ -48,7 +48,7 @@ describe('replica relay: document caches follow changes they could not hear', ()
   it('reloads every kind on a resync (notifications were missed), and all of them if one came early', async () => {
     const { store, emit } = feed();
     const heard = heardBeforeRelay(store);
-    emit({ kind: 'resync' });
+    emit({ kind: 'resync', listening: true });
     const reloaded: DocKind[] = [];
     relayBetweenReplicas({
       bus: new EventBus(pino({ level: 'silent' })),
@@ -60,7 +60,7 @@ describe('replica relay: document caches follow changes they could not hear', ()
     });
     assert.deepEqual(reloaded, kinds);
     await new Promise((r) => setImmediate(r));
-    emit({ kind: 'resync' });
+    emit({ kind: 'resync', listening: true });
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(reloaded, [...kinds, ...kinds]);
   });

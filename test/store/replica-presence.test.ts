@@ -119,6 +119,44 @@ describe('replicas on PostgreSQL: live events only while another replica is ther
     }
   });
 
+  it('replaces a listening connection that hears nothing, not even its own hellos (no error raised)', async () => {
+    const pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
+    const errors: string[] = [];
+    const feed = new ChangeFeed(dbUrl, pool, 'replica-gone-deaf', (err) => errors.push(err.message), {
+      presenceMs: 100,
+      deafMs: 500,
+    });
+    const seen: StoreChange[] = [];
+    feed.subscribe((c) => seen.push(c));
+    await feed.start();
+    try {
+      // The connection stays open and healthy-looking, but no notification reaches it any more
+      // (as a half-open socket after a failover, or a pooler in transaction mode).
+      await (feed as unknown as { client: pg.Client }).client.query('UNLISTEN *');
+      await eventually(async () => seen.some((c) => c.kind === 'resync' && c.listening), {
+        what: 'a new listening connection',
+        timeoutMs: 5000,
+      });
+      assert.ok(
+        seen.some((c) => c.kind === 'resync' && !c.listening),
+        'caches were told while it was not listening',
+      );
+      assert.ok(
+        errors.some((m) => /heard nothing/.test(m)),
+        errors.join('; '),
+      );
+      // It hears again: another replica's hello arrives.
+      await pool.query('SELECT pg_notify($1, $2)', [
+        'aibridge_changes',
+        JSON.stringify({ from: 'other', hello: true }),
+      ]);
+      await eventually(async () => feed.hasPeers, { what: 'the other replica heard', timeoutMs: 2000 });
+    } finally {
+      await feed.stop();
+      await pool.end();
+    }
+  });
+
   it('answers a newcomer at once, and forgets a replica it stopped hearing from (killed, no bye)', async () => {
     const pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
     const ear = await eavesdrop(dbUrl);

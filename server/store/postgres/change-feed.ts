@@ -37,6 +37,12 @@ interface Envelope {
 export interface ChangeFeedTiming {
   presenceMs: number;
   peerTtlMs: number;
+  /**
+   * A listening connection that has heard nothing, not even this replica's own hellos, for this
+   * long is taken for dead and replaced (a half-open TCP connection after a failover raises no
+   * error). Default: three presence intervals, at least 5 s.
+   */
+  deafMs: number;
 }
 
 /**
@@ -67,6 +73,8 @@ export class ChangeFeed {
   private peersPresent = false;
   private presenceTimer: NodeJS.Timeout | undefined;
   private readonly timing: ChangeFeedTiming;
+  /** When the listening connection last delivered one of this replica's own notifications. */
+  private ownHeardAt = 0;
 
   constructor(
     private readonly url: string,
@@ -76,7 +84,13 @@ export class ChangeFeed {
     timing: Partial<ChangeFeedTiming> = {},
   ) {
     this.ownPrefix = `{"from":${JSON.stringify(replicaId)},`;
-    this.timing = { presenceMs: PRESENCE_MS, peerTtlMs: PEER_TTL_MS, ...timing };
+    const presenceMs = timing.presenceMs ?? PRESENCE_MS;
+    this.timing = {
+      presenceMs,
+      peerTtlMs: PEER_TTL_MS,
+      deafMs: Math.max(3 * presenceMs, 5_000),
+      ...timing,
+    };
   }
 
   /** Whether another replica was heard from lately (then live events are worth sending). */
@@ -93,14 +107,24 @@ export class ChangeFeed {
     this.presenceTimer = setInterval(() => {
       // Not listening (the database is away): a hello would fail too, and the new connection
       // says hello as soon as it listens.
-      if (this.client) this.sayHello();
+      const client = this.client;
+      if (client && Date.now() - this.ownHeardAt > this.timing.deafMs) {
+        this.onError?.(
+          new Error(
+            `the listening connection heard nothing, not even this replica's own hellos, for ${this.timing.deafMs} ms; connecting again`,
+          ),
+          'change feed',
+        );
+        this.reconnectLater(client);
+      } else if (client) this.sayHello();
       this.forgetSilentPeers();
     }, this.timing.presenceMs);
     this.presenceTimer.unref();
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url });
+    // Keepalive: a connection whose peer vanished (a failover, a NAT that forgot it) is noticed.
+    const client = new pg.Client({ connectionString: this.url, keepAlive: true });
     client.on('error', (err) => {
       this.onError?.(err, 'change feed');
       this.reconnectLater(client);
@@ -123,7 +147,8 @@ export class ChangeFeed {
       return;
     }
     this.client = client;
-    if (this.listened) this.deliver({ kind: 'resync' });
+    this.ownHeardAt = Date.now();
+    if (this.listened) this.deliver({ kind: 'resync', listening: true });
     this.listened = true;
     // Listening now: the other replicas learn of this one (and answer), so live events flow.
     this.sayHello();
@@ -165,7 +190,7 @@ export class ChangeFeed {
     dead.end().catch(() => undefined);
     // Changes made from now on go unheard until a connection listens again (which resyncs too):
     // caches stop trusting what they hold, and a database outage reaches requests at once.
-    this.deliver({ kind: 'resync' });
+    this.deliver({ kind: 'resync', listening: false });
     this.scheduleConnect();
   }
 
@@ -282,7 +307,11 @@ export class ChangeFeed {
   private async receive(payload: string): Promise<void> {
     // A replica hears its own notifications too (two or three a request's worth of events): every
     // envelope this one sends starts with its id, so they are dropped before any parsing.
-    if (payload.startsWith(this.ownPrefix)) return;
+    if (payload.startsWith(this.ownPrefix)) {
+      // Its own news, heard back: the listening connection works.
+      this.ownHeardAt = Date.now();
+      return;
+    }
     let env: Envelope;
     try {
       env = JSON.parse(payload) as Envelope;
