@@ -201,6 +201,56 @@ describe('the audit chain in PostgreSQL', function () {
     }
   });
 
+  it('a batch whose COMMIT went through while its answer was lost is not stored twice when it comes back', async () => {
+    const url = await (await testPostgres()).createDatabase('chain_lost_commit');
+    const store = new PostgresStore({ url, maxConnections: 2 });
+    await store.open();
+    try {
+      const first = await store.appendInterception(newRecord(0));
+      // The next transaction commits, then its connection "breaks" before the answer arrives.
+      const pool = (store as unknown as { pool: pg.Pool }).pool;
+      const connect = pool.connect.bind(pool);
+      let broken = false;
+      // pg's own pool.query() checks out with a callback: that path is left as it is.
+      pool.connect = ((...args: unknown[]) => {
+        if (args.length > 0) return (connect as (...a: unknown[]) => unknown)(...args);
+        return breakingCommit();
+      }) as typeof pool.connect;
+      const breakingCommit = async (): Promise<pg.PoolClient> => {
+        const c = await connect();
+        const query = c.query.bind(c) as (q: unknown) => Promise<unknown>;
+        (c as unknown as { query: (q: unknown) => Promise<unknown> }).query = async (q: unknown) => {
+          const r = await query(q);
+          if (q === 'COMMIT' && !broken) {
+            broken = true;
+            throw new Error('Connection terminated unexpectedly');
+          }
+          return r;
+        };
+        return c;
+      };
+      // Contended: another replica moved the head, so this write goes under the head's lock.
+      const other = new PostgresStore({ url, maxConnections: 1 });
+      await other.open();
+      await other.appendInterception(newRecord(1));
+      await other.close();
+      await assert.rejects(store.appendInterception(newRecord(2)), /store|database|terminated/i);
+      pool.connect = connect as typeof pool.connect;
+      // The recorder's retry sends the same record again; a new one follows it.
+      const again = await store.appendInterception(newRecord(2));
+      const next = await store.appendInterception(newRecord(3));
+      const ids: string[] = [];
+      for await (const r of store.scanInterceptions({})) ids.push(r.id);
+      assert.deepEqual(ids, [newRecord(0).id, newRecord(1).id, newRecord(2).id, newRecord(3).id]);
+      assert.equal(again.seq, 3);
+      assert.equal(next.seq, 4);
+      assert.equal(first.seq, 1);
+      assert.equal((await verifyStoredChain(store)).ok, true);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('two replicas pruning at once with different cutoffs leave a chain that verifies', async () => {
     const url = await (await testPostgres()).createDatabase('chain_prunes');
     const a = new PostgresStore({ url, maxConnections: 2 });

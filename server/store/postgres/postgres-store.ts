@@ -83,6 +83,9 @@ function linkBatch(
   return { out, json };
 }
 
+/** Ids of failed writes kept to be looked for when they come back (an outage's worth). */
+const DOUBTFUL_LIMIT = 100_000;
+
 function headOf(recs: Interception[]): { seq: number; hash: string } {
   const last = recs.at(-1)!;
   return { seq: last.seq!, hash: last.hash! };
@@ -103,6 +106,8 @@ export class PostgresStore implements Store {
   readonly shared = true;
   private readonly pool: pg.Pool;
   private readonly batcher: Batcher<NewInterception, Interception>;
+  /** Ids of records whose write failed: it may have been committed all the same. */
+  private readonly doubtful = new Set<string>();
   private readonly feed: ChangeFeed;
   private readonly touched = new Map<string, string>();
   private touchTimer: NodeJS.Timeout | undefined;
@@ -311,7 +316,24 @@ export class PostgresStore implements Store {
    * replica can starve another.
    */
   private async writeBatch(recs: NewInterception[]): Promise<Interception[]> {
-    const known = this.knownHead;
+    try {
+      const out = await this.linkAndWrite(
+        recs,
+        recs.some((r) => this.doubtful.has(r.id)),
+      );
+      for (const r of recs) this.doubtful.delete(r.id);
+      return out;
+    } catch (err) {
+      // Maybe written after all (a COMMIT whose answer was lost): when they come back, they are
+      // looked for first. Bounded: an outage's worth of ids, not a leak.
+      if (this.doubtful.size > DOUBTFUL_LIMIT) this.doubtful.clear();
+      for (const r of recs) this.doubtful.add(r.id);
+      throw err;
+    }
+  }
+
+  private async linkAndWrite(recs: NewInterception[], doubtful: boolean): Promise<Interception[]> {
+    const known = doubtful ? undefined : this.knownHead;
     this.knownHead = undefined;
     if (known) {
       const { out, json } = linkBatch(recs, known);
@@ -325,10 +347,24 @@ export class PostgresStore implements Store {
     }
     const { out, to } = await this.transaction(async (c, begun) => {
       const rows = (begun as pg.QueryResult<{ seq: string; hash: string }>[]).at(-1)!.rows;
-      const { out, json } = linkBatch(recs, { seq: Number(rows[0]!.seq), hash: rows[0]!.hash });
+      const head = { seq: Number(rows[0]!.seq), hash: rows[0]!.hash };
+      // A write whose COMMIT went through while its connection broke was reported failed and its
+      // records come back: already stored, linked again they would be in the audit twice (and
+      // counted twice in the rollups).
+      const present = doubtful
+        ? await c.query<{ record: string }>('SELECT record FROM interceptions WHERE id = ANY($1::text[])', [
+            recs.map((r) => r.id),
+          ])
+        : { rows: [] };
+      const stored = new Map(present.rows.map((r) => [recordOf(r.record).id, recordOf(r.record)]));
+      const fresh = stored.size === 0 ? recs : recs.filter((r) => !stored.has(r.id));
+      if (fresh.length === 0) return { out: recs.map((r) => stored.get(r.id)!), to: head };
+      const { out, json } = linkBatch(fresh, head);
       const to = headOf(out);
       await c.query(batchStatement(out, json, { to }));
-      return { out, to };
+      if (stored.size === 0) return { out, to };
+      const linked = new Map(out.map((r) => [r.id, r]));
+      return { out: recs.map((r) => stored.get(r.id) ?? linked.get(r.id)!), to };
     }, LOCK_HEAD);
     this.knownHead = to;
     return out;
