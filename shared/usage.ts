@@ -4,6 +4,10 @@
  * - `cacheRead` / `cacheWrite`: cached input tokens read / written
  * - `output`: output tokens, reasoning included
  * - `reasoning`: the part of `output` spent on reasoning, where the provider reports it
+ * - `cacheWrite1h`: the part of `cacheWrite` written to the one-hour cache (priced higher), where
+ *   the provider reports it (Anthropic's `cache_creation.ephemeral_1h_input_tokens`)
+ * - `webSearches`: searches the provider's web search tool ran (priced per thousand)
+ * The last two are only there when not zero.
  */
 export interface Usage {
   input: number;
@@ -11,6 +15,8 @@ export interface Usage {
   cacheRead: number;
   cacheWrite: number;
   reasoning: number;
+  cacheWrite1h?: number;
+  webSearches?: number;
 }
 
 export function emptyUsage(): Usage {
@@ -18,13 +24,18 @@ export function emptyUsage(): Usage {
 }
 
 export function addUsage(a: Usage, b: Usage): Usage {
-  return {
+  const sum: Usage = {
     input: a.input + b.input,
     output: a.output + b.output,
     cacheRead: a.cacheRead + b.cacheRead,
     cacheWrite: a.cacheWrite + b.cacheWrite,
     reasoning: a.reasoning + b.reasoning,
   };
+  const write1h = (a.cacheWrite1h ?? 0) + (b.cacheWrite1h ?? 0);
+  if (write1h > 0) sum.cacheWrite1h = write1h;
+  const searches = (a.webSearches ?? 0) + (b.webSearches ?? 0);
+  if (searches > 0) sum.webSearches = searches;
+  return sum;
 }
 
 export function totalTokens(u: Usage): number {

@@ -75,7 +75,18 @@ function simpleCost(prices: ModelPrice, u: Usage): number {
   const read = unitPrice(prices.cache_read_mtok, total) ?? input;
   const write = unitPrice(prices.cache_write_mtok, total) ?? input;
   const output = unitPrice(prices.output_mtok, total) ?? 0;
-  return (u.input * input + u.cacheRead * read + u.cacheWrite * write + u.output * output) / 1e6;
+  // The one-hour writes are part of `cacheWrite`, at their own price where there is one.
+  const write1h = unitPrice(prices.cache_write_1h_mtok, total) ?? write;
+  const searches = unitPrice(prices.web_searches_kcount, total) ?? 0;
+  return (
+    (u.input * input +
+      u.cacheRead * read +
+      u.cacheWrite * write +
+      (u.cacheWrite1h ?? 0) * (write1h - write) +
+      u.output * output) /
+      1e6 +
+    ((u.webSearches ?? 0) * searches) / 1e3
+  );
 }
 
 export interface PriceResult {
@@ -121,6 +132,9 @@ function toGenaiUsage(u: Usage): Record<string, number> {
     cache_read_tokens: u.cacheRead,
     cache_write_tokens: u.cacheWrite,
     output_tokens: u.output,
+    // As genai-prices reads Anthropic's usage: the one-hour part of the writes, and the searches.
+    ...(u.cacheWrite1h ? { cache_write_1h_tokens: u.cacheWrite1h } : {}),
+    ...(u.webSearches ? { web_searches: u.webSearches } : {}),
   };
 }
 

@@ -25,6 +25,10 @@ export interface MockUsage {
   output_tokens: number;
   cache_read_input_tokens: number;
   cache_creation_input_tokens: number;
+  /** The writes by cache lifetime, as the API reports them beside the total. */
+  cache_creation?: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
+  /** The provider's own tools run (web search), reported at the end of a stream too. */
+  server_tool_use?: { web_search_requests: number };
 }
 
 export const DEFAULT_USAGE: MockUsage = {
@@ -228,6 +232,7 @@ export class AnthropicMock {
           input_tokens: usage.input_tokens,
           cache_creation_input_tokens: usage.cache_creation_input_tokens,
           cache_read_input_tokens: usage.cache_read_input_tokens,
+          ...(usage.cache_creation ? { cache_creation: usage.cache_creation } : {}),
           output_tokens: 1,
           service_tier: 'standard',
         },
@@ -327,7 +332,12 @@ export class AnthropicMock {
     sse(res, 'message_delta', {
       type: 'message_delta',
       delta: { stop_reason: s.kind === 'tool' ? 'tool_use' : 'end_turn', stop_sequence: null },
-      usage: cumulative ? { ...usage } : { output_tokens: usage.output_tokens },
+      usage: cumulative
+        ? { ...usage }
+        : {
+            output_tokens: usage.output_tokens,
+            ...(usage.server_tool_use ? { server_tool_use: usage.server_tool_use } : {}),
+          },
     });
     sse(res, 'message_stop', { type: 'message_stop' });
     res.end();

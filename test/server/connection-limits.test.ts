@@ -445,22 +445,31 @@ describe('connections and request reading: no member can stall or exhaust the br
 
     it("is the client's doing, not the provider's: stalled streams are recorded client_aborted and open no circuit breaker", async () => {
       mock.clear();
-      const before = (await tb.interceptions(100)).length;
       // One more than the breaker's threshold (5): each would have counted as a provider timeout.
       const stalled: Raw[] = [];
+      const ids: string[] = [];
+      // Far more than the sockets' buffers hold, in two events the mock writes at once: 150,000
+      // small ones kept the mock (in this process) busy long enough, on a loaded machine, for the
+      // streams already stalled to see a provider silent for the idle timeout.
+      const text = 'x'.repeat(16 * 1024 * 1024);
       for (let i = 0; i < 6; i++) {
-        mock.next({ kind: 'drip', count: 150_000, delayMs: 0 });
+        mock.next({ kind: 'text', text });
         const r = await raw(tb.url);
         r.socket.write(messagesRequest(key, MESSAGE({ stream: true })));
-        await received(r, /^HTTP\/1\.1 200 /, 5000);
+        const head = await received(
+          r,
+          /^HTTP\/1\.1 200 [\s\S]*x-aibridge-interception-id: (int_\S+)\r\n/i,
+          5000,
+        );
+        ids.push(/x-aibridge-interception-id: (int_\S+)\r\n/i.exec(head)![1]!);
         r.socket.pause();
         stalled.push(r);
       }
       await sleep(2500);
       const records = await eventually(
         async () => {
-          const all = await tb.interceptions(100);
-          return all.length >= before + 6 ? all.slice(0, all.length - before) : undefined;
+          const all = (await tb.interceptions(100)).filter((rec) => ids.includes(rec.id));
+          return all.length === ids.length ? all : undefined;
         },
         { what: 'the stalled streams recorded', timeoutMs: 10_000 },
       );

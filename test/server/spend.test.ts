@@ -109,6 +109,40 @@ describe('spend and governance', function () {
       close(rec.costUsd!, RESPONSES_COST);
     });
 
+    it('prices one-hour cache writes and web searches at their own prices, whole answers and streams alike', async () => {
+      const dev = await tb.addUser('cache1h@example.com');
+      const usage = {
+        input_tokens: 1000,
+        output_tokens: 1000,
+        cache_read_input_tokens: 0,
+        cache_creation_input_tokens: 100_000,
+        cache_creation: { ephemeral_5m_input_tokens: 40_000, ephemeral_1h_input_tokens: 60_000 },
+        server_tool_use: { web_search_requests: 7 },
+      };
+      // Sonnet 4.5: $3.75 per million 5-minute writes, $6 one-hour, $10 per thousand searches.
+      const expected =
+        (1000 * SONNET_45.input + 1000 * SONNET_45.output + 40_000 * SONNET_45.cacheWrite + 60_000 * 6) /
+          1e6 +
+        (7 * 10) / 1e3;
+      for (const stream of [false, true]) {
+        anthropic.next({ kind: 'text', usage });
+        const sent = await post(
+          tb,
+          '/anthropic/v1/messages',
+          dev.key,
+          messages('claude-sonnet-4-5', { stream }),
+        );
+        assert.equal(sent.status, 200);
+        const rec = await eventually(async () =>
+          (await tb.interceptions(5, dev.key)).find((r) => r.streamed === stream),
+        );
+        assert.equal(rec.usage.cacheWrite, 100_000);
+        assert.equal(rec.usage.cacheWrite1h, 60_000);
+        assert.equal(rec.usage.webSearches, 7);
+        close(rec.costUsd!, expected);
+      }
+    });
+
     it('flags an unknown model instead of counting it as $0, until an admin prices it', async () => {
       const dev = await tb.addUser('unknown@example.com', { team: 'unknown' });
       const model = 'claude-from-the-future-9';

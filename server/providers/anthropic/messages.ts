@@ -93,6 +93,17 @@ function usageFrom(u: unknown, into: Usage = emptyUsage()): Usage {
   if ('output_tokens' in u) into.output = num(u.output_tokens);
   if ('cache_read_input_tokens' in u) into.cacheRead = num(u.cache_read_input_tokens);
   if ('cache_creation_input_tokens' in u) into.cacheWrite = num(u.cache_creation_input_tokens);
+  // Priced apart: one-hour cache writes cost more than five-minute ones, web searches per search.
+  if (isObject(u.cache_creation) && 'ephemeral_1h_input_tokens' in u.cache_creation) {
+    const n = num(u.cache_creation.ephemeral_1h_input_tokens);
+    if (n > 0) into.cacheWrite1h = n;
+    else delete into.cacheWrite1h;
+  }
+  if (isObject(u.server_tool_use) && 'web_search_requests' in u.server_tool_use) {
+    const n = num(u.server_tool_use.web_search_requests);
+    if (n > 0) into.webSearches = n;
+    else delete into.webSearches;
+  }
   return into;
 }
 
