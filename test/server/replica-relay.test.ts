@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { EventBus } from '../../server/events/bus';
-import { heardBeforeRelay, relayBetweenReplicas } from '../../server/events/replica-relay';
+import { type HeardChanges, heardBeforeRelay, relayBetweenReplicas } from '../../server/events/replica-relay';
 import type { DocKind, Store, StoreChange } from '../../server/store/types';
 
 /** A shared store's change feed, driven by the test. */
@@ -26,10 +26,8 @@ function feed(): { store: Store; emit(change: StoreChange): void } {
 describe('replica relay: document caches follow changes they could not hear', () => {
   const kinds: DocKind[] = ['budget', 'model_policy', 'price'];
 
-  it('reloads the kinds changed while the capabilities loaded, before the relay listened', () => {
-    const { store, emit } = feed();
-    const heard = heardBeforeRelay(store);
-    emit({ kind: 'doc', docKind: 'budget' });
+  /** A relay on `store` whose reloads are listed (in the order they ran) in the array returned. */
+  function recordingRelay(store: Store, heard: HeardChanges): DocKind[] {
     const reloaded: DocKind[] = [];
     relayBetweenReplicas({
       bus: new EventBus(pino({ level: 'silent' })),
@@ -39,6 +37,14 @@ describe('replica relay: document caches follow changes they could not hear', ()
       reload: async (k) => void reloaded.push(k),
       onError: () => undefined,
     });
+    return reloaded;
+  }
+
+  it('reloads the kinds changed while the capabilities loaded, before the relay listened', () => {
+    const { store, emit } = feed();
+    const heard = heardBeforeRelay(store);
+    emit({ kind: 'doc', docKind: 'budget' });
+    const reloaded = recordingRelay(store, heard);
     assert.deepEqual(reloaded, ['budget']);
     // Heard once: the early listener is gone, the relay reloads each later change once.
     emit({ kind: 'doc', docKind: 'price' });
@@ -49,15 +55,7 @@ describe('replica relay: document caches follow changes they could not hear', ()
     const { store, emit } = feed();
     const heard = heardBeforeRelay(store);
     emit({ kind: 'resync', listening: true });
-    const reloaded: DocKind[] = [];
-    relayBetweenReplicas({
-      bus: new EventBus(pino({ level: 'silent' })),
-      store,
-      kinds,
-      heard,
-      reload: async (k) => void reloaded.push(k),
-      onError: () => undefined,
-    });
+    const reloaded = recordingRelay(store, heard);
     assert.deepEqual(reloaded, kinds);
     await new Promise((r) => setImmediate(r));
     emit({ kind: 'resync', listening: true });
