@@ -233,3 +233,15 @@ function referencesIn(v: unknown, depth: number, why: Set<string>): void {
     if (Array.isArray(v.content)) referencesIn(v.content, depth + 1, why);
   }
 }
+
+/**
+ * OpenAI's `service_tier: "priority"` (and the older `scale`) is billed above the standard prices,
+ * which are the only ones the price data has: served, it would be recorded and charged to budgets
+ * at about half its cost. Refused; `auto`, `default` and `flex` (cheaper, so never under-counted) pass.
+ */
+export function unpricedServiceTier(body: JsonObject): string | null {
+  const tier = body.service_tier;
+  return tier === 'priority' || tier === 'scale'
+    ? `The bridge does not accept \`service_tier: "${tier}"\`: it is billed above the prices the bridge knows, so its cost would be under-counted. Leave it out, or send \`auto\`, \`default\` or \`flex\`.`
+    : null;
+}

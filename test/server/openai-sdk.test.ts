@@ -307,6 +307,39 @@ describe('OpenAI SDK through the bridge', () => {
       assert.equal(res.object, 'response');
       assert.equal(mock.requests.length, before + 1);
     });
+
+    it('refuses service_tier priority (billed above the prices it knows) on both APIs; flex and default pass', async () => {
+      const before = mock.requests.length;
+      const refused = (err: unknown): boolean => {
+        assert.ok(err instanceof OpenAI.APIError, String(err));
+        assert.equal(err.status, 400);
+        assert.equal(err.code, 'unsupported_parameter');
+        assert.match(err.message, /service_tier/);
+        return true;
+      };
+      await assert.rejects(
+        () => client.responses.create({ model: 'gpt-5', input: 'x', service_tier: 'priority' }),
+        refused,
+      );
+      await assert.rejects(
+        () =>
+          client.chat.completions.create({
+            model: 'gpt-4o',
+            messages: [{ role: 'user', content: 'x' }],
+            service_tier: 'priority',
+          }),
+        refused,
+      );
+      assert.equal(mock.requests.length, before, 'nothing reached the provider');
+      const flex = await client.responses.create({ model: 'gpt-5', input: 'x', service_tier: 'flex' });
+      assert.equal(flex.object, 'response');
+      const chat = await client.chat.completions.create({
+        model: 'gpt-4o',
+        messages: [{ role: 'user', content: 'x' }],
+        service_tier: 'default',
+      });
+      assert.equal(chat.object, 'chat.completion');
+    });
   });
 
   describe("the bridge's own answers on OpenAI routes", () => {

@@ -15,6 +15,7 @@ import {
   resultText,
   str,
   timesAnswers,
+  unpricedServiceTier,
   userString,
   userText,
 } from '../common';
@@ -177,6 +178,7 @@ export const chatCompletionsApi: WireApi = {
   toolHold: chatHold,
   // Every chunk names the model.
   modelNaming: bodyModelNaming([['model']]),
+  unsupported: (body) => unpricedServiceTier(body),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {

@@ -12,6 +12,7 @@ import {
   parseArguments,
   resultText,
   str,
+  unpricedServiceTier,
   userString,
   userText,
 } from '../common';
@@ -221,7 +222,7 @@ export const responsesApi: WireApi = {
   unsupported: (body) =>
     body.background === true
       ? 'The bridge does not accept `background: true`: a background response is billed after its answer, where the bridge cannot meter it or charge it to a budget. Send the request without `background` (streamed, if it is long).'
-      : null,
+      : unpricedServiceTier(body),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {
