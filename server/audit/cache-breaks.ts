@@ -87,7 +87,7 @@ export function judge(
   const tokens = Math.min(cacheable, rewritten);
   if (tokens < MIN_CACHED_TOKENS) return null;
   const cached: Usage = explicit
-    ? { ...c, cacheWrite: c.cacheWrite - tokens, cacheRead: c.cacheRead + tokens }
+    ? withOneHourWrites({ ...c, cacheWrite: c.cacheWrite - tokens, cacheRead: c.cacheRead + tokens })
     : { ...c, input: c.input - tokens, cacheRead: c.cacheRead + tokens };
   const at = new Date(cur.startedAt);
   const actualUsd = price(provider, cur.model, c, at);
@@ -170,4 +170,11 @@ export class CacheBreakDetector {
     if (!stored) return mine;
     return stored.startedAt > mine.startedAt ? stored : mine;
   }
+}
+
+/** The one-hour part of the writes never more than the writes (fewer of them had the cache held). */
+function withOneHourWrites(u: Usage): Usage {
+  if (u.cacheWrite1h === undefined || u.cacheWrite1h <= u.cacheWrite) return u;
+  const { cacheWrite1h: _more, ...rest } = u;
+  return u.cacheWrite > 0 ? { ...rest, cacheWrite1h: u.cacheWrite } : rest;
 }

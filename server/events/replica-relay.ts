@@ -3,6 +3,9 @@ import type { Audience } from '../core/audience';
 import type { DocKind, Store } from '../store/types';
 import type { EventBus } from './bus';
 
+/** The longest one reload of a kind may hold the next (a hung database connection). */
+const RELOAD_TIMEOUT_MS = 30_000;
+
 export interface ReplicaRelayDeps {
   bus: EventBus;
   store: Store;
@@ -59,9 +62,19 @@ export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
     const state = { again: false };
     running.set(kind, state);
     const run = (): void => {
-      d.reload(kind)
+      // Bounded: a reload stuck on a hung connection must not hold every later one of its kind.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${RELOAD_TIMEOUT_MS} ms`)),
+          RELOAD_TIMEOUT_MS,
+        );
+        timer.unref();
+      });
+      Promise.race([d.reload(kind), late])
         .catch((err: unknown) => d.onError(err, `reloading ${kind}`))
         .finally(() => {
+          clearTimeout(timer);
           if (state.again) {
             state.again = false;
             run();

@@ -190,7 +190,7 @@ export interface RoundStrategy {
  * connection for ever nor be blamed on the provider (its idle timeout would fire meanwhile and
  * count against the model's circuit breaker, which one member's unread streams could open for all).
  */
-function writableWithin(res: ServerResponse, ms: number): Promise<boolean> {
+export function writableWithin(res: ServerResponse, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => settle(false), ms);
     timer.unref();
@@ -206,17 +206,17 @@ function writableWithin(res: ServerResponse, ms: number): Promise<boolean> {
   });
 }
 
-/** Resolves when the client can take more bytes, or has gone away. */
-export function writable(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
+/**
+ * A served JSON answer that reports no usage at all (a provider or option that leaves it out) is
+ * not a free one either: floored from the body and the answer's size, as an unreadable one is.
+ */
+function withAnswerFloor(facts: ResponseFacts, round: Round, answerBytes: number): ResponseFacts {
+  if (facts.error !== null || answerBytes === 0 || totalTokens(facts.usage) > 0) return facts;
+  return {
+    ...facts,
+    usage: unreadAnswerFacts(round.prepared.bytes.length, answerBytes).usage,
+    usageEstimated: true,
+  };
 }
 
 /**
@@ -225,7 +225,7 @@ export function writable(res: ServerResponse): Promise<void> {
  * the request behind it (a body of up to 32 MiB, parsed) stayed until it hung up (a test held
  * 620 MB with ten such clients).
  */
-function endAnswerWithin(out: ServerResponse, ms: number, last?: string | Buffer): void {
+export function endAnswerWithin(out: ServerResponse, ms: number, last?: string | Buffer): void {
   if (last === undefined) out.end();
   else out.end(last);
   if (out.writableFinished || out.destroyed) return;
@@ -976,16 +976,8 @@ export class Exchange {
         // An answer the client has but the bridge could not read is not a free one.
         facts = unreadAnswerFacts(round.prepared.bytes.length, relayed);
       } else {
-        facts = round.target.api.fromJson(json, this.deps.now());
+        facts = withAnswerFloor(round.target.api.fromJson(json, this.deps.now()), round, relayed);
         error = facts.error;
-        // A served answer that reports no usage at all (a provider or option that leaves it out)
-        // is not a free one either.
-        if (error === null && relayed > 0 && totalTokens(facts.usage) === 0)
-          facts = {
-            ...facts,
-            usage: unreadAnswerFacts(round.prepared.bytes.length, relayed).usage,
-            usageEstimated: true,
-          };
       }
     }
     const failed = res.statusCode >= 400 || error !== null;
@@ -1246,7 +1238,8 @@ export class Exchange {
       this.sendJson(res.statusCode, res.headers, raw);
       return undefined;
     }
-    return { facts: round.target.api.fromJson(json, this.deps.now()), json, raw };
+    const facts = round.target.api.fromJson(json, this.deps.now());
+    return { facts: res.statusCode < 400 ? withAnswerFloor(facts, round, raw.length) : facts, json, raw };
   }
 
   /** A round the provider refused, or answered in a form the view cannot take: the client gets its error. */

@@ -22,9 +22,10 @@ import {
   type AnswerRewrite,
   Exchange,
   type ExchangeDeps,
+  endAnswerWithin,
   runExchange,
   type StrategyFor,
-  writable,
+  writableWithin,
 } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { canonicalPath, type ProviderRoute, routeFor } from './provider-paths';
@@ -151,10 +152,16 @@ async function passThrough(
   try {
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       idle.touch();
-      if (!out.write(chunk)) await writable(out);
+      if (!out.write(chunk)) {
+        // Waiting on the client, not the provider; one that reads nothing for the idle timeout
+        // is left, as on the metered routes.
+        idle.pause();
+        if (!(await writableWithin(out, deps.idleTimeoutMs))) out.destroy();
+        idle.touch();
+      }
       if (out.destroyed) break;
     }
-    out.end();
+    if (!out.destroyed) endAnswerWithin(out, deps.idleTimeoutMs);
   } catch (err) {
     req.log.warn({ err }, 'upstream failed mid-response (passthrough)');
     out.destroy();

@@ -10,6 +10,9 @@ import type {
 } from '../store/types';
 import { settleWithRetries } from './settle-retry';
 
+/** The longest a new lease waits for the one it replaces to settle. */
+const SETTLING_WAIT_MS = 1000;
+
 /** A lease takes this share of a budget's headroom (what is left of the limit)... */
 export const LEASE_SHARE = 0.1;
 /** ...and never more than this much, however large the budget. */
@@ -194,7 +197,11 @@ export class BudgetLeases<Tag> {
     const p = (async () => {
       const id = `lease_${randomUUID()}`;
       // The lease this one replaces may still be settling: its unused headroom is not back yet.
-      await this.settling.get(key);
+      // Waited for a moment only: a settlement being retried (the database struggling) would hold
+      // every request of the budget for its retries, and the headroom comes back either way.
+      const settling = this.settling.get(key);
+      if (settling)
+        await Promise.race([settling, new Promise((r) => setTimeout(r, SETTLING_WAIT_MS).unref())]);
       const out = await this.store.leaseBudget(id, e.claim, this.sizing(estimateUsd));
       if (!out.ok) return { refusedBy: out.refusedBy };
       const lease: Lease<Tag> = {

@@ -433,6 +433,13 @@ export class Budgets {
       });
       return;
     }
+    // Crossed by a request that began in a period that has ended since (charged there): that
+    // period is over, and an alert stamped now would read as this period's, hiding its own.
+    if (
+      periodStart(cap.period, new Date(rec.startedAt)).getTime() !==
+      periodStart(cap.period, this.now()).getTime()
+    )
+      return;
     const l = { budget: cap, label: tracked.label, spent };
     const who = l.budget.scope === 'org' ? 'the organisation' : `${l.budget.scope} ${l.label}`;
     this.alerts.raise({

@@ -253,6 +253,31 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal(served.usageEstimated, true);
     assert.ok(served.usage.input >= 150 && served.usage.output > 0, JSON.stringify(served.usage));
 
+    // Read whole before the client gets it (its record stored first): the same floor.
+    const acked = await startBridge('http://127.0.0.1:9', {
+      AIBRIDGE_GEMINI_BASE_URL: mock.origin,
+      AIBRIDGE_GEMINI_API_KEY: GEMINI_UPSTREAM_KEY,
+      AIBRIDGE_AUDIT_ACK: 'stored',
+    });
+    try {
+      const k = (await acked.addUser('acked@example.com')).key;
+      const whole = await fetch(
+        `${acked.url}/gemini/v1beta/models/gemini-2.5-flash-nousage:generateContent`,
+        {
+          method: 'POST',
+          headers: { 'x-goog-api-key': k, 'content-type': 'application/json' },
+          body,
+        },
+      );
+      assert.equal(whole.status, 200);
+      await whole.arrayBuffer();
+      const [rec] = await acked.interceptions(1, k);
+      assert.equal(rec!.usageEstimated, true);
+      assert.ok(rec!.usage.input >= 150 && rec!.usage.output > 0, JSON.stringify(rec!.usage));
+    } finally {
+      await acked.close();
+    }
+
     const ac = new AbortController();
     const cut = await fetch(
       `${tb.url}/gemini/v1beta/models/gemini-2.5-flash-slowarray:streamGenerateContent`,

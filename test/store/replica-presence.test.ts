@@ -157,6 +157,35 @@ describe('replicas on PostgreSQL: live events only while another replica is ther
     }
   });
 
+  it('does not take a busy pool (its hellos failing) for a deaf listening connection', async () => {
+    const pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
+    const errors: string[] = [];
+    const feed = new ChangeFeed(dbUrl, pool, 'replica-busy', (err) => errors.push(err.message), {
+      presenceMs: 100,
+      deafMs: 300,
+    });
+    const seen: StoreChange[] = [];
+    feed.subscribe((c) => seen.push(c));
+    await feed.start();
+    // Every hello now fails as a checkout from an exhausted pool does.
+    const query = pool.query.bind(pool);
+    pool.query = (() =>
+      Promise.reject(new Error('timeout exceeded when trying to connect'))) as unknown as typeof pool.query;
+    try {
+      await sleep(1000);
+      assert.ok(
+        errors.some((m) => /timeout exceeded/.test(m)),
+        'the hellos failed',
+      );
+      assert.ok(!errors.some((m) => /heard nothing/.test(m)), errors.join('; '));
+      assert.ok(!seen.some((c) => c.kind === 'resync'), 'the listening connection was kept');
+    } finally {
+      pool.query = query;
+      await feed.stop();
+      await pool.end();
+    }
+  });
+
   it('answers a newcomer at once, and forgets a replica it stopped hearing from (killed, no bye)', async () => {
     const pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
     const ear = await eavesdrop(dbUrl);

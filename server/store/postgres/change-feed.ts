@@ -73,8 +73,14 @@ export class ChangeFeed {
   private peersPresent = false;
   private presenceTimer: NodeJS.Timeout | undefined;
   private readonly timing: ChangeFeedTiming;
+  /**
+   * Since when a hello this replica sent (and the database took) has gone unheard on its listening
+   * connection; undefined once one is heard. A hello that failed (the pool busy or away) says
+   * nothing about the listening connection, so only taken ones count.
+   */
+  private unheardSince: number | undefined;
   /** When the listening connection last delivered one of this replica's own notifications. */
-  private ownHeardAt = 0;
+  private lastEchoAt = 0;
 
   constructor(
     private readonly url: string,
@@ -108,7 +114,7 @@ export class ChangeFeed {
       // Not listening (the database is away): a hello would fail too, and the new connection
       // says hello as soon as it listens.
       const client = this.client;
-      if (client && Date.now() - this.ownHeardAt > this.timing.deafMs) {
+      if (client && this.unheardSince !== undefined && Date.now() - this.unheardSince > this.timing.deafMs) {
         this.onError?.(
           new Error(
             `the listening connection heard nothing, not even this replica's own hellos, for ${this.timing.deafMs} ms; connecting again`,
@@ -147,7 +153,7 @@ export class ChangeFeed {
       return;
     }
     this.client = client;
-    this.ownHeardAt = Date.now();
+    this.unheardSince = undefined;
     if (this.listened) this.deliver({ kind: 'resync', listening: true });
     this.listened = true;
     // Listening now: the other replicas learn of this one (and answer), so live events flow.
@@ -155,8 +161,14 @@ export class ChangeFeed {
   }
 
   private sayHello(): void {
-    this.pgNotify(`${this.ownPrefix}"hello":true}`).catch((err: unknown) =>
-      this.onError?.(err as Error, 'change feed presence'),
+    const listening = this.client;
+    const sentAt = Date.now();
+    this.pgNotify(`${this.ownPrefix}"hello":true}`).then(
+      () => {
+        // Its echo may have come before this answer: then it was heard.
+        if (this.client === listening && this.lastEchoAt < sentAt) this.unheardSince ??= sentAt;
+      },
+      (err: unknown) => this.onError?.(err as Error, 'change feed presence'),
     );
   }
 
@@ -309,7 +321,8 @@ export class ChangeFeed {
     // envelope this one sends starts with its id, so they are dropped before any parsing.
     if (payload.startsWith(this.ownPrefix)) {
       // Its own news, heard back: the listening connection works.
-      this.ownHeardAt = Date.now();
+      this.unheardSince = undefined;
+      this.lastEchoAt = Date.now();
       return;
     }
     let env: Envelope;

@@ -83,6 +83,9 @@ function linkBatch(
   return { out, json };
 }
 
+/** A pool that handed out no connection for this long is stuck, not busy (`health`). */
+const POOL_STUCK_MS = 30_000;
+
 /** Ids of failed writes kept to be looked for when they come back (an outage's worth). */
 const DOUBTFUL_LIMIT = 100_000;
 
@@ -106,6 +109,8 @@ export class PostgresStore implements Store {
   readonly shared = true;
   private readonly pool: pg.Pool;
   private readonly batcher: Batcher<NewInterception, Interception>;
+  /** When a pooled connection was last handed out: a pool that hands none out is not just busy. */
+  private lastCheckoutAt = Date.now();
   /** Ids of records whose write failed: it may have been committed all the same. */
   private readonly doubtful = new Set<string>();
   private readonly feed: ChangeFeed;
@@ -124,6 +129,11 @@ export class PostgresStore implements Store {
       // then made its next requests wait for new connections (~40 ms each here) before their
       // records could be stored, and with AIBRIDGE_AUDIT_ACK=stored the answers' ends with them.
       idleTimeoutMillis: 10 * 60_000,
+      // A pooled connection whose peer vanished (a failover leaving half-open sockets) is noticed.
+      keepAlive: true,
+    });
+    this.pool.on('acquire', () => {
+      this.lastCheckoutAt = Date.now();
     });
     // An idle connection the server dropped must not crash the process; the next query reconnects.
     this.pool.on('error', (err) => opts.onError?.(err, 'idle connection'));
@@ -173,8 +183,10 @@ export class PostgresStore implements Store {
       return { ok: true, migrations };
     } catch (err) {
       // Every connection busy for the whole wait is load, not an outage: a replica taken out of
-      // its load balancer for it would pass its load to the others, busy as well.
-      if (isPoolExhausted(err)) return { ok: true, detail: 'database busy: every pooled connection in use' };
+      // its load balancer for it would pass its load to the others, busy as well. A pool that has
+      // handed out no connection for longer (all of them hung on a database that went away) is.
+      if (isPoolExhausted(err) && Date.now() - this.lastCheckoutAt < POOL_STUCK_MS)
+        return { ok: true, detail: 'database busy: every pooled connection in use' };
       return { ok: false, detail: `database unreachable: ${(err as Error).message}` };
     }
   }
