@@ -5,6 +5,7 @@ import { emptyUsage, totalTokens } from '../../shared/usage';
 import type { InterceptionStart, PrefixAt, ResponseFacts } from '../core/facts';
 import type { Metrics } from '../metrics';
 import type { PriceBook } from '../spend/prices';
+import { isRecordRefusal } from '../store/record-refusal';
 import type { NewInterception, Store } from '../store/types';
 import { type Redaction, Redactor } from './redact';
 
@@ -88,6 +89,9 @@ export interface RecorderOptions {
   retryLimit: number;
 }
 
+/** Refusals of a record for what it holds before it is set aside (a retry each `retryMs`). */
+const RETRIES_BEFORE_SET_ASIDE = 3;
+
 /**
  * Turns the proxy's view of a request into one interception record and hands it to the store.
  * The proxy never waits on it: a slow disk must not slow a response.
@@ -98,6 +102,8 @@ export class Recorder {
   private readonly retryQueue: NewInterception[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private retrying: Promise<void> | undefined;
+  /** Refusals of the records waiting, for what they hold, by id (setAside). */
+  private readonly refusals = new Map<string, number>();
   private droppedCount = 0;
   /** Runs on each record before it is stored (cache-break detection); may read the store. */
   private annotator: Annotator | undefined;
@@ -317,6 +323,7 @@ export class Recorder {
   private enqueueRetry(rec: NewInterception): void {
     if (this.retryQueue.length >= this.opts.retryLimit) {
       const dropped = this.retryQueue.shift();
+      if (dropped) this.refusals.delete(dropped.id);
       this.droppedCount += 1;
       this.metrics.auditDropped.inc();
       this.log.error({ interceptionId: dropped?.id }, 'audit retry queue full: dropped the oldest record');
@@ -352,10 +359,12 @@ export class Recorder {
       const rec = this.retryQueue[0]!;
       try {
         await this.store.appendInterception(rec);
+        this.refusals.delete(rec.id);
         // This record only: with the queue full, the oldest (this one) may have been dropped meanwhile.
         const at = this.retryQueue.indexOf(rec);
         if (at >= 0) this.retryQueue.splice(at, 1);
       } catch (err) {
+        if (this.setAside(rec, err)) continue;
         // Logged on every attempt (one per retry interval): an outage stays visible until it ends.
         this.log.warn(
           { err, interceptionId: rec.id, queued: this.retryQueue.length },
@@ -367,6 +376,29 @@ export class Recorder {
     }
     this.metrics.auditQueue.set(this.inFlight.size);
     this.log.info('audit writes succeed again');
+  }
+
+  /**
+   * A record the store refuses for what it holds (isRecordRefusal), not for an outage: retried for
+   * ever it would hold every record behind it, and in `closed` mode every request of the replica.
+   * After RETRIES_BEFORE_SET_ASIDE such refusals it is set aside: dropped, counted and logged by id
+   * (its `interception` log line has its usage and cost).
+   */
+  private setAside(rec: NewInterception, err: unknown): boolean {
+    if (!isRecordRefusal(err)) return false;
+    const tries = (this.refusals.get(rec.id) ?? 0) + 1;
+    this.refusals.set(rec.id, tries);
+    if (tries < RETRIES_BEFORE_SET_ASIDE) return false;
+    this.refusals.delete(rec.id);
+    const at = this.retryQueue.indexOf(rec);
+    if (at >= 0) this.retryQueue.splice(at, 1);
+    this.droppedCount += 1;
+    this.metrics.auditDropped.inc();
+    this.log.error(
+      { err, interceptionId: rec.id, attempts: tries },
+      'audit record refused by the store for what it holds, set aside: the records behind it are stored',
+    );
+    return true;
   }
 
   /** Whether new requests may be served: in `closed` mode, not while records wait for the store. */

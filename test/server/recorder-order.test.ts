@@ -7,6 +7,7 @@ import { PriceBook } from '../../server/spend/prices';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import type { NewInterception } from '../../server/store/types';
 import { tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 
 function start(id: string): InterceptionStart {
   const now = new Date();
@@ -116,5 +117,56 @@ describe('the recorder retries refused records once each, in one loop', () => {
     await recorder.drain();
     assert.deepEqual(stored, ['int_a', 'int_b']);
     assert.equal(recorder.auditState().queued, 0);
+  });
+});
+
+describe('a record the store refuses for what it holds', () => {
+  it('is set aside after a few tries, so the records behind it are stored and requests are served again', async () => {
+    const stored: string[] = [];
+    const store = {
+      appendInterception(rec: NewInterception): Promise<void> {
+        if (rec.id === 'int_bad')
+          return Promise.reject(
+            Object.assign(new Error('invalid byte sequence for encoding "UTF8"'), { code: '22021' }),
+          );
+        stored.push(rec.id);
+        return Promise.resolve();
+      },
+    } as unknown as EmbeddedStore;
+    const recorder = new Recorder(store, pino({ level: 'silent' }), new PriceBook(), new Metrics(), {
+      failMode: 'closed',
+      retryMs: 10,
+      retryLimit: 100,
+    });
+    await recorder.finish(start('int_bad'), end);
+    await recorder.finish(start('int_good'), end);
+    assert.equal(recorder.accepting(), false, 'closed: refused while a record waits');
+    await eventually(() => recorder.accepting(), { what: 'the queue to empty', timeoutMs: 2000 });
+    assert.deepEqual(stored, ['int_good']);
+    assert.equal(recorder.auditState().dropped, 1);
+  });
+
+  it('an outage or a full disk is waited out, never set aside', async () => {
+    let down = true;
+    const stored: string[] = [];
+    const store = {
+      appendInterception(rec: NewInterception): Promise<void> {
+        if (down) return Promise.reject(Object.assign(new Error('could not extend file'), { code: '53100' }));
+        stored.push(rec.id);
+        return Promise.resolve();
+      },
+    } as unknown as EmbeddedStore;
+    const recorder = new Recorder(store, pino({ level: 'silent' }), new PriceBook(), new Metrics(), {
+      failMode: 'closed',
+      retryMs: 10,
+      retryLimit: 100,
+    });
+    await recorder.finish(start('int_waits'), end);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(recorder.auditState().queued, 1);
+    assert.equal(recorder.auditState().dropped, 0);
+    down = false;
+    await eventually(() => recorder.accepting(), { what: 'the queue to empty', timeoutMs: 2000 });
+    assert.deepEqual(stored, ['int_waits']);
   });
 });
