@@ -42,6 +42,20 @@ const end: InterceptionEnd = {
   upstreamRequestId: null,
 };
 
+/** A recorder over a store that only appends, as `append` says; retries every `retryMs`. */
+function recorderOver(
+  append: (rec: NewInterception) => Promise<void>,
+  failMode: 'open' | 'closed',
+  retryMs: number,
+): Recorder {
+  const store = { appendInterception: append } as unknown as EmbeddedStore;
+  return new Recorder(store, pino({ level: 'silent' }), new PriceBook(), new Metrics(), {
+    failMode,
+    retryMs,
+    retryLimit: 100,
+  });
+}
+
 describe('the recorder hands records to the store in the order they finished', () => {
   it('a record annotated at once waits behind one whose annotation is still being looked up; after them, it is stored at once', async () => {
     const store = new EmbeddedStore({ dataDir: await tempDir() });
@@ -90,8 +104,8 @@ describe('the recorder retries refused records once each, in one loop', () => {
     // The first write is refused; every later one takes longer than the retry interval.
     const stored: string[] = [];
     let calls = 0;
-    const store = {
-      appendInterception(rec: NewInterception): Promise<void> {
+    const recorder = recorderOver(
+      (rec) => {
         calls++;
         if (calls === 1) return Promise.reject(new Error('database away'));
         return new Promise((resolve) =>
@@ -101,12 +115,9 @@ describe('the recorder retries refused records once each, in one loop', () => {
           }, 150),
         );
       },
-    } as unknown as EmbeddedStore;
-    const recorder = new Recorder(store, pino({ level: 'silent' }), new PriceBook(), new Metrics(), {
-      failMode: 'open',
-      retryMs: 20,
-      retryLimit: 100,
-    });
+      'open',
+      20,
+    );
     await recorder.finish(start('int_a'), end);
     assert.equal(recorder.auditState().queued, 1);
     // The retry of int_a starts after 20 ms and takes 150; int_b queues behind it meanwhile, and
@@ -123,8 +134,8 @@ describe('the recorder retries refused records once each, in one loop', () => {
 describe('a record the store refuses for what it holds', () => {
   it('is set aside after a few tries, so the records behind it are stored and requests are served again', async () => {
     const stored: string[] = [];
-    const store = {
-      appendInterception(rec: NewInterception): Promise<void> {
+    const recorder = recorderOver(
+      (rec) => {
         if (rec.id === 'int_bad')
           return Promise.reject(
             Object.assign(new Error('invalid byte sequence for encoding "UTF8"'), { code: '22021' }),
@@ -132,12 +143,9 @@ describe('a record the store refuses for what it holds', () => {
         stored.push(rec.id);
         return Promise.resolve();
       },
-    } as unknown as EmbeddedStore;
-    const recorder = new Recorder(store, pino({ level: 'silent' }), new PriceBook(), new Metrics(), {
-      failMode: 'closed',
-      retryMs: 10,
-      retryLimit: 100,
-    });
+      'closed',
+      10,
+    );
     await recorder.finish(start('int_bad'), end);
     await recorder.finish(start('int_good'), end);
     assert.equal(recorder.accepting(), false, 'closed: refused while a record waits');
@@ -149,18 +157,15 @@ describe('a record the store refuses for what it holds', () => {
   it('an outage or a full disk is waited out, never set aside', async () => {
     let down = true;
     const stored: string[] = [];
-    const store = {
-      appendInterception(rec: NewInterception): Promise<void> {
+    const recorder = recorderOver(
+      (rec) => {
         if (down) return Promise.reject(Object.assign(new Error('could not extend file'), { code: '53100' }));
         stored.push(rec.id);
         return Promise.resolve();
       },
-    } as unknown as EmbeddedStore;
-    const recorder = new Recorder(store, pino({ level: 'silent' }), new PriceBook(), new Metrics(), {
-      failMode: 'closed',
-      retryMs: 10,
-      retryLimit: 100,
-    });
+      'closed',
+      10,
+    );
     await recorder.finish(start('int_waits'), end);
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(recorder.auditState().queued, 1);
