@@ -239,6 +239,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         limiter: spend.limiter,
         judge: (p, names, input) => policy.toolPolicy.judgeGatewayCall(p.user, names, input),
         accessTokens: oauth.accessTokens,
+        capture: audit.capture,
       }).plugin,
     );
     await app.register(async (api) => {

@@ -128,6 +128,9 @@ function wants(c: Client, event: BridgeEvent, a: Audience): boolean {
   if (c.principal.user.role !== 'admin') {
     // MCP warnings carry what a tool server answered (error bodies, internal URLs): admins' business.
     if (event.type === 'mcp.warning') return false;
+    // An alert about nobody in particular (a provider refusing the organisation's key) is
+    // operations', as `GET /api/v1/alerts` keeps it from members; budgets' are `budget.alert`.
+    if (event.type === 'alert' && a.userId === null) return false;
     if (!memberMaySee(c.principal.user, a)) return false;
   }
   if (c.filter.userId !== null && a.userId !== c.filter.userId) return false;

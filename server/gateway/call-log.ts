@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { GatewayToolCall } from '../../shared/interception';
+import type { CaptureLevel, GatewayToolCall } from '../../shared/interception';
 import { toolInputPreview } from '../../shared/protocol';
 import type { Redaction, Redactor } from '../audit/redact';
 import type { EventBus } from '../events/bus';
@@ -19,9 +19,22 @@ export class GatewayCallLog {
       bus: EventBus;
       log: FastifyBaseLogger;
       redactor: Redactor;
+      /** The caller's team's capture level: at `none`, no arguments are kept (docs/audit.md). */
+      captureFor?: (team: string | null) => CaptureLevel;
     },
   ) {}
 
+  /**
+   * A call's arguments as kept: nothing at capture `none`, else redacted and bounded (a member
+   * choosing megabytes of arguments, for a tool that need not even exist, must not make them the
+   * audit's, and the embedded store keeps recent calls in memory).
+   */
+  keptInput(input: unknown, team: string | null): unknown {
+    if (this.d.captureFor?.(team) === 'none') return null;
+    return this.redact(capInput(input));
+  }
+
+  /** A value redacted as prompts are (a resource URI, a name the client chose). */
   redact(input: unknown): unknown {
     const found: Redaction[] = [];
     return this.d.redactor.value(input, 'input', found);
@@ -57,4 +70,15 @@ export class GatewayCallLog {
       this.d.log.error({ err, callId: call.id }, 'mcp gateway: the call record was not stored');
     });
   }
+}
+
+/** The most of a call's arguments a record keeps, as JSON: the embedded store keeps the newest 50,000 calls in memory. */
+const INPUT_LIMIT = 8 * 1024;
+
+/** The arguments, or a note of their size and their start when their JSON is over the limit. */
+function capInput(v: unknown): unknown {
+  const json = JSON.stringify(v) ?? '';
+  return json.length <= INPUT_LIMIT
+    ? v
+    : { truncated: true, length: json.length, head: json.slice(0, INPUT_LIMIT) };
 }

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import type { CaptureLevel } from '../../shared/interception';
 import { Redactor } from '../audit/redact';
 import type { Core } from '../capability';
 import type { Authenticator } from '../identity/auth';
@@ -24,6 +25,7 @@ export function gatewayCapability(
     limiter: Pick<RateLimiter, 'admit' | 'settle'>;
     judge?: GatewayServerDeps['judge'];
     accessTokens?: GatewayAccessTokens;
+    capture?: { levelFor(team: string | null): CaptureLevel };
   },
 ): GatewayCapability {
   const { config, store, metrics, bus, log, clock } = core;
@@ -34,6 +36,7 @@ export function gatewayCapability(
     bus,
     log,
     redactor: new Redactor(config.redactPatterns),
+    ...(d.capture ? { captureFor: (team: string | null) => d.capture!.levelFor(team) } : {}),
   });
   return {
     inFlight,

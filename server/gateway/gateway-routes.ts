@@ -163,6 +163,10 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
             await new Promise<void>((resolve, reject) =>
               first(req, reply, (err) => (err ? reject(err) : resolve())),
             );
+          // The provider routes let agents' keyless `HEAD <base URL>` probe through; the gateway
+          // has no such probe to answer, so a request without a key is refused here like any other.
+          if (!req.principal)
+            throw new BridgeError('unauthorized', 'A bridge key or an access token is required.');
         } catch (err) {
           if (err instanceof BridgeError && err.status === 401) {
             const metadata = `resource_metadata="${originOf(req, d.publicUrl)}${RESOURCE_METADATA_PATH}"`;

@@ -96,7 +96,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
         name: call.name,
         server: call.server,
         tool: call.tool,
-        input: d.log.redact(call.input),
+        input: d.log.keptInput(call.input, principal.user.team),
         outcome: o.outcome,
         durationMs: Math.max(0, d.now() - started),
         resultBytes: o.result === undefined ? 0 : Buffer.byteLength(JSON.stringify(o.result)),

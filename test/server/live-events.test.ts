@@ -231,7 +231,7 @@ describe('live events: GET /api/v1/events', function () {
     await Promise.all([a.close(), b.close()]);
   });
 
-  it('delivers mcp.warning (upstream error bodies) to admins only, not to members, even their own', async () => {
+  it('delivers mcp.warning (upstream error bodies) and operations alerts to admins only, not to members', async () => {
     const member = liveClient(tb.url, { key: alice.key });
     const admin = liveClient(tb.url, { key: tb.adminKey });
     await Promise.all([member.next('hello'), admin.next('hello')]);
@@ -246,6 +246,27 @@ describe('live events: GET /api/v1/events', function () {
       team: null,
     });
     tb.bridge.bus.publish(warning('connect ECONNREFUSED 10.0.0.8:443'), { userId: null, team: null });
+    // An operations alert about nobody in particular (a provider refusing the organisation's key).
+    tb.bridge.bus.publish(
+      {
+        type: 'alert',
+        alert: {
+          id: 'alr_ops',
+          kind: 'upstream',
+          rule: 'upstream_key_auth_failed',
+          at: new Date().toISOString(),
+          userId: null,
+          userEmail: null,
+          team: null,
+          observed: 1,
+          baseline: 0,
+          unit: 'requests',
+          message: 'Provider instance "anthropic" refused its key "primary"',
+          budgetId: null,
+        },
+      },
+      { userId: null, team: null },
+    );
     // Then an event the member may see: events arrive in order, so once it is in, any warning would be too.
     tb.bridge.bus.publish(
       {
@@ -274,6 +295,12 @@ describe('live events: GET /api/v1/events', function () {
       [],
     );
     assert.equal(admin.events.filter((e) => e.type === 'mcp.warning').length, 2);
+    assert.deepEqual(
+      member.events.filter((e) => e.type === 'alert'),
+      [],
+      'operations alerts are admins’',
+    );
+    assert.equal(admin.events.filter((e) => e.type === 'alert').length, 1);
     await Promise.all([member.close(), admin.close()]);
   });
 

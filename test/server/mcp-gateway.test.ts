@@ -127,6 +127,9 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
       body: '{}',
     });
     assert.equal(bad.status, 401);
+    // No probe to answer here: a keyless HEAD is refused too (it reached the handler: a 500).
+    const head = await fetch(`${tb.url}/mcp`, { method: 'HEAD' });
+    assert.equal(head.status, 401);
   });
 
   it('lists the tools of every server as <server>__<tool>, without denied ones, and calls them', async () => {
@@ -209,6 +212,43 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     });
     assert.ok(!JSON.stringify(call.input).includes(secret), JSON.stringify(call.input));
     assert.match(JSON.stringify(call.input), /REDACTED/);
+  });
+
+  it("keeps at most 8 KB of a call's arguments, and none at the team's capture level none", async () => {
+    // A per-user server the member never connected: nothing is called, the call is still recorded.
+    // A user of their own: the other tests count Bob's and Alice's calls.
+    const carol = await tb.addUser('carol@example.com', { team: 'c' });
+    const client = track(await connect(tb.url, carol.key));
+    const blob = 'x'.repeat(1024 * 1024);
+    await client.callTool({ name: 'gate__no_such_tool', arguments: { blob } });
+    const capped = await eventually(async () => {
+      const r = await tb.api<{ items: Listed[] }>('GET', '/api/v1/tool-calls?via=gateway&limit=1', carol.key);
+      const c = r.body.items[0];
+      return c?.name === 'gate__no_such_tool' ? c : undefined;
+    });
+    assert.ok(
+      JSON.stringify(capped.input).length < 9 * 1024,
+      `${JSON.stringify(capped.input).length} bytes kept`,
+    );
+    assert.equal((capped.input as { truncated?: boolean }).truncated, true);
+    const put = await tb.api('PUT', '/api/v1/teams/c/capture', tb.adminKey, { level: 'none' });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    try {
+      await client.callTool({ name: 'everything__echo', arguments: { message: 'private words' } });
+      const bare = await eventually(async () => {
+        const r = await tb.api<{ items: Listed[] }>(
+          'GET',
+          '/api/v1/tool-calls?via=gateway&limit=1',
+          carol.key,
+        );
+        const c = r.body.items[0];
+        return c?.name === 'everything__echo' ? c : undefined;
+      });
+      assert.equal(bare.input, null);
+      assert.equal(bare.outcome, 'ok');
+    } finally {
+      await tb.api('PUT', '/api/v1/teams/c/capture', tb.adminKey, { level: 'prompt' });
+    }
   });
 
   it('a denied or unknown tool is a JSON-RPC invalid-params error, and the session goes on', async () => {
