@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics';
 import type { PriceBook } from '../spend/prices';
 import { isRecordRefusal } from '../store/record-refusal';
 import type { NewInterception, Store } from '../store/types';
+import { capJson } from './cap-json';
 import { type Redaction, Redactor } from './redact';
 
 export interface InterceptionEnd {
@@ -52,14 +53,6 @@ function refused(end: InterceptionEnd): boolean {
     end.error !== null &&
     REFUSED_BEFORE_UPSTREAM.has(end.error.type)
   );
-}
-
-/** The value, or a note of its size when its JSON is over the limit. */
-function capJson(v: unknown): unknown {
-  const json = JSON.stringify(v) ?? '';
-  return json.length <= MESSAGES_LIMIT
-    ? v
-    : { truncated: true, length: json.length, head: json.slice(0, MESSAGES_LIMIT) };
 }
 
 /**
@@ -196,7 +189,11 @@ export class Recorder {
       })),
       ...(capture === 'full'
         ? {
-            messages: this.redactor.value(capJson(start.request.newMessages), 'messages', redactions),
+            messages: this.redactor.value(
+              capJson(start.request.newMessages, MESSAGES_LIMIT),
+              'messages',
+              redactions,
+            ),
             output: end.response?.output
               ? {
                   text: this.redactor.text(end.response.output.text, 'output.text', redactions),

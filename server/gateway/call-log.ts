@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { CaptureLevel, GatewayToolCall } from '../../shared/interception';
 import { toolInputPreview } from '../../shared/protocol';
+import { capJson } from '../audit/cap-json';
 import type { Redaction, Redactor } from '../audit/redact';
 import type { EventBus } from '../events/bus';
 import type { Metrics } from '../metrics';
@@ -31,7 +32,7 @@ export class GatewayCallLog {
    */
   keptInput(input: unknown, team: string | null): unknown {
     if (this.d.captureFor?.(team) === 'none') return null;
-    return this.redact(capInput(input));
+    return this.redact(capJson(input, INPUT_LIMIT));
   }
 
   /** A value redacted as prompts are (a resource URI, a name the client chose). */
@@ -74,11 +75,3 @@ export class GatewayCallLog {
 
 /** The most of a call's arguments a record keeps, as JSON: the embedded store keeps the newest 50,000 calls in memory. */
 const INPUT_LIMIT = 8 * 1024;
-
-/** The arguments, or a note of their size and their start when their JSON is over the limit. */
-function capInput(v: unknown): unknown {
-  const json = JSON.stringify(v) ?? '';
-  return json.length <= INPUT_LIMIT
-    ? v
-    : { truncated: true, length: json.length, head: json.slice(0, INPUT_LIMIT) };
-}

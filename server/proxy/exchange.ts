@@ -210,11 +210,11 @@ export function writableWithin(res: ServerResponse, ms: number): Promise<boolean
  * A served JSON answer that reports no usage at all (a provider or option that leaves it out) is
  * not a free one either: floored from the body and the answer's size, as an unreadable one is.
  */
-function withAnswerFloor(facts: ResponseFacts, round: Round, answerBytes: number): ResponseFacts {
-  if (facts.error !== null || answerBytes === 0 || totalTokens(facts.usage) > 0) return facts;
+function withAnswerFloor(facts: ResponseFacts, round: Round): ResponseFacts {
+  if (facts.error !== null || round.answerBytes === 0 || totalTokens(facts.usage) > 0) return facts;
   return {
     ...facts,
-    usage: unreadAnswerFacts(round.prepared.bytes.length, answerBytes).usage,
+    usage: unreadAnswerFacts(round.prepared.bytes.length, round.answerBytes).usage,
     usageEstimated: true,
   };
 }
@@ -943,14 +943,12 @@ export class Exchange {
     const hold = sse ? this.streamHold() : undefined;
     const copy: Buffer[] = [];
     let copied = 0;
-    let relayed = 0;
     const ok = await this.pump(
       round,
       res,
       meter,
       rewrite ? (v) => v : undefined,
       (chunk) => {
-        relayed += chunk.length;
         if (!meter && copied < JSON_READ_LIMIT) {
           copy.push(chunk);
           copied += chunk.length;
@@ -972,11 +970,11 @@ export class Exchange {
         json = undefined;
       }
       if (res.statusCode >= 400) error = errorFromBody(res.statusCode, json);
-      else if (json === undefined && relayed > 0) {
+      else if (json === undefined && round.answerBytes > 0) {
         // An answer the client has but the bridge could not read is not a free one.
-        facts = unreadAnswerFacts(round.prepared.bytes.length, relayed);
+        facts = unreadAnswerFacts(round.prepared.bytes.length, round.answerBytes);
       } else {
-        facts = withAnswerFloor(round.target.api.fromJson(json, this.deps.now()), round, relayed);
+        facts = withAnswerFloor(round.target.api.fromJson(json, this.deps.now()), round);
         error = facts.error;
       }
     }
@@ -1239,7 +1237,7 @@ export class Exchange {
       return undefined;
     }
     const facts = round.target.api.fromJson(json, this.deps.now());
-    return { facts: res.statusCode < 400 ? withAnswerFloor(facts, round, raw.length) : facts, json, raw };
+    return { facts: res.statusCode < 400 ? withAnswerFloor(facts, round) : facts, json, raw };
   }
 
   /** A round the provider refused, or answered in a form the view cannot take: the client gets its error. */
