@@ -98,13 +98,7 @@ export class AuthCache {
   }
 
   key(hash: string): KeyRecord | undefined {
-    const e = this.keys.get(hash);
-    if (e && this.now() - e.at > this.ttlMs) {
-      this.keys.delete(hash);
-      this.hashOf.delete(e.value.id);
-      return undefined;
-    }
-    const key = e?.value;
+    const key = this.fresh(this.keys, hash, (expired) => this.hashOf.delete(expired.id));
     // Used with its key, so the id index never forgets a key the cache still holds.
     if (key) this.hashOf.set(key.id, hash);
     return key;
@@ -166,11 +160,12 @@ export class AuthCache {
     return { keys: this.keys.size, users: this.users.size };
   }
 
-  private fresh<T>(lru: Lru<string, Entry<T>>, k: string): T | undefined {
+  private fresh<T>(lru: Lru<string, Entry<T>>, k: string, onExpired?: (value: T) => void): T | undefined {
     const e = lru.get(k);
     if (!e) return undefined;
     if (this.now() - e.at > this.ttlMs) {
       lru.delete(k);
+      onExpired?.(e.value);
       return undefined;
     }
     return e.value;

@@ -34,7 +34,7 @@ import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
 import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import type { ProxyReply, ProxyRequest } from './proxy-request';
-import { eachChunk, idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
+import { eachChunk, type IdleWatchdog, idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
 import { isContentEvent, type StreamSeen, unreadAnswerFacts, withUsageFloor } from './usage-floor';
 
 /** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
@@ -185,12 +185,14 @@ export interface RoundStrategy {
 }
 
 /**
- * Resolves true when the client can take more bytes or has gone away, false if it has read
- * nothing for `ms`: a stalled reader is the client's doing, and must neither hold the provider's
- * connection for ever nor be blamed on the provider (its idle timeout would fire meanwhile and
- * count against the model's circuit breaker, which one member's unread streams could open for all).
+ * Waits until the client can take more bytes or has gone away (true), or has read nothing for `ms`
+ * (false). The provider's idle watchdog is paused meanwhile: a stalled reader is the client's
+ * doing, and must neither hold the provider's connection for ever nor be blamed on the provider
+ * (its idle timeout would fire meanwhile and count against the model's circuit breaker, which one
+ * member's unread streams could open for all).
  */
-export function writableWithin(res: ServerResponse, ms: number): Promise<boolean> {
+export function clientCaughtUp(res: ServerResponse, idle: IdleWatchdog, ms: number): Promise<boolean> {
+  idle.pause();
   return new Promise((resolve) => {
     const timer = setTimeout(() => settle(false), ms);
     timer.unref();
@@ -198,6 +200,7 @@ export function writableWithin(res: ServerResponse, ms: number): Promise<boolean
       clearTimeout(timer);
       res.off('drain', onReady);
       res.off('close', onReady);
+      idle.touch();
       resolve(drained);
     };
     const onReady = (): void => settle(true);
@@ -1115,15 +1118,13 @@ export class Exchange {
         // The next chunk waits until the client can take it, or has gone; the provider is not
         // what is waited on meanwhile. A client that reads nothing for the idle timeout is left.
         if (!ok) {
-          idle.pause();
-          return writableWithin(out, this.deps.idleTimeoutMs).then((drained) => {
+          return clientCaughtUp(out, idle, this.deps.idleTimeoutMs).then((drained) => {
             if (!drained) {
               this.req.log.warn('client stopped reading the answer; closing its connection');
               this.gone = true;
               this.abort.abort();
               out.destroy();
             }
-            idle.touch();
             return this.gone ? 'stop' : undefined;
           });
         }

@@ -20,12 +20,12 @@ import { withClientSession } from './client-session';
 import { checkedRequestFacts } from './client-strings';
 import {
   type AnswerRewrite,
+  clientCaughtUp,
   Exchange,
   type ExchangeDeps,
   endAnswerWithin,
   runExchange,
   type StrategyFor,
-  writableWithin,
 } from './exchange';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { canonicalPath, type ProviderRoute, routeFor } from './provider-paths';
@@ -155,9 +155,7 @@ async function passThrough(
       if (!out.write(chunk)) {
         // Waiting on the client, not the provider; one that reads nothing for the idle timeout
         // is left, as on the metered routes.
-        idle.pause();
-        if (!(await writableWithin(out, deps.idleTimeoutMs))) out.destroy();
-        idle.touch();
+        if (!(await clientCaughtUp(out, idle, deps.idleTimeoutMs))) out.destroy();
       }
       if (out.destroyed) break;
     }

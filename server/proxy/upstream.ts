@@ -28,10 +28,13 @@ export class IdleTimeoutError extends Error {
  * Watches the gaps between response chunks. undici's own body timeout runs on a coarse (~1 s)
  * timer; this one is exact, so short idle timeouts mean what they say.
  */
-export function idleWatchdog(
-  ms: number,
-  onIdle: (err: IdleTimeoutError) => void,
-): { touch(): void; pause(): void; stop(): void } {
+export interface IdleWatchdog {
+  touch(): void;
+  pause(): void;
+  stop(): void;
+}
+
+export function idleWatchdog(ms: number, onIdle: (err: IdleTimeoutError) => void): IdleWatchdog {
   // Paused while the bridge itself is not reading (waiting on the client); `touch` resumes it.
   let paused = false;
   const timer = setTimeout(() => {
