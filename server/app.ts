@@ -69,6 +69,10 @@ export interface BuildOptions {
   lookupLocalhost?: LocalhostLookup;
 }
 
+/** Logged at start when nothing could serve a model request: a new admin's most likely first mistake. */
+export const NO_PROVIDER_WARNING =
+  'No provider instance has a key or credential, so model requests get 503 provider_not_configured and /readyz answers 503: set AIBRIDGE_ANTHROPIC_API_KEY, AIBRIDGE_OPENAI_API_KEY or AIBRIDGE_GEMINI_API_KEY (or write a providers file, AIBRIDGE_PROVIDERS_FILE), or add a key with POST /api/v1/providers/:instance/keys';
+
 export interface Bridge {
   app: FastifyInstance;
   store: Store;
@@ -156,6 +160,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       alerts: spend.alerts,
       sealer: config.mcp.credentialsKey ? new CredentialCipher(config.mcp.credentialsKey) : undefined,
     });
+    if (!adaptersOf(config.upstreams).some((a) => a.configured || routing.pools.hasKeys(a.id)))
+      app.log.warn(NO_PROVIDER_WARNING);
     const engagement = engagementCapability(core);
     const provisioning = provisionerCapability(core, identityApi.hasher);
     const device = deviceCapability(core, identity, config.mcp.publicUrl);
@@ -226,6 +232,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         auth,
         requestAuth: admin.requestAuth,
         credentials: new CredentialProbe(adaptersOf(config.upstreams), core.clock),
+        pooled: (id) => !opts.credentials && routing.pools.hasKeys(id),
       }),
     );
     await app.register(admin.assets);

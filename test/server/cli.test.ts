@@ -236,6 +236,8 @@ describe('aibridge serve and the admin CLI', function () {
       const logged = served.stdout() + served.stderr();
       assert.match(logged, /AIBRIDGE_ANTHROPIC_BASE_URL ends in \/v1/);
       assert.match(logged, /AIBRIDGE_OPENAI_BASE_URL has no path/);
+      // Started without any provider key: the admin hears why every model request will fail.
+      assert.match(logged, /No provider instance has a key or credential/);
     } finally {
       served.child.kill('SIGTERM');
       await exited(served.child);
@@ -279,6 +281,7 @@ describe('aibridge serve and the admin CLI', function () {
         /AIBRIDGE_MY_OWN_KEY is not/,
         'a variable the providers file names is the operator’s own',
       );
+      assert.doesNotMatch(logged, /No provider instance has a key/, 'the file’s instance has one');
       assert.doesNotMatch(logged, /sk-ant-mine|sk-ant-api/, 'values are never logged');
       const key = (await fs.readFile(path.join(dir, 'admin.key'), 'utf8')).trim();
       const res = await fetch(`${served.url}/anthropic/v1/messages`, {

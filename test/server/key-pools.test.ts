@@ -645,6 +645,38 @@ describe('key pools', function () {
       assert.match(aws.body.error.message, /^instance: .*"aws" takes no keys/);
     });
 
+    it('a bridge started with no upstream key becomes ready, and serves, once a key is added at run time', async () => {
+      tb = await startBridge(up.url, {
+        AIBRIDGE_ANTHROPIC_API_KEY: '',
+        AIBRIDGE_OPENAI_API_KEY: '',
+        AIBRIDGE_MCP_CREDENTIALS_KEY: CREDENTIALS_KEY,
+      });
+      const before = await tb.api<{ status: string }>('GET', '/readyz', null);
+      assert.equal(before.status, 503);
+      const dev = await tb.addUser('late-key@example.com');
+      await assert.rejects(
+        ask(tb, dev.key),
+        (err) => err instanceof Anthropic.APIError && err.status === 503,
+      );
+      const added = await tb.api('POST', '/api/v1/providers/anthropic/keys', tb.adminKey, {
+        name: 'first',
+        key: K3,
+      });
+      assert.equal(added.status, 201);
+      // A load balancer's probe would otherwise keep this replica out of rotation for good.
+      const after = await tb.api<{ status: string; upstreams: Record<string, { configured: boolean }> }>(
+        'GET',
+        '/readyz',
+        tb.adminKey,
+      );
+      assert.equal(after.status, 200);
+      assert.equal(after.body.status, 'ready');
+      assert.equal(after.body.upstreams.anthropic?.configured, true);
+      assert.equal(after.body.upstreams.openai?.configured, false);
+      await ask(tb, dev.key);
+      assert.equal(up.used.at(-1), K3);
+    });
+
     it('without a credentials key, a key cannot be stored (503), and nothing is', async () => {
       tb = await poolBridge(up, { env: { AIBRIDGE_MCP_CREDENTIALS_KEY: '' } });
       const r = await tb.api<{ error: { code: string } }>(
