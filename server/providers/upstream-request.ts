@@ -23,6 +23,9 @@ function placeOf(url: string): Place {
   let at = places.get(url);
   if (at === undefined) {
     const u = new URL(url);
+    // The path the bridge routed must be the path sent: a fragment would cut it short (the routes
+    // refuse a `#`; this is the last line should one get here some other way).
+    if (u.hash !== '' || url.includes('#')) throw new Error('an upstream URL must not contain "#"');
     at = { origin: u.origin, path: u.search ? `${u.pathname}${u.search}` : u.pathname };
     if (url.length <= PLACE_URL_LIMIT) {
       if (places.size >= PLACES_LIMIT) places.clear();

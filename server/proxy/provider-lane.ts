@@ -70,7 +70,7 @@ export class ProviderLane {
     if (cq) moveQueryCredential(req, req.headers, cq.param, cq.header);
     // Read again: moving the key rewrote the URL.
     const { path, query } = relativeTarget(req.url ?? '', lane.adapter.prefix);
-    if (ROUTER_DECODES.test(path) || hasDotSegment(path)) return false;
+    if (ROUTER_DECODES.test(path) || hasDotSegment(path) || query.includes('#')) return false;
     const route = routeFor(lane.adapter, 'POST', path);
     if (route.kind !== 'metered') return false;
     this.served++;

@@ -66,7 +66,7 @@ export function relativeTarget(rawUrl: string, prefix: string): { path: string; 
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is one of the characters looked for
-const MAYBE_DOT_SEGMENT = /[.%\\\x00]/;
+const MAYBE_DOT_SEGMENT = /[.%\\\x00#]/;
 
 /**
  * `..` or `.` segments, however encoded, could walk out of the provider's prefix upstream. A
@@ -74,9 +74,13 @@ const MAYBE_DOT_SEGMENT = /[.%\\\x00]/;
  * otherwise pass here, fill a `:id` and be resolved as `..` by the upstream URL.
  */
 export function hasDotSegment(path: string): boolean {
-  // Without a dot, an escape, a backslash or a NUL no segment can be one (the common path, checked
-  // once instead of decoding every segment).
+  // Without a dot, an escape, a backslash, a NUL or a `#` no segment can be one (the common path,
+  // checked once instead of decoding every segment).
   if (!MAYBE_DOT_SEGMENT.test(path)) return false;
+  // A `#` is never part of a request target, but Node passes it on; upstream, the URL parser cuts
+  // the path there, behind the route the bridge judged: `…:generateContent#:countTokens` matched
+  // the free count-tokens passthrough and reached the provider as a paid, unmetered generation.
+  if (path.includes('#')) return true;
   return path.split('/').some((raw) => {
     const semi = raw.indexOf(';');
     const seg = semi === -1 ? raw : raw.slice(0, semi);
@@ -246,8 +250,11 @@ async function handle(
   reply: FastifyReply,
 ): Promise<void> {
   const { path, query } = relativeTarget(req.raw.url ?? '/', adapter.prefix);
-  if (hasDotSegment(path))
-    throw new BridgeError('invalid_request', 'The path must not contain dot segments or encoded separators.');
+  if (hasDotSegment(path) || query.includes('#'))
+    throw new BridgeError(
+      'invalid_request',
+      'The path must not contain dot segments, encoded separators or a "#".',
+    );
   const route: ProviderRoute = routeFor(adapter, req.method, path);
   // Agents probe the base URL with an unauthenticated HEAD before their first call: answer it here.
   if (req.method === 'HEAD' && route.path === '/' && !credentialFrom(req.headers)) {

@@ -257,7 +257,7 @@ describe('hostile and malformed input', function () {
       '%2e%2e',
       '',
     );
-    const decorate = fc.constantFrom('', '', '/', ';a=b', ';', '//');
+    const decorate = fc.constantFrom('', '', '/', ';a=b', ';', '//', '#', '#/x', '%23');
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom('/anthropic', '/openai/v1'),
@@ -310,6 +310,11 @@ describe('hostile and malformed input', function () {
       ['POST', '/openai/v1/responses/%2e%2e;x/cancel'],
       ['GET', '/openai/v1/models/..;'],
       ['GET', '/openai/v1/models/.;a=b'],
+      // A `#` would cut the upstream URL's path short, behind the route judged here.
+      ['POST', '/openai/v1/responses/#/cancel'],
+      ['POST', '/openai/v1/responses#/x/cancel'],
+      ['POST', '/anthropic/v1/messages/count_tokens#'],
+      ['POST', '/openai/v1/responses?a=b#c'],
     ] as const) {
       const seen = [...anthropic.requests, ...openai.requests].length;
       const res = await raw(tb.url, {

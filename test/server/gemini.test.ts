@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { GoogleGenAI } from '@google/genai';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
@@ -325,6 +326,43 @@ describe('Gemini API (native) through the bridge', () => {
     });
     assert.equal(other.status, 404);
     assert.equal(((await other.json()) as { error: { status: string } }).error.status, 'NOT_FOUND');
+  });
+
+  it('refuses a "#" in the path: upstream it would cut the path behind the free route judged here', async () => {
+    // `…:generateContent#:countTokens` looked like countTokens (unmetered) to the router, and the
+    // upstream URL's parser dropped the fragment: a paid generation, no budget, no record.
+    for (const path of [
+      '/gemini/v1beta/models/gemini-2.5-pro:generateContent#:countTokens',
+      '/gemini/v1beta/models/gemini-2.5-pro:streamGenerateContent#/x:countTokens',
+      '/gemini/v1beta/models/gemini-2.5-pro:predictLongRunning#:countTokens',
+    ]) {
+      const seen = mock.seen.length;
+      const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const u = new URL(tb.url);
+        const req = http.request(
+          {
+            host: u.hostname,
+            port: u.port,
+            method: 'POST',
+            path,
+            headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+            agent: false,
+          },
+          (r) => {
+            let body = '';
+            r.on('data', (c: Buffer) => {
+              body += c;
+            });
+            r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] }));
+      });
+      assert.equal(res.status, 400, `${path}: ${res.body}`);
+      assert.match(res.body, /dot segments, encoded separators or a/);
+      assert.equal(mock.seen.length, seen, `${path} reached the provider`);
+    }
   });
 
   it('labels Gemini CLI by its user agent', async () => {
