@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import type { CreatedKey, User } from '../../shared/identity';
 import { BridgeError } from '../errors';
+import { addressKey, evictionFor } from '../http/address-share';
 import { AuthThrottle } from '../identity/auth-throttle';
 import type { IdentityService } from '../identity/identity-service';
 import type { Store } from '../store/types';
@@ -16,7 +17,10 @@ export const POLL_INTERVAL_SECONDS = 5;
 const USER_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ';
 const USER_CODE_LENGTH = 8;
 const DEVICE_CODE_RE = /^aibd_[A-Za-z0-9_-]{43}$/;
-/** Sign-ins waiting at once, in all and per address: the start route is public. */
+/**
+ * Sign-ins waiting at once, in all and per address (its /64 for IPv6): the start route is public.
+ * When all are taken, the busiest address's oldest waiting sign-in makes room (address-share.ts).
+ */
 const MAX_PENDING = 1000;
 const MAX_PENDING_PER_ADDRESS = 20;
 /** Wrong user codes one signed-in user (or one address) may enter per minute before 429. */
@@ -52,6 +56,8 @@ interface StoredGrant {
   /** What the device called itself; becomes the key's name. */
   deviceName: string;
   clientAddress: string | null;
+  /** addressKey of the client address (address-share.ts); absent on grants stored before it was kept. */
+  addr?: string;
   createdAt: string;
   expiresAt: string;
   intervalSeconds: number;
@@ -88,6 +94,11 @@ function shown(g: StoredGrant): PendingDevice {
     expiresAt: g.expiresAt,
     redirectUri: g.redirectUri ?? null,
   };
+}
+
+/** The grant's address share; grants stored before `addr` was kept are counted by their address. */
+function addrOf(g: StoredGrant): string {
+  return g.addr ?? (g.clientAddress === null ? '' : addressKey(g.clientAddress));
 }
 
 function sha256(text: string): string {
@@ -135,14 +146,9 @@ export class DeviceFlow {
   ): Promise<DeviceAuthorization> {
     const now = this.now();
     const live = await this.prune(now);
-    if (live.length >= MAX_PENDING)
-      throw new BridgeError('rate_limited', 'Too many device sign-ins are waiting; retry in a minute.', {
-        headers: { 'retry-after': '60' },
-      });
-    if (
-      clientAddress !== undefined &&
-      live.filter((g) => g.clientAddress === clientAddress).length >= MAX_PENDING_PER_ADDRESS
-    )
+    const addr = clientAddress === undefined ? undefined : addressKey(clientAddress);
+    // Per address as one party holds them: an IPv6 host has a whole /64 to rotate through.
+    if (addr !== undefined && live.filter((g) => addrOf(g) === addr).length >= MAX_PENDING_PER_ADDRESS)
       throw new BridgeError(
         'rate_limited',
         'Too many device sign-ins from this address; retry in a minute.',
@@ -150,6 +156,18 @@ export class DeviceFlow {
           headers: { 'retry-after': '60' },
         },
       );
+    if (live.length >= MAX_PENDING) {
+      // Full: the oldest unanswered grant of the address holding the most makes room, so a flood
+      // from many addresses only ever replaces its own and never locks everyone out. Answered
+      // grants (a user approved or denied them) are not given up for an anonymous start.
+      const waiting = live.filter((g) => g.status === 'pending').map((g) => ({ ...g, addr: addrOf(g) }));
+      const evict = evictionFor(waiting, waiting.length);
+      if (!evict)
+        throw new BridgeError('rate_limited', 'Too many device sign-ins are waiting; retry in a minute.', {
+          headers: { 'retry-after': '60' },
+        });
+      await this.store.deleteDoc('device_grant', evict.id);
+    }
     const deviceCode = `aibd_${randomBytes(32).toString('base64url')}`;
     let userCode = newUserCode();
     // A clash with a live code would let one approval answer the wrong device: draw again.
@@ -160,6 +178,7 @@ export class DeviceFlow {
       userCodeHash: sha256(userCode),
       deviceName,
       clientAddress: clientAddress ?? null,
+      ...(addr === undefined ? {} : { addr }),
       createdAt: now.toISOString(),
       expiresAt: new Date(now.getTime() + DEVICE_CODE_TTL_SECONDS * 1000).toISOString(),
       intervalSeconds: POLL_INTERVAL_SECONDS,

@@ -415,7 +415,10 @@ export class McpGrants {
   }
 
   private async issue(grant: StoredGrant): Promise<TokenSet> {
-    await this.sweepAccessTokens();
+    // The grant's earlier access tokens end here (RFC 6749 §6 lets a refresh revoke them): a
+    // refreshed client uses the new one, and a client refreshing in a loop then holds one token
+    // document, not one an hour old per refresh.
+    await this.sweepAccessTokens(grant.id);
     const access = ACCESS_PREFIX + secret();
     const refreshSecret = secret();
     const token: StoredAccessToken = {
@@ -482,9 +485,11 @@ export class McpGrants {
     await this.store.revokeKey(grant.keyId, this.at());
   }
 
-  private async sweepAccessTokens(): Promise<void> {
+  /** Deletes expired access tokens, and all of `grantId`'s. */
+  private async sweepAccessTokens(grantId: string): Promise<void> {
     for (const t of await this.store.listDocs<StoredAccessToken>('oauth_access_token'))
-      if (this.expired(t.expiresAt)) await this.store.deleteDoc('oauth_access_token', t.id);
+      if (t.grantId === grantId || this.expired(t.expiresAt))
+        await this.store.deleteDoc('oauth_access_token', t.id);
   }
 
   private async sweepCodes(): Promise<void> {
