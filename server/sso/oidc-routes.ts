@@ -145,7 +145,11 @@ export function sameOriginPath(raw: string | undefined): string {
   const base = 'http://bridge.invalid';
   const u = new URL(raw, base);
   if (u.origin !== base) throw refused;
-  return u.pathname + u.search + u.hash;
+  const path = u.pathname + u.search + u.hash;
+  // Judged as resolved, too: dot segments collapse `/.//evil.example` to `//evil.example`, which a
+  // browser reads as another host.
+  if (path.startsWith('//') || path.startsWith('/\\')) throw refused;
+  return path;
 }
 
 function flowCookie(value: string, maxAgeSeconds: number, secure: boolean): string {

@@ -302,7 +302,16 @@ describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function
     const a = await signIn(tb, 'bob', '/admin#/audit');
     assert.equal(a.res.status, 302, a.body);
     assert.equal(a.res.headers.get('location'), '/admin#/audit');
-    for (const bad of ['https://evil.example/', '//evil.example/x', '/\\evil.example', 'admin']) {
+    for (const bad of [
+      'https://evil.example/',
+      '//evil.example/x',
+      '/\\evil.example',
+      'admin',
+      // Dot segments that resolve to a protocol-relative URL.
+      '/.//evil.example/phish',
+      '/%2e//evil.example/phish',
+      '/a/..//evil.example/phish',
+    ]) {
       const res = await fetch(`${tb.url}${LOGIN}?returnTo=${encodeURIComponent(bad)}`, {
         redirect: 'manual',
       });
