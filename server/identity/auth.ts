@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { User } from '../../shared/identity';
 import type { KeyRecord, Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
-import type { Store } from '../store/types';
+import type { Store, StoreChange } from '../store/types';
 import type { AuthCache } from './auth-cache';
 import type { AuthThrottle } from './auth-throttle';
 import { type KeyHasher, looksLikeKey } from './keys';
@@ -124,6 +124,19 @@ export class Authenticator {
       }
       throw err;
     }
+  }
+
+  /**
+   * A key or user change heard on the store's feed ends what is remembered of them: a key revoked
+   * (or a user deactivated) just before an outage must not be served from memory during it. A
+   * change made while the feed is down cannot be heard (docs/storage.md); a resync keeps the
+   * memory, since it comes exactly when the database goes away, when the memory is needed.
+   */
+  apply(change: StoreChange): void {
+    if (this.remembered.size === 0 || (change.kind !== 'key' && change.kind !== 'user')) return;
+    for (const [hash, { principal }] of this.remembered)
+      if (change.kind === 'key' ? principal.key.id === change.id : principal.user.id === change.id)
+        this.remembered.delete(hash);
   }
 
   private fromMemory(token: string, outage: BridgeError): Principal {

@@ -26,8 +26,6 @@ export async function identityCapability(core: Core): Promise<IdentityCapability
   const identity = new IdentityService(store, hasher, datesOf(clock), config.limits.keysPerUser);
   // Keys and users per replica, dropped as the store announces changes (from any replica).
   const cache = new AuthCache(() => clock.now());
-  const unwatch = store.watch((change) => cache.apply(change));
-  life.onClose('auth cache', unwatch);
   const auth = new Authenticator(
     store,
     hasher,
@@ -38,6 +36,11 @@ export async function identityCapability(core: Core): Promise<IdentityCapability
     config.auditFailure === 'open' ? OUTAGE_KEY_MEMORY_MS : undefined,
     cache,
   );
+  const unwatch = store.watch((change) => {
+    cache.apply(change);
+    auth.apply(change);
+  });
+  life.onClose('auth cache', unwatch);
   // Name and family only: a member learns which routes exist, never where they lead or with what key.
   const providers = Object.values(config.upstreams).map(({ name, type }) => ({ name, type }));
   return { hasher, identity, auth, routes: identityRoutes(identity, store, providers) };

@@ -121,8 +121,13 @@ describe('the PostgreSQL store when the database is unreachable', function () {
     try {
       const dev = await tb.addUser('dev@example.com');
       const stranger = await tb.addUser('stranger@example.com');
+      const revoked = await tb.addUser('revoked@example.com');
       assert.equal((await ask(tb, dev.key)).status, 200);
-      await tb.interceptions(1);
+      assert.equal((await ask(tb, revoked.key)).status, 200);
+      await tb.interceptions(2);
+      // Revoked before the outage, and not used since: what was remembered of it ends with it.
+      const revoking = await tb.api('DELETE', `/api/v1/keys/${revoked.keyId}`, tb.adminKey);
+      assert.equal(revoking.status, 200);
       const before = upstream.messageRequests().length;
       await outage(adminUrl, db, true);
       const served = await ask(tb, dev.key);
@@ -130,6 +135,9 @@ describe('the PostgreSQL store when the database is unreachable', function () {
       assert.equal(upstream.messageRequests().length, before + 1);
       const unknown = await ask(tb, stranger.key);
       assert.equal(unknown.status, 503, 'a key never confirmed is not let through');
+      const gone = await ask(tb, revoked.key);
+      assert.equal(gone.status, 503, 'a key revoked before the outage is not served from memory');
+      assert.equal(upstream.messageRequests().length, before + 1);
       await eventually(async () => tb.bridge.recorder.auditState().degraded, {
         what: 'the record to wait for the store',
         timeoutMs: 15_000,
