@@ -288,7 +288,7 @@ interface Tried {
   reason?: FailoverReason;
   /** The client's answer when this attempt is the last and got no response. */
   failure?: BridgeError;
-  /** The failure was the key's (429/529/401/403 on a pool key): the same instance may be asked with another. */
+  /** The failure was the key's (429/529/401 on a pool key): the same instance may be asked with another. */
   sameTarget?: boolean;
   /** What the attempt says of the instance, for its breaker; undefined: nothing. */
   healthy?: boolean;
@@ -304,8 +304,12 @@ interface Tried {
   final?: boolean;
 }
 
-/** Statuses that are the key's, not the instance's: a pool's other keys are tried on them. */
-const KEY_FAULTS: ReadonlySet<number> = new Set([401, 403, 429, 529]);
+/**
+ * Statuses that are the key's, not the instance's: a pool's other keys are tried on them. Not 403:
+ * a member's request can draw one from any key (a resource the organisation's project may not
+ * use), and retrying it on every key would only spread it.
+ */
+const KEY_FAULTS: ReadonlySet<number> = new Set([401, 429, 529]);
 
 /** Statuses on which the next target is tried. */
 function failoverReason(status: number): FailoverReason | undefined {

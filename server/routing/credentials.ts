@@ -17,7 +17,7 @@ export interface CredentialLease {
   readonly keyName: string | null;
   /** The headers that carry it upstream. */
   readonly headers: Record<string, string>;
-  /** Tells the pool how the attempt went (cooldown on 429/529, out of rotation on 401/403). */
+  /** Tells the pool how the attempt went (cooldown on 429/529, out of rotation on 401). */
   report(outcome: AttemptOutcome): void;
   /** Tells the pool the tokens the attempt used, once known (a key's `tpm`); absent: nothing counts them. */
   used?(tokens: number): void;

@@ -442,7 +442,7 @@ describe('key pools', function () {
       assert.match(alerts[0]!.message, /"anthropic".*"k1"/);
       assert.ok(tb.logs.some((l) => l.includes('upstream_key_auth_failed') && l.includes('k1')));
 
-      up.always.set(K2, { status: 403 });
+      up.always.set(K2, { status: 401 });
       // The last key refused too: no key is left, and the pool's refusal names the instance.
       await assert.rejects(
         ask(tb, dev.key),
@@ -486,6 +486,38 @@ describe('key pools', function () {
       await ask(tb, dev.key);
       assert.equal(up.used.at(-1), K2);
       for (const l of tb.logs) assert.ok(!l.includes(K1) && !l.includes(K2), 'no secret in any log line');
+    });
+
+    it("a 403 is the request's, not the key's: the client gets it, no other key is tried, every key stays in rotation", async () => {
+      // A member's request can draw a 403 from any key (a model, file or cached content the
+      // organisation's project may not use); taken as the key's, a few such requests emptied the pool.
+      tb = await poolBridge(up);
+      const dev = await tb.addUser('forbidden@example.com');
+      up.always.set(K1, { status: 403 });
+      up.always.set(K2, { status: 403 });
+      const before = up.used.length;
+      for (let i = 0; i < 4; i++)
+        await assert.rejects(
+          ask(tb, dev.key),
+          (e: unknown) => e instanceof Anthropic.APIError && e.status === 403,
+        );
+      assert.equal(up.used.length - before, 4, 'each request asked one key, once');
+      const keys = await tb.api<{ items: { name: string; state: string }[] }>(
+        'GET',
+        '/api/v1/providers/anthropic/keys',
+        tb.adminKey,
+      );
+      assert.deepEqual(
+        keys.body.items.map((k) => [k.name, k.state]),
+        [
+          ['k1', 'active'],
+          ['k2', 'active'],
+        ],
+      );
+      up.always.delete(K1);
+      up.always.delete(K2);
+      const other = await tb.addUser('bystander@example.com');
+      for (let i = 0; i < 2; i++) await ask(tb, other.key);
     });
 
     it('admin API: add, list, patch, delete; the secret never comes back, nor reaches logs or the disk', async () => {
