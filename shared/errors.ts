@@ -96,6 +96,11 @@ export const ERROR_CODES = {
     message: 'The key comes from the providers file: disable it here, or remove it from the file.',
   },
   user_exists: { status: 409, message: 'A user with that email already exists.' },
+  user_inactive: {
+    status: 409,
+    message:
+      'The identity provider deactivated this user: no key is issued to them until it reactivates them.',
+  },
   too_many_keys: {
     status: 409,
     message: 'The user holds as many live keys as allowed (AIBRIDGE_KEYS_PER_USER); revoke one first.',

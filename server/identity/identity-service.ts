@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { CreatedKey, KeyInfo, Role, User } from '../../shared/identity';
+import { foldsIntoAscii } from '../core/email';
 import type { KeyRecord } from '../core/principal';
 import { trimmedName } from '../core/team-name';
 import { BridgeError, isBridgeError } from '../errors';
@@ -29,6 +30,11 @@ export class IdentityService {
   ) {}
 
   async createUser(input: NewUserInput): Promise<User> {
+    if (foldsIntoAscii(input.email))
+      throw new BridgeError(
+        'invalid_request',
+        'email has a character that reads as another in lower case (such as the Kelvin sign); write it in plain letters.',
+      );
     const email = input.email.trim().toLowerCase();
     if (await this.store.getUserByEmail(email))
       throw new BridgeError('user_exists', `A user with email ${email} already exists.`);
@@ -69,6 +75,14 @@ export class IdentityService {
     user: User,
     opts: { name?: string | undefined; expiresAt?: string | undefined; renewable?: boolean } = {},
   ): Promise<CreatedKey> {
+    // As the store has the user now: a sign-in approved before a deactivation, or a provisioner,
+    // would otherwise mint a key that comes alive again on reactivation, after its peers were revoked.
+    const current = await this.store.getUserById(user.id);
+    if (current?.deactivatedAt)
+      throw new BridgeError(
+        'user_inactive',
+        `User ${current.email} is deactivated by the identity provider.`,
+      );
     if (Number.isFinite(this.keysPerUser)) {
       const at = this.now().getTime();
       const live = (await this.store.listKeys(user.id)).filter(

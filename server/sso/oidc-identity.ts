@@ -1,5 +1,6 @@
 import type { User } from '../../shared/identity';
 import type { OidcSettings } from '../config';
+import { foldsIntoAscii } from '../core/email';
 import { BridgeError, isBridgeError } from '../errors';
 import { type GroupMapping, teamAndRole } from '../identity/group-mapping';
 import type { IdentityService } from '../identity/identity-service';
@@ -23,6 +24,11 @@ export function personFrom(claims: OidcClaims, s: OidcSettings): OidcPerson {
     throw new BridgeError(
       'oidc_token_invalid',
       `The identity provider sent no email in the "${s.emailClaim}" claim.`,
+    );
+  if (foldsIntoAscii(rawEmail))
+    throw new BridgeError(
+      'oidc_token_invalid',
+      'The identity provider sent an email with a character that reads as another in lower case (such as the Kelvin sign).',
     );
   const email = rawEmail.trim().toLowerCase();
   // Some providers (Cognito) send the boolean as a string.

@@ -208,6 +208,18 @@ describe('admin API input', () => {
     });
     assert.equal(dup2.status, 409);
     assert.equal(dup2.body.error.code, 'user_exists');
+    // The Kelvin sign lower-cases to `k`: stored, it would be dup@…'s twin under another spelling.
+    const kelvin = await tb.api<{ error: { code: string; message: string } }>(
+      'POST',
+      '/api/v1/users',
+      tb.adminKey,
+      {
+        email: '\u212Aelvin@example.com',
+      },
+    );
+    assert.equal(kelvin.status, 400);
+    assert.equal(kelvin.body.error.code, 'invalid_request');
+    assert.equal(await tb.bridge.store.getUserByEmail('kelvin@example.com'), undefined);
 
     const raw = await fetch(`${tb.url}/api/v1/users`, {
       method: 'POST',

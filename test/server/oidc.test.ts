@@ -374,6 +374,22 @@ describe('OIDC sign-in refuses ID tokens that fail validation (a provider crafti
     }
   });
 
+  it('refuses an email that lower-cases into another account’s (the Kelvin sign), leaving that account alone', async () => {
+    const kate = await tb.bridge.identity.createUser({
+      email: 'kate@example.com',
+      name: 'Kate',
+      role: 'admin',
+    });
+    // `\u212Aate@example.com` lower-cases to `kate@example.com`: matched by email, it signed in as Kate.
+    idp.tamper = (c) => ({ ...c, email: '\u212Aate@example.com', name: 'Mallory' });
+    idp.forge = false;
+    const a = await signIn(tb, 'unused');
+    assert.equal(a.res.status, 401, a.body);
+    assert.equal(codeOf(a), 'oidc_token_invalid');
+    assert.equal(a.res.headers.getSetCookie().filter((c) => c.startsWith('aibridge_session=')).length, 0);
+    assert.deepEqual(await tb.bridge.store.getUserByEmail('kate@example.com'), kate);
+  });
+
   const now = () => Math.floor(Date.now() / 1000);
   const cases: [string, (c: Record<string, unknown>) => Record<string, unknown>, boolean][] = [
     ['a wrong audience', (c) => ({ ...c, aud: 'another-client' }), false],

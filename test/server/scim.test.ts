@@ -123,6 +123,13 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       assert.equal(created.body.userName, 'test.user@okta.local');
       assert.equal(created.body.externalId, '00ujl29u0le5T6Aj10h7');
       assert.equal(created.body.active, true);
+      // A userName that lower-cases into another's address (the Kelvin sign) is refused.
+      const kelvin = await scim<{ status: string; scimType?: string }>(tb.url, 'POST', '/Users', {
+        ...okta.createUser,
+        userName: 'test.user@o\u212Ata.local',
+        externalId: 'kelvin',
+      });
+      assert.equal(kelvin.status, 400, JSON.stringify(kelvin.body));
       const id = created.body.id;
       const bridgeUser = await userByEmail(tb, 'test.user@okta.local');
       assert.equal(bridgeUser.id, id, 'the SCIM id is the bridge user id');
@@ -274,16 +281,21 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
         'every key revoked',
       );
 
-      // A key issued while deactivated is refused with its own code.
-      const during = await issueKey(tb, 'leaver@okta.local');
-      const refusedDuring = await fetch(`${tb.url}/api/v1/me`, {
-        headers: { authorization: `Bearer ${during.key}` },
-      });
-      assert.equal(refusedDuring.status, 401);
-      assert.equal(
-        ((await refusedDuring.json()) as { error: { code: string } }).error.code,
-        'user_deactivated',
+      // No key is issued while deactivated: it would come alive on reactivation, past the revocation.
+      const during = await tb.api<{ error: { code: string } }>(
+        'POST',
+        `/api/v1/users/${encodeURIComponent('leaver@okta.local')}/keys`,
+        tb.adminKey,
+        {},
       );
+      assert.equal(during.status, 409);
+      assert.equal(during.body.error.code, 'user_inactive');
+      const keysDuring = await tb.api<{ items: unknown[] }>(
+        'GET',
+        `/api/v1/users/${encodeURIComponent('leaver@okta.local')}/keys`,
+        tb.adminKey,
+      );
+      assert.equal(keysDuring.body.items.length, keys.body.items.length, 'nothing was minted');
 
       await scim(tb.url, 'PATCH', `/Users/${created.body.id}`, okta.reactivate);
       assert.equal(await refused(tb.url, key.key), 401, 'revoked keys stay revoked');
