@@ -18,8 +18,11 @@ export const RESOURCE_METADATA_PATH = '/.well-known/oauth-protected-resource';
 /** Largest JSON-RPC message body the gateway reads (arguments included). */
 export const GATEWAY_BODY_LIMIT = 4 * 1024 * 1024;
 
-/** JSON-RPC methods that each reach an MCP server, counted against the caller's rate limits. */
-const COUNTED = new Set(['tools/call', 'resources/read', 'prompts/get']);
+/**
+ * JSON-RPC methods that reach MCP servers, each counted as one call against the caller's rate
+ * limits: the lists of resources and prompts ask every ready server (the tool list is the bridge's own).
+ */
+const COUNTED = new Set(['tools/call', 'resources/read', 'prompts/get', 'resources/list', 'prompts/list']);
 /** Notification streams (GET /mcp) one user may hold open on one replica. */
 const STREAMS_PER_USER = 16;
 
@@ -239,8 +242,8 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
           return;
         }
 
-        // Each call that reaches a server (a tool call, a resource read, a prompt) counts against the
-        // user's rate limits like a model request does; listing does not.
+        // Each call that reaches a server (a tool call, a resource read, a prompt, the lists of
+        // resources and prompts) counts against the user's rate limits like a model request does.
         const calls = messages.filter((m) => typeof m.method === 'string' && COUNTED.has(m.method));
         const admitted: string[] = [];
         try {

@@ -584,10 +584,15 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
       rpm: 2,
     });
     const rc = track(await connect(tb.url, reader.key));
+    // Listing resources (or prompts) asks every server: it counts as one call too.
     const [first] = (await rc.listResources()).resources;
     assert.ok(first, 'the everything server offers resources');
-    for (let i = 0; i < 2; i++) await rc.readResource({ uri: first.uri });
+    await rc.readResource({ uri: first.uri });
     await assert.rejects(rc.readResource({ uri: first.uri }), /Rate limit of 2 requests per minute/);
+    await assert.rejects(rc.listResources(), /Rate limit of 2 requests per minute/);
+    await assert.rejects(rc.listPrompts(), /Rate limit of 2 requests per minute/);
+    // The tool list is the bridge's own: never counted.
+    assert.ok((await rc.listTools()).tools.length > 0);
   });
 
   it('answers bad input with the JSON-RPC errors the spec defines, never hanging', async () => {
