@@ -138,8 +138,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const spend = await spendCapability(core, identity);
     const aliases = await aliasCapability(core, spend);
     const audit = await auditCapability(core, identity, spend.prices);
-    const mcp = await mcpCapability(core);
     const policy = await policyCapability(core);
+    // The bridge's injected tools pass the same tool-call rules as the gateway's calls.
+    const mcp = await mcpCapability(core, {
+      judge: (p, names, input) => policy.toolPolicy.judgeGatewayCall(p.user, names, input),
+    });
     const byok = await byokCapability(core);
     const routeTable = await routeTableCapability(core);
     const admin = adminCapability(core, auth, identity);

@@ -1,15 +1,27 @@
 import type { ToolCallRecord } from '../../shared/interception';
+import { blockedMessage, type ToolPolicyMark } from '../../shared/tool-policy';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
 import type { Metrics } from '../metrics';
+import { mcpToolNames } from '../policy/tool-rules';
 import type { CallOutcome, InjectedCall, RoundEnd, ToolInjection } from '../providers/injection';
 import type { JsonObject, PreparedRequest, ResponseFacts, WireApi } from '../providers/types';
 import type { Exchange, Round, RoundStrategy } from '../proxy/exchange';
 import type { ToolRun, ToolSession } from './session';
 
+/** The tool-call rules (server/policy) over a call that goes by several names; a deny under any wins. */
+export type CallJudge = (
+  principal: Principal,
+  names: readonly string[],
+  input: unknown,
+) => ToolPolicyMark | undefined;
+
 export interface LoopDeps {
   /** Upstream requests one client request may take; the last is told to answer without tools. */
   maxRounds: number;
   metrics: Metrics;
+  /** The tool-call rules, as the MCP gateway applies them: a denied call is not run. */
+  judge?: CallJudge;
 }
 
 /** Every round's stream is rewritten: injected calls and the seams between rounds are hidden. */
@@ -31,9 +43,10 @@ interface CallsDone {
 /**
  * Tool injection as a round strategy (docs/mcp.md). Round after round the engine sends the request
  * and relays what the client may see (the wire API's {@link ToolInjection} hides injected calls and
- * the rounds' seams); this strategy runs the calls the model made of injected tools, concurrently,
- * and asks the engine for another round with their results, until the model answers, calls one of
- * the client's tools, or the round limit makes it answer. Every round is its own record.
+ * the rounds' seams); this strategy runs the calls the model made of injected tools (those the
+ * tool-call rules allow), concurrently, and asks the engine for another round with their results,
+ * until the model answers, calls one of the client's tools, or the round limit makes it answer.
+ * Every round is its own record.
  */
 export class InjectedRounds implements RoundStrategy {
   /** Per round number: the runs of its calls, for its record. */
@@ -89,7 +102,7 @@ export class InjectedRounds implements RoundStrategy {
         return;
       }
 
-      const runs = await this.runCalls(end.calls, x.signal);
+      const runs = await this.runCalls(end.calls, x.metered.start.principal, x.signal);
       const done: CallsDone = { runs: new Map(runs.map((r, i) => [end.calls[i]!.id, r])), nextId: null };
       this.done.set(round.n, done);
       if (x.clientGone || x.shuttingDown) {
@@ -120,8 +133,12 @@ export class InjectedRounds implements RoundStrategy {
   }
 
   /** Runs a round's calls concurrently, as the user. */
-  private async runCalls(calls: InjectedCall[], signal: AbortSignal): Promise<ToolRun[]> {
-    const runs = await Promise.all(calls.map((c) => this.session.run(c, signal)));
+  private async runCalls(
+    calls: InjectedCall[],
+    principal: Principal,
+    signal: AbortSignal,
+  ): Promise<ToolRun[]> {
+    const runs = await Promise.all(calls.map((c) => this.runOne(c, principal, signal)));
     for (const r of runs)
       this.loop.metrics.injectedToolCalls.inc({
         server: r.server,
@@ -129,6 +146,22 @@ export class InjectedRounds implements RoundStrategy {
         outcome: r.execution.outcome,
       });
     return runs;
+  }
+
+  /**
+   * One call, judged first by the tool-call rules as the MCP gateway judges its calls, under every
+   * name the tool goes by (the injected name the model called among them; docs/governance.md). A
+   * denied call is not run: the model gets an error result saying the bridge's policy blocked it.
+   */
+  private async runOne(call: InjectedCall, principal: Principal, signal: AbortSignal): Promise<ToolRun> {
+    const d = this.session.describe(call.name);
+    const policy = d && this.loop.judge?.(principal, mcpToolNames(d.server, d.tool, call.name), call.input);
+    if (!policy) return this.session.run(call, signal);
+    if (policy.action === 'deny') {
+      const text = blockedMessage(call.name, call.input, policy.rule);
+      return { ...this.session.refuse(call, text, `denied by rule ${policy.rule}`), policy };
+    }
+    return { ...(await this.session.run(call, signal)), policy };
   }
 
   /** A round's record: injected calls marked, with how they ran and where their result went. */
@@ -155,7 +188,14 @@ export class InjectedRounds implements RoundStrategy {
               interceptionId: calls.nextId,
             }
           : tc.result;
-      return { ...tc, injected: true, server: d.server, execution, ...(result ? { result } : {}) };
+      return {
+        ...tc,
+        injected: true,
+        server: d.server,
+        execution,
+        ...(result ? { result } : {}),
+        ...(run?.policy ? { policy: run.policy } : {}),
+      };
     };
     return { ...facts, toolCalls: facts.toolCalls.map(markOne) };
   }

@@ -1,6 +1,7 @@
 import type { Capability, Core } from '../capability';
 import type { StrategyFor } from '../proxy/exchange';
 import { McpHub } from './hub';
+import type { CallJudge } from './injected-rounds';
 import { injectedStrategy } from './injector';
 import { mcpRoutes } from './mcp-routes';
 
@@ -10,8 +11,11 @@ export interface McpCapability extends Capability {
   strategyFor: StrategyFor;
 }
 
-/** Central MCP tools (docs/mcp.md): servers are connected in the background, never holding up the start. */
-export async function mcpCapability(core: Core): Promise<McpCapability> {
+/**
+ * Central MCP tools (docs/mcp.md): servers are connected in the background, never holding up the
+ * start. `judge` is the tool-call policy the injected tools' calls pass before they run.
+ */
+export async function mcpCapability(core: Core, d: { judge?: CallJudge } = {}): Promise<McpCapability> {
   const { config, store, log, bus, metrics, life } = core;
   const hub = new McpHub({ settings: config.mcp, store, log, bus, env: process.env });
   life.onClose('MCP connections', () => hub.close());
@@ -20,7 +24,7 @@ export async function mcpCapability(core: Core): Promise<McpCapability> {
     hub,
     strategyFor: injectedStrategy(
       hub,
-      { maxRounds: config.mcp.maxRounds, metrics },
+      { maxRounds: config.mcp.maxRounds, metrics, ...(d.judge ? { judge: d.judge } : {}) },
       new Set(config.mcp.injectSkipClients),
     ),
     routes: mcpRoutes(hub),

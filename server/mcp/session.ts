@@ -1,5 +1,6 @@
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { ToolExecution } from '../../shared/interception';
+import type { ToolPolicyMark } from '../../shared/tool-policy';
 import { isObject } from '../providers/common';
 import type { InjectedCall, OfferedTool } from '../providers/injection';
 import { describe, type McpConnection } from './connection';
@@ -20,6 +21,8 @@ export interface ToolRun {
   text: string;
   isError: boolean;
   execution: ToolExecution;
+  /** The tool-call rule that denied (then it was not run) or flagged the call, when one matched. */
+  policy?: ToolPolicyMark;
 }
 
 const TRUNCATED = '\n[truncated by the bridge]';
@@ -80,24 +83,15 @@ export class ToolSession {
     return t ? { server: t.server, tool: t.tool.name } : undefined;
   }
 
+  /** What the model receives for a call the bridge will not run (`text`), and why for the record. */
+  refuse(call: InjectedCall, text: string, error: string): ToolRun {
+    return this.ending(call)(text, 'not_run', error);
+  }
+
   /** Runs one call; never throws: failures, timeouts and bad arguments are error results. */
   async run(call: InjectedCall, signal: AbortSignal): Promise<ToolRun> {
     const t = this.byName.get(call.name);
-    const startedAt = new Date();
-    const t0 = performance.now();
-    const done = (text: string, outcome: ToolExecution['outcome'], error: string | null): ToolRun => ({
-      server: t?.server ?? '',
-      text,
-      isError: outcome !== 'ok',
-      execution: {
-        tool: t?.tool.name ?? call.name,
-        outcome,
-        startedAt: startedAt.toISOString(),
-        durationMs: Math.round((performance.now() - t0) * 100) / 100,
-        resultBytes: Buffer.byteLength(text),
-        error,
-      },
-    });
+    const done = this.ending(call);
     if (!t) return done(`Unknown tool ${call.name}.`, 'error', 'unknown tool');
     if (!isObject(call.input)) {
       const error = 'the arguments are not a JSON object';
@@ -122,5 +116,27 @@ export class ToolSession {
       const error = describe(err);
       return done(`The tool failed: ${error}`, 'error', error);
     }
+  }
+
+  /** Starts timing a call: what it ends with, for the model and the record. */
+  private ending(
+    call: InjectedCall,
+  ): (text: string, outcome: ToolExecution['outcome'], error: string | null) => ToolRun {
+    const t = this.byName.get(call.name);
+    const startedAt = new Date();
+    const t0 = performance.now();
+    return (text, outcome, error) => ({
+      server: t?.server ?? '',
+      text,
+      isError: outcome !== 'ok',
+      execution: {
+        tool: t?.tool.name ?? call.name,
+        outcome,
+        startedAt: startedAt.toISOString(),
+        durationMs: Math.round((performance.now() - t0) * 100) / 100,
+        resultBytes: Buffer.byteLength(text),
+        error,
+      },
+    });
   }
 }

@@ -1,7 +1,8 @@
+import type { ToolCallRecord } from '../../shared/interception';
 import { DRY_RUN_MAX_HITS, type ToolPolicyDryRun, toolCallSummary } from '../../shared/tool-policy';
 import { BridgeError } from '../errors';
 import type { Store } from '../store/types';
-import { type CompiledRule, decide, rulesFor } from './tool-rules';
+import { type CompiledRule, decideAny, mcpToolNames, rulesFor } from './tool-rules';
 
 export const DRY_RUN_MAX_DAYS = 90;
 
@@ -14,6 +15,19 @@ export function dryRunDays(v: unknown): number {
       `days: must be a whole number from 1 to ${DRY_RUN_MAX_DAYS}`,
     );
   return v;
+}
+
+/**
+ * The names a recorded call is judged under: a client's call its own; a call of a tool the bridge
+ * injected every name that tool goes by, as the bridge judges it before running it. None for an
+ * injected call the bridge never came to run (its round ended first): no rule would have seen it.
+ */
+function judgedNames(call: ToolCallRecord): readonly string[] | undefined {
+  if (!call.injected) return [call.name];
+  const { server, execution } = call;
+  if (!server || !execution) return undefined;
+  if (execution.outcome === 'not_run' && call.policy?.action !== 'deny') return undefined;
+  return mcpToolNames(server, execution.tool, call.name);
 }
 
 /**
@@ -48,9 +62,10 @@ export async function dryRun(
       byUser.set(key, mine);
     }
     for (const call of rec.toolCalls) {
-      if (call.injected) continue;
+      const names = judgedNames(call);
+      if (!names) continue;
       result.calls++;
-      const d = decide(mine, call.name, call.input);
+      const d = decideAny(mine, names, call.input);
       if (!d) continue;
       if (d.action === 'deny') result.denied++;
       else result.flagged++;

@@ -9,7 +9,7 @@ import type { InterceptionStart } from '../core/facts';
 import type { Metrics } from '../metrics';
 import type { CallPolicy } from '../proxy/exchange';
 import type { Store } from '../store/types';
-import { type CompiledRule, compileRules, decide, rulesFor, validateRules } from './tool-rules';
+import { type CompiledRule, compileRules, decide, decideAny, rulesFor, validateRules } from './tool-rules';
 
 /** The rule set is one document, so a PUT replaces it whole and atomically on either store. */
 const DOC_ID = 'rules';
@@ -40,10 +40,10 @@ export class ToolPolicy {
   }
 
   /**
-   * A call an agent makes through the MCP gateway (no model answer to hold): the same rules, over
-   * the name the client called (`<server>__<tool>`) and the name the server's tool has when an
-   * agent is configured with that server directly (`mcp__<server>__<tool>`, Claude Code's), so a
-   * rule written for either covers both ways in.
+   * A call the bridge runs on an MCP server itself (no model answer to hold): one an agent makes
+   * through the MCP gateway, or one of the tools the bridge injected into a request
+   * (server/mcp/injected-rounds.ts). The same rules, over every name the tool goes by
+   * (`mcpToolNames` in ./tool-rules.ts), so a rule written for any of them covers every way in.
    */
   judgeGatewayCall(
     user: { id: string; email: string; team: string | null },
@@ -52,15 +52,7 @@ export class ToolPolicy {
   ): ToolPolicyMark | undefined {
     if (this.compiled.length === 0) return undefined;
     const rules = rulesFor(this.compiled, { userId: user.id, email: user.email, team: user.team });
-    let mark: ToolPolicyMark | undefined;
-    for (const n of names) {
-      const m = decide(rules, n, input);
-      if (m?.action === 'deny') {
-        mark = m;
-        break;
-      }
-      mark ??= m;
-    }
+    const mark = decideAny(rules, names, input);
     if (mark) this.metrics.toolPolicyDecisions.inc({ action: mark.action });
     return mark;
   }
@@ -102,7 +94,8 @@ export class ToolPolicy {
   }
 
   private markCall(rules: readonly CompiledRule[], call: ToolCallRecord): ToolCallRecord {
-    // Calls the bridge ran itself (MCP injection) are not the agent's to govern here.
+    // Calls of the tools the bridge injected were judged, and marked, before it ran them
+    // (server/mcp/injected-rounds.ts); those it never ran are no one's to govern.
     if (call.injected) return call;
     const policy = decide(rules, call.name, call.input);
     if (!policy) return call;

@@ -211,3 +211,31 @@ export function decide(
   }
   return flagged;
 }
+
+/**
+ * The rules over one call that goes by several names (the MCP gateway's and the bridge's injected
+ * tools, server/policy/tool-policy.ts): a deny under any name wins, else the first name flagged.
+ */
+export function decideAny(
+  rules: readonly CompiledRule[],
+  names: readonly string[],
+  input: unknown,
+): ToolPolicyMark | undefined {
+  let mark: ToolPolicyMark | undefined;
+  for (const n of names) {
+    const m = decide(rules, n, input);
+    if (m?.action === 'deny') return m;
+    mark ??= m;
+  }
+  return mark;
+}
+
+/**
+ * Every name an MCP server's tool goes by, so one rule covers each way in: the gateway's
+ * (`<server>__<tool>`), an agent's configured with the server directly (`mcp__<server>__<tool>`,
+ * Claude Code's) and, for a tool the bridge injected, the name the model saw (`aibridge__…`).
+ */
+export function mcpToolNames(server: string, tool: string, offered?: string): string[] {
+  const names = [`${server}__${tool}`, `mcp__${server}__${tool}`];
+  return offered && !names.includes(offered) ? [offered, ...names] : names;
+}
