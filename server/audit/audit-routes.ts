@@ -198,6 +198,16 @@ function interceptionCsv(r: Interception): string {
 }
 
 /** Interceptions, sessions, tool calls, export and chain verification; members see only their own. */
+
+/**
+ * One export line. U+2028, U+2029 and U+0085 are escaped too: JSON allows them raw, but readers
+ * that split lines on them (Python's `str.splitlines()`) would break a member's record in pieces
+ * and, skipping what does not parse, lose it.
+ */
+function jsonLine(v: unknown): string {
+  return `${JSON.stringify(v).replace(/[\u2028\u2029\u0085]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`;
+}
+
 export function auditRoutes(
   identity: IdentityService,
   store: Store,
@@ -417,8 +427,7 @@ export function auditRoutes(
         const csv = req.query.format === 'csv';
         async function* interceptions(): AsyncGenerator<string> {
           if (csv) yield csvLine(CSV_COLUMNS);
-          for await (const r of store.scanInterceptions(filter))
-            yield csv ? interceptionCsv(r) : `${JSON.stringify(r)}\n`;
+          for await (const r of store.scanInterceptions(filter)) yield csv ? interceptionCsv(r) : jsonLine(r);
         }
         async function* gatewayCalls(): AsyncGenerator<string> {
           if (csv) yield csvLine(GATEWAY_CSV_COLUMNS);
@@ -429,7 +438,7 @@ export function auditRoutes(
             if (filter.client !== undefined && c.client !== filter.client) continue;
             if (filter.sessionId !== undefined && c.sessionId !== filter.sessionId) continue;
             if (filter.tool !== undefined && c.name !== filter.tool && c.tool !== filter.tool) continue;
-            yield csv ? gatewayCallCsv(c) : `${JSON.stringify(c)}\n`;
+            yield csv ? gatewayCallCsv(c) : jsonLine(c);
           }
         }
         const gateway = req.query.kind === 'gateway-calls';

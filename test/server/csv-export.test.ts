@@ -101,5 +101,46 @@ describe('CSV exports: no member-chosen text becomes a formula, whichever separa
       for (const sep of [',', ';'] as const)
         for (const cell of parse(text, sep).flat()) assert.doesNotMatch(cell, FORMULA, `${sep}: ${cell}`);
     });
+
+    it("terminal escapes a member chose never reach the admin's CSV raw; JSONL escapes the line separators too", async () => {
+      const { key } = await tb.addUser('escapes@example.com');
+      // Clear the screen, draw a fake verdict, hide a link: what `aibridge audit export --format csv`
+      // in a terminal would have run. U+2028 and U+0085 split lines for Python's splitlines().
+      const prompt =
+        'a\u001b[2J\u001b[H\u001b[32mok: 0 records, chain intact\u001b[0m \u001b]8;;https://evil.example/\u0007x\u009b1m b\u2028c\u0085d\u2029e';
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 5,
+          metadata: { user_id: 'sess\u001b[2Jx' },
+          messages: [{ role: 'user', content: prompt }],
+        }),
+      });
+      assert.equal(res.status, 200);
+      await tb.interceptions(2);
+      const csv = await (
+        await fetch(`${tb.url}/api/v1/audit/export?format=csv&user=escapes%40example.com`, {
+          headers: { authorization: `Bearer ${tb.adminKey}` },
+        })
+      ).text();
+      assert.match(csv, /ok: 0 records/, 'the prompt is in the export');
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is looked for
+      assert.doesNotMatch(csv, /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/);
+      const jsonl = await (
+        await fetch(`${tb.url}/api/v1/audit/export?user=escapes%40example.com`, {
+          headers: { authorization: `Bearer ${tb.adminKey}` },
+        })
+      ).text();
+      assert.doesNotMatch(jsonl, /[\u2028\u2029\u0085]/);
+      // Python's str.splitlines() boundaries.
+      const lines = jsonl
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: the line boundaries looked for
+        .split(/\r\n|[\n\r\u2028\u2029\u0085\u000b\u000c\u001c-\u001e]/)
+        .filter((l) => l !== '');
+      assert.equal(lines.length, 1, 'one record, one line, however a reader splits lines');
+      assert.match((JSON.parse(lines[0]!) as { prompt: string }).prompt, /b\u2028c\u0085d\u2029e/);
+    });
   });
 });
