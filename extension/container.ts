@@ -482,13 +482,19 @@ export class Container implements vscode.Disposable {
 
   private async seedHistory(): Promise<void> {
     const client = this.client;
-    const user = this.model.user;
     if (!client) return;
     try {
-      const page = await client.interceptions({ limit: HISTORY_LIMIT, ...(user ? { user: user.id } : {}) });
+      // The view is the signed-in user's own: with an admin's key, a read that names no user is
+      // everyone's (and logged as an admin reading everyone's). Restored offline, the user is not
+      // known yet when the live feed first connects: asked for first.
+      const user = this.model.user ?? (await client.me()).user;
+      if (client !== this.client) return;
+      const page = await client.interceptions({ limit: HISTORY_LIMIT, user: user.id });
       if (client === this.client) this.model.seedHistory(page.items);
       // A bridge from before the MCP gateway answers 400 to `via`: nothing to show then.
-      const calls = await client.gatewayCalls(HISTORY_LIMIT).catch(() => ({ items: [] }));
+      const calls = await client
+        .gatewayCalls({ limit: HISTORY_LIMIT, user: user.id })
+        .catch(() => ({ items: [] }));
       if (client === this.client) this.model.seedGatewayCalls(calls.items);
     } catch (err) {
       this.log.warn(`interceptions: ${(err as Error).message}`);

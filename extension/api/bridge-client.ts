@@ -111,9 +111,13 @@ export class BridgeClient {
     return this.get(`/api/v1/interceptions?${params}`);
   }
 
-  /** The caller's recent calls through the MCP gateway (`GET /api/v1/tool-calls?via=gateway`). */
-  gatewayCalls(limit: number): Promise<{ items: GatewayToolCall[] }> {
-    return this.get(`/api/v1/tool-calls?via=gateway&limit=${limit}`);
+  /**
+   * One user's recent calls through the MCP gateway (`GET /api/v1/tool-calls?via=gateway`). The
+   * user is always named: for an admin's key the route's default is everyone's calls.
+   */
+  gatewayCalls(q: { limit: number; user: string }): Promise<{ items: GatewayToolCall[] }> {
+    const params = new URLSearchParams({ via: 'gateway', limit: String(q.limit), user: q.user });
+    return this.get(`/api/v1/tool-calls?${params}`);
   }
 
   interception(id: string): Promise<Interception> {
