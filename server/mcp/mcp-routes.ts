@@ -1,5 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { pageSecurityHeaders } from '../admin/assets';
 import { principalOf } from '../http/access';
 import { escapeHtml } from '../http/html';
 import type { McpHub } from './hub';
@@ -113,21 +114,22 @@ export function mcpRoutes(hub: McpHub): FastifyPluginAsync {
       async (req, reply) => {
         const { state, code, error, error_description: why } = req.query;
         if (!code) {
-          return reply
+          return pageSecurityHeaders(reply)
             .code(400)
-            .type('text/html')
+            .type('text/html; charset=utf-8')
             .send(page('Authorisation refused', why ?? error ?? 'The server sent no authorisation code.'));
         }
         const pending = await hub.pendingOAuth(state);
         if (!pending)
-          return reply
+          return pageSecurityHeaders(reply)
             .code(400)
-            .type('text/html')
+            .type('text/html; charset=utf-8')
             .send(page('Authorisation expired', 'This authorisation is unknown or expired; start it again.'));
-        return reply
-          .type('text/html')
+        // Not to be framed: the confirmation is what stops a member connecting a colleague's
+        // account to their own, and a framed button could be clicked for them.
+        return pageSecurityHeaders(reply)
+          .type('text/html; charset=utf-8')
           .header('cache-control', 'no-store')
-          .header('referrer-policy', 'no-referrer')
           .send(confirmPage(pending.server, pending.email, state, code));
       },
     );
@@ -145,8 +147,8 @@ export function mcpRoutes(hub: McpHub): FastifyPluginAsync {
         { config: { access: 'public' }, schema: { body: CallbackForm } },
         async (req, reply) => {
           const { server } = await hub.finishOAuth(req.body.state, req.body.code);
-          return reply
-            .type('text/html')
+          return pageSecurityHeaders(reply)
+            .type('text/html; charset=utf-8')
             .send(page('Connected', `AI Bridge can now use ${server} for you. You can close this tab.`));
         },
       );

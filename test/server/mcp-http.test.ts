@@ -213,6 +213,11 @@ describe('MCP over streamable HTTP with per-user credentials', function () {
     // The browser lands on a page that names the account; nothing is connected until it is confirmed.
     const confirm = await fetch(back);
     assert.equal(confirm.status, 200);
+    // The confirmation is what stops a member connecting a colleague's account: never framed.
+    assert.equal(confirm.headers.get('x-frame-options'), 'DENY');
+    assert.match(confirm.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+    assert.equal(confirm.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(confirm.headers.get('content-type'), 'text/html; charset=utf-8');
     const html = await confirm.text();
     assert.match(html, /Connect oauthed to alice@example\.com\?/);
     const pending = await tb.api<{ items: { name: string; credential: { authorized: boolean } | null }[] }>(
