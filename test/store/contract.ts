@@ -449,6 +449,16 @@ export function storeContract(name: string, factory: StoreFactory): void {
           [1],
         );
         assert.deepEqual((await store.listInterceptions({ tool: 'Read' }, 10)).items, []);
+        // A NUL in a member's tool name makes it no other name (the embedded index joins names on NUL).
+        await store.appendInterception(
+          newRecord(3, {
+            toolCalls: [
+              { id: 'call_3', name: 'Edit\u0000Write', server: null, input: {}, injected: false, at },
+            ],
+          }),
+        );
+        for (const tool of ['Edit', 'Write'])
+          assert.deepEqual((await store.listInterceptions({ tool }, 10)).items, [], tool);
         const rec = await store.getInterception('int_000000');
         assert.deepEqual(rec?.toolCalls[0]?.result, {
           at: newRecord(2).startedAt,

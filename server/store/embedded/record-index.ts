@@ -7,7 +7,9 @@ const TOOLS = '\u0001tools:';
 function toolSet(rec: Interception): string {
   return rec.toolCalls.length === 0
     ? ''
-    : TOOLS + [...new Set(rec.toolCalls.map((c) => c.name))].sort().join('\u0000');
+    : // NUL separates the names: one inside a name (a member's) would split it into names it is not.
+      TOOLS +
+        [...new Set(rec.toolCalls.map((c) => c.name.replaceAll('\u0000', '\uFFFD')))].sort().join('\u0000');
 }
 
 /**
