@@ -470,6 +470,29 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal(listed?.toolCalls[0]?.result?.interceptionId, 'int_000002');
       });
 
+      it('text search ignores characters that show as nothing, in the prompt and in the term', async () => {
+        // Each reads "the CONFIDENTIAL roadmap" to a person.
+        const prompts = [
+          'the CONFIDENTIAL roadmap',
+          'the CONFI\u200BDENTIAL roadmap',
+          'the CONFI\u00ADDENTIAL roadmap',
+          'the CON\u2060FIDEN\uFEFFTIAL roadmap',
+          'the CONFIDENTIAL\u200D roadmap',
+          'nothing to see',
+        ];
+        for (const [i, prompt] of prompts.entries()) await store.appendInterception(newRecord(i, { prompt }));
+        const found = async (q: string): Promise<number[]> =>
+          (await store.listInterceptions({ q }, 20)).items.map((r) => r.seq).sort((a, b) => a - b);
+        assert.deepEqual(await found('confidential'), [1, 2, 3, 4, 5]);
+        assert.deepEqual(await found('confi\u200Bdential roadmap'), [1, 2, 3, 4, 5]);
+        assert.deepEqual(
+          (await all(store.scanInterceptions({ q: 'CONFIDENTIAL' }))).map((r) => r.seq),
+          [1, 2, 3, 4, 5],
+        );
+        // The records themselves are kept exactly as sent.
+        assert.equal((await store.getInterception('int_000001'))?.prompt, prompts[1]);
+      });
+
       it('scans oldest first, filtered, exactly as stored', async () => {
         const stored = await appendMany(store, 30);
         const scanned = await all(store.scanInterceptions({}));

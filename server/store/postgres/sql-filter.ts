@@ -1,3 +1,4 @@
+import { INVISIBLE_CLASS, visibleOnly } from '../search-text';
 import type { InterceptionFilter } from '../types';
 
 /** A WHERE clause under construction: conditions and their numbered parameters. */
@@ -52,6 +53,10 @@ export function interceptionWhere(f: InterceptionFilter): Where {
   if (f.sessionId !== undefined) w.add('session_id = $?', f.sessionId);
   if (f.tool !== undefined) w.add('tools @> ARRAY[$?::text]', f.tool);
   if (f.status !== undefined) w.add('status = $?', f.status);
-  if (f.q !== undefined) w.add(`prompt ILIKE '%' || $? || '%'`, likeLiteral(pgText(f.q)!));
+  if (f.q !== undefined)
+    w.add(
+      `regexp_replace(prompt, '[${INVISIBLE_CLASS}]', '', 'g') ILIKE '%' || $? || '%'`,
+      likeLiteral(pgText(visibleOnly(f.q))!),
+    );
   return w;
 }
