@@ -27,6 +27,7 @@ import {
   reportAnswer,
   singleCredential,
 } from '../routing/credentials';
+import { keyRefusedIn } from '../routing/key-refusal';
 import type { AttemptTarget } from '../routing/routes';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
@@ -288,7 +289,7 @@ interface Tried {
   reason?: FailoverReason;
   /** The client's answer when this attempt is the last and got no response. */
   failure?: BridgeError;
-  /** The failure was the key's (429/529/401 on a pool key): the same instance may be asked with another. */
+  /** The failure was the key's (429/529/401, or a 403 naming the key, on a pool key): the same instance may be asked with another. */
   sameTarget?: boolean;
   /** What the attempt says of the instance, for its breaker; undefined: nothing. */
   healthy?: boolean;
@@ -305,9 +306,9 @@ interface Tried {
 }
 
 /**
- * Statuses that are the key's, not the instance's: a pool's other keys are tried on them. Not 403:
- * a member's request can draw one from any key (a resource the organisation's project may not
- * use), and retrying it on every key would only spread it.
+ * Statuses that are the key's, not the instance's: a pool's other keys are tried on them. A 403 only
+ * when its body names the key (key-refusal.ts): a member's request can draw one from any key (a
+ * resource the organisation's project may not use), and retrying that on every key only spreads it.
  */
 const KEY_FAULTS: ReadonlySet<number> = new Set([401, 429, 529]);
 
@@ -772,7 +773,9 @@ export class Exchange {
       };
     }
     round.observer.upstreamHeaders(res.statusCode);
-    reportAnswer(lease, res, this.deps.now().getTime());
+    // A pool key's 403 is the key's only if its body says so: read first, reported below.
+    const forbidden = lease.keyName !== null && res.statusCode === 403;
+    if (!forbidden) reportAnswer(lease, res, this.deps.now().getTime());
     const served = {
       target: t,
       startedAt,
@@ -784,14 +787,22 @@ export class Exchange {
     };
     const reason = failoverReason(res.statusCode);
     // The key's own fault: a pool may have another key for the same instance.
-    const retryKey = lease.keyName !== null && KEY_FAULTS.has(res.statusCode);
+    let retryKey = lease.keyName !== null && KEY_FAULTS.has(res.statusCode);
+    let read: Awaited<ReturnType<typeof bufferedAnswer>> | undefined;
+    if (forbidden) {
+      read = await bufferedAnswer(res);
+      retryKey = keyRefusedIn(read.json);
+      lease.report({ status: 403, keyRefused: retryKey });
+      // What the member asked for is refused: their answer, as the provider sent it.
+      if (!retryKey) return this.accept(round, served, read.replay(), this.deps.now());
+    }
     if (!retryKey && !(hasNext && reason !== undefined)) {
       // The client's answer; a stream with another target behind it is looked at first.
       return hasNext && res.statusCode < 400 && isEventStream(res)
         ? this.peek(round, t, served, res)
         : this.accept(round, served, res, this.deps.now());
     }
-    const answer = await bufferedAnswer(res);
+    const answer = read ?? (await bufferedAnswer(res));
     const endedAt = this.deps.now();
     return {
       ...served,

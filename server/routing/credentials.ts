@@ -9,6 +9,8 @@ export interface AttemptOutcome {
   readonly status: number;
   /** The upstream's `retry-after`, in milliseconds, when it gave one. */
   readonly retryAfterMs?: number;
+  /** A 403 whose body says the key itself is refused (key-refusal.ts), not what was asked. */
+  readonly keyRefused?: boolean;
 }
 
 /** The credential chosen for one upstream attempt. */
@@ -17,7 +19,7 @@ export interface CredentialLease {
   readonly keyName: string | null;
   /** The headers that carry it upstream. */
   readonly headers: Record<string, string>;
-  /** Tells the pool how the attempt went (cooldown on 429/529, out of rotation on 401). */
+  /** Tells the pool how the attempt went (cooldown on 429/529, out of rotation on 401 or a key-refusing 403). */
   report(outcome: AttemptOutcome): void;
   /** Tells the pool the tokens the attempt used, once known (a key's `tpm`); absent: nothing counts them. */
   used?(tokens: number): void;

@@ -11,7 +11,7 @@ export const BASE_COOLDOWN_MS = 1000;
 export const MAX_COOLDOWN_MS = 60_000;
 const MINUTE = 60_000;
 
-/** Where a key stands: serving, waiting out a 429/529, turned off by an admin, or refused by the upstream (401). */
+/** Where a key stands: serving, waiting out a 429/529, turned off by an admin, or refused by the upstream (401, or a 403 that names the key). */
 export type KeyState = 'active' | 'cooling' | 'disabled' | 'auth_failed';
 
 /** One key of a pool as it serves: the providers file's entry or a stored one, merged by name. */
@@ -86,7 +86,7 @@ const fresh = (k: PoolKey): Runtime => ({
  * The keys of one provider instance, one per upstream attempt: spread by weight among the keys not
  * disabled, not refused by the upstream, not cooling down and under their own rpm/tpm. A 429/529
  * cools the key down for the upstream's `retry-after` (capped at 5 minutes) or 1 s doubling up to
- * 60 s; a 401 takes it out until an admin re-enables or replaces it. Time is the injected clock.
+ * 60 s; a 401 (or a 403 naming the key) takes it out until an admin re-enables or replaces it. Time is the injected clock.
  */
 export class KeyPool implements CredentialSource {
   private keys: readonly PoolKey[] = [];
@@ -203,10 +203,10 @@ export class KeyPool implements CredentialSource {
       rt.cooldownUntil = this.clock.now() + ms;
       rt.rateLimited++;
       this.events.rateLimited(this.instance, name, o.status, ms);
-    } else if (o.status === 401) {
-      // A 403 is not taken as the key's: a member's request can draw one from a valid key (a
-      // model, file or cached content the key's project may not use), and taking keys out on it
-      // let one member's requests empty the pool for everyone.
+    } else if (o.status === 401 || o.keyRefused === true) {
+      // A 403 is the key's only when its body says so (a leaked, blocked or suspended key): a
+      // member's request can draw one from a valid key (a model, file or cached content the key's
+      // project may not use), and taking keys out on that let one member empty the pool.
       rt.authFailures++;
       if (rt.authFailed) return;
       rt.authFailed = true;
@@ -259,7 +259,7 @@ export class KeyPool implements CredentialSource {
     if (authFailed > 0)
       return new BridgeError(
         'upstream_auth_failed',
-        `Every key of provider instance "${this.instance}" was refused by the provider (401); an admin must re-enable or replace them.`,
+        `Every key of provider instance "${this.instance}" was refused by the provider (401, or 403 naming the key); an admin must re-enable or replace them.`,
       );
     return new BridgeError(
       'provider_not_configured',

@@ -8,6 +8,7 @@ import OpenAI from 'openai';
 import { ConfigError, loadConfig } from '../../server/config';
 import { BridgeError } from '../../server/errors';
 import { KeyPool, type PoolEvents, type PoolKey } from '../../server/routing/key-pool';
+import { keyRefusedIn } from '../../server/routing/key-refusal';
 import { retryAfterMs, upstreamRetryAfterMs } from '../../server/routing/retry-after';
 import type { Alert } from '../../shared/spend';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
@@ -20,6 +21,8 @@ import { testPostgres } from '../helpers/postgres';
 interface Answer {
   status: number;
   headers?: Record<string, string>;
+  /** The error body in place of the default one. */
+  body?: unknown;
 }
 
 /**
@@ -71,9 +74,10 @@ class KeyedUpstream {
             : 'authentication_error';
       res.end(
         JSON.stringify(
-          openai
-            ? { error: { message: `upstream ${a.status}`, type, param: null, code: null } }
-            : { type: 'error', error: { type, message: `upstream ${a.status}` } },
+          a.body ??
+            (openai
+              ? { error: { message: `upstream ${a.status}`, type, param: null, code: null } }
+              : { type: 'error', error: { type, message: `upstream ${a.status}` } }),
         ),
       );
       return;
@@ -257,6 +261,52 @@ describe('key pools', function () {
       clock.advance(50_000);
       // Both free again: a's first request and b's tokens left the minute.
       assert.deepEqual([(await pool.acquire()).keyName, (await pool.acquire()).keyName].sort(), ['a', 'b']);
+    });
+
+    it("tells a 403 that names the key from one that answers the request (each provider's shapes)", () => {
+      const google = (message: string, reason?: string) => ({
+        error: {
+          code: 403,
+          message,
+          status: 'PERMISSION_DENIED',
+          ...(reason ? { details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason }] } : {}),
+        },
+      });
+      for (const refused of [
+        google('Your API key was reported as leaked. Please use another API key.'),
+        google('Requests to this API are blocked.', 'API_KEY_SERVICE_BLOCKED'),
+        google(
+          'Generative Language API has not been used in project 123 before or it is disabled.',
+          'SERVICE_DISABLED',
+        ),
+        [google('Permission denied: Consumer has been suspended.', 'CONSUMER_SUSPENDED')],
+        {
+          type: 'error',
+          error: { type: 'permission_error', message: 'This organization has been disabled.' },
+        },
+      ])
+        assert.equal(keyRefusedIn(refused), true, JSON.stringify(refused));
+      for (const asked of [
+        google('You do not have permission to access the File abc or it may not exist.'),
+        google('Permission denied on resource cachedContents/xyz.'),
+        {
+          type: 'error',
+          error: {
+            type: 'permission_error',
+            message: 'Your API key does not have permission to use the specified resource.',
+          },
+        },
+        {
+          error: {
+            message: 'You are not allowed to sample from this model',
+            type: 'invalid_request_error',
+            code: null,
+          },
+        },
+        undefined,
+        'Forbidden',
+      ])
+        assert.equal(keyRefusedIn(asked), false, JSON.stringify(asked));
     });
 
     it('reads retry-after as seconds or an HTTP date', () => {
@@ -518,6 +568,54 @@ describe('key pools', function () {
       up.always.delete(K2);
       const other = await tb.addUser('bystander@example.com');
       for (let i = 0; i < 2; i++) await ask(tb, other.key);
+    });
+
+    it('a 403 whose body names the key (leaked, suspended) takes that key out, with its alert, and the request is served by another', async () => {
+      tb = await poolBridge(up);
+      const dev = await tb.addUser('leaked@example.com');
+      // What Gemini answers for a key reported as leaked, and Anthropic for a disabled organisation.
+      up.always.set(K2, {
+        status: 403,
+        body: {
+          error: {
+            code: 403,
+            message: 'Your API key was reported as leaked. Please use another API key.',
+            status: 'PERMISSION_DENIED',
+          },
+        },
+      });
+      for (let i = 0; i < 4; i++) assert.equal((await ask(tb, dev.key)).content[0]?.type, 'text');
+      assert.equal(up.count(K2), 1, 'k2 is never tried again');
+      const keys = await tb.api<{ items: { name: string; state: string; authFailures: number }[] }>(
+        'GET',
+        '/api/v1/providers/anthropic/keys',
+        tb.adminKey,
+      );
+      assert.deepEqual(
+        keys.body.items.map((k) => [k.name, k.state, k.authFailures]),
+        [
+          ['k1', 'active', 0],
+          ['k2', 'auth_failed', 1],
+        ],
+      );
+      await eventually(async () => {
+        const r = await tb!.api<{ items: Alert[] }>('GET', '/api/v1/alerts?limit=50', tb!.adminKey);
+        return (
+          r.body.items.some((x) => x.rule === 'upstream_key_auth_failed' && /"k2"/.test(x.message)) ||
+          undefined
+        );
+      });
+      up.always.set(K1, {
+        status: 403,
+        body: {
+          type: 'error',
+          error: { type: 'permission_error', message: 'This organization has been disabled.' },
+        },
+      });
+      await assert.rejects(
+        ask(tb, dev.key),
+        (e: unknown) => e instanceof Anthropic.APIError && e.status === 502,
+      );
     });
 
     it('admin API: add, list, patch, delete; the secret never comes back, nor reaches logs or the disk', async () => {
