@@ -69,6 +69,8 @@ export class Authenticator {
    * requests anyway.
    */
   private readonly hashes = new Map<string, string>();
+  /** Key and user changes heard on the store's feed (`apply`), to tell a read that raced one. */
+  private changesHeard = 0;
 
   /**
    * `rememberMs`: when the store cannot be reached (`store_unavailable`), a key the store
@@ -133,7 +135,9 @@ export class Authenticator {
    * memory, since it comes exactly when the database goes away, when the memory is needed.
    */
   apply(change: StoreChange): void {
-    if (this.remembered.size === 0 || (change.kind !== 'key' && change.kind !== 'user')) return;
+    if (change.kind !== 'key' && change.kind !== 'user') return;
+    this.changesHeard++;
+    if (this.remembered.size === 0) return;
     for (const [hash, { principal }] of this.remembered)
       if (change.kind === 'key' ? principal.key.id === change.id : principal.user.id === change.id)
         this.remembered.delete(hash);
@@ -156,6 +160,8 @@ export class Authenticator {
 
   private async check(token: string): Promise<Principal> {
     if (!looksLikeKey(token)) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
+    // A change heard while the reads below were under way may be newer than what they return.
+    const heard = this.changesHeard;
     const hash = this.hashOf(token);
     const key = await this.keyByHash(hash);
     if (!key) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
@@ -166,7 +172,7 @@ export class Authenticator {
     if (!user) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
     const userRefused = userRefusal(user);
     if (userRefused) throw userRefused;
-    return this.admitted(token, hash, key, user, now);
+    return this.admitted(token, hash, key, user, now, heard === this.changesHeard);
   }
 
   /**
@@ -187,9 +193,17 @@ export class Authenticator {
     return this.authenticate(headers, ip);
   }
 
-  private admitted(token: string, hash: string, key: KeyRecord, user: User, now: Date): Principal {
+  /** `current`: no key or user change was heard while it was read, so it may be remembered. */
+  private admitted(
+    token: string,
+    hash: string,
+    key: KeyRecord,
+    user: User,
+    now: Date,
+    current = true,
+  ): Principal {
     this.store.touchKey(key.id, now.toISOString());
-    this.remember(hash, { user, key });
+    if (current) this.remember(hash, { user, key });
     this.keepHash(token, hash);
     return { user, key };
   }
