@@ -459,6 +459,13 @@ export function storeContract(name: string, factory: StoreFactory): void {
         );
         for (const tool of ['Edit', 'Write'])
           assert.deepEqual((await store.listInterceptions({ tool }, 10)).items, [], tool);
+        // Its own name finds it, on both stores alike (NUL dropped, as PostgreSQL's text drops it).
+        for (const tool of ['Edit\u0000Write', 'EditWrite'])
+          assert.deepEqual(
+            (await store.listInterceptions({ tool }, 10)).items.map((r) => r.seq),
+            [4],
+            JSON.stringify(tool),
+          );
         const rec = await store.getInterception('int_000000');
         assert.deepEqual(rec?.toolCalls[0]?.result, {
           at: newRecord(2).startedAt,

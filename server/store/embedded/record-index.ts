@@ -4,12 +4,18 @@ import type { EntryLoc } from './journal';
 
 const TOOLS = '\u0001tools:';
 
+/**
+ * A tool name as the filter compares it: NUL separates the names of a set, so one inside a name (a
+ * member's) would split it into names it is not; dropped, as PostgreSQL's copy drops it (pgText).
+ */
+function toolKey(name: string): string {
+  return name.includes('\u0000') ? name.replaceAll('\u0000', '') : name;
+}
+
 function toolSet(rec: Interception): string {
   return rec.toolCalls.length === 0
     ? ''
-    : // NUL separates the names: one inside a name (a member's) would split it into names it is not.
-      TOOLS +
-        [...new Set(rec.toolCalls.map((c) => c.name.replaceAll('\u0000', '\uFFFD')))].sort().join('\u0000');
+    : TOOLS + [...new Set(rec.toolCalls.map((c) => toolKey(c.name)))].sort().join('\u0000');
 }
 
 /**
@@ -217,7 +223,8 @@ export class RecordIndex {
   }
 
   /** Ids of the interned tool sets that contain `tool`. */
-  private setsWith(tool: string): Set<number> {
+  private setsWith(name: string): Set<number> {
+    const tool = toolKey(name);
     const out = new Set<number>();
     this.strings.values.forEach((v, id) => {
       if (v.startsWith(TOOLS) && v.slice(TOOLS.length).split('\u0000').includes(tool)) out.add(id);
