@@ -197,17 +197,18 @@ function interceptionCsv(r: Interception): string {
   return csvLine(cells);
 }
 
-/** Interceptions, sessions, tool calls, export and chain verification; members see only their own. */
-
 /**
- * One export line. U+2028, U+2029 and U+0085 are escaped too: JSON allows them raw, but readers
- * that split lines on them (Python's `str.splitlines()`) would break a member's record in pieces
- * and, skipping what does not parse, lose it.
+ * One export line. JSON leaves DEL, the C1 controls (U+0080–U+009F), U+2028 and U+2029 raw; they
+ * are escaped here: a C1 control such as U+009B (CSI) acts on the terminal of an admin reading an
+ * export there, and readers that split lines on U+0085, U+2028 or U+2029 (Python's
+ * `str.splitlines()`) would break a member's record into pieces and, skipping what does not parse,
+ * lose it. The values parse back unchanged.
  */
 function jsonLine(v: unknown): string {
-  return `${JSON.stringify(v).replace(/[\u2028\u2029\u0085]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`;
+  return `${JSON.stringify(v).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`;
 }
 
+/** Interceptions, sessions, tool calls, export and chain verification; members see only their own. */
 export function auditRoutes(
   identity: IdentityService,
   store: Store,

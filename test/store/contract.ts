@@ -486,16 +486,21 @@ export function storeContract(name: string, factory: StoreFactory): void {
           'the CON\u2060FIDEN\uFEFFTIAL roadmap',
           'the CONFIDENTIAL\u200D roadmap',
           'nothing to see',
+          // Tag characters hide ASCII text ("ASCII smuggling"); a direction override flips it.
+          'the CONFI\u{E0020}DENTIAL roadmap \u202Eevil',
         ];
         for (const [i, prompt] of prompts.entries()) await store.appendInterception(newRecord(i, { prompt }));
         const found = async (q: string): Promise<number[]> =>
           (await store.listInterceptions({ q }, 20)).items.map((r) => r.seq).sort((a, b) => a - b);
-        assert.deepEqual(await found('confidential'), [1, 2, 3, 4, 5]);
-        assert.deepEqual(await found('confi\u200Bdential roadmap'), [1, 2, 3, 4, 5]);
+        assert.deepEqual(await found('confidential'), [1, 2, 3, 4, 5, 7]);
+        assert.deepEqual(await found('confi\u200Bdential roadmap'), [1, 2, 3, 4, 5, 7]);
         assert.deepEqual(
           (await all(store.scanInterceptions({ q: 'CONFIDENTIAL' }))).map((r) => r.seq),
-          [1, 2, 3, 4, 5],
+          [1, 2, 3, 4, 5, 7],
         );
+        // A term made only of such characters looks for them as stored (not for everything).
+        assert.deepEqual(await found('\u202E'), [7]);
+        assert.deepEqual(await found('\u200B'), [2]);
         // The records themselves are kept exactly as sent.
         assert.equal((await store.getInterception('int_000001'))?.prompt, prompts[1]);
       });

@@ -15,7 +15,7 @@ import {
 import type { KeyRecord } from '../../core/principal';
 import { addToBuckets, type BucketQuery, bucketMatches, hourOf, type UsageBucket } from '../../core/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
-import { searchable } from '../search-text';
+import { promptMatches, textSearch } from '../search-text';
 import type {
   AccessLogEntry,
   AlertQuery,
@@ -743,7 +743,7 @@ export class EmbeddedStore implements Store {
   async *scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception> {
     const match = this.index.matcher(filter);
     if (!match) return;
-    const q = filter.q === undefined ? undefined : searchable(filter.q);
+    const q = filter.q === undefined ? undefined : textSearch(filter.q);
     const n = this.index.size;
     for (let i = 0; i < n; i++) {
       if (!match(i)) continue;
@@ -751,7 +751,7 @@ export class EmbeddedStore implements Store {
       if (json === undefined) throw new Error(`interception ${this.index.seqAt(i)} is unreadable on disk`);
       const rec = JSON.parse(json) as Interception;
       if (!RecordIndex.exactly(rec, filter)) continue;
-      if (q !== undefined && !(rec.prompt !== null && searchable(rec.prompt).includes(q))) continue;
+      if (q !== undefined && !promptMatches(rec.prompt, q)) continue;
       yield rec;
     }
   }
@@ -764,7 +764,7 @@ export class EmbeddedStore implements Store {
     const below = cursor === undefined ? Number.POSITIVE_INFINITY : decodeCursor(cursor);
     const match = this.index.matcher(filter);
     if (!match) return { items: [], nextCursor: null };
-    const q = filter.q === undefined ? undefined : searchable(filter.q);
+    const q = filter.q === undefined ? undefined : textSearch(filter.q);
     if (q !== undefined) {
       // Text search reads records from disk: the index has no text.
       const items: Interception[] = [];
@@ -772,7 +772,7 @@ export class EmbeddedStore implements Store {
         if (!match(i)) continue;
         const rec = await this.load(i);
         if (!RecordIndex.exactly(rec, filter)) continue;
-        if (rec.prompt === null || !searchable(rec.prompt).includes(q)) continue;
+        if (!promptMatches(rec.prompt, q)) continue;
         if (items.length === limit) return { items, nextCursor: encodeCursor(items.at(-1)!.seq) };
         items.push(rec);
       }

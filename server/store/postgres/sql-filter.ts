@@ -1,4 +1,4 @@
-import { INVISIBLE_CLASS, visibleOnly } from '../search-text';
+import { PG_INVISIBLE_CLASS, textSearch } from '../search-text';
 import type { InterceptionFilter } from '../types';
 
 /** A WHERE clause under construction: conditions and their numbered parameters. */
@@ -53,10 +53,14 @@ export function interceptionWhere(f: InterceptionFilter): Where {
   if (f.sessionId !== undefined) w.add('session_id = $?', f.sessionId);
   if (f.tool !== undefined) w.add('tools @> ARRAY[$?::text]', f.tool);
   if (f.status !== undefined) w.add('status = $?', f.status);
-  if (f.q !== undefined)
+  if (f.q !== undefined) {
+    const search = textSearch(f.q);
     w.add(
-      `regexp_replace(prompt, '[${INVISIBLE_CLASS}]', '', 'g') ILIKE '%' || $? || '%'`,
-      likeLiteral(pgText(visibleOnly(f.q))!),
+      search.asStored
+        ? `prompt ILIKE '%' || $? || '%'`
+        : `regexp_replace(prompt, '[${PG_INVISIBLE_CLASS}]', '', 'g') ILIKE '%' || $? || '%'`,
+      likeLiteral(pgText(search.term)!),
     );
+  }
   return w;
 }
