@@ -90,7 +90,8 @@ export function bucketFor(rec: Interception): UsageBucket {
  * Adds one finished interception to its bucket in `buckets` (keyed by `bucketKey`), making the
  * bucket with its first record.
  */
-export function addToBuckets(buckets: Map<string, UsageBucket>, rec: Interception): void {
+/** Returns the bucket it made, when the record is the first of its key. */
+export function addToBuckets(buckets: Map<string, UsageBucket>, rec: Interception): UsageBucket | undefined {
   const key = bucketKey({
     hour: hourOf(rec.startedAt),
     userId: rec.userId,
@@ -98,12 +99,15 @@ export function addToBuckets(buckets: Map<string, UsageBucket>, rec: Interceptio
     model: rec.model,
     client: rec.client,
   });
-  let b = buckets.get(key);
-  if (!b) {
-    b = bucketFor(rec);
-    buckets.set(key, b);
+  const b = buckets.get(key);
+  if (b) {
+    addToBucket(b, rec);
+    return undefined;
   }
-  addToBucket(b, rec);
+  const made = bucketFor(rec);
+  buckets.set(key, made);
+  addToBucket(made, rec);
+  return made;
 }
 
 /**
@@ -119,13 +123,4 @@ export function addToBucket(b: UsageBucket, rec: Interception): void {
     if (byUser) b.userBilledCostUsd += rec.costUsd;
     else b.costUsd += rec.costUsd;
   } else if (rec.priceKnown === false) b.unpricedRequests += 1;
-}
-
-export function bucketMatches(b: UsageBucket, q: BucketQuery): boolean {
-  return (
-    (q.since === undefined || b.hour >= hourOf(q.since)) &&
-    (q.until === undefined || b.hour < q.until) &&
-    (q.userId === undefined || b.userId === q.userId) &&
-    (q.team === undefined || b.team === q.team)
-  );
 }

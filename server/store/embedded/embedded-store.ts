@@ -13,7 +13,7 @@ import {
   linkRecord,
 } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
-import { addToBuckets, type BucketQuery, bucketMatches, hourOf, type UsageBucket } from '../../core/rollup';
+import { addToBuckets, type BucketQuery, hourOf, type UsageBucket } from '../../core/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
 import { promptMatches, textSearch } from '../search-text';
 import type {
@@ -177,6 +177,12 @@ export class EmbeddedStore implements Store {
   private readonly accessLog: AccessLogEntry[] = [];
   /** Rollups by hour, then by bucket key: rebuilt from the journal at open, then kept current. */
   private readonly buckets = new Map<string, Map<string, UsageBucket>>();
+  /**
+   * The same buckets by user, oldest hour first: a member's usage reads only their own, not every
+   * user's (a member looping on their usage chart walked the whole organisation's rollups, stalling
+   * everyone's requests).
+   */
+  private readonly bucketsOfUser = new Map<string, UsageBucket[]>();
   /** Each user's newest request time, kept with the rollups. */
   private readonly lastRequests = new Map<string, string>();
   private nextSeq = 1;
@@ -441,7 +447,12 @@ export class EmbeddedStore implements Store {
       byKey = new Map();
       this.buckets.set(hour, byKey);
     }
-    addToBuckets(byKey, rec);
+    const made = addToBuckets(byKey, rec);
+    if (made) {
+      const mine = this.bucketsOfUser.get(made.userId);
+      if (mine) mine.push(made);
+      else this.bucketsOfUser.set(made.userId, [made]);
+    }
     const last = this.lastRequests.get(rec.userId);
     if (last === undefined || Date.parse(rec.startedAt) > Date.parse(last))
       this.lastRequests.set(rec.userId, rec.startedAt);
@@ -450,10 +461,16 @@ export class EmbeddedStore implements Store {
   async usageBuckets(q: BucketQuery): Promise<UsageBucket[]> {
     const out: UsageBucket[] = [];
     const since = q.since === undefined ? undefined : hourOf(q.since);
-    for (const [hour, byKey] of this.buckets) {
-      if ((since !== undefined && hour < since) || (q.until !== undefined && hour >= q.until)) continue;
-      for (const b of byKey.values()) if (bucketMatches(b, q)) out.push({ ...b, usage: { ...b.usage } });
+    const inRange = (hour: string): boolean =>
+      (since === undefined || hour >= since) && (q.until === undefined || hour < q.until);
+    const take = (b: UsageBucket): void => {
+      if (q.team === undefined || b.team === q.team) out.push({ ...b, usage: { ...b.usage } });
+    };
+    if (q.userId !== undefined) {
+      for (const b of this.bucketsOfUser.get(q.userId) ?? []) if (inRange(b.hour)) take(b);
+      return out;
     }
+    for (const [hour, byKey] of this.buckets) if (inRange(hour)) for (const b of byKey.values()) take(b);
     return out;
   }
 
