@@ -193,6 +193,15 @@ describe('device sign-in (RFC 8628), over HTTP', function () {
     const after = (await renewed.json()) as { key: { expiresAt: string } };
     assert.equal(Date.parse(after.key.expiresAt) - Date.parse(before.key.expiresAt), 3 * 86_400_000);
     assert.equal((await me()).key.expiresAt, after.key.expiresAt);
+    // Renewed again within the day, nothing moves (nothing is written: in a loop, each renewal
+    // rewrote the embedded store's file on the event loop).
+    clock.advance(3_600_000);
+    const again = await fetch(`${tb.url}/api/v1/auth/device/renew`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}` },
+    });
+    assert.equal(again.status, 200);
+    assert.equal(((await again.json()) as { key: { expiresAt: string } }).key.expiresAt, after.key.expiresAt);
     // A key an admin issued by hand is not the device's to extend.
     const refused = await fetch(`${tb.url}/api/v1/auth/device/renew`, {
       method: 'POST',
