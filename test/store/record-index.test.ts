@@ -53,6 +53,40 @@ describe('the embedded record index', () => {
     assert.equal(all({ model: 'gpt-5' }).length, 16);
   });
 
+  it("walks only the named user's records, newest first below a cursor, and follows retention", () => {
+    const index = new RecordIndex();
+    const users = ['usr_a', 'usr_b', 'usr_c', 'usr_d'];
+    // 4,000 records; usr_d has one in a hundred.
+    for (let i = 1; i <= 4000; i++) {
+      const userId = i % 100 === 0 ? 'usr_d' : users[i % 3]!;
+      index.add({ ...newRecord(i), seq: i, userId } as Interception, {
+        segment: 1,
+        offset: i * 100,
+        length: 99,
+      });
+    }
+    const seqsOf = (it: Iterable<number>): number[] => [...it].map((i) => index.seqAt(i));
+    const rare = seqsOf(index.positionsBelow({ userId: 'usr_d' }, Number.POSITIVE_INFINITY));
+    assert.equal(rare.length, 40, 'one position per record of the user, none of the others');
+    assert.deepEqual(rare.slice(0, 3), [4000, 3900, 3800]);
+    assert.deepEqual(seqsOf(index.positionsBelow({ userId: 'usr_d' }, 3900)).slice(0, 2), [3800, 3700]);
+    assert.deepEqual(seqsOf(index.positions({ userId: 'usr_d' })).slice(0, 2), [100, 200]);
+    assert.deepEqual([...index.positionsBelow({ userId: 'usr_never' }, Number.POSITIVE_INFINITY)], []);
+    assert.equal([...index.positionsBelow({}, 11)].length, 10, 'no user: every record below the cursor');
+    // Retention takes the oldest 1,050: positions shift, the user's list follows.
+    index.dropFirst(1050);
+    const left = seqsOf(index.positionsBelow({ userId: 'usr_d' }, Number.POSITIVE_INFINITY));
+    assert.equal(left.length, 30);
+    assert.equal(left.at(-1), 1100);
+    assert.deepEqual(seqsOf(index.positions({ userId: 'usr_d' })), left.slice().reverse());
+    // A record by id, through the typed array's own search.
+    const target = index.seqAt(index.size - 5);
+    const rec = { ...newRecord(target), seq: target };
+    const found = [...index.candidatesForId(rec.id)].map((i) => index.seqAt(i));
+    assert.ok(found.includes(target), `${rec.id} found`);
+    assert.deepEqual([...index.candidatesForId('int_')], [], 'an id without hex digits: nothing walked');
+  });
+
   it('keeps no string of the session ids and model names members choose', () => {
     const index = new RecordIndex();
     for (let i = 1; i <= 20_000; i++) {

@@ -761,8 +761,7 @@ export class EmbeddedStore implements Store {
     const match = this.index.matcher(filter);
     if (!match) return;
     const q = filter.q === undefined ? undefined : textSearch(filter.q);
-    const n = this.index.size;
-    for (let i = 0; i < n; i++) {
+    for (const i of this.index.positions(filter)) {
       if (!match(i)) continue;
       const json = await this.journal.read(this.index.locAt(i));
       if (json === undefined) throw new Error(`interception ${this.index.seqAt(i)} is unreadable on disk`);
@@ -785,7 +784,7 @@ export class EmbeddedStore implements Store {
     if (q !== undefined) {
       // Text search reads records from disk: the index has no text.
       const items: Interception[] = [];
-      for (let i = this.index.lowerBound(below) - 1; i >= 0; i--) {
+      for (const i of this.index.positionsBelow(filter, below)) {
         if (!match(i)) continue;
         const rec = await this.load(i);
         if (!RecordIndex.exactly(rec, filter)) continue;
@@ -797,7 +796,7 @@ export class EmbeddedStore implements Store {
     }
     const positions: number[] = [];
     let more = false;
-    for (let i = this.index.lowerBound(below) - 1; i >= 0; i--) {
+    for (const i of this.index.positionsBelow(filter, below)) {
       if (!match(i)) continue;
       if (positions.length === limit) {
         more = true;

@@ -58,6 +58,18 @@ export function valueKey(s: string): number {
   return (a >>> 0) * 0x100000 + ((b >>> 0) & 0xfffff);
 }
 
+/** How many values of ascending `a` are below `v` (the index of the first one ≥ `v`). */
+function countBelow(a: readonly number[], v: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid]! < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** Strings seen many times (user ids, clients, teams) stored once, referred to by number. */
 class Interned {
   private readonly ids = new Map<string, number>();
@@ -105,6 +117,12 @@ export class RecordIndex {
   private offset = new Float64Array(1024);
   private length = new Uint32Array(1024);
   private readonly strings = new Interned();
+  /**
+   * Each user's seqs, oldest first, by interned user id: a read that names a user (every member's)
+   * walks that user's records, not the whole store's (a member looping on an empty page walked
+   * every record on the event loop). Seqs rather than positions, which retention shifts.
+   */
+  private readonly seqsOfUser = new Map<number, number[]>();
 
   /** Whether a loaded record really has the filter's session and model (a valueKey match may not, once in 2^52). */
   static exactly(rec: Interception, f: InterceptionFilter): boolean {
@@ -148,7 +166,11 @@ export class RecordIndex {
     const i = this.n++;
     this.seq[i] = rec.seq;
     this.startedAt[i] = Date.parse(rec.startedAt);
-    this.user[i] = this.strings.id(rec.userId);
+    const user = this.strings.id(rec.userId);
+    this.user[i] = user;
+    const seqs = this.seqsOfUser.get(user);
+    if (seqs) seqs.push(rec.seq);
+    else this.seqsOfUser.set(user, [rec.seq]);
     this.provider[i] = this.strings.id(rec.provider);
     this.api[i] = this.strings.id(rec.api);
     this.model[i] = valueKey(rec.model ?? '');
@@ -166,7 +188,55 @@ export class RecordIndex {
   /** Positions whose id may be `id` (52-bit match; the caller checks the record), newest first. */
   *candidatesForId(id: string): Generator<number> {
     const k = idKey(id);
-    for (let i = this.n - 1; i >= 0; i--) if (this.idKey[i] === k) yield i;
+    if (k === -1) return;
+    // The typed array's own search: several times faster than a loop over every record here.
+    for (
+      let i = this.idKey.lastIndexOf(k, this.n - 1);
+      i >= 0;
+      i = i === 0 ? -1 : this.idKey.lastIndexOf(k, i - 1)
+    )
+      yield i;
+  }
+
+  /**
+   * Positions of records with seq below `belowSeq` that `f` may match, newest first; only the named
+   * user's when `f` names one. The caller still applies the matcher.
+   */
+  *positionsBelow(f: InterceptionFilter, belowSeq: number): Generator<number> {
+    const seqs = this.userSeqs(f);
+    if (seqs === undefined) {
+      for (let i = this.lowerBound(belowSeq) - 1; i >= 0; i--) yield i;
+      return;
+    }
+    for (let k = countBelow(seqs, belowSeq) - 1; k >= 0; k--) {
+      const i = this.lowerBound(seqs[k]!);
+      // Gone to retention: so is every older one.
+      if (i >= this.n || this.seq[i] !== seqs[k]) return;
+      yield i;
+    }
+  }
+
+  /** Positions that `f` may match, oldest first; only the named user's when `f` names one. */
+  *positions(f: InterceptionFilter): Generator<number> {
+    const seqs = this.userSeqs(f);
+    if (seqs === undefined) {
+      for (let i = 0, n = this.n; i < n; i++) yield i;
+      return;
+    }
+    for (const seq of seqs) {
+      const i = this.lowerBound(seq);
+      if (i < this.n && this.seq[i] === seq) yield i;
+    }
+  }
+
+  /**
+   * A copy of the named user's seqs (a caller may await between positions, and retention trims the
+   * list); empty for a user without records, undefined when `f` names none.
+   */
+  private userSeqs(f: InterceptionFilter): readonly number[] | undefined {
+    if (f.userId === undefined) return undefined;
+    const user = this.strings.find(f.userId);
+    return user === -1 ? [] : (this.seqsOfUser.get(user)?.slice() ?? []);
   }
 
   startedAtMs(i: number): number {
@@ -200,6 +270,13 @@ export class RecordIndex {
       a.copyWithin(0, count, this.n);
     }
     this.n -= count;
+    // Users' seq lists lose what retention took.
+    const first = this.n > 0 ? this.seq[0]! : Number.POSITIVE_INFINITY;
+    for (const [user, seqs] of this.seqsOfUser) {
+      const gone = countBelow(seqs, first);
+      if (gone === seqs.length) this.seqsOfUser.delete(user);
+      else if (gone > 0) seqs.splice(0, gone);
+    }
   }
 
   seqAt(i: number): number {
