@@ -432,7 +432,8 @@ export function auditRoutes(
         }
         async function* gatewayCalls(): AsyncGenerator<string> {
           if (csv) yield csvLine(GATEWAY_CSV_COLUMNS);
-          for await (const c of store.scanGatewayCalls({ since: filter.since, until: filter.until })) {
+          const scope = { since: filter.since, until: filter.until, userId: filter.userId };
+          for await (const c of store.scanGatewayCalls(scope)) {
             // The filters that mean something for a tool call; provider, model, status and q do not.
             if (filter.userId !== undefined && c.userId !== filter.userId) continue;
             if (filter.team !== undefined && c.team !== filter.team) continue;

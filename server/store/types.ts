@@ -300,6 +300,8 @@ export interface Store {
   scanGatewayCalls(query: {
     since?: string | undefined;
     until?: string | undefined;
+    /** Only this user's calls (a store reads no other user's). */
+    userId?: string | undefined;
   }): AsyncIterable<GatewayToolCall>;
   /**
    * Deletes MCP gateway calls made before `before` (retention, the interceptions' window); a store

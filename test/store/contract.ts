@@ -894,7 +894,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         const call = (n: number): GatewayToolCall => ({
           id: `gws_${n}`,
           at: new Date(T0 + n * 60_000).toISOString(),
-          userId: 'usr_a',
+          userId: n % 4 === 1 ? 'usr_b' : 'usr_a',
           userEmail: 'a@example.com',
           team: 'red',
           keyId: 'key_1',
@@ -910,7 +910,9 @@ export function storeContract(name: string, factory: StoreFactory): void {
           resultBytes: 10,
           error: null,
         });
-        const scan = async (q: { since?: string; until?: string } = {}): Promise<string[]> => {
+        const scan = async (
+          q: { since?: string; until?: string; userId?: string } = {},
+        ): Promise<string[]> => {
           const out: string[] = [];
           for await (const c of store.scanGatewayCalls(q)) out.push(c.id);
           return out;
@@ -923,6 +925,15 @@ export function storeContract(name: string, factory: StoreFactory): void {
         const whole: GatewayToolCall[] = [];
         for await (const c of store.scanGatewayCalls({ since: call(3).at, until: call(5).at })) whole.push(c);
         assert.deepEqual(whole, [call(3), call(4)]);
+        // One user's calls: a member's export reads no one else's.
+        assert.deepEqual(
+          await scan({ userId: 'usr_b' }),
+          Array.from({ length: 10 }, (_, i) => `gws_${4 * i + 1}`),
+        );
+        assert.deepEqual(await scan({ userId: 'usr_b', since: call(3).at, until: call(10).at }), [
+          'gws_5',
+          'gws_9',
+        ]);
 
         const before = call(30).at;
         const dropped = await store.pruneGatewayCalls(before);

@@ -170,7 +170,9 @@ export class EmbeddedStore implements Store {
   /** The newest MCP gateway calls, oldest first. */
   private readonly gatewayCalls: GatewayToolCall[] = [];
   /** Every gateway call's place in its journal and time, oldest first (scans, exports, retention). */
-  private gatewayLocs: { loc: EntryLoc; atMs: number }[] = [];
+  private gatewayLocs: { loc: EntryLoc; atMs: number; userId: string }[] = [];
+  /** One copy of each user id the gateway entries hold (calls read back at start are parsed anew). */
+  private readonly gatewayUserIds = new Map<string, string>();
   /** Tool results reported by later requests, by call id (the most recent RESULTS_KEPT). */
   private readonly results = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
   /** The newest access-log entries (older ones stay on disk). */
@@ -684,9 +686,16 @@ export class EmbeddedStore implements Store {
   }
 
   private keepGatewayCall(call: GatewayToolCall, loc: EntryLoc): void {
-    this.gatewayLocs.push({ loc, atMs: Date.parse(call.at) });
+    let userId = this.gatewayUserIds.get(call.userId);
+    if (userId === undefined) {
+      userId = call.userId;
+      this.gatewayUserIds.set(userId, userId);
+    }
+    this.gatewayLocs.push({ loc, atMs: Date.parse(call.at), userId });
     this.gatewayCalls.push(call);
-    if (this.gatewayCalls.length > GATEWAY_KEPT) this.gatewayCalls.shift();
+    // Trimmed a thousand at a time: a shift per call moved 50,000 entries each time.
+    if (this.gatewayCalls.length >= GATEWAY_KEPT + 1000)
+      this.gatewayCalls.splice(0, this.gatewayCalls.length - GATEWAY_KEPT);
   }
 
   async appendGatewayCall(call: GatewayToolCall): Promise<void> {
@@ -697,12 +706,14 @@ export class EmbeddedStore implements Store {
   async *scanGatewayCalls(q: {
     since?: string | undefined;
     until?: string | undefined;
+    userId?: string | undefined;
   }): AsyncIterable<GatewayToolCall> {
     const since = q.since === undefined ? -Infinity : Date.parse(q.since);
     const until = q.until === undefined ? Infinity : Date.parse(q.until);
     // A copy: appends and prunes while the scan runs change the live list, not this one.
-    for (const { loc, atMs } of [...this.gatewayLocs]) {
-      if (atMs < since || atMs >= until) continue;
+    for (const { loc, atMs, userId } of [...this.gatewayLocs]) {
+      // Other users' calls are never read: a member's export costs their own calls.
+      if (atMs < since || atMs >= until || (q.userId !== undefined && userId !== q.userId)) continue;
       const line = await this.gatewayJournal.read(loc).catch(() => undefined);
       if (line !== undefined) yield JSON.parse(line) as GatewayToolCall;
     }

@@ -566,12 +566,14 @@ export class PostgresStore implements Store {
   async *scanGatewayCalls(q: {
     since?: string | undefined;
     until?: string | undefined;
+    userId?: string | undefined;
   }): AsyncIterable<GatewayToolCall> {
     let after = 0;
     for (;;) {
       const w = new Where();
       if (q.since !== undefined) w.add('at >= $?::timestamptz', q.since);
       if (q.until !== undefined) w.add('at < $?::timestamptz', q.until);
+      if (q.userId !== undefined) w.add('user_id = $?', q.userId);
       w.add('pos > $?', after);
       const r = await this.query<{ pos: string; doc: GatewayToolCall }>(
         `SELECT pos, doc FROM mcp_gateway_calls WHERE ${w.sql} ORDER BY pos LIMIT ${SCAN_CHUNK}`,
