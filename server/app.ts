@@ -38,7 +38,7 @@ import { ProviderLane } from './proxy/provider-lane';
 import { proxyCapability } from './proxy/proxy-plugin';
 import { aliasCapability } from './routing/aliases-plugin';
 import { byokCapability } from './routing/byok-plugin';
-import type { CredentialSource } from './routing/credentials';
+import { type CredentialSource, instanceServes } from './routing/credentials';
 import { routeTableCapability } from './routing/route-table-plugin';
 import { routingCapability } from './routing/routing-plugin';
 import { scimCapability } from './scim/scim-plugin';
@@ -163,7 +163,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       alerts: spend.alerts,
       sealer: config.mcp.credentialsKey ? new CredentialCipher(config.mcp.credentialsKey) : undefined,
     });
-    if (!adaptersOf(config.upstreams).some((a) => a.configured || routing.pools.hasKeys(a.id)))
+    const pools = opts.credentials ? undefined : routing.pools;
+    if (!adaptersOf(config.upstreams).some((a) => instanceServes(a, pools)))
       app.log.warn(NO_PROVIDER_WARNING);
     const engagement = engagementCapability(core);
     const provisioning = provisionerCapability(core, identityApi.hasher);
@@ -235,7 +236,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         auth,
         requestAuth: admin.requestAuth,
         credentials: new CredentialProbe(adaptersOf(config.upstreams), core.clock),
-        pooled: (id) => !opts.credentials && routing.pools.hasKeys(id),
+        serves: (id, upstream) => instanceServes({ id, configured: upstream.configured }, pools),
       }),
     );
     await app.register(admin.assets);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { CreatedKey, KeyInfo, Role, User } from '../../shared/identity';
-import { foldsIntoAscii } from '../core/email';
+import { emailKey } from '../core/email';
 import type { KeyRecord } from '../core/principal';
 import { trimmedName } from '../core/team-name';
 import { BridgeError, isBridgeError } from '../errors';
@@ -30,12 +30,12 @@ export class IdentityService {
   ) {}
 
   async createUser(input: NewUserInput): Promise<User> {
-    if (foldsIntoAscii(input.email))
+    const email = emailKey(input.email);
+    if (email === undefined)
       throw new BridgeError(
         'invalid_request',
         'email has a character that reads as another in lower case (such as the Kelvin sign); write it in plain letters.',
       );
-    const email = input.email.trim().toLowerCase();
     if (await this.store.getUserByEmail(email))
       throw new BridgeError('user_exists', `A user with email ${email} already exists.`);
     const user: User = {

@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { pageSecurityHeaders } from '../admin/assets';
 import { principalOf } from '../http/access';
 import { escapeHtml } from '../http/html';
@@ -19,6 +19,11 @@ const CallbackQuery = Type.Object({
   error: Type.Optional(Type.String({ maxLength: 200 })),
   error_description: Type.Optional(Type.String({ maxLength: 1000 })),
 });
+
+/** A page for the browser: the admin pages' security headers (no framing: the confirmation is a click). */
+function htmlPage(reply: FastifyReply): FastifyReply {
+  return pageSecurityHeaders(reply).type('text/html; charset=utf-8');
+}
 
 function page(title: string, text: string, form = ''): string {
   return `<!doctype html><meta charset="utf-8"><title>${escapeHtml(title)}</title><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p>${form}`;
@@ -114,21 +119,18 @@ export function mcpRoutes(hub: McpHub): FastifyPluginAsync {
       async (req, reply) => {
         const { state, code, error, error_description: why } = req.query;
         if (!code) {
-          return pageSecurityHeaders(reply)
+          return htmlPage(reply)
             .code(400)
-            .type('text/html; charset=utf-8')
             .send(page('Authorisation refused', why ?? error ?? 'The server sent no authorisation code.'));
         }
         const pending = await hub.pendingOAuth(state);
         if (!pending)
-          return pageSecurityHeaders(reply)
+          return htmlPage(reply)
             .code(400)
-            .type('text/html; charset=utf-8')
             .send(page('Authorisation expired', 'This authorisation is unknown or expired; start it again.'));
         // Not to be framed: the confirmation is what stops a member connecting a colleague's
         // account to their own, and a framed button could be clicked for them.
-        return pageSecurityHeaders(reply)
-          .type('text/html; charset=utf-8')
+        return htmlPage(reply)
           .header('cache-control', 'no-store')
           .send(confirmPage(pending.server, pending.email, state, code));
       },
@@ -147,9 +149,9 @@ export function mcpRoutes(hub: McpHub): FastifyPluginAsync {
         { config: { access: 'public' }, schema: { body: CallbackForm } },
         async (req, reply) => {
           const { server } = await hub.finishOAuth(req.body.state, req.body.code);
-          return pageSecurityHeaders(reply)
-            .type('text/html; charset=utf-8')
-            .send(page('Connected', `AI Bridge can now use ${server} for you. You can close this tab.`));
+          return htmlPage(reply).send(
+            page('Connected', `AI Bridge can now use ${server} for you. You can close this tab.`),
+          );
         },
       );
     });

@@ -415,9 +415,8 @@ export class McpGrants {
   }
 
   private async issue(grant: StoredGrant): Promise<TokenSet> {
-    // The grant's earlier access tokens end here (RFC 6749 §6 lets a refresh revoke them): a
-    // refreshed client uses the new one, and a client refreshing in a loop then holds one token
-    // document, not one an hour old per refresh.
+    // The grant's earlier access tokens end here: a refreshed client uses the new one, and a
+    // client refreshing in a loop then holds one token document, not one an hour old per refresh.
     await this.sweepAccessTokens(grant.id);
     const access = ACCESS_PREFIX + secret();
     const refreshSecret = secret();

@@ -26,8 +26,8 @@ export interface OpsDeps {
   requestAuth: RequestAuth;
   /** Whether each configured instance's credential can be obtained. */
   credentials: Pick<CredentialProbe, 'reports'>;
-  /** Whether an instance has run-time key-pool keys: such an instance serves without its own `apiKey`. */
-  pooled: (instance: string) => boolean;
+  /** Whether an instance can serve: its own credential, or run-time key-pool keys (instanceServes). */
+  serves: (instance: string, upstream: UpstreamConfig) => boolean;
 }
 
 /** Compares secrets in constant time (digests make the lengths equal). */
@@ -77,7 +77,7 @@ export function opsRoutes(d: OpsDeps): FastifyPluginAsync {
       const upstreamStates = Object.fromEntries(
         Object.entries(d.upstreams).map(([id, u]) => {
           const credential = credentials[id];
-          return [id, { configured: u.configured || d.pooled(id), ...(credential ? { credential } : {}) }];
+          return [id, { configured: d.serves(id, u), ...(credential ? { credential } : {}) }];
         }),
       );
       // An instance serves if it is configured and its credential is not known to fail.
@@ -108,7 +108,7 @@ export function opsRoutes(d: OpsDeps): FastifyPluginAsync {
         upstreams: Object.fromEntries(
           Object.entries(d.upstreams).map(([id, u]) => [
             id,
-            { type: u.type, baseUrl: u.baseUrl, configured: u.configured || d.pooled(id) },
+            { type: u.type, baseUrl: u.baseUrl, configured: d.serves(id, u) },
           ]),
         ),
         breakers: d.breakers.snapshot(),

@@ -7,7 +7,7 @@ import { logRequestLine } from '../http/request-line';
 import type { ProviderAdapter } from '../providers/types';
 import type { ProviderRoute } from './provider-paths';
 import { routeFor } from './provider-paths';
-import { hasDotSegment, type ProviderRouteDeps, relativeTarget, serveMetered } from './provider-routes';
+import { type ProviderRouteDeps, relativeTarget, serveMetered, unsafeTarget } from './provider-routes';
 import type { ProxyRequest } from './proxy-request';
 import { moveQueryCredential } from './query-credential';
 
@@ -70,7 +70,7 @@ export class ProviderLane {
     if (cq) moveQueryCredential(req, req.headers, cq.param, cq.header);
     // Read again: moving the key rewrote the URL.
     const { path, query } = relativeTarget(req.url ?? '', lane.adapter.prefix);
-    if (ROUTER_DECODES.test(path) || hasDotSegment(path) || query.includes('#')) return false;
+    if (ROUTER_DECODES.test(path) || unsafeTarget(path, query)) return false;
     const route = routeFor(lane.adapter, 'POST', path);
     if (route.kind !== 'metered') return false;
     this.served++;

@@ -94,6 +94,14 @@ export function hasDotSegment(path: string): boolean {
   });
 }
 
+/**
+ * A target that must not go upstream: a dot segment (hasDotSegment) in the path, or a `#` in the
+ * query (the upstream URL would end there). Every way in to a provider checks it.
+ */
+export function unsafeTarget(path: string, query: string): boolean {
+  return hasDotSegment(path) || query.includes('#');
+}
+
 function parseJsonObject(raw: Buffer | undefined, maxDepth: number, maxContainers: number): JsonObject {
   if (!raw || raw.length === 0)
     throw new BridgeError('invalid_json', 'The request body is empty; a JSON object is required.');
@@ -250,7 +258,7 @@ async function handle(
   reply: FastifyReply,
 ): Promise<void> {
   const { path, query } = relativeTarget(req.raw.url ?? '/', adapter.prefix);
-  if (hasDotSegment(path) || query.includes('#'))
+  if (unsafeTarget(path, query))
     throw new BridgeError(
       'invalid_request',
       'The path must not contain dot segments, encoded separators or a "#".',

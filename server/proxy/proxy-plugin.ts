@@ -6,7 +6,7 @@ import type { Authenticator } from '../identity/auth';
 import { adaptersOf, familyOf } from '../providers/registry';
 import type { ProviderAdapter } from '../providers/types';
 import type { ModelDirectory } from '../routing/aliases-plugin';
-import type { CredentialSource } from '../routing/credentials';
+import { type CredentialSource, instanceServes } from '../routing/credentials';
 import type { Router } from '../routing/routes';
 import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
@@ -84,10 +84,7 @@ export function proxyCapability(
           ...(d.toolPolicy ? { toolPolicy: d.toolPolicy } : {}),
           ...(credentials ? { credentials } : {}),
           admit: composeAdmission([
-            upstreamConfigured(
-              () => adapter.configured || (d.credentials?.hasKeys(adapter.id) ?? false),
-              keySetting(adapter),
-            ),
+            upstreamConfigured(() => instanceServes(adapter, d.credentials), keySetting(adapter)),
             auditAccepting(() => d.recorder.accepting()),
             governed(d.governance),
             breakerClosed(breakers, adapter.id),

@@ -45,6 +45,18 @@ export function reportAnswer(
   lease.report({ status: res.statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
 }
 
+/**
+ * Whether an instance can serve: it has its own key or credential, or keys in its pool (a key added
+ * at run time makes an instance without `apiKey` serve). Requests, readiness and the start warning
+ * all ask this.
+ */
+export function instanceServes(
+  instance: { id: string; configured: boolean },
+  pools: { hasKeys(instance: string): boolean } | undefined,
+): boolean {
+  return instance.configured || (pools?.hasKeys(instance.id) ?? false);
+}
+
 /** The instance's own single credential: what every instance without a pool uses. */
 export function singleCredential(adapter: ProviderAdapter): CredentialSource {
   return {

@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../../shared/errors';
 import type { User } from '../../shared/identity';
-import { foldsIntoAscii } from '../core/email';
+import { emailKey } from '../core/email';
 import { BridgeError } from '../errors';
 
 /** SCIM 2.0 (RFC 7643/7644) schema URNs the bridge reads and writes. */
@@ -141,9 +141,10 @@ export function emailFor(input: UserInput): string {
     input.userName !== undefined && EMAIL_RE.test(input.userName) ? input.userName : input.email;
   if (candidate === undefined || !EMAIL_RE.test(candidate))
     throw invalid('A user needs an email: "userName" or a primary entry of "emails".');
-  if (foldsIntoAscii(candidate))
+  const email = emailKey(candidate);
+  if (email === undefined)
     throw invalid('The email has a character that reads as another in lower case (such as the Kelvin sign).');
-  return candidate.toLowerCase();
+  return email;
 }
 
 export interface PatchOperation {

@@ -1,6 +1,6 @@
 import type { User } from '../../shared/identity';
 import type { OidcSettings } from '../config';
-import { foldsIntoAscii } from '../core/email';
+import { emailKey } from '../core/email';
 import { BridgeError, isBridgeError } from '../errors';
 import { type GroupMapping, teamAndRole } from '../identity/group-mapping';
 import type { IdentityService } from '../identity/identity-service';
@@ -25,12 +25,12 @@ export function personFrom(claims: OidcClaims, s: OidcSettings): OidcPerson {
       'oidc_token_invalid',
       `The identity provider sent no email in the "${s.emailClaim}" claim.`,
     );
-  if (foldsIntoAscii(rawEmail))
+  const email = emailKey(rawEmail);
+  if (email === undefined)
     throw new BridgeError(
       'oidc_token_invalid',
       'The identity provider sent an email with a character that reads as another in lower case (such as the Kelvin sign).',
     );
-  const email = rawEmail.trim().toLowerCase();
   // Some providers (Cognito) send the boolean as a string.
   const verified = claims.email_verified === true || claims.email_verified === 'true';
   if (s.requireVerifiedEmail && !verified)
