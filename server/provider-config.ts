@@ -225,8 +225,13 @@ export function providerInstances(
     for (const k of Object.keys(entry))
       if (!COMMON_FIELDS.includes(k) && !family.fields.includes(k))
         throw new ProvidersFileError(name, k, `unknown field for type ${family.type}`);
+    // A built-in redefined without a `baseUrl` keeps its environment's one
+    // (`AIBRIDGE_ANTHROPIC_BASE_URL`, ...): the variable is documented as that route's upstream,
+    // and adding a key pool to `anthropic` must not quietly send its traffic somewhere else.
+    const envBaseUrl = family.env && name === family.type ? read(family.env.baseUrl) : undefined;
     let baseUrl: string;
     if (entry.baseUrl !== undefined) baseUrl = checkUrl(name, 'baseUrl', entry.baseUrl);
+    else if (envBaseUrl) baseUrl = envBaseUrl;
     else if (family.defaultBaseUrl) baseUrl = family.defaultBaseUrl;
     else throw new ProvidersFileError(name, 'baseUrl', `required for type ${family.type}`);
     const apiKey = entry.apiKey === undefined ? undefined : secretOf(read, name, 'apiKey', entry.apiKey);

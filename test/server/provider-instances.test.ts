@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
 import OpenAI, { APIError, AzureOpenAI } from 'openai';
 import { loadConfig } from '../../server/config';
 import { RESERVED_NAMES } from '../../server/provider-config';
@@ -412,6 +413,60 @@ describe('the providers file is validated at start', () => {
     assert.equal(c.upstreams.anthropic!.baseUrl, 'https://api.anthropic.com');
     assert.equal(c.upstreams.openai!.configured, false);
     assert.equal(c.upstreams.openai!.baseUrl, 'http://127.0.0.1:1/v1');
+  });
+});
+
+describe('a built-in instance redefined without a baseUrl', () => {
+  // docs/routing.md: "The built-in anthropic and openai instances take a pool by being redefined in
+  // the file"; docs/configuration.md: AIBRIDGE_ANTHROPIC_BASE_URL is the upstream of /anthropic.
+  // The redefinition used to drop the variable, sending the traffic to api.anthropic.com instead.
+  let up: AnthropicMock;
+  let tb: TestBridge;
+  before(async () => {
+    up = await new AnthropicMock().start();
+    const dir = await tempDir();
+    const file = await writeProviders(dir, {
+      providers: {
+        anthropic: { type: 'anthropic', keys: [{ name: 'k1', key: UPSTREAM_KEY }] },
+      },
+    });
+    tb = await startBridge(up.url, { AIBRIDGE_PROVIDERS_FILE: file }, dir);
+  });
+  after(async () => {
+    await tb.close();
+    await up.stop();
+  });
+
+  it('keeps the environment’s base URL, and the SDK reaches the configured upstream', async () => {
+    const dev = await tb.addUser('pool-dev@example.com');
+    const client = new Anthropic({ baseURL: `${tb.url}/anthropic`, apiKey: dev.key, maxRetries: 0 });
+    const msg = await client.messages.create({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal((msg.content[0] as { text: string }).text, MOCK_TEXT);
+    assert.equal(up.messageRequests().at(-1)!.headers['x-api-key'], UPSTREAM_KEY);
+  });
+
+  it('a baseUrl in the file still wins over the environment; a redefinition without one keeps the variable', async () => {
+    const dir = await tempDir();
+    const file = await writeProviders(dir, {
+      providers: {
+        anthropic: { type: 'anthropic', baseUrl: 'http://127.0.0.1:2', apiKey: 'a' },
+        openai: { type: 'openai', apiKey: 'o' },
+      },
+    });
+    const c = loadConfig(
+      { 'data-dir': dir },
+      {
+        AIBRIDGE_PROVIDERS_FILE: file,
+        AIBRIDGE_ANTHROPIC_BASE_URL: 'http://127.0.0.1:1',
+        AIBRIDGE_OPENAI_BASE_URL: 'http://127.0.0.1:3/v1',
+      },
+    );
+    assert.equal(c.upstreams.anthropic!.baseUrl, 'http://127.0.0.1:2');
+    assert.equal(c.upstreams.openai!.baseUrl, 'http://127.0.0.1:3/v1');
   });
 });
 
