@@ -176,10 +176,7 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
       return;
     }
     case 'keys create': {
-      // A date alone (`2027-01-01`) is ISO 8601 too: the start of that day, UTC.
-      const until = values['expires-at'];
-      const expiresAt = until && /^\d{4}-\d{2}-\d{2}$/.test(until) ? `${until}T00:00:00Z` : until;
-      const body = { name: values.name, expiresAt };
+      const body = { name: values.name, expiresAt: dayStart(values['expires-at']) };
       const k = (await callApi(target, 'POST', `/api/v1/users/${email()}/keys`, body)) as CreatedKey;
       process.stderr.write(
         `Key ${k.id} (${k.prefix}…) for ${values.email}, expires ${k.expiresAt ?? 'never'}. Shown once:\n`,
@@ -234,7 +231,10 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
     case 'audit export': {
       const q = new URLSearchParams();
       q.set('format', values.format ?? 'jsonl');
-      for (const k of ['kind', 'since', 'until', 'user'] as const) if (values[k]) q.set(k, values[k]);
+      for (const k of ['kind', 'since', 'until', 'user'] as const) {
+        const v = k === 'since' || k === 'until' ? dayStart(values[k]) : values[k];
+        if (v) q.set(k, v);
+      }
       await streamApi(target, `/api/v1/audit/export?${q}`, process.stdout);
       return;
     }
@@ -247,6 +247,11 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
     default:
       throw new CliError(`unknown command: ${command} ${sub ?? ''}\n${USAGE}`);
   }
+}
+
+/** A date alone (`2027-01-01`) is ISO 8601 too: the start of that day, UTC (the API takes a date and time). */
+function dayStart(iso: string | undefined): string | undefined {
+  return iso && /^\d{4}-\d{2}-\d{2}$/.test(iso) ? `${iso}T00:00:00Z` : iso;
 }
 
 async function main(argv: string[]): Promise<void> {

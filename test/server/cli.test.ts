@@ -416,6 +416,49 @@ describe('aibridge serve and the admin CLI', function () {
     }
   });
 
+  it('audit export: --since and --until take a date alone (ISO 8601), as that day’s start, UTC', async () => {
+    const dataDir = await tempDir();
+    const served = await serve(dataDir, {
+      AIBRIDGE_ANTHROPIC_BASE_URL: mock.url,
+      AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+    });
+    try {
+      const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
+      const common = ['--url', served.url, '--admin-key', adminKey];
+      const r = await fetch(`${served.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': adminKey,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 5,
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      });
+      assert.equal(r.status, 200);
+      await r.arrayBuffer();
+      const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+      // The record is written after the response: wait until the export holds it.
+      let lines: string[] = [];
+      for (let i = 0; i < 50 && lines.length === 0; i++) {
+        const out = await cli(['audit', 'export', '--since', day(0), '--until', day(1), ...common]);
+        assert.equal(out.code, 0, out.stderr);
+        lines = out.stdout.split('\n').filter(Boolean);
+        if (lines.length === 0) await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.equal(lines.length, 1);
+      const none = await cli(['audit', 'export', '--since', day(1), ...common]);
+      assert.equal(none.code, 0, none.stderr);
+      assert.equal(none.stdout, '');
+    } finally {
+      served.child.kill('SIGTERM');
+      await exited(served.child);
+    }
+  });
+
   it('usage: --help anywhere prints it with exit 0; a command word without its subcommand says which it takes, before looking for a bridge', async () => {
     for (const args of [['--help'], ['serve', '--help'], ['users', '--help'], ['audit', 'export', '-h']]) {
       const r = await cli(args);
