@@ -286,7 +286,43 @@ async function handle(
     );
   }
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
+  const aliased =
+    deps.models && aliasResolved(adapter, deps, principal.user.team, req.method, route.path, raw);
+  if (aliased)
+    return passThrough(adapter, deps.exchange, req, reply, aliased.path + query, aliased.bytes, own);
   return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
+}
+
+/**
+ * A passthrough that names a model alias (count tokens: Anthropic's body, OpenAI's
+ * `responses/input_tokens`, Gemini's `models/{alias}:countTokens`) asks for the real model, as the
+ * metered request it is counting for does: the provider knows no alias, and answered the model
+ * discovery's own `fast` with `404 model not found`. Undefined: the request goes as it came.
+ */
+function aliasResolved(
+  adapter: ProviderAdapter,
+  deps: ProviderRouteDeps,
+  team: string | null,
+  method: string,
+  path: string,
+  raw: Buffer | undefined,
+): { path: string; bytes: Buffer | undefined } | undefined {
+  if (method !== 'POST') return undefined;
+  const naming = adapter.apis.find((a) => a.modelNaming)?.modelNaming;
+  if (!naming) return undefined;
+  let body: JsonObject = {};
+  if (raw && raw.length > 0) {
+    try {
+      body = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers);
+    } catch {
+      return undefined;
+    }
+  }
+  const asked = naming.requested(body, path);
+  const real = asked === null ? undefined : deps.models!.resolve(team, asked);
+  if (real === undefined) return undefined;
+  const up = naming.ask(body, path, real);
+  return { path: up.path, bytes: up.body === body ? raw : Buffer.from(JSON.stringify(up.body)) };
 }
 
 /**

@@ -115,6 +115,29 @@ describe('model aliases', () => {
       assert.equal(rec.alias, 'fast');
     });
 
+    it('count tokens (a passthrough) asks the provider for the real model, not the alias it does not know', async () => {
+      const r = await claude.messages.countTokens({
+        model: 'fast',
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.equal(r.input_tokens, 42);
+      const up = anthropic.requests.filter((q) => q.url === '/v1/messages/count_tokens').at(-1)!;
+      assert.equal(upstreamModel(up.body), 'claude-haiku-4-5');
+      // A real model's count goes up as it came.
+      const raw = '{"model":"claude-sonnet-4-6",  "messages":[{"role":"user","content":"hi"}]}';
+      const res = await fetch(`${tb.url}/anthropic/v1/messages/count_tokens`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': dev.key,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+        body: raw,
+      });
+      assert.equal(res.status, 200);
+      assert.equal(anthropic.requests.at(-1)!.body, raw);
+    });
+
     it('a request that names a real model goes up byte for byte, and its record has no alias', async () => {
       const n = await count(dev.key);
       const body = '{"model":"claude-haiku-4-5",  "max_tokens":5,"messages":[{"role":"user","content":"x"}]}';
@@ -446,6 +469,12 @@ describe('model aliases', () => {
         assert.equal(rec.model, 'gemini-2.5-flash');
         assert.equal(rec.alias, 'flash');
       }
+    });
+
+    it('countTokens (a passthrough) goes up with the real model in the path', async () => {
+      const r = await sdk().models.countTokens({ model: 'flash', contents: 'hi' });
+      assert.equal(r.totalTokens, 42);
+      assert.equal(gemini.seen.at(-1)!.url, '/v1beta/models/gemini-2.5-flash:countTokens');
     });
   });
 
