@@ -3,6 +3,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { SessionInfo } from '../../shared/admin';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
+import { Instant } from '../http/instant';
 import type { IdentityService } from '../identity/identity-service';
 import { keyInfo } from '../identity/identity-service';
 import { usageSeries } from '../spend/usage-series';
@@ -22,8 +23,8 @@ const SeriesQuery = Type.Object(
   {
     by: Type.Union([Type.Literal('team'), Type.Literal('model'), Type.Literal('user')], { default: 'team' }),
     step: Type.Union([Type.Literal('hour'), Type.Literal('day')], { default: 'day' }),
-    since: Type.Optional(Type.String({ format: 'date-time' })),
-    until: Type.Optional(Type.String({ format: 'date-time' })),
+    since: Type.Optional(Instant),
+    until: Type.Optional(Instant),
     user: Type.Optional(Type.String({ minLength: 1, maxLength: 320 })),
     team: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
   },

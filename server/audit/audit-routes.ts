@@ -8,13 +8,13 @@ import { roundUsd } from '../core/rollup';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import { csvLine } from '../http/csv';
+import { Instant } from '../http/instant';
 import type { IdentityService } from '../identity/identity-service';
 import type { InterceptionFilter, Store } from '../store/types';
 import type { CapturePolicy } from './capture';
 import { verifyStoredChain } from './chain-anchor';
 
 const Status = Type.Union([Type.Literal('ok'), Type.Literal('error'), Type.Literal('client_aborted')]);
-const DateTime = Type.String({ format: 'date-time' });
 const Text = (max: number) => Type.String({ minLength: 1, maxLength: max });
 
 const FilterFields = {
@@ -27,8 +27,8 @@ const FilterFields = {
   tool: Type.Optional(Text(200)),
   status: Type.Optional(Status),
   q: Type.Optional(Text(500)),
-  since: Type.Optional(DateTime),
-  until: Type.Optional(DateTime),
+  since: Type.Optional(Instant),
+  until: Type.Optional(Instant),
 };
 
 const InterceptionQuery = Type.Object(
@@ -55,8 +55,8 @@ const ExportQuery = Type.Object(
 const SessionQuery = Type.Object(
   {
     user: Type.Optional(Text(320)),
-    since: Type.Optional(DateTime),
-    until: Type.Optional(DateTime),
+    since: Type.Optional(Instant),
+    until: Type.Optional(Instant),
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
   },
   { additionalProperties: false },
@@ -67,8 +67,8 @@ const ToolCallQuery = Type.Object(
     tool: Type.Optional(Text(200)),
     server: Type.Optional(Text(200)),
     user: Type.Optional(Text(320)),
-    since: Type.Optional(DateTime),
-    until: Type.Optional(DateTime),
+    since: Type.Optional(Instant),
+    until: Type.Optional(Instant),
     /** `client`: calls the model made for the agent to run; `injected`: the bridge ran them; `gateway`: agents called the MCP gateway. */
     via: Type.Optional(
       Type.Union([Type.Literal('client'), Type.Literal('injected'), Type.Literal('gateway')]),
@@ -86,7 +86,7 @@ const CaptureBody = Type.Object(
 );
 
 const AccessLogQuery = Type.Object(
-  { since: Type.Optional(DateTime), limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
+  { since: Type.Optional(Instant), limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
   { additionalProperties: false },
 );
 

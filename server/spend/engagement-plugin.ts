@@ -6,19 +6,18 @@ import type { Capability, Core } from '../capability';
 import type { Clock } from '../clock';
 import { hourWindow } from '../core/rollup';
 import { BridgeError } from '../errors';
+import { Instant } from '../http/instant';
 import type { Store } from '../store/types';
 import { engagementCsvHeader, engagementCsvRow, engagementRows } from './engagement-report';
 import { periodEnd, periodStart } from './periods';
-
-const DateTime = Type.String({ format: 'date-time' });
 
 const UsersQuery = Type.Object(
   {
     period: Type.Union([Type.Literal('day'), Type.Literal('week'), Type.Literal('month')], {
       default: 'month',
     }),
-    since: Type.Optional(DateTime),
-    until: Type.Optional(DateTime),
+    since: Type.Optional(Instant),
+    until: Type.Optional(Instant),
     sort: Type.Union(
       ENGAGEMENT_SORTS.map((s) => Type.Literal(s)),
       { default: 'cost' },

@@ -6,6 +6,7 @@ import type { AlertService } from '../alerts/alert-service';
 import { hourWindow } from '../core/rollup';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
+import { Instant } from '../http/instant';
 import type { IdentityService } from '../identity/identity-service';
 import type { Store } from '../store/types';
 import type { Budgets } from './budgets';
@@ -15,7 +16,6 @@ import { PriceBody, type PriceBodyT, PriceBook } from './prices';
 import type { RateLimiter } from './rate-limits';
 import { csvHeader, csvRow, topUsers, usageReport } from './usage-report';
 
-const DateTime = Type.String({ format: 'date-time' });
 const Period = Type.Union([Type.Literal('day'), Type.Literal('week'), Type.Literal('month')]);
 
 const UsageQuery = Type.Object(
@@ -24,8 +24,8 @@ const UsageQuery = Type.Object(
       ['user', 'team', 'model', 'client', 'day'].map((g) => Type.Literal(g)),
       { default: 'user' },
     ),
-    since: Type.Optional(DateTime),
-    until: Type.Optional(DateTime),
+    since: Type.Optional(Instant),
+    until: Type.Optional(Instant),
     user: Type.Optional(Type.String({ minLength: 1, maxLength: 320 })),
     team: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
     format: Type.Union([Type.Literal('json'), Type.Literal('csv')], { default: 'json' }),
@@ -39,8 +39,8 @@ const TopQuery = Type.Object(
     by: Type.Union([Type.Literal('cost'), Type.Literal('tokens'), Type.Literal('requests')], {
       default: 'cost',
     }),
-    since: Type.Optional(DateTime),
-    until: Type.Optional(DateTime),
+    since: Type.Optional(Instant),
+    until: Type.Optional(Instant),
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
   },
   { additionalProperties: false },
@@ -103,7 +103,7 @@ const PolicyBody = Type.Object(
 
 const AlertQuery = Type.Object(
   {
-    since: Type.Optional(DateTime),
+    since: Type.Optional(Instant),
     user: Type.Optional(Type.String({ minLength: 1, maxLength: 320 })),
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
   },

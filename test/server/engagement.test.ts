@@ -242,6 +242,24 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
         String(window.rows[0]!.costUsd),
       );
       assert.equal(window.rows[1]!.costUsd, usd(SONNET_COST));
+
+      // A date alone is ISO 8601 too: that day's start, UTC (what people type into ?since=).
+      const days = await report('?since=2026-10-01&until=2026-11-02&sort=activeDays');
+      assert.deepEqual([days.since, days.until], ['2026-10-01T00:00:00.000Z', '2026-11-02T00:00:00.000Z']);
+      const midnights = await report(
+        '?since=2026-10-01T00:00:00Z&until=2026-11-02T00:00:00Z&sort=activeDays',
+      );
+      assert.deepEqual(days.rows, midnights.rows);
+      assert.deepEqual(
+        days.rows.map((x) => [x.email, x.requests]),
+        [
+          [u.cy.email, 1],
+          [u.ada.email, 0],
+          [u.admin.email, 0],
+          [u.bob.email, 0],
+          [u.dee.email, 0],
+        ],
+      );
     });
 
     it('exports the same rows as CSV', async () => {
@@ -280,6 +298,9 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
         '?order=up',
         '?period=year',
         '?since=2026-11-05T00:00:00Z&until=2026-11-04T00:00:00Z',
+        '?since=2026-13-01',
+        '?since=2026-11-05T25:00:00Z',
+        '?since=yesterday',
       ]) {
         const bad = await tb.api<{ error: { code: string; message: string } }>(
           'GET',
