@@ -190,6 +190,10 @@ export function createFastify(
     if (body === '' && req.method === 'DELETE') done(null, undefined);
     else json(req, body as string, done);
   });
+  // No route of the bridge's own takes text: a text body was parsed as a string and refused as
+  // "body must be object", where any other type it does not take is 415 unsupported_media_type.
+  // (Provider, SCIM, MCP and form routes set their own parsers.)
+  app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null);
   app.decorateRequest('interceptionId', null);
   // Hooks on every request take fastify's callback form: an async hook costs a promise each time.

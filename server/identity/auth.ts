@@ -100,7 +100,7 @@ export class Authenticator {
     if (!token)
       throw new BridgeError(
         'unauthorized',
-        'A bridge key is required (x-api-key, Authorization: Bearer, or X-AIBridge-Key).',
+        'A bridge key is required (x-api-key, Authorization: Bearer, X-AIBridge-Key, api-key or x-goog-api-key; ?key= on Gemini routes).',
       );
     try {
       return await this.check(token);

@@ -44,8 +44,27 @@ describe('authentication and access', () => {
     assert.equal(mock.requests.length, before, 'upstream must not be contacted');
   }
 
-  it('refuses a request without a key', async () => {
+  it('refuses a request without a key, naming every place a key may be sent', async () => {
     await refused({}, /bridge key is required/);
+    const res = await message({});
+    // A Gemini client sends x-goog-api-key or ?key=; an Azure one api-key.
+    for (const place of ['x-api-key', 'Authorization: Bearer', 'api-key', 'x-goog-api-key', '?key='])
+      assert.ok(res.body.error.message.includes(place), `${place} in: ${res.body.error.message}`);
+  });
+
+  it('refuses a body type the admin API does not take with 415 unsupported_media_type, text included, and creates nothing', async () => {
+    for (const type of ['text/plain', 'text/plain; charset=utf-8', 'application/xml']) {
+      const res = await fetch(`${tb.url}/api/v1/users`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tb.adminKey}`, 'content-type': type },
+        body: JSON.stringify({ email: 'text-body@example.com' }),
+      });
+      const body = (await res.json()) as { error: { code: string } };
+      assert.equal(res.status, 415, type);
+      assert.equal(body.error.code, 'unsupported_media_type', type);
+    }
+    const users = await tb.api<{ items: { email: string }[] }>('GET', '/api/v1/users', tb.adminKey);
+    assert.ok(!users.body.items.some((u) => u.email === 'text-body@example.com'));
   });
 
   it('refuses a wrong key, malformed or well-formed', async () => {
