@@ -1211,7 +1211,10 @@ export class Exchange {
     return withUsageFloor(facts, {
       contentEvents: round.contentEvents,
       bodyBytes: round.prepared.bytes.length,
-      ended,
+      // A stream the provider ended with an error event (Anthropic's `error`, a Bedrock exception
+      // frame) was cut as surely as a broken connection: the usage it would have ended with never
+      // came (Anthropic's message_start says 1 output token), while what was relayed is billed.
+      ended: facts.error !== null && round.contentEvents > 0 ? 'abandoned' : ended,
     });
   }
 

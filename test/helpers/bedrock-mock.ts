@@ -23,7 +23,8 @@ export const BEDROCK_TEXT = 'Hello from the Bedrock mock.';
 export const BEDROCK_COUNT = 23;
 export const BEDROCK_USAGE = { input_tokens: 31, output_tokens: 17, cache_read_input_tokens: 5 };
 
-export type BedrockScenario = 'text' | 'tool' | 'throttle' | 'stream-exception';
+/** `long-stream-exception`: forty text deltas, then an exception frame (no message_delta, no usage). */
+export type BedrockScenario = 'text' | 'tool' | 'throttle' | 'stream-exception' | 'long-stream-exception';
 
 export interface SeenBedrockRequest {
   path: string;
@@ -265,12 +266,24 @@ export class BedrockMock {
     });
     const list = events(model, this.scenario);
     const frames =
-      this.scenario === 'stream-exception'
+      this.scenario === 'long-stream-exception'
         ? [
-            ...list.slice(0, 3).map(chunkFrame),
-            exceptionFrame('throttlingException', 'Too many tokens, please wait before trying again.'),
+            ...list.slice(0, 2).map(chunkFrame),
+            ...Array.from({ length: 40 }, (_, i) =>
+              chunkFrame({
+                type: 'content_block_delta',
+                index: 0,
+                delta: { type: 'text_delta', text: `w${i} ` },
+              }),
+            ),
+            exceptionFrame('modelStreamErrorException', 'The model stream failed.'),
           ]
-        : list.map(chunkFrame);
+        : this.scenario === 'stream-exception'
+          ? [
+              ...list.slice(0, 3).map(chunkFrame),
+              exceptionFrame('throttlingException', 'Too many tokens, please wait before trying again.'),
+            ]
+          : list.map(chunkFrame);
     const all = Buffer.concat(frames);
     // Odd-sized writes, so frames arrive split across chunks as they do over TCP.
     for (let i = 0; i < all.length; i += 97) {

@@ -253,6 +253,27 @@ describe('AWS Bedrock (Claude) as an instance', () => {
     assert.equal(rec.error?.type, 'rate_limit_error');
   });
 
+  it('a stream the provider ends with an exception after content is charged what it relayed, not message_start’s 1 token', async () => {
+    mock.scenario = 'long-stream-exception';
+    const before = (await tb.interceptions(0, dev.key)).length;
+    const stream = client.messages.stream({
+      model: PROFILE,
+      max_tokens: 1000,
+      messages: [{ role: 'user', content: 'Write a lot.' }],
+    });
+    let text = '';
+    stream.on('text', (t) => {
+      text += t;
+    });
+    await assert.rejects(stream.finalMessage());
+    assert.match(text, /w39 $/, 'the client read all forty deltas');
+    const rec = await latest(before + 1);
+    assert.equal(rec.status, 'error');
+    assert.equal(rec.usage.input, BEDROCK_USAGE.input_tokens, 'as message_start said');
+    assert.ok(rec.usage.output >= 40, `output ${rec.usage.output} for 40 deltas relayed`);
+    assert.equal(rec.usageEstimated, true);
+  });
+
   it('picks up refreshed temporary credentials during traffic', async () => {
     const first = await client.messages.create({
       model: PROFILE,
