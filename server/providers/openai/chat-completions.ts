@@ -139,7 +139,8 @@ class ChatStreamMeter implements StreamMeter {
           if (typeof d.id === 'string') c.id = d.id;
           const fn = isObject(d.function) ? d.function : isObject(d.custom) ? d.custom : undefined;
           if (fn) {
-            if (typeof fn.name === 'string') c.name += fn.name;
+            // A delta's name is the call's name, as the SDKs assemble it: some servers repeat it in every delta.
+            if (typeof fn.name === 'string' && fn.name !== '') c.name = fn.name;
             const part = str(fn.arguments) ?? str(fn.input);
             if (part) c.args += part;
           }

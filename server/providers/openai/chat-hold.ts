@@ -70,7 +70,8 @@ class ChatHold implements FrameRewriter {
         if (typeof d.id === 'string') c.id = d.id;
         const fn = isObject(d.function) ? d.function : isObject(d.custom) ? d.custom : undefined;
         if (fn) {
-          if (typeof fn.name === 'string') c.name += fn.name;
+          // Replaced, never appended, as the client's SDK assembles it (some servers repeat it per delta).
+          if (typeof fn.name === 'string' && fn.name !== '') c.name = fn.name;
           c.args += str(fn.arguments) ?? str(fn.input) ?? '';
         }
       }

@@ -116,7 +116,9 @@ class ChatInjectedStream implements InjectedStream {
       }
       if (typeof d.id === 'string') c.id = d.id;
       if (isObject(d.function)) {
-        c.name += str(d.function.name) ?? '';
+        // Replaced, never appended, as the SDKs assemble it (some servers repeat it per delta).
+        const name = str(d.function.name);
+        if (name) c.name = name;
         c.args += str(d.function.arguments) ?? '';
       }
       if (!c.hidden) visible.push(c.index === at ? d : { ...d, index: c.index });

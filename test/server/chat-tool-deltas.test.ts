@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import type { ToolPolicyRule } from '../../shared/tool-policy';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+
+/**
+ * Chat Completions streams a tool call in deltas. OpenAI names the function in the first only;
+ * some compatible servers repeat `function.name` in every delta. The official SDK's assembler
+ * takes a delta's name as the name (it never appends), so the bridge must read it the same way:
+ * appending, it judged and recorded `BashBashBash` while the client ran `Bash`.
+ */
+const ARGS = ['{"command"', ':"rm -rf', ' / --no-preserve-root"}'];
+
+function chunk(delta: Record<string, unknown>, finish: string | null = null): string {
+  const c = {
+    id: 'chatcmpl-1',
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: 'gpt-5',
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  };
+  return `data: ${JSON.stringify(c)}\n\n`;
+}
+
+function streamWithRepeatedNames(includeUsage: boolean): string {
+  let out = chunk({ role: 'assistant', content: null });
+  ARGS.forEach((part, i) => {
+    out += chunk({
+      tool_calls: [
+        {
+          index: 0,
+          ...(i === 0 ? { id: 'call_1', type: 'function' } : {}),
+          function: { name: 'Bash', arguments: part },
+        },
+      ],
+    });
+  });
+  out += chunk({}, 'tool_calls');
+  if (includeUsage)
+    out += `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'gpt-5', choices: [], usage: { prompt_tokens: 20, completion_tokens: 9, total_tokens: 29 } })}\n\n`;
+  return `${out}data: [DONE]\n\n`;
+}
+
+describe('Chat Completions tool calls whose every delta repeats the name', function () {
+  this.timeout(30_000);
+  let upstream: http.Server;
+  let tb: TestBridge;
+  let dev: { key: string };
+
+  before(async () => {
+    upstream = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          stream_options?: { include_usage?: boolean };
+        };
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(streamWithRepeatedNames(body.stream_options?.include_usage === true));
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    tb = await startBridge('http://127.0.0.1:9', {
+      AIBRIDGE_OPENAI_BASE_URL: url,
+      AIBRIDGE_OPENAI_API_KEY: 'sk-org',
+    });
+    dev = await tb.addUser('deltas@example.com');
+  });
+
+  after(async () => {
+    await tb?.close();
+    upstream?.closeAllConnections();
+    await new Promise<void>((r) => upstream?.close(() => r()));
+  });
+
+  it('records the call by the name the SDK assembles, and a deny rule on it holds the call', async () => {
+    const openai = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/openai/v1`, maxRetries: 0 });
+    const ask = () =>
+      openai.chat.completions
+        .stream({
+          model: 'gpt-5',
+          tools: [{ type: 'function', function: { name: 'Bash', parameters: { type: 'object' } } }],
+          messages: [{ role: 'user', content: 'tidy up' }],
+        })
+        .finalChatCompletion();
+
+    // No rule: the SDK assembles `Bash`, and so must the record.
+    const first = await ask();
+    const call = first.choices[0]!.message.tool_calls?.[0];
+    assert.ok(call?.type === 'function');
+    assert.equal(call.function.name, 'Bash', 'what the client runs');
+    const rec = (await tb.interceptions(1, dev.key))[0]!;
+    assert.deepEqual(
+      rec.toolCalls.map((c) => [c.name, c.input]),
+      [['Bash', { command: 'rm -rf / --no-preserve-root' }]],
+    );
+
+    // A deny rule on Bash: the client never gets the call.
+    const rules: ToolPolicyRule[] = [
+      { id: 'rm-root', tool: 'Bash', argumentPattern: 'rm -rf /', action: 'deny', scope: 'org' },
+    ];
+    assert.equal((await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules })).status, 200);
+    const second = await ask();
+    assert.equal(second.choices[0]!.message.tool_calls?.length ?? 0, 0, 'the denied call was held');
+    assert.match(second.choices[0]!.message.content ?? '', /blocked Bash/);
+    const denied = (await tb.interceptions(2, dev.key))[0]!;
+    assert.deepEqual(denied.toolCalls[0]?.policy, { rule: 'rm-root', action: 'deny' });
+  });
+});
