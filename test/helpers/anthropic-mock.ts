@@ -4,7 +4,14 @@ import { type Listening, listenOnLoopback } from './loopback';
 
 /** What the mock answers to one `POST /v1/messages`. */
 export type Scenario =
-  | { kind: 'text'; text?: string; usage?: MockUsage; cumulativeDelta?: boolean }
+  | {
+      kind: 'text';
+      text?: string;
+      usage?: MockUsage;
+      cumulativeDelta?: boolean;
+      /** message_delta's usage with the counts it does not report as `null` (the API's schema allows it). */
+      nullDelta?: boolean;
+    }
   | { kind: 'tool'; name: string; input: Record<string, unknown>; text?: string; usage?: MockUsage }
   | { kind: 'error'; status: number; type: string; message: string; headers?: Record<string, string> }
   /** Streams message_start and one delta, then an `event: error` (as the API does when overloaded mid-stream). */
@@ -334,10 +341,18 @@ export class AnthropicMock {
       delta: { stop_reason: s.kind === 'tool' ? 'tool_use' : 'end_turn', stop_sequence: null },
       usage: cumulative
         ? { ...usage }
-        : {
-            output_tokens: usage.output_tokens,
-            ...(usage.server_tool_use ? { server_tool_use: usage.server_tool_use } : {}),
-          },
+        : s.kind === 'text' && s.nullDelta
+          ? {
+              input_tokens: null,
+              cache_creation_input_tokens: null,
+              cache_read_input_tokens: null,
+              output_tokens: usage.output_tokens,
+              server_tool_use: null,
+            }
+          : {
+              output_tokens: usage.output_tokens,
+              ...(usage.server_tool_use ? { server_tool_use: usage.server_tool_use } : {}),
+            },
     });
     sse(res, 'message_stop', { type: 'message_stop' });
     res.end();

@@ -100,6 +100,26 @@ describe('Anthropic SDK through the bridge', () => {
     assert.deepEqual(rec.usage, { input: 3, output: 99, cacheRead: 0, cacheWrite: 1, reasoning: 0 });
   });
 
+  it('keeps message_start’s input and cache counts when message_delta reports them as null', async () => {
+    // MessageDeltaUsage's input and cache counts are `number | null`; the SDK keeps the earlier
+    // value on null, and so must the record (they were recorded as 0: a free prompt).
+    const usage = {
+      input_tokens: 40,
+      output_tokens: 12,
+      cache_read_input_tokens: 3000,
+      cache_creation_input_tokens: 500,
+    };
+    mock.next({ kind: 'text', usage, nullDelta: true });
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const msg = await client.messages
+      .stream({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] })
+      .finalMessage();
+    assert.equal(msg.usage.input_tokens, 40, 'what the SDK reports');
+    assert.equal(msg.usage.cache_read_input_tokens, 3000);
+    const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
+    assert.deepEqual(rec.usage, { input: 40, output: 12, cacheRead: 3000, cacheWrite: 500, reasoning: 0 });
+  });
+
   it('records tool calls, streamed and not, with their parsed input', async () => {
     const input = { command: 'ls -la', cwd: '/tmp' };
     mock.next(

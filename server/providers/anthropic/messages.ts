@@ -89,10 +89,12 @@ function turn(messages: unknown): Pick<RequestFacts, 'toolResults' | 'newMessage
 /** Anthropic reports input excluding cache reads and writes, which is already our normal form. */
 function usageFrom(u: unknown, into: Usage = emptyUsage()): Usage {
   if (!isObject(u)) return into;
-  if ('input_tokens' in u) into.input = num(u.input_tokens);
-  if ('output_tokens' in u) into.output = num(u.output_tokens);
-  if ('cache_read_input_tokens' in u) into.cacheRead = num(u.cache_read_input_tokens);
-  if ('cache_creation_input_tokens' in u) into.cacheWrite = num(u.cache_creation_input_tokens);
+  // A count message_delta does not report may come as `null` (its schema's `number | null`): the
+  // earlier count stands, as the SDK keeps it; only a number replaces it.
+  if (typeof u.input_tokens === 'number') into.input = num(u.input_tokens);
+  if (typeof u.output_tokens === 'number') into.output = num(u.output_tokens);
+  if (typeof u.cache_read_input_tokens === 'number') into.cacheRead = num(u.cache_read_input_tokens);
+  if (typeof u.cache_creation_input_tokens === 'number') into.cacheWrite = num(u.cache_creation_input_tokens);
   // Priced apart: one-hour cache writes cost more than five-minute ones, web searches per search.
   if (isObject(u.cache_creation) && 'ephemeral_1h_input_tokens' in u.cache_creation) {
     const n = num(u.cache_creation.ephemeral_1h_input_tokens);
