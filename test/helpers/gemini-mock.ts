@@ -67,12 +67,14 @@ export async function startGeminiMock(): Promise<GeminiMock> {
         body: text ? JSON.parse(text) : null,
       });
       const url = new URL(req.url ?? '/', 'http://mock');
+      // JSONP, as Google's REST APIs answer `callback` (a system parameter): the JSON wrapped in a call.
+      const callback = url.searchParams.get('callback') ?? url.searchParams.get('$callback');
       const json = (status: number, body: unknown) => {
         res.writeHead(status, {
-          'content-type': 'application/json; charset=UTF-8',
+          'content-type': callback ? 'text/javascript; charset=UTF-8' : 'application/json; charset=UTF-8',
           'x-request-id': 'g-req-1',
         });
-        res.end(JSON.stringify(body));
+        res.end(callback ? `// API callback\n${callback}(${JSON.stringify(body)});` : JSON.stringify(body));
       };
       if (req.headers['x-goog-api-key'] !== GEMINI_UPSTREAM_KEY || url.searchParams.has('key'))
         return json(400, {

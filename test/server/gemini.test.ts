@@ -239,6 +239,28 @@ describe('Gemini API (native) through the bridge', () => {
     }
   });
 
+  it('refuses a JSONP callback (the answer would come as JavaScript, its usage unread, the prompt floored from the body)', async () => {
+    const seen = mock.seen.length;
+    // A cached content or a file by URI makes the real prompt far larger than the body: read from
+    // usageMetadata it is exact; from a JSONP answer the bridge cannot parse, it was the body's size.
+    const body = JSON.stringify({
+      cachedContent: 'cachedContents/big-video',
+      contents: [{ role: 'user', parts: [{ text: 'Summarise it' }] }],
+    });
+    for (const q of ['callback=cb', '%24callback=cb', '%63allback=cb', 'alt=json&callback=cb']) {
+      const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-pro:generateContent?${q}`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+        body,
+      });
+      assert.equal(res.status, 400, `${q}: ${await res.clone().text()}`);
+      const err = (await res.json()) as { error: { status: string; message: string } };
+      assert.equal(err.error.status, 'INVALID_ARGUMENT', q);
+      assert.match(err.error.message, /callback/, q);
+    }
+    assert.equal(mock.seen.length, seen, 'nothing reached the provider');
+  });
+
   it('floors the usage of an answer that reports none, and of a JSON-array stream the client left before its end', async () => {
     const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi '.repeat(200) }] }] });
     const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash-nousage:generateContent`, {

@@ -157,9 +157,9 @@ class GeminiStreamMeter implements StreamMeter {
 }
 
 /**
- * Google's APIs answer in the format `alt` (or `$alt`) names. Only JSON and SSE can be metered
- * and judged by tool policy: `alt=proto` (protobuf) or `media` would go through unread, a free
- * answer with its tool calls unseen.
+ * Google's APIs answer in the format `alt` (or `$alt`) names, wrapped in a JavaScript call with
+ * `callback`. Only JSON and SSE can be metered and judged by tool policy: `alt=proto` (protobuf),
+ * `media` or JSONP would go through unread, a free answer with its tool calls unseen.
  */
 function unreadableAlt(query: string): string | null {
   // Names are percent-decoded as Google decodes them (`%61lt` is `alt`).
@@ -176,6 +176,11 @@ function unreadableAlt(query: string): string | null {
   for (const name of ['fields', '$fields'])
     if (params.has(name))
       return `The bridge does not accept \`${name}\`: the answer's usage must reach the bridge to be metered. Leave the field mask out.`;
+  // JSONP (another system parameter): the answer comes as JavaScript the bridge cannot read, so
+  // its usage would be floored from the body, however large the cached content or file it names.
+  for (const name of ['callback', '$callback'])
+    if (params.has(name))
+      return `The bridge does not accept \`${name}\`: a JSONP answer's usage cannot be read to be metered. Leave it out.`;
   return null;
 }
 
