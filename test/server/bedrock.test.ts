@@ -328,6 +328,22 @@ describe('AWS Bedrock (Claude) as an instance', () => {
     assert.ok(!('model' in invoke));
   });
 
+  it('a model named like an Object property (constructor, __proto__) is a model name, not a map entry', async () => {
+    for (const model of ['constructor', '__proto__', 'toString']) {
+      const res = await fetch(`${tb.url}/bedrock/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': dev.key,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+        body: JSON.stringify({ model, max_tokens: 8, messages: [{ role: 'user', content: 'x' }] }),
+      });
+      assert.equal(res.status, 200, `${model}: ${await res.text()}`);
+      assert.equal(mock.seen.at(-1)!.path, `/model/${model}/invoke`);
+    }
+  });
+
   it('a request naming no model is a 400 in Anthropic’s shape, never sent', async () => {
     const sent = mock.seen.length;
     const res = await fetch(`${tb.url}/bedrock/v1/messages`, {

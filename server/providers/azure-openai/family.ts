@@ -69,7 +69,7 @@ function create(s: InstanceSettings): ProviderAdapter {
     modelFor(path, model) {
       const dep = DEPLOYMENT.exec(path)?.[1] ?? model;
       if (dep === null) return null;
-      return deployments[dep] ?? dep;
+      return Object.hasOwn(deployments, dep) ? deployments[dep]! : dep;
     },
     clientErrorBody: contentFilterBody,
   };

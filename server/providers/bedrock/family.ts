@@ -11,7 +11,7 @@ import { requestUrl } from '../upstream-request';
 import { awsCredentials } from './credentials';
 import { awsErrorOf, mapAwsError } from './errors';
 import { priceModelOf } from './models';
-import { bedrockRequest, countTokensRequest, modelsOf } from './request';
+import { bedrockRequest, countTokensRequest, mappedModel, modelsOf } from './request';
 
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 /** The runtime endpoint of the instance's region; `{region}` is filled in by `create`. */
@@ -150,7 +150,7 @@ function create(s: InstanceSettings): ProviderAdapter {
     },
     errorBody: (status, _code, message) => anthropicErrorBody(status, message),
     // Priced as the Anthropic model a Bedrock id or inference profile names.
-    modelFor: (_path, model) => (model === null ? null : priceModelOf(models[model] ?? model)),
+    modelFor: (_path, model) => (model === null ? null : priceModelOf(mappedModel(models, model))),
     send,
   };
 }

@@ -54,7 +54,7 @@ export function bedrockRequest(
 ): BedrockRequest | undefined {
   const { model, stream, anthropic_beta: bodyBetas, ...rest } = body;
   if (typeof model !== 'string' || model === '') return undefined;
-  const id = models[model] ?? model;
+  const id = mappedModel(models, model);
   const betas = betasOf(betaHeader, bodyBetas);
   const out: JsonObject = { anthropic_version: BEDROCK_VERSION, ...rest };
   if (betas.length > 0) out.anthropic_beta = betas;
@@ -69,6 +69,14 @@ export function bedrockRequest(
 /** The id as one path segment, as the AWS SDK encodes it (`:` and `/` of an ARN escaped). */
 export function encodeModelId(id: string): string {
   return encodeURIComponent(id).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
+ * The Bedrock id a client's model name maps to, or the name itself. Own entries only: a member's
+ * `constructor` or `__proto__` is no entry of the map (read through, it was a function and a 500).
+ */
+export function mappedModel(models: Readonly<Record<string, string>>, model: string): string {
+  return Object.hasOwn(models, model) ? models[model]! : model;
 }
 
 /** The instance's `models` field: client model name → Bedrock model id or inference-profile ARN. */
@@ -108,7 +116,7 @@ export function countTokensRequest(
     input: { invokeModel: { body: Buffer.from(JSON.stringify(invoke)).toString('base64') } },
   };
   return {
-    path: `/model/${encodeModelId(foundationModelId(models[model] ?? model))}/count-tokens`,
+    path: `/model/${encodeModelId(foundationModelId(mappedModel(models, model)))}/count-tokens`,
     stream: false,
     body: Buffer.from(JSON.stringify(wrapped)),
   };

@@ -16,8 +16,8 @@ export function modelsOf(options: JsonObject): Readonly<Record<string, string>> 
  * default models work without a map.
  */
 export function vertexModelId(model: string, models: Readonly<Record<string, string>>): string {
-  const mapped = models[model];
-  if (mapped !== undefined) return mapped;
+  // Own entries only: a model named `constructor` or `__proto__` is not one of the map's.
+  if (Object.hasOwn(models, model)) return models[model]!;
   if (model.includes('@')) return model;
   const m = DATED.exec(model);
   return m ? `${m[1]}@${m[2]}` : model;
