@@ -299,6 +299,8 @@ describe('Gemini on Vertex AI (vertex-gemini) as an instance', () => {
     for (const toolConfig of [
       { functionCallingConfig: { streamFunctionCallArguments: true } },
       { function_calling_config: { stream_function_call_arguments: true } },
+      // Both spellings at once: Google reads either name, so an empty one must not hide the other.
+      { functionCallingConfig: {}, function_calling_config: { streamFunctionCallArguments: true } },
     ]) {
       const res = await fetch(
         `${tb.url}/vgem/v1beta1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse`,
@@ -313,6 +315,20 @@ describe('Gemini on Vertex AI (vertex-gemini) as an instance', () => {
       assert.equal(err.error.status, 'INVALID_ARGUMENT');
       assert.match(err.error.message, /streamFunctionCallArguments/);
     }
+    const both = await fetch(
+      `${tb.url}/vgem/v1beta1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-goog-api-key': key },
+        body: JSON.stringify({
+          contents: [{ role: 'user', parts: [{ text: 'hi' }] }],
+          toolConfig: {},
+          tool_config: { functionCallingConfig: { streamFunctionCallArguments: true } },
+        }),
+      },
+    );
+    assert.equal(both.status, 400, 'toolConfig beside tool_config');
+    await both.arrayBuffer();
     assert.equal(mock.seen.length, sent, 'nothing sent upstream');
   });
 

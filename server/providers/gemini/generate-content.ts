@@ -226,15 +226,19 @@ function geminiInputBeyondBody(body: JsonObject): string[] {
  * chunks: tool policy judges, and the record keeps, a call's whole arguments, which no chunk holds.
  */
 function streamedArguments(body: JsonObject): string | null {
-  const tc = isObject(body.toolConfig) ? body.toolConfig : isObject(body.tool_config) ? body.tool_config : {};
-  const fc = isObject(tc.functionCallingConfig)
-    ? tc.functionCallingConfig
-    : isObject(tc.function_calling_config)
-      ? tc.function_calling_config
-      : {};
-  return fc.streamFunctionCallArguments === true || fc.stream_function_call_arguments === true
-    ? 'The bridge does not accept `streamFunctionCallArguments`: tool policy and the audit record need each function call whole. Leave it out; calls then arrive whole in one chunk.'
-    : null;
+  // Every spelling is looked at, not the first found: Google's JSON parser takes a field under
+  // either name, and a body may carry both (`toolConfig: {}` beside `tool_config: {…}`).
+  for (const tc of [body.toolConfig, body.tool_config]) {
+    if (!isObject(tc)) continue;
+    for (const fc of [tc.functionCallingConfig, tc.function_calling_config]) {
+      if (
+        isObject(fc) &&
+        (fc.streamFunctionCallArguments === true || fc.stream_function_call_arguments === true)
+      )
+        return 'The bridge does not accept `streamFunctionCallArguments`: tool policy and the audit record need each function call whole. Leave it out; calls then arrive whole in one chunk.';
+    }
+  }
+  return null;
 }
 
 /**
