@@ -24,6 +24,27 @@ function chunk(delta: Record<string, unknown>, finish: string | null = null): st
   return `data: ${JSON.stringify(c)}\n\n`;
 }
 
+/**
+ * Gemini's OpenAI-compatible endpoint: tool-call deltas without `index`, each call under its own
+ * `id` (here the first in two pieces, the second whole), the turn finished as `stop`.
+ */
+function streamWithoutIndexes(): string {
+  const fn = (name: string | undefined, args: string) => ({ ...(name ? { name } : {}), arguments: args });
+  return [
+    chunk({
+      role: 'assistant',
+      tool_calls: [{ id: 'call_a', type: 'function', function: fn('Bash', '{"command":"rm -rf') }],
+    }),
+    chunk({ tool_calls: [{ function: fn(undefined, ' / --no-preserve-root"}') }] }),
+    chunk({
+      tool_calls: [{ id: 'call_b', type: 'function', function: fn('Read', '{"file_path":"/tmp/x"}') }],
+    }),
+    chunk({}, 'stop'),
+    `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'gpt-5', choices: [], usage: { prompt_tokens: 20, completion_tokens: 9, total_tokens: 29 } })}\n\n`,
+    'data: [DONE]\n\n',
+  ].join('');
+}
+
 function streamWithRepeatedNames(includeUsage: boolean): string {
   let out = chunk({ role: 'assistant', content: null });
   ARGS.forEach((part, i) => {
@@ -55,10 +76,15 @@ describe('Chat Completions tool calls whose every delta repeats the name', funct
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          model?: string;
           stream_options?: { include_usage?: boolean };
         };
         res.writeHead(200, { 'content-type': 'text/event-stream' });
-        res.end(streamWithRepeatedNames(body.stream_options?.include_usage === true));
+        res.end(
+          body.model === 'gemini-2.5-flash'
+            ? streamWithoutIndexes()
+            : streamWithRepeatedNames(body.stream_options?.include_usage === true),
+        );
       });
     });
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
@@ -108,5 +134,49 @@ describe('Chat Completions tool calls whose every delta repeats the name', funct
     assert.match(second.choices[0]!.message.content ?? '', /blocked Bash/);
     const denied = (await tb.interceptions(2, dev.key))[0]!;
     assert.deepEqual(denied.toolCalls[0]?.policy, { rule: 'rm-root', action: 'deny' });
+  });
+
+  it('tells calls without an index apart by id (Gemini’s OpenAI endpoint): each recorded whole, a denied one held', async () => {
+    assert.equal((await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: [] })).status, 200);
+    const ask = async (): Promise<string> => {
+      const res = await fetch(`${tb.url}/openai/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${dev.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'gemini-2.5-flash',
+          stream: true,
+          messages: [{ role: 'user', content: 'tidy' }],
+        }),
+      });
+      assert.equal(res.status, 200);
+      return res.text();
+    };
+    const n = (await tb.interceptions(0, dev.key)).length;
+    await ask();
+    const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
+    assert.deepEqual(
+      rec.toolCalls.map((c) => [c.id, c.name, c.input]),
+      [
+        ['call_a', 'Bash', { command: 'rm -rf / --no-preserve-root' }],
+        ['call_b', 'Read', { file_path: '/tmp/x' }],
+      ],
+    );
+
+    const rules: ToolPolicyRule[] = [
+      { id: 'rm-root', tool: 'Bash', argumentPattern: 'rm -rf /', action: 'deny', scope: 'org' },
+    ];
+    assert.equal((await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules })).status, 200);
+    const text = await ask();
+    assert.doesNotMatch(text, /"name":"Bash"/, 'the denied call never reaches the client');
+    assert.match(text, /"name":"Read"/, 'the allowed one does');
+    assert.match(text, /blocked Bash/);
+    const denied = (await tb.interceptions(n + 2, dev.key))[0]!;
+    assert.deepEqual(
+      denied.toolCalls.map((c) => [c.name, c.policy?.action ?? null]),
+      [
+        ['Bash', 'deny'],
+        ['Read', null],
+      ],
+    );
   });
 });

@@ -32,6 +32,7 @@ import {
   type StreamMeter,
   type WireApi,
 } from '../types';
+import { CallKeys } from './call-keys';
 import { chatHold } from './chat-hold';
 import { chatInjection } from './chat-injection';
 import { openaiError } from './errors';
@@ -94,6 +95,7 @@ class ChatStreamMeter implements StreamMeter {
   private thinking = '';
   /** Tool calls assembled from deltas, by `choice:index`, in the order they started. */
   private readonly calls = new Map<string, { id: string; name: string; args: string; at: Date }>();
+  private readonly keys = new CallKeys();
 
   /** @param hideUsage the bridge asked for `include_usage` on the client's behalf and must hide it. */
   constructor(
@@ -130,7 +132,7 @@ class ChatStreamMeter implements StreamMeter {
         if (!isObject(choice) || !isObject(choice.delta) || !Array.isArray(choice.delta.tool_calls)) continue;
         for (const d of choice.delta.tool_calls as unknown[]) {
           if (!isObject(d)) continue;
-          const key = `${num(choice.index)}:${num(d.index)}`;
+          const key = this.keys.key(num(choice.index), d);
           let c = this.calls.get(key);
           if (!c) {
             c = { id: '', name: '', args: '', at };

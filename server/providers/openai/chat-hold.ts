@@ -9,6 +9,7 @@ import {
   type ToolJudge,
 } from '../tool-hold';
 import type { JsonObject } from '../wire';
+import { CallKeys, toolCallDeltas } from './call-keys';
 
 interface Assembled {
   id: string;
@@ -19,18 +20,8 @@ interface Assembled {
 interface HeldChunk {
   raw: string;
   chunk: JsonObject | undefined;
-}
-
-/** `choice:index` of each tool-call delta in a chunk. */
-function callDeltas(chunk: JsonObject): { choice: number; key: string; d: JsonObject }[] {
-  const out: { choice: number; key: string; d: JsonObject }[] = [];
-  if (!Array.isArray(chunk.choices)) return out;
-  for (const c of chunk.choices as unknown[]) {
-    if (!isObject(c) || !isObject(c.delta) || !Array.isArray(c.delta.tool_calls)) continue;
-    for (const d of c.delta.tool_calls as unknown[])
-      if (isObject(d)) out.push({ choice: num(c.index), key: `${num(c.index)}:${num(d.index)}`, d });
-  }
-  return out;
+  /** The call key of each of its tool-call deltas, in order (call-keys.ts). */
+  keys: string[];
 }
 
 function finishes(chunk: JsonObject): boolean {
@@ -50,18 +41,22 @@ function finishes(chunk: JsonObject): boolean {
 class ChatHold implements FrameRewriter {
   private held: HeldChunk[] | undefined;
   private readonly calls = new Map<string, Assembled>();
+  private readonly keys = new CallKeys();
 
   constructor(private readonly judge: ToolJudge) {}
 
   onFrame(f: SseFrame): string {
     const chunk = f.ev && f.ev.data !== '[DONE]' ? eventJson(f.ev) : undefined;
+    const deltas = chunk ? toolCallDeltas(chunk) : [];
     if (!this.held) {
-      if (!chunk || callDeltas(chunk).length === 0) return f.raw;
+      if (deltas.length === 0) return f.raw;
       this.held = [];
     }
-    this.held.push({ raw: f.raw, chunk });
+    const keys = deltas.map(({ choice, d }) => this.keys.key(choice, d));
+    this.held.push({ raw: f.raw, chunk, keys });
     if (chunk) {
-      for (const { key, d } of callDeltas(chunk)) {
+      for (const [i, { d }] of deltas.entries()) {
+        const key = keys[i]!;
         let c = this.calls.get(key);
         if (!c) {
           c = { id: '', name: '', args: '' };
@@ -119,6 +114,8 @@ class ChatHold implements FrameRewriter {
       }
       let keep = 'usage' in h.chunk && h.chunk.usage !== null;
       const choices: unknown[] = [];
+      // The deltas come in the order their keys were taken (toolCallDeltas).
+      let nth = 0;
       for (const c of h.chunk.choices as unknown[]) {
         if (!isObject(c)) continue;
         const ci = num(c.index);
@@ -126,7 +123,7 @@ class ChatHold implements FrameRewriter {
         if (Array.isArray(delta.tool_calls)) {
           const kept = (delta.tool_calls as unknown[]).flatMap((d) => {
             if (!isObject(d)) return [];
-            const n = renumber.get(`${ci}:${num(d.index)}`);
+            const n = renumber.get(h.keys[nth++] ?? '');
             return n === undefined ? [] : [{ ...d, index: n }];
           });
           const { tool_calls: _calls, ...rest } = delta;
