@@ -29,11 +29,14 @@ const CLIENT_CREDENTIALS = new Set([
  * Headers that would take the answer or its bill out of the bridge's hands: Google's field mask
  * can leave usage out of the answer (recorded as free), and a client's choice of the OpenAI
  * organisation or project, or of the Google project billed, would put its spend on another
- * account than the one the organisation configured for the key.
+ * account than the one the organisation configured for the key. Vertex's request type chooses
+ * Priority PayGo (billed above the standard prices the bridge charges, as OpenAI's
+ * `service_tier: "priority"`, which is refused) or Flex: the standard tier is what is priced.
  */
 const GOVERNED = new Set([
   'x-goog-fieldmask',
   'x-goog-user-project',
+  'x-vertex-ai-llm-shared-request-type',
   'openai-organization',
   'openai-project',
 ]);

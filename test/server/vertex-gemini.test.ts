@@ -349,6 +349,23 @@ describe('Gemini on Vertex AI (vertex-gemini) as an instance', () => {
     );
   });
 
+  it('a member cannot buy Priority PayGo (billed above the standard prices the bridge charges): the header is not forwarded', async () => {
+    const res = await fetch(`${tb.url}/vgem/v1beta/models/gemini-2.5-pro:generateContent`, {
+      method: 'POST',
+      headers: {
+        'x-goog-api-key': key,
+        'content-type': 'application/json',
+        'X-Vertex-AI-LLM-Shared-Request-Type': 'priority',
+      },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }),
+    });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    const seen = mock.seen.at(-1)!;
+    assert.match(seen.path, /gemini-2\.5-pro:generateContent$/);
+    assert.equal(seen.headers['x-vertex-ai-llm-shared-request-type'], undefined);
+  });
+
   it('RESOURCE_EXHAUSTED reaches the client as a 429 in Google’s shape, retry-after from RetryInfo', async () => {
     mock.scenario = 'quota';
     const before = await count();
