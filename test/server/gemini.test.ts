@@ -239,6 +239,37 @@ describe('Gemini API (native) through the bridge', () => {
     }
   });
 
+  it('refuses service_tier priority (billed up to twice the standard prices it knows) in every spelling; standard and flex pass', async () => {
+    const seen = mock.seen.length;
+    const contents = [{ role: 'user', parts: [{ text: 'hi' }] }];
+    for (const extra of [
+      { service_tier: 'priority' },
+      { serviceTier: 'SERVICE_TIER_PRIORITY' },
+      { generationConfig: { serviceTier: 'priority' } },
+      { serviceTier: 2 },
+    ]) {
+      const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-pro:generateContent`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+        body: JSON.stringify({ contents, ...extra }),
+      });
+      assert.equal(res.status, 400, JSON.stringify(extra));
+      const err = (await res.json()) as { error: { status: string; message: string } };
+      assert.equal(err.error.status, 'INVALID_ARGUMENT');
+      assert.match(err.error.message, /billed above the prices/);
+    }
+    assert.equal(mock.seen.length, seen, 'nothing reached the provider');
+    for (const tier of ['standard', 'flex', 'SERVICE_TIER_FLEX']) {
+      const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-pro:generateContent`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+        body: JSON.stringify({ contents, service_tier: tier }),
+      });
+      assert.equal(res.status, 200, tier);
+      await res.arrayBuffer();
+    }
+  });
+
   it('refuses a JSONP callback (the answer would come as JavaScript, its usage unread, the prompt floored from the body)', async () => {
     const seen = mock.seen.length;
     // A cached content or a file by URI makes the real prompt far larger than the body: read from

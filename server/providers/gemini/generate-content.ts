@@ -241,6 +241,36 @@ function streamedArguments(body: JsonObject): string | null {
   return null;
 }
 
+/** Service tiers billed at or below the standard prices, the only ones the price data has. */
+const PRICED_TIERS = new Set([
+  'standard',
+  'flex',
+  'unspecified',
+  'service_tier_standard',
+  'service_tier_flex',
+  'service_tier_unspecified',
+]);
+
+/**
+ * Gemini's `service_tier: "priority"` (`SERVICE_TIER_PRIORITY`) is billed 75 to 100% above the
+ * standard prices: served, it would be recorded and charged to budgets at about half its cost, as
+ * OpenAI's priority tier would (refused there too). Looked for under both spellings, at the top
+ * and in `generationConfig`; a value that is not a known standard or cheaper tier is refused.
+ */
+function unpricedTier(body: JsonObject): string | null {
+  const configs = [body, body.generationConfig, body.generation_config];
+  for (const c of configs) {
+    if (!isObject(c)) continue;
+    for (const name of ['serviceTier', 'service_tier']) {
+      const v = c[name];
+      if (v === undefined || v === null) continue;
+      if (typeof v === 'string' && PRICED_TIERS.has(v.toLowerCase())) continue;
+      return `The bridge does not accept \`${name}: ${JSON.stringify(v).slice(0, 40)}\`: it is billed above the prices the bridge knows, so its cost would be under-counted. Leave it out, or send \`standard\` or \`flex\`.`;
+    }
+  }
+  return null;
+}
+
 /**
  * Gemini's `generateContent` and `streamGenerateContent` at `path` (the model is in the path:
  * the family's `modelFor` reads it). The request goes upstream as the client sent it.
@@ -252,7 +282,7 @@ export function generateContentAt(path: string): WireApi {
     path,
     toolHold: generateContentHold,
     modelNaming: geminiModelNaming,
-    unsupported: (body, query) => unreadableAlt(query) ?? streamedArguments(body),
+    unsupported: (body, query) => unreadableAlt(query) ?? streamedArguments(body) ?? unpricedTier(body),
 
     describeRequest(body: JsonObject, _headers: IncomingHttpHeaders): RequestFacts {
       const config = isObject(body.generationConfig) ? body.generationConfig : {};
