@@ -521,6 +521,24 @@ describe('bedrock instances and errors, unit', () => {
       assert.deepEqual(m.body, { type: 'error', error: { type, message: `${name}: m` } });
       assert.equal(m.retryAfter !== undefined, status === 429, name);
     }
+    // A signature error spells out the canonical request AWS expected, the session token in it:
+    // the client gets the sentence before it.
+    const signature = mapAwsError(
+      'InvalidSignatureException',
+      403,
+      "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'POST\n/model/m/invoke\n\nhost:bedrock-runtime.us-east-1.amazonaws.com\nx-amz-security-token:IQoJb3JpZ2luX2VjSECRET\n\nhost;x-amz-security-token\nabc'\n\nThe String-to-Sign should have been\n'AWS4-HMAC-SHA256\n20261203T000000Z'\n",
+    );
+    assert.equal(signature.status, 403);
+    assert.deepEqual(signature.body, {
+      type: 'error',
+      error: {
+        type: 'permission_error',
+        message:
+          'InvalidSignatureException: The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.',
+      },
+    });
+    // An exception name AWS never sends, such as one of Object's own properties, is no table entry.
+    assert.equal(mapAwsError('constructor', 418, 'm').status, 418);
     assert.deepEqual(
       awsErrorOf(
         'ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/',

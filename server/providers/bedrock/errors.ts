@@ -39,13 +39,25 @@ export function mapAwsError(
   message: string,
   retryAfter?: string,
 ): MappedError {
-  const status = STATUS[name.toLowerCase()] ?? (awsStatus >= 400 ? awsStatus : 502);
-  const text = name ? `${name}: ${message}` : message;
+  const key = name.toLowerCase();
+  const status = Object.hasOwn(STATUS, key) ? STATUS[key]! : awsStatus >= 400 ? awsStatus : 502;
+  const said = withoutSigningDetail(message);
+  const text = name ? `${name}: ${said}` : said;
   return {
     status,
     ...(status === 429 ? { retryAfter: retryAfter ?? DEFAULT_RETRY_AFTER } : {}),
     body: anthropicErrorBody(status, text),
   };
+}
+
+/**
+ * An AWS signature error's message goes on with the canonical request and string to sign AWS
+ * expected: the signed headers in clear, the session token (`x-amz-security-token`) among them.
+ * The client and the record get the sentence before it.
+ */
+function withoutSigningDetail(message: string): string {
+  const at = message.search(/\s*The Canonical String for this request should have been/);
+  return at < 0 ? message : message.slice(0, at);
 }
 
 /** The exception name and message of an AWS JSON error answer (`x-amzn-errortype` header, `__type`, `message`). */
