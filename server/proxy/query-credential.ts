@@ -33,7 +33,9 @@ export function moveQueryCredential(
   for (const pair of url.slice(q + 1).split('&')) {
     const eq = pair.indexOf('=');
     const name = eq === -1 ? pair : pair.slice(0, eq);
-    if (safeDecode(name) === param) key ??= safeDecode(eq === -1 ? '' : pair.slice(eq + 1));
+    // Google's system parameters answer to a `$` name too (`$alt`, `$fields`, `$key`).
+    const decoded = safeDecode(name);
+    if (decoded === param || decoded === `$${param}`) key ??= safeDecode(eq === -1 ? '' : pair.slice(eq + 1));
     else kept.push(pair);
   }
   if (key === undefined) return;

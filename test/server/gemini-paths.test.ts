@@ -68,6 +68,9 @@ describe('Gemini paths and the ?key= credential', () => {
     });
     assert.deepEqual(await afterHook('/g/x?key=a%2Bb&k%65y=c&alt=sse'), { url: '/g/x?alt=sse', key: 'a+b' });
     assert.deepEqual(await afterHook('/g/x?keys=1'), { url: '/g/x?keys=1', key: undefined });
+    // Google's system parameters also go by a `$` name: a key sent as `$key` went upstream.
+    assert.deepEqual(await afterHook('/g/x?%24key=d&alt=sse'), { url: '/g/x?alt=sse', key: 'd' });
+    assert.deepEqual(await afterHook('/g/x?$key=e&key=f'), { url: '/g/x', key: 'e' });
   });
 
   it('keeps a header key over the query one, still cutting the query', async () => {
