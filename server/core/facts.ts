@@ -22,6 +22,11 @@ export interface RequestFacts {
   inputBeyondBody?: string[];
   /** The most output the request allows (`max_tokens` and kin), for budget reservations; null when unsaid. */
   maxOutputTokens: number | null;
+  /**
+   * How many answers the request asks for (`n`, `candidateCount`) when it has no output cap and
+   * asks for more than one: the reservation counts the default cap that many times.
+   */
+  answers?: number;
   /** Tool results the client sends back in this request. */
   toolResults: { callId: string; isError: boolean; content: string }[];
   /** The messages (or input items) added since the model's last turn. */

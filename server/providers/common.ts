@@ -1,4 +1,5 @@
 import type { InterceptionError } from '../../shared/interception';
+import type { RequestFacts } from '../core/facts';
 import type { JsonObject } from './wire';
 
 /** Longest prompt kept on a record, in characters. */
@@ -196,13 +197,22 @@ function remoteUrl(v: unknown): boolean {
   return typeof v === 'string' && v !== '' && !v.startsWith('data:');
 }
 
+/** How many answers a request asks for (Chat Completions' `n`, Gemini's `candidateCount`), when more than one. */
+export function answerCount(count: unknown): number | undefined {
+  return typeof count === 'number' && Number.isInteger(count) && count > 1 ? count : undefined;
+}
+
 /**
- * An output cap for a request that asks for `count` answers (Chat Completions' `n`, Gemini's
- * `candidateCount`): each answer may use the whole cap.
+ * The output facts of a request that asks for `count` answers: each answer may use the whole cap,
+ * and one without a cap the whole default one (`answers`, for the budget's reservation).
  */
-export function timesAnswers(cap: number | null, count: unknown): number | null {
-  if (cap === null) return null;
-  return typeof count === 'number' && Number.isInteger(count) && count > 1 ? cap * count : cap;
+export function outputFacts(
+  cap: number | null,
+  count: unknown,
+): Pick<RequestFacts, 'maxOutputTokens' | 'answers'> {
+  const answers = answerCount(count);
+  if (answers === undefined) return { maxOutputTokens: cap };
+  return cap === null ? { maxOutputTokens: null, answers } : { maxOutputTokens: cap * answers };
 }
 
 /**

@@ -36,7 +36,8 @@ export class Governance {
    */
   estimateUsd(start: InterceptionStart, bodyBytes: number): number {
     const tokens = Math.ceil(bodyBytes / BYTES_PER_TOKEN);
-    const output = start.request.maxOutputTokens ?? this.defaultMaxOutputTokens;
+    const output =
+      start.request.maxOutputTokens ?? this.defaultMaxOutputTokens * (start.request.answers ?? 1);
     const price = (input: number, cacheWrite: number): number =>
       this.prices.cost(start.provider, start.request.model, {
         input,

@@ -147,5 +147,37 @@ describe('the budget estimate of a request whose body does not bound its cost', 
     assert.equal(five.maxOutputTokens, 500);
     const g = gemini25.describeRequest({ generationConfig: { maxOutputTokens: 100, candidateCount: 3 } }, {});
     assert.equal(g.maxOutputTokens, 300);
+    // Google takes either spelling of each field: the most any spelling asks for is reserved.
+    const snake = gemini25.describeRequest(
+      { generationConfig: {}, generation_config: { max_output_tokens: 65536, candidate_count: 8 } },
+      {},
+    );
+    assert.equal(snake.maxOutputTokens, 65536 * 8);
+    const mixed = gemini25.describeRequest(
+      {
+        generationConfig: { maxOutputTokens: 10, candidateCount: 2 },
+        generation_config: { maxOutputTokens: 500 },
+      },
+      {},
+    );
+    assert.equal(mixed.maxOutputTokens, 1000);
+  });
+
+  it('counts the default output cap once per answer when the request sets no cap', () => {
+    const of = (body: Record<string, unknown>): number => {
+      const s = {
+        ...start({}),
+        api: chatCompletionsApi.name,
+        request: chatCompletionsApi.describeRequest(body, {}),
+      };
+      return gov.estimateUsd(s, JSON.stringify(body).length);
+    };
+    const cappedOne = of({ model: 'gpt-4o', max_tokens: 4096, messages: [] });
+    const uncappedEight = of({ model: 'gpt-4o', n: 8, messages: [] });
+    const cappedEight = of({ model: 'gpt-4o', n: 8, max_tokens: 4096, messages: [] });
+    // Eight answers of the default 4,096 tokens each cost what eight capped at 4,096 do (the bodies
+    // differ by a few bytes of input).
+    assert.ok(Math.abs(uncappedEight - cappedEight) < 1e-4, `${uncappedEight} vs ${cappedEight}`);
+    assert.ok(uncappedEight > 7 * cappedOne, `${uncappedEight} vs ${cappedOne}`);
   });
 });

@@ -9,9 +9,9 @@ import {
   firstCount,
   isObject,
   mcpServerOf,
+  outputFacts,
   resultText,
   str,
-  timesAnswers,
   typedText,
 } from '../common';
 import {
@@ -285,14 +285,21 @@ export function generateContentAt(path: string): WireApi {
     unsupported: (body, query) => unreadableAlt(query) ?? streamedArguments(body) ?? unpricedTier(body),
 
     describeRequest(body: JsonObject, _headers: IncomingHttpHeaders): RequestFacts {
-      const config = isObject(body.generationConfig) ? body.generationConfig : {};
+      // Google's parser takes each field under either spelling: the reservation takes the most any
+      // spelling asks for (the fewest would let a snake_case config slip past the estimate).
+      const configs = [body.generationConfig, body.generation_config].filter(isObject);
+      const most = (read: (c: JsonObject) => number | null): number | null =>
+        configs.reduce<number | null>((m, c) => {
+          const v = read(c);
+          return v === null ? m : Math.max(m ?? 0, v);
+        }, null);
       return {
         model: null,
         prompt: lastUserPrompt(body.contents),
         sessionId: null,
-        maxOutputTokens: timesAnswers(
-          firstCount(config, 'maxOutputTokens'),
-          config.candidateCount ?? config.candidate_count,
+        ...outputFacts(
+          most((c) => firstCount(c, 'maxOutputTokens', 'max_output_tokens')),
+          most((c) => firstCount(c, 'candidateCount', 'candidate_count')),
         ),
         inputBeyondBody: geminiInputBeyondBody(body),
         ...turn(body.contents),
