@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
+import { chatInjection } from '../../server/providers/openai/chat-injection';
+import { DROP, type EventVerdict, FORWARD, type SseEvent } from '../../server/providers/types';
 import type { ToolPolicyRule } from '../../shared/tool-policy';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 
@@ -176,6 +178,96 @@ describe('Chat Completions tool calls whose every delta repeats the name', funct
       [
         ['Bash', 'deny'],
         ['Read', null],
+      ],
+    );
+  });
+});
+
+describe('MCP tool injection on a Chat Completions stream whose calls have no index', () => {
+  /** One chunk's event as the exchange hands it to the injected stream. */
+  const ev = (delta: Record<string, unknown>, finish: string | null = null): SseEvent => ({
+    event: undefined,
+    id: undefined,
+    data: chunk(delta, finish).slice('data: '.length).trim(),
+  });
+  const verdictData = (v: EventVerdict, original: SseEvent): string | null =>
+    v === DROP ? null : v === FORWARD ? original.data : v.action === 'replace' ? v.data : original.data;
+
+  it('runs the injected call and shows the client its own, each whole and numbered (Gemini’s OpenAI endpoint)', () => {
+    const stream = chatInjection.createStream({ stream: true }, (name) => name === 'docs__search');
+    stream.beginRound(false);
+    const events = [
+      ev({
+        role: 'assistant',
+        tool_calls: [
+          { id: 'call_i', type: 'function', function: { name: 'docs__search', arguments: '{"q":' } },
+        ],
+      }),
+      ev({ tool_calls: [{ function: { arguments: '"mcp"}' } }] }),
+      ev({
+        tool_calls: [
+          { id: 'call_c', type: 'function', function: { name: 'Read', arguments: '{"file_path":"/a"}' } },
+        ],
+      }),
+      // Gemini finishes a turn with calls as `stop`.
+      ev({}, 'stop'),
+    ];
+    const shown = events.map((e) => verdictData(stream.onEvent(e), e)).filter((d): d is string => d !== null);
+    const calls = shown.flatMap(
+      (d) =>
+        (
+          JSON.parse(d) as {
+            choices: {
+              delta: { tool_calls?: { index: number; id?: string; function?: { name?: string } }[] };
+            }[];
+          }
+        ).choices[0]?.delta.tool_calls ?? [],
+    );
+    // The client's call alone reaches it, numbered as its SDK needs; the injected one never does.
+    assert.deepEqual(
+      calls.map((c) => [c.index, c.id, c.function?.name]),
+      [[0, 'call_c', 'Read']],
+    );
+    const end = stream.endRound();
+    // A client call beside the injected one: the round ends, the injected call is left unrun, whole.
+    assert.equal(end.continues, false);
+    assert.deepEqual(end.calls, [{ id: 'call_i', name: 'docs__search', input: { q: 'mcp' } }]);
+  });
+
+  it('goes on to the next round when the model called only injected tools and finished as stop', () => {
+    const stream = chatInjection.createStream({ stream: true }, (name) => name.startsWith('docs__'));
+    stream.beginRound(false);
+    for (const e of [
+      ev({
+        role: 'assistant',
+        tool_calls: [
+          { id: 'call_1', type: 'function', function: { name: 'docs__search', arguments: '{"q":"a"}' } },
+        ],
+      }),
+      ev({
+        tool_calls: [
+          { id: 'call_2', type: 'function', function: { name: 'docs__fetch', arguments: '{"url":"b"}' } },
+        ],
+      }),
+      ev({}, 'stop'),
+    ])
+      stream.onEvent(e);
+    const end = stream.endRound();
+    assert.equal(end.continues, true);
+    assert.deepEqual(
+      end.calls.map((c) => [c.id, c.name, c.input]),
+      [
+        ['call_1', 'docs__search', { q: 'a' }],
+        ['call_2', 'docs__fetch', { url: 'b' }],
+      ],
+    );
+    // The turn the next request carries holds both calls, not one merged.
+    const turn = end.turn as { tool_calls: { id: string; function: { name: string; arguments: string } }[] };
+    assert.deepEqual(
+      turn.tool_calls.map((c) => [c.id, c.function.name, c.function.arguments]),
+      [
+        ['call_1', 'docs__search', '{"q":"a"}'],
+        ['call_2', 'docs__fetch', '{"url":"b"}'],
       ],
     );
   });

@@ -13,6 +13,7 @@ import {
   toolNames,
 } from '../injection';
 import { DROP, type EventVerdict, FORWARD, type JsonObject, type SseEvent } from '../types';
+import { CallKeys } from './call-keys';
 
 /** Between the text of two rounds, so the client's one message reads as paragraphs. */
 const ROUND_SEPARATOR = '\n\n';
@@ -28,8 +29,12 @@ function functionName(tc: unknown): string {
   return isObject(tc) && isObject(tc.function) ? (str(tc.function.name) ?? '') : '';
 }
 
+/**
+ * The round called offered tools only and may go on. A turn with calls may finish as `stop`: OpenAI
+ * says so when `tool_choice` names the function, Gemini's OpenAI endpoint always does.
+ */
 function continues(calls: InjectedCall[], client: boolean, finish: unknown, last: boolean): boolean {
-  return calls.length > 0 && !client && finish === 'tool_calls' && !last;
+  return calls.length > 0 && !client && (finish === 'tool_calls' || finish === 'stop') && !last;
 }
 
 interface StreamedCall {
@@ -55,7 +60,9 @@ class ChatInjectedStream implements InjectedStream {
   // The round being streamed:
   private usage: unknown = null;
   private text = '';
-  private readonly calls = new Map<number, StreamedCall>();
+  /** By call key (call-keys.ts), in the order the calls started. */
+  private readonly calls = new Map<string, StreamedCall>();
+  private keys = new CallKeys();
   private shownCalls = 0;
   private decided: RoundEnd | null = null;
 
@@ -71,6 +78,7 @@ class ChatInjectedStream implements InjectedStream {
     this.usage = null;
     this.text = '';
     this.calls.clear();
+    this.keys = new CallKeys();
     this.shownCalls = 0;
     this.decided = null;
   }
@@ -86,13 +94,13 @@ class ChatInjectedStream implements InjectedStream {
   }
 
   private turn(): ChatTurn {
-    const calls = [...this.calls.entries()].sort(([a], [b]) => a - b);
+    const calls = [...this.calls.values()];
     return {
       role: 'assistant',
       content: this.text === '' ? null : this.text,
       ...(calls.length > 0
         ? {
-            tool_calls: calls.map(([, c]) => ({
+            tool_calls: calls.map((c) => ({
               id: c.id,
               type: 'function',
               function: { name: c.name, arguments: c.args },
@@ -103,16 +111,17 @@ class ChatInjectedStream implements InjectedStream {
   }
 
   /** Tool-call deltas: injected ones hidden, the client's renumbered from 0. Returns what is left. */
-  private filterCalls(deltas: unknown[]): unknown[] {
+  private filterCalls(choice: number, deltas: unknown[]): unknown[] {
     const visible: unknown[] = [];
     for (const d of deltas) {
       if (!isObject(d)) continue;
-      const at = num(d.index);
-      let c = this.calls.get(at);
+      // Calls without an index (Gemini's OpenAI endpoint) are told apart by id, not all call 0.
+      const key = this.keys.key(choice, d);
+      let c = this.calls.get(key);
       if (!c) {
         const hidden = this.isInjected(functionName(d));
         c = { id: '', name: '', args: '', hidden, index: hidden ? -1 : this.shownCalls++ };
-        this.calls.set(at, c);
+        this.calls.set(key, c);
       }
       if (typeof d.id === 'string') c.id = d.id;
       if (isObject(d.function)) {
@@ -121,7 +130,7 @@ class ChatInjectedStream implements InjectedStream {
         if (name) c.name = name;
         c.args += str(d.function.arguments) ?? '';
       }
-      if (!c.hidden) visible.push(c.index === at ? d : { ...d, index: c.index });
+      if (!c.hidden) visible.push(d.index === c.index ? d : { ...d, index: c.index });
     }
     return visible;
   }
@@ -141,7 +150,7 @@ class ChatInjectedStream implements InjectedStream {
       this.textShown = true;
     }
     if (Array.isArray(delta.tool_calls)) {
-      const visible = this.filterCalls(delta.tool_calls);
+      const visible = this.filterCalls(num(choice.index), delta.tool_calls);
       if (visible.length === 0) delete delta.tool_calls;
       else delta.tool_calls = visible;
       changed = true;
