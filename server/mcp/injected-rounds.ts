@@ -29,8 +29,11 @@ export function prepareRound(
   api: WireApi,
   body: JsonObject,
   captureOutput: boolean | undefined,
+  /** The client's target (path and query): its query is the API's to read (WireApi.prepare). */
+  target: string,
 ): PreparedRequest {
-  const prepared = api.prepare(body, Buffer.from(JSON.stringify(body)));
+  const q = target.indexOf('?');
+  const prepared = api.prepare(body, Buffer.from(JSON.stringify(body)), q === -1 ? '' : target.slice(q));
   return { ...prepared, rewriteStream: true, ...(captureOutput ? { captureOutput: true } : {}) };
 }
 
@@ -119,7 +122,7 @@ export class InjectedRounds implements RoundStrategy {
       const next = x.nextRound(
         round,
         body,
-        prepareRound(x.metered.api, body, x.metered.prepared.captureOutput),
+        prepareRound(x.metered.api, body, x.metered.prepared.captureOutput, x.metered.target),
       );
       // The previous round's record links its results to the round that carries them, so the
       // next round is admitted first; its refusal is recorded and answered by the engine.

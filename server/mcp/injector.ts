@@ -21,7 +21,7 @@ export function injectedStrategy(
     const session = await hub.sessionFor(start.principal, injection.clientToolNames(body));
     if (!session) return undefined;
     const offered = injection.offer(body, session.tools);
-    x.first.prepared = prepareRound(api, offered, x.metered.prepared.captureOutput);
+    x.first.prepared = prepareRound(api, offered, x.metered.prepared.captureOutput, x.metered.target);
     return new InjectedRounds(session, injection, offered, loop);
   };
 }

@@ -59,8 +59,11 @@ export interface WireApi {
    * query string, `?` included, or empty.
    */
   unsupported?(body: JsonObject, query: string): string | null;
-  /** The bytes to send upstream; APIs that need nothing changed return `raw`. */
-  prepare(body: JsonObject, raw: Buffer): PreparedRequest;
+  /**
+   * The bytes to send upstream; APIs that need nothing changed return `raw`. `query` is the
+   * client's query string (`?` included) or empty: Azure's `api-version` says what a body may hold.
+   */
+  prepare(body: JsonObject, raw: Buffer, query?: string): PreparedRequest;
   fromJson(json: unknown, at: Date): ResponseFacts;
   createStreamMeter(prepared: PreparedRequest): StreamMeter;
   /** An error as an SSE event, for a stream whose headers are already sent. */

@@ -381,7 +381,7 @@ export async function serveMetered(
     ...(own ? { billedTo: 'user' as const } : {}),
     ...(answerRewrite ? { alias: asked! } : {}),
   };
-  const prepared = api.prepare(parsed, bytes);
+  const prepared = api.prepare(parsed, bytes, query);
   if (start.capture === 'full') prepared.captureOutput = true;
   req.interceptionId = start.id;
   // The model as the client named it, an alias resolved (a Gemini path names it, the body does not).

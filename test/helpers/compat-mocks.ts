@@ -114,6 +114,22 @@ export class CompatMock {
       return;
     }
     const body = JSON.parse(seen.body) as Body;
+    // Azure's api-versions before 2024-09-01-preview know no `stream_options`.
+    const version = /(?:^|&)api-version=(\d{4}-\d{2}-\d{2})/.exec(query ?? '')?.[1];
+    if (chat.deployment !== null && version !== undefined && version < '2024-09-01' && body.stream_options) {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: {
+            message: 'Unrecognized request argument supplied: stream_options',
+            type: 'invalid_request_error',
+            param: null,
+            code: null,
+          },
+        }),
+      );
+      return;
+    }
     const prompt = JSON.stringify(body.messages ?? []);
     if (this.flavour === 'azure' && prompt.includes('forbidden')) {
       res.writeHead(400, { 'content-type': 'application/json' });

@@ -242,6 +242,34 @@ describe('provider instances from a providers file', () => {
       assert.ok(rec.costUsd !== null && rec.costUsd > 0);
     });
 
+    it('streams to an AzureOpenAI client on an api-version older than stream_options, usage floored', async () => {
+      const before = (await tb.interceptions(0, dev.key)).length;
+      const client = new AzureOpenAI({
+        endpoint: `${tb.url}/azure-eu`,
+        apiKey: dev.key,
+        deployment: 'gpt-4o-mini',
+        apiVersion: '2024-06-01',
+        maxRetries: 0,
+      });
+      const stream = await client.chat.completions.create({
+        model: 'ignored',
+        stream: true,
+        messages: [{ role: 'user', content: 'hello' }],
+      });
+      let text = '';
+      for await (const c of stream) text += c.choices[0]?.delta?.content ?? '';
+      assert.equal(text, COMPAT_TEXT);
+      const seen = azure.requests.at(-1)!;
+      assert.equal(seen.url, '/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-06-01');
+      // Sent as the client sent it: that version answers `stream_options` with a 400.
+      assert.equal((JSON.parse(seen.body) as { stream_options?: unknown }).stream_options, undefined);
+      const rec = await latest(before + 1);
+      assert.equal(rec.status, 'ok');
+      assert.equal(rec.usageEstimated, true, 'no usage in the stream: floored, not free');
+      assert.ok(rec.usage.input > 0 && rec.usage.output > 0, JSON.stringify(rec.usage));
+      assert.ok(rec.costUsd !== null && rec.costUsd > 0);
+    });
+
     it('maps a content-filter refusal to OpenAI’s error shape', async () => {
       const client = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/azure/v1`, maxRetries: 0 });
       const err = await client.chat.completions

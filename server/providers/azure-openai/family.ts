@@ -1,5 +1,5 @@
 import { type FieldProblem, hasKey, type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
-import { chatCompletionsAt } from '../openai/chat-completions';
+import { chatCompletions, chatCompletionsAt } from '../openai/chat-completions';
 import { openaiErrorBody } from '../openai/errors';
 import { responsesAt } from '../openai/responses';
 import type { JsonObject, ProviderAdapter } from '../types';
@@ -11,6 +11,21 @@ const DEPLOYMENT = /^\/openai\/deployments\/([^/]+)\//i;
 /** The resource root (`https://res.openai.azure.com`) of a v1 base (`…/openai/v1`) or of the root itself. */
 export function resourceRoot(baseUrl: string): string {
   return baseUrl.replace(/\/+$/, '').replace(/\/openai(\/v1)?$/i, '');
+}
+
+/** The first dated `api-version` of the deployments form that takes `stream_options` (2024-09-01-preview). */
+const STREAM_OPTIONS_SINCE = '2024-09-01';
+
+/**
+ * Whether the deployments form's `api-version` takes `stream_options`: earlier versions
+ * (2024-02-01, 2024-06-01, still in many clients' settings) answer it with 400
+ * `Unrecognized request argument`, so their streams go as sent and are recorded with usage floored.
+ * A version that is no date (or none) is asked as any other request is.
+ */
+export function streamOptionsTaken(query: string): boolean {
+  const version = new URLSearchParams(query.startsWith('?') ? query.slice(1) : query).get('api-version');
+  const date = version ? /^(\d{4}-\d{2}-\d{2})/.exec(version)?.[1] : undefined;
+  return date === undefined || date >= STREAM_OPTIONS_SINCE;
 }
 
 function deploymentsOf(options: JsonObject): Readonly<Record<string, string>> {
@@ -51,7 +66,10 @@ function create(s: InstanceSettings): ProviderAdapter {
       responsesAt('/v1/responses'),
       chatCompletionsAt('/openai/v1/chat/completions'),
       responsesAt('/openai/v1/responses'),
-      chatCompletionsAt('/openai/deployments/:deployment/chat/completions'),
+      chatCompletions({
+        path: '/openai/deployments/:deployment/chat/completions',
+        forceUsage: streamOptionsTaken,
+      }),
     ],
     passthrough: [
       { methods: ['GET', 'HEAD'], path: '/v1/models', why: 'model list; free' },

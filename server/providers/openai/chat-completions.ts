@@ -251,18 +251,25 @@ export interface ChatCompletionsOptions {
   path?: string;
   /**
    * Ask for stream usage when the client did not (default). Off for a server that rejects
-   * `stream_options`: its streams are then relayed untouched and recorded without usage.
+   * `stream_options`: its streams are then relayed untouched and recorded without usage (floored).
+   * A function decides per request from the client's query string (Azure's `api-version`).
    */
-  forceUsage?: boolean;
+  forceUsage?: boolean | ((query: string) => boolean);
 }
 
 /** Chat Completions as an instance needs it; everything not tuned is OpenAI's. */
 export function chatCompletions(o: ChatCompletionsOptions = {}): WireApi {
+  const force = o.forceUsage;
+  const untouched = (raw: Buffer): PreparedRequest => ({ bytes: raw, rewriteStream: false });
   return {
     ...chatCompletionsApi,
     path: o.path ?? chatCompletionsApi.path,
-    ...(o.forceUsage === false
-      ? { prepare: (_body: JsonObject, raw: Buffer) => ({ bytes: raw, rewriteStream: false }) }
+    ...(force === false ? { prepare: (_body: JsonObject, raw: Buffer) => untouched(raw) } : {}),
+    ...(typeof force === 'function'
+      ? {
+          prepare: (body: JsonObject, raw: Buffer, query = '') =>
+            force(query) ? chatCompletionsApi.prepare(body, raw) : untouched(raw),
+        }
       : {}),
   };
 }
