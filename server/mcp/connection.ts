@@ -16,6 +16,12 @@ import { type McpServerConfig, toolAllowed } from './servers';
 const VERSION = '0.1.0';
 /** Stderr of a stdio server kept for the log when it fails, at most. */
 const STDERR_KEEP = 4096;
+/**
+ * Pages of a server's tool list read at most: a server that answers every page with another
+ * cursor would otherwise be listed for ever, its connection never settling (and every request
+ * waiting for it) while the list grows in memory.
+ */
+export const MAX_TOOL_PAGES = 100;
 
 export type ConnectionState = 'connecting' | 'ready' | 'down' | 'closed';
 
@@ -167,8 +173,15 @@ export class McpConnection {
   private async fetchTools(client: Client): Promise<void> {
     const all: Tool[] = [];
     let cursor: string | undefined;
+    // The whole list within the connect limit, not each page: a server answering every page just in
+    // time would otherwise hold the connection (and whoever waits for it) for pages × the limit.
+    const deadline = Date.now() + this.opts.connectTimeoutMs;
+    let pages = 0;
     do {
-      const page = await client.listTools(cursor ? { cursor } : {}, { timeout: this.opts.connectTimeoutMs });
+      if (++pages > MAX_TOOL_PAGES) throw new Error(`its tool list goes on past ${MAX_TOOL_PAGES} pages`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`its tool list took longer than ${this.opts.connectTimeoutMs} ms`);
+      const page = await client.listTools(cursor ? { cursor } : {}, { timeout: left });
       all.push(...page.tools);
       cursor = page.nextCursor;
     } while (cursor);

@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import {
+  CallToolRequestSchema,
+  type CallToolResult,
+  ListToolsRequestSchema,
+} from '@modelcontextprotocol/sdk/types.js';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { type Listening, listenOnLoopback } from '../helpers/loopback';
+
+/**
+ * An MCP server over streamable HTTP (stateless), in this process. `good` answers; `pages` lists
+ * one tool per page with a next cursor for ever; `hang` never answers anything.
+ */
+class Upstream {
+  pages = 0;
+  private readonly server = http.createServer((req, res) => void this.handle(req, res));
+  private listening: Listening | undefined;
+  url = '';
+
+  constructor(private readonly mode: 'good' | 'pages' | 'hang') {}
+
+  async start(): Promise<this> {
+    this.listening = await listenOnLoopback(this.server);
+    this.url = `${this.listening.origin}/mcp`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    await this.listening?.stop();
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (this.mode === 'hang') return;
+    const mcp = new Server({ name: this.mode, version: '1.0.0' }, { capabilities: { tools: {} } });
+    mcp.setRequestHandler(ListToolsRequestSchema, async (r) => {
+      if (this.mode === 'good')
+        return { tools: [{ name: 'echo', inputSchema: { type: 'object' as const, properties: {} } }] };
+      this.pages++;
+      const n = Number(r.params?.cursor ?? 0);
+      return {
+        tools: [{ name: `t${n}`, inputSchema: { type: 'object' as const, properties: {} } }],
+        nextCursor: String(n + 1),
+      };
+    });
+    mcp.setRequestHandler(CallToolRequestSchema, async (r) => ({
+      content: [{ type: 'text', text: `${r.params.name} done` }],
+    }));
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+    res.on('close', () => {
+      void transport.close();
+      void mcp.close();
+    });
+    await mcp.connect(transport);
+    await transport.handleRequest(req, res);
+  }
+}
+
+async function connect(base: string, key: string): Promise<Client> {
+  const client = new Client({ name: 'test-agent', version: '1.0.0' });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${key}` } },
+    }),
+  );
+  return client;
+}
+
+/** `p`, or a rejection naming what did not settle within `ms`. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+describe('the MCP gateway with a hostile or hanging upstream MCP server', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  const servers: Upstream[] = [];
+  const bridges: TestBridge[] = [];
+  const clients: Client[] = [];
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+  });
+
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => undefined);
+    for (const b of bridges) await b.close();
+    for (const s of servers) await s.stop();
+    await upstream.stop();
+  });
+
+  async function bridgeWith(
+    defs: Record<string, Upstream>,
+    env: Record<string, string>,
+  ): Promise<{ tb: TestBridge; key: string }> {
+    const dir = await tempDir();
+    const file: Record<string, unknown> = {};
+    for (const [name, s] of Object.entries(defs)) file[name] = { transport: { type: 'http', url: s.url } };
+    await fs.writeFile(path.join(dir, 'mcp-servers.json'), JSON.stringify({ servers: file }));
+    const tb = await startBridge(upstream.url, env, dir);
+    bridges.push(tb);
+    const { key } = await tb.addUser(`dev${bridges.length}@example.com`);
+    return { tb, key };
+  }
+
+  it('a server that lists tools with a next cursor for ever is cut off; the other servers keep working', async () => {
+    const good = await new Upstream('good').start();
+    const pager = await new Upstream('pages').start();
+    servers.push(good, pager);
+    const { tb, key } = await bridgeWith({ good, pager }, { AIBRIDGE_MCP_CONNECT_TIMEOUT_MS: '5000' });
+    const client = await connect(tb.url, key);
+    clients.push(client);
+    const r = (await within(
+      client.callTool({ name: 'good__echo', arguments: {} }),
+      8000,
+      'a call of another server',
+    )) as CallToolResult;
+    assert.deepEqual(r.content, [{ type: 'text', text: 'echo done' }]);
+    await within(tb.bridge.mcp.ready(), 8000, 'the first connection attempts');
+    const pages = pager.pages;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(pager.pages, pages, 'the bridge stopped asking for pages');
+    assert.ok(pages <= 1000, `asked for ${pages} pages`);
+    const st = await tb.api<{ status: { state: string; error: string } }>(
+      'GET',
+      '/api/v1/mcp/servers/pager',
+      tb.adminKey,
+    );
+    assert.equal(st.body.status.state, 'down');
+    assert.match(st.body.status.error, /pages/);
+  });
+});
