@@ -75,6 +75,11 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     }
     return out;
   };
+  /** The one server a read names, when ready: its connection alone is waited for. */
+  const one = async (name: string): Promise<{ s: UserServer; conn: McpConnection } | undefined> => {
+    const s = await d.hub.serverFor(principal, name);
+    return s ? ready([s])[0] : undefined;
+  };
 
   /** Records one call through the gateway when it ends: a tool call, or a resource or prompt read. */
   const recorder =
@@ -158,8 +163,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const started = d.now();
     const name = req.params.name;
     const parts = splitName(name);
-    const list = parts ? await servers() : [];
-    const s = parts ? list.find((x) => x.config.name === parts.server) : undefined;
+    const s = parts ? await d.hub.serverFor(principal, parts.server) : undefined;
     if (!parts || !s) throw rpcFailure(RpcCode.InvalidParams, `Unknown tool: ${name}`);
     const args = req.params.arguments ?? {};
     const mark = d.judge?.(principal, [name, `mcp__${parts.server}__${parts.tool}`], args);
@@ -257,7 +261,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
 
   server.setRequestHandler(ReadResourceRequestSchema, async (req, extra) => {
     const parts = splitResourceUri(req.params.uri);
-    const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
+    const s = parts ? await one(parts.server) : undefined;
     if (!parts || !s?.conn.capabilities?.resources)
       throw rpcFailure(RpcCode.InvalidParams, `Unknown resource: ${req.params.uri}`);
     // The URIs are the client's (and the server's) strings: redacted like inputs, and capped.
@@ -292,7 +296,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
 
   server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
     const parts = splitName(req.params.name);
-    const s = parts ? ready(await servers()).find((x) => x.s.config.name === parts.server) : undefined;
+    const s = parts ? await one(parts.server) : undefined;
     if (!parts || !s?.conn.capabilities?.prompts)
       throw rpcFailure(RpcCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
     const args = req.params.arguments ?? {};

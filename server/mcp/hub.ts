@@ -299,19 +299,28 @@ export class McpHub {
    * user's own (opened now if need be); `conn` undefined when they hold no credential for it.
    */
   async serversFor(principal: Principal): Promise<UserServer[]> {
-    const { user } = principal;
     return Promise.all(
-      [...this.servers.values()]
-        .filter((s) => s.enabled)
-        .map(async (s) => {
-          let conn: McpConnection | undefined;
-          if (s.auth.type !== 'per_user') {
-            conn = this.shared.get(s.name);
-            await conn?.settled();
-          } else conn = await this.userConnection(s, user.id);
-          return { config: s, conn, timeoutMs: s.timeoutMs ?? this.d.settings.callTimeoutMs };
-        }),
+      [...this.servers.values()].filter((s) => s.enabled).map((s) => this.userServer(s, principal.user.id)),
     );
+  }
+
+  /**
+   * One enabled server as this user reaches it, or undefined when there is none of that name: a
+   * gateway call of one server waits for that server's connection only, never for another's
+   * (one still connecting, or hanging, holds up its own calls alone).
+   */
+  async serverFor(principal: Principal, name: string): Promise<UserServer | undefined> {
+    const s = this.servers.get(name);
+    return s?.enabled ? this.userServer(s, principal.user.id) : undefined;
+  }
+
+  private async userServer(s: McpServerConfig, userId: string): Promise<UserServer> {
+    let conn: McpConnection | undefined;
+    if (s.auth.type !== 'per_user') {
+      conn = this.shared.get(s.name);
+      await conn?.settled();
+    } else conn = await this.userConnection(s, userId);
+    return { config: s, conn, timeoutMs: s.timeoutMs ?? this.d.settings.callTimeoutMs };
   }
 
   /** Reports a server the gateway had to skip for this user, the same way injection does. */

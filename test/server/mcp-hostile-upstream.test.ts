@@ -142,4 +142,22 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
     assert.equal(st.body.status.state, 'down');
     assert.match(st.body.status.error, /pages/);
   });
+
+  it("a call of one server does not wait for another server's connection attempt", async () => {
+    const good = await new Upstream('good').start();
+    const hang = await new Upstream('hang').start();
+    servers.push(good, hang);
+    const { tb, key } = await bridgeWith({ good, hang }, { AIBRIDGE_MCP_CONNECT_TIMEOUT_MS: '8000' });
+    // Without a session: every request is on its own (the SDK client's initialize would list nothing).
+    const client = await connect(tb.url, key);
+    clients.push(client);
+    const started = Date.now();
+    const r = (await within(
+      client.callTool({ name: 'good__echo', arguments: {} }),
+      4000,
+      'a call of another server',
+    )) as CallToolResult;
+    assert.deepEqual(r.content, [{ type: 'text', text: 'echo done' }]);
+    assert.ok(Date.now() - started < 4000);
+  });
 });
