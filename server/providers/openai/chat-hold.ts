@@ -24,10 +24,11 @@ interface HeldChunk {
   keys: string[];
 }
 
-function finishes(chunk: JsonObject): boolean {
-  return (
-    Array.isArray(chunk.choices) &&
-    (chunk.choices as unknown[]).some((c) => isObject(c) && typeof c.finish_reason === 'string')
+/** The choices a chunk finishes. */
+function finished(chunk: JsonObject): number[] {
+  if (!Array.isArray(chunk.choices)) return [];
+  return (chunk.choices as unknown[]).flatMap((c) =>
+    isObject(c) && typeof c.finish_reason === 'string' ? [num(c.index)] : [],
   );
 }
 
@@ -42,6 +43,8 @@ class ChatHold implements FrameRewriter {
   private held: HeldChunk[] | undefined;
   private readonly calls = new Map<string, Assembled>();
   private readonly keys = new CallKeys();
+  /** Choices that finished while calls were held. */
+  private readonly done = new Set<number>();
 
   constructor(private readonly judge: ToolJudge) {}
 
@@ -71,9 +74,16 @@ class ChatHold implements FrameRewriter {
         }
       }
     }
-    // `[DONE]` without a finishing chunk, or a chunk that finishes: the calls are complete.
-    if ((chunk && finishes(chunk)) || f.ev?.data === '[DONE]') return this.release();
-    return '';
+    // `[DONE]` without a finishing chunk, or every choice with calls finished: the calls are
+    // complete. Not the first choice to finish: with `n` > 1 the choices interleave, and another
+    // choice's call may have only part of its arguments yet (judged on those, the rest would
+    // follow unheld, under no name, and the client would assemble the whole call).
+    if (f.ev?.data === '[DONE]') return this.release();
+    const ending = chunk ? finished(chunk) : [];
+    if (ending.length === 0) return '';
+    for (const i of ending) this.done.add(i);
+    for (const key of this.calls.keys()) if (!this.done.has(Number(key.split(':')[0]))) return '';
+    return this.release();
   }
 
   end(): string {
@@ -83,6 +93,7 @@ class ChatHold implements FrameRewriter {
   private release(): string {
     const held = this.held!;
     this.held = undefined;
+    this.done.clear();
     const denials = new Map<string, Denial>();
     for (const [key, c] of this.calls) {
       const d = this.judge({ id: c.id, name: c.name || 'unknown', input: parseArguments(c.args) });
