@@ -122,14 +122,18 @@ export class McpConnection {
         capabilities: {},
         listChanged: {
           tools: {
-            onChanged: (err, tools) => {
+            // Not the SDK's own refresh: it reads the first page only, and a paginated server's
+            // other tools would vanish until the next periodic refresh.
+            autoRefresh: false,
+            onChanged: () => {
               this.listChanges++;
-              if (err)
+              if (this.client !== client || this.state === 'closed') return;
+              this.fetchTools(client).catch((err: unknown) =>
                 this.opts.log.warn(
-                  { server: this.server.name, err: err.message },
+                  { server: this.server.name, err: describe(err) },
                   'mcp: tool refresh failed',
-                );
-              else if (tools) this.setTools(tools);
+                ),
+              );
             },
           },
         },

@@ -13,6 +13,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { type Listening, listenOnLoopback } from '../helpers/loopback';
 
 /**
@@ -25,7 +26,7 @@ class Upstream {
   private listening: Listening | undefined;
   url = '';
 
-  constructor(private readonly mode: 'good' | 'pages' | 'hang') {}
+  constructor(private readonly mode: 'good' | 'pages' | 'hang' | 'two-pages') {}
 
   async start(): Promise<this> {
     this.listening = await listenOnLoopback(this.server);
@@ -39,8 +40,18 @@ class Upstream {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (this.mode === 'hang') return;
-    const mcp = new Server({ name: this.mode, version: '1.0.0' }, { capabilities: { tools: {} } });
+    const mcp = new Server(
+      { name: this.mode, version: '1.0.0' },
+      { capabilities: { tools: { listChanged: true } } },
+    );
     mcp.setRequestHandler(ListToolsRequestSchema, async (r) => {
+      if (this.mode === 'two-pages')
+        return r.params?.cursor === 'second'
+          ? { tools: [{ name: 'second', inputSchema: { type: 'object' as const, properties: {} } }] }
+          : {
+              tools: [{ name: 'first', inputSchema: { type: 'object' as const, properties: {} } }],
+              nextCursor: 'second',
+            };
       if (this.mode === 'good')
         return { tools: [{ name: 'echo', inputSchema: { type: 'object' as const, properties: {} } }] };
       this.pages++;
@@ -50,9 +61,12 @@ class Upstream {
         nextCursor: String(n + 1),
       };
     });
-    mcp.setRequestHandler(CallToolRequestSchema, async (r) => ({
-      content: [{ type: 'text', text: `${r.params.name} done` }],
-    }));
+    mcp.setRequestHandler(CallToolRequestSchema, async (r, extra) => {
+      // Its tools changed: said on the call's own response stream, as a stateless server can.
+      if (this.mode === 'two-pages')
+        await extra.sendNotification({ method: 'notifications/tools/list_changed' });
+      return { content: [{ type: 'text', text: `${r.params.name} done` }] };
+    });
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     res.on('close', () => {
       void transport.close();
@@ -159,5 +173,25 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
     )) as CallToolResult;
     assert.deepEqual(r.content, [{ type: 'text', text: 'echo done' }]);
     assert.ok(Date.now() - started < 4000);
+  });
+
+  it("keeps every page of a server's tools when the server says its list changed", async () => {
+    const paged = await new Upstream('two-pages').start();
+    servers.push(paged);
+    const { tb, key } = await bridgeWith({ paged }, {});
+    await tb.bridge.mcp.ready();
+    const client = await connect(tb.url, key);
+    clients.push(client);
+    const names = async () => (await client.listTools()).tools.map((t) => t.name).sort();
+    assert.deepEqual(await names(), ['paged__first', 'paged__second']);
+    await client.callTool({ name: 'paged__first', arguments: {} });
+    const status = async () =>
+      (await tb.api<{ status: { listChanges: number } }>('GET', '/api/v1/mcp/servers/paged', tb.adminKey))
+        .body.status;
+    await eventually(async () => (await status()).listChanges >= 1, {
+      what: 'the list_changed notification',
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(await names(), ['paged__first', 'paged__second']);
   });
 });
