@@ -121,8 +121,11 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
     const streams = new Map<string, Set<Server>>();
     /** GET streams admitted and not yet held (the SDK loading), by user. */
     const opening = new Map<string, number>();
-    const unsubscribe = d.hub.onChange(() => {
-      for (const set of streams.values())
+    // A change of one user's own connection (their credential for a per-user server) is told to
+    // that user's streams only: the others' offers did not change, and it is not theirs to see.
+    const unsubscribe = d.hub.onChange((userId) => {
+      const sets = userId === undefined ? [...streams.values()] : [streams.get(userId) ?? new Set<Server>()];
+      for (const set of sets)
         for (const s of set) {
           void s.sendToolListChanged().catch(() => undefined);
           void s.sendResourceListChanged().catch(() => undefined);

@@ -69,7 +69,7 @@ export class McpHub {
   private readonly pending: PendingAuthorisations;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly changeListeners = new Set<() => void>();
+  private readonly changeListeners = new Set<(userId?: string) => void>();
 
   constructor(private readonly d: McpHubDeps) {
     this.cipher = d.settings.credentialsKey ? new CredentialCipher(d.settings.credentialsKey) : undefined;
@@ -131,7 +131,13 @@ export class McpHub {
     return sealed;
   }
 
-  private connection(s: McpServerConfig, credential?: string, provider?: BridgeOAuthProvider): McpConnection {
+  /** `userId`: the user a per-user connection is for, the only one its tool changes concern. */
+  private connection(
+    s: McpServerConfig,
+    credential?: string,
+    provider?: BridgeOAuthProvider,
+    userId?: string,
+  ): McpConnection {
     const opened = openTransport(s, this.cipher, (name, reason) =>
       this.d.log.error({ server: s.name, value: name }, `mcp: a header or env value is left out: ${reason}`),
     );
@@ -140,22 +146,23 @@ export class McpHub {
       log: this.d.log,
       credential,
       authProvider: provider,
-      onTools: () => this.changed(),
+      onTools: () => this.changed(userId),
     });
   }
 
   /**
    * Tells `listener` whenever what users may be offered can have changed: a server was defined,
    * replaced or deleted (here or, through the change feed, on another replica) or a server's tool
-   * list changed. Returns the unsubscribe.
+   * list changed. `userId` when only that user's offer changed (their own connection or
+   * credential for a per-user server): no one else is told of it. Returns the unsubscribe.
    */
-  onChange(listener: () => void): () => void {
+  onChange(listener: (userId?: string) => void): () => void {
     this.changeListeners.add(listener);
     return () => this.changeListeners.delete(listener);
   }
 
-  private changed(): void {
-    for (const l of this.changeListeners) l();
+  private changed(userId?: string): void {
+    for (const l of this.changeListeners) l(userId);
   }
 
   private connectShared(s: McpServerConfig): void {
@@ -229,11 +236,12 @@ export class McpHub {
     if (!u) {
       const conn =
         cred.kind === 'token'
-          ? this.connection(s, cred.token)
+          ? this.connection(s, cred.token, undefined, userId)
           : this.connection(
               s,
               undefined,
               new BridgeOAuthProvider(s, userId, this.credentials, this.cipher, redirectOf(cred) ?? ''),
+              userId,
             );
       u = { conn, lastUsed: Date.now() };
       this.users.set(key, u);
@@ -494,7 +502,7 @@ export class McpHub {
     const u = this.users.get(key);
     this.users.delete(key);
     await u?.conn.close();
-    this.changed();
+    this.changed(userId);
   }
 
   /** Starts a user's OAuth authorisation: the URL to send their browser to, or null when already authorised. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -193,5 +194,65 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
     });
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(await names(), ['paged__first', 'paged__second']);
+  });
+});
+
+describe("the MCP gateway's notification streams, one member's change", function () {
+  this.timeout(30_000);
+  let upstream: AnthropicMock;
+  let good: Upstream;
+  let tb: TestBridge;
+  const clients: Client[] = [];
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    good = await new Upstream('good').start();
+    tb = await startBridge(upstream.url, {
+      AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64'),
+    });
+    const put = await tb.api('PUT', '/api/v1/mcp/servers/mine', tb.adminKey, {
+      transport: { type: 'http', url: good.url },
+      auth: { type: 'per_user' },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+  });
+
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await tb?.close();
+    await good?.stop();
+    await upstream?.stop();
+  });
+
+  /** A client with its notification stream open, counting tools/list_changed. */
+  async function listening(key: string): Promise<{ changes: () => number }> {
+    let n = 0;
+    const client = new Client(
+      { name: 'test-agent', version: '1.0.0' },
+      { listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: () => n++ } } },
+    );
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${tb.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${key}` } },
+      }),
+    );
+    clients.push(client);
+    return { changes: () => n };
+  }
+
+  it("is told to that member's streams only: a colleague's client hears nothing of it", async () => {
+    const alice = await tb.addUser('alice@example.com');
+    const bob = await tb.addUser('bob@example.com');
+    const a = await listening(alice.key);
+    const b = await listening(bob.key);
+    // The SDK client opens its notification stream (GET /mcp) after initializing.
+    await new Promise((r) => setTimeout(r, 300));
+    for (let i = 0; i < 3; i++) {
+      const r = await tb.api('PUT', '/api/v1/me/mcp/mine/credentials', bob.key, { token: `t${i}` });
+      assert.equal(r.status, 204);
+    }
+    await eventually(async () => (b.changes() > 0 ? true : undefined), { what: "bob's own notification" });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(a.changes(), 0, "alice's client was told of bob's credential changes");
   });
 });
