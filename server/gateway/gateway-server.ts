@@ -201,8 +201,13 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     const tool = conn?.state === 'ready' ? conn.tools.find((t) => t.name === parts.tool) : undefined;
     if (conn && conn.state !== 'ready') {
       const why = conn.lastError ?? `the server is ${conn.state}`;
-      record({ outcome: 'error', error: why });
-      throw rpcFailure(RpcCode.InternalError, `${parts.server} is unavailable: ${why}`);
+      // A shared server's reason is what it answered (an error body, an internal address): the
+      // admins' to read (its status, the mcp.warning event), as for injection. A user's own
+      // per-user connection's reason is theirs.
+      const shown = s.config.auth.type === 'per_user' ? why : `the server is ${conn.state}`;
+      d.hub.skipped(s.config.name, why, audience);
+      record({ outcome: 'error', error: shown });
+      throw rpcFailure(RpcCode.InternalError, `${parts.server} is unavailable: ${shown}`);
     }
     // Not offered to this user (denied by the server's patterns, or no such tool): as if unknown.
     if (!conn || !tool) throw rpcFailure(RpcCode.InvalidParams, `Unknown tool: ${name}`);

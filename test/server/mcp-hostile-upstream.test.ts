@@ -255,4 +255,48 @@ describe("the MCP gateway's notification streams, one member's change", function
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(a.changes(), 0, "alice's client was told of bob's credential changes");
   });
+
+  it("a shared server's failure is the admins' to read: a member calling it is not shown what it answered", async () => {
+    const broken = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('pool exhausted: postgres://svc:hunter2@10.1.2.3:5432/mcp');
+    });
+    const l = await listenOnLoopback(broken);
+    try {
+      const put = await tb.api('PUT', '/api/v1/mcp/servers/broken', tb.adminKey, {
+        transport: { type: 'http', url: `${l.origin}/mcp` },
+      });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      const status = (put.body as { status: { state: string; error: string } }).status;
+      assert.equal(status.state, 'down');
+      assert.match(status.error, /10\.1\.2\.3/, 'the admin sees why');
+      const carol = await tb.addUser('carol@example.com');
+      const client = new Client({ name: 'test-agent', version: '1.0.0' });
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(`${tb.url}/mcp`), {
+          requestInit: { headers: { authorization: `Bearer ${carol.key}` } },
+        }),
+      );
+      clients.push(client);
+      const err = await client.callTool({ name: 'broken__anything', arguments: {} }).then(
+        () => assert.fail('expected an error'),
+        (e: Error) => e,
+      );
+      assert.match(err.message, /broken is unavailable/);
+      assert.doesNotMatch(err.message, /10\.1\.2\.3|hunter2/);
+      const items = await eventually(async () => {
+        const r = await tb.api<{ items: { error: string | null }[] }>(
+          'GET',
+          '/api/v1/tool-calls?via=gateway',
+          carol.key,
+        );
+        return r.body.items.length > 0 ? r.body.items : undefined;
+      });
+      for (const c of items) assert.doesNotMatch(c.error ?? '', /10\.1\.2\.3|hunter2/);
+    } finally {
+      await tb.api('DELETE', '/api/v1/mcp/servers/broken', tb.adminKey);
+      await l.stop();
+    }
+  });
 });
