@@ -19,6 +19,7 @@ import { blockedMessage } from '../../shared/tool-policy';
 import type { McpConnection } from '../mcp/connection';
 import type { UserServer } from '../mcp/hub';
 import { callFailure, isMcpError, RpcCode } from '../mcp/rpc';
+import { SHARED_CALL_FAILURE } from '../mcp/session';
 import type { GatewayCaller, GatewayServerDeps } from './in-flight';
 import { CONNECT_TOOL, connectAdvice, gatewayName, resourceUri, splitName, splitResourceUri } from './names';
 
@@ -231,11 +232,20 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
         record({ outcome: 'timeout', error: message });
         throw rpcFailure(RpcCode.RequestTimeout, `${parts.server} did not answer within ${limitMs} ms.`);
       }
-      record({ outcome: 'error', error: message.slice(0, 300) });
-      // The server's own JSON-RPC error (invalid params, ...) passes through; anything else is ours.
-      if (isMcpError(err) && err.code !== RpcCode.ConnectionClosed)
+      // The server's own JSON-RPC error (invalid params, ...) passes through: the tool's answer.
+      if (isMcpError(err) && err.code !== RpcCode.ConnectionClosed) {
+        record({ outcome: 'error', error: message.slice(0, 300) });
         throw rpcFailure(err.code, err.message.replace(/^MCP error -?\d+: /, ''));
-      throw rpcFailure(RpcCode.InternalError, `${parts.server} failed: ${message}`);
+      }
+      // Anything else is the transport's: a shared server's (an error body, an internal address)
+      // is for admins, as its reason for being down is; a member's own connection's is theirs.
+      let shown = message.slice(0, 300);
+      if (s.config.auth.type !== 'per_user') {
+        d.hub.skipped(s.config.name, `a call of ${parts.tool} failed: ${shown}`, audience);
+        shown = SHARED_CALL_FAILURE;
+      }
+      record({ outcome: 'error', error: shown });
+      throw rpcFailure(RpcCode.InternalError, `${parts.server} failed: ${shown}`);
     } finally {
       forget();
     }

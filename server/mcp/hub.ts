@@ -299,7 +299,11 @@ export class McpHub {
         });
       }
     }
-    return tools.length > 0 ? new ToolSession(tools, this.d.settings.resultLimit) : null;
+    return tools.length > 0
+      ? new ToolSession(tools, this.d.settings.resultLimit, (server, message) =>
+          this.warn(server, message, audience),
+        )
+      : null;
   }
 
   /**

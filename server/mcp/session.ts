@@ -27,6 +27,12 @@ export interface ToolRun {
 
 const TRUNCATED = '\n[truncated by the bridge]';
 
+/**
+ * What a member (and the model) is told when a shared server fails a call: what it answered (an
+ * error body, an internal address) is the admins' to read, as its reason for being down is.
+ */
+export const SHARED_CALL_FAILURE = 'the server failed to answer (admins are told why)';
+
 /** A tool result as the text the model receives: text parts as they are, other parts named. */
 export function resultText(result: CallToolResult, limit: number): string {
   const parts: string[] = [];
@@ -63,6 +69,8 @@ export class ToolSession {
   constructor(
     tools: readonly SessionTool[],
     private readonly resultLimit: number,
+    /** Told why a shared server failed a call (the hub warns admins); the member is not. */
+    private readonly sharedFailure: (server: string, message: string) => void = () => undefined,
   ) {
     for (const t of tools) this.byName.set(t.offered.name, t);
   }
@@ -113,7 +121,11 @@ export class ToolSession {
         const error = `timed out after ${t.timeoutMs} ms`;
         return done(`The tool ${error}.`, 'timeout', error);
       }
-      const error = describe(err);
+      let error = describe(err);
+      if (t.connection.server.auth.type !== 'per_user') {
+        this.sharedFailure(t.server, `a call of ${t.tool.name} failed: ${error}`);
+        error = SHARED_CALL_FAILURE;
+      }
       return done(`The tool failed: ${error}`, 'error', error);
     }
   }

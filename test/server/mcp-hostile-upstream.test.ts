@@ -19,7 +19,8 @@ import { type Listening, listenOnLoopback } from '../helpers/loopback';
 
 /**
  * An MCP server over streamable HTTP (stateless), in this process. `good` answers; `pages` lists
- * one tool per page with a next cursor for ever; `hang` never answers anything.
+ * one tool per page with a next cursor for ever; `hang` never answers anything; `fails-calls`
+ * lists its tool but answers every tools/call with a 500 whose body holds an internal address.
  */
 class Upstream {
   pages = 0;
@@ -27,7 +28,7 @@ class Upstream {
   private listening: Listening | undefined;
   url = '';
 
-  constructor(private readonly mode: 'good' | 'pages' | 'hang' | 'two-pages') {}
+  constructor(private readonly mode: 'good' | 'pages' | 'hang' | 'two-pages' | 'fails-calls') {}
 
   async start(): Promise<this> {
     this.listening = await listenOnLoopback(this.server);
@@ -53,7 +54,7 @@ class Upstream {
               tools: [{ name: 'first', inputSchema: { type: 'object' as const, properties: {} } }],
               nextCursor: 'second',
             };
-      if (this.mode === 'good')
+      if (this.mode === 'good' || this.mode === 'fails-calls')
         return { tools: [{ name: 'echo', inputSchema: { type: 'object' as const, properties: {} } }] };
       this.pages++;
       const n = Number(r.params?.cursor ?? 0);
@@ -63,6 +64,12 @@ class Upstream {
       };
     });
     mcp.setRequestHandler(CallToolRequestSchema, async (r, extra) => {
+      if (this.mode === 'fails-calls') {
+        // The HTTP answer a broken backend gives, in place of the call's result (never sent).
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end('pool exhausted: postgres://svc:hunter2@10.1.2.3:5432/mcp');
+        return new Promise<never>(() => undefined);
+      }
       // Its tools changed: said on the call's own response stream, as a stateless server can.
       if (this.mode === 'two-pages')
         await extra.sendNotification({ method: 'notifications/tools/list_changed' });
@@ -297,6 +304,42 @@ describe("the MCP gateway's notification streams, one member's change", function
     } finally {
       await tb.api('DELETE', '/api/v1/mcp/servers/broken', tb.adminKey);
       await l.stop();
+    }
+  });
+  it("a shared server's failure during a call is the admins' to read too: the member is told it failed, not what it answered", async () => {
+    const flaky = await new Upstream('fails-calls').start();
+    try {
+      const put = await tb.api('PUT', '/api/v1/mcp/servers/flaky', tb.adminKey, {
+        transport: { type: 'http', url: flaky.url },
+      });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      assert.equal(
+        (put.body as { status: { state: string } }).status.state,
+        'ready',
+        JSON.stringify(put.body),
+      );
+      const dan = await tb.addUser('dan@example.com');
+      const client = await connect(tb.url, dan.key);
+      clients.push(client);
+      const err = await client.callTool({ name: 'flaky__echo', arguments: {} }).then(
+        () => assert.fail('expected an error'),
+        (e: Error) => e,
+      );
+      assert.match(err.message, /flaky failed: the server failed to answer/);
+      assert.doesNotMatch(err.message, /10\.1\.2\.3|hunter2/);
+      const items = await eventually(async () => {
+        const r = await tb.api<{ items: { error: string | null; outcome: string }[] }>(
+          'GET',
+          '/api/v1/tool-calls?via=gateway',
+          dan.key,
+        );
+        return r.body.items.length > 0 ? r.body.items : undefined;
+      });
+      assert.equal(items[0]!.outcome, 'error');
+      for (const c of items) assert.doesNotMatch(c.error ?? '', /10\.1\.2\.3|hunter2/);
+    } finally {
+      await tb.api('DELETE', '/api/v1/mcp/servers/flaky', tb.adminKey);
+      await flaky.stop();
     }
   });
 });
