@@ -251,6 +251,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         judge: (p, names, input) => policy.toolPolicy.judgeGatewayCall(p.user, names, input),
         accessTokens: oauth.accessTokens,
         capture: audit.capture,
+        // Notification streams are re-checked on the live sockets' beat, as those are.
+        ...(opts.liveEvents?.heartbeatMs ? { recheckMs: opts.liveEvents.heartbeatMs } : {}),
       }).plugin,
     );
     await app.register(async (api) => {

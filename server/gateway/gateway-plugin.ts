@@ -26,6 +26,8 @@ export function gatewayCapability(
     judge?: GatewayServerDeps['judge'];
     accessTokens?: GatewayAccessTokens;
     capture?: { levelFor(team: string | null): CaptureLevel };
+    /** How often an open notification stream's key is checked again (default 30 s). */
+    recheckMs?: number;
   },
 ): GatewayCapability {
   const { config, store, metrics, bus, log, clock } = core;
@@ -53,6 +55,7 @@ export function gatewayCapability(
       maxJsonDepth: config.limits.maxJsonDepth,
       maxJsonContainers: config.limits.maxJsonContainers,
       ...(d.accessTokens ? { accessTokens: d.accessTokens } : {}),
+      ...(d.recheckMs ? { recheckMs: d.recheckMs } : {}),
     }),
   };
 }

@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../core/principal';
-import { BridgeError, fromFastifyError } from '../errors';
+import { BridgeError, fromFastifyError, isBridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
@@ -25,6 +25,8 @@ export const GATEWAY_BODY_LIMIT = 4 * 1024 * 1024;
 const COUNTED = new Set(['tools/call', 'resources/read', 'prompts/get', 'resources/list', 'prompts/list']);
 /** Notification streams (GET /mcp) one user may hold open on one replica. */
 const STREAMS_PER_USER = 16;
+/** How often a notification stream's credential is checked again, as the live sockets' are. */
+const RECHECK_MS = 30_000;
 
 export interface GatewayRouteDeps extends GatewayServerDeps {
   auth: Authenticator;
@@ -36,6 +38,8 @@ export interface GatewayRouteDeps extends GatewayServerDeps {
   maxJsonContainers: number;
   /** The bridge's own OAuth access tokens; absent: bridge keys only, and no authorization server named. */
   accessTokens?: GatewayAccessTokens;
+  /** How often an open notification stream's key or token is checked again (default 30 s). */
+  recheckMs?: number;
 }
 
 interface JsonRpcMessage {
@@ -94,6 +98,9 @@ async function relay(res: Response, raw: ServerResponse): Promise<void> {
     raw.end();
     return;
   }
+  // Node holds the head until the first body byte: a notification stream with nothing to say yet
+  // (its first keep-alive 15 s away) left its client waiting that long to learn it was open.
+  raw.flushHeaders();
   const reader = res.body.getReader();
   raw.once('close', () => void reader.cancel().catch(() => undefined));
   try {
@@ -148,9 +155,19 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
     app.get(RESOURCE_METADATA_PATH, { config: { access: 'public' } }, metadata);
     app.get(`${RESOURCE_METADATA_PATH}${GATEWAY_PATH}`, { config: { access: 'public' } }, metadata);
 
+    const tokens = d.accessTokens;
+    /** Authenticates a request's credential again: a long-lived stream outlives no revocation. */
+    const recheckOf = (req: FastifyRequest): (() => Promise<Principal>) => {
+      const bearer = credentialFrom(req.headers);
+      const resource = `${originOf(req, d.publicUrl)}${GATEWAY_PATH}`;
+      if (tokens !== undefined && bearer !== undefined && tokens.looksLike(bearer))
+        return () => tokens.authenticate(bearer, resource);
+      const credential = bearer ? { authorization: `Bearer ${bearer}` } : {};
+      return () => d.auth.authenticate(credential, req.ip);
+    };
+
     await app.register(async (mcp) => {
       const first = authenticateFirst(d.auth, GATEWAY_PATH);
-      const tokens = d.accessTokens;
       mcp.addHook('onRequest', async (req, reply) => {
         const bearer = credentialFrom(req.headers);
         const oauth = tokens !== undefined && bearer !== undefined && tokens.looksLike(bearer);
@@ -314,7 +331,18 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
         if (held) {
           const set = held;
           set.add(server);
+          // A revoked key, an ended OAuth grant or a deactivated user ends the stream at the next
+          // check, as a live socket is closed: it would otherwise be held, and told, for ever.
+          const recheck = recheckOf(req);
+          const timer = setInterval(() => {
+            recheck().catch((err: unknown) => {
+              if (isBridgeError(err) && (err.code === 'unauthorized' || err.code === 'user_deactivated'))
+                reply.raw.destroy();
+            });
+          }, d.recheckMs ?? RECHECK_MS);
+          timer.unref();
           reply.raw.once('close', () => {
+            clearInterval(timer);
             set.delete(server);
             if (set.size === 0 && streams.get(principal.user.id) === set) streams.delete(principal.user.id);
           });

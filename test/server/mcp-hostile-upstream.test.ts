@@ -214,9 +214,13 @@ describe("the MCP gateway's notification streams, one member's change", function
   before(async () => {
     upstream = await new AnthropicMock().start();
     good = await new Upstream('good').start();
-    tb = await startBridge(upstream.url, {
-      AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64'),
-    });
+    tb = await startBridge(
+      upstream.url,
+      { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') },
+      undefined,
+      // Open streams are checked again on this beat (30 s in production).
+      { liveEvents: { heartbeatMs: 200 } },
+    );
     const put = await tb.api('PUT', '/api/v1/mcp/servers/mine', tb.adminKey, {
       transport: { type: 'http', url: good.url },
       auth: { type: 'per_user' },
@@ -341,5 +345,59 @@ describe("the MCP gateway's notification streams, one member's change", function
       await tb.api('DELETE', '/api/v1/mcp/servers/flaky', tb.adminKey);
       await flaky.stop();
     }
+  });
+  it('a notification stream ends when its key is revoked: it is not held, and told, for ever', async () => {
+    const erin = await tb.addUser('erin@example.com');
+    const headers = {
+      authorization: `Bearer ${erin.key}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    };
+    const init = await fetch(`${tb.url}/mcp`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: {
+          protocolVersion: '2025-06-18',
+          capabilities: {},
+          clientInfo: { name: 'raw', version: '1' },
+        },
+      }),
+    });
+    assert.equal(init.status, 200);
+    await init.text();
+    const session = init.headers.get('mcp-session-id')!;
+    // The head comes at once, not with the first keep-alive 15 s later.
+    const stream = await within(
+      fetch(`${tb.url}/mcp`, {
+        headers: {
+          authorization: `Bearer ${erin.key}`,
+          accept: 'text/event-stream',
+          'mcp-session-id': session,
+        },
+      }),
+      5000,
+      'the notification stream’s head',
+    );
+    assert.equal(stream.status, 200);
+    const reader = stream.body!.getReader();
+    let ended = false;
+    const drained = (async () => {
+      try {
+        while (!(await reader.read()).done);
+      } catch {
+        // A destroyed connection ends the read with an error: ended all the same.
+      }
+      ended = true;
+    })();
+    // Several checks pass while the key is good: the stream stays.
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(ended, false, 'a stream with a good key was ended');
+    assert.equal((await tb.api('DELETE', `/api/v1/keys/${erin.keyId}`, tb.adminKey)).status, 200);
+    await within(drained, 5000, 'the revoked key’s stream ending');
+    assert.equal(ended, true);
   });
 });
