@@ -1,4 +1,4 @@
-import type { SseEvent } from './wire';
+import type { JsonObject, SseEvent } from './wire';
 
 /** A tool call as the model asked for it, once it is complete. */
 export interface HeldCall {
@@ -31,6 +31,12 @@ export interface StreamHold {
  */
 export interface ToolHold {
   createStream(judge: ToolJudge): StreamHold;
+  /**
+   * Why calls this request may produce could not be held (a form of call the hold does not read),
+   * as the message of `400 unsupported_parameter`; null when they can. Asked only when a deny
+   * rule applies to the caller: otherwise nothing is held, and every form is served.
+   */
+  unheld?(body: JsonObject): string | null;
   /** The answer with denied calls replaced; undefined when nothing was denied (send the bytes as they came). */
   rewriteJson(json: unknown, judge: ToolJudge): unknown;
 }

@@ -510,6 +510,8 @@ export class Exchange {
       ...(this.metered.targets ? { routed: true } : {}),
     };
     try {
+      const unheld = this.policy?.judge ? this.metered.api.toolHold?.unheld?.(this.metered.body) : null;
+      if (unheld) throw new BridgeError('unsupported_parameter', unheld);
       // Usually answered at once: a promise only when a gate needs one (a budget's reservation).
       const pending = this.deps.admit(ticket);
       if (pending) await pending;

@@ -374,6 +374,44 @@ describe('tool-call policy', function () {
       assert.equal(await res.text(), mock.sent.at(-1));
       records++;
     });
+
+    it('refuses the legacy functions form while a deny rule applies (its function_call is never held); serves it otherwise', async () => {
+      mock.brain = () => ONLY_DENIED;
+      const legacy = {
+        model: 'gpt-test',
+        functions: [{ name: 'Bash', parameters: { type: 'object', properties: {} } }],
+        messages: [{ role: 'user' as const, content: 'x' }],
+      };
+      const upstreamBefore = mock.requests.length;
+      for (const stream of [false, true]) {
+        const err = await openai.chat.completions.create({ ...legacy, stream }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof OpenAI.APIError, String(err));
+        assert.equal(err.status, 400);
+        assert.equal(err.code, 'unsupported_parameter');
+        assert.match(err.message, /`tools`/);
+        records++;
+      }
+      assert.equal(mock.requests.length, upstreamBefore, 'the provider is not contacted');
+      const refused = await lastRecord(tb, records);
+      assert.equal(refused.status, 'error');
+      assert.equal(refused.error?.type, 'unsupported_parameter');
+
+      // A user no deny rule applies to (the red-team rule is another team's) is served as before.
+      const other = await tb.addUser('legacy@example.com', { team: 'green' });
+      await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: RULES.slice(1) });
+      try {
+        const client = new OpenAI({ apiKey: other.key, baseURL: `${tb.url}/openai/v1`, maxRetries: 0 });
+        const ok = await client.chat.completions.create(legacy);
+        assert.ok(ok.choices.length > 0);
+        assert.equal(mock.requests.length, upstreamBefore + 1);
+        records++;
+      } finally {
+        await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: RULES });
+      }
+    });
   });
 
   describe('OpenAI Responses', () => {

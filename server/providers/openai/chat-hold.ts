@@ -177,6 +177,13 @@ class ChatHold implements FrameRewriter {
 export const chatHold: ToolHold = {
   createStream: (judge) => framedHold(new ChatHold(judge)),
 
+  // The pre-`tools` form answers with `function_call`, which the hold does not read: served under
+  // a deny rule, it was a way round every rule a member could pick per request.
+  unheld: (body) =>
+    body.functions !== undefined || body.function_call !== undefined
+      ? 'Tool-call rules apply to you, and the legacy `functions` / `function_call` parameters cannot be checked against them: send the functions as `tools` (and `tool_choice`).'
+      : null,
+
   rewriteJson(json, judge) {
     if (!isObject(json) || !Array.isArray(json.choices)) return undefined;
     let denied = false;
