@@ -2,6 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { freePort, type Listening, listenOnLoopback } from './loopback';
 
 /** The real reference server from npm (`@modelcontextprotocol/server-everything`). */
@@ -248,5 +250,48 @@ export class OAuthGate {
       return;
     }
     this.json(res, 404, { error: 'not_found' });
+  }
+}
+
+/**
+ * A stateless streamable-HTTP MCP server in this process: each request gets a fresh SDK server
+ * that `handlers` sets up (the response is given too, so a handler can answer as a broken backend
+ * would). A server built with `silent` never answers anything.
+ */
+export class InProcessMcpServer {
+  url = '';
+  private readonly server = http.createServer((req, res) => void this.handle(req, res));
+  private listening: Listening | undefined;
+
+  constructor(
+    private readonly name: string,
+    private readonly handlers: (mcp: Server, res: http.ServerResponse) => void,
+    private readonly silent = false,
+  ) {}
+
+  async start(): Promise<this> {
+    this.listening = await listenOnLoopback(this.server);
+    this.url = `${this.listening.origin}/mcp`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    await this.listening?.stop();
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (this.silent) return;
+    const mcp = new Server(
+      { name: this.name, version: '1.0.0' },
+      { capabilities: { tools: { listChanged: true } } },
+    );
+    this.handlers(mcp, res);
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+    res.on('close', () => {
+      void transport.close();
+      void mcp.close();
+    });
+    await mcp.connect(transport);
+    await transport.handleRequest(req, res);
   }
 }

@@ -5,8 +5,6 @@ import http from 'node:http';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import {
   CallToolRequestSchema,
   type CallToolResult,
@@ -15,73 +13,62 @@ import {
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
-import { type Listening, listenOnLoopback } from '../helpers/loopback';
+import { listenOnLoopback } from '../helpers/loopback';
+import { InProcessMcpServer } from '../helpers/mcp-servers';
 
 /**
  * An MCP server over streamable HTTP (stateless), in this process. `good` answers; `pages` lists
  * one tool per page with a next cursor for ever; `hang` never answers anything; `fails-calls`
  * lists its tool but answers every tools/call with a 500 whose body holds an internal address.
  */
-class Upstream {
-  pages = 0;
-  private readonly server = http.createServer((req, res) => void this.handle(req, res));
-  private listening: Listening | undefined;
-  url = '';
+type Mode = 'good' | 'pages' | 'hang' | 'two-pages' | 'fails-calls';
 
-  constructor(private readonly mode: 'good' | 'pages' | 'hang' | 'two-pages' | 'fails-calls') {}
+class Upstream extends InProcessMcpServer {
+  private readonly counter: { pages: number };
 
-  async start(): Promise<this> {
-    this.listening = await listenOnLoopback(this.server);
-    this.url = `${this.listening.origin}/mcp`;
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    await this.listening?.stop();
-  }
-
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (this.mode === 'hang') return;
-    const mcp = new Server(
-      { name: this.mode, version: '1.0.0' },
-      { capabilities: { tools: { listChanged: true } } },
+  constructor(mode: Mode) {
+    const counter = { pages: 0 };
+    super(
+      mode,
+      (mcp, res) => {
+        mcp.setRequestHandler(ListToolsRequestSchema, async (r) => {
+          if (mode === 'two-pages')
+            return r.params?.cursor === 'second'
+              ? { tools: [{ name: 'second', inputSchema: { type: 'object' as const, properties: {} } }] }
+              : {
+                  tools: [{ name: 'first', inputSchema: { type: 'object' as const, properties: {} } }],
+                  nextCursor: 'second',
+                };
+          if (mode === 'good' || mode === 'fails-calls')
+            return { tools: [{ name: 'echo', inputSchema: { type: 'object' as const, properties: {} } }] };
+          counter.pages++;
+          const n = Number(r.params?.cursor ?? 0);
+          return {
+            tools: [{ name: `t${n}`, inputSchema: { type: 'object' as const, properties: {} } }],
+            nextCursor: String(n + 1),
+          };
+        });
+        mcp.setRequestHandler(CallToolRequestSchema, async (r, extra) => {
+          if (mode === 'fails-calls') {
+            // The HTTP answer a broken backend gives, in place of the call's result (never sent).
+            res.writeHead(500, { 'content-type': 'text/plain' });
+            res.end('pool exhausted: postgres://svc:hunter2@10.1.2.3:5432/mcp');
+            return new Promise<never>(() => undefined);
+          }
+          // Its tools changed: said on the call's own response stream, as a stateless server can.
+          if (mode === 'two-pages')
+            await extra.sendNotification({ method: 'notifications/tools/list_changed' });
+          return { content: [{ type: 'text', text: `${r.params.name} done` }] };
+        });
+      },
+      mode === 'hang',
     );
-    mcp.setRequestHandler(ListToolsRequestSchema, async (r) => {
-      if (this.mode === 'two-pages')
-        return r.params?.cursor === 'second'
-          ? { tools: [{ name: 'second', inputSchema: { type: 'object' as const, properties: {} } }] }
-          : {
-              tools: [{ name: 'first', inputSchema: { type: 'object' as const, properties: {} } }],
-              nextCursor: 'second',
-            };
-      if (this.mode === 'good' || this.mode === 'fails-calls')
-        return { tools: [{ name: 'echo', inputSchema: { type: 'object' as const, properties: {} } }] };
-      this.pages++;
-      const n = Number(r.params?.cursor ?? 0);
-      return {
-        tools: [{ name: `t${n}`, inputSchema: { type: 'object' as const, properties: {} } }],
-        nextCursor: String(n + 1),
-      };
-    });
-    mcp.setRequestHandler(CallToolRequestSchema, async (r, extra) => {
-      if (this.mode === 'fails-calls') {
-        // The HTTP answer a broken backend gives, in place of the call's result (never sent).
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end('pool exhausted: postgres://svc:hunter2@10.1.2.3:5432/mcp');
-        return new Promise<never>(() => undefined);
-      }
-      // Its tools changed: said on the call's own response stream, as a stateless server can.
-      if (this.mode === 'two-pages')
-        await extra.sendNotification({ method: 'notifications/tools/list_changed' });
-      return { content: [{ type: 'text', text: `${r.params.name} done` }] };
-    });
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    res.on('close', () => {
-      void transport.close();
-      void mcp.close();
-    });
-    await mcp.connect(transport);
-    await transport.handleRequest(req, res);
+    this.counter = counter;
+  }
+
+  /** Pages of tools listed (`pages` mode). */
+  get pages(): number {
+    return this.counter.pages;
   }
 }
 

@@ -215,13 +215,13 @@ describe('provider instances from a providers file', () => {
       assert.ok(rec.upstreamRequestId, 'apim-request-id kept');
     });
 
-    it('serves the deployments form to the AzureOpenAI SDK on a second instance, streaming', async () => {
-      const before = (await tb.interceptions(0, dev.key)).length;
+    /** One streamed turn through the deployments form on `azure-eu`; what the mock received. */
+    async function streamDeployment(apiVersion: string): Promise<(typeof azure.requests)[number]> {
       const client = new AzureOpenAI({
         endpoint: `${tb.url}/azure-eu`,
         apiKey: dev.key,
         deployment: 'gpt-4o-mini',
-        apiVersion: '2024-10-21',
+        apiVersion,
         maxRetries: 0,
       });
       const stream = await client.chat.completions.create({
@@ -233,7 +233,13 @@ describe('provider instances from a providers file', () => {
       for await (const c of stream) text += c.choices[0]?.delta?.content ?? '';
       assert.equal(text, COMPAT_TEXT);
       const seen = azure.requests.at(-1)!;
-      assert.equal(seen.url, '/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21');
+      assert.equal(seen.url, `/openai/deployments/gpt-4o-mini/chat/completions?api-version=${apiVersion}`);
+      return seen;
+    }
+
+    it('serves the deployments form to the AzureOpenAI SDK on a second instance, streaming', async () => {
+      const before = (await tb.interceptions(0, dev.key)).length;
+      const seen = await streamDeployment('2024-10-21');
       assert.equal(seen.headers['api-key'], AZURE_KEY, 'the organisation key, not the client’s api-key');
       const rec = await latest(before + 1);
       assert.equal(rec.provider, 'azure-eu');
@@ -244,23 +250,7 @@ describe('provider instances from a providers file', () => {
 
     it('streams to an AzureOpenAI client on an api-version older than stream_options, usage floored', async () => {
       const before = (await tb.interceptions(0, dev.key)).length;
-      const client = new AzureOpenAI({
-        endpoint: `${tb.url}/azure-eu`,
-        apiKey: dev.key,
-        deployment: 'gpt-4o-mini',
-        apiVersion: '2024-06-01',
-        maxRetries: 0,
-      });
-      const stream = await client.chat.completions.create({
-        model: 'ignored',
-        stream: true,
-        messages: [{ role: 'user', content: 'hello' }],
-      });
-      let text = '';
-      for await (const c of stream) text += c.choices[0]?.delta?.content ?? '';
-      assert.equal(text, COMPAT_TEXT);
-      const seen = azure.requests.at(-1)!;
-      assert.equal(seen.url, '/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-06-01');
+      const seen = await streamDeployment('2024-06-01');
       // Sent as the client sent it: that version answers `stream_options` with a 400.
       assert.equal((JSON.parse(seen.body) as { stream_options?: unknown }).stream_options, undefined);
       const rec = await latest(before + 1);

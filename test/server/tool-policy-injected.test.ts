@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { ToolCallRecord } from '../../shared/interception';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
-import { type Listening, listenOnLoopback } from '../helpers/loopback';
+import { InProcessMcpServer } from '../helpers/mcp-servers';
 import { type Brain, ToolModelMock } from '../helpers/tool-model-mock';
 
 const DROP = 'aibridge__db__drop_table';
@@ -19,42 +16,25 @@ const NO_DROP = { id: 'no-drop', tool: '*drop_table*', action: 'deny', scope: 'o
  * A database's MCP server over streamable HTTP (stateless), in this process: `list_tables` and
  * `drop_table`, each call it receives written down.
  */
-class DbServer {
-  readonly calls: { tool: string; args: unknown }[] = [];
-  private readonly server = http.createServer((req, res) => void this.handle(req, res));
-  private listening: Listening | undefined;
-  url = '';
+class DbServer extends InProcessMcpServer {
+  readonly calls: { tool: string; args: unknown }[];
 
-  async start(): Promise<this> {
-    this.listening = await listenOnLoopback(this.server);
-    this.url = `${this.listening.origin}/mcp`;
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    await this.listening?.stop();
-  }
-
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const mcp = new Server({ name: 'db', version: '1.0.0' }, { capabilities: { tools: {} } });
-    mcp.setRequestHandler(ListToolsRequestSchema, async () => ({
-      tools: ['list_tables', 'drop_table'].map((name) => ({
-        name,
-        description: name.replace('_', ' '),
-        inputSchema: { type: 'object' as const, properties: { table: { type: 'string' } } },
-      })),
-    }));
-    mcp.setRequestHandler(CallToolRequestSchema, async (r) => {
-      this.calls.push({ tool: r.params.name, args: r.params.arguments });
-      return { content: [{ type: 'text', text: `${r.params.name} done` }] };
+  constructor() {
+    const calls: { tool: string; args: unknown }[] = [];
+    super('db', (mcp) => {
+      mcp.setRequestHandler(ListToolsRequestSchema, async () => ({
+        tools: ['list_tables', 'drop_table'].map((name) => ({
+          name,
+          description: name.replace('_', ' '),
+          inputSchema: { type: 'object' as const, properties: { table: { type: 'string' } } },
+        })),
+      }));
+      mcp.setRequestHandler(CallToolRequestSchema, async (r) => {
+        calls.push({ tool: r.params.name, args: r.params.arguments });
+        return { content: [{ type: 'text', text: `${r.params.name} done` }] };
+      });
     });
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    res.on('close', () => {
-      void transport.close();
-      void mcp.close();
-    });
-    await mcp.connect(transport);
-    await transport.handleRequest(req, res);
+    this.calls = calls;
   }
 }
 
