@@ -113,21 +113,30 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
 
   /**
    * A resource or prompt read, recorded like a tool call (`kind` says which): an agent reading a
-   * server's data is as much the audit's business as it calling a tool. Errors pass as they are.
+   * server's data is as much the audit's business as it calling a tool. It has the gateway's time
+   * limit, as a tool call does. The server's own JSON-RPC errors pass as they are; a shared
+   * server's other failures (what its transport answered) are the admins' to read, as for calls.
    */
   const read = async <T>(
     call: Pick<GatewayToolCall, 'name' | 'server' | 'tool' | 'input'> & { kind: 'resource' | 'prompt' },
+    s: UserServer,
     signal: AbortSignal,
-    run: () => Promise<T>,
+    run: (limitMs: number) => Promise<T>,
   ): Promise<T> => {
     const record = recorder(d.now(), call);
     try {
-      const result = await run();
+      const result = await run(s.config.timeoutMs ?? d.callTimeoutMs);
       record({ outcome: 'ok', error: null, result });
       return result;
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      record({ outcome: callFailure(err, signal), error: message.slice(0, 300) });
+      const message = (err instanceof Error ? err.message : String(err)).slice(0, 300);
+      const outcome = callFailure(err, signal);
+      if (outcome === 'error' && !isMcpError(err) && s.config.auth.type !== 'per_user') {
+        d.hub.skipped(s.config.name, `a read of ${call.tool} failed: ${message}`, audience);
+        record({ outcome, error: SHARED_CALL_FAILURE });
+        throw rpcFailure(RpcCode.InternalError, `${call.server} failed: ${SHARED_CALL_FAILURE}`);
+      }
+      record({ outcome, error: message });
       throw err;
     }
   };
@@ -287,8 +296,8 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
       tool: recordedUri(d.log.redact(parts.uri)),
       input: {},
     };
-    const r = await read(call, extra.signal, () =>
-      s.conn.readResource(parts.uri, s.s.timeoutMs, extra.signal),
+    const r = await read(call, s.s, extra.signal, (limitMs) =>
+      s.conn.readResource(parts.uri, limitMs, extra.signal),
     );
     return { ...r, contents: r.contents.map((c) => ({ ...c, uri: resourceUri(parts.server, c.uri) })) };
   });
@@ -322,8 +331,8 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
       tool: parts.tool,
       input: args,
     };
-    return read(call, extra.signal, () =>
-      s.conn.getPrompt(parts.tool, req.params.arguments, s.s.timeoutMs, extra.signal),
+    return read(call, s.s, extra.signal, (limitMs) =>
+      s.conn.getPrompt(parts.tool, req.params.arguments, limitMs, extra.signal),
     );
   });
 

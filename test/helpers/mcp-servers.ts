@@ -267,6 +267,8 @@ export class InProcessMcpServer {
     private readonly name: string,
     private readonly handlers: (mcp: Server, res: http.ServerResponse) => void,
     private readonly silent = false,
+    /** What it says it serves besides tools (`resources`, `prompts`). */
+    private readonly capabilities: Record<string, object> = {},
   ) {}
 
   async start(): Promise<this> {
@@ -283,7 +285,7 @@ export class InProcessMcpServer {
     if (this.silent) return;
     const mcp = new Server(
       { name: this.name, version: '1.0.0' },
-      { capabilities: { tools: { listChanged: true } } },
+      { capabilities: { tools: { listChanged: true }, ...this.capabilities } },
     );
     this.handlers(mcp, res);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });

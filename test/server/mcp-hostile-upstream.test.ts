@@ -8,7 +8,9 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import {
   CallToolRequestSchema,
   type CallToolResult,
+  ListResourcesRequestSchema,
   ListToolsRequestSchema,
+  ReadResourceRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
@@ -386,5 +388,86 @@ describe("the MCP gateway's notification streams, one member's change", function
     assert.equal((await tb.api('DELETE', `/api/v1/keys/${erin.keyId}`, tb.adminKey)).status, 200);
     await within(drained, 5000, 'the revoked key’s stream ending');
     assert.equal(ended, true);
+  });
+});
+
+describe('MCP gateway reads (resources/read) of a slow or failing shared server', function () {
+  this.timeout(30_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+  let docs: InProcessMcpServer;
+  const clients: Client[] = [];
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    docs = await new InProcessMcpServer(
+      'docs',
+      (mcp, res) => {
+        mcp.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [] }));
+        mcp.setRequestHandler(ListResourcesRequestSchema, async () => ({
+          resources: [
+            { uri: 'doc://slow', name: 'slow' },
+            { uri: 'doc://broken', name: 'broken' },
+          ],
+        }));
+        mcp.setRequestHandler(ReadResourceRequestSchema, async (r) => {
+          if (r.params.uri === 'doc://broken') {
+            res.writeHead(500, { 'content-type': 'text/plain' });
+            res.end('pool exhausted: postgres://svc:hunter2@10.1.2.3:5432/docs');
+            return new Promise<never>(() => undefined);
+          }
+          // Longer than the injection loop's limit, well within the gateway's.
+          await new Promise((done) => setTimeout(done, 600));
+          return { contents: [{ uri: r.params.uri, text: 'the slow page' }] };
+        });
+      },
+      false,
+      { resources: {} },
+    ).start();
+    tb = await startBridge(upstream.url, { AIBRIDGE_MCP_CALL_TIMEOUT_MS: '200' });
+    const put = await tb.api('PUT', '/api/v1/mcp/servers/docs', tb.adminKey, {
+      transport: { type: 'http', url: docs.url },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+  });
+
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await tb?.close();
+    await docs?.stop();
+    await upstream?.stop();
+  });
+
+  it("a read has the gateway's time limit, as a tool call does (not the injection loop's)", async () => {
+    const { key } = await tb.addUser('reader@example.com');
+    const client = await connect(tb.url, key);
+    clients.push(client);
+    const { resources } = await client.listResources();
+    const slow = resources.find((r) => r.name.endsWith('slow'))!;
+    const read = await client.readResource({ uri: slow.uri });
+    assert.equal((read.contents[0] as { text?: string }).text, 'the slow page');
+  });
+
+  it("a shared server's failed read is the admins' to read: the member is told it failed", async () => {
+    const { key } = await tb.addUser('reader2@example.com');
+    const client = await connect(tb.url, key);
+    clients.push(client);
+    const { resources } = await client.listResources();
+    const broken = resources.find((r) => r.name.endsWith('broken'))!;
+    const err = await client.readResource({ uri: broken.uri }).then(
+      () => assert.fail('expected an error'),
+      (e: Error) => e,
+    );
+    assert.match(err.message, /docs failed: the server failed to answer/);
+    assert.doesNotMatch(err.message, /10\.1\.2\.3|hunter2/);
+    const items = await eventually(async () => {
+      const r = await tb.api<{ items: { error: string | null }[] }>(
+        'GET',
+        '/api/v1/tool-calls?via=gateway',
+        key,
+      );
+      return r.body.items.length > 0 ? r.body.items : undefined;
+    });
+    for (const c of items) assert.doesNotMatch(c.error ?? '', /10\.1\.2\.3|hunter2/);
   });
 });
