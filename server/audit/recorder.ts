@@ -189,10 +189,11 @@ export class Recorder {
       })),
       ...(capture === 'full'
         ? {
-            messages: this.redactor.value(
-              capJson(start.request.newMessages, MESSAGES_LIMIT),
-              'messages',
-              redactions,
+            // Redacted before the cap: a cap keeps the start of the JSON text, where a line's
+            // start is an escaped `\n` and `.env` assignments would no longer be found.
+            messages: capJson(
+              this.redactor.value(start.request.newMessages, 'messages', redactions),
+              MESSAGES_LIMIT,
             ),
             output: end.response?.output
               ? {

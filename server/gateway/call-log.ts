@@ -32,7 +32,9 @@ export class GatewayCallLog {
    */
   keptInput(input: unknown, team: string | null): unknown {
     if (this.d.captureFor?.(team) === 'none') return null;
-    return this.redact(capJson(input, INPUT_LIMIT));
+    // Redacted before the cap: the cap keeps the start of the JSON text, in which a line's start
+    // is an escaped `\n` and `.env` assignments would no longer be found.
+    return capJson(this.redact(input), INPUT_LIMIT);
   }
 
   /** A value redacted as prompts are (a resource URI, a name the client chose). */

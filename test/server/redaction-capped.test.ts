@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { GatewayToolCall } from '../../shared/interception';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
+import { startEverythingHttp } from '../helpers/mcp-servers';
+
+/** A `.env` file over a record's cap: its lines must be redacted before the record keeps its start. */
+const SECRET = 'hunter2-Zq8vW3xPp9';
+const ENV_FILE = `# settings\nDB_PASSWORD=${SECRET}\nAWS_SECRET_ACCESS_KEY=${'k'.repeat(20)}${SECRET}\n${'# filler line\n'.repeat(6000)}`;
+
+describe('redaction of values over a record cap (capture full messages, MCP gateway arguments)', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  let web: { url: string; stop(): Promise<void> };
+  let tb: TestBridge;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    web = await startEverythingHttp();
+    tb = await startBridge(upstream.url, {
+      AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64'),
+    });
+    await tb.api('PUT', '/api/v1/teams/forensics/capture', tb.adminKey, { level: 'full' });
+    const put = await tb.api('PUT', '/api/v1/mcp/servers/web', tb.adminKey, {
+      transport: { type: 'http', url: web.url },
+      tools: { allow: ['echo'] },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+  });
+  after(async () => {
+    await tb.close();
+    await web.stop();
+    await upstream.stop();
+  });
+
+  it('a conversation over 64 KiB keeps the start of its messages with the .env secrets redacted', async () => {
+    const dev = await tb.addUser('capped-full@example.com', { team: 'forensics' });
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${dev.key}`,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 64,
+        messages: [{ role: 'user', content: `Here is my .env, fix it:\n${ENV_FILE}` }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    const [rec] = await tb.interceptions(1, dev.key);
+    assert.ok(rec);
+    assert.ok(!rec.prompt?.includes(SECRET), 'the prompt is redacted');
+    const messages = JSON.stringify(rec.messages);
+    assert.ok(messages.includes('truncated'), 'the messages are over the cap');
+    assert.ok(!messages.includes(SECRET), `the messages kept a secret in clear: ${messages.slice(0, 200)}`);
+    assert.ok(messages.includes('[REDACTED:env_secret]'));
+  });
+
+  it('an MCP gateway call with arguments over 8 KiB keeps their start with the .env secrets redacted', async () => {
+    const dev = await tb.addUser('capped-gw@example.com', { team: 'forensics' });
+    const client = new Client({ name: 'test-agent', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${tb.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${dev.key}` } },
+      }),
+    );
+    try {
+      await client.callTool({ name: 'web__echo', arguments: { message: ENV_FILE } });
+    } finally {
+      await client.close();
+    }
+    const calls = await eventually(async () => {
+      const r = await tb.api<{ items: (GatewayToolCall & { via: string })[] }>(
+        'GET',
+        '/api/v1/tool-calls?via=gateway',
+        dev.key,
+      );
+      return r.body.items.length > 0 ? r.body.items : undefined;
+    });
+    const input = JSON.stringify(calls[0]!.input);
+    assert.ok(input.includes('truncated'), 'the arguments are over the cap');
+    assert.ok(!input.includes(SECRET), `the call record kept a secret in clear: ${input.slice(0, 200)}`);
+    assert.ok(input.includes('[REDACTED:env_secret]'));
+  });
+});
