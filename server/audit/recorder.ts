@@ -203,7 +203,8 @@ export class Recorder {
               : null,
           }
         : {}),
-      error: end.error ?? end.response?.error ?? null,
+      // A provider's error may echo what the member sent (a key pasted as the model name).
+      error: this.redactedError(end.error ?? end.response?.error ?? null, redactions),
       upstreamRequestId: end.upstreamRequestId,
       redactions,
       ...(start.request.cache ? { cacheKey: start.request.cache.fingerprint } : {}),
@@ -264,6 +265,13 @@ export class Recorder {
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
     return p;
+  }
+
+  /** The error as kept: its message through the redactor, the record's other text's way. */
+  private redactedError(error: InterceptionError | null, found: Redaction[]): InterceptionError | null {
+    if (error === null) return null;
+    const message = this.redactor.text(error.message, 'error', found);
+    return message === error.message ? error : { ...error, message };
   }
 
   /** The annotated record; the record as it is if annotation fails or takes longer than ANNOTATION_LIMIT_MS. */

@@ -90,3 +90,41 @@ describe('redaction of values over a record cap (capture full messages, MCP gate
     assert.ok(input.includes('[REDACTED:env_secret]'));
   });
 });
+
+describe('redaction of a provider error that echoes what the member sent', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    tb = await startBridge(upstream.url);
+  });
+  after(async () => {
+    await tb.close();
+    await upstream.stop();
+  });
+
+  it('a key pasted as the model name, echoed in the 404, is not kept in the record, its error or the log', async () => {
+    const dev = await tb.addUser('echoed-model@example.com');
+    const key = `sk-ant-api03-${'Ab3dE'.repeat(10)}`;
+    upstream.next({ kind: 'error', status: 404, type: 'not_found_error', message: `model: ${key}` });
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${dev.key}`,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({ model: key, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    assert.equal(res.status, 404);
+    await res.text();
+    const [rec] = await tb.interceptions(1, dev.key);
+    assert.ok(rec);
+    assert.equal(rec.model, '[REDACTED:anthropic_key]');
+    assert.ok(!JSON.stringify(rec).includes(key), `the record kept the key: ${JSON.stringify(rec.error)}`);
+    assert.equal(rec.error?.message, 'model: [REDACTED:anthropic_key]');
+    assert.ok(!tb.logs.some((l) => l.includes(key)), 'a log line kept the key');
+  });
+});
