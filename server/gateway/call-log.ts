@@ -43,8 +43,20 @@ export class GatewayCallLog {
     return this.d.redactor.value(input, 'input', found);
   }
 
+  private redactText(s: string): string {
+    return this.d.redactor.text(s, 'input', []);
+  }
+
   /** Records a finished call; the store write runs beside the response, a failure is logged. */
-  record(call: GatewayToolCall): Promise<void> {
+  record(given: GatewayToolCall): Promise<void> {
+    // The error is what a server (or its transport) said: it may hold a connection string or echo
+    // the arguments, which are redacted; the name is the client's string when no such tool exists.
+    const call: GatewayToolCall = {
+      ...given,
+      name: this.redactText(given.name),
+      tool: this.redactText(given.tool),
+      error: given.error === null ? null : this.redactText(given.error),
+    };
     // The metric counts tool calls, as its name says; reads are in the store and on the live feed.
     if (call.kind === undefined)
       this.d.metrics.gatewayCalls.inc({ server: call.server, outcome: call.outcome });

@@ -2,11 +2,17 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayToolCall } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
-import { startEverythingHttp } from '../helpers/mcp-servers';
+import { InProcessMcpServer, startEverythingHttp } from '../helpers/mcp-servers';
 
 /** A `.env` file over a record's cap: its lines must be redacted before the record keeps its start. */
 const SECRET = 'hunter2-Zq8vW3xPp9';
@@ -126,5 +132,70 @@ describe('redaction of a provider error that echoes what the member sent', funct
     assert.ok(!JSON.stringify(rec).includes(key), `the record kept the key: ${JSON.stringify(rec.error)}`);
     assert.equal(rec.error?.message, 'model: [REDACTED:anthropic_key]');
     assert.ok(!tb.logs.some((l) => l.includes(key)), 'a log line kept the key');
+  });
+});
+
+describe('redaction of an MCP server error kept in a gateway call record', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  let mcp: InProcessMcpServer;
+  let tb: TestBridge;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    mcp = await new InProcessMcpServer('db', (server) => {
+      server.setRequestHandler(ListToolsRequestSchema, async () => ({
+        tools: [{ name: 'query', inputSchema: { type: 'object' as const, properties: {} } }],
+      }));
+      server.setRequestHandler(CallToolRequestSchema, async () => {
+        throw new McpError(
+          ErrorCode.InvalidParams,
+          'cannot connect to postgres://svc:hunter2pw@10.1.2.3:5432/app',
+        );
+      });
+    }).start();
+    tb = await startBridge(upstream.url, {
+      AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64'),
+    });
+    const put = await tb.api('PUT', '/api/v1/mcp/servers/db', tb.adminKey, {
+      transport: { type: 'http', url: mcp.url },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+  });
+  after(async () => {
+    await tb.close();
+    await mcp.stop();
+    await upstream.stop();
+  });
+
+  it("the server's JSON-RPC error is stored and exported with its password redacted", async () => {
+    const dev = await tb.addUser('gw-error@example.com');
+    const client = new Client({ name: 'test-agent', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${tb.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${dev.key}` } },
+      }),
+    );
+    try {
+      await assert.rejects(client.callTool({ name: 'db__query', arguments: {} }));
+    } finally {
+      await client.close();
+    }
+    const calls = await eventually(async () => {
+      const r = await tb.api<{ items: GatewayToolCall[] }>(
+        'GET',
+        '/api/v1/tool-calls?via=gateway',
+        tb.adminKey,
+      );
+      return r.body.items.length > 0 ? r.body.items : undefined;
+    });
+    assert.equal(calls[0]!.outcome, 'error');
+    assert.ok(calls[0]!.error?.includes('[REDACTED:url_password]'), String(calls[0]!.error));
+    const csv = await (
+      await fetch(`${tb.url}/api/v1/audit/export?kind=gateway-calls&format=csv`, {
+        headers: { authorization: `Bearer ${tb.adminKey}` },
+      })
+    ).text();
+    assert.ok(!csv.includes('hunter2pw'), csv);
   });
 });
