@@ -79,6 +79,57 @@ export function mayHoldSecret(s: string): boolean {
   return SECRET_CUE.test(s);
 }
 
+/** A JSON string escape: what can hide a secret from the rules (`\n` before an `.env` line, `\/` in a URL). */
+const JSON_ESCAPE = /\\(?:[nrtbf"/\\]|u[0-9A-Fa-f]{4})/;
+
+/**
+ * The text with its JSON string escapes read (a backslash not starting one is kept), and where in
+ * the given text each character of the result starts (`at[text.length]` is the given length).
+ * Linear in the text.
+ */
+function unescapeJson(s: string): { text: string; at: number[] } {
+  const parts: string[] = [];
+  const at: number[] = [];
+  let i = 0;
+  while (i < s.length) {
+    const slash = s.indexOf('\\', i);
+    const stop = slash < 0 ? s.length : slash;
+    if (stop > i) {
+      parts.push(s.slice(i, stop));
+      for (let j = i; j < stop; j++) at.push(j);
+      i = stop;
+      continue;
+    }
+    const c = s[i + 1];
+    let ch: string | undefined = c === undefined ? undefined : SIMPLE_ESCAPES[c];
+    let len = 2;
+    if (c === 'u' && /^[0-9A-Fa-f]{4}$/.test(s.slice(i + 2, i + 6))) {
+      ch = String.fromCharCode(Number.parseInt(s.slice(i + 2, i + 6), 16));
+      len = 6;
+    }
+    if (ch === undefined) {
+      ch = '\\';
+      len = 1;
+    }
+    parts.push(ch);
+    at.push(i);
+    i += len;
+  }
+  at.push(s.length);
+  return { text: parts.join(''), at };
+}
+
+const SIMPLE_ESCAPES: Readonly<Record<string, string>> = {
+  n: '\n',
+  r: '\r',
+  t: '\t',
+  b: '\b',
+  f: '\f',
+  '"': '"',
+  '/': '/',
+  '\\': '\\',
+};
+
 /**
  * Blanks out secrets in text before anything is stored: provider and bridge keys, cloud keys,
  * private keys, JWTs, passwords in URLs, secret-looking `.env` assignments, plus the admin's own
@@ -99,8 +150,53 @@ export class Redactor {
     this.rules = [...SECRET_RULES, ...this.custom];
   }
 
-  /** Redacts one string; adds what it found to `found` under `field`. */
+  /**
+   * Redacts one string; adds what it found to `found` under `field`. A text holding JSON string
+   * escapes (a tool's JSON answer, arguments a model left unparseable) is also searched as it
+   * reads unescaped, so a secret behind `\n`, `\/` or `\u002d` is found; only the secret's
+   * span of the text is replaced, the rest stays as it was sent.
+   */
   text(s: string, field: string, found: Redaction[]): string {
+    const out = this.plain(s, field, found);
+    return JSON_ESCAPE.test(out) ? this.escaped(out, field, found) : out;
+  }
+
+  /** The rules run over the text as it reads unescaped; each secret's span replaced in `s`. */
+  private escaped(s: string, field: string, found: Redaction[]): string {
+    const { text, at } = unescapeJson(s);
+    const rules = mayHoldSecret(text) ? this.spanRules() : this.spanRules().slice(SECRET_RULES.length);
+    const spans: { start: number; end: number; kind: string }[] = [];
+    for (const rule of rules) {
+      rule.re.lastIndex = 0;
+      for (const m of text.matchAll(rule.re)) {
+        const where = m.indices?.[rule.group ?? 0];
+        if (where) spans.push({ start: at[where[0]]!, end: at[where[1]]!, kind: rule.kind });
+      }
+    }
+    if (spans.length === 0) return s;
+    spans.sort((a, b) => a.start - b.start);
+    let out = '';
+    let from = 0;
+    for (const span of spans) {
+      // Overlapping finds (two rules over one secret): the first one replaces it.
+      if (span.start < from || span.end <= span.start) continue;
+      out += s.slice(from, span.start) + REDACTED(span.kind);
+      from = span.end;
+      const prev = found.find((f) => f.kind === span.kind && f.field === field);
+      if (prev) prev.count += 1;
+      else found.push({ kind: span.kind, field, count: 1 });
+    }
+    return out + s.slice(from);
+  }
+
+  /** The rules with match indices (the `d` flag), built on first use. */
+  private spanRulesCache: Rule[] | undefined;
+  private spanRules(): Rule[] {
+    this.spanRulesCache ??= this.rules.map((r) => ({ ...r, re: new RegExp(r.re.source, `${r.re.flags}d`) }));
+    return this.spanRulesCache;
+  }
+
+  private plain(s: string, field: string, found: Redaction[]): string {
     let out = s;
     for (const rule of mayHoldSecret(s) ? this.rules : this.custom) {
       rule.re.lastIndex = 0;

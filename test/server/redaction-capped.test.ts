@@ -199,3 +199,67 @@ describe('redaction of an MCP server error kept in a gateway call record', funct
     assert.ok(!csv.includes('hunter2pw'), csv);
   });
 });
+
+describe('redaction behind JSON string escapes', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    tb = await startBridge(upstream.url);
+    await tb.api('PUT', '/api/v1/teams/forensics/capture', tb.adminKey, { level: 'full' });
+  });
+  after(async () => {
+    await tb.close();
+    await upstream.stop();
+  });
+
+  it('a tool result that is JSON (escaped newlines, \\/ in URLs, \\u escapes) keeps no secret in clear', async () => {
+    const dev = await tb.addUser('escaped@example.com', { team: 'forensics' });
+    // What a tool answering JSON sends back: a file's text as a JSON string, PHP-style \/ escapes.
+    const result =
+      '{"path":".env","content":"# app\\nDB_PASSWORD=hunter2secret\\nDATABASE_URL=postgres:\\/\\/app:pgsecret99@db:5432\\/app\\nKEY=sk\\u002dant-api03-' +
+      'Q'.repeat(30) +
+      '\\n"}';
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${dev.key}`,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 64,
+        messages: [
+          { role: 'user', content: 'read .env' },
+          {
+            role: 'assistant',
+            content: [{ type: 'tool_use', id: 'toolu_1', name: 'read', input: { path: '.env' } }],
+          },
+          {
+            role: 'user',
+            content: [
+              { type: 'tool_result', tool_use_id: 'toolu_1', content: [{ type: 'text', text: result }] },
+            ],
+          },
+        ],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    const [rec] = await tb.interceptions(1, dev.key);
+    assert.ok(rec);
+    const content = rec.toolResults?.[0]?.content ?? '';
+    const all = JSON.stringify(rec);
+    for (const secret of ['hunter2secret', 'pgsecret99', 'Q'.repeat(30)])
+      assert.ok(!all.includes(secret), `${secret} kept in clear: ${content}`);
+    // The rest of the text is kept as it was sent, escapes and all.
+    assert.ok(
+      content.startsWith('{"path":".env","content":"# app\\nDB_PASSWORD=[REDACTED:env_secret]\\n'),
+      content,
+    );
+    assert.ok(content.includes('postgres:\\/\\/app:[REDACTED:url_password]@db'), content);
+  });
+});
