@@ -26,6 +26,11 @@ export interface InterceptionEnd {
 
 /** Tool result text kept with capture `full`. */
 const RESULT_LIMIT = 16 * 1024;
+/**
+ * Text past a cut that is redacted with what is kept: a secret across the cut is found whole (the
+ * longest kinds, a JWT or a PEM key, run to a few KiB), not left as a prefix too short to find.
+ */
+const CUT_MARGIN = 8 * 1024;
 /** The request's new messages kept with capture `full`, as JSON. */
 const MESSAGES_LIMIT = 64 * 1024;
 
@@ -183,7 +188,9 @@ export class Recorder {
         isError: r.isError,
         content:
           capture === 'full'
-            ? this.redactor.text(r.content.slice(0, RESULT_LIMIT), `toolResults[${i}].content`, redactions)
+            ? this.redactor
+                .text(r.content.slice(0, RESULT_LIMIT + CUT_MARGIN), `toolResults[${i}].content`, redactions)
+                .slice(0, RESULT_LIMIT)
             : null,
         contentLength: r.content.length,
       })),

@@ -263,3 +263,49 @@ describe('redaction behind JSON string escapes', function () {
     assert.ok(content.includes('postgres:\\/\\/app:[REDACTED:url_password]@db'), content);
   });
 });
+
+describe('redaction of a tool result over the 16 KiB kept', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    tb = await startBridge(upstream.url);
+    await tb.api('PUT', '/api/v1/teams/forensics/capture', tb.adminKey, { level: 'full' });
+  });
+  after(async () => {
+    await tb.close();
+    await upstream.stop();
+  });
+
+  it('a key across the cut keeps no part of itself in clear', async () => {
+    const dev = await tb.addUser('cut-result@example.com', { team: 'forensics' });
+    const key = `sk-ant-api03-${'Zk7'.repeat(20)}`;
+    // The key starts 16 characters before the cut: what is kept of it is too short to be found.
+    const result = `${'x'.repeat(16 * 1024 - 16)} ${key} more`;
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${dev.key}`,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 64,
+        messages: [
+          { role: 'user', content: 'cat it' },
+          { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_2', name: 'cat', input: {} }] },
+          { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_2', content: result }] },
+        ],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    const [rec] = await tb.interceptions(1, dev.key);
+    const content = rec?.toolResults?.[0]?.content ?? '';
+    assert.ok(content.length <= 16 * 1024);
+    assert.ok(!content.includes(key.slice(0, 15)), `kept: ${content.slice(-40)}`);
+  });
+});
