@@ -4,6 +4,7 @@ import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from 
 import { emptyUsage, totalTokens } from '../../shared/usage';
 import type { InterceptionStart, PrefixAt, ResponseFacts } from '../core/facts';
 import type { Metrics } from '../metrics';
+import { OUTPUT_LIMIT } from '../providers/common';
 import type { PriceBook } from '../spend/prices';
 import { isRecordRefusal } from '../store/record-refusal';
 import type { NewInterception, Store } from '../store/types';
@@ -204,8 +205,13 @@ export class Recorder {
             ),
             output: end.response?.output
               ? {
-                  text: this.redactor.text(end.response.output.text, 'output.text', redactions),
-                  thinking: this.redactor.text(end.response.output.thinking, 'output.thinking', redactions),
+                  // Gathered past the limit (appendCapped): redacted, then cut.
+                  text: this.redactor
+                    .text(end.response.output.text, 'output.text', redactions)
+                    .slice(0, OUTPUT_LIMIT),
+                  thinking: this.redactor
+                    .text(end.response.output.thinking, 'output.thinking', redactions)
+                    .slice(0, OUTPUT_LIMIT),
                 }
               : null,
           }

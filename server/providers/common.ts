@@ -161,11 +161,16 @@ export function afterLastModelTurn(
   return items.slice(i + 1);
 }
 
-/** Output text kept for full capture stops growing here. */
-const OUTPUT_LIMIT = 256 * 1024;
+/** Output text kept for full capture (the recorder cuts it there, once redacted). */
+export const OUTPUT_LIMIT = 256 * 1024;
+/**
+ * Output text is gathered this far past the limit: a secret across the cut is redacted whole, not
+ * left as a prefix too short for its rule.
+ */
+const OUTPUT_GATHERED = OUTPUT_LIMIT + 8 * 1024;
 
 export function appendCapped(into: string, more: string): string {
-  return into.length >= OUTPUT_LIMIT ? into : (into + more).slice(0, OUTPUT_LIMIT);
+  return into.length >= OUTPUT_GATHERED ? into : (into + more).slice(0, OUTPUT_GATHERED);
 }
 
 /** Server-side tools run by the provider, whose results add input the body does not show. */

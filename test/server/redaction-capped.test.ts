@@ -309,3 +309,46 @@ describe('redaction of a tool result over the 16 KiB kept', function () {
     assert.ok(!content.includes(key.slice(0, 15)), `kept: ${content.slice(-40)}`);
   });
 });
+
+describe('redaction of model output over the 256 KiB kept', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    tb = await startBridge(upstream.url);
+    await tb.api('PUT', '/api/v1/teams/forensics/capture', tb.adminKey, { level: 'full' });
+  });
+  after(async () => {
+    await tb.close();
+    await upstream.stop();
+  });
+
+  for (const stream of [false, true])
+    it(`a key across the cut keeps no part of itself in clear${stream ? ', streamed' : ''}`, async () => {
+      const dev = await tb.addUser(`cut-output-${stream}@example.com`, { team: 'forensics' });
+      const key = `sk-ant-api03-${'Zk7'.repeat(20)}`;
+      upstream.next({ kind: 'text', text: `${'y'.repeat(256 * 1024 - 16)} ${key} done` });
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${dev.key}`,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-5',
+          max_tokens: 64,
+          stream,
+          messages: [{ role: 'user', content: 'print it' }],
+        }),
+      });
+      assert.equal(res.status, 200);
+      await res.text();
+      const [rec] = await tb.interceptions(1, dev.key);
+      const text = rec?.output?.text ?? '';
+      assert.equal(text.length, 256 * 1024);
+      assert.ok(!text.includes(key.slice(0, 15)), `kept: ${text.slice(-40)}`);
+    });
+});
