@@ -193,6 +193,16 @@ export function parseAnchor(text: string | undefined): ChainAnchor | null {
   }
 }
 
+/**
+ * A store could not read a record back (the embedded store: its line no longer matches its checksum,
+ * edited or damaged on disk since the store opened it). To a verifier that is a break at that record.
+ */
+export class UnreadableRecordError extends Error {
+  constructor(readonly seq: number) {
+    super(`interception ${seq} is unreadable on disk`);
+  }
+}
+
 export interface ChainBreak {
   seq: number;
   id: string;
@@ -239,7 +249,7 @@ export async function verifyChain(
   let prev: Interception | undefined;
   let checked = 0;
   let anchor: string | null = null;
-  const broken = (rec: Interception, reason: string): ChainReport => ({
+  const broken = (rec: { seq: number; id: string }, reason: string): ChainReport => ({
     ok: false,
     checked,
     anchor,
@@ -247,46 +257,58 @@ export async function verifyChain(
     head,
     truncated: null,
   });
-  for await (const rec of records) {
-    // Older than where the kept chain starts: pruned a moment from now.
-    if (start !== null && rec.seq <= start.afterSeq) continue;
-    checked++;
-    if (rec.hash === undefined || rec.prevHash === undefined) {
-      if (prev !== undefined)
-        return broken(rec, 'has no hash or link after chained records (its hash fields were removed)');
-      // Written before the chain existed: nothing to check, and the chain starts after it.
-      continue;
-    }
-    if (rec.hash !== chainHash(rec.prevHash, rec))
-      return broken(rec, 'content does not match its hash (edited)');
-    if (prev === undefined) {
-      anchor ??= rec.prevHash;
-      if (start !== null && rec.prevHash !== start.hash)
+  try {
+    return await walk();
+  } catch (err) {
+    if (!(err instanceof UnreadableRecordError)) throw err;
+    return broken(
+      // Its id is in the line that cannot be read.
+      { seq: err.seq, id: '(unreadable)' },
+      'is unreadable: its stored line fails its checksum (edited or damaged on disk)',
+    );
+  }
+  async function walk(): Promise<ChainReport> {
+    for await (const rec of records) {
+      // Older than where the kept chain starts: pruned a moment from now.
+      if (start !== null && rec.seq <= start.afterSeq) continue;
+      checked++;
+      if (rec.hash === undefined || rec.prevHash === undefined) {
+        if (prev !== undefined)
+          return broken(rec, 'has no hash or link after chained records (its hash fields were removed)');
+        // Written before the chain existed: nothing to check, and the chain starts after it.
+        continue;
+      }
+      if (rec.hash !== chainHash(rec.prevHash, rec))
+        return broken(rec, 'content does not match its hash (edited)');
+      if (prev === undefined) {
+        anchor ??= rec.prevHash;
+        if (start !== null && rec.prevHash !== start.hash)
+          return broken(
+            rec,
+            `does not start the kept chain: records after ${start.afterSeq} and before it were deleted (nothing was pruned past record ${start.afterSeq})`,
+          );
+      } else if (rec.prevHash !== prev.hash) {
+        const gap = rec.seq - prev.seq - 1;
         return broken(
           rec,
-          `does not start the kept chain: records after ${start.afterSeq} and before it were deleted (nothing was pruned past record ${start.afterSeq})`,
+          `does not follow record ${prev.seq} (a record was deleted or moved${gap > 0 ? `: ${gap} missing before it` : ''})`,
         );
-    } else if (rec.prevHash !== prev.hash) {
-      const gap = rec.seq - prev.seq - 1;
-      return broken(
-        rec,
-        `does not follow record ${prev.seq} (a record was deleted or moved${gap > 0 ? `: ${gap} missing before it` : ''})`,
-      );
-    } else if (rec.seq <= prev.seq) return broken(rec, 'out of order');
-    if (head !== null && rec.seq === head.seq && rec.hash !== head.hash)
-      return broken(rec, 'does not match the chain head the store keeps (replaced)');
-    prev = rec;
+      } else if (rec.seq <= prev.seq) return broken(rec, 'out of order');
+      if (head !== null && rec.seq === head.seq && rec.hash !== head.hash)
+        return broken(rec, 'does not match the chain head the store keeps (replaced)');
+      prev = rec;
+    }
+    const lastSeq = prev?.seq ?? 0;
+    if (head !== null && head.seq > lastSeq) {
+      return {
+        ok: false,
+        checked,
+        anchor,
+        firstBreak: null,
+        head,
+        truncated: { missing: head.seq - lastSeq, lastSeq, headSeq: head.seq },
+      };
+    }
+    return { ok: true, checked, anchor, firstBreak: null, head, truncated: null };
   }
-  const lastSeq = prev?.seq ?? 0;
-  if (head !== null && head.seq > lastSeq) {
-    return {
-      ok: false,
-      checked,
-      anchor,
-      firstBreak: null,
-      head,
-      truncated: { missing: head.seq - lastSeq, lastSeq, headSeq: head.seq },
-    };
-  }
-  return { ok: true, checked, anchor, firstBreak: null, head, truncated: null };
 }

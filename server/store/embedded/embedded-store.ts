@@ -11,6 +11,7 @@ import {
   EMPTY_HEAD,
   GENESIS,
   linkRecord,
+  UnreadableRecordError,
 } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
 import { addToBuckets, type BucketQuery, hourOf, type UsageBucket } from '../../core/rollup';
@@ -621,7 +622,7 @@ export class EmbeddedStore implements Store {
   private async load(i: number): Promise<Interception> {
     const seq = this.index.seqAt(i);
     const json = this.recent.get(seq) ?? (await this.journal.read(this.index.locAt(i)));
-    if (json === undefined) throw new Error(`interception ${seq} is unreadable on disk`);
+    if (json === undefined) throw new UnreadableRecordError(seq);
     const rec = JSON.parse(json) as Interception;
     rec.costUsd ??= null;
     rec.priceKnown ??= rec.costUsd !== null;
@@ -775,7 +776,7 @@ export class EmbeddedStore implements Store {
     for (const i of this.index.positions(filter)) {
       if (!match(i)) continue;
       const json = await this.journal.read(this.index.locAt(i));
-      if (json === undefined) throw new Error(`interception ${this.index.seqAt(i)} is unreadable on disk`);
+      if (json === undefined) throw new UnreadableRecordError(this.index.seqAt(i));
       const rec = JSON.parse(json) as Interception;
       if (!RecordIndex.exactly(rec, filter)) continue;
       if (q !== undefined && !promptMatches(rec.prompt, q)) continue;
