@@ -222,7 +222,15 @@ export class Recorder {
       redactions,
       ...(start.request.cache ? { cacheKey: start.request.cache.fingerprint } : {}),
       // Present only when there is something to say, so a record without failover is as before.
-      ...(end.attempts && end.attempts.length > 0 ? { attempts: end.attempts } : {}),
+      ...(end.attempts && end.attempts.length > 0
+        ? {
+            attempts: end.attempts.map((a, i) => {
+              // A failed target's message may echo what the member sent, as the record's error may.
+              const error = this.redactedError(a.error, redactions, `attempts[${i}].error`);
+              return error === a.error ? a : { ...a, error };
+            }),
+          }
+        : {}),
       ...(end.keyName ? { keyName: end.keyName } : {}),
     };
     // The line's object is built only when it is logged (AIBRIDGE_LOG_LEVEL info or finer).
@@ -281,9 +289,13 @@ export class Recorder {
   }
 
   /** The error as kept: its message through the redactor, the record's other text's way. */
-  private redactedError(error: InterceptionError | null, found: Redaction[]): InterceptionError | null {
+  private redactedError(
+    error: InterceptionError | null,
+    found: Redaction[],
+    field = 'error',
+  ): InterceptionError | null {
     if (error === null) return null;
-    const message = this.redactor.text(error.message, 'error', found);
+    const message = this.redactor.text(error.message, field, found);
     return message === error.message ? error : { ...error, message };
   }
 

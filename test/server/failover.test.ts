@@ -322,6 +322,24 @@ describe('routes and failover', () => {
     assert.ok(Math.abs(rec.costUsd! - 0.002) < 1e-9, String(rec.costUsd));
   });
 
+  it("keeps a failed target's error redacted in the record's attempts (it may echo what the member sent)", async () => {
+    const pasted = `sk-ant-api03-${'Q'.repeat(90)}AA`;
+    primary.next(anthropicError(429, 'rate_limit_error', `Too many requests for key ${pasted}`));
+    backup.next({ kind: 'text', usage: USAGE });
+    const { response } = await anthropic()
+      .messages.create({ model: ROUTED, max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] })
+      .withResponse();
+    const rec = await recordOf(response.headers.get('x-aibridge-interception-id')!);
+    assert.equal(rec.attempts?.length, 1);
+    const message = rec.attempts![0]!.error?.message ?? '';
+    assert.ok(!message.includes(pasted.slice(14, 40)), message);
+    assert.match(message, /Too many requests for key \[REDACTED/);
+    assert.ok(
+      rec.redactions.some((r) => r.field === 'attempts[0].error'),
+      JSON.stringify(rec.redactions),
+    );
+  });
+
   it('fails over on a 529 for a streamed request: the client reads one clean stream', async () => {
     primary.next(anthropicError(529, 'overloaded_error', 'Overloaded'));
     const stream = anthropic().messages.stream({
