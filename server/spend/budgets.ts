@@ -362,20 +362,22 @@ export class Budgets {
     const chargedTo: Tracked[] = [];
     // A request the user paid with their own credential releases its reservation and charges
     // nothing: no budget (org, team, user or session) counts what the organisation did not pay.
-    if (rec.costUsd !== null && rec.costUsd > 0 && rec.billedTo !== 'user') {
+    const chargedUsd = rec.costUsd !== null && rec.costUsd > 0 && rec.billedTo !== 'user' ? rec.costUsd : 0;
+    if (chargedUsd > 0) {
       // The period the request started in, where it was admitted and its usage is rolled up: one
       // that ran past midnight (or a week's or month's end) is charged there, not to nobody.
       const started = new Date(rec.startedAt);
       for (const t of this.applicable(user)) {
         const claim = this.claim(t.budget, started, user);
-        charges.push({ ...claim, costUsd: rec.costUsd });
+        charges.push({ ...claim, costUsd: chargedUsd });
         chargedTo.push(t);
       }
     }
     const ticket = this.tickets.get(rec.id);
     if (ticket) {
       this.tickets.delete(rec.id);
-      this.leases!.finish(ticket, rec.costUsd !== null && rec.costUsd > 0 ? rec.costUsd : 0, rec);
+      // Leased or not: a user-billed request charges its leases nothing either.
+      this.leases!.finish(ticket, chargedUsd, rec);
       // What the leases do not cover (a budget created while the request ran) is charged at once.
       const leased = new Set(ticket.keys);
       const rest = charges.filter((c) => !leased.has(periodKey(c)));

@@ -490,6 +490,53 @@ describe('bring your own key on two replicas sharing one PostgreSQL store', func
     const served = recs.find((r) => r.userEmail === 'byok-replica@example.com' && r.status === 'ok');
     assert.equal(served?.billedTo, 'user', 'the record written through B says who paid, in PostgreSQL');
   });
+
+  it("a user-billed request admitted on a budget lease charges none of the team's budget", async () => {
+    const dev = await a.addUser('byok-lease@example.com', { team: 'leased' });
+    assert.equal(
+      (await a.api('PUT', '/api/v1/teams/leased/byok', a.adminKey, { allowed: true })).status,
+      200,
+    );
+    const put = await a.api<BudgetStatus>('PUT', '/api/v1/budgets', a.adminKey, {
+      scope: 'team',
+      subject: 'leased',
+      period: 'month',
+      limitUsd: 100,
+      action: 'block',
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const status = await fetch(`${a.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-aibridge-key': dev.key,
+        'x-api-key': UPSTREAM_KEY,
+        'anthropic-version': '2023-06-01',
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'paid by me' }],
+      }),
+    }).then(async (r) => {
+      await r.text();
+      return r.status;
+    });
+    assert.equal(status, 200);
+    await a.bridge.recorder.drain();
+    const rec = (await a.interceptions(1, dev.key))[0];
+    assert.equal(rec?.billedTo, 'user');
+    assert.ok((rec?.costUsd ?? 0) > 0);
+    // Every lease goes back (idle within two renewal ticks): what is left on the ledger is what was charged.
+    const settled = await eventually(
+      async () => {
+        const s = await a.api<BudgetStatus>('GET', `/api/v1/budgets/${put.body.id}`, a.adminKey);
+        return s.body.reservedUsd === 0 ? s.body : undefined;
+      },
+      { what: 'the lease to be returned', timeoutMs: 10_000, intervalMs: 100 },
+    );
+    assert.equal(settled.spentUsd, 0, "the team's budget is charged nothing for a user-billed request");
+  });
 });
 
 describe('the providers file’s byok entry', () => {
