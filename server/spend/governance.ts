@@ -47,8 +47,11 @@ export class Governance {
         reasoning: 0,
       }) ?? 0;
     const estimate = Math.max(price(tokens, 0), price(0, tokens));
+    // No model named: the provider picks one (a stored prompt's), so nothing prices the body.
     const unbounded =
-      (start.request.inputBeyondBody?.length ?? 0) > 0 || start.request.maxOutputTokens === null;
+      (start.request.inputBeyondBody?.length ?? 0) > 0 ||
+      start.request.maxOutputTokens === null ||
+      start.request.model === null;
     return unbounded ? Math.max(estimate, this.requestFloorUsd) : estimate;
   }
 
@@ -81,7 +84,14 @@ export class Governance {
    */
   private checkPriced(start: InterceptionStart): void {
     const model = start.request.model;
-    if (model === null || start.billedTo === 'user') return;
+    if (start.billedTo === 'user') return;
+    // No model named (a Responses request whose stored `prompt` picks it): its price is unknown
+    // until the answer, which would go uncounted by every budget.
+    if (model === null)
+      throw new BridgeError(
+        'model_unpriced',
+        'The request names no model, so its price is not known before it runs, and this bridge serves only priced models: name the model in the request.',
+      );
     const probe = { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, reasoning: 0 };
     if (this.prices.cost(start.provider, model, probe) !== null) return;
     throw new BridgeError(

@@ -80,6 +80,14 @@ export class ModelPolicies {
       const c = this.byTeam.get(key);
       if (!c) continue;
       const who = key === '*' ? 'everyone' : `team "${key}"`;
+      // A request that names no model (a Responses request whose stored `prompt` picks it) runs
+      // a model the bridge cannot check: refused wherever a list applies, or a deny list is moot.
+      if (model === null && (c.deny.length > 0 || c.allow.length > 0)) {
+        throw new BridgeError(
+          'model_denied',
+          `The request names no model, and a model policy applies to ${who}: name the model in the request.`,
+        );
+      }
       if (c.deny.some((r) => r.test(name))) {
         throw new BridgeError('model_denied', `Model "${name}" is denied for ${who}.`);
       }

@@ -47,6 +47,8 @@ describe('the budget estimate of a request whose body does not bound its cost', 
       { ...capped, tools: [{ type: 'web_search' }] },
       { ...capped, input: [{ role: 'user', content: [{ type: 'input_file', file_id: 'file-1' }] }] },
       { model: 'gpt-4o', input: 'hi' },
+      // No model: a stored prompt picks it, and the body prices nothing.
+      { prompt: { id: 'pmpt_1' }, max_output_tokens: 40, input: 'hi' },
     ];
     for (const body of cases) {
       const usd = gov.estimateUsd(start(body), JSON.stringify(body).length);

@@ -455,6 +455,25 @@ describe('spend and governance', function () {
       );
       assert.equal(badRegex.status, 400);
     });
+
+    it('refuses a Responses request that names no model (a stored prompt picks it) while a deny list applies', async () => {
+      const dev = await tb.addUser('policy-prompt@example.com', { team: 'no-gpt5' });
+      const put = await tb.api('PUT', '/api/v1/teams/no-gpt5/models', tb.adminKey, { deny: ['gpt-5*'] });
+      assert.equal(put.status, 200);
+      const before = openai.modelRequests().length;
+      // The provider runs the stored prompt's model (gpt-5 here): the body alone does not say which.
+      const stored = await post(tb, '/openai/v1/responses', dev.key, {
+        prompt: { id: 'pmpt_1' },
+        input: 'hi',
+      });
+      assert.equal(stored.status, 403, stored.text);
+      assert.equal((JSON.parse(stored.text) as { error: { code: string } }).error.code, 'model_denied');
+      assert.equal(openai.modelRequests().length, before, 'the provider is not contacted');
+      assert.equal(
+        (await post(tb, '/openai/v1/responses', dev.key, { model: 'gpt-4o', input: 'hi' })).status,
+        200,
+      );
+    });
   });
 
   describe('usage reports', () => {
@@ -556,14 +575,32 @@ describe('spend and governance', function () {
 
 describe('AIBRIDGE_UNPRICED_MODELS=block', () => {
   let anthropic: AnthropicMock;
+  let openai: OpenAIMock;
   let tb: TestBridge;
   before(async () => {
     anthropic = await new AnthropicMock().start();
-    tb = await startBridge(anthropic.url, { AIBRIDGE_UNPRICED_MODELS: 'block' });
+    openai = await new OpenAIMock().start();
+    tb = await startBridge(anthropic.url, {
+      AIBRIDGE_UNPRICED_MODELS: 'block',
+      AIBRIDGE_OPENAI_BASE_URL: openai.url,
+    });
   });
   after(async () => {
     await tb.close();
+    await openai.stop();
     await anthropic.stop();
+  });
+
+  it('refuses a Responses request that names no model (its stored prompt picks one, priced or not)', async () => {
+    const dev = await tb.addUser('unpriced-prompt@example.com');
+    const before = openai.modelRequests().length;
+    const refused = await post(tb, '/openai/v1/responses', dev.key, {
+      prompt: { id: 'pmpt_1' },
+      input: 'hi',
+    });
+    assert.equal(refused.status, 403, refused.text);
+    assert.equal(refused.headers.get('x-aibridge-error-code'), 'model_unpriced');
+    assert.equal(openai.modelRequests().length, before, 'the provider was not contacted');
   });
 
   it('refuses a model without a price, before the provider, until an admin prices it; priced models are served', async () => {
