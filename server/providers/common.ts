@@ -175,7 +175,7 @@ export function appendCapped(into: string, more: string): string {
 
 /** Server-side tools run by the provider, whose results add input the body does not show. */
 const SERVER_TOOL =
-  /^(web_search|web_fetch|code_execution|file_search|computer|bash_|text_editor|image_generation|mcp$)/;
+  /^(web_search|web_fetch|code_execution|code_interpreter|file_search|computer|bash_|text_editor|image_generation|mcp$)/;
 
 /**
  * Why a request's real input may be larger than its body, for the budget estimate: the API
@@ -185,6 +185,11 @@ export function inputBeyondBody(body: JsonObject): string[] {
   const why = new Set<string>();
   if (typeof body.previous_response_id === 'string') why.add('previous_response_id');
   if (body.conversation !== undefined && body.conversation !== null) why.add('conversation');
+  // Responses' reusable prompt: the provider adds the stored template's messages.
+  if (isObject(body.prompt) && body.prompt.id !== undefined) why.add('stored prompt');
+  // Chat Completions' search models: the provider searches and reads the results as input.
+  if (body.web_search_options !== undefined && body.web_search_options !== null)
+    why.add('web_search_options');
   if (Array.isArray(body.tools)) {
     for (const t of body.tools as unknown[]) {
       if (isObject(t) && typeof t.type === 'string' && SERVER_TOOL.test(t.type))

@@ -47,6 +47,8 @@ describe('the budget estimate of a request whose body does not bound its cost', 
       { ...capped, tools: [{ type: 'web_search' }] },
       { ...capped, input: [{ role: 'user', content: [{ type: 'input_file', file_id: 'file-1' }] }] },
       { model: 'gpt-4o', input: 'hi' },
+      { ...capped, tools: [{ type: 'code_interpreter', container: { type: 'auto' } }] },
+      { ...capped, prompt: { id: 'pmpt_1', variables: { q: 'hi' } } },
       // No model: a stored prompt picks it, and the body prices nothing.
       { prompt: { id: 'pmpt_1' }, max_output_tokens: 40, input: 'hi' },
     ];
@@ -107,6 +109,16 @@ describe('the budget estimate of a request whose body does not bound its cost', 
         {
           ...capped,
           input: [{ role: 'user', content: [{ type: 'input_file', file_url: 'https://x/a.pdf' }] }],
+        },
+      ],
+      [
+        chatCompletionsApi,
+        'openai',
+        {
+          ...gpt,
+          model: 'gpt-4o-search-preview',
+          web_search_options: {},
+          messages: [{ role: 'user', content: 'news?' }],
         },
       ],
       [
