@@ -249,6 +249,11 @@ function referencesIn(v: unknown, depth: number, why: Set<string>): void {
     )
       why.add('url reference');
     if (v.type === 'item_reference') why.add('item reference');
+    // A PDF inline: the provider renders each page (an image's tokens and its text apiece), and a
+    // page can reuse another's content, so a document of a few kilobytes may hold hundreds of them.
+    if (isObject(v.source) && v.source.type === 'base64' && v.source.media_type === 'application/pdf')
+      why.add('pdf document');
+    if (typeof v.file_data === 'string' && v.file_data !== '') why.add('pdf document');
     if (isObject(v.file)) referencesIn(v.file, depth + 1, why);
     if (Array.isArray(v.content)) referencesIn(v.content, depth + 1, why);
   }

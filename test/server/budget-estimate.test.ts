@@ -112,6 +112,70 @@ describe('the budget estimate of a request whose body does not bound its cost', 
         },
       ],
       [
+        messagesApi,
+        'anthropic',
+        {
+          ...claude,
+          messages: [
+            {
+              role: 'user',
+              content: [
+                {
+                  type: 'document',
+                  source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+      [
+        chatCompletionsApi,
+        'openai',
+        {
+          ...gpt,
+          messages: [
+            {
+              role: 'user',
+              content: [
+                {
+                  type: 'file',
+                  file: { filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+      [
+        responses,
+        'openai',
+        {
+          ...capped,
+          input: [
+            {
+              role: 'user',
+              content: [
+                { type: 'input_file', filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' },
+              ],
+            },
+          ],
+        },
+      ],
+      [
+        gemini25,
+        'google',
+        {
+          ...gemini,
+          contents: [{ parts: [{ inlineData: { mimeType: 'application/pdf', data: 'JVBERi0=' } }] }],
+        },
+      ],
+      [
+        gemini25,
+        'google',
+        { ...gemini, contents: [{ parts: [{ inline_data: { mime_type: 'video/mp4', data: 'AAAA' } }] }] },
+      ],
+      [
         chatCompletionsApi,
         'openai',
         {

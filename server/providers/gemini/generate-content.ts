@@ -216,6 +216,16 @@ function geminiInputBeyondBody(body: JsonObject): string[] {
       if (!isObject(c) || !Array.isArray(c.parts)) continue;
       for (const p of c.parts as unknown[])
         if (isObject(p) && (isObject(p.fileData) || isObject(p.file_data))) why.add('file reference');
+        else if (isObject(p)) {
+          // Inline PDF pages and video seconds are priced per page and per second, not per byte.
+          const inline = isObject(p.inlineData)
+            ? p.inlineData
+            : isObject(p.inline_data)
+              ? p.inline_data
+              : null;
+          const mime = inline ? String(inline.mimeType ?? inline.mime_type ?? '') : '';
+          if (mime === 'application/pdf' || mime.startsWith('video/')) why.add('inline pdf or video');
+        }
     }
   }
   return [...why];
