@@ -597,7 +597,13 @@ export class Exchange {
           this.choose(round, tried, failed);
           round.endedAt = tried.endedAt;
           round.streamed = this.head === 'stream';
-          this.finish(round, 'client_aborted', null, null, undefined, 'client gone');
+          // The provider had the request (a whole answer is generated before its headers come):
+          // not a free one, floored from the body as input as an unread answer is.
+          const floor = {
+            ...unreadAnswerFacts(round.prepared.bytes.length, 0),
+            model: round.start.request.model,
+          };
+          this.finish(round, 'client_aborted', floor, null, undefined, 'client gone');
           return undefined;
         }
         if (tried.repeat) break;

@@ -127,6 +127,38 @@ describe('usage of a stream whose usage never reached the bridge', function () {
     assert.ok(rec.costUsd !== null && rec.costUsd > 0, `cost ${rec.costUsd}`);
   });
 
+  it('a client gone while the provider works on a whole answer (before its headers) is charged the body as input, not recorded as free', async () => {
+    anthropic.next({ kind: 'hang' });
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const seen = anthropic.messageRequests().length;
+    const body = {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 4000,
+      messages: [{ role: 'user', content: 'a long prompt '.repeat(2000) }],
+    };
+    const ac = new AbortController();
+    const res = fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${dev.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: ac.signal,
+    }).catch(() => undefined);
+    // The provider has the prompt and is generating: the client gives up before any answer.
+    await eventually(async () => (anthropic.messageRequests().length > seen ? true : undefined), {
+      what: 'the provider to have the request',
+    });
+    ac.abort();
+    await res;
+    await eventually(async () => (anthropic.messageRequests().at(-1)?.aborted ? true : undefined), {
+      what: 'the upstream call cancelled',
+    });
+    const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
+    assert.equal(rec.status, 'client_aborted');
+    assert.equal(rec.usageEstimated, true);
+    assert.equal(rec.usage.input, Math.ceil(JSON.stringify(body).length / 4));
+    assert.ok(rec.costUsd !== null && rec.costUsd > 0, `cost ${rec.costUsd}`);
+  });
+
   it('a whole answer the bridge cannot read is floored from its size and the body’s, not recorded as free', async () => {
     anthropic.next({ kind: 'unreadable', bytes: 4000 });
     const n = (await tb.interceptions(0, dev.key)).length;
