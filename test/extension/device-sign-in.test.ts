@@ -9,6 +9,7 @@ import {
 import { renew, renewalDue } from '../../extension/auth/renewal';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { TestClock } from '../helpers/clock';
 
 const DAY = 86_400_000;
 
@@ -20,6 +21,7 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
   this.timeout(30_000);
   let upstream: AnthropicMock;
   let tb: TestBridge;
+  const clock = new TestClock();
   let cookie = '';
 
   async function approve(userCode: string, yes = true): Promise<Record<string, unknown>> {
@@ -34,7 +36,7 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
 
   before(async () => {
     upstream = await new AnthropicMock().start();
-    tb = await startBridge(upstream.url);
+    tb = await startBridge(upstream.url, {}, undefined, { clock });
     const dev = await tb.addUser('browser-dev@example.com', { team: 'ide' });
     const res = await fetch(`${tb.url}/api/v1/session`, {
       method: 'POST',
@@ -145,7 +147,8 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
     const got = await waitForDeviceKey(tb.url, grant);
     const client = new BridgeClient(tb.url, got.key);
     const before = (await client.me()).key;
-    await new Promise((r) => setTimeout(r, 20));
+    // Days later (a renewal that would move the expiry by less than a day writes nothing).
+    clock.advance(2 * 86_400_000);
     const out = await renew(() => client.renewKey());
     assert.equal(out.type, 'renewed');
     assert.ok(
