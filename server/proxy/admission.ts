@@ -1,5 +1,7 @@
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError } from '../errors';
+import type { AttemptTarget } from '../routing/routes';
+import type { ServedAs } from '../spend/governance';
 import type { CircuitBreakers } from './circuit-breaker';
 
 /** What admission decides about one upstream round, before the provider is contacted. */
@@ -10,10 +12,11 @@ export interface AdmissionTicket {
   /** Set by the breaker gate: this round is the half-open probe. */
   probe: boolean;
   /**
-   * The routing table names the request's model: its targets' configuration and breakers are
-   * checked per attempt (docs/routing.md), not the instance it arrived on.
+   * The routing table names the request's model: the targets it may try, in order. Their
+   * configuration and breakers are checked per attempt (docs/routing.md), not the instance it
+   * arrived on; the governance gate narrows them to those the user may use.
    */
-  routed?: boolean;
+  targets?: readonly AttemptTarget[];
 }
 
 /**
@@ -50,7 +53,7 @@ export function composeAdmission(
 export function upstreamConfigured(configured: () => boolean, setting?: string): AdmissionGate {
   const message = setting ? `The bridge has no upstream key for this provider: ${setting}.` : undefined;
   return (t, next) => {
-    if (!t.routed && t.start.billedTo !== 'user' && !configured())
+    if (!t.targets && t.start.billedTo !== 'user' && !configured())
       throw new BridgeError('provider_not_configured', message);
     return next();
   };
@@ -64,12 +67,21 @@ export function auditAccepting(accepting: () => boolean): AdmissionGate {
   };
 }
 
+/** What the governance gate asks of server/spend/governance.ts. */
+export interface GovernanceGate {
+  admit(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): void | Promise<void>;
+  routeTargets<T>(start: InterceptionStart, targets: readonly T[], servedAs: (t: T) => ServedAs): T[];
+}
+
 /** Model policy, rate limits and budgets (server/spend/governance.ts). */
-export function governed(governance: {
-  admit(start: InterceptionStart, bodyBytes: number): void | Promise<void>;
-}): AdmissionGate {
+export function governed(governance: GovernanceGate): AdmissionGate {
   return (t, next) => {
-    const pending = governance.admit(t.start, t.bodyBytes);
+    let served: ServedAs[] | undefined;
+    if (t.targets) {
+      t.targets = governance.routeTargets(t.start, t.targets, servedAs);
+      served = t.targets.map(servedAs);
+    }
+    const pending = governance.admit(t.start, t.bodyBytes, served);
     return pending ? pending.then(next) : next();
   };
 }
@@ -77,7 +89,7 @@ export function governed(governance: {
 /** The provider+model circuit breaker: refused with `retry-after` while open; one probe when half-open. */
 export function breakerClosed(breakers: CircuitBreakers, provider: string): AdmissionGate {
   return (t, next) => {
-    if (t.routed) return next();
+    if (t.targets) return next();
     const admission = breakers.admit(provider, t.start.request.model);
     if (!admission.admitted) {
       const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
@@ -90,4 +102,8 @@ export function breakerClosed(breakers: CircuitBreakers, provider: string): Admi
     t.probe = admission.probe;
     return next();
   };
+}
+
+function servedAs(t: AttemptTarget): ServedAs {
+  return { provider: t.adapter.id, model: t.recordModel };
 }

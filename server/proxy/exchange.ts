@@ -140,6 +140,8 @@ export interface Round {
   streamed: boolean;
   /** The target this round's answer came from (the request's own instance unless routed). */
   target: AttemptTarget;
+  /** A routed round's targets as admission left them (those the user's policy admits). */
+  plan?: readonly AttemptTarget[];
   /** The pool key that carried the recorded attempt; null: the instance's only credential. */
   keyName: string | null;
   /** Attempts that failed before the recorded one (failover). */
@@ -507,7 +509,7 @@ export class Exchange {
       start: round.start,
       bodyBytes: round.prepared.bytes.length,
       probe: false,
-      ...(this.metered.targets ? { routed: true } : {}),
+      ...(this.metered.targets ? { targets: this.metered.targets } : {}),
     };
     try {
       const unheld = this.policy?.judge ? this.metered.api.toolHold?.unheld?.(this.metered.body) : null;
@@ -525,6 +527,7 @@ export class Exchange {
       return false;
     }
     round.probe = ticket.probe;
+    if (ticket.targets) round.plan = ticket.targets;
     decided?.(true);
     this.deps.events?.started(round.start);
     return true;
@@ -549,7 +552,7 @@ export class Exchange {
    * failed without an answer (already recorded and answered).
    */
   async send(round: Round): Promise<Dispatcher.ResponseData | undefined> {
-    const plan = this.metered.targets ?? [round.target];
+    const plan = round.plan ?? this.metered.targets ?? [round.target];
     const routed = this.metered.targets !== undefined;
     const cap = plan.length * ATTEMPTS_PER_TARGET;
     const failed: Tried[] = [];

@@ -9,7 +9,14 @@ import type { ModelDirectory } from '../routing/aliases-plugin';
 import { type CredentialSource, instanceServes } from '../routing/credentials';
 import type { Router } from '../routing/routes';
 import type { ExchangeTelemetry } from '../telemetry/exchange-telemetry';
-import { auditAccepting, breakerClosed, composeAdmission, governed, upstreamConfigured } from './admission';
+import {
+  auditAccepting,
+  breakerClosed,
+  composeAdmission,
+  type GovernanceGate,
+  governed,
+  upstreamConfigured,
+} from './admission';
 import { CircuitBreakers } from './circuit-breaker';
 import type { ExchangeDeps, StrategyFor } from './exchange';
 import type { ProviderLane } from './provider-lane';
@@ -32,9 +39,7 @@ export function proxyCapability(
     auth: Authenticator;
     capture: ProviderRouteDeps['capture'];
     recorder: ExchangeDeps['recorder'] & { accepting(): boolean };
-    governance: {
-      admit(start: Parameters<ExchangeDeps['admit']>[0]['start'], bodyBytes: number): void | Promise<void>;
-    };
+    governance: GovernanceGate;
     telemetry: ExchangeTelemetry;
     events: ExchangeDeps['events'];
     strategyFor: StrategyFor;

@@ -12,6 +12,15 @@ import type { RateLimiter } from './rate-limits';
 const BYTES_PER_TOKEN = 3;
 
 /**
+ * Where a routed request may be served (docs/routing.md): a target's instance and the model it is
+ * recorded and priced as there, which is what a request sent straight to it would be judged by.
+ */
+export interface ServedAs {
+  readonly provider: string;
+  readonly model: string | null;
+}
+
+/**
  * The checks a model request passes before it leaves the bridge (model policy, rate limits,
  * budgets) and the bookkeeping when it ends. Shared proxy code calls `admit` and the recorder
  * calls `settle`; neither knows which rules exist.
@@ -34,12 +43,19 @@ export class Governance {
    * An upper-leaning guess of what the request can cost: its body as input (priced as a cache
    * write where that costs more than plain input), its output cap as output.
    */
-  estimateUsd(start: InterceptionStart, bodyBytes: number): number {
+  estimateUsd(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): number {
+    // A routed request is served by one of its targets, each at its own price: the dearest bounds it.
+    if (targets && targets.length > 0)
+      return Math.max(...targets.map((t) => this.estimateAt(start, bodyBytes, t)));
+    return this.estimateAt(start, bodyBytes, { provider: start.provider, model: start.request.model });
+  }
+
+  private estimateAt(start: InterceptionStart, bodyBytes: number, at: ServedAs): number {
     const tokens = Math.ceil(bodyBytes / BYTES_PER_TOKEN);
     const output =
       start.request.maxOutputTokens ?? this.defaultMaxOutputTokens * (start.request.answers ?? 1);
     const price = (input: number, cacheWrite: number): number =>
-      this.prices.cost(start.provider, start.request.model, {
+      this.prices.cost(at.provider, at.model, {
         input,
         output,
         cacheRead: 0,
@@ -56,20 +72,50 @@ export class Governance {
   }
 
   /**
-   * Throws the refusal (`model_denied`, `rate_limited`, `budget_exceeded`) or admits the request;
-   * a promise only when a budget applies (its reservation may ask the store).
+   * The targets of a routed request it may use: those a request sent straight to them would be
+   * admitted at (the team's model policy on the model the target serves and, with
+   * AIBRIDGE_UNPRICED_MODELS=block, its price). A route must not be a way around a policy: an
+   * org-wide route `best` → a model a team is denied serves that team only through targets it may
+   * use. Throws the first target's refusal when none is left.
    */
-  admit(start: InterceptionStart, bodyBytes: number): void | Promise<void> {
+  routeTargets<T>(start: InterceptionStart, targets: readonly T[], servedAs: (t: T) => ServedAs): T[] {
+    let first: unknown;
+    const out = targets.filter((t) => {
+      try {
+        this.checkServed(start, servedAs(t));
+        return true;
+      } catch (err) {
+        first ??= err;
+        return false;
+      }
+    });
+    if (out.length === 0 && first !== undefined) this.refused(first);
+    return out;
+  }
+
+  private checkServed(start: InterceptionStart, at: ServedAs): void {
+    this.policies.check(start.principal.user.team, at.model);
+    if (this.unpriced === 'block') this.checkPriced(start, at);
+  }
+
+  /**
+   * Throws the refusal (`model_denied`, `rate_limited`, `budget_exceeded`) or admits the request;
+   * a promise only when a budget applies (its reservation may ask the store). `targets`: a routed
+   * request's targets, already narrowed by `routeTargets`; the name it asked for is still judged by
+   * the policy, and its price is theirs.
+   */
+  admit(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): void | Promise<void> {
     const { user } = start.principal;
     try {
       this.policies.check(user.team, start.request.model);
-      if (this.unpriced === 'block') this.checkPriced(start);
+      if (this.unpriced === 'block' && !targets)
+        this.checkPriced(start, { provider: start.provider, model: start.request.model });
       this.limiter.admit(start.id, start.principal);
       // The budget check asks the store (a database round trip when replicas share one).
       const reserving = this.budgets.reserve(
         start.id,
         { id: user.id, team: user.team, sessionId: start.request.sessionId },
-        this.estimateUsd(start, bodyBytes),
+        this.estimateUsd(start, bodyBytes, targets),
       );
       return reserving?.catch((err: unknown) => this.refused(err));
     } catch (err) {
@@ -82,8 +128,8 @@ export class Governance {
    * know is refused: its spend would go uncounted by every budget. A request the user pays for with
    * their own credential is not the organisation's spend, and is served.
    */
-  private checkPriced(start: InterceptionStart): void {
-    const model = start.request.model;
+  private checkPriced(start: InterceptionStart, at: ServedAs): void {
+    const model = at.model;
     if (start.billedTo === 'user') return;
     // No model named (a Responses request whose stored `prompt` picks it): its price is unknown
     // until the answer, which would go uncounted by every budget.
@@ -93,7 +139,7 @@ export class Governance {
         'The request names no model, so its price is not known before it runs, and this bridge serves only priced models: name the model in the request.',
       );
     const probe = { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, reasoning: 0 };
-    if (this.prices.cost(start.provider, model, probe) !== null) return;
+    if (this.prices.cost(at.provider, model, probe) !== null) return;
     throw new BridgeError(
       'model_unpriced',
       `The model "${model}" has no price, and this bridge serves only priced models: an admin can price it (PUT /api/v1/prices/${encodeURIComponent(model)}), or use a priced model.`,

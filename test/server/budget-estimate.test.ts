@@ -258,4 +258,18 @@ describe('the budget estimate of a request whose body does not bound its cost', 
     assert.ok(Math.abs(uncappedEight - cappedEight) < 1e-4, `${uncappedEight} vs ${cappedEight}`);
     assert.ok(uncappedEight > 7 * cappedOne, `${uncappedEight} vs ${cappedOne}`);
   });
+
+  it('prices a routed request at its dearest target, not at the name it asked for', () => {
+    const body = { model: 'fast', max_output_tokens: 1000, input: 'hi' };
+    const bytes = JSON.stringify(body).length;
+    const own = gov.estimateUsd(start(body), bytes);
+    assert.equal(own, 0, 'a route name is no model: unpriced');
+    const mini = gov.estimateUsd(start(body), bytes, [{ provider: 'openai', model: 'gpt-4o-mini' }]);
+    const both = gov.estimateUsd(start(body), bytes, [
+      { provider: 'openai', model: 'gpt-4o-mini' },
+      { provider: 'openai', model: 'gpt-4o' },
+    ]);
+    assert.ok(mini > 0, 'priced as its target');
+    assert.ok(both > mini * 10, `the dearer target bounds it: ${both} vs ${mini}`);
+  });
 });
