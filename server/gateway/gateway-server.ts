@@ -19,7 +19,7 @@ import { blockedMessage } from '../../shared/tool-policy';
 import type { McpConnection } from '../mcp/connection';
 import type { UserServer } from '../mcp/hub';
 import { callFailure, isMcpError, RpcCode } from '../mcp/rpc';
-import { SHARED_CALL_FAILURE } from '../mcp/session';
+import { failureForMember, type WarnAdmins } from '../mcp/session';
 import type { GatewayCaller, GatewayServerDeps } from './in-flight';
 import { CONNECT_TOOL, connectAdvice, gatewayName, resourceUri, splitName, splitResourceUri } from './names';
 
@@ -63,6 +63,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
   );
   const { principal } = caller;
   const audience = { userId: principal.user.id, team: principal.user.team };
+  const warnAdmins: WarnAdmins = (server, message) => d.hub.skipped(server, message, audience);
   const servers = (): Promise<UserServer[]> => d.hub.serversFor(principal);
   const ready = (list: UserServer[]): { s: UserServer; conn: McpConnection }[] => {
     const out: { s: UserServer; conn: McpConnection }[] = [];
@@ -131,10 +132,11 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     } catch (err) {
       const message = (err instanceof Error ? err.message : String(err)).slice(0, 300);
       const outcome = callFailure(err, signal);
+      // A member's own per-user connection's failure is rethrown as it is, not wrapped.
       if (outcome === 'error' && !isMcpError(err) && s.config.auth.type !== 'per_user') {
-        d.hub.skipped(s.config.name, `a read of ${call.tool} failed: ${message}`, audience);
-        record({ outcome, error: SHARED_CALL_FAILURE });
-        throw rpcFailure(RpcCode.InternalError, `${call.server} failed: ${SHARED_CALL_FAILURE}`);
+        const shown = failureForMember(s.config, `a read of ${call.tool}`, message, warnAdmins);
+        record({ outcome, error: shown });
+        throw rpcFailure(RpcCode.InternalError, `${call.server} failed: ${shown}`);
       }
       record({ outcome, error: message });
       throw err;
@@ -248,11 +250,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
       }
       // Anything else is the transport's: a shared server's (an error body, an internal address)
       // is for admins, as its reason for being down is; a member's own connection's is theirs.
-      let shown = message.slice(0, 300);
-      if (s.config.auth.type !== 'per_user') {
-        d.hub.skipped(s.config.name, `a call of ${parts.tool} failed: ${shown}`, audience);
-        shown = SHARED_CALL_FAILURE;
-      }
+      const shown = failureForMember(s.config, `a call of ${parts.tool}`, message.slice(0, 300), warnAdmins);
       record({ outcome: 'error', error: shown });
       throw rpcFailure(RpcCode.InternalError, `${parts.server} failed: ${shown}`);
     } finally {

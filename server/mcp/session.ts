@@ -5,6 +5,7 @@ import { isObject } from '../providers/common';
 import type { InjectedCall, OfferedTool } from '../providers/injection';
 import { describe, type McpConnection } from './connection';
 import { callFailure } from './rpc';
+import type { McpServerConfig } from './servers';
 
 /** One tool offered in a session: where it runs. */
 export interface SessionTool {
@@ -32,6 +33,27 @@ const TRUNCATED = '\n[truncated by the bridge]';
  * error body, an internal address) is the admins' to read, as its reason for being down is.
  */
 export const SHARED_CALL_FAILURE = 'the server failed to answer (admins are told why)';
+
+/** Where a shared server's real failure goes: the hub's mcp.warning to admins (and its log). */
+export type WarnAdmins = (server: string, message: string) => void;
+
+/**
+ * The text a member (and the model) is shown when a server's transport fails `what` ("a call of
+ * x", "a read of y") with `message`. A member's own per-user connection's reason is theirs to see;
+ * a shared server's is what it answered (an error body, an internal address), so it goes to admins
+ * through `warn` and the member gets SHARED_CALL_FAILURE. One place, so the gateway and injection
+ * cannot drift on what leaks.
+ */
+export function failureForMember(
+  server: Pick<McpServerConfig, 'name' | 'auth'>,
+  what: string,
+  message: string,
+  warn: WarnAdmins,
+): string {
+  if (server.auth.type === 'per_user') return message;
+  warn(server.name, `${what} failed: ${message}`);
+  return SHARED_CALL_FAILURE;
+}
 
 /** A tool result as the text the model receives: text parts as they are, other parts named. */
 export function resultText(result: CallToolResult, limit: number): string {
@@ -70,7 +92,7 @@ export class ToolSession {
     tools: readonly SessionTool[],
     private readonly resultLimit: number,
     /** Told why a shared server failed a call (the hub warns admins); the member is not. */
-    private readonly sharedFailure: (server: string, message: string) => void = () => undefined,
+    private readonly sharedFailure: WarnAdmins = () => undefined,
   ) {
     for (const t of tools) this.byName.set(t.offered.name, t);
   }
@@ -121,11 +143,12 @@ export class ToolSession {
         const error = `timed out after ${t.timeoutMs} ms`;
         return done(`The tool ${error}.`, 'timeout', error);
       }
-      let error = describe(err);
-      if (t.connection.server.auth.type !== 'per_user') {
-        this.sharedFailure(t.server, `a call of ${t.tool.name} failed: ${error}`);
-        error = SHARED_CALL_FAILURE;
-      }
+      const error = failureForMember(
+        t.connection.server,
+        `a call of ${t.tool.name}`,
+        describe(err),
+        this.sharedFailure,
+      );
       return done(`The tool failed: ${error}`, 'error', error);
     }
   }
