@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { BridgeClient } from '../../extension/api/bridge-client';
 import type { GatewayToolCall } from '../../shared/interception';
-import { AnthropicMock } from '../helpers/anthropic-mock';
-import { startBridge, type TestBridge } from '../helpers/bridge';
+import { startMockedBridge, type TestBridge } from '../helpers/bridge';
 
 function call(id: string, user: { id: string; email: string }): GatewayToolCall {
   return {
@@ -26,16 +25,12 @@ function call(id: string, user: { id: string; email: string }): GatewayToolCall 
 }
 
 describe("the extension's history reads the signed-in user's own records, an admin's too", () => {
-  let upstream: AnthropicMock;
   let tb: TestBridge;
+  let close: () => Promise<void>;
   before(async () => {
-    upstream = await new AnthropicMock().start();
-    tb = await startBridge(upstream.url);
+    ({ tb, close } = await startMockedBridge());
   });
-  after(async () => {
-    await tb.close();
-    await upstream.stop();
-  });
+  after(() => close());
 
   it("an admin's gateway calls list holds the admin's calls, not a member's (the route's default for an admin is everyone's)", async () => {
     const member = await tb.addUser('mallory@example.com');

@@ -7,7 +7,7 @@ import { bootstrapAdmin } from '../../server/bootstrap';
 import { loadConfig } from '../../server/config';
 import type { CreatedKey, User } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
-import { UPSTREAM_KEY } from './anthropic-mock';
+import { AnthropicMock, UPSTREAM_KEY } from './anthropic-mock';
 import { eventually } from './eventually';
 import { OPENAI_UPSTREAM_KEY } from './openai-mock';
 import { tempDir } from './temp-dirs';
@@ -128,4 +128,41 @@ export async function startBridge(
     },
   };
   return tb;
+}
+
+/** A bridge in front of its own Anthropic upstream mock, and the one call that stops both. */
+export interface MockedBridge {
+  tb: TestBridge;
+  upstream: AnthropicMock;
+  /** Closes the bridge first (it may still be talking to the mock), then the mock. */
+  close(): Promise<void>;
+}
+
+/**
+ * The usual suite set-up: an Anthropic mock on port 0 and `startBridge` in front of it. A bridge
+ * that fails to start stops the mock, so a failing `before` leaves no listener behind.
+ */
+export async function startMockedBridge(
+  env: Record<string, string> = {},
+  build: Omit<BuildOptions, 'logStream'> = {},
+): Promise<MockedBridge> {
+  const upstream = await new AnthropicMock().start();
+  let tb: TestBridge;
+  try {
+    tb = await startBridge(upstream.url, env, undefined, build);
+  } catch (err) {
+    await upstream.stop();
+    throw err;
+  }
+  return {
+    tb,
+    upstream,
+    async close() {
+      try {
+        await tb.close();
+      } finally {
+        await upstream.stop();
+      }
+    },
+  };
 }

@@ -2,23 +2,18 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ChainReport } from '../../server/core/chain';
-import { AnthropicMock } from '../helpers/anthropic-mock';
-import { startBridge, type TestBridge } from '../helpers/bridge';
+import { startMockedBridge, type TestBridge } from '../helpers/bridge';
 
 /** Tampering with the embedded store's journal while the bridge that reads it runs. */
 describe('audit verify against a journal edited under a running bridge', function () {
   this.timeout(60_000);
-  let upstream: AnthropicMock;
   let tb: TestBridge;
+  let close: () => Promise<void>;
 
   before(async () => {
-    upstream = await new AnthropicMock().start();
-    tb = await startBridge(upstream.url);
+    ({ tb, close } = await startMockedBridge());
   });
-  after(async () => {
-    await tb.close();
-    await upstream.stop();
-  });
+  after(() => close());
 
   it('a record edited in place (its checksum left as it was) is a break at that record, not a failed verify', async () => {
     const dev = await tb.addUser('live-edit@example.com');

@@ -9,8 +9,8 @@ import {
   McpError,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayToolCall } from '../../shared/interception';
-import { AnthropicMock } from '../helpers/anthropic-mock';
-import { startBridge, type TestBridge } from '../helpers/bridge';
+import type { AnthropicMock } from '../helpers/anthropic-mock';
+import { startMockedBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { InProcessMcpServer, startEverythingHttp } from '../helpers/mcp-servers';
 
@@ -20,16 +20,15 @@ const ENV_FILE = `# settings\nDB_PASSWORD=${SECRET}\nAWS_SECRET_ACCESS_KEY=${'k'
 
 describe('redaction of values over a record cap (capture full messages, MCP gateway arguments)', function () {
   this.timeout(60_000);
-  let upstream: AnthropicMock;
   let web: { url: string; stop(): Promise<void> };
   let tb: TestBridge;
+  let close: () => Promise<void>;
 
   before(async () => {
-    upstream = await new AnthropicMock().start();
     web = await startEverythingHttp();
-    tb = await startBridge(upstream.url, {
+    ({ tb, close } = await startMockedBridge({
       AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64'),
-    });
+    }));
     await tb.api('PUT', '/api/v1/teams/forensics/capture', tb.adminKey, { level: 'full' });
     const put = await tb.api('PUT', '/api/v1/mcp/servers/web', tb.adminKey, {
       transport: { type: 'http', url: web.url },
@@ -38,9 +37,8 @@ describe('redaction of values over a record cap (capture full messages, MCP gate
     assert.equal(put.status, 200, JSON.stringify(put.body));
   });
   after(async () => {
-    await tb.close();
+    await close();
     await web.stop();
-    await upstream.stop();
   });
 
   it('a conversation over 64 KiB keeps the start of its messages with the .env secrets redacted', async () => {
@@ -101,15 +99,12 @@ describe('redaction of a provider error that echoes what the member sent', funct
   this.timeout(60_000);
   let upstream: AnthropicMock;
   let tb: TestBridge;
+  let close: () => Promise<void>;
 
   before(async () => {
-    upstream = await new AnthropicMock().start();
-    tb = await startBridge(upstream.url);
+    ({ tb, upstream, close } = await startMockedBridge());
   });
-  after(async () => {
-    await tb.close();
-    await upstream.stop();
-  });
+  after(() => close());
 
   it('a key pasted as the model name, echoed in the 404, is not kept in the record, its error or the log', async () => {
     const dev = await tb.addUser('echoed-model@example.com');
@@ -137,12 +132,11 @@ describe('redaction of a provider error that echoes what the member sent', funct
 
 describe('redaction of an MCP server error kept in a gateway call record', function () {
   this.timeout(60_000);
-  let upstream: AnthropicMock;
   let mcp: InProcessMcpServer;
   let tb: TestBridge;
+  let close: () => Promise<void>;
 
   before(async () => {
-    upstream = await new AnthropicMock().start();
     mcp = await new InProcessMcpServer('db', (server) => {
       server.setRequestHandler(ListToolsRequestSchema, async () => ({
         tools: [{ name: 'query', inputSchema: { type: 'object' as const, properties: {} } }],
@@ -154,18 +148,17 @@ describe('redaction of an MCP server error kept in a gateway call record', funct
         );
       });
     }).start();
-    tb = await startBridge(upstream.url, {
+    ({ tb, close } = await startMockedBridge({
       AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64'),
-    });
+    }));
     const put = await tb.api('PUT', '/api/v1/mcp/servers/db', tb.adminKey, {
       transport: { type: 'http', url: mcp.url },
     });
     assert.equal(put.status, 200, JSON.stringify(put.body));
   });
   after(async () => {
-    await tb.close();
+    await close();
     await mcp.stop();
-    await upstream.stop();
   });
 
   it("the server's JSON-RPC error is stored and exported with its password redacted", async () => {
@@ -202,18 +195,14 @@ describe('redaction of an MCP server error kept in a gateway call record', funct
 
 describe('redaction behind JSON string escapes', function () {
   this.timeout(60_000);
-  let upstream: AnthropicMock;
   let tb: TestBridge;
+  let close: () => Promise<void>;
 
   before(async () => {
-    upstream = await new AnthropicMock().start();
-    tb = await startBridge(upstream.url);
+    ({ tb, close } = await startMockedBridge());
     await tb.api('PUT', '/api/v1/teams/forensics/capture', tb.adminKey, { level: 'full' });
   });
-  after(async () => {
-    await tb.close();
-    await upstream.stop();
-  });
+  after(() => close());
 
   it('a tool result that is JSON (escaped newlines, \\/ in URLs, \\u escapes) keeps no secret in clear', async () => {
     const dev = await tb.addUser('escaped@example.com', { team: 'forensics' });
@@ -266,18 +255,14 @@ describe('redaction behind JSON string escapes', function () {
 
 describe('redaction of a tool result over the 16 KiB kept', function () {
   this.timeout(60_000);
-  let upstream: AnthropicMock;
   let tb: TestBridge;
+  let close: () => Promise<void>;
 
   before(async () => {
-    upstream = await new AnthropicMock().start();
-    tb = await startBridge(upstream.url);
+    ({ tb, close } = await startMockedBridge());
     await tb.api('PUT', '/api/v1/teams/forensics/capture', tb.adminKey, { level: 'full' });
   });
-  after(async () => {
-    await tb.close();
-    await upstream.stop();
-  });
+  after(() => close());
 
   it('a key across the cut keeps no part of itself in clear', async () => {
     const dev = await tb.addUser('cut-result@example.com', { team: 'forensics' });
@@ -314,16 +299,13 @@ describe('redaction of model output over the 256 KiB kept', function () {
   this.timeout(60_000);
   let upstream: AnthropicMock;
   let tb: TestBridge;
+  let close: () => Promise<void>;
 
   before(async () => {
-    upstream = await new AnthropicMock().start();
-    tb = await startBridge(upstream.url);
+    ({ tb, upstream, close } = await startMockedBridge());
     await tb.api('PUT', '/api/v1/teams/forensics/capture', tb.adminKey, { level: 'full' });
   });
-  after(async () => {
-    await tb.close();
-    await upstream.stop();
-  });
+  after(() => close());
 
   for (const stream of [false, true])
     it(`a key across the cut keeps no part of itself in clear${stream ? ', streamed' : ''}`, async () => {
