@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { CredentialCipher } from '../../server/mcp/cipher';
+import type { McpConnection } from '../../server/mcp/connection';
 import { injectedName, McpConfigError, normalise, TOOL_PREFIX, toolAllowed } from '../../server/mcp/servers';
+import { failureForMember, SHARED_CALL_FAILURE, ToolSession } from '../../server/mcp/session';
 import { addUsage } from '../../server/providers/injection';
 
 describe('MCP building blocks', () => {
@@ -72,6 +74,49 @@ describe('MCP building blocks', () => {
     assert.equal(ok.auth.sealedSecret, 'sealed(v)');
     assert.equal(ok.auth.header, 'authorization');
     assert.deepEqual(ok.tools, { allow: ['*'], deny: [] });
+  });
+
+  it("tells admins a shared server's real failure and the member only that it failed; a per-user connection's reason is the member's", async () => {
+    const http = { transport: { type: 'http' as const, url: 'http://127.0.0.1:1/mcp' } };
+    const shared = normalise('docs', http, 'api', null);
+    const own = normalise('mine', { ...http, auth: { type: 'per_user' } }, 'api', null);
+    const warned: string[] = [];
+    const warn = (server: string, message: string): void => {
+      warned.push(`${server}: ${message}`);
+    };
+    assert.equal(failureForMember(shared, 'a read of x', 'ECONNREFUSED 10.1.2.3', warn), SHARED_CALL_FAILURE);
+    assert.deepEqual(warned, ['docs: a read of x failed: ECONNREFUSED 10.1.2.3']);
+    assert.equal(failureForMember(own, 'a call of y', 'token expired', warn), 'token expired');
+    assert.equal(warned.length, 1, "a member's own connection warns no admin");
+
+    // Injection (ToolSession.run) follows the same rule. A stub connection: only `server` and
+    // `call` are read on this path, and a real one would need a live server to fail.
+    const connection = {
+      server: shared,
+      call: async () => {
+        throw new Error('502 Bad Gateway from http://10.1.2.3/internal');
+      },
+    } as unknown as McpConnection;
+    const session = new ToolSession(
+      [
+        {
+          offered: { name: 'mcp__docs__search', description: 'search', inputSchema: { type: 'object' } },
+          tool: { name: 'search', inputSchema: { type: 'object' } },
+          server: 'docs',
+          connection,
+          timeoutMs: 1000,
+        },
+      ],
+      10_000,
+      warn,
+    );
+    const run = await session.run(
+      { id: 'c1', name: 'mcp__docs__search', input: {} },
+      new AbortController().signal,
+    );
+    assert.equal(run.text, `The tool failed: ${SHARED_CALL_FAILURE}`);
+    assert.equal(run.execution.error, SHARED_CALL_FAILURE);
+    assert.equal(warned[1], 'docs: a call of search failed: 502 Bad Gateway from http://10.1.2.3/internal');
   });
 
   it('adds provider usage field by field', () => {
