@@ -31,6 +31,7 @@ const USAGE = `Usage:
   aibridge env [--shell posix|fish]
   aibridge migrate [--database-url postgres://...]
   aibridge store copy --from DATA-DIR --to postgres://...
+  aibridge store backup [--data-dir D] --to DIR
 
 Admin commands take --url (AIBRIDGE_URL) and --admin-key (AIBRIDGE_ADMIN_KEY); by default they use
 http://127.0.0.1:7410 and <data-dir>/admin.key. See docs/cli.md.`;
@@ -317,6 +318,17 @@ async function main(argv: string[]): Promise<void> {
       return migrateCommand(values['database-url'] ?? databaseUrl(process.env), out);
     }
     case 'store': {
+      if (sub === 'backup') {
+        const { values } = parseArgs({
+          args: rest,
+          options: { 'data-dir': { type: 'string' }, to: { type: 'string' } },
+          strict: true,
+        });
+        const { backupCommand } = await import('./cli/store-commands');
+        const dataDir = values['data-dir'] ?? process.env.AIBRIDGE_DATA_DIR ?? '.aibridge';
+        await backupCommand(dataDir, need(values.to, '--to'), out);
+        return;
+      }
       if (sub !== 'copy') throw new CliError(`unknown command: store ${sub ?? ''}\n${USAGE}`);
       const { values } = parseArgs({
         args: rest,

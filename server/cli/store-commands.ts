@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { databaseUrl } from '../config';
 import { verifyChain } from '../core/chain';
+import { BackupError, backupDataDir } from '../store/embedded/backup';
 import { EmbeddedStore } from '../store/embedded/embedded-store';
 import { LATEST_MIGRATION, migrate } from '../store/postgres/migrations';
 import { PostgresStore } from '../store/postgres/postgres-store';
@@ -158,5 +159,25 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
     }
   } finally {
     await source.close();
+  }
+}
+
+/**
+ * `aibridge store backup --data-dir <dir> --to <new dir>`: a copy of the embedded store that opens
+ * and verifies as it was, taken while the bridge serves (server/store/embedded/backup.ts). Restore by
+ * starting a bridge on the copy (`aibridge serve --data-dir <copy>`).
+ */
+export async function backupCommand(dataDir: string, to: string, out: Out): Promise<void> {
+  if (!fs.existsSync(path.join(dataDir, 'db.json')))
+    throw new CliError(`${dataDir} holds no embedded store (no db.json there): check --data-dir`);
+  try {
+    const { files, bytes } = await backupDataDir(dataDir, to);
+    out(
+      `backed up ${files} files (${(bytes / 1e6).toFixed(1)} MB) from ${path.resolve(dataDir)} to ${path.resolve(to)}; ` +
+        `restore by starting a bridge on it: aibridge serve --data-dir ${path.resolve(to)}`,
+    );
+  } catch (err) {
+    if (err instanceof BackupError) throw new CliError(err.message);
+    throw err;
   }
 }

@@ -39,7 +39,7 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-const SEGMENT_RE = /^seg-(\d{6,})\.jsonl$/;
+export const SEGMENT_RE = /^seg-(\d{6,})\.jsonl$/;
 
 function segmentName(n: number): string {
   return `seg-${String(n).padStart(6, '0')}.jsonl`;
