@@ -50,11 +50,12 @@ export class GatewayCallLog {
   /** Records a finished call; the store write runs beside the response, a failure is logged. */
   record(given: GatewayToolCall): Promise<void> {
     // The error is what a server (or its transport) said: it may hold a connection string or echo
-    // the arguments, which are redacted; the name is the client's string when no such tool exists.
+    // the arguments, which are redacted; the name is the client's string when no such tool exists
+    // (a per-user server not yet connected, a prompt), so it is cut as the arguments are.
     const call: GatewayToolCall = {
       ...given,
-      name: this.redactText(given.name),
-      tool: this.redactText(given.tool),
+      name: recordedName(this.redactText(given.name)),
+      tool: recordedName(this.redactText(given.tool)),
       error: given.error === null ? null : this.redactText(given.error),
     };
     // The metric counts tool calls, as its name says; reads are in the store and on the live feed.
@@ -89,3 +90,10 @@ export class GatewayCallLog {
 
 /** The most of a call's arguments a record keeps, as JSON: the embedded store keeps the newest 50,000 calls in memory. */
 const INPUT_LIMIT = 8 * 1024;
+
+/** The longest name (and tool) a record keeps, in characters; a longer one is cut, marked with `…`. */
+const NAME_LIMIT = 1024;
+
+function recordedName(s: string): string {
+  return s.length > NAME_LIMIT ? `${s.slice(0, NAME_LIMIT)}…` : s;
+}

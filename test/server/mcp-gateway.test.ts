@@ -251,6 +251,29 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     }
   });
 
+  it("keeps at most 1 KB of a call's or prompt read's name: the record, the live event and the list", async () => {
+    // The name of a tool on a per-user server the member never connected is recorded as the member
+    // sent it (no credential, nothing called); a prompt's name is recorded whatever the server says.
+    const dave = await tb.addUser('dave@example.com', { team: 'd' });
+    const client = track(await connect(tb.url, dave.key));
+    const long = 'n'.repeat(1024 * 1024);
+    await client.callTool({ name: `gate__${long}`, arguments: {} });
+    await client.getPrompt({ name: `everything__${long}` }).catch(() => undefined);
+    const calls = await eventually(async () => {
+      const r = await tb.api<{ items: Listed[] }>('GET', '/api/v1/tool-calls?via=gateway&limit=5', dave.key);
+      return r.body.items.length === 2 ? r.body.items : undefined;
+    });
+    for (const c of calls) {
+      assert.ok(c.name.length <= 1025 && c.tool.length <= 1025, `${c.name.length}/${c.tool.length} kept`);
+      assert.ok(c.name.endsWith('…') && c.tool.endsWith('…'));
+    }
+    const live = events.filter(
+      (e): e is GatewayToolCallEvent => e.type === 'tool.call' && 'userId' in e && e.userId === dave.user.id,
+    );
+    assert.equal(live.length, 2);
+    for (const e of live) assert.ok(e.name.length <= 1025, `${e.name.length} characters published`);
+  });
+
   it('a denied or unknown tool is a JSON-RPC invalid-params error, and the session goes on', async () => {
     const client = track(await connect(tb.url, alice.key));
     for (const name of ['everything__get-env', 'everything__nope', 'nosuch__echo', 'plain']) {
