@@ -21,7 +21,7 @@ export interface ArgumentPattern {
 /** A rule with its globs and pattern compiled once, when the set is written or loaded. */
 export interface CompiledRule {
   rule: ToolPolicyRule;
-  tool: RegExp;
+  tool: ToolGlob;
   args: ArgumentPattern | null;
 }
 
@@ -72,13 +72,52 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** `*` any run of characters, `?` one; everything else literal. */
-export function globRegExp(glob: string): RegExp {
-  const escaped = glob
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${escaped}$`, 's');
+/** Whether a tool name matches a rule's glob. */
+export interface ToolGlob {
+  test(name: string): boolean;
+}
+
+/** Whether `seg` (literal but for `?`, one character) is in `s` at `at`. */
+function segmentAt(seg: string, s: string, at: number): boolean {
+  for (let k = 0; k < seg.length; k++) if (seg[k] !== '?' && seg[k] !== s[at + k]) return false;
+  return true;
+}
+
+/** Where `seg` first occurs in `s` at or after `from`, ending by `end`; -1: nowhere. */
+function findSegment(seg: string, s: string, from: number, end: number): number {
+  if (!seg.includes('?')) {
+    const i = s.indexOf(seg, from);
+    return i >= 0 && i + seg.length <= end ? i : -1;
+  }
+  for (let i = from; i + seg.length <= end; i++) if (segmentAt(seg, s, i)) return i;
+  return -1;
+}
+
+/**
+ * `*` any run of characters, `?` one; everything else literal. Matched without backtracking, each
+ * piece between stars at its leftmost place: time linear in the name. The name is the client's
+ * (megabytes of it through the MCP gateway), and `mcp__*__*delete*` as a regular expression on
+ * V8's backtracking engine took time quadratic in it: seconds of stopped event loop per call.
+ */
+export function toolGlob(glob: string): ToolGlob {
+  const parts = glob.split('*');
+  const first = parts[0]!;
+  if (parts.length === 1) return { test: (s) => s.length === first.length && segmentAt(first, s, 0) };
+  const last = parts[parts.length - 1]!;
+  const middle = parts.slice(1, -1).filter((p) => p !== '');
+  return {
+    test(s) {
+      const end = s.length - last.length;
+      if (end < first.length || !segmentAt(first, s, 0) || !segmentAt(last, s, end)) return false;
+      let at = first.length;
+      for (const seg of middle) {
+        const i = findSegment(seg, s, at, end);
+        if (i < 0) return false;
+        at = i + seg.length;
+      }
+      return true;
+    },
+  };
 }
 
 const FIELDS = new Set(['id', 'tool', 'argumentPattern', 'action', 'scope', 'subject', 'enabled']);
@@ -152,7 +191,7 @@ export function compileRules(
         args = MATCHES_ALL;
       }
     }
-    return { rule, tool: globRegExp(rule.tool), args };
+    return { rule, tool: toolGlob(rule.tool), args };
   });
 }
 

@@ -328,6 +328,32 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     }
   });
 
+  it("a member's long tool name cannot stall the bridge on a tool rule's glob", async () => {
+    // `mcp__*__*delete*` on V8's backtracking engine was quadratic in the name: 100,000 underscores
+    // stopped the event loop for seconds (4 MB, the gateway's body limit: hours), for every user.
+    const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+      rules: [{ id: 'no-deletes', tool: 'mcp__*__*delete*', action: 'deny', scope: 'org' }],
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    try {
+      const client = track(await connect(tb.url, alice.key));
+      const started = performance.now();
+      const err = await rpcError(
+        client.callTool({ name: `everything__${'_'.repeat(100_000)}`, arguments: {} }),
+      );
+      const ms = performance.now() - started;
+      assert.equal(err.code, ErrorCode.InvalidParams);
+      assert.ok(ms < 1000, `the call took ${Math.round(ms)} ms`);
+      const denied = (await client.callTool({
+        name: 'everything__delete_all',
+        arguments: {},
+      })) as CallToolResult;
+      assert.match(text(denied), /\(rule no-deletes\)$/);
+    } finally {
+      await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: [] });
+    }
+  });
+
   it('a server that hangs past its limit gets the timeout error; other tools keep working', async () => {
     const client = track(await connect(tb.url, alice.key));
     const started = Date.now();
