@@ -34,6 +34,12 @@ const RESULT_LIMIT = 16 * 1024;
 const CUT_MARGIN = 8 * 1024;
 /** The request's new messages kept with capture `full`, as JSON. */
 const MESSAGES_LIMIT = 64 * 1024;
+/**
+ * An error's message as kept: a provider's reason fits many times over, and an upstream that
+ * echoes the request in its errors (an OpenAI-compatible server's validation errors) cannot make
+ * every free failed request a megabyte in the journal and in memory.
+ */
+const ERROR_LIMIT = 8 * 1024;
 
 /**
  * Codes with which the bridge refuses a request before sending it to the provider. Such a record
@@ -295,7 +301,9 @@ export class Recorder {
     field = 'error',
   ): InterceptionError | null {
     if (error === null) return null;
-    const message = this.redactor.text(error.message, field, found);
+    // Redacted before the cut, with a margin, as the other capped text is.
+    const gathered = error.message.slice(0, ERROR_LIMIT + CUT_MARGIN);
+    const message = this.redactor.text(gathered, field, found).slice(0, ERROR_LIMIT);
     return message === error.message ? error : { ...error, message };
   }
 

@@ -128,6 +128,38 @@ describe('redaction of a provider error that echoes what the member sent', funct
     assert.equal(rec.error?.message, 'model: [REDACTED:anthropic_key]');
     assert.ok(!tb.logs.some((l) => l.includes(key)), 'a log line kept the key');
   });
+
+  it('an error echoing a large request keeps 8 KiB of its message, a key across the cut redacted', async () => {
+    const dev = await tb.addUser('echoed-large@example.com');
+    const key = `sk-ant-api03-${'Qw4'.repeat(20)}`;
+    // An upstream that echoes the whole input in a 400 (as validation errors of OpenAI-compatible servers do).
+    const message = `invalid input: ${'y'.repeat(8 * 1024 - 30)} ${key} ${'z'.repeat(200_000)}`;
+    upstream.next({ kind: 'error', status: 400, type: 'invalid_request_error', message });
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${dev.key}`,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 64,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    });
+    assert.equal(res.status, 400);
+    assert.equal(
+      ((await res.json()) as { error: { message: string } }).error.message,
+      message,
+      'the client gets it whole',
+    );
+    const [rec] = await tb.interceptions(1, dev.key);
+    const kept = rec?.error?.message ?? '';
+    assert.ok(kept.startsWith('invalid input: yyy'), kept.slice(0, 40));
+    assert.ok(kept.length <= 8 * 1024, `kept ${kept.length} characters`);
+    assert.ok(!kept.includes(key.slice(0, 15)), `kept: ${kept.slice(-40)}`);
+  });
 });
 
 describe('redaction of an MCP server error kept in a gateway call record', function () {
