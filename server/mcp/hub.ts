@@ -23,6 +23,8 @@ import type { McpSettings } from './settings';
 
 /** A per-user connection that failed is tried again no sooner than this. */
 const RETRY_MS = 30_000;
+/** Warnings remembered for WARN_EVERY_MS, at most. */
+const WARNED_KEPT = 1000;
 /** The same warning about the same server goes to the same audience at most this often. */
 const WARN_EVERY_MS = 60_000;
 
@@ -103,8 +105,15 @@ export class McpHub {
     const key = `${server}\0${audience.userId ?? ''}\0${message}`;
     const now = Date.now();
     if ((this.warned.get(key) ?? 0) > now - WARN_EVERY_MS) return;
-    if (this.warned.size > 1000)
+    if (this.warned.size >= WARNED_KEPT) {
       for (const [k, at] of this.warned) if (at <= now - WARN_EVERY_MS) this.warned.delete(k);
+      // A server whose error text differs on every call (a request id in it) would keep every one
+      // of them for a minute: past the bound the oldest go first (a Map iterates in insertion order).
+      for (const k of this.warned.keys()) {
+        if (this.warned.size < WARNED_KEPT) break;
+        this.warned.delete(k);
+      }
+    }
     this.warned.set(key, now);
     this.d.log.warn({ server, userId: audience.userId, reason: message }, 'mcp: server skipped');
     this.d.bus.publish({ type: 'mcp.warning', at: new Date(now).toISOString(), server, message }, audience);
