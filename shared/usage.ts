@@ -7,7 +7,9 @@
  * - `cacheWrite1h`: the part of `cacheWrite` written to the one-hour cache (priced higher), where
  *   the provider reports it (Anthropic's `cache_creation.ephemeral_1h_input_tokens`)
  * - `webSearches`: searches the provider's web search tool ran (priced per thousand)
- * The last two are only there when not zero.
+ * - `fileSearches`: searches the provider's file search tool ran over stored files (OpenAI's
+ *   `file_search`, priced per thousand)
+ * The last three are only there when not zero.
  */
 export interface Usage {
   input: number;
@@ -17,6 +19,7 @@ export interface Usage {
   reasoning: number;
   cacheWrite1h?: number;
   webSearches?: number;
+  fileSearches?: number;
 }
 
 export function emptyUsage(): Usage {
@@ -35,6 +38,8 @@ export function addUsage(a: Usage, b: Usage): Usage {
   if (write1h > 0) sum.cacheWrite1h = write1h;
   const searches = (a.webSearches ?? 0) + (b.webSearches ?? 0);
   if (searches > 0) sum.webSearches = searches;
+  const files = (a.fileSearches ?? 0) + (b.fileSearches ?? 0);
+  if (files > 0) sum.fileSearches = files;
   return sum;
 }
 

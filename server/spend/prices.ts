@@ -78,6 +78,7 @@ function simpleCost(prices: ModelPrice, u: Usage): number {
   // The one-hour writes are part of `cacheWrite`, at their own price where there is one.
   const write1h = unitPrice(prices.cache_write_1h_mtok, total) ?? write;
   const searches = unitPrice(prices.web_searches_kcount, total) ?? 0;
+  const fileSearches = unitPrice(prices.storage_searches_kcount, total) ?? 0;
   return (
     (u.input * input +
       u.cacheRead * read +
@@ -85,7 +86,7 @@ function simpleCost(prices: ModelPrice, u: Usage): number {
       (u.cacheWrite1h ?? 0) * (write1h - write) +
       u.output * output) /
       1e6 +
-    ((u.webSearches ?? 0) * searches) / 1e3
+    ((u.webSearches ?? 0) * searches + (u.fileSearches ?? 0) * fileSearches) / 1e3
   );
 }
 
@@ -135,6 +136,7 @@ function toGenaiUsage(u: Usage): Record<string, number> {
     // As genai-prices reads Anthropic's usage: the one-hour part of the writes, and the searches.
     ...(u.cacheWrite1h ? { cache_write_1h_tokens: u.cacheWrite1h } : {}),
     ...(u.webSearches ? { web_searches: u.webSearches } : {}),
+    ...(u.fileSearches ? { storage_searches: u.fileSearches } : {}),
   };
 }
 

@@ -8,6 +8,8 @@ export type OpenAIScenario =
   | { kind: 'tool'; name: string; arguments: Record<string, unknown>; usage?: MockOpenAIUsage }
   /** Responses only: a `custom_tool_call`, `local_shell_call` and `mcp_call` in one answer. */
   | { kind: 'mixed-tools' }
+  /** Responses: two web searches and a file search run by the provider, then the answer. */
+  | { kind: 'hosted-searches' }
   | {
       kind: 'error';
       status: number;
@@ -281,6 +283,23 @@ export class OpenAIMock {
         send(delta({ content: `${i} ` }));
       }
     } else {
+      if (s.kind === 'hosted-searches') {
+        output.push(
+          {
+            type: 'web_search_call',
+            id: 'ws_1',
+            status: 'completed',
+            action: { type: 'search', query: 'bridge release notes' },
+          },
+          {
+            type: 'web_search_call',
+            id: 'ws_2',
+            status: 'completed',
+            action: { type: 'search', query: 'bridge changelog' },
+          },
+          { type: 'file_search_call', id: 'fs_1', status: 'completed', queries: ['runbook'], results: null },
+        );
+      }
       const text = s.kind === 'text' && s.text ? s.text : OPENAI_TEXT;
       const mid = Math.floor(text.length / 2);
       send(delta({ content: text.slice(0, mid) }));
@@ -343,6 +362,23 @@ export class OpenAIMock {
         error: null,
       });
     } else {
+      if (s.kind === 'hosted-searches') {
+        output.push(
+          {
+            type: 'web_search_call',
+            id: 'ws_1',
+            status: 'completed',
+            action: { type: 'search', query: 'bridge release notes' },
+          },
+          {
+            type: 'web_search_call',
+            id: 'ws_2',
+            status: 'completed',
+            action: { type: 'search', query: 'bridge changelog' },
+          },
+          { type: 'file_search_call', id: 'fs_1', status: 'completed', queries: ['runbook'], results: null },
+        );
+      }
       const text = s.kind === 'text' && s.text ? s.text : OPENAI_TEXT;
       output.push({
         type: 'message',

@@ -134,11 +134,34 @@ describe('spend and governance', function () {
         );
         assert.equal(sent.status, 200);
         const rec = await eventually(async () =>
-          (await tb.interceptions(5, dev.key)).find((r) => r.streamed === stream),
+          (await tb.interceptions(stream ? 2 : 1, dev.key)).find((r) => r.streamed === stream),
         );
         assert.equal(rec.usage.cacheWrite, 100_000);
         assert.equal(rec.usage.cacheWrite1h, 60_000);
         assert.equal(rec.usage.webSearches, 7);
+        close(rec.costUsd!, expected);
+      }
+    });
+
+    it('prices OpenAI Responses web and file searches per call, whole answers and streams alike', async () => {
+      const dev = await tb.addUser('hosted-searches@example.com');
+      // GPT-5: $10 per thousand web searches, $2.50 per thousand file searches, on top of the tokens.
+      const expected = RESPONSES_COST + (2 * 10) / 1e3 + (1 * 2.5) / 1e3;
+      for (const stream of [false, true]) {
+        openai.next({ kind: 'hosted-searches' });
+        const sent = await post(tb, '/openai/v1/responses', dev.key, {
+          model: 'gpt-5',
+          input: 'what changed?',
+          tools: [{ type: 'web_search' }, { type: 'file_search', vector_store_ids: ['vs_1'] }],
+          max_output_tokens: 100,
+          stream,
+        });
+        assert.equal(sent.status, 200);
+        const rec = await eventually(async () =>
+          (await tb.interceptions(1, dev.key)).find((r) => r.streamed === stream),
+        );
+        assert.equal(rec.usage.webSearches, 2);
+        assert.equal(rec.usage.fileSearches, 1);
         close(rec.costUsd!, expected);
       }
     });

@@ -81,6 +81,27 @@ function toolCallFrom(item: unknown, at: Date): ToolCallRecord | undefined {
   }
 }
 
+/**
+ * The hosted searches an output item is, as billed per call: `web_search_call` (web search) and
+ * `file_search_call` (search over stored files). Usage reports tokens only; these are priced apart.
+ */
+function hostedSearch(item: unknown): 'webSearches' | 'fileSearches' | undefined {
+  if (!isObject(item)) return undefined;
+  if (item.type === 'web_search_call') return 'webSearches';
+  if (item.type === 'file_search_call') return 'fileSearches';
+  return undefined;
+}
+
+/** Usage with the hosted searches of `items` counted in. */
+function withSearches(usage: Usage, items: Iterable<unknown>): Usage {
+  const out = { ...usage };
+  for (const item of items) {
+    const kind = hostedSearch(item);
+    if (kind) out[kind] = (out[kind] ?? 0) + 1;
+  }
+  return out;
+}
+
 function responseError(response: Record<string, unknown>): InterceptionError | null {
   if (!isObject(response.error)) return null;
   return {
@@ -101,7 +122,12 @@ class ResponsesStreamMeter implements StreamMeter {
   private readonly toolCalls: ToolCallRecord[] = [];
   private readonly seen = new Set<string>();
 
+  /** Hosted search items by id: an item event and the final response name the same ones. */
+  private readonly searches = new Map<string, unknown>();
+
   private addCall(item: unknown, at: Date): void {
+    if (hostedSearch(item))
+      this.searches.set(str((item as Record<string, unknown>).id) ?? `#${this.searches.size}`, item);
     const c = toolCallFrom(item, at);
     if (!c) return;
     const key = `${isObject(item) ? str(item.id) : ''}|${c.id}`;
@@ -153,7 +179,7 @@ class ResponsesStreamMeter implements StreamMeter {
 
   result(): ResponseFacts {
     return {
-      usage: { ...this.usage },
+      usage: withSearches(this.usage, this.searches.values()),
       toolCalls: [...this.toolCalls],
       model: this.model,
       error: this.error,
@@ -255,7 +281,7 @@ export const responsesApi: WireApi = {
       }
     }
     return {
-      usage: responsesUsage(json.usage),
+      usage: withSearches(responsesUsage(json.usage), Array.isArray(json.output) ? json.output : []),
       toolCalls,
       model: str(json.model),
       error: responseError(json),
