@@ -325,7 +325,7 @@ async function main(argv: string[]): Promise<void> {
           strict: true,
         });
         const { backupCommand } = await import('./cli/store-commands');
-        const dataDir = values['data-dir'] ?? process.env.AIBRIDGE_DATA_DIR ?? '.aibridge';
+        const dataDir = values['data-dir'] ?? adminClientEnv(process.env).dataDir ?? '.aibridge';
         await backupCommand(dataDir, need(values.to, '--to'), out);
         return;
       }
