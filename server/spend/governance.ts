@@ -107,9 +107,9 @@ export class Governance {
   admit(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): void | Promise<void> {
     const { user } = start.principal;
     try {
-      this.policies.check(user.team, start.request.model);
-      if (this.unpriced === 'block' && !targets)
-        this.checkPriced(start, { provider: start.provider, model: start.request.model });
+      // A routed request's name is judged by the policy only: its targets were judged as served.
+      if (targets) this.policies.check(user.team, start.request.model);
+      else this.checkServed(start, { provider: start.provider, model: start.request.model });
       this.limiter.admit(start.id, start.principal);
       // The budget check asks the store (a database round trip when replicas share one).
       const reserving = this.budgets.reserve(

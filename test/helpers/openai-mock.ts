@@ -283,23 +283,6 @@ export class OpenAIMock {
         send(delta({ content: `${i} ` }));
       }
     } else {
-      if (s.kind === 'hosted-searches') {
-        output.push(
-          {
-            type: 'web_search_call',
-            id: 'ws_1',
-            status: 'completed',
-            action: { type: 'search', query: 'bridge release notes' },
-          },
-          {
-            type: 'web_search_call',
-            id: 'ws_2',
-            status: 'completed',
-            action: { type: 'search', query: 'bridge changelog' },
-          },
-          { type: 'file_search_call', id: 'fs_1', status: 'completed', queries: ['runbook'], results: null },
-        );
-      }
       const text = s.kind === 'text' && s.text ? s.text : OPENAI_TEXT;
       const mid = Math.floor(text.length / 2);
       send(delta({ content: text.slice(0, mid) }));

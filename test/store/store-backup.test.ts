@@ -1,29 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
-
-const BIN = path.resolve('dist/aibridge.cjs');
-
-function cli(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (c) => {
-      out += c;
-    });
-    child.stderr.on('data', (c) => {
-      out += c;
-    });
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
+import { runCli } from '../helpers/cli';
 
 interface Verified {
   ok: boolean;
@@ -67,7 +48,7 @@ describe('aibridge store backup (a copy of a serving embedded store)', function 
       return n;
     });
     const to = path.join(await tempDir(), 'backup');
-    const done = await cli(['store', 'backup', '--data-dir', tb.dataDir, '--to', to]);
+    const done = await runCli(['store', 'backup', '--data-dir', tb.dataDir, '--to', to]);
     stop = true;
     const sentDuring = (await Promise.all(load)).reduce((a, b) => a + b, 0);
     assert.equal(done.code, 0, done.out);
@@ -101,12 +82,12 @@ describe('aibridge store backup (a copy of a serving embedded store)', function 
   it('refuses a target that is not empty or lies inside the data dir, and a dir with no store', async () => {
     const busy = await tempDir();
     await fs.writeFile(path.join(busy, 'something'), 'x');
-    const notEmpty = await cli(['store', 'backup', '--data-dir', tb.dataDir, '--to', busy]);
+    const notEmpty = await runCli(['store', 'backup', '--data-dir', tb.dataDir, '--to', busy]);
     assert.equal(notEmpty.code, 2, notEmpty.out);
     assert.match(notEmpty.out, /is not empty: back up into a new directory/);
     assert.equal(await fs.readFile(path.join(busy, 'something'), 'utf8'), 'x', 'nothing there was touched');
 
-    const inside = await cli([
+    const inside = await runCli([
       'store',
       'backup',
       '--data-dir',
@@ -117,10 +98,17 @@ describe('aibridge store backup (a copy of a serving embedded store)', function 
     assert.equal(inside.code, 2, inside.out);
     assert.match(inside.out, /is inside the data dir/);
 
-    const none = await cli(['store', 'backup', '--data-dir', await tempDir(), '--to', path.join(busy, 'b')]);
+    const none = await runCli([
+      'store',
+      'backup',
+      '--data-dir',
+      await tempDir(),
+      '--to',
+      path.join(busy, 'b'),
+    ]);
     assert.equal(none.code, 2, none.out);
     assert.match(none.out, /holds no embedded store/);
-    const missing = await cli(['store', 'backup', '--data-dir', tb.dataDir]);
+    const missing = await runCli(['store', 'backup', '--data-dir', tb.dataDir]);
     assert.equal(missing.code, 2, missing.out);
     assert.match(missing.out, /--to/);
   });

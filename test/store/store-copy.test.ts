@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -8,29 +7,8 @@ import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { askMessages } from '../helpers/ask';
 import { startBridge, tempDir } from '../helpers/bridge';
+import { runCli } from '../helpers/cli';
 import { testPostgres } from '../helpers/postgres';
-
-const BIN = path.resolve('dist/aibridge.cjs');
-
-function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (c) => {
-      out += c;
-    });
-    child.stderr.on('data', (c) => {
-      out += c;
-    });
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 async function ask(url: string, key: string, prompt: string): Promise<number> {
   return (await askMessages(url, key, { max_tokens: 100, prompt })).status;
@@ -48,10 +26,10 @@ describe('aibridge migrate and aibridge store copy', function () {
 
   it('migrate applies the schema once and then reports it up to date', async () => {
     const url = await (await testPostgres()).createDatabase('migrate');
-    const first = await cli(['migrate', '--database-url', url]);
+    const first = await runCli(['migrate', '--database-url', url]);
     assert.equal(first.code, 0, first.out);
     assert.match(first.out, new RegExp(`applied ${MIGRATIONS.map((m) => `step ${m.version}`).join(', ')}`));
-    const again = await cli(['migrate'], { AIBRIDGE_DATABASE_URL: url });
+    const again = await runCli(['migrate'], { AIBRIDGE_DATABASE_URL: url });
     assert.equal(again.code, 0, again.out);
     assert.match(again.out, /up to date/);
     const c = new pg.Client({ connectionString: url });
@@ -65,7 +43,7 @@ describe('aibridge migrate and aibridge store copy', function () {
     } finally {
       await c.end();
     }
-    const bad = await cli(['migrate', '--database-url', 'mysql://x/y']);
+    const bad = await runCli(['migrate', '--database-url', 'mysql://x/y']);
     assert.equal(bad.code, 2);
     assert.match(bad.out, /AIBRIDGE_DATABASE_URL: expected a postgres:\/\/ URL/);
   });
@@ -73,7 +51,7 @@ describe('aibridge migrate and aibridge store copy', function () {
   it('store copy from a directory that holds no store fails with exit 2, creating nothing there', async () => {
     const url = await (await testPostgres()).createDatabase('copy_from_nothing');
     const missing = path.join(await tempDir(), 'no-such-dir');
-    const copied = await cli(['store', 'copy', '--from', missing, '--to', url]);
+    const copied = await runCli(['store', 'copy', '--from', missing, '--to', url]);
     assert.equal(copied.code, 2, copied.out);
     assert.match(copied.out, /holds no embedded store/);
     assert.equal(fs.existsSync(missing), false, 'the mistyped directory is not created');
@@ -115,7 +93,7 @@ describe('aibridge migrate and aibridge store copy', function () {
     await embedded.close();
 
     const url = await (await testPostgres()).createDatabase('copy');
-    const copied = await cli(['store', 'copy', '--from', embedded.dataDir, '--to', url]);
+    const copied = await runCli(['store', 'copy', '--from', embedded.dataDir, '--to', url]);
     assert.equal(copied.code, 0, copied.out);
     assert.match(
       copied.out,
@@ -179,7 +157,7 @@ describe('aibridge migrate and aibridge store copy', function () {
       await moved.close();
     }
 
-    const refused = await cli(['store', 'copy', '--from', embedded.dataDir, '--to', url]);
+    const refused = await runCli(['store', 'copy', '--from', embedded.dataDir, '--to', url]);
     assert.equal(refused.code, 2, 'a second copy into a database with data is refused');
     assert.match(refused.out, /not empty/);
   });
