@@ -1,5 +1,10 @@
 import { patternProblem } from './pattern-guard';
 
+/** Levels of objects and arrays a redacted value keeps (AIBRIDGE_MAX_JSON_DEPTH's default). */
+export const VALUE_DEPTH = 128;
+/** What a redacted value keeps in place of a container nested deeper than VALUE_DEPTH. */
+export const NESTED_TOO_DEEP = `[nested deeper than ${VALUE_DEPTH} levels]`;
+
 /** A kind of secret the redactor knows, and how to find it. `group` names the part to blank out. */
 interface Rule {
   kind: string;
@@ -218,15 +223,19 @@ export class Redactor {
     return out;
   }
 
-  /** Redacts every string inside a JSON value (tool inputs and results), keeping its shape. */
-  value(v: unknown, field: string, found: Redaction[]): unknown {
+  /**
+   * Redacts every string inside a JSON value (tool inputs and results), keeping its shape down to
+   * VALUE_DEPTH levels; a container below that is kept as NESTED_TOO_DEEP. A model's tool arguments
+   * are not bounded as request bodies are (AIBRIDGE_MAX_JSON_DEPTH), and 2,000 levels of `[`
+   * overflowed the stack here, so the request was served with no record and no spend.
+   */
+  value(v: unknown, field: string, found: Redaction[], depth = 0): unknown {
     if (typeof v === 'string') return this.text(v, field, found);
-    if (Array.isArray(v)) return v.map((x) => this.value(x, field, found));
-    if (v !== null && typeof v === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) out[k] = this.value(x, field, found);
-      return out;
-    }
-    return v;
+    if (v === null || typeof v !== 'object') return v;
+    if (depth >= VALUE_DEPTH) return NESTED_TOO_DEEP;
+    if (Array.isArray(v)) return v.map((x) => this.value(x, field, found, depth + 1));
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = this.value(x, field, found, depth + 1);
+    return out;
   }
 }

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { NESTED_TOO_DEEP, VALUE_DEPTH } from '../../server/audit/redact';
+import type { Interception } from '../../shared/interception';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { type Listening, listenOnLoopback } from '../helpers/loopback';
+
+/**
+ * A member can ask the model for a tool call whose arguments nest 10,000 levels deep (20 KB of
+ * brackets). Request bodies are bounded by AIBRIDGE_MAX_JSON_DEPTH; a model's answer is not, so the
+ * bridge's own walks over tool arguments must not recurse that deep.
+ */
+const DEPTH = 10_000;
+const nested = `${'['.repeat(DEPTH)}${']'.repeat(DEPTH)}`;
+/** Arguments (as JSON text) of the one tool call the upstream answers with. */
+const args = `{"command":"rm -rf /","x":${nested}}`;
+
+function anthropicAnswer(stream: boolean, res: http.ServerResponse): void {
+  const usage = '"usage":{"input_tokens":5,"output_tokens":7}';
+  if (!stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      `{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"tool_use","id":"toolu_1","name":"Bash","input":${args}}],"stop_reason":"tool_use","stop_sequence":null,${usage}}`,
+    );
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  const ev = (e: string, d: string): void => void res.write(`event: ${e}\ndata: ${d}\n\n`);
+  ev(
+    'message_start',
+    `{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":5,"output_tokens":1}}}`,
+  );
+  ev(
+    'content_block_start',
+    '{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"Bash","input":{}}}',
+  );
+  ev(
+    'content_block_delta',
+    JSON.stringify({
+      type: 'content_block_delta',
+      index: 0,
+      delta: { type: 'input_json_delta', partial_json: args },
+    }),
+  );
+  ev('content_block_stop', '{"type":"content_block_stop","index":0}');
+  ev(
+    'message_delta',
+    '{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":7}}',
+  );
+  ev('message_stop', '{"type":"message_stop"}');
+  res.end();
+}
+
+function chatAnswer(stream: boolean, res: http.ServerResponse): void {
+  const call = `{"id":"call_1","type":"function","function":{"name":"Bash","arguments":${JSON.stringify(args)}}}`;
+  const usage = '"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}';
+  if (!stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      `{"id":"c1","object":"chat.completion","created":1,"model":"gpt-5","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[${call}]},"finish_reason":"tool_calls"}],${usage}}`,
+    );
+    return;
+  }
+  const chunk = (rest: string): void =>
+    void res.write(
+      `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-5",${rest}}\n\n`,
+    );
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  chunk(
+    `"choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,${call.slice(1)}]},"finish_reason":null}]`,
+  );
+  chunk('"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]');
+  chunk(`"choices":[],${usage}`);
+  res.end('data: [DONE]\n\n');
+}
+
+function responsesAnswer(res: http.ServerResponse): void {
+  const item = `{"type":"function_call","id":"fc_1","call_id":"call_1","name":"Bash","arguments":${JSON.stringify(args)},"status":"completed"}`;
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(
+    `{"id":"resp_1","object":"response","created_at":1,"status":"completed","model":"gpt-5","output":[${item}],"usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12}}`,
+  );
+}
+
+const CASES = [
+  { api: 'messages', stream: false },
+  { api: 'messages', stream: true },
+  { api: 'chat', stream: false },
+  { api: 'chat', stream: true },
+  { api: 'responses', stream: false },
+] as const;
+type Case = (typeof CASES)[number];
+
+describe('tool-call arguments a model nests 10,000 levels deep', function () {
+  this.timeout(30_000);
+  let upstream: Listening;
+  let tb: TestBridge;
+  let key: string;
+  let records = 0;
+
+  before(async () => {
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const stream = (JSON.parse(body) as { stream?: boolean }).stream === true;
+        if (req.url?.includes('/messages')) anthropicAnswer(stream, res);
+        else if (req.url?.includes('/chat/')) chatAnswer(stream, res);
+        else responsesAnswer(res);
+      });
+    });
+    upstream = await listenOnLoopback(server);
+    tb = await startBridge(upstream.origin, { AIBRIDGE_OPENAI_BASE_URL: `${upstream.origin}/v1` });
+    key = (await tb.addUser('deep-args@example.com')).key;
+  });
+  after(async () => {
+    await tb?.close();
+    await upstream?.stop();
+  });
+
+  async function ask({ api, stream }: Case): Promise<{ status: number; text: string }> {
+    const route =
+      api === 'messages'
+        ? '/anthropic/v1/messages'
+        : api === 'chat'
+          ? '/openai/v1/chat/completions'
+          : '/openai/v1/responses';
+    const body =
+      api === 'messages'
+        ? { model: 'claude-sonnet-4-5', max_tokens: 64, stream, messages: [{ role: 'user', content: 'go' }] }
+        : api === 'chat'
+          ? { model: 'gpt-5', stream, messages: [{ role: 'user', content: 'go' }] }
+          : { model: 'gpt-5', stream, input: 'go' };
+    const res = await fetch(tb.url + route, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${key}`,
+        'anthropic-version': '2023-06-01',
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, text: await res.text() };
+  }
+
+  async function newest(): Promise<Interception> {
+    const items = await tb.interceptions(++records);
+    assert.equal(items.length, records, 'the request has its record');
+    return items[0]!;
+  }
+
+  it('are recorded, with their usage, and kept down to 128 levels', async () => {
+    for (const c of CASES) {
+      const res = await ask(c);
+      assert.equal(res.status, 200, `${c.api} ${c.stream}: ${res.text.slice(0, 200)}`);
+      const rec = await newest();
+      assert.equal(rec.usage.output, 7, `${c.api} ${c.stream}: usage`);
+      const input = rec.toolCalls[0]?.input as { command: string; x: unknown };
+      assert.equal(input.command, 'rm -rf /');
+      // The arguments object is level 1, `x` level 2: VALUE_DEPTH - 1 arrays are kept, then the marker.
+      let v: unknown = input.x;
+      for (let level = 2; level <= VALUE_DEPTH; level++) {
+        assert.ok(Array.isArray(v), `${c.api} ${c.stream}: level ${level} kept`);
+        v = (v as unknown[])[0];
+      }
+      assert.equal(v, NESTED_TOO_DEEP, `${c.api} ${c.stream}`);
+    }
+  });
+});
