@@ -97,7 +97,8 @@ export function toolCallSummary(input: unknown): string {
   try {
     text = JSON.stringify(input) ?? '';
   } catch {
-    text = String(input);
+    // Only arguments nested past JSON.stringify's stack get here; String() recurses as deep.
+    text = '(arguments nested too deep to show)';
   }
   return cut(text);
 }

@@ -210,19 +210,26 @@ export function rulesFor(rules: readonly CompiledRule[], who: Who): CompiledRule
     .sort((a, b) => SCOPE_ORDER[a.rule.scope] - SCOPE_ORDER[b.rule.scope]);
 }
 
-/** A call's arguments as the text patterns are matched against. */
-export function argumentText(input: unknown): string {
+/**
+ * A call's arguments as the text patterns are matched against; undefined when they cannot be
+ * written as JSON (nested past what JSON.stringify's stack takes, ~5,000 levels from a model).
+ */
+export function argumentText(input: unknown): string | undefined {
   if (typeof input === 'string') return input;
   try {
     return JSON.stringify(input) ?? '';
   } catch {
-    return '';
+    return undefined;
   }
 }
 
-/** Whether `pattern` occurs in `text`; past ARGUMENT_SEARCH_LIMIT, taken to. */
-function argumentsMatch(pattern: ArgumentPattern, text: string): boolean {
-  return text.length > ARGUMENT_SEARCH_LIMIT || pattern.test(text);
+/**
+ * Whether `pattern` occurs in `text`; past ARGUMENT_SEARCH_LIMIT, or for arguments that have no
+ * text, taken to. Read as "no match", arguments nested 10,000 levels deep beside `rm -rf /` passed
+ * every deny rule with a pattern.
+ */
+function argumentsMatch(pattern: ArgumentPattern, text: string | undefined): boolean {
+  return text === undefined || text.length > ARGUMENT_SEARCH_LIMIT || pattern.test(text);
 }
 
 /**
@@ -235,14 +242,14 @@ export function decide(
   input: unknown,
   only?: 'deny',
 ): ToolPolicyMark | undefined {
-  let text: string | undefined;
+  let text: string | undefined | null = null;
   let flagged: ToolPolicyMark | undefined;
   for (const r of rules) {
     if (only && r.rule.action !== only) continue;
     if (flagged && r.rule.action === 'audit') continue;
     if (!r.tool.test(name)) continue;
     if (r.args) {
-      text ??= argumentText(input);
+      if (text === null) text = argumentText(input);
       if (!argumentsMatch(r.args, text)) continue;
     }
     if (r.rule.action === 'deny') return { rule: r.rule.id, action: 'deny' };

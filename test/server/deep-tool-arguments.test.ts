@@ -13,7 +13,7 @@ import { type Listening, listenOnLoopback } from '../helpers/loopback';
 const DEPTH = 10_000;
 const nested = `${'['.repeat(DEPTH)}${']'.repeat(DEPTH)}`;
 /** Arguments (as JSON text) of the one tool call the upstream answers with. */
-const args = `{"command":"rm -rf /","x":${nested}}`;
+let args = `{"command":"rm -rf /","x":${nested}}`;
 
 function anthropicAnswer(stream: boolean, res: http.ServerResponse): void {
   const usage = '"usage":{"input_tokens":5,"output_tokens":7}';
@@ -164,6 +164,41 @@ describe('tool-call arguments a model nests 10,000 levels deep', function () {
         v = (v as unknown[])[0];
       }
       assert.equal(v, NESTED_TOO_DEEP, `${c.api} ${c.stream}`);
+    }
+  });
+
+  it('cannot step around a deny rule with an argument pattern', async () => {
+    const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+      rules: [{ id: 'rm-root', tool: 'Bash', argumentPattern: 'rm -rf /', action: 'deny', scope: 'org' }],
+    });
+    assert.equal(put.status, 200);
+    for (const c of CASES) {
+      const res = await ask(c);
+      assert.equal(res.status, 200, `${c.api} ${c.stream}: ${res.text.slice(0, 200)}`);
+      assert.match(res.text, /AI Bridge blocked Bash: rm -rf \/ \(rule rm-root\)/, `${c.api} ${c.stream}`);
+      assert.doesNotMatch(res.text, /\[\[\[\[/, `${c.api} ${c.stream}: the call is not relayed`);
+      const rec = await newest();
+      assert.deepEqual(rec.toolCalls[0]?.policy, { rule: 'rm-root', action: 'deny' });
+    }
+  });
+
+  it('denied by the tool name alone, an array of arguments with no text to show is blocked', async () => {
+    const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+      rules: [{ id: 'no-bash', tool: 'Bash', action: 'deny', scope: 'org' }],
+    });
+    assert.equal(put.status, 200);
+    args = nested;
+    try {
+      for (const c of CASES.filter((x) => x.api !== 'messages')) {
+        const res = await ask(c);
+        assert.equal(res.status, 200, `${c.api} ${c.stream}: ${res.text.slice(0, 200)}`);
+        assert.match(res.text, /AI Bridge blocked Bash: .*\(rule no-bash\)/, `${c.api} ${c.stream}`);
+        assert.doesNotMatch(res.text, /\[\[\[\[/, `${c.api} ${c.stream}: the call is not relayed`);
+        const rec = await newest();
+        assert.deepEqual(rec.toolCalls[0]?.policy, { rule: 'no-bash', action: 'deny' });
+      }
+    } finally {
+      args = `{"command":"rm -rf /","x":${nested}}`;
     }
   });
 });
