@@ -1056,13 +1056,19 @@ export class Exchange {
     const read = await this.collect(round, res);
     if (!read) return undefined;
     const changed = rewrite(read.json);
+    let payload: Buffer;
+    try {
+      payload = changed === undefined ? read.raw! : Buffer.from(JSON.stringify(changed));
+    } catch (cause) {
+      // An answer JSON.stringify cannot write (a model's tool arguments nested ~5,000 levels deep,
+      // beside a denied call): the client gets the bridge's error, but the provider was paid for
+      // the answer, so the round is recorded with its usage first.
+      const err = new BridgeError('internal_error', undefined, { cause });
+      void this.finish(round, 'error', read.facts, { type: err.code, message: err.message }, true, 'not run');
+      throw err;
+    }
     const error = read.facts.error;
-    const answer = (): void =>
-      this.sendJson(
-        res.statusCode,
-        res.headers,
-        changed === undefined ? read.raw! : Buffer.from(JSON.stringify(changed)),
-      );
+    const answer = (): void => this.sendJson(res.statusCode, res.headers, payload);
     if (!this.deps.ackStored) answer();
     const stored = this.finish(round, error ? 'error' : 'ok', read.facts, error, true, 'not run');
     if (this.deps.ackStored) {

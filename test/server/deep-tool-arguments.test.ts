@@ -14,13 +14,18 @@ const DEPTH = 10_000;
 const nested = `${'['.repeat(DEPTH)}${']'.repeat(DEPTH)}`;
 /** Arguments (as JSON text) of the one tool call the upstream answers with. */
 let args = `{"command":"rm -rf /","x":${nested}}`;
+/** Set: Anthropic's whole answer holds a denied call and, beside it, a call nested DEPTH levels deep. */
+let beside = false;
 
 function anthropicAnswer(stream: boolean, res: http.ServerResponse): void {
   const usage = '"usage":{"input_tokens":5,"output_tokens":7}';
   if (!stream) {
+    const content = beside
+      ? `{"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"rm -rf /"}},{"type":"tool_use","id":"toolu_2","name":"Read","input":{"file_path":${nested}}}`
+      : `{"type":"tool_use","id":"toolu_1","name":"Bash","input":${args}}`;
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(
-      `{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"tool_use","id":"toolu_1","name":"Bash","input":${args}}],"stop_reason":"tool_use","stop_sequence":null,${usage}}`,
+      `{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[${content}],"stop_reason":"tool_use","stop_sequence":null,${usage}}`,
     );
     return;
   }
@@ -82,6 +87,14 @@ function responsesAnswer(res: http.ServerResponse): void {
   );
 }
 
+/** Gemini: a denied call and, beside it, one whose arguments nest DEPTH levels deep. */
+function geminiAnswer(stream: boolean, res: http.ServerResponse): void {
+  const parts = `[{"functionCall":{"name":"Bash","args":{"command":"rm -rf /"}}},{"functionCall":{"name":"Read","args":{"file_path":${nested}}}}]`;
+  const chunk = `{"candidates":[{"content":{"role":"model","parts":${parts}},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":7,"totalTokenCount":12},"modelVersion":"gemini-2.5-pro"}`;
+  res.writeHead(200, { 'content-type': stream ? 'text/event-stream' : 'application/json' });
+  res.end(stream ? `data: ${chunk}\r\n\r\n` : chunk);
+}
+
 const CASES = [
   { api: 'messages', stream: false },
   { api: 'messages', stream: true },
@@ -104,13 +117,19 @@ describe('tool-call arguments a model nests 10,000 levels deep', function () {
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
         const stream = (JSON.parse(body) as { stream?: boolean }).stream === true;
-        if (req.url?.includes('/messages')) anthropicAnswer(stream, res);
+        if (req.url?.includes('generateContent'))
+          geminiAnswer(req.url.includes(':streamGenerateContent'), res);
+        else if (req.url?.includes('/messages')) anthropicAnswer(stream, res);
         else if (req.url?.includes('/chat/')) chatAnswer(stream, res);
         else responsesAnswer(res);
       });
     });
     upstream = await listenOnLoopback(server);
-    tb = await startBridge(upstream.origin, { AIBRIDGE_OPENAI_BASE_URL: `${upstream.origin}/v1` });
+    tb = await startBridge(upstream.origin, {
+      AIBRIDGE_OPENAI_BASE_URL: `${upstream.origin}/v1`,
+      AIBRIDGE_GEMINI_BASE_URL: upstream.origin,
+      AIBRIDGE_GEMINI_API_KEY: 'gemini-upstream-key',
+    });
     key = (await tb.addUser('deep-args@example.com')).key;
   });
   after(async () => {
@@ -199,6 +218,34 @@ describe('tool-call arguments a model nests 10,000 levels deep', function () {
       }
     } finally {
       args = `{"command":"rm -rf /","x":${nested}}`;
+    }
+  });
+
+  it('a denied call beside one nested too deep to rewrite: the whole answer fails, but is recorded with its usage', async () => {
+    const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+      rules: [{ id: 'rm-root', tool: 'Bash', argumentPattern: 'rm -rf /', action: 'deny', scope: 'org' }],
+    });
+    assert.equal(put.status, 200);
+    beside = true;
+    try {
+      const gemini = (): Promise<Response> =>
+        fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-pro:generateContent`, {
+          method: 'POST',
+          headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+          body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'go' }] }] }),
+        });
+      for (const [name, send] of [
+        ['messages', () => ask({ api: 'messages', stream: false })],
+        ['gemini', gemini],
+      ] as const) {
+        assert.equal((await send()).status, 500, name);
+        const rec = await newest();
+        assert.equal(rec.status, 'error', name);
+        assert.equal(rec.error?.type, 'internal_error', name);
+        assert.equal(rec.usage.output, 7, `${name}: the provider's usage is on the record`);
+      }
+    } finally {
+      beside = false;
     }
   });
 });
