@@ -1132,14 +1132,21 @@ export class Exchange {
         idle.touch();
         round.answerBytes += chunk.length;
         const text = decoder ? decoder.decode(chunk, { stream: true }) : '';
-        if (parser) parser.feed(text);
-        onChunk?.(chunk);
-        let ok = true;
-        if (hold) {
+        let held: string | undefined;
+        try {
+          if (parser) parser.feed(text);
+          onChunk?.(chunk);
           // What the client may see now: everything but a tool call still streaming in.
-          const now = hold.push(verdict ? pending : text);
+          if (hold) held = hold.push(verdict ? pending : text);
+        } catch (err) {
+          // The bridge's own failure over what came (a rewritten event JSON.stringify cannot write),
+          // not the provider's: it must not count against the provider+model's breaker.
+          throw isBridgeError(err) ? err : new BridgeError('internal_error', undefined, { cause: err });
+        }
+        let ok = true;
+        if (held !== undefined) {
           pending = '';
-          if (now !== '') ok = out.write(now);
+          if (held !== '') ok = out.write(held);
         } else if (!verdict) ok = out.write(chunk);
         else if (pending !== '') {
           ok = out.write(pending);
@@ -1177,7 +1184,7 @@ export class Exchange {
         'error',
         facts,
         { type: failure.code, message: failure.message },
-        false,
+        failure.code === 'internal_error' ? undefined : false,
         'upstream failed',
       );
       this.fail(failure);

@@ -14,7 +14,7 @@ const DEPTH = 10_000;
 const nested = `${'['.repeat(DEPTH)}${']'.repeat(DEPTH)}`;
 /** Arguments (as JSON text) of the one tool call the upstream answers with. */
 let args = `{"command":"rm -rf /","x":${nested}}`;
-/** Set: Anthropic's whole answer holds a denied call and, beside it, a call nested DEPTH levels deep. */
+/** Set: Anthropic's whole answer and Gemini's hold a denied call and, beside it, a call nested DEPTH levels deep. */
 let beside = false;
 
 function anthropicAnswer(stream: boolean, res: http.ServerResponse): void {
@@ -87,9 +87,11 @@ function responsesAnswer(res: http.ServerResponse): void {
   );
 }
 
-/** Gemini: a denied call and, beside it, one whose arguments nest DEPTH levels deep. */
+/** Gemini: with `beside`, a denied call and, beside it, one whose arguments nest DEPTH levels deep. */
 function geminiAnswer(stream: boolean, res: http.ServerResponse): void {
-  const parts = `[{"functionCall":{"name":"Bash","args":{"command":"rm -rf /"}}},{"functionCall":{"name":"Read","args":{"file_path":${nested}}}}]`;
+  const parts = beside
+    ? `[{"functionCall":{"name":"Bash","args":{"command":"rm -rf /"}}},{"functionCall":{"name":"Read","args":{"file_path":${nested}}}}]`
+    : '[{"text":"Hello."}]';
   const chunk = `{"candidates":[{"content":{"role":"model","parts":${parts}},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":7,"totalTokenCount":12},"modelVersion":"gemini-2.5-pro"}`;
   res.writeHead(200, { 'content-type': stream ? 'text/event-stream' : 'application/json' });
   res.end(stream ? `data: ${chunk}\r\n\r\n` : chunk);
@@ -117,8 +119,8 @@ describe('tool-call arguments a model nests 10,000 levels deep', function () {
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
         const stream = (JSON.parse(body) as { stream?: boolean }).stream === true;
-        if (req.url?.includes('generateContent'))
-          geminiAnswer(req.url.includes(':streamGenerateContent'), res);
+        if (/:(stream)?generateContent/i.test(req.url ?? ''))
+          geminiAnswer(req.url!.includes(':streamGenerateContent'), res);
         else if (req.url?.includes('/messages')) anthropicAnswer(stream, res);
         else if (req.url?.includes('/chat/')) chatAnswer(stream, res);
         else responsesAnswer(res);
@@ -247,5 +249,37 @@ describe('tool-call arguments a model nests 10,000 levels deep', function () {
     } finally {
       beside = false;
     }
+  });
+
+  it("streams whose denied call cannot be rewritten are the bridge's failure: the provider's breaker stays closed for everyone", async () => {
+    const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+      rules: [{ id: 'rm-root', tool: 'Bash', argumentPattern: 'rm -rf /', action: 'deny', scope: 'org' }],
+    });
+    assert.equal(put.status, 200);
+    const stream = (k: string): Promise<Response> =>
+      fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': k, 'content-type': 'application/json' },
+        body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'go' }] }] }),
+      });
+    beside = true;
+    try {
+      // More than AIBRIDGE_BREAKER_THRESHOLD (5) in a row.
+      for (let i = 0; i < 6; i++) {
+        const res = await stream(key);
+        const body = await res.text();
+        assert.match(body, /internal_error/, `${res.status} ${body.slice(0, 300)}`);
+        const rec = await newest();
+        assert.equal(rec.error?.type, 'internal_error');
+      }
+    } finally {
+      beside = false;
+    }
+    const other = await tb.addUser('deep-args-other@example.com');
+    const res = await stream(other.key);
+    const text = await res.text();
+    assert.equal(res.status, 200, text);
+    assert.match(text, /Hello\./);
+    await newest();
   });
 });
