@@ -107,11 +107,16 @@ export class ConnectionGuard {
     });
   }
 
-  /** A body still incomplete after the deadline gets 408 (when nothing was answered yet) and the connection is closed. */
+  /**
+   * A body still incomplete after the deadline gets 408 (when nothing was answered yet) and the
+   * connection is closed. An answer sent before the body (a 401 or 403 from the headers alone)
+   * does not stop the clock: node goes on reading the body to keep the connection, and a client
+   * trickling one behind a refusal held its connection for as long as it liked.
+   */
   private timeBody(req: IncomingMessage, res: ServerResponse): void {
     if (req.complete) return;
     const timer = setTimeout(() => {
-      if (req.complete || res.writableEnded) return;
+      if (req.complete) return;
       const socket = req.socket;
       if (res.headersSent) {
         socket.destroy();
@@ -137,6 +142,7 @@ export class ConnectionGuard {
     timer.unref();
     const done = (): void => clearTimeout(timer);
     req.once('end', done);
-    res.once('close', done);
+    // The request's own close: the body read to its end, or the connection gone.
+    req.once('close', done);
   }
 }

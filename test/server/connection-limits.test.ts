@@ -212,6 +212,24 @@ describe('connections and request reading: no member can stall or exhaust the br
       assert.equal(body.error.code, 'request_timeout');
     });
 
+    it('still times a body trickled behind an answer sent before it (a 401 or 403 from the headers alone)', async () => {
+      for (const auth of ['', `authorization: Bearer ${key}\r\n`]) {
+        const r = await raw(tb.url);
+        r.socket.write(
+          `POST /api/v1/users HTTP/1.1\r\nHost: bridge\r\n${auth}` +
+            'content-type: application/json\r\ncontent-length: 100000\r\n\r\n{',
+        );
+        const drip = setInterval(() => r.socket.writable && r.socket.write(' '), 50);
+        try {
+          await received(r, auth ? /^HTTP\/1\.1 403 / : /^HTTP\/1\.1 401 /, 1000);
+          const ms = await within(r.closed, 3000, 'the socket trickling a refused body closed');
+          assert.ok(ms >= 250, `closed after ${ms}ms, not before the deadline`);
+        } finally {
+          clearInterval(drip);
+        }
+      }
+    });
+
     it('does not cut a streamed response that lasts many times both deadlines', async () => {
       mock.next({ kind: 'drip', count: 12, delayMs: 150 });
       const client = new Anthropic({ apiKey: key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
