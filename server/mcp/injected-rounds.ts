@@ -118,12 +118,18 @@ export class InjectedRounds implements RoundStrategy {
         text: r.text,
         isError: r.isError,
       }));
-      body = this.injection.followUp(body, end.turn, outcomes, round.n + 1 >= this.loop.maxRounds);
-      const next = x.nextRound(
-        round,
-        body,
-        prepareRound(x.metered.api, body, x.metered.prepared.captureOutput, x.metered.target),
-      );
+      let prepared: ReturnType<typeof prepareRound>;
+      try {
+        body = this.injection.followUp(body, end.turn, outcomes, round.n + 1 >= this.loop.maxRounds);
+        prepared = prepareRound(x.metered.api, body, x.metered.prepared.captureOutput, x.metered.target);
+      } catch (cause) {
+        // A next request JSON.stringify cannot write (the model's arguments to an injected tool
+        // nested ~5,000 levels deep): the round the provider was paid for is recorded first.
+        const err = new BridgeError('internal_error', undefined, { cause });
+        x.finish(round, 'error', read.facts, { type: err.code, message: err.message }, true, 'not run');
+        throw err;
+      }
+      const next = x.nextRound(round, body, prepared);
       // The previous round's record links its results to the round that carries them, so the
       // next round is admitted first; its refusal is recorded and answered by the engine.
       const admitted = await x.admit(next, (ok) => {

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
 import http from 'node:http';
+import path from 'node:path';
 import { NESTED_TOO_DEEP, VALUE_DEPTH } from '../../server/audit/redact';
 import type { Interception } from '../../shared/interception';
-import { startBridge, type TestBridge } from '../helpers/bridge';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { type Listening, listenOnLoopback } from '../helpers/loopback';
+import { everythingStdio } from '../helpers/mcp-servers';
 
 /**
  * A member can ask the model for a tool call whose arguments nest 10,000 levels deep (20 KB of
@@ -281,5 +284,67 @@ describe('tool-call arguments a model nests 10,000 levels deep', function () {
     assert.equal(res.status, 200, text);
     assert.match(text, /Hello\./);
     await newest();
+  });
+});
+
+describe('an injected MCP tool called with arguments nested 10,000 levels deep', function () {
+  this.timeout(30_000);
+  let upstream: Listening;
+  let tb: TestBridge;
+  let key: string;
+  let calls = 0;
+
+  before(async () => {
+    // The first round calls the bridge's echo tool with the deep arguments; any later one ends the turn.
+    upstream = await listenOnLoopback(
+      http.createServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          calls++;
+          const first = calls === 1;
+          const content = first
+            ? `{"type":"tool_use","id":"toolu_1","name":"aibridge__everything__echo","input":{"message":"hi","x":${nested}}}`
+            : '{"type":"text","text":"done"}';
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(
+            `{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[${content}],"stop_reason":"${first ? 'tool_use' : 'end_turn'}","stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":7}}`,
+          );
+        });
+      }),
+    );
+    const dir = await tempDir();
+    await fs.writeFile(
+      path.join(dir, 'mcp-servers.json'),
+      JSON.stringify({ servers: { everything: everythingStdio({ tools: { allow: ['echo'] } }) } }),
+    );
+    tb = await startBridge(upstream.origin, { AIBRIDGE_MCP_CONNECT_TIMEOUT_MS: '5000' }, dir);
+    await tb.bridge.mcp.ready();
+    key = (await tb.addUser('deep-injected@example.com')).key;
+  });
+  after(async () => {
+    await tb?.close();
+    await upstream?.stop();
+  });
+
+  it('fails the request, but the round the provider answered is recorded with its usage', async () => {
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${key}`,
+        'anthropic-version': '2023-06-01',
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 64,
+        messages: [{ role: 'user', content: 'go' }],
+      }),
+    });
+    assert.equal(res.status, 500, await res.text());
+    const [rec] = await tb.interceptions(1, key);
+    assert.ok(rec, 'the round has its record');
+    assert.equal(rec.status, 'error');
+    assert.equal(rec.error?.type, 'internal_error');
+    assert.equal(rec.usage.output, 7);
   });
 });
