@@ -65,12 +65,28 @@ export class McpCredentials {
     return this.cipher !== undefined;
   }
 
-  /** Reads the stored credentials, replacing what was loaded (again when another replica changes them). */
-  async load(): Promise<void> {
+  /**
+   * Reads the stored credentials, replacing what was loaded (again when another replica changes
+   * them). Returns the credentials that were added, replaced or removed by the read; `bound` when
+   * a connection made with the old one keeps using it (a token is sent as it was at connect; an
+   * OAuth connection reads the stored tokens on each request, so a refresh elsewhere reaches it).
+   */
+  async load(): Promise<{ server: string; userId: string; bound: boolean }[]> {
     const docs = await this.store.listDocs<CredentialDoc>('mcp_credential');
+    const before = new Map(this.docs);
     this.docs.clear();
     this.reported.clear();
     for (const d of docs) this.docs.set(docId(d.server, d.userId), d);
+    const changed: { server: string; userId: string; bound: boolean }[] = [];
+    for (const [id, d] of this.docs) {
+      const was = before.get(id);
+      before.delete(id);
+      if (was?.sealed === d.sealed) continue;
+      const bound = was?.kind !== 'oauth' || d.kind !== 'oauth';
+      changed.push({ server: d.server, userId: d.userId, bound });
+    }
+    for (const d of before.values()) changed.push({ server: d.server, userId: d.userId, bound: true });
+    return changed;
   }
 
   private requireCipher(): CredentialCipher {

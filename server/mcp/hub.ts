@@ -440,6 +440,20 @@ export class McpHub {
     }
   }
 
+  /**
+   * Reads the per-user credentials again (another replica changed them): a user whose token was
+   * replaced or removed there loses the connection made with the old one, so their next call here
+   * connects with the new one (or finds none); their gateway streams hear of any change. An OAuth
+   * connection is kept through a refresh made elsewhere: it reads the stored tokens each request.
+   */
+  async reloadCredentials(): Promise<void> {
+    for (const { server, userId, bound } of await this.credentials.load()) {
+      if (this.closed) return;
+      if (bound) await this.dropUser(server, userId);
+      else this.changed(userId);
+    }
+  }
+
   /** Deletes a server defined through the API; a file entry of the same name then applies again. */
   async deleteServer(name: string): Promise<boolean> {
     const existed = await this.d.store.deleteDoc('mcp_server', name);

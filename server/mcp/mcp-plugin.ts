@@ -29,7 +29,7 @@ export async function mcpCapability(core: Core, d: { judge?: CallJudge } = {}): 
     ),
     routes: mcpRoutes(hub),
     reload: {
-      mcp_credential: () => hub.credentials.load(),
+      mcp_credential: () => hub.reloadCredentials(),
       mcp_server: () => hub.reloadServers(),
     },
   };

@@ -784,6 +784,70 @@ describe('the MCP gateway on two replicas sharing one PostgreSQL store', functio
       await client.close();
     }
   });
+
+  it("a user's token replaced or removed through one replica is the one the other replica uses within a second", async () => {
+    const web = await startEverythingHttp();
+    const gate = await new AuthGate(web.url).start();
+    const clients: Client[] = [];
+    try {
+      const put = await a.api('PUT', '/api/v1/mcp/servers/gate2', a.adminKey, {
+        transport: { type: 'http', url: gate.url },
+        tools: { allow: ['echo'] },
+        auth: { type: 'per_user' },
+      });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      const user = await a.addUser('dave@example.com', { team: 'd' });
+      const echo = async (c: Client, message: string): Promise<CallToolResult> =>
+        (await c.callTool({ name: 'gate2__echo', arguments: { message } })) as CallToolResult;
+      const old = `old-${randomBytes(8).toString('hex')}`;
+      gate.tokens.add(old);
+      assert.equal(
+        (await a.api('PUT', '/api/v1/me/mcp/gate2/credentials', user.key, { token: old })).status,
+        204,
+      );
+      // Replica B connects to the server with the user's token, and keeps that connection.
+      const onB = await connect(b.url, user.key);
+      clients.push(onB);
+      await eventually(async () => text(await echo(onB, 'first')) === 'Echo: first', {
+        what: 'replica B to know the server and the credential',
+      });
+      assert.equal(gate.seen.at(-1), old);
+
+      // The user replaces the token through A (the old one was revoked at the server).
+      const fresh = `new-${randomBytes(8).toString('hex')}`;
+      gate.tokens.add(fresh);
+      gate.tokens.delete(old);
+      assert.equal(
+        (await a.api('PUT', '/api/v1/me/mcp/gate2/credentials', user.key, { token: fresh })).status,
+        204,
+      );
+      await eventually(async () => text(await echo(onB, 'second')) === 'Echo: second', {
+        what: 'replica B to call with the new token',
+        timeoutMs: 1000,
+      });
+      assert.equal(gate.seen.at(-1), fresh);
+
+      // Removed through A: replica B no longer calls the server for this user.
+      assert.equal((await a.api('DELETE', '/api/v1/me/mcp/gate2/credentials', user.key)).status, 204);
+      const mine = async (): Promise<{ state: string } | undefined> =>
+        (
+          await b.api<{ items: { name: string; state: string }[] }>('GET', '/api/v1/me/mcp', user.key)
+        ).body.items.find((s) => s.name === 'gate2');
+      await eventually(async () => (await mine())?.state === 'not_connected', {
+        what: "replica B to drop the user's connection",
+        timeoutMs: 1000,
+      });
+      const seen = gate.seen.length;
+      const r = await echo(onB, 'third');
+      assert.equal(r.isError, true);
+      assert.equal(gate.seen.length, seen, 'the server was not called');
+    } finally {
+      for (const c of clients) await c.close().catch(() => undefined);
+      await a.api('DELETE', '/api/v1/mcp/servers/gate2', a.adminKey);
+      await gate.stop();
+      await web.stop();
+    }
+  });
 });
 
 const GATEWAY_ECHO = 'mcp__aibridge__everything__echo';
