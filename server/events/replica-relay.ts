@@ -35,7 +35,8 @@ export function heardBeforeRelay(store: Store): HeardChanges {
   const heard: HeardChanges = { kinds: new Set(), all: false, stop: () => undefined };
   if (!store.shared) return heard;
   heard.stop = store.watch((change) => {
-    if (change.kind === 'doc') heard.kinds.add(change.docKind);
+    // A capability's own write while it loads is in what it loads, or it wrote it after reading.
+    if (change.kind === 'doc' && !change.local) heard.kinds.add(change.docKind);
     else if (change.kind === 'resync') heard.all = true;
   });
   return heard;
@@ -96,7 +97,13 @@ export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
         d.bus.publish(change.event, change.audience);
         return;
       case 'doc':
-        reload(change.docKind);
+        if (!change.local) reload(change.docKind);
+        else {
+          // This replica wrote it and keeps it in memory already; only a reload that may have
+          // read before the write (another replica's change) must read once more.
+          const now = running.get(change.docKind);
+          if (now) now.again = true;
+        }
         return;
       case 'peers':
         if (change.present) offBus ??= d.bus.subscribe(relay);

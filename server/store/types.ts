@@ -197,12 +197,17 @@ export const RESERVATION_LIFETIME_MS = 3_600_000;
  * `key` and `user` are announced by the store itself whenever `revokeKey`, `renewKey` or
  * `updateUser` changes one, to the other replicas and to this store's own watchers too (each
  * replica caches keys and users for authentication, this one included), on every store.
+ * A document write is sent to the other replicas, and told to this store's own watchers as `local`.
  * `resync`: this replica may miss or have missed changes (its listening connection was lost:
  * `listening` false, or is back: true); whatever caches them should start afresh, and cache nothing
  * new while not listening (a change made meanwhile would go unheard). Never sent to other replicas.
  */
 export type StoreChange =
-  | { kind: 'doc'; docKind: DocKind }
+  /**
+   * `local`: this replica's own write, told to its own watchers only (never sent): a reload of that
+   * kind under way may have read the documents before the write and must run once more.
+   */
+  | { kind: 'doc'; docKind: DocKind; local?: true }
   | { kind: 'event'; event: BridgeEvent; audience: Audience }
   | { kind: 'key'; id: string }
   | { kind: 'user'; id: string }

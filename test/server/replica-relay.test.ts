@@ -96,4 +96,31 @@ describe('replica relay: document caches follow changes they could not hear', ()
     emit({ kind: 'doc', docKind: 'budget' });
     assert.equal(calls.length, 3, 'a later change reloads again');
   });
+
+  it("reloads after this replica's own write only when a reload of that kind was reading meanwhile", async () => {
+    const { store, emit } = feed();
+    const calls: (() => void)[] = [];
+    const heard = heardBeforeRelay(store);
+    emit({ kind: 'doc', docKind: 'price', local: true });
+    relayBetweenReplicas({
+      bus: new EventBus(pino({ level: 'silent' })),
+      store,
+      kinds,
+      heard,
+      reload: () => new Promise<void>((resolve) => calls.push(resolve)),
+      onError: () => undefined,
+    });
+    assert.equal(calls.length, 0, 'its own write while loading is in what it loaded');
+    emit({ kind: 'doc', docKind: 'budget', local: true });
+    assert.equal(calls.length, 0, 'its own write is in its memory already');
+    emit({ kind: 'doc', docKind: 'budget' });
+    assert.equal(calls.length, 1);
+    emit({ kind: 'doc', docKind: 'budget', local: true });
+    calls[0]!();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls.length, 2, 'the reload that may have read before the write reads again');
+    calls[1]!();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls.length, 2);
+  });
 });

@@ -674,14 +674,24 @@ export class PostgresStore implements Store {
        ON CONFLICT (kind, id) DO UPDATE SET doc = EXCLUDED.doc`,
       [kind, id, JSON.stringify(doc)],
     );
-    this.feed.notify({ kind: 'doc', docKind: kind });
+    this.docChanged(kind);
   }
 
   async deleteDoc(kind: DocKind, id: string): Promise<boolean> {
     const r = await this.query('DELETE FROM docs WHERE kind = $1 AND id = $2', [kind, id]);
     const deleted = (r.rowCount ?? 0) > 0;
-    if (deleted) this.feed.notify({ kind: 'doc', docKind: kind });
+    if (deleted) this.docChanged(kind);
     return deleted;
+  }
+
+  /**
+   * The other replicas reload the kind; this one's own watchers hear of the write too, so that a
+   * reload of the kind under way here, which may have read the documents before the write, runs
+   * again instead of putting back what was there (a budget lowered here, then raised again by it).
+   */
+  private docChanged(kind: DocKind): void {
+    this.feed.deliver({ kind: 'doc', docKind: kind, local: true });
+    this.feed.notify({ kind: 'doc', docKind: kind });
   }
 
   async appendAlert(alert: Alert): Promise<void> {

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import type { BudgetStatus } from '../../shared/spend';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
+import { testPostgres } from '../helpers/postgres';
+
+/** How soon a change made on one replica must be in force on every replica (docs/storage.md). */
+const PROPAGATION_MS = 1000;
+
+describe('document reloads on two replicas: a change made on a replica while it reloads that kind', function () {
+  this.timeout(60_000);
+  let mock: AnthropicMock;
+  let a: TestBridge;
+  let b: TestBridge;
+  let url: string;
+
+  before(async () => {
+    mock = await new AnthropicMock().start();
+    url = await (await testPostgres()).createDatabase('docreload');
+    a = await startBridge(mock.url, { AIBRIDGE_DATABASE_URL: url });
+    b = await startBridge(mock.url, { AIBRIDGE_DATABASE_URL: url }, a.dataDir);
+  });
+
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    await mock.stop();
+  });
+
+  it('is kept once the reload ends: a team budget lowered on B while B reloads budgets is enforced by B', async () => {
+    const member = await a.addUser('spender@example.com', { team: 'lowered' });
+    const owner = await a.addUser('owner@example.com');
+    const put = async (tb: TestBridge, body: Record<string, unknown>): Promise<BudgetStatus> => {
+      const r = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, body);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return r.body;
+    };
+    const budgetsOn = async (tb: TestBridge): Promise<BudgetStatus[]> =>
+      (await tb.api<{ items: BudgetStatus[] }>('GET', '/api/v1/budgets', tb.adminKey)).body.items;
+    // A user's budget first: reloading it reads its user, which the test can hold up.
+    await put(a, { scope: 'user', subject: owner.user.email, period: 'month', limitUsd: 50 });
+    const team = await put(a, {
+      scope: 'team',
+      subject: 'lowered',
+      period: 'month',
+      limitUsd: 100,
+      action: 'block',
+    });
+    await eventually(async () => (await budgetsOn(b)).length === 2, { what: 'B to know both budgets' });
+    assert.equal((await askMessages(b.url, member.key)).status, 200, 'something is spent');
+
+    // Replica B's next budget reload waits on the users table (it reads each user budget's user).
+    const lock = new pg.Client({ connectionString: url });
+    await lock.connect();
+    let locked = true;
+    try {
+      await lock.query('BEGIN');
+      await lock.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+      // Another budget changed on A: B reloads its budgets, and its read of the owner waits.
+      await put(a, { scope: 'team', subject: 'elsewhere', period: 'month', limitUsd: 1 });
+      await eventually(
+        async () =>
+          (
+            await lock.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+               WHERE wait_event_type = 'Lock' AND query LIKE '%FROM users WHERE id%'`,
+            )
+          ).rows[0]!.n > 0,
+        { what: "B's reload to wait on the users table" },
+      );
+      // Meanwhile an admin lowers the team budget through B itself.
+      const lowered = await put(b, {
+        scope: 'team',
+        subject: 'lowered',
+        period: 'month',
+        limitUsd: 0.000001,
+        action: 'block',
+      });
+      assert.equal(lowered.id, team.id);
+      await lock.query('COMMIT');
+      locked = false;
+    } finally {
+      if (locked) await lock.query('ROLLBACK').catch(() => undefined);
+      await lock.end();
+    }
+    // B's reload has ended once it knows the budget A added.
+    await eventually(async () => (await budgetsOn(b)).some((x) => x.subject === 'elsewhere'), {
+      what: "B's reload to end",
+    });
+    await eventually(async () => (await budgetsOn(b)).find((x) => x.id === team.id)?.limitUsd === 0.000001, {
+      what: 'B to keep the limit set through it',
+      timeoutMs: PROPAGATION_MS,
+    });
+    // And enforces it: once what was spent reaches the ledger, B refuses the team, as A does.
+    await eventually(async () => (await askMessages(a.url, member.key)).status === 429, {
+      what: 'A to refuse the team',
+    });
+    assert.equal((await askMessages(b.url, member.key)).status, 429);
+  });
+});
