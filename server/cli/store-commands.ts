@@ -21,6 +21,7 @@ const DOC_KINDS: Record<DocKind, true> = {
   admin_session: true,
   device_grant: true,
   provisioner: true,
+  provisioner_use: true,
   oidc_flow: true,
   scim_user: true,
   scim_group: true,

@@ -42,9 +42,20 @@ interface StoredProvisioner extends ProvisionerInfo {
   hash: string;
 }
 
-function info(p: StoredProvisioner): ProvisionerInfo {
+/** A provisioner's last use (kind `provisioner_use`, by the provisioner's id). */
+interface ProvisionerUse {
+  id: string;
+  at: string;
+}
+
+/** `lastUsedAt`: the newer of the use document's and the one kept in the provisioner by earlier versions. */
+function info(p: StoredProvisioner, used?: string): ProvisionerInfo {
   const { hash: _hash, ...rest } = p;
-  return rest;
+  const lastUsedAt = [rest.lastUsedAt, used].reduce<string | null>(
+    (newest, at) => (at && (!newest || at > newest) ? at : newest),
+    null,
+  );
+  return { ...rest, lastUsedAt };
 }
 
 /**
@@ -78,12 +89,16 @@ export class Provisioners {
   }
 
   async list(): Promise<ProvisionerInfo[]> {
-    return (await this.store.listDocs<StoredProvisioner>('provisioner')).map(info);
+    const uses = new Map(
+      (await this.store.listDocs<ProvisionerUse>('provisioner_use')).map((u) => [u.id, u.at]),
+    );
+    return (await this.store.listDocs<StoredProvisioner>('provisioner')).map((p) => info(p, uses.get(p.id)));
   }
 
   async delete(id: string): Promise<void> {
     if (!(await this.store.deleteDoc('provisioner', id)))
       throw new BridgeError('provisioner_not_found', `No provisioner ${id}.`);
+    await this.store.deleteDoc('provisioner_use', id);
   }
 
   /**
@@ -102,9 +117,10 @@ export class Provisioners {
     const hash = PROVISIONER_RE.test(token) ? this.hasher.hash(token) : undefined;
     const found = (await this.store.listDocs<StoredProvisioner>('provisioner')).find((p) => p.hash === hash);
     if (!found) throw new BridgeError('unauthorized', 'That is not a valid provisioner credential.');
-    const used = { ...found, lastUsedAt: this.now().toISOString() };
-    await this.store.putDoc('provisioner', used.id, used);
-    req.provisioner = info(used);
+    // Noted apart: writing the provisioner back would undo a delete made since it was read.
+    const use: ProvisionerUse = { id: found.id, at: this.now().toISOString() };
+    await this.store.putDoc('provisioner_use', use.id, use);
+    req.provisioner = info(found, use.at);
     return true;
   }
 }

@@ -79,6 +79,11 @@ export type DocKind =
   | 'device_grant'
   /** Provisioner credentials, by id; the secret only as its keyed hash (server/identity/provisioners.ts). */
   | 'provisioner'
+  /**
+   * When a provisioner was last used, by its id: kept apart so that noting a use never writes the
+   * provisioner itself (a use served as it was deleted would bring it back).
+   */
+  | 'provisioner_use'
   /** SSO sign-ins under way (PKCE verifier, nonce), by the SHA-256 of their state (server/sso/oidc-flows.ts). */
   | 'oidc_flow'
   /** SCIM's view of a user (externalId, deleted), by bridge user id (server/scim). */

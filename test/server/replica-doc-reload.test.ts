@@ -10,7 +10,7 @@ import { testPostgres } from '../helpers/postgres';
 /** How soon a change made on one replica must be in force on every replica (docs/storage.md). */
 const PROPAGATION_MS = 1000;
 
-describe('document reloads on two replicas: a change made on a replica while it reloads that kind', function () {
+describe('admin documents changed on two replicas at once', function () {
   this.timeout(60_000);
   let mock: AnthropicMock;
   let a: TestBridge;
@@ -30,7 +30,7 @@ describe('document reloads on two replicas: a change made on a replica while it 
     await mock.stop();
   });
 
-  it('is kept once the reload ends: a team budget lowered on B while B reloads budgets is enforced by B', async () => {
+  it('a team budget lowered on B while B reloads budgets (A changed one) is kept and enforced by B', async () => {
     const member = await a.addUser('spender@example.com', { team: 'lowered' });
     const owner = await a.addUser('owner@example.com');
     const put = async (tb: TestBridge, body: Record<string, unknown>): Promise<BudgetStatus> => {
@@ -99,5 +99,63 @@ describe('document reloads on two replicas: a change made on a replica while it 
       what: 'A to refuse the team',
     });
     assert.equal((await askMessages(b.url, member.key)).status, 429);
+  });
+
+  it('a provisioner deleted on A while B serves a use of it stays deleted: its credential mints no more keys', async () => {
+    const dev = await a.addUser('workspace@example.com');
+    const created = await a.api<{ id: string; secret: string }>('POST', '/api/v1/provisioners', a.adminKey, {
+      name: 'templates',
+    });
+    assert.equal(created.status, 201);
+    const { id, secret } = created.body;
+    const mint = (tb: TestBridge) =>
+      tb.api('POST', `/api/v1/users/${encodeURIComponent(dev.user.email)}/keys`, secret, {
+        ttlSeconds: 3600,
+      });
+    assert.equal((await mint(b)).status, 201);
+    const before = await a.api<{ items: { id: string; lastUsedAt: string | null }[] }>(
+      'GET',
+      '/api/v1/provisioners',
+      a.adminKey,
+    );
+    assert.ok(before.body.items.find((p) => p.id === id)?.lastUsedAt, 'the use is noted');
+
+    const waiting = async (): Promise<number> =>
+      (
+        await lock.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND datname = current_database()`,
+        )
+      ).rows[0]!.n;
+    // The provisioner's row held: the delete through A waits for it.
+    const lock = new pg.Client({ connectionString: url });
+    await lock.connect();
+    let deleted: ReturnType<TestBridge['api']> | undefined;
+    let minted: ReturnType<TestBridge['api']> | undefined;
+    try {
+      await lock.query('BEGIN');
+      await lock.query(`SELECT 1 FROM docs WHERE kind = 'provisioner' AND id = $1 FOR UPDATE`, [id]);
+      deleted = a.api('DELETE', `/api/v1/provisioners/${id}`, a.adminKey);
+      await eventually(async () => (await waiting()) === 1, { what: 'the delete to wait' });
+      // Meanwhile B serves a use: it found the provisioner before the delete, and notes the use.
+      let done = false;
+      minted = mint(b).finally(() => {
+        done = true;
+      });
+      await eventually(async () => done || (await waiting()) === 2, { what: 'the use to be served or wait' });
+    } finally {
+      await lock.query('COMMIT');
+      await lock.end();
+    }
+    assert.equal((await deleted!).status, 204);
+    assert.equal((await minted!).status, 201, 'a use under way as it was deleted');
+    const listed = await a.api<{ items: { id: string }[] }>('GET', '/api/v1/provisioners', a.adminKey);
+    assert.deepEqual(
+      listed.body.items.filter((p) => p.id === id),
+      [],
+      'the deleted provisioner is not back',
+    );
+    assert.equal((await mint(a)).status, 401);
+    assert.equal((await mint(b)).status, 401);
   });
 });
