@@ -232,11 +232,15 @@ export class PriceBook {
     return this.overrides.delete(model);
   }
 
-  /** Replaces every override (another replica changed them); later entries win over earlier ones. */
+  /**
+   * Replaces every override (another replica changed them); later entries win over earlier ones.
+   * A model priced there is no longer listed as unknown here, as when it is priced here.
+   */
   replaceOverrides(list: ModelPriceOverride[]): void {
     this.overrides.clear();
     for (const o of list) this.overrides.set(o.model, o);
     this.resolved.clear();
+    for (const [k, u] of this.unknown) if (this.overrides.has(u.model)) this.unknown.delete(k);
   }
 
   listOverrides(): ModelPriceOverride[] {

@@ -101,6 +101,64 @@ describe('admin documents changed on two replicas at once', function () {
     assert.equal((await askMessages(b.url, member.key)).status, 429);
   });
 
+  it('rate limits, capture levels and prices set on A are in force on B within a second', async () => {
+    const m = await a.addUser('governed@example.com', { team: 'governed' });
+    const within = (what: string, check: () => Promise<boolean>) =>
+      eventually(check, { what, timeoutMs: PROPAGATION_MS, intervalMs: 10 });
+    const record = async (asked: {
+      headers: Headers;
+    }): Promise<{ capture?: string; costUsd: number | null }> => {
+      const id = asked.headers.get('x-aibridge-interception-id');
+      return eventually(async () => {
+        const r = await b.api<{ capture?: string; costUsd: number | null }>(
+          'GET',
+          `/api/v1/interceptions/${id}`,
+          b.adminKey,
+        );
+        return r.status === 200 ? r.body : undefined;
+      });
+    };
+    assert.equal((await askMessages(b.url, m.key)).status, 200, 'B knows the user');
+
+    const limit = await a.api<{ id: string }>('PUT', '/api/v1/rate-limits', a.adminKey, {
+      scope: 'user',
+      subject: m.user.email,
+      rpm: 1,
+    });
+    assert.equal(limit.status, 200, JSON.stringify(limit.body));
+    await within('B to apply the rate limit', async () => (await askMessages(b.url, m.key)).status === 429);
+    assert.equal((await a.api('DELETE', `/api/v1/rate-limits/${limit.body.id}`, a.adminKey)).status, 200);
+    await within('B to drop the rate limit', async () => (await askMessages(b.url, m.key)).status === 200);
+
+    assert.equal(
+      (await a.api('PUT', '/api/v1/teams/governed/capture', a.adminKey, { level: 'none' })).status,
+      200,
+    );
+    await within(
+      'B to capture the team at none',
+      async () => (await record(await askMessages(b.url, m.key))).capture === 'none',
+    );
+
+    const model = 'claude-unlisted-7';
+    const unpriced = await askMessages(b.url, m.key, { model });
+    assert.equal((await record(unpriced)).costUsd, null);
+    const unknownOnB = async (): Promise<boolean> =>
+      (
+        await b.api<{ items: { model: string }[] }>('GET', '/api/v1/prices/unknown', b.adminKey)
+      ).body.items.some((u) => u.model === model);
+    assert.equal(await unknownOnB(), true);
+    const priced = await a.api('PUT', `/api/v1/prices/${model}`, a.adminKey, {
+      input_mtok: 1,
+      output_mtok: 2,
+    });
+    assert.equal(priced.status, 200, JSON.stringify(priced.body));
+    await within(
+      'B to price the model',
+      async () => (await record(await askMessages(b.url, m.key, { model }))).costUsd !== null,
+    );
+    assert.equal(await unknownOnB(), false, 'B no longer lists the model as unpriced');
+  });
+
   it('a provisioner deleted on A while B serves a use of it stays deleted: its credential mints no more keys', async () => {
     const dev = await a.addUser('workspace@example.com');
     const created = await a.api<{ id: string; secret: string }>('POST', '/api/v1/provisioners', a.adminKey, {
