@@ -4,7 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { periodly } from '../../shared/spend';
 import type { AlertService } from '../alerts/alert-service';
 import { hourWindow } from '../core/rollup';
-import { BridgeError } from '../errors';
+import { BridgeError, isBridgeError } from '../errors';
 import { principalOf } from '../http/access';
 import { Instant } from '../http/instant';
 import type { IdentityService } from '../identity/identity-service';
@@ -152,15 +152,34 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
    * A budget's subject as stored (a user's id) and as shown (their email). A session cap's subject
    * is optional, and a user (by email or id) if there is one by that name, else a team.
    */
+  /** An email or a bridge user id (`usr_` and 20 hex digits), as users are named. */
+  const looksLikeUser = (subject: string): boolean =>
+    subject.includes('@') || /^usr_[0-9a-f]{20}$/.test(subject);
+  const teamExists = async (team: string): Promise<boolean> =>
+    (await store.listUsers()).some((u) => u.team === team);
+
   async function subjectOf(
     scope: string,
     subject: string | undefined,
+    /** Writing a cap: a subject written as a user (an email, a user id) must name one. */
+    writing = false,
   ): Promise<{ id: string; label: string; kind?: 'user' | 'team' }> {
     if (scope === 'org') return { id: '*', label: 'org' };
     if (scope === 'session') {
       if (subject === undefined || subject === '*') return { id: '*', label: 'every session' };
-      const u = await identity.findUser(subject).catch(() => undefined);
-      return u ? { id: u.id, label: u.email, kind: 'user' } : { id: subject, label: subject, kind: 'team' };
+      const u = await identity.findUser(subject).catch((err: unknown) => {
+        if (isBridgeError(err) && err.code === 'user_not_found') return undefined;
+        throw err;
+      });
+      if (u) return { id: u.id, label: u.email, kind: 'user' };
+      // A mistyped email, or a user not provisioned yet, would otherwise become a cap on a team of
+      // that name nobody is in: stored, listed, and never applied.
+      if (writing && looksLikeUser(subject) && !(await teamExists(subject)))
+        throw new BridgeError(
+          'user_not_found',
+          `No user ${subject}: a session cap's subject is a user's email or id (create the user first) or a team name.`,
+        );
+      return { id: subject, label: subject, kind: 'team' };
     }
     if (!subject) throw new BridgeError('invalid_request', `A ${scope} budget needs a subject.`);
     if (scope === 'user') {
@@ -272,7 +291,7 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
       async (req) => {
         const b = req.body;
         const period = periodFor(b.scope, b.period);
-        const subject = await subjectOf(b.scope, b.subject);
+        const subject = await subjectOf(b.scope, b.subject, true);
         const common = { limitUsd: b.limitUsd, action: b.action ?? 'alert', thresholds: b.thresholds };
         return budgets.put(
           b.scope === 'session'

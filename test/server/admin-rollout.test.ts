@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import type { SessionBudgetStatus } from '../../shared/spend';
+import { type MockedBridge, startMockedBridge } from '../helpers/bridge';
+
+/** What an admin types while rolling the bridge out, as the docs describe each step. */
+describe('admin rollout inputs', function () {
+  this.timeout(60_000);
+  let mb: MockedBridge;
+
+  before(async () => {
+    mb = await startMockedBridge();
+  });
+
+  after(async () => {
+    await mb.close();
+  });
+
+  it('a session cap on an email or user id that names no user is refused, not stored as a team cap', async () => {
+    const { tb } = mb;
+    for (const subject of ['ghost@example.com', 'usr_0123456789abcdef0123']) {
+      const put = await tb.api<{ error: { code: string; message: string } }>(
+        'PUT',
+        '/api/v1/budgets',
+        tb.adminKey,
+        { scope: 'session', subject, limitUsd: 5, action: 'block' },
+      );
+      assert.equal(put.status, 404, JSON.stringify(put.body));
+      assert.equal(put.body.error.code, 'user_not_found');
+      assert.match(put.body.error.message, /create the user first/);
+    }
+    const list = await tb.api<{ items: SessionBudgetStatus[] }>('GET', '/api/v1/budgets', tb.adminKey);
+    assert.deepEqual(list.body.items, []);
+
+    // A team's name still makes a team cap, and an existing user a user cap, whatever the case.
+    await tb.addUser('capped@example.com', { team: 'agents' });
+    const team = await tb.api<SessionBudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+      scope: 'session',
+      subject: 'not-yet-provisioned-team',
+      limitUsd: 5,
+    });
+    assert.equal(team.status, 200, JSON.stringify(team.body));
+    assert.equal(team.body.subjectKind, 'team');
+    const user = await tb.api<SessionBudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+      scope: 'session',
+      subject: 'Capped@Example.com',
+      limitUsd: 5,
+    });
+    assert.equal(user.status, 200, JSON.stringify(user.body));
+    assert.equal(user.body.subjectKind, 'user');
+  });
+});
