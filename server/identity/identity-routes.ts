@@ -4,6 +4,7 @@ import type { ProviderInstanceInfo } from '../../shared/identity';
 import { trimmedName } from '../core/team-name';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
+import { Instant } from '../http/instant';
 import type { Store } from '../store/types';
 import { type IdentityService, keyInfo } from './identity-service';
 import { auditProvisionerUse, PROVISIONED_KEY_MAX_SECONDS } from './provisioners';
@@ -30,7 +31,8 @@ const UserPatchBody = Type.Object(
 const NewKeyBody = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    expiresAt: Type.Optional(Type.String({ format: 'date-time' })),
+    /** A date alone is that day's start, UTC, as `aibridge keys create --expires-at` takes it. */
+    expiresAt: Type.Optional(Instant),
     /** Lifetime in seconds instead of `expiresAt`; required from a provisioner credential. */
     ttlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: PROVISIONED_KEY_MAX_SECONDS })),
   },

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { CreatedKey } from '../../shared/identity';
 import type { SessionBudgetStatus } from '../../shared/spend';
 import { type MockedBridge, startMockedBridge } from '../helpers/bridge';
 
@@ -47,5 +48,24 @@ describe('admin rollout inputs', function () {
     });
     assert.equal(user.status, 200, JSON.stringify(user.body));
     assert.equal(user.body.subjectKind, 'user');
+  });
+
+  it('a key expiry given as a date alone is that day’s start, UTC, through the API as through the CLI', async () => {
+    const { tb } = mb;
+    await tb.addUser('dated@example.com');
+    const day = new Date(Date.now() + 40 * 86_400_000).toISOString().slice(0, 10);
+    const k = await tb.api<CreatedKey>('POST', '/api/v1/users/dated@example.com/keys', tb.adminKey, {
+      expiresAt: day,
+    });
+    assert.equal(k.status, 201, JSON.stringify(k.body));
+    assert.equal(k.body.expiresAt, `${day}T00:00:00.000Z`);
+    const past = await tb.api<{ error: { code: string; message: string } }>(
+      'POST',
+      '/api/v1/users/dated@example.com/keys',
+      tb.adminKey,
+      { expiresAt: '2020-01-01' },
+    );
+    assert.equal(past.status, 400);
+    assert.match(past.body.error.message, /in the future/);
   });
 });
