@@ -20,6 +20,23 @@ import type { TrustedProxies } from './trusted-proxies';
 export const API_BODY_LIMIT = 1024 * 1024;
 
 /**
+ * Paths an identity provider builds by appending to a base URL an admin typed: SCIM's
+ * `<base>/Users`. A base URL entered with a trailing slash (`https://bridge/scim/v2/`) becomes
+ * `/scim/v2//Users`; the router would answer 404 and the provider's connection test fail with
+ * nothing saying why.
+ */
+const BASE_URL_PATH = /^\/scim\/v2(?:\/|$)/i;
+
+/** `url` with empty path segments (doubled and trailing slashes) dropped under a base-URL prefix. */
+export function tidyBaseUrlPath(url: string): string {
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  if (!BASE_URL_PATH.test(path)) return url;
+  const tidy = path.replace(/\/{2,}/g, '/').replace(/(.)\/$/, '$1');
+  return tidy === path ? url : tidy + (q === -1 ? '' : url.slice(q));
+}
+
+/**
  * A request sent on a connection before the answer to the one ahead of it (HTTP/1.1 pipelining):
  * node starts every such request at once and queues their answers, and a queued answer has no
  * socket, so it never hears the client leave. A member could start thousands of upstream calls on
@@ -132,6 +149,7 @@ export function createFastify(
     // Our own hook answers 503 while draining, in each route's error shape.
     return503OnClosing: false,
     requestIdHeader: false,
+    rewriteUrl: (req) => tidyBaseUrlPath(req.url ?? '/'),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     schemaErrorFormatter: (errors, dataVar) => new Error(schemaErrorMessage(errors, dataVar)),
     // Requests the router cannot even parse (bad percent-encoding) still get our error shape.

@@ -3,13 +3,15 @@ import type { CreatedKey } from '../../shared/identity';
 import type { SessionBudgetStatus } from '../../shared/spend';
 import { type MockedBridge, startMockedBridge } from '../helpers/bridge';
 
+const SCIM_TOKEN = 'scim-rollout-token-0123456789abcdefghijklmnopqrstuv';
+
 /** What an admin types while rolling the bridge out, as the docs describe each step. */
 describe('admin rollout inputs', function () {
   this.timeout(60_000);
   let mb: MockedBridge;
 
   before(async () => {
-    mb = await startMockedBridge();
+    mb = await startMockedBridge({ AIBRIDGE_SCIM_TOKEN: SCIM_TOKEN });
   });
 
   after(async () => {
@@ -67,5 +69,38 @@ describe('admin rollout inputs', function () {
     );
     assert.equal(past.status, 400);
     assert.match(past.body.error.message, /in the future/);
+  });
+
+  it('SCIM answers under a base URL entered with a trailing slash (`/scim/v2//Users`, `/Users/`)', async () => {
+    const { tb } = mb;
+    const scim = (method: string, path: string, body?: unknown) =>
+      fetch(tb.url + path, {
+        method,
+        headers: {
+          authorization: `Bearer ${SCIM_TOKEN}`,
+          'content-type': 'application/scim+json',
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    const created = await scim('POST', '/scim/v2//Users', {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'],
+      userName: 'slash@example.com',
+      active: true,
+    });
+    assert.equal(created.status, 201, await created.clone().text());
+    const { id } = (await created.json()) as { id: string };
+    const filter = encodeURIComponent('userName eq "slash@example.com"');
+    for (const path of [`/scim/v2//Users?filter=${filter}`, `/scim/v2/Users/?filter=${filter}`]) {
+      const found = await scim('GET', path);
+      assert.equal(found.status, 200, path);
+      assert.equal(((await found.json()) as { totalResults: number }).totalResults, 1, path);
+    }
+    const one = await scim('GET', `/scim/v2//Users/${id}/`);
+    assert.equal(one.status, 200);
+    const config = await scim('GET', '/scim/v2//ServiceProviderConfig');
+    assert.equal(config.status, 200);
+    // What is not a SCIM endpoint is still a SCIM 404.
+    const none = await scim('GET', '/scim/v2//Nothing');
+    assert.equal(none.status, 404);
   });
 });
