@@ -173,7 +173,12 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
     }
     case 'users list': {
       const { items } = (await callApi(target, 'GET', '/api/v1/users')) as { items: User[] };
-      for (const u of items) process.stdout.write(`${u.id}\t${u.email}\t${u.role}\t${u.team ?? '-'}\n`);
+      // A user the identity provider deactivated is refused everywhere: say so, in a column after
+      // the four there always were, so scripts that cut them keep working.
+      for (const u of items)
+        process.stdout.write(
+          `${u.id}\t${u.email}\t${u.role}\t${u.team ?? '-'}${u.deactivatedAt ? `\tdeactivated ${u.deactivatedAt}` : ''}\n`,
+        );
       return;
     }
     case 'keys create': {

@@ -459,6 +459,49 @@ describe('aibridge serve and the admin CLI', function () {
     }
   });
 
+  it('users list says which users the identity provider deactivated', async () => {
+    const dataDir = await tempDir();
+    const scimToken = 'scim-cli-token-0123456789abcdefghijklmnopqrstuvwxyz';
+    const served = await serve(dataDir, {
+      AIBRIDGE_ANTHROPIC_BASE_URL: mock.url,
+      AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+      AIBRIDGE_SCIM_TOKEN: scimToken,
+    });
+    try {
+      const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
+      const common = ['--url', served.url, '--admin-key', adminKey];
+      assert.equal((await cli(['users', 'create', '--email', 'kept@example.com', ...common])).code, 0);
+      const scim = { authorization: `Bearer ${scimToken}`, 'content-type': 'application/scim+json' };
+      const created = await fetch(`${served.url}/scim/v2/Users`, {
+        method: 'POST',
+        headers: scim,
+        body: JSON.stringify({ userName: 'gone@example.com', active: true }),
+      });
+      assert.equal(created.status, 201);
+      const { id } = (await created.json()) as { id: string };
+      const off = await fetch(`${served.url}/scim/v2/Users/${id}`, {
+        method: 'PATCH',
+        headers: scim,
+        body: JSON.stringify({
+          schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+          Operations: [{ op: 'replace', path: 'active', value: false }],
+        }),
+      });
+      assert.equal(off.status, 200);
+      const list = await cli(['users', 'list', ...common]);
+      assert.equal(list.code, 0, list.stderr);
+      const line = (email: string) => list.stdout.split('\n').find((l) => l.includes(`\t${email}\t`))!;
+      assert.match(
+        line('gone@example.com'),
+        /^usr_\w+\tgone@example\.com\tmember\t-\tdeactivated \d{4}-\d\d-\d\dT/,
+      );
+      assert.match(line('kept@example.com'), /^usr_\w+\tkept@example\.com\tmember\t-$/);
+    } finally {
+      served.child.kill('SIGTERM');
+      await exited(served.child);
+    }
+  });
+
   it('usage: --help anywhere prints it with exit 0; a command word without its subcommand says which it takes, before looking for a bridge', async () => {
     for (const args of [['--help'], ['serve', '--help'], ['users', '--help'], ['audit', 'export', '-h']]) {
       const r = await cli(args);
