@@ -225,7 +225,7 @@ export function createFastify(
     trimNames(req.body);
     trimNames(req.query);
     trimNames(req.params);
-    done();
+    done(req.url.startsWith('/api/') ? reversedWindow(req.query) : undefined);
   });
   app.setNotFoundHandler((req, reply) => {
     const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
@@ -264,6 +264,21 @@ export function createFastify(
  * One of spaces alone is left for the route to refuse: trimmed to "", the schemas' coercion would
  * read it as null, which removes a user's team.
  */
+/**
+ * A query's `since` and `until` swapped (or equal) bound an empty window: every report, search and
+ * export would answer nothing, an empty file or $0, as if nothing had happened. Refused instead, on
+ * every route that takes them; a bound that is not an instant is left to the route's schema.
+ */
+function reversedWindow(query: unknown): BridgeError | undefined {
+  if (query === null || typeof query !== 'object') return undefined;
+  const { since, until } = query as Record<string, unknown>;
+  if (typeof since !== 'string' || typeof until !== 'string') return undefined;
+  const from = Date.parse(since);
+  const to = Date.parse(until);
+  if (Number.isNaN(from) || Number.isNaN(to) || from < to) return undefined;
+  return new BridgeError('invalid_request', `since (${since}) must be before until (${until}): swap them?`);
+}
+
 function trimNames(part: unknown): void {
   if (part === null || typeof part !== 'object' || Array.isArray(part)) return;
   const o = part as Record<string, unknown>;

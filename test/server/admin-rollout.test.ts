@@ -103,4 +103,34 @@ describe('admin rollout inputs', function () {
     const none = await scim('GET', '/scim/v2//Nothing');
     assert.equal(none.status, 404);
   });
+
+  it('a since after its until is refused on every report, search and export, not answered with nothing', async () => {
+    const { tb } = mb;
+    const window = 'since=2026-12-04&until=2026-12-01';
+    for (const route of [
+      `/api/v1/usage?groupBy=team&${window}`,
+      `/api/v1/usage/top?${window}`,
+      `/api/v1/usage/users?${window}`,
+      `/api/v1/usage/series?${window}`,
+      `/api/v1/interceptions?${window}`,
+      `/api/v1/sessions?${window}`,
+      `/api/v1/tool-calls?${window}`,
+      `/api/v1/audit/export?format=csv&${window}`,
+      `/api/v1/audit/export?kind=gateway-calls&${window}`,
+    ]) {
+      const r = await tb.api<{ error: { code: string; message: string } }>('GET', route, tb.adminKey);
+      assert.equal(r.status, 400, route);
+      assert.equal(r.body.error.code, 'invalid_request', route);
+      assert.match(r.body.error.message, /since .* must be before until/, route);
+    }
+    // One bound alone, or a window in order, is served as before.
+    const ok = await tb.api(
+      'GET',
+      '/api/v1/usage?groupBy=team&since=2026-12-01&until=2026-12-04',
+      tb.adminKey,
+    );
+    assert.equal(ok.status, 200);
+    const one = await tb.api('GET', '/api/v1/interceptions?since=2026-12-04', tb.adminKey);
+    assert.equal(one.status, 200);
+  });
 });
