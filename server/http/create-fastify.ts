@@ -227,6 +227,17 @@ export function createFastify(
     trimNames(req.params);
     done(req.url.startsWith('/api/') ? reversedWindow(req.query) : undefined);
   });
+  // After the schema: a number sent as a string ("1e999", "Infinity") is coerced to Infinity, which
+  // passes `minimum` (and ajv's integer check), works in memory, and is stored as JSON's null: a
+  // budget limit of null then failed every request of everyone it applied to after a restart.
+  app.addHook('preHandler', (req, _reply, done) => {
+    const where = req.url.startsWith('/api/') ? unboundedNumber(req.body, 'body') : null;
+    done(
+      where === null
+        ? undefined
+        : new BridgeError('invalid_request', `${where} must be a finite number (it is too large to store).`),
+    );
+  });
   app.setNotFoundHandler((req, reply) => {
     const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
     reply.code(e.status).headers(e.headers).send(bodyFor(req.url, e));
@@ -277,6 +288,20 @@ function reversedWindow(query: unknown): BridgeError | undefined {
   const to = Date.parse(until);
   if (Number.isNaN(from) || Number.isNaN(to) || from < to) return undefined;
   return new BridgeError('invalid_request', `since (${since}) must be before until (${until}): swap them?`);
+}
+
+/** Where in `value` a number is not finite (`body/limitUsd`), or null; at most 16 levels deep. */
+function unboundedNumber(value: unknown, at: string, depth = 0): string | null {
+  if (typeof value === 'number') return Number.isFinite(value) ? null : at;
+  if (value === null || typeof value !== 'object' || depth >= 16) return null;
+  // Parsed JSON only: arrays and plain objects (never a Buffer or a stream a route reads itself).
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return null;
+  for (const [k, v] of Object.entries(value)) {
+    const found = unboundedNumber(v, `${at}/${k}`, depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
 }
 
 function trimNames(part: unknown): void {

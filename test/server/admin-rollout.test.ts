@@ -133,4 +133,38 @@ describe('admin rollout inputs', function () {
     const one = await tb.api('GET', '/api/v1/interceptions?since=2026-12-04', tb.adminKey);
     assert.equal(one.status, 200);
   });
+
+  it('a number sent as a string too large for a number ("1e999") is refused, not stored as null', async () => {
+    const { tb } = mb;
+    await tb.addUser('limited@example.com', { team: 'finite' });
+    for (const [route, body, where] of [
+      [
+        '/api/v1/budgets',
+        { scope: 'org', period: 'day', limitUsd: '1e999', action: 'block' },
+        'body/limitUsd',
+      ],
+      [
+        '/api/v1/budgets',
+        { scope: 'team', subject: 'finite', period: 'day', limitUsd: 'Infinity' },
+        'body/limitUsd',
+      ],
+      ['/api/v1/prices/claude-sonnet-4-6', { input_mtok: '1e999', output_mtok: 15 }, 'body/input_mtok'],
+      ['/api/v1/rate-limits', { scope: 'user', subject: 'limited@example.com', rpm: '1e999' }, 'body/rpm'],
+    ] as const) {
+      const r = await tb.api<{ error: { code: string; message: string } }>('PUT', route, tb.adminKey, body);
+      assert.equal(r.status, 400, `${route} ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.message, `${where} must be a finite number (it is too large to store).`);
+    }
+    const budgets = await tb.api<{ items: unknown[] }>('GET', '/api/v1/budgets', tb.adminKey);
+    assert.equal(budgets.body.items.filter((b) => (b as { scope: string }).scope !== 'session').length, 0);
+    // Numbers as strings that are numbers still work.
+    const ok = await tb.api<{ limitUsd: number }>('PUT', '/api/v1/budgets', tb.adminKey, {
+      scope: 'team',
+      subject: 'finite',
+      period: 'day',
+      limitUsd: '250.5',
+    });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.limitUsd, 250.5);
+  });
 });
