@@ -222,9 +222,14 @@ export function createFastify(
   // budget, alias or filter must match the team users are in (their teams are stored trimmed,
   // identity-service.ts), not a team of its own nobody is in.
   app.addHook('preValidation', (req, _reply, done) => {
-    trimNames(req.body);
-    trimNames(req.query);
-    trimNames(req.params);
+    const blank = trimNames(req.body) ?? trimNames(req.query) ?? trimNames(req.params);
+    if (blank !== null && req.url.startsWith('/api/'))
+      return done(
+        new BridgeError(
+          'invalid_request',
+          `A ${blank === 'team' ? 'team name' : 'budget subject'} cannot be blank (spaces alone)${blank === 'team' ? ': leave it out, or send null to remove a team' : ''}.`,
+        ),
+      );
     done(req.url.startsWith('/api/') ? reversedWindow(req.query) : undefined);
   });
   // After the schema: a number sent as a string ("1e999", "Infinity") is coerced to Infinity, which
@@ -304,12 +309,20 @@ function unboundedNumber(value: unknown, at: string, depth = 0): string | null {
   return null;
 }
 
-function trimNames(part: unknown): void {
-  if (part === null || typeof part !== 'object' || Array.isArray(part)) return;
+/**
+ * Trims `team` and `subject` in place; names the first that is spaces alone (and not empty, which
+ * the routes' own schemas judge), which the API refuses as docs/api.md says, or null.
+ */
+function trimNames(part: unknown): 'team' | 'subject' | null {
+  if (part === null || typeof part !== 'object' || Array.isArray(part)) return null;
   const o = part as Record<string, unknown>;
-  for (const name of ['team', 'subject']) {
+  let blank: 'team' | 'subject' | null = null;
+  for (const name of ['team', 'subject'] as const) {
     const v = o[name];
-    const t = typeof v === 'string' ? trimmedName(v) : null;
+    if (typeof v !== 'string') continue;
+    const t = trimmedName(v);
     if (t !== null) o[name] = t;
+    else if (v !== '') blank ??= name;
   }
+  return blank;
 }

@@ -167,4 +167,28 @@ describe('admin rollout inputs', function () {
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.equal(ok.body.limitUsd, 250.5);
   });
+
+  it('a team or budget subject of spaces alone is refused wherever the API takes one, as for users', async () => {
+    const { tb } = mb;
+    for (const [method, route, body] of [
+      ['PUT', '/api/v1/teams/%20/models', { deny: ['claude-opus-*'] }],
+      ['PUT', '/api/v1/teams/%20%20/capture', { level: 'none' }],
+      ['PUT', '/api/v1/teams/%20/byok', { allowed: true }],
+      ['PUT', '/api/v1/budgets', { scope: 'team', subject: '  ', period: 'day', limitUsd: 1 }],
+      ['GET', '/api/v1/usage/users?team=%20', undefined],
+      ['POST', '/api/v1/users', { email: 'blank-team@example.com', team: ' ' }],
+    ] as const) {
+      const r = await tb.api<{ error: { code: string; message: string } }>(method, route, tb.adminKey, body);
+      assert.equal(r.status, 400, `${method} ${route} ${JSON.stringify(r.body)}`);
+      assert.match(r.body.error.message, /cannot be blank/);
+    }
+    const policies = await tb.api<{ items: unknown[] }>('GET', '/api/v1/model-policies', tb.adminKey);
+    assert.deepEqual(policies.body.items, []);
+    // A name with spaces at its ends is still that name.
+    const trimmed = await tb.api<{ team: string }>('PUT', '/api/v1/teams/%20spaced%20/models', tb.adminKey, {
+      deny: ['x'],
+    });
+    assert.equal(trimmed.status, 200);
+    assert.equal(trimmed.body.team, 'spaced');
+  });
 });
