@@ -24,6 +24,17 @@ export function schemaErrorMessage(errors: readonly FastifySchemaValidationError
           ? ((e.params as { allowedValues?: unknown[] }).allowedValues ?? [])
           : [],
     );
+    // A time that is not one (`2026-11-01 09:00`, `2026-11-01T09`, no offset): say what is taken.
+    const formats = list.flatMap((e) =>
+      e.keyword === 'format' ? [(e.params as { format?: string }).format] : [],
+    );
+    if (formats.length > 0 && formats.every((f) => f === 'date-time' || f === 'date')) {
+      out.push(
+        `${where} must be an ISO 8601 date and time with its offset (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)` +
+          (formats.includes('date') ? ' or a date alone (2026-11-01, that day’s start, UTC)' : ''),
+      );
+      continue;
+    }
     const rest = list.filter((e) => e.keyword !== 'const' && e.keyword !== 'enum' && e.keyword !== 'anyOf');
     if (allowed.length > 0 && rest.length === 0) {
       out.push(`${where} must be one of ${[...new Set(allowed.map((v) => JSON.stringify(v)))].join(', ')}`);

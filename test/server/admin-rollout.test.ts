@@ -191,4 +191,30 @@ describe('admin rollout inputs', function () {
     assert.equal(trimmed.status, 200);
     assert.equal(trimmed.body.team, 'spaced');
   });
+
+  it('a time the API cannot read says what it takes, with examples', async () => {
+    const { tb } = mb;
+    await tb.addUser('timely@example.com');
+    const since = await tb.api<{ error: { code: string; message: string } }>(
+      'GET',
+      `/api/v1/interceptions?since=${encodeURIComponent('2026-12-03 10:00')}`,
+      tb.adminKey,
+    );
+    assert.equal(since.status, 400);
+    assert.equal(
+      since.body.error.message,
+      'querystring/since must be an ISO 8601 date and time with its offset (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00) or a date alone (2026-11-01, that day’s start, UTC)',
+    );
+    const expiry = await tb.api<{ error: { code: string; message: string } }>(
+      'POST',
+      '/api/v1/users/timely@example.com/keys',
+      tb.adminKey,
+      { expiresAt: '2027-01-01T10:00' },
+    );
+    assert.equal(expiry.status, 400);
+    assert.match(
+      expiry.body.error.message,
+      /^body\/expiresAt must be an ISO 8601 date and time with its offset \(/,
+    );
+  });
 });
