@@ -276,11 +276,6 @@ export function createFastify(
 }
 
 /**
- * The fields that name a team (or a budget's subject: a team or a user's email), trimmed in place.
- * One of spaces alone is left for the route to refuse: trimmed to "", the schemas' coercion would
- * read it as null, which removes a user's team.
- */
-/**
  * A query's `since` and `until` swapped (or equal) bound an empty window: every report, search and
  * export would answer nothing, an empty file or $0, as if nothing had happened. Refused instead, on
  * every route that takes them; a bound that is not an instant is left to the route's schema.
@@ -310,8 +305,10 @@ function unboundedNumber(value: unknown, at: string, depth = 0): string | null {
 }
 
 /**
- * Trims `team` and `subject` in place; names the first that is spaces alone (and not empty, which
- * the routes' own schemas judge), which the API refuses as docs/api.md says, or null.
+ * The fields that name a team (or a budget's subject: a team or a user's email), trimmed in place;
+ * names the first that is spaces alone (and not empty, which the routes' own schemas judge), which
+ * the API refuses as docs/api.md says, or null. Such a name is left as it was: trimmed to "", the
+ * schemas' coercion would read it as null, which removes a user's team.
  */
 function trimNames(part: unknown): 'team' | 'subject' | null {
   if (part === null || typeof part !== 'object' || Array.isArray(part)) return null;

@@ -148,16 +148,16 @@ const iso = (v: string | undefined): string | undefined =>
 export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
   const { identity, store, prices, budgets, limiter, policies, alerts } = d;
 
-  /**
-   * A budget's subject as stored (a user's id) and as shown (their email). A session cap's subject
-   * is optional, and a user (by email or id) if there is one by that name, else a team.
-   */
   /** An email or a bridge user id (`usr_` and 20 hex digits), as users are named. */
   const looksLikeUser = (subject: string): boolean =>
     subject.includes('@') || /^usr_[0-9a-f]{20}$/.test(subject);
   const teamExists = async (team: string): Promise<boolean> =>
     (await store.listUsers()).some((u) => u.team === team);
 
+  /**
+   * A budget's subject as stored (a user's id) and as shown (their email). A session cap's subject
+   * is optional, and a user (by email or id) if there is one by that name, else a team.
+   */
   async function subjectOf(
     scope: string,
     subject: string | undefined,
