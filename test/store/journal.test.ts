@@ -70,6 +70,30 @@ describe('the embedded journal', () => {
     await again.close();
   });
 
+  it('a close waits for the chain-head write already under way, so the next open reads the head it left', async () => {
+    const dir = await tempDir();
+    const store = new EmbeddedStore({ dataDir: dir, touchFlushMs: 10 });
+    await store.open();
+    await store.appendInterception(record(0));
+    await new Promise((r) => setTimeout(r, 100)); // live.json now holds the head at record 1
+    for (let i = 1; i < 6; i++) await store.appendInterception(record(i));
+    // The next live.json write is slow to land (a loaded disk), and under way when close is called.
+    const realRename = fs.rename;
+    fs.rename = async (from, to) => {
+      if (String(to).endsWith('live.json')) await new Promise((r) => setTimeout(r, 300));
+      return realRename(from, to);
+    };
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      await store.close();
+    } finally {
+      fs.rename = realRename;
+    }
+    const { store: again } = await reopen(dir);
+    assert.equal((await again.chainHead()).seq, 6);
+    await again.close();
+  });
+
   it('reopens after a torn last entry, sets it aside with a warning naming file and offset, keeps every earlier record', async () => {
     const dir = await tempDir();
     const { store } = await reopen(dir);

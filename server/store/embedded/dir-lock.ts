@@ -23,6 +23,12 @@ export const LOCK_FILE = 'aibridge.lock';
 /** A lock whose holder cannot be checked (another host, over a shared volume) frees itself this long after its last heartbeat. */
 const STALE_MS = 30_000;
 const HEARTBEAT_MS = 10_000;
+/** Marks a take-over in progress; a take-over takes milliseconds, so one this old was abandoned by a crash. */
+const TAKEOVER = '.takeover';
+const TAKEOVER_ABANDONED_MS = 10_000;
+const TAKEOVER_WAIT_MS = 20;
+/** Rounds of create / judge / take over before giving up (others' take-overs are waited out). */
+const TAKEOVER_TRIES = 100;
 
 /**
  * One process per embedded store. Two bridges (or a bridge and `aibridge store copy`) on one data
@@ -51,7 +57,7 @@ export class DataDirLock {
       lockedAt: new Date().toISOString(),
     };
     const mine = `${JSON.stringify(me)}\n`;
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let attempt = 0; attempt < TAKEOVER_TRIES; attempt++) {
       if (await create(file, mine)) {
         const lock = new DataDirLock(file, mine);
         lock.beat(heartbeatMs);
@@ -60,22 +66,22 @@ export class DataDirLock {
       const held = await holder(file);
       if (held.state === 'gone') continue;
       if (!(await stale(file, held.holder, me))) throw lockedError(dataDir, held.holder);
-      // Taken over by moving the judged file aside, then checking it is the one judged: of two
-      // processes taking over the same stale lock, the second moves the first's fresh lock aside,
-      // sees it is not what it judged, and puts it back (link: never over a newer one).
-      const aside = `${file}.stale-${process.pid}-${Date.now()}`;
-      try {
-        await fs.rename(file, aside);
-      } catch {
+      // Take-overs are serialised by a second O_EXCL file. Without it, of two processes taking
+      // over one stale lock, the slower could move aside the lock the faster had just made, and a
+      // third could create its own in that gap: two holders. Under it the judged file is removed
+      // only if it is still the one judged, and the only other writers (plain creates) cannot
+      // replace an existing file.
+      if (!(await create(`${file}${TAKEOVER}`, mine))) {
+        await clearAbandonedTakeover(`${file}${TAKEOVER}`);
+        await new Promise((r) => setTimeout(r, TAKEOVER_WAIT_MS));
         continue;
       }
-      const moved = await fs.readFile(aside, 'utf8').catch(() => undefined);
-      if (moved !== held.text) {
-        await fs.link(aside, file).catch(() => undefined);
-        await fs.rm(aside, { force: true });
-        throw lockedError(dataDir, held.holder);
+      try {
+        const now = await holder(file);
+        if (now.state === 'held' && now.text === held.text) await fs.rm(file, { force: true });
+      } finally {
+        await fs.rm(`${file}${TAKEOVER}`, { force: true });
       }
-      await fs.rm(aside, { force: true });
     }
     const last = await holder(file);
     throw lockedError(dataDir, last.state === 'held' ? last.holder : null);
@@ -105,6 +111,12 @@ export class DataDirLock {
     }, everyMs);
     this.heartbeat.unref();
   }
+}
+
+/** A take-over marker left by a process that died mid-take-over would block every later one. */
+async function clearAbandonedTakeover(marker: string): Promise<void> {
+  const mtime = (await fs.stat(marker).catch(() => undefined))?.mtimeMs;
+  if (mtime !== undefined && Date.now() - mtime > TAKEOVER_ABANDONED_MS) await fs.rm(marker, { force: true });
 }
 
 async function create(file: string, content: string): Promise<boolean> {

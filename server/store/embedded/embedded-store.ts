@@ -110,6 +110,8 @@ export interface EmbeddedStoreOptions {
  */
 class WriteSoon {
   private timer: NodeJS.Timeout | undefined;
+  /** The write the timer started, awaited by `flush`: a close must not return while it is under way. */
+  private running: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly ms: number,
@@ -122,13 +124,18 @@ class WriteSoon {
       this.timer = undefined;
       // Best effort: what these files hold is informative or bounded-late (docs/audit.md), and a
       // data dir that cannot be written fails the next user, key or document write loudly.
-      this.write().catch(() => undefined);
+      this.running = this.write().catch(() => undefined);
     }, this.ms);
     this.timer.unref();
   }
 
   async flush(): Promise<void> {
-    if (!this.timer) return;
+    if (!this.timer) {
+      // A write the timer started may still be under way: the next process to open the data dir
+      // would read the file before it (a chain head 39 records behind the journal).
+      await this.running;
+      return;
+    }
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.write();
