@@ -100,7 +100,10 @@ export class CompatMock {
       return;
     }
     const responsesPath = this.flavour === 'ollama' ? '/v1/responses' : '/openai/v1/responses';
-    if (req.method === 'POST' && path === responsesPath)
+    // Azure's dated form of the Responses API (what the AzureOpenAI SDK calls): `api-version` required.
+    const datedResponses =
+      this.flavour === 'azure' && path === '/openai/responses' && /api-version=/.test(query ?? '');
+    if (req.method === 'POST' && (path === responsesPath || datedResponses))
       return this.responses(res, JSON.parse(seen.body) as Body);
     const chat = req.method === 'POST' ? this.chatPath(path) : undefined;
     if (!chat) {

@@ -260,6 +260,27 @@ describe('provider instances from a providers file', () => {
       assert.ok(rec.costUsd !== null && rec.costUsd > 0);
     });
 
+    it('serves Responses to the AzureOpenAI SDK at its dated path, priced as the deployment’s model', async () => {
+      const before = (await tb.interceptions(0, dev.key)).length;
+      const client = new AzureOpenAI({
+        endpoint: `${tb.url}/azure`,
+        apiKey: dev.key,
+        apiVersion: '2025-04-01-preview',
+        maxRetries: 0,
+      });
+      const r = await client.responses.create({ model: 'prod-4o', input: 'hello' });
+      assert.equal(r.output_text, COMPAT_TEXT);
+      const seen = azure.requests.at(-1)!;
+      assert.equal(seen.url, '/openai/responses?api-version=2025-04-01-preview');
+      assert.equal(seen.headers['api-key'], AZURE_KEY);
+      const rec = await latest(before + 1);
+      assert.equal(rec.provider, 'azure');
+      assert.equal(rec.api, 'responses');
+      assert.equal(rec.model, 'gpt-4o');
+      assert.equal(rec.usage.input, AZURE_USAGE.prompt);
+      assert.ok(rec.costUsd !== null && rec.costUsd > 0);
+    });
+
     it('maps a content-filter refusal to OpenAI’s error shape', async () => {
       const client = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/azure/v1`, maxRetries: 0 });
       const err = await client.chat.completions

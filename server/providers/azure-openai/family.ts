@@ -70,6 +70,10 @@ function create(s: InstanceSettings): ProviderAdapter {
         path: '/openai/deployments/:deployment/chat/completions',
         forceUsage: streamOptionsTaken,
       }),
+      // The dated form of Responses (`?api-version=2025-04-01-preview`): the AzureOpenAI SDK puts
+      // no deployment in its path, so `client.responses.create` (and Codex on an `/openai` base URL)
+      // posts here, the deployment named as the `model`.
+      responsesAt('/openai/responses'),
     ],
     passthrough: [
       { methods: ['GET', 'HEAD'], path: '/v1/models', why: 'model list; free' },
