@@ -4,15 +4,25 @@ import { isObject, num } from '../common';
 /**
  * OpenAI counts cached tokens inside the prompt/input total; the bridge's `input` excludes them,
  * so `input = prompt_tokens - cached_tokens`. Reasoning is part of output and also reported alone.
+ * Some compatible servers (xAI, Gemini's OpenAI endpoint) leave reasoning out of the completion
+ * count, though they bill it as output: their `total` is larger than prompt and completion, and
+ * that excess is output the completion count left out.
  */
-function normalise(total: unknown, cached: unknown, output: unknown, reasoning: unknown): Usage {
+function normalise(
+  prompt: unknown,
+  cached: unknown,
+  completion: unknown,
+  reasoning: unknown,
+  total: unknown,
+): Usage {
   const c = num(cached);
+  const excess = Math.max(0, num(total) - num(prompt) - num(completion));
   return {
     ...emptyUsage(),
-    input: Math.max(0, num(total) - c),
+    input: Math.max(0, num(prompt) - c),
     cacheRead: c,
-    output: num(output),
-    reasoning: num(reasoning),
+    output: num(completion) + excess,
+    reasoning: Math.max(num(reasoning), excess),
   };
 }
 
@@ -21,7 +31,7 @@ export function chatUsage(u: unknown): Usage {
   if (!isObject(u)) return emptyUsage();
   const p = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : {};
   const c = isObject(u.completion_tokens_details) ? u.completion_tokens_details : {};
-  return normalise(u.prompt_tokens, p.cached_tokens, u.completion_tokens, c.reasoning_tokens);
+  return normalise(u.prompt_tokens, p.cached_tokens, u.completion_tokens, c.reasoning_tokens, u.total_tokens);
 }
 
 /** Responses: `input_tokens`, `output_tokens` and their `_details`. */
@@ -29,5 +39,5 @@ export function responsesUsage(u: unknown): Usage {
   if (!isObject(u)) return emptyUsage();
   const i = isObject(u.input_tokens_details) ? u.input_tokens_details : {};
   const o = isObject(u.output_tokens_details) ? u.output_tokens_details : {};
-  return normalise(u.input_tokens, i.cached_tokens, u.output_tokens, o.reasoning_tokens);
+  return normalise(u.input_tokens, i.cached_tokens, u.output_tokens, o.reasoning_tokens, u.total_tokens);
 }
