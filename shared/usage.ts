@@ -9,7 +9,11 @@
  * - `webSearches`: searches the provider's web search tool ran (priced per thousand)
  * - `fileSearches`: searches the provider's file search tool ran over stored files (OpenAI's
  *   `file_search`, priced per thousand)
- * The last three are only there when not zero.
+ * - `inputAudio` / `cacheReadAudio`: the audio part of `input` / `cacheRead`, and `outputAudio` /
+ *   `outputImage`: the audio and image parts of `output`, where the provider reports modalities
+ *   (Gemini's `promptTokensDetails`, `cacheTokensDetails`, `candidatesTokensDetails`): priced apart
+ *   where the price data has their own price (Gemini's audio input, its images out)
+ * These last ones are only there when not zero.
  */
 export interface Usage {
   input: number;
@@ -20,7 +24,22 @@ export interface Usage {
   cacheWrite1h?: number;
   webSearches?: number;
   fileSearches?: number;
+  inputAudio?: number;
+  cacheReadAudio?: number;
+  outputAudio?: number;
+  outputImage?: number;
 }
+
+/** The counts only there when not zero, summed alike. */
+const OPTIONAL = [
+  'cacheWrite1h',
+  'webSearches',
+  'fileSearches',
+  'inputAudio',
+  'cacheReadAudio',
+  'outputAudio',
+  'outputImage',
+] as const;
 
 export function emptyUsage(): Usage {
   return { input: 0, output: 0, cacheRead: 0, cacheWrite: 0, reasoning: 0 };
@@ -34,12 +53,10 @@ export function addUsage(a: Usage, b: Usage): Usage {
     cacheWrite: a.cacheWrite + b.cacheWrite,
     reasoning: a.reasoning + b.reasoning,
   };
-  const write1h = (a.cacheWrite1h ?? 0) + (b.cacheWrite1h ?? 0);
-  if (write1h > 0) sum.cacheWrite1h = write1h;
-  const searches = (a.webSearches ?? 0) + (b.webSearches ?? 0);
-  if (searches > 0) sum.webSearches = searches;
-  const files = (a.fileSearches ?? 0) + (b.fileSearches ?? 0);
-  if (files > 0) sum.fileSearches = files;
+  for (const k of OPTIONAL) {
+    const n = (a[k] ?? 0) + (b[k] ?? 0);
+    if (n > 0) sum[k] = n;
+  }
   return sum;
 }
 

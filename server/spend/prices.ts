@@ -137,6 +137,16 @@ function toGenaiUsage(u: Usage): Record<string, number> {
     ...(u.cacheWrite1h ? { cache_write_1h_tokens: u.cacheWrite1h } : {}),
     ...(u.webSearches ? { web_searches: u.webSearches } : {}),
     ...(u.fileSearches ? { storage_searches: u.fileSearches } : {}),
+    // Parts of the counts above, as genai-prices reads Gemini's modality lists: its audio input
+    // counts the cached audio too, which must then be given (zero or not) beside any cache read.
+    ...(u.inputAudio || u.cacheReadAudio
+      ? {
+          input_audio_tokens: (u.inputAudio ?? 0) + (u.cacheReadAudio ?? 0),
+          cache_audio_read_tokens: u.cacheReadAudio ?? 0,
+        }
+      : {}),
+    ...(u.outputAudio ? { output_audio_tokens: u.outputAudio } : {}),
+    ...(u.outputImage ? { output_image_tokens: u.outputImage } : {}),
   };
 }
 

@@ -26,8 +26,33 @@ const USAGE = {
   totalTokenCount: 1254,
 };
 
+/** An image model's answer (gemini-2.5-flash-image): one 1024×1024 image is 1290 tokens, by modality. */
+const IMAGE_USAGE = {
+  promptTokenCount: 9,
+  candidatesTokenCount: 1290,
+  totalTokenCount: 1299,
+  promptTokensDetails: [{ modality: 'TEXT', tokenCount: 9 }],
+  candidatesTokensDetails: [{ modality: 'IMAGE', tokenCount: 1290 }],
+};
+
 /** `long`: a prompt past Gemini's 200k-token price tier. */
 function answer(model: string, final: boolean, long = false): Record<string, unknown> {
+  if (model.includes('image'))
+    return {
+      candidates: [
+        {
+          content: {
+            role: 'model',
+            parts: [{ inlineData: { mimeType: 'image/png', data: 'iVBORw0KGgo=' } }],
+          },
+          ...(final ? { finishReason: 'STOP' } : {}),
+          index: 0,
+        },
+      ],
+      usageMetadata: final ? IMAGE_USAGE : { promptTokenCount: 9, totalTokenCount: 9 },
+      modelVersion: model,
+      responseId: 'resp_img',
+    };
   const parts = model.includes('tools')
     ? [{ functionCall: { name: 'get_weather', args: { city: 'Paris' } } }]
     : [{ text: 'Bonjour' }];

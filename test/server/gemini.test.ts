@@ -69,6 +69,31 @@ describe('Gemini API (native) through the bridge', () => {
     assert.ok(Math.abs(rec.costUsd! - want) < 1e-9, String(rec.costUsd));
   });
 
+  it('prices the images an image model answers with at the image price, streaming and not', async () => {
+    const before = (await tb.interceptions(0, key)).length;
+    const res = await sdk().models.generateContent({ model: 'gemini-2.5-flash-image', contents: 'A cat' });
+    assert.equal(res.candidates?.[0]?.content?.parts?.[0]?.inlineData?.mimeType, 'image/png');
+    let chunks = 0;
+    for await (const _ of await sdk().models.generateContentStream({
+      model: 'gemini-2.5-flash-image',
+      contents: 'A cat',
+    }))
+      chunks++;
+    assert.equal(chunks, 2);
+    for (const rec of (await tb.interceptions(before + 2, key)).slice(0, 2)) {
+      assert.deepEqual(rec.usage, {
+        input: 9,
+        cacheRead: 0,
+        cacheWrite: 0,
+        output: 1290,
+        reasoning: 0,
+        outputImage: 1290,
+      });
+      // $0.30 input and $30 per million image tokens out (an image is $0.039), not text's $2.50.
+      assert.ok(Math.abs(rec.costUsd! - (9 * 0.3 + 1290 * 30) / 1e6) < 1e-12, String(rec.costUsd));
+    }
+  });
+
   it('meters streamGenerateContent (SSE): usage from the last chunk, the stream relayed', async () => {
     const before = (await tb.interceptions(0, key)).length;
     const stream = await sdk().models.generateContentStream({ model: 'gemini-2.5-flash', contents: 'hi' });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { calcPrice, findProvider } from '@pydantic/genai-prices';
+import { calcPrice, extractUsage, findProvider } from '@pydantic/genai-prices';
+import { geminiUsage } from '../../server/providers/gemini/usage';
 import { PriceBook } from '../../server/spend/prices';
 
 describe('the price book', () => {
@@ -42,6 +43,55 @@ describe('the price book', () => {
       }
     }
     assert.ok(compared > 200, `${compared} comparisons`);
+  });
+
+  it('costs Gemini audio in and images out at their own prices, for every Google model as genai-prices does', () => {
+    const book = new PriceBook();
+    // An answer as Gemini reports it: audio in the prompt and the cache, an image and text out.
+    const usageMetadata = {
+      promptTokenCount: 12_000,
+      cachedContentTokenCount: 4000,
+      candidatesTokenCount: 1300,
+      thoughtsTokenCount: 50,
+      totalTokenCount: 13_350,
+      promptTokensDetails: [
+        { modality: 'TEXT', tokenCount: 2000 },
+        { modality: 'AUDIO', tokenCount: 10_000 },
+      ],
+      cacheTokensDetails: [{ modality: 'AUDIO', tokenCount: 4000 }],
+      candidatesTokensDetails: [
+        { modality: 'TEXT', tokenCount: 10 },
+        { modality: 'IMAGE', tokenCount: 1290 },
+      ],
+    };
+    const ours = geminiUsage(usageMetadata);
+    assert.deepEqual(ours, {
+      input: 8000,
+      cacheRead: 4000,
+      cacheWrite: 0,
+      output: 1350,
+      reasoning: 50,
+      inputAudio: 6000,
+      cacheReadAudio: 4000,
+      outputImage: 1290,
+    });
+    let dearer = 0;
+    for (const m of findProvider({ providerId: 'google' })!.models) {
+      const extracted = extractUsage(findProvider({ providerId: 'google' })!, {
+        usageMetadata,
+        modelVersion: m.id,
+      });
+      const theirs = calcPrice(extracted.usage, m.id, { providerId: 'google' });
+      const cost = book.cost('google', m.id, ours);
+      if (theirs === null) continue;
+      assert.ok(
+        cost !== null && Math.abs(cost - theirs.total_price) < 1e-12,
+        `${m.id}: ${cost} vs ${theirs.total_price}`,
+      );
+      const flat = book.cost('google', m.id, { ...ours, inputAudio: 0, cacheReadAudio: 0, outputImage: 0 })!;
+      if (cost > flat * 1.5) dearer++;
+    }
+    assert.ok(dearer >= 3, `${dearer} models price audio or images above text`);
   });
 
   it('forgets a cached price when an admin overrides it', () => {
