@@ -183,6 +183,34 @@ describe('Anthropic SDK through the bridge', () => {
     assert.equal(after[0]!.api, 'messages');
   });
 
+  it('refuses fast mode (speed: "fast", billed at a multiple of the prices it knows) in Anthropic’s shape; standard passes', async () => {
+    const before = mock.requests.length;
+    await assert.rejects(
+      client.beta.messages.create({
+        model: 'claude-opus-4-6',
+        max_tokens: 10,
+        speed: 'fast',
+        betas: ['fast-mode-2026-02-01'],
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+      (err: unknown) => {
+        assert.ok(err instanceof APIError, String(err));
+        assert.equal(err.status, 400);
+        assert.equal((err.error as { error: { type: string } }).error.type, 'invalid_request_error');
+        assert.match(err.message, /speed/);
+        return true;
+      },
+    );
+    assert.equal(mock.requests.length, before, 'nothing reached the provider');
+    const ok = await client.messages.create({
+      model: 'claude-opus-4-6',
+      max_tokens: 10,
+      speed: 'standard',
+      messages: [{ role: 'user', content: 'x' }],
+    });
+    assert.equal(ok.type, 'message');
+  });
+
   it('passes upstream errors through in Anthropic shape with their status and headers, and records them', async () => {
     mock.next({
       kind: 'error',

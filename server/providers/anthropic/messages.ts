@@ -208,6 +208,19 @@ class MessagesStreamMeter implements StreamMeter {
   }
 }
 
+/**
+ * Fast mode (`speed: "fast"`, Claude Code's `/fast`) is billed at a multiple of the standard
+ * prices (two to six times, twelve past 200k input), the only ones the price data has: served, it
+ * would be recorded and charged to budgets at a fraction of its cost. Refused, as OpenAI's and
+ * Gemini's priority tiers are; `standard` (or none) passes.
+ */
+function unpricedSpeed(body: JsonObject): string | null {
+  const speed = body.speed;
+  return speed === undefined || speed === null || speed === 'standard'
+    ? null
+    : `The bridge does not accept \`speed: ${JSON.stringify(speed).slice(0, 40)}\`: fast mode is billed above the prices the bridge knows, so its cost would be under-counted. Leave it out, or send \`standard\`.`;
+}
+
 /** The Anthropic Messages API, `POST /v1/messages`. */
 export const messagesApi: WireApi = {
   name: 'messages',
@@ -217,6 +230,7 @@ export const messagesApi: WireApi = {
   toolHold: messagesHold,
   // A stream names its model once, in `message_start`.
   modelNaming: bodyModelNaming([['message', 'model']]),
+  unsupported: (body) => unpricedSpeed(body),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     const sessionHeader = headers['x-claude-code-session-id'];
