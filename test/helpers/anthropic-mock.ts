@@ -36,6 +36,8 @@ export interface MockUsage {
   cache_creation?: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
   /** The provider's own tools run (web search), reported at the end of a stream too. */
   server_tool_use?: { web_search_requests: number };
+  /** The thinking part of `output_tokens`, reported at the end of a stream (message_delta). */
+  output_tokens_details?: { thinking_tokens: number };
 }
 
 export const DEFAULT_USAGE: MockUsage = {
@@ -352,6 +354,7 @@ export class AnthropicMock {
           : {
               output_tokens: usage.output_tokens,
               ...(usage.server_tool_use ? { server_tool_use: usage.server_tool_use } : {}),
+              ...(usage.output_tokens_details ? { output_tokens_details: usage.output_tokens_details } : {}),
             },
     });
     sse(res, 'message_stop', { type: 'message_stop' });

@@ -100,6 +100,29 @@ describe('Anthropic SDK through the bridge', () => {
     assert.deepEqual(rec.usage, { input: 3, output: 99, cacheRead: 0, cacheWrite: 1, reasoning: 0 });
   });
 
+  it('records the thinking part of the output (output_tokens_details.thinking_tokens) as reasoning, streamed and not', async () => {
+    const usage = {
+      input_tokens: 30,
+      output_tokens: 52,
+      cache_read_input_tokens: 0,
+      cache_creation_input_tokens: 0,
+      output_tokens_details: { thinking_tokens: 40 },
+    };
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const body = {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 100,
+      messages: [{ role: 'user' as const, content: 'x' }],
+    };
+    mock.next({ kind: 'text', usage });
+    const whole = await client.messages.create(body);
+    assert.equal(whole.usage.output_tokens_details?.thinking_tokens, 40, 'what the SDK reports');
+    mock.next({ kind: 'text', usage });
+    await client.messages.stream(body).finalMessage();
+    for (const rec of (await tb.interceptions(n + 2, dev.key)).slice(0, 2))
+      assert.deepEqual(rec.usage, { input: 30, output: 52, cacheRead: 0, cacheWrite: 0, reasoning: 40 });
+  });
+
   it('keeps message_start’s input and cache counts when message_delta reports them as null', async () => {
     // MessageDeltaUsage's input and cache counts are `number | null`; the SDK keeps the earlier
     // value on null, and so must the record (they were recorded as 0: a free prompt).

@@ -86,7 +86,11 @@ function turn(messages: unknown): Pick<RequestFacts, 'toolResults' | 'newMessage
   return { toolResults, newMessages };
 }
 
-/** Anthropic reports input excluding cache reads and writes, which is already our normal form. */
+/**
+ * Anthropic reports input excluding cache reads and writes, which is already our normal form.
+ * The thinking part of the output comes as `output_tokens_details.thinking_tokens` (at the end of a
+ * stream, in message_delta): it is the record's `reasoning`, already inside `output_tokens`.
+ */
 function usageFrom(u: unknown, into: Usage = emptyUsage()): Usage {
   if (!isObject(u)) return into;
   // A count message_delta does not report may come as `null` (its schema's `number | null`): the
@@ -95,6 +99,8 @@ function usageFrom(u: unknown, into: Usage = emptyUsage()): Usage {
   if (typeof u.output_tokens === 'number') into.output = num(u.output_tokens);
   if (typeof u.cache_read_input_tokens === 'number') into.cacheRead = num(u.cache_read_input_tokens);
   if (typeof u.cache_creation_input_tokens === 'number') into.cacheWrite = num(u.cache_creation_input_tokens);
+  if (isObject(u.output_tokens_details) && typeof u.output_tokens_details.thinking_tokens === 'number')
+    into.reasoning = num(u.output_tokens_details.thinking_tokens);
   // Priced apart: one-hour cache writes cost more than five-minute ones, web searches per search.
   if (isObject(u.cache_creation) && 'ephemeral_1h_input_tokens' in u.cache_creation) {
     const n = num(u.cache_creation.ephemeral_1h_input_tokens);
