@@ -31,6 +31,9 @@ export interface MockOpenAIUsage {
   cached: number;
   output: number;
   reasoning: number;
+  /** Audio in the prompt and the completion (audio models, `modalities: ["text", "audio"]`). */
+  audioIn?: number;
+  audioOut?: number;
 }
 
 export const OPENAI_USAGE: MockOpenAIUsage = { input: 130, cached: 100, output: 40, reasoning: 16 };
@@ -53,10 +56,10 @@ function chatUsage(u: MockOpenAIUsage): Record<string, unknown> {
     prompt_tokens: u.input,
     completion_tokens: u.output,
     total_tokens: u.input + u.output,
-    prompt_tokens_details: { cached_tokens: u.cached, audio_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: u.cached, audio_tokens: u.audioIn ?? 0 },
     completion_tokens_details: {
       reasoning_tokens: u.reasoning,
-      audio_tokens: 0,
+      audio_tokens: u.audioOut ?? 0,
       accepted_prediction_tokens: 0,
       rejected_prediction_tokens: 0,
     },

@@ -65,6 +65,37 @@ describe('OpenAI SDK through the bridge', () => {
       assert.match(rec.upstreamRequestId ?? '', /^req_/);
     });
 
+    it('prices the audio of an audio model at its own prices, streamed and not', async () => {
+      const usage = { input: 1000, cached: 0, output: 500, reasoning: 0, audioIn: 900, audioOut: 480 };
+      const n = await count();
+      const body = {
+        model: 'gpt-audio',
+        modalities: ['text' as const, 'audio' as const],
+        audio: { voice: 'alloy' as const, format: 'wav' as const },
+        messages: [{ role: 'user' as const, content: 'Say hi' }],
+      };
+      mock.next({ kind: 'text', usage });
+      await client.chat.completions.create(body);
+      mock.next({ kind: 'text', usage });
+      for await (const _ of await client.chat.completions.create({ ...body, stream: true })) {
+        // drained
+      }
+      for (const rec of (await tb.interceptions(n + 2, dev.key)).slice(0, 2)) {
+        assert.deepEqual(rec.usage, {
+          input: 1000,
+          cacheRead: 0,
+          cacheWrite: 0,
+          output: 500,
+          reasoning: 0,
+          inputAudio: 900,
+          outputAudio: 480,
+        });
+        // gpt-audio: text $2.50 in and $10 out, audio $32 in and $64 out per million.
+        const want = (100 * 2.5 + 900 * 32 + 20 * 10 + 480 * 64) / 1e6;
+        assert.ok(Math.abs(rec.costUsd! - want) < 1e-12, String(rec.costUsd));
+      }
+    });
+
     it('asks for stream usage when the client did not, and hides it again', async () => {
       const n = await count();
       const stream = await client.chat.completions.create({

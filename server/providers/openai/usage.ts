@@ -26,12 +26,28 @@ function normalise(
   };
 }
 
-/** Chat Completions: `prompt_tokens`, `completion_tokens` and their `_details`. */
+/**
+ * Chat Completions: `prompt_tokens`, `completion_tokens` and their `_details`. An audio model's
+ * audio (`audio_tokens` in each) is billed at its own prices, up to thirteen times text's: kept as
+ * the audio parts of input and output. Chat does not say which cached tokens were audio, so the
+ * audio is taken as uncached, never more than the uncached input.
+ */
 export function chatUsage(u: unknown): Usage {
   if (!isObject(u)) return emptyUsage();
   const p = isObject(u.prompt_tokens_details) ? u.prompt_tokens_details : {};
   const c = isObject(u.completion_tokens_details) ? u.completion_tokens_details : {};
-  return normalise(u.prompt_tokens, p.cached_tokens, u.completion_tokens, c.reasoning_tokens, u.total_tokens);
+  const usage = normalise(
+    u.prompt_tokens,
+    p.cached_tokens,
+    u.completion_tokens,
+    c.reasoning_tokens,
+    u.total_tokens,
+  );
+  const inputAudio = Math.min(usage.input, num(p.audio_tokens));
+  const outputAudio = Math.min(usage.output, num(c.audio_tokens));
+  if (inputAudio > 0) usage.inputAudio = inputAudio;
+  if (outputAudio > 0) usage.outputAudio = outputAudio;
+  return usage;
 }
 
 /** Responses: `input_tokens`, `output_tokens` and their `_details`. */
