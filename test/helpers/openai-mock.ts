@@ -149,6 +149,27 @@ export class OpenAIMock {
       );
       return;
     }
+    if (req.method === 'POST' && path === '/v1/responses/compact') {
+      // `responses.compact` (Codex's remote compaction): a `response.compaction` object, never streamed.
+      const u = OPENAI_USAGE;
+      res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': `req_${randomUUID()}` });
+      res.end(
+        JSON.stringify({
+          id: `resp_${randomUUID().replaceAll('-', '')}`,
+          object: 'response.compaction',
+          created_at: Math.floor(Date.now() / 1000),
+          output: [
+            {
+              id: `cmp_${randomUUID().replaceAll('-', '')}`,
+              type: 'compaction',
+              encrypted_content: 'gAAAAABp-compacted-history',
+            },
+          ],
+          usage: responsesUsage(u),
+        }),
+      );
+      return;
+    }
     if (req.method === 'POST' && (path === '/v1/chat/completions' || path === '/v1/responses')) {
       let body: { model?: string; stream?: boolean; stream_options?: { include_usage?: boolean } };
       try {

@@ -229,6 +229,22 @@ describe('OpenAI SDK through the bridge', () => {
   });
 
   describe('Responses', () => {
+    it('meters responses.compact (Codex’s remote compaction) as a Responses call, with its usage', async () => {
+      const n = await count();
+      const compacted = await client.responses.compact({
+        model: 'gpt-5',
+        input: [{ role: 'user', content: 'a long conversation' }],
+      });
+      assert.equal(compacted.object, 'response.compaction');
+      assert.equal(mock.requests.at(-1)!.url, '/v1/responses/compact');
+      const rec = await latest(n + 1);
+      assert.equal(rec.api, 'responses');
+      assert.equal(rec.model, 'gpt-5');
+      assert.equal(rec.status, 'ok');
+      assert.deepEqual(rec.usage, expectedUsage);
+      assert.ok(rec.costUsd !== null && rec.costUsd > 0);
+    });
+
     it('creates a response with normalised usage', async () => {
       const n = await count();
       const res = await client.responses.create({ model: 'gpt-5', input: 'Tell me a joke' });

@@ -10,7 +10,7 @@ import type { PassthroughRoute, ProviderAdapter, WireApi } from '../types';
 import { chatCompletionsApi } from './chat-completions';
 import { openaiErrorBody } from './errors';
 import { openaiModelListing } from './model-listing';
-import { responsesApi } from './responses';
+import { responsesApi, responsesCompactAt } from './responses';
 
 /** The free endpoints of OpenAI's v1 API, relative to the `/v1` base. */
 export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
@@ -33,7 +33,11 @@ export function openaiShapedAdapter(
   type: string,
   over: Partial<Pick<ProviderAdapter, 'apis' | 'passthrough' | 'configured' | 'modelListing'>> = {},
 ): ProviderAdapter {
-  const apis: readonly WireApi[] = over.apis ?? [chatCompletionsApi, responsesApi];
+  const apis: readonly WireApi[] = over.apis ?? [
+    chatCompletionsApi,
+    responsesApi,
+    responsesCompactAt('/responses/compact'),
+  ];
   return {
     id: s.name,
     type,

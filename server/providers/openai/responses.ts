@@ -303,3 +303,14 @@ export const responsesApi: WireApi = {
 export function responsesAt(path: string): WireApi {
   return { ...responsesApi, path };
 }
+
+/**
+ * `POST /responses/compact` (Codex's remote compaction of a long conversation) at `path`: a
+ * Responses body without tools, answered whole with a `response.compaction` object that carries
+ * Responses usage, so it is metered as Responses. It takes no tools, so none are injected, and
+ * answers no calls, so none are held.
+ */
+export function responsesCompactAt(path: string): WireApi {
+  const { injection: _tools, toolHold: _calls, streamPreamble: _stream, ...compact } = responsesApi;
+  return { ...compact, path };
+}
