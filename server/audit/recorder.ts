@@ -151,7 +151,7 @@ export class Recorder {
     const price =
       totalTokens(usage) === 0
         ? { costUsd: 0, priceKnown: true }
-        : this.prices.price(start.provider, model, usage, start.startedAt);
+        : this.prices.price(start.provider, model, usage, start.startedAt, end.response?.model ?? null);
     if (!price.priceKnown)
       this.metrics.unknownPrice.inc({ provider: start.provider, model: this.metrics.model(model) });
     // Secrets go before anything is stored, logged or published.

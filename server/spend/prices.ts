@@ -344,9 +344,22 @@ export class PriceBook {
     return full ? full.total_price : null;
   }
 
-  /** Prices a finished request, and remembers the model when its price is unknown. */
-  price(provider: string, model: string | null, usage: Usage, at: Date = new Date()): PriceResult {
-    const { costUsd, costSource } = this.costOf(provider, model, usage, at);
+  /**
+   * Prices a finished request, and remembers the model when its price is unknown. `answered`: the
+   * model the provider's answer names. A name the price data does not know (an Azure deployment
+   * not in the instance's map, an alias such as `gemini-flash-latest`) is priced as the model that
+   * served it when the answer names one it knows: left unknown, it would charge no budget.
+   */
+  price(
+    provider: string,
+    model: string | null,
+    usage: Usage,
+    at: Date = new Date(),
+    answered: string | null = null,
+  ): PriceResult {
+    let { costUsd, costSource } = this.costOf(provider, model, usage, at);
+    if (costUsd === null && answered !== null && answered !== '' && answered !== model)
+      ({ costUsd, costSource } = this.costOf(provider, answered, usage, at));
     if (costUsd === null) this.noteUnknown(provider, model ?? '(none)', 1, at.toISOString());
     return { costUsd, priceKnown: costUsd !== null, ...(costSource ? { costSource } : {}) };
   }

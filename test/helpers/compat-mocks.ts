@@ -154,7 +154,13 @@ export class CompatMock {
       );
       return;
     }
-    const model = chat.deployment ?? body.model ?? 'llama3.2';
+    // Azure answers with the deployed model's name (not the deployment's) for a deployment named
+    // `team-*`, as a real resource does; other names are taken to be the model's.
+    const deployed = chat.deployment ?? body.model;
+    const model =
+      this.flavour === 'azure' && deployed?.startsWith('team-')
+        ? 'gpt-4o-2024-11-20'
+        : (deployed ?? 'llama3.2');
     const usage = this.flavour === 'ollama' ? OLLAMA_USAGE : AZURE_USAGE;
     const wireUsage = {
       prompt_tokens: usage.prompt,

@@ -281,6 +281,31 @@ describe('provider instances from a providers file', () => {
       assert.ok(rec.costUsd !== null && rec.costUsd > 0);
     });
 
+    it('prices a deployment not in the map as the model its answer names, not as price unknown', async () => {
+      const before = (await tb.interceptions(0, dev.key)).length;
+      const client = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/azure/v1`, maxRetries: 0 });
+      const r = await client.chat.completions.create({
+        model: 'team-chat',
+        messages: [{ role: 'user', content: 'hello' }],
+      });
+      assert.equal(r.model, 'gpt-4o-2024-11-20', 'Azure names the deployed model');
+      const rec = await latest(before + 1);
+      assert.equal(rec.model, 'team-chat', 'recorded as the client named it');
+      assert.equal(rec.priceKnown, true);
+      // gpt-4o on Azure: $2.50 in, $10 out per million.
+      assert.ok(
+        rec.costUsd !== null &&
+          Math.abs(rec.costUsd - (AZURE_USAGE.prompt * 2.5 + AZURE_USAGE.completion * 10) / 1e6) < 1e-12,
+        String(rec.costUsd),
+      );
+      const unknown = await tb.api<{ models: { model: string }[] }>(
+        'GET',
+        '/api/v1/prices/unknown',
+        tb.adminKey,
+      );
+      assert.ok(!JSON.stringify(unknown.body).includes('team-chat'), 'not listed as unknown');
+    });
+
     it('maps a content-filter refusal to OpenAI’s error shape', async () => {
       const client = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/azure/v1`, maxRetries: 0 });
       const err = await client.chat.completions
