@@ -33,6 +33,21 @@ function compatServer(usage: Record<string, unknown>): http.Server {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = JSON.parse(Buffer.concat(chunks).toString()) as { model: string; stream?: boolean };
+      if (body.model.endsWith(':failing')) {
+        // OpenRouter: an error after the model began answers 200, the error in the body.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            error: {
+              message: 'Provider returned error',
+              code: 502,
+              metadata: { raw: 'upstream connect error', provider_name: 'Example' },
+            },
+            user_id: 'user_2abc',
+          }),
+        );
+        return;
+      }
       const base = { id: 'chatcmpl-1', created: 1733300000, model: body.model, system_fingerprint: 'fp_1' };
       if (body.stream !== true) {
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -118,6 +133,22 @@ describe('usage from OpenAI-compatible servers', () => {
     assert.equal(r.choices[0]!.message.content, '4');
     const [rec] = await tb.interceptions(1, dev.key);
     assertXaiRecord(rec!);
+  });
+
+  it('records an error a server answers with status 200 (OpenRouter) as an error, not a floored answer', async () => {
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const r = await fetch(`${tb.url}/xai/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${dev.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'grok-3-mini:failing', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    assert.equal(r.status, 200);
+    assert.equal(((await r.json()) as { error: { code: number } }).error.code, 502, 'relayed as sent');
+    const [rec] = await tb.interceptions(n + 1, dev.key);
+    assert.equal(rec!.status, 'error');
+    assert.deepEqual(rec!.error, { type: 'http_502', message: 'Provider returned error' });
+    assert.equal(rec!.usageEstimated, undefined, 'no usage made up for it');
+    assert.equal(rec!.costUsd, 0);
   });
 
   it('counts it from the usage chunk of a stream', async () => {

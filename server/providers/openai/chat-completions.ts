@@ -226,11 +226,14 @@ export const chatCompletionsApi: WireApi = {
           text = appendCapped(text, c.message.content);
       }
     }
+    // Some servers (OpenRouter) answer an error that came after the model began with status 200,
+    // the error in the body: `{"error": {"code": 502, "message"}}`.
+    const failed = isObject(json.error) ? json.error : undefined;
     return {
       usage: chatUsage(json.usage),
       toolCalls,
       model: str(json.model),
-      error: null,
+      error: failed ? errorFromBody(typeof failed.code === 'number' ? failed.code : 502, json) : null,
       finishReasons,
       output: { text, thinking: '' },
     };
