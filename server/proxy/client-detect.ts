@@ -51,8 +51,11 @@ export function detectClient(headers: IncomingHttpHeaders): string {
   if (DECLARABLE_CLIENTS.has(declared)) return declared;
   const ua = header(headers, 'user-agent');
   if (ua.startsWith('claude-cli/')) return 'claude-code';
-  // Copilot CLI talks to a BYOK provider through the plain SDKs, adding only its own two headers.
-  if (header(headers, 'x-interaction-type') !== '' && header(headers, 'x-initiator') !== '')
+  // Copilot CLI talks to a BYOK provider through the plain SDKs, adding only its own headers: the
+  // turn the user typed carries `x-initiator: user` and `x-interaction-type`, the turns it takes
+  // on its own (a tool's result sent back) `x-initiator: agent` alone.
+  const initiator = header(headers, 'x-initiator');
+  if (initiator === 'agent' || (initiator !== '' && header(headers, 'x-interaction-type') !== ''))
     return 'copilot-cli';
   // Gemini CLI: `GeminiCLI/<version>[/<model>] (<platform>; <arch>)`; since 0.6x the surface is
   // named too (`GeminiCLI-tui/0.61.0/gemini-3.1-pro-preview (linux; x64; terminal)`).

@@ -6,6 +6,7 @@ import { AnthropicMock, MOCK_TEXT } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { OpenAIMock } from '../helpers/openai-mock';
 import { run } from '../helpers/run';
+import { ToolModelMock } from '../helpers/tool-model-mock';
 
 const COPILOT = path.resolve('node_modules/.bin/copilot');
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -123,6 +124,60 @@ describe('the real Copilot CLI through the bridge', function () {
       assert.equal(recs[0]!.sessionId, session);
       assert.equal(recs[0]!.prompt, 'Say hello to the bridge');
       assert.equal(recs[0]!.usage.cacheRead, 100);
+    });
+  });
+
+  describe('a turn with a tool call, configured by hand (no x-aibridge-client)', () => {
+    let mock: ToolModelMock;
+    let tb: TestBridge;
+    before(async () => {
+      mock = await new ToolModelMock().start();
+      tb = await startBridge(mock.url, { AIBRIDGE_OPENAI_BASE_URL: `${mock.url}/v1` });
+      // Runs Copilot's shell tool once, then answers with what it printed.
+      mock.brain = (v) =>
+        v.results.length > 0
+          ? { text: `Tool said: ${v.results.map((r) => r.text).join(' | ')}` }
+          : {
+              text: 'Running.',
+              calls: [
+                {
+                  name: 'bash',
+                  input: {
+                    command: 'echo hi-from-tool',
+                    description: 'echo',
+                    mode: 'sync',
+                    initial_wait: 10,
+                  },
+                },
+              ],
+            };
+    });
+    after(async () => {
+      await tb.close();
+      await mock.stop();
+    });
+
+    it("records the turn sending the tool's result as copilot-cli in the same session, not as the SDK", async () => {
+      const dev = await tb.addUser('copilot-tools@example.com');
+      const home = await tempDir('aibridge-copilot-home-');
+      const env = copilotEnv(home, `${tb.url}/openai/v1`, 'openai', dev.key, 'gpt-5-codex');
+      const res = await run(COPILOT, ['-p', 'Echo something', '--allow-all-tools'], env, home);
+      assert.equal(res.code, 0, `copilot failed: ${res.stderr}\n${res.stdout}`);
+      assert.match(res.stdout, /Tool said: hi-from-tool/);
+      const session = await onlySession(home);
+      const recs = await tb.interceptions(2, dev.key);
+      assert.equal(recs.length, 2);
+      const [answer, call] = recs as [(typeof recs)[0], (typeof recs)[0]];
+      assert.deepEqual(
+        call.toolCalls.map((c) => c.name),
+        ['bash'],
+      );
+      assert.equal(answer.toolResults?.length, 1);
+      for (const rec of recs) {
+        assert.equal(rec.client, 'copilot-cli', `seq ${rec.seq}`);
+        assert.equal(rec.sessionId, session, `seq ${rec.seq}`);
+        assert.equal(rec.prompt, 'Echo something');
+      }
     });
   });
 });
