@@ -131,7 +131,12 @@ export async function login(opts: LoginOptions): Promise<Credentials> {
       const creds: Credentials = { url: base, key: t.access_token, keyId: t.key_id, expiresAt: t.expires_at };
       writeCredentials(opts.file, creds);
       opts.out(`Signed in. The key is in ${opts.file}${t.expires_at ? ` (until ${t.expires_at})` : ''}.`);
-      opts.out('Run `eval "$(aibridge env)"` to point Claude Code, Codex and the SDKs at the bridge.');
+      opts.out('Run `eval "$(aibridge env)"` to point Claude Code and the SDKs at the bridge.');
+      // Codex reads no base URL from the environment: with only these variables it would call
+      // OpenAI's own API, not the bridge.
+      opts.out(
+        `Codex ignores OPENAI_BASE_URL: give it the bridge as model provider in ~/.codex/config.toml (base_url = "${base}/openai/v1", docs/api.md).`,
+      );
       return creds;
     }
     if (r.body.error === 'authorization_pending') continue;
@@ -151,7 +156,8 @@ function quote(value: string, shell: Shell): string {
 }
 
 /**
- * `aibridge env`: the variables Claude Code, Codex and the Anthropic/OpenAI SDKs read. Only
+ * `aibridge env`: the variables Claude Code and the Anthropic/OpenAI SDKs read (Codex only takes
+ * OPENAI_API_KEY, through its provider table's `env_key`). Only
  * ANTHROPIC_AUTH_TOKEN, never ANTHROPIC_API_KEY: Claude Code asks whether to use an API key, not
  * a token, and the Anthropic SDK sends either.
  */

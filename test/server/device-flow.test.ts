@@ -358,6 +358,8 @@ describe('aibridge login and aibridge env', function () {
     });
     assert.equal(ok.status, 200);
     assert.equal(await run.done, 0, run.err());
+    // Codex takes no base URL from the environment: the sign-in says where it is set instead.
+    assert.match(run.out(), new RegExp(`config\\.toml \\(base_url = "${tb.url}/openai/v1"`));
 
     const file = path.join(xdg, 'aibridge', 'credentials.json');
     assert.equal(fs.statSync(file).mode & 0o777, 0o600);
