@@ -6,6 +6,7 @@ import { trimmedName } from '../core/team-name';
 import { BridgeError, fromFastifyError } from '../errors';
 import { adaptersOf, providerForPath } from '../providers/registry';
 import { addressKey } from './address-share';
+import { baseUrlHint } from './base-url-hint';
 import { type BodyAccount, BodyBudget, countedBody } from './body-budget';
 import { ConnectionGuard } from './connection-guard';
 import { logRequestLine } from './request-line';
@@ -244,7 +245,11 @@ export function createFastify(
     );
   });
   app.setNotFoundHandler((req, reply) => {
-    const e = new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
+    const hint = baseUrlHint(adapters, req.method, req.url);
+    const e = new BridgeError(
+      'not_found',
+      `No route ${req.method} ${req.url.split('?')[0]}.${hint ? ` ${hint}` : ''}`,
+    );
     reply.code(e.status).headers(e.headers).send(bodyFor(req.url, e));
   });
   app.setErrorHandler((err, req, reply) => {

@@ -5,6 +5,7 @@ import type { CaptureLevel } from '../../shared/interception';
 import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError, fromFastifyError } from '../errors';
+import { baseUrlHint } from '../http/base-url-hint';
 import type { BodyBudget } from '../http/body-budget';
 import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
@@ -280,9 +281,11 @@ async function handle(
       reply.code(200).send();
       return;
     }
+    // `/anthropic/v1/v1/messages`: a base URL with a part too many.
+    const hint = baseUrlHint([adapter], req.method, `${adapter.prefix}${route.path}`);
     throw new BridgeError(
       'not_found',
-      `${req.method} ${adapter.prefix}${route.path} is not served by the bridge (docs/api.md lists what is).`,
+      `${req.method} ${adapter.prefix}${route.path} is not served by the bridge${hint ? `. ${hint}` : ' (docs/api.md lists what is).'}`,
     );
   }
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { OpenAIMock } from '../helpers/openai-mock';
@@ -110,6 +112,53 @@ describe('provider paths: nothing reaches a provider ungoverned', () => {
         assert.equal(body.error?.type, 'not_found_error');
       } else assert.ok(body.error && typeof body.error === 'object', `${p} in OpenAI's shape`);
     }
+    assert.equal(anthropic.requests.length, beforeA, 'nothing forwarded to Anthropic');
+    assert.equal(openai.requests.length, beforeO, 'nothing forwarded to OpenAI');
+  });
+
+  it('a client given a base URL with a part missing or too many is told the base URL to give instead', async () => {
+    const beforeA = anthropic.requests.length;
+    const beforeO = openai.requests.length;
+    /** The message of the error an SDK throws for a call through `baseURL`. */
+    const refusal = async (call: () => Promise<unknown>): Promise<string> => {
+      const err = await call().then(
+        () => assert.fail('served'),
+        (e: unknown) => e as { status?: number; message?: string },
+      );
+      assert.equal(err.status, 404);
+      return err.message ?? '';
+    };
+    const openaiAt = (base: string) =>
+      refusal(() =>
+        new OpenAI({ baseURL: `${tb.url}${base}`, apiKey: key, maxRetries: 0 }).chat.completions.create({
+          model: 'gpt-4.1',
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      );
+    assert.match(await openaiAt('/openai'), /base URL <bridge URL>\/openai\/v1, not <bridge URL>\/openai /);
+    assert.match(await openaiAt(''), /base URL <bridge URL>\/openai\/v1, not the bridge URL alone/);
+    const responses = await refusal(() =>
+      new OpenAI({ baseURL: `${tb.url}/openai`, apiKey: key, maxRetries: 0 }).responses.create({
+        model: 'gpt-5',
+        input: 'hi',
+      }),
+    );
+    assert.match(responses, /POST \/openai\/v1\/responses \(provider openai\)/);
+    const anthropicAt = (base: string) =>
+      refusal(() =>
+        new Anthropic({ baseURL: `${tb.url}${base}`, apiKey: key, maxRetries: 0 }).messages.create({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 5,
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      );
+    assert.match(
+      await anthropicAt('/anthropic/v1'),
+      /base URL <bridge URL>\/anthropic, not <bridge URL>\/anthropic\/v1 /,
+    );
+    assert.match(await anthropicAt(''), /base URL <bridge URL>\/anthropic, not the bridge URL alone/);
+    // Other missing routes say no more than before.
+    assert.doesNotMatch((await raw(tb.url, 'POST', '/openai/v1/embeddings', key, {})).body, /base URL/);
     assert.equal(anthropic.requests.length, beforeA, 'nothing forwarded to Anthropic');
     assert.equal(openai.requests.length, beforeO, 'nothing forwarded to OpenAI');
   });
