@@ -52,6 +52,16 @@ const ADMIN_OPTIONS = {
   user: { type: 'string' },
 } as const;
 
+/**
+ * A key's name as one cell of a tab-separated line: a device names its own key (`aibridge login
+ * --name`), so tabs, line breaks and escape sequences (which would act on the admin's terminal)
+ * become U+FFFD; `-` for none.
+ */
+function printableName(name: string | null): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+  return name === null || name === '' ? '-' : name.replace(/[\x00-\x1f\x7f-\x9f]/g, '\uFFFD');
+}
+
 async function serve(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -198,6 +208,7 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
           revokedAt: string | null;
           expiresAt: string | null;
           lastUsedAt: string | null;
+          name: string | null;
         }[];
       };
       for (const k of items) {
@@ -206,7 +217,9 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
           : k.expiresAt && Date.parse(k.expiresAt) < Date.now()
             ? 'expired'
             : 'active';
-        process.stdout.write(`${k.id}\t${k.prefix}…\t${state}\tlast used ${k.lastUsedAt ?? 'never'}\n`);
+        process.stdout.write(
+          `${k.id}\t${k.prefix}…\t${state}\tlast used ${k.lastUsedAt ?? 'never'}\t${printableName(k.name)}\n`,
+        );
       }
       return;
     }

@@ -172,6 +172,46 @@ describe('aibridge serve and the admin CLI', function () {
 
       const revoked = await cli(['keys', 'revoke', keyId.key.id, '--url', second.url, '--data-dir', dataDir]);
       assert.equal(revoked.code, 0, revoked.stderr);
+      // Which key is which device's: the name is the last column, its control characters made harmless.
+      const named = await cli([
+        'keys',
+        'create',
+        '--email',
+        'dev@example.com',
+        '--name',
+        'build box\t\x1b[2J',
+        '--url',
+        second.url,
+        '--data-dir',
+        dataDir,
+      ]);
+      assert.equal(named.code, 0, named.stderr);
+      const keys = await cli([
+        'keys',
+        'list',
+        '--email',
+        'dev@example.com',
+        '--url',
+        second.url,
+        '--data-dir',
+        dataDir,
+      ]);
+      assert.equal(keys.code, 0, keys.stderr);
+      const rows = keys.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('\t'));
+      assert.ok(
+        rows.every((r) => r.length === 5),
+        keys.stdout,
+      );
+      const row = (id: string) => rows.find((r) => r[0] === id)!;
+      assert.equal(row(keyId.key.id)[2], 'revoked');
+      assert.equal(row(keyId.key.id)[4], '-');
+      assert.ok(
+        rows.some((r) => r[2] === 'active' && r[4] === 'build box\uFFFD\uFFFD[2J'),
+        keys.stdout,
+      );
       const after = await fetch(`${second.url}/api/v1/me`, {
         headers: { authorization: `Bearer ${devKey}` },
       });
