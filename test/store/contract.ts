@@ -477,6 +477,42 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal(listed?.toolCalls[0]?.result?.interceptionId, 'int_000002');
       });
 
+      it("links a tool result only to its own user's call: another member sending the same call id changes nothing", async () => {
+        const at = new Date(T0).toISOString();
+        // A Gemini call without an id is known by its tool's name, which anyone can send a result for.
+        const call = {
+          id: 'run_shell_command',
+          name: 'run_shell_command',
+          server: null,
+          input: {},
+          injected: false,
+          at,
+        };
+        await store.appendInterception(newRecord(0, { toolCalls: [call] }));
+        await store.appendInterception(
+          newRecord(1, {
+            toolResults: [{ callId: 'run_shell_command', isError: true, content: null, contentLength: 3 }],
+          }),
+        );
+        assert.equal((await store.getInterception('int_000000'))?.toolCalls[0]?.result, null);
+        await store.appendInterception(
+          newRecord(2, {
+            toolResults: [{ callId: 'run_shell_command', isError: false, content: null, contentLength: 3 }],
+          }),
+        );
+        await store.appendInterception(
+          newRecord(3, {
+            toolResults: [{ callId: 'run_shell_command', isError: true, content: null, contentLength: 3 }],
+          }),
+        );
+        const linked = (await store.listInterceptions({ tool: 'run_shell_command' }, 10)).items[0];
+        assert.deepEqual(linked?.toolCalls[0]?.result, {
+          at: newRecord(2).startedAt,
+          isError: false,
+          interceptionId: 'int_000002',
+        });
+      });
+
       it('text search ignores characters that show as nothing, in the prompt and in the term', async () => {
         // Each reads "the CONFIDENTIAL roadmap" to a person.
         const prompts = [

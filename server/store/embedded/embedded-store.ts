@@ -17,6 +17,7 @@ import type { KeyRecord } from '../../core/principal';
 import { addToBuckets, type BucketQuery, hourOf, type UsageBucket } from '../../core/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
 import { promptMatches, textSearch } from '../search-text';
+import { toolResultKey } from '../tool-result-key';
 import type {
   AccessLogEntry,
   AlertQuery,
@@ -181,7 +182,7 @@ export class EmbeddedStore implements Store {
   private gatewayLocs: { loc: EntryLoc; atMs: number; userId: string }[] = [];
   /** One copy of each user id the gateway entries hold (calls read back at start are parsed anew). */
   private readonly gatewayUserIds = new Map<string, string>();
-  /** Tool results reported by later requests, by call id (the most recent RESULTS_KEPT). */
+  /** Tool results reported by later requests, by user and call id (the most recent RESULTS_KEPT). */
   private readonly results = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
   /** The newest access-log entries (older ones stay on disk). */
   private readonly accessLog: AccessLogEntry[] = [];
@@ -606,8 +607,9 @@ export class EmbeddedStore implements Store {
 
   private noteResults(rec: Interception): void {
     for (const r of rec.toolResults ?? []) {
-      this.results.delete(r.callId);
-      this.results.set(r.callId, { at: rec.startedAt, isError: r.isError, interceptionId: rec.id });
+      const key = toolResultKey(rec.userId, r.callId);
+      this.results.delete(key);
+      this.results.set(key, { at: rec.startedAt, isError: r.isError, interceptionId: rec.id });
       if (this.results.size > RESULTS_KEPT) this.results.delete(this.results.keys().next().value!);
     }
   }
@@ -617,7 +619,10 @@ export class EmbeddedStore implements Store {
     if (rec.toolCalls.length === 0) return rec;
     return {
       ...rec,
-      toolCalls: rec.toolCalls.map((c) => ({ ...c, result: this.results.get(c.id) ?? null })),
+      toolCalls: rec.toolCalls.map((c) => ({
+        ...c,
+        result: this.results.get(toolResultKey(rec.userId, c.id)) ?? null,
+      })),
     };
   }
 

@@ -8,6 +8,7 @@ import type { KeyRecord } from '../../core/principal';
 import { type BucketQuery, hourOf, type UsageBucket } from '../../core/rollup';
 import { BridgeError } from '../../errors';
 import { decodeCursor, encodeCursor } from '../cursor';
+import { toolResultKey } from '../tool-result-key';
 import type {
   AccessLogEntry,
   AlertQuery,
@@ -404,8 +405,11 @@ export class PostgresStore implements Store {
 
   /** Each tool call with its result, where a later record reported one. */
   private async linked(recs: Interception[]): Promise<Interception[]> {
-    // As the index keeps them (record-batch.ts): a call id is a string the model or client chose.
-    const ids = recs.flatMap((r) => r.toolCalls.map((c) => pgText(c.id)));
+    // As the index keeps them (record-batch.ts): a call id is a string the model or client chose,
+    // keyed within its user. Results written before that were keyed by the call id alone: still
+    // read for the calls made before them (every later call is keyed the new way).
+    const keyOf = (rec: Interception, id: string): string => pgText(toolResultKey(rec.userId, id))!;
+    const ids = recs.flatMap((r) => r.toolCalls.flatMap((c) => [keyOf(r, c.id), pgText(c.id)!]));
     if (ids.length === 0) return recs;
     const r = await this.query<{
       call_id: string;
@@ -418,12 +422,18 @@ export class PostgresStore implements Store {
     const results = new Map(
       r.rows.map((x) => [x.call_id, { at: x.at, isError: x.is_error, interceptionId: x.interception_id }]),
     );
+    type Linked = { at: string; isError: boolean; interceptionId: string };
+    const legacy = (x: Linked | undefined, rec: Interception): Linked | null =>
+      x !== undefined && x.at >= rec.startedAt ? x : null;
     return recs.map((rec) =>
       rec.toolCalls.length === 0
         ? rec
         : {
             ...rec,
-            toolCalls: rec.toolCalls.map((c) => ({ ...c, result: results.get(pgText(c.id)!) ?? null })),
+            toolCalls: rec.toolCalls.map((c) => ({
+              ...c,
+              result: results.get(keyOf(rec, c.id)) ?? legacy(results.get(pgText(c.id)!), rec),
+            })),
           },
     );
   }

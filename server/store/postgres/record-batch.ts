@@ -1,5 +1,6 @@
 import type { Interception } from '../../../shared/interception';
 import { addToBuckets, type UsageBucket } from '../../core/rollup';
+import { toolResultKey } from '../tool-result-key';
 import { pgArray } from './pg-array';
 import { pgText } from './sql-filter';
 
@@ -110,7 +111,11 @@ export function batchStatement(
   const byCall = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
   for (const r of recs)
     for (const t of r.toolResults ?? [])
-      byCall.set(pgText(t.callId)!, { at: r.startedAt, isError: t.isError, interceptionId: r.id });
+      byCall.set(pgText(toolResultKey(r.userId, t.callId))!, {
+        at: r.startedAt,
+        isError: t.isError,
+        interceptionId: r.id,
+      });
   if (byCall.size > 0) {
     const e = [...byCall];
     parts.push(`results AS (INSERT INTO tool_results (call_id, at, is_error, interception_id)
