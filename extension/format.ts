@@ -25,6 +25,15 @@ export function formatCost(usd: number | null): string {
   return `$${Math.round(usd).toLocaleString('en-US')}`;
 }
 
+/**
+ * A total that may include requests at an unknown price: those count as unknown, never as $0, so
+ * "$?" when every request was unpriced and "$0.50+?" (at least that much) when some were.
+ */
+export function formatSpend(usd: number, unpricedRequests: number): string {
+  if (unpricedRequests <= 0) return formatCost(usd);
+  return usd === 0 ? '$?' : `${formatCost(usd)}+?`;
+}
+
 /** Exact USD for tooltips and the detail view: up to 6 decimals, no trailing zeros. */
 export function formatCostExact(usd: number | null): string {
   if (usd === null || !Number.isFinite(usd)) return 'unknown price';

@@ -1,6 +1,6 @@
 import type { CacheBreakCause } from '../../shared/interception';
 import { totalTokens } from '../../shared/usage';
-import { formatCost, formatCostExact, formatTokens, periodLabel } from '../format';
+import { formatCost, formatCostExact, formatSpend, formatTokens, periodLabel } from '../format';
 import { COMMANDS } from '../ids';
 import { type BridgeModel, budgetFraction, WARN_FRACTION } from '../model/bridge-model';
 
@@ -69,7 +69,9 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
   }
 
   const s = m.spend;
-  const amount = s ? `${formatTokens(totalTokens(s.usage))} tok · ${formatCost(s.costUsd)}` : '…';
+  // A request at an unknown price is not free: the total says so rather than showing $0.
+  const cost = s ? formatSpend(s.costUsd, s.unpricedRequests) : '';
+  const amount = s ? `${formatTokens(totalTokens(s.usage))} tok · ${cost}` : '…';
   const icon =
     c.status === 'live'
       ? '$(pulse)'
@@ -102,7 +104,7 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
     const unpriced = s.unpricedRequests > 0 ? ` (${s.unpricedRequests} at an unknown price)` : '';
     lines.push(
       '',
-      `**${periodLabel(s.period)}**: ${s.requests} requests · ${formatTokens(totalTokens(s.usage))} tokens · ${mdEscape(formatCostExact(s.costUsd))}${mdEscape(unpriced)}`,
+      `**${periodLabel(s.period)}**: ${s.requests} requests · ${formatTokens(totalTokens(s.usage))} tokens · ${mdEscape(s.unpricedRequests > 0 && s.costUsd === 0 ? '$?' : formatCostExact(s.costUsd))}${mdEscape(unpriced)}`,
       '',
       `input ${formatTokens(s.usage.input)} · output ${formatTokens(s.usage.output)} · cache read ${formatTokens(s.usage.cacheRead)} · cache write ${formatTokens(s.usage.cacheWrite)}`,
     );
@@ -110,9 +112,8 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
     if (rows.length > 0) {
       lines.push('', '| model | requests | tokens | cost |', '|---|---:|---:|---:|');
       for (const r of rows) {
-        const cost = r.unpricedRequests > 0 && r.costUsd === 0 ? '$?' : formatCost(r.costUsd);
         lines.push(
-          `| ${mdEscape(r.model)} | ${r.requests} | ${formatTokens(r.tokens)} | ${mdEscape(cost)} |`,
+          `| ${mdEscape(r.model)} | ${r.requests} | ${formatTokens(r.tokens)} | ${mdEscape(formatSpend(r.costUsd, r.unpricedRequests))} |`,
         );
       }
     }
@@ -129,7 +130,7 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
   }
   lines.push('', 'Click to open the audit view.');
   const spoken = s
-    ? `${formatTokens(totalTokens(s.usage))} tokens, ${formatCost(s.costUsd)} ${periodLabel(s.period)}`
+    ? `${formatTokens(totalTokens(s.usage))} tokens, ${cost}${s.unpricedRequests > 0 ? ' (some at an unknown price)' : ''} ${periodLabel(s.period)}`
     : '';
   const cacheNote = cw ? ` · $(warning) cache: ${CACHE_BREAK_WORDS[cw.cause]}` : '';
   return {

@@ -69,6 +69,31 @@ describe('extension: status bar rendering', () => {
     assert.equal(after, '$(pulse) 31.2k tok · $2.50');
   });
 
+  it('requests at an unknown price show as $? (all of them) or $N+? (some), never as $0', () => {
+    const m = live();
+    const unpricedRow = {
+      key: 'my-finetune',
+      requests: 2,
+      usage: usage(1000, 200),
+      costUsd: 0,
+      unpricedRequests: 2,
+      userBilledCostUsd: 0,
+      userBilledRequests: 0,
+    };
+    m.seedSpend(usageMe({ costUsd: 0, unpricedRequests: 2, byModel: [unpricedRow] }));
+    const all = renderStatus(m, URL);
+    assert.equal(all.text, '$(pulse) 1.2k tok · $?');
+    assert.match(all.tooltip, /\| my\\-finetune \| 2 \| 1\.2k \| \$\? \|/);
+    assert.match(all.tooltip, /1\.2k tokens · \$\? \\\(2 at an unknown price\\\)/);
+    assert.match(all.accessibilityLabel, /unknown price/);
+    // A priced request on top: at least its cost, and still not the whole story.
+    m.apply(ended('i1', '2026-03-10T10:00:00.000Z', usage(1, 1), 0.5));
+    assert.equal(renderStatus(m, URL).text, '$(pulse) 1.2k tok · $0.50+?');
+    // Priced requests only: the plain amount.
+    m.seedSpend(usageMe());
+    assert.equal(renderStatus(m, URL).text, '$(pulse) 1.2k tok · $0.50');
+  });
+
   it('shows every connection state', () => {
     const m = live();
     m.seedSpend(usageMe());
