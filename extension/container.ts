@@ -432,7 +432,7 @@ export class Container implements vscode.Disposable {
       // Whatever happened while disconnected is in the totals and the history, not in the events.
       void this.seedSpend();
       void this.seedHistory();
-      void this.learnProviders();
+      void this.learnSession();
     } else if (state.status === 'error' && state.needsSignIn) {
       void this.signedOutByBridge(state.message);
     }
@@ -502,15 +502,20 @@ export class Container implements vscode.Disposable {
   }
 
   /**
-   * Restored offline, the extension did not learn what the bridge serves: asked once the bridge is
-   * reached, then the terminal variables and agents that depend on it (Gemini CLI) are set up.
+   * Restored offline, the extension did not learn who is signed in, the key's expiry or what the
+   * bridge serves: asked once the bridge is reached; then the device key is renewed if due (it
+   * would otherwise run out in an editor left open) and the terminal variables and agents that
+   * depend on what it serves (Gemini CLI) are set up.
    */
-  private async learnProviders(): Promise<void> {
+  private async learnSession(): Promise<void> {
     const client = this.client;
-    if (!client || this.session.current?.providers !== null) return;
+    if (!client || !this.session.incomplete) return;
     try {
       const me = await client.me();
-      if (client === this.client && this.session.noteProviders(me.providers ?? [])) {
+      if (client !== this.client) return;
+      const providersNew = this.session.noteMe(me);
+      await this.renewIfDue();
+      if (providersNew && client === this.client) {
         this.applyTerminalEnv();
         void this.prepareAgents();
       }

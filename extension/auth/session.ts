@@ -93,13 +93,29 @@ export class Session {
   }
 
   /**
-   * What the bridge serves, learnt after a sign-in restored offline: same key, so nothing restarts.
-   * Returns whether it is new (the caller then re-applies what depends on it).
+   * What the bridge says of this sign-in, learnt once it is reached after a restore offline: who
+   * this is, the key's id and expiry (without which a device key is never renewed and runs out in
+   * an editor left open) and what it serves. Same key, so nothing restarts; only what is still
+   * unknown is filled in. Returns whether the providers are new (the caller then re-applies what
+   * depends on them).
    */
-  noteProviders(providers: readonly ProviderInstanceInfo[]): boolean {
-    if (!this.state || this.state.providers !== null) return false;
-    this.state = { ...this.state, providers };
-    return true;
+  noteMe(me: Me): boolean {
+    const s = this.state;
+    if (!s) return false;
+    const providersNew = s.providers === null;
+    this.state = {
+      ...s,
+      user: s.user ?? me.user,
+      keyInfo: s.keyInfo ?? me.key,
+      providers: s.providers ?? me.providers ?? [],
+    };
+    return providersNew;
+  }
+
+  /** Whether something an offline restore left unknown is still to be asked of the bridge ({@link noteMe}). */
+  get incomplete(): boolean {
+    const s = this.state;
+    return s !== undefined && (s.user === null || s.keyInfo === null || s.providers === null);
   }
 
   /** Forgets the key (and remembers not to sign in again from this environment's key). */

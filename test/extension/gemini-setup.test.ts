@@ -283,8 +283,9 @@ describe('extension: the session keeps what the bridge serves', () => {
     const offline = new Session(secrets, state, () => Promise.reject(new Error('ECONNREFUSED')));
     assert.equal(await offline.restore(), 'restored-offline');
     assert.equal(offline.current?.providers, null);
-    assert.equal(offline.noteProviders(WITH_GEMINI), true);
+    assert.equal(offline.noteMe(me(WITH_GEMINI)), true);
     assert.deepEqual(offline.current?.providers, WITH_GEMINI);
-    assert.equal(offline.noteProviders([]), false, 'known already: kept');
+    assert.equal(offline.noteMe(me()), false, 'known already: kept');
+    assert.deepEqual(offline.current?.providers, WITH_GEMINI);
   });
 });

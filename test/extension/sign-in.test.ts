@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { BridgeApiError, type Me } from '../../extension/api/bridge-client';
+import { renewalDue } from '../../extension/auth/renewal';
 import { type SecretStore, Session, type StateStore } from '../../extension/auth/session';
 import {
   type Credentials,
@@ -140,5 +141,34 @@ describe('extension: sign-in', () => {
     assert.equal(await offline.restore(), 'restored-offline');
     assert.equal(offline.current?.user, null);
     assert.equal(secrets.map.get(STORAGE.key), KEY);
+  });
+
+  it('restored offline, a device key learns its expiry once the bridge is reached, so it is renewed before it runs out', async () => {
+    const secrets = new Secrets();
+    const state = new State();
+    await secrets.store(STORAGE.key, KEY);
+    await state.update(STORAGE.url, 'https://x.com');
+    const offline = new Session(secrets, state, () =>
+      Promise.reject(new BridgeApiError(0, 'unreachable', 'Cannot reach')),
+    );
+    assert.equal(await offline.restore(), 'restored-offline');
+    assert.equal(offline.incomplete, true);
+    const now = Date.parse('2026-03-10T00:00:00.000Z');
+    const device: Me['key'] = {
+      ...KEY_INFO,
+      renewable: true,
+      createdAt: '2026-03-05T00:00:00.000Z',
+      expiresAt: '2026-03-12T00:00:00.000Z',
+    };
+    let changes = 0;
+    offline.onDidChange(() => changes++);
+    // What the live connection's first reach of the bridge reports (GET /api/v1/me).
+    assert.equal(offline.noteMe({ user: USER, key: device, providers: [] }), true);
+    assert.equal(changes, 0, 'same key: nothing restarts');
+    assert.equal(offline.incomplete, false);
+    assert.equal(offline.current?.user?.email, USER.email);
+    const info = offline.current?.keyInfo;
+    assert.ok(info, 'the key id and expiry are known');
+    assert.equal(renewalDue(info, now), true, 'two days left of seven: due for renewal');
   });
 });
