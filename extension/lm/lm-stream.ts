@@ -66,6 +66,8 @@ async function refusal(res: Response): Promise<ChatRequestError> {
 class MessagesStreamReader {
   private readonly tools = new Map<number, { callId: string; name: string; json: string }>();
   error: ChatRequestError | undefined;
+  /** The stream's `message_stop` arrived: the answer is whole. */
+  stopped = false;
 
   constructor(private readonly onPart: (p: StreamedPart) => void) {}
 
@@ -119,6 +121,9 @@ class MessagesStreamReader {
         });
         return;
       }
+      case 'message_stop':
+        this.stopped = true;
+        return;
       case 'error':
         this.error = errorFrom(502, data, 'The provider failed while answering.');
         return;
@@ -134,7 +139,46 @@ class MessagesStreamReader {
  */
 export async function streamChat(o: StreamChatOptions): Promise<void> {
   const fetchImpl = o.fetchImpl ?? fetch;
-  const res = await fetchImpl(`${o.url}/anthropic/v1/messages`, {
+  let res: Response;
+  try {
+    res = await send(fetchImpl, o);
+  } catch (err) {
+    throw networkFailure(err, o.signal, `Cannot reach the bridge at ${o.url}`);
+  }
+  if (!res.ok) throw await refusal(res);
+  if (!res.body) throw new ChatRequestError('The bridge sent no answer.', res.status, undefined);
+  const reader = new MessagesStreamReader(o.onPart);
+  const parser = createParser({ onEvent: (e) => reader.event(e) });
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      parser.feed(decoder.decode(chunk, { stream: true }));
+      if (reader.error) throw reader.error;
+    }
+  } catch (err) {
+    throw networkFailure(err, o.signal, 'The connection to the bridge broke while the model answered');
+  }
+  if (reader.error) throw reader.error;
+  // A stream cut cleanly (a proxy's timeout, the bridge going away) ends without message_stop: what
+  // arrived is part of an answer, and the chat must not show it as the whole one.
+  if (!reader.stopped)
+    throw new ChatRequestError('The answer was cut off before the model finished.', 502, undefined);
+}
+
+/**
+ * A failure to reach the bridge or to read its answer (fetch's bare "fetch failed", "terminated")
+ * as a sentence the chat can show, with the network's code. An abort (the chat was cancelled) and
+ * the bridge's own refusals pass through unchanged.
+ */
+function networkFailure(err: unknown, signal: AbortSignal | undefined, what: string): unknown {
+  if (err instanceof ChatRequestError || signal?.aborted || (err as Error).name === 'AbortError') return err;
+  const cause = (err as { cause?: { code?: unknown } }).cause?.code;
+  const why = typeof cause === 'string' ? cause : (err as Error).message;
+  return new ChatRequestError(`${what} (${why}).`, 0, 'unreachable');
+}
+
+function send(fetchImpl: typeof fetch, o: StreamChatOptions): Promise<Response> {
+  return fetchImpl(`${o.url}/anthropic/v1/messages`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
@@ -147,14 +191,4 @@ export async function streamChat(o: StreamChatOptions): Promise<void> {
     body: JSON.stringify(o.body),
     signal: o.signal,
   });
-  if (!res.ok) throw await refusal(res);
-  if (!res.body) throw new ChatRequestError('The bridge sent no answer.', res.status, undefined);
-  const reader = new MessagesStreamReader(o.onPart);
-  const parser = createParser({ onEvent: (e) => reader.event(e) });
-  const decoder = new TextDecoder();
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    parser.feed(decoder.decode(chunk, { stream: true }));
-    if (reader.error) throw reader.error;
-  }
-  if (reader.error) throw reader.error;
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { ChatRequestError, type StreamedPart, streamChat } from '../../extension/lm/lm-stream';
 import {
   anthropicRequest,
@@ -8,6 +9,7 @@ import {
 } from '../../extension/lm/lm-wire';
 import { AnthropicMock, MOCK_TEXT } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
+import { freePort, listenOnLoopback } from '../helpers/loopback';
 
 const MODEL = 'claude-sonnet-4-5';
 const TOOLS = [
@@ -205,6 +207,63 @@ describe("extension: AI Bridge models in VS Code's chat (conversion and streamin
       const [rec] = await tb.interceptions(1, dev.key);
       assert.equal(rec!.status, 'client_aborted');
       assert.equal(rec!.client, 'vscode-chat');
+    });
+  });
+  describe('when the bridge is unreachable or goes away', () => {
+    const body = anthropicRequest(MODEL, [{ role: 'user', parts: [{ kind: 'text', text: 'hi' }] }], [], 64);
+    /** A stand-in for a bridge that starts an answer, then dies (`cut`) or ends the response early. */
+    async function halfAnswer(end: 'cut' | 'end') {
+      const server = http.createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(
+          'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n' +
+            'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Half an"}}\n\n',
+        );
+        setTimeout(() => (end === 'cut' ? res.socket?.destroy() : res.end()), 30);
+      });
+      return listenOnLoopback(server);
+    }
+
+    it("names the bridge and the network's code instead of fetch's bare 'fetch failed'", async () => {
+      const url = `http://127.0.0.1:${await freePort()}`;
+      await assert.rejects(
+        streamChat({ url, key: 'aib_x', sessionId: 's', body, onPart: () => {} }),
+        (e: unknown) => {
+          assert.ok(e instanceof ChatRequestError, String(e));
+          assert.equal(e.status, 0);
+          assert.equal(e.message, `Cannot reach the bridge at ${url} (ECONNREFUSED).`);
+          return true;
+        },
+      );
+    });
+
+    it('a connection cut mid-answer, or an answer ended before message_stop, is an error, not a whole answer', async () => {
+      for (const end of ['cut', 'end'] as const) {
+        const bridge = await halfAnswer(end);
+        const parts: StreamedPart[] = [];
+        try {
+          await assert.rejects(
+            streamChat({
+              url: bridge.origin,
+              key: 'aib_x',
+              sessionId: 's',
+              body,
+              onPart: (p) => parts.push(p),
+            }),
+            (e: unknown) => {
+              assert.ok(e instanceof ChatRequestError, `${end}: ${String(e)}`);
+              assert.match(
+                e.message,
+                end === 'cut' ? /^The connection to the bridge broke while the model answered \(/ : /cut off/,
+              );
+              return true;
+            },
+          );
+          assert.deepEqual(parts, [{ kind: 'text', text: 'Half an' }]);
+        } finally {
+          await bridge.stop();
+        }
+      }
     });
   });
 });
