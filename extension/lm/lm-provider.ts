@@ -146,6 +146,8 @@ export function registerBridgeChatModels(deps: BridgeChatDeps): vscode.Disposabl
       }));
       const ac = new AbortController();
       const sub = token.onCancellationRequested(() => ac.abort());
+      // A token cancelled already never fires its event: nothing is sent (and nothing billed) then.
+      if (token.isCancellationRequested) ac.abort();
       try {
         await streamChat({
           url: c.url,

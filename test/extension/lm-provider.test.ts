@@ -185,6 +185,25 @@ describe("extension: the aibridge language model provider against VS Code's API 
     assert.equal(rec!.status, 'client_aborted');
   });
 
+  it('a request whose token is cancelled already is never sent (its event will not fire)', async () => {
+    const dev = await tb.addUser('lm-precancel@example.com', { team: 'ide' });
+    assert.ok(mod.registerBridgeChatModels({ credentials: () => ({ url: tb.url, key: dev.key }) }));
+    const { provider } = vs.registered.at(-1)!;
+    const sent = mock.messageRequests().length;
+    const t = token();
+    t.cancel();
+    const got: unknown[] = [];
+    await provider.provideLanguageModelChatResponse!(
+      { id: 'claude-sonnet-4-5', maxOutputTokens: 64 },
+      [{ role: 1, content: [new vs.LanguageModelTextPart('never sent')] }],
+      {},
+      { report: (p: unknown) => got.push(p) },
+      t,
+    );
+    assert.deepEqual(got, []);
+    assert.equal(mock.messageRequests().length, sent, 'no request reached the provider');
+  });
+
   describe('the model list comes from the bridge', () => {
     type Info = { id: string; name: string };
     async function listed(provider: Record<string, (...a: unknown[]) => unknown>): Promise<Info[]> {
