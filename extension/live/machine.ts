@@ -7,7 +7,12 @@ export type ConnectionState =
   | { status: 'signedOut' }
   /** The first socket since start is opening. */
   | { status: 'connecting' }
-  | { status: 'live'; since: number }
+  /**
+   * `failures`: the attempts in a row that failed before this socket went live (absent: none). A
+   * socket dropped before it has lived `Backoff.maxMs` goes on counting from there, so a bridge (or
+   * a proxy) that says hello and drops at once is not reconnected to every second.
+   */
+  | { status: 'live'; since: number; failures?: number }
   /** Lost or never reached: waiting until `retryAt` (null while a socket is opening). `attempt` counts failures in a row. */
   | { status: 'reconnecting'; attempt: number; retryAt: number | null; lastError: string }
   /** Stopped retrying: a reconnect would be refused the same way. `needsSignIn` for a rejected key. */
@@ -81,8 +86,9 @@ export function step(
       if (state.status === 'signedOut') return same;
       return { state: { status: 'signedOut' }, effects: [{ type: 'cancelTimer' }, { type: 'close' }] };
     case 'hello':
-      if (state.status === 'connecting' || state.status === 'reconnecting') {
-        return { state: { status: 'live', since: input.at }, effects: [] };
+      if (state.status === 'connecting') return { state: { status: 'live', since: input.at }, effects: [] };
+      if (state.status === 'reconnecting') {
+        return { state: { status: 'live', since: input.at, failures: state.attempt }, effects: [] };
       }
       return same;
     case 'closed': {
@@ -96,7 +102,12 @@ export function step(
           effects: needsSignIn ? [{ type: 'signInAgain', message }] : [],
         };
       }
-      const attempt = state.status === 'reconnecting' ? state.attempt + 1 : 1;
+      const attempt =
+        state.status === 'reconnecting'
+          ? state.attempt + 1
+          : state.status === 'live' && input.at - state.since < backoff.maxMs
+            ? (state.failures ?? 0) + 1
+            : 1;
       let delayMs = backoffDelay(attempt, backoff);
       if (reason === 'rateLimited') delayMs = Math.max(delayMs, input.retryAfterMs ?? backoff.maxMs);
       return {

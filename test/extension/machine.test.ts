@@ -55,10 +55,28 @@ describe('extension: live connection state machine', () => {
     assert.equal(state.status === 'reconnecting' && state.lastError, 'connection lost');
 
     const back = step(step(state, { type: 'retry' }, fixed(0.5), NOW).state, { type: 'hello', at: NOW + 5 });
-    assert.deepEqual(back.state, { status: 'live', since: NOW + 5 });
-    // After recovering, the next loss starts again from the first delay.
-    const again = step(back.state, lost, fixed(0.5), NOW);
+    assert.deepEqual(back.state, { status: 'live', since: NOW + 5, failures: 3 });
+    // After recovering (live longer than the longest wait), the next loss starts again from the first delay.
+    const later = NOW + 5 + 30_000;
+    const again = step(back.state, { ...lost, at: later }, fixed(0.5), later);
     assert.equal(again.state.status === 'reconnecting' && again.state.attempt, 1);
+  });
+
+  it('a socket dropped right after its hello (a bridge in a crash loop, a proxy that cuts) keeps backing off', () => {
+    const { state, effects } = drive([
+      { type: 'start' },
+      { type: 'hello', at: NOW },
+      lost,
+      { type: 'retry' },
+      { type: 'hello', at: NOW + 10 },
+      { ...lost, at: NOW + 20 },
+      { type: 'retry' },
+      { type: 'hello', at: NOW + 30 },
+      { ...lost, at: NOW + 40 },
+    ]);
+    assert.equal(state.status === 'reconnecting' && state.attempt, 3);
+    const delays = effects.flat().flatMap((e) => (e.type === 'schedule' ? [e.delayMs] : []));
+    assert.deepEqual(delays, [750, 1500, 3000], 'not 750 ms every time');
   });
 
   it('a refused key (4001) stops retrying and asks to sign in again', () => {
