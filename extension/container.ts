@@ -16,7 +16,13 @@ import { BrowserSignIn } from './auth/browser-sign-in-ui';
 import { DeviceSignInError } from './auth/device-sign-in';
 import { renew, renewalDue } from './auth/renewal';
 import { Session, type SignedIn } from './auth/session';
-import { type Credentials, credentialsFromEnv, defaultBridgeUrl, parseSignInQuery } from './auth/sign-in';
+import {
+  type Credentials,
+  credentialsFromEnv,
+  defaultBridgeUrl,
+  movedBridge,
+  parseSignInQuery,
+} from './auth/sign-in';
 import { confirmLink, promptKey, promptUrl, signInFailure, verifyWithProgress } from './auth/sign-in-ui';
 import { CODEX_PROVIDER } from './codex/codex-config';
 import { codexConfigPath } from './codex/codex-file';
@@ -250,15 +256,17 @@ export class Container implements vscode.Disposable {
    * Sign In: through the browser when the bridge has single sign-on (no key is ever shown or
    * typed), else with a key. Concurrent calls (command, Accounts menu) share one sign-in.
    */
-  private signInInteractive(): Promise<SignedIn | undefined> {
-    this.signingIn ??= this.runSignIn().finally(() => {
+  private signInInteractive(to?: string): Promise<SignedIn | undefined> {
+    this.signingIn ??= this.runSignIn(to).finally(() => {
       this.signingIn = undefined;
     });
     return this.signingIn;
   }
 
-  private async runSignIn(): Promise<SignedIn | undefined> {
+  /** `to`: this bridge rather than the one signed in to (the setting moved to another one). */
+  private async runSignIn(to?: string): Promise<SignedIn | undefined> {
     const url =
+      to ??
       this.session.current?.url ??
       this.configuredUrl() ??
       (await promptUrl(this.context.globalState.get<string>(STORAGE.url)));
@@ -278,7 +286,7 @@ export class Container implements vscode.Disposable {
     } catch (err) {
       const why = err instanceof DeviceSignInError ? err.message : signInFailure(err, url);
       const again = await vscode.window.showErrorMessage(`AI Bridge: sign-in failed. ${why}`, 'Try Again');
-      if (again === 'Try Again') return this.runSignIn();
+      if (again === 'Try Again') return this.runSignIn(to);
       return undefined;
     }
   }
@@ -550,7 +558,25 @@ export class Container implements vscode.Disposable {
     this.log.info(`terminal variables set: ${env.vars.map(([n]) => n).join(', ')}`);
   }
 
+  /**
+   * `aibridge.url` changed while signed in to another bridge: Sign In would keep going to the old
+   * one (it prefers the bridge signed in to), so the move is offered here. The old sign-in stays
+   * until the new one succeeds.
+   */
+  private async offerMovedBridge(): Promise<void> {
+    const s = this.session.current;
+    const next = movedBridge(s?.url, vscode.workspace.getConfiguration().get<unknown>(SETTINGS.url));
+    if (!s || !next) return;
+    this.log.info(`aibridge.url now names ${next}; signed in to ${s.url}`);
+    const pick = await vscode.window.showInformationMessage(
+      `AI Bridge: the aibridge.url setting now names ${next}, but you are signed in to ${s.url}. Sign in to ${next}?`,
+      'Sign In',
+    );
+    if (pick === 'Sign In' && this.session.current?.url === s.url) await this.signInInteractive(next);
+  }
+
   private onConfig(e: vscode.ConfigurationChangeEvent): void {
+    if (e.affectsConfiguration(SETTINGS.url)) void this.offerMovedBridge();
     if (e.affectsConfiguration(SETTINGS.terminalEnv)) this.applyTerminalEnv();
     if (e.affectsConfiguration(SETTINGS.byok)) {
       this.applyTerminalEnv();

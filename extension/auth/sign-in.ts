@@ -87,6 +87,17 @@ export function defaultBridgeUrl(...candidates: (string | undefined)[]): string 
   return undefined;
 }
 
+/**
+ * The bridge `aibridge.url` now names when it is not the one signed in to (an admin moved everyone
+ * to a new bridge): the sign-in to offer. Undefined when signed out (Sign In reads the setting
+ * anyway), when the setting is blank or invalid, or names the same bridge in another spelling.
+ */
+export function movedBridge(signedInUrl: string | undefined, setting: unknown): string | undefined {
+  if (signedInUrl === undefined || typeof setting !== 'string') return undefined;
+  const next = defaultBridgeUrl(setting);
+  return next !== undefined && next !== signedInUrl ? next : undefined;
+}
+
 /** Plain http to anything but this machine sends the key in clear text. */
 export function isInsecureRemote(url: string): boolean {
   const u = new URL(url);

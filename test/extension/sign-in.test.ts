@@ -8,6 +8,7 @@ import {
   credentialsFromEnv,
   defaultBridgeUrl,
   isInsecureRemote,
+  movedBridge,
   normalizeBridgeUrl,
   parseSignInQuery,
 } from '../../extension/auth/sign-in';
@@ -124,6 +125,21 @@ describe('extension: sign-in', () => {
     assert.equal(again.current, undefined);
     assert.equal(again.declinedEnvKey(KEY), true);
     assert.deepEqual(seen, ['https://x.com']);
+  });
+
+  it('offers a sign-in to the bridge aibridge.url moved to, not to the same bridge in another spelling', () => {
+    const old = 'https://bridge.example.com';
+    assert.equal(movedBridge(old, 'https://bridge-2.example.com/'), 'https://bridge-2.example.com');
+    assert.equal(movedBridge(old, ' https://bridge.example.com/anthropic '), undefined, 'same bridge');
+    assert.equal(movedBridge(old, 'https://BRIDGE.example.com'), undefined, 'host names ignore case');
+    assert.equal(movedBridge(old, ''), undefined, 'cleared: stay signed in');
+    assert.equal(movedBridge(old, 'not a url'), undefined);
+    assert.equal(movedBridge(old, 42), undefined);
+    assert.equal(
+      movedBridge(undefined, 'https://bridge-2.example.com'),
+      undefined,
+      'signed out: Sign In reads it',
+    );
   });
 
   it('forgets a stored key the bridge now refuses; stays signed in offline when it cannot be reached', async () => {
