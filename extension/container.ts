@@ -46,6 +46,7 @@ import { DEFAULT_CHAT_MODELS, registerBridgeChatModels } from './lm/lm-provider'
 import { registerGatewayDefinition } from './mcp/gateway-definition';
 import { bridgeHasGateway } from './mcp/gateway-provider';
 import { BridgeModel } from './model/bridge-model';
+import { policyNotice } from './status/notices';
 import { StatusBar } from './status/status-bar';
 import { computeTerminalEnv, withOwnCredential } from './terminal/env';
 import { geminiInstance } from './terminal/gemini-instance';
@@ -452,11 +453,9 @@ export class Container implements vscode.Disposable {
     if (p?.action !== 'deny') return;
     const what = p.summary.trim() || p.tool;
     this.log.warn(`blocked ${p.tool}: ${what} (rule ${p.rule}, interception ${p.interceptionId})`);
-    void vscode.window
-      .showWarningMessage(`AI Bridge blocked: ${what} (${p.rule})`, 'Show in Audit View')
-      .then((pick) => {
-        if (pick) void vscode.commands.executeCommand(COMMANDS.openInterception, p.interceptionId);
-      });
+    void vscode.window.showWarningMessage(policyNotice(p), 'Show in Audit View').then((pick) => {
+      if (pick) void vscode.commands.executeCommand(COMMANDS.openInterception, p.interceptionId);
+    });
   }
 
   private async askToSignInAgain(why: string): Promise<void> {
