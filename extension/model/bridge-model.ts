@@ -315,7 +315,7 @@ export class BridgeModel {
         });
         if (item.startedAt === '') item.startedAt = new Date(Date.parse(e.at) - e.durationMs).toISOString();
         // Spend first: the status bar must not wait on the tree.
-        if (this.addToSpend(e)) this.changes.fire('spend');
+        if (this.addToSpend(e, Date.parse(item.startedAt))) this.changes.fire('spend');
         this.changes.fire('interceptions');
         return;
       }
@@ -434,12 +434,16 @@ export class BridgeModel {
     this.changes.dispose();
   }
 
-  private addToSpend(e: Extract<BridgeEvent, { type: 'interception.ended' }>): boolean {
+  /**
+   * `startedAt`: when the request began. The bridge counts a request in the period it started in
+   * (docs/spend.md), so a stream that ends after midnight UTC belongs to the day before.
+   */
+  private addToSpend(e: Extract<BridgeEvent, { type: 'interception.ended' }>, startedAt: number): boolean {
     if (this.seeding) this.endedDuringSeed++;
     const s = this.spend;
     if (!s || this.counted.has(e.interceptionId)) return false;
     if (this.user && e.userId !== this.user.id) return false;
-    const at = Date.parse(e.at);
+    const at = Number.isFinite(startedAt) ? startedAt : Date.parse(e.at) - e.durationMs;
     if (at < Date.parse(s.since) || at >= Date.parse(s.until)) return false;
     this.counted.add(e.interceptionId);
     const tokens = totalTokens(e.usage);

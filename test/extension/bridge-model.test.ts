@@ -53,6 +53,25 @@ describe('extension: the model, fed by seeds and live events', () => {
     assert.equal(m.spend!.costUsd, 0.6);
   });
 
+  it('a request counts in the period it started in, as the bridge counts it: a stream across midnight UTC is the day before', () => {
+    const { m } = model();
+    m.seedSpend(usageMe({ budgets: [budget(10, 0)] }));
+    // Started 23:59:40 on the 9th, ended 20 s into the 10th: the bridge charged it to the 9th.
+    m.apply({ ...ended('late', '2026-03-10T00:00:20.000Z', usage(100, 0), 0.3), durationMs: 40_000 });
+    assert.equal(m.spend!.requests, 2);
+    assert.equal(m.spend!.costUsd, 0.5);
+    assert.equal(m.spend!.budgets[0]!.spentUsd, 0);
+    // Started 23:59:50 on the 10th, ended after midnight: today's, though its end is not.
+    m.apply({ ...ended('spans', '2026-03-11T00:00:05.000Z', usage(100, 0), 0.25), durationMs: 15_000 });
+    assert.equal(m.spend!.requests, 3);
+    assert.equal(m.spend!.costUsd, 0.75);
+    assert.equal(m.spend!.budgets[0]!.spentUsd, 0.25);
+    // A started event gives the exact start (it wins over end minus duration).
+    m.apply({ type: 'interception.started', ...ref('known'), at: '2026-03-09T23:59:59.000Z' });
+    m.apply({ ...ended('known', '2026-03-10T00:00:01.000Z', usage(1, 0), 1), durationMs: 1 });
+    assert.equal(m.spend!.requests, 3, 'started on the 9th');
+  });
+
   it("a request paid with the user's own key counts its tokens but not the spend or the budgets (billedTo user)", () => {
     const { m } = model();
     m.seedSpend(usageMe({ budgets: [budget(5, 1)] }));
