@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { readTextOrEmpty, writeFileAtomic } from '../atomic-file';
+import { holdsBridgeKey } from '../auth/sign-in';
 import {
   codexProfileText,
   PROFILE_MARKER,
@@ -102,7 +103,10 @@ async function edit(
       return false;
     }
     if (r.changed) {
-      await writeFileAtomic(file, r.text, original);
+      // The previous version is kept as `.bak`, unless it holds a bridge key (a Continue config or
+      // import file of ours): the sign-out's edit would otherwise leave the key in the backup, and
+      // a second sign-in would replace the backup of the user's own file with one of ours.
+      await writeFileAtomic(file, r.text, holdsBridgeKey(original) ? '' : original);
       report.changed.push(file);
     }
     return true;

@@ -9,6 +9,13 @@ export interface Credentials {
 export type Checked<T> = { ok: true; value: T } | { ok: false; message: string };
 
 const KEY_RE = /^aib_[A-Za-z0-9_-]{43}$/;
+/** A bridge key anywhere in a text (a config file the extension wrote it into); loose on length, so an odd key is caught too. */
+const KEY_IN_TEXT_RE = /aib_[A-Za-z0-9_-]{16,}/;
+
+/** Whether `text` holds a bridge key: such a text is not kept as a backup (a key must not outlive the sign-out). */
+export function holdsBridgeKey(text: string): boolean {
+  return KEY_IN_TEXT_RE.test(text);
+}
 /** Suffixes people paste by mistake: the routes agents use, or the API's. */
 const ROUTE_SUFFIXES = ['/anthropic', '/openai/v1', '/openai', '/api/v1', '/healthz'];
 

@@ -149,12 +149,25 @@ describe('extension: IDE clients configured at sign-in', () => {
     assert.equal((await fs.stat(roo)).mode & 0o777, 0o600);
     assert.match(await fs.readFile(kilo, 'utf8'), /"x-aibridge-client": "kilo-code"/);
 
+    // Signed in again (a new key): the backup is still the user's own file, not ours with the old key.
+    const again = await prepareAgents({
+      url: URL,
+      trustedFolders: [],
+      env,
+      ide: { key: `aib_${'N'.repeat(43)}`, continue: { anthropicModels: ['claude-sonnet-4-5'] } },
+    });
+    assert.deepEqual(again.problems, []);
+    assert.equal(await fs.readFile(`${continueFile}.bak`, 'utf8'), USER_CONTINUE);
+
     const u = await undoAgents({ env });
     assert.deepEqual(u.problems, []);
     assert.deepEqual(
       models(await fs.readFile(continueFile, 'utf8')).map((m) => m.name),
       ['My local model'],
     );
+    // Signed out: no key left in Continue's file or its backup.
+    for (const f of [continueFile, `${continueFile}.bak`])
+      assert.doesNotMatch(await fs.readFile(f, 'utf8'), /aib_/, f);
     await assert.rejects(fs.stat(roo));
     await assert.rejects(fs.stat(kilo));
     assert.deepEqual(u.settings, [
