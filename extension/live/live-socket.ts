@@ -26,6 +26,8 @@ export interface LiveSocketOptions {
   backoff?: Backoff;
   /** How long a socket may take to open. */
   handshakeTimeoutMs?: number;
+  /** How long an open socket may wait for the server's hello (which starts the heartbeat watch). */
+  helloTimeoutMs?: number;
   /** Extra silence allowed beyond two heartbeats before the peer counts as dead. */
   heartbeatSlackMs?: number;
   now?: () => number;
@@ -137,6 +139,11 @@ export class LiveSocket {
     ws.on('ping', () => {
       if (current()) this.feedWatchdog();
     });
+    // Until the hello, no heartbeat is known: a socket that opened and then hears nothing (the
+    // network lost right after the upgrade, a bridge stuck authenticating) would wait forever.
+    ws.on('open', () => {
+      if (current()) this.feedWatchdog(this.opts.helloTimeoutMs ?? 10_000);
+    });
     ws.on('error', () => undefined); // 'close' follows with the code
     ws.on('close', (code, reason) => {
       if (!current()) return;
@@ -150,13 +157,10 @@ export class LiveSocket {
   }
 
   /** A peer that sends nothing, not even a ping, for two heartbeats is gone: drop it and reconnect. */
-  private feedWatchdog(): void {
+  private feedWatchdog(silenceMs = this.heartbeatMs * 2 + (this.opts.heartbeatSlackMs ?? 5000)): void {
     clearTimeout(this.watchdog);
     const ws = this.ws;
-    this.watchdog = setTimeout(
-      () => ws?.terminate(),
-      this.heartbeatMs * 2 + (this.opts.heartbeatSlackMs ?? 5000),
-    );
+    this.watchdog = setTimeout(() => ws?.terminate(), silenceMs);
   }
 
   private closeSocket(): void {

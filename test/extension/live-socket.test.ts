@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { WebSocketServer } from 'ws';
 import { LiveSocket } from '../../extension/live/live-socket';
 import type { ConnectionState } from '../../extension/live/machine';
 import type { BridgeEvent } from '../../shared/protocol';
@@ -194,6 +195,34 @@ describe('extension: live socket against a real bridge', function () {
     } finally {
       live.dispose();
       await throttled.close();
+    }
+  });
+  it('a socket that opens but never hears a hello (network lost right after the upgrade) is dropped and retried', async () => {
+    const silent = new WebSocketServer({
+      host: '127.0.0.1',
+      port: 0,
+      handleProtocols: (p) => [...p][0] ?? false,
+    });
+    let upgrades = 0;
+    silent.on('connection', () => upgrades++);
+    await new Promise<void>((r) => silent.once('listening', () => r()));
+    const live = new LiveSocket({
+      url: `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`,
+      key: alice.key,
+      backoff: { baseMs: 50, maxMs: 200, random: Math.random },
+      helloTimeoutMs: 300,
+    });
+    sockets.push(live);
+    try {
+      const w = watch(live);
+      live.start();
+      const s = await w.until((x) => x.status === 'reconnecting', 5000);
+      assert.equal(s.status === 'reconnecting' && s.lastError, 'connection lost');
+      await eventually(() => upgrades >= 2, { what: 'a second attempt' });
+    } finally {
+      live.dispose();
+      for (const c of silent.clients) c.terminate();
+      await new Promise<void>((r) => silent.close(() => r()));
     }
   });
 });
