@@ -44,7 +44,7 @@ import type { ConnectionState } from './live/machine';
 import { ChatModelList } from './lm/chat-models';
 import { DEFAULT_CHAT_MODELS, registerBridgeChatModels } from './lm/lm-provider';
 import { registerGatewayDefinition } from './mcp/gateway-definition';
-import { bridgeHasGateway } from './mcp/gateway-provider';
+import { GatewayProbe } from './mcp/gateway-probe';
 import { BridgeModel } from './model/bridge-model';
 import { policyNotice } from './status/notices';
 import { StatusBar } from './status/status-bar';
@@ -101,10 +101,8 @@ export class Container implements vscode.Disposable {
   private signingIn: Promise<SignedIn | undefined> | undefined;
   /** Fires when VS Code's MCP server list changes: sign-in, sign-out, a new key, the setting. */
   private readonly mcpChanged = new Emitter<void>();
-  /** Whether the bridge signed in to offers the MCP gateway (asked once per sign-in). */
-  private hasGateway: Promise<boolean> = Promise.resolve(false);
-  private gatewayFound = false;
-  private gatewayUrl: string | undefined;
+  /** Whether the bridge signed in to offers the MCP gateway (asked at sign-in, again once reached if not found). */
+  private readonly gateway = new GatewayProbe(() => this.mcpChanged.fire());
   /** Activation time in ms (bundle evaluation to the end of activate), shown by Show Diagnostics. */
   activationMs = 0;
 
@@ -144,7 +142,7 @@ export class Container implements vscode.Disposable {
     this.track(this.mcpChanged);
     this.optional('MCP server definition', () =>
       registerGatewayDefinition(
-        () => (this.gatewayFound && this.mcpGatewayOn() ? this.running : undefined),
+        () => (this.gateway.found && this.mcpGatewayOn() ? this.running : undefined),
         this.mcpChanged.event,
       ),
     );
@@ -393,9 +391,7 @@ export class Container implements vscode.Disposable {
       this.chatModelList.refresh();
       clearTerminalEnv(this.context.environmentVariableCollection);
       this.log.info('signed out: terminal variables removed');
-      this.gatewayUrl = undefined;
-      this.gatewayFound = false;
-      this.hasGateway = Promise.resolve(false);
+      this.gateway.follow(undefined);
       this.mcpChanged.fire();
       if (vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) !== false)
         void undoAgents().then(async (r) => {
@@ -406,15 +402,7 @@ export class Container implements vscode.Disposable {
     }
     this.running = { url: s.url, key: s.key };
     this.chatModelList.refresh();
-    if (s.url !== this.gatewayUrl) {
-      this.gatewayUrl = s.url;
-      this.gatewayFound = false;
-      this.hasGateway = bridgeHasGateway(s.url).then((yes) => {
-        if (this.gatewayUrl === s.url) this.gatewayFound = yes;
-        this.mcpChanged.fire();
-        return yes;
-      });
-    }
+    this.gateway.follow(s.url);
     this.mcpChanged.fire();
     if (s.user) this.model.setUser(s.user);
     this.applyTerminalEnv();
@@ -442,6 +430,10 @@ export class Container implements vscode.Disposable {
       void this.seedSpend();
       void this.seedHistory();
       void this.learnSession();
+      // Not found at sign-in (the bridge unreachable then): asked again, and the agents get it now.
+      void this.gateway.reached().then((found) => {
+        if (found) void this.prepareAgents();
+      });
     } else if (state.status === 'error' && state.needsSignIn) {
       void this.signedOutByBridge(state.message);
     }
@@ -609,7 +601,7 @@ export class Container implements vscode.Disposable {
       return undefined;
     const wanted = only ? [only] : this.ideClientsSetting();
     // Only a bridge that offers the gateway is registered; otherwise an earlier entry is removed.
-    return this.hasGateway
+    return this.gateway.has
       .then((has) =>
         prepareAgents({
           url: c.url,
@@ -702,7 +694,7 @@ export class Container implements vscode.Disposable {
         url: c.url,
         trustedFolders: this.trustedFolders(),
         makeCodexDefault: pick === addDefault,
-        mcpGateway: this.gatewayFound && this.mcpGatewayOn(),
+        mcpGateway: this.gateway.found && this.mcpGatewayOn(),
       },
       report,
     );
