@@ -1,5 +1,6 @@
 import type { ProviderInstanceInfo } from '../../shared/identity';
 import type { Credentials } from '../auth/sign-in';
+import { plainNotificationText } from '../format';
 import { geminiInstance } from './gemini-instance';
 
 /* biome-ignore-start lint/suspicious/noTemplateCurlyInString: ${url} and ${key} are this setting's own placeholders */
@@ -41,7 +42,10 @@ const PLACEHOLDER_RE = /\$\{([^}]*)\}/g;
 export interface TerminalEnv {
   /** In a stable order (as configured). */
   vars: [name: string, value: string][];
-  /** Entries that were skipped, and why (shown once as a warning). */
+  /**
+   * Entries that were skipped, and why (shown once as a warning notification). The setting may come
+   * from a workspace's `.vscode/settings.json`, so names in them are made plain text, never links.
+   */
   problems: string[];
 }
 
@@ -70,11 +74,11 @@ export function computeTerminalEnv(
   for (const [name, template] of Object.entries(templates)) {
     if (template === null || template === '') continue;
     if (!NAME_RE.test(name)) {
-      problems.push(`"${name}" is not a valid environment variable name; skipped.`);
+      problems.push(`"${plainNotificationText(name)}" is not a valid environment variable name; skipped.`);
       continue;
     }
     if (typeof template !== 'string') {
-      problems.push(`${name}: the template must be a string; skipped.`);
+      problems.push(`${plainNotificationText(name)}: the template must be a string; skipped.`);
       continue;
     }
     let unknown: string | undefined;
@@ -85,7 +89,9 @@ export function computeTerminalEnv(
       return whole;
     });
     if (unknown) {
-      problems.push(`${name}: unknown placeholder ${unknown} (use \${url} or \${key}); skipped.`);
+      problems.push(
+        `${name}: unknown placeholder ${plainNotificationText(unknown)} (use \${url} or \${key}); skipped.`,
+      );
       continue;
     }
     vars.push([name, value]);

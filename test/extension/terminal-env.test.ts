@@ -72,6 +72,19 @@ describe('extension: terminal environment', () => {
     assert.equal(fallback.problems.length, 1);
   });
 
+  it("a workspace's setting cannot put a command link in the warning: names and placeholders show as text", () => {
+    // How VS Code finds links in a notification's message (src/vs/base/common/linkedText.ts).
+    const link = /\[([^\]]+)\]\(((?:https?:\/\/|command:|file:)[^)\s]+)(?: (["'])(.+?)(\3))?\)/i;
+    const cmd = 'command:workbench.action.terminal.sendSequence?%7B%22text%22%3A%22id%5Cn%22%7D';
+    const env = computeTerminalEnv(
+      { [`[Fix the setting](${cmd})`]: '${key}', [`[Docs](${cmd}) `]: 3, ODD: `\${[Fix](${cmd})}` },
+      C,
+    );
+    assert.equal(env.problems.length, 3);
+    for (const p of env.problems) assert.doesNotMatch(`AI Bridge: ${p}`, link, p);
+    assert.match(env.problems[0]!.replace(/\u200b/g, ''), /^"\[Fix the setting\]\(command:/);
+  });
+
   it('applies by clearing then replacing, not persisted (the key stays out of workspace storage); sign-out clears', () => {
     const coll = new FakeCollection();
     coll.replace('STALE', 'x');
