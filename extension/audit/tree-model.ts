@@ -90,12 +90,27 @@ export function toolCallDescription(c: ToolCallItem): string {
   return `${policy}${where} · ${c.injected ? 'injected' : 'not injected'} · ${c.inputPreview}`;
 }
 
-function toolNode(item: InterceptionItem, c: ToolCallItem, o: TreeOptions): TreeNode {
+/**
+ * Each tool call's row id. A call's id is the provider's, and it is not always unique: Gemini's calls
+ * carry none and are known by their name (two `read_file` calls in one answer share it), and
+ * OpenAI-compatible servers have sent the same id twice. VS Code refuses a tree with two rows of one
+ * id (the whole view fails), so a repeated id gets `#2`, `#3`… in the order the calls were made.
+ */
+function toolNodeIds(item: InterceptionItem): string[] {
+  const seen = new Map<string, number>();
+  return item.toolCalls.map((c) => {
+    const n = (seen.get(c.id) ?? 0) + 1;
+    seen.set(c.id, n);
+    return `tool:${item.id}:${c.id}${n > 1 ? `#${n}` : ''}`;
+  });
+}
+
+function toolNode(item: InterceptionItem, c: ToolCallItem, o: TreeOptions, id: string): TreeNode {
   const description = o.toolCallsOnly
     ? `${toolCallDescription(c)} · ${clip(item.model ?? NO_MODEL, MAX_NAME_ON_ROW * 2)} · ${formatAge(c.at, o.now)}`
     : toolCallDescription(c);
   return {
-    id: `tool:${item.id}:${c.id}`,
+    id,
     kind: 'toolCall',
     interceptionId: item.id,
     label: clip(c.name, MAX_NAME_ON_ROW * 2),
@@ -173,7 +188,10 @@ export function buildTree(
 ): TreeNode[] {
   if (o.toolCallsOnly) {
     const rows = [
-      ...items.flatMap((item) => item.toolCalls.map((c) => ({ at: c.at, node: () => toolNode(item, c, o) }))),
+      ...items.flatMap((item) => {
+        const ids = toolNodeIds(item);
+        return item.toolCalls.map((c, i) => ({ at: c.at, node: () => toolNode(item, c, o, ids[i]!) }));
+      }),
       ...gatewayCalls.map((c) => ({ at: c.at, node: () => gatewayNode(c, o) })),
     ];
     return byTimeDesc(rows).map((r) => r.node());
@@ -186,6 +204,7 @@ export function buildTree(
 }
 
 function interceptionNode(item: InterceptionItem, o: TreeOptions): TreeNode {
+  const ids = toolNodeIds(item);
   return {
     id: `int:${item.id}`,
     kind: 'interception',
@@ -208,6 +227,6 @@ function interceptionNode(item: InterceptionItem, o: TreeOptions): TreeNode {
       .filter((l) => l !== '')
       .join('\n'),
     icon: statusIcon(item),
-    children: item.toolCalls.map((c) => toolNode(item, c, o)),
+    children: item.toolCalls.map((c, i) => toolNode(item, c, o, ids[i]!)),
   };
 }

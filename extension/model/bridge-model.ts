@@ -281,7 +281,9 @@ export class BridgeModel {
           return;
         }
         const item = this.itemFor(e);
-        if (!item.toolCalls.some((c) => c.id === e.callId)) {
+        // The same call twice is dropped; calls that share an id but not their arguments are not
+        // the same call (Gemini's calls have no id and are known by their name).
+        if (!item.toolCalls.some((c) => c.id === e.callId && c.inputPreview === e.inputPreview)) {
           item.toolCalls.push({
             id: e.callId,
             name: e.name,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { escapeHtml, renderDetail } from '../../extension/audit/detail-html';
 import { buildTree, escapeMarkdown } from '../../extension/audit/tree-model';
 import { BridgeModel } from '../../extension/model/bridge-model';
-import { record, usage } from './fixtures';
+import { record, ref, usage } from './fixtures';
 
 const NOW = Date.parse('2026-03-10T09:05:00.000Z');
 
@@ -138,6 +138,55 @@ describe('extension: audit tree model and detail page', () => {
     // Every ASCII punctuation character is backslash-escaped (CommonMark renders `\x` as a literal x).
     assert.equal(escapeMarkdown('[a](b) <c> *d*'), '\\[a\\]\\(b\\) \\<c\\> \\*d\\*');
     assert.equal(escapeMarkdown('two\nlines'), 'two lines');
+  });
+
+  it("tool calls sharing an id (Gemini's are known by their name) are all listed, each row with its own id", () => {
+    const m = new BridgeModel();
+    const call = (path: string) => ({
+      id: 'read_file',
+      name: 'read_file',
+      server: null,
+      input: { path },
+      injected: false,
+      at: '2026-03-10T09:04:01.000Z',
+    });
+    m.seedHistory([record('g1', { model: 'gemini-2.5-pro', toolCalls: [call('/a'), call('/b')] })]);
+    const live = ref('g2', {
+      provider: 'gemini',
+      api: 'generateContent',
+      model: 'gemini-2.5-pro',
+      client: 'gemini-cli',
+    });
+    for (const path of ['/c', '/d', '/d'])
+      m.apply({
+        type: 'tool.call',
+        ...live,
+        at: '2026-03-10T09:04:30.000Z',
+        callId: 'read_file',
+        name: 'read_file',
+        server: null,
+        injected: false,
+        inputPreview: JSON.stringify({ path }),
+      });
+    assert.equal(m.items.find((i) => i.id === 'g2')?.toolCalls.length, 2, 'the same call twice is one');
+    for (const toolCallsOnly of [false, true]) {
+      const tree = buildTree(m.items, { toolCallsOnly, now: NOW });
+      const ids = tree.flatMap((n) => [n.id, ...n.children.map((c) => c.id)]);
+      // VS Code refuses a tree with two rows of one id: the whole view would fail.
+      assert.equal(new Set(ids).size, ids.length, ids.join(' '));
+      assert.equal(ids.filter((id) => id.startsWith('tool:')).length, 4);
+    }
+    const rows = buildTree(m.items, { toolCallsOnly: false, now: NOW });
+    const g1 = rows.find((n) => n.id === 'int:g1');
+    const g2 = rows.find((n) => n.id === 'int:g2');
+    assert.deepEqual(
+      g1!.children.map((c) => c.id),
+      ['tool:g1:read_file', 'tool:g1:read_file#2'],
+    );
+    assert.deepEqual(
+      g2!.children.map((c) => c.description),
+      ['client tool · not injected · {"path":"/c"}', 'client tool · not injected · {"path":"/d"}'],
+    );
   });
 
   it('the tool-calls filter lists only tool calls, newest first, each naming its model', () => {
