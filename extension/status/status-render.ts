@@ -25,6 +25,15 @@ export const CACHE_BREAK_WORDS: Record<CacheBreakCause, string> = {
   unknown: 'cause unknown',
 };
 
+/**
+ * A cause in words. A newer bridge may send a cause this version does not know: it is shown as its
+ * name in plain words, rather than as "undefined" (or a render that throws and freezes the bar).
+ */
+export function cacheBreakWords(cause: string): string {
+  if (Object.hasOwn(CACHE_BREAK_WORDS, cause)) return CACHE_BREAK_WORDS[cause as CacheBreakCause];
+  return cause.replace(/[^A-Za-z0-9]+/g, ' ').trim() || CACHE_BREAK_WORDS.unknown;
+}
+
 /** Markdown that shows `s` literally. */
 export function mdEscape(s: string): string {
   return s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
@@ -96,7 +105,7 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
       cw.excessUsd !== null ? `, about ${formatCostExact(cw.excessUsd)} more than a cached turn` : '';
     lines.push(
       '',
-      `$(warning) **Prompt cache broke**: ${mdEscape(CACHE_BREAK_WORDS[cw.cause])}; ${cw.tokens} tokens written again${mdEscape(extra)}.`,
+      `$(warning) **Prompt cache broke**: ${mdEscape(cacheBreakWords(cw.cause))}; ${cw.tokens} tokens written again${mdEscape(extra)}.`,
     );
   }
   if (bridgeUrl) lines.push('', mdEscape(bridgeUrl));
@@ -132,12 +141,12 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
   const spoken = s
     ? `${formatTokens(totalTokens(s.usage))} tokens, ${cost}${s.unpricedRequests > 0 ? ' (some at an unknown price)' : ''} ${periodLabel(s.period)}`
     : '';
-  const cacheNote = cw ? ` · $(warning) cache: ${CACHE_BREAK_WORDS[cw.cause]}` : '';
+  const cacheNote = cw ? ` · $(warning) cache: ${cacheBreakWords(cw.cause)}` : '';
   return {
     text: `${icon} ${amount}${suffix}${cacheNote}`,
     tooltip: lines.join('\n'),
     severity,
     command: COMMANDS.showAudit,
-    accessibilityLabel: `AI Bridge, ${connectionWords(m)}. ${spoken}${cw ? `. Prompt cache broke: ${CACHE_BREAK_WORDS[cw.cause]}` : ''}`,
+    accessibilityLabel: `AI Bridge, ${connectionWords(m)}. ${spoken}${cw ? `. Prompt cache broke: ${cacheBreakWords(cw.cause)}` : ''}`,
   };
 }

@@ -3,6 +3,7 @@ import { buildTree, toolCallDescription } from '../../extension/audit/tree-model
 import { BridgeModel, type ModelChange } from '../../extension/model/bridge-model';
 import { policyNotice } from '../../extension/status/notices';
 import { renderStatus } from '../../extension/status/status-render';
+import type { CacheBreakCause } from '../../shared/interception';
 import { ALICE, ended, ref, usage, usageMe } from './fixtures';
 
 const AT = '2026-03-10T10:00:00.000Z';
@@ -22,6 +23,24 @@ function model(): { m: BridgeModel; changes: ModelChange[] } {
 const NOTIFICATION_LINK = /\[([^\]]+)\]\(((?:https?:\/\/|command:|file:)[^)\s]+)(?: (["'])(.+?)(\3))?\)/gi;
 
 describe('extension: tool-policy decisions and prompt-cache breaks in the views', () => {
+  it('a cache-break cause this version does not know (a newer bridge) is shown in words, not as undefined', () => {
+    const { m } = model();
+    m.apply({
+      type: 'cache.break',
+      ...ref('i7'),
+      at: AT,
+      // A cause a newer bridge might add.
+      cause: 'thinking_changed' as CacheBreakCause,
+      excessUsd: 0.12,
+      tokens: 40_000,
+      previousInterceptionId: 'i6',
+    });
+    const v = renderStatus(m, null);
+    assert.match(v.text, /cache: thinking changed$/);
+    assert.match(v.tooltip, /Prompt cache broke\*\*: thinking changed;/);
+    assert.doesNotMatch(`${v.text}${v.tooltip}${v.accessibilityLabel}`, /undefined/);
+  });
+
   it('the blocked-call notification shows a command a model wrote as text, never as a link that runs a command', () => {
     const { m } = model();
     const hostile =
