@@ -16,26 +16,20 @@ import { BrowserSignIn } from './auth/browser-sign-in-ui';
 import { DeviceSignInError } from './auth/device-sign-in';
 import { renew, renewalDue } from './auth/renewal';
 import { Session, type SignedIn } from './auth/session';
-import {
-  type Credentials,
-  credentialsFromEnv,
-  defaultBridgeUrl,
-  movedBridge,
-  parseSignInQuery,
-} from './auth/sign-in';
+import { type Credentials, credentialsFromEnv, defaultBridgeUrl, movedBridge } from './auth/sign-in';
 import { confirmLink, promptKey, promptUrl, signInFailure, verifyWithProgress } from './auth/sign-in-ui';
+import { linkAction } from './auth/uri-link';
 import { CODEX_PROVIDER } from './codex/codex-config';
 import { codexConfigPath } from './codex/codex-file';
 import { Emitter } from './emitter';
+import { plainNotificationText } from './format';
 import {
-  AUTH_COMPLETE_URI_PATH,
   AUTH_PROVIDER_ID,
   AUTH_PROVIDER_LABEL,
   COMMANDS,
   CONTEXT,
   type CommandId,
   SETTINGS,
-  SIGN_IN_URI_PATH,
   STORAGE,
   VIEW_CONTAINER,
 } from './ids';
@@ -244,7 +238,8 @@ export class Container implements vscode.Disposable {
 
   private async offerSignIn(url: string): Promise<void> {
     const pick = await vscode.window.showInformationMessage(
-      `AI Bridge: sign in to ${url} so that coding agents in your terminals use it.`,
+      // The URL may come from a workspace's settings: no link in it.
+      plainNotificationText(`AI Bridge: sign in to ${url} so that coding agents in your terminals use it.`),
       'Sign In',
     );
     // The offer stays on screen after a sign-in from elsewhere (status bar, Accounts menu).
@@ -313,22 +308,20 @@ export class Container implements vscode.Disposable {
   }
 
   private async handleUri(uri: vscode.Uri): Promise<void> {
-    if (uri.path === AUTH_COMPLETE_URI_PATH) {
-      if (!this.browser.complete(uri.query))
-        this.log.info('auth-complete for no sign-in in progress: ignored');
-      return;
+    const link = linkAction(uri.path, uri.query);
+    switch (link.type) {
+      case 'authComplete':
+        if (!this.browser.complete(link.query))
+          this.log.info('auth-complete for no sign-in in progress: ignored');
+        return;
+      case 'refuse':
+        void vscode.window.showWarningMessage(link.message);
+        return;
+      case 'signIn':
+        if (!(await confirmLink(link.credentials))) return;
+        await this.signInWith(link.credentials);
+        return;
     }
-    if (uri.path !== SIGN_IN_URI_PATH) {
-      void vscode.window.showWarningMessage(`AI Bridge: unknown link ${uri.path}.`);
-      return;
-    }
-    const parsed = parseSignInQuery(uri.query);
-    if (!parsed.ok) {
-      void vscode.window.showErrorMessage(`AI Bridge: ${parsed.message}`);
-      return;
-    }
-    if (!(await confirmLink(parsed.value))) return;
-    await this.signInWith(parsed.value);
   }
 
   /** Signs out; a key this device's sign-in minted is revoked on the bridge too (it is no one else's). */
@@ -560,7 +553,9 @@ export class Container implements vscode.Disposable {
     if (!s || !next) return;
     this.log.info(`aibridge.url now names ${next}; signed in to ${s.url}`);
     const pick = await vscode.window.showInformationMessage(
-      `AI Bridge: the aibridge.url setting now names ${next}, but you are signed in to ${s.url}. Sign in to ${next}?`,
+      plainNotificationText(
+        `AI Bridge: the aibridge.url setting now names ${next}, but you are signed in to ${s.url}. Sign in to ${next}?`,
+      ),
       'Sign In',
     );
     if (pick === 'Sign In' && this.session.current?.url === s.url) await this.signInInteractive(next);
