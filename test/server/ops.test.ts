@@ -207,6 +207,38 @@ describe('operating the bridge', function () {
       }
     });
 
+    it("docs/operations.md's table lists every series /metrics exports, with its type and labels", async () => {
+      const doc = await fs.readFile('docs/operations.md', 'utf8');
+      const documented = new Map<string, { type: string; labels: string | undefined }>();
+      for (const row of doc.matchAll(/^\| (`aibridge_.*?) +\| (\w+) +\|/gm)) {
+        for (const s of row[1]!.matchAll(/`(aibridge_[a-z_]+)(?:\{([a-z_,]+)\})?`/g))
+          documented.set(s[1]!, { type: row[2]!, labels: s[2] });
+      }
+      const text = await (
+        await fetch(`${tb.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
+      ).text();
+      // The process and Node.js series are one row (`aibridge_process_*`, `aibridge_nodejs_*`).
+      const exported = [...text.matchAll(/^# TYPE (aibridge_[a-z_]+) (\w+)/gm)].filter(
+        (m) => !/^aibridge_(process|nodejs)_/.test(m[1]!),
+      );
+      assert.ok(exported.length >= 20);
+      const wrong: string[] = [];
+      for (const [, name, type] of exported) {
+        const row = documented.get(name!);
+        if (row === undefined) wrong.push(`${name} is not listed`);
+        else if (row.type !== type) wrong.push(`${name} is a ${type}, listed as a ${row.type}`);
+        const sampleLabels = new RegExp(`^${name}(?:_bucket|_sum|_count)?\\{([^}]*)\\}`, 'm').exec(text)?.[1];
+        const labels = sampleLabels
+          ?.split(/",/)
+          .map((l) => l.split('=')[0])
+          .filter((l) => l !== 'le')
+          .join(',');
+        if (row !== undefined && sampleLabels !== undefined && (labels || undefined) !== row.labels)
+          wrong.push(`${name} has labels {${labels}}, listed with {${row.labels}}`);
+      }
+      assert.deepEqual(wrong, []);
+    });
+
     it('writes one JSON log line per request, never a key', async () => {
       const dev = await tb.addUser('logs@example.com');
       tb.logs.length = 0;
