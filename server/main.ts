@@ -145,6 +145,24 @@ const ADMIN_COMMANDS: Readonly<Record<string, readonly string[]>> = {
   audit: ['verify', 'export'],
 };
 
+/** Where every admin command finds the bridge and its key. */
+const TARGET_FLAGS: readonly string[] = ['url', 'admin-key', 'data-dir'];
+
+/**
+ * The flags each admin command takes besides TARGET_FLAGS (docs/cli.md). The commands share one
+ * parser, so without this `audit export --team T` exported every team's records, the flag dropped.
+ */
+const COMMAND_FLAGS: Readonly<Record<string, readonly (keyof typeof ADMIN_OPTIONS)[]>> = {
+  'users create': ['email', 'name', 'team', 'role'],
+  'users update': ['email', 'name', 'team', 'role'],
+  'users list': [],
+  'keys create': ['email', 'name', 'expires-at'],
+  'keys list': ['email'],
+  'keys revoke': [],
+  'audit verify': [],
+  'audit export': ['format', 'kind', 'since', 'until', 'user'],
+};
+
 async function admin(command: string, sub: string | undefined, args: string[]): Promise<void> {
   if (sub === undefined || !ADMIN_COMMANDS[command]?.includes(sub))
     throw new CliError(
@@ -156,6 +174,14 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
     allowPositionals: true,
     strict: true,
   });
+  const takes = COMMAND_FLAGS[`${command} ${sub}`] ?? [];
+  const foreign = Object.keys(values).find(
+    (f) => !TARGET_FLAGS.includes(f) && !(takes as readonly string[]).includes(f),
+  );
+  if (foreign !== undefined)
+    throw new CliError(
+      `${command} ${sub} takes no --${foreign}${takes.length > 0 ? ` (it takes ${takes.map((f) => `--${f}`).join(', ')})` : ''}\n${USAGE}`,
+    );
   const target: AdminTarget = resolveTarget(values, adminClientEnv(process.env));
   const email = (): string => encodeURIComponent(need(values.email, '--email'));
   switch (`${command} ${sub ?? ''}`) {

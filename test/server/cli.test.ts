@@ -344,6 +344,23 @@ describe('aibridge serve and the admin CLI', function () {
     }
   });
 
+  it('refuses a flag the admin command does not take (exit 2, naming it) instead of dropping it', async () => {
+    for (const [args, pattern] of [
+      // The flag the export would have dropped: every team's records, not the one asked for.
+      [
+        ['audit', 'export', '--team', 'platform'],
+        /audit export takes no --team \(it takes --format, --kind, --since, --until, --user\)/,
+      ],
+      [['users', 'list', '--email', 'dev@example.com'], /users list takes no --email\n/],
+      [['keys', 'create', '--email', 'dev@example.com', '--role', 'admin'], /keys create takes no --role/],
+    ] as const) {
+      // No bridge and no admin key: the usage is refused before either is looked for.
+      const r = await cli([...args, '--url', 'http://127.0.0.1:9']);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+    }
+  });
+
   it('exits non-zero naming the setting when the config is bad', async () => {
     for (const [args, env, pattern] of [
       [['serve', '--port', 'eighty'], {}, /--port/],
