@@ -20,13 +20,16 @@ const REFUSAL_REASONS = [
   'budget_exceeded',
   'rate_limited',
   'model_denied',
+  'model_unpriced',
 ] as const satisfies readonly ErrorCode[];
 const ALERT_RULES = [
   'budget_threshold',
+  'session_cap',
   'spend_vs_baseline',
   'tokens_vs_baseline',
   'spend_vs_team',
   'request_burst',
+  'upstream_key_auth_failed',
 ] as const;
 const TOOL_OUTCOMES = [
   'ok',
@@ -122,7 +125,7 @@ export class Metrics {
   });
   readonly refusals = new Counter({
     name: 'aibridge_governance_refusals_total',
-    help: 'Requests refused before reaching the provider, by reason (budget_exceeded, rate_limited, model_denied).',
+    help: 'Requests refused before reaching the provider, by reason (budget_exceeded, rate_limited, model_denied, model_unpriced).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -199,9 +199,16 @@ describe('operating the bridge', function () {
           assert.equal(sample(text, 'aibridge_upstream_latency_seconds_count', { provider, api }), 0);
           assert.equal(sample(text, 'aibridge_streams_in_flight', { provider, api }), 0);
         }
-        for (const reason of ['budget_exceeded', 'rate_limited', 'model_denied']) {
-          assert.equal(sample(text, 'aibridge_governance_refusals_total', { reason }), 0);
+        for (const reason of ['budget_exceeded', 'rate_limited', 'model_denied', 'model_unpriced']) {
+          assert.equal(sample(text, 'aibridge_governance_refusals_total', { reason }), 0, reason);
         }
+        // Every rule docs/spend.md lists, session caps and pool keys included.
+        const spend = await fs.readFile('docs/spend.md', 'utf8');
+        const rules = [...spend.slice(spend.indexOf('### Rules')).matchAll(/^\| `([a-z_]+)` +\|/gm)].map(
+          (m) => m[1]!,
+        );
+        assert.ok(rules.length >= 7);
+        for (const rule of rules) assert.equal(sample(text, 'aibridge_alerts_total', { rule }), 0, rule);
       } finally {
         await fresh.close();
       }
