@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 
 describe("README's documentation index", () => {
   it('links every page in docs/, and only pages that exist', () => {
@@ -8,5 +9,20 @@ describe("README's documentation index", () => {
     const listed = [...index.matchAll(/^- \[docs\/([^\]]+)\]\(docs\/\1\)/gm)].map((m) => m[1]);
     const pages = fs.readdirSync('docs').filter((f) => f.endsWith('.md'));
     assert.deepEqual([...listed].sort(), pages.sort());
+  });
+});
+
+describe('docs/architecture.md', () => {
+  it('names every capability plugin under server/', () => {
+    const doc = fs.readFileSync('docs/architecture.md', 'utf8');
+    const plugins = fs
+      .readdirSync('server', { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('-plugin.ts'))
+      .map((f) => f.split(path.sep).join('/'));
+    assert.ok(plugins.length >= 10);
+    assert.deepEqual(
+      plugins.filter((p) => !doc.includes(`\`${p}\``)),
+      [],
+    );
   });
 });
