@@ -1,6 +1,21 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import type { Interception, ToolCallRecord } from '../../shared/interception';
+import type {
+  AlertEvent,
+  BridgeEventType,
+  BudgetAlertEvent,
+  CacheBreakEvent,
+  GatewayToolCallEvent,
+  HelloEvent,
+  InterceptionEndedEvent,
+  InterceptionProgressEvent,
+  InterceptionRef,
+  InterceptionStartedEvent,
+  McpWarningEvent,
+  ToolCallEvent,
+  ToolPolicyEvent,
+} from '../../shared/protocol';
 
 /** Every field of a record (a Record, so a field added to `Interception` without listing it here fails to compile). */
 const RECORD_FIELDS: Record<keyof Interception, true> = {
@@ -86,5 +101,118 @@ describe('docs/api.md', () => {
         .sort(),
       Object.keys(TOOL_CALL_FIELDS).sort(),
     );
+  });
+});
+
+type More<E> = Record<Exclude<keyof E, 'type' | keyof InterceptionRef>, true>;
+
+const REF_FIELDS: Record<keyof InterceptionRef, true> = {
+  interceptionId: true,
+  userId: true,
+  userEmail: true,
+  team: true,
+  provider: true,
+  api: true,
+  model: true,
+  client: true,
+  sessionId: true,
+};
+
+/** Each live event's fields beyond `type` (and, for an interception's, beyond InterceptionRef). */
+const EVENT_FIELDS: Record<BridgeEventType | 'tool.call/gateway', Record<string, true>> = {
+  hello: {
+    protocolVersion: true,
+    user: true,
+    serverTime: true,
+    heartbeatMs: true,
+  } satisfies More<HelloEvent>,
+  'interception.started': { at: true } satisfies More<InterceptionStartedEvent>,
+  'interception.progress': { at: true, usage: true } satisfies More<InterceptionProgressEvent>,
+  'tool.call': {
+    at: true,
+    callId: true,
+    name: true,
+    server: true,
+    injected: true,
+    inputPreview: true,
+    via: true,
+  } satisfies More<ToolCallEvent>,
+  'tool.call/gateway': {
+    at: true,
+    callId: true,
+    kind: true,
+    name: true,
+    server: true,
+    injected: true,
+    inputPreview: true,
+    userId: true,
+    userEmail: true,
+    team: true,
+    client: true,
+    sessionId: true,
+    outcome: true,
+    durationMs: true,
+  } satisfies Record<Exclude<keyof GatewayToolCallEvent, 'type' | 'via'>, true>,
+  'tool.policy': {
+    at: true,
+    callId: true,
+    tool: true,
+    rule: true,
+    action: true,
+    summary: true,
+  } satisfies More<ToolPolicyEvent>,
+  'interception.ended': {
+    at: true,
+    usage: true,
+    costUsd: true,
+    priceKnown: true,
+    status: true,
+    durationMs: true,
+    billedTo: true,
+  } satisfies More<InterceptionEndedEvent>,
+  'cache.break': {
+    at: true,
+    cause: true,
+    excessUsd: true,
+    tokens: true,
+    previousInterceptionId: true,
+  } satisfies More<CacheBreakEvent>,
+  'budget.alert': { alert: true } satisfies More<BudgetAlertEvent>,
+  alert: { alert: true } satisfies More<AlertEvent>,
+  'mcp.warning': { at: true, server: true, message: true } satisfies More<McpWarningEvent>,
+};
+
+describe("docs/api.md's live events", () => {
+  const doc = fs.readFileSync('docs/api.md', 'utf8');
+  const section = doc.slice(doc.indexOf('\n## Live events\n'));
+
+  it('says which fields every interception event carries', () => {
+    const line = /Every interception event carries\s+`([^`]*)`/.exec(section)?.[1] ?? '';
+    assert.deepEqual(
+      line
+        .split(',')
+        .map((f) => f.trim())
+        .sort(),
+      Object.keys(REF_FIELDS).sort(),
+    );
+  });
+
+  it('lists every event type with the fields shared/protocol.ts gives it', () => {
+    const rows = new Map<string, string[]>();
+    for (const line of section.split('\n')) {
+      const row = /^\| `([a-z.]+)`( \(`via: "gateway"`\))? +\|[^|]*\|(.*)\|$/.exec(line);
+      if (!row) continue;
+      // Parentheses hold values and links, not fields: `via` (`client`, `injected`).
+      const cell = row[3]!.replace(/\((?:[^()]|\([^()]*\))*\)/g, '');
+      const fields = [...cell.matchAll(/`([^`]*)`/g)].flatMap((m) =>
+        m[1]!
+          .replace(/\{[^}]*\}/g, '')
+          .split(',')
+          .map((f) => /^\s*([A-Za-z]+)/.exec(f)?.[1] ?? ''),
+      );
+      rows.set(row[1]! + (row[2] ? '/gateway' : ''), fields.filter(Boolean).sort());
+    }
+    const want = new Map(Object.entries(EVENT_FIELDS).map(([t, f]) => [t, Object.keys(f).sort()]));
+    assert.deepEqual(Object.fromEntries(rows), Object.fromEntries(want));
   });
 });
