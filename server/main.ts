@@ -31,7 +31,7 @@ const USAGE = `Usage:
   aibridge env [--shell posix|fish]
   aibridge migrate [--database-url postgres://...]
   aibridge store copy --from DATA-DIR --to postgres://...
-  aibridge store backup [--data-dir D] --to DIR
+  aibridge store backup [--data-dir DIR] --to NEW-DIR
 
 Admin commands take --url (AIBRIDGE_URL) and --admin-key (AIBRIDGE_ADMIN_KEY); by default they use
 http://127.0.0.1:7410 and <data-dir>/admin.key. See docs/cli.md.`;

@@ -565,6 +565,15 @@ describe('aibridge serve and the admin CLI', function () {
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stdout, /^Usage:\n {2}aibridge serve/);
     }
+    // Each command line of the usage is docs/cli.md's, word for word.
+    const doc = await fs.readFile('docs/cli.md', 'utf8');
+    const lines = (await cli(['--help'])).stdout.split('\n').filter((l) => l.startsWith('  aibridge '));
+    assert.ok(lines.length >= 10);
+    assert.deepEqual(
+      lines.map((l) => l.trim()).filter((l) => !doc.includes(`${l}\n`)),
+      [],
+      'usage lines docs/cli.md does not have',
+    );
     const dir = await tempDir();
     for (const [args, said] of [
       [['users'], /users needs one of: create, update, list/],
