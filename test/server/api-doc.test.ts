@@ -16,6 +16,7 @@ import type {
   ToolCallEvent,
   ToolPolicyEvent,
 } from '../../shared/protocol';
+import { type MockedBridge, startMockedBridge } from '../helpers/bridge';
 
 /** Every field of a record (a Record, so a field added to `Interception` without listing it here fails to compile). */
 const RECORD_FIELDS: Record<keyof Interception, true> = {
@@ -214,5 +215,39 @@ describe("docs/api.md's live events", () => {
     }
     const want = new Map(Object.entries(EVENT_FIELDS).map(([t, f]) => [t, Object.keys(f).sort()]));
     assert.deepEqual(Object.fromEntries(rows), Object.fromEntries(want));
+  });
+});
+
+describe('the routes the bridge serves', () => {
+  let m: MockedBridge;
+  before(async () => {
+    m = await startMockedBridge({
+      AIBRIDGE_SCIM_TOKEN: 'scim-token-for-the-route-list-0123456789abcdef',
+      AIBRIDGE_GEMINI_API_KEY: 'gemini-upstream-key',
+    });
+  });
+  after(() => m.close());
+
+  it('are each named in docs/, with their method', () => {
+    const paragraphs = [
+      'README.md',
+      ...fs
+        .readdirSync('docs')
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => `docs/${f}`),
+    ].flatMap((f) => fs.readFileSync(f, 'utf8').split(/\n\s*\n/));
+    // Provider prefixes are documented by their APIs (docs/api.md, providers.md), not as catch-alls.
+    const prefix = /^\/(anthropic|openai\/v1|gemini)(\/\*)?$/;
+    const undocumented = new Set<string>();
+    for (const r of m.tb.bridge.routes.routes) {
+      if (r.method === 'HEAD' || r.method === 'OPTIONS' || prefix.test(r.url) || r.url === '/admin/')
+        continue;
+      const path = new RegExp(
+        `(^|[\\s\`(/])${r.url.replace(/[.*]/g, '\\$&').replace(/:[a-zA-Z]+/g, ':[a-zA-Z]+')}(?![\\w/-])`,
+      );
+      if (!paragraphs.some((p) => path.test(p) && new RegExp(`\\b${r.method}\\b`).test(p)))
+        undocumented.add(`${r.method} ${r.url}`);
+    }
+    assert.deepEqual([...undocumented], []);
   });
 });
