@@ -26,3 +26,19 @@ describe('docs/architecture.md', () => {
     );
   });
 });
+
+describe('docs/admin.md', () => {
+  it("lists every page of the admin page's navigation, with who sees it", () => {
+    const app = fs.readFileSync('admin/app.tsx', 'utf8');
+    const who = { null: 'all', true: 'admins', false: 'members' } as Record<string, string>;
+    const pages = [...app.matchAll(/\{ id: '[a-z-]+', title: '([^']+)', admin: (null|true|false) \}/g)].map(
+      (m) => `${m[1]}: ${who[m[2]!]}`,
+    );
+    assert.ok(pages.length >= 5);
+    const doc = fs.readFileSync('docs/admin.md', 'utf8');
+    const rows = [...doc.matchAll(/^\| ([A-Z][^|]*?) +\| (all|admins|members) +\|/gm)].map(
+      (m) => `${m[1]}: ${m[2]}`,
+    );
+    assert.deepEqual([...rows].sort(), [...pages].sort());
+  });
+});
