@@ -60,3 +60,20 @@ export function evictionFor<T extends SharedEntry>(live: readonly T[], cap: numb
   for (const e of busiest) if (oldest === undefined || e.createdAt < oldest.createdAt) oldest = e;
   return oldest;
 }
+
+/**
+ * Waiting entries one address may hold in a store that anyone may add to (SSO sign-ins, MCP
+ * authorizations under way). Making room for one more costs the embedded store a rewrite of
+ * db.json (tens of milliseconds on the event loop with thousands of users), so one address
+ * looping on a public route would keep every request of the bridge waiting: past this many it is
+ * refused without a write. Completed entries free their place; a whole office behind one NAT
+ * rarely has more than a few waiting at once.
+ */
+export const WAITING_PER_ADDRESS = 100;
+
+/** Whether the address `addr` already holds `WAITING_PER_ADDRESS` of `live`. */
+export function addressFull(live: readonly SharedEntry[], addr: string): boolean {
+  let n = 0;
+  for (const e of live) if (e.addr === addr && ++n >= WAITING_PER_ADDRESS) return true;
+  return false;
+}

@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import type { User } from '../../shared/identity';
 import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
-import { addressKey, evictionFor } from '../http/address-share';
+import { addressFull, addressKey, evictionFor } from '../http/address-share';
 import type { IdentityService } from '../identity/identity-service';
 import type { KeyHasher } from '../identity/keys';
 import type { Store } from '../store/types';
@@ -225,6 +225,12 @@ export class McpGrants {
       if (this.expired(p.expiresAt)) await this.store.deleteDoc('oauth_pending', p.id);
       else live.push(p);
     }
+    const addr = addressKey(ip);
+    if (addressFull(live, addr))
+      throw new OAuthError(
+        'temporarily_unavailable',
+        'Too many authorization requests are waiting from this address; finish or abandon them, or try again in 10 minutes.',
+      );
     // Full: the oldest request of the address that made the most makes room, never everyone's.
     const evict = evictionFor(live, MAX_PENDING);
     if (evict) await this.store.deleteDoc('oauth_pending', evict.id);
@@ -234,7 +240,7 @@ export class McpGrants {
       ...req,
       createdAt: this.at(),
       expiresAt: this.at(PENDING_TTL_MS),
-      addr: addressKey(ip),
+      addr,
     };
     await this.store.putDoc('oauth_pending', pending.id, pending);
     return handle;

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { BridgeError } from '../errors';
-import { addressKey, evictionFor } from '../http/address-share';
+import { addressFull, addressKey, evictionFor } from '../http/address-share';
 import type { Store } from '../store/types';
 
 /** How long a sign-in may take between the bridge's redirect and the provider's answer. */
@@ -52,7 +52,8 @@ export class OidcFlows {
 
   /** Stores a new flow; returns the browser binding for the flow's cookie (never stored in clear). */
   async begin(flow: FlowSecrets, ip: string): Promise<string> {
-    await this.makeRoom();
+    const addr = addressKey(ip);
+    await this.makeRoom(addr);
     const browser = randomBytes(32).toString('base64url');
     const now = this.now();
     const stored: StoredFlow = {
@@ -63,7 +64,7 @@ export class OidcFlows {
       browser: digest(browser),
       createdAt: now.toISOString(),
       expiresAt: new Date(now.getTime() + FLOW_TTL_MS).toISOString(),
-      addr: addressKey(ip),
+      addr,
     };
     await this.store.putDoc('oidc_flow', stored.id, stored);
     return browser;
@@ -86,13 +87,19 @@ export class OidcFlows {
     return { state, nonce: flow.nonce, codeVerifier: flow.codeVerifier, returnTo: flow.returnTo };
   }
 
-  private async makeRoom(): Promise<void> {
+  private async makeRoom(addr: string): Promise<void> {
     const now = this.now().getTime();
     const live: StoredFlow[] = [];
     for (const f of await this.store.listDocs<StoredFlow>('oidc_flow')) {
       if (Date.parse(f.expiresAt) <= now) await this.store.deleteDoc('oidc_flow', f.id);
       else live.push(f);
     }
+    if (addressFull(live, addr))
+      throw new BridgeError(
+        'rate_limited',
+        'Too many sign-ins are waiting from this address; finish or abandon them, or try again in 10 minutes.',
+        { headers: { 'retry-after': String(FLOW_TTL_MS / 1000) } },
+      );
     const evict = evictionFor(live, MAX_PENDING_FLOWS);
     if (evict) await this.store.deleteDoc('oidc_flow', evict.id);
   }

@@ -413,7 +413,7 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     assert.match(res.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
   });
 
-  it('one address filling the 1000 pending authorizations replaces only its own: another address is still served', async () => {
+  it('one address holds at most 100 pending authorizations; when the 1000 are full the busiest address makes room: another address is still served', async () => {
     const h = await registered();
     const ask = (from: string) =>
       fetch(
@@ -429,18 +429,27 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     const first = await ask('203.0.113.7');
     const firstConsent = new URL(first.headers.get('location')!, tb.url);
     assert.equal(firstConsent.pathname, '/oauth/consent');
+    // Ten IPv6 /64s (each through several of its addresses) fill the rest, 100 each but the last.
     for (let i = 1; i < 1000; i++) {
-      const r = await ask(`2001:db8:7:7::${(i % 50).toString(16)}`);
+      const net = Math.floor((i - 1) / 100);
+      const r = await ask(`2001:db8:7:${net}::${(i % 50).toString(16)}`);
       assert.equal(r.status, 302);
+      assert.equal(new URL(r.headers.get('location')!, tb.url).pathname, '/oauth/consent');
       await r.arrayBuffer();
     }
+    // One /64 holding 100 waiting requests is refused without a write: back to the client, nothing kept.
+    const refused = await ask('2001:db8:7:0::99');
+    const back = new URL(refused.headers.get('location')!);
+    assert.equal(back.origin + back.pathname, REDIRECT);
+    assert.equal(back.searchParams.get('error'), 'temporarily_unavailable');
+    assert.equal(back.searchParams.get('state'), 's');
     const other = await ask('198.51.100.9');
     const consent = new URL(other.headers.get('location')!, tb.url);
     assert.equal(consent.pathname, '/oauth/consent', `served, not ${other.headers.get('location')}`);
     const handle = consent.searchParams.get('request')!;
     const seen = await fetch(`${tb.url}/api/v1/oauth/requests/${handle}`, { headers: { cookie } });
     assert.equal(seen.status, 200, 'its request is there to answer');
-    // The flood came from one IPv6 /64 (fifty addresses): its oldest made room, not 203.0.113.7's.
+    // The busiest /64s' oldest made room, not 203.0.113.7's.
     const early = await fetch(`${tb.url}/api/v1/oauth/requests/${firstConsent.searchParams.get('request')}`, {
       headers: { cookie },
     });

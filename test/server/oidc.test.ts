@@ -101,6 +101,7 @@ describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function
         AIBRIDGE_OIDC_ALLOWED_GROUPS: 'eng-platform,eng-web',
         AIBRIDGE_GROUP_TEAMS: JSON.stringify({ 'eng-platform': 'platform', 'eng-web': 'web' }),
         AIBRIDGE_OIDC_ADMIN_GROUP: 'aibridge-admins',
+        AIBRIDGE_TRUSTED_PROXIES: '127.0.0.1',
       },
       { clock },
     );
@@ -318,6 +319,23 @@ describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function
       assert.equal(res.status, 400, bad);
       assert.equal(codeOf({ body: await res.text() }), 'invalid_request', bad);
     }
+  });
+
+  it('one address holds at most 100 sign-ins under way: the next is 429 rate_limited, storing nothing; others still sign in', async () => {
+    const flows = async () => (await tb.bridge.store.listDocs('oidc_flow')).length;
+    const before = await flows();
+    // One IPv6 /64 through several of its addresses: a host has the whole /64 to rotate through.
+    const start = (n: number) =>
+      visit(new CookieJar(), `${tb.url}${LOGIN}`, { headers: { 'x-forwarded-for': `2001:db8:5:5::${n}` } });
+    for (let i = 0; i < 100; i++) assert.equal((await start(i % 7)).status, 302);
+    assert.equal(await flows(), before + 100);
+    const refused = await start(8);
+    assert.equal(refused.status, 429);
+    assert.ok(Number(refused.headers.get('retry-after')) > 0);
+    assert.equal(codeOf({ body: await refused.text() }), 'rate_limited');
+    assert.equal(await flows(), before + 100, 'nothing stored for the refused start');
+    const other = await signIn(tb, 'bob');
+    assert.equal(other.res.status, 302, other.body);
   });
 });
 
