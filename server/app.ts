@@ -20,6 +20,7 @@ import { RouteTable } from './http/route-table';
 import { TrustedProxies } from './http/trusted-proxies';
 import { identityCapability } from './identity/identity-plugin';
 import type { IdentityService } from './identity/identity-service';
+import { MemberWrites } from './identity/member-writes';
 import { provisionerCapability } from './identity/provisioner-plugin';
 import { detectCacheBreaks, fanOutFinished } from './interception-end';
 import { Lifecycle } from './lifecycle';
@@ -145,7 +146,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     });
     const byok = await byokCapability(core);
     const routeTable = await routeTableCapability(core);
-    const admin = adminCapability(core, auth, identity);
+    const memberWrites = new MemberWrites(() => core.clock.now());
+    const admin = adminCapability(core, auth, identity, memberWrites);
     const live = liveCapability(
       core,
       { auth, identity, browser: admin.browser, clientAddress: (req) => trusted.clientAddress(req) },
@@ -260,6 +262,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         'onRequest',
         apiAccessHook(admin.requestAuth, (req) => provisioning.provisioners.claim(req)),
       );
+      api.addHook('onRequest', memberWrites.hook());
       for (const c of capabilities) if (c.routes) await api.register(c.routes);
     });
     const lane = new ProviderLane({

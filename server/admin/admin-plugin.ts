@@ -4,6 +4,7 @@ import { datesOf } from '../clock';
 import type { BrowserSessions } from '../events/ws-routes';
 import type { Authenticator } from '../identity/auth';
 import type { IdentityService } from '../identity/identity-service';
+import type { MemberWrites } from '../identity/member-writes';
 import { adminRoutes } from './admin-routes';
 import { adminAssetRoutes, findAdminAssets } from './assets';
 import { browserSessions, RequestAuth } from './browser-auth';
@@ -21,7 +22,12 @@ export interface AdminCapability extends Capability {
 }
 
 /** The admin page (docs/admin.md): a key exchanged for a session cookie, accepted on /api routes. */
-export function adminCapability(core: Core, auth: Authenticator, identity: IdentityService): AdminCapability {
+export function adminCapability(
+  core: Core,
+  auth: Authenticator,
+  identity: IdentityService,
+  writes?: MemberWrites,
+): AdminCapability {
   const { config, store, clock } = core;
   const sessions = new Sessions(
     store,
@@ -29,6 +35,7 @@ export function adminCapability(core: Core, auth: Authenticator, identity: Ident
     datesOf(clock),
     config.adminSessionHours * 3_600_000,
     config.limits.adminSessionsPerKey,
+    writes,
   );
   const publicUrl = config.mcp.publicUrl;
   return {

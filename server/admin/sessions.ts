@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
 import type { Authenticator } from '../identity/auth';
+import type { MemberWrites } from '../identity/member-writes';
 import type { Store } from '../store/types';
 
 /**
@@ -48,11 +49,14 @@ export class Sessions {
     readonly ttlMs: number = SESSION_TTL_MS,
     /** Sessions one key may hold (AIBRIDGE_ADMIN_SESSIONS_PER_KEY): a sign-in beyond it ends the oldest. */
     readonly maxPerKey: number = 20,
+    /** A sign-in is a session stored: members' are paced like their other changes. */
+    private readonly writes?: MemberWrites,
   ) {}
 
   /** Checks the key as any API call would (throttle included) and opens a session for it. */
   async signIn(key: string, ip: string | undefined): Promise<SignIn> {
     const principal = await this.auth.authenticate({ authorization: `Bearer ${key}` }, ip);
+    this.writes?.take(principal.user);
     await this.prune(principal.key.id);
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const now = this.now();

@@ -17,6 +17,8 @@ export class AuthThrottle {
   constructor(
     private readonly limit: number,
     private readonly now: () => number = Date.now,
+    /** What is counted for a caller: by default its address (an IPv6 one by /64); a user id counts as itself. */
+    private readonly keyOf: (caller: string) => string = addressKey,
   ) {}
 
   private recent(ip: string): number[] {
@@ -31,14 +33,14 @@ export class AuthThrottle {
   /** Milliseconds until `ip` may try again, or 0 when it may now. */
   retryAfterMs(ip: string | undefined): number {
     if (this.limit === 0 || ip === undefined) return 0;
-    const list = this.recent(addressKey(ip));
+    const list = this.recent(this.keyOf(ip));
     if (list.length < this.limit) return 0;
     return Math.max(1, list[list.length - this.limit]! + WINDOW_MS - this.now());
   }
 
   fail(address: string | undefined): void {
     if (this.limit === 0 || address === undefined) return;
-    const ip = addressKey(address);
+    const ip = this.keyOf(address);
     const list = this.recent(ip);
     if (list.length === 0) {
       if (this.failures.size >= MAX_ADDRESSES) {

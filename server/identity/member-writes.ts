@@ -1,0 +1,45 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { User } from '../../shared/identity';
+import { BridgeError } from '../errors';
+import { AuthThrottle } from './auth-throttle';
+
+/** Changes one member (not an admin) may make through `/api` per minute (docs/api.md#member-writes). */
+export const MEMBER_WRITES_PER_MINUTE = 60;
+
+const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Paces what members change through the API: a session sign-in, an MCP token, a key revoked or
+ * renewed, a device or MCP client approved. Each is a document or key written, which the embedded
+ * store serialises whole into db.json on the event loop (tens of milliseconds with thousands of
+ * users), so a member's loop would hold up every request of the bridge. People never come near
+ * the pace; admins, whose scripts create users and keys in bulk, are not paced.
+ */
+export class MemberWrites {
+  private readonly window: AuthThrottle;
+
+  constructor(now: () => number, perMinute = MEMBER_WRITES_PER_MINUTE) {
+    this.window = new AuthThrottle(perMinute, now, (userId) => userId);
+  }
+
+  /** Counts one change by `user`, or refuses it with `429 rate_limited` (nothing changed) past the pace. */
+  take(user: Pick<User, 'id' | 'role'>): void {
+    if (user.role === 'admin') return;
+    const wait = this.window.retryAfterMs(user.id);
+    if (wait > 0)
+      throw new BridgeError(
+        'rate_limited',
+        `More than ${MEMBER_WRITES_PER_MINUTE} changes a minute from one user; retry in ${Math.ceil(wait / 1000)} s.`,
+        { headers: { 'retry-after': String(Math.ceil(wait / 1000)) } },
+      );
+    this.window.fail(user.id);
+  }
+
+  /** For `/api`'s scope, after the access hook: a route that changes something, called by a member. */
+  hook() {
+    return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+      if (READS.has(req.method) || !req.principal) return;
+      this.take(req.principal.user);
+    };
+  }
+}
