@@ -172,7 +172,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const provisioning = provisionerCapability(core, identityApi.hasher);
     const device = deviceCapability(core, identity, config.mcp.publicUrl);
     const oidc = oidcCapability(core, { identity, sessions: admin.sessions });
-    const oauth = oauthCapability(core, { identity, hasher: identityApi.hasher });
+    const oauth = oauthCapability(core, { identity, hasher: identityApi.hasher, writes: memberWrites });
     const capabilities: Capability[] = [
       admin,
       mcp,
@@ -253,6 +253,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         judge: (p, names, input) => policy.toolPolicy.judgeGatewayCall(p.user, names, input),
         accessTokens: oauth.accessTokens,
         capture: audit.capture,
+        writes: memberWrites,
         // Notification streams are re-checked on the live sockets' beat, as those are.
         ...(opts.liveEvents?.heartbeatMs ? { recheckMs: opts.liveEvents.heartbeatMs } : {}),
       }).plugin,

@@ -28,6 +28,8 @@ export function gatewayCapability(
     capture?: { levelFor(team: string | null): CaptureLevel };
     /** How often an open notification stream's key is checked again (default 30 s). */
     recheckMs?: number;
+    /** Members' changes, paced (an OAuth start a `connect` call makes is one). */
+    writes?: GatewayServerDeps['writes'];
   },
 ): GatewayCapability {
   const { config, store, metrics, bus, log, clock } = core;
@@ -56,6 +58,7 @@ export function gatewayCapability(
       maxJsonContainers: config.limits.maxJsonContainers,
       ...(d.accessTokens ? { accessTokens: d.accessTokens } : {}),
       ...(d.recheckMs ? { recheckMs: d.recheckMs } : {}),
+      ...(d.writes ? { writes: d.writes } : {}),
     }),
   };
 }

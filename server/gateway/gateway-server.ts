@@ -16,6 +16,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayToolCall } from '../../shared/interception';
 import { blockedMessage } from '../../shared/tool-policy';
+import { BridgeError } from '../errors';
 import type { McpConnection } from '../mcp/connection';
 import type { UserServer } from '../mcp/hub';
 import { callFailure, isMcpError, RpcCode } from '../mcp/rpc';
@@ -41,6 +42,29 @@ const MAX_RECORDED_URI = 1024;
 function recordedUri(v: unknown): string {
   const s = typeof v === 'string' ? v : String(v);
   return s.length > MAX_RECORDED_URI ? `${s.slice(0, MAX_RECORDED_URI)}…` : s;
+}
+
+/**
+ * The link a `connect` call answers: an OAuth authorisation started for the caller, as `POST
+ * /api/v1/me/mcp/:server/oauth` starts one. Each start stores the authorisation under way and the
+ * PKCE verifier (rewrites of the embedded store's db.json) and asks the MCP server's authorisation
+ * server again, so a member's are paced with their other changes: past the pace, no link and why.
+ */
+async function authorisationLink(
+  d: GatewayServerDeps,
+  caller: GatewayCaller,
+  server: string,
+): Promise<{ url: string | null; refused?: string }> {
+  try {
+    d.writes?.take(caller.principal.user);
+  } catch (err) {
+    if (err instanceof BridgeError) return { url: null, refused: err.message };
+    throw err;
+  }
+  return d.hub.startOAuth(server, caller.principal.user.id, caller.origin).then(
+    (r) => ({ url: r.authorizationUrl }),
+    () => ({ url: null }),
+  );
 }
 
 /**
@@ -196,15 +220,11 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     }
 
     if (s.config.auth.type === 'per_user' && !s.conn) {
-      const link = s.config.auth.oauth
-        ? await d.hub
-            .startOAuth(s.config.name, principal.user.id, caller.origin)
-            .then((r) => r.authorizationUrl)
-            .catch(() => null)
-        : null;
+      const link = s.config.auth.oauth ? await authorisationLink(d, caller, s.config.name) : { url: null };
+      const advice = connectAdvice(s.config, caller.origin, link.url);
       const result: CallToolResult = {
         isError: true,
-        content: [{ type: 'text', text: connectAdvice(s.config, caller.origin, link) }],
+        content: [{ type: 'text', text: link.refused ? `${link.refused} ${advice}` : advice }],
       };
       record({ outcome: 'no_credential', error: 'no credential for this server', result });
       return result;

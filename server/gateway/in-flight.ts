@@ -1,5 +1,6 @@
 import type { ToolPolicyMark } from '../../shared/tool-policy';
 import type { Principal } from '../core/principal';
+import type { MemberWrites } from '../identity/member-writes';
 import type { McpHub } from '../mcp/hub';
 import type { GatewayCallLog } from './call-log';
 
@@ -46,6 +47,8 @@ export interface GatewayServerDeps {
   now: () => number;
   /** The tool-call policy's answer for a call (docs/governance.md); undefined: no rule matched. */
   judge?: (principal: Principal, names: readonly string[], input: unknown) => ToolPolicyMark | undefined;
+  /** Paces members' changes (docs/api.md#member-writes): an OAuth start a `connect` call makes is one. */
+  writes?: Pick<MemberWrites, 'take'>;
 }
 
 /** Who is asking, through which client and session: one HTTP request's worth of context. */

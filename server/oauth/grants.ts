@@ -5,6 +5,7 @@ import { BridgeError } from '../errors';
 import { addressFull, addressKey, evictionFor } from '../http/address-share';
 import type { IdentityService } from '../identity/identity-service';
 import type { KeyHasher } from '../identity/keys';
+import type { MemberWrites } from '../identity/member-writes';
 import type { Store } from '../store/types';
 
 /** Access tokens live an hour: a stolen one is short-lived, and revocation is checked on every use anyway. */
@@ -180,6 +181,8 @@ export class McpGrants {
     private readonly hasher: KeyHasher,
     private readonly identity: Pick<IdentityService, 'issueKey'>,
     private readonly now: () => Date,
+    /** A refresh rewrites the grant and its token: a member's are paced as their `/api` changes are. */
+    private readonly writes?: Pick<MemberWrites, 'take'>,
   ) {}
 
   private at(offsetMs = 0): string {
@@ -360,8 +363,7 @@ export class McpGrants {
       await this.revokeGrant(code.grantId);
       throw err;
     }
-    const grant = await this.liveGrant(code.grantId);
-    return this.issue(grant);
+    return this.issue((await this.liveGrant(code.grantId)).grant);
   }
 
   private checkExchange(
@@ -406,18 +408,23 @@ export class McpGrants {
     if (this.expired(grant.refreshExpiresAt)) throw bad;
     if (f.resource !== undefined && f.resource !== grant.resource)
       throw new OAuthError('invalid_target', `resource must be ${grant.resource}.`);
-    return this.issue(await this.liveGrant(grant.id));
+    const live = await this.liveGrant(grant.id);
+    // Past the pace the refresh is refused (429) with the presented token unspent: it works later.
+    // Each one deletes, stores and stores again (the token, the grant): three rewrites of the
+    // embedded store's db.json, which a client refreshing in a loop would otherwise make unpaced.
+    this.writes?.take(live.user);
+    return this.issue(live.grant);
   }
 
-  /** The grant, if its key and user still work; else `invalid_grant`. */
-  private async liveGrant(id: string): Promise<StoredGrant> {
+  /** The grant and its user, if its key and user still work; else `invalid_grant`. */
+  private async liveGrant(id: string): Promise<{ grant: StoredGrant; user: User }> {
     const grant = await this.store.getDoc<StoredGrant>('oauth_grant', id);
     const principal = grant && (await this.principalOf(grant));
     if (!grant || !principal) throw new OAuthError('invalid_grant', 'The authorization has been revoked.');
     // Kept, not ended: reactivating the user (SCIM) brings their grants back like their keys.
     if (principal.user.deactivatedAt)
       throw new OAuthError('invalid_grant', 'The user has been deactivated by the identity provider.');
-    return grant;
+    return { grant, user: principal.user };
   }
 
   private async issue(grant: StoredGrant): Promise<TokenSet> {

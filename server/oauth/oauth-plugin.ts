@@ -4,6 +4,7 @@ import { datesOf } from '../clock';
 import { AuthThrottle } from '../identity/auth-throttle';
 import type { IdentityService } from '../identity/identity-service';
 import type { KeyHasher } from '../identity/keys';
+import type { MemberWrites } from '../identity/member-writes';
 import { looksLikeAccessToken, McpGrants } from './grants';
 import { oauthApiRoutes, oauthPublicRoutes } from './oauth-routes';
 
@@ -29,10 +30,10 @@ const REGISTRATIONS_PER_MINUTE = 30;
  */
 export function oauthCapability(
   core: Core,
-  d: { identity: IdentityService; hasher: KeyHasher },
+  d: { identity: IdentityService; hasher: KeyHasher; writes?: Pick<MemberWrites, 'take'> },
 ): OAuthCapability {
   const publicUrl = core.config.mcp.publicUrl;
-  const grants = new McpGrants(core.store, d.hasher, d.identity, datesOf(core.clock));
+  const grants = new McpGrants(core.store, d.hasher, d.identity, datesOf(core.clock), d.writes);
   return {
     grants,
     routes: oauthApiRoutes(grants, publicUrl),

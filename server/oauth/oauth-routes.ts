@@ -1,6 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { pageSecurityHeaders } from '../admin/assets';
+import { BridgeError } from '../errors';
 import { GATEWAY_PATH, gatewayOrigin } from '../gateway/gateway-routes';
 import { principalOf } from '../http/access';
 import { escapeHtml } from '../http/html';
@@ -23,6 +24,15 @@ const AnswerBody = Type.Object({ approve: Type.Boolean() }, { additionalProperti
 /** The authorization server's issuer: the bridge's public URL (or the request's origin), no trailing slash. */
 function issuerOf(req: FastifyRequest, publicUrl: string | undefined): string {
   return gatewayOrigin(req, publicUrl).replace(/\/+$/, '');
+}
+
+/** RFC 6749's shape for a pace the caller is over: `429 temporarily_unavailable` with `retry-after`. */
+function tooFast(reply: FastifyReply, retryAfterSeconds: string, description: string): FastifyReply {
+  return reply
+    .code(429)
+    .header('retry-after', retryAfterSeconds)
+    .header('cache-control', 'no-store')
+    .send({ error: 'temporarily_unavailable', error_description: description });
 }
 
 function oauthError(reply: FastifyReply, err: OAuthError): FastifyReply {
@@ -117,14 +127,11 @@ export function oauthPublicRoutes(
     app.post(REGISTER_PATH, { config, bodyLimit: BODY_LIMIT }, async (req, reply) => {
       const wait = registrations.retryAfterMs(req.ip);
       if (wait > 0)
-        return reply
-          .code(429)
-          .header('retry-after', String(Math.ceil(wait / 1000)))
-          .header('cache-control', 'no-store')
-          .send({
-            error: 'temporarily_unavailable',
-            error_description: 'Too many client registrations from this address; try again shortly.',
-          });
+        return tooFast(
+          reply,
+          String(Math.ceil(wait / 1000)),
+          'Too many client registrations from this address; try again shortly.',
+        );
       // Every attempt counts, accepted or not: the pace is of registrations asked for.
       registrations.fail(req.ip);
       const checked = checkRegistration(req.body);
@@ -235,6 +242,9 @@ export function oauthPublicRoutes(
         return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(tokens);
       } catch (err) {
         if (err instanceof OAuthError) return oauthError(reply, err);
+        // A member refreshing past their pace of changes (docs/mcp.md#oauth-for-mcp-clients).
+        if (err instanceof BridgeError && err.code === 'rate_limited')
+          return tooFast(reply, err.headers['retry-after'] ?? '60', err.message);
         throw err;
       }
     });
