@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { ServerErrorCode } from '../errors';
+import { toolGlob } from '../policy/tool-rules';
 
 /** Server names: short, lower case, no `__` (it separates the parts of an injected tool's name). */
 const SERVER_NAME = '^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$';
@@ -292,15 +293,15 @@ export function publicView(s: McpServerConfig): Record<string, unknown> {
   };
 }
 
-/** `*` matches any run of characters; everything else matches itself. */
-function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
-  return new RegExp(`^${escaped}$`);
-}
-
-/** Whether a tool passes the server's allow patterns and none of its deny patterns. */
+/**
+ * Whether a tool passes the server's allow patterns and none of its deny patterns: `*` matches any
+ * run of characters, everything else (`?` too) itself. Matched in time linear in the name, which is
+ * the MCP server's: as an anchored regular expression, `*_*_*delete*` took 44 s of stopped event
+ * loop on a listed name of 10,000 characters (V8's engine backtracks through every split).
+ */
 export function toolAllowed(tool: string, filter: { allow: string[]; deny: string[] }): boolean {
-  const matches = (patterns: string[]): boolean => patterns.some((p) => globToRegExp(p).test(tool));
+  const matches = (patterns: string[]): boolean =>
+    patterns.some((p) => toolGlob(p, { questionMark: 'literal' }).test(tool));
   return matches(filter.allow) && !matches(filter.deny);
 }
 

@@ -77,41 +77,43 @@ export interface ToolGlob {
   test(name: string): boolean;
 }
 
-/** Whether `seg` (literal but for `?`, one character) is in `s` at `at`. */
-function segmentAt(seg: string, s: string, at: number): boolean {
-  for (let k = 0; k < seg.length; k++) if (seg[k] !== '?' && seg[k] !== s[at + k]) return false;
+/** Whether `seg` (literal but for `?`, one character, when `wild`) is in `s` at `at`. */
+function segmentAt(seg: string, s: string, at: number, wild: boolean): boolean {
+  for (let k = 0; k < seg.length; k++) if (!(wild && seg[k] === '?') && seg[k] !== s[at + k]) return false;
   return true;
 }
 
 /** Where `seg` first occurs in `s` at or after `from`, ending by `end`; -1: nowhere. */
-function findSegment(seg: string, s: string, from: number, end: number): number {
-  if (!seg.includes('?')) {
+function findSegment(seg: string, s: string, from: number, end: number, wild: boolean): number {
+  if (!wild || !seg.includes('?')) {
     const i = s.indexOf(seg, from);
     return i >= 0 && i + seg.length <= end ? i : -1;
   }
-  for (let i = from; i + seg.length <= end; i++) if (segmentAt(seg, s, i)) return i;
+  for (let i = from; i + seg.length <= end; i++) if (segmentAt(seg, s, i, wild)) return i;
   return -1;
 }
 
 /**
- * `*` any run of characters, `?` one; everything else literal. Matched without backtracking, each
- * piece between stars at its leftmost place: time linear in the name. The name is the client's
- * (megabytes of it through the MCP gateway), and `mcp__*__*delete*` as a regular expression on
- * V8's backtracking engine took time quadratic in it: seconds of stopped event loop per call.
+ * `*` any run of characters, `?` one (or, with `questionMark: 'literal'`, itself); everything else
+ * literal. Matched without backtracking, each piece between stars at its leftmost place: time
+ * linear in the name. The name is the client's (megabytes of it through the MCP gateway), or an
+ * MCP server's, and `mcp__*__*delete*` as a regular expression on V8's backtracking engine took
+ * time quadratic in it: seconds of stopped event loop per call.
  */
-export function toolGlob(glob: string): ToolGlob {
+export function toolGlob(glob: string, opts: { questionMark?: 'one' | 'literal' } = {}): ToolGlob {
+  const wild = opts.questionMark !== 'literal';
   const parts = glob.split('*');
   const first = parts[0]!;
-  if (parts.length === 1) return { test: (s) => s.length === first.length && segmentAt(first, s, 0) };
+  if (parts.length === 1) return { test: (s) => s.length === first.length && segmentAt(first, s, 0, wild) };
   const last = parts[parts.length - 1]!;
   const middle = parts.slice(1, -1).filter((p) => p !== '');
   return {
     test(s) {
       const end = s.length - last.length;
-      if (end < first.length || !segmentAt(first, s, 0) || !segmentAt(last, s, end)) return false;
+      if (end < first.length || !segmentAt(first, s, 0, wild) || !segmentAt(last, s, end, wild)) return false;
       let at = first.length;
       for (const seg of middle) {
-        const i = findSegment(seg, s, at, end);
+        const i = findSegment(seg, s, at, end, wild);
         if (i < 0) return false;
         at = i + seg.length;
       }
