@@ -12,6 +12,7 @@ import { looksLikeKey } from '../identity/keys';
 import type { UserPatch } from '../store/types';
 import { Deprovisioner } from './deprovision';
 import {
+  attributePath,
   emailFor,
   groupResource,
   invalid,
@@ -530,7 +531,7 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
         const before = await groupById((req.params as { id: string }).id);
         const g: ScimGroupDoc = { ...before, members: [...before.members] };
         for (const o of readPatch(bodyOf(req))) {
-          const path = o.path?.toLowerCase();
+          const path = o.path === undefined ? undefined : attributePath(o.path, SCHEMAS.group);
           if (path === undefined) {
             // Okta renames with { op: replace, value: { id, displayName } }.
             const v = o.value as Record<string, unknown>;

@@ -177,35 +177,70 @@ export function readPatch(body: Json): PatchOperation[] {
 }
 
 /**
- * One PATCH operation on a user as a User resource fragment, so `readUser` validates it the same
- * way as a POST. Paths the bridge does not keep are ignored (null); Entra ID's
- * `emails[type eq "work"].value` and `name.givenName` forms are understood.
+ * A PATCH attribute path as the bridge compares it: lower-cased, without the resource's core schema
+ * URN (RFC 7644 §3.10 lets a client qualify any attribute with it:
+ * `urn:ietf:params:scim:schemas:core:2.0:User:active` is `active`).
  */
-export function userPatchFragment(o: PatchOperation): Json | null {
-  if (o.path === undefined) return o.value as Json;
-  const path = o.path.toLowerCase();
-  const value = o.op === 'remove' ? null : o.value;
-  switch (path) {
+export function attributePath(path: string, schema: string): string {
+  const lower = path.toLowerCase();
+  const prefix = `${schema.toLowerCase()}:`;
+  return lower.startsWith(prefix) ? lower.slice(prefix.length) : lower;
+}
+
+/**
+ * A single-valued attribute's value. Entra ID sends an `add` of one as a one-entry list,
+ * `[{"value": "…"}]` (its documented pre-2020 form, still what a job without the compliance flag sends).
+ */
+function singleValue(v: unknown): unknown {
+  return Array.isArray(v) && v.length === 1 && isObject(v[0]) && 'value' in v[0] ? v[0].value : v;
+}
+
+/** One attribute a PATCH sets (by `path`, or as a key of a value without one) as a User resource fragment; null: not kept. */
+function attributeFragment(path: string, op: PatchOperation['op'], raw: unknown): Json | null {
+  const value = op === 'remove' ? null : raw;
+  switch (attributePath(path, SCHEMAS.user)) {
     case 'active':
-      if (o.op === 'remove') throw invalid('"active" cannot be removed.', 'invalidValue');
-      return { active: value };
+      if (op === 'remove') throw invalid('"active" cannot be removed.', 'invalidValue');
+      return { active: singleValue(value) };
     case 'username':
-      if (o.op === 'remove') throw invalid('"userName" cannot be removed.', 'invalidValue');
-      return { userName: value };
+      if (op === 'remove') throw invalid('"userName" cannot be removed.', 'invalidValue');
+      return { userName: singleValue(value) };
     case 'displayname':
-      return { displayName: value };
+      return { displayName: singleValue(value) };
     case 'externalid':
-      return { externalId: value };
+      return { externalId: singleValue(value) };
+    case 'name':
+      return { name: value };
     case 'name.formatted':
-      return { name: { formatted: value } };
+      return { name: { formatted: singleValue(value) } };
     case 'emails[type eq "work"].value':
     case 'emails[primary eq true].value':
-      return value === null ? null : { emails: [{ value, primary: true }] };
+      return value === null ? null : { emails: [{ value: singleValue(value), primary: true }] };
     case 'emails':
       return value === null ? null : { emails: value };
     default:
       return null;
   }
+}
+
+/**
+ * One PATCH operation on a user as a User resource fragment, so `readUser` validates it the same
+ * way as a POST; null when it sets nothing the bridge keeps (the enterprise extension, phone
+ * numbers…). A value without a path is read key by key as if each key were a path, since Entra ID
+ * sends `{"op": "replace", "value": {"name.formatted": "…", "emails[type eq \"work\"].value": "…"}}`;
+ * paths may carry the core schema's URN, and a value may nest attributes under it.
+ */
+export function userPatchFragment(o: PatchOperation): Json | null {
+  if (o.path !== undefined) return attributeFragment(o.path, o.op, o.value);
+  const fragment: Json = {};
+  const read = (value: Json): void => {
+    for (const [key, v] of Object.entries(value)) {
+      if (key.toLowerCase() === SCHEMAS.user.toLowerCase() && isObject(v)) read(v);
+      else Object.assign(fragment, attributeFragment(key, o.op, v));
+    }
+  };
+  read(o.value as Json);
+  return Object.keys(fragment).length > 0 ? fragment : null;
 }
 
 /** `attr eq "value"`, the one filter form identity providers send (RFC 7644 §3.4.2.2). */

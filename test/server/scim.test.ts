@@ -11,6 +11,7 @@ import { testPostgres } from '../helpers/postgres';
 
 const SCIM_TOKEN = randomBytes(32).toString('base64url');
 const ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error';
+const PATCH_OP = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 
 interface ScimAnswer<T = Record<string, unknown>> {
   status: number;
@@ -232,6 +233,48 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
 
       assert.equal((await scim(tb.url, 'DELETE', `/Users/${id}`)).status, 204);
       assert.equal((await scim(tb.url, 'GET', `/Users/${id}`)).status, 404);
+    });
+
+    it('PATCH reads attributes named as paths inside a value, qualified with the core schema URN, or as a one-entry list', async () => {
+      const email = 'qualified@testuser.com';
+      const created = await scim<{ id: string }>(tb.url, 'POST', '/Users', {
+        ...entra.createUser,
+        externalId: 'qualified-ext',
+        userName: 'Qualified_User',
+        emails: [{ primary: true, type: 'work', value: email }],
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const route = `/Users/${created.body.id}`;
+      const key = await issueKey(tb, email);
+
+      const renamed = await scim(tb.url, 'PATCH', route, entra.replaceAttributes);
+      assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+      assert.equal((await userByEmail(tb, email)).name, 'Renamed User');
+      const added = await scim(tb.url, 'PATCH', route, entra.addSingleValue);
+      assert.equal(added.status, 200, JSON.stringify(added.body));
+      assert.equal((await userByEmail(tb, email)).name, 'Added Name');
+      await ask(tb.url, key.key);
+
+      // RFC 7644 §3.10: any attribute may be named with its schema's URN. A deactivation so named
+      // was answered 200 and left the user active, keys working.
+      const off = await scim<{ active: boolean }>(tb.url, 'PATCH', route, {
+        schemas: [PATCH_OP],
+        Operations: [
+          { op: 'Replace', path: 'urn:ietf:params:scim:schemas:core:2.0:User:active', value: 'False' },
+        ],
+      });
+      assert.equal(off.status, 200, JSON.stringify(off.body));
+      assert.equal(off.body.active, false);
+      assert.equal(await refused(tb.url, key.key), 401);
+      const on = await scim<{ active: boolean }>(tb.url, 'PATCH', route, {
+        schemas: [PATCH_OP],
+        Operations: [
+          { op: 'replace', value: { 'urn:ietf:params:scim:schemas:core:2.0:User': { active: true } } },
+        ],
+      });
+      assert.equal(on.status, 200, JSON.stringify(on.body));
+      assert.equal(on.body.active, true);
+      assert.equal((await userByEmail(tb, email)).deactivatedAt, null);
     });
 
     it('deactivation revokes keys and admin sessions and closes live sockets with 4001 at once; reactivation needs a new key', async () => {
