@@ -91,11 +91,7 @@ export class OidcRelyingParty {
     if (this.server) return this.server;
     if (this.clock.now() - this.failedAt < DISCOVERY_RETRY_MS)
       throw new BridgeError('oidc_unavailable', 'The identity provider could not be reached a moment ago.');
-    this.discovering ??= oidc
-      .discovery(new URL(this.settings.issuer), this.settings.clientId, undefined, this.clientAuth(), {
-        execute: this.insecure ? [oidc.allowInsecureRequests] : [],
-        timeout: REQUEST_TIMEOUT_S,
-      })
+    this.discovering ??= this.discover()
       .then(
         (c) => {
           this.server = c.serverMetadata();
@@ -115,6 +111,28 @@ export class OidcRelyingParty {
         this.discovering = undefined;
       });
     return this.discovering;
+  }
+
+  /**
+   * Discovery at the configured issuer; when the provider's issuer is that URL but for a trailing
+   * slash, again at the provider's spelling. Configuration drops trailing slashes from URLs, while
+   * an issuer identifier is compared exactly and some end in one (Entra ID v1's
+   * `https://sts.windows.net/<tenant>/`); an admin may also type one the provider lacks.
+   */
+  private async discover(): Promise<oidc.Configuration> {
+    const at = (issuer: URL) =>
+      oidc.discovery(issuer, this.settings.clientId, undefined, this.clientAuth(), {
+        execute: this.insecure ? [oidc.allowInsecureRequests] : [],
+        timeout: REQUEST_TIMEOUT_S,
+      });
+    const configured = new URL(this.settings.issuer);
+    try {
+      return await at(configured);
+    } catch (err) {
+      const spelled = issuerButForSlash(err, configured);
+      if (spelled === undefined) throw err;
+      return at(spelled);
+    }
   }
 
   /**
@@ -169,6 +187,17 @@ export class OidcRelyingParty {
       },
     );
   }
+}
+
+/** The issuer the provider's metadata names, when discovery refused it only for differing from `configured` by a trailing slash. */
+function issuerButForSlash(err: unknown, configured: URL): URL | undefined {
+  if (!(err instanceof oidc.ClientError) || err.code !== 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED')
+    return undefined;
+  const cause = err.cause as { attribute?: unknown; body?: { issuer?: unknown } } | undefined;
+  const issuer = cause?.body?.issuer;
+  if (cause?.attribute !== 'issuer' || typeof issuer !== 'string') return undefined;
+  const bare = (u: string) => u.replace(/\/+$/, '');
+  return bare(issuer) === bare(configured.href) && issuer !== configured.href ? new URL(issuer) : undefined;
 }
 
 function unreachable(err: unknown): boolean {

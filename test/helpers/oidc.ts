@@ -51,16 +51,27 @@ export class OpenIdProvider {
 
   constructor(
     private readonly redirectUri: string,
-    private readonly opts: { clientSecret?: string | undefined; idTokenTtlSeconds?: number } = {},
+    private readonly opts: {
+      clientSecret?: string | undefined;
+      idTokenTtlSeconds?: number;
+      /** Where under its origin the provider is served; its issuer is the origin with this path, e.g. `/tenant/` (Entra ID v1's issuer ends in a slash). */
+      issuerPath?: string;
+    } = {},
   ) {}
 
   /** On `port` when given (a provider that comes up where the bridge expects it), else a free one. */
   async start(port = 0): Promise<this> {
+    const mount = (this.opts.issuerPath ?? '').replace(/\/+$/, '');
     this.server = createServer((req, res) => {
       this.hits.push(new URL(req.url ?? '/', 'http://x').pathname);
+      // Mounted below the origin as oidc-provider documents: it builds its URLs from originalUrl.
+      if (mount && req.url?.startsWith(mount)) {
+        (req as IncomingMessage & { originalUrl?: string }).originalUrl = req.url;
+        req.url = req.url.slice(mount.length) || '/';
+      }
       this.handler?.(req, res);
     });
-    this.url = `http://127.0.0.1:${await listen(this.server, port)}`;
+    this.url = `http://127.0.0.1:${await listen(this.server, port)}${this.opts.issuerPath ?? ''}`;
     this.rotateKeys();
     return this;
   }

@@ -430,6 +430,48 @@ describe('OIDC sign-in refuses ID tokens that fail validation (a provider crafti
   }
 });
 
+describe('OIDC with an issuer identifier that ends in a slash (Entra ID v1: https://sts.windows.net/<tenant>/)', function () {
+  this.timeout(60_000);
+  let idp: OpenIdProvider;
+  const bridges: SsoBridge[] = [];
+  const clock = new TestClock();
+
+  before(async () => {
+    clock.advance(Math.max(0, Date.now() - clock.now()));
+  });
+  afterEach(async () => {
+    for (const b of bridges.splice(0)) await b.close();
+    await idp?.stop();
+  });
+
+  for (const [what, issuer] of [
+    ['the issuer as the provider spells it, with its slash', (i: string) => i],
+    ['the issuer entered without the slash', (i: string) => i.replace(/\/$/, '')],
+  ] as const)
+    it(`signs a user in with ${what}`, async () => {
+      const port = await freePort();
+      idp = await new OpenIdProvider(`http://127.0.0.1:${port}${CALLBACK}`, {
+        clientSecret: CLIENT_SECRET,
+        issuerPath: '/tenant-1234/',
+      }).start();
+      assert.ok(idp.url.endsWith('/tenant-1234/'));
+      idp.users.set('vera', { email: 'vera@example.com', email_verified: true, name: 'Vera' });
+      const tb = await startSsoBridge(
+        port,
+        {
+          AIBRIDGE_OIDC_ISSUER: issuer(idp.url),
+          AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
+          AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
+        },
+        { clock },
+      );
+      bridges.push(tb);
+      const a = await signIn(tb, 'vera');
+      assert.equal(a.res.status, 302, a.body);
+      assert.equal((await me(tb, a.jar)).body.user.email, 'vera@example.com');
+    });
+});
+
 describe('OIDC with the provider unreachable at start', function () {
   this.timeout(60_000);
   let tb: SsoBridge;
