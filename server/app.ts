@@ -171,7 +171,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const engagement = engagementCapability(core);
     const provisioning = provisionerCapability(core, identityApi.hasher);
     const device = deviceCapability(core, identity, config.mcp.publicUrl);
-    const oidc = oidcCapability(core, { identity, sessions: admin.sessions });
+    const oidc = oidcCapability(core, {
+      identity,
+      sessions: admin.sessions,
+      groupsFromScim: () => scim.managesGroups(),
+    });
     const oauth = oauthCapability(core, { identity, hasher: identityApi.hasher, writes: memberWrites });
     const capabilities: Capability[] = [
       admin,

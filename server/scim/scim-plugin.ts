@@ -43,6 +43,11 @@ const SCIM_MAX_DEPTH = 16;
 export interface ScimCapability extends Capability {
   /** The `/scim/v2` routes (outside `/api`, behind AIBRIDGE_SCIM_TOKEN); registered only when a token is set. */
   plugin: FastifyPluginAsync;
+  /**
+   * Whether the identity provider pushes groups over SCIM (a token is set and a group exists): team
+   * and role then follow the SCIM groups alone, and a sign-in's groups claim does not change them.
+   */
+  managesGroups(): Promise<boolean>;
 }
 
 export interface ScimDeps {
@@ -586,5 +591,6 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
       await app.register(routes, { prefix: SCIM_PREFIX });
     },
     reload: { user_deactivation: () => deprovisioner.reload() },
+    managesGroups: async () => token !== undefined && (await groups()).length > 0,
   };
 }

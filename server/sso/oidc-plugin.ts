@@ -13,7 +13,12 @@ import { oidcRoutes } from './oidc-routes';
  */
 export function oidcCapability(
   core: Core,
-  deps: { identity: IdentityService; sessions: Sessions },
+  deps: {
+    identity: IdentityService;
+    sessions: Sessions;
+    /** True while SCIM sets team and role (server/scim): a sign-in then leaves them alone. */
+    groupsFromScim: () => Promise<boolean>;
+  },
 ): Capability {
   const { config, store, clock, log } = core;
   const settings = config.oidc;
@@ -27,6 +32,7 @@ export function oidcCapability(
       identity: deps.identity,
       store,
       groups: config.groups,
+      groupsFromScim: deps.groupsFromScim,
       keySignIn: config.adminKeySignIn,
       publicUrl: config.mcp.publicUrl,
       now: datesOf(clock),

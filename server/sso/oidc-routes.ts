@@ -31,6 +31,8 @@ export interface OidcRouteDeps {
   identity: IdentityService;
   store: Store;
   groups: GroupMapping;
+  /** True while SCIM sets team and role: the groups claim then gates sign-in (allow-list) but sets neither. */
+  groupsFromScim: () => Promise<boolean>;
   keySignIn: boolean;
   publicUrl: string | undefined;
   now: () => Date;
@@ -94,7 +96,10 @@ export function oidcRoutes(d: OidcRouteDeps): FastifyPluginAsync {
         const flow = await d.flows.take(state, readCookie(req.headers, FLOW_COOKIE));
         const claims = await rp.finish(query, flow);
         const person = personFrom(claims, enabledSettings(d));
-        const { user, created } = await provision(person, d.groups, d.identity, d.store);
+        // With SCIM pushing groups, its groups alone set team and role: Entra ID names groups by object
+        // id in tokens and by name over SCIM, and the two would undo each other at every sign-in.
+        const fromClaims = (await d.groupsFromScim()) ? { ...person, groups: undefined } : person;
+        const { user, created } = await provision(fromClaims, d.groups, d.identity, d.store);
         // A session is bound to a key (revoking it signs the browser out): a key of its own, living as long as the session.
         const key = await d.identity.issueKey(user, {
           name: 'admin page sign-in (SSO)',

@@ -430,6 +430,66 @@ describe('OIDC sign-in refuses ID tokens that fail validation (a provider crafti
   }
 });
 
+describe('OIDC sign-in next to SCIM groups (Entra ID: group object ids in the token, names over SCIM)', function () {
+  this.timeout(60_000);
+  const SCIM_TOKEN = 'scim-token-for-the-oidc-test-0123456789abcdef';
+  const ADMINS_OBJECT_ID = '6f1c3d0e-8c52-4a7e-9a43-1f0b2c9d4e55';
+  let idp: OpenIdProvider;
+  let tb: SsoBridge;
+  const clock = new TestClock();
+
+  const scim = async (method: string, route: string, body: unknown) => {
+    const res = await fetch(`${tb.url}/scim/v2${route}`, {
+      method,
+      headers: { authorization: `Bearer ${SCIM_TOKEN}`, 'content-type': 'application/scim+json' },
+      body: JSON.stringify(body),
+    });
+    assert.ok(res.ok, `${method} ${route}: ${res.status} ${await res.text()}`);
+  };
+
+  before(async () => {
+    clock.advance(Math.max(0, Date.now() - clock.now()));
+    const port = await freePort();
+    idp = await new OpenIdProvider(`http://127.0.0.1:${port}${CALLBACK}`, {
+      clientSecret: CLIENT_SECRET,
+    }).start();
+    idp.users.set('erin', { email: 'erin@example.com', email_verified: true, groups: [ADMINS_OBJECT_ID] });
+    tb = await startSsoBridge(
+      port,
+      {
+        AIBRIDGE_OIDC_ISSUER: idp.url,
+        AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
+        AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
+        AIBRIDGE_OIDC_SCOPES: 'openid email profile groups',
+        AIBRIDGE_SCIM_TOKEN: SCIM_TOKEN,
+        AIBRIDGE_GROUP_TEAMS: JSON.stringify({ 'Eng Platform': 'platform' }),
+        AIBRIDGE_OIDC_ADMIN_GROUP: 'Bridge Admins',
+      },
+      { clock },
+    );
+  });
+  after(async () => {
+    await tb?.close();
+    await idp?.stop();
+  });
+
+  it('keeps the team and role SCIM groups give: a sign-in whose groups claim names them otherwise changes neither', async () => {
+    const res = await fetch(`${tb.url}/scim/v2/Users`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SCIM_TOKEN}`, 'content-type': 'application/scim+json' },
+      body: JSON.stringify({ userName: 'erin@example.com', active: true }),
+    });
+    const { id } = (await res.json()) as { id: string };
+    await scim('POST', '/Groups', { displayName: 'Bridge Admins', members: [{ value: id }] });
+    await scim('POST', '/Groups', { displayName: 'Eng Platform', members: [{ value: id }] });
+    const a = await signIn(tb, 'erin');
+    assert.equal(a.res.status, 302, a.body);
+    const who = await me(tb, a.jar);
+    assert.equal(who.body.user.role, 'admin', 'the sign-in demoted an admin of the SCIM admin group');
+    assert.equal(who.body.user.team, 'platform', 'the sign-in took away the team SCIM gave');
+  });
+});
+
 describe('OIDC with an issuer identifier that ends in a slash (Entra ID v1: https://sts.windows.net/<tenant>/)', function () {
   this.timeout(60_000);
   let idp: OpenIdProvider;
