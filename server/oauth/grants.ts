@@ -421,7 +421,8 @@ export class McpGrants {
     const grant = await this.store.getDoc<StoredGrant>('oauth_grant', id);
     const principal = grant && (await this.principalOf(grant));
     if (!grant || !principal) throw new OAuthError('invalid_grant', 'The authorization has been revoked.');
-    // Kept, not ended: reactivating the user (SCIM) brings their grants back like their keys.
+    // A deactivation over SCIM also revokes the grant's key (principalOf is then undefined), so a
+    // reactivated user approves the client again; this covers a user marked deactivated otherwise.
     if (principal.user.deactivatedAt)
       throw new OAuthError('invalid_grant', 'The user has been deactivated by the identity provider.');
     return { grant, user: principal.user };
