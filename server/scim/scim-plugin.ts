@@ -63,6 +63,11 @@ function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(d(a), d(b));
 }
 
+/** Group names compare without case, as /Schemas declares (`caseExact: false`) and clients look them up. */
+function sameGroupName(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}
+
 /**
  * SCIM 2.0 provisioning and deprovisioning (docs/sso.md): the identity provider creates, updates,
  * deactivates and deletes users, and its groups set their team and role. Every replica reloads
@@ -165,7 +170,8 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
     if (typeof v !== 'string' || v.trim() === '' || v.length > 256)
       throw invalid('"displayName" must be a non-empty string of at most 256 characters.');
     const name = v.trim();
-    if ((await groups()).some((g) => g.id !== self && g.displayName === name))
+    // displayName is not case-exact (RFC 7643 §4.2, and /Schemas says so): "eng" is "Eng".
+    if ((await groups()).some((g) => g.id !== self && sameGroupName(g.displayName, name)))
       throw new ScimError('scim_group_exists', `A group named ${name} already exists.`, 'uniqueness');
     return name;
   };
@@ -473,7 +479,7 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
       const emails = await emailsById();
       const matches = (await groups()).filter((g) => {
         if (!filter) return true;
-        if (filter.attr === 'displayName') return g.displayName === filter.value;
+        if (filter.attr === 'displayName') return sameGroupName(g.displayName, filter.value);
         if (filter.attr === 'externalId') return g.externalId === filter.value;
         return g.id === filter.value;
       });

@@ -360,6 +360,22 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       const g = await scim<{ id: string; displayName: string }>(tb.url, 'POST', '/Groups', okta.createGroup);
       assert.equal(g.status, 201, JSON.stringify(g.body));
       assert.equal((await scim(tb.url, 'POST', '/Groups', okta.createGroup)).status, 409);
+      // displayName is not case-exact (as /Schemas says): a lookup in other case finds the group, and
+      // a create in other case is the same name, so an IdP never holds two groups for one team.
+      const upper = okta.createGroup.displayName.toUpperCase();
+      const dup = await scim<{ scimType?: string }>(tb.url, 'POST', '/Groups', {
+        ...okta.createGroup,
+        displayName: upper,
+      });
+      assert.equal(dup.status, 409);
+      assert.equal(dup.body.scimType, 'uniqueness');
+      const found = await scim<{ totalResults: number; Resources: { id: string }[] }>(
+        tb.url,
+        'GET',
+        `/Groups?filter=${encodeURIComponent(`displayName eq "${upper}"`)}`,
+      );
+      assert.equal(found.body.totalResults, 1);
+      assert.equal(found.body.Resources[0]?.id, g.body.id);
 
       assert.equal((await scim(tb.url, 'PATCH', `/Groups/${g.body.id}`, okta.addMember(id))).status, 200);
       assert.equal((await userByEmail(tb, 'grouped@okta.local')).team, 'platform');
