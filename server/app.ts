@@ -157,7 +157,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         ...opts.liveEvents,
       },
     );
-    const scim = scimCapability(core, { auth, identity, recheckUser: live.recheckUser });
+    const scim = scimCapability(core, {
+      auth,
+      identity,
+      recheckUser: live.recheckUser,
+      forgetMcpCredentials: (id) => mcp.hub.forgetUser(id),
+    });
     fanOutFinished(audit.recorder, { ...spend, events: live.interceptionEvents, log: app.log });
     detectCacheBreaks(audit.recorder, { store, prices: spend.prices, events: live.interceptionEvents });
     // Provider keys added at run time are sealed with the same key as MCP secrets.

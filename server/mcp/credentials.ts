@@ -142,6 +142,11 @@ export class McpCredentials {
     return this.store.deleteDoc('mcp_credential', docId(server, userId));
   }
 
+  /** The servers `userId` holds a credential for (loaded on this replica). */
+  serversOf(userId: string): string[] {
+    return [...this.docs.values()].filter((d) => d.userId === userId).map((d) => d.server);
+  }
+
   /** Removes every user's credential for a server that no longer exists. */
   async deleteServer(server: string): Promise<void> {
     for (const d of [...this.docs.values()]) if (d.server === server) await this.delete(server, d.userId);

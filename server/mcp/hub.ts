@@ -524,6 +524,18 @@ export class McpHub {
     return this.credentials.delete(name, userId);
   }
 
+  /**
+   * Forgets every credential `userId` stored for MCP servers (a user deleted by the identity
+   * provider): their tokens for other services must not outlive them here. Connections made with
+   * them close; other replicas follow the change feed.
+   */
+  async forgetUser(userId: string): Promise<void> {
+    for (const name of this.credentials.serversOf(userId)) {
+      await this.dropUser(name, userId);
+      await this.credentials.delete(name, userId);
+    }
+  }
+
   private async dropUser(name: string, userId: string): Promise<void> {
     const key = `${name}\0${userId}`;
     const u = this.users.get(key);

@@ -55,6 +55,8 @@ export interface ScimDeps {
   identity: IdentityService;
   /** Re-checks a user's live sockets on this replica now (server/events/live-plugin.ts). */
   recheckUser(userId: string): Promise<void>;
+  /** Deletes the user's own credentials for MCP servers (server/mcp/hub.ts), on SCIM DELETE. */
+  forgetMcpCredentials?(userId: string): Promise<void>;
 }
 
 /** Compares secrets in constant time (digests make the lengths equal). */
@@ -454,6 +456,8 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
       exclusive(async (req, reply) => {
         const { user, doc } = await visibleUser((req.params as { id: string }).id);
         await deprovisioner.deactivate(user);
+        // Deactivation keeps them (a user brought back finds their connections); deletion does not.
+        await d.forgetMcpCredentials?.(user.id);
         await store.putDoc<ScimUserDoc>('scim_user', user.id, {
           id: user.id,
           userName: doc?.userName ?? user.email,

@@ -93,6 +93,7 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
         AIBRIDGE_SCIM_TOKEN: SCIM_TOKEN,
         AIBRIDGE_GROUP_TEAMS: JSON.stringify({ 'Test SCIMv2': 'platform', displayName: 'data' }),
         AIBRIDGE_OIDC_ADMIN_GROUP: 'bridge-admins',
+        AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64'),
       };
       if (storeKind === 'postgres')
         env.AIBRIDGE_DATABASE_URL = await (await testPostgres()).createDatabase('scim');
@@ -101,6 +102,37 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
     after(async () => {
       await tb?.close();
       await upstream?.stop();
+    });
+
+    it('a deactivated user keeps their own MCP server tokens for a return; a deleted one has them deleted', async () => {
+      const put = await tb.api('PUT', '/api/v1/mcp/servers/wiki', tb.adminKey, {
+        transport: { type: 'http', url: 'http://127.0.0.1:1/mcp' },
+        auth: { type: 'per_user' },
+      });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      const made = await scim<{ id: string }>(tb.url, 'POST', '/Users', {
+        ...okta.createUser,
+        userName: 'leaver@okta.local',
+        externalId: 'leaver-1',
+        emails: [{ primary: true, value: 'leaver@okta.local', type: 'work' }],
+      });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const stays = await tb.addUser('stays@okta.local');
+      for (const key of [(await issueKey(tb, 'leaver@okta.local')).key, stays.key])
+        assert.equal(
+          (await tb.api('PUT', '/api/v1/me/mcp/wiki/credentials', key, { token: 'ghp_own' })).status,
+          204,
+        );
+      const holders = async () =>
+        (await tb.bridge.store.listDocs<{ userId: string }>('mcp_credential')).map((d) => d.userId).sort();
+      const both = [made.body.id, stays.user.id].sort();
+      assert.deepEqual(await holders(), both);
+
+      assert.equal((await scim(tb.url, 'PATCH', `/Users/${made.body.id}`, okta.deactivate)).status, 200);
+      assert.deepEqual(await holders(), both, 'deactivation keeps them');
+      assert.equal((await scim(tb.url, 'DELETE', `/Users/${made.body.id}`)).status, 204);
+      assert.deepEqual(await holders(), [stays.user.id], "deletion removes the leaver's, no one else's");
+      assert.equal((await tb.api('DELETE', '/api/v1/mcp/servers/wiki', tb.adminKey)).status, 204);
     });
 
     it("Okta's documented requests: find, create, PUT, deactivate and reactivate by PATCH, DELETE", async () => {
