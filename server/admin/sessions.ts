@@ -53,10 +53,18 @@ export class Sessions {
     private readonly writes?: MemberWrites,
   ) {}
 
+  /**
+   * Counts a sign-in against the member's pace of changes (docs/api.md#member-writes), or throws
+   * `429 rate_limited`. The SSO callback asks first, before it writes the user and the session's key.
+   */
+  pace(user: Pick<Principal['user'], 'id' | 'role'>): void {
+    this.writes?.take(user);
+  }
+
   /** Checks the key as any API call would (throttle included) and opens a session for it. */
-  async signIn(key: string, ip: string | undefined): Promise<SignIn> {
+  async signIn(key: string, ip: string | undefined, opts: { paced?: boolean } = {}): Promise<SignIn> {
     const principal = await this.auth.authenticate({ authorization: `Bearer ${key}` }, ip);
-    this.writes?.take(principal.user);
+    if (!opts.paced) this.pace(principal.user);
     await this.prune(principal.key.id);
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const now = this.now();

@@ -6,10 +6,15 @@ import { AuthThrottle } from './auth-throttle';
 /** Changes one member (not an admin) may make through `/api` per minute (docs/api.md#member-writes). */
 export const MEMBER_WRITES_PER_MINUTE = 60;
 
-const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/**
+ * Not paced: reads, and `DELETE`, which only ends what a member holds (a key, a token, a session)
+ * and writes nothing when there is nothing to end, so it cannot be looped; and a member whose key
+ * leaked must be able to revoke it while the thief keeps their pace full.
+ */
+const UNPACED = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 
 /**
- * Paces what members change through the API: a session sign-in, an MCP token, a key revoked or
+ * Paces what members change through the API: a session sign-in, an MCP token, a key
  * renewed, a device or MCP client approved. Each is a document or key written, which the embedded
  * store serialises whole into db.json on the event loop (tens of milliseconds with thousands of
  * users), so a member's loop would hold up every request of the bridge. People never come near
@@ -38,7 +43,7 @@ export class MemberWrites {
   /** For `/api`'s scope, after the access hook: a route that changes something, called by a member. */
   hook() {
     return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-      if (READS.has(req.method) || !req.principal) return;
+      if (UNPACED.has(req.method) || !req.principal) return;
       this.take(req.principal.user);
     };
   }

@@ -99,13 +99,16 @@ export function oidcRoutes(d: OidcRouteDeps): FastifyPluginAsync {
         // With SCIM pushing groups, its groups alone set team and role: Entra ID names groups by object
         // id in tokens and by name over SCIM, and the two would undo each other at every sign-in.
         const fromClaims = (await d.groupsFromScim()) ? { ...person, groups: undefined } : person;
+        // Paced as a key sign-in is, and before anything is written: provisioning, the key, the session.
+        const known = await d.store.getUserByEmail(person.email);
+        if (known) d.sessions.pace(known);
         const { user, created } = await provision(fromClaims, d.groups, d.identity, d.store);
         // A session is bound to a key (revoking it signs the browser out): a key of its own, living as long as the session.
         const key = await d.identity.issueKey(user, {
           name: 'admin page sign-in (SSO)',
           expiresAt: new Date(d.now().getTime() + d.sessions.ttlMs).toISOString(),
         });
-        const signIn = await d.sessions.signIn(key.key, req.ip);
+        const signIn = await d.sessions.signIn(key.key, req.ip, { paced: known !== undefined });
         d.log.info({ userId: user.id, created }, 'oidc: signed in');
         return reply
           .code(302)

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { loadConfig } from '../../server/config';
+import { MEMBER_WRITES_PER_MINUTE } from '../../server/identity/member-writes';
 import type { Me } from '../../shared/identity';
 import type { AuthConfig } from '../../shared/sso';
 import { TestClock } from '../helpers/clock';
@@ -336,6 +337,51 @@ describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function
     assert.equal(await flows(), before + 100, 'nothing stored for the refused start');
     const other = await signIn(tb, 'bob');
     assert.equal(other.res.status, 302, other.body);
+  });
+
+  it('an SSO sign-in counts against the member’s pace of changes: past it, 429 rate_limited before the user, a key or a session is written', async () => {
+    idp.users.set('frank', {
+      email: 'frank@example.com',
+      email_verified: true,
+      name: 'Frank',
+      groups: ['eng-web'],
+    });
+    const first = await signIn(tb, 'frank');
+    assert.equal(first.res.status, 302, first.body);
+    const frank = await tb.bridge.store.getUserByEmail('frank@example.com');
+    assert.ok(frank);
+    const key = await tb.bridge.identity.issueKey(frank, { name: 'script' });
+    for (let i = 1; i < MEMBER_WRITES_PER_MINUTE; i++) {
+      const res = await fetch(`${tb.url}/api/v1/session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
+        body: JSON.stringify({ key: key.key }),
+      });
+      assert.equal(res.status, 201, `key sign-in ${i}`);
+    }
+    const keys = (await tb.bridge.store.listKeys(frank.id)).length;
+    idp.users.set('frank', {
+      email: 'frank@example.com',
+      email_verified: true,
+      name: 'Frank Renamed',
+      groups: ['eng-web'],
+    });
+    const paced = await signIn(tb, 'frank');
+    assert.equal(paced.res.status, 429, paced.body);
+    assert.equal(codeOf(paced), 'rate_limited');
+    assert.equal(
+      (await tb.bridge.store.listKeys(frank.id)).length,
+      keys,
+      'no key issued for the refused sign-in',
+    );
+    assert.equal(
+      (await tb.bridge.store.getUserByEmail('frank@example.com'))?.name,
+      'Frank',
+      'the user not rewritten',
+    );
+    clock.advance(61_000);
+    const later = await signIn(tb, 'frank');
+    assert.equal(later.res.status, 302, later.body);
   });
 });
 
