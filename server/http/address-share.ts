@@ -63,17 +63,26 @@ export function evictionFor<T extends SharedEntry>(live: readonly T[], cap: numb
 
 /**
  * Waiting entries one address may hold in a store that anyone may add to (SSO sign-ins, MCP
- * authorizations under way). Making room for one more costs the embedded store a rewrite of
- * db.json (tens of milliseconds on the event loop with thousands of users), so one address
- * looping on a public route would keep every request of the bridge waiting: past this many it is
- * refused without a write. Completed entries free their place; a whole office behind one NAT
- * rarely has more than a few waiting at once.
+ * authorizations under way): past it, a new one replaces the address's own oldest, so a loop
+ * from one address never holds more of the store, and never refuses anyone.
  */
 export const WAITING_PER_ADDRESS = 100;
 
-/** Whether the address `addr` already holds `WAITING_PER_ADDRESS` of `live`. */
-export function addressFull(live: readonly SharedEntry[], addr: string): boolean {
-  let n = 0;
-  for (const e of live) if (e.addr === addr && ++n >= WAITING_PER_ADDRESS) return true;
-  return false;
+/**
+ * What one address may start a minute on such a route. Each start stored costs the embedded
+ * store a rewrite of db.json (tens of milliseconds on the event loop with thousands of users), so
+ * a loop on a public route would keep every request of the bridge waiting; past the pace a start
+ * is refused without a write, for at most a minute (a cap on what is waiting, as this was before,
+ * locked an address out for the ten minutes its entries live: an office behind one NAT, or a
+ * whole organisation behind a proxy the bridge is not told of).
+ */
+export const STARTS_PER_ADDRESS_PER_MINUTE = 60;
+
+/** The oldest of `addr`'s entries when it already holds `WAITING_PER_ADDRESS` of `live`: to replace. */
+export function ownOldestWhenFull<T extends SharedEntry>(live: readonly T[], addr: string): T | undefined {
+  const own = live.filter((e) => e.addr === addr);
+  if (own.length < WAITING_PER_ADDRESS) return undefined;
+  let oldest = own[0];
+  for (const e of own) if (oldest === undefined || e.createdAt < oldest.createdAt) oldest = e;
+  return oldest;
 }

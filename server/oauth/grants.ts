@@ -2,7 +2,13 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import type { User } from '../../shared/identity';
 import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
-import { addressFull, addressKey, evictionFor } from '../http/address-share';
+import {
+  addressKey,
+  evictionFor,
+  ownOldestWhenFull,
+  STARTS_PER_ADDRESS_PER_MINUTE,
+} from '../http/address-share';
+import { AuthThrottle } from '../identity/auth-throttle';
 import type { IdentityService } from '../identity/identity-service';
 import type { KeyHasher } from '../identity/keys';
 import type { MemberWrites } from '../identity/member-writes';
@@ -176,6 +182,9 @@ export interface AuthorizationRequest {
  * replica serves the next step. Secrets (codes, tokens) are random and stored only as keyed hashes.
  */
 export class McpGrants {
+  /** Authorizations started per address (docs/mcp.md): each one stored is a write. */
+  private readonly starts: AuthThrottle;
+
   constructor(
     private readonly store: Store,
     private readonly hasher: KeyHasher,
@@ -183,7 +192,9 @@ export class McpGrants {
     private readonly now: () => Date,
     /** A refresh rewrites the grant and its token: a member's are paced as their `/api` changes are. */
     private readonly writes?: Pick<MemberWrites, 'take'>,
-  ) {}
+  ) {
+    this.starts = new AuthThrottle(STARTS_PER_ADDRESS_PER_MINUTE, () => now().getTime());
+  }
 
   private at(offsetMs = 0): string {
     return new Date(this.now().getTime() + offsetMs).toISOString();
@@ -223,19 +234,21 @@ export class McpGrants {
 
   /** Keeps a checked authorization request until the user answers; returns the handle for the consent page. */
   async begin(req: AuthorizationRequest, ip: string): Promise<string> {
+    if (this.starts.retryAfterMs(ip) > 0)
+      throw new OAuthError(
+        'temporarily_unavailable',
+        'Too many authorization requests started from this address; try again in a minute.',
+      );
+    this.starts.fail(ip);
     const live: PendingAuthorization[] = [];
     for (const p of await this.store.listDocs<PendingAuthorization>('oauth_pending')) {
       if (this.expired(p.expiresAt)) await this.store.deleteDoc('oauth_pending', p.id);
       else live.push(p);
     }
     const addr = addressKey(ip);
-    if (addressFull(live, addr))
-      throw new OAuthError(
-        'temporarily_unavailable',
-        'Too many authorization requests are waiting from this address; finish or abandon them, or try again in 10 minutes.',
-      );
-    // Full: the oldest request of the address that made the most makes room, never everyone's.
-    const evict = evictionFor(live, MAX_PENDING);
+    // An address's own oldest makes room for its newest; with the store full, the oldest request
+    // of the address that made the most, never everyone's.
+    const evict = ownOldestWhenFull(live, addr) ?? evictionFor(live, MAX_PENDING);
     if (evict) await this.store.deleteDoc('oauth_pending', evict.id);
     const handle = secret();
     const pending: PendingAuthorization = {

@@ -1,6 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { BridgeError } from '../errors';
-import { addressFull, addressKey, evictionFor } from '../http/address-share';
+import {
+  addressKey,
+  evictionFor,
+  ownOldestWhenFull,
+  STARTS_PER_ADDRESS_PER_MINUTE,
+} from '../http/address-share';
+import { AuthThrottle } from '../identity/auth-throttle';
 import type { Store } from '../store/types';
 
 /** How long a sign-in may take between the bridge's redirect and the provider's answer. */
@@ -45,13 +51,25 @@ function digest(value: string): string {
  * removed it goes on, so a replayed callback finds nothing even when two arrive together.
  */
 export class OidcFlows {
+  private readonly starts: AuthThrottle;
+
   constructor(
     private readonly store: Store,
     private readonly now: () => Date,
-  ) {}
+  ) {
+    this.starts = new AuthThrottle(STARTS_PER_ADDRESS_PER_MINUTE, () => now().getTime());
+  }
 
   /** Stores a new flow; returns the browser binding for the flow's cookie (never stored in clear). */
   async begin(flow: FlowSecrets, ip: string): Promise<string> {
+    const wait = this.starts.retryAfterMs(ip);
+    if (wait > 0)
+      throw new BridgeError(
+        'rate_limited',
+        `Too many sign-ins started from this address; try again in ${Math.ceil(wait / 1000)} s.`,
+        { headers: { 'retry-after': String(Math.ceil(wait / 1000)) } },
+      );
+    this.starts.fail(ip);
     const addr = addressKey(ip);
     await this.makeRoom(addr);
     const browser = randomBytes(32).toString('base64url');
@@ -94,13 +112,7 @@ export class OidcFlows {
       if (Date.parse(f.expiresAt) <= now) await this.store.deleteDoc('oidc_flow', f.id);
       else live.push(f);
     }
-    if (addressFull(live, addr))
-      throw new BridgeError(
-        'rate_limited',
-        'Too many sign-ins are waiting from this address; finish or abandon them, or try again in 10 minutes.',
-        { headers: { 'retry-after': String(FLOW_TTL_MS / 1000) } },
-      );
-    const evict = evictionFor(live, MAX_PENDING_FLOWS);
+    const evict = ownOldestWhenFull(live, addr) ?? evictionFor(live, MAX_PENDING_FLOWS);
     if (evict) await this.store.deleteDoc('oidc_flow', evict.id);
   }
 }

@@ -413,8 +413,9 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     assert.match(res.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
   });
 
-  it('one address holds at most 100 pending authorizations; when the 1000 are full the busiest address makes room: another address is still served', async () => {
+  it('one address starts at most 60 authorizations a minute and keeps at most 100 waiting (its own oldest makes room); when the 1000 are full the busiest address makes room: another address is still served', async () => {
     const h = await registered();
+    const pending = async () => (await tb.bridge.store.listDocs('oauth_pending')).length;
     const ask = (from: string) =>
       fetch(
         h.url({
@@ -426,34 +427,40 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
           headers: { 'x-forwarded-for': from },
         },
       );
-    const first = await ask('203.0.113.7');
-    const firstConsent = new URL(first.headers.get('location')!, tb.url);
-    assert.equal(firstConsent.pathname, '/oauth/consent');
-    // Ten IPv6 /64s (each through several of its addresses) fill the rest, 100 each but the last.
-    for (let i = 1; i < 1000; i++) {
-      const net = Math.floor((i - 1) / 100);
-      const r = await ask(`2001:db8:7:${net}::${(i % 50).toString(16)}`);
-      assert.equal(r.status, 302);
-      assert.equal(new URL(r.headers.get('location')!, tb.url).pathname, '/oauth/consent');
-      await r.arrayBuffer();
-    }
-    // One /64 holding 100 waiting requests is refused without a write: back to the client, nothing kept.
-    const refused = await ask('2001:db8:7:0::99');
+    const handleOf = (r: Response): string => {
+      const at = new URL(r.headers.get('location')!, tb.url);
+      assert.equal(at.pathname, '/oauth/consent', `served, not ${r.headers.get('location')}`);
+      return at.searchParams.get('request')!;
+    };
+    const waiting = async (handle: string) =>
+      (await fetch(`${tb.url}/api/v1/oauth/requests/${handle}`, { headers: { cookie } })).status === 200;
+    // Ten IPv6 /64s, each through several of its addresses (a host has its whole /64 to rotate through).
+    const fromNet = (net: number, n: number) => ask(`2001:db8:7:${net}::${(n % 50).toString(16)}`);
+    const base = await pending();
+    const first = handleOf(await ask('203.0.113.7'));
+    const netZeroFirst = handleOf(await fromNet(0, 0));
+    for (let i = 1; i < 60; i++) handleOf(await fromNet(0, i));
+    // The 61st start of a minute from one /64 goes back to the client, nothing kept.
+    const refused = await fromNet(0, 60);
     const back = new URL(refused.headers.get('location')!);
     assert.equal(back.origin + back.pathname, REDIRECT);
     assert.equal(back.searchParams.get('error'), 'temporarily_unavailable');
     assert.equal(back.searchParams.get('state'), 's');
-    const other = await ask('198.51.100.9');
-    const consent = new URL(other.headers.get('location')!, tb.url);
-    assert.equal(consent.pathname, '/oauth/consent', `served, not ${other.headers.get('location')}`);
-    const handle = consent.searchParams.get('request')!;
-    const seen = await fetch(`${tb.url}/api/v1/oauth/requests/${handle}`, { headers: { cookie } });
-    assert.equal(seen.status, 200, 'its request is there to answer');
-    // The busiest /64s' oldest made room, not 203.0.113.7's.
-    const early = await fetch(`${tb.url}/api/v1/oauth/requests/${firstConsent.searchParams.get('request')}`, {
-      headers: { cookie },
-    });
-    assert.equal(early.status, 200, 'the lone earlier request from another address is kept');
+    assert.equal(await pending(), base + 61, 'nothing stored for the refused start');
+    for (let net = 1; net < 10; net++) for (let i = 0; i < 50; i++) handleOf(await fromNet(net, i));
+    // A minute later the /64 is served again: a loop is held back for a minute, not locked out.
+    clock.advance(61_000);
+    for (let i = 60; i < 100; i++) handleOf(await fromNet(0, i));
+    assert.ok(await waiting(netZeroFirst));
+    handleOf(await fromNet(0, 100));
+    assert.equal(await waiting(netZeroFirst), false, 'its 101st replaced its own oldest');
+    assert.equal(await pending(), base + 1 + 100 + 450);
+    // The other /64s fill the 1000: then the busiest address's oldest makes room, never everyone's.
+    for (let net = 1; net < 10; net++) for (let i = 50; i < 100; i++) handleOf(await fromNet(net, i));
+    assert.equal(await pending(), 1000);
+    const other = handleOf(await ask('198.51.100.9'));
+    assert.ok(await waiting(other), 'its request is there to answer');
+    assert.ok(await waiting(first), 'the lone earlier request from another address is kept');
   });
 
   it('paces client registrations per address: the 31st within a minute is 429 with retry-after, the next minute is served', async () => {
