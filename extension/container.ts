@@ -13,11 +13,11 @@ import { DetailPanel } from './audit/detail-panel';
 import { AuditTree } from './audit/tree-provider';
 import { BridgeAuthProvider } from './auth/auth-provider';
 import { BrowserSignIn } from './auth/browser-sign-in-ui';
-import { DeviceSignInError } from './auth/device-sign-in';
 import { renew, renewalDue } from './auth/renewal';
 import { Session, type SignedIn } from './auth/session';
 import { type Credentials, credentialsFromEnv, defaultBridgeUrl, movedBridge } from './auth/sign-in';
-import { confirmLink, promptKey, promptUrl, signInFailure, verifyWithProgress } from './auth/sign-in-ui';
+import { signInFailure } from './auth/sign-in-failure';
+import { confirmLink, promptKey, promptUrl, verifyWithProgress } from './auth/sign-in-ui';
 import { linkAction } from './auth/uri-link';
 import { CODEX_PROVIDER } from './codex/codex-config';
 import { codexConfigPath } from './codex/codex-file';
@@ -166,7 +166,7 @@ export class Container implements vscode.Disposable {
       return;
     }
     if (!fromEnv.ok) {
-      void vscode.window.showWarningMessage(`AI Bridge: ${fromEnv.message}`);
+      void vscode.window.showWarningMessage(plainNotificationText(`AI Bridge: ${fromEnv.message}`));
       return;
     }
     if (this.session.declinedEnvKey(fromEnv.value.key)) {
@@ -278,7 +278,7 @@ export class Container implements vscode.Disposable {
       if (!got) return undefined;
       return await this.signInWith({ url, key: got.key });
     } catch (err) {
-      const why = err instanceof DeviceSignInError ? err.message : signInFailure(err, url);
+      const why = signInFailure(err, url);
       const again = await vscode.window.showErrorMessage(`AI Bridge: sign-in failed. ${why}`, 'Try Again');
       if (again === 'Try Again') return this.runSignIn(to);
       return undefined;
@@ -346,7 +346,11 @@ export class Container implements vscode.Disposable {
     const env = credentialsFromEnv(process.env);
     await this.session.signOut(env?.ok ? env.value.key : undefined);
     this.log.warn(`signed out by the bridge: ${why}`);
-    const pick = await vscode.window.showWarningMessage(`AI Bridge: signed out (${why}).`, 'Sign In');
+    // `why` may be the bridge's own words (a refused renewal): no link in them.
+    const pick = await vscode.window.showWarningMessage(
+      plainNotificationText(`AI Bridge: signed out (${why}).`),
+      'Sign In',
+    );
     if (pick === 'Sign In') await this.signInInteractive();
   }
 

@@ -1,16 +1,7 @@
 import * as vscode from 'vscode';
-import { BridgeApiError, type Me } from '../api/bridge-client';
+import type { Me } from '../api/bridge-client';
 import { type Credentials, checkKey, isInsecureRemote, keyPrefix, normalizeBridgeUrl } from './sign-in';
-
-/** Why a sign-in failed, in words for a notification. */
-export function signInFailure(err: unknown, url: string): string {
-  if (err instanceof BridgeApiError) {
-    if (err.unauthorized) return 'The bridge refused this key (unknown, revoked or expired).';
-    if (err.status === 0) return err.message;
-    return `The bridge at ${url} answered ${err.status}: ${err.message}`;
-  }
-  return `Sign-in failed: ${(err as Error).message}`;
-}
+import { signInFailure } from './sign-in-failure';
 
 /** Asks for the bridge's URL, validated as typed. Undefined when the user cancels. */
 export async function promptUrl(lastUrl: string | undefined): Promise<string | undefined> {
