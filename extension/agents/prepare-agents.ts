@@ -116,6 +116,50 @@ async function edit(
   }
 }
 
+/**
+ * Every file {@link edit} writes, so every `<file>.bak` the extension may have left: the agents'
+ * configs, Codex's profile, Continue's config and the Roo Code and Kilo Code import files. A file
+ * edited here must be listed here too.
+ */
+function backedUpFiles(env: Env | undefined): string[] {
+  return [
+    claudeConfigPath(env),
+    codexConfigPath(env),
+    codexProfilePath(env),
+    geminiSettingsPath(env),
+    geminiTrustedFoldersPath(env),
+    continueConfigPath(env),
+    importSettingsPath('rooCode', env),
+    importSettingsPath('kiloCode', env),
+  ];
+}
+
+/**
+ * Removes the backups of ours that hold a bridge key, at every prepare and undo. Earlier versions
+ * kept the signed-in version of a file as `<file>.bak` (Continue's `config.yaml.bak` with the key
+ * in its models, the Roo Code and Kilo Code import files); {@link edit} no longer writes such a
+ * backup, but one written before an upgrade would otherwise keep the key on disk for good. Only
+ * the `<file>.bak` of a file listed in {@link backedUpFiles} is looked at, and only when it holds
+ * a key; a backup without one (the user's own file before the bridge) stays.
+ */
+async function removeKeyBackups(env: Env | undefined, report: AgentsReport): Promise<void> {
+  for (const file of backedUpFiles(env)) {
+    const bak = `${file}.bak`;
+    try {
+      const st = await fs.lstat(bak).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined;
+        throw err;
+      });
+      if (!st?.isFile()) continue;
+      if (!holdsBridgeKey(await readTextOrEmpty(bak))) continue;
+      await fs.rm(bak, { force: true });
+      report.changed.push(bak);
+    } catch (err) {
+      report.problems.push(problem(bak, err));
+    }
+  }
+}
+
 type Change = (text: string) => { ok: true; text: string; changed: boolean } | { ok: false; message: string };
 
 /**
@@ -250,6 +294,7 @@ async function prepareIdeClients(o: PrepareAgentsOptions, report: AgentsReport):
  */
 export async function prepareAgents(o: PrepareAgentsOptions): Promise<AgentsReport> {
   const report: AgentsReport = { changed: [], problems: [] };
+  await removeKeyBackups(o.env, report);
   await prepareClaude(o, report);
   await prepareCodex(o, report);
   if (o.gemini === true) await prepareGemini(o, report);
@@ -282,6 +327,7 @@ export async function undoAgents(o: { env?: Env } = {}): Promise<AgentsReport> {
     report.problems.push(problem(profile, err));
   }
   await undoIdeClients(o.env, report);
+  await removeKeyBackups(o.env, report);
   return report;
 }
 

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseConfigYaml } from '@continuedev/config-yaml';
 import { withBridgeModels, withoutBridgeModels } from '../../extension/agents/continue-config';
+import { geminiSettingsPath } from '../../extension/agents/gemini-settings';
 import { prepareAgents, undoAgents } from '../../extension/agents/prepare-agents';
 import { autoImportSettingValue, importSettingsPath } from '../../extension/agents/roo-settings';
 import { tempDir } from '../helpers/bridge';
@@ -174,6 +175,51 @@ describe('extension: IDE clients configured at sign-in', () => {
       { key: 'roo-cline.autoImportSettingsPath', value: undefined },
       { key: 'kilo-code.autoImportSettingsPath', value: undefined },
     ]);
+  });
+
+  it('an old backup of ours holding a key is deleted at sign-in and sign-out; one without a key, or not ours, stays', async () => {
+    const home = await tempDir('aibridge-ide-bak-');
+    const env = { HOME: home };
+    const continueFile = path.join(home, '.continue', 'config.yaml');
+    const roo = importSettingsPath('rooCode', env);
+    const codexBak = path.join(home, '.codex', 'config.toml.bak');
+    // Gemini CLI is edited neither at this sign-in nor at sign-out: its backup is left alone throughout.
+    const geminiBak = `${geminiSettingsPath(env)}.bak`;
+    // Not a backup of ours, though it holds a key: never touched.
+    const notOurs = path.join(home, '.continue', 'config.yaml.old');
+    await fs.mkdir(path.dirname(continueFile), { recursive: true });
+    await fs.mkdir(path.dirname(codexBak), { recursive: true });
+    await fs.mkdir(path.dirname(geminiBak), { recursive: true });
+    // What an earlier version left: the signed-in Continue config and Roo import file as backups.
+    const withKey = (t: string) => `${t}\n# apiKey: ${KEY}\n`;
+    const oldBackups = async () => {
+      await fs.mkdir(path.dirname(roo), { recursive: true });
+      await fs.writeFile(`${continueFile}.bak`, withKey(USER_CONTINUE));
+      await fs.writeFile(`${roo}.bak`, JSON.stringify({ openAiApiKey: KEY }));
+    };
+    await oldBackups();
+    await fs.writeFile(codexBak, 'model = "o3"\n');
+    await fs.writeFile(geminiBak, '{"theme":"dark"}');
+    await fs.writeFile(notOurs, withKey(USER_CONTINUE));
+
+    const r = await prepareAgents({ url: URL, trustedFolders: [], env });
+    assert.deepEqual(r.problems, []);
+    await assert.rejects(fs.stat(`${continueFile}.bak`));
+    await assert.rejects(fs.stat(`${roo}.bak`));
+    assert.ok(r.changed.includes(`${continueFile}.bak`) && r.changed.includes(`${roo}.bak`));
+    // Backups without a key are the user's own files as they were: kept as they are.
+    assert.equal(await fs.readFile(codexBak, 'utf8'), 'model = "o3"\n');
+    assert.equal(await fs.readFile(geminiBak, 'utf8'), '{"theme":"dark"}');
+    assert.equal(await fs.readFile(notOurs, 'utf8'), withKey(USER_CONTINUE));
+
+    // Sign-out after an upgrade (no sign-in in between) removes them too.
+    await oldBackups();
+    const u = await undoAgents({ env });
+    assert.deepEqual(u.problems, []);
+    await assert.rejects(fs.stat(`${continueFile}.bak`));
+    await assert.rejects(fs.stat(`${roo}.bak`));
+    assert.equal(await fs.readFile(notOurs, 'utf8'), withKey(USER_CONTINUE));
+    assert.equal(await fs.readFile(geminiBak, 'utf8'), '{"theme":"dark"}');
   });
 
   it("autoImportSettingsPath: set to ours unless the user's points at a file of their own", () => {
