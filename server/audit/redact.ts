@@ -64,7 +64,28 @@ export const SECRET_RULES: readonly Rule[] = [
   // at most 128 characters, and the lookahead looks for the secret word only within it.
   {
     kind: 'env_secret',
-    re: /^[ \t]{0,64}(?:export[ \t]{1,16})?(?=[A-Za-z_][A-Za-z0-9_]{0,126}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?))[A-Za-z_][A-Za-z0-9_]{0,127}[ \t]{0,16}=[ \t]{0,16}["']?((?!\$\{?[A-Za-z_])(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#]{6,})/gim,
+    re: /^[ \t]{0,64}(?:export[ \t]{1,16})?(?=[A-Za-z0-9_]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?))[A-Za-z_][A-Za-z0-9_]{0,127}[ \t]{0,16}=[ \t]{0,16}["']?((?!\$\{?[A-Za-z_])(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#]{6,})/gim,
+    group: 1,
+  },
+  // The same assignments inside a command line, as agents run them: `cd app && DB_PASSWORD=… npm
+  // start`, `docker run -e API_KEY=…`, `env GITHUB_TOKEN=… gh …`. Written as a shell does, with
+  // no space around `=`; a match starts only after a space or a shell separator or quote. A number
+  // alone is kept (`max_tokens=100000` in a call's arguments).
+  {
+    kind: 'env_secret',
+    re: /(?<=[\s;&|`"'])(?=[A-Za-z0-9_]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?))[A-Za-z_][A-Za-z0-9_]{0,127}=["']?((?!\$\{?[A-Za-z_])(?!\d+\b)(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#;&|`]{6,})/gi,
+    group: 1,
+  },
+  // Credentials in HTTP headers written out in commands and code (`curl -H "Authorization: Bearer
+  // …"`, `x-api-key: …`): only the value goes. Keys the rules above know keep their own kind.
+  {
+    kind: 'auth_header',
+    re: /(?<![\w-])(?:proxy-)?authorization["']?[ \t]{0,16}[:=][ \t]{0,16}["']?(?:bearer|basic|token|bot)[ \t]{1,16}([A-Za-z0-9._~+/=-]{8,})/gi,
+    group: 1,
+  },
+  {
+    kind: 'auth_header',
+    re: /(?<![\w-])(?:x-)?(?:api-key|auth-token|access-token)["']?[ \t]{0,16}:[ \t]{0,16}["']?([A-Za-z0-9._~+/=-]{16,})/gi,
     group: 1,
   },
 ];
@@ -74,10 +95,10 @@ export const REDACTED = (kind: string): string => `[REDACTED:${kind}]`;
 /**
  * A literal every built-in rule's match contains (`sk-`, `eyJ`, `://`, `=`...), case aside: a text
  * without any holds no built-in kind of secret, and most prompts are checked by this one scan
- * instead of thirteen. test/server/redaction.test.ts checks it against every rule.
+ * instead of sixteen. test/server/redaction.test.ts checks it against every rule.
  */
 const SECRET_CUE =
-  /-----BEGIN |sk-|aib_|AKIA|ASIA|ABIA|ACCA|aws|AIza|gh[pousr]_|github_pat_|xox|k_live_|eyJ|:\/\/|=/i;
+  /-----BEGIN |sk-|aib_|AKIA|ASIA|ABIA|ACCA|aws|AIza|gh[pousr]_|github_pat_|xox|k_live_|eyJ|:\/\/|=|authorization|api-key|auth-token|access-token/i;
 
 /** Whether a built-in rule could match `s` (false: none can). */
 export function mayHoldSecret(s: string): boolean {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
 import { mayHoldSecret, type Redaction, Redactor, SECRET_RULES } from '../../server/audit/redact';
 import type { BridgeEvent } from '../../shared/protocol';
 import { LOOK_ALIKES, PLANTED } from '../fixtures/secrets-corpus';
@@ -105,7 +106,10 @@ describe('secret redaction', () => {
       mock.next({
         kind: 'tool',
         name: 'Bash',
-        input: { command: `export GH=${PLANTED[13]!.secret} && deploy`, env: PLANTED[11]!.text },
+        input: {
+          command: `export GH=${PLANTED.find((p) => p.kind === 'github_token')!.secret} && deploy`,
+          env: PLANTED[11]!.text,
+        },
       });
       const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
         method: 'POST',
@@ -139,6 +143,45 @@ describe('secret redaction', () => {
         everything.push((await fs.readFile(path.join(f.parentPath, f.name))).toString('latin1'));
       for (const p of PLANTED) {
         for (const blob of everything) assert.ok(!blob.includes(p.secret), `${p.kind} leaked`);
+      }
+    });
+
+    it('secrets in the commands a model asks an agent to run are redacted, not only .env lines', async () => {
+      const dev = await tb.addUser('agent-commands@example.com');
+      const secrets = ['Zq8xW3vR7tY1pL0m', 'Sup3r-S3cret-42', 'b1c0d9e8f7a6b5c3f9a8b7c6d5e4f3a2'];
+      mock.next({
+        kind: 'tool',
+        name: 'Bash',
+        input: {
+          command: `cd app && DB_PASSWORD=${secrets[1]} npm run migrate && curl -H "Authorization: Bearer ${secrets[2]}" https://deploy.internal/hook`,
+        },
+      });
+      const client = new Anthropic({ baseURL: `${tb.url}/anthropic`, apiKey: dev.key, maxRetries: 0 });
+      const answer = await client.messages
+        .stream({
+          model: 'claude-sonnet-4-5',
+          max_tokens: 64,
+          messages: [{ role: 'user', content: `API_KEY=${secrets[0]}\nrun the migration with it` }],
+        })
+        .finalMessage();
+      assert.equal(answer.content.at(-1)?.type, 'tool_use', 'the client gets the call unchanged');
+      const [rec] = await tb.interceptions(1, dev.key);
+      assert.equal(rec!.prompt, 'API_KEY=[REDACTED:env_secret]\nrun the migration with it');
+      assert.deepEqual(rec!.toolCalls[0]!.input, {
+        command:
+          'cd app && DB_PASSWORD=[REDACTED:env_secret] npm run migrate && curl -H "Authorization: Bearer [REDACTED:auth_header]" https://deploy.internal/hook',
+      });
+      assert.deepEqual(rec!.redactions.map((r) => `${r.kind}@${r.field}`).sort(), [
+        'auth_header@toolCalls[0].input',
+        'env_secret@prompt',
+        'env_secret@toolCalls[0].input',
+      ]);
+      const journal = (await fs.readdir(tb.dataDir, { recursive: true, withFileTypes: true })).filter((f) =>
+        f.isFile(),
+      );
+      for (const f of journal) {
+        const text = await fs.readFile(path.join(f.parentPath, f.name), 'latin1');
+        for (const secret of secrets) assert.ok(!text.includes(secret), `${secret} stored in ${f.name}`);
       }
     });
   });
