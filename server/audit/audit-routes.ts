@@ -85,6 +85,12 @@ const CaptureBody = Type.Object(
   { additionalProperties: false },
 );
 
+/** A chain head kept outside the bridge, as verify reported it: `<seq>:<hash>`. */
+const VerifyQuery = Type.Object(
+  { kept: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}:[0-9a-f]{64}$' })) },
+  { additionalProperties: false },
+);
+
 const AccessLogQuery = Type.Object(
   { since: Type.Optional(Instant), limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
   { additionalProperties: false },
@@ -512,6 +518,13 @@ export function auditRoutes(
       async (req) => ({ deleted: await capture.delete(req.params.team), ...capture.list() }),
     );
 
-    app.get('/api/v1/audit/verify', { config: { access: 'admin' } }, () => verifyStoredChain(store));
+    app.get<{ Querystring: Static<typeof VerifyQuery> }>(
+      '/api/v1/audit/verify',
+      { config: { access: 'admin' }, schema: { querystring: VerifyQuery } },
+      (req) => {
+        const kept = req.query.kept?.split(':');
+        return verifyStoredChain(store, kept ? { seq: Number(kept[0]), hash: kept[1]! } : null);
+      },
+    );
   };
 }

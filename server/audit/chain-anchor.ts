@@ -1,4 +1,11 @@
-import { anchorJson, type ChainAnchor, type ChainReport, parseAnchor, verifyChain } from '../core/chain';
+import {
+  anchorJson,
+  type ChainAnchor,
+  type ChainHead,
+  type ChainReport,
+  parseAnchor,
+  verifyChain,
+} from '../core/chain';
 import type { Store } from '../store/types';
 
 /**
@@ -28,13 +35,14 @@ const VERIFY_ATTEMPTS = 5;
  * The whole chain checked against the store's head and start. The head is read first: records
  * appended during the scan are past it, never reported missing. A prune during the scan moves the
  * start (replicas prune at start-up and hourly, and a long verify can see several): a break found
- * while the start moved is checked again against the new one, a few times.
+ * while the start moved is checked again against the new one, a few times. `kept`: a head an admin
+ * kept outside the bridge earlier; the record at its place must still have its hash.
  */
-export async function verifyStoredChain(store: Store): Promise<ChainReport> {
+export async function verifyStoredChain(store: Store, kept: ChainHead | null = null): Promise<ChainReport> {
   const head = await store.chainHead();
   for (let attempt = 1; ; attempt++) {
     const stored = await store.getSetting('chain_anchor');
-    const report = await verifyChain(store.scanInterceptions({}), head, parseAnchor(stored));
+    const report = await verifyChain(store.scanInterceptions({}), head, parseAnchor(stored), kept);
     if (report.ok || attempt >= VERIFY_ATTEMPTS || (await store.getSetting('chain_anchor')) === stored)
       return report;
   }

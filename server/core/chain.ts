@@ -228,6 +228,11 @@ export interface ChainReport {
   /** The head the records were checked against, when the store keeps one. */
   head: ChainHead | null;
   truncated: ChainTruncation | null;
+  /**
+   * A head kept outside the bridge, when one was given (`?kept=SEQ:HASH`): whether its record was
+   * found and checked (false: pruned since, or before the chain began, so nothing could be compared).
+   */
+  kept?: ChainHead & { checked: boolean };
 }
 
 /**
@@ -245,10 +250,15 @@ export async function verifyChain(
   records: AsyncIterable<Interception>,
   head: ChainHead | null = null,
   start: ChainAnchor | null = null,
+  kept: ChainHead | null = null,
 ): Promise<ChainReport> {
   let prev: Interception | undefined;
   let checked = 0;
   let anchor: string | null = null;
+  let keptChecked = false;
+  // Only when asked: a report without a kept head has the shape it always had.
+  const keptReport = (): Pick<ChainReport, 'kept'> =>
+    kept === null ? {} : { kept: { seq: kept.seq, hash: kept.hash, checked: keptChecked } };
   const broken = (rec: { seq: number; id: string }, reason: string): ChainReport => ({
     ok: false,
     checked,
@@ -256,6 +266,7 @@ export async function verifyChain(
     firstBreak: { seq: rec.seq, id: rec.id, reason },
     head,
     truncated: null,
+    ...keptReport(),
   });
   try {
     return await walk();
@@ -296,19 +307,29 @@ export async function verifyChain(
       } else if (rec.seq <= prev.seq) return broken(rec, 'out of order');
       if (head !== null && rec.seq === head.seq && rec.hash !== head.hash)
         return broken(rec, 'does not match the chain head the store keeps (replaced)');
+      if (kept !== null && rec.seq === kept.seq) {
+        // Whoever can rewrite both the records and the store's head can forge a consistent tail;
+        // a head kept outside the bridge before that still names the record as it was.
+        if (rec.hash !== kept.hash)
+          return broken(rec, 'does not match the hash kept outside the bridge (rewritten since it was kept)');
+        keptChecked = true;
+      }
       prev = rec;
     }
     const lastSeq = prev?.seq ?? 0;
-    if (head !== null && head.seq > lastSeq) {
+    // A head kept outside counts as much as the store's: records it saw cannot have vanished.
+    const headSeq = Math.max(head?.seq ?? 0, kept?.seq ?? 0);
+    if (headSeq > lastSeq) {
       return {
         ok: false,
         checked,
         anchor,
         firstBreak: null,
         head,
-        truncated: { missing: head.seq - lastSeq, lastSeq, headSeq: head.seq },
+        truncated: { missing: headSeq - lastSeq, lastSeq, headSeq },
+        ...keptReport(),
       };
     }
-    return { ok: true, checked, anchor, firstBreak: null, head, truncated: null };
+    return { ok: true, checked, anchor, firstBreak: null, head, truncated: null, ...keptReport() };
   }
 }

@@ -53,7 +53,7 @@ async function journalLines(dir: string): Promise<{ file: string; lines: string[
 }
 
 /** `aibridge audit verify` against a running bridge, as an admin would run it. */
-function verifyCli(tb: TestBridge): Promise<{ stdout: string; stderr: string }> {
+function verifyCli(tb: TestBridge, ...flags: string[]): Promise<{ stdout: string; stderr: string }> {
   return run(process.execPath, [
     'dist/aibridge.cjs',
     'audit',
@@ -62,6 +62,7 @@ function verifyCli(tb: TestBridge): Promise<{ stdout: string; stderr: string }> 
     tb.url,
     '--admin-key',
     tb.adminKey,
+    ...flags,
   ]);
 }
 
@@ -321,6 +322,101 @@ describe('the audit trail', function () {
       assert.equal(forged.ok, false);
       assert.equal(forged.firstBreak?.seq, 6);
       assert.match(forged.firstBreak!.reason, /chain head/);
+    });
+
+    /**
+     * Someone with the whole data dir rewrites the journal's tail and the chain head the store
+     * keeps to match: the store's own checks pass, and only a head kept outside the bridge shows it.
+     */
+    async function forgedTail(dir: string, change: (lines: string[]) => string[]): Promise<void> {
+      const { file, lines } = await journalLines(dir);
+      const forged = change(lines);
+      await fs.writeFile(file, `${forged.join('\n')}\n`);
+      const last = JSON.parse(forged.at(-1)!.slice(9)) as Interception;
+      const head = { seq: last.seq, hash: last.hash! };
+      await fs.writeFile(path.join(dir, 'live.json'), JSON.stringify({ chainHead: head }));
+      const db = JSON.parse(await fs.readFile(path.join(dir, 'db.json'), 'utf8')) as Record<string, unknown>;
+      await fs.writeFile(path.join(dir, 'db.json'), JSON.stringify({ ...db, chainHead: head }));
+    }
+
+    it("a tail forged together with the store's chain head is caught against a head kept outside the bridge", async () => {
+      const { dir, report } = await filled();
+      // What an admin keeps outside (a ticket, a log shipper): the head verify reported, as the CLI prints it.
+      const kept = `${report.head!.seq}:${report.head!.hash}`;
+      await forgedTail(dir, (lines) =>
+        lines.map((l, i) => {
+          if (i !== lines.length - 1) return l;
+          const rec = JSON.parse(l.slice(9)) as Interception;
+          const edited = { ...rec, usage: { ...rec.usage, output: 1 } };
+          return line(JSON.stringify({ ...edited, hash: chainHash(edited.prevHash!, edited) }));
+        }),
+      );
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        const alone = (await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body;
+        assert.equal(alone.ok, true, 'the store alone cannot tell');
+        const against = await tb.api<ChainReport>('GET', `/api/v1/audit/verify?kept=${kept}`, tb.adminKey);
+        assert.equal(against.status, 200);
+        assert.equal(against.body.ok, false);
+        assert.equal(against.body.firstBreak?.seq, 6);
+        assert.match(against.body.firstBreak!.reason, /kept outside the bridge/);
+        await assert.rejects(verifyCli(tb, '--kept', kept), (err: { code: number; stdout: string }) => {
+          assert.equal(err.code, 3);
+          assert.match(err.stdout, /BROKEN at record 6 .*kept outside the bridge/);
+          return true;
+        });
+        const bad = await tb.api('GET', '/api/v1/audit/verify?kept=6', tb.adminKey);
+        assert.equal(bad.status, 400);
+      } finally {
+        await tb.close();
+      }
+    });
+
+    it("records cut off the end together with the store's chain head are missing against a head kept outside", async () => {
+      const { dir, report } = await filled();
+      const kept = `${report.head!.seq}:${report.head!.hash}`;
+      await forgedTail(dir, (lines) => lines.slice(0, 4));
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        assert.equal((await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body.ok, true);
+        const against = (await tb.api<ChainReport>('GET', `/api/v1/audit/verify?kept=${kept}`, tb.adminKey))
+          .body;
+        assert.equal(against.ok, false);
+        assert.deepEqual(against.truncated, { missing: 2, lastSeq: 4, headSeq: 6 });
+        assert.deepEqual(against.kept, { seq: 6, hash: report.head!.hash, checked: false });
+        await assert.rejects(verifyCli(tb, '--kept', kept), (err: { code: number; stdout: string }) => {
+          assert.equal(err.code, 3);
+          assert.match(err.stdout, /TRUNCATED: 2 records missing at the tail/);
+          return true;
+        });
+      } finally {
+        await tb.close();
+      }
+    });
+
+    it('`aibridge audit verify` prints the head to keep, and passes against a kept head the chain still holds', async () => {
+      const { dir, report } = await filled();
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        const first = await verifyCli(tb);
+        assert.equal(first.stdout, `ok: 6 records, chain intact\nhead: 6:${report.head!.hash}\n`);
+        const kept = first.stdout.split('\n')[1]!.slice('head: '.length);
+        const dev = await tb.addUser('later@example.com');
+        await send(tb, dev.key, 'a record after the head was kept');
+        await tb.interceptions(7);
+        const later = await verifyCli(tb, '--kept', kept);
+        assert.match(later.stdout, /^ok: 7 records, chain intact\nhead: 7:[0-9a-f]{64}\n$/);
+        const report7 = (await tb.api<ChainReport>('GET', `/api/v1/audit/verify?kept=${kept}`, tb.adminKey))
+          .body;
+        assert.deepEqual(report7.kept, { seq: 6, hash: report.head!.hash, checked: true });
+        await assert.rejects(verifyCli(tb, '--kept', 'nonsense'), (err: { code: number; stderr: string }) => {
+          assert.equal(err.code, 2);
+          assert.match(err.stderr, /--kept takes SEQ:HASH/);
+          return true;
+        });
+      } finally {
+        await tb.close();
+      }
     });
 
     it('`aibridge audit verify` names a truncated tail apart from a broken link', async () => {
