@@ -13,9 +13,21 @@ export const PG_INVISIBLE_CLASS = `${BMP_CLASS}\\U000E0000-\\U000E007F`;
 
 const INVISIBLE = new RegExp(`[${BMP_CLASS}\\u{E0000}-\\u{E007F}]`, 'gu');
 
+/**
+ * The form a prompt and a search term are compared in: compatibility forms folded (NFKC: fullwidth
+ * `ＣＯＮＦＩＤＥＮＴＩＡＬ`, ligatures, an accent typed as its own combining character or composed
+ * with its letter all read as their plain spelling), then lower case, as JavaScript folds it for
+ * every script. PostgreSQL keeps this form in its `prompt` column, so its search does not depend on
+ * the database's collation (under `C`, `ILIKE` folded only ASCII: `été` did not find `Été`).
+ * Invisible characters are kept: a term made only of them looks for them.
+ */
+export function searchForm(s: string): string {
+  return s.normalize('NFKC').toLowerCase();
+}
+
 /** A text search (`q`) as both stores run it. */
 export interface TextSearch {
-  /** The term, lower case, invisible characters left out (unless it is made of nothing else). */
+  /** The term in its search form, invisible characters left out (unless it is made of nothing else). */
   readonly term: string;
   /**
    * The term is made only of invisible characters: matched as typed against the prompt as stored
@@ -26,14 +38,14 @@ export interface TextSearch {
 }
 
 export function textSearch(q: string): TextSearch {
-  const visible = q.replace(INVISIBLE, '');
-  return visible === ''
-    ? { term: q.toLowerCase(), asStored: true }
-    : { term: visible.toLowerCase(), asStored: false };
+  const folded = searchForm(q);
+  const visible = folded.replace(INVISIBLE, '');
+  return visible === '' ? { term: folded, asStored: true } : { term: visible, asStored: false };
 }
 
 /** Whether a prompt holds the search's term. */
 export function promptMatches(prompt: string | null, s: TextSearch): boolean {
   if (prompt === null) return false;
-  return (s.asStored ? prompt.toLowerCase() : prompt.replace(INVISIBLE, '').toLowerCase()).includes(s.term);
+  const folded = searchForm(prompt);
+  return (s.asStored ? folded : folded.replace(INVISIBLE, '')).includes(s.term);
 }

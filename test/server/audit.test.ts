@@ -5,6 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
+import Anthropic from '@anthropic-ai/sdk';
 import { type ChainReport, chainHash, GENESIS, verifyChain } from '../../server/core/chain';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import type { NewInterception } from '../../server/store/types';
@@ -12,6 +13,7 @@ import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
+import { testPostgres } from '../helpers/postgres';
 
 const run = promisify(execFile);
 
@@ -192,6 +194,45 @@ describe('the audit trail', function () {
         'a member reading their own is not logged',
       );
       assert.equal((await tb.api('GET', '/api/v1/audit/access-log', alice.key)).status, 403);
+    });
+  });
+
+  describe('incident search on PostgreSQL', () => {
+    it('finds a prompt whatever its case or Unicode form, as the embedded store does', async () => {
+      const tb = await startBridge(mock.url, {
+        AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('incident'),
+      });
+      try {
+        const dev = await tb.addUser('unicode@example.com');
+        const client = new Anthropic({ baseURL: `${tb.url}/anthropic`, apiKey: dev.key, maxRetries: 0 });
+        // A member writes what reads as plain words to a person: capitals with accents, fullwidth
+        // letters, an accent typed as its own combining character.
+        for (const content of [
+          'RÉSUMÉ of the Été launch',
+          'leak the ＣＯＮＦＩＤＥＮＴＩＡＬ plan',
+          'cafe\u0301 order',
+        ]) {
+          await client.messages.create({
+            model: 'claude-sonnet-4-6',
+            max_tokens: 8,
+            messages: [{ role: 'user', content }],
+          });
+        }
+        await tb.interceptions(3);
+        const found = async (q: string): Promise<(string | null)[]> =>
+          (
+            await tb.api<Page<Interception>>(
+              'GET',
+              `/api/v1/interceptions?q=${encodeURIComponent(q)}`,
+              tb.adminKey,
+            )
+          ).body.items.map((r) => r.prompt);
+        assert.deepEqual(await found('résumé'), ['RÉSUMÉ of the Été launch']);
+        assert.deepEqual(await found('confidential plan'), ['leak the ＣＯＮＦＩＤＥＮＴＩＡＬ plan']);
+        assert.deepEqual(await found('café'), ['cafe\u0301 order']);
+      } finally {
+        await tb.close();
+      }
     });
   });
 

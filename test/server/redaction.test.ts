@@ -159,7 +159,7 @@ describe('secret redaction', () => {
       const client = new Anthropic({ baseURL: `${tb.url}/anthropic`, apiKey: dev.key, maxRetries: 0 });
       const answer = await client.messages
         .stream({
-          model: 'claude-sonnet-4-5',
+          model: 'claude-sonnet-4-6',
           max_tokens: 64,
           messages: [{ role: 'user', content: `API_KEY=${secrets[0]}\nrun the migration with it` }],
         })

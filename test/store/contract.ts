@@ -541,6 +541,34 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal((await store.getInterception('int_000001'))?.prompt, prompts[1]);
       });
 
+      it('text search folds case in every script and compatibility forms, whatever the database collation', async () => {
+        // Each pair reads the same to a person; the stores' search must not tell them apart.
+        const prompts = [
+          'Été à Paris',
+          'the ＣＯＮＦＩＤＥＮＴＩＡＬ roadmap',
+          'cafe\u0301 order for Ωmega',
+          'a café order',
+          'ﬁnance numbers',
+          'nothing to see',
+        ];
+        for (const [i, prompt] of prompts.entries()) await store.appendInterception(newRecord(i, { prompt }));
+        const found = async (q: string): Promise<number[]> =>
+          (await store.listInterceptions({ q }, 20)).items.map((r) => r.seq).sort((a, b) => a - b);
+        assert.deepEqual(await found('été'), [1]);
+        assert.deepEqual(await found('ÉTÉ À PARIS'), [1]);
+        assert.deepEqual(await found('confidential'), [2]);
+        assert.deepEqual(await found('café'), [3, 4], 'composed finds decomposed');
+        assert.deepEqual(await found('cafe\u0301'), [3, 4], 'decomposed finds composed');
+        assert.deepEqual(await found('ωMEGA'), [3]);
+        assert.deepEqual(await found('finance'), [5]);
+        assert.deepEqual(
+          (await all(store.scanInterceptions({ q: 'Café' }))).map((r) => r.seq),
+          [3, 4],
+        );
+        // The records themselves are kept exactly as sent.
+        assert.equal((await store.getInterception('int_000001'))?.prompt, prompts[1]);
+      });
+
       it('scans oldest first, filtered, exactly as stored', async () => {
         const stored = await appendMany(store, 30);
         const scanned = await all(store.scanInterceptions({}));

@@ -54,6 +54,8 @@ export function interceptionWhere(f: InterceptionFilter): Where {
   if (f.tool !== undefined) w.add('tools @> ARRAY[$?::text]', f.tool);
   if (f.status !== undefined) w.add('status = $?', f.status);
   if (f.q !== undefined) {
+    // The column holds the prompt's search form (searchForm; rows from before it, the prompt as
+    // sent, which ILIKE still matches case-insensitively in ASCII).
     const search = textSearch(f.q);
     w.add(
       search.asStored
