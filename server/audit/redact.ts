@@ -68,12 +68,13 @@ export const SECRET_RULES: readonly Rule[] = [
     group: 1,
   },
   // The same assignments inside a command line, as agents run them: `cd app && DB_PASSWORD=… npm
-  // start`, `docker run -e API_KEY=…`, `env GITHUB_TOKEN=… gh …`. Written as a shell does, with
-  // no space around `=`; a match starts only after a space or a shell separator or quote. A number
-  // alone is kept (`max_tokens=100000` in a call's arguments).
+  // start`, `docker run -e API_KEY=…`, `env GITHUB_TOKEN=… gh …`, and so are flags and query
+  // parameters (`--password=…`, `?api_key=…`). Written as a shell does, with no space around `=`; a
+  // match starts only after a space, a shell separator, a quote, `-` or `?`. A number alone is kept
+  // (`max_tokens=100000` in a call's arguments).
   {
     kind: 'env_secret',
-    re: /(?<=[\s;&|`"'])(?=[A-Za-z0-9_]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?))[A-Za-z_][A-Za-z0-9_]{0,127}=["']?((?!\$\{?[A-Za-z_])(?!\d+\b)(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#;&|`]{6,})/gi,
+    re: /(?<=[\s;&|`"'?-])(?=[A-Za-z0-9_]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?))[A-Za-z_][A-Za-z0-9_]{0,127}=["']?((?!\$\{?[A-Za-z_])(?!\d+\b)(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#;&|`]{6,})/gi,
     group: 1,
   },
   // Credentials in HTTP headers written out in commands and code (`curl -H "Authorization: Bearer

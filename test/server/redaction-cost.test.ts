@@ -67,6 +67,10 @@ const WORST: Record<string, string[]> = {
     `;${'A'.repeat(126)}`,
     ' PASSWORD_PASSWORD_',
     '&&PWD',
+    '-',
+    '--A_TOKEN=',
+    '?PWD=12345',
+    `-${'A_'.repeat(64)}`,
   ],
   auth_header: [
     'authorization: bearer ',
