@@ -77,6 +77,20 @@ export const SECRET_RULES: readonly Rule[] = [
     re: /(?<=[\s;&|`"'?-])(?=[A-Za-z0-9_]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?))[A-Za-z_][A-Za-z0-9_]{0,127}=["']?((?!\$\{?[A-Za-z_])(?!\d+\b)(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#;&|`]{6,})/gi,
     group: 1,
   },
+  // Settings in JSON and YAML (a config file read into a prompt or a tool's result) whose key ends
+  // in a secret word: `"password": "…"`, `"apiKey": "…"`, `  client_secret: …`. The key must end in
+  // the word (`token_type`, `tokenizer`, `max_tokens` are kept), a JSON key be quoted and a YAML
+  // key begin its line (so prose such as `your token: expires` is kept); a number alone is kept.
+  {
+    kind: 'config_secret',
+    re: /(?<=["'])(?=[A-Za-z0-9_-]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?)["'])[A-Za-z0-9_-]{1,128}["'][ \t]{0,16}:[ \t]{0,16}["']((?!\$\{?[A-Za-z_])(?!\d+\b)(?!<)(?!your)(?!changeme)(?!xxx)[^\s"']{6,})/gi,
+    group: 1,
+  },
+  {
+    kind: 'config_secret',
+    re: /^[ \t]{0,64}(?:-[ \t]{1,8})?(?=[A-Za-z0-9_-]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?):)[A-Za-z0-9_-]{1,128}:[ \t]{1,16}["']?((?!\$\{?[A-Za-z_])(?!\d+\b)(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#]{6,})/gim,
+    group: 1,
+  },
   // Credentials in HTTP headers written out in commands and code (`curl -H "Authorization: Bearer
   // …"`, `x-api-key: …`): only the value goes. Keys the rules above know keep their own kind.
   {
@@ -96,10 +110,10 @@ export const REDACTED = (kind: string): string => `[REDACTED:${kind}]`;
 /**
  * A literal every built-in rule's match contains (`sk-`, `eyJ`, `://`, `=`...), case aside: a text
  * without any holds no built-in kind of secret, and most prompts are checked by this one scan
- * instead of sixteen. test/server/redaction.test.ts checks it against every rule.
+ * instead of eighteen. test/server/redaction.test.ts checks it against every rule.
  */
 const SECRET_CUE =
-  /-----BEGIN |sk-|aib_|AKIA|ASIA|ABIA|ACCA|aws|AIza|gh[pousr]_|github_pat_|xox|k_live_|eyJ|:\/\/|=|authorization|api-key|auth-token|access-token/i;
+  /-----BEGIN |sk-|aib_|AKIA|ASIA|ABIA|ACCA|aws|AIza|gh[pousr]_|github_pat_|xox|k_live_|eyJ|:\/\/|=|authorization|api-key|auth-token|access-token|(?:secret|token|passwd|password|pwd|key|credentials?)["']?[ \t]{0,16}:/i;
 
 /** Whether a built-in rule could match `s` (false: none can). */
 export function mayHoldSecret(s: string): boolean {

@@ -72,6 +72,15 @@ const WORST: Record<string, string[]> = {
     '?PWD=12345',
     `-${'A_'.repeat(64)}`,
   ],
+  config_secret: [
+    '"password":"',
+    '"password": "12345 ',
+    `"${'a_'.repeat(64)}token"`,
+    '\npassword: ',
+    `\n${'a_'.repeat(63)}token: `,
+    '\n- token:',
+    "'key':'",
+  ],
   auth_header: [
     'authorization: bearer ',
     'Authorization: Bearer aaaaaaa ',
