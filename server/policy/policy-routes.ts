@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import { BridgeError } from '../errors';
+import { principalOf } from '../http/access';
 import type { Store } from '../store/types';
 import { dryRun, dryRunDays } from './dry-run';
 import { EXAMPLE_RULES } from './examples';
@@ -13,6 +15,9 @@ function bodyObject(body: unknown, allowed: readonly string[]): Record<string, u
     if (!allowed.includes(k)) throw new BridgeError('invalid_tool_policy', `${k}: unknown field`);
   return b;
 }
+
+/** How much of a dry run's rule set its access-log entry keeps (200 rules could be far more). */
+const ACCESS_LOG_RULES_MAX = 4096;
 
 /** The tool-policy API (docs/api.md, docs/governance.md): admins only. */
 export function policyRoutes(d: { policy: ToolPolicy; store: Store; now: () => Date }): FastifyPluginAsync {
@@ -31,7 +36,26 @@ export function policyRoutes(d: { policy: ToolPolicy; store: Store; now: () => D
     app.post('/api/v1/tool-policy/dry-run', admin, async (req) => {
       const b = bodyObject(req.body, ['rules', 'days']);
       const rules = ToolPolicy.compile(b.rules);
-      return dryRun(d.store, rules, dryRunDays(b.days), d.now());
+      const days = dryRunDays(b.days);
+      const result = await dryRun(d.store, rules, days, d.now());
+      // Its items are everyone's tool calls (who, what command, which path): an admin read of other
+      // users' records like a search, so it leaves the same trace in the access log (docs/audit.md).
+      const me = principalOf(req).user;
+      const ruleSet = JSON.stringify(b.rules);
+      await d.store.appendAccessLog({
+        id: `acc_${randomUUID()}`,
+        at: d.now().toISOString(),
+        adminId: me.id,
+        adminEmail: me.email,
+        route: `${req.method} ${req.routeOptions.url ?? req.url}`,
+        subjectUserId: null,
+        query: {
+          days: String(days),
+          rules:
+            ruleSet.length > ACCESS_LOG_RULES_MAX ? `${ruleSet.slice(0, ACCESS_LOG_RULES_MAX)}…` : ruleSet,
+        },
+      });
+      return result;
     });
   };
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
+import type { AccessLogEntry } from '../../server/store/types';
 import type { Interception, ToolCallRecord } from '../../shared/interception';
 import type { ToolPolicyDoc, ToolPolicyDryRun, ToolPolicyRule } from '../../shared/tool-policy';
 import { startBridge, type TestBridge } from '../helpers/bridge';
@@ -538,6 +539,13 @@ describe('tool-call policy', function () {
       );
       const lsHit = r.body.items.find((i) => i.rule === 'no-ls')!;
       assert.equal(lsHit.summary, 'ls -la');
+      // The items are everyone's commands and paths: the read is in the access log, as a search is.
+      const log = await tb.api<{ items: AccessLogEntry[] }>('GET', '/api/v1/audit/access-log', tb.adminKey);
+      const entry = log.body.items.find((e) => e.route === 'POST /api/v1/tool-policy/dry-run');
+      assert.ok(entry, `no access-log entry for the dry run: ${JSON.stringify(log.body.items)}`);
+      assert.equal(entry.subjectUserId, null);
+      assert.equal(entry.query.days, '1');
+      assert.deepEqual(JSON.parse(entry.query.rules!), rules);
       assert.deepEqual(
         (await tb.api<ToolPolicyDoc>('GET', '/api/v1/tool-policy', tb.adminKey)).body.rules,
         RULES,
