@@ -6,6 +6,7 @@ import { pgArray } from '../../server/store/postgres/pg-array';
 import { PostgresStore } from '../../server/store/postgres/postgres-store';
 import { batchStatement } from '../../server/store/postgres/record-batch';
 import { pgText } from '../../server/store/postgres/sql-filter';
+import { searchForm } from '../../server/store/search-text';
 import type { Interception } from '../../shared/interception';
 import { testPostgres } from '../helpers/postgres';
 import { seededRandom } from '../helpers/seeded-random';
@@ -114,7 +115,7 @@ describe('a batch of records written to PostgreSQL', function () {
 
   const PROMPTS = ['say "hi" {a,b} \\ back\\slash\nnew line\ttab 😀 NULL', '', '"', '\\', 'x'.repeat(20_000)];
 
-  it('stores each record as the exact JSON that was hashed, and each prompt as it was', async () => {
+  it('stores each record as the exact JSON that was hashed, and each prompt’s search form', async () => {
     const { sql, recs, json, to } = await setUp(PROMPTS);
     try {
       const st = batchStatement(recs, json, { to });
@@ -126,7 +127,8 @@ describe('a batch of records written to PostgreSQL', function () {
       );
       assert.deepEqual(
         rows.map((r) => r.prompt),
-        recs.map((r) => pgText(r.prompt)),
+        // The column is for search only: each prompt's search form (the record keeps it as sent).
+        recs.map((r) => pgText(r.prompt === null ? null : searchForm(r.prompt))),
       );
     } finally {
       await sql.end();
