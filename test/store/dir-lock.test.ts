@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,25 @@ async function lockOf(dir: string, holder: Record<string, unknown>, ageMs = 0): 
   await fs.writeFile(file, `${JSON.stringify({ lockedAt: new Date().toISOString(), ...holder })}\n`);
   const at = new Date(Date.now() - ageMs);
   await fs.utimes(file, at, at);
+}
+
+/**
+ * Leaves a take-over marker `ageMs` old, as a process that died mid-take-over would: the form
+ * older versions made (a file) or the current one (a directory holding its holder's token file).
+ */
+async function markerOf(dir: string, form: 'file' | 'dir', ageMs: number): Promise<string> {
+  const marker = path.join(dir, `${LOCK_FILE}.takeover`);
+  const at = new Date(Date.now() - ageMs);
+  if (form === 'file') {
+    await fs.writeFile(marker, 'x');
+    await fs.utimes(marker, at, at);
+  } else {
+    await fs.mkdir(marker);
+    await fs.writeFile(path.join(marker, 'f00d'), 'x');
+    await fs.utimes(path.join(marker, 'f00d'), at, at);
+    await fs.utimes(marker, at, at);
+  }
+  return marker;
 }
 
 describe('the embedded store holds its data dir alone (dir-lock)', () => {
@@ -60,6 +79,9 @@ describe('the embedded store holds its data dir alone (dir-lock)', () => {
     for (let round = 0; round < 30; round++) {
       const dir = await tempDir();
       await lockOf(dir, { pid: 1, host: `not-${os.hostname()}`, processStart: 1 }, 60_000);
+      // Every other round, a marker abandoned by a crash as well: all of them judge it at once, and
+      // one that removed more than the marker it judged would let two take over.
+      if (round % 2 === 1) await markerOf(dir, round % 4 === 1 ? 'file' : 'dir', 60_000);
       const tries = await Promise.allSettled(Array.from({ length: 6 }, () => DataDirLock.acquire(dir)));
       const won = tries.filter((t) => t.status === 'fulfilled');
       assert.equal(won.length, 1, `round ${round}: ${tries.map((t) => t.status).join()}`);
@@ -78,6 +100,112 @@ describe('the embedded store holds its data dir alone (dir-lock)', () => {
     const old = new Date(Date.now() - 11_000);
     await fs.utimes(marker, old, old);
     await (await DataDirLock.acquire(dir)).release();
+  });
+
+  it('a take-over marker left by a crash 5 s ago is waited out, not reported as a live holder', async function () {
+    this.timeout(30_000);
+    // The crashed take-over left both its marker and the lock it was taking over (a pid now gone).
+    const here = { host: os.hostname(), pidns: readlinkSync('/proc/self/ns/pid'), processStart: 1 };
+    await Promise.all(
+      (['file', 'dir'] as const).map(async (form) => {
+        const dir = await tempDir();
+        await lockOf(dir, { ...here, pid: 2 ** 22 + 7 });
+        await markerOf(dir, form, 5_000);
+        const started = Date.now();
+        const lock = await DataDirLock.acquire(dir);
+        assert.ok(Date.now() - started >= 4_000, `${form}: waited until the marker was abandoned`);
+        await lock.release();
+        assert.deepEqual(await fs.readdir(dir), [], `${form}: nothing left behind`);
+      }),
+    );
+  });
+
+  it('a starter that judged a marker abandoned removes only that one, never the marker another has just made', async function () {
+    this.timeout(30_000);
+    // P3 judges the abandoned marker by its age and is slowed down before removing it; meanwhile P2
+    // clears it, makes its own and takes over. P3 must not remove P2's marker: a third starter
+    // could then make one and take over beside P2, and of the two, one removes the lock the other
+    // has just made (two holders). The fs calls are held at those points through fs/promises,
+    // which dir-lock calls at run time.
+    type Call = (...a: unknown[]) => Promise<unknown>;
+    const fsp = fs as unknown as { stat: Call; readFile: Call };
+    const real = { stat: fsp.stat, readFile: fsp.readFile };
+    try {
+      for (const form of ['file', 'dir'] as const) {
+        const dir = await tempDir();
+        const file = path.join(dir, LOCK_FILE);
+        await lockOf(dir, { pid: 1, host: `not-${os.hostname()}`, processStart: 1 }, 60_000);
+        const marker = await markerOf(dir, form, 60_000);
+        const freshMarker = () => {
+          try {
+            return Date.now() - statSync(marker).mtimeMs < 5_000;
+          } catch {
+            return false;
+          }
+        };
+        let p3Judged: () => void = () => undefined;
+        const p3HasJudged = new Promise<void>((r) => {
+          p3Judged = r;
+        });
+        let resumeP3: () => void = () => undefined;
+        const p3Resumes = new Promise<void>((r) => {
+          resumeP3 = r;
+        });
+        let gatedOnce = false;
+        fsp.stat = async (...a: unknown[]) => {
+          const st = (await real.stat.apply(fs, a)) as { mtimeMs: number };
+          if (!gatedOnce && String(a[0]).startsWith(marker) && Date.now() - st.mtimeMs > 10_000) {
+            gatedOnce = true;
+            p3Judged();
+            await p3Resumes;
+          }
+          return st;
+        };
+        // A read of the lock while a fresh marker exists is held (after reading) until let go:
+        // a process slowed down between judging the lock and removing it.
+        let held = 0;
+        const releases: Array<() => void> = [];
+        fsp.readFile = async (...a: unknown[]) => {
+          const text = await real.readFile.apply(fs, a);
+          if (String(a[0]) === file && freshMarker()) {
+            held++;
+            await new Promise<void>((r) => releases.push(r));
+            held--;
+          }
+          return text;
+        };
+        const p3 = DataDirLock.acquire(dir).then(
+          (l) => ({ ok: true as const, l }),
+          (e: unknown) => ({ ok: false as const, e }),
+        );
+        await p3HasJudged;
+        const p2 = DataDirLock.acquire(dir).then(
+          (l) => ({ ok: true as const, l }),
+          (e: unknown) => ({ ok: false as const, e }),
+        );
+        // P2 has made its marker and is inside its take-over.
+        while (releases.length === 0) await new Promise((r) => setTimeout(r, 5));
+        const p2Marker = await fs.readdir(marker).catch(() => readFileSync(marker, 'utf8'));
+        resumeP3();
+        await new Promise((r) => setTimeout(r, 300));
+        const markerNow = await fs
+          .readdir(marker)
+          .catch(() => (existsSync(marker) ? readFileSync(marker, 'utf8') : null));
+        // Let everyone go, P2 first, so that a second taker (if any) acts on what P2 has made.
+        while (releases.length > 0 || held > 0) {
+          releases.shift()?.();
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        const [r2, r3] = await Promise.all([p2, p3]);
+        for (const r of [r2, r3]) if (r.ok) await r.l.release();
+        assert.deepEqual(markerNow, p2Marker, `${form}: P2's marker is still there after P3 went on`);
+        assert.equal([r2, r3].filter((r) => r.ok).length, 1, `${form}: one holder`);
+        for (const r of [r2, r3]) if (!r.ok) assert.ok(r.e instanceof DataDirLockedError, String(r.e));
+      }
+    } finally {
+      fsp.stat = real.stat;
+      fsp.readFile = real.readFile;
+    }
   });
 
   it('the heartbeat renews the lock while it is this process’s, and stops once it is not', async () => {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -23,12 +24,19 @@ export const LOCK_FILE = 'aibridge.lock';
 /** A lock whose holder cannot be checked (another host, over a shared volume) frees itself this long after its last heartbeat. */
 const STALE_MS = 30_000;
 const HEARTBEAT_MS = 10_000;
-/** Marks a take-over in progress; a take-over takes milliseconds, so one this old was abandoned by a crash. */
+/**
+ * Marks a take-over in progress: a directory holding one file named by its holder's random token.
+ * A take-over takes milliseconds, so a token this old was abandoned by a crash.
+ */
 const TAKEOVER = '.takeover';
 const TAKEOVER_ABANDONED_MS = 10_000;
 const TAKEOVER_WAIT_MS = 20;
-/** Rounds of create / judge / take over before giving up (others' take-overs are waited out). */
-const TAKEOVER_TRIES = 100;
+/**
+ * How long a starter waits out others' take-overs before giving up: past the abandonment age (with
+ * a margin), so a marker left by a crash is cleared instead of failing the restart with the name of
+ * a dead holder. Contention with a live holder still fails at once: this only bounds the waiting.
+ */
+const TAKEOVER_PATIENCE_MS = TAKEOVER_ABANDONED_MS + 5_000;
 
 /**
  * One process per embedded store. Two bridges (or a bridge and `aibridge store copy`) on one data
@@ -57,7 +65,9 @@ export class DataDirLock {
       lockedAt: new Date().toISOString(),
     };
     const mine = `${JSON.stringify(me)}\n`;
-    for (let attempt = 0; attempt < TAKEOVER_TRIES; attempt++) {
+    const marker = `${file}${TAKEOVER}`;
+    const giveUpAt = Date.now() + TAKEOVER_PATIENCE_MS;
+    do {
       if (await create(file, mine)) {
         const lock = new DataDirLock(file, mine);
         lock.beat(heartbeatMs);
@@ -66,13 +76,14 @@ export class DataDirLock {
       const held = await holder(file);
       if (held.state === 'gone') continue;
       if (!(await stale(file, held.holder, me))) throw lockedError(dataDir, held.holder);
-      // Take-overs are serialised by a second O_EXCL file. Without it, of two processes taking
-      // over one stale lock, the slower could move aside the lock the faster had just made, and a
-      // third could create its own in that gap: two holders. Under it the judged file is removed
-      // only if it is still the one judged, and the only other writers (plain creates) cannot
-      // replace an existing file.
-      if (!(await create(`${file}${TAKEOVER}`, mine))) {
-        await clearAbandonedTakeover(`${file}${TAKEOVER}`);
+      // Take-overs are serialised by a take-over marker (takeMarker). Without it, of two processes
+      // taking over one stale lock, the slower could move aside the lock the faster had just made,
+      // and a third could create its own in that gap: two holders. Under it the judged file is
+      // removed only if it is still the one judged, and the only other writers (plain creates)
+      // cannot replace an existing file. A marker already held is waited out (TAKEOVER_PATIENCE_MS).
+      const token = await takeMarker(marker, mine);
+      if (token === undefined) {
+        await clearAbandonedTakeover(marker);
         await new Promise((r) => setTimeout(r, TAKEOVER_WAIT_MS));
         continue;
       }
@@ -80,9 +91,9 @@ export class DataDirLock {
         const now = await holder(file);
         if (now.state === 'held' && now.text === held.text) await fs.rm(file, { force: true });
       } finally {
-        await fs.rm(`${file}${TAKEOVER}`, { force: true });
+        await dropMarker(marker, token);
       }
-    }
+    } while (Date.now() < giveUpAt);
     const last = await holder(file);
     throw lockedError(dataDir, last.state === 'held' ? last.holder : null);
   }
@@ -113,10 +124,66 @@ export class DataDirLock {
   }
 }
 
-/** A take-over marker left by a process that died mid-take-over would block every later one. */
+/*
+ * The take-over marker is removed by whoever judged it abandoned, not only by its holder, so it
+ * must be removable only as the very marker judged: removing it by path could remove the one
+ * another process made a moment after the judged one went, letting a third in beside it. So it is
+ * a directory that appears complete (renamed into place, holding one file named by its holder's
+ * random token) and is removed token first: a file removed by its token name is exactly the
+ * marker judged or the holder's own, and the directory is then removed only if empty (rmdir), so
+ * never while another marker is in it. A rename lands only where no marker is or an emptied one.
+ */
+
+/** Errors of a rename onto a held marker: a non-empty directory (EPERM on Windows), a file made by an older version. */
+const MARKER_BUSY = new Set(['EEXIST', 'ENOTEMPTY', 'ENOTDIR', 'EISDIR', 'EPERM']);
+
+/** Takes the take-over marker: its token, or undefined while another process holds it. */
+async function takeMarker(marker: string, content: string): Promise<string | undefined> {
+  const token = randomBytes(16).toString('hex');
+  const staging = `${marker}.${token}`;
+  await fs.mkdir(staging, { mode: 0o700 });
+  try {
+    await fs.writeFile(path.join(staging, token), content, { mode: 0o600 });
+    await fs.rename(staging, marker);
+    return token;
+  } catch (err) {
+    await fs.rm(staging, { recursive: true, force: true });
+    if (MARKER_BUSY.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+    throw err;
+  }
+}
+
+/** Gives the marker back: this process's token only, then the directory if nothing else is in it. */
+async function dropMarker(marker: string, token: string): Promise<void> {
+  await fs.unlink(path.join(marker, token)).catch(() => undefined);
+  await fs.rmdir(marker).catch(() => undefined);
+}
+
+/**
+ * A take-over marker left by a process that died mid-take-over would block every later one: its
+ * token, once older than TAKEOVER_ABANDONED_MS, is removed by name (a token that has gone in the
+ * meantime is not another's), then the directory if it is empty.
+ */
 async function clearAbandonedTakeover(marker: string): Promise<void> {
-  const mtime = (await fs.stat(marker).catch(() => undefined))?.mtimeMs;
-  if (mtime !== undefined && Date.now() - mtime > TAKEOVER_ABANDONED_MS) await fs.rm(marker, { force: true });
+  let tokens: string[];
+  try {
+    tokens = await fs.readdir(marker);
+  } catch (err) {
+    // A file: the marker of an older version. unlink removes no directory, so never a current marker.
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR' && (await abandoned(marker)))
+      await fs.unlink(marker).catch(() => undefined);
+    return;
+  }
+  for (const token of tokens)
+    if (await abandoned(path.join(marker, token)))
+      await fs.unlink(path.join(marker, token)).catch(() => undefined);
+  // Empty (now, or left so by a holder that died between its token and the directory): holds nothing.
+  await fs.rmdir(marker).catch(() => undefined);
+}
+
+async function abandoned(file: string): Promise<boolean> {
+  const mtime = (await fs.stat(file).catch(() => undefined))?.mtimeMs;
+  return mtime !== undefined && Date.now() - mtime > TAKEOVER_ABANDONED_MS;
 }
 
 async function create(file: string, content: string): Promise<boolean> {
