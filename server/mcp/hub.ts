@@ -599,6 +599,11 @@ export class McpHub {
     if (!p)
       throw new BridgeError('invalid_request', 'This authorisation is unknown or expired; start it again.');
     const s = this.requireServer(p.server);
+    // Started before the user was deactivated or deleted (SCIM): a deletion forgets their tokens
+    // (forgetUser), and this would store one again, for a user who may no longer use it.
+    const user = await this.d.store.getUserById(p.userId);
+    if (!user || user.deactivatedAt)
+      throw new BridgeError('user_inactive', 'This account is deactivated; nothing was connected.');
     const provider = new BridgeOAuthProvider(s, p.userId, this.credentials, this.cipher, p.redirect, state);
     try {
       await authorise(provider, s, code);

@@ -294,6 +294,41 @@ describe('MCP over streamable HTTP with per-user credentials', function () {
     });
   }
 
+  it('an authorisation under way when its user is deactivated connects nothing when confirmed', async () => {
+    const put = await tb.api('PUT', '/api/v1/mcp/servers/oauthed-leaver', tb.adminKey, {
+      transport: { type: 'http', url: oauth.url },
+      auth: { type: 'per_user', oauth: {} },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const leaver = await tb.addUser('leaver@example.com');
+    const started = await tb.api<{ authorizationUrl: string }>(
+      'POST',
+      '/api/v1/me/mcp/oauthed-leaver/oauth',
+      leaver.key,
+      {},
+    );
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    const back = (await fetch(started.body.authorizationUrl, { redirect: 'manual' })).headers.get(
+      'location',
+    )!;
+    const html = await (await fetch(back)).text();
+    const field = (n: string): string =>
+      (new RegExp(`name="${n}" value="([^"]*)"`).exec(html)?.[1] ?? '').replaceAll('&amp;', '&');
+    // The identity provider deactivates the user while the browser sits on the confirmation page.
+    await tb.bridge.store.updateUser(leaver.user.id, { deactivatedAt: new Date().toISOString() });
+    const done = await fetch(`${tb.url}/api/v1/mcp/oauth/callback`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ state: field('state'), code: field('code') }),
+    });
+    assert.equal(done.status, 409);
+    const view = tb.bridge.mcp.userView(leaver.user.id).find((v) => v.name === 'oauthed-leaver') as
+      | { credential: { authorized: boolean } | null }
+      | undefined;
+    assert.notEqual(view?.credential?.authorized, true, 'no tokens stored for the deactivated user');
+    assert.equal((await tb.api('DELETE', '/api/v1/mcp/servers/oauthed-leaver', tb.adminKey)).status, 204);
+  });
+
   it('a per-user OAuth start never takes its redirect address from a Host header the member chose', async () => {
     const put = await tb.api('PUT', '/api/v1/mcp/servers/oauthed-host', tb.adminKey, {
       transport: { type: 'http', url: oauth.url },
