@@ -7,6 +7,7 @@
  *   npm run bench                   the full run (about 10½ minutes on 2 cores)
  *   npm run bench -- --quick        shorter phases, to check the bench itself
  *   npm run bench -- --profile      the bridge alone under load with --cpu-prof, and a summary
+ *   npm run bench -- --profile-pg   the same, the bridge on a throwaway PostgreSQL
  *   npm run bench -- --bridge FILE  bench another build of the bridge (its aibridge.cjs)
  *   npm run bench -- --replicas 3   the scale-out run: replicas on PostgreSQL behind HAProxy, one killed (bench/scale-out.ts)
  *   npm run bench -- --pg-ack sent  the PostgreSQL column with AIBRIDGE_AUDIT_ACK=sent (its default is stored)
@@ -73,7 +74,9 @@ const PG_ACK = flag('--pg-ack');
 if (PG_ACK !== undefined && PG_ACK !== 'sent' && PG_ACK !== 'stored')
   throw new Error('--pg-ack: sent or stored');
 const QUICK = args.includes('--quick');
-const PROFILE = args.includes('--profile');
+/** `--profile-pg`: the same, with the bridge on a throwaway PostgreSQL instead of the embedded store. */
+const PROFILE_PG = args.includes('--profile-pg');
+const PROFILE = args.includes('--profile') || PROFILE_PG;
 
 /** Durations and counts: every phase is bounded in time and in requests. */
 const PLAN = QUICK
@@ -531,7 +534,18 @@ async function main(): Promise<void> {
     },
   ];
   if (!PROFILE) paths.push(await startFloor(mockUrl));
-  paths.push(await startBridge('bridge', 'AI Bridge', mockUrl, bridgeDir, PROFILE ? profileArgs : []));
+  const profiledPg = PROFILE_PG ? await postgresPath() : undefined;
+  if (profiledPg && !profiledPg.url) throw new Error(`--profile-pg: ${profiledPg.reason}`);
+  paths.push(
+    await startBridge(
+      'bridge',
+      'AI Bridge',
+      mockUrl,
+      bridgeDir,
+      PROFILE ? profileArgs : [],
+      profiledPg?.url ? { AIBRIDGE_DATABASE_URL: profiledPg.url } : {},
+    ),
+  );
   if (!PROFILE) {
     // The same bridge with tracing exported to an OTLP/HTTP sink and metrics scraped every second,
     // so what observability costs shows as its own column.

@@ -1,0 +1,158 @@
+/**
+ * Two builds of the bridge side by side at saturation, rounds alternating, on the embedded store
+ * or on one throwaway PostgreSQL (fsync on; a database each). What a change costs, measured in one
+ * run on the same machine state rather than across two full benches:
+ *
+ *   node --import tsx bench/ab.ts A.cjs B.cjs [--pg | --pg-b] [--rounds 4] [--ms 3000] [--connections 16]
+ *
+ * `--pg-b`: A on the embedded store, B on PostgreSQL (give the same build twice: the store's ratio).
+ *
+ * Prints, per build, requests a second and CPU ms per 1,000 requests (the bridge's process; with
+ * --pg also the database server's processes, summed).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startPostgres } from '../test/helpers/postgres';
+import {
+  type Child,
+  call,
+  cleanupNow,
+  cpuMs,
+  installExitHandlers,
+  onCleanup,
+  start,
+  startWorker,
+  stop,
+  waitForLine,
+} from './lib/procs';
+import type { JobResult } from './loadgen';
+
+const BENCH = path.dirname(new URL(import.meta.url).pathname);
+const ROOT = path.resolve(BENCH, '..');
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: number): number => {
+  const i = args.indexOf(name);
+  return i === -1 ? fallback : Number(args[i + 1]);
+};
+const builds = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+const PG_B = args.includes('--pg-b');
+const PG = args.includes('--pg') || PG_B;
+const ROUNDS = flag('--rounds', 4);
+const MS = flag('--ms', 3_000);
+const CONNECTIONS = flag('--connections', 16);
+const HEADERS = { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' };
+
+/** CPU ms of every process whose command line names this data directory (PostgreSQL's backends). */
+function treeCpuMs(match: string): number {
+  let sum = 0;
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(match)) continue;
+      sum += cpuMs(Number(pid));
+    } catch {
+      // gone between the listing and the read
+    }
+  }
+  return sum;
+}
+
+async function bridge(name: string, bundle: string, mockUrl: string, dir: string, db?: string) {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('AIBRIDGE_')) env[k] = v;
+  Object.assign(env, {
+    AIBRIDGE_ANTHROPIC_BASE_URL: mockUrl,
+    AIBRIDGE_ANTHROPIC_API_KEY: 'sk-ant-bench-upstream',
+    AIBRIDGE_LOG_LEVEL: 'warn',
+    AIBRIDGE_CONNECTIONS_PER_ADDRESS: '0',
+    ...(db ? { AIBRIDGE_DATABASE_URL: db } : {}),
+  });
+  const proc = start(
+    name,
+    process.execPath,
+    [bundle, 'serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', dir],
+    {
+      env,
+      cwd: ROOT,
+    },
+  );
+  const url = (await waitForLine(proc, /listening on (http:\/\/\S+)/, 30_000))[1] ?? '';
+  const adminKey = fs.readFileSync(path.join(dir, 'admin.key'), 'utf8').trim();
+  const post = async (p: string, body: unknown) => {
+    const res = await fetch(url + p, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`${name}: POST ${p}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { key: string };
+  };
+  await post('/api/v1/users', { email: 'ab@bench.test', team: 'bench' });
+  const { key } = await post('/api/v1/users/ab%40bench.test/keys', {});
+  return {
+    proc,
+    target: { name, origin: url, path: '/anthropic/v1/messages', headers: { ...HEADERS, 'x-api-key': key } },
+  };
+}
+
+async function main(): Promise<void> {
+  if (builds.length !== 2)
+    throw new Error('usage: bench/ab.ts A.cjs B.cjs [--pg] [--rounds N] [--ms N] [--connections N]');
+  installExitHandlers();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'aibridge-ab-'));
+  onCleanup(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const mock = startWorker('mock', path.join(BENCH, 'mock-upstream.ts'));
+  const mockUrl = (await waitForLine(mock, /listening on (http:\/\/\S+)/, 30_000))[1] ?? '';
+  const pg = PG ? await startPostgres({ durable: true }) : undefined;
+  const sides: { label: string; proc: Child; target: Record<string, unknown>; db?: string }[] = [];
+  for (const [i, b] of builds.entries()) {
+    const label = `${'AB'[i]} ${path.relative(process.cwd(), b)}${PG_B && i === 1 ? ' (PostgreSQL)' : ''}`;
+    const db = pg && (!PG_B || i === 1) ? await pg.createDatabase(`ab_${i}`) : undefined;
+    sides.push({
+      label,
+      db,
+      ...(await bridge(`bridge${i}`, path.resolve(b), mockUrl, path.join(tmp, `b${i}`), db)),
+    });
+  }
+  const loadgen = startWorker('loadgen', path.join(BENCH, 'loadgen.ts'));
+  const job = { kind: 'closed', body: 'json', connections: CONNECTIONS, maxRequests: 200_000 };
+  for (const s of sides) await call<JobResult>(loadgen, { ...job, durationMs: 2_000, target: s.target });
+  const pgMatch = pg ? 'postgres' : '';
+  const tally = sides.map(() => ({ ok: 0, ms: 0, cpu: 0, db: 0 }));
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
+      const s = sides[i]!;
+      const c0 = cpuMs(s.proc.proc.pid!);
+      const d0 = pg ? treeCpuMs(pgMatch) : 0;
+      const res = await call<JobResult>(loadgen, { ...job, durationMs: MS, target: s.target });
+      const t = tally[i]!;
+      t.cpu += cpuMs(s.proc.proc.pid!) - c0;
+      t.db += pg ? treeCpuMs(pgMatch) - d0 : 0;
+      t.ok += res.ok;
+      t.ms += res.elapsedMs;
+      process.stderr.write(
+        `round ${r + 1} ${s.label}: ${((1000 * res.ok) / res.elapsedMs).toFixed(0)} rps, ${res.errors} errors\n`,
+      );
+    }
+  }
+  for (const [i, s] of sides.entries()) {
+    const t = tally[i]!;
+    const db = pg ? `, database ${((1000 * t.db) / t.ok).toFixed(0)} ms per 1k` : '';
+    process.stdout.write(
+      `${s.label}: ${((1000 * t.ok) / t.ms).toFixed(0)} rps, bridge ${((1000 * t.cpu) / t.ok).toFixed(0)} ms per 1k${db}\n`,
+    );
+  }
+  await stop(loadgen);
+  for (const s of sides) await stop(s.proc);
+  await stop(mock);
+  cleanupNow();
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    cleanupNow();
+    process.exit(1);
+  },
+);
