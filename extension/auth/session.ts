@@ -10,6 +10,8 @@ export interface SecretStore {
   get(key: string): PromiseLike<string | undefined>;
   store(key: string, value: string): PromiseLike<void>;
   delete(key: string): PromiseLike<void>;
+  /** Fires when a secret changes, in this window or another of the same VS Code (shared storage). */
+  onDidChange?: (listener: (e: { key: string }) => unknown) => { dispose(): unknown };
 }
 
 /** The part of `vscode.Memento` (global state) the session uses. */
@@ -42,12 +44,48 @@ export class Session {
   private state: SignedIn | undefined;
   private readonly changed = new Emitter<SignedIn | undefined>();
   readonly onDidChange = this.changed.event;
+  private readonly secretWatch: { dispose(): unknown } | undefined;
+  /** The stored key as this window last wrote or read it (null: none), to tell another window's change from its own. */
+  private known: string | null = null;
+  /** Another window's change being followed: later changes queue behind it, so the last one wins. */
+  private following: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly secrets: SecretStore,
     private readonly global: StateStore,
     private readonly me: (c: Credentials) => Promise<Me>,
-  ) {}
+  ) {
+    // Every window of one VS Code shares secret storage: a sign-in or sign-out in one reaches the
+    // others, which otherwise kept the old key (or none) in their terminals until reloaded.
+    this.secretWatch = secrets.onDidChange?.((e) => {
+      if (e.key !== STORAGE.key) return;
+      this.following = this.following.then(() => this.followStoredKey()).catch(() => undefined);
+    });
+  }
+
+  /** Adopts the key another window stored (its sign-in) or the lack of one (its sign-out). */
+  private async followStoredKey(): Promise<void> {
+    const key = (await this.secrets.get(STORAGE.key)) ?? null;
+    if (key === this.known) return;
+    this.known = key;
+    if (key === null) {
+      if (this.state) this.set(undefined);
+      return;
+    }
+    const url = this.global.get<string>(STORAGE.url);
+    if (!url || (this.state?.key === key && this.state.url === url)) return;
+    let signedIn: SignedIn;
+    try {
+      const me = await this.me({ url, key });
+      signedIn = { url, key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] };
+    } catch (err) {
+      // The window that stored it verified it; a refusal now is that window's to handle.
+      if (err instanceof BridgeApiError && err.unauthorized) return;
+      signedIn = { url, key, user: null, keyInfo: null, providers: null };
+    }
+    // A newer change (or this window's own sign-in) arrived while the bridge was asked.
+    if (this.known === key) this.set(signedIn);
+  }
 
   get current(): SignedIn | undefined {
     return this.state;
@@ -62,6 +100,7 @@ export class Session {
   async restore(): Promise<RestoreResult> {
     const key = await this.secrets.get(STORAGE.key);
     const url = this.global.get<string>(STORAGE.url);
+    this.known = key ?? null;
     if (!key || !url) return 'none';
     try {
       const me = await this.me({ url, key });
@@ -69,6 +108,7 @@ export class Session {
       return 'restored';
     } catch (err) {
       if (err instanceof BridgeApiError && err.unauthorized) {
+        this.known = null;
         await this.secrets.delete(STORAGE.key);
         return 'rejected';
       }
@@ -80,9 +120,11 @@ export class Session {
 
   /** Saves verified credentials and signs in. */
   async signIn(c: Credentials, me: Me): Promise<void> {
-    await this.secrets.store(STORAGE.key, c.key);
+    // The URL first: another window follows the key's change and reads the URL then.
     await this.global.update(STORAGE.url, c.url);
     await this.global.update(STORAGE.declinedEnvKey, undefined);
+    this.known = c.key;
+    await this.secrets.store(STORAGE.key, c.key);
     this.set({ url: c.url, key: c.key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] });
   }
 
@@ -120,6 +162,7 @@ export class Session {
 
   /** Forgets the key (and remembers not to sign in again from this environment's key). */
   async signOut(envKey?: string): Promise<void> {
+    this.known = null;
     await this.secrets.delete(STORAGE.key);
     await this.global.update(STORAGE.url, undefined);
     if (envKey) await this.global.update(STORAGE.declinedEnvKey, keyFingerprint(envKey));
@@ -137,6 +180,7 @@ export class Session {
   }
 
   dispose(): void {
+    this.secretWatch?.dispose();
     this.changed.dispose();
   }
 }

@@ -28,6 +28,34 @@ class Secrets implements SecretStore {
   }
 }
 
+/** Secret storage shared by several windows: like VS Code's, a change is announced to every window after it is made. */
+class SharedSecrets extends Secrets {
+  private readonly listeners = new Set<(e: { key: string }) => unknown>();
+  onDidChange = (l: (e: { key: string }) => unknown) => {
+    this.listeners.add(l);
+    return { dispose: () => this.listeners.delete(l) };
+  };
+  private announce(key: string): void {
+    setImmediate(() => {
+      for (const l of this.listeners) l({ key });
+    });
+  }
+  override async store(k: string, v: string) {
+    await super.store(k, v);
+    this.announce(k);
+  }
+  override async delete(k: string) {
+    await super.delete(k);
+    this.announce(k);
+  }
+}
+
+/** Waits until `check` holds, or fails after a second. */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(check(), what);
+}
+
 class State implements StateStore {
   readonly map = new Map<string, unknown>();
   get<T>(k: string): T | undefined {
@@ -125,6 +153,42 @@ describe('extension: sign-in', () => {
     assert.equal(again.current, undefined);
     assert.equal(again.declinedEnvKey(KEY), true);
     assert.deepEqual(seen, ['https://x.com']);
+  });
+
+  it('a sign-in or sign-out in one VS Code window reaches the others (shared secret storage)', async () => {
+    const secrets = new SharedSecrets();
+    const state = new State();
+    const asked: string[] = [];
+    const counted = (c: Credentials) => {
+      asked.push(c.key);
+      return me(c);
+    };
+    const a = new Session(secrets, state, counted);
+    const b = new Session(secrets, state, counted);
+    assert.equal(await b.restore(), 'none');
+    const seenA: (string | undefined)[] = [];
+    const seenB: (string | undefined)[] = [];
+    a.onDidChange((x) => seenA.push(x?.key));
+    b.onDidChange((x) => seenB.push(x?.key));
+
+    await a.signIn({ url: 'https://x.com', key: KEY }, { user: USER, key: KEY_INFO });
+    await until(() => b.current?.key === KEY, 'window B follows the sign-in');
+    assert.equal(b.current?.url, 'https://x.com');
+    assert.equal(b.current?.user?.email, 'a@example.com', 'B asked the bridge who this is');
+    assert.deepEqual(asked, [KEY], 'A, which signed in, did not ask again');
+
+    await b.signOut();
+    await until(() => a.current === undefined, 'window A follows the sign-out');
+    assert.deepEqual(seenA, [KEY, undefined]);
+    assert.deepEqual(seenB, [KEY, undefined]);
+
+    // A key stored by another window that the bridge refuses is not adopted (that window handles it).
+    await secrets.store(STORAGE.key, `aib_${'B'.repeat(43)}`);
+    await state.update(STORAGE.url, 'https://x.com');
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(a.current, undefined);
+    a.dispose();
+    b.dispose();
   });
 
   it('offers a sign-in to the bridge aibridge.url moved to, not to the same bridge in another spelling', () => {
