@@ -91,6 +91,25 @@ export const SECRET_RULES: readonly Rule[] = [
     re: /^[ \t]{0,64}(?:-[ \t]{1,8})?(?=[A-Za-z0-9_-]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?):)[A-Za-z0-9_-]{1,128}:[ \t]{1,16}["']?((?!\$\{?[A-Za-z_])(?!\d+\b)(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#]{6,})/gim,
     group: 1,
   },
+  // Passwords given to command-line clients as arguments, which no name marks as secret: MySQL's
+  // and MariaDB's `-pSECRET` (glued: `-p db` asks for one and names a database), `sshpass -p …`,
+  // and `--password …` with a space. The client's name starts the command; what lies between it
+  // and the flag is bounded, so no character is scanned from more than one start.
+  {
+    kind: 'cli_password',
+    re: /(?<![\w.-])(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlsh|mariadb|mariadb-dump)[ \t][^\n|;&]{0,256}?(?<=[ \t])-p["']?((?!\$\{?[A-Za-z_])[^\s"'-][^\s"']{2,})/g,
+    group: 1,
+  },
+  {
+    kind: 'cli_password',
+    re: /(?<![\w.-])sshpass[ \t]{1,16}-p[ \t]{0,16}["']?((?!\$\{?[A-Za-z_])[^\s"'-][^\s"']{2,})/g,
+    group: 1,
+  },
+  {
+    kind: 'cli_password',
+    re: /(?<![\w-])--password[ \t]{1,16}["']?((?!\$\{?[A-Za-z_])(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'-][^\s"']{5,})/gi,
+    group: 1,
+  },
   // Credentials in HTTP headers written out in commands and code (`curl -H "Authorization: Bearer
   // …"`, `x-api-key: …`): only the value goes. Keys the rules above know keep their own kind.
   {
@@ -110,10 +129,10 @@ export const REDACTED = (kind: string): string => `[REDACTED:${kind}]`;
 /**
  * A literal every built-in rule's match contains (`sk-`, `eyJ`, `://`, `=`...), case aside: a text
  * without any holds no built-in kind of secret, and most prompts are checked by this one scan
- * instead of eighteen. test/server/redaction.test.ts checks it against every rule.
+ * instead of twenty-one. test/server/redaction.test.ts checks it against every rule.
  */
 const SECRET_CUE =
-  /-----BEGIN |sk-|aib_|AKIA|ASIA|ABIA|ACCA|aws|AIza|gh[pousr]_|github_pat_|xox|k_live_|eyJ|:\/\/|=|authorization|api-key|auth-token|access-token|(?:secret|token|passwd|password|pwd|key|credentials?)["']?[ \t]{0,16}:/i;
+  /-----BEGIN |sk-|aib_|AKIA|ASIA|ABIA|ACCA|aws|AIza|gh[pousr]_|github_pat_|xox|k_live_|eyJ|:\/\/|=|authorization|api-key|auth-token|access-token|mysql|mariadb|sshpass|--password|(?:secret|token|passwd|password|pwd|key|credentials?)["']?[ \t]{0,16}:/i;
 
 /** Whether a built-in rule could match `s` (false: none can). */
 export function mayHoldSecret(s: string): boolean {

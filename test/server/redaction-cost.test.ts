@@ -89,6 +89,18 @@ const WORST: Record<string, string[]> = {
     `x-api-key: ${'a'.repeat(15)} `,
     'x-x-api-key',
   ],
+  cli_password: [
+    'mysql ',
+    'mysql -',
+    'mysql  -p',
+    `mysql ${'-x '.repeat(90)}`,
+    'mysql -p-',
+    'mariadb-dump ',
+    'sshpass -p ',
+    'sshpass  ',
+    '--password ',
+    '--password  -',
+  ],
   anything: ['a', '_', '-', '0', 'aA0_-', '\n', '/', '=', ':', '@'],
 };
 
