@@ -4,6 +4,9 @@ const WINDOW_MS = 60_000;
 /** Addresses tracked at most; the oldest are forgotten first, so a flood of addresses cannot grow memory. */
 const MAX_ADDRESSES = 10_000;
 
+/** Makes a caller's own error for a refusal, from the wait in whole seconds (a `retry-after` value). */
+export type Refuse = (retryAfterSeconds: number) => Error;
+
 /**
  * Slows key guessing: an address that presented `limit` bad keys within a minute gets 429 instead
  * of 401 for every further bad key until the `limit`-th latest failure is a minute old. Only
@@ -38,7 +41,35 @@ export class AuthThrottle {
     return Math.max(1, list[list.length - this.limit]! + WINDOW_MS - this.now());
   }
 
-  fail(address: string | undefined): void {
+  /**
+   * Counts one attempt by `caller`, or, when it has made `limit` within the minute, throws what
+   * `refuse` makes of the wait in whole seconds (what a `retry-after` header says) and counts
+   * nothing: a pace of attempts asked for, so a refused one uses none of it. Each caller shapes
+   * its own refusal (the bridge's `rate_limited`, OAuth's `temporarily_unavailable`).
+   */
+  take(caller: string | undefined, refuse: Refuse): void {
+    const refusal = this.refusal(caller, refuse);
+    if (refusal) throw refusal;
+    this.count(caller);
+  }
+
+  /**
+   * Counts a failure by `address`. With `refuse`, throws what it makes of the wait in whole seconds
+   * when `address` was already past its pace before this failure; the failure counts all the same,
+   * so a caller that keeps failing stays refused until it stops for a minute.
+   */
+  fail(address: string | undefined, refuse?: Refuse): void {
+    const refusal = refuse && this.refusal(address, refuse);
+    this.count(address);
+    if (refusal) throw refusal;
+  }
+
+  private refusal(caller: string | undefined, refuse: Refuse): Error | undefined {
+    const wait = this.retryAfterMs(caller);
+    return wait > 0 ? refuse(Math.ceil(wait / 1000)) : undefined;
+  }
+
+  private count(address: string | undefined): void {
     if (this.limit === 0 || address === undefined) return;
     const ip = this.keyOf(address);
     const list = this.recent(ip);

@@ -109,21 +109,16 @@ export class Authenticator {
       // memory, and no one's address is throttled for it.
       if (isBridgeError(err) && (err.code === 'store_unavailable' || err.code === 'server_busy'))
         return this.fromMemory(token, err);
+      this.onFailure();
       // Only failures are throttled: a valid key is served even from a throttled address (many
       // developers may share one NAT or proxy address with whoever is guessing).
-      const wait = this.throttle?.retryAfterMs(ip) ?? 0;
-      this.throttle?.fail(ip);
-      this.onFailure();
-      if (wait > 0) {
-        const seconds = Math.ceil(wait / 1000);
-        throw new BridgeError(
-          'rate_limited',
-          `Too many invalid keys from this address; retry in ${seconds}s.`,
-          {
+      this.throttle?.fail(
+        ip,
+        (seconds) =>
+          new BridgeError('rate_limited', `Too many invalid keys from this address; retry in ${seconds}s.`, {
             headers: { 'retry-after': String(seconds) },
-          },
-        );
-      }
+          }),
+      );
       throw err;
     }
   }

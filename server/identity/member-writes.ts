@@ -30,14 +30,15 @@ export class MemberWrites {
   /** Counts one change by `user`, or refuses it with `429 rate_limited` (nothing changed) past the pace. */
   take(user: Pick<User, 'id' | 'role'>): void {
     if (user.role === 'admin') return;
-    const wait = this.window.retryAfterMs(user.id);
-    if (wait > 0)
-      throw new BridgeError(
-        'rate_limited',
-        `More than ${MEMBER_WRITES_PER_MINUTE} changes a minute from one user; retry in ${Math.ceil(wait / 1000)} s.`,
-        { headers: { 'retry-after': String(Math.ceil(wait / 1000)) } },
-      );
-    this.window.fail(user.id);
+    this.window.take(
+      user.id,
+      (seconds) =>
+        new BridgeError(
+          'rate_limited',
+          `More than ${MEMBER_WRITES_PER_MINUTE} changes a minute from one user; retry in ${seconds} s.`,
+          { headers: { 'retry-after': String(seconds) } },
+        ),
+    );
   }
 
   /** For `/api`'s scope, after the access hook: a route that changes something, called by a member. */

@@ -234,12 +234,14 @@ export class McpGrants {
 
   /** Keeps a checked authorization request until the user answers; returns the handle for the consent page. */
   async begin(req: AuthorizationRequest, ip: string): Promise<string> {
-    if (this.starts.retryAfterMs(ip) > 0)
-      throw new OAuthError(
-        'temporarily_unavailable',
-        'Too many authorization requests started from this address; try again in a minute.',
-      );
-    this.starts.fail(ip);
+    this.starts.take(
+      ip,
+      () =>
+        new OAuthError(
+          'temporarily_unavailable',
+          'Too many authorization requests started from this address; try again in a minute.',
+        ),
+    );
     const live: PendingAuthorization[] = [];
     for (const p of await this.store.listDocs<PendingAuthorization>('oauth_pending')) {
       if (this.expired(p.expiresAt)) await this.store.deleteDoc('oauth_pending', p.id);

@@ -45,6 +45,19 @@ function oauthError(reply: FastifyReply, err: OAuthError): FastifyReply {
   );
 }
 
+/**
+ * What the registration and token endpoints answer for an error thrown on their way: OAuth's own
+ * shape for an OAuthError, `429 temporarily_unavailable` for a pace the caller is over (an address
+ * registering clients too fast, a member refreshing past their pace of changes:
+ * docs/mcp.md#oauth-for-mcp-clients); anything else is rethrown.
+ */
+function refused(reply: FastifyReply, err: unknown): FastifyReply {
+  if (err instanceof OAuthError) return oauthError(reply, err);
+  if (err instanceof BridgeError && err.code === 'rate_limited')
+    return tooFast(reply, err.headers['retry-after'] ?? '60', err.message);
+  throw err;
+}
+
 /** String fields of a form or JSON body. */
 function fields(body: unknown): Record<string, string> {
   if (typeof body !== 'object' || body === null) return {};
@@ -97,7 +110,7 @@ function secured(reply: FastifyReply): FastifyReply {
 export function oauthPublicRoutes(
   grants: McpGrants,
   publicUrl: string | undefined,
-  registrations: Pick<AuthThrottle, 'retryAfterMs' | 'fail'>,
+  registrations: Pick<AuthThrottle, 'take'>,
 ): FastifyPluginAsync {
   return async (app) => {
     const config = { access: 'public' as const };
@@ -125,22 +138,23 @@ export function oauthPublicRoutes(
     });
 
     app.post(REGISTER_PATH, { config, bodyLimit: BODY_LIMIT }, async (req, reply) => {
-      const wait = registrations.retryAfterMs(req.ip);
-      if (wait > 0)
-        return tooFast(
-          reply,
-          String(Math.ceil(wait / 1000)),
-          'Too many client registrations from this address; try again shortly.',
-        );
-      // Every attempt counts, accepted or not: the pace is of registrations asked for.
-      registrations.fail(req.ip);
-      const checked = checkRegistration(req.body);
-      if (!checked.ok)
-        return reply
-          .code(400)
-          .header('cache-control', 'no-store')
-          .send({ error: checked.error, error_description: checked.message });
       try {
+        // Every attempt counts, accepted or not: the pace is of registrations asked for.
+        registrations.take(
+          req.ip,
+          (seconds) =>
+            new BridgeError(
+              'rate_limited',
+              'Too many client registrations from this address; try again shortly.',
+              { headers: { 'retry-after': String(seconds) } },
+            ),
+        );
+        const checked = checkRegistration(req.body);
+        if (!checked.ok)
+          return reply
+            .code(400)
+            .header('cache-control', 'no-store')
+            .send({ error: checked.error, error_description: checked.message });
         const client = await grants.register(checked.value.name, checked.value.redirectUris, req.ip);
         return reply
           .code(201)
@@ -155,8 +169,7 @@ export function oauthPublicRoutes(
             token_endpoint_auth_method: 'none',
           });
       } catch (err) {
-        if (err instanceof OAuthError) return oauthError(reply, err);
-        throw err;
+        return refused(reply, err);
       }
     });
 
@@ -241,11 +254,7 @@ export function oauthPublicRoutes(
           );
         return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(tokens);
       } catch (err) {
-        if (err instanceof OAuthError) return oauthError(reply, err);
-        // A member refreshing past their pace of changes (docs/mcp.md#oauth-for-mcp-clients).
-        if (err instanceof BridgeError && err.code === 'rate_limited')
-          return tooFast(reply, err.headers['retry-after'] ?? '60', err.message);
-        throw err;
+        return refused(reply, err);
       }
     });
 

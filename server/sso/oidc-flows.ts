@@ -62,14 +62,15 @@ export class OidcFlows {
 
   /** Stores a new flow; returns the browser binding for the flow's cookie (never stored in clear). */
   async begin(flow: FlowSecrets, ip: string): Promise<string> {
-    const wait = this.starts.retryAfterMs(ip);
-    if (wait > 0)
-      throw new BridgeError(
-        'rate_limited',
-        `Too many sign-ins started from this address; try again in ${Math.ceil(wait / 1000)} s.`,
-        { headers: { 'retry-after': String(Math.ceil(wait / 1000)) } },
-      );
-    this.starts.fail(ip);
+    this.starts.take(
+      ip,
+      (seconds) =>
+        new BridgeError(
+          'rate_limited',
+          `Too many sign-ins started from this address; try again in ${seconds} s.`,
+          { headers: { 'retry-after': String(seconds) } },
+        ),
+    );
     const addr = addressKey(ip);
     await this.makeRoom(addr);
     const browser = randomBytes(32).toString('base64url');
