@@ -4,7 +4,7 @@ import { emailKey } from '../core/email';
 import { BridgeError, isBridgeError } from '../errors';
 import { type GroupMapping, teamAndRole } from '../identity/group-mapping';
 import type { IdentityService } from '../identity/identity-service';
-import type { Store, UserPatch } from '../store/types';
+import type { UserPatch } from '../store/types';
 import type { OidcClaims } from './oidc-client';
 
 /** Who the provider says signed in, after the bridge's own rules (verified email, allow-lists). */
@@ -56,16 +56,16 @@ export function personFrom(claims: OidcClaims, s: OidcSettings): OidcPerson {
  * Just-in-time provisioning: the first sign-in creates the user with the name, team and role the
  * claims give; later ones bring them up to date. The role follows the provider only when
  * AIBRIDGE_OIDC_ADMIN_GROUP names a group (else an admin made in the bridge would be demoted by
- * their first sign-in), and never demotes the last admin.
+ * their first sign-in), and never demotes the last admin. `existing` is the user the caller found
+ * by `p.email` (the callback looks them up once, to pace them before anything is written).
  */
 export async function provision(
   p: OidcPerson,
   mapping: GroupMapping,
   identity: IdentityService,
-  store: Store,
+  existing: User | undefined,
 ): Promise<{ user: User; created: boolean }> {
   const mapped = p.groups !== undefined ? teamAndRole(p.groups, mapping) : undefined;
-  const existing = await store.getUserByEmail(p.email);
   if (!existing) {
     try {
       const user = await identity.createUser({

@@ -102,7 +102,7 @@ export function oidcRoutes(d: OidcRouteDeps): FastifyPluginAsync {
         // Paced as a key sign-in is, and before anything is written: provisioning, the key, the session.
         const known = await d.store.getUserByEmail(person.email);
         if (known) d.sessions.pace(known);
-        const { user, created } = await provision(fromClaims, d.groups, d.identity, d.store);
+        const { user, created } = await provision(fromClaims, d.groups, d.identity, known);
         // A session is bound to a key (revoking it signs the browser out): a key of its own, living as long as the session.
         const key = await d.identity.issueKey(user, {
           name: 'admin page sign-in (SSO)',
