@@ -10,6 +10,7 @@ import { renew, renewalDue } from '../../extension/auth/renewal';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
+import { sessionCookie } from '../helpers/session';
 
 const DAY = 86_400_000;
 
@@ -38,12 +39,7 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
     upstream = await new AnthropicMock().start();
     tb = await startBridge(upstream.url, {}, undefined, { clock });
     const dev = await tb.addUser('browser-dev@example.com', { team: 'ide' });
-    const res = await fetch(`${tb.url}/api/v1/session`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-      body: JSON.stringify({ key: dev.key }),
-    });
-    cookie = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+    cookie = await sessionCookie(tb.url, dev.key);
   });
   after(async () => {
     await tb.close();

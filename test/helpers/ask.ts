@@ -14,11 +14,20 @@ export interface Turn {
   prompt?: string;
 }
 
-/** A one-line Messages request (non-streamed unless asked) through a bridge at `baseUrl` with a bridge key. */
-export async function askMessages(baseUrl: string, key: string, turn: Turn = {}): Promise<Asked> {
+/**
+ * A one-line Messages request (non-streamed unless asked) through a bridge at `baseUrl`. `credential`
+ * is a bridge key, sent as `x-api-key`, or the headers that carry the credentials when a test is
+ * about how they are sent (a Bearer token; a bridge key beside the user's own upstream key).
+ */
+export async function askMessages(
+  baseUrl: string,
+  credential: string | Record<string, string>,
+  turn: Turn = {},
+): Promise<Asked> {
+  const sent = typeof credential === 'string' ? { 'x-api-key': credential } : credential;
   const res = await fetch(`${baseUrl}/anthropic/v1/messages`, {
     method: 'POST',
-    headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+    headers: { ...sent, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
     body: JSON.stringify({
       model: turn.model ?? 'claude-sonnet-4-6',
       max_tokens: turn.max_tokens ?? 50,

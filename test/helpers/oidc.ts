@@ -355,3 +355,50 @@ export async function startSsoBridge(
 }
 
 export { freePort };
+
+/** A provider and the bridge that signs users in with it. */
+export interface SsoSetUp {
+  idp: OpenIdProvider;
+  tb: SsoBridge;
+}
+
+/**
+ * The usual SSO suite set-up: the bridge's port is chosen first (the provider's redirect URI names
+ * it), an OpenID Provider with `users` and the client secret, then the bridge with that provider's
+ * issuer, client id and secret, and `env` over them. A bridge that fails to start stops the
+ * provider, so a failing `before` leaves no listener behind.
+ */
+export async function startSsoSetUp(
+  users: Record<string, IdpUser>,
+  env: Record<string, string> = {},
+  opts: {
+    build?: Omit<BuildOptions, 'logStream'>;
+    /** Where the provider is served under its origin (OpenIdProvider's `issuerPath`). */
+    issuerPath?: string;
+    /** The issuer as the admin enters it, from the provider's own: by default the same. */
+    issuer?: (idpIssuer: string) => string;
+  } = {},
+): Promise<SsoSetUp> {
+  const port = await freePort();
+  const idp = await new OpenIdProvider(`http://127.0.0.1:${port}/api/v1/auth/oidc/callback`, {
+    clientSecret: CLIENT_SECRET,
+    ...(opts.issuerPath === undefined ? {} : { issuerPath: opts.issuerPath }),
+  }).start();
+  for (const [login, user] of Object.entries(users)) idp.users.set(login, user);
+  try {
+    const tb = await startSsoBridge(
+      port,
+      {
+        AIBRIDGE_OIDC_ISSUER: (opts.issuer ?? ((i) => i))(idp.url),
+        AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
+        AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
+        ...env,
+      },
+      opts.build,
+    );
+    return { idp, tb };
+  } catch (err) {
+    await idp.stop();
+    throw err;
+  }
+}

@@ -5,6 +5,7 @@ import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
 import { OpenAIMock } from '../helpers/openai-mock';
+import { sessionCookie } from '../helpers/session';
 
 type Who =
   | 'none'
@@ -86,13 +87,7 @@ describe('the access matrix, from the route table', function () {
       ['member-session', member.key],
       ['admin-session', tb.adminKey],
     ] as const) {
-      const res = await fetch(`${tb.url}/api/v1/session`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-        body: JSON.stringify({ key }),
-      });
-      assert.equal(res.status, 201);
-      cookies[who] = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+      cookies[who] = await sessionCookie(tb.url, key);
     }
     // The sessions (hours long) outlive this; the 'expired' key does not.
     clock.advance(60_000);

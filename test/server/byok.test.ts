@@ -10,6 +10,7 @@ import type { Interception } from '../../shared/interception';
 import type { BudgetStatus, UsageReport } from '../../shared/spend';
 import { CLAUDE, claudeEnv } from '../helpers/agent-cli';
 import { AnthropicMock, MOCK_TEXT, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { type LiveTestClient, liveClient } from '../helpers/live-client';
@@ -450,23 +451,9 @@ describe('bring your own key on two replicas sharing one PostgreSQL store', func
   it('a team allowed on one replica is allowed on the other on its next requests, and switched off again', async () => {
     const dev = await a.addUser('byok-replica@example.com', { team: 'ops' });
     const ask = (tb: TestBridge) =>
-      fetch(`${tb.url}/anthropic/v1/messages`, {
-        method: 'POST',
-        headers: {
-          'x-aibridge-key': dev.key,
-          'x-api-key': UPSTREAM_KEY,
-          'anthropic-version': '2023-06-01',
-          'content-type': 'application/json',
-        },
-        body: JSON.stringify({
-          model: 'claude-sonnet-4-6',
-          max_tokens: 10,
-          messages: [{ role: 'user', content: 'hi' }],
-        }),
-      }).then(async (r) => {
-        await r.text();
-        return r.status;
-      });
+      askMessages(tb.url, { 'x-aibridge-key': dev.key, 'x-api-key': UPSTREAM_KEY }, { max_tokens: 10 }).then(
+        (r) => r.status,
+      );
     assert.equal(await ask(b), 403);
     assert.equal((await a.api('PUT', '/api/v1/teams/ops/byok', a.adminKey, { allowed: true })).status, 200);
     await eventually(async () => ((await ask(b)) === 200 ? true : undefined), {
@@ -505,23 +492,11 @@ describe('bring your own key on two replicas sharing one PostgreSQL store', func
       action: 'block',
     });
     assert.equal(put.status, 200, JSON.stringify(put.body));
-    const status = await fetch(`${a.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: {
-        'x-aibridge-key': dev.key,
-        'x-api-key': UPSTREAM_KEY,
-        'anthropic-version': '2023-06-01',
-        'content-type': 'application/json',
-      },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-6',
-        max_tokens: 10,
-        messages: [{ role: 'user', content: 'paid by me' }],
-      }),
-    }).then(async (r) => {
-      await r.text();
-      return r.status;
-    });
+    const { status } = await askMessages(
+      a.url,
+      { 'x-aibridge-key': dev.key, 'x-api-key': UPSTREAM_KEY },
+      { max_tokens: 10, prompt: 'paid by me' },
+    );
     assert.equal(status, 200);
     await a.bridge.recorder.drain();
     const rec = (await a.interceptions(1, dev.key))[0];

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { tempDir } from '../helpers/bridge';
 
 const BIN = path.resolve('dist/aibridge.cjs');
@@ -324,20 +325,9 @@ describe('aibridge serve and the admin CLI', function () {
       assert.doesNotMatch(logged, /No provider instance has a key/, 'the file’s instance has one');
       assert.doesNotMatch(logged, /sk-ant-mine|sk-ant-api/, 'values are never logged');
       const key = (await fs.readFile(path.join(dir, 'admin.key'), 'utf8')).trim();
-      const res = await fetch(`${served.url}/anthropic/v1/messages`, {
-        method: 'POST',
-        headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-        body: JSON.stringify({
-          model: 'claude-sonnet-4-6',
-          max_tokens: 5,
-          messages: [{ role: 'user', content: 'hi' }],
-        }),
-      });
+      const res = await askMessages(served.url, key, { max_tokens: 5 });
       assert.equal(res.status, 503);
-      assert.match(
-        await res.text(),
-        /no upstream key for this provider: set AIBRIDGE_ANTHROPIC_API_KEY and restart/,
-      );
+      assert.match(res.body, /no upstream key for this provider: set AIBRIDGE_ANTHROPIC_API_KEY and restart/);
     } finally {
       served.child.kill('SIGTERM');
       await exited(served.child);
@@ -437,24 +427,11 @@ describe('aibridge serve and the admin CLI', function () {
       assert.match(bad.stderr, /^aibridge: invalid_request: querystring\/format/);
       assert.doesNotMatch(bad.stderr, /\{"error"/);
       // Enough records for an export longer than one pipe buffer.
-      const body = JSON.stringify({
-        model: 'claude-sonnet-4-6',
-        max_tokens: 5,
-        messages: [{ role: 'user', content: 'x'.repeat(4000) }],
-      });
-      for (let i = 0; i < 40; i++) {
-        const r = await fetch(`${served.url}/anthropic/v1/messages`, {
-          method: 'POST',
-          headers: {
-            'x-api-key': adminKey,
-            'content-type': 'application/json',
-            'anthropic-version': '2023-06-01',
-          },
-          body,
-        });
-        assert.equal(r.status, 200);
-        await r.arrayBuffer();
-      }
+      for (let i = 0; i < 40; i++)
+        assert.equal(
+          (await askMessages(served.url, adminKey, { max_tokens: 5, prompt: 'x'.repeat(4000) })).status,
+          200,
+        );
       // `| head -c 100`: the reader takes a little, then closes its end.
       const child = spawn(process.execPath, [BIN, 'audit', 'export', ...common], {
         env: { PATH: process.env.PATH },
@@ -482,21 +459,8 @@ describe('aibridge serve and the admin CLI', function () {
     try {
       const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
       const common = ['--url', served.url, '--admin-key', adminKey];
-      const r = await fetch(`${served.url}/anthropic/v1/messages`, {
-        method: 'POST',
-        headers: {
-          'x-api-key': adminKey,
-          'content-type': 'application/json',
-          'anthropic-version': '2023-06-01',
-        },
-        body: JSON.stringify({
-          model: 'claude-sonnet-4-6',
-          max_tokens: 5,
-          messages: [{ role: 'user', content: 'hi' }],
-        }),
-      });
+      const r = await askMessages(served.url, adminKey, { max_tokens: 5 });
       assert.equal(r.status, 200);
-      await r.arrayBuffer();
       const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
       // The record is written after the response: wait until the export holds it.
       let lines: string[] = [];

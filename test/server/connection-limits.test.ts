@@ -12,6 +12,7 @@ import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { type LiveTestClient, liveClient } from '../helpers/live-client';
 import { OpenAIMock } from '../helpers/openai-mock';
+import { sessionCookie } from '../helpers/session';
 
 /** A raw TCP client: what it received so far, and whether (and when) the bridge closed it. */
 interface Raw {
@@ -928,15 +929,7 @@ describe('connections and request reading: no member can stall or exhaust the br
     after(async () => tb.close());
 
     it('a 21st sign-in with one key ends the oldest session; the newest works; other keys keep theirs', async () => {
-      const signIn = async (key: string): Promise<string> => {
-        const res = await fetch(`${tb.url}/api/v1/session`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-          body: JSON.stringify({ key }),
-        });
-        assert.equal(res.status, 201, await res.text());
-        return (res.headers.get('set-cookie') ?? '').split(';')[0]!;
-      };
+      const signIn = (key: string): Promise<string> => sessionCookie(tb.url, key);
       const me = async (cookie: string): Promise<number> => {
         const res = await fetch(`${tb.url}/api/v1/me`, { headers: { cookie } });
         await res.text();

@@ -7,6 +7,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
+import { sessionCookie } from '../helpers/session';
 import { tempDirSync } from '../helpers/temp-dirs';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
@@ -63,13 +64,7 @@ describe('device sign-in (RFC 8628), over HTTP', function () {
     await openSession();
   });
   async function openSession(): Promise<void> {
-    const res = await fetch(`${tb.url}/api/v1/session`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-      body: JSON.stringify({ key: member.key }),
-    });
-    assert.equal(res.status, 201);
-    cookie = (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+    cookie = await sessionCookie(tb.url, member.key);
   }
   after(async () => {
     await tb.close();

@@ -11,21 +11,20 @@ import type {
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayToolCall } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
 import { eventually } from '../helpers/eventually';
 import { everythingStdio } from '../helpers/mcp-servers';
 import {
-  CLIENT_ID,
-  CLIENT_SECRET,
   CookieJar,
-  freePort,
-  OpenIdProvider,
+  type OpenIdProvider,
   type SsoBridge,
-  startSsoBridge,
+  startSsoSetUp,
   throughProvider,
   visit,
 } from '../helpers/oidc';
+import { sessionCookie } from '../helpers/session';
 
 const KEY = randomBytes(32).toString('base64');
 /** Nothing listens here: the test plays the browser and reads the code off the redirect. */
@@ -99,16 +98,6 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
   let alice: { key: string; keyId: string; user: { id: string; email: string } };
   let cookie = '';
   const clients: Client[] = [];
-
-  async function sessionFor(key: string): Promise<string> {
-    const res = await fetch(`${tb.url}/api/v1/session`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-      body: JSON.stringify({ key }),
-    });
-    assert.equal(res.status, 201);
-    return (res.headers.get('set-cookie') ?? '').split(';')[0]!;
-  }
 
   /** The browser: the authorize redirect, the consent page, the approval; returns the client's redirect. */
   async function browse(url: URL, approve = true, as = cookie): Promise<URL> {
@@ -211,7 +200,7 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     alice = await tb.addUser('oauth-alice@example.com', { team: 'a' });
     const put = await tb.api('PUT', '/api/v1/mcp/servers/everything', tb.adminKey, everythingStdio());
     assert.equal(put.status, 200, JSON.stringify(put.body));
-    cookie = await sessionFor(alice.key);
+    cookie = await sessionCookie(tb.url, alice.key);
   });
 
   // Each test starts a fresh minute of the per-address registration pace (tested on its own below).
@@ -297,15 +286,7 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     const provider = new MemoryProvider();
     await authorize(provider);
     const bearer = { authorization: `Bearer ${provider.saved!.access_token}` };
-    const anthropic = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: { ...bearer, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-5',
-        max_tokens: 5,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+    const anthropic = await askMessages(tb.url, bearer, { model: 'claude-sonnet-4-5', max_tokens: 5 });
     assert.equal(anthropic.status, 401);
     const xApiKey = await fetch(`${tb.url}/anthropic/v1/messages`, {
       method: 'POST',
@@ -580,7 +561,7 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
 
   it("a revoked grant key or a deactivated user's token is refused at once", async () => {
     const bobUser = await tb.addUser('oauth-bob@example.com', { team: 'a' });
-    const bobCookie = await sessionFor(bobUser.key);
+    const bobCookie = await sessionCookie(tb.url, bobUser.key);
     const provider = new MemoryProvider('bob client');
     const first = new Client({ name: 'x', version: '1' });
     const transport = new StreamableHTTPClientTransport(new URL(`${tb.url}/mcp`), { authProvider: provider });
@@ -676,19 +657,14 @@ describe('MCP gateway OAuth with single sign-on: the consent page signs the user
   let tb: SsoBridge;
 
   before(async () => {
-    const port = await freePort();
-    idp = await new OpenIdProvider(`http://127.0.0.1:${port}/api/v1/auth/oidc/callback`, {
-      clientSecret: CLIENT_SECRET,
-    }).start();
-    idp.users.set('sso-dev', { email: 'sso-dev@example.com', email_verified: true, groups: ['eng'] });
-    tb = await startSsoBridge(port, {
-      AIBRIDGE_OIDC_ISSUER: idp.url,
-      AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
-      AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
-      AIBRIDGE_OIDC_SCOPES: 'openid email profile groups',
-      AIBRIDGE_MCP_CREDENTIALS_KEY: KEY,
-      AIBRIDGE_MCP_API_STDIO: 'true',
-    });
+    ({ idp, tb } = await startSsoSetUp(
+      { 'sso-dev': { email: 'sso-dev@example.com', email_verified: true, groups: ['eng'] } },
+      {
+        AIBRIDGE_OIDC_SCOPES: 'openid email profile groups',
+        AIBRIDGE_MCP_CREDENTIALS_KEY: KEY,
+        AIBRIDGE_MCP_API_STDIO: 'true',
+      },
+    ));
     const put = await fetch(`${tb.url}/api/v1/mcp/servers/everything`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${tb.adminKey}`, 'content-type': 'application/json' },

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { MEMBER_WRITES_PER_MINUTE } from '../../server/identity/member-writes';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
+import { keySignIn } from '../helpers/session';
 
 /**
  * Each change a member makes through `/api` is a document or key written, which the embedded
@@ -33,12 +35,7 @@ describe('changes a member makes through /api are paced (MEMBER_WRITES_PER_MINUT
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
-  const signIn = (key: string) =>
-    fetch(`${tb.url}/api/v1/session`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-      body: JSON.stringify({ key }),
-    });
+  const signIn = (key: string) => keySignIn(tb.url, key);
 
   it('refuses a member’s change past the pace with 429 rate_limited and retry-after, writing nothing; reads, model calls, others and admins go on; a minute later it is served', async () => {
     assert.equal(MEMBER_WRITES_PER_MINUTE, 60);
@@ -77,19 +74,7 @@ describe('changes a member makes through /api are paced (MEMBER_WRITES_PER_MINUT
 
     // Reads and model requests are not changes.
     assert.equal((await call('GET', '/api/v1/me', looper.key)).status, 200);
-    const model = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: {
-        'x-api-key': looper.key,
-        'anthropic-version': '2023-06-01',
-        'content-type': 'application/json',
-      },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-5',
-        max_tokens: 16,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+    const model = await askMessages(tb.url, looper.key, { model: 'claude-sonnet-4-5', max_tokens: 16 });
     assert.equal(model.status, 200);
     // Another member is not paced by this one; an admin's script is not paced at all.
     assert.equal((await signIn(other.key)).status, 201);

@@ -7,16 +7,17 @@ import type { AuthConfig } from '../../shared/sso';
 import { TestClock } from '../helpers/clock';
 import {
   CLIENT_ID,
-  CLIENT_SECRET,
   CookieJar,
   CraftingProvider,
   freePort,
   OpenIdProvider,
   type SsoBridge,
   startSsoBridge,
+  startSsoSetUp,
   throughProvider,
   visit,
 } from '../helpers/oidc';
+import { keySignIn } from '../helpers/session';
 
 const LOGIN = '/api/v1/auth/oidc/login';
 const CALLBACK = '/api/v1/auth/oidc/callback';
@@ -70,32 +71,21 @@ describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function
     // Mocha builds every describe when it loads the files, minutes before this one runs in the
     // whole suite: start the clock at the real time of this file's run (the IdP stamps real time).
     clock.advance(Math.max(0, Date.now() - clock.now()));
-    const port = await freePort();
-    idp = await new OpenIdProvider(`http://127.0.0.1:${port}${CALLBACK}`, {
-      clientSecret: CLIENT_SECRET,
-    }).start();
-    idp.users.set('alice', {
-      email: 'Alice@Example.com',
-      email_verified: true,
-      name: 'Alice Doe',
-      groups: ['eng-platform', 'aibridge-admins'],
-    });
-    idp.users.set('bob', {
-      email: 'bob@example.com',
-      email_verified: true,
-      name: 'Bob',
-      groups: ['eng-web'],
-    });
-    idp.users.set('dave', { email: 'dave@example.com', email_verified: true, groups: ['eng-web'] });
-    idp.users.set('eve', { email: 'eve@example.com', email_verified: false, groups: ['eng-web'] });
-    idp.users.set('mallory', { email: 'mallory@elsewhere.org', email_verified: true, groups: ['eng-web'] });
-    idp.users.set('carol', { email: 'carol@example.com', email_verified: true, groups: ['contractors'] });
-    tb = await startSsoBridge(
-      port,
+    ({ idp, tb } = await startSsoSetUp(
       {
-        AIBRIDGE_OIDC_ISSUER: idp.url,
-        AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
-        AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
+        alice: {
+          email: 'Alice@Example.com',
+          email_verified: true,
+          name: 'Alice Doe',
+          groups: ['eng-platform', 'aibridge-admins'],
+        },
+        bob: { email: 'bob@example.com', email_verified: true, name: 'Bob', groups: ['eng-web'] },
+        dave: { email: 'dave@example.com', email_verified: true, groups: ['eng-web'] },
+        eve: { email: 'eve@example.com', email_verified: false, groups: ['eng-web'] },
+        mallory: { email: 'mallory@elsewhere.org', email_verified: true, groups: ['eng-web'] },
+        carol: { email: 'carol@example.com', email_verified: true, groups: ['contractors'] },
+      },
+      {
         AIBRIDGE_OIDC_SCOPES: 'openid email profile groups',
         AIBRIDGE_OIDC_DISPLAY_NAME: 'Test IdP',
         AIBRIDGE_OIDC_ALLOWED_DOMAINS: 'example.com',
@@ -104,8 +94,8 @@ describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function
         AIBRIDGE_OIDC_ADMIN_GROUP: 'aibridge-admins',
         AIBRIDGE_TRUSTED_PROXIES: '127.0.0.1',
       },
-      { clock },
-    );
+      { build: { clock } },
+    ));
   });
   after(async () => {
     await tb?.close();
@@ -357,11 +347,7 @@ describe('OIDC sign-in against a real OpenID Provider (oidc-provider)', function
     assert.ok(frank);
     const key = await tb.bridge.identity.issueKey(frank, { name: 'script' });
     for (let i = 1; i < MEMBER_WRITES_PER_MINUTE; i++) {
-      const res = await fetch(`${tb.url}/api/v1/session`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-        body: JSON.stringify({ key: key.key }),
-      });
+      const res = await keySignIn(tb.url, key.key);
       assert.equal(res.status, 201, `key sign-in ${i}`);
     }
     const keys = (await tb.bridge.store.listKeys(frank.id)).length;
@@ -500,24 +486,16 @@ describe('OIDC sign-in next to SCIM groups (Entra ID: group object ids in the to
 
   before(async () => {
     clock.advance(Math.max(0, Date.now() - clock.now()));
-    const port = await freePort();
-    idp = await new OpenIdProvider(`http://127.0.0.1:${port}${CALLBACK}`, {
-      clientSecret: CLIENT_SECRET,
-    }).start();
-    idp.users.set('erin', { email: 'erin@example.com', email_verified: true, groups: [ADMINS_OBJECT_ID] });
-    tb = await startSsoBridge(
-      port,
+    ({ idp, tb } = await startSsoSetUp(
+      { erin: { email: 'erin@example.com', email_verified: true, groups: [ADMINS_OBJECT_ID] } },
       {
-        AIBRIDGE_OIDC_ISSUER: idp.url,
-        AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
-        AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
         AIBRIDGE_OIDC_SCOPES: 'openid email profile groups',
         AIBRIDGE_SCIM_TOKEN: SCIM_TOKEN,
         AIBRIDGE_GROUP_TEAMS: JSON.stringify({ 'Eng Platform': 'platform' }),
         AIBRIDGE_OIDC_ADMIN_GROUP: 'Bridge Admins',
       },
-      { clock },
-    );
+      { build: { clock } },
+    ));
   });
   after(async () => {
     await tb?.close();
@@ -560,23 +538,14 @@ describe('OIDC with an issuer identifier that ends in a slash (Entra ID v1: http
     ['the issuer entered without the slash', (i: string) => i.replace(/\/$/, '')],
   ] as const)
     it(`signs a user in with ${what}`, async () => {
-      const port = await freePort();
-      idp = await new OpenIdProvider(`http://127.0.0.1:${port}${CALLBACK}`, {
-        clientSecret: CLIENT_SECRET,
-        issuerPath: '/tenant-1234/',
-      }).start();
-      assert.ok(idp.url.endsWith('/tenant-1234/'));
-      idp.users.set('vera', { email: 'vera@example.com', email_verified: true, name: 'Vera' });
-      const tb = await startSsoBridge(
-        port,
-        {
-          AIBRIDGE_OIDC_ISSUER: issuer(idp.url),
-          AIBRIDGE_OIDC_CLIENT_ID: CLIENT_ID,
-          AIBRIDGE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
-        },
-        { clock },
-      );
+      let tb: SsoBridge;
+      ({ idp, tb } = await startSsoSetUp(
+        { vera: { email: 'vera@example.com', email_verified: true, name: 'Vera' } },
+        {},
+        { build: { clock }, issuerPath: '/tenant-1234/', issuer },
+      ));
       bridges.push(tb);
+      assert.ok(idp.url.endsWith('/tenant-1234/'));
       const a = await signIn(tb, 'vera');
       assert.equal(a.res.status, 302, a.body);
       assert.equal((await me(tb, a.jar)).body.user.email, 'vera@example.com');
@@ -616,11 +585,7 @@ describe('OIDC with the provider unreachable at start', function () {
       0,
       'nothing stored for a flow that never left',
     );
-    const key = await fetch(`${tb.url}/api/v1/session`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-      body: JSON.stringify({ key: tb.adminKey }),
-    });
+    const key = await keySignIn(tb.url, tb.adminKey);
     assert.equal(key.status, 201);
   });
 
@@ -667,11 +632,7 @@ describe('SSO off, and the key form switched off', function () {
   it('AIBRIDGE_ADMIN_KEY_SIGNIN=false: the page hides the key form and POST /api/v1/session refuses keys; keys still call the API', async () => {
     const cfg = (await (await fetch(`${ssoOnly.url}/api/v1/auth/config`)).json()) as AuthConfig;
     assert.equal(cfg.keySignIn, false);
-    const res = await fetch(`${ssoOnly.url}/api/v1/session`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-      body: JSON.stringify({ key: ssoOnly.adminKey }),
-    });
+    const res = await keySignIn(ssoOnly.url, ssoOnly.adminKey);
     assert.equal(res.status, 403);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'key_signin_disabled');
     const meRes = await fetch(`${ssoOnly.url}/api/v1/me`, {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { AnthropicMock, DEFAULT_USAGE, UPSTREAM_KEY } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { OPENAI_UPSTREAM_KEY, OPENAI_USAGE, OpenAIMock } from '../helpers/openai-mock';
+import { keySignIn } from '../helpers/session';
 
 const METRICS_TOKEN = 'metrics-token-for-tests-7f3a';
 const SONNET_45 = { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 };
@@ -360,11 +361,7 @@ describe('operating the bridge', function () {
       assert.ok(byToken.body.upstreams && byToken.body.store, 'the metrics token reads the details');
 
       // The admin page's cookie counts as an admin.
-      const signIn = await fetch(`${tb.url}/api/v1/session`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1', origin: tb.url },
-        body: JSON.stringify({ key: tb.adminKey }),
-      });
+      const signIn = await keySignIn(tb.url, tb.adminKey, { origin: tb.url });
       const cookie = signIn.headers.get('set-cookie')?.split(';')[0];
       assert.ok(cookie, `signed in: ${signIn.status}`);
       const viaCookie = (await (await fetch(`${tb.url}/healthz`, { headers: { cookie } })).json()) as object;

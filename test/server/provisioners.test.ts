@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
 
@@ -70,21 +71,8 @@ describe('provisioner credentials', function () {
     const me = await tb.api<{ user: { email: string } }>('GET', '/api/v1/me', res.body.key);
     assert.equal(me.status, 200);
     assert.equal(me.body.user.email, dev.user.email);
-    const served = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: {
-        'x-api-key': res.body.key,
-        'anthropic-version': '2023-06-01',
-        'content-type': 'application/json',
-      },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-6',
-        max_tokens: 10,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+    const served = await askMessages(tb.url, res.body.key, { max_tokens: 10 });
     assert.equal(served.status, 200);
-    await served.arrayBuffer();
     clock.advance(3_601_000);
     assert.equal((await tb.api('GET', '/api/v1/me', res.body.key)).status, 401);
   });
@@ -120,21 +108,8 @@ describe('provisioner credentials', function () {
       assert.equal(res.status, 403, `${method} ${route}`);
       assert.equal(res.body.error.code, 'forbidden');
     }
-    const proxied = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${secret}`,
-        'anthropic-version': '2023-06-01',
-        'content-type': 'application/json',
-      },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-6',
-        max_tokens: 10,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+    const proxied = await askMessages(tb.url, { authorization: `Bearer ${secret}` }, { max_tokens: 10 });
     assert.equal(proxied.status, 401);
-    await proxied.arrayBuffer();
   });
 
   it('records every use in the admin access log', async () => {

@@ -8,6 +8,7 @@ import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { liveClient } from '../helpers/live-client';
 import { testPostgres } from '../helpers/postgres';
+import { sessionCookie } from '../helpers/session';
 
 const SCIM_TOKEN = randomBytes(32).toString('base64url');
 const ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error';
@@ -319,13 +320,7 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       assert.equal(created.status, 201);
       const key = await issueKey(tb, 'leaver@okta.local');
       await ask(tb.url, key.key);
-      const session = await fetch(`${tb.url}/api/v1/session`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-aibridge-csrf': '1' },
-        body: JSON.stringify({ key: key.key }),
-      });
-      assert.equal(session.status, 201);
-      const cookie = (session.headers.get('set-cookie') ?? '').split(';')[0]!;
+      const cookie = await sessionCookie(tb.url, key.key);
       const socket = liveClient(tb.url, { key: key.key });
       await socket.next('hello');
 
