@@ -253,7 +253,7 @@ export class Metrics {
 
   readonly gatewayCalls = new Counter({
     name: 'aibridge_mcp_gateway_calls_total',
-    help: 'Tool calls agents made through the MCP gateway (<bridge>/mcp), by server and outcome (ok, error, timeout, cancelled, no_credential, denied).',
+    help: 'Tool calls agents made through the MCP gateway (<bridge>/mcp), by server and outcome (ok, error, timeout, cancelled, no_credential, denied, too_many_calls).',
     labelNames: ['server', 'outcome'] as const,
     registers: [this.registry],
   });

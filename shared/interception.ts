@@ -84,9 +84,11 @@ export interface GatewayToolCall {
   input: unknown;
   /**
    * `no_credential`: the user has not connected the server yet (they were told how); `denied`: a
-   * tool-policy rule blocked it (docs/governance.md), the client got a tool result saying so.
+   * tool-policy rule blocked it (docs/governance.md), the client got a tool result saying so;
+   * `too_many_calls`: the user already had as many calls running as they may
+   * (AIBRIDGE_MCP_GATEWAY_CALLS_PER_USER), so it was not run and the client was told to retry.
    */
-  outcome: 'ok' | 'error' | 'timeout' | 'cancelled' | 'no_credential' | 'denied';
+  outcome: 'ok' | 'error' | 'timeout' | 'cancelled' | 'no_credential' | 'denied' | 'too_many_calls';
   /** The tool-policy rule that denied or flagged the call, when one matched. */
   policy?: ToolPolicyMark;
   durationMs: number;

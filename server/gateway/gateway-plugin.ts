@@ -6,6 +6,7 @@ import type { Authenticator } from '../identity/auth';
 import type { McpHub } from '../mcp/hub';
 import type { RateLimiter } from '../spend/rate-limits';
 import { GatewayCallLog } from './call-log';
+import { CallSlots } from './call-slots';
 import { type GatewayAccessTokens, gatewayRoutes } from './gateway-routes';
 import { type GatewayServerDeps, InFlightCalls } from './in-flight';
 
@@ -50,6 +51,7 @@ export function gatewayCapability(
       hub: d.hub,
       log: callLog,
       inFlight,
+      slots: new CallSlots(config.mcp.gatewayCallsPerUser),
       callTimeoutMs: config.mcp.gatewayCallTimeoutMs,
       now: () => clock.now(),
       ...(d.judge ? { judge: d.judge } : {}),

@@ -32,8 +32,26 @@ const MAX_PAGES = 20;
  * An error the SDK answers as a JSON-RPC error with this code and message. Not an `McpError`,
  * whose message starts `MCP error <code>:`, which the client's SDK would then prefix again.
  */
-function rpcFailure(code: number, message: string): Error & { code: number } {
-  return Object.assign(new Error(message), { code });
+function rpcFailure(code: number, message: string, data?: unknown): Error & { code: number } {
+  return Object.assign(new Error(message), { code }, data === undefined ? {} : { data });
+}
+
+/** `outcome` of a call refused because its user already runs as many as they may (CallSlots). */
+const TOO_MANY_CALLS = 'too_many_calls';
+
+/**
+ * A call past its user's cap (AIBRIDGE_MCP_GATEWAY_CALLS_PER_USER): a JSON-RPC error for that call
+ * alone, so the rest of a batch runs. `-32600` is what the gateway answers its other "too many"
+ * refusals with (rate limits, notification streams); `data.reason` tells it from a malformed
+ * request. A protocol error rather than an `isError` result: the tool never ran, and clients (Claude
+ * Code among them) show the message to the agent either way.
+ */
+function tooManyCalls(limit: number): Error & { code: number } {
+  return rpcFailure(
+    RpcCode.InvalidRequest,
+    `Too many MCP gateway calls at once: ${limit} of yours are already running on this bridge, so this call was not run. Retry it when one of them has finished.`,
+    { reason: TOO_MANY_CALLS, limit },
+  );
 }
 
 /** Longest resource URI kept in a record; longer ones are cut, marked with `…`. */
@@ -149,6 +167,12 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     run: (limitMs: number) => Promise<T>,
   ): Promise<T> => {
     const record = recorder(d.now(), call);
+    const free = d.slots.take(principal.user.id);
+    if (!free) {
+      const refused = tooManyCalls(d.slots.limit);
+      record({ outcome: TOO_MANY_CALLS, error: refused.message });
+      throw refused;
+    }
     try {
       const result = await run(s.config.timeoutMs ?? d.callTimeoutMs);
       record({ outcome: 'ok', error: null, result });
@@ -164,6 +188,8 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
       }
       record({ outcome, error: message });
       throw err;
+    } finally {
+      free();
     }
   };
 
@@ -244,6 +270,14 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     // Not offered to this user (denied by the server's patterns, or no such tool): as if unknown.
     if (!conn || !tool) throw rpcFailure(RpcCode.InvalidParams, `Unknown tool: ${name}`);
 
+    // Taken once the call is known to reach its server: a denied call, or one to a server not
+    // connected, holds nothing upstream. Freed in the `finally` below, however the call ends.
+    const free = d.slots.take(principal.user.id);
+    if (!free) {
+      const refused = tooManyCalls(d.slots.limit);
+      record({ outcome: TOO_MANY_CALLS, error: refused.message });
+      throw refused;
+    }
     const limitMs = s.config.timeoutMs ?? d.callTimeoutMs;
     const abort = new AbortController();
     const forget = d.inFlight.add(principal.user.id, caller.sessionId, extra.requestId, abort);
@@ -275,6 +309,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
       throw rpcFailure(RpcCode.InternalError, `${parts.server} failed: ${shown}`);
     } finally {
       forget();
+      free();
     }
   });
 

@@ -3,6 +3,7 @@ import type { Principal } from '../core/principal';
 import type { MemberWrites } from '../identity/member-writes';
 import type { McpHub } from '../mcp/hub';
 import type { GatewayCallLog } from './call-log';
+import type { CallSlots } from './call-slots';
 
 /** Calls in flight on this replica, so a `notifications/cancelled` (its own POST) finds its call. */
 export class InFlightCalls {
@@ -42,6 +43,8 @@ export interface GatewayServerDeps {
   hub: McpHub;
   log: GatewayCallLog;
   inFlight: InFlightCalls;
+  /** Each user's calls running on this replica, capped (AIBRIDGE_MCP_GATEWAY_CALLS_PER_USER). */
+  slots: CallSlots;
   /** A gateway call's limit when the server sets none (AIBRIDGE_MCP_GATEWAY_CALL_TIMEOUT_MS). */
   callTimeoutMs: number;
   now: () => number;

@@ -10,6 +10,8 @@ export interface McpSettings {
   readonly callTimeoutMs: number;
   /** One MCP gateway call's limit (`<bridge>/mcp`), unless the server's config sets its own. */
   readonly gatewayCallTimeoutMs: number;
+  /** MCP gateway calls one user may have running at once on one replica; 0: no cap. */
+  readonly gatewayCallsPerUser: number;
   /** Connecting to a server and listing its tools. */
   readonly connectTimeoutMs: number;
   /** How often tool lists are fetched again (besides `notifications/tools/list_changed`). */
