@@ -147,7 +147,7 @@ export function interceptionDescription(item: InterceptionItem, now: number): st
 
 /** A call an agent made through the MCP gateway: a row of its own, next to the model requests in time. */
 function gatewayNode(c: GatewayCallItem, o: TreeOptions): TreeNode {
-  const outcome = c.outcome === 'ok' ? '' : ` · ${c.outcome.replace('_', ' ')}`;
+  const outcome = c.outcome === 'ok' ? '' : ` · ${c.outcome.replace(/_/g, ' ')}`;
   return {
     id: `gw:${c.id}`,
     kind: 'gatewayCall',
