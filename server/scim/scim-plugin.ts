@@ -302,6 +302,13 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
     app.get(`/ResourceTypes`, admin, async (_req, reply) =>
       send(reply, 200, listResponse(resourceTypes, { start: 1, count: resourceTypes.length })),
     );
+    // Each document at the `meta.location` the list gives it (RFC 7644 §4): validators fetch them.
+    app.get(`/ResourceTypes/:name`, admin, async (req, reply) => {
+      const { name } = req.params as { name: string };
+      const t = resourceTypes.find((r) => r.name === name);
+      if (!t) throw new ScimError('not_found', `No SCIM resource type ${JSON.stringify(name)}.`);
+      return send(reply, 200, t);
+    });
 
     const attr = (name: string, extra: Record<string, unknown> = {}) => ({
       name,
@@ -344,6 +351,12 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
     app.get(`/Schemas`, admin, async (_req, reply) =>
       send(reply, 200, listResponse(schemas, { start: 1, count: schemas.length })),
     );
+    app.get(`/Schemas/:id`, admin, async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const schema = schemas.find((s) => s.id === id);
+      if (!schema) throw new ScimError('not_found', `No SCIM schema ${JSON.stringify(id)}.`);
+      return send(reply, 200, schema);
+    });
 
     // Users
 

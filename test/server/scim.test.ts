@@ -507,6 +507,21 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       );
       const schemas = await scim<{ Resources: { id: string }[] }>(tb.url, 'GET', '/Schemas');
       assert.equal(schemas.body.Resources.length, 2);
+      // Each document is served at the location its list entry names (validators fetch them).
+      for (const doc of [...types.body.Resources, ...schemas.body.Resources] as {
+        meta: { location: string };
+      }[]) {
+        const one = await scim<{ meta: { location: string } }>(
+          tb.url,
+          'GET',
+          doc.meta.location.replace(/^\/scim\/v2/, ''),
+        );
+        assert.equal(one.status, 200, doc.meta.location);
+        assert.deepEqual(one.body, doc);
+      }
+      const missing = await scim<{ status: string; schemas: string[] }>(tb.url, 'GET', '/Schemas/urn:x:nope');
+      assert.equal(missing.status, 404);
+      assert.equal(missing.body.status, '404');
     });
 
     it('malformed bodies get 400 in the SCIM error shape; a wrong token 401; a member key 403', async () => {
