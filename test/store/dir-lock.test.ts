@@ -102,6 +102,22 @@ describe('the embedded store holds its data dir alone (dir-lock)', () => {
     await (await DataDirLock.acquire(dir)).release();
   });
 
+  it('the staging directory of a starter that crashed mid-take-over is removed by the next holder, a fresh one kept', async () => {
+    const dir = await tempDir();
+    const staging = (token: string, ageMs: number) => async () => {
+      const p = path.join(dir, `${LOCK_FILE}.takeover.${token}`);
+      await fs.mkdir(p);
+      await fs.writeFile(path.join(p, token), 'x');
+      const at = new Date(Date.now() - ageMs);
+      await fs.utimes(p, at, at);
+    };
+    await staging('dead', 60_000)();
+    await staging('live', 0)();
+    const lock = await DataDirLock.acquire(dir);
+    assert.deepEqual((await fs.readdir(dir)).sort(), [LOCK_FILE, `${LOCK_FILE}.takeover.live`]);
+    await lock.release();
+  });
+
   it('a take-over marker left by a crash 5 s ago is waited out, not reported as a live holder', async function () {
     this.timeout(30_000);
     // The crashed take-over left both its marker and the lock it was taking over (a pid now gone).

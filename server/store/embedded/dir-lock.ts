@@ -71,6 +71,7 @@ export class DataDirLock {
       if (await create(file, mine)) {
         const lock = new DataDirLock(file, mine);
         lock.beat(heartbeatMs);
+        await clearAbandonedStaging(dataDir, path.basename(marker));
         return lock;
       }
       const held = await holder(file);
@@ -179,6 +180,21 @@ async function clearAbandonedTakeover(marker: string): Promise<void> {
       await fs.unlink(path.join(marker, token)).catch(() => undefined);
   // Empty (now, or left so by a holder that died between its token and the directory): holds nothing.
   await fs.rmdir(marker).catch(() => undefined);
+}
+
+/**
+ * A starter that crashed between making its staging directory and renaming it into place left
+ * `aibridge.lock.takeover.<token>` behind. It holds nothing (the marker is only ever the renamed
+ * one), so the holder removes those old enough to be no live starter's (a take-over takes ms).
+ */
+async function clearAbandonedStaging(dataDir: string, markerName: string): Promise<void> {
+  const names = await fs.readdir(dataDir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(`${markerName}.`)) continue;
+    const staging = path.join(dataDir, name);
+    if (await abandoned(staging))
+      await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+  }
 }
 
 async function abandoned(file: string): Promise<boolean> {
