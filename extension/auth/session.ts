@@ -36,6 +36,10 @@ export interface SignedIn {
 
 export type RestoreResult = 'restored' | 'restored-offline' | 'none' | 'rejected';
 
+/** How often, and how far apart, a key another window stored is tried before it is left to that window. */
+const FOLLOW_ATTEMPTS = 5;
+const FOLLOW_RETRY_MS = 300;
+
 /**
  * Who is signed in, to which bridge. The key lives only in secret storage; the URL (not a secret)
  * in global state. Knows nothing of sockets, terminals or views: they follow `onDidChange`.
@@ -72,19 +76,27 @@ export class Session {
       if (this.state) this.set(undefined);
       return;
     }
-    const url = this.global.get<string>(STORAGE.url);
-    if (!url || (this.state?.key === key && this.state.url === url)) return;
-    let signedIn: SignedIn;
-    try {
-      const me = await this.me({ url, key });
-      signedIn = { url, key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] };
-    } catch (err) {
-      // The window that stored it verified it; a refusal now is that window's to handle.
-      if (err instanceof BridgeApiError && err.unauthorized) return;
-      signedIn = { url, key, user: null, keyInfo: null, providers: null };
+    // The URL travels through global state, which reaches this window on its own channel: it may
+    // still be missing or name the bridge signed in to before. So a missing URL or a refusal is
+    // asked again a few times before the key is left to the window that stored it.
+    for (let attempt = 0; attempt < FOLLOW_ATTEMPTS; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, FOLLOW_RETRY_MS));
+      if (this.known !== key) return;
+      const url = this.global.get<string>(STORAGE.url);
+      if (!url) continue;
+      if (this.state?.key === key && this.state.url === url) return;
+      let signedIn: SignedIn;
+      try {
+        const me = await this.me({ url, key });
+        signedIn = { url, key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] };
+      } catch (err) {
+        if (err instanceof BridgeApiError && err.unauthorized) continue;
+        signedIn = { url, key, user: null, keyInfo: null, providers: null };
+      }
+      // A newer change (or this window's own sign-in) arrived while the bridge was asked.
+      if (this.known === key) this.set(signedIn);
+      return;
     }
-    // A newer change (or this window's own sign-in) arrived while the bridge was asked.
-    if (this.known === key) this.set(signedIn);
   }
 
   get current(): SignedIn | undefined {

@@ -191,6 +191,24 @@ describe('extension: sign-in', () => {
     b.dispose();
   });
 
+  it('a window follows another window’s sign-in to a new bridge even when the URL reaches it after the key', async () => {
+    const secrets = new SharedSecrets();
+    const state = new State();
+    const KEY2 = `aib_${'C'.repeat(43)}`;
+    const me2 = (c: Credentials): Promise<Me> =>
+      (c.key === KEY && c.url === 'https://x.com') || (c.key === KEY2 && c.url === 'https://y.com')
+        ? Promise.resolve({ user: USER, key: KEY_INFO })
+        : Promise.reject(new BridgeApiError(401, 'unauthorized', 'Unknown key.'));
+    const b = new Session(secrets, state, me2);
+    await b.signIn({ url: 'https://x.com', key: KEY }, { user: USER, key: KEY_INFO });
+    // Another window signs in to another bridge; its URL arrives here 400 ms after its key.
+    await secrets.store(STORAGE.key, KEY2);
+    setTimeout(() => void state.update(STORAGE.url, 'https://y.com'), 400);
+    await until(() => b.current?.key === KEY2, 'window B follows to the new bridge');
+    assert.equal(b.current?.url, 'https://y.com');
+    b.dispose();
+  });
+
   it('offers a sign-in to the bridge aibridge.url moved to, not to the same bridge in another spelling', () => {
     const old = 'https://bridge.example.com';
     assert.equal(movedBridge(old, 'https://bridge-2.example.com/'), 'https://bridge-2.example.com');

@@ -500,17 +500,23 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       );
       assert.equal(spc.body.patch.supported, true);
       assert.equal(spc.body.filter.supported, true);
-      const types = await scim<{ Resources: { name: string }[] }>(tb.url, 'GET', '/ResourceTypes');
+      const types = await scim<{ Resources: { name: string; meta: { location: string } }[] }>(
+        tb.url,
+        'GET',
+        '/ResourceTypes',
+      );
       assert.deepEqual(
         types.body.Resources.map((t) => t.name),
         ['User', 'Group'],
       );
-      const schemas = await scim<{ Resources: { id: string }[] }>(tb.url, 'GET', '/Schemas');
+      const schemas = await scim<{ Resources: { id: string; meta: { location: string } }[] }>(
+        tb.url,
+        'GET',
+        '/Schemas',
+      );
       assert.equal(schemas.body.Resources.length, 2);
       // Each document is served at the location its list entry names (validators fetch them).
-      for (const doc of [...types.body.Resources, ...schemas.body.Resources] as {
-        meta: { location: string };
-      }[]) {
+      for (const doc of [...types.body.Resources, ...schemas.body.Resources]) {
         const one = await scim<{ meta: { location: string } }>(
           tb.url,
           'GET',
