@@ -124,10 +124,8 @@ export class InjectedRounds implements RoundStrategy {
         prepared = prepareRound(x.metered.api, body, x.metered.prepared.captureOutput, x.metered.target);
       } catch (cause) {
         // A next request JSON.stringify cannot write (the model's arguments to an injected tool
-        // nested ~5,000 levels deep): the round the provider was paid for is recorded first.
-        const err = new BridgeError('internal_error', undefined, { cause });
-        x.finish(round, 'error', read.facts, { type: err.code, message: err.message }, true, 'not run');
-        throw err;
+        // nested ~5,000 levels deep).
+        throw x.paidRoundFailed(round, read.facts, cause);
       }
       const next = x.nextRound(round, body, prepared);
       // The previous round's record links its results to the round that carries them, so the

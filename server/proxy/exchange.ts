@@ -1061,11 +1061,8 @@ export class Exchange {
       payload = changed === undefined ? read.raw! : Buffer.from(JSON.stringify(changed));
     } catch (cause) {
       // An answer JSON.stringify cannot write (a model's tool arguments nested ~5,000 levels deep,
-      // beside a denied call): the client gets the bridge's error, but the provider was paid for
-      // the answer, so the round is recorded with its usage first.
-      const err = new BridgeError('internal_error', undefined, { cause });
-      void this.finish(round, 'error', read.facts, { type: err.code, message: err.message }, true, 'not run');
-      throw err;
+      // beside a denied call).
+      throw this.paidRoundFailed(round, read.facts, cause);
     }
     const error = read.facts.error;
     const answer = (): void => this.sendJson(res.statusCode, res.headers, payload);
@@ -1388,6 +1385,17 @@ export class Exchange {
       out.end(JSON.stringify(this.adapter.errorBody(err.status, err.code, err.message)));
     } else out.destroy();
     this.head = 'done';
+  }
+
+  /**
+   * A round the provider answered (and was paid for) that the bridge cannot go on from: the
+   * client gets the bridge's `internal_error`, and the round is recorded with its usage first.
+   * Returns the error to throw.
+   */
+  paidRoundFailed(round: Round, facts: ResponseFacts, cause: unknown): BridgeError {
+    const err = new BridgeError('internal_error', undefined, { cause });
+    void this.finish(round, 'error', facts, { type: err.code, message: err.message }, true, 'not run');
+    return err;
   }
 
   /**
