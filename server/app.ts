@@ -231,6 +231,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       toolPolicy: (start) => policy.toolPolicy.forRequest(start),
       byok: byok.policy,
       router: routeTable.router,
+      responseOwners: audit.responseOwners,
       ...(opts.credentials
         ? { credentials: { credentialsFor: opts.credentials, hasKeys: () => false } }
         : { credentials: routing.pools }),

@@ -77,6 +77,10 @@ export const ERROR_CODES = {
   policy_not_found: { status: 404, message: 'No model policy for that team.' },
   alias_not_found: { status: 404, message: 'No stored model alias with that name.' },
   model_not_found: { status: 404, message: 'No model with that id is available to the caller.' },
+  response_not_found: {
+    status: 404,
+    message: "No stored response with that id is the caller's.",
+  },
   mcp_server_not_found: { status: 404, message: 'No MCP server with that name.' },
   provider_not_found: { status: 404, message: 'No provider instance with that name.' },
   provider_key_not_found: { status: 404, message: 'The provider instance has no key with that name.' },

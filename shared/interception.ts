@@ -231,6 +231,12 @@ export interface Interception {
   error: InterceptionError | null;
   /** The provider's request id (`request-id` / `x-request-id`), for support tickets. */
   upstreamRequestId: string | null;
+  /**
+   * The id the provider stored the answer under (OpenAI Responses' `resp_…`), when it named one:
+   * the record makes it this user's, and only they may read, delete or continue it through the
+   * bridge (docs/security.md). Absent: the answer named none.
+   */
+  responseId?: string;
   /** Secrets blanked out before the record was stored: what kind, in which field, how many. Never the values. */
   redactions: { kind: string; field: string; count: number }[];
   /** The level this record was captured at. */

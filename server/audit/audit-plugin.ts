@@ -8,10 +8,13 @@ import { CapturePolicy } from './capture';
 import { claimChainAnchor } from './chain-anchor';
 import { Recorder } from './recorder';
 import { Redactor } from './redact';
+import { ResponseOwners } from './response-owners';
 
 export interface AuditCapability extends Capability {
   recorder: Recorder;
   capture: CapturePolicy;
+  /** Who created each stored provider response, from the records (docs/security.md). */
+  responseOwners: ResponseOwners;
 }
 
 /** The audit trail (docs/audit.md): the recorder every exchange hands its rounds to, capture levels, retention, the audit API. */
@@ -29,6 +32,9 @@ export async function auditCapability(
     { failMode: config.auditFailure, retryMs: 1000, retryLimit: config.auditQueueLimit },
     new Redactor(config.redactPatterns),
   );
+  const responseOwners = new ResponseOwners(store);
+  // Noted as each interception ends, before the client's answer does: a follow-up finds it here.
+  recorder.onFinished((rec) => responseOwners.note(rec));
   // Registered before the routes close, so every record of the last requests is flushed.
   life.onClose('audit records', () => recorder.drain());
   const capture = new CapturePolicy(store, config.auditCapture);
@@ -57,6 +63,7 @@ export async function auditCapability(
   return {
     recorder,
     capture,
+    responseOwners,
     routes: async (app) => {
       await app.register(auditRoutes(identity, store, capture));
       await app.register(cacheBreakRoutes(store, datesOf(clock)));

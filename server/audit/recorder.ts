@@ -55,6 +55,7 @@ const REFUSED_BEFORE_UPSTREAM: ReadonlySet<string> = new Set<ErrorCode>([
   'audit_unavailable',
   'store_unavailable',
   'server_busy',
+  'response_not_found',
 ]);
 
 /** Whether the interception ended with the bridge's refusal, before the provider saw anything. */
@@ -72,6 +73,16 @@ function refused(end: InterceptionEnd): boolean {
  * memory) before it is stored without: a slow database must not hold records back.
  */
 const ANNOTATION_LIMIT_MS = 2000;
+
+/**
+ * The longest response id recorded. OpenAI's are ~50 characters; an openai-compatible upstream is
+ * anyone's server, and the id keys the store's ownership lookup (server/audit/response-owners.ts).
+ */
+export const MAX_RESPONSE_ID_CHARS = 256;
+
+function ownedResponse(id: string | undefined): id is string {
+  return id !== undefined && id.length > 0 && id.length <= MAX_RESPONSE_ID_CHARS;
+}
 
 /** Log levels at which the per-interception `info` line is written. */
 const LOGS_INFO: ReadonlySet<string> = new Set(['trace', 'debug', 'info']);
@@ -225,6 +236,7 @@ export class Recorder {
       // A provider's error may echo what the member sent (a key pasted as the model name).
       error: this.redactedError(end.error ?? end.response?.error ?? null, redactions),
       upstreamRequestId: end.upstreamRequestId,
+      ...(ownedResponse(end.response?.responseId) ? { responseId: end.response!.responseId! } : {}),
       redactions,
       ...(start.request.cache ? { cacheKey: start.request.cache.fingerprint } : {}),
       // Present only when there is something to say, so a record without failover is as before.

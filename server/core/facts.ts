@@ -33,6 +33,11 @@ export interface RequestFacts {
   newMessages: unknown[];
   /** What the prompt cache depends on; absent where the request uses no cache. */
   cache?: CacheFacts;
+  /**
+   * The stored response whose context this request continues (Responses' `previous_response_id`):
+   * the bridge checks that it is the caller's own before sending it (server/audit/response-owners.ts).
+   */
+  continues?: string;
 }
 
 /** A request's cache fingerprint, and the hash of any prefix of its messages (kept only while it runs). */
@@ -62,6 +67,11 @@ export interface ResponseFacts {
   output?: { text: string; thinking: string };
   /** The usage was raised to what the stream showed was used (server/proxy/usage-floor.ts). */
   usageEstimated?: boolean;
+  /**
+   * The id the provider stored the answer under (a Responses `resp_…`), when it names one: recorded
+   * as the caller's, so only they may read, delete or continue it (server/audit/response-owners.ts).
+   */
+  responseId?: string;
 }
 
 /** What is known of an interception when its request is accepted. */

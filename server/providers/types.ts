@@ -88,6 +88,11 @@ export interface PassthroughRoute {
   readonly path: string;
   /** Why it is safe to forward unmetered, for docs/api.md. */
   readonly why: string;
+  /**
+   * The `:name` segment that names a stored response (OpenAI's `resp_…`, kept under the
+   * organisation's key): forwarded only for the user who created it (docs/security.md).
+   */
+  readonly storedResponse?: string;
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { ResponseOwners } from '../audit/response-owners';
 import type { InterceptionStart } from '../core/facts';
 import { BridgeError } from '../errors';
 import type { AttemptTarget } from '../routing/routes';
@@ -64,6 +65,21 @@ export function auditAccepting(accepting: () => boolean): AdmissionGate {
   return (_t, next) => {
     if (!accepting()) throw new BridgeError('audit_unavailable');
     return next();
+  };
+}
+
+/**
+ * A request that continues a stored response (Responses' `previous_response_id`, which makes the
+ * provider read that conversation's whole context) goes upstream only for the response's owner;
+ * anyone else gets `404 response_not_found` as if it did not exist (server/audit/response-owners.ts).
+ * Checked before governance, so a refused request reserves no budget.
+ */
+export function continuesOwnResponse(owners: Pick<ResponseOwners, 'check'>): AdmissionGate {
+  return (t, next) => {
+    const id = t.start.request.continues;
+    if (id === undefined) return next();
+    const pending = owners.check(id, t.start.principal);
+    return pending ? pending.then(next) : next();
   };
 }
 

@@ -2,15 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { CaptureLevel } from '../../shared/interception';
+import type { ResponseOwners } from '../audit/response-owners';
 import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
-import { BridgeError, fromFastifyError } from '../errors';
+import { BridgeError, fromFastifyError, isBridgeError } from '../errors';
 import { baseUrlHint } from '../http/base-url-hint';
 import type { BodyBudget } from '../http/body-budget';
 import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
 import { isObject } from '../providers/common';
-import type { JsonObject, ProviderAdapter } from '../providers/types';
+import type { JsonObject, PassthroughRoute, ProviderAdapter } from '../providers/types';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
 import { reportAnswer, singleCredential } from '../routing/credentials';
@@ -54,6 +55,8 @@ export interface ProviderRouteDeps {
   models?: ModelDirectory;
   /** The routing table (docs/routing.md): a model it names is tried on its targets in order. */
   routes?: Router;
+  /** Who created each stored response: a passthrough that names one is forwarded only for them. */
+  responseOwners: Pick<ResponseOwners, 'check'>;
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -288,12 +291,50 @@ async function handle(
       `${req.method} ${adapter.prefix}${route.path} is not served by the bridge${hint ? `. ${hint}` : ' (docs/api.md lists what is).'}`,
     );
   }
+  if (route.route.storedResponse !== undefined)
+    await ownResponseOnly(adapter, deps, req, route.route, route.path);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   const aliased =
     deps.models && aliasResolved(adapter, deps, principal.user.team, req.method, route.path, raw);
   if (aliased)
     return passThrough(adapter, deps.exchange, req, reply, aliased.path + query, aliased.bytes, own);
   return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
+}
+
+/**
+ * A passthrough that names a stored response (`GET /responses/{id}` and kin) goes upstream only for
+ * the user who created it; anyone else gets `404 response_not_found`, as OpenAI answers an id it
+ * does not know, and the refusal is logged as a passthrough is (docs/security.md).
+ */
+async function ownResponseOnly(
+  adapter: ProviderAdapter,
+  deps: ProviderRouteDeps,
+  req: FastifyRequest,
+  route: PassthroughRoute,
+  path: string,
+): Promise<void> {
+  const at = route.path.split('/').indexOf(route.storedResponse!);
+  // Decodable: a segment that is not was refused with the dot segments (hasDotSegment).
+  const id = decodeURIComponent(path.split('/')[at] ?? '');
+  try {
+    await deps.responseOwners.check(id, req.principal!);
+  } catch (err) {
+    if (isBridgeError(err) && err.code === 'response_not_found')
+      req.log.info(
+        {
+          method: req.method,
+          provider: adapter.id,
+          path,
+          statusCode: err.status,
+          code: err.code,
+          // `foreign` (another user's) or `unknown` (never seen created through the bridge).
+          standing: err.cause,
+          userId: req.principal?.user.id ?? null,
+        },
+        'passthrough refused',
+      );
+    throw err;
+  }
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { ResponseOwners } from '../audit/response-owners';
 import type { Core } from '../capability';
 import { datesOf } from '../clock';
 import type { BodyBudget } from '../http/body-budget';
@@ -13,6 +14,7 @@ import {
   auditAccepting,
   breakerClosed,
   composeAdmission,
+  continuesOwnResponse,
   type GovernanceGate,
   governed,
   upstreamConfigured,
@@ -54,6 +56,8 @@ export function proxyCapability(
     };
     /** The routing table (server/routing): a model it names is tried on its targets in order. */
     router?: Router;
+    /** Who created each stored response: only they may read, delete or continue it. */
+    responseOwners: Pick<ResponseOwners, 'check'>;
   },
 ): ProxyCapability {
   const { config, metrics, clock, life } = core;
@@ -91,6 +95,7 @@ export function proxyCapability(
           admit: composeAdmission([
             upstreamConfigured(() => instanceServes(adapter, d.credentials), keySetting(adapter)),
             auditAccepting(() => d.recorder.accepting()),
+            continuesOwnResponse(d.responseOwners),
             governed(d.governance),
             breakerClosed(breakers, adapter.id),
           ]),
@@ -105,6 +110,7 @@ export function proxyCapability(
           capture: d.capture,
           strategyFor: d.strategyFor,
           byok: d.byok,
+          responseOwners: d.responseOwners,
           ...(d.models ? { models: d.models } : {}),
           ...(d.router ? { routes: d.router } : {}),
         };

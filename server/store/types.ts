@@ -282,6 +282,12 @@ export interface Store {
   listInterceptions(filter: InterceptionFilter, limit: number, cursor?: string): Promise<Page<Interception>>;
   getInterception(id: string): Promise<Interception | undefined>;
   /**
+   * The user whose record holds this `responseId` (the provider's id of a stored answer), or
+   * undefined when no kept record does: one indexed lookup, never a scan. Who may read, delete or
+   * continue a stored response (server/audit/response-owners.ts).
+   */
+  responseOwner(responseId: string): Promise<string | undefined>;
+  /**
    * Every matching record, oldest first, exactly as stored (for exports and chain verification).
    * Streams: holds only what it is yielding, however many records match.
    */

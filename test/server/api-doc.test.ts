@@ -48,6 +48,7 @@ const RECORD_FIELDS: Record<keyof Interception, true> = {
   toolCalls: true,
   error: true,
   upstreamRequestId: true,
+  responseId: true,
   redactions: true,
   capture: true,
   toolResults: true,

@@ -437,10 +437,12 @@ describe('OpenAI SDK through the bridge', () => {
       const models = await client.models.list();
       assert.ok(models.data.some((m) => m.id === 'gpt-5'));
       assert.equal(mock.requests.length, before);
-      const stored = await fetch(`${tb.url}/openai/v1/responses/resp_123`, {
+      // A stored response passes through for the member who created it (docs/security.md).
+      const { id } = await client.responses.create({ model: 'gpt-5', input: 'keep this' });
+      const stored = await fetch(`${tb.url}/openai/v1/responses/${id}`, {
         headers: { authorization: `Bearer ${dev.key}` },
       });
-      assert.deepEqual(await stored.json(), { method: 'GET', url: '/v1/responses/resp_123' });
+      assert.deepEqual(await stored.json(), { method: 'GET', url: `/v1/responses/${id}` });
     });
   });
 });

@@ -283,6 +283,24 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal(more.prevHash, stored[4]!.hash, 'the chain continues after a restart');
       });
 
+      it('finds who owns a stored response by its id, the newest record first, across a restart', async () => {
+        assert.equal(await store.responseOwner('resp_1'), undefined, 'an empty store knows no response');
+        await store.appendInterception(newRecord(0, { responseId: 'resp_1' }));
+        await store.appendInterception(newRecord(1, { responseId: 'resp_2' }));
+        await store.appendInterception(newRecord(2));
+        assert.equal(await store.responseOwner('resp_1'), 'usr_a');
+        assert.equal(await store.responseOwner('resp_2'), 'usr_b');
+        assert.equal(await store.responseOwner('resp_3'), undefined);
+        assert.equal(await store.responseOwner(''), undefined);
+        // An upstream that hands an id out twice: the newest record says whose it is.
+        await store.appendInterception(newRecord(3, { responseId: 'resp_1' }));
+        assert.equal(await store.responseOwner('resp_1'), 'usr_b');
+        await restart();
+        assert.equal(await store.responseOwner('resp_1'), 'usr_b');
+        assert.equal(await store.responseOwner('resp_2'), 'usr_b');
+        assert.equal((await store.getInterception('int_000001'))?.responseId, 'resp_2');
+      });
+
       it('keeps text a database might not: NUL, emoji, long prompts, nested values', async () => {
         const rec = newRecord(1, {
           prompt: `a\u0000b 🦀 ${'x'.repeat(70_000)}`,

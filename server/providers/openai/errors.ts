@@ -6,6 +6,13 @@ function errorType(status: number): string {
   return status >= 500 ? 'server_error' : 'invalid_request_error';
 }
 
+/**
+ * Refusals that stand in for OpenAI's own answer and must read exactly as it (a stored response of
+ * another user answers as an unknown id, so its existence is not revealed): OpenAI sends no code.
+ * `x-aibridge-error-code` still names the bridge's.
+ */
+const AS_OPENAI: ReadonlySet<string> = new Set(['response_not_found']);
+
 /** `{"error": {message, type, param, code}}`, with the bridge's stable code as `code`. */
 export function openaiError(
   status: number,
@@ -15,9 +22,9 @@ export function openaiError(
   message: string;
   type: string;
   param: null;
-  code: string;
+  code: string | null;
 } {
-  return { message, type: errorType(status), param: null, code };
+  return { message, type: errorType(status), param: null, code: AS_OPENAI.has(code) ? null : code };
 }
 
 export function openaiErrorBody(status: number, code: string, message: string): unknown {

@@ -17,10 +17,31 @@ export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
   { methods: ['GET', 'HEAD'], path: '/models', why: 'model list; free' },
   { methods: ['GET', 'HEAD'], path: '/models/:id', why: 'one model; free' },
   { methods: ['POST'], path: '/responses/input_tokens', why: 'counts tokens; free' },
-  { methods: ['GET'], path: '/responses/:id', why: 'reads a stored response; free' },
-  { methods: ['GET'], path: '/responses/:id/input_items', why: 'reads a stored response; free' },
-  { methods: ['DELETE'], path: '/responses/:id', why: 'deletes a stored response; free' },
-  { methods: ['POST'], path: '/responses/:id/cancel', why: 'stops a background response; saves cost' },
+  // Stored responses: their creator's only (`storedResponse`), however many members share the key.
+  {
+    methods: ['GET'],
+    path: '/responses/:id',
+    why: "reads one's own stored response; free",
+    storedResponse: ':id',
+  },
+  {
+    methods: ['GET'],
+    path: '/responses/:id/input_items',
+    why: "reads one's own stored response; free",
+    storedResponse: ':id',
+  },
+  {
+    methods: ['DELETE'],
+    path: '/responses/:id',
+    why: "deletes one's own stored response; free",
+    storedResponse: ':id',
+  },
+  {
+    methods: ['POST'],
+    path: '/responses/:id/cancel',
+    why: "stops one's own background response; saves cost",
+    storedResponse: ':id',
+  },
 ];
 
 /**

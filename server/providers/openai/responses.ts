@@ -113,6 +113,8 @@ function responseError(response: Record<string, unknown>): InterceptionError | n
 class ResponsesStreamMeter implements StreamMeter {
   private usage: Usage = emptyUsage();
   private model: string | null = null;
+  /** The id the answer is stored under: every event that carries the response names it, the first already. */
+  private responseId: string | null = null;
   private error: InterceptionError | null = null;
   private finishReasons: string[] = [];
   private text = '';
@@ -146,7 +148,10 @@ class ResponsesStreamMeter implements StreamMeter {
     }
     if (!isObject(data)) return FORWARD;
     const response = isObject(data.response) ? data.response : undefined;
-    if (response) this.model = str(response.model) ?? this.model;
+    if (response) {
+      this.model = str(response.model) ?? this.model;
+      this.responseId ??= str(response.id);
+    }
     switch (data.type) {
       case 'response.output_text.delta':
         if (this.captureOutput) this.text = appendCapped(this.text, str(data.delta) ?? '');
@@ -185,6 +190,7 @@ class ResponsesStreamMeter implements StreamMeter {
       error: this.error,
       finishReasons: this.finishReasons,
       ...(this.captureOutput ? { output: { text: this.text, thinking: this.thinking } } : {}),
+      ...(this.responseId !== null ? { responseId: this.responseId } : {}),
     };
   }
 }
@@ -258,6 +264,7 @@ export const responsesApi: WireApi = {
       maxOutputTokens: firstCount(body, 'max_output_tokens'),
       inputBeyondBody: inputBeyondBody(body),
       ...responsesTurn(body.input),
+      ...(typeof body.previous_response_id === 'string' ? { continues: body.previous_response_id } : {}),
       // With previous_response_id the body holds only the new items: no prefix to compare.
       ...withCache(
         body.previous_response_id === undefined || body.previous_response_id === null
@@ -287,6 +294,8 @@ export const responsesApi: WireApi = {
       error: responseError(json),
       finishReasons: finishReasonsOf(json),
       output: outputOf(json.output),
+      // A compaction (`response.compaction`) has an id too; recording it as the caller's costs nothing.
+      ...(typeof json.id === 'string' ? { responseId: json.id } : {}),
     };
   },
 

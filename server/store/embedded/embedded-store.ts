@@ -781,6 +781,14 @@ export class EmbeddedStore implements Store {
     return undefined;
   }
 
+  async responseOwner(responseId: string): Promise<string | undefined> {
+    for (const i of this.index.candidatesForResponse(responseId)) {
+      const rec = await this.load(i);
+      if (rec.responseId === responseId) return rec.userId;
+    }
+    return undefined;
+  }
+
   async *scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception> {
     const match = this.index.matcher(filter);
     if (!match) return;

@@ -93,7 +93,7 @@ class Interned {
 
 /**
  * What the embedded store keeps in memory per interception: the fields filters use and where the
- * record is on disk, in columns of typed arrays (84 bytes a record), never the record itself.
+ * record is on disk, in columns of typed arrays (92 bytes a record), never the record itself.
  */
 export class RecordIndex {
   private n = 0;
@@ -113,6 +113,8 @@ export class RecordIndex {
   private tools = new Uint32Array(1024);
   /** 52 bits of the record id, to find a record by id without a map of every id. */
   private idKey = new Float64Array(1024);
+  /** valueKey of the record's `responseId` (-1 without one): who owns a stored response, without a map. */
+  private response = new Float64Array(1024);
   private segment = new Uint32Array(1024);
   private offset = new Float64Array(1024);
   private length = new Uint32Array(1024);
@@ -155,6 +157,7 @@ export class RecordIndex {
     this.status = g(this.status);
     this.tools = g(this.tools);
     this.idKey = g(this.idKey);
+    this.response = g(this.response);
     this.segment = g(this.segment);
     this.offset = g(this.offset);
     this.length = g(this.length);
@@ -180,6 +183,7 @@ export class RecordIndex {
     this.status[i] = this.strings.id(rec.status);
     this.tools[i] = this.strings.id(toolSet(rec));
     this.idKey[i] = idKey(rec.id);
+    this.response[i] = rec.responseId === undefined ? -1 : valueKey(rec.responseId);
     this.segment[i] = loc.segment;
     this.offset[i] = loc.offset;
     this.length[i] = loc.length;
@@ -194,6 +198,19 @@ export class RecordIndex {
       let i = this.idKey.lastIndexOf(k, this.n - 1);
       i >= 0;
       i = i === 0 ? -1 : this.idKey.lastIndexOf(k, i - 1)
+    )
+      yield i;
+  }
+
+  /** Positions whose `responseId` may be `id` (52-bit match; the caller checks the record), newest first. */
+  *candidatesForResponse(id: string): Generator<number> {
+    const k = valueKey(id);
+    // From -1 the search would start at the array's end, past the records (stale slots after retention).
+    if (this.n === 0) return;
+    for (
+      let i = this.response.lastIndexOf(k, this.n - 1);
+      i >= 0;
+      i = i === 0 ? -1 : this.response.lastIndexOf(k, i - 1)
     )
       yield i;
   }
@@ -263,6 +280,7 @@ export class RecordIndex {
       this.status,
       this.tools,
       this.idKey,
+      this.response,
       this.segment,
       this.offset,
       this.length,

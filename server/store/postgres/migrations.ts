@@ -197,6 +197,17 @@ ALTER TABLE usage_buckets
   ADD COLUMN user_billed_requests bigint NOT NULL DEFAULT 0;
 `,
   },
+  {
+    version: 7,
+    name: 'who owns each stored response',
+    sql: `
+-- The provider's id of a stored answer (OpenAI Responses' resp_...), copied from the record: a member
+-- may read, delete or continue only their own (docs/security.md). Records from before have none; the
+-- index holds only those that do, so adding it to a large table reads it once and writes little.
+ALTER TABLE interceptions ADD COLUMN response_id text;
+CREATE INDEX interceptions_response ON interceptions (response_id) WHERE response_id IS NOT NULL;
+`,
+  },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS.at(-1)!.version;

@@ -463,6 +463,16 @@ export class PostgresStore implements Store {
     return row ? (await this.linked([recordOf(row.record)]))[0] : undefined;
   }
 
+  async responseOwner(responseId: string): Promise<string | undefined> {
+    // The column holds what pgText made of the id (an upstream's NUL dropped); the newest record
+    // wins, as on the embedded store, should an upstream ever hand out an id twice.
+    const r = await this.query<{ user_id: string }>(
+      'SELECT user_id FROM interceptions WHERE response_id = $1 ORDER BY seq DESC LIMIT 1',
+      [pgText(responseId)],
+    );
+    return r.rows[0]?.user_id;
+  }
+
   async *scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception> {
     let after = 0;
     for (;;) {

@@ -1,0 +1,89 @@
+import type { Principal } from '../core/principal';
+import { BridgeError, isBridgeError } from '../errors';
+import type { NewInterception, Store } from '../store/types';
+import { MAX_RESPONSE_ID_CHARS } from './recorder';
+
+/** Whose a stored response is, as far as the bridge knows. */
+export type ResponseStanding = 'own' | 'foreign' | 'unknown';
+
+/**
+ * Response ids kept in memory per replica, newest last: ~150 bytes each, so ~7.5 MB full. A
+ * member's follow-ups name the response just answered, which is always among them.
+ */
+export const RECENT_RESPONSE_OWNERS = 50_000;
+
+/**
+ * What OpenAI answers for an id it does not know; an id the caller may not use gets the same.
+ * `cause` says why, for the bridge's log only: `foreign` or `unknown`.
+ */
+export function responseNotFound(id: string, standing: ResponseStanding): BridgeError {
+  return new BridgeError('response_not_found', `Response with id '${id}' not found.`, { cause: standing });
+}
+
+/**
+ * Who owns each stored provider response (OpenAI Responses' `resp_…`): its record's user
+ * (`responseId` on the interception record). Every organisation member's requests go upstream with
+ * the one organisation key, under which the provider would hand any stored response to whoever
+ * names its id; the bridge lets a member read, delete, cancel or continue only their own.
+ *
+ * A record's response is noted here as the interception finishes, before the client's answer ends
+ * (`Recorder.onFinished` runs first): this replica knows it by the time a follow-up can come. Other
+ * replicas find it in the store, where it is by then too with AIBRIDGE_AUDIT_ACK=stored (the
+ * default on PostgreSQL). So at most one store lookup per check, none when memory answers.
+ */
+export class ResponseOwners {
+  /** Response id → user id, oldest first (a Map keeps insertion order: the first key is evicted). */
+  private readonly recent = new Map<string, string>();
+
+  constructor(
+    private readonly store: Pick<Store, 'responseOwner'>,
+    private readonly limit = RECENT_RESPONSE_OWNERS,
+  ) {}
+
+  /** Notes a finished record's response as its user's (a `Recorder.onFinished` listener). */
+  note(rec: NewInterception): void {
+    if (rec.responseId !== undefined) this.remember(rec.responseId, rec.userId);
+  }
+
+  private remember(id: string, userId: string): void {
+    this.recent.delete(id);
+    this.recent.set(id, userId);
+    if (this.recent.size > this.limit) this.recent.delete(this.recent.keys().next().value!);
+  }
+
+  /** Whether `id` is the user's: at once from memory, else from one store lookup. */
+  standing(id: string, userId: string): ResponseStanding | Promise<ResponseStanding> {
+    const known = this.recent.get(id);
+    if (known !== undefined) return known === userId ? 'own' : 'foreign';
+    // Longer than any id the recorder keeps: no record can hold it, no lookup needed.
+    if (id.length === 0 || id.length > MAX_RESPONSE_ID_CHARS) return 'unknown';
+    return this.store.responseOwner(id).then(
+      (owner) => {
+        if (owner === undefined) return 'unknown';
+        this.remember(id, owner);
+        return owner === userId ? 'own' : 'foreign';
+      },
+      (err: unknown) => {
+        throw isBridgeError(err) ? err : new BridgeError('store_unavailable', undefined, { cause: err });
+      },
+    );
+  }
+
+  /**
+   * Refuses (`response_not_found`, as OpenAI answers an unknown id) a response another user
+   * created, and one the bridge never saw created unless the caller is an admin: such an id was
+   * made outside the bridge (or before it recorded owners), and letting members through would leave
+   * every id made elsewhere under the organisation's key open to them.
+   */
+  check(id: string, principal: Principal): void | Promise<void> {
+    const standing = this.standing(id, principal.user.id);
+    if (standing instanceof Promise) return standing.then((s) => allowed(s, id, principal));
+    allowed(standing, id, principal);
+  }
+}
+
+function allowed(standing: ResponseStanding, id: string, principal: Principal): void {
+  if (standing === 'own') return;
+  if (standing === 'unknown' && principal.user.role === 'admin') return;
+  throw responseNotFound(id, standing);
+}

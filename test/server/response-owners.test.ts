@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import OpenAI, { APIError } from 'openai';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { OpenAIMock } from '../helpers/openai-mock';
+import { testPostgres } from '../helpers/postgres';
+
+/** Exactly what OpenAI answers for a response id it does not know. */
+function notFound(id: string): unknown {
+  return {
+    message: `Response with id '${id}' not found.`,
+    type: 'invalid_request_error',
+    param: null,
+    code: null,
+  };
+}
+
+function sdk(tb: TestBridge, key: string): OpenAI {
+  return new OpenAI({ apiKey: key, baseURL: `${tb.url}/openai/v1`, maxRetries: 0 });
+}
+
+/** The call's 404, in OpenAI's unknown-id shape; fails if it succeeded or failed otherwise. */
+async function refused(id: string, call: () => Promise<unknown>): Promise<void> {
+  const err = await call().then(
+    () => assert.fail('the call succeeded'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof APIError, String(err));
+  assert.equal(err.status, 404);
+  assert.deepEqual(err.error, notFound(id));
+}
+
+/** Every way a member names a stored response: read, its input items, delete, cancel, continue. */
+function everyUse(client: OpenAI, id: string): [string, () => Promise<unknown>][] {
+  return [
+    ['retrieve', () => client.responses.retrieve(id)],
+    ['inputItems.list', () => client.responses.inputItems.list(id)],
+    ['delete', () => client.responses.delete(id)],
+    ['cancel', () => client.responses.cancel(id)],
+    [
+      'create (previous_response_id)',
+      () => client.responses.create({ model: 'gpt-5', input: 'and then?', previous_response_id: id }),
+    ],
+    [
+      'create streamed (previous_response_id)',
+      async () => {
+        const stream = await client.responses.create({
+          model: 'gpt-5',
+          input: 'and then?',
+          previous_response_id: id,
+          stream: true,
+        });
+        for await (const _ of stream);
+      },
+    ],
+  ];
+}
+
+/** A's response, created through the bridge, streamed or not; its id. */
+async function created(client: OpenAI, streamed: boolean): Promise<string> {
+  if (!streamed) return (await client.responses.create({ model: 'gpt-5', input: 'remember this' })).id;
+  const stream = await client.responses.create({ model: 'gpt-5', input: 'remember this', stream: true });
+  let id: string | undefined;
+  for await (const ev of stream) if (ev.type === 'response.completed') id = ev.response.id;
+  assert.ok(id, 'the stream named its response');
+  return id;
+}
+
+/** Upstream paths the mock was asked since `from`. */
+function askedSince(mock: OpenAIMock, from: number): string[] {
+  return mock.requests.slice(from).map((r) => `${r.method} ${r.url}`);
+}
+
+describe('stored Responses belong to the user who created them', function () {
+  this.timeout(30_000);
+  let anthropic: AnthropicMock;
+  let mock: OpenAIMock;
+  let tb: TestBridge;
+  let a: { key: string; user: { id: string } };
+  let b: { key: string; user: { id: string } };
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    mock = await new OpenAIMock().start();
+    tb = await startBridge(anthropic.url, { AIBRIDGE_OPENAI_BASE_URL: mock.url });
+    a = await tb.addUser('owner-a@example.com', { team: 'ml' });
+    b = await tb.addUser('other-b@example.com', { team: 'ml' });
+  });
+  after(async () => {
+    await tb?.close();
+    await mock.stop();
+    await anthropic.stop();
+  });
+
+  for (const streamed of [false, true]) {
+    it(`another member cannot read, list, delete, cancel or continue A's ${streamed ? 'streamed' : 'whole'} response: 404 as for an unknown id, nothing upstream`, async () => {
+      const id = await created(sdk(tb, a.key), streamed);
+      const from = mock.requests.length;
+      for (const [what, call] of everyUse(sdk(tb, b.key), id)) {
+        await refused(id, call).catch((err: unknown) => assert.fail(`${what}: ${String(err)}`));
+      }
+      assert.deepEqual(askedSince(mock, from), [], 'nothing reached the provider');
+      // The same bytes a raw client gets: no field tells "someone else's" from "no such id".
+      const raw = await fetch(`${tb.url}/openai/v1/responses/${id}`, {
+        headers: { authorization: `Bearer ${b.key}` },
+      });
+      assert.equal(raw.status, 404);
+      assert.deepEqual(await raw.json(), { error: notFound(id) });
+      assert.equal(raw.headers.get('x-aibridge-error-code'), 'response_not_found');
+    });
+  }
+
+  it("the creator's own calls go through, on every route; the follow-up's response is theirs alone", async () => {
+    const client = sdk(tb, a.key);
+    for (const streamed of [false, true]) {
+      const id = await created(client, streamed);
+      const from = mock.requests.length;
+      await client.responses.retrieve(id);
+      await client.responses.inputItems.list(id);
+      await client.responses.cancel(id);
+      const next = await client.responses.create({
+        model: 'gpt-5',
+        input: 'go on',
+        previous_response_id: id,
+      });
+      await client.responses.delete(id);
+      assert.deepEqual(askedSince(mock, from), [
+        `GET /v1/responses/${id}`,
+        `GET /v1/responses/${id}/input_items`,
+        `POST /v1/responses/${id}/cancel`,
+        'POST /v1/responses',
+        `DELETE /v1/responses/${id}`,
+      ]);
+      assert.equal(JSON.parse(mock.requests.at(-2)!.body).previous_response_id, id);
+      // The follow-up's own response is A's too, and no one else's.
+      await client.responses.retrieve(next.id);
+      await refused(next.id, () => sdk(tb, b.key).responses.retrieve(next.id));
+    }
+  });
+
+  it('an id the bridge never saw created: refused for a member, passed through for an admin', async () => {
+    const id = `resp_${randomBytes(8).toString('hex')}`;
+    const from = mock.requests.length;
+    for (const [what, call] of everyUse(sdk(tb, a.key), id))
+      await refused(id, call).catch((err: unknown) => assert.fail(`${what}: ${String(err)}`));
+    assert.deepEqual(askedSince(mock, from), []);
+    await sdk(tb, tb.adminKey).responses.retrieve(id);
+    assert.deepEqual(askedSince(mock, from), [`GET /v1/responses/${id}`]);
+  });
+
+  it('an admin cannot reach a response another user created either', async () => {
+    const id = await created(sdk(tb, a.key), false);
+    const from = mock.requests.length;
+    await refused(id, () => sdk(tb, tb.adminKey).responses.retrieve(id));
+    assert.deepEqual(askedSince(mock, from), []);
+  });
+
+  it('a refused continuation is recorded as a refusal, a refused passthrough logged', async () => {
+    const id = await created(sdk(tb, a.key), false);
+    await refused(id, () =>
+      sdk(tb, b.key).responses.create({ model: 'gpt-5', input: 'peek', previous_response_id: id }),
+    );
+    const recs = await tb.interceptions(1, b.key);
+    const rec = recs.find((r) => r.error?.type === 'response_not_found');
+    assert.ok(rec, 'the refusal is recorded');
+    assert.equal(rec.userId, b.user.id);
+    assert.equal(rec.httpStatus, 404);
+    assert.equal(rec.capture, 'none');
+    assert.equal(rec.prompt, null);
+    assert.equal(rec.responseId, undefined);
+    await refused(id, () => sdk(tb, b.key).responses.retrieve(id));
+    const line = tb.logs.find((l) => l.includes('passthrough refused') && l.includes(id));
+    assert.ok(line, 'the refused passthrough is logged');
+    const logged = JSON.parse(line) as { userId: string; standing: string; statusCode: number };
+    assert.deepEqual([logged.userId, logged.standing, logged.statusCode], [b.user.id, 'foreign', 404]);
+  });
+
+  it("the record keeps the response's id, streamed or not, and /responses/compact's", async () => {
+    const client = sdk(tb, a.key);
+    const ids = [await created(client, false), await created(client, true)];
+    const compacted = await client.responses.compact({ model: 'gpt-5', input: 'a long story' });
+    const recs = await tb.interceptions(1, a.key);
+    for (const id of [...ids, compacted.id])
+      assert.ok(
+        recs.some((r) => r.responseId === id && r.userId === a.user.id),
+        `a record of A's holds ${id}`,
+      );
+  });
+
+  it('after a restart the owner is found in the store (embedded)', async () => {
+    const id = await created(sdk(tb, a.key), true);
+    // Durable before the restart: the records are listed once stored.
+    await tb.interceptions(1, a.key).then((recs) => assert.ok(recs.some((r) => r.responseId === id)));
+    const dataDir = tb.dataDir;
+    await tb.close();
+    tb = await startBridge(anthropic.url, { AIBRIDGE_OPENAI_BASE_URL: mock.url }, dataDir);
+    const from = mock.requests.length;
+    await refused(id, () => sdk(tb, b.key).responses.retrieve(id));
+    assert.deepEqual(askedSince(mock, from), []);
+    await sdk(tb, a.key).responses.retrieve(id);
+    await sdk(tb, a.key).responses.create({ model: 'gpt-5', input: 'again', previous_response_id: id });
+    assert.deepEqual(askedSince(mock, from), [`GET /v1/responses/${id}`, 'POST /v1/responses']);
+  });
+});
+
+describe('stored Responses on two replicas sharing one PostgreSQL store', function () {
+  this.timeout(90_000);
+  let anthropic: AnthropicMock;
+  let mock: OpenAIMock;
+  let env: Record<string, string>;
+  let one: TestBridge;
+  let two: TestBridge;
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    mock = await new OpenAIMock().start();
+    env = {
+      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('response_owners'),
+      AIBRIDGE_KEY_HASH_SECRET: randomBytes(32).toString('base64url'),
+      AIBRIDGE_OPENAI_BASE_URL: mock.url,
+    };
+    one = await startBridge(anthropic.url, env);
+    two = await startBridge(anthropic.url, env, one.dataDir);
+  });
+  after(async () => {
+    await one?.close();
+    await two?.close();
+    await mock.stop();
+    await anthropic.stop();
+  });
+
+  it('a response created on one replica is found on the other at once, and after a restart', async () => {
+    const a = await one.addUser('pg-owner@example.com');
+    const b = await one.addUser('pg-other@example.com');
+    for (const streamed of [true, false]) {
+      const id = await created(sdk(one, a.key), streamed);
+      // Right after the answer ended (AIBRIDGE_AUDIT_ACK=stored, PostgreSQL's default), no waiting.
+      const from = mock.requests.length;
+      await sdk(two, a.key).responses.create({ model: 'gpt-5', input: 'go on', previous_response_id: id });
+      await sdk(two, a.key).responses.retrieve(id);
+      for (const [what, call] of everyUse(sdk(two, b.key), id))
+        await refused(id, call).catch((err: unknown) => assert.fail(`${what}: ${String(err)}`));
+      assert.deepEqual(askedSince(mock, from), ['POST /v1/responses', `GET /v1/responses/${id}`]);
+
+      const dataDir = two.dataDir;
+      await two.close();
+      two = await startBridge(anthropic.url, env, dataDir);
+      const after = mock.requests.length;
+      await refused(id, () => sdk(two, b.key).responses.retrieve(id));
+      await sdk(two, a.key).responses.retrieve(id);
+      assert.deepEqual(askedSince(mock, after), [`GET /v1/responses/${id}`]);
+    }
+  });
+});
