@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
   CallToolRequestSchema,
   type CallToolResult,
@@ -17,6 +16,7 @@ import type { BridgeEvent, GatewayToolCallEvent } from '../../shared/protocol';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
+import { connectGateway } from '../helpers/gateway-client';
 import { InProcessMcpServer } from '../helpers/mcp-servers';
 
 const CAP = 3;
@@ -74,15 +74,7 @@ function holdingServer(): Holding {
   };
 }
 
-async function connect(base: string, key: string): Promise<Client> {
-  const client = new Client({ name: 'test-agent', version: '1.0.0' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-      requestInit: { headers: { authorization: `Bearer ${key}` } },
-    }),
-  );
-  return client;
-}
+const connect = connectGateway;
 
 async function rpcError(p: Promise<unknown>): Promise<McpError> {
   try {

@@ -15,6 +15,7 @@ import {
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
+import { connectGateway } from '../helpers/gateway-client';
 import { listenOnLoopback } from '../helpers/loopback';
 import { InProcessMcpServer } from '../helpers/mcp-servers';
 
@@ -74,15 +75,7 @@ class Upstream extends InProcessMcpServer {
   }
 }
 
-async function connect(base: string, key: string): Promise<Client> {
-  const client = new Client({ name: 'test-agent', version: '1.0.0' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-      requestInit: { headers: { authorization: `Bearer ${key}` } },
-    }),
-  );
-  return client;
-}
+const connect = connectGateway;
 
 /** `p`, or a rejection naming what did not settle within `ms`. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
