@@ -91,9 +91,9 @@ export function toolCallDescription(c: ToolCallItem): string {
 }
 
 /**
- * Each tool call's row id. A call's id is the provider's, and it is not always unique: Gemini's calls
- * carry none and are known by their name (two `read_file` calls in one answer share it), and
- * OpenAI-compatible servers have sent the same id twice. VS Code refuses a tree with two rows of one
+ * Each tool call's row id. A call's id is the provider's, and it is not always unique: Gemini calls
+ * recorded by earlier bridge versions are known by their name (two `read_file` calls in one answer
+ * share it), and OpenAI-compatible servers have sent the same id twice. VS Code refuses a tree with two rows of one
  * id (the whole view fails), so a repeated id gets `#2`, `#3`… in the order the calls were made.
  */
 function toolNodeIds(item: InterceptionItem): string[] {

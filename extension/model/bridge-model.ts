@@ -282,7 +282,7 @@ export class BridgeModel {
         }
         const item = this.itemFor(e);
         // The same call twice is dropped; calls that share an id but not their arguments are not
-        // the same call (Gemini's calls have no id and are known by their name).
+        // the same call (older bridges recorded Gemini's calls, which have no id, by their name).
         if (!item.toolCalls.some((c) => c.id === e.callId && c.inputPreview === e.inputPreview)) {
           item.toolCalls.push({
             id: e.callId,

@@ -72,6 +72,41 @@ function answer(model: string, final: boolean, long = false): Record<string, unk
   };
 }
 
+/** A `LIST:<dir>,<dir>` in the last content asks for one `list_directory` call per folder. */
+const LIST = /LIST:([^\s]+)/;
+/** Thought signatures the mock has handed out, one per answer with calls (as Gemini 3 does). */
+let signatures = 0;
+
+/**
+ * A tool loop as the real API plays it, for agents that run their tools: a last content asking
+ * `LIST:a,b` gets one `list_directory` call per folder, without an `id` (generateContent gives its
+ * calls none) and the answer's thought signature on the first call only; a last content of
+ * `functionResponse` parts (the results) gets the final text. Undefined otherwise.
+ */
+function toolLoop(model: string, body: unknown): Record<string, unknown> | undefined {
+  const contents = (body as { contents?: { parts?: Record<string, unknown>[] }[] } | null)?.contents;
+  const parts = Array.isArray(contents) ? (contents.at(-1)?.parts ?? []) : [];
+  let answer: Record<string, unknown>[] | undefined;
+  if (parts.some((p) => p.functionResponse !== undefined)) answer = [{ text: 'Done.' }];
+  else {
+    const dirs = parts.map((p) => LIST.exec(String(p.text ?? ''))?.[1]).find((d) => d !== undefined);
+    if (dirs !== undefined) {
+      const signature = Buffer.from(`signature-${++signatures}`).toString('base64');
+      answer = dirs.split(',').map((dir, i) => ({
+        functionCall: { name: 'list_directory', args: { dir_path: dir } },
+        ...(i === 0 ? { thoughtSignature: signature } : {}),
+      }));
+    }
+  }
+  if (!answer) return undefined;
+  return {
+    candidates: [{ content: { role: 'model', parts: answer }, finishReason: 'STOP', index: 0 }],
+    usageMetadata: USAGE,
+    modelVersion: model,
+    responseId: 'resp_loop',
+  };
+}
+
 /**
  * The Gemini API's wire format as generativelanguage.googleapis.com speaks it:
  * `POST /v1beta/models/{model}:generateContent` (JSON) and `:streamGenerateContent?alt=sse` (SSE,
@@ -85,12 +120,8 @@ export async function startGeminiMock(): Promise<GeminiMock> {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
       const text = Buffer.concat(chunks).toString('utf8');
-      seen.push({
-        method: req.method ?? '',
-        url: req.url ?? '',
-        headers: req.headers,
-        body: text ? JSON.parse(text) : null,
-      });
+      const body: unknown = text ? JSON.parse(text) : null;
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
       const url = new URL(req.url ?? '/', 'http://mock');
       // JSONP, as Google's REST APIs answer `callback` (a system parameter): the JSON wrapped in a call.
       const callback = url.searchParams.get('callback') ?? url.searchParams.get('$callback');
@@ -118,6 +149,16 @@ export async function startGeminiMock(): Promise<GeminiMock> {
         return json(503, {
           error: { code: 503, message: 'The model is overloaded.', status: 'UNAVAILABLE' },
         });
+      const loop =
+        method === 'generateContent' || method === 'streamGenerateContent'
+          ? toolLoop(model, body)
+          : undefined;
+      if (loop && method === 'generateContent') return json(200, loop);
+      if (loop && url.searchParams.get('alt') === 'sse') {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'g-req-1' });
+        return res.end(`data: ${JSON.stringify(loop)}\r\n\r\n`);
+      }
+      if (loop) return json(200, [loop]);
       if (method === 'generateContent' && model.includes('nousage')) {
         const { usageMetadata: _left, ...rest } = answer(model, true);
         return json(200, rest);

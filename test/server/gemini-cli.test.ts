@@ -31,8 +31,8 @@ describe('the real Gemini CLI through /gemini', function () {
     await mock?.stop();
   });
 
-  it('gemini -p with GOOGLE_GEMINI_BASE_URL=<bridge>/gemini prints the answer, recorded as gemini-cli', async () => {
-    const dev = await tb.addUser('gemini-cli@example.com');
+  /** A fresh HOME (and workspace) for the CLI, and its environment against the bridge with `key`. */
+  async function cliHome(key: string): Promise<{ home: string; env: NodeJS.ProcessEnv }> {
     const home = await tempDir('aibridge-gemini-home-');
     // Gemini CLI 0.61 takes GOOGLE_GEMINI_BASE_URL alone for its "gateway" auth type, which `-p`
     // refuses ("Invalid auth method selected."); the API-key type, chosen in its settings, sends the
@@ -47,12 +47,18 @@ describe('the real Gemini CLI through /gemini', function () {
       HOME: home,
       TMPDIR: home,
       GOOGLE_GEMINI_BASE_URL: `${tb.url}/gemini`,
-      GEMINI_API_KEY: dev.key,
+      GEMINI_API_KEY: key,
       // A fresh HOME has no trusted folders; headless runs say so by this variable.
       GEMINI_CLI_TRUST_WORKSPACE: 'true',
       CI: '1',
       NO_COLOR: '1',
     };
+    return { home, env };
+  }
+
+  it('gemini -p with GOOGLE_GEMINI_BASE_URL=<bridge>/gemini prints the answer, recorded as gemini-cli', async () => {
+    const dev = await tb.addUser('gemini-cli@example.com');
+    const { home, env } = await cliHome(dev.key);
     // A named model skips the CLI's routing call (a classifier on a flash-lite model) before the turn.
     const res = await run(process.execPath, [GEMINI, '-p', 'Say hello', '-m', 'gemini-2.5-flash'], env, home);
     assert.equal(res.code, 0, `gemini failed: ${res.stderr}\n${res.stdout}`);
@@ -81,5 +87,50 @@ describe('the real Gemini CLI through /gemini', function () {
       },
       { input: 207, cacheRead: 1000, output: 47, reasoning: 12 },
     );
+  });
+
+  it('links each result the CLI sends back to the call the model made, though the CLI names the calls itself', async () => {
+    const dev = await tb.addUser('gemini-cli-tools@example.com');
+    const { home, env } = await cliHome(dev.key);
+    const sent = mock.seen.length;
+    // The mock answers two `list_directory` calls without ids, as generateContent does; the CLI runs
+    // them (the second fails: no such folder) and sends both results on its next request.
+    const res = await run(
+      process.execPath,
+      [GEMINI, '-p', 'List LIST:.,no-such-dir', '-m', 'gemini-2.5-flash'],
+      env,
+      home,
+    );
+    assert.equal(res.code, 0, `gemini failed: ${res.stderr}\n${res.stdout}`);
+    assert.match(res.stdout, /Done\./);
+    assert.equal(mock.seen.length, sent + 2, mock.seen.map((s) => s.url).join(', '));
+    // The CLI names each call by an id it makes up, on its result and on the call in its history.
+    const contents = (
+      mock.seen[sent + 1]!.body as { contents: { parts: Record<string, { id?: string }>[] }[] }
+    ).contents;
+    const resultIds = contents.at(-1)!.parts.map((p) => p.functionResponse?.id);
+    const historyIds = contents.at(-2)!.parts.map((p) => p.functionCall?.id);
+    assert.deepEqual(historyIds, resultIds);
+    assert.ok(
+      resultIds.every((id) => typeof id === 'string' && id !== 'list_directory'),
+      String(resultIds),
+    );
+
+    const recs = await tb.interceptions(2, dev.key);
+    const calls = recs.find((r) => r.toolCalls.length > 0)!;
+    const results = recs.find((r) => (r.toolResults ?? []).length > 0)!;
+    assert.ok(calls && results && calls.id !== results.id);
+    assert.deepEqual(
+      calls.toolCalls.map((c) => [c.name, c.input, c.result?.interceptionId, c.result?.isError]),
+      [
+        ['list_directory', { dir_path: '.' }, results.id, false],
+        ['list_directory', { dir_path: 'no-such-dir' }, results.id, true],
+      ],
+    );
+    assert.deepEqual(
+      results.toolResults?.map((r) => r.callId),
+      calls.toolCalls.map((c) => c.id),
+    );
+    assert.notEqual(calls.toolCalls[0]!.id, calls.toolCalls[1]!.id);
   });
 });

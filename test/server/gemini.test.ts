@@ -168,7 +168,113 @@ describe('Gemini API (native) through the bridge', () => {
       ],
     });
     const rec = await next(before + 1);
-    assert.deepEqual(rec.toolResults?.map((r) => [r.callId, r.isError]) ?? [], [['get_weather', false]]);
+    // Neither the call nor its result has an id: the result is paired with the call in the model's
+    // turn by its name, and named by the id the call was recorded by (its tool's name and a hash).
+    assert.deepEqual(
+      rec.toolResults?.map((r) => r.isError),
+      [false],
+    );
+    assert.match(rec.toolResults?.[0]?.callId ?? '', /^get_weather#[0-9a-f]{16}$/);
+  });
+
+  it('links each function result to its call: by the id the client gave it, else by name in order', async () => {
+    const config = {
+      tools: [
+        { functionDeclarations: [{ name: 'list_directory', parametersJsonSchema: { type: 'object' } }] },
+      ],
+    };
+    const user = { role: 'user', parts: [{ text: 'List LIST:src,no-such-dir' }] };
+    const before = (await tb.interceptions(0, key)).length;
+    // Two calls of one tool, without ids (generateContent gives none), the first with the answer's
+    // thought signature.
+    const first = await sdk().models.generateContent({ model: 'gemini-2.5-flash', contents: [user], config });
+    const turn = first.candidates?.[0]?.content;
+    assert.deepEqual(
+      turn?.parts?.map((p) => [p.functionCall?.id, p.functionCall?.args, typeof p.thoughtSignature]),
+      [
+        [undefined, { dir_path: 'src' }, 'string'],
+        [undefined, { dir_path: 'no-such-dir' }, 'undefined'],
+      ],
+    );
+    // As the Gemini CLI does: ids of its own on the calls in its history and on their results, the
+    // results sent in another order than the calls.
+    const named = turn!.parts!.map((p, i) => ({
+      ...p,
+      functionCall: { ...p.functionCall, id: `list_directory_1796398823588_${i}` },
+    }));
+    await sdk().models.generateContent({
+      model: 'gemini-2.5-flash',
+      config,
+      contents: [
+        user,
+        { role: 'model', parts: named },
+        {
+          role: 'user',
+          parts: [
+            {
+              functionResponse: {
+                id: 'list_directory_1796398823588_1',
+                name: 'list_directory',
+                response: { error: 'ENOENT' },
+              },
+            },
+            {
+              functionResponse: {
+                id: 'list_directory_1796398823588_0',
+                name: 'list_directory',
+                response: { output: 'a.ts' },
+              },
+            },
+          ],
+        },
+      ],
+    });
+    // A later answer with calls of the same tool, their results sent without any id (the SDK's own
+    // history): paired by name, in order, and the earlier calls keep their own results.
+    const stream = await sdk().models.generateContentStream({
+      model: 'gemini-2.5-flash',
+      contents: [user],
+      config,
+    });
+    const parts: NonNullable<typeof turn>['parts'] = [];
+    for await (const chunk of stream) parts.push(...(chunk.candidates?.[0]?.content?.parts ?? []));
+    await sdk().models.generateContent({
+      model: 'gemini-2.5-flash',
+      config,
+      contents: [
+        user,
+        { role: 'model', parts },
+        {
+          role: 'user',
+          parts: [
+            { functionResponse: { name: 'list_directory', response: { output: 'b.ts' } } },
+            { functionResponse: { name: 'list_directory', response: { error: 'ENOENT' } } },
+          ],
+        },
+      ],
+    });
+    const recs = (await tb.interceptions(before + 4, key)).slice(0, 4).reverse();
+    const [calls1, results1, calls2, results2] = recs;
+    const linked = (r: typeof calls1) =>
+      r!.toolCalls.map((c) => [c.input, c.result?.interceptionId, c.result?.isError]);
+    assert.deepEqual(linked(calls1), [
+      [{ dir_path: 'src' }, results1!.id, false],
+      [{ dir_path: 'no-such-dir' }, results1!.id, true],
+    ]);
+    assert.deepEqual(linked(calls2), [
+      [{ dir_path: 'src' }, results2!.id, false],
+      [{ dir_path: 'no-such-dir' }, results2!.id, true],
+    ]);
+    // Each result is recorded under its call's id; the two answers' calls have ids of their own.
+    assert.deepEqual(
+      results1!.toolResults?.map((r) => r.callId),
+      [calls1!.toolCalls[1]!.id, calls1!.toolCalls[0]!.id],
+    );
+    assert.deepEqual(
+      results2!.toolResults?.map((r) => r.callId),
+      calls2!.toolCalls.map((c) => c.id),
+    );
+    assert.equal(new Set([...calls1!.toolCalls, ...calls2!.toolCalls].map((c) => c.id)).size, 4);
   });
 
   it('relays an upstream error in Google’s shape and records its status', async () => {

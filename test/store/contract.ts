@@ -497,7 +497,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
 
       it("links a tool result only to its own user's call: another member sending the same call id changes nothing", async () => {
         const at = new Date(T0).toISOString();
-        // A Gemini call without an id is known by its tool's name, which anyone can send a result for.
+        // A Gemini call once recorded by its tool's name: an id anyone can send a result for.
         const call = {
           id: 'run_shell_command',
           name: 'run_shell_command',

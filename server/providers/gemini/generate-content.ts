@@ -25,6 +25,7 @@ import {
   type StreamMeter,
   type WireApi,
 } from '../types';
+import { resultCallIds, TurnCallIds } from './call-ids';
 import { geminiError } from './errors';
 import { generateContentHold } from './generate-content-hold';
 import { geminiModelNaming } from './model-naming';
@@ -53,34 +54,40 @@ function lastUserPrompt(contents: unknown): string | null {
   return null;
 }
 
-/** What the client added since the model's last turn; `functionResponse` parts are the tool results. */
+/**
+ * What the client added since the model's last turn; `functionResponse` parts are the tool results,
+ * each named by the id its call in that turn was recorded by (call-ids.ts).
+ */
 function turn(contents: unknown): Pick<RequestFacts, 'toolResults' | 'newMessages'> {
   const newMessages = afterLastModelTurn(contents, (c) => c.role === 'model');
-  const toolResults: RequestFacts['toolResults'] = [];
+  const responses: JsonObject[] = [];
   for (const c of newMessages) {
     if (!isObject(c) || !Array.isArray(c.parts)) continue;
-    for (const p of c.parts as unknown[]) {
-      if (!isObject(p) || !isObject(p.functionResponse)) continue;
-      const r = p.functionResponse;
-      const response = isObject(r.response) ? r.response : {};
-      toolResults.push({
-        callId: str(r.id) ?? str(r.name) ?? '',
-        // Google's convention for a failed call is `{"error": …}` as the response.
-        isError: response.error !== undefined && response.output === undefined,
-        content: resultText(response.output ?? response.error ?? response.content ?? response),
-      });
-    }
+    for (const p of c.parts as unknown[])
+      if (isObject(p) && isObject(p.functionResponse)) responses.push(p.functionResponse);
   }
+  if (responses.length === 0) return { toolResults: [], newMessages };
+  const all = contents as unknown[];
+  const callIds = resultCallIds(all[all.length - newMessages.length - 1], responses);
+  const toolResults = responses.map((r, i) => {
+    const response = isObject(r.response) ? r.response : {};
+    return {
+      callId: callIds[i]!,
+      // Google's convention for a failed call is `{"error": …}` as the response.
+      isError: response.error !== undefined && response.output === undefined,
+      content: resultText(response.output ?? response.error ?? response.content ?? response),
+    };
+  });
   return { toolResults, newMessages };
 }
 
-/** A `functionCall` part as a tool call; calls without an id are known by their name. */
-function callFrom(part: unknown, at: Date): ToolCallRecord | undefined {
+/** A `functionCall` part as a tool call, its id the next of its turn's (call-ids.ts). */
+function callFrom(part: unknown, at: Date, ids: TurnCallIds): ToolCallRecord | undefined {
   if (!isObject(part) || !isObject(part.functionCall)) return undefined;
   const fc = part.functionCall;
   const name = str(fc.name) ?? 'unknown';
   return {
-    id: str(fc.id) ?? name,
+    id: ids.next(part, fc),
     name,
     server: mcpServerOf(name),
     input: fc.args ?? {},
@@ -98,6 +105,8 @@ class ResponseReader {
   readonly finishReasons: string[] = [];
   text = '';
   thinking = '';
+  /** Each candidate is a turn of its own, its calls counted apart (by `index`, else by position). */
+  private readonly callIds = new Map<number, TurnCallIds>();
 
   read(chunk: unknown, at: Date): void {
     if (!isObject(chunk)) return;
@@ -109,12 +118,13 @@ class ResponseReader {
     // Every chunk may carry usage so far; the last one that has it is the total.
     if (isObject(chunk.usageMetadata)) this.usage = geminiUsage(chunk.usageMetadata);
     if (!Array.isArray(chunk.candidates)) return;
-    for (const cand of chunk.candidates as unknown[]) {
+    for (const [position, cand] of (chunk.candidates as unknown[]).entries()) {
       if (!isObject(cand)) continue;
       if (typeof cand.finishReason === 'string') this.finishReasons.push(cand.finishReason);
       const parts = isObject(cand.content) && Array.isArray(cand.content.parts) ? cand.content.parts : [];
+      const ids = this.callIdsOf(typeof cand.index === 'number' ? cand.index : position);
       for (const p of parts as unknown[]) {
-        const call = callFrom(p, at);
+        const call = callFrom(p, at, ids);
         if (call) this.toolCalls.push(call);
         else if (isObject(p) && typeof p.text === 'string') {
           if (p.thought === true) this.thinking = appendCapped(this.thinking, p.text);
@@ -122,6 +132,15 @@ class ResponseReader {
         }
       }
     }
+  }
+
+  private callIdsOf(candidate: number): TurnCallIds {
+    let ids = this.callIds.get(candidate);
+    if (!ids) {
+      ids = new TurnCallIds();
+      this.callIds.set(candidate, ids);
+    }
+    return ids;
   }
 
   facts(captureOutput: boolean): ResponseFacts {
