@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
+import { testPostgres } from '../helpers/postgres';
 import { run } from '../helpers/run';
 
 /** The real Gemini CLI's entry point, run with this node so the test does not depend on `PATH`. */
@@ -17,6 +18,8 @@ describe('the real Gemini CLI through /gemini', function () {
   this.timeout(120_000);
   let mock: GeminiMock;
   let tb: TestBridge;
+  /** The same bridge on the PostgreSQL store, started by the test that needs it. */
+  let pgTb: TestBridge | undefined;
 
   before(async () => {
     mock = await startGeminiMock();
@@ -28,11 +31,12 @@ describe('the real Gemini CLI through /gemini', function () {
 
   after(async () => {
     await tb?.close();
+    await pgTb?.close();
     await mock?.stop();
   });
 
-  /** A fresh HOME (and workspace) for the CLI, and its environment against the bridge with `key`. */
-  async function cliHome(key: string): Promise<{ home: string; env: NodeJS.ProcessEnv }> {
+  /** A fresh HOME (and workspace) for the CLI, and its environment against `bridge` with `key`. */
+  async function cliHome(key: string, bridge = tb): Promise<{ home: string; env: NodeJS.ProcessEnv }> {
     const home = await tempDir('aibridge-gemini-home-');
     // Gemini CLI 0.61 takes GOOGLE_GEMINI_BASE_URL alone for its "gateway" auth type, which `-p`
     // refuses ("Invalid auth method selected."); the API-key type, chosen in its settings, sends the
@@ -46,7 +50,7 @@ describe('the real Gemini CLI through /gemini', function () {
       PATH: process.env.PATH,
       HOME: home,
       TMPDIR: home,
-      GOOGLE_GEMINI_BASE_URL: `${tb.url}/gemini`,
+      GOOGLE_GEMINI_BASE_URL: `${bridge.url}/gemini`,
       GEMINI_API_KEY: key,
       // A fresh HOME has no trusted folders; headless runs say so by this variable.
       GEMINI_CLI_TRUST_WORKSPACE: 'true',
@@ -89,48 +93,56 @@ describe('the real Gemini CLI through /gemini', function () {
     );
   });
 
-  it('links each result the CLI sends back to the call the model made, though the CLI names the calls itself', async () => {
-    const dev = await tb.addUser('gemini-cli-tools@example.com');
-    const { home, env } = await cliHome(dev.key);
-    const sent = mock.seen.length;
-    // The mock answers two `list_directory` calls without ids, as generateContent does; the CLI runs
-    // them (the second fails: no such folder) and sends both results on its next request.
-    const res = await run(
-      process.execPath,
-      [GEMINI, '-p', 'List LIST:.,no-such-dir', '-m', 'gemini-2.5-flash'],
-      env,
-      home,
-    );
-    assert.equal(res.code, 0, `gemini failed: ${res.stderr}\n${res.stdout}`);
-    assert.match(res.stdout, /Done\./);
-    assert.equal(mock.seen.length, sent + 2, mock.seen.map((s) => s.url).join(', '));
-    // The CLI names each call by an id it makes up, on its result and on the call in its history.
-    const contents = (
-      mock.seen[sent + 1]!.body as { contents: { parts: Record<string, { id?: string }>[] }[] }
-    ).contents;
-    const resultIds = contents.at(-1)!.parts.map((p) => p.functionResponse?.id);
-    const historyIds = contents.at(-2)!.parts.map((p) => p.functionCall?.id);
-    assert.deepEqual(historyIds, resultIds);
-    assert.ok(
-      resultIds.every((id) => typeof id === 'string' && id !== 'list_directory'),
-      String(resultIds),
-    );
+  for (const store of ['embedded', 'PostgreSQL'] as const)
+    it(`links each result the CLI sends back to the call the model made, though the CLI names the calls itself (${store} store)`, async () => {
+      if (store === 'PostgreSQL')
+        pgTb ??= await startBridge('http://127.0.0.1:9', {
+          AIBRIDGE_GEMINI_BASE_URL: mock.origin,
+          AIBRIDGE_GEMINI_API_KEY: GEMINI_UPSTREAM_KEY,
+          AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('gemini_cli_links'),
+        });
+      const bridge = store === 'PostgreSQL' ? pgTb! : tb;
+      const dev = await bridge.addUser('gemini-cli-tools@example.com');
+      const { home, env } = await cliHome(dev.key, bridge);
+      const sent = mock.seen.length;
+      // The mock answers two `list_directory` calls without ids, as generateContent does; the CLI runs
+      // them (the second fails: no such folder) and sends both results on its next request.
+      const res = await run(
+        process.execPath,
+        [GEMINI, '-p', 'List LIST:.,no-such-dir', '-m', 'gemini-2.5-flash'],
+        env,
+        home,
+      );
+      assert.equal(res.code, 0, `gemini failed: ${res.stderr}\n${res.stdout}`);
+      assert.match(res.stdout, /Done\./);
+      assert.equal(mock.seen.length, sent + 2, mock.seen.map((s) => s.url).join(', '));
+      // The CLI names each call by an id it makes up, on its result and on the call in its history.
+      const contents = (
+        mock.seen[sent + 1]!.body as { contents: { parts: Record<string, { id?: string }>[] }[] }
+      ).contents;
+      const resultIds = contents.at(-1)!.parts.map((p) => p.functionResponse?.id);
+      const historyIds = contents.at(-2)!.parts.map((p) => p.functionCall?.id);
+      assert.deepEqual(historyIds, resultIds);
+      assert.ok(
+        resultIds.every((id) => typeof id === 'string' && id !== 'list_directory'),
+        String(resultIds),
+      );
 
-    const recs = await tb.interceptions(2, dev.key);
-    const calls = recs.find((r) => r.toolCalls.length > 0)!;
-    const results = recs.find((r) => (r.toolResults ?? []).length > 0)!;
-    assert.ok(calls && results && calls.id !== results.id);
-    assert.deepEqual(
-      calls.toolCalls.map((c) => [c.name, c.input, c.result?.interceptionId, c.result?.isError]),
-      [
-        ['list_directory', { dir_path: '.' }, results.id, false],
-        ['list_directory', { dir_path: 'no-such-dir' }, results.id, true],
-      ],
-    );
-    assert.deepEqual(
-      results.toolResults?.map((r) => r.callId),
-      calls.toolCalls.map((c) => c.id),
-    );
-    assert.notEqual(calls.toolCalls[0]!.id, calls.toolCalls[1]!.id);
-  });
+      const recs = await bridge.interceptions(2, dev.key);
+      const calls = recs.find((r) => r.toolCalls.length > 0)!;
+      const results = recs.find((r) => (r.toolResults ?? []).length > 0)!;
+      assert.ok(calls && results && calls.id !== results.id);
+      assert.deepEqual(
+        calls.toolCalls.map((c) => [c.name, c.input, c.result?.interceptionId, c.result?.isError]),
+        [
+          ['list_directory', { dir_path: '.' }, results.id, false],
+          ['list_directory', { dir_path: 'no-such-dir' }, results.id, true],
+        ],
+      );
+      assert.deepEqual(
+        results.toolResults?.map((r) => r.callId),
+        calls.toolCalls.map((c) => c.id),
+      );
+      assert.notEqual(calls.toolCalls[0]!.id, calls.toolCalls[1]!.id);
+    });
 });
