@@ -10,6 +10,7 @@ import { principalOf } from '../http/access';
 import { csvLine } from '../http/csv';
 import { Instant } from '../http/instant';
 import type { IdentityService } from '../identity/identity-service';
+import { sameTool } from '../store/search-text';
 import type { InterceptionFilter, Store } from '../store/types';
 import type { CapturePolicy } from './capture';
 import { verifyStoredChain } from './chain-anchor';
@@ -422,7 +423,7 @@ export function auditRoutes(
           const page = await store.listInterceptions(filter, 200, cursor);
           for (const r of page.items) {
             for (const c of r.toolCalls) {
-              if (q.tool !== undefined && c.name !== q.tool) continue;
+              if (q.tool !== undefined && !sameTool(c.name, q.tool)) continue;
               if (q.server !== undefined && c.server !== q.server) continue;
               if (q.via !== undefined && q.via !== (c.injected ? 'injected' : 'client')) continue;
               items.push({
@@ -479,7 +480,8 @@ export function auditRoutes(
             if (filter.team !== undefined && c.team !== filter.team) continue;
             if (filter.client !== undefined && c.client !== filter.client) continue;
             if (filter.sessionId !== undefined && c.sessionId !== filter.sessionId) continue;
-            if (filter.tool !== undefined && c.name !== filter.tool && c.tool !== filter.tool) continue;
+            if (filter.tool !== undefined && !sameTool(c.name, filter.tool) && !sameTool(c.tool, filter.tool))
+              continue;
             yield csv ? gatewayCallCsv(c) : jsonLine(c);
           }
         }

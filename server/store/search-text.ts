@@ -29,6 +29,20 @@ export function searchForm(s: string): string {
 
 const NOT_ASCII = /[\u0080-\uffff]/;
 
+/**
+ * A tool name as the `tool` filter compares it, on both stores: its search form (`searchForm`), so
+ * `bash` finds Claude Code's `Bash` and `BASH` finds `bash`, and a fullwidth or ligature spelling
+ * reads as its plain one, as the text search does. Whole names only: `rea` does not find `Read`.
+ */
+export function toolForm(name: string): string {
+  return searchForm(name);
+}
+
+/** Whether a tool call's name is the one a `tool` filter asks for (letter case aside). */
+export function sameTool(name: string, filter: string): boolean {
+  return name === filter || toolForm(name) === toolForm(filter);
+}
+
 /** A text search (`q`) as both stores run it. */
 export interface TextSearch {
   /** The term in its search form, invisible characters left out (unless it is made of nothing else). */

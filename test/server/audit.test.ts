@@ -117,6 +117,14 @@ describe('the audit trail', function () {
         ['rotate the database credentials'],
       );
       assert.deepEqual(await list('tool=nope'), []);
+      // Letter case aside: another agent's `bash` or a typed `BASH` finds Claude Code's `Bash`.
+      for (const tool of ['bash', 'BASH'])
+        assert.deepEqual(
+          (await list(`tool=${tool}`)).map((r) => r.prompt),
+          ['list the files'],
+          tool,
+        );
+      assert.deepEqual(await list('tool=bas'), []);
       assert.deepEqual(
         (await list('q=issue', bob.key)).map((r) => r.prompt),
         ['file an issue'],
@@ -156,6 +164,15 @@ describe('the audit trail', function () {
       assert.deepEqual(
         calls.body.items.map((c) => [c.name, c.server, c.sessionId]),
         [['mcp__github__create_issue', 'github', 'sess-b']],
+      );
+      const shell = await tb.api<{ items: { name: string; sessionId: string }[] }>(
+        'GET',
+        '/api/v1/tool-calls?tool=bash',
+        tb.adminKey,
+      );
+      assert.deepEqual(
+        shell.body.items.map((c) => [c.name, c.sessionId]),
+        [['Bash', 'sess-a']],
       );
       const all = await tb.api<{ items: unknown[] }>('GET', '/api/v1/tool-calls', tb.adminKey);
       assert.equal(all.body.items.length, 2);

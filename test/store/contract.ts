@@ -495,6 +495,36 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal(listed?.toolCalls[0]?.result?.interceptionId, 'int_000002');
       });
 
+      it('matches a tool name whatever its letter case, whole names only', async () => {
+        const at = new Date(T0).toISOString();
+        const call = (name: string) => ({
+          id: `c_${name}`,
+          name,
+          server: null,
+          input: {},
+          injected: false,
+          at,
+        });
+        // Claude Code's built-ins are capitalised; other agents name theirs in lower case.
+        await store.appendInterception(newRecord(0, { toolCalls: [call('Bash'), call('Read')] }));
+        await store.appendInterception(newRecord(1, { toolCalls: [call('bash')] }));
+        await store.appendInterception(newRecord(2, { toolCalls: [call('Édit')] }));
+        await store.appendInterception(newRecord(3, { toolCalls: [call('ｓｈｅｌｌ')] }));
+        const seqs = async (tool: string) =>
+          (await store.listInterceptions({ tool }, 10)).items.map((r) => r.seq).sort((a, b) => a - b);
+        for (const tool of ['bash', 'BASH', 'Bash', 'bAsH']) assert.deepEqual(await seqs(tool), [1, 2], tool);
+        for (const tool of ['read', 'READ']) assert.deepEqual(await seqs(tool), [1], tool);
+        // Beyond ASCII, and a fullwidth spelling, folded as the text search folds them.
+        for (const tool of ['édit', 'ÉDIT']) assert.deepEqual(await seqs(tool), [3], tool);
+        for (const tool of ['shell', 'SHELL', 'Ｓｈｅｌｌ']) assert.deepEqual(await seqs(tool), [4], tool);
+        for (const tool of ['rea', 'bas', 'Bash ', 'edit'])
+          assert.deepEqual(await seqs(tool), [], JSON.stringify(tool));
+        // The filter on a scan and a user's records too.
+        const scanned: number[] = [];
+        for await (const r of store.scanInterceptions({ tool: 'BASH', userId: 'usr_b' })) scanned.push(r.seq);
+        assert.deepEqual(scanned, [2]);
+      });
+
       it("links a tool result only to its own user's call: another member sending the same call id changes nothing", async () => {
         const at = new Date(T0).toISOString();
         // A Gemini call once recorded by its tool's name: an id anyone can send a result for.

@@ -1,4 +1,5 @@
 import type { ApiName, Interception } from '../../../shared/interception';
+import { toolForm } from '../search-text';
 import type { InterceptionFilter } from '../types';
 import type { EntryLoc } from './journal';
 
@@ -317,12 +318,22 @@ export class RecordIndex {
     return lo;
   }
 
-  /** Ids of the interned tool sets that contain `tool`. */
+  /**
+   * Ids of the interned tool sets that contain `tool`, letter case aside (toolForm). The sets keep
+   * the names as sent and are folded here, once per distinct set and query: nothing per record.
+   */
   private setsWith(name: string): Set<number> {
-    const tool = toolKey(name);
+    const tool = toolForm(toolKey(name));
     const out = new Set<number>();
     this.strings.values.forEach((v, id) => {
-      if (v.startsWith(TOOLS) && v.slice(TOOLS.length).split('\u0000').includes(tool)) out.add(id);
+      if (
+        v.startsWith(TOOLS) &&
+        v
+          .slice(TOOLS.length)
+          .split('\u0000')
+          .some((t) => toolForm(t) === tool)
+      )
+        out.add(id);
     });
     return out;
   }

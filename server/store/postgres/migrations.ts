@@ -208,6 +208,26 @@ ALTER TABLE interceptions ADD COLUMN response_id text;
 CREATE INDEX interceptions_response ON interceptions (response_id) WHERE response_id IS NOT NULL;
 `,
   },
+  {
+    version: 8,
+    name: 'tool names kept in the form the tool filter compares',
+    sql: `
+-- The tool filter ignores letter case (docs/audit.md): new rows keep each name's search form, folded
+-- by the bridge (toolForm in server/store/search-text.ts), in the column interceptions_tools indexes.
+-- Rows from before are folded here, once: only those with an upper-case ASCII or non-ASCII letter
+-- change. ASCII exactly as the bridge folds it (under the C collation, whatever the database's);
+-- other names NFKC-normalised and lowered under the database's collation (a C-collated database
+-- lowers only ASCII: such a name from before matches only in its own case there).
+UPDATE interceptions SET tools = ARRAY(
+  SELECT DISTINCT CASE
+    WHEN t ~ '^[[:ascii:]]*$' THEN lower(t COLLATE "C")
+    WHEN current_setting('server_encoding') = 'UTF8' THEN lower(normalize(t, NFKC))
+    ELSE lower(t)
+  END
+  FROM unnest(tools) AS t)
+WHERE array_to_string(tools, '') ~ '[A-Z]|[^[:ascii:]]';
+`,
+  },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS.at(-1)!.version;

@@ -1,6 +1,6 @@
 import type { Interception } from '../../../shared/interception';
 import { addToBuckets, type UsageBucket } from '../../core/rollup';
-import { searchForm } from '../search-text';
+import { searchForm, toolForm } from '../search-text';
 import { toolResultKey } from '../tool-result-key';
 import { pgArray } from './pg-array';
 import { pgText } from './sql-filter';
@@ -60,7 +60,7 @@ export function batchStatement(
                   ${col((r) => pgText(r.team))}::text[], ${col((r) => r.provider)}::text[], ${col((r) => r.api)}::text[],
                   ${col((r) => r.model)}::text[], ${col((r) => pgText(r.client))}::text[], ${col((r) => pgText(r.sessionId))}::text[],
                   ${col((r) => r.status)}::text[], ${col((r) => r.startedAt)}::timestamptz[],
-                  ${col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => pgText(t.name)))]))}::jsonb[],
+                  ${col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => toolForm(pgText(t.name)!)))]))}::jsonb[],
                   ${col((r) => pgText(r.prompt === null ? null : searchForm(r.prompt)))}::text[],
                   ${col((r) => pgText(r.responseId ?? null))}::text[], ${lines})
         AS t(seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt,

@@ -1,4 +1,4 @@
-import { PG_INVISIBLE_CLASS, textSearch } from '../search-text';
+import { PG_INVISIBLE_CLASS, textSearch, toolForm } from '../search-text';
 import type { InterceptionFilter } from '../types';
 
 /** A WHERE clause under construction: conditions and their numbered parameters. */
@@ -51,7 +51,8 @@ export function interceptionWhere(f: InterceptionFilter): Where {
   if (f.until !== undefined) w.add('started_at < $?::timestamptz', f.until);
   if (f.team !== undefined) w.add('team = $?', f.team);
   if (f.sessionId !== undefined) w.add('session_id = $?', f.sessionId);
-  if (f.tool !== undefined) w.add('tools @> ARRAY[$?::text]', f.tool);
+  // The column holds the names' toolForm (rows from before migration 8, as it folded them).
+  if (f.tool !== undefined) w.add('tools @> ARRAY[$?::text]', toolForm(f.tool));
   if (f.status !== undefined) w.add('status = $?', f.status);
   if (f.q !== undefined) {
     // The column holds the prompt's search form (searchForm; rows from before it, the prompt as
