@@ -45,6 +45,7 @@ function deployment(): {
           env: { name: string }[];
           readinessProbe: { httpGet: { path: string } };
           livenessProbe: { httpGet: { path: string } };
+          startupProbe: { httpGet: { path: string } };
           securityContext: { allowPrivilegeEscalation: boolean };
         }[];
         securityContext: { runAsNonRoot: boolean };
@@ -103,7 +104,12 @@ describe('container image and Kubernetes manifests', () => {
     const docker = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
     const healthcheck = /HEALTHCHECK[\s\S]*?(\/readyz|\/healthz)/.exec(docker)?.[1];
     assert.equal(healthcheck, '/readyz');
-    for (const p of [c.readinessProbe.httpGet.path, c.livenessProbe.httpGet.path, healthcheck]) {
+    for (const p of [
+      c.readinessProbe.httpGet.path,
+      c.livenessProbe.httpGet.path,
+      c.startupProbe.httpGet.path,
+      healthcheck,
+    ]) {
       const res = await fetch(`${tb.url}${p}`);
       assert.equal(res.status, 200, `${p} answers 200`);
     }
