@@ -84,4 +84,36 @@ describe('Gemini tool call ids: a call and its result are known alike on both si
     const ids = callIds([call({ x: deep as JsonObject })]);
     assert.match(ids[0] ?? '', /^read_file#[0-9a-f]{16}$/);
   });
+
+  it('pairing results with calls is linear: 60,000 calls and as many results no call matches, at once', () => {
+    // Within the default body and container limits (about 4 MB, 240,000 objects and arrays): a
+    // scan of the turn per result took ~15 s here, the event loop blocked for every member.
+    const n = 60_000;
+    const turn = Array.from({ length: n }, () => ({ functionCall: { id: 'x', name: 'a' } }));
+    const results = Array.from({ length: n }, () => ({ id: 'y', name: 'b', response: {} }));
+    const started = performance.now();
+    const ids = resultIds(turn, results);
+    const ms = performance.now() - started;
+    assert.equal(ids.length, n);
+    assert.equal(ids[0], 'y');
+    assert.ok(ms < 2000, `took ${Math.round(ms)} ms`);
+    // Pairing is as before: by id first (in order), then by name among calls without an id.
+    const mixed = [
+      { functionCall: { id: 'k', name: 'read_file', args: { path: 'a' } } },
+      { functionCall: { name: 'read_file', args: { path: 'b' } } },
+      { functionCall: { id: 'k', name: 'read_file', args: { path: 'c' } } },
+      { functionCall: { name: 'read_file', args: { path: 'd' } } },
+    ];
+    const callsIds = callIds(mixed);
+    assert.deepEqual(
+      resultIds(mixed, [
+        { name: 'read_file', response: {} },
+        { id: 'k', name: 'read_file', response: {} },
+        { id: 'k', name: 'read_file', response: {} },
+        { name: 'read_file', response: {} },
+        { name: 'read_file', response: {} },
+      ]),
+      [callsIds[1], callsIds[0], callsIds[2], callsIds[3], 'read_file'],
+    );
+  });
 });

@@ -69,7 +69,23 @@ interface HistoryCall {
   /** The id the client put on it (its own, or the model's echoed), if any. */
   wireId: string | null;
   name: string | null;
-  paired: boolean;
+}
+
+/** Queues of calls by a key, each in the turn's order, taken from the front. */
+class CallQueues<K> {
+  private readonly queues = new Map<K, { calls: HistoryCall[]; next: number }>();
+
+  add(key: K, call: HistoryCall): void {
+    const q = this.queues.get(key);
+    if (q) q.calls.push(call);
+    else this.queues.set(key, { calls: [call], next: 0 });
+  }
+
+  /** The audit id of the first call under `key` not yet taken. */
+  take(key: K): string | undefined {
+    const q = this.queues.get(key);
+    return q && q.next < q.calls.length ? q.calls[q.next++]!.auditId : undefined;
+  }
 }
 
 /**
@@ -88,26 +104,25 @@ export function resultCallIds(modelTurn: unknown, responses: readonly JsonObject
           auditId: ids.next(p, p.functionCall),
           wireId: nonEmpty(p.functionCall.id),
           name: str(p.functionCall.name),
-          paired: false,
         });
   }
-  const take = (found: HistoryCall | undefined): string | undefined => {
-    if (found) found.paired = true;
-    return found?.auditId;
-  };
+  // Calls by the id the client put on them, and those without one by their tool's name: found at
+  // once, not by a scan of the turn per result (a crafted body of 60,000 calls and as many results
+  // compared billions of pairs, blocking the bridge for seconds). A call with an id is only ever
+  // paired by it, one without only by its name, so each queue is taken from its front.
+  const withId = new CallQueues<string>();
+  const byName = new CallQueues<string | null>();
+  for (const c of calls) {
+    if (c.wireId === null) byName.add(c.name, c);
+    else withId.add(c.wireId, c);
+  }
   // Ids first, all of them: a result without one must not take the call another result names.
   const byId = responses.map((r) => {
     const id = nonEmpty(r.id);
-    return id === null ? undefined : take(calls.find((c) => !c.paired && c.wireId === id));
+    return id === null ? undefined : withId.take(id);
   });
   return responses.map((r, i) => {
     const name = str(r.name);
-    return (
-      byId[i] ??
-      take(calls.find((c) => !c.paired && c.wireId === null && c.name === name)) ??
-      nonEmpty(r.id) ??
-      name ??
-      ''
-    );
+    return byId[i] ?? byName.take(name) ?? nonEmpty(r.id) ?? name ?? '';
   });
 }
