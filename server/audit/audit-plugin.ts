@@ -35,6 +35,9 @@ export async function auditCapability(
   const responseOwners = new ResponseOwners(store);
   // Noted as each interception ends, before the client's answer does: a follow-up finds it here.
   recorder.onFinished((rec) => responseOwners.note(rec));
+  // And as soon as a stream names it: a client may continue it on `response.completed`, before
+  // the provider closes the stream and the interception finishes.
+  recorder.onResponseNamed((userId, id) => responseOwners.noteNamed(userId, id));
   // Registered before the routes close, so every record of the last requests is flushed.
   life.onClose('audit records', () => recorder.drain());
   const capture = new CapturePolicy(store, config.auditCapture);

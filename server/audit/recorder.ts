@@ -115,6 +115,7 @@ const RETRIES_BEFORE_SET_ASIDE = 3;
 export class Recorder {
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly finishListeners: ((rec: NewInterception) => void)[] = [];
+  private readonly responseListeners: ((userId: string, responseId: string) => void)[] = [];
   private readonly retryQueue: NewInterception[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private retrying: Promise<void> | undefined;
@@ -146,6 +147,22 @@ export class Recorder {
   /** Called synchronously as the interception ends, before the store: spend ledgers must not lag the proxy. */
   onFinished(listener: (rec: NewInterception) => void): void {
     this.finishListeners.push(listener);
+  }
+
+  /** Called as a stream names the response it is answering with, long before it finishes. */
+  onResponseNamed(listener: (userId: string, responseId: string) => void): void {
+    this.responseListeners.push(listener);
+  }
+
+  /**
+   * The provider named the stored response a stream is answering with (Responses'
+   * `response.created`): it is the caller's from now, not only once the interception finishes. A
+   * client may continue it as soon as `response.completed` reaches it, before the provider closes
+   * the stream and the record is finished.
+   */
+  responseNamed(start: InterceptionStart, responseId: string): void {
+    if (!ownedResponse(responseId)) return;
+    for (const l of this.responseListeners) l(start.principal.user.id, responseId);
   }
 
   /**

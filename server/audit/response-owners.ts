@@ -45,6 +45,11 @@ export class ResponseOwners {
     if (rec.responseId !== undefined) this.remember(rec.responseId, rec.userId);
   }
 
+  /** Notes a response a stream named as its caller's (a `Recorder.onResponseNamed` listener). */
+  noteNamed(userId: string, id: string): void {
+    this.remember(id, userId);
+  }
+
   private remember(id: string, userId: string): void {
     this.recent.delete(id);
     this.recent.set(id, userId);

@@ -22,6 +22,12 @@ export type { RequestFacts, ResponseFacts };
 export interface StreamMeter {
   onEvent(ev: SseEvent, at: Date): EventVerdict;
   result(): ResponseFacts;
+  /**
+   * The id the provider stores the answer under, once the stream named it (Responses'
+   * `response.created`), or null: noted as the caller's at once, since a client may continue it as
+   * soon as `response.completed` arrives, before the stream closes (server/audit/response-owners.ts).
+   */
+  responseId?(): string | null;
 }
 
 /** The request as it goes upstream. */

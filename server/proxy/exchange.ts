@@ -46,7 +46,7 @@ export interface ExchangeDeps {
   /** Longest silence between two response chunks before the round fails as a timeout. */
   idleTimeoutMs: number;
   dispatcher: Dispatcher;
-  recorder: Pick<Recorder, 'finish' | 'redactor'>;
+  recorder: Pick<Recorder, 'finish' | 'redactor' | 'responseNamed'>;
   breakers: CircuitBreakers;
   telemetry: ExchangeTelemetry;
   /** The composed admission (server/proxy/admission.ts): throws the refusal. */
@@ -1106,6 +1106,8 @@ export class Exchange {
     const answer = this.metered.answerRewrite;
     let pending = '';
     const progress = meter ? this.deps.events?.progress(round.start) : undefined;
+    // The stored response the stream answers with, noted as the caller's once it is named.
+    let named = meter?.responseId === undefined;
     const parser = meter
       ? createParser({
           onEvent: (e) => {
@@ -1113,6 +1115,13 @@ export class Exchange {
             if (isContentEvent(e.event, e.data)) round.contentEvents++;
             const v = meter.onEvent(ev, this.deps.now());
             progress?.(meter);
+            if (!named) {
+              const id = meter.responseId!();
+              if (id !== null) {
+                named = true;
+                this.deps.recorder.responseNamed(round.start, id);
+              }
+            }
             if (!verdict) return;
             const keep = verdict(v, ev);
             if (keep.action === 'drop') return;

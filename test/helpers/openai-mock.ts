@@ -4,7 +4,8 @@ import { type Listening, listenOnLoopback } from './loopback';
 
 export type OpenAIScenario =
   /** `omitUsage`: a compatible server that ignores `stream_options.include_usage` (sends no usage chunk). */
-  | { kind: 'text'; text?: string; usage?: MockOpenAIUsage; omitUsage?: boolean }
+  /** `lingerMs` (Responses, streamed): the connection stays open that long after `response.completed`. */
+  | { kind: 'text'; text?: string; usage?: MockOpenAIUsage; omitUsage?: boolean; lingerMs?: number }
   | { kind: 'tool'; name: string; arguments: Record<string, unknown>; usage?: MockOpenAIUsage }
   /** Responses only: a `custom_tool_call`, `local_shell_call` and `mcp_call` in one answer. */
   | { kind: 'mixed-tools' }
@@ -499,6 +500,7 @@ export class OpenAIMock {
       ev('response.output_item.done', { output_index: i, item });
     }
     ev('response.completed', { response: response('completed', output, true) });
+    if (s.kind === 'text' && s.lingerMs) await sleep(s.lingerMs);
     res.end();
   }
 }

@@ -139,6 +139,24 @@ describe('stored Responses belong to the user who created them', function () {
     }
   });
 
+  it("the creator's follow-up sent as soon as response.completed arrives, before the stream closes, goes through", async () => {
+    // A client acts on the completed event (the Agents SDK, a `break` out of the loop); the
+    // provider's connection may close a moment later. The record is finished only then.
+    mock.next({ kind: 'text', lingerMs: 600 });
+    const client = sdk(tb, a.key);
+    const stream = await client.responses.create({ model: 'gpt-5', input: 'remember this', stream: true });
+    let next: Promise<unknown> | undefined;
+    for await (const ev of stream)
+      if (ev.type === 'response.completed')
+        next = client.responses.create({
+          model: 'gpt-5',
+          input: 'go on',
+          previous_response_id: ev.response.id,
+        });
+    assert.ok(next, 'the stream completed');
+    await next;
+  });
+
   it('an id the bridge never saw created: refused for a member, passed through for an admin', async () => {
     const id = `resp_${randomBytes(8).toString('hex')}`;
     const from = mock.requests.length;

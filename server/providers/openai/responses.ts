@@ -114,7 +114,7 @@ class ResponsesStreamMeter implements StreamMeter {
   private usage: Usage = emptyUsage();
   private model: string | null = null;
   /** The id the answer is stored under: every event that carries the response names it, the first already. */
-  private responseId: string | null = null;
+  private named: string | null = null;
   private error: InterceptionError | null = null;
   private finishReasons: string[] = [];
   private text = '';
@@ -150,7 +150,7 @@ class ResponsesStreamMeter implements StreamMeter {
     const response = isObject(data.response) ? data.response : undefined;
     if (response) {
       this.model = str(response.model) ?? this.model;
-      this.responseId ??= str(response.id);
+      this.named ??= str(response.id);
     }
     switch (data.type) {
       case 'response.output_text.delta':
@@ -182,6 +182,10 @@ class ResponsesStreamMeter implements StreamMeter {
     return FORWARD;
   }
 
+  responseId(): string | null {
+    return this.named;
+  }
+
   result(): ResponseFacts {
     return {
       usage: withSearches(this.usage, this.searches.values()),
@@ -190,7 +194,7 @@ class ResponsesStreamMeter implements StreamMeter {
       error: this.error,
       finishReasons: this.finishReasons,
       ...(this.captureOutput ? { output: { text: this.text, thinking: this.thinking } } : {}),
-      ...(this.responseId !== null ? { responseId: this.responseId } : {}),
+      ...(this.named !== null ? { responseId: this.named } : {}),
     };
   }
 }
