@@ -157,6 +157,24 @@ describe('stored Responses belong to the user who created them', function () {
     await next;
   });
 
+  it('previous_response_id that is no string (an array, an object, a number) is refused, never sent unchecked', async () => {
+    const id = await created(sdk(tb, a.key), false);
+    const from = mock.requests.length;
+    for (const path of ['/openai/v1/responses', '/openai/v1/responses/compact'])
+      for (const odd of [[id], { id }, 1]) {
+        const res = await fetch(`${tb.url}${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${b.key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-5', input: 'peek', previous_response_id: odd }),
+        });
+        assert.equal(res.status, 400, `${path} ${JSON.stringify(odd)}`);
+        assert.equal(res.headers.get('x-aibridge-error-code'), 'unsupported_parameter');
+      }
+    assert.deepEqual(askedSince(mock, from), []);
+    // null is no continuation, as the SDKs send it.
+    await sdk(tb, b.key).responses.create({ model: 'gpt-5', input: 'hi', previous_response_id: null });
+  });
+
   it('an id the bridge never saw created: refused for a member, passed through for an admin', async () => {
     const id = `resp_${randomBytes(8).toString('hex')}`;
     const from = mock.requests.length;

@@ -258,7 +258,13 @@ export const responsesApi: WireApi = {
   unsupported: (body) =>
     body.background === true
       ? 'The bridge does not accept `background: true`: a background response is billed after its answer, where the bridge cannot meter it or charge it to a budget. Send the request without `background` (streamed, if it is long).'
-      : unpricedServiceTier(body),
+      : // Only a string is checked as the caller's own (continuesOwnResponse): anything else must
+        // not go upstream unchecked, where a lenient server might take it as an id.
+        body.previous_response_id !== undefined &&
+          body.previous_response_id !== null &&
+          typeof body.previous_response_id !== 'string'
+        ? '`previous_response_id` must be a string (the id of a response of yours) or null.'
+        : unpricedServiceTier(body),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {
