@@ -53,6 +53,8 @@ export class Session {
   private known: string | null = null;
   /** Another window's change being followed: later changes queue behind it, so the last one wins. */
   private following: Promise<void> = Promise.resolve();
+  /** Set by dispose: a follow under way stops asking the bridge and changes nothing. */
+  private disposed = false;
 
   constructor(
     private readonly secrets: SecretStore,
@@ -81,7 +83,7 @@ export class Session {
     // asked again a few times before the key is left to the window that stored it.
     for (let attempt = 0; attempt < FOLLOW_ATTEMPTS; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, FOLLOW_RETRY_MS));
-      if (this.known !== key) return;
+      if (this.disposed || this.known !== key) return;
       const url = this.global.get<string>(STORAGE.url);
       if (!url) continue;
       if (this.state?.key === key && this.state.url === url) return;
@@ -94,7 +96,7 @@ export class Session {
         signedIn = { url, key, user: null, keyInfo: null, providers: null };
       }
       // A newer change (or this window's own sign-in) arrived while the bridge was asked.
-      if (this.known === key) this.set(signedIn);
+      if (this.known === key && !this.disposed) this.set(signedIn);
       return;
     }
   }
@@ -192,6 +194,7 @@ export class Session {
   }
 
   dispose(): void {
+    this.disposed = true;
     this.secretWatch?.dispose();
     this.changed.dispose();
   }

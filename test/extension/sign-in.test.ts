@@ -209,6 +209,25 @@ describe('extension: sign-in', () => {
     b.dispose();
   });
 
+  it('a window closed while following another window’s sign-in stops asking the bridge', async () => {
+    const secrets = new SharedSecrets();
+    const state = new State();
+    let asked = 0;
+    const refusing = (): Promise<Me> => {
+      asked++;
+      return Promise.reject(new BridgeApiError(401, 'unauthorized', 'Unknown key.'));
+    };
+    const b = new Session(secrets, state, refusing);
+    await state.update(STORAGE.url, 'https://x.com');
+    // Refused here (the other window's URL has not arrived): asked again every 300 ms, five times.
+    await secrets.store(STORAGE.key, KEY);
+    await until(() => asked === 1, 'the bridge was asked once');
+    b.dispose();
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(asked, 1, 'not asked again once disposed');
+    assert.equal(b.current, undefined);
+  });
+
   it('offers a sign-in to the bridge aibridge.url moved to, not to the same bridge in another spelling', () => {
     const old = 'https://bridge.example.com';
     assert.equal(movedBridge(old, 'https://bridge-2.example.com/'), 'https://bridge-2.example.com');
