@@ -79,26 +79,33 @@ export class Session {
       return;
     }
     // The URL travels through global state, which reaches this window on its own channel: it may
-    // still be missing or name the bridge signed in to before. So a missing URL or a refusal is
-    // asked again a few times before the key is left to the window that stored it.
+    // still be missing or name the bridge signed in to before. So a missing URL, a refusal or an
+    // unreachable bridge is asked again a few times before the key is left to the window that
+    // stored it (unreachable to the end: signed in offline, with the last URL, as a restore is).
+    let offline: SignedIn | undefined;
     for (let attempt = 0; attempt < FOLLOW_ATTEMPTS; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, FOLLOW_RETRY_MS));
       if (this.disposed || this.known !== key) return;
       const url = this.global.get<string>(STORAGE.url);
       if (!url) continue;
       if (this.state?.key === key && this.state.url === url) return;
-      let signedIn: SignedIn;
       try {
         const me = await this.me({ url, key });
-        signedIn = { url, key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] };
+        this.adopt(key, { url, key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] });
+        return;
       } catch (err) {
-        if (err instanceof BridgeApiError && err.unauthorized) continue;
-        signedIn = { url, key, user: null, keyInfo: null, providers: null };
+        offline =
+          err instanceof BridgeApiError && err.unauthorized
+            ? undefined
+            : { url, key, user: null, keyInfo: null, providers: null };
       }
-      // A newer change (or this window's own sign-in) arrived while the bridge was asked.
-      if (this.known === key && !this.disposed) this.set(signedIn);
-      return;
     }
+    if (offline) this.adopt(key, offline);
+  }
+
+  /** Signs in as another window did, unless a newer change (or this window's own sign-in) came meanwhile. */
+  private adopt(key: string, s: SignedIn): void {
+    if (this.known === key && !this.disposed) this.set(s);
   }
 
   get current(): SignedIn | undefined {

@@ -228,6 +228,28 @@ describe('extension: sign-in', () => {
     assert.equal(b.current, undefined);
   });
 
+  it('a window whose previous bridge is unreachable waits for the new URL instead of signing in to the old one', async () => {
+    const secrets = new SharedSecrets();
+    const state = new State();
+    const KEY2 = `aib_${'D'.repeat(43)}`;
+    const me3 = (c: Credentials): Promise<Me> =>
+      c.url === 'https://old.example'
+        ? Promise.reject(new BridgeApiError(0, 'unreachable', 'Cannot reach'))
+        : c.key === KEY2 && c.url === 'https://new.example'
+          ? Promise.resolve({ user: USER, key: KEY_INFO })
+          : Promise.reject(new BridgeApiError(401, 'unauthorized', 'Unknown key.'));
+    const b = new Session(secrets, state, me3);
+    await state.update(STORAGE.url, 'https://old.example');
+    await secrets.store(STORAGE.key, KEY);
+    assert.equal(await b.restore(), 'restored-offline');
+    await secrets.store(STORAGE.key, KEY2);
+    setTimeout(() => void state.update(STORAGE.url, 'https://new.example'), 400);
+    await until(() => b.current?.key === KEY2, 'window B follows');
+    assert.equal(b.current?.url, 'https://new.example', 'not the unreachable old bridge');
+    assert.equal(b.current?.user?.email, 'a@example.com');
+    b.dispose();
+  });
+
   it('offers a sign-in to the bridge aibridge.url moved to, not to the same bridge in another spelling', () => {
     const old = 'https://bridge.example.com';
     assert.equal(movedBridge(old, 'https://bridge-2.example.com/'), 'https://bridge-2.example.com');
