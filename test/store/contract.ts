@@ -12,7 +12,7 @@ import type {
   StoreChange,
 } from '../../server/store/types';
 import type { User } from '../../shared/identity';
-import type { GatewayToolCall, Interception } from '../../shared/interception';
+import type { GatewayToolCall, Interception, ToolCallRecord } from '../../shared/interception';
 import type { Alert } from '../../shared/spend';
 
 /** A fresh, empty store of one kind, and how to open the same data again (a restart). */
@@ -24,6 +24,11 @@ export interface StoreFixture {
 export type StoreFactory = () => Promise<StoreFixture>;
 
 const T0 = Date.parse('2026-03-02T10:00:00.000Z');
+
+/** A client tool call of that name, its id made from the name (for the tool filter's tests). */
+export function toolCallNamed(name: string, at: string): ToolCallRecord {
+  return { id: `c_${name}`, name, server: null, input: {}, injected: false, at };
+}
 
 export function newRecord(i: number, over: Partial<NewInterception> = {}): NewInterception {
   return {
@@ -496,15 +501,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       });
 
       it('matches a tool name whatever its letter case, whole names only', async () => {
-        const at = new Date(T0).toISOString();
-        const call = (name: string) => ({
-          id: `c_${name}`,
-          name,
-          server: null,
-          input: {},
-          injected: false,
-          at,
-        });
+        const call = (name: string) => toolCallNamed(name, new Date(T0).toISOString());
         // Claude Code's built-ins are capitalised; other agents name theirs in lower case.
         await store.appendInterception(newRecord(0, { toolCalls: [call('Bash'), call('Read')] }));
         await store.appendInterception(newRecord(1, { toolCalls: [call('bash')] }));

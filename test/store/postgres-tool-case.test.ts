@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PostgresStore } from '../../server/store/postgres/postgres-store';
 import { testPostgres } from '../helpers/postgres';
-import { newRecord } from './contract';
+import { newRecord, toolCallNamed } from './contract';
 
 /** Migration 8 on a database that already has records: the tool filter ignores their names' case too. */
 describe('PostgreSQL: tool names from before the case-insensitive tool filter', function () {
@@ -16,14 +16,7 @@ describe('PostgreSQL: tool names from before the case-insensitive tool filter', 
     await sql.connect();
     try {
       const at = newRecord(0).startedAt;
-      const call = (name: string) => ({
-        id: `c_${name}`,
-        name,
-        server: null,
-        input: {},
-        injected: false,
-        at,
-      });
+      const call = (name: string) => toolCallNamed(name, at);
       const names = [['Bash', 'Read'], ['bash'], ['Édit', 'édit'], ['ｓｈｅｌｌ'], []];
       for (const [i, n] of names.entries())
         await store.appendInterception(newRecord(i, { toolCalls: n.map(call) }));
