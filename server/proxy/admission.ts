@@ -77,7 +77,8 @@ export function auditAccepting(accepting: () => boolean): AdmissionGate {
 export function continuesOwnResponse(owners: Pick<ResponseOwners, 'check'>): AdmissionGate {
   return (t, next) => {
     const id = t.start.request.continues;
-    if (id === undefined) return next();
+    // Sent with the user's own key, the provider itself holds the response to that key's owner.
+    if (id === undefined || t.start.billedTo === 'user') return next();
     const pending = owners.check(id, t.start.principal);
     return pending ? pending.then(next) : next();
   };

@@ -291,7 +291,8 @@ async function handle(
       `${req.method} ${adapter.prefix}${route.path} is not served by the bridge${hint ? `. ${hint}` : ' (docs/api.md lists what is).'}`,
     );
   }
-  if (route.route.storedResponse !== undefined)
+  // With the user's own key the provider itself keeps each stored response to that key's owner.
+  if (route.route.storedResponse !== undefined && !own)
     await ownResponseOnly(adapter, deps, req, route.route, route.path);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   const aliased =

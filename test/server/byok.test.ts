@@ -189,6 +189,20 @@ describe('bring your own key (X-AIBridge-Key)', function () {
     assert.ok(mine.every((r) => r.billedTo === 'user' && r.status === 'ok'));
   });
 
+  it('with their own key a member reaches stored responses the bridge never saw: the provider keeps them to that key', async () => {
+    const client = openaiFor(platform.key, OPENAI_UPSTREAM_KEY);
+    const before = openai.requests.length;
+    // Made with the same key outside the bridge: the organisation's key could not reach it.
+    await client.responses.retrieve('resp_made_outside_the_bridge');
+    await client.responses.create({
+      model: 'gpt-5',
+      input: 'go on',
+      previous_response_id: 'resp_made_outside_the_bridge',
+    });
+    const seen = openai.requests.slice(before).map((r) => `${r.method} ${r.url.split('?')[0]}`);
+    assert.deepEqual(seen, ['GET /v1/responses/resp_made_outside_the_bridge', 'POST /v1/responses']);
+  });
+
   it('without X-AIBridge-Key nothing changes: the bridge key in the usual header, the organisation key upstream', async () => {
     // The mock refuses the organisation key here, which is exactly what shows it was the one sent.
     const before = anthropic.messageRequests().length;
