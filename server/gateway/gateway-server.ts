@@ -313,26 +313,43 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     }
   });
 
-  server.setRequestHandler(ListResourcesRequestSchema, async (_req, extra) => {
-    const resources: Resource[] = [];
-    for (const { s, conn } of ready(await servers())) {
-      if (!conn.capabilities?.resources) continue;
-      let cursor: string | undefined;
-      for (let page = 0; page < MAX_PAGES; page++) {
-        const r = await conn.listResources(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
-        if (!r) break;
-        for (const x of r.resources)
-          resources.push({
-            ...x,
-            uri: resourceUri(s.config.name, x.uri),
-            name: gatewayName(s.config.name, x.name),
-          });
-        cursor = r.nextCursor;
-        if (!cursor) break;
-      }
+  /**
+   * A listing asks every server in turn, up to MAX_PAGES pages each: it holds one of the user's
+   * call slots while it runs, or one member's concurrent listings would hold every server's
+   * connections as uncapped calls would. Not recorded: it names no tool.
+   */
+  const listing = async <T>(list: () => Promise<T>): Promise<T> => {
+    const free = d.slots.take(principal.user.id);
+    if (!free) throw tooManyCalls(d.slots.limit);
+    try {
+      return await list();
+    } finally {
+      free();
     }
-    return { resources };
-  });
+  };
+
+  server.setRequestHandler(ListResourcesRequestSchema, (_req, extra) =>
+    listing(async () => {
+      const resources: Resource[] = [];
+      for (const { s, conn } of ready(await servers())) {
+        if (!conn.capabilities?.resources) continue;
+        let cursor: string | undefined;
+        for (let page = 0; page < MAX_PAGES; page++) {
+          const r = await conn.listResources(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
+          if (!r) break;
+          for (const x of r.resources)
+            resources.push({
+              ...x,
+              uri: resourceUri(s.config.name, x.uri),
+              name: gatewayName(s.config.name, x.name),
+            });
+          cursor = r.nextCursor;
+          if (!cursor) break;
+        }
+      }
+      return { resources };
+    }),
+  );
 
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({ resourceTemplates: [] }));
 
@@ -355,21 +372,23 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     return { ...r, contents: r.contents.map((c) => ({ ...c, uri: resourceUri(parts.server, c.uri) })) };
   });
 
-  server.setRequestHandler(ListPromptsRequestSchema, async (_req, extra) => {
-    const prompts: Prompt[] = [];
-    for (const { s, conn } of ready(await servers())) {
-      if (!conn.capabilities?.prompts) continue;
-      let cursor: string | undefined;
-      for (let page = 0; page < MAX_PAGES; page++) {
-        const r = await conn.listPrompts(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
-        if (!r) break;
-        for (const p of r.prompts) prompts.push({ ...p, name: gatewayName(s.config.name, p.name) });
-        cursor = r.nextCursor;
-        if (!cursor) break;
+  server.setRequestHandler(ListPromptsRequestSchema, (_req, extra) =>
+    listing(async () => {
+      const prompts: Prompt[] = [];
+      for (const { s, conn } of ready(await servers())) {
+        if (!conn.capabilities?.prompts) continue;
+        let cursor: string | undefined;
+        for (let page = 0; page < MAX_PAGES; page++) {
+          const r = await conn.listPrompts(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
+          if (!r) break;
+          for (const p of r.prompts) prompts.push({ ...p, name: gatewayName(s.config.name, p.name) });
+          cursor = r.nextCursor;
+          if (!cursor) break;
+        }
       }
-    }
-    return { prompts };
-  });
+      return { prompts };
+    }),
+  );
 
   server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
     const parts = splitName(req.params.name);

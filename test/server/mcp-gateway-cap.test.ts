@@ -254,6 +254,9 @@ describe('the MCP gateway: calls one user may run at once (AIBRIDGE_MCP_GATEWAY_
       a.readResource({ uri: `aibridge://slow/${encodeURIComponent('doc://page')}` }),
     );
     assert.deepEqual(read.data, TOO_MANY);
+    // A listing asks every server in turn: it takes a slot too.
+    for (const list of [a.listResources(), a.listPrompts()])
+      assert.deepEqual((await refusal(list)).data, TOO_MANY);
     assert.equal(mcp.count('x-'), 0, 'the refused call never reached the server');
     assert.equal(mcp.count('doc:'), 0, 'nor the refused read');
 
@@ -264,7 +267,8 @@ describe('the MCP gateway: calls one user may run at once (AIBRIDGE_MCP_GATEWAY_
     mcp.release();
     assert.equal(text(await bobs), 'held bob');
     for (const r of await Promise.all(held)) assert.match(text(r), /^held a\d$/);
-    // Once they answered, Alice reads and calls again.
+    // Once they answered, Alice lists, reads and calls again.
+    assert.ok((await a.listResources()).resources.length > 0);
     const page = await a.readResource({ uri: `aibridge://slow/${encodeURIComponent('doc://page')}` });
     assert.deepEqual(
       page.contents.map((c) => ('text' in c ? c.text : '')),
