@@ -314,42 +314,57 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
   });
 
   /**
-   * A listing asks every server in turn, up to MAX_PAGES pages each: it holds one of the user's
-   * call slots while it runs, or one member's concurrent listings would hold every server's
-   * connections as uncapped calls would. Not recorded: it names no tool.
+   * Every ready server's items of one kind, up to MAX_PAGES pages each (`page` answers undefined
+   * for a page a server failed: that server gives what it gave so far). A listing asks every
+   * server in turn: it holds one of the user's call slots while it runs, or one member's
+   * concurrent listings would hold every server's connections as uncapped calls would. Not
+   * recorded: it names no tool.
    */
-  const listing = async <T>(list: () => Promise<T>): Promise<T> => {
+  const listEvery = async <T>(
+    offers: (conn: McpConnection) => boolean,
+    page: (
+      s: UserServer,
+      conn: McpConnection,
+      cursor: string | undefined,
+    ) => Promise<{ items: T[]; nextCursor?: string | undefined } | undefined>,
+  ): Promise<T[]> => {
     const free = d.slots.take(principal.user.id);
     if (!free) throw tooManyCalls(d.slots.limit);
     try {
-      return await list();
+      const items: T[] = [];
+      for (const { s, conn } of ready(await servers())) {
+        if (!offers(conn)) continue;
+        let cursor: string | undefined;
+        for (let n = 0; n < MAX_PAGES; n++) {
+          const r = await page(s, conn, cursor);
+          if (!r) break;
+          // One by one: a server's page may be longer than a call's arguments can be.
+          for (const x of r.items) items.push(x);
+          cursor = r.nextCursor;
+          if (!cursor) break;
+        }
+      }
+      return items;
     } finally {
       free();
     }
   };
 
-  server.setRequestHandler(ListResourcesRequestSchema, (_req, extra) =>
-    listing(async () => {
-      const resources: Resource[] = [];
-      for (const { s, conn } of ready(await servers())) {
-        if (!conn.capabilities?.resources) continue;
-        let cursor: string | undefined;
-        for (let page = 0; page < MAX_PAGES; page++) {
-          const r = await conn.listResources(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
-          if (!r) break;
-          for (const x of r.resources)
-            resources.push({
-              ...x,
-              uri: resourceUri(s.config.name, x.uri),
-              name: gatewayName(s.config.name, x.name),
-            });
-          cursor = r.nextCursor;
-          if (!cursor) break;
-        }
-      }
-      return { resources };
-    }),
-  );
+  server.setRequestHandler(ListResourcesRequestSchema, async (_req, extra) => ({
+    resources: await listEvery(
+      (conn) => Boolean(conn.capabilities?.resources),
+      async (s, conn, cursor) => {
+        const r = await conn.listResources(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
+        if (!r) return undefined;
+        const items: Resource[] = r.resources.map((x) => ({
+          ...x,
+          uri: resourceUri(s.config.name, x.uri),
+          name: gatewayName(s.config.name, x.name),
+        }));
+        return { items, nextCursor: r.nextCursor };
+      },
+    ),
+  }));
 
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({ resourceTemplates: [] }));
 
@@ -372,23 +387,17 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     return { ...r, contents: r.contents.map((c) => ({ ...c, uri: resourceUri(parts.server, c.uri) })) };
   });
 
-  server.setRequestHandler(ListPromptsRequestSchema, (_req, extra) =>
-    listing(async () => {
-      const prompts: Prompt[] = [];
-      for (const { s, conn } of ready(await servers())) {
-        if (!conn.capabilities?.prompts) continue;
-        let cursor: string | undefined;
-        for (let page = 0; page < MAX_PAGES; page++) {
-          const r = await conn.listPrompts(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
-          if (!r) break;
-          for (const p of r.prompts) prompts.push({ ...p, name: gatewayName(s.config.name, p.name) });
-          cursor = r.nextCursor;
-          if (!cursor) break;
-        }
-      }
-      return { prompts };
-    }),
-  );
+  server.setRequestHandler(ListPromptsRequestSchema, async (_req, extra) => ({
+    prompts: await listEvery(
+      (conn) => Boolean(conn.capabilities?.prompts),
+      async (s, conn, cursor) => {
+        const r = await conn.listPrompts(cursor, s.timeoutMs, extra.signal).catch(() => undefined);
+        if (!r) return undefined;
+        const items: Prompt[] = r.prompts.map((p) => ({ ...p, name: gatewayName(s.config.name, p.name) }));
+        return { items, nextCursor: r.nextCursor };
+      },
+    ),
+  }));
 
   server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
     const parts = splitName(req.params.name);
