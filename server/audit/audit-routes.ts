@@ -10,7 +10,7 @@ import { principalOf } from '../http/access';
 import { csvLine } from '../http/csv';
 import { Instant } from '../http/instant';
 import type { IdentityService } from '../identity/identity-service';
-import { sameTool } from '../store/search-text';
+import { toolMatcher } from '../store/search-text';
 import type { InterceptionFilter, Store } from '../store/types';
 import type { CapturePolicy } from './capture';
 import { verifyStoredChain } from './chain-anchor';
@@ -416,6 +416,7 @@ export function auditRoutes(
           until: iso(q.until),
         };
         logRead(req, filter.userId);
+        const isTool = q.tool === undefined ? undefined : toolMatcher(q.tool);
         const items: ({ at: string } & Record<string, unknown>)[] = [];
         let cursor: string | undefined;
         // Newest first, page by page, until enough calls match.
@@ -423,7 +424,7 @@ export function auditRoutes(
           const page = await store.listInterceptions(filter, 200, cursor);
           for (const r of page.items) {
             for (const c of r.toolCalls) {
-              if (q.tool !== undefined && !sameTool(c.name, q.tool)) continue;
+              if (isTool && !isTool(c.name)) continue;
               if (q.server !== undefined && c.server !== q.server) continue;
               if (q.via !== undefined && q.via !== (c.injected ? 'injected' : 'client')) continue;
               items.push({
@@ -474,14 +475,14 @@ export function auditRoutes(
         async function* gatewayCalls(): AsyncGenerator<string> {
           if (csv) yield csvLine(GATEWAY_CSV_COLUMNS);
           const scope = { since: filter.since, until: filter.until, userId: filter.userId };
+          const isTool = filter.tool === undefined ? undefined : toolMatcher(filter.tool);
           for await (const c of store.scanGatewayCalls(scope)) {
             // The filters that mean something for a tool call; provider, model, status and q do not.
             if (filter.userId !== undefined && c.userId !== filter.userId) continue;
             if (filter.team !== undefined && c.team !== filter.team) continue;
             if (filter.client !== undefined && c.client !== filter.client) continue;
             if (filter.sessionId !== undefined && c.sessionId !== filter.sessionId) continue;
-            if (filter.tool !== undefined && !sameTool(c.name, filter.tool) && !sameTool(c.tool, filter.tool))
-              continue;
+            if (isTool && !isTool(c.name) && !isTool(c.tool)) continue;
             yield csv ? gatewayCallCsv(c) : jsonLine(c);
           }
         }

@@ -38,9 +38,13 @@ export function toolForm(name: string): string {
   return searchForm(name);
 }
 
-/** Whether a tool call's name is the one a `tool` filter asks for (letter case aside). */
-export function sameTool(name: string, filter: string): boolean {
-  return name === filter || toolForm(name) === toolForm(filter);
+/**
+ * Whether a tool call's name is the one a `tool` filter asks for (letter case aside). The filter is
+ * folded once here, not again for every call an export or a listing scans.
+ */
+export function toolMatcher(filter: string): (name: string) => boolean {
+  const folded = toolForm(filter);
+  return (name) => name === filter || toolForm(name) === folded;
 }
 
 /** A text search (`q`) as both stores run it. */
