@@ -155,6 +155,18 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     };
 
   /**
+   * One of the user's call slots (CallSlots), and the function that frees it; past the cap, the
+   * refusal is thrown (and recorded as `too_many_calls` when the call is one that is recorded).
+   */
+  const slot = (record?: ReturnType<typeof recorder>): (() => void) => {
+    const free = d.slots.take(principal.user.id);
+    if (free) return free;
+    const refused = tooManyCalls(d.slots.limit);
+    record?.({ outcome: TOO_MANY_CALLS, error: refused.message });
+    throw refused;
+  };
+
+  /**
    * A resource or prompt read, recorded like a tool call (`kind` says which): an agent reading a
    * server's data is as much the audit's business as it calling a tool. It has the gateway's time
    * limit, as a tool call does. The server's own JSON-RPC errors pass as they are; a shared
@@ -167,12 +179,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     run: (limitMs: number) => Promise<T>,
   ): Promise<T> => {
     const record = recorder(d.now(), call);
-    const free = d.slots.take(principal.user.id);
-    if (!free) {
-      const refused = tooManyCalls(d.slots.limit);
-      record({ outcome: TOO_MANY_CALLS, error: refused.message });
-      throw refused;
-    }
+    const free = slot(record);
     try {
       const result = await run(s.config.timeoutMs ?? d.callTimeoutMs);
       record({ outcome: 'ok', error: null, result });
@@ -272,12 +279,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
 
     // Taken once the call is known to reach its server: a denied call, or one to a server not
     // connected, holds nothing upstream. Freed in the `finally` below, however the call ends.
-    const free = d.slots.take(principal.user.id);
-    if (!free) {
-      const refused = tooManyCalls(d.slots.limit);
-      record({ outcome: TOO_MANY_CALLS, error: refused.message });
-      throw refused;
-    }
+    const free = slot(record);
     const limitMs = s.config.timeoutMs ?? d.callTimeoutMs;
     const abort = new AbortController();
     const forget = d.inFlight.add(principal.user.id, caller.sessionId, extra.requestId, abort);
@@ -328,8 +330,7 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
       cursor: string | undefined,
     ) => Promise<{ items: T[]; nextCursor?: string | undefined } | undefined>,
   ): Promise<T[]> => {
-    const free = d.slots.take(principal.user.id);
-    if (!free) throw tooManyCalls(d.slots.limit);
+    const free = slot();
     try {
       const items: T[] = [];
       for (const { s, conn } of ready(await servers())) {
