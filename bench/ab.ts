@@ -5,6 +5,8 @@
  *
  *   node --import tsx bench/ab.ts A.cjs B.cjs [--pg | --pg-b] [--rounds 4] [--ms 3000] [--connections 16]
  *
+ * Either build may be `floor`: the bench's bare proxy (bench/floor-proxy.ts) in front of the same mock.
+ *
  * `--pg-b`: A on the embedded store, B on PostgreSQL (give the same build twice: the store's ratio).
  *
  * Prints, per build, requests a second and CPU ms per 1,000 requests (the bridge's process; with
@@ -24,6 +26,7 @@ import {
   start,
   startWorker,
   stop,
+  threadCpuMs,
   waitForLine,
 } from './lib/procs';
 import type { JobResult } from './loadgen';
@@ -106,6 +109,17 @@ async function main(): Promise<void> {
   const pg = PG ? await startPostgres({ durable: true }) : undefined;
   const sides: { label: string; proc: Child; target: Record<string, unknown>; db?: string }[] = [];
   for (const [i, b] of builds.entries()) {
+    if (b === 'floor') {
+      // The bare proxy of `npm run bench`, as a side: the ratio issue 21's targets are judged by.
+      const proc = startWorker('floor', path.join(BENCH, 'floor-proxy.ts'), [], [mockUrl]);
+      const origin = (await waitForLine(proc, /listening on (http:\/\/\S+)/, 30_000))[1] ?? '';
+      sides.push({
+        label: `${'AB'[i]} bare proxy`,
+        proc,
+        target: { name: 'floor', origin, path: '/v1/messages', headers: HEADERS },
+      });
+      continue;
+    }
     const label = `${'AB'[i]} ${path.relative(process.cwd(), b)}${PG_B && i === 1 ? ' (PostgreSQL)' : ''}`;
     const db = pg && (!PG_B || i === 1) ? await pg.createDatabase(`ab_${i}`) : undefined;
     sides.push({
@@ -118,15 +132,18 @@ async function main(): Promise<void> {
   const job = { kind: 'closed', body: 'json', connections: CONNECTIONS, maxRequests: 200_000 };
   for (const s of sides) await call<JobResult>(loadgen, { ...job, durationMs: 2_000, target: s.target });
   const pgMatch = pg ? 'postgres' : '';
-  const tally = sides.map(() => ({ ok: 0, ms: 0, cpu: 0, db: 0 }));
+  const tally = sides.map(() => ({ ok: 0, ms: 0, cpu: 0, db: 0, threads: new Map<string, number>() }));
   for (let r = 0; r < ROUNDS; r++) {
     for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
       const s = sides[i]!;
       const c0 = cpuMs(s.proc.proc.pid!);
+      const th0 = threadCpuMs(s.proc.proc.pid!);
       const d0 = pg ? treeCpuMs(pgMatch) : 0;
       const res = await call<JobResult>(loadgen, { ...job, durationMs: MS, target: s.target });
       const t = tally[i]!;
       t.cpu += cpuMs(s.proc.proc.pid!) - c0;
+      for (const [name, ms] of threadCpuMs(s.proc.proc.pid!))
+        t.threads.set(name, (t.threads.get(name) ?? 0) + ms - (th0.get(name) ?? 0));
       t.db += pg ? treeCpuMs(pgMatch) - d0 : 0;
       t.ok += res.ok;
       t.ms += res.elapsedMs;
@@ -138,8 +155,13 @@ async function main(): Promise<void> {
   for (const [i, s] of sides.entries()) {
     const t = tally[i]!;
     const db = pg ? `, database ${((1000 * t.db) / t.ok).toFixed(0)} ms per 1k` : '';
+    const threads = [...t.threads]
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, ms]) => `${name.trim()} ${((1000 * ms) / t.ok).toFixed(0)}`)
+      .join(', ');
     process.stdout.write(
-      `${s.label}: ${((1000 * t.ok) / t.ms).toFixed(0)} rps, bridge ${((1000 * t.cpu) / t.ok).toFixed(0)} ms per 1k${db}\n`,
+      `${s.label}: ${((1000 * t.ok) / t.ms).toFixed(0)} rps, bridge ${((1000 * t.cpu) / t.ok).toFixed(0)} ms per 1k${db}\n` +
+        `  by thread, ms per 1k: ${threads}\n`,
     );
   }
   await stop(loadgen);

@@ -214,6 +214,27 @@ export function cpuMs(pid: number, mainThread = false): number {
 }
 
 /**
+ * CPU ms of a process's main thread (`main`) and of its other threads (`others`: V8's GC and
+ * compiler helpers, libuv's pool that runs fsync and file writes; Node names them all `node`):
+ * where a process's CPU goes that a main-thread profile cannot show.
+ */
+export function threadCpuMs(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = tid === String(pid) ? 'main' : 'others';
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ms = ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+      out.set(name, (out.get(name) ?? 0) + ms);
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
+}
+
+/**
  * CPU time a process's main thread has used so far, in ms with ns resolution
  * (/proc/PID/task/PID/schedstat): for an idle process, where a few ms a second would round to 0 in
  * `cpuMs`'s 10 ms clock ticks. (Summed over threads it is not reliable: a thread that ends takes

@@ -80,7 +80,7 @@ export function summarizeProfile(profileFile: string, top = 20): string {
     byId.set(n.id, n);
     for (const c of n.children ?? []) parent.set(c, n.id);
   }
-  const frameKey = new Map<number, { fn: string; pkg: string }>();
+  const frameKey = new Map<number, { fn: string; pkg: string; file: string }>();
   for (const n of prof.nodes) {
     const { functionName, url, lineNumber, columnNumber } = n.callFrame;
     let where = url;
@@ -95,12 +95,15 @@ export function summarizeProfile(profileFile: string, top = 20): string {
     } else if (url === '') where = '(native)';
     const fn = `${functionName || '(anonymous)'}  ${where.replace(/^.*node_modules\//, '')}:${line}`;
     const pkg = functionName.startsWith('(') && url === '' ? functionName : packageOf(where);
-    frameKey.set(n.id, { fn: where.startsWith('(') ? functionName : fn, pkg });
+    frameKey.set(n.id, { fn: where.startsWith('(') ? functionName : fn, pkg, file: where });
   }
 
   const selfByFn = new Map<string, number>();
   const selfByPkg = new Map<string, number>();
   const inclusiveOwn = new Map<string, number>();
+  // Each sample charged to the nearest of the bridge's own source files up its stack: what a module
+  // costs with the Node, undici and native work it calls (a socket write charged to whoever wrote).
+  const nearestOwn = new Map<string, number>();
   let total = 0;
   let idle = 0;
   for (let i = 0; i < prof.samples.length; i++) {
@@ -116,12 +119,17 @@ export function summarizeProfile(profileFile: string, top = 20): string {
     selfByFn.set(key.fn, (selfByFn.get(key.fn) ?? 0) + dt);
     selfByPkg.set(key.pkg, (selfByPkg.get(key.pkg) ?? 0) + dt);
     const seen = new Set<string>();
+    let near: string | undefined;
     for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
       const k = frameKey.get(cur);
-      if (!k || !(k.pkg.startsWith('server/') || k.pkg.startsWith('shared/')) || seen.has(k.fn)) continue;
+      if (!k || !(k.pkg.startsWith('server/') || k.pkg.startsWith('shared/'))) continue;
+      near ??= k.file;
+      if (seen.has(k.fn)) continue;
       seen.add(k.fn);
       inclusiveOwn.set(k.fn, (inclusiveOwn.get(k.fn) ?? 0) + dt);
     }
+    const charged = near ?? (key.pkg.startsWith('(') ? key.pkg : `outside the bridge's code: ${key.pkg}`);
+    nearestOwn.set(charged, (nearestOwn.get(charged) ?? 0) + dt);
   }
   const rows = (m: Map<string, number>, n: number): string[] =>
     [...m.entries()]
@@ -139,5 +147,8 @@ export function summarizeProfile(profileFile: string, top = 20): string {
     '',
     'Inclusive time of the bridge’s own functions:',
     ...rows(inclusiveOwn, top),
+    '',
+    'Time charged to the nearest of the bridge’s own files up the stack:',
+    ...rows(nearestOwn, top),
   ].join('\n');
 }

@@ -453,6 +453,25 @@ export class Exchange {
     return this.head === 'stream';
   }
 
+  /**
+   * Lets go of the request once the exchange is over: its body, parsed and raw, its rounds, the
+   * client's request and response. Something still reaches each ended exchange until V8's next
+   * full collection (a heap snapshot, which collects fully first, finds none left), and through it
+   * the whole request: the young-generation collections copied and then promoted every request,
+   * 9 % of all the bridge allocated, where a bare proxy promotes 2 %. Released here, 2.5 %
+   * (docs/performance.md, "What outlived each request"). Nothing reads these after runExchange:
+   * shutdown and the client-gone listener need none of them.
+   */
+  release(): void {
+    const self = this as unknown as Record<'req' | 'reply' | 'metered' | 'first' | 'hold', unknown>;
+    self.req = undefined;
+    self.reply = undefined;
+    self.metered = undefined;
+    self.first = undefined;
+    self.hold = undefined;
+    this.markCalls = (facts) => facts;
+  }
+
   /** Ends the exchange for shutdown: the upstream request is aborted, a stream ends with an error event. */
   shutdown(): void {
     this.stopping = true;
@@ -1471,5 +1490,7 @@ export async function runExchange(x: Exchange, strategyFor?: StrategyFor): Promi
   } catch (err) {
     x.req.log.error({ err }, 'exchange failed');
     x.fail(isBridgeError(err) ? err : new BridgeError('internal_error', undefined, { cause: err }));
+  } finally {
+    x.release();
   }
 }

@@ -41,7 +41,7 @@ import type {
 import { AtomicJsonFile } from './atomic-json-file';
 import { MemoryBudgetLedgers } from './budget-ledgers';
 import { DataDirLock } from './dir-lock';
-import { type EntryLoc, Journal, type JournalWarning } from './journal';
+import { type EntryLoc, Journal, type JournalWarning, lineJson } from './journal';
 import { RecordIndex } from './record-index';
 
 interface DbShape {
@@ -169,11 +169,12 @@ export class EmbeddedStore implements Store {
   private readonly index = new RecordIndex();
   /**
    * The newest records' journal lines, so recent pages (what people look at) need no disk reads.
-   * Kept as the one string each rather than the record's objects: records stay here for seconds, so
-   * they outlive the young generation, and copying and promoting one string per request costs the
-   * garbage collector far less than a record's few hundred objects (docs/performance.md, p99).
+   * Records stay here for seconds, so they outlive the young generation: kept as the bytes the
+   * journal wrote (outside V8's heap) rather than as the record's objects or its JSON string, which
+   * the young-generation collections copied and promoted, a quarter of all they promoted
+   * (docs/performance.md, "What outlived each request").
    */
-  private readonly recent = new Map<number, string>();
+  private readonly recent = new Map<number, Buffer>();
   private readonly accessJournal: Journal;
   private readonly gatewayJournal: Journal;
   /** The newest MCP gateway calls, oldest first. */
@@ -581,17 +582,21 @@ export class EmbeddedStore implements Store {
 
   async appendInterception(rec: NewInterception): Promise<Interception> {
     let full!: Interception;
-    let line!: string;
+    let line!: Buffer;
     // Seq and chain link are given as the entry is written, in write order. Visible only once
     // durable: a failed write leaves no trace, so the caller may retry it. Entries of one batch
     // resolve in append order, so the index stays sorted by seq.
-    const loc = await this.journal.append((prevHash) => {
-      // One serialisation: the hashed canonical JSON is the journal line.
-      const { record, json, hash } = linkRecord(rec, this.nextSeq++, prevHash);
-      full = record;
-      line = json;
-      return { json, hash };
-    });
+    const loc = await this.journal.append(
+      (prevHash) => {
+        // One serialisation: the hashed canonical JSON is the journal line.
+        const { record, json, hash } = linkRecord(rec, this.nextSeq++, prevHash);
+        full = record;
+        return { json, hash };
+      },
+      (written) => {
+        line = written;
+      },
+    );
     this.index.add(full, loc);
     this.remember(full.seq, line);
     this.noteResults(full);
@@ -626,14 +631,15 @@ export class EmbeddedStore implements Store {
     };
   }
 
-  private remember(seq: number, line: string): void {
+  private remember(seq: number, line: Buffer): void {
     this.recent.set(seq, line);
     if (this.recent.size > RECENT_KEPT) this.recent.delete(this.recent.keys().next().value!);
   }
 
   private async load(i: number): Promise<Interception> {
     const seq = this.index.seqAt(i);
-    const json = this.recent.get(seq) ?? (await this.journal.read(this.index.locAt(i)));
+    const kept = this.recent.get(seq);
+    const json = kept ? lineJson(kept) : await this.journal.read(this.index.locAt(i));
     if (json === undefined) throw new UnreadableRecordError(seq);
     const rec = JSON.parse(json) as Interception;
     rec.costUsd ??= null;

@@ -35,6 +35,7 @@ export type ChainedEntry = (prevHash: string) => { json: string; hash: string };
 
 interface Pending {
   entry: string | ChainedEntry;
+  kept: ((line: Buffer) => void) | undefined;
   resolve: (loc: EntryLoc) => void;
   reject: (err: unknown) => void;
 }
@@ -61,6 +62,11 @@ function encodeLine(json: string): Buffer {
   line[8] = 0x20;
   line[n + 9] = 0x0a;
   return line;
+}
+
+/** The JSON of a line `encodeLine` made (its checksum is not checked: the line never left memory). */
+export function lineJson(line: Buffer): string {
+  return line.toString('utf8', 9, line.length - 1);
 }
 
 function decodeLine(line: Buffer): string | undefined {
@@ -219,10 +225,15 @@ export class Journal {
    */
   head = '';
 
-  /** Resolves with where the entry is once it is written and fsynced. */
-  append(entry: string | ChainedEntry): Promise<EntryLoc> {
+  /**
+   * Resolves with where the entry is once it is written and fsynced. `kept` is handed the line as
+   * written, just before: a caller that keeps recent lines in memory keeps these bytes (outside
+   * V8's heap) rather than the JSON string, which the young-generation collections would copy and
+   * promote for as long as it is kept.
+   */
+  append(entry: string | ChainedEntry, kept?: (line: Buffer) => void): Promise<EntryLoc> {
     return new Promise<EntryLoc>((resolve, reject) => {
-      this.pending.push({ entry, resolve, reject });
+      this.pending.push({ entry, kept, resolve, reject });
       this.kick();
     });
   }
@@ -271,6 +282,7 @@ export class Journal {
         await this.fh.datasync();
         let offset = this.size;
         for (const [i, p] of batch.entries()) {
+          p.kept?.(lines[i]!);
           p.resolve({ segment: this.segment, offset, length: lines[i]!.length - 1 });
           offset += lines[i]!.length;
         }
