@@ -7,6 +7,11 @@
  *
  * Either build may be `floor`: the bench's bare proxy (bench/floor-proxy.ts) in front of the same mock.
  *
+ * `--gc`: each bridge runs with V8's --trace-gc-nvp, and what its young-generation collections did
+ * during its measured rounds is printed: bytes allocated per request, the share of them that
+ * survived a collection and that was promoted to the old generation, and the collections' time on
+ * the main thread and on V8's helper threads (docs/performance.md, "What outlived each request").
+ *
  * `--pg-b`: A on the embedded store, B on PostgreSQL (give the same build twice: the store's ratio).
  *
  * Prints, per build, requests a second and CPU ms per 1,000 requests (the bridge's process; with
@@ -44,6 +49,46 @@ const PG = args.includes('--pg') || PG_B;
 const ROUNDS = flag('--rounds', 4);
 const MS = flag('--ms', 3_000);
 const CONNECTIONS = flag('--connections', 16);
+const GC = args.includes('--gc');
+
+/** What one bridge's scavenges did while its rounds were measured (--gc). */
+class ScavengeTally {
+  measuring = false;
+  count = 0;
+  allocated = 0;
+  survived = 0;
+  promoted = 0;
+  pauseMs = 0;
+  helperMs = 0;
+  private rest = '';
+
+  /** Reads --trace-gc-nvp lines (`key=value` pairs; `gc=s` for a scavenge) as they are printed. */
+  feed(chunk: Buffer): void {
+    const lines = (this.rest + chunk.toString('utf8')).split('\n');
+    this.rest = lines.pop() ?? '';
+    if (!this.measuring) return;
+    for (const line of lines) {
+      if (!line.includes(' gc=s ')) continue;
+      const v = (k: string): number => Number(new RegExp(`(?:^|\\s)${k}=([\\d.]+)`).exec(line)?.[1] ?? 0);
+      this.count++;
+      this.allocated += v('allocated');
+      this.survived += v('new_space_survived');
+      this.promoted += v('promoted');
+      this.pauseMs += v('pause');
+      this.helperMs += v('background.scavenge.parallel');
+    }
+  }
+
+  summary(requests: number): string {
+    if (this.count === 0) return 'no young-generation collections seen';
+    const pct = (x: number): string => `${((100 * x) / this.allocated).toFixed(1)} %`;
+    return (
+      `${this.count} young-generation collections: ${(this.allocated / requests / 1024).toFixed(1)} KB allocated per request, ` +
+      `${pct(this.survived)} survived, ${pct(this.promoted)} promoted; ` +
+      `${((1000 * this.pauseMs) / requests).toFixed(1)} ms main thread and ${((1000 * this.helperMs) / requests).toFixed(1)} ms helper threads per 1k`
+    );
+  }
+}
 const HEADERS = { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' };
 
 /** CPU ms of every process whose command line names this data directory (PostgreSQL's backends). */
@@ -73,12 +118,24 @@ async function bridge(name: string, bundle: string, mockUrl: string, dir: string
   const proc = start(
     name,
     process.execPath,
-    [bundle, 'serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', dir],
+    [
+      ...(GC ? ['--trace-gc-nvp'] : []),
+      bundle,
+      'serve',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--data-dir',
+      dir,
+    ],
     {
       env,
       cwd: ROOT,
     },
   );
+  const gc = new ScavengeTally();
+  if (GC) proc.proc.stdout?.on('data', (c: Buffer) => gc.feed(c));
   const url = (await waitForLine(proc, /listening on (http:\/\/\S+)/, 30_000))[1] ?? '';
   const adminKey = fs.readFileSync(path.join(dir, 'admin.key'), 'utf8').trim();
   const post = async (p: string, body: unknown) => {
@@ -94,6 +151,7 @@ async function bridge(name: string, bundle: string, mockUrl: string, dir: string
   const { key } = await post('/api/v1/users/ab%40bench.test/keys', {});
   return {
     proc,
+    gc,
     target: { name, origin: url, path: '/anthropic/v1/messages', headers: { ...HEADERS, 'x-api-key': key } },
   };
 }
@@ -107,7 +165,13 @@ async function main(): Promise<void> {
   const mock = startWorker('mock', path.join(BENCH, 'mock-upstream.ts'));
   const mockUrl = (await waitForLine(mock, /listening on (http:\/\/\S+)/, 30_000))[1] ?? '';
   const pg = PG ? await startPostgres({ durable: true }) : undefined;
-  const sides: { label: string; proc: Child; target: Record<string, unknown>; db?: string }[] = [];
+  const sides: {
+    label: string;
+    proc: Child;
+    target: Record<string, unknown>;
+    db?: string;
+    gc?: ScavengeTally;
+  }[] = [];
   for (const [i, b] of builds.entries()) {
     if (b === 'floor') {
       // The bare proxy of `npm run bench`, as a side: the ratio issue 21's targets are judged by.
@@ -139,7 +203,9 @@ async function main(): Promise<void> {
       const c0 = cpuMs(s.proc.proc.pid!);
       const th0 = threadCpuMs(s.proc.proc.pid!);
       const d0 = pg ? treeCpuMs(pgMatch) : 0;
+      if (s.gc) s.gc.measuring = true;
       const res = await call<JobResult>(loadgen, { ...job, durationMs: MS, target: s.target });
+      if (s.gc) s.gc.measuring = false;
       const t = tally[i]!;
       t.cpu += cpuMs(s.proc.proc.pid!) - c0;
       for (const [name, ms] of threadCpuMs(s.proc.proc.pid!))
@@ -161,7 +227,8 @@ async function main(): Promise<void> {
       .join(', ');
     process.stdout.write(
       `${s.label}: ${((1000 * t.ok) / t.ms).toFixed(0)} rps, bridge ${((1000 * t.cpu) / t.ok).toFixed(0)} ms per 1k${db}\n` +
-        `  by thread, ms per 1k: ${threads}\n`,
+        `  by thread, ms per 1k: ${threads}\n` +
+        (GC && s.gc ? `  ${s.gc.summary(t.ok)}\n` : ''),
     );
   }
   await stop(loadgen);
