@@ -99,6 +99,12 @@ export interface PassthroughRoute {
    * organisation's key): forwarded only for the user who created it (docs/security.md).
    */
   readonly storedResponse?: string;
+  /**
+   * A body field that may name a stored response to build on (`previous_response_id` in Responses'
+   * token count, which counts that conversation's context too): forwarded only when the response
+   * is the caller's own, as `storedResponse` (docs/security.md).
+   */
+  readonly continuesField?: string;
 }
 
 /**

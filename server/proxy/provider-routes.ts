@@ -291,15 +291,44 @@ async function handle(
       `${req.method} ${adapter.prefix}${route.path} is not served by the bridge${hint ? `. ${hint}` : ' (docs/api.md lists what is).'}`,
     );
   }
-  // With the user's own key the provider itself keeps each stored response to that key's owner.
-  if (route.route.storedResponse !== undefined && !own)
-    await ownResponseOnly(adapter, deps, req, route.route, route.path);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
+  // With the user's own key the provider itself keeps each stored response to that key's owner.
+  if (!own) {
+    const stored = storedResponseNamed(route.route, route.path, raw, deps);
+    if (stored !== undefined) await ownResponseOnly(adapter, deps, req, stored, route.path);
+  }
   const aliased =
     deps.models && aliasResolved(adapter, deps, principal.user.team, req.method, route.path, raw);
   if (aliased)
     return passThrough(adapter, deps.exchange, req, reply, aliased.path + query, aliased.bytes, own);
   return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
+}
+
+/**
+ * The stored response a passthrough names, in its path (`storedResponse`) or its body
+ * (`continuesField`); undefined when it names none. A body field that is neither a string nor null
+ * is refused, as on the metered routes: it must not go upstream unchecked.
+ */
+function storedResponseNamed(
+  route: PassthroughRoute,
+  path: string,
+  raw: Buffer | undefined,
+  deps: ProviderRouteDeps,
+): string | undefined {
+  if (route.storedResponse !== undefined) {
+    const at = route.path.split('/').indexOf(route.storedResponse);
+    // Decodable: a segment that is not was refused with the dot segments (hasDotSegment).
+    return decodeURIComponent(path.split('/')[at] ?? '');
+  }
+  // No body names nothing (the provider answers for itself what an empty count means).
+  if (route.continuesField === undefined || !raw || raw.length === 0) return undefined;
+  const named = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers)[route.continuesField];
+  if (named === undefined || named === null) return undefined;
+  if (typeof named === 'string') return named;
+  throw new BridgeError(
+    'unsupported_parameter',
+    `\`${route.continuesField}\` must be a string (the id of a response of yours) or null.`,
+  );
 }
 
 /**
@@ -311,12 +340,9 @@ async function ownResponseOnly(
   adapter: ProviderAdapter,
   deps: ProviderRouteDeps,
   req: FastifyRequest,
-  route: PassthroughRoute,
+  id: string,
   path: string,
 ): Promise<void> {
-  const at = route.path.split('/').indexOf(route.storedResponse!);
-  // Decodable: a segment that is not was refused with the dot segments (hasDotSegment).
-  const id = decodeURIComponent(path.split('/')[at] ?? '');
   try {
     await deps.responseOwners.check(id, req.principal!);
   } catch (err) {

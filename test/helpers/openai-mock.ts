@@ -150,6 +150,12 @@ export class OpenAIMock {
       );
       return;
     }
+    if (req.method === 'POST' && path === '/v1/responses/input_tokens') {
+      // `responses.inputTokens.count`: free, never streamed.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ object: 'response.input_tokens', input_tokens: 11 }));
+      return;
+    }
     if (req.method === 'POST' && path === '/v1/responses/compact') {
       // `responses.compact` (Codex's remote compaction): a `response.compaction` object, never streamed.
       const u = OPENAI_USAGE;

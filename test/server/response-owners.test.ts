@@ -39,6 +39,11 @@ function everyUse(client: OpenAI, id: string): [string, () => Promise<unknown>][
     ['delete', () => client.responses.delete(id)],
     ['cancel', () => client.responses.cancel(id)],
     [
+      'inputTokens.count (previous_response_id)',
+      () =>
+        client.responses.inputTokens.count({ model: 'gpt-5', input: 'and then?', previous_response_id: id }),
+    ],
+    [
       'create (previous_response_id)',
       () => client.responses.create({ model: 'gpt-5', input: 'and then?', previous_response_id: id }),
     ],
@@ -119,6 +124,12 @@ describe('stored Responses belong to the user who created them', function () {
       await client.responses.retrieve(id);
       await client.responses.inputItems.list(id);
       await client.responses.cancel(id);
+      const counted = await client.responses.inputTokens.count({
+        model: 'gpt-5',
+        input: 'more',
+        previous_response_id: id,
+      });
+      assert.equal(counted.input_tokens, 11);
       const next = await client.responses.create({
         model: 'gpt-5',
         input: 'go on',
@@ -129,6 +140,7 @@ describe('stored Responses belong to the user who created them', function () {
         `GET /v1/responses/${id}`,
         `GET /v1/responses/${id}/input_items`,
         `POST /v1/responses/${id}/cancel`,
+        'POST /v1/responses/input_tokens',
         'POST /v1/responses',
         `DELETE /v1/responses/${id}`,
       ]);
@@ -160,7 +172,11 @@ describe('stored Responses belong to the user who created them', function () {
   it('previous_response_id that is no string (an array, an object, a number) is refused, never sent unchecked', async () => {
     const id = await created(sdk(tb, a.key), false);
     const from = mock.requests.length;
-    for (const path of ['/openai/v1/responses', '/openai/v1/responses/compact'])
+    for (const path of [
+      '/openai/v1/responses',
+      '/openai/v1/responses/compact',
+      '/openai/v1/responses/input_tokens',
+    ])
       for (const odd of [[id], { id }, 1]) {
         const res = await fetch(`${tb.url}${path}`, {
           method: 'POST',
@@ -173,6 +189,13 @@ describe('stored Responses belong to the user who created them', function () {
     assert.deepEqual(askedSince(mock, from), []);
     // null is no continuation, as the SDKs send it.
     await sdk(tb, b.key).responses.create({ model: 'gpt-5', input: 'hi', previous_response_id: null });
+    await sdk(tb, b.key).responses.inputTokens.count({
+      model: 'gpt-5',
+      input: 'hi',
+      previous_response_id: null,
+    });
+    // A count that names no response goes through as before.
+    await sdk(tb, b.key).responses.inputTokens.count({ model: 'gpt-5', input: 'hi' });
   });
 
   it('an id the bridge never saw created: refused for a member, passed through for an admin', async () => {

@@ -16,7 +16,13 @@ import { responsesApi, responsesCompactAt } from './responses';
 export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
   { methods: ['GET', 'HEAD'], path: '/models', why: 'model list; free' },
   { methods: ['GET', 'HEAD'], path: '/models/:id', why: 'one model; free' },
-  { methods: ['POST'], path: '/responses/input_tokens', why: 'counts tokens; free' },
+  {
+    methods: ['POST'],
+    path: '/responses/input_tokens',
+    why: 'counts tokens; free',
+    // A count of another member's stored conversation is a fact about it: theirs alone too.
+    continuesField: 'previous_response_id',
+  },
   // Stored responses: their creator's only (`storedResponse`), however many members share the key.
   {
     methods: ['GET'],
