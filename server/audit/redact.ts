@@ -86,6 +86,14 @@ export const SECRET_RULES: readonly Rule[] = [
     re: /(?<=["'])(?=[A-Za-z0-9_-]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?)["'])[A-Za-z0-9_-]{1,128}["'][ \t]{0,16}:[ \t]{0,16}["']((?!\$\{?[A-Za-z_])(?!\d+\b)(?!<)(?!your)(?!changeme)(?!xxx)[^\s"']{6,})/gi,
     group: 1,
   },
+  // The same keys in a mapping written on one line, after `{` or `,`: YAML's flow style (`db: {user:
+  // app, password: …}`) and unquoted keys in code. A value that names something rather than holding
+  // it is kept: a dotted name (`process.env.DB_PASSWORD`, `config.apiKey`) or a call (`getToken()`).
+  {
+    kind: 'config_secret',
+    re: /(?<=[{,][ \t]{0,16})(?=[A-Za-z0-9_-]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?):)[A-Za-z0-9_-]{1,128}:[ \t]{1,16}["']?((?!\$\{?[A-Za-z_])(?!\d+(?:[\s,}]|$))(?!<)(?!your)(?!changeme)(?!xxx)(?![A-Za-z_$][\w$]*\.[\w$.]*[A-Za-z_$\d](?:[\s,}"']|$))[^\s"',{}()[\]]{6,})(?=[\s,}"']|$)/gi,
+    group: 1,
+  },
   {
     kind: 'config_secret',
     re: /^[ \t]{0,64}(?:-[ \t]{1,8})?(?=[A-Za-z0-9_-]{0,127}?(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?):)[A-Za-z0-9_-]{1,128}:[ \t]{1,16}["']?((?!\$\{?[A-Za-z_])(?!\d+\b)(?!<)(?!your)(?!changeme)(?!xxx)[^\s"'#]{6,})/gim,

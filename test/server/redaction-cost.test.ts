@@ -80,6 +80,11 @@ const WORST: Record<string, string[]> = {
     `\n${'a_'.repeat(63)}token: `,
     '\n- token:',
     "'key':'",
+    '{password: ',
+    ',token: aaaaaaa(',
+    `, ${'a_'.repeat(63)}token: `,
+    '{,{ ',
+    '{secret: a.b.c',
   ],
   auth_header: [
     'authorization: bearer ',
