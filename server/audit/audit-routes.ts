@@ -10,7 +10,7 @@ import { principalOf } from '../http/access';
 import { csvLine } from '../http/csv';
 import { Instant } from '../http/instant';
 import type { IdentityService } from '../identity/identity-service';
-import { toolMatcher } from '../store/search-text';
+import { argumentsMatch, textSearch, toolMatcher } from '../store/search-text';
 import type { InterceptionFilter, Store } from '../store/types';
 import type { CapturePolicy } from './capture';
 import { verifyStoredChain } from './chain-anchor';
@@ -68,6 +68,8 @@ const ToolCallQuery = Type.Object(
     tool: Type.Optional(Text(200)),
     server: Type.Optional(Text(200)),
     user: Type.Optional(Text(320)),
+    /** Text in the call's arguments (a command, a path), as `q` finds text in a prompt. */
+    q: Type.Optional(Text(500)),
     since: Type.Optional(Instant),
     until: Type.Optional(Instant),
     /** `client`: calls the model made for the agent to run; `injected`: the bridge ran them; `gateway`: agents called the MCP gateway. */
@@ -417,6 +419,7 @@ export function auditRoutes(
         };
         logRead(req, filter.userId);
         const isTool = q.tool === undefined ? undefined : toolMatcher(q.tool);
+        const search = q.q === undefined ? undefined : textSearch(q.q);
         const items: ({ at: string } & Record<string, unknown>)[] = [];
         let cursor: string | undefined;
         // Newest first, page by page, until enough calls match.
@@ -427,6 +430,7 @@ export function auditRoutes(
               if (isTool && !isTool(c.name)) continue;
               if (q.server !== undefined && c.server !== q.server) continue;
               if (q.via !== undefined && q.via !== (c.injected ? 'injected' : 'client')) continue;
+              if (search && !argumentsMatch(c.input, search)) continue;
               items.push({
                 ...c,
                 // Client-side calls keep the shape they always had; injected ones say so twice.
@@ -444,14 +448,16 @@ export function auditRoutes(
           cursor = page.nextCursor;
         }
         if (q.via === undefined || q.via === 'gateway') {
-          const calls = await store.listGatewayCalls({
+          const scope = {
             userId: filter.userId,
             server: q.server,
             name: q.tool,
             since: filter.since,
             until: filter.until,
-            limit: q.limit,
-          });
+          };
+          const calls = search
+            ? await newestMatching(store, scope, q.limit, (c) => argumentsMatch(c.input, search))
+            : await store.listGatewayCalls({ ...scope, limit: q.limit });
           // Merged newest first; without gateway calls the order stays what it always was.
           for (const c of calls)
             items.push({ ...c, via: 'gateway', injected: false, interceptionId: null, model: null });
@@ -460,6 +466,34 @@ export function auditRoutes(
         return { items: items.slice(0, q.limit) };
       },
     );
+
+    /**
+     * The newest `limit` gateway calls in range that `match`, newest first: a search of their
+     * arguments reads every call in range (the stores list by name and server only), keeping the
+     * newest matches as it goes.
+     */
+    async function newestMatching(
+      from: Store,
+      scope: { userId?: string; server?: string; name?: string; since?: string; until?: string },
+      limit: number,
+      match: (c: GatewayToolCall) => boolean,
+    ): Promise<GatewayToolCall[]> {
+      const kept: GatewayToolCall[] = [];
+      for await (const c of from.scanGatewayCalls({
+        since: scope.since,
+        until: scope.until,
+        userId: scope.userId,
+      })) {
+        if (scope.userId !== undefined && c.userId !== scope.userId) continue;
+        if (scope.server !== undefined && c.server !== scope.server) continue;
+        if (scope.name !== undefined && c.name !== scope.name) continue;
+        if (!match(c)) continue;
+        kept.push(c);
+        // Oldest first: once twice the limit is kept, the older half can go.
+        if (kept.length >= 2 * limit) kept.splice(0, kept.length - limit);
+      }
+      return kept.slice(-limit).reverse();
+    }
 
     app.get<{ Querystring: Static<typeof ExportQuery> }>(
       '/api/v1/audit/export',

@@ -65,6 +65,19 @@ export function textSearch(q: string): TextSearch {
   return visible === '' ? { term: folded, asStored: true } : { term: visible, asStored: false };
 }
 
+/**
+ * Whether a tool call's arguments hold the search's term: in one of their strings (a shell command,
+ * a path, a query), compared as the text search compares a prompt. Keys and numbers are not
+ * searched, nor a term across two strings. Arguments a record kept none of (capture `none`) match
+ * nothing.
+ */
+export function argumentsMatch(input: unknown, s: TextSearch): boolean {
+  if (typeof input === 'string') return promptMatches(input, s);
+  if (typeof input !== 'object' || input === null) return false;
+  for (const v of Array.isArray(input) ? input : Object.values(input)) if (argumentsMatch(v, s)) return true;
+  return false;
+}
+
 /** Whether a prompt holds the search's term. */
 export function promptMatches(prompt: string | null, s: TextSearch): boolean {
   if (prompt === null) return false;

@@ -176,6 +176,20 @@ describe('the audit trail', function () {
       );
       const all = await tb.api<{ items: unknown[] }>('GET', '/api/v1/tool-calls', tb.adminKey);
       assert.equal(all.body.items.length, 2);
+      // Text in the arguments, as `q` finds text in a prompt: the command Claude Code ran.
+      const ran = async (query: string, key = tb.adminKey): Promise<string[]> =>
+        (
+          await tb.api<{ items: { name: string; input: unknown }[] }>(
+            'GET',
+            `/api/v1/tool-calls?${query}`,
+            key,
+          )
+        ).body.items.map((c) => `${c.name} ${JSON.stringify(c.input)}`);
+      assert.deepEqual(await ran('q=LS%20-LA'), ['Bash {"command":"ls -la"}']);
+      assert.deepEqual(await ran('q=ls&tool=bash'), ['Bash {"command":"ls -la"}']);
+      assert.deepEqual(await ran('q=ls&server=github'), []);
+      assert.deepEqual(await ran('q=command'), [], 'keys are not searched');
+      assert.deepEqual(await ran('q=ls', bob.key), [], 'a member searches only their own calls');
     });
 
     it('records every admin read of other users’ records, and not members’ own reads', async () => {

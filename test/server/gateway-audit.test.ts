@@ -95,6 +95,28 @@ describe('MCP gateway calls in retention and audit export', function () {
     assert.ok(tb.logs.some((l) => l.includes('retention: pruned old MCP gateway calls')));
   });
 
+  it('lists gateway calls whose arguments hold a text (q), newest first, members only their own', async () => {
+    const ids = async (query: string, key = tb.adminKey): Promise<string[]> => {
+      const res = await tb.api<{ items: { id: string }[] }>(
+        'GET',
+        `/api/v1/tool-calls?via=gateway&${query}`,
+        key,
+      );
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.items.map((c) => c.id);
+    };
+    assert.deepEqual(await ids('q=CMD'), ['gwc_audit_4', 'gwc_audit_3', 'gwc_audit_2']);
+    assert.deepEqual(await ids('q=cmd%204'), ['gwc_audit_4']);
+    assert.deepEqual(await ids('q=cmd&limit=1'), ['gwc_audit_4']);
+    assert.deepEqual(await ids('q=cmd&tool=docs__search&server=docs'), [
+      'gwc_audit_4',
+      'gwc_audit_3',
+      'gwc_audit_2',
+    ]);
+    assert.deepEqual(await ids('q=nothing-like-it'), []);
+    assert.deepEqual(await ids('q=cmd', dev.key), ['gwc_audit_4', 'gwc_audit_2']);
+  });
+
   it('exports gateway calls as JSONL and CSV (kind=gateway-calls), members only their own', async () => {
     const jsonl = await fetch(`${tb.url}/api/v1/audit/export?kind=gateway-calls`, {
       headers: { authorization: `Bearer ${tb.adminKey}` },
