@@ -408,6 +408,15 @@ export function judgeTargets(results: Record<string, PathResult>): IssueTarget[]
       300,
     ),
     t('PostgreSQL ceiling, × the embedded store’s', ratio(rps(pg), rps(bridge)), 0.8, true, '×'),
+    // The same with both stores acking as the embedded one does: with AIBRIDGE_AUDIT_ACK=stored each
+    // of the 16 connections waits for its record's commit, so that ceiling is the commit's latency.
+    t(
+      '… both acking `sent` (PostgreSQL’s default is `stored`), ×',
+      ratio(rps(results.bridgePgSent), rps(bridge)),
+      0.8,
+      true,
+      '×',
+    ),
     t(
       'PostgreSQL p99 at 200 rps, ms over the embedded store’s',
       diff(at(pg, 200, 'p99'), at(bridge, 200, 'p99')),
