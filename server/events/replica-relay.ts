@@ -117,9 +117,11 @@ export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
       case 'resync':
         for (const kind of d.kinds) reload(kind);
         return;
-      // Keys and users are the authentication cache's (server/identity/auth-cache.ts).
+      // Keys and users are the authentication cache's (server/identity/auth-cache.ts), rate
+      // counts the rate limiter's (server/spend/spend-plugin.ts).
       case 'key':
       case 'user':
+      case 'rate':
         return;
       default: {
         const never: never = change;

@@ -140,6 +140,7 @@ export class AuthCache {
       case 'doc':
       case 'event':
       case 'peers':
+      case 'rate':
         return;
       default: {
         // A new kind of change must be decided on here.

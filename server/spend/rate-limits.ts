@@ -2,9 +2,18 @@ import { randomUUID } from 'node:crypto';
 import type { RateLimit, RateLimitScope } from '../../shared/spend';
 import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
-import type { Store } from '../store/types';
+import type { RateCount, Store } from '../store/types';
 
 const WINDOW_MS = 60_000;
+
+/**
+ * How often a replica tells the others what it counted since it last did (PostgreSQL store): how
+ * far a limit can be overrun, across replicas, by a member whose requests are spread over them.
+ */
+export const RATE_SHARE_MS = 250;
+
+/** Window entries per notification: each well inside PostgreSQL's NOTIFY payload. */
+const SHARE_CHUNK = 60;
 
 /** Timestamps (and amounts) of the last minute, oldest first. */
 class Window {
@@ -62,6 +71,8 @@ export class RateLimiter {
   private readonly tokens = new Map<string, Window>();
   /** Which windows each in-flight interception counts against, for its tokens at the end. */
   private readonly inFlight = new Map<string, string[]>();
+  /** Counted here since the other replicas were last told (`share`); undefined: nobody to tell. */
+  private unshared: Map<string, { requests: number; tokens: number }> | undefined;
 
   constructor(
     private readonly store: Store,
@@ -163,7 +174,11 @@ export class RateLimiter {
           );
       }
     }
-    for (const a of applied) if (a.rpm !== null) this.window(this.requests, a.id).add(now, 1);
+    for (const a of applied) {
+      if (a.rpm === null) continue;
+      this.window(this.requests, a.id).add(now, 1);
+      if (this.unshared) this.counted(a.id).requests += 1;
+    }
     const tokenWindows = applied.filter((a) => a.tpm !== null).map((a) => a.id);
     if (tokenWindows.length > 0) this.inFlight.set(interceptionId, tokenWindows);
   }
@@ -173,7 +188,70 @@ export class RateLimiter {
     if (!ids) return;
     this.inFlight.delete(interceptionId);
     const now = this.now();
-    for (const id of ids) this.window(this.tokens, id).add(now, tokens);
+    for (const id of ids) {
+      this.window(this.tokens, id).add(now, tokens);
+      if (this.unshared && tokens > 0) this.counted(id).tokens += tokens;
+    }
+  }
+
+  private counted(id: string): { requests: number; tokens: number } {
+    const unshared = this.unshared!;
+    let c = unshared.get(id);
+    if (c === undefined) {
+      c = { requests: 0, tokens: 0 };
+      unshared.set(id, c);
+    }
+    return c;
+  }
+
+  /**
+   * Windows are counted on every replica, not each on its own: every `everyMs` this one sends what
+   * it counted since the last time (`send`, the store's broadcast), and adds what the others sent
+   * (`heard`) to its own windows as it arrives. A member spreading requests over replicas is held
+   * to one limit, overrun by at most what the other replicas admit in one interval (docs/spend.md).
+   * Returns a stop that sends what is left.
+   */
+  share(send: (counts: RateCount[]) => void, everyMs = RATE_SHARE_MS): () => void {
+    this.unshared = new Map();
+    const flush = (): void => {
+      const unshared = this.unshared;
+      if (!unshared || unshared.size === 0) return;
+      this.unshared = new Map();
+      let chunk: RateCount[] = [];
+      for (const [id, c] of unshared) {
+        chunk.push([id, c.requests, c.tokens]);
+        if (chunk.length === SHARE_CHUNK) {
+          send(chunk);
+          chunk = [];
+        }
+      }
+      if (chunk.length > 0) send(chunk);
+    };
+    const timer = setInterval(flush, everyMs);
+    timer.unref();
+    return () => {
+      clearInterval(timer);
+      flush();
+      this.unshared = undefined;
+    };
+  }
+
+  /**
+   * What another replica counted (`share`), added as if counted here now: it leaves the window a
+   * little later than it would have there, which errs towards the limit. Anything malformed (a
+   * replica of another version) is skipped.
+   */
+  heard(counts: unknown): void {
+    if (!Array.isArray(counts)) return;
+    const now = this.now();
+    for (const c of counts as unknown[]) {
+      if (!Array.isArray(c) || typeof c[0] !== 'string') continue;
+      const [id, requests, tokens] = c as [string, unknown, unknown];
+      if (typeof requests === 'number' && requests > 0 && Number.isFinite(requests))
+        this.window(this.requests, id).add(now, requests);
+      if (typeof tokens === 'number' && tokens > 0 && Number.isFinite(tokens))
+        this.window(this.tokens, id).add(now, tokens);
+    }
   }
 }
 

@@ -65,6 +65,17 @@ export async function spendCapability(core: Core, identity: IdentityService): Pr
     clock.now(),
   );
   await limiter.load();
+  if (store.shared) {
+    // Replicas count every member's windows together (docs/spend.md#rate-limits).
+    const stopSharing = limiter.share((counts) => store.broadcast({ kind: 'rate', counts }));
+    const unwatch = store.watch((change) => {
+      if (change.kind === 'rate') limiter.heard(change.counts);
+    });
+    life.onClose('rate-limit sharing', () => {
+      unwatch();
+      stopSharing();
+    });
+  }
   const budgets = new Budgets(
     store,
     alerts,

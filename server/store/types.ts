@@ -218,7 +218,12 @@ export type StoreChange =
   | { kind: 'user'; id: string }
   | { kind: 'resync'; listening: boolean }
   /** Whether other replicas are there to hear live events (this replica's own news, never sent). */
-  | { kind: 'peers'; present: boolean };
+  | { kind: 'peers'; present: boolean }
+  /**
+   * What a replica's rate-limit windows counted since it last said (server/spend/rate-limits.ts,
+   * `RateCount`s); sent only while other replicas are there to hear it.
+   */
+  | { kind: 'rate'; counts: RateCount[] };
 
 /**
  * Values the first bridge on a store sets and every later one compares its own against; never a
@@ -236,6 +241,9 @@ export type UserPatch = Partial<Pick<User, 'name' | 'team' | 'role' | 'deactivat
 
 /** An interception before the store has given it its place in the append order. */
 export type NewInterception = Omit<Interception, 'seq'>;
+
+/** What one replica's rate limiter counted against a window (by its id) since it last told the others. */
+export type RateCount = [windowId: string, requests: number, tokens: number];
 
 /**
  * Everything the bridge persists. One contract, several implementations (embedded, PostgreSQL);

@@ -159,6 +159,58 @@ describe('admin documents changed on two replicas at once', function () {
     assert.equal(await unknownOnB(), false, 'B no longer lists the model as unpriced');
   });
 
+  it('a member spreading requests over both replicas is held to one rate limit, requests and tokens', async () => {
+    const m = await a.addUser('spread@example.com');
+    const limit = await a.api<{ id: string }>('PUT', '/api/v1/rate-limits', a.adminKey, {
+      scope: 'user',
+      subject: m.user.email,
+      rpm: 4,
+    });
+    assert.equal(limit.status, 200, JSON.stringify(limit.body));
+    await eventually(
+      async () =>
+        (await b.api<{ items: { id: string }[] }>('GET', '/api/v1/rate-limits', b.adminKey)).body.items.some(
+          (l) => l.id === limit.body.id,
+        ),
+      { what: 'B to load the limit', timeoutMs: PROPAGATION_MS, intervalMs: 10 },
+    );
+    const seen = mock.messageRequests().length;
+    for (const tb of [a, b, a, b]) assert.equal((await askMessages(tb.url, m.key)).status, 200);
+    // Each replica has counted two of the four; the other two reach it within its share interval.
+    await new Promise((r) => setTimeout(r, PROPAGATION_MS));
+    for (const tb of [a, b]) {
+      const refused = await askMessages(tb.url, m.key);
+      assert.equal(refused.status, 429, `${tb === a ? 'A' : 'B'}: ${refused.body}`);
+      assert.match(refused.body, /4 requests per minute/);
+    }
+    assert.equal(mock.messageRequests().length - seen, 4, 'four requests reached the provider, no more');
+
+    // Tokens are counted as requests end, on whichever replica served them.
+    const t = await a.addUser('spread-tokens@example.com');
+    assert.equal(
+      (
+        await a.api('PUT', '/api/v1/rate-limits', a.adminKey, {
+          scope: 'user',
+          subject: t.user.email,
+          tpm: 1,
+        })
+      ).status,
+      200,
+    );
+    await eventually(
+      async () =>
+        (
+          await b.api<{ items: { subject: string }[] }>('GET', '/api/v1/rate-limits', b.adminKey)
+        ).body.items.some((l) => l.subject === t.user.id),
+      { what: 'B to load the token limit', timeoutMs: PROPAGATION_MS, intervalMs: 10 },
+    );
+    assert.equal((await askMessages(a.url, t.key)).status, 200);
+    await new Promise((r) => setTimeout(r, PROPAGATION_MS));
+    const over = await askMessages(b.url, t.key);
+    assert.equal(over.status, 429, over.body);
+    assert.match(over.body, /1 token per minute/);
+  });
+
   it('a provisioner deleted on A while B serves a use of it stays deleted: its credential mints no more keys', async () => {
     const dev = await a.addUser('workspace@example.com');
     const created = await a.api<{ id: string; secret: string }>('POST', '/api/v1/provisioners', a.adminKey, {

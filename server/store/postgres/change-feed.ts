@@ -242,11 +242,17 @@ export class ChangeFeed {
   /**
    * Sends a change to the other replicas; never throws (a failure is reported to onError). Live
    * events wait up to EVENT_BATCH_MS to share a notification; key, user and document changes,
-   * which caches depend on, go at once and alone (as every earlier version sends and reads them).
+   * which caches depend on, go at once and alone (as every earlier version sends and reads them),
+   * and so do rate counts, which the rate limiter already gathers (RATE_SHARE_MS).
    */
   notify(change: StoreChange): void {
-    // Presence is this replica's own news; events with nobody to hear them are not worth a NOTIFY.
-    if (change.kind === 'peers' || (change.kind === 'event' && !this.peersPresent)) return;
+    // Presence is this replica's own news; events and rate counts with nobody to hear them are not
+    // worth a NOTIFY.
+    if (
+      change.kind === 'peers' ||
+      ((change.kind === 'event' || change.kind === 'rate') && !this.peersPresent)
+    )
+      return;
     if (change.kind !== 'event') {
       this.send(JSON.stringify(change)).catch((err: unknown) =>
         this.onError?.(err as Error, 'change notify'),

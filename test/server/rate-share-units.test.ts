@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import type { Principal } from '../../server/core/principal';
+import { isBridgeError } from '../../server/errors';
+import { RateLimiter } from '../../server/spend/rate-limits';
+import type { RateCount, Store } from '../../server/store/types';
+
+/** Limits here are the defaults: the limiter reads no document, so it needs no store behind it. */
+const NO_STORE = {} as Store;
+
+function principal(n: number): Principal {
+  return {
+    user: { id: `usr_${n}`, email: `u${n}@example.com` },
+    key: { id: `key_${n}`, prefix: `abk_${n}` },
+  } as Principal;
+}
+
+function refused(limiter: RateLimiter, p: Principal): string | null {
+  try {
+    limiter.admit(`int_${Math.random()}`, p);
+    return null;
+  } catch (err) {
+    assert.ok(isBridgeError(err));
+    return err.code;
+  }
+}
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('rate limits shared between replicas (RateLimiter.share / heard)', () => {
+  it("holds a member to one limit over two replicas once each has heard the other's count", async () => {
+    const x = new RateLimiter(NO_STORE, { rpm: 3, tpm: 0 });
+    const y = new RateLimiter(NO_STORE, { rpm: 3, tpm: 0 });
+    const stops = [x.share((c) => y.heard(c), 5), y.share((c) => x.heard(c), 5)];
+    try {
+      const p = principal(1);
+      assert.equal(refused(x, p), null);
+      assert.equal(refused(x, p), null);
+      assert.equal(refused(y, p), null);
+      await tick(40);
+      assert.equal(refused(x, p), 'rate_limited');
+      assert.equal(refused(y, p), 'rate_limited');
+      // Another member's window is their own.
+      assert.equal(refused(y, principal(2)), null);
+    } finally {
+      for (const stop of stops) stop();
+    }
+  });
+
+  it('sends tokens too, and what is left when it stops, in notifications of at most 60 windows', () => {
+    const x = new RateLimiter(NO_STORE, { rpm: 1000, tpm: 1000 });
+    const sent: RateCount[][] = [];
+    const stop = x.share((c) => sent.push(c), 60_000);
+    for (let i = 0; i < 130; i++) x.admit(`int_${i}`, principal(i));
+    x.settle('int_0', 42);
+    stop();
+    assert.deepEqual(
+      sent.map((c) => c.length),
+      [60, 60, 10],
+    );
+    const all = sent.flat();
+    assert.equal(all.length, 130);
+    assert.deepEqual(
+      all.find((c) => c[0] === 'default:usr_0'),
+      ['default:usr_0', 1, 42],
+    );
+    // Stopped: nothing is gathered any more.
+    x.admit('int_after', principal(0));
+    assert.equal(sent.flat().length, 130);
+  });
+
+  it('skips what it cannot read from another replica, and counts what it can', () => {
+    const x = new RateLimiter(NO_STORE, { rpm: 2, tpm: 0 });
+    const p = principal(7);
+    for (const junk of ['x', null, [[1, 2, 3]], [['default:usr_7', -5, Number.NaN]], [['default:usr_7']]])
+      x.heard(junk);
+    assert.equal(refused(x, p), null, 'nothing malformed was counted');
+    x.heard([['default:usr_7', 1, 0]]);
+    assert.equal(refused(x, p), 'rate_limited');
+  });
+});
