@@ -56,6 +56,7 @@ const REFUSED_BEFORE_UPSTREAM: ReadonlySet<string> = new Set<ErrorCode>([
   'store_unavailable',
   'server_busy',
   'response_not_found',
+  'conversation_not_found',
 ]);
 
 /** Whether the interception ended with the bridge's refusal, before the provider saw anything. */

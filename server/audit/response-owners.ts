@@ -21,6 +21,16 @@ export function responseNotFound(id: string, standing: ResponseStanding): Bridge
 }
 
 /**
+ * What OpenAI answers for a conversation id it does not know (Conversations API `conv_…`); one
+ * the caller may not use gets the same. `cause` as responseNotFound's.
+ */
+export function conversationNotFound(id: string, standing: ResponseStanding): BridgeError {
+  return new BridgeError('conversation_not_found', `Conversation with id '${id}' not found.`, {
+    cause: standing,
+  });
+}
+
+/**
  * Who owns each stored provider response (OpenAI Responses' `resp_…`): its record's user
  * (`responseId` on the interception record). Every organisation member's requests go upstream with
  * the one organisation key, under which the provider would hand any stored response to whoever
@@ -82,13 +92,28 @@ export class ResponseOwners {
    */
   check(id: string, principal: Principal): void | Promise<void> {
     const standing = this.standing(id, principal.user.id);
-    if (standing instanceof Promise) return standing.then((s) => allowed(s, id, principal));
-    allowed(standing, id, principal);
+    if (standing instanceof Promise) return standing.then((s) => allowed(s, id, principal, responseNotFound));
+    allowed(standing, id, principal, responseNotFound);
+  }
+
+  /**
+   * Refuses (`conversation_not_found`, as OpenAI answers an unknown id) a stored conversation
+   * (Conversations API `conv_…`, which a Responses request reads and appends to) unless the caller
+   * is an admin. No bridge route creates one, so every id is one the bridge never saw created, made
+   * under the organisation's key by anyone: the rule for such a response id, for the same reason.
+   */
+  checkConversation(id: string, principal: Principal): void {
+    allowed('unknown', id, principal, conversationNotFound);
   }
 }
 
-function allowed(standing: ResponseStanding, id: string, principal: Principal): void {
+function allowed(
+  standing: ResponseStanding,
+  id: string,
+  principal: Principal,
+  notFound: (id: string, standing: ResponseStanding) => BridgeError,
+): void {
   if (standing === 'own') return;
   if (standing === 'unknown' && principal.user.role === 'admin') return;
-  throw responseNotFound(id, standing);
+  throw notFound(id, standing);
 }

@@ -38,6 +38,12 @@ export interface RequestFacts {
    * the bridge checks that it is the caller's own before sending it (server/audit/response-owners.ts).
    */
   continues?: string;
+  /**
+   * The stored conversation this request reads and appends to (Responses' `conversation`, its id or
+   * `{"id": …}`): no bridge route creates one, so only an admin's goes upstream
+   * (server/audit/response-owners.ts).
+   */
+  conversation?: string;
 }
 
 /** A request's cache fingerprint, and the hash of any prefix of its messages (kept only while it runs). */

@@ -173,6 +173,25 @@ export function appendCapped(into: string, more: string): string {
   return into.length >= OUTPUT_GATHERED ? into : (into + more).slice(0, OUTPUT_GATHERED);
 }
 
+/**
+ * The stored conversation a Responses `conversation` names: its id, given as the id or as
+ * `{"id": …}`; undefined for anything else (absent, null, or malformed: conversationMalformed).
+ */
+export function conversationIdOf(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  return isObject(value) && typeof value.id === 'string' ? value.id : undefined;
+}
+
+/**
+ * Why a body's `field`, meant to name a stored conversation, is refused: it is neither null nor a
+ * form conversationIdOf reads, and must not go upstream unchecked, where a lenient server might
+ * still take it as an id. Undefined when it names one or none.
+ */
+export function conversationMalformed(field: string, value: unknown): string | undefined {
+  if (value === undefined || value === null || conversationIdOf(value) !== undefined) return undefined;
+  return `\`${field}\` must be a conversation id, an object with the id as \`id\`, or null.`;
+}
+
 /** Server-side tools run by the provider, whose results add input the body does not show. */
 const SERVER_TOOL =
   /^(web_search|web_fetch|code_execution|code_interpreter|file_search|computer|bash_|text_editor|image_generation|mcp$)/;

@@ -105,6 +105,12 @@ export interface PassthroughRoute {
    * is the caller's own, as `storedResponse` (docs/security.md).
    */
   readonly continuesField?: string;
+  /**
+   * A body field that may name a stored conversation (Responses' `conversation`, its id or
+   * `{"id": …}`, in the token count): forwarded only for an admin, as on the metered route, since
+   * no bridge route creates one (docs/security.md).
+   */
+  readonly conversationField?: string;
 }
 
 /**

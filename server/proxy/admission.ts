@@ -71,14 +71,21 @@ export function auditAccepting(accepting: () => boolean): AdmissionGate {
 /**
  * A request that continues a stored response (Responses' `previous_response_id`, which makes the
  * provider read that conversation's whole context) goes upstream only for the response's owner;
- * anyone else gets `404 response_not_found` as if it did not exist (server/audit/response-owners.ts).
+ * anyone else gets `404 response_not_found` as if it did not exist. One that names a stored
+ * conversation (`conversation`, read and appended to) goes only for an admin, since no bridge route
+ * creates one; a member gets `404 conversation_not_found` (server/audit/response-owners.ts).
  * Checked before governance, so a refused request reserves no budget.
  */
-export function continuesOwnResponse(owners: Pick<ResponseOwners, 'check'>): AdmissionGate {
+export function continuesOwnResponse(
+  owners: Pick<ResponseOwners, 'check' | 'checkConversation'>,
+): AdmissionGate {
   return (t, next) => {
-    const id = t.start.request.continues;
-    // Sent with the user's own key, the provider itself holds the response to that key's owner.
-    if (id === undefined || t.start.billedTo === 'user') return next();
+    const { continues: id, conversation } = t.start.request;
+    // Sent with the user's own key, the provider itself holds the response (and the conversation)
+    // to that key's owner.
+    if ((id === undefined && conversation === undefined) || t.start.billedTo === 'user') return next();
+    if (conversation !== undefined) owners.checkConversation(conversation, t.start.principal);
+    if (id === undefined) return next();
     const pending = owners.check(id, t.start.principal);
     return pending ? pending.then(next) : next();
   };

@@ -10,7 +10,7 @@ import { baseUrlHint } from '../http/base-url-hint';
 import type { BodyBudget } from '../http/body-budget';
 import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
-import { isObject } from '../providers/common';
+import { conversationIdOf, conversationMalformed, isObject } from '../providers/common';
 import type { JsonObject, PassthroughRoute, ProviderAdapter } from '../providers/types';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
@@ -55,8 +55,11 @@ export interface ProviderRouteDeps {
   models?: ModelDirectory;
   /** The routing table (docs/routing.md): a model it names is tried on its targets in order. */
   routes?: Router;
-  /** Who created each stored response: a passthrough that names one is forwarded only for them. */
-  responseOwners: Pick<ResponseOwners, 'check'>;
+  /**
+   * Who created each stored response: a passthrough that names one is forwarded only for them (one
+   * that names a stored conversation, only for an admin).
+   */
+  responseOwners: Pick<ResponseOwners, 'check' | 'checkConversation'>;
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -292,10 +295,11 @@ async function handle(
     );
   }
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
-  // With the user's own key the provider itself keeps each stored response to that key's owner.
+  // With the user's own key the provider itself keeps each stored response (and conversation) to
+  // that key's owner.
   if (!own) {
-    const stored = storedResponseNamed(route.route, route.path, raw, deps);
-    if (stored !== undefined) await ownResponseOnly(adapter, deps, req, stored, route.path);
+    const stored = storedStateNamed(route.route, route.path, raw, deps);
+    if (stored !== undefined) await ownStateOnly(adapter, deps, req, stored, route.path);
   }
   const aliased =
     deps.models && aliasResolved(adapter, deps, principal.user.team, req.method, route.path, raw);
@@ -304,49 +308,70 @@ async function handle(
   return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
 }
 
+/** The stored state a passthrough names: a response (`resp_…`), a conversation (`conv_…`), or both. */
+interface StoredState {
+  response?: string;
+  conversation?: string;
+}
+
 /**
- * The stored response a passthrough names, in its path (`storedResponse`) or its body
- * (`continuesField`); undefined when it names none. A body field that is neither a string nor null
- * is refused, as on the metered routes: it must not go upstream unchecked.
+ * The stored state a passthrough names: a response in its path (`storedResponse`) or its body
+ * (`continuesField`), a conversation in its body (`conversationField`); undefined when it names
+ * none. A body field that cannot be read as an id (nor is null) is refused, as on the metered
+ * routes: it must not go upstream unchecked.
  */
-function storedResponseNamed(
+function storedStateNamed(
   route: PassthroughRoute,
   path: string,
   raw: Buffer | undefined,
   deps: ProviderRouteDeps,
-): string | undefined {
+): StoredState | undefined {
   if (route.storedResponse !== undefined) {
     const at = route.path.split('/').indexOf(route.storedResponse);
     // Decodable: a segment that is not was refused with the dot segments (hasDotSegment).
-    return decodeURIComponent(path.split('/')[at] ?? '');
+    return { response: decodeURIComponent(path.split('/')[at] ?? '') };
   }
+  const { continuesField, conversationField } = route;
   // No body names nothing (the provider answers for itself what an empty count means).
-  if (route.continuesField === undefined || !raw || raw.length === 0) return undefined;
-  const named = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers)[route.continuesField];
-  if (named === undefined || named === null) return undefined;
-  if (typeof named === 'string') return named;
-  throw new BridgeError(
-    'unsupported_parameter',
-    `\`${route.continuesField}\` must be a string (the id of a response of yours) or null.`,
-  );
+  if ((continuesField === undefined && conversationField === undefined) || !raw || raw.length === 0)
+    return undefined;
+  const body = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers);
+  const named = continuesField === undefined ? undefined : body[continuesField];
+  if (named !== undefined && named !== null && typeof named !== 'string')
+    throw new BridgeError(
+      'unsupported_parameter',
+      `\`${continuesField}\` must be a string (the id of a response of yours) or null.`,
+    );
+  const stored: StoredState = {};
+  if (typeof named === 'string') stored.response = named;
+  if (conversationField !== undefined) {
+    const malformed = conversationMalformed(conversationField, body[conversationField]);
+    if (malformed !== undefined) throw new BridgeError('unsupported_parameter', malformed);
+    const conversation = conversationIdOf(body[conversationField]);
+    if (conversation !== undefined) stored.conversation = conversation;
+  }
+  return stored.response === undefined && stored.conversation === undefined ? undefined : stored;
 }
 
 /**
  * A passthrough that names a stored response (`GET /responses/{id}` and kin) goes upstream only for
- * the user who created it; anyone else gets `404 response_not_found`, as OpenAI answers an id it
- * does not know, and the refusal is logged as a passthrough is (docs/security.md).
+ * the user who created it, one that names a stored conversation only for an admin; anyone else gets
+ * `404 response_not_found` (`conversation_not_found`), as OpenAI answers an id it does not know,
+ * and the refusal is logged as a passthrough is (docs/security.md).
  */
-async function ownResponseOnly(
+async function ownStateOnly(
   adapter: ProviderAdapter,
   deps: ProviderRouteDeps,
   req: FastifyRequest,
-  id: string,
+  stored: StoredState,
   path: string,
 ): Promise<void> {
   try {
-    await deps.responseOwners.check(id, req.principal!);
+    if (stored.conversation !== undefined)
+      deps.responseOwners.checkConversation(stored.conversation, req.principal!);
+    if (stored.response !== undefined) await deps.responseOwners.check(stored.response, req.principal!);
   } catch (err) {
-    if (isBridgeError(err) && err.code === 'response_not_found')
+    if (isBridgeError(err) && (err.code === 'response_not_found' || err.code === 'conversation_not_found'))
       req.log.info(
         {
           method: req.method,

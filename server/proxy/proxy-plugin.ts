@@ -56,8 +56,11 @@ export function proxyCapability(
     };
     /** The routing table (server/routing): a model it names is tried on its targets in order. */
     router?: Router;
-    /** Who created each stored response: only they may read, delete or continue it. */
-    responseOwners: Pick<ResponseOwners, 'check'>;
+    /**
+     * Who created each stored response: only they may read, delete or continue it (and only admins
+     * may name a stored conversation, which no bridge route creates).
+     */
+    responseOwners: Pick<ResponseOwners, 'check' | 'checkConversation'>;
   },
 ): ProxyCapability {
   const { config, metrics, clock, life } = core;

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import OpenAI, { APIError } from 'openai';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import OpenAI, { APIError, BadRequestError, NotFoundError } from 'openai';
 import { AnthropicMock } from '../helpers/anthropic-mock';
-import { startBridge, type TestBridge } from '../helpers/bridge';
-import { OpenAIMock } from '../helpers/openai-mock';
+import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
 import { testPostgres } from '../helpers/postgres';
 
 /** Exactly what OpenAI answers for a response id it does not know. */
@@ -260,6 +262,257 @@ describe('stored Responses belong to the user who created them', function () {
     await sdk(tb, a.key).responses.retrieve(id);
     await sdk(tb, a.key).responses.create({ model: 'gpt-5', input: 'again', previous_response_id: id });
     assert.deepEqual(askedSince(mock, from), [`GET /v1/responses/${id}`, 'POST /v1/responses']);
+  });
+});
+
+/** Exactly what OpenAI answers for a conversation id it does not know. */
+function conversationNotFound(id: string): unknown {
+  return {
+    message: `Conversation with id '${id}' not found.`,
+    type: 'invalid_request_error',
+    param: null,
+    code: null,
+  };
+}
+
+/** A conversation id as the Conversations API makes them; none of them was made through the bridge. */
+function conversationId(): string {
+  return `conv_${randomBytes(8).toString('hex')}`;
+}
+
+/** `POST {base}{path}` with `body` as JSON, raw (the SDK types would not let a malformed value through). */
+function postJson(tb: TestBridge, key: string, at: string, body: unknown): Promise<Response> {
+  return fetch(`${tb.url}${at}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
+describe('stored conversations (Conversations API) go upstream only for admins', function () {
+  this.timeout(30_000);
+  let anthropic: AnthropicMock;
+  let mock: OpenAIMock;
+  let tb: TestBridge;
+  let member: { key: string; user: { id: string } };
+  /** OpenAI's routes, and an openai-compatible instance's (which forwards no stored-response route). */
+  const BASES = ['/openai/v1', '/compat/v1'];
+
+  const client = (key: string, base = '/openai/v1', headers?: Record<string, string>): OpenAI =>
+    new OpenAI({ apiKey: key, baseURL: `${tb.url}${base}`, maxRetries: 0, defaultHeaders: headers });
+
+  /** Every way a request names a conversation on `base`: create, streamed, and the free token count. */
+  function everyUse(c: OpenAI, base: string, conversation: string | { id: string }) {
+    const uses: [string, () => Promise<unknown>][] = [
+      ['create', () => c.responses.create({ model: 'gpt-5', input: 'and then?', conversation })],
+      [
+        'create streamed',
+        async () => {
+          const stream = await c.responses.create({
+            model: 'gpt-5',
+            input: 'and then?',
+            conversation,
+            stream: true,
+          });
+          for await (const _ of stream);
+        },
+      ],
+    ];
+    // The token count is forwarded on OpenAI's own instances only.
+    if (base === '/openai/v1')
+      uses.push([
+        'inputTokens.count',
+        () => c.responses.inputTokens.count({ model: 'gpt-5', input: 'and then?', conversation }),
+      ]);
+    return uses;
+  }
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    mock = await new OpenAIMock().start();
+    const providersFile = path.join(await tempDir('aibridge-conv-conf-'), 'providers.json');
+    await fs.writeFile(
+      providersFile,
+      JSON.stringify({
+        providers: {
+          compat: {
+            type: 'openai-compatible',
+            baseUrl: mock.url,
+            apiKey: OPENAI_UPSTREAM_KEY,
+            prices: 'free',
+          },
+        },
+        byok: { teams: ['own-keys'] },
+      }),
+    );
+    tb = await startBridge(anthropic.url, {
+      AIBRIDGE_OPENAI_BASE_URL: mock.url,
+      AIBRIDGE_PROVIDERS_FILE: providersFile,
+    });
+    member = await tb.addUser('conv-member@example.com', { team: 'ml' });
+  });
+  after(async () => {
+    await tb?.close();
+    await mock.stop();
+    await anthropic.stop();
+  });
+
+  it("a member's request naming a conversation, as its id or {id}, gets OpenAI's 404 for an unknown id: nothing upstream", async () => {
+    const from = mock.requests.length;
+    for (const base of BASES)
+      for (const form of ['id', 'object'] as const) {
+        const id = conversationId();
+        const conversation = form === 'id' ? id : { id };
+        for (const [what, call] of everyUse(client(member.key, base), base, conversation)) {
+          const err = await call().then(
+            () => assert.fail(`${base} ${what} (${form}) succeeded`),
+            (e: unknown) => e,
+          );
+          assert.ok(err instanceof NotFoundError, `${base} ${what} (${form}): ${String(err)}`);
+          assert.deepEqual(err.error, conversationNotFound(id), `${base} ${what} (${form})`);
+        }
+      }
+    assert.deepEqual(askedSince(mock, from), [], 'nothing reached the provider');
+    // The same bytes a raw client gets, on /responses/compact too, with the bridge's code in the header.
+    for (const at of [
+      '/openai/v1/responses',
+      '/openai/v1/responses/compact',
+      '/openai/v1/responses/input_tokens',
+    ]) {
+      const id = conversationId();
+      const res = await postJson(tb, member.key, at, { model: 'gpt-5', input: 'peek', conversation: id });
+      assert.equal(res.status, 404, at);
+      assert.deepEqual(await res.json(), { error: conversationNotFound(id) }, at);
+      assert.equal(res.headers.get('x-aibridge-error-code'), 'conversation_not_found', at);
+    }
+    assert.deepEqual(askedSince(mock, from), []);
+  });
+
+  it("an admin's request naming a conversation goes through to the provider, as it came", async () => {
+    const admin = client(tb.adminKey);
+    const id = conversationId();
+    const from = mock.requests.length;
+    await admin.responses.create({ model: 'gpt-5', input: 'go on', conversation: id });
+    const stream = await admin.responses.create({
+      model: 'gpt-5',
+      input: 'go on',
+      conversation: { id },
+      stream: true,
+    });
+    for await (const _ of stream);
+    const counted = await admin.responses.inputTokens.count({
+      model: 'gpt-5',
+      input: 'more',
+      conversation: id,
+    });
+    assert.equal(counted.input_tokens, 11);
+    await client(tb.adminKey, '/compat/v1').responses.create({
+      model: 'gpt-5',
+      input: 'go on',
+      conversation: id,
+    });
+    assert.deepEqual(askedSince(mock, from), [
+      'POST /v1/responses',
+      'POST /v1/responses',
+      'POST /v1/responses/input_tokens',
+      'POST /v1/responses',
+    ]);
+    assert.deepEqual(
+      mock.requests.slice(from).map((r) => (JSON.parse(r.body) as { conversation: unknown }).conversation),
+      [id, { id }, id, id],
+    );
+  });
+
+  it('a conversation that names no id (a number, an array, an object without a string id) is 400 unsupported_parameter, for an admin too, never sent', async () => {
+    const from = mock.requests.length;
+    for (const key of [member.key, tb.adminKey])
+      for (const at of [
+        '/openai/v1/responses',
+        '/openai/v1/responses/compact',
+        '/openai/v1/responses/input_tokens',
+        '/compat/v1/responses',
+      ])
+        for (const odd of [1, ['conv_x'], { id: 1 }, {}, true]) {
+          const res = await postJson(tb, key, at, { model: 'gpt-5', input: 'peek', conversation: odd });
+          assert.equal(res.status, 400, `${at} ${JSON.stringify(odd)}`);
+          assert.equal(res.headers.get('x-aibridge-error-code'), 'unsupported_parameter');
+          const body = (await res.json()) as { error: { message: string } };
+          assert.match(body.error.message, /`conversation` must be a conversation id/);
+        }
+    assert.deepEqual(askedSince(mock, from), []);
+    // Through the SDK too, which sends what it is given.
+    await assert.rejects(
+      client(member.key).responses.create({
+        model: 'gpt-5',
+        input: 'peek',
+        conversation: 7 as unknown as string,
+      }),
+      (err: unknown) => err instanceof BadRequestError && err.status === 400,
+    );
+    // null is no conversation, as the SDKs send it.
+    await client(member.key).responses.create({ model: 'gpt-5', input: 'hi', conversation: null });
+    await client(member.key).responses.inputTokens.count({ model: 'gpt-5', input: 'hi', conversation: null });
+    assert.deepEqual(askedSince(mock, from), ['POST /v1/responses', 'POST /v1/responses/input_tokens']);
+  });
+
+  it('the refusal is recorded like any refused request, decided before the model policy; a refused count is logged', async () => {
+    const frugal = await tb.addUser('conv-frugal@example.com', { team: 'conv-frugal' });
+    const put = await tb.api('PUT', '/api/v1/teams/conv-frugal/models', tb.adminKey, { allow: ['gpt-5'] });
+    assert.equal(put.status, 200);
+    const id = conversationId();
+    // gpt-4o is denied to the team: a conversation checked after governance would be 403 model_denied.
+    await assert.rejects(
+      client(frugal.key).responses.create({ model: 'gpt-4o', input: 'peek', conversation: id }),
+      (err: unknown) =>
+        err instanceof NotFoundError && err.headers.get('x-aibridge-error-code') === 'conversation_not_found',
+    );
+    const recs = await tb.interceptions(1, frugal.key);
+    const rec = recs.find((r) => r.error?.type === 'conversation_not_found');
+    assert.ok(rec, 'the refusal is recorded');
+    assert.equal(rec.userId, frugal.user.id);
+    assert.equal(rec.httpStatus, 404);
+    assert.equal(rec.capture, 'none');
+    assert.equal(rec.prompt, null);
+    assert.equal(rec.error?.message, `Conversation with id '${id}' not found.`);
+
+    await assert.rejects(
+      client(frugal.key).responses.inputTokens.count({ model: 'gpt-5', input: 'peek', conversation: { id } }),
+      NotFoundError,
+    );
+    const line = tb.logs.find((l) => l.includes('passthrough refused') && l.includes(frugal.user.id));
+    assert.ok(line, 'the refused count is logged');
+    const logged = JSON.parse(line) as { code: string; path: string; statusCode: number };
+    assert.deepEqual(
+      [logged.code, logged.path, logged.statusCode],
+      ['conversation_not_found', '/responses/input_tokens', 404],
+    );
+  });
+
+  it("with their own provider key (X-AIBridge-Key) a member's conversation goes to the provider, which keeps it to that key", async () => {
+    const own = await tb.addUser('conv-own@example.com', { team: 'own-keys' });
+    const c = client(OPENAI_UPSTREAM_KEY, '/openai/v1', { 'X-AIBridge-Key': own.key });
+    const id = conversationId();
+    const from = mock.requests.length;
+    await c.responses.create({ model: 'gpt-5', input: 'go on', conversation: id });
+    await c.responses.inputTokens.count({ model: 'gpt-5', input: 'more', conversation: { id } });
+    assert.deepEqual(askedSince(mock, from), ['POST /v1/responses', 'POST /v1/responses/input_tokens']);
+  });
+
+  it('the Conversations API itself is not served: nothing creates or reads a conversation through the bridge', async () => {
+    const from = mock.requests.length;
+    for (const [method, at] of [
+      ['POST', '/openai/v1/conversations'],
+      ['GET', `/openai/v1/conversations/${conversationId()}`],
+    ] as const) {
+      const res = await fetch(`${tb.url}${at}`, {
+        method,
+        headers: { authorization: `Bearer ${tb.adminKey}`, 'content-type': 'application/json' },
+        ...(method === 'POST' ? { body: '{}' } : {}),
+      });
+      assert.equal(res.status, 404, `${method} ${at}`);
+      assert.equal(res.headers.get('x-aibridge-error-code'), 'not_found');
+    }
+    assert.deepEqual(askedSince(mock, from), []);
   });
 });
 

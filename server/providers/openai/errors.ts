@@ -8,10 +8,10 @@ function errorType(status: number): string {
 
 /**
  * Refusals that stand in for OpenAI's own answer and must read exactly as it (a stored response of
- * another user answers as an unknown id, so its existence is not revealed): OpenAI sends no code.
- * `x-aibridge-error-code` still names the bridge's.
+ * another user, or a stored conversation, answers as an unknown id, so its existence is not
+ * revealed): OpenAI sends no code. `x-aibridge-error-code` still names the bridge's.
  */
-const AS_OPENAI: ReadonlySet<string> = new Set(['response_not_found']);
+const AS_OPENAI: ReadonlySet<string> = new Set(['response_not_found', 'conversation_not_found']);
 
 /** `{"error": {message, type, param, code}}`, with the bridge's stable code as `code`. */
 export function openaiError(

@@ -22,6 +22,7 @@ export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
     why: 'counts tokens; free',
     // A count of another member's stored conversation is a fact about it: theirs alone too.
     continuesField: 'previous_response_id',
+    conversationField: 'conversation',
   },
   // Stored responses: their creator's only (`storedResponse`), however many members share the key.
   {

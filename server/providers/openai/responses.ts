@@ -5,6 +5,8 @@ import { automaticCacheFacts, withCache } from '../cache-key';
 import {
   afterLastModelTurn,
   appendCapped,
+  conversationIdOf,
+  conversationMalformed,
   firstCount,
   inputBeyondBody,
   isObject,
@@ -264,7 +266,8 @@ export const responsesApi: WireApi = {
           body.previous_response_id !== null &&
           typeof body.previous_response_id !== 'string'
         ? '`previous_response_id` must be a string (the id of a response of yours) or null.'
-        : unpricedServiceTier(body),
+        : // Likewise a `conversation` whose id cannot be read (continuesOwnResponse checks the id).
+          (conversationMalformed('conversation', body.conversation) ?? unpricedServiceTier(body)),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {
@@ -275,6 +278,7 @@ export const responsesApi: WireApi = {
       inputBeyondBody: inputBeyondBody(body),
       ...responsesTurn(body.input),
       ...(typeof body.previous_response_id === 'string' ? { continues: body.previous_response_id } : {}),
+      ...conversationFact(body.conversation),
       // With previous_response_id the body holds only the new items: no prefix to compare.
       ...withCache(
         body.previous_response_id === undefined || body.previous_response_id === null
@@ -317,6 +321,12 @@ export const responsesApi: WireApi = {
     return `event: error\ndata: ${JSON.stringify({ type: 'error', code, message, param: null, sequence_number: 0 })}\n\n`;
   },
 };
+
+/** The stored conversation a request names, as its facts' `conversation`; none: no field. */
+function conversationFact(value: unknown): Pick<RequestFacts, 'conversation'> {
+  const id = conversationIdOf(value);
+  return id === undefined ? {} : { conversation: id };
+}
 
 /** Responses at another path (Azure's `/openai/v1/responses`); everything else as OpenAI's. */
 export function responsesAt(path: string): WireApi {
