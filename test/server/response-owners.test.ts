@@ -5,6 +5,7 @@ import path from 'node:path';
 import OpenAI, { APIError, BadRequestError, NotFoundError } from 'openai';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
 import { testPostgres } from '../helpers/postgres';
 
@@ -421,6 +422,23 @@ describe('stored conversations (Conversations API) go upstream only for admins',
       mock.requests.slice(from).map((r) => (JSON.parse(r.body) as { conversation: unknown }).conversation),
       [id, { id }, id, id],
     );
+  });
+
+  it("a conversation's request is not compared for cache breaks: its body holds only the new turn", async () => {
+    const admin = client(tb.adminKey);
+    const cacheKeyOf = async (conversation?: string): Promise<unknown> => {
+      const { response } = await admin.responses
+        .create({ model: 'gpt-5', input: 'the same turn', ...(conversation ? { conversation } : {}) })
+        .withResponse();
+      const id = response.headers.get('x-aibridge-interception-id');
+      const rec = await eventually(async () => {
+        const r = await tb.api<{ cacheKey?: unknown }>('GET', `/api/v1/interceptions/${id}`, tb.adminKey);
+        return r.status === 200 ? r.body : undefined;
+      });
+      return rec.cacheKey;
+    };
+    assert.notEqual(await cacheKeyOf(), undefined, 'a whole conversation in the body is fingerprinted');
+    assert.equal(await cacheKeyOf(conversationId()), undefined);
   });
 
   it('a conversation that names no id (a number, an array, an object without a string id) is 400 unsupported_parameter, for an admin too, never sent', async () => {

@@ -279,9 +279,11 @@ export const responsesApi: WireApi = {
       ...responsesTurn(body.input),
       ...(typeof body.previous_response_id === 'string' ? { continues: body.previous_response_id } : {}),
       ...conversationFact(body.conversation),
-      // With previous_response_id the body holds only the new items: no prefix to compare.
+      // With previous_response_id or a stored conversation the body holds only the new items: no
+      // prefix to compare.
       ...withCache(
-        body.previous_response_id === undefined || body.previous_response_id === null
+        (body.previous_response_id === undefined || body.previous_response_id === null) &&
+          (body.conversation === undefined || body.conversation === null)
           ? automaticCacheFacts(body.tools, body.instructions, body.input, body.prompt_cache_retention)
           : undefined,
       ),
