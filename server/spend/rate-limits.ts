@@ -12,8 +12,11 @@ const WINDOW_MS = 60_000;
  */
 export const RATE_SHARE_MS = 250;
 
-/** Window entries per notification: each well inside PostgreSQL's NOTIFY payload. */
-const SHARE_CHUNK = 60;
+/**
+ * Bytes of window entries per notification, about: each stays inside what the change feed sends
+ * inline in one NOTIFY (7,000 bytes with its envelope) rather than through a table.
+ */
+const SHARE_CHUNK_BYTES = 6_000;
 
 /** Timestamps (and amounts) of the last minute, oldest first. */
 class Window {
@@ -218,12 +221,17 @@ export class RateLimiter {
       if (!unshared || unshared.size === 0) return;
       this.unshared = new Map();
       let chunk: RateCount[] = [];
+      let bytes = 0;
       for (const [id, c] of unshared) {
-        chunk.push([id, c.requests, c.tokens]);
-        if (chunk.length === SHARE_CHUNK) {
+        // The entry as JSON: the id quoted, two numbers of up to 15 digits, brackets and commas.
+        const size = id.length + 36;
+        if (chunk.length > 0 && bytes + size > SHARE_CHUNK_BYTES) {
           send(chunk);
           chunk = [];
+          bytes = 0;
         }
+        chunk.push([id, c.requests, c.tokens]);
+        bytes += size;
       }
       if (chunk.length > 0) send(chunk);
     };

@@ -9,7 +9,7 @@ const NO_STORE = {} as Store;
 
 function principal(n: number): Principal {
   return {
-    user: { id: `usr_${n}`, email: `u${n}@example.com` },
+    user: { id: `usr_${String(n).padStart(20, '0')}`, email: `u${n}@example.com` },
     key: { id: `key_${n}`, prefix: `abk_${n}` },
   } as Principal;
 }
@@ -46,35 +46,43 @@ describe('rate limits shared between replicas (RateLimiter.share / heard)', () =
     }
   });
 
-  it('sends tokens too, and what is left when it stops, in notifications of at most 60 windows', () => {
+  it('sends tokens too, and what is left when it stops, each notification inside an inline NOTIFY', () => {
     const x = new RateLimiter(NO_STORE, { rpm: 1000, tpm: 1000 });
     const sent: RateCount[][] = [];
     const stop = x.share((c) => sent.push(c), 60_000);
-    for (let i = 0; i < 130; i++) x.admit(`int_${i}`, principal(i));
+    for (let i = 0; i < 500; i++) x.admit(`int_${i}`, principal(i));
     x.settle('int_0', 42);
     stop();
-    assert.deepEqual(
-      sent.map((c) => c.length),
-      [60, 60, 10],
-    );
+    assert.ok(sent.length > 1, 'split');
+    for (const c of sent) {
+      // What the change feed wraps it in: {"from":"<uuid>","change":{"kind":"rate","counts":…}}.
+      const inline = JSON.stringify({ from: crypto.randomUUID(), change: { kind: 'rate', counts: c } });
+      assert.ok(Buffer.byteLength(inline) <= 7_000, `${Buffer.byteLength(inline)} bytes`);
+    }
     const all = sent.flat();
-    assert.equal(all.length, 130);
+    assert.equal(all.length, 500);
     assert.deepEqual(
-      all.find((c) => c[0] === 'default:usr_0'),
-      ['default:usr_0', 1, 42],
+      all.find((c) => c[0] === `default:${principal(0).user.id}`),
+      [`default:${principal(0).user.id}`, 1, 42],
     );
     // Stopped: nothing is gathered any more.
     x.admit('int_after', principal(0));
-    assert.equal(sent.flat().length, 130);
+    assert.equal(sent.flat().length, 500);
   });
 
   it('skips what it cannot read from another replica, and counts what it can', () => {
     const x = new RateLimiter(NO_STORE, { rpm: 2, tpm: 0 });
     const p = principal(7);
-    for (const junk of ['x', null, [[1, 2, 3]], [['default:usr_7', -5, Number.NaN]], [['default:usr_7']]])
+    for (const junk of [
+      'x',
+      null,
+      [[1, 2, 3]],
+      [[`default:${principal(7).user.id}`, -5, Number.NaN]],
+      [[`default:${principal(7).user.id}`]],
+    ])
       x.heard(junk);
     assert.equal(refused(x, p), null, 'nothing malformed was counted');
-    x.heard([['default:usr_7', 1, 0]]);
+    x.heard([[`default:${principal(7).user.id}`, 1, 0]]);
     assert.equal(refused(x, p), 'rate_limited');
   });
 });
