@@ -38,6 +38,14 @@ export async function auditCapability(
   // And as soon as a stream names it: a client may continue it on `response.completed`, before
   // the provider closes the stream and the interception finishes.
   recorder.onResponseNamed((userId, id) => responseOwners.noteNamed(userId, id));
+  if (store.shared) {
+    // The other replicas hear of each response as this one notes it (docs/security.md).
+    responseOwners.shareWith((id, userId) => store.broadcast({ kind: 'response', id, userId }));
+    const unwatch = store.watch((change) => {
+      if (change.kind === 'response') responseOwners.heard(change.id, change.userId);
+    });
+    life.onClose('response owners', unwatch);
+  }
   // Registered before the routes close, so every record of the last requests is flushed.
   life.onClose('audit records', () => recorder.drain());
   const capture = new CapturePolicy(store, config.auditCapture);

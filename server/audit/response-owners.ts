@@ -60,10 +60,30 @@ export class ResponseOwners {
     this.remember(id, userId);
   }
 
-  private remember(id: string, userId: string): void {
+  /**
+   * Tells the other replicas of each response this one notes, once (`note` and `noteNamed` both
+   * see a streamed one): a follow-up they serve then finds its owner in memory, before the record
+   * is stored (AIBRIDGE_AUDIT_ACK=sent) or the stream has ended.
+   */
+  shareWith(tell: (id: string, userId: string) => void): void {
+    this.tell = tell;
+  }
+
+  private tell: ((id: string, userId: string) => void) | undefined;
+
+  /** Another replica's response (`shareWith`): noted as this replica's own notes are, not told on. */
+  heard(id: unknown, userId: unknown): void {
+    if (typeof id !== 'string' || typeof userId !== 'string') return;
+    if (id.length === 0 || id.length > MAX_RESPONSE_ID_CHARS) return;
+    this.remember(id, userId, false);
+  }
+
+  private remember(id: string, userId: string, tell = true): void {
+    const known = this.recent.get(id);
     this.recent.delete(id);
     this.recent.set(id, userId);
     if (this.recent.size > this.limit) this.recent.delete(this.recent.keys().next().value!);
+    if (tell && known !== userId) this.tell?.(id, userId);
   }
 
   /** Whether `id` is the user's: at once from memory, else from one store lookup. */
@@ -75,7 +95,8 @@ export class ResponseOwners {
     return this.store.responseOwner(id).then(
       (owner) => {
         if (owner === undefined) return 'unknown';
-        this.remember(id, owner);
+        // Every replica can look it up as this one did: nothing to tell.
+        this.remember(id, owner, false);
         return owner === userId ? 'own' : 'foreign';
       },
       (err: unknown) => {

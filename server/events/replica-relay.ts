@@ -118,10 +118,12 @@ export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
         for (const kind of d.kinds) reload(kind);
         return;
       // Keys and users are the authentication cache's (server/identity/auth-cache.ts), rate
-      // counts the rate limiter's (server/spend/spend-plugin.ts).
+      // counts the rate limiter's (server/spend/spend-plugin.ts), responses their owners'
+      // (server/audit/audit-plugin.ts).
       case 'key':
       case 'user':
       case 'rate':
+      case 'response':
         return;
       default: {
         const never: never = change;

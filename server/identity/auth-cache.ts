@@ -141,6 +141,7 @@ export class AuthCache {
       case 'event':
       case 'peers':
       case 'rate':
+      case 'response':
         return;
       default: {
         // A new kind of change must be decided on here.

@@ -223,7 +223,13 @@ export type StoreChange =
    * What a replica's rate-limit windows counted since it last said (server/spend/rate-limits.ts,
    * `RateCount`s); sent only while other replicas are there to hear it.
    */
-  | { kind: 'rate'; counts: RateCount[] };
+  | { kind: 'rate'; counts: RateCount[] }
+  /**
+   * A stored provider response (OpenAI Responses' `resp_…`) and the user who created it, told as
+   * soon as a replica knows (server/audit/response-owners.ts): a follow-up another replica serves
+   * finds its owner before the record is stored. Sent only while other replicas are there.
+   */
+  | { kind: 'response'; id: string; userId: string };
 
 /**
  * Values the first bridge on a store sets and every later one compares its own against; never a

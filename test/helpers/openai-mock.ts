@@ -22,7 +22,8 @@ export type OpenAIScenario =
   | { kind: 'mid-stream-error' }
   | { kind: 'reset' }
   | { kind: 'hang' }
-  | { kind: 'drip'; count: number; delayMs: number }
+  /** `lingerMs` (Responses): as `text`'s. */
+  | { kind: 'drip'; count: number; delayMs: number; lingerMs?: number }
   /** Chat Completions: streams `count` content chunks, then the connection breaks (no usage chunk). */
   | { kind: 'cut'; count: number };
 
@@ -506,7 +507,7 @@ export class OpenAIMock {
       ev('response.output_item.done', { output_index: i, item });
     }
     ev('response.completed', { response: response('completed', output, true) });
-    if (s.kind === 'text' && s.lingerMs) await sleep(s.lingerMs);
+    if ((s.kind === 'text' || s.kind === 'drip') && s.lingerMs) await sleep(s.lingerMs);
     res.end();
   }
 }

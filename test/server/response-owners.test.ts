@@ -583,3 +583,63 @@ describe('stored Responses on two replicas sharing one PostgreSQL store', functi
     }
   });
 });
+
+describe('stored Responses on two replicas acking `sent`: owners are told, not only stored', function () {
+  this.timeout(90_000);
+  let anthropic: AnthropicMock;
+  let mock: OpenAIMock;
+  let one: TestBridge;
+  let two: TestBridge;
+
+  before(async () => {
+    anthropic = await new AnthropicMock().start();
+    mock = await new OpenAIMock().start();
+    const env = {
+      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('response_owners_sent'),
+      AIBRIDGE_KEY_HASH_SECRET: randomBytes(32).toString('base64url'),
+      AIBRIDGE_OPENAI_BASE_URL: mock.url,
+      AIBRIDGE_AUDIT_ACK: 'sent',
+    };
+    one = await startBridge(anthropic.url, env);
+    two = await startBridge(anthropic.url, env, one.dataDir);
+  });
+  after(async () => {
+    await one?.close();
+    await two?.close();
+    await mock.stop();
+    await anthropic.stop();
+  });
+
+  it('a follow-up sent to the other replica on response.completed, before the stream has ended or been recorded, goes through; another member is refused there', async () => {
+    const a = await one.addUser('told-owner@example.com');
+    const b = await one.addUser('told-other@example.com');
+    // Both replicas know both keys before anything is timed.
+    for (const tb of [one, two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
+    // A quarter of a second of output, as a real stream takes (its response.created comes first),
+    // and the provider's connection stays open after response.completed: the interception, and so
+    // its record, ends only when it closes.
+    mock.next({ kind: 'drip', count: 5, delayMs: 50, lingerMs: 1500 });
+    const stream = await sdk(one, a.key).responses.create({
+      model: 'gpt-5',
+      input: 'remember this',
+      stream: true,
+    });
+    let id: string | undefined;
+    let followUp: Promise<unknown> | undefined;
+    let foreign: Promise<void> | undefined;
+    for await (const ev of stream)
+      if (ev.type === 'response.completed') {
+        id = ev.response.id;
+        const named = id;
+        followUp = sdk(two, a.key).responses.create({
+          model: 'gpt-5',
+          input: 'go on',
+          previous_response_id: named,
+        });
+        foreign = refused(named, () => sdk(two, b.key).responses.retrieve(named));
+        // Settled while the first stream is still open.
+        await Promise.all([followUp, foreign]);
+      }
+    assert.ok(id && followUp && foreign, 'the stream completed');
+  });
+});

@@ -250,10 +250,12 @@ export class ChangeFeed {
     // worth a NOTIFY.
     if (
       change.kind === 'peers' ||
-      ((change.kind === 'event' || change.kind === 'rate') && !this.peersPresent)
+      ((change.kind === 'event' || change.kind === 'rate' || change.kind === 'response') &&
+        !this.peersPresent)
     )
       return;
-    if (change.kind !== 'event') {
+    // A response's owner is one per Responses request, like its events: it shares their notification.
+    if (change.kind !== 'event' && change.kind !== 'response') {
       this.send(JSON.stringify(change)).catch((err: unknown) =>
         this.onError?.(err as Error, 'change notify'),
       );
