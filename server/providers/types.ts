@@ -135,6 +135,13 @@ export interface ProviderAdapter {
   readonly passthrough: readonly PassthroughRoute[];
   /** Whether the instance can serve (has its key or credential); otherwise requests get `provider_not_configured`. */
   readonly configured: boolean;
+  /**
+   * Whether the provider keeps stored state (Responses' stored responses and conversations) to the
+   * key that made it (OpenAI, Azure OpenAI). Only then does a request sent with the user's own key
+   * go without the bridge's ownership check: a server that takes any key (a self-hosted
+   * openai-compatible one) would hand another member's state to whoever names it.
+   */
+  readonly keyScopesStoredState?: boolean;
   /** The upstream URL of a canonical path below the prefix, with the client's query. */
   upstreamUrl(target: string): string;
   /**

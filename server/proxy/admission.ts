@@ -78,12 +78,14 @@ export function auditAccepting(accepting: () => boolean): AdmissionGate {
  */
 export function continuesOwnResponse(
   owners: Pick<ResponseOwners, 'check' | 'checkConversation'>,
+  keyScopesStoredState: boolean,
 ): AdmissionGate {
   return (t, next) => {
     const { continues: id, conversation } = t.start.request;
-    // Sent with the user's own key, the provider itself holds the response (and the conversation)
-    // to that key's owner.
-    if ((id === undefined && conversation === undefined) || t.start.billedTo === 'user') return next();
+    // Sent with the user's own key, a provider that keeps state per key (keyScopesStoredState)
+    // itself holds the response (and the conversation) to that key's owner.
+    if (id === undefined && conversation === undefined) return next();
+    if (t.start.billedTo === 'user' && keyScopesStoredState) return next();
     if (conversation !== undefined) owners.checkConversation(conversation, t.start.principal);
     if (id === undefined) return next();
     const pending = owners.check(id, t.start.principal);

@@ -295,9 +295,9 @@ async function handle(
     );
   }
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
-  // With the user's own key the provider itself keeps each stored response (and conversation) to
-  // that key's owner.
-  if (!own) {
+  // With the user's own key a provider that keeps state per key (keyScopesStoredState) itself keeps
+  // each stored response (and conversation) to that key's owner.
+  if (!own || !adapter.keyScopesStoredState) {
     const stored = storedStateNamed(route.route, route.path, raw, deps);
     if (stored !== undefined) await ownStateOnly(adapter, deps, req, stored, route.path);
   }

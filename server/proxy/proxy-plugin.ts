@@ -98,7 +98,7 @@ export function proxyCapability(
           admit: composeAdmission([
             upstreamConfigured(() => instanceServes(adapter, d.credentials), keySetting(adapter)),
             auditAccepting(() => d.recorder.accepting()),
-            continuesOwnResponse(d.responseOwners),
+            continuesOwnResponse(d.responseOwners, adapter.keyScopesStoredState === true),
             governed(d.governance),
             breakerClosed(breakers, adapter.id),
           ]),

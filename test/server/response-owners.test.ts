@@ -516,6 +516,31 @@ describe('stored conversations (Conversations API) go upstream only for admins',
     assert.deepEqual(askedSince(mock, from), ['POST /v1/responses', 'POST /v1/responses/input_tokens']);
   });
 
+  it('with their own key on an openai-compatible instance (a server that may take any key) the check still applies', async () => {
+    const own = await tb.addUser('conv-own-compat@example.com', { team: 'own-keys' });
+    const c = client('any-token-a-keyless-server-takes', '/compat/v1', { 'X-AIBridge-Key': own.key });
+    const from = mock.requests.length;
+    const id = conversationId();
+    const err = await c.responses.create({ model: 'gpt-5', input: 'go on', conversation: id }).then(
+      () => assert.fail('the conversation went upstream'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof NotFoundError, String(err));
+    assert.deepEqual(err.error, conversationNotFound(id));
+    // Another member's stored response, continued with an own key, is refused alike.
+    const theirs = (await client(member.key).responses.create({ model: 'gpt-5', input: 'mine' })).id;
+    const after = mock.requests.length;
+    const cont = await c.responses
+      .create({ model: 'gpt-5', input: 'and then?', previous_response_id: theirs })
+      .then(
+        () => assert.fail("another member's response was continued"),
+        (e: unknown) => e,
+      );
+    assert.ok(cont instanceof NotFoundError, String(cont));
+    assert.deepEqual(askedSince(mock, after), []);
+    assert.deepEqual(askedSince(mock, from), ['POST /v1/responses'], "only the other member's own create");
+  });
+
   it('the Conversations API itself is not served: nothing creates or reads a conversation through the bridge', async () => {
     const from = mock.requests.length;
     for (const [method, at] of [

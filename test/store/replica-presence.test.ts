@@ -243,4 +243,50 @@ describe('replicas on PostgreSQL: live events only while another replica is ther
       await ear.close();
     }
   });
+
+  it('sends rate counts and response owners only while every replica there says it reads them', async () => {
+    const ear = await eavesdrop(dbUrl);
+    const pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
+    const feed = new ChangeFeed(dbUrl, pool, 'replica-newer', undefined, { presenceMs: 60_000 });
+    const hello = (from: string, kinds?: string[]) =>
+      pool.query('SELECT pg_notify($1, $2)', [
+        'aibridge_changes',
+        JSON.stringify({ from, hello: true, ...(kinds ? { kinds } : {}) }),
+      ]);
+    const sentNow = async (mark: string): Promise<boolean> => {
+      const from = ear.heard.length;
+      feed.notify({ kind: 'rate', counts: [[mark, 1, 0]] });
+      feed.notify({ kind: 'response', id: `resp_${mark}`, userId: 'usr_x' });
+      // The response change waits for the live events' batch (20 ms).
+      await sleep(150);
+      const mine = ear.heard.slice(from).filter((e) => e.from === 'replica-newer');
+      const kinds = mine.flatMap((e) => [...(e.change ? [e.change] : []), ...(e.changes ?? [])]);
+      const rate = kinds.some((c) => c.kind === 'rate' && c.counts[0]?.[0] === mark);
+      const response = kinds.some((c) => c.kind === 'response' && c.id === `resp_${mark}`);
+      assert.equal(rate, response, 'both kinds are gated alike');
+      return rate;
+    };
+    try {
+      await feed.start();
+      assert.equal(await sentNow('alone'), false, 'nobody there to hear them');
+      await hello('peer-new', ['rate', 'response']);
+      await eventually(async () => feed.hasPeers, { what: 'the new peer heard', timeoutMs: 2000 });
+      assert.equal(await sentNow('new-peer'), true);
+      // A replica of an earlier version: its hello lists nothing, and it would log each as unhandled.
+      await hello('peer-old');
+      await sleep(100);
+      assert.equal(await sentNow('old-peer'), false);
+      // It goes; the newer one stays.
+      await pool.query('SELECT pg_notify($1, $2)', [
+        'aibridge_changes',
+        JSON.stringify({ from: 'peer-old', bye: true }),
+      ]);
+      await sleep(100);
+      assert.equal(await sentNow('old-gone'), true);
+    } finally {
+      await feed.stop();
+      await pool.end();
+      await ear.close();
+    }
+  });
 });

@@ -58,6 +58,7 @@ function create(s: InstanceSettings): ProviderAdapter {
   return {
     id: s.name,
     type: 'azure-openai',
+    keyScopesStoredState: true,
     // `/<name>/v1/…` (OpenAI SDKs with a base URL) and `/<name>/openai/…` (AzureOpenAI with an endpoint).
     prefix: `/${s.name}`,
     requestIdHeader: 'apim-request-id',

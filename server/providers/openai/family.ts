@@ -59,7 +59,9 @@ export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
 export function openaiShapedAdapter(
   s: InstanceSettings,
   type: string,
-  over: Partial<Pick<ProviderAdapter, 'apis' | 'passthrough' | 'configured' | 'modelListing'>> = {},
+  over: Partial<
+    Pick<ProviderAdapter, 'apis' | 'passthrough' | 'configured' | 'modelListing' | 'keyScopesStoredState'>
+  > = {},
 ): ProviderAdapter {
   const apis: readonly WireApi[] = over.apis ?? [
     chatCompletionsApi,
@@ -81,6 +83,7 @@ export function openaiShapedAdapter(
     },
     errorBody: openaiErrorBody,
     ...(over.modelListing ? { modelListing: over.modelListing } : {}),
+    ...(over.keyScopesStoredState ? { keyScopesStoredState: true } : {}),
   };
 }
 
@@ -98,5 +101,6 @@ export const openaiFamily: ProviderFamily = {
     openaiShapedAdapter(s, 'openai', {
       passthrough: OPENAI_PASSTHROUGH.filter((r) => !r.path.startsWith('/models')),
       modelListing: openaiModelListing,
+      keyScopesStoredState: true,
     }),
 };

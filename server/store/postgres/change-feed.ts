@@ -30,9 +30,20 @@ interface Envelope {
   ref?: string;
   /** The sender is there (sent on listening, every PRESENCE_MS, and in answer to a new replica's). */
   hello?: true;
+  /**
+   * With `hello`: the change kinds added since hellos began that the sender reads (NEWER_KINDS). A
+   * replica without them logs each as an unhandled change, so none is sent while one is there.
+   */
+  kinds?: string[];
   /** The sender is stopping. */
   bye?: true;
 }
+
+/**
+ * Change kinds that replicas of earlier versions do not know. They are sent only while every
+ * replica heard from has said in its hello that it reads them.
+ */
+const NEWER_KINDS = ['rate', 'response'] as const;
 
 export interface ChangeFeedTiming {
   presenceMs: number;
@@ -70,6 +81,8 @@ export class ChangeFeed {
   private eventTimer: NodeJS.Timeout | undefined;
   /** Other replicas heard from, and when (ms). */
   private readonly peers = new Map<string, number>();
+  /** Whether each replica heard from reads NEWER_KINDS (its hello said so). */
+  private readonly readsNewer = new Map<string, boolean>();
   private peersPresent = false;
   private presenceTimer: NodeJS.Timeout | undefined;
   private readonly timing: ChangeFeedTiming;
@@ -163,7 +176,7 @@ export class ChangeFeed {
   private sayHello(): void {
     const listening = this.client;
     const sentAt = Date.now();
-    this.pgNotify(`${this.ownPrefix}"hello":true}`).then(
+    this.pgNotify(`${this.ownPrefix}"hello":true,"kinds":${JSON.stringify(NEWER_KINDS)}}`).then(
       () => {
         // Its echo may have come before this answer: then it was heard.
         if (this.client === listening && this.lastEchoAt < sentAt) this.unheardSince ??= sentAt;
@@ -172,10 +185,18 @@ export class ChangeFeed {
     );
   }
 
-  /** Another replica was heard from: a new one is answered, so it learns of this one at once. */
-  private heard(from: string): void {
+  /**
+   * Another replica was heard from: a new one is answered, so it learns of this one at once. `kinds`:
+   * what its hello said it reads; undefined when it was no hello (what it reads stays as known).
+   */
+  private heard(from: string, kinds?: unknown): void {
     const known = this.peers.has(from);
     this.peers.set(from, Date.now());
+    if (kinds !== undefined || !known)
+      this.readsNewer.set(
+        from,
+        Array.isArray(kinds) && NEWER_KINDS.every((k) => (kinds as unknown[]).includes(k)),
+      );
     if (known) return;
     this.sayHello();
     this.presenceChanged();
@@ -183,7 +204,11 @@ export class ChangeFeed {
 
   private forgetSilentPeers(): void {
     const before = Date.now() - this.timing.peerTtlMs;
-    for (const [id, at] of this.peers) if (at < before) this.peers.delete(id);
+    for (const [id, at] of this.peers)
+      if (at < before) {
+        this.peers.delete(id);
+        this.readsNewer.delete(id);
+      }
     this.presenceChanged();
   }
 
@@ -254,6 +279,8 @@ export class ChangeFeed {
         !this.peersPresent)
     )
       return;
+    // Kinds an earlier version would log as unhandled wait until every replica there reads them.
+    if ((change.kind === 'rate' || change.kind === 'response') && !this.everyPeerReadsNewer()) return;
     // A response's owner is one per Responses request, like its events: it shares their notification.
     if (change.kind !== 'event' && change.kind !== 'response') {
       this.send(JSON.stringify(change)).catch((err: unknown) =>
@@ -311,6 +338,11 @@ export class ChangeFeed {
     });
   }
 
+  private everyPeerReadsNewer(): boolean {
+    for (const reads of this.readsNewer.values()) if (!reads) return false;
+    return true;
+  }
+
   /** Tells this replica's own listeners (changes its caches must follow as the others' do). */
   deliver(change: StoreChange): void {
     for (const l of this.listeners) this.tell(l, change);
@@ -343,11 +375,12 @@ export class ChangeFeed {
     if (typeof env.from !== 'string' || env.from === this.replicaId) return;
     if (env.bye) {
       this.peers.delete(env.from);
+      this.readsNewer.delete(env.from);
       this.presenceChanged();
       return;
     }
     // Any envelope counts as presence: replicas of an earlier version send no hello.
-    this.heard(env.from);
+    this.heard(env.from, env.hello ? (env.kinds ?? null) : undefined);
     if (env.hello) return;
     if (Array.isArray(env.changes)) {
       for (const c of env.changes) this.deliver(c);
