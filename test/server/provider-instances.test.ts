@@ -281,6 +281,30 @@ describe('provider instances from a providers file', () => {
       assert.ok(rec.costUsd !== null && rec.costUsd > 0);
     });
 
+    it("refuses a member's stored conversation on each of its Responses paths, as OpenAI's instances do", async () => {
+      const sent = azure.requests.length;
+      const v1 = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/azure/v1`, maxRetries: 0 });
+      const dated = new AzureOpenAI({
+        endpoint: `${tb.url}/azure`,
+        apiKey: dev.key,
+        apiVersion: '2025-04-01-preview',
+        maxRetries: 0,
+      });
+      for (const [what, client] of [
+        ['v1', v1],
+        ['dated', dated],
+      ] as const) {
+        const err = await client.responses
+          .create({ model: 'prod-4o', input: 'go on', conversation: 'conv_azure_other' })
+          .then(
+            () => assert.fail(`${what}: the conversation went upstream`),
+            (e: unknown) => e,
+          );
+        assert.ok(err instanceof OpenAI.NotFoundError, `${what}: ${String(err)}`);
+      }
+      assert.equal(azure.requests.length, sent, 'nothing reached Azure');
+    });
+
     it('prices a deployment not in the map as the model its answer names, not as price unknown', async () => {
       const before = (await tb.interceptions(0, dev.key)).length;
       const client = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/azure/v1`, maxRetries: 0 });
