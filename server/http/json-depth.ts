@@ -6,6 +6,7 @@ const OPEN_BRACE = 0x7b;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACE = 0x7d;
 const CLOSE_BRACKET = 0x5d;
+const COMMA = 0x2c;
 
 /** Bytes of a string scanned one by one before the rest is searched natively (most keys are shorter). */
 const SHORT_STRING = 32;
@@ -26,33 +27,62 @@ export function jsonDepth(raw: Uint8Array, limit = Number.POSITIVE_INFINITY): nu
 
 /**
  * The deepest nesting and the number of objects and arrays, in the same pass as `jsonDepth`; it
- * stops once either passes its limit (that count is then `limit + 1`).
+ * stops once either passes its limit (that count is then `limit + 1`). `duplicate`: a key the
+ * top-level object names twice (the first found), as its text decodes.
  */
 export function jsonShape(
   raw: Uint8Array,
   depthLimit = Number.POSITIVE_INFINITY,
   containerLimit = Number.POSITIVE_INFINITY,
-): { depth: number; containers: number } {
+): { depth: number; containers: number; duplicate?: string } {
   const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   const n = buf.length;
   let depth = 0;
   let deepest = 0;
   let containers = 0;
+  // The top-level object's keys: a string at depth 1 right after its `{` or a `,` is one.
+  let rootIsObject = false;
+  let keyNext = false;
+  let keys: Set<string> | undefined;
+  let duplicate: string | undefined;
   for (let i = 0; i < n; i++) {
     const b = buf[i];
     if (b === QUOTE) {
-      i = stringEnd(buf, i + 1);
-      if (i < 0) break;
+      const end = stringEnd(buf, i + 1);
+      if (end < 0) break;
+      if (keyNext && depth === 1) {
+        keyNext = false;
+        const key = keyText(buf, i, end);
+        keys ??= new Set();
+        if (keys.has(key)) duplicate ??= key;
+        else keys.add(key);
+      }
+      i = end;
     } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+      if (containers === 0 && b === OPEN_BRACE) rootIsObject = true;
       depth++;
+      if (depth === 1) keyNext = rootIsObject;
       if (++containers > containerLimit) break;
       if (depth > deepest) {
         deepest = depth;
         if (deepest > depthLimit) break;
       }
     } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) depth--;
+    else if (b === COMMA && depth === 1 && rootIsObject) keyNext = true;
   }
-  return { depth: deepest, containers };
+  return duplicate === undefined ? { depth: deepest, containers } : { depth: deepest, containers, duplicate };
+}
+
+/** A key's text as JSON decodes it (`"mod\u0065l"` is `model`): `open` and `end` are its quotes. */
+function keyText(buf: Buffer, open: number, end: number): string {
+  const text = buf.toString('utf8', open + 1, end);
+  if (!text.includes('\\')) return text;
+  try {
+    return JSON.parse(buf.toString('utf8', open, end + 1)) as string;
+  } catch {
+    // Not valid JSON: the parse that follows refuses the body.
+    return text;
+  }
 }
 
 /** The index of the quote that ends the string whose text starts at `from`; -1 when none does. */
@@ -82,7 +112,8 @@ function stringEnd(buf: Buffer, from: number): number {
  * before anything walks it recursively (serialising, redacting, describing the request); and,
  * given `maxContainers` (AIBRIDGE_MAX_JSON_CONTAINERS), one with more objects and arrays than
  * that before it is parsed: an empty object is two bytes of text and about 60 of heap, so a body
- * of them would cost the bridge some 30 times its size.
+ * of them would cost the bridge some 30 times its size. And one whose top-level object names a
+ * key twice: the bridge forwards the client's bytes, and another parser may keep the other value.
  */
 export function assertJsonDepth(
   raw: Uint8Array | string,
@@ -100,5 +131,12 @@ export function assertJsonDepth(
     throw new BridgeError(
       'invalid_json',
       `The request body holds more than ${maxContainers} objects and arrays (AIBRIDGE_MAX_JSON_CONTAINERS).`,
+    );
+  // Which of two values a parser keeps differs between parsers: the bridge would check, price and
+  // record one (`model`, `conversation`) while a provider's parser might act on the other.
+  if (shape.duplicate !== undefined)
+    throw new BridgeError(
+      'invalid_json',
+      `The request body names ${JSON.stringify(shape.duplicate.slice(0, 64))} more than once at its top level.`,
     );
 }

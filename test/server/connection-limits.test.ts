@@ -736,6 +736,43 @@ describe('connections and request reading: no member can stall or exhaust the br
       }
     }
 
+    it('a key named twice at the top level (two models, two conversations) gets 400 in each API shape; the provider is not contacted', async () => {
+      const dup: Record<keyof typeof routes, string> = {
+        // The bridge's parser keeps the last value; a provider's might keep the first.
+        messages: `{"model":"claude-opus-4-5",${MESSAGE().slice(1)}`,
+        chat: '{"model":"gpt-5","messages":[{"role":"user","content":"hi"}],"mod\\u0065l":"gpt-4o-mini"}',
+        responses: '{"model":"gpt-5","conversation":"conv_theirs","input":"hi","conversation":null}',
+      };
+      for (const api of ['messages', 'chat', 'responses'] as const) {
+        const upstream = api === 'messages' ? mock : openai;
+        const before = upstream.requests.length;
+        const res = await fetch(tb.url + routes[api], {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${key}`,
+            'anthropic-version': '2023-06-01',
+            'content-type': 'application/json',
+          },
+          body: dup[api],
+        });
+        const text = await res.text();
+        assert.equal(res.status, 400, `${api}: ${text.slice(0, 300)}`);
+        const json = JSON.parse(text) as { type?: string; error: { type: string; message: string } };
+        if (api === 'messages') assert.equal(json.type, 'error');
+        assert.equal(json.error.type, 'invalid_request_error');
+        assert.match(json.error.message, /names "(model|conversation)" more than once at its top level/);
+        assert.equal(res.headers.get('x-aibridge-error-code'), 'invalid_json');
+        assert.equal(upstream.requests.length, before, api);
+      }
+      // The same key inside a message, or a key's name inside a string, is no duplicate.
+      const ok = await fetch(tb.url + routes.messages, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+        body: MESSAGE({ metadata: { note: '","model":"x' } }),
+      });
+      assert.equal(ok.status, 200, await ok.text());
+    });
+
     it('passes a body nested exactly 128 levels deep', async () => {
       const res = await fetch(tb.url + routes.messages, {
         method: 'POST',
