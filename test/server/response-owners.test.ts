@@ -559,92 +559,78 @@ describe('stored conversations (Conversations API) go upstream only for admins',
   });
 });
 
-describe('stored Responses on two replicas sharing one PostgreSQL store', function () {
-  this.timeout(90_000);
-  let anthropic: AnthropicMock;
-  let mock: OpenAIMock;
-  let env: Record<string, string>;
-  let one: TestBridge;
-  let two: TestBridge;
-
+/** Two replicas on one fresh PostgreSQL database, before the OpenAI mock; started and stopped by the suite's hooks. */
+function replicaPair(database: string, extra: Record<string, string> = {}) {
+  const pair = {} as {
+    anthropic: AnthropicMock;
+    mock: OpenAIMock;
+    env: Record<string, string>;
+    one: TestBridge;
+    two: TestBridge;
+  };
   before(async () => {
-    anthropic = await new AnthropicMock().start();
-    mock = await new OpenAIMock().start();
-    env = {
-      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('response_owners'),
+    pair.anthropic = await new AnthropicMock().start();
+    pair.mock = await new OpenAIMock().start();
+    pair.env = {
+      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase(database),
       AIBRIDGE_KEY_HASH_SECRET: randomBytes(32).toString('base64url'),
-      AIBRIDGE_OPENAI_BASE_URL: mock.url,
+      AIBRIDGE_OPENAI_BASE_URL: pair.mock.url,
+      ...extra,
     };
-    one = await startBridge(anthropic.url, env);
-    two = await startBridge(anthropic.url, env, one.dataDir);
+    pair.one = await startBridge(pair.anthropic.url, pair.env);
+    pair.two = await startBridge(pair.anthropic.url, pair.env, pair.one.dataDir);
   });
   after(async () => {
-    await one?.close();
-    await two?.close();
-    await mock.stop();
-    await anthropic.stop();
+    await pair.one?.close();
+    await pair.two?.close();
+    await pair.mock?.stop();
+    await pair.anthropic?.stop();
   });
+  return pair;
+}
+
+describe('stored Responses on two replicas sharing one PostgreSQL store', function () {
+  this.timeout(90_000);
+  const r = replicaPair('response_owners');
 
   it('a response created on one replica is found on the other at once, and after a restart', async () => {
-    const a = await one.addUser('pg-owner@example.com');
-    const b = await one.addUser('pg-other@example.com');
+    const a = await r.one.addUser('pg-owner@example.com');
+    const b = await r.one.addUser('pg-other@example.com');
     for (const streamed of [true, false]) {
-      const id = await created(sdk(one, a.key), streamed);
+      const id = await created(sdk(r.one, a.key), streamed);
       // Right after the answer ended (AIBRIDGE_AUDIT_ACK=stored, PostgreSQL's default), no waiting.
-      const from = mock.requests.length;
-      await sdk(two, a.key).responses.create({ model: 'gpt-5', input: 'go on', previous_response_id: id });
-      await sdk(two, a.key).responses.retrieve(id);
-      for (const [what, call] of everyUse(sdk(two, b.key), id))
+      const from = r.mock.requests.length;
+      await sdk(r.two, a.key).responses.create({ model: 'gpt-5', input: 'go on', previous_response_id: id });
+      await sdk(r.two, a.key).responses.retrieve(id);
+      for (const [what, call] of everyUse(sdk(r.two, b.key), id))
         await refused(id, call).catch((err: unknown) => assert.fail(`${what}: ${String(err)}`));
-      assert.deepEqual(askedSince(mock, from), ['POST /v1/responses', `GET /v1/responses/${id}`]);
+      assert.deepEqual(askedSince(r.mock, from), ['POST /v1/responses', `GET /v1/responses/${id}`]);
 
-      const dataDir = two.dataDir;
-      await two.close();
-      two = await startBridge(anthropic.url, env, dataDir);
-      const after = mock.requests.length;
-      await refused(id, () => sdk(two, b.key).responses.retrieve(id));
-      await sdk(two, a.key).responses.retrieve(id);
-      assert.deepEqual(askedSince(mock, after), [`GET /v1/responses/${id}`]);
+      const dataDir = r.two.dataDir;
+      await r.two.close();
+      r.two = await startBridge(r.anthropic.url, r.env, dataDir);
+      const after = r.mock.requests.length;
+      await refused(id, () => sdk(r.two, b.key).responses.retrieve(id));
+      await sdk(r.two, a.key).responses.retrieve(id);
+      assert.deepEqual(askedSince(r.mock, after), [`GET /v1/responses/${id}`]);
     }
   });
 });
 
 describe('stored Responses on two replicas acking `sent`: owners are told, not only stored', function () {
   this.timeout(90_000);
-  let anthropic: AnthropicMock;
-  let mock: OpenAIMock;
-  let one: TestBridge;
-  let two: TestBridge;
-
-  before(async () => {
-    anthropic = await new AnthropicMock().start();
-    mock = await new OpenAIMock().start();
-    const env = {
-      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('response_owners_sent'),
-      AIBRIDGE_KEY_HASH_SECRET: randomBytes(32).toString('base64url'),
-      AIBRIDGE_OPENAI_BASE_URL: mock.url,
-      AIBRIDGE_AUDIT_ACK: 'sent',
-    };
-    one = await startBridge(anthropic.url, env);
-    two = await startBridge(anthropic.url, env, one.dataDir);
-  });
-  after(async () => {
-    await one?.close();
-    await two?.close();
-    await mock.stop();
-    await anthropic.stop();
-  });
+  const r = replicaPair('response_owners_sent', { AIBRIDGE_AUDIT_ACK: 'sent' });
 
   it('a follow-up sent to the other replica on response.completed, before the stream has ended or been recorded, goes through; another member is refused there', async () => {
-    const a = await one.addUser('told-owner@example.com');
-    const b = await one.addUser('told-other@example.com');
+    const a = await r.one.addUser('told-owner@example.com');
+    const b = await r.one.addUser('told-other@example.com');
     // Both replicas know both keys before anything is timed.
-    for (const tb of [one, two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
+    for (const tb of [r.one, r.two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
     // A quarter of a second of output, as a real stream takes (its response.created comes first),
     // and the provider's connection stays open after response.completed: the interception, and so
     // its record, ends only when it closes.
-    mock.next({ kind: 'drip', count: 5, delayMs: 50, lingerMs: 1500 });
-    const stream = await sdk(one, a.key).responses.create({
+    r.mock.next({ kind: 'drip', count: 5, delayMs: 50, lingerMs: 1500 });
+    const stream = await sdk(r.one, a.key).responses.create({
       model: 'gpt-5',
       input: 'remember this',
       stream: true,
@@ -656,12 +642,12 @@ describe('stored Responses on two replicas acking `sent`: owners are told, not o
       if (ev.type === 'response.completed') {
         id = ev.response.id;
         const named = id;
-        followUp = sdk(two, a.key).responses.create({
+        followUp = sdk(r.two, a.key).responses.create({
           model: 'gpt-5',
           input: 'go on',
           previous_response_id: named,
         });
-        foreign = refused(named, () => sdk(two, b.key).responses.retrieve(named));
+        foreign = refused(named, () => sdk(r.two, b.key).responses.retrieve(named));
         // Settled while the first stream is still open.
         await Promise.all([followUp, foreign]);
       }
