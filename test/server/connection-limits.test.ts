@@ -707,31 +707,37 @@ describe('connections and request reading: no member can stall or exhaust the br
       responses: '/openai/v1/responses',
     } as const;
 
+    /** Sends `text` to the API's route; asserts its 400 `invalid_json` in the API's shape, the provider not contacted. */
+    const refusedAsJson = async (api: keyof typeof routes, text: string, message: RegExp): Promise<void> => {
+      const upstream = api === 'messages' ? mock : openai;
+      const before = upstream.requests.length;
+      const res = await fetch(tb.url + routes[api], {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${key}`,
+          'anthropic-version': '2023-06-01',
+          'content-type': 'application/json',
+        },
+        body: text,
+      });
+      const answer = await res.text();
+      assert.equal(res.status, 400, `${api}: ${answer.slice(0, 300)}`);
+      const json = JSON.parse(answer) as {
+        type?: string;
+        error: { type: string; code?: string; message: string };
+      };
+      if (api === 'messages') assert.equal(json.type, 'error');
+      else assert.equal(json.error.code, 'invalid_json');
+      assert.equal(json.error.type, 'invalid_request_error');
+      assert.match(json.error.message, message);
+      assert.equal(res.headers.get('x-aibridge-error-code'), 'invalid_json');
+      assert.equal(upstream.requests.length, before, api);
+    };
+
     for (const api of ['messages', 'chat', 'responses'] as const) {
       for (const stream of [false, true]) {
         it(`${api}${stream ? ' (streamed)' : ''}: 100,000 levels get 400 in the API's shape; the provider is not contacted`, async () => {
-          const upstream = api === 'messages' ? mock : openai;
-          const before = upstream.requests.length;
-          const res = await fetch(tb.url + routes[api], {
-            method: 'POST',
-            headers: {
-              authorization: `Bearer ${key}`,
-              'anthropic-version': '2023-06-01',
-              'content-type': 'application/json',
-            },
-            body: body(api, stream, 100_000),
-          });
-          const text = await res.text();
-          assert.equal(res.status, 400, text.slice(0, 300));
-          const json = JSON.parse(text) as {
-            type?: string;
-            error: { type: string; code?: string; message: string };
-          };
-          if (api === 'messages') assert.equal(json.type, 'error');
-          else assert.equal(json.error.code, 'invalid_json');
-          assert.equal(json.error.type, 'invalid_request_error');
-          assert.match(json.error.message, /deeper than 128 levels/);
-          assert.equal(upstream.requests.length, before);
+          await refusedAsJson(api, body(api, stream, 100_000), /deeper than 128 levels/);
         });
       }
     }
@@ -743,27 +749,8 @@ describe('connections and request reading: no member can stall or exhaust the br
         chat: '{"model":"gpt-5","messages":[{"role":"user","content":"hi"}],"mod\\u0065l":"gpt-4o-mini"}',
         responses: '{"model":"gpt-5","conversation":"conv_theirs","input":"hi","conversation":null}',
       };
-      for (const api of ['messages', 'chat', 'responses'] as const) {
-        const upstream = api === 'messages' ? mock : openai;
-        const before = upstream.requests.length;
-        const res = await fetch(tb.url + routes[api], {
-          method: 'POST',
-          headers: {
-            authorization: `Bearer ${key}`,
-            'anthropic-version': '2023-06-01',
-            'content-type': 'application/json',
-          },
-          body: dup[api],
-        });
-        const text = await res.text();
-        assert.equal(res.status, 400, `${api}: ${text.slice(0, 300)}`);
-        const json = JSON.parse(text) as { type?: string; error: { type: string; message: string } };
-        if (api === 'messages') assert.equal(json.type, 'error');
-        assert.equal(json.error.type, 'invalid_request_error');
-        assert.match(json.error.message, /names "(model|conversation)" more than once at its top level/);
-        assert.equal(res.headers.get('x-aibridge-error-code'), 'invalid_json');
-        assert.equal(upstream.requests.length, before, api);
-      }
+      for (const api of ['messages', 'chat', 'responses'] as const)
+        await refusedAsJson(api, dup[api], /names "(model|conversation)" more than once at its top level/);
       // The same key inside a message, or a key's name inside a string, is no duplicate.
       const ok = await fetch(tb.url + routes.messages, {
         method: 'POST',
