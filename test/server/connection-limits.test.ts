@@ -782,8 +782,6 @@ describe('connections and request reading: no member can stall or exhaust the br
       // An empty item is 3 bytes of JSON and ~60 of heap: 11 million of them fit in the 32 MiB limit.
       const items = (n: number): string => `[${'{},'.repeat(n - 1)}{}]`;
       for (const api of ['messages', 'chat', 'responses'] as const) {
-        const upstream = api === 'messages' ? mock : openai;
-        const before = upstream.requests.length;
         const base = (
           api === 'messages'
             ? MESSAGE()
@@ -791,25 +789,11 @@ describe('connections and request reading: no member can stall or exhaust the br
               ? JSON.stringify({ model: 'gpt-5', messages: [{ role: 'user', content: 'hi' }] })
               : JSON.stringify({ model: 'gpt-5', input: 'hi' })
         ).slice(0, -1);
-        const res = await fetch(tb.url + routes[api], {
-          method: 'POST',
-          headers: {
-            authorization: `Bearer ${key}`,
-            'anthropic-version': '2023-06-01',
-            'content-type': 'application/json',
-          },
-          body: `${base},"padding":${items(2_000_000)}}`,
-        });
-        const json = (await res.json()) as { error: { type: string; code?: string; message: string } };
-        assert.equal(res.status, 400, api);
-        assert.equal(json.error.type, 'invalid_request_error', api);
-        if (api !== 'messages') assert.equal(json.error.code, 'invalid_json');
-        assert.match(
-          json.error.message,
-          /more than 250000 objects and arrays \(AIBRIDGE_MAX_JSON_CONTAINERS\)/,
+        await refusedAsJson(
           api,
+          `${base},"padding":${items(2_000_000)}}`,
+          /more than 250000 objects and arrays \(AIBRIDGE_MAX_JSON_CONTAINERS\)/,
         );
-        assert.equal(upstream.requests.length, before, api);
       }
       const ok = await fetch(tb.url + routes.messages, {
         method: 'POST',
