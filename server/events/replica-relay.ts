@@ -119,11 +119,12 @@ export function relayBetweenReplicas(d: ReplicaRelayDeps): () => void {
         return;
       // Keys and users are the authentication cache's (server/identity/auth-cache.ts), rate
       // counts the rate limiter's (server/spend/spend-plugin.ts), responses their owners'
-      // (server/audit/audit-plugin.ts).
+      // (server/audit/audit-plugin.ts), gateway calls the gateway's (server/gateway/gateway-plugin.ts).
       case 'key':
       case 'user':
       case 'rate':
       case 'response':
+      case 'gateway':
         return;
       default: {
         const never: never = change;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import type { CaptureLevel } from '../../shared/interception';
 import { Redactor } from '../audit/redact';
@@ -33,7 +34,20 @@ export function gatewayCapability(
     writes?: GatewayServerDeps['writes'];
   },
 ): GatewayCapability {
-  const { config, store, metrics, bus, log, clock } = core;
+  const { config, store, metrics, bus, log, clock, life } = core;
+  const slots = new CallSlots(config.mcp.gatewayCallsPerUser, () => clock.now());
+  if (store.shared && config.mcp.gatewayCallsPerUser > 0) {
+    // Replicas add up each user's running calls, so the cap is one across them (docs/mcp.md).
+    const replica = randomUUID();
+    const stopSharing = slots.share((counts) => store.broadcast({ kind: 'gateway', replica, counts }));
+    const unwatch = store.watch((change) => {
+      if (change.kind === 'gateway' && change.replica !== replica) slots.heard(change.replica, change.counts);
+    });
+    life.onClose('gateway call sharing', () => {
+      unwatch();
+      stopSharing();
+    });
+  }
   const inFlight = new InFlightCalls((n) => metrics.gatewayInFlight.set(n));
   const callLog = new GatewayCallLog({
     store,
@@ -51,7 +65,7 @@ export function gatewayCapability(
       hub: d.hub,
       log: callLog,
       inFlight,
-      slots: new CallSlots(config.mcp.gatewayCallsPerUser),
+      slots,
       callTimeoutMs: config.mcp.gatewayCallTimeoutMs,
       now: () => clock.now(),
       ...(d.judge ? { judge: d.judge } : {}),

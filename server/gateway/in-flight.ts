@@ -43,7 +43,7 @@ export interface GatewayServerDeps {
   hub: McpHub;
   log: GatewayCallLog;
   inFlight: InFlightCalls;
-  /** Each user's calls running on this replica, capped (AIBRIDGE_MCP_GATEWAY_CALLS_PER_USER). */
+  /** Each user's calls running, capped across replicas (AIBRIDGE_MCP_GATEWAY_CALLS_PER_USER). */
   slots: CallSlots;
   /** A gateway call's limit when the server sets none (AIBRIDGE_MCP_GATEWAY_CALL_TIMEOUT_MS). */
   callTimeoutMs: number;

@@ -142,6 +142,7 @@ export class AuthCache {
       case 'peers':
       case 'rate':
       case 'response':
+      case 'gateway':
         return;
       default: {
         // A new kind of change must be decided on here.

@@ -229,7 +229,12 @@ export type StoreChange =
    * soon as a replica knows (server/audit/response-owners.ts): a follow-up another replica serves
    * finds its owner before the record is stored. Sent only while other replicas are there.
    */
-  | { kind: 'response'; id: string; userId: string };
+  | { kind: 'response'; id: string; userId: string }
+  /**
+   * The MCP gateway calls a replica (`replica`, its own id) runs per user, repeated while they run
+   * (server/gateway/call-slots.ts); sent only while other replicas are there.
+   */
+  | { kind: 'gateway'; replica: string; counts: [userId: string, running: number][] };
 
 /**
  * Values the first bridge on a store sets and every later one compares its own against; never a

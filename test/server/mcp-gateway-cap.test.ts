@@ -18,6 +18,7 @@ import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { connectGateway } from '../helpers/gateway-client';
 import { InProcessMcpServer } from '../helpers/mcp-servers';
+import { testPostgres } from '../helpers/postgres';
 
 const CAP = 3;
 const TOO_MANY = { reason: 'too_many_calls', limit: CAP };
@@ -380,6 +381,69 @@ describe('the MCP gateway: calls one user may run at once (AIBRIDGE_MCP_GATEWAY_
   });
 });
 
+describe('the MCP gateway cap across two replicas on one PostgreSQL', function () {
+  this.timeout(60_000);
+  let upstream: AnthropicMock;
+  let mcp: Holding;
+  let a: TestBridge;
+  let b: TestBridge;
+  let alice: { key: string };
+  const clients: Client[] = [];
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    mcp = holdingServer();
+    await mcp.server.start();
+    const env = {
+      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('gateway_cap'),
+      AIBRIDGE_MCP_GATEWAY_CALLS_PER_USER: String(CAP),
+    };
+    a = await startBridge(upstream.url, env);
+    b = await startBridge(upstream.url, env, a.dataDir);
+    alice = await a.addUser('cap-replicas@example.com');
+    const put = await a.api('PUT', '/api/v1/mcp/servers/slow', a.adminKey, {
+      transport: { type: 'http', url: mcp.server.url },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    for (const tb of [a, b]) {
+      const c = await connect(tb.url, alice.key);
+      clients.push(c);
+      await eventually(async () => (await c.listTools()).tools.some((t) => t.name === 'slow__hold'), {
+        what: 'the server listed on both replicas',
+        timeoutMs: 5000,
+      });
+    }
+  });
+
+  after(async () => {
+    mcp?.release();
+    for (const c of clients) await c.close().catch(() => undefined);
+    await a?.close();
+    await b?.close();
+    await mcp?.server.stop();
+    await upstream?.stop();
+  });
+
+  it("holds a member's calls spread over both replicas to one cap; a slot freed on one is free on the other", async () => {
+    const [onA, onB] = clients as [Client, Client];
+    const hold = (c: Client, tag: string) => c.callTool({ name: 'slow__hold', arguments: { tag } });
+    const running = [hold(onA, 'r0'), hold(onA, 'r1'), hold(onB, 'r2')];
+    await eventually(() => mcp.count('r') === CAP, { what: `${CAP} calls running over two replicas` });
+    // Each replica repeats what it runs every 250 ms.
+    await new Promise((r) => setTimeout(r, 700));
+    for (const c of [onA, onB]) assert.deepEqual((await refusal(hold(c, 'over'))).data, TOO_MANY);
+    assert.equal(mcp.count('over'), 0, 'no call past the cap reached the server');
+    mcp.release();
+    for (const r of await Promise.all(running)) assert.match(text(r), /^held r\d$/);
+    await new Promise((r) => setTimeout(r, 700));
+    // All ended: each replica runs the whole cap again.
+    const again = [0, 1, 2].map((i) => hold(onB, `b${i}`));
+    await eventually(() => mcp.count('b') === CAP, { what: 'the cap free again on B' });
+    mcp.release();
+    await Promise.all(again);
+  });
+});
+
 describe('CallSlots and AIBRIDGE_MCP_GATEWAY_CALLS_PER_USER', () => {
   it('counts per user, frees a slot once however often it is freed, and 0 means no cap', () => {
     const slots = new CallSlots(2);
@@ -394,6 +458,48 @@ describe('CallSlots and AIBRIDGE_MCP_GATEWAY_CALLS_PER_USER', () => {
     assert.ok(slots.take('a'));
     const open = new CallSlots(0);
     for (let i = 0; i < 1000; i++) assert.ok(open.take('a'));
+  });
+
+  it('adds up what other replicas run (share / heard): one cap across them, never held by a replica that went quiet', async () => {
+    let now = 1_000_000;
+    const x = new CallSlots(3, () => now);
+    const y = new CallSlots(3, () => now);
+    const stops = [x.share((c) => y.heard('x', c), 5), y.share((c) => x.heard('y', c), 5)];
+    const tick = () => new Promise((r) => setTimeout(r, 30));
+    try {
+      const onX = [x.take('a'), x.take('a')];
+      const onY = y.take('a');
+      assert.ok(onX.every(Boolean) && onY);
+      await tick();
+      assert.equal(x.take('a'), undefined, 'two here and one there fill the cap of 3');
+      assert.equal(y.take('a'), undefined);
+      assert.ok(y.take('b'), "another user's calls are their own");
+      onX[0]!();
+      await tick();
+      const again = y.take('a');
+      assert.ok(again, 'a call that ended on X frees a slot on Y');
+      again();
+      await tick();
+    } finally {
+      for (const stop of stops) stop();
+    }
+    // A replica that stops repeating its count (killed) no longer holds anyone's slots.
+    const z = new CallSlots(2, () => now);
+    z.heard('dead', [['a', 2]]);
+    assert.equal(z.take('a'), undefined);
+    now += 1_001;
+    assert.ok(z.take('a'), 'its count went stale');
+    // What cannot be read is skipped; a count of 0 clears.
+    const w = new CallSlots(1, () => now);
+    for (const junk of [null, 'x', [[1, 2]], [['a', Number.NaN]], [['a', -1]]]) w.heard('r', junk);
+    w.heard(7, [['a', 1]]);
+    const first = w.take('a');
+    assert.ok(first);
+    first();
+    w.heard('r', [['a', 1]]);
+    assert.equal(w.take('a'), undefined);
+    w.heard('r', [['a', 0]]);
+    assert.ok(w.take('a'));
   });
 
   it('is 16 by default, 0 to switch it off, and anything else is refused at start', async () => {

@@ -269,7 +269,7 @@ describe('replicas on PostgreSQL: live events only while another replica is ther
     try {
       await feed.start();
       assert.equal(await sentNow('alone'), false, 'nobody there to hear them');
-      await hello('peer-new', ['rate', 'response']);
+      await hello('peer-new', ['rate', 'response', 'gateway']);
       await eventually(async () => feed.hasPeers, { what: 'the new peer heard', timeoutMs: 2000 });
       assert.equal(await sentNow('new-peer'), true);
       // A replica of an earlier version: its hello lists nothing, and it would log each as unhandled.

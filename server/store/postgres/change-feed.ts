@@ -43,7 +43,7 @@ interface Envelope {
  * Change kinds that replicas of earlier versions do not know. They are sent only while every
  * replica heard from has said in its hello that it reads them.
  */
-const NEWER_KINDS = ['rate', 'response'] as const;
+const NEWER_KINDS = ['rate', 'response', 'gateway'] as const;
 
 export interface ChangeFeedTiming {
   presenceMs: number;
@@ -275,12 +275,19 @@ export class ChangeFeed {
     // worth a NOTIFY.
     if (
       change.kind === 'peers' ||
-      ((change.kind === 'event' || change.kind === 'rate' || change.kind === 'response') &&
+      ((change.kind === 'event' ||
+        change.kind === 'rate' ||
+        change.kind === 'response' ||
+        change.kind === 'gateway') &&
         !this.peersPresent)
     )
       return;
     // Kinds an earlier version would log as unhandled wait until every replica there reads them.
-    if ((change.kind === 'rate' || change.kind === 'response') && !this.everyPeerReadsNewer()) return;
+    if (
+      (change.kind === 'rate' || change.kind === 'response' || change.kind === 'gateway') &&
+      !this.everyPeerReadsNewer()
+    )
+      return;
     // A response's owner is one per Responses request, like its events: it shares their notification.
     if (change.kind !== 'event' && change.kind !== 'response') {
       this.send(JSON.stringify(change)).catch((err: unknown) =>
