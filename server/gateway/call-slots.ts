@@ -1,3 +1,5 @@
+import { sendInChunks } from '../store/notify-chunks';
+
 /**
  * Gateway calls each user has running, at most `limit` each (AIBRIDGE_MCP_GATEWAY_CALLS_PER_USER;
  * 0: no cap). Each one holds an upstream MCP server's request until it ends: without a cap, one
@@ -72,7 +74,7 @@ export class CallSlots {
       this.changed = new Set();
       const out: [string, number][] = [...this.held];
       for (const u of changed) if (!this.held.has(u)) out.push([u, 0]);
-      for (let i = 0; i < out.length; i += SHARE_CHUNK) send(out.slice(i, i + SHARE_CHUNK));
+      sendInChunks(out, send);
       // What the others stopped repeating goes, so the map holds only calls running somewhere.
       const fresh = this.now() - REMOTE_TTL_MS;
       for (const [replica, users] of this.remote) {
@@ -114,5 +116,3 @@ export class CallSlots {
 export const CALL_SHARE_MS = 250;
 /** A count another replica has not repeated for this long is no longer counted (it stopped, or died). */
 const REMOTE_TTL_MS = 4 * CALL_SHARE_MS;
-/** Users per notification: ids of ~24 characters, well inside an inline NOTIFY. */
-const SHARE_CHUNK = 100;

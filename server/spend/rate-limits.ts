@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { RateLimit, RateLimitScope } from '../../shared/spend';
 import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
+import { sendInChunks } from '../store/notify-chunks';
 import type { RateCount, Store } from '../store/types';
 
 const WINDOW_MS = 60_000;
@@ -11,12 +12,6 @@ const WINDOW_MS = 60_000;
  * far a limit can be overrun, across replicas, by a member whose requests are spread over them.
  */
 export const RATE_SHARE_MS = 250;
-
-/**
- * Bytes of window entries per notification, about: each stays inside what the change feed sends
- * inline in one NOTIFY (7,000 bytes with its envelope) rather than through a table.
- */
-const SHARE_CHUNK_BYTES = 6_000;
 
 /** Timestamps (and amounts) of the last minute, oldest first. */
 class Window {
@@ -220,20 +215,10 @@ export class RateLimiter {
       const unshared = this.unshared;
       if (!unshared || unshared.size === 0) return;
       this.unshared = new Map();
-      let chunk: RateCount[] = [];
-      let bytes = 0;
-      for (const [id, c] of unshared) {
-        // The entry as JSON: the id quoted, two numbers of up to 15 digits, brackets and commas.
-        const size = id.length + 36;
-        if (chunk.length > 0 && bytes + size > SHARE_CHUNK_BYTES) {
-          send(chunk);
-          chunk = [];
-          bytes = 0;
-        }
-        chunk.push([id, c.requests, c.tokens]);
-        bytes += size;
-      }
-      if (chunk.length > 0) send(chunk);
+      sendInChunks(
+        Array.from(unshared, ([id, c]): RateCount => [id, c.requests, c.tokens]),
+        send,
+      );
     };
     const timer = setInterval(flush, everyMs);
     timer.unref();

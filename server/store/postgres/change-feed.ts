@@ -268,26 +268,16 @@ export class ChangeFeed {
    * Sends a change to the other replicas; never throws (a failure is reported to onError). Live
    * events wait up to EVENT_BATCH_MS to share a notification; key, user and document changes,
    * which caches depend on, go at once and alone (as every earlier version sends and reads them),
-   * and so do rate counts, which the rate limiter already gathers (RATE_SHARE_MS).
+   * and so do rate counts and gateway calls, which their senders already gather every 250 ms.
    */
   notify(change: StoreChange): void {
-    // Presence is this replica's own news; events and rate counts with nobody to hear them are not
-    // worth a NOTIFY.
-    if (
-      change.kind === 'peers' ||
-      ((change.kind === 'event' ||
-        change.kind === 'rate' ||
-        change.kind === 'response' ||
-        change.kind === 'gateway') &&
-        !this.peersPresent)
-    )
-      return;
+    // Presence is this replica's own news; events and the newer kinds with nobody to hear them are
+    // not worth a NOTIFY.
+    if (change.kind === 'peers') return;
+    const newer = (NEWER_KINDS as readonly string[]).includes(change.kind);
+    if ((change.kind === 'event' || newer) && !this.peersPresent) return;
     // Kinds an earlier version would log as unhandled wait until every replica there reads them.
-    if (
-      (change.kind === 'rate' || change.kind === 'response' || change.kind === 'gateway') &&
-      !this.everyPeerReadsNewer()
-    )
-      return;
+    if (newer && !this.everyPeerReadsNewer()) return;
     // A response's owner is one per Responses request, like its events: it shares their notification.
     if (change.kind !== 'event' && change.kind !== 'response') {
       this.send(JSON.stringify(change)).catch((err: unknown) =>
