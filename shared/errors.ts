@@ -85,6 +85,10 @@ export const ERROR_CODES = {
     status: 404,
     message: 'No stored conversation with that id is open to the caller.',
   },
+  item_not_found: {
+    status: 404,
+    message: "No stored item with that id is the caller's.",
+  },
   mcp_server_not_found: { status: 404, message: 'No MCP server with that name.' },
   provider_not_found: { status: 404, message: 'No provider instance with that name.' },
   provider_key_not_found: { status: 404, message: 'The provider instance has no key with that name.' },

@@ -237,6 +237,13 @@ export interface Interception {
    * bridge (docs/security.md). Absent: the answer named none.
    */
   responseId?: string;
+  /**
+   * The ids of the stored answer's output items (`msg_…`, `rs_…`, `fc_…`), when the provider stored
+   * it (not `store: false`): the record makes them this user's, and only they may name one in a
+   * later request's `input` (`item_reference`, a bare reasoning item; docs/security.md). At most
+   * 512, each at most 256 characters. Absent: the answer stored none.
+   */
+  responseItems?: string[];
   /** Secrets blanked out before the record was stored: what kind, in which field, how many. Never the values. */
   redactions: { kind: string; field: string; count: number }[];
   /** The level this record was captured at. */

@@ -37,12 +37,14 @@ export async function auditCapability(
   recorder.onFinished((rec) => responseOwners.note(rec));
   // And as soon as a stream names it: a client may continue it on `response.completed`, before
   // the provider closes the stream and the interception finishes.
-  recorder.onResponseNamed((userId, id) => responseOwners.noteNamed(userId, id));
+  recorder.onResponseNamed((userId, id, items) => responseOwners.noteNamed(userId, id, items));
   if (store.shared) {
     // The other replicas hear of each response as this one notes it (docs/security.md).
-    responseOwners.shareWith((id, userId) => store.broadcast({ kind: 'response', id, userId }));
+    responseOwners.shareWith((id, userId, items) =>
+      store.broadcast(items ? { kind: 'response', id, userId, items } : { kind: 'response', id, userId }),
+    );
     const unwatch = store.watch((change) => {
-      if (change.kind === 'response') responseOwners.heard(change.id, change.userId);
+      if (change.kind === 'response') responseOwners.heard(change.id, change.userId, change.items);
     });
     life.onClose('response owners', unwatch);
   }

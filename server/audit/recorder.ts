@@ -57,6 +57,7 @@ const REFUSED_BEFORE_UPSTREAM: ReadonlySet<string> = new Set<ErrorCode>([
   'server_busy',
   'response_not_found',
   'conversation_not_found',
+  'item_not_found',
 ]);
 
 /** Whether the interception ended with the bridge's refusal, before the provider saw anything. */
@@ -116,7 +117,7 @@ const RETRIES_BEFORE_SET_ASIDE = 3;
 export class Recorder {
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly finishListeners: ((rec: NewInterception) => void)[] = [];
-  private readonly responseListeners: ((userId: string, responseId: string) => void)[] = [];
+  private readonly responseListeners: ((userId: string, responseId: string, items?: string[]) => void)[] = [];
   private readonly retryQueue: NewInterception[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private retrying: Promise<void> | undefined;
@@ -151,7 +152,7 @@ export class Recorder {
   }
 
   /** Called as a stream names the response it is answering with, long before it finishes. */
-  onResponseNamed(listener: (userId: string, responseId: string) => void): void {
+  onResponseNamed(listener: (userId: string, responseId: string, items?: string[]) => void): void {
     this.responseListeners.push(listener);
   }
 
@@ -159,11 +160,12 @@ export class Recorder {
    * The provider named the stored response a stream is answering with (Responses'
    * `response.created`): it is the caller's from now, not only once the interception finishes. A
    * client may continue it as soon as `response.completed` reaches it, before the provider closes
-   * the stream and the record is finished.
+   * the stream and the record is finished. Named again with `items` once the stream completes it
+   * (its stored output items), which the client may name in that follow-up.
    */
-  responseNamed(start: InterceptionStart, responseId: string): void {
+  responseNamed(start: InterceptionStart, responseId: string, items?: string[]): void {
     if (!ownedResponse(responseId)) return;
-    for (const l of this.responseListeners) l(start.principal.user.id, responseId);
+    for (const l of this.responseListeners) l(start.principal.user.id, responseId, items);
   }
 
   /**
@@ -255,6 +257,7 @@ export class Recorder {
       error: this.redactedError(end.error ?? end.response?.error ?? null, redactions),
       upstreamRequestId: end.upstreamRequestId,
       ...(ownedResponse(end.response?.responseId) ? { responseId: end.response!.responseId! } : {}),
+      ...(end.response?.responseItems ? { responseItems: end.response.responseItems } : {}),
       redactions,
       ...(start.request.cache ? { cacheKey: start.request.cache.fingerprint } : {}),
       // Present only when there is something to say, so a record without failover is as before.

@@ -12,6 +12,20 @@ export type ResponseStanding = 'own' | 'foreign' | 'unknown';
  */
 export const RECENT_RESPONSE_OWNERS = 50_000;
 
+/** Output item ids kept in memory per replica (a few per stored answer), newest last. */
+export const RECENT_ITEM_OWNERS = 150_000;
+
+/** The item ids a replica tells the others with a response: the rest they look up if named. */
+const ITEMS_TOLD = 64;
+
+/**
+ * What OpenAI answers for an input item naming a stored item it does not know; one the caller may
+ * not use gets the same. `cause` as responseNotFound's.
+ */
+export function itemNotFound(id: string, standing: ResponseStanding): BridgeError {
+  return new BridgeError('item_not_found', `Item with id '${id}' not found.`, { cause: standing });
+}
+
 /**
  * What OpenAI answers for an id it does not know; an id the caller may not use gets the same.
  * `cause` says why, for the bridge's log only: `foreign` or `unknown`.
@@ -44,20 +58,45 @@ export function conversationNotFound(id: string, standing: ResponseStanding): Br
 export class ResponseOwners {
   /** Response id → user id, oldest first (a Map keeps insertion order: the first key is evicted). */
   private readonly recent = new Map<string, string>();
+  /** Output item id → user id, oldest first, as `recent`. */
+  private readonly items = new Map<string, string>();
 
   constructor(
-    private readonly store: Pick<Store, 'responseOwner'>,
+    private readonly store: Pick<Store, 'responseOwner' | 'responseItemOwners'>,
     private readonly limit = RECENT_RESPONSE_OWNERS,
+    private readonly itemLimit = RECENT_ITEM_OWNERS,
   ) {}
 
-  /** Notes a finished record's response as its user's (a `Recorder.onFinished` listener). */
+  /**
+   * Notes a finished record's response, and its stored output items, as its user's (a
+   * `Recorder.onFinished` listener).
+   */
   note(rec: NewInterception): void {
-    if (rec.responseId !== undefined) this.remember(rec.responseId, rec.userId);
+    if (rec.responseId !== undefined) this.noteItems(rec.responseId, rec.userId, rec.responseItems);
+    else for (const item of rec.responseItems ?? []) this.rememberItem(item, rec.userId);
   }
 
-  /** Notes a response a stream named as its caller's (a `Recorder.onResponseNamed` listener). */
-  noteNamed(userId: string, id: string): void {
-    this.remember(id, userId);
+  /**
+   * A response as its user's, and its items; told to the other replicas once without items and
+   * once with them (the stream's start names the response, its end the items; a record both).
+   */
+  private noteItems(id: string, userId: string, items: string[] | undefined): void {
+    if (items === undefined) {
+      this.remember(id, userId);
+      return;
+    }
+    const fresh = items.some((item) => this.items.get(item) !== userId);
+    this.remember(id, userId, false);
+    for (const item of items) this.rememberItem(item, userId);
+    if (fresh) this.tell?.(id, userId, items.slice(0, ITEMS_TOLD));
+  }
+
+  /**
+   * Notes a response a stream named as its caller's, and with `items` the stored output items it
+   * completed with (a `Recorder.onResponseNamed` listener).
+   */
+  noteNamed(userId: string, id: string, items?: string[]): void {
+    this.noteItems(id, userId, items);
   }
 
   /**
@@ -65,17 +104,30 @@ export class ResponseOwners {
    * see a streamed one): a follow-up they serve then finds its owner in memory, before the record
    * is stored (AIBRIDGE_AUDIT_ACK=sent) or the stream has ended.
    */
-  shareWith(tell: (id: string, userId: string) => void): void {
+  shareWith(tell: (id: string, userId: string, items?: string[]) => void): void {
     this.tell = tell;
   }
 
-  private tell: ((id: string, userId: string) => void) | undefined;
+  private tell: ((id: string, userId: string, items?: string[]) => void) | undefined;
 
-  /** Another replica's response (`shareWith`): noted as this replica's own notes are, not told on. */
-  heard(id: unknown, userId: unknown): void {
+  /**
+   * Another replica's response, and the first of its stored items (`shareWith`): noted as this
+   * replica's own notes are, not told on.
+   */
+  heard(id: unknown, userId: unknown, items?: unknown): void {
     if (typeof id !== 'string' || typeof userId !== 'string') return;
     if (id.length === 0 || id.length > MAX_RESPONSE_ID_CHARS) return;
     this.remember(id, userId, false);
+    if (!Array.isArray(items)) return;
+    for (const item of items.slice(0, ITEMS_TOLD) as unknown[])
+      if (typeof item === 'string' && item.length > 0 && item.length <= MAX_RESPONSE_ID_CHARS)
+        this.rememberItem(item, userId);
+  }
+
+  private rememberItem(id: string, userId: string): void {
+    this.items.delete(id);
+    this.items.set(id, userId);
+    if (this.items.size > this.itemLimit) this.items.delete(this.items.keys().next().value!);
   }
 
   private remember(id: string, userId: string, tell = true): void {
@@ -125,6 +177,44 @@ export class ResponseOwners {
    */
   checkConversation(id: string, principal: Principal): void {
     allowed('unknown', id, principal, conversationNotFound);
+  }
+
+  /**
+   * Refuses (`item_not_found`, as OpenAI answers an unknown item) a request whose input names by
+   * id alone a stored item that is not an output item of the caller's own stored answers: another
+   * user's, or, unless the caller is an admin, one the bridge never saw (the rule for a response
+   * id). Memory answers most; the rest take one store lookup together.
+   */
+  checkItems(ids: readonly string[], principal: Principal): void | Promise<void> {
+    const userId = principal.user.id;
+    const unknown: string[] = [];
+    for (const id of ids) {
+      const owner = this.items.get(id);
+      if (owner === undefined) {
+        // Longer than any id the recorder keeps: no record can hold it, no lookup needed.
+        if (id.length === 0 || id.length > MAX_RESPONSE_ID_CHARS)
+          allowed('unknown', id, principal, itemNotFound);
+        else unknown.push(id);
+      } else allowed(owner === userId ? 'own' : 'foreign', id, principal, itemNotFound);
+    }
+    if (unknown.length === 0) return;
+    return this.store.responseItemOwners(unknown).then(
+      (owners) => {
+        for (const id of unknown) {
+          const owner = owners.get(id);
+          if (owner !== undefined) this.rememberItem(id, owner);
+          allowed(
+            owner === undefined ? 'unknown' : owner === userId ? 'own' : 'foreign',
+            id,
+            principal,
+            itemNotFound,
+          );
+        }
+      },
+      (err: unknown) => {
+        throw isBridgeError(err) ? err : new BridgeError('store_unavailable', undefined, { cause: err });
+      },
+    );
   }
 }
 

@@ -44,6 +44,12 @@ export interface RequestFacts {
    * (server/audit/response-owners.ts).
    */
   conversation?: string;
+  /**
+   * Stored items this request's input names by id alone (Responses' `item_reference`, a reasoning
+   * item without its `encrypted_content`), which the provider reads from storage: each must be an
+   * output item of one of the caller's own stored answers (server/audit/response-owners.ts).
+   */
+  references?: string[];
 }
 
 /** A request's cache fingerprint, and the hash of any prefix of its messages (kept only while it runs). */
@@ -78,6 +84,11 @@ export interface ResponseFacts {
    * as the caller's, so only they may read, delete or continue it (server/audit/response-owners.ts).
    */
   responseId?: string;
+  /**
+   * The ids of the stored answer's output items, when the provider stored it (not `store: false`):
+   * recorded as the caller's, so only they may name one in a later request's input.
+   */
+  responseItems?: string[];
 }
 
 /** What is known of an interception when its request is accepted. */

@@ -192,6 +192,59 @@ export function conversationMalformed(field: string, value: unknown): string | u
   return `\`${field}\` must be a conversation id, an object with the id as \`id\`, or null.`;
 }
 
+/**
+ * The most stored items one request may name by reference. An agent's long history referenced item
+ * by item stays well under it; each beyond what memory knows costs an owner lookup.
+ */
+export const MAX_INPUT_REFERENCES = 2048;
+
+/**
+ * The id by which a Responses input item makes the provider read a stored item, or undefined when
+ * it carries its own content: an `item_reference` (whose `type` is optional: `{"id": …}` alone is
+ * one), or a reasoning item without its `encrypted_content` (the provider fetches the reasoning it
+ * stored). An id that is not a string is returned as it is, for referencesMalformed to refuse.
+ */
+function referenceOf(item: unknown): unknown {
+  if (!isObject(item) || item.id === undefined) return undefined;
+  const t = item.type;
+  if (t === 'item_reference' || ((t === undefined || t === null) && item.role === undefined)) return item.id;
+  if (t === 'reasoning' && (item.encrypted_content === undefined || item.encrypted_content === null))
+    return item.id;
+  return undefined;
+}
+
+/** The stored items a Responses `input` names by id alone (referenceOf), each once. */
+export function inputReferences(input: unknown): string[] | undefined {
+  if (!Array.isArray(input)) return undefined;
+  let ids: Set<string> | undefined;
+  for (const item of input as unknown[]) {
+    const id = referenceOf(item);
+    if (typeof id !== 'string') continue;
+    // Most inputs name none: no set for them.
+    if (ids === undefined) ids = new Set();
+    ids.add(id);
+  }
+  return ids === undefined ? undefined : [...ids];
+}
+
+/**
+ * Why a Responses `input`'s references are refused before they are checked: one whose id is not a
+ * string (a lenient server might still read it as one), or more than MAX_INPUT_REFERENCES.
+ */
+export function referencesMalformed(input: unknown): string | undefined {
+  if (!Array.isArray(input)) return undefined;
+  let n = 0;
+  for (const item of input as unknown[]) {
+    const id = referenceOf(item);
+    if (id === undefined) continue;
+    if (typeof id !== 'string')
+      return 'An input item that names a stored item (`item_reference`, or a reasoning item without `encrypted_content`) must give its `id` as a string.';
+    if (++n > MAX_INPUT_REFERENCES)
+      return `The bridge accepts at most ${MAX_INPUT_REFERENCES} input items that name a stored item by id in one request; send the items themselves.`;
+  }
+  return undefined;
+}
+
 /** Server-side tools run by the provider, whose results add input the body does not show. */
 const SERVER_TOOL =
   /^(web_search|web_fetch|code_execution|code_interpreter|file_search|computer|bash_|text_editor|image_generation|mcp$)/;

@@ -28,6 +28,11 @@ export interface StreamMeter {
    * soon as `response.completed` arrives, before the stream closes (server/audit/response-owners.ts).
    */
   responseId?(): string | null;
+  /**
+   * The stored answer's output item ids once the stream has completed it (its terminal event), or
+   * null before: noted as the caller's then, for the same reason (an empty list: none stored).
+   */
+  completedItems?(): string[] | null;
 }
 
 /** The request as it goes upstream. */
@@ -111,6 +116,12 @@ export interface PassthroughRoute {
    * no bridge route creates one (docs/security.md).
    */
   readonly conversationField?: string;
+  /**
+   * A body field holding Responses input items, which may name stored items by id alone
+   * (`item_reference`, a reasoning item without `encrypted_content`): forwarded only when each is an
+   * output item of the caller's own stored answers, as on the metered route (docs/security.md).
+   */
+  readonly inputField?: string;
 }
 
 /**

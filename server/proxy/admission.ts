@@ -77,19 +77,20 @@ export function auditAccepting(accepting: () => boolean): AdmissionGate {
  * Checked before governance, so a refused request reserves no budget.
  */
 export function continuesOwnResponse(
-  owners: Pick<ResponseOwners, 'check' | 'checkConversation'>,
+  owners: Pick<ResponseOwners, 'check' | 'checkConversation' | 'checkItems'>,
   keyScopesStoredState: boolean,
 ): AdmissionGate {
   return (t, next) => {
-    const { continues: id, conversation } = t.start.request;
+    const { continues: id, conversation, references } = t.start.request;
     // Sent with the user's own key, a provider that keeps state per key (keyScopesStoredState)
     // itself holds the response (and the conversation) to that key's owner.
-    if (id === undefined && conversation === undefined) return next();
+    if (id === undefined && conversation === undefined && references === undefined) return next();
     if (t.start.billedTo === 'user' && keyScopesStoredState) return next();
     if (conversation !== undefined) owners.checkConversation(conversation, t.start.principal);
-    if (id === undefined) return next();
-    const pending = owners.check(id, t.start.principal);
-    return pending ? pending.then(next) : next();
+    const items = references === undefined ? undefined : owners.checkItems(references, t.start.principal);
+    const response = id === undefined ? undefined : owners.check(id, t.start.principal);
+    if (items === undefined && response === undefined) return next();
+    return Promise.all([items, response]).then(next);
   };
 }
 

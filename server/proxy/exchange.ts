@@ -1127,6 +1127,8 @@ export class Exchange {
     const progress = meter ? this.deps.events?.progress(round.start) : undefined;
     // The stored response the stream answers with, noted as the caller's once it is named.
     let named = meter?.responseId === undefined;
+    // And its stored items, once the stream completes it: a client may name them on that event.
+    let itemsNamed = meter?.completedItems === undefined;
     const parser = meter
       ? createParser({
           onEvent: (e) => {
@@ -1139,6 +1141,14 @@ export class Exchange {
               if (id !== null) {
                 named = true;
                 this.deps.recorder.responseNamed(round.start, id);
+              }
+            }
+            if (!itemsNamed) {
+              const items = meter.completedItems!();
+              if (items !== null) {
+                itemsNamed = true;
+                const id = meter.responseId?.() ?? null;
+                if (id !== null && items.length > 0) this.deps.recorder.responseNamed(round.start, id, items);
               }
             }
             if (!verdict) return;

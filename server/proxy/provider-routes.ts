@@ -10,7 +10,13 @@ import { baseUrlHint } from '../http/base-url-hint';
 import type { BodyBudget } from '../http/body-budget';
 import { assertJsonDepth } from '../http/json-depth';
 import { type Authenticator, credentialFrom } from '../identity/auth';
-import { conversationIdOf, conversationMalformed, isObject } from '../providers/common';
+import {
+  conversationIdOf,
+  conversationMalformed,
+  inputReferences,
+  isObject,
+  referencesMalformed,
+} from '../providers/common';
 import type { JsonObject, PassthroughRoute, ProviderAdapter } from '../providers/types';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
@@ -59,7 +65,7 @@ export interface ProviderRouteDeps {
    * Who created each stored response: a passthrough that names one is forwarded only for them (one
    * that names a stored conversation, only for an admin).
    */
-  responseOwners: Pick<ResponseOwners, 'check' | 'checkConversation'>;
+  responseOwners: Pick<ResponseOwners, 'check' | 'checkConversation' | 'checkItems'>;
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -308,10 +314,14 @@ async function handle(
   return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
 }
 
-/** The stored state a passthrough names: a response (`resp_…`), a conversation (`conv_…`), or both. */
+/**
+ * The stored state a passthrough names: a response (`resp_…`), a conversation (`conv_…`), stored
+ * items (`references`), or several.
+ */
 interface StoredState {
   response?: string;
   conversation?: string;
+  references?: string[];
 }
 
 /**
@@ -331,9 +341,13 @@ function storedStateNamed(
     // Decodable: a segment that is not was refused with the dot segments (hasDotSegment).
     return { response: decodeURIComponent(path.split('/')[at] ?? '') };
   }
-  const { continuesField, conversationField } = route;
+  const { continuesField, conversationField, inputField } = route;
   // No body names nothing (the provider answers for itself what an empty count means).
-  if ((continuesField === undefined && conversationField === undefined) || !raw || raw.length === 0)
+  if (
+    (continuesField === undefined && conversationField === undefined && inputField === undefined) ||
+    !raw ||
+    raw.length === 0
+  )
     return undefined;
   const body = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers);
   const named = continuesField === undefined ? undefined : body[continuesField];
@@ -350,7 +364,15 @@ function storedStateNamed(
     const conversation = conversationIdOf(body[conversationField]);
     if (conversation !== undefined) stored.conversation = conversation;
   }
-  return stored.response === undefined && stored.conversation === undefined ? undefined : stored;
+  if (inputField !== undefined) {
+    const malformed = referencesMalformed(body[inputField]);
+    if (malformed !== undefined) throw new BridgeError('unsupported_parameter', malformed);
+    const references = inputReferences(body[inputField]);
+    if (references !== undefined) stored.references = references;
+  }
+  return stored.response === undefined && stored.conversation === undefined && stored.references === undefined
+    ? undefined
+    : stored;
 }
 
 /**
@@ -369,9 +391,16 @@ async function ownStateOnly(
   try {
     if (stored.conversation !== undefined)
       deps.responseOwners.checkConversation(stored.conversation, req.principal!);
+    if (stored.references !== undefined)
+      await deps.responseOwners.checkItems(stored.references, req.principal!);
     if (stored.response !== undefined) await deps.responseOwners.check(stored.response, req.principal!);
   } catch (err) {
-    if (isBridgeError(err) && (err.code === 'response_not_found' || err.code === 'conversation_not_found'))
+    if (
+      isBridgeError(err) &&
+      (err.code === 'response_not_found' ||
+        err.code === 'conversation_not_found' ||
+        err.code === 'item_not_found')
+    )
       req.log.info(
         {
           method: req.method,

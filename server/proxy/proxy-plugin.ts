@@ -60,7 +60,7 @@ export function proxyCapability(
      * Who created each stored response: only they may read, delete or continue it (and only admins
      * may name a stored conversation, which no bridge route creates).
      */
-    responseOwners: Pick<ResponseOwners, 'check' | 'checkConversation'>;
+    responseOwners: Pick<ResponseOwners, 'check' | 'checkConversation' | 'checkItems'>;
   },
 ): ProxyCapability {
   const { config, metrics, clock, life } = core;

@@ -229,7 +229,7 @@ export type StoreChange =
    * soon as a replica knows (server/audit/response-owners.ts): a follow-up another replica serves
    * finds its owner before the record is stored. Sent only while other replicas are there.
    */
-  | { kind: 'response'; id: string; userId: string }
+  | { kind: 'response'; id: string; userId: string; items?: string[] }
   /**
    * The MCP gateway calls a replica (`replica`, its own id) runs per user, repeated while they run
    * (server/gateway/call-slots.ts); sent only while other replicas are there.
@@ -306,6 +306,13 @@ export interface Store {
    * continue a stored response (server/audit/response-owners.ts).
    */
   responseOwner(responseId: string): Promise<string | undefined>;
+  /**
+   * For each of `ids` that an output item of a kept record's stored answer has
+   * (`responseItems`), the user whose record it is (the newest such record's): who may name that
+   * item in a request's input (server/audit/response-owners.ts). Ids no record holds are absent.
+   * Indexed, never a scan of the records.
+   */
+  responseItemOwners(ids: readonly string[]): Promise<Map<string, string>>;
   /**
    * Every matching record, oldest first, exactly as stored (for exports and chain verification).
    * Streams: holds only what it is yielding, however many records match.

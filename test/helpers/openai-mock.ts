@@ -179,7 +179,12 @@ export class OpenAIMock {
       return;
     }
     if (req.method === 'POST' && (path === '/v1/chat/completions' || path === '/v1/responses')) {
-      let body: { model?: string; stream?: boolean; stream_options?: { include_usage?: boolean } };
+      let body: {
+        model?: string;
+        stream?: boolean;
+        stream_options?: { include_usage?: boolean };
+        store?: boolean;
+      };
       try {
         body = JSON.parse(seen.body);
       } catch {
@@ -197,7 +202,7 @@ export class OpenAIMock {
       const model = body.model ?? 'gpt-5';
       if (path === '/v1/chat/completions')
         return this.chat(res, s, model, body.stream === true, body.stream_options?.include_usage === true);
-      return this.responses(res, s, model, body.stream === true);
+      return this.responses(res, s, model, body.stream === true, body.store !== false);
     }
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ method: req.method, url: seen.url }));
@@ -331,14 +336,17 @@ export class OpenAIMock {
     s: OpenAIScenario,
     model: string,
     stream: boolean,
+    store = true,
   ): Promise<void> {
     const id = `resp_${randomUUID().replaceAll('-', '')}`;
+    // Every item has an id of its own, as OpenAI's do: a stored one can be named in a later input.
+    const itemId = (prefix: string): string => `${prefix}_${randomUUID().replaceAll('-', '')}`;
     const usage = ('usage' in s && s.usage) || OPENAI_USAGE;
     const output: Record<string, unknown>[] = [];
     if (s.kind === 'tool') {
       output.push({
         type: 'function_call',
-        id: 'fc_mock_1',
+        id: itemId('fc'),
         call_id: 'call_mock_1',
         name: s.name,
         arguments: JSON.stringify(s.arguments),
@@ -397,7 +405,7 @@ export class OpenAIMock {
       const text = s.kind === 'text' && s.text ? s.text : OPENAI_TEXT;
       output.push({
         type: 'message',
-        id: 'msg_mock_1',
+        id: itemId('msg'),
         status: 'completed',
         role: 'assistant',
         content: [{ type: 'output_text', text, annotations: [], logprobs: [] }],
@@ -416,6 +424,7 @@ export class OpenAIMock {
       parallel_tool_calls: true,
       tool_choice: 'auto',
       tools: [],
+      store,
       usage: withUsage ? responsesUsage(usage) : null,
       metadata: {},
     });

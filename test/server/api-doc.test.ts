@@ -49,6 +49,7 @@ const RECORD_FIELDS: Record<keyof Interception, true> = {
   error: true,
   upstreamRequestId: true,
   responseId: true,
+  responseItems: true,
   redactions: true,
   capture: true,
   toolResults: true,

@@ -306,6 +306,37 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal((await store.getInterception('int_000001'))?.responseId, 'resp_2');
       });
 
+      it('finds who owns each stored output item, the newest record first, in one call, across a restart', async () => {
+        assert.deepEqual(
+          await store.responseItemOwners(['msg_1']),
+          new Map(),
+          'an empty store knows no item',
+        );
+        await store.appendInterception(
+          newRecord(0, { responseId: 'resp_1', responseItems: ['msg_1', 'rs_1'] }),
+        );
+        await store.appendInterception(
+          newRecord(1, { responseId: 'resp_2', responseItems: ['msg_2', 'fc\u0000x'] }),
+        );
+        await store.appendInterception(newRecord(2, { responseId: 'resp_3' }));
+        const expected = new Map([
+          ['msg_1', 'usr_a'],
+          ['rs_1', 'usr_a'],
+          ['msg_2', 'usr_b'],
+          ['fc\u0000x', 'usr_b'],
+        ]);
+        const asked = ['msg_1', 'rs_1', 'msg_2', 'fc\u0000x', 'msg_3', 'resp_1', ''];
+        assert.deepEqual(await store.responseItemOwners(asked), expected);
+        assert.equal((await store.getInterception('int_000000'))?.responseItems?.join(), 'msg_1,rs_1');
+        // An upstream that hands an id out twice: the newest record says whose it is.
+        await store.appendInterception(newRecord(3, { responseItems: ['msg_1'] }));
+        expected.set('msg_1', 'usr_b');
+        assert.deepEqual(await store.responseItemOwners(asked), expected);
+        await restart();
+        assert.deepEqual(await store.responseItemOwners(asked), expected);
+        assert.deepEqual(await store.responseItemOwners([]), new Map());
+      });
+
       it('keeps text a database might not: NUL, emoji, long prompts, nested values', async () => {
         const rec = newRecord(1, {
           prompt: `a\u0000b 🦀 ${'x'.repeat(70_000)}`,

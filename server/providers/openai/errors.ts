@@ -11,7 +11,14 @@ function errorType(status: number): string {
  * another user, or a stored conversation, answers as an unknown id, so its existence is not
  * revealed): OpenAI sends no code. `x-aibridge-error-code` still names the bridge's.
  */
-const AS_OPENAI: ReadonlySet<string> = new Set(['response_not_found', 'conversation_not_found']);
+const AS_OPENAI: ReadonlySet<string> = new Set([
+  'response_not_found',
+  'conversation_not_found',
+  'item_not_found',
+]);
+
+/** OpenAI names the field at fault for an unknown input item. */
+const PARAM: Readonly<Record<string, string>> = { item_not_found: 'input' };
 
 /** `{"error": {message, type, param, code}}`, with the bridge's stable code as `code`. */
 export function openaiError(
@@ -21,10 +28,15 @@ export function openaiError(
 ): {
   message: string;
   type: string;
-  param: null;
+  param: string | null;
   code: string | null;
 } {
-  return { message, type: errorType(status), param: null, code: AS_OPENAI.has(code) ? null : code };
+  return {
+    message,
+    type: errorType(status),
+    param: PARAM[code] ?? null,
+    code: AS_OPENAI.has(code) ? null : code,
+  };
 }
 
 export function openaiErrorBody(status: number, code: string, message: string): unknown {

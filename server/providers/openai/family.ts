@@ -23,6 +23,7 @@ export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
     // A count of another member's stored conversation is a fact about it: theirs alone too.
     continuesField: 'previous_response_id',
     conversationField: 'conversation',
+    inputField: 'input',
   },
   // Stored responses: their creator's only (`storedResponse`), however many members share the key.
   {

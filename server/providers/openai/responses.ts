@@ -9,9 +9,11 @@ import {
   conversationMalformed,
   firstCount,
   inputBeyondBody,
+  inputReferences,
   isObject,
   mcpServerOf,
   parseArguments,
+  referencesMalformed,
   resultText,
   str,
   unpricedServiceTier,
@@ -112,6 +114,25 @@ function responseError(response: Record<string, unknown>): InterceptionError | n
   };
 }
 
+/** The most output item ids recorded of one answer, and the longest id (as a response id's). */
+const MAX_RESPONSE_ITEMS = 512;
+const MAX_ITEM_ID_CHARS = 256;
+
+/** Notes an output item's id among an answer's (responseItems), within the caps. */
+function noteItem(item: unknown, into: Set<string>): void {
+  if (!isObject(item) || typeof item.id !== 'string') return;
+  const id = item.id;
+  if (id.length > 0 && id.length <= MAX_ITEM_ID_CHARS && into.size < MAX_RESPONSE_ITEMS) into.add(id);
+}
+
+/**
+ * The answer's output item ids as its facts' `responseItems`: only when the provider stored it
+ * (`store` not false), since only then can a later request name its items by reference.
+ */
+function itemsFact(items: Set<string>, stored: boolean): Pick<ResponseFacts, 'responseItems'> {
+  return stored && items.size > 0 ? { responseItems: [...items] } : {};
+}
+
 class ResponsesStreamMeter implements StreamMeter {
   private usage: Usage = emptyUsage();
   private model: string | null = null;
@@ -125,6 +146,10 @@ class ResponsesStreamMeter implements StreamMeter {
   constructor(private readonly captureOutput: boolean) {}
   private readonly toolCalls: ToolCallRecord[] = [];
   private readonly seen = new Set<string>();
+  /** Output item ids (responseItems), and whether the response says it is not stored. */
+  private readonly items = new Set<string>();
+  private unstored = false;
+  private completed = false;
 
   /** Hosted search items by id: an item event and the final response name the same ones. */
   private readonly searches = new Map<string, unknown>();
@@ -153,6 +178,7 @@ class ResponsesStreamMeter implements StreamMeter {
     if (response) {
       this.model = str(response.model) ?? this.model;
       this.named ??= str(response.id);
+      if (response.store === false) this.unstored = true;
     }
     switch (data.type) {
       case 'response.output_text.delta':
@@ -162,19 +188,27 @@ class ResponsesStreamMeter implements StreamMeter {
       case 'response.reasoning_text.delta':
         if (this.captureOutput) this.thinking = appendCapped(this.thinking, str(data.delta) ?? '');
         break;
+      case 'response.output_item.added':
+        noteItem(data.item, this.items);
+        break;
       case 'response.output_item.done':
+        noteItem(data.item, this.items);
         this.addCall(data.item, at);
         break;
       case 'response.completed':
       case 'response.incomplete':
       case 'response.failed':
         if (response) {
+          this.completed = true;
           this.usage = responsesUsage(response.usage);
           this.finishReasons = finishReasonsOf(response);
           this.error = responseError(response) ?? this.error;
           // Some upstreams send only the final response: take calls it has that no item event named.
           if (Array.isArray(response.output))
-            for (const item of response.output as unknown[]) this.addCall(item, at);
+            for (const item of response.output as unknown[]) {
+              noteItem(item, this.items);
+              this.addCall(item, at);
+            }
         }
         break;
       case 'error':
@@ -188,6 +222,11 @@ class ResponsesStreamMeter implements StreamMeter {
     return this.named;
   }
 
+  completedItems(): string[] | null {
+    if (!this.completed) return null;
+    return itemsFact(this.items, !this.unstored).responseItems ?? [];
+  }
+
   result(): ResponseFacts {
     return {
       usage: withSearches(this.usage, this.searches.values()),
@@ -197,6 +236,7 @@ class ResponsesStreamMeter implements StreamMeter {
       finishReasons: this.finishReasons,
       ...(this.captureOutput ? { output: { text: this.text, thinking: this.thinking } } : {}),
       ...(this.named !== null ? { responseId: this.named } : {}),
+      ...itemsFact(this.items, !this.unstored),
     };
   }
 }
@@ -267,7 +307,9 @@ export const responsesApi: WireApi = {
           typeof body.previous_response_id !== 'string'
         ? '`previous_response_id` must be a string (the id of a response of yours) or null.'
         : // Likewise a `conversation` whose id cannot be read (continuesOwnResponse checks the id).
-          (conversationMalformed('conversation', body.conversation) ?? unpricedServiceTier(body)),
+          (conversationMalformed('conversation', body.conversation) ??
+          referencesMalformed(body.input) ??
+          unpricedServiceTier(body)),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {
@@ -279,6 +321,7 @@ export const responsesApi: WireApi = {
       ...responsesTurn(body.input),
       ...(typeof body.previous_response_id === 'string' ? { continues: body.previous_response_id } : {}),
       ...conversationFact(body.conversation),
+      ...referencesFact(body.input),
       // With previous_response_id or a stored conversation the body holds only the new items: no
       // prefix to compare.
       ...withCache(
@@ -297,8 +340,10 @@ export const responsesApi: WireApi = {
   fromJson(json: unknown, at: Date): ResponseFacts {
     if (!isObject(json)) return { usage: emptyUsage(), toolCalls: [], model: null, error: null };
     const toolCalls: ToolCallRecord[] = [];
+    const items = new Set<string>();
     if (Array.isArray(json.output)) {
       for (const item of json.output as unknown[]) {
+        noteItem(item, items);
         const c = toolCallFrom(item, at);
         if (c) toolCalls.push(c);
       }
@@ -312,6 +357,7 @@ export const responsesApi: WireApi = {
       output: outputOf(json.output),
       // A compaction (`response.compaction`) has an id too; recording it as the caller's costs nothing.
       ...(typeof json.id === 'string' ? { responseId: json.id } : {}),
+      ...itemsFact(items, json.store !== false),
     };
   },
 
@@ -323,6 +369,12 @@ export const responsesApi: WireApi = {
     return `event: error\ndata: ${JSON.stringify({ type: 'error', code, message, param: null, sequence_number: 0 })}\n\n`;
   },
 };
+
+/** The stored items a request's input names by id alone, as its facts' `references`; none: no field. */
+function referencesFact(input: unknown): Pick<RequestFacts, 'references'> {
+  const ids = inputReferences(input);
+  return ids === undefined ? {} : { references: ids };
+}
 
 /** The stored conversation a request names, as its facts' `conversation`; none: no field. */
 function conversationFact(value: unknown): Pick<RequestFacts, 'conversation'> {

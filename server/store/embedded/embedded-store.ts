@@ -795,6 +795,26 @@ export class EmbeddedStore implements Store {
     return undefined;
   }
 
+  async responseItemOwners(ids: readonly string[]): Promise<Map<string, string>> {
+    const owners = new Map<string, string>();
+    // Several items are one answer's: each record is read once.
+    const read = new Map<number, Interception>();
+    for (const id of ids) {
+      for (const i of this.index.candidatesForItem(id)) {
+        let rec = read.get(i);
+        if (rec === undefined) {
+          rec = await this.load(i);
+          read.set(i, rec);
+        }
+        if (rec.responseItems?.includes(id)) {
+          owners.set(id, rec.userId);
+          break;
+        }
+      }
+    }
+    return owners;
+  }
+
   async *scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception> {
     const match = this.index.matcher(filter);
     if (!match) return;

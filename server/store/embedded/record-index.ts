@@ -1,7 +1,9 @@
 import type { ApiName, Interception } from '../../../shared/interception';
 import { toolForm } from '../search-text';
 import type { InterceptionFilter } from '../types';
+import { ItemIndex } from './item-index';
 import type { EntryLoc } from './journal';
+import { valueKey } from './value-key';
 
 const TOOLS = '\u0001tools:';
 
@@ -39,24 +41,6 @@ export function idKey(id: string): number {
     digits++;
   }
   return digits === 0 ? -1 : n;
-}
-
-/**
- * 52 bits of a string's hash (two 32-bit FNV-1a over its UTF-16 units, with different offsets),
- * exact in a double. For columns whose values a member chooses freely (session ids, model names):
- * interned, each new value was kept for good, 820 bytes a record with fresh ones against 99
- * (docs/security.md). A match on the hash alone may, once in 2^52, be another value: callers check
- * the record they load.
- */
-export function valueKey(s: string): number {
-  let a = 0x811c9dc5;
-  let b = 0x01000193 ^ 0x5bd1e995;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b ^ c, 0x01000193) ^ (b >>> 13);
-  }
-  return (a >>> 0) * 0x100000 + ((b >>> 0) & 0xfffff);
 }
 
 /** How many values of ascending `a` are below `v` (the index of the first one ≥ `v`). */
@@ -120,6 +104,8 @@ export class RecordIndex {
   private offset = new Float64Array(1024);
   private length = new Uint32Array(1024);
   private readonly strings = new Interned();
+  /** Stored output item ids of the records' answers (`responseItems`), by seq. */
+  private readonly items = new ItemIndex();
   /**
    * Each user's seqs, oldest first, by interned user id: a read that names a user (every member's)
    * walks that user's records, not the whole store's (a member looping on an empty page walked
@@ -185,6 +171,7 @@ export class RecordIndex {
     this.tools[i] = this.strings.id(toolSet(rec));
     this.idKey[i] = idKey(rec.id);
     this.response[i] = rec.responseId === undefined ? -1 : valueKey(rec.responseId);
+    if (rec.responseItems !== undefined) for (const item of rec.responseItems) this.items.add(item, rec.seq);
     this.segment[i] = loc.segment;
     this.offset[i] = loc.offset;
     this.length[i] = loc.length;
@@ -214,6 +201,14 @@ export class RecordIndex {
       i = i === 0 ? -1 : this.response.lastIndexOf(k, i - 1)
     )
       yield i;
+  }
+
+  /** Positions whose `responseItems` may hold `id` (52-bit match; the caller checks the record), newest first. */
+  *candidatesForItem(id: string): Generator<number> {
+    for (const seq of this.items.seqsFor(id)) {
+      const i = this.lowerBound(seq);
+      if (i < this.n && this.seq[i] === seq) yield i;
+    }
   }
 
   /**
@@ -291,6 +286,7 @@ export class RecordIndex {
     this.n -= count;
     // Users' seq lists lose what retention took.
     const first = this.n > 0 ? this.seq[0]! : Number.POSITIVE_INFINITY;
+    this.items.dropBelow(first);
     for (const [user, seqs] of this.seqsOfUser) {
       const gone = countBelow(seqs, first);
       if (gone === seqs.length) this.seqsOfUser.delete(user);

@@ -228,6 +228,18 @@ UPDATE interceptions SET tools = ARRAY(
 WHERE array_to_string(tools, '') ~ '[A-Z]|[^[:ascii:]]';
 `,
   },
+  {
+    version: 9,
+    name: 'who owns each stored output item',
+    sql: `
+-- The ids of a stored answer's output items (msg_..., rs_..., fc_...), copied from the record: a
+-- member may name only their own in a request's input (item_reference; docs/security.md). Only
+-- records of stored Responses answers have them, and only those are indexed.
+ALTER TABLE interceptions ADD COLUMN response_items text[];
+CREATE INDEX interceptions_response_items ON interceptions USING gin (response_items)
+  WHERE response_items IS NOT NULL;
+`,
+  },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS.at(-1)!.version;

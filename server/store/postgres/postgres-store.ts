@@ -473,6 +473,26 @@ export class PostgresStore implements Store {
     return r.rows[0]?.user_id;
   }
 
+  async responseItemOwners(ids: readonly string[]): Promise<Map<string, string>> {
+    const owners = new Map<string, string>();
+    if (ids.length === 0) return owners;
+    // As responseOwner: the column holds pgText of each id, and the newest record wins.
+    const wanted = new Map(ids.map((id) => [pgText(id)!, id]));
+    // One row per id found, however many records repeat it (an OpenAI-compatible server's ids).
+    const r = await this.query<{ item: string; user_id: string }>(
+      `SELECT DISTINCT ON (item) item, user_id
+         FROM interceptions, unnest(response_items) AS item
+        WHERE response_items && $1::text[] AND item = ANY($1::text[])
+        ORDER BY item, seq DESC`,
+      [[...wanted.keys()]],
+    );
+    for (const row of r.rows) {
+      const id = wanted.get(row.item);
+      if (id !== undefined) owners.set(id, row.user_id);
+    }
+    return owners;
+  }
+
   async *scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception> {
     let after = 0;
     for (;;) {

@@ -53,18 +53,22 @@ export function batchStatement(
   const lines = joined ? `string_to_array(${p.add(json.join('\n'))}, E'\\n')` : `${arr(json)}::text[]`;
   parts.push(`ins AS (INSERT INTO interceptions
       (seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt,
-       response_id, record)
+       response_id, response_items, record)
     SELECT t.seq, t.id, t.user_id, t.team, t.provider, t.api, t.model, t.client, t.session_id, t.status,
-           t.started_at, ARRAY(SELECT jsonb_array_elements_text(t.tools)), t.prompt, t.response_id, t.record
+           t.started_at, ARRAY(SELECT jsonb_array_elements_text(t.tools)), t.prompt, t.response_id,
+           CASE WHEN t.items IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(t.items)) END,
+           t.record
       FROM unnest(${col((r) => r.seq)}::bigint[], ${col((r) => r.id)}::text[], ${col((r) => r.userId)}::text[],
                   ${col((r) => pgText(r.team))}::text[], ${col((r) => r.provider)}::text[], ${col((r) => r.api)}::text[],
                   ${col((r) => r.model)}::text[], ${col((r) => pgText(r.client))}::text[], ${col((r) => pgText(r.sessionId))}::text[],
                   ${col((r) => r.status)}::text[], ${col((r) => r.startedAt)}::timestamptz[],
                   ${col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => toolForm(pgText(t.name)!)))]))}::jsonb[],
                   ${col((r) => pgText(r.prompt === null ? null : searchForm(r.prompt)))}::text[],
-                  ${col((r) => pgText(r.responseId ?? null))}::text[], ${lines})
+                  ${col((r) => pgText(r.responseId ?? null))}::text[],
+                  ${col((r) => (r.responseItems ? JSON.stringify(r.responseItems.map((i) => pgText(i))) : null))}::jsonb[],
+                  ${lines})
         AS t(seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt,
-             response_id, record)
+             response_id, items, record)
      ${moved})`);
 
   // Summed per bucket first: one upsert may not touch a row twice.

@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { ResponseOwners } from '../../server/audit/response-owners';
+import type { Principal } from '../../server/core/principal';
+import { isBridgeError } from '../../server/errors';
+import type { NewInterception } from '../../server/store/types';
+import { newRecord } from '../store/contract';
+
+function principal(id: string, role: 'member' | 'admin' = 'member'): Principal {
+  return { user: { id, role } } as unknown as Principal;
+}
+
+/** A store that answers from `owners` and counts its lookups. */
+function fakeStore(owners: Record<string, string> = {}) {
+  const asked: string[][] = [];
+  return {
+    asked,
+    responseOwner: async () => undefined,
+    responseItemOwners: async (ids: readonly string[]) => {
+      asked.push([...ids]);
+      return new Map(ids.filter((id) => owners[id] !== undefined).map((id) => [id, owners[id]!]));
+    },
+  };
+}
+
+async function refusal(run: () => void | Promise<void>): Promise<string | undefined> {
+  try {
+    await run();
+    return undefined;
+  } catch (err) {
+    assert.ok(isBridgeError(err), String(err));
+    return `${err.code} ${err.message}`;
+  }
+}
+
+describe('ResponseOwners: stored output items', () => {
+  const rec = (over: Partial<NewInterception>): NewInterception => ({
+    ...newRecord(0),
+    userId: 'usr_a',
+    ...over,
+  });
+
+  it("knows a finished record's items without the store; another's, unknown or foreign, are refused as OpenAI's unknown item", async () => {
+    const store = fakeStore();
+    const owners = new ResponseOwners(store);
+    owners.note(rec({ responseId: 'resp_1', responseItems: ['msg_1', 'rs_1'] }));
+    assert.equal(await refusal(() => owners.checkItems(['msg_1', 'rs_1'], principal('usr_a'))), undefined);
+    assert.deepEqual(store.asked, [], 'memory answered');
+    assert.equal(
+      await refusal(() => owners.checkItems(['rs_1'], principal('usr_b'))),
+      "item_not_found Item with id 'rs_1' not found.",
+    );
+    assert.equal(
+      await refusal(() => owners.checkItems(['rs_1'], principal('usr_admin', 'admin'))),
+      "item_not_found Item with id 'rs_1' not found.",
+      "an admin cannot name another user's item",
+    );
+    assert.equal(
+      await refusal(() => owners.checkItems(['msg_9'], principal('usr_a'))),
+      "item_not_found Item with id 'msg_9' not found.",
+    );
+    assert.equal(
+      await refusal(() => owners.checkItems(['msg_9'], principal('usr_admin', 'admin'))),
+      undefined,
+    );
+    assert.equal(
+      await refusal(() => owners.checkItems(['x'.repeat(257)], principal('usr_admin', 'admin'))),
+      undefined,
+    );
+  });
+
+  it('looks up every id memory does not know in one store call, and remembers what it found', async () => {
+    const store = fakeStore({ msg_2: 'usr_a', msg_3: 'usr_b' });
+    const owners = new ResponseOwners(store);
+    owners.note(rec({ responseItems: ['msg_1'] }));
+    assert.equal(
+      await refusal(() => owners.checkItems(['msg_1', 'msg_2', 'msg_3'], principal('usr_a'))),
+      "item_not_found Item with id 'msg_3' not found.",
+    );
+    assert.deepEqual(store.asked, [['msg_2', 'msg_3']]);
+    assert.equal(await refusal(() => owners.checkItems(['msg_2'], principal('usr_a'))), undefined);
+    assert.equal(store.asked.length, 1, 'found once, then known');
+    // An id longer than any recorded is never looked up.
+    await refusal(() => owners.checkItems(['y'.repeat(257)], principal('usr_a')));
+    assert.equal(store.asked.length, 1);
+  });
+
+  it('tells the other replicas of a response with its first 64 items; what they hear is known without the store', async () => {
+    const told: unknown[][] = [];
+    const one = new ResponseOwners(fakeStore());
+    one.shareWith((...args) => told.push(args));
+    const items = Array.from({ length: 100 }, (_, i) => `msg_${i}`);
+    one.noteNamed('usr_a', 'resp_1');
+    one.note(rec({ responseId: 'resp_1', responseItems: items }));
+    assert.deepEqual(told, [
+      ['resp_1', 'usr_a'],
+      ['resp_1', 'usr_a', items.slice(0, 64)],
+    ]);
+    const store = fakeStore();
+    const two = new ResponseOwners(store);
+    two.heard('resp_1', 'usr_a', items.slice(0, 64));
+    // What cannot be an id is ignored.
+    two.heard('resp_2', 'usr_b', [7, null, '', 'z'.repeat(300), 'msg_ok']);
+    two.heard('resp_3', 'usr_b', 'msg_not_a_list');
+    assert.equal(await refusal(() => two.checkItems(['msg_0', 'msg_63'], principal('usr_a'))), undefined);
+    assert.equal(await refusal(() => two.checkItems(['msg_ok'], principal('usr_b'))), undefined);
+    assert.deepEqual(store.asked, []);
+    assert.match(
+      String(await refusal(() => two.checkItems(['msg_64'], principal('usr_a')))),
+      /item_not_found/,
+    );
+    assert.deepEqual(store.asked, [['msg_64']], 'beyond the first 64, the store is asked');
+  });
+});
