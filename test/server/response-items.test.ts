@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import OpenAI, { APIError } from 'openai';
+import type OpenAI from 'openai';
+import { APIError } from 'openai';
 import type { ResponseInputItem } from 'openai/resources/responses/responses';
-import { AnthropicMock } from '../helpers/anthropic-mock';
-import { startBridge, type TestBridge } from '../helpers/bridge';
-import { OpenAIMock } from '../helpers/openai-mock';
-import { testPostgres } from '../helpers/postgres';
+import { startBridge } from '../helpers/bridge';
+import { askedSince, replicaPair, restarted, sdk, twoMembers } from '../helpers/stored-responses';
 
 /** Exactly what OpenAI answers for an input item naming a stored item it does not know. */
 function itemNotFound(id: string): unknown {
@@ -15,10 +14,6 @@ function itemNotFound(id: string): unknown {
     param: 'input',
     code: null,
   };
-}
-
-function sdk(tb: TestBridge, key: string): OpenAI {
-  return new OpenAI({ apiKey: key, baseURL: `${tb.url}/openai/v1`, maxRetries: 0 });
 }
 
 /** The ids of a stored answer's output items, created through the bridge, streamed or not. */
@@ -88,55 +83,34 @@ async function refused(id: string, what: string, call: () => Promise<unknown>): 
   assert.equal(err.headers.get('x-aibridge-error-code'), 'item_not_found', what);
 }
 
-function askedSince(mock: OpenAIMock, from: number): string[] {
-  return mock.requests.slice(from).map((r) => `${r.method} ${r.url}`);
-}
-
 describe('stored output items belong to the user whose answer they are', function () {
   this.timeout(60_000);
-  let anthropic: AnthropicMock;
-  let mock: OpenAIMock;
-  let tb: TestBridge;
-  let a: { key: string; user: { id: string } };
-  let b: { key: string; user: { id: string } };
-
-  before(async () => {
-    anthropic = await new AnthropicMock().start();
-    mock = await new OpenAIMock().start();
-    tb = await startBridge(anthropic.url, { AIBRIDGE_OPENAI_BASE_URL: mock.url });
-    a = await tb.addUser('items-a@example.com', { team: 'ml' });
-    b = await tb.addUser('items-b@example.com', { team: 'ml' });
-  });
-  after(async () => {
-    await tb?.close();
-    await mock?.stop();
-    await anthropic?.stop();
-  });
+  const s = twoMembers(['items-a@example.com', 'items-b@example.com']);
 
   for (const streamed of [false, true]) {
     it(`another member naming an item of A's ${streamed ? 'streamed' : 'whole'} answer gets OpenAI's 404 for an unknown item, on every route, in every form; nothing upstream`, async () => {
-      const [item] = await storedItems(sdk(tb, a.key), streamed);
-      const from = mock.requests.length;
+      const [item] = await storedItems(sdk(s.tb, s.a.key), streamed);
+      const from = s.mock.requests.length;
       for (const [form, input] of referencing(item!))
-        for (const [what, call] of everyCall(sdk(tb, b.key), input))
+        for (const [what, call] of everyCall(sdk(s.tb, s.b.key), input))
           await refused(item!, `${form}, ${what}`, call);
-      assert.deepEqual(askedSince(mock, from), [], 'nothing reached the provider');
+      assert.deepEqual(askedSince(s.mock, from), [], 'nothing reached the provider');
       // An admin cannot reach another user's item either.
       await refused(item!, 'admin', () =>
-        sdk(tb, tb.adminKey).responses.create({ model: 'gpt-5', input: referencing(item!)[0]![1] }),
+        sdk(s.tb, s.tb.adminKey).responses.create({ model: 'gpt-5', input: referencing(item!)[0]![1] }),
       );
     });
   }
 
   it("A's own references go through on every route, as they came", async () => {
-    const [whole] = await storedItems(sdk(tb, a.key), false);
-    const [streamed] = await storedItems(sdk(tb, a.key), true);
+    const [whole] = await storedItems(sdk(s.tb, s.a.key), false);
+    const [streamed] = await storedItems(sdk(s.tb, s.a.key), true);
     for (const item of [whole!, streamed!])
       for (const [form, input] of referencing(item)) {
-        const from = mock.requests.length;
-        for (const [what, call] of everyCall(sdk(tb, a.key), input))
+        const from = s.mock.requests.length;
+        for (const [what, call] of everyCall(sdk(s.tb, s.a.key), input))
           await call().catch((err: unknown) => assert.fail(`${form}, ${what}: ${String(err)}`));
-        const sent = mock.requests.slice(from);
+        const sent = s.mock.requests.slice(from);
         assert.deepEqual(
           sent.map((r) => r.url),
           ['/v1/responses', '/v1/responses', '/v1/responses/compact', '/v1/responses/input_tokens'],
@@ -148,8 +122,8 @@ describe('stored output items belong to the user whose answer they are', functio
   it("the creator's reference sent as soon as response.completed arrives, before the stream closes, goes through; another's is refused", async () => {
     // The provider's connection stays open after response.completed: the interception, and so
     // its record, ends only when it closes.
-    mock.next({ kind: 'drip', count: 3, delayMs: 20, lingerMs: 1500 });
-    const stream = await sdk(tb, a.key).responses.create({
+    s.mock.next({ kind: 'drip', count: 3, delayMs: 20, lingerMs: 1500 });
+    const stream = await sdk(s.tb, s.a.key).responses.create({
       model: 'gpt-5',
       input: 'remember this',
       stream: true,
@@ -160,8 +134,10 @@ describe('stored output items belong to the user whose answer they are', functio
         const [item] = ev.response.output.map((o) => o.id!);
         const input = referencing(item!)[0]![1];
         settled = Promise.all([
-          sdk(tb, a.key).responses.create({ model: 'gpt-5', input }),
-          refused(item!, 'other member', () => sdk(tb, b.key).responses.create({ model: 'gpt-5', input })),
+          sdk(s.tb, s.a.key).responses.create({ model: 'gpt-5', input }),
+          refused(item!, 'other member', () =>
+            sdk(s.tb, s.b.key).responses.create({ model: 'gpt-5', input }),
+          ),
         ]);
         // Settled while the first stream is still open.
         await settled;
@@ -172,27 +148,27 @@ describe('stored output items belong to the user whose answer they are', functio
   it('an item the bridge never saw stored: refused for a member, passed through for an admin', async () => {
     const id = `msg_${randomBytes(16).toString('hex')}`;
     const input = referencing(id)[0]![1];
-    const from = mock.requests.length;
-    await refused(id, 'member', () => sdk(tb, b.key).responses.create({ model: 'gpt-5', input }));
-    assert.deepEqual(askedSince(mock, from), []);
-    await sdk(tb, tb.adminKey).responses.create({ model: 'gpt-5', input });
-    assert.deepEqual(askedSince(mock, from), ['POST /v1/responses']);
+    const from = s.mock.requests.length;
+    await refused(id, 'member', () => sdk(s.tb, s.b.key).responses.create({ model: 'gpt-5', input }));
+    assert.deepEqual(askedSince(s.mock, from), []);
+    await sdk(s.tb, s.tb.adminKey).responses.create({ model: 'gpt-5', input });
+    assert.deepEqual(askedSince(s.mock, from), ['POST /v1/responses']);
   });
 
   it('items of an answer sent with store: false are not recorded: the provider keeps none of them to name', async () => {
-    const [item] = await storedItems(sdk(tb, a.key), false, false);
-    const [streamedItem] = await storedItems(sdk(tb, a.key), true, false);
-    const recs = await tb.interceptions(1, a.key);
+    const [item] = await storedItems(sdk(s.tb, s.a.key), false, false);
+    const [streamedItem] = await storedItems(sdk(s.tb, s.a.key), true, false);
+    const recs = await s.tb.interceptions(1, s.a.key);
     for (const id of [item!, streamedItem!]) {
       assert.ok(!recs.some((r) => r.responseItems?.includes(id)), `no record holds ${id}`);
       await refused(id, 'own unstored item', () =>
-        sdk(tb, a.key).responses.create({ model: 'gpt-5', input: referencing(id)[0]![1] }),
+        sdk(s.tb, s.a.key).responses.create({ model: 'gpt-5', input: referencing(id)[0]![1] }),
       );
     }
   });
 
   it('items that carry their own content (a message, reasoning with encrypted_content, a function call) pass with any id', async () => {
-    const [item] = await storedItems(sdk(tb, a.key), false);
+    const [item] = await storedItems(sdk(s.tb, s.a.key), false);
     const input: ResponseInputItem[] = [
       {
         type: 'message',
@@ -205,13 +181,13 @@ describe('stored output items belong to the user whose answer they are', functio
       { type: 'function_call', id: item!, call_id: 'call_1', name: 'ls', arguments: '{}' },
       { type: 'function_call_output', call_id: 'call_1', output: 'a b c' },
     ];
-    const from = mock.requests.length;
-    await sdk(tb, b.key).responses.create({ model: 'gpt-5', input });
-    assert.deepEqual(askedSince(mock, from), ['POST /v1/responses']);
+    const from = s.mock.requests.length;
+    await sdk(s.tb, s.b.key).responses.create({ model: 'gpt-5', input });
+    assert.deepEqual(askedSince(s.mock, from), ['POST /v1/responses']);
   });
 
   it('a reference whose id is no string, or more than 2,048 of them, is 400 unsupported_parameter, for an admin too, never sent', async () => {
-    const from = mock.requests.length;
+    const from = s.mock.requests.length;
     const bodies: unknown[] = [
       { model: 'gpt-5', input: [{ type: 'item_reference', id: 7 }] },
       { model: 'gpt-5', input: [{ type: 'reasoning', id: ['msg_1'], summary: [] }] },
@@ -221,10 +197,10 @@ describe('stored output items belong to the user whose answer they are', functio
         input: Array.from({ length: 2049 }, (_, i) => ({ type: 'item_reference', id: `msg_${i}` })),
       },
     ];
-    for (const key of [b.key, tb.adminKey])
+    for (const key of [s.b.key, s.tb.adminKey])
       for (const [i, body] of bodies.entries())
         for (const at of ['/openai/v1/responses', '/openai/v1/responses/input_tokens']) {
-          const res = await fetch(`${tb.url}${at}`, {
+          const res = await fetch(`${s.tb.url}${at}`, {
             method: 'POST',
             headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
             body: JSON.stringify(body),
@@ -236,97 +212,74 @@ describe('stored output items belong to the user whose answer they are', functio
             `body ${i} at ${at}`,
           );
         }
-    assert.deepEqual(askedSince(mock, from), []);
+    assert.deepEqual(askedSince(s.mock, from), []);
   });
 
   it("the record keeps the answer's stored items; a refusal is recorded before the model policy, a refused count logged", async () => {
-    const items = await storedItems(sdk(tb, a.key), true);
-    const recs = await tb.interceptions(1, a.key);
+    const items = await storedItems(sdk(s.tb, s.a.key), true);
+    const recs = await s.tb.interceptions(1, s.a.key);
     assert.ok(
-      recs.some((r) => r.userId === a.user.id && r.responseItems?.join() === items.join()),
+      recs.some((r) => r.userId === s.a.user.id && r.responseItems?.join() === items.join()),
       "a record of A's holds the answer's items",
     );
-    const frugal = await tb.addUser('items-frugal@example.com', { team: 'items-frugal' });
-    const put = await tb.api('PUT', '/api/v1/teams/items-frugal/models', tb.adminKey, { allow: ['gpt-5'] });
+    const frugal = await s.tb.addUser('items-frugal@example.com', { team: 'items-frugal' });
+    const put = await s.tb.api('PUT', '/api/v1/teams/items-frugal/models', s.tb.adminKey, {
+      allow: ['gpt-5'],
+    });
     assert.equal(put.status, 200);
     // gpt-4o is denied to the team: a reference checked after governance would be 403 model_denied.
     await refused(items[0]!, 'denied model', () =>
-      sdk(tb, frugal.key).responses.create({ model: 'gpt-4o', input: referencing(items[0]!)[0]![1] }),
+      sdk(s.tb, frugal.key).responses.create({ model: 'gpt-4o', input: referencing(items[0]!)[0]![1] }),
     );
-    const rec = (await tb.interceptions(1, frugal.key)).find((r) => r.error?.type === 'item_not_found');
+    const rec = (await s.tb.interceptions(1, frugal.key)).find((r) => r.error?.type === 'item_not_found');
     assert.ok(rec, 'the refusal is recorded');
     assert.equal(rec.httpStatus, 404);
     assert.equal(rec.capture, 'none');
     assert.equal(rec.error?.message, `Item with id '${items[0]}' not found.`);
     await refused(items[0]!, 'count', () =>
-      sdk(tb, frugal.key).responses.inputTokens.count({
+      sdk(s.tb, frugal.key).responses.inputTokens.count({
         model: 'gpt-5',
         input: referencing(items[0]!)[0]![1],
       }),
     );
-    const line = tb.logs.find(
+    const line = s.tb.logs.find(
       (l) => l.includes('passthrough refused') && l.includes(frugal.user.id) && l.includes('item_not_found'),
     );
     assert.ok(line, 'the refused count is logged');
   });
 
   it('after a restart the owner of an item is found in the store (embedded)', async () => {
-    const items = await storedItems(sdk(tb, a.key), true);
-    await tb
-      .interceptions(1, a.key)
+    const items = await storedItems(sdk(s.tb, s.a.key), true);
+    await s.tb
+      .interceptions(1, s.a.key)
       .then((recs) => assert.ok(recs.some((r) => r.responseItems?.includes(items[0]!))));
-    const dataDir = tb.dataDir;
-    await tb.close();
-    tb = await startBridge(anthropic.url, { AIBRIDGE_OPENAI_BASE_URL: mock.url }, dataDir);
-    const from = mock.requests.length;
+    await restarted(s);
+    const from = s.mock.requests.length;
     await refused(items[0]!, 'after restart', () =>
-      sdk(tb, b.key).responses.create({ model: 'gpt-5', input: referencing(items[0]!)[0]![1] }),
+      sdk(s.tb, s.b.key).responses.create({ model: 'gpt-5', input: referencing(items[0]!)[0]![1] }),
     );
-    assert.deepEqual(askedSince(mock, from), []);
-    await sdk(tb, a.key).responses.create({ model: 'gpt-5', input: referencing(items[0]!)[0]![1] });
-    assert.deepEqual(askedSince(mock, from), ['POST /v1/responses']);
+    assert.deepEqual(askedSince(s.mock, from), []);
+    await sdk(s.tb, s.a.key).responses.create({ model: 'gpt-5', input: referencing(items[0]!)[0]![1] });
+    assert.deepEqual(askedSince(s.mock, from), ['POST /v1/responses']);
   });
 });
 
 describe('stored output items on two replicas sharing one PostgreSQL store', function () {
   this.timeout(90_000);
-  let anthropic: AnthropicMock;
-  let mock: OpenAIMock;
-  let env: Record<string, string>;
-  let one: TestBridge;
-  let two: TestBridge;
-
-  before(async () => {
-    anthropic = await new AnthropicMock().start();
-    mock = await new OpenAIMock().start();
-    env = {
-      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase('response_items'),
-      AIBRIDGE_KEY_HASH_SECRET: randomBytes(32).toString('base64url'),
-      AIBRIDGE_OPENAI_BASE_URL: mock.url,
-      // The other replica learns an item from the notification or, failing that, the stored record:
-      // acking `sent` leaves only the notification in the first moments.
-      AIBRIDGE_AUDIT_ACK: 'sent',
-    };
-    one = await startBridge(anthropic.url, env);
-    two = await startBridge(anthropic.url, env, one.dataDir);
-  });
-  after(async () => {
-    await one?.close();
-    await two?.close();
-    await mock?.stop();
-    await anthropic?.stop();
-  });
+  // The other replica learns an item from the notification or, failing that, the stored record:
+  // acking `sent` leaves only the notification in the first moments.
+  const r = replicaPair('response_items', { AIBRIDGE_AUDIT_ACK: 'sent' });
 
   it("an item stored through one replica is its owner's on the other, told at once and found in the store after a restart", async () => {
-    const a = await one.addUser('pg-items-a@example.com');
-    const b = await one.addUser('pg-items-b@example.com');
-    const items = await storedItems(sdk(one, a.key), true);
+    const a = await r.one.addUser('pg-items-a@example.com');
+    const b = await r.one.addUser('pg-items-b@example.com');
+    const items = await storedItems(sdk(r.one, a.key), true);
     const input = referencing(items.at(-1)!)[0]![1];
-    const from = mock.requests.length;
+    const from = r.mock.requests.length;
     // Told: the record may not be stored yet (acking `sent`); retried for the notification's trip.
     let told = false;
     for (let i = 0; i < 50 && !told; i++)
-      told = await sdk(two, a.key)
+      told = await sdk(r.two, a.key)
         .responses.create({ model: 'gpt-5', input })
         .then(
           () => true,
@@ -334,22 +287,22 @@ describe('stored output items on two replicas sharing one PostgreSQL store', fun
         );
     assert.ok(told, "A's reference went through on the other replica");
     await refused(items.at(-1)!, 'other member', () =>
-      sdk(two, b.key).responses.create({ model: 'gpt-5', input }),
+      sdk(r.two, b.key).responses.create({ model: 'gpt-5', input }),
     );
 
     // Stored, then a fresh replica that heard nothing finds it in the database.
-    await one
+    await r.one
       .interceptions(1, a.key)
       .then((recs) => assert.ok(recs.some((r) => r.responseItems?.includes(items[0]!))));
-    const dataDir = two.dataDir;
-    await two.close();
-    two = await startBridge(anthropic.url, env, dataDir);
-    const after = mock.requests.length;
+    const dataDir = r.two.dataDir;
+    await r.two.close();
+    r.two = await startBridge(r.anthropic.url, r.env, dataDir);
+    const after = r.mock.requests.length;
     await refused(items[0]!, 'after restart', () =>
-      sdk(two, b.key).responses.create({ model: 'gpt-5', input: referencing(items[0]!)[0]![1] }),
+      sdk(r.two, b.key).responses.create({ model: 'gpt-5', input: referencing(items[0]!)[0]![1] }),
     );
-    assert.deepEqual(askedSince(mock, after), []);
-    await sdk(two, a.key).responses.create({ model: 'gpt-5', input: referencing(items[0]!)[0]![1] });
-    assert.ok(askedSince(mock, from).length >= 2);
+    assert.deepEqual(askedSince(r.mock, after), []);
+    await sdk(r.two, a.key).responses.create({ model: 'gpt-5', input: referencing(items[0]!)[0]![1] });
+    assert.ok(askedSince(r.mock, from).length >= 2);
   });
 });

@@ -7,7 +7,7 @@ import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
-import { testPostgres } from '../helpers/postgres';
+import { askedSince, replicaPair, sdk } from '../helpers/stored-responses';
 
 /** Exactly what OpenAI answers for a response id it does not know. */
 function notFound(id: string): unknown {
@@ -17,10 +17,6 @@ function notFound(id: string): unknown {
     param: null,
     code: null,
   };
-}
-
-function sdk(tb: TestBridge, key: string): OpenAI {
-  return new OpenAI({ apiKey: key, baseURL: `${tb.url}/openai/v1`, maxRetries: 0 });
 }
 
 /** The call's 404, in OpenAI's unknown-id shape; fails if it succeeded or failed otherwise. */
@@ -73,11 +69,6 @@ async function created(client: OpenAI, streamed: boolean): Promise<string> {
   for await (const ev of stream) if (ev.type === 'response.completed') id = ev.response.id;
   assert.ok(id, 'the stream named its response');
   return id;
-}
-
-/** Upstream paths the mock was asked since `from`. */
-function askedSince(mock: OpenAIMock, from: number): string[] {
-  return mock.requests.slice(from).map((r) => `${r.method} ${r.url}`);
 }
 
 describe('stored Responses belong to the user who created them', function () {
@@ -558,36 +549,6 @@ describe('stored conversations (Conversations API) go upstream only for admins',
     assert.deepEqual(askedSince(mock, from), []);
   });
 });
-
-/** Two replicas on one fresh PostgreSQL database, before the OpenAI mock; started and stopped by the suite's hooks. */
-function replicaPair(database: string, extra: Record<string, string> = {}) {
-  const pair = {} as {
-    anthropic: AnthropicMock;
-    mock: OpenAIMock;
-    env: Record<string, string>;
-    one: TestBridge;
-    two: TestBridge;
-  };
-  before(async () => {
-    pair.anthropic = await new AnthropicMock().start();
-    pair.mock = await new OpenAIMock().start();
-    pair.env = {
-      AIBRIDGE_DATABASE_URL: await (await testPostgres()).createDatabase(database),
-      AIBRIDGE_KEY_HASH_SECRET: randomBytes(32).toString('base64url'),
-      AIBRIDGE_OPENAI_BASE_URL: pair.mock.url,
-      ...extra,
-    };
-    pair.one = await startBridge(pair.anthropic.url, pair.env);
-    pair.two = await startBridge(pair.anthropic.url, pair.env, pair.one.dataDir);
-  });
-  after(async () => {
-    await pair.one?.close();
-    await pair.two?.close();
-    await pair.mock?.stop();
-    await pair.anthropic?.stop();
-  });
-  return pair;
-}
 
 describe('stored Responses on two replicas sharing one PostgreSQL store', function () {
   this.timeout(90_000);
