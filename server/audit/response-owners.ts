@@ -15,6 +15,15 @@ export const RECENT_RESPONSE_OWNERS = 50_000;
 /** Output item ids kept in memory per replica (a few per stored answer), newest last. */
 export const RECENT_ITEM_OWNERS = 150_000;
 
+/** What the memory of items holds for an id that records of several users hold: nobody's. */
+const CONTESTED = '';
+
+/**
+ * A member's unknown item ids are looked up this many at a time, refused at the first lookup that
+ * finds one not theirs: a request of 2,048 made-up ids costs the store one small lookup.
+ */
+const ITEM_LOOKUP_CHUNK = 64;
+
 /** The item ids a replica tells the others with a response: the rest they look up if named. */
 const ITEMS_TOLD = 64;
 
@@ -124,9 +133,14 @@ export class ResponseOwners {
         this.rememberItem(item, userId);
   }
 
+  /**
+   * An item as the user's; one already another user's becomes nobody's (CONTESTED): item ids are
+   * unique, so two owners mean an upstream echoed one user's id into another's answer.
+   */
   private rememberItem(id: string, userId: string): void {
+    const known = this.items.get(id);
     this.items.delete(id);
-    this.items.set(id, userId);
+    this.items.set(id, known === undefined || known === userId ? userId : CONTESTED);
     if (this.items.size > this.itemLimit) this.items.delete(this.items.keys().next().value!);
   }
 
@@ -198,23 +212,27 @@ export class ResponseOwners {
       } else allowed(owner === userId ? 'own' : 'foreign', id, principal, itemNotFound);
     }
     if (unknown.length === 0) return;
-    return this.store.responseItemOwners(unknown).then(
-      (owners) => {
-        for (const id of unknown) {
-          const owner = owners.get(id);
-          if (owner !== undefined) this.rememberItem(id, owner);
-          allowed(
-            owner === undefined ? 'unknown' : owner === userId ? 'own' : 'foreign',
-            id,
-            principal,
-            itemNotFound,
-          );
-        }
-      },
-      (err: unknown) => {
+    // An admin passes unknown ids, so all are asked at once; a member stops at the first refusal.
+    const chunk = principal.user.role === 'admin' ? unknown.length : ITEM_LOOKUP_CHUNK;
+    return this.lookUpItems(unknown, chunk, principal);
+  }
+
+  private async lookUpItems(ids: string[], chunk: number, principal: Principal): Promise<void> {
+    for (let at = 0; at < ids.length; at += chunk) {
+      const asked = ids.slice(at, at + chunk);
+      let owners: Map<string, string | null>;
+      try {
+        owners = await this.store.responseItemOwners(asked);
+      } catch (err) {
         throw isBridgeError(err) ? err : new BridgeError('store_unavailable', undefined, { cause: err });
-      },
-    );
+      }
+      for (const id of asked) {
+        const owner = owners.get(id);
+        if (owner !== undefined) this.rememberItem(id, owner ?? CONTESTED);
+        const standing = owner === undefined ? 'unknown' : owner === principal.user.id ? 'own' : 'foreign';
+        allowed(standing, id, principal, itemNotFound);
+      }
+    }
   }
 }
 

@@ -207,8 +207,13 @@ export const MAX_INPUT_REFERENCES = 2048;
 function referenceOf(item: unknown): unknown {
   if (!isObject(item) || item.id === undefined) return undefined;
   const t = item.type;
-  if (t === 'item_reference' || ((t === undefined || t === null) && item.role === undefined)) return item.id;
-  if (t === 'reasoning' && (item.encrypted_content === undefined || item.encrypted_content === null))
+  // Null and empty count as absent: a lenient reading must not turn a reference into content.
+  if (
+    t === 'item_reference' ||
+    ((t === undefined || t === null) && (item.role === undefined || item.role === null))
+  )
+    return item.id;
+  if (t === 'reasoning' && (typeof item.encrypted_content !== 'string' || item.encrypted_content === ''))
     return item.id;
   return undefined;
 }

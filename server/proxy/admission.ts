@@ -87,10 +87,14 @@ export function continuesOwnResponse(
     if (id === undefined && conversation === undefined && references === undefined) return next();
     if (t.start.billedTo === 'user' && keyScopesStoredState) return next();
     if (conversation !== undefined) owners.checkConversation(conversation, t.start.principal);
-    const items = references === undefined ? undefined : owners.checkItems(references, t.start.principal);
+    // One check after the other, never two at once: a lookup left running when the other check
+    // threw would reject with nobody listening, which ends the process.
     const response = id === undefined ? undefined : owners.check(id, t.start.principal);
-    if (items === undefined && response === undefined) return next();
-    return Promise.all([items, response]).then(next);
+    const items = (): void | Promise<void> =>
+      references === undefined ? undefined : owners.checkItems(references, t.start.principal);
+    if (response !== undefined) return response.then(items).then(next);
+    const pending = items();
+    return pending ? pending.then(next) : next();
   };
 }
 

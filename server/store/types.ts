@@ -308,11 +308,12 @@ export interface Store {
   responseOwner(responseId: string): Promise<string | undefined>;
   /**
    * For each of `ids` that an output item of a kept record's stored answer has
-   * (`responseItems`), the user whose record it is (the newest such record's): who may name that
-   * item in a request's input (server/audit/response-owners.ts). Ids no record holds are absent.
+   * (`responseItems`), the user whose records hold it: who may name that item in a request's input
+   * (server/audit/response-owners.ts). Null when records of several users hold it (an upstream
+   * that echoed one user's id into another's answer): nobody's. Ids no record holds are absent.
    * Indexed, never a scan of the records.
    */
-  responseItemOwners(ids: readonly string[]): Promise<Map<string, string>>;
+  responseItemOwners(ids: readonly string[]): Promise<Map<string, string | null>>;
   /**
    * Every matching record, oldest first, exactly as stored (for exports and chain verification).
    * Streams: holds only what it is yielding, however many records match.

@@ -4,6 +4,7 @@ import type OpenAI from 'openai';
 import { APIError } from 'openai';
 import type { ResponseInputItem } from 'openai/resources/responses/responses';
 import { startBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
 import { askedSince, replicaPair, restarted, sdk, twoMembers } from '../helpers/stored-responses';
 
 /** Exactly what OpenAI answers for an input item naming a stored item it does not know. */
@@ -51,6 +52,18 @@ function referencing(id: string): [string, ResponseInputItem[]][] {
       'a reasoning item without encrypted_content',
       [
         { type: 'reasoning', id, summary: [] },
+        { role: 'user', content: 'go on' },
+      ],
+    ],
+    // Null and empty read as absent.
+    [
+      '{id, role: null}',
+      [{ id, role: null } as unknown as ResponseInputItem, { role: 'user', content: 'go on' }],
+    ],
+    [
+      "a reasoning item with encrypted_content ''",
+      [
+        { type: 'reasoning', id, summary: [], encrypted_content: '' },
         { role: 'user', content: 'go on' },
       ],
     ],
@@ -143,6 +156,35 @@ describe('stored output items belong to the user whose answer they are', functio
         await settled;
       }
     assert.ok(settled, 'the stream completed');
+  });
+
+  it('a continuation refused at once beside an item being looked up answers 404, and leaves no lookup unheard', async () => {
+    const rejections: unknown[] = [];
+    const heard = (reason: unknown): void => {
+      rejections.push(reason);
+    };
+    process.on('unhandledRejection', heard);
+    try {
+      for (const previous of ['', 'x'.repeat(300)]) {
+        const res = await fetch(`${s.tb.url}/openai/v1/responses`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${s.b.key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'gpt-5',
+            previous_response_id: previous,
+            input: [{ type: 'item_reference', id: `msg_${randomBytes(8).toString('hex')}` }],
+          }),
+        });
+        assert.equal(res.status, 404);
+        assert.equal(res.headers.get('x-aibridge-error-code'), 'response_not_found');
+      }
+      // Long enough for a lookup left running to settle.
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(rejections, []);
+      await sdk(s.tb, s.b.key).responses.create({ model: 'gpt-5', input: 'still here' });
+    } finally {
+      process.off('unhandledRejection', heard);
+    }
   });
 
   it('an item the bridge never saw stored: refused for a member, passed through for an admin', async () => {
@@ -270,30 +312,46 @@ describe('stored output items on two replicas sharing one PostgreSQL store', fun
   // acking `sent` leaves only the notification in the first moments.
   const r = replicaPair('response_items', { AIBRIDGE_AUDIT_ACK: 'sent' });
 
-  it("an item stored through one replica is its owner's on the other, told at once and found in the store after a restart", async () => {
+  it("an item stored through one replica is its owner's on the other, told as the stream completes it and found in the store after a restart", async () => {
     const a = await r.one.addUser('pg-items-a@example.com');
     const b = await r.one.addUser('pg-items-b@example.com');
-    const items = await storedItems(sdk(r.one, a.key), true);
-    const input = referencing(items.at(-1)!)[0]![1];
-    const from = r.mock.requests.length;
-    // Told: the record may not be stored yet (acking `sent`); retried for the notification's trip.
-    let told = false;
-    for (let i = 0; i < 50 && !told; i++)
-      told = await sdk(r.two, a.key)
-        .responses.create({ model: 'gpt-5', input })
-        .then(
-          () => true,
-          () => new Promise<boolean>((r) => setTimeout(() => r(false), 20)),
+    // Both replicas know both keys before anything is timed.
+    for (const tb of [r.one, r.two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
+    // The provider's connection stays open 2 s after response.completed: until it closes the
+    // interception has not ended and nothing is stored, so only the notification can tell the other.
+    r.mock.next({ kind: 'drip', count: 3, delayMs: 20, lingerMs: 2000 });
+    const stream = await sdk(r.one, a.key).responses.create({
+      model: 'gpt-5',
+      input: 'remember',
+      stream: true,
+    });
+    const items: string[] = [];
+    for await (const ev of stream)
+      if (ev.type === 'response.completed') {
+        items.push(...ev.response.output.map((o) => o.id!));
+        const input = referencing(items.at(-1)!)[0]![1];
+        // The notification's trip (it waits up to 20 ms to share a NOTIFY): retried for a second.
+        const began = Date.now();
+        let told = false;
+        while (!told && Date.now() - began < 1000)
+          told = await sdk(r.two, a.key)
+            .responses.create({ model: 'gpt-5', input })
+            .then(
+              () => true,
+              () => new Promise<boolean>((done) => setTimeout(() => done(false), 20)),
+            );
+        assert.ok(told, "A's reference went through on the other replica while the stream was open");
+        await refused(items.at(-1)!, 'other member', () =>
+          sdk(r.two, b.key).responses.create({ model: 'gpt-5', input }),
         );
-    assert.ok(told, "A's reference went through on the other replica");
-    await refused(items.at(-1)!, 'other member', () =>
-      sdk(r.two, b.key).responses.create({ model: 'gpt-5', input }),
-    );
+      }
+    assert.ok(items.length > 0, 'the stream completed');
 
     // Stored, then a fresh replica that heard nothing finds it in the database.
-    await r.one
-      .interceptions(1, a.key)
-      .then((recs) => assert.ok(recs.some((r) => r.responseItems?.includes(items[0]!))));
+    await eventually(
+      async () => (await r.one.interceptions(1, a.key)).some((rec) => rec.responseItems?.includes(items[0]!)),
+      { what: "the stream's record" },
+    );
     const dataDir = r.two.dataDir;
     await r.two.close();
     r.two = await startBridge(r.anthropic.url, r.env, dataDir);
@@ -303,6 +361,6 @@ describe('stored output items on two replicas sharing one PostgreSQL store', fun
     );
     assert.deepEqual(askedSince(r.mock, after), []);
     await sdk(r.two, a.key).responses.create({ model: 'gpt-5', input: referencing(items[0]!)[0]![1] });
-    assert.ok(askedSince(r.mock, from).length >= 2);
+    assert.deepEqual(askedSince(r.mock, after), ['POST /v1/responses']);
   });
 });

@@ -10,14 +10,14 @@ function principal(id: string, role: 'member' | 'admin' = 'member'): Principal {
 }
 
 /** A store that answers from `owners` and counts its lookups. */
-function fakeStore(owners: Record<string, string> = {}) {
+function fakeStore(owners: Record<string, string | null> = {}) {
   const asked: string[][] = [];
   return {
     asked,
     responseOwner: async () => undefined,
     responseItemOwners: async (ids: readonly string[]) => {
       asked.push([...ids]);
-      return new Map(ids.filter((id) => owners[id] !== undefined).map((id) => [id, owners[id]!]));
+      return new Map(ids.filter((id) => owners[id] !== undefined).map((id) => [id, owners[id] ?? null]));
     },
   };
 }
@@ -82,6 +82,46 @@ describe('ResponseOwners: stored output items', () => {
     // An id longer than any recorded is never looked up.
     await refusal(() => owners.checkItems(['y'.repeat(257)], principal('usr_a')));
     assert.equal(store.asked.length, 1);
+  });
+
+  it("an item two users' answers hold is nobody's, the first owner's included, from memory, another replica or the store", async () => {
+    const owners = new ResponseOwners(fakeStore({ msg_9: null }));
+    owners.note(rec({ responseItems: ['msg_1'] }));
+    owners.note(rec({ userId: 'usr_b', responseItems: ['msg_1'] }));
+    owners.heard('resp_5', 'usr_a', ['msg_2']);
+    owners.heard('resp_6', 'usr_b', ['msg_2']);
+    for (const id of ['msg_1', 'msg_2'])
+      for (const who of [principal('usr_a'), principal('usr_b'), principal('usr_admin', 'admin')])
+        assert.match(String(await refusal(() => owners.checkItems([id], who))), /item_not_found/);
+    assert.match(
+      String(await refusal(() => owners.checkItems(['msg_9'], principal('usr_admin', 'admin')))),
+      /item_not_found/,
+    );
+  });
+
+  it("looks a member's unknown ids up 64 at a time, stopping at the first chunk that refuses one", async () => {
+    const mine = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`msg_${i}`, 'usr_a']));
+    const store = fakeStore({ ...mine, msg_70: 'usr_b' });
+    const owners = new ResponseOwners(store);
+    const ids = Array.from({ length: 200 }, (_, i) => `msg_${i}`);
+    assert.match(String(await refusal(() => owners.checkItems(ids, principal('usr_a')))), /msg_70/);
+    assert.deepEqual(
+      store.asked.map((a) => a.length),
+      [64, 64],
+      'the third chunk was never asked',
+    );
+    // Ids the bridge never saw stored: an admin's pass.
+    const adminStore = fakeStore();
+    const forAdmin = new ResponseOwners(adminStore);
+    assert.equal(
+      await refusal(() => forAdmin.checkItems([...ids, 'msg_unknown'], principal('usr_admin', 'admin'))),
+      undefined,
+    );
+    assert.deepEqual(
+      adminStore.asked.map((a) => a.length),
+      [201],
+      "an admin's all at once",
+    );
   });
 
   it('tells the other replicas of a response with its first 64 items; what they hear is known without the store', async () => {

@@ -795,8 +795,8 @@ export class EmbeddedStore implements Store {
     return undefined;
   }
 
-  async responseItemOwners(ids: readonly string[]): Promise<Map<string, string>> {
-    const owners = new Map<string, string>();
+  async responseItemOwners(ids: readonly string[]): Promise<Map<string, string | null>> {
+    const owners = new Map<string, string | null>();
     // Several items are one answer's: each record is read once.
     const read = new Map<number, Interception>();
     for (const id of ids) {
@@ -806,8 +806,11 @@ export class EmbeddedStore implements Store {
           rec = await this.load(i);
           read.set(i, rec);
         }
-        if (rec.responseItems?.includes(id)) {
-          owners.set(id, rec.userId);
+        if (!rec.responseItems?.includes(id)) continue;
+        const owner = owners.get(id);
+        if (owner === undefined) owners.set(id, rec.userId);
+        else if (owner !== rec.userId) {
+          owners.set(id, null);
           break;
         }
       }

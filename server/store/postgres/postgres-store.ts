@@ -473,23 +473,27 @@ export class PostgresStore implements Store {
     return r.rows[0]?.user_id;
   }
 
-  async responseItemOwners(ids: readonly string[]): Promise<Map<string, string>> {
-    const owners = new Map<string, string>();
+  async responseItemOwners(ids: readonly string[]): Promise<Map<string, string | null>> {
+    const owners = new Map<string, string | null>();
     if (ids.length === 0) return owners;
-    // As responseOwner: the column holds pgText of each id, and the newest record wins.
-    const wanted = new Map(ids.map((id) => [pgText(id)!, id]));
+    // As responseOwner: the column holds pgText of each id (ids that differ only by a NUL share one).
+    const wanted = new Map<string, string[]>();
+    for (const id of ids) {
+      const stored = pgText(id)!;
+      const same = wanted.get(stored);
+      if (same) same.push(id);
+      else wanted.set(stored, [id]);
+    }
     // One row per id found, however many records repeat it (an OpenAI-compatible server's ids).
-    const r = await this.query<{ item: string; user_id: string }>(
-      `SELECT DISTINCT ON (item) item, user_id
+    const r = await this.query<{ item: string; lo: string; hi: string }>(
+      `SELECT item, min(user_id) AS lo, max(user_id) AS hi
          FROM interceptions, unnest(response_items) AS item
         WHERE response_items && $1::text[] AND item = ANY($1::text[])
-        ORDER BY item, seq DESC`,
+        GROUP BY item`,
       [[...wanted.keys()]],
     );
-    for (const row of r.rows) {
-      const id = wanted.get(row.item);
-      if (id !== undefined) owners.set(id, row.user_id);
-    }
+    for (const row of r.rows)
+      for (const id of wanted.get(row.item) ?? []) owners.set(id, row.lo === row.hi ? row.lo : null);
     return owners;
   }
 
