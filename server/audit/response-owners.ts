@@ -197,7 +197,8 @@ export class ResponseOwners {
    * Refuses (`item_not_found`, as OpenAI answers an unknown item) a request whose input names by
    * id alone a stored item that is not an output item of the caller's own stored answers: another
    * user's, or, unless the caller is an admin, one the bridge never saw (the rule for a response
-   * id). Memory answers most; the rest take one store lookup together.
+   * id). Memory answers most; the rest are looked up in the store, a member's ITEM_LOOKUP_CHUNK at
+   * a time.
    */
   checkItems(ids: readonly string[], principal: Principal): void | Promise<void> {
     const userId = principal.user.id;

@@ -310,7 +310,8 @@ export interface Store {
    * For each of `ids` that an output item of a kept record's stored answer has
    * (`responseItems`), the user whose records hold it: who may name that item in a request's input
    * (server/audit/response-owners.ts). Null when records of several users hold it (an upstream
-   * that echoed one user's id into another's answer): nobody's. Ids no record holds are absent.
+   * that echoed one user's id into another's answer), or more than ITEM_RECORDS_LIMIT records
+   * (no unique id): nobody's. Ids no record holds are absent.
    * Indexed, never a scan of the records.
    */
   responseItemOwners(ids: readonly string[]): Promise<Map<string, string | null>>;
@@ -411,3 +412,6 @@ export interface Store {
   /** Announces a change to the other replicas; best effort, never throws. */
   broadcast(change: StoreChange): void;
 }
+
+/** Records holding one item id beyond which it is nobody's (Store.responseItemOwners). */
+export const ITEM_RECORDS_LIMIT = 64;

@@ -11,6 +11,7 @@ import type {
   Store,
   StoreChange,
 } from '../../server/store/types';
+import { ITEM_RECORDS_LIMIT } from '../../server/store/types';
 import type { User } from '../../shared/identity';
 import type { GatewayToolCall, Interception, ToolCallRecord } from '../../shared/interception';
 import type { Alert } from '../../shared/spend';
@@ -337,6 +338,15 @@ export function storeContract(name: string, factory: StoreFactory): void {
         await restart();
         assert.deepEqual(await store.responseItemOwners(asked), expected);
         assert.deepEqual(await store.responseItemOwners([]), new Map());
+        // One user's records repeating an id past ITEM_RECORDS_LIMIT (an upstream whose ids are not
+        // unique): nobody's either, on both stores alike.
+        for (let i = 0; i < ITEM_RECORDS_LIMIT; i++)
+          await store.appendInterception(
+            newRecord(10 + 2 * i, { id: `int_rep_${i}`, responseItems: ['msg_rep'] }),
+          );
+        assert.deepEqual(await store.responseItemOwners(['msg_rep']), new Map([['msg_rep', 'usr_a']]));
+        await store.appendInterception(newRecord(200, { id: 'int_rep_last', responseItems: ['msg_rep'] }));
+        assert.deepEqual(await store.responseItemOwners(['msg_rep']), new Map([['msg_rep', null]]));
       });
 
       it('keeps text a database might not: NUL, emoji, long prompts, nested values', async () => {

@@ -18,7 +18,7 @@ const AS_OPENAI: ReadonlySet<string> = new Set([
 ]);
 
 /** OpenAI names the field at fault for an unknown input item. */
-const PARAM: Readonly<Record<string, string>> = { item_not_found: 'input' };
+const PARAM: ReadonlyMap<string, string> = new Map([['item_not_found', 'input']]);
 
 /** `{"error": {message, type, param, code}}`, with the bridge's stable code as `code`. */
 export function openaiError(
@@ -34,7 +34,7 @@ export function openaiError(
   return {
     message,
     type: errorType(status),
-    param: PARAM[code] ?? null,
+    param: PARAM.get(code) ?? null,
     code: AS_OPENAI.has(code) ? null : code,
   };
 }

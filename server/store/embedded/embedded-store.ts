@@ -38,6 +38,7 @@ import type {
   StoreSetting,
   UserPatch,
 } from '../types';
+import { ITEM_RECORDS_LIMIT } from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
 import { MemoryBudgetLedgers } from './budget-ledgers';
 import { DataDirLock } from './dir-lock';
@@ -800,7 +801,14 @@ export class EmbeddedStore implements Store {
     // Several items are one answer's: each record is read once.
     const read = new Map<number, Interception>();
     for (const id of ids) {
+      let seen = 0;
       for (const i of this.index.candidatesForItem(id)) {
+        // An id in this many records is no unique item id (an upstream that repeats its ids):
+        // nobody's, without reading every record that holds it.
+        if (++seen > ITEM_RECORDS_LIMIT) {
+          owners.set(id, null);
+          break;
+        }
         let rec = read.get(i);
         if (rec === undefined) {
           rec = await this.load(i);

@@ -29,6 +29,7 @@ import type {
   StoreSetting,
   UserPatch,
 } from '../types';
+import { ITEM_RECORDS_LIMIT } from '../types';
 import { Batcher } from './batcher';
 import * as ledgers from './budget-ledgers';
 import { ChangeFeed } from './change-feed';
@@ -485,15 +486,18 @@ export class PostgresStore implements Store {
       else wanted.set(stored, [id]);
     }
     // One row per id found, however many records repeat it (an OpenAI-compatible server's ids).
-    const r = await this.query<{ item: string; lo: string; hi: string }>(
-      `SELECT item, min(user_id) AS lo, max(user_id) AS hi
+    // An id in more than ITEM_RECORDS_LIMIT records is no unique item id: nobody's, as on the
+    // embedded store, which stops reading there.
+    const r = await this.query<{ item: string; lo: string; hi: string; n: number }>(
+      `SELECT item, min(user_id) AS lo, max(user_id) AS hi, count(*)::int AS n
          FROM interceptions, unnest(response_items) AS item
         WHERE response_items && $1::text[] AND item = ANY($1::text[])
         GROUP BY item`,
       [[...wanted.keys()]],
     );
     for (const row of r.rows)
-      for (const id of wanted.get(row.item) ?? []) owners.set(id, row.lo === row.hi ? row.lo : null);
+      for (const id of wanted.get(row.item) ?? [])
+        owners.set(id, row.lo === row.hi && row.n <= ITEM_RECORDS_LIMIT ? row.lo : null);
     return owners;
   }
 
