@@ -8,7 +8,7 @@ import { CapturePolicy } from './capture';
 import { claimChainAnchor } from './chain-anchor';
 import { Recorder } from './recorder';
 import { Redactor } from './redact';
-import { ResponseOwners } from './response-owners';
+import { RESPONSE_RECHECK_MS, ResponseOwners } from './response-owners';
 
 export interface AuditCapability extends Capability {
   recorder: Recorder;
@@ -32,7 +32,8 @@ export async function auditCapability(
     { failMode: config.auditFailure, retryMs: 1000, retryLimit: config.auditQueueLimit },
     new Redactor(config.redactPatterns),
   );
-  const responseOwners = new ResponseOwners(store);
+  // With several replicas, an owner another replica has not told yet gets a second look.
+  const responseOwners = new ResponseOwners(store, { recheckMs: store.shared ? RESPONSE_RECHECK_MS : 0 });
   // Noted as each interception ends, before the client's answer does: a follow-up finds it here.
   recorder.onFinished((rec) => responseOwners.note(rec));
   // And as soon as a stream names it: a client may continue it on `response.completed`, before

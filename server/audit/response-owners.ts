@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
 import type { NewInterception, Store } from '../store/types';
@@ -11,6 +12,13 @@ export type ResponseStanding = 'own' | 'foreign' | 'unknown';
  * member's follow-ups name the response just answered, which is always among them.
  */
 export const RECENT_RESPONSE_OWNERS = 50_000;
+
+/**
+ * With several replicas, how long a member's unknown response or item id waits for a second look:
+ * another replica's notification (sent within 20 ms) or its record acked `sent` (flushed at once
+ * unless the database is busy) has arrived by then.
+ */
+export const RESPONSE_RECHECK_MS = 150;
 
 /** Output item ids kept in memory per replica (a few per stored answer), newest last. */
 export const RECENT_ITEM_OWNERS = 150_000;
@@ -62,7 +70,8 @@ export function conversationNotFound(id: string, standing: ResponseStanding): Br
  * A record's response is noted here as the interception finishes, before the client's answer ends
  * (`Recorder.onFinished` runs first): this replica knows it by the time a follow-up can come. Other
  * replicas find it in the store, where it is by then too with AIBRIDGE_AUDIT_ACK=stored (the
- * default on PostgreSQL). So at most one store lookup per check, none when memory answers.
+ * default on PostgreSQL). So at most one store lookup per check, none when memory answers; with
+ * several replicas, a member's id found nowhere is looked for once more after `recheckMs`.
  */
 export class ResponseOwners {
   /** Response id → user id, oldest first (a Map keeps insertion order: the first key is evicted). */
@@ -70,11 +79,30 @@ export class ResponseOwners {
   /** Output item id → user id, oldest first, as `recent`. */
   private readonly items = new Map<string, string>();
 
+  private readonly limit: number;
+  private readonly itemLimit: number;
+  private readonly recheckMs: number;
+
+  /**
+   * `recheckMs` (0: never): how long a member's id that neither memory nor the store knows waits
+   * before it is looked for once more, and only then refused. With several replicas (0 on one) an
+   * owner may still be on its way: another replica tells it within tens of milliseconds (a whole
+   * answer's as it ends), and acking `sent` stores its record within the flush window. A follow-up
+   * a client sends the moment an answer ends, to another replica, waits instead of being refused.
+   */
   constructor(
     private readonly store: Pick<Store, 'responseOwner' | 'responseItemOwners'>,
-    private readonly limit = RECENT_RESPONSE_OWNERS,
-    private readonly itemLimit = RECENT_ITEM_OWNERS,
-  ) {}
+    opts: { limit?: number; itemLimit?: number; recheckMs?: number } = {},
+  ) {
+    this.limit = opts.limit ?? RECENT_RESPONSE_OWNERS;
+    this.itemLimit = opts.itemLimit ?? RECENT_ITEM_OWNERS;
+    this.recheckMs = opts.recheckMs ?? 0;
+  }
+
+  /** Whether a member's unknown ids get a second look (recheckMs). */
+  private rechecks(principal: Principal): boolean {
+    return this.recheckMs > 0 && principal.user.role !== 'admin';
+  }
 
   /**
    * Notes a finished record's response, and its stored output items, as its user's (a
@@ -179,8 +207,14 @@ export class ResponseOwners {
    */
   check(id: string, principal: Principal): void | Promise<void> {
     const standing = this.standing(id, principal.user.id);
-    if (standing instanceof Promise) return standing.then((s) => allowed(s, id, principal, responseNotFound));
-    allowed(standing, id, principal, responseNotFound);
+    if (!(standing instanceof Promise)) return allowed(standing, id, principal, responseNotFound);
+    return standing.then(async (s) => {
+      if (s === 'unknown' && this.rechecks(principal)) {
+        await sleep(this.recheckMs);
+        s = await this.standing(id, principal.user.id);
+      }
+      allowed(s, id, principal, responseNotFound);
+    });
   }
 
   /**
@@ -218,14 +252,28 @@ export class ResponseOwners {
     return this.lookUpItems(unknown, chunk, principal);
   }
 
+  private async itemOwners(ids: string[]): Promise<Map<string, string | null>> {
+    try {
+      return await this.store.responseItemOwners(ids);
+    } catch (err) {
+      throw isBridgeError(err) ? err : new BridgeError('store_unavailable', undefined, { cause: err });
+    }
+  }
+
   private async lookUpItems(ids: string[], chunk: number, principal: Principal): Promise<void> {
     for (let at = 0; at < ids.length; at += chunk) {
       const asked = ids.slice(at, at + chunk);
-      let owners: Map<string, string | null>;
-      try {
-        owners = await this.store.responseItemOwners(asked);
-      } catch (err) {
-        throw isBridgeError(err) ? err : new BridgeError('store_unavailable', undefined, { cause: err });
+      const owners = await this.itemOwners(asked);
+      if (asked.some((id) => !owners.has(id)) && this.rechecks(principal)) {
+        await sleep(this.recheckMs);
+        const missing = asked.filter((id) => !owners.has(id) && !this.items.has(id));
+        const found = missing.length > 0 ? await this.itemOwners(missing) : undefined;
+        for (const id of asked) {
+          if (owners.has(id)) continue;
+          const heard = this.items.get(id);
+          if (heard !== undefined) owners.set(id, heard === CONTESTED ? null : heard);
+          else if (found?.has(id)) owners.set(id, found.get(id)!);
+        }
       }
       for (const id of asked) {
         const owner = owners.get(id);

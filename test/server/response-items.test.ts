@@ -312,6 +312,28 @@ describe('stored output items on two replicas sharing one PostgreSQL store', fun
   // acking `sent` leaves only the notification in the first moments.
   const r = replicaPair('response_items', { AIBRIDGE_AUDIT_ACK: 'sent' });
 
+  it("a whole answer's follow-up sent to the other replica the moment it arrives goes through: a member's unknown id gets a second look", async () => {
+    const a = await r.one.addUser('pg-items-now-a@example.com');
+    const b = await r.one.addUser('pg-items-now-b@example.com');
+    for (const tb of [r.one, r.two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
+    for (let i = 0; i < 5; i++) {
+      const answer = await sdk(r.one, a.key).responses.create({ model: 'gpt-5', input: `turn ${i}` });
+      const item = answer.output[0]!.id!;
+      // No wait: the notification has not come yet, the record may not be stored (acking `sent`).
+      await Promise.all([
+        sdk(r.two, a.key).responses.create({
+          model: 'gpt-5',
+          input: 'go on',
+          previous_response_id: answer.id,
+        }),
+        sdk(r.two, a.key).responses.create({ model: 'gpt-5', input: referencing(item)[0]![1] }),
+        refused(item, 'other member', () =>
+          sdk(r.two, b.key).responses.create({ model: 'gpt-5', input: referencing(item)[0]![1] }),
+        ),
+      ]);
+    }
+  });
+
   it("an item stored through one replica is its owner's on the other, told as the stream completes it and found in the store after a restart", async () => {
     const a = await r.one.addUser('pg-items-a@example.com');
     const b = await r.one.addUser('pg-items-b@example.com');

@@ -124,6 +124,38 @@ describe('ResponseOwners: stored output items', () => {
     );
   });
 
+  it("with recheckMs, a member's unknown response or item is looked for once more, so an owner heard meanwhile counts", async () => {
+    const store = fakeStore();
+    const owners = new ResponseOwners(store, { recheckMs: 50 });
+    const began = Date.now();
+    const pending = Promise.all([
+      owners.check('resp_late', principal('usr_a')),
+      owners.checkItems(['msg_late'], principal('usr_a')),
+    ]);
+    // Another replica's notification arrives while the check waits.
+    setTimeout(() => owners.heard('resp_late', 'usr_a', ['msg_late']), 10);
+    await pending;
+    assert.ok(Date.now() - began >= 45, 'it waited');
+    // Still unknown after the second look: refused; another user's, refused too.
+    assert.match(
+      String(await refusal(() => owners.checkItems(['msg_never'], principal('usr_a')))),
+      /item_not_found/,
+    );
+    assert.deepEqual(store.asked.at(-1), ['msg_never'], 'the store was asked again');
+    assert.match(
+      String(await refusal(() => owners.check('resp_late', principal('usr_b')))),
+      /response_not_found/,
+    );
+    // An admin passes an unknown id without waiting; without recheckMs nobody waits.
+    const quick = Date.now();
+    await owners.checkItems(['msg_admin'], principal('usr_admin', 'admin'));
+    assert.match(
+      String(await refusal(() => new ResponseOwners(fakeStore()).checkItems(['msg_x'], principal('usr_a')))),
+      /item_not_found/,
+    );
+    assert.ok(Date.now() - quick < 45, 'no wait');
+  });
+
   it('tells the other replicas of a response with its first 64 items; what they hear is known without the store', async () => {
     const told: unknown[][] = [];
     const one = new ResponseOwners(fakeStore());
