@@ -41,11 +41,19 @@ export async function auditCapability(
   recorder.onResponseNamed((userId, id, items) => responseOwners.noteNamed(userId, id, items));
   if (store.shared) {
     // The other replicas hear of each response as this one notes it (docs/security.md).
-    responseOwners.shareWith((id, userId, items) =>
-      store.broadcast(items ? { kind: 'response', id, userId, items } : { kind: 'response', id, userId }),
+    responseOwners.shareWith((id, userId, items, contested) =>
+      store.broadcast({
+        kind: 'response',
+        id,
+        userId,
+        ...(items ? { items } : {}),
+        ...(contested ? { contested } : {}),
+      }),
     );
     const unwatch = store.watch((change) => {
-      if (change.kind === 'response') responseOwners.heard(change.id, change.userId, change.items);
+      if (change.kind === 'response')
+        responseOwners.heard(change.id, change.userId, change.items, change.contested);
+      else if (change.kind === 'peers') responseOwners.setPeers(change.present);
     });
     life.onClose('response owners', unwatch);
   }

@@ -20,6 +20,13 @@ export const RECENT_RESPONSE_OWNERS = 50_000;
  */
 export const RESPONSE_RECHECK_MS = 150;
 
+/**
+ * Members' second looks waiting at once, per replica and per user: past them an unknown id is
+ * refused at once, so the wait holds no more than this whatever a member sends (or abandons).
+ */
+const RECHECKS_AT_ONCE = 64;
+const RECHECKS_PER_USER = 4;
+
 /** Output item ids kept in memory per replica (a few per stored answer), newest last. */
 export const RECENT_ITEM_OWNERS = 150_000;
 
@@ -28,7 +35,8 @@ const CONTESTED = '';
 
 /**
  * A member's unknown item ids are looked up this many at a time, refused at the first lookup that
- * finds one not theirs: a request of 2,048 made-up ids costs the store one small lookup.
+ * finds one not theirs: a request of 2,048 made-up ids costs the store one small lookup (two with
+ * a second look).
  */
 const ITEM_LOOKUP_CHUNK = 64;
 
@@ -85,8 +93,8 @@ export class ResponseOwners {
 
   /**
    * `recheckMs` (0: never): how long a member's id that neither memory nor the store knows waits
-   * before it is looked for once more, and only then refused. With several replicas (0 on one) an
-   * owner may still be on its way: another replica tells it within tens of milliseconds (a whole
+   * before it is looked for once more, and only then refused, while other replicas are heard from
+   * (setPeers): an owner may still be on its way: another replica tells it within tens of milliseconds (a whole
    * answer's as it ends), and acking `sent` stores its record within the flush window. A follow-up
    * a client sends the moment an answer ends, to another replica, waits instead of being refused.
    */
@@ -99,9 +107,35 @@ export class ResponseOwners {
     this.recheckMs = opts.recheckMs ?? 0;
   }
 
-  /** Whether a member's unknown ids get a second look (recheckMs). */
-  private rechecks(principal: Principal): boolean {
-    return this.recheckMs > 0 && principal.user.role !== 'admin';
+  /** Whether other replicas are heard from (the change feed's `peers`): only then may an owner be on its way. */
+  private peers = false;
+  private waitingLooks = 0;
+  private readonly looksOf = new Map<string, number>();
+
+  setPeers(present: boolean): void {
+    this.peers = present;
+  }
+
+  /**
+   * Waits `recheckMs` before a member's unknown id is looked for once more; false, at once, when no
+   * second look is due (an admin, no other replica heard from, no recheckMs) or too many already wait.
+   */
+  private async secondLook(principal: Principal): Promise<boolean> {
+    if (this.recheckMs <= 0 || !this.peers || principal.user.role === 'admin') return false;
+    const user = principal.user.id;
+    const mine = this.looksOf.get(user) ?? 0;
+    if (this.waitingLooks >= RECHECKS_AT_ONCE || mine >= RECHECKS_PER_USER) return false;
+    this.waitingLooks++;
+    this.looksOf.set(user, mine + 1);
+    try {
+      await sleep(this.recheckMs);
+    } finally {
+      this.waitingLooks--;
+      const left = (this.looksOf.get(user) ?? 1) - 1;
+      if (left > 0) this.looksOf.set(user, left);
+      else this.looksOf.delete(user);
+    }
+    return true;
   }
 
   /**
@@ -122,10 +156,14 @@ export class ResponseOwners {
       this.remember(id, userId);
       return;
     }
-    const fresh = items.some((item) => this.items.get(item) !== userId);
+    const news = this.recent.get(id) !== userId || items.some((item) => this.items.get(item) !== userId);
     this.remember(id, userId, false);
     for (const item of items) this.rememberItem(item, userId);
-    if (fresh) this.tell?.(id, userId, items.slice(0, ITEMS_TOLD));
+    if (!news) return;
+    const told = items.slice(0, ITEMS_TOLD);
+    // Contested here: said so, or a replica that never heard the first owner would take it for this one's.
+    const contested = told.filter((item) => this.items.get(item) === CONTESTED);
+    this.tell?.(id, userId, told, contested.length > 0 ? contested : undefined);
   }
 
   /**
@@ -141,24 +179,22 @@ export class ResponseOwners {
    * see a streamed one): a follow-up they serve then finds its owner in memory, before the record
    * is stored (AIBRIDGE_AUDIT_ACK=sent) or the stream has ended.
    */
-  shareWith(tell: (id: string, userId: string, items?: string[]) => void): void {
+  shareWith(tell: (id: string, userId: string, items?: string[], contested?: string[]) => void): void {
     this.tell = tell;
   }
 
-  private tell: ((id: string, userId: string, items?: string[]) => void) | undefined;
+  private tell: ((id: string, userId: string, items?: string[], contested?: string[]) => void) | undefined;
 
   /**
    * Another replica's response, and the first of its stored items (`shareWith`): noted as this
    * replica's own notes are, not told on.
    */
-  heard(id: unknown, userId: unknown, items?: unknown): void {
+  heard(id: unknown, userId: unknown, items?: unknown, contested?: unknown): void {
     if (typeof id !== 'string' || typeof userId !== 'string') return;
     if (id.length === 0 || id.length > MAX_RESPONSE_ID_CHARS) return;
     this.remember(id, userId, false);
-    if (!Array.isArray(items)) return;
-    for (const item of items.slice(0, ITEMS_TOLD) as unknown[])
-      if (typeof item === 'string' && item.length > 0 && item.length <= MAX_RESPONSE_ID_CHARS)
-        this.rememberItem(item, userId);
+    for (const item of itemIds(items)) this.rememberItem(item, userId);
+    for (const item of itemIds(contested)) this.rememberItem(item, CONTESTED);
   }
 
   /**
@@ -209,10 +245,8 @@ export class ResponseOwners {
     const standing = this.standing(id, principal.user.id);
     if (!(standing instanceof Promise)) return allowed(standing, id, principal, responseNotFound);
     return standing.then(async (s) => {
-      if (s === 'unknown' && this.rechecks(principal)) {
-        await sleep(this.recheckMs);
+      if (s === 'unknown' && (await this.secondLook(principal)))
         s = await this.standing(id, principal.user.id);
-      }
       allowed(s, id, principal, responseNotFound);
     });
   }
@@ -261,28 +295,49 @@ export class ResponseOwners {
   }
 
   private async lookUpItems(ids: string[], chunk: number, principal: Principal): Promise<void> {
+    const judge = (id: string, owner: string | null | undefined): void =>
+      allowed(
+        owner === undefined ? 'unknown' : owner === principal.user.id ? 'own' : 'foreign',
+        id,
+        principal,
+        itemNotFound,
+      );
     for (let at = 0; at < ids.length; at += chunk) {
       const asked = ids.slice(at, at + chunk);
       const owners = await this.itemOwners(asked);
-      if (asked.some((id) => !owners.has(id)) && this.rechecks(principal)) {
-        await sleep(this.recheckMs);
-        const missing = asked.filter((id) => !owners.has(id) && !this.items.has(id));
-        const found = missing.length > 0 ? await this.itemOwners(missing) : undefined;
-        for (const id of asked) {
-          if (owners.has(id)) continue;
-          const heard = this.items.get(id);
-          if (heard !== undefined) owners.set(id, heard === CONTESTED ? null : heard);
-          else if (found?.has(id)) owners.set(id, found.get(id)!);
-        }
+      // Another's is refused before any wait.
+      for (const [id, owner] of owners) {
+        this.rememberItem(id, owner ?? CONTESTED);
+        judge(id, owner);
       }
-      for (const id of asked) {
-        const owner = owners.get(id);
-        if (owner !== undefined) this.rememberItem(id, owner ?? CONTESTED);
-        const standing = owner === undefined ? 'unknown' : owner === principal.user.id ? 'own' : 'foreign';
-        allowed(standing, id, principal, itemNotFound);
+      const unknown = asked.filter((id) => !owners.has(id));
+      if (unknown.length === 0) continue;
+      if (!(await this.secondLook(principal))) {
+        for (const id of unknown) judge(id, undefined);
+        continue;
+      }
+      const missing = unknown.filter((id) => !this.items.has(id));
+      const found = missing.length > 0 ? await this.itemOwners(missing) : undefined;
+      for (const id of unknown) {
+        const heard = this.items.get(id);
+        if (heard !== undefined) judge(id, heard === CONTESTED ? null : heard);
+        else {
+          const owner = found?.get(id);
+          if (owner !== undefined) this.rememberItem(id, owner ?? CONTESTED);
+          judge(id, owner);
+        }
       }
     }
   }
+}
+
+/** The item ids another replica told, as far as they can be ids (ITEMS_TOLD at most). */
+function itemIds(v: unknown): string[] {
+  if (!Array.isArray(v)) return [];
+  return (v.slice(0, ITEMS_TOLD) as unknown[]).filter(
+    (item): item is string =>
+      typeof item === 'string' && item.length > 0 && item.length <= MAX_RESPONSE_ID_CHARS,
+  );
 }
 
 function allowed(

@@ -227,9 +227,11 @@ export type StoreChange =
   /**
    * A stored provider response (OpenAI Responses' `resp_…`) and the user who created it, told as
    * soon as a replica knows (server/audit/response-owners.ts): a follow-up another replica serves
-   * finds its owner before the record is stored. Sent only while other replicas are there.
+   * finds its owner before the record is stored; with the first of its stored output `items` once
+   * known, and which of them this replica holds `contested` (another user's too: nobody's). Sent
+   * only while other replicas are there.
    */
-  | { kind: 'response'; id: string; userId: string; items?: string[] }
+  | { kind: 'response'; id: string; userId: string; items?: string[]; contested?: string[] }
   /**
    * The MCP gateway calls a replica (`replica`, its own id) runs per user, repeated while they run
    * (server/gateway/call-slots.ts); sent only while other replicas are there.
