@@ -76,3 +76,17 @@ export function replicaPair(database: string, extra: Record<string, string> = {}
   });
   return pair;
 }
+
+/**
+ * Members A and B added through the pair's first replica, each key already used on both replicas,
+ * so what a test times is not a replica learning a key.
+ */
+export async function membersOnBoth(
+  pair: { one: TestBridge; two: TestBridge },
+  emails: [string, string],
+): Promise<{ a: Member; b: Member }> {
+  const a = await pair.one.addUser(emails[0]);
+  const b = await pair.one.addUser(emails[1]);
+  for (const tb of [pair.one, pair.two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
+  return { a, b };
+}

@@ -5,7 +5,14 @@ import { APIError } from 'openai';
 import type { ResponseInputItem } from 'openai/resources/responses/responses';
 import { startBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
-import { askedSince, replicaPair, restarted, sdk, twoMembers } from '../helpers/stored-responses';
+import {
+  askedSince,
+  membersOnBoth,
+  replicaPair,
+  restarted,
+  sdk,
+  twoMembers,
+} from '../helpers/stored-responses';
 
 /** Exactly what OpenAI answers for an input item naming a stored item it does not know. */
 function itemNotFound(id: string): unknown {
@@ -313,9 +320,7 @@ describe('stored output items on two replicas sharing one PostgreSQL store', fun
   const r = replicaPair('response_items', { AIBRIDGE_AUDIT_ACK: 'sent' });
 
   it("a whole answer's follow-up sent to the other replica the moment it arrives goes through: a member's unknown id gets a second look", async () => {
-    const a = await r.one.addUser('pg-items-now-a@example.com');
-    const b = await r.one.addUser('pg-items-now-b@example.com');
-    for (const tb of [r.one, r.two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
+    const { a, b } = await membersOnBoth(r, ['pg-items-now-a@example.com', 'pg-items-now-b@example.com']);
     for (let i = 0; i < 5; i++) {
       const answer = await sdk(r.one, a.key).responses.create({ model: 'gpt-5', input: `turn ${i}` });
       const item = answer.output[0]!.id!;
@@ -335,10 +340,7 @@ describe('stored output items on two replicas sharing one PostgreSQL store', fun
   });
 
   it("an item stored through one replica is its owner's on the other, told as the stream completes it and found in the store after a restart", async () => {
-    const a = await r.one.addUser('pg-items-a@example.com');
-    const b = await r.one.addUser('pg-items-b@example.com');
-    // Both replicas know both keys before anything is timed.
-    for (const tb of [r.one, r.two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
+    const { a, b } = await membersOnBoth(r, ['pg-items-a@example.com', 'pg-items-b@example.com']);
     // The provider's connection stays open 2 s after response.completed: until it closes the
     // interception has not ended and nothing is stored, so only the notification can tell the other.
     r.mock.next({ kind: 'drip', count: 3, delayMs: 20, lingerMs: 2000 });

@@ -7,7 +7,7 @@ import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
-import { askedSince, replicaPair, sdk } from '../helpers/stored-responses';
+import { askedSince, membersOnBoth, replicaPair, sdk } from '../helpers/stored-responses';
 
 /** Exactly what OpenAI answers for a response id it does not know. */
 function notFound(id: string): unknown {
@@ -583,10 +583,7 @@ describe('stored Responses on two replicas acking `sent`: owners are told, not o
   const r = replicaPair('response_owners_sent', { AIBRIDGE_AUDIT_ACK: 'sent' });
 
   it('a follow-up sent to the other replica on response.completed, before the stream has ended or been recorded, goes through; another member is refused there', async () => {
-    const a = await r.one.addUser('told-owner@example.com');
-    const b = await r.one.addUser('told-other@example.com');
-    // Both replicas know both keys before anything is timed.
-    for (const tb of [r.one, r.two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
+    const { a, b } = await membersOnBoth(r, ['told-owner@example.com', 'told-other@example.com']);
     // A quarter of a second of output, as a real stream takes (its response.created comes first),
     // and the provider's connection stays open after response.completed: the interception, and so
     // its record, ends only when it closes.
