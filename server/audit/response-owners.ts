@@ -94,9 +94,10 @@ export class ResponseOwners {
   /**
    * `recheckMs` (0: never): how long a member's id that neither memory nor the store knows waits
    * before it is looked for once more, and only then refused, while other replicas are heard from
-   * (setPeers): an owner may still be on its way: another replica tells it within tens of milliseconds (a whole
-   * answer's as it ends), and acking `sent` stores its record within the flush window. A follow-up
-   * a client sends the moment an answer ends, to another replica, waits instead of being refused.
+   * (setPeers). Its owner may still be on its way: another replica tells it within tens of
+   * milliseconds (a whole answer's as it ends), and acking `sent` stores its record within the
+   * flush window. So a follow-up sent to another replica the moment an answer ends waits instead of
+   * being refused.
    */
   constructor(
     private readonly store: Pick<Store, 'responseOwner' | 'responseItemOwners'>,
@@ -107,7 +108,10 @@ export class ResponseOwners {
     this.recheckMs = opts.recheckMs ?? 0;
   }
 
-  /** Whether other replicas are heard from (the change feed's `peers`): only then may an owner be on its way. */
+  /**
+   * Whether other replicas are heard from (the change feed's `peers`): only then may an owner be on
+   * its way.
+   */
   private peers = false;
   private waitingLooks = 0;
   private readonly looksOf = new Map<string, number>();
