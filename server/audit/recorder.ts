@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ErrorCode } from '../../shared/errors';
 import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import { emptyUsage, totalTokens } from '../../shared/usage';
-import type { InterceptionStart, PrefixAt, ResponseFacts } from '../core/facts';
+import { type InterceptionStart, ownableId, type PrefixAt, type ResponseFacts } from '../core/facts';
 import type { Metrics } from '../metrics';
 import { OUTPUT_LIMIT } from '../providers/common';
 import type { PriceBook } from '../spend/prices';
@@ -76,14 +76,8 @@ function refused(end: InterceptionEnd): boolean {
  */
 const ANNOTATION_LIMIT_MS = 2000;
 
-/**
- * The longest response id recorded. OpenAI's are ~50 characters; an openai-compatible upstream is
- * anyone's server, and the id keys the store's ownership lookup (server/audit/response-owners.ts).
- */
-export const MAX_RESPONSE_ID_CHARS = 256;
-
 function ownedResponse(id: string | undefined): id is string {
-  return id !== undefined && id.length > 0 && id.length <= MAX_RESPONSE_ID_CHARS;
+  return id !== undefined && ownableId(id);
 }
 
 /** Log levels at which the per-interception `info` line is written. */

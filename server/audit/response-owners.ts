@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ownableId } from '../core/facts';
 import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
 import type { NewInterception, Store } from '../store/types';
-import { MAX_RESPONSE_ID_CHARS } from './recorder';
 
 /** Whose a stored response is, as far as the bridge knows. */
 export type ResponseStanding = 'own' | 'foreign' | 'unknown';
@@ -195,7 +195,7 @@ export class ResponseOwners {
    */
   heard(id: unknown, userId: unknown, items?: unknown, contested?: unknown): void {
     if (typeof id !== 'string' || typeof userId !== 'string') return;
-    if (id.length === 0 || id.length > MAX_RESPONSE_ID_CHARS) return;
+    if (!ownableId(id)) return;
     this.remember(id, userId, false);
     for (const item of itemIds(items)) this.rememberItem(item, userId);
     for (const item of itemIds(contested)) this.rememberItem(item, CONTESTED);
@@ -225,7 +225,7 @@ export class ResponseOwners {
     const known = this.recent.get(id);
     if (known !== undefined) return known === userId ? 'own' : 'foreign';
     // Longer than any id the recorder keeps: no record can hold it, no lookup needed.
-    if (id.length === 0 || id.length > MAX_RESPONSE_ID_CHARS) return 'unknown';
+    if (!ownableId(id)) return 'unknown';
     return this.store.responseOwner(id).then(
       (owner) => {
         if (owner === undefined) return 'unknown';
@@ -273,16 +273,14 @@ export class ResponseOwners {
    * a time.
    */
   checkItems(ids: readonly string[], principal: Principal): void | Promise<void> {
-    const userId = principal.user.id;
     const unknown: string[] = [];
     for (const id of ids) {
       const owner = this.items.get(id);
       if (owner === undefined) {
         // Longer than any id the recorder keeps: no record can hold it, no lookup needed.
-        if (id.length === 0 || id.length > MAX_RESPONSE_ID_CHARS)
-          allowed('unknown', id, principal, itemNotFound);
+        if (!ownableId(id)) judgeItem(id, undefined, principal);
         else unknown.push(id);
-      } else allowed(owner === userId ? 'own' : 'foreign', id, principal, itemNotFound);
+      } else judgeItem(id, owner === CONTESTED ? null : owner, principal);
     }
     if (unknown.length === 0) return;
     // An admin passes unknown ids, so all are asked at once; a member stops at the first refusal.
@@ -299,36 +297,29 @@ export class ResponseOwners {
   }
 
   private async lookUpItems(ids: string[], chunk: number, principal: Principal): Promise<void> {
-    const judge = (id: string, owner: string | null | undefined): void =>
-      allowed(
-        owner === undefined ? 'unknown' : owner === principal.user.id ? 'own' : 'foreign',
-        id,
-        principal,
-        itemNotFound,
-      );
     for (let at = 0; at < ids.length; at += chunk) {
       const asked = ids.slice(at, at + chunk);
       const owners = await this.itemOwners(asked);
       // Another's is refused before any wait.
       for (const [id, owner] of owners) {
         this.rememberItem(id, owner ?? CONTESTED);
-        judge(id, owner);
+        judgeItem(id, owner, principal);
       }
       const unknown = asked.filter((id) => !owners.has(id));
       if (unknown.length === 0) continue;
       if (!(await this.secondLook(principal))) {
-        for (const id of unknown) judge(id, undefined);
+        for (const id of unknown) judgeItem(id, undefined, principal);
         continue;
       }
       const missing = unknown.filter((id) => !this.items.has(id));
       const found = missing.length > 0 ? await this.itemOwners(missing) : undefined;
       for (const id of unknown) {
         const heard = this.items.get(id);
-        if (heard !== undefined) judge(id, heard === CONTESTED ? null : heard);
+        if (heard !== undefined) judgeItem(id, heard === CONTESTED ? null : heard, principal);
         else {
           const owner = found?.get(id);
           if (owner !== undefined) this.rememberItem(id, owner ?? CONTESTED);
-          judge(id, owner);
+          judgeItem(id, owner, principal);
         }
       }
     }
@@ -339,8 +330,17 @@ export class ResponseOwners {
 function itemIds(v: unknown): string[] {
   if (!Array.isArray(v)) return [];
   return (v.slice(0, ITEMS_TOLD) as unknown[]).filter(
-    (item): item is string =>
-      typeof item === 'string' && item.length > 0 && item.length <= MAX_RESPONSE_ID_CHARS,
+    (item): item is string => typeof item === 'string' && ownableId(item),
+  );
+}
+
+/** Refuses an item whose owner (null: nobody's; undefined: unknown) is not the caller (allowed). */
+function judgeItem(id: string, owner: string | null | undefined, principal: Principal): void {
+  allowed(
+    owner === undefined ? 'unknown' : owner === principal.user.id ? 'own' : 'foreign',
+    id,
+    principal,
+    itemNotFound,
   );
 }
 

@@ -65,6 +65,18 @@ export interface CacheFacts {
 /** The hash of a request's first k messages (`CacheFacts.prefixAt`). */
 export type PrefixAt = (k: number) => string | undefined;
 
+/**
+ * The longest stored-state id the bridge records as someone's (a response's `resp_…`, an output
+ * item's `msg_…`). OpenAI's are ~50 characters; an openai-compatible upstream is anyone's server,
+ * and each id keys the store's ownership lookup (server/audit/response-owners.ts).
+ */
+export const MAX_STORED_ID_CHARS = 256;
+
+/** Whether an id is one the bridge records as its caller's (and so one a lookup can find). */
+export function ownableId(id: string): boolean {
+  return id.length > 0 && id.length <= MAX_STORED_ID_CHARS;
+}
+
 /** What the bridge learns from a response, whole or streamed. */
 export interface ResponseFacts {
   usage: Usage;
@@ -86,7 +98,7 @@ export interface ResponseFacts {
   responseId?: string;
   /**
    * The ids of the stored answer's output items, when the provider stored it (not `store: false`):
-   * recorded as the caller's, so only they may name one in a later request's input.
+   * recorded as the caller's, so only they may name one in a later request's input. Each ownableId.
    */
   responseItems?: string[];
 }

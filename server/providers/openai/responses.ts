@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InterceptionError, ToolCallRecord } from '../../../shared/interception';
 import { emptyUsage, type Usage } from '../../../shared/usage';
+import { ownableId } from '../../core/facts';
 import { automaticCacheFacts, withCache } from '../cache-key';
 import {
   afterLastModelTurn,
@@ -114,15 +115,13 @@ function responseError(response: Record<string, unknown>): InterceptionError | n
   };
 }
 
-/** The most output item ids recorded of one answer, and the longest id (as a response id's). */
+/** The most output item ids recorded of one answer. */
 const MAX_RESPONSE_ITEMS = 512;
-const MAX_ITEM_ID_CHARS = 256;
 
 /** Notes an output item's id among an answer's (responseItems), within the caps. */
 function noteItem(item: unknown, into: Set<string>): void {
   if (!isObject(item) || typeof item.id !== 'string') return;
-  const id = item.id;
-  if (id.length > 0 && id.length <= MAX_ITEM_ID_CHARS && into.size < MAX_RESPONSE_ITEMS) into.add(id);
+  if (ownableId(item.id) && into.size < MAX_RESPONSE_ITEMS) into.add(item.id);
 }
 
 /**
