@@ -1,3 +1,4 @@
+import { countBelow } from './count-below';
 import { valueKey } from './value-key';
 
 /** Items added before they are sorted into a run: a lookup scans at most this many. */
@@ -48,13 +49,7 @@ export class ItemIndex {
       if (this.tailKeys[i] === k) out.push(this.tailSeqs[i]!);
     for (let r = this.runs.length - 1; r >= 0; r--) {
       const { keys, seqs } = this.runs[r]!;
-      let lo = 0;
-      let hi = keys.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (keys[mid]! < k) lo = mid + 1;
-        else hi = mid;
-      }
+      const lo = countBelow(keys, k);
       // Equal keys are in seq order: newest last.
       let end = lo;
       while (end < keys.length && keys[end] === k) end++;

@@ -1,6 +1,7 @@
 import type { ApiName, Interception } from '../../../shared/interception';
 import { toolForm } from '../search-text';
 import type { InterceptionFilter } from '../types';
+import { countBelow } from './count-below';
 import { ItemIndex } from './item-index';
 import type { EntryLoc } from './journal';
 import { valueKey } from './value-key';
@@ -41,18 +42,6 @@ export function idKey(id: string): number {
     digits++;
   }
   return digits === 0 ? -1 : n;
-}
-
-/** How many values of ascending `a` are below `v` (the index of the first one ≥ `v`). */
-function countBelow(a: readonly number[], v: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid]! < v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** Strings seen many times (user ids, clients, teams) stored once, referred to by number. */
@@ -304,14 +293,7 @@ export class RecordIndex {
 
   /** Index of the first record with seq ≥ `seq`. */
   lowerBound(seq: number): number {
-    let lo = 0;
-    let hi = this.n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.seq[mid]! < seq) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return countBelow(this.seq, seq, this.n);
   }
 
   /**
