@@ -1,5 +1,7 @@
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
+import type { Interception } from '../../shared/interception';
 import { AnthropicMock } from './anthropic-mock';
 import { startBridge, type TestBridge } from './bridge';
 import { OpenAIMock } from './openai-mock';
@@ -89,4 +91,18 @@ export async function membersOnBoth(
   const b = await pair.one.addUser(emails[1]);
   for (const tb of [pair.one, pair.two]) for (const k of [a.key, b.key]) await sdk(tb, k).models.list();
   return { a, b };
+}
+
+/**
+ * The member's record of a request the bridge refused with `code` before the provider saw it, as
+ * every such refusal is recorded: theirs, 404, capture `none`, no prompt.
+ */
+export async function recordedRefusal(tb: TestBridge, member: Member, code: string): Promise<Interception> {
+  const rec = (await tb.interceptions(1, member.key)).find((r) => r.error?.type === code);
+  assert.ok(rec, 'the refusal is recorded');
+  assert.equal(rec.userId, member.user.id);
+  assert.equal(rec.httpStatus, 404);
+  assert.equal(rec.capture, 'none');
+  assert.equal(rec.prompt, null);
+  return rec;
 }

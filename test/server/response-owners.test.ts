@@ -7,7 +7,7 @@ import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { OPENAI_UPSTREAM_KEY, OpenAIMock } from '../helpers/openai-mock';
-import { askedSince, membersOnBoth, replicaPair, sdk } from '../helpers/stored-responses';
+import { askedSince, membersOnBoth, recordedRefusal, replicaPair, sdk } from '../helpers/stored-responses';
 
 /** Exactly what OpenAI answers for a response id it does not know. */
 function notFound(id: string): unknown {
@@ -214,13 +214,7 @@ describe('stored Responses belong to the user who created them', function () {
     await refused(id, () =>
       sdk(tb, b.key).responses.create({ model: 'gpt-5', input: 'peek', previous_response_id: id }),
     );
-    const recs = await tb.interceptions(1, b.key);
-    const rec = recs.find((r) => r.error?.type === 'response_not_found');
-    assert.ok(rec, 'the refusal is recorded');
-    assert.equal(rec.userId, b.user.id);
-    assert.equal(rec.httpStatus, 404);
-    assert.equal(rec.capture, 'none');
-    assert.equal(rec.prompt, null);
+    const rec = await recordedRefusal(tb, b, 'response_not_found');
     assert.equal(rec.responseId, undefined);
     await refused(id, () => sdk(tb, b.key).responses.retrieve(id));
     const line = tb.logs.find((l) => l.includes('passthrough refused') && l.includes(id));
@@ -475,13 +469,7 @@ describe('stored conversations (Conversations API) go upstream only for admins',
       (err: unknown) =>
         err instanceof NotFoundError && err.headers.get('x-aibridge-error-code') === 'conversation_not_found',
     );
-    const recs = await tb.interceptions(1, frugal.key);
-    const rec = recs.find((r) => r.error?.type === 'conversation_not_found');
-    assert.ok(rec, 'the refusal is recorded');
-    assert.equal(rec.userId, frugal.user.id);
-    assert.equal(rec.httpStatus, 404);
-    assert.equal(rec.capture, 'none');
-    assert.equal(rec.prompt, null);
+    const rec = await recordedRefusal(tb, frugal, 'conversation_not_found');
     assert.equal(rec.error?.message, `Conversation with id '${id}' not found.`);
 
     await assert.rejects(
