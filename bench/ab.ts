@@ -26,6 +26,7 @@ import {
   call,
   cleanupNow,
   cpuMs,
+  cpuSplitMs,
   installExitHandlers,
   onCleanup,
   start,
@@ -196,11 +197,19 @@ async function main(): Promise<void> {
   const job = { kind: 'closed', body: 'json', connections: CONNECTIONS, maxRequests: 200_000 };
   for (const s of sides) await call<JobResult>(loadgen, { ...job, durationMs: 2_000, target: s.target });
   const pgMatch = pg ? 'postgres' : '';
-  const tally = sides.map(() => ({ ok: 0, ms: 0, cpu: 0, db: 0, threads: new Map<string, number>() }));
+  const tally = sides.map(() => ({
+    ok: 0,
+    ms: 0,
+    cpu: 0,
+    user: 0,
+    db: 0,
+    threads: new Map<string, number>(),
+  }));
   for (let r = 0; r < ROUNDS; r++) {
     for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
       const s = sides[i]!;
       const c0 = cpuMs(s.proc.proc.pid!);
+      const u0 = cpuSplitMs(s.proc.proc.pid!).user;
       const th0 = threadCpuMs(s.proc.proc.pid!);
       const d0 = pg ? treeCpuMs(pgMatch) : 0;
       if (s.gc) s.gc.measuring = true;
@@ -208,6 +217,7 @@ async function main(): Promise<void> {
       if (s.gc) s.gc.measuring = false;
       const t = tally[i]!;
       t.cpu += cpuMs(s.proc.proc.pid!) - c0;
+      t.user += cpuSplitMs(s.proc.proc.pid!).user - u0;
       for (const [name, ms] of threadCpuMs(s.proc.proc.pid!))
         t.threads.set(name, (t.threads.get(name) ?? 0) + ms - (th0.get(name) ?? 0));
       t.db += pg ? treeCpuMs(pgMatch) - d0 : 0;
@@ -227,7 +237,7 @@ async function main(): Promise<void> {
       .join(', ');
     process.stdout.write(
       `${s.label}: ${((1000 * t.ok) / t.ms).toFixed(0)} rps, bridge ${((1000 * t.cpu) / t.ok).toFixed(0)} ms per 1k${db}\n` +
-        `  by thread, ms per 1k: ${threads}\n` +
+        `  by thread, ms per 1k: ${threads}; user ${((1000 * t.user) / t.ok).toFixed(0)}, system ${((1000 * (t.cpu - t.user)) / t.ok).toFixed(0)}\n` +
         (GC && s.gc ? `  ${s.gc.summary(t.ok)}\n` : ''),
     );
   }

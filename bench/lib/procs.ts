@@ -213,6 +213,13 @@ export function cpuMs(pid: number, mainThread = false): number {
   return (ticks * 1000) / 100;
 }
 
+/** A process's CPU ms split into user and system (kernel) time, every thread. */
+export function cpuSplitMs(pid: number): { user: number; system: number } {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: (Number(rest[11]) * 1000) / 100, system: (Number(rest[12]) * 1000) / 100 };
+}
+
 /**
  * CPU ms of a process's main thread (`main`) and of its other threads (`others`: V8's GC and
  * compiler helpers, libuv's pool that runs fsync and file writes; Node names them all `node`):

@@ -4,7 +4,7 @@ export type UpstreamRequest = Pick<Dispatcher.RequestOptions, 'method' | 'header
   dispatcher?: Dispatcher | undefined;
 };
 
-interface Place {
+export interface Place {
   origin: string;
   path: string;
 }
@@ -19,7 +19,7 @@ const places = new Map<string, Place>();
 const PLACES_LIMIT = 1024;
 const PLACE_URL_LIMIT = 512;
 
-function placeOf(url: string): Place {
+export function placeOf(url: string): Place {
   let at = places.get(url);
   if (at === undefined) {
     const u = new URL(url);

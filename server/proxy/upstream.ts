@@ -3,7 +3,8 @@ import { Agent, type Dispatcher, errors as undiciErrors } from 'undici';
 import type { TimeoutConfig } from '../config';
 import { BridgeError, type ServerErrorCode } from '../errors';
 import type { ProviderAdapter, UpstreamCall } from '../providers/types';
-import { requestUrl } from '../providers/upstream-request';
+import { placeOf } from '../providers/upstream-request';
+import { leanRequest } from './lean-request';
 
 /** One connection pool for all upstreams, with the configured timeouts. */
 export function createUpstreamAgent(t: TimeoutConfig): Agent {
@@ -173,11 +174,13 @@ export function sendUpstream(
   call: UpstreamCall,
 ): Promise<Dispatcher.ResponseData> {
   if (adapter.send && method === 'POST') return adapter.send(call);
-  return requestUrl(adapter.upstreamUrl(call.target), {
+  const { origin, path } = placeOf(adapter.upstreamUrl(call.target));
+  return leanRequest(call.dispatcher, {
+    origin,
+    path,
     method,
     headers: call.headers,
     body: call.bytes.length > 0 ? call.bytes : null,
-    dispatcher: call.dispatcher,
     signal: call.signal,
   });
 }
