@@ -48,13 +48,19 @@ export class LeanBody {
   /** Called once the body is done (ended, failed or destroyed): the abort listener goes. */
   onDone: (() => void) | undefined;
 
+  /**
+   * A `data` listener starts the flow, and unlike a Readable's it gets what is waiting (and the
+   * end) at once, in this call: on a small answer, everything has come before anyone reads, and
+   * a tick to hand it over was most of what reading it cost. So a reader adds `end`, `error` and
+   * `close` first, as eachChunk does.
+   */
   on(event: string, fn: Listener): this {
     const list = this.listeners[event as EventName];
     if (list === undefined) return this;
     list.push(fn);
     if (event === 'data' && !this.held) {
       this.flowing = true;
-      this.scheduleFlush();
+      if (!this.flushing) this.flush();
     }
     return this;
   }
@@ -156,7 +162,7 @@ export class LeanBody {
       this.waiter = undefined;
       this.endEmitted = true;
       w.resolve({ value: undefined, done: true });
-      process.nextTick(() => this.emitClose());
+      this.closeSoon();
       return;
     }
     if (this.flowing && this.queue.length === 0 && !this.flushing) this.finishEnd();
@@ -195,7 +201,7 @@ export class LeanBody {
       if (this.ended) {
         if (!this.endEmitted) {
           this.endEmitted = true;
-          process.nextTick(() => this.emitClose());
+          this.closeSoon();
         }
         return Promise.resolve({ value: undefined, done: true });
       }
@@ -226,6 +232,7 @@ export class LeanBody {
   private emitClose(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.waiter === undefined && this.listeners.close.length === 0) return;
     const w = this.waiter;
     this.waiter = undefined;
     w?.reject(prematureClose());
@@ -236,7 +243,13 @@ export class LeanBody {
     if (this.endEmitted) return;
     this.endEmitted = true;
     this.emit('end');
-    process.nextTick(() => this.emitClose());
+    this.closeSoon();
+  }
+
+  /** `close` a tick after the end; none when nobody listens (eachChunk has let go by now). */
+  private closeSoon(): void {
+    if (this.listeners.close.length === 0) this.closed = true;
+    else process.nextTick(() => this.emitClose());
   }
 
   private done(): void {
@@ -258,8 +271,8 @@ export class LeanBody {
       return;
     }
     this.flushing = true;
-    // A microtask, not at once: a reader adds its `end` and `error` listeners after `data`.
-    queueMicrotask(() => this.flush());
+    // Later, not at once: resume() is called by a reader that may still be busy with a chunk.
+    process.nextTick(() => this.flush());
   }
 
   private flush(): void {

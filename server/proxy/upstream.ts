@@ -117,10 +117,11 @@ export function eachChunk(body: Readable, each: (chunk: Buffer) => ChunkAnswer):
     const onEnd = (): void => settle();
     const onError = (err: Error): void => settle(err);
     const onClose = (): void => settle(prematureClose());
-    body.on('data', onData);
+    // `data` last: an answer's body (LeanBody) gives what has come as the listener is added.
     body.on('end', onEnd);
     body.on('error', onError);
     body.on('close', onClose);
+    body.on('data', onData);
   });
 }
 
