@@ -61,6 +61,10 @@ class ScavengeTally {
   promoted = 0;
   pauseMs = 0;
   helperMs = 0;
+  /** Full (mark-compact) collections: count, main-thread pause plus incremental steps, helper threads' marking and sweeping. */
+  majors = 0;
+  majorMs = 0;
+  majorHelperMs = 0;
   private rest = '';
 
   /** Reads --trace-gc-nvp lines (`key=value` pairs; `gc=s` for a scavenge) as they are printed. */
@@ -69,8 +73,14 @@ class ScavengeTally {
     this.rest = lines.pop() ?? '';
     if (!this.measuring) return;
     for (const line of lines) {
-      if (!line.includes(' gc=s ')) continue;
       const v = (k: string): number => Number(new RegExp(`(?:^|\\s)${k}=([\\d.]+)`).exec(line)?.[1] ?? 0);
+      if (line.includes(' gc=mc ')) {
+        this.majors++;
+        this.majorMs += v('pause') + v('incremental');
+        this.majorHelperMs += v('background.mark') + v('background.sweep') + v('background.evacuate.copy');
+        continue;
+      }
+      if (!line.includes(' gc=s ')) continue;
       this.count++;
       this.allocated += v('allocated');
       this.survived += v('new_space_survived');
@@ -86,7 +96,8 @@ class ScavengeTally {
     return (
       `${this.count} young-generation collections: ${(this.allocated / requests / 1024).toFixed(1)} KB allocated per request, ` +
       `${pct(this.survived)} survived, ${pct(this.promoted)} promoted; ` +
-      `${((1000 * this.pauseMs) / requests).toFixed(1)} ms main thread and ${((1000 * this.helperMs) / requests).toFixed(1)} ms helper threads per 1k`
+      `${((1000 * this.pauseMs) / requests).toFixed(1)} ms main thread and ${((1000 * this.helperMs) / requests).toFixed(1)} ms helper threads per 1k; ` +
+      `${this.majors} full collections: ${((1000 * this.majorMs) / requests).toFixed(1)} ms main thread and ${((1000 * this.majorHelperMs) / requests).toFixed(1)} ms helper threads per 1k`
     );
   }
 }

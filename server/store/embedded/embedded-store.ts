@@ -43,6 +43,7 @@ import { AtomicJsonFile } from './atomic-json-file';
 import { MemoryBudgetLedgers } from './budget-ledgers';
 import { DataDirLock } from './dir-lock';
 import { type EntryLoc, Journal, type JournalWarning, lineJson } from './journal';
+import { RecentLines } from './recent-lines';
 import { RecordIndex } from './record-index';
 
 interface DbShape {
@@ -66,6 +67,8 @@ const GATEWAY_KEPT = 50_000;
 
 /** Newest records kept whole in memory. */
 const RECENT_KEPT = 2000;
+/** The bytes those lines may take: about 2 KiB each, more than a usual record's line. */
+const RECENT_BYTES = 4 * 1024 * 1024;
 
 /**
  * How long a new chain head may wait before live.json is rewritten with it: one small write a
@@ -168,14 +171,8 @@ export class EmbeddedStore implements Store {
   private readonly keysByHash = new Map<string, KeyRecord>();
   /** Filter fields and disk locations of every record; the records themselves stay on disk. */
   private readonly index = new RecordIndex();
-  /**
-   * The newest records' journal lines, so recent pages (what people look at) need no disk reads.
-   * Records stay here for seconds, so they outlive the young generation: kept as the bytes the
-   * journal wrote (outside V8's heap) rather than as the record's objects or its JSON string, which
-   * the young-generation collections copied and promoted, a quarter of all they promoted
-   * (docs/performance.md, "What outlived each request").
-   */
-  private readonly recent = new Map<number, Buffer>();
+  /** The newest records' journal lines (recent-lines.ts), so recent pages need no disk reads. */
+  private readonly recent = new RecentLines(RECENT_KEPT, RECENT_BYTES);
   private readonly accessJournal: Journal;
   private readonly gatewayJournal: Journal;
   /** The newest MCP gateway calls, oldest first. */
@@ -599,7 +596,7 @@ export class EmbeddedStore implements Store {
       },
     );
     this.index.add(full, loc);
-    this.remember(full.seq, line);
+    this.recent.keep(full.seq, line);
     this.noteResults(full);
     this.rollUp(full);
     if (full.seq > this.head.seq) {
@@ -632,15 +629,9 @@ export class EmbeddedStore implements Store {
     };
   }
 
-  private remember(seq: number, line: Buffer): void {
-    this.recent.set(seq, line);
-    if (this.recent.size > RECENT_KEPT) this.recent.delete(this.recent.keys().next().value!);
-  }
-
   private async load(i: number): Promise<Interception> {
     const seq = this.index.seqAt(i);
-    const kept = this.recent.get(seq);
-    const json = kept ? lineJson(kept) : await this.journal.read(this.index.locAt(i));
+    const json = this.recent.read(seq, lineJson) ?? (await this.journal.read(this.index.locAt(i)));
     if (json === undefined) throw new UnreadableRecordError(seq);
     const rec = JSON.parse(json) as Interception;
     rec.costUsd ??= null;
@@ -675,7 +666,7 @@ export class EmbeddedStore implements Store {
     for (const seg of segments) await this.journal.dropSegment(seg);
     const lastSeq = this.index.seqAt(drop - 1);
     this.index.dropFirst(drop);
-    for (const seq of this.recent.keys()) if (seq <= lastSeq) this.recent.delete(seq);
+    this.recent.dropThrough(lastSeq);
     return drop;
   }
 
