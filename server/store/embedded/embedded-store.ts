@@ -580,7 +580,6 @@ export class EmbeddedStore implements Store {
 
   async appendInterception(rec: NewInterception): Promise<Interception> {
     let full!: Interception;
-    let line!: Buffer;
     // Seq and chain link are given as the entry is written, in write order. Visible only once
     // durable: a failed write leaves no trace, so the caller may retry it. Entries of one batch
     // resolve in append order, so the index stays sorted by seq.
@@ -591,12 +590,10 @@ export class EmbeddedStore implements Store {
         full = record;
         return { json, hash };
       },
-      (written) => {
-        line = written;
-      },
+      // Copied now: the journal reuses those bytes for its next batch.
+      (written) => this.recent.keep(full.seq, written),
     );
     this.index.add(full, loc);
-    this.recent.keep(full.seq, line);
     this.noteResults(full);
     this.rollUp(full);
     if (full.seq > this.head.seq) {

@@ -46,23 +46,28 @@ function segmentName(n: number): string {
   return `seg-${String(n).padStart(6, '0')}.jsonl`;
 }
 
-/** `<crc32 hex> <json>\n`: the checksum tells a torn or altered line from a good one. */
-function encodeLine(json: string): Buffer {
-  // One buffer, the JSON encoded straight into it: no separate body, prefix and newline to join.
-  const n = Buffer.byteLength(json, 'utf8');
-  const line = Buffer.allocUnsafe(n + 10);
-  line.write(json, 9, 'utf8');
-  line.write(
-    crc32(line.subarray(9, 9 + n))
+/**
+ * `<crc32 hex> <json>\n` at `at` in `into`, whose JSON takes `n` bytes (Buffer.byteLength): the
+ * checksum tells a torn or altered line from a good one.
+ */
+function encodeLineAt(into: Buffer, at: number, json: string, n: number): void {
+  into.write(json, at + 9, 'utf8');
+  into.write(
+    crc32(into.subarray(at + 9, at + 9 + n))
       .toString(16)
       .padStart(8, '0'),
-    0,
+    at,
     'latin1',
   );
-  line[8] = 0x20;
-  line[n + 9] = 0x0a;
-  return line;
+  into[at + 8] = 0x20;
+  into[at + n + 9] = 0x0a;
 }
+
+/**
+ * A batch up to this size is encoded into the journal's one reusable buffer; a larger one (records
+ * with `capture: full`) into a buffer of its own, so one large batch does not pin megabytes.
+ */
+const BATCH_BUFFER_LIMIT = 1024 * 1024;
 
 /** The JSON of a line `encodeLine` made (its checksum is not checked: the line never left memory). */
 export function lineJson(line: Buffer): string {
@@ -100,6 +105,8 @@ export class Journal {
    * until then for every concurrent first read: an export or a verify reads many at once).
    */
   private readonly readers = new Map<number, Promise<fs.FileHandle>>();
+  /** Where each batch's lines are encoded for its write (drain runs one batch at a time). */
+  private batchBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 
   constructor(opts: JournalOptions) {
     this.dir = opts.dir;
@@ -227,9 +234,10 @@ export class Journal {
 
   /**
    * Resolves with where the entry is once it is written and fsynced. `kept` is handed the line as
-   * written, just before: a caller that keeps recent lines in memory keeps these bytes (outside
-   * V8's heap) rather than the JSON string, which the young-generation collections would copy and
-   * promote for as long as it is kept.
+   * written, just before, to copy at once (the bytes are the next batch's after it returns): a
+   * caller that keeps recent lines in memory keeps these bytes (outside V8's heap) rather than the
+   * JSON string, which the young-generation collections would copy and promote for as long as it is
+   * kept.
    */
   append(entry: string | ChainedEntry, kept?: (line: Buffer) => void): Promise<EntryLoc> {
     return new Promise<EntryLoc>((resolve, reject) => {
@@ -255,17 +263,39 @@ export class Journal {
       }
       const batch = this.pending.splice(0);
       const headBefore = this.head;
-      const lines: Buffer[] = [];
+      const jsons: string[] = [];
+      const sizes: number[] = [];
+      let length = 0;
       for (const p of batch) {
-        if (typeof p.entry === 'string') lines.push(encodeLine(p.entry));
+        let json: string;
+        if (typeof p.entry === 'string') json = p.entry;
         else {
           const built = p.entry(this.head);
           this.head = built.hash;
-          lines.push(encodeLine(built.json));
+          json = built.json;
         }
+        const n = Buffer.byteLength(json, 'utf8');
+        jsons.push(json);
+        sizes.push(n);
+        length += n + 10;
       }
-      let length = 0;
-      for (const l of lines) length += l.length;
+      // The batch's lines in one buffer, reused batch after batch: lines in buffers of their own
+      // were slices of pool slabs that outlived a young-generation collection (the batch waits for
+      // its write and sync), and V8 counts such memory as external until a full collection.
+      let buf: Buffer;
+      if (length > BATCH_BUFFER_LIMIT) buf = Buffer.allocUnsafeSlow(length);
+      else {
+        if (this.batchBuffer.length < length)
+          this.batchBuffer = Buffer.allocUnsafeSlow(
+            Math.min(BATCH_BUFFER_LIMIT, Math.max(length, 2 * this.batchBuffer.length)),
+          );
+        buf = this.batchBuffer;
+      }
+      let at = 0;
+      for (let i = 0; i < jsons.length; i++) {
+        encodeLineAt(buf, at, jsons[i]!, sizes[i]!);
+        at += sizes[i]! + 10;
+      }
       try {
         if (this.size > 0 && this.size + length > this.segmentBytes) {
           await this.fh?.close();
@@ -273,18 +303,20 @@ export class Journal {
           await this.openSegment();
         }
         if (!this.fh) throw new Error('journal is closed');
-        // One writev of the batch's lines, without a copy of the batch joined first. libuv goes on
-        // after a partial write, but one that then fails (a full disk) comes back as a short count,
-        // not an error: the batch is not durable, and its callers must hear so.
-        const { bytesWritten } = await this.fh.writev(lines);
+        // One write of the batch. A write that fails part way (a full disk) comes back as a short
+        // count, not an error: the batch is not durable, and its callers must hear so.
+        const { bytesWritten } = await this.fh.write(buf, 0, length);
         if (bytesWritten !== length)
           throw new Error(`journal write stopped after ${bytesWritten} of ${length} bytes`);
         await this.fh.datasync();
         let offset = this.size;
+        let lineAt = 0;
         for (const [i, p] of batch.entries()) {
-          p.kept?.(lines[i]!);
-          p.resolve({ segment: this.segment, offset, length: lines[i]!.length - 1 });
-          offset += lines[i]!.length;
+          const lineLength = sizes[i]! + 10;
+          p.kept?.(buf.subarray(lineAt, lineAt + lineLength));
+          p.resolve({ segment: this.segment, offset, length: lineLength - 1 });
+          offset += lineLength;
+          lineAt += lineLength;
         }
         this.size += length;
       } catch (err) {
