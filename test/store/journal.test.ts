@@ -186,7 +186,8 @@ describe('the embedded journal', () => {
     const check = async (s: EmbeddedStore, what: string): Promise<void> => {
       const items = (await s.listInterceptions({}, 500)).items;
       assert.equal(items.length, i);
-      for (const rec of items) assert.equal(rec.prompt, prompt(Number(rec.id.slice(4))), `${what}: ${rec.id}`);
+      for (const rec of items)
+        assert.equal(rec.prompt, prompt(Number(rec.id.slice(4))), `${what}: ${rec.id}`);
     };
     await check(store, 'from memory');
     await store.close();
