@@ -23,9 +23,15 @@ export interface SeriesReport {
   values: { metricName?: string; labels: Record<string, string | number>; value: number }[];
 }
 
-/** The series of one metric by label set, keyed by the label values in the metric's name order. */
+/**
+ * The series of one metric by label set: a map per label, in the metric's name order, down to the
+ * series. Label values are strings the request already holds (a provider id, the model label), so
+ * each step hashes a string whose hash V8 has cached; a key of the values joined was a new string
+ * to build and hash on every update (docs/performance.md#labelled-series).
+ */
 class SeriesMap<L extends string, S> {
-  private readonly byKey = new Map<string, { labels: Record<string, string>; s: S }>();
+  private root = new Map<string, unknown>();
+  private list: { labels: Record<string, string>; s: S }[] = [];
 
   constructor(
     private readonly labelNames: readonly L[],
@@ -34,24 +40,37 @@ class SeriesMap<L extends string, S> {
 
   get(labels: Readonly<Record<L, string>>): S {
     const names = this.labelNames;
-    let key = '';
-    for (let i = 0; i < names.length; i++) key += i === 0 ? labels[names[i]!] : `\u0000${labels[names[i]!]}`;
-    let entry = this.byKey.get(key);
+    const last = names.length - 1;
+    let node = this.root;
+    for (let i = 0; i < last; i++) {
+      const v = labels[names[i]!];
+      let next = node.get(v) as Map<string, unknown> | undefined;
+      if (next === undefined) {
+        next = new Map();
+        node.set(v, next);
+      }
+      node = next;
+    }
+    // No labels: the one series sits under the empty value.
+    const leaf = last < 0 ? '' : labels[names[last]!];
+    let entry = node.get(leaf) as { labels: Record<string, string>; s: S } | undefined;
     if (entry === undefined) {
       const own: Record<string, string> = {};
       for (const n of names) own[n] = String(labels[n]);
       entry = { labels: own, s: this.fresh() };
-      this.byKey.set(key, entry);
+      node.set(leaf, entry);
+      this.list.push(entry);
     }
     return entry.s;
   }
 
   entries(): IterableIterator<{ labels: Record<string, string>; s: S }> {
-    return this.byKey.values();
+    return this.list.values();
   }
 
   clear(): void {
-    this.byKey.clear();
+    this.root = new Map();
+    this.list = [];
   }
 }
 
