@@ -14,7 +14,14 @@ import {
   UnreadableRecordError,
 } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
-import { addToBuckets, type BucketQuery, hourOf, type UsageBucket } from '../../core/rollup';
+import {
+  addToBucket,
+  addToBuckets,
+  type BucketQuery,
+  canonicalIso,
+  hourOf,
+  type UsageBucket,
+} from '../../core/rollup';
 import { decodeCursor, encodeCursor } from '../cursor';
 import { promptMatches, textSearch } from '../search-text';
 import { toolResultKey } from '../tool-result-key';
@@ -67,6 +74,8 @@ const GATEWAY_KEPT = 50_000;
 
 /** Newest records kept whole in memory. */
 const RECENT_KEPT = 2000;
+/** A user's newest rollup buckets a record is matched against before its key is built. */
+const RECENT_BUCKETS = 4;
 /** The bytes those lines may take: about 2 KiB each, more than a usual record's line. */
 const RECENT_BYTES = 4 * 1024 * 1024;
 
@@ -452,6 +461,24 @@ export class EmbeddedStore implements Store {
 
   private rollUp(rec: Interception): void {
     const hour = hourOf(rec.startedAt);
+    this.noteLastRequest(rec);
+    // Nearly every record goes to one of its user's newest buckets (same hour, model and client):
+    // found there, with no key to build.
+    const mine = this.bucketsOfUser.get(rec.userId);
+    if (mine !== undefined) {
+      for (let i = mine.length - 1; i >= 0 && i >= mine.length - RECENT_BUCKETS; i--) {
+        const b = mine[i]!;
+        if (
+          b.hour === hour &&
+          b.provider === rec.provider &&
+          b.model === rec.model &&
+          b.client === rec.client
+        ) {
+          addToBucket(b, rec);
+          return;
+        }
+      }
+    }
     let byKey = this.buckets.get(hour);
     if (!byKey) {
       byKey = new Map();
@@ -463,8 +490,17 @@ export class EmbeddedStore implements Store {
       if (mine) mine.push(made);
       else this.bucketsOfUser.set(made.userId, [made]);
     }
+  }
+
+  private noteLastRequest(rec: Interception): void {
     const last = this.lastRequests.get(rec.userId);
-    if (last === undefined || Date.parse(rec.startedAt) > Date.parse(last))
+    // Two times in toISOString's form compare as their text does, with no parse.
+    if (
+      last === undefined ||
+      (canonicalIso(last) && canonicalIso(rec.startedAt)
+        ? rec.startedAt > last
+        : Date.parse(rec.startedAt) > Date.parse(last))
+    )
       this.lastRequests.set(rec.userId, rec.startedAt);
   }
 

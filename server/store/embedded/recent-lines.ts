@@ -19,7 +19,6 @@ export class RecentLines {
   private readonly lengths: Uint32Array;
   private head = 0;
   private count = 0;
-  private readonly slotOf = new Map<number, number>();
 
   constructor(
     readonly entries: number,
@@ -57,13 +56,22 @@ export class RecentLines {
     this.offsets[slot] = at;
     this.lengths[slot] = len;
     this.count++;
-    this.slotOf.set(seq, slot);
   }
 
   /** `seq`'s line decoded by `decode` while it is in the ring (the bytes are not kept); undefined when not kept. */
   read<T>(seq: number, decode: (line: Buffer) => T): T | undefined {
-    const slot = this.slotOf.get(seq);
-    if (slot === undefined) return undefined;
+    // The slots hold ascending seqs from `head` around: a binary search over them (reads are
+    // rare, next to the keep of every record, which a map of seqs would cost a set and a delete).
+    let lo = 0;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.seqs[(this.head + mid) % this.entries]! < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === this.count) return undefined;
+    const slot = (this.head + lo) % this.entries;
+    if (this.seqs[slot] !== seq) return undefined;
     const at = this.offsets[slot]!;
     return decode(this.ring.subarray(at, at + this.lengths[slot]!));
   }
@@ -74,7 +82,6 @@ export class RecentLines {
   }
 
   private evict(): void {
-    this.slotOf.delete(this.seqs[this.head]!);
     this.head = (this.head + 1) % this.entries;
     this.count--;
   }

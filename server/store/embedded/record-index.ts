@@ -1,4 +1,5 @@
 import type { ApiName, Interception } from '../../../shared/interception';
+import { isoMs } from '../../core/rollup';
 import { toolForm } from '../search-text';
 import type { InterceptionFilter } from '../types';
 import { countBelow } from './count-below';
@@ -140,11 +141,23 @@ export class RecordIndex {
   }
 
   /** Records must be added in increasing seq order. */
+  /** The last model's valueKey: records come model after same model, and the hash walks the name. */
+  private lastModel = '';
+  private lastModelKey = valueKey('');
+
+  private modelKey(model: string): number {
+    if (model !== this.lastModel) {
+      this.lastModel = model;
+      this.lastModelKey = valueKey(model);
+    }
+    return this.lastModelKey;
+  }
+
   add(rec: Interception, loc: EntryLoc): void {
     if (this.n === this.seq.length) this.grow();
     const i = this.n++;
     this.seq[i] = rec.seq;
-    this.startedAt[i] = Date.parse(rec.startedAt);
+    this.startedAt[i] = isoMs(rec.startedAt);
     const user = this.strings.id(rec.userId);
     this.user[i] = user;
     const seqs = this.seqsOfUser.get(user);
@@ -152,7 +165,7 @@ export class RecordIndex {
     else this.seqsOfUser.set(user, [rec.seq]);
     this.provider[i] = this.strings.id(rec.provider);
     this.api[i] = this.strings.id(rec.api);
-    this.model[i] = valueKey(rec.model ?? '');
+    this.model[i] = this.modelKey(rec.model ?? '');
     this.client[i] = this.strings.id(rec.client);
     this.team[i] = this.strings.id(rec.team ?? '');
     this.session[i] = valueKey(rec.sessionId ?? '');
