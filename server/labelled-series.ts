@@ -7,7 +7,7 @@ import type { Metric, Registry } from 'prom-client';
  * names), and a histogram builds a closure and keys its buckets by the bound turned into a
  * string, on every update: about 2 µs per histogram observation and 1 µs per counter increment on
  * the request path, seven or more per request (docs/performance.md#labelled-series). These find a
- * label set's series by its values joined, and add to numbers.
+ * label set's series through a map per label, and add to numbers.
  *
  * They register with the bridge's prom-client registry and report in its format, so /metrics is
  * still written by prom-client, line for line as its own Counter and Histogram would write it

@@ -113,6 +113,22 @@ describe('canonical JSON of audit records', () => {
     }
   });
 
+  it('matches it when objects with the same keys come again, in the same order or another', () => {
+    // The sorted key list is kept per key count and reused while the keys come in the same order.
+    const shapes: Record<string, unknown>[] = [
+      { b: 1, a: 2, c: 3 },
+      { b: 4, a: 5, c: 6 },
+      { c: 7, a: 8, b: 9 },
+      { b: 1, a: 2, d: 3 },
+      { b: 1, a: 2, c: 3 },
+      { 2: 'x', 10: 'y', a: 1 },
+      { 2: 'x', 10: 'y', a: 1 },
+      { a: 1, b: { b: 1, a: 2, c: 3 }, c: [{ c: 7, a: 8, b: 9 }] },
+    ];
+    for (let round = 0; round < 3; round++)
+      for (const v of shapes) assert.equal(canonicalJson(v), canonicalJsonBefore(v), JSON.stringify(v));
+  });
+
   it('matches it on the edge cases by name', () => {
     const odd: unknown[] = [
       undefined,
