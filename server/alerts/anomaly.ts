@@ -176,6 +176,8 @@ interface UserState {
  */
 export class AnomalyWatcher {
   private readonly users = new Map<string, UserState>();
+  /** The user set last in `users` (its newest entry). */
+  private newest: string | undefined;
   private readonly teams = new Map<string, Set<string>>();
 
   constructor(
@@ -190,12 +192,20 @@ export class AnomalyWatcher {
     return this.users.size;
   }
 
+  /** Whether a user's recent activity is kept. */
+  tracks(userId: string): boolean {
+    return this.users.has(userId);
+  }
+
   private state(rec: NewInterception): UserState {
     let s = this.users.get(rec.userId);
-    // The least recently active go first: memory stays bounded however many keys send.
+    // The least recently active go first: memory stays bounded however many keys send. A user
+    // already the newest (one user's turns back to back) stays where they are.
     if (s) {
-      this.users.delete(rec.userId);
-      this.users.set(rec.userId, s);
+      if (this.newest !== rec.userId) {
+        this.users.delete(rec.userId);
+        this.users.set(rec.userId, s);
+      }
     } else {
       if (this.users.size >= MAX_TRACKED_USERS) {
         const [oldId, old] = this.users.entries().next().value!;
@@ -211,6 +221,7 @@ export class AnomalyWatcher {
       };
       this.users.set(rec.userId, s);
     }
+    this.newest = rec.userId;
     if (s.team !== rec.team && s.team !== null) this.teams.get(s.team)?.delete(rec.userId);
     s.team = rec.team;
     if (rec.team !== null) {

@@ -90,6 +90,7 @@ export class InterceptionEvents {
 
   /** The interception's turn broke its session's prompt cache. */
   cacheBreak(rec: NewInterception, brk: CacheBreak): void {
+    if (this.bus.size === 0) return;
     this.bus.publish(
       {
         type: 'cache.break',
@@ -106,6 +107,7 @@ export class InterceptionEvents {
 
   /** The interception ended: each tool call it made (inputs already redacted) with what a tool policy said of it, then the end itself. */
   ended(rec: NewInterception): void {
+    if (this.bus.size === 0) return;
     const ref = refFromRecord(rec);
     const audience = { userId: rec.userId, team: rec.team };
     for (const call of rec.toolCalls) {

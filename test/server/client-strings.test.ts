@@ -274,6 +274,14 @@ describe('strings a member chooses', () => {
       }) as NewInterception;
     for (let i = 0; i < 10_500; i++) await watcher.observe(rec(i));
     assert.equal(watcher.trackedUsers, 10_000);
+    // The least recently active go first. usr_500 is now the oldest kept, usr_10499 the newest.
+    for (const i of [500, 500, 501, 500]) await watcher.observe(rec(i));
+    for (const i of [20_000, 20_001, 20_002]) await watcher.observe(rec(i));
+    assert.deepEqual(
+      [500, 501, 502, 503, 504, 505].map((i) => watcher.tracks(`usr_${i}`)),
+      [true, true, false, false, false, true],
+    );
+    assert.equal(watcher.trackedUsers, 10_000);
   });
 
   it('through the bridge, failing distinct model names keep /healthz and the breakers bounded', async () => {
