@@ -60,8 +60,13 @@ export function canonicalIso(iso: string): boolean {
  * `Date.parse(iso)`, without the parse for a time in toISOString's form in the last hour hourOf
  * formatted (every new record's): that hour plus the minutes, seconds and milliseconds read off.
  */
+/** Whether a time in toISOString's form falls in the hour hourOf formatted last. */
+function inLastHour(iso: string): boolean {
+  return canonicalIso(iso) && lastHourIso !== '' && iso.startsWith(lastHourPrefix);
+}
+
 export function isoMs(iso: string): number {
-  if (canonicalIso(iso) && lastHourIso !== '' && iso.startsWith(lastHourPrefix)) {
+  if (inLastHour(iso)) {
     const min = digitAt(iso, 14) * 10 + digitAt(iso, 15);
     const sec = digitAt(iso, 17) * 10 + digitAt(iso, 18);
     const ms = digitAt(iso, 20) * 100 + digitAt(iso, 21) * 10 + digitAt(iso, 22);
@@ -79,7 +84,7 @@ function digitAt(s: string, i: number): number {
 export function hourOf(iso: string): string {
   // A time as toISOString writes it (every record's) in the last hour: its first 13 characters
   // (`YYYY-MM-DDTHH`) are the hour's, with no parse.
-  if (canonicalIso(iso) && lastHourIso !== '' && iso.startsWith(lastHourPrefix)) return lastHourIso;
+  if (inLastHour(iso)) return lastHourIso;
   const t = Date.parse(iso);
   const hour = t - (t % HOUR);
   if (hour === lastHour) return lastHourIso;

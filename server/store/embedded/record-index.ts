@@ -140,7 +140,6 @@ export class RecordIndex {
     this.length = g(this.length);
   }
 
-  /** Records must be added in increasing seq order. */
   /** The last model's valueKey: records come model after same model, and the hash walks the name. */
   private lastModel = '';
   private lastModelKey = valueKey('');
@@ -153,6 +152,7 @@ export class RecordIndex {
     return this.lastModelKey;
   }
 
+  /** Records must be added in increasing seq order. */
   add(rec: Interception, loc: EntryLoc): void {
     if (this.n === this.seq.length) this.grow();
     const i = this.n++;
