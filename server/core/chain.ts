@@ -72,7 +72,9 @@ function sortedKeys(o: object): string[] {
   if (last !== undefined && sameKeys(last.keys, keys)) return last.sorted;
   // Default sort compares UTF-16 code units, the same order as `<` on the keys.
   const sorted = keys.slice().sort();
-  if (n < SORTED_MEMO_SLOTS) sortedMemo[n] = { keys, sorted };
+  // Kept only for names of a usual length, as keyJson's memo: client-chosen names (tool inputs)
+  // cannot pin long strings here.
+  if (n < SORTED_MEMO_SLOTS && keys.every((k) => k.length <= 64)) sortedMemo[n] = { keys, sorted };
   return sorted;
 }
 
