@@ -24,7 +24,7 @@ export function fanOutFinished(
 ): void {
   recorder.onFinished((rec) => {
     d.governance.settle(rec);
-    d.anomalies.observe(rec).catch((err: unknown) => d.log.error({ err }, 'anomaly rules failed'));
+    d.anomalies.observe(rec)?.catch((err: unknown) => d.log.error({ err }, 'anomaly rules failed'));
     d.events.ended(rec);
   });
 }

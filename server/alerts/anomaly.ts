@@ -7,6 +7,8 @@ import type { AlertService, NewAlert } from './alert-service';
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const BASELINE_DAYS = 7;
+/** How long a user's baseline, read from the rollups, is used before it is read again. */
+const BASELINE_FRESH_MS = 10 * MINUTE;
 /** Fewer active hours than this in the baseline window: not enough history to call anything abnormal. */
 const MIN_ACTIVE_HOURS = 3;
 /** Fewer active teammates than this: a median says nothing. */
@@ -240,7 +242,7 @@ export class AnomalyWatcher {
     s: UserState,
     now: number,
   ): Promise<{ costUsd: number; tokens: number }[]> {
-    if (s.baseline && now - s.baseline.fetchedAt < 10 * MINUTE) return s.baseline.hours;
+    if (s.baseline && now - s.baseline.fetchedAt < BASELINE_FRESH_MS) return s.baseline.hours;
     const currentHour = now - (now % HOUR);
     const buckets: UsageBucket[] = await this.store.usageBuckets({
       userId,
@@ -260,8 +262,13 @@ export class AnomalyWatcher {
     return hours;
   }
 
-  /** Call as each interception ends; resolves when its rules have run. */
-  async observe(rec: NewInterception): Promise<void> {
+  /**
+   * Call as each interception ends. Judges the interception against the rules: at once (undefined) when the user's
+   * baseline is cached, as it is for all but a user's first request in ten minutes (a promise and
+   * its microtask on every request bought nothing); otherwise a promise that resolves once the
+   * baseline is read and the rules have run.
+   */
+  observe(rec: NewInterception): Promise<void> | undefined {
     const now = this.now();
     const s = this.state(rec);
     // Spend rules watch the organisation's money, as the rollups they compare with do.
@@ -276,11 +283,18 @@ export class AnomalyWatcher {
         if (t && now - t.recent.lastActive < HOUR) teammatesLastHourUsd.push(t.recent.lastHour(now).costUsd);
       }
     }
-    const ownActiveHours = await this.baseline(rec.userId, s, now);
-    const findings = detect(
-      { lastHour, lastMinuteRequests, ownActiveHours, teammatesLastHourUsd },
-      this.rules,
+    if (s.baseline && now - s.baseline.fetchedAt < BASELINE_FRESH_MS) {
+      const ownActiveHours = s.baseline.hours;
+      this.judge(rec, s, now, { lastHour, lastMinuteRequests, ownActiveHours, teammatesLastHourUsd });
+      return undefined;
+    }
+    return this.baseline(rec.userId, s, now).then((ownActiveHours) =>
+      this.judge(rec, s, now, { lastHour, lastMinuteRequests, ownActiveHours, teammatesLastHourUsd }),
     );
+  }
+
+  private judge(rec: NewInterception, s: UserState, now: number, window: AnomalyInput): void {
+    const findings = detect(window, this.rules);
     for (const f of findings) {
       const last = s.lastAlert.get(f.rule);
       if (last !== undefined && now - last < COOLDOWN_MS) continue;

@@ -156,10 +156,11 @@ export interface ProviderAdapter {
   /** The upstream URL of a canonical path below the prefix, with the client's query. */
   upstreamUrl(target: string): string;
   /**
-   * Headers that carry the organisation's credential upstream; may fetch a token. `key`: one key
-   * of the instance's pool (server/routing/key-pool.ts) in place of its own `apiKey`.
+   * Headers that carry the organisation's credential upstream; may fetch a token (then a promise;
+   * a static key's are returned as they are). `key`: one key of the instance's pool
+   * (server/routing/key-pool.ts) in place of its own `apiKey`.
    */
-  authHeaders(key?: string): Promise<Record<string, string>>;
+  authHeaders(key?: string): Record<string, string> | Promise<Record<string, string>>;
   /** The provider's error body for an error the bridge itself raises. */
   errorBody(status: number, code: string, message: string): unknown;
   /**

@@ -738,7 +738,8 @@ export class Exchange {
       this.metered.credentials ?? this.deps.credentials?.(t.adapter) ?? singleCredential(t.adapter);
     let lease: CredentialLease;
     try {
-      lease = await source.acquire();
+      const got = source.acquire();
+      lease = got instanceof Promise ? await got : got;
     } catch (err) {
       if (!isBridgeError(err)) throw err;
       return {

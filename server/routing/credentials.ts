@@ -32,7 +32,8 @@ export interface CredentialLease {
  * retry-after; every key failed authentication: 502 naming the instance).
  */
 export interface CredentialSource {
-  acquire(): Promise<CredentialLease>;
+  /** The lease itself when it is at hand (a static key: no promise on every request), else its promise. */
+  acquire(): CredentialLease | Promise<CredentialLease>;
 }
 
 /** Tells the lease how the upstream answered: its status and, when it gave one, its wait. */
@@ -60,30 +61,58 @@ export function instanceServes(
 /** The instance's own single credential: what every instance without a pool uses. */
 export function singleCredential(adapter: ProviderAdapter): CredentialSource {
   return {
-    async acquire() {
-      return { keyName: null, headers: await credentialHeaders(adapter), report: () => undefined };
+    acquire() {
+      const headers = credentialHeadersNow(adapter);
+      return headers instanceof Promise ? headers.then(singleLease) : singleLease(headers);
     },
   };
 }
+
+const noReport = (): void => undefined;
+const singleLease = (headers: Record<string, string>): CredentialLease => ({
+  keyName: null,
+  headers,
+  report: noReport,
+});
 
 /**
  * The instance's credential headers; a credential that cannot be obtained (an Entra token, say)
  * is a 503 naming the instance, never a request sent without one.
  */
-export async function credentialHeaders(adapter: ProviderAdapter): Promise<Record<string, string>> {
+export function credentialHeaders(adapter: ProviderAdapter): Promise<Record<string, string>> {
+  return Promise.resolve(credentialHeadersNow(adapter));
+}
+
+/** credentialHeaders, without a promise when the adapter has them at hand (a static key). */
+function credentialHeadersNow(
+  adapter: ProviderAdapter,
+): Record<string, string> | Promise<Record<string, string>> {
+  let headers: Record<string, string> | Promise<Record<string, string>>;
   try {
-    const headers = await adapter.authHeaders();
-    // Every outcome is kept for /readyz, so the probe rarely has to fetch a credential itself.
-    noteCredential(adapter);
-    return headers;
+    headers = adapter.authHeaders();
   } catch (err) {
-    noteCredential(adapter, err);
-    return Promise.reject(
-      new BridgeError(
-        'provider_not_configured',
-        `The credential of provider instance "${adapter.id}" could not be obtained (${(err as Error).message}).`,
-        { cause: err },
-      ),
-    );
+    return unobtainable(adapter, err);
   }
+  if (headers instanceof Promise)
+    return headers.then(
+      (h) => {
+        noteCredential(adapter);
+        return h;
+      },
+      (err: unknown) => unobtainable(adapter, err),
+    );
+  // Every outcome is kept for /readyz, so the probe rarely has to fetch a credential itself.
+  noteCredential(adapter);
+  return headers;
+}
+
+function unobtainable(adapter: ProviderAdapter, err: unknown): Promise<never> {
+  noteCredential(adapter, err);
+  return Promise.reject(
+    new BridgeError(
+      'provider_not_configured',
+      `The credential of provider instance "${adapter.id}" could not be obtained (${(err as Error).message}).`,
+      { cause: err },
+    ),
+  );
 }

@@ -42,6 +42,8 @@ const slotOf = (instance: string, name: string): string => `provider_key:${insta
  */
 export class KeyPools {
   private readonly pools = new Map<string, KeyPool>();
+  /** Each adapter's source, made once: it is asked for on every upstream attempt. */
+  private readonly sources = new WeakMap<ProviderAdapter, CredentialSource>();
 
   constructor(
     private readonly d: {
@@ -60,10 +62,14 @@ export class KeyPools {
 
   /** What the exchange acquires each attempt's credential from: the pool while it has keys. */
   credentialsFor(adapter: ProviderAdapter): CredentialSource {
-    const single = singleCredential(adapter);
-    const pool = this.pools.get(adapter.id);
-    if (!pool) return single;
-    return { acquire: () => (pool.size > 0 ? pool.acquire() : single.acquire()) };
+    let source = this.sources.get(adapter);
+    if (!source) {
+      const single = singleCredential(adapter);
+      const pool = this.pools.get(adapter.id);
+      source = pool ? { acquire: () => (pool.size > 0 ? pool.acquire() : single.acquire()) } : single;
+      this.sources.set(adapter, source);
+    }
+    return source;
   }
 
   /** Whether the instance has pool keys (a run-time key can make an instance without `apiKey` serve). */

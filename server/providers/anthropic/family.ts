@@ -26,7 +26,7 @@ export const anthropicFamily: ProviderFamily = {
     modelListing: anthropicModelListing,
     configured: hasKey(s),
     upstreamUrl: (target) => joinUrl(s.baseUrl, target),
-    authHeaders: async (key?: string): Promise<Record<string, string>> => {
+    authHeaders: (key?: string): Record<string, string> => {
       const k = key ?? s.apiKey;
       return k ? { 'x-api-key': k } : {};
     },

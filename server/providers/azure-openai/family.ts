@@ -82,8 +82,8 @@ function create(s: InstanceSettings): ProviderAdapter {
     ],
     configured: entra !== undefined || hasKey(s),
     upstreamUrl: (target) => joinUrl(root, /^\/v1(\/|$)/i.test(target) ? `/openai${target}` : target),
-    async authHeaders(key?: string): Promise<Record<string, string>> {
-      if (entra) return { authorization: `Bearer ${await entra()}` };
+    authHeaders(key?: string): Record<string, string> | Promise<Record<string, string>> {
+      if (entra) return entra().then((token) => ({ authorization: `Bearer ${token}` }));
       const k = key ?? s.apiKey;
       return k ? { 'api-key': k } : {};
     },

@@ -46,7 +46,7 @@ export const geminiFamily: ProviderFamily = {
     passthrough: PASSTHROUGH,
     configured: hasKey(s),
     upstreamUrl: (target) => joinUrl(s.baseUrl, target),
-    authHeaders: async (key?: string): Promise<Record<string, string>> => {
+    authHeaders: (key?: string): Record<string, string> => {
       const k = key ?? s.apiKey;
       return k ? { 'x-goog-api-key': k } : {};
     },

@@ -78,7 +78,7 @@ export function openaiShapedAdapter(
     passthrough: over.passthrough ?? OPENAI_PASSTHROUGH,
     configured: over.configured ?? hasKey(s),
     upstreamUrl: (target) => joinUrl(s.baseUrl, target),
-    authHeaders: async (key?: string): Promise<Record<string, string>> => {
+    authHeaders: (key?: string): Record<string, string> => {
       const k = key ?? s.apiKey;
       return k ? { authorization: `Bearer ${k}` } : {};
     },
