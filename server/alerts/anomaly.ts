@@ -263,10 +263,10 @@ export class AnomalyWatcher {
   }
 
   /**
-   * Call as each interception ends. Judges the interception against the rules: at once (undefined) when the user's
-   * baseline is cached, as it is for all but a user's first request in ten minutes (a promise and
-   * its microtask on every request bought nothing); otherwise a promise that resolves once the
-   * baseline is read and the rules have run.
+   * Call as each interception ends. Judges the interception against the rules: at once
+   * (undefined) when the user's baseline is cached, as it is for all but a user's first request in
+   * ten minutes (a promise and its microtask on every request bought nothing); otherwise a promise
+   * that resolves once the baseline is read and the rules have run.
    */
   observe(rec: NewInterception): Promise<void> | undefined {
     const now = this.now();
