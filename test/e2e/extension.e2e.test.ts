@@ -377,8 +377,13 @@ describe('extension end to end: the .vsix in code-server, driven through Chromiu
   });
 
   it('reports its activation time', async () => {
+    // Asked again once if no toast came: on a loaded CI machine the palette's click has landed
+    // while its list was still settling (fresh-clone CI, 2026-12-05). What is checked is the time.
     await wb.runCommand('AI Bridge: Show Diagnostics');
-    const text = await wb.waitForNotification(/activation: [\d.]+ ms/);
+    const text = await wb.waitForNotification(/activation: [\d.]+ ms/, 10_000).catch(async () => {
+      await wb.runCommand('AI Bridge: Show Diagnostics');
+      return wb.waitForNotification(/activation: [\d.]+ ms/);
+    });
     const ms = Number(/activation: ([\d.]+) ms/.exec(text)?.[1]);
     console.log(`      activation took ${ms} ms`);
     assert.ok(ms > 0 && ms < 2000, `activation ${ms} ms`);
