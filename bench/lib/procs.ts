@@ -206,16 +206,19 @@ export function rssBytes(pid: number): number {
 export function cpuMs(pid: number, mainThread = false): number {
   // A process's figure counts every thread: for Node, V8's GC and compiler threads and libuv's pool
   // too, which a `--cpu-prof` profile (the main thread only) never shows.
-  const stat = fs.readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is in parentheses and may contain spaces.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(rest[11]) + Number(rest[12]);
-  return (ticks * 1000) / 100;
+  const { user, system } = statTimes(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`);
+  return user + system;
 }
 
 /** A process's CPU ms split into user and system (kernel) time, every thread. */
 export function cpuSplitMs(pid: number): { user: number; system: number } {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return statTimes(`/proc/${pid}/stat`);
+}
+
+/** The user and system time, in ms, a /proc stat file reports (100 ticks a second). */
+function statTimes(file: string): { user: number; system: number } {
+  const stat = fs.readFileSync(file, 'utf8');
+  // Fields after the command name, which is in parentheses and may contain spaces.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { user: (Number(rest[11]) * 1000) / 100, system: (Number(rest[12]) * 1000) / 100 };
 }

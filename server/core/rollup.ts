@@ -56,15 +56,15 @@ export function canonicalIso(iso: string): boolean {
   );
 }
 
-/**
- * `Date.parse(iso)`, without the parse for a time in toISOString's form in the last hour hourOf
- * formatted (every new record's): that hour plus the minutes, seconds and milliseconds read off.
- */
 /** Whether a time in toISOString's form falls in the hour hourOf formatted last. */
 function inLastHour(iso: string): boolean {
   return canonicalIso(iso) && lastHourIso !== '' && iso.startsWith(lastHourPrefix);
 }
 
+/**
+ * `Date.parse(iso)`, without the parse for a time in toISOString's form in the last hour hourOf
+ * formatted (every new record's): that hour plus the minutes, seconds and milliseconds read off.
+ */
 export function isoMs(iso: string): number {
   if (inLastHour(iso)) {
     const min = digitAt(iso, 14) * 10 + digitAt(iso, 15);

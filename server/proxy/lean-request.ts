@@ -299,7 +299,8 @@ export class LeanBody {
   }
 }
 
-function prematureClose(): Error {
+/** The error a Readable's reader gets when it closes before its end (Node's ERR_STREAM_PREMATURE_CLOSE). */
+export function prematureClose(): Error {
   return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 }
 

@@ -4,7 +4,7 @@ import type { TimeoutConfig } from '../config';
 import { BridgeError, type ServerErrorCode } from '../errors';
 import type { ProviderAdapter, UpstreamCall } from '../providers/types';
 import { placeOf } from '../providers/upstream-request';
-import { leanRequest } from './lean-request';
+import { leanRequest, prematureClose } from './lean-request';
 
 /** One connection pool for all upstreams, with the configured timeouts. */
 export function createUpstreamAgent(t: TimeoutConfig): Agent {
@@ -126,10 +126,6 @@ export function eachChunk(body: Readable, each: (chunk: Buffer) => ChunkAnswer):
 }
 
 function ignore(): void {}
-
-function prematureClose(): Error {
-  return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
-}
 
 /**
  * Why an upstream exchange failed, as a gateway error that keeps the cause. `midAnswer`: the

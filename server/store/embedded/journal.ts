@@ -69,7 +69,7 @@ function encodeLineAt(into: Buffer, at: number, json: string, n: number): void {
  */
 const BATCH_BUFFER_LIMIT = 1024 * 1024;
 
-/** The JSON of a line `encodeLine` made (its checksum is not checked: the line never left memory). */
+/** The JSON of a line `encodeLineAt` wrote (its checksum is not checked: the line never left memory). */
 export function lineJson(line: Buffer): string {
   return line.toString('utf8', 9, line.length - 1);
 }
