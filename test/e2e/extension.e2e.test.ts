@@ -377,13 +377,11 @@ describe('extension end to end: the .vsix in code-server, driven through Chromiu
   });
 
   it('reports its activation time', async () => {
-    // Asked again once if no toast came: once on a loaded CI machine none did (fresh-clone CI,
-    // 2026-12-05; the palette may take a click while its list settles). What is checked is the time.
+    // The earlier tests' toasts (a blocked call, the sign-in, a check still running) fill what VS
+    // Code shows: the diagnostics toast would wait hidden behind them.
+    await wb.clearNotifications();
     await wb.runCommand('AI Bridge: Show Diagnostics');
-    const text = await wb.waitForNotification(/activation: [\d.]+ ms/, 10_000).catch(async () => {
-      await wb.runCommand('AI Bridge: Show Diagnostics');
-      return wb.waitForNotification(/activation: [\d.]+ ms/);
-    });
+    const text = await wb.waitForNotification(/activation: [\d.]+ ms/);
     const ms = Number(/activation: ([\d.]+) ms/.exec(text)?.[1]);
     console.log(`      activation took ${ms} ms`);
     assert.ok(ms > 0 && ms < 2000, `activation ${ms} ms`);

@@ -139,6 +139,20 @@ export class Workbench {
     return answered;
   }
 
+  /**
+   * Closes every notification toast that can be closed. VS Code shows at most three toasts, fewer
+   * when they are tall, and a newer one waits hidden until one goes: a test that waits for a toast
+   * clears the earlier tests' first.
+   */
+  async clearNotifications(): Promise<void> {
+    await this.runCommand('Notifications: Clear All Notifications');
+    await this.page
+      .locator('.notification-toast')
+      .first()
+      .waitFor({ state: 'hidden', timeout: 3000 })
+      .catch(() => undefined);
+  }
+
   /** Waits for a notification toast whose text matches `re`. */
   async waitForNotification(re: RegExp, timeoutMs = 15_000): Promise<string> {
     const toast = this.page.locator('.notification-toast', { hasText: re }).first();
