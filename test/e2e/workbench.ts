@@ -51,11 +51,7 @@ export class Workbench {
 
   /** Runs a command from the palette by its title, e.g. "AI Bridge: Sign In". */
   async runCommand(title: string): Promise<void> {
-    await this.closeQuickInput();
-    await this.page.keyboard.press('F1');
-    const input = this.quickInput.locator('input.input');
-    await input.waitFor({ state: 'visible', timeout: 15_000 });
-    await input.fill(`>${title}`);
+    await this.typeInPalette(`>${title}`);
     // The row whose label is exactly the title: "Sign In" must not pick "Sign In with a Key".
     const exact = new RegExp(`^${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
     const row = this.quickInput
@@ -65,6 +61,29 @@ export class Workbench {
     await row.waitFor({ state: 'visible', timeout: 15_000 });
     // The list settles on the best match first; the exact title is clicked, not whatever is on top.
     await row.click();
+  }
+
+  /**
+   * Opens the palette and types `text` in it. The palette can close again right after it opened:
+   * it closes when it loses focus, and the workbench may still be moving focus after the last
+   * command (CI saw this once after "Clear All Notifications": the input was there, then hidden
+   * for 30 s). So it tries again, as a user would press F1 again, and says so in the log.
+   */
+  private async typeInPalette(text: string, attempts = 3): Promise<void> {
+    const input = this.quickInput.locator('input.input');
+    for (let attempt = 1; ; attempt++) {
+      await this.closeQuickInput();
+      await this.quickInput.waitFor({ state: 'hidden', timeout: 5000 }).catch(() => undefined);
+      await this.page.keyboard.press('F1');
+      try {
+        await input.waitFor({ state: 'visible', timeout: 15_000 });
+        await input.fill(text, { timeout: 5000 });
+        return;
+      } catch (err) {
+        if (attempt >= attempts) throw err;
+        console.log(`      (the palette closed before "${text}" was typed; opening it again)`);
+      }
+    }
   }
 
   /** Types into the open input box (a showInputBox) and accepts it. */
