@@ -14,6 +14,9 @@
  *
  * `--pg-b`: A on the embedded store, B on PostgreSQL (give the same build twice: the store's ratio).
  *
+ * `--env-a NAME=VALUE`, `--env-b NAME=VALUE` (repeatable): a setting for one side only, e.g.
+ * `--env-b AIBRIDGE_AUDIT_ACK=stored` (the bench clears every other AIBRIDGE_ variable).
+ *
  * Prints, per build, requests a second and CPU ms per 1,000 requests (the bridge's process; with
  * --pg also the database server's processes, summed).
  */
@@ -51,6 +54,18 @@ const ROUNDS = flag('--rounds', 4);
 const MS = flag('--ms', 3_000);
 const CONNECTIONS = flag('--connections', 16);
 const GC = args.includes('--gc');
+/** `--env-a` / `--env-b` settings, per side. */
+const sideEnv = (name: string): Record<string, string> => {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < args.length - 1; i++) {
+    if (args[i] !== name) continue;
+    const [k, ...v] = (args[i + 1] ?? '').split('=');
+    if (!k || v.length === 0) throw new Error(`${name} takes NAME=VALUE`);
+    out[k] = v.join('=');
+  }
+  return out;
+};
+const SIDE_ENV = [sideEnv('--env-a'), sideEnv('--env-b')];
 
 /** What one bridge's scavenges did while its rounds were measured (--gc). */
 class ScavengeTally {
@@ -117,7 +132,14 @@ function treeCpuMs(match: string): number {
   return sum;
 }
 
-async function bridge(name: string, bundle: string, mockUrl: string, dir: string, db?: string) {
+async function bridge(
+  name: string,
+  bundle: string,
+  mockUrl: string,
+  dir: string,
+  db: string | undefined,
+  extra: Record<string, string>,
+) {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('AIBRIDGE_')) env[k] = v;
   Object.assign(env, {
@@ -126,6 +148,7 @@ async function bridge(name: string, bundle: string, mockUrl: string, dir: string
     AIBRIDGE_LOG_LEVEL: 'warn',
     AIBRIDGE_CONNECTIONS_PER_ADDRESS: '0',
     ...(db ? { AIBRIDGE_DATABASE_URL: db } : {}),
+    ...extra,
   });
   const proc = start(
     name,
@@ -196,12 +219,13 @@ async function main(): Promise<void> {
       });
       continue;
     }
-    const label = `${'AB'[i]} ${path.relative(process.cwd(), b)}${PG_B && i === 1 ? ' (PostgreSQL)' : ''}`;
+    const extra = Object.entries(SIDE_ENV[i]!).map(([k, v]) => ` ${k}=${v}`);
+    const label = `${'AB'[i]} ${path.relative(process.cwd(), b)}${PG_B && i === 1 ? ' (PostgreSQL)' : ''}${extra.join('')}`;
     const db = pg && (!PG_B || i === 1) ? await pg.createDatabase(`ab_${i}`) : undefined;
     sides.push({
       label,
       db,
-      ...(await bridge(`bridge${i}`, path.resolve(b), mockUrl, path.join(tmp, `b${i}`), db)),
+      ...(await bridge(`bridge${i}`, path.resolve(b), mockUrl, path.join(tmp, `b${i}`), db, SIDE_ENV[i]!)),
     });
   }
   const loadgen = startWorker('loadgen', path.join(BENCH, 'loadgen.ts'));

@@ -88,6 +88,7 @@ const PLAN = QUICK
       rates: [100, 500],
       satMs: 2_000,
       satConnections: 16,
+      wideConnections: 64,
       pairRounds: 0,
       agentMs: 2_000,
       agentConnections: 8,
@@ -107,6 +108,7 @@ const PLAN = QUICK
       rates: [100, 500],
       satMs: 3_000,
       satConnections: 16,
+      wideConnections: 64,
       pairRounds: 4,
       agentMs: 3_000,
       agentConnections: 8,
@@ -796,9 +798,26 @@ async function main(): Promise<void> {
     const usedMain = cpuMain.get(id);
     (results[id] as PathResult).saturation = {
       ...latencyOf(rs),
+      connections: PLAN.satConnections,
       cpuMsPerKRequests: perK(used, ok),
       cpuMainThreadMsPerKRequests: perK(usedMain, ok),
     };
+  }
+
+  // The two stores again with more connections: acking `stored` (PostgreSQL's default), each of the
+  // 16 connections above waits for its record's commit, and the machine idles before the bridge is
+  // saturated. Issue 21's PostgreSQL ceiling is the most each store serves at either concurrency.
+  const stores = live.filter((p) => p.id === 'bridge' || p.id === 'bridgePg');
+  if (!PROFILE && stores.length === 2) {
+    const wide = await rounds(
+      loadgen,
+      stores,
+      nRounds,
+      `JSON at saturation (${PLAN.wideConnections} connections), the two stores`,
+      { ...satJob, connections: PLAN.wideConnections },
+    );
+    for (const [id, rs] of wide)
+      (results[id] as PathResult).saturationWide = { ...latencyOf(rs), connections: PLAN.wideConnections };
   }
 
   // Agent turns: the bare proxy and the bridge only, each ~60 KB turn of a Claude Code-shaped
