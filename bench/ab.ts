@@ -14,6 +14,10 @@
  *
  * `--pg-b`: A on the embedded store, B on PostgreSQL (give the same build twice: the store's ratio).
  *
+ * `--rate N`: an open loop at N requests a second instead of saturation, each round after 2 s at
+ * that rate unmeasured; prints each side's latency percentiles and how long its records took to
+ * be durable (`aibridge_audit_write_seconds`): where a PostgreSQL p99 comes from.
+ *
  * `--env-a NAME=VALUE`, `--env-b NAME=VALUE` (repeatable): a setting for one side only, e.g.
  * `--env-b AIBRIDGE_AUDIT_ACK=stored` (the bench clears every other AIBRIDGE_ variable).
  *
@@ -38,6 +42,7 @@ import {
   threadCpuMs,
   waitForLine,
 } from './lib/procs';
+import { percentiles } from './lib/stats';
 import type { JobResult } from './loadgen';
 
 const BENCH = path.dirname(new URL(import.meta.url).pathname);
@@ -54,6 +59,7 @@ const ROUNDS = flag('--rounds', 4);
 const MS = flag('--ms', 3_000);
 const CONNECTIONS = flag('--connections', 16);
 const GC = args.includes('--gc');
+const RATE = flag('--rate', 0);
 /** `--env-a` / `--env-b` settings, per side. */
 const sideEnv = (name: string): Record<string, string> => {
   const out: Record<string, string> = {};
@@ -187,8 +193,24 @@ async function bridge(
   return {
     proc,
     gc,
+    origin: url,
+    adminKey,
     target: { name, origin: url, path: '/anthropic/v1/messages', headers: { ...HEADERS, 'x-api-key': key } },
   };
+}
+
+/** `aibridge_audit_write_seconds` as the share of records durable within each bucket's bound. */
+async function auditWrites(origin: string, adminKey: string): Promise<string> {
+  const res = await fetch(`${origin}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } });
+  const buckets = [
+    ...(await res.text()).matchAll(/^aibridge_audit_write_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm),
+  ];
+  const total = Number(buckets.at(-1)?.[2] ?? 0);
+  if (total === 0) return 'none recorded';
+  return buckets
+    .filter((b) => b[1] !== '+Inf')
+    .map((b) => `${Number(b[1]) * 1000} ms ${((100 * Number(b[2])) / total).toFixed(1)} %`)
+    .join(', ');
 }
 
 async function main(): Promise<void> {
@@ -206,6 +228,9 @@ async function main(): Promise<void> {
     target: Record<string, unknown>;
     db?: string;
     gc?: ScavengeTally;
+    /** A bridge's: for its /metrics. */
+    origin?: string;
+    adminKey?: string;
   }[] = [];
   for (const [i, b] of builds.entries()) {
     if (b === 'floor') {
@@ -229,7 +254,10 @@ async function main(): Promise<void> {
     });
   }
   const loadgen = startWorker('loadgen', path.join(BENCH, 'loadgen.ts'));
-  const job = { kind: 'closed', body: 'json', connections: CONNECTIONS, maxRequests: 200_000 };
+  const job =
+    RATE > 0
+      ? { kind: 'rate', body: 'json', rps: RATE, maxRequests: 200_000 }
+      : { kind: 'closed', body: 'json', connections: CONNECTIONS, maxRequests: 200_000 };
   for (const s of sides) await call<JobResult>(loadgen, { ...job, durationMs: 2_000, target: s.target });
   const pgMatch = pg ? 'postgres' : '';
   const tally = sides.map(() => ({
@@ -239,10 +267,13 @@ async function main(): Promise<void> {
     user: 0,
     db: 0,
     threads: new Map<string, number>(),
+    latency: [] as number[],
   }));
   for (let r = 0; r < ROUNDS; r++) {
     for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
       const s = sides[i]!;
+      // At a fixed rate, each round starts after a spell of the same rate: the other side ran meanwhile.
+      if (RATE > 0) await call<JobResult>(loadgen, { ...job, durationMs: 2_000, target: s.target });
       const c0 = cpuMs(s.proc.proc.pid!);
       const u0 = cpuSplitMs(s.proc.proc.pid!).user;
       const th0 = threadCpuMs(s.proc.proc.pid!);
@@ -258,6 +289,7 @@ async function main(): Promise<void> {
       t.db += pg ? treeCpuMs(pgMatch) - d0 : 0;
       t.ok += res.ok;
       t.ms += res.elapsedMs;
+      t.latency.push(...res.latency);
       process.stderr.write(
         `round ${r + 1} ${s.label}: ${((1000 * res.ok) / res.elapsedMs).toFixed(0)} rps, ${res.errors} errors\n`,
       );
@@ -275,6 +307,14 @@ async function main(): Promise<void> {
         `  by thread, ms per 1k: ${threads}; user ${((1000 * t.user) / t.ok).toFixed(0)}, system ${((1000 * (t.cpu - t.user)) / t.ok).toFixed(0)}\n` +
         (GC && s.gc ? `  ${s.gc.summary(t.ok)}\n` : ''),
     );
+    if (RATE > 0 && s.origin && s.adminKey) {
+      const p = percentiles(t.latency);
+      const q = (v: number) => v.toFixed(3);
+      process.stdout.write(
+        `  at ${RATE} rps: p50 ${q(p.p50)}, p99 ${q(p.p99)}, p99.9 ${q(p.p999)} ms (${t.latency.length} samples)\n` +
+          `  records durable within: ${await auditWrites(s.origin, s.adminKey)}\n`,
+      );
+    }
   }
   await stop(loadgen);
   for (const s of sides) await stop(s.proc);
