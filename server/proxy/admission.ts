@@ -18,6 +18,12 @@ export interface AdmissionTicket {
    * arrived on; the governance gate narrows them to those the user may use.
    */
   targets?: readonly AttemptTarget[];
+  /**
+   * A refusal the exchange found in the request itself (a parameter a tool-call deny rule could
+   * not be enforced on), raised by `foundRefusal` once the request has counted against the rate
+   * limits: it is recorded as any refusal, so it counts as a request.
+   */
+  refusal?: BridgeError;
 }
 
 /**
@@ -100,11 +106,33 @@ export function continuesOwnResponse(
 
 /** What the governance gate asks of server/spend/governance.ts. */
 export interface GovernanceGate {
+  /** Counts the request against the caller's rate limits, or throws `rate_limited`. */
+  count(start: InterceptionStart): void;
   admit(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): void | Promise<void>;
   routeTargets<T>(start: InterceptionStart, targets: readonly T[], servedAs: (t: T) => ServedAs): T[];
 }
 
-/** Model policy, rate limits and budgets (server/spend/governance.ts). */
+/**
+ * Rate limits, ahead of the refusals a member's own request can earn (another's stored response,
+ * the model policy, a budget): a refused request is recorded as any other, so it counts as one,
+ * and a member cannot write refusals into the audit faster than their limit lets them send requests.
+ */
+export function rateLimited(governance: GovernanceGate): AdmissionGate {
+  return (t, next) => {
+    governance.count(t.start);
+    return next();
+  };
+}
+
+/** Raises the refusal the exchange found in the request (`AdmissionTicket.refusal`), if any. */
+export function foundRefusal(): AdmissionGate {
+  return (t, next) => {
+    if (t.refusal) throw t.refusal;
+    return next();
+  };
+}
+
+/** Model policy and budgets (server/spend/governance.ts); rate limits come before (`rateLimited`). */
 export function governed(governance: GovernanceGate): AdmissionGate {
   return (t, next) => {
     let served: ServedAs[] | undefined;

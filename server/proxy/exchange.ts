@@ -524,15 +524,16 @@ export class Exchange {
    * recorded on the round and answered to the client; returns whether the round may go upstream.
    */
   async admit(round: Round, decided?: (admitted: boolean) => void): Promise<boolean> {
+    const unheld = this.policy?.judge ? this.metered.api.toolHold?.unheld?.(this.metered.body) : null;
     const ticket: AdmissionTicket = {
       start: round.start,
       bodyBytes: round.prepared.bytes.length,
       probe: false,
       ...(this.metered.targets ? { targets: this.metered.targets } : {}),
+      // Raised by the gates once the request has counted against the rate limits.
+      ...(unheld ? { refusal: new BridgeError('unsupported_parameter', unheld) } : {}),
     };
     try {
-      const unheld = this.policy?.judge ? this.metered.api.toolHold?.unheld?.(this.metered.body) : null;
-      if (unheld) throw new BridgeError('unsupported_parameter', unheld);
       // Usually answered at once: a promise only when a gate needs one (a budget's reservation).
       const pending = this.deps.admit(ticket);
       if (pending) await pending;

@@ -15,8 +15,10 @@ import {
   breakerClosed,
   composeAdmission,
   continuesOwnResponse,
+  foundRefusal,
   type GovernanceGate,
   governed,
+  rateLimited,
   upstreamConfigured,
 } from './admission';
 import { CircuitBreakers } from './circuit-breaker';
@@ -98,6 +100,8 @@ export function proxyCapability(
           admit: composeAdmission([
             upstreamConfigured(() => instanceServes(adapter, d.credentials), keySetting(adapter)),
             auditAccepting(() => d.recorder.accepting()),
+            rateLimited(d.governance),
+            foundRefusal(),
             continuesOwnResponse(d.responseOwners, adapter.keyScopesStoredState === true),
             governed(d.governance),
             breakerClosed(breakers, adapter.id),

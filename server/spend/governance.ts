@@ -98,11 +98,20 @@ export class Governance {
     if (this.unpriced === 'block') this.checkPriced(start, at);
   }
 
+  /** Counts the request against its user's and key's rate limits (before any other refusal: admission.ts). */
+  count(start: InterceptionStart): void {
+    try {
+      this.limiter.admit(start.id, start.principal);
+    } catch (err) {
+      this.refused(err);
+    }
+  }
+
   /**
-   * Throws the refusal (`model_denied`, `rate_limited`, `budget_exceeded`) or admits the request;
+   * Throws the refusal (`model_denied`, `model_unpriced`, `budget_exceeded`) or admits the request;
    * a promise only when a budget applies (its reservation may ask the store). `targets`: a routed
    * request's targets, already narrowed by `routeTargets`; the name it asked for is still judged by
-   * the policy, and its price is theirs.
+   * the policy, and its price is theirs. Rate limits were counted before (`count`).
    */
   admit(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): void | Promise<void> {
     const { user } = start.principal;
@@ -110,7 +119,6 @@ export class Governance {
       // A routed request's name is judged by the policy only: its targets were judged as served.
       if (targets) this.policies.check(user.team, start.request.model);
       else this.checkServed(start, { provider: start.provider, model: start.request.model });
-      this.limiter.admit(start.id, start.principal);
       // The budget check asks the store (a database round trip when replicas share one).
       const reserving = this.budgets.reserve(
         start.id,

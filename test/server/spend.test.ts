@@ -426,6 +426,57 @@ describe('spend and governance', function () {
       assert.equal(openai.modelRequests().length - before, 2);
     });
 
+    it('counts requests refused after it (the model policy, another’s stored response, a tool rule it cannot hold) against requests per minute', async () => {
+      // Each refusal is recorded as any request is: uncounted, a member could write them into the
+      // audit as fast as they can send.
+      const dev = await tb.addUser('rpm-refused@example.com', { team: 'rpm-refused' });
+      await tb.api('PUT', '/api/v1/teams/rpm-refused/models', tb.adminKey, { deny: ['claude-opus-*'] });
+      const rule = { id: 'rpm-no-bash', tool: 'Bash', action: 'deny', scope: 'team', subject: 'rpm-refused' };
+      assert.equal((await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: [rule] })).status, 200);
+      await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
+        scope: 'user',
+        subject: 'rpm-refused@example.com',
+        rpm: 3,
+      });
+      const before = anthropic.messageRequests().length + openai.modelRequests().length;
+      const denied = await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-opus-4-5'));
+      assert.equal(denied.status, 403, denied.text);
+      const foreign = await post(tb, '/openai/v1/responses', dev.key, {
+        model: 'gpt-4o',
+        input: 'go on',
+        previous_response_id: 'resp_not_theirs',
+      });
+      assert.equal(foreign.status, 404, foreign.text);
+      assert.equal(foreign.headers.get('x-aibridge-error-code'), 'response_not_found');
+      // The legacy `functions` form, whose calls a deny rule cannot hold.
+      const legacy = await post(tb, '/openai/v1/chat/completions', dev.key, {
+        model: 'gpt-4o',
+        functions: [{ name: 'Bash', parameters: { type: 'object', properties: {} } }],
+        messages: [{ role: 'user', content: 'x' }],
+      });
+      assert.equal(legacy.status, 400, legacy.text);
+      assert.equal(legacy.headers.get('x-aibridge-error-code'), 'unsupported_parameter');
+      const third = await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-5'));
+      assert.equal(third.status, 429, third.text);
+      assert.equal(third.headers.get('x-aibridge-error-code'), 'rate_limited');
+      assert.match(third.text, /3 requests per minute/);
+      assert.equal(anthropic.messageRequests().length + openai.modelRequests().length, before);
+      // All four are in the audit, each with its own refusal.
+      await tb.bridge.recorder.drain();
+      const recs = await tb.api<{ items: { error: { type: string } | null; httpStatus: number }[] }>(
+        'GET',
+        `/api/v1/interceptions?user=${encodeURIComponent('rpm-refused@example.com')}`,
+        tb.adminKey,
+      );
+      assert.deepEqual(recs.body.items.map((r) => [r.httpStatus, r.error?.type]).sort(), [
+        [400, 'unsupported_parameter'],
+        [403, 'model_denied'],
+        [404, 'response_not_found'],
+        [429, 'rate_limited'],
+      ]);
+      await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: [] });
+    });
+
     it('rate-limits tokens per minute from real usage', async () => {
       const dev = await tb.addUser('tpm@example.com');
       await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, { scope: 'key', subject: dev.keyId, tpm: 100 });
