@@ -237,12 +237,12 @@ export class AnomalyWatcher {
     return s;
   }
 
-  private async baseline(
+  /** Reads the user's baseline from the rollups and keeps it (`observe` uses it while fresh). */
+  private async readBaseline(
     userId: string,
     s: UserState,
     now: number,
   ): Promise<{ costUsd: number; tokens: number }[]> {
-    if (s.baseline && now - s.baseline.fetchedAt < BASELINE_FRESH_MS) return s.baseline.hours;
     const currentHour = now - (now % HOUR);
     const buckets: UsageBucket[] = await this.store.usageBuckets({
       userId,
@@ -283,14 +283,13 @@ export class AnomalyWatcher {
         if (t && now - t.recent.lastActive < HOUR) teammatesLastHourUsd.push(t.recent.lastHour(now).costUsd);
       }
     }
-    if (s.baseline && now - s.baseline.fetchedAt < BASELINE_FRESH_MS) {
-      const ownActiveHours = s.baseline.hours;
+    const judge = (ownActiveHours: { costUsd: number; tokens: number }[]): void =>
       this.judge(rec, s, now, { lastHour, lastMinuteRequests, ownActiveHours, teammatesLastHourUsd });
+    if (s.baseline && now - s.baseline.fetchedAt < BASELINE_FRESH_MS) {
+      judge(s.baseline.hours);
       return undefined;
     }
-    return this.baseline(rec.userId, s, now).then((ownActiveHours) =>
-      this.judge(rec, s, now, { lastHour, lastMinuteRequests, ownActiveHours, teammatesLastHourUsd }),
-    );
+    return this.readBaseline(rec.userId, s, now).then(judge);
   }
 
   private judge(rec: NewInterception, s: UserState, now: number, window: AnomalyInput): void {
