@@ -1,5 +1,6 @@
 import type { ResponseOwners } from '../audit/response-owners';
 import type { InterceptionStart } from '../core/facts';
+import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
 import type { AttemptTarget } from '../routing/routes';
 import type { ServedAs } from '../spend/governance';
@@ -108,6 +109,8 @@ export function continuesOwnResponse(
 export interface GovernanceGate {
   /** Counts the request against the caller's rate limits, or throws `rate_limited`. */
   count(start: InterceptionStart): void;
+  /** Counts a passthrough against the caller's rate limits, or throws `rate_limited`. */
+  countUnmetered(principal: Principal): void;
   admit(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): void | Promise<void>;
   routeTargets<T>(start: InterceptionStart, targets: readonly T[], servedAs: (t: T) => ServedAs): T[];
 }

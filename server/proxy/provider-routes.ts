@@ -22,6 +22,7 @@ import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
 import { reportAnswer, singleCredential } from '../routing/credentials';
 import type { Router } from '../routing/routes';
+import type { GovernanceGate } from './admission';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { withClientSession } from './client-session';
@@ -66,6 +67,8 @@ export interface ProviderRouteDeps {
    * that names a stored conversation, only for an admin).
    */
   responseOwners: Pick<ResponseOwners, 'check' | 'checkConversation' | 'checkItems'>;
+  /** Counts a passthrough against the caller's rate limits (server/spend/governance.ts). */
+  rateLimits: Pick<GovernanceGate, 'countUnmetered'>;
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -300,6 +303,9 @@ async function handle(
       `${req.method} ${adapter.prefix}${route.path} is not served by the bridge${hint ? `. ${hint}` : ' (docs/api.md lists what is).'}`,
     );
   }
+  // A passthrough is a request as a metered one is, counted before anything else is judged (and
+  // before an unknown stored id's wait for another replica).
+  deps.rateLimits.countUnmetered(principal);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   // With the user's own key a provider that keeps state per key (keyScopesStoredState) itself keeps
   // each stored response (and conversation) to that key's owner.

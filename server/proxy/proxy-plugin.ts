@@ -118,6 +118,7 @@ export function proxyCapability(
           strategyFor: d.strategyFor,
           byok: d.byok,
           responseOwners: d.responseOwners,
+          rateLimits: d.governance,
           ...(d.models ? { models: d.models } : {}),
           ...(d.router ? { routes: d.router } : {}),
         };

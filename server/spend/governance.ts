@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { totalTokens } from '../../shared/usage';
 import type { InterceptionStart } from '../core/facts';
+import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
 import type { Metrics } from '../metrics';
 import type { NewInterception } from '../store/types';
@@ -105,6 +107,21 @@ export class Governance {
     } catch (err) {
       this.refused(err);
     }
+  }
+
+  /**
+   * Counts a passthrough (a token count, a model list, a stored response read) against the caller's
+   * rate limits: a request as any other, with no tokens to settle. It reaches the provider with the
+   * organisation's key, so uncounted it could be sent without limit.
+   */
+  countUnmetered(principal: Principal): void {
+    const id = `pt_${randomUUID()}`;
+    try {
+      this.limiter.admit(id, principal);
+    } catch (err) {
+      this.refused(err);
+    }
+    this.limiter.settle(id, 0);
   }
 
   /**

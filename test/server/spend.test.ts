@@ -477,6 +477,32 @@ describe('spend and governance', function () {
       await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: [] });
     });
 
+    it('counts passthroughs (a token count) against requests per minute: none reaches the provider past it', async () => {
+      const dev = await tb.addUser('rpm-passthrough@example.com');
+      await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
+        scope: 'user',
+        subject: 'rpm-passthrough@example.com',
+        rpm: 2,
+      });
+      const counted = () =>
+        anthropic.requests.filter((r) => r.url.startsWith('/v1/messages/count_tokens')).length;
+      const before = counted();
+      const body = { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'hi' }] };
+      for (let i = 0; i < 2; i++)
+        assert.equal((await post(tb, '/anthropic/v1/messages/count_tokens', dev.key, body)).status, 200);
+      const third = await post(tb, '/anthropic/v1/messages/count_tokens', dev.key, body);
+      assert.equal(third.status, 429, third.text);
+      assert.equal(third.headers.get('x-aibridge-error-code'), 'rate_limited');
+      assert.equal(
+        (JSON.parse(third.text) as { type: string; error: { type: string } }).error.type,
+        'rate_limit_error',
+      );
+      // And the metered requests share the window.
+      const metered = await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-5'));
+      assert.equal(metered.status, 429, metered.text);
+      assert.equal(counted() - before, 2);
+    });
+
     it('rate-limits tokens per minute from real usage', async () => {
       const dev = await tb.addUser('tpm@example.com');
       await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, { scope: 'key', subject: dev.keyId, tpm: 100 });
