@@ -791,17 +791,20 @@ export class Exchange {
       if (this.gone)
         return { ...base, keyName: lease.keyName, httpStatus: 0, error: null, endedAt, gone: true };
       const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err);
+      // Refused before it was sent (upstreamFailure): says nothing of the provider, and would be
+      // refused the same by any other target.
+      const unsent = failure.code === 'invalid_request';
       return {
         ...base,
         keyName: lease.keyName,
         httpStatus: 0,
         error: { type: failure.code, message: failure.message },
         endedAt,
-        reason: this.stopping ? undefined : 'unreachable',
+        reason: this.stopping || unsent ? undefined : 'unreachable',
         failure,
         sameTarget: false,
-        healthy: this.stopping ? undefined : false,
-        final: this.stopping,
+        healthy: this.stopping || unsent ? undefined : false,
+        final: this.stopping || unsent,
       };
     }
     round.observer.upstreamHeaders(res.statusCode);

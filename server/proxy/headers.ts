@@ -12,6 +12,9 @@ const HOP_BY_HOP = new Set([
   'host',
   'content-length',
   'http2-settings',
+  // The bridge has the whole body before it sends (node answers a client's `100-continue`), and
+  // undici refuses the header outright: forwarded, every such request failed before it left.
+  'expect',
 ]);
 
 /** The client's credentials for the bridge: never forwarded, only the organisation's key is. */

@@ -147,6 +147,16 @@ export function upstreamFailure(err: unknown, midAnswer = false): BridgeError {
     );
   }
   const code = (err as { code?: string }).code ?? '';
+  // The HTTP client refused the request before anything was sent (a header it will not send, a
+  // value it cannot): the provider was never asked. Not its failure, so no breaker counts it, and
+  // the same request would fail the same way anywhere.
+  if (!midAnswer && (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED')) {
+    return new BridgeError(
+      'invalid_request',
+      `The request cannot be sent to the provider as it came (${(err as Error).message}).`,
+      { cause: err },
+    );
+  }
   if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return new BridgeError('upstream_timeout', undefined, { cause: err });
   }
