@@ -80,6 +80,59 @@ describe('the Anthropic pass-through', () => {
     assert.equal(seen.body, JSON.stringify(MSG), 'the body goes upstream byte for byte');
   });
 
+  it('serves a client that sends `Expect: 100-continue` (curl on large bodies, .NET, Java) without forwarding it, on the lane and on fastify’s route, and no breaker opens', async () => {
+    /** As curl does: the head first, the body only once the bridge says 100 Continue. */
+    const send = (path: string, headers: Record<string, string>, body: string) =>
+      new Promise<{ status: number; continued: boolean; text: string }>((resolve, reject) => {
+        let continued = false;
+        const req = http.request(`${tb.url}${path}`, {
+          method: 'POST',
+          headers: { ...headers, expect: '100-continue', 'content-length': String(Buffer.byteLength(body)) },
+        });
+        req.on('continue', () => {
+          continued = true;
+          req.end(body);
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            text += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, continued, text }));
+        });
+        req.on('error', reject);
+        req.flushHeaders();
+      });
+    const before = mock.messageRequests().length;
+    // More than the breaker's threshold (5): each was a 502 counted against the model before.
+    for (let i = 0; i < 7; i++) {
+      const r = await send(
+        '/anthropic/v1/messages',
+        { 'x-api-key': key, 'content-type': 'application/json' },
+        JSON.stringify(MSG),
+      );
+      assert.equal(r.status, 200, r.text);
+      assert.ok(r.continued, 'the bridge answered 100 Continue');
+    }
+    // A content type the lane leaves to fastify's route (and its own body parser).
+    const viaRoute = await send(
+      '/anthropic/v1/messages',
+      { 'x-api-key': key, 'content-type': 'text/plain' },
+      JSON.stringify(MSG),
+    );
+    assert.equal(viaRoute.status, 200, viaRoute.text);
+    const seen = mock.messageRequests().slice(before);
+    assert.equal(seen.length, 8);
+    for (const s of seen) assert.equal(s.headers.expect, undefined, 'expect is not forwarded');
+    const plain = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify(MSG),
+    });
+    assert.equal(plain.status, 200, 'the model’s breaker is closed');
+  });
+
   it('passes the allow-listed free endpoints through, HEAD included, and answers the agents’ unauthenticated HEAD probe locally', async () => {
     const before = mock.requests.length;
     const probe = await fetch(`${tb.url}/anthropic`, { method: 'HEAD' });
@@ -109,6 +162,58 @@ describe('the Anthropic pass-through', () => {
 
     const unauth = await fetch(`${tb.url}/anthropic/v1/models`);
     assert.equal(unauth.status, 401);
+  });
+
+  it('serves a request whose target is in absolute form (a client taking the bridge for a forward proxy), as RFC 9112 asks', async () => {
+    const { port } = new URL(tb.url);
+    const body = JSON.stringify(MSG);
+    const before = mock.messageRequests().length;
+    for (const target of [
+      `http://127.0.0.1:${port}/anthropic/v1/messages?beta=true`,
+      `HTTP://user@127.0.0.1:${port}/anthropic/v1/messages`,
+    ]) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const s = net.connect(Number(port), '127.0.0.1');
+        let out = '';
+        s.setEncoding('utf8');
+        s.on('data', (d: string) => {
+          out += d;
+        });
+        s.on('close', () => resolve(out));
+        s.on('error', reject);
+        s.write(
+          `POST ${target} HTTP/1.1\r\nHost: elsewhere.example\r\nx-api-key: ${key}\r\ncontent-type: application/json\r\n` +
+            `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+      });
+      assert.match(answer, /^HTTP\/1\.1 200 /, answer.slice(0, 300));
+    }
+    const seen = mock.messageRequests().slice(before);
+    assert.deepEqual(
+      seen.map((s) => s.url),
+      ['/v1/messages?beta=true', '/v1/messages'],
+    );
+  });
+
+  it('refuses a token count whose body names a key twice, nests too deep or is no JSON object, before it goes upstream', async () => {
+    const before = mock.requests.length;
+    for (const body of [
+      '{"model":"claude-sonnet-4-6","messages":[],"model":"claude-opus-4-1"}',
+      `{"model":"claude-sonnet-4-6","messages":${'['.repeat(200)}${']'.repeat(200)}}`,
+      'model=claude-sonnet-4-6',
+    ]) {
+      const res = await fetch(`${tb.url}/anthropic/v1/messages/count_tokens`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json' },
+        body,
+      });
+      assert.equal(res.status, 400, body.slice(0, 60));
+      const err = (await res.json()) as { type: string; error: { type: string } };
+      assert.equal(err.type, 'error');
+      assert.equal(err.error.type, 'invalid_request_error');
+      assert.equal(res.headers.get('x-aibridge-error-code'), 'invalid_json');
+    }
+    assert.equal(mock.requests.length, before, 'nothing went upstream');
   });
 
   it('refuses paths that try to climb out of the provider prefix, without contacting upstream', async () => {
