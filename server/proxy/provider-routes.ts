@@ -307,14 +307,18 @@ async function handle(
   // before an unknown stored id's wait for another replica).
   deps.rateLimits.countUnmetered(principal);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
+  // Every passthrough body is a JSON object, checked as a metered one is (depth, size, a key named
+  // twice) before any of it goes upstream, whatever the route reads of it.
+  const body =
+    raw && raw.length > 0 ? parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers) : undefined;
   // With the user's own key a provider that keeps state per key (keyScopesStoredState) itself keeps
   // each stored response (and conversation) to that key's owner.
   if (!own || !adapter.keyScopesStoredState) {
-    const stored = storedStateNamed(route.route, route.path, raw, deps);
+    const stored = storedStateNamed(route.route, route.path, body);
     if (stored !== undefined) await ownStateOnly(adapter, deps, req, stored, route.path);
   }
   const aliased =
-    deps.models && aliasResolved(adapter, deps, principal.user.team, req.method, route.path, raw);
+    deps.models && aliasResolved(adapter, deps, principal.user.team, req.method, route.path, raw, body);
   if (aliased)
     return passThrough(adapter, deps.exchange, req, reply, aliased.path + query, aliased.bytes, own);
   return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
@@ -339,8 +343,7 @@ interface StoredState {
 function storedStateNamed(
   route: PassthroughRoute,
   path: string,
-  raw: Buffer | undefined,
-  deps: ProviderRouteDeps,
+  body: JsonObject | undefined,
 ): StoredState | undefined {
   if (route.storedResponse !== undefined) {
     const at = route.path.split('/').indexOf(route.storedResponse);
@@ -349,13 +352,8 @@ function storedStateNamed(
   }
   const { continuesField, conversationField, inputField } = route;
   // No body names nothing (the provider answers for itself what an empty count means).
-  if (
-    (continuesField === undefined && conversationField === undefined && inputField === undefined) ||
-    !raw ||
-    raw.length === 0
-  )
+  if ((continuesField === undefined && conversationField === undefined && inputField === undefined) || !body)
     return undefined;
-  const body = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers);
   const named = continuesField === undefined ? undefined : body[continuesField];
   if (named !== undefined && named !== null && typeof named !== 'string')
     throw new BridgeError(
@@ -437,18 +435,12 @@ function aliasResolved(
   method: string,
   path: string,
   raw: Buffer | undefined,
+  parsed: JsonObject | undefined,
 ): { path: string; bytes: Buffer | undefined } | undefined {
   if (method !== 'POST') return undefined;
   const naming = adapter.apis.find((a) => a.modelNaming)?.modelNaming;
   if (!naming) return undefined;
-  let body: JsonObject = {};
-  if (raw && raw.length > 0) {
-    try {
-      body = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers);
-    } catch {
-      return undefined;
-    }
-  }
+  const body = parsed ?? {};
   const asked = naming.requested(body, path);
   const real = asked === null ? undefined : deps.models!.resolve(team, asked);
   if (real === undefined) return undefined;

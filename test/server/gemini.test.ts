@@ -495,6 +495,20 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal((await tb.interceptions(0, key)).length, before);
   });
 
+  it('refuses a countTokens body that names a key twice, or is no JSON object, in Gemini’s shape, before it goes upstream', async () => {
+    const seen = mock.seen.length;
+    for (const body of ['{"contents":[{"parts":[{"text":"hi"}]}],"contents":[]}', 'not json', '[1,2]']) {
+      const res = await fetch(`${tb.url}/gemini/v1beta/models/gemini-2.5-flash:countTokens`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+        body,
+      });
+      assert.equal(res.status, 400, body);
+      assert.equal(((await res.json()) as { error: { status: string } }).error.status, 'INVALID_ARGUMENT');
+    }
+    assert.equal(mock.seen.length, seen, 'nothing went upstream');
+  });
+
   it('serves the v1 API too, and refuses a path that is neither metered nor allowed', async () => {
     const res = await fetch(`${tb.url}/gemini/v1/models/gemini-2.5-flash:generateContent`, {
       method: 'POST',
