@@ -9,6 +9,7 @@ import { addressKey } from './address-share';
 import { baseUrlHint } from './base-url-hint';
 import { type BodyAccount, BodyBudget, countedBody } from './body-budget';
 import { ConnectionGuard } from './connection-guard';
+import { toOriginForm } from './origin-form';
 import { logRequestLine } from './request-line';
 import { schemaErrorMessage } from './schema-errors';
 import type { TrustedProxies } from './trusted-proxies';
@@ -172,6 +173,7 @@ export function createFastify(
   if (!routed) throw new Error("fastify's server has no request listener");
   app.server.removeListener('request', routed);
   app.server.prependListener('request', (req, res) => {
+    toOriginForm(req);
     if (res.socket === null) {
       const e = new BridgeError('invalid_request', PIPELINING);
       refusePipelined(req, res, e, () => bodyFor(req.url ?? '/', e));
