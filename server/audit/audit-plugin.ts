@@ -9,6 +9,7 @@ import { claimChainAnchor } from './chain-anchor';
 import { Recorder } from './recorder';
 import { Redactor } from './redact';
 import { RESPONSE_RECHECK_MS, ResponseOwners } from './response-owners';
+import { ScanPlaces } from './scan-places';
 
 export interface AuditCapability extends Capability {
   recorder: Recorder;
@@ -87,8 +88,9 @@ export async function auditCapability(
     capture,
     responseOwners,
     routes: async (app) => {
-      await app.register(auditRoutes(identity, store, capture));
-      await app.register(cacheBreakRoutes(store, datesOf(clock)));
+      const places = new ScanPlaces();
+      await app.register(auditRoutes(identity, store, capture, places));
+      await app.register(cacheBreakRoutes(store, datesOf(clock), places));
     },
     reload: { team_capture: () => capture.load() },
   };

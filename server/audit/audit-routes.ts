@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { type Static, Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { CacheBreakCause, GatewayToolCall, Interception } from '../../shared/interception';
 import { addUsage, emptyUsage, totalTokens, type Usage } from '../../shared/usage';
 import { roundUsd } from '../core/rollup';
@@ -14,6 +14,7 @@ import { argumentsMatch, textSearch, toolMatcher } from '../store/search-text';
 import type { InterceptionFilter, Store } from '../store/types';
 import type { CapturePolicy } from './capture';
 import { verifyStoredChain } from './chain-anchor';
+import type { ScanPlaces } from './scan-places';
 
 const Status = Type.Union([Type.Literal('ok'), Type.Literal('error'), Type.Literal('client_aborted')]);
 const Text = (max: number) => Type.String({ minLength: 1, maxLength: max });
@@ -217,19 +218,12 @@ function jsonLine(v: unknown): string {
   return `${JSON.stringify(v).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`;
 }
 
-/**
- * Reads that walk every record in their range, not a page (a text search, sessions, tool calls, an
- * export), one user may run at a time on a replica: each reads and parses records from disk, and
- * eight text searches at once over one member's 20,000 records took the other members' p99 from
- * 83 ms to 3.6 s. Two at once stayed within the noise.
- */
-export const SCANS_PER_USER = 2;
-
 /** Interceptions, sessions, tool calls, export and chain verification; members see only their own. */
 export function auditRoutes(
   identity: IdentityService,
   store: Store,
   capture: CapturePolicy,
+  places: ScanPlaces,
 ): FastifyPluginAsync {
   /** The user a query may see: members only themselves, admins whoever they name (or everyone). */
   async function scopeUser(req: FastifyRequest, user: string | undefined): Promise<string | undefined> {
@@ -263,24 +257,7 @@ export function auditRoutes(
       .catch((err: unknown) => req.log.error({ err }, 'failed to record an admin read'));
   }
 
-  const scanning = new Map<string, number>();
-  /** Holds one of the user's SCANS_PER_USER places until the answer ends or the client leaves. */
-  async function scanPlace(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const user = principalOf(req).user.id;
-    const n = scanning.get(user) ?? 0;
-    if (n >= SCANS_PER_USER)
-      throw new BridgeError(
-        'rate_limited',
-        `At most ${SCANS_PER_USER} searches, session or tool-call lists and exports at a time per user; wait for one to finish.`,
-        { headers: { 'retry-after': '1' } },
-      );
-    scanning.set(user, n + 1);
-    reply.raw.once('close', () => {
-      const left = (scanning.get(user) ?? 1) - 1;
-      if (left <= 0) scanning.delete(user);
-      else scanning.set(user, left);
-    });
-  }
+  const scanPlace = places.hold;
 
   async function filterFrom(req: FastifyRequest, q: FilterQuery): Promise<InterceptionFilter> {
     return {

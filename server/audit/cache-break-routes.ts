@@ -5,6 +5,7 @@ import { roundUsd } from '../core/rollup';
 import { principalOf } from '../http/access';
 import { periodEnd, periodStart } from '../spend/periods';
 import type { Store } from '../store/types';
+import type { ScanPlaces } from './scan-places';
 
 const CacheBreakQuery = Type.Object(
   {
@@ -42,11 +43,12 @@ function emptyRow(key: string): CacheBreakRow {
  * "Excess spend from cache breaks this month" per user or team (docs/governance.md). Members see
  * only their own breaks. Reads the period's records: breaks are rare fields on them, not rolled up.
  */
-export function cacheBreakRoutes(store: Store, now: () => Date): FastifyPluginAsync {
+export function cacheBreakRoutes(store: Store, now: () => Date, places: ScanPlaces): FastifyPluginAsync {
   return async (app) => {
     app.get<{ Querystring: Static<typeof CacheBreakQuery> }>(
       '/api/v1/cache-breaks',
-      { config: { access: 'member' }, schema: { querystring: CacheBreakQuery } },
+      // It reads every record of the period: held to the user's places as the other whole-range reads.
+      { config: { access: 'member' }, schema: { querystring: CacheBreakQuery }, preHandler: places.hold },
       async (req) => {
         const { period, groupBy } = req.query;
         const me = principalOf(req).user;

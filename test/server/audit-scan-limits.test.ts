@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { SCANS_PER_USER } from '../../server/audit/audit-routes';
+import { SCANS_PER_USER } from '../../server/audit/scan-places';
 import type { InterceptionFilter } from '../../server/store/types';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 
 /**
- * Text search, sessions, tool calls and export read every record in range from disk. Eight text
+ * Text search, sessions, tool calls, export and the cache-break report read every record in range from disk. Eight text
  * searches at once over one member's 20,000 records took other members' p99 from 83 ms to 3.6 s;
  * here the store is held instead, so the reads stay open as long as the test says.
  */
@@ -69,6 +69,8 @@ describe('reads that walk all of a user’s records (SCANS_PER_USER at a time)',
     assert.equal(refused.headers.get('retry-after'), '1');
     assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'rate_limited');
     assert.equal(await within(get('/api/v1/audit/export', heavy.key)), 429);
+    // The cache-break report reads the whole period too.
+    assert.equal(await within(get('/api/v1/cache-breaks', heavy.key)), 429);
 
     // Another member's search is not held by this one's.
     assert.equal(await within(get('/api/v1/interceptions?q=needle', other.key)), 200);
@@ -78,5 +80,6 @@ describe('reads that walk all of a user’s records (SCANS_PER_USER at a time)',
     assert.equal((await second).status, 200);
     assert.equal(await within(get('/api/v1/interceptions?q=needle', heavy.key)), 200);
     assert.equal(await within(get('/api/v1/interceptions', heavy.key)), 200);
+    assert.equal(await within(get('/api/v1/cache-breaks', heavy.key)), 200);
   });
 });
