@@ -12,6 +12,19 @@ export interface AdminTarget {
 
 export class CliError extends Error {}
 
+/**
+ * The bridge did not answer at all (not running, restarting, a wrong `--url`): exit 1 as anything
+ * unexpected, not 2 as a refusal, so a script can tell a bridge to wait for from a request to fix.
+ */
+export class BridgeUnreachable extends Error {
+  constructor(url: string, err: unknown) {
+    super(`cannot reach the bridge at ${url}: ${(err as Error).cause ?? (err as Error).message}`, {
+      cause: err,
+    });
+    this.name = 'BridgeUnreachable';
+  }
+}
+
 /** `--url`/AIBRIDGE_URL and `--admin-key`/AIBRIDGE_ADMIN_KEY, else the local bridge and its admin.key. */
 export function resolveTarget(
   flags: { url?: string | undefined; 'admin-key'?: string | undefined; 'data-dir'?: string | undefined },
@@ -50,9 +63,7 @@ export async function callApi(
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (err) {
-    throw new CliError(
-      `cannot reach the bridge at ${target.url}: ${(err as Error).cause ?? (err as Error).message}`,
-    );
+    throw new BridgeUnreachable(target.url, err);
   }
   const text = await res.text();
   const json = parsed(text);
@@ -85,9 +96,7 @@ export async function streamApi(
   try {
     res = await fetch(`${target.url}${route}`, { headers: { authorization: `Bearer ${target.adminKey}` } });
   } catch (err) {
-    throw new CliError(
-      `cannot reach the bridge at ${target.url}: ${(err as Error).cause ?? (err as Error).message}`,
-    );
+    throw new BridgeUnreachable(target.url, err);
   }
   if (!res.ok || !res.body) {
     const text = await res.text();

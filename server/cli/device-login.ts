@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { AdminClientEnv } from '../config';
-import { CliError } from './admin-client';
+import { BridgeUnreachable, CliError } from './admin-client';
 
 /** What `aibridge login` keeps: the bridge and the device key it was given. */
 export interface Credentials {
@@ -68,9 +68,7 @@ async function postForm(url: string, form: Record<string, string>): Promise<OAut
       body: new URLSearchParams(form).toString(),
     });
   } catch (err) {
-    throw new CliError(
-      `cannot reach the bridge at ${url}: ${(err as Error).cause ?? (err as Error).message}`,
-    );
+    throw new BridgeUnreachable(url, err);
   }
   const text = await res.text();
   try {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
 import { askMessages } from '../helpers/ask';
@@ -112,6 +113,19 @@ describe('aibridge serve and the admin CLI', function () {
     const nothing = await cli(['users', 'update', '--email', 'dev@example.com', ...common]);
     assert.equal(nothing.code, 2);
     assert.match(nothing.stderr, /changes nothing without --name, --team or --role/);
+    // A bridge that does not answer is no refusal (2) but a failure a script may wait out (1).
+    const dead = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = srv.address() as net.AddressInfo;
+        srv.close(() => resolve(port));
+      });
+    });
+    const unreachable = await cli(['users', 'list', '--url', `http://127.0.0.1:${dead}`, '--admin-key', 'x']);
+    assert.equal(unreachable.code, 1, unreachable.stderr);
+    assert.match(
+      unreachable.stderr,
+      /^aibridge: cannot reach the bridge at http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/,
+    );
     // A date alone is ISO 8601 too: that day's start, UTC.
     const dated = await cli([
       'keys',
