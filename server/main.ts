@@ -80,12 +80,6 @@ async function serve(args: string[]): Promise<void> {
   for (const w of [...unknownEnvWarnings(process.env), ...baseUrlWarnings(process.env)])
     bridge.app.log.warn(w);
   const created = await bootstrapAdmin(bridge.identity, config.dataDir, config.adminEmail);
-  if (created) {
-    // The one time a secret is printed, by design: the admin needs it to issue the first keys.
-    process.stdout.write(
-      `Created admin user ${config.adminEmail}. Admin key (shown once, also saved to ${config.dataDir}/admin.key):\n${created.key}\n`,
-    );
-  }
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {
@@ -114,7 +108,24 @@ async function serve(args: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 
-  const address = await bridge.listen(config.host, config.port);
+  let address: string;
+  try {
+    address = await bridge.listen(config.host, config.port);
+  } catch (err) {
+    // A bridge that never started shows no "shown once" key; the next start will not show it either.
+    if (created)
+      process.stderr.write(
+        `aibridge: created admin user ${config.adminEmail}; its key is in ${config.dataDir}/admin.key\n`,
+      );
+    throw err;
+  }
+  if (created) {
+    // The one time a secret is printed, by design: the admin needs it to issue the first keys.
+    // After the port is bound, before the listening line (which those who read the key wait for).
+    process.stdout.write(
+      `Created admin user ${config.adminEmail}. Admin key (shown once, also saved to ${config.dataDir}/admin.key):\n${created.key}\n`,
+    );
+  }
   const { port } = new URL(address);
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   process.stdout.write(`aibridge listening on http://${host}:${port}\n`);
