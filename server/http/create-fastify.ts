@@ -266,6 +266,7 @@ export function createFastify(
       logRequestLine(req.log, {
         method: req.method,
         route: req.routeOptions.url ?? null,
+        url: req.url,
         statusCode: reply.statusCode,
         elapsedMs: reply.elapsedTime,
         userId: req.principal?.user.id ?? null,

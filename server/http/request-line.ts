@@ -9,6 +9,8 @@ export function logRequestLine(
   line: {
     method: string;
     route: string | null;
+    /** The URL as sent: named (without its query, at most 256 characters) when no route matched. */
+    url?: string;
     statusCode: number;
     elapsedMs: number;
     userId: string | null;
@@ -18,10 +20,19 @@ export function logRequestLine(
     {
       method: line.method,
       route: line.route,
+      // A 404's line names what was asked for, which a null route does not. Not the query: a
+      // client's credential may be in it (`?key=`).
+      ...(line.route === null && line.url !== undefined ? { path: pathOf(line.url) } : {}),
       statusCode: line.statusCode,
       durationMs: Math.round(line.elapsedMs * 100) / 100,
       userId: line.userId,
     },
     'request',
   );
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  return path.length > 256 ? `${path.slice(0, 256)}…` : path;
 }

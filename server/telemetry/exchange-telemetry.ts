@@ -104,6 +104,8 @@ function rootSpan(
 ): { span: Span; ctx: Context } | undefined {
   return tracing.startServerSpan(`chat ${start.request.model ?? ''}`.trim(), headers, {
     'gen_ai.operation.name': 'chat',
+    // The server span of an HTTP request (every metered one is a POST), as docs/operations.md lists.
+    'http.request.method': 'POST',
     'gen_ai.system': start.provider,
     'gen_ai.provider.name': start.provider,
     'gen_ai.request.model': start.request.model ?? '',

@@ -154,6 +154,12 @@ describe('operating the bridge', function () {
       const res = await fetch(url);
       assert.equal(res.status, 200);
       assert.match(await res.text(), /^# HELP aibridge_/m);
+      // A probe pointed at this port by mistake learns where it should look, in the bridge's shape.
+      const probe = await fetch(url.replace(/\/metrics$/, '/healthz'));
+      assert.equal(probe.status, 404);
+      const body = (await probe.json()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, 'not_found');
+      assert.match(body.error.message, /only GET \/metrics; \/healthz is on the bridge's main port/);
     });
 
     it('a fresh bridge, before any traffic, has a sample for every series the Grafana dashboard queries', async () => {
@@ -262,6 +268,8 @@ describe('operating the bridge', function () {
         'aib_planted-but-wrong-key-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
         msg,
       );
+      // An unmatched route names its path (not its query, where a credential may be).
+      await fetch(`${tb.url}/favicon.ico?key=query-secret-77`);
       await tb.interceptions(1, dev.key);
       const lines = tb.logs
         .join('')
@@ -272,6 +280,12 @@ describe('operating the bridge', function () {
       assert.equal(me.length, 1);
       assert.equal(me[0]!.statusCode, 200);
       assert.ok(typeof me[0]!.reqId === 'string');
+      const missing = lines.filter((l) => l.msg === 'request' && l.statusCode === 404);
+      assert.deepEqual(
+        missing.map((l) => [l.route, l.path]),
+        [[null, '/favicon.ico']],
+      );
+      assert.equal(me[0]!.path, undefined, 'a matched route is named by its route alone');
       const model = lines.filter((l) => l.msg === 'interception' && l.userId === dev.user.id);
       assert.equal(model.length, 1, 'a model request has exactly one line, with its usage');
       assert.equal(typeof model[0]!.reqId, 'string');
@@ -289,6 +303,7 @@ describe('operating the bridge', function () {
         UPSTREAM_KEY,
         OPENAI_UPSTREAM_KEY,
         'cookie-secret-55',
+        'query-secret-77',
         'aib_planted',
       ];
       for (const secret of planted) {
@@ -447,6 +462,8 @@ describe('operating the bridge', function () {
       assert.equal(root.name, 'chat claude-sonnet-4-5');
       assert.equal(attr(root, 'gen_ai.system'), 'anthropic');
       assert.equal(attr(root, 'gen_ai.operation.name'), 'chat');
+      assert.equal(attr(root, 'http.request.method'), 'POST');
+      assert.equal(attr(root, 'http.response.status_code'), 200);
       assert.equal(attr(root, 'gen_ai.request.model'), 'claude-sonnet-4-5');
       assert.ok(String(attr(root, 'gen_ai.response.model')).startsWith('claude'));
       assert.equal(
@@ -461,6 +478,8 @@ describe('operating the bridge', function () {
       const child = spans.find((s) => s.parentSpanId === root.spanId);
       assert.ok(child, 'a child span for the upstream call');
       assert.equal(attr(child, 'http.response.status_code'), 200);
+      assert.equal(attr(child, 'http.request.method'), 'POST');
+      assert.match(String(attr(child, 'url.full')), /\/v1\/messages$/);
     });
   });
 
