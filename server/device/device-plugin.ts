@@ -115,7 +115,7 @@ export function deviceCapability(
       }
     });
 
-    // The device's own key, pushed forward while the device is in use (docs/sso.md#renewal).
+    // The device's own key, pushed forward while the device is in use (docs/sso.md#editors-the-same-grant-with-a-way-back).
     app.post('/api/v1/auth/device/renew', { config: { access: 'member' } }, async (req, reply) => {
       const key = await identity.renewKey(principalOf(req).key, core.config.deviceKeyDays);
       return reply.header('cache-control', 'no-store').send({ key });

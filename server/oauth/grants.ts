@@ -177,7 +177,7 @@ export interface AuthorizationRequest {
 }
 
 /**
- * The bridge's OAuth 2.1 authorization server state for the MCP gateway (docs/mcp.md#oauth):
+ * The bridge's OAuth 2.1 authorization server state for the MCP gateway (docs/mcp.md#oauth-for-mcp-clients):
  * clients, pending authorizations, codes, grants and access tokens, all store documents so any
  * replica serves the next step. Secrets (codes, tokens) are random and stored only as keyed hashes.
  */

@@ -24,7 +24,7 @@ export interface OAuthCapability extends Capability {
 const REGISTRATIONS_PER_MINUTE = 30;
 
 /**
- * The bridge as the OAuth 2.1 authorization server of its MCP gateway (docs/mcp.md#oauth): MCP
+ * The bridge as the OAuth 2.1 authorization server of its MCP gateway (docs/mcp.md#oauth-for-mcp-clients): MCP
  * clients that authorize themselves (no bridge key configured) get an access token usable only at
  * `/mcp`, after the user signs in the way the bridge already offers and approves the client.
  */

@@ -102,7 +102,7 @@ function secured(reply: FastifyReply): FastifyReply {
 }
 
 /**
- * The bridge as the OAuth 2.1 authorization server of its MCP gateway (docs/mcp.md#oauth), outside
+ * The bridge as the OAuth 2.1 authorization server of its MCP gateway (docs/mcp.md#oauth-for-mcp-clients), outside
  * `/api`: RFC 8414 metadata, RFC 7591 registration (public clients), the authorization endpoint
  * (PKCE S256 and an RFC 8707 `resource` naming `/mcp`, both required), the token endpoint
  * (authorization code, refresh with rotation) and the consent page.

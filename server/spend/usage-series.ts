@@ -9,7 +9,7 @@ export const OTHER = '(other)';
 function groupOf(b: UsageBucket, by: SeriesBy): string {
   switch (by) {
     case 'team':
-      return b.team ?? '(no team)';
+      return b.team ?? '(none)';
     case 'model':
       return b.model ?? '(none)';
     case 'user':

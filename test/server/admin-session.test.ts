@@ -385,7 +385,7 @@ describe('usage series (unit)', () => {
     ]);
     assert.deepEqual(s.series, [
       { key: 'a', costUsd: [3, 0, 0], requests: [2, 0, 0] },
-      { key: '(no team)', costUsd: [0, 0, 0.5], requests: [0, 0, 1] },
+      { key: '(none)', costUsd: [0, 0, 0.5], requests: [0, 0, 1] },
     ]);
     const many = Array.from({ length: 12 }, (_, i) =>
       bucket('2026-01-01T00:00:00.000Z', `t${i}`, 'm', 12 - i),
