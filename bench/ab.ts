@@ -18,6 +18,9 @@
  * that rate unmeasured; prints each side's latency percentiles and how long its records took to
  * be durable (`aibridge_audit_write_seconds`): where a PostgreSQL p99 comes from.
  *
+ * `--body agent`: each request a ~60 KB Claude Code-shaped turn (loadgen's `agent` body) instead
+ * of the small JSON one.
+ *
  * `--env-a NAME=VALUE`, `--env-b NAME=VALUE` (repeatable): a setting for one side only, e.g.
  * `--env-b AIBRIDGE_AUDIT_ACK=stored` (the bench clears every other AIBRIDGE_ variable).
  *
@@ -60,6 +63,12 @@ const MS = flag('--ms', 3_000);
 const CONNECTIONS = flag('--connections', 16);
 const GC = args.includes('--gc');
 const RATE = flag('--rate', 0);
+const BODY = (() => {
+  const i = args.indexOf('--body');
+  const b = i === -1 ? 'json' : args[i + 1];
+  if (b !== 'json' && b !== 'agent') throw new Error('--body takes json or agent');
+  return b;
+})();
 /** `--env-a` / `--env-b` settings, per side. */
 const sideEnv = (name: string): Record<string, string> => {
   const out: Record<string, string> = {};
@@ -256,8 +265,8 @@ async function main(): Promise<void> {
   const loadgen = startWorker('loadgen', path.join(BENCH, 'loadgen.ts'));
   const job =
     RATE > 0
-      ? { kind: 'rate', body: 'json', rps: RATE, maxRequests: 200_000 }
-      : { kind: 'closed', body: 'json', connections: CONNECTIONS, maxRequests: 200_000 };
+      ? { kind: 'rate', body: BODY, rps: RATE, maxRequests: 200_000 }
+      : { kind: 'closed', body: BODY, connections: CONNECTIONS, maxRequests: 200_000 };
   for (const s of sides) await call<JobResult>(loadgen, { ...job, durationMs: 2_000, target: s.target });
   const pgMatch = pg ? 'postgres' : '';
   const tally = sides.map(() => ({
