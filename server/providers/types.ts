@@ -174,6 +174,11 @@ export interface ProviderAdapter {
    */
   readonly credentialQuery?: { readonly param: string; readonly header: string };
   /**
+   * Why the client's query (`?` included, or empty) must not go upstream, on any route of the
+   * family, metered or passthrough: a message for `400 unsupported_parameter`; absent or null: it may.
+   */
+  queryRefusal?(query: string): string | null;
+  /**
    * Sends a metered request itself, for an upstream whose wire differs from the client's (a signed
    * request to another path, a binary stream re-framed as SSE); the answer must be in the client's
    * wire format. The POST routes of `passthrough` go through it too (`call.target` tells which).

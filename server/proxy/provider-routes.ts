@@ -306,6 +306,8 @@ async function handle(
   // A passthrough is a request as a metered one is, counted before anything else is judged (and
   // before an unknown stored id's wait for another replica).
   deps.rateLimits.countUnmetered(principal);
+  const refused = adapter.queryRefusal?.(query);
+  if (refused) throw new BridgeError('unsupported_parameter', refused);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   // Every passthrough body is a JSON object, checked as a metered one is (depth, size, a key named
   // twice) before any of it goes upstream, whatever the route reads of it.
@@ -466,7 +468,7 @@ export async function serveMetered(
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
   const { api } = route;
   let parsed = parseJsonObject(raw, deps.maxJsonDepth, deps.maxJsonContainers);
-  const unsupported = api.unsupported?.(parsed, query);
+  const unsupported = api.unsupported?.(parsed, query) ?? adapter.queryRefusal?.(query);
   if (unsupported) throw new BridgeError('unsupported_parameter', unsupported);
   let bytes = raw!;
   let target = route.path;

@@ -495,6 +495,43 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal((await tb.interceptions(0, key)).length, before);
   });
 
+  it('refuses a query parameter Google would read as a credential, a billed project or a content type, metered or not, before it goes upstream', async () => {
+    // `?access_token=` that fails makes Google answer 401, and a 401 puts a pool key out of use
+    // for everyone: one member's request took every key of a pool.
+    const seen = mock.seen.length;
+    const body = JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] });
+    for (const path of [
+      '/gemini/v1beta/models/gemini-2.5-flash:generateContent?access_token=x',
+      '/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&%61ccess_token=x',
+      '/gemini/v1beta/models/gemini-2.5-flash:generateContent?oauth_token=x',
+      '/gemini/v1beta/models/gemini-2.5-flash:generateContent?userProject=someone-elses',
+      '/gemini/v1beta/models/gemini-2.5-flash:generateContent?%24ct=text%2Fplain',
+      '/gemini/v1beta/models/gemini-2.5-flash:countTokens?access_token=x',
+      '/gemini/v1beta/models/gemini-2.5-flash:countTokens?$userProject=p',
+    ]) {
+      const res = await fetch(`${tb.url}${path}`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': key, 'content-type': 'application/json' },
+        body,
+      });
+      assert.equal(res.status, 400, path);
+      const err = (await res.json()) as { error: { status: string; message: string } };
+      assert.equal(err.error.status, 'INVALID_ARGUMENT');
+      assert.match(err.error.message, /does not accept the query parameter/);
+    }
+    assert.equal(mock.seen.length, seen, 'nothing went upstream');
+    // What Google's own clients send still goes.
+    const ok = await fetch(
+      `${tb.url}/gemini/v1beta/models/gemini-2.5-flash:generateContent?prettyPrint=false&$.xgafv=2`,
+      { method: 'POST', headers: { 'x-goog-api-key': key, 'content-type': 'application/json' }, body },
+    );
+    assert.equal(ok.status, 200);
+    assert.equal(
+      mock.seen.at(-1)!.url,
+      '/v1beta/models/gemini-2.5-flash:generateContent?prettyPrint=false&$.xgafv=2',
+    );
+  });
+
   it('refuses a countTokens body that names a key twice, or is no JSON object, in Gemini’s shape, before it goes upstream', async () => {
     const seen = mock.seen.length;
     for (const body of ['{"contents":[{"parts":[{"text":"hi"}]}],"contents":[]}', 'not json', '[1,2]']) {

@@ -2,6 +2,7 @@ import { hasKey, joinUrl, KEY_REQUIRED, NO_FIELDS, type ProviderFamily } from '.
 import type { PassthroughRoute, ProviderAdapter, WireApi } from '../types';
 import { geminiErrorBody } from './errors';
 import { generateContentAt } from './generate-content';
+import { googleQueryRefusal } from './query';
 
 /** Both API versions clients use; the path below the version is the same. */
 const VERSIONS = ['/v1beta', '/v1'] as const;
@@ -53,5 +54,6 @@ export const geminiFamily: ProviderFamily = {
     errorBody: geminiErrorBody,
     modelFor: (path, model) => modelOfPath(path) ?? model,
     credentialQuery: { param: 'key', header: 'x-goog-api-key' },
+    queryRefusal: googleQueryRefusal,
   }),
 };

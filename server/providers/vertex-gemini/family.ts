@@ -4,6 +4,7 @@ import { type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
 import { geminiErrorBody } from '../gemini/errors';
 import { modelOfPath } from '../gemini/family';
 import { generateContentAt } from '../gemini/generate-content';
+import { googleQueryRefusal } from '../gemini/query';
 import {
   credentialsFileOf,
   endpointOf,
@@ -86,6 +87,7 @@ function create(s: InstanceSettings): ProviderAdapter {
       return m === null ? null : geminiModelOf(m);
     },
     credentialQuery: { param: 'key', header: 'x-goog-api-key' },
+    queryRefusal: googleQueryRefusal,
     send,
   };
 }
