@@ -22,6 +22,14 @@ const STDERR_KEEP = 4096;
  * waiting for it) while the list grows in memory.
  */
 export const MAX_TOOL_PAGES = 100;
+/**
+ * Tools a server may offer (after its `tools` patterns), and what their definitions may take as
+ * JSON: they go into every model request the bridge injects them into, and into every gateway
+ * `tools/list`. A server listing 5,000 tools of 2 KB each made a 100-byte request 16 MB upstream.
+ * Past either the server is down, with the reason; its `tools.allow` narrows a large one.
+ */
+export const MAX_TOOLS = 256;
+export const MAX_TOOL_LIST_BYTES = 512 * 1024;
 
 export type ConnectionState = 'connecting' | 'ready' | 'down' | 'closed';
 
@@ -186,18 +194,31 @@ export class McpConnection {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`its tool list took longer than ${this.opts.connectTimeoutMs} ms`);
       const page = await client.listTools(cursor ? { cursor } : {}, { timeout: left });
-      all.push(...page.tools);
+      // Only the tools offered are kept as pages come: a long list of tools the patterns leave out
+      // costs nothing, and the offered ones are bounded as they arrive.
+      for (const t of page.tools) if (this.offered(t)) all.push(t);
+      if (all.length > MAX_TOOLS)
+        throw new Error(
+          `it offers more than ${MAX_TOOLS} tools: narrow them with its \`tools.allow\` patterns`,
+        );
       cursor = page.nextCursor;
     } while (cursor);
+    const bytes = Buffer.byteLength(JSON.stringify(all));
+    if (bytes > MAX_TOOL_LIST_BYTES)
+      throw new Error(
+        `its tool definitions take ${Math.ceil(bytes / 1024)} KB, more than ${MAX_TOOL_LIST_BYTES / 1024} KB (every model request they are injected into would carry them): narrow them with its \`tools.allow\` patterns`,
+      );
     this.setTools(all);
+  }
+
+  /** A tool the server's patterns offer; tools that only run as tasks cannot answer within one model request. */
+  private offered(t: Tool): boolean {
+    return toolAllowed(t.name, this.server.tools) && t.execution?.taskSupport !== 'required';
   }
 
   private setTools(tools: Tool[]): void {
     const before = JSON.stringify(this.tools);
-    // Tools that only run as tasks cannot answer within one model request.
-    this.tools = tools.filter(
-      (t) => toolAllowed(t.name, this.server.tools) && t.execution?.taskSupport !== 'required',
-    );
+    this.tools = tools;
     this.refreshedAt = new Date().toISOString();
     // Told only of real changes: a periodic refresh that finds the same tools is no news.
     if (JSON.stringify(this.tools) !== before) this.opts.onTools?.();

@@ -24,7 +24,7 @@ import { InProcessMcpServer } from '../helpers/mcp-servers';
  * one tool per page with a next cursor for ever; `hang` never answers anything; `fails-calls`
  * lists its tool but answers every tools/call with a 500 whose body holds an internal address.
  */
-type Mode = 'good' | 'pages' | 'hang' | 'two-pages' | 'fails-calls';
+type Mode = 'good' | 'pages' | 'hang' | 'two-pages' | 'fails-calls' | 'many' | 'huge';
 
 class Upstream extends InProcessMcpServer {
   private readonly counter: { pages: number };
@@ -44,6 +44,24 @@ class Upstream extends InProcessMcpServer {
                 };
           if (mode === 'good' || mode === 'fails-calls')
             return { tools: [{ name: 'echo', inputSchema: { type: 'object' as const, properties: {} } }] };
+          // 300 tools on one page, or one tool whose description is 600 KB.
+          if (mode === 'many')
+            return {
+              tools: Array.from({ length: 300 }, (_, i) => ({
+                name: i < 3 ? `keep${i}` : `t${i}`,
+                inputSchema: { type: 'object' as const, properties: {} },
+              })),
+            };
+          if (mode === 'huge')
+            return {
+              tools: [
+                {
+                  name: 'big',
+                  description: 'x'.repeat(600 * 1024),
+                  inputSchema: { type: 'object' as const, properties: {} },
+                },
+              ],
+            };
           counter.pages++;
           const n = Number(r.params?.cursor ?? 0);
           return {
@@ -145,6 +163,48 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
     );
     assert.equal(st.body.status.state, 'down');
     assert.match(st.body.status.error, /pages/);
+  });
+
+  it('a server offering too many tools, or tool definitions too large to inject, is down with the reason; its allow patterns narrow it', async () => {
+    const many = await new Upstream('many').start();
+    const huge = await new Upstream('huge').start();
+    const good = await new Upstream('good').start();
+    servers.push(many, huge, good);
+    const { tb } = await bridgeWith({ many, huge, good }, {});
+    await within(tb.bridge.mcp.ready(), 8000, 'the first connection attempts');
+    const status = async (name: string) =>
+      (
+        await tb.api<{ status: { state: string; error: string } }>(
+          'GET',
+          `/api/v1/mcp/servers/${name}`,
+          tb.adminKey,
+        )
+      ).body.status;
+    const m = await status('many');
+    assert.equal(m.state, 'down');
+    assert.match(m.error, /more than 256 tools: narrow them with its `tools.allow` patterns/);
+    const h = await status('huge');
+    assert.equal(h.state, 'down');
+    assert.match(h.error, /tool definitions take 6\d\d KB, more than 512 KB/);
+    assert.equal((await status('good')).state, 'ready');
+
+    // The same server, its tools narrowed by the admin: up, with the three it offers.
+    const dir = await tempDir();
+    await fs.writeFile(
+      path.join(dir, 'mcp-servers.json'),
+      JSON.stringify({
+        servers: { many: { transport: { type: 'http', url: many.url }, tools: { allow: ['keep*'] } } },
+      }),
+    );
+    const narrowed = await startBridge(upstream.url, {}, dir);
+    bridges.push(narrowed);
+    await within(narrowed.bridge.mcp.ready(), 8000, 'the narrowed connection');
+    const st = await narrowed.api<{ status: { state: string; tools: number } }>(
+      'GET',
+      '/api/v1/mcp/servers/many',
+      narrowed.adminKey,
+    );
+    assert.equal(st.body.status.state, 'ready', JSON.stringify(st.body));
   });
 
   it("a call of one server does not wait for another server's connection attempt", async () => {
