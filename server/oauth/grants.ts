@@ -29,6 +29,12 @@ const UNUSED_CLIENT_TTL_MS = 86_400_000;
 /** Caps on what unauthenticated requests can make the store hold. */
 const MAX_UNUSED_CLIENTS = 1000;
 const MAX_PENDING = 1000;
+/**
+ * Applications one user has approved at once (a grant each): approving one more ends their oldest
+ * grant. With a client no grant refers to pruned as an unused one (`register`), what approvals keep
+ * in the store is bounded by the users, not by how often a member registers and approves clients.
+ */
+export const MAX_GRANTS_PER_USER = 20;
 
 const ACCESS_PREFIX = 'aibo_';
 const REFRESH_PREFIX = 'aibr_';
@@ -205,9 +211,13 @@ export class McpGrants {
   }
 
   async register(name: string, redirectUris: string[], ip: string): Promise<OAuthClient> {
+    // A client no grant refers to any more (its grants ended: revoked, replaced, misused) is kept
+    // as one never approved is, a day from its registration and among the 1000: else a member
+    // registering, approving and ending grants of their own grew the store for good.
+    const granted = new Set((await this.store.listDocs<StoredGrant>('oauth_grant')).map((g) => g.clientId));
     const live: OAuthClient[] = [];
     for (const c of await this.store.listDocs<OAuthClient>('oauth_client')) {
-      if (c.approvedAt) continue;
+      if (c.approvedAt && granted.has(c.id)) continue;
       if (Date.parse(c.createdAt) + UNUSED_CLIENT_TTL_MS <= this.now().getTime())
         await this.store.deleteDoc('oauth_client', c.id);
       else live.push(c);
@@ -312,12 +322,19 @@ export class McpGrants {
       back.searchParams.set('error_description', 'The user did not approve the request.');
       return back.href;
     }
-    if (!client.approvedAt)
-      await this.store.putDoc('oauth_client', client.id, { ...client, approvedAt: this.at() });
     // One grant per user and client: authorizing again (a lost token, a new login) replaces the
-    // earlier one, so keys do not pile up in the user's list.
-    for (const g of await this.store.listDocs<StoredGrant>('oauth_grant'))
-      if (g.clientId === client.id && g.userId === user.id) await this.revokeGrant(g.id);
+    // earlier one, so keys do not pile up in the user's list. And at most MAX_GRANTS_PER_USER
+    // clients per user: the oldest other grants end to make room.
+    const mine: StoredGrant[] = [];
+    for (const g of await this.store.listDocs<StoredGrant>('oauth_grant')) {
+      if (g.userId !== user.id) continue;
+      if (g.clientId === client.id) await this.revokeGrant(g.id);
+      else mine.push(g);
+    }
+    mine.sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
+    for (const g of mine.slice(0, Math.max(0, mine.length - (MAX_GRANTS_PER_USER - 1))))
+      await this.revokeGrant(g.id);
+    // Before the client is marked approved: a refused key (too many) approves nothing.
     const key = await this.identity.issueKey(user, {
       name: `MCP gateway OAuth: ${client.name}`.slice(0, 100),
       expiresAt: this.at(GRANT_TTL_MS),
@@ -335,6 +352,8 @@ export class McpGrants {
       refreshExpiresAt: this.at(),
     };
     await this.store.putDoc('oauth_grant', grant.id, grant);
+    if (!client.approvedAt)
+      await this.store.putDoc('oauth_client', client.id, { ...client, approvedAt: this.at() });
     const code = CODE_PREFIX + secret();
     const stored: StoredCode = {
       id: this.hasher.hash(code),

@@ -183,15 +183,13 @@ export function oauthPublicRoutes(
       if (!redirectUri || !redirectUriRegistered(redirectUri, client.redirectUris))
         return refusalPage(reply, 'redirect_uri is not one this application registered.');
       const issuer = issuerOf(req, publicUrl);
-      // From here on errors go back to the client (RFC 6749 §4.1.2.1), with its state.
-      const back = (error: string, description: string): FastifyReply => {
-        const u = new URL(redirectUri);
-        u.searchParams.set('error', error);
-        u.searchParams.set('error_description', description);
-        if (q.state !== undefined) u.searchParams.set('state', q.state);
-        u.searchParams.set('iss', issuer);
-        return reply.code(302).header('cache-control', 'no-store').header('location', u.href).send();
-      };
+      // A refused request gets a page, not a redirect to the client's URI (RFC 6749 §4.1.2.1 would
+      // send it back): registration is open, so any site can register itself as a client, and a
+      // link to the bridge that redirected at once would make the bridge's origin bounce browsers
+      // to it (an open redirector, RFC 9700 §4.11.2). The browser goes to the client's URI only
+      // after a signed-in user has seen the consent page and answered.
+      const back = (error: string, description: string): FastifyReply =>
+        refusalPage(reply, `${description} (${error})`);
       if (q.response_type !== 'code')
         return back('unsupported_response_type', 'response_type must be "code".');
       if (!q.code_challenge) return back('invalid_request', 'PKCE is required: send code_challenge (S256).');

@@ -193,6 +193,8 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
         AIBRIDGE_MCP_CREDENTIALS_KEY: KEY,
         AIBRIDGE_MCP_API_STDIO: 'true',
         AIBRIDGE_TRUSTED_PROXIES: '127.0.0.1',
+        // Low enough that a test can fill a user's keys (the grants' bound is tested below it).
+        AIBRIDGE_KEYS_PER_USER: '25',
       },
       undefined,
       { clock },
@@ -302,17 +304,20 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
   it('refuses missing or wrong PKCE and a wrong resource', async () => {
     const h = await registered();
     const verifier = randomBytes(32).toString('base64url');
-    // No code_challenge: back to the client with invalid_request, state kept.
-    const none = await fetch(h.url({}), { redirect: 'manual' });
-    assert.equal(none.status, 302);
-    const noneBack = new URL(none.headers.get('location')!);
-    assert.equal(noneBack.searchParams.get('error'), 'invalid_request');
-    assert.equal(noneBack.searchParams.get('state'), 's');
+    // A refused request is a page, never a redirect: registration is open, so a redirect to the
+    // client's URI on a bad request would make the bridge an open redirector for any site.
+    const refusedWith = async (r: Response, code: string) => {
+      assert.equal(r.status, 400);
+      assert.equal(r.headers.get('location'), null);
+      assert.match(await r.text(), new RegExp(`\\(${code}\\)`));
+    };
+    // No code_challenge: invalid_request.
+    await refusedWith(await fetch(h.url({}), { redirect: 'manual' }), 'invalid_request');
     // plain is not offered.
     const plain = await fetch(h.url({ code_challenge: verifier, code_challenge_method: 'plain' }), {
       redirect: 'manual',
     });
-    assert.equal(new URL(plain.headers.get('location')!).searchParams.get('error'), 'invalid_request');
+    await refusedWith(plain, 'invalid_request');
     // Another resource (RFC 8707): invalid_target.
     for (const resource of ['https://elsewhere.example/mcp', `${tb.url}/anthropic`, '']) {
       const wrong = await fetch(
@@ -321,11 +326,7 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
           redirect: 'manual',
         },
       );
-      assert.equal(
-        new URL(wrong.headers.get('location')!).searchParams.get('error'),
-        'invalid_target',
-        resource,
-      );
+      await refusedWith(wrong, 'invalid_target');
     }
     // An unregistered redirect URI is never redirected to.
     const evil = await fetch(
@@ -421,12 +422,11 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     const first = handleOf(await ask('203.0.113.7'));
     const netZeroFirst = handleOf(await fromNet(0, 0));
     for (let i = 1; i < 60; i++) handleOf(await fromNet(0, i));
-    // The 61st start of a minute from one /64 goes back to the client, nothing kept.
+    // The 61st start of a minute from one /64 is refused with a page, nothing kept.
     const refused = await fromNet(0, 60);
-    const back = new URL(refused.headers.get('location')!);
-    assert.equal(back.origin + back.pathname, REDIRECT);
-    assert.equal(back.searchParams.get('error'), 'temporarily_unavailable');
-    assert.equal(back.searchParams.get('state'), 's');
+    assert.equal(refused.status, 400);
+    assert.equal(refused.headers.get('location'), null);
+    assert.match(await refused.text(), /\(temporarily_unavailable\)/);
     assert.equal(await pending(), base + 61, 'nothing stored for the refused start');
     for (let net = 1; net < 10; net++) for (let i = 0; i < 50; i++) handleOf(await fromNet(net, i));
     // A minute later the /64 is served again: a loop is held back for a minute, not locked out.
@@ -624,6 +624,70 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     assert.equal(list.filter((k) => k.revokedAt === null).length, 1, 'only the newest grant key is live');
     const client = await connect(provider);
     assert.ok((await client.listTools()).tools.length > 0);
+  });
+
+  it('a user holds at most 20 grants (the oldest ends, and its client is forgotten a day on); a refused key approves nothing', async () => {
+    // A member registering and approving clients of their own in a loop grew the store by every
+    // client's metadata, for good: approved clients were never forgotten.
+    const carol = await tb.addUser('oauth-carol@example.com', { team: 'a' });
+    const carolCookie = await sessionCookie(tb.url, carol.key);
+    const approve = async (as: string) => {
+      const h = await registered();
+      const verifier = randomBytes(32).toString('base64url');
+      const first = await fetch(h.url({ code_challenge: s256(verifier), code_challenge_method: 'S256' }), {
+        redirect: 'manual',
+      });
+      const handle = new URL(first.headers.get('location')!, tb.url).searchParams.get('request')!;
+      const answered = await fetch(`${tb.url}/api/v1/oauth/requests/${handle}`, {
+        method: 'POST',
+        headers: { cookie: as, 'x-aibridge-csrf': '1', 'content-type': 'application/json', origin: tb.url },
+        body: JSON.stringify({ approve: true }),
+      });
+      return { clientId: h.clientId, status: answered.status };
+    };
+    const grantsOf = async (userId: string) =>
+      (await tb.bridge.store.listDocs<{ userId: string; clientId: string }>('oauth_grant')).filter(
+        (g) => g.userId === userId,
+      );
+    const clientIds = async () =>
+      new Set((await tb.bridge.store.listDocs<{ id: string }>('oauth_client')).map((c) => c.id));
+    const ids: string[] = [];
+    for (let i = 0; i < 21; i++) {
+      clock.advance(1_000);
+      const r = await approve(carolCookie);
+      assert.equal(r.status, 200);
+      ids.push(r.clientId);
+    }
+    const held = await grantsOf(carol.user.id);
+    assert.equal(held.length, 20);
+    assert.ok(!held.some((g) => g.clientId === ids[0]), 'the oldest grant ended');
+    // Its client, no grant left, is kept as one never approved: a day from its registration.
+    assert.ok((await clientIds()).has(ids[0]!));
+    clock.advance(86_400_000);
+    await registered();
+    const known = await clientIds();
+    assert.equal(known.has(ids[0]!), false, 'the client no grant refers to is forgotten');
+    assert.ok(known.has(ids[20]!) && known.has(ids[1]!), 'clients with grants stay, however old');
+    // The day outlived the tests' admin-page session: a new one for the tests after this one.
+    cookie = await sessionCookie(tb.url, alice.key);
+
+    // A user whose keys are all live: the key is refused, and the client stays unapproved.
+    const dave = await tb.addUser('oauth-dave@example.com', { team: 'a' });
+    for (let i = 1; i < 25; i++) {
+      const k = await tb.api(
+        'POST',
+        `/api/v1/users/${encodeURIComponent(dave.user.email)}/keys`,
+        tb.adminKey,
+        {},
+      );
+      assert.equal(k.status, 201, JSON.stringify(k.body));
+    }
+    clock.advance(60_000);
+    const refused = await approve(await sessionCookie(tb.url, dave.key));
+    assert.equal(refused.status, 409);
+    const doc = await tb.bridge.store.getDoc<{ approvedAt: string | null }>('oauth_client', refused.clientId);
+    assert.equal(doc?.approvedAt, null, 'nothing approved');
+    assert.equal((await grantsOf(dave.user.id)).length, 0);
   });
 
   it("revoking the grant's key in the user's key list ends its tokens", async () => {
