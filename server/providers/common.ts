@@ -208,11 +208,8 @@ function referenceOf(item: unknown): unknown {
   if (!isObject(item) || item.id === undefined) return undefined;
   const t = item.type;
   // Null and empty count as absent: a lenient reading must not turn a reference into content.
-  if (
-    t === 'item_reference' ||
-    ((t === undefined || t === null) && (item.role === undefined || item.role === null))
-  )
-    return item.id;
+  const absent = (v: unknown): boolean => v === undefined || v === null || v === '';
+  if (t === 'item_reference' || (absent(t) && absent(item.role))) return item.id;
   if (t === 'reasoning' && (typeof item.encrypted_content !== 'string' || item.encrypted_content === ''))
     return item.id;
   return undefined;
@@ -325,7 +322,9 @@ function referencesIn(v: unknown, depth: number, why: Set<string>): void {
       (isObject(v.image_url) && remoteUrl(v.image_url.url))
     )
       why.add('url reference');
-    if (v.type === 'item_reference') why.add('item reference');
+    // Every form the ownership check takes for a reference (`{"id": …}` alone, a reasoning item
+    // without its content), not only `item_reference`: each makes the provider read a stored item.
+    if (referenceOf(v) !== undefined) why.add('item reference');
     // A PDF inline: the provider renders each page (an image's tokens and its text apiece), and a
     // page can reuse another's content, so a document of a few kilobytes may hold hundreds of them.
     if (isObject(v.source) && v.source.type === 'base64' && v.source.media_type === 'application/pdf')

@@ -69,6 +69,18 @@ function referencing(id: string): [string, ResponseInputItem[]][] {
       [{ id, role: null } as unknown as ResponseInputItem, { role: 'user', content: 'go on' }],
     ],
     [
+      "{id, type: ''}",
+      [{ id, type: '' } as unknown as ResponseInputItem, { role: 'user', content: 'go on' }],
+    ],
+    [
+      "{id, role: ''}",
+      [{ id, role: '' } as unknown as ResponseInputItem, { role: 'user', content: 'go on' }],
+    ],
+    [
+      "{id, type: null, role: ''}",
+      [{ id, type: null, role: '' } as unknown as ResponseInputItem, { role: 'user', content: 'go on' }],
+    ],
+    [
       "a reasoning item with encrypted_content ''",
       [
         { type: 'reasoning', id, summary: [], encrypted_content: '' },

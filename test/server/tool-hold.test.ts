@@ -173,6 +173,83 @@ describe('tool holds (stream transforms)', () => {
     assert.equal(r, responses.split(/(?<=\n\n)/)[0], 'only what came before the call');
   });
 
+  it('judge a Responses call wherever it first shows whole: a done with no added, only the closing output, or still held at the end', () => {
+    const call = {
+      type: 'function_call',
+      id: 'fc_9',
+      call_id: 'c9',
+      name: 'shell',
+      arguments: '{"command":"rm -rf /"}',
+    };
+    const created = sse('response.created', {
+      type: 'response.created',
+      sequence_number: 0,
+      response: { output: [] },
+    });
+    const completed = (seq: number) =>
+      sse('response.completed', {
+        type: 'response.completed',
+        sequence_number: seq,
+        response: { output: [call] },
+      });
+    const streams = {
+      'a done with no added': [
+        created,
+        sse('response.output_item.done', {
+          type: 'response.output_item.done',
+          sequence_number: 1,
+          output_index: 0,
+          item: call,
+        }),
+        completed(2),
+      ],
+      'only in the closing output': [created, completed(1)],
+      'added, then the end with no done': [
+        created,
+        sse('response.output_item.added', {
+          type: 'response.output_item.added',
+          sequence_number: 1,
+          output_index: 0,
+          item: { ...call, arguments: '' },
+        }),
+        completed(2),
+      ],
+    };
+    for (const [what, frames] of Object.entries(streams)) {
+      const judged: string[] = [];
+      const judge: ToolJudge = (c) => {
+        judged.push(c.id);
+        return denyRm(c);
+      };
+      const out = run(responsesHold.createStream(judge), frames.join(''), 5);
+      assert.ok(!out.includes('rm -rf'), `${what}: the denied call reached the client`);
+      assert.ok(out.includes('blocked shell'), `${what}: no denial in its place`);
+      assert.ok(out.includes('event: response.completed'), `${what}: the response still ends`);
+      assert.deepEqual(judged, ['c9'], `${what}: judged once`);
+    }
+    // An allowed call in the closing output passes as it came, judged once.
+    const allowed = { ...call, arguments: '{"command":"ls"}' };
+    const judged: string[] = [];
+    const stream = [
+      created,
+      sse('response.completed', {
+        type: 'response.completed',
+        sequence_number: 1,
+        response: { output: [allowed] },
+      }),
+    ].join('');
+    const out = run(
+      responsesHold.createStream((c) => {
+        judged.push(c.id);
+        return denyRm(c);
+      }),
+      stream,
+      5,
+    );
+    assert.equal(out, stream);
+    assert.deepEqual(judged, ['c9']);
+  });
+
   it('judge every kind of call a Responses client runs: shell, apply_patch and computer items too', () => {
     const items = [
       {

@@ -42,18 +42,30 @@ interface Held {
  * Holds each client tool-call output item from `response.output_item.added` to its
  * `response.output_item.done`. A denied call becomes a message item at the same output index, sent
  * as the events a message streams with, and the closing `response.*` event's `output` carries the
- * message in the call's place.
+ * message in the call's place. A call is judged wherever it first shows whole: an upstream that
+ * sends a `done` with no `added` before it, or a call only in the closing event's `output` (some
+ * OpenAI-compatible servers send only the final response), gets the same judgment, so the record's
+ * `deny` is always what the client saw.
  */
 class ResponsesHold implements FrameRewriter {
   private held: Held | undefined;
   /** Denied call items by item id, and what replaced them. */
   private readonly replaced = new Map<string, JsonObject>();
+  /** Call items judged already (allowed or denied), by item id: each is judged once. */
+  private readonly judged = new Set<string>();
 
   constructor(private readonly judge: ToolJudge) {}
 
   onFrame(f: SseFrame): string {
     const data = f.ev ? eventJson(f.ev) : undefined;
     const h = this.held;
+    if (h && data && ENDS.has(String(data.type))) {
+      // The response ended with a call still held (its `done` never came): judged as the closing
+      // output has it, or, absent there, dropped as a cut-off call is; then the end as any other.
+      const item = isObject(data.response) ? finalItem(data.response, h.itemId) : undefined;
+      const released = item ? this.release(item) : this.drop();
+      return released + this.onFrame(f);
+    }
     if (h) {
       h.frames.push(f.raw);
       if (data && typeof data.sequence_number === 'number') h.seqs.push(data.sequence_number);
@@ -66,32 +78,58 @@ class ResponsesHold implements FrameRewriter {
       return '';
     }
     if (!data) return f.raw;
-    if (
-      data.type === 'response.output_item.added' &&
-      isObject(data.item) &&
-      CLIENT_CALL_ITEMS.has(String(data.item.type))
-    ) {
-      this.held = {
-        outputIndex: num(data.output_index),
-        itemId: str(data.item.id) ?? '',
-        frames: [f.raw],
-        seqs: typeof data.sequence_number === 'number' ? [data.sequence_number] : [],
-      };
+    const isCall = isObject(data.item) && CLIENT_CALL_ITEMS.has(String(data.item.type));
+    if (data.type === 'response.output_item.added' && isCall) {
+      this.held = this.hold(data, f.raw);
       return '';
     }
-    if (ENDS.has(String(data.type)) && this.replaced.size > 0 && isObject(data.response)) {
-      const output = Array.isArray(data.response.output)
-        ? (data.response.output as unknown[]).map((it) =>
-            isObject(it) && this.replaced.has(str(it.id) ?? '') ? this.replaced.get(str(it.id) ?? '') : it,
-          )
-        : data.response.output;
-      return frame(f.ev?.event, { ...data, response: { ...data.response, output } });
+    // A call whose `done` comes with no `added` before it: judged on the spot.
+    if (
+      data.type === 'response.output_item.done' &&
+      isCall &&
+      !this.judged.has(str((data.item as JsonObject).id) ?? '')
+    ) {
+      this.held = this.hold(data, f.raw);
+      return this.release(data.item as JsonObject);
+    }
+    if (ENDS.has(String(data.type)) && isObject(data.response) && Array.isArray(data.response.output)) {
+      let changed = false;
+      const output = (data.response.output as unknown[]).map((it) => {
+        if (!isObject(it)) return it;
+        const id = str(it.id) ?? '';
+        const was = this.replaced.get(id);
+        if (was) {
+          changed = true;
+          return was;
+        }
+        // A call the stream never showed: judged here, where the client first sees it.
+        if (!CLIENT_CALL_ITEMS.has(String(it.type)) || this.judged.has(id)) return it;
+        this.judged.add(id);
+        const d = this.judge(callOf(it));
+        if (!d) return it;
+        changed = true;
+        return messageItem(id, d);
+      });
+      return changed ? frame(f.ev?.event, { ...data, response: { ...data.response, output } }) : f.raw;
     }
     return f.raw;
   }
 
   end(): string {
     // Cut off before the item was done: nothing complete to judge, and nothing of it is sent.
+    return this.drop();
+  }
+
+  private hold(data: JsonObject, raw: string): Held {
+    return {
+      outputIndex: num(data.output_index),
+      itemId: str((data.item as JsonObject).id) ?? '',
+      frames: [raw],
+      seqs: typeof data.sequence_number === 'number' ? [data.sequence_number] : [],
+    };
+  }
+
+  private drop(): string {
     this.held = undefined;
     return '';
   }
@@ -99,6 +137,7 @@ class ResponsesHold implements FrameRewriter {
   private release(item: JsonObject): string {
     const h = this.held!;
     this.held = undefined;
+    this.judged.add(h.itemId);
     const d = this.judge(callOf(item));
     if (!d) return h.frames.join('');
     const msg = messageItem(h.itemId, d);
@@ -131,6 +170,13 @@ class ResponsesHold implements FrameRewriter {
       )
       .join('');
   }
+}
+
+/** The closing response's output item with this id, if it has one. */
+function finalItem(response: JsonObject, id: string): JsonObject | undefined {
+  if (!Array.isArray(response.output)) return undefined;
+  for (const it of response.output as unknown[]) if (isObject(it) && str(it.id) === id) return it;
+  return undefined;
 }
 
 export const responsesHold: ToolHold = {
