@@ -37,6 +37,7 @@ import { LiveSocket } from './live/live-socket';
 import type { ConnectionState } from './live/machine';
 import { ChatModelList } from './lm/chat-models';
 import { DEFAULT_CHAT_MODELS, registerBridgeChatModels } from './lm/lm-provider';
+import { oneLineLog } from './log-lines';
 import { registerGatewayDefinition } from './mcp/gateway-definition';
 import { GatewayProbe } from './mcp/gateway-probe';
 import { BridgeModel } from './model/bridge-model';
@@ -101,7 +102,7 @@ export class Container implements vscode.Disposable {
   activationMs = 0;
 
   constructor(private readonly context: vscode.ExtensionContext) {
-    this.log = this.track(vscode.window.createOutputChannel('AI Bridge', { log: true }));
+    this.log = this.track(oneLineLog(vscode.window.createOutputChannel('AI Bridge', { log: true })));
     this.session = new Session(context.secrets, context.globalState, (c) =>
       new BridgeClient(c.url, c.key).me(),
     );
@@ -179,7 +180,9 @@ export class Container implements vscode.Disposable {
       this.log.info(`signed in from AIBRIDGE_URL/AIBRIDGE_KEY as ${me.user.email}`);
     } catch (err) {
       void vscode.window.showWarningMessage(
-        `AI Bridge: could not sign in from AIBRIDGE_URL/AIBRIDGE_KEY. ${signInFailure(err, fromEnv.value.url)}`,
+        plainNotificationText(
+          `AI Bridge: could not sign in from AIBRIDGE_URL/AIBRIDGE_KEY. ${signInFailure(err, fromEnv.value.url)}`,
+        ),
       );
     }
   }
@@ -279,7 +282,10 @@ export class Container implements vscode.Disposable {
       return await this.signInWith({ url, key: got.key });
     } catch (err) {
       const why = signInFailure(err, url);
-      const again = await vscode.window.showErrorMessage(`AI Bridge: sign-in failed. ${why}`, 'Try Again');
+      const again = await vscode.window.showErrorMessage(
+        plainNotificationText(`AI Bridge: sign-in failed. ${why}`),
+        'Try Again',
+      );
       if (again === 'Try Again') return this.runSignIn(to);
       return undefined;
     }
@@ -303,7 +309,9 @@ export class Container implements vscode.Disposable {
     const me = await verifyWithProgress(c, (x) => this.session.verify(x));
     if (!me) return undefined;
     await this.session.signIn(c, me);
-    void vscode.window.showInformationMessage(`AI Bridge: signed in as ${me.user.email}.`);
+    void vscode.window.showInformationMessage(
+      plainNotificationText(`AI Bridge: signed in as ${me.user.email}.`),
+    );
     return this.session.current;
   }
 
@@ -449,7 +457,7 @@ export class Container implements vscode.Disposable {
 
   private async askToSignInAgain(why: string): Promise<void> {
     const pick = await vscode.window.showWarningMessage(
-      `AI Bridge: the bridge refused your key (${why}). Sign in again?`,
+      plainNotificationText(`AI Bridge: the bridge refused your key (${why}). Sign in again?`),
       'Sign In',
     );
     if (pick === 'Sign In') await this.signInInteractive();
@@ -661,7 +669,8 @@ export class Container implements vscode.Disposable {
       return;
     }
     const r = await done;
-    if (r.problems.length > 0) void vscode.window.showErrorMessage(`AI Bridge: ${r.problems.join(' ')}`);
+    if (r.problems.length > 0)
+      void vscode.window.showErrorMessage(plainNotificationText(`AI Bridge: ${r.problems.join(' ')}`));
     else
       void vscode.window.showInformationMessage(
         `AI Bridge: ${IDE_CLIENT_NAMES[id]} now goes through the bridge (${r.changed.join(', ') || 'already set up'}). Sign-out undoes it.`,
@@ -698,7 +707,7 @@ export class Container implements vscode.Disposable {
       report,
     );
     if (report.problems.length > 0) {
-      void vscode.window.showErrorMessage(`AI Bridge: ${report.problems.join(' ')}`);
+      void vscode.window.showErrorMessage(plainNotificationText(`AI Bridge: ${report.problems.join(' ')}`));
       return;
     }
     const use = report.codexIsDefault ? 'codex' : `codex --profile ${CODEX_PROVIDER}`;
@@ -719,7 +728,9 @@ export class Container implements vscode.Disposable {
     ];
     for (const l of lines) this.log.info(l);
     this.log.show(true);
-    void vscode.window.showInformationMessage(`AI Bridge diagnostics: ${lines.join(' · ')}`);
+    void vscode.window.showInformationMessage(
+      plainNotificationText(`AI Bridge diagnostics: ${lines.join(' · ')}`),
+    );
   }
 
   dispose(): void {

@@ -88,7 +88,7 @@ export function renderDetail(src: DetailSource, cspSource: string): string {
   if (output) parts.push(`<h2>Response</h2><pre>${escapeHtml(output)}</pre>`);
   parts.push('<h2>Usage</h2>');
   parts.push(
-    `<table>${usageRows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td class="num">${v.toLocaleString('en-US')}</td></tr>`).join('')}</table>`,
+    `<table>${usageRows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td class="num">${escapeHtml(Number(v).toLocaleString('en-US'))}</td></tr>`).join('')}</table>`,
   );
   parts.push(`<h2>Tool calls (${calls.length})</h2>`);
   if (calls.length === 0) parts.push('<p class="note">No tool calls.</p>');

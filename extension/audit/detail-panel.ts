@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import type { Interception } from '../../shared/interception';
+import { plainNotificationText } from '../format';
 import type { BridgeModel } from '../model/bridge-model';
 import { type DetailSource, renderDetail } from './detail-html';
 
@@ -28,7 +29,7 @@ export class DetailPanel implements vscode.Disposable {
       if (this.showing !== id || this.panel !== panel) return;
       const note = `The stored record could not be loaded: ${(err as Error).message}`;
       if (item) this.render({ kind: 'live', item, note });
-      else void vscode.window.showErrorMessage(`AI Bridge: ${note}`);
+      else void vscode.window.showErrorMessage(plainNotificationText(`AI Bridge: ${note}`));
     }
   }
 

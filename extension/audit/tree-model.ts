@@ -160,7 +160,7 @@ function gatewayNode(c: GatewayCallItem, o: TreeOptions): TreeNode {
       `server: ${md(c.server)}  `,
       `client: ${md(c.client)}  `,
       `session: ${c.sessionId !== null ? md(c.sessionId) : '(none)'}  `,
-      `outcome: ${c.outcome}, ${formatDuration(c.durationMs)}  `,
+      `outcome: ${md(String(c.outcome))}, ${formatDuration(c.durationMs)}  `,
       `at: ${md(c.at)}`,
       '',
       '```json',
@@ -214,14 +214,14 @@ function interceptionNode(item: InterceptionItem, o: TreeOptions): TreeNode {
     tooltip: [
       `**${md(item.model ?? NO_MODEL)}** via ${md(item.provider)} · ${md(item.client)}`,
       '',
-      `status: ${item.status}  `,
+      `status: ${md(String(item.status))}  `,
       `started: ${item.startedAt ? md(item.startedAt) : '?'}  `,
       item.durationMs !== null ? `duration: ${formatDuration(item.durationMs)}  ` : '',
-      `tokens: input ${item.usage.input}, output ${item.usage.output}, cache read ${item.usage.cacheRead}, cache write ${item.usage.cacheWrite}  `,
+      `tokens: input ${Number(item.usage.input)}, output ${Number(item.usage.output)}, cache read ${Number(item.usage.cacheRead)}, cache write ${Number(item.usage.cacheWrite)}  `,
       `cost: ${item.status === 'running' ? '(running)' : formatCostExact(item.priceKnown ? item.costUsd : null)}  `,
       `tool calls: ${item.toolCalls.length}${item.toolCalls.length > 0 ? ` (${md(toolCallsSummary(item.toolCalls))})` : ''}`,
       item.cacheBreak
-        ? `  \nprompt cache broke: ${item.cacheBreak.cause}, ${item.cacheBreak.tokens} tokens rewritten${item.cacheBreak.excessUsd !== null ? `, ${formatCostExact(item.cacheBreak.excessUsd)} extra` : ''}`
+        ? `  \nprompt cache broke: ${md(String(item.cacheBreak.cause))}, ${Number(item.cacheBreak.tokens)} tokens rewritten${item.cacheBreak.excessUsd !== null ? `, ${formatCostExact(item.cacheBreak.excessUsd)} extra` : ''}`
         : '',
     ]
       .filter((l) => l !== '')

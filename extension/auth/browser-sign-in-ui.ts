@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import * as vscode from 'vscode';
+import { plainNotificationText } from '../format';
 import { AUTH_COMPLETE_URI_PATH, EXTENSION_ID } from '../ids';
 import {
   type DeviceKey,
@@ -53,7 +54,10 @@ export class BrowserSignIn {
       return await vscode.window.withProgress(
         {
           location: vscode.ProgressLocation.Notification,
-          title: `AI Bridge: finish signing in${idp ? ` with ${idp}` : ''} in your browser (code ${grant.userCode})…`,
+          // The identity provider's name and the code are the bridge's words: no link in a title.
+          title: plainNotificationText(
+            `AI Bridge: finish signing in${idp ? ` with ${idp}` : ''} in your browser (code ${grant.userCode})…`,
+          ),
           cancellable: true,
         },
         async (_progress, token) => {

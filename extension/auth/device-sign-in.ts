@@ -126,6 +126,10 @@ export async function startDeviceSignIn(
       `The bridge did not start a sign-in (${r.status}${why ? `: ${why}` : ''}).`,
     );
   }
+  // Opened in the browser as it is: only a web page, never `file:`, `vscode:` or another scheme a
+  // hostile bridge could name to reach something on this machine.
+  if (!/^https?:\/\//i.test(page))
+    throw new DeviceSignInError('refused', 'The bridge named a sign-in page that is not an http(s) address.');
   const interval = typeof r.body.interval === 'number' && r.body.interval > 0 ? r.body.interval : 5;
   const expiresIn = typeof r.body.expires_in === 'number' ? r.body.expires_in : 600;
   return { deviceCode, userCode, verificationUri: page, interval, expiresAt: now() + expiresIn * 1000 };

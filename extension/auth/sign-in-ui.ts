@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import type { Me } from '../api/bridge-client';
+import { plainNotificationText } from '../format';
 import { type Credentials, checkKey, isInsecureRemote, keyPrefix, normalizeBridgeUrl } from './sign-in';
 import { signInFailure } from './sign-in-failure';
 
@@ -62,7 +63,11 @@ export async function verifyWithProgress(
 ): Promise<Me | undefined> {
   try {
     return await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `AI Bridge: checking ${c.url}…` },
+      // The URL is the link's or a setting's: no link in a title.
+      {
+        location: vscode.ProgressLocation.Notification,
+        title: plainNotificationText(`AI Bridge: checking ${c.url}…`),
+      },
       () => verify(c),
     );
   } catch (err) {

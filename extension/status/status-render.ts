@@ -105,7 +105,7 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
       cw.excessUsd !== null ? `, about ${formatCostExact(cw.excessUsd)} more than a cached turn` : '';
     lines.push(
       '',
-      `$(warning) **Prompt cache broke**: ${mdEscape(cacheBreakWords(cw.cause))}; ${cw.tokens} tokens written again${mdEscape(extra)}.`,
+      `$(warning) **Prompt cache broke**: ${mdEscape(cacheBreakWords(cw.cause))}; ${Number(cw.tokens)} tokens written again${mdEscape(extra)}.`,
     );
   }
   if (bridgeUrl) lines.push('', mdEscape(bridgeUrl));
@@ -113,7 +113,7 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
     const unpriced = s.unpricedRequests > 0 ? ` (${s.unpricedRequests} at an unknown price)` : '';
     lines.push(
       '',
-      `**${periodLabel(s.period)}**: ${s.requests} requests · ${formatTokens(totalTokens(s.usage))} tokens · ${mdEscape(s.unpricedRequests > 0 && s.costUsd === 0 ? '$?' : formatCostExact(s.costUsd))}${mdEscape(unpriced)}`,
+      `**${periodLabel(s.period)}**: ${Number(s.requests)} requests · ${formatTokens(totalTokens(s.usage))} tokens · ${mdEscape(s.unpricedRequests > 0 && s.costUsd === 0 ? '$?' : formatCostExact(s.costUsd))}${mdEscape(unpriced)}`,
       '',
       `input ${formatTokens(s.usage.input)} · output ${formatTokens(s.usage.output)} · cache read ${formatTokens(s.usage.cacheRead)} · cache write ${formatTokens(s.usage.cacheWrite)}`,
     );
@@ -122,7 +122,7 @@ export function renderStatus(m: BridgeModel, bridgeUrl: string | null): StatusVi
       lines.push('', '| model | requests | tokens | cost |', '|---|---:|---:|---:|');
       for (const r of rows) {
         lines.push(
-          `| ${mdEscape(r.model)} | ${r.requests} | ${formatTokens(r.tokens)} | ${mdEscape(formatSpend(r.costUsd, r.unpricedRequests))} |`,
+          `| ${mdEscape(r.model)} | ${Number(r.requests)} | ${formatTokens(r.tokens)} | ${mdEscape(formatSpend(r.costUsd, r.unpricedRequests))} |`,
         );
       }
     }

@@ -119,6 +119,37 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
     );
   });
 
+  it('a bridge that names a sign-in page other than a web address is refused, nothing opened', async () => {
+    // A hostile bridge answering the device code with `file:`, `vscode:` or `command:` would have the
+    // extension open it on this machine.
+    for (const page of [
+      'file:///etc/passwd',
+      'vscode://vscode.git/clone?url=x',
+      'command:workbench.action.terminal.new',
+    ]) {
+      const fake = async () =>
+        new Response(
+          JSON.stringify({
+            device_code: 'd',
+            user_code: 'ABCD-EFGH',
+            verification_uri_complete: page,
+            interval: 5,
+          }),
+          { status: 200, headers: { 'content-type': 'application/json' } },
+        );
+      await assert.rejects(
+        startDeviceSignIn(
+          'https://bridge.example',
+          'x',
+          'vscode://aibridge.ai-bridge/auth-complete?nonce=n',
+          fake,
+        ),
+        (e: unknown) => e instanceof DeviceSignInError && e.code === 'refused' && /http\(s\)/.test(e.message),
+        page,
+      );
+    }
+  });
+
   it('renews a device key days before it ends, and turns a refusal into "sign in again"', async () => {
     const created = '2026-12-01T00:00:00.000Z';
     const key = { createdAt: created, expiresAt: '2026-12-08T00:00:00.000Z', renewable: true as const };

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { escapeHtml, renderDetail } from '../../extension/audit/detail-html';
 import { buildTree, escapeMarkdown } from '../../extension/audit/tree-model';
 import { BridgeModel } from '../../extension/model/bridge-model';
+import type { Interception } from '../../shared/interception';
 import { record, ref, usage } from './fixtures';
 
 const NOW = Date.parse('2026-03-10T09:05:00.000Z');
@@ -210,6 +211,14 @@ describe('extension: audit tree model and detail page', () => {
         record: record('r9', {
           prompt: hostile,
           model: '<b>model</b>',
+          // A hostile bridge's usage is not a number: shown as one, never as its markup.
+          usage: {
+            input: '<a href="https://phish.example">sign in again</a>',
+            output: 1,
+            cacheRead: 0,
+            cacheWrite: 0,
+            reasoning: 0,
+          } as unknown as Interception['usage'],
           toolCalls: [
             { id: 'c1', name: '<i>tool</i>', server: 'x', input: { q: hostile }, injected: false, at: '' },
           ],
@@ -220,6 +229,7 @@ describe('extension: audit tree model and detail page', () => {
     assert.ok(!html.includes('<script>alert'), 'no live script');
     assert.ok(!html.includes('<img'), 'no live image');
     assert.ok(!html.includes('<b>model'), 'model name escaped');
+    assert.ok(!html.includes('<a href'), 'a usage value is no markup');
     assert.ok(!html.includes('<i>tool'), 'tool name escaped');
     assert.ok(html.includes(escapeHtml(hostile)));
     assert.match(
