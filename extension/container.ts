@@ -325,10 +325,25 @@ export class Container implements vscode.Disposable {
       case 'refuse':
         void vscode.window.showWarningMessage(link.message);
         return;
-      case 'signIn':
-        if (!(await confirmLink(link.credentials))) return;
-        await this.signInWith(link.credentials);
+      case 'signIn': {
+        // Whose key it is first, then the question, naming the account (confirmLink).
+        const me = await verifyWithProgress(link.credentials, (x) => this.session.verify(x));
+        if (!me) return;
+        const s = this.session.current;
+        if (
+          !(await confirmLink(
+            link.credentials,
+            me,
+            s ? { url: s.url, email: s.user?.email ?? null } : undefined,
+          ))
+        )
+          return;
+        await this.session.signIn(link.credentials, me);
+        void vscode.window.showInformationMessage(
+          plainNotificationText(`AI Bridge: signed in as ${me.user.email}.`),
+        );
         return;
+      }
     }
   }
 

@@ -40,16 +40,31 @@ export async function promptKey(): Promise<string | undefined> {
   return k.ok ? k.value : undefined;
 }
 
-/** A sign-in link carries a key: the user confirms the bridge before it is used. */
-export async function confirmLink(c: Credentials): Promise<boolean> {
+/**
+ * A sign-in link carries a key: once the bridge has said whose it is, the user confirms the bridge
+ * and the account before it is used. The account matters as much as the URL: a colleague's link to
+ * the real bridge with their own key would record this developer's prompts and code as theirs,
+ * readable in their audit view.
+ */
+export async function confirmLink(
+  c: Credentials,
+  me: Me,
+  current: { url: string; email: string | null } | undefined,
+): Promise<boolean> {
   const insecure = isInsecureRemote(c.url)
     ? ' Warning: this is plain http to another machine, so the key travels unencrypted.'
     : '';
+  const team = me.user.team ? ` (team ${me.user.team})` : '';
+  const replaces = current
+    ? ` This replaces your sign-in${current.email ? ` as ${current.email}` : ''} at ${current.url}.`
+    : '';
   const choice = await vscode.window.showWarningMessage(
-    `Sign in to the AI Bridge at ${c.url} with key ${keyPrefix(c.key)}?`,
+    plainNotificationText(`Sign in to the AI Bridge at ${c.url} as ${me.user.email}?`),
     {
       modal: true,
-      detail: `A link asked to sign you in. Continue only if you expected it.${insecure}`,
+      detail: plainNotificationText(
+        `A link asked to sign you in with key ${keyPrefix(c.key)}, which belongs to ${me.user.email}${team}: your requests, prompts and code will be recorded as theirs. Continue only if you expected it and that is you.${replaces}${insecure}`,
+      ),
     },
     'Sign In',
   );

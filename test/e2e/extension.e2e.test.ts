@@ -269,12 +269,14 @@ describe('extension end to end: the .vsix in code-server, driven through Chromiu
     await wb.answerInput(link);
     const dialog = wb.page.locator('.monaco-dialog-box');
     await dialog.waitFor({ state: 'visible', timeout: 15_000 });
-    // VS Code first asks whether to let the extension open the link, then the extension asks.
+    // VS Code first asks whether to let the extension open the link; the extension then checks the
+    // key with the bridge and asks, naming the account the key belongs to.
     for (let i = 0; i < 3 && (await dialog.isVisible()); i++) {
       const text = (await dialog.textContent()) ?? '';
       await wb.screenshot(`uri-confirm-${i + 1}`);
       if (/Sign in to the AI Bridge/.test(text)) {
         assert.match(text, new RegExp(`${tb.url.replace(/\./g, '\\.')}`));
+        assert.ok(text.includes(alice.user.email), `the dialog names the account: ${text}`);
         assert.ok(!text.includes(alice.key), 'the dialog shows only the key prefix');
         await wb.clickDialogButton('Sign In');
         break;
@@ -284,6 +286,8 @@ describe('extension end to end: the .vsix in code-server, driven through Chromiu
         .first()
         .click();
       await wb.page.waitForTimeout(500);
+      // The extension's question comes once the bridge has answered whose key it is.
+      await dialog.waitFor({ state: 'visible', timeout: 10_000 }).catch(() => undefined);
     }
     const text = await wb.waitForStatus(/144 tok/);
     assert.match(text, /144 tok/);
