@@ -17,7 +17,13 @@ import { renew, renewalDue } from './auth/renewal';
 import { Session, type SignedIn } from './auth/session';
 import { type Credentials, credentialsFromEnv, defaultBridgeUrl, movedBridge } from './auth/sign-in';
 import { signInFailure } from './auth/sign-in-failure';
-import { confirmLink, promptKey, promptUrl, verifyWithProgress } from './auth/sign-in-ui';
+import {
+  confirmInsecureLink,
+  confirmLink,
+  promptKey,
+  promptUrl,
+  verifyWithProgress,
+} from './auth/sign-in-ui';
 import { linkAction } from './auth/uri-link';
 import { CODEX_PROVIDER } from './codex/codex-config';
 import { codexConfigPath } from './codex/codex-file';
@@ -326,7 +332,9 @@ export class Container implements vscode.Disposable {
         void vscode.window.showWarningMessage(link.message);
         return;
       case 'signIn': {
-        // Whose key it is first, then the question, naming the account (confirmLink).
+        // Whose key it is first, then the question, naming the account (confirmLink); over plain
+        // http to another machine the user is asked before the key is sent even to be checked.
+        if (!(await confirmInsecureLink(link.credentials))) return;
         const me = await verifyWithProgress(link.credentials, (x) => this.session.verify(x));
         if (!me) return;
         const s = this.session.current;

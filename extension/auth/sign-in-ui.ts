@@ -41,6 +41,25 @@ export async function promptKey(): Promise<string | undefined> {
 }
 
 /**
+ * A link to plain http on another machine: asked before its key is sent anywhere, since checking
+ * whose key it is would send it unencrypted. True to go on.
+ */
+export async function confirmInsecureLink(c: Credentials): Promise<boolean> {
+  if (!isInsecureRemote(c.url)) return true;
+  const choice = await vscode.window.showWarningMessage(
+    plainNotificationText(`A link asks to sign you in to the AI Bridge at ${c.url}, over plain http.`),
+    {
+      modal: true,
+      detail: plainNotificationText(
+        'This is another machine, so the key would travel unencrypted, to be checked and then on every request. Continue only if you expected this link.',
+      ),
+    },
+    'Continue',
+  );
+  return choice === 'Continue';
+}
+
+/**
  * A sign-in link carries a key: once the bridge has said whose it is, the user confirms the bridge
  * and the account before it is used. The account matters as much as the URL: a colleague's link to
  * the real bridge with their own key would record this developer's prompts and code as theirs,

@@ -33,6 +33,9 @@ export const MAX_TOOL_LIST_BYTES = 512 * 1024;
 
 export type ConnectionState = 'connecting' | 'ready' | 'down' | 'closed';
 
+/** A server's offered tools past MAX_TOOLS or MAX_TOOL_LIST_BYTES. */
+class ToolListTooLarge extends Error {}
+
 export interface ConnectionOptions {
   connectTimeoutMs: number;
   log: FastifyBaseLogger;
@@ -136,12 +139,18 @@ export class McpConnection {
             onChanged: () => {
               this.listChanges++;
               if (this.client !== client || this.state === 'closed') return;
-              this.fetchTools(client).catch((err: unknown) =>
+              this.fetchTools(client).catch((err: unknown) => {
+                // A list past the caps is the server's state, not a passing failure: down, as a
+                // connect or a periodic refresh that found it would leave it.
+                if (err instanceof ToolListTooLarge) {
+                  this.fail(err);
+                  return;
+                }
                 this.opts.log.warn(
                   { server: this.server.name, err: describe(err) },
                   'mcp: tool refresh failed',
-                ),
-              );
+                );
+              });
             },
           },
         },
@@ -198,14 +207,14 @@ export class McpConnection {
       // costs nothing, and the offered ones are bounded as they arrive.
       for (const t of page.tools) if (this.offered(t)) all.push(t);
       if (all.length > MAX_TOOLS)
-        throw new Error(
+        throw new ToolListTooLarge(
           `it offers more than ${MAX_TOOLS} tools: narrow them with its \`tools.allow\` patterns`,
         );
       cursor = page.nextCursor;
     } while (cursor);
     const bytes = Buffer.byteLength(JSON.stringify(all));
     if (bytes > MAX_TOOL_LIST_BYTES)
-      throw new Error(
+      throw new ToolListTooLarge(
         `its tool definitions take ${Math.ceil(bytes / 1024)} KB, more than ${MAX_TOOL_LIST_BYTES / 1024} KB (every model request they are injected into would carry them): narrow them with its \`tools.allow\` patterns`,
       );
     this.setTools(all);

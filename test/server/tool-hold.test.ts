@@ -250,6 +250,67 @@ describe('tool holds (stream transforms)', () => {
     assert.deepEqual(judged, ['c9']);
   });
 
+  it('judge a Responses call again when it is not the one judged: no id, a repeated done, an id reused with other arguments', () => {
+    const created = sse('response.created', {
+      type: 'response.created',
+      sequence_number: 0,
+      response: { output: [] },
+    });
+    const call = (id: string | undefined, command: string) => ({
+      type: 'function_call',
+      ...(id === undefined ? {} : { id }),
+      call_id: `c_${command.length}`,
+      name: 'shell',
+      arguments: JSON.stringify({ command }),
+    });
+    const added = (seq: number, index: number, item: unknown) =>
+      sse('response.output_item.added', {
+        type: 'response.output_item.added',
+        sequence_number: seq,
+        output_index: index,
+        item,
+      });
+    const done = (seq: number, index: number, item: unknown) =>
+      sse('response.output_item.done', {
+        type: 'response.output_item.done',
+        sequence_number: seq,
+        output_index: index,
+        item,
+      });
+    const completed = (seq: number, output: unknown[]) =>
+      sse('response.completed', { type: 'response.completed', sequence_number: seq, response: { output } });
+    const cases: Record<string, string[]> = {
+      // An allowed call with no id streamed, then a denied one with no id only in the closing output.
+      'no ids': [
+        created,
+        added(1, 0, call(undefined, 'ls')),
+        done(2, 0, call(undefined, 'ls')),
+        completed(3, [call(undefined, 'ls'), call(undefined, 'rm -rf /')]),
+      ],
+      // A denied call, replaced, then its done again.
+      'a repeated done': [
+        created,
+        added(1, 0, call('fc_1', 'rm -rf /')),
+        done(2, 0, call('fc_1', 'rm -rf /')),
+        done(3, 0, call('fc_1', 'rm -rf /')),
+        completed(4, [call('fc_1', 'rm -rf /')]),
+      ],
+      // An allowed call, then the closing output naming its id with other arguments.
+      'an id reused': [
+        created,
+        added(1, 0, call('fc_2', 'ls')),
+        done(2, 0, call('fc_2', 'ls')),
+        completed(3, [call('fc_2', 'rm -rf /')]),
+      ],
+    };
+    for (const [what, frames] of Object.entries(cases)) {
+      const out = run(responsesHold.createStream(denyRm), frames.join(''), 7);
+      assert.ok(!out.includes('rm -rf'), `${what}: the denied call reached the client`);
+      assert.ok(out.includes('blocked shell'), `${what}: no denial in its place`);
+      assert.ok(out.includes('event: response.completed'), `${what}: the response still ends`);
+    }
+  });
+
   it('judge every kind of call a Responses client runs: shell, apply_patch and computer items too', () => {
     const items = [
       {

@@ -11,7 +11,8 @@ const PASSED = new Set(['alt', '$alt', 'prettyPrint', '$prettyPrint', '$.xgafv',
 
 /** Why the query cannot go upstream (a message for `400 unsupported_parameter`), or null. */
 export function googleQueryRefusal(query: string): string | null {
-  if (query.length <= 1) return null;
+  // What Google's own clients send, answered without parsing: the common case on every stream.
+  if (query.length <= 1 || query === '?alt=sse' || query === '?alt=json') return null;
   // Names as Google decodes them (`%61ccess_token` is `access_token`); `key` was moved to its
   // header before this (query-credential.ts).
   for (const name of new URLSearchParams(query).keys()) {

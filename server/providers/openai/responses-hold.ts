@@ -51,8 +51,12 @@ class ResponsesHold implements FrameRewriter {
   private held: Held | undefined;
   /** Denied call items by item id, and what replaced them. */
   private readonly replaced = new Map<string, JsonObject>();
-  /** Call items judged already (allowed or denied), by item id: each is judged once. */
-  private readonly judged = new Set<string>();
+  /**
+   * Calls judged already, by item id, with the call as judged: the same call seen again (its
+   * `done`, the closing output) is not judged twice, but a call with no id, or an id reused for
+   * another call, always is.
+   */
+  private readonly judged = new Map<string, string>();
 
   constructor(private readonly judge: ToolJudge) {}
 
@@ -62,7 +66,7 @@ class ResponsesHold implements FrameRewriter {
     if (h && data && ENDS.has(String(data.type))) {
       // The response ended with a call still held (its `done` never came): judged as the closing
       // output has it, or, absent there, dropped as a cut-off call is; then the end as any other.
-      const item = isObject(data.response) ? finalItem(data.response, h.itemId) : undefined;
+      const item = isObject(data.response) ? finalItem(data.response, h) : undefined;
       const released = item ? this.release(item) : this.drop();
       return released + this.onFrame(f);
     }
@@ -83,29 +87,28 @@ class ResponsesHold implements FrameRewriter {
       this.held = this.hold(data, f.raw);
       return '';
     }
-    // A call whose `done` comes with no `added` before it: judged on the spot.
-    if (
-      data.type === 'response.output_item.done' &&
-      isCall &&
-      !this.judged.has(str((data.item as JsonObject).id) ?? '')
-    ) {
+    if (data.type === 'response.output_item.done' && isCall) {
+      const item = data.item as JsonObject;
+      // A denied call's `done` again: its replacement went out already.
+      if (this.deniedAs(item)) return '';
+      // The same call as judged: passes. Any other (no `added` before it): judged on the spot.
+      if (this.seen(item)) return f.raw;
       this.held = this.hold(data, f.raw);
-      return this.release(data.item as JsonObject);
+      return this.release(item);
     }
     if (ENDS.has(String(data.type)) && isObject(data.response) && Array.isArray(data.response.output)) {
       let changed = false;
       const output = (data.response.output as unknown[]).map((it) => {
-        if (!isObject(it)) return it;
-        const id = str(it.id) ?? '';
-        const was = this.replaced.get(id);
+        if (!isObject(it) || !CLIENT_CALL_ITEMS.has(String(it.type))) return it;
+        const was = this.deniedAs(it);
         if (was) {
           changed = true;
           return was;
         }
-        // A call the stream never showed: judged here, where the client first sees it.
-        if (!CLIENT_CALL_ITEMS.has(String(it.type)) || this.judged.has(id)) return it;
-        this.judged.add(id);
-        const d = this.judge(callOf(it));
+        if (this.seen(it)) return it;
+        // A call the stream never showed (or showed otherwise): judged where the client first sees it.
+        const id = str(it.id) ?? '';
+        const d = this.judgeOnce(it);
         if (!d) return it;
         changed = true;
         return messageItem(id, d);
@@ -113,6 +116,28 @@ class ResponsesHold implements FrameRewriter {
       return changed ? frame(f.ev?.event, { ...data, response: { ...data.response, output } }) : f.raw;
     }
     return f.raw;
+  }
+
+  /** The call as the judge reads it: what must match for a call to count as seen. */
+  private static signature(item: JsonObject): string {
+    return JSON.stringify(callOf(item));
+  }
+
+  /** Judged already, this very call (by a non-empty id and the same content). */
+  private seen(item: JsonObject): boolean {
+    const id = str(item.id) ?? '';
+    return id !== '' && this.judged.get(id) === ResponsesHold.signature(item);
+  }
+
+  /** The message a denied call was replaced with, when this item is that call. */
+  private deniedAs(item: JsonObject): JsonObject | undefined {
+    return this.seen(item) ? this.replaced.get(str(item.id) ?? '') : undefined;
+  }
+
+  private judgeOnce(item: JsonObject): Denial | undefined {
+    const id = str(item.id) ?? '';
+    if (id !== '') this.judged.set(id, ResponsesHold.signature(item));
+    return this.judge(callOf(item));
   }
 
   end(): string {
@@ -137,11 +162,10 @@ class ResponsesHold implements FrameRewriter {
   private release(item: JsonObject): string {
     const h = this.held!;
     this.held = undefined;
-    this.judged.add(h.itemId);
-    const d = this.judge(callOf(item));
+    const d = this.judgeOnce(item);
     if (!d) return h.frames.join('');
     const msg = messageItem(h.itemId, d);
-    this.replaced.set(h.itemId, msg);
+    if (h.itemId !== '') this.replaced.set(h.itemId, msg);
     const output_index = h.outputIndex;
     const item_id = msg.id;
     const part = { type: 'output_text', text: d.message, annotations: [] };
@@ -172,11 +196,16 @@ class ResponsesHold implements FrameRewriter {
   }
 }
 
-/** The closing response's output item with this id, if it has one. */
-function finalItem(response: JsonObject, id: string): JsonObject | undefined {
+/** The closing response's form of a held call: by its id, else at its output index. */
+function finalItem(response: JsonObject, h: Held): JsonObject | undefined {
   if (!Array.isArray(response.output)) return undefined;
-  for (const it of response.output as unknown[]) if (isObject(it) && str(it.id) === id) return it;
-  return undefined;
+  const output = response.output as unknown[];
+  if (h.itemId !== '') {
+    for (const it of output) if (isObject(it) && str(it.id) === h.itemId) return it;
+    return undefined;
+  }
+  const at = output[h.outputIndex];
+  return isObject(at) && CLIENT_CALL_ITEMS.has(String(at.type)) ? at : undefined;
 }
 
 export const responsesHold: ToolHold = {
