@@ -24,13 +24,13 @@ import { InProcessMcpServer } from '../helpers/mcp-servers';
  * one tool per page with a next cursor for ever; `hang` never answers anything; `fails-calls`
  * lists its tool but answers every tools/call with a 500 whose body holds an internal address.
  */
-type Mode = 'good' | 'pages' | 'hang' | 'two-pages' | 'fails-calls' | 'many' | 'huge';
+type Mode = 'good' | 'pages' | 'hang' | 'two-pages' | 'fails-calls' | 'many' | 'huge' | 'grows';
 
 class Upstream extends InProcessMcpServer {
   private readonly counter: { pages: number };
 
   constructor(mode: Mode) {
-    const counter = { pages: 0 };
+    const counter = { pages: 0, grown: false };
     super(
       mode,
       (mcp, res) => {
@@ -42,8 +42,16 @@ class Upstream extends InProcessMcpServer {
                   tools: [{ name: 'first', inputSchema: { type: 'object' as const, properties: {} } }],
                   nextCursor: 'second',
                 };
-          if (mode === 'good' || mode === 'fails-calls')
+          if (mode === 'good' || mode === 'fails-calls' || (mode === 'grows' && !counter.grown))
             return { tools: [{ name: 'echo', inputSchema: { type: 'object' as const, properties: {} } }] };
+          // `grows`, once a tool was called: 300 tools.
+          if (mode === 'grows')
+            return {
+              tools: Array.from({ length: 300 }, (_, i) => ({
+                name: `t${i}`,
+                inputSchema: { type: 'object' as const, properties: {} },
+              })),
+            };
           // 300 tools on one page, or one tool whose description is 600 KB.
           if (mode === 'many')
             return {
@@ -77,7 +85,8 @@ class Upstream extends InProcessMcpServer {
             return new Promise<never>(() => undefined);
           }
           // Its tools changed: said on the call's own response stream, as a stateless server can.
-          if (mode === 'two-pages')
+          if (mode === 'grows') counter.grown = true;
+          if (mode === 'two-pages' || mode === 'grows')
             await extra.sendNotification({ method: 'notifications/tools/list_changed' });
           return { content: [{ type: 'text', text: `${r.params.name} done` }] };
         });
@@ -223,6 +232,30 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
     )) as CallToolResult;
     assert.deepEqual(r.content, [{ type: 'text', text: 'echo done' }]);
     assert.ok(Date.now() - started < 4000);
+  });
+
+  it('a server whose list grows past the caps when it says its list changed is down, not left offering the old list', async () => {
+    const grows = await new Upstream('grows').start();
+    servers.push(grows);
+    const { tb, key } = await bridgeWith({ grows }, {});
+    await tb.bridge.mcp.ready();
+    const client = await connect(tb.url, key);
+    clients.push(client);
+    assert.deepEqual(
+      (await client.listTools()).tools.map((t) => t.name),
+      ['grows__echo'],
+    );
+    await client.callTool({ name: 'grows__echo', arguments: {} });
+    const status = async () =>
+      (
+        await tb.api<{ status: { state: string; error: string } }>(
+          'GET',
+          '/api/v1/mcp/servers/grows',
+          tb.adminKey,
+        )
+      ).body.status;
+    await eventually(async () => (await status()).state === 'down', { what: 'the server marked down' });
+    assert.match((await status()).error, /more than 256 tools/);
   });
 
   it("keeps every page of a server's tools when the server says its list changed", async () => {
