@@ -115,6 +115,20 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]).finally(() => clearTimeout(timer));
 }
 
+/** An MCP server's status as admins read it (`GET /api/v1/mcp/servers/:name`). */
+async function serverStatus(
+  tb: TestBridge,
+  name: string,
+): Promise<{ state: string; error: string; listChanges: number }> {
+  return (
+    await tb.api<{ status: { state: string; error: string; listChanges: number } }>(
+      'GET',
+      `/api/v1/mcp/servers/${name}`,
+      tb.adminKey,
+    )
+  ).body.status;
+}
+
 describe('the MCP gateway with a hostile or hanging upstream MCP server', function () {
   this.timeout(60_000);
   let upstream: AnthropicMock;
@@ -146,6 +160,16 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
     const { key } = await tb.addUser(`dev${bridges.length}@example.com`);
     return { tb, key };
   }
+  /** A bridge with one server of `mode` as `name`, its first connection attempt made, and a gateway client. */
+  async function gatewayTo(mode: Mode, name: string): Promise<{ tb: TestBridge; client: Client }> {
+    const server = await new Upstream(mode).start();
+    servers.push(server);
+    const { tb, key } = await bridgeWith({ [name]: server }, {});
+    await tb.bridge.mcp.ready();
+    const client = await connect(tb.url, key);
+    clients.push(client);
+    return { tb, client };
+  }
 
   it('a server that lists tools with a next cursor for ever is cut off; the other servers keep working', async () => {
     const good = await new Upstream('good').start();
@@ -165,13 +189,9 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(pager.pages, pages, 'the bridge stopped asking for pages');
     assert.ok(pages <= 1000, `asked for ${pages} pages`);
-    const st = await tb.api<{ status: { state: string; error: string } }>(
-      'GET',
-      '/api/v1/mcp/servers/pager',
-      tb.adminKey,
-    );
-    assert.equal(st.body.status.state, 'down');
-    assert.match(st.body.status.error, /pages/);
+    const st = await serverStatus(tb, 'pager');
+    assert.equal(st.state, 'down');
+    assert.match(st.error, /pages/);
   });
 
   it('a server offering too many tools, or tool definitions too large to inject, is down with the reason; its allow patterns narrow it', async () => {
@@ -181,14 +201,7 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
     servers.push(many, huge, good);
     const { tb } = await bridgeWith({ many, huge, good }, {});
     await within(tb.bridge.mcp.ready(), 8000, 'the first connection attempts');
-    const status = async (name: string) =>
-      (
-        await tb.api<{ status: { state: string; error: string } }>(
-          'GET',
-          `/api/v1/mcp/servers/${name}`,
-          tb.adminKey,
-        )
-      ).body.status;
+    const status = (name: string) => serverStatus(tb, name);
     const m = await status('many');
     assert.equal(m.state, 'down');
     assert.match(m.error, /more than 256 tools: narrow them with its `tools.allow` patterns/);
@@ -208,12 +221,8 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
     const narrowed = await startBridge(upstream.url, {}, dir);
     bridges.push(narrowed);
     await within(narrowed.bridge.mcp.ready(), 8000, 'the narrowed connection');
-    const st = await narrowed.api<{ status: { state: string; tools: number } }>(
-      'GET',
-      '/api/v1/mcp/servers/many',
-      narrowed.adminKey,
-    );
-    assert.equal(st.body.status.state, 'ready', JSON.stringify(st.body));
+    const st = await serverStatus(narrowed, 'many');
+    assert.equal(st.state, 'ready', JSON.stringify(st));
   });
 
   it("a call of one server does not wait for another server's connection attempt", async () => {
@@ -235,43 +244,24 @@ describe('the MCP gateway with a hostile or hanging upstream MCP server', functi
   });
 
   it('a server whose list grows past the caps when it says its list changed is down, not left offering the old list', async () => {
-    const grows = await new Upstream('grows').start();
-    servers.push(grows);
-    const { tb, key } = await bridgeWith({ grows }, {});
-    await tb.bridge.mcp.ready();
-    const client = await connect(tb.url, key);
-    clients.push(client);
+    const { tb, client } = await gatewayTo('grows', 'grows');
     assert.deepEqual(
       (await client.listTools()).tools.map((t) => t.name),
       ['grows__echo'],
     );
     await client.callTool({ name: 'grows__echo', arguments: {} });
-    const status = async () =>
-      (
-        await tb.api<{ status: { state: string; error: string } }>(
-          'GET',
-          '/api/v1/mcp/servers/grows',
-          tb.adminKey,
-        )
-      ).body.status;
-    await eventually(async () => (await status()).state === 'down', { what: 'the server marked down' });
-    assert.match((await status()).error, /more than 256 tools/);
+    await eventually(async () => (await serverStatus(tb, 'grows')).state === 'down', {
+      what: 'the server marked down',
+    });
+    assert.match((await serverStatus(tb, 'grows')).error, /more than 256 tools/);
   });
 
   it("keeps every page of a server's tools when the server says its list changed", async () => {
-    const paged = await new Upstream('two-pages').start();
-    servers.push(paged);
-    const { tb, key } = await bridgeWith({ paged }, {});
-    await tb.bridge.mcp.ready();
-    const client = await connect(tb.url, key);
-    clients.push(client);
+    const { tb, client } = await gatewayTo('two-pages', 'paged');
     const names = async () => (await client.listTools()).tools.map((t) => t.name).sort();
     assert.deepEqual(await names(), ['paged__first', 'paged__second']);
     await client.callTool({ name: 'paged__first', arguments: {} });
-    const status = async () =>
-      (await tb.api<{ status: { listChanges: number } }>('GET', '/api/v1/mcp/servers/paged', tb.adminKey))
-        .body.status;
-    await eventually(async () => (await status()).listChanges >= 1, {
+    await eventually(async () => (await serverStatus(tb, 'paged')).listChanges >= 1, {
       what: 'the list_changed notification',
     });
     await new Promise((r) => setTimeout(r, 500));
