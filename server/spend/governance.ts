@@ -102,11 +102,7 @@ export class Governance {
 
   /** Counts the request against its user's and key's rate limits (before any other refusal: admission.ts). */
   count(start: InterceptionStart): void {
-    try {
-      this.limiter.admit(start.id, start.principal);
-    } catch (err) {
-      this.refused(err);
-    }
+    this.counted(start.id, start.principal);
   }
 
   /**
@@ -116,12 +112,17 @@ export class Governance {
    */
   countUnmetered(principal: Principal): void {
     const id = `pt_${randomUUID()}`;
+    this.counted(id, principal);
+    this.limiter.settle(id, 0);
+  }
+
+  /** The limiter's admission of one request, a refusal counted in the metrics. */
+  private counted(id: string, principal: Principal): void {
     try {
       this.limiter.admit(id, principal);
     } catch (err) {
       this.refused(err);
     }
-    this.limiter.settle(id, 0);
   }
 
   /**
