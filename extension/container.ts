@@ -8,7 +8,7 @@ import {
   prepareCodex,
   undoAgents,
 } from './agents/prepare-agents';
-import { BridgeClient, fetchAuthConfig } from './api/bridge-client';
+import { BridgeClient, fetchAuthConfig, type Me } from './api/bridge-client';
 import { DetailPanel } from './audit/detail-panel';
 import { AuditTree } from './audit/tree-provider';
 import { BridgeAuthProvider } from './auth/auth-provider';
@@ -311,9 +311,14 @@ export class Container implements vscode.Disposable {
     return this.signInWith({ url, key });
   }
 
-  private async signInWith(c: Credentials): Promise<SignedIn | undefined> {
+  /** Checks the credentials, asks `confirm` (when given) with whose they are, and signs in. */
+  private async signInWith(
+    c: Credentials,
+    confirm?: (me: Me) => Promise<boolean>,
+  ): Promise<SignedIn | undefined> {
     const me = await verifyWithProgress(c, (x) => this.session.verify(x));
     if (!me) return undefined;
+    if (confirm && !(await confirm(me))) return undefined;
     await this.session.signIn(c, me);
     void vscode.window.showInformationMessage(
       plainNotificationText(`AI Bridge: signed in as ${me.user.email}.`),
@@ -335,21 +340,14 @@ export class Container implements vscode.Disposable {
         // Whose key it is first, then the question, naming the account (confirmLink); over plain
         // http to another machine the user is asked before the key is sent even to be checked.
         if (!(await confirmInsecureLink(link.credentials))) return;
-        const me = await verifyWithProgress(link.credentials, (x) => this.session.verify(x));
-        if (!me) return;
-        const s = this.session.current;
-        if (
-          !(await confirmLink(
+        await this.signInWith(link.credentials, (me) => {
+          const s = this.session.current;
+          return confirmLink(
             link.credentials,
             me,
             s ? { url: s.url, email: s.user?.email ?? null } : undefined,
-          ))
-        )
-          return;
-        await this.session.signIn(link.credentials, me);
-        void vscode.window.showInformationMessage(
-          plainNotificationText(`AI Bridge: signed in as ${me.user.email}.`),
-        );
+          );
+        });
         return;
       }
     }
