@@ -309,6 +309,21 @@ describe('tool holds (stream transforms)', () => {
       assert.ok(out.includes('blocked shell'), `${what}: no denial in its place`);
       assert.ok(out.includes('event: response.completed'), `${what}: the response still ends`);
     }
+    // An id denied, then reused for an allowed call: the allowed call is not replaced by the old denial.
+    const reused = [
+      created,
+      added(1, 0, call('fc_3', 'rm -rf /')),
+      done(2, 0, call('fc_3', 'rm -rf /')),
+      done(3, 1, call('fc_3', 'ls')),
+      completed(4, [call('fc_3', 'ls')]),
+    ].join('');
+    const out = run(responsesHold.createStream(denyRm), reused, 7);
+    const last = out.slice(out.indexOf('event: response.completed'));
+    assert.ok(
+      last.includes('"function_call"') && last.includes('ls'),
+      `the allowed call is in the output: ${last}`,
+    );
+    assert.ok(!out.includes('rm -rf'));
   });
 
   it('judge every kind of call a Responses client runs: shell, apply_patch and computer items too', () => {

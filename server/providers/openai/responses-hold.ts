@@ -89,10 +89,9 @@ class ResponsesHold implements FrameRewriter {
     }
     if (data.type === 'response.output_item.done' && isCall) {
       const item = data.item as JsonObject;
-      // A denied call's `done` again: its replacement went out already.
-      if (this.deniedAs(item)) return '';
-      // The same call as judged: passes. Any other (no `added` before it): judged on the spot.
-      if (this.seen(item)) return f.raw;
+      // The same call as judged passes, or, denied, is dropped (its replacement went out already).
+      // Any other (no `added` before it): judged on the spot.
+      if (this.seen(item)) return this.replaced.has(str(item.id) ?? '') ? '' : f.raw;
       this.held = this.hold(data, f.raw);
       return this.release(item);
     }
@@ -100,14 +99,13 @@ class ResponsesHold implements FrameRewriter {
       let changed = false;
       const output = (data.response.output as unknown[]).map((it) => {
         if (!isObject(it) || !CLIENT_CALL_ITEMS.has(String(it.type))) return it;
-        const was = this.deniedAs(it);
-        if (was) {
-          changed = true;
-          return was;
-        }
-        if (this.seen(it)) return it;
-        // A call the stream never showed (or showed otherwise): judged where the client first sees it.
         const id = str(it.id) ?? '';
+        if (this.seen(it)) {
+          const was = this.replaced.get(id);
+          if (was) changed = true;
+          return was ?? it;
+        }
+        // A call the stream never showed (or showed otherwise): judged where the client first sees it.
         const d = this.judgeOnce(it);
         if (!d) return it;
         changed = true;
@@ -129,14 +127,13 @@ class ResponsesHold implements FrameRewriter {
     return id !== '' && this.judged.get(id) === ResponsesHold.signature(item);
   }
 
-  /** The message a denied call was replaced with, when this item is that call. */
-  private deniedAs(item: JsonObject): JsonObject | undefined {
-    return this.seen(item) ? this.replaced.get(str(item.id) ?? '') : undefined;
-  }
-
+  /** Judges the call and notes it as judged; an earlier replacement under its id no longer applies. */
   private judgeOnce(item: JsonObject): Denial | undefined {
     const id = str(item.id) ?? '';
-    if (id !== '') this.judged.set(id, ResponsesHold.signature(item));
+    if (id !== '') {
+      this.judged.set(id, ResponsesHold.signature(item));
+      this.replaced.delete(id);
+    }
     return this.judge(callOf(item));
   }
 
