@@ -57,8 +57,15 @@ export const SIGN_IN_URI_PATH = '/signin';
 /** Where the browser sign-in returns: `<scheme>://aibridge.ai-bridge/auth-complete?nonce=...` (no secret in it). */
 export const AUTH_COMPLETE_URI_PATH = '/auth-complete';
 
-/** Where the key is kept (SecretStorage) and the URL (global state; it is not a secret). */
+/**
+ * Where a sign-in is kept. `credentials` (SecretStorage) holds the bridge's URL and its key as one
+ * JSON value, so a window that follows another's sign-in reads both from one write and never pairs a
+ * new key with the URL before it. `url` (global state) is the last bridge signed in to, shown as the
+ * default at the next sign-in. `key` is where earlier versions kept the key alone (the URL only in
+ * global state): read once, moved into `credentials`, and deleted.
+ */
 export const STORAGE = {
+  credentials: 'aibridge.credentials',
   key: 'aibridge.key',
   url: 'aibridge.url',
   /** A fingerprint of the env key the user signed out of, so a provisioned workspace does not sign them in again. */

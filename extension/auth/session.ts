@@ -36,20 +36,37 @@ export interface SignedIn {
 
 export type RestoreResult = 'restored' | 'restored-offline' | 'none' | 'rejected';
 
-/** How often, and how far apart, a key another window stored is tried before it is left to that window. */
-const FOLLOW_ATTEMPTS = 5;
-const FOLLOW_RETRY_MS = 300;
+/**
+ * A sign-in as kept in secret storage: the bridge's URL with its key, one value, so another window
+ * reads the pair one write made and never sends a new key to the bridge signed in to before.
+ */
+function credentialsText(c: Credentials): string {
+  return JSON.stringify({ url: c.url, key: c.key });
+}
+
+function parseCredentials(text: string | undefined): Credentials | null {
+  if (text === undefined) return null;
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v !== 'object' || v === null) return null;
+    const { url, key } = v as Record<string, unknown>;
+    return typeof url === 'string' && typeof key === 'string' && url && key ? { url, key } : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
- * Who is signed in, to which bridge. The key lives only in secret storage; the URL (not a secret)
- * in global state. Knows nothing of sockets, terminals or views: they follow `onDidChange`.
+ * Who is signed in, to which bridge. The URL and key live together in secret storage (the URL also
+ * in global state, as the next sign-in's default). Knows nothing of sockets, terminals or views:
+ * they follow `onDidChange`.
  */
 export class Session {
   private state: SignedIn | undefined;
   private readonly changed = new Emitter<SignedIn | undefined>();
   readonly onDidChange = this.changed.event;
   private readonly secretWatch: { dispose(): unknown } | undefined;
-  /** The stored key as this window last wrote or read it (null: none), to tell another window's change from its own. */
+  /** The stored credentials as this window last wrote or read them (null: none), to tell another window's change from its own. */
   private known: string | null = null;
   /** Another window's change being followed: later changes queue behind it, so the last one wins. */
   private following: Promise<void> = Promise.resolve();
@@ -64,48 +81,38 @@ export class Session {
     // Every window of one VS Code shares secret storage: a sign-in or sign-out in one reaches the
     // others, which otherwise kept the old key (or none) in their terminals until reloaded.
     this.secretWatch = secrets.onDidChange?.((e) => {
-      if (e.key !== STORAGE.key) return;
-      this.following = this.following.then(() => this.followStoredKey()).catch(() => undefined);
+      if (e.key !== STORAGE.credentials) return;
+      this.following = this.following.then(() => this.followStored()).catch(() => undefined);
     });
   }
 
-  /** Adopts the key another window stored (its sign-in) or the lack of one (its sign-out). */
-  private async followStoredKey(): Promise<void> {
-    const key = (await this.secrets.get(STORAGE.key)) ?? null;
-    if (key === this.known) return;
-    this.known = key;
-    if (key === null) {
+  /** Adopts the sign-in another window stored, or the lack of one (its sign-out). */
+  private async followStored(): Promise<void> {
+    const text = (await this.secrets.get(STORAGE.credentials)) ?? null;
+    if (text === this.known) return;
+    this.known = text;
+    const c = parseCredentials(text ?? undefined);
+    if (c === null) {
       if (this.state) this.set(undefined);
       return;
     }
-    // The URL travels through global state, which reaches this window on its own channel: it may
-    // still be missing or name the bridge signed in to before. So a missing URL, a refusal or an
-    // unreachable bridge is asked again a few times before the key is left to the window that
-    // stored it (unreachable to the end: signed in offline, with the last URL, as a restore is).
-    let offline: SignedIn | undefined;
-    for (let attempt = 0; attempt < FOLLOW_ATTEMPTS; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, FOLLOW_RETRY_MS));
-      if (this.disposed || this.known !== key) return;
-      const url = this.global.get<string>(STORAGE.url);
-      if (!url) continue;
-      if (this.state?.key === key && this.state.url === url) return;
-      try {
-        const me = await this.me({ url, key });
-        this.adopt(key, { url, key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] });
-        return;
-      } catch (err) {
-        offline =
-          err instanceof BridgeApiError && err.unauthorized
-            ? undefined
-            : { url, key, user: null, keyInfo: null, providers: null };
-      }
+    if (this.disposed || (this.state?.key === c.key && this.state.url === c.url)) return;
+    let s: SignedIn;
+    try {
+      const me = await this.me(c);
+      s = { ...c, user: me.user, keyInfo: me.key, providers: me.providers ?? [] };
+    } catch (err) {
+      // A key the bridge refuses is left to the window that stored it; an unreachable bridge is
+      // signed in to offline, as a restore is.
+      if (err instanceof BridgeApiError && err.unauthorized) return;
+      s = { ...c, user: null, keyInfo: null, providers: null };
     }
-    if (offline) this.adopt(key, offline);
+    this.adopt(text, s);
   }
 
   /** Signs in as another window did, unless a newer change (or this window's own sign-in) came meanwhile. */
-  private adopt(key: string, s: SignedIn): void {
-    if (this.known === key && !this.disposed) this.set(s);
+  private adopt(text: string | null, s: SignedIn): void {
+    if (this.known === text && !this.disposed) this.set(s);
   }
 
   get current(): SignedIn | undefined {
@@ -119,33 +126,49 @@ export class Session {
 
   /** Signs in with what was stored, if anything. A key the bridge now refuses is forgotten. */
   async restore(): Promise<RestoreResult> {
-    const key = await this.secrets.get(STORAGE.key);
-    const url = this.global.get<string>(STORAGE.url);
-    this.known = key ?? null;
-    if (!key || !url) return 'none';
+    const c = await this.stored();
+    if (!c) return 'none';
     try {
-      const me = await this.me({ url, key });
-      this.set({ url, key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] });
+      const me = await this.me(c);
+      this.set({ ...c, user: me.user, keyInfo: me.key, providers: me.providers ?? [] });
       return 'restored';
     } catch (err) {
       if (err instanceof BridgeApiError && err.unauthorized) {
         this.known = null;
-        await this.secrets.delete(STORAGE.key);
+        await this.secrets.delete(STORAGE.credentials);
         return 'rejected';
       }
       // The bridge is down or the network is: stay signed in, the live connection will retry.
-      this.set({ url, key, user: null, keyInfo: null, providers: null });
+      this.set({ ...c, user: null, keyInfo: null, providers: null });
       return 'restored-offline';
     }
   }
 
+  /**
+   * The stored sign-in. One an earlier version kept (the key alone in secret storage, the URL in
+   * global state) is moved into the one value first, so it is read whole from then on.
+   */
+  private async stored(): Promise<Credentials | null> {
+    const text = await this.secrets.get(STORAGE.credentials);
+    this.known = text ?? null;
+    const c = parseCredentials(text);
+    if (c) return c;
+    const key = await this.secrets.get(STORAGE.key);
+    const url = this.global.get<string>(STORAGE.url);
+    if (!key || !url) return null;
+    const moved = { url, key };
+    this.known = credentialsText(moved);
+    await this.secrets.store(STORAGE.credentials, this.known);
+    await this.secrets.delete(STORAGE.key);
+    return moved;
+  }
+
   /** Saves verified credentials and signs in. */
   async signIn(c: Credentials, me: Me): Promise<void> {
-    // The URL first: another window follows the key's change and reads the URL then.
     await this.global.update(STORAGE.url, c.url);
     await this.global.update(STORAGE.declinedEnvKey, undefined);
-    this.known = c.key;
-    await this.secrets.store(STORAGE.key, c.key);
+    this.known = credentialsText(c);
+    await this.secrets.store(STORAGE.credentials, this.known);
     this.set({ url: c.url, key: c.key, user: me.user, keyInfo: me.key, providers: me.providers ?? [] });
   }
 
@@ -184,6 +207,7 @@ export class Session {
   /** Forgets the key (and remembers not to sign in again from this environment's key). */
   async signOut(envKey?: string): Promise<void> {
     this.known = null;
+    await this.secrets.delete(STORAGE.credentials);
     await this.secrets.delete(STORAGE.key);
     await this.global.update(STORAGE.url, undefined);
     if (envKey) await this.global.update(STORAGE.declinedEnvKey, keyFingerprint(envKey));

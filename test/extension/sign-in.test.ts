@@ -139,7 +139,7 @@ describe('extension: sign-in', () => {
     const seen: unknown[] = [];
     s.onDidChange((x) => seen.push(x?.url));
     await s.signIn({ url: 'https://x.com', key: KEY }, { user: USER, key: KEY_INFO });
-    assert.equal(secrets.map.get(STORAGE.key), KEY);
+    assert.deepEqual(JSON.parse(secrets.map.get(STORAGE.credentials)!), { url: 'https://x.com', key: KEY });
     assert.ok(
       ![...state.map.values()].some((v) => JSON.stringify(v).includes(KEY)),
       'no key in global state',
@@ -183,52 +183,70 @@ describe('extension: sign-in', () => {
     assert.deepEqual(seenB, [KEY, undefined]);
 
     // A key stored by another window that the bridge refuses is not adopted (that window handles it).
-    await secrets.store(STORAGE.key, `aib_${'B'.repeat(43)}`);
-    await state.update(STORAGE.url, 'https://x.com');
+    await secrets.store(
+      STORAGE.credentials,
+      JSON.stringify({ url: 'https://x.com', key: `aib_${'B'.repeat(43)}` }),
+    );
     await new Promise((r) => setTimeout(r, 30));
     assert.equal(a.current, undefined);
     a.dispose();
     b.dispose();
   });
 
-  it('a window follows another window’s sign-in to a new bridge even when the URL reaches it after the key', async () => {
+  it('a window follows another window’s sign-in to a new bridge, and sends the new key to that bridge only', async () => {
     const secrets = new SharedSecrets();
     const state = new State();
     const KEY2 = `aib_${'C'.repeat(43)}`;
-    const me2 = (c: Credentials): Promise<Me> =>
-      (c.key === KEY && c.url === 'https://x.com') || (c.key === KEY2 && c.url === 'https://y.com')
+    const asked: string[] = [];
+    const me2 = (c: Credentials): Promise<Me> => {
+      asked.push(`${c.key === KEY ? 'KEY' : 'KEY2'} to ${c.url}`);
+      return (c.key === KEY && c.url === 'https://x.com') || (c.key === KEY2 && c.url === 'https://y.com')
         ? Promise.resolve({ user: USER, key: KEY_INFO })
         : Promise.reject(new BridgeApiError(401, 'unauthorized', 'Unknown key.'));
+    };
+    const a = new Session(secrets, state, me2);
     const b = new Session(secrets, state, me2);
     await b.signIn({ url: 'https://x.com', key: KEY }, { user: USER, key: KEY_INFO });
-    // Another window signs in to another bridge; its URL arrives here 400 ms after its key.
-    await secrets.store(STORAGE.key, KEY2);
-    setTimeout(() => void state.update(STORAGE.url, 'https://y.com'), 400);
-    await until(() => b.current?.key === KEY2, 'window B follows to the new bridge');
+    // Another window signs in to another bridge. Global state (the URL alone) reaches other windows
+    // on a channel of its own, later than secrets: this window's still names the old bridge.
+    const stale = new State();
+    await stale.update(STORAGE.url, 'https://x.com');
+    const c = new Session(secrets, stale, me2);
+    await c.signIn({ url: 'https://y.com', key: KEY2 }, { user: USER, key: KEY_INFO });
+    await until(() => b.current?.key === KEY2 && a.current?.key === KEY2, 'the other windows follow');
     assert.equal(b.current?.url, 'https://y.com');
+    assert.equal(a.current?.url, 'https://y.com');
+    assert.deepEqual(
+      asked,
+      ['KEY2 to https://y.com', 'KEY2 to https://y.com'],
+      'the new key went to its own bridge only',
+    );
+    a.dispose();
     b.dispose();
+    c.dispose();
   });
 
-  it('a window closed while following another window’s sign-in stops asking the bridge', async () => {
+  it('a window closed while following another window’s sign-in adopts nothing', async () => {
     const secrets = new SharedSecrets();
     const state = new State();
     let asked = 0;
-    const refusing = (): Promise<Me> => {
+    let answer: (m: Me) => void = () => undefined;
+    const slow = (): Promise<Me> => {
       asked++;
-      return Promise.reject(new BridgeApiError(401, 'unauthorized', 'Unknown key.'));
+      return new Promise<Me>((r) => {
+        answer = r;
+      });
     };
-    const b = new Session(secrets, state, refusing);
-    await state.update(STORAGE.url, 'https://x.com');
-    // Refused here (the other window's URL has not arrived): asked again every 300 ms, five times.
-    await secrets.store(STORAGE.key, KEY);
-    await until(() => asked === 1, 'the bridge was asked once');
+    const b = new Session(secrets, state, slow);
+    await secrets.store(STORAGE.credentials, JSON.stringify({ url: 'https://x.com', key: KEY }));
+    await until(() => asked === 1, 'the bridge was asked');
     b.dispose();
-    await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(asked, 1, 'not asked again once disposed');
+    answer({ user: USER, key: KEY_INFO });
+    await new Promise((r) => setTimeout(r, 30));
     assert.equal(b.current, undefined);
   });
 
-  it('a window whose previous bridge is unreachable waits for the new URL instead of signing in to the old one', async () => {
+  it('a window whose previous bridge is unreachable follows another window’s sign-in to the new one', async () => {
     const secrets = new SharedSecrets();
     const state = new State();
     const KEY2 = `aib_${'D'.repeat(43)}`;
@@ -239,15 +257,29 @@ describe('extension: sign-in', () => {
           ? Promise.resolve({ user: USER, key: KEY_INFO })
           : Promise.reject(new BridgeApiError(401, 'unauthorized', 'Unknown key.'));
     const b = new Session(secrets, state, me3);
-    await state.update(STORAGE.url, 'https://old.example');
-    await secrets.store(STORAGE.key, KEY);
+    await secrets.store(STORAGE.credentials, JSON.stringify({ url: 'https://old.example', key: KEY }));
     assert.equal(await b.restore(), 'restored-offline');
-    await secrets.store(STORAGE.key, KEY2);
-    setTimeout(() => void state.update(STORAGE.url, 'https://new.example'), 400);
+    await secrets.store(STORAGE.credentials, JSON.stringify({ url: 'https://new.example', key: KEY2 }));
     await until(() => b.current?.key === KEY2, 'window B follows');
     assert.equal(b.current?.url, 'https://new.example', 'not the unreachable old bridge');
     assert.equal(b.current?.user?.email, 'a@example.com');
     b.dispose();
+  });
+
+  it('moves an earlier version’s sign-in (the key alone in secrets, the URL in global state) into one stored value', async () => {
+    const secrets = new Secrets();
+    const state = new State();
+    await secrets.store(STORAGE.key, KEY);
+    await state.update(STORAGE.url, 'https://x.com');
+    const s = new Session(secrets, state, me);
+    assert.equal(await s.restore(), 'restored');
+    assert.equal(s.current?.url, 'https://x.com');
+    assert.deepEqual(JSON.parse(secrets.map.get(STORAGE.credentials)!), { url: 'https://x.com', key: KEY });
+    assert.equal(secrets.map.has(STORAGE.key), false, 'the old secret is gone');
+    // Unreadable stored credentials are no sign-in (and not an error).
+    const broken = new Secrets();
+    await broken.store(STORAGE.credentials, '{"url":');
+    assert.equal(await new Session(broken, new State(), me).restore(), 'none');
   });
 
   it('offers a sign-in to the bridge aibridge.url moved to, not to the same bridge in another spelling', () => {
@@ -279,7 +311,7 @@ describe('extension: sign-in', () => {
     );
     assert.equal(await offline.restore(), 'restored-offline');
     assert.equal(offline.current?.user, null);
-    assert.equal(secrets.map.get(STORAGE.key), KEY);
+    assert.deepEqual(JSON.parse(secrets.map.get(STORAGE.credentials)!), { url: 'https://x.com', key: KEY });
   });
 
   it('restored offline, a device key learns its expiry once the bridge is reached, so it is renewed before it runs out', async () => {
