@@ -332,6 +332,15 @@ export async function verifyChain(
           `does not follow record ${prev.seq} (a record was deleted or moved${gap > 0 ? `: ${gap} missing before it` : ''})`,
         );
       } else if (rec.seq <= prev.seq) return broken(rec, 'out of order');
+      else if (rec.seq !== prev.seq + 1) {
+        // Links that hold across a gap were recomputed: records are numbered one after another as
+        // they are chained, so a missing number is a record taken out and the rest relinked.
+        const gap = rec.seq - prev.seq - 1;
+        return broken(
+          rec,
+          `follows record ${prev.seq} with ${gap} missing before it (deleted, and the records after it relinked)`,
+        );
+      }
       if (head !== null && rec.seq === head.seq && rec.hash !== head.hash)
         return broken(rec, 'does not match the chain head the store keeps (replaced)');
       if (kept !== null && rec.seq === kept.seq) {

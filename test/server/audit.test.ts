@@ -444,6 +444,35 @@ describe('the audit trail', function () {
       }
     });
 
+    it('a record deleted and every later link recomputed, head and all, is a break at the gap in the numbering', async () => {
+      const { dir } = await filled();
+      await forgedTail(dir, (lines) => {
+        let prev = '';
+        return lines
+          .filter((_, i) => i !== 2)
+          .map((l, i) => {
+            const rec = JSON.parse(l.slice(9)) as Interception;
+            if (i < 2) {
+              prev = rec.hash!;
+              return l;
+            }
+            const relinked = { ...rec, prevHash: prev };
+            delete (relinked as { hash?: string }).hash;
+            prev = chainHash(prev, relinked);
+            return line(JSON.stringify({ ...relinked, hash: prev }));
+          });
+      });
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        const report = (await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body;
+        assert.equal(report.ok, false);
+        assert.equal(report.firstBreak?.seq, 4);
+        assert.match(report.firstBreak!.reason, /follows record 2 with 1 missing before it/);
+      } finally {
+        await tb.close();
+      }
+    });
+
     it("records cut off the end together with the store's chain head are missing against a head kept outside", async () => {
       const { dir, report } = await filled();
       const kept = `${report.head!.seq}:${report.head!.hash}`;

@@ -155,6 +155,7 @@ describe('the embedded journal', () => {
     const last = (await store.listInterceptions({}, 1)).items[0]!;
     const next = await store.appendInterception(record(7));
     assert.equal(next.prevHash, last.hash, 'the chain goes on from the last record on disk');
+    assert.equal(next.seq, last.seq + 1, 'and so does its numbering: a refused record leaves no gap');
     await store.close();
     const { store: again, warnings } = await reopen(dir);
     assert.deepEqual(

@@ -293,6 +293,7 @@ export class EmbeddedStore implements Store {
     // the next append moves it, verification checks the record at its place against it.
     if (kept) this.head = { ...kept };
     this.journal.head = head;
+    this.journal.headSeq = this.nextSeq - 1;
     await this.accessJournal.open((value) => {
       this.accessLog.push(value as AccessLogEntry);
       if (this.accessLog.length > ACCESS_KEPT) this.accessLog.shift();
@@ -620,9 +621,10 @@ export class EmbeddedStore implements Store {
     // durable: a failed write leaves no trace, so the caller may retry it. Entries of one batch
     // resolve in append order, so the index stays sorted by seq.
     const loc = await this.journal.append(
-      (prevHash) => {
+      (prevHash, seq) => {
         // One serialisation: the hashed canonical JSON is the journal line.
-        const { record, json, hash } = linkRecord(rec, this.nextSeq++, prevHash);
+        const { record, json, hash } = linkRecord(rec, seq, prevHash);
+        this.nextSeq = seq + 1;
         full = record;
         return { json, hash };
       },

@@ -31,7 +31,7 @@ export interface EntryLoc {
 }
 
 /** Builds an entry from the hash of the one before it, at the moment it is written (hash chains). */
-export type ChainedEntry = (prevHash: string) => { json: string; hash: string };
+export type ChainedEntry = (prevHash: string, seq: number) => { json: string; hash: string };
 
 interface Pending {
   entry: string | ChainedEntry;
@@ -233,6 +233,13 @@ export class Journal {
   head = '';
 
   /**
+   * The place (seq) of the last chained entry written, moved and rolled back with `head`: an entry
+   * is given the next one as it is built, so a failed write leaves no gap in the numbering either
+   * (a verifier takes a gap for a deleted record).
+   */
+  headSeq = 0;
+
+  /**
    * Resolves with where the entry is once it is written and fsynced. `kept` is handed the line as
    * written, just before, to copy at once (the bytes are the next batch's after it returns): a
    * caller that keeps recent lines in memory keeps these bytes (outside V8's heap) rather than the
@@ -263,6 +270,7 @@ export class Journal {
       }
       const batch = this.pending.splice(0);
       const headBefore = this.head;
+      const seqBefore = this.headSeq;
       const jsons: string[] = [];
       const sizes: number[] = [];
       let length = 0;
@@ -270,8 +278,9 @@ export class Journal {
         let json: string;
         if (typeof p.entry === 'string') json = p.entry;
         else {
-          const built = p.entry(this.head);
+          const built = p.entry(this.head, this.headSeq + 1);
           this.head = built.hash;
+          this.headSeq += 1;
           json = built.json;
         }
         const n = Buffer.byteLength(json, 'utf8');
@@ -330,6 +339,7 @@ export class Journal {
         );
         if (!cut) this.size = (await this.fh?.stat().catch(() => undefined))?.size ?? this.size;
         this.head = headBefore;
+        this.headSeq = seqBefore;
         for (const p of batch) p.reject(err);
       }
     }
