@@ -297,8 +297,8 @@ export class Redactor {
     if (v === null || typeof v !== 'object') return v;
     if (depth >= VALUE_DEPTH) return NESTED_TOO_DEEP;
     if (Array.isArray(v)) return v.map((x) => this.value(x, field, found, depth + 1));
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = this.value(x, field, found, depth + 1);
-    return out;
+    // fromEntries defines each key as its own: assigning `out['__proto__']` would set the copy's
+    // prototype instead, and a model's argument of that name would be missing from the record.
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.value(x, field, found, depth + 1)]));
   }
 }
