@@ -56,17 +56,24 @@ export class Governance {
     const tokens = Math.ceil(bodyBytes / BYTES_PER_TOKEN);
     const output =
       start.request.maxOutputTokens ?? this.defaultMaxOutputTokens * (start.request.answers ?? 1);
-    const price = (input: number, cacheWrite: number): number =>
-      this.prices.cost(at.provider, at.model, {
+    let priced = true;
+    const price = (input: number, cacheWrite: number): number => {
+      const cost = this.prices.cost(at.provider, at.model, {
         input,
         output,
         cacheRead: 0,
         cacheWrite,
         reasoning: 0,
-      }) ?? 0;
+      });
+      if (cost === null) priced = false;
+      return cost ?? 0;
+    };
     const estimate = Math.max(price(tokens, 0), price(0, tokens));
-    // No model named: the provider picks one (a stored prompt's), so nothing prices the body.
+    // No model named: the provider picks one (a stored prompt's), so nothing prices the body. A name
+    // the price table does not know (a deployment's, an alias) is no bound either: the answer may
+    // name a priced model, and the request is charged at that model's price.
     const unbounded =
+      !priced ||
       (start.request.inputBeyondBody?.length ?? 0) > 0 ||
       start.request.maxOutputTokens === null ||
       start.request.model === null;

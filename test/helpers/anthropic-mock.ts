@@ -76,6 +76,8 @@ export class AnthropicMock {
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
   private listening: Listening | undefined;
   url = '';
+  /** The model every answer names, whatever the request asked for (a deployment or alias answered as the model it runs). */
+  answerModel: string | undefined;
 
   async start(): Promise<this> {
     this.listening = await listenOnLoopback(this.server);
@@ -161,7 +163,13 @@ export class AnthropicMock {
         );
       }
       const scenario = this.queue.shift() ?? { kind: 'text' };
-      return this.messages(res, scenario, body.model ?? 'claude-sonnet-4-6', body.stream === true, requestId);
+      return this.messages(
+        res,
+        scenario,
+        this.answerModel ?? body.model ?? 'claude-sonnet-4-6',
+        body.stream === true,
+        requestId,
+      );
     }
     // Anything else: echo what arrived, so pass-through tests can see it.
     res.setHeader('content-type', 'application/json');

@@ -51,6 +51,8 @@ describe('the budget estimate of a request whose body does not bound its cost', 
       { ...capped, prompt: { id: 'pmpt_1', variables: { q: 'hi' } } },
       // No model: a stored prompt picks it, and the body prices nothing.
       { prompt: { id: 'pmpt_1' }, max_output_tokens: 40, input: 'hi' },
+      // A name the price table does not know (a deployment's): the answer may name a priced model.
+      { ...capped, model: 'my-private-deployment' },
     ];
     for (const body of cases) {
       const usd = gov.estimateUsd(start(body), JSON.stringify(body).length);
@@ -263,7 +265,7 @@ describe('the budget estimate of a request whose body does not bound its cost', 
     const body = { model: 'fast', max_output_tokens: 1000, input: 'hi' };
     const bytes = JSON.stringify(body).length;
     const own = gov.estimateUsd(start(body), bytes);
-    assert.equal(own, 0, 'a route name is no model: unpriced');
+    assert.equal(own, 0.25, 'a route name is no model the price table knows: the floor');
     const mini = gov.estimateUsd(start(body), bytes, [{ provider: 'openai', model: 'gpt-4o-mini' }]);
     const both = gov.estimateUsd(start(body), bytes, [
       { provider: 'openai', model: 'gpt-4o-mini' },

@@ -231,24 +231,12 @@ describe('spend and governance', function () {
   });
 
   describe('budgets', () => {
-    it('a blocking budget under 20 parallel streams stops within one request of its limit; refusals never reach upstream', async () => {
-      const dev = await tb.addUser('parallel@example.com', { team: 'parallel' });
-      const limit = ANTHROPIC_COST * 5.5;
-      const put = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
-        scope: 'user',
-        subject: 'parallel@example.com',
-        period: 'day',
-        limitUsd: limit,
-        action: 'block',
-      });
-      assert.equal(put.status, 200);
-      assert.equal(put.body.spentUsd, 0);
-
-      const upstreamBefore = anthropic.messageRequests().length;
-      const body = messages('claude-sonnet-4-5', { stream: true });
+    /**
+     * Waves of 20 parallel requests, all open at once (the mock holds them until released), until
+     * a whole wave is refused. Every wave must be stopped short by reservations.
+     */
+    async function waves(key: string, body: Record<string, unknown>): Promise<Sent[]> {
       const answers: Sent[] = [];
-      // Waves of 20 parallel streams, all open at once (the mock holds them until released), until
-      // a whole wave is refused.
       for (let wave = 0; wave < 20; wave++) {
         let release!: () => void;
         const gate = new Promise<void>((r) => {
@@ -259,7 +247,7 @@ describe('spend and governance', function () {
         const reachedBefore = anthropic.messageRequests().length;
         let settled = 0;
         const all = Array.from({ length: 20 }, () =>
-          post(tb, '/anthropic/v1/messages', dev.key, body).then((r) => {
+          post(tb, '/anthropic/v1/messages', key, body).then((r) => {
             settled++;
             return r;
           }),
@@ -277,6 +265,24 @@ describe('spend and governance', function () {
         assert.ok(admitted < 20, 'reservations stop a wave of parallel streams');
         if (admitted === 0) break;
       }
+      return answers;
+    }
+
+    it('a blocking budget under 20 parallel streams stops within one request of its limit; refusals never reach upstream', async () => {
+      const dev = await tb.addUser('parallel@example.com', { team: 'parallel' });
+      const limit = ANTHROPIC_COST * 5.5;
+      const put = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+        scope: 'user',
+        subject: 'parallel@example.com',
+        period: 'day',
+        limitUsd: limit,
+        action: 'block',
+      });
+      assert.equal(put.status, 200);
+      assert.equal(put.body.spentUsd, 0);
+
+      const upstreamBefore = anthropic.messageRequests().length;
+      const answers = await waves(dev.key, messages('claude-sonnet-4-5', { stream: true }));
       const ok = answers.filter((r) => r.status === 200).length;
       assert.ok(ok >= 1);
       assert.equal(
@@ -317,6 +323,39 @@ describe('spend and governance', function () {
       const refusedRecs = recs.filter((r) => r.error?.type === 'budget_exceeded');
       assert.equal(refusedRecs.length, answers.length - ok, 'every refusal is on the record');
       assert.ok(refusedRecs.every((r) => r.httpStatus === 429 && r.costUsd === 0));
+    });
+
+    it('a model name the price table does not know, answered as a priced model, stops within one request too', async () => {
+      // An Azure deployment's name, an alias: nothing prices the request, but the answer names a
+      // priced model and the request is charged at its price. It reserves the floor, so parallel
+      // requests cannot all slip under the limit at $0 each.
+      const dev = await tb.addUser('unpriced-race@example.com');
+      const limit = ANTHROPIC_COST * 5.5;
+      const put = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+        scope: 'user',
+        subject: 'unpriced-race@example.com',
+        period: 'day',
+        limitUsd: limit,
+        action: 'block',
+      });
+      anthropic.answerModel = 'claude-sonnet-4-5';
+      let answers: Sent[];
+      try {
+        answers = await waves(dev.key, messages('my-private-deployment', { stream: true }));
+      } finally {
+        anthropic.answerModel = undefined;
+      }
+      assert.ok(answers.some((r) => r.status === 200));
+      const status = await tb.api<BudgetStatus>('GET', `/api/v1/budgets/${put.body.id}`, tb.adminKey);
+      assert.ok(
+        status.body.spentUsd >= limit - 1e-9,
+        `spent ${status.body.spentUsd}: charged at the answer's price`,
+      );
+      assert.ok(
+        status.body.spentUsd <= limit + ANTHROPIC_COST + 1e-9,
+        `spent ${status.body.spentUsd} > limit ${limit} + one request`,
+      );
+      assert.equal(status.body.reservedUsd, 0);
     });
 
     it('refuses in OpenAI shape on OpenAI routes, and a team budget covers every member', async () => {
