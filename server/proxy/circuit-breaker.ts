@@ -124,3 +124,29 @@ export class CircuitBreakers {
 export function isProviderFailure(status: number): boolean {
   return status === 429 || status >= 500;
 }
+
+/**
+ * Error types a provider names in a stream's first event for a fault of the request itself, what
+ * an HTTP answer says with 400, 403, 404 or 413 (Anthropic's and OpenAI's types, Google's status
+ * names, Bedrock's in-stream `validationException` as the bridge names it): like those answers,
+ * the client's to see, not a reason to try another target or to count against this one. A member
+ * who sends requests the provider refuses would otherwise open a breaker for everyone.
+ */
+const REQUEST_FAULTS: ReadonlySet<string> = new Set([
+  'invalid_request_error',
+  'not_found_error',
+  'permission_error',
+  'request_too_large',
+  'invalid_prompt',
+  'context_length_exceeded',
+  'INVALID_ARGUMENT',
+  'FAILED_PRECONDITION',
+  'OUT_OF_RANGE',
+  'NOT_FOUND',
+  'PERMISSION_DENIED',
+]);
+
+/** Whether an error type a stream names is the request's fault (see REQUEST_FAULTS). */
+export function isRequestFault(errorType: string): boolean {
+  return REQUEST_FAULTS.has(errorType);
+}

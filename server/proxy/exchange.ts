@@ -31,7 +31,7 @@ import { keyRefusedIn } from '../routing/key-refusal';
 import type { AttemptTarget } from '../routing/routes';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
-import { type CircuitBreakers, isProviderFailure } from './circuit-breaker';
+import { type CircuitBreakers, isProviderFailure, isRequestFault } from './circuit-breaker';
 import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import type { ProxyReply, ProxyRequest } from './proxy-request';
@@ -877,8 +877,9 @@ export class Exchange {
   /**
    * A stream with another target behind it: held until its first SSE event is read (past the
    * API's `streamPreamble`, if it has one). An error there (or the stream ending or breaking before
-   * one) means nothing usable came and nothing was sent, so the next target is tried; otherwise the
-   * stream is the client's, replayed from its start.
+   * one) means nothing usable came and nothing was sent, so the next target is tried, unless the
+   * error is the request's fault (`isRequestFault`); otherwise the stream is the client's, replayed
+   * from its start.
    */
   private async peek(
     round: Round,
@@ -928,7 +929,10 @@ export class Exchange {
       : ended && !seen
         ? { type: 'upstream_protocol_error', message: 'the stream ended before its first event' }
         : meter.result().error;
-    if (error === null) return this.accept(round, tried, replay(res, chunks, it), endedAt);
+    // An error the request caused goes to the client as an unrouted stream's would: another target
+    // would refuse it too, and it says nothing of this one's health.
+    if (error === null || (broke === undefined && isRequestFault(error.type)))
+      return this.accept(round, tried, replay(res, chunks, it), endedAt);
     res.body.destroy();
     return {
       ...tried,

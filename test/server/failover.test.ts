@@ -162,6 +162,16 @@ const errorAsFirstEvent: Answer = (res) => {
   res.end();
 };
 
+/** A 200 stream whose first event is the request's fault (as Bedrock's in-stream `validationException` is). */
+const invalidAsFirstEvent: Answer = (res) => {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+  sse(res, 'error', {
+    type: 'error',
+    error: { type: 'invalid_request_error', message: 'messages.0.content: field required' },
+  });
+  res.end();
+};
+
 /** A 200 stream cut before its first event. */
 const cutBeforeFirstEvent: Answer = (res) => {
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
@@ -407,6 +417,42 @@ describe('routes and failover', () => {
       assert.equal(rec.attempts![0]!.httpStatus, 200);
       assert.ok(rec.attempts![0]!.error);
     }
+  });
+
+  it('a first event that is the request’s fault goes to the client: no failover, and no breaker opens for others', async () => {
+    // More than the breaker's threshold: a member sending requests the provider refuses must not
+    // move everyone else off the target.
+    for (let i = 0; i < 7; i++) {
+      primary.reset();
+      primary.next(invalidAsFirstEvent);
+      const stream = anthropic().messages.stream({
+        model: ROUTED,
+        max_tokens: 100,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      await assert.rejects(stream.finalMessage(), (err: unknown) => {
+        assert.match(String(err), /field required/);
+        return true;
+      });
+      assert.equal(backup.messageRequests().length, 0, 'not sent to another target');
+      const rec = await lastRecord();
+      assert.equal(rec.provider, 'anthropic');
+      assert.equal(rec.status, 'error');
+      assert.equal(rec.error?.type, 'invalid_request_error');
+      assert.equal(rec.attempts, undefined);
+    }
+    primary.reset();
+    const ok = await anthropic().messages.create({
+      model: ROUTED,
+      max_tokens: 100,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal(
+      ok.content[0]?.type === 'text' && ok.content[0].text,
+      'primary text',
+      'the first target still serves',
+    );
+    assert.equal((await lastRecord()).provider, 'anthropic');
   });
 
   it('never fails over once the stream has started: the client gets the error event', async () => {
