@@ -44,6 +44,19 @@ const GOVERNED = new Set([
   'openai-project',
 ]);
 
+/**
+ * Provider system parameters and alternative credentials a client could set by header, which the
+ * bridge's own request must decide: Google reads a deadline (`X-Server-Timeout`, whose 504 would
+ * count against the target's circuit breaker), a method override, routing and IAM parameters from
+ * `X-Goog-*` headers as well as from the query (which takes an allow-list: gemini/query.ts); Azure
+ * API Management reads a subscription key (`Ocp-Apim-Subscription-Key`, whose 401 would put every
+ * key of a pool out of use); AWS and Azure ML read their own `x-amz-*`, `azureml-*` and `x-ms-*`.
+ * `X-Goog-Api-Client` (the SDK's name and version) is what Google's SDKs send with every call, and
+ * goes through.
+ */
+const SYSTEM_PARAMETER =
+  /^(?:x-goog-(?!api-client$)|x-vertex-ai-|x-server-timeout$|x-http-method|x-method-override$|ocp-apim-|x-amzn?-|azureml-|x-ms-)/;
+
 const NO_TOKENS: ReadonlySet<string> = new Set();
 /** The last `Connection` value parsed and its tokens: clients send the same one (`keep-alive`) every time. */
 let lastConnection = '';
@@ -81,7 +94,8 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders): Record<str
       named.has(name) ||
       name.startsWith('proxy-') ||
       // `x-aibridge-client`, `x-aibridge-session-id`: meant for the bridge, not the provider.
-      name.startsWith('x-aibridge-')
+      name.startsWith('x-aibridge-') ||
+      SYSTEM_PARAMETER.test(name)
     )
       continue;
     out[name] = value;

@@ -50,6 +50,21 @@ describe('the Anthropic pass-through', () => {
           'openai-project': 'proj_elsewhere',
           'x-goog-user-project': 'someone-elses',
           'x-goog-fieldmask': 'content',
+          // Provider system parameters and other credentials: a member's deadline would be a 504
+          // counted against the target for everyone, a subscription key's 401 a pool key put out of use.
+          'x-server-timeout': '0.001',
+          'x-http-method-override': 'GET',
+          'x-goog-request-params': 'project=someone-elses',
+          'x-goog-iam-authorization-token': 'ya29.x',
+          'x-vertex-ai-llm-request-type': 'dedicated',
+          'ocp-apim-subscription-key': 'wrong',
+          'x-amz-security-token': 'x',
+          'x-amzn-bedrock-performanceconfig-latency': 'optimized',
+          'azureml-model-deployment': 'other',
+          'x-ms-model-mesh-model-name': 'other',
+          // What SDKs send for themselves goes through.
+          'x-goog-api-client': 'google-genai-sdk/1.0.0 gl-node/20',
+          'x-stainless-lang': 'js',
         },
       });
       req.on('response', resolve);
@@ -74,9 +89,21 @@ describe('the Anthropic pass-through', () => {
       'openai-project',
       'x-goog-user-project',
       'x-goog-fieldmask',
+      'x-server-timeout',
+      'x-http-method-override',
+      'x-goog-request-params',
+      'x-goog-iam-authorization-token',
+      'x-vertex-ai-llm-request-type',
+      'ocp-apim-subscription-key',
+      'x-amz-security-token',
+      'x-amzn-bedrock-performanceconfig-latency',
+      'azureml-model-deployment',
+      'x-ms-model-mesh-model-name',
     ]) {
       assert.equal(seen.headers[h], undefined, `${h} must not be forwarded`);
     }
+    assert.equal(seen.headers['x-goog-api-client'], 'google-genai-sdk/1.0.0 gl-node/20');
+    assert.equal(seen.headers['x-stainless-lang'], 'js');
     assert.equal(seen.body, JSON.stringify(MSG), 'the body goes upstream byte for byte');
   });
 
