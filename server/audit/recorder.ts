@@ -180,7 +180,7 @@ export class Recorder {
     if (!price.priceKnown)
       this.metrics.unknownPrice.inc({ provider: start.provider, model: this.metrics.model(model) });
     // Secrets go before anything is stored, logged or published.
-    const redactions: Redaction[] = [];
+    const redactions: Redaction[] = start.request.redactions ? [...start.request.redactions] : [];
     const capture = refused(end) ? 'none' : (start.capture ?? 'prompt');
     const rec: NewInterception = {
       id: start.id,

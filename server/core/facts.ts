@@ -3,6 +3,7 @@ import type {
   BilledTo,
   CacheFingerprint,
   CaptureLevel,
+  Interception,
   InterceptionError,
   ToolCallRecord,
 } from '../../shared/interception';
@@ -50,6 +51,11 @@ export interface RequestFacts {
    * output item of one of the caller's own stored answers (server/audit/response-owners.ts).
    */
   references?: string[];
+  /**
+   * Secrets redacted from the strings above that the bridge keeps as they came (the model name, the
+   * session id, tool results' call ids): the record lists them with its own redactions.
+   */
+  redactions?: Interception['redactions'];
 }
 
 /** A request's cache fingerprint, and the hash of any prefix of its messages (kept only while it runs). */

@@ -35,26 +35,38 @@ const builtIn = new Redactor();
 export function checkedRequestFacts(facts: RequestFacts, redactor: Redactor = builtIn): RequestFacts {
   const { model, sessionId } = facts;
   if (model !== null) {
-    if (model.length === 0 || model.length > MAX_MODEL_BYTES || !MODEL_NAME.test(model)) {
+    // `.` and `..` would be path segments where a provider puts the model in the URL (Bedrock's
+    // `/model/{id}/invoke`), leaving it for another path under the instance's base.
+    if (
+      model.length === 0 ||
+      model.length > MAX_MODEL_BYTES ||
+      !MODEL_NAME.test(model) ||
+      model === '.' ||
+      model === '..'
+    ) {
       throw new BridgeError(
         'invalid_model',
         model.length > MAX_MODEL_BYTES
           ? `The model name is ${model.length} characters long; the bridge accepts at most ${MAX_MODEL_BYTES}.`
-          : 'The model name must be 1 to 256 letters, digits or . _ - : / @ + ~ characters.',
+          : 'The model name must be 1 to 256 letters, digits or . _ - : / @ + ~ characters, and not `.` or `..`.',
       );
     }
   }
-  const unused: Redaction[] = [];
-  return {
+  const found: Redaction[] = [];
+  const checked: RequestFacts = {
     ...facts,
-    model: model === null ? null : redactor.text(model, 'model', unused),
+    model: model === null ? null : redactor.text(model, 'model', found),
     sessionId:
       sessionId === null || sessionId.length > MAX_SESSION_ID_CHARS
         ? null
-        : redactor.text(sessionId, 'sessionId', unused),
-    toolResults: facts.toolResults.map((r) => ({
+        : redactor.text(sessionId, 'sessionId', found),
+    toolResults: facts.toolResults.map((r, i) => ({
       ...r,
-      callId: r.callId.length > MAX_CALL_ID_CHARS ? '' : redactor.text(r.callId, 'toolResults', unused),
+      callId:
+        r.callId.length > MAX_CALL_ID_CHARS ? '' : redactor.text(r.callId, `toolResults[${i}].callId`, found),
     })),
   };
+  // Listed in the record with its own: a search for records that held a key finds these too.
+  if (found.length > 0) checked.redactions = found;
+  return checked;
 }

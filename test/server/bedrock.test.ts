@@ -3,8 +3,11 @@ import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import Anthropic, { RateLimitError } from '@anthropic-ai/sdk';
+import { EventStreamCodec } from '@smithy/eventstream-codec';
+import { fromUtf8, toUtf8 } from '@smithy/util-utf8';
 import { loadConfig } from '../../server/config';
 import { awsErrorOf, mapAwsError } from '../../server/providers/bedrock/errors';
+import { anthropicSse } from '../../server/providers/bedrock/eventstream';
 import { priceModelOf } from '../../server/providers/bedrock/models';
 import {
   AWS_TEST_CREDENTIALS,
@@ -480,6 +483,64 @@ describe('the real claude CLI through /bedrock', function () {
     assert.equal(mine.streamed, true);
     assert.equal(mine.usage.input, BEDROCK_USAGE.input_tokens);
     assert.equal(mine.usage.output, BEDROCK_USAGE.output_tokens);
+  });
+});
+
+describe('the Bedrock event stream as Anthropic SSE, unit', () => {
+  const codec = new EventStreamCodec(toUtf8, fromUtf8);
+  const str = (value: string) => ({ type: 'string' as const, value });
+  const chunkFrame = (eventJson: string): Uint8Array =>
+    codec.encode({
+      headers: {
+        ':event-type': str('chunk'),
+        ':content-type': str('application/json'),
+        ':message-type': str('event'),
+      },
+      body: fromUtf8(JSON.stringify({ bytes: Buffer.from(eventJson).toString('base64') })),
+    });
+  async function sseOf(chunks: Uint8Array[]): Promise<string> {
+    let out = '';
+    for await (const b of anthropicSse(
+      (async function* () {
+        yield* chunks;
+      })(),
+    ))
+      out += b.toString('utf8');
+    return out;
+  }
+
+  it('reads messages split anywhere, one byte at a time included', async () => {
+    const start = JSON.stringify({ type: 'message_start', message: { id: 'm', usage: { input_tokens: 3 } } });
+    const stop = JSON.stringify({ type: 'message_stop' });
+    const bytes = Buffer.concat([chunkFrame(start), chunkFrame(stop)]);
+    const expected = `event: message_start\ndata: ${start}\n\nevent: message_stop\ndata: ${stop}\n\n`;
+    assert.equal(await sseOf([bytes]), expected);
+    assert.equal(await sseOf([...bytes].map((b) => Uint8Array.of(b))), expected);
+    assert.equal(await sseOf([bytes.subarray(0, 2), bytes.subarray(2, 40), bytes.subarray(40)]), expected);
+  });
+
+  it('refuses a message declaring more than 16 MiB at once, without holding what follows', async () => {
+    const prelude = Buffer.alloc(12);
+    prelude.writeUInt32BE(0x7ffffff0, 0);
+    let pulled = 0;
+    const out: string[] = [];
+    for await (const b of anthropicSse(
+      (async function* () {
+        yield prelude;
+        // A hostile upstream would go on sending: the reader must stop at the prelude.
+        for (; pulled < 1000; pulled++) yield Buffer.alloc(65536);
+      })(),
+    ))
+      out.push(b.toString('utf8'));
+    assert.equal(pulled, 0, 'nothing after the prelude was read');
+    assert.equal(out.length, 1);
+    assert.match(out[0]!, /^event: error\ndata: .*over the 16777216 taken/);
+  });
+
+  it('a payload whose JSON has line breaks is one SSE data line', async () => {
+    const pretty = JSON.stringify({ type: 'message_delta', usage: { output_tokens: 7 } }, null, 2);
+    const sse = await sseOf([chunkFrame(pretty)]);
+    assert.equal(sse, `event: message_delta\ndata: ${JSON.stringify(JSON.parse(pretty))}\n\n`);
   });
 });
 

@@ -101,7 +101,17 @@ describe('strings a member chooses', () => {
         },
         body: JSON.stringify({ model, max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
       });
-    for (const bad of ['', 'claude sonnet', 'claude\nsonnet', 'claude"}', 'x'.repeat(257), 'modèle']) {
+    // `.` and `..` would be path segments where a provider puts the model in its URL (Bedrock's).
+    for (const bad of [
+      '',
+      'claude sonnet',
+      'claude\nsonnet',
+      'claude"}',
+      'x'.repeat(257),
+      'modèle',
+      '.',
+      '..',
+    ]) {
       const res = await post(bad);
       assert.equal(res.status, 400, JSON.stringify(bad));
       const body = (await res.json()) as { type: string; error: { type: string; message: string } };
@@ -116,6 +126,7 @@ describe('strings a member chooses', () => {
       'ft:gpt-4o:org::id',
       'claude-3-5-sonnet@20240620',
       'x'.repeat(256),
+      '...',
     ]) {
       const res = await post(good);
       assert.equal(res.status, 200, good);
@@ -176,6 +187,15 @@ describe('strings a member chooses', () => {
     const mine = recs.filter((r) => (r.model ?? '').includes('REDACTED'));
     assert.ok(mine.length >= 3, `records of the planted requests: ${mine.length}`);
     assert.ok(mine.some((r) => r.sessionId?.includes('[REDACTED:')));
+    // And listed, so a search of the records that held a key finds them.
+    const first = mine.find((r) => r.sessionId?.includes('[REDACTED:') && r.provider === 'anthropic')!;
+    assert.deepEqual(
+      first.redactions
+        .filter((x) => x.field === 'model' || x.field === 'sessionId')
+        .map((x) => x.field)
+        .sort(),
+      ['model', 'sessionId'],
+    );
     assert.match(health, /REDACTED:anthropic_key/, 'the failing breaker is shown, redacted');
   });
 

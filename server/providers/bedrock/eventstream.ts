@@ -8,20 +8,49 @@ const codec = new EventStreamCodec(toUtf8, fromUtf8);
 /** The bytes are not a well-formed Bedrock event stream (as opposed to the connection failing). */
 class StreamFormatError extends Error {}
 
-/** Whole event-stream messages out of arbitrary chunks: each starts with its total length (big-endian uint32). */
+/**
+ * The longest event-stream message taken (AWS's event-stream limit): Bedrock's chunks are a few KB,
+ * and a prelude declaring more is a broken or hostile upstream, not a message worth waiting for.
+ */
+const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Whole event-stream messages out of arbitrary chunks: each starts with its total length
+ * (big-endian uint32). Chunks wait in a list and are joined once a message is complete, so a long
+ * message costs one copy, not one per chunk.
+ */
 async function* frames(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  let buf = Buffer.alloc(0);
+  let held: Uint8Array[] = [];
+  let have = 0;
+  /** The held bytes as one buffer (held then holds only it). */
+  const joined = (): Buffer => {
+    const one =
+      held.length === 1
+        ? Buffer.from(held[0]!.buffer, held[0]!.byteOffset, held[0]!.byteLength)
+        : Buffer.concat(held, have);
+    held = [one];
+    return one;
+  };
   for await (const chunk of chunks) {
-    buf = buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([buf, chunk]);
-    while (buf.length >= 4) {
-      const total = buf.readUInt32BE(0);
+    held.push(chunk);
+    have += chunk.length;
+    while (have >= 4) {
+      let buf = held[0]!.length >= 4 ? held[0]! : joined();
+      const total = Buffer.from(buf.buffer, buf.byteOffset, 4).readUInt32BE(0);
       if (total < 16) throw new StreamFormatError(`event-stream message of impossible length ${total}`);
-      if (buf.length < total) break;
+      if (total > MAX_MESSAGE_BYTES)
+        throw new StreamFormatError(
+          `event-stream message of ${total} bytes, over the ${MAX_MESSAGE_BYTES} taken`,
+        );
+      if (have < total) break;
+      buf = joined();
       yield buf.subarray(0, total);
-      buf = buf.subarray(total);
+      const rest = buf.subarray(total);
+      held = rest.length > 0 ? [rest] : [];
+      have = rest.length;
     }
   }
-  if (buf.length > 0) throw new StreamFormatError('the event stream ended inside a message');
+  if (have > 0) throw new StreamFormatError('the event stream ended inside a message');
 }
 
 function sse(type: string, data: string): string {
@@ -40,7 +69,8 @@ function eventOf(payload: string): string {
   const json = Buffer.from(outer.bytes, 'base64').toString('utf8');
   const inner: unknown = JSON.parse(json);
   const type = isObject(inner) && typeof inner.type === 'string' ? inner.type : 'message';
-  return sse(type, json);
+  // A line break inside the JSON would end the SSE `data:` line early: written compact again then.
+  return sse(type, json.includes('\n') || json.includes('\r') ? JSON.stringify(inner) : json);
 }
 
 /**
