@@ -178,6 +178,10 @@ export const ERROR_CODES = {
     status: 503,
     message: 'The bridge cannot reach its database; retry shortly.',
   },
+  search_timeout: {
+    status: 503,
+    message: 'The read ran longer than the database allows reads (30 s) and was stopped; narrow it.',
+  },
   upstream_timeout: { status: 504, message: 'The provider did not answer in time.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

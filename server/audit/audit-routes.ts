@@ -257,8 +257,6 @@ export function auditRoutes(
       .catch((err: unknown) => req.log.error({ err }, 'failed to record an admin read'));
   }
 
-  const scanPlace = places.hold;
-
   async function filterFrom(req: FastifyRequest, q: FilterQuery): Promise<InterceptionFilter> {
     return {
       userId: await scopeUser(req, q.user),
@@ -281,16 +279,16 @@ export function auditRoutes(
       {
         config: { access: 'member' },
         schema: { querystring: InterceptionQuery },
-        // A text search reads records from disk until a page matches; the others read one page.
-        preHandler: async (req, reply) => {
-          if (req.query.q !== undefined) await scanPlace(req, reply);
+      },
+      // A text search reads records until a page matches; the others read one page.
+      places.guard(
+        async (req) => {
+          const filter = await filterFrom(req, req.query);
+          logRead(req, filter.userId);
+          return store.listInterceptions(filter, req.query.limit, req.query.cursor);
         },
-      },
-      async (req) => {
-        const filter = await filterFrom(req, req.query);
-        logRead(req, filter.userId);
-        return store.listInterceptions(filter, req.query.limit, req.query.cursor);
-      },
+        (req) => req.query.q !== undefined,
+      ),
     );
 
     app.get<{ Params: Static<typeof IdParams> }>(
@@ -310,8 +308,8 @@ export function auditRoutes(
 
     app.get<{ Querystring: Static<typeof SessionQuery> }>(
       '/api/v1/sessions',
-      { config: { access: 'member' }, schema: { querystring: SessionQuery }, preHandler: scanPlace },
-      async (req) => {
+      { config: { access: 'member' }, schema: { querystring: SessionQuery } },
+      places.guard(async (req) => {
         const q = req.query;
         const filter: InterceptionFilter = {
           userId: await scopeUser(req, q.user),
@@ -380,13 +378,13 @@ export function auditRoutes(
             costUsd: roundUsd(s.costUsd),
           }));
         return { items };
-      },
+      }),
     );
 
     app.get<{ Querystring: Static<typeof ToolCallQuery> }>(
       '/api/v1/tool-calls',
-      { config: { access: 'member' }, schema: { querystring: ToolCallQuery }, preHandler: scanPlace },
-      async (req) => {
+      { config: { access: 'member' }, schema: { querystring: ToolCallQuery } },
+      places.guard(async (req) => {
         const q = req.query;
         const filter: InterceptionFilter = {
           userId: await scopeUser(req, q.user),
@@ -441,7 +439,7 @@ export function auditRoutes(
           if (calls.length > 0) items.sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0));
         }
         return { items: items.slice(0, q.limit) };
-      },
+      }),
     );
 
     /**
@@ -474,8 +472,8 @@ export function auditRoutes(
 
     app.get<{ Querystring: Static<typeof ExportQuery> }>(
       '/api/v1/audit/export',
-      { config: { access: 'member' }, schema: { querystring: ExportQuery }, preHandler: scanPlace },
-      async (req, reply) => {
+      { config: { access: 'member' }, schema: { querystring: ExportQuery } },
+      places.guard(async (req, reply) => {
         const filter = await filterFrom(req, req.query);
         logRead(req, filter.userId);
         const csv = req.query.format === 'csv';
@@ -507,7 +505,7 @@ export function auditRoutes(
             `attachment; filename="aibridge-${gateway ? 'gateway-calls' : 'audit'}-${stamp}.${csv ? 'csv' : 'jsonl'}"`,
           )
           .send(Readable.from(lines(), { objectMode: false, highWaterMark: 64 * 1024 }));
-      },
+      }),
     );
 
     app.get<{ Querystring: Static<typeof AccessLogQuery> }>(

@@ -48,8 +48,8 @@ export function cacheBreakRoutes(store: Store, now: () => Date, places: ScanPlac
     app.get<{ Querystring: Static<typeof CacheBreakQuery> }>(
       '/api/v1/cache-breaks',
       // It reads every record of the period: held to the user's places as the other whole-range reads.
-      { config: { access: 'member' }, schema: { querystring: CacheBreakQuery }, preHandler: places.hold },
-      async (req) => {
+      { config: { access: 'member' }, schema: { querystring: CacheBreakQuery } },
+      places.guard(async (req) => {
         const { period, groupBy } = req.query;
         const me = principalOf(req).user;
         const at = now();
@@ -86,7 +86,7 @@ export function cacheBreakRoutes(store: Store, now: () => Date, places: ScanPlac
           rows: [...rows.values()].map(round).sort((a, b) => b.cacheBreakExcessUsd - a.cacheBreakExcessUsd),
           totals: round(totals),
         };
-      },
+      }),
     );
   };
 }

@@ -15,11 +15,35 @@ export class ScanPlaces {
   private readonly scanning = new Map<string, number>();
 
   /**
-   * A preHandler: holds one of the user's SCANS_PER_USER places until the answer ends or the
-   * client leaves, or refuses with `429 rate_limited` when they hold them all.
+   * A route handler that runs in one of the user's SCANS_PER_USER places, or is refused with `429
+   * rate_limited` when they hold them all (`when`: whether this request scans at all). The place
+   * is held until the handler's reading has settled and its response has closed: a client that
+   * hangs up does not get its place back while the store still reads for it (searches cut off
+   * after 300 ms, their places given back at once, ran on in the database by the dozen).
    */
-  readonly hold = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const user = principalOf(req).user.id;
+  guard<Req extends FastifyRequest, R>(
+    handler: (req: Req, reply: FastifyReply) => Promise<R>,
+    when: (req: Req) => boolean = () => true,
+  ): (req: Req, reply: FastifyReply) => Promise<R> {
+    return async (req, reply) => {
+      if (!when(req)) return handler(req, reply);
+      const release = this.take(principalOf(req).user.id);
+      let waiting = 2;
+      const done = (): void => {
+        if (--waiting === 0) release();
+      };
+      if (reply.raw.closed) done();
+      else reply.raw.once('close', done);
+      try {
+        return await handler(req, reply);
+      } finally {
+        done();
+      }
+    };
+  }
+
+  /** One of the user's places, given back by the function returned. */
+  private take(user: string): () => void {
     const n = this.scanning.get(user) ?? 0;
     if (n >= SCANS_PER_USER)
       throw new BridgeError(
@@ -28,10 +52,10 @@ export class ScanPlaces {
         { headers: { 'retry-after': '1' } },
       );
     this.scanning.set(user, n + 1);
-    reply.raw.once('close', () => {
+    return () => {
       const left = (this.scanning.get(user) ?? 1) - 1;
       if (left <= 0) this.scanning.delete(user);
       else this.scanning.set(user, left);
-    });
-  };
+    };
+  }
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { SCANS_PER_USER } from '../../server/audit/scan-places';
 import type { InterceptionFilter } from '../../server/store/types';
 import { AnthropicMock } from '../helpers/anthropic-mock';
@@ -15,6 +16,8 @@ describe('reads that walk all of a user’s records (SCANS_PER_USER at a time)',
   let heavy: { key: string; user: { id: string } };
   let other: { key: string };
   let release: () => void = () => undefined;
+  /** Holds the heavy member's reads again until `release` is called. */
+  let arm: () => void = () => undefined;
 
   before(async () => {
     mock = await new AnthropicMock().start();
@@ -22,7 +25,7 @@ describe('reads that walk all of a user’s records (SCANS_PER_USER at a time)',
     heavy = await tb.addUser('scan-heavy@example.com');
     other = await tb.addUser('scan-other@example.com');
     // The heavy member's reads wait here until released; everyone else's go through.
-    let gate = new Promise<void>((r) => (release = r));
+    let gate: Promise<void> = Promise.resolve();
     const store = tb.bridge.store;
     const list = store.listInterceptions.bind(store);
     const scan = store.scanInterceptions.bind(store);
@@ -35,11 +38,15 @@ describe('reads that walk all of a user’s records (SCANS_PER_USER at a time)',
       await held(f);
       yield* scan(f);
     };
-    const open = release;
-    release = () => {
-      open();
-      gate = Promise.resolve();
+    arm = () => {
+      let open!: () => void;
+      gate = new Promise<void>((r) => (open = r));
+      release = () => {
+        open();
+        gate = Promise.resolve();
+      };
     };
+    arm();
   });
   after(async () => {
     release();
@@ -81,5 +88,27 @@ describe('reads that walk all of a user’s records (SCANS_PER_USER at a time)',
     assert.equal(await within(get('/api/v1/interceptions?q=needle', heavy.key)), 200);
     assert.equal(await within(get('/api/v1/interceptions', heavy.key)), 200);
     assert.equal(await within(get('/api/v1/cache-breaks', heavy.key)), 200);
+  });
+
+  it('a search its client hung up on keeps its place until the store has finished reading for it', async () => {
+    arm();
+    // Two searches whose clients hang up while the store reads for them.
+    const hungUp = [0, 1].map(
+      () =>
+        new Promise<string>((resolve) => {
+          const req = http.get(`${tb.url}/api/v1/interceptions?q=needle`, {
+            headers: { authorization: `Bearer ${heavy.key}` },
+          });
+          req.on('error', () => resolve('hung up'));
+          setTimeout(() => req.destroy(), 200);
+        }),
+    );
+    assert.deepEqual(await Promise.all(hungUp), ['hung up', 'hung up']);
+    await new Promise((r) => setTimeout(r, 100));
+    // The store still reads for both: no third.
+    assert.equal(await within(get('/api/v1/interceptions?q=needle', heavy.key)), 429);
+    release();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await within(get('/api/v1/interceptions?q=needle', heavy.key)), 200);
   });
 });

@@ -310,6 +310,17 @@ export class ChangeFeed {
     }
   }
 
+  /**
+   * The arguments of a `pg_notify(channel, payload)` that a write runs in its own statement, for
+   * a change caches depend on (a key, a user, a document kind): the others hear of it exactly when
+   * the write commits. Sent apart after the commit, it could be lost (a pool busy for seconds, a
+   * dropped connection) with the write standing, and the other replicas kept the old key or policy
+   * with nothing to correct them. Such changes are small: always inline.
+   */
+  notifyArgs(change: StoreChange & { kind: 'key' | 'user' | 'doc' }): [channel: string, payload: string] {
+    return [CHANNEL, `${this.ownPrefix}"change":${JSON.stringify(change)}}`];
+  }
+
   /** `change`: one StoreChange as JSON. */
   private async send(change: string): Promise<void> {
     const inline = `${this.ownPrefix}"change":${change}}`;

@@ -48,6 +48,8 @@ export interface PostgresStoreOptions {
   maxBatch?: number;
   /** Apply pending migrations at open (default); `aibridge migrate` runs them alone. */
   migrate?: boolean;
+  /** How long one read that walks records may run in the database (default 30 s). */
+  readTimeoutMs?: number;
   onError?: (err: Error, context: string) => void;
 }
 
@@ -61,7 +63,21 @@ const PRUNE_CHUNK = 5000;
 
 type Row = Record<string, unknown>;
 
+/** Connections of the read pool (PostgresStore.readPool), beside the main pool's. */
+const READ_CONNECTIONS = 3;
+/** How long one statement of the read pool may run (PostgresStoreOptions.readTimeoutMs). */
+const READ_TIMEOUT_MS = 30_000;
+
 /** Opens a batch's transaction: the head row made if missing, then locked and read, in one round trip. */
+/**
+ * The end of a write `WITH w AS (… RETURNING …)`: its rows, each with the change's NOTIFY, which
+ * PostgreSQL sends when the write commits and never without it (ChangeFeed.notifyArgs). `at`: the
+ * channel's parameter number; the payload's follows.
+ */
+function notifyFromW(at: number): string {
+  return `SELECT w.*, pg_notify($${at}, $${at + 1}) AS notified FROM w`;
+}
+
 const LOCK_HEAD = `BEGIN; INSERT INTO chain_head (seq, hash) VALUES (0, '${GENESIS}') ON CONFLICT DO NOTHING;
   SELECT seq, hash FROM chain_head FOR UPDATE`;
 
@@ -110,6 +126,14 @@ export class PostgresStore implements Store {
   readonly kind = 'postgres';
   readonly shared = true;
   private readonly pool: pg.Pool;
+  /**
+   * Reads that walk records (searches, session and tool-call lists, exports, reports), on
+   * connections of their own with a statement timeout: a member's search over long prompts ran 12 s
+   * and more in the database, and a few of them, each cut off by its client and run on anyway, held
+   * every pooled connection; the audit writes, key checks, budget leases and change notifications
+   * of every request then failed on every replica for minutes. Here they wait for one another.
+   */
+  private readonly readPool: pg.Pool;
   private readonly batcher: Batcher<NewInterception, Interception>;
   /** When a pooled connection was last handed out: a pool that hands none out is not just busy. */
   private lastCheckoutAt = Date.now();
@@ -134,6 +158,15 @@ export class PostgresStore implements Store {
       // A pooled connection whose peer vanished (a failover leaving half-open sockets) is noticed.
       keepAlive: true,
     });
+    this.readPool = new pg.Pool({
+      connectionString: opts.url,
+      max: READ_CONNECTIONS,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 60_000,
+      keepAlive: true,
+      statement_timeout: opts.readTimeoutMs ?? READ_TIMEOUT_MS,
+    });
+    this.readPool.on('error', (err) => opts.onError?.(err, 'idle connection'));
     this.pool.on('acquire', () => {
       this.lastCheckoutAt = Date.now();
     });
@@ -172,6 +205,7 @@ export class PostgresStore implements Store {
       );
     }
     await this.feed.stop();
+    await this.readPool.end();
     await this.pool.end();
   }
 
@@ -234,11 +268,13 @@ export class PostgresStore implements Store {
   }
 
   async updateUser(id: string, patch: UserPatch): Promise<User | undefined> {
+    const change = { kind: 'user' as const, id };
     const r = await this.query<{ doc: User }>(
-      'UPDATE users SET doc = doc || $2::jsonb WHERE id = $1 RETURNING doc',
-      [id, JSON.stringify(patch)],
+      `WITH w AS (UPDATE users SET doc = doc || $2::jsonb WHERE id = $1 RETURNING doc)
+       ${notifyFromW(3)}`,
+      [id, JSON.stringify(patch), ...this.feed.notifyArgs(change)],
     );
-    if (r.rows[0]) this.announce({ kind: 'user', id });
+    if (r.rows[0]) this.feed.deliver(change);
     return r.rows[0]?.doc;
   }
 
@@ -270,29 +306,33 @@ export class PostgresStore implements Store {
   }
 
   async revokeKey(id: string, at: string): Promise<KeyRecord | undefined> {
+    const change = { kind: 'key' as const, id };
     // The first revocation time stays: revoking twice changes nothing.
     const r = await this.query<{ doc: KeyRecord }>(
-      `UPDATE bridge_keys
+      `WITH w AS (UPDATE bridge_keys
           SET doc = CASE WHEN doc->>'revokedAt' IS NULL THEN jsonb_set(doc, '{revokedAt}', to_jsonb($2::text)) ELSE doc END
-        WHERE id = $1 RETURNING doc`,
-      [id, at],
+        WHERE id = $1 RETURNING doc)
+       ${notifyFromW(3)}`,
+      [id, at, ...this.feed.notifyArgs(change)],
     );
-    if (r.rows[0]) this.announce({ kind: 'key', id });
+    if (r.rows[0]) this.feed.deliver(change);
     return r.rows[0]?.doc;
   }
 
   async renewKey(id: string, expiresAt: string): Promise<KeyRecord | undefined> {
     // Only forward, only live keys with an expiry: two replicas renewing at once both land on the later time.
+    const change = { kind: 'key' as const, id };
     const r = await this.query<{ doc: KeyRecord }>(
-      `UPDATE bridge_keys
+      `WITH w AS (UPDATE bridge_keys
           SET doc = CASE
             WHEN doc->>'revokedAt' IS NULL AND doc->>'expiresAt' IS NOT NULL
                  AND (doc->>'expiresAt')::timestamptz < ($2::text)::timestamptz
             THEN jsonb_set(doc, '{expiresAt}', to_jsonb($2::text)) ELSE doc END
-        WHERE id = $1 RETURNING doc`,
-      [id, expiresAt],
+        WHERE id = $1 RETURNING doc)
+       ${notifyFromW(3)}`,
+      [id, expiresAt, ...this.feed.notifyArgs(change)],
     );
-    if (r.rows[0]) this.announce({ kind: 'key', id });
+    if (r.rows[0]) this.feed.deliver(change);
     return r.rows[0]?.doc;
   }
 
@@ -446,7 +486,7 @@ export class PostgresStore implements Store {
   ): Promise<Page<Interception>> {
     const w = interceptionWhere(filter);
     if (cursor !== undefined) w.add('seq < $?', decodeCursor(cursor));
-    const r = await this.query<{ record: string }>(
+    const r = await this.read<{ record: string }>(
       `SELECT record FROM interceptions WHERE ${w.sql} ORDER BY seq DESC LIMIT ${Math.max(0, Math.floor(limit)) + 1}`,
       w.params,
     );
@@ -506,7 +546,7 @@ export class PostgresStore implements Store {
     for (;;) {
       const w = interceptionWhere(filter);
       w.add('seq > $?', after);
-      const r = await this.query<{ record: string }>(
+      const r = await this.read<{ record: string }>(
         `SELECT record FROM interceptions WHERE ${w.sql} ORDER BY seq LIMIT ${SCAN_CHUNK}`,
         w.params,
       );
@@ -604,7 +644,7 @@ export class PostgresStore implements Store {
     if (q.userId !== undefined) w.add('user_id = $?', q.userId);
     if (q.server !== undefined) w.add('server = $?', q.server);
     if (q.name !== undefined) w.add('name = $?', q.name);
-    const r = await this.query<{ doc: GatewayToolCall }>(
+    const r = await this.read<{ doc: GatewayToolCall }>(
       `SELECT doc FROM mcp_gateway_calls WHERE ${w.sql} ORDER BY at DESC, pos DESC LIMIT ${Math.max(0, Math.floor(q.limit))}`,
       w.params,
     );
@@ -623,7 +663,7 @@ export class PostgresStore implements Store {
       if (q.until !== undefined) w.add('at < $?::timestamptz', q.until);
       if (q.userId !== undefined) w.add('user_id = $?', q.userId);
       w.add('pos > $?', after);
-      const r = await this.query<{ pos: string; doc: GatewayToolCall }>(
+      const r = await this.read<{ pos: string; doc: GatewayToolCall }>(
         `SELECT pos, doc FROM mcp_gateway_calls WHERE ${w.sql} ORDER BY pos LIMIT ${SCAN_CHUNK}`,
         w.params,
       );
@@ -668,7 +708,7 @@ export class PostgresStore implements Store {
     if (q.team !== undefined) w.add('team = $?', q.team);
     // Numbers as float8 and the hour as epoch milliseconds: no per-row string or date parsing in
     // the driver (a year of rollups is hundreds of thousands of rows). Sums stay exact below 2^53.
-    const r = await this.query<Row>(
+    const r = await this.read<Row>(
       `SELECT (extract(epoch FROM hour) * 1000)::float8 AS hour_ms, user_id, user_email, team, provider,
               model, model_is_null, client, requests::float8, input::float8, output::float8,
               cache_read::float8, cache_write::float8, reasoning::float8, cost_usd, unpriced_requests::float8,
@@ -718,28 +758,33 @@ export class PostgresStore implements Store {
 
   async putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void> {
     await this.query(
-      `INSERT INTO docs (kind, id, doc) VALUES ($1, $2, $3)
-       ON CONFLICT (kind, id) DO UPDATE SET doc = EXCLUDED.doc`,
-      [kind, id, JSON.stringify(doc)],
+      `WITH w AS (INSERT INTO docs (kind, id, doc) VALUES ($1, $2, $3)
+         ON CONFLICT (kind, id) DO UPDATE SET doc = EXCLUDED.doc RETURNING 1)
+       ${notifyFromW(4)}`,
+      [kind, id, JSON.stringify(doc), ...this.feed.notifyArgs({ kind: 'doc', docKind: kind })],
     );
     this.docChanged(kind);
   }
 
   async deleteDoc(kind: DocKind, id: string): Promise<boolean> {
-    const r = await this.query('DELETE FROM docs WHERE kind = $1 AND id = $2', [kind, id]);
+    const r = await this.query(
+      `WITH w AS (DELETE FROM docs WHERE kind = $1 AND id = $2 RETURNING 1)
+       ${notifyFromW(3)}`,
+      [kind, id, ...this.feed.notifyArgs({ kind: 'doc', docKind: kind })],
+    );
     const deleted = (r.rowCount ?? 0) > 0;
     if (deleted) this.docChanged(kind);
     return deleted;
   }
 
   /**
-   * The other replicas reload the kind; this one's own watchers hear of the write too, so that a
-   * reload of the kind under way here, which may have read the documents before the write, runs
-   * again instead of putting back what was there (a budget lowered here, then raised again by it).
+   * This replica's own watchers hear of a document write (the others hear its NOTIFY, sent in the
+   * write's statement), so that a reload of the kind under way here, which may have read the
+   * documents before the write, runs again instead of putting back what was there (a budget
+   * lowered here, then raised again by it).
    */
   private docChanged(kind: DocKind): void {
     this.feed.deliver({ kind: 'doc', docKind: kind, local: true });
-    this.feed.notify({ kind: 'doc', docKind: kind });
   }
 
   async appendAlert(alert: Alert): Promise<void> {
@@ -754,7 +799,7 @@ export class PostgresStore implements Store {
     const w = new Where();
     if (q.since !== undefined) w.add('at >= $?::timestamptz', q.since);
     if (q.userId !== undefined) w.add('user_id = $?', q.userId);
-    const r = await this.query<{ doc: Alert }>(
+    const r = await this.read<{ doc: Alert }>(
       `SELECT doc FROM alerts WHERE ${w.sql} ORDER BY pos DESC LIMIT ${Math.max(0, Math.floor(q.limit))}`,
       w.params,
     );
@@ -801,10 +846,23 @@ export class PostgresStore implements Store {
     this.feed.notify(change);
   }
 
-  /** A key or user changed: this replica's caches drop it now, the others' when the notification lands. */
-  private announce(change: StoreChange & { kind: 'key' | 'user' }): void {
-    this.feed.deliver(change);
-    this.feed.notify(change);
+  /** A read that walks records: on the read pool, under its statement timeout (see readPool). */
+  private async read<R extends pg.QueryResultRow>(
+    text: string | pg.QueryConfig,
+    params?: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.readPool.query<R>(text, params);
+    } catch (err) {
+      // 57014: canceled by the statement timeout.
+      if ((err as { code?: unknown }).code === '57014')
+        throw new BridgeError(
+          'search_timeout',
+          `The read ran past ${(this.opts.readTimeoutMs ?? READ_TIMEOUT_MS) / 1000} s in the database and was stopped: narrow it (a shorter time range, one user, a longer search text).`,
+          { cause: err },
+        );
+      throw asStoreError(err);
+    }
   }
 
   /** Every statement outside a transaction goes through here, so an outage reads as `store_unavailable`. */
