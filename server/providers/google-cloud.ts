@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import { isObject } from './common';
 import type { FieldProblem } from './family';
 import type { UpstreamCall } from './types';
-import { jsonAnswer, withBody } from './upstream-answer';
+import { jsonAnswer, readSmall, withBody } from './upstream-answer';
 import { requestUrl } from './upstream-request';
 import type { JsonObject } from './wire';
 
@@ -103,7 +103,7 @@ export async function postToVertex(
   });
   if (res.statusCode < 400 || String(res.headers['content-type'] ?? '').includes('text/event-stream'))
     return res;
-  const raw = Buffer.from(await res.body.arrayBuffer());
+  const raw = await readSmall(res.body);
   const retry = res.headers['retry-after'];
   const mapped = mapError(res.statusCode, raw, typeof retry === 'string' ? retry : undefined);
   const extra: Record<string, string> = mapped.retryAfter ? { 'retry-after': mapped.retryAfter } : {};

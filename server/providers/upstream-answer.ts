@@ -49,3 +49,27 @@ export function localAnswer(status: number, body: unknown): Dispatcher.ResponseD
     body: Readable.from([bytes]) as unknown as Dispatcher.ResponseData['body'],
   };
 }
+
+/**
+ * The most of an upstream's small answer (an error, a token count) a family reads whole to map it:
+ * real ones are a few KB, and an endpoint that streams without end must not grow the bridge.
+ */
+export const SMALL_ANSWER_LIMIT = 1024 * 1024;
+
+/** An upstream body read whole up to `limit` bytes; the rest is not read (the body is destroyed). */
+export async function readSmall(
+  body: Dispatcher.ResponseData['body'],
+  limit = SMALL_ANSWER_LIMIT,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= limit) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks, size).subarray(0, limit);
+}

@@ -6,7 +6,7 @@ import { messagesApi } from '../anthropic/messages';
 import { isObject } from '../common';
 import type { FieldProblem, InstanceSettings, ProviderFamily } from '../family';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
-import { jsonAnswer, localAnswer, withBody } from '../upstream-answer';
+import { jsonAnswer, localAnswer, readSmall, withBody } from '../upstream-answer';
 import { requestUrl } from '../upstream-request';
 import { awsCredentials } from './credentials';
 import { awsErrorOf, mapAwsError } from './errors';
@@ -94,7 +94,7 @@ function create(s: InstanceSettings): ProviderAdapter {
     });
     const type = String(res.headers['content-type'] ?? '');
     if (res.statusCode >= 400) {
-      const raw = Buffer.from(await res.body.arrayBuffer());
+      const raw = await readSmall(res.body);
       const errorType = res.headers['x-amzn-errortype'];
       const aws = awsErrorOf(typeof errorType === 'string' ? errorType : undefined, raw);
       const retry = res.headers['retry-after'];
@@ -113,7 +113,12 @@ function create(s: InstanceSettings): ProviderAdapter {
     }
     if (counting) {
       // `{"inputTokens": n}` → Anthropic's `{"input_tokens": n}`.
-      const answer: unknown = await res.body.json();
+      let answer: unknown;
+      try {
+        answer = JSON.parse((await readSmall(res.body)).toString('utf8'));
+      } catch {
+        answer = undefined;
+      }
       const n = isObject(answer) && typeof answer.inputTokens === 'number' ? answer.inputTokens : null;
       if (n === null)
         return jsonAnswer(
