@@ -543,6 +543,24 @@ function tracingConfig(env: Env): TracingConfig {
   };
 }
 
+/**
+ * AIBRIDGE_KEY_HASH_SECRET as given, refused when it is blank or still a placeholder (the shipped
+ * Kubernetes Secret's `CHANGE-ME…`): every key would be hashed under a secret anyone can read.
+ */
+function keyHashSecret(value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  const encoded = /^base64url:(.*)$/s.exec(value.trim());
+  const bytes = encoded
+    ? Buffer.from(encoded[1]!.trim(), 'base64url').length
+    : Buffer.byteLength(value.trim());
+  if (bytes === 0 || /^change-?me/i.test(value.trim()))
+    throw new ConfigError(
+      'AIBRIDGE_KEY_HASH_SECRET',
+      'expected a long random secret (openssl rand -base64 32), or base64url:<the content of a key-hash.secret file>',
+    );
+  return value;
+}
+
 /** AIBRIDGE_MCP_*: the loop's limits, the servers file, and the key that encrypts MCP credentials. */
 function mcpSettings(env: Env, dataDir: string): McpSettings {
   const key = env.AIBRIDGE_MCP_CREDENTIALS_KEY || undefined;
@@ -898,7 +916,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       burstRpm: int(pick(undefined, '', env, 'AIBRIDGE_BURST_RPM'), 120, 0, 1_000_000),
     },
     metricsToken: env.AIBRIDGE_METRICS_TOKEN || undefined,
-    keyHashSecret: env.AIBRIDGE_KEY_HASH_SECRET || undefined,
+    keyHashSecret: keyHashSecret(env.AIBRIDGE_KEY_HASH_SECRET),
     metricsPort: pick(flags['metrics-port'], '--metrics-port', env, 'AIBRIDGE_METRICS_PORT')
       ? int(pick(flags['metrics-port'], '--metrics-port', env, 'AIBRIDGE_METRICS_PORT'), 0, 0, 65535)
       : undefined,

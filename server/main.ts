@@ -126,15 +126,34 @@ async function serve(args: string[]): Promise<void> {
       `Created admin user ${config.adminEmail}. Admin key (shown once, also saved to ${config.dataDir}/admin.key):\n${created.key}\n`,
     );
   }
+  // Before the listening line: a supervisor must not see the bridge started and then exit.
+  const metricsAt =
+    config.metricsPort === undefined
+      ? undefined
+      : await bridge.listenMetrics(config.metricsHost, config.metricsPort).catch((err: unknown) => {
+          throw metricsListenFailure(err);
+        });
   const { port } = new URL(address);
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   process.stdout.write(`aibridge listening on http://${host}:${port}\n`);
   startUpDone();
-  if (config.metricsPort !== undefined) {
-    process.stdout.write(
-      `aibridge metrics on ${await bridge.listenMetrics(config.metricsHost, config.metricsPort)}\n`,
+  if (metricsAt !== undefined) process.stdout.write(`aibridge metrics on ${metricsAt}\n`);
+}
+
+/** The metrics listener's failure, naming its own settings rather than --port's. */
+function metricsListenFailure(err: unknown): Error {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e?.code === 'EADDRINUSE')
+    return new Error(
+      `${e.address ?? 'the address'}:${e.port ?? '?'} is already in use: choose another --metrics-port (AIBRIDGE_METRICS_PORT)`,
     );
-  }
+  if (e?.code === 'EADDRNOTAVAIL')
+    return new Error(
+      `${e.address ?? 'the address'} is not an address of this machine: check AIBRIDGE_METRICS_HOST`,
+    );
+  return new Error(
+    `the metrics listener could not start: ${err instanceof Error ? err.message : String(err)}`,
+  );
 }
 
 function out(line: string): void {

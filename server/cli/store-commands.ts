@@ -152,7 +152,7 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
           `${access.length} access-log entries, ${records} interceptions, ${gatewayCalls} MCP gateway calls; chain verified`,
       );
       out(
-        `keys are checked with ${from}/key-hash.secret (or AIBRIDGE_KEY_HASH_SECRET): give every replica the same`,
+        `keys are checked with ${from}/key-hash.secret (or AIBRIDGE_KEY_HASH_SECRET): give every replica the same file in its data dir, or AIBRIDGE_KEY_HASH_SECRET=base64url:<that file's content>`,
       );
       return { records };
     } finally {

@@ -25,6 +25,16 @@ export function looksLikeKey(token: string): boolean {
 }
 
 /**
+ * AIBRIDGE_KEY_HASH_SECRET as bytes: its text, or with `base64url:` the bytes a `key-hash.secret`
+ * file holds (`base64url:$(cat <data-dir>/key-hash.secret)`), so a deployment that began with the
+ * generated file moves to replicas sharing the secret by environment and keeps its keys.
+ */
+export function envSecret(value: string): Buffer {
+  const encoded = /^base64url:(.*)$/s.exec(value.trim());
+  return encoded ? Buffer.from(encoded[1]!.trim(), 'base64url') : Buffer.from(value, 'utf8');
+}
+
+/**
  * Keys are stored only as an HMAC-SHA256 under a server secret: a copy of the store alone is not
  * enough to test guesses offline. The secret comes from AIBRIDGE_KEY_HASH_SECRET (replicas share it)
  * or is created once in the data dir.
@@ -33,7 +43,7 @@ export class KeyHasher {
   private constructor(private readonly secret: Buffer) {}
 
   static async load(dataDir: string, fromEnv: string | undefined): Promise<KeyHasher> {
-    if (fromEnv) return new KeyHasher(Buffer.from(fromEnv, 'utf8'));
+    if (fromEnv) return new KeyHasher(envSecret(fromEnv));
     const file = path.join(dataDir, 'key-hash.secret');
     try {
       return new KeyHasher(Buffer.from((await fs.readFile(file, 'utf8')).trim(), 'base64url'));

@@ -43,6 +43,42 @@ describe('the embedded store and its key-hash secret', function () {
       await upstream.stop();
     }
   });
+
+  it('the secret a data dir generated, given as AIBRIDGE_KEY_HASH_SECRET=base64url:…, checks the keys it hashed', async () => {
+    // What a move from one embedded bridge to replicas that share the secret by environment does.
+    const upstream = await new AnthropicMock().start();
+    try {
+      const dir = await tempDir();
+      const first = await startBridge(upstream.url, {}, dir);
+      const dev = await first.addUser('moved@example.com');
+      await first.close();
+      const file = (await fs.readFile(path.join(dir, 'key-hash.secret'), 'utf8')).trim();
+      const elsewhere = await tempDir();
+      await fs.copyFile(path.join(dir, 'db.json'), path.join(elsewhere, 'db.json'));
+      await fs.copyFile(path.join(dir, 'admin.key'), path.join(elsewhere, 'admin.key'));
+      const moved = await startBridge(
+        upstream.url,
+        { AIBRIDGE_KEY_HASH_SECRET: `base64url:${file}` },
+        elsewhere,
+      );
+      try {
+        assert.equal((await moved.api('GET', '/api/v1/me', dev.key)).status, 200);
+      } finally {
+        await moved.close();
+      }
+    } finally {
+      await upstream.stop();
+    }
+  });
+
+  it('refuses a blank secret or the shipped placeholder at start, naming the setting', async () => {
+    for (const value of [' ', 'CHANGE-ME-32-random-bytes-base64', 'base64url:']) {
+      const r = await serve(await tempDir(), { AIBRIDGE_KEY_HASH_SECRET: value });
+      assert.notEqual(r.code, 0, r.out);
+      assert.match(r.out, /AIBRIDGE_KEY_HASH_SECRET/);
+      assert.doesNotMatch(r.out, /listening on/);
+    }
+  });
 });
 
 describe('replicas that disagree on the key-hash secret', function () {
