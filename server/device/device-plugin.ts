@@ -63,57 +63,67 @@ export function deviceCapability(
       (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
     );
 
-    app.post('/api/v1/auth/device/code', { config: { access: 'public' } }, async (req, reply) => {
-      const f = fields(req.body);
-      // Control characters would reach key lists and the approval page; the name is only a label.
-      const name = (f.device_name ?? '').replace(/[\p{Cc}\p{Cf}]/gu, '').trim();
-      if (name.length > MAX_DEVICE_NAME)
-        return oauthError(
-          reply,
-          'invalid_request',
-          `device_name is longer than ${MAX_DEVICE_NAME} characters.`,
-        );
-      let redirectUri: string | undefined;
-      if (f.redirect_uri !== undefined) {
-        const checked = checkRedirectUri(f.redirect_uri);
-        if (!checked.ok) return oauthError(reply, 'invalid_request', checked.message);
-        redirectUri = checked.uri;
-      }
-      const a = await flow.start(name || 'device sign-in', req.ip, redirectUri);
-      const uri = `${base(req)}/device`;
-      const shown = formatUserCode(a.userCode);
-      return reply.header('cache-control', 'no-store').send({
-        device_code: a.deviceCode,
-        user_code: shown,
-        verification_uri: uri,
-        verification_uri_complete: `${uri}?user_code=${shown}`,
-        expires_in: a.expiresIn,
-        interval: a.interval,
-      });
-    });
-
-    app.post('/api/v1/auth/device/token', { config: { access: 'public' } }, async (req, reply) => {
-      const f = fields(req.body);
-      if (f.grant_type !== DEVICE_GRANT_TYPE)
-        return oauthError(reply, 'unsupported_grant_type', `grant_type must be ${DEVICE_GRANT_TYPE}.`);
-      if (!f.device_code) return oauthError(reply, 'invalid_request', 'device_code is required.');
-      try {
-        const key = await flow.poll(f.device_code);
-        const expiresIn = key.expiresAt
-          ? Math.round((Date.parse(key.expiresAt) - core.clock.now()) / 1000)
-          : undefined;
+    // Public: a body is read before any key is checked, so the route's limit is the form's, whatever
+    // the content type (JSON too).
+    app.post(
+      '/api/v1/auth/device/code',
+      { config: { access: 'public' }, bodyLimit: 4096 },
+      async (req, reply) => {
+        const f = fields(req.body);
+        // Control characters would reach key lists and the approval page; the name is only a label.
+        const name = (f.device_name ?? '').replace(/[\p{Cc}\p{Cf}]/gu, '').trim();
+        if (name.length > MAX_DEVICE_NAME)
+          return oauthError(
+            reply,
+            'invalid_request',
+            `device_name is longer than ${MAX_DEVICE_NAME} characters.`,
+          );
+        let redirectUri: string | undefined;
+        if (f.redirect_uri !== undefined) {
+          const checked = checkRedirectUri(f.redirect_uri);
+          if (!checked.ok) return oauthError(reply, 'invalid_request', checked.message);
+          redirectUri = checked.uri;
+        }
+        const a = await flow.start(name || 'device sign-in', req.ip, redirectUri);
+        const uri = `${base(req)}/device`;
+        const shown = formatUserCode(a.userCode);
         return reply.header('cache-control', 'no-store').send({
-          access_token: key.key,
-          token_type: 'Bearer',
-          expires_in: expiresIn,
-          key_id: key.id,
-          expires_at: key.expiresAt,
+          device_code: a.deviceCode,
+          user_code: shown,
+          verification_uri: uri,
+          verification_uri_complete: `${uri}?user_code=${shown}`,
+          expires_in: a.expiresIn,
+          interval: a.interval,
         });
-      } catch (err) {
-        if (err instanceof DeviceTokenError) return oauthError(reply, err.code, err.message);
-        throw err;
-      }
-    });
+      },
+    );
+
+    app.post(
+      '/api/v1/auth/device/token',
+      { config: { access: 'public' }, bodyLimit: 4096 },
+      async (req, reply) => {
+        const f = fields(req.body);
+        if (f.grant_type !== DEVICE_GRANT_TYPE)
+          return oauthError(reply, 'unsupported_grant_type', `grant_type must be ${DEVICE_GRANT_TYPE}.`);
+        if (!f.device_code) return oauthError(reply, 'invalid_request', 'device_code is required.');
+        try {
+          const key = await flow.poll(f.device_code);
+          const expiresIn = key.expiresAt
+            ? Math.round((Date.parse(key.expiresAt) - core.clock.now()) / 1000)
+            : undefined;
+          return reply.header('cache-control', 'no-store').send({
+            access_token: key.key,
+            token_type: 'Bearer',
+            expires_in: expiresIn,
+            key_id: key.id,
+            expires_at: key.expiresAt,
+          });
+        } catch (err) {
+          if (err instanceof DeviceTokenError) return oauthError(reply, err.code, err.message);
+          throw err;
+        }
+      },
+    );
 
     // The device's own key, pushed forward while the device is in use (docs/sso.md#editors-the-same-grant-with-a-way-back).
     app.post('/api/v1/auth/device/renew', { config: { access: 'member' } }, async (req, reply) => {

@@ -16,10 +16,19 @@ export class BodyBudget {
   private readonly byUser = new Map<string, number>();
   /** A quarter of the budget: one member's agents in parallel need a few MiB. */
   readonly perUser: number;
+  /**
+   * What requests without a key (sign-in, device login, OAuth: bodies of a few KiB) hold together,
+   * a sixteenth of the budget: each client address counts as one user, and a declared length is
+   * taken before a byte arrives, so four addresses of silent sockets held the whole budget and
+   * every POST on the replica was refused.
+   */
+  readonly keyless: number;
+  private keylessHeld = 0;
 
   /** `limit` 0: no budget. */
   constructor(readonly limit: number) {
     this.perUser = Math.ceil(limit / 4);
+    this.keyless = Math.ceil(limit / 16);
   }
 
   /**
@@ -38,13 +47,16 @@ export class BodyBudget {
   }
 
   /** @internal */
-  take(userId: string, n: number): 'ok' | 'replica' | 'user' {
+  take(userId: string, n: number): 'ok' | 'replica' | 'user' | 'keyless' {
     const mine = this.byUser.get(userId) ?? 0;
     // A user's share bounds what they hold beside their other requests: one body of theirs (up to
     // the body limit) always gets the replica's answer alone.
     if (mine > 0 && mine + n > this.perUser) return 'user';
+    const keyless = isKeyless(userId);
+    if (keyless && this.keylessHeld + n > this.keyless) return 'keyless';
     if (this.held + n > this.limit) return 'replica';
     this.held += n;
+    if (keyless) this.keylessHeld += n;
     this.byUser.set(userId, mine + n);
     return 'ok';
   }
@@ -52,6 +64,7 @@ export class BodyBudget {
   /** @internal */
   give(userId: string, n: number): void {
     this.held -= n;
+    if (isKeyless(userId)) this.keylessHeld -= n;
     const left = (this.byUser.get(userId) ?? n) - n;
     if (left <= 0) this.byUser.delete(userId);
     else this.byUser.set(userId, left);
@@ -98,13 +111,24 @@ export class BodyAccount {
   }
 }
 
-function busy(budget: BodyBudget, whose: 'replica' | 'user'): BridgeError {
+/** The account of a request without a key: its client address (BodyBudget.keyless). */
+export function keylessAccount(address: string): string {
+  return `address:${address}`;
+}
+
+function isKeyless(userId: string): boolean {
+  return userId.startsWith('address:');
+}
+
+function busy(budget: BodyBudget, whose: 'replica' | 'user' | 'keyless'): BridgeError {
   const mib = (n: number): string => `${Math.round(n / 1048576)} MiB`;
   return new BridgeError(
     'server_busy',
     whose === 'user'
       ? `Your requests in flight hold as much request body as one user may (${mib(budget.perUser)}, a quarter of AIBRIDGE_BODY_BYTES_IN_FLIGHT); retry once one ends.`
-      : `The bridge is holding as many request bodies as it allows (${mib(budget.limit)}, AIBRIDGE_BODY_BYTES_IN_FLIGHT); retry in a moment.`,
+      : whose === 'keyless'
+        ? `Requests without a key hold as much request body as they may together (${mib(budget.keyless)}, a sixteenth of AIBRIDGE_BODY_BYTES_IN_FLIGHT); retry in a moment.`
+        : `The bridge is holding as many request bodies as it allows (${mib(budget.limit)}, AIBRIDGE_BODY_BYTES_IN_FLIGHT); retry in a moment.`,
     { headers: { 'retry-after': '1', connection: 'close' } },
   );
 }

@@ -1,5 +1,10 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config';
 import { trimmedName } from '../core/team-name';
@@ -7,7 +12,7 @@ import { BridgeError, fromFastifyError } from '../errors';
 import { adaptersOf, providerForPath } from '../providers/registry';
 import { addressKey } from './address-share';
 import { baseUrlHint } from './base-url-hint';
-import { type BodyAccount, BodyBudget, countedBody } from './body-budget';
+import { type BodyAccount, BodyBudget, countedBody, keylessAccount } from './body-budget';
 import { ConnectionGuard } from './connection-guard';
 import { toOriginForm } from './origin-form';
 import { logRequestLine } from './request-line';
@@ -166,6 +171,14 @@ export function createFastify(
         .send(bodyFor(req.url, e));
     },
   });
+  const notFound = (req: FastifyRequest, reply: FastifyReply): void => {
+    const hint = baseUrlHint(adapters, req.method, req.url);
+    const e = new BridgeError(
+      'not_found',
+      `No route ${req.method} ${req.url.split('?')[0]}.${hint ? ` ${hint}` : ''}`,
+    );
+    void reply.code(e.status).headers(e.headers).send(bodyFor(req.url, e));
+  };
   // The front door goes ahead of fastify's request listener (node's `createServer(handler)` made it
   // one), on fastify's own server: its options and close stay fastify's. `localhost`'s other
   // addresses hand their connections to this server too (listen.ts), not to servers of fastify's.
@@ -192,7 +205,7 @@ export function createFastify(
       }
       // Keyless requests (sign-in, device login, OAuth) are counted by client address (its /64 for
       // IPv6), so one client holding bodies open cannot refuse everyone else's sign-in.
-      const who = req.principal?.user.id ?? `address:${addressKey(req.ip)}`;
+      const who = req.principal?.user.id ?? keylessAccount(addressKey(req.ip));
       let account: BodyAccount | null;
       try {
         account = bodyBudget.open(req.raw, reply.raw, req.routeOptions.bodyLimit ?? config.bodyLimit, who);
@@ -218,8 +231,16 @@ export function createFastify(
   app.decorateRequest('principal', null);
   app.decorateRequest('interceptionId', null);
   // Hooks on every request take fastify's callback form: an async hook costs a promise each time.
-  app.addHook('onRequest', (_req, _reply, done) => {
-    done(draining() ? new BridgeError('shutting_down') : undefined);
+  app.addHook('onRequest', (req, reply, done) => {
+    if (draining()) return done(new BridgeError('shutting_down'));
+    // A route that does not exist reads no body (fastify would parse it for the 404 handler, up to
+    // 1 MiB, before any key is checked): answered at once, the connection closed with it unread.
+    if (req.is404 && hasBody(req.raw)) {
+      reply.header('connection', 'close');
+      notFound(req, reply);
+      return;
+    }
+    done();
   });
   // A team or subject written with a space at an end is the one without it: `"platform "` in a
   // budget, alias or filter must match the team users are in (their teams are stored trimmed,
@@ -246,14 +267,7 @@ export function createFastify(
         : new BridgeError('invalid_request', `${where} must be a finite number (it is too large to store).`),
     );
   });
-  app.setNotFoundHandler((req, reply) => {
-    const hint = baseUrlHint(adapters, req.method, req.url);
-    const e = new BridgeError(
-      'not_found',
-      `No route ${req.method} ${req.url.split('?')[0]}.${hint ? ` ${hint}` : ''}`,
-    );
-    reply.code(e.status).headers(e.headers).send(bodyFor(req.url, e));
-  });
+  app.setNotFoundHandler(notFound);
   app.setErrorHandler((err, req, reply) => {
     const e = fromFastifyError(err);
     if (e.code === 'internal_error') req.log.error({ err }, 'request failed');
@@ -330,4 +344,10 @@ function trimNames(part: unknown): 'team' | 'subject' | null {
     else if (v !== '') blank ??= name;
   }
   return blank;
+}
+
+/** Whether a request comes with a body (a length above 0, or chunked). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }

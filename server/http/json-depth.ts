@@ -7,6 +7,14 @@ const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACE = 0x7d;
 const CLOSE_BRACKET = 0x5d;
 const COMMA = 0x2c;
+const COLON = 0x3a;
+
+/**
+ * Values and elements, and object keys, a body may hold per object or array it may hold
+ * (assertJsonDepth): a key costs a parse some 25 times what an element of an array does.
+ */
+export const VALUES_PER_CONTAINER = 4;
+export const KEYS_PER_CONTAINER = 2;
 
 /** Bytes of a string scanned one by one before the rest is searched natively (most keys are shorter). */
 const SHORT_STRING = 32;
@@ -27,19 +35,25 @@ export function jsonDepth(raw: Uint8Array, limit = Number.POSITIVE_INFINITY): nu
 
 /**
  * The deepest nesting and the number of objects and arrays, in the same pass as `jsonDepth`; it
- * stops once either passes its limit (that count is then `limit + 1`). `duplicate`: a key the
- * top-level object names twice (the first found), as its text decodes.
+ * stops once either passes its limit (that count is then `limit + 1`). `values`: the separators
+ * between keys and elements plus the containers, a bound on the values a parse makes (strings are
+ * skipped whole, so long text costs nothing here); it stops past `valueLimit` too. `duplicate`: a
+ * key the top-level object names twice (the first found), as its text decodes.
  */
 export function jsonShape(
   raw: Uint8Array,
   depthLimit = Number.POSITIVE_INFINITY,
   containerLimit = Number.POSITIVE_INFINITY,
-): { depth: number; containers: number; duplicate?: string } {
+  valueLimit = Number.POSITIVE_INFINITY,
+  keyLimit = Number.POSITIVE_INFINITY,
+): { depth: number; containers: number; values: number; keys: number; duplicate?: string } {
   const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   const n = buf.length;
   let depth = 0;
   let deepest = 0;
   let containers = 0;
+  let commas = 0;
+  let colons = 0;
   // The top-level object's keys: a string at depth 1 right after its `{` or a `,` is one.
   let rootIsObject = false;
   let keyNext = false;
@@ -68,9 +82,15 @@ export function jsonShape(
         if (deepest > depthLimit) break;
       }
     } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) depth--;
-    else if (b === COMMA && depth === 1 && rootIsObject) keyNext = true;
+    else if (b === COMMA) {
+      if (depth === 1 && rootIsObject) keyNext = true;
+      if (++commas + containers > valueLimit) break;
+    } else if (b === COLON && ++colons > keyLimit) break;
   }
-  return duplicate === undefined ? { depth: deepest, containers } : { depth: deepest, containers, duplicate };
+  const values = commas + containers;
+  return duplicate === undefined
+    ? { depth: deepest, containers, values, keys: colons }
+    : { depth: deepest, containers, values, keys: colons, duplicate };
 }
 
 /** A key's text as JSON decodes it (`"mod\u0065l"` is `model`): `open` and `end` are its quotes. */
@@ -121,7 +141,11 @@ export function assertJsonDepth(
   maxContainers = Number.POSITIVE_INFINITY,
 ): void {
   const bytes = typeof raw === 'string' ? Buffer.from(raw) : raw;
-  const shape = jsonShape(bytes, maxDepth, maxContainers);
+  // Each value costs a parse time and heap whatever its size: one object of two million short keys
+  // (three containers) held the event loop for two seconds. Agents' bodies are mostly long strings.
+  const maxValues = VALUES_PER_CONTAINER * maxContainers;
+  const maxKeys = KEYS_PER_CONTAINER * maxContainers;
+  const shape = jsonShape(bytes, maxDepth, maxContainers, maxValues, maxKeys);
   if (shape.depth > maxDepth)
     throw new BridgeError(
       'invalid_json',
@@ -131,6 +155,16 @@ export function assertJsonDepth(
     throw new BridgeError(
       'invalid_json',
       `The request body holds more than ${maxContainers} objects and arrays (AIBRIDGE_MAX_JSON_CONTAINERS).`,
+    );
+  if (shape.keys > maxKeys)
+    throw new BridgeError(
+      'invalid_json',
+      `The request body holds more than ${maxKeys} object keys (${KEYS_PER_CONTAINER} × AIBRIDGE_MAX_JSON_CONTAINERS).`,
+    );
+  if (shape.values > maxValues)
+    throw new BridgeError(
+      'invalid_json',
+      `The request body holds more than ${maxValues} values (${VALUES_PER_CONTAINER} × AIBRIDGE_MAX_JSON_CONTAINERS).`,
     );
   // Which of two values a parser keeps differs between parsers: the bridge would check, price and
   // record one (`model`, `conversation`) while a provider's parser might act on the other.

@@ -590,10 +590,7 @@ describe('connections and request reading: no member can stall or exhaust the br
       assert.equal(big.status, 200, await big.text());
     });
 
-    it('keyless bodies count per client address: one address holding its share does not refuse another', async () => {
-      const device = (length: number): string =>
-        'POST /api/v1/auth/device/code HTTP/1.1\r\nHost: bridge\r\ncontent-type: application/json\r\n' +
-        `content-length: ${length}\r\n\r\n{"x":"`;
+    it('keyless bodies share a sixteenth of the budget: silent sockets from many addresses refuse other keyless bodies, never a member’s', async () => {
       const from = (localAddress: string): Promise<Raw> =>
         new Promise((resolve, reject) => {
           const { port } = new URL(tb.url);
@@ -607,20 +604,53 @@ describe('connections and request reading: no member can stall or exhaust the br
           );
           socket.once('error', reject);
         });
-      // 127.0.0.2 holds a 200 KB keyless body: most of its quarter (256 KiB) of the 1 MiB.
-      const held = await from('127.0.0.2');
-      held.socket.write(device(200_000));
-      await sleep(100);
-      const second = await from('127.0.0.2');
-      second.socket.write(device(200_000));
-      const refused = await received(second, /^HTTP\/1\.1 503 /, 5000);
-      assert.match(refused, /Your requests in flight/);
-      // Another address's sign-in is not refused for it.
-      const other = await from('127.0.0.1');
-      other.socket.write(device(200_000));
-      await sleep(300);
-      assert.doesNotMatch(other.text(), /503/);
-      for (const r of [held, second, other]) r.socket.destroy();
+      // OAuth client registration: public, JSON, 16 KiB at most. Each announces 16,000 bytes and
+      // sends one: four addresses take 64,000 of the keyless 65,536 (1 MiB / 16).
+      const register = (length: number): string =>
+        'POST /oauth/register HTTP/1.1\r\nHost: bridge\r\ncontent-type: application/json\r\n' +
+        `content-length: ${length}\r\n\r\n{`;
+      const held: Raw[] = [];
+      for (const a of ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']) {
+        const r = await from(a);
+        r.socket.write(register(16_000));
+        held.push(r);
+      }
+      await sleep(200);
+      for (const r of held) assert.doesNotMatch(r.text(), /HTTP\/1\.1/, 'held, not answered');
+      const fifth = await from('127.0.0.6');
+      fifth.socket.write(register(16_000));
+      const refused = await received(fifth, /^HTTP\/1\.1 503 /, 5000);
+      assert.match(refused, /Requests without a key/);
+      // A member's body is not refused for them: 200 KB of the rest.
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': keys[0]!,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+        body: MESSAGE({ metadata: { user_id: 'x'.repeat(200_000) } }),
+      });
+      assert.equal(res.status, 200, (await res.text()).slice(0, 200));
+      for (const r of [...held, fifth]) r.socket.destroy();
+    });
+
+    it('public routes read no more than they take: device login refuses a JSON body over 4 KiB; an unknown path answers 404 without reading its body', async () => {
+      const device = await fetch(`${tb.url}/api/v1/auth/device/code`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ device_name: 'x'.repeat(5000) }),
+      });
+      assert.equal(device.status, 413);
+      // Announces 500 KB and sends none of it: answered at once, and the connection closed.
+      const r = await raw(tb.url);
+      r.socket.write(
+        'POST /no/such/route HTTP/1.1\r\nHost: bridge\r\ncontent-type: application/json\r\ncontent-length: 500000\r\n\r\n',
+      );
+      const text = await received(r, /^HTTP\/1\.1 404 [\s\S]*\}$/, 2000);
+      assert.match(text, /connection: close/i);
+      assert.match(text, /"code":"not_found"/);
+      await within(r.closed, 2000, 'the connection closed with its body unread');
     });
   });
 
@@ -802,6 +832,25 @@ describe('connections and request reading: no member can stall or exhaust the br
         body: `${MESSAGE().slice(0, -1)},"padding":${items(250_000 - 4)}}`,
       });
       assert.equal(ok.status, 200, (await ok.text()).slice(0, 300));
+    });
+
+    it('a body of more than 500,000 object keys or 1,000,000 values gets 400 before it is parsed; long strings do not count', async () => {
+      // One object of short keys: three containers, and two seconds of JSON.parse at two million.
+      const base = MESSAGE().slice(0, -1);
+      const keyBomb = `${base},"metadata":{${Array.from({ length: 500_001 }, (_, i) => `"k${i}":0`).join(',')}}}`;
+      await refusedAsJson('messages', keyBomb, /more than 500000 object keys/);
+      await refusedAsJson(
+        'messages',
+        `${base},"padding":[${'0,'.repeat(1_000_000)}0]}`,
+        /more than 1000000 values/,
+      );
+      // A 20 MB prompt is one value.
+      const long = await fetch(tb.url + routes.messages, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+        body: MESSAGE({ metadata: { user_id: `${'a:b,'.repeat(5_000_000)}` } }),
+      });
+      assert.equal(long.status, 200, (await long.text()).slice(0, 300));
     });
 
     it('/api/v1 JSON bodies nested 100,000 levels deep get 400, not 500 (their schemas refuse them)', async () => {
