@@ -17,6 +17,11 @@ export const GATEWAY_PATH = '/mcp';
 export const RESOURCE_METADATA_PATH = '/.well-known/oauth-protected-resource';
 /** Largest JSON-RPC message body the gateway reads (arguments included). */
 export const GATEWAY_BODY_LIMIT = 4 * 1024 * 1024;
+/**
+ * Objects and arrays a gateway message may hold (AIBRIDGE_MAX_JSON_CONTAINERS when lower), and so
+ * twice as many keys and four times as many values (assertJsonDepth).
+ */
+export const GATEWAY_MAX_CONTAINERS = 25_000;
 
 /**
  * JSON-RPC methods that reach MCP servers, each counted as one call against the caller's rate
@@ -229,8 +234,11 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
         if (req.method === 'POST') {
           const raw = req.body as Buffer | undefined;
           try {
-            // Nesting is bounded as for model requests: the SDK's validation recurses through it.
-            if (raw) assertJsonDepth(raw, d.maxJsonDepth, d.maxJsonContainers);
+            // Nesting is bounded as for model requests: the SDK's validation recurses through it,
+            // at some 3 µs a key (a 4 MiB `tools/list` of 300,000 keys in `params` took 0.85 s of
+            // the loop), so the count is bounded tighter: a tool's arguments are a few hundred.
+            if (raw)
+              assertJsonDepth(raw, d.maxJsonDepth, Math.min(d.maxJsonContainers, GATEWAY_MAX_CONTAINERS));
             body = JSON.parse(raw?.toString('utf8') ?? '');
           } catch (err) {
             const why = err instanceof BridgeError ? err.message : 'the body is not JSON';
