@@ -1070,17 +1070,26 @@ describe('trusted proxies and JSON depth (units)', () => {
     assert.equal(d('{"a":"\\\\","b":[[]]}'), 3, 'an escaped backslash ends before the quote');
     assert.equal(d('{"é[":["ü{"]}'), 2, 'multi-byte UTF-8');
     assert.equal(jsonDepth(Buffer.from('['.repeat(1_000_000)), 128), 129, 'stops past the limit');
-    const shape = (s: string, limit?: number): { depth: number; containers: number } =>
-      jsonShape(Buffer.from(s), Number.POSITIVE_INFINITY, limit);
+    const shape = (s: string, limit?: number, values?: number, keys?: number) =>
+      jsonShape(Buffer.from(s), Number.POSITIVE_INFINITY, limit, values, keys);
     assert.deepEqual(
       shape('{"a":[{},{"b":"[{}]"}],"c":[]}'),
-      { depth: 3, containers: 5 },
-      'brackets in strings do not count',
+      { depth: 3, containers: 5, values: 7, keys: 3 },
+      'brackets, commas and colons in strings do not count',
     );
     assert.deepEqual(
       shape(`[${'{},'.repeat(999)}{}]`, 100),
-      { depth: 2, containers: 101 },
+      { depth: 2, containers: 101, values: 200, keys: 0 },
       'stops past the count',
     );
+    // Keys and values: a string of any length is one value; each stops the scan past its limit.
+    assert.deepEqual(shape(`{"k":"${'a,b:'.repeat(1000)}"}`), {
+      depth: 1,
+      containers: 1,
+      values: 1,
+      keys: 1,
+    });
+    assert.equal(shape(`{${'"k":0,'.repeat(99)}"k":0}`, undefined, undefined, 50).keys, 51);
+    assert.equal(shape(`[${'0,'.repeat(99)}0]`, undefined, 50).values, 51);
   });
 });
