@@ -47,6 +47,8 @@ export interface ClientLimits {
   readonly keysPerUser: number;
   /** Request-body bytes the replica holds at once over every request (server/http/body-budget.ts); 0: no budget. */
   readonly bodyBytesInFlight: number;
+  /** Model requests one user may have running at once on a replica (server/proxy/requests-in-flight.ts); 0: no cap. */
+  readonly requestsInFlightPerUser: number;
 }
 
 export interface Config {
@@ -283,6 +285,7 @@ export const ENV_VARS = [
   'AIBRIDGE_ADMIN_SESSIONS_PER_KEY',
   'AIBRIDGE_KEYS_PER_USER',
   'AIBRIDGE_BODY_BYTES_IN_FLIGHT',
+  'AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER',
   // The keyed hash's secret: a secret, so it is never logged (Config is never logged whole).
   'AIBRIDGE_KEY_HASH_SECRET',
   // The admin CLI (`aibridge users|keys|audit`), docs/cli.md; AIBRIDGE_PORT and AIBRIDGE_DATA_DIR too.
@@ -675,6 +678,7 @@ function clientLimits(env: Env): ClientLimits {
       0,
       64 * 1024 * 1024 * 1024,
     ),
+    requestsInFlightPerUser: int(setting('AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER'), 64, 0, 1_000_000),
   };
 }
 

@@ -5,6 +5,7 @@ import { BridgeError } from '../errors';
 import type { AttemptTarget } from '../routing/routes';
 import type { ServedAs } from '../spend/governance';
 import type { CircuitBreakers } from './circuit-breaker';
+import type { RequestsInFlight } from './requests-in-flight';
 
 /** What admission decides about one upstream round, before the provider is contacted. */
 export interface AdmissionTicket {
@@ -25,6 +26,11 @@ export interface AdmissionTicket {
    * limits: it is recorded as any refusal, so it counts as a request.
    */
   refusal?: BridgeError;
+  /**
+   * The exchange's place among its user's requests in flight: set by `withinInFlight` at the first
+   * round's admission, given back when the exchange ends (later rounds hold the same one).
+   */
+  place?: () => void;
 }
 
 /**
@@ -123,6 +129,17 @@ export interface GovernanceGate {
 export function rateLimited(governance: GovernanceGate): AdmissionGate {
   return (t, next) => {
     governance.count(t.start);
+    return next();
+  };
+}
+
+/**
+ * The user's requests in flight (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER), after the rate limits: a
+ * refusal is recorded, so it counts as a request. An exchange's later rounds hold its first place.
+ */
+export function withinInFlight(inFlight: RequestsInFlight): AdmissionGate {
+  return (t, next) => {
+    t.place ??= inFlight.take(t.start.principal.user.id);
     return next();
   };
 }

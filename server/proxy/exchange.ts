@@ -404,6 +404,8 @@ async function bufferedAnswer(
 export class Exchange {
   private gone = false;
   private stopping = false;
+  /** Its place among the user's requests in flight (AdmissionTicket.place), given back by release. */
+  private place: (() => void) | undefined;
   private readonly abort = new Cancellation();
   /** What the client has been sent: nothing, a stream's head, or a whole response. */
   private head: 'none' | 'stream' | 'done' = 'none';
@@ -463,6 +465,8 @@ export class Exchange {
    * shutdown and the client-gone listener need none of them.
    */
   release(): void {
+    this.place?.();
+    this.place = undefined;
     const self = this as unknown as Record<'req' | 'reply' | 'metered' | 'first' | 'hold', unknown>;
     self.req = undefined;
     self.reply = undefined;
@@ -529,6 +533,7 @@ export class Exchange {
       start: round.start,
       bodyBytes: round.prepared.bytes.length,
       probe: false,
+      ...(this.place ? { place: this.place } : {}),
       ...(this.metered.targets ? { targets: this.metered.targets } : {}),
       // Raised by the gates once the request has counted against the rate limits.
       ...(unheld ? { refusal: new BridgeError('unsupported_parameter', unheld) } : {}),
@@ -538,6 +543,8 @@ export class Exchange {
       const pending = this.deps.admit(ticket);
       if (pending) await pending;
     } catch (err) {
+      // A place taken before a later gate refused is the exchange's to give back (release).
+      this.place ??= ticket.place;
       if (!isBridgeError(err)) throw err;
       decided?.(false);
       round.httpStatus = err.status;
@@ -546,6 +553,7 @@ export class Exchange {
       this.fail(err);
       return false;
     }
+    this.place ??= ticket.place;
     round.probe = ticket.probe;
     if (ticket.targets) round.plan = ticket.targets;
     decided?.(true);

@@ -20,11 +20,13 @@ import {
   governed,
   rateLimited,
   upstreamConfigured,
+  withinInFlight,
 } from './admission';
 import { CircuitBreakers } from './circuit-breaker';
 import type { ExchangeDeps, StrategyFor } from './exchange';
 import type { ProviderLane } from './provider-lane';
 import { type ProviderRouteDeps, providerRoutes } from './provider-routes';
+import { RequestsInFlight } from './requests-in-flight';
 import { createUpstreamAgent } from './upstream';
 
 export interface ProxyCapability {
@@ -83,6 +85,8 @@ export function proxyCapability(
       const credentials: ExchangeDeps['credentials'] = pools
         ? (a: ProviderAdapter): CredentialSource => pools.credentialsFor(a)
         : undefined;
+      // One per replica, shared by every instance: the cap is the user's, whichever provider.
+      const inFlight = new RequestsInFlight(config.limits.requestsInFlightPerUser);
       for (const adapter of adaptersOf(config.upstreams)) {
         const exchange: ExchangeDeps = {
           idleTimeoutMs: config.timeouts.idleMs,
@@ -101,6 +105,7 @@ export function proxyCapability(
             upstreamConfigured(() => instanceServes(adapter, d.credentials), keySetting(adapter)),
             auditAccepting(() => d.recorder.accepting()),
             rateLimited(d.governance),
+            withinInFlight(inFlight),
             foundRefusal(),
             continuesOwnResponse(d.responseOwners, adapter.keyScopesStoredState === true),
             governed(d.governance),

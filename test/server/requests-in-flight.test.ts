@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { AnthropicMock } from '../helpers/anthropic-mock';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { eventually } from '../helpers/eventually';
+
+const post = (tb: TestBridge, key: string, model = 'claude-sonnet-4-5') =>
+  fetch(`${tb.url}/anthropic/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+    body: JSON.stringify({
+      model,
+      max_tokens: 16,
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    }),
+  });
+
+describe('model requests one user may have running at once (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER)', function () {
+  this.timeout(30_000);
+  let mock: AnthropicMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    mock = await new AnthropicMock().start();
+    tb = await startBridge(mock.url, { AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER: '2', AIBRIDGE_BURST_RPM: '0' });
+  });
+  after(async () => {
+    await tb.close();
+    await mock.stop();
+  });
+
+  it('refuses a third while two run, in the provider’s shape, before the provider is asked; others are served; a finished one frees its place', async () => {
+    const heavy = await tb.addUser('in-flight-heavy@example.com');
+    const other = await tb.addUser('in-flight-other@example.com');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    mock.next({ kind: 'gated', gate }, { kind: 'gated', gate });
+    const [a, b] = await Promise.all([post(tb, heavy.key), post(tb, heavy.key)]);
+    assert.equal(a!.status, 200);
+    assert.equal(b!.status, 200);
+
+    const before = mock.messageRequests().length;
+    const third = await post(tb, heavy.key);
+    assert.equal(third.status, 429);
+    assert.equal(third.headers.get('retry-after'), '1');
+    const body = (await third.json()) as { type: string; error: { type: string; message: string } };
+    assert.equal(body.type, 'error');
+    assert.equal(body.error.type, 'rate_limit_error');
+    assert.match(body.error.message, /AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER/);
+    assert.equal(mock.messageRequests().length, before, 'not sent upstream');
+
+    const served = await post(tb, other.key);
+    assert.equal(served.status, 200, 'another user is not held by this one');
+    await served.text();
+
+    release();
+    await a!.text();
+    await b!.text();
+    const again = await eventually(
+      async () => {
+        const r = await post(tb, heavy.key);
+        if (r.status !== 429) return r;
+        await r.text();
+        return undefined;
+      },
+      { what: 'a freed place' },
+    );
+    assert.equal(again.status, 200);
+    await again.text();
+  });
+
+  it('gives the place back however the request ends: refused by a later check, or its client gone', async () => {
+    const dev = await tb.addUser('in-flight-ends@example.com', { team: 'in-flight-denied' });
+    const put = await tb.api('PUT', '/api/v1/teams/in-flight-denied/models', tb.adminKey, {
+      allow: ['claude-*'],
+      deny: ['claude-opus-*'],
+    });
+    assert.equal(put.status, 200);
+    // Refused by the model policy, after the place was taken: five of them, more than the cap.
+    for (let i = 0; i < 5; i++) {
+      const denied = await post(tb, dev.key, 'claude-opus-4-1');
+      assert.equal(denied.status, 403);
+      await denied.text();
+    }
+    // Clients that leave while their streams are held at the upstream.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    for (let i = 0; i < 3; i++) {
+      mock.next({ kind: 'gated', gate });
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.request(`${tb.url}/anthropic/v1/messages`, {
+          method: 'POST',
+          headers: {
+            'x-api-key': dev.key,
+            'content-type': 'application/json',
+            'anthropic-version': '2023-06-01',
+          },
+        });
+        req.on('response', (res) => {
+          resolve(res.statusCode ?? 0);
+          // The client leaves once the stream has begun.
+          req.destroy();
+        });
+        req.on('error', () => undefined);
+        req.on('close', () => resolve(0));
+        req.end(
+          JSON.stringify({
+            model: 'claude-sonnet-4-5',
+            max_tokens: 16,
+            stream: true,
+            messages: [{ role: 'user', content: 'hi' }],
+          }),
+        );
+        setTimeout(() => reject(new Error('no answer')), 5000).unref();
+      });
+      assert.equal(status, 200);
+    }
+    const ok = await eventually(
+      async () => {
+        const r = await post(tb, dev.key);
+        if (r.status !== 429) return r;
+        await r.text();
+        return undefined;
+      },
+      { what: 'places given back' },
+    );
+    assert.equal(ok.status, 200);
+    await ok.text();
+    open();
+  });
+});
