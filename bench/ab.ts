@@ -162,6 +162,8 @@ async function bridge(
     AIBRIDGE_ANTHROPIC_API_KEY: 'sk-ant-bench-upstream',
     AIBRIDGE_LOG_LEVEL: 'warn',
     AIBRIDGE_CONNECTIONS_PER_ADDRESS: '0',
+    // …and its one bench user's requests are every developer's: no per-user cap either.
+    AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER: '0',
     ...(db ? { AIBRIDGE_DATABASE_URL: db } : {}),
     ...extra,
   });

@@ -200,6 +200,8 @@ async function startBridge(
     AIBRIDGE_SHUTDOWN_GRACE_MS: '2000',
     // One loopback load generator stands for a whole organisation: the per-address cap would cut its 256-connection pool.
     AIBRIDGE_CONNECTIONS_PER_ADDRESS: '0',
+    // …and its one bench user's requests are every developer's: no per-user cap either.
+    AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER: '0',
     ...extraEnv,
   });
   const proc = start(

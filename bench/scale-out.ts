@@ -92,6 +92,8 @@ async function startReplica(r: Replica, mockUrl: string, dbUrl: string): Promise
     AIBRIDGE_KEY_HASH_SECRET: KEY_HASH_SECRET,
     AIBRIDGE_LOG_LEVEL: 'warn',
     AIBRIDGE_CONNECTIONS_PER_ADDRESS: '0',
+    // …and its one bench user's requests are every developer's: no per-user cap either.
+    AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER: '0',
     AIBRIDGE_SHUTDOWN_GRACE_MS: '2000',
   });
   r.child = start(
