@@ -160,10 +160,17 @@ export class KeyPools {
     return this.view(instance, name);
   }
 
-  /** Removes a key added at run time; a file key can only be disabled here. */
+  /**
+   * Removes a key added at run time; a file key can only be disabled here. One this replica cannot
+   * open (sealed under another AIBRIDGE_MCP_CREDENTIALS_KEY) is in no pool, but is removable, so
+   * its name can be added again after a change of that key (docs/operations.md).
+   */
   async remove(instance: string, name: string): Promise<void> {
-    const v = this.view(instance, name);
-    if (v.source === 'file') throw new BridgeError('provider_key_in_file');
+    const v = this.pool(instance)
+      .list()
+      .find((k) => k.name === name);
+    if (v?.source === 'file') throw new BridgeError('provider_key_in_file');
+    if (!v && (await this.stored(instance, name))?.sealed == null) this.view(instance, name);
     await this.d.store.deleteDoc('provider_key', docId(instance, name));
     await this.load();
   }

@@ -70,4 +70,52 @@ describe('MCP secrets after the credentials key changed', function () {
       await upstream.stop();
     }
   });
+
+  it('a provider key sealed under the old key is removable, and its name can be added again', async () => {
+    const upstream = await new AnthropicMock().start();
+    const dir = await tempDir();
+    const first = await startBridge(
+      upstream.url,
+      { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') },
+      dir,
+    );
+    try {
+      const added = await first.api('POST', '/api/v1/providers/anthropic/keys', first.adminKey, {
+        name: 'pool1',
+        key: 'sk-ant-pool-one-0123456789',
+      });
+      assert.equal(added.status, 201, JSON.stringify(added.body));
+    } finally {
+      await first.close();
+    }
+    const second = await startBridge(
+      upstream.url,
+      { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') },
+      dir,
+    );
+    try {
+      assert.match(second.logs.join(''), /provider key: cannot open the stored key/);
+      const refused = await second.api('POST', '/api/v1/providers/anthropic/keys', second.adminKey, {
+        name: 'pool1',
+        key: 'sk-ant-pool-one-again-0123456789',
+      });
+      assert.equal(refused.status, 409, 'the name is still taken');
+      assert.equal(
+        (await second.api('DELETE', '/api/v1/providers/anthropic/keys/pool1', second.adminKey)).status,
+        204,
+      );
+      const again = await second.api('POST', '/api/v1/providers/anthropic/keys', second.adminKey, {
+        name: 'pool1',
+        key: 'sk-ant-pool-one-again-0123456789',
+      });
+      assert.equal(again.status, 201, JSON.stringify(again.body));
+      assert.equal(
+        (await second.api('DELETE', '/api/v1/providers/anthropic/keys/nothing', second.adminKey)).status,
+        404,
+      );
+    } finally {
+      await second.close();
+      await upstream.stop();
+    }
+  });
 });
