@@ -5,6 +5,7 @@ import { patternProblem } from './audit/pattern-guard';
 import type { ServerErrorCode } from './errors';
 import { parseTrustedProxies } from './http/trusted-proxies';
 import type { GroupMapping } from './identity/group-mapping';
+import { envSecret } from './identity/keys';
 import { isValidKey, type McpSettings } from './mcp/settings';
 import { byokTeams, ProvidersFileError, providerInstances, type UpstreamConfig } from './provider-config';
 import { allFamilies } from './providers/registry';
@@ -47,7 +48,7 @@ export interface ClientLimits {
   readonly keysPerUser: number;
   /** Request-body bytes the replica holds at once over every request (server/http/body-budget.ts); 0: no budget. */
   readonly bodyBytesInFlight: number;
-  /** Model requests one user may have running at once on a replica (server/proxy/requests-in-flight.ts); 0: no cap. */
+  /** Model requests one user may have running at once on a replica (server/proxy/admission.ts, withinInFlight); 0: no cap. */
   readonly requestsInFlightPerUser: number;
 }
 
@@ -552,11 +553,7 @@ function tracingConfig(env: Env): TracingConfig {
  */
 function keyHashSecret(value: string | undefined): string | undefined {
   if (value === undefined || value === '') return undefined;
-  const encoded = /^base64url:(.*)$/s.exec(value.trim());
-  const bytes = encoded
-    ? Buffer.from(encoded[1]!.trim(), 'base64url').length
-    : Buffer.byteLength(value.trim());
-  if (bytes === 0 || /^change-?me/i.test(value.trim()))
+  if (value.trim() === '' || envSecret(value).length === 0 || /^change-?me/i.test(value.trim()))
     throw new ConfigError(
       'AIBRIDGE_KEY_HASH_SECRET',
       'expected a long random secret (openssl rand -base64 32), or base64url:<the content of a key-hash.secret file>',

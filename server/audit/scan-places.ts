@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { UserPlaces } from '../core/user-places';
 import { BridgeError } from '../errors';
 import { principalOf } from '../http/access';
 
@@ -12,7 +13,7 @@ export const SCANS_PER_USER = 2;
 
 /** Each user's places for whole-range reads, shared by every route that makes one. */
 export class ScanPlaces {
-  private readonly scanning = new Map<string, number>();
+  private readonly places = new UserPlaces(SCANS_PER_USER);
 
   /**
    * A route handler that runs in one of the user's SCANS_PER_USER places, or is refused with `429
@@ -44,18 +45,12 @@ export class ScanPlaces {
 
   /** One of the user's places, given back by the function returned. */
   private take(user: string): () => void {
-    const n = this.scanning.get(user) ?? 0;
-    if (n >= SCANS_PER_USER)
-      throw new BridgeError(
-        'rate_limited',
-        `At most ${SCANS_PER_USER} searches, session or tool-call lists, exports and cache-break reports at a time per user; wait for one to finish.`,
-        { headers: { 'retry-after': '1' } },
-      );
-    this.scanning.set(user, n + 1);
-    return () => {
-      const left = (this.scanning.get(user) ?? 1) - 1;
-      if (left <= 0) this.scanning.delete(user);
-      else this.scanning.set(user, left);
-    };
+    const release = this.places.take(user);
+    if (release) return release;
+    throw new BridgeError(
+      'rate_limited',
+      `At most ${SCANS_PER_USER} searches, session or tool-call lists, exports and cache-break reports at a time per user; wait for one to finish.`,
+      { headers: { 'retry-after': '1' } },
+    );
   }
 }

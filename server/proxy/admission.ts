@@ -1,11 +1,11 @@
 import type { ResponseOwners } from '../audit/response-owners';
 import type { InterceptionStart } from '../core/facts';
 import type { Principal } from '../core/principal';
+import type { UserPlaces } from '../core/user-places';
 import { BridgeError } from '../errors';
 import type { AttemptTarget } from '../routing/routes';
 import type { ServedAs } from '../spend/governance';
 import type { CircuitBreakers } from './circuit-breaker';
-import type { RequestsInFlight } from './requests-in-flight';
 
 /** What admission decides about one upstream round, before the provider is contacted. */
 export interface AdmissionTicket {
@@ -134,12 +134,21 @@ export function rateLimited(governance: GovernanceGate): AdmissionGate {
 }
 
 /**
- * The user's requests in flight (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER), after the rate limits: a
- * refusal is recorded, so it counts as a request. An exchange's later rounds hold its first place.
+ * The user's model requests in flight on this replica (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER), after
+ * the rate limits: a refusal is recorded, so it counts as a request. Each holds an upstream call,
+ * with the organisation's key, for as long as the provider takes: one key held 756 of them open at
+ * once, which uses the key's concurrency and rate limits up for everyone else. The place is given
+ * back when the exchange ends, however it ends (Exchange.release); its later rounds hold the first.
  */
-export function withinInFlight(inFlight: RequestsInFlight): AdmissionGate {
+export function withinInFlight(inFlight: UserPlaces): AdmissionGate {
   return (t, next) => {
     t.place ??= inFlight.take(t.start.principal.user.id);
+    if (t.place === undefined)
+      throw new BridgeError(
+        'rate_limited',
+        `You have ${inFlight.limit} model requests running on this bridge, as many as one user may at once (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER); retry when one has finished.`,
+        { headers: { 'retry-after': '1' } },
+      );
     return next();
   };
 }

@@ -543,8 +543,6 @@ export class Exchange {
       const pending = this.deps.admit(ticket);
       if (pending) await pending;
     } catch (err) {
-      // A place taken before a later gate refused is the exchange's to give back (release).
-      this.place ??= ticket.place;
       if (!isBridgeError(err)) throw err;
       decided?.(false);
       round.httpStatus = err.status;
@@ -552,8 +550,10 @@ export class Exchange {
       this.finish(round, 'error', null, { type: err.code, message: err.message }, undefined, 'refused');
       this.fail(err);
       return false;
+    } finally {
+      // Taken by the first round, refused by a later gate or not: the exchange gives it back (release).
+      this.place ??= ticket.place;
     }
-    this.place ??= ticket.place;
     round.probe = ticket.probe;
     if (ticket.targets) round.plan = ticket.targets;
     decided?.(true);

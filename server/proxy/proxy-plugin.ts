@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ResponseOwners } from '../audit/response-owners';
 import type { Core } from '../capability';
 import { datesOf } from '../clock';
+import { UserPlaces } from '../core/user-places';
 import type { BodyBudget } from '../http/body-budget';
 import type { Authenticator } from '../identity/auth';
 import { adaptersOf, familyOf } from '../providers/registry';
@@ -26,7 +27,6 @@ import { CircuitBreakers } from './circuit-breaker';
 import type { ExchangeDeps, StrategyFor } from './exchange';
 import type { ProviderLane } from './provider-lane';
 import { type ProviderRouteDeps, providerRoutes } from './provider-routes';
-import { RequestsInFlight } from './requests-in-flight';
 import { createUpstreamAgent } from './upstream';
 
 export interface ProxyCapability {
@@ -86,7 +86,7 @@ export function proxyCapability(
         ? (a: ProviderAdapter): CredentialSource => pools.credentialsFor(a)
         : undefined;
       // One per replica, shared by every instance: the cap is the user's, whichever provider.
-      const inFlight = new RequestsInFlight(config.limits.requestsInFlightPerUser);
+      const inFlight = new UserPlaces(config.limits.requestsInFlightPerUser);
       for (const adapter of adaptersOf(config.upstreams)) {
         const exchange: ExchangeDeps = {
           idleTimeoutMs: config.timeouts.idleMs,

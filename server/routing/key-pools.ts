@@ -170,7 +170,7 @@ export class KeyPools {
       .list()
       .find((k) => k.name === name);
     if (v?.source === 'file') throw new BridgeError('provider_key_in_file');
-    if (!v && (await this.stored(instance, name))?.sealed == null) this.view(instance, name);
+    if (!v && (await this.stored(instance, name))?.sealed == null) throw keyNotFound(instance, name);
     await this.d.store.deleteDoc('provider_key', docId(instance, name));
     await this.load();
   }
@@ -179,11 +179,7 @@ export class KeyPools {
     const v = this.pool(instance)
       .list()
       .find((k) => k.name === name);
-    if (!v)
-      throw new BridgeError(
-        'provider_key_not_found',
-        `Provider instance "${instance}" has no key "${name}".`,
-      );
+    if (!v) throw keyNotFound(instance, name);
     return v;
   }
 
@@ -255,4 +251,8 @@ export class KeyPools {
     }
     return [...keys.values()];
   }
+}
+
+function keyNotFound(instance: string, name: string): BridgeError {
+  return new BridgeError('provider_key_not_found', `Provider instance "${instance}" has no key "${name}".`);
 }

@@ -204,7 +204,6 @@ export class EmbeddedStore implements Store {
   private readonly bucketsOfUser = new Map<string, UsageBucket[]>();
   /** Each user's newest request time, kept with the rollups. */
   private readonly lastRequests = new Map<string, string>();
-  private nextSeq = 1;
   private readonly budgetBook = new MemoryBudgetLedgers(this);
   /** Keys' last-use times to key-use.json, every touchFlushMs at most. */
   private readonly keyUseSoon: WriteSoon;
@@ -262,6 +261,8 @@ export class EmbeddedStore implements Store {
     }
     await this.openAlerts();
     let head = GENESIS;
+    // Where numbering goes on: the journal numbers each record as it chains it (journal.headSeq).
+    let nextSeq = 1;
     await this.journal.open((value, loc) => {
       const rec = value as Interception;
       // Records written before costs existed have neither field.
@@ -271,7 +272,7 @@ export class EmbeddedStore implements Store {
       this.index.add(rec, loc);
       this.rollUp(rec);
       this.noteResults(rec);
-      this.nextSeq = Math.max(this.nextSeq, rec.seq + 1);
+      nextSeq = Math.max(nextSeq, rec.seq + 1);
       head = rec.hash ?? GENESIS;
       if (rec.hash !== undefined) this.head = { seq: rec.seq, hash: rec.hash };
     });
@@ -287,13 +288,13 @@ export class EmbeddedStore implements Store {
         reason: `the journal ends at record ${this.head.seq} but the chain head is at ${kept.seq}: records are missing at the tail`,
       });
       head = kept.hash;
-      this.nextSeq = Math.max(this.nextSeq, kept.seq + 1);
+      nextSeq = Math.max(nextSeq, kept.seq + 1);
     }
     // The stored head, even one behind the journal (records durable after its last write): until
     // the next append moves it, verification checks the record at its place against it.
     if (kept) this.head = { ...kept };
     this.journal.head = head;
-    this.journal.headSeq = this.nextSeq - 1;
+    this.journal.headSeq = nextSeq - 1;
     await this.accessJournal.open((value) => {
       this.accessLog.push(value as AccessLogEntry);
       if (this.accessLog.length > ACCESS_KEPT) this.accessLog.shift();
@@ -624,7 +625,6 @@ export class EmbeddedStore implements Store {
       (prevHash, seq) => {
         // One serialisation: the hashed canonical JSON is the journal line.
         const { record, json, hash } = linkRecord(rec, seq, prevHash);
-        this.nextSeq = seq + 1;
         full = record;
         return { json, hash };
       },
