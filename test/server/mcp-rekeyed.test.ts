@@ -6,6 +6,11 @@ import { startBridge, tempDir } from '../helpers/bridge';
 /** A port nothing listens on: the servers below are never reached, only their secrets matter. */
 const NOWHERE = 'http://127.0.0.1:9/mcp';
 
+/** A bridge on `dir` with a credentials key of its own: each start is a change of the key. */
+function withNewCredentialsKey(upstreamUrl: string, dir: string) {
+  return startBridge(upstreamUrl, { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') }, dir);
+}
+
 describe('MCP secrets after the credentials key changed', function () {
   this.timeout(60_000);
 
@@ -15,11 +20,7 @@ describe('MCP secrets after the credentials key changed', function () {
     const token = `user-token-${randomBytes(8).toString('hex')}`;
     const secret = `shared-secret-${randomBytes(8).toString('hex')}`;
     let aliceKey: string;
-    const first = await startBridge(
-      upstream.url,
-      { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') },
-      dir,
-    );
+    const first = await withNewCredentialsKey(upstream.url, dir);
     try {
       aliceKey = (await first.addUser('alice-rekey@example.com')).key;
       const shared = await first.api('PUT', '/api/v1/mcp/servers/shared', first.adminKey, {
@@ -38,11 +39,7 @@ describe('MCP secrets after the credentials key changed', function () {
       await first.close();
     }
 
-    const second = await startBridge(
-      upstream.url,
-      { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') },
-      dir,
-    );
+    const second = await withNewCredentialsKey(upstream.url, dir);
     try {
       const shared = await second.api<{ status: { state: string; error: string | null } }>(
         'GET',
@@ -74,11 +71,7 @@ describe('MCP secrets after the credentials key changed', function () {
   it('a provider key sealed under the old key is removable, and its name can be added again', async () => {
     const upstream = await new AnthropicMock().start();
     const dir = await tempDir();
-    const first = await startBridge(
-      upstream.url,
-      { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') },
-      dir,
-    );
+    const first = await withNewCredentialsKey(upstream.url, dir);
     try {
       const added = await first.api('POST', '/api/v1/providers/anthropic/keys', first.adminKey, {
         name: 'pool1',
@@ -88,11 +81,7 @@ describe('MCP secrets after the credentials key changed', function () {
     } finally {
       await first.close();
     }
-    const second = await startBridge(
-      upstream.url,
-      { AIBRIDGE_MCP_CREDENTIALS_KEY: randomBytes(32).toString('base64') },
-      dir,
-    );
+    const second = await withNewCredentialsKey(upstream.url, dir);
     try {
       assert.match(second.logs.join(''), /provider key: cannot open the stored key/);
       const refused = await second.api('POST', '/api/v1/providers/anthropic/keys', second.adminKey, {

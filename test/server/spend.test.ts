@@ -268,16 +268,20 @@ describe('spend and governance', function () {
       return answers;
     }
 
+    /** A blocking daily budget of `limitUsd` for one user. */
+    const blockUser = (email: string, limitUsd: number) =>
+      tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
+        scope: 'user',
+        subject: email,
+        period: 'day',
+        limitUsd,
+        action: 'block',
+      });
+
     it('a blocking budget under 20 parallel streams stops within one request of its limit; refusals never reach upstream', async () => {
       const dev = await tb.addUser('parallel@example.com', { team: 'parallel' });
       const limit = ANTHROPIC_COST * 5.5;
-      const put = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
-        scope: 'user',
-        subject: 'parallel@example.com',
-        period: 'day',
-        limitUsd: limit,
-        action: 'block',
-      });
+      const put = await blockUser('parallel@example.com', limit);
       assert.equal(put.status, 200);
       assert.equal(put.body.spentUsd, 0);
 
@@ -331,13 +335,7 @@ describe('spend and governance', function () {
       // requests cannot all slip under the limit at $0 each.
       const dev = await tb.addUser('unpriced-race@example.com');
       const limit = ANTHROPIC_COST * 5.5;
-      const put = await tb.api<BudgetStatus>('PUT', '/api/v1/budgets', tb.adminKey, {
-        scope: 'user',
-        subject: 'unpriced-race@example.com',
-        period: 'day',
-        limitUsd: limit,
-        action: 'block',
-      });
+      const put = await blockUser('unpriced-race@example.com', limit);
       anthropic.answerModel = 'claude-sonnet-4-5';
       let answers: Sent[];
       try {
