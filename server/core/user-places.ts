@@ -1,7 +1,7 @@
 /**
  * Places each user holds at once, at most `limit` each (0: no cap), counted only for users who hold
  * some. What a place stands for is its owner's: a whole-range read (server/audit/scan-places.ts), a
- * model request in flight (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER).
+ * request to a provider in flight, metered or passed through (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER).
  */
 export class UserPlaces {
   private readonly held = new Map<string, number>();

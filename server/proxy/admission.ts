@@ -134,7 +134,7 @@ export function rateLimited(governance: GovernanceGate): AdmissionGate {
 }
 
 /**
- * The user's model requests in flight on this replica (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER), after
+ * The user's requests in flight on this replica (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER), after
  * the rate limits: a refusal is recorded, so it counts as a request. Each holds an upstream call,
  * with the organisation's key, for as long as the provider takes: one key held 756 of them open at
  * once, which uses the key's concurrency and rate limits up for everyone else. The place is given
@@ -142,15 +142,26 @@ export function rateLimited(governance: GovernanceGate): AdmissionGate {
  */
 export function withinInFlight(inFlight: UserPlaces): AdmissionGate {
   return (t, next) => {
-    t.place ??= inFlight.take(t.start.principal.user.id);
-    if (t.place === undefined)
-      throw new BridgeError(
-        'rate_limited',
-        `You have ${inFlight.limit} model requests running on this bridge, as many as one user may at once (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER); retry when one has finished.`,
-        { headers: { 'retry-after': '1' } },
-      );
+    t.place ??= inFlightPlace(inFlight, t.start.principal.user.id);
     return next();
   };
+}
+
+/**
+ * One of the user's places among their requests in flight, or `429 rate_limited` when they hold
+ * them all. Metered requests take it at admission (withinInFlight), passthroughs (token counts,
+ * model lists, stored responses) before they are forwarded: each holds an upstream call with the
+ * organisation's key all the same.
+ */
+export function inFlightPlace(inFlight: UserPlaces, userId: string): () => void {
+  const place = inFlight.take(userId);
+  if (place === undefined)
+    throw new BridgeError(
+      'rate_limited',
+      `You have ${inFlight.limit} requests to providers running on this bridge, as many as one user may at once (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER); retry when one has finished.`,
+      { headers: { 'retry-after': '1' } },
+    );
+  return place;
 }
 
 /** Raises the refusal the exchange found in the request (`AdmissionTicket.refusal`), if any. */

@@ -5,6 +5,7 @@ import type { CaptureLevel } from '../../shared/interception';
 import type { ResponseOwners } from '../audit/response-owners';
 import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
+import type { UserPlaces } from '../core/user-places';
 import { BridgeError, fromFastifyError, isBridgeError } from '../errors';
 import { baseUrlHint } from '../http/base-url-hint';
 import type { BodyBudget } from '../http/body-budget';
@@ -22,7 +23,7 @@ import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
 import { reportAnswer, singleCredential } from '../routing/credentials';
 import type { Router } from '../routing/routes';
-import type { GovernanceGate } from './admission';
+import { type GovernanceGate, inFlightPlace } from './admission';
 import { authenticateFirst } from './authenticate-first';
 import { detectClient } from './client-detect';
 import { withClientSession } from './client-session';
@@ -69,6 +70,11 @@ export interface ProviderRouteDeps {
   responseOwners: Pick<ResponseOwners, 'check' | 'checkConversation' | 'checkItems'>;
   /** Counts a passthrough against the caller's rate limits (server/spend/governance.ts). */
   rateLimits: Pick<GovernanceGate, 'countUnmetered'>;
+  /**
+   * Each user's requests in flight on this replica (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER), the
+   * metered ones' places (withinInFlight): a passthrough holds one while it is forwarded.
+   */
+  inFlight?: UserPlaces;
 }
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -306,6 +312,27 @@ async function handle(
   // A passthrough is a request as a metered one is, counted before anything else is judged (and
   // before an unknown stored id's wait for another replica).
   deps.rateLimits.countUnmetered(principal);
+  // Held from here (a stored id's wait for another replica included) until the answer has been
+  // relayed or the client has gone: passThrough returns either way.
+  const place = deps.inFlight ? inFlightPlace(deps.inFlight, principal.user.id) : undefined;
+  try {
+    await forward(adapter, deps, req, reply, route, query, own);
+  } finally {
+    place?.();
+  }
+}
+
+/** A passthrough, from its query's check to its answer relayed (handle holds its place meanwhile). */
+async function forward(
+  adapter: ProviderAdapter,
+  deps: ProviderRouteDeps,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  route: Extract<ProviderRoute, { kind: 'passthrough' }>,
+  query: string,
+  own: Record<string, string> | undefined,
+): Promise<void> {
+  const principal = req.principal!;
   const refused = adapter.queryRefusal?.(query);
   if (refused) throw new BridgeError('unsupported_parameter', refused);
   const raw = Buffer.isBuffer(req.body) ? req.body : undefined;

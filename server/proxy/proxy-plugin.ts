@@ -124,6 +124,7 @@ export function proxyCapability(
           byok: d.byok,
           responseOwners: d.responseOwners,
           rateLimits: d.governance,
+          inFlight,
           ...(d.models ? { models: d.models } : {}),
           ...(d.router ? { routes: d.router } : {}),
         };

@@ -78,6 +78,8 @@ export class AnthropicMock {
   url = '';
   /** The model every answer names, whatever the request asked for (a deployment or alias answered as the model it runs). */
   answerModel: string | undefined;
+  /** When set, token counts are answered only once it resolves (a passthrough held at the upstream). */
+  countTokensGate: Promise<void> | undefined;
 
   async start(): Promise<this> {
     this.listening = await listenOnLoopback(this.server);
@@ -146,7 +148,11 @@ export class AnthropicMock {
     }
     if (req.method === 'POST' && path === '/v1/messages/count_tokens') {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ input_tokens: 42 }));
+      const answer = (): void => {
+        res.end(JSON.stringify({ input_tokens: 42 }));
+      };
+      if (this.countTokensGate) void this.countTokensGate.then(answer);
+      else answer();
       return;
     }
     if (req.method === 'POST' && path === '/v1/messages') {

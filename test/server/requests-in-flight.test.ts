@@ -129,3 +129,88 @@ describe('model requests one user may have running at once (AIBRIDGE_REQUESTS_IN
     open();
   });
 });
+
+describe('passthroughs among the requests one user may have running (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER)', function () {
+  this.timeout(30_000);
+  let mock: AnthropicMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    mock = await new AnthropicMock().start();
+    tb = await startBridge(mock.url, { AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER: '2', AIBRIDGE_BURST_RPM: '0' });
+  });
+  after(async () => {
+    mock.countTokensGate = undefined;
+    await tb.close();
+    await mock.stop();
+  });
+
+  const countTokens = (key: string) =>
+    fetch(`${tb.url}/anthropic/v1/messages/count_tokens`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({ model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+  const countsSeen = () => mock.requests.filter((r) => r.url.startsWith('/v1/messages/count_tokens')).length;
+
+  it('counts token counts held at the provider: a third is refused before it is forwarded, and a metered request too; each frees its place when answered', async () => {
+    const dev = await tb.addUser('in-flight-counts@example.com');
+    let release!: () => void;
+    mock.countTokensGate = new Promise<void>((r) => {
+      release = r;
+    });
+    const held = [countTokens(dev.key), countTokens(dev.key)];
+    await eventually(async () => (countsSeen() === 2 ? true : undefined), { what: 'two counts upstream' });
+
+    const third = await countTokens(dev.key);
+    assert.equal(third.status, 429);
+    assert.equal(third.headers.get('retry-after'), '1');
+    const body = (await third.json()) as { type: string; error: { type: string; message: string } };
+    assert.equal(body.error.type, 'rate_limit_error');
+    assert.match(body.error.message, /AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER/);
+    assert.equal(countsSeen(), 2, 'the third was not forwarded');
+    const metered = await post(tb, dev.key);
+    assert.equal(metered.status, 429, 'the two held counts fill the places metered requests take too');
+    await metered.text();
+
+    release();
+    for (const r of await Promise.all(held)) {
+      assert.equal(r.status, 200);
+      assert.deepEqual(await r.json(), { input_tokens: 42 });
+    }
+    mock.countTokensGate = undefined;
+    assert.equal(await servedOnceFree(tb, dev.key), 200);
+    const again = await countTokens(dev.key);
+    assert.equal(again.status, 200);
+    await again.text();
+  });
+
+  it('frees the place of a passthrough whose client left while the provider held it', async () => {
+    const dev = await tb.addUser('in-flight-counts-gone@example.com');
+    let release!: () => void;
+    mock.countTokensGate = new Promise<void>((r) => {
+      release = r;
+    });
+    const seen = countsSeen();
+    for (let i = 0; i < 2; i++) {
+      const req = http.request(`${tb.url}/anthropic/v1/messages/count_tokens`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': dev.key,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+      });
+      req.on('error', () => undefined);
+      req.end(JSON.stringify({ model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'hi' }] }));
+      await eventually(async () => (countsSeen() === seen + i + 1 ? true : undefined), {
+        what: 'the count upstream',
+      });
+      req.destroy();
+    }
+    // Both clients are gone while the provider still holds their counts: their places are free.
+    assert.equal(await servedOnceFree(tb, dev.key), 200);
+    release();
+    mock.countTokensGate = undefined;
+  });
+});
