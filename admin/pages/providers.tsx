@@ -10,7 +10,7 @@ interface ProviderKey {
   weight: number;
   rpm: number | null;
   tpm: number | null;
-  state: 'active' | 'cooling' | 'disabled' | 'auth_failed';
+  state: 'active' | 'cooling' | 'disabled' | 'auth_failed' | 'unreadable';
   cooldownUntil: string | null;
   requests: number;
   rateLimited: number;
@@ -114,7 +114,8 @@ function Pool({ instance }: { instance: string }) {
               <td>{k.rateLimited}</td>
               <td>{k.authFailures}</td>
               <td>
-                {k.state === 'disabled' || k.state === 'auth_failed' ? (
+                {/* Sealed under another credentials key: nothing to change, only to remove. */}
+                {k.state === 'unreadable' ? null : k.state === 'disabled' || k.state === 'auth_failed' ? (
                   <button type="button" onClick={() => act('PATCH', k.name, { disabled: false })}>
                     Enable
                   </button>

@@ -12,7 +12,11 @@ export const MAX_COOLDOWN_MS = 60_000;
 const MINUTE = 60_000;
 
 /** Where a key stands: serving, waiting out a 429/529, turned off by an admin, or refused by the upstream (401, or a 403 that names the key). */
-export type KeyState = 'active' | 'cooling' | 'disabled' | 'auth_failed';
+/**
+ * `unreadable`: stored, but this replica cannot open its secret (sealed under another
+ * AIBRIDGE_MCP_CREDENTIALS_KEY); in no pool, listed so it can be removed (KeyPools.list).
+ */
+export type KeyState = 'active' | 'cooling' | 'disabled' | 'auth_failed' | 'unreadable';
 
 /** One key of a pool as it serves: the providers file's entry or a stored one, merged by name. */
 export interface PoolKey {

@@ -44,6 +44,11 @@ export class KeyPools {
   private readonly pools = new Map<string, KeyPool>();
   /** Each adapter's source, made once: it is asked for on every upstream attempt. */
   private readonly sources = new WeakMap<ProviderAdapter, CredentialSource>();
+  /**
+   * Stored keys this replica cannot open (sealed under another AIBRIDGE_MCP_CREDENTIALS_KEY, or
+   * altered), by instance: in no pool, but listed, so an admin sees what to remove or add again.
+   */
+  private readonly unreadable = new Map<string, KeyView[]>();
 
   constructor(
     private readonly d: {
@@ -93,17 +98,21 @@ export class KeyPools {
           { provider: s.instance, key: s.name },
           'provider key: no such instance takes keys; not used',
         );
+    this.unreadable.clear();
     for (const [instance, pool] of this.pools)
       pool.setKeys(
         this.merge(
-          this.d.instances[instance]!,
+          instance,
           stored.filter((s) => s.instance === instance),
         ),
       );
   }
 
+  /** The pool's keys, then those stored that cannot be opened here (`state: "unreadable"`). */
   list(instance: string): KeyView[] {
-    return this.pool(instance).list();
+    const keys = this.pool(instance).list();
+    const unreadable = this.unreadable.get(instance);
+    return unreadable ? [...keys, ...unreadable] : keys;
   }
 
   /** Adds a key at run time, its secret sealed at rest; refused when the name is taken. */
@@ -204,7 +213,8 @@ export class KeyPools {
   }
 
   /** The file's keys (or its `apiKey` as `default`, once keys are added) with the stored ones over them. */
-  private merge(i: UpstreamConfig, stored: StoredProviderKey[]): PoolKey[] {
+  private merge(instance: string, stored: StoredProviderKey[]): PoolKey[] {
+    const i = this.d.instances[instance]!;
     const keys = new Map<string, PoolKey>();
     for (const k of i.keys ?? [])
       keys.set(k.name, {
@@ -236,6 +246,11 @@ export class KeyPools {
             'provider key: cannot open the stored key',
           );
         }
+        if (secret === undefined) {
+          const list = this.unreadable.get(instance) ?? [];
+          list.push(unreadableView(s));
+          this.unreadable.set(instance, list);
+        }
       }
       if (secret === undefined) continue;
       keys.set(s.name, {
@@ -251,6 +266,23 @@ export class KeyPools {
     }
     return [...keys.values()];
   }
+}
+
+/** A stored key that cannot be opened, as the pool's listing shows its keys (no secret either way). */
+function unreadableView(s: StoredProviderKey): KeyView {
+  return {
+    name: s.name,
+    source: 'api',
+    weight: s.weight ?? 1,
+    rpm: s.rpm ?? null,
+    tpm: s.tpm ?? null,
+    state: 'unreadable',
+    cooldownUntil: null,
+    requests: 0,
+    rateLimited: 0,
+    authFailures: 0,
+    lastMinute: { requests: 0, tokens: 0 },
+  };
 }
 
 function keyNotFound(instance: string, name: string): BridgeError {

@@ -84,6 +84,15 @@ describe('MCP secrets after the credentials key changed', function () {
     const second = await withNewCredentialsKey(upstream.url, dir);
     try {
       assert.match(second.logs.join(''), /provider key: cannot open the stored key/);
+      // Listed, so an admin sees what to remove: in no pool, never a secret.
+      const listed = await second.api('GET', '/api/v1/providers/anthropic/keys', second.adminKey);
+      assert.equal(listed.status, 200);
+      const items = (listed.body as { items: { name: string; state: string; source: string }[] }).items;
+      assert.deepEqual(
+        items.filter((k) => k.name === 'pool1').map((k) => ({ state: k.state, source: k.source })),
+        [{ state: 'unreadable', source: 'api' }],
+      );
+      assert.ok(!JSON.stringify(listed.body).includes('sk-ant-pool-one'), 'no secret listed');
       const refused = await second.api('POST', '/api/v1/providers/anthropic/keys', second.adminKey, {
         name: 'pool1',
         key: 'sk-ant-pool-one-again-0123456789',
@@ -98,6 +107,13 @@ describe('MCP secrets after the credentials key changed', function () {
         key: 'sk-ant-pool-one-again-0123456789',
       });
       assert.equal(again.status, 201, JSON.stringify(again.body));
+      const relisted = await second.api('GET', '/api/v1/providers/anthropic/keys', second.adminKey);
+      assert.deepEqual(
+        (relisted.body as { items: { name: string; state: string }[] }).items
+          .filter((k) => k.name === 'pool1')
+          .map((k) => k.state),
+        ['active'],
+      );
       assert.equal(
         (await second.api('DELETE', '/api/v1/providers/anthropic/keys/nothing', second.adminKey)).status,
         404,
