@@ -65,6 +65,8 @@ type Row = Record<string, unknown>;
 
 /** Connections of the read pool (PostgresStore.readPool), beside the main pool's. */
 const READ_CONNECTIONS = 3;
+/** Connections of the pool for reads across every user (PostgresStore.orgReadPool). */
+const ORG_READ_CONNECTIONS = 2;
 /** How long one statement of the read pool may run (PostgresStoreOptions.readTimeoutMs). */
 const READ_TIMEOUT_MS = 30_000;
 
@@ -134,6 +136,13 @@ export class PostgresStore implements Store {
    * of every request then failed on every replica for minutes. Here they wait for one another.
    */
   private readonly readPool: pg.Pool;
+  /**
+   * The same reads across every user (no user filter: an admin's incident search, an export, the
+   * chain's verification), on connections members' reads never take: members' reads are always
+   * of one user (their own), and two members' slow searches could otherwise hold every read
+   * connection while the security team's search waited behind them.
+   */
+  private readonly orgReadPool: pg.Pool;
   private readonly batcher: Batcher<NewInterception, Interception>;
   /** When a pooled connection was last handed out: a pool that hands none out is not just busy. */
   private lastCheckoutAt = Date.now();
@@ -158,15 +167,20 @@ export class PostgresStore implements Store {
       // A pooled connection whose peer vanished (a failover leaving half-open sockets) is noticed.
       keepAlive: true,
     });
-    this.readPool = new pg.Pool({
-      connectionString: opts.url,
-      max: READ_CONNECTIONS,
-      connectionTimeoutMillis: 5000,
-      idleTimeoutMillis: 60_000,
-      keepAlive: true,
-      statement_timeout: opts.readTimeoutMs ?? READ_TIMEOUT_MS,
-    });
-    this.readPool.on('error', (err) => opts.onError?.(err, 'idle connection'));
+    const readPool = (max: number): pg.Pool => {
+      const p = new pg.Pool({
+        connectionString: opts.url,
+        max,
+        connectionTimeoutMillis: 5000,
+        idleTimeoutMillis: 60_000,
+        keepAlive: true,
+        statement_timeout: opts.readTimeoutMs ?? READ_TIMEOUT_MS,
+      });
+      p.on('error', (err) => opts.onError?.(err, 'idle connection'));
+      return p;
+    };
+    this.readPool = readPool(READ_CONNECTIONS);
+    this.orgReadPool = readPool(ORG_READ_CONNECTIONS);
     this.pool.on('acquire', () => {
       this.lastCheckoutAt = Date.now();
     });
@@ -206,6 +220,7 @@ export class PostgresStore implements Store {
     }
     await this.feed.stop();
     await this.readPool.end();
+    await this.orgReadPool.end();
     await this.pool.end();
   }
 
@@ -487,6 +502,7 @@ export class PostgresStore implements Store {
     const w = interceptionWhere(filter);
     if (cursor !== undefined) w.add('seq < $?', decodeCursor(cursor));
     const r = await this.read<{ record: string }>(
+      filter.userId,
       `SELECT record FROM interceptions WHERE ${w.sql} ORDER BY seq DESC LIMIT ${Math.max(0, Math.floor(limit)) + 1}`,
       w.params,
     );
@@ -547,6 +563,7 @@ export class PostgresStore implements Store {
       const w = interceptionWhere(filter);
       w.add('seq > $?', after);
       const r = await this.read<{ record: string }>(
+        filter.userId,
         `SELECT record FROM interceptions WHERE ${w.sql} ORDER BY seq LIMIT ${SCAN_CHUNK}`,
         w.params,
       );
@@ -645,6 +662,7 @@ export class PostgresStore implements Store {
     if (q.server !== undefined) w.add('server = $?', q.server);
     if (q.name !== undefined) w.add('name = $?', q.name);
     const r = await this.read<{ doc: GatewayToolCall }>(
+      q.userId,
       `SELECT doc FROM mcp_gateway_calls WHERE ${w.sql} ORDER BY at DESC, pos DESC LIMIT ${Math.max(0, Math.floor(q.limit))}`,
       w.params,
     );
@@ -664,6 +682,7 @@ export class PostgresStore implements Store {
       if (q.userId !== undefined) w.add('user_id = $?', q.userId);
       w.add('pos > $?', after);
       const r = await this.read<{ pos: string; doc: GatewayToolCall }>(
+        q.userId,
         `SELECT pos, doc FROM mcp_gateway_calls WHERE ${w.sql} ORDER BY pos LIMIT ${SCAN_CHUNK}`,
         w.params,
       );
@@ -709,6 +728,7 @@ export class PostgresStore implements Store {
     // Numbers as float8 and the hour as epoch milliseconds: no per-row string or date parsing in
     // the driver (a year of rollups is hundreds of thousands of rows). Sums stay exact below 2^53.
     const r = await this.read<Row>(
+      q.userId,
       `SELECT (extract(epoch FROM hour) * 1000)::float8 AS hour_ms, user_id, user_email, team, provider,
               model, model_is_null, client, requests::float8, input::float8, output::float8,
               cache_read::float8, cache_write::float8, reasoning::float8, cost_usd, unpriced_requests::float8,
@@ -800,6 +820,7 @@ export class PostgresStore implements Store {
     if (q.since !== undefined) w.add('at >= $?::timestamptz', q.since);
     if (q.userId !== undefined) w.add('user_id = $?', q.userId);
     const r = await this.read<{ doc: Alert }>(
+      q.userId,
       `SELECT doc FROM alerts WHERE ${w.sql} ORDER BY pos DESC LIMIT ${Math.max(0, Math.floor(q.limit))}`,
       w.params,
     );
@@ -846,13 +867,17 @@ export class PostgresStore implements Store {
     this.feed.notify(change);
   }
 
-  /** A read that walks records: on the read pool, under its statement timeout (see readPool). */
+  /**
+   * A read that walks records: on a read pool, under its statement timeout (see readPool); `userId`:
+   * the one user it reads, undefined for a read across every user (orgReadPool).
+   */
   private async read<R extends pg.QueryResultRow>(
+    userId: string | undefined,
     text: string | pg.QueryConfig,
     params?: unknown[],
   ): Promise<pg.QueryResult<R>> {
     try {
-      return await this.readPool.query<R>(text, params);
+      return await (userId === undefined ? this.orgReadPool : this.readPool).query<R>(text, params);
     } catch (err) {
       // 57014: canceled by the statement timeout.
       if ((err as { code?: unknown }).code === '57014')
