@@ -31,7 +31,7 @@ async function servedOnceFree(tb: TestBridge, key: string): Promise<number> {
   return res.status;
 }
 
-describe('model requests one user may have running at once (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER)', function () {
+describe('requests to providers one user may have running at once (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER)', function () {
   this.timeout(30_000);
   let mock: AnthropicMock;
   let tb: TestBridge;
@@ -41,6 +41,7 @@ describe('model requests one user may have running at once (AIBRIDGE_REQUESTS_IN
     tb = await startBridge(mock.url, { AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER: '2', AIBRIDGE_BURST_RPM: '0' });
   });
   after(async () => {
+    mock.countTokensGate = undefined;
     await tb.close();
     await mock.stop();
   });
@@ -127,22 +128,6 @@ describe('model requests one user may have running at once (AIBRIDGE_REQUESTS_IN
     }
     assert.equal(await servedOnceFree(tb, dev.key), 200);
     open();
-  });
-});
-
-describe('passthroughs among the requests one user may have running (AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER)', function () {
-  this.timeout(30_000);
-  let mock: AnthropicMock;
-  let tb: TestBridge;
-
-  before(async () => {
-    mock = await new AnthropicMock().start();
-    tb = await startBridge(mock.url, { AIBRIDGE_REQUESTS_IN_FLIGHT_PER_USER: '2', AIBRIDGE_BURST_RPM: '0' });
-  });
-  after(async () => {
-    mock.countTokensGate = undefined;
-    await tb.close();
-    await mock.stop();
   });
 
   const countTokens = (key: string) =>
