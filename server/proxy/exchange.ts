@@ -35,7 +35,14 @@ import { type CircuitBreakers, isProviderFailure, isRequestFault } from './circu
 import { checkedRequestFacts } from './client-strings';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import type { ProxyReply, ProxyRequest } from './proxy-request';
-import { eachChunk, type IdleWatchdog, idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
+import {
+  answerWatchdog,
+  eachChunk,
+  type IdleWatchdog,
+  idleWatchdog,
+  sendUpstream,
+  upstreamFailure,
+} from './upstream';
 import { isContentEvent, type StreamSeen, unreadAnswerFacts, withUsageFloor } from './usage-floor';
 
 /** Largest non-streamed model response the bridge keeps a copy of (or reads whole) for usage. */
@@ -1178,7 +1185,7 @@ export class Exchange {
       : undefined;
     // Only an event stream is decoded; a JSON answer's chunks go through as they are.
     const decoder = parser ? new TextDecoder() : undefined;
-    const idle = idleWatchdog(this.deps.idleTimeoutMs, (err) => res.body.destroy(err));
+    const idle = answerWatchdog(res.body, this.deps.idleTimeoutMs, (err) => res.body.destroy(err));
     try {
       await eachChunk(res.body, (chunk) => {
         idle.touch();

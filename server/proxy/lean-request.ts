@@ -106,6 +106,11 @@ export class LeanBody {
     return !this.flowing;
   }
 
+  /** The whole answer has come (what is left is queued here): nothing more to wait for upstream. */
+  get arrived(): boolean {
+    return this.ended && !this.destroyed;
+  }
+
   /**
    * Stops the body: the request is aborted if its answer has not ended, what is queued is dropped,
    * and `error` (when given) then `close` are emitted in a later tick, as a Readable's destroy does.

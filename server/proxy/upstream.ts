@@ -4,7 +4,7 @@ import type { TimeoutConfig } from '../config';
 import { BridgeError, type ServerErrorCode } from '../errors';
 import type { ProviderAdapter, UpstreamCall } from '../providers/types';
 import { placeOf } from '../providers/upstream-request';
-import { leanRequest, prematureClose } from './lean-request';
+import { LeanBody, leanRequest, prematureClose } from './lean-request';
 
 /** One connection pool for all upstreams, with the configured timeouts. */
 export function createUpstreamAgent(t: TimeoutConfig): Agent {
@@ -33,6 +33,25 @@ export interface IdleWatchdog {
   touch(): void;
   pause(): void;
   stop(): void;
+}
+
+/** The watchdog of an answer that has all arrived: no gap left to watch. */
+const NOTHING_TO_WATCH: IdleWatchdog = {
+  touch: () => undefined,
+  pause: () => undefined,
+  stop: () => undefined,
+};
+
+/**
+ * The watchdog for reading `body`; none when the whole answer has already arrived, as a small JSON
+ * one has by the time it is read (a timer armed and cleared for nothing on most requests).
+ */
+export function answerWatchdog(
+  body: unknown,
+  ms: number,
+  onIdle: (err: IdleTimeoutError) => void,
+): IdleWatchdog {
+  return body instanceof LeanBody && body.arrived ? NOTHING_TO_WATCH : idleWatchdog(ms, onIdle);
 }
 
 export function idleWatchdog(ms: number, onIdle: (err: IdleTimeoutError) => void): IdleWatchdog {
