@@ -16,18 +16,30 @@ let writes = 0;
 
 /**
  * Replaces `file` in one rename, so the agent that reads it never sees half a file. A new file is
- * private (0600: it sits next to the agent's credentials); an existing one keeps its mode. When
- * `previous` is not empty it is kept next to the file as `<file>.bak`.
+ * private (0600: it sits next to the agent's credentials); an existing one keeps its mode, but
+ * none of its group's or others' bits when `secret` (the text holds a key: Continue makes its
+ * `config.yaml` 0644). When `previous` is not empty it is kept next to the file as `<file>.bak`,
+ * private too.
  */
-export async function writeFileAtomic(file: string, text: string, previous: string): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  text: string,
+  previous: string,
+  secret = false,
+): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   let mode = 0o600;
   try {
-    mode = (await fs.stat(file)).mode & 0o777;
+    mode = (await fs.stat(file)).mode & (secret ? 0o700 : 0o777);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  if (previous !== '') await fs.writeFile(`${file}.bak`, previous, { mode: 0o600 });
+  if (previous !== '') {
+    const bak = `${file}.bak`;
+    await fs.writeFile(bak, previous, { mode: 0o600 });
+    // writeFile's mode applies to a new file only; an older backup may be readable by others.
+    await fs.chmod(bak, 0o600);
+  }
   const tmp = `${file}.${process.pid}.${Date.now()}.${++writes}.tmp`;
   try {
     await fs.writeFile(tmp, text, { mode });

@@ -6,7 +6,9 @@ import {
   type IdeClients,
   prepareAgents,
   prepareCodex,
+  prepareIdeClientsOnly,
   undoAgents,
+  undoIdeClientsOnly,
 } from './agents/prepare-agents';
 import { BridgeClient, fetchAuthConfig, type Me } from './api/bridge-client';
 import { DetailPanel } from './audit/detail-panel';
@@ -419,11 +421,15 @@ export class Container implements vscode.Disposable {
       this.log.info('signed out: terminal variables removed');
       this.gateway.follow(undefined);
       this.mcpChanged.fire();
-      if (vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) !== false)
-        void undoAgents().then(async (r) => {
-          if (r.changed.length > 0) this.log.info(`agents: removed the bridge from ${r.changed.join(', ')}`);
-          for (const p of [...r.problems, ...(await applyAgentSettings(r))]) this.log.warn(`agents: ${p}`);
-        });
+      // The IDE clients' files hold the key: taken back whatever `aibridge.prepareAgents` says.
+      const undo =
+        vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) !== false
+          ? undoAgents()
+          : undoIdeClientsOnly();
+      void undo.then(async (r) => {
+        if (r.changed.length > 0) this.log.info(`agents: removed the bridge from ${r.changed.join(', ')}`);
+        for (const p of [...r.problems, ...(await applyAgentSettings(r))]) this.log.warn(`agents: ${p}`);
+      });
       return;
     }
     this.running = { url: s.url, key: s.key };
@@ -625,21 +631,24 @@ export class Container implements vscode.Disposable {
   private prepareAgents(only?: IdeClientId): Promise<AgentsReport> | undefined {
     const c = this.running;
     if (!c) return undefined;
-    if (!only && vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) === false)
-      return undefined;
     const wanted = only ? [only] : this.ideClientsSetting();
+    // An IDE client's own command, or `aibridge.prepareAgents` off: the IDE clients asked for, only.
+    const agentsToo =
+      !only && vscode.workspace.getConfiguration().get<boolean>(SETTINGS.prepareAgents) !== false;
+    if (!agentsToo && wanted.length === 0) return undefined;
     // Only a bridge that offers the gateway is registered; otherwise an earlier entry is removed.
     return this.gateway.has
-      .then((has) =>
-        prepareAgents({
+      .then((has) => {
+        const o = {
           url: c.url,
           trustedFolders: this.trustedFolders(),
           mcpGateway: has && this.mcpGatewayOn(),
           byok: this.byokOn(),
           gemini: geminiInstance(this.session.current?.providers) !== undefined,
           ...(wanted.length > 0 ? { ide: this.ideClients(c.key, wanted) } : {}),
-        }),
-      )
+        };
+        return agentsToo ? prepareAgents(o) : prepareIdeClientsOnly(o);
+      })
       .then(async (r) => {
         if (r.changed.length > 0) this.log.info(`agents prepared: ${r.changed.join(', ')}`);
         for (const p of [...r.problems, ...(await applyAgentSettings(r))]) this.log.warn(`agents: ${p}`);

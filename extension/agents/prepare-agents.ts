@@ -89,11 +89,15 @@ function addSetting(report: AgentsReport, change: SettingChange): void {
   report.settings = [...(report.settings ?? []), change];
 }
 
-/** Reads, edits and (when it changed) rewrites one file; a problem is reported, not thrown. */
+/**
+ * Reads, edits and (when it changed) rewrites one file; a problem is reported, not thrown. A file
+ * that then holds a bridge key (`key`, or any key's shape) is made private to the user.
+ */
 async function edit(
   file: string,
   change: (text: string) => { ok: true; text: string; changed: boolean } | { ok: false; message: string },
   report: AgentsReport,
+  key?: string,
 ): Promise<boolean> {
   try {
     const original = await readTextOrEmpty(file);
@@ -106,7 +110,8 @@ async function edit(
       // The previous version is kept as `.bak`, unless it holds a bridge key (a Continue config or
       // import file of ours): the sign-out's edit would otherwise leave the key in the backup, and
       // a second sign-in would replace the backup of the user's own file with one of ours.
-      await writeFileAtomic(file, r.text, holdsBridgeKey(original) ? '' : original);
+      const secret = holdsBridgeKey(r.text) || (key !== undefined && r.text.includes(key));
+      await writeFileAtomic(file, r.text, holdsBridgeKey(original) ? '' : original, secret);
       report.changed.push(file);
     }
     return true;
@@ -261,7 +266,7 @@ export async function prepareContinue(
   report: AgentsReport,
 ): Promise<void> {
   const models = { url: o.url, key: o.ide.key, ...o.ide.continue };
-  await edit(continueConfigPath(o.env), (t) => withBridgeModels(t, models), report);
+  await edit(continueConfigPath(o.env), (t) => withBridgeModels(t, models), report, o.ide.key);
 }
 
 /** Roo Code or Kilo Code: our import file, and the setting that makes it import it at start. */
@@ -274,7 +279,7 @@ export async function prepareRoo(
   if (!wanted) return;
   const file = importSettingsPath(which, o.env);
   const text = rooImportText(which, { url: o.url, key: o.ide.key, model: wanted.model });
-  const ok = await edit(file, (t) => ({ ok: true, text, changed: t !== text }), report);
+  const ok = await edit(file, (t) => ({ ok: true, text, changed: t !== text }), report, o.ide.key);
   if (ok) addSetting(report, { key: ROO_FAMILY[which].setting, value: file });
 }
 
@@ -299,6 +304,28 @@ export async function prepareAgents(o: PrepareAgentsOptions): Promise<AgentsRepo
   await prepareCodex(o, report);
   if (o.gemini === true) await prepareGemini(o, report);
   await prepareIdeClients(o, report);
+  return report;
+}
+
+/**
+ * Only the IDE clients asked for in `o.ide` (their "Set Up" command, or `aibridge.ideClients` with
+ * `aibridge.prepareAgents` off): Claude Code's, Codex's and Gemini CLI's files are not touched.
+ */
+export async function prepareIdeClientsOnly(o: PrepareAgentsOptions): Promise<AgentsReport> {
+  const report: AgentsReport = { changed: [], problems: [] };
+  await removeKeyBackups(o.env, report);
+  await prepareIdeClients(o, report);
+  return report;
+}
+
+/**
+ * Sign-out with `aibridge.prepareAgents` off: what an IDE client's set-up wrote is taken back all
+ * the same (its files hold the key), and nothing else.
+ */
+export async function undoIdeClientsOnly(o: { env?: Env } = {}): Promise<AgentsReport> {
+  const report: AgentsReport = { changed: [], problems: [] };
+  await undoIdeClients(o.env, report);
+  await removeKeyBackups(o.env, report);
   return report;
 }
 

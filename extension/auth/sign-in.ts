@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 
 /** What the user (or a link, or the environment) gave us to sign in with. */
 export interface Credentials {
@@ -110,7 +111,10 @@ export function isInsecureRemote(url: string): boolean {
   const u = new URL(url);
   if (u.protocol === 'https:') return false;
   const host = u.hostname.replace(/^\[|\]$/g, '');
-  return !(host === 'localhost' || host === '::1' || /^127\./.test(host));
+  // This machine only as an address (127.0.0.0/8, ::1) or `localhost`: `127.example.com` is a name
+  // anyone may register, and resolves wherever its owner likes.
+  if (host === 'localhost' || host === '::1') return false;
+  return !(isIP(host) === 4 && host.startsWith('127.'));
 }
 
 /** A one-way fingerprint of a key, to remember which one the user turned down without keeping it. */

@@ -1,5 +1,8 @@
 import { CLOSE_CODES, closeReasonOf } from '../../shared/protocol';
 
+/** The longest wait a close notice's `retryAfter` is taken at (an hour). */
+export const MAX_RETRY_AFTER_MS = 3_600_000;
+
 /** What the status bar says about the connection. */
 export type ConnectionStatus = 'signedOut' | 'connecting' | 'live' | 'reconnecting' | 'error';
 
@@ -109,7 +112,10 @@ export function step(
             ? (state.failures ?? 0) + 1
             : 1;
       let delayMs = backoffDelay(attempt, backoff);
-      if (reason === 'rateLimited') delayMs = Math.max(delayMs, input.retryAfterMs ?? backoff.maxMs);
+      // The wait a close notice asks for, up to an hour: a larger one (a proxy's or a broken
+      // bridge's) overflowed the timer, which Node then fires at once, reconnecting in a loop.
+      if (reason === 'rateLimited')
+        delayMs = Math.max(delayMs, Math.min(input.retryAfterMs ?? backoff.maxMs, MAX_RETRY_AFTER_MS));
       return {
         state: {
           status: 'reconnecting',

@@ -4,7 +4,12 @@ import path from 'node:path';
 import { parseConfigYaml } from '@continuedev/config-yaml';
 import { withBridgeModels, withoutBridgeModels } from '../../extension/agents/continue-config';
 import { geminiSettingsPath } from '../../extension/agents/gemini-settings';
-import { prepareAgents, undoAgents } from '../../extension/agents/prepare-agents';
+import {
+  prepareAgents,
+  prepareIdeClientsOnly,
+  undoAgents,
+  undoIdeClientsOnly,
+} from '../../extension/agents/prepare-agents';
 import { autoImportSettingValue, importSettingsPath } from '../../extension/agents/roo-settings';
 import { tempDir } from '../helpers/bridge';
 
@@ -107,7 +112,9 @@ describe('extension: IDE clients configured at sign-in', () => {
     const env = { HOME: home };
     const continueFile = path.join(home, '.continue', 'config.yaml');
     await fs.mkdir(path.dirname(continueFile), { recursive: true });
-    await fs.writeFile(continueFile, USER_CONTINUE);
+    // As Continue makes it: readable by others, until it holds a key.
+    await fs.writeFile(continueFile, USER_CONTINUE, { mode: 0o644 });
+    await fs.chmod(continueFile, 0o644);
 
     // Not asked: nothing of theirs touched.
     const plain = await prepareAgents({ url: URL, trustedFolders: [], env });
@@ -148,6 +155,8 @@ describe('extension: IDE clients configured at sign-in', () => {
       openAiHeaders: { 'x-aibridge-client': 'roo-code' },
     });
     assert.equal((await fs.stat(roo)).mode & 0o777, 0o600);
+    assert.equal((await fs.stat(continueFile)).mode & 0o777, 0o600, 'the key is in it: private');
+    assert.equal((await fs.stat(`${continueFile}.bak`)).mode & 0o777, 0o600);
     assert.match(await fs.readFile(kilo, 'utf8'), /"x-aibridge-client": "kilo-code"/);
 
     // Signed in again (a new key): the backup is still the user's own file, not ours with the old key.
@@ -175,6 +184,31 @@ describe('extension: IDE clients configured at sign-in', () => {
       { key: 'roo-cline.autoImportSettingsPath', value: undefined },
       { key: 'kilo-code.autoImportSettingsPath', value: undefined },
     ]);
+  });
+
+  it('an IDE client set up on its own (its command, or aibridge.prepareAgents off) touches no agent file, and its undo takes the key back', async () => {
+    const home = await tempDir('aibridge-ide-only-');
+    const env = { HOME: home };
+    const r = await prepareIdeClientsOnly({
+      url: URL,
+      trustedFolders: [],
+      env,
+      ide: { key: KEY, continue: { anthropicModels: ['claude-sonnet-4-5'] }, rooCode: { model: 'gpt-4.1' } },
+    });
+    assert.deepEqual(r.problems, []);
+    const continueFile = path.join(home, '.continue', 'config.yaml');
+    const roo = importSettingsPath('rooCode', env);
+    assert.deepEqual(r.changed.sort(), [continueFile, roo].sort());
+    for (const agentFile of [path.join(home, '.claude.json'), path.join(home, '.codex', 'config.toml')])
+      await assert.rejects(fs.stat(agentFile), agentFile);
+
+    const u = await undoIdeClientsOnly({ env });
+    assert.deepEqual(u.problems, []);
+    assert.doesNotMatch(await fs.readFile(continueFile, 'utf8'), new RegExp(KEY));
+    await assert.rejects(fs.stat(roo));
+    assert.deepEqual(u.settings, [{ key: 'roo-cline.autoImportSettingsPath', value: undefined }]);
+    for (const agentFile of [path.join(home, '.claude.json'), path.join(home, '.codex', 'config.toml')])
+      await assert.rejects(fs.stat(agentFile), agentFile);
   });
 
   it('an old backup of ours holding a key is deleted at sign-in and sign-out; one without a key, or not ours, stays', async () => {

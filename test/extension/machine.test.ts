@@ -117,6 +117,31 @@ describe('extension: live connection state machine', () => {
     assert.equal(r.state.status === 'reconnecting' && r.state.retryAt, NOW + 42_000);
   });
 
+  it('a close notice asking for more than an hour waits an hour: a timer past 2^31 ms would fire at once, in a loop', () => {
+    const r = drive([
+      { type: 'start' },
+      {
+        type: 'closed',
+        code: 4029,
+        reason: 'Too many invalid keys.',
+        at: NOW,
+        retryAfterMs: 3_000_000_000_000,
+      },
+    ]);
+    assert.deepEqual(r.effects[1], [{ type: 'schedule', delayMs: 3_600_000 }]);
+    const inf = drive([
+      { type: 'start' },
+      {
+        type: 'closed',
+        code: 4029,
+        reason: 'Too many invalid keys.',
+        at: NOW,
+        retryAfterMs: Number.POSITIVE_INFINITY,
+      },
+    ]);
+    assert.deepEqual(inf.effects[1], [{ type: 'schedule', delayMs: 3_600_000 }]);
+  });
+
   it('4029 without a close notice (an older bridge) waits the longest backoff, whatever the reason text', () => {
     const r = drive([
       { type: 'start' },

@@ -24,7 +24,7 @@ interface Manifest {
     commands: { command: string; title: string; category?: string }[];
     viewsContainers: { activitybar: { id: string }[] };
     views: Record<string, { id: string }[]>;
-    configuration: { properties: Record<string, { default?: unknown }> };
+    configuration: { properties: Record<string, { default?: unknown; scope?: string }> };
     menus: Record<string, { command: string; when?: string }[]>;
     mcpServerDefinitionProviders: { id: string; label: string }[];
   };
@@ -33,6 +33,20 @@ interface Manifest {
 const pkg = JSON.parse(fs.readFileSync('package.json', 'utf8')) as Manifest;
 
 describe('extension: ids match package.json', () => {
+  it('a repository cannot choose where the key goes: every setting that writes it, routes it or turns its undo off is the user’s own', () => {
+    // A checked-in .vscode/settings.json may set any window-scoped setting: these would write the
+    // key into IDE clients' files, send agents with the developer's own key, or skip the sign-out's undo.
+    for (const id of [
+      SETTINGS.url,
+      SETTINGS.terminalEnv,
+      SETTINGS.prepareAgents,
+      SETTINGS.byok,
+      SETTINGS.mcpGateway,
+      SETTINGS.ideClients,
+    ])
+      assert.equal(pkg.contributes.configuration.properties[id]?.scope, 'application', id);
+  });
+
   it('every command in COMMANDS is contributed, and nothing else', () => {
     assert.deepEqual(pkg.contributes.commands.map((c) => c.command).sort(), Object.values(COMMANDS).sort());
     for (const c of pkg.contributes.commands) assert.equal(c.category, 'AI Bridge', c.command);

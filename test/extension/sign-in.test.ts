@@ -130,6 +130,12 @@ describe('extension: sign-in', () => {
     assert.equal(isInsecureRemote('http://bridge.corp'), true);
     assert.equal(isInsecureRemote('http://127.0.0.1:9'), false);
     assert.equal(isInsecureRemote('https://bridge.corp'), false);
+    assert.equal(isInsecureRemote('http://localhost:7410'), false);
+    assert.equal(isInsecureRemote('http://[::1]:7410'), false);
+    assert.equal(isInsecureRemote('http://127.8.9.10'), false);
+    // Names that only look like this machine: their owners say where they resolve.
+    assert.equal(isInsecureRemote('http://127.attacker.example'), true);
+    assert.equal(isInsecureRemote('http://127.0.0.1.nip.io:8080'), true);
   });
 
   it('keeps the key in secret storage only; sign-out removes it and remembers a declined env key', async () => {
