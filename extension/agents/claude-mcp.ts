@@ -18,24 +18,36 @@ export const CLAUDE_MCP_NAME = 'aibridge';
 export const CLAUDE_MCP_AUTHORIZATION = 'Bearer ${ANTHROPIC_AUTH_TOKEN}';
 
 /**
- * The `mcpServers.aibridge` entry, exactly as `claude mcp add --transport http --scope user aibridge
- * <url>/mcp --header "Authorization: Bearer ${ANTHROPIC_AUTH_TOKEN}"` writes it.
+ * With `aibridge.byok` the terminal has no ANTHROPIC_AUTH_TOKEN (the provider credential is the
+ * user's own): the gateway gets the bridge key from AIBRIDGE_KEY, in the header the bridge reads it
+ * from beside a credential of the user's.
  */
-export function claudeGatewayEntry(url: string): Json {
-  return { type: 'http', url: `${url}/mcp`, headers: { Authorization: CLAUDE_MCP_AUTHORIZATION } };
+// biome-ignore lint/suspicious/noTemplateCurlyInString: claude expands this reference itself
+export const CLAUDE_MCP_BRIDGE_KEY = '${AIBRIDGE_KEY}';
+
+function gatewayHeaders(byok: boolean): Json {
+  return byok ? { 'X-AIBridge-Key': CLAUDE_MCP_BRIDGE_KEY } : { Authorization: CLAUDE_MCP_AUTHORIZATION };
 }
 
 /**
- * Whether an entry is one this module wrote (for any bridge URL): an HTTP server authorised by the
- * terminal's key and nothing else. A user's own `aibridge` entry (say with a literal key) is not.
+ * The `mcpServers.aibridge` entry, exactly as `claude mcp add --transport http --scope user aibridge
+ * <url>/mcp --header "Authorization: Bearer ${ANTHROPIC_AUTH_TOKEN}"` writes it (with `byok`, the
+ * header `X-AIBridge-Key: ${AIBRIDGE_KEY}` instead).
+ */
+export function claudeGatewayEntry(url: string, byok = false): Json {
+  return { type: 'http', url: `${url}/mcp`, headers: gatewayHeaders(byok) };
+}
+
+/**
+ * Whether an entry is one this module wrote (for any bridge URL, either header): an HTTP server
+ * authorised by the terminal's key and nothing else. A user's own `aibridge` entry (say with a
+ * literal key) is not.
  */
 export function isOurGatewayEntry(v: unknown): boolean {
   if (!isObject(v) || v.type !== 'http' || typeof v.url !== 'string' || !v.url.endsWith('/mcp')) return false;
-  const headers = v.headers;
+  const headers = JSON.stringify(v.headers);
   return (
-    isObject(headers) &&
-    Object.keys(headers).length === 1 &&
-    headers.Authorization === CLAUDE_MCP_AUTHORIZATION &&
+    (headers === JSON.stringify(gatewayHeaders(false)) || headers === JSON.stringify(gatewayHeaders(true))) &&
     Object.keys(v).every((k) => k === 'type' || k === 'url' || k === 'headers')
   );
 }
@@ -61,12 +73,12 @@ function parse(original: string): Parsed {
  * `~/.claude.json`), or points an entry written earlier at this bridge. Every other key, server and
  * the key order stay. An `aibridge` entry the user made themselves is refused, never replaced.
  */
-export function withClaudeGateway(original: string, url: string): ClaudeEditResult {
+export function withClaudeGateway(original: string, url: string, byok = false): ClaudeEditResult {
   const p = parse(original);
   if (!p.ok) return p;
   const servers = p.servers ?? {};
   const current = servers[CLAUDE_MCP_NAME];
-  const entry = claudeGatewayEntry(url);
+  const entry = claudeGatewayEntry(url, byok);
   if (current !== undefined && !isOurGatewayEntry(current)) {
     return {
       ok: false,

@@ -206,7 +206,10 @@ async function trustKeys(folders: readonly string[]): Promise<string[]> {
 export async function prepareClaude(o: PrepareAgentsOptions, report: AgentsReport): Promise<void> {
   const trustedFolders = await trustKeys(o.trustedFolders);
   const file = claudeConfigPath(o.env);
-  const gateway = o.mcpGateway === false ? withoutClaudeGateway : (t: string) => withClaudeGateway(t, o.url);
+  const gateway =
+    o.mcpGateway === false
+      ? withoutClaudeGateway
+      : (t: string) => withClaudeGateway(t, o.url, o.byok === true);
   await edit(
     file,
     andThen(file, (t) => withClaudeReady(t, { trustedFolders }), gateway, report),
@@ -219,7 +222,10 @@ export async function prepareCodex(o: PrepareAgentsOptions, report: AgentsReport
   let isDefault: boolean | undefined;
   const trustedFolders = await trustKeys(o.trustedFolders);
   const file = codexConfigPath(o.env);
-  const gateway = o.mcpGateway === false ? withoutGatewayServer : (t: string) => withGatewayServer(t, o.url);
+  const gateway =
+    o.mcpGateway === false
+      ? withoutGatewayServer
+      : (t: string) => withGatewayServer(t, o.url, o.byok === true);
   const ok = await edit(
     file,
     andThen(

@@ -17,17 +17,19 @@ export const CODEX_MCP_NAME = 'aibridge';
  * the key is never written to disk.
  */
 export const CODEX_MCP_TOKEN_VAR = 'OPENAI_API_KEY';
+/** With `aibridge.byok` OPENAI_API_KEY is the user's own key: the bridge key is in AIBRIDGE_KEY. */
+export const CODEX_MCP_BYOK_TOKEN_VAR = 'AIBRIDGE_KEY';
 const MARKER = '# Added by the AI Bridge extension (its MCP gateway); removed at sign-out.';
 const FILE = 'the Codex config.toml';
 
 export type CodexMcpResult = CodexUndoResult;
 
 /** The `[mcp_servers.aibridge]` table, as `codex mcp add aibridge --url … --bearer-token-env-var …` writes it. */
-export function expectedGatewayServer(url: string): Record<string, string> {
-  return { url: `${url}/mcp`, bearer_token_env_var: CODEX_MCP_TOKEN_VAR };
+export function expectedGatewayServer(url: string, byok = false): Record<string, string> {
+  return { url: `${url}/mcp`, bearer_token_env_var: byok ? CODEX_MCP_BYOK_TOKEN_VAR : CODEX_MCP_TOKEN_VAR };
 }
 
-/** A table this module wrote (for any bridge URL); a user's own `aibridge` server is not. */
+/** A table this module wrote (for any bridge URL, either variable); a user's own `aibridge` server is not. */
 function isOurs(v: unknown): boolean {
   if (!v || typeof v !== 'object' || Array.isArray(v)) return false;
   const t = v as Toml;
@@ -35,7 +37,7 @@ function isOurs(v: unknown): boolean {
     Object.keys(t).length === 2 &&
     typeof t.url === 'string' &&
     t.url.endsWith('/mcp') &&
-    t.bearer_token_env_var === CODEX_MCP_TOKEN_VAR
+    (t.bearer_token_env_var === CODEX_MCP_TOKEN_VAR || t.bearer_token_env_var === CODEX_MCP_BYOK_TOKEN_VAR)
   );
 }
 
@@ -87,7 +89,7 @@ const refusal = (what: string): { ok: false; message: string } => ({
  * result is parsed and compared with the original, and an edit that would change anything else is
  * refused. An `aibridge` server the user configured themselves is refused, never replaced.
  */
-export function withGatewayServer(original: string, url: string): CodexMcpResult {
+export function withGatewayServer(original: string, url: string, byok = false): CodexMcpResult {
   const parsed = parseToml(original);
   if (!parsed.ok) return { ok: false, message: `${FILE} is not valid TOML (${parsed.error}); fix it first.` };
   const before = parsed.value;
@@ -98,7 +100,7 @@ export function withGatewayServer(original: string, url: string): CodexMcpResult
       message: `${FILE} already has its own [mcp_servers.${CODEX_MCP_NAME}]; left as it is (remove it with "codex mcp remove ${CODEX_MCP_NAME}" to let AI Bridge manage it).`,
     };
   }
-  const server = expectedGatewayServer(url);
+  const server = expectedGatewayServer(url, byok);
   const block = [
     MARKER,
     `[mcp_servers.${CODEX_MCP_NAME}]`,

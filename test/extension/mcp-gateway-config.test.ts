@@ -20,6 +20,10 @@ const ENTRY = {
   headers: { Authorization: 'Bearer ${ANTHROPIC_AUTH_TOKEN}' },
 };
 
+/** With aibridge.byok: the bridge key from AIBRIDGE_KEY, in the header the bridge reads beside a user's own credential. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: the reference claude expands, as written
+const BYOK_HEADERS = { 'X-AIBridge-Key': '${AIBRIDGE_KEY}' };
+
 type Json = Record<string, unknown>;
 
 /** The TOML as plain objects (smol-toml's tables have no prototype). */
@@ -159,7 +163,7 @@ describe('extension: the MCP gateway in Codex ([mcp_servers.aibridge])', () => {
     const inline = `mcp_servers.aibridge.url = "${URL}/mcp"\nmcp_servers.aibridge.bearer_token_env_var = "OPENAI_API_KEY"\n`;
     assert.equal(withGatewayServer(inline, OTHER).ok, false);
     assert.equal(withoutGatewayServer(inline).ok, false);
-    const own = `[mcp_servers.aibridge]\nurl = "${URL}/mcp"\nbearer_token_env_var = "AIBRIDGE_KEY"\n`;
+    const own = `[mcp_servers.aibridge]\nurl = "${URL}/mcp"\nbearer_token_env_var = "MY_BRIDGE_KEY"\n`;
     const r = withGatewayServer(own, URL);
     assert.equal(r.ok, false);
     assert.match(r.ok ? '' : r.message, /its own \[mcp_servers\.aibridge\]/);
@@ -224,5 +228,59 @@ describe('extension: prepareAgents / undoAgents and the MCP gateway', () => {
     const claude = JSON.parse(await fs.readFile(claudeFile, 'utf8')) as Json;
     assert.equal(claude.hasCompletedOnboarding, true);
     assert.deepEqual(claude.mcpServers, own);
+  });
+});
+
+describe('extension: the MCP gateway with aibridge.byok (the provider variables hold the user’s own key)', () => {
+  it('Claude Code sends the bridge key as X-AIBridge-Key from AIBRIDGE_KEY; turning byok on or off rewrites the entry, and sign-out removes either', () => {
+    const byok = ok(withClaudeGateway(CLAUDE_USER, URL, true));
+    const entry = (JSON.parse(byok.text) as { mcpServers: Json }).mcpServers.aibridge;
+    assert.deepEqual(entry, { type: 'http', url: `${URL}/mcp`, headers: BYOK_HEADERS });
+    const off = ok(withClaudeGateway(byok.text, URL, false));
+    assert.deepEqual((JSON.parse(off.text) as { mcpServers: Json }).mcpServers.aibridge, ENTRY);
+    assert.equal(ok(withClaudeGateway(off.text, URL, true)).text, byok.text);
+    assert.equal(
+      (JSON.parse(ok(withoutClaudeGateway(byok.text)).text) as Json).mcpServers !== undefined,
+      true,
+    );
+    assert.equal(
+      (JSON.parse(ok(withoutClaudeGateway(byok.text)).text) as { mcpServers: Json }).mcpServers.aibridge,
+      undefined,
+    );
+  });
+
+  it('Codex reads the bearer token from AIBRIDGE_KEY, never the user’s OPENAI_API_KEY; either form is ours to replace and remove', () => {
+    const byok = ok(withGatewayServer(CODEX_USER, URL, true)).text;
+    assert.deepEqual((parse(byok) as { mcp_servers: Json }).mcp_servers.aibridge, {
+      url: `${URL}/mcp`,
+      bearer_token_env_var: 'AIBRIDGE_KEY',
+    });
+    const off = ok(withGatewayServer(byok, URL, false)).text;
+    assert.deepEqual((parse(off) as { mcp_servers: Json }).mcp_servers.aibridge, SERVER);
+    assert.equal(ok(withoutGatewayServer(byok)).text, CODEX_USER);
+  });
+
+  it('prepareAgents writes the byok forms for both agents', async () => {
+    const home = await tempDir('aibridge-byok-gateway-');
+    const env = { HOME: home, CODEX_HOME: path.join(home, '.codex') };
+    const r = await prepareAgents({ url: URL, trustedFolders: [], env, byok: true, mcpGateway: true });
+    assert.deepEqual(r.problems, []);
+    const claude = JSON.parse(await fs.readFile(path.join(home, '.claude.json'), 'utf8')) as {
+      mcpServers: Json;
+    };
+    assert.deepEqual(claude.mcpServers.aibridge, {
+      type: 'http',
+      url: `${URL}/mcp`,
+      headers: BYOK_HEADERS,
+    });
+    const codex = parse(await fs.readFile(path.join(home, '.codex', 'config.toml'), 'utf8')) as {
+      mcp_servers: Json;
+    };
+    assert.deepEqual(codex.mcp_servers.aibridge, { url: `${URL}/mcp`, bearer_token_env_var: 'AIBRIDGE_KEY' });
+    await undoAgents({ env });
+    const after = JSON.parse(await fs.readFile(path.join(home, '.claude.json'), 'utf8')) as {
+      mcpServers?: Json;
+    };
+    assert.equal(after.mcpServers?.aibridge, undefined);
   });
 });
