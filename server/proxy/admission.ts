@@ -113,8 +113,8 @@ export function continuesOwnResponse(
 
 /** What the governance gate asks of server/spend/governance.ts. */
 export interface GovernanceGate {
-  /** Counts the request against the caller's rate limits, or throws `rate_limited`. */
-  count(start: InterceptionStart): void;
+  /** Counts the request (of `bodyBytes`) against the caller's rate limits, or throws `rate_limited`. */
+  count(start: InterceptionStart, bodyBytes: number): void;
   /** Counts a passthrough against the caller's rate limits, or throws `rate_limited`. */
   countUnmetered(principal: Principal): void;
   admit(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): void | Promise<void>;
@@ -128,7 +128,7 @@ export interface GovernanceGate {
  */
 export function rateLimited(governance: GovernanceGate): AdmissionGate {
   return (t, next) => {
-    governance.count(t.start);
+    governance.count(t.start, t.bodyBytes);
     return next();
   };
 }

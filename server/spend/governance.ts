@@ -107,9 +107,19 @@ export class Governance {
     if (this.unpriced === 'block') this.checkPriced(start, at);
   }
 
-  /** Counts the request against its user's and key's rate limits (before any other refusal: admission.ts). */
-  count(start: InterceptionStart): void {
-    this.counted(start.id, start.principal);
+  /**
+   * Counts the request against its user's and key's rate limits (before any other refusal:
+   * admission.ts), holding in their `tpm` windows the tokens it may use while it runs: its body's,
+   * and its output cap, as the providers count their own limits.
+   */
+  count(start: InterceptionStart, bodyBytes = 0): void {
+    this.counted(start.id, start.principal, this.estimateTokens(start, bodyBytes));
+  }
+
+  private estimateTokens(start: InterceptionStart, bodyBytes: number): number {
+    const output =
+      start.request.maxOutputTokens ?? this.defaultMaxOutputTokens * (start.request.answers ?? 1);
+    return Math.ceil(bodyBytes / BYTES_PER_TOKEN) + output;
   }
 
   /**
@@ -124,9 +134,9 @@ export class Governance {
   }
 
   /** The limiter's admission of one request, a refusal counted in the metrics. */
-  private counted(id: string, principal: Principal): void {
+  private counted(id: string, principal: Principal, estimate = 0): void {
     try {
-      this.limiter.admit(id, principal);
+      this.limiter.admit(id, principal, estimate);
     } catch (err) {
       this.refused(err);
     }

@@ -58,17 +58,34 @@ interface Applied {
   label: string;
 }
 
+/** A request's tokens held in its `tpm` windows while it runs (RateLimiter.admit). */
+interface Held {
+  ids: string[];
+  tokens: number;
+  at: number;
+}
+
 /**
- * Requests and tokens per minute per key or per user, in sliding one-minute windows. Tokens are
- * counted when a request ends (its real usage), so a request is refused while the last minute's
- * tokens are at or over the limit.
+ * How long a request's held tokens count at most: a request that never settled (its record lost)
+ * must not hold its user's windows for good. A stream running longer is counted when it ends.
+ */
+const HOLD_MS = 60 * 60_000;
+
+/**
+ * Requests and tokens per minute per key or per user, in sliding one-minute windows. A request
+ * holds its estimate (its body's tokens and its output cap, as providers count their own limits)
+ * in its `tpm` windows while it runs, and its real usage replaces that when it ends; one is
+ * refused while the last minute's tokens and those held are at or over the limit. So requests in
+ * parallel cannot pass a limit by more than the last one admitted.
  */
 export class RateLimiter {
   private readonly limits = new Map<string, RateLimit>();
   private readonly requests = new Map<string, Window>();
   private readonly tokens = new Map<string, Window>();
-  /** Which windows each in-flight interception counts against, for its tokens at the end. */
-  private readonly inFlight = new Map<string, string[]>();
+  /** Which windows each in-flight interception counts against, and what it holds in them. */
+  private readonly inFlight = new Map<string, Held>();
+  /** Tokens held by requests in flight, per window. */
+  private readonly held = new Map<string, number>();
   /** Counted here since the other replicas were last told (`share`); undefined: nobody to tell. */
   private unshared: Map<string, { requests: number; tokens: number }> | undefined;
 
@@ -150,10 +167,14 @@ export class RateLimiter {
     return w;
   }
 
-  /** Counts the request, or throws `rate_limited` with `retry-after`. */
-  admit(interceptionId: string, p: Principal): void {
+  /**
+   * Counts the request, or throws `rate_limited` with `retry-after`. `estimate`: the tokens it may
+   * use, held in its `tpm` windows until it settles.
+   */
+  admit(interceptionId: string, p: Principal, estimate = 0): void {
     const now = this.now();
     const applied = this.applicable(p);
+    if (this.inFlight.size > 0) this.dropStale(now);
     for (const a of applied) {
       if (a.rpm !== null) {
         const w = this.window(this.requests, a.id);
@@ -165,10 +186,12 @@ export class RateLimiter {
       }
       if (a.tpm !== null) {
         const w = this.window(this.tokens, a.id);
-        if (w.total(now) >= a.tpm)
+        const used = w.total(now);
+        if (used + (this.held.get(a.id) ?? 0) >= a.tpm)
           throw limited(
             `${a.tpm} ${a.tpm === 1 ? 'token' : 'tokens'} per minute (${a.label})`,
-            w.retryAfterMs(now, a.tpm),
+            // Held by requests still running: they give it back as they end.
+            used >= a.tpm ? w.retryAfterMs(now, a.tpm) : 1000,
           );
       }
     }
@@ -177,18 +200,44 @@ export class RateLimiter {
       this.window(this.requests, a.id).add(now, 1);
       if (this.unshared) this.counted(a.id).requests += 1;
     }
-    const tokenWindows = applied.filter((a) => a.tpm !== null).map((a) => a.id);
-    if (tokenWindows.length > 0) this.inFlight.set(interceptionId, tokenWindows);
+    const ids = applied.filter((a) => a.tpm !== null).map((a) => a.id);
+    if (ids.length === 0) return;
+    const tokens = Math.max(0, estimate);
+    this.inFlight.set(interceptionId, { ids, tokens, at: now });
+    if (tokens > 0) for (const id of ids) this.held.set(id, (this.held.get(id) ?? 0) + tokens);
   }
 
   settle(interceptionId: string, tokens: number): void {
-    const ids = this.inFlight.get(interceptionId);
-    if (!ids) return;
-    this.inFlight.delete(interceptionId);
+    const h = this.inFlight.get(interceptionId);
+    if (!h) return;
+    this.release(interceptionId, h);
     const now = this.now();
-    for (const id of ids) {
+    for (const id of h.ids) {
       this.window(this.tokens, id).add(now, tokens);
       if (this.unshared && tokens > 0) this.counted(id).tokens += tokens;
+    }
+  }
+
+  /** Tokens held in `id`'s window by requests in flight (tests, and the limit's view). */
+  heldIn(id: string): number {
+    return this.held.get(id) ?? 0;
+  }
+
+  private release(interceptionId: string, h: Held): void {
+    this.inFlight.delete(interceptionId);
+    if (h.tokens === 0) return;
+    for (const id of h.ids) {
+      const left = (this.held.get(id) ?? 0) - h.tokens;
+      if (left > 0) this.held.set(id, left);
+      else this.held.delete(id);
+    }
+  }
+
+  /** Requests admitted over HOLD_MS ago and never settled give their holds back (oldest first). */
+  private dropStale(now: number): void {
+    for (const [id, h] of this.inFlight) {
+      if (now - h.at < HOLD_MS) return;
+      this.release(id, h);
     }
   }
 

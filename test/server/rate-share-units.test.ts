@@ -86,3 +86,30 @@ describe('rate limits shared between replicas (RateLimiter.share / heard)', () =
     assert.equal(refused(x, p), 'rate_limited');
   });
 });
+
+describe('tokens per minute held by requests in flight (RateLimiter.admit with an estimate)', () => {
+  it('refuses once the window and what running requests hold reach the limit; a settled request leaves its real count; a request never settled lets go after an hour', () => {
+    let now = 1_000_000;
+    const limiter = new RateLimiter(NO_STORE, { rpm: 0, tpm: 100 }, () => now);
+    const p = principal(7);
+    const window = `default:${p.user.id}`;
+    limiter.admit('int_a', p, 60);
+    limiter.admit('int_b', p, 60);
+    assert.equal(limiter.heldIn(window), 120);
+    assert.throws(
+      () => limiter.admit('int_c', p, 60),
+      (err: unknown) => {
+        assert.ok(isBridgeError(err) && err.code === 'rate_limited');
+        assert.equal(err.headers?.['retry-after'], '1');
+        return true;
+      },
+    );
+    limiter.settle('int_a', 10);
+    assert.equal(limiter.heldIn(window), 60);
+    limiter.admit('int_d', p, 60);
+    // int_b and int_d never settle (their records lost): after an hour they hold nothing.
+    now += 61 * 60_000;
+    limiter.admit('int_e', p, 5);
+    assert.equal(limiter.heldIn(window), 5);
+  });
+});

@@ -552,6 +552,42 @@ describe('spend and governance', function () {
       assert.match(second.text, /100 tokens per minute/);
     });
 
+    it('holds each running request’s tokens (body and max_tokens) against tpm: requests in parallel pass it by one at most, and give them back as they end', async () => {
+      const dev = await tb.addUser('tpm-parallel@example.com');
+      await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
+        scope: 'user',
+        subject: dev.user.email,
+        tpm: 1000,
+      });
+      let release!: () => void;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      // Each holds about 300 tokens (max_tokens) and a few for its body while the provider holds it.
+      const body = messages('claude-sonnet-4-5', { max_tokens: 300, stream: true });
+      const sentBefore = anthropic.messageRequests().length;
+      anthropic.next({ kind: 'gated', gate }, { kind: 'gated', gate }, { kind: 'gated', gate });
+      const running = [0, 1, 2].map(() => post(tb, '/anthropic/v1/messages', dev.key, body));
+      await eventually(
+        async () => (anthropic.messageRequests().length >= sentBefore + 3 ? true : undefined),
+        {
+          what: 'three requests at the provider',
+        },
+      );
+      const fourth = await post(tb, '/anthropic/v1/messages', dev.key, body);
+      assert.equal(fourth.status, 429, fourth.text);
+      assert.match(fourth.text, /1000 tokens per minute/);
+      assert.equal(
+        fourth.headers.get('retry-after'),
+        '1',
+        'the running requests give their tokens back as they end',
+      );
+      release();
+      for (const r of await Promise.all(running)) assert.equal(r.status, 200, r.text);
+      // Their real usage (a few tokens each) replaced what they held.
+      assert.equal((await post(tb, '/anthropic/v1/messages', dev.key, body)).status, 200);
+    });
+
     it('denies models by team with globs and regexes, in each API shape, without contacting upstream', async () => {
       const dev = await tb.addUser('policy@example.com', { team: 'frugal' });
       const put = await tb.api('PUT', '/api/v1/teams/frugal/models', tb.adminKey, {
