@@ -164,14 +164,6 @@ export async function startGeminiMock(): Promise<GeminiMock> {
         return json(200, rest);
       }
       if (method === 'generateContent') return json(200, answer(model, true, text.includes('LONG')));
-      // A JSON array of chunks whose end (with the total usage) comes a second later.
-      if (method === 'streamGenerateContent' && model.includes('slowarray')) {
-        res.writeHead(200, { 'content-type': 'application/json; charset=UTF-8' });
-        res.write(`[${JSON.stringify(answer(model, false))}`);
-        const timer = setTimeout(() => res.end(`,${JSON.stringify(answer(model, true))}]`), 1000);
-        res.on('close', () => clearTimeout(timer));
-        return;
-      }
       if (method === 'streamGenerateContent' && url.searchParams.get('alt') === 'sse') {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'g-req-1' });
         res.write(

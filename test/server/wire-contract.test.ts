@@ -516,7 +516,7 @@ wireContract({
       title: 'unwraps an array-wrapped NOT_FOUND to Google’s object shape',
       fixture: 'error-404-array.json',
       status: 404,
-      path: `${VERTEX_GEMINI}/gemini-9-ultra:streamGenerateContent`,
+      path: `${VERTEX_GEMINI}/gemini-9-ultra:streamGenerateContent?alt=sse`,
       body: GEMINI,
       expect: {
         status: 'error',

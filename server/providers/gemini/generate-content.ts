@@ -203,6 +203,21 @@ function unreadableAlt(query: string): string | null {
   return null;
 }
 
+/**
+ * `streamGenerateContent` without `alt=sse` answers one JSON array, its elements sent as they are
+ * made, each with the usage so far: the bridge could read it only whole, and a client that left
+ * before its last element would be recorded at a floor from the bytes, without the thinking and
+ * cached tokens every element had reported (23 % of the cost, measured). Google's SDKs stream with
+ * `alt=sse`, which is metered event by event.
+ */
+function arrayStream(query: string): string | null {
+  const params = new URLSearchParams(query.length > 1 ? query : '');
+  const alt = params.getAll('alt').concat(params.getAll('$alt'));
+  return alt.length > 0 && alt.every((v) => v === 'sse')
+    ? null
+    : 'The bridge streams `streamGenerateContent` only as server-sent events: send `alt=sse` (as Google’s SDKs do). Its JSON-array form can be read only whole, so an answer left before its end could not be metered.';
+}
+
 /** Gemini's tools that the provider runs, reading what they find as input. */
 const GOOGLE_TOOLS = [
   'googleSearch',
@@ -305,13 +320,18 @@ function unpricedTier(body: JsonObject): string | null {
  * the family's `modelFor` reads it). The request goes upstream as the client sent it.
  */
 export function generateContentAt(path: string): WireApi {
+  const streams = path.endsWith(':streamGenerateContent');
   return {
     name: 'generateContent',
     method: 'POST',
     path,
     toolHold: generateContentHold,
     modelNaming: geminiModelNaming,
-    unsupported: (body, query) => unreadableAlt(query) ?? streamedArguments(body) ?? unpricedTier(body),
+    unsupported: (body, query) =>
+      unreadableAlt(query) ??
+      (streams ? arrayStream(query) : null) ??
+      streamedArguments(body) ??
+      unpricedTier(body),
 
     describeRequest(body: JsonObject, _headers: IncomingHttpHeaders): RequestFacts {
       // Google's parser takes each field under either spelling: the reservation takes the most any
@@ -337,7 +357,7 @@ export function generateContentAt(path: string): WireApi {
 
     prepare: (_body: JsonObject, raw: Buffer): PreparedRequest => ({ bytes: raw, rewriteStream: false }),
 
-    /** A whole answer, or (`streamGenerateContent` without `alt=sse`) a JSON array of chunks. */
+    /** A whole answer (a JSON array of chunks too, as an older bridge let `streamGenerateContent` answer). */
     fromJson(json: unknown, at: Date): ResponseFacts {
       const reader = new ResponseReader();
       for (const chunk of Array.isArray(json) ? (json as unknown[]) : [json]) reader.read(chunk, at);
