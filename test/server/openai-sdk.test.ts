@@ -355,6 +355,39 @@ describe('OpenAI SDK through the bridge', () => {
       assert.equal(mock.requests.length, before + 1);
     });
 
+    it('refuses the hosted image_generation tool (its images are billed outside the usage) without contacting upstream; web search passes', async () => {
+      const before = mock.requests.length;
+      for (const stream of [false, true]) {
+        await assert.rejects(
+          () =>
+            client.responses.create({
+              model: 'gpt-5',
+              input: 'draw a cat',
+              tools: [
+                { type: 'web_search' },
+                { type: 'image_generation', quality: 'high', size: '1536x1024' },
+              ],
+              stream,
+            }),
+          (err: unknown) => {
+            assert.ok(err instanceof OpenAI.APIError, String(err));
+            assert.equal(err.status, 400);
+            assert.equal(err.code, 'unsupported_parameter');
+            assert.match(err.message, /image_generation/);
+            return true;
+          },
+        );
+      }
+      assert.equal(mock.requests.length, before);
+      const res = await client.responses.create({
+        model: 'gpt-5',
+        input: 'x',
+        tools: [{ type: 'web_search' }],
+      });
+      assert.equal(res.object, 'response');
+      assert.equal(mock.requests.length, before + 1);
+    });
+
     it('refuses service_tier priority (billed above the prices it knows) on both APIs; flex and default pass', async () => {
       const before = mock.requests.length;
       const refused = (err: unknown): boolean => {

@@ -283,6 +283,19 @@ function finishReasonsOf(response: Record<string, unknown>): string[] {
 }
 
 /** OpenAI Responses, `POST /responses` under `/openai/v1` (what Codex speaks). */
+/**
+ * The hosted `image_generation` tool: OpenAI bills each image at the image model's prices, and the
+ * response's `usage` counts only the text model's tokens (its `image_generation_call` items carry
+ * none). Served, an image costing about $0.25 was recorded at $0.004, and no budget stopped a
+ * member making them. Refused, as `background: true` and the priority tier are.
+ */
+function unmeteredImageTool(body: JsonObject): string | null {
+  const tools = Array.isArray(body.tools) ? body.tools : [];
+  return tools.some((t) => isObject(t) && t.type === 'image_generation')
+    ? 'The bridge does not accept the `image_generation` tool: its images are billed outside the response’s usage, so their cost could be neither metered nor charged to a budget. Leave the tool out.'
+    : null;
+}
+
 export const responsesApi: WireApi = {
   name: 'responses',
   method: 'POST',
@@ -308,7 +321,8 @@ export const responsesApi: WireApi = {
         : // Likewise a `conversation` whose id cannot be read (continuesOwnResponse checks the id).
           (conversationMalformed('conversation', body.conversation) ??
           referencesMalformed(body.input) ??
-          unpricedServiceTier(body)),
+          unpricedServiceTier(body) ??
+          unmeteredImageTool(body)),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     return {
