@@ -234,6 +234,33 @@ describe('Anthropic SDK through the bridge', () => {
     assert.equal(ok.type, 'message');
   });
 
+  it('refuses inference_geo other than global (one region is billed above the prices it knows) in Anthropic’s shape; global passes', async () => {
+    const before = mock.requests.length;
+    await assert.rejects(
+      client.messages.create({
+        model: 'claude-opus-4-6',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'x' }],
+        inference_geo: 'us',
+      }),
+      (err: unknown) => {
+        assert.ok(err instanceof APIError, String(err));
+        assert.equal(err.status, 400);
+        assert.equal((err.error as { error: { type: string } }).error.type, 'invalid_request_error');
+        assert.match(err.message, /inference_geo/);
+        return true;
+      },
+    );
+    assert.equal(mock.requests.length, before, 'nothing reached the provider');
+    const ok = await client.messages.create({
+      model: 'claude-opus-4-6',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'x' }],
+      inference_geo: 'global',
+    });
+    assert.equal(ok.type, 'message');
+  });
+
   it('passes upstream errors through in Anthropic shape with their status and headers, and records them', async () => {
     mock.next({
       kind: 'error',

@@ -227,6 +227,17 @@ function unpricedSpeed(body: JsonObject): string | null {
     : `The bridge does not accept \`speed: ${JSON.stringify(speed).slice(0, 40)}\`: fast mode is billed above the prices the bridge knows, so its cost would be under-counted. Leave it out, or send \`standard\`.`;
 }
 
+/**
+ * Data residency (`inference_geo: "us"`) is billed above the standard prices, the only ones the
+ * price data has: served, it would be under-counted as fast mode would. `global` (or none) passes.
+ */
+function unpricedGeo(body: JsonObject): string | null {
+  const geo = body.inference_geo;
+  return geo === undefined || geo === null || geo === 'global'
+    ? null
+    : `The bridge does not accept \`inference_geo: ${JSON.stringify(geo).slice(0, 40)}\`: inference in one region is billed above the prices the bridge knows, so its cost would be under-counted. Leave it out, or send \`global\`.`;
+}
+
 /** The Anthropic Messages API, `POST /v1/messages`. */
 export const messagesApi: WireApi = {
   name: 'messages',
@@ -236,7 +247,7 @@ export const messagesApi: WireApi = {
   toolHold: messagesHold,
   // A stream names its model once, in `message_start`.
   modelNaming: bodyModelNaming([['message', 'model']]),
-  unsupported: (body) => unpricedSpeed(body),
+  unsupported: (body) => unpricedSpeed(body) ?? unpricedGeo(body),
 
   describeRequest(body: JsonObject, headers: IncomingHttpHeaders): RequestFacts {
     const sessionHeader = headers['x-claude-code-session-id'];
