@@ -157,6 +157,10 @@ export interface Round {
   lease?: CredentialLease;
   /** Content events of the answer's stream seen so far (usage-floor.ts). */
   contentEvents: number;
+  /** When the recorded attempt was sent upstream (ms since the epoch): its generation's start. */
+  sentAt?: number;
+  /** When its stream's first content event came (ms since the epoch): what came before was hidden. */
+  firstContentAt?: number;
   /** Bytes of the answer read from the provider so far: the floor of an answer with no meter. */
   answerBytes: number;
 }
@@ -748,6 +752,7 @@ export class Exchange {
     hasNext: boolean,
   ): Promise<Tried> {
     const startedAt = this.deps.now();
+    round.sentAt = startedAt.getTime();
     const base = { target: t, startedAt, probe };
     // The user's own credential (bring your own key) wins over the instance's pool.
     const source =
@@ -1157,7 +1162,8 @@ export class Exchange {
       ? createParser({
           onEvent: (e) => {
             const ev = { event: e.event, data: e.data, id: e.id };
-            if (isContentEvent(e.event, e.data)) round.contentEvents++;
+            if (isContentEvent(e.event, e.data) && round.contentEvents++ === 0)
+              round.firstContentAt = this.deps.now().getTime();
             const v = meter.onEvent(ev, this.deps.now());
             progress?.(meter);
             if (!named) {
@@ -1294,6 +1300,11 @@ export class Exchange {
     return withUsageFloor(facts, {
       contentEvents: round.contentEvents,
       bodyBytes: round.prepared.bytes.length,
+      hiddenMs:
+        round.sentAt === undefined
+          ? 0
+          : Math.max(0, (round.firstContentAt ?? round.endedAt.getTime()) - round.sentAt),
+      maxOutputTokens: round.start.request.maxOutputTokens,
       // A stream the provider ended with an error event (Anthropic's `error`, a Bedrock exception
       // frame) was cut as surely as a broken connection: the usage it would have ended with never
       // came (Anthropic's message_start says 1 output token), while what was relayed is billed.

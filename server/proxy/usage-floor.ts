@@ -49,7 +49,22 @@ export interface StreamSeen {
    * Responses' `response.completed`, Anthropic's `message_delta`) may never have come.
    */
   ended: 'complete' | 'abandoned';
+  /**
+   * How long the provider worked before the stream's first content event (or, with none, before
+   * it was cut), in ms: output generated there was not shown (hidden reasoning: Anthropic's
+   * `display: "omitted"` thinking, OpenAI's reasoning models).
+   */
+  hiddenMs?: number;
+  /** The request's output cap, when it names one: the hidden estimate never passes it. */
+  maxOutputTokens?: number | null;
 }
+
+/**
+ * Output tokens a second that the hidden estimate assumes: below the generation speed of the
+ * models agents use (40 to 150 a second), so it leans low as the rest of the floor does, and the
+ * second or two a prompt takes to be read before any output adds a few dozen tokens at most.
+ */
+export const HIDDEN_TOKENS_PER_SECOND = 20;
 
 /**
  * A streamed answer's usage, never below what the stream shows was used. Providers report usage
@@ -57,7 +72,9 @@ export interface StreamSeen {
  * recorded, priced and charged to its budgets as zero tokens, while the provider bills the
  * organisation (docs/spend.md, "Streams without usage"). The floor: the body's size as input
  * when the provider reported no input, and one token per content event as output, when the client
- * left or the provider reported no output. Facts raised by it are marked `usageEstimated`.
+ * left or the provider reported no output; when it was cut, also the output generated before
+ * anything was shown (`hiddenMs` at HIDDEN_TOKENS_PER_SECOND, as reasoning, up to the output cap).
+ * Facts raised by it are marked `usageEstimated`.
  */
 export function withUsageFloor(facts: ResponseFacts, seen: StreamSeen): ResponseFacts {
   const u = facts.usage;
@@ -66,7 +83,20 @@ export function withUsageFloor(facts: ResponseFacts, seen: StreamSeen): Response
   if (!abandoned && seen.contentEvents === 0) return facts;
   const input =
     u.input + u.cacheRead + u.cacheWrite > 0 ? u.input : Math.ceil(seen.bodyBytes / BYTES_PER_TOKEN);
-  const output = abandoned || u.output === 0 ? Math.max(u.output, seen.contentEvents) : u.output;
-  if (input === u.input && output === u.output) return facts;
-  return { ...facts, usage: { ...u, input, output }, usageEstimated: true };
+  let output = abandoned || u.output === 0 ? Math.max(u.output, seen.contentEvents) : u.output;
+  let reasoning = u.reasoning;
+  // Cut before its usage came: what the provider generated before anything was shown is billed
+  // too. A member who hid the reasoning and left once the answer was shown was recorded at 2 %.
+  if (abandoned) {
+    const shown = output;
+    let hidden = Math.floor(((seen.hiddenMs ?? 0) / 1000) * HIDDEN_TOKENS_PER_SECOND);
+    const cap = seen.maxOutputTokens;
+    if (cap !== undefined && cap !== null) hidden = Math.min(hidden, Math.max(0, cap - shown));
+    if (hidden > u.reasoning) {
+      output = shown + hidden - u.reasoning;
+      reasoning = hidden;
+    }
+  }
+  if (input === u.input && output === u.output && reasoning === u.reasoning) return facts;
+  return { ...facts, usage: { ...u, input, output, reasoning }, usageEstimated: true };
 }

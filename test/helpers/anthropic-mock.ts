@@ -22,8 +22,11 @@ export type Scenario =
   | { kind: 'hang' }
   /** Streams text one event per `delayMs`, `count` events. */
   | { kind: 'drip'; count: number; delayMs: number }
-  /** Streams the first event, then waits until `release()` is called before finishing. */
-  | { kind: 'gated'; gate: Promise<void> }
+  /**
+   * Streams the first event, then waits until `release()` is called before finishing. `hiddenMs`:
+   * a wait before that first event (the model thinking where the client sees nothing).
+   */
+  | { kind: 'gated'; gate: Promise<void>; hiddenMs?: number }
   /** A 200 in a format the bridge cannot read (as Google's `alt=proto` would be): `bytes` of binary. */
   | { kind: 'unreadable'; bytes: number };
 
@@ -312,6 +315,7 @@ export class AnthropicMock {
         );
         break;
       case 'gated':
+        if (s.hiddenMs) await new Promise((r) => setTimeout(r, s.hiddenMs));
         await textBlock(['first ']);
         await s.gate;
         await textBlock(['second']);

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import type { ResponseFacts } from '../../server/core/facts';
+import { HIDDEN_TOKENS_PER_SECOND, type StreamSeen, withUsageFloor } from '../../server/proxy/usage-floor';
 import type { BudgetStatus } from '../../shared/spend';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
@@ -100,6 +102,32 @@ describe('usage of a stream whose usage never reached the bridge', function () {
     assert.equal(rec.usageEstimated, true);
     assert.equal(rec.usage.input, 25, 'as message_start said');
     assert.ok(rec.usage.output >= read, `output ${rec.usage.output} for ${read} deltas read`);
+  });
+
+  it('a client gone once the answer was shown is charged the output generated before it (hidden reasoning), at a low rate, up to max_tokens', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    // The provider works 1.5 s before its first visible delta: thinking the client asked to hide.
+    anthropic.next({ kind: 'gated', gate, hiddenMs: 1500 });
+    const n = (await tb.interceptions(0, dev.key)).length;
+    const body = {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 4000,
+      stream: true,
+      thinking: { type: 'enabled', budget_tokens: 2000, display: 'omitted' },
+      messages: [{ role: 'user', content: 'hi' }],
+    };
+    await readThenLeave('/anthropic/v1/messages', body, /^event: content_block_delta/, 1);
+    const rec = (await tb.interceptions(n + 1, dev.key))[0]!;
+    release();
+    assert.equal(rec.status, 'client_aborted');
+    assert.equal(rec.usageEstimated, true);
+    // 20 tokens a second for the 1.5 s before the first delta (HIDDEN_TOKENS_PER_SECOND), as reasoning.
+    assert.ok(rec.usage.reasoning >= 29 && rec.usage.reasoning < 60, JSON.stringify(rec.usage));
+    assert.ok(rec.usage.output >= rec.usage.reasoning + 1, JSON.stringify(rec.usage));
+    assert.ok(rec.costUsd! > 0);
   });
 
   it('a stream whose provider connection broke after content was relayed is floored too, not recorded as free', async () => {
@@ -225,5 +253,37 @@ describe('usage of a stream whose usage never reached the bridge', function () {
     const reported = (await tb.interceptions(n + 2, dev.key))[0]!;
     assert.equal(reported.usageEstimated, undefined);
     assert.deepEqual(reported.usage, { input: 30, cacheRead: 100, cacheWrite: 0, output: 40, reasoning: 16 });
+  });
+});
+
+describe('the hidden-output floor (withUsageFloor)', () => {
+  const facts = (output: number, reasoning = 0): ResponseFacts => ({
+    usage: { input: 100, output, cacheRead: 0, cacheWrite: 0, reasoning },
+    toolCalls: [],
+    model: null,
+    error: null,
+  });
+  const seen = (over: Partial<StreamSeen>): StreamSeen => ({
+    contentEvents: 3,
+    bodyBytes: 400,
+    ended: 'abandoned',
+    ...over,
+  });
+
+  it('adds HIDDEN_TOKENS_PER_SECOND for the time before the first shown output, as reasoning, only when cut', () => {
+    const cut = withUsageFloor(facts(1), seen({ hiddenMs: 10_000 }));
+    assert.equal(cut.usage.reasoning, 10 * HIDDEN_TOKENS_PER_SECOND);
+    assert.equal(cut.usage.output, 3 + 10 * HIDDEN_TOKENS_PER_SECOND);
+    const whole = withUsageFloor(facts(40, 5), seen({ hiddenMs: 10_000, ended: 'complete' }));
+    assert.deepEqual(whole.usage, facts(40, 5).usage, 'a stream that ended reports its own usage');
+  });
+
+  it('never passes the output cap, and keeps reasoning the provider already reported when it is more', () => {
+    const capped = withUsageFloor(facts(1), seen({ hiddenMs: 600_000, maxOutputTokens: 500 }));
+    assert.equal(capped.usage.output, 500);
+    assert.equal(capped.usage.reasoning, 497);
+    const reported = withUsageFloor(facts(900, 800), seen({ hiddenMs: 1000 }));
+    assert.equal(reported.usage.reasoning, 800);
+    assert.equal(reported.usage.output, 900);
   });
 });
