@@ -43,7 +43,8 @@ export class Governance {
 
   /**
    * An upper-leaning guess of what the request can cost: its body as input (priced as a cache
-   * write where that costs more than plain input), its output cap as output.
+   * write where that costs more than plain input), its output cap as output (as images or audio,
+   * for a model that prices them above its text).
    */
   estimateUsd(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): number {
     // A routed request is served by one of its targets, each at its own price: the dearest bounds it.
@@ -57,6 +58,9 @@ export class Governance {
     const output =
       start.request.maxOutputTokens ?? this.defaultMaxOutputTokens * (start.request.answers ?? 1);
     let priced = true;
+    // A model whose images or audio cost more than its text may spend the whole cap on them: 20
+    // image requests at once, each reserved as text (a twelfth of their cost), overran a budget 7×.
+    const dear = this.prices.dearOutput(at.provider, at.model);
     const price = (input: number, cacheWrite: number): number => {
       const cost = this.prices.cost(at.provider, at.model, {
         input,
@@ -64,6 +68,7 @@ export class Governance {
         cacheRead: 0,
         cacheWrite,
         reasoning: 0,
+        ...(dear ? { [dear]: output } : {}),
       });
       if (cost === null) priced = false;
       return cost ?? 0;

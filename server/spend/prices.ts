@@ -57,6 +57,20 @@ interface Resolved {
   prices: ModelPrice;
   simple: boolean;
   provider: Provider;
+  /** The output part priced above text (image or audio output), the dearer if both. */
+  dearOutput?: DearOutput;
+}
+
+/** Parts of `output` some models price apart (Usage.outputImage, Usage.outputAudio). */
+export type DearOutput = 'outputImage' | 'outputAudio';
+
+function dearOutputOf(p: ModelPrice): DearOutput | undefined {
+  const rate = (v: unknown): number => (typeof v === 'number' ? v : 0);
+  const text = rate(p.output_mtok);
+  const image = rate((p as Record<string, unknown>).output_image_mtok);
+  const audio = rate((p as Record<string, unknown>).output_audio_mtok);
+  if (Math.max(image, audio) <= text) return undefined;
+  return image >= audio ? 'outputImage' : 'outputAudio';
 }
 
 /** Per million tokens; a tiered price applies whole once the request's total input passes its start. */
@@ -305,12 +319,23 @@ export class PriceBook {
             api_pattern: '',
             models: [{ ...probe.model, match: { equals: model.toLowerCase().trim() } }],
           },
+          dearOutput: dearOutputOf(probe.model_price),
         }
       : null;
     // Client-chosen names: bound what unknown ones can make us remember.
     if (this.resolved.size > 10_000) this.resolved.clear();
     this.resolved.set(key, r);
     return r;
+  }
+
+  /**
+   * The part of a model's output it prices above text (its images, its audio), for an estimate
+   * that must not price an output cap spent on them as text; undefined for most models, and for
+   * an instance's own prices (which have text prices only).
+   */
+  dearOutput(provider: string, model: string | null, at: Date = new Date()): DearOutput | undefined {
+    if (!model || this.instancePrice(provider, model)) return undefined;
+    return this.resolve(provider, this.priceIdOf(provider), model, at)?.dearOutput;
   }
 
   /** The cost of `usage` on `model`; null when the price is unknown. */

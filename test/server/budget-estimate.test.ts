@@ -275,3 +275,40 @@ describe('the budget estimate of a request whose body does not bound its cost', 
     assert.ok(both > mini * 10, `the dearer target bounds it: ${both} vs ${mini}`);
   });
 });
+
+describe('the budget estimate of a model whose images or audio cost more than its text', () => {
+  const prices = new PriceBook();
+  const gov = new Governance(
+    undefined as never,
+    undefined as never,
+    undefined as never,
+    prices,
+    undefined as never,
+    4096,
+    0,
+  );
+
+  it('prices the whole output cap as images on an image model, as audio on an audio model, as text elsewhere', () => {
+    const at = (provider: string, model: string): InterceptionStart => ({
+      ...start({ model, max_output_tokens: 1400, input: 'hi' }),
+      provider,
+      request: {
+        ...start({ model, max_output_tokens: 1400, input: 'hi' }).request,
+        model,
+        maxOutputTokens: 1400,
+      },
+    });
+    const text = (provider: string, model: string): number =>
+      prices.cost(provider, model, { input: 10, output: 1400, cacheRead: 0, cacheWrite: 0, reasoning: 0 })!;
+    // gemini-2.5-flash-image: $30/M for image output against $2.50/M for text.
+    const image = gov.estimateUsd(at('gemini', 'gemini-2.5-flash-image'), 40);
+    assert.ok(image >= 1400 * (30 / 1e6), `image output reserved at the image price: ${image}`);
+    assert.ok(image > 10 * text('gemini', 'gemini-2.5-flash-image'));
+    // gpt-audio: $64/M for audio output against $10/M for text.
+    const audio = gov.estimateUsd(at('openai', 'gpt-audio'), 40);
+    assert.ok(audio >= 1400 * (64 / 1e6), `audio output reserved at the audio price: ${audio}`);
+    // A text model is reserved as before.
+    const plain = gov.estimateUsd(at('openai', 'gpt-4o'), 40);
+    assert.ok(Math.abs(plain - text('openai', 'gpt-4o')) < 1e-4, `${plain}`);
+  });
+});
