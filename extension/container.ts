@@ -17,9 +17,16 @@ import { BridgeAuthProvider } from './auth/auth-provider';
 import { BrowserSignIn } from './auth/browser-sign-in-ui';
 import { renew, renewalDue } from './auth/renewal';
 import { Session, type SignedIn } from './auth/session';
-import { type Credentials, credentialsFromEnv, defaultBridgeUrl, movedBridge } from './auth/sign-in';
+import {
+  type Credentials,
+  credentialsFromEnv,
+  defaultBridgeUrl,
+  isInsecureRemote,
+  movedBridge,
+} from './auth/sign-in';
 import { signInFailure } from './auth/sign-in-failure';
 import {
+  confirmInsecureBridge,
   confirmInsecureLink,
   confirmLink,
   promptKey,
@@ -182,6 +189,17 @@ export class Container implements vscode.Disposable {
       this.log.info('AIBRIDGE_KEY is set but the user signed out of it before; not signing in');
       return;
     }
+    if (isInsecureRemote(fromEnv.value.url)) {
+      // Provisioned by the environment (a devcontainer's network, say): said, not asked.
+      this.log.warn(
+        `AIBRIDGE_URL ${fromEnv.value.url} is plain http to another machine: the key travels unencrypted`,
+      );
+      void vscode.window.showWarningMessage(
+        plainNotificationText(
+          `AI Bridge: AIBRIDGE_URL (${fromEnv.value.url}) is plain http to another machine: your key, prompts and code travel to it unencrypted.`,
+        ),
+      );
+    }
     try {
       const me = await this.session.verify(fromEnv.value);
       await this.session.signIn(fromEnv.value, me);
@@ -275,7 +293,7 @@ export class Container implements vscode.Disposable {
       this.session.current?.url ??
       this.configuredUrl() ??
       (await promptUrl(this.context.globalState.get<string>(STORAGE.url)));
-    if (!url) return undefined;
+    if (!url || !(await this.acceptInsecure(url))) return undefined;
     let sso: string | undefined;
     try {
       sso = (await fetchAuthConfig(url)).sso?.displayName;
@@ -304,7 +322,20 @@ export class Container implements vscode.Disposable {
     const url = await promptUrl(
       this.session.current?.url ?? this.configuredUrl() ?? this.context.globalState.get<string>(STORAGE.url),
     );
-    if (url) await this.signInWithKey(url);
+    if (url && (await this.acceptInsecure(url))) await this.signInWithKey(url);
+  }
+
+  /**
+   * Plain http to another machine: the user is asked once per bridge before a key is sent there
+   * (a link asks on its own: confirmInsecureLink); what they accepted is remembered.
+   */
+  private async acceptInsecure(url: string): Promise<boolean> {
+    if (!isInsecureRemote(url)) return true;
+    const accepted = this.context.globalState.get<string[]>(STORAGE.insecureAccepted) ?? [];
+    if (accepted.includes(url)) return true;
+    if (!(await confirmInsecureBridge(url))) return false;
+    await this.context.globalState.update(STORAGE.insecureAccepted, [...accepted, url].slice(-20));
+    return true;
   }
 
   private async signInWithKey(url: string): Promise<SignedIn | undefined> {

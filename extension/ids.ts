@@ -70,4 +70,6 @@ export const STORAGE = {
   url: 'aibridge.url',
   /** A fingerprint of the env key the user signed out of, so a provisioned workspace does not sign them in again. */
   declinedEnvKey: 'aibridge.declinedEnvKey',
+  /** Bridges over plain http to another machine the user agreed to send their key to (asked once each). */
+  insecureAccepted: 'aibridge.insecureAccepted',
 } as const;

@@ -60,6 +60,24 @@ export async function confirmInsecureLink(c: Credentials): Promise<boolean> {
 }
 
 /**
+ * Sign In (with a key or the browser) to a bridge over plain http on another machine: the key
+ * would travel unencrypted, on every request after. True to go on.
+ */
+export async function confirmInsecureBridge(url: string): Promise<boolean> {
+  const choice = await vscode.window.showWarningMessage(
+    plainNotificationText(`The AI Bridge at ${url} is plain http on another machine.`),
+    {
+      modal: true,
+      detail: plainNotificationText(
+        'Your key, prompts and code would travel unencrypted to it, at sign-in and on every request after. Continue only if this network is private (your admin can serve the bridge over https).',
+      ),
+    },
+    'Continue',
+  );
+  return choice === 'Continue';
+}
+
+/**
  * A sign-in link carries a key: once the bridge has said whose it is, the user confirms the bridge
  * and the account before it is used. The account matters as much as the URL: a colleague's link to
  * the real bridge with their own key would record this developer's prompts and code as theirs,
