@@ -15,8 +15,15 @@ export function liveCapability(
   d: Pick<LiveEventsDeps, 'auth' | 'identity' | 'browser' | 'clientAddress'>,
   options?: Partial<LiveEventsOptions>,
 ): LiveCapability {
-  const { bus, store, log, clock } = core;
+  const { bus, store, log, clock, life } = core;
   const live = new LiveEvents({ ...d, bus, store, log }, options);
+  // A key revoked or a user changed, here or on another replica: their sockets are checked now, not
+  // at the next heartbeat (30 s). After the other watchers (the auth cache) have seen the change.
+  const unwatch = store.watch((change) => {
+    if (change.kind === 'key') setImmediate(() => void live.recheckKey(change.id));
+    else if (change.kind === 'user') setImmediate(() => void live.recheckUser(change.id));
+  });
+  life.onClose('live events: key and user changes', unwatch);
   return {
     interceptionEvents: new InterceptionEvents(bus, () => clock.now()),
     routes: liveEventsRoutes(live),

@@ -430,6 +430,13 @@ export class LiveEvents {
     );
   }
 
+  /** As recheckUser, for the sockets opened with one key (revoked, or its expiry changed). */
+  async recheckKey(keyId: string): Promise<void> {
+    await Promise.all(
+      [...this.clients].filter((c) => c.principal.key.id === keyId).map((c) => this.recheck(c)),
+    );
+  }
+
   private recheck(c: Client): Promise<void> {
     return c.recheck().then(
       // The user as they are now: an admin made a member (or moved to another team) sees from now

@@ -507,3 +507,41 @@ describe('interception events (unit)', () => {
     assert.ok(long.endsWith('…'));
   });
 });
+
+describe('live events: a key revoked closes its sockets at once, not at the next heartbeat', function () {
+  this.timeout(30_000);
+  let upstream: AnthropicMock;
+  let tb: TestBridge;
+
+  before(async () => {
+    upstream = await new AnthropicMock().start();
+    // Heartbeats far apart: what closes the socket is the change itself.
+    tb = await startBridge(upstream.url, {}, undefined, { liveEvents: { heartbeatMs: 60_000 } });
+  });
+  after(async () => {
+    await tb.close();
+    await upstream.stop();
+  });
+
+  it('a revoked key: 4001 within a second; the user’s other key’s socket stays', async () => {
+    const dana = await tb.addUser('dana-live@example.com');
+    const second = await tb.api('POST', `/api/v1/users/${dana.user.email}/keys`, tb.adminKey, {
+      name: 'second',
+    });
+    assert.equal(second.status, 201, JSON.stringify(second.body));
+    const other = liveClient(tb.url, { key: (second.body as { key: string }).key });
+    await other.next('hello');
+    const c = liveClient(tb.url, { key: dana.key });
+    await c.next('hello');
+    const t0 = Date.now();
+    assert.equal((await tb.api('DELETE', `/api/v1/keys/${dana.keyId}`, tb.adminKey)).status, 200);
+    const { code, reason } = await c.closed;
+    assert.equal(code, 4001);
+    assert.match(reason, /revoked/);
+    assert.ok(Date.now() - t0 < 1000, `closed after ${Date.now() - t0} ms`);
+    // The other key still works: its socket was checked and kept.
+    await ask(tb, (second.body as { key: string }).key);
+    await other.next('interception.started');
+    other.close();
+  });
+});
