@@ -406,7 +406,10 @@ export class Container implements vscode.Disposable {
   /** The bridge refused the key over the live socket (revoked, expired, user deactivated): signed out at once. */
   private async signedOutByBridge(why: string): Promise<void> {
     const env = credentialsFromEnv(process.env);
-    await this.session.signOut(env?.ok ? env.value.key : undefined);
+    const refused = this.session.current?.key;
+    // The environment's key is declined only when it is the one refused: a device key revoked must
+    // not stop a provisioned workspace's own key from signing in next time.
+    await this.session.signOut(env?.ok && env.value.key === refused ? env.value.key : undefined);
     this.log.warn(`signed out by the bridge: ${why}`);
     // `why` may be the bridge's own words (a refused renewal): no link in them.
     const pick = await vscode.window.showWarningMessage(

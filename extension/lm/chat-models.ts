@@ -37,9 +37,13 @@ function entriesOf(body: unknown): { models: ChatModelEntry[]; next: string | nu
  * team's policy applied, their aliases included); undefined when the bridge has no per-caller list
  * (an older bridge). Throws when the bridge cannot be reached.
  */
+/** How long one page of the model list may take. */
+const LIST_TIMEOUT_MS = 10_000;
+
 export async function fetchBridgeModels(
   c: Credentials,
   fetchImpl: typeof fetch = fetch,
+  timeoutMs = LIST_TIMEOUT_MS,
 ): Promise<ChatModelEntry[] | undefined> {
   const out: ChatModelEntry[] = [];
   let after: string | null = null;
@@ -48,6 +52,9 @@ export async function fetchBridgeModels(
     if (after !== null) q.set('after_id', after);
     const res = await fetchImpl(`${c.url}/anthropic/v1/models?${q}`, {
       headers: { 'x-api-key': c.key, 'anthropic-version': '2023-06-01' },
+      // A bridge that takes the connection and never answers must not leave VS Code's model list
+      // pending: the list is asked for again at the next refresh.
+      signal: AbortSignal.timeout(timeoutMs),
     });
     if (res.status !== 200 || res.headers.get(CALLER_LIST_HEADER) !== 'caller') {
       await res.body?.cancel();

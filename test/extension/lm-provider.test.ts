@@ -286,6 +286,24 @@ describe("extension: the aibridge language model provider against VS Code's API 
       assert.match(asked[1]!, /after_id=b/);
     });
 
+    it('gives up on a bridge that takes the request and never answers: the setting’s models meanwhile', async () => {
+      const silent = ((_url: string | URL, init?: RequestInit) =>
+        new Promise<Response>((_resolve, reject) => {
+          init?.signal?.addEventListener('abort', () => reject(init.signal!.reason));
+        })) as typeof fetch;
+      const errors: unknown[] = [];
+      const list = new ChatModelList({
+        fetchList: (c) => fetchBridgeModels(c, silent, 50),
+        fallback: () => ['claude-sonnet-4-5'],
+        onError: (e) => errors.push(e),
+      });
+      assert.deepEqual(
+        (await list.models({ url: 'http://bridge', key: 'k' })).map((m) => m.id),
+        ['claude-sonnet-4-5'],
+      );
+      assert.equal((errors[0] as Error).name, 'TimeoutError');
+    });
+
     it("falls back to the setting's models on a bridge without a per-caller list, or none reachable", async () => {
       // An older bridge passes the model list through to the upstream: no header says it is the caller's.
       assert.equal(await fetchBridgeModels({ url: mock.url, key: 'k' }), undefined);
