@@ -379,6 +379,7 @@ export class Container implements vscode.Disposable {
             link.credentials,
             me,
             s ? { url: s.url, email: s.user?.email ?? null } : undefined,
+            s?.url ?? this.configuredUrl(),
           );
         });
         return;

@@ -87,10 +87,17 @@ export async function confirmLink(
   c: Credentials,
   me: Me,
   current: { url: string; email: string | null } | undefined,
+  known?: string,
 ): Promise<boolean> {
   const insecure = isInsecureRemote(c.url)
     ? ' Warning: this is plain http to another machine, so the key travels unencrypted.'
     : '';
+  // The account shown is what the linked bridge says: a look-alike bridge can name anyone. Against
+  // one, the URL is the only sign, so a link away from the bridge the user knows says so first.
+  const elsewhere =
+    known !== undefined && known !== c.url
+      ? `This link is for another bridge than yours (${known}): the account below is only what ${c.url} says. Continue only if your admin told you the bridge moved. `
+      : '';
   const team = me.user.team ? ` (team ${me.user.team})` : '';
   const replaces = current
     ? ` This replaces your sign-in${current.email ? ` as ${current.email}` : ''} at ${current.url}.`
@@ -100,7 +107,7 @@ export async function confirmLink(
     {
       modal: true,
       detail: plainNotificationText(
-        `A link asked to sign you in with key ${keyPrefix(c.key)}, which belongs to ${me.user.email}${team}: your requests, prompts and code will be recorded as theirs. Continue only if you expected it and that is you.${replaces}${insecure}`,
+        `${elsewhere}A link asked to sign you in with key ${keyPrefix(c.key)}, which belongs to ${me.user.email}${team}: your requests, prompts and code will be recorded as theirs. Continue only if you expected it and that is you.${replaces}${insecure}`,
       ),
     },
     'Sign In',
