@@ -12,16 +12,19 @@ export function injectedStrategy(
   loop: LoopDeps,
   skipClients: ReadonlySet<string> = new Set(),
 ): StrategyFor {
-  return async (x: Exchange): Promise<RoundStrategy | undefined> => {
+  // Synchronous for a request that gets no tools (no servers, or not an API that takes them): only
+  // opening an MCP session is waited for.
+  return (x: Exchange): RoundStrategy | undefined | Promise<RoundStrategy | undefined> => {
     const { api, body, start } = x.metered;
     const injection = api.injection;
     if (!injection || !hub.hasServers || !injection.accepts(body)) return undefined;
     // A client that lists the gateway as its own MCP server (VS Code) runs these tools itself.
     if (skipClients.has(start.client)) return undefined;
-    const session = await hub.sessionFor(start.principal, injection.clientToolNames(body));
-    if (!session) return undefined;
-    const offered = injection.offer(body, session.tools);
-    x.first.prepared = prepareRound(api, offered, x.metered.prepared.captureOutput, x.metered.target);
-    return new InjectedRounds(session, injection, offered, loop);
+    return hub.sessionFor(start.principal, injection.clientToolNames(body)).then((session) => {
+      if (!session) return undefined;
+      const offered = injection.offer(body, session.tools);
+      x.first.prepared = prepareRound(api, offered, x.metered.prepared.captureOutput, x.metered.target);
+      return new InjectedRounds(session, injection, offered, loop);
+    });
   };
 }

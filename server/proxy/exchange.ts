@@ -538,7 +538,7 @@ export class Exchange {
    * Passes a round through admission (policy, rate limits, budget, breaker...). A refusal is
    * recorded on the round and answered to the client; returns whether the round may go upstream.
    */
-  async admit(round: Round, decided?: (admitted: boolean) => void): Promise<boolean> {
+  admit(round: Round, decided?: (admitted: boolean) => void): boolean | Promise<boolean> {
     const unheld = this.policy?.judge ? this.metered.api.toolHold?.unheld?.(this.metered.body) : null;
     const ticket: AdmissionTicket = {
       start: round.start,
@@ -549,11 +549,32 @@ export class Exchange {
       // Raised by the gates once the request has counted against the rate limits.
       ...(unheld ? { refusal: new BridgeError('unsupported_parameter', unheld) } : {}),
     };
+    // Usually answered at once, and then so is this: a promise only when a gate needs one (a
+    // budget's reservation). No promise and hop of its own on every request's path.
+    let pending: void | Promise<void>;
     try {
-      // Usually answered at once: a promise only when a gate needs one (a budget's reservation).
-      const pending = this.deps.admit(ticket);
-      if (pending) await pending;
+      pending = this.deps.admit(ticket);
     } catch (err) {
+      return this.admitted(round, ticket, decided, err);
+    }
+    return pending
+      ? pending.then(
+          () => this.admitted(round, ticket, decided),
+          (err: unknown) => this.admitted(round, ticket, decided, err),
+        )
+      : this.admitted(round, ticket, decided);
+  }
+
+  /** Admission's answer for a round: recorded and answered when refused (`err`), started otherwise. */
+  private admitted(
+    round: Round,
+    ticket: AdmissionTicket,
+    decided: ((admitted: boolean) => void) | undefined,
+    err?: unknown,
+  ): boolean {
+    // Taken by the first round, refused by a later gate or not: the exchange gives it back (release).
+    this.place ??= ticket.place;
+    if (err !== undefined) {
       if (!isBridgeError(err)) throw err;
       decided?.(false);
       round.httpStatus = err.status;
@@ -561,9 +582,6 @@ export class Exchange {
       this.finish(round, 'error', null, { type: err.code, message: err.message }, undefined, 'refused');
       this.fail(err);
       return false;
-    } finally {
-      // Taken by the first round, refused by a later gate or not: the exchange gives it back (release).
-      this.place ??= ticket.place;
     }
     round.probe = ticket.probe;
     if (ticket.targets) round.plan = ticket.targets;
@@ -1520,8 +1538,11 @@ export const singleRound: RoundStrategy = {
   },
 };
 
-/** Chooses a request's strategy once its first round is admitted (tool injection may wait on MCP). */
-export type StrategyFor = (x: Exchange) => Promise<RoundStrategy | undefined>;
+/**
+ * Chooses a request's strategy once its first round is admitted: a promise only when it must wait
+ * (tool injection opening its MCP session).
+ */
+export type StrategyFor = (x: Exchange) => RoundStrategy | undefined | Promise<RoundStrategy | undefined>;
 
 /**
  * Runs an exchange: the first round's admission, then the strategy's rounds. An unexpected
@@ -1529,8 +1550,12 @@ export type StrategyFor = (x: Exchange) => Promise<RoundStrategy | undefined>;
  */
 export async function runExchange(x: Exchange, strategyFor?: StrategyFor): Promise<void> {
   try {
-    if (!(await x.admit(x.first))) return;
-    const strategy = (await strategyFor?.(x)) ?? singleRound;
+    // Each awaited only when it is a promise: most requests are admitted, and have their
+    // strategy, at once.
+    const admitted = x.admit(x.first);
+    if (!(admitted instanceof Promise ? await admitted : admitted)) return;
+    const chosen = strategyFor?.(x);
+    const strategy = (chosen instanceof Promise ? await chosen : chosen) ?? singleRound;
     await strategy.run(x);
   } catch (err) {
     x.req.log.error({ err }, 'exchange failed');
