@@ -991,7 +991,8 @@ export class Exchange {
    * the round is read but not yet recorded, except for `relay`, which records it and ends the
    * client's response.
    */
-  async read(round: Round, res: Dispatcher.ResponseData, view: RoundView): Promise<RoundRead | undefined> {
+  // Not async: each way hands back its reader's own promise, with no promise and hops of its own.
+  read(round: Round, res: Dispatcher.ResponseData, view: RoundView): Promise<RoundRead | undefined> {
     const sse = isEventStream(res);
     // An instance that rewrites upstream errors into the client's shape reads them whole first.
     if (res.statusCode >= 400 && !sse && round.target.adapter.clientErrorBody)
