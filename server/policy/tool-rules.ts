@@ -226,12 +226,58 @@ export function argumentText(input: unknown): string | undefined {
 }
 
 /**
- * Whether `pattern` occurs in `text`; past ARGUMENT_SEARCH_LIMIT, or for arguments that have no
- * text, taken to. Read as "no match", arguments nested 10,000 levels deep beside `rm -rf /` passed
- * every deny rule with a pattern.
+ * The texts a call's argument patterns are matched against (docs/governance.md#what-patterns-see);
+ * undefined when the arguments cannot be read (no JSON text, or past ARGUMENT_SEARCH_LIMIT), which
+ * every pattern is taken to match. First the arguments as JSON text (or as sent, when they are no
+ * JSON); then the command they stand for: every string in them joined by spaces (an argv such as
+ * Codex's `["rm","-rf","/"]`), JSON escapes decoded in text that is no JSON (`\u0072m`, which a
+ * lenient client decodes to `rm`), quotes dropped and runs of whitespace made one space (a tab or
+ * newline in a command is `\t` or `\n` in JSON text, where `\s` never sees it).
  */
-function argumentsMatch(pattern: ArgumentPattern, text: string | undefined): boolean {
-  return text === undefined || text.length > ARGUMENT_SEARCH_LIMIT || pattern.test(text);
+export function argumentViews(input: unknown): string[] | undefined {
+  const text = argumentText(input);
+  if (text === undefined || text.length > ARGUMENT_SEARCH_LIMIT) return undefined;
+  const strings: string[] = [];
+  if (typeof input === 'string') strings.push(decodeEscapes(input));
+  else stringsIn(input, strings);
+  const command = strings.join(' ').replace(QUOTES, '').replace(SPACES, ' ');
+  return command === text ? [text] : [text, command];
+}
+
+const QUOTES = /["'`]/g;
+const SPACES = /\s+/g;
+const ESCAPE = /\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))/g;
+const ESCAPED: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+
+/** JSON's string escapes decoded wherever they are in `raw` (text that is no JSON as a whole). */
+function decodeEscapes(raw: string): string {
+  if (!raw.includes('\\')) return raw;
+  return raw.replace(ESCAPE, (_m, hex: string | undefined, c: string | undefined) =>
+    hex !== undefined ? String.fromCharCode(Number.parseInt(hex, 16)) : (ESCAPED[c!] ?? c!),
+  );
+}
+
+/** Every string in a JSON value, in order, keys left out; no recursion (a model's nesting is deep). */
+function stringsIn(value: unknown, out: string[]): void {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') out.push(v);
+    else if (Array.isArray(v)) for (let i = v.length - 1; i >= 0; i--) stack.push(v[i]);
+    else if (isRecord(v)) {
+      const vals = Object.values(v);
+      for (let i = vals.length - 1; i >= 0; i--) stack.push(vals[i]);
+    }
+  }
+}
+
+/**
+ * Whether `pattern` occurs in any of the arguments' texts; for arguments that cannot be read,
+ * taken to. Read as "no match", arguments nested 10,000 levels deep beside `rm -rf /` passed every
+ * deny rule with a pattern.
+ */
+function argumentsMatch(pattern: ArgumentPattern, views: string[] | undefined): boolean {
+  return views === undefined || views.some((t) => pattern.test(t));
 }
 
 /**
@@ -244,15 +290,15 @@ export function decide(
   input: unknown,
   only?: 'deny',
 ): ToolPolicyMark | undefined {
-  let text: string | undefined | null = null;
+  let views: string[] | undefined | null = null;
   let flagged: ToolPolicyMark | undefined;
   for (const r of rules) {
     if (only && r.rule.action !== only) continue;
     if (flagged && r.rule.action === 'audit') continue;
     if (!r.tool.test(name)) continue;
     if (r.args) {
-      if (text === null) text = argumentText(input);
-      if (!argumentsMatch(r.args, text)) continue;
+      if (views === null) views = argumentViews(input);
+      if (!argumentsMatch(r.args, views)) continue;
     }
     if (r.rule.action === 'deny') return { rule: r.rule.id, action: 'deny' };
     flagged = { rule: r.rule.id, action: 'audit' };

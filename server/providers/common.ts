@@ -14,6 +14,16 @@ export function mcpServerOf(toolName: string): string | null {
 }
 
 /** Tool arguments as JSON where they are JSON, else the string as sent. */
+/**
+ * A call's arguments as an answer carries them: a string (JSON text, or free text) parsed as
+ * parseArguments does; a value that is no string (an object an upstream sent as it is) kept as
+ * it is, so it is judged and recorded as sent, not as `{}`; none at all, `{}`.
+ */
+export function argumentsOf(v: unknown): unknown {
+  if (typeof v === 'string') return parseArguments(v);
+  return v === undefined || v === null ? {} : v;
+}
+
 export function parseArguments(raw: string): unknown {
   if (raw.trim() === '') return {};
   try {

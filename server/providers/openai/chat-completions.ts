@@ -5,6 +5,7 @@ import { chatCacheFacts, withCache } from '../cache-key';
 import {
   afterLastModelTurn,
   appendCapped,
+  argumentsOf,
   errorFromBody,
   firstCount,
   inputBeyondBody,
@@ -63,12 +64,20 @@ function call(id: string, name: string, input: unknown, at: Date): ToolCallRecor
   return { id, name, server: mcpServerOf(name), input, injected: false, at: at.toISOString() };
 }
 
+/**
+ * The id a legacy `function_call` is recorded under (the API gives it none): one per choice. The
+ * call is a tool call all the same, recorded and flagged by audit rules like one in `tool_calls`.
+ */
+function legacyCallId(choice: number | null): string {
+  return `function_call_${choice ?? 0}`;
+}
+
 /** A whole `tool_calls` entry: `function` calls carry JSON arguments, `custom` ones free text. */
 function toolCallFrom(tc: unknown, at: Date): ToolCallRecord | undefined {
   if (!isObject(tc)) return undefined;
   const id = str(tc.id) ?? '';
   if (isObject(tc.function))
-    return call(id, str(tc.function.name) ?? 'unknown', parseArguments(str(tc.function.arguments) ?? ''), at);
+    return call(id, str(tc.function.name) ?? 'unknown', argumentsOf(tc.function.arguments), at);
   if (isObject(tc.custom))
     return call(id, str(tc.custom.name) ?? 'unknown', parseArguments(str(tc.custom.input) ?? ''), at);
   return undefined;
@@ -129,7 +138,21 @@ class ChatStreamMeter implements StreamMeter {
           const r = choice.delta.reasoning_content ?? choice.delta.reasoning;
           if (typeof r === 'string') this.thinking = appendCapped(this.thinking, r);
         }
-        if (!isObject(choice) || !isObject(choice.delta) || !Array.isArray(choice.delta.tool_calls)) continue;
+        if (!isObject(choice) || !isObject(choice.delta)) continue;
+        const legacy = choice.delta.function_call;
+        if (isObject(legacy)) {
+          // The legacy `functions` answer, streamed: one call per choice, its arguments in pieces.
+          const id = legacyCallId(num(choice.index));
+          let c = this.calls.get(id);
+          if (!c) {
+            c = { id, name: '', args: '', at };
+            this.calls.set(id, c);
+          }
+          if (typeof legacy.name === 'string' && legacy.name !== '') c.name = legacy.name;
+          const part = str(legacy.arguments);
+          if (part) c.args += part;
+        }
+        if (!Array.isArray(choice.delta.tool_calls)) continue;
         for (const d of choice.delta.tool_calls as unknown[]) {
           if (!isObject(d)) continue;
           const key = this.keys.key(num(choice.index), d);
@@ -211,8 +234,19 @@ export const chatCompletionsApi: WireApi = {
       for (const choice of json.choices as unknown[]) {
         if (isObject(choice) && typeof choice.finish_reason === 'string')
           finishReasons.push(choice.finish_reason);
-        if (!isObject(choice) || !isObject(choice.message) || !Array.isArray(choice.message.tool_calls))
-          continue;
+        if (!isObject(choice) || !isObject(choice.message)) continue;
+        // The legacy `functions` parameter's answer: one call, with no id of its own.
+        const legacy = choice.message.function_call;
+        if (isObject(legacy))
+          toolCalls.push(
+            call(
+              legacyCallId(num(choice.index)),
+              str(legacy.name) ?? 'unknown',
+              argumentsOf(legacy.arguments),
+              at,
+            ),
+          );
+        if (!Array.isArray(choice.message.tool_calls)) continue;
         for (const tc of choice.message.tool_calls as unknown[]) {
           const c = toolCallFrom(tc, at);
           if (c) toolCalls.push(c);

@@ -1,4 +1,4 @@
-import { isObject, num, parseArguments, str } from '../common';
+import { argumentsOf, isObject, num, parseArguments, str } from '../common';
 import {
   addUsage,
   type CallOutcome,
@@ -240,7 +240,7 @@ class ChatInjectedJson implements InjectedJson {
     for (const tc of toolCalls) {
       const name = functionName(tc);
       if (this.isInjected(name) && isObject(tc) && isObject(tc.function))
-        calls.push({ id: str(tc.id) ?? '', name, input: parseArguments(str(tc.function.arguments) ?? '') });
+        calls.push({ id: str(tc.id) ?? '', name, input: argumentsOf(tc.function.arguments) });
       else this.client = true;
     }
     if (typeof message.content === 'string' && message.content !== '') this.texts.push(message.content);

@@ -1,4 +1,4 @@
-import { parseArguments, str } from '../common';
+import { argumentsOf, str } from '../common';
 import type { JsonObject } from '../wire';
 
 /**
@@ -29,7 +29,7 @@ export function clientCall(item: JsonObject): { id: string; name: string; input:
       return {
         id,
         name: str(item.name) ?? 'unknown',
-        input: parseArguments(str(item.arguments) ?? str(item.input) ?? ''),
+        input: argumentsOf(item.arguments ?? item.input),
       };
     case 'local_shell_call':
       return { id, name: 'local_shell', input: item.action ?? {} };

@@ -1,4 +1,4 @@
-import { isObject, num, parseArguments, str } from '../common';
+import { argumentsOf, isObject, num, str } from '../common';
 import {
   addUsage,
   type CallOutcome,
@@ -46,7 +46,7 @@ function callsIn(
       calls.push({
         id: str(item.call_id) ?? '',
         name: str(item.name) ?? '',
-        input: parseArguments(str(item.arguments) ?? ''),
+        input: argumentsOf(item.arguments),
       });
     } else if (!PASSIVE.has(String(item.type))) client = true;
   }

@@ -6,6 +6,7 @@ import { automaticCacheFacts, withCache } from '../cache-key';
 import {
   afterLastModelTurn,
   appendCapped,
+  argumentsOf,
   conversationIdOf,
   conversationMalformed,
   firstCount,
@@ -13,7 +14,6 @@ import {
   inputReferences,
   isObject,
   mcpServerOf,
-  parseArguments,
   referencesMalformed,
   resultText,
   str,
@@ -77,7 +77,7 @@ function toolCallFrom(item: unknown, at: Date): ToolCallRecord | undefined {
         id: str(item.id) ?? '',
         name: str(item.name) ?? 'unknown',
         server: str(item.server_label),
-        input: parseArguments(str(item.arguments) ?? ''),
+        input: argumentsOf(item.arguments),
         injected: false,
         at: when,
       };
