@@ -74,7 +74,7 @@ export class ToolPolicy {
    * none apply, so such requests cost nothing; a `judge` only when a deny rule is among them, so
    * only then are tool calls held.
    */
-  forRequest(start: InterceptionStart): CallPolicy | undefined {
+  forRequest(start: Pick<InterceptionStart, 'principal'>): CallPolicy | undefined {
     if (this.compiled.length === 0) return undefined;
     const { user } = start.principal;
     const rules = rulesFor(this.compiled, { userId: user.id, email: user.email, team: user.team });

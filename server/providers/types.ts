@@ -122,6 +122,13 @@ export interface PassthroughRoute {
    * output item of the caller's own stored answers, as on the metered route (docs/security.md).
    */
   readonly inputField?: string;
+  /**
+   * The answer is a model answer in a metered API's shape (a stored Response, read back by id):
+   * while a tool-call deny rule applies to the caller it is read whole and its denied calls are
+   * replaced as on the metered route (this hold's rewriteJson), and its streamed form is refused.
+   * Passed through as it came, a call the metered answer had replaced could be read back whole.
+   */
+  readonly answerHeld?: ToolHold;
 }
 
 /**

@@ -63,7 +63,7 @@ export interface ExchangeDeps {
   /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
   now(): Date;
   /** Tool-call policy (server/policy): what applies to a request's caller; undefined when no rule does. */
-  toolPolicy?: (start: InterceptionStart) => CallPolicy | undefined;
+  toolPolicy?: (start: Pick<InterceptionStart, 'principal'>) => CallPolicy | undefined;
   /** Live events: `interception.started` once admitted, throttled `interception.progress` as a stream passes. */
   events?: {
     started(start: InterceptionStart): void;

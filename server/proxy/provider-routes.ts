@@ -18,7 +18,9 @@ import {
   isObject,
   referencesMalformed,
 } from '../providers/common';
+import type { ToolHold, ToolJudge } from '../providers/tool-hold';
 import type { JsonObject, PassthroughRoute, ProviderAdapter } from '../providers/types';
+import { readSmall } from '../providers/upstream-answer';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
 import { reportAnswer, singleCredential } from '../routing/credentials';
@@ -151,6 +153,7 @@ async function passThrough(
   target: string,
   raw: Buffer | undefined,
   own: Record<string, string> | undefined,
+  held?: { hold: ToolHold; judge: ToolJudge },
 ): Promise<void> {
   if (!own && !adapter.configured) throw new BridgeError('provider_not_configured');
   const lease = await (own
@@ -179,6 +182,7 @@ async function passThrough(
     throw upstreamFailure(err);
   }
   reportAnswer(lease, res, deps.now().getTime());
+  if (held && res.statusCode < 400) return sendHeld(res, reply, held, req);
   reply.hijack();
   const out = reply.raw;
   out.writeHead(res.statusCode, clientResponseHeaders(res.headers, true));
@@ -213,6 +217,38 @@ async function passThrough(
     'passthrough',
   );
 }
+
+/**
+ * A stored model answer read back (PassthroughRoute.answerHeld) while a deny rule applies to the
+ * caller: read whole and sent with its denied calls replaced, as the metered route sent it. One
+ * too large to read, or that is no JSON, cannot be judged: refused rather than passed on.
+ */
+async function sendHeld(
+  res: Dispatcher.ResponseData,
+  reply: FastifyReply,
+  held: { hold: ToolHold; judge: ToolJudge },
+  req: FastifyRequest,
+): Promise<void> {
+  const bytes = await readSmall(res.body, HELD_ANSWER_LIMIT + 1);
+  let json: unknown;
+  try {
+    if (bytes.length > HELD_ANSWER_LIMIT) throw new Error('too large');
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new BridgeError(
+      'upstream_protocol_error',
+      'The stored response could not be read to apply the tool-call policy that applies to you, so it is not passed on.',
+    );
+  }
+  const rewritten = held.hold.rewriteJson(json, held.judge);
+  req.log.info({ rewritten: rewritten !== undefined }, 'passthrough: stored answer judged');
+  const body = rewritten === undefined ? bytes : Buffer.from(JSON.stringify(rewritten));
+  const headers = clientResponseHeaders(res.headers, false);
+  reply.code(res.statusCode).headers(headers).header('content-type', 'application/json').send(body);
+}
+
+/** The most of a stored answer read whole to be judged (PassthroughRoute.answerHeld). */
+const HELD_ANSWER_LIMIT = 32 * 1024 * 1024;
 
 /**
  * The user's own provider credential, when the request carries one beside `X-AIBridge-Key` and the
@@ -346,11 +382,20 @@ async function forward(
     const stored = storedStateNamed(route.route, route.path, body);
     if (stored !== undefined) await ownStateOnly(adapter, deps, req, stored, route.path);
   }
+  // A stored model answer read back is judged as the metered answer was, while a deny rule applies.
+  const hold = route.route.answerHeld;
+  const judge = hold ? deps.exchange.toolPolicy?.({ principal })?.judge : undefined;
+  if (hold && judge && new URLSearchParams(query.slice(1)).get('stream') === 'true')
+    throw new BridgeError(
+      'unsupported_parameter',
+      'A stored response is not streamed back while a tool-call deny rule applies to you: read it whole, without `stream=true`.',
+    );
+  const held = hold && judge ? { hold, judge } : undefined;
   const aliased =
     deps.models && aliasResolved(adapter, deps, principal.user.team, req.method, route.path, raw, body);
   if (aliased)
-    return passThrough(adapter, deps.exchange, req, reply, aliased.path + query, aliased.bytes, own);
-  return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own);
+    return passThrough(adapter, deps.exchange, req, reply, aliased.path + query, aliased.bytes, own, held);
+  return passThrough(adapter, deps.exchange, req, reply, route.path + query, raw, own, held);
 }
 
 /**

@@ -100,6 +100,9 @@ export class OpenAIMock {
     await this.listening?.stop();
   }
 
+  /** The responses made with `store` (the default), by id, as `GET /v1/responses/:id` reads them back. */
+  readonly storedResponses = new Map<string, Record<string, unknown>>();
+
   next(...scenarios: OpenAIScenario[]): void {
     this.queue.push(...scenarios);
   }
@@ -149,6 +152,12 @@ export class OpenAIMock {
           data: [{ id: 'gpt-5', object: 'model', created: 1754425777, owned_by: 'system' }],
         }),
       );
+      return;
+    }
+    const storedId = /^\/v1\/responses\/(resp_[A-Za-z0-9]+)$/.exec(path ?? '')?.[1];
+    if (req.method === 'GET' && storedId !== undefined && this.storedResponses.has(storedId)) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(this.storedResponses.get(storedId)));
       return;
     }
     if (req.method === 'POST' && path === '/v1/responses/input_tokens') {
@@ -428,6 +437,8 @@ export class OpenAIMock {
       usage: withUsage ? responsesUsage(usage) : null,
       metadata: {},
     });
+    // Kept as OpenAI keeps it (`store`, the default), to be read back by id (`GET /v1/responses/:id`).
+    if (store) this.storedResponses.set(id, response('completed', output, true));
     if (!stream) {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(response('completed', output, true)));

@@ -475,7 +475,10 @@ describe('OpenAI SDK through the bridge', () => {
       const stored = await fetch(`${tb.url}/openai/v1/responses/${id}`, {
         headers: { authorization: `Bearer ${dev.key}` },
       });
-      assert.deepEqual(await stored.json(), { method: 'GET', url: `/v1/responses/${id}` });
+      assert.equal(stored.status, 200);
+      const back = (await stored.json()) as { id: string; object: string };
+      assert.deepEqual([back.id, back.object], [id, 'response']);
+      assert.equal(mock.requests.at(-1)!.url, `/v1/responses/${id}`);
     });
   });
 });

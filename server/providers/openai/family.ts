@@ -11,6 +11,7 @@ import { chatCompletionsApi } from './chat-completions';
 import { openaiErrorBody } from './errors';
 import { openaiModelListing } from './model-listing';
 import { responsesApi, responsesCompactAt } from './responses';
+import { responsesHold } from './responses-hold';
 
 /** The free endpoints of OpenAI's v1 API, relative to the `/v1` base. */
 export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
@@ -31,6 +32,7 @@ export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
     path: '/responses/:id',
     why: "reads one's own stored response; free",
     storedResponse: ':id',
+    answerHeld: responsesHold,
   },
   {
     methods: ['GET'],
@@ -49,6 +51,8 @@ export const OPENAI_PASSTHROUGH: readonly PassthroughRoute[] = [
     path: '/responses/:id/cancel',
     why: "stops one's own background response; saves cost",
     storedResponse: ':id',
+    // It answers with the response.
+    answerHeld: responsesHold,
   },
 ];
 
