@@ -9,7 +9,15 @@ import type { InterceptionStart } from '../core/facts';
 import type { Metrics } from '../metrics';
 import type { CallPolicy } from '../proxy/exchange';
 import type { Store } from '../store/types';
-import { type CompiledRule, compileRules, decide, decideAny, rulesFor, validateRules } from './tool-rules';
+import {
+  type CompiledRule,
+  compileRules,
+  decide,
+  decideAny,
+  mcpToolNames,
+  rulesFor,
+  validateRules,
+} from './tool-rules';
 
 /** The rule set is one document, so a PUT replaces it whole and atomically on either store. */
 const DOC_ID = 'rules';
@@ -97,7 +105,14 @@ export class ToolPolicy {
     // Calls of the tools the bridge injected were judged, and marked, before it ran them
     // (server/mcp/injected-rounds.ts); those it never ran are no one's to govern.
     if (call.injected) return call;
-    const policy = decide(rules, call.name, call.input);
+    // A call of an MCP server's tool named apart from its server (a provider's MCP connector or
+    // hosted `mcp` tool) is judged under every name the server's tools go by, as the gateway does.
+    const names =
+      call.server && !call.name.startsWith(`mcp__${call.server}__`)
+        ? [call.name, ...mcpToolNames(call.server, call.name)]
+        : [call.name];
+    const policy =
+      names.length === 1 ? decide(rules, call.name, call.input) : decideAny(rules, names, call.input);
     if (!policy) return call;
     this.metrics.toolPolicyDecisions.inc({ action: policy.action });
     return { ...call, policy };

@@ -109,6 +109,18 @@ class MessagesHold implements FrameRewriter {
 export const messagesHold: ToolHold = {
   createStream: (judge) => framedHold(new MessagesHold(judge)),
 
+  // Tools the provider runs itself, on the model's say, with nothing held before they run: an MCP
+  // connector's servers and code execution. Served under a deny rule, a member could name them and
+  // have the provider run what the rule denies.
+  unheld: (body) => {
+    if (Array.isArray(body.mcp_servers) && body.mcp_servers.length > 0)
+      return 'Tool-call rules apply to you, and the tools of `mcp_servers` run at the provider before they can be checked: connect MCP servers through the bridge’s gateway (/mcp), or leave them out.';
+    const tools = Array.isArray(body.tools) ? body.tools : [];
+    if (tools.some((t) => isObject(t) && typeof t.type === 'string' && t.type.startsWith('code_execution')))
+      return 'Tool-call rules apply to you, and code execution runs at the provider before its calls can be checked: leave the code execution tool out.';
+    return null;
+  },
+
   rewriteJson(json, judge) {
     if (!isObject(json) || !Array.isArray(json.content)) return undefined;
     let denied = false;

@@ -120,7 +120,9 @@ function toolCall(block: Record<string, unknown>, input: unknown, at: Date): Too
   return {
     id: str(block.id) ?? '',
     name,
-    server: mcpServerOf(name),
+    // An MCP connector's call (`mcp_tool_use`) names its server apart: rules see it as
+    // `mcp__<server>__<tool>`, as a client's own MCP call.
+    server: (block.type === 'mcp_tool_use' ? str(block.server_name) : null) ?? mcpServerOf(name),
     input,
     injected: false,
     at: at.toISOString(),

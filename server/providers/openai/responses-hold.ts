@@ -208,6 +208,16 @@ function finalItem(response: JsonObject, h: Held): JsonObject | undefined {
 export const responsesHold: ToolHold = {
   createStream: (judge) => framedHold(new ResponsesHold(judge)),
 
+  // Hosted tools the provider runs itself with nothing held before they run (a remote MCP server,
+  // the code interpreter): under a deny rule, a way to have the provider do what the rule denies.
+  unheld: (body) => {
+    const tools = Array.isArray(body.tools) ? body.tools : [];
+    const hosted = tools.find((t) => isObject(t) && (t.type === 'mcp' || t.type === 'code_interpreter'));
+    return hosted
+      ? `Tool-call rules apply to you, and the hosted \`${(hosted as { type: string }).type}\` tool runs at the provider before its calls can be checked: connect MCP servers through the bridge’s gateway (/mcp), or leave the tool out.`
+      : null;
+  },
+
   rewriteJson(json, judge) {
     if (!isObject(json) || !Array.isArray(json.output)) return undefined;
     let denied = false;
