@@ -72,7 +72,7 @@ export interface BuildOptions {
 
 /** Logged at start when nothing could serve a model request: a new admin's most likely first mistake. */
 export const NO_PROVIDER_WARNING =
-  'No provider instance has a key or credential, so model requests get 503 provider_not_configured and /readyz answers 503: set AIBRIDGE_ANTHROPIC_API_KEY, AIBRIDGE_OPENAI_API_KEY or AIBRIDGE_GEMINI_API_KEY (or write a providers file, AIBRIDGE_PROVIDERS_FILE), or add a key with POST /api/v1/providers/:instance/keys';
+  'No provider instance has a key or credential, so model requests get 503 provider_not_configured and /readyz answers 503: set AIBRIDGE_ANTHROPIC_API_KEY, AIBRIDGE_OPENAI_API_KEY or AIBRIDGE_GEMINI_API_KEY (or write a providers file, AIBRIDGE_PROVIDERS_FILE), or add a key with POST /api/v1/providers/:instance/keys (which needs AIBRIDGE_MCP_CREDENTIALS_KEY set, to seal it)';
 
 export interface Bridge {
   app: FastifyInstance;

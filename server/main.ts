@@ -17,6 +17,9 @@ import {
 import { startUpDone } from './start-up-heap';
 import { DataDirLockedError } from './store/embedded/dir-lock';
 
+/** A signal within this long of the first is the same request to stop (npm forwarding Ctrl-C). */
+const REPEATED_SIGNAL_MS = 1000;
+
 const USAGE = `Usage:
   aibridge serve [--host H] [--port P] [--data-dir D] [--body-limit BYTES] [--metrics-port P]
   aibridge users create --email E [--name N] [--team T] [--role admin|member]
@@ -80,13 +83,16 @@ async function serve(args: string[]): Promise<void> {
   for (const w of [...unknownEnvWarnings(process.env), ...baseUrlWarnings(process.env)])
     bridge.app.log.warn(w);
   const created = await bootstrapAdmin(bridge.identity, config.dataDir, config.adminEmail);
-  let stopping = false;
+  let stoppingAt: number | undefined;
   const stop = (signal: string): void => {
-    if (stopping) {
+    if (stoppingAt !== undefined) {
+      // Ctrl-C under `npm start` signals both npm and the bridge, and npm passes its own on a moment
+      // later: that one is the same request, not an impatient second one.
+      if (Date.now() - stoppingAt < REPEATED_SIGNAL_MS) return;
       process.stderr.write(`aibridge: second ${signal}, exiting now\n`);
       process.exit(1);
     }
-    stopping = true;
+    stoppingAt = Date.now();
     bridge.app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: draining open streams');
     const force = setTimeout(() => {
       const n = bridge.endOpenExchanges();

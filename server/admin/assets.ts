@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import * as sea from 'node:sea';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 
 /** The page's policy: its own scripts, styles and connections only; nothing inline, never framed. */
@@ -37,6 +38,35 @@ export function findAdminAssets(candidates?: string[]): string | undefined {
   return list.find((dir) => fs.existsSync(path.join(dir, 'index.html')));
 }
 
+/** The name under which the single-file binary carries the list of the page's files (scripts/build-binary.mjs). */
+export const EMBEDDED_ADMIN_LIST = 'admin/files.json';
+
+/**
+ * The page as the single-file binary carries it (Node's single-executable assets): a binary
+ * installed alone, with no dist/admin beside it, still serves /admin. Undefined elsewhere.
+ */
+function embedded(): Map<string, Asset> | undefined {
+  if (!sea.isSea()) return undefined;
+  let files: unknown;
+  try {
+    files = JSON.parse(sea.getAsset(EMBEDDED_ADMIN_LIST, 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(files)) return undefined;
+  const assets = new Map<string, Asset>();
+  for (const rel of files) {
+    if (typeof rel !== 'string') continue;
+    const type = TYPES[path.extname(rel)];
+    if (type) assets.set(rel, asset(Buffer.from(sea.getAsset(`admin/${rel}`)), type));
+  }
+  return assets;
+}
+
+function asset(body: Buffer, type: string): Asset {
+  return { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` };
+}
+
 /** Reads the built page once: it is small, and immutable until the next release. */
 function load(dir: string): Map<string, Asset> {
   const assets = new Map<string, Asset>();
@@ -47,9 +77,7 @@ function load(dir: string): Map<string, Asset> {
       else {
         const type = TYPES[path.extname(e.name)];
         if (!type) continue;
-        const body = fs.readFileSync(path.join(dir, rel));
-        const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
-        assets.set(rel, { body, type, etag });
+        assets.set(rel, asset(fs.readFileSync(path.join(dir, rel)), type));
       }
     }
   };
@@ -69,16 +97,17 @@ export function pageSecurityHeaders(reply: FastifyReply): FastifyReply {
 
 /**
  * `GET /admin` (the page) and `GET /admin/assets/*` (its scripts and styles, content-hashed names
- * cached for a year) from `dir` (findAdminAssets()); undefined: the page is not built, and
- * `/admin` says so. Public: the page holds no data; every API call it makes is authenticated.
+ * cached for a year) from `dir` (findAdminAssets()), or from the single-file binary itself;
+ * neither: the page is not built, and `/admin` says so. Public: the page holds no data; every API call it makes is authenticated.
  */
 export function adminAssetRoutes(dir: string | undefined): FastifyPluginAsync {
   return async (app) => {
-    const assets = dir ? load(dir) : new Map<string, Asset>();
+    const assets = dir ? load(dir) : (embedded() ?? new Map<string, Asset>());
+    const built = dir !== undefined || assets.size > 0;
     const send = (reply: FastifyReply, name: string, ifNoneMatch: string | undefined, immutable: boolean) => {
       const a = assets.get(name);
       if (!a) {
-        const text = dir
+        const text = built
           ? 'No such file.'
           : 'The admin page is not built: run `npm run build` (it writes dist/admin).';
         return pageSecurityHeaders(reply).code(404).type('text/plain; charset=utf-8').send(text);

@@ -138,7 +138,7 @@ export function proxyCapability(
 /** What gives an instance its key, for the refusal when it has none. */
 function keySetting(adapter: ProviderAdapter): string {
   const env = familyOf(adapter.type)?.env;
-  const pool = `or add one with POST /api/v1/providers/${adapter.id}/keys`;
+  const pool = `or add one with POST /api/v1/providers/${adapter.id}/keys (with AIBRIDGE_MCP_CREDENTIALS_KEY set)`;
   return env && adapter.id === adapter.type
     ? `set ${env.apiKey} and restart, ${pool}`
     : `give the "${adapter.id}" instance a key in AIBRIDGE_PROVIDERS_FILE, ${pool}`;

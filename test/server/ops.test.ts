@@ -522,6 +522,15 @@ describe('operating the bridge', function () {
           }
         });
       });
+      // The admin page comes from inside the binary: nothing but the binary is in its directory.
+      const page = await fetch(`${url}/admin`);
+      assert.equal(page.status, 200);
+      const html = await page.text();
+      const script = /src="(\/admin\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+      assert.ok(script, html.slice(0, 200));
+      const js = await fetch(`${url}${script}`);
+      assert.equal(js.status, 200);
+      assert.match(js.headers.get('content-type') ?? '', /javascript/);
       const adminKey = (await fs.readFile(path.join(dir, 'data', 'admin.key'), 'utf8')).trim();
       const admin = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
       await fetch(`${url}/api/v1/users`, {
@@ -553,9 +562,40 @@ describe('operating the bridge', function () {
       assert.equal(res.status, 200);
       const text = await res.text();
       assert.match(text, /event: message_stop/);
-      child.kill('SIGTERM');
-      const code = await new Promise<number | null>((r) => child!.on('exit', r));
-      assert.equal(code, 0);
+      // Ctrl-C under `npm start`: the terminal's SIGINT, and npm's own a moment later. One request to
+      // stop, drained as one (the open stream finishes, exit 0), not the hard exit a second, later
+      // signal means.
+      let release!: () => void;
+      anthropic.next({
+        kind: 'gated',
+        gate: new Promise<void>((r) => {
+          release = r;
+        }),
+      });
+      const open = await fetch(`${url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': key.key,
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+        },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-5',
+          max_tokens: 8,
+          stream: true,
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      });
+      assert.equal(open.status, 200);
+      const exited = new Promise<number | null>((r) => child!.on('exit', r));
+      child.kill('SIGINT');
+      await new Promise((r) => setTimeout(r, 50));
+      child.kill('SIGINT');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(child.exitCode, null, 'still draining the open stream');
+      release();
+      assert.match(await open.text(), /event: message_stop/);
+      assert.equal(await exited, 0);
       child = undefined;
     });
   });
