@@ -545,20 +545,22 @@ describe('operating the bridge', function () {
           body: '{}',
         })
       ).json()) as { key: string };
-      const res = await fetch(`${url}/anthropic/v1/messages`, {
-        method: 'POST',
-        headers: {
-          'x-api-key': key.key,
-          'content-type': 'application/json',
-          'anthropic-version': '2023-06-01',
-        },
-        body: JSON.stringify({
-          model: 'claude-sonnet-4-5',
-          max_tokens: 8,
-          stream: true,
-          messages: [{ role: 'user', content: 'hi' }],
-        }),
-      });
+      const stream = () =>
+        fetch(`${url}/anthropic/v1/messages`, {
+          method: 'POST',
+          headers: {
+            'x-api-key': key.key,
+            'content-type': 'application/json',
+            'anthropic-version': '2023-06-01',
+          },
+          body: JSON.stringify({
+            model: 'claude-sonnet-4-5',
+            max_tokens: 8,
+            stream: true,
+            messages: [{ role: 'user', content: 'hi' }],
+          }),
+        });
+      const res = await stream();
       assert.equal(res.status, 200);
       const text = await res.text();
       assert.match(text, /event: message_stop/);
@@ -572,20 +574,7 @@ describe('operating the bridge', function () {
           release = r;
         }),
       });
-      const open = await fetch(`${url}/anthropic/v1/messages`, {
-        method: 'POST',
-        headers: {
-          'x-api-key': key.key,
-          'content-type': 'application/json',
-          'anthropic-version': '2023-06-01',
-        },
-        body: JSON.stringify({
-          model: 'claude-sonnet-4-5',
-          max_tokens: 8,
-          stream: true,
-          messages: [{ role: 'user', content: 'hi' }],
-        }),
-      });
+      const open = await stream();
       assert.equal(open.status, 200);
       const exited = new Promise<number | null>((r) => child!.on('exit', r));
       child.kill('SIGINT');
