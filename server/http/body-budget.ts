@@ -24,11 +24,19 @@ export class BodyBudget {
    */
   readonly keyless: number;
   private keylessHeld = 0;
+  /**
+   * What one client address may hold of `keyless`: a 64th of it, and never less than the largest
+   * keyless body (OAuth client registration's 16 KiB) twice. Without it, one address's 256
+   * connections of silent 16 KiB registrations held 4 MiB, and four addresses every keyless byte,
+   * so no one could sign in meanwhile; now that takes 64 addresses.
+   */
+  readonly keylessPerAddress: number;
 
   /** `limit` 0: no budget. */
   constructor(readonly limit: number) {
     this.perUser = Math.ceil(limit / 4);
     this.keyless = Math.ceil(limit / 16);
+    this.keylessPerAddress = Math.max(Math.ceil(this.keyless / 64), 32 * 1024);
   }
 
   /**
@@ -53,7 +61,8 @@ export class BodyBudget {
     // the body limit) always gets the replica's answer alone.
     if (mine > 0 && mine + n > this.perUser) return 'user';
     const keyless = isKeyless(userId);
-    if (keyless && this.keylessHeld + n > this.keyless) return 'keyless';
+    if (keyless && (this.keylessHeld + n > this.keyless || mine + n > this.keylessPerAddress))
+      return 'keyless';
     if (this.held + n > this.limit) return 'replica';
     this.held += n;
     if (keyless) this.keylessHeld += n;
