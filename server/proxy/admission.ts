@@ -114,7 +114,7 @@ export function continuesOwnResponse(
 /** What the governance gate asks of server/spend/governance.ts. */
 export interface GovernanceGate {
   /** Counts the request (of `bodyBytes`) against the caller's rate limits, or throws `rate_limited`. */
-  count(start: InterceptionStart, bodyBytes: number): void;
+  count(start: InterceptionStart, bodyBytes: number, hold?: boolean): void;
   /** Counts a passthrough against the caller's rate limits, or throws `rate_limited`. */
   countUnmetered(principal: Principal): void;
   admit(start: InterceptionStart, bodyBytes: number, targets?: readonly ServedAs[]): void | Promise<void>;
@@ -128,7 +128,9 @@ export interface GovernanceGate {
  */
 export function rateLimited(governance: GovernanceGate): AdmissionGate {
   return (t, next) => {
-    governance.count(t.start, t.bodyBytes);
+    // A later round of an exchange (its place among the user's requests taken by the first) holds
+    // no tokens of its own while it runs: its usage counts when it ends.
+    governance.count(t.start, t.bodyBytes, t.place === undefined);
     return next();
   };
 }

@@ -115,10 +115,13 @@ export class Governance {
   /**
    * Counts the request against its user's and key's rate limits (before any other refusal:
    * admission.ts), holding in their `tpm` windows the tokens it may use while it runs: its body's,
-   * and its output cap, as the providers count their own limits.
+   * and its output cap, as the providers count their own limits. `hold` false: a later round of an
+   * exchange already admitted (tool injection), admitted before the round it follows is recorded:
+   * judged with holds, that round's own hold refused the exchange halfway, its paid rounds lost to
+   * the client; such a round holds nothing and is judged on the tokens of requests that ended.
    */
-  count(start: InterceptionStart, bodyBytes = 0): void {
-    this.counted(start.id, start.principal, this.estimateTokens(start, bodyBytes));
+  count(start: InterceptionStart, bodyBytes = 0, hold = true): void {
+    this.counted(start.id, start.principal, hold ? this.estimateTokens(start, bodyBytes) : 0, !hold);
   }
 
   private estimateTokens(start: InterceptionStart, bodyBytes: number): number {
@@ -139,9 +142,9 @@ export class Governance {
   }
 
   /** The limiter's admission of one request, a refusal counted in the metrics. */
-  private counted(id: string, principal: Principal, estimate = 0): void {
+  private counted(id: string, principal: Principal, estimate = 0, continuing = false): void {
     try {
-      this.limiter.admit(id, principal, estimate);
+      this.limiter.admit(id, principal, estimate, continuing);
     } catch (err) {
       this.refused(err);
     }

@@ -70,6 +70,8 @@ interface Held {
  * must not hold its user's windows for good. A stream running longer is counted when it ends.
  */
 const HOLD_MS = 60 * 60_000;
+/** How long a request whose hold lapsed is still known, so its usage counts when it does end. */
+const FORGET_MS = 24 * 60 * 60_000;
 
 /**
  * Requests and tokens per minute per key or per user, in sliding one-minute windows. A request
@@ -169,9 +171,10 @@ export class RateLimiter {
 
   /**
    * Counts the request, or throws `rate_limited` with `retry-after`. `estimate`: the tokens it may
-   * use, held in its `tpm` windows until it settles.
+   * use, held in its `tpm` windows until it settles. `continuing`: a later round of an exchange
+   * already admitted (tool injection), judged on the tokens of requests that have ended.
    */
-  admit(interceptionId: string, p: Principal, estimate = 0): void {
+  admit(interceptionId: string, p: Principal, estimate = 0, continuing = false): void {
     const now = this.now();
     const applied = this.applicable(p);
     if (this.inFlight.size > 0) this.dropStale(now);
@@ -187,7 +190,9 @@ export class RateLimiter {
       if (a.tpm !== null) {
         const w = this.window(this.tokens, a.id);
         const used = w.total(now);
-        if (used + (this.held.get(a.id) ?? 0) >= a.tpm)
+        // A later round of an exchange under way is judged on what has ended: what is held is,
+        // in part, the round it follows (recorded only once this one is admitted).
+        if (used + (continuing ? 0 : (this.held.get(a.id) ?? 0)) >= a.tpm)
           throw limited(
             `${a.tpm} ${a.tpm === 1 ? 'token' : 'tokens'} per minute (${a.label})`,
             // Held by requests still running: they give it back as they end.
@@ -225,19 +230,29 @@ export class RateLimiter {
 
   private release(interceptionId: string, h: Held): void {
     this.inFlight.delete(interceptionId);
+    this.unhold(h);
+  }
+
+  /** What a request holds in its windows, given back (it stays known, to be settled). */
+  private unhold(h: Held): void {
     if (h.tokens === 0) return;
     for (const id of h.ids) {
       const left = (this.held.get(id) ?? 0) - h.tokens;
       if (left > 0) this.held.set(id, left);
       else this.held.delete(id);
     }
+    h.tokens = 0;
   }
 
-  /** Requests admitted over HOLD_MS ago and never settled give their holds back (oldest first). */
+  /**
+   * Requests admitted over HOLD_MS ago give their holds back (oldest first); one still running
+   * is counted when it ends, unless it never does within FORGET_MS.
+   */
   private dropStale(now: number): void {
     for (const [id, h] of this.inFlight) {
       if (now - h.at < HOLD_MS) return;
-      this.release(id, h);
+      if (now - h.at >= FORGET_MS) this.inFlight.delete(id);
+      this.unhold(h);
     }
   }
 

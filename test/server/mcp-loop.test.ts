@@ -143,6 +143,28 @@ describe('MCP tools injected into model requests (server-everything over stdio)'
     }
   });
 
+  it('a tokens-per-minute limit the first round’s hold fills does not refuse the exchange halfway: later rounds hold nothing', async () => {
+    const capped = await tb.addUser('mcp-tpm@example.com', { team: 'tools' });
+    // The first round holds its max_tokens (16,000) and its body: over the limit, from its own
+    // admission on. The second round is admitted before the first is recorded.
+    const put = await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
+      scope: 'user',
+      subject: capped.user.email,
+      tpm: 10_000,
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const client = new Anthropic({ apiKey: capped.key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+    const msg = await client.messages.create({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 16_000,
+      tools: [CLIENT_TOOL],
+      messages: [{ role: 'user', content: 'Echo something' }],
+    });
+    assert.equal((msg.content[1] as { text: string }).text, ANSWER, 'both rounds ran');
+    const rounds = await lastRounds(tb, 0, capped.key);
+    assert.equal(rounds.length, 2);
+  });
+
   it("records every round under the first one's session (the client's session header) and model", async () => {
     const n = await count();
     await anthropic.messages.create(

@@ -88,7 +88,7 @@ describe('rate limits shared between replicas (RateLimiter.share / heard)', () =
 });
 
 describe('tokens per minute held by requests in flight (RateLimiter.admit with an estimate)', () => {
-  it('refuses once the window and what running requests hold reach the limit; a settled request leaves its real count; a request never settled lets go after an hour', () => {
+  it('refuses once the window and what running requests hold reach the limit; a settled request leaves its real count; one running past an hour lets go of its hold, its usage counted when it ends', () => {
     let now = 1_000_000;
     const limiter = new RateLimiter(NO_STORE, { rpm: 0, tpm: 100 }, () => now);
     const p = principal(7);
@@ -107,9 +107,13 @@ describe('tokens per minute held by requests in flight (RateLimiter.admit with a
     limiter.settle('int_a', 10);
     assert.equal(limiter.heldIn(window), 60);
     limiter.admit('int_d', p, 60);
-    // int_b and int_d never settle (their records lost): after an hour they hold nothing.
+    // int_b and int_d run on past an hour: they hold nothing from then on.
     now += 61 * 60_000;
     limiter.admit('int_e', p, 5);
     assert.equal(limiter.heldIn(window), 5);
+    // Their usage still counts when they end.
+    limiter.settle('int_b', 60);
+    limiter.settle('int_d', 40);
+    assert.throws(() => limiter.admit('int_f', p, 1), /100 tokens per minute/);
   });
 });

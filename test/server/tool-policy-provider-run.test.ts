@@ -3,6 +3,7 @@ import type { Interception } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
+import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
 import { OpenAIMock } from '../helpers/openai-mock';
 
 /**
@@ -14,6 +15,7 @@ describe('tool-call policy: tools the provider runs', function () {
   this.timeout(30_000);
   let anthropic: AnthropicMock;
   let openai: OpenAIMock;
+  let gemini: GeminiMock;
   let tb: TestBridge;
   let guarded: { key: string };
   let free: { key: string };
@@ -21,7 +23,12 @@ describe('tool-call policy: tools the provider runs', function () {
   before(async () => {
     anthropic = await new AnthropicMock().start();
     openai = await new OpenAIMock().start();
-    tb = await startBridge(anthropic.url, { AIBRIDGE_OPENAI_BASE_URL: openai.url });
+    gemini = await startGeminiMock();
+    tb = await startBridge(anthropic.url, {
+      AIBRIDGE_OPENAI_BASE_URL: openai.url,
+      AIBRIDGE_GEMINI_BASE_URL: gemini.origin,
+      AIBRIDGE_GEMINI_API_KEY: GEMINI_UPSTREAM_KEY,
+    });
     guarded = await tb.addUser('provider-run-guarded@example.com', { team: 'guarded' });
     free = await tb.addUser('provider-run-free@example.com', { team: 'free' });
     const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
@@ -34,6 +41,7 @@ describe('tool-call policy: tools the provider runs', function () {
   });
   after(async () => {
     await tb.close();
+    await gemini.stop();
     await openai.stop();
     await anthropic.stop();
   });
@@ -49,8 +57,8 @@ describe('tool-call policy: tools the provider runs', function () {
       body: JSON.stringify(body),
     });
 
-  it('refuses them under a deny rule, before the provider is asked: Anthropic mcp_servers and code execution, Responses hosted mcp and code_interpreter', async () => {
-    const seen = anthropic.requests.length + openai.requests.length;
+  it('refuses them under a deny rule, before the provider is asked: Anthropic mcp_servers and code execution, Responses hosted mcp and code_interpreter, Gemini code execution', async () => {
+    const seen = anthropic.requests.length + openai.requests.length + gemini.seen.length;
     const cases: [string, unknown][] = [
       [
         '/anthropic/v1/messages',
@@ -93,6 +101,10 @@ describe('tool-call policy: tools the provider runs', function () {
           tools: [{ type: 'code_interpreter', container: { type: 'auto' } }],
         },
       ],
+      [
+        '/gemini/v1beta/models/gemini-2.5-flash:generateContent',
+        { contents: [{ role: 'user', parts: [{ text: 'run it' }] }], tools: [{ codeExecution: {} }] },
+      ],
     ];
     for (const [path, body] of cases) {
       const res = await post(path, guarded.key, body);
@@ -100,7 +112,11 @@ describe('tool-call policy: tools the provider runs', function () {
       assert.equal(res.headers.get('x-aibridge-error-code'), 'unsupported_parameter');
       assert.match(await res.text(), /Tool-call rules apply to you/);
     }
-    assert.equal(anthropic.requests.length + openai.requests.length, seen, 'nothing reached a provider');
+    assert.equal(
+      anthropic.requests.length + openai.requests.length + gemini.seen.length,
+      seen,
+      'nothing reached a provider',
+    );
     // Without a deny rule they are served.
     const served = await post('/openai/v1/responses', free.key, cases[2]![1]);
     assert.equal(served.status, 200);

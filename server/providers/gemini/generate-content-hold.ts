@@ -44,6 +44,15 @@ class StreamRewriter implements FrameRewriter {
 /** The tool-call policy on `generateContent` answers and `streamGenerateContent` chunks (docs/governance.md). */
 export const generateContentHold: ToolHold = {
   createStream: (judge) => framedHold(new StreamRewriter(judge)),
+
+  // Code execution runs at Google on the model's say (`executableCode`), with nothing held before
+  // it runs: under a deny rule, refused as Anthropic's and OpenAI's provider-run tools are.
+  unheld: (body) => {
+    const tools = Array.isArray(body.tools) ? body.tools : [];
+    return tools.some((t) => isObject(t) && ('codeExecution' in t || 'code_execution' in t))
+      ? 'Tool-call rules apply to you, and code execution runs at the provider before its code can be checked: leave the code execution tool out.'
+      : null;
+  },
   rewriteJson(json, judge) {
     if (Array.isArray(json)) {
       let denied = false;

@@ -1,4 +1,4 @@
-import { isObject, num, parseArguments, str } from '../common';
+import { argumentsOf, isObject, num, str } from '../common';
 import { eventJson } from '../injection';
 import {
   type Denial,
@@ -51,27 +51,38 @@ class ChatHold implements FrameRewriter {
   onFrame(f: SseFrame): string {
     const chunk = f.ev && f.ev.data !== '[DONE]' ? eventJson(f.ev) : undefined;
     const deltas = chunk ? toolCallDeltas(chunk) : [];
+    // The legacy form (`function_call`), which an upstream may answer a `tools` request with: a
+    // call the client runs all the same, held and judged as one (its key `<choice>:fc`).
+    const legacy = chunk ? legacyCallDeltas(chunk) : [];
     if (!this.held) {
-      if (deltas.length === 0) return f.raw;
+      if (deltas.length === 0 && legacy.length === 0) return f.raw;
       this.held = [];
     }
     const keys = deltas.map(({ choice, d }) => this.keys.key(choice, d));
     this.held.push({ raw: f.raw, chunk, keys });
-    if (chunk) {
-      for (const [i, { d }] of deltas.entries()) {
-        const key = keys[i]!;
-        let c = this.calls.get(key);
-        if (!c) {
-          c = { id: '', name: '', args: '' };
-          this.calls.set(key, c);
-        }
-        if (typeof d.id === 'string') c.id = d.id;
-        const fn = isObject(d.function) ? d.function : isObject(d.custom) ? d.custom : undefined;
-        if (fn) {
-          // Replaced, never appended, as the client's SDK assembles it (some servers repeat it per delta).
-          if (typeof fn.name === 'string' && fn.name !== '') c.name = fn.name;
-          c.args += str(fn.arguments) ?? str(fn.input) ?? '';
-        }
+    const parts: [string, Record<string, unknown>, Record<string, unknown> | undefined][] = [
+      ...deltas.map(({ d }, i): [string, Record<string, unknown>, Record<string, unknown> | undefined] => [
+        keys[i]!,
+        d,
+        isObject(d.function) ? d.function : isObject(d.custom) ? d.custom : undefined,
+      ]),
+      ...legacy.map(({ choice, fc }): [string, Record<string, unknown>, Record<string, unknown>] => [
+        legacyKey(choice),
+        {},
+        fc,
+      ]),
+    ];
+    for (const [key, d, fn] of parts) {
+      let c = this.calls.get(key);
+      if (!c) {
+        c = { id: '', name: '', args: '' };
+        this.calls.set(key, c);
+      }
+      if (typeof d.id === 'string') c.id = d.id;
+      if (fn) {
+        // Replaced, never appended, as the client's SDK assembles it (some servers repeat it per delta).
+        if (typeof fn.name === 'string' && fn.name !== '') c.name = fn.name;
+        c.args += argumentText(fn.arguments ?? fn.input);
       }
     }
     // `[DONE]` without a finishing chunk, or every choice with calls finished: the calls are
@@ -96,7 +107,7 @@ class ChatHold implements FrameRewriter {
     this.done.clear();
     const denials = new Map<string, Denial>();
     for (const [key, c] of this.calls) {
-      const d = this.judge({ id: c.id, name: c.name || 'unknown', input: parseArguments(c.args) });
+      const d = this.judge({ id: c.id, name: c.name || 'unknown', input: argumentsOf(c.args) });
       if (d) denials.set(key, d);
     }
     if (denials.size === 0) {
@@ -140,6 +151,10 @@ class ChatHold implements FrameRewriter {
           const { tool_calls: _calls, ...rest } = delta;
           delta = kept.length > 0 ? { ...rest, tool_calls: kept } : rest;
         }
+        if (isObject(delta.function_call) && denials.has(legacyKey(ci))) {
+          const { function_call: _call, ...rest } = delta;
+          delta = rest;
+        }
         let finish = c.finish_reason;
         if (typeof finish === 'string') {
           const msgs = messages.get(ci);
@@ -157,7 +172,8 @@ class ChatHold implements FrameRewriter {
             out += `data: ${JSON.stringify(message)}\n\n`;
             messages.delete(ci);
           }
-          if (finish === 'tool_calls' && (left.get(ci) ?? 0) === 0) finish = 'stop';
+          if ((finish === 'tool_calls' || finish === 'function_call') && (left.get(ci) ?? 0) === 0)
+            finish = 'stop';
         }
         const empty = Object.keys(delta).length === 0 && typeof finish !== 'string';
         if (!empty) {
@@ -174,6 +190,27 @@ class ChatHold implements FrameRewriter {
   }
 }
 
+/** The key a choice's legacy `function_call` is held under (beside its `tool_calls`' keys). */
+function legacyKey(choice: number): string {
+  return `${choice}:fc`;
+}
+
+/** The legacy `function_call` deltas of a chunk, with their choice's index. */
+function legacyCallDeltas(chunk: JsonObject): { choice: number; fc: Record<string, unknown> }[] {
+  if (!Array.isArray(chunk.choices)) return [];
+  return (chunk.choices as unknown[]).flatMap((c) =>
+    isObject(c) && isObject(c.delta) && isObject(c.delta.function_call)
+      ? [{ choice: num(c.index), fc: c.delta.function_call }]
+      : [],
+  );
+}
+
+/** A delta's piece of arguments as text: a string as it is, anything else (an object sent whole) as JSON. */
+function argumentText(v: unknown): string {
+  if (typeof v === 'string') return v;
+  return v === undefined || v === null ? '' : (JSON.stringify(v) ?? '');
+}
+
 export const chatHold: ToolHold = {
   createStream: (judge) => framedHold(new ChatHold(judge)),
 
@@ -188,28 +225,47 @@ export const chatHold: ToolHold = {
     if (!isObject(json) || !Array.isArray(json.choices)) return undefined;
     let denied = false;
     const choices = (json.choices as unknown[]).map((c) => {
-      if (!isObject(c) || !isObject(c.message) || !Array.isArray(c.message.tool_calls)) return c;
+      if (!isObject(c) || !isObject(c.message)) return c;
       const msgs: string[] = [];
-      const kept = (c.message.tool_calls as unknown[]).filter((tc) => {
+      const calls = Array.isArray(c.message.tool_calls) ? (c.message.tool_calls as unknown[]) : [];
+      const kept = calls.filter((tc) => {
         if (!isObject(tc)) return true;
         const fn = isObject(tc.function) ? tc.function : isObject(tc.custom) ? tc.custom : undefined;
-        const raw = str(fn?.arguments) ?? str(fn?.input) ?? '';
         const d = judge({
           id: str(tc.id) ?? '',
           name: str(fn?.name) ?? 'unknown',
-          input: parseArguments(raw),
+          input: argumentsOf(fn?.arguments ?? fn?.input),
         });
         if (d) msgs.push(d.message);
         return !d;
       });
+      // The legacy form, which an upstream may answer a `tools` request with: judged as a call.
+      const fc = isObject(c.message.function_call) ? c.message.function_call : undefined;
+      const fcDenial = fc
+        ? judge({
+            id: legacyKey(num(c.index)),
+            name: str(fc.name) ?? 'unknown',
+            input: argumentsOf(fc.arguments),
+          })
+        : undefined;
+      if (fcDenial) msgs.push(fcDenial.message);
       if (msgs.length === 0) return c;
       denied = true;
-      const { tool_calls: _calls, ...message } = c.message;
+      const { tool_calls: _calls, function_call: _fc, ...message } = c.message;
       const text = [str(message.content), ...msgs].filter((t) => t !== null && t !== '').join('\n');
+      const left = kept.length > 0 || (fc !== undefined && !fcDenial);
       return {
         ...c,
-        message: { ...message, content: text, ...(kept.length > 0 ? { tool_calls: kept } : {}) },
-        finish_reason: kept.length === 0 && c.finish_reason === 'tool_calls' ? 'stop' : c.finish_reason,
+        message: {
+          ...message,
+          content: text,
+          ...(kept.length > 0 ? { tool_calls: kept } : {}),
+          ...(fc && !fcDenial ? { function_call: fc } : {}),
+        },
+        finish_reason:
+          !left && (c.finish_reason === 'tool_calls' || c.finish_reason === 'function_call')
+            ? 'stop'
+            : c.finish_reason,
       };
     });
     return denied ? { ...json, choices } : undefined;
