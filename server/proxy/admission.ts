@@ -10,7 +10,10 @@ import type { CircuitBreakers } from './circuit-breaker';
 /** What admission decides about one upstream round, before the provider is contacted. */
 export interface AdmissionTicket {
   start: InterceptionStart;
-  /** Size of the body going upstream, for the budget estimate. */
+  /**
+   * Size of the body going upstream as the estimates (budget, tpm hold) count it: inline images at
+   * the tokens they cost, not their base64 size (core/inline-media.ts).
+   */
   bodyBytes: number;
   /** Set by the breaker gate: this round is the half-open probe. */
   probe: boolean;

@@ -8,6 +8,7 @@ import { totalTokens } from '../../shared/usage';
 import type { Recorder } from '../audit/recorder';
 import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
+import { estimatedBodyBytes } from '../core/inline-media';
 import { BridgeError, isBridgeError } from '../errors';
 import { errorFromBody } from '../providers/common';
 import type { StreamHold, ToolJudge } from '../providers/tool-hold';
@@ -542,7 +543,8 @@ export class Exchange {
     const unheld = this.policy?.judge ? this.metered.api.toolHold?.unheld?.(this.metered.body) : null;
     const ticket: AdmissionTicket = {
       start: round.start,
-      bodyBytes: round.prepared.bytes.length,
+      // As the estimates count it: an inline image as the tokens it costs, not its base64 size.
+      bodyBytes: estimatedBodyBytes(round.prepared.bytes),
       probe: false,
       ...(this.place ? { place: this.place } : {}),
       ...(this.metered.targets ? { targets: this.metered.targets } : {}),

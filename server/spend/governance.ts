@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { totalTokens } from '../../shared/usage';
 import type { InterceptionStart } from '../core/facts';
+import { ESTIMATE_BYTES_PER_TOKEN } from '../core/inline-media';
 import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
 import type { Metrics } from '../metrics';
@@ -11,7 +12,7 @@ import type { PriceBook } from './prices';
 import type { RateLimiter } from './rate-limits';
 
 /** Bytes of request body per input token assumed for a reservation: most text runs near 4. */
-const BYTES_PER_TOKEN = 3;
+const BYTES_PER_TOKEN = ESTIMATE_BYTES_PER_TOKEN;
 
 /**
  * Where a routed request may be served (docs/routing.md): a target's instance and the model it is

@@ -588,6 +588,46 @@ describe('spend and governance', function () {
       assert.equal((await post(tb, '/anthropic/v1/messages', dev.key, body)).status, 200);
     });
 
+    it('holds an inline image at the tokens a provider counts for one, not its base64 size: a screenshot does not fill tpm', async () => {
+      const dev = await tb.addUser('tpm-image@example.com');
+      await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
+        scope: 'user',
+        subject: dev.user.email,
+        tpm: 20_000,
+      });
+      let release!: () => void;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const sentBefore = anthropic.messageRequests().length;
+      anthropic.next({ kind: 'gated', gate });
+      // 600 KB of base64: 200,000 "tokens" by size, ~1,600 as an image.
+      const screenshot = messages('claude-sonnet-4-5', {
+        max_tokens: 100,
+        stream: true,
+        messages: [
+          {
+            role: 'user',
+            content: [
+              {
+                type: 'image',
+                source: { type: 'base64', media_type: 'image/png', data: 'A'.repeat(600_000) },
+              },
+              { type: 'text', text: 'what is this?' },
+            ],
+          },
+        ],
+      });
+      const running = post(tb, '/anthropic/v1/messages', dev.key, screenshot);
+      await eventually(async () => (anthropic.messageRequests().length > sentBefore ? true : undefined), {
+        what: 'the screenshot at the provider',
+      });
+      const next = await post(tb, '/anthropic/v1/messages', dev.key, messages('claude-sonnet-4-5'));
+      assert.equal(next.status, 200, next.text);
+      release();
+      assert.equal((await running).status, 200);
+    });
+
     it('denies models by team with globs and regexes, in each API shape, without contacting upstream', async () => {
       const dev = await tb.addUser('policy@example.com', { team: 'frugal' });
       const put = await tb.api('PUT', '/api/v1/teams/frugal/models', tb.adminKey, {
