@@ -111,8 +111,7 @@ export class ToolPolicy {
       call.server && !call.name.startsWith(`mcp__${call.server}__`)
         ? [call.name, ...mcpToolNames(call.server, call.name)]
         : [call.name];
-    const policy =
-      names.length === 1 ? decide(rules, call.name, call.input) : decideAny(rules, names, call.input);
+    const policy = decideAny(rules, names, call.input);
     if (!policy) return call;
     this.metrics.toolPolicyDecisions.inc({ action: policy.action });
     return { ...call, policy };

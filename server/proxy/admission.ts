@@ -34,6 +34,8 @@ export interface AdmissionTicket {
    * round's admission, given back when the exchange ends (later rounds hold the same one).
    */
   place?: () => void;
+  /** A later round of an exchange already admitted (tool injection), not a new request. */
+  continuing?: boolean;
 }
 
 /**
@@ -131,9 +133,9 @@ export interface GovernanceGate {
  */
 export function rateLimited(governance: GovernanceGate): AdmissionGate {
   return (t, next) => {
-    // A later round of an exchange (its place among the user's requests taken by the first) holds
-    // no tokens of its own while it runs: its usage counts when it ends.
-    governance.count(t.start, t.bodyBytes, t.place === undefined);
+    // A later round of an exchange holds no tokens of its own while it runs: its usage counts when
+    // it ends.
+    governance.count(t.start, t.bodyBytes, t.continuing !== true);
     return next();
   };
 }

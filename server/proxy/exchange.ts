@@ -547,6 +547,7 @@ export class Exchange {
       bodyBytes: estimatedBodyBytes(round.prepared.bytes),
       probe: false,
       ...(this.place ? { place: this.place } : {}),
+      ...(round !== this.first ? { continuing: true } : {}),
       ...(this.metered.targets ? { targets: this.metered.targets } : {}),
       // Raised by the gates once the request has counted against the rate limits.
       ...(unheld ? { refusal: new BridgeError('unsupported_parameter', unheld) } : {}),
@@ -1183,9 +1184,10 @@ export class Exchange {
       ? createParser({
           onEvent: (e) => {
             const ev = { event: e.event, data: e.data, id: e.id };
+            const at = this.deps.now();
             if (isContentEvent(e.event, e.data) && round.contentEvents++ === 0)
-              round.firstContentAt = this.deps.now().getTime();
-            const v = meter.onEvent(ev, this.deps.now());
+              round.firstContentAt = at.getTime();
+            const v = meter.onEvent(ev, at);
             progress?.(meter);
             if (!named) {
               const id = meter.responseId!();

@@ -11,9 +11,6 @@ import type { ModelPolicies } from './model-policy';
 import type { PriceBook } from './prices';
 import type { RateLimiter } from './rate-limits';
 
-/** Bytes of request body per input token assumed for a reservation: most text runs near 4. */
-const BYTES_PER_TOKEN = ESTIMATE_BYTES_PER_TOKEN;
-
 /**
  * Where a routed request may be served (docs/routing.md): a target's instance and the model it is
  * recorded and priced as there, which is what a request sent straight to it would be judged by.
@@ -55,7 +52,7 @@ export class Governance {
   }
 
   private estimateAt(start: InterceptionStart, bodyBytes: number, at: ServedAs): number {
-    const tokens = Math.ceil(bodyBytes / BYTES_PER_TOKEN);
+    const tokens = Math.ceil(bodyBytes / ESTIMATE_BYTES_PER_TOKEN);
     const output =
       start.request.maxOutputTokens ?? this.defaultMaxOutputTokens * (start.request.answers ?? 1);
     let priced = true;
@@ -128,7 +125,7 @@ export class Governance {
   private estimateTokens(start: InterceptionStart, bodyBytes: number): number {
     const output =
       start.request.maxOutputTokens ?? this.defaultMaxOutputTokens * (start.request.answers ?? 1);
-    return Math.ceil(bodyBytes / BYTES_PER_TOKEN) + output;
+    return Math.ceil(bodyBytes / ESTIMATE_BYTES_PER_TOKEN) + output;
   }
 
   /**

@@ -552,17 +552,28 @@ describe('spend and governance', function () {
       assert.match(second.text, /100 tokens per minute/);
     });
 
-    it('holds each running request’s tokens (body and max_tokens) against tpm: requests in parallel pass it by one at most, and give them back as they end', async () => {
-      const dev = await tb.addUser('tpm-parallel@example.com');
+    /** A new user with a tokens-per-minute limit of their own. */
+    const tpmUser = async (email: string, tpm: number) => {
+      const dev = await tb.addUser(email);
       await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
         scope: 'user',
         subject: dev.user.email,
-        tpm: 1000,
+        tpm,
       });
+      return dev;
+    };
+    /** A gate the mock holds its streams at, and the function that opens it. */
+    const opened = (): { gate: Promise<void>; release: () => void } => {
       let release!: () => void;
       const gate = new Promise<void>((r) => {
         release = r;
       });
+      return { gate, release };
+    };
+
+    it('holds each running request’s tokens (body and max_tokens) against tpm: requests in parallel pass it by one at most, and give them back as they end', async () => {
+      const dev = await tpmUser('tpm-parallel@example.com', 1000);
+      const { gate, release } = opened();
       // Each holds about 300 tokens (max_tokens) and a few for its body while the provider holds it.
       const body = messages('claude-sonnet-4-5', { max_tokens: 300, stream: true });
       const sentBefore = anthropic.messageRequests().length;
@@ -589,16 +600,8 @@ describe('spend and governance', function () {
     });
 
     it('holds an inline image at the tokens a provider counts for one, not its base64 size: a screenshot does not fill tpm', async () => {
-      const dev = await tb.addUser('tpm-image@example.com');
-      await tb.api('PUT', '/api/v1/rate-limits', tb.adminKey, {
-        scope: 'user',
-        subject: dev.user.email,
-        tpm: 20_000,
-      });
-      let release!: () => void;
-      const gate = new Promise<void>((r) => {
-        release = r;
-      });
+      const dev = await tpmUser('tpm-image@example.com', 20_000);
+      const { gate, release } = opened();
       const sentBefore = anthropic.messageRequests().length;
       anthropic.next({ kind: 'gated', gate });
       // 600 KB of base64: 200,000 "tokens" by size, ~1,600 as an image.

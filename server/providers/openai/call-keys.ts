@@ -39,3 +39,12 @@ export function toolCallDeltas(
   }
   return out;
 }
+
+/**
+ * The id a legacy `function_call` (Chat Completions before `tools`) goes by, one per choice: the
+ * API gives it none. It is a tool call all the same, recorded, judged and flagged like one in
+ * `tool_calls`.
+ */
+export function legacyCallId(choice: number): string {
+  return `function_call_${choice}`;
+}

@@ -33,7 +33,7 @@ import {
   type StreamMeter,
   type WireApi,
 } from '../types';
-import { CallKeys } from './call-keys';
+import { CallKeys, legacyCallId } from './call-keys';
 import { chatHold } from './chat-hold';
 import { chatInjection } from './chat-injection';
 import { openaiError } from './errors';
@@ -62,14 +62,6 @@ function lastUserPrompt(messages: unknown): string | null {
 
 function call(id: string, name: string, input: unknown, at: Date): ToolCallRecord {
   return { id, name, server: mcpServerOf(name), input, injected: false, at: at.toISOString() };
-}
-
-/**
- * The id a legacy `function_call` is recorded under (the API gives it none): one per choice. The
- * call is a tool call all the same, recorded and flagged by audit rules like one in `tool_calls`.
- */
-function legacyCallId(choice: number | null): string {
-  return `function_call_${choice ?? 0}`;
 }
 
 /** A whole `tool_calls` entry: `function` calls carry JSON arguments, `custom` ones free text. */

@@ -9,7 +9,7 @@ import {
   type ToolJudge,
 } from '../tool-hold';
 import type { JsonObject } from '../wire';
-import { CallKeys, toolCallDeltas } from './call-keys';
+import { CallKeys, legacyCallId, toolCallDeltas } from './call-keys';
 
 interface Assembled {
   id: string;
@@ -68,7 +68,7 @@ class ChatHold implements FrameRewriter {
       ]),
       ...legacy.map(({ choice, fc }): [string, Record<string, unknown>, Record<string, unknown>] => [
         legacyKey(choice),
-        {},
+        { id: legacyCallId(choice) },
         fc,
       ]),
     ];
@@ -243,7 +243,7 @@ export const chatHold: ToolHold = {
       const fc = isObject(c.message.function_call) ? c.message.function_call : undefined;
       const fcDenial = fc
         ? judge({
-            id: legacyKey(num(c.index)),
+            id: legacyCallId(num(c.index)),
             name: str(fc.name) ?? 'unknown',
             input: argumentsOf(fc.arguments),
           })
