@@ -64,6 +64,18 @@ export interface ProviderFamily {
   configured(s: InstanceSettings): boolean;
   /** The adapter for one instance: the family's wire APIs, tuned by the instance's settings. */
   create(s: InstanceSettings): ProviderAdapter;
+  /**
+   * The models an instance lists (docs/routing.md#model-discovery) when the price data's models of
+   * its family are not, or not all, what its clients can send. Absent: the price data's.
+   */
+  listedModels?(s: InstanceSettings): ListedNames;
+}
+
+/** An instance's own model names, each with the model a request for it is judged and priced as. */
+export interface ListedNames {
+  /** Whether the price data's models of the family are listed too (they work as clients send them). */
+  readonly priceData: boolean;
+  readonly names: readonly { readonly id: string; readonly servedAs: string }[];
 }
 
 /** Whether an instance has a key of its own or a pool of them. */

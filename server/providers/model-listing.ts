@@ -31,3 +31,11 @@ export interface ModelListing {
  * every listed model has this one, so a client sorting by date keeps the bridge's order.
  */
 export const LISTED_AT = new Date(0);
+
+/** A `models` map (client name → provider id) as listed names, each judged as the model its id prices as. */
+export function mappedNames(
+  map: Readonly<Record<string, string>>,
+  priceModelOf: (id: string) => string,
+): { id: string; servedAs: string }[] {
+  return Object.entries(map).map(([id, target]) => ({ id, servedAs: priceModelOf(target) }));
+}

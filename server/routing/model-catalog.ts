@@ -1,9 +1,10 @@
-import { findProvider } from '@pydantic/genai-prices';
+import { calcPrice, findProvider } from '@pydantic/genai-prices';
 import type { ModelAlias } from '../../shared/aliases';
 import { emptyUsage } from '../../shared/usage';
 import { isBridgeError } from '../errors';
 import type { UpstreamConfig } from '../provider-config';
 import type { ListedModel } from '../providers/model-listing';
+import { familyOf } from '../providers/registry';
 import type { ModelPolicies } from '../spend/model-policy';
 import type { PriceBook } from '../spend/prices';
 
@@ -11,6 +12,8 @@ import type { PriceBook } from '../spend/prices';
 interface KnownModel {
   readonly id: string;
   readonly name: string;
+  /** The model a request for it is judged as, when not its id (a Bedrock `models` map's name). */
+  readonly servedAs?: string;
 }
 
 /** Price-data entries that are not a model id a client sends (`ft:` prefixes, `gpt-4o:extended`, `…-` stems). */
@@ -32,6 +35,15 @@ function priceDataModels(priceId: string): KnownModel[] {
     .map((m) => ({ id: m.id, name: m.name ?? m.id }));
 }
 
+/** The price data's name of the model `model` matches (a dated name matches its model), if any. */
+function priceDataName(priceId: string, model: string): string | undefined {
+  try {
+    return calcPrice({ input_tokens: 1, output_tokens: 1 }, model, { providerId: priceId })?.model.name;
+  } catch {
+    return undefined;
+  }
+}
+
 /** One token in and out: enough to ask the price book whether it can price a model at all. */
 const PROBE = { ...emptyUsage(), input: 1, output: 1 };
 
@@ -46,6 +58,8 @@ const PROBE = { ...emptyUsage(), input: 1, output: 1 };
 export class ModelCatalog {
   private readonly known = new Map<string, readonly KnownModel[]>();
   private readonly ids = new Set<string>();
+  /** Per instance that lists only its own names: the price data's names it does not serve as sent. */
+  private readonly unserved = new Map<string, ReadonlySet<string>>();
 
   constructor(
     private readonly instances: Readonly<Record<string, UpstreamConfig>>,
@@ -54,7 +68,17 @@ export class ModelCatalog {
   ) {
     for (const u of Object.values(instances)) {
       const byId = new Map<string, KnownModel>();
-      if (u.priceId !== null) for (const m of priceDataModels(u.priceId)) byId.set(m.id, m);
+      const own = familyOf(u.type)?.listedModels?.(u);
+      const priceData = u.priceId === null ? [] : priceDataModels(u.priceId);
+      if (own?.priceData ?? true) for (const m of priceData) byId.set(m.id, m);
+      else this.unserved.set(u.name, new Set(priceData.map((m) => m.id)));
+      for (const n of own?.names ?? []) {
+        byId.set(n.id, {
+          id: n.id,
+          name: (u.priceId !== null && priceDataName(u.priceId, n.servedAs)) || n.id,
+          ...(n.servedAs === n.id ? {} : { servedAs: n.servedAs }),
+        });
+      }
       if (u.prices && u.prices !== 'free')
         for (const id of Object.keys(u.prices)) byId.set(id, { id, name: id });
       this.known.set(u.name, [...byId.values()]);
@@ -99,13 +123,17 @@ export class ModelCatalog {
     const served = new Set(models.map((m) => m.id));
     const out: ListedModel[] = [];
     for (const a of aliases) {
-      const servedHere = served.has(a.model) || this.prices.cost(instance, a.model, PROBE) !== null;
+      // A price-data name an instance does not serve as sent is priced there, but not served.
+      const servedHere =
+        served.has(a.model) ||
+        (!this.unserved.get(instance)?.has(a.model) && this.prices.cost(instance, a.model, PROBE) !== null);
       if (servedHere && this.allowed(team, a.model))
         out.push({ id: a.alias, displayName: `${a.alias} → ${a.model}`, ownedBy: 'aibridge' });
     }
     const listed = new Set(out.map((m) => m.id));
     for (const m of models.sort((a, b) => a.id.localeCompare(b.id)))
-      if (!listed.has(m.id) && this.allowed(team, m.id)) out.push({ id: m.id, displayName: m.name, ownedBy });
+      if (!listed.has(m.id) && this.allowed(team, m.servedAs ?? m.id))
+        out.push({ id: m.id, displayName: m.name, ownedBy });
     return out;
   }
 }

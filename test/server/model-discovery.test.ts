@@ -163,3 +163,85 @@ describe('model discovery: /v1/models answered by the bridge', () => {
     assert.equal((await fetch(`${tb.url}/openai/v1/models`)).status, 401);
   });
 });
+
+describe('model discovery on Bedrock and Vertex AI instances (Anthropic’s wire)', () => {
+  let tb: TestBridge;
+  let dev: { key: string };
+  let ml: { key: string };
+  const HAIKU_PROFILE = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
+
+  before(async () => {
+    const file = path.join(await tempDir('aibridge-discovery-clouds-'), 'providers.json');
+    await fs.writeFile(
+      file,
+      JSON.stringify({
+        providers: {
+          bedrock: {
+            type: 'bedrock',
+            region: 'us-east-1',
+            baseUrl: 'http://127.0.0.1:9',
+            models: {
+              'claude-haiku-4-5-20251001': HAIKU_PROFILE,
+              sonnet:
+                'arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0',
+            },
+          },
+          vertex: {
+            type: 'vertex-anthropic',
+            project: 'my-project',
+            region: 'us-east5',
+            baseUrl: 'http://127.0.0.1:9',
+            models: { 'house-opus': 'claude-opus-4-1@20250805' },
+          },
+        },
+        aliases: { fast: 'claude-haiku-4-5', quick: 'claude-haiku-4-5-20251001' },
+      }),
+    );
+    // No upstream is asked for a listing: none of these answers.
+    tb = await startBridge('http://127.0.0.1:9', { AIBRIDGE_PROVIDERS_FILE: file });
+    dev = await tb.addUser('clouds-dev@example.com', { team: 'platform' });
+    ml = await tb.addUser('clouds-ml@example.com', { team: 'ml' });
+    const put = await tb.api('PUT', '/api/v1/teams/ml/models', tb.adminKey, { deny: ['claude-sonnet-*'] });
+    assert.equal(put.status, 200);
+  });
+  after(async () => {
+    await tb.close();
+  });
+
+  const client = (prefix: string, key: string) =>
+    new Anthropic({ apiKey: key, baseURL: `${tb.url}/${prefix}`, maxRetries: 0 });
+  async function list(prefix: string, key: string): Promise<Anthropic.ModelInfo[]> {
+    const out: Anthropic.ModelInfo[] = [];
+    for await (const m of client(prefix, key).models.list()) out.push(m);
+    return out;
+  }
+
+  it('Bedrock lists the names its models map gives, not the price data’s names Bedrock would refuse', async () => {
+    const models = await list('bedrock', dev.key);
+    assert.deepEqual(
+      models.map((m) => m.id),
+      ['quick', 'claude-haiku-4-5-20251001', 'sonnet'],
+      'the alias of a mapped name first; `fast` (claude-haiku-4-5, unmapped) is not served here',
+    );
+    assert.equal(models[1]!.display_name, 'Claude Haiku 4.5');
+    assert.equal(models[2]!.display_name, 'Claude Sonnet 4.5', 'named as the model its profile is');
+    const one = await client('bedrock', dev.key).models.retrieve('sonnet');
+    assert.equal(one.id, 'sonnet');
+  });
+
+  it('Bedrock: a mapped name is judged as the model it stands for', async () => {
+    const ids = (await list('bedrock', ml.key)).map((m) => m.id);
+    assert.deepEqual(ids, ['quick', 'claude-haiku-4-5-20251001'], 'claude-sonnet-* is denied to ml');
+    await assert.rejects(client('bedrock', ml.key).models.retrieve('sonnet'), NotFoundError);
+  });
+
+  it('Vertex AI lists Anthropic’s names (sent as Vertex spells them) and its own map’s', async () => {
+    const models = await list('vertex', dev.key);
+    const ids = models.map((m) => m.id);
+    for (const id of ['fast', 'quick', 'claude-sonnet-4-5', 'claude-haiku-4-5', 'house-opus'])
+      assert.ok(ids.includes(id), id);
+    assert.equal(models.find((m) => m.id === 'house-opus')!.display_name, 'Claude Opus 4.1');
+    const res = await fetch(`${tb.url}/vertex/v1/models`, { headers: { 'x-api-key': dev.key } });
+    assert.equal(res.headers.get('x-aibridge-model-list'), 'caller');
+  });
+});

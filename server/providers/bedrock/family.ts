@@ -3,8 +3,10 @@ import type { Dispatcher } from 'undici';
 import { commonJs } from '../../core/commonjs';
 import { anthropicErrorBody } from '../anthropic/errors';
 import { messagesApi } from '../anthropic/messages';
+import { anthropicModelListing } from '../anthropic/model-listing';
 import { isObject } from '../common';
 import type { FieldProblem, InstanceSettings, ProviderFamily } from '../family';
+import { mappedNames } from '../model-listing';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
 import { jsonAnswer, localAnswer, readSmall, withBody } from '../upstream-answer';
 import { requestUrl } from '../upstream-request';
@@ -146,6 +148,8 @@ function create(s: InstanceSettings): ProviderAdapter {
     requestIdHeader: 'x-amzn-requestid',
     apis: [messagesApi],
     passthrough: [{ methods: ['POST'], path: COUNT_TOKENS, why: 'counts tokens; free' }],
+    // Answered by the bridge, as on an `anthropic` instance (docs/routing.md#model-discovery).
+    modelListing: anthropicModelListing,
     configured: true,
     upstreamUrl: (target) => `${endpoint.origin}${basePath}${target}`,
     // Resolving the credentials here makes a missing one the exchange's 503 naming this instance.
@@ -175,4 +179,6 @@ export const bedrockFamily: ProviderFamily = {
   validate,
   configured: () => true,
   create,
+  // A name Bedrock does not know is refused there, so only the `models` map's names are listed.
+  listedModels: (s) => ({ priceData: false, names: mappedNames(modelsOf(s.options), priceModelOf) }),
 };

@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { anthropicErrorBody } from '../anthropic/errors';
 import { messagesApi } from '../anthropic/messages';
+import { anthropicModelListing } from '../anthropic/model-listing';
 import { isObject } from '../common';
 import { type FieldProblem, type InstanceSettings, joinUrl, type ProviderFamily } from '../family';
 import {
@@ -11,6 +12,7 @@ import {
   validateVertexEntry,
   vertexLocationOf,
 } from '../google-cloud';
+import { mappedNames } from '../model-listing';
 import type { JsonObject, ProviderAdapter, UpstreamCall } from '../types';
 import { localAnswer } from '../upstream-answer';
 import { instanceCredentials } from './credentials';
@@ -73,6 +75,8 @@ function create(s: InstanceSettings): ProviderAdapter {
     requestIdHeader: 'request-id',
     apis: [messagesApi],
     passthrough: [{ methods: ['POST'], path: COUNT_TOKENS, why: 'counts tokens; free' }],
+    // Answered by the bridge, as on an `anthropic` instance (docs/routing.md#model-discovery).
+    modelListing: anthropicModelListing,
     configured: true,
     upstreamUrl: (target) => joinUrl(endpoint, target),
     // A token that cannot be obtained makes the exchange answer 503 naming this instance.
@@ -97,4 +101,6 @@ export const vertexAnthropicFamily: ProviderFamily = {
   validate,
   configured: () => true,
   create,
+  // Anthropic's dated names work as they are (vertexModelId), and so do the `models` map's.
+  listedModels: (s) => ({ priceData: true, names: mappedNames(modelsOf(s.options), priceModelOf) }),
 };
