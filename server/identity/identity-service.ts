@@ -50,12 +50,17 @@ export class IdentityService {
     return user;
   }
 
-  /** Changes a user's name, team or role; never leaves the bridge without an admin. */
+  /**
+   * Changes a user's name, team or role; never leaves the bridge without an admin who can sign in
+   * (a deactivated admin counts for nothing, and demoting one takes nothing away).
+   */
   async updateUser(emailOrId: string, patch: UserPatch): Promise<User> {
     const user = await this.findUser(emailOrId);
-    if (user.role === 'admin' && patch.role === 'member') {
-      const admins = (await this.store.listUsers()).filter((u) => u.role === 'admin');
-      if (admins.length <= 1) throw new BridgeError('last_admin', 'Make another user an admin first.');
+    if (user.role === 'admin' && patch.role === 'member' && !user.deactivatedAt) {
+      const others = (await this.store.listUsers()).filter(
+        (u) => u.role === 'admin' && !u.deactivatedAt && u.id !== user.id,
+      );
+      if (others.length === 0) throw new BridgeError('last_admin', 'Make another user an admin first.');
     }
     const updated = await this.store.updateUser(
       user.id,

@@ -110,7 +110,7 @@ export class InjectedRounds implements RoundStrategy {
       this.done.set(round.n, done);
       if (x.clientGone || x.shuttingDown) {
         x.finish(round, 'ok', read.facts, null, true, 'client gone');
-        if (x.shuttingDown) x.fail(new BridgeError('shutting_down', 'The bridge is shutting down.'));
+        if (x.shuttingDown) x.fail(x.stopError);
         return;
       }
       const outcomes: CallOutcome[] = runs.map((r, i) => ({

@@ -59,8 +59,11 @@ export interface ExchangeDeps {
   telemetry: ExchangeTelemetry;
   /** The composed admission (server/proxy/admission.ts): throws the refusal. */
   admit(ticket: AdmissionTicket): void | Promise<void>;
-  /** Exchanges in progress, so shutdown can end the ones still open after the grace period. */
-  open: Set<{ shutdown(): void }>;
+  /**
+   * Exchanges in progress, so shutdown can end the ones still open after the grace period, and a
+   * revoked key or a deactivated user's can be ended at once.
+   */
+  open: Set<OpenExchange>;
   /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
   now(): Date;
   /** Tool-call policy (server/policy): what applies to a request's caller; undefined when no rule does. */
@@ -406,6 +409,15 @@ async function bufferedAnswer(
   };
 }
 
+/** An exchange in progress as the replica's set of them sees it. */
+export interface OpenExchange {
+  /** Whose it is: the key it runs on and that key's user. */
+  readonly owner: { readonly userId: string; readonly keyId: string };
+  shutdown(): void;
+  /** Ends it with `reason` (its key revoked, its user deactivated), as shutdown does. */
+  end(reason: BridgeError): void;
+}
+
 /**
  * One metered exchange, from the moment the request is described to its last record: the one
  * engine every metered request runs on (docs/architecture.md). It owns the client's response (head
@@ -413,9 +425,12 @@ async function bufferedAnswer(
  * idle watchdog, client-gone and shutdown handling) and the one `finish` that hands each round's
  * record over.
  */
-export class Exchange {
+export class Exchange implements OpenExchange {
   private gone = false;
   private stopping = false;
+  /** Why it was ended early, when not for shutdown (end). */
+  private endReason: BridgeError | undefined;
+  readonly owner: { readonly userId: string; readonly keyId: string };
   /** Its place among the user's requests in flight (AdmissionTicket.place), given back by release. */
   private place: (() => void) | undefined;
   private readonly abort = new Cancellation();
@@ -437,6 +452,8 @@ export class Exchange {
     readonly metered: Metered,
   ) {
     this.first = this.round(1, metered.start, metered.prepared);
+    const { principal } = metered.start;
+    this.owner = { userId: principal.user.id, keyId: principal.key.id };
     this.policy = deps.toolPolicy?.(metered.start);
     // The engine writes the client's response itself, head, stream and errors alike.
     reply.hijack();
@@ -492,6 +509,16 @@ export class Exchange {
   shutdown(): void {
     this.stopping = true;
     this.abort.abort();
+  }
+
+  end(reason: BridgeError): void {
+    this.endReason ??= reason;
+    this.shutdown();
+  }
+
+  /** What the client is told when the exchange was ended early: shutdown, or `end`'s reason. */
+  get stopError(): BridgeError {
+    return this.endReason ?? shutdownError();
   }
 
   private round(n: number, start: InterceptionStart, prepared: PreparedRequest): Round {
@@ -831,7 +858,7 @@ export class Exchange {
       lease.report({ status: 0 });
       if (this.gone)
         return { ...base, keyName: lease.keyName, httpStatus: 0, error: null, endedAt, gone: true };
-      const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err);
+      const failure = this.stopping ? this.stopError : isBridgeError(err) ? err : upstreamFailure(err);
       // Refused before it was sent (upstreamFailure): says nothing of the provider, and would be
       // refused the same by any other target.
       const unsent = failure.code === 'invalid_request';
@@ -956,7 +983,7 @@ export class Exchange {
         parser.feed(decoder.decode(next.value, { stream: true }));
       }
     } catch (err) {
-      broke = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err);
+      broke = this.stopping ? this.stopError : isBridgeError(err) ? err : upstreamFailure(err);
     } finally {
       idle.stop();
     }
@@ -1262,7 +1289,7 @@ export class Exchange {
       round.endedAt = this.deps.now();
       if (this.gone) return this.abandoned(round, meter);
       // A BridgeError is the bridge's own reason to stop reading (an answer over the size limit).
-      const failure = this.stopping ? shutdownError() : isBridgeError(err) ? err : upstreamFailure(err, true);
+      const failure = this.stopping ? this.stopError : isBridgeError(err) ? err : upstreamFailure(err, true);
       this.req.log.warn({ err, code: failure.code }, 'upstream failed mid-response');
       // Cut before its end (the provider's connection broke, or the bridge shuts down): the usage
       // events a stream ends with may never have come, while what the client read is billed.

@@ -3,6 +3,7 @@ import type { ResponseOwners } from '../audit/response-owners';
 import type { Core } from '../capability';
 import { datesOf } from '../clock';
 import { UserPlaces } from '../core/user-places';
+import { BridgeError } from '../errors';
 import type { BodyBudget } from '../http/body-budget';
 import type { Authenticator } from '../identity/auth';
 import { adaptersOf, familyOf } from '../providers/registry';
@@ -24,7 +25,7 @@ import {
   withinInFlight,
 } from './admission';
 import { CircuitBreakers } from './circuit-breaker';
-import type { ExchangeDeps, StrategyFor } from './exchange';
+import type { ExchangeDeps, OpenExchange, StrategyFor } from './exchange';
 import type { ProviderLane } from './provider-lane';
 import { type ProviderRouteDeps, providerRoutes } from './provider-routes';
 import { createUpstreamAgent } from './upstream';
@@ -72,7 +73,37 @@ export function proxyCapability(
   life.onClose('upstream connections', () => dispatcher.close());
   const breakers = new CircuitBreakers(config.breaker, () => clock.now());
   metrics.breakerSource = () => breakers.snapshot();
-  const open = new Set<{ shutdown(): void }>();
+  const open = new Set<OpenExchange>();
+  // A key revoked or a user deactivated, here or on another replica: their requests still running
+  // end now, a stream with an error event, rather than running on for minutes (docs/security.md).
+  const endWhere = (match: (x: OpenExchange) => boolean, reason: () => BridgeError): void => {
+    for (const x of [...open]) if (match(x)) x.end(reason());
+  };
+  const unwatch = core.store.watch((change) => {
+    if (change.kind !== 'key' && change.kind !== 'user') return;
+    const { id } = change;
+    const mine = (x: OpenExchange) => (change.kind === 'key' ? x.owner.keyId : x.owner.userId) === id;
+    if (![...open].some(mine)) return;
+    const ended = (why: string) => () => new BridgeError('unauthorized', `${why}; this response was ended.`);
+    if (change.kind === 'key')
+      void core.store.getKey(id).then(
+        (key) => {
+          const at = new Date(clock.now()).toISOString();
+          if (!key || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt <= at))
+            endWhere(mine, ended('The bridge key was revoked while the request ran'));
+        },
+        (err: unknown) => core.log.warn({ err }, 'proxy: reading a changed key failed'),
+      );
+    else
+      void core.store.getUserById(id).then(
+        (user) => {
+          if (!user || user.deactivatedAt)
+            endWhere(mine, ended('The user was deactivated while the request ran'));
+        },
+        (err: unknown) => core.log.warn({ err }, 'proxy: reading a changed user failed'),
+      );
+  });
+  life.onClose('proxy: key and user changes', unwatch);
   return {
     breakers,
     endOpenExchanges() {

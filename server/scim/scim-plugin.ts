@@ -136,9 +136,13 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
   };
 
   const checkUserNameFree = async (userName: string, self: string | undefined): Promise<void> => {
-    const taken = (await store.listDocs<ScimUserDoc>('scim_user')).find(
+    const docs = await store.listDocs<ScimUserDoc>('scim_user');
+    let taken = docs.some(
       (s) => s.id !== self && s.deletedAt === null && s.userName.toLowerCase() === userName.toLowerCase(),
     );
+    // A user SCIM has no record of is shown with their email as userName (userResource).
+    const owner = taken ? undefined : await store.getUserByEmail(userName.toLowerCase());
+    if (owner && owner.id !== self && !docs.some((s) => s.id === owner.id)) taken = true;
     if (taken)
       throw new ScimError('user_exists', `A user with userName ${userName} already exists.`, 'uniqueness');
   };
@@ -154,15 +158,23 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
     return g;
   };
 
-  /** Member ids from `[{ value }]`, each an existing bridge user. */
-  const memberIds = async (v: unknown): Promise<string[]> => {
+  /**
+   * Member ids from `[{ value }]`. To add, each must be a user SCIM shows (not one it deleted); to
+   * remove, any id: an identity provider removing someone the bridge never had must not fail the
+   * removal of the others.
+   */
+  const memberIds = async (v: unknown, removing = false): Promise<string[]> => {
     if (v === undefined || v === null) return [];
     if (!Array.isArray(v)) throw invalid('"members" must be an array of { "value": <user id> }.');
     const ids: string[] = [];
     for (const m of v) {
       if (!isObject(m) || typeof m.value !== 'string')
         throw invalid('Each member needs a "value": a user id.');
-      if (!(await store.getUserById(m.value))) throw invalid(`No user ${m.value} to make a member.`);
+      if (!removing) {
+        const user = await store.getUserById(m.value);
+        if (!user || (await scimDoc(user.id))?.deletedAt)
+          throw invalid(`No user ${m.value} to make a member.`);
+      }
       ids.push(m.value);
     }
     return ids;
@@ -413,7 +425,12 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
         const user =
           existing ?? (await d.identity.createUser({ email, ...(input.name ? { name: input.name } : {}) }));
         const doc: ScimUserDoc = { id: user.id, userName: input.userName, externalId: null, deletedAt: null };
-        const saved = await applyUser(user, doc, { ...input, active: input.active ?? true });
+        let saved = await applyUser(user, doc, { ...input, active: input.active ?? true });
+        // A user deleted over SCIM comes back in no group, whatever they were before.
+        if (existing) {
+          await applyGroups([user.id]);
+          saved = (await store.getUserById(user.id)) ?? saved;
+        }
         return send(reply, 201, await userJson(saved, await scimDoc(user.id)));
       }),
     );
@@ -427,7 +444,9 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
         if (input.userName === undefined) throw invalid('"userName" is required.');
         await checkUserNameFree(input.userName, user.id);
         // PUT replaces: what it leaves out is cleared.
-        const full: UserInput = { externalId: null, name: null, ...input, active: input.active ?? true };
+        // Except `active`: a PUT that leaves it out (the user's other attributes synced) must not
+        // bring back a user the provider deactivated.
+        const full: UserInput = { externalId: null, name: null, ...input };
         const base: ScimUserDoc = doc ?? {
           id: user.id,
           userName: user.email,
@@ -480,6 +499,9 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
         for (const g of await groups())
           if (g.members.includes(user.id))
             await store.putDoc('scim_group', g.id, { ...g, members: g.members.filter((m) => m !== user.id) });
+        // In no group now: no team and no admin role, so whoever is created again with that email
+        // (a rehire, a recycled address) starts as a member.
+        await applyGroups([user.id]);
         return reply.code(204).send();
       }),
     );
@@ -575,7 +597,7 @@ export function scimCapability(core: Core, d: ScimDeps): ScimCapability {
           } else if (path === 'externalid') {
             g.externalId = typeof o.value === 'string' ? o.value : null;
           } else if (path === 'members') {
-            const ids = await memberIds(o.value);
+            const ids = await memberIds(o.value, o.op === 'remove');
             if (o.op === 'add') g.members.push(...ids);
             else if (o.op === 'replace') g.members = ids;
             // Entra ID removes with a value list; without one, every member goes.

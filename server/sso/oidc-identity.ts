@@ -11,8 +11,12 @@ import type { OidcClaims } from './oidc-client';
 export interface OidcPerson {
   email: string;
   name: string | undefined;
-  /** Undefined when the token carries no groups claim: team and role are then left as they are. */
-  groups: string[] | undefined;
+  /**
+   * Undefined when the token carries no groups claim: the team is then left as it is, and with an
+   * admin group set the role is member (no claim shows the membership). `scim`: SCIM pushes
+   * groups, and team and role are its alone.
+   */
+  groups: string[] | undefined | 'scim';
 }
 
 const EMAIL_RE = /^[^\s@]{1,200}@[^\s@]{1,120}$/;
@@ -65,14 +69,19 @@ export async function provision(
   identity: IdentityService,
   existing: User | undefined,
 ): Promise<{ user: User; created: boolean }> {
-  const mapped = p.groups !== undefined ? teamAndRole(p.groups, mapping) : undefined;
+  const groups = p.groups === 'scim' ? undefined : p.groups;
+  const mapped = groups !== undefined ? teamAndRole(groups, mapping) : undefined;
+  // An admin's membership must be shown on every sign-in: Entra ID and Okta leave the claim out
+  // for a user in none of the groups they send, which is what a removed admin's token looks like.
+  const role =
+    p.groups === 'scim' || mapping.adminGroup === undefined ? undefined : (mapped?.role ?? 'member');
   if (!existing) {
     try {
       const user = await identity.createUser({
         email: p.email,
         name: p.name,
         team: mapped?.team ?? undefined,
-        role: mapping.adminGroup !== undefined ? mapped?.role : 'member',
+        role: role ?? 'member',
       });
       return { user, created: true };
     } catch (err) {
@@ -82,10 +91,8 @@ export async function provision(
   }
   const patch: UserPatch = {};
   if (p.name !== undefined) patch.name = p.name;
-  if (mapped !== undefined) {
-    patch.team = mapped.team;
-    if (mapping.adminGroup !== undefined) patch.role = mapped.role;
-  }
+  if (mapped !== undefined) patch.team = mapped.team;
+  if (role !== undefined) patch.role = role;
   try {
     return { user: await identity.updateUser(p.email, patch), created: false };
   } catch (err) {

@@ -12,7 +12,7 @@ import type { IdentityService } from '../identity/identity-service';
 import type { Store } from '../store/types';
 import type { OidcRelyingParty } from './oidc-client';
 import { FLOW_TTL_MS, type OidcFlows } from './oidc-flows';
-import { personFrom, provision } from './oidc-identity';
+import { type OidcPerson, personFrom, provision } from './oidc-identity';
 
 export const OIDC_LOGIN_PATH = '/api/v1/auth/oidc/login';
 export const OIDC_CALLBACK_PATH = '/api/v1/auth/oidc/callback';
@@ -98,7 +98,7 @@ export function oidcRoutes(d: OidcRouteDeps): FastifyPluginAsync {
         const person = personFrom(claims, enabledSettings(d));
         // With SCIM pushing groups, its groups alone set team and role: Entra ID names groups by object
         // id in tokens and by name over SCIM, and the two would undo each other at every sign-in.
-        const fromClaims = (await d.groupsFromScim()) ? { ...person, groups: undefined } : person;
+        const fromClaims: OidcPerson = (await d.groupsFromScim()) ? { ...person, groups: 'scim' } : person;
         // Paced as a key sign-in is, and before anything is written: provisioning, the key, the session.
         const known = await d.store.getUserByEmail(person.email);
         if (known) d.sessions.pace(known);

@@ -451,6 +451,139 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       assert.equal((await scim(tb.url, 'GET', '/Groups/grp_nope')).status, 404);
     });
 
+    it('a user deleted over SCIM loses their team and admin role: created again with that email, they start as a member', async () => {
+      const u = await scim<{ id: string }>(tb.url, 'POST', '/Users', {
+        ...okta.createUser,
+        userName: 'rehire@okta.local',
+        emails: [{ primary: true, value: 'rehire@okta.local', type: 'work' }],
+      });
+      const admins = await scim<{ id: string }>(tb.url, 'POST', '/Groups', {
+        ...okta.createGroup,
+        displayName: 'bridge-admins',
+        members: [{ value: u.body.id }],
+      });
+      assert.equal(admins.status, 201);
+      assert.equal((await userByEmail(tb, 'rehire@okta.local')).role, 'admin');
+      assert.equal((await scim(tb.url, 'DELETE', `/Users/${u.body.id}`)).status, 204);
+      const gone = await userByEmail(tb, 'rehire@okta.local');
+      assert.equal(gone.role, 'member', 'deleted: in no group, so no admin');
+      // A deleted user is no member to add (SCIM shows them as 404)…
+      const add = await scim(tb.url, 'PATCH', `/Groups/${admins.body.id}`, okta.addMember(u.body.id));
+      assert.equal(add.status, 400);
+      assert.equal((await userByEmail(tb, 'rehire@okta.local')).role, 'member');
+      // …and coming back, they are a member until a group says otherwise.
+      const back = await scim<{ id: string; groups: unknown[] }>(tb.url, 'POST', '/Users', {
+        ...okta.createUser,
+        userName: 'rehire@okta.local',
+        emails: [{ primary: true, value: 'rehire@okta.local', type: 'work' }],
+      });
+      assert.equal(back.status, 201);
+      assert.equal(back.body.id, u.body.id, 'the same bridge user, its audit trail kept');
+      assert.equal((await userByEmail(tb, 'rehire@okta.local')).role, 'member');
+      const key = await issueKey(tb, 'rehire@okta.local');
+      assert.equal((await tb.api('GET', '/api/v1/users', key.key)).status, 403);
+      assert.equal((await scim(tb.url, 'DELETE', `/Groups/${admins.body.id}`)).status, 204);
+    });
+
+    it('an Entra ID removal naming a user the bridge never had still removes the others', async () => {
+      const u = await scim<{ id: string }>(tb.url, 'POST', '/Users', {
+        ...okta.createUser,
+        userName: 'removed@okta.local',
+        emails: [{ primary: true, value: 'removed@okta.local', type: 'work' }],
+      });
+      const g = await scim<{ id: string }>(tb.url, 'POST', '/Groups', {
+        ...okta.createGroup,
+        displayName: 'bridge-admins',
+        members: [{ value: u.body.id }],
+      });
+      assert.equal((await userByEmail(tb, 'removed@okta.local')).role, 'admin');
+      const out = await scim(tb.url, 'PATCH', `/Groups/${g.body.id}`, {
+        schemas: [PATCH_OP],
+        Operations: [
+          { op: 'Remove', path: 'members', value: [{ value: 'usr_never_here' }, { value: u.body.id }] },
+        ],
+      });
+      assert.equal(out.status, 200, JSON.stringify(out.body));
+      assert.equal((await userByEmail(tb, 'removed@okta.local')).role, 'member');
+      assert.equal((await scim(tb.url, 'DELETE', `/Groups/${g.body.id}`)).status, 204);
+    });
+
+    it('a userName SCIM shows for a user it did not create (their email) is taken; a PUT without `active` keeps a user deactivated', async () => {
+      const made = await tb.api('POST', '/api/v1/users', tb.adminKey, { email: 'handmade@example.com' });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const u = await scim<{ id: string }>(tb.url, 'POST', '/Users', {
+        ...okta.createUser,
+        userName: 'renamer@okta.local',
+        emails: [{ primary: true, value: 'renamer@okta.local', type: 'work' }],
+      });
+      const rename = await scim<{ scimType?: string }>(tb.url, 'PATCH', `/Users/${u.body.id}`, {
+        schemas: [PATCH_OP],
+        Operations: [{ op: 'replace', path: 'userName', value: 'Handmade@example.com' }],
+      });
+      assert.equal(rename.status, 409);
+      assert.equal(rename.body.scimType, 'uniqueness');
+      const found = await scim<{ totalResults: number }>(
+        tb.url,
+        'GET',
+        `/Users?filter=${encodeURIComponent('userName eq "handmade@example.com"')}`,
+      );
+      assert.equal(found.body.totalResults, 1);
+
+      assert.equal((await scim(tb.url, 'PATCH', `/Users/${u.body.id}`, okta.deactivate)).status, 200);
+      const { active: _a, ...withoutActive } = okta.createUser as Record<string, unknown>;
+      const put = await scim<{ active: boolean }>(tb.url, 'PUT', `/Users/${u.body.id}`, {
+        ...withoutActive,
+        userName: 'renamer@okta.local',
+        emails: [{ primary: true, value: 'renamer@okta.local', type: 'work' }],
+      });
+      assert.equal(put.status, 200);
+      assert.equal(put.body.active, false);
+      assert.ok((await userByEmail(tb, 'renamer@okta.local')).deactivatedAt);
+    });
+
+    it('a stream running when its user is deactivated, or its key revoked, ends then with an error event', async () => {
+      const created = await scim<{ id: string }>(tb.url, 'POST', '/Users', {
+        ...okta.createUser,
+        userName: 'streamer@okta.local',
+        emails: [{ primary: true, value: 'streamer@okta.local', type: 'work' }],
+      });
+      const streamOf = async (key: string) => {
+        upstream.clear();
+        upstream.next({ kind: 'drip', count: 200, delayMs: 50 });
+        const client = new Anthropic({ apiKey: key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
+        const stream = client.messages.stream({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 50,
+          messages: [{ role: 'user', content: 'a long answer' }],
+        });
+        const first = new Promise<void>((resolve) => stream.once('text', () => resolve()));
+        const ended = stream.finalMessage().then(
+          () => 'completed',
+          (err: unknown) => (err instanceof Error ? err.message : String(err)),
+        );
+        await first;
+        // In an object: an async function returning the promise itself would wait for the stream's end.
+        return { ended };
+      };
+      const key = await issueKey(tb, 'streamer@okta.local');
+      const running = await streamOf(key.key);
+      const t0 = Date.now();
+      assert.equal((await scim(tb.url, 'PATCH', `/Users/${created.body.id}`, okta.deactivate)).status, 200);
+      assert.match(await running.ended, /deactivated while the request ran/);
+      assert.ok(Date.now() - t0 < 2_000, 'ended at once, not after the 10 s the stream had left');
+
+      assert.equal((await scim(tb.url, 'PATCH', `/Users/${created.body.id}`, okta.reactivate)).status, 200);
+      const second = await issueKey(tb, 'streamer@okta.local');
+      const other = await issueKey(tb, 'streamer@okta.local');
+      const revoking = await streamOf(second.key);
+      const t1 = Date.now();
+      const r = await tb.api('DELETE', `/api/v1/keys/${second.id}`, tb.adminKey);
+      assert.ok(r.status < 300, `revoke: ${r.status}`);
+      assert.match(await revoking.ended, /revoked while the request ran/);
+      assert.ok(Date.now() - t1 < 2_000);
+      await ask(tb.url, other.key);
+    });
+
     it('membership changes sent at once to one group all land', async () => {
       const g = await scim<{ id: string }>(tb.url, 'POST', '/Groups', {
         ...entra.createGroup,
