@@ -10,8 +10,13 @@ const MIN_CACHED_TOKENS = 1024;
 const NEAR_ZERO = 0.1;
 /** A break rewrites (Anthropic) or re-reads uncached (OpenAI) at least this share of the context. */
 const REWRITE_SHARE = 0.5;
-/** Sessions whose last turn is remembered in memory; older ones are read back from the store. */
+/** Sessions whose last turns are remembered in memory; older ones are read back from the store. */
 const MAX_SESSIONS = 10_000;
+/**
+ * Turns remembered per session: an agent session interleaves several conversations (Claude Code's
+ * main agent, its subagents, its small side requests to another model), each with its own cache.
+ */
+const TURNS_PER_SESSION = 8;
 
 /** What one turn needs to be compared with the next. */
 interface Turn {
@@ -101,14 +106,44 @@ export function judge(
 }
 
 /**
- * Compares each turn of an agent session with the session's previous turn, and marks the turns that
- * rewrote the whole cache (docs/governance.md "Prompt-cache breaks"). The previous turn is
- * remembered in memory; with a store other replicas write to, or after a restart, it is read back
- * from the store (each record keeps its fingerprint), and the newer of the two wins. Only hashes
+ * The turn `cur` continues, among a session's earlier turns (newest first): the newest that is of
+ * its own conversation, whether `cur`'s messages start with the messages it cached (whatever else
+ * changed: a tool added, the model switched) or it has the same model, tools and system (its
+ * earlier messages were edited). Another conversation of the session (a subagent, a side request
+ * to a small model) is neither: with only those before it, `cur` starts its own, and is no break.
+ */
+export function predecessor(
+  earlier: readonly Turn[],
+  cur: Turn,
+  prefixAt: PrefixAt | undefined,
+): Turn | undefined {
+  const hashes = new Map<number, string | undefined>();
+  const continues = (t: Turn): boolean => {
+    const n = t.cacheKey.messages;
+    if (n === 0 || !prefixAt) return false;
+    if (!hashes.has(n)) hashes.set(n, prefixAt(n));
+    return hashes.get(n) === t.cacheKey.prefix;
+  };
+  return earlier.find(
+    (t) =>
+      t.cacheKey.v === cur.cacheKey.v &&
+      ((t.model === cur.model &&
+        t.cacheKey.tools === cur.cacheKey.tools &&
+        t.cacheKey.system === cur.cacheKey.system) ||
+        continues(t)),
+  );
+}
+
+/**
+ * Compares each turn of an agent session with the turn it continues (`predecessor`), and marks the
+ * turns that rewrote the whole cache (docs/governance.md "Prompt-cache breaks"). A session's last
+ * turns are remembered in memory; with a store other replicas write to, or after a restart, they
+ * are read back from the store (each record keeps its fingerprint) with this replica's. Only hashes
  * are kept, never bodies.
  */
 export class CacheBreakDetector {
-  private readonly last = new Map<string, Turn>();
+  /** Per session, its last turns, newest first. */
+  private readonly last = new Map<string, Turn[]>();
 
   constructor(
     private readonly store: Pick<Store, 'shared' | 'listInterceptions'>,
@@ -128,13 +163,16 @@ export class CacheBreakDetector {
     const cur = turnOf(rec);
     if (!cur || rec.sessionId === null) return rec;
     const key = `${rec.userId}\u0000${rec.sessionId}`;
-    // Taken and replaced before any await, so a turn finishing meanwhile compares with this one.
-    const remembered = this.last.get(key);
-    if (!remembered || remembered.startedAt <= cur.startedAt) this.remember(key, cur);
+    // Taken and updated before any await, so a turn finishing meanwhile compares with this one.
+    const mine = (this.last.get(key) ?? []).filter((t) => t.startedAt <= cur.startedAt);
+    this.remember(key, cur);
     if (!rewrote(cur)) return rec;
-    const mine = remembered && remembered.startedAt <= rec.startedAt ? remembered : undefined;
-    if (mine && !this.store.shared) return this.judged(rec, cur, mine, prefixAt);
-    return this.previous(rec, mine).then((prev) => (prev ? this.judged(rec, cur, prev, prefixAt) : rec));
+    const local = predecessor(mine, cur, prefixAt);
+    if (local && !this.store.shared) return this.judged(rec, cur, local, prefixAt);
+    return this.earlier(rec, mine).then((earlier) => {
+      const prev = predecessor(earlier, cur, prefixAt);
+      return prev ? this.judged(rec, cur, prev, prefixAt) : rec;
+    });
   };
 
   private judged(
@@ -150,25 +188,30 @@ export class CacheBreakDetector {
   }
 
   private remember(key: string, turn: Turn): void {
+    const turns = this.last.get(key) ?? [];
     this.last.delete(key);
-    this.last.set(key, turn);
+    // Newest first, whatever order the turns finish in.
+    const at = turns.findIndex((t) => t.startedAt <= turn.startedAt);
+    turns.splice(at === -1 ? turns.length : at, 0, turn);
+    if (turns.length > TURNS_PER_SESSION) turns.length = TURNS_PER_SESSION;
+    this.last.set(key, turns);
     if (this.last.size > MAX_SESSIONS) this.last.delete(this.last.keys().next().value!);
   }
 
-  /** The newer of the session's turn before `rec` in the store and `mine` (this replica's). */
-  private async previous(rec: NewInterception, mine: Turn | undefined): Promise<Turn | undefined> {
+  /** The session's turns before `rec`, newest first: the store's and `mine` (this replica's). */
+  private async earlier(rec: NewInterception, mine: readonly Turn[]): Promise<Turn[]> {
     const page = await this.store.listInterceptions(
       { userId: rec.userId, sessionId: rec.sessionId ?? undefined, until: rec.startedAt },
       20,
     );
-    let stored: Turn | undefined;
+    const byId = new Map(mine.map((t) => [t.id, t]));
     for (const r of page.items) {
       const t = r.id === rec.id ? null : turnOf(r);
-      if (t && (!stored || t.startedAt > stored.startedAt)) stored = t;
+      if (t && !byId.has(t.id)) byId.set(t.id, t);
     }
-    if (!mine) return stored;
-    if (!stored) return mine;
-    return stored.startedAt > mine.startedAt ? stored : mine;
+    return [...byId.values()].sort((a, b) =>
+      a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : 0,
+    );
   }
 }
 

@@ -8,11 +8,13 @@ const DEFAULT_TTL_SECONDS = 300;
 const TTL_SECONDS: Readonly<Record<string, number>> = { '5m': 300, '1h': 3600 };
 
 /**
- * The version of the fingerprint's hashes (`CacheFingerprint.v`): 2 hashes the encoding below. A
- * fingerprint without `v` hashed JSON.stringify of the same parts; the two never compare equal, so
- * a cache break judged across them does not blame a change (server/audit/cache-breaks.ts).
+ * The version of the fingerprint's hashes (`CacheFingerprint.v`): 3 hashes the encoding below, a
+ * message's string content as the one text block it stands for (`asBlocks`); 2 hashed the string
+ * as it was. A fingerprint without `v` hashed JSON.stringify of the same parts. Versions never
+ * compare equal, so a cache break judged across them does not blame a change
+ * (server/audit/cache-breaks.ts).
  */
-export const FINGERPRINT_VERSION = 2;
+export const FINGERPRINT_VERSION = 3;
 
 /**
  * The cache markers (`cache_control`) of a request's parts: whether there are any, which message
@@ -122,8 +124,18 @@ function prefixHash(list: readonly unknown[], k: number): string | undefined {
   if (k === 0) return '';
   const hash = createHash('sha256');
   // Each message's encoding says where it ends: no separator is needed between them.
-  for (let i = 0; i < k; i++) hash.update(encode(list[i]), 'utf8');
+  for (let i = 0; i < k; i++) hash.update(encode(asBlocks(list[i])), 'utf8');
   return hash.digest('hex').slice(0, HASH_CHARS);
+}
+
+/**
+ * A message with string content as the one text block it stands for: the provider reads the two
+ * alike (so does its cache), and a client that marks its newest message for caching sends it as a
+ * block that the next turn sends as a string again (the SDKs' examples do).
+ */
+function asBlocks(m: unknown): unknown {
+  if (!isObject(m) || typeof m.content !== 'string') return m;
+  return { ...m, content: [{ type: 'text', text: m.content }] };
 }
 
 /**

@@ -245,6 +245,69 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       );
     });
 
+    it('judges each turn against its own conversation: side requests and subagents in the session neither hide a break nor make one', async () => {
+      const sid = `sess-side-${storeKind}`;
+      const client = claude(sid);
+      const main: SessionSession = {
+        tools: [...TOOLS],
+        system: SYSTEM,
+        model: 'claude-sonnet-4-6',
+        ttl: '5m',
+        messages: [],
+      };
+      // Claude Code's small side requests (a command's prefix, the topic) on Haiku, in the same
+      // session, their own system prompt cached; and a subagent with its own tools and prompt.
+      const side = async (usage: Omit<MockUsage, 'output_tokens'>) => {
+        const s: SessionSession = {
+          tools: [],
+          system: 'Detect the topic. '.repeat(10),
+          model: 'claude-haiku-4-5',
+          ttl: '5m',
+          messages: [],
+        };
+        clock.advance(1_000);
+        await turn(client, mock, s, 'is this a new topic?', usage);
+      };
+      const subagent: SessionSession = {
+        tools: [TOOLS[1]!],
+        system: 'You are a file search agent.',
+        model: 'claude-sonnet-4-6',
+        ttl: '5m',
+        messages: [],
+      };
+      const next = async (s: SessionSession, prompt: string, usage: Omit<MockUsage, 'output_tokens'>) => {
+        clock.advance(10_000);
+        await turn(client, mock, s, prompt, usage);
+      };
+      const small = { input_tokens: 900, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
+      await next(main, 'look at the repo', rewrites(20_000)); // 0
+      await side(small); // 1: below the cacheable minimum, caches nothing
+      await next(main, 'run the tests', grows(20_000, 2_000)); // 2
+      await side(small); // 3
+      main.tools.push(MCP_TOOL);
+      await next(main, 'file an issue', rewrites(22_600)); // 4: tools_changed, against 2
+      await side(rewrites(3_100)); // 5: a side prompt long enough to cache
+      await next(subagent, 'find the config files', rewrites(5_000)); // 6: a subagent's first turn
+      main.model = 'claude-opus-4-1';
+      await next(main, 'think harder', rewrites(23_400)); // 7: model_changed, against 4
+      await next(subagent, 'and the tests', grows(5_000, 300)); // 8
+      await side(grows(3_100, 0)); // 9
+      main.system = `${SYSTEM} Today is Tuesday.`;
+      await next(main, 'go on', rewrites(24_000)); // 10: system_changed, against 7
+
+      const recs = await bySession(sid);
+      assert.equal(recs.length, 11);
+      assert.deepEqual(
+        recs.map((r) => r.cacheBreak?.cause ?? null),
+        [null, null, null, null, 'tools_changed', null, null, 'model_changed', null, null, 'system_changed'],
+      );
+      assert.equal(recs[4]!.cacheBreak?.previousInterceptionId, recs[2]!.id);
+      assert.equal(recs[4]!.cacheBreak?.tokens, 22_000, 'what the main conversation had cached');
+      assert.equal(recs[7]!.cacheBreak?.previousInterceptionId, recs[4]!.id);
+      assert.equal(recs[7]!.cacheBreak?.tokens, 22_600);
+      assert.equal(recs[10]!.cacheBreak?.previousInterceptionId, recs[7]!.id);
+    });
+
     it('marks no break in a session whose cache only grows, across gaps under a 1-hour TTL, nor on small turns', async () => {
       const sid = `sess-grows-${storeKind}`;
       const client = claude(sid);

@@ -155,6 +155,12 @@ function claudeCodeBody(r: () => number): { tools: unknown; system: unknown; mes
   return { tools, system, messages };
 }
 
+/** A message with string content as the one text block it stands for. */
+function asBlocks(m: unknown): unknown {
+  const o = m as { content?: unknown };
+  return typeof o.content === 'string' ? { ...o, content: [{ type: 'text', text: o.content }] } : m;
+}
+
 /**
  * The facts in the shape they had before (every prefix hash in an array): `prefixAt` now computes a
  * prefix when asked, and must give the same hash for every k, and nothing past the end.
@@ -212,7 +218,7 @@ function shape(facts: unknown): unknown {
   return rest;
 }
 
-describe('prompt-cache fingerprints, version 2: the equalities of version 1', () => {
+describe('prompt-cache fingerprints, version 3: the equalities of version 1', () => {
   it('hashes Claude-Code-shaped bodies equal exactly where version 1 did, every other field as before', () => {
     const r = seededRandom(3);
     const match = new Correspondence();
@@ -220,7 +226,9 @@ describe('prompt-cache fingerprints, version 2: the equalities of version 1', ()
     for (let i = 0; i < 2000; i++) {
       // Through the wire and back, as the bridge sees a body.
       const b = JSON.parse(JSON.stringify(claudeCodeBody(r))) as ReturnType<typeof claudeCodeBody>;
-      const want = explicitBefore(b.tools, b.system, b.messages) as
+      // Version 3 reads a message's string content as its one text block: version 1 of that form.
+      const blocks = b.messages.map(asBlocks);
+      const want = explicitBefore(b.tools, b.system, blocks) as
         | { fingerprint: Record<string, string>; prefixes: string[] }
         | undefined;
       const facts = explicitCacheFacts(b.tools, b.system, b.messages);
@@ -228,7 +236,7 @@ describe('prompt-cache fingerprints, version 2: the equalities of version 1', ()
       assert.deepEqual(shape(got), shape(want), `body #${i}`);
       if (want !== undefined && got !== undefined) {
         marked++;
-        assert.equal(facts!.fingerprint.v, 2);
+        assert.equal(facts!.fingerprint.v, 3);
         match.same('tools', want.fingerprint.tools, got.fingerprint.tools, `body #${i} tools`);
         match.same('system', want.fingerprint.system, got.fingerprint.system, `body #${i} system`);
         match.same('prefix', want.fingerprint.prefix, got.fingerprint.prefix, `body #${i} prefix`);
@@ -243,7 +251,7 @@ describe('prompt-cache fingerprints, version 2: the equalities of version 1', ()
         fingerprint: Record<string, string>;
         prefixes: string[];
       };
-      const autoWant = automaticBefore(b.tools, b.system, b.messages, retention) as typeof auto;
+      const autoWant = automaticBefore(b.tools, b.system, blocks, retention) as typeof auto;
       assert.deepEqual(shape(auto), shape(autoWant));
       match.same('tools', autoWant.fingerprint.tools, auto.fingerprint.tools, `body #${i} auto tools`);
       match.same('system', autoWant.fingerprint.system, auto.fingerprint.system, `body #${i} auto system`);
