@@ -1,7 +1,6 @@
 import type { ToolCallRecord } from '../../shared/interception';
 import { blockedMessage, type ToolPolicyMark } from '../../shared/tool-policy';
 import type { Principal } from '../core/principal';
-import { BridgeError } from '../errors';
 import type { Metrics } from '../metrics';
 import { mcpToolNames } from '../policy/tool-rules';
 import type { CallOutcome, InjectedCall, RoundEnd, ToolInjection } from '../providers/injection';
