@@ -129,6 +129,8 @@ export interface Alert {
   unit: 'usd' | 'tokens' | 'requests';
   message: string;
   budgetId: string | null;
+  /** The session a session-cap alert is about, as the client named it (not in `message` unless plain). */
+  sessionId?: string;
 }
 
 /** An admin's price for a model, in USD per million tokens (the genai-prices field names); a value may be tiered. */

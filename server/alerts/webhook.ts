@@ -4,11 +4,15 @@ import type { Alert } from '../../shared/spend';
 import type { Metrics } from '../metrics';
 
 const QUEUE_LIMIT = 1000;
+/** The longest one delivery attempt takes, from sending to the status (docs/operations.md). */
+const ATTEMPT_MS = 15_000;
 
 export interface WebhookOptions {
   url: string;
   attempts: number;
   backoffMs: number;
+  /** The longest one attempt takes (default ATTEMPT_MS). */
+  attemptMs?: number;
 }
 
 /**
@@ -61,8 +65,12 @@ export class WebhookSender {
           body,
           headersTimeout: 10_000,
           bodyTimeout: 10_000,
+          // The whole attempt: a receiver trickling its answer a byte at a time stays within each
+          // timeout above, and held the queue (every later alert) for days.
+          signal: AbortSignal.timeout(this.opts.attemptMs ?? ATTEMPT_MS),
         });
-        await res.body.dump();
+        // The status is the answer; the body is not read (a 2xx's is nothing the bridge needs).
+        res.body.destroy();
         if (res.statusCode >= 200 && res.statusCode < 300) return true;
         // A receiver that refuses the payload will refuse it again.
         if (res.statusCode < 500 && res.statusCode !== 408 && res.statusCode !== 429) {

@@ -32,6 +32,15 @@ const BUDGET_RETRY_AFTER_MAX_S = 60;
 
 const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
 
+/**
+ * A session as an alert's text names it: the client chooses the id, and the text goes to admins'
+ * channels (a webhook into chat), so only a plain id (a UUID, Codex's and Claude Code's) is written
+ * there; any other is in the alert's `sessionId` alone.
+ */
+function sessionLabel(id: string | null): string {
+  return id !== null && /^[A-Za-z0-9._:-]{1,80}$/.test(id) ? `session ${id}` : 'a session (see sessionId)';
+}
+
 export type BudgetInput =
   | {
       scope: BudgetScope;
@@ -431,7 +440,8 @@ export class Budgets {
         baseline: cap.limitUsd,
         unit: 'usd',
         budgetId: cap.id,
-        message: `${Math.round(t * 100)}% of the session cap is used by session ${rec.sessionId} of ${rec.userEmail}: ${usd(spent)} of ${usd(cap.limitUsd)}${cap.action === 'block' && t >= 1 ? '; its new requests are refused' : ''}.`,
+        ...(rec.sessionId !== null ? { sessionId: rec.sessionId } : {}),
+        message: `${Math.round(t * 100)}% of the session cap is used by ${sessionLabel(rec.sessionId)} of ${rec.userEmail}: ${usd(spent)} of ${usd(cap.limitUsd)}${cap.action === 'block' && t >= 1 ? '; its new requests are refused' : ''}.`,
       });
       return;
     }

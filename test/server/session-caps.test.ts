@@ -166,6 +166,16 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       assert.equal(alerts[0]!.rule, 'session_cap');
       assert.equal(alerts[0]!.userId, dev.user.id);
       assert.match(alerts[0]!.message, /session watched-session/);
+      assert.equal(alerts[0]!.sessionId, 'watched-session');
+      // A session id is the client's to choose; what reaches admins' chat channels is not.
+      const hostile = '<!channel> *RESOLVED* <https://evil.example|docs>';
+      for (let i = 0; i < 4; i++) await ask(claude(tb, dev.key, hostile));
+      const loud = await eventually(async () => {
+        const list = await tb.api<{ items: Alert[] }>('GET', '/api/v1/alerts', dev.key);
+        return list.body.items.find((a) => a.budgetId === put.body.id && a.sessionId === hostile);
+      });
+      assert.doesNotMatch(loud.message, /channel|RESOLVED|evil/);
+      assert.match(loud.message, /a session \(see sessionId\)/);
 
       // Wrong shapes are refused: a session cap has no calendar period, a period budget needs one.
       const bad = await tb.api<{ error: { code: string } }>('PUT', '/api/v1/budgets', tb.adminKey, {
