@@ -1,3 +1,4 @@
+import { nearestName } from './core/nearest-name';
 import type { PoolKeyConfig } from './providers/family';
 import { allFamilies, familyOf, type InstanceConfig } from './providers/registry';
 import type { JsonObject } from './providers/types';
@@ -45,6 +46,8 @@ export const RESERVED_NAMES: ReadonlySet<string> = new Set([
 export const INSTANCE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
 const COMMON_FIELDS = ['type', 'baseUrl', 'apiKey', 'keys', 'prices'];
+/** The providers file's own fields (docs/providers.md), and `$schema` for editors. */
+const FILE_FIELDS = ['providers', 'aliases', 'routes', 'byok'];
 
 /** A pool key's name: in metrics, logs, records and the admin API's paths. */
 export const KEY_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
@@ -201,6 +204,16 @@ export function providerInstances(
   if (fileJson === undefined) return out;
   if (!isPlainObject(fileJson) || !isPlainObject(fileJson.providers))
     throw new ProvidersFileError(null, null, 'expected {"providers": {"<name>": {"type": …}, …}}');
+  // A misspelt "routes" or "aliases" must not start a bridge without failover or aliases, unsaid.
+  for (const k of Object.keys(fileJson))
+    if (!FILE_FIELDS.includes(k) && k !== '$schema') {
+      const near = nearestName(k.toLowerCase(), FILE_FIELDS);
+      throw new ProvidersFileError(
+        null,
+        null,
+        `"${k}" is not a field of the providers file (${FILE_FIELDS.join(', ')})${near ? `: did you mean "${near}"?` : ''}`,
+      );
+    }
   for (const [name, entry] of Object.entries(fileJson.providers)) {
     if (!INSTANCE_NAME.test(name))
       throw new ProvidersFileError(

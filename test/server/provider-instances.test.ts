@@ -449,6 +449,16 @@ describe('the providers file is validated at start', () => {
         /providers\.x\.apiKey: the environment variable UNSET_VAR_XYZ is not set/,
       ],
       [{ providers: { x: { type: 'openai', region: 'eu' } } }, /providers\.x\.region: unknown field/],
+      // A misspelt top-level field would leave failover or aliases off without a word.
+      [
+        { providers: {}, Routes: { m: ['openai'] } },
+        /"Routes" is not a field of the providers file .*did you mean "routes"\?/,
+      ],
+      [{ providers: {}, alias: { fast: 'gpt-5-mini' } }, /"alias" is not a field .*did you mean "aliases"\?/],
+      [
+        { providers: {}, fallbacks: {} },
+        /"fallbacks" is not a field of the providers file \(providers, aliases, routes, byok\)$/,
+      ],
       [
         {
           providers: {
