@@ -80,11 +80,14 @@ export function opsRoutes(d: OpsDeps): FastifyPluginAsync {
           return [id, { configured: d.serves(id, u), ...(credential ? { credential } : {}) }];
         }),
       );
+      type State = { configured: boolean; credential?: { ok: boolean | null; refused?: true } };
       // An instance serves if it is configured and its credential is not known to fail.
-      const serving = (u: { configured: boolean; credential?: { ok: boolean | null } }): boolean =>
-        u.configured && u.credential?.ok !== false;
-      const states = Object.values(upstreamStates);
-      const ready = storeHealth.ok && states.some(serving);
+      const serving = (u: State): boolean => u.configured && u.credential?.ok !== false;
+      const states: State[] = Object.values(upstreamStates);
+      // A credential the provider refused was obtained: the replica stays ready, so its admin API,
+      // where the key is replaced, stays reachable behind a load balancer.
+      const ready =
+        storeHealth.ok && states.some((u) => serving(u) || (u.configured && u.credential?.refused));
       // Degraded, not unready: one instance's credential failing should not take the replica (and
       // every other instance it serves) out of rotation, and every replica would fail alike.
       const degraded = ready && states.some((u) => u.configured && !serving(u));

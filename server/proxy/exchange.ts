@@ -276,6 +276,14 @@ function isEventStream(res: Dispatcher.ResponseData): boolean {
   );
 }
 
+function orgCredentialRefused(instance: string): BridgeError {
+  return new BridgeError(
+    'upstream_auth_failed',
+    `The provider refused the organisation's credential for instance "${instance}" (401); your bridge key was accepted. An admin must replace the provider key.`,
+    { headers: { 'x-should-retry': 'false' } },
+  );
+}
+
 function shutdownError(): BridgeError {
   return new BridgeError(
     'shutting_down',
@@ -889,6 +897,23 @@ export class Exchange implements OpenExchange {
       error: null,
     };
     const reason = failoverReason(res.statusCode);
+    // The organisation's single credential refused (a wrong or revoked key in the providers file
+    // or AIBRIDGE_…_API_KEY), not a member's own: their bridge key was accepted, and the
+    // provider's "invalid x-api-key" reads as its fault, which agents retry for minutes. A 502
+    // naming the instance instead, not to be retried; a routed request tries its next target.
+    if (res.statusCode === 401 && lease.keyName === null && !this.metered.credentials) {
+      const answer = await bufferedAnswer(res);
+      return {
+        ...served,
+        error: errorFromBody(401, answer.json),
+        endedAt: this.deps.now(),
+        reason: 'unauthorized',
+        failure: orgCredentialRefused(t.adapter.id),
+        sameTarget: false,
+        // The provider answered: its breaker (outages) is not this key's business.
+        healthy: true,
+      };
+    }
     // The key's own fault: a pool may have another key for the same instance.
     let retryKey = lease.keyName !== null && KEY_FAULTS.has(res.statusCode);
     let read: Awaited<ReturnType<typeof bufferedAnswer>> | undefined;

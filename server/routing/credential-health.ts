@@ -5,6 +5,11 @@ export interface CredentialState {
   readonly ok: boolean;
   /** Why it could not be obtained: the library's message (a path, a missing variable), never a secret. */
   readonly error?: string;
+  /**
+   * The provider refused it (401) on the last request that used it: obtained, but not accepted.
+   * The replica stays ready (degraded): its admin API is how the key gets replaced.
+   */
+  readonly refused?: true;
 }
 
 /** Longest reason kept: enough to act on, bounded whatever a credential library throws. */
@@ -26,7 +31,32 @@ export function noteCredential(adapter: ProviderAdapter, err?: unknown): void {
   );
 }
 
+/** Instances whose single credential the provider refused, with the status, until it accepts it again. */
+const refusals = new WeakMap<ProviderAdapter, number>();
+
+/**
+ * How the provider answered a request on the instance's single credential: a 401 (or a 403 naming
+ * the key) marks it refused, any answer under 400 clears that. True when it was refused just now
+ * (it was not before): the moment to tell an admin.
+ */
+export function noteAnswer(adapter: ProviderAdapter, status: number, keyRefused: boolean): boolean {
+  if (status === 401 || keyRefused) {
+    if (refusals.has(adapter)) return false;
+    refusals.set(adapter, status);
+    return true;
+  }
+  if (status > 0 && status < 400) refusals.delete(adapter);
+  return false;
+}
+
 /** The last outcome; undefined: never tried yet. */
 export function credentialState(adapter: ProviderAdapter): CredentialState | undefined {
+  const refused = refusals.get(adapter);
+  if (refused !== undefined)
+    return {
+      ok: false,
+      refused: true,
+      error: `the provider refused the organisation's credential (${refused}) on the last request that used it`,
+    };
   return states.get(adapter);
 }

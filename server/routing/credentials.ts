@@ -1,6 +1,6 @@
 import { BridgeError } from '../errors';
 import type { ProviderAdapter } from '../providers/types';
-import { noteCredential } from './credential-health';
+import { noteAnswer, noteCredential } from './credential-health';
 import { upstreamRetryAfterMs } from './retry-after';
 
 /** How one upstream attempt went, for the credential that carried it. */
@@ -58,22 +58,25 @@ export function instanceServes(
   return instance.configured || (pools?.hasKeys(instance.id) ?? false);
 }
 
-/** The instance's own single credential: what every instance without a pool uses. */
-export function singleCredential(adapter: ProviderAdapter): CredentialSource {
+/**
+ * The instance's own single credential: what every instance without a pool uses. `refused`: the
+ * provider refused it (401, or a 403 naming the key) after accepting it, or for the first time.
+ */
+export function singleCredential(
+  adapter: ProviderAdapter,
+  refused?: (status: number) => void,
+): CredentialSource {
+  const report = (o: AttemptOutcome): void => {
+    if (noteAnswer(adapter, o.status, o.keyRefused === true)) refused?.(o.status);
+  };
+  const lease = (headers: Record<string, string>): CredentialLease => ({ keyName: null, headers, report });
   return {
     acquire() {
       const headers = credentialHeadersNow(adapter);
-      return headers instanceof Promise ? headers.then(singleLease) : singleLease(headers);
+      return headers instanceof Promise ? headers.then(lease) : lease(headers);
     },
   };
 }
-
-const noReport = (): void => undefined;
-const singleLease = (headers: Record<string, string>): CredentialLease => ({
-  keyName: null,
-  headers,
-  report: noReport,
-});
 
 /**
  * The instance's credential headers; a credential that cannot be obtained (an Entra token, say)

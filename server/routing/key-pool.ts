@@ -56,6 +56,8 @@ export interface PoolEvents {
   attempt(instance: string, key: string): void;
   rateLimited(instance: string, key: string, status: number, cooldownMs: number): void;
   authFailed(instance: string, key: string, status: number): void;
+  /** The instance's single credential (no pool) was refused by the provider: it has no other. */
+  credentialRefused?(instance: string, status: number): void;
 }
 
 interface Runtime {

@@ -69,7 +69,9 @@ export class KeyPools {
   credentialsFor(adapter: ProviderAdapter): CredentialSource {
     let source = this.sources.get(adapter);
     if (!source) {
-      const single = singleCredential(adapter);
+      const single = singleCredential(adapter, (status) =>
+        this.d.events.credentialRefused?.(adapter.id, status),
+      );
       const pool = this.pools.get(adapter.id);
       source = pool ? { acquire: () => (pool.size > 0 ? pool.acquire() : single.acquire()) } : single;
       this.sources.set(adapter, source);

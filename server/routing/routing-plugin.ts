@@ -41,6 +41,21 @@ export async function routingCapability(
         budgetId: null,
       });
     },
+    credentialRefused: (provider, status) => {
+      log.warn({ provider, status }, "provider refused the organisation's credential");
+      d.alerts.raise({
+        kind: 'upstream',
+        rule: 'upstream_key_auth_failed',
+        userId: null,
+        userEmail: null,
+        team: null,
+        observed: status,
+        baseline: 0,
+        unit: 'requests',
+        message: `Provider instance "${provider}" refused the organisation's credential (${status}): its requests fail with 502 upstream_auth_failed (routed ones go to their next target) until an admin replaces the key.`,
+        budgetId: null,
+      });
+    },
   };
   const pools = new KeyPools({
     instances: config.upstreams,

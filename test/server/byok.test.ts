@@ -204,14 +204,16 @@ describe('bring your own key (X-AIBridge-Key)', function () {
   });
 
   it('without X-AIBridge-Key nothing changes: the bridge key in the usual header, the organisation key upstream', async () => {
-    // The mock refuses the organisation key here, which is exactly what shows it was the one sent.
+    // The mock refuses the organisation key here, which is exactly what shows it was the one sent
+    // (and the member is told it is the organisation's key, not theirs: a 502).
     const before = anthropic.messageRequests().length;
     const client = new Anthropic({ apiKey: platform.key, baseURL: `${tb.url}/anthropic`, maxRetries: 0 });
     const res = await client.messages
       .create({ model: 'claude-sonnet-4-6', max_tokens: 10, messages: [{ role: 'user', content: 'Org' }] })
       .withResponse()
       .catch((err: unknown) => err);
-    assert.ok(res instanceof APIError && res.status === 401);
+    assert.ok(res instanceof APIError && res.status === 502, String(res));
+    assert.match(res.message, /refused the organisation's credential/);
     const [seen] = anthropic.messageRequests().slice(before);
     assert.equal(seen?.headers['x-api-key'], ORG_ANTHROPIC_KEY);
     const id = res.headers?.get('x-aibridge-interception-id');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import Anthropic, { APIError, AuthenticationError } from '@anthropic-ai/sdk';
+import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
 import { buildApp } from '../../server/app';
@@ -366,21 +366,72 @@ describe('routes and failover', () => {
     assert.equal(rec.attempts?.[0]?.httpStatus, 529);
   });
 
-  it('does not fail over on a 401: the client gets the 401, the backup is never asked', async () => {
+  it('the organisation’s key refused (401): the next target serves; with none, a 502 naming the instance, not to be retried, and an alert', async () => {
     primary.next(anthropicError(401, 'authentication_error', 'invalid x-api-key'));
-    await assert.rejects(
-      anthropic().messages.create({
-        model: ROUTED,
+    const msg = await anthropic().messages.create({
+      model: ROUTED,
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal(msg.model, BACKUP_MODEL, 'a bad key on one target is what routing survives');
+    const rec = await lastRecord();
+    assert.equal(rec.provider, 'backup');
+    assert.equal(rec.attempts?.[0]?.httpStatus, 401);
+    assert.equal(rec.attempts?.[0]?.error?.type, 'authentication_error');
+
+    // No other target: the member is told their key is fine and the organisation's is not.
+    primary.next(anthropicError(401, 'authentication_error', 'invalid x-api-key'));
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({
+        model: 'claude-opus-4-6',
         max_tokens: 10,
         messages: [{ role: 'user', content: 'hi' }],
       }),
-      (err: unknown) => err instanceof AuthenticationError && err.status === 401,
+    });
+    assert.equal(res.status, 502);
+    assert.equal(res.headers.get('x-should-retry'), 'false', 'agents stop rather than retry for minutes');
+    const body = (await res.json()) as { type: string; error: { type: string; message: string } };
+    assert.equal(body.type, 'error', 'Anthropic’s error shape');
+    assert.match(
+      body.error.message,
+      /refused the organisation's credential for instance "anthropic".*your bridge key was accepted/,
     );
-    assert.equal(backup.messageRequests().length, 0);
-    const rec = await lastRecord();
-    assert.equal(rec.provider, 'anthropic');
-    assert.equal(rec.httpStatus, 401);
-    assert.equal(rec.attempts, undefined);
+    const failed = await lastRecord();
+    assert.equal(failed.status, 'error');
+    assert.equal(failed.error?.type, 'upstream_auth_failed');
+    assert.equal(backup.messageRequests().length, 1, 'only the routed request went to the backup');
+
+    const alerts = await tb.api<{ items: { rule: string; message: string }[] }>(
+      'GET',
+      '/api/v1/alerts',
+      tb.adminKey,
+    );
+    const refused = alerts.body.items.filter(
+      (a) => a.rule === 'upstream_key_auth_failed' && a.message.includes('"anthropic"'),
+    );
+    assert.equal(refused.length, 1, 'one alert, not one per request');
+    const ready = await tb.api<{
+      status: string;
+      upstreams: Record<string, { credential?: { refused?: boolean } }>;
+    }>('GET', '/readyz', tb.adminKey);
+    assert.equal(ready.status, 200, 'still ready: the admin API is where the key is replaced');
+    assert.equal(ready.body.status, 'degraded');
+    assert.equal(ready.body.upstreams.anthropic?.credential?.refused, true);
+    // The provider takes the key again (replaced upstream): the instance is itself again.
+    await anthropic().messages.create({
+      model: 'claude-opus-4-6',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    await lastRecord();
+    const again = await tb.api<{ upstreams: Record<string, { credential?: { refused?: boolean } }> }>(
+      'GET',
+      '/readyz',
+      tb.adminKey,
+    );
+    assert.equal(again.body.upstreams.anthropic?.credential?.refused, undefined);
   });
 
   it('fails over when the first target refuses the connection', async () => {
