@@ -15,7 +15,16 @@ import type { TrustedProxies } from './trusted-proxies';
 /** The provider whose routes serve `url`, to answer in its error shape; undefined: the bridge's own shape. */
 export type ErrorShapeFor = (
   url: string,
-) => { errorBody(status: number, code: ErrorCode, message: string): unknown } | undefined;
+) =>
+  | {
+      errorBody(
+        status: number,
+        code: ErrorCode,
+        message: string,
+        headers?: Readonly<Record<string, string>>,
+      ): unknown;
+    }
+  | undefined;
 
 /**
  * Connection-level limits no route can forget (docs/security.md, "Connections"): a cap on open

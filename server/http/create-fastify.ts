@@ -119,7 +119,7 @@ export function createFastify(
   /** An error's body in the shape of the route family `url` is under (a provider's, or the bridge's). */
   const bodyFor = (url: string, e: BridgeError): unknown => {
     const provider = shapeFor(url);
-    return provider ? provider.errorBody(e.status, e.code, e.message) : e.toBody();
+    return provider ? provider.errorBody(e.status, e.code, e.message, e.headers) : e.toBody();
   };
   const guard = new ConnectionGuard(config.limits, trusted, shapeFor);
   let door: FrontDoor | undefined;

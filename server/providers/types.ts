@@ -168,8 +168,16 @@ export interface ProviderAdapter {
    * (server/routing/key-pool.ts) in place of its own `apiKey`.
    */
   authHeaders(key?: string): Record<string, string> | Promise<Record<string, string>>;
-  /** The provider's error body for an error the bridge itself raises. */
-  errorBody(status: number, code: string, message: string): unknown;
+  /**
+   * The provider's error body for an error the bridge itself raises; `headers`: the error's own
+   * (its `retry-after`, a budget's reset), for a shape that carries them in the body (Google's).
+   */
+  errorBody(
+    status: number,
+    code: string,
+    message: string,
+    headers?: Readonly<Record<string, string>>,
+  ): unknown;
   /**
    * The model a request is priced and recorded as, when the instance knows better than the body
    * (a deployment name mapped to its model); absent: the body's model.

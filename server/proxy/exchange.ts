@@ -1530,7 +1530,7 @@ export class Exchange implements OpenExchange {
         'x-aibridge-interception-id': this.metered.start.id,
         ...err.headers,
       });
-      out.end(JSON.stringify(this.adapter.errorBody(err.status, err.code, err.message)));
+      out.end(JSON.stringify(this.adapter.errorBody(err.status, err.code, err.message, err.headers)));
     } else out.destroy();
     this.head = 'done';
   }

@@ -139,7 +139,7 @@ export class ProviderLane {
     const e = fromFastifyError(err);
     if (e.code === 'internal_error') req.log.error({ err }, 'proxy failed');
     if (!res.headersSent && !res.destroyed) {
-      const body = JSON.stringify(lane.adapter.errorBody(e.status, e.code, e.message));
+      const body = JSON.stringify(lane.adapter.errorBody(e.status, e.code, e.message, e.headers));
       res.writeHead(e.status, {
         ...e.headers,
         'content-type': 'application/json; charset=utf-8',

@@ -616,7 +616,7 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps
         .code(e.status)
         .headers(e.headers)
         .type('application/json')
-        .send(adapter.errorBody(e.status, e.code, e.message));
+        .send(adapter.errorBody(e.status, e.code, e.message, e.headers));
     });
     if (adapter.credentialQuery)
       app.addHook(

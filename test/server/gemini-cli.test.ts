@@ -93,6 +93,42 @@ describe('the real Gemini CLI through /gemini', function () {
     );
   });
 
+  it('stops at once with the budget’s message when the budget is spent (RetryInfo: it ignores retry-after)', async () => {
+    const dev = await tb.addUser('gemini-budget@example.com');
+    const { home, env } = await cliHome(dev.key);
+    const first = await run(
+      process.execPath,
+      [GEMINI, '-p', 'Spend a little', '-m', 'gemini-2.5-flash'],
+      env,
+      home,
+    );
+    assert.equal(first.code, 0, first.stderr);
+    const put = await tb.api('PUT', '/api/v1/budgets', tb.adminKey, {
+      scope: 'user',
+      subject: 'gemini-budget@example.com',
+      period: 'day',
+      limitUsd: 0.000001,
+      action: 'block',
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const started = Date.now();
+    const res = await run(
+      process.execPath,
+      [GEMINI, '-p', 'Spend more', '-m', 'gemini-2.5-flash'],
+      env,
+      home,
+      90_000,
+    );
+    const seconds = (Date.now() - started) / 1000;
+    assert.notEqual(res.code, 0, res.stdout);
+    assert.ok(seconds < 30, `gemini gave up after ${seconds.toFixed(1)} s (it retried for minutes)`);
+    assert.match(
+      `${res.stdout}\n${res.stderr}`,
+      /daily budget of \$0\.0000 .* is spent/,
+      `the budget’s own message: ${res.stdout}\n${res.stderr}`,
+    );
+  });
+
   for (const store of ['embedded', 'PostgreSQL'] as const)
     it(`links each result the CLI sends back to the call the model made, though the CLI names the calls itself (${store} store)`, async () => {
       if (store === 'PostgreSQL')
