@@ -19,6 +19,11 @@ export const ERROR_CODES = {
     message: 'A provider key is invalid; the message names the field.',
   },
   invalid_cursor: { status: 400, message: 'The cursor is not one this bridge issued.' },
+  wrong_base_url: {
+    status: 400,
+    message:
+      'The client was given a base URL with a part missing or too many; the message names the one to give.',
+  },
   invalid_tool_policy: {
     status: 400,
     message: 'A tool-policy rule is invalid; the message names the rule index and field.',

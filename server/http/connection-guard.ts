@@ -13,9 +13,7 @@ import { addressKey } from './address-share';
 import type { TrustedProxies } from './trusted-proxies';
 
 /** The provider whose routes serve `url`, to answer in its error shape; undefined: the bridge's own shape. */
-export type ErrorShapeFor = (
-  url: string,
-) =>
+export type ErrorShapeFor = (url: string) =>
   | {
       errorBody(
         status: number,

@@ -173,10 +173,12 @@ export function createFastify(
   });
   const notFound = (req: FastifyRequest, reply: FastifyReply): void => {
     const hint = baseUrlHint(adapters, req.method, req.url);
-    const e = new BridgeError(
-      'not_found',
-      `No route ${req.method} ${req.url.split('?')[0]}.${hint ? ` ${hint}` : ''}`,
-    );
+    // A 400, not a 404: Claude Code and Copilot CLI read a 404 as an unknown model and never show
+    // the message; a 400's they print.
+    const e = hint
+      ? new BridgeError('wrong_base_url', `No route ${req.method} ${req.url.split('?')[0]}. ${hint}`)
+      : new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
+    if (hint) req.log.warn({ path: req.url.split('?')[0] }, 'a client was given the wrong base URL');
     void reply.code(e.status).headers(e.headers).send(bodyFor(req.url, e));
   };
   // The front door goes ahead of fastify's request listener (node's `createServer(handler)` made it

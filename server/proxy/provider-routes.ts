@@ -340,9 +340,16 @@ async function handle(
     }
     // `/anthropic/v1/v1/messages`: a base URL with a part too many.
     const hint = baseUrlHint([adapter], req.method, `${adapter.prefix}${route.path}`);
+    if (hint) {
+      req.log.warn({ userId: principal.user.id, path: route.path }, 'a client was given the wrong base URL');
+      throw new BridgeError(
+        'wrong_base_url',
+        `${req.method} ${adapter.prefix}${route.path} is not served by the bridge. ${hint}`,
+      );
+    }
     throw new BridgeError(
       'not_found',
-      `${req.method} ${adapter.prefix}${route.path} is not served by the bridge${hint ? `. ${hint}` : ' (docs/api.md lists what is).'}`,
+      `${req.method} ${adapter.prefix}${route.path} is not served by the bridge (docs/api.md lists what is).`,
     );
   }
   // A passthrough is a request as a metered one is, counted before anything else is judged (and

@@ -59,4 +59,15 @@ describe('the real claude CLI through the bridge', function () {
     assert.ok(seconds < 30, `claude gave up after ${seconds.toFixed(1)} s`);
     assert.equal(mock.messageRequests().length, before, 'nothing reached the provider');
   });
+  it('given the bridge URL without /anthropic, prints the base URL to give (a 400 it shows, not a 404 it reads as a bad model)', async () => {
+    const dev = await tb.addUser('claude-base@example.com');
+    const home = await tempDir('aibridge-claude-home-');
+    const env = { ...claudeEnv({ bridgeUrl: tb.url, key: dev.key, home }), ANTHROPIC_BASE_URL: tb.url };
+    const res = await run(CLAUDE, ['-p', 'Say hello to the bridge'], env, home, 60_000);
+    assert.notEqual(res.code, 0, res.stdout);
+    assert.match(
+      `${res.stdout}\n${res.stderr}`,
+      /give the client the base URL <bridge URL>\/anthropic, not the bridge URL alone/,
+    );
+  });
 });

@@ -125,7 +125,8 @@ describe('provider paths: nothing reaches a provider ungoverned', () => {
         () => assert.fail('served'),
         (e: unknown) => e as { status?: number; message?: string },
       );
-      assert.equal(err.status, 404);
+      // A 400: a 404 is an unknown model to Claude Code and Copilot CLI, which then hide the message.
+      assert.equal(err.status, 400);
       return err.message ?? '';
     };
     const openaiAt = (base: string) =>
