@@ -38,6 +38,23 @@ export function providerCredentialFrom(headers: IncomingHttpHeaders): string | u
   return undefined;
 }
 
+/**
+ * The refusal of a credential that is no bridge key at all. A provider's own key in the header a
+ * client sends first (Claude Code sends ANTHROPIC_API_KEY as `x-api-key` over the bridge key in
+ * ANTHROPIC_AUTH_TOKEN) is named by its kind, from its public prefix only, with what to do.
+ */
+function notBridgeKey(token: string): string {
+  const kind = token.startsWith('sk-ant-')
+    ? "Anthropic's (sk-ant-…)"
+    : token.startsWith('sk-')
+      ? "OpenAI's (sk-…)"
+      : token.startsWith('AIza')
+        ? "Google's (AIza…)"
+        : undefined;
+  if (!kind) return 'That is not a valid bridge key.';
+  return `That is not a bridge key: it looks like a provider key, ${kind}. Send the bridge key instead (with Claude Code, unset ANTHROPIC_API_KEY: it is sent before ANTHROPIC_AUTH_TOKEN).`;
+}
+
 /** Why a found key may not be used now (revoked, expired), or undefined. */
 function keyRefusal(key: KeyRecord, now: Date): BridgeError | undefined {
   if (key.revokedAt) return new BridgeError('unauthorized', `Bridge key ${key.prefix}… has been revoked.`);
@@ -154,7 +171,7 @@ export class Authenticator {
   }
 
   private async check(token: string): Promise<Principal> {
-    if (!looksLikeKey(token)) throw new BridgeError('unauthorized', 'That is not a valid bridge key.');
+    if (!looksLikeKey(token)) throw new BridgeError('unauthorized', notBridgeKey(token));
     // A change heard while the reads below were under way may be newer than what they return.
     const heard = this.changesHeard;
     const hash = this.hashOf(token);

@@ -68,7 +68,16 @@ describe('authentication and access', () => {
   });
 
   it('refuses a wrong key, malformed or well-formed', async () => {
-    await refused({ 'x-api-key': 'sk-ant-not-a-bridge-key' }, /not a valid bridge key/);
+    // A provider's own key where the bridge key goes (ANTHROPIC_API_KEY left set beside the bridge
+    // key in ANTHROPIC_AUTH_TOKEN): named by its kind, the key itself never echoed.
+    await refused(
+      { 'x-api-key': 'sk-ant-api03-personal-key-xyz' },
+      /looks like a provider key, Anthropic's \(sk-ant-…\).*unset ANTHROPIC_API_KEY/,
+    );
+    await refused({ authorization: 'Bearer sk-proj-personal' }, /OpenAI's \(sk-…\)/);
+    const echoed = await message({ 'x-api-key': 'sk-ant-api03-personal-key-xyz' });
+    assert.doesNotMatch(JSON.stringify(echoed.body), /personal-key-xyz/);
+    await refused({ 'x-api-key': 'not-a-key-at-all' }, /not a valid bridge key/);
     await refused({ authorization: `Bearer aib_${'A'.repeat(43)}` }, /not a valid bridge key/);
   });
 
