@@ -4,6 +4,7 @@ import type { CreatedKey, User } from '../shared/identity';
 import { buildApp } from './app';
 import { bootstrapAdmin } from './bootstrap';
 import { type AdminTarget, CliError, callApi, resolveTarget, streamApi } from './cli/admin-client';
+import { commandFirst } from './cli/argv';
 import { credentialsPath, envExports, login, readCredentials } from './cli/device-login';
 import {
   adminClientEnv,
@@ -352,7 +353,8 @@ function dayStart(iso: string | undefined): string | undefined {
   return iso && /^\d{4}-\d{2}-\d{2}$/.test(iso) ? `${iso}T00:00:00Z` : iso;
 }
 
-async function main(argv: string[]): Promise<void> {
+async function main(given: string[]): Promise<void> {
+  const argv = commandFirst(given);
   const [command, sub, ...rest] = argv;
   // `aibridge serve --help`, `aibridge users --help`: the usage, whatever comes before it.
   if (argv.includes('--help') || argv.includes('-h')) {

@@ -31,6 +31,12 @@ export function resolveTarget(
   env: AdminClientEnv,
 ): AdminTarget {
   const url = (flags.url ?? env.url ?? `http://127.0.0.1:${env.port || 7410}`).replace(/\/+$/, '');
+  // The base URL an agent is given is not the bridge's own: its admin API is at the root.
+  const provider = /\/(anthropic|openai|gemini)(\/v1(beta)?)?$/.exec(url);
+  if (provider)
+    throw new CliError(
+      `--url is the bridge's own URL (${url.slice(0, provider.index)}), not a provider route such as ${provider[0]}`,
+    );
   let adminKey = flags['admin-key'] ?? env.adminKey;
   if (!adminKey) {
     const file = path.join(path.resolve(flags['data-dir'] ?? env.dataDir ?? '.aibridge'), ADMIN_KEY_FILE);

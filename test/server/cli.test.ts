@@ -506,6 +506,24 @@ describe('aibridge serve and the admin CLI', function () {
       const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
       const common = ['--url', served.url, '--admin-key', adminKey];
       assert.equal((await cli(['users', 'create', '--email', 'kept@example.com', ...common])).code, 0);
+      // Flags before the command are the command's, as git reads them.
+      const first = await cli([...common, 'users', 'list']);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /kept@example\.com/);
+      // An agent's base URL given for the bridge's: said so, not an http_404.
+      const agentUrl = await cli([
+        'users',
+        'list',
+        '--url',
+        `${served.url}/anthropic`,
+        '--admin-key',
+        adminKey,
+      ]);
+      assert.equal(agentUrl.code, 2, 'a usage error');
+      assert.match(
+        agentUrl.stderr,
+        /--url is the bridge's own URL \(http:\/\/127\.0\.0\.1:\d+\), not a provider route such as \/anthropic/,
+      );
       const scim = { authorization: `Bearer ${scimToken}`, 'content-type': 'application/scim+json' };
       const created = await fetch(`${served.url}/scim/v2/Users`, {
         method: 'POST',
