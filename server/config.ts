@@ -781,7 +781,9 @@ function fromEnvNames(json: unknown): string[] {
  */
 export function baseUrlWarnings(env: Env): string[] {
   const out: string[] = [];
-  const path = (name: 'AIBRIDGE_ANTHROPIC_BASE_URL' | 'AIBRIDGE_OPENAI_BASE_URL'): string | undefined => {
+  const path = (
+    name: 'AIBRIDGE_ANTHROPIC_BASE_URL' | 'AIBRIDGE_OPENAI_BASE_URL' | 'AIBRIDGE_GEMINI_BASE_URL',
+  ): string | undefined => {
     const v = env[name];
     if (!v) return undefined;
     try {
@@ -797,6 +799,10 @@ export function baseUrlWarnings(env: Env): string[] {
   if (path('AIBRIDGE_OPENAI_BASE_URL') === '')
     out.push(
       'AIBRIDGE_OPENAI_BASE_URL has no path, so requests go to …/responses and …/chat/completions: OpenAI base URLs end in /v1 (https://api.openai.com/v1).',
+    );
+  if (/\/v1(beta|alpha)?$/.test(path('AIBRIDGE_GEMINI_BASE_URL') ?? ''))
+    out.push(
+      'AIBRIDGE_GEMINI_BASE_URL ends in an API version, so requests go to …/v1beta/v1beta/models/…: the Gemini base URL has none (https://generativelanguage.googleapis.com).',
     );
   return out;
 }

@@ -176,10 +176,15 @@ export function createFastify(
     // A 400, not a 404: Claude Code and Copilot CLI read a 404 as an unknown model and never show
     // the message; a 400's they print.
     const e = hint
-      ? new BridgeError('wrong_base_url', `No route ${req.method} ${req.url.split('?')[0]}. ${hint}`)
+      ? new BridgeError('wrong_base_url', `No route ${req.method} ${req.url.split('?')[0]}. ${hint.message}`)
       : new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
     if (hint) req.log.warn({ path: req.url.split('?')[0] }, 'a client was given the wrong base URL');
-    void reply.code(e.status).headers(e.headers).send(bodyFor(req.url, e));
+    // Outside every provider's prefix, the shape of the API the client meant to call.
+    const body =
+      hint && !shapeFor(req.url)
+        ? hint.adapter.errorBody(e.status, e.code, e.message, e.headers)
+        : bodyFor(req.url, e);
+    void reply.code(e.status).headers(e.headers).send(body);
   };
   // The front door goes ahead of fastify's request listener (node's `createServer(handler)` made it
   // one), on fastify's own server: its options and close stay fastify's. `localhost`'s other

@@ -344,7 +344,7 @@ async function handle(
       req.log.warn({ userId: principal.user.id, path: route.path }, 'a client was given the wrong base URL');
       throw new BridgeError(
         'wrong_base_url',
-        `${req.method} ${adapter.prefix}${route.path} is not served by the bridge. ${hint}`,
+        `${req.method} ${adapter.prefix}${route.path} is not served by the bridge. ${hint.message}`,
       );
     }
     throw new BridgeError(

@@ -282,15 +282,17 @@ describe('aibridge serve and the admin CLI', function () {
     }
   });
 
-  it('warns at start of base URLs that are valid but mistaken (/v1 on Anthropic, none on OpenAI)', async () => {
+  it('warns at start of base URLs that are valid but mistaken (/v1 on Anthropic, none on OpenAI, a version on Gemini)', async () => {
     const served = await serve(await tempDir(), {
       AIBRIDGE_ANTHROPIC_BASE_URL: 'http://127.0.0.1:9/v1',
       AIBRIDGE_OPENAI_BASE_URL: 'http://127.0.0.1:9',
+      AIBRIDGE_GEMINI_BASE_URL: 'http://127.0.0.1:9/v1beta/',
     });
     try {
       const logged = served.stdout() + served.stderr();
       assert.match(logged, /AIBRIDGE_ANTHROPIC_BASE_URL ends in \/v1/);
       assert.match(logged, /AIBRIDGE_OPENAI_BASE_URL has no path/);
+      assert.match(logged, /AIBRIDGE_GEMINI_BASE_URL ends in an API version/);
       // Started without any provider key: the admin hears why every model request will fail.
       assert.match(logged, /No provider instance has a key or credential/);
     } finally {

@@ -59,6 +59,20 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal(up.headers.authorization, undefined);
   });
 
+  it('given the bridge URL alone, or /gemini/v1beta, the SDK is told the base URL to give, in Google’s shape', async () => {
+    for (const base of [tb.url, `${tb.url}/gemini/v1beta`]) {
+      const wrong = new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: base } });
+      const err = await wrong.models.generateContent({ model: 'gemini-2.5-flash', contents: 'hi' }).then(
+        () => assert.fail('served'),
+        (e: unknown) => e as { status?: number; message?: string },
+      );
+      assert.equal(err.status, 400, base);
+      // Google's shape: the SDK reads the message (a bridge-shaped body was "[object Object]").
+      assert.match(err.message ?? '', /"status":"INVALID_ARGUMENT"/);
+      assert.match(err.message ?? '', /give the client the base URL <bridge URL>\/gemini, not/);
+    }
+  });
+
   it('prices a prompt past 200k tokens at Gemini’s long-context tier', async () => {
     const before = (await tb.interceptions(0, key)).length;
     await sdk().models.generateContent({ model: 'gemini-2.5-pro', contents: 'LONG document' });
