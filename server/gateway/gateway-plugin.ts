@@ -74,6 +74,7 @@ export function gatewayCapability(
       maxJsonContainers: config.limits.maxJsonContainers,
       ...(d.accessTokens ? { accessTokens: d.accessTokens } : {}),
       ...(d.recheckMs ? { recheckMs: d.recheckMs } : {}),
+      changes: (listener) => store.watch(listener),
       ...(d.writes ? { writes: d.writes } : {}),
     }),
   };

@@ -45,6 +45,11 @@ export interface GatewayRouteDeps extends GatewayServerDeps {
   accessTokens?: GatewayAccessTokens;
   /** How often an open notification stream's key or token is checked again (default 30 s). */
   recheckMs?: number;
+  /**
+   * The store's key and user changes (here or on another replica): the requests of a key revoked
+   * or a user deactivated are checked again at once, not at the next recheck.
+   */
+  changes?: (listener: (change: { kind: string; id?: string }) => void) => () => void;
 }
 
 interface JsonRpcMessage {
@@ -68,6 +73,20 @@ export interface GatewayAccessTokens {
   looksLike(token: string): boolean;
   /** The principal, or `unauthorized` / `user_deactivated`; `resource` is this gateway's URL (audience). */
   authenticate(token: string, resource: string): Promise<Principal>;
+}
+
+/** A gateway request being served, checked again when its key or user changes. */
+interface Watched {
+  readonly userId: string;
+  readonly keyId: string;
+  check(): void;
+}
+
+/** Authenticates again; a refusal (revoked, expired, deactivated) ends the request. */
+function refuseIfGone(recheck: () => Promise<Principal>, end: (refusal: BridgeError) => void): void {
+  recheck().catch((err: unknown) => {
+    if (isBridgeError(err) && (err.code === 'unauthorized' || err.code === 'user_deactivated')) end(err);
+  });
 }
 
 /** A JSON-RPC error as the whole HTTP answer (the request never reached an MCP server). */
@@ -161,6 +180,17 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
     app.get(`${RESOURCE_METADATA_PATH}${GATEWAY_PATH}`, { config: { access: 'public' } }, metadata);
 
     const tokens = d.accessTokens;
+    const open = new Set<Watched>();
+    const unwatch = d.changes?.((change) => {
+      if ((change.kind !== 'key' && change.kind !== 'user') || open.size === 0) return;
+      const mine = [...open].filter((w) => (change.kind === 'key' ? w.keyId : w.userId) === change.id);
+      // After the other watchers (the auth cache) have seen the change, as live-plugin.ts does.
+      if (mine.length > 0)
+        setImmediate(() => {
+          for (const w of mine) w.check();
+        });
+    });
+    if (unwatch) app.addHook('onClose', async () => unwatch());
     /** Authenticates a request's credential again: a long-lived stream outlives no revocation. */
     const recheckOf = (req: FastifyRequest): (() => Promise<Principal>) => {
       const bearer = credentialFrom(req.headers);
@@ -303,6 +333,22 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
 
         const gone = new AbortController();
         reply.raw.once('close', () => gone.abort());
+        // Checked again when its key or user changes: a revocation or a deactivation ends a running
+        // call or an open stream now (the call aborts with its HTTP request).
+        const watched: Watched = {
+          userId: principal.user.id,
+          keyId: principal.key.id,
+          // A stream is closed; a running call is ended with a JSON-RPC error saying why, so the
+          // client is told rather than left to wait out the call on a closed connection.
+          check: () =>
+            refuseIfGone(recheckOf(req), (err) =>
+              req.method === 'GET'
+                ? reply.raw.destroy()
+                : gone.abort(new BridgeError('unauthorized', `${err.message} The call was ended.`)),
+            ),
+        };
+        open.add(watched);
+        reply.raw.once('close', () => open.delete(watched));
         // The MCP SDK and the server built on it are loaded on first use (server/mcp/rpc.ts says why).
         let modules: [
           typeof import('./gateway-server'),
@@ -341,13 +387,7 @@ export function gatewayRoutes(d: GatewayRouteDeps): FastifyPluginAsync {
           set.add(server);
           // A revoked key, an ended OAuth grant or a deactivated user ends the stream at the next
           // check, as a live socket is closed: it would otherwise be held, and told, for ever.
-          const recheck = recheckOf(req);
-          const timer = setInterval(() => {
-            recheck().catch((err: unknown) => {
-              if (isBridgeError(err) && (err.code === 'unauthorized' || err.code === 'user_deactivated'))
-                reply.raw.destroy();
-            });
-          }, d.recheckMs ?? RECHECK_MS);
+          const timer = setInterval(watched.check, d.recheckMs ?? RECHECK_MS);
           timer.unref();
           reply.raw.once('close', () => {
             clearInterval(timer);

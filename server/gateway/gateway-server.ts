@@ -291,6 +291,12 @@ export function gatewayServer(d: GatewayServerDeps, caller: GatewayCaller): Serv
     } catch (err) {
       const failure = callFailure(err, signal);
       if (failure === 'cancelled') {
+        // Ended by the bridge: the key was revoked or the user deactivated while it ran.
+        const ended = caller.gone.reason;
+        if (ended instanceof BridgeError) {
+          record({ outcome: 'cancelled', error: ended.message });
+          throw rpcFailure(RpcCode.ConnectionClosed, ended.message);
+        }
         record({ outcome: 'cancelled', error: 'cancelled by the client' });
         throw rpcFailure(RpcCode.ConnectionClosed, 'The call was cancelled.');
       }

@@ -420,6 +420,26 @@ describe('the MCP gateway (<bridge>/mcp)', function () {
     }
   });
 
+  it('a key revoked while its tool call runs ends the call at once, not when the tool finishes', async () => {
+    const mine = await tb.addUser('gateway-revoked@example.com');
+    const client = track(await connect(tb.url, mine.key));
+    const call = client.callTool(
+      { name: 'web__trigger-long-running-operation', arguments: { duration: 15, steps: 15 } },
+      undefined,
+      { timeout: 60_000 },
+    );
+    const failed = call.then(
+      () => 'completed',
+      (err: unknown) => String(err),
+    );
+    await eventually(async () => ((await gatewayInFlight(tb)) > 0 ? true : undefined));
+    const revokedAt = Date.now();
+    assert.equal((await tb.api('DELETE', `/api/v1/keys/${mine.keyId}`, tb.adminKey)).status, 200);
+    assert.match(await failed, /has been revoked\. The call was ended\./);
+    assert.ok(Date.now() - revokedAt < 5000, 'ended by the revocation, not by the tool (15 s)');
+    await eventually(async () => ((await gatewayInFlight(tb)) === 0 ? true : undefined));
+  });
+
   it("passes the client's cancellation through: the upstream call is aborted", async () => {
     const client = track(await connect(tb.url, alice.key));
     const abort = new AbortController();
