@@ -9,6 +9,7 @@ import type { Recorder } from '../audit/recorder';
 import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
 import { estimatedBodyBytes } from '../core/inline-media';
+import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
 import { errorFromBody } from '../providers/common';
 import type { StreamHold, ToolJudge } from '../providers/tool-hold';
@@ -420,7 +421,7 @@ async function bufferedAnswer(
 /** An exchange in progress as the replica's set of them sees it. */
 export interface OpenExchange {
   /** Whose it is: the key it runs on and that key's user. */
-  readonly owner: { readonly userId: string; readonly keyId: string };
+  readonly owner: { readonly user: { readonly id: string }; readonly key: { readonly id: string } };
   shutdown(): void;
   /** Ends it with `reason` (its key revoked, its user deactivated), as shutdown does. */
   end(reason: BridgeError): void;
@@ -438,7 +439,8 @@ export class Exchange implements OpenExchange {
   private stopping = false;
   /** Why it was ended early, when not for shutdown (end). */
   private endReason: BridgeError | undefined;
-  readonly owner: { readonly userId: string; readonly keyId: string };
+  /** The caller (its principal, shared by its requests: nothing made per request). */
+  readonly owner: Principal;
   /** Its place among the user's requests in flight (AdmissionTicket.place), given back by release. */
   private place: (() => void) | undefined;
   private readonly abort = new Cancellation();
@@ -460,8 +462,7 @@ export class Exchange implements OpenExchange {
     readonly metered: Metered,
   ) {
     this.first = this.round(1, metered.start, metered.prepared);
-    const { principal } = metered.start;
-    this.owner = { userId: principal.user.id, keyId: principal.key.id };
+    this.owner = metered.start.principal;
     this.policy = deps.toolPolicy?.(metered.start);
     // The engine writes the client's response itself, head, stream and errors alike.
     reply.hijack();

@@ -82,7 +82,7 @@ export function proxyCapability(
   const unwatch = core.store.watch((change) => {
     if (change.kind !== 'key' && change.kind !== 'user') return;
     const { id } = change;
-    const mine = (x: OpenExchange) => (change.kind === 'key' ? x.owner.keyId : x.owner.userId) === id;
+    const mine = (x: OpenExchange) => (change.kind === 'key' ? x.owner.key.id : x.owner.user.id) === id;
     if (![...open].some(mine)) return;
     const ended = (why: string) => () => new BridgeError('unauthorized', `${why}; this response was ended.`);
     if (change.kind === 'key')

@@ -33,6 +33,8 @@ export function noteCredential(adapter: ProviderAdapter, err?: unknown): void {
 
 /** Instances whose single credential the provider refused, with the status, until it accepts it again. */
 const refusals = new WeakMap<ProviderAdapter, number>();
+/** How many are in `refusals` (a WeakMap has no size); an adapter dropped while refused stays counted, harmlessly. */
+let refusedCount = 0;
 
 /**
  * How the provider answered a request on the instance's single credential: a 401 (or a 403 naming
@@ -43,9 +45,11 @@ export function noteAnswer(adapter: ProviderAdapter, status: number, keyRefused:
   if (status === 401 || keyRefused) {
     if (refusals.has(adapter)) return false;
     refusals.set(adapter, status);
+    refusedCount++;
     return true;
   }
-  if (status > 0 && status < 400) refusals.delete(adapter);
+  // Nearly every answer, with no refusal anywhere: no map touched per request.
+  if (refusedCount > 0 && status > 0 && status < 400 && refusals.delete(adapter)) refusedCount--;
   return false;
 }
 
