@@ -69,7 +69,9 @@ export class WebhookSender {
           // timeout above, and held the queue (every later alert) for days.
           signal: AbortSignal.timeout(this.opts.attemptMs ?? ATTEMPT_MS),
         });
-        // The status is the answer; the body is not read (a 2xx's is nothing the bridge needs).
+        // The status is the answer; the body is dropped unread (a 2xx's is nothing the bridge
+        // needs). Destroying an unread body emits `error`: unheard, it would end the process.
+        res.body.on('error', () => undefined);
         res.body.destroy();
         if (res.statusCode >= 200 && res.statusCode < 300) return true;
         // A receiver that refuses the payload will refuse it again.

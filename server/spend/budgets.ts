@@ -34,11 +34,13 @@ const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
 
 /**
  * A session as an alert's text names it: the client chooses the id, and the text goes to admins'
- * channels (a webhook into chat), so only a plain id (a UUID, Codex's and Claude Code's) is written
+ * channels (a webhook into chat), so only a plain id (a UUID, Codex's and Claude Code's: letters,
+ * digits, `-` and `_`) is written
  * there; any other is in the alert's `sessionId` alone.
  */
 function sessionLabel(id: string | null): string {
-  return id !== null && /^[A-Za-z0-9._:-]{1,80}$/.test(id) ? `session ${id}` : 'a session (see sessionId)';
+  // No dots or colons: chat apps make `evil.example` a link.
+  return id !== null && /^[A-Za-z0-9_-]{1,80}$/.test(id) ? `session ${id}` : 'a session (see sessionId)';
 }
 
 export type BudgetInput =

@@ -42,6 +42,34 @@ describe('the alert webhook', () => {
     await new Promise((resolve) => server.close(resolve));
   });
 
+  it('a receiver answering 204 or 200 with a body: each a delivery, the bridge unharmed', async () => {
+    received.length = 0;
+    let n = 0;
+    answer = (res) => {
+      if (n++ % 2 === 0) res.writeHead(204).end();
+      else res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+    };
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.prependListener('uncaughtException', onUncaught);
+    try {
+      let failures = 0;
+      const metrics = { webhookFailures: { inc: () => failures++ } } as unknown as Metrics;
+      const sender = new WebhookSender({ url, attempts: 1, backoffMs: 10 }, quiet, metrics);
+      for (const id of ['c1', 'c2', 'c3', 'c4']) sender.send(alert(id));
+      const t0 = Date.now();
+      while (received.length < 4 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 20));
+      // An unheard `error` of a body dropped unread would surface here, after the deliveries.
+      await new Promise((r) => setTimeout(r, 200));
+      sender.close();
+      assert.deepEqual(received, ['c1', 'c2', 'c3', 'c4']);
+      assert.equal(failures, 0);
+      assert.deepEqual(uncaught, []);
+    } finally {
+      process.removeListener('uncaughtException', onUncaught);
+    }
+  });
+
   it('a receiver that answers 200 and then trickles its body holds up no later alert', async () => {
     received.length = 0;
     const timers: NodeJS.Timeout[] = [];

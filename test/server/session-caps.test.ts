@@ -176,6 +176,14 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       });
       assert.doesNotMatch(loud.message, /channel|RESOLVED|evil/);
       assert.match(loud.message, /a session \(see sessionId\)/);
+      // A bare domain name is a link in chat apps too.
+      const domain = 'corp-sso-password-reset.example.com';
+      for (let i = 0; i < 4; i++) await ask(claude(tb, dev.key, domain));
+      const linked = await eventually(async () => {
+        const list = await tb.api<{ items: Alert[] }>('GET', '/api/v1/alerts', dev.key);
+        return list.body.items.find((a) => a.budgetId === put.body.id && a.sessionId === domain);
+      });
+      assert.doesNotMatch(linked.message, /password-reset/);
 
       // Wrong shapes are refused: a session cap has no calendar period, a period budget needs one.
       const bad = await tb.api<{ error: { code: string } }>('PUT', '/api/v1/budgets', tb.adminKey, {
