@@ -277,10 +277,14 @@ function isEventStream(res: Dispatcher.ResponseData): boolean {
   );
 }
 
-function orgCredentialRefused(instance: string): BridgeError {
+/**
+ * The provider's reason is kept (as its 401 was relayed before): a key refused outright and one
+ * lacking what this request needs (an OpenAI restricted key's missing scope) both need an admin.
+ */
+function orgCredentialRefused(instance: string, reason: string): BridgeError {
   return new BridgeError(
     'upstream_auth_failed',
-    `The provider refused the organisation's credential for instance "${instance}" (401); your bridge key was accepted. An admin must replace the provider key.`,
+    `The provider refused the organisation's credential for instance "${instance}" (401: ${reason.slice(0, 300)}); your bridge key was accepted. An admin must fix the provider key.`,
     { headers: { 'x-should-retry': 'false' } },
   );
 }
@@ -904,12 +908,13 @@ export class Exchange implements OpenExchange {
     // naming the instance instead, not to be retried; a routed request tries its next target.
     if (res.statusCode === 401 && lease.keyName === null && !this.metered.credentials) {
       const answer = await bufferedAnswer(res);
+      const error = errorFromBody(401, answer.json);
       return {
         ...served,
-        error: errorFromBody(401, answer.json),
+        error,
         endedAt: this.deps.now(),
         reason: 'unauthorized',
-        failure: orgCredentialRefused(t.adapter.id),
+        failure: orgCredentialRefused(t.adapter.id, error.message),
         sameTarget: false,
         // The provider answered: its breaker (outages) is not this key's business.
         healthy: true,

@@ -10,6 +10,9 @@ export interface RoutingCapability extends Capability {
   pools: KeyPools;
 }
 
+/** The least time between two alerts of one instance's single key refused. */
+const REFUSAL_ALERT_MS = 3_600_000;
+
 /**
  * Upstream key pools (docs/routing.md#key-pools): each instance's keys from the providers file and
  * the store, their admin API, their metrics, the alert when the upstream refuses one, and their
@@ -20,6 +23,7 @@ export async function routingCapability(
   d: { alerts: Pick<AlertService, 'raise'>; sealer: Sealer | undefined },
 ): Promise<RoutingCapability> {
   const { config, store, metrics, clock, log } = core;
+  const refusalAlerts = new Map<string, number>();
   const events: PoolEvents = {
     attempt: (provider, key) => metrics.keyRequests.inc({ provider, key }),
     rateLimited: (provider, key, status, cooldownMs) => {
@@ -43,6 +47,12 @@ export async function routingCapability(
     },
     credentialRefused: (provider, status) => {
       log.warn({ provider, status }, "provider refused the organisation's credential");
+      // Once an hour per instance: a 401 some requests draw and others not (a restricted key's
+      // missing scope) flips the state on every pair, and each flip would be an alert.
+      const now = clock.now();
+      const last = refusalAlerts.get(provider);
+      if (last !== undefined && now - last < REFUSAL_ALERT_MS) return;
+      refusalAlerts.set(provider, now);
       d.alerts.raise({
         kind: 'upstream',
         rule: 'upstream_key_auth_failed',

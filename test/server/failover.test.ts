@@ -432,6 +432,33 @@ describe('routes and failover', () => {
       tb.adminKey,
     );
     assert.equal(again.body.upstreams.anthropic?.credential?.refused, undefined);
+    // Refused again (a 401 some requests draw and others not): the state follows, the alert does
+    // not repeat within the hour, and the provider's reason is passed on.
+    primary.next(anthropicError(401, 'permission_error', 'Missing scopes: api.responses.write'));
+    const scoped = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({
+        model: 'claude-opus-4-6',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    });
+    assert.equal(scoped.status, 502);
+    assert.match(await scoped.text(), /401: Missing scopes: api\.responses\.write/);
+    await lastRecord();
+    const later = await tb.api<{ items: { rule: string; message: string }[] }>(
+      'GET',
+      '/api/v1/alerts',
+      tb.adminKey,
+    );
+    assert.equal(
+      later.body.items.filter(
+        (a) => a.rule === 'upstream_key_auth_failed' && a.message.includes('"anthropic"'),
+      ).length,
+      1,
+      'one alert an hour per instance',
+    );
   });
 
   it('fails over when the first target refuses the connection', async () => {
