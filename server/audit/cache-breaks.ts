@@ -13,10 +13,36 @@ const REWRITE_SHARE = 0.5;
 /** Sessions whose last turns are remembered in memory; older ones are read back from the store. */
 const MAX_SESSIONS = 10_000;
 /**
- * Turns remembered per session: an agent session interleaves several conversations (Claude Code's
- * main agent, its subagents, its small side requests to another model), each with its own cache.
+ * Turns remembered per session, the newest of each model, tools and system prompt: an agent
+ * session interleaves several conversations (Claude Code's main agent, its subagents, its small
+ * side requests to another model), each with its own cache, and a subagent's thirty turns must
+ * not push the main agent's last one out.
  */
-const TURNS_PER_SESSION = 8;
+const CONFIGS_PER_SESSION = 8;
+/** Records read back from the store for a session's earlier turns (a restart, another replica). */
+const STORED_TURNS = 100;
+
+/** What a turn's cache depends on besides its messages: one conversation's kind of turn. */
+function configOf(t: Turn): string {
+  return `${t.cacheKey.v ?? 0}\u0000${t.model ?? ''}\u0000${t.cacheKey.tools}\u0000${t.cacheKey.system}`;
+}
+
+/** Newest first, and the newest turn of each config only. */
+function newestPerConfig(turns: Iterable<Turn>, limit: number): Turn[] {
+  const sorted = [...turns].sort((a, b) =>
+    a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : 0,
+  );
+  const seen = new Set<string>();
+  const out: Turn[] = [];
+  for (const t of sorted) {
+    const c = configOf(t);
+    if (seen.has(c)) continue;
+    seen.add(c);
+    out.push(t);
+    if (out.length === limit) break;
+  }
+  return out;
+}
 
 /** What one turn needs to be compared with the next. */
 interface Turn {
@@ -191,10 +217,7 @@ export class CacheBreakDetector {
     const turns = this.last.get(key) ?? [];
     this.last.delete(key);
     // Newest first, whatever order the turns finish in.
-    const at = turns.findIndex((t) => t.startedAt <= turn.startedAt);
-    turns.splice(at === -1 ? turns.length : at, 0, turn);
-    if (turns.length > TURNS_PER_SESSION) turns.length = TURNS_PER_SESSION;
-    this.last.set(key, turns);
+    this.last.set(key, newestPerConfig([turn, ...turns], CONFIGS_PER_SESSION));
     if (this.last.size > MAX_SESSIONS) this.last.delete(this.last.keys().next().value!);
   }
 
@@ -202,16 +225,14 @@ export class CacheBreakDetector {
   private async earlier(rec: NewInterception, mine: readonly Turn[]): Promise<Turn[]> {
     const page = await this.store.listInterceptions(
       { userId: rec.userId, sessionId: rec.sessionId ?? undefined, until: rec.startedAt },
-      20,
+      STORED_TURNS,
     );
     const byId = new Map(mine.map((t) => [t.id, t]));
     for (const r of page.items) {
       const t = r.id === rec.id ? null : turnOf(r);
       if (t && !byId.has(t.id)) byId.set(t.id, t);
     }
-    return [...byId.values()].sort((a, b) =>
-      a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : 0,
-    );
+    return newestPerConfig(byId.values(), STORED_TURNS);
   }
 }
 

@@ -308,6 +308,44 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
       assert.equal(recs[10]!.cacheBreak?.previousInterceptionId, recs[7]!.id);
     });
 
+    it('finds the main agent’s last turn past a long subagent run', async () => {
+      const sid = `sess-long-sub-${storeKind}`;
+      const client = claude(sid);
+      const main: SessionSession = {
+        tools: [...TOOLS],
+        system: SYSTEM,
+        model: 'claude-sonnet-4-6',
+        ttl: '5m',
+        messages: [],
+      };
+      const subagent: SessionSession = {
+        tools: [TOOLS[0]!],
+        system: 'You are a test runner agent.',
+        model: 'claude-sonnet-4-6',
+        ttl: '5m',
+        messages: [],
+      };
+      await turn(client, mock, main, 'fix the build', rewrites(40_000));
+      clock.advance(1_000);
+      await turn(client, mock, subagent, 'run every test', rewrites(4_000));
+      for (let i = 0; i < 24; i++) {
+        clock.advance(1_000);
+        await turn(client, mock, subagent, `and the next ${i}`, grows(4_000 + i * 10, 10));
+      }
+      clock.advance(6 * 60_000); // past the main agent's 5-minute cache
+      await turn(client, mock, main, 'what did it find?', rewrites(41_000));
+      const recs = await bySession(sid);
+      assert.equal(recs.length, 27);
+      const last = recs.at(-1)!;
+      assert.equal(last.cacheBreak?.cause, 'ttl_expired');
+      assert.equal(last.cacheBreak?.previousInterceptionId, recs[0]!.id);
+      assert.equal(last.cacheBreak?.tokens, 40_000);
+      assert.ok(
+        recs.slice(0, -1).every((r) => !r.cacheBreak),
+        'the subagent’s turns are no breaks',
+      );
+    });
+
     it('marks no break in a session whose cache only grows, across gaps under a 1-hour TTL, nor on small turns', async () => {
       const sid = `sess-grows-${storeKind}`;
       const client = claude(sid);
