@@ -77,46 +77,68 @@ export function parseFrame(raw: string): SseEvent | undefined {
  * bytes exactly as sent, so whatever the rewriter passes on is byte-identical to the upstream.
  */
 export function framedHold(rewriter: FrameRewriter): StreamHold {
-  let buffer = '';
+  // The unfinished frame, in the pieces it came in: each chunk is scanned once, and a frame is
+  // joined once, when it ends. Rescanning and re-concatenating the buffer on every chunk made one
+  // 10 MB event (an image) take seconds, with the whole bridge waiting.
+  let parts: string[] = [];
+  /** The last character ended a line (or none has come): a line end now is a blank line. */
+  let atLineStart = true;
+  /** The last character was a `\r`: a `\n` next belongs to the same line end. */
+  let afterCR = false;
+  /** That `\r` was a blank line's, at a chunk's end: the frame ends after it, and after a `\n` next. */
+  let endsAfterCR = false;
+  const frameOf = (raw: string): string => rewriter.onFrame({ raw, ev: parseFrame(raw) });
   return {
     push(text) {
-      buffer += text;
       let out = '';
-      let frameStart = 0;
-      let lineStart = 0;
-      let i = 0;
-      while (i < buffer.length) {
-        const c = buffer.charCodeAt(i);
+      let from = 0;
+      if (endsAfterCR) {
+        endsAfterCR = false;
+        afterCR = false;
+        from = text.charCodeAt(0) === 10 ? 1 : 0;
+        parts.push(text.slice(0, from));
+        out += frameOf(parts.join(''));
+        parts = [];
+      }
+      for (let i = from; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        if (afterCR) {
+          afterCR = false;
+          if (c === 10) continue;
+        }
         if (c !== 10 && c !== 13) {
-          i++;
+          atLineStart = false;
           continue;
         }
-        let next = i + 1;
+        afterCR = c === 13;
+        if (!atLineStart) {
+          atLineStart = true;
+          continue;
+        }
+        // A blank line: the frame ends with it (a `\r\n`'s `\n` included).
         if (c === 13) {
-          // A `\r` at the very end may be the first half of `\r\n`: wait for the next chunk.
-          if (next === buffer.length) break;
-          if (buffer.charCodeAt(next) === 10) next++;
+          if (i + 1 === text.length) {
+            endsAfterCR = true;
+            break;
+          }
+          if (text.charCodeAt(i + 1) === 10) i++;
+          afterCR = false;
         }
-        const blank = i === lineStart;
-        lineStart = next;
-        i = next;
-        if (blank) {
-          const raw = buffer.slice(frameStart, next);
-          out += rewriter.onFrame({ raw, ev: parseFrame(raw) });
-          frameStart = next;
-        }
+        parts.push(text.slice(from, i + 1));
+        out += frameOf(parts.join(''));
+        parts = [];
+        from = i + 1;
       }
-      buffer = buffer.slice(frameStart);
+      if (from < text.length) parts.push(text.slice(from));
       return out;
     },
     end() {
       let out = '';
-      if (buffer !== '') {
-        // A last frame without its blank line: still an event to the client's parser.
-        const raw = buffer;
-        buffer = '';
-        out += rewriter.onFrame({ raw, ev: parseFrame(raw) });
-      }
+      const raw = parts.join('');
+      parts = [];
+      endsAfterCR = false;
+      // A last frame without its blank line: still an event to the client's parser.
+      if (raw !== '') out += frameOf(raw);
       return out + rewriter.end();
     },
   };

@@ -1,4 +1,5 @@
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
+import zlib from 'node:zlib';
 import type { Dispatcher } from 'undici';
 
 /**
@@ -72,4 +73,31 @@ export async function readSmall(
     }
   }
   return Buffer.concat(chunks, size).subarray(0, limit);
+}
+
+/**
+ * The answer with its body decoded when the upstream compressed it (gzip, deflate, br) although it
+ * was asked for `accept-encoding: identity` (a proxy in front of it may do so): the bridge meters
+ * and holds the text, and relays it decoded, without the encoding header. Compressed, a stream was
+ * recorded as free and its tool calls unseen. An encoding the bridge cannot read is left as it is.
+ */
+export function decodedAnswer(res: Dispatcher.ResponseData): Dispatcher.ResponseData {
+  const raw = res.headers['content-encoding'];
+  if (raw === undefined) return res;
+  const encoding = (Array.isArray(raw) ? raw.join(',') : raw).trim().toLowerCase();
+  const decoder =
+    encoding === 'gzip' || encoding === 'x-gzip'
+      ? zlib.createGunzip()
+      : encoding === 'deflate'
+        ? zlib.createInflate()
+        : encoding === 'br'
+          ? zlib.createBrotliDecompress()
+          : undefined;
+  if (!decoder) return res;
+  const headers = { ...res.headers };
+  delete headers['content-encoding'];
+  delete headers['content-length'];
+  // An error on either side ends the other: the exchange sees it as the body failing.
+  pipeline(res.body, decoder, () => undefined);
+  return { ...res, headers, body: decoder as unknown as Dispatcher.ResponseData['body'] };
 }

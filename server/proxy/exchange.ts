@@ -23,6 +23,7 @@ import type {
   StreamMeter,
   WireApi,
 } from '../providers/types';
+import { decodedAnswer } from '../providers/upstream-answer';
 import {
   type CredentialLease,
   type CredentialSource,
@@ -236,7 +237,11 @@ function withAnswerFloor(facts: ResponseFacts, round: Round): ResponseFacts {
   if (facts.error !== null || round.answerBytes === 0 || totalTokens(facts.usage) > 0) return facts;
   return {
     ...facts,
-    usage: unreadAnswerFacts(round.prepared.bytes.length, round.answerBytes).usage,
+    usage: unreadAnswerFacts(
+      round.prepared.bytes.length,
+      round.answerBytes,
+      round.start.request.maxOutputTokens,
+    ).usage,
     usageEstimated: true,
   };
 }
@@ -889,6 +894,7 @@ export class Exchange implements OpenExchange {
       };
     }
     round.observer.upstreamHeaders(res.statusCode);
+    if (res.headers['content-encoding'] !== undefined) res = decodedAnswer(res);
     // A pool key's 403 is the key's only if its body says so: read first, reported below.
     const forbidden = lease.keyName !== null && res.statusCode === 403;
     if (!forbidden) reportAnswer(lease, res, this.deps.now().getTime());
@@ -1129,7 +1135,11 @@ export class Exchange implements OpenExchange {
       if (res.statusCode >= 400) error = errorFromBody(res.statusCode, json);
       else if (json === undefined && round.answerBytes > 0) {
         // An answer the client has but the bridge could not read is not a free one.
-        facts = unreadAnswerFacts(round.prepared.bytes.length, round.answerBytes);
+        facts = unreadAnswerFacts(
+          round.prepared.bytes.length,
+          round.answerBytes,
+          round.start.request.maxOutputTokens,
+        );
       } else {
         facts = withAnswerFloor(round.target.api.fromJson(json, this.deps.now()), round);
         error = facts.error;
@@ -1268,10 +1278,16 @@ export class Exchange implements OpenExchange {
             const data = keep.action === 'replace' ? keep.data : e.data;
             pending += serializeEvent(e, answer ? answer.event(ev, data) : data);
           },
+          // Rewritten event by event, a stream keeps its comments: a provider's heartbeats (`: ping`)
+          // are what keeps a long think's connection alive through proxies and client timeouts.
+          onComment: (comment) => {
+            if (verdict) pending += comment === '' ? ':\n\n' : `: ${comment}\n\n`;
+          },
         })
       : undefined;
-    // Only an event stream is decoded; a JSON answer's chunks go through as they are.
-    const decoder = parser ? new TextDecoder() : undefined;
+    // Only an event stream is decoded; a JSON answer's chunks go through as they are. A byte order
+    // mark is the stream's, kept (the hold writes the decoded text).
+    const decoder = parser ? new TextDecoder('utf-8', { ignoreBOM: true }) : undefined;
     const idle = answerWatchdog(res.body, this.deps.idleTimeoutMs, (err) => res.body.destroy(err));
     try {
       await eachChunk(res.body, (chunk) => {
@@ -1338,6 +1354,16 @@ export class Exchange implements OpenExchange {
     }
     idle.stop();
     round.endedAt = this.deps.now();
+    // A last event the stream ended without its blank line after is still an event (its usage
+    // counted, and written where the stream is rewritten).
+    if (parser && decoder && !this.gone) {
+      parser.feed(`${decoder.decode()}\n\n`);
+      if (verdict && pending !== '') {
+        const last = hold ? hold.push(pending) : pending;
+        pending = '';
+        if (last !== '') out.write(last);
+      }
+    }
     const rest = hold && !this.gone ? hold.end() : '';
     if (rest !== '') out.write(rest);
     if (this.gone) {
@@ -1372,7 +1398,11 @@ export class Exchange implements OpenExchange {
   ): ResponseFacts | null {
     if (!meter) {
       return ended === 'abandoned' && round.httpStatus < 400 && round.answerBytes > 0
-        ? unreadAnswerFacts(round.prepared.bytes.length, round.answerBytes)
+        ? unreadAnswerFacts(
+            round.prepared.bytes.length,
+            round.answerBytes,
+            round.start.request.maxOutputTokens,
+          )
         : null;
     }
     const facts = meter.result();
@@ -1386,6 +1416,7 @@ export class Exchange implements OpenExchange {
           ? 0
           : Math.max(0, (round.firstContentAt ?? round.endedAt.getTime()) - round.sentAt),
       maxOutputTokens: round.start.request.maxOutputTokens,
+      finished: (facts.finishReasons?.length ?? 0) > 0,
       // A stream the provider ended with an error event (Anthropic's `error`, a Bedrock exception
       // frame) was cut as surely as a broken connection: the usage it would have ended with never
       // came (Anthropic's message_start says 1 output token), while what was relayed is billed.
@@ -1422,7 +1453,9 @@ export class Exchange implements OpenExchange {
       this.finish(
         round,
         'error',
-        res.statusCode < 400 ? unreadAnswerFacts(round.prepared.bytes.length, raw.length) : null,
+        res.statusCode < 400
+          ? unreadAnswerFacts(round.prepared.bytes.length, raw.length, round.start.request.maxOutputTokens)
+          : null,
         { type: 'upstream_protocol_error', message: 'not JSON' },
         false,
         'unreadable response',

@@ -21,11 +21,18 @@ export function isContentEvent(event: string | undefined, data: string): boolean
  * the bridge's read limit): no usage can be read from it, so the floor is the request body and the
  * answer's own size, four bytes a token each, marked `usageEstimated`.
  */
-export function unreadAnswerFacts(bodyBytes: number, answerBytes: number): ResponseFacts {
+export function unreadAnswerFacts(
+  bodyBytes: number,
+  answerBytes: number,
+  maxOutputTokens?: number | null,
+): ResponseFacts {
+  const output = Math.ceil(answerBytes / BYTES_PER_TOKEN);
   return {
     usage: {
       input: Math.ceil(bodyBytes / BYTES_PER_TOKEN),
-      output: Math.ceil(answerBytes / BYTES_PER_TOKEN),
+      // No more than the request let the model write: a 40 MB answer read no further than the
+      // bridge's limit was billed 10 million tokens against a max_tokens of 1,024.
+      output: maxOutputTokens ? Math.min(output, maxOutputTokens) : output,
       cacheRead: 0,
       cacheWrite: 0,
       reasoning: 0,
@@ -43,6 +50,8 @@ export interface StreamSeen {
   contentEvents: number;
   /** The request body's size as sent upstream. */
   bodyBytes: number;
+  /** Whether the stream said why it stopped (a finish or stop reason); false: it ended without. */
+  finished?: boolean;
   /**
    * `complete`: the provider ended the stream (its usage is final, if it sent any); `abandoned`:
    * the client left first, so the usage events at the end (Chat Completions' last chunk,
@@ -83,7 +92,12 @@ export function withUsageFloor(facts: ResponseFacts, seen: StreamSeen): Response
   if (!abandoned && seen.contentEvents === 0) return facts;
   const input =
     u.input + u.cacheRead + u.cacheWrite > 0 ? u.input : Math.ceil(seen.bodyBytes / BYTES_PER_TOKEN);
-  let output = abandoned || u.output === 0 ? Math.max(u.output, seen.contentEvents) : u.output;
+  // A stream that ended without its finish (a clean close before Anthropic's message_delta, whose
+  // message_start said 1 output token) used at least a token per content event it relayed.
+  let output =
+    abandoned || u.output === 0 || seen.finished === false
+      ? Math.max(u.output, seen.contentEvents)
+      : u.output;
   let reasoning = u.reasoning;
   // Cut before its usage came: what the provider generated before anything was shown is billed
   // too. A member who hid the reasoning and left once the answer was shown was recorded at 2 %.

@@ -1,0 +1,273 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import zlib from 'node:zlib';
+import { framedHold } from '../../server/providers/tool-hold';
+import type { Interception } from '../../shared/interception';
+import { startBridge, type TestBridge } from '../helpers/bridge';
+import { listenOnLoopback } from '../helpers/loopback';
+
+/** An upstream that answers each request with exactly the bytes the test gives, in the chunks given. */
+class RawUpstream {
+  next: ((res: http.ServerResponse) => Promise<void> | void) | undefined;
+  private readonly server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => void this.next?.(res));
+  });
+  url = '';
+  private stopFn: (() => Promise<void>) | undefined;
+  async start(): Promise<this> {
+    const l = await listenOnLoopback(this.server);
+    this.url = l.origin;
+    this.stopFn = () => l.stop();
+    return this;
+  }
+  stop(): Promise<void> {
+    return this.stopFn?.() ?? Promise.resolve();
+  }
+}
+
+const sse = (res: http.ServerResponse): void => {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+};
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('stream framing the bridge must keep, and meter', function () {
+  this.timeout(60_000);
+  let up: RawUpstream;
+  let tb: TestBridge;
+  let key: string;
+
+  before(async () => {
+    up = await new RawUpstream().start();
+    tb = await startBridge(up.url, {
+      AIBRIDGE_OPENAI_BASE_URL: `${up.url}/v1`,
+      AIBRIDGE_OPENAI_API_KEY: 'sk-org-test',
+    });
+    key = (await tb.addUser('framing@example.com')).key;
+  });
+  after(async () => {
+    await tb.close();
+    await up.stop();
+  });
+
+  const post = (path: string, body: unknown) =>
+    fetch(`${tb.url}${path}`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': key,
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify(body),
+    });
+  const lastRecord = async (): Promise<Interception> => (await tb.interceptions(1, key))[0]!;
+
+  it('a Chat Completions stream the bridge rewrites keeps its heartbeats, at once, and a last event without its blank line', async () => {
+    // Without stream_options.include_usage the bridge asks for usage and rewrites the stream.
+    up.next = async (res) => {
+      sse(res);
+      res.write(': ping\n\n');
+      await pause(400);
+      res.write(': OPENROUTER PROCESSING\n\n');
+      res.write(
+        `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4.1', choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: null }] })}\n\n`,
+      );
+      res.write(
+        `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4.1', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
+      );
+      res.write(
+        `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4.1', choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } })}\n\n`,
+      );
+      res.end('data: [DONE]');
+    };
+    const started = Date.now();
+    const res = await post('/openai/v1/chat/completions', {
+      model: 'gpt-4.1',
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    const firstAt = Date.now() - started;
+    let text = Buffer.from(first.value!).toString();
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      text += Buffer.from(r.value).toString();
+    }
+    assert.ok(
+      firstAt < 300,
+      `the first heartbeat reached the client at ${firstAt} ms, not with the first event`,
+    );
+    assert.match(text, /^: ping\n\n/);
+    assert.match(text, /: OPENROUTER PROCESSING\n\n/);
+    assert.match(text, /data: \[DONE\]\n\n$/, 'the last event, unterminated upstream, reaches the client');
+    assert.doesNotMatch(text, /"usage"/, 'the usage the bridge asked for is still left out');
+    const rec = await lastRecord();
+    assert.equal(rec.usage.output, 3);
+  });
+
+  it('an Anthropic stream closed cleanly before its message_delta is billed a token per content event, not 1', async () => {
+    const deltas = 30;
+    up.next = (res) => {
+      sse(res);
+      res.write(
+        `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-6', content: [], stop_reason: null, usage: { input_tokens: 20, output_tokens: 1 } } })}\n\n`,
+      );
+      res.write(
+        `event: content_block_start\ndata: ${JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } })}\n\n`,
+      );
+      for (let i = 0; i < deltas; i++)
+        res.write(
+          `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: `w${i} ` } })}\n\n`,
+        );
+      res.end();
+    };
+    const res = await post('/anthropic/v1/messages', {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 1000,
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    await res.text();
+    const rec = await lastRecord();
+    assert.ok(rec.usage.output >= deltas, `output ${rec.usage.output}`);
+    assert.equal(rec.usageEstimated, true);
+  });
+
+  it('an Anthropic stream whose last event has no blank line after it is metered from that event', async () => {
+    up.next = (res) => {
+      sse(res);
+      res.write(
+        `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_2', type: 'message', role: 'assistant', model: 'claude-sonnet-4-6', content: [], stop_reason: null, usage: { input_tokens: 20, output_tokens: 1 } } })}\n\n`,
+      );
+      res.write(
+        `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hello' } })}\n\n`,
+      );
+      res.end(
+        `event: message_delta\ndata: ${JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 12 } })}`,
+      );
+    };
+    const res = await post('/anthropic/v1/messages', {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 1000,
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    await res.text();
+    const rec = await lastRecord();
+    assert.equal(rec.usage.output, 12);
+    assert.ok(!rec.usageEstimated);
+  });
+
+  it('an answer the upstream compressed anyway (gzip stream, br JSON) is metered, and relayed decoded', async () => {
+    const events = [
+      `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_z', type: 'message', role: 'assistant', model: 'claude-sonnet-4-6', content: [], stop_reason: null, usage: { input_tokens: 20, output_tokens: 1 } } })}\n\n`,
+      `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Zipped' } })}\n\n`,
+      `event: message_delta\ndata: ${JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 7 } })}\n\n`,
+    ].join('');
+    up.next = (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'gzip' });
+      res.end(zlib.gzipSync(events));
+    };
+    const streamed = await post('/anthropic/v1/messages', {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 100,
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal(streamed.headers.get('content-encoding'), null);
+    assert.equal(await streamed.text(), events);
+    assert.equal((await lastRecord()).usage.output, 7);
+
+    const json = {
+      id: 'msg_j',
+      type: 'message',
+      role: 'assistant',
+      model: 'claude-sonnet-4-6',
+      content: [{ type: 'text', text: 'ok' }],
+      stop_reason: 'end_turn',
+      usage: { input_tokens: 40, output_tokens: 9 },
+    };
+    up.next = (res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'br' });
+      res.end(zlib.brotliCompressSync(JSON.stringify(json)));
+    };
+    const whole = await post('/anthropic/v1/messages', {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 100,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.deepEqual(await whole.json(), json);
+    const rec = await lastRecord();
+    assert.deepEqual([rec.usage.input, rec.usage.output], [40, 9]);
+  });
+
+  it('a JSON answer past the read limit is billed no more than its max_tokens', async () => {
+    up.next = (res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const filler = 'x'.repeat(1024 * 1024);
+      res.write('{"id":"msg_big","type":"message","role":"assistant","content":[{"type":"text","text":"');
+      for (let i = 0; i < 34; i++) res.write(filler);
+      res.end('"}],"usage":{"input_tokens":12,"output_tokens":800}}');
+    };
+    const res = await post('/anthropic/v1/messages', {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 1024,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    await res.arrayBuffer();
+    const rec = await lastRecord();
+    assert.equal(rec.usage.output, 1024, 'capped at max_tokens, not 34 MB ÷ 4');
+  });
+});
+
+describe('the tool-call hold over large events', () => {
+  it('passes one 10 MB event through in 64 KB chunks at the cost of one scan, frames and bytes intact', () => {
+    const frames: string[] = [];
+    const hold = framedHold({
+      onFrame: ({ raw }) => {
+        frames.push(raw);
+        return raw;
+      },
+      end: () => '',
+    });
+    const big = `event: image\r\ndata: ${'y'.repeat(10 * 1024 * 1024)}\r\n\r\n`;
+    const stream = `\ufeff: hi\n\n${big}data: last\r`;
+    let out = '';
+    const started = Date.now();
+    for (let i = 0; i < stream.length; i += 65_536) out += hold.push(stream.slice(i, i + 65_536));
+    out += hold.end();
+    const ms = Date.now() - started;
+    assert.equal(out, stream, 'every byte, the byte order mark and a lone last \\r included');
+    assert.deepEqual(
+      frames.map((f) => f.length),
+      ['\ufeff: hi\n\n'.length, big.length, 'data: last\r'.length],
+    );
+    // Rescanning the buffer on every chunk took seconds for this (quadratic); one scan is tens of ms.
+    assert.ok(ms < 2_000, `${ms} ms`);
+  });
+
+  it('ends a frame on a blank line split across chunks at every place (\\n\\n, \\r\\n\\r\\n, \\r\\r)', () => {
+    for (const text of [
+      'data: a\n\ndata: b\n\n',
+      'data: a\r\n\r\ndata: b\r\n\r\n',
+      'data: a\r\rdata: b\r\r',
+    ]) {
+      for (let cut = 1; cut < text.length; cut++) {
+        const frames: string[] = [];
+        const hold = framedHold({
+          onFrame: ({ raw }) => {
+            frames.push(raw);
+            return raw;
+          },
+          end: () => '',
+        });
+        const out = hold.push(text.slice(0, cut)) + hold.push(text.slice(cut)) + hold.end();
+        assert.equal(out, text);
+        assert.equal(frames.length, 2, `${JSON.stringify(text)} cut at ${cut}: ${JSON.stringify(frames)}`);
+      }
+    }
+  });
+});
