@@ -307,8 +307,9 @@ export async function verifyChain(
   }
   async function walk(): Promise<ChainReport> {
     for await (const rec of records) {
-      // Older than where the kept chain starts: pruned a moment from now.
-      if (start !== null && rec.seq <= start.afterSeq) continue;
+      // Records up to where the kept chain starts may still be there (retention moves the anchor
+      // before it deletes): checked all the same. Skipped, a record edited behind an anchor moved
+      // past it went unseen.
       checked++;
       if (rec.hash === undefined || rec.prevHash === undefined) {
         if (prev !== undefined)
@@ -318,9 +319,14 @@ export async function verifyChain(
       }
       if (rec.hash !== chainHash(rec.prevHash, rec))
         return broken(rec, 'content does not match its hash (edited)');
+      if (start !== null && rec.seq === start.afterSeq && rec.hash !== start.hash)
+        return broken(
+          rec,
+          `does not match where the kept chain starts (the store's anchor names another record ${start.afterSeq}: moved)`,
+        );
       if (prev === undefined) {
         anchor ??= rec.prevHash;
-        if (start !== null && rec.prevHash !== start.hash)
+        if (start !== null && rec.seq > start.afterSeq && rec.prevHash !== start.hash)
           return broken(
             rec,
             `does not start the kept chain: records after ${start.afterSeq} and before it were deleted (nothing was pruned past record ${start.afterSeq})`,

@@ -355,6 +355,30 @@ describe('the audit trail', function () {
       assert.equal(torn.firstBreak?.seq, 2);
     });
 
+    it('an anchor moved past records still there hides no edit among them', async () => {
+      const { dir } = await filled();
+      const { file, lines } = await journalLines(dir);
+      const sixth = JSON.parse(lines[5]!.slice(9)) as { prevHash: string };
+      await fs.writeFile(
+        file,
+        `${lines.map((l, i) => (i === 2 ? line(l.slice(9).replace('"input":25', '"input":2')) : l)).join('\n')}\n`,
+      );
+      // As if retention had pruned up to record 5: the stored anchor moved, the records left.
+      const dbFile = path.join(dir, 'db.json');
+      const db = JSON.parse(await fs.readFile(dbFile, 'utf8')) as { settings: Record<string, string> };
+      db.settings.chain_anchor = JSON.stringify({ afterSeq: 5, hash: sixth.prevHash });
+      await fs.writeFile(dbFile, JSON.stringify(db));
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        const report = (await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body;
+        assert.equal(report.ok, false);
+        assert.equal(report.firstBreak?.seq, 3);
+        assert.match(report.firstBreak!.reason, /edited/);
+      } finally {
+        await tb.close();
+      }
+    });
+
     it('records cut off the end of the journal are reported missing at the tail, and stay a break', async () => {
       const { dir } = await filled();
       const truncated = await verifyAfter(dir, (lines) => lines.slice(0, 4));
