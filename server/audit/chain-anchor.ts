@@ -42,7 +42,15 @@ export async function verifyStoredChain(store: Store, kept: ChainHead | null = n
   const head = await store.chainHead();
   for (let attempt = 1; ; attempt++) {
     const stored = await store.getSetting('chain_anchor');
-    const report = await verifyChain(store.scanInterceptions({}), head, parseAnchor(stored), kept);
+    const report = await verifyChain(
+      store.scanInterceptions({}),
+      head,
+      parseAnchor(stored),
+      kept,
+      // PostgreSQL moves its head with each batch, in the batch's transaction; the embedded store
+      // writes its head a moment after the journal.
+      store.kind === 'postgres' ? () => store.chainHead() : undefined,
+    );
     if (report.ok || attempt >= VERIFY_ATTEMPTS || (await store.getSetting('chain_anchor')) === stored)
       return report;
   }

@@ -278,6 +278,12 @@ export async function verifyChain(
   head: ChainHead | null = null,
   start: ChainAnchor | null = null,
   kept: ChainHead | null = null,
+  /**
+   * The store's head again, after the walk, where the head moves with every append in one
+   * transaction (PostgreSQL): a record past it was added behind the bridge's back. Absent: records
+   * past the head are taken for ones appended during the walk.
+   */
+  headAfter?: () => Promise<ChainHead>,
 ): Promise<ChainReport> {
   let prev: Interception | undefined;
   let checked = 0;
@@ -359,6 +365,14 @@ export async function verifyChain(
       prev = rec;
     }
     const lastSeq = prev?.seq ?? 0;
+    if (
+      headAfter &&
+      prev !== undefined &&
+      head !== null &&
+      lastSeq > head.seq &&
+      lastSeq > (await headAfter()).seq
+    )
+      return broken(prev, 'is past the chain head the store keeps (added behind the bridge’s back)');
     // A head kept outside counts as much as the store's: records it saw cannot have vanished.
     const headSeq = Math.max(head?.seq ?? 0, kept?.seq ?? 0);
     if (headSeq > lastSeq) {

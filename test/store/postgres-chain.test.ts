@@ -137,6 +137,44 @@ describe('the audit chain in PostgreSQL', function () {
     }
   });
 
+  it('a row appended past the chain head behind its back is a break; a member never gets a row whose user_id was rewritten', async () => {
+    const { store, sql } = await filled(6);
+    try {
+      const row = await sql.query<{ record: string }>('SELECT record FROM interceptions WHERE seq = 6');
+      const last = JSON.parse(row.rows[0]!.record) as Interception;
+      // A whole, well-linked record after the head, with the head row left as it was.
+      const body = {
+        ...last,
+        id: 'int_forged',
+        seq: 7,
+        prevHash: last.hash!,
+        usage: { ...last.usage, output: 0 },
+      };
+      const forged = { ...body, hash: chainHash(body.prevHash, body) };
+      await sql.query(
+        `INSERT INTO interceptions (seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, record)
+         VALUES (7, 'int_forged', $1, NULL, 'anthropic', 'messages', 'claude-sonnet-4-6', 'claude-code', NULL, 'ok', now(), $2)`,
+        [last.userId, JSON.stringify(forged)],
+      );
+      const report = await verifyStoredChain(store);
+      assert.equal(report.ok, false);
+      assert.equal(report.firstBreak?.seq, 7);
+      assert.match(report.firstBreak!.reason, /past the chain head/);
+
+      // usr_b's record 1 handed to usr_a by its column alone: usr_a's list does not show it.
+      await sql.query("UPDATE interceptions SET user_id = 'usr_a' WHERE seq = 2");
+      const mine = await store.listInterceptions({ userId: 'usr_a' }, 50);
+      assert.ok(mine.items.every((r) => r.userId === 'usr_a'));
+      assert.ok(!mine.items.some((r) => r.seq === 2));
+      const scanned: number[] = [];
+      for await (const r of store.scanInterceptions({ userId: 'usr_a' })) scanned.push(r.seq);
+      assert.ok(!scanned.includes(2));
+    } finally {
+      await sql.end();
+      await store.close();
+    }
+  });
+
   it('the oldest rows deleted behind its back are a break; pruned by retention they are not', async () => {
     const url = await (await testPostgres()).createDatabase('chain_start');
     const store = new PostgresStore({ url, maxConnections: 2 });

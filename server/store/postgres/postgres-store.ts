@@ -119,6 +119,15 @@ function recordOf(json: string): Interception {
 }
 
 /**
+ * Whether a row a user filter found is that user's by its record (the hashed JSON), not only by its
+ * `user_id` column: a column rewritten behind the bridge's back must not hand one member's record
+ * to another, as the embedded store's index cannot.
+ */
+function ownedBy(rec: Interception, filter: InterceptionFilter): boolean {
+  return filter.userId === undefined || rec.userId === filter.userId;
+}
+
+/**
  * The store for teams that run several replicas: everything in one PostgreSQL database. Records
  * are written in batches off the request path, the hash chain linked under a lock on the chain's
  * head row, and rollups updated in the same transaction. Other replicas' document changes and live
@@ -507,7 +516,12 @@ export class PostgresStore implements Store {
       w.params,
     );
     const more = r.rows.length > limit;
-    const items = await this.linked(r.rows.slice(0, limit).map((x) => recordOf(x.record)));
+    const items = await this.linked(
+      r.rows
+        .slice(0, limit)
+        .map((x) => recordOf(x.record))
+        .filter((rec) => ownedBy(rec, filter)),
+    );
     return { items, nextCursor: more && items.length > 0 ? encodeCursor(items.at(-1)!.seq) : null };
   }
 
@@ -570,7 +584,7 @@ export class PostgresStore implements Store {
       for (const row of r.rows) {
         const rec = recordOf(row.record);
         after = rec.seq;
-        yield rec;
+        if (ownedBy(rec, filter)) yield rec;
       }
       if (r.rows.length < SCAN_CHUNK) return;
     }
