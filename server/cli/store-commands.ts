@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { verifyStoredChain } from '../audit/chain-anchor';
 import { databaseUrl } from '../config';
-import { verifyChain } from '../core/chain';
 import { BackupError, backupDataDir } from '../store/embedded/backup';
 import { EmbeddedStore } from '../store/embedded/embedded-store';
 import { LATEST_MIGRATION, migrate } from '../store/postgres/migrations';
@@ -141,11 +141,15 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
         gatewayCalls++;
       }
 
-      const report = await verifyChain(target.scanInterceptions({}));
+      // The source's head goes with its records: a tail cut from the source is missing in the
+      // copy too, never a shorter chain that verifies.
+      await target.importChainHead(await source.chainHead());
+      const report = await verifyStoredChain(target);
       if (!report.ok || report.checked !== records) {
-        throw new CliError(
-          `the copy does not verify: ${report.firstBreak?.reason ?? `${report.checked} of ${records} records`}`,
-        );
+        const why = report.truncated
+          ? `${report.truncated.missing} records missing at the tail (the source's were cut before the copy)`
+          : (report.firstBreak?.reason ?? `${report.checked} of ${records} records`);
+        throw new CliError(`the copy does not verify: ${why}; it holds what the source held, break included`);
       }
       out(
         `copied ${users.length} users, ${keys} keys, ${docs} documents, ${alerts.length} alerts, ` +

@@ -57,6 +57,43 @@ describe('aibridge migrate and aibridge store copy', function () {
     assert.equal(fs.existsSync(missing), false, 'the mistyped directory is not created');
   });
 
+  it('a source whose tail was cut copies with the cut kept: the copy does not verify, and says so', async () => {
+    const dir = await tempDir('aibridge-copy-cut-');
+    const embedded = await startBridge(upstream.url, {}, dir);
+    const dev = await embedded.addUser('cut@example.com');
+    for (let i = 0; i < 6; i++) assert.equal(await ask(embedded.url, dev.key, `question ${i}`), 200);
+    await embedded.interceptions(6);
+    await embedded.close();
+    // Records 5 and 6 cut off the journal behind the bridge's back.
+    const segDir = path.join(dir, 'interceptions');
+    const seg = path.join(
+      segDir,
+      fs
+        .readdirSync(segDir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .sort()[0]!,
+    );
+    const lines = fs.readFileSync(seg, 'utf8').trimEnd().split('\n');
+    fs.writeFileSync(seg, `${lines.slice(0, 4).join('\n')}\n`);
+    const url = await (await testPostgres()).createDatabase('copy_cut');
+    const copied = await runCli(['store', 'copy', '--from', dir, '--to', url]);
+    assert.notEqual(copied.code, 0, copied.out);
+    assert.match(copied.out, /the copy does not verify: 2 records missing at the tail/);
+    // A bridge on the copy says the same.
+    const onPg = await startBridge(upstream.url, { AIBRIDGE_DATABASE_URL: url }, dir);
+    try {
+      const report = await onPg.api<{ ok: boolean; truncated: { missing: number } | null }>(
+        'GET',
+        '/api/v1/audit/verify',
+        onPg.adminKey,
+      );
+      assert.equal(report.body.ok, false);
+      assert.equal(report.body.truncated?.missing, 2);
+    } finally {
+      await onPg.close();
+    }
+  });
+
   it('moves an embedded deployment to PostgreSQL with records, keys and the chain intact', async () => {
     const embedded = await startBridge(upstream.url);
     const dev = await embedded.addUser('dev@example.com', { team: 'red' });

@@ -468,6 +468,15 @@ export class PostgresStore implements Store {
     this.knownHead = undefined;
   }
 
+  /**
+   * The head a copied chain had where it came from (`aibridge store copy`), when it is past the
+   * last record copied: records cut from the source's tail stay missing in the copy.
+   */
+  async importChainHead(head: ChainHead): Promise<void> {
+    await this.query('UPDATE chain_head SET seq = $1, hash = $2 WHERE seq < $1', [head.seq, head.hash]);
+    this.knownHead = undefined;
+  }
+
   /** Each tool call with its result, where a later record reported one. */
   private async linked(recs: Interception[]): Promise<Interception[]> {
     // As the index keeps them (record-batch.ts): a call id is a string the model or client chose,
