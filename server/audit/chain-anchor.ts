@@ -52,6 +52,25 @@ export async function verifyStoredChain(store: Store, kept: ChainHead | null = n
       store.kind === 'postgres' ? () => store.chainHead() : undefined,
     );
     if (report.ok || attempt >= VERIFY_ATTEMPTS || (await store.getSetting('chain_anchor')) === stored)
-      return report;
+      return report.ok ? withColumnsChecked(store, report) : report;
   }
+}
+
+/**
+ * A chain that verifies, checked once more where the store keeps searchable columns beside each
+ * record (PostgreSQL): they are outside the hash, and rewritten they would move a record out of an
+ * incident's search or into another member's list while every hash still holds.
+ */
+async function withColumnsChecked(store: Store, report: ChainReport): Promise<ChainReport> {
+  const odd = await store.recordColumnsMismatch?.();
+  if (!odd) return report;
+  return {
+    ...report,
+    ok: false,
+    firstBreak: {
+      seq: odd.seq,
+      id: odd.id,
+      reason: `its ${odd.column} column does not say what its record says (changed behind the bridge's back)`,
+    },
+  };
 }

@@ -323,6 +323,12 @@ export interface Store {
    */
   scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception>;
   /**
+   * The first record whose searchable columns, kept beside it (PostgreSQL), do not say what the
+   * record (the hashed JSON) says, with the column; null when every row agrees. Absent: the store
+   * keeps no such columns (the embedded store's index is built from the records).
+   */
+  recordColumnsMismatch?(): Promise<{ seq: number; id: string; column: string } | null>;
+  /**
    * Deletes records that started before `before` (retention), oldest first, without pausing
    * writes; a store may keep a few older ones it cannot drop separately. Returns how many went.
    * The oldest kept record anchors the hash chain.

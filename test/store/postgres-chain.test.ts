@@ -169,6 +169,17 @@ describe('the audit chain in PostgreSQL', function () {
       const scanned: number[] = [];
       for await (const r of store.scanInterceptions({ userId: 'usr_a' })) scanned.push(r.seq);
       assert.ok(!scanned.includes(2));
+      // Outside the hash, the columns are checked against the records by verify.
+      await sql.query('DELETE FROM interceptions WHERE seq = 7');
+      const moved = await verifyStoredChain(store);
+      assert.equal(moved.ok, false);
+      assert.equal(moved.firstBreak?.seq, 2);
+      assert.match(moved.firstBreak!.reason, /its user_id column does not say what its record says/);
+      await sql.query("UPDATE interceptions SET user_id = 'usr_b' WHERE seq = 2");
+      await sql.query("UPDATE interceptions SET started_at = '2001-01-01' WHERE seq = 4");
+      const dated = await verifyStoredChain(store);
+      assert.equal(dated.firstBreak?.seq, 4);
+      assert.match(dated.firstBreak!.reason, /started_at/);
     } finally {
       await sql.end();
       await store.close();

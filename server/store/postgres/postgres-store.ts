@@ -118,6 +118,38 @@ function recordOf(json: string): Interception {
   return JSON.parse(json) as Interception;
 }
 
+/** An `interceptions` row's searchable columns beside its record. */
+interface ColumnsRow {
+  seq: string;
+  id: string;
+  user_id: string;
+  team: string | null;
+  provider: string;
+  api: string;
+  model: string | null;
+  client: string | null;
+  session_id: string | null;
+  status: string;
+  started_at: Date;
+  record: string;
+}
+
+/** The first column that does not say what the record says, as the batch wrote it (record-batch.ts). */
+function columnAtOdds(row: ColumnsRow, rec: Interception): string | null {
+  if (Number(row.seq) !== rec.seq) return 'seq';
+  if (row.id !== rec.id) return 'id';
+  if (row.user_id !== rec.userId) return 'user_id';
+  if (row.team !== pgText(rec.team ?? null)) return 'team';
+  if (row.provider !== rec.provider) return 'provider';
+  if (row.api !== rec.api) return 'api';
+  if (row.model !== (rec.model ?? null)) return 'model';
+  if (row.client !== pgText(rec.client ?? null)) return 'client';
+  if (row.session_id !== pgText(rec.sessionId ?? null)) return 'session_id';
+  if (row.status !== rec.status) return 'status';
+  if (row.started_at.getTime() !== Date.parse(rec.startedAt)) return 'started_at';
+  return null;
+}
+
 /**
  * Whether a row a user filter found is that user's by its record (the hashed JSON), not only by its
  * `user_id` column: a column rewritten behind the bridge's back must not hand one member's record
@@ -475,6 +507,24 @@ export class PostgresStore implements Store {
   async importChainHead(head: ChainHead): Promise<void> {
     await this.query('UPDATE chain_head SET seq = $1, hash = $2 WHERE seq < $1', [head.seq, head.hash]);
     this.knownHead = undefined;
+  }
+
+  async recordColumnsMismatch(): Promise<{ seq: number; id: string; column: string } | null> {
+    let after = 0;
+    for (;;) {
+      const r = await this.query<ColumnsRow>(
+        `SELECT seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, record
+           FROM interceptions WHERE seq > $1 ORDER BY seq LIMIT ${SCAN_CHUNK}`,
+        [after],
+      );
+      for (const row of r.rows) {
+        after = Number(row.seq);
+        const rec = recordOf(row.record);
+        const column = columnAtOdds(row, rec);
+        if (column !== null) return { seq: Number(row.seq), id: row.id, column };
+      }
+      if (r.rows.length < SCAN_CHUNK) return null;
+    }
   }
 
   /** Each tool call with its result, where a later record reported one. */
