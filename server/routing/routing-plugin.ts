@@ -24,6 +24,21 @@ export async function routingCapability(
 ): Promise<RoutingCapability> {
   const { config, store, metrics, clock, log } = core;
   const refusalAlerts = new Map<string, number>();
+  /** The alert of a provider refusing an organisation key: a pool's, or an instance's only one. */
+  const keyRefused = (status: number, message: string): void => {
+    d.alerts.raise({
+      kind: 'upstream',
+      rule: 'upstream_key_auth_failed',
+      userId: null,
+      userEmail: null,
+      team: null,
+      observed: status,
+      baseline: 0,
+      unit: 'requests',
+      message,
+      budgetId: null,
+    });
+  };
   const events: PoolEvents = {
     attempt: (provider, key) => metrics.keyRequests.inc({ provider, key }),
     rateLimited: (provider, key, status, cooldownMs) => {
@@ -32,18 +47,10 @@ export async function routingCapability(
     },
     authFailed: (provider, key, status) => {
       metrics.keyAuthFailures.inc({ provider, key });
-      d.alerts.raise({
-        kind: 'upstream',
-        rule: 'upstream_key_auth_failed',
-        userId: null,
-        userEmail: null,
-        team: null,
-        observed: status,
-        baseline: 0,
-        unit: 'requests',
-        message: `Provider instance "${provider}" refused its key "${key}" (${status}); the key is out of rotation until an admin re-enables or replaces it.`,
-        budgetId: null,
-      });
+      keyRefused(
+        status,
+        `Provider instance "${provider}" refused its key "${key}" (${status}); the key is out of rotation until an admin re-enables or replaces it.`,
+      );
     },
     credentialRefused: (provider, status) => {
       log.warn({ provider, status }, "provider refused the organisation's credential");
@@ -53,18 +60,10 @@ export async function routingCapability(
       const last = refusalAlerts.get(provider);
       if (last !== undefined && now - last < REFUSAL_ALERT_MS) return;
       refusalAlerts.set(provider, now);
-      d.alerts.raise({
-        kind: 'upstream',
-        rule: 'upstream_key_auth_failed',
-        userId: null,
-        userEmail: null,
-        team: null,
-        observed: status,
-        baseline: 0,
-        unit: 'requests',
-        message: `Provider instance "${provider}" refused the organisation's credential (${status}): its requests fail with 502 upstream_auth_failed (routed ones go to their next target) until an admin replaces the key.`,
-        budgetId: null,
-      });
+      keyRefused(
+        status,
+        `Provider instance "${provider}" refused the organisation's credential (${status}): its requests fail with 502 upstream_auth_failed (routed ones go to their next target) until an admin replaces the key.`,
+      );
     },
   };
   const pools = new KeyPools({

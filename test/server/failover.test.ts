@@ -366,6 +366,18 @@ describe('routes and failover', () => {
     assert.equal(rec.attempts?.[0]?.httpStatus, 529);
   });
 
+  /** A model without a route, as raw bytes: its answer's status and headers are the point. */
+  const unrouted = () =>
+    fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({
+        model: 'claude-opus-4-6',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    });
+
   it('the organisation’s key refused (401): the next target serves; with none, a 502 naming the instance, not to be retried, and an alert', async () => {
     primary.next(anthropicError(401, 'authentication_error', 'invalid x-api-key'));
     const msg = await anthropic().messages.create({
@@ -381,15 +393,7 @@ describe('routes and failover', () => {
 
     // No other target: the member is told their key is fine and the organisation's is not.
     primary.next(anthropicError(401, 'authentication_error', 'invalid x-api-key'));
-    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'claude-opus-4-6',
-        max_tokens: 10,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+    const res = await unrouted();
     assert.equal(res.status, 502);
     assert.equal(res.headers.get('x-should-retry'), 'false', 'agents stop rather than retry for minutes');
     const body = (await res.json()) as { type: string; error: { type: string; message: string } };
@@ -435,15 +439,7 @@ describe('routes and failover', () => {
     // Refused again (a 401 some requests draw and others not): the state follows, the alert does
     // not repeat within the hour, and the provider's reason is passed on.
     primary.next(anthropicError(401, 'permission_error', 'Missing scopes: api.responses.write'));
-    const scoped = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'claude-opus-4-6',
-        max_tokens: 10,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+    const scoped = await unrouted();
     assert.equal(scoped.status, 502);
     assert.match(await scoped.text(), /401: Missing scopes: api\.responses\.write/);
     await lastRecord();

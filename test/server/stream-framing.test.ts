@@ -31,6 +31,10 @@ const sse = (res: http.ServerResponse): void => {
 };
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Anthropic's first event, with the 1 output token its usage always says there. */
+const messageStart = (id: string): string =>
+  `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id, type: 'message', role: 'assistant', model: 'claude-sonnet-4-6', content: [], stop_reason: null, usage: { input_tokens: 20, output_tokens: 1 } } })}\n\n`;
+
 describe('stream framing the bridge must keep, and meter', function () {
   this.timeout(60_000);
   let up: RawUpstream;
@@ -62,6 +66,13 @@ describe('stream framing the bridge must keep, and meter', function () {
       body: JSON.stringify(body),
     });
   const lastRecord = async (): Promise<Interception> => (await tb.interceptions(1, key))[0]!;
+  const streamed = () =>
+    post('/anthropic/v1/messages', {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 1000,
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
 
   it('a Chat Completions stream the bridge rewrites keeps its heartbeats, at once, and a last event without its blank line', async () => {
     // Without stream_options.include_usage the bridge asks for usage and rewrites the stream.
@@ -112,9 +123,7 @@ describe('stream framing the bridge must keep, and meter', function () {
     const deltas = 30;
     up.next = (res) => {
       sse(res);
-      res.write(
-        `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-6', content: [], stop_reason: null, usage: { input_tokens: 20, output_tokens: 1 } } })}\n\n`,
-      );
+      res.write(messageStart('msg_1'));
       res.write(
         `event: content_block_start\ndata: ${JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } })}\n\n`,
       );
@@ -124,13 +133,7 @@ describe('stream framing the bridge must keep, and meter', function () {
         );
       res.end();
     };
-    const res = await post('/anthropic/v1/messages', {
-      model: 'claude-sonnet-4-6',
-      max_tokens: 1000,
-      stream: true,
-      messages: [{ role: 'user', content: 'hi' }],
-    });
-    await res.text();
+    await (await streamed()).text();
     const rec = await lastRecord();
     assert.ok(rec.usage.output >= deltas, `output ${rec.usage.output}`);
     assert.equal(rec.usageEstimated, true);
@@ -139,9 +142,7 @@ describe('stream framing the bridge must keep, and meter', function () {
   it('an Anthropic stream whose last event has no blank line after it is metered from that event', async () => {
     up.next = (res) => {
       sse(res);
-      res.write(
-        `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_2', type: 'message', role: 'assistant', model: 'claude-sonnet-4-6', content: [], stop_reason: null, usage: { input_tokens: 20, output_tokens: 1 } } })}\n\n`,
-      );
+      res.write(messageStart('msg_2'));
       res.write(
         `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hello' } })}\n\n`,
       );
@@ -149,13 +150,7 @@ describe('stream framing the bridge must keep, and meter', function () {
         `event: message_delta\ndata: ${JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 12 } })}`,
       );
     };
-    const res = await post('/anthropic/v1/messages', {
-      model: 'claude-sonnet-4-6',
-      max_tokens: 1000,
-      stream: true,
-      messages: [{ role: 'user', content: 'hi' }],
-    });
-    await res.text();
+    await (await streamed()).text();
     const rec = await lastRecord();
     assert.equal(rec.usage.output, 12);
     assert.ok(!rec.usageEstimated);
@@ -163,7 +158,7 @@ describe('stream framing the bridge must keep, and meter', function () {
 
   it('an answer the upstream compressed anyway (gzip stream, br JSON) is metered, and relayed decoded', async () => {
     const events = [
-      `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_z', type: 'message', role: 'assistant', model: 'claude-sonnet-4-6', content: [], stop_reason: null, usage: { input_tokens: 20, output_tokens: 1 } } })}\n\n`,
+      messageStart('msg_z'),
       `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Zipped' } })}\n\n`,
       `event: message_delta\ndata: ${JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 7 } })}\n\n`,
     ].join('');
