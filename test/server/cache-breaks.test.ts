@@ -36,6 +36,15 @@ interface SessionSession {
   messages: Anthropic.MessageParam[];
 }
 
+/** Claude Code's main agent at its first turn: its tools, its system prompt, Sonnet, the 5-minute cache. */
+const mainAgent = (): SessionSession => ({
+  tools: [...TOOLS],
+  system: SYSTEM,
+  model: 'claude-sonnet-4-6',
+  ttl: '5m',
+  messages: [],
+});
+
 /**
  * One turn as Claude Code sends it: the tool list, a system prompt and the newest message marked
  * for caching, the whole conversation each time. The mock answers with the usage the test says the
@@ -142,13 +151,7 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
     it('classifies a tool-list change, a model switch, a 6-minute gap and an edited context, and prices each', async () => {
       const sid = `sess-breaks-${storeKind}`;
       const client = claude(sid);
-      const s: SessionSession = {
-        tools: [...TOOLS],
-        system: SYSTEM,
-        model: 'claude-sonnet-4-6',
-        ttl: '5m',
-        messages: [],
-      };
+      const s = mainAgent();
       await turn(client, mock, s, 'look at the repo', rewrites(20_000)); // 1: the first write
       clock.advance(30_000);
       await turn(client, mock, s, 'run the tests', grows(20_000, 2_000)); // 2: cached, grows
@@ -248,13 +251,7 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
     it('judges each turn against its own conversation: side requests and subagents in the session neither hide a break nor make one', async () => {
       const sid = `sess-side-${storeKind}`;
       const client = claude(sid);
-      const main: SessionSession = {
-        tools: [...TOOLS],
-        system: SYSTEM,
-        model: 'claude-sonnet-4-6',
-        ttl: '5m',
-        messages: [],
-      };
+      const main = mainAgent();
       // Claude Code's small side requests (a command's prefix, the topic) on Haiku, in the same
       // session, their own system prompt cached; and a subagent with its own tools and prompt.
       const side = async (usage: Omit<MockUsage, 'output_tokens'>) => {
@@ -311,13 +308,7 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
     it('finds the main agent’s last turn past a long subagent run', async () => {
       const sid = `sess-long-sub-${storeKind}`;
       const client = claude(sid);
-      const main: SessionSession = {
-        tools: [...TOOLS],
-        system: SYSTEM,
-        model: 'claude-sonnet-4-6',
-        ttl: '5m',
-        messages: [],
-      };
+      const main = mainAgent();
       const subagent: SessionSession = {
         tools: [TOOLS[0]!],
         system: 'You are a test runner agent.',
@@ -402,13 +393,7 @@ for (const storeKind of ['embedded', 'postgres'] as const) {
             maxRetries: 0,
             defaultHeaders: { 'x-claude-code-session-id': sid },
           });
-          const s: SessionSession = {
-            tools: [...TOOLS],
-            system: SYSTEM,
-            model: 'claude-sonnet-4-6',
-            ttl: '5m',
-            messages: [],
-          };
+          const s = mainAgent();
           await turn(onA, mock, s, 'one', rewrites(20_000));
           clock.advance(30_000);
           await turn(onA, mock, s, 'two', grows(20_000, 1_000));
