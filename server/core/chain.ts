@@ -330,6 +330,10 @@ export async function verifyChain(
           rec,
           `does not match where the kept chain starts (the store's anchor names another record ${start.afterSeq}: moved)`,
         );
+      // Records missing at or before where the kept chain starts are being pruned (a prune deletes
+      // in chunks after moving the anchor, while a verify reads): the chain picks up after them.
+      if (start !== null && prev !== undefined && prev.seq < start.afterSeq && rec.seq > prev.seq + 1)
+        prev = undefined;
       if (prev === undefined) {
         anchor ??= rec.prevHash;
         if (start !== null && rec.seq > start.afterSeq && rec.prevHash !== start.hash)

@@ -90,6 +90,8 @@ export function framedHold(rewriter: FrameRewriter): StreamHold {
   const frameOf = (raw: string): string => rewriter.onFrame({ raw, ev: parseFrame(raw) });
   return {
     push(text) {
+      // Nothing new: a `\r` that ended a blank line still waits for what follows it.
+      if (text === '') return '';
       let out = '';
       let from = 0;
       if (endsAfterCR) {

@@ -79,20 +79,22 @@ export async function readSmall(
  * The answer with its body decoded when the upstream compressed it (gzip, deflate, br) although it
  * was asked for `accept-encoding: identity` (a proxy in front of it may do so): the bridge meters
  * and holds the text, and relays it decoded, without the encoding header. Compressed, a stream was
- * recorded as free and its tool calls unseen. An encoding the bridge cannot read is left as it is.
+ * recorded as free and its tool calls unseen. Other encodings are left as they are.
  */
 export function decodedAnswer(res: Dispatcher.ResponseData): Dispatcher.ResponseData {
   const raw = res.headers['content-encoding'];
-  if (raw === undefined) return res;
+  // An error answer is relayed as it came (it is not metered), and an empty body has nothing to decode.
+  if (raw === undefined || res.statusCode >= 400 || res.headers['content-length'] === '0') return res;
   const encoding = (Array.isArray(raw) ? raw.join(',') : raw).trim().toLowerCase();
+  // Ended leniently: an empty or cut-short body ends the answer where it ends, as it would have
+  // undecoded, not with a decoder's error. (`deflate` is left as it is: servers send it with and
+  // without its zlib header alike.)
   const decoder =
     encoding === 'gzip' || encoding === 'x-gzip'
-      ? zlib.createGunzip()
-      : encoding === 'deflate'
-        ? zlib.createInflate()
-        : encoding === 'br'
-          ? zlib.createBrotliDecompress()
-          : undefined;
+      ? zlib.createGunzip({ finishFlush: zlib.constants.Z_SYNC_FLUSH })
+      : encoding === 'br'
+        ? zlib.createBrotliDecompress({ finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH })
+        : undefined;
   if (!decoder) return res;
   const headers = { ...res.headers };
   delete headers['content-encoding'];

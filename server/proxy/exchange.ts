@@ -1286,14 +1286,21 @@ export class Exchange implements OpenExchange {
         })
       : undefined;
     // Only an event stream is decoded; a JSON answer's chunks go through as they are. A byte order
-    // mark is the stream's, kept (the hold writes the decoded text).
-    const decoder = parser ? new TextDecoder('utf-8', { ignoreBOM: true }) : undefined;
+    // mark is dropped by the decoder: kept, the parser and the hold read the first field's name
+    // with it, and a denied call in the first event went through unjudged.
+    const decoder = parser ? new TextDecoder() : undefined;
+    /** Whether the text so far ends with a line break: only then is a last unterminated event whole. */
+    let lineEnded = true;
     const idle = answerWatchdog(res.body, this.deps.idleTimeoutMs, (err) => res.body.destroy(err));
     try {
       await eachChunk(res.body, (chunk) => {
         idle.touch();
         round.answerBytes += chunk.length;
         const text = decoder ? decoder.decode(chunk, { stream: true }) : '';
+        if (text !== '') {
+          const c = text.charCodeAt(text.length - 1);
+          lineEnded = c === 10 || c === 13;
+        }
         let held: string | undefined;
         try {
           if (parser) parser.feed(text);
@@ -1354,12 +1361,15 @@ export class Exchange implements OpenExchange {
     }
     idle.stop();
     round.endedAt = this.deps.now();
-    // A last event the stream ended without its blank line after is still an event (its usage
-    // counted, and written where the stream is rewritten).
+    // A last event the stream ended without its blank line after: its usage is counted, and where
+    // the stream is rewritten it is written whole, when its last line was (a line cut short is
+    // discarded, as an SSE client discards it).
     if (parser && decoder && !this.gone) {
-      parser.feed(`${decoder.decode()}\n\n`);
+      const tail = decoder.decode();
+      const whole = tail === '' ? lineEnded : /[\r\n]$/.test(tail);
+      parser.feed(`${tail}\n\n`);
       if (verdict && pending !== '') {
-        const last = hold ? hold.push(pending) : pending;
+        const last = !whole ? '' : hold ? hold.push(pending) : pending;
         pending = '';
         if (last !== '') out.write(last);
       }

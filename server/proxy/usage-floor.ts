@@ -92,12 +92,11 @@ export function withUsageFloor(facts: ResponseFacts, seen: StreamSeen): Response
   if (!abandoned && seen.contentEvents === 0) return facts;
   const input =
     u.input + u.cacheRead + u.cacheWrite > 0 ? u.input : Math.ceil(seen.bodyBytes / BYTES_PER_TOKEN);
-  // A stream that ended without its finish (a clean close before Anthropic's message_delta, whose
-  // message_start said 1 output token) used at least a token per content event it relayed.
-  let output =
-    abandoned || u.output === 0 || seen.finished === false
-      ? Math.max(u.output, seen.contentEvents)
-      : u.output;
+  // A stream that ended without its finish and whose usage says no more than the placeholder its
+  // start gave (a clean close before Anthropic's message_delta: message_start says 1 output token)
+  // used at least a token per content event it relayed. Output a server reported at its end stands.
+  const unfinished = seen.finished === false && u.output <= 1;
+  let output = abandoned || u.output === 0 || unfinished ? Math.max(u.output, seen.contentEvents) : u.output;
   let reasoning = u.reasoning;
   // Cut before its usage came: what the provider generated before anything was shown is billed
   // too. A member who hid the reasoning and left once the answer was shown was recorded at 2 %.

@@ -90,7 +90,9 @@ describe('stream framing the bridge must keep, and meter', function () {
       res.write(
         `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4.1', choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } })}\n\n`,
       );
-      res.end('data: [DONE]');
+      // Its last line whole, the blank line after it missing (a line cut short is discarded, as
+      // an SSE client discards it).
+      res.end('data: [DONE]\n');
     };
     const started = Date.now();
     const res = await post('/openai/v1/chat/completions', {
@@ -113,7 +115,11 @@ describe('stream framing the bridge must keep, and meter', function () {
     );
     assert.match(text, /^: ping\n\n/);
     assert.match(text, /: OPENROUTER PROCESSING\n\n/);
-    assert.match(text, /data: \[DONE\]\n\n$/, 'the last event, unterminated upstream, reaches the client');
+    assert.match(
+      text,
+      /data: \[DONE\]\n\n$/,
+      'the last event, its blank line missing upstream, reaches the client whole',
+    );
     assert.doesNotMatch(text, /"usage"/, 'the usage the bridge asked for is still left out');
     const rec = await lastRecord();
     assert.equal(rec.usage.output, 3);
@@ -199,6 +205,42 @@ describe('stream framing the bridge must keep, and meter', function () {
     assert.deepEqual([rec.usage.input, rec.usage.output], [40, 9]);
   });
 
+  it('a complete stream without a finish reason keeps the usage it reported; an empty gzip-labelled 429 reaches the client as the 429', async () => {
+    const chunk = (body: Record<string, unknown>) =>
+      `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', model: 'gpt-4.1', ...body })}\n\n`;
+    up.next = (res) => {
+      sse(res);
+      // An openai-compatible server that never says why it stopped, but reports its usage.
+      res.write(chunk({ choices: [{ index: 0, delta: { role: 'assistant' }, finish_reason: null }] }));
+      for (const w of ['a', 'b', 'c', 'd'])
+        res.write(chunk({ choices: [{ index: 0, delta: { content: w }, finish_reason: null }] }));
+      res.write(chunk({ choices: [], usage: { prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 } }));
+      res.end('data: [DONE]\n\n');
+    };
+    const res = await post('/openai/v1/chat/completions', {
+      model: 'gpt-4.1',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    await res.text();
+    const rec = await lastRecord();
+    assert.equal(rec.usage.output, 4, 'what the server reported, not a floor over its chunks');
+    assert.ok(!rec.usageEstimated);
+
+    up.next = (r) => {
+      r.writeHead(429, { 'content-encoding': 'gzip', 'retry-after': '7', 'content-length': '0' });
+      r.end();
+    };
+    const limited = await post('/openai/v1/chat/completions', {
+      model: 'gpt-4.1',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal(limited.status, 429);
+    assert.equal(limited.headers.get('retry-after'), '7');
+    await limited.arrayBuffer();
+  });
+
   it('a JSON answer past the read limit is billed no more than its max_tokens', async () => {
     up.next = (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -215,6 +257,66 @@ describe('stream framing the bridge must keep, and meter', function () {
     await res.arrayBuffer();
     const rec = await lastRecord();
     assert.equal(rec.usage.output, 1024, 'capped at max_tokens, not 34 MB ÷ 4');
+  });
+});
+
+describe('a stream that starts with a byte order mark, under a deny rule', function () {
+  this.timeout(60_000);
+  it('is judged as without one: the denied call in its first event is blocked and recorded', async () => {
+    const up = await new RawUpstream().start();
+    const tb = await startBridge(up.url, {
+      AIBRIDGE_OPENAI_BASE_URL: `${up.url}/v1`,
+      AIBRIDGE_OPENAI_API_KEY: 'sk-org',
+    });
+    try {
+      const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+        rules: [{ id: 'rm-root', tool: '*', argumentPattern: 'rm -rf /', action: 'deny', scope: 'org' }],
+      });
+      assert.equal(put.status, 200);
+      const { key } = await tb.addUser('bom@example.com');
+      const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
+        `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', model: 'gpt-4.1', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+      up.next = (res) => {
+        sse(res);
+        res.end(
+          '\ufeff' +
+            chunk({
+              role: 'assistant',
+              content: null,
+              tool_calls: [
+                {
+                  index: 0,
+                  id: 'call_1',
+                  type: 'function',
+                  function: { name: 'shell', arguments: '{"command":"rm -rf /"}' },
+                },
+              ],
+            }) +
+            chunk({}, 'tool_calls') +
+            `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 5, completion_tokens: 12, total_tokens: 17 } })}\n\n` +
+            'data: [DONE]\n\n',
+        );
+      };
+      const r = await fetch(`${tb.url}/openai/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'gpt-4.1',
+          stream: true,
+          stream_options: { include_usage: true },
+          messages: [{ role: 'user', content: 'tidy' }],
+          tools: [{ type: 'function', function: { name: 'shell', parameters: { type: 'object' } } }],
+        }),
+      });
+      const text = await r.text();
+      assert.match(text, /AI Bridge blocked/);
+      assert.doesNotMatch(text, /rm -rf \/"/, 'the denied arguments never reach the client');
+      const rec = (await tb.interceptions(1, key))[0]!;
+      assert.equal(rec.toolCalls.length, 1);
+    } finally {
+      await tb.close();
+      await up.stop();
+    }
   });
 });
 

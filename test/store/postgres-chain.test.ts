@@ -8,6 +8,28 @@ import { PgQueryLog } from '../helpers/pg-query-log';
 import { testPostgres } from '../helpers/postgres';
 import { newRecord } from './contract';
 
+type Q = (...a: unknown[]) => Promise<unknown>;
+const OLD = new Date('2020-01-01T00:00:00Z').getTime();
+
+/** `n` records, all but the newest `keepNewest` past any retention cutoff. */
+async function aged(n: number, keepNewest: number): Promise<{ url: string; a: PostgresStore }> {
+  const url = await (await testPostgres()).createDatabase('chain_prune_read');
+  const a = new PostgresStore({ url, maxConnections: 4 });
+  await a.open();
+  const writes: Promise<unknown>[] = [];
+  for (let i = 0; i < n; i++) {
+    const at = i < n - keepNewest ? OLD + i * 1000 : Date.now() + i;
+    writes.push(
+      a.appendInterception(
+        newRecord(i, { startedAt: new Date(at).toISOString(), endedAt: new Date(at + 5).toISOString() }),
+      ),
+    );
+    if (writes.length >= 2000) await Promise.all(writes.splice(0));
+  }
+  await Promise.all(writes);
+  return { url, a };
+}
+
 /** The PostgreSQL side of tamper evidence: rows edited, stripped or deleted behind the bridge's back. */
 describe('the audit chain in PostgreSQL', function () {
   this.timeout(60_000);
@@ -184,6 +206,55 @@ describe('the audit chain in PostgreSQL', function () {
       await sql.end();
       await store.close();
     }
+  });
+
+  it('a verify reading while a prune deletes in chunks after moving the anchor finds no break (retention only)', async () => {
+    const { url, a } = await aged(12_000, 50);
+    const b = new PostgresStore({ url, maxConnections: 4 }); // another replica, or `aibridge audit verify`
+    await b.open();
+    // Replica A prunes: its anchor moves, then its first DELETE waits for a gate.
+    let releaseDelete!: () => void;
+    const deleteGate = new Promise<void>((r) => (releaseDelete = r));
+    let deleteDone!: () => void;
+    const firstDeleteDone = new Promise<void>((r) => (deleteDone = r));
+    let anchorMoved!: () => void;
+    const anchorMovedP = new Promise<void>((r) => (anchorMoved = r));
+    const aq = (a as unknown as { query: Q }).query.bind(a);
+    let deletes = 0;
+    (a as unknown as { query: Q }).query = async (...args: unknown[]) => {
+      const text = String(typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text);
+      if (text.startsWith('DELETE FROM interceptions')) {
+        if (deletes++ === 0) {
+          await deleteGate;
+          const r = await aq(...args);
+          deleteDone();
+          return r;
+        }
+      }
+      const r = await aq(...args);
+      if (text.includes('INSERT INTO bridge_settings')) anchorMoved();
+      return r;
+    };
+    // B's scan: after its first chunk, the prune's first DELETE runs (as it would, concurrently).
+    const bread = (b as unknown as { read: Q }).read.bind(b);
+    let scans = 0;
+    (b as unknown as { read: Q }).read = async (...args: unknown[]) => {
+      if (String(args[1]).includes('SELECT record FROM interceptions') && scans++ === 1) {
+        releaseDelete();
+        await firstDeleteDone;
+      }
+      return bread(...args);
+    };
+    const pruning = a.pruneInterceptions(new Date(Date.now() - 86_400_000).toISOString());
+    await anchorMovedP;
+    const report = await verifyStoredChain(b);
+    const pruned = await pruning;
+    const after = await verifyStoredChain(b);
+    assert.ok(pruned > 0);
+    assert.equal(after.ok, true);
+    await a.close();
+    await b.close();
+    assert.equal(report.ok, true, 'nothing was edited: retention only');
   });
 
   it('the oldest rows deleted behind its back are a break; pruned by retention they are not', async () => {

@@ -142,7 +142,7 @@ function columnAtOdds(row: ColumnsRow, rec: Interception): string | null {
   if (row.team !== pgText(rec.team ?? null)) return 'team';
   if (row.provider !== rec.provider) return 'provider';
   if (row.api !== rec.api) return 'api';
-  if (row.model !== (rec.model ?? null)) return 'model';
+  if (row.model !== pgText(rec.model ?? null)) return 'model';
   if (row.client !== pgText(rec.client ?? null)) return 'client';
   if (row.session_id !== pgText(rec.sessionId ?? null)) return 'session_id';
   if (row.status !== rec.status) return 'status';

@@ -60,7 +60,7 @@ export function batchStatement(
            t.record
       FROM unnest(${col((r) => r.seq)}::bigint[], ${col((r) => r.id)}::text[], ${col((r) => r.userId)}::text[],
                   ${col((r) => pgText(r.team))}::text[], ${col((r) => r.provider)}::text[], ${col((r) => r.api)}::text[],
-                  ${col((r) => r.model)}::text[], ${col((r) => pgText(r.client))}::text[], ${col((r) => pgText(r.sessionId))}::text[],
+                  ${col((r) => pgText(r.model))}::text[], ${col((r) => pgText(r.client))}::text[], ${col((r) => pgText(r.sessionId))}::text[],
                   ${col((r) => r.status)}::text[], ${col((r) => r.startedAt)}::timestamptz[],
                   ${col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => toolForm(pgText(t.name)!)))]))}::jsonb[],
                   ${col((r) => pgText(r.prompt === null ? null : searchForm(r.prompt)))}::text[],
