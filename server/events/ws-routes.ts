@@ -19,7 +19,7 @@ import {
 import type { Audience } from '../core/audience';
 import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
-import { type Authenticator, credentialFrom } from '../identity/auth';
+import { type Authenticator, credentialFrom, isAccessRefusal } from '../identity/auth';
 import type { IdentityService } from '../identity/identity-service';
 import type { Store } from '../store/types';
 import type { EventBus } from './bus';
@@ -445,8 +445,7 @@ export class LiveEvents {
         c.principal = fresh;
       },
       (err: unknown) => {
-        if (isBridgeError(err) && (err.code === 'unauthorized' || err.code === 'user_deactivated'))
-          this.drop(c, 'unauthorized', err.message);
+        if (isAccessRefusal(err)) this.drop(c, 'unauthorized', err.message);
         // Anything else (the store unreachable) keeps the socket: the key is checked again next beat.
         else this.deps.log.warn({ err }, 'live events: re-checking a key failed; checking again next beat');
       },

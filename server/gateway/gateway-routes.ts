@@ -3,10 +3,10 @@ import type { ServerResponse } from 'node:http';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../core/principal';
-import { BridgeError, fromFastifyError, isBridgeError } from '../errors';
+import { BridgeError, fromFastifyError } from '../errors';
 import { principalOf } from '../http/access';
 import { assertJsonDepth } from '../http/json-depth';
-import { type Authenticator, credentialFrom } from '../identity/auth';
+import { type Authenticator, credentialFrom, isAccessRefusal } from '../identity/auth';
 import { RpcCode } from '../mcp/rpc';
 import { authenticateFirst } from '../proxy/authenticate-first';
 import type { RateLimiter } from '../spend/rate-limits';
@@ -85,7 +85,7 @@ interface Watched {
 /** Authenticates again; a refusal (revoked, expired, deactivated) ends the request. */
 function refuseIfGone(recheck: () => Promise<Principal>, end: (refusal: BridgeError) => void): void {
   recheck().catch((err: unknown) => {
-    if (isBridgeError(err) && (err.code === 'unauthorized' || err.code === 'user_deactivated')) end(err);
+    if (isAccessRefusal(err)) end(err);
   });
 }
 

@@ -55,8 +55,13 @@ function notBridgeKey(token: string): string {
   return `That is not a bridge key: it looks like a provider key, ${kind}. Send the bridge key instead (with Claude Code, unset ANTHROPIC_API_KEY: it is sent before ANTHROPIC_AUTH_TOKEN).`;
 }
 
+/** Whether an error is a credential's refusal (revoked, expired, unknown, its user deactivated), not an outage. */
+export function isAccessRefusal(err: unknown): err is BridgeError {
+  return isBridgeError(err) && (err.code === 'unauthorized' || err.code === 'user_deactivated');
+}
+
 /** Why a found key may not be used now (revoked, expired), or undefined. */
-function keyRefusal(key: KeyRecord, now: Date): BridgeError | undefined {
+export function keyRefusal(key: KeyRecord, now: Date): BridgeError | undefined {
   if (key.revokedAt) return new BridgeError('unauthorized', `Bridge key ${key.prefix}… has been revoked.`);
   if (key.expiresAt && Date.parse(key.expiresAt) <= now.getTime())
     return new BridgeError('unauthorized', `Bridge key ${key.prefix}… has expired.`);
@@ -64,7 +69,7 @@ function keyRefusal(key: KeyRecord, now: Date): BridgeError | undefined {
 }
 
 /** Why a key's user may not use it (deactivated by the identity provider), or undefined. */
-function userRefusal(user: User): BridgeError | undefined {
+export function userRefusal(user: User): BridgeError | undefined {
   return user.deactivatedAt
     ? new BridgeError('user_deactivated', `User ${user.email} has been deactivated by the identity provider.`)
     : undefined;

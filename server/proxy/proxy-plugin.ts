@@ -5,7 +5,7 @@ import { datesOf } from '../clock';
 import { UserPlaces } from '../core/user-places';
 import { BridgeError } from '../errors';
 import type { BodyBudget } from '../http/body-budget';
-import type { Authenticator } from '../identity/auth';
+import { type Authenticator, keyRefusal, userRefusal } from '../identity/auth';
 import { adaptersOf, familyOf } from '../providers/registry';
 import type { ProviderAdapter } from '../providers/types';
 import type { ModelDirectory } from '../routing/aliases-plugin';
@@ -88,8 +88,7 @@ export function proxyCapability(
     if (change.kind === 'key')
       void core.store.getKey(id).then(
         (key) => {
-          const at = new Date(clock.now()).toISOString();
-          if (!key || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt <= at))
+          if (!key || keyRefusal(key, new Date(clock.now())))
             endWhere(mine, ended('The bridge key was revoked while the request ran'));
         },
         (err: unknown) => core.log.warn({ err }, 'proxy: reading a changed key failed'),
@@ -97,7 +96,7 @@ export function proxyCapability(
     else
       void core.store.getUserById(id).then(
         (user) => {
-          if (!user || user.deactivatedAt)
+          if (!user || userRefusal(user))
             endWhere(mine, ended('The user was deactivated while the request ran'));
         },
         (err: unknown) => core.log.warn({ err }, 'proxy: reading a changed user failed'),
