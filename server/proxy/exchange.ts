@@ -237,11 +237,7 @@ function withAnswerFloor(facts: ResponseFacts, round: Round): ResponseFacts {
   if (facts.error !== null || round.answerBytes === 0 || totalTokens(facts.usage) > 0) return facts;
   return {
     ...facts,
-    usage: unreadAnswerFacts(
-      round.prepared.bytes.length,
-      round.answerBytes,
-      round.start.request.maxOutputTokens,
-    ).usage,
+    usage: unreadFacts(round, round.answerBytes).usage,
     usageEstimated: true,
   };
 }
@@ -280,6 +276,11 @@ function isEventStream(res: Dispatcher.ResponseData): boolean {
   return (
     res.statusCode < 400 && (headerValue(res.headers['content-type']) ?? '').includes('text/event-stream')
   );
+}
+
+/** What an answer the bridge could not read is billed at: its round's body and `answerBytes` (usage-floor.ts). */
+function unreadFacts(round: Round, answerBytes: number): ResponseFacts {
+  return unreadAnswerFacts(round.prepared.bytes.length, answerBytes, round.start.request.maxOutputTokens);
 }
 
 /**
@@ -708,7 +709,7 @@ export class Exchange implements OpenExchange {
           // The provider had the request (a whole answer is generated before its headers come):
           // not a free one, floored from the body as input as an unread answer is.
           const floor = {
-            ...unreadAnswerFacts(round.prepared.bytes.length, 0),
+            ...unreadFacts(round, 0),
             model: round.start.request.model,
           };
           this.finish(round, 'client_aborted', floor, null, undefined, 'client gone');
@@ -1135,11 +1136,7 @@ export class Exchange implements OpenExchange {
       if (res.statusCode >= 400) error = errorFromBody(res.statusCode, json);
       else if (json === undefined && round.answerBytes > 0) {
         // An answer the client has but the bridge could not read is not a free one.
-        facts = unreadAnswerFacts(
-          round.prepared.bytes.length,
-          round.answerBytes,
-          round.start.request.maxOutputTokens,
-        );
+        facts = unreadFacts(round, round.answerBytes);
       } else {
         facts = withAnswerFloor(round.target.api.fromJson(json, this.deps.now()), round);
         error = facts.error;
@@ -1408,11 +1405,7 @@ export class Exchange implements OpenExchange {
   ): ResponseFacts | null {
     if (!meter) {
       return ended === 'abandoned' && round.httpStatus < 400 && round.answerBytes > 0
-        ? unreadAnswerFacts(
-            round.prepared.bytes.length,
-            round.answerBytes,
-            round.start.request.maxOutputTokens,
-          )
+        ? unreadFacts(round, round.answerBytes)
         : null;
     }
     const facts = meter.result();
@@ -1463,9 +1456,7 @@ export class Exchange implements OpenExchange {
       this.finish(
         round,
         'error',
-        res.statusCode < 400
-          ? unreadAnswerFacts(round.prepared.bytes.length, raw.length, round.start.request.maxOutputTokens)
-          : null,
+        res.statusCode < 400 ? unreadFacts(round, raw.length) : null,
         { type: 'upstream_protocol_error', message: 'not JSON' },
         false,
         'unreadable response',

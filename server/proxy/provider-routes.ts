@@ -36,6 +36,7 @@ import {
   Exchange,
   type ExchangeDeps,
   endAnswerWithin,
+  JSON_READ_LIMIT,
   runExchange,
   type StrategyFor,
 } from './exchange';
@@ -220,8 +221,9 @@ async function passThrough(
 
 /**
  * A stored model answer read back (PassthroughRoute.answerHeld) while a deny rule applies to the
- * caller: read whole and sent with its denied calls replaced, as the metered route sent it. One
- * too large to read, or that is no JSON, cannot be judged: refused rather than passed on.
+ * caller: read whole (up to what a metered answer is read to) and sent with its denied calls
+ * replaced, as the metered route sent it. One too large to read, or that is no JSON, cannot be
+ * judged: refused rather than passed on.
  */
 async function sendHeld(
   res: Dispatcher.ResponseData,
@@ -229,10 +231,10 @@ async function sendHeld(
   held: { hold: ToolHold; judge: ToolJudge },
   req: FastifyRequest,
 ): Promise<void> {
-  const bytes = await readSmall(res.body, HELD_ANSWER_LIMIT + 1);
+  const bytes = await readSmall(res.body, JSON_READ_LIMIT + 1);
   let json: unknown;
   try {
-    if (bytes.length > HELD_ANSWER_LIMIT) throw new Error('too large');
+    if (bytes.length > JSON_READ_LIMIT) throw new Error('too large');
     json = JSON.parse(bytes.toString('utf8'));
   } catch {
     throw new BridgeError(
@@ -246,9 +248,6 @@ async function sendHeld(
   const headers = clientResponseHeaders(res.headers, false);
   reply.code(res.statusCode).headers(headers).header('content-type', 'application/json').send(body);
 }
-
-/** The most of a stored answer read whole to be judged (PassthroughRoute.answerHeld). */
-const HELD_ANSWER_LIMIT = 32 * 1024 * 1024;
 
 /**
  * The user's own provider credential, when the request carries one beside `X-AIBridge-Key` and the
