@@ -6,7 +6,7 @@ import {
   parseAnchor,
   verifyChain,
 } from '../core/chain';
-import type { Store } from '../store/types';
+import type { ColumnAtOdds, Store } from '../store/types';
 
 /**
  * Stores where the audit chain starts, if the store has no such record yet: the oldest chained
@@ -42,8 +42,9 @@ export async function verifyStoredChain(store: Store, kept: ChainHead | null = n
   const head = await store.chainHead();
   for (let attempt = 1; ; attempt++) {
     const stored = await store.getSetting('chain_anchor');
+    let odd: ColumnAtOdds | undefined;
     const report = await verifyChain(
-      store.scanInterceptions({}),
+      store.scanForVerify ? store.scanForVerify((at) => (odd ??= at)) : store.scanInterceptions({}),
       head,
       parseAnchor(stored),
       kept,
@@ -52,18 +53,16 @@ export async function verifyStoredChain(store: Store, kept: ChainHead | null = n
       store.kind === 'postgres' ? () => store.chainHead() : undefined,
     );
     if (report.ok || attempt >= VERIFY_ATTEMPTS || (await store.getSetting('chain_anchor')) === stored)
-      return report.ok ? withColumnsChecked(store, report) : report;
+      return report.ok && odd ? columnsAtOdds(report, odd) : report;
   }
 }
 
 /**
- * A chain that verifies, checked once more where the store keeps searchable columns beside each
- * record (PostgreSQL): they are outside the hash, and rewritten they would move a record out of an
+ * A chain that verifies, with a searchable column kept beside a record (PostgreSQL) at odds with
+ * it: the columns are outside the hash, and rewritten they would move a record out of an
  * incident's search or into another member's list while every hash still holds.
  */
-async function withColumnsChecked(store: Store, report: ChainReport): Promise<ChainReport> {
-  const odd = await store.recordColumnsMismatch?.();
-  if (!odd) return report;
+function columnsAtOdds(report: ChainReport, odd: ColumnAtOdds): ChainReport {
   return {
     ...report,
     ok: false,

@@ -250,6 +250,13 @@ export type StoreChange =
 export type StoreSetting = 'key_hash_verifier' | 'chain_anchor';
 
 /** What may change about a user after creating them (`deactivatedAt`: SCIM deprovisioning; null reactivates). */
+/** A record whose searchable column (kept beside it) does not say what the record says. */
+export interface ColumnAtOdds {
+  readonly seq: number;
+  readonly id: string;
+  readonly column: string;
+}
+
 export type UserPatch = Partial<Pick<User, 'name' | 'team' | 'role' | 'deactivatedAt'>>;
 
 /** An interception before the store has given it its place in the append order. */
@@ -323,11 +330,12 @@ export interface Store {
    */
   scanInterceptions(filter: InterceptionFilter): AsyncIterable<Interception>;
   /**
-   * The first record whose searchable columns, kept beside it (PostgreSQL), do not say what the
-   * record (the hashed JSON) says, with the column; null when every row agrees. Absent: the store
-   * keeps no such columns (the embedded store's index is built from the records).
+   * Every record, oldest first, as `scanInterceptions({})` gives them, for chain verification,
+   * where the store keeps searchable columns beside each record (PostgreSQL): each row's columns are
+   * compared with its record (the hashed JSON) in the same pass, and one at odds is told to `odd`.
+   * Absent: the store keeps no such columns (the embedded store's index is built from the records).
    */
-  recordColumnsMismatch?(): Promise<{ seq: number; id: string; column: string } | null>;
+  scanForVerify?(odd: (at: ColumnAtOdds) => void): AsyncIterable<Interception>;
   /**
    * Deletes records that started before `before` (retention), oldest first, without pausing
    * writes; a store may keep a few older ones it cannot drop separately. Returns how many went.

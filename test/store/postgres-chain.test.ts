@@ -236,10 +236,11 @@ describe('the audit chain in PostgreSQL', function () {
       return r;
     };
     // B's scan: after its first chunk, the prune's first DELETE runs (as it would, concurrently).
+    // Verify's scan reads each chunk of records with their columns (scanForVerify).
     const bread = (b as unknown as { read: Q }).read.bind(b);
     let scans = 0;
     (b as unknown as { read: Q }).read = async (...args: unknown[]) => {
-      if (String(args[1]).includes('SELECT record FROM interceptions') && scans++ === 1) {
+      if (/SELECT [\s\S]*record\s+FROM interceptions WHERE seq >/.test(String(args[1])) && scans++ === 1) {
         releaseDelete();
         await firstDeleteDone;
       }

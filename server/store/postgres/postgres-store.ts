@@ -16,6 +16,7 @@ import type {
   BudgetClaim,
   BudgetLedger,
   BudgetSettlement,
+  ColumnAtOdds,
   DocKind,
   GatewayCallQuery,
   InterceptionFilter,
@@ -509,21 +510,23 @@ export class PostgresStore implements Store {
     this.knownHead = undefined;
   }
 
-  async recordColumnsMismatch(): Promise<{ seq: number; id: string; column: string } | null> {
+  async *scanForVerify(odd: (at: ColumnAtOdds) => void): AsyncIterable<Interception> {
     let after = 0;
     for (;;) {
-      const r = await this.query<ColumnsRow>(
+      const r = await this.read<ColumnsRow>(
+        undefined,
         `SELECT seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, record
            FROM interceptions WHERE seq > $1 ORDER BY seq LIMIT ${SCAN_CHUNK}`,
         [after],
       );
       for (const row of r.rows) {
-        after = Number(row.seq);
         const rec = recordOf(row.record);
+        after = Number(row.seq);
         const column = columnAtOdds(row, rec);
-        if (column !== null) return { seq: Number(row.seq), id: row.id, column };
+        if (column !== null) odd({ seq: Number(row.seq), id: row.id, column });
+        yield rec;
       }
-      if (r.rows.length < SCAN_CHUNK) return null;
+      if (r.rows.length < SCAN_CHUNK) return;
     }
   }
 
