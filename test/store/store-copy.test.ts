@@ -37,7 +37,7 @@ describe('aibridge migrate and aibridge store copy', function () {
     try {
       const r = await c.query('SELECT version FROM schema_migrations');
       assert.deepEqual(
-        r.rows.map((x) => x.version).sort(),
+        r.rows.map((x) => x.version).sort((a, b) => a - b),
         MIGRATIONS.map((m) => m.version),
       );
     } finally {

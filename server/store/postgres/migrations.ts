@@ -240,6 +240,21 @@ CREATE INDEX interceptions_response_items ON interceptions USING gin (response_i
   WHERE response_items IS NOT NULL;
 `,
   },
+  {
+    version: 10,
+    name: 'rows an older bridge wrote are marked for repair',
+    sql: `
+-- A row the bridge writes says stale = false; the default marks the rows an older replica writes
+-- during a rolling upgrade (or after a downgrade), which fill the columns of steps 8 and 9 as their
+-- own version did: a current replica writes those columns again from the record (stale-rows.ts).
+-- Rows from before are as steps 8 and 9 left them, except tool names with an upper-case ASCII
+-- letter, which no bridge since step 8 writes: an older replica wrote them after step 8 ran.
+ALTER TABLE interceptions ADD COLUMN stale boolean;
+ALTER TABLE interceptions ALTER COLUMN stale SET DEFAULT true;
+UPDATE interceptions SET stale = true WHERE array_to_string(tools, '') ~ '[A-Z]';
+CREATE INDEX interceptions_stale ON interceptions (seq) WHERE stale;
+`,
+  },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS.at(-1)!.version;

@@ -38,6 +38,7 @@ import { appliedMigrations, LATEST_MIGRATION, migrate } from './migrations';
 import { asStoreError, isPoolExhausted, isUnreachable } from './pg-errors';
 import { batchStatement } from './record-batch';
 import { interceptionWhere, pgText, Where } from './sql-filter';
+import { REPAIR_CHUNK, repairStatement, STALE_ROWS } from './stale-rows';
 
 export interface PostgresStoreOptions {
   url: string;
@@ -51,6 +52,8 @@ export interface PostgresStoreOptions {
   migrate?: boolean;
   /** How long one read that walks records may run in the database (default 30 s). */
   readTimeoutMs?: number;
+  /** How often a replica writing records looks for rows an older bridge wrote (default a minute). */
+  repairEveryMs?: number;
   onError?: (err: Error, context: string) => void;
 }
 
@@ -109,6 +112,9 @@ const POOL_STUCK_MS = 30_000;
 
 /** Ids of failed writes kept to be looked for when they come back (an outage's worth). */
 const DOUBTFUL_LIMIT = 100_000;
+
+/** How often a replica that writes records looks for rows an older bridge wrote (stale-rows.ts). */
+const REPAIR_EVERY_MS = 60_000;
 
 function headOf(recs: Interception[]): { seq: number; hash: string } {
   const last = recs.at(-1)!;
@@ -194,6 +200,9 @@ export class PostgresStore implements Store {
   private readonly touched = new Map<string, string>();
   private touchTimer: NodeJS.Timeout | undefined;
   private staleSweepAt = 0;
+  /** When this replica last looked for rows an older bridge wrote (stale-rows.ts), and the look running. */
+  private repairAt = 0;
+  private repairing: Promise<number> | undefined;
   /** The chain head as this replica last moved or read it (undefined: read it under a lock). */
   private knownHead: { seq: number; hash: string } | undefined;
 
@@ -249,6 +258,35 @@ export class PostgresStore implements Store {
       client.release();
     }
     await this.feed.start();
+    this.repairSoon();
+  }
+
+  /**
+   * Writes the derived columns again of rows an older bridge wrote (stale-rows.ts); resolves with
+   * how many. Run at start and, while this replica writes records, once a minute: the older
+   * replicas of a rolling upgrade write until the last of them stops.
+   */
+  repairStaleRows(): Promise<number> {
+    this.repairAt = Date.now();
+    this.repairing ??= (async () => {
+      let repaired = 0;
+      for (;;) {
+        const n = await this.transaction(async (c) => {
+          const rows = (await c.query<{ seq: string; record: string }>(STALE_ROWS)).rows;
+          if (rows.length > 0) await c.query(repairStatement(rows));
+          return rows.length;
+        });
+        repaired += n;
+        if (n < REPAIR_CHUNK) return repaired;
+      }
+    })().finally(() => {
+      this.repairing = undefined;
+    });
+    return this.repairing;
+  }
+
+  private repairSoon(): void {
+    this.repairStaleRows().catch((err: unknown) => this.opts.onError?.(err as Error, 'stale row repair'));
   }
 
   async close(): Promise<void> {
@@ -261,6 +299,7 @@ export class PostgresStore implements Store {
       );
     }
     await this.feed.stop();
+    await this.repairing?.catch(() => undefined);
     await this.readPool.end();
     await this.orgReadPool.end();
     await this.pool.end();
@@ -427,6 +466,7 @@ export class PostgresStore implements Store {
    * replica can starve another.
    */
   private async writeBatch(recs: NewInterception[]): Promise<Interception[]> {
+    if (Date.now() - this.repairAt > (this.opts.repairEveryMs ?? REPAIR_EVERY_MS)) this.repairSoon();
     try {
       const out = await this.linkAndWrite(
         recs,

@@ -17,6 +17,22 @@ class Params {
   }
 }
 
+/**
+ * The columns a record's search and ownership checks read, derived from the record: the batch
+ * writes them, and `repairStatement` (stale-rows.ts) writes them again for rows an older bridge
+ * wrote. The tool names in the form the tool filter compares (JSON, for a jsonb[] parameter).
+ */
+export const toolsColumn = (r: Interception): string =>
+  JSON.stringify([...new Set((r.toolCalls ?? []).map((t) => toolForm(pgText(t.name)!)))]);
+/** The prompt as `q` searches it. */
+export const promptColumn = (r: Interception): string | null =>
+  pgText(r.prompt === null || r.prompt === undefined ? null : searchForm(r.prompt));
+/** The id of a stored answer (its owner is the record's user). */
+export const responseIdColumn = (r: Interception): string | null => pgText(r.responseId ?? null);
+/** The ids of a stored answer's output items (JSON, for a jsonb[] parameter). */
+export const itemsColumn = (r: Interception): string | null =>
+  r.responseItems ? JSON.stringify(r.responseItems.map((i) => pgText(i))) : null;
+
 /** Where the chain goes: from `from` (checked, when given) to the batch's last record. */
 export interface HeadMove {
   to: { seq: number; hash: string };
@@ -53,19 +69,17 @@ export function batchStatement(
   const lines = joined ? `string_to_array(${p.add(json.join('\n'))}, E'\\n')` : `${arr(json)}::text[]`;
   parts.push(`ins AS (INSERT INTO interceptions
       (seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt,
-       response_id, response_items, record)
+       response_id, response_items, record, stale)
     SELECT t.seq, t.id, t.user_id, t.team, t.provider, t.api, t.model, t.client, t.session_id, t.status,
            t.started_at, ARRAY(SELECT jsonb_array_elements_text(t.tools)), t.prompt, t.response_id,
            CASE WHEN t.items IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(t.items)) END,
-           t.record
+           t.record, false
       FROM unnest(${col((r) => r.seq)}::bigint[], ${col((r) => r.id)}::text[], ${col((r) => r.userId)}::text[],
                   ${col((r) => pgText(r.team))}::text[], ${col((r) => r.provider)}::text[], ${col((r) => r.api)}::text[],
                   ${col((r) => pgText(r.model))}::text[], ${col((r) => pgText(r.client))}::text[], ${col((r) => pgText(r.sessionId))}::text[],
                   ${col((r) => r.status)}::text[], ${col((r) => r.startedAt)}::timestamptz[],
-                  ${col((r) => JSON.stringify([...new Set(r.toolCalls.map((t) => toolForm(pgText(t.name)!)))]))}::jsonb[],
-                  ${col((r) => pgText(r.prompt === null ? null : searchForm(r.prompt)))}::text[],
-                  ${col((r) => pgText(r.responseId ?? null))}::text[],
-                  ${col((r) => (r.responseItems ? JSON.stringify(r.responseItems.map((i) => pgText(i))) : null))}::jsonb[],
+                  ${col(toolsColumn)}::jsonb[], ${col(promptColumn)}::text[],
+                  ${col(responseIdColumn)}::text[], ${col(itemsColumn)}::jsonb[],
                   ${lines})
         AS t(seq, id, user_id, team, provider, api, model, client, session_id, status, started_at, tools, prompt,
              response_id, items, record)
