@@ -300,13 +300,16 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
         checked: number;
         firstBreak: { seq: number; id: string; reason: string } | null;
         head: { seq: number; hash: string } | null;
+        newest?: { seq: number; hash: string } | null;
         truncated?: { missing: number; lastSeq: number; headSeq: number } | null;
         kept?: { seq: number; hash: string; checked: boolean };
       };
       if (r.ok) {
         process.stdout.write(`ok: ${r.checked} records, chain intact\n`);
-        // What to keep outside the bridge and pass back as --kept next time (docs/audit.md).
-        if (r.head) process.stdout.write(`head: ${r.head.seq}:${r.head.hash}\n`);
+        // What to keep outside the bridge and pass back as --kept next time (docs/audit.md): the
+        // newest record checked, which the store's own head may trail.
+        const keep = r.newest ?? r.head;
+        if (keep) process.stdout.write(`head: ${keep.seq}:${keep.hash}\n`);
         if (r.kept && !r.kept.checked)
           process.stdout.write(
             `kept head ${r.kept.seq} not compared: that record was pruned or predates the chain\n`,

@@ -254,6 +254,12 @@ export interface ChainReport {
   firstBreak: ChainBreak | null;
   /** The head the records were checked against, when the store keeps one. */
   head: ChainHead | null;
+  /**
+   * The newest chained record checked, when the chain is intact: what to keep outside the bridge.
+   * The embedded store keeps its head a little behind its newest records (and a crash or an older
+   * version's data leaves it further behind) until its next write.
+   */
+  newest?: ChainHead | null;
   truncated: ChainTruncation | null;
   /**
    * A head kept outside the bridge, when one was given (`?kept=SEQ:HASH`): whether its record was
@@ -390,6 +396,7 @@ export async function verifyChain(
         ...keptReport(),
       };
     }
-    return { ok: true, checked, anchor, firstBreak: null, head, truncated: null, ...keptReport() };
+    const newest = prev?.hash === undefined ? null : { seq: prev.seq, hash: prev.hash };
+    return { ok: true, checked, anchor, firstBreak: null, head, newest, truncated: null, ...keptReport() };
   }
 }

@@ -519,6 +519,43 @@ describe('the audit trail', function () {
       }
     });
 
+    it("prints the newest record checked as the head to keep when the store's own head trails it (after a crash)", async () => {
+      const { dir, report } = await filled();
+      // What a crash leaves: records durable in the journal after the head was last written.
+      const { lines } = await journalLines(dir);
+      const fourth = JSON.parse(lines[3]!.slice(9)) as Interception;
+      const trailing = { seq: fourth.seq, hash: fourth.hash! };
+      await fs.writeFile(path.join(dir, 'live.json'), JSON.stringify({ chainHead: trailing }));
+      const db = JSON.parse(await fs.readFile(path.join(dir, 'db.json'), 'utf8')) as Record<string, unknown>;
+      await fs.writeFile(path.join(dir, 'db.json'), JSON.stringify({ ...db, chainHead: trailing }));
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        const api = (await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body;
+        assert.equal(api.ok, true);
+        assert.deepEqual(api.head, trailing);
+        assert.deepEqual(api.newest, report.head);
+        const out = await verifyCli(tb);
+        assert.equal(out.stdout, `ok: 6 records, chain intact\nhead: 6:${report.head!.hash}\n`);
+      } finally {
+        await tb.close();
+      }
+      // Records 5 and 6 cut off after that head was kept outside: a truncation against it.
+      await forgedTail(dir, (l) => l.slice(0, 4));
+      const again = await startBridge(mock.url, {}, dir);
+      try {
+        const against = (
+          await again.api<ChainReport>(
+            'GET',
+            `/api/v1/audit/verify?kept=6:${report.head!.hash}`,
+            again.adminKey,
+          )
+        ).body;
+        assert.deepEqual(against.truncated, { missing: 2, lastSeq: 4, headSeq: 6 });
+      } finally {
+        await again.close();
+      }
+    });
+
     it('`aibridge audit verify` prints the head to keep, and passes against a kept head the chain still holds', async () => {
       const { dir, report } = await filled();
       const tb = await startBridge(mock.url, {}, dir);
