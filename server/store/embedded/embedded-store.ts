@@ -22,6 +22,7 @@ import {
   hourOf,
   type UsageBucket,
 } from '../../core/rollup';
+import { BridgeError } from '../../errors';
 import { decodeCursor, encodeCursor } from '../cursor';
 import { promptMatches, textSearch } from '../search-text';
 import { toolResultKey } from '../tool-result-key';
@@ -331,6 +332,27 @@ export class EmbeddedStore implements Store {
     this.keysByHash.set(k.hash, k);
   }
 
+  /**
+   * Writes db.json after a change made in memory; when the write fails (a full disk, a data dir
+   * gone), `undo` takes the change back and the caller hears `store_unavailable` (503). Kept, a
+   * change the disk refused was in force until a restart, and then lost: a key revoked on a full
+   * disk answered 500, worked again after a clean restart, and a retried revocation found it
+   * already revoked and wrote nothing.
+   */
+  private async persist(undo: () => void): Promise<void> {
+    try {
+      await this.db.write();
+    } catch (err) {
+      undo();
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new BridgeError(
+        'store_unavailable',
+        `The bridge could not write its data directory${typeof code === 'string' ? ` (${code})` : ''}; nothing was changed. Retry once it is writable.`,
+        { cause: err },
+      );
+    }
+  }
+
   async countUsers(): Promise<number> {
     return this.usersById.size;
   }
@@ -338,7 +360,11 @@ export class EmbeddedStore implements Store {
   async createUser(user: User): Promise<void> {
     this.db.data.users.push(user);
     this.indexUser(user);
-    await this.db.write();
+    await this.persist(() => {
+      this.db.data.users = this.db.data.users.filter((u) => u !== user);
+      this.usersById.delete(user.id);
+      this.usersByEmail.delete(user.email.toLowerCase());
+    });
   }
 
   async getUserById(id: string): Promise<User | undefined> {
@@ -357,8 +383,13 @@ export class EmbeddedStore implements Store {
     const user = this.usersById.get(id);
     if (!user) return undefined;
     // The indexes hold the same object as the document, so updating it in place updates both.
+    const before = { ...user };
     Object.assign(user, patch);
-    await this.db.write();
+    await this.persist(() => {
+      for (const k of Object.keys(patch) as (keyof UserPatch)[])
+        if (Object.hasOwn(before, k)) Object.assign(user, { [k]: before[k] });
+        else delete user[k];
+    });
     this.announce({ kind: 'user', id });
     return { ...user };
   }
@@ -366,7 +397,11 @@ export class EmbeddedStore implements Store {
   async createKey(key: KeyRecord): Promise<void> {
     this.db.data.keys.push(key);
     this.indexKey(key);
-    await this.db.write();
+    await this.persist(() => {
+      this.db.data.keys = this.db.data.keys.filter((k) => k !== key);
+      this.keysById.delete(key.id);
+      this.keysByHash.delete(key.hash);
+    });
   }
 
   async findKeyByHash(hash: string): Promise<KeyRecord | undefined> {
@@ -385,8 +420,11 @@ export class EmbeddedStore implements Store {
     const key = this.keysById.get(id);
     if (!key) return undefined;
     if (!key.revokedAt) {
+      const was = key.revokedAt;
       key.revokedAt = at;
-      await this.db.write();
+      await this.persist(() => {
+        key.revokedAt = was;
+      });
       this.announce({ kind: 'key', id });
     }
     return key;
@@ -396,8 +434,11 @@ export class EmbeddedStore implements Store {
     const key = this.keysById.get(id);
     if (!key) return undefined;
     if (!key.revokedAt && key.expiresAt !== null && Date.parse(expiresAt) > Date.parse(key.expiresAt)) {
+      const was = key.expiresAt;
       key.expiresAt = expiresAt;
-      await this.db.write();
+      await this.persist(() => {
+        key.expiresAt = was;
+      });
       this.announce({ kind: 'key', id });
     }
     return key;
@@ -448,16 +489,24 @@ export class EmbeddedStore implements Store {
 
   private async putSetting(name: StoreSetting, value: string): Promise<void> {
     this.db.data.settings ??= {};
-    this.db.data.settings[name] = value;
-    await this.db.write();
+    const settings = this.db.data.settings;
+    const was = settings[name];
+    settings[name] = value;
+    await this.persist(() => {
+      if (was === undefined) delete settings[name];
+      else settings[name] = was;
+    });
   }
 
   async claimSetting(name: StoreSetting, value: string): Promise<string> {
     this.db.data.settings ??= {};
     const stored = this.db.data.settings[name];
     if (stored !== undefined) return stored;
-    this.db.data.settings[name] = value;
-    await this.db.write();
+    const settings = this.db.data.settings;
+    settings[name] = value;
+    await this.persist(() => {
+      delete settings[name];
+    });
     return value;
   }
 
@@ -543,22 +592,30 @@ export class EmbeddedStore implements Store {
   async putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void> {
     this.db.data.docs ??= {};
     this.db.data.docs[kind] ??= {};
+    const byId = this.db.data.docs[kind];
+    const was = Object.getOwnPropertyDescriptor(byId, id);
     // Defined, not assigned: an id is often a name an admin chose (a team, an alias), and
     // assigning `__proto__` would set the object's prototype instead of storing the document.
-    Object.defineProperty(this.db.data.docs[kind], id, {
+    Object.defineProperty(byId, id, {
       value: doc,
       enumerable: true,
       writable: true,
       configurable: true,
     });
-    await this.db.write();
+    await this.persist(() => {
+      if (was) Object.defineProperty(byId, id, was);
+      else delete byId[id];
+    });
   }
 
   async deleteDoc(kind: DocKind, id: string): Promise<boolean> {
     const byId = this.db.data.docs?.[kind];
     if (!byId || !Object.hasOwn(byId, id)) return false;
+    const was = Object.getOwnPropertyDescriptor(byId, id)!;
     delete byId[id];
-    await this.db.write();
+    await this.persist(() => {
+      Object.defineProperty(byId, id, was);
+    });
     return true;
   }
 
