@@ -68,6 +68,8 @@ export interface BuildOptions {
   providerLane?: boolean;
   /** What `localhost` resolves to, for `listen` (tests name two loopback addresses). */
   lookupLocalhost?: LocalhostLookup;
+  /** The embedded store's data dir was taken by another process: `aibridge serve` stops (exit 1). */
+  onStoreLost?: (reason: string) => void;
 }
 
 /** Logged at start when nothing could serve a model request: a new admin's most likely first mistake. */
@@ -113,7 +115,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const { app } = http;
   const life = new Lifecycle(app.log);
   try {
-    const store = opts.store ?? (await createStore(config, app.log));
+    const store = opts.store ?? (await createStore(config, app.log, opts.onStoreLost));
     life.onClose('store', () => store.close());
     await store.open().catch((err: unknown) => {
       throw new Error(`cannot open the ${store.kind} store: ${(err as Error).message}`, { cause: err });

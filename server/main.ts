@@ -80,7 +80,9 @@ async function serve(args: string[]): Promise<void> {
     strict: true,
   });
   const config = loadConfig(values, process.env);
-  const bridge = await buildApp(config);
+  // Hoisted: a lost data dir lock (embedded store) stops the bridge as a signal would, exit 1.
+  let onStoreLost = (_reason: string): void => undefined;
+  const bridge = await buildApp(config, { onStoreLost: (reason) => onStoreLost(reason) });
   for (const w of [...unknownEnvWarnings(process.env), ...baseUrlWarnings(process.env)])
     bridge.app.log.warn(w);
   const created = await bootstrapAdmin(bridge.identity, config.dataDir, config.adminEmail);
@@ -103,7 +105,7 @@ async function serve(args: string[]): Promise<void> {
     }, config.shutdownGraceMs);
     force.unref();
     bridge.close().then(
-      () => process.exit(0),
+      () => process.exit(process.exitCode ?? 0),
       (err: unknown) => {
         bridge.app.log.error({ err }, 'shutdown failed');
         process.exit(1);
@@ -112,6 +114,10 @@ async function serve(args: string[]): Promise<void> {
   };
   // Before the listening line: a supervisor that signals as soon as it reads it must find the
   // handlers in place (without them node's default ends the process at once, nothing flushed).
+  onStoreLost = () => {
+    process.exitCode = 1;
+    stop('data dir lock lost');
+  };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 

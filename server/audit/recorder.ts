@@ -104,6 +104,9 @@ export interface RecorderOptions {
 /** Refusals of a record for what it holds before it is set aside (a retry each `retryMs`). */
 const RETRIES_BEFORE_SET_ASIDE = 3;
 
+/** Ids of unrecorded requests named in the shutdown's error line, at most. */
+const LOST_IDS_LOGGED = 1000;
+
 /**
  * Turns the proxy's view of a request into one interception record and hands it to the store.
  * The proxy never waits on it: a slow disk must not slow a response.
@@ -497,8 +500,14 @@ export class Recorder {
     if (this.retryQueue.length > 0) await this.retry();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.retryQueue.length > 0) {
+      // Which requests went unrecorded, for the operator to find them in the access log: the
+      // records themselves (prompts, however redacted) do not go to the log.
       this.log.error(
-        { records: this.retryQueue.length },
+        {
+          records: this.retryQueue.length,
+          ids: this.retryQueue.slice(0, LOST_IDS_LOGGED).map((r) => r.id),
+          users: [...new Set(this.retryQueue.map((r) => r.userId))].slice(0, LOST_IDS_LOGGED),
+        },
         'shutting down with audit records the store refused',
       );
     }

@@ -7,7 +7,11 @@ import type { Store } from './types';
  * The store the config selects: PostgreSQL when AIBRIDGE_DATABASE_URL is set, else the embedded
  * store. The PostgreSQL driver is loaded only then (idle RSS, docs/performance.md).
  */
-export async function createStore(config: Config, log: Log): Promise<Store> {
+export async function createStore(
+  config: Config,
+  log: Log,
+  onLost?: (reason: string) => void,
+): Promise<Store> {
   if (config.databaseUrl !== undefined) {
     const { PostgresStore } = await import('./postgres/postgres-store');
     return new PostgresStore({
@@ -25,5 +29,12 @@ export async function createStore(config: Config, log: Log): Promise<Store> {
     dataDir: config.dataDir,
     auditSyncMs: config.auditSyncMs,
     onWarning: (w) => log.warn({ file: w.file, offset: w.offset }, `journal: ${w.reason}`),
+    onLockLost: (reason) => {
+      log.error(
+        { dataDir: config.dataDir, reason },
+        'another process holds the data dir now: this bridge writes nothing more to it and stops',
+      );
+      onLost?.(reason);
+    },
   });
 }

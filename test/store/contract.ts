@@ -684,6 +684,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
           anchor: GENESIS,
           firstBreak: null,
           head,
+          newest: head,
           truncated: null,
         });
         await restart();

@@ -73,6 +73,39 @@ describe('the embedded store holds its data dir alone (dir-lock)', () => {
     await (await DataDirLock.acquire(dir)).release();
   });
 
+  it('a live holder that is the very process that locked (its start time matches) is never taken over, however old its heartbeat', async () => {
+    const dir = await tempDir();
+    // The parent of this process, paused (SIGSTOP, a debugger) past the 30 s: still the holder.
+    const stat = readFileSync(`/proc/${process.ppid}/stat`, 'utf8');
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))![1]);
+    const parent = {
+      host: os.hostname(),
+      pidns: readlinkSync('/proc/self/ns/pid'),
+      pid: process.ppid,
+      processStart: btime * 1000 + ticks * 10 + 300,
+    };
+    await lockOf(dir, parent, 120_000);
+    await assert.rejects(DataDirLock.acquire(dir), /in use by another bridge \(pid \d+ on /);
+  });
+
+  it('a holder whose lock file is removed or taken hears it once, at its next heartbeat', async () => {
+    const dir = await tempDir();
+    const lost: string[] = [];
+    const lock = await DataDirLock.acquire(dir, 40, (reason) => lost.push(reason));
+    await lockOf(dir, { pid: 1, host: 'other', processStart: 1 });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(lost, [`${LOCK_FILE} now names another process`]);
+    await lock.release();
+    const again = await tempDir();
+    const gone: string[] = [];
+    const second = await DataDirLock.acquire(again, 40, (reason) => gone.push(reason));
+    await fs.rm(path.join(again, LOCK_FILE));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(gone, [`${LOCK_FILE} was removed`]);
+    await second.release();
+  });
+
   it('of several processes taking over one stale lock at once, one gets it', async () => {
     // Many rounds: the race this guards (a slow taker moving aside the lock a fast one just made,
     // a third creating its own in the gap) shows only in some interleavings.

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { LOCK_FILE } from '../../server/store/embedded/dir-lock';
+import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, tempDir } from '../helpers/bridge';
+import { newRecord } from './contract';
 
 /**
  * A change the embedded store could not write (a full disk, a data dir gone) must not be in force:
@@ -61,6 +64,70 @@ describe('embedded store: an admin change the disk refuses', function () {
       assert.ok(JSON.stringify(users).includes('lost@example.com'));
     } finally {
       await again.close();
+    }
+  });
+});
+
+describe('embedded store: a data dir that changed under it', function () {
+  this.timeout(30_000);
+
+  it('a journal segment removed from the data dir fails the next writes (within a second) and the store reports it, where writes reached nothing', async () => {
+    const dir = await tempDir('aibridge-removed-segment-');
+    const store = new EmbeddedStore({ dataDir: dir });
+    await store.open();
+    try {
+      await store.appendInterception(newRecord(0));
+      assert.deepEqual(await store.health(), { ok: true });
+      for (const name of await fs.readdir(path.join(dir, 'interceptions')))
+        await fs.rm(path.join(dir, 'interceptions', name));
+      await new Promise((r) => setTimeout(r, 1100));
+      await assert.rejects(store.appendInterception(newRecord(1)), /journal segment was removed/);
+      const health = await store.health();
+      assert.equal(health.ok, false);
+      assert.match(health.detail ?? '', /audit journal write failing: journal segment was removed/);
+    } finally {
+      await store.close().catch(() => undefined);
+    }
+  });
+
+  it('a data dir with records but no db.json is refused at start, not begun afresh under a new admin', async () => {
+    const dir = await tempDir('aibridge-no-db-');
+    const store = new EmbeddedStore({ dataDir: dir });
+    await store.open();
+    await store.createUser({ id: 'u_a', email: 'a@example.com' } as never);
+    await store.appendInterception(newRecord(0));
+    await store.close();
+    await fs.rm(path.join(dir, 'db.json'));
+    await assert.rejects(
+      new EmbeddedStore({ dataDir: dir }).open(),
+      /db\.json is missing, but the data dir holds audit records/,
+    );
+    // A new data dir, or one with only what a first start leaves before any record, still starts.
+    const fresh = new EmbeddedStore({ dataDir: await tempDir('aibridge-fresh-') });
+    await fresh.open();
+    await fresh.close();
+  });
+
+  it('a store whose data dir lock another process took writes nothing more and says so', async () => {
+    const dir = await tempDir('aibridge-lock-lost-');
+    const lost: string[] = [];
+    const store = new EmbeddedStore({ dataDir: dir, onLockLost: (reason) => lost.push(reason) });
+    await store.open();
+    try {
+      await store.appendInterception(newRecord(0));
+      // Deleted by hand (as the refusal's message once offered without a caveat) and taken by another.
+      await fs.rm(path.join(dir, LOCK_FILE));
+      const deadline = Date.now() + 15_000;
+      while (lost.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(lost, [`${LOCK_FILE} was removed`]);
+      await assert.rejects(store.appendInterception(newRecord(1)));
+      await assert.rejects(
+        store.createUser({ id: 'u_x', email: 'x@example.com' } as never),
+        /its lock was lost/,
+      );
+      assert.match((await store.health()).detail ?? '', /data dir lock lost/);
+    } finally {
+      await store.close().catch(() => undefined);
     }
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,8 +54,16 @@ export class DataDirLock {
     private readonly mine: string,
   ) {}
 
-  /** `heartbeatMs`: how often the lock is renewed (tests shorten it). */
-  static async acquire(dataDir: string, heartbeatMs = HEARTBEAT_MS): Promise<DataDirLock> {
+  /**
+   * `heartbeatMs`: how often the lock is renewed (tests shorten it). `onLost`: called once when a
+   * heartbeat finds the lock file gone or another process's (deleted by hand, or taken over from a
+   * holder on another host that stopped beating): from then on two processes hold the store.
+   */
+  static async acquire(
+    dataDir: string,
+    heartbeatMs = HEARTBEAT_MS,
+    onLost?: (reason: string) => void,
+  ): Promise<DataDirLock> {
     const file = path.join(dataDir, LOCK_FILE);
     const me: Holder = {
       pid: process.pid,
@@ -70,7 +78,7 @@ export class DataDirLock {
     do {
       if (await create(file, mine)) {
         const lock = new DataDirLock(file, mine);
-        lock.beat(heartbeatMs);
+        lock.beat(heartbeatMs, onLost);
         await clearAbandonedStaging(dataDir, path.basename(marker));
         return lock;
       }
@@ -107,19 +115,25 @@ export class DataDirLock {
     if (now === this.mine) await fs.rm(this.file, { force: true });
   }
 
-  private beat(everyMs: number): void {
+  private beat(everyMs: number, onLost?: (reason: string) => void): void {
+    const lost = (reason: string): void => {
+      clearInterval(this.heartbeat);
+      this.heartbeat = undefined;
+      onLost?.(reason);
+    };
     this.heartbeat = setInterval(() => {
       // Only while the file is still this process's: never keeps another holder's lock fresh.
       fs.readFile(this.file, 'utf8')
         .then((now) => {
-          if (now !== this.mine) {
-            clearInterval(this.heartbeat);
-            return;
-          }
+          if (this.heartbeat === undefined) return;
+          if (now !== this.mine) return lost(`${LOCK_FILE} now names another process`);
           const at = new Date();
           return fs.utimes(this.file, at, at);
         })
-        .catch(() => undefined);
+        .catch((err: unknown) => {
+          if (this.heartbeat !== undefined && (err as NodeJS.ErrnoException).code === 'ENOENT')
+            lost(`${LOCK_FILE} was removed`);
+        });
     }, everyMs);
     this.heartbeat.unref();
   }
@@ -243,6 +257,12 @@ async function stale(file: string, held: Holder | null, me: Holder): Promise<boo
   if (held && held.host === me.host && held.pidns !== undefined && held.pidns === me.pidns) {
     if (held.pid === me.pid) return held.processStart !== me.processStart;
     if (!alive(held.pid)) return true;
+    // Alive and the very process that took the lock (not a reused pid): never taken over, however
+    // old its heartbeat. A holder stopped for a while (SIGSTOP, a debugger, a VM paused) resumed
+    // beside the process that had taken its lock, and both wrote the store.
+    // Another start time is a reused pid, or a clock misread: judged by its heartbeat, as before.
+    const started = startedAt(held.pid);
+    if (started !== undefined && Math.abs(started - held.processStart) <= START_TOLERANCE_MS) return false;
   }
   const mtime = (await fs.stat(file).catch(() => undefined))?.mtimeMs ?? 0;
   return Date.now() - mtime > STALE_MS;
@@ -254,6 +274,31 @@ function pidNamespace(): { pidns?: string } {
     return { pidns: readlinkSync('/proc/self/ns/pid') };
   } catch {
     return {};
+  }
+}
+
+/**
+ * How far a process's start read from /proc may be from the one its lock names: Node's clock
+ * starts a few hundred ms after the exec, the boot time is in whole seconds, and the wall clock
+ * drifts from it over a long uptime. A reused pid's process started far later.
+ */
+const START_TOLERANCE_MS = 30_000;
+
+/**
+ * When a process started (ms since the epoch), from /proc: its start in clock ticks after boot
+ * (USER_HZ, 100 on Linux) and the boot time. Undefined where the system does not show it.
+ */
+function startedAt(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: fields are counted after its end.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[19]);
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return undefined;
+    return btime * 1000 + ticks * 10;
+  } catch {
+    return undefined;
   }
 }
 
@@ -274,6 +319,6 @@ function lockedError(dataDir: string, held: Holder | null): DataDirLockedError {
   return new DataDirLockedError(
     `the data dir ${dataDir} is in use by another bridge (${who}): two processes on one embedded store lose data. ` +
       'Stop it first, or give this one its own --data-dir; several replicas share a PostgreSQL store (AIBRIDGE_DATABASE_URL). ' +
-      `A lock left by a process on another host frees itself ${STALE_MS / 1000} s after it stopped (or delete ${path.join(dataDir, LOCK_FILE)}).`,
+      `A lock left by a process on another host frees itself ${STALE_MS / 1000} s after it stopped (or delete ${path.join(dataDir, LOCK_FILE)}, only once no bridge runs on it).`,
   );
 }

@@ -50,7 +50,7 @@ import { ITEM_RECORDS_LIMIT } from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
 import { MemoryBudgetLedgers } from './budget-ledgers';
 import { DataDirLock } from './dir-lock';
-import { type EntryLoc, Journal, type JournalWarning, lineJson } from './journal';
+import { type EntryLoc, Journal, type JournalWarning, lineJson, SEGMENT_RE } from './journal';
 import { RecentLines } from './recent-lines';
 import { RecordIndex } from './record-index';
 
@@ -117,6 +117,8 @@ export interface EmbeddedStoreOptions {
   segmentBytes?: number;
   /** Group commit of interception records (AIBRIDGE_AUDIT_SYNC_MS; JournalOptions.syncIntervalMs). */
   auditSyncMs?: number;
+  /** Another process took the data dir (dir-lock.ts): the store has stopped writing to it. */
+  onLockLost?: (reason: string) => void;
 }
 
 /**
@@ -175,6 +177,8 @@ export class EmbeddedStore implements Store {
   private readonly journal: Journal;
   /** This process's hold on the data dir, from open to close (dir-lock.ts). */
   private lock: DataDirLock | undefined;
+  /** Why this process no longer holds the data dir (loseLock). */
+  private lockLost: string | undefined;
   private readonly usersById = new Map<string, User>();
   private readonly usersByEmail = new Map<string, User>();
   private readonly keysById = new Map<string, KeyRecord>();
@@ -234,9 +238,12 @@ export class EmbeddedStore implements Store {
       ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
     });
     const touchFlushMs = opts.touchFlushMs ?? 5_000;
-    this.keyUseSoon = new WriteSoon(touchFlushMs, () => this.writeKeyUse());
+    // Nothing more once another process holds the data dir: its head and last uses are its own.
+    this.keyUseSoon = new WriteSoon(touchFlushMs, () =>
+      this.lockLost === undefined ? this.writeKeyUse() : Promise.resolve(),
+    );
     this.headSoon = new WriteSoon(Math.min(HEAD_FLUSH_MS, touchFlushMs), () =>
-      this.live.write({ chainHead: this.head }),
+      this.lockLost === undefined ? this.live.write({ chainHead: this.head }) : Promise.resolve(),
     );
     this.accessJournal = new Journal({
       dir: path.join(opts.dataDir, 'access'),
@@ -251,8 +258,11 @@ export class EmbeddedStore implements Store {
 
   async open(): Promise<void> {
     await fs.mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
-    this.lock = await DataDirLock.acquire(this.opts.dataDir);
+    this.lock = await DataDirLock.acquire(this.opts.dataDir, undefined, (reason) => this.loseLock(reason));
+    const fresh = await this.refuseWithoutDb();
     await this.db.read();
+    // Written at once: from the first record on, a data dir without it is one that lost it.
+    if (fresh) await this.db.write();
     for (const u of this.db.data.users) this.indexUser(u);
     for (const k of this.db.data.keys) this.indexKey(k);
     const live = (await this.live.read()) ?? {};
@@ -313,13 +323,54 @@ export class EmbeddedStore implements Store {
     this.lock = undefined;
   }
 
+  /**
+   * A data dir that holds records but no db.json lost its users, keys and documents (a file
+   * deleted, a restore that missed it): started, it was a fresh install, a new first admin's key
+   * written over admin.key and every member's key refused, the records kept under nobody. True:
+   * a new data dir (no db.json, no records).
+   */
+  private async refuseWithoutDb(): Promise<boolean> {
+    const dir = this.opts.dataDir;
+    if (await exists(path.join(dir, 'db.json'))) return false;
+    const segments = await fs.readdir(path.join(dir, 'interceptions')).catch(() => [] as string[]);
+    let records = false;
+    for (const name of segments)
+      if (
+        SEGMENT_RE.test(name) &&
+        ((await fs.stat(path.join(dir, 'interceptions', name)).catch(() => undefined))?.size ?? 0) > 0
+      )
+        records = true;
+    if (!records && !(await exists(path.join(dir, 'live.json')))) return true;
+    throw new Error(
+      `${path.join(dir, 'db.json')} is missing, but the data dir holds audit records: its users, keys and settings would be lost, ` +
+        'and a new first admin made. Restore db.json from a backup (docs/operations.md), or move the data dir aside to start afresh.',
+    );
+  }
+
+  /**
+   * Another process holds the data dir now: this one writes nothing more to it (its journals
+   * closed, db.json refused), and says so (`onLockLost`), for the bridge to stop.
+   */
+  private loseLock(reason: string): void {
+    this.lockLost = reason;
+    void this.journal.close().catch(() => undefined);
+    void this.accessJournal.close().catch(() => undefined);
+    void this.gatewayJournal.close().catch(() => undefined);
+    this.opts.onLockLost?.(reason);
+  }
+
   async health(): Promise<StoreHealth> {
     try {
       await fs.access(this.opts.dataDir, fs.constants.W_OK);
     } catch (err) {
       return { ok: false, detail: `data dir not writable: ${(err as Error).message}` };
     }
-    return this.journal.isOpen ? { ok: true } : { ok: false, detail: 'journal is closed' };
+    if (this.lockLost !== undefined) return { ok: false, detail: `data dir lock lost: ${this.lockLost}` };
+    if (!this.journal.isOpen) return { ok: false, detail: 'journal is closed' };
+    // Ready means the store takes writes: a full disk refuses every record, and with it (under
+    // AIBRIDGE_AUDIT_FAILURE=closed) every request.
+    const failing = this.journal.failing;
+    return failing ? { ok: false, detail: `audit journal write failing: ${failing.message}` } : { ok: true };
   }
 
   private indexUser(u: User): void {
@@ -340,6 +391,13 @@ export class EmbeddedStore implements Store {
    * already revoked and wrote nothing.
    */
   private async persist(undo: () => void): Promise<void> {
+    if (this.lockLost !== undefined) {
+      undo();
+      throw new BridgeError(
+        'store_unavailable',
+        'Another process holds this bridge’s data directory now (its lock was lost); nothing was changed. This bridge is stopping.',
+      );
+    }
     try {
       await this.db.write();
     } catch (err) {
@@ -623,6 +681,7 @@ export class EmbeddedStore implements Store {
     const alerts = this.alerts;
     alerts.push(alert);
     if (alerts.length > ALERTS_KEPT) alerts.splice(0, alerts.length - ALERTS_KEPT);
+    if (this.lockLost !== undefined) throw new Error(`data dir lock lost: ${this.lockLost}`);
     await this.alertsFile.write({ alerts });
   }
 
@@ -960,5 +1019,14 @@ export class EmbeddedStore implements Store {
     const items = loaded.filter((rec) => RecordIndex.exactly(rec, filter));
     // The cursor follows what was read, so a page thinned by a (2^-52) hash match goes on after it.
     return { items, nextCursor: more ? encodeCursor(loaded.at(-1)!.seq) : null };
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
   }
 }

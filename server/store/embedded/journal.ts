@@ -69,6 +69,9 @@ function encodeLineAt(into: Buffer, at: number, json: string, n: number): void {
  */
 const BATCH_BUFFER_LIMIT = 1024 * 1024;
 
+/** How often a batch's write first checks that its segment is still in the data dir (ms). */
+const LINK_CHECK_MS = 1000;
+
 /** The JSON of a line `encodeLineAt` wrote (its checksum is not checked: the line never left memory). */
 export function lineJson(line: Buffer): string {
   return line.toString('utf8', 9, line.length - 1);
@@ -99,6 +102,10 @@ export class Journal {
   private readonly syncIntervalMs: number;
   /** When the last batch's write started (performance.now()), for syncIntervalMs. */
   private lastBatchAt = Number.NEGATIVE_INFINITY;
+  /** Why the last batch failed (a full disk, a segment removed), until one is written again. */
+  failing: Error | undefined;
+  /** When the segment was last found still linked in its directory (performance.now()). */
+  private linkCheckedAt = Number.NEGATIVE_INFINITY;
   /**
    * Read-only handles by segment, for reading entries back: one per segment, kept as its opening: reads that start together share it (two
    * opened at once and one kept would leave the other to be closed by the GC, a descriptor leaked
@@ -312,6 +319,13 @@ export class Journal {
           await this.openSegment();
         }
         if (!this.fh) throw new Error('journal is closed');
+        // Writes to a segment removed from its directory (the data dir deleted under a running
+        // bridge) succeed and reach nothing: once a second at most, the segment is checked still there.
+        if (performance.now() - this.linkCheckedAt > LINK_CHECK_MS) {
+          if ((await this.fh.stat()).nlink === 0)
+            throw new Error('journal segment was removed from the data dir');
+          this.linkCheckedAt = performance.now();
+        }
         // One write of the batch. A write that fails part way (a full disk) comes back as a short
         // count, not an error: the batch is not durable, and its callers must hear so.
         const { bytesWritten } = await this.fh.write(buf, 0, length);
@@ -328,7 +342,9 @@ export class Journal {
           lineAt += lineLength;
         }
         this.size += length;
+        this.failing = undefined;
       } catch (err) {
+        this.failing = err instanceof Error ? err : new Error(String(err));
         // A failed write may have left part of the batch on disk: it is cut off, so the next batch
         // starts on a line of its own (a torn line in the middle would take the next one with it).
         // If it cannot be, offsets continue from the real end; if even stat fails, the old size is
