@@ -18,6 +18,7 @@ import {
   addToBucket,
   addToBuckets,
   type BucketQuery,
+  bucketKey,
   canonicalIso,
   hourOf,
   type UsageBucket,
@@ -77,6 +78,12 @@ const GATEWAY_KEPT = 50_000;
 const RECENT_KEPT = 2000;
 /** A user's newest rollup buckets a record is matched against before its key is built. */
 const RECENT_BUCKETS = 4;
+/**
+ * Buckets of distinct (provider, model, client) a user has in one hour before further models of
+ * that hour are summed under OTHER_MODELS (the embedded store keeps every bucket in memory).
+ */
+export const MODELS_PER_USER_HOUR = 64;
+export const OTHER_MODELS = '(other models)';
 /** The bytes those lines may take: about 2 KiB each, more than a usual record's line. */
 const RECENT_BYTES = 4 * 1024 * 1024;
 
@@ -207,6 +214,8 @@ export class EmbeddedStore implements Store {
    * everyone's requests).
    */
   private readonly bucketsOfUser = new Map<string, UsageBucket[]>();
+  /** How many buckets of their own models each user has in each hour (`${hour}\0${userId}`). */
+  private readonly bucketsPerUserHour = new Map<string, number>();
   /** Each user's newest request time, kept with the rollups. */
   private readonly lastRequests = new Map<string, string>();
   private readonly budgetBook = new MemoryBudgetLedgers(this);
@@ -593,8 +602,19 @@ export class EmbeddedStore implements Store {
       byKey = new Map();
       this.buckets.set(hour, byKey);
     }
-    const made = addToBuckets(byKey, rec);
+    // Model names are the client's: one made up per request made a bucket per request, kept in
+    // memory for good and rebuilt at every start (a member grew the heap by 85 MB a minute). Past
+    // MODELS_PER_USER_HOUR a user's new models of an hour are summed under OTHER_MODELS.
+    const userHour = `${hour}\u0000${rec.userId}`;
+    const held = this.bucketsPerUserHour.get(userHour) ?? 0;
+    const over =
+      held >= MODELS_PER_USER_HOUR &&
+      !byKey.has(
+        bucketKey({ hour, userId: rec.userId, provider: rec.provider, model: rec.model, client: rec.client }),
+      );
+    const made = addToBuckets(byKey, over ? { ...rec, model: OTHER_MODELS } : rec);
     if (made) {
+      if (!over) this.bucketsPerUserHour.set(userHour, held + 1);
       const mine = this.bucketsOfUser.get(made.userId);
       if (mine) mine.push(made);
       else this.bucketsOfUser.set(made.userId, [made]);

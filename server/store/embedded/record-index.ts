@@ -17,6 +17,16 @@ function toolKey(name: string): string {
   return name.includes('\u0000') ? name.replaceAll('\u0000', '') : name;
 }
 
+/** Distinct tool sets the index interns (RecordIndex.toolSetId); ~330 B each with their names. */
+export const MAX_TOOL_SETS = 20_000;
+/** A record's tool set past MAX_TOOL_SETS: not in the index, read from the record. */
+const UNINDEXED_TOOLS = 0xffff_ffff;
+
+/** Whether the record called a tool of that name (in toolForm, as the filter compares it). */
+function calls(rec: Interception, tool: string): boolean {
+  return rec.toolCalls.some((c) => toolForm(toolKey(c.name)) === tool);
+}
+
 function toolSet(rec: Interception): string {
   return rec.toolCalls.length === 0
     ? ''
@@ -107,7 +117,8 @@ export class RecordIndex {
   static exactly(rec: Interception, f: InterceptionFilter): boolean {
     return (
       (f.sessionId === undefined || (rec.sessionId ?? '') === f.sessionId) &&
-      (f.model === undefined || (rec.model ?? '') === f.model)
+      (f.model === undefined || (rec.model ?? '') === f.model) &&
+      (f.tool === undefined || calls(rec, toolForm(toolKey(f.tool))))
     );
   }
 
@@ -152,6 +163,26 @@ export class RecordIndex {
     return this.lastModelKey;
   }
 
+  /** Distinct tool sets interned, and whether a record's set was past MAX_TOOL_SETS. */
+  private toolSetCount = 0;
+  private someToolsUnindexed = false;
+
+  /**
+   * A record's tool set, interned while there are fewer than MAX_TOOL_SETS: tool names are what the
+   * model called, and a member who has it call new ones each turn made a string per record, kept
+   * for good. Past that, UNINDEXED_TOOLS: a `tool` filter reads those records to decide.
+   */
+  private toolSetId(set: string): number {
+    const seen = this.strings.find(set);
+    if (seen !== -1) return seen;
+    if (this.toolSetCount >= MAX_TOOL_SETS) {
+      this.someToolsUnindexed = true;
+      return UNINDEXED_TOOLS;
+    }
+    this.toolSetCount += 1;
+    return this.strings.id(set);
+  }
+
   /** Records must be added in increasing seq order. */
   add(rec: Interception, loc: EntryLoc): void {
     if (this.n === this.seq.length) this.grow();
@@ -170,7 +201,7 @@ export class RecordIndex {
     this.team[i] = this.strings.id(rec.team ?? '');
     this.session[i] = valueKey(rec.sessionId ?? '');
     this.status[i] = this.strings.id(rec.status);
-    this.tools[i] = this.strings.id(toolSet(rec));
+    this.tools[i] = this.toolSetId(toolSet(rec));
     this.idKey[i] = idKey(rec.id);
     this.response[i] = rec.responseId === undefined ? -1 : valueKey(rec.responseId);
     if (rec.responseItems !== undefined) for (const item of rec.responseItems) this.items.add(item, rec.seq);
@@ -348,7 +379,7 @@ export class RecordIndex {
     const status = want(f.status);
     for (const id of [user, provider, api, client, team, status]) if (id === -1) return null;
     const toolSets = f.tool === undefined ? undefined : this.setsWith(f.tool);
-    if (toolSets?.size === 0) return null;
+    if (toolSets?.size === 0 && !this.someToolsUnindexed) return null;
     const since = f.since === undefined ? undefined : Date.parse(f.since);
     const until = f.until === undefined ? undefined : Date.parse(f.until);
     return (i) =>
@@ -360,7 +391,7 @@ export class RecordIndex {
       (team === undefined || this.team[i] === team) &&
       (session === undefined || this.session[i] === session) &&
       (status === undefined || this.status[i] === status) &&
-      (toolSets === undefined || toolSets.has(this.tools[i]!)) &&
+      (toolSets === undefined || toolSets.has(this.tools[i]!) || this.tools[i] === UNINDEXED_TOOLS) &&
       (since === undefined || this.startedAt[i]! >= since) &&
       (until === undefined || this.startedAt[i]! < until);
   }
