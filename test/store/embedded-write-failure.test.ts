@@ -108,6 +108,20 @@ describe('embedded store: a data dir that changed under it', function () {
     await fresh.close();
   });
 
+  it('a db.json in a later format than this version reads is refused at start', async () => {
+    const dir = await tempDir('aibridge-future-db-');
+    const store = new EmbeddedStore({ dataDir: dir });
+    await store.open();
+    await store.createUser({ id: 'u_a', email: 'a@example.com' } as never);
+    await store.close();
+    const file = path.join(dir, 'db.json');
+    await fs.writeFile(file, JSON.stringify({ ...JSON.parse(await fs.readFile(file, 'utf8')), version: 99 }));
+    await assert.rejects(
+      new EmbeddedStore({ dataDir: dir }).open(),
+      /is in format 99, written by a newer bridge/,
+    );
+  });
+
   it('a store whose data dir lock another process took writes nothing more and says so', async () => {
     const dir = await tempDir('aibridge-lock-lost-');
     const lost: string[] = [];

@@ -78,6 +78,8 @@ const GATEWAY_KEPT = 50_000;
 const RECENT_KEPT = 2000;
 /** A user's newest rollup buckets a record is matched against before its key is built. */
 const RECENT_BUCKETS = 4;
+/** db.json's format; a later one is refused at start. */
+const DB_VERSION = 1;
 /**
  * Buckets of distinct (provider, model, client) a user has in one hour before further models of
  * that hour are summed under OTHER_MODELS (the embedded store keeps every bucket in memory).
@@ -233,7 +235,7 @@ export class EmbeddedStore implements Store {
 
   constructor(private readonly opts: EmbeddedStoreOptions) {
     this.db = new Low(new AtomicJsonFile<DbShape>(path.join(opts.dataDir, 'db.json')), {
-      version: 1,
+      version: DB_VERSION,
       users: [],
       keys: [],
     });
@@ -270,6 +272,12 @@ export class EmbeddedStore implements Store {
     this.lock = await DataDirLock.acquire(this.opts.dataDir, undefined, (reason) => this.loseLock(reason));
     const fresh = await this.refuseWithoutDb();
     await this.db.read();
+    // A format this version cannot know: the bridge that wrote it may keep what this one would drop.
+    const version = (this.db.data as { version?: unknown }).version;
+    if (typeof version === 'number' && version > DB_VERSION)
+      throw new Error(
+        `${path.join(this.opts.dataDir, 'db.json')} is in format ${version}, written by a newer bridge; this one reads format ${DB_VERSION}. Run that version, or a later one.`,
+      );
     // Written at once: from the first record on, a data dir without it is one that lost it.
     if (fresh) await this.db.write();
     for (const u of this.db.data.users) this.indexUser(u);
