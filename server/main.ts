@@ -105,7 +105,8 @@ async function serve(args: string[]): Promise<void> {
     }, config.shutdownGraceMs);
     force.unref();
     bridge.close().then(
-      () => process.exit(process.exitCode ?? 0),
+      // Records the store refused to the end were lost: a supervisor must not take it for a clean stop.
+      () => process.exit(bridge.recorder.unrecordedAtClose > 0 ? 1 : (process.exitCode ?? 0)),
       (err: unknown) => {
         bridge.app.log.error({ err }, 'shutdown failed');
         process.exit(1);

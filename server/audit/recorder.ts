@@ -116,6 +116,8 @@ export class Recorder {
   private readonly finishListeners: ((rec: NewInterception) => void)[] = [];
   private readonly responseListeners: ((userId: string, responseId: string, items?: string[]) => void)[] = [];
   private readonly retryQueue: NewInterception[] = [];
+  /** Records the store still refused when `drain` gave up (the bridge stopping): `aibridge serve` exits 1. */
+  unrecordedAtClose = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private retrying: Promise<void> | undefined;
   /** Refusals of the records waiting, for what they hold, by id (setAside). */
@@ -499,6 +501,7 @@ export class Recorder {
     }
     if (this.retryQueue.length > 0) await this.retry();
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.unrecordedAtClose = this.retryQueue.length;
     if (this.retryQueue.length > 0) {
       // Which requests went unrecorded, for the operator to find them in the access log: the
       // records themselves (prompts, however redacted) do not go to the log.

@@ -174,4 +174,27 @@ describe('a record the store refuses for what it holds', () => {
     await eventually(() => recorder.accepting(), { what: 'the queue to empty', timeoutMs: 2000 });
     assert.deepEqual(stored, ['int_waits']);
   });
+
+  it('records the store still refuses when the bridge stops are counted (aibridge serve exits 1) and named by id', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'error' }, { write: (l: string) => lines.push(l) });
+    const store = {
+      appendInterception: () =>
+        Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })),
+    } as unknown as EmbeddedStore;
+    const recorder = new Recorder(store, log, new PriceBook(), new Metrics(), {
+      failMode: 'closed',
+      retryMs: 10,
+      retryLimit: 100,
+    });
+    await recorder.finish(start('int_lost_1'), end);
+    await recorder.finish(start('int_lost_2'), end);
+    await recorder.drain();
+    assert.equal(recorder.unrecordedAtClose, 2);
+    const line = JSON.parse(lines.find((l) => l.includes('shutting down with audit records'))!) as {
+      ids: string[];
+      records: number;
+    };
+    assert.deepEqual([line.records, line.ids.sort()], [2, ['int_lost_1', 'int_lost_2']]);
+  });
 });
