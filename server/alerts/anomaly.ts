@@ -110,7 +110,7 @@ export function detect(input: AnomalyInput, rules: AnomalyRules): Finding[] {
  * A user's last hour in 60 one-minute buckets with running sums, and their last minute's request
  * times: adding and reading are O(1) however busy the user is (this runs on every request).
  */
-class RecentActivity {
+export class RecentActivity {
   private readonly cost = new Float64Array(60);
   private readonly tokens = new Float64Array(60);
   private costSum = 0;
@@ -124,6 +124,12 @@ class RecentActivity {
   private advance(now: number): void {
     const m = Math.floor(now / MINUTE);
     if (this.minute === -1) this.minute = m;
+    // The wall clock stepped back: the hour goes on from now (its buckets leave it minute by minute
+    // as before), where it stood still for the length of the step and summed without end.
+    if (m < this.minute) {
+      this.minute = m;
+      for (let i = this.head; i < this.times.length; i++) if (this.times[i]! > now) this.times[i] = now;
+    }
     const steps = Math.min(60, m - this.minute);
     for (let k = 1; k <= steps; k++) {
       const b = (this.minute + k) % 60;
@@ -285,7 +291,8 @@ export class AnomalyWatcher {
     }
     const judge = (ownActiveHours: { costUsd: number; tokens: number }[]): void =>
       this.judge(rec, s, now, { lastHour, lastMinuteRequests, ownActiveHours, teammatesLastHourUsd });
-    if (s.baseline && now - s.baseline.fetchedAt < BASELINE_FRESH_MS) {
+    // Fetched "in the future" (the clock stepped back since): read again, not kept for the step.
+    if (s.baseline && now >= s.baseline.fetchedAt && now - s.baseline.fetchedAt < BASELINE_FRESH_MS) {
       judge(s.baseline.hours);
       return undefined;
     }
@@ -296,7 +303,7 @@ export class AnomalyWatcher {
     const findings = detect(window, this.rules);
     for (const f of findings) {
       const last = s.lastAlert.get(f.rule);
-      if (last !== undefined && now - last < COOLDOWN_MS) continue;
+      if (last !== undefined && now >= last && now - last < COOLDOWN_MS) continue;
       s.lastAlert.set(f.rule, now);
       const alert: NewAlert = {
         kind: 'anomaly',

@@ -66,8 +66,23 @@ export async function auditCapability(
   await claimChainAnchor(store);
   // Retention runs beside traffic: the embedded store drops whole old segments, the database deletes rows.
   if (config.auditRetentionDays > 0) {
+    // While it runs, the cutoff moves with the time that has passed (monotonic), not with a wall
+    // clock that jumped ahead (a VM's clock stepped forward, a mis-set clock): a jump of 40 days
+    // under 30-day retention deleted every record. A clock that stepped back only prunes less.
+    const startWall = clock.now();
+    const startMono = performance.now();
+    let warned = false;
     const prune = (): void => {
-      const before = new Date(clock.now() - config.auditRetentionDays * 86_400_000).toISOString();
+      const wall = clock.now();
+      const now = retentionNow(wall, startWall, performance.now() - startMono);
+      if (wall - now > 3_600_000 && !warned) {
+        warned = true;
+        log.warn(
+          { aheadMs: Math.round(wall - now) },
+          'retention: the wall clock jumped ahead while the bridge ran; records are pruned by the time that has passed since it started until it restarts',
+        );
+      }
+      const before = new Date(now - config.auditRetentionDays * 86_400_000).toISOString();
       store
         .pruneInterceptions(before)
         .then((n) => n > 0 && log.info({ records: n, before }, 'retention: pruned old interceptions'))
@@ -94,4 +109,12 @@ export async function auditCapability(
     },
     reload: { team_capture: () => capture.load() },
   };
+}
+
+/**
+ * The time retention prunes against: the wall clock, but no further than the bridge's start plus
+ * the time that has passed since (monotonic), so a wall clock that jumps ahead prunes nothing more.
+ */
+export function retentionNow(wall: number, startWall: number, elapsedMs: number): number {
+  return Math.min(wall, startWall + elapsedMs);
 }

@@ -78,8 +78,11 @@ export class CircuitBreakers {
     if (this.opts.threshold === 0) return { admitted: true, probe: false };
     const e = this.existing(provider, model ?? '*');
     if (!e || e.openedAt === null) return { admitted: true, probe: false };
-    const retryAt = e.openedAt + this.opts.cooldownMs;
     const t = this.now();
+    // Opened "in the future": the wall clock stepped back since. The cooldown counts from now, not
+    // from a time the clock will reach only after the step (a model blocked for days).
+    if (e.openedAt > t) e.openedAt = t;
+    const retryAt = e.openedAt + this.opts.cooldownMs;
     if (t < retryAt) return { admitted: false, retryAfterMs: retryAt - t };
     if (e.probing) return { admitted: false, retryAfterMs: this.opts.cooldownMs };
     e.probing = true;

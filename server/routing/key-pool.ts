@@ -64,6 +64,8 @@ interface Runtime {
   /** Smooth weighted round-robin's running weight (nginx's algorithm: deterministic, evenly spread). */
   current: number;
   cooldownUntil: number;
+  /** When the cooldown was set: a clock that stepped back since finds it in the future. */
+  cooldownFrom: number;
   /** 429/529s in a row: the exponential default's exponent. */
   streak: number;
   authFailed: boolean;
@@ -78,6 +80,7 @@ interface Runtime {
 const fresh = (k: PoolKey): Runtime => ({
   current: 0,
   cooldownUntil: 0,
+  cooldownFrom: 0,
   streak: 0,
   authFailed: false,
   reenabledAt: k.reenabledAt,
@@ -206,7 +209,8 @@ export class KeyPool implements CredentialSource {
         o.retryAfterMs !== undefined
           ? Math.min(o.retryAfterMs, MAX_RETRY_AFTER_MS)
           : Math.min(BASE_COOLDOWN_MS * 2 ** (rt.streak - 1), MAX_COOLDOWN_MS);
-      rt.cooldownUntil = this.clock.now() + ms;
+      rt.cooldownFrom = this.clock.now();
+      rt.cooldownUntil = rt.cooldownFrom + ms;
       rt.rateLimited++;
       this.events.rateLimited(this.instance, name, o.status, ms);
     } else if (o.status === 401 || o.keyRefused === true) {
@@ -239,6 +243,14 @@ export class KeyPool implements CredentialSource {
   }
 
   private prune(rt: Runtime, now: number): void {
+    // The wall clock stepped back: a cooldown or a minute counted from a time after `now` would
+    // last as long as the step. They count from now instead, no longer than they were given.
+    if (rt.cooldownFrom > now) {
+      rt.cooldownUntil -= rt.cooldownFrom - now;
+      rt.cooldownFrom = now;
+    }
+    for (let i = 0; i < rt.sent.length; i++) if (rt.sent[i]! > now) rt.sent[i] = now;
+    for (const t of rt.tokens) if (t.at > now) t.at = now;
     while (rt.sent.length > 0 && rt.sent[0]! <= now - MINUTE) rt.sent.shift();
     while (rt.tokens.length > 0 && rt.tokens[0]!.at <= now - MINUTE) rt.tokens.shift();
   }

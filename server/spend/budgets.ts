@@ -172,6 +172,7 @@ export class Budgets {
     return {
       budgetId: b.id,
       periodStart: periodStart(b.period, now).toISOString(),
+      periodEnd: periodEnd(b.period, now).toISOString(),
       limitUsd: b.limitUsd,
       block: b.action === 'block',
       thresholds: b.thresholds,

@@ -20,6 +20,11 @@ class Window {
   private sum = 0;
 
   private prune(now: number): void {
+    // The wall clock stepped back (NTP, a clock an admin set right): entries stamped after `now`
+    // would stay for the length of the step, locking the user out for it. Taken as made now, they
+    // count for one window at most.
+    if (this.at.length > 0 && this.at[this.at.length - 1]! > now)
+      for (let i = 0; i < this.at.length; i++) if (this.at[i]! > now) this.at[i] = now;
     while (this.at.length > 0 && this.at[0]! <= now - WINDOW_MS) {
       this.at.shift();
       this.sum -= this.amounts.shift()!;

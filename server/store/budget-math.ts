@@ -9,6 +9,7 @@ export function spendIn(buckets: UsageBucket[], claim: BudgetClaim): number {
   let sum = 0;
   for (const b of buckets) {
     if (b.hour < claim.periodStart) continue;
+    if (claim.periodEnd !== undefined && b.hour >= claim.periodEnd) continue;
     if (claim.scope.userId !== undefined && b.userId !== claim.scope.userId) continue;
     if (claim.scope.team !== undefined && b.team !== claim.scope.team) continue;
     sum += b.costUsd;
@@ -28,7 +29,12 @@ export function alertedFrom(claim: BudgetClaim, maxObserved: number | null): num
 export function maxObserved(alerts: Alert[], claim: BudgetClaim): number | null {
   let max: number | null = null;
   for (const a of alerts)
-    if (a.budgetId === claim.budgetId && a.at >= claim.periodStart) max = Math.max(max ?? 0, a.observed);
+    if (
+      a.budgetId === claim.budgetId &&
+      a.at >= claim.periodStart &&
+      (claim.periodEnd === undefined || a.at < claim.periodEnd)
+    )
+      max = Math.max(max ?? 0, a.observed);
   return max;
 }
 

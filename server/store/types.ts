@@ -137,6 +137,12 @@ export interface BudgetClaim extends BudgetPeriod {
   block: boolean;
   thresholds: number[];
   /**
+   * End of the period (exclusive): spend and alerts stamped after it are another period's. Without
+   * it (older callers, session caps), everything from the start counts. A wall clock once set ahead
+   * stamped records in a later period, and every period after counted them again.
+   */
+  periodEnd?: string;
+  /**
    * Whose spend counts, as a rollup filter: a period's ledger starts from what the rollups already
    * hold for it, and from the alerts already raised for it. With `sessionId` (a session cap, whose
    * ledger has no period) it starts from what that user's session's records cost.

@@ -15,7 +15,16 @@ export class TestClock implements Clock {
     return this.ms;
   }
 
-  /** Moves time forward by `ms` (never back: the app assumes time does not run backwards). */
+  /**
+   * The wall clock stepped back by `ms`, as NTP or an admin setting it right does: what counts
+   * durations by wall time must not lock anyone out for the length of the step.
+   */
+  stepBack(ms: number): void {
+    if (!(ms >= 0)) throw new Error(`TestClock.stepBack: ${ms} is not a non-negative number of milliseconds`);
+    this.ms -= ms;
+  }
+
+  /** Moves time forward by `ms` (never back but with stepBack: time does not otherwise run backwards). */
   advance(ms: number): void {
     if (!(ms >= 0)) throw new Error(`TestClock.advance: ${ms} is not a non-negative number of milliseconds`);
     this.ms += ms;

@@ -240,6 +240,34 @@ describe('key pools', function () {
       assert.equal(pool.list()[0]!.state, 'cooling');
     });
 
+    it('a wall clock stepped back does not keep a key cooling, or its minute full, for the length of the step', async () => {
+      const clock = new TestClock();
+      const pool = new KeyPool('p', adapter, clock, noEvents);
+      pool.setKeys([key('a', { rpm: 1 })]);
+      (await pool.acquire()).report({ status: 429, retryAfterMs: 30_000 });
+      clock.stepBack(2 * 86_400_000);
+      // The cooldown as given and the key's minute (rpm 1), counted from when the step is seen.
+      const cooling = await pool.acquire().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(cooling instanceof BridgeError);
+      assert.equal(cooling.headers['retry-after'], '60');
+      clock.advance(60_000);
+      const a = await pool.acquire();
+      assert.equal(a.keyName, 'a');
+      // Its minute after another step: one minute from when it is seen, not an hour and a minute.
+      clock.stepBack(3_600_000);
+      const full = await pool.acquire().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(full instanceof BridgeError);
+      assert.equal(full.headers['retry-after'], '60');
+      clock.advance(60_000);
+      assert.equal((await pool.acquire()).keyName, 'a');
+    });
+
     it('keeps a key under its rpm and tpm, and says when the minute frees up', async () => {
       const clock = new TestClock();
       const pool = new KeyPool('p', adapter, clock, noEvents);

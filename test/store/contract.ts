@@ -1219,6 +1219,20 @@ export function storeContract(name: string, factory: StoreFactory): void {
         );
       });
 
+      it('counts only its own period: spend and alerts stamped after its end are a later one’s', async () => {
+        // Records of March (as a wall clock set a month ahead stamps them), read by February's period.
+        await appendMany(store, 10);
+        await store.appendAlert(
+          alert(1, { budgetId: 'bud_1', observed: 0.6, at: '2026-02-10T00:00:00.000Z' }),
+        );
+        await store.appendAlert(alert(2, { budgetId: 'bud_1', observed: 5, at: '2026-03-02T00:00:00.000Z' }));
+        const [feb] = await store.budgetLedgers([
+          claim({ periodStart: '2026-02-01T00:00:00.000Z', periodEnd: PERIOD }),
+        ]);
+        near(feb!.spentUsd, 0);
+        assert.equal(feb!.alerted, 0.5);
+      });
+
       it('admits parallel requests atomically: at most one past the limit', async () => {
         const c = claim({ limitUsd: 1 });
         const outcomes = await Promise.all(
