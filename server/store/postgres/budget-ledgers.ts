@@ -82,7 +82,13 @@ async function lockLedger(c: pg.ClientBase, claim: BudgetClaim): Promise<{ spent
              AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR team = $3)) AS spent,
          (SELECT max((doc->>'observed')::double precision) FROM alerts
            WHERE at >= $1::timestamptz AND ($5::timestamptz IS NULL OR at < $5) AND doc->>'budgetId' = $4) AS observed`,
-      [claim.periodStart, claim.scope.userId ?? null, claim.scope.team ?? null, claim.budgetId, claim.periodEnd ?? null],
+      [
+        claim.periodStart,
+        claim.scope.userId ?? null,
+        claim.scope.team ?? null,
+        claim.budgetId,
+        claim.periodEnd ?? null,
+      ],
     );
     const s = start.rows[0]!;
     await c.query(
