@@ -80,8 +80,12 @@ async function serve(args: string[]): Promise<void> {
     strict: true,
   });
   const config = loadConfig(values, process.env);
-  // Hoisted: a lost data dir lock (embedded store) stops the bridge as a signal would, exit 1.
-  let onStoreLost = (_reason: string): void => undefined;
+  // Hoisted: a lost data dir lock (embedded store) stops the bridge as a signal would, exit 1;
+  // one lost before the handlers are in place is kept for them.
+  let lostEarly: string | undefined;
+  let onStoreLost = (reason: string): void => {
+    lostEarly = reason;
+  };
   const bridge = await buildApp(config, { onStoreLost: (reason) => onStoreLost(reason) });
   for (const w of [...unknownEnvWarnings(process.env), ...baseUrlWarnings(process.env)])
     bridge.app.log.warn(w);
@@ -119,6 +123,7 @@ async function serve(args: string[]): Promise<void> {
     process.exitCode = 1;
     stop('data dir lock lost');
   };
+  if (lostEarly !== undefined) onStoreLost(lostEarly);
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 

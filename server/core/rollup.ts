@@ -23,6 +23,12 @@ export interface UsageBucket {
   userBilledRequests: number;
 }
 
+/**
+ * The model of a bucket summing a user-hour's models past the embedded store's cap on them
+ * (MODELS_PER_USER_HOUR): no model's name, and nothing to price.
+ */
+export const OTHER_MODELS = '(other models)';
+
 export interface BucketQuery {
   /** Inclusive, ISO 8601; buckets are included by their hour. */
   since?: string | undefined;

@@ -4,6 +4,7 @@ import { AnomalyWatcher } from '../alerts/anomaly';
 import { WebhookSender } from '../alerts/webhook';
 import type { Capability, Core } from '../capability';
 import { datesOf } from '../clock';
+import { OTHER_MODELS } from '../core/rollup';
 import type { IdentityService } from '../identity/identity-service';
 import { Budgets } from './budgets';
 import { Governance } from './governance';
@@ -43,7 +44,8 @@ export async function spendCapability(core: Core, identity: IdentityService): Pr
     ),
   );
   for (const b of await store.usageBuckets({})) {
-    if (b.unpricedRequests > 0)
+    // The embedded store's sum of a user-hour's models past its cap names no model to price.
+    if (b.unpricedRequests > 0 && b.model !== OTHER_MODELS)
       prices.noteUnknown(b.provider, b.model ?? '(none)', b.unpricedRequests, b.hour);
   }
   const webhook = config.alerts.webhookUrl

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -87,6 +89,32 @@ describe('the embedded store holds its data dir alone (dir-lock)', () => {
     };
     await lockOf(dir, parent, 120_000);
     await assert.rejects(DataDirLock.acquire(dir), /in use by another bridge \(pid \d+ on /);
+  });
+
+  it('a holder that has exited but is not yet reaped (a zombie) is taken over at once', async () => {
+    const dir = await tempDir();
+    // sh's background child exits at once; sh became `sleep`, which never reaps it: a zombie.
+    const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 10'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    try {
+      const pid = Number((await once(parent.stdout!, 'data'))[0].toString().trim());
+      const state = async () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[0];
+      for (let i = 0; i < 100 && (await state()) !== 'Z'; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await state(), 'Z');
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+      const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))![1]);
+      await lockOf(dir, {
+        host: os.hostname(),
+        pidns: readlinkSync('/proc/self/ns/pid'),
+        pid,
+        processStart: btime * 1000 + ticks * 10,
+      });
+      await (await DataDirLock.acquire(dir)).release();
+    } finally {
+      parent.kill();
+    }
   });
 
   it('a holder whose lock file is removed or taken hears it once, at its next heartbeat', async () => {

@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict';
-import {
-  EmbeddedStore,
-  MODELS_PER_USER_HOUR,
-  OTHER_MODELS,
-} from '../../server/store/embedded/embedded-store';
+import { OTHER_MODELS } from '../../server/core/rollup';
+import { EmbeddedStore, MODELS_PER_USER_HOUR } from '../../server/store/embedded/embedded-store';
 import { MAX_TOOL_SETS } from '../../server/store/embedded/record-index';
 import { tempDir } from '../helpers/bridge';
 import { newRecord, toolCallNamed } from './contract';
@@ -115,6 +112,13 @@ describe('embedded store: memory a member’s strings cannot grow without bound'
       assert.deepEqual(await ids('tool_7'), ['int_t7']);
       assert.deepEqual(await ids('bash'), ['int_late', 'int_plain']);
       assert.deepEqual(await ids('nobody_called_this'), []);
+      // Pages are full and end where the matches do, not empty pages with a cursor to follow.
+      const page = await store.listInterceptions({ tool: 'bash' }, 1);
+      assert.deepEqual([page.items.map((r) => r.id), page.nextCursor !== null], [['int_plain'], true]);
+      const next = await store.listInterceptions({ tool: 'bash' }, 1, page.nextCursor!);
+      assert.deepEqual([next.items.map((r) => r.id), next.nextCursor], [['int_late'], null]);
+      const none = await store.listInterceptions({ tool: 'nobody_called_this' }, 5);
+      assert.deepEqual(none, { items: [], nextCursor: null });
     } finally {
       await store.close();
     }

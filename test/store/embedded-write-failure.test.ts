@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LOCK_FILE } from '../../server/store/embedded/dir-lock';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
+import { Journal } from '../../server/store/embedded/journal';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, tempDir } from '../helpers/bridge';
 import { newRecord } from './contract';
@@ -68,6 +69,36 @@ describe('embedded store: an admin change the disk refuses', function () {
   });
 });
 
+describe('embedded store: admin changes the disk refuses, made at once', () => {
+  it('leave memory as the disk has it, whatever order their undos would run in', async () => {
+    const dir = await tempDir('aibridge-refused-together-');
+    const store = new EmbeddedStore({ dataDir: dir });
+    await store.open();
+    try {
+      await store.createUser({ id: 'u_a', email: 'a@example.com', role: 'member' } as never);
+      await store.createKey({ id: 'key_a', userId: 'u_a', hash: 'h_a', revokedAt: null } as never);
+      await fs.mkdir(path.join(dir, 'db.json.tmp'));
+      const both = await Promise.allSettled([
+        store.updateUser('u_a', { role: 'admin' }),
+        store.updateUser('u_a', { role: 'member' }),
+        store.revokeKey('key_a', new Date().toISOString()),
+        store.revokeKey('key_a', new Date().toISOString()),
+      ]);
+      assert.deepEqual(
+        both.map((r) => r.status),
+        ['rejected', 'rejected', 'rejected', 'rejected'],
+        'a second revocation is refused too, not told the first one’s undone change is done',
+      );
+      assert.equal((await store.getUserById('u_a'))?.role, 'member');
+      assert.equal((await store.getKey('key_a'))?.revokedAt, null);
+      await fs.rmdir(path.join(dir, 'db.json.tmp'));
+      assert.ok((await store.revokeKey('key_a', new Date().toISOString()))?.revokedAt);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('embedded store: a data dir that changed under it', function () {
   this.timeout(30_000);
 
@@ -120,6 +151,24 @@ describe('embedded store: a data dir that changed under it', function () {
       new EmbeddedStore({ dataDir: dir }).open(),
       /is in format 99, written by a newer bridge/,
     );
+  });
+
+  it('a journal told to write nothing more refuses what is waiting as well as what comes after', async () => {
+    const dir = await tempDir('aibridge-journal-refuse-');
+    const journal = new Journal({ dir });
+    await journal.open(() => undefined);
+    try {
+      const first = journal.append('{"n":1}');
+      const waiting = journal.append('{"n":2}');
+      journal.refuse(new Error('data dir lock lost: test'));
+      await first;
+      await assert.rejects(waiting, /lock lost/);
+      await assert.rejects(journal.append('{"n":3}'), /lock lost/);
+      const lines = (await fs.readFile(path.join(dir, 'seg-000001.jsonl'), 'utf8')).trim().split('\n');
+      assert.equal(lines.length, 1);
+    } finally {
+      await journal.close();
+    }
   });
 
   it('a store whose data dir lock another process took writes nothing more and says so', async () => {

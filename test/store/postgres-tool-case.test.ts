@@ -93,12 +93,16 @@ describe('PostgreSQL: rows an older replica writes into the newer schema', funct
       await sql.query(
         `UPDATE interceptions SET tools = '{Bash}', record = '{', stale = DEFAULT WHERE seq = 2`,
       );
+      // Parses, but a tool call without a name: it must not hold up the rows after it.
+      await sql.query(
+        `UPDATE interceptions SET tools = '{Write}', record = '{"toolCalls":[{}]}', stale = DEFAULT WHERE seq = 3`,
+      );
       const seqs = async (filter: { tool?: string; q?: string }) =>
         (await store.listInterceptions(filter, 10)).items.map((r) => r.seq).sort((a, b) => a - b);
       assert.deepEqual(await seqs({ tool: 'bash' }), [], 'what the older row leaves');
       assert.equal(await store.responseOwner('resp_old_replica'), undefined);
 
-      assert.equal(await store.repairStaleRows(), 2);
+      assert.equal(await store.repairStaleRows(), 3);
       assert.deepEqual(await seqs({ tool: 'bash' }), [1]);
       assert.deepEqual(await seqs({ tool: 'READ' }), [1]);
       assert.deepEqual(await seqs({ q: 'fix the bug' }), [1]);
@@ -109,7 +113,7 @@ describe('PostgreSQL: rows an older replica writes into the newer schema', funct
         [
           [1, ['bash', 'read'], false],
           [2, ['Bash'], false], // its record does not parse: left as it was (verify reports it), not read again
-          [3, ['write'], false],
+          [3, ['Write'], false], // nor this one as a record: left as it was
         ],
       );
       assert.equal(await store.repairStaleRows(), 0);

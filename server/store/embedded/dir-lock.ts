@@ -284,6 +284,19 @@ function pidNamespace(): { pidns?: string } {
  */
 const START_TOLERANCE_MS = 30_000;
 
+/** /proc states of a process that has exited: zombie, dead. */
+const ZOMBIE = new Set(['Z', 'X', 'x']);
+
+/** A process's state letter from /proc (R, S, D, T, Z, …); undefined where the system does not show it. */
+function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * When a process started (ms since the epoch), from /proc: its start in clock ticks after boot
  * (USER_HZ, 100 on Linux) and the boot time. Undefined where the system does not show it.
@@ -305,7 +318,8 @@ function startedAt(pid: number): number | undefined {
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+    // A zombie (exited, not yet reaped by its parent) takes signals but holds nothing.
+    return !ZOMBIE.has(processState(pid) ?? '');
   } catch (err) {
     // EPERM: it exists, as another user's process.
     return (err as NodeJS.ErrnoException).code === 'EPERM';

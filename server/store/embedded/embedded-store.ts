@@ -21,6 +21,7 @@ import {
   bucketKey,
   canonicalIso,
   hourOf,
+  OTHER_MODELS,
   type UsageBucket,
 } from '../../core/rollup';
 import { BridgeError } from '../../errors';
@@ -85,7 +86,6 @@ const DB_VERSION = 1;
  * that hour are summed under OTHER_MODELS (the embedded store keeps every bucket in memory).
  */
 export const MODELS_PER_USER_HOUR = 64;
-export const OTHER_MODELS = '(other models)';
 /** The bytes those lines may take: about 2 KiB each, more than a usual record's line. */
 const RECENT_BYTES = 4 * 1024 * 1024;
 
@@ -128,6 +128,20 @@ export interface EmbeddedStoreOptions {
   auditSyncMs?: number;
   /** Another process took the data dir (dir-lock.ts): the store has stopped writing to it. */
   onLockLost?: (reason: string) => void;
+}
+
+/** An admin change applied in memory (EmbeddedStore.change): its answer, how to take it back, what follows once written. */
+interface Change<T> {
+  result: T;
+  /** Absent: nothing changed (the answer is still given only once the write it waited on is durable). */
+  undo?: () => void;
+  written?: () => void;
+}
+
+interface PendingChange {
+  apply: () => Change<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (err: unknown) => void;
 }
 
 /**
@@ -218,6 +232,8 @@ export class EmbeddedStore implements Store {
   private readonly bucketsOfUser = new Map<string, UsageBucket[]>();
   /** How many buckets of their own models each user has in each hour (`${hour}\0${userId}`). */
   private readonly bucketsPerUserHour = new Map<string, number>();
+  /** The newest hour the rollups have (forgetOldUserHours). */
+  private newestHour = '';
   /** Each user's newest request time, kept with the rollups. */
   private readonly lastRequests = new Map<string, string>();
   private readonly budgetBook = new MemoryBudgetLedgers(this);
@@ -370,6 +386,8 @@ export class EmbeddedStore implements Store {
    */
   private loseLock(reason: string): void {
     this.lockLost = reason;
+    const refusal = new Error(`data dir lock lost: ${reason}`);
+    for (const j of [this.journal, this.accessJournal, this.gatewayJournal]) j.refuse(refusal);
     void this.journal.close().catch(() => undefined);
     void this.accessJournal.close().catch(() => undefined);
     void this.gatewayJournal.close().catch(() => undefined);
@@ -400,27 +418,68 @@ export class EmbeddedStore implements Store {
     this.keysByHash.set(k.hash, k);
   }
 
+  /** Admin changes waiting for the write under way (change). */
+  private readonly changes: PendingChange[] = [];
+  private committing = false;
+
   /**
-   * Writes db.json after a change made in memory; when the write fails (a full disk, a data dir
-   * gone), `undo` takes the change back and the caller hears `store_unavailable` (503). Kept, a
-   * change the disk refused was in force until a restart, and then lost: a key revoked on a full
-   * disk answered 500, worked again after a clean restart, and a retried revocation found it
-   * already revoked and wrote nothing.
+   * An admin change to db.json: `apply` changes memory at once and says how to take it back. The
+   * changes that come while a write is under way are applied together when it ends and written in
+   * one write (a burst of 200 costs a few writes of the whole file, not 200), in the order they
+   * came. When that write fails (a full disk, a data dir gone), every change of it is taken back,
+   * newest first, and each caller hears `store_unavailable` (503): memory stays what the disk has.
+   * Kept, a key revoked on a full disk worked again after a restart, and a second revocation in
+   * the same write found the first one's and was told it was done.
    */
-  private async persist(undo: () => void): Promise<void> {
-    if (this.lockLost !== undefined) {
-      undo();
-      throw new BridgeError(
+  private change<T>(apply: () => Change<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.changes.push({ apply, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.committing) void this.commitChanges();
+    });
+  }
+
+  private async commitChanges(): Promise<void> {
+    this.committing = true;
+    try {
+      while (this.changes.length > 0) {
+        const batch = this.changes.splice(0);
+        const applied: { change: Change<unknown>; pending: PendingChange }[] = [];
+        for (const pending of batch) {
+          try {
+            applied.push({ change: pending.apply(), pending });
+          } catch (err) {
+            pending.reject(err);
+          }
+        }
+        const failure = applied.some((a) => a.change.undo !== undefined) ? await this.writeDb() : undefined;
+        if (failure) {
+          for (let i = applied.length - 1; i >= 0; i--) applied[i]!.change.undo?.();
+          for (const a of applied) a.pending.reject(failure);
+          continue;
+        }
+        for (const a of applied) {
+          a.change.written?.();
+          a.pending.resolve(a.change.result);
+        }
+      }
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  /** Writes db.json; the error a caller hears when it could not be (undefined: written). */
+  private async writeDb(): Promise<BridgeError | undefined> {
+    if (this.lockLost !== undefined)
+      return new BridgeError(
         'store_unavailable',
         'Another process holds this bridge’s data directory now (its lock was lost); nothing was changed. This bridge is stopping.',
       );
-    }
     try {
       await this.db.write();
+      return undefined;
     } catch (err) {
-      undo();
       const code = (err as NodeJS.ErrnoException).code;
-      throw new BridgeError(
+      return new BridgeError(
         'store_unavailable',
         `The bridge could not write its data directory${typeof code === 'string' ? ` (${code})` : ''}; nothing was changed. Retry once it is writable.`,
         { cause: err },
@@ -433,12 +492,18 @@ export class EmbeddedStore implements Store {
   }
 
   async createUser(user: User): Promise<void> {
-    this.db.data.users.push(user);
-    this.indexUser(user);
-    await this.persist(() => {
-      this.db.data.users = this.db.data.users.filter((u) => u !== user);
-      this.usersById.delete(user.id);
-      this.usersByEmail.delete(user.email.toLowerCase());
+    return this.change(() => {
+      this.db.data.users.push(user);
+      this.indexUser(user);
+      return {
+        result: undefined,
+        undo: () => {
+          this.db.data.users = this.db.data.users.filter((u) => u !== user);
+          if (this.usersById.get(user.id) === user) this.usersById.delete(user.id);
+          if (this.usersByEmail.get(user.email.toLowerCase()) === user)
+            this.usersByEmail.delete(user.email.toLowerCase());
+        },
+      };
     });
   }
 
@@ -455,27 +520,36 @@ export class EmbeddedStore implements Store {
   }
 
   async updateUser(id: string, patch: UserPatch): Promise<User | undefined> {
-    const user = this.usersById.get(id);
-    if (!user) return undefined;
-    // The indexes hold the same object as the document, so updating it in place updates both.
-    const before = { ...user };
-    Object.assign(user, patch);
-    await this.persist(() => {
-      for (const k of Object.keys(patch) as (keyof UserPatch)[])
-        if (Object.hasOwn(before, k)) Object.assign(user, { [k]: before[k] });
-        else delete user[k];
+    return this.change(() => {
+      const user = this.usersById.get(id);
+      if (!user) return { result: undefined };
+      // The indexes hold the same object as the document, so updating it in place updates both.
+      const before = { ...user };
+      Object.assign(user, patch);
+      return {
+        result: { ...user },
+        undo: () => {
+          for (const k of Object.keys(patch) as (keyof UserPatch)[])
+            if (Object.hasOwn(before, k)) Object.assign(user, { [k]: before[k] });
+            else delete user[k];
+        },
+        written: () => this.announce({ kind: 'user', id }),
+      };
     });
-    this.announce({ kind: 'user', id });
-    return { ...user };
   }
 
   async createKey(key: KeyRecord): Promise<void> {
-    this.db.data.keys.push(key);
-    this.indexKey(key);
-    await this.persist(() => {
-      this.db.data.keys = this.db.data.keys.filter((k) => k !== key);
-      this.keysById.delete(key.id);
-      this.keysByHash.delete(key.hash);
+    return this.change(() => {
+      this.db.data.keys.push(key);
+      this.indexKey(key);
+      return {
+        result: undefined,
+        undo: () => {
+          this.db.data.keys = this.db.data.keys.filter((k) => k !== key);
+          if (this.keysById.get(key.id) === key) this.keysById.delete(key.id);
+          if (this.keysByHash.get(key.hash) === key) this.keysByHash.delete(key.hash);
+        },
+      };
     });
   }
 
@@ -492,31 +566,41 @@ export class EmbeddedStore implements Store {
   }
 
   async revokeKey(id: string, at: string): Promise<KeyRecord | undefined> {
-    const key = this.keysById.get(id);
-    if (!key) return undefined;
-    if (!key.revokedAt) {
+    return this.change(() => {
+      const key = this.keysById.get(id);
+      if (!key || key.revokedAt) return { result: key };
       const was = key.revokedAt;
       key.revokedAt = at;
-      await this.persist(() => {
-        key.revokedAt = was;
-      });
-      this.announce({ kind: 'key', id });
-    }
-    return key;
+      return {
+        result: key,
+        undo: () => {
+          key.revokedAt = was;
+        },
+        written: () => this.announce({ kind: 'key', id }),
+      };
+    });
   }
 
   async renewKey(id: string, expiresAt: string): Promise<KeyRecord | undefined> {
-    const key = this.keysById.get(id);
-    if (!key) return undefined;
-    if (!key.revokedAt && key.expiresAt !== null && Date.parse(expiresAt) > Date.parse(key.expiresAt)) {
+    return this.change(() => {
+      const key = this.keysById.get(id);
+      if (
+        !key ||
+        key.revokedAt ||
+        key.expiresAt === null ||
+        !(Date.parse(expiresAt) > Date.parse(key.expiresAt))
+      )
+        return { result: key };
       const was = key.expiresAt;
       key.expiresAt = expiresAt;
-      await this.persist(() => {
-        key.expiresAt = was;
-      });
-      this.announce({ kind: 'key', id });
-    }
-    return key;
+      return {
+        result: key,
+        undo: () => {
+          key.expiresAt = was;
+        },
+        written: () => this.announce({ kind: 'key', id }),
+      };
+    });
   }
 
   touchKey(id: string, at: string): void {
@@ -563,26 +647,35 @@ export class EmbeddedStore implements Store {
   }
 
   private async putSetting(name: StoreSetting, value: string): Promise<void> {
-    this.db.data.settings ??= {};
-    const settings = this.db.data.settings;
-    const was = settings[name];
-    settings[name] = value;
-    await this.persist(() => {
-      if (was === undefined) delete settings[name];
-      else settings[name] = was;
+    return this.change(() => {
+      this.db.data.settings ??= {};
+      const settings = this.db.data.settings;
+      const was = settings[name];
+      settings[name] = value;
+      return {
+        result: undefined,
+        undo: () => {
+          if (was === undefined) delete settings[name];
+          else settings[name] = was;
+        },
+      };
     });
   }
 
   async claimSetting(name: StoreSetting, value: string): Promise<string> {
-    this.db.data.settings ??= {};
-    const stored = this.db.data.settings[name];
-    if (stored !== undefined) return stored;
-    const settings = this.db.data.settings;
-    settings[name] = value;
-    await this.persist(() => {
-      delete settings[name];
+    return this.change(() => {
+      this.db.data.settings ??= {};
+      const settings = this.db.data.settings;
+      const stored = settings[name];
+      if (stored !== undefined) return { result: stored };
+      settings[name] = value;
+      return {
+        result: value,
+        undo: () => {
+          delete settings[name];
+        },
+      };
     });
-    return value;
   }
 
   private rollUp(rec: Interception): void {
@@ -609,6 +702,7 @@ export class EmbeddedStore implements Store {
     if (!byKey) {
       byKey = new Map();
       this.buckets.set(hour, byKey);
+      this.forgetOldUserHours(hour);
     }
     // Model names are the client's: one made up per request made a bucket per request, kept in
     // memory for good and rebuilt at every start (a member grew the heap by 85 MB a minute). Past
@@ -627,6 +721,17 @@ export class EmbeddedStore implements Store {
       if (mine) mine.push(made);
       else this.bucketsOfUser.set(made.userId, [made]);
     }
+  }
+
+  /**
+   * The counts behind MODELS_PER_USER_HOUR are needed while an hour's records still come: those
+   * of hours two days before the newest are forgotten (a record that late starts its count again).
+   */
+  private forgetOldUserHours(hour: string): void {
+    if (hour <= this.newestHour) return;
+    this.newestHour = hour;
+    const before = new Date(Date.parse(hour) - 2 * 86_400_000).toISOString();
+    for (const k of this.bucketsPerUserHour.keys()) if (k < before) this.bucketsPerUserHour.delete(k);
   }
 
   private noteLastRequest(rec: Interception): void {
@@ -676,33 +781,42 @@ export class EmbeddedStore implements Store {
   }
 
   async putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void> {
-    this.db.data.docs ??= {};
-    this.db.data.docs[kind] ??= {};
-    const byId = this.db.data.docs[kind];
-    const was = Object.getOwnPropertyDescriptor(byId, id);
-    // Defined, not assigned: an id is often a name an admin chose (a team, an alias), and
-    // assigning `__proto__` would set the object's prototype instead of storing the document.
-    Object.defineProperty(byId, id, {
-      value: doc,
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-    await this.persist(() => {
-      if (was) Object.defineProperty(byId, id, was);
-      else delete byId[id];
+    return this.change(() => {
+      this.db.data.docs ??= {};
+      this.db.data.docs[kind] ??= {};
+      const byId = this.db.data.docs[kind];
+      const was = Object.getOwnPropertyDescriptor(byId, id);
+      // Defined, not assigned: an id is often a name an admin chose (a team, an alias), and
+      // assigning `__proto__` would set the object's prototype instead of storing the document.
+      Object.defineProperty(byId, id, {
+        value: doc,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+      return {
+        result: undefined,
+        undo: () => {
+          if (was) Object.defineProperty(byId, id, was);
+          else delete byId[id];
+        },
+      };
     });
   }
 
   async deleteDoc(kind: DocKind, id: string): Promise<boolean> {
-    const byId = this.db.data.docs?.[kind];
-    if (!byId || !Object.hasOwn(byId, id)) return false;
-    const was = Object.getOwnPropertyDescriptor(byId, id)!;
-    delete byId[id];
-    await this.persist(() => {
-      Object.defineProperty(byId, id, was);
+    return this.change(() => {
+      const byId = this.db.data.docs?.[kind];
+      if (!byId || !Object.hasOwn(byId, id)) return { result: false };
+      const was = Object.getOwnPropertyDescriptor(byId, id)!;
+      delete byId[id];
+      return {
+        result: true,
+        undo: () => {
+          Object.defineProperty(byId, id, was);
+        },
+      };
     });
-    return true;
   }
 
   async appendAlert(alert: Alert): Promise<void> {
@@ -820,6 +934,7 @@ export class EmbeddedStore implements Store {
   }
 
   async pruneInterceptions(before: string): Promise<number> {
+    if (this.lockLost !== undefined) throw new Error(`data dir lock lost: ${this.lockLost}`);
     const cutoff = Date.parse(before);
     const n = this.index.size;
     let drop = 0;
@@ -911,6 +1026,7 @@ export class EmbeddedStore implements Store {
 
   /** Whole closed segments whose calls are all older than `before`, oldest first (as for interceptions). */
   async pruneGatewayCalls(before: string): Promise<number> {
+    if (this.lockLost !== undefined) throw new Error(`data dir lock lost: ${this.lockLost}`);
     const cutoff = Date.parse(before);
     let drop = 0;
     const n = this.gatewayLocs.length;
@@ -1020,14 +1136,15 @@ export class EmbeddedStore implements Store {
     const match = this.index.matcher(filter);
     if (!match) return { items: [], nextCursor: null };
     const q = filter.q === undefined ? undefined : textSearch(filter.q);
-    if (q !== undefined) {
-      // Text search reads records from disk: the index has no text.
+    if (q !== undefined || (filter.tool !== undefined && this.index.toolsUnindexed)) {
+      // Text search reads records from disk: the index has no text; nor has it the tool sets past
+      // its cap (record-index.ts), whose records only their reading tells apart.
       const items: Interception[] = [];
       for (const i of this.index.positionsBelow(filter, below)) {
         if (!match(i)) continue;
         const rec = await this.load(i);
         if (!RecordIndex.exactly(rec, filter)) continue;
-        if (!promptMatches(rec.prompt, q)) continue;
+        if (q !== undefined && !promptMatches(rec.prompt, q)) continue;
         if (items.length === limit) return { items, nextCursor: encodeCursor(items.at(-1)!.seq) };
         items.push(rec);
       }

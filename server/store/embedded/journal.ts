@@ -102,6 +102,8 @@ export class Journal {
   private readonly syncIntervalMs: number;
   /** When the last batch's write started (performance.now()), for syncIntervalMs. */
   private lastBatchAt = Number.NEGATIVE_INFINITY;
+  /** Set by `refuse`: nothing more is written. */
+  private refusal: Error | undefined;
   /** Why the last batch failed (a full disk, a segment removed), until one is written again. */
   failing: Error | undefined;
   /** When the segment was last found still linked in its directory (performance.now()). */
@@ -276,6 +278,10 @@ export class Journal {
         this.lastBatchAt = performance.now();
       }
       const batch = this.pending.splice(0);
+      if (this.refusal) {
+        for (const p of batch) p.reject(this.refusal);
+        continue;
+      }
       const headBefore = this.head;
       const seqBefore = this.headSeq;
       const jsons: string[] = [];
@@ -322,8 +328,15 @@ export class Journal {
         // Writes to a segment removed from its directory (the data dir deleted under a running
         // bridge) succeed and reach nothing: once a second at most, the segment is checked still there.
         if (performance.now() - this.linkCheckedAt > LINK_CHECK_MS) {
-          if ((await this.fh.stat()).nlink === 0)
-            throw new Error('journal segment was removed from the data dir');
+          const open = await this.fh.stat();
+          // No link left is the sign; confirmed by its path, since some FUSE mounts report none.
+          if (open.nlink === 0) {
+            const named = await fs
+              .stat(path.join(this.dir, segmentName(this.segment)))
+              .catch(() => undefined);
+            if (named?.ino !== open.ino || named.dev !== open.dev)
+              throw new Error('journal segment was removed from the data dir');
+          }
           this.linkCheckedAt = performance.now();
         }
         // One write of the batch. A write that fails part way (a full disk) comes back as a short
@@ -359,6 +372,14 @@ export class Journal {
         for (const p of batch) p.reject(err);
       }
     }
+  }
+
+  /**
+   * Writes nothing more, not even what is waiting (another process holds the directory now): what
+   * is waiting and every later append fail with `reason`.
+   */
+  refuse(reason: Error): void {
+    this.refusal = reason;
   }
 
   /** Waits for every accepted entry to be durable, then closes the segment. */

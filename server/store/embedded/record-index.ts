@@ -167,6 +167,11 @@ export class RecordIndex {
   private toolSetCount = 0;
   private someToolsUnindexed = false;
 
+  /** Whether some records' tool sets are not in the index: a `tool` filter must read records. */
+  get toolsUnindexed(): boolean {
+    return this.someToolsUnindexed;
+  }
+
   /**
    * A record's tool set, interned while there are fewer than MAX_TOOL_SETS: tool names are what the
    * model called, and a member who has it call new ones each turn made a string per record, kept

@@ -203,6 +203,7 @@ export class PostgresStore implements Store {
   /** When this replica last looked for rows an older bridge wrote (stale-rows.ts), and the look running. */
   private repairAt = 0;
   private repairing: Promise<number> | undefined;
+  private closing = false;
   /** The chain head as this replica last moved or read it (undefined: read it under a lock). */
   private knownHead: { seq: number; hash: string } | undefined;
 
@@ -277,7 +278,8 @@ export class PostgresStore implements Store {
           return rows.length;
         });
         repaired += n;
-        if (n < REPAIR_CHUNK) return repaired;
+        // A replica stopping leaves the rest to the next round (its own or another replica's).
+        if (n < REPAIR_CHUNK || this.closing) return repaired;
       }
     })().finally(() => {
       this.repairing = undefined;
@@ -290,6 +292,7 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await this.batcher.flush();
     if (this.touchTimer) {
       clearTimeout(this.touchTimer);

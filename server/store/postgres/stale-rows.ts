@@ -21,8 +21,8 @@ export const STALE_ROWS = `SELECT seq, record FROM interceptions WHERE stale ORD
 
 /**
  * One statement writing the rows' derived columns again from their records. A record that does
- * not parse keeps its columns (verify reports it) and stops being stale, so it is not read again
- * every round. A column the record cannot fill (an older record without output item ids) keeps
+ * not parse (or not as a record) keeps its columns (verify reports it) and stops being stale, so it
+ * is not read again every round. A column the record cannot fill (an older record without output item ids) keeps
  * what the row had.
  */
 export function repairStatement(rows: readonly { seq: string; record: string }[]): {
@@ -37,18 +37,20 @@ export function repairStatement(rows: readonly { seq: string; record: string }[]
   const parsed: boolean[] = [];
   for (const row of rows) {
     seqs.push(row.seq);
-    let rec: Interception | undefined;
+    // A record that does not parse, or not as a record (a tool call without a name): its columns
+    // stay, and it must not stop the rows after it from being repaired.
+    let columns: [string, string | null, string | null, string | null] | undefined;
     try {
-      rec = JSON.parse(row.record) as Interception;
+      const rec = JSON.parse(row.record) as Interception;
+      columns = [toolsColumn(rec), promptColumn(rec), responseIdColumn(rec), itemsColumn(rec)];
     } catch {
-      rec = undefined;
+      columns = undefined;
     }
-    const ok = rec !== undefined && rec !== null && typeof rec === 'object';
-    parsed.push(ok);
-    tools.push(ok ? toolsColumn(rec!) : null);
-    prompts.push(ok ? promptColumn(rec!) : null);
-    ids.push(ok ? responseIdColumn(rec!) : null);
-    items.push(ok ? itemsColumn(rec!) : null);
+    parsed.push(columns !== undefined);
+    tools.push(columns?.[0] ?? null);
+    prompts.push(columns?.[1] ?? null);
+    ids.push(columns?.[2] ?? null);
+    items.push(columns?.[3] ?? null);
   }
   return {
     text: `UPDATE interceptions AS i SET
