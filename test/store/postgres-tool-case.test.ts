@@ -4,16 +4,25 @@ import { PostgresStore } from '../../server/store/postgres/postgres-store';
 import { testPostgres } from '../helpers/postgres';
 import { newRecord, toolCallNamed } from './contract';
 
+/** A new database, a store open on it and a plain client beside it. */
+async function onNewDatabase(
+  name: string,
+  opts: { repairEveryMs?: number } = {},
+): Promise<{ url: string; store: PostgresStore; sql: pg.Client }> {
+  const url = await (await testPostgres()).createDatabase(name);
+  const store = new PostgresStore({ url, maxConnections: 2, ...opts });
+  await store.open();
+  const sql = new pg.Client({ connectionString: url });
+  await sql.connect();
+  return { url, store, sql };
+}
+
 /** Migration 8 on a database that already has records: the tool filter ignores their names' case too. */
 describe('PostgreSQL: tool names from before the case-insensitive tool filter', function () {
   this.timeout(60_000);
 
   it('folds the tool names of existing rows, so tool=bash finds a Bash call recorded before', async () => {
-    const url = await (await testPostgres()).createDatabase('toolcase');
-    const store = new PostgresStore({ url, maxConnections: 2 });
-    await store.open();
-    const sql = new pg.Client({ connectionString: url });
-    await sql.connect();
+    const { url, store, sql } = await onNewDatabase('toolcase');
     try {
       const at = newRecord(0).startedAt;
       const call = (name: string) => toolCallNamed(name, at);
@@ -68,11 +77,7 @@ describe('PostgreSQL: rows an older replica writes into the newer schema', funct
   this.timeout(60_000);
 
   it('repairs them, so tool=, response ownership and q find them; one that does not parse stops being looked at', async () => {
-    const url = await (await testPostgres()).createDatabase('stalerows');
-    const store = new PostgresStore({ url, maxConnections: 2 });
-    await store.open();
-    const sql = new pg.Client({ connectionString: url });
-    await sql.connect();
+    const { store, sql } = await onNewDatabase('stalerows');
     try {
       const at = newRecord(0).startedAt;
       const call = (name: string) => toolCallNamed(name, at);
@@ -124,11 +129,7 @@ describe('PostgreSQL: rows an older replica writes into the newer schema', funct
   });
 
   it('a replica that writes records repairs what older replicas wrote meanwhile, without a restart', async () => {
-    const url = await (await testPostgres()).createDatabase('stalelater');
-    const store = new PostgresStore({ url, maxConnections: 2, repairEveryMs: 0 });
-    await store.open();
-    const sql = new pg.Client({ connectionString: url });
-    await sql.connect();
+    const { store, sql } = await onNewDatabase('stalelater', { repairEveryMs: 0 });
     try {
       const at = newRecord(0).startedAt;
       await store.appendInterception(newRecord(0, { toolCalls: [toolCallNamed('Bash', at)] }));
@@ -149,11 +150,7 @@ describe('PostgreSQL: rows an older replica writes into the newer schema', funct
   });
 
   it('step 10 marks the rows an older replica wrote after step 8 (a capital in a tool name), and they are repaired at start', async () => {
-    const url = await (await testPostgres()).createDatabase('stalestep');
-    const store = new PostgresStore({ url, maxConnections: 2 });
-    await store.open();
-    const sql = new pg.Client({ connectionString: url });
-    await sql.connect();
+    const { url, store, sql } = await onNewDatabase('stalestep');
     try {
       const at = newRecord(0).startedAt;
       await store.appendInterception(newRecord(0, { toolCalls: [toolCallNamed('Bash', at)] }));
