@@ -99,6 +99,22 @@ describe('embedded store: admin changes the disk refuses, made at once', () => {
   });
 });
 
+describe('embedded store: admin changes and a close', () => {
+  it('a close waits for the changes already made, so what was answered is on disk', async () => {
+    const dir = await tempDir('aibridge-close-changes-');
+    const store = new EmbeddedStore({ dataDir: dir });
+    await store.open();
+    const made = Array.from({ length: 50 }, (_, i) => store.putDoc('price', `m${i}`, { model: `m${i}` }));
+    await store.close();
+    // On disk when the close returns, before anyone awaits the changes themselves.
+    const db = JSON.parse(await fs.readFile(path.join(dir, 'db.json'), 'utf8')) as {
+      docs: { price: object };
+    };
+    assert.equal(Object.keys(db.docs.price).length, 50);
+    await Promise.all(made);
+  });
+});
+
 describe('embedded store: a data dir that changed under it', function () {
   this.timeout(30_000);
 

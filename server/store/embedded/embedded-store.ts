@@ -347,6 +347,7 @@ export class EmbeddedStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.commit;
     await this.journal.close();
     await this.keyUseSoon.flush();
     await this.headSoon.flush();
@@ -421,6 +422,8 @@ export class EmbeddedStore implements Store {
   /** Admin changes waiting for the write under way (change). */
   private readonly changes: PendingChange[] = [];
   private committing = false;
+  /** The commit loop under way: a close waits for it, so an admin change answered is on disk. */
+  private commit: Promise<void> = Promise.resolve();
 
   /**
    * An admin change to db.json: `apply` changes memory at once and says how to take it back. The
@@ -434,7 +437,7 @@ export class EmbeddedStore implements Store {
   private change<T>(apply: () => Change<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.changes.push({ apply, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.committing) void this.commitChanges();
+      if (!this.committing) this.commit = this.commitChanges();
     });
   }
 
@@ -458,6 +461,7 @@ export class EmbeddedStore implements Store {
           continue;
         }
         for (const a of applied) {
+          // announce catches what a watcher throws: the loop goes on to every caller.
           a.change.written?.();
           a.pending.resolve(a.change.result);
         }
