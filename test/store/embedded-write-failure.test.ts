@@ -99,6 +99,31 @@ describe('embedded store: admin changes the disk refuses, made at once', () => {
   });
 });
 
+describe('embedded store: an admin change is in force when it is made', () => {
+  it('while another write is under way, so a caller’s check and its change have nothing between them', async () => {
+    const store = new EmbeddedStore({ dataDir: await tempDir('aibridge-change-at-once-') });
+    await store.open();
+    try {
+      const writing = store.putDoc('price', 'm', { model: 'm' });
+      const made = store.createUser({ id: 'u_a', email: 'A@example.com' } as never);
+      // What the identity service checks before it creates a user of that email.
+      assert.equal((await store.getUserByEmail('a@example.com'))?.id, 'u_a');
+      // A user that cannot be indexed (no email) is refused whole, not left half-made.
+      await assert.rejects(store.createUser({ id: 'u_bad' } as never));
+      assert.equal(await store.getUserById('u_bad'), undefined);
+      // A document that cannot be written is refused to its caller alone.
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      await assert.rejects(store.putDoc('price', 'cyclic', cyclic));
+      await Promise.all([writing, made, store.putDoc('price', 'n', { model: 'n' })]);
+      assert.equal((await store.listDocs('price')).length, 2);
+    } finally {
+      await store.close();
+    }
+    await assert.rejects(store.putDoc('price', 'late', {}), /stopping/);
+  });
+});
+
 describe('embedded store: admin changes and a close', () => {
   it('a close waits for the changes already made, so what was answered is on disk', async () => {
     const dir = await tempDir('aibridge-close-changes-');

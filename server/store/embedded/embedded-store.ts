@@ -138,10 +138,19 @@ interface Change<T> {
   written?: () => void;
 }
 
-interface PendingChange {
-  apply: () => Change<unknown>;
+interface AppliedChange {
+  change: Change<unknown>;
   resolve: (v: unknown) => void;
   reject: (err: unknown) => void;
+}
+
+/** Runs a change's undo or follow-up; one that throws must not leave the other callers waiting. */
+function settle(step: () => void): void {
+  try {
+    step();
+  } catch {
+    // Nothing to do: the undos and follow-ups are plain assignments and announcements.
+  }
 }
 
 /**
@@ -347,7 +356,8 @@ export class EmbeddedStore implements Store {
   }
 
   async close(): Promise<void> {
-    await this.commit;
+    this.closing = true;
+    while (this.committing) await this.commit;
     await this.journal.close();
     await this.keyUseSoon.flush();
     await this.headSoon.flush();
@@ -419,24 +429,38 @@ export class EmbeddedStore implements Store {
     this.keysByHash.set(k.hash, k);
   }
 
-  /** Admin changes waiting for the write under way (change). */
-  private readonly changes: PendingChange[] = [];
+  /** Admin changes applied in memory and not yet in a db.json write that succeeded (change). */
+  private readonly unwritten: AppliedChange[] = [];
   private committing = false;
   /** The commit loop under way: a close waits for it, so an admin change answered is on disk. */
   private commit: Promise<void> = Promise.resolve();
+  /** Set by close: later admin changes are refused, never written without the lock. */
+  private closing = false;
 
   /**
-   * An admin change to db.json: `apply` changes memory at once and says how to take it back. The
-   * changes that come while a write is under way are applied together when it ends and written in
-   * one write (a burst of 200 costs a few writes of the whole file, not 200), in the order they
-   * came. When that write fails (a full disk, a data dir gone), every change of it is taken back,
+   * An admin change to db.json: `apply` checks and changes memory at once (a caller's check and
+   * its change have nothing between them: two creates of one email, two demotions of the last two
+   * admins) and says how to take the change back. Writes are grouped: the changes applied while a
+   * write is under way go in the next one (a burst of 200 costs a few writes of the whole file).
+   * When a write fails (a full disk, a data dir gone), every change not yet written is taken back,
    * newest first, and each caller hears `store_unavailable` (503): memory stays what the disk has.
-   * Kept, a key revoked on a full disk worked again after a restart, and a second revocation in
-   * the same write found the first one's and was told it was done.
+   * Kept, a key revoked on a full disk worked again after a restart, and a second revocation found
+   * the first one's and was told it was done.
    */
   private change<T>(apply: () => Change<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.changes.push({ apply, resolve: resolve as (v: unknown) => void, reject });
+      if (this.closing) {
+        reject(new BridgeError('store_unavailable', 'The bridge is stopping; nothing was changed.'));
+        return;
+      }
+      let change: Change<T>;
+      try {
+        change = apply();
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      this.unwritten.push({ change, resolve: resolve as (v: unknown) => void, reject });
       if (!this.committing) this.commit = this.commitChanges();
     });
   }
@@ -444,26 +468,22 @@ export class EmbeddedStore implements Store {
   private async commitChanges(): Promise<void> {
     this.committing = true;
     try {
-      while (this.changes.length > 0) {
-        const batch = this.changes.splice(0);
-        const applied: { change: Change<unknown>; pending: PendingChange }[] = [];
-        for (const pending of batch) {
-          try {
-            applied.push({ change: pending.apply(), pending });
-          } catch (err) {
-            pending.reject(err);
-          }
-        }
-        const failure = applied.some((a) => a.change.undo !== undefined) ? await this.writeDb() : undefined;
+      while (this.unwritten.length > 0) {
+        const batch = this.unwritten.length;
+        const failure = this.unwritten.some((a) => a.change.undo !== undefined)
+          ? await this.writeDb()
+          : undefined;
         if (failure) {
-          for (let i = applied.length - 1; i >= 0; i--) applied[i]!.change.undo?.();
-          for (const a of applied) a.pending.reject(failure);
+          // Those applied while the write was under way too: each was checked against the state
+          // of the ones before it.
+          const all = this.unwritten.splice(0);
+          for (let i = all.length - 1; i >= 0; i--) settle(() => all[i]!.change.undo?.());
+          for (const a of all) a.reject(failure);
           continue;
         }
-        for (const a of applied) {
-          // announce catches what a watcher throws: the loop goes on to every caller.
-          a.change.written?.();
-          a.pending.resolve(a.change.result);
+        for (const a of this.unwritten.splice(0, batch)) {
+          settle(() => a.change.written?.());
+          a.resolve(a.change.result);
         }
       }
     } finally {
@@ -497,12 +517,15 @@ export class EmbeddedStore implements Store {
 
   async createUser(user: User): Promise<void> {
     return this.change(() => {
+      // Everything that can throw before anything changes: no half-made user.
+      const email = user.email.toLowerCase();
+      this.usersById.set(user.id, user);
+      this.usersByEmail.set(email, user);
       this.db.data.users.push(user);
-      this.indexUser(user);
       return {
         result: undefined,
         undo: () => {
-          this.db.data.users = this.db.data.users.filter((u) => u !== user);
+          dropLast(this.db.data.users, user);
           if (this.usersById.get(user.id) === user) this.usersById.delete(user.id);
           if (this.usersByEmail.get(user.email.toLowerCase()) === user)
             this.usersByEmail.delete(user.email.toLowerCase());
@@ -549,7 +572,7 @@ export class EmbeddedStore implements Store {
       return {
         result: undefined,
         undo: () => {
-          this.db.data.keys = this.db.data.keys.filter((k) => k !== key);
+          dropLast(this.db.data.keys, key);
           if (this.keysById.get(key.id) === key) this.keysById.delete(key.id);
           if (this.keysByHash.get(key.hash) === key) this.keysByHash.delete(key.hash);
         },
@@ -786,6 +809,9 @@ export class EmbeddedStore implements Store {
 
   async putDoc<T>(kind: DocKind, id: string, doc: T): Promise<void> {
     return this.change(() => {
+      // A copy, as PostgreSQL stores one: a document that cannot be written (a cycle) is refused
+      // to its caller alone, and one its caller changes later does not change the store's.
+      const stored = JSON.parse(JSON.stringify(doc)) as T;
       this.db.data.docs ??= {};
       this.db.data.docs[kind] ??= {};
       const byId = this.db.data.docs[kind];
@@ -793,7 +819,7 @@ export class EmbeddedStore implements Store {
       // Defined, not assigned: an id is often a name an admin chose (a team, an alias), and
       // assigning `__proto__` would set the object's prototype instead of storing the document.
       Object.defineProperty(byId, id, {
-        value: doc,
+        value: stored,
         enumerable: true,
         writable: true,
         configurable: true,
@@ -1178,4 +1204,10 @@ async function exists(file: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Takes `item` out of `list`, looked for from the end: an undo takes back the newest first. */
+function dropLast<T>(list: T[], item: T): void {
+  const i = list.lastIndexOf(item);
+  if (i !== -1) list.splice(i, 1);
 }
