@@ -124,6 +124,32 @@ describe('embedded store: an admin change is in force when it is made', () => {
   });
 });
 
+describe('embedded store: a write whose rename is done', () => {
+  it('is not taken back when only the directory’s sync fails: memory stays what the file holds', async () => {
+    const dir = await tempDir('aibridge-dir-sync-');
+    const store = new EmbeddedStore({ dataDir: dir });
+    await store.open();
+    const open = fs.open;
+    try {
+      await store.createKey({ id: 'key_a', userId: 'u_a', hash: 'h_a', revokedAt: null } as never);
+      fs.open = (async (...args: Parameters<typeof open>) => {
+        if (args[0] === dir) throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+        return open(...args);
+      }) as typeof open;
+      const at = new Date().toISOString();
+      assert.equal((await store.revokeKey('key_a', at))?.revokedAt, at);
+      fs.open = open;
+      const db = JSON.parse(await fs.readFile(path.join(dir, 'db.json'), 'utf8')) as {
+        keys: { revokedAt: string }[];
+      };
+      assert.equal(db.keys[0]!.revokedAt, at);
+    } finally {
+      fs.open = open;
+      await store.close();
+    }
+  });
+});
+
 describe('embedded store: admin changes and a close', () => {
   it('a close waits for the changes already made, so what was answered is on disk', async () => {
     const dir = await tempDir('aibridge-close-changes-');

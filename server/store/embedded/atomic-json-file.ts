@@ -68,11 +68,18 @@ export class AtomicJsonFile<T> implements Adapter<T> {
       await fh.close();
     }
     await fs.rename(tmp, this.file);
-    const dir = await fs.open(path.dirname(this.file), 'r');
+    // Renamed, the file holds the new text: a failure past here (the directory's sync) is not
+    // reported as "not written", which would have its caller take back a change the next start
+    // reads. A disk that fails this fails the audit journal's writes too, and /readyz says so.
     try {
-      await dir.sync();
-    } finally {
-      await dir.close();
+      const dir = await fs.open(path.dirname(this.file), 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    } catch {
+      // See above.
     }
   }
 }
