@@ -104,6 +104,12 @@ export interface RecorderOptions {
 /** Refusals of a record for what it holds before it is set aside (a retry each `retryMs`). */
 const RETRIES_BEFORE_SET_ASIDE = 3;
 
+/**
+ * How long the oldest store write may wait before closed mode refuses new requests: the longest an
+ * answer's end waits for its record (exchange.ts ACK_WAIT_MS).
+ */
+export const WRITE_STALL_MS = 2_000;
+
 /** Ids of unrecorded requests named in the shutdown's error line, at most. */
 const LOST_IDS_LOGGED = 1000;
 
@@ -113,6 +119,8 @@ const LOST_IDS_LOGGED = 1000;
  */
 export class Recorder {
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** The store writes under way, by when each was handed over (oldest first: a Map keeps order). */
+  private readonly writesSince = new Map<Promise<void>, number>();
   private readonly finishListeners: ((rec: NewInterception) => void)[] = [];
   private readonly responseListeners: ((userId: string, responseId: string, items?: string[]) => void)[] = [];
   private readonly retryQueue: NewInterception[] = [];
@@ -366,6 +374,7 @@ export class Recorder {
     const handedOver = performance.now();
     const settled = (): void => {
       this.inFlight.delete(p);
+      this.writesSince.delete(p);
       this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
     };
     // One promise per record, not a then/catch/finally chain of three: this runs on every request.
@@ -382,6 +391,7 @@ export class Recorder {
       },
     );
     this.inFlight.add(p);
+    this.writesSince.set(p, handedOver);
     this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
     return p;
   }
@@ -474,7 +484,14 @@ export class Recorder {
 
   /** Whether new requests may be served: in `closed` mode, not while records wait for the store. */
   accepting(): boolean {
-    return this.opts.failMode === 'open' || this.retryQueue.length === 0;
+    if (this.opts.failMode === 'open') return true;
+    if (this.retryQueue.length > 0) return false;
+    // A store that neither takes nor refuses (a database paused, a lock held on the chain's head)
+    // fails nothing: the oldest write still waiting says so. Past the longest an answer's end
+    // waits for its record (AIBRIDGE_AUDIT_ACK=stored), new requests wait for the store as they
+    // do after a refusal; before, they were served for as long as it hung.
+    const oldest = this.writesSince.values().next().value;
+    return oldest === undefined || performance.now() - oldest <= WRITE_STALL_MS;
   }
 
   auditState(): { failMode: 'open' | 'closed'; degraded: boolean; queued: number; dropped: number } {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { type InterceptionEnd, Recorder } from '../../server/audit/recorder';
+import { type InterceptionEnd, Recorder, WRITE_STALL_MS } from '../../server/audit/recorder';
 import type { InterceptionStart } from '../../server/core/facts';
 import { Metrics } from '../../server/metrics';
 import { PriceBook } from '../../server/spend/prices';
@@ -196,5 +196,25 @@ describe('a record the store refuses for what it holds', () => {
       records: number;
     };
     assert.deepEqual([line.records, line.ids.sort()], [2, ['int_lost_1', 'int_lost_2']]);
+  });
+
+  it('closed: a store that neither takes nor refuses a write (a paused database) stops new requests once the oldest write has waited past the acknowledgement wait', async () => {
+    let release: (() => void) | undefined;
+    const hung = new Promise<void>((r) => {
+      release = r;
+    });
+    const recorderFor = (failMode: 'open' | 'closed') => recorderOver(() => hung, failMode, 10);
+    const closed = recorderFor('closed');
+    const open = recorderFor('open');
+    // Not awaited: what finish returns settles with the write.
+    const writes = [closed.finish(start('int_hung'), end), open.finish(start('int_hung_open'), end)];
+    await new Promise((r) => setImmediate(r));
+    assert.equal(closed.accepting(), true, 'a write under way is not yet a stall');
+    await new Promise((r) => setTimeout(r, WRITE_STALL_MS + 100));
+    assert.equal(closed.accepting(), false);
+    assert.equal(open.accepting(), true, 'open serves on');
+    release!();
+    await Promise.all(writes);
+    assert.equal(closed.accepting(), true);
   });
 });

@@ -34,6 +34,31 @@ describe('PostgreSQL failures as the bridge reports them', function () {
     }
   });
 
+  it('a server whose connection slots are all taken (53300, FATAL) is busy too, not unreachable', async () => {
+    const url = await (await testPostgres()).createDatabase('pgslots');
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    const role = `slots_${Date.now()}`;
+    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw' CONNECTION LIMIT 1`);
+    const as = new URL(url);
+    as.username = role;
+    as.password = 'pw';
+    const first = new pg.Client({ connectionString: as.toString() });
+    await first.connect();
+    const pool = new pg.Pool({ connectionString: as.toString(), connectionTimeoutMillis: 2000 });
+    try {
+      const err = await failureOf(pool);
+      assert.ok(isBridgeError(err), String(err));
+      assert.equal(err.code, 'server_busy');
+      assert.equal((err.cause as { code?: string }).code, '53300');
+    } finally {
+      await pool.end();
+      await first.end();
+      await admin.query(`DROP ROLE ${role}`).catch(() => undefined);
+      await admin.end();
+    }
+  });
+
   it('a database that refuses or does not answer a new connection is store_unavailable', async () => {
     // A port that accepts and says nothing: the connection times out.
     const silent = createServer(() => undefined);

@@ -1,5 +1,8 @@
 import { BridgeError } from '../../errors';
 
+/** SQLSTATE too_many_connections: every connection slot of the server is taken. */
+const TOO_MANY_CONNECTIONS = '53300';
+
 /** Socket-level failures: the database is not there, not a query that went wrong. */
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
@@ -20,6 +23,7 @@ export function isUnreachable(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown; severity?: unknown };
   const code = typeof e.code === 'string' ? e.code : '';
   const message = typeof e.message === 'string' ? e.message : '';
+  if (code === TOO_MANY_CONNECTIONS) return false;
   return (
     e.severity === 'FATAL' ||
     NETWORK_CODES.has(code) ||
@@ -38,7 +42,9 @@ export function isUnreachable(err: unknown): boolean {
  * AIBRIDGE_AUDIT_FAILURE=open).
  */
 export function isPoolExhausted(err: unknown): boolean {
-  const message = (err as { message?: unknown }).message;
+  const { message, code } = err as { message?: unknown; code?: unknown };
+  // The server's own "too many connections" (53300, FATAL): there, and full, as the pool's wait is.
+  if (code === TOO_MANY_CONNECTIONS) return true;
   return typeof message === 'string' && message === 'timeout exceeded when trying to connect';
 }
 

@@ -204,6 +204,8 @@ export class PostgresStore implements Store {
   private repairAt = 0;
   private repairing: Promise<number> | undefined;
   private closing = false;
+  /** Why the last batch of records failed, until one is written (health). */
+  private writeFailing: Error | undefined;
   /** The chain head as this replica last moved or read it (undefined: read it under a lock). */
   private knownHead: { seq: number; hash: string } | undefined;
 
@@ -315,6 +317,10 @@ export class PostgresStore implements Store {
       if (applied < LATEST_MIGRATION) return { ok: false, detail: 'schema migrations pending', migrations };
       if (this.batcher.waiting >= (this.opts.queueLimit ?? 10_000))
         return { ok: false, detail: 'audit write queue is full', migrations };
+      // Ready means the store takes writes: a database that answers but refuses them (its disk
+      // full) refuses every request under AIBRIDGE_AUDIT_FAILURE=closed, as the embedded store's does.
+      if (this.writeFailing)
+        return { ok: false, detail: `audit writes failing: ${this.writeFailing.message}`, migrations };
       return { ok: true, migrations };
     } catch (err) {
       // Every connection busy for the whole wait is load, not an outage: a replica taken out of
@@ -476,8 +482,11 @@ export class PostgresStore implements Store {
         recs.some((r) => this.doubtful.has(r.id)),
       );
       for (const r of recs) this.doubtful.delete(r.id);
+      this.writeFailing = undefined;
       return out;
     } catch (err) {
+      // Busy is load, as in health(); anything else (a full disk, a refused insert) is not ready.
+      if (!isPoolExhausted(err)) this.writeFailing = err as Error;
       // Maybe written after all (a COMMIT whose answer was lost): when they come back, they are
       // looked for first. Bounded: an outage's worth of ids, not a leak.
       if (this.doubtful.size > DOUBTFUL_LIMIT) this.doubtful.clear();
