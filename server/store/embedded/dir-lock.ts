@@ -284,17 +284,25 @@ function pidNamespace(): { pidns?: string } {
  */
 const START_TOLERANCE_MS = 30_000;
 
-/** /proc states of a process that has exited: zombie, dead. */
+/** /proc states (procStat's first field) of a process that has exited: zombie, dead. */
 const ZOMBIE = new Set(['Z', 'X', 'x']);
 
-/** A process's state letter from /proc (R, S, D, T, Z, …); undefined where the system does not show it. */
-function processState(pid: number): string | undefined {
+/** A file of /proc, or undefined where the system does not show it. */
+function readProc(file: string): string | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return readFileSync(file, 'utf8');
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A process's fields from `/proc/<pid>/stat`, counted from its state (field 3): the command name
+ * before it (field 2) may hold spaces and parentheses.
+ */
+function procStat(pid: number): string[] | undefined {
+  const stat = readProc(`/proc/${pid}/stat`);
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
 /**
@@ -302,24 +310,16 @@ function processState(pid: number): string | undefined {
  * (USER_HZ, 100 on Linux) and the boot time. Undefined where the system does not show it.
  */
 function startedAt(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: fields are counted after its end.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[19]);
-    const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
-    if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return undefined;
-    return btime * 1000 + ticks * 10;
-  } catch {
-    return undefined;
-  }
+  const ticks = Number(procStat(pid)?.[19]);
+  const btime = Number(/^btime (\d+)$/m.exec(readProc('/proc/stat') ?? '')?.[1]);
+  return Number.isFinite(ticks) && Number.isFinite(btime) ? btime * 1000 + ticks * 10 : undefined;
 }
 
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     // A zombie (exited, not yet reaped by its parent) takes signals but holds nothing.
-    return !ZOMBIE.has(processState(pid) ?? '');
+    return !ZOMBIE.has(procStat(pid)?.[0] ?? '');
   } catch (err) {
     // EPERM: it exists, as another user's process.
     return (err as NodeJS.ErrnoException).code === 'EPERM';
