@@ -377,14 +377,14 @@ export class EmbeddedStore implements Store {
     const dir = this.opts.dataDir;
     if (await exists(path.join(dir, 'db.json'))) return false;
     const segments = await fs.readdir(path.join(dir, 'interceptions')).catch(() => [] as string[]);
-    let records = false;
-    for (const name of segments)
-      if (
-        SEGMENT_RE.test(name) &&
-        ((await fs.stat(path.join(dir, 'interceptions', name)).catch(() => undefined))?.size ?? 0) > 0
-      )
-        records = true;
-    if (!records && !(await exists(path.join(dir, 'live.json')))) return true;
+    let records = await exists(path.join(dir, 'live.json'));
+    for (const name of segments) {
+      if (records) break;
+      if (SEGMENT_RE.test(name))
+        records =
+          ((await fs.stat(path.join(dir, 'interceptions', name)).catch(() => undefined))?.size ?? 0) > 0;
+    }
+    if (!records) return true;
     throw new Error(
       `${path.join(dir, 'db.json')} is missing, but the data dir holds audit records: its users, keys and settings would be lost, ` +
         'and a new first admin made. Restore db.json from a backup (docs/operations.md), or move the data dir aside to start afresh.',
@@ -397,12 +397,17 @@ export class EmbeddedStore implements Store {
    */
   private loseLock(reason: string): void {
     this.lockLost = reason;
-    const refusal = new Error(`data dir lock lost: ${reason}`);
-    for (const j of [this.journal, this.accessJournal, this.gatewayJournal]) j.refuse(refusal);
-    void this.journal.close().catch(() => undefined);
-    void this.accessJournal.close().catch(() => undefined);
-    void this.gatewayJournal.close().catch(() => undefined);
+    const refusal = lockLostError(reason);
+    for (const j of [this.journal, this.accessJournal, this.gatewayJournal]) {
+      j.refuse(refusal);
+      void j.close().catch(() => undefined);
+    }
     this.opts.onLockLost?.(reason);
+  }
+
+  /** Refuses a write to the data dir once another process holds it (loseLock). */
+  private refuseIfLockLost(): void {
+    if (this.lockLost !== undefined) throw lockLostError(this.lockLost);
   }
 
   async health(): Promise<StoreHealth> {
@@ -411,7 +416,7 @@ export class EmbeddedStore implements Store {
     } catch (err) {
       return { ok: false, detail: `data dir not writable: ${(err as Error).message}` };
     }
-    if (this.lockLost !== undefined) return { ok: false, detail: `data dir lock lost: ${this.lockLost}` };
+    if (this.lockLost !== undefined) return { ok: false, detail: lockLostError(this.lockLost).message };
     if (!this.journal.isOpen) return { ok: false, detail: 'journal is closed' };
     // Ready means the store takes writes: a full disk refuses every record, and with it (under
     // AIBRIDGE_AUDIT_FAILURE=closed) every request.
@@ -420,8 +425,10 @@ export class EmbeddedStore implements Store {
   }
 
   private indexUser(u: User): void {
+    // Everything that can throw before anything changes: no half-indexed user.
+    const email = u.email.toLowerCase();
     this.usersById.set(u.id, u);
-    this.usersByEmail.set(u.email.toLowerCase(), u);
+    this.usersByEmail.set(email, u);
   }
 
   private indexKey(k: KeyRecord): void {
@@ -517,10 +524,8 @@ export class EmbeddedStore implements Store {
 
   async createUser(user: User): Promise<void> {
     return this.change(() => {
-      // Everything that can throw before anything changes: no half-made user.
-      const email = user.email.toLowerCase();
-      this.usersById.set(user.id, user);
-      this.usersByEmail.set(email, user);
+      // Indexed first: one that cannot be (no email) is refused with nothing changed.
+      this.indexUser(user);
       this.db.data.users.push(user);
       return {
         result: undefined,
@@ -850,10 +855,10 @@ export class EmbeddedStore implements Store {
   }
 
   async appendAlert(alert: Alert): Promise<void> {
+    this.refuseIfLockLost();
     const alerts = this.alerts;
     alerts.push(alert);
     if (alerts.length > ALERTS_KEPT) alerts.splice(0, alerts.length - ALERTS_KEPT);
-    if (this.lockLost !== undefined) throw new Error(`data dir lock lost: ${this.lockLost}`);
     await this.alertsFile.write({ alerts });
   }
 
@@ -964,7 +969,7 @@ export class EmbeddedStore implements Store {
   }
 
   async pruneInterceptions(before: string): Promise<number> {
-    if (this.lockLost !== undefined) throw new Error(`data dir lock lost: ${this.lockLost}`);
+    this.refuseIfLockLost();
     const cutoff = Date.parse(before);
     const n = this.index.size;
     let drop = 0;
@@ -1056,7 +1061,7 @@ export class EmbeddedStore implements Store {
 
   /** Whole closed segments whose calls are all older than `before`, oldest first (as for interceptions). */
   async pruneGatewayCalls(before: string): Promise<number> {
-    if (this.lockLost !== undefined) throw new Error(`data dir lock lost: ${this.lockLost}`);
+    this.refuseIfLockLost();
     const cutoff = Date.parse(before);
     let drop = 0;
     const n = this.gatewayLocs.length;
@@ -1210,4 +1215,9 @@ async function exists(file: string): Promise<boolean> {
 function dropLast<T>(list: T[], item: T): void {
   const i = list.lastIndexOf(item);
   if (i !== -1) list.splice(i, 1);
+}
+
+/** What a write to a data dir another process holds now fails with (EmbeddedStore.loseLock). */
+function lockLostError(reason: string): Error {
+  return new Error(`data dir lock lost: ${reason}`);
 }
