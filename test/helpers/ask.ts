@@ -12,6 +12,8 @@ export interface Turn {
   stream?: boolean;
   /** The user's one message. */
   prompt?: string;
+  /** The provider instance's path prefix (default `anthropic`). */
+  instance?: string;
 }
 
 /**
@@ -25,7 +27,7 @@ export async function askMessages(
   turn: Turn = {},
 ): Promise<Asked> {
   const sent = typeof credential === 'string' ? { 'x-api-key': credential } : credential;
-  const res = await fetch(`${baseUrl}/anthropic/v1/messages`, {
+  const res = await fetch(`${baseUrl}/${turn.instance ?? 'anthropic'}/v1/messages`, {
     method: 'POST',
     headers: { ...sent, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
     body: JSON.stringify({

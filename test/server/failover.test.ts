@@ -367,16 +367,7 @@ describe('routes and failover', () => {
   });
 
   /** A model without a route, as raw bytes: its answer's status and headers are the point. */
-  const unrouted = () =>
-    fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'claude-opus-4-6',
-        max_tokens: 10,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+  const unrouted = () => askMessages(tb.url, key, { model: 'claude-opus-4-6', max_tokens: 10 });
 
   it('the organisation’s key refused (401): the next target serves; with none, a 502 naming the instance, not to be retried, and an alert', async () => {
     primary.next(anthropicError(401, 'authentication_error', 'invalid x-api-key'));
@@ -396,7 +387,7 @@ describe('routes and failover', () => {
     const res = await unrouted();
     assert.equal(res.status, 502);
     assert.equal(res.headers.get('x-should-retry'), 'false', 'agents stop rather than retry for minutes');
-    const body = (await res.json()) as { type: string; error: { type: string; message: string } };
+    const body = JSON.parse(res.body) as { type: string; error: { type: string; message: string } };
     assert.equal(body.type, 'error', 'Anthropic’s error shape');
     assert.match(
       body.error.message,
@@ -441,7 +432,7 @@ describe('routes and failover', () => {
     primary.next(anthropicError(401, 'permission_error', 'Missing scopes: api.responses.write'));
     const scoped = await unrouted();
     assert.equal(scoped.status, 502);
-    assert.match(await scoped.text(), /401: Missing scopes: api\.responses\.write/);
+    assert.match(scoped.body, /401: Missing scopes: api\.responses\.write/);
     await lastRecord();
     const later = await tb.api<{ items: { rule: string; message: string }[] }>(
       'GET',
@@ -1017,18 +1008,17 @@ describe('failover to bedrock, past an open breaker, and over a key pool', () =>
       anthropicError(429, 'rate_limit_error', 'first key limited', { 'retry-after': '5' }),
       anthropicError(429, 'rate_limit_error', 'second key limited', { 'retry-after': '9' }),
     );
-    const res = await fetch(`${tb.url}/pooled/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'claude-opus-4-1',
-        max_tokens: 10,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
+    const res = await askMessages(tb.url, key, {
+      model: 'claude-opus-4-1',
+      max_tokens: 10,
+      instance: 'pooled',
     });
     assert.equal(res.status, 429);
     assert.equal(res.headers.get('retry-after'), '9');
-    assert.equal(((await res.json()) as { error: { message: string } }).error.message, 'second key limited');
+    assert.equal(
+      (JSON.parse(res.body) as { error: { message: string } }).error.message,
+      'second key limited',
+    );
     // k1 and k2 tried; the pool's next key is k1 again, which this request already tried: no third.
     assert.equal(pooled.requests.length, 2);
     const rec = await lastRecord();

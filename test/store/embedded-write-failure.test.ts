@@ -2,11 +2,22 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LOCK_FILE } from '../../server/store/embedded/dir-lock';
-import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
+import { EmbeddedStore, type EmbeddedStoreOptions } from '../../server/store/embedded/embedded-store';
 import { Journal } from '../../server/store/embedded/journal';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, tempDir } from '../helpers/bridge';
 import { newRecord } from './contract';
+
+/** A new data dir with an embedded store open on it. */
+async function openStore(
+  prefix: string,
+  opts: Omit<EmbeddedStoreOptions, 'dataDir'> = {},
+): Promise<{ dir: string; store: EmbeddedStore }> {
+  const dir = await tempDir(prefix);
+  const store = new EmbeddedStore({ dataDir: dir, ...opts });
+  await store.open();
+  return { dir, store };
+}
 
 /**
  * A change the embedded store could not write (a full disk, a data dir gone) must not be in force:
@@ -71,9 +82,7 @@ describe('embedded store: an admin change the disk refuses', function () {
 
 describe('embedded store: admin changes the disk refuses, made at once', () => {
   it('leave memory as the disk has it, whatever order their undos would run in', async () => {
-    const dir = await tempDir('aibridge-refused-together-');
-    const store = new EmbeddedStore({ dataDir: dir });
-    await store.open();
+    const { dir, store } = await openStore('aibridge-refused-together-');
     try {
       await store.createUser({ id: 'u_a', email: 'a@example.com', role: 'member' } as never);
       await store.createKey({ id: 'key_a', userId: 'u_a', hash: 'h_a', revokedAt: null } as never);
@@ -101,8 +110,7 @@ describe('embedded store: admin changes the disk refuses, made at once', () => {
 
 describe('embedded store: an admin change is in force when it is made', () => {
   it('while another write is under way, so a caller’s check and its change have nothing between them', async () => {
-    const store = new EmbeddedStore({ dataDir: await tempDir('aibridge-change-at-once-') });
-    await store.open();
+    const { store } = await openStore('aibridge-change-at-once-');
     try {
       const writing = store.putDoc('price', 'm', { model: 'm' });
       const made = store.createUser({ id: 'u_a', email: 'A@example.com' } as never);
@@ -126,9 +134,7 @@ describe('embedded store: an admin change is in force when it is made', () => {
 
 describe('embedded store: a write whose rename is done', () => {
   it('is not taken back when only the directory’s sync fails: memory stays what the file holds', async () => {
-    const dir = await tempDir('aibridge-dir-sync-');
-    const store = new EmbeddedStore({ dataDir: dir });
-    await store.open();
+    const { dir, store } = await openStore('aibridge-dir-sync-');
     const open = fs.open;
     try {
       await store.createKey({ id: 'key_a', userId: 'u_a', hash: 'h_a', revokedAt: null } as never);
@@ -152,9 +158,7 @@ describe('embedded store: a write whose rename is done', () => {
 
 describe('embedded store: admin changes and a close', () => {
   it('a close waits for the changes already made, so what was answered is on disk', async () => {
-    const dir = await tempDir('aibridge-close-changes-');
-    const store = new EmbeddedStore({ dataDir: dir });
-    await store.open();
+    const { dir, store } = await openStore('aibridge-close-changes-');
     const made = Array.from({ length: 50 }, (_, i) => store.putDoc('price', `m${i}`, { model: `m${i}` }));
     await store.close();
     // On disk when the close returns, before anyone awaits the changes themselves.
@@ -170,9 +174,7 @@ describe('embedded store: a data dir that changed under it', function () {
   this.timeout(30_000);
 
   it('a journal segment removed from the data dir fails the next writes (within a second) and the store reports it, where writes reached nothing', async () => {
-    const dir = await tempDir('aibridge-removed-segment-');
-    const store = new EmbeddedStore({ dataDir: dir });
-    await store.open();
+    const { dir, store } = await openStore('aibridge-removed-segment-');
     try {
       await store.appendInterception(newRecord(0));
       assert.deepEqual(await store.health(), { ok: true });
@@ -189,9 +191,7 @@ describe('embedded store: a data dir that changed under it', function () {
   });
 
   it('a data dir with records but no db.json is refused at start, not begun afresh under a new admin', async () => {
-    const dir = await tempDir('aibridge-no-db-');
-    const store = new EmbeddedStore({ dataDir: dir });
-    await store.open();
+    const { dir, store } = await openStore('aibridge-no-db-');
     await store.createUser({ id: 'u_a', email: 'a@example.com' } as never);
     await store.appendInterception(newRecord(0));
     await store.close();
@@ -201,15 +201,11 @@ describe('embedded store: a data dir that changed under it', function () {
       /db\.json is missing, but the data dir holds audit records/,
     );
     // A new data dir, or one with only what a first start leaves before any record, still starts.
-    const fresh = new EmbeddedStore({ dataDir: await tempDir('aibridge-fresh-') });
-    await fresh.open();
-    await fresh.close();
+    await (await openStore('aibridge-fresh-')).store.close();
   });
 
   it('a db.json in a later format than this version reads is refused at start', async () => {
-    const dir = await tempDir('aibridge-future-db-');
-    const store = new EmbeddedStore({ dataDir: dir });
-    await store.open();
+    const { dir, store } = await openStore('aibridge-future-db-');
     await store.createUser({ id: 'u_a', email: 'a@example.com' } as never);
     await store.close();
     const file = path.join(dir, 'db.json');
@@ -239,10 +235,10 @@ describe('embedded store: a data dir that changed under it', function () {
   });
 
   it('a store whose data dir lock another process took writes nothing more and says so', async () => {
-    const dir = await tempDir('aibridge-lock-lost-');
     const lost: string[] = [];
-    const store = new EmbeddedStore({ dataDir: dir, onLockLost: (reason) => lost.push(reason) });
-    await store.open();
+    const { dir, store } = await openStore('aibridge-lock-lost-', {
+      onLockLost: (reason) => lost.push(reason),
+    });
     try {
       await store.appendInterception(newRecord(0));
       // Deleted by hand (as the refusal's message once offered without a caveat) and taken by another.
