@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { PostgresStore } from '../../server/store/postgres/postgres-store';
-import { testPostgres } from '../helpers/postgres';
+import { onNewDatabase } from '../helpers/pg-store';
 import { newRecord } from './contract';
 
 /** Ready means the store takes writes (docs/operations.md), for a database that answers too. */
@@ -9,11 +7,7 @@ describe('PostgreSQL store readiness', function () {
   this.timeout(60_000);
 
   it('is not ready while the database refuses its records (as a full disk does), and ready again once one is written', async () => {
-    const url = await (await testPostgres()).createDatabase('pghealth');
-    const store = new PostgresStore({ url, maxConnections: 2 });
-    await store.open();
-    const sql = new pg.Client({ connectionString: url });
-    await sql.connect();
+    const { store, sql } = await onNewDatabase('pghealth');
     try {
       await store.appendInterception(newRecord(0));
       assert.equal((await store.health()).ok, true);

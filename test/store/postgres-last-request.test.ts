@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import { PostgresStore } from '../../server/store/postgres/postgres-store';
-import { testPostgres } from '../helpers/postgres';
+import { onNewDatabase } from '../helpers/pg-store';
 import { newRecord } from './contract';
 
 /** Migration 4 on a database that already has records: every user's last request is known at once. */
@@ -9,11 +8,7 @@ describe('PostgreSQL: the last-request rollup on an existing database', function
   this.timeout(60_000);
 
   it("fills each user's last request from the records, or from the rollups where retention took them", async () => {
-    const url = await (await testPostgres()).createDatabase('lastreq');
-    const store = new PostgresStore({ url, maxConnections: 2 });
-    await store.open();
-    const sql = new pg.Client({ connectionString: url });
-    await sql.connect();
+    const { url, store, sql } = await onNewDatabase('lastreq');
     try {
       for (const i of [0, 1, 2, 3, 4]) await store.appendInterception(newRecord(i));
       // usr_c's only record is at 11:25; retention deleted it, its hourly rollup stayed.

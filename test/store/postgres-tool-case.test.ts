@@ -1,21 +1,7 @@
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import { PostgresStore } from '../../server/store/postgres/postgres-store';
-import { testPostgres } from '../helpers/postgres';
+import { onNewDatabase } from '../helpers/pg-store';
 import { newRecord, toolCallNamed } from './contract';
-
-/** A new database, a store open on it and a plain client beside it. */
-async function onNewDatabase(
-  name: string,
-  opts: { repairEveryMs?: number } = {},
-): Promise<{ url: string; store: PostgresStore; sql: pg.Client }> {
-  const url = await (await testPostgres()).createDatabase(name);
-  const store = new PostgresStore({ url, maxConnections: 2, ...opts });
-  await store.open();
-  const sql = new pg.Client({ connectionString: url });
-  await sql.connect();
-  return { url, store, sql };
-}
 
 /** Migration 8 on a database that already has records: the tool filter ignores their names' case too. */
 describe('PostgreSQL: tool names from before the case-insensitive tool filter', function () {
