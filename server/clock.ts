@@ -13,3 +13,13 @@ export const systemClock: Clock = { now: () => Date.now() };
 export function datesOf(clock: Clock): () => Date {
   return () => new Date(clock.now());
 }
+
+/**
+ * A list of times kept oldest first whose newest were stamped after `now`: the wall clock stepped
+ * back (NTP, a clock an admin set right) since. Those are taken as made now, so a window or a
+ * cooldown they count in ends one window from now, not once the clock has caught up with the step.
+ * Only the entries after `now` are visited (the list's tail).
+ */
+export function clampToNow(times: number[], now: number): void {
+  for (let i = times.length - 1; i >= 0 && times[i]! > now; i--) times[i] = now;
+}

@@ -1,4 +1,5 @@
 import { totalTokens } from '../../shared/usage';
+import { clampToNow } from '../clock';
 import type { AlertConfig } from '../config';
 import { roundUsd, type UsageBucket } from '../core/rollup';
 import type { NewInterception, Store } from '../store/types';
@@ -128,7 +129,7 @@ export class RecentActivity {
     // as before), where it stood still for the length of the step and summed without end.
     if (m < this.minute) {
       this.minute = m;
-      for (let i = this.head; i < this.times.length; i++) if (this.times[i]! > now) this.times[i] = now;
+      clampToNow(this.times, now);
     }
     const steps = Math.min(60, m - this.minute);
     for (let k = 1; k <= steps; k++) {

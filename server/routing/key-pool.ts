@@ -1,4 +1,4 @@
-import type { Clock } from '../clock';
+import { type Clock, clampToNow } from '../clock';
 import { BridgeError } from '../errors';
 import type { ProviderAdapter } from '../providers/types';
 import type { AttemptOutcome, CredentialLease, CredentialSource } from './credentials';
@@ -249,8 +249,8 @@ export class KeyPool implements CredentialSource {
       rt.cooldownUntil -= rt.cooldownFrom - now;
       rt.cooldownFrom = now;
     }
-    for (let i = 0; i < rt.sent.length; i++) if (rt.sent[i]! > now) rt.sent[i] = now;
-    for (const t of rt.tokens) if (t.at > now) t.at = now;
+    clampToNow(rt.sent, now);
+    for (let i = rt.tokens.length - 1; i >= 0 && rt.tokens[i]!.at > now; i--) rt.tokens[i]!.at = now;
     while (rt.sent.length > 0 && rt.sent[0]! <= now - MINUTE) rt.sent.shift();
     while (rt.tokens.length > 0 && rt.tokens[0]!.at <= now - MINUTE) rt.tokens.shift();
   }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { RateLimit, RateLimitScope } from '../../shared/spend';
+import { clampToNow } from '../clock';
 import type { Principal } from '../core/principal';
 import { BridgeError } from '../errors';
 import { sendInChunks } from '../store/notify-chunks';
@@ -20,11 +21,9 @@ class Window {
   private sum = 0;
 
   private prune(now: number): void {
-    // The wall clock stepped back (NTP, a clock an admin set right): entries stamped after `now`
-    // would stay for the length of the step, locking the user out for it. Taken as made now, they
-    // count for one window at most.
-    if (this.at.length > 0 && this.at[this.at.length - 1]! > now)
-      for (let i = 0; i < this.at.length; i++) if (this.at[i]! > now) this.at[i] = now;
+    // Entries stamped after `now` would stay for the length of a backward clock step, locking the
+    // user out for it: they count for one window at most.
+    clampToNow(this.at, now);
     while (this.at.length > 0 && this.at[0]! <= now - WINDOW_MS) {
       this.at.shift();
       this.sum -= this.amounts.shift()!;
