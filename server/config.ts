@@ -63,6 +63,12 @@ export interface Config {
   readonly bodyLimit: number;
   readonly shutdownGraceMs: number;
   readonly timeouts: TimeoutConfig;
+  /**
+   * The organisation's egress proxy for the bridge's own outbound calls (providers, MCP servers,
+   * the identity provider, alert webhooks), from the standard HTTPS_PROXY, HTTP_PROXY and NO_PROXY;
+   * undefined: every call goes direct.
+   */
+  readonly egressProxy: EgressProxy | undefined;
   readonly breaker: {
     /** Consecutive provider failures that open a breaker; 0 turns breakers off. */
     readonly threshold: number;
@@ -194,6 +200,16 @@ export interface AlertConfig {
 }
 
 /** A setting with a bad value. The message names the setting so the admin can fix it. */
+/** HTTPS_PROXY, HTTP_PROXY and NO_PROXY as read (docs/configuration.md#egress-proxy). */
+export interface EgressProxy {
+  /** The proxy for https:// destinations (a CONNECT tunnel); undefined: they go direct. May hold credentials. */
+  readonly httpsProxy: string | undefined;
+  /** The proxy for http:// destinations; undefined: they go direct. May hold credentials. */
+  readonly httpProxy: string | undefined;
+  /** Hosts (and `host:port`s, `.domain`s, `*`) reached direct, comma- or space-separated. */
+  readonly noProxy: string;
+}
+
 export class ConfigError extends Error {
   readonly code: ServerErrorCode = 'invalid_config';
   constructor(
@@ -314,6 +330,14 @@ export const ENV_VARS = [
   'AIBRIDGE_SCIM_TOKEN',
   'AIBRIDGE_URL',
   'AIBRIDGE_ADMIN_KEY',
+  // The conventional egress proxy variables, in both spellings (the lower-case one wins, as in curl).
+  // A proxy URL may carry credentials: never logged, nor echoed in an error.
+  'HTTPS_PROXY',
+  'https_proxy',
+  'HTTP_PROXY',
+  'http_proxy',
+  'NO_PROXY',
+  'no_proxy',
 ] as const;
 
 export type EnvVar = (typeof ENV_VARS)[number];
@@ -621,6 +645,38 @@ function url(env: Env, name: EnvVar, fallback: string): string {
   return raw.replace(/\/+$/, '');
 }
 
+/**
+ * HTTPS_PROXY / HTTP_PROXY / NO_PROXY (each also lower-case, which wins). A proxy without a scheme
+ * (`proxy.corp:3128`) is `http://`, as curl takes it. The value is never echoed back: it may hold
+ * the proxy's password.
+ */
+export function egressProxy(env: Env): EgressProxy | undefined {
+  const proxyUrl = (lower: 'https_proxy' | 'http_proxy', upper: 'HTTPS_PROXY' | 'HTTP_PROXY') => {
+    const name = env[lower] !== undefined ? lower : upper;
+    const raw = env[name]?.trim();
+    if (!raw) return undefined;
+    const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
+    const example =
+      'expected a proxy URL such as http://proxy.example.com:3128 (the value is not shown: it may hold a password)';
+    let u: URL;
+    try {
+      u = new URL(withScheme);
+    } catch {
+      throw new ConfigError(name, example);
+    }
+    if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '')
+      throw new ConfigError(name, `${example}; only http:// and https:// proxies are supported`);
+    if ((u.pathname !== '' && u.pathname !== '/') || u.search || u.hash)
+      throw new ConfigError(name, `${example}, without a path or query`);
+    return u.href.replace(/\/$/, '');
+  };
+  const httpsProxy = proxyUrl('https_proxy', 'HTTPS_PROXY');
+  const httpProxy = proxyUrl('http_proxy', 'HTTP_PROXY');
+  if (httpsProxy === undefined && httpProxy === undefined) return undefined;
+  const noProxy = (env.no_proxy ?? env.NO_PROXY ?? '').trim();
+  return { httpsProxy, httpProxy, noProxy };
+}
+
 /** AIBRIDGE_DATABASE_URL: postgres://user:password@host:port/database (the password is never echoed back). */
 export function databaseUrl(env: Env): string | undefined {
   const raw = env.AIBRIDGE_DATABASE_URL;
@@ -859,6 +915,7 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
       headersMs: int(pick(undefined, '', env, 'AIBRIDGE_HEADERS_TIMEOUT_MS'), 600_000, 1, 3_600_000),
       idleMs: int(pick(undefined, '', env, 'AIBRIDGE_IDLE_TIMEOUT_MS'), 300_000, 1, 3_600_000),
     },
+    egressProxy: egressProxy(env),
     breaker: {
       threshold: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_THRESHOLD'), 5, 0, 1000),
       cooldownMs: int(pick(undefined, '', env, 'AIBRIDGE_BREAKER_COOLDOWN_MS'), 30_000, 1, 3_600_000),

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { setGlobalDispatcher } from 'undici';
 import type { CreatedKey, User } from '../shared/identity';
 import { buildApp } from './app';
 import { bootstrapAdmin } from './bootstrap';
@@ -15,6 +16,7 @@ import {
   loadConfig,
   unknownEnvWarnings,
 } from './config';
+import { describeEgress, noProxyWarnings, outboundDispatcher } from './http/egress-proxy';
 import { startUpDone } from './start-up-heap';
 import { DataDirLockedError } from './store/embedded/dir-lock';
 
@@ -80,6 +82,9 @@ async function serve(args: string[]): Promise<void> {
     strict: true,
   });
   const config = loadConfig(values, process.env);
+  // Every outbound call made without a dispatcher of its own (the identity provider, MCP servers
+  // over HTTP, alert webhooks: global fetch and undici's request) goes the proxy's way too.
+  if (config.egressProxy) setGlobalDispatcher(outboundDispatcher(config.egressProxy));
   // Hoisted: a lost data dir lock (embedded store) stops the bridge as a signal would, exit 1;
   // one lost before the handlers are in place is kept for them.
   let lostEarly: string | undefined;
@@ -89,6 +94,13 @@ async function serve(args: string[]): Promise<void> {
   const bridge = await buildApp(config, { onStoreLost: (reason) => onStoreLost(reason) });
   for (const w of [...unknownEnvWarnings(process.env), ...baseUrlWarnings(process.env)])
     bridge.app.log.warn(w);
+  if (config.egressProxy) {
+    bridge.app.log.info(
+      { egressProxy: describeEgress(config.egressProxy) },
+      'outbound calls go through the egress proxy',
+    );
+    for (const w of noProxyWarnings(config.egressProxy)) bridge.app.log.warn(w);
+  }
   const created = await bootstrapAdmin(bridge.identity, config.dataDir, config.adminEmail);
   let stoppingAt: number | undefined;
   const stop = (signal: string): void => {

@@ -69,7 +69,7 @@ export function proxyCapability(
   },
 ): ProxyCapability {
   const { config, metrics, clock, life } = core;
-  const dispatcher = createUpstreamAgent(config.timeouts);
+  const dispatcher = createUpstreamAgent(config.timeouts, config.egressProxy);
   life.onClose('upstream connections', () => dispatcher.close());
   const breakers = new CircuitBreakers(config.breaker, () => clock.now());
   metrics.breakerSource = () => breakers.snapshot();

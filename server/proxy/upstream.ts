@@ -1,15 +1,16 @@
 import type { Readable } from 'node:stream';
-import { Agent, type Dispatcher, errors as undiciErrors } from 'undici';
-import type { TimeoutConfig } from '../config';
+import { type Dispatcher, errors as undiciErrors } from 'undici';
+import type { EgressProxy, TimeoutConfig } from '../config';
 import { BridgeError, type ServerErrorCode } from '../errors';
+import { outboundDispatcher } from '../http/egress-proxy';
 import type { ProviderAdapter, UpstreamCall } from '../providers/types';
 import { placeOf } from '../providers/upstream-request';
 import { LeanBody, leanRequest, prematureClose } from './lean-request';
 
-/** One connection pool for all upstreams, with the configured timeouts. */
-export function createUpstreamAgent(t: TimeoutConfig): Agent {
-  return new Agent({
-    connect: { timeout: t.connectMs },
+/** One connection pool for all upstreams, with the configured timeouts (through the egress proxy if one is set). */
+export function createUpstreamAgent(t: TimeoutConfig, proxy?: EgressProxy): Dispatcher {
+  return outboundDispatcher(proxy, {
+    connectMs: t.connectMs,
     headersTimeout: t.headersMs,
     bodyTimeout: t.idleMs,
     keepAliveTimeout: 30_000,
@@ -178,6 +179,17 @@ export function upstreamFailure(err: unknown, midAnswer = false): BridgeError {
   }
   if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return new BridgeError('upstream_timeout', undefined, { cause: err });
+  }
+  // undici's words for an egress proxy that answered CONNECT with other than 200 (a 407 for
+  // credentials it refused, a 403 for a destination it does not allow): the operator's to fix, and
+  // "UND_ERR_ABORTED" alone would send them looking at the provider.
+  const proxyRefusal = /^Proxy response \((\d{3})\)/.exec((err as Error).message ?? '');
+  if (!midAnswer && proxyRefusal) {
+    return new BridgeError(
+      'upstream_unreachable',
+      `The egress proxy refused to open a tunnel to the provider (HTTP ${proxyRefusal[1]} from the proxy).`,
+      { cause: err },
+    );
   }
   return new BridgeError(
     'upstream_unreachable',

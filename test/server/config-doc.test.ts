@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ENV_VARS } from '../../server/config';
 
-const NAME = /\b((?:AIBRIDGE|OTEL|XDG)_[A-Z0-9_]*[A-Z0-9])\b/g;
+// The AIBRIDGE_/OTEL_/XDG_ families, and the conventional egress proxy variables in both spellings.
+const NAME = /\b((?:AIBRIDGE|OTEL|XDG)_[A-Z0-9_]*[A-Z0-9]|(?:HTTPS?|NO)_PROXY|(?:https?|no)_proxy)\b/g;
 
 function namesIn(text: string): Set<string> {
   return new Set([...text.matchAll(NAME)].map((m) => m[1] as string));

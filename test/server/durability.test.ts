@@ -1,71 +1,14 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Interception, Page } from '../../shared/interception';
-import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
+import { devKey, exited, type Served, serve } from '../helpers/served-bridge';
 
-const BIN = path.resolve('dist/aibridge.cjs');
 /** The documented promise: a finished response's record is durable within this window. */
 const FLUSH_WINDOW_MS = 250;
-
-interface Served {
-  child: ChildProcess;
-  url: string;
-  adminKey: string;
-  out: () => string;
-}
-
-async function serve(dataDir: string, upstream: string, env: Record<string, string> = {}): Promise<Served> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data-dir', dataDir], {
-    env: {
-      PATH: process.env.PATH,
-      AIBRIDGE_ANTHROPIC_BASE_URL: upstream,
-      AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
-      AIBRIDGE_LOG_LEVEL: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (c) => {
-    out += c;
-  });
-  child.stderr!.on('data', (c) => {
-    out += c;
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`bridge did not start: ${out}`)), 15_000);
-    child.stdout!.on('data', () => {
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`bridge exited ${code}: ${out}`)));
-  });
-  const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
-  return { child, url, adminKey, out: () => out };
-}
-
-const exited = (c: ChildProcess): Promise<number | null> =>
-  c.exitCode !== null ? Promise.resolve(c.exitCode) : new Promise((r) => c.on('exit', (code) => r(code)));
-
-async function devKey(s: Served): Promise<string> {
-  const admin = { authorization: `Bearer ${s.adminKey}`, 'content-type': 'application/json' };
-  await fetch(`${s.url}/api/v1/users`, {
-    method: 'POST',
-    headers: admin,
-    body: JSON.stringify({ email: 'd@example.com' }),
-  });
-  const k = (await (
-    await fetch(`${s.url}/api/v1/users/d@example.com/keys`, { method: 'POST', headers: admin, body: '{}' })
-  ).json()) as { key: string };
-  return k.key;
-}
 
 function message(url: string, key: string, stream = false, signal?: AbortSignal): Promise<Response> {
   return fetch(`${url}/anthropic/v1/messages`, {
