@@ -5,7 +5,8 @@ import Anthropic from '@anthropic-ai/sdk';
 import { createProxy, type ProxyServer } from 'proxy';
 import { egressProxy } from '../../server/config';
 import { describeEgress, noProxyWarnings } from '../../server/http/egress-proxy';
-import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { runClaude } from '../helpers/agent-cli';
+import { AnthropicMock, MOCK_TEXT, UPSTREAM_KEY } from '../helpers/anthropic-mock';
 import { tempDir } from '../helpers/bridge';
 import { runCli } from '../helpers/cli';
 import { devKey, exited, type Served, serve } from '../helpers/served-bridge';
@@ -90,6 +91,25 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.headers['x-api-key'], UPSTREAM_KEY, 'the org key reached the provider');
     assert.equal(seen[0]!.headers['proxy-authorization'], undefined, 'proxy credentials stay with the proxy');
+    // The real agent, streaming, end to end: claude → bridge → proxy tunnel → provider.
+    const tunnels = proxy.tunnels.length;
+    const res = await runClaude(
+      {
+        bridgeUrl: bridge.url,
+        key: await devKey(bridge, 'claude@example.com'),
+        home: await tempDir('aibridge-claude-home-'),
+      },
+      ['-p', 'Say hello through the proxy'],
+    );
+    assert.equal(res.stdout.trim(), MOCK_TEXT);
+    assert.ok(
+      proxy.tunnels.length > tunnels || mock.messageRequests().length > before + 1,
+      'claude went out',
+    );
+    assert.ok(
+      mock.messageRequests().some((r) => r.headers['user-agent']?.startsWith('claude-cli/')),
+      'claude reached the provider',
+    );
     const log = bridge.out();
     assert.match(log, /outbound calls go through the egress proxy/);
     assert.match(
