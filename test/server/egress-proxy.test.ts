@@ -92,7 +92,6 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
     assert.equal(seen[0]!.headers['x-api-key'], UPSTREAM_KEY, 'the org key reached the provider');
     assert.equal(seen[0]!.headers['proxy-authorization'], undefined, 'proxy credentials stay with the proxy');
     // The real agent, streaming, end to end: claude → bridge → proxy tunnel → provider.
-    const tunnels = proxy.tunnels.length;
     const res = await runClaude(
       {
         bridgeUrl: bridge.url,
@@ -102,10 +101,6 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
       ['-p', 'Say hello through the proxy'],
     );
     assert.equal(res.stdout.trim(), MOCK_TEXT);
-    assert.ok(
-      proxy.tunnels.length > tunnels || mock.messageRequests().length > before + 1,
-      'claude went out',
-    );
     assert.ok(
       mock.messageRequests().some((r) => r.headers['user-agent']?.startsWith('claude-cli/')),
       'claude reached the provider',
