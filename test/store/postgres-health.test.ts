@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { onNewDatabase } from '../helpers/pg-store';
 import { newRecord } from './contract';
 
@@ -21,6 +22,36 @@ describe('PostgreSQL store readiness', function () {
       await store.appendInterception(newRecord(2));
       assert.equal((await store.health()).ok, true);
     } finally {
+      await store.close();
+      await sql.end();
+    }
+  });
+
+  it('answers "not ready" within its wait when the database stops answering, with one probe query at a time', async () => {
+    const { url, store, sql } = await onNewDatabase('pghealthhang');
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    try {
+      assert.equal((await store.health()).ok, true);
+      // The probe's table locked by another session: its query waits, as on a paused database.
+      await locker.query('BEGIN; LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE');
+      const started = Date.now();
+      const [first, second] = await Promise.all([store.health(), store.health()]);
+      assert.ok(Date.now() - started < 4_000, `answered after ${Date.now() - started} ms`);
+      for (const h of [first, second]) {
+        assert.equal(h.ok, false);
+        assert.match(h.detail ?? '', /did not answer within 2000 ms/);
+      }
+      const third = await store.health();
+      assert.equal(third.ok, false);
+      const waiting = await sql.query<{ n: string }>(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE '%FROM schema_migrations%' AND wait_event_type = 'Lock'",
+      );
+      assert.equal(Number(waiting.rows[0]!.n), 1, 'the probes shared one query');
+      await locker.query('COMMIT');
+      assert.equal((await store.health()).ok, true);
+    } finally {
+      await locker.end();
       await store.close();
       await sql.end();
     }

@@ -73,6 +73,17 @@ const READ_CONNECTIONS = 3;
 const ORG_READ_CONNECTIONS = 2;
 /** How long one statement of the read pool may run (PostgresStoreOptions.readTimeoutMs). */
 const READ_TIMEOUT_MS = 30_000;
+/** How long /readyz waits for the database's answer: the acknowledgement wait (WRITE_STALL_MS). */
+const HEALTH_WAIT_MS = 2_000;
+
+/** `p`, or a rejection once `ms` have passed without its answer (`p` runs on). */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the database did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
 
 /** Opens a batch's transaction: the head row made if missing, then locked and read, in one round trip. */
 /**
@@ -206,6 +217,8 @@ export class PostgresStore implements Store {
   private closing = false;
   /** Why the last batch of records failed, until one is written (health). */
   private writeFailing: Error | undefined;
+  /** The readiness probe's query while one runs (health). */
+  private probing: Promise<number> | undefined;
   /** The chain head as this replica last moved or read it (undefined: read it under a lock). */
   private knownHead: { seq: number; hash: string } | undefined;
 
@@ -312,7 +325,13 @@ export class PostgresStore implements Store {
 
   async health(): Promise<StoreHealth> {
     try {
-      const applied = await appliedMigrations(this.pool);
+      // One probe query at a time, waited on for HEALTH_WAIT_MS at most: a database that stopped
+      // answering (paused, a lock held on the table) gets a prompt "not ready" with the reason,
+      // not a probe that hangs, and probes every few seconds do not each pin a pooled connection.
+      this.probing ??= appliedMigrations(this.pool).finally(() => {
+        this.probing = undefined;
+      });
+      const applied = await withDeadline(this.probing, HEALTH_WAIT_MS);
       const migrations = { applied, latest: LATEST_MIGRATION };
       if (applied < LATEST_MIGRATION) return { ok: false, detail: 'schema migrations pending', migrations };
       if (this.batcher.waiting >= (this.opts.queueLimit ?? 10_000))
