@@ -147,6 +147,20 @@ export function eachChunk(body: Readable, each: (chunk: Buffer) => ChunkAnswer):
 
 function ignore(): void {}
 
+/** OpenSSL's and Node's codes for a certificate chain or name the bridge does not trust. */
+const TLS_TRUST_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 /**
  * Why an upstream exchange failed, as a gateway error that keeps the cause. `midAnswer`: the
  * provider had answered and its connection broke while the answer came (same code, truer words).
@@ -179,6 +193,19 @@ export function upstreamFailure(err: unknown, midAnswer = false): BridgeError {
   }
   if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return new BridgeError('upstream_timeout', undefined, { cause: err });
+  }
+  // The provider's certificate was not trusted: on a corporate network most often a TLS-inspecting
+  // proxy re-signing it with the organisation's CA, which Node does not know. Nothing was sent.
+  // Through a proxy's tunnel, undici may wrap it: the cause has the code.
+  const tlsCode = [code, (err as { cause?: { code?: string } }).cause?.code ?? ''].find((c) =>
+    TLS_TRUST_CODES.has(c),
+  );
+  if (!midAnswer && tlsCode) {
+    return new BridgeError(
+      'upstream_unreachable',
+      `The provider's TLS certificate is not trusted (${tlsCode}). If a TLS-inspecting proxy or an internal CA signs it, start the bridge with NODE_EXTRA_CA_CERTS naming that CA's certificate.`,
+      { cause: err },
+    );
   }
   // undici's words for an egress proxy that answered CONNECT with other than 200 (a 407 for
   // credentials it refused, a 403 for a destination it does not allow): the operator's to fix, and

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
 import Anthropic from '@anthropic-ai/sdk';
 import { createProxy, type ProxyServer } from 'proxy';
 import { egressProxy } from '../../server/config';
@@ -249,6 +252,80 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
       https: 'none (direct)',
       http: 'https://***@proxy.corp:8443',
       noProxy: '(none)',
+    });
+  });
+
+  describe('to a provider over TLS', () => {
+    const TLS_DIR = path.resolve('test/fixtures/tls');
+    let tlsFront: tls.Server;
+    let httpsUrl = '';
+    let handshakes = 0;
+    before(async () => {
+      // The mock behind a TLS terminator: an HTTPS provider whose certificate an in-house CA signed.
+      tlsFront = tls.createServer(
+        {
+          key: fs.readFileSync(path.join(TLS_DIR, 'server-key.pem')),
+          cert: fs.readFileSync(path.join(TLS_DIR, 'server.pem')),
+        },
+        (clear) => {
+          handshakes++;
+          const up = net.connect(Number(new URL(mock.url).port), '127.0.0.1');
+          clear.on('error', () => up.destroy());
+          up.on('error', () => clear.destroy());
+          clear.pipe(up).pipe(clear);
+        },
+      );
+      tlsFront.on('tlsClientError', () => undefined);
+      await new Promise<void>((r) => tlsFront.listen(0, '127.0.0.1', r));
+      httpsUrl = `https://127.0.0.1:${(tlsFront.address() as AddressInfo).port}`;
+    });
+    after(() => new Promise<void>((r) => tlsFront.close(() => r())));
+
+    const ask = (s: Served, key: string) =>
+      client(s, key)
+        .messages.create({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 16,
+          messages: [{ role: 'user', content: 'tls?' }],
+        })
+        .then(
+          (m) => m,
+          (e: unknown) => e,
+        );
+
+    it('refuses a certificate it does not trust, says what to do, and sends the provider nothing', async () => {
+      bridge = await serve(await tempDir('aibridge-egress-'), httpsUrl);
+      const before = handshakes;
+      const err = await ask(bridge, await devKey(bridge));
+      assert.ok(err instanceof Anthropic.APIError, String(err));
+      assert.equal(err.status, 502);
+      const message = (err.error as { error?: { message?: string } }).error?.message ?? '';
+      assert.match(
+        message,
+        /TLS certificate is not trusted \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)/,
+      );
+      assert.match(message, /NODE_EXTRA_CA_CERTS/);
+      assert.equal(
+        handshakes,
+        before,
+        'no TLS session was completed, so no request (nor the org key) went out',
+      );
+    });
+
+    it('trusts the organisation’s CA given with NODE_EXTRA_CA_CERTS, direct and through the proxy’s tunnel', async () => {
+      for (const viaProxy of [false, true]) {
+        const tunnelsBefore = proxy.tunnels.length;
+        bridge = await serve(await tempDir('aibridge-egress-'), httpsUrl, {
+          NODE_EXTRA_CA_CERTS: path.join(TLS_DIR, 'ca.pem'),
+          ...(viaProxy ? { HTTPS_PROXY: proxy.url() } : {}),
+        });
+        const msg = await ask(bridge, await devKey(bridge));
+        assert.ok(!(msg instanceof Error), String(msg));
+        assert.equal(proxy.tunnels.slice(tunnelsBefore).includes(hostOf(httpsUrl)), viaProxy);
+        bridge.child.kill('SIGKILL');
+        await exited(bridge.child);
+        bridge = undefined;
+      }
     });
   });
 });
