@@ -39,6 +39,24 @@ export function outboundDispatcher(proxy: EgressProxy | undefined, o: PoolOption
   });
 }
 
+/**
+ * The proxy settings as environment variables, both spellings, for the processes the bridge starts
+ * (stdio MCP servers): what reaches the network through them goes the organisation's way too.
+ */
+export function proxyEnv(proxy: EgressProxy | undefined): Record<string, string> {
+  if (!proxy) return {};
+  const env: Record<string, string> = {};
+  const set = (upper: string, value: string | undefined): void => {
+    if (value === undefined || value === '') return;
+    env[upper] = value;
+    env[upper.toLowerCase()] = value;
+  };
+  set('HTTPS_PROXY', proxy.httpsProxy);
+  set('HTTP_PROXY', proxy.httpProxy);
+  set('NO_PROXY', proxy.noProxy);
+  return env;
+}
+
 /** The proxy settings as a log line may show them: a proxy's user and password replaced. */
 export function describeEgress(proxy: EgressProxy): Record<string, string> {
   const hide = (u: string | undefined): string => {

@@ -45,6 +45,8 @@ export interface ConnectionOptions {
   authProvider?: OAuthClientProvider | undefined;
   /** Told whenever the tool list changes: fetched again, or the server notified. */
   onTools?: (() => void) | undefined;
+  /** Variables a stdio server starts with besides the SDK's few defaults; its own `env` wins. */
+  childEnv?: Readonly<Record<string, string>> | undefined;
 }
 
 /**
@@ -106,7 +108,7 @@ export class McpConnection {
     const { getDefaultEnvironment, StdioClientTransport } = await import(
       '@modelcontextprotocol/sdk/client/stdio.js'
     );
-    const env: Record<string, string> = { ...getDefaultEnvironment(), ...t.env };
+    const env: Record<string, string> = { ...getDefaultEnvironment(), ...this.opts.childEnv, ...t.env };
     if (cred !== undefined && auth.env) env[auth.env] = cred;
     const transport = new StdioClientTransport({
       command: t.command,

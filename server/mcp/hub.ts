@@ -49,6 +49,8 @@ export interface McpHubDeps {
   bus: EventBus;
   /** The bridge's environment, for secrets the config file names (`auth.fromEnv`). */
   env: Readonly<Record<string, string | undefined>>;
+  /** Variables every stdio server starts with (the egress proxy's), under its own `env`. */
+  childEnv?: Readonly<Record<string, string>>;
 }
 
 /** A server as admins see it: its config (secrets hidden) and how its connection is doing. */
@@ -153,6 +155,7 @@ export class McpHub {
     return new McpConnection(opened, {
       connectTimeoutMs: this.d.settings.connectTimeoutMs,
       log: this.d.log,
+      childEnv: this.d.childEnv,
       credential,
       authProvider: provider,
       onTools: () => this.changed(userId),

@@ -1,4 +1,5 @@
 import type { Capability, Core } from '../capability';
+import { proxyEnv } from '../http/egress-proxy';
 import type { StrategyFor } from '../proxy/exchange';
 import { McpHub } from './hub';
 import type { CallJudge } from './injected-rounds';
@@ -17,7 +18,14 @@ export interface McpCapability extends Capability {
  */
 export async function mcpCapability(core: Core, d: { judge?: CallJudge } = {}): Promise<McpCapability> {
   const { config, store, log, bus, metrics, life } = core;
-  const hub = new McpHub({ settings: config.mcp, store, log, bus, env: process.env });
+  const hub = new McpHub({
+    settings: config.mcp,
+    store,
+    log,
+    bus,
+    env: process.env,
+    childEnv: proxyEnv(config.egressProxy),
+  });
   life.onClose('MCP connections', () => hub.close());
   await hub.start();
   return {

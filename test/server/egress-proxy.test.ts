@@ -10,8 +10,10 @@ import { egressProxy } from '../../server/config';
 import { describeEgress, noProxyWarnings } from '../../server/http/egress-proxy';
 import { runClaude } from '../helpers/agent-cli';
 import { AnthropicMock, MOCK_TEXT, UPSTREAM_KEY } from '../helpers/anthropic-mock';
-import { tempDir } from '../helpers/bridge';
+import { startBridge, tempDir } from '../helpers/bridge';
 import { runCli } from '../helpers/cli';
+import { connectGateway } from '../helpers/gateway-client';
+import { EVERYTHING, everythingStdio } from '../helpers/mcp-servers';
 import { devKey, exited, type Served, serve } from '../helpers/served-bridge';
 import { WebhookReceiver } from '../helpers/webhook-receiver';
 
@@ -327,5 +329,49 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
         bridge = undefined;
       }
     });
+  });
+
+  it('starts stdio MCP servers with the proxy variables, under their own env', async () => {
+    const dir = await tempDir('aibridge-egress-mcp-');
+    const mcpFile = path.join(dir, 'mcp-servers.json');
+    fs.writeFileSync(
+      mcpFile,
+      JSON.stringify({
+        servers: {
+          everything: everythingStdio({ tools: { allow: ['get-env'] } }),
+          own: everythingStdio({
+            tools: { allow: ['get-env'] },
+            transport: {
+              type: 'stdio',
+              command: process.execPath,
+              args: [EVERYTHING, 'stdio'],
+              env: { NO_PROXY: 'its-own.example' },
+            },
+          }),
+        },
+      }),
+    );
+    const tb = await startBridge(mock.url, {
+      HTTPS_PROXY: proxy.url(),
+      NO_PROXY: 'corp.example',
+      AIBRIDGE_MCP_CONFIG: mcpFile,
+    });
+    try {
+      await tb.bridge.mcp.ready();
+      const agent = await connectGateway(tb.url, (await tb.addUser('mcp-proxy@example.com')).key);
+      const envOf = async (tool: string): Promise<Record<string, string>> => {
+        const r = (await agent.callTool({ name: tool, arguments: {} })) as { content: { text: string }[] };
+        return JSON.parse(r.content[0]!.text) as Record<string, string>;
+      };
+      const shared = await envOf('everything__get-env');
+      assert.equal(shared.HTTPS_PROXY, proxy.url());
+      assert.equal(shared.https_proxy, proxy.url());
+      assert.equal(shared.NO_PROXY, 'corp.example');
+      assert.equal(shared.HTTP_PROXY, undefined, 'only what is set');
+      assert.equal((await envOf('own__get-env')).NO_PROXY, 'its-own.example', 'a server’s own env wins');
+      await agent.close();
+    } finally {
+      await tb.close();
+    }
   });
 });
