@@ -87,6 +87,17 @@ export async function auditCapability(
         .pruneInterceptions(before)
         .then((n) => n > 0 && log.info({ records: n, before }, 'retention: pruned old interceptions'))
         .catch((err: unknown) => log.error({ err }, 'retention: prune failed'));
+      // Keys dead (revoked or expired) before the window: no record kept can name one. Without
+      // it, keys minted per workspace start (a TTL each) piled up for good, in memory on the
+      // embedded store.
+      store
+        .pruneKeys(before)
+        .then(
+          (n) =>
+            n > 0 &&
+            log.info({ keys: n, before }, 'retention: deleted keys revoked or expired before the window'),
+        )
+        .catch((err: unknown) => log.error({ err }, 'retention: deleting old keys failed'));
       // MCP gateway calls (docs/mcp.md) are audit records too: the same window.
       store
         .pruneGatewayCalls(before)

@@ -374,6 +374,12 @@ export interface Store {
    * may keep a few older ones it cannot drop separately. Returns how many went.
    */
   pruneGatewayCalls(before: string): Promise<number>;
+  /**
+   * Deletes keys revoked or expired before `before` (retention, the interceptions' window: no
+   * record kept can have used one). Returns how many went. A deleted key's token is then an
+   * unknown key (`401 unauthorized`), as any other.
+   */
+  pruneKeys(before: string): Promise<number>;
   /** Newest first. */
   listAccessLog(query: { since?: string | undefined; limit: number }): Promise<AccessLogEntry[]>;
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import type { CreatedKey } from '../../shared/identity';
 import type { GatewayToolCall } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
@@ -55,6 +56,9 @@ describe('MCP gateway calls in retention and audit export', function () {
   let dev: { key: string; user: { id: string; email: string } };
   let other: { key: string; user: { id: string; email: string } };
 
+  let oldKey: CreatedKey;
+  let recentKey: CreatedKey;
+
   before(async () => {
     upstream = await new AnthropicMock().start();
     url = await (await testPostgres()).createDatabase('gwaudit');
@@ -68,6 +72,12 @@ describe('MCP gateway calls in retention and audit export', function () {
     await first.bridge.store.appendGatewayCall(call(2, now - 2 * DAY, dev.user));
     await first.bridge.store.appendGatewayCall(call(3, now - DAY, other.user));
     await first.bridge.store.appendGatewayCall(call(4, now - 1000, dev.user));
+    // Keys: one revoked long before the window, one inside it.
+    const devUser = (await first.bridge.store.getUserById(dev.user.id))!;
+    oldKey = await first.bridge.identity.issueKey(devUser, { name: 'old' });
+    recentKey = await first.bridge.identity.issueKey(devUser, { name: 'recent' });
+    await first.bridge.store.revokeKey(oldKey.id, new Date(now - 100 * DAY).toISOString());
+    await first.bridge.store.revokeKey(recentKey.id, new Date(now - DAY).toISOString());
     await first.close();
     // The same data, now with a 30-day retention: pruned at start, like interceptions.
     tb = await startBridge(
@@ -93,6 +103,35 @@ describe('MCP gateway calls in retention and audit export', function () {
     });
     assert.deepEqual(ids, ['gwc_audit_4', 'gwc_audit_3', 'gwc_audit_2']);
     assert.ok(tb.logs.some((l) => l.includes('retention: pruned old MCP gateway calls')));
+  });
+
+  it('retention deletes keys revoked before the window, and keeps those revoked inside it', async () => {
+    await eventually(async () =>
+      (await tb.bridge.store.getKey(oldKey.id)) === undefined ? true : undefined,
+    );
+    assert.equal((await tb.bridge.store.getKey(recentKey.id))?.name, 'recent');
+    const listed = await tb.api<{ items: { id: string }[] }>('GET', '/api/v1/me/keys', dev.key);
+    assert.deepEqual(
+      listed.body.items.map((k) => k.id).filter((id) => id === oldKey.id || id === recentKey.id),
+      [recentKey.id],
+    );
+    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': oldKey.key,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 8,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    });
+    assert.equal(res.status, 401);
+    assert.ok(
+      tb.logs.some((l) => l.includes('retention: deleted keys revoked or expired before the window')),
+    );
   });
 
   it('lists gateway calls whose arguments hold a text (q), newest first, members only their own', async () => {

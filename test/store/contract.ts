@@ -218,6 +218,29 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.equal((await store.getKey('key_1'))?.renewable, true);
       });
 
+      it('deletes keys revoked or expired before the retention window, and only those', async () => {
+        await store.createUser(user(1));
+        const at = (days: number) => new Date(T0 + days * 86_400_000).toISOString();
+        await store.createKey(key(1, 'usr_1'));
+        await store.createKey({ ...key(2, 'usr_1'), expiresAt: at(1) });
+        await store.createKey({ ...key(3, 'usr_1'), expiresAt: at(20) });
+        await store.createKey(key(4, 'usr_1'));
+        await store.createKey(key(5, 'usr_1'));
+        await store.createKey({ ...key(6, 'usr_1'), expiresAt: at(99) });
+        await store.revokeKey('key_4', at(2));
+        await store.revokeKey('key_5', at(15));
+        assert.equal(await store.pruneKeys(at(10)), 2);
+        const left = async () => (await store.listKeys('usr_1')).map((k) => k.id).sort();
+        assert.deepEqual(await left(), ['key_1', 'key_3', 'key_5', 'key_6']);
+        assert.equal(await store.getKey('key_2'), undefined);
+        assert.equal(await store.findKeyByHash('hash_4'), undefined);
+        assert.equal((await store.findKeyByHash('hash_5'))?.revokedAt, at(15));
+        assert.equal(await store.pruneKeys(at(10)), 0, 'nothing more to delete');
+        await restart();
+        assert.deepEqual(await left(), ['key_1', 'key_3', 'key_5', 'key_6'], 'gone for good');
+        assert.equal(await store.findKeyByHash('hash_2'), undefined);
+      });
+
       it('stores keys by hash, lists them per user, and revokes once', async () => {
         await store.createUser(user(1));
         await store.createKey(key(1, 'usr_1'));

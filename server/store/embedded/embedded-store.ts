@@ -585,6 +585,29 @@ export class EmbeddedStore implements Store {
     });
   }
 
+  async pruneKeys(before: string): Promise<number> {
+    this.refuseIfLockLost();
+    const cutoff = Date.parse(before);
+    return this.change(() => {
+      const all = this.db.data.keys;
+      const kept = all.filter((k) => !keyDeadBefore(k, cutoff));
+      if (kept.length === all.length) return { result: 0 };
+      const gone = all.filter((k) => keyDeadBefore(k, cutoff));
+      this.db.data.keys = kept;
+      for (const k of gone) {
+        if (this.keysById.get(k.id) === k) this.keysById.delete(k.id);
+        if (this.keysByHash.get(k.hash) === k) this.keysByHash.delete(k.hash);
+      }
+      return {
+        result: gone.length,
+        undo: () => {
+          this.db.data.keys = all;
+          for (const k of gone) this.indexKey(k);
+        },
+      };
+    });
+  }
+
   async findKeyByHash(hash: string): Promise<KeyRecord | undefined> {
     return this.keysByHash.get(hash);
   }
@@ -1220,4 +1243,12 @@ function dropLast<T>(list: T[], item: T): void {
 /** What a write to a data dir another process holds now fails with (EmbeddedStore.loseLock). */
 function lockLostError(reason: string): Error {
   return new Error(`data dir lock lost: ${reason}`);
+}
+
+/** Revoked, or expired, before `cutoff` (ms): no longer usable, and past the retention window. */
+function keyDeadBefore(k: KeyRecord, cutoff: number): boolean {
+  return (
+    (k.revokedAt !== null && Date.parse(k.revokedAt) < cutoff) ||
+    (k.expiresAt !== null && Date.parse(k.expiresAt) < cutoff)
+  );
 }

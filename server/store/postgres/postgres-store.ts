@@ -443,6 +443,18 @@ export class PostgresStore implements Store {
     return r.rows[0]?.doc;
   }
 
+  async pruneKeys(before: string): Promise<number> {
+    // Nothing to tell other replicas: a key revoked or expired that long ago is refused by every
+    // cache that still holds it.
+    const r = await this.query(
+      `DELETE FROM bridge_keys
+        WHERE (doc->>'revokedAt')::timestamptz < $1::timestamptz
+           OR (doc->>'expiresAt')::timestamptz < $1::timestamptz`,
+      [before],
+    );
+    return r.rowCount ?? 0;
+  }
+
   async renewKey(id: string, expiresAt: string): Promise<KeyRecord | undefined> {
     // Only forward, only live keys with an expiry: two replicas renewing at once both land on the later time.
     const change = { kind: 'key' as const, id };
