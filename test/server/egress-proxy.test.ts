@@ -77,6 +77,18 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
 
   const client = (s: Served, key: string) =>
     new Anthropic({ apiKey: key, baseURL: `${s.url}/anthropic`, maxRetries: 0 });
+  /** One small Messages call: the message, or what it was refused with. */
+  const ask = (s: Served, key: string) =>
+    client(s, key)
+      .messages.create({
+        model: 'claude-sonnet-4-6',
+        max_tokens: 16,
+        messages: [{ role: 'user', content: 'hi' }],
+      })
+      .then(
+        (m) => m,
+        (e: unknown) => e,
+      );
 
   it('sends provider calls through the proxy with its credentials, and never shows them', async () => {
     bridge = await serve(await tempDir('aibridge-egress-'), mock.url, {
@@ -169,16 +181,7 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
       HTTP_PROXY: proxy.url('wrong password'),
     });
     const refusedBefore = proxy.refused;
-    const err = await client(bridge, await devKey(bridge))
-      .messages.create({
-        model: 'claude-sonnet-4-6',
-        max_tokens: 16,
-        messages: [{ role: 'user', content: 'hi' }],
-      })
-      .then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+    const err = await ask(bridge, await devKey(bridge));
     assert.ok(err instanceof Anthropic.APIError, String(err));
     assert.equal(err.status, 502);
     const body = err.error as { error?: { type?: string; message?: string } };
@@ -199,16 +202,7 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
         AIBRIDGE_CONNECT_TIMEOUT_MS: '500',
       });
       const started = Date.now();
-      const err = await client(bridge, await devKey(bridge))
-        .messages.create({
-          model: 'claude-sonnet-4-6',
-          max_tokens: 16,
-          messages: [{ role: 'user', content: 'hi' }],
-        })
-        .then(
-          () => undefined,
-          (e: unknown) => e,
-        );
+      const err = await ask(bridge, await devKey(bridge));
       assert.ok(err instanceof Anthropic.APIError, String(err));
       assert.equal(err.status, 504);
       assert.ok(Date.now() - started < 5_000, `answered after ${Date.now() - started} ms`);
@@ -282,18 +276,6 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
       httpsUrl = `https://127.0.0.1:${(tlsFront.address() as AddressInfo).port}`;
     });
     after(() => new Promise<void>((r) => tlsFront.close(() => r())));
-
-    const ask = (s: Served, key: string) =>
-      client(s, key)
-        .messages.create({
-          model: 'claude-sonnet-4-6',
-          max_tokens: 16,
-          messages: [{ role: 'user', content: 'tls?' }],
-        })
-        .then(
-          (m) => m,
-          (e: unknown) => e,
-        );
 
     it('refuses a certificate it does not trust, says what to do, and sends the provider nothing', async () => {
       bridge = await serve(await tempDir('aibridge-egress-'), httpsUrl);
