@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { CreatedKey } from '../../shared/identity';
 import type { GatewayToolCall } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
+import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
 import { testPostgres } from '../helpers/postgres';
@@ -115,19 +116,7 @@ describe('MCP gateway calls in retention and audit export', function () {
       listed.body.items.map((k) => k.id).filter((id) => id === oldKey.id || id === recentKey.id),
       [recentKey.id],
     );
-    const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: {
-        'x-api-key': oldKey.key,
-        'content-type': 'application/json',
-        'anthropic-version': '2023-06-01',
-      },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-6',
-        max_tokens: 8,
-        messages: [{ role: 'user', content: 'hi' }],
-      }),
-    });
+    const res = await askMessages(tb.url, oldKey.key);
     assert.equal(res.status, 401);
     assert.ok(
       tb.logs.some((l) => l.includes('retention: deleted keys revoked or expired before the window')),
