@@ -652,7 +652,9 @@ function url(env: Env, name: EnvVar, fallback: string): string {
  */
 export function egressProxy(env: Env): EgressProxy | undefined {
   const proxyUrl = (lower: 'https_proxy' | 'http_proxy', upper: 'HTTPS_PROXY' | 'HTTP_PROXY') => {
-    const name = env[lower] !== undefined ? lower : upper;
+    // An empty lower-case variable is unset, as for curl: `ENV https_proxy=$https_proxy` in a
+    // Dockerfile leaves one, and it must not turn off the upper-case proxy.
+    const name = env[lower]?.trim() ? lower : upper;
     const raw = env[name]?.trim();
     if (!raw) return undefined;
     const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
@@ -668,12 +670,18 @@ export function egressProxy(env: Env): EgressProxy | undefined {
       throw new ConfigError(name, `${example}; only http:// and https:// proxies are supported`);
     if ((u.pathname !== '' && u.pathname !== '/') || u.search || u.hash)
       throw new ConfigError(name, `${example}, without a path or query`);
+    try {
+      decodeURIComponent(u.username);
+      decodeURIComponent(u.password);
+    } catch {
+      throw new ConfigError(name, `${example}; percent-encode a "%" in its user or password as %25`);
+    }
     return u.href.replace(/\/$/, '');
   };
   const httpsProxy = proxyUrl('https_proxy', 'HTTPS_PROXY');
   const httpProxy = proxyUrl('http_proxy', 'HTTP_PROXY');
   if (httpsProxy === undefined && httpProxy === undefined) return undefined;
-  const noProxy = (env.no_proxy ?? env.NO_PROXY ?? '').trim();
+  const noProxy = (env.no_proxy?.trim() ? env.no_proxy : (env.NO_PROXY ?? '')).trim();
   return { httpsProxy, httpProxy, noProxy };
 }
 

@@ -1,4 +1,4 @@
-import { Agent, type Dispatcher, EnvHttpProxyAgent, Pool } from 'undici';
+import { Agent, type buildConnector, type Dispatcher, EnvHttpProxyAgent, Pool } from 'undici';
 import type { EgressProxy } from '../config';
 
 /** What an outbound pool is built with, besides where it sends. */
@@ -24,7 +24,6 @@ export function outboundDispatcher(proxy: EgressProxy | undefined, o: PoolOption
     // checked at start is what is used, and an empty value means none.
     httpProxy: proxy.httpProxy ?? '',
     httpsProxy: proxy.httpsProxy ?? '',
-    noProxy: proxy.noProxy,
     // Through a proxy undici's connect timeout does not reach the two connections it makes: to the
     // proxy (and its TLS), and the TLS inside the tunnel. A proxy that takes the connection and
     // never answers CONNECT is bounded by the same timeout as the answer's first line.
@@ -36,7 +35,55 @@ export function outboundDispatcher(proxy: EgressProxy | undefined, o: PoolOption
           clientFactory: (origin: URL, opts: object) =>
             new Pool(origin, { ...opts, headersTimeout: connectMs }),
         }),
+    factory: (origin: string | URL, opts: object) => {
+      const { connect: c } = opts as { connect?: unknown };
+      return new Pool(
+        origin,
+        typeof c === 'function' ? { ...opts, connect: closedIsFinal(c as Connector) } : opts,
+      );
+    },
+    noProxy: undiciNoProxy(proxy.noProxy),
   });
+}
+
+type Connector = (options: buildConnector.Options, callback: buildConnector.Callback) => void;
+
+/** The egress proxy ended the connection before it answered CONNECT. */
+export class EgressProxyClosedError extends Error {
+  readonly code = 'EGRESS_PROXY_CLOSED';
+  constructor(cause: Error) {
+    super('the egress proxy closed the connection before it answered CONNECT', { cause });
+    this.name = 'EgressProxyClosedError';
+  }
+}
+
+/**
+ * undici takes a connection its peer closed (`UND_ERR_SOCKET`) for a passing failure and, with no
+ * request running yet, keeps the waiting ones and connects again at once. Through a proxy that
+ * closes before answering CONNECT (a TLS-only port given as http://, a proxy with no backend) that
+ * was thousands of connections a second, for ever, and the request never answered: here it fails
+ * the requests waiting for that connection, as a refused connection does.
+ */
+function closedIsFinal(connect: Connector): Connector {
+  return (options, callback) =>
+    connect(options, (...args) => {
+      const [err] = args;
+      if (err && (err as { code?: string }).code === 'UND_ERR_SOCKET')
+        callback(new EgressProxyClosedError(err), null);
+      else callback(...args);
+    });
+}
+
+/**
+ * NO_PROXY as undici matches it: a bare IPv6 address (`::1`, `fd00::1`) would be read as a host
+ * and a port and match nothing, so it is bracketed as undici writes an IPv6 host (`[::1]`).
+ */
+export function undiciNoProxy(noProxy: string): string {
+  return noProxy
+    .split(/[,\s]+/)
+    .filter(Boolean)
+    .map((e) => (!e.startsWith('[') && (e.match(/:/g)?.length ?? 0) >= 2 ? `[${e}]` : e))
+    .join(',');
 }
 
 /**

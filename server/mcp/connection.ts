@@ -108,7 +108,13 @@ export class McpConnection {
     const { getDefaultEnvironment, StdioClientTransport } = await import(
       '@modelcontextprotocol/sdk/client/stdio.js'
     );
-    const env: Record<string, string> = { ...getDefaultEnvironment(), ...this.opts.childEnv, ...t.env };
+    // A server's own env wins in either spelling: tools read the lower-case one first.
+    const inherited: Record<string, string> = { ...this.opts.childEnv };
+    for (const name of Object.keys(t.env ?? {})) {
+      delete inherited[name.toUpperCase()];
+      delete inherited[name.toLowerCase()];
+    }
+    const env: Record<string, string> = { ...getDefaultEnvironment(), ...inherited, ...t.env };
     if (cred !== undefined && auth.env) env[auth.env] = cred;
     const transport = new StdioClientTransport({
       command: t.command,

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { type Dispatcher, errors as undiciErrors } from 'undici';
 import type { EgressProxy, TimeoutConfig } from '../config';
 import { BridgeError, type ServerErrorCode } from '../errors';
-import { outboundDispatcher } from '../http/egress-proxy';
+import { EgressProxyClosedError, outboundDispatcher } from '../http/egress-proxy';
 import type { ProviderAdapter, UpstreamCall } from '../providers/types';
 import { placeOf } from '../providers/upstream-request';
 import { LeanBody, leanRequest, prematureClose } from './lean-request';
@@ -147,18 +147,29 @@ export function eachChunk(body: Readable, each: (chunk: Buffer) => ChunkAnswer):
 
 function ignore(): void {}
 
-/** OpenSSL's and Node's codes for a certificate chain or name the bridge does not trust. */
-const TLS_TRUST_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
+/**
+ * OpenSSL's and Node's codes for a certificate the bridge refused, each with what fixes it: a CA
+ * it does not know (most often a TLS-inspecting proxy's or an internal one), a date, or a name.
+ */
+const TLS_ADVICE: ReadonlyMap<string, string> = new Map([
+  ...[
+    'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    'UNABLE_TO_GET_ISSUER_CERT',
+    'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+    'SELF_SIGNED_CERT_IN_CHAIN',
+    'DEPTH_ZERO_SELF_SIGNED_CERT',
+    'CERT_UNTRUSTED',
+    'CERT_SIGNATURE_FAILURE',
+  ].map((c): [string, string] => [
+    c,
+    "If a TLS-inspecting proxy or an internal CA signs it, start the bridge with NODE_EXTRA_CA_CERTS naming that CA's certificate.",
+  ]),
+  ['CERT_HAS_EXPIRED', "It has expired, or this machine's clock is wrong."],
+  ['CERT_NOT_YET_VALID', "It is not valid yet, or this machine's clock is wrong."],
+  [
+    'ERR_TLS_CERT_ALTNAME_INVALID',
+    'It names another host: check the base URL (or the https:// proxy) the bridge is given.',
+  ],
 ]);
 
 /**
@@ -198,12 +209,20 @@ export function upstreamFailure(err: unknown, midAnswer = false): BridgeError {
   // proxy re-signing it with the organisation's CA, which Node does not know. Nothing was sent.
   // Through a proxy's tunnel, undici may wrap it: the cause has the code.
   const tlsCode = [code, (err as { cause?: { code?: string } }).cause?.code ?? ''].find((c) =>
-    TLS_TRUST_CODES.has(c),
+    TLS_ADVICE.has(c),
   );
   if (!midAnswer && tlsCode) {
+    // The provider's, or with an https:// egress proxy possibly the proxy's: undici's error does not say which.
     return new BridgeError(
       'upstream_unreachable',
-      `The provider's TLS certificate is not trusted (${tlsCode}). If a TLS-inspecting proxy or an internal CA signs it, start the bridge with NODE_EXTRA_CA_CERTS naming that CA's certificate.`,
+      `A TLS certificate on the way to the provider was refused (${tlsCode}): the provider's, or an https:// egress proxy's. ${TLS_ADVICE.get(tlsCode)}`,
+      { cause: err },
+    );
+  }
+  if (!midAnswer && err instanceof EgressProxyClosedError) {
+    return new BridgeError(
+      'upstream_unreachable',
+      'The egress proxy closed the connection before it answered CONNECT: check HTTPS_PROXY (an https:// proxy given as http://?).',
       { cause: err },
     );
   }

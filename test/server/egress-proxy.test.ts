@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import Anthropic from '@anthropic-ai/sdk';
 import { createProxy, type ProxyServer } from 'proxy';
 import { egressProxy } from '../../server/config';
-import { describeEgress, noProxyWarnings } from '../../server/http/egress-proxy';
+import { describeEgress, noProxyWarnings, undiciNoProxy } from '../../server/http/egress-proxy';
 import { runClaude } from '../helpers/agent-cli';
 import { AnthropicMock, MOCK_TEXT, UPSTREAM_KEY } from '../helpers/anthropic-mock';
 import { startBridge, tempDir } from '../helpers/bridge';
@@ -211,8 +211,37 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
     }
   });
 
+  it('answers at once, and stops connecting, when the proxy closes the connection without answering CONNECT', async () => {
+    let accepted = 0;
+    const closing = net.createServer((s) => {
+      accepted++;
+      s.end();
+    });
+    await new Promise<void>((r) => closing.listen(0, '127.0.0.1', r));
+    try {
+      const at = `http://127.0.0.1:${(closing.address() as AddressInfo).port}`;
+      bridge = await serve(await tempDir('aibridge-egress-'), mock.url, { HTTPS_PROXY: at, HTTP_PROXY: at });
+      const started = Date.now();
+      const err = await ask(bridge, await devKey(bridge));
+      assert.ok(err instanceof Anthropic.APIError, String(err));
+      assert.equal(err.status, 502);
+      assert.match(
+        (err.error as { error?: { message?: string } }).error?.message ?? '',
+        /egress proxy closed the connection before it answered CONNECT/,
+      );
+      assert.ok(Date.now() - started < 3_000, `answered after ${Date.now() - started} ms`);
+      const after = accepted;
+      await new Promise((r) => setTimeout(r, 500));
+      assert.ok(accepted - after <= 1, `still connecting: ${accepted - after} more connections in 500 ms`);
+      assert.ok(after < 20, `${after} connections for one request`);
+    } finally {
+      closing.close();
+    }
+  });
+
   it('refuses at start a proxy URL it cannot use, without echoing it', async () => {
     for (const value of [
+      'http://user:s3cret%zz@127.0.0.1:3128',
       'http://user:s3cret@[::1',
       'socks5://user:s3cret@127.0.0.1:1080',
       'http://user:s3cret@h:3128/path',
@@ -242,6 +271,21 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
     assert.deepEqual(noProxyWarnings(p), [
       'NO_PROXY entry "10.0.0.0/8" is a CIDR range, which the bridge does not match: list the hosts or domains to reach direct',
     ]);
+    assert.equal(
+      egressProxy({ https_proxy: ' ', HTTPS_PROXY: 'http://upper:3128', no_proxy: '', NO_PROXY: 'b.example' })
+        ?.httpsProxy,
+      'http://upper:3128',
+      'an empty lower-case variable is unset, as in curl',
+    );
+    assert.equal(
+      egressProxy({ https_proxy: '', HTTPS_PROXY: 'http://upper:3128', no_proxy: '', NO_PROXY: 'b.example' })
+        ?.noProxy,
+      'b.example',
+    );
+    assert.equal(
+      undiciNoProxy('::1, fd00::1 [::2]:8080 a.example:80'),
+      '[::1],[fd00::1],[::2]:8080,a.example:80',
+    );
     const withUser = egressProxy({ HTTP_PROXY: 'https://me:pa%20ss@proxy.corp:8443/' })!;
     assert.equal(withUser.httpProxy, 'https://me:pa%20ss@proxy.corp:8443');
     assert.deepEqual(describeEgress(withUser), {
@@ -286,7 +330,7 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
       const message = (err.error as { error?: { message?: string } }).error?.message ?? '';
       assert.match(
         message,
-        /TLS certificate is not trusted \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)/,
+        /TLS certificate on the way to the provider was refused \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)/,
       );
       assert.match(message, /NODE_EXTRA_CA_CERTS/);
       assert.equal(
@@ -327,7 +371,7 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
               type: 'stdio',
               command: process.execPath,
               args: [EVERYTHING, 'stdio'],
-              env: { NO_PROXY: 'its-own.example' },
+              env: { NO_PROXY: 'its-own.example', https_proxy: 'http://its-own-proxy:3128' },
             },
           }),
         },
@@ -350,7 +394,11 @@ describe('egress through the organisation’s proxy (HTTPS_PROXY, HTTP_PROXY, NO
       assert.equal(shared.https_proxy, proxy.url());
       assert.equal(shared.NO_PROXY, 'corp.example');
       assert.equal(shared.HTTP_PROXY, undefined, 'only what is set');
-      assert.equal((await envOf('own__get-env')).NO_PROXY, 'its-own.example', 'a server’s own env wins');
+      const own = await envOf('own__get-env');
+      assert.equal(own.NO_PROXY, 'its-own.example', 'a server’s own env wins');
+      assert.equal(own.no_proxy, undefined, 'in both spellings: tools read the lower case first');
+      assert.equal(own.https_proxy, 'http://its-own-proxy:3128');
+      assert.equal(own.HTTPS_PROXY, undefined);
       await agent.close();
     } finally {
       await tb.close();

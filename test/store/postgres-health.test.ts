@@ -56,4 +56,27 @@ describe('PostgreSQL store readiness', function () {
       await sql.end();
     }
   });
+
+  it('stays ready, and says busy, while every pooled connection is in use', async () => {
+    const { url, store, sql } = await onNewDatabase('pghealthbusy', { maxConnections: 2 });
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    try {
+      // Both of the pool's connections held by statements waiting on a lock: load, not an outage.
+      await locker.query('BEGIN; LOCK TABLE bridge_keys IN ACCESS EXCLUSIVE MODE');
+      const at = new Date().toISOString();
+      const held = [store.revokeKey('key_a', at), store.revokeKey('key_b', at)];
+      await new Promise((r) => setTimeout(r, 200));
+      const busy = await store.health();
+      assert.equal(busy.ok, true, JSON.stringify(busy));
+      assert.match(busy.detail ?? '', /database busy/);
+      await locker.query('COMMIT');
+      await Promise.all(held);
+      assert.deepEqual(await store.health(), { ok: true, migrations: (await store.health()).migrations });
+    } finally {
+      await locker.end();
+      await store.close();
+      await sql.end();
+    }
+  });
 });

@@ -76,11 +76,14 @@ const READ_TIMEOUT_MS = 30_000;
 /** How long /readyz waits for the database's answer: the acknowledgement wait (WRITE_STALL_MS). */
 const HEALTH_WAIT_MS = 2_000;
 
+/** The readiness probe's wait ended before the database answered. */
+class ProbeDeadline extends Error {}
+
 /** `p`, or a rejection once `ms` have passed without its answer (`p` runs on). */
 function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the database did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new ProbeDeadline(`the database did not answer within ${ms} ms`)), ms);
   });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
@@ -217,8 +220,9 @@ export class PostgresStore implements Store {
   private closing = false;
   /** Why the last batch of records failed, until one is written (health). */
   private writeFailing: Error | undefined;
-  /** The readiness probe's query while one runs (health). */
+  /** The readiness probe's query while one runs (health), and whether it has its connection yet. */
   private probing: Promise<number> | undefined;
+  private probeConnected = false;
   /** The chain head as this replica last moved or read it (undefined: read it under a lock). */
   private knownHead: { seq: number; hash: string } | undefined;
 
@@ -328,7 +332,7 @@ export class PostgresStore implements Store {
       // One probe query at a time, waited on for HEALTH_WAIT_MS at most: a database that stopped
       // answering (paused, a lock held on the table) gets a prompt "not ready" with the reason,
       // not a probe that hangs, and probes every few seconds do not each pin a pooled connection.
-      this.probing ??= appliedMigrations(this.pool).finally(() => {
+      this.probing ??= this.probe().finally(() => {
         this.probing = undefined;
       });
       const applied = await withDeadline(this.probing, HEALTH_WAIT_MS);
@@ -345,9 +349,27 @@ export class PostgresStore implements Store {
       // Every connection busy for the whole wait is load, not an outage: a replica taken out of
       // its load balancer for it would pass its load to the others, busy as well. A pool that has
       // handed out no connection for longer (all of them hung on a database that went away) is.
-      if (isPoolExhausted(err) && Date.now() - this.lastCheckoutAt < POOL_STUCK_MS)
+      // Still waiting for a pooled connection when the wait ended: every one in use, as above.
+      const waitingForPool = err instanceof ProbeDeadline && !this.probeConnected;
+      if ((isPoolExhausted(err) || waitingForPool) && Date.now() - this.lastCheckoutAt < POOL_STUCK_MS)
         return { ok: true, detail: 'database busy: every pooled connection in use' };
       return { ok: false, detail: `database unreachable: ${(err as Error).message}` };
+    }
+  }
+
+  /** The probe's query on a connection of its own from the pool: a wait for one is load (health). */
+  private async probe(): Promise<number> {
+    this.probeConnected = false;
+    const client = await this.pool.connect();
+    this.probeConnected = true;
+    try {
+      const applied = await appliedMigrations(client);
+      client.release();
+      return applied;
+    } catch (err) {
+      // A connection whose query failed is not put back as it is.
+      client.release(err as Error);
+      throw err;
     }
   }
 
