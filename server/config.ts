@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import path from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { patternProblem } from './audit/pattern-guard';
 import { nearestName } from './core/nearest-name';
 import type { ServerErrorCode } from './errors';
@@ -818,6 +819,21 @@ export function unknownEnvWarnings(env: Readonly<Record<string, string | undefin
   return out;
 }
 
+/**
+ * Settings that let the bridge hold more request bodies than V8's heap can (bodies take two to
+ * three times their size while held), as warnings for the log at start: allowed traffic would end
+ * the process in an out-of-memory crash rather than be refused with 503.
+ */
+export function heapWarnings(config: Config, heapLimitBytes = getHeapStatistics().heap_size_limit): string[] {
+  const inFlight = config.limits.bodyBytesInFlight;
+  const mib = (n: number): string => `${Math.round(n / 1024 / 1024)} MiB`;
+  const unbounded = inFlight === 0;
+  if (!unbounded && inFlight * 2.5 <= heapLimitBytes) return [];
+  return [
+    `${unbounded ? 'AIBRIDGE_BODY_BYTES_IN_FLIGHT=0 (no limit)' : `request bodies held at once (AIBRIDGE_BODY_BYTES_IN_FLIGHT, ${mib(inFlight)})`} can take more than V8's heap limit (${mib(heapLimitBytes)}) holds: lower it to ${mib(Math.floor(heapLimitBytes / 3))} or less, or raise the heap (node --max-old-space-size)`,
+  ];
+}
+
 /** Whether AIBRIDGE_LOG_LEVEL asks for debug detail (a start-up failure's stack trace). */
 export function debugLogging(env: Env): boolean {
   return /^(debug|trace)$/i.test(env.AIBRIDGE_LOG_LEVEL ?? '');
@@ -875,7 +891,12 @@ export function baseUrlWarnings(env: Env): string[] {
 export const DEFAULT_AUDIT_SYNC_MS = 10;
 
 /** Builds the one validated, frozen config the server runs with. Throws ConfigError naming the bad setting. */
-export function loadConfig(flags: ServeFlags, env: Env): Config {
+export function loadConfig(
+  flags: ServeFlags,
+  env: Env,
+  /** V8's heap limit, which bounds what request bodies the process can hold at once. */
+  heapLimitBytes = getHeapStatistics().heap_size_limit,
+): Config {
   const providersJson = providersFile(env);
   const upstreamsConfig = upstreams(env, providersJson);
   const host = pick(flags.host, '--host', env, 'AIBRIDGE_HOST')?.value ?? '127.0.0.1';
@@ -1002,6 +1023,14 @@ export function loadConfig(flags: ServeFlags, env: Env): Config {
     mcp: mcpSettings(env, dataDir),
     databaseUrl: databaseUrl(env),
   };
+  // Bodies take two to three times their size in heap while held (bytes, parsed, what goes
+  // upstream): a default past a third of the heap let allowed traffic end the process in V8's
+  // out-of-memory crash, every stream of every user with it, where the budget answers 503.
+  if (!env.AIBRIDGE_BODY_BYTES_IN_FLIGHT)
+    (config.limits as { bodyBytesInFlight: number }).bodyBytesInFlight = Math.min(
+      config.limits.bodyBytesInFlight,
+      Math.max(config.bodyLimit, Math.floor(heapLimitBytes / 3)),
+    );
   const inFlight = config.limits.bodyBytesInFlight;
   // A body the budget could never hold would be refused as "busy" forever, and retried.
   if (inFlight !== 0 && inFlight < config.bodyLimit)

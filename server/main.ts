@@ -13,6 +13,7 @@ import {
   ConfigError,
   databaseUrl,
   debugLogging,
+  heapWarnings,
   loadConfig,
   unknownEnvWarnings,
 } from './config';
@@ -92,7 +93,11 @@ async function serve(args: string[]): Promise<void> {
     lostEarly = reason;
   };
   const bridge = await buildApp(config, { onStoreLost: (reason) => onStoreLost(reason) });
-  for (const w of [...unknownEnvWarnings(process.env), ...baseUrlWarnings(process.env)])
+  for (const w of [
+    ...unknownEnvWarnings(process.env),
+    ...baseUrlWarnings(process.env),
+    ...heapWarnings(config),
+  ])
     bridge.app.log.warn(w);
   if (config.egressProxy) {
     bridge.app.log.info(

@@ -200,6 +200,8 @@ export function createFastify(
     } else if (!door?.take(req, res)) routed(req, res);
   });
   guard.attach(app.server);
+  // Before the server waits for its connections: one that never began a request has nothing to finish.
+  app.addHook('preClose', async () => guard.endSilent());
   const bodyBudget = new BodyBudget(config.limits.bodyBytesInFlight);
   if (bodyBudget.limit > 0)
     // On every route (provider, MCP gateway, API): after onRequest, so a body is counted against

@@ -147,6 +147,15 @@ export function eachChunk(body: Readable, each: (chunk: Buffer) => ChunkAnswer):
 
 function ignore(): void {}
 
+/** Error codes of a resource this machine ran out of, with what it was. */
+const LOCAL_SHORTAGE: ReadonlyMap<string, string> = new Map([
+  ['EMFILE', 'file descriptors'],
+  ['ENFILE', 'file descriptors (the system-wide limit)'],
+  ['ENOBUFS', 'socket buffers'],
+  ['ENOMEM', 'memory'],
+  ['EADDRNOTAVAIL', 'local ports'],
+]);
+
 /**
  * OpenSSL's and Node's codes for a certificate the bridge refused, each with what fixes it: a CA
  * it does not know (most often a TLS-inspecting proxy's or an internal one), a date, or a name.
@@ -200,6 +209,17 @@ export function upstreamFailure(err: unknown, midAnswer = false): BridgeError {
       'invalid_request',
       `The request cannot be sent to the provider as it came (${(err as Error).message}).`,
       { cause: err },
+    );
+  }
+  // This machine out of something a connection needs (descriptors, buffers, memory, local ports):
+  // the bridge's fault, not the provider's. Counted against its breaker, a replica short of file
+  // descriptors for a second refused a healthy model to everyone for 30 s.
+  const local = LOCAL_SHORTAGE.get(code);
+  if (!midAnswer && local) {
+    return new BridgeError(
+      'server_busy',
+      `The bridge ran out of ${local} (${code}) and could not open a connection to the provider; retry in a moment.`,
+      { cause: err, headers: { 'retry-after': '1' } },
     );
   }
   if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import Anthropic from '@anthropic-ai/sdk';
+import { heapWarnings, loadConfig } from '../../server/config';
 import { ConnectionGuard } from '../../server/http/connection-guard';
 import { jsonDepth, jsonShape } from '../../server/http/json-depth';
 import { parseTrustedProxies, TrustedProxies } from '../../server/http/trusted-proxies';
@@ -159,6 +160,21 @@ describe('connections and request reading: no member can stall or exhaust the br
       key = (await tb.addUser('deadlines@example.com')).key;
     });
     after(async () => tb.close());
+
+    it('closes a connection that never sends a byte (408), and does not wait for one at shutdown', async () => {
+      const silent = await raw(tb.url);
+      await within(silent.closed, 3000, 'the silent socket closed');
+      assert.match(silent.text(), /^HTTP\/1\.1 408 /);
+      // One open when the bridge stops: node's deadline checks stop with the server, and the close
+      // waited the whole grace period for it.
+      const other = await startBridge(mock.url, { AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS: '60000' });
+      const held = await raw(other.url);
+      await sleep(100);
+      const started = Date.now();
+      await other.close();
+      assert.ok(Date.now() - started < 5_000, `close took ${Date.now() - started}ms`);
+      await within(held.closed, 1000, 'the silent socket closed at shutdown');
+    });
 
     it('closes a slowloris connection whose headers never end, with 408', async () => {
       const r = await raw(tb.url);
@@ -515,6 +531,28 @@ describe('connections and request reading: no member can stall or exhaust the br
       for (let i = 0; i < 6; i++) keys.push((await tb.addUser(`bodies${i}@example.com`)).key);
     });
     after(async () => tb.close());
+
+    it('defaults to what V8’s heap can hold (a third of its limit, 512 MiB at most), and warns past it', () => {
+      const flags = { 'data-dir': '/tmp/unused' };
+      const inFlight = (env: Record<string, string>, heapMiB: number) =>
+        loadConfig(flags, env, heapMiB * MiB).limits.bodyBytesInFlight;
+      assert.equal(inFlight({}, 4096), 512 * MiB, 'a large heap keeps the default');
+      assert.equal(inFlight({}, 256), Math.floor((256 * MiB) / 3), 'a small one holds a third of it');
+      assert.equal(inFlight({}, 64), 32 * MiB, 'never under the body limit');
+      assert.equal(inFlight({ AIBRIDGE_BODY_BYTES_IN_FLIGHT: String(400 * MiB) }, 256), 400 * MiB, 'as set');
+      const warned = heapWarnings(
+        loadConfig(flags, { AIBRIDGE_BODY_BYTES_IN_FLIGHT: String(400 * MiB) }, 256 * MiB),
+        256 * MiB,
+      );
+      assert.equal(warned.length, 1);
+      assert.match(warned[0]!, /400 MiB\).*heap limit \(256 MiB\).*lower it to 85 MiB/);
+      assert.deepEqual(heapWarnings(loadConfig(flags, {}, 4096 * MiB), 4096 * MiB), []);
+      assert.equal(
+        heapWarnings(loadConfig(flags, { AIBRIDGE_BODY_BYTES_IN_FLIGHT: '0' }, 1024 * MiB), 1024 * MiB)
+          .length,
+        1,
+      );
+    });
 
     /** A body of `length` announced and half sent, then held. */
     const hold = async (key: string, length: number): Promise<Raw> => {

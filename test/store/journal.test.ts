@@ -245,6 +245,32 @@ describe('the embedded journal', () => {
     assert.ok((await openFds()) <= before - 1, 'the segment being written and every reader are closed');
   });
 
+  it('a next segment that cannot be opened fails its batch, and the next batch opens it, with no gap in the numbers', async () => {
+    const dir = await tempDir();
+    const j = new Journal({ dir, segmentBytes: 300 });
+    await j.open(() => undefined);
+    const entry = (i: number) => JSON.stringify({ seq: i, pad: 'x'.repeat(100) });
+    const first = [await j.append(entry(1)), await j.append(entry(2))];
+    assert.deepEqual(
+      first.map((l) => l.segment),
+      [1, 1],
+    );
+    // The next segment's name taken by a directory: its open fails, as out of descriptors would.
+    const blocker = path.join(
+      dir,
+      (await fs.readdir(dir)).find((f) => f.endsWith('.jsonl'))!.replace('1', '2'),
+    );
+    await fs.mkdir(blocker);
+    await assert.rejects(j.append(entry(3)));
+    await assert.rejects(j.append(entry(4)), 'still not open: tried again, for the same number');
+    await fs.rmdir(blocker);
+    const after = await j.append(entry(5));
+    assert.equal(after.segment, 2, 'no segment number skipped');
+    assert.equal(await j.read(after), entry(5));
+    await j.close();
+    assert.equal(await entriesIn(dir), 3);
+  });
+
   /** How many entries a journal reopened on `dir` replays. */
   async function entriesIn(dir: string): Promise<number> {
     let n = 0;

@@ -95,6 +95,8 @@ export class Journal {
   private readonly segmentBytes: number;
   private readonly onWarning: (w: JournalWarning) => void;
   private fh: fs.FileHandle | undefined;
+  /** A move to the next segment under way, its last one closed and the next not open yet. */
+  private rolling = false;
   private segment = 0;
   private size = 0;
   private pending: Pending[] = [];
@@ -190,6 +192,34 @@ export class Journal {
     await fs.writeFile(aside, buf.subarray(firstBadTail), { mode: 0o600 });
     await fs.truncate(file, firstBadTail);
     this.onWarning({ file, offset: firstBadTail, reason: `torn tail set aside in ${path.basename(aside)}` });
+  }
+
+  /**
+   * On to the next segment. The number moves only once its file is open: a failed open (out of
+   * descriptors, a full disk) is tried again by the next batch, for the same number, where it
+   * had closed the last segment, counted on, and written to the closed handle.
+   */
+  private async roll(): Promise<void> {
+    if (!this.rolling) {
+      this.rolling = true;
+      const done = this.fh;
+      this.fh = undefined;
+      // Every batch in it was synced before its callers heard: a failed close loses nothing.
+      await done?.close().catch(() => undefined);
+    }
+    const next = this.segment + 1;
+    const fh = await fs.open(path.join(this.dir, segmentName(next)), 'a', 0o600);
+    let size: number;
+    try {
+      size = (await fh.stat()).size;
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
+    this.fh = fh;
+    this.segment = next;
+    this.size = size;
+    this.rolling = false;
   }
 
   private async openSegment(): Promise<void> {
@@ -319,11 +349,7 @@ export class Journal {
         at += sizes[i]! + 10;
       }
       try {
-        if (this.size > 0 && this.size + length > this.segmentBytes) {
-          await this.fh?.close();
-          this.segment += 1;
-          await this.openSegment();
-        }
+        if (this.rolling || (this.size > 0 && this.size + length > this.segmentBytes)) await this.roll();
         if (!this.fh) throw new Error('journal is closed');
         // Writes to a segment removed from its directory (the data dir deleted under a running
         // bridge) succeed and reach nothing: once a second at most, the segment is checked still there.

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { Client } from 'undici';
+import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { tempDir } from '../helpers/bridge';
+import { BIN } from '../helpers/cli';
+import { eventually } from '../helpers/eventually';
+import { devKey, exited, type Served } from '../helpers/served-bridge';
+
+/** `aibridge serve` with at most `fds` open file descriptors (`ulimit -n`). */
+async function serveWithFds(dataDir: string, upstream: string, fds: number): Promise<Served> {
+  const child: ChildProcess = spawn(
+    'bash',
+    [
+      '-c',
+      `ulimit -n ${fds} && exec "$0" "$@"`,
+      process.execPath,
+      BIN,
+      'serve',
+      '--port',
+      '0',
+      '--data-dir',
+      dataDir,
+    ],
+    {
+      env: {
+        PATH: process.env.PATH,
+        AIBRIDGE_ANTHROPIC_BASE_URL: upstream,
+        AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
+        AIBRIDGE_LOG_LEVEL: 'warn',
+        AIBRIDGE_BREAKER_THRESHOLD: '1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  child.stdout!.on('data', (c) => {
+    out += c;
+  });
+  child.stderr!.on('data', (c) => {
+    out += c;
+  });
+  const url = await eventually(() => /listening on (http:\/\/\S+)/.exec(out)?.[1], {
+    timeoutMs: 15_000,
+    what: `the bridge to listen: ${out}`,
+  });
+  const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
+  return { child, url, adminKey, out: () => out };
+}
+
+/**
+ * A replica out of file descriptors is the bridge's shortage, not the provider's failure: before,
+ * its `EMFILE` was a 502 "provider could not be reached", and it opened the provider's breaker for
+ * every member while the provider was healthy.
+ */
+describe('a bridge out of file descriptors', function () {
+  this.timeout(60_000);
+  let mock: AnthropicMock;
+  let bridge: Served | undefined;
+  const hogs: net.Socket[] = [];
+  before(async () => {
+    mock = await new AnthropicMock().start();
+  });
+  after(async () => {
+    for (const s of hogs) s.destroy();
+    bridge?.child.kill('SIGKILL');
+    if (bridge) await exited(bridge.child);
+    await mock.stop();
+  });
+
+  it('answers 503 server_busy, logs it, and leaves the provider’s breaker closed', async () => {
+    bridge = await serveWithFds(await tempDir('aibridge-emfile-'), mock.url, 80);
+    const key = await devKey(bridge);
+    const origin = bridge.url;
+    // One connection opened before the descriptors run out; the request on it needs a new one
+    // upstream (none is pooled yet).
+    const client = new Client(origin);
+    assert.equal((await client.request({ path: '/healthz', method: 'GET' })).statusCode, 200);
+    // Every descriptor left taken by idle client connections the bridge accepts and holds.
+    for (let i = 0; i < 200; i++) {
+      const s = net.connect(Number(new URL(origin).port), '127.0.0.1');
+      s.on('error', () => undefined);
+      hogs.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const body = JSON.stringify({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 16,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    const res = await client.request({
+      path: '/anthropic/v1/messages',
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body,
+    });
+    const text = await res.body.text();
+    assert.equal(res.statusCode, 503, text);
+    assert.equal(res.headers['x-aibridge-error-code'], 'server_busy');
+    assert.match(text, /ran out of file descriptors \(EMFILE\)/);
+    assert.match(bridge.out(), /ran out of file descriptors/, 'logged for the operator');
+    await client.close();
+    // Descriptors back: the model is served at once, with the breaker (threshold 1) never opened.
+    for (const s of hogs.splice(0)) s.destroy();
+    const again = await eventually(
+      async () => {
+        const c = new Client(origin);
+        try {
+          const r = await c.request({
+            path: '/anthropic/v1/messages',
+            method: 'POST',
+            headers: {
+              'x-api-key': key,
+              'content-type': 'application/json',
+              'anthropic-version': '2023-06-01',
+            },
+            body,
+          });
+          await r.body.text();
+          return r.statusCode;
+        } catch {
+          return undefined;
+        } finally {
+          await c.close().catch(() => undefined);
+        }
+      },
+      { timeoutMs: 10_000, what: 'the bridge to take connections again' },
+    );
+    assert.equal(again, 200, 'no open breaker refused it');
+  });
+});
