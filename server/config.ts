@@ -824,13 +824,27 @@ export function unknownEnvWarnings(env: Readonly<Record<string, string | undefin
  * three times their size while held), as warnings for the log at start: allowed traffic would end
  * the process in an out-of-memory crash rather than be refused with 503.
  */
-export function heapWarnings(config: Config, heapLimitBytes = getHeapStatistics().heap_size_limit): string[] {
+export function heapWarnings(
+  config: Config,
+  env: Env,
+  heapLimitBytes = getHeapStatistics().heap_size_limit,
+): string[] {
   const inFlight = config.limits.bodyBytesInFlight;
   const mib = (n: number): string => `${Math.round(n / 1024 / 1024)} MiB`;
-  const unbounded = inFlight === 0;
-  if (!unbounded && inFlight * 2.5 <= heapLimitBytes) return [];
+  const heap = `V8's heap limit (${mib(heapLimitBytes)})`;
+  const raise = 'raise the heap (node --max-old-space-size)';
+  if (inFlight === 0)
+    return [
+      `AIBRIDGE_BODY_BYTES_IN_FLIGHT=0 (no limit) lets request bodies take more than ${heap} holds: set a limit, ${mib(Math.floor(heapLimitBytes / 3))} or less`,
+    ];
+  if (inFlight * 2.5 <= heapLimitBytes) return [];
+  // Not set: the default was raised to the body limit, which is what to lower.
+  if (!env.AIBRIDGE_BODY_BYTES_IN_FLIGHT)
+    return [
+      `the body limit (--body-limit, AIBRIDGE_BODY_LIMIT: ${mib(config.bodyLimit)}) is more than a third of ${heap}: a request that large can end the process in an out-of-memory crash; lower it, or ${raise}`,
+    ];
   return [
-    `${unbounded ? 'AIBRIDGE_BODY_BYTES_IN_FLIGHT=0 (no limit)' : `request bodies held at once (AIBRIDGE_BODY_BYTES_IN_FLIGHT, ${mib(inFlight)})`} can take more than V8's heap limit (${mib(heapLimitBytes)}) holds: lower it to ${mib(Math.floor(heapLimitBytes / 3))} or less, or raise the heap (node --max-old-space-size)`,
+    `request bodies held at once (AIBRIDGE_BODY_BYTES_IN_FLIGHT, ${mib(inFlight)}) can take more than ${heap} holds: lower it to ${mib(Math.max(config.bodyLimit, Math.floor(heapLimitBytes / 3)))} or less, or ${raise}`,
   ];
 }
 

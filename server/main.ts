@@ -96,7 +96,7 @@ async function serve(args: string[]): Promise<void> {
   for (const w of [
     ...unknownEnvWarnings(process.env),
     ...baseUrlWarnings(process.env),
-    ...heapWarnings(config),
+    ...heapWarnings(config, process.env),
   ])
     bridge.app.log.warn(w);
   if (config.egressProxy) {

@@ -33,11 +33,11 @@ export type ErrorShapeFor = (url: string) =>
 export class ConnectionGuard {
   private readonly open = new Map<string, number>();
   /**
-   * Connections that have not begun a request. Node's headers deadline closes them while it runs,
-   * but its checks stop when the server closes, and a shutdown then waited its whole grace period
-   * (30 s) for connections that had asked nothing.
+   * Open connections, for the shutdown to find the ones that never sent a byte. Node's headers
+   * deadline closes those while it runs, but its checks stop when the server closes, and a
+   * shutdown then waited its whole grace period (30 s) for connections that had asked nothing.
    */
-  private readonly silent = new Set<Socket>();
+  private readonly connections = new Set<Socket>();
 
   constructor(
     private readonly limits: Pick<
@@ -94,25 +94,19 @@ export class ConnectionGuard {
 
   attach(server: Server): void {
     server.on('connection', (socket: Socket) => {
-      this.silent.add(socket);
-      socket.once('close', () => this.silent.delete(socket));
+      this.connections.add(socket);
+      socket.once('close', () => this.connections.delete(socket));
       this.admit(socket);
     });
-    // A WebSocket's first request is its upgrade, not a `request`.
-    server.on('request', (req: IncomingMessage) => this.spoke(req.socket));
-    server.on('upgrade', (req: IncomingMessage) => this.spoke(req.socket));
     if (this.limits.bodyTimeoutMs > 0) server.on('request', (req, res) => this.timeBody(req, res));
   }
 
-  /** The connection began a request: one to finish at shutdown. */
-  private spoke(socket: Socket): void {
-    this.silent.delete(socket);
-  }
-
-  /** At shutdown: connections that never began a request hold nothing to finish. */
+  /**
+   * At shutdown: connections that never sent a byte hold nothing to finish. One whose request
+   * has begun (its headers still arriving, an upgrade) is left to the shutdown's own answers.
+   */
   endSilent(): void {
-    for (const socket of this.silent) socket.destroy();
-    this.silent.clear();
+    for (const socket of this.connections) if (socket.bytesRead === 0) socket.destroy();
   }
 
   /**

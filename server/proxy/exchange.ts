@@ -878,12 +878,13 @@ export class Exchange implements OpenExchange {
       if (this.gone)
         return { ...base, keyName: lease.keyName, httpStatus: 0, error: null, endedAt, gone: true };
       const failure = this.stopping ? this.stopError : isBridgeError(err) ? err : upstreamFailure(err);
-      // Refused before it was sent (upstreamFailure), or this machine out of descriptors or
-      // memory for the connection: says nothing of the provider, and would fail the same on any
-      // other target.
-      const unsent = failure.code === 'invalid_request' || failure.code === 'server_busy';
-      if (failure.code === 'server_busy')
-        this.req.log.error({ code: (err as { code?: string }).code }, failure.message);
+      // Refused before it was sent (upstreamFailure): says nothing of the provider, and would be
+      // refused the same by any other target.
+      const unsent = failure.code === 'invalid_request';
+      // This machine out of descriptors or memory for the connection: says nothing of the
+      // provider either (not counted against it), but another target may still be reached.
+      const shortage = failure.code === 'server_busy';
+      if (shortage) this.req.log.error({ code: (err as { code?: string }).code }, failure.message);
       return {
         ...base,
         keyName: lease.keyName,
@@ -893,7 +894,7 @@ export class Exchange implements OpenExchange {
         reason: this.stopping || unsent ? undefined : 'unreachable',
         failure,
         sameTarget: false,
-        healthy: this.stopping || unsent ? undefined : false,
+        healthy: this.stopping || unsent || shortage ? undefined : false,
         final: this.stopping || unsent,
       };
     }

@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { type Dispatcher, errors as undiciErrors } from 'undici';
 import type { EgressProxy, TimeoutConfig } from '../config';
@@ -147,14 +148,31 @@ export function eachChunk(body: Readable, each: (chunk: Buffer) => ChunkAnswer):
 
 function ignore(): void {}
 
-/** Error codes of a resource this machine ran out of, with what it was. */
+/**
+ * Error codes of a resource this machine ran out of, with what it was. Not EADDRNOTAVAIL: it is
+ * also what connecting to an IPv6 address gives where IPv6 is off (Docker's default network), a
+ * target that is down for the bridge, to count and fail over from.
+ */
 const LOCAL_SHORTAGE: ReadonlyMap<string, string> = new Map([
   ['EMFILE', 'file descriptors'],
   ['ENFILE', 'file descriptors (the system-wide limit)'],
   ['ENOBUFS', 'socket buffers'],
   ['ENOMEM', 'memory'],
-  ['EADDRNOTAVAIL', 'local ports'],
 ]);
+
+/**
+ * A name lookup needs descriptors too (`/etc/hosts`, the resolver's socket): out of them, it fails
+ * as a name not found. Whether that is why: can a file be opened now.
+ */
+function outOfDescriptors(): string | undefined {
+  try {
+    closeSync(openSync('/dev/null', 'r'));
+    return undefined;
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? '';
+    return code === 'EMFILE' || code === 'ENFILE' ? code : undefined;
+  }
+}
 
 /**
  * OpenSSL's and Node's codes for a certificate the bridge refused, each with what fixes it: a CA
@@ -214,11 +232,15 @@ export function upstreamFailure(err: unknown, midAnswer = false): BridgeError {
   // This machine out of something a connection needs (descriptors, buffers, memory, local ports):
   // the bridge's fault, not the provider's. Counted against its breaker, a replica short of file
   // descriptors for a second refused a healthy model to everyone for 30 s.
-  const local = LOCAL_SHORTAGE.get(code);
-  if (!midAnswer && local) {
+  const shortage = LOCAL_SHORTAGE.has(code)
+    ? code
+    : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+      ? outOfDescriptors()
+      : undefined;
+  if (!midAnswer && shortage) {
     return new BridgeError(
       'server_busy',
-      `The bridge ran out of ${local} (${code}) and could not open a connection to the provider; retry in a moment.`,
+      `The bridge ran out of ${LOCAL_SHORTAGE.get(shortage)} (${shortage}) and could not open a connection to the provider; retry in a moment.`,
       { cause: err, headers: { 'retry-after': '1' } },
     );
   }

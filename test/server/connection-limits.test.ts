@@ -169,11 +169,18 @@ describe('connections and request reading: no member can stall or exhaust the br
       // waited the whole grace period for it.
       const other = await startBridge(mock.url, { AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS: '60000' });
       const held = await raw(other.url);
+      // And one whose request has begun: it is answered, not cut off.
+      const begun = await raw(other.url);
+      begun.socket.write('GET /healthz HTTP/1.1\r\n');
       await sleep(100);
       const started = Date.now();
-      await other.close();
+      const closing = other.close();
+      await sleep(100);
+      begun.socket.write('Host: bridge\r\n\r\n');
+      await closing;
       assert.ok(Date.now() - started < 5_000, `close took ${Date.now() - started}ms`);
       await within(held.closed, 1000, 'the silent socket closed at shutdown');
+      await received(begun, /^HTTP\/1\.1 503 [\s\S]*shutting_down/, 2000);
     });
 
     it('closes a slowloris connection whose headers never end, with 408', async () => {
@@ -540,18 +547,18 @@ describe('connections and request reading: no member can stall or exhaust the br
       assert.equal(inFlight({}, 256), Math.floor((256 * MiB) / 3), 'a small one holds a third of it');
       assert.equal(inFlight({}, 64), 32 * MiB, 'never under the body limit');
       assert.equal(inFlight({ AIBRIDGE_BODY_BYTES_IN_FLIGHT: String(400 * MiB) }, 256), 400 * MiB, 'as set');
-      const warned = heapWarnings(
-        loadConfig(flags, { AIBRIDGE_BODY_BYTES_IN_FLIGHT: String(400 * MiB) }, 256 * MiB),
-        256 * MiB,
-      );
+      const set = { AIBRIDGE_BODY_BYTES_IN_FLIGHT: String(400 * MiB) };
+      const warned = heapWarnings(loadConfig(flags, set, 256 * MiB), set, 256 * MiB);
       assert.equal(warned.length, 1);
       assert.match(warned[0]!, /400 MiB\).*heap limit \(256 MiB\).*lower it to 85 MiB/);
-      assert.deepEqual(heapWarnings(loadConfig(flags, {}, 4096 * MiB), 4096 * MiB), []);
-      assert.equal(
-        heapWarnings(loadConfig(flags, { AIBRIDGE_BODY_BYTES_IN_FLIGHT: '0' }, 1024 * MiB), 1024 * MiB)
-          .length,
-        1,
-      );
+      assert.deepEqual(heapWarnings(loadConfig(flags, {}, 4096 * MiB), {}, 4096 * MiB), []);
+      const unbounded = { AIBRIDGE_BODY_BYTES_IN_FLIGHT: '0' };
+      assert.equal(heapWarnings(loadConfig(flags, unbounded, 1024 * MiB), unbounded, 1024 * MiB).length, 1);
+      // Not set, and the body limit is what raised the default past the heap: that is what to lower.
+      const big = { ...flags, 'body-limit': String(200 * MiB) };
+      const [bodyLimit] = heapWarnings(loadConfig(big, {}, 256 * MiB), {}, 256 * MiB);
+      assert.match(bodyLimit!, /the body limit \(--body-limit, AIBRIDGE_BODY_LIMIT: 200 MiB\)/);
+      assert.doesNotMatch(bodyLimit!, /AIBRIDGE_BODY_BYTES_IN_FLIGHT/);
     });
 
     /** A body of `length` announced and half sent, then held. */

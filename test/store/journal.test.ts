@@ -264,6 +264,19 @@ describe('the embedded journal', () => {
     await assert.rejects(j.append(entry(3)));
     await assert.rejects(j.append(entry(4)), 'still not open: tried again, for the same number');
     await fs.rmdir(blocker);
+    // Closed while the roll is still owed, a later append opens nothing.
+    const closingDir = await tempDir();
+    const closing = new Journal({ dir: closingDir, segmentBytes: 300 });
+    await closing.open(() => undefined);
+    await closing.append(entry(1));
+    await closing.append(entry(2));
+    const owed = path.join(closingDir, 'seg-000002.jsonl');
+    await fs.mkdir(owed);
+    await assert.rejects(closing.append(entry(3)));
+    await closing.close();
+    await fs.rmdir(owed);
+    await assert.rejects(closing.append(entry(4)), /journal is closed/);
+    assert.equal(closing.isOpen, false);
     const after = await j.append(entry(5));
     assert.equal(after.segment, 2, 'no segment number skipped');
     assert.equal(await j.read(after), entry(5));

@@ -97,6 +97,8 @@ export class Journal {
   private fh: fs.FileHandle | undefined;
   /** A move to the next segment under way, its last one closed and the next not open yet. */
   private rolling = false;
+  /** Closed: a roll left under way must not open a segment again. */
+  private closed = false;
   private segment = 0;
   private size = 0;
   private pending: Pending[] = [];
@@ -133,6 +135,8 @@ export class Journal {
    * the journal from opening.
    */
   async open(onEntry: (value: unknown, loc: EntryLoc) => void): Promise<void> {
+    this.closed = false;
+    this.rolling = false;
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const names = (await fs.readdir(this.dir)).filter((n) => SEGMENT_RE.test(n)).sort();
     for (const [i, name] of names.entries()) {
@@ -349,6 +353,7 @@ export class Journal {
         at += sizes[i]! + 10;
       }
       try {
+        if (this.closed) throw new Error('journal is closed');
         if (this.rolling || (this.size > 0 && this.size + length > this.segmentBytes)) await this.roll();
         if (!this.fh) throw new Error('journal is closed');
         // Writes to a segment removed from its directory (the data dir deleted under a running
@@ -411,6 +416,7 @@ export class Journal {
   /** Waits for every accepted entry to be durable, then closes the segment. */
   async close(): Promise<void> {
     while (this.flushing) await this.flushing;
+    this.closed = true;
     await this.fh?.close();
     this.fh = undefined;
     const readers = [...this.readers.values()];
