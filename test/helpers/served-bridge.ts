@@ -14,13 +14,22 @@ export interface Served {
   out: () => string;
 }
 
-/** Starts the built bridge on port 0 over `dataDir`, the Anthropic instance at `upstream`; resolves once it listens. */
+/**
+ * Starts the built bridge on port 0 over `dataDir`, the Anthropic instance at `upstream`; resolves
+ * once it listens. `fds`: at most that many open file descriptors (`ulimit -n`).
+ */
 export async function serve(
   dataDir: string,
   upstream: string,
   env: Record<string, string> = {},
+  { fds }: { fds?: number } = {},
 ): Promise<Served> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data-dir', dataDir], {
+  const args = [BIN, 'serve', '--port', '0', '--data-dir', dataDir];
+  const [command, argv] =
+    fds === undefined
+      ? [process.execPath, args]
+      : ['bash', ['-c', `ulimit -n ${fds} && exec "$0" "$@"`, process.execPath, ...args]];
+  const child = spawn(command, argv, {
     env: {
       PATH: process.env.PATH,
       AIBRIDGE_ANTHROPIC_BASE_URL: upstream,

@@ -1,55 +1,10 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import fs from 'node:fs/promises';
 import net from 'node:net';
-import path from 'node:path';
 import { Client } from 'undici';
-import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { AnthropicMock } from '../helpers/anthropic-mock';
 import { tempDir } from '../helpers/bridge';
-import { BIN } from '../helpers/cli';
 import { eventually } from '../helpers/eventually';
-import { devKey, exited, type Served } from '../helpers/served-bridge';
-
-/** `aibridge serve` with at most `fds` open file descriptors (`ulimit -n`). */
-async function serveWithFds(dataDir: string, upstream: string, fds: number): Promise<Served> {
-  const child: ChildProcess = spawn(
-    'bash',
-    [
-      '-c',
-      `ulimit -n ${fds} && exec "$0" "$@"`,
-      process.execPath,
-      BIN,
-      'serve',
-      '--port',
-      '0',
-      '--data-dir',
-      dataDir,
-    ],
-    {
-      env: {
-        PATH: process.env.PATH,
-        AIBRIDGE_ANTHROPIC_BASE_URL: upstream,
-        AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY,
-        AIBRIDGE_LOG_LEVEL: 'warn',
-        AIBRIDGE_BREAKER_THRESHOLD: '1',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let out = '';
-  child.stdout!.on('data', (c) => {
-    out += c;
-  });
-  child.stderr!.on('data', (c) => {
-    out += c;
-  });
-  const url = await eventually(() => /listening on (http:\/\/\S+)/.exec(out)?.[1], {
-    timeoutMs: 15_000,
-    what: `the bridge to listen: ${out}`,
-  });
-  const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
-  return { child, url, adminKey, out: () => out };
-}
+import { devKey, exited, type Served, serve } from '../helpers/served-bridge';
 
 /**
  * A replica out of file descriptors is the bridge's shortage, not the provider's failure: before,
@@ -80,7 +35,12 @@ describe('a bridge out of file descriptors', function () {
         await exited(bridge.child);
       }
       const upstream = mock.url.replace('127.0.0.1', host);
-      bridge = await serveWithFds(await tempDir('aibridge-emfile-'), upstream, 80);
+      bridge = await serve(
+        await tempDir('aibridge-emfile-'),
+        upstream,
+        { AIBRIDGE_BREAKER_THRESHOLD: '1' },
+        { fds: 80 },
+      );
       const key = await devKey(bridge);
       const origin = bridge.url;
       // One connection opened before the descriptors run out; the request on it needs a new one
