@@ -838,8 +838,9 @@ export function heapWarnings(
       `AIBRIDGE_BODY_BYTES_IN_FLIGHT=0 (no limit) lets request bodies take more than ${heap} holds: set a limit, ${mib(Math.floor(heapLimitBytes / 3))} or less`,
     ];
   if (inFlight * 2.5 <= heapLimitBytes) return [];
-  // Not set: the default was raised to the body limit, which is what to lower.
-  if (!env.AIBRIDGE_BODY_BYTES_IN_FLIGHT)
+  // Not set, the default was raised to the body limit; set, it cannot go under it: either way,
+  // when one body alone is past what the heap holds, the body limit is what to lower.
+  if (!env.AIBRIDGE_BODY_BYTES_IN_FLIGHT || config.bodyLimit * 2.5 > heapLimitBytes)
     return [
       `the body limit (--body-limit, AIBRIDGE_BODY_LIMIT: ${mib(config.bodyLimit)}) is more than a third of ${heap}: a request that large can end the process in an out-of-memory crash; lower it, or ${raise}`,
     ];

@@ -38,6 +38,8 @@ export class ConnectionGuard {
    * shutdown then waited its whole grace period (30 s) for connections that had asked nothing.
    */
   private readonly connections = new Set<Socket>();
+  /** Connections on which a request has begun (its headers all arrived). */
+  private readonly spoke = new WeakSet<Socket>();
 
   constructor(
     private readonly limits: Pick<
@@ -98,6 +100,8 @@ export class ConnectionGuard {
       socket.once('close', () => this.connections.delete(socket));
       this.admit(socket);
     });
+    // Not on `upgrade`: the live-event routes answer other paths' upgrades only as its sole listener.
+    server.on('request', (req: IncomingMessage) => this.spoke.add(req.socket));
     if (this.limits.bodyTimeoutMs > 0) server.on('request', (req, res) => this.timeBody(req, res));
   }
 
@@ -106,7 +110,13 @@ export class ConnectionGuard {
    * has begun (its headers still arriving, an upgrade) is left to the shutdown's own answers.
    */
   endSilent(): void {
-    for (const socket of this.connections) if (socket.bytesRead === 0) socket.destroy();
+    for (const socket of this.connections) {
+      if (socket.bytesRead === 0) socket.destroy();
+      // Headers begun and not finished: node's deadline checks stop with the server, so the
+      // shutdown gives them the same deadline itself (a 503 if they finish in time).
+      else if (!this.spoke.has(socket))
+        setTimeout(() => socket.destroy(), this.limits.headersTimeoutMs).unref();
+    }
   }
 
   /**

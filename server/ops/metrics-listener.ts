@@ -8,7 +8,9 @@ export async function listenMetricsAlone(
   host: string,
   port: number,
 ): Promise<{ server: FastifyInstance; url: string }> {
-  const server = Fastify({ logger: false });
+  // Scrapes are short: a close ends every connection, an idle or silent one included, rather than
+  // wait on it (a shutdown otherwise waited for good on one connection that sent nothing).
+  const server = Fastify({ logger: false, forceCloseConnections: true });
   server.get('/metrics', async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );

@@ -772,6 +772,10 @@ export class Exchange implements OpenExchange {
     for (const f of failed) {
       if (routed && f.healthy !== undefined && !(f.httpStatus === 429 && f.keyName !== null))
         this.deps.breakers.record(f.target.adapter.id, f.target.recordModel, f.healthy, f.probe);
+      // A half-open probe whose outcome says nothing of the provider (this machine short of
+      // descriptors, a pool key's 429, no credential) still ends: kept, it held the breaker
+      // half-open for good and the target was skipped as `circuit_open` from then on.
+      else if (f.probe) this.deps.breakers.record(f.target.adapter.id, f.target.recordModel, undefined, true);
     }
   }
 
@@ -891,7 +895,7 @@ export class Exchange implements OpenExchange {
         httpStatus: 0,
         error: { type: failure.code, message: failure.message },
         endedAt,
-        reason: this.stopping || unsent ? undefined : 'unreachable',
+        reason: this.stopping || unsent || shortage ? undefined : 'unreachable',
         failure,
         sameTarget: false,
         healthy: this.stopping || unsent || shortage ? undefined : false,

@@ -181,6 +181,15 @@ describe('connections and request reading: no member can stall or exhaust the br
       assert.ok(Date.now() - started < 5_000, `close took ${Date.now() - started}ms`);
       await within(held.closed, 1000, 'the silent socket closed at shutdown');
       await received(begun, /^HTTP\/1\.1 503 [\s\S]*shutting_down/, 2000);
+      // Headers begun and never finished: ended by the headers deadline (300 ms here), not held
+      // until the grace period (node's own checks stop with the server).
+      const third = await startBridge(mock.url, { AIBRIDGE_REQUEST_HEADERS_TIMEOUT_MS: '300' });
+      const stalled = await raw(third.url);
+      stalled.socket.write('GET /healthz HTTP/1.1\r\nHo');
+      await sleep(100);
+      const t0 = Date.now();
+      await within(third.close(), 5000, 'the close with a stalled request head');
+      assert.ok(Date.now() - t0 < 3000, `close took ${Date.now() - t0}ms`);
     });
 
     it('closes a slowloris connection whose headers never end, with 408', async () => {

@@ -16,7 +16,7 @@ import {
   singleCredential,
 } from '../../server/routing/credentials';
 import type { Interception } from '../../shared/interception';
-import { AnthropicMock, UPSTREAM_KEY } from '../helpers/anthropic-mock';
+import { AnthropicMock, MOCK_TEXT, UPSTREAM_KEY } from '../helpers/anthropic-mock';
 import { askMessages } from '../helpers/ask';
 import {
   AWS_TEST_CREDENTIALS,
@@ -1052,6 +1052,77 @@ describe('failover to bedrock, past an open breaker, and over a key pool', () =>
     } finally {
       pool.refuse = undefined;
     }
+  });
+});
+
+/**
+ * A half-open breaker's probe whose attempt says nothing of the provider (no usable key in the
+ * pool, the bridge short of descriptors) must still end: kept, the target was skipped as
+ * `circuit_open` for good while its route went on to the next one.
+ */
+describe('a breaker probe that says nothing of the provider', () => {
+  let pooled: Scripted;
+  let backup: AnthropicMock;
+  let pool: FakePool;
+  let tb: TestBridge;
+  let key: string;
+  const COOLDOWN_MS = 200;
+
+  before(async () => {
+    pooled = await new Scripted().start();
+    backup = await new AnthropicMock().start();
+    pool = new FakePool(['k1']);
+    const file = await providersFile(await tempDir(), {
+      providers: {
+        pooled: { type: 'anthropic', baseUrl: pooled.url, apiKey: 'unused-the-pool-has-the-keys' },
+        backup: { type: 'anthropic', baseUrl: backup.url, apiKey: UPSTREAM_KEY },
+      },
+      routes: { 'claude-haiku-4-5': ['pooled', 'backup'] },
+    });
+    tb = await startBridge(
+      backup.url,
+      {
+        AIBRIDGE_PROVIDERS_FILE: file,
+        AIBRIDGE_BREAKER_THRESHOLD: '1',
+        AIBRIDGE_BREAKER_COOLDOWN_MS: String(COOLDOWN_MS),
+      },
+      undefined,
+      { credentials: (adapter) => (adapter.id === 'pooled' ? pool : singleCredential(adapter)) },
+    );
+    key = (await tb.addUser('probe@example.com')).key;
+  });
+  after(async () => {
+    await tb?.close();
+    await Promise.all([pooled?.stop(), backup?.stop()]);
+  });
+
+  const ask = async (): Promise<string | false> => {
+    const msg = await new Anthropic({
+      apiKey: key,
+      baseURL: `${tb.url}/anthropic`,
+      maxRetries: 0,
+    }).messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    return msg.content[0]?.type === 'text' && msg.content[0].text;
+  };
+
+  it('ends the probe, so the target is tried again after the next cooldown', async () => {
+    // One failure opens the breaker: the backup serves.
+    pooled.next(anthropicError(500, 'api_error', 'Internal server error'));
+    assert.equal(await ask(), MOCK_TEXT);
+    await new Promise((r) => setTimeout(r, COOLDOWN_MS + 100));
+    // The half-open probe finds no usable key in the pool: nothing said of the provider.
+    pool.refuse = new BridgeError('rate_limited', 'every key of "pooled" is cooling down');
+    try {
+      assert.equal(await ask(), MOCK_TEXT);
+    } finally {
+      pool.refuse = undefined;
+    }
+    await new Promise((r) => setTimeout(r, COOLDOWN_MS + 100));
+    assert.equal(await ask(), 'primary text', 'the pooled instance was asked again, and served');
   });
 });
 
