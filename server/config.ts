@@ -200,7 +200,6 @@ export interface AlertConfig {
   readonly burstRpm: number;
 }
 
-/** A setting with a bad value. The message names the setting so the admin can fix it. */
 /** HTTPS_PROXY, HTTP_PROXY and NO_PROXY as read (docs/configuration.md#egress-proxy). */
 export interface EgressProxy {
   /** The proxy for https:// destinations (a CONNECT tunnel); undefined: they go direct. May hold credentials. */
@@ -211,6 +210,7 @@ export interface EgressProxy {
   readonly noProxy: string;
 }
 
+/** A setting with a bad value. The message names the setting so the admin can fix it. */
 export class ConfigError extends Error {
   readonly code: ServerErrorCode = 'invalid_config';
   constructor(

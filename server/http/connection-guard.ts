@@ -101,8 +101,10 @@ export class ConnectionGuard {
       this.admit(socket);
     });
     // Not on `upgrade`: the live-event routes answer other paths' upgrades only as its sole listener.
-    server.on('request', (req: IncomingMessage) => this.spoke.add(req.socket));
-    if (this.limits.bodyTimeoutMs > 0) server.on('request', (req, res) => this.timeBody(req, res));
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.spoke.add(req.socket);
+      if (this.limits.bodyTimeoutMs > 0) this.timeBody(req, res);
+    });
   }
 
   /**

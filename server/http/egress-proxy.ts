@@ -79,9 +79,7 @@ function closedIsFinal(connect: Connector): Connector {
  * and a port and match nothing, so it is bracketed as undici writes an IPv6 host (`[::1]`).
  */
 export function undiciNoProxy(noProxy: string): string {
-  return noProxy
-    .split(/[,\s]+/)
-    .filter(Boolean)
+  return noProxyEntries(noProxy)
     .map((e) => (!e.startsWith('[') && (e.match(/:/g)?.length ?? 0) >= 2 ? `[${e}]` : e))
     .join(',');
 }
@@ -124,11 +122,15 @@ export function describeEgress(proxy: EgressProxy): Record<string, string> {
  * direct would go through the proxy.
  */
 export function noProxyWarnings(proxy: EgressProxy): string[] {
-  return proxy.noProxy
-    .split(/[,\s]+/)
+  return noProxyEntries(proxy.noProxy)
     .filter((e) => e.includes('/'))
     .map(
       (e) =>
         `NO_PROXY entry "${e}" is a CIDR range, which the bridge does not match: list the hosts or domains to reach direct`,
     );
+}
+
+/** NO_PROXY's entries: separated by commas or white space, as undici and curl split them. */
+function noProxyEntries(noProxy: string): string[] {
+  return noProxy.split(/[,\s]+/).filter(Boolean);
 }

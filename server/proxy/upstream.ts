@@ -229,7 +229,7 @@ export function upstreamFailure(err: unknown, midAnswer = false): BridgeError {
       { cause: err },
     );
   }
-  // This machine out of something a connection needs (descriptors, buffers, memory, local ports):
+  // This machine out of something a connection needs (descriptors, buffers, memory):
   // the bridge's fault, not the provider's. Counted against its breaker, a replica short of file
   // descriptors for a second refused a healthy model to everyone for 30 s.
   const shortage = LOCAL_SHORTAGE.has(code)

@@ -590,9 +590,10 @@ export class EmbeddedStore implements Store {
     const cutoff = Date.parse(before);
     return this.change(() => {
       const all = this.db.data.keys;
-      const kept = all.filter((k) => !keyDeadBefore(k, cutoff));
-      if (kept.length === all.length) return { result: 0 };
-      const gone = all.filter((k) => keyDeadBefore(k, cutoff));
+      const kept: KeyRecord[] = [];
+      const gone: KeyRecord[] = [];
+      for (const k of all) (keyDeadBefore(k, cutoff) ? gone : kept).push(k);
+      if (gone.length === 0) return { result: 0 };
       this.db.data.keys = kept;
       for (const k of gone) {
         if (this.keysById.get(k.id) === k) this.keysById.delete(k.id);

@@ -147,7 +147,7 @@ export class Journal {
     }
     const last = names.at(-1);
     this.segment = last ? Number(SEGMENT_RE.exec(last)![1]) : 1;
-    await this.openSegment();
+    ({ fh: this.fh, size: this.size } = await this.openSegment(this.segment));
   }
 
   private async replay(
@@ -212,24 +212,20 @@ export class Journal {
       await done?.close().catch(() => undefined);
     }
     const next = this.segment + 1;
-    const fh = await fs.open(path.join(this.dir, segmentName(next)), 'a', 0o600);
-    let size: number;
+    ({ fh: this.fh, size: this.size } = await this.openSegment(next));
+    this.segment = next;
+    this.rolling = false;
+  }
+
+  /** Segment `n` opened for appending, and its size; nothing left open when either step fails. */
+  private async openSegment(n: number): Promise<{ fh: fs.FileHandle; size: number }> {
+    const fh = await fs.open(path.join(this.dir, segmentName(n)), 'a', 0o600);
     try {
-      size = (await fh.stat()).size;
+      return { fh, size: (await fh.stat()).size };
     } catch (err) {
       await fh.close().catch(() => undefined);
       throw err;
     }
-    this.fh = fh;
-    this.segment = next;
-    this.size = size;
-    this.rolling = false;
-  }
-
-  private async openSegment(): Promise<void> {
-    const file = path.join(this.dir, segmentName(this.segment));
-    this.fh = await fs.open(file, 'a', 0o600);
-    this.size = (await this.fh.stat()).size;
   }
 
   get isOpen(): boolean {
