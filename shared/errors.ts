@@ -216,6 +216,8 @@ export const CLOSE_CODES = {
   rateLimited: { code: 4029, final: false },
   /** A query parameter the server does not understand (unknown event type, unknown user). */
   badRequest: { code: 4400, final: true },
+  /** The client sent a message: it may only answer pings (a broken client, or a flood). */
+  unexpectedMessage: { code: 1008, final: true },
 } as const satisfies Record<string, { code: number; final: boolean }>;
 
 export type CloseReason = keyof typeof CLOSE_CODES;

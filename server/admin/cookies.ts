@@ -4,20 +4,34 @@ import type { IncomingHttpHeaders } from 'node:http';
 export const SESSION_COOKIE = 'aibridge_session';
 
 /**
+ * What `readCookie` answers for a name sent twice with different values. Browsers keep cookies
+ * apart by path and domain, not by port: a page on another port of the bridge's host (or a
+ * sibling subdomain) can set `aibridge_session` with a longer path, and the browser then sends
+ * both, the planted one first, so the victim would act in the attacker's session (their device
+ * approved into the attacker's account, their prompts in the attacker's audit). Two cookies are
+ * taken for none: signed out. Never a valid token (not base64url).
+ */
+export const AMBIGUOUS_COOKIE = '(two cookies)';
+
+/**
  * One cookie's value from a `Cookie` header. The bridge sets exactly one cookie with a token of
- * base64url characters, so this reads just that name and ignores everything else in the header.
+ * base64url characters, so this reads just that name and ignores everything else in the header;
+ * `AMBIGUOUS_COOKIE` when the name comes twice with different values.
  */
 export function readCookie(headers: IncomingHttpHeaders, name: string): string | undefined {
   const header = headers.cookie;
   if (typeof header !== 'string') return undefined;
+  let found: string | undefined;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
     if (eq < 0) continue;
     if (part.slice(0, eq).trim() !== name) continue;
     const value = part.slice(eq + 1).trim();
-    return value === '' ? undefined : value;
+    if (value === '') continue;
+    if (found !== undefined && found !== value) return AMBIGUOUS_COOKIE;
+    found = value;
   }
-  return undefined;
+  return found;
 }
 
 export interface CookieOptions {

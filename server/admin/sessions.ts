@@ -4,6 +4,7 @@ import { BridgeError } from '../errors';
 import type { Authenticator } from '../identity/auth';
 import type { MemberWrites } from '../identity/member-writes';
 import type { Store } from '../store/types';
+import { AMBIGUOUS_COOKIE } from './cookies';
 
 /**
  * How long a sign-in lasts by default (AIBRIDGE_ADMIN_SESSION_HOURS sets another); the page asks
@@ -81,6 +82,11 @@ export class Sessions {
 
   /** The caller behind a cookie token, or `unauthorized`. */
   async resolve(token: string): Promise<Principal> {
+    if (token === AMBIGUOUS_COOKIE)
+      throw new BridgeError(
+        'unauthorized',
+        "Two admin session cookies were sent; another site on this host may have set one. Clear this site's cookies in the browser and sign in again.",
+      );
     const signedOut = new BridgeError('unauthorized', 'The admin session has ended; sign in again.');
     if (!TOKEN_RE.test(token)) throw signedOut;
     const id = digest(token);

@@ -293,6 +293,8 @@ export async function verifyChain(
 ): Promise<ChainReport> {
   let prev: Interception | undefined;
   let checked = 0;
+  /** Records without hash fields found before the first chained one. */
+  let unchained = 0;
   let anchor: string | null = null;
   let keptChecked = false;
   // Only when asked: a report without a kept head has the shape it always had.
@@ -326,7 +328,17 @@ export async function verifyChain(
       if (rec.hash === undefined || rec.prevHash === undefined) {
         if (prev !== undefined)
           return broken(rec, 'has no hash or link after chained records (its hash fields were removed)');
-        // Written before the chain existed: nothing to check, and the chain starts after it.
+        // Written before the chain existed: nothing to check, and the chain starts after it. The
+        // store's start says how many such records there can be: those numbered up to it, and none
+        // when the chain starts at the beginning. One more is a record put in front of the chain.
+        unchained++;
+        if (start !== null && (rec.seq > start.afterSeq || unchained > start.afterSeq))
+          return broken(
+            rec,
+            start.afterSeq === 0
+              ? 'has no hash or link, and the chain starts at the first record (added, or its hash fields were removed)'
+              : `has no hash or link, and only the ${start.afterSeq} records before the chain may lack them (added, or its hash fields were removed)`,
+          );
         continue;
       }
       if (rec.hash !== chainHash(rec.prevHash, rec))

@@ -17,11 +17,13 @@ export function liveCapability(
 ): LiveCapability {
   const { bus, store, log, clock, life } = core;
   const live = new LiveEvents({ ...d, bus, store, log }, options);
-  // A key revoked or a user changed, here or on another replica: their sockets are checked now, not
-  // at the next heartbeat (30 s). After the other watchers (the auth cache) have seen the change.
+  // A key revoked, a user changed or a session ended, here or on another replica: their sockets are
+  // checked now, not at the next heartbeat (30 s). After the other watchers (the auth cache) have seen the change.
   const unwatch = store.watch((change) => {
     if (change.kind === 'key') setImmediate(() => void live.recheckKey(change.id));
     else if (change.kind === 'user') setImmediate(() => void live.recheckUser(change.id));
+    else if (change.kind === 'doc' && change.docKind === 'admin_session')
+      setImmediate(() => void live.recheckSessions());
   });
   life.onClose('live events: key and user changes', unwatch);
   return {

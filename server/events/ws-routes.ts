@@ -78,6 +78,10 @@ interface Client {
   recheck: () => Promise<Principal>;
   filter: Filter;
   alive: boolean;
+  /** Opened with the admin page's session cookie (a sign-out anywhere rechecks these). */
+  cookie: boolean;
+  /** The upgrade's URL: its query goes in the access log when an admin starts watching. */
+  url: URL;
 }
 
 class CloseError extends Error {
@@ -249,7 +253,7 @@ export class LiveEvents {
     try {
       const principal = await this.authenticate(recheck);
       const filter = await this.filterFor(principal, url.searchParams);
-      client = { ws, principal, recheck, filter, alive: true };
+      client = { ws, principal, recheck, filter, alive: true, cookie: cookie !== undefined, url };
     } catch (err) {
       const e =
         err instanceof CloseError
@@ -284,7 +288,19 @@ export class LiveEvents {
       client.alive = true;
     });
     ws.on('close', () => this.remove(client));
-    this.logAdminWatch(client, url);
+    // Clients have nothing to say (pongs are control frames): data sent here is a client that is
+    // broken or flooding the bridge, and each message would cost a parse for nothing. Reading stops
+    // and the socket closes.
+    ws.on('message', () => {
+      if (!this.clients.has(client)) return;
+      ws.pause();
+      this.drop(
+        client,
+        'unexpectedMessage',
+        'This socket only sends events; a client sends nothing but pongs.',
+      );
+    });
+    this.logAdminWatch(client);
     const { user } = client.principal;
     ws.send(
       JSON.stringify({
@@ -366,7 +382,7 @@ export class LiveEvents {
   }
 
   /** An admin watching anyone's events but their own leaves a trace in the access log, as reads do. */
-  private logAdminWatch(c: Client, url: URL): void {
+  private logAdminWatch(c: Client): void {
     const me = c.principal.user;
     if (me.role !== 'admin' || c.filter.userId === me.id) return;
     this.deps.store
@@ -377,7 +393,7 @@ export class LiveEvents {
         adminEmail: me.email,
         route: `GET ${EVENTS_PATH}`,
         subjectUserId: c.filter.userId,
-        query: Object.fromEntries(url.searchParams),
+        query: Object.fromEntries(c.url.searchParams),
       })
       .catch((err: unknown) => this.deps.log.error({ err }, 'failed to record an admin watch'));
   }
@@ -430,6 +446,14 @@ export class LiveEvents {
     );
   }
 
+  /**
+   * Re-checks the sockets opened with a session cookie, after a session ended (a sign-out here or on
+   * another replica, or one pruned): each whose session is gone is closed with 4001 at once.
+   */
+  async recheckSessions(): Promise<void> {
+    await Promise.all([...this.clients].filter((c) => c.cookie).map((c) => this.recheck(c)));
+  }
+
   /** As recheckUser, for the sockets opened with one key (revoked, or its expiry changed). */
   async recheckKey(keyId: string): Promise<void> {
     await Promise.all(
@@ -442,7 +466,11 @@ export class LiveEvents {
       // The user as they are now: an admin made a member (or moved to another team) sees from now
       // on what a member of that team sees, not what they could see when the socket opened.
       (fresh) => {
+        const promoted = fresh.user.role === 'admin' && c.principal.user.role !== 'admin';
         c.principal = fresh;
+        // A member made an admin sees everyone's events from now on: that is watching, as an
+        // admin's socket opened now would be, and goes in the access log the same way.
+        if (promoted && this.clients.has(c)) this.logAdminWatch(c);
       },
       (err: unknown) => {
         if (isAccessRefusal(err)) this.drop(c, 'unauthorized', err.message);

@@ -14,6 +14,7 @@ import { addressKey } from './address-share';
 import { baseUrlHint } from './base-url-hint';
 import { type BodyAccount, BodyBudget, countedBody, keylessAccount } from './body-budget';
 import { ConnectionGuard } from './connection-guard';
+import { strictDateTime } from './instant';
 import { toOriginForm } from './origin-form';
 import { logRequestLine } from './request-line';
 import { schemaErrorMessage } from './schema-errors';
@@ -157,7 +158,10 @@ export function createFastify(
     return503OnClosing: false,
     requestIdHeader: false,
     rewriteUrl: (req) => tidyBaseUrlPath(req.url ?? '/'),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true },
+      onCreate: strictDateTime,
+    },
     schemaErrorFormatter: (errors, dataVar) => new Error(schemaErrorMessage(errors, dataVar)),
     // Requests the router cannot even parse (bad percent-encoding) still get our error shape.
     frameworkErrors: (err, req, reply) => {
@@ -194,6 +198,15 @@ export function createFastify(
   app.server.removeListener('request', routed);
   app.server.prependListener('request', (req, res) => {
     toOriginForm(req);
+    // A request read after an answer that closed the connection (a refusal sent at once, with
+    // `Connection: close`, before node parsed the bytes behind it): node still hands it over, on a
+    // socket that is ending. Nothing of it runs: it was neither answered nor recorded before, it
+    // could reach the provider with the organisation's key and be charged to a key it names, and
+    // no answer can reach its client.
+    if (req.socket.writableEnded) {
+      req.resume();
+      return;
+    }
     if (res.socket === null) {
       const e = new BridgeError('invalid_request', PIPELINING);
       refusePipelined(req, res, e, () => bodyFor(req.url ?? '/', e));

@@ -1419,6 +1419,17 @@ export class Exchange implements OpenExchange {
     const facts = meter.result();
     // An error answer is the provider's own, whatever its length.
     if (round.httpStatus >= 400) return facts;
+    // Bytes came and not one event could be read from them (an encoding the bridge does not decode,
+    // or not the stream the API speaks): billed as an answer the bridge could not read, not as a
+    // free one.
+    if (
+      round.answerBytes > 0 &&
+      round.contentEvents === 0 &&
+      facts.error === null &&
+      totalTokens(facts.usage) === 0 &&
+      (facts.finishReasons?.length ?? 0) === 0
+    )
+      return unreadFacts(round, round.answerBytes);
     return withUsageFloor(facts, {
       contentEvents: round.contentEvents,
       bodyBytes: round.prepared.bytes.length,

@@ -52,10 +52,14 @@ const GOVERNED = new Set([
  * API Management reads a subscription key (`Ocp-Apim-Subscription-Key`, whose 401 would put every
  * key of a pool out of use); AWS and Azure ML read their own `x-amz-*`, `azureml-*` and `x-ms-*`.
  * `X-Goog-Api-Client` (the SDK's name and version) is what Google's SDKs send with every call, and
- * goes through.
+ * goes through. So are what proxies say about a request (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`)
+ * and the original-URL headers IIS and some frameworks rewrite a request's path by
+ * (`X-Original-URL`, `X-Rewrite-URL`): the bridge is the client here, and a self-hosted
+ * OpenAI-compatible server behind such middleware would serve the path a member wrote there instead
+ * of the one the bridge allowed and metered.
  */
 const SYSTEM_PARAMETER =
-  /^(?:x-goog-(?!api-client$)|x-vertex-ai-|x-server-timeout$|x-http-method|x-method-override$|ocp-apim-|x-amzn?-|azureml-|x-ms-)/;
+  /^(?:x-goog-(?!api-client$)|x-vertex-ai-|x-server-timeout$|x-http-method|x-method-override$|ocp-apim-|x-amzn?-|azureml-|x-ms-|forwarded$|x-forwarded-|x-real-ip$|x-original-url$|x-rewrite-url$|x-original-uri$|x-client-ip$|true-client-ip$)/;
 
 const NO_TOKENS: ReadonlySet<string> = new Set();
 /** The last `Connection` value parsed and its tokens: clients send the same one (`keep-alive`) every time. */

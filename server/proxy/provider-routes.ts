@@ -115,7 +115,16 @@ export function hasDotSegment(path: string): boolean {
     } catch {
       return true;
     }
-    return s === '.' || s === '..' || s.includes('/') || s.includes('\\') || s.includes('\0');
+    // An escaped `?` or `#` (`…:generateContent%3F:countTokens`): a server that decodes the path
+    // before it splits off the query would take a paid call for the free one the route matched.
+    return (
+      s === '.' ||
+      s === '..' ||
+      s.includes('/') ||
+      s.includes('\\') ||
+      s.includes('\0') ||
+      (s !== seg && (s.includes('?') || s.includes('#')))
+    );
   });
 }
 

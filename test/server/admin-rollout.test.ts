@@ -216,5 +216,23 @@ describe('admin rollout inputs', function () {
       expiry.body.error.message,
       /^body\/expiresAt must be an ISO 8601 date and time with its offset \(/,
     );
+    // A leap second is RFC 3339 but no JavaScript date: it answered 500 (an invalid date's toISOString).
+    const member = await tb.addUser('leap@example.com');
+    for (const [route, key] of [
+      ['/api/v1/interceptions', tb.adminKey],
+      ['/api/v1/audit/export', tb.adminKey],
+      ['/api/v1/usage', tb.adminKey],
+      ['/api/v1/usage/series', member.key],
+      ['/api/v1/tool-calls', member.key],
+    ] as const) {
+      const leap = await tb.api<{ error: { code: string; message: string } }>(
+        'GET',
+        `${route}?since=${encodeURIComponent('2026-12-31T23:59:60Z')}`,
+        key,
+      );
+      assert.equal(leap.status, 400, route);
+      assert.equal(leap.body.error.code, 'invalid_request', route);
+      assert.match(leap.body.error.message, /^querystring\/since must be an ISO 8601 date and time/, route);
+    }
   });
 });

@@ -10,7 +10,7 @@ import { OTHER, usageSeries } from '../../server/spend/usage-series';
 import type { SessionInfo, UsageSeries } from '../../shared/admin';
 import type { KeyInfo, User } from '../../shared/identity';
 import type { Interception, Page } from '../../shared/interception';
-import { EVENTS_PATH, EVENTS_SUBPROTOCOL } from '../../shared/protocol';
+import { CLOSE_CODES, EVENTS_PATH, EVENTS_SUBPROTOCOL } from '../../shared/protocol';
 import { emptyUsage } from '../../shared/usage';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
@@ -195,6 +195,53 @@ describe('admin page sessions: POST/DELETE /api/v1/session, cookie auth, CSRF', 
       cookie: `aibridge_session=aibs_${'A'.repeat(43)}`,
     });
     assert.equal(forged.status, 401);
+  });
+
+  it('two different session cookies in one request are signed out, not the first one taken (cookie tossing)', async () => {
+    // Another port of the host can plant a cookie under a longer path; the browser sends it first.
+    const planted = cookieOf(await signIn(other.key));
+    const own = cookieOf(await signIn(member.key));
+    for (const cookie of [`${planted}; ${own}`, `${own}; theme=dark; ${planted}`]) {
+      const me = await call<{ error: { code: string; message: string } }>(`${tb.url}/api/v1/me`, 'GET', {
+        cookie,
+      });
+      assert.equal(me.status, 401, cookie);
+      assert.equal(me.body.error.code, 'unauthorized');
+      assert.match(me.body.error.message, /Two admin session cookies/);
+      const host = new URL(tb.url).host;
+      const socket = liveClient(tb.url, { headers: { cookie, origin: `http://${host}` } });
+      assert.equal((await socket.closed).code, CLOSE_CODES.unauthorized.code);
+    }
+    // The same cookie twice is one session.
+    const twice = await call<User>(`${tb.url}/api/v1/me`, 'GET', { cookie: `${own}; ${own}` });
+    assert.equal(twice.status, 200);
+  });
+
+  it("signing out closes the live-events sockets opened with that session at once, and nobody else's", async () => {
+    const host = new URL(tb.url).host;
+    const cookie = cookieOf(await signIn(member.key));
+    const keep = cookieOf(await signIn(member.key));
+    const c = liveClient(tb.url, { headers: { cookie, origin: `http://${host}` } });
+    const kept = liveClient(tb.url, { headers: { cookie: keep, origin: `http://${host}` } });
+    await c.next('hello');
+    await kept.next('hello');
+    const t0 = Date.now();
+    assert.equal((await call(`${tb.url}/api/v1/session`, 'DELETE', { cookie, ...CSRF })).status, 204);
+    const { code } = await c.closed;
+    assert.equal(code, CLOSE_CODES.unauthorized.code);
+    // The heartbeat is 30 s: closed by the sign-out, not by it.
+    assert.ok(Date.now() - t0 < 5_000, `${Date.now() - t0} ms`);
+    await ask(tb, member.key, 'still watched');
+    assert.equal((await kept.next('interception.ended')).userEmail, member.user.email);
+    await kept.close();
+  });
+
+  it('a client that sends messages on the live-events socket is closed (1008), its data not read', async () => {
+    const c = liveClient(tb.url, { headers: { authorization: `Bearer ${member.key}` } });
+    await c.next('hello');
+    for (let i = 0; i < 50; i++) c.ws.send('x'.repeat(1000));
+    const { code } = await c.closed;
+    assert.equal(code, CLOSE_CODES.unexpectedMessage.code);
   });
 
   it('revoking the key a session was opened with signs the browser out', async () => {

@@ -339,6 +339,27 @@ describe('the audit trail', function () {
       assert.equal(deleted.firstBreak?.seq, 5);
     });
 
+    it('a record without hash fields put in front of a chain that starts at the first record is a break', async () => {
+      // A copy of a real record, made someone else's and unchained: before the fix it passed as
+      // written before the chain existed, and showed in searches and exports as theirs.
+      const forge = (l: string, seq: number): string =>
+        stripped(l, (j) =>
+          j
+            .replace(/"id":"[^"]+"/, `"id":"int_forged-${seq}"`)
+            .replace(/"seq":\d+/, `"seq":${seq}`)
+            .replace(/"prompt":"[^"]*"/, '"prompt":"FORGED: drop the production database"'),
+        );
+      for (const seq of [0, 1]) {
+        const forged = await verifyAfter((await filled()).dir, (lines) => [forge(lines[0]!, seq), ...lines]);
+        assert.equal(forged.ok, false, `seq ${seq}`);
+        assert.equal(forged.firstBreak?.id, `int_forged-${seq}`);
+        assert.match(
+          forged.firstBreak!.reason,
+          /has no hash or link, and the chain starts at the first record/,
+        );
+      }
+    });
+
     it('records deleted from the start of the chain are a break too (nothing was pruned), as is an edited first record dropped for its checksum', async () => {
       const first = await verifyAfter((await filled()).dir, (lines) => lines.slice(2));
       assert.equal(first.ok, false);

@@ -395,6 +395,37 @@ describe('connections and request reading: no member can stall or exhaust the br
     });
   });
 
+  describe('a request behind an answer that closed the connection', () => {
+    let tb: TestBridge;
+    let key: string;
+    before(async () => {
+      tb = await startBridge(mock.url);
+      key = (await tb.addUser('behind@example.com')).key;
+    });
+    after(async () => tb.close());
+
+    it('is not served, sent upstream or recorded, on the provider lane and on fastify’s routes', async () => {
+      const bad = messagesRequest(`aib_${'A'.repeat(43)}`, MESSAGE());
+      for (const second of [
+        messagesRequest(key, MESSAGE()),
+        `GET /api/v1/me HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\n\r\n`,
+      ]) {
+        mock.clear();
+        const sent = mock.messageRequests().length;
+        const records = (await tb.interceptions(0)).length;
+        const r = await raw(tb.url);
+        r.socket.write(bad + second);
+        await within(r.closed, 5000, 'the connection closed after the refusal');
+        const answers = r.text().split(/(?=HTTP\/1\.1 )/);
+        assert.equal(answers.length, 1, r.text().slice(0, 400));
+        assert.match(answers[0]!, /^HTTP\/1\.1 401 [\s\S]*connection: close/i);
+        await sleep(300);
+        assert.equal(mock.messageRequests().length, sent, 'nothing went upstream');
+        assert.equal((await tb.interceptions(0)).length, records, 'nothing was recorded');
+      }
+    });
+  });
+
   describe('AIBRIDGE_HOST=localhost: every address it names meets the same front door', () => {
     let tb: TestBridge;
     let key: string;

@@ -59,6 +59,12 @@ describe('Gemini paths and the ?key= credential', () => {
       'gemini-2.0-flash-001',
     );
     assert.equal(modelOfPath('/v1beta/models'), null);
+    // As Google reads it: the method after the last colon. Cut at the first, a call to
+    // `a:gemini-2.5-pro` was priced and judged as the cheaper `a`.
+    assert.equal(
+      modelOfPath('/v1beta/models/gemini-2.5-flash-lite:gemini-2.5-pro:generateContent'),
+      'gemini-2.5-flash-lite:gemini-2.5-pro',
+    );
   });
 
   it('cuts ?key= from the URL, every copy and spelling, and uses it as the key', async () => {

@@ -566,6 +566,10 @@ describe('Gemini API (native) through the bridge', () => {
       '/gemini/v1beta/models/gemini-2.5-pro:generateContent#:countTokens',
       '/gemini/v1beta/models/gemini-2.5-pro:streamGenerateContent#/x:countTokens',
       '/gemini/v1beta/models/gemini-2.5-pro:predictLongRunning#:countTokens',
+      // Escaped, for a server that decodes the path before it splits off the query or fragment.
+      '/gemini/v1beta/models/gemini-2.5-pro:generateContent%3F:countTokens',
+      '/gemini/v1beta/models/gemini-2.5-pro:generateContent%3f:countTokens',
+      '/gemini/v1beta/models/gemini-2.5-pro:generateContent%23:countTokens',
     ]) {
       const seen = mock.seen.length;
       const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {

@@ -215,6 +215,14 @@ describe('provider instances from a providers file', () => {
       assert.ok(rec.upstreamRequestId, 'apim-request-id kept');
     });
 
+    it('a deployment named in another letter case is its mapped model (priced, recorded and judged as it)', async () => {
+      const before = (await tb.interceptions(0, dev.key)).length;
+      const client = new OpenAI({ apiKey: dev.key, baseURL: `${tb.url}/azure/v1`, maxRetries: 0 });
+      await client.chat.completions.create({ model: 'PROD-4O', messages: [{ role: 'user', content: 'hi' }] });
+      const rec = await latest(before + 1);
+      assert.equal(rec.model, 'gpt-4o', 'recorded as the model the deployment serves, not as PROD-4O');
+    });
+
     /** One streamed turn through the deployments form on `azure-eu`; what the mock received. */
     async function streamDeployment(apiVersion: string): Promise<(typeof azure.requests)[number]> {
       const client = new AzureOpenAI({

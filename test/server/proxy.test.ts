@@ -62,6 +62,13 @@ describe('the Anthropic pass-through', () => {
           'x-amzn-bedrock-performanceconfig-latency': 'optimized',
           'azureml-model-deployment': 'other',
           'x-ms-model-mesh-model-name': 'other',
+          // What proxies say, and the path rewrites some servers honour (an allow-list undone).
+          forwarded: 'for=10.0.0.1;host=internal',
+          'x-forwarded-for': '10.0.0.1',
+          'x-forwarded-host': 'internal.example',
+          'x-real-ip': '10.0.0.1',
+          'x-original-url': '/v1/files',
+          'x-rewrite-url': '/v1/files',
           // What SDKs send for themselves goes through.
           'x-goog-api-client': 'google-genai-sdk/1.0.0 gl-node/20',
           'x-stainless-lang': 'js',
@@ -99,6 +106,12 @@ describe('the Anthropic pass-through', () => {
       'x-amzn-bedrock-performanceconfig-latency',
       'azureml-model-deployment',
       'x-ms-model-mesh-model-name',
+      'forwarded',
+      'x-forwarded-for',
+      'x-forwarded-host',
+      'x-real-ip',
+      'x-original-url',
+      'x-rewrite-url',
     ]) {
       assert.equal(seen.headers[h], undefined, `${h} must not be forwarded`);
     }

@@ -205,6 +205,33 @@ describe('stream framing the bridge must keep, and meter', function () {
     assert.deepEqual([rec.usage.input, rec.usage.output], [40, 9]);
   });
 
+  it('a stream in an encoding the bridge does not decode is billed as an unreadable answer, not as free', async () => {
+    const events = [
+      messageStart('msg_d'),
+      `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Deflated' } })}\n\n`,
+      `event: message_delta\ndata: ${JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 7 } })}\n\n`,
+    ].join('');
+    const compressed = zlib.deflateSync(events);
+    up.next = (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'deflate' });
+      res.end(compressed);
+    };
+    const streamed = await post('/anthropic/v1/messages', {
+      model: 'claude-sonnet-4-6',
+      max_tokens: 100,
+      stream: true,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    // Relayed as it came, encoding and all (fetch decodes it here).
+    assert.equal(streamed.headers.get('content-encoding'), 'deflate');
+    assert.equal(await streamed.text(), events);
+    const rec = await lastRecord();
+    assert.equal(rec.status, 'ok');
+    assert.equal(rec.usageEstimated, true);
+    assert.ok(rec.usage.input > 0 && rec.usage.output > 0, JSON.stringify(rec.usage));
+    assert.ok(rec.costUsd !== null && rec.costUsd > 0, 'not recorded as free');
+  });
+
   it('a complete stream without a finish reason keeps the usage it reported; an empty gzip-labelled 429 reaches the client as the 429', async () => {
     const chunk = (body: Record<string, unknown>) =>
       `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', model: 'gpt-4.1', ...body })}\n\n`;

@@ -54,6 +54,7 @@ function validate(entry: JsonObject): FieldProblem | undefined {
 function create(s: InstanceSettings): ProviderAdapter {
   const root = resourceRoot(s.baseUrl);
   const deployments = deploymentsOf(s.options);
+  const byLowerCase = new Map(Object.entries(deployments).map(([dep, model]) => [dep.toLowerCase(), model]));
   const entra = s.options.auth === 'entra' ? entraTokens() : undefined;
   return {
     id: s.name,
@@ -89,10 +90,14 @@ function create(s: InstanceSettings): ProviderAdapter {
     },
     errorBody: openaiErrorBody,
     // A deployment is named by the path (deployments form) or as the `model` (v1 API): price its model.
+    // Azure reads deployment names whatever their case (they are resource names), so the map is
+    // too: `PROD-4O` matched nothing before, and was judged by the model policy under its own
+    // name, stepping around a rule on the model it serves.
     modelFor(path, model) {
       const dep = DEPLOYMENT.exec(path)?.[1] ?? model;
       if (dep === null) return null;
-      return Object.hasOwn(deployments, dep) ? deployments[dep]! : dep;
+      if (Object.hasOwn(deployments, dep)) return deployments[dep]!;
+      return byLowerCase.get(dep.toLowerCase()) ?? dep;
     },
     clientErrorBody: contentFilterBody,
   };

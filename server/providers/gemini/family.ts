@@ -20,7 +20,9 @@ const PASSTHROUGH: readonly PassthroughRoute[] = VERSIONS.flatMap((v): Passthrou
 
 /** `/v1beta/models/gemini-2.5-pro:generateContent` → `gemini-2.5-pro`. */
 export function modelOfPath(path: string): string | null {
-  const m = /\/models\/([^/:]+):[^/]+$/.exec(path);
+  // Google's custom-method grammar: the method follows the last colon, the model is all before it
+  // (`models/a:b:generateContent` is model `a:b`, not `a`).
+  const m = /\/models\/([^/]+):[^/:]+$/.exec(path);
   return m ? m[1]! : null;
 }
 

@@ -859,6 +859,7 @@ export class EmbeddedStore implements Store {
           if (was) Object.defineProperty(byId, id, was);
           else delete byId[id];
         },
+        written: () => this.announce({ kind: 'doc', docKind: kind, local: true }),
       };
     });
   }
@@ -874,6 +875,7 @@ export class EmbeddedStore implements Store {
         undo: () => {
           Object.defineProperty(byId, id, was);
         },
+        written: () => this.announce({ kind: 'doc', docKind: kind, local: true }),
       };
     });
   }
@@ -902,7 +904,7 @@ export class EmbeddedStore implements Store {
     return this.budgetBook.current(claims);
   }
 
-  /** One process, no other replicas: only its own key and user changes to hear. */
+  /** One process, no other replicas: only its own key, user and document changes to hear. */
   watch(listener: (change: StoreChange) => void): () => void {
     this.watchers.add(listener);
     return () => this.watchers.delete(listener);
