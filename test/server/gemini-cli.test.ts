@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { periodEnd } from '../../server/spend/periods';
+import { periodly } from '../../shared/spend';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
 import { testPostgres } from '../helpers/postgres';
@@ -103,10 +105,16 @@ describe('the real Gemini CLI through /gemini', function () {
       home,
     );
     assert.equal(first.code, 0, first.stderr);
+    // A period whose reset is not minutes away: RetryInfo then says to wait that little, and Gemini
+    // CLI rightly waits and tries again (the test failed when run just before midnight UTC).
+    const now = new Date();
+    const period = (['day', 'week', 'month'] as const).find(
+      (p) => periodEnd(p, now).getTime() - now.getTime() > 30 * 60_000,
+    )!;
     const put = await tb.api('PUT', '/api/v1/budgets', tb.adminKey, {
       scope: 'user',
       subject: 'gemini-budget@example.com',
-      period: 'day',
+      period,
       limitUsd: 0.000001,
       action: 'block',
     });
@@ -124,7 +132,7 @@ describe('the real Gemini CLI through /gemini', function () {
     assert.ok(seconds < 30, `gemini gave up after ${seconds.toFixed(1)} s (it retried for minutes)`);
     assert.match(
       `${res.stdout}\n${res.stderr}`,
-      /daily budget of \$0\.0000 .* is spent/,
+      new RegExp(`${periodly(period)} budget of \\$0\\.0000 .* is spent`),
       `the budget’s own message: ${res.stdout}\n${res.stderr}`,
     );
   });
