@@ -8,7 +8,23 @@ export interface InstanceModelPrice {
   readonly inputPerMTok: number;
   readonly outputPerMTok: number;
   readonly cacheReadPerMTok?: number;
+  /** Cache writes (Anthropic's five-minute ones); without it, at the input price. */
+  readonly cacheWritePerMTok?: number;
+  /** One-hour cache writes; without it, at the cache-write price. */
+  readonly cacheWrite1hPerMTok?: number;
+  /** USD per 1,000 web searches the provider ran (Anthropic's `web_search_requests`). */
+  readonly webSearchesPerThousand?: number;
 }
+
+/** The fields of an instance's model price; all but the first two may be left out. */
+const INSTANCE_PRICE_FIELDS = [
+  'inputPerMTok',
+  'outputPerMTok',
+  'cacheReadPerMTok',
+  'cacheWritePerMTok',
+  'cacheWrite1hPerMTok',
+  'webSearchesPerThousand',
+] as const;
 
 /** An instance's own prices: a table by model, or "free" (self-hosted: recorded as $0 on purpose). */
 export type InstancePrices = 'free' | Readonly<Record<string, InstanceModelPrice>>;
@@ -96,16 +112,18 @@ function checkPrices(entry: string, raw: unknown): InstancePrices | undefined {
     if (!isPlainObject(p))
       throw new ProvidersFileError(entry, field, 'expected {inputPerMTok, outputPerMTok}');
     for (const k of Object.keys(p))
-      if (!['inputPerMTok', 'outputPerMTok', 'cacheReadPerMTok'].includes(k))
+      if (!(INSTANCE_PRICE_FIELDS as readonly string[]).includes(k))
         throw new ProvidersFileError(entry, `${field}.${k}`, 'unknown field');
-    for (const k of ['inputPerMTok', 'outputPerMTok', 'cacheReadPerMTok'] as const) {
+    for (const k of INSTANCE_PRICE_FIELDS) {
       const v = p[k];
-      if (v === undefined && k === 'cacheReadPerMTok') continue;
+      if (v === undefined && k !== 'inputPerMTok' && k !== 'outputPerMTok') continue;
       if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
         throw new ProvidersFileError(
           entry,
           `${field}.${k}`,
-          'expected a number of USD per million tokens, 0 or more',
+          k === 'webSearchesPerThousand'
+            ? 'expected a number of USD per 1,000 searches, 0 or more'
+            : 'expected a number of USD per million tokens, 0 or more',
         );
     }
     out[model] = p as unknown as InstanceModelPrice;

@@ -144,6 +144,10 @@ export interface ModelPriceOverride {
   output_mtok: PriceValue;
   cache_read_mtok?: PriceValue;
   cache_write_mtok?: PriceValue;
+  /** One-hour cache writes (Anthropic); left out: the price data's, else the cache-write price. */
+  cache_write_1h_mtok?: PriceValue;
+  /** USD per 1,000 web searches; left out: the price data's fee for the model, if any. */
+  web_searches_kcount?: number;
   updatedAt: string;
 }
 

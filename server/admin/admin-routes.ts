@@ -9,7 +9,7 @@ import { keyInfo } from '../identity/identity-service';
 import { usageSeries } from '../spend/usage-series';
 import type { Store } from '../store/types';
 import { assertCsrf, sessionTokenOf } from './browser-auth';
-import { sessionCookie } from './cookies';
+import { readCookies, SESSION_COOKIE, sessionCookie } from './cookies';
 import type { Sessions } from './sessions';
 
 const SIGN_IN_BODY_LIMIT = 4096;
@@ -82,10 +82,12 @@ export function adminRoutes(d: AdminRouteDeps): FastifyPluginAsync {
     );
 
     app.delete('/api/v1/session', { config: { access: 'public' } }, async (req, reply: FastifyReply) => {
-      const token = sessionTokenOf(req.headers);
-      if (token !== undefined) {
+      // Every session cookie sent ends: with one planted beside the browser's own, ending none
+      // would leave the real session open behind a sign-out that said it was done.
+      const tokens = readCookies(req.headers, SESSION_COOKIE);
+      if (tokens.length > 0) {
         assertCsrf(req.headers, d.publicUrl);
-        await d.sessions.signOut(token);
+        for (const token of tokens) await d.sessions.signOut(token);
       }
       return reply
         .code(204)

@@ -34,6 +34,20 @@ export function readCookie(headers: IncomingHttpHeaders, name: string): string |
   return found;
 }
 
+/** Every value a `Cookie` header gives `name` (two when a page elsewhere on the host planted one). */
+export function readCookies(headers: IncomingHttpHeaders, name: string): string[] {
+  const header = headers.cookie;
+  if (typeof header !== 'string') return [];
+  const out: string[] = [];
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
+    const value = part.slice(eq + 1).trim();
+    if (value !== '' && !out.includes(value)) out.push(value);
+  }
+  return out;
+}
+
 export interface CookieOptions {
   /** Seconds until the browser drops it; 0 deletes it now. */
   maxAgeSeconds: number;

@@ -5,7 +5,7 @@ import { emptyUsage, totalTokens } from '../../shared/usage';
 import { type InterceptionStart, ownableId, type PrefixAt, type ResponseFacts } from '../core/facts';
 import type { Metrics } from '../metrics';
 import { OUTPUT_LIMIT } from '../providers/common';
-import type { PriceBook } from '../spend/prices';
+import type { PriceBook, PriceResult } from '../spend/prices';
 import { isRecordRefusal } from '../store/record-refusal';
 import type { NewInterception, Store } from '../store/types';
 import { capJson } from './cap-json';
@@ -186,10 +186,12 @@ export class Recorder {
     const model = start.request.model ?? end.response?.model ?? null;
     const usage = end.response?.usage ?? emptyUsage();
     // Nothing used costs nothing, whether or not the model's price is known.
-    const price =
+    const price = atServedTier(
       totalTokens(usage) === 0
         ? { costUsd: 0, priceKnown: true }
-        : this.prices.price(start.provider, model, usage, start.startedAt, end.response?.model ?? null);
+        : this.prices.price(start.provider, model, usage, start.startedAt, end.response?.model ?? null),
+      end.response?.serviceTier,
+    );
     if (!price.priceKnown)
       this.metrics.unknownPrice.inc({ provider: start.provider, model: this.metrics.model(model) });
     // Secrets go before anything is stored, logged or published.
@@ -532,4 +534,19 @@ export class Recorder {
       );
     }
   }
+}
+
+/**
+ * OpenAI's priority tier costs 1.7 to 2 times the standard prices, the only ones the price data
+ * has. A request that asks for it is refused, but a project whose default tier is priority serves
+ * requests that name no tier (or `auto`) at it, and the answer says so (`service_tier`): billed at
+ * the standard price, each was charged at about half its cost. Such an answer is billed at twice
+ * the standard price (the upper bound), recorded with `costSource: "priority-tier"`.
+ */
+export const PRIORITY_TIER_FACTOR = 2;
+
+function atServedTier(price: PriceResult, tier: string | undefined): PriceResult {
+  if ((tier !== 'priority' && tier !== 'scale') || price.costUsd === null || price.costSource !== undefined)
+    return price;
+  return { ...price, costUsd: price.costUsd * PRIORITY_TIER_FACTOR, costSource: 'priority-tier' };
 }

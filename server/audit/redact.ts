@@ -33,28 +33,28 @@ export const SECRET_RULES: readonly Rule[] = [
     kind: 'private_key',
     re: /-----BEGIN [A-Z0-9 ]{0,64}PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]{0,64}PRIVATE KEY-----|$)/g,
   },
-  // After `_` too (every token rule below): Claude Code's `metadata.user_id` glues values with
+  // After and before `_` too (every token rule below): Claude Code's `metadata.user_id` glues values with
   // underscores, and a tool call's id or a shell word can be glued to a key (`toolu_<key>`,
   // `-uAIBRIDGE_<key>`).
   { kind: 'anthropic_key', re: /(?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_-]{20,}/g },
   {
     kind: 'openai_key',
-    re: /(?<![A-Za-z0-9])sk-(?:proj-|svcacct-|admin-)[A-Za-z0-9_-]{20,}|(?<![A-Za-z0-9])sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b|(?<![A-Za-z0-9])sk-[A-Za-z0-9]{48}\b/g,
+    re: /(?<![A-Za-z0-9])sk-(?:proj-|svcacct-|admin-)[A-Za-z0-9_-]{20,}|(?<![A-Za-z0-9])sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}(?![A-Za-z0-9])|(?<![A-Za-z0-9])sk-[A-Za-z0-9]{48}(?![A-Za-z0-9])/g,
   },
   { kind: 'bridge_key', re: /(?<![A-Za-z0-9])aib_[A-Za-z0-9_-]{43}(?![A-Za-z0-9])/g },
-  { kind: 'aws_access_key_id', re: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b/g },
+  { kind: 'aws_access_key_id', re: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![A-Za-z0-9])/g },
   {
     kind: 'aws_secret_access_key',
     re: /\baws_?(?:secret)?_?(?:access)?_?key(?:_id)?["']?\s{0,16}[:=]\s{0,16}["']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi,
     group: 1,
   },
-  { kind: 'gcp_api_key', re: /(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{35}\b/g },
+  { kind: 'gcp_api_key', re: /(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9])/g },
   {
     kind: 'github_token',
-    re: /(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b/g,
+    re: /(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})(?![A-Za-z0-9])/g,
   },
-  { kind: 'slack_token', re: /(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}\b/g },
-  { kind: 'stripe_key', re: /(?<![A-Za-z0-9])[rs]k_live_[A-Za-z0-9]{20,}\b/g },
+  { kind: 'slack_token', re: /(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}(?![A-Za-z0-9-])/g },
+  { kind: 'stripe_key', re: /(?<![A-Za-z0-9])[rs]k_live_[A-Za-z0-9]{20,}(?![A-Za-z0-9])/g },
   { kind: 'jwt', re: /(?<![\w-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/g },
   // scheme://user:password@host: only the password goes.
   {

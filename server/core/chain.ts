@@ -293,8 +293,10 @@ export async function verifyChain(
 ): Promise<ChainReport> {
   let prev: Interception | undefined;
   let checked = 0;
-  /** Records without hash fields found before the first chained one. */
+  /** Records without hash fields found before the first chained one: how many, the first, the highest number. */
   let unchained = 0;
+  let firstUnchained: { seq: number; id: string } | undefined;
+  let unchainedMaxSeq = Number.NEGATIVE_INFINITY;
   let anchor: string | null = null;
   let keptChecked = false;
   // Only when asked: a report without a kept head has the shape it always had.
@@ -328,19 +330,23 @@ export async function verifyChain(
       if (rec.hash === undefined || rec.prevHash === undefined) {
         if (prev !== undefined)
           return broken(rec, 'has no hash or link after chained records (its hash fields were removed)');
-        // Written before the chain existed: nothing to check, and the chain starts after it. The
-        // store's start says how many such records there can be: those numbered up to it, and none
-        // when the chain starts at the beginning. One more is a record put in front of the chain.
+        // Written before the chain existed: nothing to check, and the chain starts after it. How
+        // many there can be, the chain's first record says (checked when it comes).
         unchained++;
-        if (start !== null && (rec.seq > start.afterSeq || unchained > start.afterSeq))
-          return broken(
-            rec,
-            start.afterSeq === 0
-              ? 'has no hash or link, and the chain starts at the first record (added, or its hash fields were removed)'
-              : `has no hash or link, and only the ${start.afterSeq} records before the chain may lack them (added, or its hash fields were removed)`,
-          );
+        firstUnchained ??= { seq: rec.seq, id: rec.id };
+        if (rec.seq > unchainedMaxSeq) unchainedMaxSeq = rec.seq;
         continue;
       }
+      // The chain's first record is numbered after the records written before it, and its number
+      // is in its hash: only those numbered below it, at most one per number, may lack hash fields.
+      // One more is a record put in front of the chain (in a chain from the first record, any).
+      if (prev === undefined && firstUnchained && (unchained > rec.seq - 1 || unchainedMaxSeq >= rec.seq))
+        return broken(
+          firstUnchained,
+          rec.seq === 1
+            ? 'has no hash or link, and the chain begins at the first record (added, or its hash fields were removed)'
+            : `has no hash or link, and the chain begins at record ${rec.seq}: only the ${rec.seq - 1} records before it may lack them (added, or its hash fields were removed)`,
+        );
       if (rec.hash !== chainHash(rec.prevHash, rec))
         return broken(rec, 'content does not match its hash (edited)');
       if (start !== null && rec.seq === start.afterSeq && rec.hash !== start.hash)

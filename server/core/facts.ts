@@ -107,6 +107,11 @@ export interface ResponseFacts {
    * recorded as the caller's, so only they may name one in a later request's input. Each ownableId.
    */
   responseItems?: string[];
+  /**
+   * The tier the provider says served the request (OpenAI's answer `service_tier`: `default`,
+   * `flex`, `priority`, `scale`), when it names one.
+   */
+  serviceTier?: string;
 }
 
 /** What is known of an interception when its request is accepted. */

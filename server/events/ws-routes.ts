@@ -451,8 +451,24 @@ export class LiveEvents {
    * another replica, or one pruned): each whose session is gone is closed with 4001 at once.
    */
   async recheckSessions(): Promise<void> {
-    await Promise.all([...this.clients].filter((c) => c.cookie).map((c) => this.recheck(c)));
+    // Sessions change in bursts (a sign-in prunes the expired ones, each a change): one round at a
+    // time, and one more after it for whatever changed meanwhile.
+    if (this.sessionsRound) {
+      this.sessionsAgain = true;
+      return this.sessionsRound;
+    }
+    this.sessionsRound = (async () => {
+      do {
+        this.sessionsAgain = false;
+        await Promise.all([...this.clients].filter((c) => c.cookie).map((c) => this.recheck(c)));
+      } while (this.sessionsAgain);
+    })().finally(() => {
+      this.sessionsRound = undefined;
+    });
+    return this.sessionsRound;
   }
+  private sessionsRound: Promise<void> | undefined;
+  private sessionsAgain = false;
 
   /** As recheckUser, for the sockets opened with one key (revoked, or its expiry changed). */
   async recheckKey(keyId: string): Promise<void> {

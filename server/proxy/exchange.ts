@@ -163,6 +163,8 @@ export interface Round {
   lease?: CredentialLease;
   /** Content events of the answer's stream seen so far (usage-floor.ts). */
   contentEvents: number;
+  /** Events and comments read from the answer's stream so far: none, with bytes, is an unreadable stream. */
+  eventsRead: number;
   /** When the recorded attempt was sent upstream (ms since the epoch): its generation's start. */
   sentAt?: number;
   /** When its stream's first content event came (ms since the epoch): what came before was hidden. */
@@ -555,6 +557,7 @@ export class Exchange implements OpenExchange {
       keyName: null,
       attempts: [],
       contentEvents: 0,
+      eventsRead: 0,
       answerBytes: 0,
     };
   }
@@ -1258,6 +1261,7 @@ export class Exchange implements OpenExchange {
           onEvent: (e) => {
             const ev = { event: e.event, data: e.data, id: e.id };
             const at = this.deps.now();
+            round.eventsRead++;
             if (isContentEvent(e.event, e.data) && round.contentEvents++ === 0)
               round.firstContentAt = at.getTime();
             const v = meter.onEvent(ev, at);
@@ -1286,6 +1290,7 @@ export class Exchange implements OpenExchange {
           // Rewritten event by event, a stream keeps its comments: a provider's heartbeats (`: ping`)
           // are what keeps a long think's connection alive through proxies and client timeouts.
           onComment: (comment) => {
+            round.eventsRead++;
             if (verdict) pending += comment === '' ? ':\n\n' : `: ${comment}\n\n`;
           },
         })
@@ -1419,15 +1424,14 @@ export class Exchange implements OpenExchange {
     const facts = meter.result();
     // An error answer is the provider's own, whatever its length.
     if (round.httpStatus >= 400) return facts;
-    // Bytes came and not one event could be read from them (an encoding the bridge does not decode,
-    // or not the stream the API speaks): billed as an answer the bridge could not read, not as a
-    // free one.
+    // Bytes came and not one event or comment could be read from them (an encoding the bridge does
+    // not decode, or not the stream the API speaks): billed as an answer the bridge could not read,
+    // not as a free one. A stream it could read keeps its own floor below (hidden reasoning and all).
     if (
       round.answerBytes > 0 &&
-      round.contentEvents === 0 &&
+      round.eventsRead === 0 &&
       facts.error === null &&
-      totalTokens(facts.usage) === 0 &&
-      (facts.finishReasons?.length ?? 0) === 0
+      totalTokens(facts.usage) === 0
     )
       return unreadFacts(round, round.answerBytes);
     return withUsageFloor(facts, {

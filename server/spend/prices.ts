@@ -7,6 +7,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { ModelPriceOverride, UnknownModel } from '../../shared/spend';
 import type { Usage } from '../../shared/usage';
 import { ConfigError, type InstanceModelPrice, type InstancePrices } from '../config';
+import { BridgeError } from '../errors';
 
 const PriceValueSchema = Type.Union([
   Type.Number({ minimum: 0 }),
@@ -32,6 +33,8 @@ export const PriceBody = Type.Object(
     output_mtok: PriceValueSchema,
     cache_read_mtok: Type.Optional(PriceValueSchema),
     cache_write_mtok: Type.Optional(PriceValueSchema),
+    cache_write_1h_mtok: Type.Optional(PriceValueSchema),
+    web_searches_kcount: Type.Optional(Type.Number({ minimum: 0 })),
   },
   { additionalProperties: false },
 );
@@ -49,6 +52,9 @@ const SIMPLE_KEYS = new Set([
   'web_searches_kcount',
   'storage_searches_kcount',
 ]);
+/** Prices an override takes from the price data when it does not name them (PriceBook.modelPrice). */
+const INHERITED_FEES = ['cache_write_1h_mtok', 'web_searches_kcount', 'storage_searches_kcount'] as const;
+
 /** Prices can change by date or time of day: a resolved price is trusted for a minute. */
 const RESOLVE_TTL_MS = 60_000;
 
@@ -109,7 +115,7 @@ export interface PriceResult {
   costUsd: number | null;
   priceKnown: boolean;
   /** Priced by the instance itself: "free" (self-hosted, $0 on purpose) or its own table. */
-  costSource?: 'free' | 'instance';
+  costSource?: 'free' | 'instance' | 'priority-tier';
 }
 
 /** How one provider instance is priced: its family's id in the price data, or its own prices. */
@@ -172,6 +178,8 @@ function toOverride(model: string, body: PriceBodyT, at: string): ModelPriceOver
     output_mtok: body.output_mtok,
     ...(body.cache_read_mtok !== undefined ? { cache_read_mtok: body.cache_read_mtok } : {}),
     ...(body.cache_write_mtok !== undefined ? { cache_write_mtok: body.cache_write_mtok } : {}),
+    ...(body.cache_write_1h_mtok !== undefined ? { cache_write_1h_mtok: body.cache_write_1h_mtok } : {}),
+    ...(body.web_searches_kcount !== undefined ? { web_searches_kcount: body.web_searches_kcount } : {}),
     updatedAt: at,
   };
 }
@@ -192,6 +200,12 @@ export function loadPricesFile(file: string): ModelPriceOverride[] {
     );
   }
   const at = new Date().toISOString();
+  for (const [model, body] of Object.entries(json))
+    if (body.cache_write_1h_mtok !== undefined && body.cache_write_mtok === undefined)
+      throw new ConfigError(
+        'AIBRIDGE_PRICES_FILE',
+        `${file}: /${model}: cache_write_1h_mtok needs cache_write_mtok beside it (the five-minute price)`,
+      );
   return Object.entries(json).map(([model, body]) => toOverride(model, body, at));
 }
 
@@ -242,7 +256,13 @@ export class PriceBook {
   }
 
   static validateBody(model: string, body: unknown, at = new Date()): ModelPriceOverride {
-    return toOverride(model, body as PriceBodyT, at.toISOString());
+    const b = body as PriceBodyT;
+    if (b.cache_write_1h_mtok !== undefined && b.cache_write_mtok === undefined)
+      throw new BridgeError(
+        'invalid_request',
+        'cache_write_1h_mtok needs cache_write_mtok beside it (the five-minute price).',
+      );
+    return toOverride(model, b, at.toISOString());
   }
 
   setOverride(o: ModelPriceOverride): void {
@@ -279,12 +299,32 @@ export class PriceBook {
     instance: string,
     priceId: string | null,
     model: string,
+    at: Date,
   ): { provider: Provider } | { providerId: string } | null {
     const o = this.overrides.get(model);
     if (o && (o.provider === null || o.provider === instance || o.provider === priceId)) {
       const prices: ModelPrice = { input_mtok: o.input_mtok, output_mtok: o.output_mtok };
       if (o.cache_read_mtok !== undefined) prices.cache_read_mtok = o.cache_read_mtok;
       if (o.cache_write_mtok !== undefined) prices.cache_write_mtok = o.cache_write_mtok;
+      if (o.cache_write_1h_mtok !== undefined) prices.cache_write_1h_mtok = o.cache_write_1h_mtok;
+      if (o.web_searches_kcount !== undefined) prices.web_searches_kcount = o.web_searches_kcount;
+      // What the override leaves out of these comes from the price data's entry for the model: an
+      // admin who set negotiated token prices dropped the provider's fee per search (Anthropic's
+      // $10 per 1,000) and priced one-hour cache writes as five-minute ones.
+      const data =
+        priceId === null
+          ? undefined
+          : calcPrice({ input_tokens: 1, output_tokens: 1 }, model, { providerId: priceId, timestamp: at })
+              ?.model_price;
+      // The price data's one-hour writes build on a cache-write price (genai-prices refuses one
+      // without it): taken only beside the override's own.
+      for (const k of INHERITED_FEES)
+        if (
+          prices[k] === undefined &&
+          data?.[k] !== undefined &&
+          (k !== 'cache_write_1h_mtok' || prices.cache_write_mtok !== undefined)
+        )
+          prices[k] = data[k];
       return {
         provider: {
           id: 'aibridge-override',
@@ -302,7 +342,7 @@ export class PriceBook {
     const key = `${instance}\u0000${model}`;
     const hit = this.resolved.get(key);
     if (hit !== undefined && (hit === null || at.getTime() - hit.at < RESOLVE_TTL_MS)) return hit;
-    const source = this.modelPrice(instance, priceId, model);
+    const source = this.modelPrice(instance, priceId, model, at);
     const probe = source
       ? calcPrice({ input_tokens: 1, output_tokens: 1 }, model, { ...source, timestamp: at })
       : undefined;
@@ -355,6 +395,9 @@ export class PriceBook {
       const p = own.price;
       const prices: ModelPrice = { input_mtok: p.inputPerMTok, output_mtok: p.outputPerMTok };
       if (p.cacheReadPerMTok !== undefined) prices.cache_read_mtok = p.cacheReadPerMTok;
+      if (p.cacheWritePerMTok !== undefined) prices.cache_write_mtok = p.cacheWritePerMTok;
+      if (p.cacheWrite1hPerMTok !== undefined) prices.cache_write_1h_mtok = p.cacheWrite1hPerMTok;
+      if (p.webSearchesPerThousand !== undefined) prices.web_searches_kcount = p.webSearchesPerThousand;
       return { costUsd: simpleCost(prices, usage), costSource: 'instance' };
     }
     return { costUsd: this.dataCost(provider, model, usage, at) };

@@ -103,6 +103,9 @@ export class OpenAIMock {
   /** The responses made with `store` (the default), by id, as `GET /v1/responses/:id` reads them back. */
   readonly storedResponses = new Map<string, Record<string, unknown>>();
 
+  /** The tier Chat answers say served them (`service_tier`): a project's default tier may be `priority`. */
+  serviceTier = 'default';
+
   next(...scenarios: OpenAIScenario[]): void {
     this.queue.push(...scenarios);
   }
@@ -237,7 +240,7 @@ export class OpenAIMock {
       object: 'chat.completion.chunk',
       created,
       model,
-      service_tier: 'default',
+      service_tier: this.serviceTier,
       system_fingerprint: 'fp_mock',
     };
     if (!stream) {
@@ -273,7 +276,7 @@ export class OpenAIMock {
             { index: 0, message, logprobs: null, finish_reason: s.kind === 'tool' ? 'tool_calls' : 'stop' },
           ],
           usage: chatUsage(usage),
-          service_tier: 'default',
+          service_tier: this.serviceTier,
           system_fingerprint: 'fp_mock',
         }),
       );

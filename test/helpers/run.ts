@@ -6,6 +6,28 @@ export interface RunResult {
   stderr: string;
 }
 
+/** Process groups of CLIs still running: killed with the test process, however it ends (Ctrl-C too). */
+const running = new Set<number>();
+let reaping = false;
+function reapOnExit(): void {
+  if (reaping) return;
+  reaping = true;
+  const reap = (): void => {
+    for (const pid of running)
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+  };
+  process.on('exit', reap);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => {
+      reap();
+      process.exit(130);
+    });
+}
+
 /** Runs a real CLI with stdin closed (agents wait on an open stdin) and a hard kill after `timeoutMs`. */
 export function run(
   cmd: string,
@@ -19,6 +41,8 @@ export function run(
     // again as a child, which held the pipes open after its parent was killed, and the run never
     // ended (the test timed out with nothing to say).
     const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    reapOnExit();
+    if (child.pid !== undefined) running.add(child.pid);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => {
@@ -37,6 +61,7 @@ export function run(
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
+      if (child.pid !== undefined) running.delete(child.pid);
       resolve({ code, stdout, stderr });
     });
   });

@@ -215,6 +215,11 @@ describe('admin page sessions: POST/DELETE /api/v1/session, cookie auth, CSRF', 
     // The same cookie twice is one session.
     const twice = await call<User>(`${tb.url}/api/v1/me`, 'GET', { cookie: `${own}; ${own}` });
     assert.equal(twice.status, 200);
+    // Signing out with both ends both: the browser's own session is not left open behind it.
+    const out = await call(`${tb.url}/api/v1/session`, 'DELETE', { cookie: `${planted}; ${own}`, ...CSRF });
+    assert.equal(out.status, 204);
+    assert.equal((await call(`${tb.url}/api/v1/me`, 'GET', { cookie: own })).status, 401);
+    assert.equal((await call(`${tb.url}/api/v1/me`, 'GET', { cookie: planted })).status, 401);
   });
 
   it("signing out closes the live-events sockets opened with that session at once, and nobody else's", async () => {

@@ -355,9 +355,49 @@ describe('the audit trail', function () {
         assert.equal(forged.firstBreak?.id, `int_forged-${seq}`);
         assert.match(
           forged.firstBreak!.reason,
-          /has no hash or link, and the chain starts at the first record/,
+          /has no hash or link, and the chain begins at the first record/,
         );
       }
+    });
+
+    it('records written before the chain existed verify, before and after the chain begins behind them', async () => {
+      // A data dir from before the chain: no hash fields, no head, no anchor.
+      const { dir } = await filled();
+      const { file, lines } = await journalLines(dir);
+      await fs.writeFile(file, `${lines.map((l) => stripped(l)).join('\n')}\n`);
+      const db = JSON.parse(await fs.readFile(path.join(dir, 'db.json'), 'utf8')) as {
+        chainHead?: unknown;
+        settings?: Record<string, unknown>;
+      };
+      delete db.chainHead;
+      delete db.settings?.chain_anchor;
+      await fs.writeFile(path.join(dir, 'db.json'), JSON.stringify(db));
+      await fs.rm(path.join(dir, 'live.json'), { force: true });
+      const tb = await startBridge(mock.url, {}, dir);
+      try {
+        const before = (await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body;
+        assert.equal(before.ok, true, JSON.stringify(before));
+        assert.equal(before.checked, 6);
+        const dev = await tb.addUser('after-chain@example.com');
+        for (let i = 0; i < 2; i++) await send(tb, dev.key, `chained ${i}`);
+        await tb.interceptions(8);
+        const after = (await tb.api<ChainReport>('GET', '/api/v1/audit/verify', tb.adminKey)).body;
+        assert.equal(after.ok, true, JSON.stringify(after));
+        assert.equal(after.checked, 8);
+      } finally {
+        await tb.close();
+      }
+      // One more unchained record put in front of them is a break.
+      const { lines: now } = await journalLines(dir);
+      const forged = await verifyAfter(dir, () => [
+        stripped(now[0]!, (j) =>
+          j.replace(/"id":"[^"]+"/, '"id":"int_forged-0"').replace(/"seq":\d+/, '"seq":0'),
+        ),
+        ...now,
+      ]);
+      assert.equal(forged.ok, false);
+      assert.equal(forged.firstBreak?.id, 'int_forged-0');
+      assert.match(forged.firstBreak!.reason, /the chain begins at record 7: only the 6 records before it/);
     });
 
     it('records deleted from the start of the chain are a break too (nothing was pruned), as is an edited first record dropped for its checksum', async () => {

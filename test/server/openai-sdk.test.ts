@@ -65,6 +65,40 @@ describe('OpenAI SDK through the bridge', () => {
       assert.match(rec.upstreamRequestId ?? '', /^req_/);
     });
 
+    it('an answer served at the priority tier (a project’s default) is billed at twice the standard price, streamed and not', async () => {
+      const ask = async (stream: boolean) => {
+        const n = await count();
+        if (stream)
+          for await (const _ of await client.chat.completions.create({
+            model: 'gpt-5',
+            stream: true,
+            messages: [{ role: 'user', content: 'tier' }],
+          }));
+        else
+          await client.chat.completions.create({
+            model: 'gpt-5',
+            messages: [{ role: 'user', content: 'tier' }],
+          });
+        return latest(n + 1);
+      };
+      for (const stream of [false, true]) {
+        const standard = await ask(stream);
+        assert.equal(standard.costSource, undefined);
+        mock.serviceTier = 'priority';
+        try {
+          const priority = await ask(stream);
+          assert.equal(priority.costSource, 'priority-tier', `stream ${stream}`);
+          assert.equal(
+            priority.costUsd!.toFixed(10),
+            (standard.costUsd! * 2).toFixed(10),
+            `stream ${stream}`,
+          );
+        } finally {
+          mock.serviceTier = 'default';
+        }
+      }
+    });
+
     it('prices the audio of an audio model at its own prices, streamed and not', async () => {
       const usage = { input: 1000, cached: 0, output: 500, reasoning: 0, audioIn: 900, audioOut: 480 };
       const n = await count();

@@ -104,6 +104,49 @@ describe('the price book', () => {
     assert.equal(book.cost('anthropic', 'claude-sonnet-4-5', u), 0.3);
   });
 
+  it('an override keeps the fees it does not name (web searches, one-hour writes) from the price data', () => {
+    const book = new PriceBook();
+    const searches = { input: 5000, output: 300, cacheRead: 0, cacheWrite: 0, reasoning: 0, webSearches: 3 };
+    const hour = {
+      input: 10,
+      output: 100,
+      cacheRead: 0,
+      cacheWrite: 10_000,
+      cacheWrite1h: 10_000,
+      reasoning: 0,
+    };
+    const model = 'claude-sonnet-4-5-20250929';
+    const dataHour = book.cost('anthropic', model, hour)!;
+    book.setOverride(
+      PriceBook.validateBody(model, {
+        input_mtok: 1,
+        output_mtok: 2,
+        cache_read_mtok: 0.1,
+        cache_write_mtok: 1.5,
+      }),
+    );
+    // Tokens at the override's prices, the searches at the data's $10 per 1,000 (they were $0).
+    assert.equal(book.cost('anthropic', model, searches)!.toFixed(6), (0.005 + 0.0006 + 0.03).toFixed(6));
+    // One-hour writes at the data's one-hour price (they were at the override's five-minute price).
+    const hourPrice = (dataHour - (10 * 3 + 100 * 15) / 1e6) / 10_000;
+    assert.equal(
+      book.cost('anthropic', model, hour)!.toFixed(8),
+      ((10 * 1 + 100 * 2) / 1e6 + 10_000 * hourPrice).toFixed(8),
+    );
+    // Named, the override's own win.
+    book.setOverride(
+      PriceBook.validateBody(model, {
+        input_mtok: 1,
+        output_mtok: 2,
+        cache_write_mtok: 1.5,
+        cache_write_1h_mtok: 2,
+        web_searches_kcount: 5,
+      }),
+    );
+    assert.equal(book.cost('anthropic', model, searches)!.toFixed(6), (0.005 + 0.0006 + 0.015).toFixed(6));
+    assert.equal(book.cost('anthropic', model, hour)!.toFixed(8), ((10 + 200 + 20_000) / 1e6).toFixed(8));
+  });
+
   describe('per provider instance', () => {
     const usage = { input: 1000, cacheRead: 0, cacheWrite: 0, output: 100, reasoning: 0 };
     const instances = {
@@ -132,6 +175,35 @@ describe('the price book', () => {
       assert.equal(book.cost('azure-eu', 'gpt-4o', usage), azure.total_price);
       const anthropic = new PriceBook().cost('anthropic', 'claude-sonnet-4-5', usage);
       assert.equal(book.cost('backup', 'claude-sonnet-4-5', usage), anthropic);
+    });
+
+    it('an instance’s table prices cache writes, one-hour writes and web searches when it names them', () => {
+      const book = new PriceBook([], {
+        anth2: {
+          priceId: 'anthropic',
+          prices: {
+            m: {
+              inputPerMTok: 3,
+              outputPerMTok: 15,
+              cacheReadPerMTok: 0.3,
+              cacheWritePerMTok: 3.75,
+              cacheWrite1hPerMTok: 6,
+              webSearchesPerThousand: 10,
+            },
+          },
+        },
+      });
+      const u = {
+        input: 100,
+        output: 100,
+        cacheRead: 0,
+        cacheWrite: 20_000,
+        cacheWrite1h: 10_000,
+        reasoning: 0,
+        webSearches: 2,
+      };
+      const want = (100 * 3 + 100 * 15 + 10_000 * 3.75 + 10_000 * 6) / 1e6 + 0.02;
+      assert.equal(book.cost('anth2', 'm', u)!.toFixed(8), want.toFixed(8));
     });
 
     it('applies an admin override naming the instance, even where the price data has no entry', () => {

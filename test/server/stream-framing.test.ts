@@ -230,6 +230,24 @@ describe('stream framing the bridge must keep, and meter', function () {
     assert.equal(rec.usageEstimated, true);
     assert.ok(rec.usage.input > 0 && rec.usage.output > 0, JSON.stringify(rec.usage));
     assert.ok(rec.costUsd !== null && rec.costUsd > 0, 'not recorded as free');
+
+    // A stream the bridge can read, with nothing in it but heartbeats, is not "unreadable".
+    up.next = (res) => {
+      sse(res);
+      res.write(': ping\n\n');
+      res.end(': ping\n\n');
+    };
+    await (
+      await post('/anthropic/v1/messages', {
+        model: 'claude-sonnet-4-6',
+        max_tokens: 100,
+        stream: true,
+        messages: [{ role: 'user', content: 'hi' }],
+      })
+    ).text();
+    const pings = await lastRecord();
+    assert.ok(!pings.usageEstimated, JSON.stringify(pings.usage));
+    assert.equal(pings.costUsd, 0);
   });
 
   it('a complete stream without a finish reason keeps the usage it reported; an empty gzip-labelled 429 reaches the client as the 429', async () => {

@@ -97,6 +97,8 @@ class ChatStreamMeter implements StreamMeter {
   /** Tool calls assembled from deltas, by `choice:index`, in the order they started. */
   private readonly calls = new Map<string, { id: string; name: string; args: string; at: Date }>();
   private readonly keys = new CallKeys();
+  /** The tier the chunks say served the request (each names it). */
+  private tier: string | null = null;
 
   /** @param hideUsage the bridge asked for `include_usage` on the client's behalf and must hide it. */
   constructor(
@@ -119,6 +121,7 @@ class ChatStreamMeter implements StreamMeter {
       return FORWARD;
     }
     this.model ??= str(chunk.model);
+    this.tier = str(chunk.service_tier) ?? this.tier;
     if (isObject(chunk.usage)) this.usage = chatUsage(chunk.usage);
     if (Array.isArray(chunk.choices)) {
       for (const choice of chunk.choices as unknown[]) {
@@ -183,6 +186,7 @@ class ChatStreamMeter implements StreamMeter {
       error: this.error,
       finishReasons: [...this.finishReasons],
       ...(this.captureOutput ? { output: { text: this.text, thinking: this.thinking } } : {}),
+      ...(this.tier !== null ? { serviceTier: this.tier } : {}),
     };
   }
 }
@@ -262,6 +266,7 @@ export const chatCompletionsApi: WireApi = {
       error: failed ? errorFromBody(typeof failed.code === 'number' ? failed.code : 502, json) : null,
       finishReasons,
       output: { text, thinking: '' },
+      ...(typeof json.service_tier === 'string' ? { serviceTier: json.service_tier } : {}),
     };
   },
 

@@ -149,6 +149,8 @@ class ResponsesStreamMeter implements StreamMeter {
   private readonly items = new Set<string>();
   private unstored = false;
   private completed = false;
+  /** The tier the response says served it (`response.service_tier`). */
+  private tier: string | null = null;
 
   /** Hosted search items by id: an item event and the final response name the same ones. */
   private readonly searches = new Map<string, unknown>();
@@ -177,6 +179,7 @@ class ResponsesStreamMeter implements StreamMeter {
     if (response) {
       this.model = str(response.model) ?? this.model;
       this.named ??= str(response.id);
+      this.tier = str(response.service_tier) ?? this.tier;
       if (response.store === false) this.unstored = true;
     }
     switch (data.type) {
@@ -236,6 +239,7 @@ class ResponsesStreamMeter implements StreamMeter {
       ...(this.captureOutput ? { output: { text: this.text, thinking: this.thinking } } : {}),
       ...(this.named !== null ? { responseId: this.named } : {}),
       ...itemsFact(this.items, !this.unstored),
+      ...(this.tier !== null ? { serviceTier: this.tier } : {}),
     };
   }
 }
@@ -371,6 +375,7 @@ export const responsesApi: WireApi = {
       // A compaction (`response.compaction`) has an id too; recording it as the caller's costs nothing.
       ...(typeof json.id === 'string' ? { responseId: json.id } : {}),
       ...itemsFact(items, json.store !== false),
+      ...(typeof json.service_tier === 'string' ? { serviceTier: json.service_tier } : {}),
     };
   },
 
