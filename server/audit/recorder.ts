@@ -189,7 +189,14 @@ export class Recorder {
     const price = atServedTier(
       totalTokens(usage) === 0
         ? { costUsd: 0, priceKnown: true }
-        : this.prices.price(start.provider, model, usage, start.startedAt, end.response?.model ?? null),
+        : this.prices.price(
+            start.provider,
+            model,
+            usage,
+            start.startedAt,
+            end.response?.model ?? null,
+            start.request.priceAs,
+          ),
       end.response?.serviceTier,
     );
     if (!price.priceKnown)

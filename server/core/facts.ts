@@ -11,8 +11,21 @@ import type { Usage } from '../../shared/usage';
 import type { Principal } from './principal';
 
 /** What the bridge learns from a request body before sending it on. */
+/**
+ * The name a provider's own price data knows a request by, when it prices it apart from the model
+ * it is recorded as: a Bedrock request is recorded as the Anthropic model, and priced from AWS's
+ * entries for the id it went out with (`us.anthropic.…` regional profiles cost 10% more than
+ * `global.` ones for the newer models).
+ */
+export interface PriceAs {
+  readonly priceId: string;
+  readonly model: string;
+}
+
 export interface RequestFacts {
   model: string | null;
+  /** Where the request is priced from when not `model`'s entry (ProviderAdapter.priceAs). */
+  priceAs?: PriceAs;
   /** The text of the last user message: what the developer asked. */
   prompt: string | null;
   sessionId: string | null;

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { ApiName } from '../../shared/interception';
 import type { Cancellation } from '../core/cancellation';
-import type { RequestFacts, ResponseFacts } from '../core/facts';
+import type { PriceAs, RequestFacts, ResponseFacts } from '../core/facts';
 import type { ToolInjection } from './injection';
 import type { ModelListing } from './model-listing';
 import type { ModelNaming } from './model-naming';
@@ -183,6 +183,11 @@ export interface ProviderAdapter {
    * (a deployment name mapped to its model); absent: the body's model.
    */
   modelFor?(path: string, model: string | null): string | null;
+  /**
+   * The provider's own price-data entry a request is priced from, when it is not the recorded
+   * model's (Bedrock: AWS's entry for the inference profile, whose geography sets the price).
+   */
+  priceAs?(path: string, model: string | null): PriceAs | undefined;
   /**
    * A query parameter the family's clients may carry their key in (Google's `?key=`): removed from
    * the URL before anything forwards or logs it, and read as the bridge key as if sent in `header`.

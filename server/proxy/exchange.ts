@@ -650,6 +650,7 @@ export class Exchange implements OpenExchange {
       target: this.metered.target,
       model: null,
       recordModel: start.request.model,
+      ...(start.request.priceAs ? { priceAs: start.request.priceAs } : {}),
     };
   }
 
@@ -786,10 +787,11 @@ export class Exchange implements OpenExchange {
   private choose(round: Round, tried: Tried, failed: readonly Tried[]): void {
     const t = tried.target;
     if (t !== round.target || t.recordModel !== round.start.request.model) {
+      const { priceAs: _home, ...request } = round.start.request;
       round.start = {
         ...round.start,
         provider: t.adapter.id,
-        request: { ...round.start.request, model: t.recordModel },
+        request: { ...request, model: t.recordModel, ...(t.priceAs ? { priceAs: t.priceAs } : {}) },
       };
     }
     round.target = t;

@@ -1,4 +1,5 @@
 import type { ApiName } from '../../shared/interception';
+import type { PriceAs } from '../core/facts';
 import type { ProviderAdapter, WireApi } from '../providers/types';
 
 /**
@@ -129,6 +130,8 @@ export interface AttemptTarget {
   readonly model: string | null;
   /** The model the attempt is recorded, priced and breaker-keyed as (the instance's `modelFor`). */
   readonly recordModel: string | null;
+  /** Where the attempt is priced from when not `recordModel`'s entry (the instance's `priceAs`). */
+  readonly priceAs?: PriceAs;
 }
 
 /**
@@ -214,6 +217,7 @@ export class Router {
         // An API that names the model in its path keeps its body as it is.
         model: asked === model || inPath ? null : asked,
         recordModel: adapter.modelFor ? adapter.modelFor(targetPath, asked) : asked,
+        ...(adapter.priceAs ? { priceAs: adapter.priceAs(targetPath, asked) } : {}),
       });
     }
     return out;

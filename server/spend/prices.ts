@@ -7,6 +7,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { ModelPriceOverride, UnknownModel } from '../../shared/spend';
 import type { Usage } from '../../shared/usage';
 import { ConfigError, type InstanceModelPrice, type InstancePrices } from '../config';
+import type { PriceAs } from '../core/facts';
 import { BridgeError } from '../errors';
 
 const PriceValueSchema = Type.Union([
@@ -109,6 +110,8 @@ function simpleCost(prices: ModelPrice, u: Usage): number {
     ((u.webSearches ?? 0) * searches + (u.fileSearches ?? 0) * fileSearches) / 1e3
   );
 }
+
+export type { PriceAs };
 
 export interface PriceResult {
   /** USD, or null when the model's price is unknown: never a silent $0. */
@@ -388,6 +391,7 @@ export class PriceBook {
     model: string | null,
     usage: Usage,
     at: Date,
+    priceAs?: PriceAs,
   ): { costUsd: number | null; costSource?: 'free' | 'instance' } {
     const own = this.instancePrice(provider, model ?? '');
     if (own?.costSource === 'free') return { costUsd: 0, costSource: 'free' };
@@ -400,12 +404,36 @@ export class PriceBook {
       if (p.webSearchesPerThousand !== undefined) prices.web_searches_kcount = p.webSearchesPerThousand;
       return { costUsd: simpleCost(prices, usage), costSource: 'instance' };
     }
-    return { costUsd: this.dataCost(provider, model, usage, at) };
+    return { costUsd: this.dataCost(provider, model, usage, at, priceAs) };
   }
 
-  private dataCost(provider: string, model: string | null, usage: Usage, at: Date): number | null {
+  private dataCost(
+    provider: string,
+    model: string | null,
+    usage: Usage,
+    at: Date,
+    priceAs?: PriceAs,
+  ): number | null {
     if (!model) return null;
-    const r = this.resolve(provider, this.priceIdOf(provider), model, at);
+    const priceId = this.priceIdOf(provider);
+    // The provider's own entry for the id the request went out with (a Bedrock inference profile's
+    // geography decides its price), unless an admin priced the model itself; else the model's.
+    const o = this.overrides.get(model);
+    const overridden =
+      o !== undefined && (o.provider === null || o.provider === provider || o.provider === priceId);
+    if (priceAs && !overridden) {
+      const cost = this.costFrom(
+        this.resolve(priceAs.priceId, priceAs.priceId, priceAs.model, at),
+        priceAs.model,
+        usage,
+        at,
+      );
+      if (cost !== null) return cost;
+    }
+    return this.costFrom(this.resolve(provider, priceId, model, at), model, usage, at);
+  }
+
+  private costFrom(r: Resolved | null, model: string, usage: Usage, at: Date): number | null {
     if (!r) return null;
     if (r.simple) return simpleCost(r.prices, usage);
     const full = calcPrice(toGenaiUsage(usage), model, { provider: r.provider, timestamp: at });
@@ -424,8 +452,9 @@ export class PriceBook {
     usage: Usage,
     at: Date = new Date(),
     answered: string | null = null,
+    priceAs?: PriceAs,
   ): PriceResult {
-    let { costUsd, costSource } = this.costOf(provider, model, usage, at);
+    let { costUsd, costSource } = this.costOf(provider, model, usage, at, priceAs);
     if (costUsd === null && answered !== null && answered !== '' && answered !== model)
       ({ costUsd, costSource } = this.costOf(provider, answered, usage, at));
     if (costUsd === null) this.noteUnknown(provider, model ?? '(none)', 1, at.toISOString());

@@ -59,7 +59,10 @@ async function bridgeWith(mockUrl: string): Promise<TestBridge> {
           type: 'bedrock',
           region: BEDROCK_REGION,
           baseUrl: mockUrl,
-          models: { 'claude-haiku-4-5-20251001': PROFILE },
+          models: {
+            'claude-haiku-4-5-20251001': PROFILE,
+            'haiku-global': 'global.anthropic.claude-haiku-4-5-20251001-v1:0',
+          },
         },
       },
     }),
@@ -138,6 +141,24 @@ describe('AWS Bedrock (Claude) as an instance', () => {
     assert.equal(rec.priceKnown, true, 'priced as the Anthropic model the profile names');
     assert.ok((rec.costUsd ?? 0) > 0);
     assert.equal(rec.upstreamRequestId, `req-bdrk-${mock.seen.length}`);
+  });
+
+  it('prices a regional profile at AWS’s regional price, a global one at the global price; both recorded as the model', async () => {
+    const cost = (usd: number) => usd.toFixed(10);
+    const { input_tokens: input, output_tokens: output, cache_read_input_tokens: read } = BEDROCK_USAGE;
+    // AWS's entries for Haiku 4.5: $1.10 / $5.50 / $0.11 regional, $1 / $5 / $0.10 global.
+    const regional = (input * 1.1 + output * 5.5 + read * 0.11) / 1e6;
+    const global = (input * 1 + output * 5 + read * 0.1) / 1e6;
+    for (const [model, want] of [
+      ['claude-haiku-4-5-20251001', regional],
+      ['haiku-global', global],
+    ] as const) {
+      const before = (await tb.interceptions(0, dev.key)).length;
+      await client.messages.create({ model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] });
+      const rec = await latest(before + 1);
+      assert.equal(rec.model, 'claude-haiku-4-5-20251001', model);
+      assert.equal(cost(rec.costUsd!), cost(want), model);
+    }
   });
 
   it('streams: the event stream is re-emitted as Anthropic SSE the SDK reads, usage exact', async () => {

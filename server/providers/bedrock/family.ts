@@ -12,7 +12,7 @@ import { jsonAnswer, localAnswer, readSmall, withBody } from '../upstream-answer
 import { requestUrl } from '../upstream-request';
 import { awsCredentials } from './credentials';
 import { awsErrorOf, mapAwsError } from './errors';
-import { priceModelOf } from './models';
+import { bedrockIdOf, priceModelOf } from './models';
 import { bedrockRequest, countTokensRequest, mappedModel, modelsOf } from './request';
 
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
@@ -160,6 +160,11 @@ function create(s: InstanceSettings): ProviderAdapter {
     errorBody: (status, _code, message) => anthropicErrorBody(status, message),
     // Priced as the Anthropic model a Bedrock id or inference profile names.
     modelFor: (_path, model) => (model === null ? null : priceModelOf(mappedModel(models, model))),
+    // And priced from AWS's own entry for the id it goes out with: a regional inference profile
+    // (`us.`, `eu.`, …) or an in-region id costs 10% more than a `global.` one for the newer
+    // models; the Anthropic model's entry is the fallback for one AWS's data does not list.
+    priceAs: (_path, model) =>
+      model === null ? undefined : { priceId: 'aws', model: bedrockIdOf(mappedModel(models, model)) },
     send,
   };
 }
