@@ -175,6 +175,18 @@ export class Recorder {
     for (const l of this.responseListeners) l(start.principal.user.id, responseId, items);
   }
 
+  /** The price of an answer as the tier it says served it is billed (PRIORITY_TIER_FACTOR). */
+  private atServedTier(
+    provider: string,
+    model: string | null,
+    price: PriceResult,
+    tier: string | undefined,
+  ): PriceResult {
+    if (tier !== 'priority' || price.costUsd === null || price.costSource !== undefined) return price;
+    if (this.prices.overridden(provider, model)) return price;
+    return { ...price, costUsd: price.costUsd * PRIORITY_TIER_FACTOR, costSource: 'priority-tier' };
+  }
+
   /**
    * Records an interception. The promise resolves once the store has the record (or it waits in
    * the retry queue after a refusal); it never rejects. The proxy may hold the end of the client's
@@ -186,7 +198,9 @@ export class Recorder {
     const model = start.request.model ?? end.response?.model ?? null;
     const usage = end.response?.usage ?? emptyUsage();
     // Nothing used costs nothing, whether or not the model's price is known.
-    const price = atServedTier(
+    const price = this.atServedTier(
+      start.provider,
+      model,
       totalTokens(usage) === 0
         ? { costUsd: 0, priceKnown: true }
         : this.prices.price(
@@ -548,12 +562,7 @@ export class Recorder {
  * has. A request that asks for it is refused, but a project whose default tier is priority serves
  * requests that name no tier (or `auto`) at it, and the answer says so (`service_tier`): billed at
  * the standard price, each was charged at about half its cost. Such an answer is billed at twice
- * the standard price (the upper bound), recorded with `costSource: "priority-tier"`.
+ * the standard price (the upper bound), recorded with `costSource: "priority-tier"`. Not where an
+ * admin priced the model (their price is what is paid), and not Scale Tier (prepaid capacity).
  */
 export const PRIORITY_TIER_FACTOR = 2;
-
-function atServedTier(price: PriceResult, tier: string | undefined): PriceResult {
-  if ((tier !== 'priority' && tier !== 'scale') || price.costUsd === null || price.costSource !== undefined)
-    return price;
-  return { ...price, costUsd: price.costUsd * PRIORITY_TIER_FACTOR, costSource: 'priority-tier' };
-}

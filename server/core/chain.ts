@@ -340,13 +340,20 @@ export async function verifyChain(
       // The chain's first record is numbered after the records written before it, and its number
       // is in its hash: only those numbered below it, at most one per number, may lack hash fields.
       // One more is a record put in front of the chain (in a chain from the first record, any).
-      if (prev === undefined && firstUnchained && (unchained > rec.seq - 1 || unchainedMaxSeq >= rec.seq))
-        return broken(
-          firstUnchained,
-          rec.seq === 1
-            ? 'has no hash or link, and the chain begins at the first record (added, or its hash fields were removed)'
-            : `has no hash or link, and the chain begins at record ${rec.seq}: only the ${rec.seq - 1} records before it may lack them (added, or its hash fields were removed)`,
-        );
+      if (prev === undefined && firstUnchained) {
+        // The chain's first record links to where the store says the chain starts; one that links
+        // elsewhere followed chained records whose hash fields were taken off.
+        const stripped = start !== null && rec.prevHash !== start.hash;
+        if (stripped || unchained > rec.seq - 1 || unchainedMaxSeq >= rec.seq)
+          return broken(
+            firstUnchained,
+            stripped
+              ? `has no hash or link, and the chained record after it does not link to where the chain starts (its hash fields were removed)`
+              : rec.seq === 1
+                ? 'has no hash or link, and the chain begins at the first record (added, or its hash fields were removed)'
+                : `has no hash or link, and the chain begins at record ${rec.seq}: only the ${rec.seq - 1} records before it may lack them (added, or its hash fields were removed)`,
+          );
+      }
       if (rec.hash !== chainHash(rec.prevHash, rec))
         return broken(rec, 'content does not match its hash (edited)');
       if (start !== null && rec.seq === start.afterSeq && rec.hash !== start.hash)

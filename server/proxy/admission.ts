@@ -211,5 +211,5 @@ export function breakerClosed(breakers: CircuitBreakers, provider: string): Admi
 }
 
 function servedAs(t: AttemptTarget): ServedAs {
-  return { provider: t.adapter.id, model: t.recordModel };
+  return { provider: t.adapter.id, model: t.recordModel, ...(t.priceAs ? { priceAs: t.priceAs } : {}) };
 }

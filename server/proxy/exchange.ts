@@ -165,6 +165,11 @@ export interface Round {
   contentEvents: number;
   /** Events and comments read from the answer's stream so far: none, with bytes, is an unreadable stream. */
   eventsRead: number;
+  /**
+   * The answer came in an encoding the bridge does not decode (decodedAnswer): what its parser
+   * reads there is noise (a stray `\n:` in compressed bytes reads as a comment).
+   */
+  undecoded?: boolean;
   /** When the recorded attempt was sent upstream (ms since the epoch): its generation's start. */
   sentAt?: number;
   /** When its stream's first content event came (ms since the epoch): what came before was hidden. */
@@ -1252,6 +1257,9 @@ export class Exchange implements OpenExchange {
   ): Promise<boolean> {
     const out = this.reply.raw;
     const answer = this.metered.answerRewrite;
+    const encoding = res.headers['content-encoding'];
+    if (encoding !== undefined && String(encoding).trim().toLowerCase() !== 'identity')
+      round.undecoded = true;
     let pending = '';
     const progress = meter ? this.deps.events?.progress(round.start) : undefined;
     // The stored response the stream answers with, noted as the caller's once it is named.
@@ -1431,7 +1439,7 @@ export class Exchange implements OpenExchange {
     // not as a free one. A stream it could read keeps its own floor below (hidden reasoning and all).
     if (
       round.answerBytes > 0 &&
-      round.eventsRead === 0 &&
+      (round.undecoded === true || round.eventsRead === 0) &&
       facts.error === null &&
       totalTokens(facts.usage) === 0
     )

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { totalTokens } from '../../shared/usage';
-import type { InterceptionStart } from '../core/facts';
+import type { InterceptionStart, PriceAs } from '../core/facts';
 import { ESTIMATE_BYTES_PER_TOKEN } from '../core/inline-media';
 import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
@@ -18,6 +18,8 @@ import type { RateLimiter } from './rate-limits';
 export interface ServedAs {
   readonly provider: string;
   readonly model: string | null;
+  /** Where it is priced from when not the model's entry (a Bedrock profile's). */
+  readonly priceAs?: PriceAs;
 }
 
 /**
@@ -48,7 +50,11 @@ export class Governance {
     // A routed request is served by one of its targets, each at its own price: the dearest bounds it.
     if (targets && targets.length > 0)
       return Math.max(...targets.map((t) => this.estimateAt(start, bodyBytes, t)));
-    return this.estimateAt(start, bodyBytes, { provider: start.provider, model: start.request.model });
+    return this.estimateAt(start, bodyBytes, {
+      provider: start.provider,
+      model: start.request.model,
+      ...(start.request.priceAs ? { priceAs: start.request.priceAs } : {}),
+    });
   }
 
   private estimateAt(start: InterceptionStart, bodyBytes: number, at: ServedAs): number {
@@ -60,14 +66,13 @@ export class Governance {
     // image requests at once, each reserved as text (a twelfth of their cost), overran a budget 7×.
     const dear = this.prices.dearOutput(at.provider, at.model);
     const price = (input: number, cacheWrite: number): number => {
-      const cost = this.prices.cost(at.provider, at.model, {
-        input,
-        output,
-        cacheRead: 0,
-        cacheWrite,
-        reasoning: 0,
-        ...(dear ? { [dear]: output } : {}),
-      });
+      const cost = this.prices.cost(
+        at.provider,
+        at.model,
+        { input, output, cacheRead: 0, cacheWrite, reasoning: 0, ...(dear ? { [dear]: output } : {}) },
+        undefined,
+        at.priceAs,
+      );
       if (cost === null) priced = false;
       return cost ?? 0;
     };

@@ -381,9 +381,22 @@ export class PriceBook {
     return this.resolve(provider, this.priceIdOf(provider), model, at)?.dearOutput;
   }
 
+  /** Whether an admin's price covers `model` on `provider`: what the admin says is paid for it. */
+  overridden(provider: string, model: string | null): boolean {
+    const o = model === null ? undefined : this.overrides.get(model);
+    const priceId = this.priceIdOf(provider);
+    return o !== undefined && (o.provider === null || o.provider === provider || o.provider === priceId);
+  }
+
   /** The cost of `usage` on `model`; null when the price is unknown. */
-  cost(provider: string, model: string | null, usage: Usage, at: Date = new Date()): number | null {
-    return this.costOf(provider, model, usage, at).costUsd;
+  cost(
+    provider: string,
+    model: string | null,
+    usage: Usage,
+    at: Date = new Date(),
+    priceAs?: PriceAs,
+  ): number | null {
+    return this.costOf(provider, model, usage, at, priceAs).costUsd;
   }
 
   private costOf(
@@ -418,19 +431,18 @@ export class PriceBook {
     const priceId = this.priceIdOf(provider);
     // The provider's own entry for the id the request went out with (a Bedrock inference profile's
     // geography decides its price), unless an admin priced the model itself; else the model's.
-    const o = this.overrides.get(model);
-    const overridden =
-      o !== undefined && (o.provider === null || o.provider === provider || o.provider === priceId);
-    if (priceAs && !overridden) {
-      const cost = this.costFrom(
-        this.resolve(priceAs.priceId, priceAs.priceId, priceAs.model, at),
-        priceAs.model,
-        usage,
-        at,
-      );
-      if (cost !== null) return cost;
-    }
-    return this.costFrom(this.resolve(provider, priceId, model, at), model, usage, at);
+    const overridden = this.overridden(provider, model);
+    const own = this.resolve(provider, priceId, model, at);
+    const ownCost = this.costFrom(own, model, usage, at);
+    if (!priceAs || overridden) return ownCost;
+    const as = this.resolve(priceAs.priceId, priceAs.priceId, priceAs.model, at);
+    const asCost = this.costFrom(as, priceAs.model, usage, at);
+    if (asCost === null || as === null || own === null || ownCost === null) return asCost ?? ownCost;
+    // AWS's entries are flat: no long-context tier, no one-hour cache-write price. Never below the
+    // model's own entry (which has them) scaled by what AWS adds to its base input price.
+    const base = (p: ModelPrice): number => unitPrice(p.input_mtok, 0) ?? 0;
+    const ratio = base(own.prices) > 0 ? Math.max(1, base(as.prices) / base(own.prices)) : 1;
+    return Math.max(asCost, ownCost * ratio);
   }
 
   private costFrom(r: Resolved | null, model: string, usage: Usage, at: Date): number | null {

@@ -337,6 +337,17 @@ describe('the audit trail', function () {
       );
       assert.equal(deleted.ok, false);
       assert.equal(deleted.firstBreak?.seq, 5);
+
+      // The first records of a chain from the start, their hash fields taken off: the break is at
+      // the first of them, not one record later as "deleted".
+      for (const n of [1, 2]) {
+        const front = await verifyAfter((await filled()).dir, (lines) =>
+          lines.map((l, i) => (i < n ? stripped(l, (j) => j.replace('"input":25', '"input":2')) : l)),
+        );
+        assert.equal(front.ok, false);
+        assert.equal(front.firstBreak?.seq, 1, `${n} stripped`);
+        assert.match(front.firstBreak!.reason, /hash fields were removed/);
+      }
     });
 
     it('a record without hash fields put in front of a chain that starts at the first record is a break', async () => {

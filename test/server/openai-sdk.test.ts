@@ -97,6 +97,27 @@ describe('OpenAI SDK through the bridge', () => {
           mock.serviceTier = 'default';
         }
       }
+      // An admin's price is what is paid: not doubled. Scale Tier (prepaid capacity) is not either.
+      const put = await tb.api('PUT', '/api/v1/prices/gpt-5', tb.adminKey, {
+        input_mtok: 2.5,
+        output_mtok: 20,
+      });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      try {
+        const standard = await ask(false);
+        for (const tier of ['priority', 'scale']) {
+          mock.serviceTier = tier;
+          try {
+            const rec = await ask(false);
+            assert.equal(rec.costSource, undefined, tier);
+            assert.equal(rec.costUsd, standard.costUsd, tier);
+          } finally {
+            mock.serviceTier = 'default';
+          }
+        }
+      } finally {
+        await tb.api('DELETE', '/api/v1/prices/gpt-5', tb.adminKey);
+      }
     });
 
     it('prices the audio of an audio model at its own prices, streamed and not', async () => {

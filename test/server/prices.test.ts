@@ -147,6 +147,29 @@ describe('the price book', () => {
     assert.equal(book.cost('anthropic', model, hour)!.toFixed(8), ((10 + 200 + 20_000) / 1e6).toFixed(8));
   });
 
+  it('a Bedrock profile is priced from AWS’s entry, never below the model’s own (long context, one-hour writes) scaled by AWS’s premium', () => {
+    const book = new PriceBook([], { bedrock: { priceId: 'anthropic', prices: undefined } });
+    const model = 'claude-sonnet-4-5-20250929';
+    const regional = { priceId: 'aws', model: `us.anthropic.${model}-v1:0` };
+    const global = { priceId: 'aws', model: `global.anthropic.${model}-v1:0` };
+    const short = { input: 1000, output: 1000, cacheRead: 0, cacheWrite: 0, reasoning: 0 };
+    const anthropic = (u: typeof short) => book.cost('anthropic', model, u)!;
+    const at = (u: typeof short, as: typeof regional) => book.cost('bedrock', model, u, undefined, as)!;
+    assert.equal(at(short, regional).toFixed(8), (anthropic(short) * 1.1).toFixed(8), 'regional: 10% above');
+    assert.equal(at(short, global).toFixed(8), anthropic(short).toFixed(8), 'global: the list price');
+    // Past 200k input the Anthropic entry's tier applies; AWS's flat entry would bill it at 55%.
+    const long = { ...short, input: 500_000 };
+    assert.ok(anthropic(long) > anthropic(short) * 100);
+    assert.equal(at(long, regional).toFixed(8), (anthropic(long) * 1.1).toFixed(8));
+    assert.equal(at(long, global).toFixed(8), anthropic(long).toFixed(8));
+    const hour = { ...short, cacheWrite: 100_000, cacheWrite1h: 100_000 };
+    assert.equal(
+      at(hour, global).toFixed(8),
+      anthropic(hour).toFixed(8),
+      'one-hour writes at their own price',
+    );
+  });
+
   describe('per provider instance', () => {
     const usage = { input: 1000, cacheRead: 0, cacheWrite: 0, output: 100, reasoning: 0 };
     const instances = {

@@ -231,6 +231,28 @@ describe('stream framing the bridge must keep, and meter', function () {
     assert.ok(rec.usage.input > 0 && rec.usage.output > 0, JSON.stringify(rec.usage));
     assert.ok(rec.costUsd !== null && rec.costUsd > 0, 'not recorded as free');
 
+    // Bytes it does not decode that happen to hold a `\n:` (read as a comment) are still unreadable.
+    up.next = (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'x-custom' });
+      res.end(
+        Buffer.concat([Buffer.from([0x78, 0x9c, 0x01, 0x02]), Buffer.from('\n: noise\n\n'), compressed]),
+      );
+    };
+    await (
+      await post('/anthropic/v1/messages', {
+        model: 'claude-sonnet-4-6',
+        max_tokens: 100,
+        stream: true,
+        messages: [{ role: 'user', content: 'hi' }],
+      })
+    ).arrayBuffer();
+    const noisy = await lastRecord();
+    assert.equal(noisy.usageEstimated, true);
+    assert.ok(
+      noisy.costUsd !== null && noisy.costUsd > 0,
+      'a stray comment in undecoded bytes is no reading',
+    );
+
     // A stream the bridge can read, with nothing in it but heartbeats, is not "unreadable".
     up.next = (res) => {
       sse(res);
