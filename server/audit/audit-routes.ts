@@ -89,6 +89,16 @@ const CaptureBody = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A record as its own member reads it: without the chain's links. Each record's `prevHash` is the
+ * hash of the record before it in the store, another user's as often as not, so a member could tie
+ * their records to others' and count them; verifying the chain is an admin's (audit verify).
+ */
+function ownView(rec: Interception): Interception {
+  const { hash: _hash, prevHash: _prevHash, ...rest } = rec;
+  return rest;
+}
+
 /** A chain head kept outside the bridge, as verify reported it: `<seq>:<hash>`. */
 const VerifyQuery = Type.Object(
   { kept: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}:[0-9a-f]{64}$' })) },
@@ -285,7 +295,8 @@ export function auditRoutes(
         async (req) => {
           const filter = await filterFrom(req, req.query);
           logRead(req, filter.userId);
-          return store.listInterceptions(filter, req.query.limit, req.query.cursor);
+          const page = await store.listInterceptions(filter, req.query.limit, req.query.cursor);
+          return principalOf(req).user.role === 'admin' ? page : { ...page, items: page.items.map(ownView) };
         },
         (req) => req.query.q !== undefined,
       ),
@@ -302,7 +313,7 @@ export function auditRoutes(
           throw new BridgeError('not_found', `No interception ${req.params.id}.`);
         }
         logRead(req, rec.userId);
-        return rec;
+        return me.role === 'admin' ? rec : ownView(rec);
       },
     );
 
@@ -477,9 +488,11 @@ export function auditRoutes(
         const filter = await filterFrom(req, req.query);
         logRead(req, filter.userId);
         const csv = req.query.format === 'csv';
+        const admin = principalOf(req).user.role === 'admin';
         async function* interceptions(): AsyncGenerator<string> {
           if (csv) yield csvLine(CSV_COLUMNS);
-          for await (const r of store.scanInterceptions(filter)) yield csv ? interceptionCsv(r) : jsonLine(r);
+          for await (const r of store.scanInterceptions(filter))
+            yield csv ? interceptionCsv(r) : jsonLine(admin ? r : ownView(r));
         }
         async function* gatewayCalls(): AsyncGenerator<string> {
           if (csv) yield csvLine(GATEWAY_CSV_COLUMNS);

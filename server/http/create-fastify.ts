@@ -15,6 +15,7 @@ import { baseUrlHint } from './base-url-hint';
 import { type BodyAccount, BodyBudget, countedBody, keylessAccount } from './body-budget';
 import { ConnectionGuard } from './connection-guard';
 import { strictDateTime } from './instant';
+import { logError } from './log-errors';
 import { toOriginForm } from './origin-form';
 import { logRequestLine } from './request-line';
 import { schemaErrorMessage } from './schema-errors';
@@ -149,6 +150,8 @@ export function createFastify(
         ],
         censor: '[redacted]',
       },
+      // Errors only (rare, off the hot path): a URL's credentials in an error's text are masked.
+      serializers: { err: logError },
       ...(logStream ? { stream: logStream } : {}),
     },
     // One line per interception comes from the recorder; per-request access lines would double it.

@@ -11,6 +11,7 @@ import type {
   Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyBaseLogger } from 'fastify';
+import { withoutUrlSecrets } from '../http/log-errors';
 import { type McpServerConfig, toolAllowed } from './servers';
 
 const VERSION = '0.1.0';
@@ -191,7 +192,8 @@ export class McpConnection {
   private fail(err: unknown): void {
     if (this.state === 'closed') return;
     this.state = 'down';
-    this.lastError = describe(err);
+    // Shown as the server's state and in warnings: a token in its URL's query stays out of both.
+    this.lastError = withoutUrlSecrets(describe(err));
     // lastError is the short reason users see; the log keeps the whole error and its cause.
     this.opts.log.warn(
       { err, server: this.server.name },

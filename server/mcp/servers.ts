@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { ServerErrorCode } from '../errors';
+import { withoutUrlSecrets } from '../http/log-errors';
 import { toolGlob } from '../policy/tool-rules';
 
 /** Server names: short, lower case, no `__` (it separates the parts of an injected tool's name). */
@@ -168,10 +169,16 @@ export function normalise(
     try {
       url = new URL(t.url);
     } catch {
-      throw new McpConfigError(`transport.url "${t.url}" is not a URL`);
+      throw new McpConfigError(`transport.url "${withoutUrlSecrets(t.url)}" is not a URL`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:')
       throw new McpConfigError('transport.url must be http(s)');
+    // fetch refuses such a URL on every call, and its errors (logged, shown as the server's state)
+    // repeated the password.
+    if (url.username !== '' || url.password !== '')
+      throw new McpConfigError(
+        'transport.url must not carry a user name or password (the HTTP client refuses it): send the credential in transport.headers (e.g. "authorization": "Basic …") or with auth',
+      );
   }
   const auth = body.auth ?? { type: 'none' as const };
   const placement: { header?: string; scheme?: string; env?: string } = auth.type === 'none' ? {} : auth;

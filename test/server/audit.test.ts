@@ -98,6 +98,20 @@ describe('the audit trail', function () {
     const list = async (q: string, key = tb.adminKey): Promise<Interception[]> =>
       (await tb.api<Page<Interception>>('GET', `/api/v1/interceptions?${q}`, key)).body.items;
 
+    it("a member's records come without the chain's links, which tie them to other users' records", async () => {
+      const mine = await list('limit=10', alice.key);
+      assert.equal(mine.length, 2);
+      for (const r of mine) assert.ok(!('hash' in r) && !('prevHash' in r), JSON.stringify(Object.keys(r)));
+      const one = await tb.api<Interception>('GET', `/api/v1/interceptions/${mine[0]!.id}`, alice.key);
+      assert.ok(!('prevHash' in one.body));
+      const exported = await fetch(`${tb.url}/api/v1/audit/export?format=jsonl`, {
+        headers: { authorization: `Bearer ${alice.key}` },
+      });
+      assert.doesNotMatch(await exported.text(), /"prevHash"/);
+      // An admin, who verifies the chain, sees them.
+      assert.ok((await list('limit=10')).every((r) => typeof r.prevHash === 'string'));
+    });
+
     it('filters by team, session, tool, status and prompt text', async () => {
       assert.deepEqual(
         (await list('team=red')).map((r) => r.userEmail),

@@ -80,6 +80,17 @@ describe('MCP building blocks', () => {
       () => normalise('s', { transport: { type: 'http', url: 'ftp://x' } }, 'api', null),
       /http\(s\)/,
     );
+    // A password in the URL: fetch refuses it on every call, and its errors repeated it in the log.
+    assert.throws(
+      () =>
+        normalise(
+          's',
+          { transport: { type: 'http', url: 'http://svc:SuperSecretPw@127.0.0.1:1/mcp' } },
+          'api',
+          null,
+        ),
+      (err: Error) => /user name or password/.test(err.message) && !err.message.includes('SuperSecretPw'),
+    );
     assert.throws(
       () =>
         normalise(
