@@ -634,13 +634,14 @@ function optionalUrl(env: Env, name: EnvVar): string | undefined {
 function url(env: Env, name: EnvVar, fallback: string): string {
   const raw = env[name] || fallback;
   let parsed: URL;
+  // The value is not echoed: a webhook's path or a URL's password is the secret itself.
   try {
     parsed = new URL(raw);
   } catch {
-    throw new ConfigError(name, `expected an http(s) URL, got "${raw}"`);
+    throw new ConfigError(name, 'expected an http(s) URL, starting with http:// or https://');
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new ConfigError(name, `expected an http(s) URL, got "${raw}"`);
+    throw new ConfigError(name, `expected an http(s) URL, got a ${parsed.protocol} one`);
   }
   if (parsed.search || parsed.hash) throw new ConfigError(name, 'must not have a query string or fragment');
   return raw.replace(/\/+$/, '');
@@ -774,7 +775,20 @@ function providersFile(env: Env): unknown {
   const file = env.AIBRIDGE_PROVIDERS_FILE;
   if (!file) return undefined;
   try {
-    return JSON.parse(readFileSync(path.resolve(file), 'utf8'));
+    const text = readFileSync(path.resolve(file), 'utf8');
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      // JSON.parse quotes the text around the fault, which can be a key: only where it is.
+      // (Newer nodes say where: `at position 12`, or `(line 1 column 13)`.)
+      const at = /position (\d+)/.exec((err as Error).message);
+      const before = at ? text.slice(0, Number(at[1])) : undefined;
+      const where =
+        before === undefined
+          ? ''
+          : ` at line ${before.split('\n').length}, column ${before.length - before.lastIndexOf('\n')}`;
+      throw new Error(`it is not valid JSON${where}`);
+    }
   } catch (err) {
     throw new ConfigError(
       'AIBRIDGE_PROVIDERS_FILE',

@@ -31,7 +31,7 @@ const USAGE = `Usage:
   aibridge users list
   aibridge keys create --email E [--name N] [--expires-at ISO-8601]
   aibridge keys list --email E
-  aibridge keys revoke ID
+  aibridge keys revoke ID [ID ...]
   aibridge audit verify [--kept SEQ:HASH]
   aibridge audit export [--format jsonl|csv] [--kind interceptions|gateway-calls] [--since ISO] [--until ISO] [--user E] > FILE
   aibridge login --url URL [--name DEVICE]
@@ -143,6 +143,9 @@ async function serve(args: string[]): Promise<void> {
   if (lostEarly !== undefined) onStoreLost(lostEarly);
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // A closed terminal or a supervisor's hang-up: node's default ended the process at once, cutting
+  // streams and losing their records. The bridge reloads nothing on it; it stops as on SIGTERM.
+  process.on('SIGHUP', () => stop('SIGHUP'));
 
   let address: string;
   try {
@@ -248,6 +251,12 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
   if (foreign !== undefined)
     throw new CliError(
       `${command} ${sub} takes no --${foreign}${takes.length > 0 ? ` (it takes ${takes.map((f) => `--${f}`).join(', ')})` : ''}\n${USAGE}`,
+    );
+  // Only `keys revoke` takes arguments (key ids): one given to any other command was a mistake the
+  // command would have ignored (`users list extra` ran as `users list`).
+  if (positionals.length > 0 && `${command} ${sub}` !== 'keys revoke')
+    throw new CliError(
+      `${command} ${sub} takes no arguments (got ${JSON.stringify(positionals[0])})\n${USAGE}`,
     );
   const target: AdminTarget = resolveTarget(values, adminClientEnv(process.env));
   const email = (): string => encodeURIComponent(need(values.email, '--email'));
@@ -370,9 +379,13 @@ async function admin(command: string, sub: string | undefined, args: string[]): 
       return;
     }
     case 'keys revoke': {
-      const id = need(positionals[0], 'the key id');
-      await callApi(target, 'DELETE', `/api/v1/keys/${encodeURIComponent(id)}`);
-      process.stdout.write(`revoked ${id}\n`);
+      // Every id given (`keys revoke $(keys list … | cut -f1)` revoked the first and said nothing
+      // of the rest); they are revoked in order, and the first failure stops with its error.
+      need(positionals[0], 'the key id');
+      for (const id of positionals) {
+        await callApi(target, 'DELETE', `/api/v1/keys/${encodeURIComponent(id)}`);
+        process.stdout.write(`revoked ${id}\n`);
+      }
       return;
     }
     default:

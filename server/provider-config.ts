@@ -85,13 +85,14 @@ function isPlainObject(v: unknown): v is JsonObject {
 function checkUrl(entry: string, field: string, raw: unknown): string {
   if (typeof raw !== 'string') throw new ProvidersFileError(entry, field, 'expected an http(s) URL');
   let u: URL;
+  // The value is not echoed: a URL's password is a secret.
   try {
     u = new URL(raw);
   } catch {
-    throw new ProvidersFileError(entry, field, `expected an http(s) URL, got "${raw}"`);
+    throw new ProvidersFileError(entry, field, 'expected an http(s) URL, starting with http:// or https://');
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:')
-    throw new ProvidersFileError(entry, field, `expected an http(s) URL, got "${raw}"`);
+    throw new ProvidersFileError(entry, field, `expected an http(s) URL, got a ${u.protocol} one`);
   if (u.search || u.hash)
     throw new ProvidersFileError(entry, field, 'must not have a query string or fragment');
   return raw.replace(/\/+$/, '');
@@ -138,9 +139,10 @@ function secretOf(
   field: string,
   k: unknown,
 ): string {
-  if (typeof k === 'string' && k !== '') return k;
+  // Around a key, white space is a mistake (a secret file's newline), and the provider refuses it.
+  if (typeof k === 'string' && k.trim() !== '') return k.trim();
   if (isPlainObject(k) && typeof k.fromEnv === 'string' && Object.keys(k).length === 1) {
-    const v = read(k.fromEnv) || undefined;
+    const v = read(k.fromEnv)?.trim() || undefined;
     if (v === undefined)
       throw new ProvidersFileError(entry, field, `the environment variable ${k.fromEnv} is not set`);
     return v;
@@ -213,7 +215,8 @@ export function providerInstances(
       name: f.type,
       type: f.type,
       baseUrl: read(f.env.baseUrl) ?? f.defaultBaseUrl ?? '',
-      apiKey: read(f.env.apiKey) || undefined,
+      // A key read from a secret file often ends with its newline, which the provider refuses.
+      apiKey: read(f.env.apiKey)?.trim() || undefined,
       options: {},
     };
     if (f.env.onlyWithKey && settings.apiKey === undefined) continue;

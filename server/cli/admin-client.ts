@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ADMIN_KEY_FILE } from '../bootstrap';
 import type { AdminClientEnv } from '../config';
+import { withoutUrlSecrets } from '../core/url-secrets';
 
 export interface AdminTarget {
   url: string;
@@ -18,9 +19,14 @@ export class CliError extends Error {}
  */
 export class BridgeUnreachable extends Error {
   constructor(url: string, err: unknown) {
-    super(`cannot reach the bridge at ${url}: ${(err as Error).cause ?? (err as Error).message}`, {
-      cause: err,
-    });
+    super(
+      withoutUrlSecrets(
+        `cannot reach the bridge at ${url}: ${(err as Error).cause ?? (err as Error).message}`,
+      ),
+      {
+        cause: err,
+      },
+    );
     this.name = 'BridgeUnreachable';
   }
 }
@@ -31,6 +37,21 @@ export function resolveTarget(
   env: AdminClientEnv,
 ): AdminTarget {
   const url = (flags.url ?? env.url ?? `http://127.0.0.1:${env.port || 7410}`).replace(/\/+$/, '');
+  // A URL that cannot be called is a usage error (exit 2), not a bridge to wait for (exit 1).
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:'))
+    throw new CliError(
+      "--url (or AIBRIDGE_URL) must be the bridge's http(s) URL, such as http://127.0.0.1:7410",
+    );
+  if (parsed.username !== '' || parsed.password !== '')
+    throw new CliError(
+      '--url (or AIBRIDGE_URL) must not carry a user name or password; the admin key is given with --admin-key',
+    );
   // The base URL an agent is given is not the bridge's own: its admin API is at the root.
   const provider = /\/(anthropic|openai|gemini)(\/v1(beta)?)?$/.exec(url);
   if (provider)

@@ -1,19 +1,5 @@
 import { err as standardErr } from 'pino-std-serializers';
-
-/**
- * Credentials an error's text may carry in a URL: a password in the authority (`https://u:pw@host`)
- * and the query parameters that hold keys and tokens. An MCP server's or a webhook's URL is the
- * admin's, and the HTTP client's errors repeat it (with its cause) in their message and stack:
- * logged whole, a failing server's password went to the log on every retry.
- */
-const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)[^\s/@]+@/gi;
-const SECRET_PARAM =
-  /([?&](?:access_token|api[_-]?key|apikey|auth|code|key|password|secret|sig|signature|token|x-goog-api-key)=)[^&#\s"']+/gi;
-
-/** `s` with the credentials in its URLs replaced by `***`. */
-export function withoutUrlSecrets(s: string): string {
-  return s.replace(URL_PASSWORD, '$1***@').replace(SECRET_PARAM, '$1***');
-}
+import { withoutUrlSecrets } from '../core/url-secrets';
 
 function scrub(v: unknown, depth: number): unknown {
   if (typeof v === 'string') return withoutUrlSecrets(v);

@@ -11,7 +11,7 @@ import type {
   Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyBaseLogger } from 'fastify';
-import { withoutUrlSecrets } from '../http/log-errors';
+import { withoutUrlSecrets } from '../core/url-secrets';
 import { type McpServerConfig, toolAllowed } from './servers';
 
 const VERSION = '0.1.0';

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { withoutUrlSecrets } from '../core/url-secrets';
 import type { ServerErrorCode } from '../errors';
-import { withoutUrlSecrets } from '../http/log-errors';
 import { toolGlob } from '../policy/tool-rules';
 
 /** Server names: short, lower case, no `__` (it separates the parts of an injected tool's name). */

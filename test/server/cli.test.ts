@@ -227,6 +227,53 @@ describe('aibridge serve and the admin CLI', function () {
         rows.some((r) => r[2] === 'active' && r[4] === 'build box\uFFFD\uFFFD[2J'),
         keys.stdout,
       );
+      // Several ids at once (`keys revoke $(keys list … | cut -f1)`): every one is revoked.
+      const spare = await cli([
+        'keys',
+        'create',
+        '--email',
+        'dev@example.com',
+        '--url',
+        second.url,
+        '--data-dir',
+        dataDir,
+      ]);
+      assert.equal(spare.code, 0, spare.stderr);
+      const listed = await cli([
+        'keys',
+        'list',
+        '--email',
+        'dev@example.com',
+        '--url',
+        second.url,
+        '--data-dir',
+        dataDir,
+      ]);
+      const active = listed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('\t'))
+        .filter((r) => r[2] === 'active')
+        .map((r) => r[0]!);
+      assert.ok(active.length >= 2, listed.stdout);
+      const all = await cli(['keys', 'revoke', ...active, '--url', second.url, '--data-dir', dataDir]);
+      assert.equal(all.code, 0, all.stderr);
+      assert.equal(all.stdout.trim().split('\n').length, active.length, all.stdout);
+      const after2 = await cli([
+        'keys',
+        'list',
+        '--email',
+        'dev@example.com',
+        '--url',
+        second.url,
+        '--data-dir',
+        dataDir,
+      ]);
+      for (const id of active)
+        assert.ok(
+          after2.stdout.split('\n').some((l) => l.startsWith(`${id}\t`) && l.split('\t')[2] === 'revoked'),
+          id,
+        );
       const after = await fetch(`${second.url}/api/v1/me`, {
         headers: { authorization: `Bearer ${devKey}` },
       });
@@ -237,50 +284,51 @@ describe('aibridge serve and the admin CLI', function () {
     }
   });
 
-  it('on SIGTERM lets an open stream finish, flushes its record and exits 0', async () => {
-    const dataDir = await tempDir();
-    const env = { AIBRIDGE_ANTHROPIC_BASE_URL: mock.url, AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY };
-    const first = await serve(dataDir, env);
-    const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
-    mock.next({ kind: 'drip', count: 20, delayMs: 40 });
-    const res = await fetch(`${first.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': adminKey, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-6',
-        max_tokens: 5,
-        stream: true,
-        messages: [{ role: 'user', content: 'drain me' }],
-      }),
-    });
-    const reader = res.body!.getReader();
-    let text = new TextDecoder().decode((await reader.read()).value);
-    first.child.kill('SIGTERM');
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
-    }
-    assert.ok(text.includes('"19 "'), 'the whole stream arrived');
-    assert.ok(text.includes('message_stop'));
-    assert.equal(await exited(first.child), 0);
+  for (const signal of ['SIGTERM', 'SIGHUP'] as const)
+    it(`on ${signal} lets an open stream finish, flushes its record and exits 0`, async () => {
+      const dataDir = await tempDir();
+      const env = { AIBRIDGE_ANTHROPIC_BASE_URL: mock.url, AIBRIDGE_ANTHROPIC_API_KEY: UPSTREAM_KEY };
+      const first = await serve(dataDir, env);
+      const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
+      mock.next({ kind: 'drip', count: 20, delayMs: 40 });
+      const res = await fetch(`${first.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': adminKey, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 5,
+          stream: true,
+          messages: [{ role: 'user', content: 'drain me' }],
+        }),
+      });
+      const reader = res.body!.getReader();
+      let text = new TextDecoder().decode((await reader.read()).value);
+      first.child.kill(signal);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      assert.ok(text.includes('"19 "'), 'the whole stream arrived');
+      assert.ok(text.includes('message_stop'));
+      assert.equal(await exited(first.child), 0);
 
-    const second = await serve(dataDir, env);
-    try {
-      const list = (await (
-        await fetch(`${second.url}/api/v1/interceptions`, {
-          headers: { authorization: `Bearer ${adminKey}` },
-        })
-      ).json()) as { items: { prompt: string; status: string; usage: { output: number } }[] };
-      assert.equal(list.items.length, 1);
-      assert.equal(list.items[0]!.prompt, 'drain me');
-      assert.equal(list.items[0]!.status, 'ok');
-      assert.equal(list.items[0]!.usage.output, 12);
-    } finally {
-      second.child.kill('SIGTERM');
-      await exited(second.child);
-    }
-  });
+      const second = await serve(dataDir, env);
+      try {
+        const list = (await (
+          await fetch(`${second.url}/api/v1/interceptions`, {
+            headers: { authorization: `Bearer ${adminKey}` },
+          })
+        ).json()) as { items: { prompt: string; status: string; usage: { output: number } }[] };
+        assert.equal(list.items.length, 1);
+        assert.equal(list.items[0]!.prompt, 'drain me');
+        assert.equal(list.items[0]!.status, 'ok');
+        assert.equal(list.items[0]!.usage.output, 12);
+      } finally {
+        second.child.kill('SIGTERM');
+        await exited(second.child);
+      }
+    });
 
   it('warns at start of base URLs that are valid but mistaken (/v1 on Anthropic, none on OpenAI, a version on Gemini)', async () => {
     const served = await serve(await tempDir(), {
@@ -359,6 +407,8 @@ describe('aibridge serve and the admin CLI', function () {
       ],
       [['users', 'list', '--email', 'dev@example.com'], /users list takes no --email\n/],
       [['keys', 'create', '--email', 'dev@example.com', '--role', 'admin'], /keys create takes no --role/],
+      // An argument the command would have ignored.
+      [['users', 'list', 'extra'], /users list takes no arguments \(got "extra"\)/],
     ] as const) {
       // No bridge and no admin key: the usage is refused before either is looked for.
       const r = await cli([...args, '--url', 'http://127.0.0.1:9']);
@@ -375,11 +425,34 @@ describe('aibridge serve and the admin CLI', function () {
       [['serve'], { AIBRIDGE_LOG_LEVEL: 'loud' }, /AIBRIDGE_LOG_LEVEL/],
       [['serve', '--bogus'], {}, /bogus/],
       [['serve'], { AIBRIDGE_HOST: 'localhost:7410' }, /AIBRIDGE_HOST.*the port is --port/],
+      // A URL's credentials, or a webhook's secret path, are not echoed.
+      [['serve'], { AIBRIDGE_ANTHROPIC_BASE_URL: 'ftp://user:hunter2@corp-gw' }, /got a ftp: one/],
+      [
+        ['serve'],
+        { AIBRIDGE_ALERT_WEBHOOK_URL: 'hooks.slack.com/services/T000/B000/SECRETPATH' },
+        /AIBRIDGE_ALERT_WEBHOOK_URL/,
+      ],
+      // The CLI's own URL: a usage error, its password not echoed either.
+      [
+        ['users', 'list', '--url', 'http://admin:URLPASS@127.0.0.1:9'],
+        {},
+        /must not carry a user name or password/,
+      ],
+      [['users', 'list', '--url', '127.0.0.1:9'], {}, /must be the bridge's http\(s\) URL/],
     ] as const) {
       const r = await cli([...args], { ...env });
       assert.equal(r.code, 2, `${args.join(' ')} ${JSON.stringify(env)}: ${r.stderr}`);
       assert.match(r.stderr, pattern);
+      assert.doesNotMatch(r.stderr, /hunter2|SECRETPATH|URLPASS/);
     }
+    // A providers file that is not JSON: where, not the text around it (a key, unquoted).
+    const dir = await tempDir();
+    const file = path.join(dir, 'providers.json');
+    await fs.writeFile(file, '{"providers": {"corp": {"type": "openai", "apiKey": sk-live-SUPERSECRET}}}');
+    const bad = await cli(['serve'], { AIBRIDGE_PROVIDERS_FILE: file });
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /AIBRIDGE_PROVIDERS_FILE: cannot read .* as JSON: it is not valid JSON/);
+    assert.doesNotMatch(bad.stderr, /SUPERSECRET|sk-live/);
   });
 
   it('one bridge per data dir: a second serve and a store copy from it exit 2 naming the holder; a killed holder is taken over; a stopped one leaves no lock', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { logError, withoutUrlSecrets } from '../../server/http/log-errors';
+import { withoutUrlSecrets } from '../../server/core/url-secrets';
+import { logError } from '../../server/http/log-errors';
 
 describe('errors as logged', () => {
   it('mask the credentials of the URLs in their message, stack and causes, and keep the rest', () => {
