@@ -18,6 +18,7 @@ import {
   BedrockMock,
 } from '../helpers/bedrock-mock';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
+import { writeProvidersFile } from '../helpers/providers-file';
 import { run } from '../helpers/run';
 
 const PROFILE = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
@@ -49,24 +50,17 @@ function awsEnv(vars: Partial<Record<(typeof AWS_VARS)[number], string>>): () =>
 }
 
 async function bridgeWith(mockUrl: string): Promise<TestBridge> {
-  const dir = await tempDir();
-  const file = path.join(dir, 'providers.json');
-  await fs.writeFile(
-    file,
-    JSON.stringify({
-      providers: {
-        bedrock: {
-          type: 'bedrock',
-          region: BEDROCK_REGION,
-          baseUrl: mockUrl,
-          models: {
-            'claude-haiku-4-5-20251001': PROFILE,
-            'haiku-global': 'global.anthropic.claude-haiku-4-5-20251001-v1:0',
-          },
-        },
+  const file = await writeProvidersFile({
+    bedrock: {
+      type: 'bedrock',
+      region: BEDROCK_REGION,
+      baseUrl: mockUrl,
+      models: {
+        'claude-haiku-4-5-20251001': PROFILE,
+        'haiku-global': 'global.anthropic.claude-haiku-4-5-20251001-v1:0',
       },
-    }),
-  );
+    },
+  });
   return startBridge('http://127.0.0.1:9', { AIBRIDGE_PROVIDERS_FILE: file });
 }
 

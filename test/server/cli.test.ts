@@ -201,79 +201,37 @@ describe('aibridge serve and the admin CLI', function () {
         dataDir,
       ]);
       assert.equal(named.code, 0, named.stderr);
-      const keys = await cli([
-        'keys',
-        'list',
-        '--email',
-        'dev@example.com',
-        '--url',
-        second.url,
-        '--data-dir',
-        dataDir,
-      ]);
-      assert.equal(keys.code, 0, keys.stderr);
-      const rows = keys.stdout
-        .trim()
-        .split('\n')
-        .map((l) => l.split('\t'));
+      /** The admin CLI against the second bridge; `keys list` as rows of its columns. */
+      const admin = (...args: string[]) => cli([...args, '--url', second.url, '--data-dir', dataDir]);
+      const keyRows = async () => {
+        const out = await admin('keys', 'list', '--email', 'dev@example.com');
+        assert.equal(out.code, 0, out.stderr);
+        return out.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.split('\t'));
+      };
+      const rows = await keyRows();
       assert.ok(
         rows.every((r) => r.length === 5),
-        keys.stdout,
+        JSON.stringify(rows),
       );
       const row = (id: string) => rows.find((r) => r[0] === id)!;
       assert.equal(row(keyId.key.id)[2], 'revoked');
       assert.equal(row(keyId.key.id)[4], '-');
       assert.ok(
         rows.some((r) => r[2] === 'active' && r[4] === 'build box\uFFFD\uFFFD[2J'),
-        keys.stdout,
+        JSON.stringify(rows),
       );
       // Several ids at once (`keys revoke $(keys list … | cut -f1)`): every one is revoked.
-      const spare = await cli([
-        'keys',
-        'create',
-        '--email',
-        'dev@example.com',
-        '--url',
-        second.url,
-        '--data-dir',
-        dataDir,
-      ]);
-      assert.equal(spare.code, 0, spare.stderr);
-      const listed = await cli([
-        'keys',
-        'list',
-        '--email',
-        'dev@example.com',
-        '--url',
-        second.url,
-        '--data-dir',
-        dataDir,
-      ]);
-      const active = listed.stdout
-        .trim()
-        .split('\n')
-        .map((l) => l.split('\t'))
-        .filter((r) => r[2] === 'active')
-        .map((r) => r[0]!);
-      assert.ok(active.length >= 2, listed.stdout);
-      const all = await cli(['keys', 'revoke', ...active, '--url', second.url, '--data-dir', dataDir]);
+      assert.equal((await admin('keys', 'create', '--email', 'dev@example.com')).code, 0);
+      const active = (await keyRows()).filter((r) => r[2] === 'active').map((r) => r[0]!);
+      assert.ok(active.length >= 2, active.join());
+      const all = await admin('keys', 'revoke', ...active);
       assert.equal(all.code, 0, all.stderr);
       assert.equal(all.stdout.trim().split('\n').length, active.length, all.stdout);
-      const after2 = await cli([
-        'keys',
-        'list',
-        '--email',
-        'dev@example.com',
-        '--url',
-        second.url,
-        '--data-dir',
-        dataDir,
-      ]);
-      for (const id of active)
-        assert.ok(
-          after2.stdout.split('\n').some((l) => l.startsWith(`${id}\t`) && l.split('\t')[2] === 'revoked'),
-          id,
-        );
+      const now = await keyRows();
+      for (const id of active) assert.equal(now.find((r) => r[0] === id)?.[2], 'revoked', id);
       const after = await fetch(`${second.url}/api/v1/me`, {
         headers: { authorization: `Bearer ${devKey}` },
       });

@@ -1,23 +1,15 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../../server/config';
-import { tempDir } from '../helpers/bridge';
+import { writeProvidersFile } from '../helpers/providers-file';
 
 describe('provider keys as configured', () => {
   it('lose the white space around them (a secret file’s newline), from the environment and the providers file', async () => {
-    const dir = await tempDir();
-    const file = path.join(dir, 'providers.json');
-    await fs.writeFile(
-      file,
-      JSON.stringify({
-        providers: {
-          corp: { type: 'openai', baseUrl: 'http://127.0.0.1:9/v1', apiKey: ' sk-corp\n' },
-          other: { type: 'openai', baseUrl: 'http://127.0.0.1:9/v1', apiKey: { fromEnv: 'OTHER_KEY' } },
-        },
-      }),
-    );
-    const config = loadConfig({ port: '0', 'data-dir': dir }, {
+    const file = await writeProvidersFile({
+      corp: { type: 'openai', baseUrl: 'http://127.0.0.1:9/v1', apiKey: ' sk-corp\n' },
+      other: { type: 'openai', baseUrl: 'http://127.0.0.1:9/v1', apiKey: { fromEnv: 'OTHER_KEY' } },
+    });
+    const config = loadConfig({ port: '0', 'data-dir': path.dirname(file) }, {
       AIBRIDGE_ANTHROPIC_API_KEY: 'sk-ant-x\n',
       AIBRIDGE_PROVIDERS_FILE: file,
       OTHER_KEY: 'sk-other\r\n',

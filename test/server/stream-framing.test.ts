@@ -206,6 +206,17 @@ describe('stream framing the bridge must keep, and meter', function () {
   });
 
   it('a stream in an encoding the bridge does not decode is billed as an unreadable answer, not as free', async () => {
+    /** One streamed turn, read to its end; its record. */
+    const streamedRecord = async () => {
+      const res = await post('/anthropic/v1/messages', {
+        model: 'claude-sonnet-4-6',
+        max_tokens: 100,
+        stream: true,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      await res.arrayBuffer();
+      return lastRecord();
+    };
     const events = [
       messageStart('msg_d'),
       `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Deflated' } })}\n\n`,
@@ -238,15 +249,7 @@ describe('stream framing the bridge must keep, and meter', function () {
         Buffer.concat([Buffer.from([0x78, 0x9c, 0x01, 0x02]), Buffer.from('\n: noise\n\n'), compressed]),
       );
     };
-    await (
-      await post('/anthropic/v1/messages', {
-        model: 'claude-sonnet-4-6',
-        max_tokens: 100,
-        stream: true,
-        messages: [{ role: 'user', content: 'hi' }],
-      })
-    ).arrayBuffer();
-    const noisy = await lastRecord();
+    const noisy = await streamedRecord();
     assert.equal(noisy.usageEstimated, true);
     assert.ok(
       noisy.costUsd !== null && noisy.costUsd > 0,
@@ -259,15 +262,7 @@ describe('stream framing the bridge must keep, and meter', function () {
       res.write(': ping\n\n');
       res.end(': ping\n\n');
     };
-    await (
-      await post('/anthropic/v1/messages', {
-        model: 'claude-sonnet-4-6',
-        max_tokens: 100,
-        stream: true,
-        messages: [{ role: 'user', content: 'hi' }],
-      })
-    ).text();
-    const pings = await lastRecord();
+    const pings = await streamedRecord();
     assert.ok(!pings.usageEstimated, JSON.stringify(pings.usage));
     assert.equal(pings.costUsd, 0);
   });
