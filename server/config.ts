@@ -838,6 +838,20 @@ export function unknownEnvWarnings(env: Readonly<Record<string, string | undefin
  * three times their size while held), as warnings for the log at start: allowed traffic would end
  * the process in an out-of-memory crash rather than be refused with 503.
  */
+/**
+ * A trusted-proxy range that is every address (`0.0.0.0/0`, `::/0`): accepted, since a bridge only a
+ * proxy can reach may mean it, but then any client that reaches the bridge can name itself in
+ * `X-Forwarded-For`, and the per-address limits and the bad-key throttle count what it says.
+ */
+export function trustWarnings(config: Config): string[] {
+  const all = config.limits.trustedProxies.filter((p) => /\/0$/.test(p.trim()));
+  return all.length === 0
+    ? []
+    : [
+        `AIBRIDGE_TRUSTED_PROXIES trusts every address (${all.join(', ')}): any client that reaches the bridge can name itself in X-Forwarded-For, stepping around the per-address connection limit and the bad-key throttle. List your proxies' addresses, unless only they can reach the bridge.`,
+      ];
+}
+
 export function heapWarnings(
   config: Config,
   env: Env,

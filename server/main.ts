@@ -15,6 +15,7 @@ import {
   debugLogging,
   heapWarnings,
   loadConfig,
+  trustWarnings,
   unknownEnvWarnings,
 } from './config';
 import { describeEgress, noProxyWarnings, outboundDispatcher } from './http/egress-proxy';
@@ -97,6 +98,7 @@ async function serve(args: string[]): Promise<void> {
     ...unknownEnvWarnings(process.env),
     ...baseUrlWarnings(process.env),
     ...heapWarnings(config, process.env),
+    ...trustWarnings(config),
   ])
     bridge.app.log.warn(w);
   if (config.egressProxy) {

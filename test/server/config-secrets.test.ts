@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { loadConfig } from '../../server/config';
+import { loadConfig, trustWarnings } from '../../server/config';
 import { writeProvidersFile } from '../helpers/providers-file';
 
 describe('provider keys as configured', () => {
@@ -18,5 +18,15 @@ describe('provider keys as configured', () => {
     assert.equal(config.upstreams.anthropic?.apiKey, 'sk-ant-x');
     assert.equal(config.upstreams.corp?.apiKey, 'sk-corp');
     assert.equal(config.upstreams.other?.apiKey, 'sk-other');
+  });
+});
+
+describe('trusted proxies as configured', () => {
+  it('warn at start when they are every address, and not for a real range', () => {
+    const warns = (v: string) =>
+      trustWarnings(loadConfig({ port: '0' }, { AIBRIDGE_TRUSTED_PROXIES: v, AIBRIDGE_LOG_LEVEL: 'silent' }));
+    assert.match(warns('0.0.0.0/0')[0] ?? '', /trusts every address \(0\.0\.0\.0\/0\)/);
+    assert.match(warns('10.0.0.0/8, ::/0')[0] ?? '', /::\/0/);
+    assert.deepEqual(warns('10.0.0.0/8'), []);
   });
 });
