@@ -834,11 +834,6 @@ export function unknownEnvWarnings(env: Readonly<Record<string, string | undefin
 }
 
 /**
- * Settings that let the bridge hold more request bodies than V8's heap can (bodies take two to
- * three times their size while held), as warnings for the log at start: allowed traffic would end
- * the process in an out-of-memory crash rather than be refused with 503.
- */
-/**
  * A trusted-proxy range that is every address (`0.0.0.0/0`, `::/0`): accepted, since a bridge only a
  * proxy can reach may mean it, but then any client that reaches the bridge can name itself in
  * `X-Forwarded-For`, and the per-address limits and the bad-key throttle count what it says.
@@ -852,6 +847,11 @@ export function trustWarnings(config: Config): string[] {
       ];
 }
 
+/**
+ * Settings that let the bridge hold more request bodies than V8's heap can (bodies take two to
+ * three times their size while held), as warnings for the log at start: allowed traffic would end
+ * the process in an out-of-memory crash rather than be refused with 503.
+ */
 export function heapWarnings(
   config: Config,
   env: Env,

@@ -19,19 +19,8 @@ export const AMBIGUOUS_COOKIE = '(two cookies)';
  * `AMBIGUOUS_COOKIE` when the name comes twice with different values.
  */
 export function readCookie(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const header = headers.cookie;
-  if (typeof header !== 'string') return undefined;
-  let found: string | undefined;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq < 0) continue;
-    if (part.slice(0, eq).trim() !== name) continue;
-    const value = part.slice(eq + 1).trim();
-    if (value === '') continue;
-    if (found !== undefined && found !== value) return AMBIGUOUS_COOKIE;
-    found = value;
-  }
-  return found;
+  const values = readCookies(headers, name);
+  return values.length > 1 ? AMBIGUOUS_COOKIE : values[0];
 }
 
 /** Every value a `Cookie` header gives `name` (two when a page elsewhere on the host planted one). */

@@ -10,7 +10,6 @@ import type {
 import type { Usage } from '../../shared/usage';
 import type { Principal } from './principal';
 
-/** What the bridge learns from a request body before sending it on. */
 /**
  * The name a provider's own price data knows a request by, when it prices it apart from the model
  * it is recorded as: a Bedrock request is recorded as the Anthropic model, and priced from AWS's
@@ -22,6 +21,7 @@ export interface PriceAs {
   readonly model: string;
 }
 
+/** What the bridge learns from a request body before sending it on. */
 export interface RequestFacts {
   model: string | null;
   /** Where the request is priced from when not `model`'s entry (ProviderAdapter.priceAs). */

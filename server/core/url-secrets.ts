@@ -1,12 +1,9 @@
-/*
- * Kept in the core: configuration, the CLI, MCP and logging all mask what a URL's text carries.
- */
-
 /**
- * Credentials an error's text may carry in a URL: a password in the authority (`https://u:pw@host`)
- * and the query parameters that hold keys and tokens. An MCP server's or a webhook's URL is the
- * admin's, and the HTTP client's errors repeat it (with its cause) in their message and stack:
- * logged whole, a failing server's password went to the log on every retry.
+ * Credentials a text may carry in a URL: a password in the authority (`https://u:pw@host`) and the
+ * query parameters that hold keys and tokens. An MCP server's or a webhook's URL is the admin's,
+ * and the HTTP client's errors repeat it (with its cause) in their message and stack: logged whole,
+ * a failing server's password went to the log on every retry. In the core, as configuration, the
+ * CLI, MCP and the log's error serializer all mask them.
  */
 const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)[^\s/@]+@/gi;
 const SECRET_PARAM =

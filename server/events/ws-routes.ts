@@ -161,6 +161,9 @@ export class LiveEvents {
   private readonly perUser = new Map<string, number>();
   /** Open sockets by key id, for the per-key cap. */
   private readonly perKey = new Map<string, number>();
+  /** A recheck of the cookie sockets under way (recheckSessions), and whether another must follow it. */
+  private sessionsRound: Promise<void> | undefined;
+  private sessionsAgain = false;
   /** Sockets between the upgrade and the end of authentication, so shutdown reaches them too. */
   private readonly pending = new Set<WebSocket>();
   private unsubscribe: (() => void) | undefined;
@@ -467,8 +470,6 @@ export class LiveEvents {
     });
     return this.sessionsRound;
   }
-  private sessionsRound: Promise<void> | undefined;
-  private sessionsAgain = false;
 
   /** As recheckUser, for the sockets opened with one key (revoked, or its expiry changed). */
   async recheckKey(keyId: string): Promise<void> {

@@ -577,9 +577,15 @@ export async function serveMetered(
   const client = detectClient(req.headers);
   const described = withClientSession(api.describeRequest(parsed, req.headers), client, req.headers, parsed);
   const priceAs = adapter.priceAs?.(target, described.model);
-  const facts = adapter.modelFor
-    ? { ...described, model: adapter.modelFor(target, described.model), ...(priceAs ? { priceAs } : {}) }
-    : described;
+  // Copied only where the instance says more than the body (most requests: neither).
+  const facts =
+    adapter.modelFor || priceAs
+      ? {
+          ...described,
+          ...(adapter.modelFor ? { model: adapter.modelFor(target, described.model) } : {}),
+          ...(priceAs ? { priceAs } : {}),
+        }
+      : described;
   const start: InterceptionStart = {
     id: `int_${randomUUID()}`,
     principal,

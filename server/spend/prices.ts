@@ -111,13 +111,14 @@ function simpleCost(prices: ModelPrice, u: Usage): number {
   );
 }
 
-export type { PriceAs };
-
 export interface PriceResult {
   /** USD, or null when the model's price is unknown: never a silent $0. */
   costUsd: number | null;
   priceKnown: boolean;
-  /** Priced by the instance itself: "free" (self-hosted, $0 on purpose) or its own table. */
+  /**
+   * Priced by the instance itself: "free" (self-hosted, $0 on purpose) or its own table; or
+   * "priority-tier": the answer says it was served at OpenAI's priority tier (audit/recorder.ts).
+   */
   costSource?: 'free' | 'instance' | 'priority-tier';
 }
 
@@ -187,6 +188,16 @@ function toOverride(model: string, body: PriceBodyT, at: string): ModelPriceOver
   };
 }
 
+/**
+ * What the schema cannot say of a price body: genai-prices builds one-hour writes on the
+ * five-minute price, and refuses an entry with the one and not the other.
+ */
+function bodyProblem(body: PriceBodyT): string | undefined {
+  return body.cache_write_1h_mtok !== undefined && body.cache_write_mtok === undefined
+    ? 'cache_write_1h_mtok needs cache_write_mtok beside it (the five-minute price)'
+    : undefined;
+}
+
 /** Reads and validates AIBRIDGE_PRICES_FILE; a bad file stops the bridge at start, naming the setting. */
 export function loadPricesFile(file: string): ModelPriceOverride[] {
   let json: unknown;
@@ -203,12 +214,10 @@ export function loadPricesFile(file: string): ModelPriceOverride[] {
     );
   }
   const at = new Date().toISOString();
-  for (const [model, body] of Object.entries(json))
-    if (body.cache_write_1h_mtok !== undefined && body.cache_write_mtok === undefined)
-      throw new ConfigError(
-        'AIBRIDGE_PRICES_FILE',
-        `${file}: /${model}: cache_write_1h_mtok needs cache_write_mtok beside it (the five-minute price)`,
-      );
+  for (const [model, body] of Object.entries(json)) {
+    const problem = bodyProblem(body);
+    if (problem) throw new ConfigError('AIBRIDGE_PRICES_FILE', `${file}: /${model}: ${problem}`);
+  }
   return Object.entries(json).map(([model, body]) => toOverride(model, body, at));
 }
 
@@ -260,11 +269,8 @@ export class PriceBook {
 
   static validateBody(model: string, body: unknown, at = new Date()): ModelPriceOverride {
     const b = body as PriceBodyT;
-    if (b.cache_write_1h_mtok !== undefined && b.cache_write_mtok === undefined)
-      throw new BridgeError(
-        'invalid_request',
-        'cache_write_1h_mtok needs cache_write_mtok beside it (the five-minute price).',
-      );
+    const problem = bodyProblem(b);
+    if (problem) throw new BridgeError('invalid_request', `${problem}.`);
     return toOverride(model, b, at.toISOString());
   }
 
@@ -304,8 +310,8 @@ export class PriceBook {
     model: string,
     at: Date,
   ): { provider: Provider } | { providerId: string } | null {
-    const o = this.overrides.get(model);
-    if (o && (o.provider === null || o.provider === instance || o.provider === priceId)) {
+    const o = this.overrideFor(instance, priceId, model);
+    if (o) {
       const prices: ModelPrice = { input_mtok: o.input_mtok, output_mtok: o.output_mtok };
       if (o.cache_read_mtok !== undefined) prices.cache_read_mtok = o.cache_read_mtok;
       if (o.cache_write_mtok !== undefined) prices.cache_write_mtok = o.cache_write_mtok;
@@ -383,9 +389,20 @@ export class PriceBook {
 
   /** Whether an admin's price covers `model` on `provider`: what the admin says is paid for it. */
   overridden(provider: string, model: string | null): boolean {
-    const o = model === null ? undefined : this.overrides.get(model);
-    const priceId = this.priceIdOf(provider);
-    return o !== undefined && (o.provider === null || o.provider === provider || o.provider === priceId);
+    return model !== null && this.overrideFor(provider, this.priceIdOf(provider), model) !== undefined;
+  }
+
+  /**
+   * The admin's price for `model` where it applies: to every provider, to the instance it names,
+   * or to every instance of the family whose price-data id it names.
+   */
+  private overrideFor(
+    instance: string,
+    priceId: string | null,
+    model: string,
+  ): ModelPriceOverride | undefined {
+    const o = this.overrides.get(model);
+    return o && (o.provider === null || o.provider === instance || o.provider === priceId) ? o : undefined;
   }
 
   /** The cost of `usage` on `model`; null when the price is unknown. */
@@ -431,10 +448,9 @@ export class PriceBook {
     const priceId = this.priceIdOf(provider);
     // The provider's own entry for the id the request went out with (a Bedrock inference profile's
     // geography decides its price), unless an admin priced the model itself; else the model's.
-    const overridden = this.overridden(provider, model);
     const own = this.resolve(provider, priceId, model, at);
     const ownCost = this.costFrom(own, model, usage, at);
-    if (!priceAs || overridden) return ownCost;
+    if (!priceAs || this.overrideFor(provider, priceId, model)) return ownCost;
     const as = this.resolve(priceAs.priceId, priceAs.priceId, priceAs.model, at);
     const asCost = this.costFrom(as, priceAs.model, usage, at);
     if (asCost === null || as === null || own === null || ownCost === null) return asCost ?? ownCost;

@@ -63,6 +63,20 @@ function cli(
   });
 }
 
+/** A streamed Messages turn through the bridge at `url`; the answer, unread. */
+function streamTurn(url: string, key: string, prompt: string): Promise<Response> {
+  return fetch(`${url}/anthropic/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'claude-sonnet-4-6',
+      max_tokens: 5,
+      stream: true,
+      messages: [{ role: 'user', content: prompt }],
+    }),
+  });
+}
+
 function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => {
     if (child.exitCode !== null) resolve(child.exitCode);
@@ -146,16 +160,7 @@ describe('aibridge serve and the admin CLI', function () {
     const devKey = issued.stdout.trim().split('\n').at(-1)!;
     assert.match(devKey, /^aib_/);
 
-    const res = await fetch(`${first.url}/anthropic/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': devKey, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-6',
-        max_tokens: 5,
-        stream: true,
-        messages: [{ role: 'user', content: 'persist me' }],
-      }),
-    });
+    const res = await streamTurn(first.url, devKey, 'persist me');
     assert.equal(res.status, 200);
     await res.text();
     const keyId = (await (
@@ -249,16 +254,7 @@ describe('aibridge serve and the admin CLI', function () {
       const first = await serve(dataDir, env);
       const adminKey = (await fs.readFile(path.join(dataDir, 'admin.key'), 'utf8')).trim();
       mock.next({ kind: 'drip', count: 20, delayMs: 40 });
-      const res = await fetch(`${first.url}/anthropic/v1/messages`, {
-        method: 'POST',
-        headers: { 'x-api-key': adminKey, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'claude-sonnet-4-6',
-          max_tokens: 5,
-          stream: true,
-          messages: [{ role: 'user', content: 'drain me' }],
-        }),
-      });
+      const res = await streamTurn(first.url, adminKey, 'drain me');
       const reader = res.body!.getReader();
       let text = new TextDecoder().decode((await reader.read()).value);
       first.child.kill(signal);

@@ -15,9 +15,7 @@ export function bedrockIdOf(id: string): string {
  * `claude-3-5-haiku-20241022`, the names the price data knows.
  */
 export function priceModelOf(id: string): string {
-  let m = id.trim();
-  const slash = m.lastIndexOf('/');
-  if (m.startsWith('arn:') && slash !== -1) m = m.slice(slash + 1);
+  let m = bedrockIdOf(id);
   m = m.replace(REGIONAL, '');
   m = m.replace(/^anthropic\./, '');
   return m.replace(/-v\d+(:\d+)?$/, '');
