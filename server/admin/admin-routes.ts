@@ -8,7 +8,7 @@ import type { IdentityService } from '../identity/identity-service';
 import { keyInfo } from '../identity/identity-service';
 import { usageSeries } from '../spend/usage-series';
 import type { Store } from '../store/types';
-import { assertCsrf, sessionTokenOf } from './browser-auth';
+import { assertCsrf } from './browser-auth';
 import { readCookies, SESSION_COOKIE, sessionCookie } from './cookies';
 import type { Sessions } from './sessions';
 
