@@ -221,9 +221,10 @@ export interface Interception {
   /**
    * Absent: the price data (or an admin override). `free`: a self-hosted instance, $0 on purpose;
    * `instance`: the instance's own price table; `priority-tier`: the provider served the request at
-   * OpenAI's priority tier (its answer's `service_tier`), billed at twice the standard price.
+   * OpenAI's priority tier (its answer's `service_tier`), billed at twice the standard price;
+   * `flex-tier`: served at OpenAI's Flex processing, billed at half the standard price.
    */
-  costSource?: 'free' | 'instance' | 'priority-tier';
+  costSource?: 'free' | 'instance' | 'priority-tier' | 'flex-tier';
   /**
    * `true`: the provider's usage did not (all) reach the bridge (the client left a stream before its
    * usage event, or the provider sent none), so `usage` is a floor from what was relayed: the body's

@@ -175,16 +175,27 @@ export class Recorder {
     for (const l of this.responseListeners) l(start.principal.user.id, responseId, items);
   }
 
-  /** The price of an answer as the tier it says served it is billed (PRIORITY_TIER_FACTOR). */
+  /**
+   * The price of an answer as the tier it says served it is billed (PRIORITY_TIER_FACTOR,
+   * FLEX_TIER_FACTOR): only the price data's standard prices are scaled, not an admin's or an
+   * instance's own.
+   */
   private atServedTier(
     provider: string,
     model: string | null,
     price: PriceResult,
     tier: string | undefined,
   ): PriceResult {
-    if (tier !== 'priority' || price.costUsd === null || price.costSource !== undefined) return price;
-    if (this.prices.overridden(provider, model)) return price;
-    return { ...price, costUsd: price.costUsd * PRIORITY_TIER_FACTOR, costSource: 'priority-tier' };
+    if (tier === undefined || price.costUsd === null || price.costSource !== undefined) return price;
+    if (tier === 'priority') {
+      if (this.prices.overridden(provider, model)) return price;
+      return { ...price, costUsd: price.costUsd * PRIORITY_TIER_FACTOR, costSource: 'priority-tier' };
+    }
+    if (tier === 'flex' && this.prices.priceIdOf(provider) === 'openai') {
+      if (this.prices.overridden(provider, model)) return price;
+      return { ...price, costUsd: price.costUsd * FLEX_TIER_FACTOR, costSource: 'flex-tier' };
+    }
+    return price;
   }
 
   /**
@@ -566,3 +577,12 @@ export class Recorder {
  * admin priced the model (their price is what is paid), and not Scale Tier (prepaid capacity).
  */
 export const PRIORITY_TIER_FACTOR = 2;
+
+/**
+ * OpenAI's Flex processing (`service_tier: "flex"`, which Codex's `service_tier` setting sends) is
+ * billed at Batch API rates, half the standard prices for input, cached input and output alike.
+ * Billed at the standard price, every such answer counted twice its cost against budgets. Only on
+ * OpenAI's own family: other APIs that answer `flex` (Groq's, through an OpenAI-compatible
+ * instance) price it otherwise, and Azure's price data is Azure's.
+ */
+export const FLEX_TIER_FACTOR = 0.5;

@@ -117,9 +117,10 @@ export interface PriceResult {
   priceKnown: boolean;
   /**
    * Priced by the instance itself: "free" (self-hosted, $0 on purpose) or its own table; or
-   * "priority-tier": the answer says it was served at OpenAI's priority tier (audit/recorder.ts).
+   * "priority-tier" / "flex-tier": the answer says it was served at OpenAI's priority tier or Flex
+   * processing (audit/recorder.ts).
    */
-  costSource?: 'free' | 'instance' | 'priority-tier';
+  costSource?: 'free' | 'instance' | 'priority-tier' | 'flex-tier';
 }
 
 /** How one provider instance is priced: its family's id in the price data, or its own prices. */
@@ -263,7 +264,8 @@ export class PriceBook {
   }
 
   /** The provider id the price data knows an instance's models under; null: none. */
-  private priceIdOf(provider: string): string | null {
+  /** The price data's id for a provider instance's family (`openai`, `azure`…); null for none. */
+  priceIdOf(provider: string): string | null {
     return Object.hasOwn(this.instances, provider) ? this.instances[provider]!.priceId : provider;
   }
 

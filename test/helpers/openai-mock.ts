@@ -103,7 +103,7 @@ export class OpenAIMock {
   /** The responses made with `store` (the default), by id, as `GET /v1/responses/:id` reads them back. */
   readonly storedResponses = new Map<string, Record<string, unknown>>();
 
-  /** The tier Chat answers say served them (`service_tier`): a project's default tier may be `priority`. */
+  /** The tier answers say served them (`service_tier`): a project's default tier may be `priority`. */
   serviceTier = 'default';
 
   next(...scenarios: OpenAIScenario[]): void {
@@ -438,6 +438,7 @@ export class OpenAIMock {
       tools: [],
       store,
       usage: withUsage ? responsesUsage(usage) : null,
+      service_tier: this.serviceTier,
       metadata: {},
     });
     // Kept as OpenAI keeps it (`store`, the default), to be read back by id (`GET /v1/responses/:id`).

@@ -120,6 +120,46 @@ describe('OpenAI SDK through the bridge', () => {
       }
     });
 
+    it('an answer served with Flex processing (Codex’s service_tier "flex") is billed at half the standard price, on Chat and Responses, streamed and not', async () => {
+      const ask = async (api: 'chat' | 'responses', stream: boolean, tier?: 'flex') => {
+        const n = await count();
+        const extra = tier ? { service_tier: tier } : {};
+        if (api === 'chat') {
+          const body = { model: 'gpt-5', messages: [{ role: 'user' as const, content: 'tier' }], ...extra };
+          if (stream) for await (const _ of await client.chat.completions.create({ ...body, stream: true }));
+          else await client.chat.completions.create(body);
+        } else {
+          const body = { model: 'gpt-5', input: 'tier', ...extra };
+          if (stream) for await (const _ of await client.responses.create({ ...body, stream: true }));
+          else await client.responses.create(body);
+        }
+        return latest(n + 1);
+      };
+      for (const api of ['chat', 'responses'] as const)
+        for (const stream of [false, true]) {
+          const standard = await ask(api, stream);
+          assert.equal(standard.costSource, undefined);
+          mock.serviceTier = 'flex';
+          try {
+            const flex = await ask(api, stream, 'flex');
+            assert.equal(
+              JSON.parse(mock.modelRequests().at(-1)!.body).service_tier,
+              'flex',
+              'the tier went upstream',
+            );
+            assert.equal(flex.costSource, 'flex-tier', `${api} stream ${stream}`);
+            assert.deepEqual(flex.usage, standard.usage);
+            assert.equal(
+              flex.costUsd!.toFixed(10),
+              (standard.costUsd! / 2).toFixed(10),
+              `${api} stream ${stream}`,
+            );
+          } finally {
+            mock.serviceTier = 'default';
+          }
+        }
+    });
+
     it('prices the audio of an audio model at its own prices, streamed and not', async () => {
       const usage = { input: 1000, cached: 0, output: 500, reasoning: 0, audioIn: 900, audioOut: 480 };
       const n = await count();
