@@ -3,6 +3,7 @@ import { isIPv6 } from 'node:net';
 import path from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { patternProblem } from './audit/pattern-guard';
+import { duplicateKey } from './core/duplicate-keys';
 import { nearestName } from './core/nearest-name';
 import type { ServerErrorCode } from './errors';
 import { parseTrustedProxies } from './http/trusted-proxies';
@@ -776,8 +777,9 @@ function providersFile(env: Env): unknown {
   if (!file) return undefined;
   try {
     const text = readFileSync(path.resolve(file), 'utf8');
+    let parsed: unknown;
     try {
-      return JSON.parse(text);
+      parsed = JSON.parse(text);
     } catch (err) {
       // JSON.parse quotes the text around the fault, which can be a key: only where it is.
       // (Newer nodes say where: `at position 12`, or `(line 1 column 13)`.)
@@ -789,6 +791,14 @@ function providersFile(env: Env): unknown {
           : ` at line ${before.split('\n').length}, column ${before.length - before.lastIndexOf('\n')}`;
       throw new Error(`it is not valid JSON${where}`);
     }
+    // JSON keeps the last of a name given twice: a second instance, route or alias under a name
+    // already used would replace the first without a word.
+    const twice = duplicateKey(text);
+    if (twice)
+      throw new Error(
+        `${twice.path} is named twice (line ${twice.line}): JSON keeps only the last; give each its own name`,
+      );
+    return parsed;
   } catch (err) {
     throw new ConfigError(
       'AIBRIDGE_PROVIDERS_FILE',

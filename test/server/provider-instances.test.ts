@@ -504,6 +504,51 @@ describe('the providers file is validated at start', () => {
     }
   });
 
+  it('refuses a name given twice in one object (JSON keeps the last), naming it and its line', async () => {
+    const text = (body: string) => async (): Promise<string> => {
+      const file = path.join(dir, 'twice.json');
+      await fs.writeFile(file, body);
+      try {
+        loadConfig({ 'data-dir': dir }, { AIBRIDGE_PROVIDERS_FILE: file });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      assert.fail('the file was accepted');
+    };
+    // Two instances under one name: the first (EU, say) would be dropped without a word.
+    const instances = await text(
+      '{"providers": {\n  "eu": {"type": "openai", "apiKey": "sk-eu-secret"},\n  "us": {"type": "openai"},\n  "eu": {"type": "openai", "apiKey": "sk-other"}\n}}',
+    )();
+    assert.match(instances, /^invalid configuration: AIBRIDGE_PROVIDERS_FILE: /);
+    assert.match(instances, /providers\.eu is named twice \(line 4\): JSON keeps only the last/);
+    assert.doesNotMatch(instances, /sk-eu-secret|sk-other/);
+    const routes = await text('{"providers": {}, "routes": {"gpt-5": ["a"], "gpt-5": ["b"]}}')();
+    assert.match(routes, /routes\.gpt-5 is named twice \(line 1\)/);
+    // The same name in two objects is two names.
+    const file = path.join(dir, 'apart.json');
+    await fs.writeFile(
+      file,
+      JSON.stringify({
+        providers: {
+          a: {
+            type: 'openai-compatible',
+            baseUrl: 'http://h',
+            prices: { m: { inputPerMTok: 1, outputPerMTok: 1 } },
+          },
+          b: {
+            type: 'openai-compatible',
+            baseUrl: 'http://h',
+            prices: { m: { inputPerMTok: 1, outputPerMTok: 1 } },
+          },
+        },
+      }),
+    );
+    assert.deepEqual(
+      Object.keys(loadConfig({ 'data-dir': dir }, { AIBRIDGE_PROVIDERS_FILE: file }).upstreams).sort(),
+      ['a', 'anthropic', 'b', 'openai'],
+    );
+  });
+
   it('never echoes a key in an error', async () => {
     const msg = await problem({ providers: { x: { type: 'openai', apiKey: 'sk-secret-123', extra: 1 } } });
     assert.doesNotMatch(msg, /sk-secret-123/);
