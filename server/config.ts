@@ -422,6 +422,25 @@ function scimToken(env: Env): string | undefined {
   return raw;
 }
 
+/** Shorter metrics tokens are warned of at start (trustWarnings). */
+const METRICS_TOKEN_MIN_LENGTH = 16;
+
+/**
+ * AIBRIDGE_METRICS_TOKEN without the white space around it (a Kubernetes secret made from a file
+ * ends in a newline, which no HTTP header can carry: every scrape would get a 401); one with white
+ * space or control characters inside could never be sent either, and stops the start.
+ */
+function metricsToken(env: Env): string | undefined {
+  const raw = env.AIBRIDGE_METRICS_TOKEN?.trim();
+  if (!raw) return undefined;
+  if (!/^[\x21-\x7e]+$/.test(raw))
+    throw new ConfigError(
+      'AIBRIDGE_METRICS_TOKEN',
+      'expected printable ASCII without spaces (a bearer token)',
+    );
+  return raw;
+}
+
 /** AIBRIDGE_GROUP_TEAMS (a JSON object, group → team) and AIBRIDGE_OIDC_ADMIN_GROUP. */
 function groupMapping(env: Env): GroupMapping {
   const raw = env.AIBRIDGE_GROUP_TEAMS;
@@ -498,7 +517,8 @@ function oidcSettings(env: Env): OidcSettings | undefined {
   return {
     issuer,
     clientId,
-    clientSecret: env.AIBRIDGE_OIDC_CLIENT_SECRET || undefined,
+    // Trimmed: a secret read from a file ends in a newline, and the IdP would refuse the client.
+    clientSecret: env.AIBRIDGE_OIDC_CLIENT_SECRET?.trim() || undefined,
     scopes,
     redirectUri: `${publicUrl}/api/v1/auth/oidc/callback`,
     emailClaim: claim('AIBRIDGE_OIDC_EMAIL_CLAIM', 'email'),
@@ -849,12 +869,17 @@ export function unknownEnvWarnings(env: Readonly<Record<string, string | undefin
  * `X-Forwarded-For`, and the per-address limits and the bad-key throttle count what it says.
  */
 export function trustWarnings(config: Config): string[] {
+  const out: string[] = [];
   const all = config.limits.trustedProxies.filter((p) => /\/0$/.test(p.trim()));
-  return all.length === 0
-    ? []
-    : [
-        `AIBRIDGE_TRUSTED_PROXIES trusts every address (${all.join(', ')}): any client that reaches the bridge can name itself in X-Forwarded-For, stepping around the per-address connection limit and the bad-key throttle. List your proxies' addresses, unless only they can reach the bridge.`,
-      ];
+  if (all.length > 0)
+    out.push(
+      `AIBRIDGE_TRUSTED_PROXIES trusts every address (${all.join(', ')}): any client that reaches the bridge can name itself in X-Forwarded-For, stepping around the per-address connection limit and the bad-key throttle. List your proxies' addresses, unless only they can reach the bridge.`,
+    );
+  if (config.metricsToken !== undefined && config.metricsToken.length < METRICS_TOKEN_MIN_LENGTH)
+    out.push(
+      `AIBRIDGE_METRICS_TOKEN is shorter than ${METRICS_TOKEN_MIN_LENGTH} characters: /metrics shows your models, pool keys, MCP tools and spend, and a short token can be guessed. Use a random one (e.g. openssl rand -base64 32).`,
+    );
+  return out;
 }
 
 /**
@@ -1040,7 +1065,7 @@ export function loadConfig(
       anomalyMinTokens: int(pick(undefined, '', env, 'AIBRIDGE_ANOMALY_MIN_TOKENS'), 500_000, 0, 1e12),
       burstRpm: int(pick(undefined, '', env, 'AIBRIDGE_BURST_RPM'), 120, 0, 1_000_000),
     },
-    metricsToken: env.AIBRIDGE_METRICS_TOKEN || undefined,
+    metricsToken: metricsToken(env),
     keyHashSecret: keyHashSecret(env.AIBRIDGE_KEY_HASH_SECRET),
     metricsPort: pick(flags['metrics-port'], '--metrics-port', env, 'AIBRIDGE_METRICS_PORT')
       ? int(pick(flags['metrics-port'], '--metrics-port', env, 'AIBRIDGE_METRICS_PORT'), 0, 0, 65535)

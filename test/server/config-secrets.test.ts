@@ -30,3 +30,25 @@ describe('trusted proxies as configured', () => {
     assert.deepEqual(warns('10.0.0.0/8'), []);
   });
 });
+
+describe('the metrics token as configured', () => {
+  const load = (v: string) =>
+    loadConfig({ port: '0' }, { AIBRIDGE_METRICS_TOKEN: v, AIBRIDGE_LOG_LEVEL: 'silent' });
+  it('loses the newline a secret file leaves', () => {
+    assert.equal(load('s3cret-metrics-token-0123456789\n').metricsToken, 's3cret-metrics-token-0123456789');
+    assert.equal(load('  \n').metricsToken, undefined);
+  });
+  it('refuses white space or control characters inside, never echoing the token', () => {
+    for (const v of ['two words-0123456789', 'tab\there-0123456789', 'nul\u0000x-0123456789'])
+      assert.throws(
+        () => load(v),
+        (err: Error) =>
+          /AIBRIDGE_METRICS_TOKEN: expected printable ASCII without spaces/.test(err.message) &&
+          !err.message.includes('0123456789'),
+      );
+  });
+  it('warns at start of a short one, not of a long one', () => {
+    assert.match(trustWarnings(load('abc'))[0] ?? '', /AIBRIDGE_METRICS_TOKEN is shorter than 16 characters/);
+    assert.deepEqual(trustWarnings(load('0123456789abcdef')), []);
+  });
+});
