@@ -866,7 +866,8 @@ export function unknownEnvWarnings(env: Readonly<Record<string, string | undefin
 /**
  * A trusted-proxy range that is every address (`0.0.0.0/0`, `::/0`): accepted, since a bridge only a
  * proxy can reach may mean it, but then any client that reaches the bridge can name itself in
- * `X-Forwarded-For`, and the per-address limits and the bad-key throttle count what it says.
+ * `X-Forwarded-For`, and the per-address limits and the bad-key throttle count what it says. And a
+ * metrics token short enough to guess: accepted, since refusing it would stop a running deployment.
  */
 export function trustWarnings(config: Config): string[] {
   const out: string[] = [];
