@@ -14,6 +14,7 @@ import { addressKey } from './address-share';
 import { baseUrlHint } from './base-url-hint';
 import { type BodyAccount, BodyBudget, countedBody, keylessAccount } from './body-budget';
 import { ConnectionGuard } from './connection-guard';
+import { continueIfAsked, holdContinue } from './expect-continue';
 import { strictDateTime } from './instant';
 import { logError } from './log-errors';
 import { toOriginForm } from './origin-form';
@@ -216,6 +217,12 @@ export function createFastify(
     } else if (!door?.take(req, res)) routed(req, res);
   });
   guard.attach(app.server);
+  holdContinue(app.server);
+  // After onRequest (where a route's key is judged), before a byte of the body is read.
+  app.addHook('preParsing', (req, reply, payload, done) => {
+    continueIfAsked(req.raw, reply.raw);
+    done(null, payload);
+  });
   // Before the server waits for its connections: one that never began a request has nothing to finish.
   app.addHook('preClose', async () => guard.endSilent());
   const bodyBudget = new BodyBudget(config.limits.bodyBytesInFlight);

@@ -3,6 +3,7 @@ import { errorCodes, type FastifyBaseLogger } from 'fastify';
 import type { Principal } from '../core/principal';
 import { fromFastifyError } from '../errors';
 import type { BodyAccount } from '../http/body-budget';
+import { continueIfAsked } from '../http/expect-continue';
 import { logRequestLine } from '../http/request-line';
 import type { ProviderAdapter } from '../providers/types';
 import type { ProviderRoute } from './provider-paths';
@@ -105,6 +106,8 @@ export class ProviderLane {
       this.refuse(lane, req, res, err, started, !raw.complete);
       return;
     }
+    // The key is good: a client that waits to be asked may send its body now.
+    continueIfAsked(raw, res);
     let body: Buffer;
     try {
       const account =
