@@ -218,11 +218,6 @@ export function createFastify(
   });
   guard.attach(app.server);
   holdContinue(app.server);
-  // After onRequest (where a route's key is judged), before a byte of the body is read.
-  app.addHook('preParsing', (req, reply, payload, done) => {
-    continueIfAsked(req.raw, reply.raw);
-    done(null, payload);
-  });
   // Before the server waits for its connections: one that never began a request has nothing to finish.
   app.addHook('preClose', async () => guard.endSilent());
   const bodyBudget = new BodyBudget(config.limits.bodyBytesInFlight);
@@ -247,6 +242,14 @@ export function createFastify(
       }
       done(null, account ? countedBody(payload, account) : payload);
     });
+  // After onRequest (where a route's key is judged) and the body budget's room, before a byte of
+  // the body is read.
+  app.addHook('preParsing', (req, reply, payload, done) => {
+    // A declared length over the limit is refused next (413) without its body.
+    if (!(Number(req.headers['content-length']) > (req.routeOptions.bodyLimit ?? config.bodyLimit)))
+      continueIfAsked(req.raw, reply.raw);
+    done(null, payload);
+  });
   // A DELETE sent with `content-type: application/json` and no body (many HTTP helpers always send
   // the header) is a DELETE without a body, not malformed JSON. Otherwise fastify's own parser,
   // with its prototype-poisoning checks.

@@ -106,13 +106,11 @@ export class ProviderLane {
       this.refuse(lane, req, res, err, started, !raw.complete);
       return;
     }
-    // The key is good: a client that waits to be asked may send its body now.
-    continueIfAsked(raw, res);
     let body: Buffer;
     try {
       const account =
         lane.deps.bodyBudget?.open(raw, res, lane.deps.bodyLimit, req.principal?.user.id ?? '') ?? null;
-      body = await readBody(raw, lane.deps.bodyLimit, account);
+      body = await readBody(raw, res, lane.deps.bodyLimit, account);
     } catch (err) {
       // As fastify's body parser: the client may still be sending, so the connection closes.
       this.refuse(lane, req, res, err, started, true);
@@ -207,10 +205,17 @@ class LaneRequest implements ProxyRequest {
  * declared length over the limit is refused before reading, a body growing past it as soon as it
  * does, a length that does not match or a stream that fails (the client gone) is a 400.
  */
-function readBody(req: IncomingMessage, limit: number, account: BodyAccount | null): Promise<Buffer> {
+function readBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limit: number,
+  account: BodyAccount | null,
+): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (declared > limit) return Promise.reject(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
   if (req.destroyed) return Promise.reject(clientGone());
+  // The key is good and the body fits: a client that waits to be asked sends it now.
+  continueIfAsked(req, res);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;

@@ -93,6 +93,26 @@ describe('Expect: 100-continue', () => {
     assert.equal(up.requests.length, seen + 1, 'only the served request reached the provider');
   });
 
+  it('a body declared over the body limit is refused (413) before it is asked for, on the fast lane and the API', async () => {
+    const huge = { 'content-length': String(2 ** 40) };
+    const lane = await expecting(
+      tb.url,
+      '/anthropic/v1/messages',
+      { 'x-api-key': dev.key, 'anthropic-version': '2023-06-01', ...huge },
+      MESSAGE,
+    );
+    assert.equal(lane.first, 'HTTP/1.1 413 Payload Too Large');
+    assert.doesNotMatch(lane.all, /100 Continue/);
+    const api = await expecting(
+      tb.url,
+      '/api/v1/users',
+      { authorization: `Bearer ${tb.adminKey}`, ...huge },
+      JSON.stringify({ email: 'huge@example.com' }),
+    );
+    assert.equal(api.first, 'HTTP/1.1 413 Payload Too Large');
+    assert.doesNotMatch(api.all, /100 Continue/);
+  });
+
   it('the same on the bridge’s own API and on a provider route outside the fast lane', async () => {
     const user = JSON.stringify({ email: 'continued@example.com' });
     const refused = await expecting(tb.url, '/api/v1/users', { authorization: 'Bearer aib_nope' }, user);
