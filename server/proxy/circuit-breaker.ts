@@ -123,9 +123,15 @@ export class CircuitBreakers {
   }
 }
 
-/** Whether an upstream status says the provider is in trouble (rather than the request being wrong). */
+/**
+ * Whether an upstream status says the provider is in trouble (rather than the request being wrong).
+ * Not a 429: the provider is up and answering, and one member can draw 429s at will (a request
+ * over the whole per-minute token limit, which Anthropic says in the words of any rate limit), so
+ * counted they opened the model's breaker for everyone. A 429 is relayed with its `retry-after`,
+ * fails over to a routed request's next target, and cools a pool key.
+ */
 export function isProviderFailure(status: number): boolean {
-  return status === 429 || status >= 500;
+  return status >= 500;
 }
 
 /**
@@ -147,6 +153,22 @@ const REQUEST_FAULTS: ReadonlySet<string> = new Set([
   'OUT_OF_RANGE',
   'NOT_FOUND',
   'PERMISSION_DENIED',
+  // OpenAI Responses' `response.failed` codes for an input it cannot use (an image URL it cannot
+  // fetch, a file that is no image): the request's, as a 400 would be.
+  'invalid_image',
+  'invalid_image_format',
+  'invalid_base64_image',
+  'invalid_image_url',
+  'image_too_large',
+  'image_too_small',
+  'image_parse_error',
+  'image_content_policy_violation',
+  'invalid_image_mode',
+  'image_file_too_large',
+  'unsupported_image_media_type',
+  'empty_image_file',
+  'failed_to_download_image',
+  'image_file_not_found',
 ]);
 
 /** Whether an error type a stream names is the request's fault (see REQUEST_FAULTS). */

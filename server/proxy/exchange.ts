@@ -30,7 +30,7 @@ import {
   reportAnswer,
   singleCredential,
 } from '../routing/credentials';
-import { keyRefusedIn } from '../routing/key-refusal';
+import { BLAMED_STATUSES, blameOf } from '../routing/key-refusal';
 import type { AttemptTarget } from '../routing/routes';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
@@ -77,6 +77,11 @@ export interface ExchangeDeps {
   };
   /** Where an instance's upstream credential comes from, per attempt (a key pool); default: its single one. */
   credentials?: (adapter: ProviderAdapter) => CredentialSource;
+  /**
+   * Whether an instance can serve: its own credential, or keys an admin added to its pool at run
+   * time (instanceServes); default: its own credential only.
+   */
+  serves?: (adapter: ProviderAdapter) => boolean;
   /** End an answer only once its record is stored (AIBRIDGE_AUDIT_ACK=stored). */
   ackStored?: boolean;
   /** Counts a failover from one instance to the next (the `aibridge_failovers_total` metric). */
@@ -176,6 +181,11 @@ export interface Round {
   firstContentAt?: number;
   /** Bytes of the answer read from the provider so far: the floor of an answer with no meter. */
   answerBytes: number;
+  /**
+   * The provider refused only what this round asked, in a status that usually means its trouble
+   * (a 429 for one request over the whole per-minute limit): not counted against its breaker.
+   */
+  requestFault?: boolean;
 }
 
 /**
@@ -294,10 +304,12 @@ function unreadFacts(round: Round, answerBytes: number): ResponseFacts {
  * The provider's reason is kept (as its 401 was relayed before): a key refused outright and one
  * lacking what this request needs (an OpenAI restricted key's missing scope) both need an admin.
  */
-function orgCredentialRefused(instance: string, reason: string): BridgeError {
+function orgCredentialRefused(instance: string, reason: string, status = 401): BridgeError {
+  // OpenAI's "Incorrect API key provided: sk-…****abcd" shows the key's last characters: not the member's to see.
+  const said = reason.replace(/\S*\*{3,}\S*/g, '[masked key]').slice(0, 300);
   return new BridgeError(
     'upstream_auth_failed',
-    `The provider refused the organisation's credential for instance "${instance}" (401: ${reason.slice(0, 300)}); your bridge key was accepted. An admin must fix the provider key.`,
+    `The provider refused the organisation's credential for instance "${instance}" (${status}: ${said}); your bridge key was accepted. An admin must fix the provider key.`,
     { headers: { 'x-should-retry': 'false' } },
   );
 }
@@ -349,11 +361,13 @@ interface Tried {
 }
 
 /**
- * Statuses that are the key's, not the instance's: a pool's other keys are tried on them. A 403 only
- * when its body names the key (key-refusal.ts): a member's request can draw one from any key (a
- * resource the organisation's project may not use), and retrying that on every key only spreads it.
+ * Statuses that are the key's, not the instance's: a pool's other keys are tried on them. A 401, 403
+ * or an out-of-credit answer is the key's when its body says so (key-refusal.ts `blameOf`): a
+ * member's request can draw a 403 from any key (a resource the organisation's project may not
+ * use), and retrying that on every key only spreads it. A 529 is the provider's (overloaded
+ * whichever key asks): the next target, not the next key.
  */
-const KEY_FAULTS: ReadonlySet<number> = new Set([401, 429, 529]);
+const KEY_FAULTS: ReadonlySet<number> = new Set([429]);
 
 /** Statuses on which the next target is tried. */
 function failoverReason(status: number): FailoverReason | undefined {
@@ -398,7 +412,7 @@ function replay(
 }
 
 /** A failed response read whole (bounded), to give the client unchanged should nothing better come. */
-async function bufferedAnswer(
+export async function bufferedAnswer(
   res: Dispatcher.ResponseData,
 ): Promise<{ json: unknown; replay(): Dispatcher.ResponseData }> {
   const chunks: Buffer[] = [];
@@ -669,10 +683,8 @@ export class Exchange implements OpenExchange {
   async send(round: Round): Promise<Dispatcher.ResponseData | undefined> {
     const plan = round.plan ?? this.metered.targets ?? [round.target];
     const routed = this.metered.targets !== undefined;
-    const cap = plan.length * ATTEMPTS_PER_TARGET;
     const failed: Tried[] = [];
-    let tries = 0;
-    for (let i = 0; i < plan.length && tries < cap && !failed.at(-1)?.final; i++) {
+    for (let i = 0; i < plan.length && !failed.at(-1)?.final; i++) {
       const t = plan[i]!;
       const last = i === plan.length - 1;
       const keys = new Set<string>();
@@ -701,8 +713,9 @@ export class Exchange implements OpenExchange {
         }
         probe = admission.probe;
       }
-      while (tries < cap) {
-        tries++;
+      // Counted per target: a pool of many keys failing together (one organisation's shared rate
+      // limit) must not use up the tries of the targets after it.
+      for (let tries = 0; tries < ATTEMPTS_PER_TARGET; tries++) {
         const tried = await this.attempt(round, t, probe, keys, !last);
         if (tried.served) {
           this.settleFailed(failed, routed);
@@ -755,7 +768,7 @@ export class Exchange implements OpenExchange {
 
   /** A target that cannot be asked at all: an instance without its credential. */
   private unavailable(t: AttemptTarget): Tried | undefined {
-    if (t.adapter.configured) return undefined;
+    if (this.deps.serves ? this.deps.serves(t.adapter) : t.adapter.configured) return undefined;
     return this.skipped(t, 'not_configured', new BridgeError('provider_not_configured'));
   }
 
@@ -914,9 +927,22 @@ export class Exchange implements OpenExchange {
     }
     round.observer.upstreamHeaders(res.statusCode);
     if (res.headers['content-encoding'] !== undefined) res = decodedAnswer(res);
-    // A pool key's 403 is the key's only if its body says so: read first, reported below.
-    const forbidden = lease.keyName !== null && res.statusCode === 403;
-    if (!forbidden) reportAnswer(lease, res, this.deps.now().getTime());
+    // An organisation key's error answer says in its body whose fault it is (a key revoked or out
+    // of credit, or a refusal of only what was asked): read first, reported so. A member's own key
+    // (BYOK) is theirs to mend.
+    const read =
+      !this.metered.credentials && BLAMED_STATUSES.has(res.statusCode)
+        ? await bufferedAnswer(res)
+        : undefined;
+    const blame = read ? blameOf(res.statusCode, read.json) : undefined;
+    if (blame === 'key')
+      lease.report({
+        status: res.statusCode,
+        keyRefused: true,
+        reason: errorFromBody(res.statusCode, read!.json).message,
+      });
+    else if (blame === 'request') lease.report({ status: res.statusCode, requestsOwn: true });
+    else reportAnswer(lease, res, this.deps.now().getTime());
     const served = {
       target: t,
       startedAt,
@@ -926,37 +952,36 @@ export class Exchange implements OpenExchange {
       httpStatus: res.statusCode,
       error: null,
     };
-    const reason = failoverReason(res.statusCode);
-    // The organisation's single credential refused (a wrong or revoked key in the providers file
-    // or AIBRIDGE_…_API_KEY), not a member's own: their bridge key was accepted, and the
-    // provider's "invalid x-api-key" reads as its fault, which agents retry for minutes. A 502
-    // naming the instance instead, not to be retried; a routed request tries its next target.
-    if (res.statusCode === 401 && lease.keyName === null && !this.metered.credentials) {
-      const answer = await bufferedAnswer(res);
-      const error = errorFromBody(401, answer.json);
+    // The organisation's credential refused (revoked, leaked, out of credit, or without the scope
+    // this endpoint needs), not a member's own: their bridge key was accepted, and the provider's
+    // "invalid x-api-key" reads as their fault, which agents retry for minutes. A 502 naming the
+    // instance instead, not to be retried; another key of a pool (unless only this request's ask
+    // was refused), then the next target, are tried first.
+    if (blame === 'key' || (blame === 'request' && res.statusCode === 401)) {
+      const error = errorFromBody(res.statusCode, read!.json);
       return {
         ...served,
         error,
         endedAt: this.deps.now(),
         reason: 'unauthorized',
-        failure: orgCredentialRefused(t.adapter.id, error.message),
-        sameTarget: false,
+        failure: orgCredentialRefused(t.adapter.id, error.message, res.statusCode),
+        sameTarget: blame === 'key' && lease.keyName !== null,
         // The provider answered: its breaker (outages) is not this key's business.
         healthy: true,
       };
     }
-    // The key's own fault: a pool may have another key for the same instance.
-    let retryKey = lease.keyName !== null && KEY_FAULTS.has(res.statusCode);
-    let read: Awaited<ReturnType<typeof bufferedAnswer>> | undefined;
-    if (forbidden) {
-      read = await bufferedAnswer(res);
-      retryKey = keyRefusedIn(read.json);
-      lease.report({ status: 403, keyRefused: retryKey });
-      // What the member asked for is refused: their answer, as the provider sent it.
-      if (!retryKey) return this.accept(round, served, read.replay(), this.deps.now());
+    // Refused for what it asks (a 403 on what the project may not use, one request over the whole
+    // per-minute limit): the member's answer as the provider sent it, held against nothing.
+    if (blame === 'request') {
+      round.requestFault = true;
+      return this.accept(round, served, read!.replay(), this.deps.now());
     }
+    const reason = failoverReason(res.statusCode);
+    // The key's own fault: a pool may have another key for the same instance.
+    const retryKey = lease.keyName !== null && KEY_FAULTS.has(res.statusCode);
     if (!retryKey && !(hasNext && reason !== undefined)) {
       // The client's answer; a stream with another target behind it is looked at first.
+      if (read) return this.accept(round, served, read.replay(), this.deps.now());
       return hasNext && res.statusCode < 400 && isEventStream(res)
         ? this.peek(round, t, served, res)
         : this.accept(round, served, res, this.deps.now());
@@ -1166,7 +1191,7 @@ export class Exchange implements OpenExchange {
       failed ? 'error' : 'ok',
       facts,
       error,
-      !isProviderFailure(res.statusCode),
+      round.requestFault === true || !isProviderFailure(res.statusCode),
       'not run',
     );
     if (this.deps.ackStored) {
@@ -1526,7 +1551,14 @@ export class Exchange implements OpenExchange {
     }
     const error = errorFromBody(res.statusCode, json);
     round.streamed = this.head === 'stream';
-    this.finish(round, 'error', null, error, !isProviderFailure(res.statusCode), 'upstream refused');
+    this.finish(
+      round,
+      'error',
+      null,
+      error,
+      round.requestFault === true || !isProviderFailure(res.statusCode),
+      'upstream refused',
+    );
     if (this.head === 'stream') {
       this.reply.raw.end(
         this.metered.api.streamError(res.statusCode >= 400 ? res.statusCode : 502, error.type, error.message),

@@ -14,6 +14,7 @@ import { type Authenticator, credentialFrom } from '../identity/auth';
 import {
   conversationIdOf,
   conversationMalformed,
+  errorFromBody,
   inputReferences,
   isObject,
   referencesMalformed,
@@ -24,6 +25,7 @@ import { readSmall } from '../providers/upstream-answer';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
 import { reportAnswer, singleCredential } from '../routing/credentials';
+import { BLAMED_STATUSES, blameOf } from '../routing/key-refusal';
 import type { Router } from '../routing/routes';
 import { type GovernanceGate, inFlightPlace } from './admission';
 import { authenticateFirst } from './authenticate-first';
@@ -32,6 +34,7 @@ import { withClientSession } from './client-session';
 import { checkedRequestFacts } from './client-strings';
 import {
   type AnswerRewrite,
+  bufferedAnswer,
   clientCaughtUp,
   Exchange,
   type ExchangeDeps,
@@ -165,7 +168,8 @@ async function passThrough(
   own: Record<string, string> | undefined,
   held?: { hold: ToolHold; judge: ToolJudge },
 ): Promise<void> {
-  if (!own && !adapter.configured) throw new BridgeError('provider_not_configured');
+  if (!own && !(deps.serves ? deps.serves(adapter) : adapter.configured))
+    throw new BridgeError('provider_not_configured');
   const lease = await (own
     ? ownCredentialSource(own)
     : (deps.credentials?.(adapter) ?? singleCredential(adapter))
@@ -191,7 +195,21 @@ async function passThrough(
     lease.report({ status: 0 });
     throw upstreamFailure(err);
   }
-  reportAnswer(lease, res, deps.now().getTime());
+  if (!own && (BLAMED_STATUSES.has(res.statusCode) || res.statusCode === 529)) {
+    // Only a refusal of the key itself (revoked, out of credit) is held against it here: these
+    // endpoints have limits of their own (Anthropic rate-limits count_tokens apart from Messages),
+    // and a restricted key may lack one's scope, so their 429s, 529s and scope 401s cooling or
+    // taking out the key would stop model requests that it serves.
+    const read = await bufferedAnswer(res);
+    if (blameOf(res.statusCode, read.json) === 'key')
+      lease.report({
+        status: res.statusCode,
+        keyRefused: true,
+        reason: errorFromBody(res.statusCode, read.json).message,
+      });
+    else lease.report({ status: res.statusCode, requestsOwn: true });
+    res = read.replay();
+  } else reportAnswer(lease, res, deps.now().getTime());
   if (held && res.statusCode < 400) return sendHeld(res, reply, held, req);
   reply.hijack();
   const out = reply.raw;

@@ -131,6 +131,7 @@ export function proxyCapability(
           ackStored: config.auditAck === 'stored',
           ...(d.toolPolicy ? { toolPolicy: d.toolPolicy } : {}),
           ...(credentials ? { credentials } : {}),
+          serves: (a) => instanceServes(a, d.credentials),
           admit: composeAdmission([
             upstreamConfigured(() => instanceServes(adapter, d.credentials), keySetting(adapter)),
             auditAccepting(() => d.recorder.accepting()),

@@ -9,8 +9,18 @@ export interface AttemptOutcome {
   readonly status: number;
   /** The upstream's `retry-after`, in milliseconds, when it gave one. */
   readonly retryAfterMs?: number;
-  /** A 403 whose body says the key itself is refused (key-refusal.ts), not what was asked. */
+  /**
+   * The answer's body says the key itself is refused whatever is asked (key-refusal.ts `blameOf`):
+   * revoked, leaked, or its account out of credit.
+   */
   readonly keyRefused?: boolean;
+  /**
+   * The answer refuses only what this request asked (a scope a restricted key lacks, a request over
+   * the whole per-minute limit): nothing is held against the key.
+   */
+  readonly requestsOwn?: boolean;
+  /** What the provider said, for the alert when the key is taken out. */
+  readonly reason?: string;
 }
 
 /** The credential chosen for one upstream attempt. */
@@ -64,10 +74,11 @@ export function instanceServes(
  */
 export function singleCredential(
   adapter: ProviderAdapter,
-  refused?: (status: number) => void,
+  refused?: (status: number, reason?: string) => void,
 ): CredentialSource {
   const report = (o: AttemptOutcome): void => {
-    if (noteAnswer(adapter, o.status, o.keyRefused === true)) refused?.(o.status);
+    if (o.requestsOwn) return;
+    if (noteAnswer(adapter, o.status, o.keyRefused === true)) refused?.(o.status, o.reason);
   };
   const lease = (headers: Record<string, string>): CredentialLease => ({ keyName: null, headers, report });
   return {

@@ -55,9 +55,10 @@ export interface KeyView {
 export interface PoolEvents {
   attempt(instance: string, key: string): void;
   rateLimited(instance: string, key: string, status: number, cooldownMs: number): void;
-  authFailed(instance: string, key: string, status: number): void;
+  /** `reason`: what the provider said, when its body said the key is refused (out of credit, say). */
+  authFailed(instance: string, key: string, status: number, reason?: string): void;
   /** The instance's single credential (no pool) was refused by the provider: it has no other. */
-  credentialRefused?(instance: string, status: number): void;
+  credentialRefused?(instance: string, status: number, reason?: string): void;
 }
 
 interface Runtime {
@@ -202,8 +203,14 @@ export class KeyPool implements CredentialSource {
   private report(name: string, o: AttemptOutcome): void {
     const rt = this.state.get(name);
     // Removed while the attempt was under way: nothing to keep.
-    if (!rt) return;
-    if (o.status === 429 || o.status === 529) {
+    if (!rt || o.requestsOwn) return;
+    if (o.keyRefused === true) {
+      // Its body says so (a leaked or revoked key, an account out of credit): out until an admin acts.
+      rt.authFailures++;
+      if (rt.authFailed) return;
+      rt.authFailed = true;
+      this.events.authFailed(this.instance, name, o.status, o.reason);
+    } else if (o.status === 429 || o.status === 529) {
       rt.streak++;
       const ms =
         o.retryAfterMs !== undefined
@@ -213,7 +220,7 @@ export class KeyPool implements CredentialSource {
       rt.cooldownUntil = rt.cooldownFrom + ms;
       rt.rateLimited++;
       this.events.rateLimited(this.instance, name, o.status, ms);
-    } else if (o.status === 401 || o.keyRefused === true) {
+    } else if (o.status === 401) {
       // A 403 is the key's only when its body says so (a leaked, blocked or suspended key): a
       // member's request can draw one from a valid key (a model, file or cached content the key's
       // project may not use), and taking keys out on that let one member empty the pool.

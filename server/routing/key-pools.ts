@@ -69,8 +69,8 @@ export class KeyPools {
   credentialsFor(adapter: ProviderAdapter): CredentialSource {
     let source = this.sources.get(adapter);
     if (!source) {
-      const single = singleCredential(adapter, (status) =>
-        this.d.events.credentialRefused?.(adapter.id, status),
+      const single = singleCredential(adapter, (status, reason) =>
+        this.d.events.credentialRefused?.(adapter.id, status, reason),
       );
       const pool = this.pools.get(adapter.id);
       source = pool ? { acquire: () => (pool.size > 0 ? pool.acquire() : single.acquire()) } : single;

@@ -40,3 +40,49 @@ export function keyRefusedIn(body: unknown): boolean {
     return true;
   return typeof error.message === 'string' && KEY_MESSAGE.test(error.message);
 }
+
+/** The error object of an answer's body, in each API's shape (see keyRefusedIn). */
+function errorOf(body: unknown): Record<string, unknown> | undefined {
+  const top = Array.isArray(body) ? body[0] : body;
+  const error = isObject(top) ? top.error : undefined;
+  return isObject(error) ? error : undefined;
+}
+
+/**
+ * An account out of money: Anthropic's `billing_error` (402) or its 400 "credit balance is too low",
+ * OpenAI's `insufficient_quota` (a 429 that no wait mends). Every request on that key fails until
+ * someone pays, whatever it asks.
+ */
+const NO_CREDIT = /credit balance is too low|insufficient[_ ]quota|exceeded your current quota/i;
+
+/**
+ * A refusal of what this request asks, not of the key: OpenAI's 401 for a restricted key without
+ * the scope an endpoint needs ("Missing scopes: api.responses.write"), and its 429 for one request
+ * larger than the whole per-minute token limit ("Request too large … on tokens per min").
+ */
+const MISSING_SCOPE = /missing scopes?:|insufficient permissions for this operation/i;
+const TOO_LARGE = /^request too large for /i;
+
+/**
+ * Whose fault an organisation key's error answer is, read from its body: `key` when the key or its
+ * account is refused whatever the request (revoked, leaked, out of credit), so other keys and
+ * targets are tried and it is taken out; `request` when it refuses only what was asked, so nothing
+ * is held against the key, the instance or its breaker; undefined for the status's usual meaning
+ * (a 429 is a rate limit that passes, a 400 the request's mistake).
+ */
+export function blameOf(status: number, body: unknown): 'key' | 'request' | undefined {
+  const error = errorOf(body);
+  const message = typeof error?.message === 'string' ? error.message : '';
+  const kind = `${typeof error?.type === 'string' ? error.type : ''} ${typeof error?.code === 'string' ? error.code : ''}`;
+  if (status === 401) return MISSING_SCOPE.test(message) ? 'request' : 'key';
+  if (status === 403) return keyRefusedIn(body) ? 'key' : 'request';
+  if (status === 402) return 'key';
+  if (status === 400 || status === 429) {
+    if (/\bbilling_error\b|\binsufficient_quota\b/.test(kind) || NO_CREDIT.test(message)) return 'key';
+    if (status === 429 && TOO_LARGE.test(message)) return 'request';
+  }
+  return undefined;
+}
+
+/** Statuses whose body is read for `blameOf` before the answer goes anywhere. */
+export const BLAMED_STATUSES: ReadonlySet<number> = new Set([400, 401, 402, 403, 429]);

@@ -10,6 +10,11 @@ export interface RoutingCapability extends Capability {
   pools: KeyPools;
 }
 
+/** A refusal's status with the start of what the provider said (its credit balance, say). */
+function said(status: number, reason: string | undefined): string {
+  return reason ? `${status}: ${reason.replace(/\s+/g, ' ').slice(0, 200)}` : String(status);
+}
+
 /** The least time between two alerts of one instance's single key refused. */
 const REFUSAL_ALERT_MS = 3_600_000;
 
@@ -45,14 +50,14 @@ export async function routingCapability(
       metrics.keyRateLimited.inc({ provider, key, status: String(status) });
       log.info({ provider, key, status, cooldownMs }, 'provider key cooling down');
     },
-    authFailed: (provider, key, status) => {
+    authFailed: (provider, key, status, reason) => {
       metrics.keyAuthFailures.inc({ provider, key });
       keyRefused(
         status,
-        `Provider instance "${provider}" refused its key "${key}" (${status}); the key is out of rotation until an admin re-enables or replaces it.`,
+        `Provider instance "${provider}" refused its key "${key}" (${said(status, reason)}); the key is out of rotation until an admin re-enables or replaces it.`,
       );
     },
-    credentialRefused: (provider, status) => {
+    credentialRefused: (provider, status, reason) => {
       log.warn({ provider, status }, "provider refused the organisation's credential");
       // Once an hour per instance: a 401 some requests draw and others not (a restricted key's
       // missing scope) flips the state on every pair, and each flip would be an alert.
@@ -62,7 +67,7 @@ export async function routingCapability(
       refusalAlerts.set(provider, now);
       keyRefused(
         status,
-        `Provider instance "${provider}" refused the organisation's credential (${status}): its requests fail with 502 upstream_auth_failed (routed ones go to their next target) until an admin replaces the key.`,
+        `Provider instance "${provider}" refused the organisation's credential (${said(status, reason)}): its requests fail with 502 upstream_auth_failed (routed ones go to their next target) until an admin replaces the key.`,
       );
     },
   };
