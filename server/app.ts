@@ -147,7 +147,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       judge: (p, names, input) => policy.toolPolicy.judgeGatewayCall(p.user, names, input),
     });
     const byok = await byokCapability(core);
-    const routeTable = await routeTableCapability(core);
+    const routeTable = await routeTableCapability(core, (name) => aliases.aliases.has(name));
+    aliases.routedBy((name) => Object.hasOwn(routeTable.router.routes, name));
     const memberWrites = new MemberWrites(() => core.clock.now());
     const admin = adminCapability(core, auth, identity, memberWrites);
     const live = liveCapability(

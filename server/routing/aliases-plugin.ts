@@ -20,6 +20,11 @@ export interface ModelDirectory {
 export interface AliasCapability extends Capability {
   aliases: ModelAliases;
   models: ModelDirectory;
+  /**
+   * Where route names are looked up once the routing table is up (it starts after the aliases);
+   * until then, the providers file's routes.
+   */
+  routedBy(isRouted: (name: string) => boolean): void;
 }
 
 /**
@@ -32,12 +37,14 @@ export async function aliasCapability(
 ): Promise<AliasCapability> {
   const catalog = new ModelCatalog(core.config.upstreams, spend.prices, spend.policies);
   let aliases: ModelAliases;
+  let isRouted = (name: string): boolean => Object.hasOwn(core.config.routes, name);
   try {
     aliases = new ModelAliases(
       core.config.aliases,
       core.store,
       (name) => catalog.isModel(name),
       datesOf(core.clock),
+      (name) => isRouted(name),
     );
   } catch (err) {
     // The file's aliases are checked against the known models, which only now are known.
@@ -50,6 +57,9 @@ export async function aliasCapability(
     models: {
       resolve: (team, name) => aliases.resolve(team, name),
       listFor: (instance, team) => catalog.forUser(instance, team, aliases.visibleTo(team)),
+    },
+    routedBy(f) {
+      isRouted = f;
     },
     routes: aliasRoutes(aliases),
     reload: { model_alias: () => aliases.load() },

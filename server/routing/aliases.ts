@@ -91,6 +91,8 @@ export class ModelAliases {
     private readonly store: Store,
     private readonly isModel: (name: string) => boolean,
     private readonly now: () => Date,
+    /** Whether a name is a route's (routes.ts): a request for it would reach the alias, never the route. */
+    private readonly isRouted: (name: string) => boolean = () => false,
   ) {
     this.fromFile = [
       ...Object.entries(file.everyone).map(([alias, model]) => ({
@@ -132,6 +134,12 @@ export class ModelAliases {
       if (own) return own.model;
     }
     return this.effective.get('')?.get(name)?.model;
+  }
+
+  /** Whether any alias in force, everyone's or a team's, has this name. */
+  has(name: string): boolean {
+    for (const scope of this.effective.values()) if (scope.has(name)) return true;
+    return false;
   }
 
   /** Every alias in force, everyone's first, by name. */
@@ -200,6 +208,10 @@ export class ModelAliases {
       if (this.isModel(e.alias))
         return fail(
           `"${e.alias}" is a model's own id; an alias must not shadow a model (use a route to redirect one)`,
+        );
+      if (this.isRouted(e.alias))
+        return fail(
+          `"${e.alias}" is a route's name; a request for it would be sent to the alias's model, never through the route (name one or the other differently)`,
         );
       const chained = all.find((o) => o !== e && related(o, e) && o.alias === e.model);
       if (chained || e.model === e.alias)

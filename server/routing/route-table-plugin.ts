@@ -31,7 +31,10 @@ export interface RouteTableCapability extends Capability {
  * targets. It starts from the providers file; a table PUT through the admin API replaces it, is
  * kept in the store, and is reloaded by other replicas through the change feed.
  */
-export async function routeTableCapability(core: Core): Promise<RouteTableCapability> {
+export async function routeTableCapability(
+  core: Core,
+  aliasNamed: (name: string) => boolean = () => false,
+): Promise<RouteTableCapability> {
   const { config, store, clock } = core;
   const instances = new Set(Object.keys(config.upstreams));
   let router: Router;
@@ -73,6 +76,13 @@ export async function routeTableCapability(core: Core): Promise<RouteTableCapabi
       try {
         table = parseRoutes((body as { routes?: unknown }).routes ?? {}, instances);
         router.check(table);
+        // A request for an alias's name reaches the alias's model, never the route.
+        for (const name of Object.keys(table))
+          if (aliasNamed(name))
+            throw new RouteTableError(
+              name,
+              `"${name}" is an alias's name; a request for it would be sent to the alias's model, never through this route (name one or the other differently)`,
+            );
       } catch (err) {
         if (err instanceof RouteTableError) throw new BridgeError('invalid_routes', err.message);
         throw err;

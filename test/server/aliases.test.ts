@@ -401,6 +401,54 @@ describe('model aliases', () => {
     }
   });
 
+  it('an alias and a route of one name are refused wherever either is set: the route would never be used', async () => {
+    const file = path.join(await tempDir('aibridge-aliases-'), 'providers.json');
+    await fs.writeFile(
+      file,
+      JSON.stringify({
+        providers: {},
+        aliases: { best: 'claude-haiku-4-5' },
+        routes: { best: ['anthropic:claude-opus-4-1', 'anthropic:claude-sonnet-4-5'] },
+      }),
+    );
+    await assert.rejects(startBridge(anthropic.url, { AIBRIDGE_PROVIDERS_FILE: file }), (err: Error) =>
+      /AIBRIDGE_PROVIDERS_FILE: aliases\.best: "best" is a route's name/.test(err.message),
+    );
+    // At run time, either way round.
+    await fs.writeFile(
+      file,
+      JSON.stringify({ providers: {}, routes: { best: ['anthropic:claude-opus-4-1'] } }),
+    );
+    const tb = await startBridge(anthropic.url, { AIBRIDGE_PROVIDERS_FILE: file });
+    try {
+      const alias = await tb.api<{ error: { message: string } }>('PUT', '/api/v1/aliases/best', tb.adminKey, {
+        model: 'claude-haiku-4-5',
+      });
+      assert.equal(alias.status, 400);
+      assert.match(alias.body.error.message, /"best" is a route's name/);
+      const made = await tb.api('PUT', '/api/v1/aliases/quick', tb.adminKey, { model: 'claude-haiku-4-5' });
+      assert.equal(made.status, 200);
+      const route = await tb.api<{ error: { code: string; message: string } }>(
+        'PUT',
+        '/api/v1/routes',
+        tb.adminKey,
+        {
+          routes: { quick: ['anthropic:claude-sonnet-4-5'] },
+        },
+      );
+      assert.equal(route.status, 400);
+      assert.equal(route.body.error.code, 'invalid_routes');
+      assert.match(route.body.error.message, /routes\.quick: "quick" is an alias's name/);
+      // Once the route is gone from the table, the name is free for an alias.
+      const cleared = await tb.api('PUT', '/api/v1/routes', tb.adminKey, { routes: {} });
+      assert.equal(cleared.status, 200);
+      const now = await tb.api('PUT', '/api/v1/aliases/best', tb.adminKey, { model: 'claude-haiku-4-5' });
+      assert.equal(now.status, 200);
+    } finally {
+      await tb.close();
+    }
+  });
+
   it('two replicas on one database: an alias set on one is served by the other, and its removal too', async () => {
     const env = {
       AIBRIDGE_OPENAI_BASE_URL: openai.url,
