@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import type { Dispatcher } from 'undici';
+import { type Dispatcher, errors as undiciErrors } from 'undici';
 import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import { totalTokens } from '../../shared/usage';
 import type { Recorder } from '../audit/recorder';
@@ -358,6 +358,11 @@ interface Tried {
   repeat?: boolean;
   /** No other attempt may follow (the bridge is shutting down). */
   final?: boolean;
+  /**
+   * The provider had the whole request and did not answer in time (a headers timeout): it may have
+   * generated, and billed, the answer it was too slow to start.
+   */
+  sentWhole?: boolean;
 }
 
 /**
@@ -754,10 +759,14 @@ export class Exchange implements OpenExchange {
     round.streamed = this.head === 'stream';
     const failure = final.failure!;
     round.httpStatus = failure.status;
+    // Not a free request: floored from its body, as an answer the client left is (the provider
+    // may be generating it still). Recorded at $0, a member could make any long non-streamed
+    // generation free of cost and budgets.
+    const floor = final.sentWhole ? { ...unreadFacts(round, 0), model: round.start.request.model } : null;
     this.finish(
       round,
       'error',
-      null,
+      floor,
       { type: failure.code, message: failure.message },
       final.healthy,
       'upstream failed',
@@ -923,6 +932,7 @@ export class Exchange implements OpenExchange {
         sameTarget: false,
         healthy: this.stopping || unsent || shortage ? undefined : false,
         final: this.stopping || unsent,
+        ...(err instanceof undiciErrors.HeadersTimeoutError ? { sentWhole: true } : {}),
       };
     }
     round.observer.upstreamHeaders(res.statusCode);

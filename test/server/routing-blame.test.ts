@@ -208,6 +208,7 @@ describe('whose fault an organisation key’s error answer is: the key’s, the 
         model: 'gpt-4o',
         input: 'hi',
       });
+      assert.equal(r.status, 401, 'the member gets the provider’s answer');
     }
     const chat = await post(`${tb.url}/openai/v1/chat/completions`, other, {
       model: 'gpt-4o',

@@ -169,7 +169,12 @@ describe('what one member’s own bad requests may not do to everyone else; keys
       max_tokens: 16,
       messages: [{ role: 'user', content: 'hi' }],
     });
-    const recs = await tb.interceptions(1);
     assert.equal(r.status, 200, 'the spare target serves');
+    const [rec] = await tb.interceptions(1);
+    assert.equal(rec!.provider, 'spare');
+    assert.deepEqual(
+      rec!.attempts?.map((a) => [a.provider, a.httpStatus]),
+      [['primary', 503]],
+    );
   });
 });

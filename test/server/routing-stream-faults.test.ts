@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
-import { KeyedUpstream, ok, post, providersFile } from '../helpers/keyed-upstream';
+import { KeyedUpstream, post, providersFile } from '../helpers/keyed-upstream';
 
 /** A Responses stream the provider fails over the member's own input (an image URL it cannot fetch). */
 function failedOverBadImage(model: string, res: http.ServerResponse): void {
