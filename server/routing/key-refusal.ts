@@ -50,10 +50,11 @@ function errorOf(body: unknown): Record<string, unknown> | undefined {
 
 /**
  * An account out of money: Anthropic's `billing_error` (402) or its 400 "credit balance is too low",
- * OpenAI's `insufficient_quota` (a 429 that no wait mends). Every request on that key fails until
- * someone pays, whatever it asks.
+ * OpenAI's 429 of type `insufficient_quota` (no wait mends it). Every request on that key fails until
+ * someone pays, whatever it asks. Not the words "exceeded your current quota" alone: Google says
+ * them of a per-minute quota too, with a RetryInfo to wait for.
  */
-const NO_CREDIT = /credit balance is too low|insufficient[_ ]quota|exceeded your current quota/i;
+const NO_CREDIT = /credit balance is too low/i;
 
 /**
  * A refusal of what this request asks, not of the key: OpenAI's 401 for a restricted key without
@@ -77,9 +78,12 @@ export function blameOf(status: number, body: unknown): 'key' | 'request' | unde
   if (status === 401) return MISSING_SCOPE.test(message) ? 'request' : 'key';
   if (status === 403) return keyRefusedIn(body) ? 'key' : 'request';
   if (status === 402) return 'key';
-  if (status === 400 || status === 429) {
-    if (/\bbilling_error\b|\binsufficient_quota\b/.test(kind) || NO_CREDIT.test(message)) return 'key';
-    if (status === 429 && TOO_LARGE.test(message)) return 'request';
+  // Google answers a key that is not valid with a 400 (`API_KEY_INVALID`), not a 401.
+  if (status === 400 && (/\bbilling_error\b/.test(kind) || NO_CREDIT.test(message) || keyRefusedIn(body)))
+    return 'key';
+  if (status === 429) {
+    if (/\b(?:insufficient_quota|billing_error)\b/.test(kind)) return 'key';
+    if (TOO_LARGE.test(message)) return 'request';
   }
   return undefined;
 }

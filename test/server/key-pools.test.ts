@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import { ConfigError, loadConfig } from '../../server/config';
 import { BridgeError } from '../../server/errors';
 import { KeyPool, type PoolEvents, type PoolKey } from '../../server/routing/key-pool';
-import { keyRefusedIn } from '../../server/routing/key-refusal';
+import { blameOf, keyRefusedIn } from '../../server/routing/key-refusal';
 import { retryAfterMs, upstreamRetryAfterMs } from '../../server/routing/retry-after';
 import type { Alert } from '../../shared/spend';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
@@ -332,6 +332,125 @@ describe('key pools', function () {
         'Forbidden',
       ])
         assert.equal(keyRefusedIn(asked), false, JSON.stringify(asked));
+    });
+
+    it('reads whose fault an error answer is: the key’s (revoked, out of credit), the request’s, or neither', () => {
+      // As Gemini answers a spent per-minute quota (test/fixtures/gemini/error-429.json).
+      const gemini429 = {
+        error: {
+          code: 429,
+          message: 'You exceeded your current quota, please check your plan and billing details.',
+          status: 'RESOURCE_EXHAUSTED',
+          details: [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '37s' }],
+        },
+      };
+      const cases: [number, unknown, 'key' | 'request' | undefined][] = [
+        // Out of credit, whatever is asked.
+        [
+          400,
+          {
+            type: 'error',
+            error: {
+              type: 'invalid_request_error',
+              message:
+                'Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing.',
+            },
+          },
+          'key',
+        ],
+        [402, { type: 'error', error: { type: 'billing_error', message: 'Payment required' } }, 'key'],
+        [
+          429,
+          {
+            error: {
+              message: 'You exceeded your current quota, please check your plan and billing details.',
+              type: 'insufficient_quota',
+              param: null,
+              code: 'insufficient_quota',
+            },
+          },
+          'key',
+        ],
+        // Google says the same words of a per-minute quota, with a RetryInfo: a rate limit.
+        [429, gemini429, undefined],
+        // Google's answer to a key that is not valid is a 400.
+        [
+          400,
+          [
+            {
+              error: {
+                code: 400,
+                message: 'API key not valid. Please pass a valid API key.',
+                status: 'INVALID_ARGUMENT',
+                details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID' }],
+              },
+            },
+          ],
+          'key',
+        ],
+        [
+          401,
+          { type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } },
+          'key',
+        ],
+        // What a restricted key lacks for this endpoint, and one request over the whole minute's limit.
+        [
+          401,
+          {
+            error: {
+              message:
+                'You have insufficient permissions for this operation. Missing scopes: api.responses.write.',
+              type: 'invalid_request_error',
+            },
+          },
+          'request',
+        ],
+        [
+          429,
+          {
+            error: {
+              message:
+                'Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 50000.',
+              type: 'tokens',
+              code: 'rate_limit_exceeded',
+            },
+          },
+          'request',
+        ],
+        [
+          429,
+          {
+            type: 'error',
+            error: { type: 'rate_limit_error', message: 'Number of requests has exceeded your rate limit' },
+          },
+          undefined,
+        ],
+        [
+          400,
+          { type: 'error', error: { type: 'invalid_request_error', message: 'max_tokens: Field required' } },
+          undefined,
+        ],
+        [
+          403,
+          {
+            type: 'error',
+            error: { type: 'permission_error', message: 'This organization has been disabled.' },
+          },
+          'key',
+        ],
+        [
+          403,
+          {
+            error: {
+              message: 'You are not allowed to sample from this model',
+              type: 'invalid_request_error',
+            },
+          },
+          'request',
+        ],
+      ];
+      for (const [status, body, want] of cases)
+        assert.equal(blameOf(status, body), want, `${status} ${JSON.stringify(body)}`);
     });
 
     it('reads retry-after as seconds or an HTTP date', () => {
