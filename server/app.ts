@@ -149,6 +149,14 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     const byok = await byokCapability(core);
     const routeTable = await routeTableCapability(core, (name) => aliases.aliases.has(name));
     aliases.routedBy((name) => Object.hasOwn(routeTable.router.routes, name));
+    // Aliases and routes stored through the API are checked when set; one of each from different
+    // sources (a stored alias, the file's route) can still share a name: said at start.
+    for (const a of aliases.aliases.list())
+      if (Object.hasOwn(routeTable.router.routes, a.alias))
+        core.log.error(
+          { alias: a.alias, team: a.team, model: a.model },
+          `alias "${a.alias}" has a route's name: requests for it go to ${a.model}, never through the route; rename one of them`,
+        );
     const memberWrites = new MemberWrites(() => core.clock.now());
     const admin = adminCapability(core, auth, identity, memberWrites);
     const live = liveCapability(

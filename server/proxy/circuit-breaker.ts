@@ -32,8 +32,8 @@ interface Entry {
 export const MAX_BREAKERS = 256;
 
 /**
- * One breaker per provider and model. After `threshold` consecutive failures (429, 5xx, 529,
- * unreachable, timeout) it opens and refuses at once for `cooldownMs`; then it lets a single probe
+ * One breaker per provider and model. After `threshold` consecutive failures (5xx, 529,
+ * unreachable, timeout; not a 429, isProviderFailure) it opens and refuses at once for `cooldownMs`; then it lets a single probe
  * through (half-open): success closes it, failure opens it again.
  */
 export class CircuitBreakers {

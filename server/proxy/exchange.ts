@@ -374,6 +374,16 @@ interface Tried {
  */
 const KEY_FAULTS: ReadonlySet<number> = new Set([429]);
 
+/** Error types a stream's first event names for a rate limit (OpenAI Responses and Chat, Anthropic, Google). */
+const RATE_LIMITED_IN_STREAM: ReadonlySet<string> = new Set([
+  'rate_limit_exceeded',
+  'rate_limit_error',
+  'RESOURCE_EXHAUSTED',
+]);
+
+/** OpenAI's words for one request over the whole per-minute token limit (blameOf's, in a stream). */
+const TOO_LARGE_IN_STREAM = /^request too large for /i;
+
 /** Statuses on which the next target is tried. */
 function failoverReason(status: number): FailoverReason | undefined {
   if (status === 429) return 'rate_limited';
@@ -1089,8 +1099,12 @@ export class Exchange implements OpenExchange {
         ? { type: 'upstream_protocol_error', message: 'the stream ended before its first event' }
         : meter.result().error;
     // An error the request caused goes to the client as an unrouted stream's would: another target
-    // would refuse it too, and it says nothing of this one's health.
-    if (error === null || (broke === undefined && isRequestFault(error.type)))
+    // would refuse it too, and it says nothing of this one's health. So does one request over the
+    // whole per-minute limit, said in the words of a rate limit.
+    if (
+      error === null ||
+      (broke === undefined && (isRequestFault(error.type) || TOO_LARGE_IN_STREAM.test(error.message)))
+    )
       return this.accept(round, tried, replay(res, chunks, it), endedAt);
     res.body.destroy();
     return {
@@ -1103,7 +1117,9 @@ export class Exchange implements OpenExchange {
         `The provider's stream failed before its first event (${error.message}).`,
       ),
       sameTarget: false,
-      healthy: false,
+      // A rate limit in the stream is tried elsewhere, but is no outage: not counted against the
+      // breaker, as an HTTP 429 is not (isProviderFailure).
+      healthy: broke === undefined && RATE_LIMITED_IN_STREAM.has(error.type),
     };
   }
   /**

@@ -96,7 +96,8 @@ const fresh = (k: PoolKey): Runtime => ({
  * The keys of one provider instance, one per upstream attempt: spread by weight among the keys not
  * disabled, not refused by the upstream, not cooling down and under their own rpm/tpm. A 429/529
  * cools the key down for the upstream's `retry-after` (capped at 5 minutes) or 1 s doubling up to
- * 60 s; a 401 (or a 403 naming the key) takes it out until an admin re-enables or replaces it. Time is the injected clock.
+ * 60 s; a 401, a 403 naming the key or an account out of credit (key-refusal.ts) takes it out until
+ * an admin re-enables or replaces it. Time is the injected clock.
  */
 export class KeyPool implements CredentialSource {
   private keys: readonly PoolKey[] = [];
@@ -284,7 +285,7 @@ export class KeyPool implements CredentialSource {
     if (authFailed > 0)
       return new BridgeError(
         'upstream_auth_failed',
-        `Every key of provider instance "${this.instance}" was refused by the provider (401, or 403 naming the key); an admin must re-enable or replace them.`,
+        `Every key of provider instance "${this.instance}" was refused by the provider (401, a 403 naming the key, or its account out of credit); an admin must re-enable or replace them.`,
       );
     return new BridgeError(
       'provider_not_configured',

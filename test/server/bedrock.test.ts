@@ -604,11 +604,12 @@ describe('bedrock instances and errors, unit', () => {
       403,
       "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'POST\n/model/m/invoke\n\nhost:bedrock-runtime.us-east-1.amazonaws.com\nx-amz-security-token:IQoJb3JpZ2luX2VjSECRET\n\nhost;x-amz-security-token\nabc'\n\nThe String-to-Sign should have been\n'AWS4-HMAC-SHA256\n20261203T000000Z'\n",
     );
-    assert.equal(signature.status, 403);
+    // AWS's 403 for a refused credential is what a 401 is elsewhere: the bridge fails over and alerts.
+    assert.equal(signature.status, 401);
     assert.deepEqual(signature.body, {
       type: 'error',
       error: {
-        type: 'permission_error',
+        type: 'authentication_error',
         message:
           'InvalidSignatureException: The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.',
       },

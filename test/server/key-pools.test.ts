@@ -353,12 +353,47 @@ describe('key pools', function () {
             error: {
               type: 'invalid_request_error',
               message:
-                'Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing.',
+                'Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.',
             },
           },
           'key',
         ],
         [402, { type: 'error', error: { type: 'billing_error', message: 'Payment required' } }, 'key'],
+        // A member's field quoted back, or a 402 that fewer max_tokens would avoid (OpenRouter): not the key's.
+        [
+          400,
+          {
+            type: 'error',
+            error: {
+              type: 'invalid_request_error',
+              message:
+                'Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.: Extra inputs are not permitted',
+            },
+          },
+          undefined,
+        ],
+        [
+          400,
+          {
+            error: {
+              message: 'Unrecognized request argument supplied: api key is invalid',
+              type: 'invalid_request_error',
+            },
+          },
+          undefined,
+        ],
+        [
+          402,
+          {
+            error: {
+              message:
+                'This request requires more credits, or fewer max_tokens. You requested up to 32000 tokens, but can only afford 8000.',
+              code: 402,
+            },
+          },
+          undefined,
+        ],
+        [403, { message: 'The security token included in the request is invalid.' }, 'key'],
         [
           429,
           {

@@ -20,6 +20,13 @@ const STATUS: Readonly<Record<string, number>> = {
   serviceunavailableexception: 503,
   serviceunavailable: 503,
   accessdeniedexception: 403,
+  // The credential refused (a rotated secret, a revoked key, an expired session): AWS's 403s, which
+  // are what a 401 is elsewhere. Said as one, the bridge fails over and alerts (key-refusal.ts),
+  // where a 403 is taken as the request's (a model the account may not use).
+  unrecognizedclientexception: 401,
+  invalidsignatureexception: 401,
+  expiredtokenexception: 401,
+  incompletesignatureexception: 401,
   resourcenotfoundexception: 404,
   modeltimeoutexception: 504,
   modelstreamerrorexception: 500,
