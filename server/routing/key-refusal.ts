@@ -91,7 +91,10 @@ export function blameOf(status: number, body: unknown): 'key' | 'request' | unde
   // A 402 alone is no proof: OpenRouter's says "fewer max_tokens" would do (the request's).
   if (status === 402 && /\bbilling_error\b/.test(kind)) return 'key';
   // Google answers a key that is not valid with a 400 (`API_KEY_INVALID`), not a 401.
-  if (status === 400 && (/\bbilling_error\b/.test(kind) || NO_CREDIT.test(message.trim()) || keyRefusedIn(body)))
+  if (
+    status === 400 &&
+    (/\bbilling_error\b/.test(kind) || NO_CREDIT.test(message.trim()) || keyRefusedIn(body))
+  )
     return 'key';
   if (status === 429) {
     if (/\b(?:insufficient_quota|billing_error)\b/.test(kind)) return 'key';
