@@ -185,3 +185,80 @@ export async function post(
   });
   return { status: res.status, text: await res.text(), headers: res.headers };
 }
+
+/** Body fields the APIs `unknownFieldAnswer` speaks for know (any of them). */
+const KNOWN_FIELDS = new Set([
+  'model',
+  'max_tokens',
+  'messages',
+  'stream',
+  'stream_options',
+  'system',
+  'metadata',
+  'temperature',
+  'input',
+  'store',
+  'contents',
+  'generationConfig',
+]);
+
+/**
+ * What real providers answer a body field they do not know, quoting its name (member-chosen) in a
+ * 400: Anthropic "<f>: Extra inputs are not permitted", OpenAI Chat "Unrecognized request argument
+ * supplied: <f>", Responses "Unknown parameter: '<f>'.", Gemini 'Unknown name "<f>"'. Undefined when
+ * every field is known.
+ */
+export function unknownFieldAnswer(h: Hit): { status: number; body: unknown } | undefined {
+  const extra = Object.keys(h.body).find((k) => !KNOWN_FIELDS.has(k));
+  if (!extra) return undefined;
+  if (h.path.includes('/chat/completions'))
+    return {
+      status: 400,
+      body: {
+        error: {
+          message: `Unrecognized request argument supplied: ${extra}`,
+          type: 'invalid_request_error',
+          param: null,
+          code: null,
+        },
+      },
+    };
+  if (h.path.includes('/responses'))
+    return {
+      status: 400,
+      body: {
+        error: {
+          message: `Unknown parameter: '${extra}'.`,
+          type: 'invalid_request_error',
+          param: extra,
+          code: 'unknown_parameter',
+        },
+      },
+    };
+  if (h.path.includes(':generateContent'))
+    return {
+      status: 400,
+      body: {
+        error: {
+          code: 400,
+          message: `Invalid JSON payload received. Unknown name "${extra}": Cannot find field.`,
+          status: 'INVALID_ARGUMENT',
+          details: [
+            {
+              '@type': 'type.googleapis.com/google.rpc.BadRequest',
+              fieldViolations: [
+                { description: `Invalid JSON payload received. Unknown name "${extra}": Cannot find field.` },
+              ],
+            },
+          ],
+        },
+      },
+    };
+  return {
+    status: 400,
+    body: {
+      type: 'error',
+      error: { type: 'invalid_request_error', message: `${extra}: Extra inputs are not permitted` },
+    },
+  };
+}

@@ -1,48 +1,6 @@
 import assert from 'node:assert/strict';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
-import { type Hit, KeyedUpstream, post, providersFile } from '../helpers/keyed-upstream';
-
-// Providers quote an unknown body field's name in a 400 (Anthropic "<f>: Extra inputs are not
-// permitted", Gemini 'Invalid JSON payload received. Unknown name "<f>" at ...: Cannot find field.').
-const KNOWN = new Set([
-  'model',
-  'max_tokens',
-  'messages',
-  'stream',
-  'system',
-  'contents',
-  'generationConfig',
-]);
-function realistic(h: Hit) {
-  const extra = Object.keys(h.body).find((k) => !KNOWN.has(k));
-  if (!extra) return undefined;
-  if (h.path.includes(':generateContent'))
-    return {
-      status: 400,
-      body: {
-        error: {
-          code: 400,
-          message: `Invalid JSON payload received. Unknown name "${extra}": Cannot find field.`,
-          status: 'INVALID_ARGUMENT',
-          details: [
-            {
-              '@type': 'type.googleapis.com/google.rpc.BadRequest',
-              fieldViolations: [
-                { description: `Invalid JSON payload received. Unknown name "${extra}": Cannot find field.` },
-              ],
-            },
-          ],
-        },
-      },
-    };
-  return {
-    status: 400,
-    body: {
-      type: 'error',
-      error: { type: 'invalid_request_error', message: `${extra}: Extra inputs are not permitted` },
-    },
-  };
-}
+import { KeyedUpstream, post, providersFile, unknownFieldAnswer } from '../helpers/keyed-upstream';
 
 describe('member-chosen text quoted in a 400 is never read as the key’s fault (other paths)', function () {
   this.timeout(30000);
@@ -73,8 +31,8 @@ describe('member-chosen text quoted in a 400 is never read as the key’s fault 
     });
     tb = await startBridge(up.url, { AIBRIDGE_PROVIDERS_FILE: file });
     member = (await tb.addUser('mallory@example.com')).key;
-    up.rule = realistic;
-    backup.rule = realistic;
+    up.rule = unknownFieldAnswer;
+    backup.rule = unknownFieldAnswer;
   });
   after(async () => {
     await tb?.close();

@@ -1,67 +1,6 @@
 import assert from 'node:assert/strict';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
-import { type Hit, KeyedUpstream, post, providersFile } from '../helpers/keyed-upstream';
-
-// What real providers say of a body field they do not know: the field's NAME, member-chosen, is
-// quoted in a 400's message.
-//  Anthropic: {"type":"error","error":{"type":"invalid_request_error","message":"<field>: Extra inputs are not permitted"}}
-//  OpenAI Chat: "Unrecognized request argument supplied: <field>"  (Responses: "Unknown parameter: '<field>'.")
-//  Gemini: 'Invalid JSON payload received. Unknown name "<field>": Cannot find field.' (INVALID_ARGUMENT)
-const ANTHROPIC_KNOWN = new Set([
-  'model',
-  'max_tokens',
-  'messages',
-  'stream',
-  'system',
-  'metadata',
-  'temperature',
-]);
-const OPENAI_KNOWN = new Set([
-  'model',
-  'messages',
-  'stream',
-  'stream_options',
-  'max_tokens',
-  'input',
-  'store',
-]);
-function realistic(h: Hit) {
-  const isOpenAI = h.path.includes('/chat/completions') || h.path.includes('/responses');
-  const known = isOpenAI ? OPENAI_KNOWN : ANTHROPIC_KNOWN;
-  const extra = Object.keys(h.body).find((k) => !known.has(k));
-  if (!extra) return undefined;
-  if (h.path.includes('/chat/completions'))
-    return {
-      status: 400,
-      body: {
-        error: {
-          message: `Unrecognized request argument supplied: ${extra}`,
-          type: 'invalid_request_error',
-          param: null,
-          code: null,
-        },
-      },
-    };
-  if (h.path.includes('/responses'))
-    return {
-      status: 400,
-      body: {
-        error: {
-          message: `Unknown parameter: '${extra}'.`,
-          type: 'invalid_request_error',
-          param: extra,
-          code: 'unknown_parameter',
-        },
-      },
-    };
-  return {
-    status: 400,
-    body: {
-      type: 'error',
-      error: { type: 'invalid_request_error', message: `${extra}: Extra inputs are not permitted` },
-    },
-  };
-}
+import { KeyedUpstream, post, providersFile, unknownFieldAnswer } from '../helpers/keyed-upstream';
 
 describe('a field name the provider quotes back in its 400 takes no pool key out', function () {
   this.timeout(30000);
@@ -89,7 +28,7 @@ describe('a field name the provider quotes back in its 400 takes no pool key out
     tb = await startBridge(up.url, { AIBRIDGE_PROVIDERS_FILE: file });
     member = (await tb.addUser('mallory@example.com')).key;
     other = (await tb.addUser('alice@example.com')).key;
-    up.rule = realistic;
+    up.rule = unknownFieldAnswer;
   });
   after(async () => {
     await tb?.close();
