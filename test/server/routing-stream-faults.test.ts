@@ -3,8 +3,16 @@ import type http from 'node:http';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { KeyedUpstream, post, providersFile } from '../helpers/keyed-upstream';
 
-/** A Responses stream the provider fails over the member's own input (an image URL it cannot fetch). */
-function failedOverBadImage(model: string, res: http.ServerResponse): void {
+/**
+ * A Responses stream the provider fails after its opening events: for the member's own input (an
+ * image URL it cannot fetch), or for one request over the whole per-minute limit, which OpenAI says
+ * in the words of a rate limit (code rate_limit_exceeded: Codex parses exactly this shape).
+ */
+function failedStream(
+  model: string,
+  res: http.ServerResponse,
+  error: { code: string; message: string },
+): void {
   res.writeHead(200, { 'content-type': 'text/event-stream' });
   const base = { id: 'resp_bad', object: 'response', created_at: 1, model, output: [], usage: null };
   const ev = (type: string, data: unknown) =>
@@ -15,12 +23,22 @@ function failedOverBadImage(model: string, res: http.ServerResponse): void {
     response: {
       ...base,
       status: 'failed',
-      error: { code: 'invalid_image_url', message: 'Error while downloading https://example.invalid/x.png.' },
+      error,
       usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 },
     },
   });
   res.end();
 }
+
+const BAD_IMAGE = {
+  code: 'invalid_image_url',
+  message: 'Error while downloading https://example.invalid/x.png.',
+};
+const TOO_LARGE = {
+  code: 'rate_limit_exceeded',
+  message:
+    'Request too large for gpt-4.1 in organization org-x on tokens per min (TPM): Limit 30000, Requested 250000. The input or output tokens must be reduced in order to run successfully.',
+};
 
 function responsesStream(model: string, res: http.ServerResponse): void {
   res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -53,7 +71,7 @@ function responsesStream(model: string, res: http.ServerResponse): void {
   res.end();
 }
 
-describe('a Responses stream failed for the request’s own input', function () {
+describe('a Responses stream failed at its first event, for the request’s own input or a rate limit', function () {
   this.timeout(30000);
   let a: KeyedUpstream;
   let b: KeyedUpstream;
@@ -67,7 +85,9 @@ describe('a Responses stream failed for the request’s own input', function () 
     const rule = (target: KeyedUpstream) => {
       target.rule = (h, res) => {
         if (!h.path.endsWith('/responses') || h.body.stream !== true) return undefined;
-        if (JSON.stringify(h.body).includes('example.invalid')) failedOverBadImage(String(h.body.model), res);
+        const body = JSON.stringify(h.body);
+        if (body.includes('example.invalid')) failedStream(String(h.body.model), res, BAD_IMAGE);
+        else if (body.includes('HUGE')) failedStream(String(h.body.model), res, TOO_LARGE);
         else responsesStream(String(h.body.model), res);
         return 'handled';
       };
@@ -124,6 +144,30 @@ describe('a Responses stream failed for the request’s own input', function () 
       a.hits.length,
       1,
       "the victim's request goes to the primary: the member's bad input says nothing of it",
+    );
+  });
+
+  it('(one request over the whole per-minute limit) counts against no breaker: five leave every other member on the primary', async () => {
+    for (let i = 0; i < 5; i++)
+      await post(`${tb.url}/openai/v1/responses`, attacker, {
+        model: 'gpt-4.1',
+        stream: true,
+        input: 'HUGE',
+      });
+    a.hits.length = 0;
+    const v = await post(`${tb.url}/openai/v1/responses`, victim, { model: 'gpt-4.1', input: 'hi' });
+    const health = await tb.api<{ breakers?: { provider: string; state: string }[] }>(
+      'GET',
+      '/healthz',
+      tb.adminKey,
+    );
+    assert.deepEqual(
+      {
+        victim: v.status,
+        primaryAsked: a.hits.length,
+        breakers: (health.body.breakers ?? []).map((x) => `${x.provider}:${x.state}`),
+      },
+      { victim: 200, primaryAsked: 1, breakers: [] },
     );
   });
 });
