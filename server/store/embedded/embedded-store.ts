@@ -14,6 +14,7 @@ import {
   UnreadableRecordError,
 } from '../../core/chain';
 import type { KeyRecord } from '../../core/principal';
+import { RecentMap } from '../../core/recent-map';
 import {
   addToBucket,
   addToBuckets,
@@ -228,7 +229,9 @@ export class EmbeddedStore implements Store {
   /** One copy of each user id the gateway entries hold (calls read back at start are parsed anew). */
   private readonly gatewayUserIds = new Map<string, string>();
   /** Tool results reported by later requests, by user and call id (the most recent RESULTS_KEPT). */
-  private readonly results = new Map<string, { at: string; isError: boolean; interceptionId: string }>();
+  private readonly results = new RecentMap<string, { at: string; isError: boolean; interceptionId: string }>(
+    RESULTS_KEPT,
+  );
   /** The newest access-log entries (older ones stay on disk). */
   private readonly accessLog: AccessLogEntry[] = [];
   /** Rollups by hour, then by bucket key: rebuilt from the journal at open, then kept current. */
@@ -965,9 +968,7 @@ export class EmbeddedStore implements Store {
   private noteResults(rec: Interception): void {
     for (const r of rec.toolResults ?? []) {
       const key = toolResultKey(rec.userId, r.callId);
-      this.results.delete(key);
       this.results.set(key, { at: rec.startedAt, isError: r.isError, interceptionId: rec.id });
-      if (this.results.size > RESULTS_KEPT) this.results.delete(this.results.keys().next().value!);
     }
   }
 
