@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ownableId } from '../core/facts';
 import type { Principal } from '../core/principal';
+import { RecentMap } from '../core/recent-map';
 import { BridgeError, isBridgeError } from '../errors';
 import type { NewInterception, Store } from '../store/types';
 
@@ -82,13 +83,14 @@ export function conversationNotFound(id: string, standing: ResponseStanding): Br
  * several replicas, a member's id found nowhere is looked for once more after `recheckMs`.
  */
 export class ResponseOwners {
-  /** Response id → user id, oldest first (a Map keeps insertion order: the first key is evicted). */
-  private readonly recent = new Map<string, string>();
-  /** Output item id → user id, oldest first, as `recent`. */
-  private readonly items = new Map<string, string>();
+  /**
+   * Response id → user id, the most recent (RecentMap: a Map dropping its oldest entry one at a
+   * time walked more of its deleted slots with every Codex turn once full).
+   */
+  private readonly recent: RecentMap<string, string>;
+  /** Output item id → user id, the most recent, as `recent`. */
+  private readonly items: RecentMap<string, string>;
 
-  private readonly limit: number;
-  private readonly itemLimit: number;
   private readonly recheckMs: number;
 
   /**
@@ -103,8 +105,8 @@ export class ResponseOwners {
     private readonly store: Pick<Store, 'responseOwner' | 'responseItemOwners'>,
     opts: { limit?: number; itemLimit?: number; recheckMs?: number } = {},
   ) {
-    this.limit = opts.limit ?? RECENT_RESPONSE_OWNERS;
-    this.itemLimit = opts.itemLimit ?? RECENT_ITEM_OWNERS;
+    this.recent = new RecentMap(opts.limit ?? RECENT_RESPONSE_OWNERS);
+    this.items = new RecentMap(opts.itemLimit ?? RECENT_ITEM_OWNERS);
     this.recheckMs = opts.recheckMs ?? 0;
   }
 
@@ -207,16 +209,12 @@ export class ResponseOwners {
    */
   private rememberItem(id: string, userId: string): void {
     const known = this.items.get(id);
-    this.items.delete(id);
     this.items.set(id, known === undefined || known === userId ? userId : CONTESTED);
-    if (this.items.size > this.itemLimit) this.items.delete(this.items.keys().next().value!);
   }
 
   private remember(id: string, userId: string, tell = true): void {
     const known = this.recent.get(id);
-    this.recent.delete(id);
     this.recent.set(id, userId);
-    if (this.recent.size > this.limit) this.recent.delete(this.recent.keys().next().value!);
     if (tell && known !== userId) this.tell?.(id, userId);
   }
 

@@ -19,6 +19,10 @@ export class RecentMap<K, V> {
     return this.young.get(key) ?? this.old.get(key);
   }
 
+  has(key: K): boolean {
+    return this.young.has(key) || this.old.has(key);
+  }
+
   /** Sets `key`, as the newest entry. */
   set(key: K, value: V): void {
     this.old.delete(key);
