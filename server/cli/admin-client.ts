@@ -2,9 +2,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { Agent, fetch, type Response } from 'undici';
 import { ADMIN_KEY_FILE } from '../bootstrap';
 import type { AdminClientEnv } from '../config';
 import { withoutUrlSecrets } from '../core/url-secrets';
+
+/**
+ * The admin CLI waits for its answer however long the bridge takes: `audit verify` of a few
+ * million records answers after minutes, and fetch's default five-minute wait for headers ended it
+ * with "cannot reach the bridge". Ctrl-C stops it.
+ */
+let patient: Agent | undefined;
+const dispatcher = (): Agent => (patient ??= new Agent({ headersTimeout: 0, bodyTimeout: 0 }));
 
 export interface AdminTarget {
   url: string;
@@ -83,6 +92,7 @@ export async function callApi(
   try {
     res = await fetch(`${target.url}${route}`, {
       method,
+      dispatcher: dispatcher(),
       headers: {
         authorization: `Bearer ${target.adminKey}`,
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
@@ -121,7 +131,10 @@ export async function streamApi(
 ): Promise<void> {
   let res: Response;
   try {
-    res = await fetch(`${target.url}${route}`, { headers: { authorization: `Bearer ${target.adminKey}` } });
+    res = await fetch(`${target.url}${route}`, {
+      dispatcher: dispatcher(),
+      headers: { authorization: `Bearer ${target.adminKey}` },
+    });
   } catch (err) {
     throw new BridgeUnreachable(target.url, err);
   }
