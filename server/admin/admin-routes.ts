@@ -132,7 +132,7 @@ export function adminRoutes(d: AdminRouteDeps): FastifyPluginAsync {
           userId,
           team,
         });
-        return usageSeries(buckets, q.by ?? 'team', step, since, until);
+        return await usageSeries(buckets, q.by ?? 'team', step, since, until);
       },
     );
   };

@@ -198,7 +198,7 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
         const window = hourWindow(iso(q.since), iso(q.until));
         const userId = q.user === undefined ? undefined : (await identity.findUser(q.user)).id;
         const buckets = await store.usageBuckets({ ...window, userId, team: q.team });
-        const report = usageReport(buckets, q.groupBy, window);
+        const report = await usageReport(buckets, q.groupBy, window);
         if (q.format === 'json') return report;
         const lines = (function* () {
           yield csvHeader();
@@ -217,7 +217,7 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
       async (req) => {
         const q = req.query;
         const window = hourWindow(iso(q.since), iso(q.until));
-        const { total, rows } = topUsers(await store.usageBuckets(window), q.by, q.limit);
+        const { total, rows } = await topUsers(await store.usageBuckets(window), q.by, q.limit);
         return { by: q.by, since: window.since ?? null, until: window.until ?? null, total, rows };
       },
     );
@@ -231,7 +231,7 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
         const since = periodStart(req.query.period, now).toISOString();
         const until = periodEnd(req.query.period, now).toISOString();
         const buckets = await store.usageBuckets({ userId: user.id, since, until });
-        const byModel = usageReport(buckets, 'model', { since, until });
+        const byModel = await usageReport(buckets, 'model', { since, until });
         return {
           period: req.query.period,
           since,

@@ -1,6 +1,7 @@
 import type { UsageGroupBy, UsageReport, UsageRow } from '../../shared/spend';
 import { addUsage, emptyUsage, totalTokens } from '../../shared/usage';
 import { roundUsd, type UsageBucket } from '../core/rollup';
+import { eachInTurns } from '../core/turns';
 import { csvLine } from '../http/csv';
 
 function keyOf(b: UsageBucket, by: UsageGroupBy): string {
@@ -42,14 +43,14 @@ export function addBucket(
 }
 
 /** Sums hourly buckets into rows by one dimension, plus totals; rows by cost, then key. */
-export function usageReport(
+export async function usageReport(
   buckets: UsageBucket[],
   groupBy: UsageGroupBy,
   window: { since?: string | undefined; until?: string | undefined },
-): UsageReport {
+): Promise<UsageReport> {
   const rows = new Map<string, UsageRow>();
   const totals = emptyRow('');
-  for (const b of buckets) {
+  await eachInTurns(buckets, (b) => {
     const k = keyOf(b, groupBy);
     let row = rows.get(k);
     if (!row) {
@@ -60,7 +61,7 @@ export function usageReport(
     addBucket(totals, b);
     addUserBilled(row, b);
     addUserBilled(totals, b);
-  }
+  });
   const sorted = [...rows.values()].map((r) => ({
     ...r,
     costUsd: roundUsd(r.costUsd),
@@ -103,13 +104,13 @@ export interface TopRow {
 }
 
 /** Ranks users by cost, tokens or requests, with each one's share of everyone's total. */
-export function topUsers(
+export async function topUsers(
   buckets: UsageBucket[],
   by: TopBy,
   limit: number,
-): { total: number; rows: TopRow[] } {
+): Promise<{ total: number; rows: TopRow[] }> {
   const users = new Map<string, TopRow>();
-  for (const b of buckets) {
+  await eachInTurns(buckets, (b) => {
     let r = users.get(b.userId);
     if (!r) {
       r = {
@@ -129,7 +130,7 @@ export function topUsers(
     r.tokens += totalTokens(b.usage);
     r.costUsd += b.costUsd;
     r.unpricedRequests += b.unpricedRequests;
-  }
+  });
   let total = 0;
   for (const r of users.values()) {
     r.value = by === 'cost' ? r.costUsd : by === 'tokens' ? r.tokens : r.requests;

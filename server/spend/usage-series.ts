@@ -1,5 +1,6 @@
 import type { SeriesBy, SeriesStep, UsageSeries } from '../../shared/admin';
 import { roundUsd, type UsageBucket } from '../core/rollup';
+import { eachInTurns } from '../core/turns';
 
 const STEP_MS: Record<SeriesStep, number> = { hour: 3_600_000, day: 86_400_000 };
 /** Lines drawn at most; a chart with more is unreadable, so the rest become `(other)`. */
@@ -22,21 +23,21 @@ function groupOf(b: UsageBucket, by: SeriesBy): string {
  * per group (the MAX_SERIES costliest, the rest summed). Steps without requests are 0, so lines
  * stay aligned with `times`.
  */
-export function usageSeries(
+export async function usageSeries(
   buckets: UsageBucket[],
   by: SeriesBy,
   step: SeriesStep,
   since: Date,
   until: Date,
-): UsageSeries {
+): Promise<UsageSeries> {
   const ms = STEP_MS[step];
   const start = Math.floor(since.getTime() / ms) * ms;
   const n = Math.max(1, Math.ceil((until.getTime() - start) / ms));
   const times = Array.from({ length: n }, (_, i) => new Date(start + i * ms).toISOString());
   const groups = new Map<string, { costUsd: number[]; requests: number[]; total: number }>();
-  for (const b of buckets) {
+  await eachInTurns(buckets, (b) => {
     const i = Math.floor((Date.parse(b.hour) - start) / ms);
-    if (i < 0 || i >= n) continue;
+    if (i < 0 || i >= n) return;
     const key = groupOf(b, by);
     let g = groups.get(key);
     if (!g) {
@@ -46,7 +47,7 @@ export function usageSeries(
     g.costUsd[i]! += b.costUsd;
     g.requests[i]! += b.requests;
     g.total += b.costUsd;
-  }
+  });
   const ranked = [...groups.entries()].sort((a, b) => b[1].total - a[1].total || a[0].localeCompare(b[0]));
   const kept = ranked.slice(0, MAX_SERIES - (ranked.length > MAX_SERIES ? 1 : 0));
   const rest = ranked.slice(kept.length);

@@ -420,7 +420,7 @@ describe('usage series (unit)', () => {
     userBilledRequests: 0,
   });
 
-  it('puts each bucket in its step, fills empty steps with 0, and folds small groups into (other)', () => {
+  it('puts each bucket in its step, fills empty steps with 0, and folds small groups into (other)', async () => {
     const since = new Date('2026-01-01T00:00:00Z');
     const until = new Date('2026-01-04T00:00:00Z');
     const buckets = [
@@ -429,7 +429,7 @@ describe('usage series (unit)', () => {
       bucket('2026-01-03T23:00:00.000Z', null, 'm2', 0.5),
       bucket('2026-01-05T00:00:00.000Z', 'late', 'm2', 9),
     ];
-    const s = usageSeries(buckets, 'team', 'day', since, until);
+    const s = await usageSeries(buckets, 'team', 'day', since, until);
     assert.deepEqual(s.times, [
       '2026-01-01T00:00:00.000Z',
       '2026-01-02T00:00:00.000Z',
@@ -442,7 +442,7 @@ describe('usage series (unit)', () => {
     const many = Array.from({ length: 12 }, (_, i) =>
       bucket('2026-01-01T00:00:00.000Z', `t${i}`, 'm', 12 - i),
     );
-    const folded = usageSeries(many, 'team', 'day', since, until);
+    const folded = await usageSeries(many, 'team', 'day', since, until);
     assert.equal(folded.series.length, 8);
     assert.equal(folded.series.at(-1)!.key, OTHER);
     assert.equal(folded.series.at(-1)!.costUsd[0], 1 + 2 + 3 + 4 + 5);

@@ -25,6 +25,7 @@ import {
   OTHER_MODELS,
   type UsageBucket,
 } from '../../core/rollup';
+import { nextTurn } from '../../core/turns';
 import { BridgeError } from '../../errors';
 import { decodeCursor, encodeCursor } from '../cursor';
 import { promptMatches, textSearch } from '../search-text';
@@ -70,6 +71,9 @@ interface DbShape {
 
 /** Tool results remembered for linking to their calls. */
 const RESULTS_KEPT = 200_000;
+
+/** Usage buckets copied between two turns of the event loop (usageBuckets). */
+const BUCKETS_PER_TURN = 10_000;
 
 /** Access-log entries kept in memory for listing. */
 const ACCESS_KEPT = 10_000;
@@ -817,7 +821,17 @@ export class EmbeddedStore implements Store {
       for (const b of this.bucketsOfUser.get(q.userId) ?? []) if (inRange(b.hour)) take(b);
       return out;
     }
-    for (const [hour, byKey] of this.buckets) if (inRange(hour)) for (const b of byKey.values()) take(b);
+    // An organisation's month is millions of buckets (users × hours × models), a second or more
+    // of copying: the loop lets requests through every BUCKETS_PER_TURN, or an admin opening the
+    // overview page held every member's requests for that long.
+    let seen = 0;
+    for (const [hour, byKey] of this.buckets) {
+      if (!inRange(hour)) continue;
+      for (const b of byKey.values()) {
+        take(b);
+        if (++seen % BUCKETS_PER_TURN === 0) await nextTurn();
+      }
+    }
     return out;
   }
 
