@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { UsageSeries } from '../../shared/admin';
 import type { Me } from '../../shared/identity';
 import type { BudgetStatus, UsageReport } from '../../shared/spend';
@@ -29,13 +29,28 @@ interface MyUsage {
   budgets: Budget[];
 }
 
-/** A value that follows `v` at most once per `ms`, so a burst of live events reloads once. */
-function useSettled<T>(v: T, ms: number): T {
+/** How often the overview's totals, top users and charts reload while requests end. */
+const REFRESH_MS = 10_000;
+
+/**
+ * A value that follows `v` at most once per `ms`: the first change at once, later ones when `ms`
+ * has passed since the last. Waiting for a quiet second instead never reloaded under an
+ * organisation's steady traffic, and a reload is six reports over every team's buckets.
+ */
+function useThrottled<T>(v: T, ms: number): T {
   const [settled, setSettled] = useState(v);
+  const last = useRef(0);
   useEffect(() => {
-    const t = setTimeout(() => setSettled(v), ms);
+    if (v === settled) return;
+    const t = setTimeout(
+      () => {
+        last.current = Date.now();
+        setSettled(v);
+      },
+      Math.max(0, last.current + ms - Date.now()),
+    );
     return () => clearTimeout(t);
-  }, [v, ms]);
+  }, [v, ms, settled]);
   return settled;
 }
 
@@ -178,7 +193,7 @@ function SeriesChart({ by, step, refresh }: { by: 'team' | 'model'; step: 'day' 
 
 export function OverviewPage({ me, feed, ended }: { me: Me; feed: FeedRow[]; ended: number }) {
   const admin = me.user.role === 'admin';
-  const refresh = useSettled(ended, 1000);
+  const refresh = useThrottled(ended, REFRESH_MS);
   const [step, setStep] = useState<'day' | 'hour'>('day');
   const totals = useLoad(() => (admin ? adminTotals() : memberTotals()), [admin, refresh]);
   const top = useLoad(
