@@ -30,7 +30,7 @@ import {
   reportAnswer,
   singleCredential,
 } from '../routing/credentials';
-import { BLAMED_STATUSES, blameOf } from '../routing/key-refusal';
+import { BLAMED_STATUSES, blameOf, TOO_LARGE } from '../routing/key-refusal';
 import type { AttemptTarget } from '../routing/routes';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
@@ -380,9 +380,6 @@ const RATE_LIMITED_IN_STREAM: ReadonlySet<string> = new Set([
   'rate_limit_error',
   'RESOURCE_EXHAUSTED',
 ]);
-
-/** OpenAI's words for one request over the whole per-minute token limit (blameOf's, in a stream). */
-const TOO_LARGE_IN_STREAM = /^request too large for /i;
 
 /** Statuses on which the next target is tried. */
 function failoverReason(status: number): FailoverReason | undefined {
@@ -1103,7 +1100,7 @@ export class Exchange implements OpenExchange {
     // whole per-minute limit, said in the words of a rate limit.
     if (
       error === null ||
-      (broke === undefined && (isRequestFault(error.type) || TOO_LARGE_IN_STREAM.test(error.message)))
+      (broke === undefined && (isRequestFault(error.type) || TOO_LARGE.test(error.message)))
     )
       return this.accept(round, tried, replay(res, chunks, it), endedAt);
     res.body.destroy();

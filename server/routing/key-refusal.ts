@@ -73,7 +73,7 @@ const NO_CREDIT =
  * larger than the whole per-minute token limit ("Request too large … on tokens per min").
  */
 const MISSING_SCOPE = /^you have insufficient permissions for this operation\b/i;
-const TOO_LARGE = /^request too large for /i;
+export const TOO_LARGE = /^request too large for /i;
 
 /**
  * Whose fault an organisation key's error answer is, read from its body: `key` when the key or its
