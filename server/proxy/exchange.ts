@@ -27,10 +27,12 @@ import { decodedAnswer } from '../providers/upstream-answer';
 import {
   type CredentialLease,
   type CredentialSource,
+  orgCredentialRefused,
   reportAnswer,
+  reportBlame,
   singleCredential,
 } from '../routing/credentials';
-import { BLAMED_STATUSES, blameOf, TOO_LARGE } from '../routing/key-refusal';
+import { BLAMED_STATUSES, TOO_LARGE } from '../routing/key-refusal';
 import type { AttemptTarget } from '../routing/routes';
 import type { ExchangeObserver, ExchangeTelemetry } from '../telemetry/exchange-telemetry';
 import type { AdmissionTicket } from './admission';
@@ -298,20 +300,6 @@ function isEventStream(res: Dispatcher.ResponseData): boolean {
 /** What an answer the bridge could not read is billed at: its round's body and `answerBytes` (usage-floor.ts). */
 function unreadFacts(round: Round, answerBytes: number): ResponseFacts {
   return unreadAnswerFacts(round.prepared.bytes.length, answerBytes, round.start.request.maxOutputTokens);
-}
-
-/**
- * The provider's reason is kept (as its 401 was relayed before): a key refused outright and one
- * lacking what this request needs (an OpenAI restricted key's missing scope) both need an admin.
- */
-function orgCredentialRefused(instance: string, reason: string, status = 401): BridgeError {
-  // OpenAI's "Incorrect API key provided: sk-…****abcd" shows the key's last characters: not the member's to see.
-  const said = reason.replace(/\S*\*{3,}\S*/g, '[masked key]').slice(0, 300);
-  return new BridgeError(
-    'upstream_auth_failed',
-    `The provider refused the organisation's credential for instance "${instance}" (${status}: ${said}); your bridge key was accepted. An admin must fix the provider key.`,
-    { headers: { 'x-should-retry': 'false' } },
-  );
 }
 
 function shutdownError(): BridgeError {
@@ -951,15 +939,8 @@ export class Exchange implements OpenExchange {
       !this.metered.credentials && BLAMED_STATUSES.has(res.statusCode)
         ? await bufferedAnswer(res)
         : undefined;
-    const blame = read ? blameOf(res.statusCode, read.json) : undefined;
-    if (blame === 'key')
-      lease.report({
-        status: res.statusCode,
-        keyRefused: true,
-        reason: errorFromBody(res.statusCode, read!.json).message,
-      });
-    else if (blame === 'request') lease.report({ status: res.statusCode, requestsOwn: true });
-    else reportAnswer(lease, res, this.deps.now().getTime());
+    const blame = read ? reportBlame(lease, res.statusCode, read.json) : undefined;
+    if (blame === undefined) reportAnswer(lease, res, this.deps.now().getTime());
     const served = {
       target: t,
       startedAt,
@@ -969,11 +950,9 @@ export class Exchange implements OpenExchange {
       httpStatus: res.statusCode,
       error: null,
     };
-    // The organisation's credential refused (revoked, leaked, out of credit, or without the scope
-    // this endpoint needs), not a member's own: their bridge key was accepted, and the provider's
-    // "invalid x-api-key" reads as their fault, which agents retry for minutes. A 502 naming the
-    // instance instead, not to be retried; another key of a pool (unless only this request's ask
-    // was refused), then the next target, are tried first.
+    // The organisation's credential refused, not a member's own (orgCredentialRefused): a 502
+    // naming the instance; another key of a pool (unless only this request's ask was refused), then
+    // the next target, are tried first.
     if (blame === 'key' || (blame === 'request' && res.statusCode === 401)) {
       const error = errorFromBody(res.statusCode, read!.json);
       return {

@@ -24,8 +24,8 @@ import type { JsonObject, PassthroughRoute, ProviderAdapter } from '../providers
 import { readSmall } from '../providers/upstream-answer';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
-import { reportAnswer, singleCredential } from '../routing/credentials';
-import { BLAMED_STATUSES, blameOf } from '../routing/key-refusal';
+import { orgCredentialRefused, reportAnswer, reportBlame, singleCredential } from '../routing/credentials';
+import { BLAMED_STATUSES } from '../routing/key-refusal';
 import type { Router } from '../routing/routes';
 import { type GovernanceGate, inFlightPlace } from './admission';
 import { authenticateFirst } from './authenticate-first';
@@ -201,13 +201,16 @@ async function passThrough(
     // and a restricted key may lack one's scope, so their 429s, 529s and scope 401s cooling or
     // taking out the key would stop model requests that it serves.
     const read = await bufferedAnswer(res);
-    if (blameOf(res.statusCode, read.json) === 'key')
-      lease.report({
-        status: res.statusCode,
-        keyRefused: true,
-        reason: errorFromBody(res.statusCode, read.json).message,
-      });
-    else lease.report({ status: res.statusCode, requestsOwn: true });
+    const blame = reportBlame(lease, res.statusCode, read.json);
+    if (blame === undefined) lease.report({ status: res.statusCode, requestsOwn: true });
+    // The organisation's key refused: the 502 the metered routes give, not the provider's 401,
+    // which reads as the member's key and is retried.
+    if (blame === 'key' || (blame === 'request' && res.statusCode === 401))
+      throw orgCredentialRefused(
+        adapter.id,
+        errorFromBody(res.statusCode, read.json).message,
+        res.statusCode,
+      );
     res = read.replay();
   } else reportAnswer(lease, res, deps.now().getTime());
   if (held && res.statusCode < 400) return sendHeld(res, reply, held, req);

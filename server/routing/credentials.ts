@@ -1,6 +1,8 @@
 import { BridgeError } from '../errors';
+import { errorFromBody } from '../providers/common';
 import type { ProviderAdapter } from '../providers/types';
 import { noteAnswer, noteCredential } from './credential-health';
+import { blameOf } from './key-refusal';
 import { upstreamRetryAfterMs } from './retry-after';
 
 /** How one upstream attempt went, for the credential that carried it. */
@@ -54,6 +56,40 @@ export function reportAnswer(
 ): void {
   const retryAfterMs = upstreamRetryAfterMs(res.headers, nowMs);
   lease.report({ status: res.statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+}
+
+/**
+ * Tells the lease whose fault an organisation key's error answer (its body read) is, as blameOf
+ * judges it: the key's (taken out, with what the provider said), the request's (nothing held
+ * against the key); undefined when the body blames neither, and nothing was reported.
+ */
+export function reportBlame(
+  lease: CredentialLease,
+  status: number,
+  body: unknown,
+): 'key' | 'request' | undefined {
+  const blame = blameOf(status, body);
+  if (blame === 'key')
+    lease.report({ status, keyRefused: true, reason: errorFromBody(status, body).message });
+  else if (blame === 'request') lease.report({ status, requestsOwn: true });
+  return blame;
+}
+
+/**
+ * What a member sees when the provider refused the organisation's credential (revoked, leaked, out
+ * of credit, or without the scope this endpoint needs), not their own: their bridge key was
+ * accepted, and the provider's "invalid x-api-key" reads as their fault, which agents retry for
+ * minutes. The provider's reason is kept: a key refused outright and one lacking what this request
+ * needs both need an admin.
+ */
+export function orgCredentialRefused(instance: string, reason: string, status = 401): BridgeError {
+  // OpenAI's "Incorrect API key provided: sk-…****abcd" shows the key's last characters: not the member's to see.
+  const said = reason.replace(/\S*\*{3,}\S*/g, '[masked key]').slice(0, 300);
+  return new BridgeError(
+    'upstream_auth_failed',
+    `The provider refused the organisation's credential for instance "${instance}" (${status}: ${said}); your bridge key was accepted. An admin must fix the provider key.`,
+    { headers: { 'x-should-retry': 'false' } },
+  );
 }
 
 /**

@@ -10,6 +10,7 @@ const O2 = 'sk-oai-o2-dddddddddddddddddddd';
 const P = ['p1', 'p2', 'p3', 'p4', 'p5'].map((n) => `sk-ant-${n}-eeeeeeeeeeeeeeeeeeee`);
 const R = ['r1', 'r2', 'r3'].map((n) => `sk-ant-${n}-ffffffffffffffffffff`);
 const BACKUP = 'sk-ant-backup-gggggggggggggggggg';
+const LONE = 'sk-ant-lone-nnnnnnnnnnnnnnnnnnnn';
 
 const CREDIT = {
   type: 'error',
@@ -76,6 +77,7 @@ describe('whose fault an organisation key’s error answer is: the key’s, the 
         },
         backup: { type: 'anthropic', baseUrl: backup.url, apiKey: BACKUP },
         broke: { type: 'anthropic', baseUrl: up.url, apiKey: 'sk-ant-broke-mmmmmmmmmmmmmmmmmm' },
+        lone: { type: 'anthropic', baseUrl: up.url, apiKey: LONE },
       },
       routes: {
         'claude-opus-4-5': ['big', 'backup'],
@@ -208,7 +210,12 @@ describe('whose fault an organisation key’s error answer is: the key’s, the 
         model: 'gpt-4o',
         input: 'hi',
       });
-      assert.equal(r.status, 401, 'the member gets the provider’s answer');
+      assert.equal(
+        r.status,
+        502,
+        'the member is told the organisation key lacks the scope, as on the metered route',
+      );
+      assert.match(r.text, /Missing scopes: api\.responses\.write/);
     }
     const chat = await post(`${tb.url}/openai/v1/chat/completions`, other, {
       model: 'gpt-4o',
@@ -263,5 +270,34 @@ describe('whose fault an organisation key’s error answer is: the key’s, the 
       /refused the organisation's credential for instance \\"three\\" \(401: invalid x-api-key\)/,
     );
     assert.equal(r2.status, 502);
+  });
+
+  it('pass-throughs (count_tokens) answer a refused organisation key with the same 502 as metered routes, not the raw 401', async () => {
+    up.rule = (h) =>
+      h.key === LONE
+        ? {
+            status: 401,
+            body: { type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } },
+          }
+        : undefined;
+    const c = await post(`${tb.url}/lone/v1/messages/count_tokens`, member, {
+      model: 'claude-sonnet-4-6',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    assert.equal(c.status, 502, c.text);
+    assert.equal(JSON.parse(c.text).error.type, 'api_error', "in Anthropic's error shape");
+    assert.match(
+      c.text,
+      /refused the organisation's credential for instance \\"lone\\" \(401: invalid x-api-key\)/,
+    );
+    const alerts = await tb.api<{ items: { rule: string; message: string }[] }>(
+      'GET',
+      '/api/v1/alerts',
+      tb.adminKey,
+    );
+    assert.ok(
+      alerts.body.items.some((a) => a.rule === 'upstream_key_auth_failed' && a.message.includes('"lone"')),
+      'and the admin is alerted, as for the metered route',
+    );
   });
 });
