@@ -1,6 +1,7 @@
 import type { CacheBreak, CacheBreakCause, CacheFingerprint } from '../../shared/interception';
 import type { Usage } from '../../shared/usage';
 import type { PrefixAt } from '../core/facts';
+import { RecentMap } from '../core/recent-map';
 import { roundUsd } from '../core/rollup';
 import type { NewInterception, Store } from '../store/types';
 
@@ -10,7 +11,11 @@ const MIN_CACHED_TOKENS = 1024;
 const NEAR_ZERO = 0.1;
 /** A break rewrites (Anthropic) or re-reads uncached (OpenAI) at least this share of the context. */
 const REWRITE_SHARE = 0.5;
-/** Sessions whose last turns are remembered in memory; older ones are read back from the store. */
+/**
+ * Sessions whose last turns are remembered in memory, at most (RecentMap: sessions are client-chosen,
+ * and a Map dropping its oldest one at a time cost ~10 µs a new session once full); older ones are
+ * read back from the store.
+ */
 const MAX_SESSIONS = 10_000;
 /**
  * Turns remembered per session, the newest of each model, tools and system prompt: an agent
@@ -169,7 +174,7 @@ export function predecessor(
  */
 export class CacheBreakDetector {
   /** Per session, its last turns, newest first. */
-  private readonly last = new Map<string, Turn[]>();
+  private readonly last = new RecentMap<string, Turn[]>(MAX_SESSIONS);
 
   constructor(
     private readonly store: Pick<Store, 'shared' | 'listInterceptions'>,
@@ -215,10 +220,8 @@ export class CacheBreakDetector {
 
   private remember(key: string, turn: Turn): void {
     const turns = this.last.get(key) ?? [];
-    this.last.delete(key);
-    // Newest first, whatever order the turns finish in.
+    // Newest first, whatever order the turns finish in. Set again, the session is the newest.
     this.last.set(key, newestPerConfig([turn, ...turns], CONFIGS_PER_SESSION));
-    if (this.last.size > MAX_SESSIONS) this.last.delete(this.last.keys().next().value!);
   }
 
   /** The session's turns before `rec`, newest first: the store's and `mine` (this replica's). */

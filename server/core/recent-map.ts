@@ -33,6 +33,17 @@ export class RecentMap<K, V> {
     }
   }
 
+  delete(key: K): boolean {
+    const young = this.young.delete(key);
+    return this.old.delete(key) || young;
+  }
+
+  /** Every entry, the older generation first. */
+  *entries(): IterableIterator<[K, V]> {
+    yield* this.old;
+    yield* this.young;
+  }
+
   get size(): number {
     return this.young.size + this.old.size;
   }

@@ -1,3 +1,4 @@
+import { RecentMap } from '../core/recent-map';
 import { addressKey } from '../http/address-share';
 
 const WINDOW_MS = 60_000;
@@ -15,7 +16,12 @@ export type Refuse = (retryAfterSeconds: number) => Error;
  * An IPv6 client counts by its /64 (addressKey): one host has a whole /64 to rotate through.
  */
 export class AuthThrottle {
-  private readonly failures = new Map<string, number[]>();
+  /**
+   * Set again on each failure, so an address that keeps failing stays among the newest: a flood of
+   * other addresses pushes out only those that stopped (RecentMap: a Map dropping its oldest one
+   * at a time cost ~10 µs a new address once full).
+   */
+  private readonly failures = new RecentMap<string, number[]>(MAX_ADDRESSES);
 
   constructor(
     private readonly limit: number,
@@ -73,13 +79,7 @@ export class AuthThrottle {
     if (this.limit === 0 || address === undefined) return;
     const ip = this.keyOf(address);
     const list = this.recent(ip);
-    if (list.length === 0) {
-      if (this.failures.size >= MAX_ADDRESSES) {
-        const oldest = this.failures.keys().next().value;
-        if (oldest !== undefined) this.failures.delete(oldest);
-      }
-      this.failures.set(ip, list);
-    }
+    this.failures.set(ip, list);
     // Only the latest `limit` failures decide the wait: a client hammering on keeps memory flat.
     if (list.length >= this.limit) list.shift();
     list.push(this.now());

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { User } from '../../shared/identity';
 import type { KeyRecord, Principal } from '../core/principal';
+import { RecentMap } from '../core/recent-map';
 import { BridgeError, isBridgeError } from '../errors';
 import type { Store, StoreChange } from '../store/types';
 import type { AuthCache } from './auth-cache';
@@ -83,14 +84,14 @@ const HASHED_KEYS = 10_000;
 
 export class Authenticator {
   /** By key hash: principals the store confirmed, and when (only with `rememberMs`). */
-  private readonly remembered = new Map<string, { principal: Principal; at: number }>();
+  private readonly remembered = new RecentMap<string, { principal: Principal; at: number }>(REMEMBERED_KEYS);
   /**
    * Key → its HMAC, for keys that authenticated only: a stream of unknown keys can neither grow it
    * nor push the keys in use out. It maps a key to its hash and no more; whether the key is still
    * valid is asked anew every request (revocation is immediate). The heap holds the keys of recent
    * requests anyway.
    */
-  private readonly hashes = new Map<string, string>();
+  private readonly hashes = new RecentMap<string, string>(HASHED_KEYS);
   /** Key and user changes heard on the store's feed (`apply`), to tell a read that raced one. */
   private changesHeard = 0;
 
@@ -155,7 +156,7 @@ export class Authenticator {
     if (change.kind !== 'key' && change.kind !== 'user') return;
     this.changesHeard++;
     if (this.remembered.size === 0) return;
-    for (const [hash, { principal }] of this.remembered)
+    for (const [hash, { principal }] of [...this.remembered.entries()])
       if (change.kind === 'key' ? principal.key.id === change.id : principal.user.id === change.id)
         this.remembered.delete(hash);
   }
@@ -170,9 +171,7 @@ export class Authenticator {
 
   private remember(hash: string, principal: Principal): void {
     if (this.rememberMs === undefined) return;
-    this.remembered.delete(hash);
     this.remembered.set(hash, { principal, at: this.now().getTime() });
-    if (this.remembered.size > REMEMBERED_KEYS) this.remembered.delete(this.remembered.keys().next().value!);
   }
 
   private async check(token: string): Promise<Principal> {
@@ -229,11 +228,10 @@ export class Authenticator {
     return this.hashes.get(token) ?? this.hasher.hash(token);
   }
 
-  /** Only after the key authenticated; the oldest entry goes first once full. */
+  /** Only after the key authenticated; the oldest entries go first once full. */
   private keepHash(token: string, hash: string): void {
     if (this.hashes.has(token)) return;
     this.hashes.set(token, hash);
-    if (this.hashes.size > HASHED_KEYS) this.hashes.delete(this.hashes.keys().next().value!);
   }
 
   private async keyByHash(hash: string): Promise<KeyRecord | undefined> {

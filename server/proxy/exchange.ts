@@ -302,6 +302,11 @@ function unreadFacts(round: Round, answerBytes: number): ResponseFacts {
   return unreadAnswerFacts(round.prepared.bytes.length, answerBytes, round.start.request.maxOutputTokens);
 }
 
+/** Whether the round's answer leaves its target's breaker healthy: not a provider failure, or one only this request drew. */
+function providerWasHealthy(round: Round, status: number): boolean {
+  return round.requestFault === true || !isProviderFailure(status);
+}
+
 function shutdownError(): BridgeError {
   return new BridgeError(
     'shutting_down',
@@ -1193,7 +1198,7 @@ export class Exchange implements OpenExchange {
       failed ? 'error' : 'ok',
       facts,
       error,
-      round.requestFault === true || !isProviderFailure(res.statusCode),
+      providerWasHealthy(round, res.statusCode),
       'not run',
     );
     if (this.deps.ackStored) {
@@ -1553,14 +1558,7 @@ export class Exchange implements OpenExchange {
     }
     const error = errorFromBody(res.statusCode, json);
     round.streamed = this.head === 'stream';
-    this.finish(
-      round,
-      'error',
-      null,
-      error,
-      round.requestFault === true || !isProviderFailure(res.statusCode),
-      'upstream refused',
-    );
+    this.finish(round, 'error', null, error, providerWasHealthy(round, res.statusCode), 'upstream refused');
     if (this.head === 'stream') {
       this.reply.raw.end(
         this.metered.api.streamError(res.statusCode >= 400 ? res.statusCode : 502, error.type, error.message),
