@@ -133,6 +133,9 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
       }
       await target.importInterceptions(batch);
       records += batch.length;
+      // What retention pruned from the source is gone from its records but not from its spend.
+      const pruned = await source.prunedBuckets();
+      await target.importBuckets(pruned);
 
       // MCP gateway calls (docs/mcp.md): audit records outside the chain, copied as they are.
       let gatewayCalls = 0;
@@ -153,7 +156,8 @@ export async function copyStore(from: string, to: string, out: Out): Promise<{ r
       }
       out(
         `copied ${users.length} users, ${keys} keys, ${docs} documents, ${alerts.length} alerts, ` +
-          `${access.length} access-log entries, ${records} interceptions, ${gatewayCalls} MCP gateway calls; chain verified`,
+          `${access.length} access-log entries, ${records} interceptions, ${gatewayCalls} MCP gateway calls` +
+          `${pruned.length > 0 ? `, ${pruned.length} rollup buckets of pruned records` : ''}; chain verified`,
       );
       out(
         `keys are checked with ${from}/key-hash.secret (or AIBRIDGE_KEY_HASH_SECRET): give every replica the same file in its data dir, or AIBRIDGE_KEY_HASH_SECRET=base64url:<that file's content>`,

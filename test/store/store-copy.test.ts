@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
 import { MIGRATIONS } from '../../server/store/postgres/migrations';
 import type { Interception, Page } from '../../shared/interception';
 import { AnthropicMock } from '../helpers/anthropic-mock';
@@ -9,6 +10,7 @@ import { askMessages } from '../helpers/ask';
 import { startBridge, tempDir } from '../helpers/bridge';
 import { runCli } from '../helpers/cli';
 import { testPostgres } from '../helpers/postgres';
+import { newRecord } from './contract';
 
 async function ask(url: string, key: string, prompt: string): Promise<number> {
   return (await askMessages(url, key, { max_tokens: 100, prompt })).status;
@@ -197,5 +199,36 @@ describe('aibridge migrate and aibridge store copy', function () {
     const refused = await runCli(['store', 'copy', '--from', embedded.dataDir, '--to', url]);
     assert.equal(refused.code, 2, 'a second copy into a database with data is refused');
     assert.match(refused.out, /not empty/);
+  });
+
+  it('carries the rollups of records the source pruned, so spend longer than its retention comes across', async () => {
+    const dir = await tempDir('aibridge-copy-pruned-');
+    const store = new EmbeddedStore({ dataDir: dir, segmentBytes: 4096 });
+    await store.open();
+    const now = Date.now();
+    for (let i = 0; i < 40; i++) {
+      const t = new Date(now - (i < 30 ? 40 : 1) * 86_400_000 + i * 1000).toISOString();
+      await store.appendInterception(
+        newRecord(i, { startedAt: t, endedAt: t, prompt: `r ${i} ${'y'.repeat(300)}` }),
+      );
+    }
+    const pruned = await store.pruneInterceptions(new Date(now - 30 * 86_400_000).toISOString());
+    assert.ok(pruned > 0);
+    await store.close();
+    const url = await (await testPostgres()).createDatabase('copy_pruned');
+    const copied = await runCli(['store', 'copy', '--from', dir, '--to', url]);
+    assert.equal(copied.code, 0, copied.out);
+    assert.match(
+      copied.out,
+      new RegExp(`${40 - pruned} interceptions, 0 MCP gateway calls, \\d+ rollup buckets of pruned records`),
+    );
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      const r = await c.query('SELECT sum(requests)::int AS n FROM usage_buckets');
+      assert.equal(r.rows[0].n, 40, 'the pruned records’ requests with the kept ones’');
+    } finally {
+      await c.end();
+    }
   });
 });

@@ -55,6 +55,7 @@ import { AtomicJsonFile } from './atomic-json-file';
 import { MemoryBudgetLedgers } from './budget-ledgers';
 import { DataDirLock } from './dir-lock';
 import { type EntryLoc, Journal, type JournalWarning, lineJson, SEGMENT_RE } from './journal';
+import { copyBucket, PrunedRollups, PrunedSums, sumBucket } from './pruned-rollups';
 import { RecentLines } from './recent-lines';
 import { RecordIndex } from './record-index';
 
@@ -253,6 +254,9 @@ export class EmbeddedStore implements Store {
   /** Each user's newest request time, kept with the rollups. */
   private readonly lastRequests = new Map<string, string>();
   private readonly budgetBook = new MemoryBudgetLedgers(this);
+  /** The rollups of records retention pruned (pruned-rollups.ts), and the highest record they hold. */
+  private readonly pruned: PrunedRollups;
+  private prunedThrough = 0;
   /** Keys' last-use times to key-use.json, every touchFlushMs at most. */
   private readonly keyUseSoon: WriteSoon;
   /** The chain head to live.json, every HEAD_FLUSH_MS at most. */
@@ -274,6 +278,7 @@ export class EmbeddedStore implements Store {
     this.live = new AtomicJsonFile<LiveState>(path.join(opts.dataDir, 'live.json'));
     this.keyUse = new AtomicJsonFile<KeyUse>(path.join(opts.dataDir, 'key-use.json'));
     this.alertsFile = new AtomicJsonFile<AlertsFile>(path.join(opts.dataDir, 'alerts.json'));
+    this.pruned = new PrunedRollups(opts.dataDir);
     this.journal = new Journal({
       dir: path.join(opts.dataDir, 'interceptions'),
       ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}),
@@ -320,6 +325,16 @@ export class EmbeddedStore implements Store {
       if (key && (key.lastUsedAt === null || key.lastUsedAt < at)) key.lastUsedAt = at;
     }
     await this.openAlerts();
+    // Before the journal: its records up to what the pruned rollups hold are not rolled up again.
+    this.prunedThrough = await this.pruned.read(
+      (b) => this.rollUpBucket(b),
+      (line) =>
+        this.opts.onWarning?.({
+          file: this.pruned.file,
+          offset: line,
+          reason: `line ${line} is not a whole entry (torn by a crash mid-write): skipped, its records are still in the journal`,
+        }),
+    );
     let head = GENESIS;
     // Where numbering goes on: the journal numbers each record as it chains it (journal.headSeq).
     let nextSeq = 1;
@@ -330,7 +345,8 @@ export class EmbeddedStore implements Store {
       rec.priceKnown ??= rec.costUsd !== null;
       rec.redactions ??= [];
       this.index.add(rec, loc);
-      this.rollUp(rec);
+      if (rec.seq > this.prunedThrough) this.rollUp(rec);
+      else this.noteLastRequest(rec);
       this.noteResults(rec);
       nextSeq = Math.max(nextSeq, rec.seq + 1);
       head = rec.hash ?? GENESIS;
@@ -787,6 +803,45 @@ export class EmbeddedStore implements Store {
   }
 
   /**
+   * A bucket of pruned records' rollups (pruned-rollups.ts) into the rollups, as rollUp puts a
+   * record: summed into the bucket of its key, or made, past a user-hour's cap on models under
+   * OTHER_MODELS.
+   */
+  private rollUpBucket(src: UsageBucket): void {
+    let byKey = this.buckets.get(src.hour);
+    if (!byKey) {
+      byKey = new Map();
+      this.buckets.set(src.hour, byKey);
+      this.forgetOldUserHours(src.hour);
+    }
+    let key = bucketKey(src);
+    let into = byKey.get(key);
+    const userHour = `${src.hour}\u0000${src.userId}`;
+    const held = this.bucketsPerUserHour.get(userHour) ?? 0;
+    let model = src.model;
+    if (!into && held >= MODELS_PER_USER_HOUR && model !== OTHER_MODELS) {
+      model = OTHER_MODELS;
+      key = bucketKey({ ...src, model });
+      into = byKey.get(key);
+    }
+    if (into) {
+      sumBucket(into, src);
+      return;
+    }
+    const made = { ...copyBucket(src), model };
+    byKey.set(key, made);
+    if (model !== OTHER_MODELS) this.bucketsPerUserHour.set(userHour, held + 1);
+    const mine = this.bucketsOfUser.get(made.userId);
+    if (mine) mine.push(made);
+    else this.bucketsOfUser.set(made.userId, [made]);
+  }
+
+  /** The rollups of every record retention pruned, summed by bucket (`aibridge store copy` carries them). */
+  prunedBuckets(): Promise<UsageBucket[]> {
+    return this.pruned.buckets();
+  }
+
+  /**
    * The counts behind MODELS_PER_USER_HOUR are needed while an hour's records still come: those
    * of hours two days before the newest are forgotten (a record that late starts its count again).
    */
@@ -1030,11 +1085,26 @@ export class EmbeddedStore implements Store {
       drop = end;
     }
     if (drop === 0) return 0;
+    const lastSeq = this.index.seqAt(drop - 1);
+    // Their rollups are kept first (budget periods outlast the retention window): a restart builds
+    // the rollups from the journal, which will no longer hold them.
+    if (lastSeq > this.prunedThrough) {
+      const sums = new PrunedSums(MODELS_PER_USER_HOUR);
+      for (const seg of segments)
+        await this.journal.scanSegment(seg, (value) => {
+          const rec = value as Interception;
+          if (rec.seq <= this.prunedThrough) return;
+          rec.costUsd ??= null;
+          rec.priceKnown ??= rec.costUsd !== null;
+          sums.add(rec);
+        });
+      await this.pruned.append(lastSeq, sums.values());
+      this.prunedThrough = lastSeq;
+    }
     // The chain's start moves before the records go: a verify meanwhile skips those about to.
     const anchor = await this.anchorAfter(drop);
     if (anchor) await this.putSetting('chain_anchor', anchorJson(anchor));
     for (const seg of segments) await this.journal.dropSegment(seg);
-    const lastSeq = this.index.seqAt(drop - 1);
     this.index.dropFirst(drop);
     this.recent.dropThrough(lastSeq);
     return drop;

@@ -237,6 +237,12 @@ export class Journal {
     return this.segment;
   }
 
+  /** Hands each entry of a closed segment to `onEntry`, in order (retention reads what it drops). */
+  async scanSegment(segment: number, onEntry: (value: unknown) => void): Promise<void> {
+    if (segment >= this.segment) throw new Error('the current segment cannot be scanned');
+    await this.replay(path.join(this.dir, segmentName(segment)), false, (value) => onEntry(value));
+  }
+
   /** Deletes a whole closed segment (retention). */
   async dropSegment(segment: number): Promise<void> {
     if (segment >= this.segment) throw new Error('the current segment cannot be dropped');

@@ -31,6 +31,10 @@ import type {
   UserPatch,
 } from '../types';
 import { ITEM_RECORDS_LIMIT } from '../types';
+
+/** Buckets per statement when a copy imports pruned rollups. */
+const IMPORT_BUCKETS_CHUNK = 5000;
+
 import { Batcher } from './batcher';
 import * as ledgers from './budget-ledgers';
 import { ChangeFeed } from './change-feed';
@@ -604,6 +608,58 @@ export class PostgresStore implements Store {
       );
     });
     this.knownHead = undefined;
+  }
+
+  /**
+   * Rollups of records the source no longer holds (`aibridge store copy` from an embedded store
+   * whose retention pruned them: pruned-rollups.ts), summed into the buckets, so budget periods and
+   * usage reports longer than its retention window come across whole.
+   */
+  async importBuckets(buckets: readonly UsageBucket[]): Promise<void> {
+    for (let i = 0; i < buckets.length; i += IMPORT_BUCKETS_CHUNK) {
+      const bs = buckets.slice(i, i + IMPORT_BUCKETS_CHUNK);
+      await this.query(
+        `INSERT INTO usage_buckets AS u
+           (hour, user_id, provider, model, client, model_is_null, user_email, team, requests,
+            input, output, cache_read, cache_write, reasoning, cost_usd, unpriced_requests,
+            user_billed_cost_usd, user_billed_requests)
+         SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::boolean[], $7::text[], $8::text[], $9::bigint[], $10::bigint[],
+                              $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::float8[],
+                              $16::bigint[], $17::float8[], $18::bigint[])
+         ON CONFLICT (hour, user_id, provider, model, client) DO UPDATE SET
+           requests = u.requests + EXCLUDED.requests,
+           input = u.input + EXCLUDED.input,
+           output = u.output + EXCLUDED.output,
+           cache_read = u.cache_read + EXCLUDED.cache_read,
+           cache_write = u.cache_write + EXCLUDED.cache_write,
+           reasoning = u.reasoning + EXCLUDED.reasoning,
+           cost_usd = u.cost_usd + EXCLUDED.cost_usd,
+           unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests,
+           user_billed_cost_usd = u.user_billed_cost_usd + EXCLUDED.user_billed_cost_usd,
+           user_billed_requests = u.user_billed_requests + EXCLUDED.user_billed_requests`,
+        [
+          bs.map((b) => b.hour),
+          bs.map((b) => b.userId),
+          bs.map((b) => b.provider),
+          bs.map((b) => pgText(b.model) ?? ''),
+          bs.map((b) => pgText(b.client)),
+          bs.map((b) => b.model === null),
+          bs.map((b) => pgText(b.userEmail)),
+          bs.map((b) => pgText(b.team)),
+          bs.map((b) => b.requests),
+          bs.map((b) => b.usage.input),
+          bs.map((b) => b.usage.output),
+          bs.map((b) => b.usage.cacheRead),
+          bs.map((b) => b.usage.cacheWrite),
+          bs.map((b) => b.usage.reasoning),
+          bs.map((b) => b.costUsd),
+          bs.map((b) => b.unpricedRequests),
+          bs.map((b) => b.userBilledCostUsd),
+          bs.map((b) => b.userBilledRequests),
+        ],
+      );
+    }
   }
 
   /**
