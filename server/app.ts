@@ -235,7 +235,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       capture: audit.capture,
       recorder: audit.recorder,
       governance: spend.governance,
-      telemetry: new ExchangeTelemetry(core.metrics, tracing),
+      telemetry: new ExchangeTelemetry(core.metrics, tracing, (prompt) =>
+        audit.recorder.redactor.text(prompt, 'prompt', []),
+      ),
       events: live.interceptionEvents,
       strategyFor: mcp.strategyFor,
       models: aliases.models,

@@ -159,3 +159,12 @@ export interface UnknownModel {
   firstSeen: string;
   lastSeen: string;
 }
+
+/**
+ * Whether a member may read an alert about themselves. A `spend_vs_team` alert compares them with
+ * their teammates: its message and baseline give the team's median spend and how many were
+ * active, which members are not shown elsewhere (team usage is an admin's). Admins see it.
+ */
+export function memberMayRead(alert: Pick<Alert, 'rule'>): boolean {
+  return alert.rule !== 'spend_vs_team';
+}

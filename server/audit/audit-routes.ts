@@ -492,7 +492,7 @@ export function auditRoutes(
         async function* interceptions(): AsyncGenerator<string> {
           if (csv) yield csvLine(CSV_COLUMNS);
           for await (const r of store.scanInterceptions(filter))
-            yield csv ? interceptionCsv(r) : jsonLine(admin ? r : ownView(r));
+            yield csv ? interceptionCsv(admin ? r : ownView(r)) : jsonLine(admin ? r : ownView(r));
         }
         async function* gatewayCalls(): AsyncGenerator<string> {
           if (csv) yield csvLine(GATEWAY_CSV_COLUMNS);

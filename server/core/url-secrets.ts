@@ -13,3 +13,14 @@ const SECRET_PARAM =
 export function withoutUrlSecrets(s: string): string {
   return s.replace(URL_PASSWORD, '$1***@').replace(SECRET_PARAM, '$1***');
 }
+
+/**
+ * A key pasted into a base URL ends up in the path (`/anthropic/aib_…/v1/messages`): bridge keys
+ * and the providers' key shapes, each cut to its prefix.
+ */
+const PATH_KEY = /(aib_|sk-ant-|sk-proj-|sk-|AIza)[A-Za-z0-9_-]{16,}/g;
+
+/** A request path as it may be logged: keys in it masked (PATH_KEY). */
+export function withoutPathKeys(path: string): string {
+  return path.replace(PATH_KEY, '$1***');
+}

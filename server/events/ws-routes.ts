@@ -16,6 +16,7 @@ import {
   KEY_SUBPROTOCOL_PREFIX,
   PROTOCOL_VERSION,
 } from '../../shared/protocol';
+import { memberMayRead } from '../../shared/spend';
 import type { Audience } from '../core/audience';
 import type { Principal } from '../core/principal';
 import { BridgeError, isBridgeError } from '../errors';
@@ -134,7 +135,7 @@ function wants(c: Client, event: BridgeEvent, a: Audience): boolean {
     if (event.type === 'mcp.warning') return false;
     // An alert about nobody in particular (a provider refusing the organisation's key) is
     // operations', as `GET /api/v1/alerts` keeps it from members; budgets' are `budget.alert`.
-    if (event.type === 'alert' && a.userId === null) return false;
+    if (event.type === 'alert' && (a.userId === null || !memberMayRead(event.alert))) return false;
     if (!memberMaySee(c.principal.user, a)) return false;
   }
   if (c.filter.userId !== null && a.userId !== c.filter.userId) return false;

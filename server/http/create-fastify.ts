@@ -8,6 +8,7 @@ import Fastify, {
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config';
 import { trimmedName } from '../core/team-name';
+import { withoutPathKeys } from '../core/url-secrets';
 import { BridgeError, fromFastifyError } from '../errors';
 import { adaptersOf, providerForPath } from '../providers/registry';
 import { addressKey } from './address-share';
@@ -186,7 +187,11 @@ export function createFastify(
     const e = hint
       ? new BridgeError('wrong_base_url', `No route ${req.method} ${req.url.split('?')[0]}. ${hint.message}`)
       : new BridgeError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
-    if (hint) req.log.warn({ path: req.url.split('?')[0] }, 'a client was given the wrong base URL');
+    if (hint)
+      req.log.warn(
+        { path: withoutPathKeys(req.url.split('?')[0]!) },
+        'a client was given the wrong base URL',
+      );
     // Outside every provider's prefix, the shape of the API the client meant to call.
     const body =
       hint && !shapeFor(req.url)

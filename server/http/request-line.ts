@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import { withoutPathKeys } from '../core/url-secrets';
 
 /**
  * The one JSON line a request that is no interception gets (metered requests get the recorder's).
@@ -33,6 +34,6 @@ export function logRequestLine(
 
 function pathOf(url: string): string {
   const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
+  const path = withoutPathKeys(q === -1 ? url : url.slice(0, q));
   return path.length > 256 ? `${path.slice(0, 256)}…` : path;
 }

@@ -10,7 +10,7 @@ import type { ProviderRoute } from './provider-paths';
 import { routeFor } from './provider-paths';
 import { type ProviderRouteDeps, relativeTarget, serveMetered, unsafeTarget } from './provider-routes';
 import type { ProxyRequest } from './proxy-request';
-import { moveQueryCredential } from './query-credential';
+import { dropQueryCredentials, moveQueryCredential } from './query-credential';
 
 interface Lane {
   adapter: ProviderAdapter;
@@ -69,6 +69,7 @@ export class ProviderLane {
     // Google's `?key=`, moved to its header as the provider routes' onRequest hook moves it.
     const cq = lane.adapter.credentialQuery;
     if (cq) moveQueryCredential(req, req.headers, cq.param, cq.header);
+    dropQueryCredentials(req);
     // Read again: moving the key rewrote the URL.
     const { path, query } = relativeTarget(req.url ?? '', lane.adapter.prefix);
     if (ROUTER_DECODES.test(path) || unsafeTarget(path, query)) return false;

@@ -5,6 +5,7 @@ import type { CaptureLevel } from '../../shared/interception';
 import type { ResponseOwners } from '../audit/response-owners';
 import { Cancellation } from '../core/cancellation';
 import type { InterceptionStart } from '../core/facts';
+import { withoutPathKeys } from '../core/url-secrets';
 import type { UserPlaces } from '../core/user-places';
 import { BridgeError, fromFastifyError, isBridgeError } from '../errors';
 import { baseUrlHint } from '../http/base-url-hint';
@@ -46,7 +47,7 @@ import {
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers';
 import { canonicalPath, type ProviderRoute, routeFor } from './provider-paths';
 import type { ProxyReply, ProxyRequest } from './proxy-request';
-import { queryCredential } from './query-credential';
+import { queryCredential, queryCredentialsDropped } from './query-credential';
 import { idleWatchdog, sendUpstream, upstreamFailure } from './upstream';
 
 export interface ProviderRouteDeps {
@@ -239,7 +240,7 @@ async function passThrough(
     {
       method: req.method,
       provider: adapter.id,
-      path: target.split('?')[0],
+      path: withoutPathKeys(target.split('?')[0]!),
       statusCode: res.statusCode,
       durationMs: Math.round((performance.now() - started) * 100) / 100,
       userId: req.principal?.user.id ?? null,
@@ -370,7 +371,10 @@ async function handle(
     // `/anthropic/v1/v1/messages`: a base URL with a part too many.
     const hint = baseUrlHint([adapter], req.method, `${adapter.prefix}${route.path}`);
     if (hint) {
-      req.log.warn({ userId: principal.user.id, path: route.path }, 'a client was given the wrong base URL');
+      req.log.warn(
+        { userId: principal.user.id, path: withoutPathKeys(route.path) },
+        'a client was given the wrong base URL',
+      );
       throw new BridgeError(
         'wrong_base_url',
         `${req.method} ${adapter.prefix}${route.path} is not served by the bridge. ${hint.message}`,
@@ -666,6 +670,7 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps
         'onRequest',
         queryCredential(adapter.credentialQuery.param, adapter.credentialQuery.header),
       );
+    app.addHook('onRequest', queryCredentialsDropped());
     app.addHook('onRequest', authenticateFirst(deps.auth, adapter.prefix));
     const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> =>
       handle(adapter, deps, req, reply);

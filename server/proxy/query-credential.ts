@@ -16,6 +16,46 @@ export function queryCredential(param: string, header: string) {
 }
 
 /**
+ * Query parameters that carry a credential, by name (as Google's, OpenAI's and Azure's clients
+ * write them): never forwarded upstream. A client that puts its bridge key in the URL
+ * (`?key=aib_…`, a base URL pasted with one) handed it to the provider, its logs, and the trace's
+ * `url.full`.
+ */
+const CREDENTIAL_PARAMS: ReadonlySet<string> = new Set([
+  'key',
+  '$key',
+  'api-key',
+  'api_key',
+  'apikey',
+  'access_token',
+  'x-goog-api-key',
+]);
+
+/**
+ * Cuts credential-named parameters (CREDENTIAL_PARAMS) from a raw request's URL, after a family's
+ * own query credential was moved to its header (moveQueryCredential). Idempotent.
+ */
+export function dropQueryCredentials(raw: IncomingMessage): void {
+  const url = raw.url ?? '';
+  const q = url.indexOf('?');
+  if (q === -1) return;
+  const pairs = url.slice(q + 1).split('&');
+  const kept = pairs.filter((pair) => {
+    const eq = pair.indexOf('=');
+    return !CREDENTIAL_PARAMS.has(safeDecode(eq === -1 ? pair : pair.slice(0, eq)).toLowerCase());
+  });
+  if (kept.length === pairs.length) return;
+  raw.url = kept.length > 0 ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q);
+}
+
+/** An `onRequest` hook for every provider family: dropQueryCredentials. */
+export function queryCredentialsDropped() {
+  return async (req: FastifyRequest): Promise<void> => {
+    dropQueryCredentials(req.raw);
+  };
+}
+
+/**
  * What the hook does, for a raw request (the provider lane's): idempotent, so a request the lane
  * leaves to fastify after moving the key is moved again to the same effect.
  */

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Context, Span } from '@opentelemetry/api';
 import type { InterceptionError, InterceptionStatus } from '../../shared/interception';
 import type { InterceptionStart } from '../core/facts';
+import { withoutUrlSecrets } from '../core/url-secrets';
 import type { Metrics } from '../metrics';
 import type { ResponseFacts } from '../providers/types';
 import { Tracing } from './tracing';
@@ -29,6 +30,11 @@ export class ExchangeTelemetry {
   constructor(
     private readonly metrics: Metrics,
     private readonly tracing: Tracing,
+    /**
+     * The prompt as the audit record keeps it (secrets blanked, docs/audit.md): a span is one more
+     * place it is published, and a trace backend is read by more people than the audit log.
+     */
+    private readonly redactPrompt: (prompt: string) => string = () => '[not captured]',
   ) {}
 
   begin(start: InterceptionStart, headers: IncomingHttpHeaders): ExchangeObserver {
@@ -40,7 +46,7 @@ export class ExchangeTelemetry {
     let streaming = false;
     let ended = false;
     // Without tracing (the default) its span's name and attributes are not even built.
-    const root = tracing.enabled ? rootSpan(tracing, start, headers) : undefined;
+    const root = tracing.enabled ? rootSpan(tracing, start, headers, this.redactPrompt) : undefined;
     let upstream: { span: Span; ctx: Context } | undefined;
 
     return {
@@ -49,7 +55,9 @@ export class ExchangeTelemetry {
         if (!root) return {};
         upstream = tracing.startChild(`${method} upstream`, root.ctx, {
           'http.request.method': method,
-          'url.full': url,
+          // What goes upstream carries no client credential (query-credential.ts); an admin's
+          // base URL may (a proxy's password, an OpenAI-compatible server's `?key=`).
+          'url.full': withoutUrlSecrets(url),
           'gen_ai.system': start.provider,
         });
         return upstream ? tracing.inject(upstream.ctx) : {};
@@ -101,6 +109,7 @@ function rootSpan(
   tracing: Tracing,
   start: InterceptionStart,
   headers: IncomingHttpHeaders,
+  redactPrompt: (prompt: string) => string,
 ): { span: Span; ctx: Context } | undefined {
   return tracing.startServerSpan(`chat ${start.request.model ?? ''}`.trim(), headers, {
     'gen_ai.operation.name': 'chat',
@@ -116,8 +125,9 @@ function rootSpan(
     'aibridge.interception_id': start.id,
     'aibridge.user_id': start.principal.user.id,
     'aibridge.client': start.client,
-    ...(tracing.config.capturePrompts && start.request.prompt
-      ? { 'gen_ai.prompt': start.request.prompt }
+    // Never more than the record keeps: none for a team whose capture level is `none`.
+    ...(tracing.config.capturePrompts && start.request.prompt && start.capture !== 'none'
+      ? { 'gen_ai.prompt': redactPrompt(start.request.prompt) }
       : {}),
   });
 }

@@ -7,6 +7,7 @@ import { AnthropicMock } from '../helpers/anthropic-mock';
 import { askMessages } from '../helpers/ask';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { eventually } from '../helpers/eventually';
+import { liveClient } from '../helpers/live-client';
 import { WebhookReceiver } from '../helpers/webhook-receiver';
 
 const RULES: AnomalyRules = { anomalyFactor: 5, anomalyMinUsd: 1, anomalyMinTokens: 100_000, burstRpm: 60 };
@@ -179,6 +180,50 @@ describe('anomaly alerts through the bridge', function () {
     );
     const listed = await tb.api<{ items: Alert[] }>('GET', '/api/v1/alerts', tb.adminKey);
     assert.ok(listed.body.items.some((a) => a.id === alert.id));
+  });
+
+  it("a spend_vs_team alert (the team's median spend, how many were active) is the admins', not the member's", async () => {
+    const mates = await Promise.all(
+      ['m1', 'm2', 'm3'].map((n) => tb.addUser(`${n}@squad.example.com`, { team: 'squad' })),
+    );
+    const big = await tb.addUser('big@squad.example.com', { team: 'squad' });
+    const watching = liveClient(tb.url, { key: big.key });
+    await new Promise((r) => watching.ws.once('open', r));
+    try {
+      for (const m of mates) await send(m.key);
+      // Six of the same request against the teammates' one each: above 5× their median.
+      for (let i = 0; i < 6; i++) await send(big.key);
+      const [got] = await hook.waitFor(
+        1,
+        (r) => r.body.alert.rule === 'spend_vs_team' && r.body.alert.userEmail === 'big@squad.example.com',
+      );
+      assert.match(got!.body.alert.message, /median of 3 active teammates/);
+      const admin = await tb.api<{ items: Alert[] }>(
+        'GET',
+        `/api/v1/alerts?user=${big.user.id}`,
+        tb.adminKey,
+      );
+      assert.ok(
+        admin.body.items.some((a) => a.rule === 'spend_vs_team'),
+        'the admin lists it',
+      );
+      const mine = await tb.api<{ items: Alert[] }>('GET', '/api/v1/alerts', big.key);
+      assert.equal(mine.status, 200);
+      assert.ok(!mine.body.items.some((a) => a.rule === 'spend_vs_team'), 'the member does not');
+      // Events on one socket come in order: once a later request's end has come, the alert raised
+      // before it would have too.
+      const ended = watching.events.filter((e) => e.type === 'interception.ended').length;
+      await send(big.key);
+      await eventually(() => watching.events.filter((e) => e.type === 'interception.ended').length > ended, {
+        what: "the member's next request on their live feed",
+      });
+      assert.ok(
+        !watching.events.some((e) => e.type === 'alert' && e.alert.rule === 'spend_vs_team'),
+        JSON.stringify(watching.events.map((e) => e.type)),
+      );
+    } finally {
+      await watching.close();
+    }
   });
 });
 

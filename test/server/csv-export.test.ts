@@ -142,5 +142,34 @@ describe('CSV exports: no member-chosen text becomes a formula, whichever separa
       assert.equal(lines.length, 1, 'one record, one line, however a reader splits lines');
       assert.match((JSON.parse(lines[0]!) as { prompt: string }).prompt, /\u009b1m b\u2028c\u0085d\u2029e/);
     });
+
+    it("a member's own CSV export has no chain hash, as their JSONL export has none", async () => {
+      const { key } = await tb.addUser('own-csv@example.com');
+      const res = await fetch(`${tb.url}/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+        body: JSON.stringify({
+          model: 'claude-sonnet-4-6',
+          max_tokens: 5,
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      });
+      assert.equal(res.status, 200);
+      const mine = (await tb.interceptions(1)).find((r) => r.userEmail === 'own-csv@example.com');
+      assert.ok(mine?.hash);
+      const csv = async (who: string): Promise<string[][]> =>
+        parse(
+          await (
+            await fetch(`${tb.url}/api/v1/audit/export?format=csv&user=own-csv%40example.com`, {
+              headers: { authorization: `Bearer ${who}` },
+            })
+          ).text(),
+          ',',
+        );
+      const [header, row] = await csv(key);
+      assert.equal(row![header!.indexOf('hash')], '', 'empty for the member');
+      const [adminHeader, adminRow] = await csv(tb.adminKey);
+      assert.equal(adminRow![adminHeader!.indexOf('hash')], mine.hash, 'the admin has it');
+    });
   });
 });

@@ -481,6 +481,53 @@ describe('operating the bridge', function () {
       assert.equal(attr(child, 'http.request.method'), 'POST');
       assert.match(String(attr(child, 'url.full')), /\/v1\/messages$/);
     });
+
+    it('a prompt put in spans is redacted as the record is, left out at capture none, and no query credential reaches url.full or the provider', async () => {
+      const tb = await startBridge(anthropic.url, {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiverUrl,
+        AIBRIDGE_OTEL_CAPTURE_PROMPTS: 'true',
+      });
+      const traceIds = ['5bf92f3577b34da6a3ce929d0e0e4736', '6bf92f3577b34da6a3ce929d0e0e4736'];
+      const secret = 'AKIAIOSFODNN7EXAMPLE';
+      try {
+        const dev = await tb.addUser('redact-trace@example.com');
+        const quiet = await tb.addUser('quiet-trace@example.com', { team: 'quiet' });
+        assert.equal(
+          (await tb.api('PUT', '/api/v1/teams/quiet/capture', tb.adminKey, { level: 'none' })).status,
+          200,
+        );
+        const before = anthropic.messageRequests().length;
+        for (const [i, who] of [dev, quiet].entries()) {
+          const res = await send(
+            tb,
+            `/anthropic/v1/messages?key=${who.key}&beta=true`,
+            who.key,
+            {
+              model: 'claude-sonnet-4-5',
+              max_tokens: 64,
+              messages: [{ role: 'user', content: `deploy with ${secret} please, ${who.user.email}` }],
+            },
+            { traceparent: `00-${traceIds[i]}-00f067aa0ba902b7-01` },
+          );
+          assert.equal(res.status, 200);
+        }
+        for (const r of anthropic.messageRequests().slice(before)) {
+          assert.ok(!String(r.url).includes('aib_'), `the provider saw no bridge key: ${r.url}`);
+          assert.match(String(r.url), /[?&]beta=true/, 'other parameters go on');
+        }
+      } finally {
+        await tb.close();
+      }
+      const [mine, quiets] = traceIds.map((id) => spans.filter((s) => s.traceId === id));
+      const root = mine!.find((s) => s.name.startsWith('chat'))!;
+      const prompt = String(attr(root, 'gen_ai.prompt'));
+      assert.match(prompt, /deploy with \[REDACTED:aws_access_key_id\] please/);
+      assert.ok(!JSON.stringify(mine).includes(secret), 'the secret is in no span');
+      assert.ok(!JSON.stringify([...mine!, ...quiets!]).includes('aib_'), 'nor a bridge key (url.full)');
+      const quietRoot = quiets!.find((s) => s.name.startsWith('chat'));
+      assert.ok(quietRoot, 'the capture-none request is traced');
+      assert.equal(attr(quietRoot, 'gen_ai.prompt'), undefined, 'without its prompt');
+    });
   });
 
   describe('the single-file binary', () => {
