@@ -31,6 +31,9 @@ const CREDENTIAL_PARAMS: ReadonlySet<string> = new Set([
   'x-goog-api-key',
 ]);
 
+/** A query that may hold a CREDENTIAL_PARAMS name: one of them as a name, or an escaped name. */
+const MAYBE_CREDENTIAL = /(?:^|&)(?:\$?key|api[-_]?key|apikey|access_token|x-goog-api-key)(?:=|&|$)|%|\+/i;
+
 /**
  * Cuts credential-named parameters (CREDENTIAL_PARAMS) from a raw request's URL, after a family's
  * own query credential was moved to its header (moveQueryCredential). Idempotent.
@@ -38,7 +41,8 @@ const CREDENTIAL_PARAMS: ReadonlySet<string> = new Set([
 export function dropQueryCredentials(raw: IncomingMessage): void {
   const url = raw.url ?? '';
   const q = url.indexOf('?');
-  if (q === -1) return;
+  // Nearly every query (Claude Code's `?beta=true`) names no credential: no split for it.
+  if (q === -1 || !MAYBE_CREDENTIAL.test(url.slice(q + 1))) return;
   const pairs = url.slice(q + 1).split('&');
   const kept = pairs.filter((pair) => {
     const eq = pair.indexOf('=');

@@ -97,6 +97,21 @@ describe('aibridge store backup (a copy of a serving embedded store)', function 
     ]);
     assert.equal(inside.code, 2, inside.out);
     assert.match(inside.out, /is inside the data dir/);
+    // The same through a symlink (the data dir's path links elsewhere): it copied the dir into
+    // itself, level after level, until the disk was full.
+    const link = path.join(await tempDir(), 'data-link');
+    await fs.symlink(tb.dataDir, link);
+    const viaLink = await runCli([
+      'store',
+      'backup',
+      '--data-dir',
+      tb.dataDir,
+      '--to',
+      path.join(link, 'bk2', 'today'),
+    ]);
+    assert.equal(viaLink.code, 2, viaLink.out);
+    assert.match(viaLink.out, /is inside the data dir/);
+    assert.ok(!(await fs.readdir(tb.dataDir)).includes('bk2'), 'nothing was written into the data dir');
 
     const none = await runCli([
       'store',

@@ -25,8 +25,11 @@ const TAIL_CHUNK = 64 * 1024;
  * half-written temporary files stay behind.
  */
 export async function backupDataDir(from: string, to: string): Promise<BackupResult> {
-  const source = path.resolve(from);
-  const target = path.resolve(to);
+  // Real paths: a target inside the data dir through a symlink (`/var/lib/aibridge` linking to
+  // `/srv/aibridge`, the backup to `/srv/aibridge/backups/…`) copied the dir into itself, level
+  // after level, until the disk the journal writes to was full.
+  const source = await fs.realpath(path.resolve(from));
+  const target = await realPathOf(path.resolve(to));
   const inside = path.relative(source, target);
   if (inside === '' || (!inside.startsWith('..') && !path.isAbsolute(inside)))
     throw new BackupError(`${to} is inside the data dir ${from}: back it up somewhere else`);
@@ -43,6 +46,22 @@ export async function backupDataDir(from: string, to: string): Promise<BackupRes
     if (e.isDirectory()) await copyDir(path.join(source, e.name), path.join(target, e.name), result);
   await syncDir(target);
   return result;
+}
+
+/** `p` with its deepest existing ancestor's symlinks resolved (the rest does not exist yet). */
+async function realPathOf(p: string): Promise<string> {
+  const rest: string[] = [];
+  let at = p;
+  for (;;) {
+    try {
+      return path.join(await fs.realpath(at), ...rest);
+    } catch (err) {
+      const parent = path.dirname(at);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === at) throw err;
+      rest.unshift(path.basename(at));
+      at = parent;
+    }
+  }
 }
 
 /** A refusal of the backup's arguments, in words for the admin. */
