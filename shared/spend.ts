@@ -166,5 +166,8 @@ export interface UnknownModel {
  * active, which members are not shown elsewhere (team usage is an admin's). Admins see it.
  */
 export function memberMayRead(alert: Pick<Alert, 'rule'>): boolean {
-  return alert.rule !== 'spend_vs_team';
+  return !MEMBER_UNREAD_RULES.includes(alert.rule);
 }
+
+/** The rules memberMayRead refuses. */
+export const MEMBER_UNREAD_RULES: readonly string[] = ['spend_vs_team'];

@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Alert } from '../../shared/spend';
 import type { EventBus } from '../events/bus';
 import type { Metrics } from '../metrics';
-import type { Store } from '../store/types';
+import type { AlertQuery, Store } from '../store/types';
 import type { WebhookSender } from './webhook';
 
 export type NewAlert = Omit<Alert, 'id' | 'at'>;
@@ -44,7 +44,7 @@ export class AlertService {
     return alert;
   }
 
-  list(q: { since?: string | undefined; userId?: string | undefined; limit: number }): Promise<Alert[]> {
+  list(q: AlertQuery): Promise<Alert[]> {
     return this.store.listAlerts(q);
   }
 }

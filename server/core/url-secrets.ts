@@ -16,9 +16,9 @@ export function withoutUrlSecrets(s: string): string {
 
 /**
  * A key pasted into a base URL ends up in the path (`/anthropic/aib_…/v1/messages`): bridge keys
- * and the providers' key shapes, each cut to its prefix.
+ * and the providers' key shapes (escaped or not), each cut to its prefix.
  */
-const PATH_KEY = /(aib_|sk-ant-|sk-proj-|sk-|AIza)[A-Za-z0-9_-]{16,}/g;
+const PATH_KEY = /(aib_|aib%5[Ff]|sk-ant-|sk-proj-|sk-|AIza)(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2}){16,}/g;
 
 /** A request path as it may be logged: keys in it masked (PATH_KEY). */
 export function withoutPathKeys(path: string): string {

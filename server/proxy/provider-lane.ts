@@ -68,8 +68,9 @@ export class ProviderLane {
     if (!lane || !isJson(req.headers['content-type']) || this.d.draining()) return false;
     // Google's `?key=`, moved to its header as the provider routes' onRequest hook moves it.
     const cq = lane.adapter.credentialQuery;
+    // Other families' credential-named parameters are cut (Google's routes refuse theirs by name).
     if (cq) moveQueryCredential(req, req.headers, cq.param, cq.header);
-    dropQueryCredentials(req);
+    else dropQueryCredentials(req);
     // Read again: moving the key rewrote the URL.
     const { path, query } = relativeTarget(req.url ?? '', lane.adapter.prefix);
     if (ROUTER_DECODES.test(path) || unsafeTarget(path, query)) return false;

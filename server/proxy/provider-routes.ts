@@ -670,7 +670,9 @@ export function providerRoutes(adapter: ProviderAdapter, deps: ProviderRouteDeps
         'onRequest',
         queryCredential(adapter.credentialQuery.param, adapter.credentialQuery.header),
       );
-    app.addHook('onRequest', queryCredentialsDropped());
+    // Google's routes refuse the other credential-named parameters by name (a clear 400); other
+    // families' are cut before anything sees them.
+    else app.addHook('onRequest', queryCredentialsDropped());
     app.addHook('onRequest', authenticateFirst(deps.auth, adapter.prefix));
     const handler = (req: FastifyRequest, reply: FastifyReply): Promise<void> =>
       handle(adapter, deps, req, reply);

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { memberMayRead, periodly } from '../../shared/spend';
+import { MEMBER_UNREAD_RULES, periodly } from '../../shared/spend';
 import type { AlertService } from '../alerts/alert-service';
 import { hourWindow } from '../core/rollup';
 import { BridgeError, isBridgeError } from '../errors';
@@ -394,8 +394,8 @@ export function spendRoutes(d: SpendDeps): FastifyPluginAsync {
           }
           userId = user.id;
         } else if (q.user !== undefined) userId = (await identity.findUser(q.user)).id;
-        const items = await alerts.list({ since: iso(q.since), userId, limit: q.limit });
-        return { items: user.role === 'admin' ? items : items.filter(memberMayRead) };
+        const exceptRules = user.role === 'admin' ? undefined : MEMBER_UNREAD_RULES;
+        return { items: await alerts.list({ since: iso(q.since), userId, exceptRules, limit: q.limit }) };
       },
     );
   };

@@ -120,6 +120,8 @@ export type DocKind =
 export interface AlertQuery {
   since?: string | undefined;
   userId?: string | undefined;
+  /** Rules left out before the limit counts (what a member may not read, memberMayRead). */
+  exceptRules?: readonly string[] | undefined;
   limit: number;
 }
 

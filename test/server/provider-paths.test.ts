@@ -165,14 +165,19 @@ describe('provider paths: nothing reaches a provider ungoverned', () => {
   });
 
   it('a key pasted into a base URL (so into the path) is in no log line', async () => {
-    for (const p of [`/anthropic/${key}/v1/messages`, `/${key}/v1/messages`, `/anthropic/v1/models/${key}`]) {
+    for (const p of [
+      `/anthropic/${key}/v1/messages`,
+      `/${key}/v1/messages`,
+      `/anthropic/v1/models/${key}`,
+      `/aib%5F${key.slice(4)}/v1/messages`,
+    ]) {
       const r = await raw(tb.url, p.includes('models') ? 'GET' : 'POST', p, key, MSG);
       assert.ok(r.status >= 400 || p.includes('models'), `${p}: ${r.status}`);
     }
     await new Promise((r) => setTimeout(r, 50));
     const logs = tb.logs.join('');
     assert.match(logs, /aib_\*\*\*/, 'the paths were logged, masked');
-    assert.ok(!logs.includes(key), 'the key appears in no log line');
+    assert.ok(!logs.includes(key.slice(4)), 'the key appears in no log line, escaped or not');
   });
 
   it('forwards the allow-listed free endpoints and logs each with the user', async () => {

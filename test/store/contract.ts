@@ -1013,6 +1013,20 @@ export function storeContract(name: string, factory: StoreFactory): void {
         assert.deepEqual(await store.listAlerts({ limit: 1 }), [alert(11)]);
       });
 
+      it('leaves rules out of an alert list before its limit counts (a member’s list)', async () => {
+        await store.appendAlert(alert(0));
+        for (let i = 2; i < 8; i += 2)
+          await store.appendAlert(alert(i, { kind: 'anomaly', rule: 'spend_vs_team' }));
+        assert.deepEqual(
+          (await store.listAlerts({ limit: 1, userId: 'usr_a', exceptRules: ['spend_vs_team'] })).map(
+            (a) => a.id,
+          ),
+          ['alr_0'],
+          'the older alert the member may read, not an empty page',
+        );
+        assert.equal((await store.listAlerts({ limit: 10, userId: 'usr_a' })).length, 4);
+      });
+
       it('lists the access log newest first, since a time, up to a limit', async () => {
         const entry = (n: number): AccessLogEntry => ({
           id: `acc_${n}`,

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { UsageBucket } from '../../server/core/rollup';
 import { EmbeddedStore } from '../../server/store/embedded/embedded-store';
-import { FILE } from '../../server/store/embedded/pruned-rollups';
+import { FILE, PrunedRollups } from '../../server/store/embedded/pruned-rollups';
 import type { NewInterception } from '../../server/store/types';
 import { tempDir } from '../helpers/bridge';
 import { newRecord } from './contract';
@@ -149,5 +149,146 @@ describe('the embedded store keeps the rollups of records retention pruned (prun
     } finally {
       await again.close();
     }
+  });
+
+  it('a prune after a torn line keeps its own: the torn tail is not glued to the next group', async () => {
+    const dir = await tempDir('aibridge-pruned-torn-next-');
+    const { store, cutoff } = await filled(dir);
+    const before = totals(await store.usageBuckets({}));
+    const segDir = path.join(dir, 'interceptions');
+    const saved = new Map(segments(dir).map((f) => [f, fs.readFileSync(path.join(segDir, f))]));
+    await store.pruneInterceptions(cutoff);
+    await store.close();
+    for (const [f, bytes] of saved)
+      if (!fs.existsSync(path.join(segDir, f))) fs.writeFileSync(path.join(segDir, f), bytes);
+    const file = path.join(dir, FILE);
+    const whole = fs.readFileSync(file, 'utf8');
+    fs.writeFileSync(file, whole.slice(0, Math.floor(whole.length / 2)));
+    // The file is kept torn at open here (a read-only moment), as a crash right after open would.
+    const again = await reopened(dir);
+    try {
+      fs.writeFileSync(file, whole.slice(0, Math.floor(whole.length / 2)));
+      assert.ok((await again.pruneInterceptions(cutoff)) > 0, 'the same records pruned again');
+    } finally {
+      await again.close();
+    }
+    const third = await reopened(dir);
+    try {
+      assert.deepEqual(totals(await third.usageBuckets({})), before);
+    } finally {
+      await third.close();
+    }
+  });
+
+  it('a prune whose rollups cannot be written deletes nothing', async () => {
+    const dir = await tempDir('aibridge-pruned-unwritable-');
+    const { store, cutoff } = await filled(dir);
+    const before = totals(await store.usageBuckets({}));
+    const kept = segments(dir);
+    // Stands in for a disk that refuses the write: the file's name is a directory.
+    fs.mkdirSync(path.join(dir, FILE));
+    await assert.rejects(store.pruneInterceptions(cutoff));
+    assert.deepEqual(segments(dir), kept, 'every segment is still there');
+    assert.equal((await store.listInterceptions({}, 500)).items.length, 80);
+    await store.close();
+    fs.rmdirSync(path.join(dir, FILE));
+    const again = await reopened(dir);
+    try {
+      assert.deepEqual(totals(await again.usageBuckets({})), before);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('a prune cut short between its rollups and its deletion is finished at open: the records are gone, counted once', async () => {
+    const dir = await tempDir('aibridge-pruned-finish-');
+    const { store, cutoff } = await filled(dir);
+    const before = totals(await store.usageBuckets({}));
+    const segDir = path.join(dir, 'interceptions');
+    const saved = new Map(segments(dir).map((f) => [f, fs.readFileSync(path.join(segDir, f))]));
+    const pruned = await store.pruneInterceptions(cutoff);
+    const left = segments(dir);
+    await store.close();
+    for (const [f, bytes] of saved)
+      if (!fs.existsSync(path.join(segDir, f))) fs.writeFileSync(path.join(segDir, f), bytes);
+    const again = await reopened(dir);
+    try {
+      assert.deepEqual(segments(dir), left, 'the segments the prune had taken are deleted again');
+      assert.equal((await again.listInterceptions({}, 500)).items.length, 80 - pruned);
+      assert.deepEqual(totals(await again.usageBuckets({})), before);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('is compacted at open: one group, hours older than two months folded into their day, the totals unchanged', async () => {
+    const dir = await tempDir('aibridge-pruned-fold-');
+    const store = new EmbeddedStore({ dataDir: dir, segmentBytes: 4096 });
+    await store.open();
+    const day = Date.UTC(2026, 5, 10);
+    // Records over twelve hours of one day 100+ days ago, then some of yesterday.
+    for (let i = 0; i < 48; i++) {
+      const t = new Date(day + (i % 12) * 3_600_000 + i * 1000).toISOString();
+      await store.appendInterception(newRecord(i, { startedAt: t, endedAt: t, prompt: 'y'.repeat(300) }));
+    }
+    for (let i = 48; i < 60; i++) {
+      const t = new Date(Date.now() - DAY + i * 1000).toISOString();
+      await store.appendInterception(newRecord(i, { startedAt: t, endedAt: t, prompt: 'y'.repeat(300) }));
+    }
+    const before = totals(await store.usageBuckets({}));
+    await store.pruneInterceptions(new Date(Date.now() - 30 * DAY).toISOString());
+    await store.pruneInterceptions(new Date(Date.now() - 30 * DAY).toISOString());
+    await store.close();
+    const again = await reopened(dir);
+    try {
+      assert.deepEqual(totals(await again.usageBuckets({})), before);
+      const old = await again.usageBuckets({ until: new Date(day + DAY).toISOString() });
+      assert.ok(old.length > 0);
+      assert.deepEqual(
+        [...new Set(old.map((b) => b.hour))],
+        [new Date(day).toISOString()],
+        'kept by the day',
+      );
+    } finally {
+      await again.close();
+    }
+    const lines = fs.readFileSync(path.join(dir, FILE), 'utf8').trimEnd().split('\n');
+    assert.equal(lines.length, 1, 'one group');
+  });
+
+  it('a group of more lines than one counts only once its last line is whole', async () => {
+    const dir = await tempDir('aibridge-pruned-lines-');
+    const file = new PrunedRollups(dir);
+    const bucket = (i: number): UsageBucket => ({
+      hour: new Date(Date.UTC(2026, 10, 1) + i * 3_600_000).toISOString(),
+      userId: `usr_${i % 7}`,
+      userEmail: 'x@example.com',
+      team: null,
+      provider: 'anthropic',
+      model: 'claude-sonnet-4-6',
+      client: 'claude-code',
+      requests: 1,
+      usage: { input: 1, output: 1, cacheRead: 0, cacheWrite: 0, reasoning: 0 },
+      costUsd: 0.5,
+      unpricedRequests: 0,
+      userBilledCostUsd: 0,
+      userBilledRequests: 0,
+    });
+    await file.append(10, [bucket(0)]);
+    await file.append(
+      99,
+      Array.from({ length: 25_000 }, (_, i) => bucket(i + 1)),
+    );
+    const text = fs.readFileSync(file.file, 'utf8');
+    assert.equal(text.trimEnd().split('\n').length, 4, 'one line, then three for the large group');
+    const whole = await file.load(0);
+    assert.equal(whole.throughSeq, 99);
+    assert.equal(whole.buckets.length, 25_001);
+    // The large group's last line torn: the whole group is left out, the first group counts.
+    fs.writeFileSync(file.file, text.slice(0, text.length - 100));
+    const torn = await file.load(0);
+    assert.equal(torn.throughSeq, 10);
+    assert.equal(torn.buckets.length, 1);
+    assert.equal(torn.compactable, true);
   });
 });

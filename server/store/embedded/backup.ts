@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { LOCK_FILE } from './dir-lock';
 import { SEGMENT_RE } from './journal';
+import { FILE as PRUNED_ROLLUPS } from './pruned-rollups';
 
 export interface BackupResult {
   files: number;
@@ -38,12 +39,18 @@ export async function backupDataDir(from: string, to: string): Promise<BackupRes
     throw new BackupError(`${to} is not empty: back up into a new directory`);
   const result: BackupResult = { files: 0, bytes: 0 };
   const entries = await fs.readdir(source, { withFileTypes: true });
-  // Files first (the heads among them), then the journals' directories.
+  // Files first (the heads among them), then the journals' directories, then the pruned records'
+  // rollups: a prune between the journals' copy and theirs leaves records in both, which the copy
+  // counts once (records up to what the rollups hold are not rolled up again); the other way round,
+  // records pruned meanwhile were in neither.
   for (const e of entries)
-    if (e.isFile() && kept(e.name))
+    if (e.isFile() && kept(e.name) && e.name !== PRUNED_ROLLUPS)
       await copyWhole(path.join(source, e.name), path.join(target, e.name), result);
   for (const e of entries)
     if (e.isDirectory()) await copyDir(path.join(source, e.name), path.join(target, e.name), result);
+  // Created by a prune while the rest was copied, perhaps.
+  if (await exists(path.join(source, PRUNED_ROLLUPS)))
+    await copyWhole(path.join(source, PRUNED_ROLLUPS), path.join(target, PRUNED_ROLLUPS), result);
   await syncDir(target);
   return result;
 }
@@ -151,4 +158,11 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.stat(p).then(
+    () => true,
+    () => false,
+  );
 }

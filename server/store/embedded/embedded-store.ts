@@ -55,7 +55,7 @@ import { AtomicJsonFile } from './atomic-json-file';
 import { MemoryBudgetLedgers } from './budget-ledgers';
 import { DataDirLock } from './dir-lock';
 import { type EntryLoc, Journal, type JournalWarning, lineJson, SEGMENT_RE } from './journal';
-import { copyBucket, PrunedRollups, PrunedSums, sumBucket } from './pruned-rollups';
+import { copyBucket, FOLD_AFTER_DAYS, PrunedRollups, PrunedSums, sumBucket } from './pruned-rollups';
 import { RecentLines } from './recent-lines';
 import { RecordIndex } from './record-index';
 
@@ -92,6 +92,8 @@ const DB_VERSION = 1;
  * that hour are summed under OTHER_MODELS (the embedded store keeps every bucket in memory).
  */
 export const MODELS_PER_USER_HOUR = 64;
+
+const DAY_MS = 86_400_000;
 /** The bytes those lines may take: about 2 KiB each, more than a usual record's line. */
 const RECENT_BYTES = 4 * 1024 * 1024;
 
@@ -326,15 +328,23 @@ export class EmbeddedStore implements Store {
     }
     await this.openAlerts();
     // Before the journal: its records up to what the pruned rollups hold are not rolled up again.
-    this.prunedThrough = await this.pruned.read(
-      (b) => this.rollUpBucket(b),
-      (line) =>
+    const pruned = await this.pruned.load(Date.now() - FOLD_AFTER_DAYS * DAY_MS, (line) =>
+      this.opts.onWarning?.({
+        file: this.pruned.file,
+        offset: line,
+        reason: `line ${line} is not a whole entry (a prune cut short by a crash): skipped, its records are still in the journal`,
+      }),
+    );
+    this.prunedThrough = pruned.throughSeq;
+    if (pruned.compactable)
+      await this.pruned.compact(pruned.buckets, pruned.throughSeq).catch((err: unknown) =>
         this.opts.onWarning?.({
           file: this.pruned.file,
-          offset: line,
-          reason: `line ${line} is not a whole entry (torn by a crash mid-write): skipped, its records are still in the journal`,
+          offset: 0,
+          reason: `not compacted (${(err as Error).message}); kept as it was`,
         }),
-    );
+      );
+    for (const b of pruned.buckets) this.rollUpBucket(b);
     let head = GENESIS;
     // Where numbering goes on: the journal numbers each record as it chains it (journal.headSeq).
     let nextSeq = 1;
@@ -376,6 +386,10 @@ export class EmbeddedStore implements Store {
       if (this.accessLog.length > ACCESS_KEPT) this.accessLog.shift();
     });
     await this.gatewayJournal.open((value, loc) => this.keepGatewayCall(value as GatewayToolCall, loc));
+    // A prune a crash cut short between keeping its rollups and deleting its records: finished, so
+    // nothing reads those records as still kept (a store copy would count them twice).
+    const unfinished = this.leadingSegments((i) => this.index.seqAt(i) <= this.prunedThrough);
+    if (unfinished.drop > 0) await this.dropLeading(unfinished.drop, unfinished.segments);
   }
 
   async close(): Promise<void> {
@@ -837,8 +851,8 @@ export class EmbeddedStore implements Store {
   }
 
   /** The rollups of every record retention pruned, summed by bucket (`aibridge store copy` carries them). */
-  prunedBuckets(): Promise<UsageBucket[]> {
-    return this.pruned.buckets();
+  async prunedBuckets(): Promise<UsageBucket[]> {
+    return (await this.pruned.load(Date.now() - FOLD_AFTER_DAYS * DAY_MS)).buckets;
   }
 
   /**
@@ -1002,6 +1016,7 @@ export class EmbeddedStore implements Store {
       const a = alerts[i]!;
       if (q.since !== undefined && a.at < q.since) continue;
       if (q.userId !== undefined && a.userId !== q.userId) continue;
+      if (q.exceptRules?.includes(a.rule)) continue;
       out.push(a);
     }
     return out;
@@ -1067,27 +1082,11 @@ export class EmbeddedStore implements Store {
   async pruneInterceptions(before: string): Promise<number> {
     this.refuseIfLockLost();
     const cutoff = Date.parse(before);
-    const n = this.index.size;
-    let drop = 0;
-    const segments: number[] = [];
-    // Whole segments only, oldest first, while every record in them is older than the cutoff.
-    while (drop < n) {
-      const seg = this.index.segmentAt(drop);
-      if (seg >= this.journal.currentSegment) break;
-      let end = drop;
-      let allOld = true;
-      while (end < n && this.index.segmentAt(end) === seg) {
-        if (this.index.startedAtMs(end) >= cutoff) allOld = false;
-        end++;
-      }
-      if (!allOld) break;
-      segments.push(seg);
-      drop = end;
-    }
+    const { drop, segments } = this.leadingSegments((i) => this.index.startedAtMs(i) < cutoff);
     if (drop === 0) return 0;
     const lastSeq = this.index.seqAt(drop - 1);
     // Their rollups are kept first (budget periods outlast the retention window): a restart builds
-    // the rollups from the journal, which will no longer hold them.
+    // the rollups from the journal, which will no longer hold them. A failed write deletes nothing.
     if (lastSeq > this.prunedThrough) {
       const sums = new PrunedSums(MODELS_PER_USER_HOUR);
       for (const seg of segments)
@@ -1101,13 +1100,43 @@ export class EmbeddedStore implements Store {
       await this.pruned.append(lastSeq, sums.values());
       this.prunedThrough = lastSeq;
     }
+    await this.dropLeading(drop, segments);
+    return drop;
+  }
+
+  /**
+   * The closed segments at the journal's start whose every record is `old` (by index position),
+   * oldest first, and how many records they hold: retention drops whole segments only.
+   */
+  private leadingSegments(old: (i: number) => boolean): { drop: number; segments: number[] } {
+    const n = this.index.size;
+    let drop = 0;
+    const segments: number[] = [];
+    while (drop < n) {
+      const seg = this.index.segmentAt(drop);
+      if (seg >= this.journal.currentSegment) break;
+      let end = drop;
+      let allOld = true;
+      while (end < n && this.index.segmentAt(end) === seg) {
+        if (!old(end)) allOld = false;
+        end++;
+      }
+      if (!allOld) break;
+      segments.push(seg);
+      drop = end;
+    }
+    return { drop, segments };
+  }
+
+  /** Deletes the first `drop` records, which fill `segments`, moving where the kept chain starts first. */
+  private async dropLeading(drop: number, segments: number[]): Promise<void> {
     // The chain's start moves before the records go: a verify meanwhile skips those about to.
     const anchor = await this.anchorAfter(drop);
     if (anchor) await this.putSetting('chain_anchor', anchorJson(anchor));
     for (const seg of segments) await this.journal.dropSegment(seg);
+    const lastSeq = this.index.seqAt(drop - 1);
     this.index.dropFirst(drop);
     this.recent.dropThrough(lastSeq);
-    return drop;
   }
 
   /** Where the chain starts once the first `drop` records are gone; undefined for unchained ones. */

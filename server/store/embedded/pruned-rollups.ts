@@ -1,5 +1,7 @@
+import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import readline from 'node:readline';
 import type { Interception } from '../../../shared/interception';
 import { addUsage } from '../../../shared/usage';
 import { addToBuckets, bucketKey, hourOf, OTHER_MODELS, type UsageBucket } from '../../core/rollup';
@@ -10,12 +12,14 @@ import { addToBuckets, bucketKey, hourOf, OTHER_MODELS, type UsageBucket } from 
  * period longer than the retention window (a month's, with 7 days kept) dropped to what the kept
  * records held at every restart, and members got the difference back to spend.
  *
- * One JSON line per prune, appended and fsynced before the records go: `{"throughSeq": N,
- * "buckets": […]}`, the buckets of the pruned records numbered up to N that an earlier line does
- * not hold. Append-only, so a prune writes what it pruned and nothing more. At open, records
- * numbered up to the highest `throughSeq` are not rolled up again (a crash between the line and
- * the deletion leaves both). A torn last line (a crash mid-write) is skipped: its records were not
- * deleted yet, so they roll up from the journal as before.
+ * One group of JSON lines per prune, appended and fsynced before the records go: `{"throughSeq":
+ * N, "buckets": […], "more": true}` lines, then one without `more`: the buckets of the pruned
+ * records numbered up to N that no earlier group holds. A group counts only once its last line is
+ * whole, so a crash mid-write loses nothing: its records were not deleted yet, and roll up from the
+ * journal as before. At open, records numbered up to the highest `throughSeq` are not rolled up
+ * again (a crash between the group and the deletion leaves both; the store then finishes the
+ * deletion). The file is rewritten compacted at open: one summed group, and hours older than
+ * FOLD_AFTER_DAYS folded into their day, so it grows with days of history, not with prunes.
  */
 export class PrunedRollups {
   readonly file: string;
@@ -24,64 +28,129 @@ export class PrunedRollups {
     this.file = path.join(dataDir, FILE);
   }
 
-  /** Hands each stored bucket to `onBucket`, oldest prune first; returns the highest `throughSeq` (0: none). */
-  async read(onBucket: (b: UsageBucket) => void, onBadLine?: (line: number) => void): Promise<number> {
-    let text: string;
-    try {
-      text = await fs.readFile(this.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-      throw err;
-    }
-    let through = 0;
-    const lines = text.split('\n');
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (line === '') continue;
-      const entry = parseLine(line);
-      if (!entry) {
-        onBadLine?.(i + 1);
-        continue;
-      }
-      for (const b of entry.buckets) onBucket(b);
-      if (entry.throughSeq > through) through = entry.throughSeq;
-    }
-    return through;
-  }
-
-  /** Every stored bucket, summed by key (what `aibridge store copy` carries over). */
-  async buckets(): Promise<UsageBucket[]> {
+  /**
+   * Every stored bucket, summed by key with hours before `foldBefore` (ms) folded into their day;
+   * the highest whole group's `throughSeq` (0: none); whether a rewrite would make the file smaller
+   * (more than one group, a torn line, something folded).
+   */
+  async load(
+    foldBefore: number,
+    onBadLine?: (line: number) => void,
+  ): Promise<{ buckets: UsageBucket[]; throughSeq: number; compactable: boolean }> {
     const sums = new Map<string, UsageBucket>();
-    await this.read((b) => {
-      const key = bucketKey(b);
-      const was = sums.get(key);
-      if (was) sumBucket(was, b);
-      else sums.set(key, copyBucket(b));
-    });
-    return [...sums.values()];
+    let through = 0;
+    let groups = 0;
+    let bad = false;
+    let folded = false;
+    let group: UsageBucket[] = [];
+    let n = 0;
+    try {
+      // Line by line: a year of an organisation's rollups is more than one string can hold.
+      const lines = readline.createInterface({ input: createReadStream(this.file), crlfDelay: Infinity });
+      for await (const line of lines) {
+        n++;
+        if (line === '') continue;
+        const entry = parseLine(line);
+        if (!entry) {
+          bad = true;
+          group = [];
+          onBadLine?.(n);
+          continue;
+        }
+        for (const b of entry.buckets) group.push(b);
+        if (entry.more) continue;
+        groups++;
+        for (const b of group) folded = add(sums, b, foldBefore) || folded;
+        group = [];
+        if (entry.throughSeq > through) through = entry.throughSeq;
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    // A group without its last line is one a crash cut short.
+    if (group.length > 0) bad = true;
+    return { buckets: [...sums.values()], throughSeq: through, compactable: groups > 1 || bad || folded };
   }
 
-  /** Appends one prune's buckets, durably (the file and, when it is new, its directory). */
-  async append(throughSeq: number, buckets: readonly UsageBucket[]): Promise<void> {
-    const created = !(await fs.stat(this.file).then(
-      () => true,
-      () => false,
-    ));
-    const fh = await fs.open(this.file, 'a', 0o600);
+  /** Replaces the file with `buckets` as one group (atomically: a temporary file, fsync, rename, fsync of the directory). */
+  async compact(buckets: readonly UsageBucket[], throughSeq: number): Promise<void> {
+    const tmp = `${this.file}.tmp`;
+    const fh = await fs.open(tmp, 'w', 0o600);
     try {
-      await fh.write(`${JSON.stringify({ throughSeq, buckets })}\n`);
+      await fh.writeFile(groupText(throughSeq, buckets));
       await fh.datasync();
     } finally {
       await fh.close();
     }
-    if (created) {
-      const dir = await fs.open(path.dirname(this.file), 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
+    await fs.rename(tmp, this.file);
+    await syncDir(path.dirname(this.file));
+  }
+
+  /**
+   * Appends one prune's buckets, durably, before its records are deleted. Throws when not all of it
+   * reached the disk (full, say), with the file cut back to where it was: the prune then deletes
+   * nothing.
+   */
+  async append(throughSeq: number, buckets: readonly UsageBucket[]): Promise<void> {
+    const fh = await fs.open(this.file, 'a+', 0o600);
+    let size = 0;
+    try {
+      size = (await fh.stat()).size;
+      // A tail a crash left without its newline (a group cut short) is not glued to this one.
+      let text = groupText(throughSeq, buckets);
+      if (size > 0) {
+        const last = Buffer.alloc(1);
+        await fh.read(last, 0, 1, size - 1);
+        if (last[0] !== 0x0a) text = `\n${text}`;
       }
+      // writeFile writes until all of it is written, or throws.
+      await fh.writeFile(text);
+      await fh.datasync();
+    } catch (err) {
+      await fh.truncate(size).catch(() => undefined);
+      throw err;
+    } finally {
+      await fh.close();
     }
+    if (size === 0) await syncDir(path.dirname(this.file));
+  }
+}
+
+/** Rollups older than this many days are kept by the day: past the longest budget period (a month), with room. */
+export const FOLD_AFTER_DAYS = 62;
+
+/** Buckets per line: a prune of a large backlog is several lines, never one string too long to read. */
+const BUCKETS_PER_LINE = 10_000;
+
+function groupText(throughSeq: number, buckets: readonly UsageBucket[]): string {
+  let out = '';
+  for (let i = 0; i < buckets.length || i === 0; i += BUCKETS_PER_LINE) {
+    const more = i + BUCKETS_PER_LINE < buckets.length;
+    out += `${JSON.stringify({ throughSeq, buckets: buckets.slice(i, i + BUCKETS_PER_LINE), ...(more ? { more } : {}) })}\n`;
+  }
+  return out;
+}
+
+/** Sums `b` into `sums`, its hour folded to its day when before `foldBefore`; true when it was folded. */
+function add(sums: Map<string, UsageBucket>, b: UsageBucket, foldBefore: number): boolean {
+  const t = Date.parse(b.hour);
+  const fold = t < foldBefore && t % DAY !== 0;
+  const hour = fold ? new Date(t - (t % DAY)).toISOString() : b.hour;
+  const key = bucketKey({ ...b, hour });
+  const was = sums.get(key);
+  if (was) sumBucket(was, b);
+  else sums.set(key, { ...copyBucket(b), hour });
+  return fold;
+}
+
+const DAY = 86_400_000;
+
+async function syncDir(dir: string): Promise<void> {
+  const d = await fs.open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
   }
 }
 
@@ -144,7 +213,7 @@ function isNumber(v: unknown): v is number {
 }
 
 /** A line as written by `append`, checked field by field; undefined for anything else. */
-function parseLine(line: string): { throughSeq: number; buckets: UsageBucket[] } | undefined {
+function parseLine(line: string): { throughSeq: number; buckets: UsageBucket[]; more: boolean } | undefined {
   let v: unknown;
   try {
     v = JSON.parse(line);
@@ -152,10 +221,10 @@ function parseLine(line: string): { throughSeq: number; buckets: UsageBucket[] }
     return undefined;
   }
   if (typeof v !== 'object' || v === null) return undefined;
-  const { throughSeq, buckets } = v as { throughSeq?: unknown; buckets?: unknown };
+  const { throughSeq, buckets, more } = v as { throughSeq?: unknown; buckets?: unknown; more?: unknown };
   if (!isNumber(throughSeq) || !Array.isArray(buckets)) return undefined;
   for (const b of buckets) if (!isBucket(b)) return undefined;
-  return { throughSeq, buckets: buckets as UsageBucket[] };
+  return { throughSeq, buckets: buckets as UsageBucket[], more: more === true };
 }
 
 function isBucket(v: unknown): boolean {

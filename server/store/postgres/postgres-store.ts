@@ -1056,6 +1056,8 @@ export class PostgresStore implements Store {
     const w = new Where();
     if (q.since !== undefined) w.add('at >= $?::timestamptz', q.since);
     if (q.userId !== undefined) w.add('user_id = $?', q.userId);
+    if (q.exceptRules && q.exceptRules.length > 0)
+      w.add("NOT (doc->>'rule' = ANY($?::text[]))", q.exceptRules);
     const r = await this.read<{ doc: Alert }>(
       q.userId,
       `SELECT doc FROM alerts WHERE ${w.sql} ORDER BY pos DESC LIMIT ${Math.max(0, Math.floor(q.limit))}`,
