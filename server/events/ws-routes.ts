@@ -19,6 +19,7 @@ import {
 import { memberMayRead } from '../../shared/spend';
 import type { Audience } from '../core/audience';
 import type { Principal } from '../core/principal';
+import { withoutPathKeys } from '../core/url-secrets';
 import { BridgeError, isBridgeError } from '../errors';
 import { type Authenticator, credentialFrom, isAccessRefusal } from '../identity/auth';
 import type { IdentityService } from '../identity/identity-service';
@@ -188,7 +189,16 @@ export class LiveEvents {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const url = new URL(req.url ?? '/', 'http://bridge');
       if (url.pathname !== EVENTS_PATH) {
-        if (server.listenerCount('upgrade') === 1) refuseUpgrade(socket, 404, 'Not Found');
+        if (server.listenerCount('upgrade') !== 1) return;
+        // Codex tries the Responses API over a WebSocket (docs/routing.md): a 426 is what makes
+        // it fall back to HTTP at once; a 404 it retried seven times, some 6 s of every run.
+        const responses = /\/responses\/?$/.test(url.pathname);
+        this.deps.log.info(
+          { path: withoutPathKeys(url.pathname), statusCode: responses ? 426 : 404 },
+          'refused a WebSocket upgrade',
+        );
+        if (responses) refuseUpgrade(socket, 426, 'Upgrade Required');
+        else refuseUpgrade(socket, 404, 'Not Found');
         return;
       }
       if (this.closing) return refuseUpgrade(socket, 503, 'Service Unavailable');

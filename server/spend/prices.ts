@@ -111,6 +111,22 @@ function simpleCost(prices: ModelPrice, u: Usage): number {
   );
 }
 
+/**
+ * Grounding with Google Search, which the price data does not price: Gemini 3 models are billed per
+ * search query the model ran ($14 per 1,000), earlier ones per grounded prompt, however many queries
+ * it ran ($35 per 1,000). Google's free allowance is the organisation's, not a request's, so each is
+ * counted at the list price (docs/spend.md). An admin's or the instance's own search price wins.
+ */
+export const GOOGLE_SEARCH_PER_THOUSAND = { perQuery: 14, perPrompt: 35 } as const;
+
+function groundingCost(r: Resolved, model: string, u: Usage): number {
+  const searches = u.webSearches ?? 0;
+  if (searches === 0 || r.prices.web_searches_kcount !== undefined || r.provider.id !== 'google') return 0;
+  return /^gemini-(?:[3-9]|\d{2,})/.test(model.replace(/^models\//, ''))
+    ? (searches * GOOGLE_SEARCH_PER_THOUSAND.perQuery) / 1e3
+    : GOOGLE_SEARCH_PER_THOUSAND.perPrompt / 1e3;
+}
+
 export interface PriceResult {
   /** USD, or null when the model's price is unknown: never a silent $0. */
   costUsd: number | null;
@@ -465,9 +481,9 @@ export class PriceBook {
 
   private costFrom(r: Resolved | null, model: string, usage: Usage, at: Date): number | null {
     if (!r) return null;
-    if (r.simple) return simpleCost(r.prices, usage);
+    if (r.simple) return simpleCost(r.prices, usage) + groundingCost(r, model, usage);
     const full = calcPrice(toGenaiUsage(usage), model, { provider: r.provider, timestamp: at });
-    return full ? full.total_price : null;
+    return full ? full.total_price + groundingCost(r, model, usage) : null;
   }
 
   /**

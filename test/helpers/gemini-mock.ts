@@ -72,6 +72,25 @@ function answer(model: string, final: boolean, long = false): Record<string, unk
   };
 }
 
+/** What a grounded answer's candidate carries (the fields Google sends; the mock's queries). */
+export const GROUNDING = {
+  webSearchQueries: ['bridge weather paris', 'paris forecast today'],
+  searchEntryPoint: { renderedContent: '<div>Search suggestions</div>' },
+  groundingChunks: [
+    { web: { uri: 'https://vertexaisearch.cloud.google.com/grounding-api-redirect/x', title: 'x.example' } },
+  ],
+  groundingSupports: [],
+};
+
+function withGrounding(a: Record<string, unknown>): Record<string, unknown> {
+  const [c] = a.candidates as Record<string, unknown>[];
+  return { ...a, candidates: [{ ...c, groundingMetadata: GROUNDING }] };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 /** A `LIST:<dir>,<dir>` in the last content asks for one `list_directory` call per folder. */
 const LIST = /LIST:([^\s]+)/;
 /** Thought signatures the mock has handed out, one per answer with calls (as Gemini 3 does). */
@@ -163,13 +182,22 @@ export async function startGeminiMock(): Promise<GeminiMock> {
         const { usageMetadata: _left, ...rest } = answer(model, true);
         return json(200, rest);
       }
-      if (method === 'generateContent') return json(200, answer(model, true, text.includes('LONG')));
+      // Grounding with Google Search: the queries it ran, on the last answer (repeated on the
+      // stream's last two chunks, as Google may).
+      const grounded =
+        isRecord(body) &&
+        Array.isArray(body.tools) &&
+        body.tools.some((t) => isRecord(t) && 'googleSearch' in t);
+      const last = (): Record<string, unknown> =>
+        grounded ? withGrounding(answer(model, true)) : answer(model, true);
+      if (method === 'generateContent')
+        return json(200, grounded ? last() : answer(model, true, text.includes('LONG')));
       if (method === 'streamGenerateContent' && url.searchParams.get('alt') === 'sse') {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'g-req-1' });
         res.write(
-          `data: ${JSON.stringify({ ...answer(model, false), candidates: [{ content: { role: 'model', parts: [{ text: 'Bon' }] }, index: 0 }] })}\r\n\r\n`,
+          `data: ${JSON.stringify({ ...answer(model, false), candidates: [{ content: { role: 'model', parts: [{ text: 'Bon' }] }, ...(grounded ? { groundingMetadata: GROUNDING } : {}), index: 0 }] })}\r\n\r\n`,
         );
-        setImmediate(() => res.end(`data: ${JSON.stringify(answer(model, true))}\r\n\r\n`));
+        setImmediate(() => res.end(`data: ${JSON.stringify(last())}\r\n\r\n`));
         return;
       }
       // Without `alt=sse`: one JSON array of the chunks.

@@ -59,6 +59,43 @@ describe('Gemini API (native) through the bridge', () => {
     assert.equal(up.headers.authorization, undefined);
   });
 
+  it('meters Grounding with Google Search: each query counted, billed per query (Gemini 3) or per grounded prompt (earlier), streamed or whole', async () => {
+    const cost = async (model: string, grounded: boolean, stream: boolean) => {
+      const before = (await tb.interceptions(0, key)).length;
+      const ask = {
+        model,
+        contents: 'Weather in Paris?',
+        config: grounded ? { tools: [{ googleSearch: {} }] } : {},
+      };
+      if (stream) for await (const _ of await sdk().models.generateContentStream(ask));
+      else await sdk().models.generateContent(ask);
+      return next(before + 1);
+    };
+    for (const stream of [false, true]) {
+      const plain = await cost('gemini-2.5-flash', false, stream);
+      const grounded = await cost('gemini-2.5-flash', true, stream);
+      assert.equal(
+        grounded.usage.webSearches,
+        2,
+        'the two queries, once each however many chunks repeat them',
+      );
+      assert.equal(plain.usage.webSearches, undefined);
+      // Gemini 2.5: $35 per 1,000 grounded prompts, whatever the number of queries.
+      assert.ok(
+        Math.abs(grounded.costUsd! - plain.costUsd! - 0.035) < 1e-9,
+        `${grounded.costUsd} vs ${plain.costUsd}`,
+      );
+      const plain3 = await cost('gemini-3-pro-preview', false, stream);
+      const grounded3 = await cost('gemini-3-pro-preview', true, stream);
+      // Gemini 3: $14 per 1,000 queries.
+      assert.ok(plain3.costUsd !== null, 'the model is priced');
+      assert.ok(
+        Math.abs(grounded3.costUsd! - plain3.costUsd! - 0.028) < 1e-9,
+        `${grounded3.costUsd} vs ${plain3.costUsd}`,
+      );
+    }
+  });
+
   it('given the bridge URL alone, or /gemini/v1beta, the SDK is told the base URL to give, in Google’s shape', async () => {
     for (const base of [tb.url, `${tb.url}/gemini/v1beta`]) {
       const wrong = new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: base } });

@@ -107,6 +107,12 @@ class ResponseReader {
   thinking = '';
   /** Each candidate is a turn of its own, its calls counted apart (by `index`, else by position). */
   private readonly callIds = new Map<number, TurnCallIds>();
+  /**
+   * The Google Search queries each candidate's grounding ran (`groundingMetadata.webSearchQueries`,
+   * which streamed chunks may repeat): billed per query or per grounded prompt (prices.ts), not in
+   * the tokens.
+   */
+  private readonly searches = new Map<number, Set<string>>();
 
   read(chunk: unknown, at: Date): void {
     if (!isObject(chunk)) return;
@@ -122,7 +128,20 @@ class ResponseReader {
       if (!isObject(cand)) continue;
       if (typeof cand.finishReason === 'string') this.finishReasons.push(cand.finishReason);
       const parts = isObject(cand.content) && Array.isArray(cand.content.parts) ? cand.content.parts : [];
-      const ids = this.callIdsOf(typeof cand.index === 'number' ? cand.index : position);
+      const index = typeof cand.index === 'number' ? cand.index : position;
+      const grounding = isObject(cand.groundingMetadata)
+        ? cand.groundingMetadata.webSearchQueries
+        : undefined;
+      if (Array.isArray(grounding)) {
+        let seen = this.searches.get(index);
+        if (!seen) {
+          seen = new Set();
+          this.searches.set(index, seen);
+        }
+        // Bounded: a count, not a list kept.
+        for (const q of grounding as unknown[]) if (typeof q === 'string' && seen.size < 1000) seen.add(q);
+      }
+      const ids = this.callIdsOf(index);
       for (const p of parts as unknown[]) {
         const call = callFrom(p, at, ids);
         if (call) this.toolCalls.push(call);
@@ -144,8 +163,10 @@ class ResponseReader {
   }
 
   facts(captureOutput: boolean): ResponseFacts {
+    let searches = 0;
+    for (const seen of this.searches.values()) searches += seen.size;
     return {
-      usage: { ...this.usage },
+      usage: searches > 0 ? { ...this.usage, webSearches: searches } : { ...this.usage },
       toolCalls: [...this.toolCalls],
       model: this.model,
       error: this.error,

@@ -25,12 +25,19 @@ export function clientCall(item: JsonObject): { id: string; name: string; input:
   const id = str(item.call_id) ?? str(item.id) ?? '';
   switch (item.type) {
     case 'function_call':
-    case 'custom_tool_call':
+    case 'custom_tool_call': {
+      const name = str(item.name) ?? 'unknown';
+      // A tool inside a `namespace` tool (Codex offers each MCP server's tools so: namespace
+      // `mcp__github`, name `echo`) is called by its name alone; judged and recorded by its whole
+      // name, `mcp__github__echo`, as Claude Code names the same tool, or a deny rule on
+      // `mcp__github__*` let Codex's calls through.
+      const namespace = str(item.namespace);
       return {
         id,
-        name: str(item.name) ?? 'unknown',
+        name: namespace ? `${namespace}__${name}` : name,
         input: argumentsOf(item.arguments ?? item.input),
       };
+    }
     case 'local_shell_call':
       return { id, name: 'local_shell', input: item.action ?? {} };
     case 'shell_call':
