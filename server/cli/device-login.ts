@@ -154,8 +154,8 @@ function quote(value: string, shell: Shell): string {
 }
 
 /**
- * `aibridge env`: the variables Claude Code and the Anthropic/OpenAI SDKs read (Codex only takes
- * OPENAI_API_KEY, through its provider table's `env_key`). Only
+ * `aibridge env`: the variables Claude Code, Copilot CLI and the Anthropic/OpenAI SDKs read (Codex
+ * only takes OPENAI_API_KEY, through its provider table's `env_key`). Only
  * ANTHROPIC_AUTH_TOKEN, never ANTHROPIC_API_KEY: Claude Code asks whether to use an API key, not
  * a token, and the Anthropic SDK sends either.
  */
@@ -167,6 +167,13 @@ export function envExports(creds: Credentials, shell: Shell, now = Date.now()): 
     ['ANTHROPIC_AUTH_TOKEN', creds.key],
     ['OPENAI_BASE_URL', `${creds.url}/openai/v1`],
     ['OPENAI_API_KEY', creds.key],
+    // Copilot CLI's own provider, as the extension sets it (extension/terminal/env.ts): with none,
+    // Copilot CLI goes to GitHub's models, past the bridge.
+    ['COPILOT_PROVIDER_BASE_URL', `${creds.url}/anthropic`],
+    ['COPILOT_PROVIDER_TYPE', 'anthropic'],
+    ['COPILOT_PROVIDER_API_KEY', creds.key],
+    ['COPILOT_PROVIDER_HEADERS', 'x-aibridge-client: copilot-cli'],
+    ['COPILOT_MODEL', 'claude-sonnet-4-5'],
   ];
   return vars.map(([k, v]) =>
     shell === 'fish' ? `set -gx ${k} ${quote(v, shell)};` : `export ${k}=${quote(v, shell)}`,

@@ -371,9 +371,15 @@ describe('aibridge login and aibridge env', function () {
     assert.deepEqual(Object.keys(vars).sort(), [
       'ANTHROPIC_AUTH_TOKEN',
       'ANTHROPIC_BASE_URL',
+      'COPILOT_MODEL',
+      'COPILOT_PROVIDER_API_KEY',
+      'COPILOT_PROVIDER_BASE_URL',
+      'COPILOT_PROVIDER_HEADERS',
+      'COPILOT_PROVIDER_TYPE',
       'OPENAI_API_KEY',
       'OPENAI_BASE_URL',
     ]);
+    assert.equal(vars.COPILOT_PROVIDER_BASE_URL, `${tb.url}/anthropic`, 'Copilot CLI through the bridge too');
     const client = new Anthropic({
       authToken: vars.ANTHROPIC_AUTH_TOKEN!,
       apiKey: null,
