@@ -119,10 +119,12 @@ function simpleCost(prices: ModelPrice, u: Usage): number {
  */
 export const GOOGLE_SEARCH_PER_THOUSAND = { perQuery: 14, perPrompt: 35 } as const;
 
-function groundingCost(r: Resolved, model: string, u: Usage): number {
+function groundingCost(priceId: string | null, r: Resolved, model: string, u: Usage): number {
   const searches = u.webSearches ?? 0;
-  if (searches === 0 || r.prices.web_searches_kcount !== undefined || r.provider.id !== 'google') return 0;
-  return /^gemini-(?:[3-9]|\d{2,})/.test(model.replace(/^models\//, ''))
+  // The instance's family, not the entry's: an admin's price for a Gemini model (its own entry)
+  // says nothing of searches, which Google bills all the same.
+  if (searches === 0 || r.prices.web_searches_kcount !== undefined || priceId !== 'google') return 0;
+  return /^gemini-(?:[3-9]|\d{2,})/.test(model.toLowerCase().replace(/^models\//, ''))
     ? (searches * GOOGLE_SEARCH_PER_THOUSAND.perQuery) / 1e3
     : GOOGLE_SEARCH_PER_THOUSAND.perPrompt / 1e3;
 }
@@ -467,10 +469,10 @@ export class PriceBook {
     // The provider's own entry for the id the request went out with (a Bedrock inference profile's
     // geography decides its price), unless an admin priced the model itself; else the model's.
     const own = this.resolve(provider, priceId, model, at);
-    const ownCost = this.costFrom(own, model, usage, at);
+    const ownCost = this.costFrom(own, model, usage, at, priceId);
     if (!priceAs || this.overrideFor(provider, priceId, model)) return ownCost;
     const as = this.resolve(priceAs.priceId, priceAs.priceId, priceAs.model, at);
-    const asCost = this.costFrom(as, priceAs.model, usage, at);
+    const asCost = this.costFrom(as, priceAs.model, usage, at, priceAs.priceId);
     if (asCost === null || as === null || own === null || ownCost === null) return asCost ?? ownCost;
     // AWS's entries are flat: no long-context tier, no one-hour cache-write price. Never below the
     // model's own entry (which has them) scaled by what AWS adds to its base input price.
@@ -479,11 +481,17 @@ export class PriceBook {
     return Math.max(asCost, ownCost * ratio);
   }
 
-  private costFrom(r: Resolved | null, model: string, usage: Usage, at: Date): number | null {
+  private costFrom(
+    r: Resolved | null,
+    model: string,
+    usage: Usage,
+    at: Date,
+    priceId: string | null,
+  ): number | null {
     if (!r) return null;
-    if (r.simple) return simpleCost(r.prices, usage) + groundingCost(r, model, usage);
+    if (r.simple) return simpleCost(r.prices, usage) + groundingCost(priceId, r, model, usage);
     const full = calcPrice(toGenaiUsage(usage), model, { provider: r.provider, timestamp: at });
-    return full ? full.total_price + groundingCost(r, model, usage) : null;
+    return full ? full.total_price + groundingCost(priceId, r, model, usage) : null;
   }
 
   /**

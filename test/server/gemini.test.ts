@@ -94,6 +94,22 @@ describe('Gemini API (native) through the bridge', () => {
         `${grounded3.costUsd} vs ${plain3.costUsd}`,
       );
     }
+    // An admin's price for the model prices its tokens, not Google's searches: those still count.
+    const put = await tb.api('PUT', '/api/v1/prices/gemini-3-pro-preview', tb.adminKey, {
+      input_mtok: 2,
+      output_mtok: 12,
+    });
+    assert.ok(put.status < 300, JSON.stringify(put.body));
+    try {
+      const plain = await cost('gemini-3-pro-preview', false, false);
+      const grounded = await cost('gemini-3-pro-preview', true, false);
+      assert.ok(
+        Math.abs(grounded.costUsd! - plain.costUsd! - 0.028) < 1e-9,
+        `${grounded.costUsd} vs ${plain.costUsd}`,
+      );
+    } finally {
+      await tb.api('DELETE', '/api/v1/prices/gemini-3-pro-preview', tb.adminKey);
+    }
   });
 
   it('given the bridge URL alone, or /gemini/v1beta, the SDK is told the base URL to give, in Google’s shape', async () => {

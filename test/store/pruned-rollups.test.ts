@@ -290,5 +290,17 @@ describe('the embedded store keeps the rollups of records retention pruned (prun
     assert.equal(torn.throughSeq, 10);
     assert.equal(torn.buckets.length, 1);
     assert.equal(torn.compactable, true);
+    // Cut at a line's end instead (the group's whole first lines, never its last), then the prune
+    // tried again: those lines are not taken for the new group's.
+    const lines = text.trimEnd().split('\n');
+    fs.writeFileSync(file.file, `${lines.slice(0, 3).join('\n')}\n`);
+    await file.append(99, [bucket(30_000)]);
+    const retried = await file.load(0);
+    assert.equal(retried.throughSeq, 99);
+    assert.deepEqual(
+      retried.buckets.map((b) => b.hour).sort(),
+      [bucket(0).hour, bucket(30_000).hour].sort(),
+      'the first group and the retried one, nothing of the group cut short',
+    );
   });
 });

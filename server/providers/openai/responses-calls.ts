@@ -27,14 +27,15 @@ export function clientCall(item: JsonObject): { id: string; name: string; input:
     case 'function_call':
     case 'custom_tool_call': {
       const name = str(item.name) ?? 'unknown';
-      // A tool inside a `namespace` tool (Codex offers each MCP server's tools so: namespace
-      // `mcp__github`, name `echo`) is called by its name alone; judged and recorded by its whole
-      // name, `mcp__github__echo`, as Claude Code names the same tool, or a deny rule on
-      // `mcp__github__*` let Codex's calls through.
+      // A tool inside an MCP server's `namespace` tool (Codex offers each server's tools so:
+      // namespace `mcp__github`, name `echo`) is called by its name alone; judged and recorded by
+      // its whole name, `mcp__github__echo`, as Claude Code names the same tool, or a deny rule on
+      // `mcp__github__*` let Codex's calls through. Other namespaces (Codex's own
+      // `multi_agent_v1`: `spawn_agent`) keep the names rules already use.
       const namespace = str(item.namespace);
       return {
         id,
-        name: namespace ? `${namespace}__${name}` : name,
+        name: namespace?.startsWith('mcp__') ? `${namespace}__${name}` : name,
         input: argumentsOf(item.arguments ?? item.input),
       };
     }

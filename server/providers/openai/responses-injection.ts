@@ -30,7 +30,15 @@ const TERMINAL = new Set(['response.completed', 'response.incomplete', 'response
 const OPENING = new Set(['response.created', 'response.in_progress', 'response.queued']);
 
 function isInjectedItem(item: unknown, isInjected: (name: string) => boolean): boolean {
-  return isObject(item) && item.type === 'function_call' && isInjected(str(item.name) ?? '');
+  // A call inside a client's `namespace` tool is the client's, whatever its name: the bridge's
+  // tools are offered at the top level. Taken for one, a client tool named like it ran on the
+  // bridge's server, recorded as a denied client call.
+  return (
+    isObject(item) &&
+    item.type === 'function_call' &&
+    item.namespace === undefined &&
+    isInjected(str(item.name) ?? '')
+  );
 }
 
 /** Offered tools the output calls, and whether it holds anything else the client must act on. */

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -13,7 +14,7 @@ import { addToBuckets, bucketKey, hourOf, OTHER_MODELS, type UsageBucket } from 
  * records held at every restart, and members got the difference back to spend.
  *
  * One group of JSON lines per prune, appended and fsynced before the records go: `{"throughSeq":
- * N, "buckets": […], "more": true}` lines, then one without `more`: the buckets of the pruned
+ * N, "group": id, "buckets": […], "more": true}` lines, then one without `more`: the buckets of the pruned
  * records numbered up to N that no earlier group holds. A group counts only once its last line is
  * whole, so a crash mid-write loses nothing: its records were not deleted yet, and roll up from the
  * journal as before. At open, records numbered up to the highest `throughSeq` are not rolled up
@@ -43,6 +44,7 @@ export class PrunedRollups {
     let bad = false;
     let folded = false;
     let group: UsageBucket[] = [];
+    let groupId: string | undefined;
     let n = 0;
     try {
       // Line by line: a year of an organisation's rollups is more than one string can hold.
@@ -57,6 +59,12 @@ export class PrunedRollups {
           onBadLine?.(n);
           continue;
         }
+        // Lines left of a group a failure cut short (its last line never written) are not this one's.
+        if (group.length > 0 && entry.group !== groupId) {
+          bad = true;
+          group = [];
+        }
+        groupId = entry.group;
         for (const b of entry.buckets) group.push(b);
         if (entry.more) continue;
         groups++;
@@ -123,10 +131,11 @@ export const FOLD_AFTER_DAYS = 62;
 const BUCKETS_PER_LINE = 10_000;
 
 function groupText(throughSeq: number, buckets: readonly UsageBucket[]): string {
+  const group = randomUUID();
   let out = '';
   for (let i = 0; i < buckets.length || i === 0; i += BUCKETS_PER_LINE) {
     const more = i + BUCKETS_PER_LINE < buckets.length;
-    out += `${JSON.stringify({ throughSeq, buckets: buckets.slice(i, i + BUCKETS_PER_LINE), ...(more ? { more } : {}) })}\n`;
+    out += `${JSON.stringify({ throughSeq, group, buckets: buckets.slice(i, i + BUCKETS_PER_LINE), ...(more ? { more } : {}) })}\n`;
   }
   return out;
 }
@@ -213,7 +222,9 @@ function isNumber(v: unknown): v is number {
 }
 
 /** A line as written by `append`, checked field by field; undefined for anything else. */
-function parseLine(line: string): { throughSeq: number; buckets: UsageBucket[]; more: boolean } | undefined {
+function parseLine(
+  line: string,
+): { throughSeq: number; group: string | undefined; buckets: UsageBucket[]; more: boolean } | undefined {
   let v: unknown;
   try {
     v = JSON.parse(line);
@@ -221,10 +232,20 @@ function parseLine(line: string): { throughSeq: number; buckets: UsageBucket[]; 
     return undefined;
   }
   if (typeof v !== 'object' || v === null) return undefined;
-  const { throughSeq, buckets, more } = v as { throughSeq?: unknown; buckets?: unknown; more?: unknown };
+  const { throughSeq, group, buckets, more } = v as {
+    throughSeq?: unknown;
+    group?: unknown;
+    buckets?: unknown;
+    more?: unknown;
+  };
   if (!isNumber(throughSeq) || !Array.isArray(buckets)) return undefined;
   for (const b of buckets) if (!isBucket(b)) return undefined;
-  return { throughSeq, buckets: buckets as UsageBucket[], more: more === true };
+  return {
+    throughSeq,
+    group: typeof group === 'string' ? group : undefined,
+    buckets: buckets as UsageBucket[],
+    more: more === true,
+  };
 }
 
 function isBucket(v: unknown): boolean {
