@@ -50,6 +50,44 @@ function segments(dir: string): string[] {
     .sort();
 }
 
+/**
+ * Prunes, closes, and puts the deleted segments back: as a crash between keeping the pruned
+ * records' rollups and deleting them leaves the data dir.
+ */
+async function pruneCutShort(
+  dir: string,
+  store: EmbeddedStore,
+  cutoff: string,
+): Promise<{ pruned: number; left: string[] }> {
+  const segDir = path.join(dir, 'interceptions');
+  const saved = new Map(segments(dir).map((f) => [f, fs.readFileSync(path.join(segDir, f))]));
+  const pruned = await store.pruneInterceptions(cutoff);
+  const left = segments(dir);
+  await store.close();
+  for (const [f, bytes] of saved)
+    if (!fs.existsSync(path.join(segDir, f))) fs.writeFileSync(path.join(segDir, f), bytes);
+  return { pruned, left };
+}
+
+/** Reopens the store and checks its usage totals are `before`'s. */
+async function sameTotalsAfterRestart(dir: string, before: Totals, what?: string): Promise<void> {
+  const store = await reopened(dir);
+  try {
+    assert.deepEqual(totals(await store.usageBuckets({})), before, what);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Cuts pruned-rollups.jsonl in half, as a crash mid-write leaves it; returns a function that does it again. */
+function tearPrunedRollups(dir: string): () => void {
+  const file = path.join(dir, FILE);
+  const whole = fs.readFileSync(file, 'utf8');
+  const tear = (): void => fs.writeFileSync(file, whole.slice(0, Math.floor(whole.length / 2)));
+  tear();
+  return tear;
+}
+
 async function reopened(dir: string, warnings: string[] = []): Promise<EmbeddedStore> {
   const store = new EmbeddedStore({
     dataDir: dir,
@@ -90,12 +128,7 @@ describe('the embedded store keeps the rollups of records retention pruned (prun
     } finally {
       await again.close();
     }
-    const third = await reopened(dir);
-    try {
-      assert.deepEqual(totals(await third.usageBuckets({})), before, 'after two prunes and two restarts');
-    } finally {
-      await third.close();
-    }
+    await sameTotalsAfterRestart(dir, before, 'after two prunes and two restarts');
   });
 
   it('a crash between keeping the rollups and deleting the records counts them once', async () => {
@@ -117,27 +150,15 @@ describe('the embedded store keeps the rollups of records retention pruned (prun
     } finally {
       await again.close();
     }
-    const third = await reopened(dir);
-    try {
-      assert.deepEqual(totals(await third.usageBuckets({})), before);
-    } finally {
-      await third.close();
-    }
+    await sameTotalsAfterRestart(dir, before);
   });
 
   it('a line torn by a crash mid-write is skipped with a warning: its records, not yet deleted, roll up from the journal', async () => {
     const dir = await tempDir('aibridge-pruned-torn-');
     const { store, cutoff } = await filled(dir);
     const before = totals(await store.usageBuckets({}));
-    const segDir = path.join(dir, 'interceptions');
-    const saved = new Map(segments(dir).map((f) => [f, fs.readFileSync(path.join(segDir, f))]));
-    await store.pruneInterceptions(cutoff);
-    await store.close();
-    for (const [f, bytes] of saved)
-      if (!fs.existsSync(path.join(segDir, f))) fs.writeFileSync(path.join(segDir, f), bytes);
-    const file = path.join(dir, FILE);
-    const whole = fs.readFileSync(file, 'utf8');
-    fs.writeFileSync(file, whole.slice(0, Math.floor(whole.length / 2)));
+    await pruneCutShort(dir, store, cutoff);
+    tearPrunedRollups(dir);
     const warnings: string[] = [];
     const again = await reopened(dir, warnings);
     try {
@@ -155,29 +176,17 @@ describe('the embedded store keeps the rollups of records retention pruned (prun
     const dir = await tempDir('aibridge-pruned-torn-next-');
     const { store, cutoff } = await filled(dir);
     const before = totals(await store.usageBuckets({}));
-    const segDir = path.join(dir, 'interceptions');
-    const saved = new Map(segments(dir).map((f) => [f, fs.readFileSync(path.join(segDir, f))]));
-    await store.pruneInterceptions(cutoff);
-    await store.close();
-    for (const [f, bytes] of saved)
-      if (!fs.existsSync(path.join(segDir, f))) fs.writeFileSync(path.join(segDir, f), bytes);
-    const file = path.join(dir, FILE);
-    const whole = fs.readFileSync(file, 'utf8');
-    fs.writeFileSync(file, whole.slice(0, Math.floor(whole.length / 2)));
+    await pruneCutShort(dir, store, cutoff);
+    const tear = tearPrunedRollups(dir);
     // The file is kept torn at open here (a read-only moment), as a crash right after open would.
     const again = await reopened(dir);
     try {
-      fs.writeFileSync(file, whole.slice(0, Math.floor(whole.length / 2)));
+      tear();
       assert.ok((await again.pruneInterceptions(cutoff)) > 0, 'the same records pruned again');
     } finally {
       await again.close();
     }
-    const third = await reopened(dir);
-    try {
-      assert.deepEqual(totals(await third.usageBuckets({})), before);
-    } finally {
-      await third.close();
-    }
+    await sameTotalsAfterRestart(dir, before);
   });
 
   it('a prune whose rollups cannot be written deletes nothing', async () => {
@@ -192,25 +201,14 @@ describe('the embedded store keeps the rollups of records retention pruned (prun
     assert.equal((await store.listInterceptions({}, 500)).items.length, 80);
     await store.close();
     fs.rmdirSync(path.join(dir, FILE));
-    const again = await reopened(dir);
-    try {
-      assert.deepEqual(totals(await again.usageBuckets({})), before);
-    } finally {
-      await again.close();
-    }
+    await sameTotalsAfterRestart(dir, before);
   });
 
   it('a prune cut short between its rollups and its deletion is finished at open: the records are gone, counted once', async () => {
     const dir = await tempDir('aibridge-pruned-finish-');
     const { store, cutoff } = await filled(dir);
     const before = totals(await store.usageBuckets({}));
-    const segDir = path.join(dir, 'interceptions');
-    const saved = new Map(segments(dir).map((f) => [f, fs.readFileSync(path.join(segDir, f))]));
-    const pruned = await store.pruneInterceptions(cutoff);
-    const left = segments(dir);
-    await store.close();
-    for (const [f, bytes] of saved)
-      if (!fs.existsSync(path.join(segDir, f))) fs.writeFileSync(path.join(segDir, f), bytes);
+    const { pruned, left } = await pruneCutShort(dir, store, cutoff);
     const again = await reopened(dir);
     try {
       assert.deepEqual(segments(dir), left, 'the segments the prune had taken are deleted again');

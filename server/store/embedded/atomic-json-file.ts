@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Adapter } from 'lowdb';
+import { syncDir } from './sync-dir';
 
 /**
  * A lowdb adapter that replaces the file atomically and durably: write a temporary file, fsync it,
@@ -58,28 +59,27 @@ export class AtomicJsonFile<T> implements Adapter<T> {
     return slot.done;
   }
 
-  private async replace(text: string): Promise<void> {
-    const tmp = `${this.file}.tmp`;
-    const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
-    try {
-      await fh.writeFile(text);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, this.file);
-    // Renamed, the file holds the new text: a failure past here (the directory's sync) is not
-    // reported as "not written", which would have its caller take back a change the next start
-    // reads. A disk that fails this fails the audit journal's writes too, and /readyz says so.
-    try {
-      const dir = await fs.open(path.dirname(this.file), 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
-    } catch {
-      // See above.
-    }
+  private replace(text: string): Promise<void> {
+    return replaceFile(this.file, text);
   }
+}
+
+/**
+ * Replaces `file` with `text` atomically and durably: a temporary file, fsync, rename, fsync of the
+ * directory. A crash leaves either the old or the new file.
+ */
+export async function replaceFile(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp`;
+  const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  await fs.rename(tmp, file);
+  // Renamed, the file holds the new text: a failure past here (the directory's sync) is not
+  // reported as "not written", which would have its caller take back a change the next start
+  // reads. A disk that fails this fails the audit journal's writes too, and /readyz says so.
+  await syncDir(path.dirname(file)).catch(() => undefined);
 }

@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { LOCK_FILE } from './dir-lock';
 import { SEGMENT_RE } from './journal';
 import { FILE as PRUNED_ROLLUPS } from './pruned-rollups';
+import { syncDir } from './sync-dir';
 
 export interface BackupResult {
   files: number;
@@ -145,15 +146,6 @@ async function writeSynced(file: string, data: Buffer): Promise<void> {
   const fh = await fs.open(file, 'wx', 0o600);
   try {
     await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, 'r');
-  try {
     await fh.sync();
   } finally {
     await fh.close();

@@ -6,6 +6,8 @@ import readline from 'node:readline';
 import type { Interception } from '../../../shared/interception';
 import { addUsage } from '../../../shared/usage';
 import { addToBuckets, bucketKey, hourOf, OTHER_MODELS, type UsageBucket } from '../../core/rollup';
+import { replaceFile } from './atomic-json-file';
+import { syncDir } from './sync-dir';
 
 /**
  * The rollups of records retention pruned from the embedded store, so a restart still has them.
@@ -80,18 +82,9 @@ export class PrunedRollups {
     return { buckets: [...sums.values()], throughSeq: through, compactable: groups > 1 || bad || folded };
   }
 
-  /** Replaces the file with `buckets` as one group (atomically: a temporary file, fsync, rename, fsync of the directory). */
+  /** Replaces the file with `buckets` as one group, atomically (atomic-json-file.ts `replaceFile`). */
   async compact(buckets: readonly UsageBucket[], throughSeq: number): Promise<void> {
-    const tmp = `${this.file}.tmp`;
-    const fh = await fs.open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(groupText(throughSeq, buckets));
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, this.file);
-    await syncDir(path.dirname(this.file));
+    await replaceFile(this.file, groupText(throughSeq, buckets));
   }
 
   /**
@@ -153,15 +146,6 @@ function add(sums: Map<string, UsageBucket>, b: UsageBucket, foldBefore: number)
 }
 
 const DAY = 86_400_000;
-
-async function syncDir(dir: string): Promise<void> {
-  const d = await fs.open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
-}
 
 export const FILE = 'pruned-rollups.jsonl';
 

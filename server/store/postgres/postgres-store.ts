@@ -40,7 +40,7 @@ import * as ledgers from './budget-ledgers';
 import { ChangeFeed } from './change-feed';
 import { appliedMigrations, LATEST_MIGRATION, migrate } from './migrations';
 import { asStoreError, isPoolExhausted, isUnreachable } from './pg-errors';
-import { batchStatement } from './record-batch';
+import { BUCKET_SUMS, batchStatement } from './record-batch';
 import { interceptionWhere, pgText, Where } from './sql-filter';
 import { REPAIR_CHUNK, repairStatement, STALE_ROWS } from './stale-rows';
 
@@ -627,17 +627,7 @@ export class PostgresStore implements Store {
                               $6::boolean[], $7::text[], $8::text[], $9::bigint[], $10::bigint[],
                               $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::float8[],
                               $16::bigint[], $17::float8[], $18::bigint[])
-         ON CONFLICT (hour, user_id, provider, model, client) DO UPDATE SET
-           requests = u.requests + EXCLUDED.requests,
-           input = u.input + EXCLUDED.input,
-           output = u.output + EXCLUDED.output,
-           cache_read = u.cache_read + EXCLUDED.cache_read,
-           cache_write = u.cache_write + EXCLUDED.cache_write,
-           reasoning = u.reasoning + EXCLUDED.reasoning,
-           cost_usd = u.cost_usd + EXCLUDED.cost_usd,
-           unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests,
-           user_billed_cost_usd = u.user_billed_cost_usd + EXCLUDED.user_billed_cost_usd,
-           user_billed_requests = u.user_billed_requests + EXCLUDED.user_billed_requests`,
+         ${BUCKET_SUMS}`,
         [
           bs.map((b) => b.hour),
           bs.map((b) => b.userId),

@@ -40,6 +40,19 @@ export interface HeadMove {
   from?: { seq: number; hash: string };
 }
 
+/** A bucket row met again (`INSERT INTO usage_buckets AS u …`): its counts summed. */
+export const BUCKET_SUMS = `ON CONFLICT (hour, user_id, provider, model, client) DO UPDATE SET
+      requests = u.requests + EXCLUDED.requests,
+      input = u.input + EXCLUDED.input,
+      output = u.output + EXCLUDED.output,
+      cache_read = u.cache_read + EXCLUDED.cache_read,
+      cache_write = u.cache_write + EXCLUDED.cache_write,
+      reasoning = u.reasoning + EXCLUDED.reasoning,
+      cost_usd = u.cost_usd + EXCLUDED.cost_usd,
+      unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests,
+      user_billed_cost_usd = u.user_billed_cost_usd + EXCLUDED.user_billed_cost_usd,
+      user_billed_requests = u.user_billed_requests + EXCLUDED.user_billed_requests`;
+
 /**
  * One statement that writes a linked batch of records: the chain head moved, the records inserted,
  * the rollups, the users' last request times and the tool-result index updated. Every part waits
@@ -109,17 +122,7 @@ export function batchStatement(
                          ${bcol((b) => b.costUsd)}::float8[], ${bcol((b) => b.unpricedRequests)}::bigint[],
                          ${bcol((b) => b.userBilledCostUsd)}::float8[], ${bcol((b) => b.userBilledRequests)}::bigint[])
      ${moved}
-    ON CONFLICT (hour, user_id, provider, model, client) DO UPDATE SET
-      requests = u.requests + EXCLUDED.requests,
-      input = u.input + EXCLUDED.input,
-      output = u.output + EXCLUDED.output,
-      cache_read = u.cache_read + EXCLUDED.cache_read,
-      cache_write = u.cache_write + EXCLUDED.cache_write,
-      reasoning = u.reasoning + EXCLUDED.reasoning,
-      cost_usd = u.cost_usd + EXCLUDED.cost_usd,
-      unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests,
-      user_billed_cost_usd = u.user_billed_cost_usd + EXCLUDED.user_billed_cost_usd,
-      user_billed_requests = u.user_billed_requests + EXCLUDED.user_billed_requests)`);
+    ${BUCKET_SUMS})`);
 
   // In user order, so replicas writing batches of the same users lock their rows in one order.
   const last = [...lastAt].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
