@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ErrorCode } from '../../shared/errors';
 import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from '../../shared/interception';
 import { emptyUsage, totalTokens } from '../../shared/usage';
+import { FifoTimes } from '../core/churn-free';
 import { type InterceptionStart, ownableId, type PrefixAt, type ResponseFacts } from '../core/facts';
 import type { Metrics } from '../metrics';
 import { OUTPUT_LIMIT } from '../providers/common';
@@ -118,9 +119,14 @@ const LOST_IDS_LOGGED = 1000;
  * The proxy never waits on it: a slow disk must not slow a response.
  */
 export class Recorder {
+  /** Records waiting for their annotation before they are handed to the store (rare). */
   private readonly inFlight = new Set<Promise<unknown>>();
-  /** The store writes under way, by when each was handed over (oldest first: a Map keeps order). */
-  private readonly writesSince = new Map<Promise<void>, number>();
+  /**
+   * The store writes under way, by when each was handed over, oldest first. Not a Set and a Map
+   * of the promises: adding and deleting one each on every request churned their tables in the old
+   * generation (core/churn-free.ts).
+   */
+  private readonly writes = new FifoTimes<Promise<void>>();
   private readonly finishListeners: ((rec: NewInterception) => void)[] = [];
   private readonly responseListeners: ((userId: string, responseId: string, items?: string[]) => void)[] = [];
   private readonly retryQueue: NewInterception[] = [];
@@ -407,9 +413,8 @@ export class Recorder {
   private write(rec: NewInterception): Promise<void> {
     const handedOver = performance.now();
     const settled = (): void => {
-      this.inFlight.delete(p);
-      this.writesSince.delete(p);
-      this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
+      this.writes.done(entry);
+      this.metrics.auditQueue.set(this.queued());
     };
     // One promise per record, not a then/catch/finally chain of three: this runs on every request.
     const p: Promise<void> = this.store.appendInterception(rec).then(
@@ -424,10 +429,14 @@ export class Recorder {
         settled();
       },
     );
-    this.inFlight.add(p);
-    this.writesSince.set(p, handedOver);
-    this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
+    const entry = this.writes.add(handedOver, p);
+    this.metrics.auditQueue.set(this.queued());
     return p;
+  }
+
+  /** Records handed over and not yet stored: waiting for annotation, for the store, or to be retried. */
+  private queued(): number {
+    return this.inFlight.size + this.writes.size + this.retryQueue.length;
   }
 
   /**
@@ -444,7 +453,7 @@ export class Recorder {
       this.log.error({ interceptionId: dropped?.id }, 'audit retry queue full: dropped the oldest record');
     }
     this.retryQueue.push(rec);
-    this.metrics.auditQueue.set(this.inFlight.size + this.retryQueue.length);
+    this.metrics.auditQueue.set(this.queued());
     this.scheduleRetry();
   }
 
@@ -489,7 +498,7 @@ export class Recorder {
         return;
       }
     }
-    this.metrics.auditQueue.set(this.inFlight.size);
+    this.metrics.auditQueue.set(this.inFlight.size + this.writes.size);
     this.log.info('audit writes succeed again');
   }
 
@@ -524,7 +533,7 @@ export class Recorder {
     // fails nothing: the oldest write still waiting says so. Past the longest an answer's end
     // waits for its record (AIBRIDGE_AUDIT_ACK=stored), new requests wait for the store as they
     // do after a refusal; before, they were served for as long as it hung.
-    const oldest = this.writesSince.values().next().value;
+    const oldest = this.writes.oldest()?.at;
     return oldest === undefined || performance.now() - oldest <= WRITE_STALL_MS;
   }
 
@@ -532,14 +541,14 @@ export class Recorder {
     return {
       failMode: this.opts.failMode,
       degraded: this.retryQueue.length > 0,
-      queued: this.inFlight.size + this.retryQueue.length,
+      queued: this.queued(),
       dropped: this.droppedCount,
     };
   }
 
   /** Resolves when every record handed over so far has been stored, or (after one last try) is given up. */
   async drain(): Promise<void> {
-    await Promise.all([...this.inFlight]);
+    await Promise.all([...this.inFlight, ...this.writes.values()]);
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;

@@ -15,9 +15,28 @@ interface Entry<T> {
   at: number;
 }
 
-/** A map that forgets its least recently used entry past `max`. */
+/** One entry of an Lru, linked in recency order. */
+interface LruNode<K, V> {
+  key: K;
+  value: V;
+  /** Towards the least recently used. */
+  older: LruNode<K, V> | null;
+  /** Towards the most recently used. */
+  newer: LruNode<K, V> | null;
+}
+
+/**
+ * A map that forgets its least recently used entry past `max`. Recency is a linked list of its
+ * entries, so a hit only moves pointers: moving a hit to the end of the Map itself (delete, then set
+ * again) rehashed the Map's table every few hits, and the table of a long-lived Map is allocated in
+ * the old generation, so two or three hits a request filled it with garbage for full collections
+ * to clear (docs/performance.md, "Tables that churn").
+ */
 class Lru<K, V> {
-  private readonly map = new Map<K, V>();
+  private readonly map = new Map<K, LruNode<K, V>>();
+  /** The least recently used entry: the next forgotten. */
+  private oldest: LruNode<K, V> | null = null;
+  private newest: LruNode<K, V> | null = null;
   constructor(
     private readonly max: number,
     /** Told of each entry forgotten for room. */
@@ -25,34 +44,65 @@ class Lru<K, V> {
   ) {}
 
   get(k: K): V | undefined {
-    const v = this.map.get(k);
-    if (v === undefined) return undefined;
-    // Map keeps insertion order: moving a hit to the end makes the first entry the coldest.
-    this.map.delete(k);
-    this.map.set(k, v);
-    return v;
+    const n = this.map.get(k);
+    if (n === undefined) return undefined;
+    this.touch(n);
+    return n.value;
   }
 
   set(k: K, v: V): void {
-    this.map.delete(k);
-    this.map.set(k, v);
+    const n = this.map.get(k);
+    if (n !== undefined) {
+      n.value = v;
+      this.touch(n);
+      return;
+    }
+    const node: LruNode<K, V> = { key: k, value: v, older: this.newest, newer: null };
+    if (this.newest) this.newest.newer = node;
+    else this.oldest = node;
+    this.newest = node;
+    this.map.set(k, node);
     if (this.map.size > this.max) {
-      const [coldest, value] = this.map.entries().next().value!;
-      this.map.delete(coldest);
-      this.onEvict?.(value);
+      const coldest = this.oldest!;
+      this.unlink(coldest);
+      this.map.delete(coldest.key);
+      this.onEvict?.(coldest.value);
     }
   }
 
   delete(k: K): void {
+    const n = this.map.get(k);
+    if (n === undefined) return;
+    this.unlink(n);
     this.map.delete(k);
   }
 
   clear(): void {
     this.map.clear();
+    this.oldest = null;
+    this.newest = null;
   }
 
   get size(): number {
     return this.map.size;
+  }
+
+  /** Makes `n` the most recently used. */
+  private touch(n: LruNode<K, V>): void {
+    if (n === this.newest) return;
+    this.unlink(n);
+    n.older = this.newest;
+    this.newest!.newer = n;
+    this.newest = n;
+  }
+
+  private unlink(n: LruNode<K, V>): void {
+    if (n.older) n.older.newer = n.newer;
+    else this.oldest = n.newer;
+    if (n.newer) n.newer.older = n.older;
+    else this.newest = n.older;
+    n.older = null;
+    n.newer = null;
   }
 }
 

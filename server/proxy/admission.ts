@@ -39,12 +39,13 @@ export interface AdmissionTicket {
 }
 
 /**
- * One check: throws the refusal (a BridgeError) or calls the next check. A check that needs nothing
- * asynchronous answers at once (a request's admission usually needs no promise at all).
+ * One check: throws the refusal (a BridgeError) or calls the next check with the same ticket. A
+ * check that needs nothing asynchronous answers at once (a request's admission usually needs no
+ * promise at all).
  */
 export type AdmissionGate = (
   ticket: AdmissionTicket,
-  next: () => void | Promise<void>,
+  next: (ticket: AdmissionTicket) => void | Promise<void>,
 ) => void | Promise<void>;
 
 /**
@@ -56,13 +57,15 @@ export type AdmissionGate = (
 export function composeAdmission(
   gates: readonly AdmissionGate[],
 ): (ticket: AdmissionTicket) => void | Promise<void> {
-  return (ticket) => {
-    const step = (i: number): void | Promise<void> => {
-      const gate = gates[i];
-      return gate ? gate(ticket, () => step(i + 1)) : undefined;
-    };
-    return step(0);
-  };
+  // Chained once, here: each gate's `next` is the rest of the chain, so admitting a request makes
+  // no closures (one per gate and request before).
+  let chain: (ticket: AdmissionTicket) => void | Promise<void> = () => undefined;
+  for (let i = gates.length - 1; i >= 0; i--) {
+    const gate = gates[i]!;
+    const next = chain;
+    chain = (ticket) => gate(ticket, next);
+  }
+  return chain;
 }
 
 /**
@@ -74,15 +77,15 @@ export function upstreamConfigured(configured: () => boolean, setting?: string):
   return (t, next) => {
     if (!t.targets && t.start.billedTo !== 'user' && !configured())
       throw new BridgeError('provider_not_configured', message);
-    return next();
+    return next(t);
   };
 }
 
 /** The audit store cannot take records and the bridge is set to refuse rather than serve unrecorded. */
 export function auditAccepting(accepting: () => boolean): AdmissionGate {
-  return (_t, next) => {
+  return (t, next) => {
     if (!accepting()) throw new BridgeError('audit_unavailable');
-    return next();
+    return next(t);
   };
 }
 
@@ -102,17 +105,17 @@ export function continuesOwnResponse(
     const { continues: id, conversation, references } = t.start.request;
     // Sent with the user's own key, a provider that keeps state per key (keyScopesStoredState)
     // itself holds the response (and the conversation) to that key's owner.
-    if (id === undefined && conversation === undefined && references === undefined) return next();
-    if (t.start.billedTo === 'user' && keyScopesStoredState) return next();
+    if (id === undefined && conversation === undefined && references === undefined) return next(t);
+    if (t.start.billedTo === 'user' && keyScopesStoredState) return next(t);
     if (conversation !== undefined) owners.checkConversation(conversation, t.start.principal);
     // One check after the other, never two at once: a lookup left running when the other check
     // threw would reject with nobody listening, which ends the process.
     const response = id === undefined ? undefined : owners.check(id, t.start.principal);
     const items = (): void | Promise<void> =>
       references === undefined ? undefined : owners.checkItems(references, t.start.principal);
-    if (response !== undefined) return response.then(items).then(next);
+    if (response !== undefined) return response.then(items).then(() => next(t));
     const pending = items();
-    return pending ? pending.then(next) : next();
+    return pending ? pending.then(() => next(t)) : next(t);
   };
 }
 
@@ -136,7 +139,7 @@ export function rateLimited(governance: GovernanceGate): AdmissionGate {
     // A later round of an exchange holds no tokens of its own while it runs: its usage counts when
     // it ends.
     governance.count(t.start, t.bodyBytes, t.continuing !== true);
-    return next();
+    return next(t);
   };
 }
 
@@ -150,7 +153,7 @@ export function rateLimited(governance: GovernanceGate): AdmissionGate {
 export function withinInFlight(inFlight: UserPlaces): AdmissionGate {
   return (t, next) => {
     t.place ??= inFlightPlace(inFlight, t.start.principal.user.id);
-    return next();
+    return next(t);
   };
 }
 
@@ -175,7 +178,7 @@ export function inFlightPlace(inFlight: UserPlaces, userId: string): () => void 
 export function foundRefusal(): AdmissionGate {
   return (t, next) => {
     if (t.refusal) throw t.refusal;
-    return next();
+    return next(t);
   };
 }
 
@@ -188,14 +191,14 @@ export function governed(governance: GovernanceGate): AdmissionGate {
       served = t.targets.map(servedAs);
     }
     const pending = governance.admit(t.start, t.bodyBytes, served);
-    return pending ? pending.then(next) : next();
+    return pending ? pending.then(() => next(t)) : next(t);
   };
 }
 
 /** The provider+model circuit breaker: refused with `retry-after` while open; one probe when half-open. */
 export function breakerClosed(breakers: CircuitBreakers, provider: string): AdmissionGate {
   return (t, next) => {
-    if (t.targets) return next();
+    if (t.targets) return next(t);
     const admission = breakers.admit(provider, t.start.request.model);
     if (!admission.admitted) {
       const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
@@ -206,7 +209,7 @@ export function breakerClosed(breakers: CircuitBreakers, provider: string): Admi
       );
     }
     t.probe = admission.probe;
-    return next();
+    return next(t);
   };
 }
 

@@ -67,7 +67,7 @@ export interface ExchangeDeps {
    * Exchanges in progress, so shutdown can end the ones still open after the grace period, and a
    * revoked key or a deactivated user's can be ended at once.
    */
-  open: Set<OpenExchange>;
+  open: { add(x: OpenExchange): unknown; delete(x: OpenExchange): unknown };
   /** The bridge's clock (server/clock.ts): records and their tool calls are stamped with its time. */
   now(): Date;
   /** Tool-call policy (server/policy): what applies to a request's caller; undefined when no rule does. */

@@ -77,11 +77,8 @@ export class ProviderLane {
     const route = routeFor(lane.adapter, 'POST', path);
     if (route.kind !== 'metered') return false;
     this.served++;
-    this.serve(lane, req, res, route, query).catch((err: unknown) => {
-      // Nothing above should throw; if it does, the request ends here rather than the process.
-      this.d.log.error({ err }, 'provider lane failed');
-      res.destroy();
-    });
+    // Never rejects: what fails in it is caught there, with no `.catch` promise per request.
+    void this.serve(lane, req, res, route, query);
     return true;
   }
 
@@ -97,32 +94,38 @@ export class ProviderLane {
     route: Extract<ProviderRoute, { kind: 'metered' }>,
     query: string,
   ): Promise<void> {
-    const started = performance.now();
-    const address = this.d.clientAddress(raw);
-    const req = new LaneRequest(raw, this.d.nextRequestId(), address ?? '', this.d.log);
     try {
-      const principal = lane.deps.auth.authenticateNow(raw.headers, address);
-      req.principal = principal instanceof Promise ? await principal : principal;
+      const started = performance.now();
+      const address = this.d.clientAddress(raw);
+      const req = new LaneRequest(raw, this.d.nextRequestId(), address ?? '', this.d.log);
+      try {
+        const principal = lane.deps.auth.authenticateNow(raw.headers, address);
+        req.principal = principal instanceof Promise ? await principal : principal;
+      } catch (err) {
+        // As the provider routes' onRequest hook: a body still on its way is not wanted.
+        this.refuse(lane, req, res, err, started, !raw.complete);
+        return;
+      }
+      let body: Buffer;
+      try {
+        const account =
+          lane.deps.bodyBudget?.open(raw, res, lane.deps.bodyLimit, req.principal?.user.id ?? '') ?? null;
+        body = await readBody(raw, res, lane.deps.bodyLimit, account);
+      } catch (err) {
+        // As fastify's body parser: the client may still be sending, so the connection closes.
+        this.refuse(lane, req, res, err, started, true);
+        return;
+      }
+      req.body = body;
+      try {
+        await serveMetered(lane.adapter, lane.deps, req, { raw: res, hijack: noop }, route, query);
+      } catch (err) {
+        this.refuse(lane, req, res, err, started, false);
+      }
     } catch (err) {
-      // As the provider routes' onRequest hook: a body still on its way is not wanted.
-      this.refuse(lane, req, res, err, started, !raw.complete);
-      return;
-    }
-    let body: Buffer;
-    try {
-      const account =
-        lane.deps.bodyBudget?.open(raw, res, lane.deps.bodyLimit, req.principal?.user.id ?? '') ?? null;
-      body = await readBody(raw, res, lane.deps.bodyLimit, account);
-    } catch (err) {
-      // As fastify's body parser: the client may still be sending, so the connection closes.
-      this.refuse(lane, req, res, err, started, true);
-      return;
-    }
-    req.body = body;
-    try {
-      await serveMetered(lane.adapter, lane.deps, req, { raw: res, hijack: noop }, route, query);
-    } catch (err) {
-      this.refuse(lane, req, res, err, started, false);
+      // Nothing above should throw; if it does, the request ends here rather than the process.
+      this.d.log.error({ err }, 'provider lane failed');
+      res.destroy();
     }
   }
 

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ResponseOwners } from '../audit/response-owners';
 import type { Core } from '../capability';
 import { datesOf } from '../clock';
+import { ChurnFreeSet } from '../core/churn-free';
 import { UserPlaces } from '../core/user-places';
 import { BridgeError } from '../errors';
 import type { BodyBudget } from '../http/body-budget';
@@ -73,7 +74,8 @@ export function proxyCapability(
   life.onClose('upstream connections', () => dispatcher.close());
   const breakers = new CircuitBreakers(config.breaker, () => clock.now());
   metrics.breakerSource = () => breakers.snapshot();
-  const open = new Set<OpenExchange>();
+  // Not a Set: one add and one delete a request churned a Set's table in the old generation.
+  const open = new ChurnFreeSet<OpenExchange>();
   // A key revoked or a user deactivated, here or on another replica: their requests still running
   // end now, a stream with an error event, rather than running on for minutes (docs/security.md).
   const endWhere = (match: (x: OpenExchange) => boolean, reason: () => BridgeError): void => {

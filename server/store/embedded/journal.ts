@@ -52,16 +52,18 @@ function segmentName(n: number): string {
  */
 function encodeLineAt(into: Buffer, at: number, json: string, n: number): void {
   into.write(json, at + 9, 'utf8');
-  into.write(
-    crc32(into.subarray(at + 9, at + 9 + n))
-      .toString(16)
-      .padStart(8, '0'),
-    at,
-    'latin1',
-  );
+  // The checksum as 8 lowercase hex digits, written byte by byte (no string for it).
+  let sum = crc32(into.subarray(at + 9, at + 9 + n));
+  for (let i = at + 7; i >= at; i--) {
+    into[i] = HEX[sum & 0xf]!;
+    sum >>>= 4;
+  }
   into[at + 8] = 0x20;
   into[at + n + 9] = 0x0a;
 }
+
+/** `0`–`9`, `a`–`f` as bytes. */
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
 
 /**
  * A batch up to this size is encoded into the journal's one reusable buffer; a larger one (records
