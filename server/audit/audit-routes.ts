@@ -491,8 +491,10 @@ export function auditRoutes(
         const admin = principalOf(req).user.role === 'admin';
         async function* interceptions(): AsyncGenerator<string> {
           if (csv) yield csvLine(CSV_COLUMNS);
-          for await (const r of store.scanInterceptions(filter))
-            yield csv ? interceptionCsv(admin ? r : ownView(r)) : jsonLine(admin ? r : ownView(r));
+          for await (const r of store.scanInterceptions(filter)) {
+            const view = admin ? r : ownView(r);
+            yield csv ? interceptionCsv(view) : jsonLine(view);
+          }
         }
         async function* gatewayCalls(): AsyncGenerator<string> {
           if (csv) yield csvLine(GATEWAY_CSV_COLUMNS);

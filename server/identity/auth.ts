@@ -156,7 +156,8 @@ export class Authenticator {
     if (change.kind !== 'key' && change.kind !== 'user') return;
     this.changesHeard++;
     if (this.remembered.size === 0) return;
-    for (const [hash, { principal }] of [...this.remembered.entries()])
+    // Deleting while iterating is safe: RecentMap's entries walk its Maps, which allow it.
+    for (const [hash, { principal }] of this.remembered.entries())
       if (change.kind === 'key' ? principal.key.id === change.id : principal.user.id === change.id)
         this.remembered.delete(hash);
   }

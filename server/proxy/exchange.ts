@@ -28,6 +28,7 @@ import {
   type CredentialLease,
   type CredentialSource,
   orgCredentialRefused,
+  refusesOrgCredential,
   reportAnswer,
   reportBlame,
   singleCredential,
@@ -958,7 +959,7 @@ export class Exchange implements OpenExchange {
     // The organisation's credential refused, not a member's own (orgCredentialRefused): a 502
     // naming the instance; another key of a pool (unless only this request's ask was refused), then
     // the next target, are tried first.
-    if (blame === 'key' || (blame === 'request' && res.statusCode === 401)) {
+    if (refusesOrgCredential(blame, res.statusCode)) {
       const error = errorFromBody(res.statusCode, read!.json);
       return {
         ...served,

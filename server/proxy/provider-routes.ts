@@ -25,7 +25,13 @@ import type { JsonObject, PassthroughRoute, ProviderAdapter } from '../providers
 import { readSmall } from '../providers/upstream-answer';
 import type { ModelDirectory } from '../routing/aliases-plugin';
 import { ownCredential, ownCredentialSource } from '../routing/byok';
-import { orgCredentialRefused, reportAnswer, reportBlame, singleCredential } from '../routing/credentials';
+import {
+  orgCredentialRefused,
+  refusesOrgCredential,
+  reportAnswer,
+  reportBlame,
+  singleCredential,
+} from '../routing/credentials';
 import { BLAMED_STATUSES } from '../routing/key-refusal';
 import type { Router } from '../routing/routes';
 import { type GovernanceGate, inFlightPlace } from './admission';
@@ -206,7 +212,7 @@ async function passThrough(
     if (blame === undefined) lease.report({ status: res.statusCode, requestsOwn: true });
     // The organisation's key refused: the 502 the metered routes give, not the provider's 401,
     // which reads as the member's key and is retried.
-    if (blame === 'key' || (blame === 'request' && res.statusCode === 401))
+    if (refusesOrgCredential(blame, res.statusCode))
       throw orgCredentialRefused(
         adapter.id,
         errorFromBody(res.statusCode, read.json).message,

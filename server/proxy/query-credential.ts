@@ -32,7 +32,10 @@ const CREDENTIAL_PARAMS: ReadonlySet<string> = new Set([
 ]);
 
 /** A query that may hold a CREDENTIAL_PARAMS name: one of them as a name, or an escaped name. */
-const MAYBE_CREDENTIAL = /(?:^|&)(?:\$?key|api[-_]?key|apikey|access_token|x-goog-api-key)(?:=|&|$)|%|\+/i;
+const MAYBE_CREDENTIAL = new RegExp(
+  `(?:^|&)(?:${[...CREDENTIAL_PARAMS].map((n) => n.replace(/[$-]/g, '\\$&')).join('|')})(?:=|&|$)|%|\\+`,
+  'i',
+);
 
 /**
  * Cuts credential-named parameters (CREDENTIAL_PARAMS) from a raw request's URL, after a family's
@@ -44,10 +47,7 @@ export function dropQueryCredentials(raw: IncomingMessage): void {
   // Nearly every query (Claude Code's `?beta=true`) names no credential: no split for it.
   if (q === -1 || !MAYBE_CREDENTIAL.test(url.slice(q + 1))) return;
   const pairs = url.slice(q + 1).split('&');
-  const kept = pairs.filter((pair) => {
-    const eq = pair.indexOf('=');
-    return !CREDENTIAL_PARAMS.has(safeDecode(eq === -1 ? pair : pair.slice(0, eq)).toLowerCase());
-  });
+  const kept = pairs.filter((pair) => !CREDENTIAL_PARAMS.has(nameOf(pair).toLowerCase()));
   if (kept.length === pairs.length) return;
   raw.url = kept.length > 0 ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q);
 }
@@ -76,9 +76,8 @@ export function moveQueryCredential(
   let key: string | undefined;
   for (const pair of url.slice(q + 1).split('&')) {
     const eq = pair.indexOf('=');
-    const name = eq === -1 ? pair : pair.slice(0, eq);
     // Google's system parameters answer to a `$` name too (`$alt`, `$fields`, `$key`).
-    const decoded = safeDecode(name);
+    const decoded = nameOf(pair);
     if (decoded === param || decoded === `$${param}`) key ??= safeDecode(eq === -1 ? '' : pair.slice(eq + 1));
     else kept.push(pair);
   }
@@ -86,6 +85,12 @@ export function moveQueryCredential(
   raw.url = kept.length > 0 ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q);
   // With X-AIBridge-Key beside it, the header is the user's own credential (docs/routing.md).
   if (key !== '' && !providerCredentialFrom(headers)) headers[header] = key;
+}
+
+/** A query pair's name, decoded as the provider decodes it (`%61ccess_token` is `access_token`). */
+function nameOf(pair: string): string {
+  const eq = pair.indexOf('=');
+  return safeDecode(eq === -1 ? pair : pair.slice(0, eq));
 }
 
 function safeDecode(s: string): string {

@@ -76,6 +76,14 @@ export function reportBlame(
 }
 
 /**
+ * Whether an answer so blamed refuses the organisation's credential itself (the key's fault, or a
+ * scope the key lacks): what the member is told with orgCredentialRefused.
+ */
+export function refusesOrgCredential(blame: 'key' | 'request' | undefined, status: number): boolean {
+  return blame === 'key' || (blame === 'request' && status === 401);
+}
+
+/**
  * What a member sees when the provider refused the organisation's credential (revoked, leaked, out
  * of credit, or without the scope this endpoint needs), not their own: their bridge key was
  * accepted, and the provider's "invalid x-api-key" reads as their fault, which agents retry for

@@ -34,7 +34,7 @@ export class ExchangeTelemetry {
      * The prompt as the audit record keeps it (secrets blanked, docs/audit.md): a span is one more
      * place it is published, and a trace backend is read by more people than the audit log.
      */
-    private readonly redactPrompt: (prompt: string) => string = () => '[not captured]',
+    private readonly redactPrompt: (prompt: string) => string,
   ) {}
 
   begin(start: InterceptionStart, headers: IncomingHttpHeaders): ExchangeObserver {

@@ -791,12 +791,7 @@ export class EmbeddedStore implements Store {
         }
       }
     }
-    let byKey = this.buckets.get(hour);
-    if (!byKey) {
-      byKey = new Map();
-      this.buckets.set(hour, byKey);
-      this.forgetOldUserHours(hour);
-    }
+    const byKey = this.hourBuckets(hour);
     // Model names are the client's: one made up per request made a bucket per request, kept in
     // memory for good and rebuilt at every start (a member grew the heap by 85 MB a minute). Past
     // MODELS_PER_USER_HOUR a user's new models of an hour are summed under OTHER_MODELS.
@@ -808,12 +803,29 @@ export class EmbeddedStore implements Store {
         bucketKey({ hour, userId: rec.userId, provider: rec.provider, model: rec.model, client: rec.client }),
       );
     const made = addToBuckets(byKey, over ? { ...rec, model: OTHER_MODELS } : rec);
-    if (made) {
-      if (!over) this.bucketsPerUserHour.set(userHour, held + 1);
-      const mine = this.bucketsOfUser.get(made.userId);
-      if (mine) mine.push(made);
-      else this.bucketsOfUser.set(made.userId, [made]);
+    if (made) this.keepNewBucket(made, userHour, over ? undefined : held);
+  }
+
+  /** The rollups' buckets of `hour`, made (and the older hours' model counts forgotten) for its first. */
+  private hourBuckets(hour: string): Map<string, UsageBucket> {
+    let byKey = this.buckets.get(hour);
+    if (!byKey) {
+      byKey = new Map();
+      this.buckets.set(hour, byKey);
+      this.forgetOldUserHours(hour);
     }
+    return byKey;
+  }
+
+  /**
+   * A bucket just made in the rollups, listed with its user's; `held`: the user-hour's own models
+   * before it, counted towards MODELS_PER_USER_HOUR (undefined for a bucket under OTHER_MODELS).
+   */
+  private keepNewBucket(made: UsageBucket, userHour: string, held: number | undefined): void {
+    if (held !== undefined) this.bucketsPerUserHour.set(userHour, held + 1);
+    const mine = this.bucketsOfUser.get(made.userId);
+    if (mine) mine.push(made);
+    else this.bucketsOfUser.set(made.userId, [made]);
   }
 
   /**
@@ -822,12 +834,7 @@ export class EmbeddedStore implements Store {
    * OTHER_MODELS.
    */
   private rollUpBucket(src: UsageBucket): void {
-    let byKey = this.buckets.get(src.hour);
-    if (!byKey) {
-      byKey = new Map();
-      this.buckets.set(src.hour, byKey);
-      this.forgetOldUserHours(src.hour);
-    }
+    const byKey = this.hourBuckets(src.hour);
     let key = bucketKey(src);
     let into = byKey.get(key);
     const userHour = `${src.hour}\u0000${src.userId}`;
@@ -844,10 +851,7 @@ export class EmbeddedStore implements Store {
     }
     const made = { ...copyBucket(src), model };
     byKey.set(key, made);
-    if (model !== OTHER_MODELS) this.bucketsPerUserHour.set(userHour, held + 1);
-    const mine = this.bucketsOfUser.get(made.userId);
-    if (mine) mine.push(made);
-    else this.bucketsOfUser.set(made.userId, [made]);
+    this.keepNewBucket(made, userHour, model === OTHER_MODELS ? undefined : held);
   }
 
   /** The rollups of every record retention pruned, summed by bucket (`aibridge store copy` carries them). */

@@ -32,9 +32,6 @@ import type {
 } from '../types';
 import { ITEM_RECORDS_LIMIT } from '../types';
 
-/** Buckets per statement when a copy imports pruned rollups. */
-const IMPORT_BUCKETS_CHUNK = 5000;
-
 import { Batcher } from './batcher';
 import * as ledgers from './budget-ledgers';
 import { ChangeFeed } from './change-feed';
@@ -43,6 +40,9 @@ import { asStoreError, isPoolExhausted, isUnreachable } from './pg-errors';
 import { BUCKET_SUMS, batchStatement } from './record-batch';
 import { interceptionWhere, pgText, Where } from './sql-filter';
 import { REPAIR_CHUNK, repairStatement, STALE_ROWS } from './stale-rows';
+
+/** Buckets per statement when a copy imports pruned rollups. */
+const IMPORT_BUCKETS_CHUNK = 5000;
 
 export interface PostgresStoreOptions {
   url: string;
