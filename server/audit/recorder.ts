@@ -4,6 +4,7 @@ import type { InterceptionAttempt, InterceptionError, InterceptionStatus } from 
 import { emptyUsage, totalTokens } from '../../shared/usage';
 import { FifoTimes } from '../core/churn-free';
 import { type InterceptionStart, ownableId, type PrefixAt, type ResponseFacts } from '../core/facts';
+import { isoTime } from '../core/iso-time';
 import type { Metrics } from '../metrics';
 import { OUTPUT_LIMIT } from '../providers/common';
 import type { PriceBook, PriceResult } from '../spend/prices';
@@ -247,8 +248,8 @@ export class Recorder {
       ...(start.alias ? { alias: start.alias } : {}),
       client: start.client,
       sessionId: start.request.sessionId,
-      startedAt: start.startedAt.toISOString(),
-      endedAt: end.endedAt.toISOString(),
+      startedAt: isoTime(start.startedAt.getTime()),
+      endedAt: isoTime(end.endedAt.getTime()),
       durationMs: end.endedAt.getTime() - start.startedAt.getTime(),
       status: end.status,
       httpStatus: end.httpStatus,

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { User } from '../../shared/identity';
+import { isoTime } from '../core/iso-time';
 import type { KeyRecord, Principal } from '../core/principal';
 import { RecentMap } from '../core/recent-map';
 import { BridgeError, isBridgeError } from '../errors';
@@ -219,7 +220,7 @@ export class Authenticator {
     now: Date,
     current = true,
   ): Principal {
-    this.store.touchKey(key.id, now.toISOString());
+    this.store.touchKey(key.id, isoTime(now.getTime()));
     if (current) this.remember(hash, { user, key });
     this.keepHash(token, hash);
     return { user, key };

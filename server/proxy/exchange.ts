@@ -1179,7 +1179,8 @@ export class Exchange implements OpenExchange {
     if (!meter) {
       let json: unknown;
       try {
-        json = JSON.parse(Buffer.concat(copy).toString('utf8'));
+        // Most answers arrive in one chunk: read in place, not copied into a new buffer first.
+        json = JSON.parse((copy.length === 1 ? copy[0]! : Buffer.concat(copy)).toString('utf8'));
       } catch {
         // Not JSON (or over the copy limit): the response went through; only its usage is unknown.
         json = undefined;

@@ -32,6 +32,9 @@ const BUDGET_RETRY_AFTER_MAX_S = 60;
 
 const DEFAULT_THRESHOLDS = [0.5, 0.8, 1.0];
 
+/** What applies when no budget exists: one empty list, not a new one a request. */
+const NO_BUDGETS: readonly Tracked[] = Object.freeze([]);
+
 /**
  * A session as an alert's text names it: the client chooses the id, and the text goes to admins'
  * channels (a webhook into chat), so only a plain id (a UUID, Codex's and Claude Code's: letters,
@@ -288,7 +291,8 @@ export class Budgets {
     );
   }
 
-  private applicable(user: Spender): Tracked[] {
+  private applicable(user: Spender): readonly Tracked[] {
+    if (this.tracked.size === 0) return NO_BUDGETS;
     return [...this.tracked.values()].filter((t) => this.applies(t.budget, user));
   }
 
@@ -298,14 +302,21 @@ export class Budgets {
    * is spent once what ended plus what is reserved reaches the limit. Undefined at once when no
    * budget applies to the user (most requests): no promise then.
    */
-  reserve(interceptionId: string, user: Spender, estimateUsd: number): Promise<void> | undefined {
+  reserve(
+    interceptionId: string,
+    user: Spender,
+    estimateUsd: number | (() => number),
+  ): Promise<void> | undefined {
     const list = this.applicable(user);
     if (list.length === 0) return undefined;
-    return this.reserveIn(list, interceptionId, user, estimateUsd);
+    // Given as a function, the estimate is made only when a budget applies: pricing the request
+    // twice was some 2 µs of every request's admission, with no budget to reserve on.
+    const estimate = typeof estimateUsd === 'function' ? estimateUsd() : estimateUsd;
+    return this.reserveIn(list, interceptionId, user, estimate);
   }
 
   private async reserveIn(
-    list: Tracked[],
+    list: readonly Tracked[],
     interceptionId: string,
     user: Spender,
     estimateUsd: number,
@@ -375,7 +386,8 @@ export class Budgets {
     // A request the user paid with their own credential releases its reservation and charges
     // nothing: no budget (org, team, user or session) counts what the organisation did not pay.
     const chargedUsd = rec.costUsd !== null && rec.costUsd > 0 && rec.billedTo !== 'user' ? rec.costUsd : 0;
-    if (chargedUsd > 0) {
+    // No budget at all (many deployments): nothing to find, and no date to read.
+    if (chargedUsd > 0 && this.tracked.size > 0) {
       // The period the request started in, where it was admitted and its usage is rolled up: one
       // that ran past midnight (or a week's or month's end) is charged there, not to nobody.
       const started = new Date(rec.startedAt);

@@ -169,7 +169,7 @@ export class Governance {
       const reserving = this.budgets.reserve(
         start.id,
         { id: user.id, team: user.team, sessionId: start.request.sessionId },
-        this.estimateUsd(start, bodyBytes, targets),
+        () => this.estimateUsd(start, bodyBytes, targets),
       );
       return reserving?.catch((err: unknown) => this.refused(err));
     } catch (err) {

@@ -256,7 +256,12 @@ export class PriceBook {
    * The price data's entry per provider and model, as a one-model provider: matching a name against
    * every model of a provider costs tens of microseconds, too much for every request.
    */
-  private readonly resolved = new Map<string, Resolved | null>();
+  /**
+   * By instance, then model: a request looks its model up a few times, and a key joined from the
+   * two was a new string to build and hash each time.
+   */
+  private readonly resolved = new Map<string, Map<string, Resolved | null>>();
+  private resolvedCount = 0;
 
   /**
    * `instances`: by instance name (the records' `provider`); an instance not named here is looked
@@ -296,12 +301,12 @@ export class PriceBook {
 
   setOverride(o: ModelPriceOverride): void {
     this.overrides.set(o.model, o);
-    this.resolved.clear();
+    this.forgetResolved();
     for (const [k, u] of this.unknown) if (u.model === o.model) this.unknown.delete(k);
   }
 
   deleteOverride(model: string): boolean {
-    this.resolved.clear();
+    this.forgetResolved();
     return this.overrides.delete(model);
   }
 
@@ -312,7 +317,7 @@ export class PriceBook {
   replaceOverrides(list: ModelPriceOverride[]): void {
     this.overrides.clear();
     for (const o of list) this.overrides.set(o.model, o);
-    this.resolved.clear();
+    this.forgetResolved();
     for (const [k, u] of this.unknown) if (this.overrides.has(u.model)) this.unknown.delete(k);
   }
 
@@ -366,10 +371,15 @@ export class PriceBook {
     return priceId === null ? null : { providerId: priceId };
   }
 
+  private forgetResolved(): void {
+    this.resolved.clear();
+    this.resolvedCount = 0;
+  }
+
   /** What the price data (or an override) says for a model now; cached, since matching is slow. */
   private resolve(instance: string, priceId: string | null, model: string, at: Date): Resolved | null {
-    const key = `${instance}\u0000${model}`;
-    const hit = this.resolved.get(key);
+    let byModel = this.resolved.get(instance);
+    const hit = byModel?.get(model);
     if (hit !== undefined && (hit === null || at.getTime() - hit.at < RESOLVE_TTL_MS)) return hit;
     const source = this.modelPrice(instance, priceId, model, at);
     const probe = source
@@ -392,8 +402,14 @@ export class PriceBook {
         }
       : null;
     // Client-chosen names: bound what unknown ones can make us remember.
-    if (this.resolved.size > 10_000) this.resolved.clear();
-    this.resolved.set(key, r);
+    if (this.resolvedCount >= 10_000) this.forgetResolved();
+    byModel = this.resolved.get(instance);
+    if (!byModel) {
+      byModel = new Map();
+      this.resolved.set(instance, byModel);
+    }
+    if (!byModel.has(model)) this.resolvedCount += 1;
+    byModel.set(model, r);
     return r;
   }
 
