@@ -93,7 +93,8 @@ export class CircuitBreakers {
   record(provider: string, model: string | null, healthy: boolean | undefined, probe: boolean): void {
     if (this.opts.threshold === 0) return;
     if (healthy) {
-      this.entries.delete(CircuitBreakers.key(provider, model ?? '*'));
+      // Nearly always nothing to clear: no key to build for it.
+      if (this.entries.size > 0) this.entries.delete(CircuitBreakers.key(provider, model ?? '*'));
       return;
     }
     const e =
