@@ -124,6 +124,11 @@ serveCalls(async (msg) => {
       const dir = String(msg.dir);
       if (typeof msg.template === 'object' && msg.template !== null) template = msg.template as Rec;
       delete template.seq;
+      // Made first, as a bridge makes it: the store refuses a data dir that holds records but no
+      // db.json (its users and keys would be lost).
+      const blank = new EmbeddedStore({ dataDir: dir });
+      await blank.open();
+      await blank.close();
       const g0 = performance.now();
       const bytes = writeJournal(dir, template, Number(msg.records));
       const genMs = performance.now() - g0;
