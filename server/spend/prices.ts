@@ -254,11 +254,9 @@ export class PriceBook {
   private readonly unknown = new Map<string, UnknownModel>();
   /**
    * The price data's entry per provider and model, as a one-model provider: matching a name against
-   * every model of a provider costs tens of microseconds, too much for every request.
-   */
-  /**
-   * By instance, then model: a request looks its model up a few times, and a key joined from the
-   * two was a new string to build and hash each time.
+   * every model of a provider costs tens of microseconds, too much for every request. By instance,
+   * then model: a request looks its model up a few times, and a key joined from the two was a new
+   * string to build and hash each time.
    */
   private readonly resolved = new Map<string, Map<string, Resolved | null>>();
   private resolvedCount = 0;
