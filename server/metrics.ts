@@ -163,10 +163,16 @@ export class Metrics {
     help: 'Interception records given up after the store kept refusing them (open fail mode only).',
     registers: [this.registry],
   });
+  /** Read at scrape time: records handed to the store and not yet durable (the recorder's count). */
+  auditQueueSource: () => number = () => 0;
   readonly auditQueue = new Gauge({
     name: 'aibridge_audit_write_queue_depth',
     help: 'Interception records handed to the store and not yet durable.',
     registers: [this.registry],
+    // Read as Prometheus scrapes, not set twice a record: a gauge's set hashes its labels.
+    collect: () => {
+      this.auditQueue.set(this.auditQueueSource());
+    },
   });
   /** Providers whose breaker state is reported even before they have a breaker. */
   private breakerProviders: readonly string[] = [];

@@ -153,7 +153,9 @@ export class Recorder {
     private readonly opts: RecorderOptions = { failMode: 'closed', retryMs: 1000, retryLimit: 10_000 },
     /** The one redactor: the proxy runs the model name and session id through it too. */
     readonly redactor: Redactor = new Redactor(),
-  ) {}
+  ) {
+    metrics.auditQueueSource = () => this.queued();
+  }
 
   /** Sets the step each record passes before the store; the record is stored as it returns it (or as it was, if it fails). */
   annotateWith(annotator: Annotator): void {
@@ -413,25 +415,20 @@ export class Recorder {
 
   private write(rec: NewInterception): Promise<void> {
     const handedOver = performance.now();
-    const settled = (): void => {
-      this.writes.done(entry);
-      this.metrics.auditQueue.set(this.queued());
-    };
     // One promise per record, not a then/catch/finally chain of three: this runs on every request.
     const p: Promise<void> = this.store.appendInterception(rec).then(
       () => {
         this.metrics.auditWrite.observe({}, (performance.now() - handedOver) / 1000);
-        settled();
+        this.writes.done(entry);
       },
       (err: unknown) => {
         this.metrics.auditFailures.inc();
         this.log.error({ err, interceptionId: rec.id }, 'failed to store interception; will retry');
         this.enqueueRetry(rec);
-        settled();
+        this.writes.done(entry);
       },
     );
     const entry = this.writes.add(handedOver, p);
-    this.metrics.auditQueue.set(this.queued());
     return p;
   }
 
@@ -454,7 +451,6 @@ export class Recorder {
       this.log.error({ interceptionId: dropped?.id }, 'audit retry queue full: dropped the oldest record');
     }
     this.retryQueue.push(rec);
-    this.metrics.auditQueue.set(this.queued());
     this.scheduleRetry();
   }
 
@@ -499,7 +495,6 @@ export class Recorder {
         return;
       }
     }
-    this.metrics.auditQueue.set(this.inFlight.size + this.writes.size);
     this.log.info('audit writes succeed again');
   }
 

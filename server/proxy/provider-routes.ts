@@ -573,7 +573,7 @@ function aliasResolved(
  * request is described, priced and recorded as it is relayed. Fastify's handler and the provider
  * lane (server/proxy/provider-lane.ts) both end here.
  */
-export async function serveMetered(
+export function serveMetered(
   adapter: ProviderAdapter,
   deps: ProviderRouteDeps,
   req: ProxyRequest,
@@ -647,7 +647,9 @@ export async function serveMetered(
     ...(answerRewrite ? { answerRewrite } : {}),
     ...(targets && targets.length > 0 ? { targets } : {}),
   });
-  await runExchange(x, deps.strategyFor);
+  // The exchange's promise as it is, without an async wrapper of its own: both callers await this
+  // call inside their try, so a refusal thrown above reaches them as a rejection would.
+  return runExchange(x, deps.strategyFor);
 }
 
 /** Mounts one provider under its prefix: its metered APIs and allow-list, errors in its shape. */

@@ -219,11 +219,20 @@ describe('durability of the audit trail', function () {
         'aibridge_audit_dropped_total',
       );
       assert.match(metrics, /aibridge_audit_dropped_total 2$/m);
+      // The queue's depth as Prometheus reads it (at scrape time, from the recorder's count).
+      const depth = async (): Promise<string> =>
+        tb.bridge.metrics.registry.getSingleMetricAsString('aibridge_audit_write_queue_depth');
+      assert.ok(health.body.audit.queued > 0);
+      assert.match(
+        await depth(),
+        new RegExp(`^aibridge_audit_write_queue_depth ${health.body.audit.queued}$`, 'm'),
+      );
       failing = false;
       await eventually(async () => !(await auditHealth()).degraded, {
         intervalMs: 100,
         what: 'the store to catch up',
       });
+      assert.match(await depth(), /^aibridge_audit_write_queue_depth 0$/m);
       const recs = (await tb.interceptions(3)).filter((r) => r.userEmail === 'disk@example.com');
       assert.equal(recs.length, 3, 'the queued records were written once the store recovered');
     });
