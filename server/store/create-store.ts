@@ -17,6 +17,8 @@ export async function createStore(
     return new PostgresStore({
       url: config.databaseUrl,
       queueLimit: config.auditQueueLimit,
+      // 0 unless answers are acknowledged before their record is stored (AIBRIDGE_AUDIT_ACK=sent).
+      auditSyncMs: config.auditSyncMs,
       // The pg error carries no password; the URL is never logged.
       onError: (err, context) =>
         log.error(

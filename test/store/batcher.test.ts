@@ -27,6 +27,35 @@ describe('the PostgreSQL store batcher (audit write queue)', () => {
     assert.equal(batches[0]!.length, 4, 'hand-overs of one tick share a batch');
   });
 
+  it('intervalMs (AIBRIDGE_AUDIT_SYNC_MS with sent acks): items within the interval share a batch; one after a quiet spell is not held', async () => {
+    const batches: { items: number[]; at: number }[] = [];
+    const b = new Batcher<number, number>(
+      async (items) => {
+        batches.push({ items, at: performance.now() });
+        return items;
+      },
+      { maxBatch: 500, limit: 100, intervalMs: 200 },
+    );
+    const t0 = performance.now();
+    await b.push(0);
+    assert.ok(performance.now() - t0 < 150, 'the first item after a quiet spell is written at once');
+    // Eight items 5 ms apart, well inside the interval however slow the timers run.
+    const written: Promise<number>[] = [];
+    for (let i = 1; i <= 8; i++) {
+      written.push(b.push(i));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.deepEqual(await Promise.all(written), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.deepEqual(
+      batches.map((x) => x.items),
+      [[0], [1, 2, 3, 4, 5, 6, 7, 8]],
+    );
+    assert.ok(
+      batches[1]!.at - batches[0]!.at >= 200 - 5,
+      'not before the interval since the last batch began',
+    );
+  });
+
   it('refuses at once past its limit (backpressure), and a failed batch fails each of its items', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => {

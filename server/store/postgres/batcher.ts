@@ -22,10 +22,18 @@ interface Pending<T, R> {
 export class Batcher<T, R> {
   private queue: Pending<T, R>[] = [];
   private writing: Promise<void> | undefined;
+  /** When the last batch started (performance.now()); -Infinity: none yet. */
+  private lastBatchAt = Number.NEGATIVE_INFINITY;
 
+  /**
+   * `intervalMs`: a batch starts at most once per this many ms (group commit, as the embedded
+   * journal's AIBRIDGE_AUDIT_SYNC_MS). An item after a quiet spell is written at once; under load
+   * each batch carries more, and each batch costs the bridge a statement's write and its answer's
+   * read whatever its size. 0: a batch starts as soon as the last one is written.
+   */
   constructor(
     private readonly write: (items: T[]) => Promise<R[]>,
-    private readonly opts: { maxBatch: number; limit: number },
+    private readonly opts: { maxBatch: number; limit: number; intervalMs?: number },
   ) {}
 
   get waiting(): number {
@@ -43,7 +51,13 @@ export class Batcher<T, R> {
   private async loop(): Promise<void> {
     // Let the current tick's hand-overs join the first batch.
     await new Promise<void>((r) => setImmediate(r));
+    const interval = this.opts.intervalMs ?? 0;
     while (this.queue.length > 0) {
+      if (interval > 0) {
+        const wait = this.lastBatchAt + interval - performance.now();
+        if (wait > 0) await new Promise<void>((r) => setTimeout(r, wait));
+        this.lastBatchAt = performance.now();
+      }
       const batch = this.queue.splice(0, this.opts.maxBatch);
       try {
         const results = await this.write(batch.map((p) => p.item));

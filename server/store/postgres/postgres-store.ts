@@ -52,6 +52,8 @@ export interface PostgresStoreOptions {
   queueLimit?: number;
   /** Records per insert transaction at most. */
   maxBatch?: number;
+  /** Group commit of interception records: a batch starts at most once per this many ms (AIBRIDGE_AUDIT_SYNC_MS). */
+  auditSyncMs?: number;
   /** Apply pending migrations at open (default); `aibridge migrate` runs them alone. */
   migrate?: boolean;
   /** How long one read that walks records may run in the database (default 30 s). */
@@ -264,6 +266,7 @@ export class PostgresStore implements Store {
     this.batcher = new Batcher((recs) => this.writeBatch(recs), {
       maxBatch: opts.maxBatch ?? 500,
       limit: opts.queueLimit ?? 10_000,
+      intervalMs: opts.auditSyncMs ?? 0,
     });
     this.feed = new ChangeFeed(opts.url, this.pool, randomUUID(), opts.onError);
   }
