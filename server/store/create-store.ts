@@ -17,7 +17,7 @@ export async function createStore(
     return new PostgresStore({
       url: config.databaseUrl,
       queueLimit: config.auditQueueLimit,
-      // 0 unless answers are acknowledged before their record is stored (AIBRIDGE_AUDIT_ACK=sent).
+      // As the embedded store's: 10 ms by default with AIBRIDGE_AUDIT_ACK=sent, 0 with stored.
       auditSyncMs: config.auditSyncMs,
       // The pg error carries no password; the URL is never logged.
       onError: (err, context) =>

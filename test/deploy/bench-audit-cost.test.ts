@@ -19,7 +19,7 @@ describe('the bench: its audit-cost worker', function () {
     if (worker) await stop(worker);
   });
 
-  it('opens the store on the journal it wrote, with every record, and appends after it', async () => {
+  it('writes a journal, opens the store on it (which refuses records without a db.json), and appends after it', async () => {
     worker = startWorker('audit-cost', path.join(ROOT, 'bench/audit-cost.ts'));
     const dir = path.join(tempDirSync('aibridge-bench-audit-'), 'audit');
     const prepared = await call<{ records: number; journalBytes: number }>(

@@ -56,6 +56,26 @@ describe('the PostgreSQL store batcher (audit write queue)', () => {
     );
   });
 
+  it('intervalMs never holds a full batch: a backlog drains as fast as it is written', async () => {
+    const starts: number[] = [];
+    const b = new Batcher<number, number>(
+      async (items) => {
+        starts.push(performance.now());
+        return items;
+      },
+      { maxBatch: 10, limit: 100, intervalMs: 300 },
+    );
+    const t0 = performance.now();
+    const all = await Promise.all(Array.from({ length: 35 }, (_, i) => b.push(i)));
+    assert.equal(all.length, 35);
+    assert.equal(starts.length, 4, 'three full batches and the rest');
+    assert.ok(
+      starts[2]! - t0 < 150,
+      `the three full batches went at once (${(starts[2]! - t0).toFixed(0)} ms)`,
+    );
+    assert.ok(starts[3]! - starts[2]! >= 300 - 5, 'the partial one waited for the interval');
+  });
+
   it('refuses at once past its limit (backpressure), and a failed batch fails each of its items', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => {

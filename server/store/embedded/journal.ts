@@ -73,15 +73,17 @@ const HEX = Buffer.from('0123456789abcdef', 'latin1');
 const BATCH_BUFFER_LIMIT = 1024 * 1024;
 
 /**
- * A segment is opened for appending with O_DSYNC where the platform has it: each write returns once
- * its bytes are durable, as a write then an `fdatasync` did, in one call on the thread pool rather
- * than two. Each call costs the event loop a dispatch and a wake-up, and its thread a hand-off: one
- * fewer a batch took about a quarter off the CPU a durable write costs (docs/performance.md).
+ * On Linux a segment is opened for appending with O_DSYNC: each write returns once its bytes are
+ * durable, as a write then an `fdatasync` did (the kernel runs the same sync for both), in one call
+ * on the thread pool rather than two. Each call costs the event loop a dispatch and a wake-up, and
+ * its thread a hand-off: one fewer a batch took about a quarter off the CPU a durable write costs
+ * (docs/performance.md). Elsewhere the two calls stay: on macOS libuv's `fdatasync` is
+ * `F_FULLFSYNC`, which also flushes the drive's cache, and an O_DSYNC write does not.
  */
 const DSYNC_APPEND: number | undefined =
-  fsConstants.O_DSYNC === undefined
-    ? undefined
-    : fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_DSYNC;
+  process.platform === 'linux' && fsConstants.O_DSYNC !== undefined
+    ? fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_DSYNC
+    : undefined;
 
 /** How often a batch's write first checks that its segment is still in the data dir (ms). */
 const LINK_CHECK_MS = 1000;

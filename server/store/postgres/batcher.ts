@@ -53,11 +53,13 @@ export class Batcher<T, R> {
     await new Promise<void>((r) => setImmediate(r));
     const interval = this.opts.intervalMs ?? 0;
     while (this.queue.length > 0) {
-      if (interval > 0) {
+      // Only a batch that would not be full waits: one of `maxBatch` goes at once, so the interval
+      // never caps the rate at maxBatch per interval (a backlog drains as fast as it is written).
+      if (interval > 0 && this.queue.length < this.opts.maxBatch) {
         const wait = this.lastBatchAt + interval - performance.now();
         if (wait > 0) await new Promise<void>((r) => setTimeout(r, wait));
-        this.lastBatchAt = performance.now();
       }
+      this.lastBatchAt = performance.now();
       const batch = this.queue.splice(0, this.opts.maxBatch);
       try {
         const results = await this.write(batch.map((p) => p.item));
