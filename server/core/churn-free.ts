@@ -97,13 +97,9 @@ export class FifoTimes<T> {
     return this.open;
   }
 
-  /** The oldest entry not done. */
+  /** The oldest entry not done: the first, since `done` drops every done entry at the front. */
   oldest(): Timed<T> | undefined {
-    for (let i = 0; i < this.length; i++) {
-      const e = this.ring[(this.head + i) % this.ring.length]!;
-      if (!e.done) return e;
-    }
-    return undefined;
+    return this.length > 0 ? this.ring[this.head] : undefined;
   }
 
   /** The values of the entries not done, oldest first. */
