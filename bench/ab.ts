@@ -18,6 +18,9 @@
  * that rate unmeasured; prints each side's latency percentiles and how long its records took to
  * be durable (`aibridge_audit_write_seconds`): where a PostgreSQL p99 comes from.
  *
+ * `--syscalls`: strace counts each side's system calls over its measured rounds (strace slows the
+ * side it watches, so read the counts per request, not that side's rate or CPU).
+ *
  * `--body agent`: each request a ~60 KB Claude Code-shaped turn (loadgen's `agent` body) instead
  * of the small JSON one.
  *
@@ -25,8 +28,10 @@
  * `--env-b AIBRIDGE_AUDIT_ACK=stored` (the bench clears every other AIBRIDGE_ variable).
  *
  * Prints, per build, requests a second and CPU ms per 1,000 requests (the bridge's process; with
- * --pg also the database server's processes, summed).
+ * --pg also the database server's processes, summed), and for a bridge how long its records took
+ * to be durable over the whole run.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -62,6 +67,7 @@ const ROUNDS = flag('--rounds', 4);
 const MS = flag('--ms', 3_000);
 const CONNECTIONS = flag('--connections', 16);
 const GC = args.includes('--gc');
+const SYSCALLS = args.includes('--syscalls');
 const RATE = flag('--rate', 0);
 const BODY = (() => {
   const i = args.indexOf('--body');
@@ -224,6 +230,47 @@ async function auditWrites(origin: string, adminKey: string): Promise<string> {
     .join(', ');
 }
 
+/** Attaches strace's counter to every thread of pid; the function it answers stops it and reads its table. */
+async function straceStart(pid: number, out: string): Promise<() => Promise<Map<string, number>>> {
+  const proc = spawn('strace', ['-c', '-f', '-p', String(pid), '-o', out], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  onCleanup(() => proc.kill('SIGKILL'));
+  // strace says nothing once attached; its "Process N attached" lines come on stderr.
+  let said = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`strace did not attach to ${pid}: ${said.trim()}`)),
+      10_000,
+    );
+    proc.once('error', reject);
+    proc.stderr.on('data', (c: Buffer) => {
+      said += c.toString();
+      if (said.includes('attached')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  return async () => {
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGINT');
+    await exited;
+    const counts = new Map<string, number>();
+    // strace -c's table: % time, seconds, usecs/call, calls, [errors,] syscall.
+    for (const line of fs.readFileSync(out, 'utf8').split('\n')) {
+      const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?([a-z_0-9]+)\s*$/.exec(line);
+      if (m && m[2] !== 'total') counts.set(m[2]!, Number(m[1]));
+    }
+    return counts;
+  };
+}
+
+function addCounts(into: Map<string, number>, from: Map<string, number>): void {
+  for (const [k, v] of from) into.set(k, (into.get(k) ?? 0) + v);
+}
+
 async function main(): Promise<void> {
   if (builds.length !== 2)
     throw new Error('usage: bench/ab.ts A.cjs B.cjs [--pg] [--rounds N] [--ms N] [--connections N]');
@@ -280,6 +327,7 @@ async function main(): Promise<void> {
     threads: new Map<string, number>(),
     latency: [] as number[],
   }));
+  const syscalls = sides.map(() => new Map<string, number>());
   for (let r = 0; r < ROUNDS; r++) {
     for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
       const s = sides[i]!;
@@ -290,7 +338,11 @@ async function main(): Promise<void> {
       const th0 = threadCpuMs(s.proc.proc.pid!);
       const d0 = pg ? treeCpuMs(pgMatch) : 0;
       if (s.gc) s.gc.measuring = true;
+      const trace = SYSCALLS
+        ? await straceStart(s.proc.proc.pid!, path.join(tmp, `strace-${i}-${r}`))
+        : undefined;
       const res = await call<JobResult>(loadgen, { ...job, durationMs: MS, target: s.target });
+      if (trace) addCounts(syscalls[i]!, await trace());
       if (s.gc) s.gc.measuring = false;
       const t = tally[i]!;
       t.cpu += cpuMs(s.proc.proc.pid!) - c0;
@@ -319,16 +371,26 @@ async function main(): Promise<void> {
         `  by thread, ms per 1k: ${threads}; user ${((1000 * t.user) / t.ok).toFixed(0)}, system ${((1000 * (t.cpu - t.user)) / t.ok).toFixed(0)}\n` +
         (GC && s.gc ? `  ${s.gc.summary(t.ok)}\n` : ''),
     );
+    if (SYSCALLS) {
+      const counts = [...syscalls[i]!].sort((a, b) => b[1] - a[1]);
+      const total = counts.reduce((n, [, c]) => n + c, 0);
+      process.stdout.write(
+        `  system calls per request: ${(total / t.ok).toFixed(2)}: ${counts
+          .filter(([, c]) => c / t.ok >= 0.01)
+          .map(([name, c]) => `${name} ${(c / t.ok).toFixed(2)}`)
+          .join(', ')}\n`,
+      );
+    }
     if (RATE > 0) {
       const p = percentiles(t.latency);
       const q = (v: number) => v.toFixed(3);
       process.stdout.write(
         `  at ${RATE} rps: p50 ${q(p.p50)}, p99 ${q(p.p99)}, p99.9 ${q(p.p999)} ms (${t.latency.length} samples)\n`,
       );
-      // The bare proxy records nothing.
-      if (s.origin && s.adminKey)
-        process.stdout.write(`  records durable within: ${await auditWrites(s.origin, s.adminKey)}\n`);
     }
+    // The bare proxy records nothing. Over the whole run, warm-up included.
+    if (s.origin && s.adminKey)
+      process.stdout.write(`  records durable within: ${await auditWrites(s.origin, s.adminKey)}\n`);
   }
   await stop(loadgen);
   for (const s of sides) await stop(s.proc);
