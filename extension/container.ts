@@ -1,4 +1,5 @@
 import * as vscode from 'vscode';
+import { geminiInstance } from '../shared/gemini-instance';
 import type { Period } from '../shared/spend';
 import { applyAgentSettings } from './agents/apply-settings';
 import {
@@ -59,7 +60,6 @@ import { BridgeModel } from './model/bridge-model';
 import { policyNotice } from './status/notices';
 import { StatusBar } from './status/status-bar';
 import { computeTerminalEnv, withOwnCredential } from './terminal/env';
-import { geminiInstance } from './terminal/gemini-instance';
 import { applyTerminalEnv, clearTerminalEnv } from './terminal/terminal-env';
 
 /** How many recent interceptions the audit view loads on start and after a reconnect. */

@@ -1,7 +1,7 @@
+import { geminiInstance } from '../../shared/gemini-instance';
 import type { ProviderInstanceInfo } from '../../shared/identity';
 import type { Credentials } from '../auth/sign-in';
 import { plainNotificationText } from '../format';
-import { geminiInstance } from './gemini-instance';
 
 /* biome-ignore-start lint/suspicious/noTemplateCurlyInString: ${url} and ${key} are this setting's own placeholders */
 /**

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { geminiInstance, INSTANCE_NAME } from '../../shared/gemini-instance';
+import type { Me } from '../../shared/identity';
 import type { AdminClientEnv } from '../config';
 import { BridgeUnreachable, CliError } from './admin-client';
 
@@ -10,6 +12,12 @@ export interface Credentials {
   key: string;
   keyId: string;
   expiresAt: string | null;
+  /**
+   * The provider instance that serves the Gemini API (Gemini CLI's base URL is `<url>/<gemini>`),
+   * as `GET /api/v1/me` said at sign-in; null when the bridge served none then, or could not be
+   * asked. Absent from a file written before the bridge said.
+   */
+  gemini?: string | null;
 }
 
 export type Shell = 'posix' | 'fish';
@@ -51,7 +59,28 @@ export function readCredentials(file: string): Credentials {
   }
   if (typeof c.url !== 'string' || typeof c.key !== 'string')
     throw new CliError(`${file} is not an aibridge credentials file; run \`aibridge login\` again`);
-  return { url: c.url, key: c.key, keyId: c.keyId ?? '', expiresAt: c.expiresAt ?? null };
+  // A name that is no instance name is not put in a URL (the file is the user's to edit).
+  const gemini = typeof c.gemini === 'string' && INSTANCE_NAME.test(c.gemini) ? c.gemini : null;
+  return { url: c.url, key: c.key, keyId: c.keyId ?? '', expiresAt: c.expiresAt ?? null, gemini };
+}
+
+/**
+ * The instance Gemini CLI should use, from what the bridge says it serves (`GET /api/v1/me`, the
+ * extension's source for its terminals too); null when none speaks the Gemini API. Undefined when
+ * the bridge could not be asked: the sign-in stands, only Gemini CLI's variables are left out.
+ */
+async function servedGemini(base: string, key: string): Promise<string | null | undefined> {
+  try {
+    const res = await fetch(`${base}/api/v1/me`, {
+      headers: { authorization: `Bearer ${key}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!res.ok) return undefined;
+    const me = (await res.json()) as Partial<Me>;
+    return geminiInstance(Array.isArray(me.providers) ? me.providers : []) ?? null;
+  } catch {
+    return undefined;
+  }
 }
 
 interface OAuthAnswer {
@@ -126,10 +155,26 @@ export async function login(opts: LoginOptions): Promise<Credentials> {
     });
     if (r.status === 200) {
       const t = r.body as { access_token: string; key_id: string; expires_at: string | null };
-      const creds: Credentials = { url: base, key: t.access_token, keyId: t.key_id, expiresAt: t.expires_at };
+      const gemini = await servedGemini(base, t.access_token);
+      const creds: Credentials = {
+        url: base,
+        key: t.access_token,
+        keyId: t.key_id,
+        expiresAt: t.expires_at,
+        gemini: gemini ?? null,
+      };
       writeCredentials(opts.file, creds);
       opts.out(`Signed in. The key is in ${opts.file}${t.expires_at ? ` (until ${t.expires_at})` : ''}.`);
       opts.out('Run `eval "$(aibridge env)"` to point Claude Code and the SDKs at the bridge.');
+      if (gemini === undefined)
+        opts.out(
+          'The bridge did not say what it serves: `aibridge env` leaves Gemini CLI out (run `aibridge login` again to retry).',
+        );
+      // Gemini CLI sends the key to its base URL only with the API-key sign-in type chosen.
+      else if (gemini !== null)
+        opts.out(
+          `Gemini CLI too (${base}/${gemini}): choose "Use Gemini API key" in its /auth dialog, or set "security": {"auth": {"selectedType": "gemini-api-key"}} in ~/.gemini/settings.json.`,
+        );
       // Codex reads no base URL from the environment: with only these variables it would call
       // OpenAI's own API, not the bridge.
       opts.out(
@@ -154,8 +199,9 @@ function quote(value: string, shell: Shell): string {
 }
 
 /**
- * `aibridge env`: the variables Claude Code, Copilot CLI and the Anthropic/OpenAI SDKs read (Codex
- * only takes OPENAI_API_KEY, through its provider table's `env_key`). Only
+ * `aibridge env`: the variables Claude Code, Copilot CLI, the Anthropic/OpenAI SDKs and, when the
+ * bridge served Gemini at sign-in, Gemini CLI read (Codex only takes OPENAI_API_KEY, through its
+ * provider table's `env_key`). Offline: it reads the credentials file only. Only
  * ANTHROPIC_AUTH_TOKEN, never ANTHROPIC_API_KEY: Claude Code asks whether to use an API key, not
  * a token, and the Anthropic SDK sends either.
  */
@@ -175,6 +221,10 @@ export function envExports(creds: Credentials, shell: Shell, now = Date.now()): 
     ['COPILOT_PROVIDER_HEADERS', 'x-aibridge-client: copilot-cli'],
     ['COPILOT_MODEL', 'claude-sonnet-4-5'],
   ];
+  // Gemini CLI appends `/v1beta/models/…` to its base URL. Only when the bridge serves Gemini, so
+  // that Gemini CLI's own sign-in is left alone otherwise (as the extension's terminals do).
+  if (creds.gemini)
+    vars.push(['GOOGLE_GEMINI_BASE_URL', `${creds.url}/${creds.gemini}`], ['GEMINI_API_KEY', creds.key]);
   return vars.map(([k, v]) =>
     shell === 'fish' ? `set -gx ${k} ${quote(v, shell)};` : `export ${k}=${quote(v, shell)}`,
   );

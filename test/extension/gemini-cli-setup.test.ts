@@ -5,7 +5,7 @@ import path from 'node:path';
 import { prepareAgents } from '../../extension/agents/prepare-agents';
 import { BridgeClient } from '../../extension/api/bridge-client';
 import { computeTerminalEnv, withOwnCredential } from '../../extension/terminal/env';
-import { geminiInstance } from '../../extension/terminal/gemini-instance';
+import { geminiInstance } from '../../shared/gemini-instance';
 import { startBridge, type TestBridge, tempDir } from '../helpers/bridge';
 import { GEMINI_UPSTREAM_KEY, type GeminiMock, startGeminiMock } from '../helpers/gemini-mock';
 import { run } from '../helpers/run';

@@ -14,7 +14,7 @@ import type { Me } from '../../extension/api/bridge-client';
 import { type SecretStore, Session, type StateStore } from '../../extension/auth/session';
 import { STORAGE } from '../../extension/ids';
 import { computeTerminalEnv, DEFAULT_TERMINAL_ENV, withOwnCredential } from '../../extension/terminal/env';
-import { geminiInstance } from '../../extension/terminal/gemini-instance';
+import { geminiInstance } from '../../shared/gemini-instance';
 import type { ProviderInstanceInfo } from '../../shared/identity';
 import { tempDir } from '../helpers/bridge';
 import { KEY, URL } from './fixtures';

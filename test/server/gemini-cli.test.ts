@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -93,6 +94,81 @@ describe('the real Gemini CLI through /gemini', function () {
       },
       { input: 207, cacheRead: 1000, output: 47, reasoning: 12 },
     );
+  });
+
+  it('a plain shell: aibridge login, then eval "$(aibridge env)" sends Gemini CLI through the bridge with the device key', async () => {
+    const dev = await tb.addUser('gemini-shell@example.com');
+    const home = await tempDir('aibridge-gemini-shell-');
+    const shellEnv = { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: path.join(home, 'xdg') };
+    const login = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', 'login', '--url', tb.url], {
+      env: shellEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let said = '';
+    login.stdout.on('data', (d: Buffer) => {
+      said += d.toString();
+    });
+    login.stderr.on('data', (d: Buffer) => {
+      said += d.toString();
+    });
+    const exited = new Promise<number>((resolve) => login.on('exit', (code) => resolve(code ?? -1)));
+    try {
+      let code: string | undefined;
+      for (const deadline = Date.now() + 15_000; !code && Date.now() < deadline; ) {
+        code = /confirm the code ([A-Z]{4}-[A-Z]{4})/.exec(said)?.[1];
+        if (!code) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(code, `no code printed: ${said}`);
+      const approved = await tb.api('POST', '/api/v1/auth/device/approve', dev.key, {
+        userCode: code,
+        approve: true,
+      });
+      assert.equal(approved.status, 200);
+      assert.equal(await exited, 0, said);
+    } finally {
+      // Still polling when the test failed before the approval.
+      login.kill();
+    }
+    assert.match(
+      said,
+      new RegExp(`Gemini CLI too \\(${tb.url}/gemini\\)`),
+      'the sign-in says how Gemini CLI takes the key',
+    );
+
+    const env = await run(
+      process.execPath,
+      ['--import', 'tsx', 'server/main.ts', 'env'],
+      shellEnv,
+      process.cwd(),
+    );
+    assert.equal(env.code, 0, env.stderr);
+    const vars = Object.fromEntries(
+      [...env.stdout.matchAll(/^export (\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]),
+    );
+    assert.equal(vars.GOOGLE_GEMINI_BASE_URL, `${tb.url}/gemini`);
+    assert.equal(vars.GEMINI_API_KEY, vars.ANTHROPIC_AUTH_TOKEN, 'the device key, as for the other agents');
+    assert.notEqual(vars.GEMINI_API_KEY, dev.key, 'the key this sign-in made, not the one that approved it');
+
+    await fs.mkdir(path.join(home, '.gemini'), { recursive: true });
+    await fs.writeFile(
+      path.join(home, '.gemini', 'settings.json'),
+      JSON.stringify({ security: { auth: { selectedType: 'gemini-api-key' } } }),
+    );
+    const seenBefore = mock.seen.length;
+    const res = await run(
+      process.execPath,
+      [GEMINI, '-p', 'Say hello', '-m', 'gemini-2.5-flash'],
+      { ...shellEnv, ...vars, TMPDIR: home, GEMINI_CLI_TRUST_WORKSPACE: 'true', CI: '1', NO_COLOR: '1' },
+      home,
+    );
+    assert.equal(res.code, 0, `gemini failed: ${res.stderr}\n${res.stdout}`);
+    assert.equal(res.stdout.trim(), 'BonBonjour');
+    assert.equal(mock.seen.length, seenBefore + 1);
+    const [rec] = await tb.interceptions(1, dev.key);
+    assert.ok(rec);
+    assert.equal(rec.userEmail, 'gemini-shell@example.com');
+    assert.equal(rec.client, 'gemini-cli');
+    assert.equal(rec.provider, 'gemini');
   });
 
   it('stops at once with the budget’s message when the budget is spent (RetryInfo: it ignores retry-after)', async () => {

@@ -1,4 +1,4 @@
-import type { ProviderInstanceInfo } from '../../shared/identity';
+import type { ProviderInstanceInfo } from './identity';
 
 /**
  * Provider families whose bridge routes speak Google's Gemini API (`/v1beta/models/…:generateContent`),
@@ -10,7 +10,7 @@ export const GEMINI_TYPES: readonly string[] = ['gemini', 'vertex-gemini'];
 const PREFERRED = 'gemini';
 
 /** An instance name is a route prefix (server/provider-config.ts): anything else is not put in a URL. */
-const INSTANCE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+export const INSTANCE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
 /**
  * The instance Gemini CLI should use, from what `GET /api/v1/me` says the bridge serves: the one
