@@ -122,6 +122,43 @@ export function toolGlob(glob: string, opts: { questionMark?: 'one' | 'literal' 
   };
 }
 
+/**
+ * The names each agent gives the MCP tools a glob names in Claude Code's form,
+ * `mcp__<server>__<tool>` (or `mcp__<server>…` with no tool part): the glob itself; Codex's, which
+ * writes a `-` in a server's or tool's name as `_`; Gemini CLI's, `mcp_<server>_<tool>` with
+ * anything but letters, digits and `_ - . :` made `_`; and Copilot CLI's, `<server>-<tool>`, which
+ * has no prefix, so only where the glob names a server or a tool (`mcp__*` or `mcp__*__*` in
+ * Copilot's form would name every tool it has, its own shell among them). A rule on one server's
+ * tools then holds whichever of these agents calls them (docs/governance.md). Any other glob is
+ * only itself.
+ */
+export function agentForms(glob: string): string[] {
+  if (!glob.startsWith('mcp__')) return [glob];
+  const rest = glob.slice('mcp__'.length);
+  const sep = rest.indexOf('__');
+  const server = sep < 0 ? rest : rest.slice(0, sep);
+  const tool = sep < 0 ? undefined : rest.slice(sep + 2);
+  const join = (s: string, between: string, t: string | undefined): string =>
+    t === undefined ? s : `${s}${between}${t}`;
+  const codex = (x: string): string => x.replace(/-/g, '_');
+  // Glob characters stay: they are the rule's, not a name's.
+  const gemini = (x: string): string => x.replace(/[^A-Za-z0-9_\-.:*?]/g, '_');
+  const forms = new Set([
+    glob,
+    `mcp__${join(codex(server), '__', tool === undefined ? undefined : codex(tool))}`,
+    `mcp_${join(gemini(server), '_', tool === undefined ? undefined : gemini(tool))}`,
+  ]);
+  if (/[^*?]/.test(server) || (tool !== undefined && /[^*?]/.test(tool))) forms.add(join(server, '-', tool));
+  return [...forms];
+}
+
+/** A rule's glob over tool names, in every agent's form of an MCP tool's name (agentForms). */
+export function ruleToolGlob(glob: string): ToolGlob {
+  const globs = agentForms(glob).map((g) => toolGlob(g));
+  if (globs.length === 1) return globs[0]!;
+  return { test: (name) => globs.some((g) => g.test(name)) };
+}
+
 const FIELDS = new Set(['id', 'tool', 'argumentPattern', 'action', 'scope', 'subject', 'enabled']);
 
 /** One rule of a body, checked field by field; `at` names it in the refusal (`rules[2]`). */
@@ -193,7 +230,7 @@ export function compileRules(
         args = MATCHES_ALL;
       }
     }
-    return { rule, tool: toolGlob(rule.tool), args };
+    return { rule, tool: ruleToolGlob(rule.tool), args };
   });
 }
 

@@ -93,6 +93,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 /** A `LIST:<dir>,<dir>` in the last content asks for one `list_directory` call per folder. */
 const LIST = /LIST:([^\s]+)/;
+/** A `CALL:<name>` in the last content asks for one call of that function (an MCP tool's, as an agent names it). */
+const CALL = /CALL:([^\s]+)/;
 /** Thought signatures the mock has handed out, one per answer with calls (as Gemini 3 does). */
 let signatures = 0;
 
@@ -100,7 +102,8 @@ let signatures = 0;
  * A tool loop as the real API plays it, for agents that run their tools: a last content asking
  * `LIST:a,b` gets one `list_directory` call per folder, without an `id` (generateContent gives its
  * calls none) and the answer's thought signature on the first call only; a last content of
- * `functionResponse` parts (the results) gets the final text. Undefined otherwise.
+ * `functionResponse` parts (the results) gets the final text, and one asking `CALL:<name>` one call
+ * of that function. Undefined otherwise.
  */
 function toolLoop(model: string, body: unknown): Record<string, unknown> | undefined {
   const contents = (body as { contents?: { parts?: Record<string, unknown>[] }[] } | null)?.contents;
@@ -109,7 +112,9 @@ function toolLoop(model: string, body: unknown): Record<string, unknown> | undef
   if (parts.some((p) => p.functionResponse !== undefined)) answer = [{ text: 'Done.' }];
   else {
     const dirs = parts.map((p) => LIST.exec(String(p.text ?? ''))?.[1]).find((d) => d !== undefined);
-    if (dirs !== undefined) {
+    const call = parts.map((p) => CALL.exec(String(p.text ?? ''))?.[1]).find((c) => c !== undefined);
+    if (call !== undefined) answer = [{ functionCall: { name: call, args: { title: 'from the mock' } } }];
+    else if (dirs !== undefined) {
       const signature = Buffer.from(`signature-${++signatures}`).toString('base64');
       answer = dirs.split(',').map((dir, i) => ({
         functionCall: { name: 'list_directory', args: { dir_path: dir } },

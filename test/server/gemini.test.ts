@@ -697,6 +697,37 @@ describe('Gemini API (native) through the bridge', () => {
     }
   });
 
+  it('a deny rule on an MCP server in Claude Code’s form holds Gemini CLI’s name for its tools (mcp_<server>_<tool>)', async () => {
+    const put = await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, {
+      rules: [{ id: 'no-merges', tool: 'mcp__github__merge_*', action: 'deny', scope: 'org' }],
+    });
+    assert.equal(put.status, 200);
+    try {
+      const before = (await tb.interceptions(0, key)).length;
+      const denied = await sdk().models.generateContent({
+        model: 'gemini-2.5-flash',
+        contents: 'CALL:mcp_github_merge_pull_request',
+      });
+      assert.equal(denied.functionCalls, undefined, 'the call never reaches the agent');
+      assert.match(denied.text ?? '', /no-merges/);
+      const other = await sdk().models.generateContent({
+        model: 'gemini-2.5-flash',
+        contents: 'CALL:mcp_gitlab_merge_pull_request',
+      });
+      assert.equal(other.functionCalls?.[0]?.name, 'mcp_gitlab_merge_pull_request', 'another server’s tool');
+      const [second, first] = await tb.interceptions(before + 2, key);
+      assert.equal(
+        first?.toolCalls[0]?.name,
+        'mcp_github_merge_pull_request',
+        'recorded as the agent named it',
+      );
+      assert.deepEqual(first?.toolCalls[0]?.policy, { rule: 'no-merges', action: 'deny' });
+      assert.equal(second?.toolCalls[0]?.policy, undefined);
+    } finally {
+      await tb.api('PUT', '/api/v1/tool-policy', tb.adminKey, { rules: [] });
+    }
+  });
+
   it('has no built-in instance without a key', async () => {
     const plain = await startBridge('http://127.0.0.1:9');
     try {

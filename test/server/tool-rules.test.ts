@@ -76,6 +76,38 @@ describe('tool-policy rules', () => {
     assert.ok(performance.now() - started < 500, `${Math.round(performance.now() - started)} ms`);
   });
 
+  it('a rule on an MCP server’s tools in Claude Code’s form holds every agent’s name for them', () => {
+    const matches = (glob: string, name: string): boolean =>
+      decide(rules({ id: 'r', tool: glob, action: 'deny', scope: 'org' }), name, '{}') !== undefined;
+    for (const name of [
+      'mcp__github__merge_pull_request', // Claude Code, Codex
+      'mcp_github_merge_pull_request', // Gemini CLI
+      'github-merge_pull_request', // Copilot CLI
+    ])
+      assert.ok(matches('mcp__github__merge_*', name), name);
+    for (const name of [
+      'mcp__gitlab__merge_pull_request',
+      'mcp_gitlab_merge_x',
+      'gitlab-merge_x',
+      'merge_pull_request',
+    ])
+      assert.ok(!matches('mcp__github__merge_*', name), name);
+    // Codex writes a server's `-` as `_`; Gemini CLI keeps it; other characters it makes `_`.
+    assert.ok(matches('mcp__git-hub__*', 'mcp__git_hub__list'));
+    assert.ok(matches('mcp__git-hub__*', 'mcp_git-hub_list'));
+    assert.ok(matches('mcp__git-hub__*', 'git-hub-list'));
+    assert.ok(matches('mcp__my server__*', 'mcp_my_server_list'));
+    // With no server or tool named, Copilot CLI's form (no prefix) would be every tool it has.
+    assert.ok(matches('mcp__*', 'mcp_anything_at_all'));
+    assert.ok(!matches('mcp__*', 'bash'));
+    assert.ok(!matches('mcp__*__*', 'bash'));
+    assert.ok(matches('mcp__*__delete_*', 'files-delete_file'), 'a tool named: Copilot’s form too');
+    // Globs that name no MCP tool are only themselves.
+    assert.ok(matches('Bash', 'Bash'));
+    assert.ok(!matches('Bash', 'bash'));
+    assert.ok(!matches('mcp_github_*', 'mcp__github__x'), 'Gemini’s form is not widened to the others');
+  });
+
   it('applies the org rules, the caller team and the caller own rules, enabled ones only', () => {
     const set = rules(
       { id: 'u', tool: '*', action: 'audit', scope: 'user', subject: 'dev@example.com' },
