@@ -94,7 +94,13 @@ function isSessionCap(b: AnyBudget): b is SessionBudget {
   return b.scope === 'session';
 }
 
-function usd(n: number): string {
+/**
+ * Dollars for a refusal's text: cents from $1, four places below it, and below $0.0001 two
+ * significant digits (a budget of $0.000001 read "$0.0000", which says it is nothing).
+ */
+export function usd(n: number): string {
+  if (n > 0 && n < 0.0001)
+    return `$${n.toFixed(Math.min(20, Math.ceil(-Math.log10(n)) + 1)).replace(/\.?0+$/, '')}`;
   return `$${n.toFixed(n < 1 ? 4 : 2)}`;
 }
 

@@ -208,7 +208,7 @@ describe('the real Gemini CLI through /gemini', function () {
     assert.ok(seconds < 30, `gemini gave up after ${seconds.toFixed(1)} s (it retried for minutes)`);
     assert.match(
       `${res.stdout}\n${res.stderr}`,
-      new RegExp(`${periodly(period)} budget of \\$0\\.0000 .* is spent`),
+      new RegExp(`${periodly(period)} budget of \\$0\\.000001 .* is spent`),
       `the budget’s own message: ${res.stdout}\n${res.stderr}`,
     );
   });

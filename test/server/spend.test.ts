@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { usd } from '../../server/spend/budgets';
 import type { Alert, BudgetStatus, UsageReport, UsageRow } from '../../shared/spend';
 import { AnthropicMock, DEFAULT_USAGE } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
@@ -845,5 +846,17 @@ describe('AIBRIDGE_UNPRICED_MODELS=block', () => {
     const rec = (await tb.interceptions(3, dev.key))[0]!;
     assert.equal(rec.model, model);
     assert.equal(rec.priceKnown, true);
+  });
+});
+
+describe('amounts in a budget refusal', () => {
+  it('cents from $1, four places below, and a tiny budget in its own digits rather than $0.0000', () => {
+    assert.equal(usd(12.345), '$12.35');
+    assert.equal(usd(0.5), '$0.5000');
+    assert.equal(usd(0.0001), '$0.0001');
+    assert.equal(usd(0.000001), '$0.000001');
+    assert.equal(usd(0.0000015), '$0.0000015');
+    assert.equal(usd(3e-9), '$0.000000003');
+    assert.equal(usd(0), '$0.0000');
   });
 });
