@@ -236,14 +236,21 @@ async function straceStart(pid: number, out: string): Promise<() => Promise<Map<
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   onCleanup(() => proc.kill('SIGKILL'));
+  // Listened for from the start: strace ends by itself when the process it traces does.
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   // strace says nothing once attached; its "Process N attached" lines come on stderr.
   let said = '';
   await new Promise<void>((resolve, reject) => {
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      reject(err);
+    };
     const timer = setTimeout(
-      () => reject(new Error(`strace did not attach to ${pid}: ${said.trim()}`)),
+      () => fail(new Error(`strace did not attach to ${pid}: ${said.trim()}`)),
       10_000,
     );
-    proc.once('error', reject);
+    proc.once('error', fail);
+    void exited.then(() => fail(new Error(`strace ended before it attached to ${pid}: ${said.trim()}`)));
     proc.stderr.on('data', (c: Buffer) => {
       said += c.toString();
       if (said.includes('attached')) {
@@ -254,8 +261,7 @@ async function straceStart(pid: number, out: string): Promise<() => Promise<Map<
   });
   await new Promise((r) => setTimeout(r, 200));
   return async () => {
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGINT');
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
     await exited;
     const counts = new Map<string, number>();
     // strace -c's table: % time, seconds, usecs/call, calls, [errors,] syscall.
@@ -371,7 +377,7 @@ async function main(): Promise<void> {
         `  by thread, ms per 1k: ${threads}; user ${((1000 * t.user) / t.ok).toFixed(0)}, system ${((1000 * (t.cpu - t.user)) / t.ok).toFixed(0)}\n` +
         (GC && s.gc ? `  ${s.gc.summary(t.ok)}\n` : ''),
     );
-    if (SYSCALLS) {
+    if (SYSCALLS && t.ok > 0) {
       const counts = [...syscalls[i]!].sort((a, b) => b[1] - a[1]);
       const total = counts.reduce((n, [, c]) => n + c, 0);
       process.stdout.write(

@@ -21,7 +21,7 @@ export function geminiInstance(
   providers: readonly ProviderInstanceInfo[] | null | undefined,
 ): string | undefined {
   const speaking = (providers ?? []).filter(
-    (p) => GEMINI_TYPES.includes(p.type) && INSTANCE_NAME.test(p.name),
+    (p) => typeof p?.name === 'string' && GEMINI_TYPES.includes(p.type) && INSTANCE_NAME.test(p.name),
   );
   return (speaking.find((p) => p.name === PREFERRED) ?? speaking[0])?.name;
 }

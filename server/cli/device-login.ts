@@ -57,7 +57,7 @@ export function readCredentials(file: string): Credentials {
   } catch {
     throw new CliError(`${file} is not JSON; run \`aibridge login\` again`);
   }
-  if (typeof c.url !== 'string' || typeof c.key !== 'string')
+  if (typeof c !== 'object' || c === null || typeof c.url !== 'string' || typeof c.key !== 'string')
     throw new CliError(`${file} is not an aibridge credentials file; run \`aibridge login\` again`);
   // A name that is no instance name is not put in a URL (the file is the user's to edit).
   const gemini = typeof c.gemini === 'string' && INSTANCE_NAME.test(c.gemini) ? c.gemini : null;
@@ -155,14 +155,11 @@ export async function login(opts: LoginOptions): Promise<Credentials> {
     });
     if (r.status === 200) {
       const t = r.body as { access_token: string; key_id: string; expires_at: string | null };
+      const creds: Credentials = { url: base, key: t.access_token, keyId: t.key_id, expiresAt: t.expires_at };
+      // Kept at once: the key is live, and asking what the bridge serves may take a while.
+      writeCredentials(opts.file, creds);
       const gemini = await servedGemini(base, t.access_token);
-      const creds: Credentials = {
-        url: base,
-        key: t.access_token,
-        keyId: t.key_id,
-        expiresAt: t.expires_at,
-        gemini: gemini ?? null,
-      };
+      creds.gemini = gemini ?? null;
       writeCredentials(opts.file, creds);
       opts.out(`Signed in. The key is in ${opts.file}${t.expires_at ? ` (until ${t.expires_at})` : ''}.`);
       opts.out('Run `eval "$(aibridge env)"` to point Claude Code and the SDKs at the bridge.');

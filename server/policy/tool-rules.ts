@@ -122,41 +122,75 @@ export function toolGlob(glob: string, opts: { questionMark?: 'one' | 'literal' 
   };
 }
 
+/** Which names a form of a rule's glob is tested against. */
+type NameForm = 'any' | 'gemini' | 'copilot';
+
 /**
- * The names each agent gives the MCP tools a glob names in Claude Code's form,
- * `mcp__<server>__<tool>` (or `mcp__<server>…` with no tool part): the glob itself; Codex's, which
- * writes a `-` in a server's or tool's name as `_`; Gemini CLI's, `mcp_<server>_<tool>` with
- * anything but letters, digits and `_ - . :` made `_`; and Copilot CLI's, `<server>-<tool>`, which
- * has no prefix, so only where the glob names a server or a tool (`mcp__*` or `mcp__*__*` in
- * Copilot's form would name every tool it has, its own shell among them). A rule on one server's
- * tools then holds whichever of these agents calls them (docs/governance.md). Any other glob is
- * only itself.
+ * The forms of a glob in Claude Code's MCP form, `mcp__<server>__<tool>` (or `mcp__<server>…`
+ * with no tool part), in which each agent names the same tools, and the names each is tested on:
+ *
+ * - the glob as written, and as Claude Code writes a name (anything but letters, digits, `_` and
+ *   `-` made `_`: a rule naming a tool `files.delete` matches its `mcp__srv__files_delete`);
+ * - Codex's, which writes a `-` in a server's or tool's name as `_`;
+ * - Gemini CLI's, `mcp_<server>_<tool>`, which keeps `.` and `:` where Claude Code writes `_`: so
+ *   tested on the name with those made `_`. Gemini CLI adds no `mcp_` to a name that has it
+ *   already (a server named `mcp_gh` or `mcp`), so that form too;
+ * - Copilot CLI's, `<server>-<tool>`, with no prefix, tested only on names with a `-` that are in
+ *   no other agent's MCP form: its own tools (`bash`, `edit`, `str_replace_editor`) have none, and
+ *   a glob like `mcp__b*` must not become `b*` over them.
+ *
+ * Any other glob is only itself. (docs/governance.md#mcp-names)
  */
-export function agentForms(glob: string): string[] {
-  if (!glob.startsWith('mcp__')) return [glob];
+export function agentForms(glob: string): { glob: string; names: NameForm }[] {
+  if (!glob.startsWith('mcp__')) return [{ glob, names: 'any' }];
   const rest = glob.slice('mcp__'.length);
   const sep = rest.indexOf('__');
-  const server = sep < 0 ? rest : rest.slice(0, sep);
-  const tool = sep < 0 ? undefined : rest.slice(sep + 2);
-  const join = (s: string, between: string, t: string | undefined): string =>
-    t === undefined ? s : `${s}${between}${t}`;
-  const codex = (x: string): string => x.replace(/-/g, '_');
   // Glob characters stay: they are the rule's, not a name's.
-  const gemini = (x: string): string => x.replace(/[^A-Za-z0-9_\-.:*?]/g, '_');
-  const forms = new Set([
-    glob,
-    `mcp__${join(codex(server), '__', tool === undefined ? undefined : codex(tool))}`,
-    `mcp_${join(gemini(server), '_', tool === undefined ? undefined : gemini(tool))}`,
+  const claude = (x: string): string => x.replace(/[^A-Za-z0-9_\-*?]/g, '_');
+  const server = claude(sep < 0 ? rest : rest.slice(0, sep));
+  const tool = sep < 0 ? undefined : claude(rest.slice(sep + 2));
+  const join = (sv: string, between: string, t: string | undefined): string =>
+    t === undefined ? sv : `${sv}${between}${t}`;
+  const codex = (x: string): string => x.replace(/-/g, '_');
+  const forms = new Map<string, NameForm>([
+    [glob, 'any'],
+    [`mcp__${join(server, '__', tool)}`, 'any'],
+    [`mcp__${join(codex(server), '__', tool === undefined ? undefined : codex(tool))}`, 'any'],
   ]);
-  if (/[^*?]/.test(server) || (tool !== undefined && /[^*?]/.test(tool))) forms.add(join(server, '-', tool));
-  return [...forms];
+  const gemini = join(server, '_', tool);
+  forms.set(`mcp_${gemini}`, 'gemini');
+  if (gemini.startsWith('mcp_')) forms.set(gemini, 'gemini');
+  if (!forms.has(join(server, '-', tool))) forms.set(join(server, '-', tool), 'copilot');
+  return [...forms].map(([g, names]) => ({ glob: g, names }));
 }
 
 /** A rule's glob over tool names, in every agent's form of an MCP tool's name (agentForms). */
 export function ruleToolGlob(glob: string): ToolGlob {
-  const globs = agentForms(glob).map((g) => toolGlob(g));
-  if (globs.length === 1) return globs[0]!;
-  return { test: (name) => globs.some((g) => g.test(name)) };
+  const forms = agentForms(glob).map((f) => ({ names: f.names, tool: toolGlob(f.glob) }));
+  if (forms.length === 1) return forms[0]!.tool;
+  return {
+    test(name) {
+      for (const f of forms) {
+        if (
+          f.names === 'any'
+            ? f.tool.test(name)
+            : f.names === 'gemini'
+              ? geminiName(name, f.tool)
+              : copilotName(name, f.tool)
+        )
+          return true;
+      }
+      return false;
+    },
+  };
+}
+
+function geminiName(name: string, glob: ToolGlob): boolean {
+  return name.startsWith('mcp_') && glob.test(name.replace(/[.:]/g, '_'));
+}
+
+function copilotName(name: string, glob: ToolGlob): boolean {
+  return name.includes('-') && !name.startsWith('mcp_') && glob.test(name);
 }
 
 const FIELDS = new Set(['id', 'tool', 'argumentPattern', 'action', 'scope', 'subject', 'enabled']);

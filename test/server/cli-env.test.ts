@@ -44,3 +44,17 @@ describe('aibridge env: Gemini CLI’s variables', () => {
     }
   });
 });
+
+describe('aibridge env: a credentials file that is not one', () => {
+  it('says to sign in again, for JSON that is no object as for JSON without a key', () => {
+    for (const text of ['null', '[]', '"x"', '{"url": "https://b.example"}']) {
+      const p = path.join(tempDirSync('aibridge-creds-'), 'credentials.json');
+      fs.writeFileSync(p, text);
+      assert.throws(
+        () => readCredentials(p),
+        /not an aibridge credentials file; run `aibridge login` again/,
+        text,
+      );
+    }
+  });
+});

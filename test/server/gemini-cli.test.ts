@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -30,6 +30,13 @@ describe('the real Gemini CLI through /gemini', function () {
       AIBRIDGE_GEMINI_BASE_URL: mock.origin,
       AIBRIDGE_GEMINI_API_KEY: GEMINI_UPSTREAM_KEY,
     });
+  });
+
+  /** `aibridge login` still polling when a test failed or timed out before the approval. */
+  const logins = new Set<ChildProcess>();
+  afterEach(() => {
+    for (const p of logins) p.kill();
+    logins.clear();
   });
 
   after(async () => {
@@ -104,6 +111,7 @@ describe('the real Gemini CLI through /gemini', function () {
       env: shellEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    logins.add(login);
     let said = '';
     login.stdout.on('data', (d: Buffer) => {
       said += d.toString();
@@ -112,23 +120,18 @@ describe('the real Gemini CLI through /gemini', function () {
       said += d.toString();
     });
     const exited = new Promise<number>((resolve) => login.on('exit', (code) => resolve(code ?? -1)));
-    try {
-      let code: string | undefined;
-      for (const deadline = Date.now() + 15_000; !code && Date.now() < deadline; ) {
-        code = /confirm the code ([A-Z]{4}-[A-Z]{4})/.exec(said)?.[1];
-        if (!code) await new Promise((r) => setTimeout(r, 50));
-      }
-      assert.ok(code, `no code printed: ${said}`);
-      const approved = await tb.api('POST', '/api/v1/auth/device/approve', dev.key, {
-        userCode: code,
-        approve: true,
-      });
-      assert.equal(approved.status, 200);
-      assert.equal(await exited, 0, said);
-    } finally {
-      // Still polling when the test failed before the approval.
-      login.kill();
+    let code: string | undefined;
+    for (const deadline = Date.now() + 15_000; !code && Date.now() < deadline; ) {
+      code = /confirm the code ([A-Z]{4}-[A-Z]{4})/.exec(said)?.[1];
+      if (!code) await new Promise((r) => setTimeout(r, 50));
     }
+    assert.ok(code, `no code printed: ${said}`);
+    const approved = await tb.api('POST', '/api/v1/auth/device/approve', dev.key, {
+      userCode: code,
+      approve: true,
+    });
+    assert.equal(approved.status, 200);
+    assert.equal(await exited, 0, said);
     assert.match(
       said,
       new RegExp(`Gemini CLI too \\(${tb.url}/gemini\\)`),

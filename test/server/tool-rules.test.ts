@@ -96,12 +96,31 @@ describe('tool-policy rules', () => {
     assert.ok(matches('mcp__git-hub__*', 'mcp__git_hub__list'));
     assert.ok(matches('mcp__git-hub__*', 'mcp_git-hub_list'));
     assert.ok(matches('mcp__git-hub__*', 'git-hub-list'));
-    assert.ok(matches('mcp__my server__*', 'mcp_my_server_list'));
-    // With no server or tool named, Copilot CLI's form (no prefix) would be every tool it has.
-    assert.ok(matches('mcp__*', 'mcp_anything_at_all'));
-    assert.ok(!matches('mcp__*', 'bash'));
-    assert.ok(!matches('mcp__*__*', 'bash'));
-    assert.ok(matches('mcp__*__delete_*', 'files-delete_file'), 'a tool named: Copilot’s form too');
+    // A tool named `files.delete`: Claude Code writes it `files_delete`, Gemini CLI keeps the dot.
+    assert.ok(matches('mcp__srv__files_delete', 'mcp_srv_files.delete'));
+    assert.ok(matches('mcp__srv__files.delete', 'mcp__srv__files_delete'));
+    assert.ok(matches('mcp__srv__files.delete', 'mcp_srv_files.delete'));
+    // Gemini CLI adds no second `mcp_` to a server named mcp_gh (or mcp).
+    assert.ok(matches('mcp__mcp_gh__*', 'mcp_gh_list'));
+    assert.ok(matches('mcp__mcp__x', 'mcp_x'));
+    // Every MCP tool, in each agent's form; Copilot's are its names with a `-`.
+    for (const name of ['mcp__a__b', 'mcp_anything_at_all', 'github-mcp-server-get_issue'])
+      assert.ok(matches('mcp__*', name), name);
+    assert.ok(matches('mcp__*__delete_*', 'files-delete_file'), 'Copilot’s form of a tool glob');
+    // No agent's own tools: Copilot's (bash, edit), Codex's (shell, apply_patch), Gemini CLI's.
+    for (const [glob, name] of [
+      ['mcp__*', 'bash'],
+      ['mcp__*__*', 'bash'],
+      ['mcp__b*', 'bash'],
+      ['mcp__e*', 'edit'],
+      ['mcp__*shell*', 'shell'],
+      ['mcp__*shell*', 'local_shell'],
+      ['mcp__*shell*', 'run_shell_command'],
+      ['mcp__*_*', 'apply_patch'],
+      ['mcp__*_*', 'write_file'],
+      ['mcp__*_*', 'str_replace_editor'],
+    ] as const)
+      assert.ok(!matches(glob, name), `${glob} on ${name}`);
     // Globs that name no MCP tool are only themselves.
     assert.ok(matches('Bash', 'Bash'));
     assert.ok(!matches('Bash', 'bash'));
