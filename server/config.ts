@@ -126,6 +126,11 @@ export interface Config {
   readonly adminSessionHours: number;
   /** How long a key minted by the device sign-in (`aibridge login`) lasts (AIBRIDGE_DEVICE_KEY_DAYS). */
   readonly deviceKeyDays: number;
+  /**
+   * How long after the sign-in that minted it a device key may still be renewed, in days
+   * (AIBRIDGE_DEVICE_KEY_MAX_DAYS); 0: renewed for as long as it is used.
+   */
+  readonly deviceKeyMaxDays: number;
   readonly limits: ClientLimits;
   /** Identity-provider groups → team and role, for OIDC sign-in and SCIM (docs/sso.md). */
   readonly groups: GroupMapping;
@@ -313,6 +318,7 @@ export const ENV_VARS = [
   'AIBRIDGE_GROUP_TEAMS',
   'AIBRIDGE_OIDC_ADMIN_GROUP',
   'AIBRIDGE_DEVICE_KEY_DAYS',
+  'AIBRIDGE_DEVICE_KEY_MAX_DAYS',
   // `aibridge login` and `aibridge env` keep the device key under $XDG_CONFIG_HOME/aibridge (docs/cli.md).
   'XDG_CONFIG_HOME',
   'AIBRIDGE_OIDC_ISSUER',
@@ -993,6 +999,13 @@ export function loadConfig(
   );
   const adminEmail = env.AIBRIDGE_ADMIN_EMAIL || 'admin@localhost';
   const oidc = oidcSettings(env);
+  const deviceKeyDays = int(pick(undefined, '', env, 'AIBRIDGE_DEVICE_KEY_DAYS'), 7, 1, 90);
+  const deviceKeyMaxDays = int(pick(undefined, '', env, 'AIBRIDGE_DEVICE_KEY_MAX_DAYS'), 30, 0, 3650);
+  if (deviceKeyMaxDays !== 0 && deviceKeyMaxDays < deviceKeyDays)
+    throw new ConfigError(
+      'AIBRIDGE_DEVICE_KEY_MAX_DAYS',
+      `expected 0 or at least AIBRIDGE_DEVICE_KEY_DAYS (${deviceKeyDays}), got ${deviceKeyMaxDays}`,
+    );
   if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail))
     throw new ConfigError('AIBRIDGE_ADMIN_EMAIL', `"${adminEmail}" is not an email address`);
   const level = (env.AIBRIDGE_LOG_LEVEL || 'info').toLowerCase();
@@ -1092,7 +1105,8 @@ export function loadConfig(
       1_000_000,
     ),
     adminSessionHours: int(pick(undefined, '', env, 'AIBRIDGE_ADMIN_SESSION_HOURS'), 12, 1, 720),
-    deviceKeyDays: int(pick(undefined, '', env, 'AIBRIDGE_DEVICE_KEY_DAYS'), 7, 1, 90),
+    deviceKeyDays,
+    deviceKeyMaxDays,
     limits: clientLimits(env),
     groups: groupMapping(env),
     oidc,

@@ -37,3 +37,12 @@ export async function renew(call: () => Promise<{ key: KeyInfo }>): Promise<Rene
     return { type: 'later', message: (err as Error).message };
   }
 }
+
+/**
+ * A renewal the bridge answered without moving the key's expiry while it was due: the key has
+ * reached the longest a device sign-in lasts (AIBRIDGE_DEVICE_KEY_MAX_DAYS) and will run out; only
+ * a new sign-in, through the identity provider, gives a key past it.
+ */
+export function renewalEnded(before: Pick<KeyInfo, 'expiresAt'>, after: Pick<KeyInfo, 'expiresAt'>): boolean {
+  return after.expiresAt !== null && after.expiresAt === before.expiresAt;
+}

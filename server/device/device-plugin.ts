@@ -127,7 +127,11 @@ export function deviceCapability(
 
     // The device's own key, pushed forward while the device is in use (docs/sso.md#editors-the-same-grant-with-a-way-back).
     app.post('/api/v1/auth/device/renew', { config: { access: 'member' } }, async (req, reply) => {
-      const key = await identity.renewKey(principalOf(req).key, core.config.deviceKeyDays);
+      const key = await identity.renewKey(
+        principalOf(req).key,
+        core.config.deviceKeyDays,
+        core.config.deviceKeyMaxDays,
+      );
       return reply.header('cache-control', 'no-store').send({ key });
     });
 

@@ -120,14 +120,21 @@ export class IdentityService {
    * Pushes a device key's expiry to `days` from now, so a device in use never meets it. Only keys a
    * device sign-in minted; the key is the caller's own (authentication already refused a dead one).
    */
-  async renewKey(key: KeyRecord, days: number): Promise<KeyInfo> {
+  /**
+   * Pushes a device key's expiry to `days` from now, but never past `maxDays` after the sign-in
+   * that minted it (0: no such bound): renewing asks the bridge, not the identity provider, so
+   * without the bound a user the provider no longer knows kept their device keys for as long as
+   * they used them (docs/sso.md). Past it the key is answered as it is and runs out.
+   */
+  async renewKey(key: KeyRecord, days: number, maxDays = 0): Promise<KeyInfo> {
     if (!key.renewable || key.expiresAt === null)
       throw new BridgeError(
         'key_not_renewable',
         'Only keys from a device sign-in can be renewed; sign in again for a new one.',
       );
     const span = days * 86_400_000;
-    const target = this.now().getTime() + span;
+    let target = this.now().getTime() + span;
+    if (maxDays > 0) target = Math.min(target, Date.parse(key.createdAt) + maxDays * 86_400_000);
     // A renewal that would move the expiry by less than a step (a day, a tenth of a short span) is
     // not written: in a loop, each one rewrote the embedded store's whole file on the event loop.
     if (target - Date.parse(key.expiresAt) < Math.min(86_400_000, span / 10)) return keyInfo(key);

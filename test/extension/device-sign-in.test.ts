@@ -6,7 +6,7 @@ import {
   Waker,
   waitForDeviceKey,
 } from '../../extension/auth/device-sign-in';
-import { renew, renewalDue } from '../../extension/auth/renewal';
+import { renew, renewalDue, renewalEnded } from '../../extension/auth/renewal';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
@@ -24,6 +24,8 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
   let tb: TestBridge;
   const clock = new TestClock();
   let cookie = '';
+  /** The approving user's own key, for a new admin-page session once the test clock has moved on. */
+  let devKey = '';
 
   async function approve(userCode: string, yes = true): Promise<Record<string, unknown>> {
     const res = await fetch(`${tb.url}/api/v1/auth/device/approve`, {
@@ -39,6 +41,7 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
     upstream = await new AnthropicMock().start();
     tb = await startBridge(upstream.url, {}, undefined, { clock });
     const dev = await tb.addUser('browser-dev@example.com', { team: 'ide' });
+    devKey = dev.key;
     cookie = await sessionCookie(tb.url, dev.key);
   });
   after(async () => {
@@ -186,5 +189,39 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
     assert.equal(refused.type, 'refused');
     const offline = await renew(() => new BridgeClient('http://127.0.0.1:9', got.key).renewKey());
     assert.equal(offline.type, 'later');
+  });
+
+  it('tells when renewals end: the bridge stops moving the expiry 30 days after the sign-in (AIBRIDGE_DEVICE_KEY_MAX_DAYS)', async () => {
+    cookie = await sessionCookie(tb.url, devKey); // the earlier tests moved the clock past the last session
+    const grant = await startDeviceSignIn(
+      tb.url,
+      'month-long',
+      'vscode://aibridge.ai-bridge/auth-complete?nonce=m',
+    );
+    await approve(grant.userCode);
+    const got = await waitForDeviceKey(tb.url, grant);
+    const client = new BridgeClient(tb.url, got.key);
+    let key = (await client.me()).key;
+    const signedIn = Date.parse(key.createdAt);
+    let ended = 0;
+    // The extension's hourly check, a day at a time: renewed whenever due, for 31 days.
+    for (let d = 1; d <= 29; d++) {
+      clock.advance(signedIn + d * DAY - clock.now());
+      if (!renewalDue(key, clock.now())) continue;
+      const out = await renew(() => client.renewKey());
+      assert.equal(out.type, 'renewed', `day ${d}`);
+      if (out.type !== 'renewed') return;
+      if (renewalEnded(key, out.key)) ended++;
+      key = out.key;
+    }
+    assert.equal(Date.parse(key.expiresAt ?? ''), signedIn + 30 * DAY, 'renewed up to the 30th day');
+    assert.ok(ended >= 1, 'a renewal that moved nothing was seen as the last');
+    assert.equal(
+      renewalEnded({ expiresAt: '2027-01-01T00:00:00.000Z' }, { expiresAt: '2027-01-08T00:00:00.000Z' }),
+      false,
+    );
+    clock.advance(signedIn + 30 * DAY + 1 - clock.now());
+    const after = await renew(() => client.renewKey());
+    assert.equal(after.type, 'refused', 'run out: sign in again');
   });
 });

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
+import { loadConfig } from '../../server/config';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
@@ -207,6 +208,41 @@ describe('device sign-in (RFC 8628), over HTTP', function () {
     await openSession(); // the admin-page session did not outlive the three days
   });
 
+  it('renews a device key for at most AIBRIDGE_DEVICE_KEY_MAX_DAYS (30) after its sign-in; then it runs out and a new sign-in is needed', async () => {
+    const s = await start('laptop, a month');
+    await asUser('POST', '/api/v1/auth/device/approve', { userCode: s.user_code, approve: true });
+    const got = await poll(s.device_code);
+    assert.equal(got.status, 200);
+    const key = got.body.access_token as string;
+    const signedInAt = clock.now();
+    const day = 86_400_000;
+    const renew = async (): Promise<number> => {
+      const res = await fetch(`${tb.url}/api/v1/auth/device/renew`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}` },
+      });
+      const body = (await res.json()) as { key: { expiresAt: string } };
+      assert.equal(res.status, 200, JSON.stringify(body));
+      return Date.parse(body.key.expiresAt) - signedInAt;
+    };
+    // Used every few days: each renewal 7 days ahead, until the 30th day after the sign-in.
+    for (const [at, until] of [
+      [5, 12],
+      [11, 18],
+      [17, 24],
+      [23, 30],
+      [26, 30],
+      [29, 30],
+    ] as const) {
+      clock.advance(signedInAt + at * day - clock.now());
+      assert.equal(await renew(), until * day, `renewed on day ${at}`);
+    }
+    clock.advance(signedInAt + 30 * day + 1 - clock.now());
+    const late = await fetch(`${tb.url}/api/v1/me`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(late.status, 401, 'the key ran out');
+    await openSession(); // the admin-page session did not outlive the month
+  });
+
   it('refuses callbacks a browser would execute, and malformed ones', async () => {
     for (const bad of [
       'javascript:alert(1)',
@@ -395,5 +431,18 @@ describe('aibridge login and aibridge env', function () {
     const fish = cli(['env', '--shell', 'fish'], { HOME: home, XDG_CONFIG_HOME: xdg });
     assert.equal(await fish.done, 0);
     assert.match(fish.out(), /^set -gx ANTHROPIC_AUTH_TOKEN 'aib_[\w-]+';$/m);
+  });
+});
+
+describe('AIBRIDGE_DEVICE_KEY_MAX_DAYS', () => {
+  const load = (env: Record<string, string>) => loadConfig({ port: '0', 'data-dir': os.tmpdir() }, env);
+  it('is 30 days by default, 0 turns the bound off, and less than a key lasts is refused at start-up', () => {
+    assert.equal(load({}).deviceKeyMaxDays, 30);
+    assert.equal(load({ AIBRIDGE_DEVICE_KEY_MAX_DAYS: '0' }).deviceKeyMaxDays, 0);
+    assert.throws(
+      () => load({ AIBRIDGE_DEVICE_KEY_DAYS: '14', AIBRIDGE_DEVICE_KEY_MAX_DAYS: '10' }),
+      /AIBRIDGE_DEVICE_KEY_MAX_DAYS.*at least AIBRIDGE_DEVICE_KEY_DAYS \(14\), got 10/,
+    );
+    assert.throws(() => load({ AIBRIDGE_DEVICE_KEY_MAX_DAYS: 'forever' }), /whole number/);
   });
 });
