@@ -16,7 +16,7 @@ import { DetailPanel } from './audit/detail-panel';
 import { AuditTree } from './audit/tree-provider';
 import { BridgeAuthProvider } from './auth/auth-provider';
 import { BrowserSignIn } from './auth/browser-sign-in-ui';
-import { renew, renewalDue, renewalEnded } from './auth/renewal';
+import { renew, renewalDue, renewalsEnded } from './auth/renewal';
 import { Session, type SignedIn } from './auth/session';
 import {
   type Credentials,
@@ -106,8 +106,6 @@ export class Container implements vscode.Disposable {
   private reseedTimer: NodeJS.Timeout | undefined;
   private readonly periodTimer: NodeJS.Timeout;
   private readonly renewalTimer: NodeJS.Timeout;
-  /** The key whose last renewal the user was told of (renewalEnded), so they are told once. */
-  private toldRenewalEnded: string | undefined;
   private readonly browser = new BrowserSignIn();
   /** A sign-in in progress (command, Accounts menu, another extension): the others join it. */
   private signingIn: Promise<SignedIn | undefined> | undefined;
@@ -430,10 +428,7 @@ export class Container implements vscode.Disposable {
     if (out.type === 'renewed') {
       this.session.noteKey(out.key);
       this.log.info(`device key renewed until ${out.key.expiresAt}`);
-      if (renewalEnded(s.keyInfo, out.key) && this.toldRenewalEnded !== out.key.id) {
-        this.toldRenewalEnded = out.key.id;
-        void this.tellRenewalEnded(out.key.expiresAt!);
-      }
+      if (renewalsEnded(out.key)) void this.tellRenewalEnded(out.key.id, out.key.expiresAt!);
     } else if (out.type === 'refused') {
       await this.signedOutByBridge(`the key could not be renewed: ${out.message}`);
     } else {
@@ -523,8 +518,11 @@ export class Container implements vscode.Disposable {
     });
   }
 
-  /** Once per key: the sign-in will run out, and why a new one is needed. */
-  private async tellRenewalEnded(expiresAt: string): Promise<void> {
+  /** Once per key, in any window: the sign-in will run out, and why a new one is needed. */
+  private async tellRenewalEnded(keyId: string, expiresAt: string): Promise<void> {
+    const told = this.context.globalState.get<string[]>(STORAGE.renewalEndedTold) ?? [];
+    if (told.includes(keyId)) return;
+    await this.context.globalState.update(STORAGE.renewalEndedTold, [...told, keyId].slice(-20));
     const ends = new Date(expiresAt).toLocaleString();
     const pick = await vscode.window.showWarningMessage(
       `AI Bridge: your sign-in has reached the longest the bridge renews it and ends on ${ends}. Sign in again to keep working after that.`,

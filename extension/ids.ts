@@ -72,4 +72,6 @@ export const STORAGE = {
   declinedEnvKey: 'aibridge.declinedEnvKey',
   /** Bridges over plain http to another machine the user agreed to send their key to (asked once each). */
   insecureAccepted: 'aibridge.insecureAccepted',
+  /** Device keys whose holder was told their renewals have ended (the last few): told once, in any window. */
+  renewalEndedTold: 'aibridge.renewalEndedTold',
 } as const;

@@ -66,6 +66,11 @@ export const ERROR_CODES = {
     status: 403,
     message: 'Only keys minted by a device sign-in can be renewed.',
   },
+  sign_in_renewal_ended: {
+    status: 403,
+    message:
+      "The key's renewals have ended (AIBRIDGE_DEVICE_KEY_MAX_DAYS): sign in through the identity provider to approve a device.",
+  },
   oidc_denied: { status: 403, message: 'The identity provider did not sign you in.' },
   oidc_email_unverified: { status: 403, message: 'The identity provider has not verified this email.' },
   oidc_not_allowed: {

@@ -30,6 +30,12 @@ export interface KeyInfo {
    * push its expiry forward (`POST /api/v1/auth/device/renew`). Absent on other keys.
    */
   renewable?: true;
+  /**
+   * A device key's renewals push its expiry no further than this (AIBRIDGE_DEVICE_KEY_MAX_DAYS after
+   * the sign-in through the identity provider it descends from); once `expiresAt` has reached it,
+   * only a new sign-in gives a key past it. Absent: no such bound (or a key minted before it).
+   */
+  renewableUntil?: string;
 }
 
 /**

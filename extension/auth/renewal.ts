@@ -39,10 +39,11 @@ export async function renew(call: () => Promise<{ key: KeyInfo }>): Promise<Rene
 }
 
 /**
- * A renewal the bridge answered without moving the key's expiry while it was due: the key has
- * reached the longest a device sign-in lasts (AIBRIDGE_DEVICE_KEY_MAX_DAYS) and will run out; only
- * a new sign-in, through the identity provider, gives a key past it.
+ * The key has reached the longest the bridge renews it (`renewableUntil`, AIBRIDGE_DEVICE_KEY_MAX_DAYS
+ * after the sign-in): it runs out at its expiry, and only a new sign-in, through the identity
+ * provider, gives a key past it. False for a key the bridge sets no such bound on.
  */
-export function renewalEnded(before: Pick<KeyInfo, 'expiresAt'>, after: Pick<KeyInfo, 'expiresAt'>): boolean {
-  return after.expiresAt !== null && after.expiresAt === before.expiresAt;
+export function renewalsEnded(key: Pick<KeyInfo, 'expiresAt' | 'renewableUntil' | 'renewable'>): boolean {
+  if (!key.renewable || key.expiresAt === null || key.renewableUntil === undefined) return false;
+  return Date.parse(key.expiresAt) >= Date.parse(key.renewableUntil);
 }

@@ -1,9 +1,10 @@
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import type { CreatedKey, User } from '../../shared/identity';
+import type { KeyRecord } from '../core/principal';
 import { BridgeError } from '../errors';
 import { addressKey, evictionFor } from '../http/address-share';
 import { AuthThrottle } from '../identity/auth-throttle';
-import type { IdentityService } from '../identity/identity-service';
+import { type IdentityService, renewalBound } from '../identity/identity-service';
 import type { Store } from '../store/types';
 
 /** How long a user has to approve a device (RFC 8628 `expires_in`). */
@@ -67,6 +68,12 @@ interface StoredGrant {
   userId: string | null;
   /** Where the verification page sends the browser after an approval (the extension's callback); absent for `aibridge login`. */
   redirectUri?: string;
+  /**
+   * Approved with a device key (or a session opened with one): that key's renewal bound, which the
+   * new key may not outlive (ms since the epoch). Absent: approved with a sign-in through the
+   * identity provider or a key an admin issued.
+   */
+  approverBound?: number;
 }
 
 /** What the verification page shows of a waiting device. */
@@ -135,6 +142,8 @@ export class DeviceFlow {
     private readonly identity: IdentityService,
     private readonly now: () => Date,
     private readonly keyDays: number,
+    /** AIBRIDGE_DEVICE_KEY_MAX_DAYS: how long after a sign-in its device keys may be renewed; 0: unbounded. */
+    private readonly keyMaxDays = 0,
   ) {
     this.wrongCodes = new AuthThrottle(WRONG_CODES_PER_MINUTE, () => this.now().getTime());
   }
@@ -213,10 +222,17 @@ export class DeviceFlow {
       if (!(await this.store.deleteDoc('device_grant', id))) throw unknown;
       const user = grant.userId === null ? undefined : await this.store.getUserById(grant.userId);
       if (!user) throw new DeviceTokenError('access_denied', 'The user who approved no longer exists.');
+      // Renewed for at most AIBRIDGE_DEVICE_KEY_MAX_DAYS from this sign-in, and no further than
+      // the device key that approved it: a key cannot approve its own successor past its bound.
+      const bound = Math.min(
+        this.keyMaxDays > 0 ? now.getTime() + this.keyMaxDays * 86_400_000 : Number.POSITIVE_INFINITY,
+        grant.approverBound ?? Number.POSITIVE_INFINITY,
+      );
       return this.identity.issueKey(user, {
         name: grant.deviceName,
-        expiresAt: new Date(now.getTime() + this.keyDays * 86_400_000).toISOString(),
+        expiresAt: new Date(Math.min(now.getTime() + this.keyDays * 86_400_000, bound)).toISOString(),
         renewable: true,
+        renewableUntil: Number.isFinite(bound) ? new Date(bound).toISOString() : undefined,
       });
     }
     const early =
@@ -240,17 +256,29 @@ export class DeviceFlow {
   }
 
   /** Approves (the device's next poll gets a key for `user`) or denies the device a user code names. */
+  /**
+   * Approves or denies a waiting device. `approver`: the key the approval was made with (an
+   * admin-page session's key). A device key passes its own renewal bound on to the key it approves.
+   */
   async answer(
     userCode: string,
     user: User,
     ip: string | undefined,
     approve: boolean,
+    approver?: Pick<KeyRecord, 'renewable' | 'createdAt' | 'renewableUntil' | 'expiresAt'>,
   ): Promise<PendingDevice> {
+    const approverBound = approver?.renewable ? renewalBound(approver, this.keyMaxDays) : undefined;
     const g = await this.pending(userCode, user, ip);
+    if (approve && approverBound !== undefined && approverBound <= this.now().getTime() + 60_000)
+      throw new BridgeError(
+        'sign_in_renewal_ended',
+        'This device key can approve no more sign-ins: its renewals have ended (AIBRIDGE_DEVICE_KEY_MAX_DAYS). Sign in through the identity provider and approve it there.',
+      );
     await this.store.putDoc<StoredGrant>('device_grant', g.id, {
       ...g,
       status: approve ? 'approved' : 'denied',
       userId: user.id,
+      ...(approve && approverBound !== undefined && Number.isFinite(approverBound) ? { approverBound } : {}),
     });
     return shown(g);
   }

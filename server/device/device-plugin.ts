@@ -52,7 +52,13 @@ export function deviceCapability(
   identity: IdentityService,
   publicUrl: string | undefined,
 ): DeviceCapability {
-  const flow = new DeviceFlow(core.store, identity, datesOf(core.clock), core.config.deviceKeyDays);
+  const flow = new DeviceFlow(
+    core.store,
+    identity,
+    datesOf(core.clock),
+    core.config.deviceKeyDays,
+    core.config.deviceKeyMaxDays,
+  );
   const base = (req: FastifyRequest): string =>
     (publicUrl ?? `${req.protocol}://${req.headers.host ?? 'localhost'}`).replace(/\/+$/, '');
 
@@ -145,7 +151,8 @@ export function deviceCapability(
       '/api/v1/auth/device/approve',
       { config: { access: 'member' }, schema: { body: AnswerBody } },
       async (req) => {
-        const device = await flow.answer(req.body.userCode, principalOf(req).user, req.ip, req.body.approve);
+        const { user, key } = principalOf(req);
+        const device = await flow.answer(req.body.userCode, user, req.ip, req.body.approve, key);
         return { status: req.body.approve ? 'approved' : 'denied', device };
       },
     );

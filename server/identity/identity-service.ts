@@ -19,6 +19,29 @@ export function keyInfo(k: KeyRecord): KeyInfo {
   return info;
 }
 
+/**
+ * How far a device key may be renewed (ms since the epoch): its `renewableUntil` (set when it was
+ * minted), and AIBRIDGE_DEVICE_KEY_MAX_DAYS after its creation as the setting stands now (a key
+ * minted before keys carried a bound, or a setting lowered since); Infinity when neither bounds it.
+ * A key whose dates cannot be read renews no further than it stands.
+ */
+export function renewalBound(
+  key: Pick<KeyInfo, 'createdAt' | 'renewableUntil' | 'expiresAt'>,
+  maxDays: number,
+): number {
+  const stands = Date.parse(key.expiresAt ?? '') || 0;
+  let bound = Number.POSITIVE_INFINITY;
+  if (key.renewableUntil !== undefined) {
+    const until = Date.parse(key.renewableUntil);
+    bound = Number.isFinite(until) ? until : stands;
+  }
+  if (maxDays > 0) {
+    const created = Date.parse(key.createdAt);
+    bound = Math.min(bound, Number.isFinite(created) ? created + maxDays * 86_400_000 : stands);
+  }
+  return bound;
+}
+
 /** Users and keys: the rules (unique emails, keys shown once, stored hashed) in one place. */
 export class IdentityService {
   constructor(
@@ -78,7 +101,13 @@ export class IdentityService {
 
   async issueKey(
     user: User,
-    opts: { name?: string | undefined; expiresAt?: string | undefined; renewable?: boolean } = {},
+    opts: {
+      name?: string | undefined;
+      expiresAt?: string | undefined;
+      renewable?: boolean;
+      /** A renewable key's bound (KeyInfo.renewableUntil). */
+      renewableUntil?: string | undefined;
+    } = {},
   ): Promise<CreatedKey> {
     // As the store has the user now: a sign-in approved before a deactivation, or a provisioner,
     // would otherwise mint a key that comes alive again on reactivation, after its peers were revoked.
@@ -111,20 +140,19 @@ export class IdentityService {
       revokedAt: null,
       lastUsedAt: null,
       ...(opts.renewable && opts.expiresAt ? { renewable: true as const } : {}),
+      ...(opts.renewable && opts.expiresAt && opts.renewableUntil
+        ? { renewableUntil: new Date(opts.renewableUntil).toISOString() }
+        : {}),
     };
     await this.store.createKey(record);
     return { id: record.id, key, prefix: record.prefix, expiresAt: record.expiresAt };
   }
 
   /**
-   * Pushes a device key's expiry to `days` from now, so a device in use never meets it. Only keys a
-   * device sign-in minted; the key is the caller's own (authentication already refused a dead one).
-   */
-  /**
-   * Pushes a device key's expiry to `days` from now, but never past `maxDays` after the sign-in
-   * that minted it (0: no such bound): renewing asks the bridge, not the identity provider, so
+   * Pushes a device key's expiry to `days` from now, so a device in use never meets it, but never
+   * past its renewal bound (renewalBound): renewing asks the bridge, not the identity provider, so
    * without the bound a user the provider no longer knows kept their device keys for as long as
-   * they used them (docs/sso.md). Past it the key is answered as it is and runs out.
+   * they used them (docs/sso.md). Only keys a device sign-in minted are renewable.
    */
   async renewKey(key: KeyRecord, days: number, maxDays = 0): Promise<KeyInfo> {
     if (!key.renewable || key.expiresAt === null)
@@ -133,11 +161,13 @@ export class IdentityService {
         'Only keys from a device sign-in can be renewed; sign in again for a new one.',
       );
     const span = days * 86_400_000;
-    let target = this.now().getTime() + span;
-    if (maxDays > 0) target = Math.min(target, Date.parse(key.createdAt) + maxDays * 86_400_000);
+    const bound = renewalBound(key, maxDays);
+    const target = Math.min(this.now().getTime() + span, bound);
+    const moved = target - Date.parse(key.expiresAt);
     // A renewal that would move the expiry by less than a step (a day, a tenth of a short span) is
     // not written: in a loop, each one rewrote the embedded store's whole file on the event loop.
-    if (target - Date.parse(key.expiresAt) < Math.min(86_400_000, span / 10)) return keyInfo(key);
+    // The last one, up to the bound, is written however short: the key then ends on its bound.
+    if (!(moved > 0) || (moved < Math.min(86_400_000, span / 10) && target < bound)) return keyInfo(key);
     const renewed = await this.store.renewKey(key.id, new Date(target).toISOString());
     if (!renewed) throw new BridgeError('key_not_found', `No key ${key.id}.`);
     return keyInfo(renewed);

@@ -6,7 +6,7 @@ import {
   Waker,
   waitForDeviceKey,
 } from '../../extension/auth/device-sign-in';
-import { renew, renewalDue, renewalEnded } from '../../extension/auth/renewal';
+import { renew, renewalDue, renewalsEnded } from '../../extension/auth/renewal';
 import { AnthropicMock } from '../helpers/anthropic-mock';
 import { startBridge, type TestBridge } from '../helpers/bridge';
 import { TestClock } from '../helpers/clock';
@@ -203,25 +203,43 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
     const client = new BridgeClient(tb.url, got.key);
     let key = (await client.me()).key;
     const signedIn = Date.parse(key.createdAt);
-    let ended = 0;
-    // The extension's hourly check, a day at a time: renewed whenever due, for 31 days.
+    assert.equal(key.renewableUntil, new Date(signedIn + 30 * DAY).toISOString(), 'the bridge says how far');
+    let endedOn: number | undefined;
+    // The extension's hourly check, a day at a time: renewed whenever due, for 29 days.
     for (let d = 1; d <= 29; d++) {
       clock.advance(signedIn + d * DAY - clock.now());
       if (!renewalDue(key, clock.now())) continue;
       const out = await renew(() => client.renewKey());
       assert.equal(out.type, 'renewed', `day ${d}`);
       if (out.type !== 'renewed') return;
-      if (renewalEnded(key, out.key)) ended++;
       key = out.key;
+      if (renewalsEnded(key)) endedOn ??= d;
     }
     assert.equal(Date.parse(key.expiresAt ?? ''), signedIn + 30 * DAY, 'renewed up to the 30th day');
-    assert.ok(ended >= 1, 'a renewal that moved nothing was seen as the last');
-    assert.equal(
-      renewalEnded({ expiresAt: '2027-01-01T00:00:00.000Z' }, { expiresAt: '2027-01-08T00:00:00.000Z' }),
-      false,
+    assert.ok(
+      endedOn !== undefined && endedOn >= 23,
+      `told the renewals ended on day ${endedOn}, not before`,
     );
     clock.advance(signedIn + 30 * DAY + 1 - clock.now());
     const after = await renew(() => client.renewKey());
     assert.equal(after.type, 'refused', 'run out: sign in again');
+  });
+});
+
+describe('extension: when a device key’s renewals have ended', () => {
+  const key = (expiresAt: string | null, renewableUntil?: string) => ({
+    renewable: true as const,
+    expiresAt,
+    ...(renewableUntil === undefined ? {} : { renewableUntil }),
+  });
+  it('only once its expiry has reached the bound the bridge gave, never for a key without one', () => {
+    assert.equal(renewalsEnded(key('2027-01-24T00:00:00.000Z', '2027-01-31T00:00:00.000Z')), false);
+    assert.equal(renewalsEnded(key('2027-01-31T00:00:00.000Z', '2027-01-31T00:00:00.000Z')), true);
+    assert.equal(renewalsEnded(key('2027-01-31T00:00:00.000Z')), false, 'an older bridge, or no bound');
+    assert.equal(renewalsEnded(key(null, '2027-01-31T00:00:00.000Z')), false);
+    assert.equal(
+      renewalsEnded({ ...key('2027-01-31T00:00:00.000Z', '2027-01-31T00:00:00.000Z'), renewable: undefined }),
+      false,
+    );
   });
 });

@@ -243,6 +243,74 @@ describe('device sign-in (RFC 8628), over HTTP', function () {
     await openSession(); // the admin-page session did not outlive the month
   });
 
+  it('a device key that approves a new sign-in passes its bound on: keys approved one with another all end with the first sign-in’s 30 days', async () => {
+    const day = 86_400_000;
+    const viaKey = async (approver: string, name: string) => {
+      const s = await start(name);
+      const res = await fetch(`${tb.url}/api/v1/auth/device/approve`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${approver}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ userCode: s.user_code, approve: true }),
+      });
+      const body = (await res.json()) as { error?: { code: string } };
+      if (res.status !== 200) return { status: res.status, code: body.error?.code };
+      const got = await poll(s.device_code);
+      assert.equal(got.status, 200);
+      return { status: 200, key: got.body.access_token as string };
+    };
+    const info = async (key: string) =>
+      (
+        (await (
+          await fetch(`${tb.url}/api/v1/me`, { headers: { authorization: `Bearer ${key}` } })
+        ).json()) as {
+          key: { expiresAt: string; renewableUntil?: string };
+        }
+      ).key;
+    const renew = (key: string) =>
+      fetch(`${tb.url}/api/v1/auth/device/renew`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}` },
+      });
+    // The first: approved in the admin page (a session opened with an admin-issued key).
+    const s = await start('first');
+    await asUser('POST', '/api/v1/auth/device/approve', { userCode: s.user_code, approve: true });
+    const first = (await poll(s.device_code)).body.access_token as string;
+    const t0 = clock.now();
+    assert.equal((await info(first)).renewableUntil, new Date(t0 + 30 * day).toISOString());
+    // Day 5: the first key approves the next sign-in (and renews itself).
+    clock.advance(5 * day);
+    await renew(first);
+    const second = await viaKey(first, 'second');
+    assert.equal(second.status, 200);
+    const s2 = await info(second.key!);
+    assert.equal(
+      s2.renewableUntil,
+      new Date(t0 + 30 * day).toISOString(),
+      'the first sign-in’s bound, not 30 days from now',
+    );
+    // Kept in use (renewed every few days) until day 25, where a third from the second lives 5
+    // days, not 7; renewals stop at day 30 too.
+    for (const d of [10, 16, 22]) {
+      clock.advance(t0 + d * day - clock.now());
+      assert.equal((await renew(second.key!)).status, 200, `day ${d}`);
+    }
+    clock.advance(t0 + 25 * day - clock.now());
+    const third = await viaKey(second.key!, 'third');
+    assert.equal(third.status, 200);
+    assert.equal((await info(third.key!)).expiresAt, new Date(t0 + 30 * day).toISOString());
+    assert.equal(await (await renew(third.key!)).status, 200);
+    assert.equal((await info(third.key!)).expiresAt, new Date(t0 + 30 * day).toISOString());
+    // Half a minute before the bound: no more approvals with these keys.
+    clock.advance(30 * day - 30_000 - (clock.now() - t0));
+    assert.deepEqual(await viaKey(third.key!, 'fourth'), { status: 403, code: 'sign_in_renewal_ended' });
+    clock.advance(30_001);
+    assert.equal(
+      (await fetch(`${tb.url}/api/v1/me`, { headers: { authorization: `Bearer ${third.key}` } })).status,
+      401,
+    );
+    await openSession();
+  });
+
   it('refuses callbacks a browser would execute, and malformed ones', async () => {
     for (const bad of [
       'javascript:alert(1)',
