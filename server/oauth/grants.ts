@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { User } from '../../shared/identity';
-import type { Principal } from '../core/principal';
+import type { KeyRecord, Principal } from '../core/principal';
 import { BridgeError } from '../errors';
 import {
   addressKey,
@@ -9,7 +9,7 @@ import {
   STARTS_PER_ADDRESS_PER_MINUTE,
 } from '../http/address-share';
 import { AuthThrottle } from '../identity/auth-throttle';
-import type { IdentityService } from '../identity/identity-service';
+import { type IdentityService, renewalBound } from '../identity/identity-service';
 import type { KeyHasher } from '../identity/keys';
 import type { MemberWrites } from '../identity/member-writes';
 import type { Store } from '../store/types';
@@ -200,6 +200,8 @@ export class McpGrants {
     private readonly now: () => Date,
     /** A refresh rewrites the grant and its token: a member's are paced as their `/api` changes are. */
     private readonly writes?: Pick<MemberWrites, 'take'>,
+    /** AIBRIDGE_DEVICE_KEY_MAX_DAYS: a grant approved with a device key ends by that key's renewal bound. */
+    private readonly deviceKeyMaxDays = 0,
   ) {
     this.starts = new AuthThrottle(STARTS_PER_ADDRESS_PER_MINUTE, () => now().getTime());
   }
@@ -310,7 +312,14 @@ export class McpGrants {
    * The signed-in user's answer. Approved: a grant (with its own key) and a single-use code.
    * Returns where the browser goes next: the client's redirect URI with the code or `access_denied`.
    */
-  async answer(handle: string, user: User, approve: boolean, issuer: string): Promise<string> {
+  async answer(
+    handle: string,
+    user: User,
+    approve: boolean,
+    issuer: string,
+    /** The key the approval was made with (an admin-page session's): a device key's bound holds for the grant too. */
+    approver?: Pick<KeyRecord, 'renewable' | 'createdAt' | 'renewableUntil' | 'expiresAt'>,
+  ): Promise<string> {
     const p = await this.pending(handle);
     // Single use, whatever the answer.
     await this.store.deleteDoc('oauth_pending', p.id);
@@ -337,9 +346,14 @@ export class McpGrants {
     for (const g of mine.slice(0, Math.max(0, mine.length - (MAX_GRANTS_PER_USER - 1))))
       await this.revokeGrant(g.id);
     // Before the client is marked approved: a refused key (too many) approves nothing.
+    // Approved with a device key: the grant ends where that key's renewals do, so a device key
+    // cannot pass itself on as a 90-day grant (docs/sso.md).
+    const bound = approver?.renewable
+      ? renewalBound(approver, this.deviceKeyMaxDays)
+      : Number.POSITIVE_INFINITY;
     const key = await this.identity.issueKey(user, {
       name: `MCP gateway OAuth: ${client.name}`.slice(0, 100),
-      expiresAt: this.at(GRANT_TTL_MS),
+      expiresAt: new Date(Math.min(this.now().getTime() + GRANT_TTL_MS, bound)).toISOString(),
     });
     const grant: StoredGrant = {
       id: `g_${randomUUID().replaceAll('-', '')}`,

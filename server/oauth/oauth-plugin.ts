@@ -33,7 +33,14 @@ export function oauthCapability(
   d: { identity: IdentityService; hasher: KeyHasher; writes?: Pick<MemberWrites, 'take'> },
 ): OAuthCapability {
   const publicUrl = core.config.mcp.publicUrl;
-  const grants = new McpGrants(core.store, d.hasher, d.identity, datesOf(core.clock), d.writes);
+  const grants = new McpGrants(
+    core.store,
+    d.hasher,
+    d.identity,
+    datesOf(core.clock),
+    d.writes,
+    core.config.deviceKeyMaxDays,
+  );
   return {
     grants,
     routes: oauthApiRoutes(grants, publicUrl),

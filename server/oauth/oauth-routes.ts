@@ -279,11 +279,13 @@ export function oauthApiRoutes(grants: McpGrants, publicUrl: string | undefined)
       '/api/v1/oauth/requests/:handle',
       { config, schema: { params: HandleParams, body: AnswerBody } },
       async (req, reply) => {
+        const { user, key } = principalOf(req);
         const redirectTo = await grants.answer(
           req.params.handle,
-          principalOf(req).user,
+          user,
           req.body.approve,
           issuerOf(req, publicUrl),
+          key,
         );
         return reply.header('cache-control', 'no-store').send({ redirectTo });
       },

@@ -713,6 +713,54 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     });
     assert.equal(res.status, 401);
   });
+
+  it('approved in a session opened with a device key, the grant ends where that key’s renewals do, not 90 days on', async () => {
+    const erin = await tb.addUser('erin-oauth@example.com');
+    const form = async (route: string, fields: Record<string, string>) =>
+      (await (
+        await fetch(tb.url + route, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams(fields).toString(),
+        })
+      ).json()) as Record<string, string>;
+    const started = await form('/api/v1/auth/device/code', { device_name: 'erin laptop' });
+    const approved = await fetch(`${tb.url}/api/v1/auth/device/approve`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${erin.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ userCode: started.user_code, approve: true }),
+    });
+    assert.equal(approved.status, 200);
+    const token = await form('/api/v1/auth/device/token', {
+      grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
+      device_code: started.device_code!,
+    });
+    const device = (await tb.bridge.store.listKeys(erin.user.id)).find((k) => k.id === token.key_id)!;
+    assert.ok(device.renewableUntil, 'a device key, with its bound');
+    const deviceCookie = await sessionCookie(tb.url, token.access_token!);
+    const h = await registered();
+    const verifier = randomBytes(32).toString('base64url');
+    const first = await fetch(h.url({ code_challenge: s256(verifier), code_challenge_method: 'S256' }), {
+      redirect: 'manual',
+    });
+    const handle = new URL(first.headers.get('location')!, tb.url).searchParams.get('request')!;
+    const answered = await fetch(`${tb.url}/api/v1/oauth/requests/${handle}`, {
+      method: 'POST',
+      headers: {
+        cookie: deviceCookie,
+        'x-aibridge-csrf': '1',
+        'content-type': 'application/json',
+        origin: tb.url,
+      },
+      body: JSON.stringify({ approve: true }),
+    });
+    assert.equal(answered.status, 200);
+    const grant = (await tb.bridge.store.listDocs<{ userId: string; keyId: string }>('oauth_grant')).find(
+      (g) => g.userId === erin.user.id,
+    )!;
+    const grantKey = (await tb.bridge.store.listKeys(erin.user.id)).find((k) => k.id === grant.keyId)!;
+    assert.equal(grantKey.expiresAt, device.renewableUntil, '30 days from the sign-in, not 90 from now');
+  });
 });
 
 describe('MCP gateway OAuth with single sign-on: the consent page signs the user in at the identity provider', function () {
