@@ -626,25 +626,27 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     assert.ok((await client.listTools()).tools.length > 0);
   });
 
+  /** A client registered by hand and approved in the admin-page session `as`: its id and the answer's status. */
+  async function approve(as: string): Promise<{ clientId: string; status: number }> {
+    const h = await registered();
+    const verifier = randomBytes(32).toString('base64url');
+    const first = await fetch(h.url({ code_challenge: s256(verifier), code_challenge_method: 'S256' }), {
+      redirect: 'manual',
+    });
+    const handle = new URL(first.headers.get('location')!, tb.url).searchParams.get('request')!;
+    const answered = await fetch(`${tb.url}/api/v1/oauth/requests/${handle}`, {
+      method: 'POST',
+      headers: { cookie: as, 'x-aibridge-csrf': '1', 'content-type': 'application/json', origin: tb.url },
+      body: JSON.stringify({ approve: true }),
+    });
+    return { clientId: h.clientId, status: answered.status };
+  }
+
   it('a user holds at most 20 grants (the oldest ends, and its client is forgotten a day on); a refused key approves nothing', async () => {
     // A member registering and approving clients of their own in a loop grew the store by every
     // client's metadata, for good: approved clients were never forgotten.
     const carol = await tb.addUser('oauth-carol@example.com', { team: 'a' });
     const carolCookie = await sessionCookie(tb.url, carol.key);
-    const approve = async (as: string) => {
-      const h = await registered();
-      const verifier = randomBytes(32).toString('base64url');
-      const first = await fetch(h.url({ code_challenge: s256(verifier), code_challenge_method: 'S256' }), {
-        redirect: 'manual',
-      });
-      const handle = new URL(first.headers.get('location')!, tb.url).searchParams.get('request')!;
-      const answered = await fetch(`${tb.url}/api/v1/oauth/requests/${handle}`, {
-        method: 'POST',
-        headers: { cookie: as, 'x-aibridge-csrf': '1', 'content-type': 'application/json', origin: tb.url },
-        body: JSON.stringify({ approve: true }),
-      });
-      return { clientId: h.clientId, status: answered.status };
-    };
     const grantsOf = async (userId: string) =>
       (await tb.bridge.store.listDocs<{ userId: string; clientId: string }>('oauth_grant')).filter(
         (g) => g.userId === userId,
@@ -737,23 +739,7 @@ describe('MCP gateway OAuth (the bridge as authorization server for /mcp)', func
     });
     const device = (await tb.bridge.store.listKeys(erin.user.id)).find((k) => k.id === token.key_id)!;
     assert.ok(device.renewableUntil, 'a device key, with its bound');
-    const deviceCookie = await sessionCookie(tb.url, token.access_token!);
-    const h = await registered();
-    const verifier = randomBytes(32).toString('base64url');
-    const first = await fetch(h.url({ code_challenge: s256(verifier), code_challenge_method: 'S256' }), {
-      redirect: 'manual',
-    });
-    const handle = new URL(first.headers.get('location')!, tb.url).searchParams.get('request')!;
-    const answered = await fetch(`${tb.url}/api/v1/oauth/requests/${handle}`, {
-      method: 'POST',
-      headers: {
-        cookie: deviceCookie,
-        'x-aibridge-csrf': '1',
-        'content-type': 'application/json',
-        origin: tb.url,
-      },
-      body: JSON.stringify({ approve: true }),
-    });
+    const answered = await approve(await sessionCookie(tb.url, token.access_token!));
     assert.equal(answered.status, 200);
     const grant = (await tb.bridge.store.listDocs<{ userId: string; keyId: string }>('oauth_grant')).find(
       (g) => g.userId === erin.user.id,
