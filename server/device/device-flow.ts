@@ -255,10 +255,10 @@ export class DeviceFlow {
     return shown(await this.pending(userCode, user, ip));
   }
 
-  /** Approves (the device's next poll gets a key for `user`) or denies the device a user code names. */
   /**
-   * Approves or denies a waiting device. `approver`: the key the approval was made with (an
-   * admin-page session's key). A device key passes its own renewal bound on to the key it approves.
+   * Approves (the device's next poll gets a key for `user`) or denies the device a user code names.
+   * `approver`: the key the approval was made with (an admin-page session's key, or the bearer
+   * key). A device key passes its own renewal bound on to the key it approves.
    */
   async answer(
     userCode: string,

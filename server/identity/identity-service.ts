@@ -149,7 +149,7 @@ export class IdentityService {
   }
 
   /**
-   * Pushes a device key's expiry to `days` from now, so a device in use never meets it, but never
+   * Pushes a device key's expiry to `days` from now, so a device in use does not meet it, but never
    * past its renewal bound (renewalBound): renewing asks the bridge, not the identity provider, so
    * without the bound a user the provider no longer knows kept their device keys for as long as
    * they used them (docs/sso.md). Only keys a device sign-in minted are renewable.

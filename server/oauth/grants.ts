@@ -333,6 +333,16 @@ export class McpGrants {
       back.searchParams.set('error_description', 'The user did not approve the request.');
       return back.href;
     }
+    // Approved with a device key: the grant ends where that key's renewals do, so a device key
+    // cannot pass itself on as a 90-day grant (docs/sso.md).
+    const bound = approver?.renewable
+      ? renewalBound(approver, this.deviceKeyMaxDays)
+      : Number.POSITIVE_INFINITY;
+    if (bound <= this.now().getTime() + 60_000)
+      throw new BridgeError(
+        'sign_in_renewal_ended',
+        'This device key can approve no more sign-ins: its renewals have ended (AIBRIDGE_DEVICE_KEY_MAX_DAYS). Sign in through the identity provider and approve it there.',
+      );
     // One grant per user and client: authorizing again (a lost token, a new login) replaces the
     // earlier one, so keys do not pile up in the user's list. And at most MAX_GRANTS_PER_USER
     // clients per user: the oldest other grants end to make room.
@@ -346,11 +356,6 @@ export class McpGrants {
     for (const g of mine.slice(0, Math.max(0, mine.length - (MAX_GRANTS_PER_USER - 1))))
       await this.revokeGrant(g.id);
     // Before the client is marked approved: a refused key (too many) approves nothing.
-    // Approved with a device key: the grant ends where that key's renewals do, so a device key
-    // cannot pass itself on as a 90-day grant (docs/sso.md).
-    const bound = approver?.renewable
-      ? renewalBound(approver, this.deviceKeyMaxDays)
-      : Number.POSITIVE_INFINITY;
     const key = await this.identity.issueKey(user, {
       name: `MCP gateway OAuth: ${client.name}`.slice(0, 100),
       expiresAt: new Date(Math.min(this.now().getTime() + GRANT_TTL_MS, bound)).toISOString(),
