@@ -223,6 +223,8 @@ export class PostgresStore implements Store {
   /** When this replica last looked for rows an older bridge wrote (stale-rows.ts), and the look running. */
   private repairAt = 0;
   private repairing: Promise<number> | undefined;
+  /** A repair was asked for while one ran: another round follows it. */
+  private repairAgain = false;
   private closing = false;
   /** Why the last batch of records failed, until one is written (health). */
   private writeFailing: Error | undefined;
@@ -295,18 +297,28 @@ export class PostgresStore implements Store {
    */
   repairStaleRows(): Promise<number> {
     this.repairAt = Date.now();
-    this.repairing ??= (async () => {
+    // Asked while a round runs: that round's look may have come before the rows now asked about
+    // (an older replica wrote them meanwhile), so one more round follows it.
+    if (this.repairing) {
+      this.repairAgain = true;
+      return this.repairing;
+    }
+    this.repairing = (async () => {
       let repaired = 0;
-      for (;;) {
-        const n = await this.transaction(async (c) => {
-          const rows = (await c.query<{ seq: string; record: string }>(STALE_ROWS)).rows;
-          if (rows.length > 0) await c.query(repairStatement(rows));
-          return rows.length;
-        });
-        repaired += n;
-        // A replica stopping leaves the rest to the next round (its own or another replica's).
-        if (n < REPAIR_CHUNK || this.closing) return repaired;
-      }
+      do {
+        this.repairAgain = false;
+        for (;;) {
+          const n = await this.transaction(async (c) => {
+            const rows = (await c.query<{ seq: string; record: string }>(STALE_ROWS)).rows;
+            if (rows.length > 0) await c.query(repairStatement(rows));
+            return rows.length;
+          });
+          repaired += n;
+          // A replica stopping leaves the rest to the next round (its own or another replica's).
+          if (n < REPAIR_CHUNK || this.closing) break;
+        }
+      } while (this.repairAgain && !this.closing);
+      return repaired;
     })().finally(() => {
       this.repairing = undefined;
     });
