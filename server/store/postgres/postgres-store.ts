@@ -303,22 +303,24 @@ export class PostgresStore implements Store {
       this.repairAgain = true;
       return this.repairing;
     }
+    this.repairAgain = false;
     this.repairing = (async () => {
       let repaired = 0;
-      do {
-        this.repairAgain = false;
-        for (;;) {
-          const n = await this.transaction(async (c) => {
-            const rows = (await c.query<{ seq: string; record: string }>(STALE_ROWS)).rows;
-            if (rows.length > 0) await c.query(repairStatement(rows));
-            return rows.length;
-          });
-          repaired += n;
-          // A replica stopping leaves the rest to the next round (its own or another replica's).
-          if (n < REPAIR_CHUNK || this.closing) break;
+      for (;;) {
+        const n = await this.transaction(async (c) => {
+          const rows = (await c.query<{ seq: string; record: string }>(STALE_ROWS)).rows;
+          if (rows.length > 0) await c.query(repairStatement(rows));
+          return rows.length;
+        });
+        repaired += n;
+        // A replica stopping leaves the rest to the next round (its own or another replica's).
+        if (this.closing) return repaired;
+        // A short chunk ends the round, unless one more was asked for meanwhile.
+        if (n < REPAIR_CHUNK) {
+          if (!this.repairAgain) return repaired;
+          this.repairAgain = false;
         }
-      } while (this.repairAgain && !this.closing);
-      return repaired;
+      }
     })().finally(() => {
       this.repairing = undefined;
     });
