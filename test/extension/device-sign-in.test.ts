@@ -37,6 +37,18 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
     return (await res.json()) as Record<string, unknown>;
   }
 
+  /** A device signed in as the extension signs in, approved in the admin-page session: its key and a client with it. */
+  async function signedInDevice(name: string) {
+    const grant = await startDeviceSignIn(
+      tb.url,
+      name,
+      `vscode://aibridge.ai-bridge/auth-complete?nonce=${name}`,
+    );
+    await approve(grant.userCode);
+    const got = await waitForDeviceKey(tb.url, grant);
+    return { got, client: new BridgeClient(tb.url, got.key) };
+  }
+
   before(async () => {
     upstream = await new AnthropicMock().start();
     tb = await startBridge(upstream.url, {}, undefined, { clock });
@@ -168,14 +180,7 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
     assert.equal(renewalDue(oneDay, at('2026-12-01T11:00:00.000Z')), false);
     assert.equal(renewalDue(oneDay, at('2026-12-01T12:00:00.000Z')), true, 'half the life of a short key');
 
-    const grant = await startDeviceSignIn(
-      tb.url,
-      'renewer',
-      'vscode://aibridge.ai-bridge/auth-complete?nonce=r',
-    );
-    await approve(grant.userCode);
-    const got = await waitForDeviceKey(tb.url, grant);
-    const client = new BridgeClient(tb.url, got.key);
+    const { got, client } = await signedInDevice('renewer');
     const before = (await client.me()).key;
     // Days later (a renewal that would move the expiry by less than a day writes nothing).
     clock.advance(2 * 86_400_000);
@@ -193,14 +198,7 @@ describe('extension: browser sign-in and device-key renewal against a real bridg
 
   it('tells when renewals end: the bridge stops moving the expiry 30 days after the sign-in (AIBRIDGE_DEVICE_KEY_MAX_DAYS)', async () => {
     cookie = await sessionCookie(tb.url, devKey); // the earlier tests moved the clock past the last session
-    const grant = await startDeviceSignIn(
-      tb.url,
-      'month-long',
-      'vscode://aibridge.ai-bridge/auth-complete?nonce=m',
-    );
-    await approve(grant.userCode);
-    const got = await waitForDeviceKey(tb.url, grant);
-    const client = new BridgeClient(tb.url, got.key);
+    const { client } = await signedInDevice('month-long');
     let key = (await client.me()).key;
     const signedIn = Date.parse(key.createdAt);
     assert.equal(key.renewableUntil, new Date(signedIn + 30 * DAY).toISOString(), 'the bridge says how far');
