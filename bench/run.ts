@@ -1066,7 +1066,14 @@ async function auditCost(tmp: string, template: Record<string, unknown> | null):
   log(`audit: writing journals of ${PLAN.auditRecords.join(' and ')} records and opening them`);
   const prepared = await Promise.all(
     workers.map((w, i) =>
-      call<{ journalBytes: number; genMs: number; openMs: number; rss: number; heapUsed: number }>(
+      call<{
+        journalBytes: number;
+        genMs: number;
+        openMs: number;
+        checkpointOpenMs: number;
+        rss: number;
+        heapUsed: number;
+      }>(
         w,
         { kind: 'prepare', dir: path.join(tmp, `audit-${i}`), records: PLAN.auditRecords[i], template },
         undefined,
@@ -1112,6 +1119,7 @@ async function auditCost(tmp: string, template: Record<string, unknown> | null):
     journalMB: mb(p.journalBytes),
     genMs: p.genMs,
     openMs: p.openMs,
+    checkpointOpenMs: p.checkpointOpenMs,
     heapMB: mb(p.heapUsed),
     rssMB: mb(p.rss),
     write: percentiles(total[i] ?? []),

@@ -31,7 +31,7 @@ export interface Usage {
 }
 
 /** The counts only there when not zero, summed alike. */
-const OPTIONAL = [
+export const OPTIONAL_USAGE = [
   'cacheWrite1h',
   'webSearches',
   'fileSearches',
@@ -53,7 +53,7 @@ export function addUsage(a: Usage, b: Usage): Usage {
     cacheWrite: a.cacheWrite + b.cacheWrite,
     reasoning: a.reasoning + b.reasoning,
   };
-  for (const k of OPTIONAL) {
+  for (const k of OPTIONAL_USAGE) {
     const n = (a[k] ?? 0) + (b[k] ?? 0);
     if (n > 0) sum[k] = n;
   }

@@ -91,6 +91,8 @@ export interface AuditSide {
   journalMB: number;
   genMs: number;
   openMs: number;
+  /** The same store opened again after a clean close: from its checkpoint. */
+  checkpointOpenMs: number;
   heapMB: number;
   rssMB: number;
   /** One awaited append: write + fdatasync included. */
@@ -340,6 +342,12 @@ export function renderTable(
     push(
       `audit write with ${k(a.records)} stored, p50 / mean, ms`,
       auditCells(`${fmt(a.write.p50)} / ${fmt(a.write.mean)}`),
+    );
+  }
+  for (const a of audit) {
+    push(
+      `store open with ${k(a.records)} stored, whole journal / from checkpoint, s`,
+      auditCells(`${fmt(a.openMs / 1000, 2)} / ${fmt(a.checkpointOpenMs / 1000, 2)}`),
     );
   }
   const ag = goals.auditRatio;

@@ -38,6 +38,17 @@ export class RecentMap<K, V> {
     return this.old.delete(key) || young;
   }
 
+  /** Both generations' entries, for a checkpoint (`restore` puts them back as they were). */
+  generations(): { old: [K, V][]; young: [K, V][] } {
+    return { old: [...this.old], young: [...this.young] };
+  }
+
+  /** This map's entries as `generations` gave them (replacing any it has). */
+  restore(g: { old: [K, V][]; young: [K, V][] }): void {
+    this.old = new Map(g.old);
+    this.young = new Map(g.young);
+  }
+
   /** Every entry, the older generation first. */
   *entries(): IterableIterator<[K, V]> {
     yield* this.old;

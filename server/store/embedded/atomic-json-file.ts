@@ -65,18 +65,24 @@ export class AtomicJsonFile<T> implements Adapter<T> {
 }
 
 /**
- * Replaces `file` with `text` atomically and durably: a temporary file, fsync, rename, fsync of the
+ * Replaces `file` with `text` (or its parts, in order) atomically and durably: a temporary file, fsync, rename, fsync of the
  * directory. A crash leaves either the old or the new file.
  */
-export async function replaceFile(file: string, text: string): Promise<void> {
+export async function replaceFile(file: string, text: string | readonly Uint8Array[]): Promise<void> {
   const tmp = `${file}.tmp`;
   const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
   try {
-    await fh.writeFile(text);
+    // Parts one after the other: each writeFile goes on from where the last one stopped.
+    if (typeof text === 'string') await fh.writeFile(text);
+    else for (const part of text) await fh.writeFile(part);
     await fh.datasync();
-  } finally {
-    await fh.close();
+  } catch (err) {
+    // Half a file on a full disk is space the journal's next write needs.
+    await fh.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
   }
+  await fh.close();
   await fs.rename(tmp, file);
   // Renamed, the file holds the new text: a failure past here (the directory's sync) is not
   // reported as "not written", which would have its caller take back a change the next start

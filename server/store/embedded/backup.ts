@@ -2,6 +2,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { CHECKPOINT_FILE } from './checkpoint';
 import { LOCK_FILE } from './dir-lock';
 import { SEGMENT_RE } from './journal';
 import { FILE as PRUNED_ROLLUPS } from './pruned-rollups';
@@ -76,7 +77,8 @@ async function realPathOf(p: string): Promise<string> {
 export class BackupError extends Error {}
 
 function kept(name: string): boolean {
-  return name !== LOCK_FILE && !name.endsWith('.tmp') && !name.includes('.torn-');
+  // The checkpoint is a cache of what the journal holds: the copy's first start builds it anew.
+  return name !== LOCK_FILE && name !== CHECKPOINT_FILE && !name.endsWith('.tmp') && !name.includes('.torn-');
 }
 
 async function copyDir(from: string, to: string, result: BackupResult): Promise<void> {

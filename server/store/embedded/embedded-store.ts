@@ -52,12 +52,35 @@ import type {
 } from '../types';
 import { ITEM_RECORDS_LIMIT } from '../types';
 import { AtomicJsonFile } from './atomic-json-file';
+import { bucketsToColumns, columnsToBuckets } from './bucket-columns';
 import { MemoryBudgetLedgers } from './budget-ledgers';
+import {
+  CHECKPOINT_FILE,
+  type CheckpointRead,
+  dropCheckpoint,
+  lineSumAt,
+  readCheckpoint,
+  writeCheckpoint,
+} from './checkpoint';
 import { DataDirLock } from './dir-lock';
-import { type EntryLoc, Journal, type JournalWarning, lineJson, SEGMENT_RE } from './journal';
-import { copyBucket, FOLD_AFTER_DAYS, PrunedRollups, PrunedSums, sumBucket } from './pruned-rollups';
+import {
+  type EntryLoc,
+  Journal,
+  type JournalPlace,
+  type JournalWarning,
+  lineJson,
+  SEGMENT_RE,
+} from './journal';
+import {
+  copyBucket,
+  FOLD_AFTER_DAYS,
+  foldedByDay,
+  PrunedRollups,
+  PrunedSums,
+  sumBucket,
+} from './pruned-rollups';
 import { RecentLines } from './recent-lines';
-import { RecordIndex } from './record-index';
+import { INDEX_COLUMNS, indexCapacity, RecordIndex, type RecordIndexState } from './record-index';
 
 interface DbShape {
   version: 1;
@@ -224,7 +247,7 @@ export class EmbeddedStore implements Store {
   private readonly keysById = new Map<string, KeyRecord>();
   private readonly keysByHash = new Map<string, KeyRecord>();
   /** Filter fields and disk locations of every record; the records themselves stay on disk. */
-  private readonly index = new RecordIndex();
+  private index = new RecordIndex();
   /** The newest records' journal lines (recent-lines.ts), so recent pages need no disk reads. */
   private readonly recent = new RecentLines(RECENT_KEPT, RECENT_BYTES);
   private readonly accessJournal: Journal;
@@ -268,6 +291,8 @@ export class EmbeddedStore implements Store {
   private readonly alertsFile: AtomicJsonFile<AlertsFile>;
   private alerts: Alert[] = [];
   /** This process's own caches of keys and users (the only replica there is). */
+  /** Opened to the end: only then does close leave a checkpoint of what is in memory. */
+  private openedWhole = false;
   private readonly watchers = new Set<(change: StoreChange) => void>();
   private head: ChainHead = { ...EMPTY_HEAD };
 
@@ -344,10 +369,16 @@ export class EmbeddedStore implements Store {
           reason: `not compacted (${(err as Error).message}); kept as it was`,
         }),
       );
-    for (const b of pruned.buckets) this.rollUpBucket(b);
     let head = GENESIS;
     // Where numbering goes on: the journal numbers each record as it chains it (journal.headSeq).
     let nextSeq = 1;
+    // What the last close left in memory, if it fits the journal: then only what came after it is
+    // replayed. Its rollups hold the pruned records' already.
+    const checkpoint = await this.readCheckpoint(pruned.throughSeq);
+    if (checkpoint) {
+      head = checkpoint.journalHead;
+      nextSeq = checkpoint.headSeq + 1;
+    } else for (const b of pruned.buckets) this.rollUpBucket(b);
     await this.journal.open((value, loc) => {
       const rec = value as Interception;
       // Records written before costs existed have neither field.
@@ -361,7 +392,7 @@ export class EmbeddedStore implements Store {
       nextSeq = Math.max(nextSeq, rec.seq + 1);
       head = rec.hash ?? GENESIS;
       if (rec.hash !== undefined) this.head = { seq: rec.seq, hash: rec.hash };
-    });
+    }, checkpoint?.from);
     // The newer of the two: live.json's, or db.json's (a data dir from before live.json, or a
     // db.json written after it by a change to users, keys or documents).
     const kept = newerHead(live.chainHead, this.db.data.chainHead);
@@ -390,18 +421,187 @@ export class EmbeddedStore implements Store {
     // nothing reads those records as still kept (a store copy would count them twice).
     const unfinished = this.leadingSegments((i) => this.index.seqAt(i) <= this.prunedThrough);
     if (unfinished.drop > 0) await this.dropLeading(unfinished.drop, unfinished.segments);
+    this.openedWhole = true;
   }
 
   async close(): Promise<void> {
     this.closing = true;
     while (this.committing) await this.commit;
     await this.journal.close();
+    // Small and kept for good: written before the checkpoint, which a stop's grace may cut short.
     await this.keyUseSoon.flush();
     await this.headSoon.flush();
+    // The index takes each record after its write resolves: let the last ones in first.
+    await new Promise((resolve) => setImmediate(resolve));
+    await this.keepCheckpoint();
+    this.openedWhole = false;
     await this.accessJournal.close();
     await this.gatewayJournal.close();
     await this.lock?.release();
     this.lock = undefined;
+  }
+
+  /**
+   * The in-memory state the last close left (checkpoint.ts), put in place when it fits the journal
+   * as it is: where the journal's replay goes on from, and its head. Undefined: replay it all.
+   */
+  private async readCheckpoint(
+    prunedThrough: number,
+  ): Promise<{ from: JournalPlace; journalHead: string; headSeq: number } | undefined> {
+    const dir = path.join(this.opts.dataDir, 'interceptions');
+    // The index's columns with the room a replay would have left them; the rollups' as they are.
+    const room = (length: number, column: number): number =>
+      column < INDEX_COLUMNS ? indexCapacity(length) : length;
+    const read = await readCheckpoint(this.opts.dataDir, dir, prunedThrough, room).catch(
+      (err: unknown): CheckpointRead => ({ ok: false, reason: (err as Error).message }),
+    );
+    const passOver = (reason: string): undefined => {
+      this.opts.onWarning?.({
+        file: path.join(this.opts.dataDir, CHECKPOINT_FILE),
+        offset: 0,
+        reason: `passed over (${reason}): the journal is replayed whole`,
+      });
+      // Not checked again at the next start: this one's close writes a new one.
+      void dropCheckpoint(this.opts.dataDir).catch(() => undefined);
+      return undefined;
+    };
+    if (!read.ok) return read.reason === null ? undefined : passOver(read.reason);
+    const state = read.body;
+    if (!isCheckpointState(state)) return passOver('its contents are not what this version writes');
+    // Everything read and checked before anything of the store's changes: a checkpoint found wrong
+    // half-way leaves nothing of it behind.
+    const index = new RecordIndex();
+    let buckets: UsageBucket[];
+    try {
+      index.restore(state.index, read.columns.slice(0, INDEX_COLUMNS));
+      const [text, numbers] = read.columns.slice(INDEX_COLUMNS);
+      if (!(text instanceof Uint32Array) || !(numbers instanceof Float64Array))
+        throw new Error("the checkpoint's rollups are not whole");
+      buckets = columnsToBuckets({ strings: state.bucketStrings, text, numbers });
+      checkEntries(state.results.old, isResult);
+      checkEntries(state.results.young, isResult);
+      checkEntries(state.bucketsPerUserHour, (v) => typeof v === 'number');
+      checkEntries([...state.lastRequests], (v) => typeof v === 'string');
+    } catch (err) {
+      return passOver((err as Error).message);
+    }
+    this.index = index;
+    // Rollups of hours a start without a checkpoint would find only in the pruned records' rollups
+    // (before every kept record's), once older than FOLD_AFTER_DAYS, are summed by the day, as that
+    // start sums them: a bridge that always restarted from a checkpoint would otherwise keep every
+    // pruned hour apart, in memory, for good. They go first, as there; the rest are taken as they
+    // were, the cap on a user-hour's models not applied again (what was kept under it stays).
+    const earliest = index.earliestStartMs();
+    const foldBefore = Math.min(
+      Date.now() - FOLD_AFTER_DAYS * DAY_MS,
+      Number.isFinite(earliest)
+        ? Date.parse(hourOf(new Date(earliest).toISOString()))
+        : Number.POSITIVE_INFINITY,
+    );
+    const pruned: UsageBucket[] = [];
+    const kept: UsageBucket[] = [];
+    for (const b of buckets) (Date.parse(b.hour) < foldBefore ? pruned : kept).push(b);
+    for (const b of foldedByDay(pruned, foldBefore)) this.rollUpBucket(b);
+    for (const b of kept) this.adoptBucket(b);
+    this.bucketsPerUserHour.clear();
+    for (const [k, n] of state.bucketsPerUserHour) this.bucketsPerUserHour.set(k, n);
+    if (state.newestHour > this.newestHour) this.newestHour = state.newestHour;
+    for (const [user, at] of state.lastRequests) this.lastRequests.set(user, at);
+    this.results.restore(state.results);
+    this.head = state.head;
+    return { from: read.from, journalHead: state.journalHead, headSeq: state.headSeq };
+  }
+
+  /** A checkpoint's bucket into the rollups as it was (summed into one of the same key made meanwhile). */
+  private adoptBucket(b: UsageBucket): void {
+    let byKey = this.buckets.get(b.hour);
+    if (!byKey) {
+      byKey = new Map();
+      this.buckets.set(b.hour, byKey);
+    }
+    const key = bucketKey(b);
+    const into = byKey.get(key);
+    if (into) {
+      sumBucket(into, b);
+      return;
+    }
+    byKey.set(key, b);
+    const mine = this.bucketsOfUser.get(b.userId);
+    if (mine) mine.push(b);
+    else this.bucketsOfUser.set(b.userId, [b]);
+  }
+
+  /**
+   * Writes the checkpoint the next start reads, once the journal is closed, when the index is
+   * exactly what the journal holds: its last record ends where its segment does, and no later
+   * segment holds anything (a write that failed after its bytes went would leave more).
+   */
+  private async keepCheckpoint(): Promise<void> {
+    if (this.lockLost !== undefined || !this.openedWhole) return;
+    const dir = path.join(this.opts.dataDir, 'interceptions');
+    try {
+      const names = (await fs.readdir(dir)).filter((n) => SEGMENT_RE.test(n)).sort();
+      const segments: [number, number][] = [];
+      for (const n of names)
+        segments.push([Number(SEGMENT_RE.exec(n)![1]), (await fs.stat(path.join(dir, n))).size]);
+      const n = this.index.size;
+      const last = n > 0 ? this.index.locAt(n - 1) : undefined;
+      // The journal must start where the index does (a prune that dropped segments and then failed,
+      // or one still under way, leaves them apart), each segment after it in turn.
+      const contiguous = segments.every(([seg], i) => i === 0 || seg === segments[i - 1]![0] + 1);
+      if (!contiguous || (n > 0 && segments[0]?.[0] !== this.index.segmentAt(0))) {
+        await dropCheckpoint(this.opts.dataDir);
+        return;
+      }
+      for (const [segment, size] of segments) {
+        const end =
+          last === undefined || segment > last.segment
+            ? 0
+            : segment === last.segment
+              ? last.offset + last.length + 1
+              : size;
+        if (size !== end) {
+          await dropCheckpoint(this.opts.dataDir);
+          return;
+        }
+      }
+      let sum = '';
+      if (last !== undefined) {
+        const found = await lineSumAt(dir, last);
+        if (found === undefined) {
+          await dropCheckpoint(this.opts.dataDir);
+          return;
+        }
+        sum = found;
+      }
+      const index = this.index.state();
+      const buckets = bucketsToColumns([...this.buckets.values()].flatMap((byKey) => [...byKey.values()]));
+      const state: CheckpointState = {
+        index: index.state,
+        bucketStrings: buckets.strings,
+        bucketsPerUserHour: [...this.bucketsPerUserHour],
+        newestHour: this.newestHour,
+        lastRequests: this.lastRequests,
+        results: this.results.generations(),
+        head: this.head,
+        journalHead: this.journal.head,
+        headSeq: this.journal.headSeq,
+      };
+      await writeCheckpoint(
+        this.opts.dataDir,
+        { segments, last: last === undefined ? null : { loc: last, sum }, prunedThrough: this.prunedThrough },
+        [...index.columns, buckets.text, buckets.numbers],
+        state,
+      );
+    } catch (err) {
+      // The next start replays the journal whole, as without one.
+      await dropCheckpoint(this.opts.dataDir).catch(() => undefined);
+      this.opts.onWarning?.({
+        file: path.join(this.opts.dataDir, CHECKPOINT_FILE),
+        offset: 0,
+        reason: `not written (${(err as Error).message}): the next start replays the journal whole`,
+      });
+    }
   }
 
   /**
@@ -1134,6 +1334,8 @@ export class EmbeddedStore implements Store {
 
   /** Deletes the first `drop` records, which fill `segments`, moving where the kept chain starts first. */
   private async dropLeading(drop: number, segments: number[]): Promise<void> {
+    // It would no longer fit the journal: read at the next start only to be passed over.
+    await dropCheckpoint(this.opts.dataDir).catch(() => undefined);
     // The chain's start moves before the records go: a verify meanwhile skips those about to.
     const anchor = await this.anchorAfter(drop);
     if (anchor) await this.putSetting('chain_anchor', anchorJson(anchor));
@@ -1353,6 +1555,75 @@ async function exists(file: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** What a checkpoint holds of the embedded store's memory (checkpoint.ts). */
+interface CheckpointState {
+  index: RecordIndexState;
+  /**
+   * The strings of the rollups' buckets (bucket-columns.ts); the buckets themselves, hour after hour
+   * as they were made, are the two columns after the index's.
+   */
+  bucketStrings: string[];
+  /** MODELS_PER_USER_HOUR's counts, as they were (a late record's hour counts again from 0). */
+  bucketsPerUserHour: [string, number][];
+  newestHour: string;
+  lastRequests: Map<string, string>;
+  results: {
+    old: [string, { at: string; isError: boolean; interceptionId: string }][];
+    young: [string, { at: string; isError: boolean; interceptionId: string }][];
+  };
+  head: ChainHead;
+  journalHead: string;
+  headSeq: number;
+}
+
+/** The checksum and the format line stand for the rest: this checks that the parts are of their kinds. */
+function isCheckpointState(v: unknown): v is CheckpointState {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Record<string, unknown>;
+  const index = s.index as Record<string, unknown> | undefined;
+  const results = s.results as Record<string, unknown> | undefined;
+  const head = s.head as Record<string, unknown> | undefined;
+  return (
+    typeof index === 'object' &&
+    index !== null &&
+    typeof index.n === 'number' &&
+    Array.isArray(index.strings) &&
+    typeof index.items === 'object' &&
+    Array.isArray(s.bucketStrings) &&
+    Array.isArray(s.bucketsPerUserHour) &&
+    typeof s.newestHour === 'string' &&
+    s.lastRequests instanceof Map &&
+    typeof results === 'object' &&
+    results !== null &&
+    Array.isArray(results.old) &&
+    Array.isArray(results.young) &&
+    typeof head === 'object' &&
+    head !== null &&
+    typeof head.seq === 'number' &&
+    typeof head.hash === 'string' &&
+    typeof s.journalHead === 'string' &&
+    typeof s.headSeq === 'number'
+  );
+}
+
+/** Throws unless each entry is a [string, value] pair whose value passes `ok`. */
+function checkEntries(entries: unknown[], ok: (v: unknown) => boolean): void {
+  for (const e of entries)
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || !ok(e[1]))
+      throw new Error('its entries are not what this version writes');
+}
+
+function isResult(v: unknown): boolean {
+  const r = v as { at?: unknown; isError?: unknown; interceptionId?: unknown } | null;
+  return (
+    typeof r === 'object' &&
+    r !== null &&
+    typeof r.at === 'string' &&
+    typeof r.isError === 'boolean' &&
+    typeof r.interceptionId === 'string'
+  );
 }
 
 /** Takes `item` out of `list`, looked for from the end: an undo takes back the newest first. */

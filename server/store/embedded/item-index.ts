@@ -10,6 +10,13 @@ interface Run {
   seqs: Float64Array;
 }
 
+/** An ItemIndex as a checkpoint keeps it. */
+export interface ItemIndexState {
+  runs: Run[];
+  tailKeys: number[];
+  tailSeqs: number[];
+}
+
 /**
  * Which records hold each stored output item id (`responseItems`), for the embedded store's
  * `responseItemOwners`: 52 bits of the id (valueKey) and the record's seq, 16 bytes an item. Kept
@@ -32,6 +39,22 @@ export class ItemIndex {
     let n = this.tailKeys.length;
     for (const r of this.runs) n += r.keys.length;
     return n;
+  }
+
+  state(): ItemIndexState {
+    return { runs: this.runs, tailKeys: this.tailKeys, tailSeqs: this.tailSeqs };
+  }
+
+  /** This (empty) index as `state` was; its runs copied out of what held them. */
+  restore(state: ItemIndexState): void {
+    if (state.tailKeys.length !== state.tailSeqs.length)
+      throw new Error('checkpoint items do not fit the index');
+    this.runs = state.runs.map((r) => {
+      if (r.keys.length !== r.seqs.length) throw new Error('checkpoint items do not fit the index');
+      return { keys: r.keys.slice(), seqs: r.seqs.slice() };
+    });
+    this.tailKeys = [...state.tailKeys];
+    this.tailSeqs = [...state.tailSeqs];
   }
 
   /** Records must be added in increasing seq order (as RecordIndex's). */

@@ -31,6 +31,12 @@ export interface EntryLoc {
   length: number;
 }
 
+/** A place in the journal: a byte offset in a segment (where a replay starts). */
+export interface JournalPlace {
+  segment: number;
+  offset: number;
+}
+
 /** Builds an entry from the hash of the one before it, at the moment it is written (hash chains). */
 export type ChainedEntry = (prevHash: string, seq: number) => { json: string; hash: string };
 
@@ -148,17 +154,22 @@ export class Journal {
    * Opens the journal, calling `onEntry` for every intact entry in order. A torn tail (the last
    * entries of the last segment, cut short by a crash) is moved aside to `<segment>.torn-<offset>`
    * and the segment truncated; a bad entry elsewhere is skipped. Both are reported, neither stops
-   * the journal from opening.
+   * the journal from opening. `from`: only the entries from there on (what a checkpoint of the
+   * entries before it does not hold); the segments before it are not read.
    */
-  async open(onEntry: (value: unknown, loc: EntryLoc) => void): Promise<void> {
+  async open(onEntry: (value: unknown, loc: EntryLoc) => void, from?: JournalPlace): Promise<void> {
     this.closed = false;
     this.rolling = false;
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const names = (await fs.readdir(this.dir)).filter((n) => SEGMENT_RE.test(n)).sort();
     for (const [i, name] of names.entries()) {
       const segment = Number(SEGMENT_RE.exec(name)![1]);
-      await this.replay(path.join(this.dir, name), i === names.length - 1, (value, offset, length) =>
-        onEntry(value, { segment, offset, length }),
+      if (from !== undefined && segment < from.segment) continue;
+      await this.replay(
+        path.join(this.dir, name),
+        i === names.length - 1,
+        (value, offset, length) => onEntry(value, { segment, offset, length }),
+        from !== undefined && segment === from.segment ? from.offset : 0,
       );
     }
     const last = names.at(-1);
@@ -170,8 +181,9 @@ export class Journal {
     file: string,
     isLast: boolean,
     onEntry: (value: unknown, offset: number, length: number) => void,
+    start = 0,
   ): Promise<void> {
-    const buf = await fs.readFile(file);
+    const buf = start === 0 ? await fs.readFile(file) : await readFrom(file, start);
     let offset = 0;
     let firstBadTail = -1;
     const bad: number[] = [];
@@ -192,10 +204,10 @@ export class Journal {
           parsedOk = false;
         }
         if (parsedOk) {
-          for (const b of bad) this.onWarning({ file, offset: b, reason: 'corrupt entry skipped' });
+          for (const b of bad) this.onWarning({ file, offset: start + b, reason: 'corrupt entry skipped' });
           bad.length = 0;
           firstBadTail = -1;
-          onEntry(value, offset, end - offset);
+          onEntry(value, start + offset, end - offset);
         } else {
           if (firstBadTail === -1) firstBadTail = offset;
           bad.push(offset);
@@ -205,13 +217,14 @@ export class Journal {
     }
     if (firstBadTail === -1) return;
     if (!isLast) {
-      for (const b of bad) this.onWarning({ file, offset: b, reason: 'corrupt entry skipped' });
+      for (const b of bad) this.onWarning({ file, offset: start + b, reason: 'corrupt entry skipped' });
       return;
     }
-    const aside = `${file}.torn-${firstBadTail}`;
+    const at = start + firstBadTail;
+    const aside = `${file}.torn-${at}`;
     await fs.writeFile(aside, buf.subarray(firstBadTail), { mode: 0o600 });
-    await fs.truncate(file, firstBadTail);
-    this.onWarning({ file, offset: firstBadTail, reason: `torn tail set aside in ${path.basename(aside)}` });
+    await fs.truncate(file, at);
+    this.onWarning({ file, offset: at, reason: `torn tail set aside in ${path.basename(aside)}` });
   }
 
   /**
@@ -441,6 +454,24 @@ export class Journal {
     const readers = [...this.readers.values()];
     this.readers.clear();
     for (const r of readers) await closeReader(r);
+  }
+}
+
+/** A file's bytes from `start` to its end. */
+async function readFrom(file: string, start: number): Promise<Buffer> {
+  const fh = await fs.open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const buf = Buffer.allocUnsafe(Math.max(0, size - start));
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    await fh.close();
   }
 }
 

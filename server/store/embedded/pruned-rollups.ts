@@ -133,6 +133,13 @@ function groupText(throughSeq: number, buckets: readonly UsageBucket[]): string 
   return out;
 }
 
+/** `buckets` summed by key, those of hours before `foldBefore` (ms) folded into their day. */
+export function foldedByDay(buckets: Iterable<UsageBucket>, foldBefore: number): UsageBucket[] {
+  const sums = new Map<string, UsageBucket>();
+  for (const b of buckets) add(sums, b, foldBefore);
+  return [...sums.values()];
+}
+
 /** Sums `b` into `sums`, its hour folded to its day when before `foldBefore`; true when it was folded. */
 function add(sums: Map<string, UsageBucket>, b: UsageBucket, foldBefore: number): boolean {
   const t = Date.parse(b.hour);

@@ -3,7 +3,7 @@ import { isoMs } from '../../core/rollup';
 import { toolForm } from '../search-text';
 import type { InterceptionFilter } from '../types';
 import { countBelow } from './count-below';
-import { ItemIndex } from './item-index';
+import { ItemIndex, type ItemIndexState } from './item-index';
 import type { EntryLoc } from './journal';
 import { valueKey } from './value-key';
 
@@ -76,6 +76,47 @@ class Interned {
   }
 }
 
+/** The index's columns, by name: what `RecordIndex.state` saves and `restore` reads. */
+const COLUMNS = [
+  'seq',
+  'startedAt',
+  'user',
+  'provider',
+  'api',
+  'model',
+  'client',
+  'team',
+  'session',
+  'status',
+  'tools',
+  'idKey',
+  'response',
+  'segment',
+  'offset',
+  'length',
+] as const;
+
+type ColumnName = (typeof COLUMNS)[number];
+
+/** How many columns `state` gives and `restore` takes. */
+export const INDEX_COLUMNS = COLUMNS.length;
+
+/** A RecordIndex as a checkpoint keeps it (checkpoint.ts), but for its columns: plain data, no class. */
+export interface RecordIndexState {
+  n: number;
+  strings: string[];
+  items: ItemIndexState;
+  toolSetCount: number;
+  someToolsUnindexed: boolean;
+}
+
+/** What a replay of `n` records leaves an index's columns: room for 1024, doubled as needed. */
+export function indexCapacity(n: number): number {
+  let cap = 1024;
+  while (cap < n) cap *= 2;
+  return cap;
+}
+
 /**
  * What the embedded store keeps in memory per interception: the fields filters use and where the
  * record is on disk, in columns of typed arrays (92 bytes a record), never the record itself.
@@ -126,8 +167,57 @@ export class RecordIndex {
     return this.n;
   }
 
+  /**
+   * The index as plain data, and its columns (COLUMNS' order) cut to the records: views of the
+   * index's own arrays, to be read before the next add.
+   */
+  state(): { state: RecordIndexState; columns: (Float64Array | Uint32Array)[] } {
+    return {
+      state: {
+        n: this.n,
+        strings: this.strings.values,
+        items: this.items.state(),
+        toolSetCount: this.toolSetCount,
+        someToolsUnindexed: this.someToolsUnindexed,
+      },
+      columns: COLUMNS.map((name) => this[name].subarray(0, this.n)),
+    };
+  }
+
+  /**
+   * This (empty) index as `state` was, with `columns` (COLUMNS' order, each of the kind the index
+   * keeps, at least `state.n` long) taken as its own. Checks them all before it changes anything.
+   */
+  restore(state: RecordIndexState, columns: readonly (Float64Array | Uint32Array)[]): void {
+    const n = state.n;
+    if (this.n !== 0) throw new Error('only an empty index is restored');
+    if (!Number.isInteger(n) || n < 0 || columns.length !== COLUMNS.length)
+      throw new Error('the checkpoint does not hold the columns this version keeps');
+    const cap = columns[0]?.length ?? 0;
+    COLUMNS.forEach((name, i) => {
+      const from = columns[i]!;
+      if (from.length !== cap || cap < n || from.constructor !== this[name].constructor)
+        throw new Error(`the checkpoint's column ${name} does not fit the index`);
+    });
+    const self = this as unknown as Record<ColumnName, Float64Array | Uint32Array>;
+    COLUMNS.forEach((name, i) => {
+      self[name] = columns[i]!;
+    });
+    this.n = n;
+    for (const v of state.strings) this.strings.id(v);
+    this.items.restore(state.items);
+    this.toolSetCount = state.toolSetCount;
+    this.someToolsUnindexed = state.someToolsUnindexed;
+    for (let i = 0; i < n; i++) {
+      const user = this.user[i]!;
+      const seqs = this.seqsOfUser.get(user);
+      if (seqs) seqs.push(this.seq[i]!);
+      else this.seqsOfUser.set(user, [this.seq[i]!]);
+    }
+  }
+
   private grow(): void {
-    const cap = this.seq.length * 2;
+    const cap = Math.max(1024, this.seq.length * 2);
     const g = <T extends Float64Array | Uint32Array>(a: T): T => {
       const b = new (a.constructor as new (n: number) => T)(cap);
       b.set(a);
@@ -288,6 +378,13 @@ export class RecordIndex {
     if (f.userId === undefined) return undefined;
     const user = this.strings.find(f.userId);
     return user === -1 ? [] : (this.seqsOfUser.get(user)?.slice() ?? []);
+  }
+
+  /** The earliest start of the records held (they are in seq order, not quite in time order); +∞ with none. */
+  earliestStartMs(): number {
+    let min = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < this.n; i++) if (this.startedAt[i]! < min) min = this.startedAt[i]!;
+    return min;
   }
 
   startedAtMs(i: number): number {
