@@ -142,6 +142,13 @@ serveCalls(async (msg) => {
       const c0 = performance.now();
       await store.open();
       const checkpointOpenMs = performance.now() - c0;
+      // Every record read back in order, as an export or a verify reads them.
+      const s0 = performance.now();
+      let scanned = 0;
+      for await (const _ of store.scanInterceptions({})) scanned++;
+      const scanMs = performance.now() - s0;
+      if (scanned !== Number(msg.records))
+        throw new Error(`scanned ${scanned} of ${String(msg.records)} records`);
       global.gc?.();
       const mem = process.memoryUsage();
       return {
@@ -150,6 +157,7 @@ serveCalls(async (msg) => {
         genMs,
         openMs,
         checkpointOpenMs,
+        scanMs,
         rss: mem.rss,
         heapUsed: mem.heapUsed,
       };

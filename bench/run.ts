@@ -1071,6 +1071,7 @@ async function auditCost(tmp: string, template: Record<string, unknown> | null):
         genMs: number;
         openMs: number;
         checkpointOpenMs: number;
+        scanMs: number;
         rss: number;
         heapUsed: number;
       }>(
@@ -1120,6 +1121,7 @@ async function auditCost(tmp: string, template: Record<string, unknown> | null):
     genMs: p.genMs,
     openMs: p.openMs,
     checkpointOpenMs: p.checkpointOpenMs,
+    scanMs: p.scanMs,
     heapMB: mb(p.heapUsed),
     rssMB: mb(p.rss),
     write: percentiles(total[i] ?? []),

@@ -93,6 +93,8 @@ export interface AuditSide {
   openMs: number;
   /** The same store opened again after a clean close: from its checkpoint. */
   checkpointOpenMs: number;
+  /** Every record read back in order (an export's, a verify's reading). */
+  scanMs: number;
   heapMB: number;
   rssMB: number;
   /** One awaited append: write + fdatasync included. */
@@ -349,6 +351,7 @@ export function renderTable(
       `store open with ${k(a.records)} stored, whole journal / from checkpoint, s`,
       auditCells(`${fmt(a.openMs / 1000, 2)} / ${fmt(a.checkpointOpenMs / 1000, 2)}`),
     );
+    push(`every record read back with ${k(a.records)} stored, s`, auditCells(fmt(a.scanMs / 1000, 2)));
   }
   const ag = goals.auditRatio;
   push(

@@ -249,6 +249,39 @@ describe('the embedded journal', () => {
     assert.ok((await openFds()) <= before - 1, 'the segment being written and every reader are closed');
   });
 
+  it('readMany gives each entry as read would, in the order asked, across segments, gaps and a damaged line', async () => {
+    const dir = await tempDir();
+    const j = new Journal({ dir, segmentBytes: 64 * 1024 });
+    await j.open(() => undefined);
+    const locs = [];
+    // Entries of every size: some far apart (a 70 KB one between), several segments.
+    for (let i = 0; i < 200; i++)
+      locs.push(
+        await j.append(JSON.stringify({ seq: i + 1, pad: 'é'.repeat(i % 37 === 5 ? 35_000 : i % 7) })),
+      );
+    assert.ok(new Set(locs.map((l) => l.segment)).size >= 3);
+    // One line damaged on disk: it alone reads as undefined.
+    const bad = locs[120]!;
+    const file = path.join(dir, `seg-${String(bad.segment).padStart(6, '0')}.jsonl`);
+    const fh = await fs.open(file, 'r+');
+    await fh.write(Buffer.from('Z'), 0, 1, bad.offset + 20);
+    await fh.close();
+    // Asked in no order, one twice, one past the end of its segment.
+    const ask = [
+      ...locs.slice(150),
+      ...locs.slice(0, 150).reverse(),
+      locs[3]!,
+      { ...locs[199]!, offset: locs[199]!.offset + 10_000 },
+    ];
+    const one = [];
+    for (const l of ask) one.push(await j.read(l));
+    const many = await j.readMany(ask);
+    assert.deepEqual(many, one);
+    assert.equal(many.filter((v) => v === undefined).length, 2);
+    assert.equal((JSON.parse(many[0]!) as { seq: number }).seq, 151);
+    await j.close();
+  });
+
   it('a next segment that cannot be opened fails its batch, and the next batch opens it, with no gap in the numbers', async () => {
     const dir = await tempDir();
     const j = new Journal({ dir, segmentBytes: 300 });

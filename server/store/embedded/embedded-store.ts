@@ -108,6 +108,10 @@ const GATEWAY_KEPT = 50_000;
 const RECENT_KEPT = 2000;
 /** A user's newest rollup buckets a record is matched against before its key is built. */
 const RECENT_BUCKETS = 4;
+/** Records read back from the journal together (readBatches): at most this many… */
+const READ_BATCH = 512;
+/** …or this many bytes of them. */
+const READ_BATCH_BYTES = 1024 * 1024;
 /** db.json's format; a later one is refused at start. */
 const DB_VERSION = 1;
 /**
@@ -1274,7 +1278,14 @@ export class EmbeddedStore implements Store {
 
   private async load(i: number): Promise<Interception> {
     const seq = this.index.seqAt(i);
-    const json = this.recent.read(seq, lineJson) ?? (await this.journal.read(this.index.locAt(i)));
+    return this.parsed(
+      seq,
+      this.recent.read(seq, lineJson) ?? (await this.journal.read(this.index.locAt(i))),
+    );
+  }
+
+  /** A record as the API gives it, from its journal line (undefined: the line is unreadable). */
+  private parsed(seq: number, json: string | undefined): Interception {
     if (json === undefined) throw new UnreadableRecordError(seq);
     const rec = JSON.parse(json) as Interception;
     rec.costUsd ??= null;
@@ -1497,15 +1508,58 @@ export class EmbeddedStore implements Store {
     const match = this.index.matcher(filter);
     if (!match) return;
     const q = filter.q === undefined ? undefined : textSearch(filter.q);
-    for (const i of this.index.positions(filter)) {
-      if (!match(i)) continue;
-      const json = await this.journal.read(this.index.locAt(i));
-      if (json === undefined) throw new UnreadableRecordError(this.index.seqAt(i));
-      const rec = JSON.parse(json) as Interception;
-      if (!RecordIndex.exactly(rec, filter)) continue;
-      if (q !== undefined && !promptMatches(rec.prompt, q)) continue;
-      yield rec;
+    // From disk, every one: a verify must see what is there, not the copy in memory.
+    for await (const batch of this.readBatches(this.index.positions(filter), match, false)) {
+      for (const { seq, json } of batch) {
+        if (json === undefined) throw new UnreadableRecordError(seq);
+        const rec = JSON.parse(json) as Interception;
+        if (!RecordIndex.exactly(rec, filter)) continue;
+        if (q !== undefined && !promptMatches(rec.prompt, q)) continue;
+        yield rec;
+      }
     }
+  }
+
+  /**
+   * The journal lines of the positions `match` takes, in their order, a batch at a time (up to
+   * READ_BATCH records or READ_BATCH_BYTES): one disk read for each run of them close together
+   * (Journal.readMany). Each position's place is taken as it is matched, so a batch reads what
+   * the index said then. `fromMemory`: the newest lines from memory (recent-lines.ts) rather
+   * than disk.
+   */
+  private async *readBatches(
+    positions: Iterable<number>,
+    match: (i: number) => boolean,
+    fromMemory = true,
+  ): AsyncGenerator<{ seq: number; json: string | undefined }[]> {
+    let seqs: number[] = [];
+    let locs: EntryLoc[] = [];
+    let bytes = 0;
+    const flush = async (): Promise<{ seq: number; json: string | undefined }[]> => {
+      // The newest lines are in memory (recent-lines.ts): only the others are read.
+      const out = seqs.map((seq) => ({
+        seq,
+        json: fromMemory ? this.recent.read(seq, lineJson) : undefined,
+      }));
+      const missing = out.flatMap((r, k) => (r.json === undefined ? [k] : []));
+      const jsons = await this.journal.readMany(missing.map((k) => locs[k]!));
+      missing.forEach((k, m) => {
+        out[k]!.json = jsons[m];
+      });
+      seqs = [];
+      locs = [];
+      bytes = 0;
+      return out;
+    };
+    for (const i of positions) {
+      if (!match(i)) continue;
+      const loc = this.index.locAt(i);
+      seqs.push(this.index.seqAt(i));
+      locs.push(loc);
+      bytes += loc.length;
+      if (seqs.length >= READ_BATCH || bytes >= READ_BATCH_BYTES) yield await flush();
+    }
+    if (seqs.length > 0) yield await flush();
   }
 
   async listInterceptions(
@@ -1521,13 +1575,14 @@ export class EmbeddedStore implements Store {
       // Text search reads records from disk: the index has no text; nor has it the tool sets past
       // its cap (record-index.ts), whose records only their reading tells apart.
       const items: Interception[] = [];
-      for (const i of this.index.positionsBelow(filter, below)) {
-        if (!match(i)) continue;
-        const rec = await this.load(i);
-        if (!RecordIndex.exactly(rec, filter)) continue;
-        if (q !== undefined && !promptMatches(rec.prompt, q)) continue;
-        if (items.length === limit) return { items, nextCursor: encodeCursor(items.at(-1)!.seq) };
-        items.push(rec);
+      for await (const batch of this.readBatches(this.index.positionsBelow(filter, below), match)) {
+        for (const { seq, json } of batch) {
+          const rec = this.parsed(seq, json);
+          if (!RecordIndex.exactly(rec, filter)) continue;
+          if (q !== undefined && !promptMatches(rec.prompt, q)) continue;
+          if (items.length === limit) return { items, nextCursor: encodeCursor(items.at(-1)!.seq) };
+          items.push(rec);
+        }
       }
       return { items, nextCursor: null };
     }
@@ -1541,7 +1596,9 @@ export class EmbeddedStore implements Store {
       }
       positions.push(i);
     }
-    const loaded = await Promise.all(positions.map((i) => this.load(i)));
+    const loaded: Interception[] = [];
+    for await (const batch of this.readBatches(positions, () => true))
+      for (const { seq, json } of batch) loaded.push(this.parsed(seq, json));
     const items = loaded.filter((rec) => RecordIndex.exactly(rec, filter));
     // The cursor follows what was read, so a page thinned by a (2^-52) hash match goes on after it.
     return { items, nextCursor: more ? encodeCursor(loaded.at(-1)!.seq) : null };

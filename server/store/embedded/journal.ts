@@ -91,6 +91,11 @@ const DSYNC_APPEND: number | undefined =
     ? fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_DSYNC
     : undefined;
 
+/** readMany reads two entries in one read when at most this many bytes lie between them… */
+const READ_GAP = 64 * 1024;
+/** …and one read spans at most this many (a single larger entry is read whole). */
+const READ_SPAN = 1024 * 1024;
+
 /** How often a batch's write first checks that its segment is still in the data dir (ms). */
 const LINK_CHECK_MS = 1000;
 
@@ -283,21 +288,66 @@ export class Journal {
     await fs.rm(path.join(this.dir, segmentName(segment)), { force: true });
   }
 
-  /** Reads one entry back; undefined when it is not there or fails its checksum. */
-  async read(loc: EntryLoc): Promise<string | undefined> {
-    let opening = this.readers.get(loc.segment);
+  /** A segment's read handle, opened at its first read (reads that start together share it). */
+  private reader(segment: number): Promise<fs.FileHandle> {
+    let opening = this.readers.get(segment);
     if (!opening) {
-      opening = fs.open(path.join(this.dir, segmentName(loc.segment)), 'r');
-      this.readers.set(loc.segment, opening);
+      const opened = fs.open(path.join(this.dir, segmentName(segment)), 'r');
+      opening = opened;
+      this.readers.set(segment, opened);
       // A failed open is not kept: the next read tries again.
-      opening.catch(() => {
-        if (this.readers.get(loc.segment) === opening) this.readers.delete(loc.segment);
+      opened.catch(() => {
+        if (this.readers.get(segment) === opened) this.readers.delete(segment);
       });
     }
-    const fh = await opening;
+    return opening;
+  }
+
+  /** Reads one entry back; undefined when it is not there or fails its checksum. */
+  async read(loc: EntryLoc): Promise<string | undefined> {
+    const fh = await this.reader(loc.segment);
     const buf = Buffer.allocUnsafe(loc.length);
     const { bytesRead } = await fh.read(buf, 0, loc.length, loc.offset);
     return bytesRead === loc.length ? decodeLine(buf) : undefined;
+  }
+
+  /**
+   * Reads entries back, each as `read` would (in the order asked), with one read for each run of
+   * them close together in a segment instead of one each: a scan of every record (an export, a
+   * verify, a text search) paid a thread-pool round trip per record, 100 µs, minutes at a million.
+   */
+  async readMany(locs: readonly EntryLoc[]): Promise<(string | undefined)[]> {
+    const out: (string | undefined)[] = new Array(locs.length);
+    const order = locs.map((_, i) => i);
+    order.sort((a, b) => locs[a]!.segment - locs[b]!.segment || locs[a]!.offset - locs[b]!.offset);
+    let k = 0;
+    while (k < order.length) {
+      const first = locs[order[k]!]!;
+      let end = first.offset + first.length;
+      let stop = k + 1;
+      for (; stop < order.length; stop++) {
+        const next = locs[order[stop]!]!;
+        const nextEnd = Math.max(end, next.offset + next.length);
+        if (
+          next.segment !== first.segment ||
+          next.offset - end > READ_GAP ||
+          nextEnd - first.offset > READ_SPAN
+        )
+          break;
+        end = nextEnd;
+      }
+      const fh = await this.reader(first.segment);
+      const buf = Buffer.allocUnsafe(end - first.offset);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, first.offset);
+      for (let j = k; j < stop; j++) {
+        const loc = locs[order[j]!]!;
+        const from = loc.offset - first.offset;
+        out[order[j]!] =
+          from + loc.length <= bytesRead ? decodeLine(buf.subarray(from, from + loc.length)) : undefined;
+      }
+      k = stop;
+    }
+    return out;
   }
 
   /**
