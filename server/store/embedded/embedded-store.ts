@@ -1284,6 +1284,19 @@ export class EmbeddedStore implements Store {
     );
   }
 
+  /** Each place read alone, undefined for one whose segment is gone (retention). */
+  private async readGone(locs: readonly EntryLoc[]): Promise<(string | undefined)[]> {
+    const out: (string | undefined)[] = [];
+    for (const loc of locs)
+      out.push(
+        await this.journal.read(loc).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          return undefined;
+        }),
+      );
+    return out;
+  }
+
   /** A record as the API gives it, from its journal line (undefined: the line is unreadable). */
   private parsed(seq: number, json: string | undefined): Interception {
     if (json === undefined) throw new UnreadableRecordError(seq);
@@ -1542,14 +1555,19 @@ export class EmbeddedStore implements Store {
         json: fromMemory ? this.recent.read(seq, lineJson) : undefined,
       }));
       const missing = out.flatMap((r, k) => (r.json === undefined ? [k] : []));
-      const jsons = await this.journal.readMany(missing.map((k) => locs[k]!));
+      const jsons = await this.journal.readMany(missing.map((k) => locs[k]!)).catch((err: unknown) => {
+        // A segment retention deleted since its records were matched: those records are gone.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        return this.readGone(missing.map((k) => locs[k]!));
+      });
       missing.forEach((k, m) => {
         out[k]!.json = jsons[m];
       });
       seqs = [];
       locs = [];
       bytes = 0;
-      return out;
+      // Unreadable and no longer in the index: pruned meanwhile, not damaged.
+      return out.filter((r) => r.json !== undefined || this.index.hasSeq(r.seq));
     };
     for (const i of positions) {
       if (!match(i)) continue;

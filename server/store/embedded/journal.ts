@@ -95,6 +95,8 @@ const DSYNC_APPEND: number | undefined =
 const READ_GAP = 64 * 1024;
 /** …and one read spans at most this many (a single larger entry is read whole). */
 const READ_SPAN = 1024 * 1024;
+/** readMany's reads under way at once (libuv's thread pool has four threads by default). */
+const READ_RUNS_AT_ONCE = 8;
 
 /** How often a batch's write first checks that its segment is still in the data dir (ms). */
 const LINK_CHECK_MS = 1000;
@@ -320,6 +322,8 @@ export class Journal {
     const out: (string | undefined)[] = new Array(locs.length);
     const order = locs.map((_, i) => i);
     order.sort((a, b) => locs[a]!.segment - locs[b]!.segment || locs[a]!.offset - locs[b]!.offset);
+    // Runs: [first, stop) of `order`, each one read.
+    const runs: [number, number][] = [];
     let k = 0;
     while (k < order.length) {
       const first = locs[order[k]!]!;
@@ -336,17 +340,31 @@ export class Journal {
           break;
         end = nextEnd;
       }
+      runs.push([k, stop]);
+      k = stop;
+    }
+    const readRun = async ([from, stop]: [number, number]): Promise<void> => {
+      const first = locs[order[from]!]!;
+      let end = first.offset;
+      for (let j = from; j < stop; j++)
+        end = Math.max(end, locs[order[j]!]!.offset + locs[order[j]!]!.length);
       const fh = await this.reader(first.segment);
       const buf = Buffer.allocUnsafe(end - first.offset);
       const { bytesRead } = await fh.read(buf, 0, buf.length, first.offset);
-      for (let j = k; j < stop; j++) {
+      for (let j = from; j < stop; j++) {
         const loc = locs[order[j]!]!;
-        const from = loc.offset - first.offset;
+        const at = loc.offset - first.offset;
         out[order[j]!] =
-          from + loc.length <= bytesRead ? decodeLine(buf.subarray(from, from + loc.length)) : undefined;
+          at + loc.length <= bytesRead ? decodeLine(buf.subarray(at, at + loc.length)) : undefined;
       }
-      k = stop;
-    }
+    };
+    // Several runs at once, as the thread pool takes them: a user's records, far apart, are a run
+    // each, and one after another they cost a round trip each again.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < runs.length) await readRun(runs[next++]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_RUNS_AT_ONCE, runs.length) }, worker));
     return out;
   }
 

@@ -346,7 +346,12 @@ export class RecordIndex {
   *positionsBelow(f: InterceptionFilter, belowSeq: number): Generator<number> {
     const seqs = this.userSeqs(f);
     if (seqs === undefined) {
-      for (let i = this.lowerBound(belowSeq) - 1; i >= 0; i--) yield i;
+      let i = this.lowerBound(belowSeq) - 1;
+      while (i >= 0) {
+        const seq = this.seq[i]!;
+        yield i;
+        i = this.stillAt(i, seq) ? i - 1 : this.lowerBound(seq) - 1;
+      }
       return;
     }
     for (let k = countBelow(seqs, belowSeq) - 1; k >= 0; k--) {
@@ -361,13 +366,30 @@ export class RecordIndex {
   *positions(f: InterceptionFilter): Generator<number> {
     const seqs = this.userSeqs(f);
     if (seqs === undefined) {
-      for (let i = 0, n = this.n; i < n; i++) yield i;
+      // Up to the newest record there is now; records appended meanwhile are not this walk's.
+      if (this.n === 0) return;
+      const last = this.seq[this.n - 1]!;
+      let i = 0;
+      while (i < this.n && this.seq[i]! <= last) {
+        const seq = this.seq[i]!;
+        yield i;
+        i = this.stillAt(i, seq) ? i + 1 : this.lowerBound(seq + 1);
+      }
       return;
     }
     for (const seq of seqs) {
       const i = this.lowerBound(seq);
       if (i < this.n && this.seq[i] === seq) yield i;
     }
+  }
+
+  /**
+   * Whether the record at `i` is still `seq`: retention (dropFirst) shifts positions while a caller
+   * of a walk waits between them, and the walk then finds its place again by seq, neither skipping
+   * the records that stay nor giving any twice.
+   */
+  private stillAt(i: number, seq: number): boolean {
+    return i < this.n && this.seq[i] === seq;
   }
 
   /**
@@ -427,6 +449,12 @@ export class RecordIndex {
       if (gone === seqs.length) this.seqsOfUser.delete(user);
       else if (gone > 0) seqs.splice(0, gone);
     }
+  }
+
+  /** Whether the record numbered `seq` is held. */
+  hasSeq(seq: number): boolean {
+    const i = this.lowerBound(seq);
+    return i < this.n && this.seq[i] === seq;
   }
 
   seqAt(i: number): number {
