@@ -126,11 +126,18 @@ export async function readCheckpoint(
     }
     if (layout.endianness !== os.endianness())
       return { ok: false, reason: 'written on another kind of machine' };
+    const count = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
+    if (
+      !Array.isArray(header.segments) ||
+      !Array.isArray(layout.columns) ||
+      !count(layout.body) ||
+      !layout.columns.every((c) => (c.kind === 'f64' || c.kind === 'u32') && count(c.length))
+    )
+      return { ok: false, reason: 'its header is not whole' };
     const bytesOf = (c: Layout['columns'][number]): number => c.length * (c.kind === 'f64' ? 8 : 4);
+    // Checked before anything is allocated for them: the parts must fill the file exactly.
     if (at + layout.columns.reduce((n, c) => n + bytesOf(c), 0) + layout.body !== size)
       return { ok: false, reason: 'cut short' };
-    if (!Array.isArray(header.segments) || !Array.isArray(layout.columns))
-      return { ok: false, reason: 'its header is not whole' };
     if (header.prunedThrough !== prunedThrough)
       return { ok: false, reason: 'records were pruned after it was written' };
     const misfit = await journalMisfit(journalDir, header);
