@@ -67,6 +67,21 @@ async function closedWith(count: number): Promise<string> {
   return dir;
 }
 
+/**
+ * A store closed after `closed` records, opened again for records up to `to`, and the disk as a
+ * crash then would leave it: `crashed` with the first close's checkpoint and the later records
+ * past it, `whole` the same without the checkpoint.
+ */
+async function crashImage(closed: number, to: number): Promise<{ crashed: string; whole: string }> {
+  const dir = await closedWith(closed);
+  const store = await open(dir);
+  await fill(store, closed, to);
+  const crashed = await copyDir(dir);
+  const whole = await copyDir(dir, [CHECKPOINT_FILE]);
+  await store.close();
+  return { crashed, whole };
+}
+
 /** A copy of the data dir as the disk holds it now (a crash's image, with no lock), less `except`. */
 async function copyDir(from: string, except: string[] = []): Promise<string> {
   const to = await tempDir();
@@ -143,13 +158,8 @@ describe('embedded store: the checkpoint a close leaves', () => {
   });
 
   it('after a crash, a start reads the records written since the checkpoint, and not those before it', async () => {
-    const dir = await closedWith(40);
-    const second = await open(dir);
-    await fill(second, 40, 70);
-    // The disk as a crash would leave it: the checkpoint of the first close, 30 records past it.
-    const crashed = await copyDir(dir);
-    const whole = await copyDir(dir, [CHECKPOINT_FILE]);
-    await second.close();
+    // The checkpoint of the first close, 30 records past it.
+    const { crashed, whole } = await crashImage(40, 70);
 
     // A record the checkpoint holds, changed on disk with a checksum to match: a start that read it
     // again would count the new figure.
@@ -289,11 +299,7 @@ describe('embedded store: the checkpoint a close leaves', () => {
   });
 
   it('tells where a damaged record is in the part it replays, as a replay of it all does', async () => {
-    const dir = await closedWith(30);
-    const second = await open(dir);
-    await fill(second, 30, 34);
-    const crashed = await copyDir(dir);
-    await second.close();
+    const { crashed } = await crashImage(30, 34);
     // A record written after the checkpoint, in its last segment, damaged (not the journal's last).
     const seg = path.join(crashed, 'interceptions', (await segments(crashed)).at(-1)!);
     const text = await fs.readFile(seg, 'utf8');

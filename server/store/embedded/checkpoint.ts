@@ -4,7 +4,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import { crc32 } from 'node:zlib';
 import { replaceFile } from './atomic-json-file';
-import { type EntryLoc, type JournalPlace, SEGMENT_RE } from './journal';
+import { type EntryLoc, type JournalPlace, SEGMENT_RE, segmentName } from './journal';
 
 /**
  * A checkpoint of what the embedded store builds in memory from its journal (the record index, the
@@ -142,7 +142,7 @@ export async function readCheckpoint(
       return { ok: false, reason: 'records were pruned after it was written' };
     const misfit = await journalMisfit(journalDir, header);
     if (misfit !== undefined) return { ok: false, reason: misfit };
-    const misplaced = replayStartMisfit(header);
+    const misplaced = tailMisfit(header.segments, header.last?.loc ?? null);
     if (misplaced !== undefined) return { ok: false, reason: misplaced };
     let sum = crc32(first.subarray(0, headEnd));
     let pos = at;
@@ -186,22 +186,34 @@ async function readFully(fh: fs.FileHandle, into: Uint8Array, position: number):
 }
 
 /**
- * Why the header's own places do not agree, or undefined: the replay goes on from the last
- * segment's end, which must be where the last record ends (or 0, when that segment has none).
+ * Why `segments` (number, size) do not end where the `last` entry does, or undefined: each segment
+ * before the last entry's holds whatever it holds, the last entry's ends with it, and any after it
+ * is empty. A checkpoint is written only so (a replay goes on from the last segment's end), and
+ * one that says otherwise is not read.
  */
-function replayStartMisfit(header: CheckpointHeader): string | undefined {
-  const last = header.segments.at(-1);
-  if (last === undefined) return header.last === null ? undefined : 'its header is not whole';
-  for (const [segment, size] of header.segments) {
+export function tailMisfit(segments: readonly [number, number][], last: EntryLoc | null): string | undefined {
+  if (segments.length === 0) return last === null ? undefined : 'its header is not whole';
+  for (const [segment, size] of segments) {
     const end =
-      header.last === null || segment > header.last.loc.segment
+      last === null || segment > last.segment
         ? 0
-        : segment === header.last.loc.segment
-          ? header.last.loc.offset + header.last.loc.length + 1
+        : segment === last.segment
+          ? last.offset + last.length + 1
           : size;
     if (size !== end) return 'its header does not hold together';
   }
   return undefined;
+}
+
+/** The journal's segments, oldest first, each with its size in bytes; none when there is no journal. */
+export async function segmentSizes(journalDir: string): Promise<[number, number][]> {
+  const names = (await fs.readdir(journalDir).catch(() => [] as string[]))
+    .filter((n) => SEGMENT_RE.test(n))
+    .sort();
+  const out: [number, number][] = [];
+  for (const n of names)
+    out.push([Number(SEGMENT_RE.exec(n)![1]), (await fs.stat(path.join(journalDir, n))).size]);
+  return out;
 }
 
 /**
@@ -211,19 +223,15 @@ function replayStartMisfit(header: CheckpointHeader): string | undefined {
  */
 async function journalMisfit(journalDir: string, header: CheckpointHeader): Promise<string | undefined> {
   if (!Array.isArray(header.segments) || !('last' in header)) return 'its header is not whole';
-  const names = (await fs.readdir(journalDir).catch(() => [] as string[]))
-    .filter((n) => SEGMENT_RE.test(n))
-    .sort();
-  const sizes = new Map<number, string>(names.map((n) => [Number(SEGMENT_RE.exec(n)![1]), n]));
-  const first = names.length > 0 ? Number(SEGMENT_RE.exec(names[0]!)![1]) : undefined;
-  if (header.segments.length > 0 && first !== header.segments[0]![0])
+  const now = await segmentSizes(journalDir);
+  const sizes = new Map(now);
+  if (header.segments.length > 0 && now[0]?.[0] !== header.segments[0]![0])
     return 'the journal does not start where it did';
   for (const [i, [segment, size]] of header.segments.entries()) {
-    const name = sizes.get(segment);
-    if (name === undefined) return `journal segment ${segment} is gone`;
-    const now = (await fs.stat(path.join(journalDir, name))).size;
+    const found = sizes.get(segment);
+    if (found === undefined) return `journal segment ${segment} is gone`;
     const isLast = i === header.segments.length - 1;
-    if (isLast ? now < size : now !== size) return `journal segment ${segment} changed size`;
+    if (isLast ? found < size : found !== size) return `journal segment ${segment} changed size`;
   }
   if (header.last === null) return undefined;
   const { loc, sum } = header.last;
@@ -236,8 +244,7 @@ async function journalMisfit(journalDir: string, header: CheckpointHeader): Prom
  * undefined when the segment is gone or holds no whole, intact line there.
  */
 export async function lineSumAt(journalDir: string, loc: EntryLoc): Promise<string | undefined> {
-  const name = `seg-${String(loc.segment).padStart(6, '0')}.jsonl`;
-  const fh = await fs.open(path.join(journalDir, name), 'r').catch(() => undefined);
+  const fh = await fs.open(path.join(journalDir, segmentName(loc.segment)), 'r').catch(() => undefined);
   if (fh === undefined) return undefined;
   try {
     // The whole line and its newline: a line damaged since would be set aside by a replay.

@@ -60,6 +60,8 @@ import {
   dropCheckpoint,
   lineSumAt,
   readCheckpoint,
+  segmentSizes,
+  tailMisfit,
   writeCheckpoint,
 } from './checkpoint';
 import { DataDirLock } from './dir-lock';
@@ -544,10 +546,7 @@ export class EmbeddedStore implements Store {
     if (this.lockLost !== undefined || !this.openedWhole) return;
     const dir = path.join(this.opts.dataDir, 'interceptions');
     try {
-      const names = (await fs.readdir(dir)).filter((n) => SEGMENT_RE.test(n)).sort();
-      const segments: [number, number][] = [];
-      for (const n of names)
-        segments.push([Number(SEGMENT_RE.exec(n)![1]), (await fs.stat(path.join(dir, n))).size]);
+      const segments = await segmentSizes(dir);
       const n = this.index.size;
       const last = n > 0 ? this.index.locAt(n - 1) : undefined;
       // The journal must start where the index does (a prune that dropped segments and then failed,
@@ -557,17 +556,9 @@ export class EmbeddedStore implements Store {
         await dropCheckpoint(this.opts.dataDir);
         return;
       }
-      for (const [segment, size] of segments) {
-        const end =
-          last === undefined || segment > last.segment
-            ? 0
-            : segment === last.segment
-              ? last.offset + last.length + 1
-              : size;
-        if (size !== end) {
-          await dropCheckpoint(this.opts.dataDir);
-          return;
-        }
+      if (tailMisfit(segments, last ?? null) !== undefined) {
+        await dropCheckpoint(this.opts.dataDir);
+        return;
       }
       let sum = '';
       if (last !== undefined) {

@@ -49,7 +49,7 @@ interface Pending {
 
 export const SEGMENT_RE = /^seg-(\d{6,})\.jsonl$/;
 
-function segmentName(n: number): string {
+export function segmentName(n: number): string {
   return `seg-${String(n).padStart(6, '0')}.jsonl`;
 }
 
@@ -322,8 +322,8 @@ export class Journal {
     const out: (string | undefined)[] = new Array(locs.length);
     const order = locs.map((_, i) => i);
     order.sort((a, b) => locs[a]!.segment - locs[b]!.segment || locs[a]!.offset - locs[b]!.offset);
-    // Runs: [first, stop) of `order`, each one read.
-    const runs: [number, number][] = [];
+    // Runs: [from, stop) of `order` and the byte their read ends at, each one read.
+    const runs: [number, number, number][] = [];
     let k = 0;
     while (k < order.length) {
       const first = locs[order[k]!]!;
@@ -340,14 +340,11 @@ export class Journal {
           break;
         end = nextEnd;
       }
-      runs.push([k, stop]);
+      runs.push([k, stop, end]);
       k = stop;
     }
-    const readRun = async ([from, stop]: [number, number]): Promise<void> => {
+    const readRun = async ([from, stop, end]: [number, number, number]): Promise<void> => {
       const first = locs[order[from]!]!;
-      let end = first.offset;
-      for (let j = from; j < stop; j++)
-        end = Math.max(end, locs[order[j]!]!.offset + locs[order[j]!]!.length);
       const fh = await this.reader(first.segment);
       const buf = Buffer.allocUnsafe(end - first.offset);
       const { bytesRead } = await fh.read(buf, 0, buf.length, first.offset);
