@@ -110,10 +110,14 @@ const GATEWAY_KEPT = 50_000;
 const RECENT_KEPT = 2000;
 /** A user's newest rollup buckets a record is matched against before its key is built. */
 const RECENT_BUCKETS = 4;
-/** Records read back from the journal together (readBatches): at most this many… */
-const READ_BATCH = 512;
+/**
+ * Records read back from the journal together (readBatches): at most this many… A batch's records
+ * are parsed (and searched) without a pause for other requests: at 1 MB a batch held the event
+ * loop ~20 ms, which a member's text search over their own records would cost everyone each time.
+ */
+const READ_BATCH = 64;
 /** …or this many bytes of them. */
-const READ_BATCH_BYTES = 1024 * 1024;
+const READ_BATCH_BYTES = 128 * 1024;
 /** db.json's format; a later one is refused at start. */
 const DB_VERSION = 1;
 /**
