@@ -27,6 +27,9 @@
  * `--env-a NAME=VALUE`, `--env-b NAME=VALUE` (repeatable): a setting for one side only, e.g.
  * `--env-b AIBRIDGE_AUDIT_ACK=stored` (the bench clears every other AIBRIDGE_ variable).
  *
+ * `--node-a ARG`, `--node-b ARG` (repeatable): a Node option for one side's bridge only, e.g.
+ * `--node-b --cpu-prof --node-b --cpu-prof-dir=/tmp/prof` (NODE_OPTIONS refuses --cpu-prof).
+ *
  * Prints, per build, requests a second and CPU ms per 1,000 requests (the bridge's process; with
  * --pg also the database server's processes, summed), and for a bridge how long its records took
  * to be durable over the whole run.
@@ -87,6 +90,10 @@ const sideEnv = (name: string): Record<string, string> => {
   return out;
 };
 const SIDE_ENV = [sideEnv('--env-a'), sideEnv('--env-b')];
+/** `--node-a` / `--node-b` options, per side (NODE_OPTIONS refuses some, --cpu-prof among them). */
+const sideNode = (name: string): string[] =>
+  args.flatMap((a, i) => (a === name && args[i + 1] !== undefined ? [args[i + 1]!] : []));
+const SIDE_NODE = [sideNode('--node-a'), sideNode('--node-b')];
 
 /** What one bridge's scavenges did while its rounds were measured (--gc). */
 class ScavengeTally {
@@ -160,6 +167,7 @@ async function bridge(
   dir: string,
   db: string | undefined,
   extra: Record<string, string>,
+  nodeArgs: string[],
 ) {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('AIBRIDGE_')) env[k] = v;
@@ -178,6 +186,7 @@ async function bridge(
     process.execPath,
     [
       ...(GC ? ['--trace-gc-nvp'] : []),
+      ...nodeArgs,
       bundle,
       'serve',
       '--host',
@@ -308,13 +317,24 @@ async function main(): Promise<void> {
       });
       continue;
     }
-    const extra = Object.entries(SIDE_ENV[i]!).map(([k, v]) => ` ${k}=${v}`);
+    const extra = [
+      ...Object.entries(SIDE_ENV[i]!).map(([k, v]) => ` ${k}=${v}`),
+      ...SIDE_NODE[i]!.map((a) => ` ${a}`),
+    ];
     const label = `${'AB'[i]} ${path.relative(process.cwd(), b)}${PG_B && i === 1 ? ' (PostgreSQL)' : ''}${extra.join('')}`;
     const db = pg && (!PG_B || i === 1) ? await pg.createDatabase(`ab_${i}`) : undefined;
     sides.push({
       label,
       db,
-      ...(await bridge(`bridge${i}`, path.resolve(b), mockUrl, path.join(tmp, `b${i}`), db, SIDE_ENV[i]!)),
+      ...(await bridge(
+        `bridge${i}`,
+        path.resolve(b),
+        mockUrl,
+        path.join(tmp, `b${i}`),
+        db,
+        SIDE_ENV[i]!,
+        SIDE_NODE[i]!,
+      )),
     });
   }
   const loadgen = startWorker('loadgen', path.join(BENCH, 'loadgen.ts'));

@@ -76,6 +76,57 @@ describe('the PostgreSQL store batcher (audit write queue)', () => {
     assert.ok(starts[3]! - starts[2]! >= 300 - 5, 'the partial one waited for the interval');
   });
 
+  it('intervalMs: a batch that is due is started by the next hand-over, which it carries; a lone item waits at most twice the interval', async () => {
+    const interval = 300;
+    const batches: { items: number[]; at: number }[] = [];
+    const b = new Batcher<number, number>(
+      async (items) => {
+        batches.push({ items, at: performance.now() });
+        return items;
+      },
+      { maxBatch: 500, limit: 100, intervalMs: interval },
+    );
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const t0 = performance.now();
+    await b.push(0);
+    await sleep(20);
+    const one = b.push(1);
+    await sleep(interval + 60 - (performance.now() - t0));
+    const twoAt = performance.now();
+    await Promise.all([one, b.push(2)]);
+    const threeAt = performance.now();
+    await b.push(3);
+    assert.deepEqual(
+      batches.map((x) => x.items),
+      [[0], [1, 2], [3]],
+    );
+    assert.ok(batches[1]!.at >= twoAt, 'the second batch began when item 2 came');
+    assert.ok(batches[2]!.at - batches[1]!.at >= interval - 5, 'not before the interval');
+    assert.ok(
+      batches[2]!.at - threeAt < 2 * interval + 100,
+      `a lone item went ${(batches[2]!.at - threeAt).toFixed(0)} ms after it came`,
+    );
+  });
+
+  it('intervalMs: a batch that fills while it waits goes at once', async () => {
+    const batches: number[][] = [];
+    const b = new Batcher<number, number>(
+      async (items) => {
+        batches.push(items);
+        return items;
+      },
+      { maxBatch: 3, limit: 100, intervalMs: 60_000 },
+    );
+    await b.push(0);
+    const t0 = performance.now();
+    // Item 1 waits for the interval; 2 and 3 come while it does and fill the batch.
+    const one = b.push(1);
+    await new Promise((r) => setTimeout(r, 20));
+    await Promise.all([one, b.push(2), b.push(3)]);
+    assert.ok(performance.now() - t0 < 5_000, 'the full batch did not wait for the interval');
+    assert.deepEqual(batches, [[0], [1, 2, 3]]);
+  });
+
   it('refuses at once past its limit (backpressure), and a failed batch fails each of its items', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => {

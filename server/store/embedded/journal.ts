@@ -135,6 +135,10 @@ export class Journal {
   private readonly syncIntervalMs: number;
   /** When the last batch's write started (performance.now()), for syncIntervalMs. */
   private lastBatchAt = Number.NEGATIVE_INFINITY;
+  /** Starts a batch that is due when no append comes to start it (kick). */
+  private dueTimer: NodeJS.Timeout | undefined;
+  /** Starts a batch that is due at the end of this turn of the event loop (kick). */
+  private dueNow: NodeJS.Immediate | undefined;
   /** Set by `refuse`: nothing more is written. */
   private refusal: Error | undefined;
   /** Why the last batch failed (a full disk, a segment removed), until one is written again. */
@@ -392,113 +396,141 @@ export class Journal {
     });
   }
 
-  private kick(): void {
-    if (this.flushing) return;
+  /**
+   * Starts a batch with what is waiting, once the one before it is durable and, with
+   * syncIntervalMs, once the interval since it began has passed. A batch not due yet is started by
+   * the first append after it is due: under load one comes soon, while the event loop is awake for
+   * its request anyway. A timer starts it only when none comes within a further interval (a
+   * record is then durable within twice the interval). On the VMs measured, each time an idle
+   * event loop is woken costs about as much CPU as a batch's write: a timer at the interval's end
+   * woke it for nearly every batch, and at 500 requests a second that was a tenth of the bridge's
+   * CPU (docs/performance.md#group-commit-without-a-timer).
+   */
+  private kick(force = false): void {
+    if (this.flushing || this.pending.length === 0) return;
+    if (this.syncIntervalMs > 0) {
+      if (!force) {
+        const wait = this.lastBatchAt + this.syncIntervalMs - performance.now();
+        if (wait > 0)
+          this.dueTimer ??= setTimeout(() => {
+            this.dueTimer = undefined;
+            this.kick(true);
+          }, wait + this.syncIntervalMs);
+        // Due: started once this turn's callbacks have run, not inside the caller's (a request's end).
+        else
+          this.dueNow ??= setImmediate(() => {
+            this.dueNow = undefined;
+            this.kick(true);
+          });
+        return;
+      }
+      this.lastBatchAt = performance.now();
+    }
+    this.cancelStarts();
     this.flushing = this.drain().finally(() => {
       this.flushing = null;
-      if (this.pending.length > 0) this.kick();
+      this.kick();
     });
   }
 
+  private cancelStarts(): void {
+    if (this.dueTimer) clearTimeout(this.dueTimer);
+    if (this.dueNow) clearImmediate(this.dueNow);
+    this.dueTimer = undefined;
+    this.dueNow = undefined;
+  }
+
+  /** Writes what is waiting as one batch. */
   private async drain(): Promise<void> {
-    while (this.pending.length > 0) {
-      if (this.syncIntervalMs > 0) {
-        const wait = this.lastBatchAt + this.syncIntervalMs - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        this.lastBatchAt = performance.now();
-      }
-      const batch = this.pending.splice(0);
-      if (this.refusal) {
-        for (const p of batch) p.reject(this.refusal);
-        continue;
-      }
-      const headBefore = this.head;
-      const seqBefore = this.headSeq;
-      const jsons: string[] = [];
-      const sizes: number[] = [];
-      let length = 0;
-      for (const p of batch) {
-        let json: string;
-        if (typeof p.entry === 'string') json = p.entry;
-        else {
-          const built = p.entry(this.head, this.headSeq + 1);
-          this.head = built.hash;
-          this.headSeq += 1;
-          json = built.json;
-        }
-        const n = Buffer.byteLength(json, 'utf8');
-        jsons.push(json);
-        sizes.push(n);
-        length += n + 10;
-      }
-      // The batch's lines in one buffer, reused batch after batch: lines in buffers of their own
-      // were slices of pool slabs that outlived a young-generation collection (the batch waits for
-      // its write and sync), and V8 counts such memory as external until a full collection.
-      let buf: Buffer;
-      if (length > BATCH_BUFFER_LIMIT) buf = Buffer.allocUnsafeSlow(length);
+    const batch = this.pending.splice(0);
+    if (this.refusal) {
+      for (const p of batch) p.reject(this.refusal);
+      return;
+    }
+    const headBefore = this.head;
+    const seqBefore = this.headSeq;
+    const jsons: string[] = [];
+    const sizes: number[] = [];
+    let length = 0;
+    for (const p of batch) {
+      let json: string;
+      if (typeof p.entry === 'string') json = p.entry;
       else {
-        if (this.batchBuffer.length < length)
-          this.batchBuffer = Buffer.allocUnsafeSlow(
-            Math.min(BATCH_BUFFER_LIMIT, Math.max(length, 2 * this.batchBuffer.length)),
-          );
-        buf = this.batchBuffer;
+        const built = p.entry(this.head, this.headSeq + 1);
+        this.head = built.hash;
+        this.headSeq += 1;
+        json = built.json;
       }
-      let at = 0;
-      for (let i = 0; i < jsons.length; i++) {
-        encodeLineAt(buf, at, jsons[i]!, sizes[i]!);
-        at += sizes[i]! + 10;
-      }
-      try {
-        if (this.closed) throw new Error('journal is closed');
-        if (this.rolling || (this.size > 0 && this.size + length > this.segmentBytes)) await this.roll();
-        if (!this.fh) throw new Error('journal is closed');
-        // Writes to a segment removed from its directory (the data dir deleted under a running
-        // bridge) succeed and reach nothing: once a second at most, the segment is checked still there.
-        if (performance.now() - this.linkCheckedAt > LINK_CHECK_MS) {
-          const open = await this.fh.stat();
-          // No link left is the sign; confirmed by its path, since some FUSE mounts report none.
-          if (open.nlink === 0) {
-            const named = await fs
-              .stat(path.join(this.dir, segmentName(this.segment)))
-              .catch(() => undefined);
-            if (named?.ino !== open.ino || named.dev !== open.dev)
-              throw new Error('journal segment was removed from the data dir');
-          }
-          this.linkCheckedAt = performance.now();
-        }
-        // One write of the batch. A write that fails part way (a full disk) comes back as a short
-        // count, not an error: the batch is not durable, and its callers must hear so.
-        const { bytesWritten } = await this.fh.write(buf, 0, length);
-        if (bytesWritten !== length)
-          throw new Error(`journal write stopped after ${bytesWritten} of ${length} bytes`);
-        // Durable already when the segment is open with O_DSYNC.
-        if (DSYNC_APPEND === undefined) await this.fh.datasync();
-        let offset = this.size;
-        let lineAt = 0;
-        for (const [i, p] of batch.entries()) {
-          const lineLength = sizes[i]! + 10;
-          p.kept?.(buf.subarray(lineAt, lineAt + lineLength));
-          p.resolve({ segment: this.segment, offset, length: lineLength - 1 });
-          offset += lineLength;
-          lineAt += lineLength;
-        }
-        this.size += length;
-        this.failing = undefined;
-      } catch (err) {
-        this.failing = err instanceof Error ? err : new Error(String(err));
-        // A failed write may have left part of the batch on disk: it is cut off, so the next batch
-        // starts on a line of its own (a torn line in the middle would take the next one with it).
-        // If it cannot be, offsets continue from the real end; if even stat fails, the old size is
-        // the best guess. Either way the batch's callers get the error.
-        const cut = await this.fh?.truncate(this.size).then(
-          () => true,
-          () => false,
+      const n = Buffer.byteLength(json, 'utf8');
+      jsons.push(json);
+      sizes.push(n);
+      length += n + 10;
+    }
+    // The batch's lines in one buffer, reused batch after batch: lines in buffers of their own
+    // were slices of pool slabs that outlived a young-generation collection (the batch waits for
+    // its write and sync), and V8 counts such memory as external until a full collection.
+    let buf: Buffer;
+    if (length > BATCH_BUFFER_LIMIT) buf = Buffer.allocUnsafeSlow(length);
+    else {
+      if (this.batchBuffer.length < length)
+        this.batchBuffer = Buffer.allocUnsafeSlow(
+          Math.min(BATCH_BUFFER_LIMIT, Math.max(length, 2 * this.batchBuffer.length)),
         );
-        if (!cut) this.size = (await this.fh?.stat().catch(() => undefined))?.size ?? this.size;
-        this.head = headBefore;
-        this.headSeq = seqBefore;
-        for (const p of batch) p.reject(err);
+      buf = this.batchBuffer;
+    }
+    let at = 0;
+    for (let i = 0; i < jsons.length; i++) {
+      encodeLineAt(buf, at, jsons[i]!, sizes[i]!);
+      at += sizes[i]! + 10;
+    }
+    try {
+      if (this.closed) throw new Error('journal is closed');
+      if (this.rolling || (this.size > 0 && this.size + length > this.segmentBytes)) await this.roll();
+      if (!this.fh) throw new Error('journal is closed');
+      // Writes to a segment removed from its directory (the data dir deleted under a running
+      // bridge) succeed and reach nothing: once a second at most, the segment is checked still there.
+      if (performance.now() - this.linkCheckedAt > LINK_CHECK_MS) {
+        const open = await this.fh.stat();
+        // No link left is the sign; confirmed by its path, since some FUSE mounts report none.
+        if (open.nlink === 0) {
+          const named = await fs.stat(path.join(this.dir, segmentName(this.segment))).catch(() => undefined);
+          if (named?.ino !== open.ino || named.dev !== open.dev)
+            throw new Error('journal segment was removed from the data dir');
+        }
+        this.linkCheckedAt = performance.now();
       }
+      // One write of the batch. A write that fails part way (a full disk) comes back as a short
+      // count, not an error: the batch is not durable, and its callers must hear so.
+      const { bytesWritten } = await this.fh.write(buf, 0, length);
+      if (bytesWritten !== length)
+        throw new Error(`journal write stopped after ${bytesWritten} of ${length} bytes`);
+      // Durable already when the segment is open with O_DSYNC.
+      if (DSYNC_APPEND === undefined) await this.fh.datasync();
+      let offset = this.size;
+      let lineAt = 0;
+      for (const [i, p] of batch.entries()) {
+        const lineLength = sizes[i]! + 10;
+        p.kept?.(buf.subarray(lineAt, lineAt + lineLength));
+        p.resolve({ segment: this.segment, offset, length: lineLength - 1 });
+        offset += lineLength;
+        lineAt += lineLength;
+      }
+      this.size += length;
+      this.failing = undefined;
+    } catch (err) {
+      this.failing = err instanceof Error ? err : new Error(String(err));
+      // A failed write may have left part of the batch on disk: it is cut off, so the next batch
+      // starts on a line of its own (a torn line in the middle would take the next one with it).
+      // If it cannot be, offsets continue from the real end; if even stat fails, the old size is
+      // the best guess. Either way the batch's callers get the error.
+      const cut = await this.fh?.truncate(this.size).then(
+        () => true,
+        () => false,
+      );
+      if (!cut) this.size = (await this.fh?.stat().catch(() => undefined))?.size ?? this.size;
+      this.head = headBefore;
+      this.headSeq = seqBefore;
+      for (const p of batch) p.reject(err);
     }
   }
 
@@ -512,7 +544,12 @@ export class Journal {
 
   /** Waits for every accepted entry to be durable, then closes the segment. */
   async close(): Promise<void> {
-    while (this.flushing) await this.flushing;
+    // What waits for its interval is written now.
+    while (this.flushing || this.pending.length > 0) {
+      this.kick(true);
+      await this.flushing;
+    }
+    this.cancelStarts();
     this.closed = true;
     await this.fh?.close();
     this.fh = undefined;
