@@ -77,7 +77,7 @@ describe('the PostgreSQL store batcher (audit write queue)', () => {
   });
 
   it('intervalMs: a batch that is due is started by the next hand-over, which it carries; a lone item waits at most twice the interval', async () => {
-    const interval = 300;
+    const interval = 500;
     const batches: { items: number[]; at: number }[] = [];
     const b = new Batcher<number, number>(
       async (items) => {
@@ -86,12 +86,14 @@ describe('the PostgreSQL store batcher (audit write queue)', () => {
       },
       { maxBatch: 500, limit: 100, intervalMs: interval },
     );
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
     const t0 = performance.now();
     await b.push(0);
     await sleep(20);
+    // Item 1 waits; its timer would start it a further interval on. Item 2 comes once the
+    // interval has passed, and starts the batch at once.
     const one = b.push(1);
-    await sleep(interval + 60 - (performance.now() - t0));
+    await sleep(interval + 100 - (performance.now() - t0));
     const twoAt = performance.now();
     await Promise.all([one, b.push(2)]);
     const threeAt = performance.now();
@@ -101,14 +103,18 @@ describe('the PostgreSQL store batcher (audit write queue)', () => {
       [[0], [1, 2], [3]],
     );
     assert.ok(batches[1]!.at >= twoAt, 'the second batch began when item 2 came');
+    assert.ok(
+      batches[1]!.at - twoAt < interval / 2,
+      `the second batch began ${(batches[1]!.at - twoAt).toFixed(0)} ms after item 2 came, not on the timer`,
+    );
     assert.ok(batches[2]!.at - batches[1]!.at >= interval - 5, 'not before the interval');
     assert.ok(
-      batches[2]!.at - threeAt < 2 * interval + 100,
+      batches[2]!.at - threeAt < 2 * interval + 1000,
       `a lone item went ${(batches[2]!.at - threeAt).toFixed(0)} ms after it came`,
     );
   });
 
-  it('intervalMs: a batch that fills while it waits goes at once', async () => {
+  it('intervalMs: a batch that fills while it waits goes at once, as does a queue full at its limit, and a flush', async () => {
     const batches: number[][] = [];
     const b = new Batcher<number, number>(
       async (items) => {
@@ -117,14 +123,35 @@ describe('the PostgreSQL store batcher (audit write queue)', () => {
       },
       { maxBatch: 3, limit: 100, intervalMs: 60_000 },
     );
+    const tick = () => new Promise((r) => setTimeout(r, 20));
     await b.push(0);
     const t0 = performance.now();
     // Item 1 waits for the interval; 2 and 3 come while it does and fill the batch.
     const one = b.push(1);
-    await new Promise((r) => setTimeout(r, 20));
+    await tick();
     await Promise.all([one, b.push(2), b.push(3)]);
-    assert.ok(performance.now() - t0 < 5_000, 'the full batch did not wait for the interval');
-    assert.deepEqual(batches, [[0], [1, 2, 3]]);
+    // A queue whose limit is below a batch's size: full at 2, the two go (and a hand-over in the
+    // same turn is refused).
+    const small = new Batcher<number, number>(
+      async (items) => {
+        batches.push(items);
+        return items;
+      },
+      { maxBatch: 500, limit: 2, intervalMs: 60_000 },
+    );
+    await small.push(10);
+    const waiting = [small.push(11)];
+    await tick();
+    waiting.push(small.push(12));
+    await assert.rejects(small.push(13), QueueFullError);
+    assert.deepEqual(await Promise.all(waiting), [11, 12]);
+    // A flush does not wait for the interval either.
+    const last = b.push(4);
+    await tick();
+    await b.flush();
+    assert.equal(await last, 4);
+    assert.ok(performance.now() - t0 < 5_000, 'nothing waited for the interval');
+    assert.deepEqual(batches, [[0], [1, 2, 3], [10], [11, 12], [4]]);
   });
 
   it('refuses at once past its limit (backpressure), and a failed batch fails each of its items', async () => {

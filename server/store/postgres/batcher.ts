@@ -41,21 +41,28 @@ export class Batcher<T, R> {
   }
 
   push(item: T): Promise<R> {
-    if (this.queue.length >= this.opts.limit) return Promise.reject(new QueueFullError(this.opts.limit));
+    if (this.queue.length >= this.opts.limit) {
+      // A full queue is a full batch: it goes now, not after the interval.
+      this.due?.();
+      return Promise.reject(new QueueFullError(this.opts.limit));
+    }
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
       this.writing ??= this.loop();
-      if (
-        this.due &&
-        (this.queue.length >= this.opts.maxBatch ||
-          performance.now() >= this.lastBatchAt + (this.opts.intervalMs ?? 0))
-      )
+      if (this.due && (this.full() || performance.now() >= this.lastBatchAt + (this.opts.intervalMs ?? 0)))
         this.due();
     });
   }
 
+  /** What waits fills a batch (or the queue, when its limit is the smaller). */
+  private full(): boolean {
+    return this.queue.length >= Math.min(this.opts.maxBatch, this.opts.limit);
+  }
+
   /** Ends the wait for a batch's interval (loop) once it has passed or a batch is full: set while the loop waits. */
   private due: (() => void) | undefined;
+  /** Flushes under way: batches then go without waiting for their interval. */
+  private flushes = 0;
 
   /**
    * Until the interval since the last batch began has passed and an item comes, which starts the
@@ -65,16 +72,20 @@ export class Batcher<T, R> {
    */
   private untilDue(wait: number, interval: number): Promise<void> {
     return new Promise<void>((resolve) => {
+      let done = false;
       const go = (): void => {
+        if (done) return;
+        done = true;
         clearTimeout(timer);
-        this.due = undefined;
+        if (this.due === wake) this.due = undefined;
         resolve();
       };
-      const timer = setTimeout(go, wait + interval);
-      this.due = () => {
+      const wake = (): void => {
         this.due = undefined;
         setImmediate(go);
       };
+      const timer = setTimeout(go, wait + interval);
+      this.due = wake;
     });
   }
 
@@ -85,7 +96,7 @@ export class Batcher<T, R> {
     while (this.queue.length > 0) {
       // Only a batch that would not be full waits: one of `maxBatch` goes at once, so the interval
       // never caps the rate at maxBatch per interval (a backlog drains as fast as it is written).
-      if (interval > 0 && this.queue.length < this.opts.maxBatch) {
+      if (interval > 0 && this.flushes === 0 && !this.full()) {
         const wait = this.lastBatchAt + interval - performance.now();
         if (wait > 0) await this.untilDue(wait, interval);
       }
@@ -104,6 +115,12 @@ export class Batcher<T, R> {
 
   /** Resolves once everything handed over so far has been written or refused. */
   async flush(): Promise<void> {
-    while (this.writing) await this.writing;
+    this.flushes++;
+    this.due?.();
+    try {
+      while (this.writing) await this.writing;
+    } finally {
+      this.flushes--;
+    }
   }
 }
