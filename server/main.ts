@@ -1,3 +1,5 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { setGlobalDispatcher } from 'undici';
@@ -84,6 +86,7 @@ async function serve(args: string[]): Promise<void> {
     strict: true,
   });
   const config = loadConfig(values, process.env);
+  await checkListenHosts(config);
   // Every outbound call made without a dispatcher of its own (the identity provider, MCP servers
   // over HTTP, alert webhooks: global fetch and undici's request) goes the proxy's way too.
   if (config.egressProxy) setGlobalDispatcher(outboundDispatcher(config.egressProxy));
@@ -179,6 +182,29 @@ async function serve(args: string[]): Promise<void> {
   process.stdout.write(`aibridge listening on http://${host}:${port}\n`);
   startUpDone();
   if (metricsAt !== undefined) process.stdout.write(`aibridge metrics on ${metricsAt}\n`);
+}
+
+/**
+ * Each host the bridge will listen on resolves. Checked before the store opens, which takes seconds
+ * with a large journal and makes the first admin: a mistyped host fails at once, with nothing made.
+ */
+async function checkListenHosts(config: { host: string; metricsHost: string; metricsPort?: number }) {
+  const hosts: [string, string][] = [[config.host, '--host (AIBRIDGE_HOST)']];
+  if (config.metricsPort !== undefined) hosts.push([config.metricsHost, 'AIBRIDGE_METRICS_HOST']);
+  for (const [host, setting] of hosts) {
+    if (isIP(host) !== 0) continue;
+    try {
+      await lookup(host);
+    } catch (err) {
+      throw new Error(`${unresolved(err, host)}: check ${setting}`);
+    }
+  }
+}
+
+/** A host name the resolver did not find, in words (getaddrinfo's ENOTFOUND, or EAI_AGAIN when no DNS answered). */
+function unresolved(err: unknown, host: string): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? 'error';
+  return `${host} does not resolve (${code === 'EAI_AGAIN' ? 'no DNS server answered' : code})`;
 }
 
 /** The metrics listener's failure, naming its own settings rather than --port's. */
@@ -530,6 +556,9 @@ function failureMessage(err: unknown): string {
     return `${e.address ?? 'the address'}:${e.port ?? '?'} is already in use (another aibridge?): stop it, or choose another --port (AIBRIDGE_PORT)`;
   if (e?.code === 'EADDRNOTAVAIL')
     return `${e.address ?? 'the address'} is not an address of this machine: check --host (AIBRIDGE_HOST)`;
+  // Resolved at start (checkListenHosts), then not at listen: the name's records changed meanwhile.
+  if ((e?.code === 'ENOTFOUND' || e?.code === 'EAI_AGAIN') && e.syscall === 'getaddrinfo')
+    return `${unresolved(e, (e as { hostname?: string }).hostname ?? 'the host')}: check --host (AIBRIDGE_HOST)`;
   if (e?.code === 'EACCES' && e.syscall === 'listen')
     return `not allowed to listen on ${e.address ?? ''}:${e.port ?? ''} (ports below 1024 need privileges): choose another --port`;
   return err instanceof Error ? err.message : String(err);

@@ -454,6 +454,27 @@ describe('aibridge serve and the admin CLI', function () {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /db\.json is not valid JSON .*restore it from a backup/);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
+    // A host that does not resolve is refused before the store opens: nothing is made in the
+    // data dir (no first admin, no journal), however long the store would have taken to open.
+    for (const [args, extra, setting] of [
+      [['--host', 'no-such-host.invalid'], {}, /check --host \(AIBRIDGE_HOST\)/],
+      [
+        ['--metrics-port', '0'],
+        { AIBRIDGE_METRICS_HOST: 'metrics.no-such-host.invalid' },
+        /check AIBRIDGE_METRICS_HOST/,
+      ],
+    ] as const) {
+      const empty = await tempDir();
+      const bad = await cli(['serve', '--port', '0', '--data-dir', empty, ...args], { ...env, ...extra });
+      assert.equal(bad.code, 1, bad.stderr);
+      assert.match(
+        bad.stderr,
+        /no-such-host\.invalid does not resolve \((ENOTFOUND|no DNS server answered)\)/,
+      );
+      assert.match(bad.stderr, setting);
+      assert.doesNotMatch(bad.stderr, /\n\s+at |created admin user/);
+      assert.deepEqual(await fs.readdir(empty), []);
+    }
   });
 
   it('audit export: a refusal reads as code and message; a reader that stops early (| head) ends it quietly with exit 0', async () => {
