@@ -335,7 +335,7 @@ export class RecordIndex {
   *candidatesForItem(id: string): Generator<number> {
     for (const seq of this.items.seqsFor(id)) {
       const i = this.lowerBound(seq);
-      if (i < this.n && this.seq[i] === seq) yield i;
+      if (this.stillAt(i, seq)) yield i;
     }
   }
 
@@ -357,7 +357,7 @@ export class RecordIndex {
     for (let k = countBelow(seqs, belowSeq) - 1; k >= 0; k--) {
       const i = this.lowerBound(seqs[k]!);
       // Gone to retention: so is every older one.
-      if (i >= this.n || this.seq[i] !== seqs[k]) return;
+      if (!this.stillAt(i, seqs[k]!)) return;
       yield i;
     }
   }
@@ -379,14 +379,14 @@ export class RecordIndex {
     }
     for (const seq of seqs) {
       const i = this.lowerBound(seq);
-      if (i < this.n && this.seq[i] === seq) yield i;
+      if (this.stillAt(i, seq)) yield i;
     }
   }
 
   /**
-   * Whether the record at `i` is still `seq`: retention (dropFirst) shifts positions while a caller
-   * of a walk waits between them, and the walk then finds its place again by seq, neither skipping
-   * the records that stay nor giving any twice.
+   * Whether the record at `i` is `seq`. Retention (dropFirst) shifts positions while a caller of a
+   * walk waits between them: the walk then finds its place again by seq, neither skipping the
+   * records that stay nor giving any twice.
    */
   private stillAt(i: number, seq: number): boolean {
     return i < this.n && this.seq[i] === seq;
@@ -453,8 +453,7 @@ export class RecordIndex {
 
   /** Whether the record numbered `seq` is held. */
   hasSeq(seq: number): boolean {
-    const i = this.lowerBound(seq);
-    return i < this.n && this.seq[i] === seq;
+    return this.stillAt(this.lowerBound(seq), seq);
   }
 
   seqAt(i: number): number {
